@@ -1,0 +1,5 @@
+"""`python -m queuectl`."""
+
+from .cli import main
+
+main()

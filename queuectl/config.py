@@ -1,0 +1,63 @@
+"""The configuration keys users can set, their defaults and their validation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import InvalidInput
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(str(text).strip())
+        except ValueError:
+            raise InvalidInput(f"expected a whole number >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise InvalidInput(f"expected a whole number >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _number_at_least(minimum: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(str(text).strip())
+        except ValueError:
+            raise InvalidInput(f"expected a number >= {minimum:g}, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum:
+            raise InvalidInput(f"expected a finite number >= {minimum:g}, got {text!r}")
+        return int(value) if value.is_integer() else value
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    default: int | float
+    parse: Callable[[str], int | float]
+    help: str
+
+
+KEYS: dict[str, Key] = {
+    key.name: key
+    for key in (
+        Key("max-retries", 3, _int_at_least(0), "runs a job gets before it goes to the DLQ"),
+        Key("backoff-base", 2, _number_at_least(1), "retry n waits backoff-base ** n seconds"),
+        Key("job-timeout", 300, _int_at_least(1), "seconds a job may run before it is killed"),
+    )
+}
+
+
+def validate(key: str, value: object) -> int | float:
+    """The parsed value of ``key``; InvalidInput naming the problem otherwise."""
+    if key not in KEYS:
+        raise InvalidInput(f"unknown config key {key!r} (valid: {', '.join(KEYS)})")
+    try:
+        return KEYS[key].parse(str(value))
+    except InvalidInput as exc:
+        raise InvalidInput(f"invalid value for {key}: {exc}") from None

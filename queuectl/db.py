@@ -1,0 +1,130 @@
+"""Choosing and opening the database: target resolution, SQLite pragmas, the schema version.
+
+A *target* is what the user gives with ``--db`` or ``QUEUECTL_DB``: a file path (SQLite),
+``sqlite:///path`` or ``postgresql://user@host:port/dbname``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import peewee
+
+from .errors import QueueError
+
+ENV_VAR = "QUEUECTL_DB"
+SQLITE_BUSY_TIMEOUT_S = 60.0
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a queue lives, parsed from a user's target string."""
+
+    kind: str  # "sqlite" or "postgresql"
+    location: str  # a file path for SQLite, the URL for PostgreSQL
+
+    def __str__(self) -> str:
+        return self.location
+
+
+def default_path() -> Path:
+    from platformdirs import user_data_path
+
+    return user_data_path("queuectl", appauthor=False) / "queuectl.db"
+
+
+def resolve_target(target: str | None = None) -> Target:
+    """``--db`` beats ``$QUEUECTL_DB`` beats the per-user data directory."""
+    raw = target or os.environ.get(ENV_VAR) or str(default_path())
+    if "://" not in raw:
+        return Target("sqlite", os.path.abspath(os.path.expanduser(raw)))
+    url = urlparse(raw)
+    if url.scheme == "sqlite":
+        path = raw[len("sqlite://") :]
+        if not path or path == "/":
+            raise QueueError(f"{raw!r} names no file (use sqlite:///path/to/queue.db)")
+        return Target("sqlite", os.path.abspath(os.path.expanduser(path)))
+    if url.scheme in POSTGRES_SCHEMES:
+        if not url.path.strip("/"):
+            raise QueueError(f"{raw!r} names no database (postgresql://user@host:port/dbname)")
+        return Target("postgresql", raw)
+    raise QueueError(
+        f"unsupported database {raw!r}: give a file path, sqlite:///path or postgresql://..."
+    )
+
+
+def open_database(target: Target) -> peewee.Database:
+    """Open (and for SQLite create, 0600) the database; fail with one clear QueueError."""
+    if target.kind == "sqlite":
+        return _open_sqlite(Path(target.location))
+    return _open_postgresql(target.location)
+
+
+def _open_sqlite(path: Path) -> peewee.SqliteDatabase:
+    if path.is_dir():
+        raise QueueError(f"{path} is a directory, not a database file")
+    if not path.parent.exists():
+        try:
+            path.parent.mkdir(mode=0o700, parents=True)
+        except OSError as exc:
+            raise QueueError(f"cannot create {path.parent}: {exc.strerror}") from None
+    if not path.exists():
+        try:
+            # O_EXCL: never widen the mode of a file somebody else just created.
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise QueueError(f"cannot create {path}: {exc.strerror}") from None
+    elif not os.access(path, os.R_OK):
+        raise QueueError(f"cannot read {path}: permission denied")
+    # SQLite gives the -wal and -shm files the database file's own mode, so they are 0600 too.
+    database = peewee.SqliteDatabase(
+        str(path),
+        timeout=SQLITE_BUSY_TIMEOUT_S,
+        pragmas=[
+            ("journal_mode", "wal"),
+            ("synchronous", "normal"),
+            ("cache_size", -16000),
+            ("foreign_keys", 1),
+        ],
+        check_same_thread=False,
+    )
+    try:
+        database.connect(reuse_if_open=True)
+        database.execute_sql("SELECT count(*) FROM sqlite_master")
+    except (peewee.DatabaseError, sqlite3.DatabaseError) as exc:
+        database.close()
+        raise QueueError(f"{path} is not a usable SQLite database ({exc})") from None
+    return database
+
+
+def _open_postgresql(url: str) -> peewee.Database:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise QueueError(
+            "PostgreSQL support is not installed: pip install 'queuectl[postgres]'"
+        ) from None
+    from playhouse.db_url import connect
+
+    try:
+        database = connect(url, prefer_psycopg3=True)
+        database.connect(reuse_if_open=True)
+    except (peewee.DatabaseError, peewee.InterfaceError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise QueueError(f"cannot connect to {_redact(url)}: {first}") from None
+    return database
+
+
+def _redact(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@")
+    return url
+

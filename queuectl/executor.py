@@ -1,0 +1,214 @@
+"""Run one shell command: its own process group, a timeout, output captured in bounded memory."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+
+OUTPUT_LIMIT = 1024 * 1024  # bytes of output stored per run; the tail is kept
+KILL_GRACE_S = 1.0  # between SIGTERM and SIGKILL on a timeout
+READ_CHUNK = 64 * 1024
+DRAIN_AFTER_EXIT_S = 0.2  # how long to keep reading after the shell exits (daemons keep pipes open)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int | None
+    error: str | None  # None when the run succeeded
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class TailBuffer:
+    """The last ``limit`` bytes written to it, and how many came before them."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+        self._data = bytearray()
+
+    def write(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        self._data += chunk
+        # Trim in amortised O(1): only once the buffer has doubled.
+        if len(self._data) > 2 * self.limit:
+            del self._data[: len(self._data) - self.limit]
+
+    def text(self) -> str:
+        data = bytes(self._data[-self.limit :]) if self.limit else b""
+        dropped = self.total - len(data)
+        # Bytes that are not UTF-8 are kept readable as \xNN escapes; NUL too (PostgreSQL text
+        # cannot hold it).
+        text = data.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
+        if dropped:
+            text = f"[queuectl: output truncated, {dropped} earlier bytes dropped]\n" + text
+        return text
+
+
+class Execution:
+    """One run of one command. :meth:`run` blocks; :meth:`kill` may be called from any thread."""
+
+    def __init__(
+        self,
+        command: str,
+        *,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        output_limit: int = OUTPUT_LIMIT,
+    ) -> None:
+        self.command = command
+        self.cwd = cwd
+        self.timeout = timeout
+        self.output = TailBuffer(output_limit)
+        self._process: subprocess.Popen[bytes] | None = None
+        self._killed = threading.Event()
+        self._lock = threading.Lock()
+
+    def run(self) -> RunResult:
+        try:
+            with self._lock:
+                if self._killed.is_set():
+                    return RunResult(None, "killed before it started", "")
+                self._process = subprocess.Popen(
+                    ["/bin/sh", "-c", self.command],
+                    cwd=self.cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group, which a timeout kills
+                    close_fds=True,
+                )
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            return RunResult(None, f"cannot start: {exc}", "")
+        timed_out = self._pump(self._process)
+        returncode = self._process.wait()
+        if timed_out:
+            self._finish_off(self._process.pid)
+        return self._result(returncode, timed_out)
+
+    def _finish_off(self, pgid: int) -> None:
+        """After a timeout, whatever is left of the group gets the grace, then SIGKILL."""
+        deadline = time.monotonic() + KILL_GRACE_S
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        _signal_group(pgid, signal.SIGKILL)
+
+    @property
+    def killed_by_stop(self) -> bool:
+        """Whether :meth:`kill` ended (or prevented) this run."""
+        return self._killed.is_set()
+
+    def kill(self) -> None:
+        """Kill the whole process group now (a hard stop)."""
+        with self._lock:
+            self._killed.set()
+            if self._process is not None:
+                _signal_group(self._process.pid, signal.SIGKILL)
+
+    def _pump(self, process: subprocess.Popen[bytes]) -> bool:
+        """Read output until the shell has exited; enforce the timeout. True if it timed out."""
+        assert process.stdout is not None
+        fd = process.stdout.fileno()
+        os.set_blocking(fd, False)
+        deadline = time.monotonic() + self.timeout if self.timeout else None
+        term_sent_at: float | None = None
+        exited_at: float | None = None
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while True:
+                now = time.monotonic()
+                if exited_at is None and process.poll() is not None:
+                    exited_at = now
+                if exited_at is not None and now - exited_at >= DRAIN_AFTER_EXIT_S:
+                    break  # a daemon it left behind still holds the pipe: stop listening
+                if deadline is not None and now >= deadline and exited_at is None:
+                    if term_sent_at is None:
+                        term_sent_at = now
+                        _signal_group(process.pid, signal.SIGTERM)
+                    elif now - term_sent_at >= KILL_GRACE_S:
+                        _signal_group(process.pid, signal.SIGKILL)
+                wait = 0.1
+                if deadline is not None and term_sent_at is None:
+                    wait = min(wait, max(deadline - now, 0))
+                if not selector.select(wait):
+                    continue
+                if not self._read_available(fd):
+                    break  # EOF: every writer is gone
+        process.stdout.close()
+        return term_sent_at is not None
+
+    def _read_available(self, fd: int) -> bool:
+        """Read what is there; False at end of file."""
+        while True:
+            try:
+                chunk = os.read(fd, READ_CHUNK)
+            except BlockingIOError:
+                return True
+            if not chunk:
+                return False
+            self.output.write(chunk)
+            if len(chunk) < READ_CHUNK:
+                return True
+
+    def _result(self, returncode: int, timed_out: bool) -> RunResult:
+        output = self.output.text()
+        if timed_out:
+            return RunResult(None, f"timed out after {self.timeout:g}s", output)
+        if self._killed.is_set():
+            return RunResult(None, "killed (hard stop)", output)
+        if returncode < 0:
+            return RunResult(None, f"killed by signal {_signal_name(-returncode)}", output)
+        if returncode != 0:
+            return RunResult(returncode, f"exit code {returncode}", output)
+        return RunResult(0, None, output)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any live (not zombie) process is left in the group."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if not os.path.isdir("/proc/self"):
+        return True
+    # Zombies still count for killpg; on Linux, look past them (init may reap them late).
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+def run(command: str, **kwargs: object) -> RunResult:
+    """Run ``command`` to the end (see :class:`Execution` for the keyword arguments)."""
+    return Execution(command, **kwargs).run()  # type: ignore[arg-type]

@@ -1,0 +1,115 @@
+"""peewee models only. They are bound to :data:`database`, a proxy that :mod:`queuectl.queue`
+initialises from the user's target."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import peewee
+
+database = peewee.DatabaseProxy()
+
+STATES = ("pending", "processing", "completed", "failed", "dead")
+CLAIMABLE = ("pending", "failed")
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Job(BaseModel):
+    # An integer key gives a cheap, total enqueue order; users see and type the short string `id`.
+    seq = peewee.BigAutoField()
+    id = peewee.CharField(max_length=64, unique=True)
+    command = peewee.TextField()
+    state = peewee.CharField(max_length=16, default="pending")
+    attempts = peewee.IntegerField(default=0)
+    max_retries = peewee.IntegerField(null=True)
+    priority = peewee.IntegerField(default=0)
+    timeout = peewee.FloatField(null=True)
+    # Times are UTC epoch seconds: exact, cheap to compare, the same on SQLite and PostgreSQL.
+    run_at = peewee.DoubleField()
+    created_at = peewee.DoubleField()
+    updated_at = peewee.DoubleField()
+    started_at = peewee.DoubleField(null=True)
+    finished_at = peewee.DoubleField(null=True)
+    exit_code = peewee.IntegerField(null=True)
+    error = peewee.TextField(null=True)
+    output = peewee.TextField(null=True)
+    worker = peewee.CharField(max_length=255, null=True)
+    cwd = peewee.TextField()
+
+    class Meta:
+        table_name = "job"
+
+    TIME_FIELDS = ("run_at", "created_at", "updated_at", "started_at", "finished_at")
+    PUBLIC_FIELDS = (
+        "id", "command", "state", "attempts", "max_retries", "priority", "timeout", "run_at",
+        "created_at", "updated_at", "started_at", "finished_at", "exit_code", "error", "output",
+        "worker", "cwd",
+    )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job as SPEC 3 gives it to scripts: every public field, times in ISO 8601 UTC."""
+        data = {name: self.__data__.get(name) for name in self.PUBLIC_FIELDS}
+        for name in self.TIME_FIELDS:
+            data[name] = iso(data[name])
+        return data
+
+
+def iso(timestamp: float | None) -> str | None:
+    """UTC epoch seconds as ISO 8601 (``2026-11-28T21:05:03.123456+00:00``)."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat()
+
+
+# The claim order, over claimable jobs only (a partial index: completed jobs cost it nothing).
+Job.add_index(
+    Job.index(Job.priority.desc(), Job.run_at, Job.seq, name="job_claim_order").where(
+        Job.state.in_(CLAIMABLE)
+    )
+)
+# When the next waiting job falls due (an idle worker sleeps until then).
+Job.add_index(Job.index(Job.run_at, name="job_due").where(Job.state.in_(CLAIMABLE)))
+# Per-state counts and `list --state` (newest first) are served by (state, seq).
+Job.add_index(Job.index(Job.state, Job.seq, name="job_state_seq"))
+# Completed and dead panes show the most recently finished first.
+Job.add_index(Job.index(Job.state, Job.finished_at, name="job_state_finished"))
+
+
+class Config(BaseModel):
+    key = peewee.CharField(max_length=64, primary_key=True)
+    value = peewee.TextField()
+
+    class Meta:
+        table_name = "config"
+
+
+class WorkerProcess(BaseModel):
+    """One row per live worker process (a `worker start` or a TUI), heartbeating."""
+
+    id = peewee.CharField(max_length=255, primary_key=True)
+    host = peewee.CharField(max_length=255)
+    pid = peewee.IntegerField()
+    threads = peewee.IntegerField(default=0)
+    started_at = peewee.DoubleField()
+    heartbeat_at = peewee.DoubleField()
+    stop_requested = peewee.BooleanField(default=False)
+
+    class Meta:
+        table_name = "worker"
+
+
+class SchemaInfo(BaseModel):
+    key = peewee.CharField(max_length=64, primary_key=True)
+    value = peewee.TextField()
+
+    class Meta:
+        table_name = "queuectl_schema"
+
+
+ALL_MODELS = (Job, Config, WorkerProcess, SchemaInfo)

@@ -1,0 +1,546 @@
+"""The queue's lifecycle rules, in one place: enqueue, claim, finish, fail, rescue, DLQ retry,
+config, and the worker registry. The CLI and the TUI call :class:`Queue`; neither holds SQL
+or a lifecycle rule of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
+
+import peewee
+
+from . import config as config_keys
+from . import schema
+from .db import Target, open_database, resolve_target
+from .errors import InvalidInput, QueueError
+from .executor import RunResult
+from .models import CLAIMABLE, STATES, Config, Job, WorkerProcess, database
+from .spec import JobSpec
+
+ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base 32: no i, l, o, u
+ID_LENGTH = 12
+HEARTBEAT_INTERVAL_S = 1.0
+LEASE_S = 15.0  # a worker silent for this long is presumed gone, its jobs rescued
+MAX_BACKOFF_S = 1e9  # ~31 years: backoff_base ** attempts is capped here, never overflows
+WORKER_LOST = "worker lost"
+_INSERT_BATCH = 500
+# The claimable states as a literal, so SQLite can match the partial index `job_claim_order`.
+_CLAIMABLE_SQL = peewee.SQL("\"state\" IN ('pending', 'failed')")
+HOSTNAME = socket.gethostname()
+
+# The columns a listing shows; `output` (up to 1 MiB a job) is fetched only for one job.
+LIST_COLUMNS = tuple(field for field in Job._meta.sorted_fields if field.name != "output")
+
+
+def new_id() -> str:
+    """A random id, short enough to type, long enough (60 bits) never to collide in practice."""
+    return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+
+
+def backoff_delay(base: float, attempts: int) -> float:
+    """Seconds before retry number ``attempts``: ``base ** attempts``, capped (SPEC 3)."""
+    try:
+        return min(float(base) ** attempts, MAX_BACKOFF_S)
+    except OverflowError:
+        return MAX_BACKOFF_S
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Queue:
+    """One queue, in the database named by ``target`` (see :func:`queuectl.db.resolve_target`).
+
+    ``clock`` returns UTC epoch seconds; tests inject their own to step through backoffs.
+    """
+
+    def __init__(
+        self,
+        target: str | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        host: str = HOSTNAME,
+    ) -> None:
+        self.target: Target = resolve_target(target)
+        self.db = open_database(self.target)
+        database.initialize(self.db)
+        self.clock = clock
+        self.host = host
+        self.is_sqlite = isinstance(self.db, peewee.SqliteDatabase)
+        self._listeners: list[Callable[[], None]] = []
+        self._listeners_lock = threading.Lock()
+        schema.ensure(self.db, self._write)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _write(self) -> AbstractContextManager[object]:
+        """A write transaction that takes the write lock up front, so that a read followed by a
+        write never fails with "database is locked" (SQLite waits on BEGIN IMMEDIATE instead)."""
+        if self.is_sqlite:
+            return self.db.atomic("IMMEDIATE")
+        return self.db.atomic()
+
+    def close(self) -> None:
+        """Close this thread's connection (each thread has its own)."""
+        if not self.db.is_closed():
+            self.db.close()
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """``callback`` runs after every enqueue or retry made through this object (same process)."""
+        with self._listeners_lock:
+            self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        with self._listeners_lock:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+    def _notify(self) -> None:
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+        for callback in listeners:
+            callback()
+
+    def _via(
+        self, index: str, build: Callable[[type[Job]], peewee.ModelSelect]
+    ) -> peewee.ModelSelect:
+        """``build(J)`` over ``J``, an alias of Job, with SQLite's planner pinned to ``index``:
+        without statistics it would rather sort every waiting job than walk a partial index."""
+        alias = Job.alias("j")
+        query = build(alias)  # type: ignore[arg-type]
+        if self.is_sqlite:
+            query = query.from_(peewee.SQL(f'"job" AS "j" INDEXED BY "{index}"'))
+        return query
+
+    # -- enqueue ----------------------------------------------------------------------------
+
+    def enqueue(self, spec: JobSpec | str) -> Job:
+        if isinstance(spec, str):
+            spec = JobSpec(command=spec)
+        return self.enqueue_many([spec])[0]
+
+    def enqueue_many(self, specs: Sequence[JobSpec]) -> list[Job]:
+        """Enqueue all of ``specs`` in one transaction, or none of them."""
+        now = self.clock()
+        try:
+            here = os.getcwd()
+        except FileNotFoundError:
+            here = None
+        rows = []
+        for spec in specs:
+            cwd = spec.cwd or here
+            if cwd is None:
+                raise QueueError("the current directory no longer exists: give 'cwd'")
+            run_at = spec.run_at if spec.run_at is not None else now + (spec.delay or 0.0)
+            rows.append(
+                {
+                    "id": spec.id or new_id(),
+                    "command": spec.command,
+                    "state": "pending",
+                    "attempts": 0,
+                    "max_retries": spec.max_retries,
+                    "priority": spec.priority or 0,
+                    "timeout": spec.timeout,
+                    "run_at": run_at,
+                    "created_at": now,
+                    "updated_at": now,
+                    "cwd": cwd,
+                }
+            )
+        given = [spec.id for spec in specs if spec.id]
+        seen: set[str] = set()
+        for job_id in given:
+            if job_id in seen:
+                raise InvalidInput(f"duplicate id {job_id!r}")
+            seen.add(job_id)
+        try:
+            with self._write():
+                for chunk in peewee.chunked(given, _INSERT_BATCH):
+                    taken = Job.select(Job.id).where(Job.id.in_(chunk)).limit(1).scalar()
+                    if taken is not None:
+                        raise InvalidInput(f"duplicate id {taken!r}: a job with it exists")
+                for chunk in peewee.chunked(rows, _INSERT_BATCH):
+                    Job.insert_many(chunk).execute()
+        except peewee.IntegrityError:
+            # Another process took one of the ids between our check and our insert.
+            raise InvalidInput("duplicate id: a job with it exists") from None
+        self._notify()
+        return [Job(**row) for row in rows]
+
+    # -- the worker's side: claim and finish ------------------------------------------------
+
+    def claim(self, worker_id: str) -> Job | None:
+        """Atomically take the next due job for ``worker_id``: one UPDATE ... RETURNING."""
+        now = self.clock()
+        candidate = self._via(
+            "job_claim_order",
+            lambda j: j.select(j.seq)
+            .where(_CLAIMABLE_SQL, j.run_at <= now)
+            .order_by(j.priority.desc(), j.run_at, j.seq)
+            .limit(1),
+        )
+        if not self.is_sqlite:
+            candidate = candidate.for_update("FOR UPDATE SKIP LOCKED")
+        query = (
+            Job.update(
+                state="processing",
+                attempts=Job.attempts + 1,
+                worker=worker_id,
+                started_at=now,
+                updated_at=now,
+            )
+            .where(Job.seq == candidate)
+            .returning(*Job._meta.sorted_fields)
+        )
+        # A single statement is atomic on its own; no explicit transaction needed.
+        rows = list(query.objects(Job).execute())
+        return rows[0] if rows else None
+
+    def finish(self, job: Job, result: RunResult, worker_id: str) -> Job | None:
+        """Store a run's result: completed, or a failure decided by the retry rules.
+
+        Returns the job as stored, or None when ``worker_id`` no longer held it (it was
+        rescued from a worker presumed dead); the result is then dropped.
+        """
+        if result.ok:
+            changes = {
+                "state": "completed",
+                "exit_code": result.exit_code,
+                "error": None,
+                "output": result.output,
+            }
+            with self._write():
+                return self._finish(job, worker_id, changes)
+        with self._write():
+            changes = {
+                **self._failure(job, result.error or "failed"),
+                "exit_code": result.exit_code,
+                "output": result.output,
+            }
+            return self._finish(job, worker_id, changes)
+
+    def _finish(self, job: Job, worker_id: str, changes: dict[str, object]) -> Job | None:
+        now = self.clock()
+        changes = {"updated_at": now, "finished_at": now, **changes}
+        updated = (
+            Job.update(**changes)
+            .where(Job.seq == job.seq, Job.state == "processing", Job.worker == worker_id)
+            .execute()
+        )
+        if not updated:
+            return None
+        for key, value in changes.items():
+            setattr(job, key, value)
+        return job
+
+    def _failure(self, job: Job, error: str) -> dict[str, object]:
+        """The retry rule (SPEC 3): dead once attempts reach max, else failed with backoff."""
+        settings = self.config()
+        limit = job.max_retries if job.max_retries is not None else settings["max-retries"]
+        if job.attempts >= limit:
+            return {"state": "dead", "error": error}
+        delay = backoff_delay(settings["backoff-base"], job.attempts)
+        return {"state": "failed", "error": error, "run_at": self.clock() + delay}
+
+    def release(self, job: Job, worker_id: str) -> bool:
+        """Give a job back after a hard stop: pending again, its attempt not counted."""
+        updated = (
+            Job.update(
+                state="pending",
+                attempts=Job.attempts - 1,
+                worker=None,
+                started_at=None,
+                run_at=self.clock(),
+                updated_at=self.clock(),
+            )
+            .where(Job.seq == job.seq, Job.state == "processing", Job.worker == worker_id)
+            .execute()
+        )
+        if updated:
+            self._notify()
+        return bool(updated)
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the earliest waiting job is due (0 if one is due), None if none waits."""
+        first = self._via(
+            "job_due", lambda j: j.select(peewee.fn.MIN(j.run_at)).where(_CLAIMABLE_SQL)
+        ).scalar()
+        if first is None:
+            return None
+        return max(first - self.clock(), 0.0)
+
+    def timeout_for(self, job: Job) -> float:
+        return job.timeout if job.timeout is not None else self.config()["job-timeout"]
+
+    # -- crash safety: workers, heartbeats, rescue ------------------------------------------
+
+    def register_worker(self, threads: int) -> str:
+        now = self.clock()
+        worker_id = f"{self.host}:{os.getpid()}:{secrets.token_hex(2)}"
+        WorkerProcess.create(
+            id=worker_id,
+            host=self.host,
+            pid=os.getpid(),
+            threads=threads,
+            started_at=now,
+            heartbeat_at=now,
+        )
+        return worker_id
+
+    def heartbeat(self, worker_id: str, threads: int) -> bool:
+        """Record that ``worker_id`` lives. Returns True when it has been asked to stop."""
+        now = self.clock()
+        updated = (
+            WorkerProcess.update(heartbeat_at=now, threads=threads)
+            .where(WorkerProcess.id == worker_id)
+            .execute()
+        )
+        if not updated:
+            # Presumed dead while it was not (a long pause): its jobs were already rescued.
+            WorkerProcess.insert(
+                id=worker_id,
+                host=self.host,
+                pid=os.getpid(),
+                threads=threads,
+                started_at=now,
+                heartbeat_at=now,
+            ).on_conflict_ignore().execute()
+            return False
+        return self.stop_requested(worker_id)
+
+    def stop_requested(self, worker_id: str) -> bool:
+        row = (
+            WorkerProcess.select(WorkerProcess.stop_requested)
+            .where(WorkerProcess.id == worker_id)
+            .scalar()
+        )
+        return bool(row)
+
+    def unregister_worker(self, worker_id: str) -> None:
+        WorkerProcess.delete().where(WorkerProcess.id == worker_id).execute()
+
+    def live_workers(self) -> list[WorkerProcess]:
+        """Worker processes with a fresh heartbeat (from any process, on any host)."""
+        fresh = self.clock() - LEASE_S
+        return list(
+            WorkerProcess.select()
+            .where(WorkerProcess.heartbeat_at >= fresh)
+            .order_by(WorkerProcess.started_at)
+        )
+
+    def request_stop(self) -> int:
+        """Ask every worker process on this queue to stop gracefully; how many were asked."""
+        return WorkerProcess.update(stop_requested=True).execute()
+
+    def _is_gone(self, worker: WorkerProcess, now: float) -> bool:
+        if worker.heartbeat_at < now - LEASE_S:
+            return True
+        return worker.host == self.host and not pid_alive(worker.pid)
+
+    def rescue_lost(self) -> list[Job]:
+        """Fail the jobs of workers that are gone (SPEC 3): their lease ran out, or their pid is
+        dead on this host. The retry rules then decide what follows. Returns the rescued jobs."""
+        now = self.clock()
+        gone = [w.id for w in WorkerProcess.select() if self._is_gone(w, now)]
+        live = WorkerProcess.select(WorkerProcess.id).where(WorkerProcess.id.not_in(gone))
+        orphans = Job.select().where(
+            Job.state == "processing", (Job.worker.is_null()) | Job.worker.not_in(live)
+        )
+        if not gone and not orphans.exists():
+            return []  # the usual case: read only, no write lock taken
+        rescued = []
+        with self._write():
+            if gone:
+                WorkerProcess.delete().where(WorkerProcess.id.in_(gone)).execute()
+            for job in orphans.clone():
+                changes = {**self._failure(job, WORKER_LOST), "exit_code": None}
+                stored = self._finish(job, job.worker, changes)
+                if stored is not None:
+                    rescued.append(stored)
+        if rescued:
+            self._notify()
+        return rescued
+
+    def drained(self) -> bool:
+        """No job is pending, failed (waiting to retry) or processing."""
+        return not Job.select().where(Job.state.in_(("pending", "failed", "processing"))).exists()
+
+    def change_detector(self) -> "ChangeDetector":
+        """For one thread: tells cheaply whether another connection changed the database."""
+        if self.is_sqlite:
+            return SqliteDataVersion(self.db)
+        return ChangeDetector()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get(self, prefix: str) -> Job:
+        """The job whose id is ``prefix`` or uniquely starts with it."""
+        job = Job.get_or_none(Job.id == prefix)
+        if job is not None:
+            return job
+        matches = list(
+            Job.select(Job.id).where(Job.id.startswith(prefix)).order_by(Job.id).limit(3)
+        )
+        if not matches:
+            raise QueueError(f"no job {prefix!r}")
+        if len(matches) > 1:
+            shown = ", ".join(m.id for m in matches[:2])
+            raise QueueError(f"{prefix!r} is ambiguous: it starts {shown}, ...")
+        return Job.get(Job.id == matches[0].id)
+
+    def counts(self) -> dict[str, int]:
+        totals = dict.fromkeys(STATES, 0)
+        query = Job.select(Job.state, peewee.fn.COUNT(Job.seq)).group_by(Job.state).tuples()
+        for state, count in query:
+            totals[state] = count
+        return totals
+
+    def list_jobs(
+        self,
+        state: str | None = None,
+        limit: int | None = None,
+        *,
+        with_output: bool = True,
+    ) -> list[Job]:
+        """Jobs, newest first, optionally of one state."""
+        columns = Job._meta.sorted_fields if with_output else LIST_COLUMNS
+        query = Job.select(*columns).order_by(Job.seq.desc())
+        if state is not None:
+            query = query.where(Job.state == check_state(state))
+        if limit is not None:
+            query = query.limit(limit)
+        return list(query)
+
+    def pane(self, pane: str, limit: int) -> list[Job]:
+        """The first ``limit`` jobs of a TUI pane, without their output, in the pane's order:
+        ``waiting`` (pending and failed, in claim order), ``processing`` (oldest start first),
+        ``completed`` and ``dead`` (most recently finished first)."""
+        if pane == "waiting":
+            return list(
+                self._via(
+                    "job_claim_order",
+                    lambda j: j.select(*(getattr(j, f.name) for f in LIST_COLUMNS))
+                    .where(_CLAIMABLE_SQL)
+                    .order_by(j.priority.desc(), j.run_at, j.seq)
+                    .limit(limit),
+                ).objects(Job)
+            )
+        query = Job.select(*LIST_COLUMNS).limit(limit)
+        if pane == "processing":
+            query = query.where(Job.state == "processing").order_by(Job.started_at, Job.seq)
+        elif pane in ("completed", "dead"):
+            query = query.where(Job.state == pane).order_by(
+                Job.finished_at.desc(), Job.seq.desc()
+            )
+        else:
+            raise ValueError(f"unknown pane {pane!r}")
+        return list(query)
+
+    # -- the DLQ ----------------------------------------------------------------------------
+
+    def retry_dead(self, prefixes: Iterable[str]) -> list[Job]:
+        """Put dead jobs back to pending (attempts 0, error cleared, due now). All or nothing:
+        if any id is unknown, ambiguous or not dead, nothing changes."""
+        with self._write():
+            jobs = [self.get(prefix) for prefix in prefixes]
+            for job in jobs:
+                if job.state != "dead":
+                    raise QueueError(f"job {job.id} is not dead (it is {job.state})")
+            self._revive(Job.seq.in_([job.seq for job in jobs]))
+        self._notify()
+        return [Job.get(Job.seq == job.seq) for job in jobs]
+
+    def retry_all_dead(self) -> list[str]:
+        """Every dead job back to pending; returns their ids."""
+        with self._write():
+            ids = [job.id for job in Job.select(Job.id).where(Job.state == "dead")]
+            self._revive(Job.state == "dead")
+        if ids:
+            self._notify()
+        return ids
+
+    def _revive(self, where: peewee.Expression) -> None:
+        now = self.clock()
+        Job.update(
+            state="pending",
+            attempts=0,
+            error=None,
+            exit_code=None,
+            worker=None,
+            started_at=None,
+            finished_at=None,
+            run_at=now,
+            updated_at=now,
+        ).where(where, Job.state == "dead").execute()
+
+    # -- config -----------------------------------------------------------------------------
+
+    def config(self) -> dict[str, int | float]:
+        """Every key with its value (the stored one, else the default)."""
+        values = {key.name: key.default for key in config_keys.KEYS.values()}
+        for row in Config.select():
+            if row.key in values:
+                values[row.key] = config_keys.KEYS[row.key].parse(row.value)
+        return values
+
+    def config_get(self, key: str) -> int | float:
+        if key not in config_keys.KEYS:
+            config_keys.validate(key, "")  # raises, naming the valid keys
+        return self.config()[key]
+
+    def config_set(self, key: str, value: object) -> int | float:
+        parsed = config_keys.validate(key, value)
+        Config.insert(key=key, value=str(parsed)).on_conflict(
+            conflict_target=[Config.key], update={Config.value: str(parsed)}
+        ).execute()
+        return parsed
+
+
+class ChangeDetector:
+    """No cheap way to tell: report nothing, and let idle workers poll often."""
+
+    interval = 0.05
+
+    def changed(self) -> bool:
+        return False
+
+
+class SqliteDataVersion(ChangeDetector):
+    """SQLite's ``PRAGMA data_version`` changes when another connection commits: a read of
+    shared memory, cheap enough to ask every few milliseconds."""
+
+    interval = 0.005
+
+    def __init__(self, db: peewee.Database) -> None:
+        self.db = db
+        self.last: int | None = None
+
+    def changed(self) -> bool:
+        version = self.db.execute_sql("PRAGMA data_version").fetchone()[0]
+        changed = self.last is not None and version != self.last
+        self.last = version
+        return changed
+
+
+def check_state(state: str) -> str:
+    """A state name (any case), or InvalidInput listing the valid ones."""
+    normal = state.strip().lower()
+    if normal not in STATES:
+        raise InvalidInput(f"unknown state {state!r} (valid: {', '.join(STATES)})")
+    return normal
+
+
+__all__ = ["CLAIMABLE", "Queue", "check_state", "new_id", "backoff_delay"]

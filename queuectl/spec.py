@@ -1,0 +1,166 @@
+"""What a user asks to enqueue, parsed and validated: a JSON object or a plain shell command.
+
+The CLI (`enqueue`, `enqueue --file`) and the TUI's form both go through :func:`parse_job`, so a
+job is accepted or refused the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, fields, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import InvalidInput
+
+MAX_ID_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated request for one job. ``None`` means "not given"."""
+
+    command: str
+    id: str | None = None
+    max_retries: int | None = None
+    priority: int | None = None
+    timeout: float | None = None
+    delay: float | None = None
+    run_at: float | None = None  # UTC epoch seconds
+    cwd: str | None = None
+
+    def with_defaults(self, defaults: "JobOptions") -> "JobSpec":
+        """Fill what this spec leaves open from options given for every job."""
+        changes = {
+            f.name: getattr(defaults, f.name)
+            for f in fields(JobOptions)
+            if getattr(self, f.name) is None and getattr(defaults, f.name) is not None
+        }
+        if self.run_at is not None or self.delay is not None:
+            changes.pop("run_at", None)
+            changes.pop("delay", None)
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Options that apply to every job of one enqueue (``--priority`` and friends)."""
+
+    id: str | None = None
+    max_retries: int | None = None
+    priority: int | None = None
+    timeout: float | None = None
+    delay: float | None = None
+    run_at: float | None = None
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{key!r} must be a string, got {_type_name(value)}")
+    if "\x00" in value:
+        raise InvalidInput(f"{key!r} contains a NUL byte")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{key!r} is not valid UTF-8") from None
+    return value
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def validate_command(value: Any) -> str:
+    command = _text("command", value)
+    if not command.strip():
+        raise InvalidInput("'command' is empty")
+    return command
+
+
+def validate_id(value: Any) -> str:
+    job_id = _text("id", value)
+    if not job_id or len(job_id) > MAX_ID_LENGTH or any(c.isspace() for c in job_id):
+        raise InvalidInput(
+            f"'id' must be 1 to {MAX_ID_LENGTH} characters without spaces, got {job_id!r}"
+        )
+    return job_id
+
+
+def validate_int(key: str, value: Any, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{key!r} must be a whole number, got {_type_name(value)}")
+    if minimum is not None and value < minimum:
+        raise InvalidInput(f"{key!r} must be >= {minimum}, got {value}")
+    return value
+
+
+def validate_seconds(key: str, value: Any, *, positive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(f"{key!r} must be a number of seconds, got {_type_name(value)}")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise InvalidInput(f"{key!r} must be a finite number {bound}, got {value}")
+    return float(value)
+
+
+def parse_time(key: str, value: Any) -> float:
+    """An ISO 8601 time (naive means UTC) as epoch seconds."""
+    text = _text(key, value)
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInput(f"{key!r} is not an ISO 8601 time: {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+_VALIDATORS = {
+    "command": validate_command,
+    "id": validate_id,
+    "max_retries": lambda v: validate_int("max_retries", v, minimum=0),
+    "priority": lambda v: validate_int("priority", v),
+    "timeout": lambda v: validate_seconds("timeout", v, positive=True),
+    "delay": lambda v: validate_seconds("delay", v, positive=False),
+    "run_at": lambda v: parse_time("run_at", v),
+    "cwd": lambda v: _text("cwd", v),
+}
+
+
+def spec_from_mapping(data: dict[str, Any]) -> JobSpec:
+    unknown = sorted(set(data) - set(_VALIDATORS))
+    if unknown:
+        raise InvalidInput(
+            f"unknown key {', '.join(map(repr, unknown))} (valid: {', '.join(_VALIDATORS)})"
+        )
+    if "command" not in data:
+        raise InvalidInput("missing 'command'")
+    if "delay" in data and "run_at" in data:
+        raise InvalidInput("give 'delay' or 'run_at', not both")
+    values = {key: _VALIDATORS[key](value) for key, value in data.items()}
+    if values.get("cwd") is not None:
+        values["cwd"] = os.path.abspath(os.path.expanduser(values["cwd"]))
+    return JobSpec(**values)
+
+
+def _looks_like_json(text: str) -> bool:
+    # `{ echo a; }` is a shell group; `{"command": ...}` and `{}` are meant as JSON.
+    return text.startswith('{"') or text.startswith("{}") or text.startswith("{\n")
+
+
+def parse_job(text: str) -> JobSpec:
+    """A JSON object (see SPEC 4, `enqueue`) or else a plain shell command."""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(stripped)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            if _looks_like_json(stripped):
+                message = getattr(exc, "msg", "too deeply nested")
+                raise InvalidInput(f"invalid JSON: {message}") from None
+        else:
+            if isinstance(data, dict):
+                return spec_from_mapping(data)
+    return JobSpec(command=validate_command(text))

@@ -1,0 +1,294 @@
+"""The worker pool: N threads claiming and running jobs, plus one service thread that
+heartbeats, rescues the jobs of dead workers and wakes idle threads when the queue changes.
+
+`queuectl worker start` and the TUI both run a :class:`WorkerPool`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import peewee
+
+from .executor import OUTPUT_LIMIT, Execution
+from .models import Job
+from .queue import HEARTBEAT_INTERVAL_S, Queue
+
+log = logging.getLogger(__name__)
+
+IDLE_WAIT_S = 0.25  # an idle thread re-checks at least this often, whatever it is told
+BURST_CHECK_S = 0.1  # how often `--burst` asks whether the queue is drained
+DB_RETRY_S = 0.5
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """What happened to a job in this pool; ``kind`` is one of started, completed, failed,
+    dead, released, rescued."""
+
+    kind: str
+    job: Job
+    thread: str
+
+
+EventCallback = Callable[[JobEvent], None]
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        queue: Queue,
+        threads: int = 2,
+        *,
+        on_event: EventCallback | None = None,
+        burst: bool = False,
+        output_limit: int = OUTPUT_LIMIT,
+    ) -> None:
+        if threads < 0:
+            raise ValueError("threads must be >= 0")
+        self.queue = queue
+        self.on_event = on_event
+        self.burst = burst
+        self.output_limit = output_limit
+        self.worker_id: str | None = None
+        self._target = threads
+        self._slots: dict[int, threading.Thread] = {}
+        self._running: dict[int, Execution] = {}
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._generation = 0
+        self._paused = False
+        self._stopping = threading.Event()  # no new claims
+        self._hard = threading.Event()  # running jobs were killed: give them back
+        self._service_done = threading.Event()
+        self._service: threading.Thread | None = None
+
+    # -- control (any thread) ---------------------------------------------------------------
+
+    def start(self) -> "WorkerPool":
+        self.worker_id = self.queue.register_worker(self._target)
+        self.queue.add_listener(self.wake)
+        self._service = threading.Thread(target=self._serve, name="queuectl-service", daemon=True)
+        self._service.start()
+        with self._lock:
+            self._fill_slots()
+        return self
+
+    @property
+    def threads(self) -> int:
+        """Worker threads this pool aims to run."""
+        return self._target
+
+    @property
+    def busy(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def set_threads(self, count: int) -> None:
+        """Grow at once; shrink as threads finish their current job."""
+        with self._lock:
+            self._target = max(0, count)
+            self._fill_slots()
+            self._wake_locked()
+
+    def pause(self) -> None:
+        """Stop claiming; running jobs finish."""
+        with self._lock:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._lock:
+            self._paused = False
+            self._wake_locked()
+
+    def wake(self) -> None:
+        """Something changed in the queue: idle threads should look again."""
+        with self._lock:
+            self._wake_locked()
+
+    def stop(self) -> None:
+        """Graceful stop: claim nothing more; running jobs finish."""
+        self._stopping.set()
+        self.wake()
+
+    def kill(self) -> None:
+        """Hard stop: kill running jobs' process groups; they go back to pending, uncounted."""
+        self._hard.set()
+        self.stop()
+        with self._lock:
+            running = list(self._running.values())
+        for execution in running:
+            execution.kill()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the worker threads after :meth:`stop`; True once all are gone, and the
+        pool has unregistered itself."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in list(self._slots.values()):
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
+            thread.join(remaining)
+            if thread.is_alive():
+                return False
+        self._shutdown()
+        return True
+
+    def run_until_stopped(self, poll: float = 0.1) -> None:
+        """Block until the pool stops (by :meth:`stop`, a stop request or burst's end)."""
+        while not self._stopping.is_set():
+            self._stopping.wait(poll)
+        while not self.join(poll):
+            pass
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _wake_locked(self) -> None:
+        self._generation += 1
+        self._changed.notify_all()
+
+    def _fill_slots(self) -> None:
+        for slot in range(self._target):
+            thread = self._slots.get(slot)
+            if thread is None or not thread.is_alive():
+                thread = threading.Thread(
+                    target=self._work, args=(slot,), name=f"worker-{slot + 1}", daemon=True
+                )
+                self._slots[slot] = thread
+                thread.start()
+
+    def _emit(self, kind: str, job: Job) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(JobEvent(kind, job, threading.current_thread().name))
+            except Exception:  # a display callback must never kill a worker
+                log.exception("event callback failed")
+
+    def _work(self, slot: int) -> None:
+        try:
+            while not self._stopping.is_set():
+                with self._lock:
+                    if slot >= self._target:
+                        return  # retired by set_threads
+                    generation = self._generation
+                    paused = self._paused
+                if paused:
+                    self._idle(generation, IDLE_WAIT_S)
+                    continue
+                try:
+                    job = self.queue.claim(self.worker_id)  # type: ignore[arg-type]
+                except peewee.PeeweeException as exc:
+                    log.warning("claim failed (%s); retrying", exc)
+                    self._idle(generation, DB_RETRY_S)
+                    continue
+                if job is None:
+                    self._idle(generation, self._idle_timeout())
+                    continue
+                self._run(slot, job)
+        finally:
+            with self._lock:
+                if self._slots.get(slot) is threading.current_thread():
+                    del self._slots[slot]
+            self.queue.close()
+
+    def _idle_timeout(self) -> float:
+        try:
+            due = self.queue.next_due_in()
+        except peewee.PeeweeException:
+            return DB_RETRY_S
+        return IDLE_WAIT_S if due is None else min(due, IDLE_WAIT_S)
+
+    def _idle(self, generation: int, timeout: float) -> None:
+        with self._lock:
+            self._changed.wait_for(
+                lambda: self._generation != generation or self._stopping.is_set(), timeout
+            )
+
+    def _run(self, slot: int, job: Job) -> None:
+        execution = Execution(
+            job.command,
+            cwd=job.cwd,
+            timeout=self.queue.timeout_for(job),
+            output_limit=self.output_limit,
+        )
+        with self._lock:
+            self._running[slot] = execution
+        if self._hard.is_set():
+            execution.kill()
+        self._emit("started", job)
+        result = execution.run()
+        with self._lock:
+            self._running.pop(slot, None)
+        if execution.killed_by_stop:
+            self._store(lambda: self.queue.release(job, self.worker_id))  # type: ignore[arg-type]
+            self._emit("released", job)
+            return
+        stored = self._store(lambda: self.queue.finish(job, result, self.worker_id))  # type: ignore[arg-type]
+        if stored:
+            self._emit(stored.state, stored)
+
+    def _store(self, write: Callable[[], object]) -> object:
+        """Write a result, retrying through database trouble: a finished job is never dropped
+        while this process lives (if it dies, the job is rescued as "worker lost")."""
+        delay = DB_RETRY_S
+        while True:
+            try:
+                return write()
+            except peewee.PeeweeException as exc:
+                log.warning("storing a result failed (%s); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _serve(self) -> None:
+        """Heartbeat, rescue, stop requests, change detection and burst's end."""
+        changes = self.queue.change_detector()
+        next_beat = next_burst_check = 0.0
+        try:
+            while not self._service_done.is_set():
+                now = time.monotonic()
+                if now >= next_beat:
+                    next_beat = now + HEARTBEAT_INTERVAL_S
+                    self._beat()
+                try:
+                    if changes.changed():
+                        self.wake()
+                    if self.burst and now >= next_burst_check and not self.stopping:
+                        next_burst_check = now + BURST_CHECK_S
+                        if self.queue.drained():
+                            self.stop()
+                except peewee.PeeweeException as exc:
+                    log.warning("watching the queue failed (%s)", exc)
+                self._service_done.wait(changes.interval)
+        finally:
+            self.queue.close()
+
+    def _beat(self) -> None:
+        try:
+            if self.queue.heartbeat(self.worker_id, self._target):  # type: ignore[arg-type]
+                self.stop()
+            for job in self.queue.rescue_lost():
+                self._emit("rescued", job)
+        except peewee.PeeweeException as exc:
+            log.warning("heartbeat failed (%s)", exc)
+
+    def _shutdown(self) -> None:
+        if self._service_done.is_set():
+            return
+        self._service_done.set()
+        if self._service is not None:
+            self._service.join()
+        self.queue.remove_listener(self.wake)
+        try:
+            self.queue.unregister_worker(self.worker_id)  # type: ignore[arg-type]
+        except peewee.PeeweeException as exc:
+            log.warning("unregistering failed (%s)", exc)
