@@ -29,6 +29,7 @@ HEARTBEAT_INTERVAL_S = 1.0
 LEASE_S = 15.0  # a worker silent for this long is presumed gone, its jobs rescued
 MAX_BACKOFF_S = 1e9  # ~31 years: backoff_base ** attempts is capped here, never overflows
 WORKER_LOST = "worker lost"
+NOTIFY_CHANNEL = "queuectl"
 _INSERT_BATCH = 500
 # The claimable states as a literal, so SQLite can match the partial index `job_claim_order`.
 _CLAIMABLE_SQL = peewee.SQL("\"state\" IN ('pending', 'failed')")
@@ -65,6 +66,9 @@ class Queue:
     """One queue, in the database named by ``target`` (see :func:`queuectl.db.resolve_target`).
 
     ``clock`` returns UTC epoch seconds; tests inject their own to step through backoffs.
+    ``host`` names this machine in the worker registry, and ``lease`` is how long a worker
+    may be silent before its jobs are rescued. Across hosts (PostgreSQL), times come from each
+    host's clock: keep the clocks in step (NTP) to well within the lease.
     """
 
     def __init__(
@@ -73,12 +77,14 @@ class Queue:
         *,
         clock: Callable[[], float] = time.time,
         host: str = HOSTNAME,
+        lease: float = LEASE_S,
     ) -> None:
         self.target: Target = resolve_target(target)
         self.db = open_database(self.target)
         database.initialize(self.db)
         self.clock = clock
         self.host = host
+        self.lease = lease
         self.is_sqlite = isinstance(self.db, peewee.SqliteDatabase)
         self._listeners: list[Callable[[], None]] = []
         self._listeners_lock = threading.Lock()
@@ -174,6 +180,7 @@ class Queue:
                         raise InvalidInput(f"duplicate id {taken!r}: a job with it exists")
                 for chunk in peewee.chunked(rows, _INSERT_BATCH):
                     Job.insert_many(chunk).execute()
+                self._announce()
         except peewee.IntegrityError:
             # Another process took one of the ids between our check and our insert.
             raise InvalidInput("duplicate id: a job with it exists") from None
@@ -193,7 +200,7 @@ class Queue:
             .limit(1),
         )
         if not self.is_sqlite:
-            candidate = candidate.for_update("FOR UPDATE SKIP LOCKED")
+            candidate = candidate.for_update(skip_locked=True)
         query = (
             Job.update(
                 state="processing",
@@ -270,6 +277,7 @@ class Queue:
             .execute()
         )
         if updated:
+            self._announce()
             self._notify()
         return bool(updated)
 
@@ -334,7 +342,7 @@ class Queue:
 
     def live_workers(self) -> list[WorkerProcess]:
         """Worker processes with a fresh heartbeat (from any process, on any host)."""
-        fresh = self.clock() - LEASE_S
+        fresh = self.clock() - self.lease
         return list(
             WorkerProcess.select()
             .where(WorkerProcess.heartbeat_at >= fresh)
@@ -343,10 +351,12 @@ class Queue:
 
     def request_stop(self) -> int:
         """Ask every worker process on this queue to stop gracefully; how many were asked."""
-        return WorkerProcess.update(stop_requested=True).execute()
+        with self._write():
+            self._announce()
+            return WorkerProcess.update(stop_requested=True).execute()
 
     def _is_gone(self, worker: WorkerProcess, now: float) -> bool:
-        if worker.heartbeat_at < now - LEASE_S:
+        if worker.heartbeat_at < now - self.lease:
             return True
         return worker.host == self.host and not pid_alive(worker.pid)
 
@@ -379,10 +389,16 @@ class Queue:
         return not Job.select().where(Job.state.in_(("pending", "failed", "processing"))).exists()
 
     def change_detector(self) -> "ChangeDetector":
-        """For one thread: tells cheaply whether another connection changed the database."""
+        """For one thread: tells cheaply when another connection changed the queue."""
         if self.is_sqlite:
             return SqliteDataVersion(self.db)
-        return ChangeDetector()
+        return PostgresNotifications(self.db)
+
+    def _announce(self) -> None:
+        """Wake workers in other processes (PostgreSQL; SQLite's data_version needs no help).
+        Inside a transaction the notification is sent at commit."""
+        if not self.is_sqlite:
+            self.db.execute_sql("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -474,6 +490,7 @@ class Queue:
 
     def _revive(self, where: peewee.Expression) -> None:
         now = self.clock()
+        self._announce()
         Job.update(
             state="pending",
             attempts=0,
@@ -510,12 +527,16 @@ class Queue:
 
 
 class ChangeDetector:
-    """No cheap way to tell: report nothing, and let idle workers poll often."""
+    """Tells one thread that another process changed the queue. This base one knows no cheap
+    way, so it only waits: idle workers then rely on their own periodic checks."""
 
-    interval = 0.05
-
-    def changed(self) -> bool:
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds; True as soon as a change is seen."""
+        time.sleep(timeout)
         return False
+
+    def close(self) -> None:
+        pass
 
 
 class SqliteDataVersion(ChangeDetector):
@@ -528,11 +549,41 @@ class SqliteDataVersion(ChangeDetector):
         self.db = db
         self.last: int | None = None
 
-    def changed(self) -> bool:
-        version = self.db.execute_sql("PRAGMA data_version").fetchone()[0]
-        changed = self.last is not None and version != self.last
-        self.last = version
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            version = self.db.execute_sql("PRAGMA data_version").fetchone()[0]
+            changed = self.last is not None and version != self.last
+            self.last = version
+            remaining = deadline - time.monotonic()
+            if changed or remaining <= 0:
+                return changed
+            time.sleep(min(self.interval, remaining))
+
+
+class PostgresNotifications(ChangeDetector):
+    """PostgreSQL's LISTEN/NOTIFY: a dedicated connection sleeps on its socket until a writer
+    announces a change (see :meth:`Queue._announce`); no polling."""
+
+    def __init__(self, db: peewee.PostgresqlDatabase) -> None:
+        import psycopg
+
+        self.connection = psycopg.connect(
+            dbname=db.database, autocommit=True, **db.connect_params
+        )
+        self.connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+    def wait(self, timeout: float) -> bool:
+        changed = False
+        for _ in self.connection.notifies(timeout=timeout, stop_after=1):
+            changed = True
+        if changed:  # several announcements in a burst count as one change
+            for _ in self.connection.notifies(timeout=0.001):
+                pass
         return changed
+
+    def close(self) -> None:
+        self.connection.close()
 
 
 def check_state(state: str) -> str:

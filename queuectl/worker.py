@@ -21,7 +21,7 @@ from .queue import HEARTBEAT_INTERVAL_S, Queue
 log = logging.getLogger(__name__)
 
 IDLE_WAIT_S = 0.25  # an idle thread re-checks at least this often, whatever it is told
-BURST_CHECK_S = 0.1  # how often `--burst` asks whether the queue is drained
+SERVICE_TICK_S = 0.1  # the service thread's round: change watch, then `--burst`'s check
 DB_RETRY_S = 0.5
 
 
@@ -252,24 +252,22 @@ class WorkerPool:
     def _serve(self) -> None:
         """Heartbeat, rescue, stop requests, change detection and burst's end."""
         changes = self.queue.change_detector()
-        next_beat = next_burst_check = 0.0
+        next_beat = time.monotonic()
         try:
             while not self._service_done.is_set():
-                now = time.monotonic()
-                if now >= next_beat:
-                    next_beat = now + HEARTBEAT_INTERVAL_S
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + HEARTBEAT_INTERVAL_S
                     self._beat()
                 try:
-                    if changes.changed():
+                    if changes.wait(SERVICE_TICK_S):
                         self.wake()
-                    if self.burst and now >= next_burst_check and not self.stopping:
-                        next_burst_check = now + BURST_CHECK_S
-                        if self.queue.drained():
-                            self.stop()
+                    if self.burst and not self.stopping and self.queue.drained():
+                        self.stop()
                 except peewee.PeeweeException as exc:
                     log.warning("watching the queue failed (%s)", exc)
-                self._service_done.wait(changes.interval)
+                    self._service_done.wait(DB_RETRY_S)
         finally:
+            changes.close()
             self.queue.close()
 
     def _beat(self) -> None:

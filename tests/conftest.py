@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+
 import pytest
 
 from queuectl import Queue
@@ -44,3 +47,49 @@ def clocked_queue(db_path, clock):
     q = Queue(db_path, clock=clock)
     yield q
     q.close()
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+# Each test gets its own schema (a search_path in the URL), dropped afterwards. The server is
+# $QUEUECTL_TEST_PG_URL, else the one .ci/run sets up; with no server reachable the PostgreSQL
+# tests skip with the reason, except where $QUEUECTL_TEST_REQUIRE_PG is set (CI), where they fail.
+
+DEFAULT_PG_URL = "postgresql://queuectl:queuectl@127.0.0.1:5432/queuectl_test"
+
+
+def _pg_server() -> str:
+    url = os.environ.get("QUEUECTL_TEST_PG_URL", DEFAULT_PG_URL)
+    try:
+        import psycopg
+
+        psycopg.connect(url, connect_timeout=3).close()
+    except Exception as exc:  # any reason the server cannot be used
+        reason = f"no PostgreSQL server at {url}: {str(exc).strip().splitlines()[0]}"
+        if os.environ.get("QUEUECTL_TEST_REQUIRE_PG"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return url
+
+
+@pytest.fixture
+def pg_target():
+    """The URL of an empty queue on PostgreSQL."""
+    import psycopg
+
+    url = _pg_server()
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{url}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request, tmp_path):
+    """An empty queue's target on each backend: the tests that take it run on both."""
+    if request.param == "sqlite":
+        return str(tmp_path / "queue.db")
+    return request.getfixturevalue("pg_target")

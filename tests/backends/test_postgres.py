@@ -1,0 +1,147 @@
+"""PostgreSQL specifics: driver and connection errors, SKIP LOCKED claims, LISTEN/NOTIFY
+wake-ups, and workers on several "hosts" sharing one queue."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from queuectl import Queue, QueueError
+from queuectl.spec import JobSpec
+
+HERE = Path(__file__).parent
+
+
+def wait_until(predicate, timeout=20.0, interval=0.02, message="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def test_missing_driver_names_the_extra(tmp_path):
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "from queuectl import Queue, QueueError\n"
+        "try:\n    Queue('postgresql://u@127.0.0.1/db')\n"
+        "except QueueError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "pip install 'queuectl[postgres]'" in out.stdout, out.stderr
+
+
+def test_unreachable_server_is_one_clear_error():
+    with pytest.raises(QueueError, match=r"cannot connect to postgresql://queuectl:\*\*\*@"):
+        Queue("postgresql://queuectl:secret@127.0.0.1:1/nothing")
+
+
+def test_concurrent_claims_never_share_a_job(pg_target):
+    queue = Queue(pg_target)
+    queue.enqueue_many([JobSpec(command=f"echo {i}") for i in range(200)])
+    worker = queue.register_worker(threads=4)
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def claim_all():
+        try:
+            while (job := queue.claim(worker)) is not None:
+                with lock:
+                    claimed.append(job.id)
+        finally:
+            queue.close()
+
+    threads = [threading.Thread(target=claim_all) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(claimed) == 200
+    assert len(set(claimed)) == 200
+    assert queue.counts()["processing"] == 200
+
+
+def test_listen_notify_wakes_a_watcher_on_enqueue(pg_target):
+    queue = Queue(pg_target)
+    watcher = queue.change_detector()
+    try:
+        assert watcher.wait(0.05) is False
+        other = threading.Thread(target=lambda: (queue.enqueue("true"), queue.close()))
+        other.start()
+        assert watcher.wait(10) is True
+        other.join()
+    finally:
+        watcher.close()
+
+
+@pytest.fixture
+def hosts(pg_target):
+    """Start worker processes posing as hosts; all are killed at the end."""
+    started: list[subprocess.Popen] = []
+
+    def start(host: str, threads: int = 2, lease: float = 2.0) -> subprocess.Popen:
+        process = subprocess.Popen(
+            [sys.executable, str(HERE / "worker_host.py"), pg_target, host, str(threads), str(lease)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        started.append(process)
+        assert process.stdout.readline().strip() == "ready"
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+
+
+def test_several_hosts_run_each_job_once_and_rescue_a_vanished_host(pg_target, hosts, tmp_path):
+    log = tmp_path / "ran.log"
+    queue = Queue(pg_target, lease=2.0)
+    queue.config_set("backoff-base", 1)
+    # The first job sleeps long enough for its host to be killed under it, once.
+    marker = tmp_path / "slept-once"
+    slow = JobSpec(
+        id="slow-job",
+        command=f"if [ ! -e {marker} ]; then touch {marker}; sleep 60; fi; echo slow-job >> {log}",
+        priority=10,
+    )
+    queue.enqueue(slow)
+    doomed = hosts("host-a", threads=1)  # busy with the slow job only
+    wait_until(lambda: queue.get("slow-job").state == "processing", message="slow job started")
+    assert queue.get("slow-job").worker.startswith("host-a:")
+    survivors = [hosts("host-b"), hosts("host-c")]
+    queue.enqueue_many(
+        [JobSpec(id=f"job-{i:03}", command=f"echo job-{i:03} >> {log}") for i in range(499)]
+    )
+    # host-a vanishes: no goodbye, no heartbeat. Another host must rescue its job after the lease.
+    os.killpg(doomed.pid, signal.SIGKILL)
+    doomed.wait(30)
+    # Its job's own process group lives on, as it would on a real host that lost its worker;
+    # end it so that it cannot write to the log later.
+    subprocess.run(["pkill", "-KILL", "-f", str(marker)], check=False)
+    wait_until(lambda: queue.counts()["completed"] == 500, timeout=120, message="500 completed")
+    lines = log.read_text().split()
+    assert sorted(lines) == sorted(["slow-job"] + [f"job-{i:03}" for i in range(499)])
+    rescued = queue.get("slow-job")
+    assert rescued.attempts == 2
+    assert not rescued.worker.startswith("host-a:")
+    assert queue.counts() == {"pending": 0, "processing": 0, "completed": 500, "failed": 0, "dead": 0}
+    hosts_that_ran = {job.worker.split(":")[0] for job in queue.list_jobs(state="completed")}
+    assert hosts_that_ran == {"host-b", "host-c"}
+    for survivor in survivors:
+        survivor.send_signal(signal.SIGTERM)
+        assert survivor.wait(30) == 0
