@@ -404,17 +404,22 @@ class Queue:
 
     def get(self, prefix: str) -> Job:
         """The job whose id is ``prefix`` or uniquely starts with it."""
+        if not prefix:
+            raise QueueError("no job ''")
         job = Job.get_or_none(Job.id == prefix)
         if job is not None:
             return job
-        matches = list(
-            Job.select(Job.id).where(Job.id.startswith(prefix)).order_by(Job.id).limit(3)
-        )
+        if self.is_sqlite:
+            # Case-sensitive, and served by the unique index (LIKE would be neither).
+            starts = (Job.id >= prefix) & (Job.id < prefix + "\U0010ffff")
+        else:
+            starts = peewee.fn.substr(Job.id, 1, len(prefix)) == prefix
+        matches = list(Job.select(Job.id).where(starts).order_by(Job.id).limit(3))
         if not matches:
             raise QueueError(f"no job {prefix!r}")
         if len(matches) > 1:
-            shown = ", ".join(m.id for m in matches[:2])
-            raise QueueError(f"{prefix!r} is ambiguous: it starts {shown}, ...")
+            shown = ", ".join(m.id for m in matches[:2]) + (", ..." if len(matches) > 2 else "")
+            raise QueueError(f"{prefix!r} is ambiguous: it matches {shown}")
         return Job.get(Job.id == matches[0].id)
 
     def counts(self) -> dict[str, int]:
