@@ -3,12 +3,35 @@ initialises from the user's target."""
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from typing import Any
 
 import peewee
 
-database = peewee.DatabaseProxy()
+
+class _QueueDatabase(peewee.DatabaseProxy):
+    """A proxy that resolves to the database of the :class:`~queuectl.queue.Queue` whose method
+    is running in this thread (:data:`current_database`), else to the last one initialised. So two
+    Queues in one process (two files, or one file twice) each use their own connection."""
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        object.__setattr__(self, attr, value)
+
+    @property
+    def obj(self) -> Any:
+        current = current_database.get()
+        return self._default if current is None else current
+
+    @obj.setter
+    def obj(self, value: Any) -> None:
+        object.__setattr__(self, "_default", value)
+
+
+# Set by each Queue method for its duration (a context variable: per thread).
+current_database: ContextVar[peewee.Database | None] = ContextVar("queuectl_db", default=None)
+
+database = _QueueDatabase()
 
 STATES = ("pending", "processing", "completed", "failed", "dead")
 CLAIMABLE = ("pending", "failed")

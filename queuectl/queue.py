@@ -5,6 +5,9 @@ or a lifecycle rule of its own.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import base64
 import os
 import secrets
 import socket
@@ -20,7 +23,7 @@ from . import schema
 from .db import Target, open_database, resolve_target
 from .errors import InvalidInput, QueueError
 from .executor import RunResult
-from .models import CLAIMABLE, STATES, Config, Job, WorkerProcess, database
+from .models import CLAIMABLE, STATES, Config, Job, WorkerProcess, current_database, database
 from .spec import JobSpec
 
 ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base 32: no i, l, o, u
@@ -39,9 +42,20 @@ HOSTNAME = socket.gethostname()
 LIST_COLUMNS = tuple(field for field in Job._meta.sorted_fields if field.name != "output")
 
 
+_B32_TO_ID = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", ID_ALPHABET.encode())
+
+
 def new_id() -> str:
     """A random id, short enough to type, long enough (60 bits) never to collide in practice."""
-    return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+    return new_ids(1)[0]
+
+
+def new_ids(count: int) -> list[str]:
+    """``count`` ids from one read of the OS's random source: 15 random bytes are 24 base-32
+    digits, two ids (a per-digit ``secrets.choice`` cost 45 us an id, a third of a bulk enqueue)."""
+    pairs = (count + 1) // 2
+    digits = base64.b32encode(secrets.token_bytes(15 * pairs)).translate(_B32_TO_ID).decode()
+    return [digits[start : start + ID_LENGTH] for start in range(0, ID_LENGTH * count, ID_LENGTH)]
 
 
 def backoff_delay(base: float, attempts: int) -> float:
@@ -597,6 +611,25 @@ def check_state(state: str) -> str:
     if normal not in STATES:
         raise InvalidInput(f"unknown state {state!r} (valid: {', '.join(STATES)})")
     return normal
+
+
+def _in_own_database(method: Callable[..., object]) -> Callable[..., object]:
+    """Run a Queue method with the models bound to that Queue's database (see models.py)."""
+
+    @functools.wraps(method)
+    def bound(self: Queue, *args: object, **kwargs: object) -> object:
+        token = current_database.set(self.db)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            current_database.reset(token)
+
+    return bound
+
+
+for _name, _method in list(vars(Queue).items()):
+    if inspect.isfunction(_method) and _name != "__init__":
+        setattr(Queue, _name, _in_own_database(_method))
 
 
 __all__ = ["CLAIMABLE", "Queue", "check_state", "new_id", "backoff_delay"]

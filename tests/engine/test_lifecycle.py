@@ -1,0 +1,507 @@
+"""The queue's lifecycle rules (SPEC 3), stepped through with the injected clock: claims, the retry
+arithmetic, leases and rescue, the DLQ, ids and prefixes, config. No sleeping through backoffs."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from queuectl import InvalidInput, JobSpec, Queue, QueueError
+from queuectl import queue as queue_module
+from queuectl.executor import RunResult
+from queuectl.models import Job, WorkerProcess
+
+FAIL = RunResult(1, "exit code 1", "boom\n")
+OK = RunResult(0, None, "fine\n")
+
+
+@pytest.fixture
+def q(clocked_queue):
+    return clocked_queue
+
+
+@pytest.fixture
+def wid(q):
+    """A registered, live worker of this process."""
+    return q.register_worker(1)
+
+
+def run_once(q: Queue, wid: str, result: RunResult = FAIL) -> Job:
+    job = q.claim(wid)
+    assert job is not None, "expected a claimable job"
+    stored = q.finish(job, result, wid)
+    assert stored is not None
+    return q.get(job.id)
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+# -- claims and attempts --------------------------------------------------------------------
+
+
+def test_attempts_are_counted_at_claim(q, wid, clock):
+    job = q.enqueue("true")
+    assert job.attempts == 0 and job.state == "pending"
+    claimed = q.claim(wid)
+    assert claimed.id == job.id
+    assert claimed.attempts == 1
+    assert claimed.state == "processing"
+    assert claimed.worker == wid
+    assert claimed.started_at == clock.now
+    stored = q.get(job.id)
+    assert (stored.state, stored.attempts, stored.worker) == ("processing", 1, wid)
+    assert q.claim(wid) is None  # nothing else is claimable; a processing job is not
+
+
+def test_success_completes_with_output(q, wid, clock):
+    job = q.enqueue("true")
+    clock.advance(5)
+    stored = run_once(q, wid, OK)
+    assert stored.id == job.id
+    assert (stored.state, stored.exit_code, stored.error, stored.attempts) == (
+        "completed", 0, None, 1,
+    )
+    assert stored.output == "fine\n"
+    assert stored.finished_at == clock.now
+    assert q.counts() == {"pending": 0, "processing": 0, "completed": 1, "failed": 0, "dead": 0}
+
+
+def test_default_retry_schedule_t_t2_t6_then_dead(q, wid, clock):
+    t = clock.now
+    job = q.enqueue("false")
+
+    first = run_once(q, wid)
+    assert (first.state, first.attempts, first.error, first.exit_code) == (
+        "failed", 1, "exit code 1", 1,
+    )
+    assert first.run_at == t + 2
+    assert first.output == "boom\n"
+
+    clock.advance(1.999)
+    assert q.claim(wid) is None, "a failed job is not claimable before its run_at"
+    clock.now = t + 2
+    second = run_once(q, wid)
+    assert (second.state, second.attempts) == ("failed", 2)
+    assert second.run_at == t + 2 + 4
+
+    clock.now = t + 5.999
+    assert q.claim(wid) is None
+    clock.now = t + 6
+    third = run_once(q, wid)
+    assert (third.id, third.state, third.attempts, third.error) == (job.id, "dead", 3, "exit code 1")
+    clock.advance(10_000)
+    assert q.claim(wid) is None, "a dead job is never claimed"
+
+
+def test_job_max_retries_overrides_config(q, wid, clock):
+    q.config_set("max-retries", 1)
+    job = q.enqueue(JobSpec(command="false", max_retries=4))
+    for attempt in (1, 2, 3):
+        stored = run_once(q, wid)
+        assert (stored.state, stored.attempts) == ("failed", attempt)
+        clock.now = stored.run_at
+    assert run_once(q, wid).state == "dead"
+    assert q.get(job.id).attempts == 4
+
+    q.config_set("max-retries", 5)
+    short = q.enqueue(JobSpec(command="false", max_retries=1))
+    stored = run_once(q, wid)
+    assert (stored.id, stored.state, stored.attempts) == (short.id, "dead", 1)
+
+
+@pytest.mark.parametrize("limit", [0, 1])
+def test_max_retries_0_or_1_dead_after_first_failed_run(q, wid, limit):
+    q.config_set("max-retries", limit)
+    assert run_once(q, wid).state == "dead" if q.enqueue("false") else False
+    job = q.enqueue(JobSpec(command="false", max_retries=limit))
+    q.config_set("max-retries", 3)
+    stored = run_once(q, wid)
+    assert (stored.id, stored.state, stored.attempts) == (job.id, "dead", 1)
+
+
+def test_config_is_read_at_decision_time(q, wid, clock):
+    q.config_set("max-retries", 5)
+    job = q.enqueue("false")
+    first = run_once(q, wid)
+    assert first.state == "failed" and first.run_at == clock.now + 2
+
+    q.config_set("backoff-base", 3)  # changed between runs: the next failure uses it
+    clock.now = first.run_at
+    second = run_once(q, wid)
+    assert second.state == "failed" and second.run_at == clock.now + 3**2
+
+    q.config_set("max-retries", 3)
+    clock.now = second.run_at
+    third = run_once(q, wid)
+    assert (third.id, third.state, third.attempts) == (job.id, "dead", 3)
+
+
+def test_job_timeout_overrides_config_read_at_claim(q, wid):
+    plain = q.enqueue("true")
+    own = q.enqueue(JobSpec(command="true", timeout=7))
+    assert q.timeout_for(q.get(plain.id)) == 300
+    assert q.timeout_for(q.get(own.id)) == 7
+    q.config_set("job-timeout", 42)
+    assert q.timeout_for(q.get(plain.id)) == 42
+    assert q.timeout_for(q.get(own.id)) == 7
+
+
+def test_claim_order_priority_then_run_at_then_enqueue_order(q, wid, clock):
+    now = clock.now
+    low_old = q.enqueue(JobSpec(command="a", id="low-late", run_at=now - 5))
+    high_1 = q.enqueue(JobSpec(command="b", id="high-1", priority=5))
+    low_early = q.enqueue(JobSpec(command="c", id="low-early", run_at=now - 50))
+    high_2 = q.enqueue(JobSpec(command="d", id="high-2", priority=5))
+    negative = q.enqueue(JobSpec(command="e", id="negative", priority=-1, run_at=now - 99))
+    same_a = q.enqueue(JobSpec(command="f", id="same-a"))
+    same_b = q.enqueue(JobSpec(command="g", id="same-b"))
+    future = q.enqueue(JobSpec(command="h", id="future", priority=100, delay=10))
+    order = [q.claim(wid).id for _ in range(7)]
+    assert order == [
+        high_1.id, high_2.id, low_early.id, low_old.id, same_a.id, same_b.id, negative.id,
+    ]
+    assert q.claim(wid) is None
+    clock.advance(10)
+    assert q.claim(wid).id == future.id
+
+
+def test_a_due_retry_competes_by_run_at(q, wid, clock):
+    q.config_set("backoff-base", 1)
+    retried = q.enqueue(JobSpec(command="x", id="retried"))
+    run_once(q, wid)  # failed, run_at = now + 1
+    clock.advance(5)
+    newer = q.enqueue(JobSpec(command="y", id="newer"))  # run_at = now, later than the retry's
+    assert [q.claim(wid).id, q.claim(wid).id] == [retried.id, newer.id]
+
+
+def test_delay_and_run_at(q, wid, clock):
+    delayed = q.enqueue(JobSpec(command="x", delay=30))
+    at = q.enqueue(JobSpec(command="y", run_at=clock.now + 60))
+    assert q.get(delayed.id).run_at == clock.now + 30
+    assert q.next_due_in() == 30
+    assert q.claim(wid) is None
+    clock.advance(29.9)
+    assert q.claim(wid) is None
+    clock.advance(0.1)
+    assert q.claim(wid).id == delayed.id
+    assert q.next_due_in() == pytest.approx(30)
+    assert q.claim(wid) is None
+    clock.advance(30)
+    assert q.next_due_in() == 0
+    assert q.claim(wid).id == at.id
+    assert q.next_due_in() is None
+
+
+# -- the DLQ ------------------------------------------------------------------------------
+
+
+def make_dead(q: Queue, wid: str, command: str = "false", **kwargs) -> Job:
+    job = q.enqueue(JobSpec(command=command, max_retries=1, **kwargs))
+    stored = run_once(q, wid)
+    assert (stored.id, stored.state) == (job.id, "dead")
+    return stored
+
+
+def test_dlq_retry_resets_and_runs_now(q, wid, clock):
+    dead = make_dead(q, wid)
+    clock.advance(100)
+    [revived] = q.retry_dead([dead.id[:5]])
+    assert revived.id == dead.id
+    assert (revived.state, revived.attempts, revived.error, revived.exit_code) == (
+        "pending", 0, None, None,
+    )
+    assert revived.run_at == clock.now
+    assert revived.worker is None
+    claimed = q.claim(wid)
+    assert (claimed.id, claimed.attempts) == (dead.id, 1)
+    # With its own max_retries 1, it is dead again after one failed run
+    assert q.finish(claimed, FAIL, wid).state == "dead"
+
+
+def test_dlq_retry_is_all_or_nothing(q, wid):
+    dead_1 = make_dead(q, wid, id="dead-1")
+    dead_2 = make_dead(q, wid, id="dead-2")
+    pending = q.enqueue(JobSpec(command="true", id="still-pending"))
+    before = {job.id: job.__data__ for job in q.list_jobs()}
+
+    with pytest.raises(QueueError, match="not dead"):
+        q.retry_dead([dead_1.id, pending.id, dead_2.id])
+    with pytest.raises(QueueError, match="no job"):
+        q.retry_dead([dead_1.id, "nosuchjob"])
+    with pytest.raises(QueueError, match="ambiguous"):
+        q.retry_dead(["dead-"])
+    assert {job.id: job.__data__ for job in q.list_jobs()} == before
+
+    revived = q.retry_dead([dead_1.id, dead_2.id])
+    assert [job.state for job in revived] == ["pending", "pending"]
+
+
+def test_retry_all_dead(q, wid):
+    ids = {make_dead(q, wid).id for _ in range(3)}
+    q.enqueue("true")
+    assert set(q.retry_all_dead()) == ids
+    assert q.counts()["pending"] == 4 and q.counts()["dead"] == 0
+    assert q.retry_all_dead() == []
+
+
+# -- ids and prefixes -------------------------------------------------------------------------
+
+
+def test_generated_ids_are_short_and_unique():
+    ids = [queue_module.new_id() for _ in range(100_000)]
+    assert len(set(ids)) == len(ids)
+    assert {len(i) for i in ids} == {12}
+    assert set("".join(ids[:1000])) <= set(queue_module.ID_ALPHABET)
+
+
+def test_enqueued_ids_are_short(q):
+    jobs = q.enqueue_many([JobSpec(command="true") for _ in range(50)])
+    assert len({job.id for job in jobs}) == 50
+    assert all(10 <= len(job.id) <= 14 for job in jobs)
+
+
+def test_get_by_unique_prefix(q):
+    a = q.enqueue(JobSpec(command="x", id="abc123"))
+    q.enqueue(JobSpec(command="x", id="abd456"))
+    q.enqueue(JobSpec(command="x", id="ab"))
+    assert q.get("abc").id == a.id
+    assert q.get("abc123").id == a.id
+    assert q.get("ab").id == "ab", "an exact id wins over being a prefix of others"
+    with pytest.raises(QueueError, match="ambiguous"):
+        q.get("a")
+    with pytest.raises(QueueError, match="no job"):
+        q.get("zzz")
+    with pytest.raises(QueueError, match="no job"):
+        q.get("abc1234")
+
+
+def test_prefix_is_literal_and_case_sensitive(q):
+    """A prefix is a prefix: not a LIKE pattern, and case matters (ids are case-sensitive)."""
+    upper = q.enqueue(JobSpec(command="x", id="Build-1"))
+    lower = q.enqueue(JobSpec(command="x", id="build-2"))
+    assert q.get("Bu").id == upper.id
+    assert q.get("bu").id == lower.id
+    with pytest.raises(QueueError, match="no job"):
+        q.get("BUILD")
+    pct = q.enqueue(JobSpec(command="x", id="50%_off"))
+    q.enqueue(JobSpec(command="x", id="50xyoff"))
+    assert q.get("50%").id == pct.id
+    assert q.get("50%_").id == pct.id
+    with pytest.raises(QueueError, match="no job"):
+        q.get("5_x")
+
+
+def test_duplicate_ids_enqueue_nothing(q):
+    q.enqueue(JobSpec(command="x", id="taken"))
+    with pytest.raises(InvalidInput, match="duplicate id 'twice'"):
+        q.enqueue_many(
+            [JobSpec(command="a"), JobSpec(command="b", id="twice"), JobSpec(command="c", id="twice")]
+        )
+    with pytest.raises(InvalidInput, match="taken"):
+        q.enqueue_many([JobSpec(command="a", id="fresh"), JobSpec(command="b", id="taken")])
+    with pytest.raises(InvalidInput):
+        q.enqueue(JobSpec(command="x", id="taken"))
+    assert [job.id for job in q.list_jobs()] == ["taken"]
+
+
+def test_enqueue_many_is_one_transaction_over_batches(q):
+    """More jobs than one INSERT batch, the last one bad: nothing at all is enqueued."""
+    specs = [JobSpec(command=f"echo {n}") for n in range(1200)]
+    specs.append(JobSpec(command="x", id="dup"))
+    q.enqueue(JobSpec(command="x", id="dup"))
+    with pytest.raises(InvalidInput):
+        q.enqueue_many(specs)
+    assert q.counts()["pending"] == 1
+    jobs = q.enqueue_many(specs[:-1])
+    assert q.counts()["pending"] == 1201
+    assert len({job.id for job in jobs}) == 1200
+
+
+# -- leases, rescue, release, stale finishes ---------------------------------------------------
+
+
+def test_silent_worker_past_its_lease_is_rescued_by_the_retry_rules(q, wid, clock):
+    job = q.enqueue("sleep 100")
+    claimed = q.claim(wid)
+    clock.advance(queue_module.LEASE_S - 1)
+    assert q.rescue_lost() == [], "still within its lease"
+    assert q.get(job.id).state == "processing"
+
+    clock.advance(2)  # no heartbeat for LEASE_S + 1 seconds
+    rescued = q.rescue_lost()
+    assert [r.id for r in rescued] == [job.id]
+    stored = q.get(job.id)
+    assert (stored.state, stored.error, stored.attempts, stored.exit_code) == (
+        "failed", "worker lost", 1, None,
+    )
+    assert stored.run_at == clock.now + 2
+    assert WorkerProcess.get_or_none(WorkerProcess.id == wid) is None
+    assert q.finish(claimed, OK, wid) is None, "the lost worker's late result is dropped"
+    assert q.get(job.id).state == "failed"
+
+
+def test_rescue_with_attempts_used_up_goes_dead(q, wid, clock):
+    job = q.enqueue(JobSpec(command="sleep 100", max_retries=1))
+    q.claim(wid)
+    clock.advance(queue_module.LEASE_S + 1)
+    q.rescue_lost()
+    stored = q.get(job.id)
+    assert (stored.state, stored.error, stored.attempts) == ("dead", "worker lost", 1)
+
+
+def test_worker_with_dead_pid_on_this_host_is_rescued_at_once(q, wid, clock):
+    job = q.enqueue("sleep 100")
+    q.claim(wid)
+    WorkerProcess.update(pid=dead_pid()).where(WorkerProcess.id == wid).execute()
+    rescued = q.rescue_lost()
+    assert [r.id for r in rescued] == [job.id]
+    assert q.get(job.id).error == "worker lost"
+
+
+def test_dead_pid_on_another_host_waits_for_the_lease(q, clock):
+    other = Queue(q.target.location, clock=clock, host="elsewhere")
+    wid = other.register_worker(1)
+    WorkerProcess.update(pid=dead_pid()).where(WorkerProcess.id == wid).execute()
+    job = other.enqueue("sleep 100")
+    other.claim(wid)
+    assert q.rescue_lost() == [], "a pid means nothing on another host"
+    clock.advance(queue_module.LEASE_S + 1)
+    assert [r.id for r in q.rescue_lost()] == [job.id]
+
+
+def test_a_live_worker_is_never_robbed(q, wid, clock):
+    job = q.enqueue("sleep 100")
+    q.claim(wid)
+    for _ in range(10):  # a long run, heartbeating all along
+        clock.advance(queue_module.LEASE_S * 0.9)
+        assert q.heartbeat(wid, 1) is False
+        assert q.rescue_lost() == []
+    stored = q.get(job.id)
+    assert (stored.state, stored.worker) == ("processing", wid)
+    assert [w.id for w in q.live_workers()] == [wid]
+    assert q.finish(stored, OK, wid).state == "completed"
+
+
+def test_a_processing_job_of_an_unregistered_worker_is_rescued(q, clock):
+    job = q.enqueue("x")
+    q.claim("ghost:1:abcd")  # no worker row at all
+    assert [r.id for r in q.rescue_lost()] == [job.id]
+    assert q.get(job.id).state == "failed"
+
+
+def test_a_worker_presumed_dead_comes_back(q, wid, clock):
+    clock.advance(queue_module.LEASE_S + 1)
+    assert q.live_workers() == []
+    q.rescue_lost()
+    assert q.heartbeat(wid, 2) is False
+    assert [w.id for w in q.live_workers()] == [wid]
+
+
+def test_release_gives_the_job_back_uncounted(q, wid, clock):
+    job = q.enqueue("sleep 100")
+    claimed = q.claim(wid)
+    assert q.release(claimed, "someone-else") is False
+    assert q.get(job.id).state == "processing"
+    assert q.release(claimed, wid) is True
+    stored = q.get(job.id)
+    assert (stored.state, stored.attempts, stored.worker) == ("pending", 0, None)
+    again = q.claim(wid)
+    assert (again.id, again.attempts) == (job.id, 1)
+
+
+def test_finish_by_a_worker_that_lost_the_job_changes_nothing(q, wid, clock):
+    job = q.enqueue("x")
+    claimed = q.claim(wid)
+    assert q.finish(claimed, OK, "another-worker") is None
+    clock.advance(queue_module.LEASE_S + 1)
+    q.rescue_lost()
+    clock.now = q.get(job.id).run_at
+    new_wid = q.register_worker(1)
+    reclaimed = q.claim(new_wid)
+    assert (reclaimed.id, reclaimed.attempts) == (job.id, 2)
+    before = q.get(job.id).__data__
+    assert q.finish(claimed, OK, wid) is None
+    assert q.finish(claimed, FAIL, wid) is None
+    assert q.get(job.id).__data__ == before
+    assert q.finish(reclaimed, OK, new_wid).state == "completed"
+
+
+def test_request_stop_reaches_heartbeats(q, wid):
+    assert q.heartbeat(wid, 1) is False
+    assert q.request_stop() == 1
+    assert q.heartbeat(wid, 1) is True
+    q.unregister_worker(wid)
+    assert q.live_workers() == []
+
+
+# -- config -----------------------------------------------------------------------------------
+
+
+def test_config_defaults_and_set(q):
+    assert q.config() == {"max-retries": 3, "backoff-base": 2, "job-timeout": 300}
+    assert q.config_set("backoff-base", "1.5") == 1.5
+    assert q.config_set("max-retries", " 0 ") == 0
+    assert q.config_set("job-timeout", 1) == 1
+    assert q.config() == {"max-retries": 0, "backoff-base": 1.5, "job-timeout": 1}
+    assert q.config_get("backoff-base") == 1.5
+    other = Queue(q.target.location)
+    assert other.config() == q.config(), "stored in the database, seen by every process"
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("max-retries", -1), ("max-retries", "x"), ("max-retries", 1.5), ("max-retries", ""),
+        ("max-retries", True),
+        ("backoff-base", 0.5), ("backoff-base", 0), ("backoff-base", "nan"),
+        ("backoff-base", "inf"), ("backoff-base", "-2"), ("backoff-base", "two"),
+        ("job-timeout", 0), ("job-timeout", -5), ("job-timeout", "abc"), ("job-timeout", 2.5),
+        ("no-such-key", 1), ("max_retries", 1),
+    ],
+)
+def test_bad_config_is_invalid_input_and_changes_nothing(q, key, value):
+    q.config_set("max-retries", 7)
+    before = q.config()
+    with pytest.raises(InvalidInput):
+        q.config_set(key, value)
+    assert q.config() == before
+
+
+def test_config_get_unknown_key(q):
+    with pytest.raises(InvalidInput, match="unknown config key"):
+        q.config_get("nope")
+
+
+def test_huge_backoff_is_capped(q, wid, clock):
+    q.config_set("backoff-base", 1e6)
+    q.enqueue(JobSpec(command="false", max_retries=100))
+    for _ in range(3):
+        stored = run_once(q, wid)
+        assert stored.state == "failed"
+        assert stored.run_at <= clock.now + queue_module.MAX_BACKOFF_S
+        clock.now = stored.run_at
+
+
+def test_two_queues_in_one_process_keep_to_their_own_files(tmp_path, clock):
+    """Models are bound per Queue: a second Queue (another file, or the same one) neither
+    steals the first one's database nor deadlocks against its transactions."""
+    a = Queue(str(tmp_path / "a.db"), clock=clock)
+    a_worker = a.register_worker(1)
+    a.enqueue(JobSpec(command="x", id="in-a"))
+    b = Queue(str(tmp_path / "b.db"), clock=clock)
+    b.enqueue(JobSpec(command="x", id="in-b"))
+    a_again = Queue(str(tmp_path / "a.db"), clock=clock, host="elsewhere")
+    assert [job.id for job in a.list_jobs()] == ["in-a"]
+    assert [job.id for job in b.list_jobs()] == ["in-b"]
+    assert a.claim(a_worker).id == "in-a"
+    clock.advance(queue_module.LEASE_S + 1)
+    assert [job.id for job in a_again.rescue_lost()] == ["in-a"]  # a write transaction
+    assert a.get("in-a").error == "worker lost"
+    assert b.counts()["pending"] == 1 and b.counts()["failed"] == 0
+    for q in (a, b, a_again):
+        q.close()
