@@ -1,0 +1,146 @@
+"""Where the queue lives (SPEC 2): file modes, WAL, bad targets, schema versions, migrations."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+
+import peewee
+import pytest
+
+from queuectl import JobSpec, Queue, QueueError
+from queuectl import schema
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.fixture
+def no_umask():
+    """Prove the modes are chosen, not inherited from a friendly umask."""
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_new_file_is_0600_in_a_0700_folder_with_wal(tmp_path, no_umask):
+    path = tmp_path / "made" / "by" / "queuectl" / "queue.db"
+    q = Queue(str(path))
+    q.enqueue("true")  # a write: the -wal and -shm files exist now
+    assert mode(path) == 0o600
+    assert mode(path.parent) == 0o700
+    for suffix in ("-wal", "-shm"):
+        sidecar = path.with_name(path.name + suffix)
+        assert sidecar.exists()
+        assert mode(sidecar) == 0o600, suffix
+    assert q.db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert q.db.execute_sql("PRAGMA busy_timeout").fetchone()[0] > 0
+    q.close()
+
+
+def test_an_existing_folder_keeps_its_mode(tmp_path):
+    folder = tmp_path / "shared"
+    folder.mkdir(mode=0o755)
+    os.chmod(folder, 0o755)
+    Queue(str(folder / "q.db")).close()
+    assert mode(folder) == 0o755
+    assert mode(folder / "q.db") == 0o600
+
+
+def test_sqlite_url_target(tmp_path):
+    path = tmp_path / "url.db"
+    q = Queue(f"sqlite:///{path}")
+    q.enqueue(JobSpec(command="x", id="one"))
+    assert Queue(str(path)).get("one").command == "x"
+
+
+@pytest.mark.parametrize("target", ["sqlite://", "sqlite:///", "mysql://host/db", "ftp://x/y"])
+def test_unusable_urls(target):
+    with pytest.raises(QueueError) as info:
+        Queue(target)
+    assert "\n" not in str(info.value)
+
+
+def test_garbage_file(tmp_path):
+    path = tmp_path / "garbage.db"
+    path.write_bytes(b"this is not a database, just some text that is long enough\n" * 100)
+    before = path.read_bytes()
+    with pytest.raises(QueueError) as info:
+        Queue(str(path))
+    message = str(info.value)
+    assert str(path) in message and "not" in message and "\n" not in message
+    assert path.read_bytes() == before
+
+
+def test_a_directory(tmp_path):
+    with pytest.raises(QueueError, match="is a directory"):
+        Queue(str(tmp_path))
+
+
+def test_a_foreign_sqlite_database_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "app.db"
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE customers (name TEXT)")
+    connection.execute("INSERT INTO customers VALUES ('ada')")
+    connection.commit()
+    connection.close()
+    with pytest.raises(QueueError, match="not a queuectl database") as info:
+        Queue(str(path))
+    assert "customers" in str(info.value)
+    connection = sqlite3.connect(path)
+    try:
+        assert connection.execute("SELECT name FROM sqlite_master").fetchall() == [("customers",)]
+        assert connection.execute("SELECT * FROM customers").fetchall() == [("ada",)]
+    finally:
+        connection.close()
+
+
+def test_a_newer_schema_is_refused(db_path):
+    q = Queue(db_path)
+    q.enqueue(JobSpec(command="x", id="kept"))
+    q.db.execute_sql("UPDATE queuectl_schema SET value = '99' WHERE key = 'version'")
+    q.close()
+    with pytest.raises(QueueError, match="newer") as info:
+        Queue(db_path)
+    assert "99" in str(info.value)
+    connection = sqlite3.connect(db_path)
+    try:
+        assert connection.execute("SELECT id FROM job").fetchall() == [("kept",)]
+    finally:
+        connection.close()
+
+
+def test_a_registered_migration_upgrades_an_older_file_keeping_rows(db_path, monkeypatch):
+    old = Queue(db_path)
+    old.enqueue_many([JobSpec(command=f"echo {n}", id=f"job-{n}") for n in range(20)])
+    old.config_set("max-retries", 5)
+    old.close()
+
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(
+        schema.MIGRATIONS, 2, lambda m: [m.add_column("job", "tags", peewee.TextField(null=True))]
+    )
+    new = Queue(db_path)
+    assert schema.read_version(new.db) == 2
+    columns = [c.name for c in new.db.get_columns("job")]
+    assert "tags" in columns
+    assert len(new.list_jobs()) == 20
+    assert new.get("job-7").command == "echo 7"
+    assert new.config()["max-retries"] == 5
+    new.close()
+    # Opening it again does not migrate again
+    again = Queue(db_path)
+    assert schema.read_version(again.db) == 2
+    again.close()
+
+
+def test_an_empty_file_becomes_a_queue(tmp_path):
+    path = tmp_path / "empty.db"
+    path.touch()
+    q = Queue(str(path))
+    q.enqueue("true")
+    assert q.counts()["pending"] == 1
