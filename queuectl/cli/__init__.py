@@ -1,5 +1,125 @@
-"""The click CLI (placeholder until the CLI lands)."""
+"""The click CLI: the root group, its lazily loaded subcommands and the error boundary.
+
+Each command family lives in its own module (``jobs``, ``worker``, ``dlq``, ``config``, ``tui``)
+and is imported only when it is run or listed, so a scripted command pays for nothing else. No
+module of this package imports Textual at import time: only the ``tui`` command's body does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from ..errors import QueueError
+from .common import DB_ENV_VAR, Settings
+
+# name -> "module:object", in the order `--help` lists them.
+SUBCOMMANDS = {
+    "enqueue": "queuectl.cli.jobs:enqueue",
+    "list": "queuectl.cli.jobs:list_jobs",
+    "show": "queuectl.cli.jobs:show",
+    "status": "queuectl.cli.jobs:status",
+    "worker": "queuectl.cli.worker:worker",
+    "dlq": "queuectl.cli.dlq:dlq",
+    "config": "queuectl.cli.config:config",
+    "tui": "queuectl.cli.tui:tui",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use (the click docs' LazyGroup)."""
+
+    def __init__(self, *args: Any, lazy_subcommands: dict[str, str] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lazy_subcommands = dict(lazy_subcommands or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.lazy_subcommands) + super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy_subcommands:
+            return self._load(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def _load(self, cmd_name: str) -> click.Command:
+        module_name, _, attribute = self.lazy_subcommands[cmd_name].partition(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{module_name}:{attribute} is not a click command")
+        return command
+
+
+class EngineError(click.ClickException):
+    """An engine failure shown as one ``Error:`` line, with the engine's exit code (1 or 2)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class QueuectlGroup(LazyGroup):
+    """The root group: also the one place where engine exceptions become CLI errors."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        import peewee  # already loaded by the engine; here only for the except clause
+
+        try:
+            return super().invoke(ctx)
+        except QueueError as exc:
+            raise EngineError(str(exc), exc.exit_code) from None
+        except peewee.PeeweeException as exc:
+            # The database failed under us (disk full, file replaced, server gone, ...).
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EngineError(f"database error: {first}", 1) from None
+
+
+@click.group(
+    cls=QueuectlGroup,
+    lazy_subcommands=SUBCOMMANDS,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option(
+    "--db",
+    "db",
+    metavar="TARGET",
+    envvar=DB_ENV_VAR,
+    show_envvar=True,
+    help="Queue database: a file path, sqlite:///path or postgresql://user@host:port/dbname. "
+    "Default: queuectl.db in your user data directory.",
+)
+@click.version_option(package_name="queuectl", prog_name="queuectl")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None) -> None:
+    """A durable job queue for shell commands.
+
+    Without a command, opens the terminal UI (or, when not run from a terminal, prints this
+    help). Scripts use the commands below; every listing takes --json.
+
+    \b
+    Examples:
+      queuectl enqueue 'make test'
+      queuectl enqueue '{"command": "./backup.sh", "max_retries": 5}'
+      queuectl worker start --count 2
+      queuectl status
+    """
+    ctx.obj = Settings(target=db or None)
+    ctx.call_on_close(ctx.obj.close)
+    if ctx.invoked_subcommand is None:
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            from .tui import open_tui
+
+            open_tui(ctx.obj, workers=2)
+        else:
+            click.echo(ctx.get_help())
 
 
 def main() -> None:
-    raise SystemExit("queuectl: the CLI is not built yet")
+    """The ``queuectl`` console script (and ``python -m queuectl``)."""
+    cli.main(prog_name="queuectl")
+
+
+__all__ = ["cli", "main", "LazyGroup"]

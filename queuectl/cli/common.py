@@ -1,0 +1,187 @@
+"""What every command family shares: the settings in ``ctx.obj`` (with the queue, opened lazily),
+reusable options, JSON output, and human output that is safe to print to a terminal."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from ..db import ENV_VAR as DB_ENV_VAR
+from ..errors import InvalidInput
+
+if TYPE_CHECKING:
+    from ..queue import Queue
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Settings:
+    """Carried in ``ctx.obj``: the database target, and the queue once a command asks for it."""
+
+    def __init__(self, target: str | None) -> None:
+        self.target = target
+        self._queue: Queue | None = None
+
+    @property
+    def queue(self) -> "Queue":
+        if self._queue is None:
+            from ..queue import Queue
+
+            self._queue = Queue(self.target)
+        return self._queue
+
+    def close(self) -> None:
+        if self._queue is not None:
+            self._queue.close()
+            self._queue = None
+
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+def json_option(function: F) -> F:
+    """``--json``: machine-readable output on stdout (the SPEC's job objects, intact)."""
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print JSON instead of a human-readable report."
+    )(function)
+
+
+def print_json(data: Any) -> None:
+    # ASCII-only output: valid JSON whatever the terminal's encoding; text survives exactly.
+    click.echo(json.dumps(data, separators=(",", ":")))
+
+
+def engine_value(convert: Callable[[Any], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback that validates with the engine's rules and reports a bad value the
+    click way (exit 2, naming the option)."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return convert(value)
+        except InvalidInput as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+    return callback
+
+
+# -- terminal-safe text ----------------------------------------------------------------------
+
+# C0 controls except tab and newline, DEL, C1 controls, and the bidirectional overrides that
+# can make text read differently from what it is.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def clean(text: object, *, one_line: bool = False) -> str:
+    """Job text made safe to print: escape sequences and other controls shown as ``\\xNN``,
+    never interpreted by the terminal. ``one_line`` also shows newlines and tabs as escapes."""
+    if text is None:
+        return "-"
+    value = str(text)
+    if not one_line:
+        value = value.replace("\r\n", "\n")
+    value = _UNSAFE.sub(_visible, value)
+    if one_line:
+        value = value.replace("\n", "\\n").replace("\t", "\\t")
+    return value
+
+
+def shorten(text: str, width: int) -> str:
+    if width <= 0 or len(text) <= width:
+        return text
+    return text[: max(width - 1, 0)] + "…"
+
+
+# -- times -----------------------------------------------------------------------------------
+
+
+def fmt_time(timestamp: float | None) -> str:
+    """UTC, to the second: ``2026-11-28T21:00:03Z``."""
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def fmt_duration(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f}h"
+    return f"{seconds / 86400:.0f}d"
+
+
+def fmt_relative(timestamp: float | None, now: float | None = None) -> str:
+    if timestamp is None:
+        return "-"
+    delta = timestamp - (time.time() if now is None else now)
+    if abs(delta) < 0.5:
+        return "now"
+    return f"in {fmt_duration(delta)}" if delta > 0 else f"{fmt_duration(delta)} ago"
+
+
+# -- tables ----------------------------------------------------------------------------------
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """Left-aligned columns; the last one (free text) is cut to the terminal's width when
+    stdout is a terminal, and left whole for pipes."""
+    rows = [list(row) for row in rows]
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row[:-1]):
+            widths[i] = max(widths[i], len(cell))
+    room = 0
+    if sys.stdout.isatty():
+        used = sum(widths[:-1]) + 2 * (len(headers) - 1)
+        room = max(shutil.get_terminal_size().columns - used, 20)
+    for row in [list(headers), *rows]:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
+        cells.append(shorten(row[-1], room))
+        click.echo("  ".join(cells).rstrip())
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        time.sleep(min(interval, remaining))
+
+
+__all__ = [
+    "DB_ENV_VAR",
+    "Settings",
+    "clean",
+    "engine_value",
+    "fmt_duration",
+    "fmt_relative",
+    "fmt_time",
+    "json_option",
+    "pass_settings",
+    "print_json",
+    "print_table",
+    "wait_until",
+]

@@ -1,0 +1,65 @@
+"""Configuration stored in the queue's database: ``config get``, ``set`` and ``list``."""
+
+from __future__ import annotations
+
+import click
+
+from ..config import KEYS
+from .common import Settings, json_option, pass_settings, print_json, print_table
+
+
+def _complete_keys(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    return [key for key in KEYS if key.startswith(incomplete)]
+
+
+def _keys_help() -> str:
+    return "\n".join(f"  {key.name:<14}{key.help} (default {key.default})" for key in KEYS.values())
+
+
+@click.group(
+    help="Read and change settings. They live in the queue's database, so every worker, TUI "
+    "and command on this queue sees them at once.\n\n\b\nKeys:\n" + _keys_help()
+)
+def config() -> None:
+    pass
+
+
+@config.command()
+@click.argument("key", shell_complete=_complete_keys)
+@pass_settings
+def get(settings: Settings, key: str) -> None:
+    """Print the value of KEY."""
+    click.echo(f"{settings.queue.config_get(key):g}")
+
+
+@config.command("set", context_settings={"ignore_unknown_options": True})
+@click.argument("key", shell_complete=_complete_keys)
+@click.argument("value")
+@pass_settings
+def set_(settings: Settings, key: str, value: str) -> None:
+    """Set KEY to VALUE (validated; an invalid one changes nothing).
+
+    \b
+    Examples:
+      queuectl config set max-retries 5
+      queuectl config set backoff-base 1.5
+    """
+    stored = settings.queue.config_set(key, value)
+    click.echo(f"{key} = {stored:g}")
+
+
+@config.command("list")
+@json_option
+@pass_settings
+def list_config(settings: Settings, as_json: bool) -> None:
+    """Every key with its value (--json: an object keyed by the key names)."""
+    values = settings.queue.config()
+    if as_json:
+        print_json(values)
+        return
+    rows = []
+    for name, value in values.items():
+        key = KEYS[name]
+        mark = "" if value == key.default else f" (default {key.default:g})"
+        rows.append([name, f"{value:g}", f"{key.help}{mark}"])
+    print_table(["KEY", "VALUE", "MEANING"], rows)

@@ -1,0 +1,66 @@
+"""The Dead Letter Queue: ``dlq list`` and ``dlq retry``."""
+
+from __future__ import annotations
+
+import click
+
+from .common import Settings, json_option, pass_settings, print_json
+from .jobs import _complete_ids, print_jobs
+
+
+@click.group()
+def dlq() -> None:
+    """The Dead Letter Queue: jobs whose retries are used up."""
+
+
+@dlq.command("list")
+@click.option("--limit", "-n", type=click.IntRange(min=0), help="Show at most N jobs.")
+@json_option
+@pass_settings
+def list_dead(settings: Settings, limit: int | None, as_json: bool) -> None:
+    """List the dead jobs, newest first."""
+    jobs = settings.queue.list_jobs("dead", limit, with_output=as_json)
+    if as_json:
+        print_json([job.to_dict() for job in jobs])
+    elif jobs:
+        print_jobs(jobs, with_state=False, with_error=True)
+    else:
+        click.echo("the DLQ is empty", err=True)
+
+
+@dlq.command()
+@click.argument("ids", nargs=-1, metavar="ID...", shell_complete=_complete_ids("dead"))
+@click.option("--all", "retry_all", is_flag=True, help="Retry every dead job.")
+@json_option
+@pass_settings
+def retry(settings: Settings, ids: tuple[str, ...], retry_all: bool, as_json: bool) -> None:
+    """Put dead jobs back to pending: attempts 0, error cleared, due now.
+
+    IDs may be unique prefixes. All or nothing: if one is unknown, ambiguous or not dead,
+    nothing changes (exit 1). Prints the retried ids (--json: the job objects).
+
+    \b
+    Examples:
+      queuectl dlq retry 3k9x
+      queuectl dlq retry --all
+    """
+    if retry_all and ids:
+        raise click.UsageError("give IDs or --all, not both")
+    if not retry_all and not ids:
+        raise click.UsageError("give the IDs of dead jobs, or --all")
+    queue = settings.queue
+    if retry_all:
+        retried = queue.retry_all_dead()
+        if not retried:
+            click.echo("the DLQ is empty", err=True)
+        if as_json:
+            print_json([queue.get(job_id).to_dict() for job_id in retried])
+            return
+    else:
+        jobs = queue.retry_dead(ids)
+        if as_json:
+            print_json([job.to_dict() for job in jobs])
+            return
+        retried = [job.id for job in jobs]
+    for job_id in retried:
+        click.echo(job_id)

@@ -1,0 +1,359 @@
+"""Jobs: ``enqueue``, ``list``, ``show`` and ``status``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, BinaryIO
+
+import click
+
+from ..errors import InvalidInput
+from ..models import STATES, Job
+from ..queue import check_state
+from ..spec import JobOptions, JobSpec, parse_job, parse_time, validate_id, validate_int
+from ..spec import validate_seconds
+from .common import (
+    Settings,
+    clean,
+    engine_value,
+    fmt_duration,
+    fmt_relative,
+    fmt_time,
+    json_option,
+    pass_settings,
+    print_json,
+    print_table,
+)
+
+# -- enqueue ---------------------------------------------------------------------------------
+
+
+def _whole(key: str, minimum: int | None = None):
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise InvalidInput(f"{text!r} is not a whole number") from None
+        return validate_int(key, value, minimum)
+
+    return engine_value(convert)
+
+
+def _seconds(key: str, *, positive: bool):
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise InvalidInput(f"{text!r} is not a number of seconds") from None
+        return validate_seconds(key, value, positive=positive)
+
+    return engine_value(convert)
+
+
+def _complete_ids(state: str | None = None):
+    """Shell completion of job ids, newest first (quietly nothing when the queue can't open)."""
+
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+        from ..queue import Queue
+
+        root = ctx.find_root()
+        try:
+            queue = Queue(root.params.get("db"))
+            try:
+                jobs = queue.list_jobs(state, limit=200, with_output=False)
+            finally:
+                queue.close()
+        except Exception:
+            return []
+        return [job.id for job in jobs if job.id.startswith(incomplete)]
+
+    return complete
+
+
+@click.command()
+@click.argument("arg", nargs=-1, metavar="[ARG]")
+@click.option(
+    "--file",
+    "-f",
+    "file",
+    type=click.File("rb"),
+    metavar="PATH",
+    help="Enqueue one job per line of this file ('-': stdin), all or none.",
+)
+@click.option("--max-retries", callback=_whole("max_retries", 0), metavar="N",
+              help="Runs before the job goes to the DLQ (default: config max-retries).")
+@click.option("--priority", callback=_whole("priority"), metavar="N",
+              help="Higher runs first (default 0).")
+@click.option("--timeout", callback=_seconds("timeout", positive=True), metavar="SECONDS",
+              help="Kill the job after this long (default: config job-timeout).")
+@click.option("--delay", callback=_seconds("delay", positive=False), metavar="SECONDS",
+              help="Run no sooner than this many seconds from now.")
+@click.option("--run-at", callback=engine_value(lambda v: parse_time("run_at", v)),
+              metavar="TIME", help="Run no sooner than this ISO 8601 time (naive = UTC).")
+@click.option("--id", "job_id", callback=engine_value(validate_id), metavar="ID",
+              help="Give the job this id instead of a generated one.")
+@json_option
+@pass_settings
+def enqueue(
+    settings: Settings,
+    arg: tuple[str, ...],
+    file: BinaryIO | None,
+    max_retries: int | None,
+    priority: int | None,
+    timeout: float | None,
+    delay: float | None,
+    run_at: float | None,
+    job_id: str | None,
+    as_json: bool,
+) -> None:
+    """Add a job: ARG is a JSON object or else a plain shell command.
+
+    JSON keys: command (required), id, max_retries, priority, timeout, delay (seconds) or
+    run_at (ISO 8601), cwd. The options fill in what the JSON leaves out. Prints the new
+    job's id (--json: the job object).
+
+    \b
+    Examples:
+      queuectl enqueue 'sleep 5 && echo done'
+      queuectl enqueue --priority 10 --max-retries 5 './deploy.sh'
+      queuectl enqueue '{"id": "backup", "command": "./backup.sh", "delay": 60}'
+      queuectl enqueue --file jobs.txt      # one job per line, all in one transaction
+    """
+    if len(arg) > 1:
+        raise click.UsageError(
+            f"got {len(arg)} arguments: quote the command as one, e.g. "
+            f"queuectl enqueue '{' '.join(arg)}'"
+        )
+    if arg and file is not None:
+        raise click.UsageError("give ARG or --file, not both")
+    if not arg and file is None:
+        raise click.UsageError("give a command, a JSON object, or --file PATH")
+    if delay is not None and run_at is not None:
+        raise click.UsageError("give --delay or --run-at, not both")
+    if job_id is not None and file is not None:
+        raise click.UsageError("--id names one job: it cannot be used with --file")
+    options = JobOptions(
+        id=job_id,
+        max_retries=max_retries,
+        priority=priority,
+        timeout=timeout,
+        delay=delay,
+        run_at=run_at,
+    )
+    if file is None:
+        spec = parse_job(arg[0]).with_defaults(options)
+        job = settings.queue.enqueue(spec)
+        print_json(job.to_dict()) if as_json else click.echo(job.id)
+        return
+    specs, lines = _read_file(file, options)
+    if not specs:
+        click.echo(f"no jobs in {file.name}", err=True)
+        jobs = []
+    else:
+        try:
+            jobs = settings.queue.enqueue_many(specs)
+        except InvalidInput as exc:
+            raise _name_line(settings, exc, specs, lines) from None
+    if as_json:
+        print_json([job.to_dict() for job in jobs])
+    else:
+        for job in jobs:
+            click.echo(job.id)
+
+
+def _read_file(file: BinaryIO, options: JobOptions) -> tuple[list[JobSpec], list[int]]:
+    """The file's jobs, and the line number of each; InvalidInput naming the first bad line."""
+    specs: list[JobSpec] = []
+    lines: list[int] = []
+    first_line: dict[str, int] = {}
+    for number, raw in enumerate(file, start=1):
+        try:
+            text = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise InvalidInput(f"line {number}: not valid UTF-8") from None
+        if not text.strip() or text.lstrip().startswith("#"):
+            continue
+        try:
+            spec = parse_job(text).with_defaults(options)
+        except InvalidInput as exc:
+            raise InvalidInput(f"line {number}: {exc}") from None
+        if spec.id is not None:
+            if spec.id in first_line:
+                raise InvalidInput(
+                    f"line {number}: duplicate id {spec.id!r} (also on line {first_line[spec.id]})"
+                )
+            first_line[spec.id] = number
+        specs.append(spec)
+        lines.append(number)
+    return specs, lines
+
+
+def _name_line(
+    settings: Settings, exc: InvalidInput, specs: list[JobSpec], lines: list[int]
+) -> InvalidInput:
+    """The engine refused the batch: say which line's id was taken, when we can tell."""
+    for spec, number in zip(specs, lines):
+        if spec.id is None:
+            continue
+        try:
+            taken = settings.queue.get(spec.id).id == spec.id
+        except Exception:
+            taken = False
+        if taken:
+            return InvalidInput(f"line {number}: duplicate id {spec.id!r}: a job with it exists")
+    return exc
+
+
+# -- list, show, status ----------------------------------------------------------------------
+
+
+def _state(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return check_state(value)
+    except InvalidInput as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def _attempts(job: Job) -> str:
+    if job.max_retries is None:
+        return str(job.attempts)
+    return f"{job.attempts}/{job.max_retries}"
+
+
+def _when(job: Job, now: float) -> str:
+    """The one time that matters for the job's state."""
+    if job.state in ("pending", "failed"):
+        return "due now" if job.run_at <= now else f"due {fmt_relative(job.run_at, now)}"
+    if job.state == "processing":
+        return f"started {fmt_relative(job.started_at, now)}"
+    return f"ended {fmt_relative(job.finished_at, now)}"
+
+
+def job_rows(jobs: list[Job], *, with_state: bool = True, with_error: bool = False):
+    now = time.time()
+    for job in jobs:
+        row = [clean(job.id, one_line=True)]
+        if with_state:
+            row.append(job.state)
+        row += [_attempts(job), str(job.priority), _when(job, now)]
+        if with_error:
+            row.append(clean(job.error, one_line=True))
+        row.append(clean(job.command, one_line=True))
+        yield row
+
+
+def print_jobs(jobs: list[Job], *, with_state: bool = True, with_error: bool = False) -> None:
+    headers = ["ID"] + (["STATE"] if with_state else []) + ["ATTEMPTS", "PRI", "WHEN"]
+    headers += (["ERROR"] if with_error else []) + ["COMMAND"]
+    print_table(headers, job_rows(jobs, with_state=with_state, with_error=with_error))
+
+
+@click.command("list")
+@click.option(
+    "--state",
+    "-s",
+    callback=_state,
+    metavar="STATE",
+    help=f"Only jobs in this state: {', '.join(STATES)} (any case).",
+)
+@click.option("--limit", "-n", type=click.IntRange(min=0), help="Show at most N jobs.")
+@json_option
+@pass_settings
+def list_jobs(settings: Settings, state: str | None, limit: int | None, as_json: bool) -> None:
+    """List jobs, newest first.
+
+    \b
+    Examples:
+      queuectl list --state pending
+      queuectl list --limit 5 --json
+    """
+    jobs = settings.queue.list_jobs(state, limit, with_output=as_json)
+    if as_json:
+        print_json([job.to_dict() for job in jobs])
+    elif jobs:
+        print_jobs(jobs)
+    else:
+        click.echo(f"no {state} jobs" if state else "no jobs", err=True)
+
+
+@click.command()
+@click.argument("job_id", metavar="ID", shell_complete=_complete_ids())
+@json_option
+@pass_settings
+def show(settings: Settings, job_id: str, as_json: bool) -> None:
+    """Show every field of one job, output included. ID may be any unique prefix."""
+    job = settings.queue.get(job_id)
+    if as_json:
+        print_json(job.to_dict())
+        return
+    for name, value in _fields(settings, job):
+        click.echo(f"{name + ':':<13}{value}")
+    click.echo("output:")
+    if job.output:
+        output = clean(job.output)
+        click.echo(output if output.endswith("\n") else output + "\n", nl=False)
+    else:
+        click.echo("  (none)")
+
+
+def _fields(settings: Settings, job: Job) -> list[tuple[str, str]]:
+    now = time.time()
+    config = settings.queue.config()
+
+    def with_default(value: Any, key: str, unit: str = "") -> str:
+        if value is None:
+            return f"{config[key]:g}{unit} (config {key})"
+        return f"{value:g}{unit}"
+
+    def stamp(timestamp: float | None) -> str:
+        if timestamp is None:
+            return "-"
+        return f"{fmt_time(timestamp)} ({fmt_relative(timestamp, now)})"
+
+    ran = "-"
+    if job.started_at is not None and job.finished_at is not None:
+        ran = fmt_duration(job.finished_at - job.started_at)
+    return [
+        ("id", clean(job.id, one_line=True)),
+        ("command", clean(job.command).replace("\n", "\n" + " " * 13)),
+        ("state", job.state),
+        ("attempts", str(job.attempts)),
+        ("max_retries", with_default(job.max_retries, "max-retries")),
+        ("priority", str(job.priority)),
+        ("timeout", with_default(job.timeout, "job-timeout", "s")),
+        ("run_at", stamp(job.run_at)),
+        ("created_at", stamp(job.created_at)),
+        ("updated_at", stamp(job.updated_at)),
+        ("started_at", stamp(job.started_at)),
+        ("finished_at", stamp(job.finished_at)),
+        ("ran for", ran),
+        ("exit_code", "-" if job.exit_code is None else str(job.exit_code)),
+        ("error", clean(job.error, one_line=True)),
+        ("worker", clean(job.worker, one_line=True)),
+        ("cwd", clean(job.cwd, one_line=True)),
+    ]
+
+
+@click.command()
+@json_option
+@pass_settings
+def status(settings: Settings, as_json: bool) -> None:
+    """Count jobs per state, and the active workers.
+
+    Workers are the worker threads of every live worker process on this queue (any
+    `queuectl worker start` or TUI, on any machine, with a fresh heartbeat).
+    """
+    queue = settings.queue
+    counts = queue.counts()
+    processes = queue.live_workers()
+    threads = sum(worker.threads for worker in processes)
+    if as_json:
+        print_json({**{state: counts[state] for state in STATES}, "workers": threads})
+        return
+    width = max(len(str(n)) for n in [*counts.values(), threads])
+    for state in STATES:
+        click.echo(f"{state:<12}{counts[state]:>{width}}")
+    plural = "es" if len(processes) != 1 else ""
+    click.echo(f"{'workers':<12}{threads:>{width}}  ({len(processes)} worker process{plural})")

@@ -1,0 +1,33 @@
+"""``queuectl tui``: the full-screen app. Textual is imported inside the command only, so that
+no scripted command pays for it."""
+
+from __future__ import annotations
+
+import click
+
+from .common import Settings, pass_settings
+
+
+def open_tui(settings: Settings, workers: int) -> None:
+    # Open the queue first: a bad database is one clear error line, before the screen changes.
+    settings.queue
+    settings.close()
+    try:
+        from queuectl.tui.app import run_app
+    except ImportError as exc:
+        raise click.ClickException(f"the TUI is not available ({exc})") from None
+    run_app(settings.target, workers)
+
+
+@click.command()
+@click.option(
+    "--workers", "-w", type=click.IntRange(min=0), default=2, show_default=True,
+    help="Worker threads the app runs (0: watch only).",
+)
+@pass_settings
+def tui(settings: Settings, workers: int) -> None:
+    """Open the terminal UI.
+
+    Live panes of pending, processing, completed and dead jobs, with its own worker pool.
+    """
+    open_tui(settings, workers)

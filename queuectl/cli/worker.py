@@ -1,0 +1,201 @@
+"""Workers: ``worker start`` (a pool in the foreground) and ``worker stop`` (from anywhere)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+
+import click
+
+from ..queue import pid_alive
+from ..worker import JobEvent, WorkerPool
+from .common import Settings, clean, fmt_duration, fmt_relative, fmt_time, pass_settings, wait_until
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+JOIN_POLL_S = 0.1
+
+
+@click.group()
+def worker() -> None:
+    """Run workers in the foreground, or stop running ones."""
+
+
+class EventLog:
+    """One line per job event on stderr, whole lines only (threads write at once)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def line(self, thread: str, text: str) -> None:
+        stamp = fmt_time(time.time())
+        with self._lock:
+            click.echo(f"{stamp} {thread} {text}", err=True)
+
+    def __call__(self, event: JobEvent) -> None:
+        job = event.job
+        head = f"{event.kind} {clean(job.id, one_line=True)}"
+        if event.kind == "started":
+            detail = clean(job.command, one_line=True)
+        elif event.kind == "completed":
+            detail = f"exit 0{_took(job)}"
+        elif event.kind in ("failed", "dead", "rescued"):
+            detail = _failure(job)
+        elif event.kind == "released":
+            detail = "killed by stop: back to pending, attempt not counted"
+        else:
+            detail = job.state
+        self.line(event.thread, f"{head} {detail}")
+
+
+class _LogHandler(logging.Handler):
+    """The engine's warnings (database trouble it retries through) as log lines too."""
+
+    def __init__(self, log: EventLog) -> None:
+        super().__init__(logging.WARNING)
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.log.line(record.threadName or "-", f"{record.levelname.lower()}: {record.getMessage()}")
+
+
+def _took(job) -> str:
+    if job.started_at is None or job.finished_at is None:
+        return ""
+    return f" in {fmt_duration(job.finished_at - job.started_at)}"
+
+
+def _failure(job) -> str:
+    why = clean(job.error, one_line=True)
+    if job.exit_code is not None:
+        why = f"exit {job.exit_code} ({why})" if why != f"exit code {job.exit_code}" else why
+    after = f"{why}{_took(job)}, attempt {job.attempts}"
+    if job.state == "failed":
+        return f"{after}: retry {fmt_relative(job.run_at)}"
+    if job.state == "dead":
+        return f"{after}: moved to the DLQ"
+    return f"{after}: {job.state}"
+
+
+class Stopper:
+    """The signal handlers: the first SIGINT/SIGTERM asks for a graceful stop, the second for a
+    hard one. Handlers only record; the main loop acts, so no lock is ever taken in a handler."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._previous: dict[int, object] = {}
+
+    def install(self) -> None:
+        for signum in STOP_SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received.append(signum)
+
+
+@worker.command()
+@click.option(
+    "--count", "-c", type=click.IntRange(min=1), default=1, show_default=True,
+    help="Worker threads (jobs run at once).",
+)
+@click.option(
+    "--burst", is_flag=True,
+    help="Exit 0 once the queue is drained (no job pending, failed or processing).",
+)
+@pass_settings
+def start(settings: Settings, count: int, burst: bool) -> None:
+    """Run COUNT worker threads in the foreground, logging job events to stderr.
+
+    Ctrl-C (or SIGTERM) once: claim nothing more, let running jobs finish, exit 0. Twice: kill
+    the running jobs; they go back to pending, their attempt not counted (exit 130, or 143 for
+    SIGTERM).
+
+    \b
+    Examples:
+      queuectl worker start --count 4
+      queuectl worker start --burst     # run what is queued, then exit
+    """
+    queue = settings.queue
+    log = EventLog()
+    engine_log = logging.getLogger("queuectl")
+    handler = _LogHandler(log)
+    engine_log.addHandler(handler)
+    stopper = Stopper()
+    stopper.install()  # before the pool starts: no window where Ctrl-C gives a traceback
+    try:
+        pool = WorkerPool(queue, count, on_event=log, burst=burst).start()
+        mode = " (burst)" if burst else ""
+        log.line("main", f"worker {pool.worker_id} running {count} thread(s){mode} on "
+                         f"{clean(queue.target, one_line=True)}")
+        code = _run(pool, stopper, log)
+    finally:
+        stopper.restore()
+        engine_log.removeHandler(handler)
+    log.line("main", "stopped")
+    sys.exit(code)
+
+
+def _run(pool: WorkerPool, stopper: Stopper, log: EventLog) -> int:
+    """The main thread's loop: join the pool, act on signals. Returns the exit code."""
+    seen = 0
+    code = 0
+    while not pool.join(JOIN_POLL_S):
+        while seen < len(stopper.received):
+            signum = stopper.received[seen]
+            seen += 1
+            name = signal.Signals(signum).name
+            if seen == 1:
+                pool.stop()
+                log.line("main", f"{name}: stopping after {pool.busy} running job(s) finish "
+                                 f"({name} again kills them)")
+            elif seen == 2:
+                code = 128 + signum
+                pool.kill()
+                log.line("main", f"{name}: killing running jobs; they go back to pending")
+    return code
+
+
+@worker.command()
+@click.option(
+    "--timeout", type=click.FloatRange(min=0), default=60.0, show_default=True,
+    metavar="SECONDS", help="How long to wait for the workers to finish their running jobs.",
+)
+@pass_settings
+def stop(settings: Settings, timeout: float) -> None:
+    """Ask every worker process on this queue to stop gracefully, and wait until they are gone.
+
+    Their running jobs finish first. Exit 1 if some are still running after --timeout.
+    """
+    queue = settings.queue
+    asked = {w.id: w for w in queue.live_workers()}
+    if not asked:
+        click.echo("no workers running", err=True)
+        return
+    queue.request_stop()
+
+    def remaining() -> list[str]:
+        live = {w.id for w in queue.live_workers()}
+        return [
+            worker_id
+            for worker_id, w in asked.items()
+            if worker_id in live and (w.host != queue.host or pid_alive(w.pid))
+        ]
+
+    plural = "es" if len(asked) != 1 else ""
+    if not wait_until(lambda: not remaining(), timeout=min(timeout, 1.0)):
+        click.echo(f"waiting for {len(asked)} worker process{plural} to finish their jobs...",
+                   err=True)
+        if not wait_until(lambda: not remaining(), timeout=max(timeout - 1.0, 0.0)):
+            left = remaining()
+            raise click.ClickException(
+                f"{len(left)} of {len(asked)} worker process{plural} still running after "
+                f"{timeout:g}s: {', '.join(left)}"
+            )
+    click.echo(f"stopped {len(asked)} worker process{plural}")

@@ -1,0 +1,176 @@
+"""CLI fixtures: an in-process runner (CliRunner) and the real `queuectl` executable."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from queuectl import Queue
+
+from queuectl.cli import cli
+
+
+def _executable() -> list[str]:
+    script = Path(sys.executable).with_name("queuectl")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("queuectl")
+    return [found] if found else [sys.executable, "-m", "queuectl"]
+
+
+QUEUECTL = _executable()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02):
+    """Poll ``predicate`` until it returns something true; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+        time.sleep(interval)
+
+
+class Cli:
+    """``cli("list", "--json")`` runs in-process on this test's database."""
+
+    def __init__(self, db: str) -> None:
+        self.db = db
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: str | bytes | None = None) -> Result:
+        return self.runner.invoke(
+            cli, ["--db", self.db, *args], input=input, prog_name="queuectl", catch_exceptions=False
+        )
+
+    def json(self, *args: str) -> object:
+        result = self(*args, "--json")
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    def ok(self, *args: str, input: str | None = None) -> str:
+        result = self(*args, input=input)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+
+@pytest.fixture
+def run(db_path) -> Cli:
+    return Cli(db_path)
+
+
+@pytest.fixture
+def env(db_path, tmp_path) -> dict[str, str]:
+    """The environment of spawned processes: this test's database, unbuffered output."""
+    return {
+        **os.environ,
+        "QUEUECTL_DB": db_path,
+        "PYTHONUNBUFFERED": "1",
+        "HOME": str(tmp_path),
+    }
+
+
+@pytest.fixture
+def qc(env, tmp_path):
+    """Run the real executable to completion: ``qc("status", "--json")``."""
+
+    def run(*args: str, input: str | None = None, timeout: float = 20) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*QUEUECTL, *args],
+            env=env,
+            cwd=tmp_path,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
+
+
+class Spawned:
+    """A background `queuectl` process; its stderr goes to a file the test can read."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
+        self.log_path = log
+        self._log = open(log, "w")
+        self.proc = subprocess.Popen(
+            [*QUEUECTL, *args], env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 10) -> int:
+        return self.proc.wait(timeout)
+
+    def cleanup(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                # Twice: the second kills the jobs' process groups, so no `sleep` outlives us.
+                for _ in range(2):
+                    self.proc.send_signal(signal.SIGINT)
+                    time.sleep(0.05)
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(5)
+        finally:
+            self._log.close()
+
+
+@pytest.fixture
+def spawn(env, tmp_path):
+    """Start `queuectl ...` in the background; always stopped at the test's end."""
+    started: list[Spawned] = []
+
+    def start(*args: str) -> Spawned:
+        proc = Spawned(list(args), env, tmp_path, tmp_path / f"spawned-{len(started)}.log")
+        started.append(proc)
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            proc.cleanup()
+
+
+class FreshQueue:
+    """The engine's view of the test's database, for checking what commands did.
+
+    The engine's models share one database proxy per process, and every ``Queue(...)`` points
+    it at its own connection; a command run in-process makes its own ``Queue``. So each call
+    here opens a fresh one instead of holding one across commands.
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def open(self) -> Queue:
+        return Queue(self.target)
+
+    def __getattr__(self, name: str):
+        return getattr(self.open(), name)
+
+
+@pytest.fixture
+def queue(db_path) -> FreshQueue:
+    return FreshQueue(db_path)

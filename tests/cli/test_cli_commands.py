@@ -1,0 +1,400 @@
+"""In-process (CliRunner) tests of parsing, validation, output and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+
+import pytest
+
+from queuectl.executor import RunResult
+
+JOB_KEYS = [
+    "id", "command", "state", "attempts", "max_retries", "priority", "timeout", "run_at",
+    "created_at", "updated_at", "started_at", "finished_at", "exit_code", "error", "output",
+    "worker", "cwd",
+]  # fmt: skip
+
+
+def one_error_line(result, code: int) -> str:
+    """The result failed with ``code`` and exactly one `Error:` line (no traceback)."""
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("Error:")]
+    assert len(errors) == 1, result.stderr
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    return errors[0]
+
+
+def kill_job(queue, job_id: str) -> None:
+    """Run ``job_id`` to death by hand: claim it and fail it (max_retries 1)."""
+    queue = queue.open()
+    worker = queue.register_worker(1)
+    job = queue.claim(worker)
+    assert job is not None and job.id == job_id
+    queue.finish(job, RunResult(exit_code=3, error="exit code 3", output="boom\n"), worker)
+    queue.unregister_worker(worker)
+    assert queue.get(job_id).state == "dead"
+
+
+# -- enqueue ---------------------------------------------------------------------------------
+
+
+def test_enqueue_plain_command_prints_only_the_id(run, queue):
+    out = run.ok("enqueue", "echo hello world")
+    job_id = out.strip()
+    assert out == job_id + "\n"
+    job = queue.get(job_id)
+    assert job.command == "echo hello world"
+    assert job.state == "pending"
+    assert job.cwd == os.getcwd()
+    assert 8 <= len(job_id) <= 20
+
+
+def test_enqueue_json_object_with_every_key(run, tmp_path):
+    spec = {
+        "id": "build-1",
+        "command": "make",
+        "max_retries": 5,
+        "priority": 7,
+        "timeout": 12.5,
+        "run_at": "2030-01-02T03:04:05Z",
+        "cwd": str(tmp_path),
+    }
+    job = run.json("enqueue", json.dumps(spec))
+    assert list(job) == JOB_KEYS
+    assert job["id"] == "build-1"
+    assert job["max_retries"] == 5 and job["priority"] == 7 and job["timeout"] == 12.5
+    assert datetime.fromisoformat(job["run_at"]) == datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    assert job["cwd"] == str(tmp_path)
+    assert job["state"] == "pending" and job["attempts"] == 0
+
+
+def test_options_are_defaults_for_keys_the_json_leaves_out(run):
+    job = run.json(
+        "enqueue", "--max-retries", "9", "--priority", "4", "--timeout", "30",
+        '{"command": "true", "priority": 1}',
+    )
+    assert job["priority"] == 1  # the JSON wins
+    assert job["max_retries"] == 9 and job["timeout"] == 30
+
+
+def test_enqueue_options_on_a_plain_command(run):
+    job = run.json("enqueue", "--id", "mine", "--delay", "3600", "--priority", "-2", "sleep 1")
+    assert job["id"] == "mine" and job["priority"] == -2
+    delay = datetime.fromisoformat(job["run_at"]) - datetime.fromisoformat(job["created_at"])
+    assert delay.total_seconds() == pytest.approx(3600)
+
+
+def test_a_shell_group_is_a_command_not_json(run, queue):
+    job_id = run.ok("enqueue", "{ echo a; echo b; }").strip()
+    assert queue.get(job_id).command == "{ echo a; echo b; }"
+
+
+@pytest.mark.parametrize(
+    "arg, message",
+    [
+        ('{"command": "x", "colour": "red"}', "unknown key 'colour'"),
+        ('{"command": "x", "max_retries": "3"}', "'max_retries' must be a whole number"),
+        ('{"command": "x", "priority": 1.5}', "'priority' must be a whole number"),
+        ('{"command": "x", "timeout": 0}', "'timeout'"),
+        ('{"command": ""}', "'command' is empty"),
+        ('{"command": 5}', "'command' must be a string"),
+        ("   ", "'command' is empty"),
+        ('{"command": "x",}', "invalid JSON"),
+        ('{"priority": 1}', "missing 'command'"),
+        ('{"command": "x", "delay": 1, "run_at": "2030-01-01"}', "not both"),
+        ('{"command": "x", "run_at": "tomorrow"}', "ISO 8601"),
+    ],
+)
+def test_invalid_job_exit_2_naming_the_problem(run, queue, arg, message):
+    error = one_error_line(run("enqueue", arg), 2)
+    assert message in error
+    assert queue.counts()["pending"] == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--max-retries", "-1", "x"],
+        ["--max-retries", "two", "x"],
+        ["--timeout", "0", "x"],
+        ["--timeout", "nan", "x"],
+        ["--delay", "-5", "x"],
+        ["--run-at", "soon", "x"],
+        ["--id", "has space", "x"],
+        ["--delay", "1", "--run-at", "2030-01-01", "x"],
+        ["a", "b"],
+        [],
+    ],
+)
+def test_bad_enqueue_options_are_usage_errors(run, queue, args):
+    result = run("enqueue", *args)
+    assert result.exit_code == 2, result.output
+    assert "Error:" in result.stderr and "Traceback" not in result.output
+    assert queue.counts()["pending"] == 0
+
+
+def test_duplicate_id_exit_2_and_the_first_job_is_kept(run, queue):
+    run.ok("enqueue", "--id", "once", "echo first")
+    error = one_error_line(run("enqueue", '{"id": "once", "command": "echo second"}'), 2)
+    assert "duplicate id 'once'" in error
+    assert queue.get("once").command == "echo first"
+    assert queue.counts()["pending"] == 1
+
+
+# -- enqueue --file --------------------------------------------------------------------------
+
+
+def test_enqueue_file_one_job_per_line(run, queue, tmp_path):
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text(
+        "# nightly\n"
+        "echo one\n"
+        "\n"
+        '{"id": "two", "command": "echo two", "priority": 5}\n'
+        "   # indented comment\n"
+        "echo three\r\n"
+    )
+    out = run.ok("enqueue", "--priority", "1", "--file", str(jobs))
+    ids = out.split()
+    assert len(ids) == 3 and ids[1] == "two"
+    assert [queue.get(i).command for i in ids] == ["echo one", "echo two", "echo three"]
+    assert [queue.get(i).priority for i in ids] == [1, 5, 1]
+
+
+def test_enqueue_file_from_stdin_as_json(run):
+    result = run("enqueue", "--json", "--file", "-", input="echo a\necho b\n")
+    assert result.exit_code == 0, result.output
+    jobs = json.loads(result.stdout)
+    assert [job["command"] for job in jobs] == ["echo a", "echo b"]
+    assert all(list(job) == JOB_KEYS for job in jobs)
+
+
+@pytest.mark.parametrize(
+    "content, line, message",
+    [
+        ('echo ok\n# fine\n{"command": "x", "bogus": 1}\necho never\n', 3, "unknown key 'bogus'"),
+        ('echo ok\n{"command": "x",\n', 2, "invalid JSON"),
+        ('{"id": "a", "command": "x"}\necho\n{"id": "a", "command": "y"}\n', 3, "duplicate id 'a'"),
+    ],
+)
+def test_a_bad_line_rejects_the_whole_file(run, queue, tmp_path, content, line, message):
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text(content)
+    error = one_error_line(run("enqueue", "--file", str(jobs)), 2)
+    assert error.startswith(f"Error: line {line}: ")
+    assert message in error
+    assert queue.counts()["pending"] == 0
+
+
+def test_a_file_line_whose_id_exists_names_the_line(run, queue, tmp_path):
+    run.ok("enqueue", "--id", "taken", "true")
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text('echo a\n{"id": "taken", "command": "b"}\n')
+    error = one_error_line(run("enqueue", "--file", str(jobs)), 2)
+    assert error.startswith("Error: line 2: duplicate id 'taken'")
+    assert queue.counts()["pending"] == 1
+
+
+def test_a_file_that_is_not_utf8_names_the_line(run, queue, tmp_path):
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_bytes(b"echo a\necho \xff\n")
+    error = one_error_line(run("enqueue", "--file", str(jobs)), 2)
+    assert error == "Error: line 2: not valid UTF-8"
+    assert queue.counts()["pending"] == 0
+
+
+def test_file_usage_errors(run, tmp_path):
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("echo a\n")
+    assert run("enqueue", "--id", "x", "--file", str(jobs)).exit_code == 2
+    assert run("enqueue", "--file", str(jobs), "echo b").exit_code == 2
+    assert run("enqueue", "--file", str(tmp_path / "missing.txt")).exit_code == 2
+
+
+# -- list, show, status ----------------------------------------------------------------------
+
+
+def test_list_newest_first_by_state_any_case_with_limit(run, queue):
+    ids = [run.ok("enqueue", f"echo {n}").strip() for n in range(3)]
+    listed = run.json("list")
+    assert [job["id"] for job in listed] == ids[::-1]
+    assert all(list(job) == JOB_KEYS for job in listed)
+    pending = run.json("list", "--state", "PENDING", "--limit", "2")
+    assert [job["id"] for job in pending] == [ids[2], ids[1]]
+    assert run.json("list", "--state", "Dead") == []
+    human = run.ok("list")
+    assert human.splitlines()[0].split() == ["ID", "STATE", "ATTEMPTS", "PRI", "WHEN", "COMMAND"]
+    assert all(job_id in human for job_id in ids)
+
+
+def test_list_unknown_state_exit_2_listing_the_valid_ones(run):
+    result = run("list", "--state", "done")
+    assert result.exit_code == 2
+    assert "pending, processing, completed, failed, dead" in result.stderr
+
+
+def test_show_by_unique_prefix(run, queue):
+    run.ok("enqueue", "--id", "alpha-1", "echo a")
+    run.ok("enqueue", "--id", "beta-1", "echo b")
+    job = run.json("show", "alp")
+    assert job["id"] == "alpha-1" and list(job) == JOB_KEYS
+    human = run.ok("show", "beta")
+    for field in JOB_KEYS:
+        assert f"{field}:" in human
+
+
+def test_show_unknown_or_ambiguous_id_exit_1(run):
+    run.ok("enqueue", "--id", "job-a", "true")
+    run.ok("enqueue", "--id", "job-b", "true")
+    assert "no job 'nope'" in one_error_line(run("show", "nope"), 1)
+    assert "ambiguous" in one_error_line(run("show", "job-"), 1)
+
+
+def test_show_neutralises_escape_sequences_but_json_keeps_them(run, queue):
+    job_id = run.ok("enqueue", "printf '\\033]0;pwned\\007'").strip()
+    queue = queue.open()
+    worker = queue.register_worker(1)
+    job = queue.claim(worker)
+    text = "\x1b[31mred\x1b[0m\ttab\r\nnext \u202eevil\n"
+    queue.finish(job, RunResult(exit_code=0, error=None, output=text), worker)
+    human = run.ok("show", job_id)
+    assert "\x1b" not in human and "\u202e" not in human
+    assert "\\x1b[31mred\\x1b[0m\ttab\nnext \\u202eevil" in human
+    assert run.json("show", job_id)["output"] == text
+    listed = run.ok("list")
+    assert "\x1b" not in listed and "\x07" not in listed
+
+
+def test_status_counts_and_exact_json_keys(run, queue):
+    run.ok("enqueue", "true")
+    run.ok("enqueue", "true")
+    kill_job_id = run.ok("enqueue", "--max-retries", "1", "--priority", "9", "exit 3").strip()
+    kill_job(queue, kill_job_id)
+    status = run.json("status")
+    assert status == {
+        "pending": 2, "processing": 0, "completed": 0, "failed": 0, "dead": 1, "workers": 0
+    }
+    assert list(status) == ["pending", "processing", "completed", "failed", "dead", "workers"]
+    queue.register_worker(3)  # a live worker process with 3 threads
+    assert run.json("status")["workers"] == 3
+    human = run.ok("status")
+    assert "workers     3  (1 worker process)" in human
+
+
+# -- dlq -------------------------------------------------------------------------------------
+
+
+def test_dlq_list_and_retry_by_prefix(run, queue):
+    dead_id = run.ok("enqueue", "--id", "dead-one", "--max-retries", "1", "exit 3").strip()
+    kill_job(queue, dead_id)
+    listed = run.json("dlq", "list")
+    assert [job["id"] for job in listed] == ["dead-one"]
+    assert listed[0]["output"] == "boom\n"
+    assert "exit code 3" in run.ok("dlq", "list")
+    assert run.ok("dlq", "retry", "dead-").split() == ["dead-one"]
+    job = queue.get("dead-one")
+    assert (job.state, job.attempts, job.error) == ("pending", 0, None)
+    assert run.json("dlq", "list") == []
+
+
+def test_dlq_retry_of_a_job_that_is_not_dead_changes_nothing(run, queue):
+    dead_id = run.ok("enqueue", "--max-retries", "1", "exit 3").strip()
+    kill_job(queue, dead_id)
+    alive_id = run.ok("enqueue", "true").strip()
+    error = one_error_line(run("dlq", "retry", dead_id, alive_id), 1)
+    assert "is not dead" in error
+    assert queue.get(dead_id).state == "dead"
+    assert queue.get(alive_id).state == "pending"
+    assert "no job" in one_error_line(run("dlq", "retry", "missing"), 1)
+
+
+def test_dlq_retry_all(run, queue):
+    first = run.ok("enqueue", "--max-retries", "1", "exit 3").strip()
+    kill_job(queue, first)
+    second = run.ok("enqueue", "--max-retries", "1", "exit 4").strip()
+    kill_job(queue, second)
+    retried = run.json("dlq", "retry", "--all")
+    assert sorted(job["id"] for job in retried) == sorted([first, second])
+    assert all(job["state"] == "pending" and job["attempts"] == 0 for job in retried)
+    assert run("dlq", "retry", "--all").exit_code == 0  # an empty DLQ is not an error
+    assert run("dlq", "retry").exit_code == 2
+    assert run("dlq", "retry", "--all", first).exit_code == 2
+
+
+# -- config ----------------------------------------------------------------------------------
+
+
+def test_config_defaults_set_get_list(run):
+    assert run.json("config", "list") == {"max-retries": 3, "backoff-base": 2, "job-timeout": 300}
+    assert run.ok("config", "set", "max-retries", "1") == "max-retries = 1\n"
+    assert run.ok("config", "set", "backoff-base", "1.5") == "backoff-base = 1.5\n"
+    assert run.ok("config", "get", "max-retries") == "1\n"
+    assert run.ok("config", "get", "backoff-base") == "1.5\n"
+    assert run.json("config", "list") == {"max-retries": 1, "backoff-base": 1.5, "job-timeout": 300}
+    assert "max-retries" in run.ok("config", "list")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["set", "retries", "3"], "unknown config key 'retries'"),
+        (["get", "retries"], "unknown config key 'retries'"),
+        (["set", "max-retries", "-1"], "invalid value for max-retries"),
+        (["set", "max-retries", "1.5"], "invalid value for max-retries"),
+        (["set", "backoff-base", "0.5"], "invalid value for backoff-base"),
+        (["set", "backoff-base", "inf"], "invalid value for backoff-base"),
+        (["set", "job-timeout", "0"], "invalid value for job-timeout"),
+    ],
+)
+def test_config_bad_key_or_value_exit_2_nothing_changed(run, args, message):
+    assert message in one_error_line(run("config", *args), 2)
+    assert run.json("config", "list") == {"max-retries": 3, "backoff-base": 2, "job-timeout": 300}
+
+
+# -- databases and the root ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["directory", "garbage", "foreign", "no-file-url", "scheme"])
+def test_a_bad_database_is_one_error_line_exit_1(tmp_path, kind):
+    from click.testing import CliRunner
+
+    from queuectl.cli import cli
+
+    target = {
+        "directory": str(tmp_path),
+        "garbage": str(tmp_path / "garbage.db"),
+        "foreign": str(tmp_path / "foreign.db"),
+        "no-file-url": "sqlite://",
+        "scheme": "mysql://x/y",
+    }[kind]
+    (tmp_path / "garbage.db").write_bytes(b"this is not a database" * 100)
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "foreign.db") as conn:
+        conn.execute("CREATE TABLE accounts (id INTEGER)")
+    conn.close()
+    for args in (["status"], ["enqueue", "true"], ["list", "--json"], ["config", "list"]):
+        result = CliRunner().invoke(cli, ["--db", target, *args])
+        one_error_line(result, 1)
+
+
+def test_db_from_the_environment(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from queuectl.cli import cli
+
+    target = tmp_path / "env.db"
+    monkeypatch.setenv("QUEUECTL_DB", str(target))
+    result = CliRunner().invoke(cli, ["enqueue", "true"])
+    assert result.exit_code == 0, result.output
+    assert target.exists()
+
+
+def test_bare_queuectl_without_a_terminal_prints_the_help(run):
+    result = run()
+    assert result.exit_code == 0
+    assert "Usage: queuectl" in result.stdout and "enqueue" in result.stdout
