@@ -43,14 +43,36 @@ class TailBuffer:
             del self._data[: len(self._data) - self.limit]
 
     def text(self) -> str:
+        """The tail as text of at most ``limit`` UTF-8 bytes (escapes included), starting at
+        a character, after a line saying how many bytes were dropped before it."""
         data = bytes(self._data[-self.limit :]) if self.limit else b""
+        while True:
+            if len(data) < self.total:  # we cut it: start at a character, not inside one
+                data = data[_continuation_bytes(data) :]
+            text = _readable(data)
+            excess = len(text.encode("utf-8")) - self.limit
+            if excess <= 0:
+                break
+            # Escapes made it longer; every byte dropped takes at least one byte of text with it.
+            data = data[excess:]
         dropped = self.total - len(data)
-        # Bytes that are not UTF-8 are kept readable as \xNN escapes; NUL too (PostgreSQL text
-        # cannot hold it).
-        text = data.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
         if dropped:
             text = f"[queuectl: output truncated, {dropped} earlier bytes dropped]\n" + text
         return text
+
+
+def _readable(data: bytes) -> str:
+    # Bytes that are not UTF-8 are kept readable as \xNN escapes; NUL too (PostgreSQL text
+    # cannot hold it).
+    return data.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
+
+
+def _continuation_bytes(data: bytes) -> int:
+    """How many bytes at the start of ``data`` continue a character cut off before it (<= 3)."""
+    count = 0
+    while count < min(3, len(data)) and 0x80 <= data[count] <= 0xBF:
+        count += 1
+    return count
 
 
 class Execution:

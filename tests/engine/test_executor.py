@@ -1,0 +1,271 @@
+"""The executor (SPEC 3): exit codes and errors, timeouts that kill the whole process group,
+daemons, signals, commands that cannot start, bytes that are not UTF-8, bounded output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from queuectl import executor
+from queuectl.executor import Execution, TailBuffer
+
+from .helpers import group_members, kill_group, wait_until
+
+HERE = Path(__file__).parent
+MARKER = "[queuectl: output truncated"
+
+
+@pytest.fixture
+def pgid_file(tmp_path):
+    """A file a command writes its shell's pid (= its process group) to; the group is killed
+    afterwards whatever the test did."""
+    path = tmp_path / "pgid"
+    yield path
+    if path.exists() and path.read_text().strip():
+        kill_group(int(path.read_text()))
+
+
+def read_pgid(path: Path) -> int:
+    return int(path.read_text())
+
+
+def test_success():
+    result = executor.run("echo hello")
+    assert (result.exit_code, result.error, result.ok, result.output) == (0, None, True, "hello\n")
+
+
+@pytest.mark.parametrize("code", [1, 2, 3, 42, 127, 255])
+def test_exit_codes(code):
+    result = executor.run(f"echo before; exit {code}")
+    assert (result.exit_code, result.error, result.ok) == (code, f"exit code {code}", False)
+    assert result.output == "before\n"
+
+
+def test_command_not_found_is_a_failed_run():
+    result = executor.run("no-such-command-queuectl-test")
+    assert result.exit_code == 127 and not result.ok
+    assert "not found" in result.output
+
+
+def test_stdout_and_stderr_interleaved_in_order():
+    result = executor.run("echo one; echo two >&2; echo three; echo four >&2")
+    assert result.output == "one\ntwo\nthree\nfour\n"
+
+
+def test_runs_in_cwd_through_sh_with_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("QUEUECTL_TEST_VAR", "from the worker")
+    result = executor.run('pwd; echo "$QUEUECTL_TEST_VAR"; echo $0', cwd=str(tmp_path))
+    assert result.output.splitlines() == [str(tmp_path), "from the worker", "/bin/sh"]
+
+
+def test_stdin_is_empty():
+    result = executor.run("cat; echo done", timeout=10)
+    assert result.ok and result.output == "done\n"
+
+
+def test_cannot_start_missing_cwd(tmp_path):
+    result = executor.run("echo hi", cwd=str(tmp_path / "gone"))
+    assert result.exit_code is None and not result.ok
+    assert result.error.startswith("cannot start")
+    assert "gone" in result.error
+
+
+def test_killed_by_signal():
+    result = executor.run("echo dying; kill -KILL $$")
+    assert (result.exit_code, result.error) == (None, "killed by signal SIGKILL")
+    assert result.output == "dying\n"
+    result = executor.run("kill -TERM $$")
+    assert result.error == "killed by signal SIGTERM"
+
+
+def test_timeout_kills_the_whole_group(pgid_file):
+    started = time.monotonic()
+    result = executor.run(f"echo $$ > {pgid_file}; sleep 100 & sleep 100", timeout=0.5)
+    elapsed = time.monotonic() - started
+    assert (result.exit_code, result.ok) == (None, False)
+    assert "timed out" in result.error and "0.5" in result.error
+    assert 0.5 <= elapsed < 0.5 + executor.KILL_GRACE_S + 3
+    pgid = read_pgid(pgid_file)
+    wait_until(lambda: not group_members(pgid), 3, message=f"group {pgid} to be gone")
+
+
+def test_a_job_ignoring_sigterm_is_sigkilled_after_the_grace(pgid_file):
+    started = time.monotonic()
+    result = executor.run(
+        f"trap '' TERM; echo $$ > {pgid_file}; echo started; sleep 100; echo survived",
+        timeout=0.3,
+    )
+    elapsed = time.monotonic() - started
+    assert "timed out" in result.error
+    assert "survived" not in result.output and "started" in result.output
+    assert 0.3 + executor.KILL_GRACE_S * 0.9 <= elapsed < 0.3 + executor.KILL_GRACE_S + 3
+    pgid = read_pgid(pgid_file)
+    wait_until(lambda: not group_members(pgid), 3, message=f"group {pgid} to be gone")
+
+
+def test_a_grandchild_ignoring_sigterm_and_holding_stdout_is_sigkilled(pgid_file):
+    """The shell dies on SIGTERM, but a grandchild that ignores it keeps the pipe open."""
+    started = time.monotonic()
+    result = executor.run(
+        f"echo $$ > {pgid_file}; (trap '' TERM; sleep 100) & sleep 100", timeout=0.3
+    )
+    elapsed = time.monotonic() - started
+    assert "timed out" in result.error
+    assert elapsed < 0.3 + executor.KILL_GRACE_S + 3
+    pgid = read_pgid(pgid_file)
+    wait_until(lambda: not group_members(pgid), 3, message=f"group {pgid} to be gone")
+
+
+def test_a_daemon_holding_stdout_does_not_hold_the_job(pgid_file):
+    started = time.monotonic()
+    result = executor.run(f"echo $$ > {pgid_file}; sleep 100 & echo started", timeout=60)
+    elapsed = time.monotonic() - started
+    assert result.ok and result.output == "started\n"
+    assert elapsed < 2, f"took {elapsed:.2f}s"
+
+
+def test_output_after_exit_is_not_lost():
+    """Plenty of output still in the pipe when the shell exits is read to the end."""
+    result = executor.run("head -c 300000 /dev/zero | tr '\\0' a; echo END", output_limit=1 << 20)
+    assert result.ok
+    assert result.output == "a" * 300000 + "END\n"
+
+
+def test_non_utf8_and_nul_bytes_are_kept_readable():
+    result = executor.run(r"printf 'caf\303\251 \377\376 a\000b \342\202\254\n'")
+    assert result.ok
+    assert result.output == "café \\xff\\xfe a\\x00b €\n"
+    assert "\x00" not in result.output
+    result.output.encode("utf-8")  # storable as UTF-8 text
+
+
+def test_output_is_capped_tail_kept_truncation_marked():
+    result = executor.run("seq 1 200000", output_limit=1000)
+    assert result.ok
+    total = len("".join(f"{n}\n" for n in range(1, 200001)).encode())
+    first, rest = result.output.split("\n", 1)
+    assert first == f"[queuectl: output truncated, {total - 1000} earlier bytes dropped]"
+    assert len(rest.encode()) == 1000
+    assert rest.endswith("199999\n200000\n")
+
+
+def stored_size(output: str) -> int:
+    """Bytes of output as stored, not counting the truncation line."""
+    if output.startswith(MARKER):
+        output = output.split("\n", 1)[1]
+    return len(output.encode("utf-8"))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "head -c 50000 /dev/zero",  # NUL bytes, escaped as \x00
+        "head -c 50000 /dev/zero | tr '\\0' '\\377'",  # bytes that are not UTF-8
+        "head -c 50000 /dev/urandom",
+    ],
+)
+def test_the_cap_holds_for_binary_output(command):
+    limit = 4096
+    result = executor.run(command, output_limit=limit)
+    assert result.ok
+    assert result.output.startswith(MARKER)
+    assert stored_size(result.output) <= limit
+
+
+def test_a_cut_never_splits_a_character():
+    result = executor.run("i=0; while [ $i -lt 2000 ]; do printf 'é€'; i=$((i+1)); done",
+                          output_limit=1001)
+    body = result.output.split("\n", 1)[1]
+    assert "\\x" not in body, body[:40]
+    assert body.endswith("é€")
+    assert stored_size(result.output) <= 1001
+
+
+def test_tail_buffer():
+    buffer = TailBuffer(10)
+    assert buffer.text() == ""
+    buffer.write(b"0123456")
+    assert buffer.text() == "0123456"
+    for _ in range(100):
+        buffer.write(b"abcdefg")
+        assert len(buffer._data) <= 20 + 7
+    assert buffer.total == 707
+    assert buffer.text() == f"[queuectl: output truncated, 697 earlier bytes dropped]\n" + (
+        "abcdefg" * 2
+    )[-10:]
+
+
+def test_kill_from_another_thread():
+    execution = Execution("echo started; sleep 100", timeout=60)
+    results = []
+    thread = threading.Thread(target=lambda: results.append(execution.run()))
+    thread.start()
+    wait_until(lambda: execution.output.total > 0, 10, message="the job to start")
+    execution.kill()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert execution.killed_by_stop
+    assert results[0].error == "killed (hard stop)"
+    assert results[0].output == "started\n"
+
+
+def test_kill_before_run():
+    execution = Execution("echo never")
+    execution.kill()
+    result = execution.run()
+    assert result.error == "killed before it started" and result.output == ""
+
+
+def rss_probe(command: str) -> dict:
+    run = subprocess.run(
+        [sys.executable, str(HERE / "rss_probe.py"), command, str(1 << 20)],
+        capture_output=True, text=True, timeout=120, cwd=HERE,
+    )
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+def test_one_gigabyte_of_output_in_flat_memory():
+    baseline = rss_probe("echo tiny")
+    big = rss_probe("head -c 1000000000 /dev/zero | tr '\\0' x")
+    assert big["error"] is None
+    assert big["head"].startswith(f"{MARKER}, {1_000_000_000 - (1 << 20)} earlier bytes dropped]")
+    assert big["tail"] == "x" * 20
+    grown_mib = (big["peak_kib"] - baseline["peak_kib"]) / 1024
+    print(f"peak RSS: tiny {baseline['peak_kib']} KiB, 1 GB {big['peak_kib']} KiB "
+          f"(+{grown_mib:.1f} MiB) in {big['seconds']:.1f}s")
+    assert grown_mib < 20
+
+
+def test_tail_buffer_cap_over_random_bytes():
+    """Whatever the bytes and the chunking: at most ``limit`` bytes of text, which is exactly
+    the readable form of the input's last bytes, and the count of dropped bytes is right."""
+    import random
+
+    rng = random.Random(1234)
+    alphabet = [b"a", b"\n", b"\x00", b"\xff", "é".encode(), "€".encode(), "😀".encode(), b"\x80"]
+    for _ in range(300):
+        limit = rng.randint(1, 64)
+        data = b"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 200)))
+        buffer = TailBuffer(limit)
+        position = 0
+        while position < len(data):
+            step = rng.randint(1, 30)
+            buffer.write(data[position : position + step])
+            position += step
+        text = buffer.text()
+        if text.startswith(MARKER):
+            header, body = text.split("\n", 1)
+            dropped = int(header.split(", ")[1].split()[0])
+        else:
+            body, dropped = text, 0
+        assert len(body.encode()) <= limit
+        assert executor._readable(data[dropped:]) == body
+        assert dropped == 0 or len(data) - dropped <= limit
