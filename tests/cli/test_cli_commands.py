@@ -398,3 +398,31 @@ def test_bare_queuectl_without_a_terminal_prints_the_help(run):
     result = run()
     assert result.exit_code == 0
     assert "Usage: queuectl" in result.stdout and "enqueue" in result.stdout
+
+
+def test_tui_command_opens_the_app_with_target_and_workers(run, db_path, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+    app = types.ModuleType("queuectl.tui.app")
+    app.run_app = lambda target, workers: calls.append((target, workers))
+    monkeypatch.setitem(sys.modules, "queuectl.tui.app", app)
+    run.ok("tui", "--workers", "0")
+    run.ok("tui")
+    assert calls == [(db_path, 0), (db_path, 2)]
+    assert run("tui", "--workers", "-1").exit_code == 2
+
+
+def test_tui_with_a_bad_database_fails_before_the_screen_changes(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from click.testing import CliRunner
+
+    from queuectl.cli import cli
+
+    app = types.ModuleType("queuectl.tui.app")
+    app.run_app = lambda target, workers: pytest.fail("the app must not start")
+    monkeypatch.setitem(sys.modules, "queuectl.tui.app", app)
+    one_error_line(CliRunner().invoke(cli, ["--db", str(tmp_path), "tui"]), 1)

@@ -1,0 +1,99 @@
+"""Every command's help, import hygiene (no Textual on the scripted path), completion."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from queuectl.cli import SUBCOMMANDS, cli
+
+from .conftest import QUEUECTL
+
+
+def command_paths(group: click.Group, prefix: tuple[str, ...] = ()):
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, f"{' '.join(prefix + (name,))} does not load"
+        yield prefix + (name,)
+        if isinstance(command, click.Group):
+            yield from command_paths(command, prefix + (name,))
+
+
+ALL_COMMANDS = [()] + list(command_paths(cli))
+
+
+def test_every_family_is_listed():
+    names = {path[0] for path in ALL_COMMANDS if path}
+    assert names == set(SUBCOMMANDS)
+    assert {" ".join(p) for p in ALL_COMMANDS} >= {
+        "enqueue", "list", "show", "status", "tui", "worker start", "worker stop",
+        "dlq list", "dlq retry", "config get", "config set", "config list",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("path", ALL_COMMANDS, ids=lambda p: " ".join(p) or "queuectl")
+def test_help_on_every_command(path):
+    result = CliRunner().invoke(cli, [*path, "--help"], prog_name="queuectl")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"Usage: {' '.join(('queuectl',) + path)}")
+
+
+SCRIPT = """
+import sys
+from queuectl.cli import cli
+try:
+    cli.main({args!r}, prog_name="queuectl")
+except SystemExit as exc:
+    assert not exc.code, exc.code
+loaded = sorted(m for m in sys.modules if m == "textual" or m.startswith(("textual.", "queuectl.tui")))
+print(loaded, file=sys.stderr)
+sys.exit(3 if loaded else 0)
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["status", "--help"], ["--help"], ["enqueue", "--help"], ["config", "list", "--json"]],
+)
+def test_scripted_commands_never_import_textual(args, tmp_path):
+    full = ["--db", str(tmp_path / "q.db"), *args]
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(args=full)], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_python_dash_m_queuectl(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "queuectl", "--help"], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Usage: queuectl")
+
+
+def test_bash_completion_script_and_completions(env):
+    source = subprocess.run(
+        QUEUECTL, env={**env, "_QUEUECTL_COMPLETE": "bash_source"}, capture_output=True,
+        text=True, timeout=30,
+    )
+    assert source.returncode == 0
+    assert "_queuectl_completion" in source.stdout
+    words = subprocess.run(
+        QUEUECTL,
+        env={**env, "_QUEUECTL_COMPLETE": "bash_complete", "COMP_WORDS": "queuectl config get m",
+             "COMP_CWORD": "3"},
+        capture_output=True, text=True, timeout=30,
+    )
+    assert "max-retries" in words.stdout
+    commands = subprocess.run(
+        QUEUECTL,
+        env={**env, "_QUEUECTL_COMPLETE": "bash_complete", "COMP_WORDS": "queuectl dl",
+             "COMP_CWORD": "1"},
+        capture_output=True, text=True, timeout=30,
+    )
+    assert "dlq" in commands.stdout

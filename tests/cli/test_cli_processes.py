@@ -1,0 +1,162 @@
+"""End to end: the real `queuectl` executable, workers in background processes, signals.
+
+Nothing here sleeps to wait: every wait polls a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from .conftest import wait_until
+
+
+def ok(done) -> str:
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def jq(qc, *args):
+    return json.loads(ok(qc(*args, "--json")))
+
+
+def state_of(qc, job_id: str) -> dict:
+    return jq(qc, "show", job_id)
+
+
+def one_error(done, code: int) -> str:
+    assert done.returncode == code, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len([line for line in lines if line.startswith("Error:")]) == 1, done.stderr
+    assert done.stdout == ""
+    return lines[-1]
+
+
+def test_seed_flow_workers_status_list_dlq(qc, spawn, queue):
+    ids = [ok(qc("enqueue", f"echo job {n}")).strip() for n in range(4)]
+    worker = spawn("worker", "start", "--count", "2")
+    wait_until(lambda: queue.counts()["completed"] == 4)
+    status = jq(qc, "status")
+    assert status["completed"] == 4 and status["pending"] == 0
+    assert status["workers"] == 2  # the threads of the one live worker process
+    completed = jq(qc, "list", "--state", "completed")
+    assert sorted(job["id"] for job in completed) == sorted(ids)
+    assert all(job["output"].startswith("job ") for job in completed)
+
+    assert ok(qc("config", "set", "max-retries", "1")) == "max-retries = 1\n"
+    failing = ok(qc("enqueue", "echo oops >&2; exit 7")).strip()
+    wait_until(lambda: queue.get(failing).state == "dead")
+    dead = jq(qc, "dlq", "list")
+    assert [job["id"] for job in dead] == [failing]
+    assert dead[0]["attempts"] == 1 and dead[0]["exit_code"] == 7 and "oops" in dead[0]["output"]
+
+    first_end = queue.get(failing).finished_at
+    assert ok(qc("dlq", "retry", failing[:6])).strip() == failing
+    # The worker runs it again (attempts start over) and it dies again after one run.
+
+    def died_again() -> bool:
+        job = queue.get(failing)
+        return job.state == "dead" and job.finished_at > first_end and job.attempts == 1
+
+    wait_until(died_again)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+    log = worker.log()
+    assert f"started {ids[0]} echo job 0" in log
+    assert f"dead {failing}" in log
+    assert jq(qc, "status")["workers"] == 0
+
+
+def test_first_sigint_lets_the_running_job_finish_and_exits_0(qc, spawn, queue):
+    job_id = ok(qc("enqueue", "sleep 1; echo finished")).strip()
+    worker = spawn("worker", "start")
+    wait_until(lambda: queue.get(job_id).state == "processing")
+    worker.signal(signal.SIGINT)
+    assert worker.wait(10) == 0
+    job = queue.get(job_id)
+    assert job.state == "completed" and job.output == "finished\n"
+    assert "SIGINT: stopping" in worker.log()
+
+
+def test_second_sigint_kills_the_job_back_to_pending_uncounted(qc, spawn, queue):
+    job_id = ok(qc("enqueue", "sleep 30")).strip()
+    worker = spawn("worker", "start")
+    wait_until(lambda: queue.get(job_id).state == "processing")
+    worker.signal(signal.SIGINT)
+    wait_until(lambda: "SIGINT: stopping" in worker.log())
+    worker.signal(signal.SIGINT)
+    assert worker.wait(10) == 130
+    job = queue.get(job_id)
+    assert (job.state, job.attempts, job.worker) == ("pending", 0, None)
+    assert jq(qc, "status")["workers"] == 0
+
+
+def test_burst_drains_retries_and_delays_then_exits_0(qc, spawn, queue):
+    ok(qc("config", "set", "backoff-base", "1"))
+    quick = ok(qc("enqueue", "true")).strip()
+    later = ok(qc("enqueue", "--delay", "0.5", "echo later")).strip()
+    flaky = ok(qc("enqueue", "--max-retries", "2", "exit 1")).strip()
+    worker = spawn("worker", "start", "--burst", "--count", "2")
+    assert worker.wait(15) == 0
+    assert queue.get(quick).state == "completed"
+    assert queue.get(later).state == "completed"
+    dead = queue.get(flaky)
+    assert (dead.state, dead.attempts) == ("dead", 2)
+    log = worker.log()
+    assert f"failed {flaky}" in log and "retry in" in log
+
+
+def test_worker_stop_from_another_process(qc, spawn, queue):
+    job_id = ok(qc("enqueue", "sleep 1; echo done")).strip()
+    worker = spawn("worker", "start", "--count", "2")
+    wait_until(lambda: queue.get(job_id).state == "processing")
+    stopped = qc("worker", "stop", "--timeout", "15")
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout == "stopped 1 worker process\n"
+    assert worker.wait(10) == 0
+    assert queue.get(job_id).state == "completed"  # its running job finished first
+    assert qc("worker", "stop").stderr == "no workers running\n"
+
+
+@pytest.mark.parametrize("kind", ["garbage", "directory", "foreign"])
+def test_a_bad_database_is_one_line_exit_1(qc, tmp_path, kind):
+    if kind == "garbage":
+        target = tmp_path / "garbage.db"
+        target.write_bytes(b"\x00\x01 not sqlite at all " * 200)
+    elif kind == "directory":
+        target = tmp_path
+    else:
+        import sqlite3
+
+        target = tmp_path / "other.db"
+        with sqlite3.connect(target) as conn:
+            conn.execute("CREATE TABLE users (name TEXT)")
+        conn.close()
+    for args in (["status"], ["enqueue", "true"], ["worker", "start", "--burst"]):
+        line = one_error(qc("--db", str(target), *args), 1)
+        assert line.startswith("Error: ") and str(target) in line
+
+
+def test_bad_inputs_of_the_spec(qc, tmp_path, queue):
+    assert "unknown key" in one_error(qc("enqueue", '{"command": "x", "nope": 1}'), 2)
+    assert "must be a whole number" in one_error(qc("enqueue", '{"command": "x", "priority": "high"}'), 2)
+    assert "'command' is empty" in one_error(qc("enqueue", '{"command": " "}'), 2)
+    ok(qc("enqueue", "--id", "dup", "true"))
+    assert "duplicate id" in one_error(qc("enqueue", "--id", "dup", "true"), 2)
+    assert "line 2:" in one_error(qc("enqueue", "--file", "-", input='echo a\n{"command": 1}\n'), 2)
+    assert "no job" in one_error(qc("show", "zzzz"), 1)
+    assert "is not dead" in one_error(qc("dlq", "retry", "dup"), 1)
+    assert "unknown config key" in one_error(qc("config", "set", "colour", "red"), 2)
+    listed = qc("list", "--state", "finished")
+    assert listed.returncode == 2 and "pending, processing, completed, failed, dead" in listed.stderr
+    assert [job["id"] for job in jq(qc, "list")] == ["dup"]  # nothing else was enqueued
+    assert jq(qc, "config", "list") == {"max-retries": 3, "backoff-base": 2, "job-timeout": 300}
+
+
+def test_bare_queuectl_when_piped_prints_help(qc):
+    done = qc(input="")
+    assert done.returncode == 0
+    assert done.stdout.startswith("Usage: queuectl")
