@@ -179,7 +179,11 @@ class WorkerPool:
             while not self._stopping.is_set():
                 with self._lock:
                     if slot >= self._target:
-                        return  # retired by set_threads
+                        # Retired by set_threads: free the slot under this same lock, so that
+                        # a set_threads growing it again meanwhile starts a new thread there.
+                        if self._slots.get(slot) is threading.current_thread():
+                            del self._slots[slot]
+                        return
                     generation = self._generation
                     paused = self._paused
                 if paused:

@@ -1,0 +1,267 @@
+"""The worker pool in this process, on a real SQLite file and the real clock: stop and kill,
+wake-ups, growing and shrinking, pause, burst. Conditions are awaited with deadlines."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from queuectl import JobSpec, Queue, WorkerPool
+from queuectl import worker as worker_module
+
+from .helpers import group_members, kill_group, wait_until
+
+
+@pytest.fixture
+def pools():
+    """Start pools with ``pools(queue, **kwargs)``; every one is killed and joined afterwards."""
+    started: list[WorkerPool] = []
+
+    def start(queue: Queue, **kwargs) -> WorkerPool:
+        pool = WorkerPool(queue, **kwargs)
+        started.append(pool)
+        return pool.start()
+
+    yield start
+    for pool in started:
+        pool.kill()
+    for pool in started:
+        assert pool.join(15), "a pool did not stop"
+
+
+@pytest.fixture
+def gate(tmp_path):
+    """``gate(name)`` is a shell snippet that waits until ``open_gate(name)``."""
+
+    class Gate:
+        def command(self, name: str, then: str = "") -> str:
+            path = tmp_path / f"gate-{name}"
+            return f"while [ ! -e {path} ]; do sleep 0.02; done; {then}"
+
+        def open(self, name: str) -> None:
+            (tmp_path / f"gate-{name}").touch()
+
+    return Gate()
+
+
+def state(queue: Queue, job_id: str) -> str:
+    return queue.get(job_id).state
+
+
+def processing(queue: Queue) -> int:
+    return queue.counts()["processing"]
+
+
+def worker_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name.startswith("worker-") and t.is_alive())
+
+
+def test_graceful_stop_lets_the_running_job_finish(queue, pools, gate):
+    pool = pools(queue, threads=1)
+    job = queue.enqueue(gate.command("a", "echo done"))
+    queued = queue.enqueue("echo never")
+    wait_until(lambda: state(queue, job.id) == "processing", 10)
+    pool.stop()
+    assert pool.join(0.3) is False, "stop must wait for the running job"
+    gate.open("a")
+    assert pool.join(10)
+    stored = queue.get(job.id)
+    assert (stored.state, stored.output, stored.attempts) == ("completed", "done\n", 1)
+    assert state(queue, queued.id) == "pending", "nothing is claimed after stop()"
+    assert queue.live_workers() == [], "a stopped pool unregisters"
+
+
+def test_hard_stop_gives_the_job_back_uncounted(queue, pools, tmp_path):
+    pool = pools(queue, threads=1)
+    pgid_file = tmp_path / "pgid"
+    job = queue.enqueue(f"echo $$ > {pgid_file}; sleep 100")
+    wait_until(lambda: pgid_file.exists() and pgid_file.read_text().strip(), 10)
+    pgid = int(pgid_file.read_text())
+    try:
+        started = time.monotonic()
+        pool.kill()
+        assert pool.join(10)
+        assert time.monotonic() - started < 5
+        stored = queue.get(job.id)
+        assert (stored.state, stored.attempts, stored.worker, stored.error) == (
+            "pending", 0, None, None,
+        )
+        wait_until(lambda: not group_members(pgid), 3, message="the job's group to die")
+    finally:
+        kill_group(pgid)
+
+
+def test_results_and_events(queue, pools, tmp_path):
+    queue.config_set("backoff-base", 1)
+    events = []
+    pool = pools(queue, threads=2, on_event=lambda e: events.append((e.kind, e.job.id)))
+    ok = queue.enqueue("echo fine")
+    bad = queue.enqueue(JobSpec(command="echo bad; exit 3", max_retries=2))
+    slow = queue.enqueue(JobSpec(command="sleep 30", timeout=0.3, max_retries=1))
+    wait_until(lambda: {state(queue, j.id) for j in (ok, bad, slow)} <= {"completed", "dead"}, 15)
+    assert queue.get(ok.id).output == "fine\n"
+    bad_job = queue.get(bad.id)
+    assert (bad_job.state, bad_job.attempts, bad_job.exit_code, bad_job.error) == (
+        "dead", 2, 3, "exit code 3",
+    )
+    slow_job = queue.get(slow.id)
+    assert slow_job.state == "dead" and "timed out" in slow_job.error
+    wait_until(lambda: ("dead", slow.id) in events, 5)
+    assert ("completed", ok.id) in events
+    assert [kind for kind, job_id in events if job_id == bad.id] == [
+        "started", "failed", "started", "dead",
+    ]
+    pool.stop()
+    assert pool.join(10)
+
+
+@pytest.fixture
+def slow_polling(monkeypatch):
+    """Idle threads re-check only every 10 s: a quick start then proves a wake-up."""
+    monkeypatch.setattr(worker_module, "IDLE_WAIT_S", 10.0)
+
+
+def wait_idle(queue: Queue, pool: WorkerPool) -> None:
+    """Run one job through the pool, so that its threads are idle (waiting) afterwards."""
+    job = queue.enqueue("true")
+    wait_until(lambda: state(queue, job.id) == "completed", 10)
+    wait_until(lambda: pool.busy == 0, 5)
+    time.sleep(0.05)  # let the threads settle into their wait: the wake-up must still come
+
+
+def test_idle_pool_starts_a_job_enqueued_in_this_process_at_once(queue, pools, slow_polling):
+    pool = pools(queue, threads=2)
+    wait_idle(queue, pool)
+    job = queue.enqueue("true")
+    stored = wait_until(
+        lambda: (j := queue.get(job.id)).started_at is not None and j, 5, message="a start"
+    )
+    assert stored.started_at - stored.created_at < 1.0
+
+
+def test_idle_pool_starts_a_job_enqueued_by_another_process_quickly(
+    queue, pools, slow_polling, db_path
+):
+    pool = pools(queue, threads=1)
+    wait_idle(queue, pool)
+    subprocess.run(
+        [sys.executable, "-c",
+         "import sys; from queuectl import Queue, JobSpec; "
+         "Queue(sys.argv[1]).enqueue(JobSpec(command='true', id='from-outside'))", db_path],
+        check=True, timeout=60,
+    )
+    stored = wait_until(
+        lambda: (j := queue.get("from-outside")).started_at is not None and j, 5,
+        message="a start",
+    )
+    assert stored.started_at - stored.created_at < 1.0
+
+
+def test_an_idle_pool_starts_a_retry_when_it_falls_due(queue, pools, slow_polling, tmp_path):
+    queue.config_set("backoff-base", 1)
+    marker = tmp_path / "ran-once"
+    pools(queue, threads=1)
+    job = queue.enqueue(f"if [ -e {marker} ]; then echo second; else touch {marker}; exit 1; fi")
+    failed = wait_until(lambda: (j := queue.get(job.id)).state == "failed" and j, 10)
+    done = wait_until(lambda: (j := queue.get(job.id)).state == "completed" and j, 10)
+    assert done.output == "second\n" and done.attempts == 2
+    assert failed.run_at - 0.05 <= done.started_at < failed.run_at + 1.0
+
+
+def test_set_threads_grows_and_shrinks(queue, pools, gate):
+    pool = pools(queue, threads=1)
+    jobs = [queue.enqueue(gate.command(f"g{n}")) for n in range(3)]
+    wait_until(lambda: processing(queue) == 1, 10)
+    assert worker_threads() == 1
+    pool.set_threads(3)
+    assert pool.threads == 3
+    wait_until(lambda: processing(queue) == 3, 10, message="three jobs running")
+    assert worker_threads() == 3
+
+    pool.set_threads(1)
+    assert worker_threads() == 3, "shrinking lets running jobs finish"
+    for n in range(3):
+        gate.open(f"g{n}")
+    wait_until(lambda: all(state(queue, j.id) == "completed" for j in jobs), 10)
+    wait_until(lambda: worker_threads() == 1, 10, message="two threads to retire")
+
+    more = [queue.enqueue(gate.command(f"h{n}")) for n in range(3)]
+    wait_until(lambda: processing(queue) == 1, 10)
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:  # and it stays at one
+        assert processing(queue) <= 1
+        time.sleep(0.02)
+    pool.set_threads(0)
+    for n in range(3):
+        gate.open(f"h{n}")
+    wait_until(lambda: worker_threads() == 0, 10)
+    assert queue.counts()["completed"] == 4 and queue.counts()["pending"] == 2
+    pool.set_threads(2)
+    wait_until(lambda: all(state(queue, j.id) == "completed" for j in more), 10)
+
+
+def test_shrink_and_grow_quickly_never_loses_threads(queue, pools):
+    pool = pools(queue, threads=2)
+    for _ in range(200):
+        pool.set_threads(0)
+        pool.set_threads(2)
+    wait_until(lambda: worker_threads() == 2, 5, message="two threads")
+    jobs = queue.enqueue_many([JobSpec(command="sleep 0.3") for _ in range(2)])
+    wait_until(lambda: processing(queue) == 2, 5, message="both threads working")
+    wait_until(lambda: all(state(queue, j.id) == "completed" for j in jobs), 10)
+
+
+def test_pause_and_resume(queue, pools, gate):
+    pool = pools(queue, threads=1)
+    running = queue.enqueue(gate.command("r", "echo finished"))
+    wait_until(lambda: state(queue, running.id) == "processing", 10)
+    pool.pause()
+    assert pool.paused
+    waiting = queue.enqueue("echo later")
+    gate.open("r")
+    wait_until(lambda: state(queue, running.id) == "completed", 10,
+               message="a running job finishes while paused")
+    deadline = time.monotonic() + 0.6
+    while time.monotonic() < deadline:
+        assert state(queue, waiting.id) == "pending", "a paused pool claims nothing"
+        time.sleep(0.02)
+    pool.resume()
+    assert not pool.paused
+    wait_until(lambda: state(queue, waiting.id) == "completed", 5)
+
+
+def test_burst_drains_retries_and_delays_then_stops(queue, pools, tmp_path):
+    queue.config_set("backoff-base", 1)
+    queue.config_set("max-retries", 2)
+    marker = tmp_path / "flaky"
+    pool = pools(queue, threads=2, burst=True)
+    jobs = {
+        "ok": queue.enqueue("echo ok"),
+        "flaky": queue.enqueue(f"if [ -e {marker} ]; then echo ok; else touch {marker}; exit 1; fi"),
+        "bad": queue.enqueue("exit 1"),
+        "delayed": queue.enqueue(JobSpec(command="echo late", delay=0.5)),
+    }
+    started = time.monotonic()
+    done = threading.Thread(target=pool.run_until_stopped, daemon=True)
+    done.start()
+    done.join(20)
+    assert not done.is_alive(), "burst did not stop"
+    assert time.monotonic() - started >= 1.0, "it waited for the retries"
+    states = {name: queue.get(job.id).state for name, job in jobs.items()}
+    assert states == {"ok": "completed", "flaky": "completed", "bad": "dead", "delayed": "completed"}
+    assert queue.get(jobs["bad"].id).attempts == 2
+    assert queue.live_workers() == []
+
+
+def test_a_stop_request_through_the_queue_stops_the_pool(queue, pools):
+    pool = pools(queue, threads=1)
+    wait_until(lambda: len(queue.live_workers()) == 1, 5)
+    assert queue.request_stop() == 1
+    wait_until(lambda: pool.stopping, 5, message="the heartbeat to see the request")
+    assert pool.join(10)
+    assert queue.live_workers() == []
