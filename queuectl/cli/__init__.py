@@ -109,12 +109,17 @@ def cli(ctx: click.Context, db: str | None) -> None:
     ctx.obj = Settings(target=db or None)
     ctx.call_on_close(ctx.obj.close)
     if ctx.invoked_subcommand is None:
-        if sys.stdin.isatty() and sys.stdout.isatty():
+        if _interactive():
             from .tui import open_tui
 
             open_tui(ctx.obj, workers=2)
         else:
             click.echo(ctx.get_help())
+
+
+def _interactive() -> bool:
+    """Both ends are a terminal: a person at a keyboard, not a script or a pipe."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
 
 
 def main() -> None:

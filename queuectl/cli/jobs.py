@@ -7,7 +7,7 @@ from typing import Any, BinaryIO
 
 import click
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, QueueError
 from ..models import STATES, Job
 from ..queue import check_state
 from ..spec import JobOptions, JobSpec, parse_job, parse_time, validate_id, validate_int
@@ -143,7 +143,10 @@ def enqueue(
     if file is None:
         spec = parse_job(arg[0]).with_defaults(options)
         job = settings.queue.enqueue(spec)
-        print_json(job.to_dict()) if as_json else click.echo(job.id)
+        if as_json:
+            print_json(job.to_dict())
+        else:
+            click.echo(job.id)
         return
     specs, lines = _read_file(file, options)
     if not specs:
@@ -197,7 +200,7 @@ def _name_line(
             continue
         try:
             taken = settings.queue.get(spec.id).id == spec.id
-        except Exception:
+        except QueueError:
             taken = False
         if taken:
             return InvalidInput(f"line {number}: duplicate id {spec.id!r}: a job with it exists")

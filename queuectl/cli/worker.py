@@ -33,7 +33,10 @@ class EventLog:
     def line(self, thread: str, text: str) -> None:
         stamp = fmt_time(time.time())
         with self._lock:
-            click.echo(f"{stamp} {thread} {text}", err=True)
+            try:
+                click.echo(f"{stamp} {thread} {text}", err=True)
+            except (OSError, ValueError):
+                pass  # stderr is gone (a closed pipe): the jobs matter more than the log
 
     def __call__(self, event: JobEvent) -> None:
         job = event.job

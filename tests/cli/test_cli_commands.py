@@ -426,3 +426,18 @@ def test_tui_with_a_bad_database_fails_before_the_screen_changes(tmp_path, monke
     app.run_app = lambda target, workers: pytest.fail("the app must not start")
     monkeypatch.setitem(sys.modules, "queuectl.tui.app", app)
     one_error_line(CliRunner().invoke(cli, ["--db", str(tmp_path), "tui"]), 1)
+
+
+def test_bare_queuectl_at_a_terminal_opens_the_tui(run, db_path, monkeypatch):
+    import sys
+    import types
+
+    import queuectl.cli
+
+    calls = []
+    app = types.ModuleType("queuectl.tui.app")
+    app.run_app = lambda target, workers: calls.append((target, workers))
+    monkeypatch.setitem(sys.modules, "queuectl.tui.app", app)
+    monkeypatch.setattr(queuectl.cli, "_interactive", lambda: True)
+    assert run.ok() == ""
+    assert calls == [(db_path, 2)]
