@@ -10,6 +10,7 @@ so does a stop request through the queue. Exits 0 when its pool has stopped.
 import logging
 import signal
 import sys
+import threading
 
 from queuectl import Queue, WorkerPool
 
@@ -19,8 +20,15 @@ def main() -> None:
     burst = "--burst" in sys.argv[3:]
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
+    lock = threading.Lock()
+
+    def say(line: str) -> None:
+        with lock:  # one write per line: threads never interleave within one
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
     def event(e) -> None:
-        print(f"EVENT {e.kind} {e.job.id}", flush=True)
+        say(f"EVENT {e.kind} {e.job.id}")
 
     pool = WorkerPool(Queue(path), threads=threads, burst=burst, on_event=event)
     terms = []
@@ -34,9 +42,9 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     pool.start()
-    print(f"ready {pool.worker_id}", flush=True)
+    say(f"ready {pool.worker_id}")
     pool.run_until_stopped()
-    print("stopped", flush=True)
+    say("stopped")
 
 
 if __name__ == "__main__":

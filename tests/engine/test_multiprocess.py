@@ -1,0 +1,175 @@
+"""Several real worker processes on one SQLite file (SPEC 2-3): every job runs exactly once,
+nobody sees "database is locked", a killed worker's job is rescued and retried, a live
+worker's job is never taken. Every process started here is stopped in a fixture."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from queuectl import JobSpec, Queue
+
+from .helpers import WorkerProc, kill_group, stop_process, wait_until
+
+LOCKED = "database is locked"
+
+
+@pytest.fixture
+def workers(db_path, tmp_path):
+    """``workers(threads, n=1, burst=False)`` starts worker processes on ``db_path`` and waits
+    until they run; all are stopped afterwards, and none may have met a locked database."""
+    started: list[WorkerProc] = []
+
+    def start(threads: int, n: int = 1, burst: bool = False) -> list[WorkerProc]:
+        procs = [
+            WorkerProc(db_path, threads, tmp_path, f"worker-{len(started) + i}", burst)
+            for i in range(n)
+        ]
+        started.extend(procs)
+        for proc in procs:
+            proc.wait_ready()
+        return procs
+
+    yield start
+    for proc in started:
+        proc.stop()
+    for proc in started:
+        assert LOCKED not in proc.stderr(), f"{proc.name}: {proc.stderr()}"
+
+
+def test_three_processes_run_300_jobs_exactly_once(db_path, tmp_path, workers):
+    queue = Queue(db_path)
+    log = tmp_path / "ran.log"
+    procs = workers(threads=2, n=3)
+    ids = [f"job-{n:03d}" for n in range(300)]
+    for batch in range(0, 300, 50):  # enqueued while the workers claim: writers compete
+        queue.enqueue_many(
+            [JobSpec(command=f"echo {job_id} >> {log}", id=job_id) for job_id in ids[batch : batch + 50]]
+        )
+    wait_until(lambda: queue.counts()["completed"] == 300, 60,
+               message=f"300 completed (have {queue.counts()})")
+    lines = log.read_text().split()
+    assert sorted(lines) == ids, "every job ran exactly once"
+    jobs = queue.list_jobs()
+    assert {job.attempts for job in jobs} == {1}
+    assert {job.state for job in jobs} == {"completed"}
+    ran_by = {job.worker for job in jobs}
+    assert ran_by <= {proc.worker_id for proc in procs}
+    # Each process reports its own jobs: together, each job exactly once
+    wait_until(lambda: len([j for p in procs for _, j in p.events("completed")]) == 300, 10)
+    completed = [job_id for proc in procs for _, job_id in proc.events("completed")]
+    assert sorted(completed) == ids
+
+    assert queue.request_stop() == 3
+    for proc in procs:
+        assert proc.process.wait(15) == 0
+    assert queue.live_workers() == []
+    for proc in procs:
+        assert LOCKED not in proc.stderr()
+
+
+def test_processes_creating_one_new_file_at_once(tmp_path):
+    path = str(tmp_path / "fresh" / "queue.db")
+    script = (
+        "import sys; from queuectl import Queue, JobSpec; q = Queue(sys.argv[1]); "
+        "q.enqueue(JobSpec(command='true', id=sys.argv[2])); q.config_set('max-retries', 4)"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, path, f"job-{n}"],
+                         stderr=subprocess.PIPE, text=True)
+        for n in range(4)
+    ]
+    try:
+        errors = [proc.communicate(timeout=60)[1] for proc in procs]
+    finally:
+        for proc in procs:
+            stop_process(proc)
+    assert [proc.returncode for proc in procs] == [0] * 4, errors
+    queue = Queue(path)
+    assert sorted(job.id for job in queue.list_jobs()) == [f"job-{n}" for n in range(4)]
+
+
+def test_a_killed_worker_is_rescued_and_its_job_retried_never_duplicated(
+    db_path, tmp_path, workers
+):
+    queue = Queue(db_path)
+    queue.config_set("backoff-base", 1)
+    runs = tmp_path / "runs"  # one line (the job's process group) per run
+    marker = tmp_path / "first-run-happened"
+    first, second = workers(threads=1, n=2)
+    job = queue.enqueue(
+        f"echo $$ >> {runs}; "
+        f"if [ -e {marker} ]; then echo second run; else touch {marker}; sleep 30; fi"
+    )
+    try:
+        holder_id = wait_until(
+            lambda: (j := queue.get(job.id)).state == "processing" and marker.exists() and j.worker,
+            15, message="the job to start",
+        )
+        holder, other = (first, second) if holder_id == first.worker_id else (second, first)
+        assert holder.worker_id == holder_id
+
+        # A second live worker never takes a running job: watch it over a few heartbeats.
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            stored = queue.get(job.id)
+            assert (stored.state, stored.worker, stored.attempts) == ("processing", holder_id, 1)
+            time.sleep(0.05)
+        assert len(runs.read_text().split()) == 1
+
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.process.wait(10)
+        lost = wait_until(
+            lambda: (j := queue.get(job.id)).state != "processing" and j, 10,
+            message="the job to be rescued",
+        )
+        if lost.state == "failed":
+            assert (lost.error, lost.attempts) == ("worker lost", 1)
+        done = wait_until(lambda: (j := queue.get(job.id)).state == "completed" and j, 15,
+                          message="the retry to complete")
+        assert (done.attempts, done.output, done.worker) == (2, "second run\n", other.worker_id)
+        assert ("rescued", job.id) in other.events()
+        assert len(runs.read_text().split()) == 2
+        assert [w.id for w in queue.live_workers()] == [other.worker_id]
+    finally:
+        if runs.exists():
+            for pgid in runs.read_text().split():
+                kill_group(int(pgid))
+
+
+def test_rescue_after_a_kill_goes_dead_when_attempts_are_used_up(db_path, tmp_path, workers):
+    queue = Queue(db_path)
+    pgid_file = tmp_path / "pgid"
+    job = queue.enqueue(JobSpec(command=f"echo $$ > {pgid_file}; sleep 30", max_retries=1))
+    [doomed] = workers(threads=1)
+    try:
+        wait_until(lambda: pgid_file.exists() and pgid_file.read_text().strip(), 15)
+        os.kill(doomed.pid, signal.SIGKILL)
+        doomed.process.wait(10)
+        [rescuer] = workers(threads=1)
+        dead = wait_until(lambda: (j := queue.get(job.id)).state == "dead" and j, 10)
+        assert (dead.error, dead.attempts, dead.exit_code) == ("worker lost", 1, None)
+        assert ("rescued", job.id) in rescuer.events()
+    finally:
+        if pgid_file.exists() and pgid_file.read_text().strip():
+            kill_group(int(pgid_file.read_text()))
+
+
+def test_burst_processes_drain_the_queue_and_exit(db_path, tmp_path, workers):
+    queue = Queue(db_path)
+    queue.config_set("backoff-base", 1)
+    queue.config_set("max-retries", 2)
+    queue.enqueue_many([JobSpec(command="true") for _ in range(20)])
+    queue.enqueue(JobSpec(command="exit 1", id="always-fails"))
+    queue.enqueue(JobSpec(command="true", id="later", delay=0.5))
+    procs = workers(threads=2, n=2, burst=True)
+    for proc in procs:
+        assert proc.process.wait(30) == 0
+    counts = queue.counts()
+    assert counts == {"pending": 0, "processing": 0, "completed": 21, "failed": 0, "dead": 1}
+    assert queue.get("always-fails").attempts == 2
