@@ -1,0 +1,89 @@
+"""Seeded queues for the TUI's tests, snapshots and screenshots: fixed ids, a fixed clock.
+
+Jobs are put in each state through the Queue's own lifecycle (enqueue, claim, finish), with the
+clock moved by hand, so every time shown on screen is the same on every run.
+"""
+
+from __future__ import annotations
+
+from queuectl.executor import RunResult
+from queuectl.queue import Queue
+from queuectl.spec import JobSpec
+
+T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+SOMEONE = "buildbox:4242:beef"  # a worker process of another machine, for processing jobs
+
+
+class FixedClock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _run(queue: Queue, clock: FixedClock, spec: JobSpec, at: float, took: float, result: RunResult):
+    clock.now = at
+    queue.enqueue(spec)
+    job = queue.claim(SOMEONE)
+    assert job is not None and job.id == spec.id, "seed jobs are claimed one by one"
+    clock.now = at + took
+    return queue.finish(job, result, SOMEONE)
+
+
+def ok(output: str = "") -> RunResult:
+    return RunResult(exit_code=0, error=None, output=output)
+
+
+def failed(code: int, output: str = "") -> RunResult:
+    return RunResult(exit_code=code, error=f"exited with status {code}", output=output)
+
+
+def seed(queue: Queue, clock: FixedClock) -> None:
+    """A queue with jobs in every pane, as at ``T0``."""
+    done = [
+        ("build-web", "npm run build --prefix web", 240, 38.2, "built 214 modules\n"),
+        ("backup-db", "pg_dump shop | gzip > /backups/shop.sql.gz", 420, 71.5, ""),
+        ("thumbs-17", "convert in/17.png -resize 256x256 out/17.png", 95, 0.42, ""),
+        ("mail-digest", "python -m mailer --digest daily", 1500, 3.1, "sent 1,204 mails\n"),
+        ("report-q3", "Rscript reports/q3.R --out reports/q3.pdf", 7300, 185.0, "ok\n"),
+    ]
+    for job_id, command, ago, took, output in done:
+        _run(queue, clock, JobSpec(command, id=job_id), T0 - ago - took, took, ok(output))
+    dead = [
+        ("deploy-prod", "./deploy.sh production", 600, failed(1, "error: host unreachable\n"), 1),
+        ("sync-s3", "aws s3 sync ./dist s3://bucket", 3000, failed(2, "fatal: bad creds\n"), 1),
+    ]
+    for job_id, command, ago, result, retries in dead:
+        _run(queue, clock, JobSpec(command, id=job_id, max_retries=retries), T0 - ago, 2.0, result)
+    # A flaky job: failed once, waiting to be retried in a while.
+    _run(
+        queue, clock, JobSpec("curl -fsS https://api.example.com/health", id="health-chk",
+                              max_retries=5),
+        T0 - 2, 1.0, failed(22, "curl: (22) The requested URL returned error: 503\n"),
+    )  # fmt: skip
+    # Jobs a worker of another machine is running now.
+    for job_id, command, started in (
+        ("train-model", "python train.py --epochs 40 --lr 3e-4", 754.0),
+        ("encode-4k", "ffmpeg -i raw/talk.mov -c:v libx265 talk.mp4", 12.3),
+    ):
+        clock.now = T0 - started
+        queue.enqueue(JobSpec(command, id=job_id))
+        assert queue.claim(SOMEONE).id == job_id
+    # Waiting jobs: due now, later, and by priority.
+    clock.now = T0 - 30
+    queue.enqueue(JobSpec("pytest -q tests/", id="test-suite", priority=5))
+    queue.enqueue(JobSpec("make docs", id="docs-build"))
+    queue.enqueue(JobSpec("./cleanup.sh --older-than 7d", id="cleanup", delay=330))
+    clock.now = T0
+
+
+def seed_markup(queue: Queue, clock: FixedClock) -> None:
+    """Job text that must be shown as written: markup, an escape sequence, a newline."""
+    _run(
+        queue, clock, JobSpec("echo [/]", id="markup-dead", max_retries=1), T0 - 5, 1.0,
+        failed(3, "[bold red]boom[/] \x1b[2J cleared?\n"),
+    )  # fmt: skip
+    clock.now = T0
+    queue.enqueue(JobSpec("echo [bold]not bold[/] [red]x[/red]", id="markup-1"))
+    queue.enqueue(JobSpec("printf '\x1b[31mred\x1b[0m'\necho two", id="escape-1"))

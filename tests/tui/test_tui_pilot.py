@@ -1,0 +1,444 @@
+"""The TUI driven through Textual's Pilot: every key, every form, literal job text."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+from conftest import drive, make_app, until
+from rich.text import Text
+from textual.command import CommandList
+from textual.widgets import Input, Static, TextArea
+
+from queuectl.queue import Queue
+from queuectl.spec import JobSpec
+from queuectl.tui.screens.config import ConfigScreen
+from queuectl.tui.screens.confirm import ConfirmScreen, StoppingScreen
+from queuectl.tui.screens.details import DetailsScreen
+from queuectl.tui.screens.enqueue import EnqueueScreen
+from queuectl.tui.widgets.pane import JobPane
+from queuectl.tui.widgets.stats import StatsBar
+
+
+def plain(renderable) -> str:
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
+
+
+def screen_text(widget) -> list[str]:
+    """The lines ``widget`` renders, as characters."""
+    return [widget.render_line(y).text for y in range(widget.size.height)]
+
+
+def pane(app, name: str) -> JobPane:
+    return app.grid.query_one(f"#pane-{name}", JobPane)
+
+
+def column(table: JobPane, key: str) -> list[str]:
+    return [cell.plain for cell in table.get_column(key)]
+
+
+def job_ids(queue: Queue, state: str) -> set[str]:
+    return {job.id for job in queue.list_jobs(state)}
+
+
+async def fill(pilot, field: str, text: str) -> None:
+    widget = pilot.app.screen.query_one(f"#{field}", Input)
+    widget.value = text
+    await pilot.pause()
+
+
+# -- the main screen -------------------------------------------------------------------------
+
+
+def test_panes_show_every_state_with_counts(seeded, fixed_clock):
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        assert column(pane(app, "waiting"), "id") == [
+            "test-suite", "docs-build", "health-chk", "cleanup",
+        ]  # fmt: skip
+        assert column(pane(app, "waiting"), "when") == ["ready", "ready", "retry in 1s", "in 5m"]
+        assert column(pane(app, "processing"), "id") == ["train-model", "encode-4k"]
+        assert column(pane(app, "processing"), "elapsed") == ["12m34s", "12s"]
+        assert column(pane(app, "completed"), "id")[0] == "thumbs-17"  # latest first
+        assert column(pane(app, "dead"), "error") == [
+            "exited with status 1", "exited with status 2",
+        ]  # fmt: skip
+        assert "Pending [b]4[/b]" in pane(app, "waiting").border_title
+        assert "1 retrying" in pane(app, "waiting").border_subtitle
+        assert app.stats.counts == {
+            "pending": 3, "processing": 2, "completed": 5, "failed": 1, "dead": 2,
+        }  # fmt: skip
+
+    drive(app, scenario)
+
+
+def test_changes_by_other_processes_show_up_and_rows_are_diffed(seeded, fixed_clock):
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        table = pane(app, "waiting")
+        first_row = table.rows["test-suite"]
+        seeded.enqueue(JobSpec("echo from elsewhere", id="elsewhere", priority=9))
+        await until(pilot, lambda: "elsewhere" in column(table, "id"))
+        assert column(table, "id")[0] == "elsewhere"  # claim order: highest priority first
+        assert table.rows["test-suite"] is first_row  # updated in place, not rebuilt
+        assert table.selected_id == "test-suite"  # the cursor stays on its job
+        seeded.retry_dead(["sync-s3"])
+        await until(pilot, lambda: "sync-s3" not in column(pane(app, "dead"), "id"))
+        assert "sync-s3" in column(table, "id")
+
+    drive(app, scenario)
+
+
+def test_tab_and_shift_tab_cycle_through_the_panes(seeded, fixed_clock):
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        order = []
+        for _ in range(4):
+            order.append(app.focused.id)
+            await pilot.press("tab")
+        assert order == ["pane-waiting", "pane-processing", "pane-completed", "pane-dead"]
+        assert app.focused.id == "pane-waiting"
+        await pilot.press("shift+tab")
+        assert app.focused.id == "pane-dead"
+        await pilot.press("shift+tab")
+        assert app.focused.id == "pane-completed"
+
+    drive(app, scenario)
+
+
+# -- forms -----------------------------------------------------------------------------------
+
+
+def test_enqueue_form_adds_the_job(seeded, fixed_clock):
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("a")
+        assert isinstance(app.screen, EnqueueScreen)
+        await pilot.press(*"echo hello")
+        await fill(pilot, "max_retries", "4")
+        await fill(pilot, "priority", "-2")
+        await fill(pilot, "delay", "90")
+        await pilot.press("enter")
+        assert not isinstance(app.screen, EnqueueScreen)
+        job = await until(
+            pilot, lambda: [j for j in seeded.list_jobs() if j.command == "echo hello"]
+        )
+        assert (job[0].max_retries, job[0].priority) == (4, -2)
+        assert job[0].run_at == fixed_clock.now + 90
+        await until(pilot, lambda: job[0].id in column(pane(app, "waiting"), "id"))
+
+    drive(app, scenario)
+
+
+def test_enqueue_form_shows_errors_and_enqueues_nothing(seeded, fixed_clock):
+    app = make_app(seeded, clock=fixed_clock)
+    before = len(seeded.list_jobs())
+
+    async def scenario(pilot):
+        await pilot.press("a")
+        await fill(pilot, "command", "   ")
+        await fill(pilot, "max_retries", "-1")
+        await fill(pilot, "priority", "high")
+        await fill(pilot, "delay", "soon")
+        await pilot.click("#submit")
+        screen = app.screen
+        assert isinstance(screen, EnqueueScreen)
+        errors = {
+            key: str(screen.field(key).query_one(".field-error", Static).render())
+            for key in ("command", "max_retries", "priority", "delay")
+        }
+        assert errors == {
+            "command": "'command' is empty",
+            "max_retries": "'max_retries' must be >= 0, got -1",
+            "priority": "'priority' must be a whole number, got 'high'",
+            "delay": "'delay' must be a number of seconds, got 'soon'",
+        }
+        assert screen.field("delay").has_class("-invalid")
+        await fill(pilot, "command", "true")
+        await fill(pilot, "max_retries", "")
+        await fill(pilot, "priority", "")
+        await fill(pilot, "delay", "-5")
+        await pilot.click("#submit")
+        assert isinstance(app.screen, EnqueueScreen)
+        assert not screen.field("command").has_class("-invalid")
+        assert "must be a finite number >= 0" in str(
+            screen.field("delay").query_one(".field-error", Static).render()
+        )
+        await pilot.press("escape")
+        assert not isinstance(app.screen, EnqueueScreen)
+        await pilot.pause(0.1)
+        assert len(seeded.list_jobs()) == before
+
+    drive(app, scenario)
+
+
+def test_config_form_saves_valid_values(seeded, fixed_clock):
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("c")
+        screen = app.screen
+        assert isinstance(screen, ConfigScreen)
+        assert screen.query_one("#max-retries", Input).value == "3"
+        await fill(pilot, "max-retries", "5")
+        await fill(pilot, "backoff-base", "1.5")
+        await pilot.press("enter")
+        assert not isinstance(app.screen, ConfigScreen)
+        await until(pilot, lambda: seeded.config()["max-retries"] == 5)
+        assert seeded.config() == {"max-retries": 5, "backoff-base": 1.5, "job-timeout": 300}
+        # The panes follow: "Tries" of jobs without their own max_retries is now out of 5.
+        await until(pilot, lambda: "0/5" in column(pane(app, "waiting"), "tries"))
+
+    drive(app, scenario)
+
+
+def test_config_form_refuses_invalid_values_and_changes_nothing(seeded, fixed_clock):
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("c")
+        screen = app.screen
+        await fill(pilot, "max-retries", "7")
+        await fill(pilot, "backoff-base", "0.5")
+        await fill(pilot, "job-timeout", "soon")
+        await pilot.click("#submit")
+        assert app.screen is screen
+        error = str(screen.field("backoff-base").query_one(".field-error", Static).render())
+        assert error == "invalid value for backoff-base: expected a finite number >= 1, got '0.5'"
+        assert screen.field("job-timeout").has_class("-invalid")
+        assert not screen.field("max-retries").has_class("-invalid")
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert seeded.config() == {"max-retries": 3, "backoff-base": 2, "job-timeout": 300}
+
+    drive(app, scenario)
+
+
+# -- the DLQ -------------------------------------------------------------------------------
+
+
+def test_r_retries_the_selected_dead_job(seeded, fixed_clock):
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("r")  # not in the Dead pane: a hint, nothing retried
+        await pilot.pause(0.1)
+        assert job_ids(seeded, "dead") == {"deploy-prod", "sync-s3"}
+        await pilot.press("shift+tab", "down")
+        assert pane(app, "dead").selected_id == "sync-s3"
+        await pilot.press("r")
+        await until(pilot, lambda: job_ids(seeded, "dead") == {"deploy-prod"})
+        job = seeded.get("sync-s3")
+        assert (job.state, job.attempts, job.error) == ("pending", 0, None)
+        await until(pilot, lambda: column(pane(app, "dead"), "id") == ["deploy-prod"])
+
+    drive(app, scenario)
+
+
+def test_shift_r_retries_every_dead_job_after_asking(seeded, fixed_clock):
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("R")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        await pilot.pause(0.1)
+        assert job_ids(seeded, "dead") == {"deploy-prod", "sync-s3"}
+        await pilot.press("R")
+        await pilot.press("y")
+        await until(pilot, lambda: not job_ids(seeded, "dead"))
+        assert {"deploy-prod", "sync-s3"} <= job_ids(seeded, "pending")
+        await until(pilot, lambda: pane(app, "dead").row_count == 0)
+
+    drive(app, scenario)
+
+
+# -- details -------------------------------------------------------------------------------
+
+
+def test_enter_shows_every_field_and_the_output(seeded, fixed_clock):
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("tab", "tab", "down", "enter")
+        screen = app.screen
+        assert isinstance(screen, DetailsScreen) and screen.job_id == "build-web"
+        output = screen.query_one("#output", TextArea)
+        await until(pilot, lambda: output.text == "built 214 modules\n")
+        fields = plain(screen.fields_table)
+        for name in ("id", "command", "state", "attempts", "max_retries", "priority",
+                     "timeout", "run_at", "created_at", "updated_at", "started_at",
+                     "finished_at", "exit_code", "error", "worker", "cwd"):  # fmt: skip
+            assert name in fields
+        assert "npm run build --prefix web" in fields
+        assert "2027-01-15T" in fields
+        await pilot.press("escape")
+        assert not isinstance(app.screen, DetailsScreen)
+
+    drive(app, scenario)
+
+
+# -- markup and escapes --------------------------------------------------------------------
+
+
+def test_job_text_is_shown_literally(markup_queue, fixed_clock, tmp_path):
+    app = make_app(markup_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        waiting = pane(app, "waiting")
+        commands = dict(zip(column(waiting, "id"), column(waiting, "command")))
+        assert commands["markup-1"] == "echo [bold]not bold[/] [red]x[/red]"
+        assert commands["escape-1"] == "printf '\\x1b[31mred\\x1b[0m' ⏎ echo two"
+        for cell in waiting.get_column("command"):
+            assert isinstance(cell, Text) and not cell.spans  # no style came from the text
+        dead = pane(app, "dead")
+        assert column(dead, "command") == ["echo [/]"]
+        lines = screen_text(waiting)
+        assert any("echo [bold]not" in line for line in lines), lines
+        assert any("printf '\\x1b[31m" in line for line in lines), lines
+        await pilot.press("shift+tab", "enter")
+        output = app.screen.query_one("#output", TextArea)
+        await until(pilot, lambda: output.text)
+        assert output.text == "[bold red]boom[/] \\x1b[2J cleared?\n"
+        await pilot.press("escape")
+
+    drive(app, scenario)
+
+
+# -- this app's workers ----------------------------------------------------------------------
+
+
+def test_plus_and_minus_change_the_worker_threads(live_queue):
+    app = make_app(live_queue, workers=0)
+
+    async def scenario(pilot):
+        assert app.pool is None and not live_queue.live_workers()  # watch only: no worker
+        await pilot.press("plus")
+        await until(pilot, lambda: app.pool is not None, what="the pool to start")
+        assert app.threads == 1 and app.pool.threads == 1
+        assert [w.threads for w in live_queue.live_workers()] == [1]
+        await pilot.press("plus", "plus")
+        assert app.pool.threads == 3
+        await pilot.press("minus")
+        assert app.threads == 2 and app.pool.threads == 2
+        await pilot.press("minus", "minus", "minus")
+        assert app.threads == 0 and app.pool.threads == 0
+        assert "0 threads" in str(app.stats.query_one("#workers", Static).render())
+        job = live_queue.enqueue("echo hi")
+        await until(pilot, lambda: any(w.threads == 0 for w in live_queue.live_workers()))
+        assert live_queue.get(job.id).state == "pending"
+        await pilot.press("plus")
+        await until(pilot, lambda: live_queue.get(job.id).state == "completed")
+
+    drive(app, scenario)
+
+
+def test_p_pauses_and_resumes_the_workers(live_queue):
+    app = make_app(live_queue, workers=1)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app.pool is not None)
+        await pilot.press("p")
+        assert app.paused and app.pool.paused
+        assert "paused" in str(app.stats.query_one("#workers", Static).render())
+        job = live_queue.enqueue("echo paused")
+        await pilot.pause(0.6)  # longer than a worker takes to claim a due job (0.5 s)
+        assert live_queue.get(job.id).state == "pending"
+        await pilot.press("p")
+        assert not app.paused and not app.pool.paused
+        await until(pilot, lambda: live_queue.get(job.id).state == "completed")
+        await until(pilot, lambda: job.id in column(pane(app, "completed"), "id"))
+
+    drive(app, scenario)
+
+
+def test_q_quits_at_once_when_no_job_runs(live_queue):
+    app = make_app(live_queue, workers=2)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app.pool is not None)
+        assert len(live_queue.live_workers()) == 1
+        await pilot.press("q")
+        await until(pilot, lambda: app._exit, what="the app to exit")
+        assert not live_queue.live_workers()  # unregistered on the way out
+
+    drive(app, scenario)
+
+
+def test_q_asks_then_lets_running_jobs_finish(live_queue, tmp_path):
+    app = make_app(live_queue, workers=1)
+    gate = tmp_path / "gate"
+    command = f"while [ ! -e {gate} ]; do sleep 0.05; done; echo through"
+
+    async def scenario(pilot):
+        job = live_queue.enqueue(command)
+        await until(pilot, lambda: live_queue.get(job.id).state == "processing")
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")  # changed my mind: keep going
+        assert not isinstance(app.screen, ConfirmScreen) and not app._exit
+        await pilot.press("q", "y")
+        assert isinstance(app.screen, StoppingScreen)
+        other = live_queue.enqueue("echo later")
+        await pilot.pause(0.3)
+        assert not app._exit
+        gate.touch()
+        await until(pilot, lambda: app._exit, what="the app to exit")
+        assert live_queue.get(job.id).state == "completed"
+        assert live_queue.get(other.id).state == "pending"  # nothing new was started
+
+    drive(app, scenario)
+
+
+def test_stopping_screen_k_kills_running_jobs_back_to_pending(live_queue):
+    app = make_app(live_queue, workers=1)
+
+    async def scenario(pilot):
+        job = live_queue.enqueue("sleep 30")
+        await until(pilot, lambda: live_queue.get(job.id).state == "processing")
+        await pilot.press("q", "y", "k")
+        await until(pilot, lambda: app._exit, what="the app to exit")
+        stored = live_queue.get(job.id)
+        assert (stored.state, stored.attempts) == ("pending", 0)
+
+    drive(app, scenario)
+
+
+# -- the command palette ---------------------------------------------------------------------
+
+
+def test_actions_are_in_the_command_palette(seeded, fixed_clock):
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        for title in ("Enqueue a job", "Retry the selected dead job", "Retry all dead jobs",
+                      "Edit the configuration", "Job details", "Next pane", "Previous pane",
+                      "Add a worker thread", "Remove a worker thread",
+                      "Pause / resume workers"):  # fmt: skip
+            assert title in titles
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Enqueue a job")
+        await until(pilot, lambda: app.screen.query_one(CommandList).option_count > 0)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, EnqueueScreen))
+
+    drive(app, scenario)
+
+
+def test_throughput_counts_jobs_finished_in_the_last_minute():
+    bar = StatsBar("q")
+    bar._show_rate = lambda: None  # not mounted: only the arithmetic
+    bar.record(100.0, {"completed": 10, "dead": 1})  # the baseline, not a burst
+    bar.record(101.0, {"completed": 13, "dead": 1})
+    bar.record(102.5, {"completed": 13, "dead": 2})
+    bar.record(102.9, {"completed": 13, "dead": 0})  # a DLQ retry is not a finish
+    assert bar.finished_last_minute == 4
+    bar.record(170.0, {"completed": 14, "dead": 0})
+    assert bar.finished_last_minute == 1

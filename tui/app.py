@@ -1,0 +1,429 @@
+"""The queuectl TUI: four live panes over one queue, and this app's own worker pool.
+
+The App only wires things together. The loader thread (``data.load_snapshot``) reads the queue
+and posts a :class:`QueueSnapshot`; the panes (``widgets/pane.py``) diff it into their tables;
+the forms (``screens/``) return values that actions hand to worker threads. The UI thread never
+runs a query.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from urllib.parse import urlparse
+
+from textual import events, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Grid
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from queuectl.errors import QueueError
+from queuectl.queue import Queue
+from queuectl.spec import JobSpec
+from queuectl.worker import JobEvent, WorkerPool
+
+from .data import load_snapshot
+from .messages import PANES, Done, LoadFailed, PoolEvent, QueueSnapshot
+from .screens.config import ConfigScreen
+from .screens.confirm import ConfirmScreen, StoppingScreen
+from .screens.details import DetailsScreen
+from .screens.enqueue import EnqueueScreen
+from .widgets.pane import JobPane
+from .widgets.stats import StatsBar
+
+MIN_LOAD_GAP_S = 0.2  # worker events refresh at most this often; the timer refreshes anyway
+MAX_THREADS = 64
+
+
+def display_name(queue: Queue) -> str:
+    """The queue as a person recognises it: a file name, or a server and database."""
+    if queue.target.kind == "sqlite":
+        return os.path.basename(queue.target.location)
+    url = urlparse(queue.target.location)
+    return f"{url.hostname or 'localhost'}{url.path}"
+
+
+class QueueApp(App[None]):
+    """queuectl's terminal UI over ``queue``, running ``workers`` worker threads."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "queuectl"
+    BINDINGS = [
+        Binding("a", "enqueue", "Add"),
+        Binding("r", "retry", "Retry"),
+        Binding("R", "retry_all", "Retry all"),
+        Binding("c", "config", "Config"),
+        Binding("plus", "threads(1)", "Threads", key_display="+/-"),
+        Binding("minus", "threads(-1)", "Fewer threads", show=False),
+        Binding("p", "pause", "Pause"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    threads = reactive(0, init=False)
+    paused = reactive(False, init=False)
+
+    def __init__(
+        self,
+        queue: Queue,
+        workers: int = 2,
+        *,
+        clock: Callable[[], float] | None = None,
+        refresh_interval: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.queue = queue
+        self.clock = clock or queue.clock
+        self.refresh_interval = refresh_interval
+        self.set_reactive(QueueApp.threads, max(0, min(workers, MAX_THREADS)))
+        self.pool: WorkerPool | None = None
+        self._pool_ready = threading.Event()  # set once a start attempt has ended
+        self._pool_starting = False
+        self._quitting = False
+        self._loading = False
+        self._load_again = False
+        self._last_load = float("-inf")
+        self._load_timer = None
+        self.loads = 0  # snapshots applied (tests wait on it)
+        self.config_values: dict[str, int | float] = {}
+
+    # -- layout -----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        self.stats = StatsBar(display_name(self.queue), id="stats")
+        yield self.stats.data_bind(threads=QueueApp.threads, paused=QueueApp.paused)
+        with Grid(id="panes") as self.grid:
+            for name in PANES:
+                yield JobPane(name)
+        self.footer = Footer(compact=True)
+        yield self.footer
+
+    NARROW = 100  # columns: below this the panes stack and the bars get terse
+    WIDE = 120  # columns: from this on the bar names the states
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit(event.size.width)
+
+    def _fit(self, width: int) -> None:
+        narrow = width < self.NARROW
+        self.grid.set_class(narrow, "-narrow")
+        self.stats.compact = width < self.WIDE
+        self.stats.set_class(narrow, "-narrow")
+        self.footer.show_command_palette = not narrow
+
+    @property
+    def panes(self) -> list[JobPane]:
+        return list(self.grid.query(JobPane))
+
+    def on_mount(self) -> None:
+        self._fit(self.size.width)
+        self.panes[0].focus()
+        self.set_interval(self.refresh_interval, self.request_load)
+        self.request_load()
+        if self.threads:
+            self._start_pool()
+
+    # -- loading: a thread queries, the UI thread applies -------------------------------------
+
+    def request_load(self) -> None:
+        """Refresh soon: at once if idle, else after the load in flight (never two at once)."""
+        if self._loading:
+            self._load_again = True
+            return
+        wait = self._last_load + MIN_LOAD_GAP_S - time.monotonic()
+        if wait > 0:
+            if self._load_timer is None:
+                self._load_timer = self.set_timer(wait, self._timed_load)
+            return
+        self._loading, self._load_again = True, False
+        self._last_load = time.monotonic()
+        self._load()
+
+    def _timed_load(self) -> None:
+        self._load_timer = None
+        self.request_load()
+
+    @work(thread=True, exclusive=True, group="load", exit_on_error=False)
+    def _load(self) -> None:
+        try:
+            self.post_message(load_snapshot(self.queue, self.clock))
+        except Exception as exc:  # the database went away or is locked: show it, keep going
+            self.post_message(LoadFailed(f"{type(exc).__name__}: {exc}"))
+
+    def on_queue_snapshot(self, snapshot: QueueSnapshot) -> None:
+        counts = snapshot.counts
+        totals = {
+            "waiting": counts["pending"] + counts["failed"],
+            "processing": counts["processing"],
+            "completed": counts["completed"],
+            "dead": counts["dead"],
+        }
+        live = snapshot.live_workers
+        notes = {
+            "waiting": f"{counts['failed']:,} retrying" if counts["failed"] else "",
+            "processing": f"{live} worker{'' if live == 1 else 's'} live",
+        }
+        for pane in self.panes:
+            name = pane.kind.name
+            pane.show(
+                snapshot.panes[name], totals[name], snapshot.now, snapshot.config,
+                notes.get(name, ""),
+            )  # fmt: skip
+        stats = self.stats
+        stats.counts = counts
+        stats.record(snapshot.now, counts)
+        stats.busy = self.pool.busy if self.pool else 0
+        stats.set_class(False, "-error")
+        self.config_values = snapshot.config
+        self.loads += 1
+        self._loaded()
+
+    def on_load_failed(self, message: LoadFailed) -> None:
+        self.stats.set_class(True, "-error")
+        self.stats.tooltip = message.error
+        self._loaded()
+
+    def _loaded(self) -> None:
+        self._loading = False
+        if self._load_again:
+            self.request_load()
+
+    def on_pool_event(self, event: PoolEvent) -> None:
+        self.request_load()
+
+    def on_done(self, done: Done) -> None:
+        self.notify(done.text, severity=done.severity, markup=False)  # type: ignore[arg-type]
+        self.request_load()
+
+    # -- the worker pool ----------------------------------------------------------------------
+
+    def _pool_event(self, event: JobEvent) -> None:
+        """Called in a worker thread: hand the news to the UI thread."""
+        self.post_message(PoolEvent(event.kind, event.job.id))
+
+    def _start_pool(self) -> None:
+        if self.pool is None and not self._pool_starting:
+            self._pool_starting = True
+            self._pool_ready.clear()
+            self._start_pool_thread()
+
+    @work(thread=True, group="pool", exit_on_error=False)
+    def _start_pool_thread(self) -> None:
+        pool = WorkerPool(self.queue, self.threads, on_event=self._pool_event)
+        if self.paused:
+            pool.pause()
+        try:
+            pool.start()
+        except Exception as exc:
+            self.post_message(Done(f"could not start workers: {exc}", "error"))
+            self.call_from_thread(self._pool_started, None)
+        else:
+            self.call_from_thread(self._pool_started, pool)
+        finally:
+            self.queue.close()
+
+    def _pool_started(self, pool: WorkerPool | None) -> None:
+        self.pool, self._pool_starting = pool, False
+        self._pool_ready.set()
+        if pool is not None:
+            pool.set_threads(self.threads)  # +/- pressed while it started
+            pool.pause() if self.paused else pool.resume()
+        self.request_load()
+
+    def watch_threads(self, threads: int) -> None:
+        if self.pool is not None:
+            self.pool.set_threads(threads)
+        elif threads:
+            self._start_pool()
+
+    def watch_paused(self, paused: bool) -> None:
+        if self.pool is not None:
+            self.pool.pause() if paused else self.pool.resume()
+
+    def action_threads(self, change: int) -> None:
+        if not self._quitting:
+            self.threads = max(0, min(self.threads + change, MAX_THREADS))
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+
+    # -- panes ----------------------------------------------------------------------------------
+
+    def _focused_pane(self) -> JobPane | None:
+        return self.focused if isinstance(self.focused, JobPane) else None
+
+    def _cycle(self, step: int) -> None:
+        panes = self.panes
+        current = self._focused_pane()
+        index = panes.index(current) if current in panes else -step
+        panes[(index + step) % len(panes)].focus()
+
+    def action_next_pane(self) -> None:
+        self._cycle(1)
+
+    def action_previous_pane(self) -> None:
+        self._cycle(-1)
+
+    # -- actions with forms ---------------------------------------------------------------------
+
+    def action_enqueue(self) -> None:
+        default = self.config_values.get("max-retries", 3)
+        self.push_screen(EnqueueScreen(default), self._enqueue)
+
+    def _enqueue(self, spec: JobSpec | None) -> None:
+        if spec is not None:
+            self._act(lambda: f"Enqueued {self.queue.enqueue(spec).id}")
+
+    def action_config(self) -> None:
+        self.push_screen(ConfigScreen(self.config_values or self.queue_defaults()), self._save)
+
+    @staticmethod
+    def queue_defaults() -> dict[str, int | float]:
+        from queuectl.config import KEYS
+
+        return {key: spec.default for key, spec in KEYS.items()}
+
+    def _save(self, changes: dict | None) -> None:
+        if changes is None:
+            return
+        if not changes:
+            self.notify("Config unchanged")
+            return
+
+        def save() -> str:
+            for key, value in changes.items():
+                self.queue.config_set(key, value)
+            return "Saved " + ", ".join(f"{key} = {value}" for key, value in changes.items())
+
+        self._act(save)
+
+    def action_details(self) -> None:
+        pane = self._focused_pane()
+        job_id = pane.selected_id if pane else None
+        if job_id is None:
+            self.notify("No job selected", severity="warning")
+            return
+        self.push_screen(DetailsScreen(self.queue, job_id))
+
+    def action_retry(self) -> None:
+        pane = self._focused_pane()
+        if pane is None or pane.kind.name != "dead":
+            self.notify("Select a job in the Dead pane to retry it", severity="warning")
+            return
+        job_id = pane.selected_id
+        if job_id is None:
+            self.notify("The DLQ is empty", severity="warning")
+            return
+        self._act(lambda: f"Retrying {self.queue.retry_dead([job_id])[0].id}")
+
+    def action_retry_all(self) -> None:
+        dead = self.grid.query_one("#pane-dead", JobPane).total
+        if not dead:
+            self.notify("The DLQ is empty", severity="warning")
+            return
+        jobs = "job" if dead == 1 else "jobs"
+        question = f"Put {dead:,} dead {jobs} back to pending, to run again?"
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._act(lambda: f"Retrying {len(self.queue.retry_all_dead()):,} dead jobs")
+
+        self.push_screen(ConfirmScreen("Retry all dead jobs", question, "Retry all"), answer)
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    def _act(self, do: Callable[[], str]) -> None:
+        """Run a queue operation off the UI thread; report how it went."""
+        try:
+            self.post_message(Done(do()))
+        except QueueError as exc:
+            self.post_message(Done(str(exc), "error"))
+        except Exception as exc:
+            self.post_message(Done(f"{type(exc).__name__}: {exc}", "error"))
+        finally:
+            self.queue.close()
+
+    # -- quitting -------------------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        """Quit; if this app's workers run jobs, ask, then let them finish first."""
+        if self._quitting:
+            return
+        busy = self.pool.busy if self.pool else 0
+        if not busy:
+            self._stop_and_exit(wait_screen=False)
+            return
+        jobs = "job is" if busy == 1 else "jobs are"
+        question = (
+            f"{busy} {jobs} running in this app's workers. Quit once they finish?\n"
+            "(No new jobs are started meanwhile.)"
+        )
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._stop_and_exit(wait_screen=True)
+
+        self.push_screen(ConfirmScreen("Quit", question, "Quit"), answer)
+
+    def _stop_and_exit(self, wait_screen: bool) -> None:
+        self._quitting = True
+        self.stats.stopping = True
+        if self.pool is None and not self._pool_starting:
+            self.exit()
+            return
+        if self.pool is not None:
+            self.pool.stop()
+            if wait_screen:
+                pool = self.pool
+                self.push_screen(StoppingScreen(lambda: pool.busy, pool.kill))
+        self._join_pool()
+
+    @work(thread=True, group="quit", exit_on_error=False)
+    def _join_pool(self) -> None:
+        self._pool_ready.wait()
+        self.stop_pool()
+        self.call_from_thread(self.exit)
+
+    def stop_pool(self) -> None:
+        """Stop this app's workers gracefully and wait for their running jobs (any thread)."""
+        pool = self.pool
+        if pool is not None:
+            pool.stop()
+            pool.join()
+
+    # -- the command palette --------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield SystemCommand("Enqueue a job", "Open the enqueue form (a)", self.action_enqueue)
+        yield SystemCommand(
+            "Retry the selected dead job", "From the Dead pane (r)", self.action_retry
+        )
+        yield SystemCommand("Retry all dead jobs", "Empty the DLQ (R)", self.action_retry_all)
+        yield SystemCommand("Edit the configuration", "max-retries, ... (c)", self.action_config)
+        yield SystemCommand("Job details", "The selected job (enter)", self.action_details)
+        yield SystemCommand("Next pane", "tab", self.action_next_pane)
+        yield SystemCommand("Previous pane", "shift+tab", self.action_previous_pane)
+        yield SystemCommand("Add a worker thread", "+", lambda: self.action_threads(1))
+        yield SystemCommand("Remove a worker thread", "-", lambda: self.action_threads(-1))
+        yield SystemCommand(
+            "Pause / resume workers", "Running jobs finish (p)", self.action_pause
+        )
+        yield from super().get_system_commands(screen)
+
+
+def run_app(target: str | None, workers: int = 2) -> None:
+    """Open the queue at ``target`` and run the TUI with ``workers`` worker threads."""
+    queue = Queue(target)
+    app = QueueApp(queue, workers=workers)
+    try:
+        app.run()
+    finally:
+        pool = app.pool
+        if pool is not None and pool.busy:
+            print(f"Waiting for {pool.busy} running job(s) to finish…", file=sys.stderr)
+        app.stop_pool()
+        queue.close()

@@ -1,0 +1,76 @@
+"""What travels between the loader thread, the worker pool and the UI: plain data only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from textual.message import Message
+
+PANES = ("waiting", "processing", "completed", "dead")
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """The columns a pane shows of one job (never its output)."""
+
+    id: str
+    command: str
+    state: str
+    attempts: int
+    max_retries: int | None
+    priority: int
+    run_at: float
+    started_at: float | None
+    finished_at: float | None
+    exit_code: int | None
+    error: str | None
+    worker: str | None
+
+
+@dataclass
+class QueueSnapshot(Message):
+    """Everything the main screen shows, read at ``now`` by the loader thread."""
+
+    now: float
+    counts: dict[str, int]
+    panes: dict[str, list[JobRow]]
+    config: dict[str, int | float]
+    live_workers: int = 0
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, QueueSnapshot)  # only the newest one matters
+
+
+@dataclass
+class LoadFailed(Message):
+    """The loader could not read the queue (the database went away, ...)."""
+
+    error: str
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, LoadFailed)
+
+
+@dataclass
+class PoolEvent(Message):
+    """A job started or finished in this app's worker pool (sent from a worker thread)."""
+
+    kind: str
+    job_id: str
+
+
+@dataclass
+class JobLoaded(Message):
+    """A job with every field and its output, for the details screen."""
+
+    job: dict[str, object] | None
+    error: str | None = None
+
+
+@dataclass
+class Done(Message):
+    """An action run off the UI thread finished; ``severity`` as for ``App.notify``."""
+
+    text: str
+    severity: str = "information"
+    extra: dict[str, object] = field(default_factory=dict)

@@ -1,0 +1,76 @@
+"""The enqueue form (`a`): command, max retries, priority, delay — validated as the CLI does."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+
+from queuectl.errors import InvalidInput
+from queuectl.spec import JobSpec, validate_command, validate_int, validate_seconds
+
+from .form import Field, FormScreen
+
+
+def _number(key: str, text: str, kind: type) -> int | float | None:
+    """The form's text as the number the CLI's option would get; blank means not given."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        noun = "a whole number" if kind is int else "a number of seconds"
+        raise InvalidInput(f"{key!r} must be {noun}, got {text!r}") from None
+
+
+class EnqueueScreen(FormScreen[JobSpec]):
+    """Returns the JobSpec to enqueue, or None when cancelled."""
+
+    TITLE = "Enqueue a job"
+    SUBMIT = "Enqueue"
+
+    def __init__(self, default_max_retries: int | float = 3) -> None:
+        super().__init__()
+        self.default_max_retries = default_max_retries
+
+    def fields(self) -> ComposeResult:
+        yield Field("command", "Command", placeholder="e.g. make test", hint="run by /bin/sh -c")
+        yield Field(
+            "max_retries",
+            "Max retries",
+            placeholder=f"config ({self.default_max_retries:g})",
+            hint="runs before the DLQ",
+        )
+        yield Field("priority", "Priority", placeholder="0", hint="higher runs first")
+        yield Field("delay", "Delay", placeholder="0", hint="seconds before it may run")
+
+    def collect(self) -> JobSpec | None:
+        values: dict[str, object] = {}
+        checks = {
+            "command": lambda text: validate_command(text),
+            "max_retries": lambda text: _optional(
+                _number("max_retries", text, int), lambda v: validate_int("max_retries", v, 0)
+            ),
+            "priority": lambda text: _optional(
+                _number("priority", text, int), lambda v: validate_int("priority", v)
+            ),
+            "delay": lambda text: _optional(
+                _number("delay", text, float),
+                lambda v: validate_seconds("delay", v, positive=False),
+            ),
+        }
+        ok = True
+        for key, check in checks.items():
+            try:
+                values[key] = check(self.text(key))
+            except InvalidInput as exc:
+                self.field(key).set_error(str(exc))
+                ok = False
+            else:
+                self.field(key).set_error(None)
+        if not ok:
+            return None
+        return JobSpec(**values)  # type: ignore[arg-type]
+
+
+def _optional(value, check):
+    return None if value is None else check(value)

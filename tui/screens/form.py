@@ -1,0 +1,94 @@
+"""What the modal forms share: labelled inputs with an error line under each, Save/Cancel."""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+from ..text import literal
+
+T = TypeVar("T")
+
+
+class Field(Vertical):
+    """A label, an input and the place its error goes."""
+
+    def __init__(
+        self, key: str, label: str, *, value: str = "", placeholder: str = "", hint: str = ""
+    ) -> None:
+        super().__init__(id=f"field-{key}", classes="field")
+        self.key, self.label, self.value = key, label, value
+        self.placeholder, self.hint = placeholder, hint
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="field-head"):
+            yield Label(self.label, classes="field-label")
+            yield Label(self.hint, classes="field-hint")
+        yield Input(self.value, placeholder=self.placeholder, id=self.key, select_on_focus=False)
+        yield Static("", classes="field-error")
+
+    def set_error(self, message: str | None) -> None:
+        error = self.query_one(".field-error", Static)
+        error.update(literal(message or "", single_line=False))
+        self.set_class(bool(message), "-invalid")
+
+
+class FormScreen(ModalScreen[T], Generic[T]):
+    """A modal form; subclasses give ``TITLE``, the fields and :meth:`collect`."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    TITLE = ""
+    SUBMIT = "Save"
+
+    def fields(self) -> ComposeResult:
+        raise NotImplementedError
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog form") as dialog:
+            dialog.border_title = self.TITLE
+            yield from self.fields()
+            with Horizontal(classes="buttons"):
+                yield Button(self.SUBMIT, variant="primary", id="submit")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        for widget in self.query(Input):
+            widget.cursor_blink = not self.app.is_headless  # steady in tests and screenshots
+
+    def field(self, key: str) -> Field:
+        return self.query_one(f"#field-{key}", Field)
+
+    def text(self, key: str) -> str:
+        return self.query_one(f"#{key}", Input).value
+
+    def collect(self) -> T | None:
+        """The form's value, or None after showing errors with :meth:`Field.set_error`."""
+        raise NotImplementedError
+
+    def action_submit(self) -> None:
+        result = self.collect()
+        if result is not None:
+            self.dismiss(result)
+        else:
+            invalid = self.query(".field.-invalid Input")
+            if invalid:
+                invalid.first().focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "submit":
+            self.action_submit()
+        else:
+            self.action_cancel()

@@ -1,0 +1,309 @@
+"""A job pane: one DataTable per state, keyed by job id and diff-updated on every refresh.
+
+A refresh removes the rows whose job left the pane, ``update_cell``s the cells that changed and
+adds the new rows; the cursor stays on the job it was on. The table is never cleared on a tick,
+only when a resize changes which columns fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import DataTable
+
+from ..messages import JobRow
+from ..text import ago, coarse, duration, literal
+
+# One colour per state, used for pane borders (app.tcss) and status cells alike.
+COLORS = {
+    "pending": "#61afef",
+    "failed": "#d19a66",
+    "processing": "#e5c07b",
+    "completed": "#98c379",
+    "dead": "#e06c75",
+}
+MUTED = "#7f848e"
+
+
+class IdText(Text):
+    """The id cell, which also remembers the job it belongs to (used to order the rows)."""
+
+    def __init__(self, job_id: str, style: str = "") -> None:
+        super().__init__(end="", style=style, no_wrap=True, overflow="ellipsis")
+        self.append(literal(job_id))
+        self.job_id = job_id
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int | None = None  # None: shares the width left over (``flex`` parts)
+    flex: int = 1
+    hide_below: int = 0  # shown only when the pane's content is at least this wide
+    justify: str = "left"
+
+
+Cells = dict[str, Text]
+Formatter = Callable[[JobRow, float, dict], Cells]
+
+
+def _tries(row: JobRow, config: dict) -> Text:
+    limit = row.max_retries if row.max_retries is not None else config.get("max-retries", 3)
+    return Text(f"{row.attempts}/{limit}", style=MUTED if row.attempts == 0 else "", end="")
+
+
+def _waiting(row: JobRow, now: float, config: dict) -> Cells:
+    wait = row.run_at - now
+    if row.state == "failed":
+        when = Text(
+            f"retry in {coarse(wait)}" if wait >= 1 else "retrying",
+            style=COLORS["failed"],
+            end="",
+        )
+    elif wait >= 1:
+        when = Text(f"in {coarse(wait)}", style=COLORS["pending"], end="")
+    else:
+        when = Text("ready", style=MUTED, end="")
+    return {
+        "priority": Text(str(row.priority), style=MUTED if row.priority == 0 else "bold", end=""),
+        "command": literal(row.command),
+        "tries": _tries(row, config),
+        "when": when,
+        "error": literal(row.error, COLORS["failed"]),
+    }
+
+
+def _processing(row: JobRow, now: float, config: dict) -> Cells:
+    worker = (row.worker or "").rsplit(":", 1)[0]
+    return {
+        "command": literal(row.command),
+        "tries": _tries(row, config),
+        "elapsed": Text(duration(now - (row.started_at or now)), style=COLORS["processing"]),
+        "worker": literal(worker, MUTED),
+    }
+
+
+def _completed(row: JobRow, now: float, config: dict) -> Cells:
+    took = None
+    if row.started_at is not None and row.finished_at is not None:
+        took = row.finished_at - row.started_at
+    return {
+        "command": literal(row.command),
+        "took": Text(duration(took), end=""),
+        "finished": Text(ago(row.finished_at, now), style=MUTED, end=""),
+    }
+
+
+def _dead(row: JobRow, now: float, config: dict) -> Cells:
+    return {
+        "command": literal(row.command),
+        "tries": _tries(row, config),
+        "error": literal(row.error, COLORS["dead"]),
+        "finished": Text(ago(row.finished_at, now), style=MUTED, end=""),
+    }
+
+
+@dataclass(frozen=True)
+class PaneKind:
+    name: str  # the Queue.pane() name
+    title: str
+    state: str  # the colour
+    columns: tuple[Column, ...]
+    cells: Formatter
+    empty: str
+
+
+ID = Column("id", "ID", 12)
+KINDS = {
+    kind.name: kind
+    for kind in (
+        PaneKind(
+            "waiting",
+            "Pending",
+            "pending",
+            (
+                ID,
+                Column("priority", "Pri", 3, hide_below=60, justify="right"),
+                Column("command", "Command"),
+                Column("tries", "Tries", 5, hide_below=50, justify="right"),
+                Column("when", "When", 12),
+                Column("error", "Last error", None, flex=1, hide_below=90),
+            ),
+            _waiting,
+            "nothing waiting",
+        ),
+        PaneKind(
+            "processing",
+            "Processing",
+            "processing",
+            (
+                ID,
+                Column("command", "Command"),
+                Column("tries", "Tries", 5, hide_below=50, justify="right"),
+                Column("elapsed", "Elapsed", 7, justify="right"),
+                Column("worker", "Worker", 18, hide_below=76),
+            ),
+            _processing,
+            "no job running",
+        ),
+        PaneKind(
+            "completed",
+            "Completed",
+            "completed",
+            (
+                ID,
+                Column("command", "Command"),
+                Column("took", "Took", 6, hide_below=44, justify="right"),
+                Column("finished", "Finished", 8, justify="right"),
+            ),
+            _completed,
+            "nothing completed yet",
+        ),
+        PaneKind(
+            "dead",
+            "Dead",
+            "dead",
+            (
+                ID,
+                Column("command", "Command", flex=2),
+                Column("tries", "Tries", 5, hide_below=54, justify="right"),
+                Column("error", "Last error", flex=3),
+                Column("finished", "Died", 8, hide_below=64, justify="right"),
+            ),
+            _dead,
+            "the DLQ is empty",
+        ),
+    )
+}
+
+PADDING = 1  # DataTable's cell padding, each side
+MIN_FLEX = 10
+
+
+def fit_columns(columns: tuple[Column, ...], width: int) -> list[tuple[Column, int]]:
+    """The columns that fit in ``width`` cells, with their widths; flex columns share the rest."""
+    shown = [c for c in columns if width >= c.hide_below]
+    fixed = sum(c.width + 2 * PADDING for c in shown if c.width is not None)
+    flexible = [c for c in shown if c.width is None]
+    spare = max(width - fixed - 2 * PADDING * len(flexible), MIN_FLEX * len(flexible))
+    parts = sum(c.flex for c in flexible) or 1
+    result, given = [], 0
+    for column in shown:
+        if column.width is not None:
+            result.append((column, column.width))
+            continue
+        share = spare * column.flex // parts
+        if column is flexible[-1]:
+            share = spare - given
+        given += share
+        result.append((column, max(share, MIN_FLEX)))
+    return result
+
+
+class JobPane(DataTable):
+    """The jobs of one pane, most relevant first, with a count in its border title."""
+
+    BINDINGS = [
+        Binding("enter", "app.details", "Details"),
+        Binding("tab", "app.next_pane", "Next pane", show=False),
+        Binding("shift+tab", "app.previous_pane", "Previous pane", show=False),
+    ]
+
+    def __init__(self, kind: str, *, id: str | None = None) -> None:
+        super().__init__(id=id or f"pane-{kind}", cursor_type="row", zebra_stripes=False)
+        self.kind = KINDS[kind]
+        self.add_class(f"-{self.kind.state}")
+        self.border_title = self.kind.title
+        self._jobs: list[JobRow] = []
+        self._shown: dict[str, Cells] = {}
+        self._columns: list[tuple[Column, int]] = []
+        self._now = 0.0
+        self._config: dict = {}
+        self.total = 0
+
+    # -- what the app calls ----------------------------------------------------------------
+
+    @property
+    def selected_id(self) -> str | None:
+        """The id of the job under the cursor, if any."""
+        if not self.row_count:
+            return None
+        row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        return row_key.value
+
+    def show(
+        self, jobs: list[JobRow], total: int, now: float, config: dict, note: str = ""
+    ) -> None:
+        """Make the table show ``jobs`` (in order): a keyed diff against what it shows."""
+        self._jobs, self._now, self._config, self.total = jobs, now, config, total
+        self._set_titles(len(jobs), total, note)
+        if not self._columns:
+            return  # not sized yet: the first resize builds the table
+        selected = self.selected_id
+        wanted = {job.id: self._cells(job) for job in jobs}
+        with self.app.batch_update():
+            for key in [key for key in self._shown if key not in wanted]:
+                self.remove_row(key)
+                del self._shown[key]
+            for key, cells in wanted.items():
+                before = self._shown.get(key)
+                if before is None:
+                    self.add_row(*cells.values(), key=key)
+                else:
+                    for column, cell in cells.items():
+                        if before[column] != cell:
+                            self.update_cell(key, column, cell)
+                self._shown[key] = cells
+            order = [job.id for job in jobs]
+            if [row.key.value for row in self.ordered_rows] != order:
+                rank = {job_id: index for index, job_id in enumerate(order)}
+                self.sort(key=lambda cells: rank[cells[0].job_id])
+            self._restore_cursor(selected)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _set_titles(self, shown: int, total: int, note: str) -> None:
+        self.border_title = f"{self.kind.title} [b]{total:,}[/b]"
+        parts = [note] if note else []
+        if total > shown:
+            parts.append(f"top {shown:,}")
+        if not total:
+            parts.append(self.kind.empty)
+        self.border_subtitle = " · ".join(parts)
+
+    def _cells(self, job: JobRow) -> Cells:
+        values = self.kind.cells(job, self._now, self._config)
+        values["id"] = IdText(job.id, style="bold")
+        cells = {}
+        for column, _ in self._columns:
+            cell = values[column.key]
+            cell.justify = column.justify  # type: ignore[assignment]
+            cells[column.key] = cell
+        return cells
+
+    def _restore_cursor(self, selected: str | None) -> None:
+        if selected is None or selected not in self._shown:
+            return
+        index = self.get_row_index(selected)
+        if index != self.cursor_row:
+            self.move_cursor(row=index, animate=False)
+
+    def on_resize(self) -> None:
+        # The content width less the scrollbar gutter (kept stable in app.tcss).
+        width = self.scrollable_content_region.width
+        columns = fit_columns(self.kind.columns, max(width, 0))
+        if columns == self._columns:
+            return
+        selected = self.selected_id
+        self._columns = columns
+        self.clear(columns=True)
+        self._shown.clear()
+        for column, width in columns:
+            label = Text(column.label, justify=column.justify)  # type: ignore[arg-type]
+            self.add_column(label, width=width, key=column.key)
+        self.show(self._jobs, self.total, self._now, self._config)
+        self._restore_cursor(selected)

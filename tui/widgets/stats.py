@@ -1,0 +1,130 @@
+"""The bar at the top: what the queue holds, what this app's workers do, and how fast jobs finish."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.widgets import Sparkline, Static
+
+from .pane import COLORS, MUTED
+
+WINDOW_S = 60  # the throughput chart covers the last minute, one bar a second
+
+COUNTS = (  # label, state, glyph
+    ("pending", "pending", "●"),
+    ("retrying", "failed", "↻"),
+    ("running", "processing", "▶"),
+    ("done", "completed", "✔"),
+    ("dead", "dead", "✖"),
+)
+
+
+class StatsBar(Horizontal):
+    """Counts per state, this app's worker threads (and whether paused), and throughput."""
+
+    counts: reactive[dict[str, int]] = reactive(dict, always_update=True, init=False)
+    threads = reactive(0, init=False)
+    paused = reactive(False, init=False)
+    busy = reactive(0, init=False)
+    stopping = reactive(False, init=False)
+    compact = reactive(False, toggle_class="-compact", init=False)
+
+    def __init__(self, name: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.queue_name = name
+        self._finished_total: int | None = None
+        self._per_second: dict[int, int] = {}
+        self._second = 0
+
+    def compose(self) -> ComposeResult:
+        yield Static(self._brand(), id="brand")
+        yield Static(id="counts")
+        yield Static(id="workers")
+        yield Sparkline([0] * WINDOW_S, id="throughput")
+        yield Static(id="rate")
+
+    def _brand(self) -> Text:
+        return Text(f" {self.queue_name} ", style="bold")  # a Text: the name is shown literally
+
+    def on_mount(self) -> None:
+        self._show_counts()
+        self._show_workers()
+        self._show_rate()
+
+    # -- throughput ---------------------------------------------------------------------------
+
+    def record(self, now: float, counts: dict[str, int]) -> None:
+        """Note how many jobs finished (completed or dead) since the last snapshot, at ``now``."""
+        total = counts.get("completed", 0) + counts.get("dead", 0)
+        second = int(now)
+        if self._finished_total is not None and total > self._finished_total:
+            self._per_second[second] = self._per_second.get(second, 0) + (
+                total - self._finished_total
+            )
+        self._finished_total = total
+        self._second = second
+        for old in [s for s in self._per_second if s <= second - WINDOW_S]:
+            del self._per_second[old]
+        self._show_rate()
+
+    @property
+    def finished_last_minute(self) -> int:
+        return sum(self._per_second.values())
+
+    def _show_rate(self) -> None:
+        window = range(self._second - WINDOW_S + 1, self._second + 1)
+        self.query_one("#throughput", Sparkline).data = [self._per_second.get(s, 0) for s in window]
+        rate = Text(f" {self.finished_last_minute:,}", style="bold")
+        rate.append("/min ", style=MUTED)
+        self.query_one("#rate", Static).update(rate)
+
+    # -- the text -------------------------------------------------------------------------------
+
+    def _show_counts(self) -> None:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        for label, state, glyph in COUNTS:
+            value = self.counts.get(state, 0)
+            style = COLORS[state] if value else MUTED
+            if self.compact:
+                text.append(f"{glyph}{value:,} ", style=f"bold {style}")
+            else:
+                text.append(f"{value:,}", style=f"bold {style}")
+                text.append(f" {label}  ", style=MUTED)
+        self.query_one("#counts", Static).update(text)
+
+    def _show_workers(self) -> None:
+        text = Text(no_wrap=True)
+        if self.stopping:
+            text.append("⏳ stopping", style=f"bold {COLORS['failed']}")
+        elif self.paused:
+            text.append("⏸ paused", style=f"bold {COLORS['failed']}")
+        elif self.threads:
+            text.append("▶ running", style=f"bold {COLORS['completed']}")
+        else:
+            text.append("◌ watch only", style=MUTED)
+        text.append(f"  {self.threads}", style="bold")
+        text.append(" thread" if self.threads == 1 else " threads", style=MUTED)
+        text.append(", ", style=MUTED)
+        text.append(f"{self.busy}", style="bold")
+        text.append(" busy ", style=MUTED)
+        self.query_one("#workers", Static).update(text)
+
+    def watch_counts(self) -> None:
+        self._show_counts()
+
+    def watch_compact(self) -> None:
+        self._show_counts()
+
+    def watch_threads(self) -> None:
+        self._show_workers()
+
+    def watch_paused(self) -> None:
+        self._show_workers()
+
+    def watch_busy(self) -> None:
+        self._show_workers()
+
+    def watch_stopping(self) -> None:
+        self._show_workers()
