@@ -232,6 +232,7 @@ def rss_probe(command: str) -> dict:
     return json.loads(run.stdout)
 
 
+@pytest.mark.slow  # 2-5 s alone, over 10 s on a loaded 2-core machine
 def test_one_gigabyte_of_output_in_flat_memory():
     baseline = rss_probe("echo tiny")
     big = rss_probe("head -c 1000000000 /dev/zero | tr '\\0' x")

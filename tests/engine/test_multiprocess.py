@@ -173,3 +173,29 @@ def test_burst_processes_drain_the_queue_and_exit(db_path, tmp_path, workers):
     counts = queue.counts()
     assert counts == {"pending": 0, "processing": 0, "completed": 21, "failed": 0, "dead": 1}
     assert queue.get("always-fails").attempts == 2
+
+
+def test_enqueuers_and_workers_in_many_processes_never_see_a_locked_database(
+    db_path, tmp_path, workers
+):
+    queue = Queue(db_path)
+    procs = workers(threads=2, n=2)
+    script = (
+        "import sys; from queuectl import Queue; q = Queue(sys.argv[1])\n"
+        "for n in range(100):\n"
+        "    q.enqueue('true'); q.counts(); q.config()\n"
+    )
+    enqueuers = [
+        subprocess.Popen([sys.executable, "-c", script, db_path], stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    try:
+        errors = [proc.communicate(timeout=60)[1] for proc in enqueuers]
+    finally:
+        for proc in enqueuers:
+            stop_process(proc)
+    assert [proc.returncode for proc in enqueuers] == [0, 0, 0], errors
+    wait_until(lambda: queue.counts()["completed"] == 300, 60,
+               message=f"300 completed (have {queue.counts()})")
+    for proc in procs:
+        assert LOCKED not in proc.stderr()

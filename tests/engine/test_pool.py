@@ -265,3 +265,22 @@ def test_a_stop_request_through_the_queue_stops_the_pool(queue, pools):
     wait_until(lambda: pool.stopping, 5, message="the heartbeat to see the request")
     assert pool.join(10)
     assert queue.live_workers() == []
+
+
+def test_an_idle_pool_uses_no_cpu_to_speak_of(queue, pools):
+    pools(queue, threads=4)
+    wait_until(lambda: worker_threads() == 4, 5)
+    cpu, wall = time.process_time(), time.monotonic()
+    time.sleep(1.0)  # the measurement window: nothing to wait for
+    used = (time.process_time() - cpu) / (time.monotonic() - wall)
+    assert used < 0.15, f"idle pool used {used:.0%} of a core"
+
+
+def test_a_job_whose_cwd_is_gone_fails_by_the_retry_rules(queue, pools, tmp_path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    job = queue.enqueue(JobSpec(command="pwd", cwd=str(gone), max_retries=1))
+    gone.rmdir()
+    pools(queue, threads=1)
+    dead = wait_until(lambda: (j := queue.get(job.id)).state == "dead" and j, 10)
+    assert dead.error.startswith("cannot start") and dead.exit_code is None
