@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .common import Settings, json_option, pass_settings, print_json
-from .jobs import _complete_ids, print_jobs
+from .jobs import complete_ids, print_jobs
 
 
 @click.group()
@@ -29,7 +29,7 @@ def list_dead(settings: Settings, limit: int | None, as_json: bool) -> None:
 
 
 @dlq.command()
-@click.argument("ids", nargs=-1, metavar="ID...", shell_complete=_complete_ids("dead"))
+@click.argument("ids", nargs=-1, metavar="ID...", shell_complete=complete_ids("dead"))
 @click.option("--all", "retry_all", is_flag=True, help="Retry every dead job.")
 @json_option
 @pass_settings

@@ -50,7 +50,7 @@ def _seconds(key: str, *, positive: bool):
     return engine_value(convert)
 
 
-def _complete_ids(state: str | None = None):
+def complete_ids(state: str | None = None):
     """Shell completion of job ids, newest first (quietly nothing when the queue can't open)."""
 
     def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
@@ -282,7 +282,7 @@ def list_jobs(settings: Settings, state: str | None, limit: int | None, as_json:
 
 
 @click.command()
-@click.argument("job_id", metavar="ID", shell_complete=_complete_ids())
+@click.argument("job_id", metavar="ID", shell_complete=complete_ids())
 @json_option
 @pass_settings
 def show(settings: Settings, job_id: str, as_json: bool) -> None:

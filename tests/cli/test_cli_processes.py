@@ -160,3 +160,20 @@ def test_bare_queuectl_when_piped_prints_help(qc):
     done = qc(input="")
     assert done.returncode == 0
     assert done.stdout.startswith("Usage: queuectl")
+
+
+@pytest.mark.postgres
+def test_the_cli_on_postgresql(qc, spawn, pg_target):
+    def pg(*args, **kwargs):
+        return qc("--db", pg_target, *args, **kwargs)
+
+    ok(pg("config", "set", "max-retries", "1"))
+    good = ok(pg("enqueue", "echo from postgres")).strip()
+    bad = ok(pg("enqueue", "exit 4")).strip()
+    worker = spawn("--db", pg_target, "worker", "start", "--burst", "--count", "2")
+    assert worker.wait(20) == 0, worker.log()
+    assert json.loads(ok(pg("status", "--json")))["completed"] == 1
+    assert json.loads(ok(pg("show", good, "--json")))["output"] == "from postgres\n"
+    assert [job["id"] for job in json.loads(ok(pg("dlq", "list", "--json")))] == [bad]
+    assert ok(pg("dlq", "retry", bad)).strip() == bad
+    assert json.loads(ok(pg("status", "--json")))["pending"] == 1
