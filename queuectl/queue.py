@@ -258,7 +258,7 @@ class Queue:
         changes = {"updated_at": now, "finished_at": now, **changes}
         updated = (
             Job.update(**changes)
-            .where(Job.seq == job.seq, Job.state == "processing", Job.worker == worker_id)
+            .where(_same_run(job, worker_id))
             .execute()
         )
         if not updated:
@@ -287,7 +287,7 @@ class Queue:
                 run_at=self.clock(),
                 updated_at=self.clock(),
             )
-            .where(Job.seq == job.seq, Job.state == "processing", Job.worker == worker_id)
+            .where(_same_run(job, worker_id))
             .execute()
         )
         if updated:
@@ -603,6 +603,22 @@ class PostgresNotifications(ChangeDetector):
 
     def close(self) -> None:
         self.connection.close()
+
+
+def _same_run(job: Job, worker_id: str) -> peewee.Expression:
+    """``job`` as ``worker_id`` claimed it: still processing there, in the same run (attempts,
+    started_at). A worker presumed lost that claimed the job again must not store or release
+    its old run over the new one."""
+    started = (
+        Job.started_at.is_null() if job.started_at is None else Job.started_at == job.started_at
+    )
+    return (
+        (Job.seq == job.seq)
+        & (Job.state == "processing")
+        & (Job.worker == worker_id)
+        & (Job.attempts == job.attempts)
+        & started
+    )
 
 
 def check_state(state: str) -> str:
