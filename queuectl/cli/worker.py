@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -11,6 +12,7 @@ from types import FrameType
 
 import click
 
+from ..models import Job
 from ..queue import pid_alive
 from ..worker import JobEvent, WorkerPool
 from .common import Settings, clean, fmt_duration, fmt_relative, fmt_time, pass_settings, wait_until
@@ -65,13 +67,13 @@ class _LogHandler(logging.Handler):
         self.log.line(record.threadName or "-", f"{record.levelname.lower()}: {record.getMessage()}")
 
 
-def _took(job) -> str:
+def _took(job: Job) -> str:
     if job.started_at is None or job.finished_at is None:
         return ""
     return f" in {fmt_duration(job.finished_at - job.started_at)}"
 
 
-def _failure(job) -> str:
+def _failure(job: Job) -> str:
     why = clean(job.error, one_line=True)
     if job.exit_code is not None:
         why = f"exit {job.exit_code} ({why})" if why != f"exit code {job.exit_code}" else why
@@ -161,7 +163,13 @@ def _run(pool: WorkerPool, stopper: Stopper, log: EventLog) -> int:
             elif seen == 2:
                 code = 128 + signum
                 pool.kill()
-                log.line("main", f"{name}: killing running jobs; they go back to pending")
+                log.line("main", f"{name}: killing running jobs; they go back to pending "
+                                 f"({name} again exits at once)")
+            else:
+                # The escape hatch, should giving the jobs back hang (a database gone away):
+                # whatever is still `processing` is rescued later as "worker lost".
+                log.line("main", f"{name}: exiting now")
+                os._exit(code or 128 + signum)
     return code
 
 

@@ -154,12 +154,8 @@ def spawn(env, tmp_path):
 
 
 class FreshQueue:
-    """The engine's view of the test's database, for checking what commands did.
-
-    The engine's models share one database proxy per process, and every ``Queue(...)`` points
-    it at its own connection; a command run in-process makes its own ``Queue``. So each call
-    here opens a fresh one instead of holding one across commands.
-    """
+    """The engine's view of the test's database, for checking what commands did: each call
+    opens a fresh ``Queue``, as another process would, so nothing is cached across commands."""
 
     def __init__(self, target: str) -> None:
         self.target = target
@@ -167,8 +163,15 @@ class FreshQueue:
     def open(self) -> Queue:
         return Queue(self.target)
 
-    def __getattr__(self, name: str):
-        return getattr(self.open(), name)
+    def __getattr__(self, name: str) -> Callable[..., object]:
+        def call(*args: object, **kwargs: object) -> object:
+            queue = self.open()
+            try:
+                return getattr(queue, name)(*args, **kwargs)
+            finally:
+                queue.close()
+
+        return call
 
 
 @pytest.fixture

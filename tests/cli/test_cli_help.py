@@ -97,3 +97,15 @@ def test_bash_completion_script_and_completions(env):
         capture_output=True, text=True, timeout=30,
     )
     assert "dlq" in commands.stdout
+
+
+def test_job_ids_complete(env, qc):
+    assert qc("enqueue", "--id", "zeta-1", "true").returncode == 0
+    assert qc("enqueue", "--id", "alpha-1", "true").returncode == 0
+    words = subprocess.run(
+        QUEUECTL,
+        env={**env, "_QUEUECTL_COMPLETE": "bash_complete", "COMP_WORDS": "queuectl show ze",
+             "COMP_CWORD": "2"},
+        capture_output=True, text=True, timeout=30,
+    )
+    assert words.stdout.split() == ["plain,zeta-1"]
