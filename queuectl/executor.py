@@ -143,14 +143,15 @@ class Execution:
         deadline = time.monotonic() + self.timeout if self.timeout else None
         term_sent_at: float | None = None
         exited_at: float | None = None
+        eof = False
         with selectors.DefaultSelector() as selector:
             selector.register(fd, selectors.EVENT_READ)
             while True:
                 now = time.monotonic()
                 if exited_at is None and process.poll() is not None:
                     exited_at = now
-                if exited_at is not None and now - exited_at >= DRAIN_AFTER_EXIT_S:
-                    break  # a daemon it left behind still holds the pipe: stop listening
+                if exited_at is not None and (eof or now - exited_at >= DRAIN_AFTER_EXIT_S):
+                    break  # all read, or a daemon it left behind still holds the pipe
                 if deadline is not None and now >= deadline and exited_at is None:
                     if term_sent_at is None:
                         term_sent_at = now
@@ -160,10 +161,16 @@ class Execution:
                 wait = 0.1
                 if deadline is not None and term_sent_at is None:
                     wait = min(wait, max(deadline - now, 0))
+                if eof:  # it closed its output (`exec >log`) but runs on: the timeout still counts
+                    try:
+                        process.wait(wait)
+                    except subprocess.TimeoutExpired:
+                        pass
+                    continue
                 if not selector.select(wait):
                     continue
                 if not self._read_available(fd):
-                    break  # EOF: every writer is gone
+                    eof = True  # every writer is gone; the shell may still be running
         process.stdout.close()
         return term_sent_at is not None
 

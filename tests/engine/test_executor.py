@@ -270,3 +270,33 @@ def test_tail_buffer_cap_over_random_bytes():
         assert len(body.encode()) <= limit
         assert executor._readable(data[dropped:]) == body
         assert dropped == 0 or len(data) - dropped <= limit
+
+
+def test_a_job_that_closes_its_output_still_times_out(pgid_file):
+    """`exec >log 2>&1` closes the pipe at once: end of output is not the end of the job."""
+    started = time.monotonic()
+    result = executor.run(f"echo $$ > {pgid_file}; exec >/dev/null 2>&1; sleep 100", timeout=0.5)
+    assert "timed out" in result.error
+    assert time.monotonic() - started < 0.5 + executor.KILL_GRACE_S + 3
+    pgid = read_pgid(pgid_file)
+    wait_until(lambda: not group_members(pgid), 3, message=f"group {pgid} to be gone")
+
+
+def test_a_job_that_closes_its_output_is_waited_for():
+    started = time.monotonic()
+    result = executor.run("echo early; exec >&- 2>&-; sleep 0.3; exit 4", timeout=30)
+    assert (result.exit_code, result.error, result.output) == (4, "exit code 4", "early\n")
+    assert 0.3 <= time.monotonic() - started < 3
+
+
+def test_kill_a_job_that_closed_its_output():
+    execution = Execution("echo started; exec >/dev/null 2>&1; sleep 100", timeout=60)
+    results = []
+    thread = threading.Thread(target=lambda: results.append(execution.run()))
+    thread.start()
+    wait_until(lambda: execution.output.total > 0, 10, message="the job to start")
+    time.sleep(0.05)  # past the close of its output
+    execution.kill()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert results[0].error == "killed (hard stop)"
