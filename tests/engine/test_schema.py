@@ -144,3 +144,13 @@ def test_an_empty_file_becomes_a_queue(tmp_path):
     q = Queue(str(path))
     q.enqueue("true")
     assert q.counts()["pending"] == 1
+
+
+def test_a_path_under_a_file(tmp_path):
+    blocker = tmp_path / "plain-file"
+    blocker.write_text("x")
+    with pytest.raises(QueueError) as info:
+        Queue(str(blocker / "queue.db"))
+    assert str(blocker) in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(QueueError):
+        Queue(str(blocker / "deeper" / "queue.db"))

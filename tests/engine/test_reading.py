@@ -1,0 +1,69 @@
+"""The read side of the queue: counts, listings, the TUI's panes, the job as scripts see it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from queuectl import InvalidInput, JobSpec
+from queuectl.executor import RunResult
+
+SPEC_FIELDS = [
+    "id", "command", "state", "attempts", "max_retries", "priority", "timeout", "run_at",
+    "created_at", "updated_at", "started_at", "finished_at", "exit_code", "error", "output",
+    "worker", "cwd",
+]
+
+
+@pytest.fixture
+def q(clocked_queue):
+    return clocked_queue
+
+
+def finish(q, wid, clock, result):
+    job = q.claim(wid)
+    clock.advance(1)
+    return q.finish(job, result, wid)
+
+
+def test_counts_list_and_panes(q, clock):
+    wid = q.register_worker(1)
+    for name in ("a", "b", "c", "d", "e"):
+        q.enqueue(JobSpec(command=f"echo {name}", id=name, max_retries=1))
+        clock.advance(1)
+    finish(q, wid, clock, RunResult(0, None, "out-a"))  # a completed
+    finish(q, wid, clock, RunResult(1, "exit code 1", ""))  # b dead
+    finish(q, wid, clock, RunResult(0, None, "out-c"))  # c completed, after a
+    q.claim(wid)  # d processing
+    q.enqueue(JobSpec(command="x", id="urgent", priority=9, delay=100))
+
+    assert q.counts() == {"pending": 2, "processing": 1, "completed": 2, "failed": 0, "dead": 1}
+    assert [j.id for j in q.list_jobs()] == ["urgent", "e", "d", "c", "b", "a"]
+    assert [j.id for j in q.list_jobs(state="COMPLETED")] == ["c", "a"]
+    assert [j.id for j in q.list_jobs(limit=2)] == ["urgent", "e"]
+    assert q.list_jobs(state="completed")[0].output == "out-c"
+    assert q.list_jobs(state="completed", with_output=False)[0].output is None
+    with pytest.raises(InvalidInput, match="pending, processing, completed, failed, dead"):
+        q.list_jobs(state="running")
+
+    assert [j.id for j in q.pane("waiting", 10)] == ["urgent", "e"]
+    assert [j.id for j in q.pane("processing", 10)] == ["d"]
+    assert [j.id for j in q.pane("completed", 10)] == ["c", "a"]
+    assert [j.id for j in q.pane("completed", 1)] == ["c"]
+    assert [j.id for j in q.pane("dead", 10)] == ["b"]
+    assert q.pane("completed", 10)[0].output is None, "panes leave the output out"
+    with pytest.raises(ValueError):
+        q.pane("nope", 1)
+
+
+def test_job_as_scripts_see_it(q, clock):
+    job = q.enqueue(JobSpec(command="echo hi", id="one", priority=2, timeout=5.5))
+    data = q.get("one").to_dict()
+    assert list(data) == SPEC_FIELDS
+    assert data["max_retries"] is None and data["timeout"] == 5.5
+    created = datetime.fromisoformat(data["created_at"])
+    assert created.tzinfo is not None and created.utcoffset().total_seconds() == 0
+    assert created.timestamp() == pytest.approx(clock.now)
+    assert data["started_at"] is None
+    assert data["cwd"] == job.cwd
