@@ -59,7 +59,10 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, separators=(",", ":")))
 
 
-def engine_value(convert: Callable[[Any], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+Callback = Callable[[click.Context, click.Parameter, Any], Any]
+
+
+def engine_value(convert: Callable[[Any], Any]) -> Callback:
     """A click callback that validates with the engine's rules and reports a bad value the
     click way (exit 2, naming the option)."""
 

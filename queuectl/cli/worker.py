@@ -64,7 +64,8 @@ class _LogHandler(logging.Handler):
         self.log = log
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.log.line(record.threadName or "-", f"{record.levelname.lower()}: {record.getMessage()}")
+        message = f"{record.levelname.lower()}: {record.getMessage()}"
+        self.log.line(record.threadName or "-", message)
 
 
 def _took(job: Job) -> str:

@@ -86,7 +86,7 @@ def env(db_path, tmp_path) -> dict[str, str]:
 def qc(env, tmp_path):
     """Run the real executable to completion: ``qc("status", "--json")``."""
 
-    def run(*args: str, input: str | None = None, timeout: float = 20) -> subprocess.CompletedProcess:
+    def run(*args: str, input: str | None = None, timeout: float = 20):
         return subprocess.run(
             [*QUEUECTL, *args],
             env=env,

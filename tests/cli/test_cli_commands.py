@@ -67,7 +67,8 @@ def test_enqueue_json_object_with_every_key(run, tmp_path):
     assert list(job) == JOB_KEYS
     assert job["id"] == "build-1"
     assert job["max_retries"] == 5 and job["priority"] == 7 and job["timeout"] == 12.5
-    assert datetime.fromisoformat(job["run_at"]) == datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    run_at = datetime.fromisoformat(job["run_at"])
+    assert run_at == datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
     assert job["cwd"] == str(tmp_path)
     assert job["state"] == "pending" and job["attempts"] == 0
 

@@ -50,7 +50,9 @@ try:
     cli.main({args!r}, prog_name="queuectl")
 except SystemExit as exc:
     assert not exc.code, exc.code
-loaded = sorted(m for m in sys.modules if m == "textual" or m.startswith(("textual.", "queuectl.tui")))
+loaded = sorted(
+    m for m in sys.modules if m == "textual" or m.startswith(("textual.", "queuectl.tui"))
+)
 print(loaded, file=sys.stderr)
 sys.exit(3 if loaded else 0)
 """

@@ -142,7 +142,8 @@ def test_a_bad_database_is_one_line_exit_1(qc, tmp_path, kind):
 
 def test_bad_inputs_of_the_spec(qc, tmp_path, queue):
     assert "unknown key" in one_error(qc("enqueue", '{"command": "x", "nope": 1}'), 2)
-    assert "must be a whole number" in one_error(qc("enqueue", '{"command": "x", "priority": "high"}'), 2)
+    wrong_type = qc("enqueue", '{"command": "x", "priority": "high"}')
+    assert "must be a whole number" in one_error(wrong_type, 2)
     assert "'command' is empty" in one_error(qc("enqueue", '{"command": " "}'), 2)
     ok(qc("enqueue", "--id", "dup", "true"))
     assert "duplicate id" in one_error(qc("enqueue", "--id", "dup", "true"), 2)
@@ -151,7 +152,8 @@ def test_bad_inputs_of_the_spec(qc, tmp_path, queue):
     assert "is not dead" in one_error(qc("dlq", "retry", "dup"), 1)
     assert "unknown config key" in one_error(qc("config", "set", "colour", "red"), 2)
     listed = qc("list", "--state", "finished")
-    assert listed.returncode == 2 and "pending, processing, completed, failed, dead" in listed.stderr
+    assert listed.returncode == 2
+    assert "pending, processing, completed, failed, dead" in listed.stderr
     assert [job["id"] for job in jq(qc, "list")] == ["dup"]  # nothing else was enqueued
     assert jq(qc, "config", "list") == {"max-retries": 3, "backoff-base": 2, "job-timeout": 300}
 
