@@ -63,8 +63,9 @@ class PoolEvent(Message):
 class JobLoaded(Message):
     """A job with every field and its output, for the details screen."""
 
-    job: dict[str, object] | None
+    job: dict[str, object] | None  # Job.to_dict(): every field, times in ISO 8601
     error: str | None = None
+    times: dict[str, float | None] = field(default_factory=dict)  # the same times, as epochs
 
 
 @dataclass

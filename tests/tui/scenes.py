@@ -11,7 +11,8 @@ from queuectl.queue import Queue
 from queuectl.spec import JobSpec
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
-SOMEONE = "buildbox:4242:beef"  # a worker process of another machine, for processing jobs
+SOMEONE = "buildbox:4242:beef"
+CWD = "/srv/app"  # every seeded job's directory, whatever the tests run from  # a worker process of another machine, for processing jobs
 
 
 class FixedClock:
@@ -49,17 +50,17 @@ def seed(queue: Queue, clock: FixedClock) -> None:
         ("report-q3", "Rscript reports/q3.R --out reports/q3.pdf", 7300, 185.0, "ok\n"),
     ]
     for job_id, command, ago, took, output in done:
-        _run(queue, clock, JobSpec(command, id=job_id), T0 - ago - took, took, ok(output))
+        _run(queue, clock, JobSpec(command, id=job_id, cwd=CWD), T0 - ago - took, took, ok(output))
     dead = [
         ("deploy-prod", "./deploy.sh production", 600, failed(1, "error: host unreachable\n"), 1),
         ("sync-s3", "aws s3 sync ./dist s3://bucket", 3000, failed(2, "fatal: bad creds\n"), 1),
     ]
     for job_id, command, ago, result, retries in dead:
-        _run(queue, clock, JobSpec(command, id=job_id, max_retries=retries), T0 - ago, 2.0, result)
+        _run(queue, clock, JobSpec(command, id=job_id, max_retries=retries, cwd=CWD), T0 - ago, 2.0, result)
     # A flaky job: failed once, waiting to be retried in a while.
     _run(
         queue, clock, JobSpec("curl -fsS https://api.example.com/health", id="health-chk",
-                              max_retries=5),
+                              max_retries=5, cwd=CWD),
         T0 - 2, 1.0, failed(22, "curl: (22) The requested URL returned error: 503\n"),
     )  # fmt: skip
     # Jobs a worker of another machine is running now.
@@ -68,22 +69,22 @@ def seed(queue: Queue, clock: FixedClock) -> None:
         ("encode-4k", "ffmpeg -i raw/talk.mov -c:v libx265 talk.mp4", 12.3),
     ):
         clock.now = T0 - started
-        queue.enqueue(JobSpec(command, id=job_id))
+        queue.enqueue(JobSpec(command, id=job_id, cwd=CWD))
         assert queue.claim(SOMEONE).id == job_id
     # Waiting jobs: due now, later, and by priority.
     clock.now = T0 - 30
-    queue.enqueue(JobSpec("pytest -q tests/", id="test-suite", priority=5))
-    queue.enqueue(JobSpec("make docs", id="docs-build"))
-    queue.enqueue(JobSpec("./cleanup.sh --older-than 7d", id="cleanup", delay=330))
+    queue.enqueue(JobSpec("pytest -q tests/", id="test-suite", priority=5, cwd=CWD))
+    queue.enqueue(JobSpec("make docs", id="docs-build", cwd=CWD))
+    queue.enqueue(JobSpec("./cleanup.sh --older-than 7d", id="cleanup", delay=330, cwd=CWD))
     clock.now = T0
 
 
 def seed_markup(queue: Queue, clock: FixedClock) -> None:
     """Job text that must be shown as written: markup, an escape sequence, a newline."""
     _run(
-        queue, clock, JobSpec("echo [/]", id="markup-dead", max_retries=1), T0 - 5, 1.0,
+        queue, clock, JobSpec("echo [/]", id="markup-dead", max_retries=1, cwd=CWD), T0 - 5, 1.0,
         failed(3, "[bold red]boom[/] \x1b[2J cleared?\n"),
     )  # fmt: skip
     clock.now = T0
-    queue.enqueue(JobSpec("echo [bold]not bold[/] [red]x[/red]", id="markup-1"))
-    queue.enqueue(JobSpec("printf '\x1b[31mred\x1b[0m'\necho two", id="escape-1"))
+    queue.enqueue(JobSpec("echo [bold]not bold[/] [red]x[/red]", id="markup-1", cwd=CWD))
+    queue.enqueue(JobSpec("printf '\x1b[31mred\x1b[0m'\necho two", id="escape-1", cwd=CWD))

@@ -28,8 +28,8 @@ class ConfirmScreen(ModalScreen[bool]):
             dialog.border_title = self.title_text
             yield Static(self.question, classes="question", markup=False)
             with Horizontal(classes="buttons"):
-                yield Button(f"{self.yes} (y)", variant="primary", id="yes")
-                yield Button(f"{self.no} (n)", id="no")
+                yield Button(f"{self.yes} y", variant="primary", id="yes", compact=True)
+                yield Button(f"{self.no} n", id="no", compact=True)
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual import work
@@ -16,10 +19,69 @@ from queuectl.models import Job
 from queuectl.queue import Queue
 
 from ..messages import JobLoaded
-from ..text import clean, literal
+from ..text import clean, coarse, literal
 from ..widgets.pane import COLORS, MUTED
 
-FIELDS = [name for name in Job.PUBLIC_FIELDS if name != "output"]
+# Every public field but the output (shown below them), in reading order.
+FIELDS = (
+    "id", "state", "command", "attempts", "max_retries", "priority", "timeout", "exit_code",
+    "error", "run_at", "created_at", "started_at", "finished_at", "updated_at", "worker", "cwd",
+)  # fmt: skip
+assert sorted(FIELDS) == sorted(name for name in Job.PUBLIC_FIELDS if name != "output")
+LONG = {"id", "command", "error", "worker", "cwd"}  # always a line of their own
+PAIRS_FROM = 100  # screen columns from which short fields go two to a line
+NAME_WIDTH = 11
+
+
+def relative(moment: float, now: float) -> str:
+    delta = moment - now
+    return f"in {coarse(delta)}" if delta >= 1 else f"{coarse(-delta)} ago"
+
+
+def field_lines(
+    job: dict[str, object], times: dict[str, float | None], now: float, pairs: bool
+) -> Group:
+    """The fields as (name, value) lines: long ones alone, short ones two to a line if wide."""
+
+    def value(name: str) -> Text:
+        content = job.get(name)
+        if content is None:
+            return Text("—", style=MUTED)
+        if name == "state":
+            return Text(str(content), style=f"bold {COLORS.get(str(content), '')}")
+        moment = times.get(name)
+        if moment is not None:  # to the second, and how long ago
+            text = Text(datetime.fromtimestamp(moment, timezone.utc).isoformat("T", "seconds"))
+            text.append(f"  {relative(moment, now)}", style=MUTED)
+            return text
+        return literal(str(content), single_line=False)
+
+    def grid(per_line: int) -> Table:
+        table = Table.grid(padding=(0, 2), expand=True)
+        for _ in range(per_line):
+            table.add_column(style=MUTED, no_wrap=True, width=NAME_WIDTH)
+            table.add_column(overflow="fold", ratio=1)
+        return table
+
+    # Runs of consecutive fields that share a layout: [["id"], ["state"], ["command"], ...].
+    runs: list[list[str]] = []
+    for name in FIELDS:
+        alone = name in LONG or not pairs
+        if runs and not alone and runs[-1][0] not in LONG:
+            runs[-1].append(name)
+        else:
+            runs.append([name])
+    blocks = []
+    for run in runs:
+        per_line = 2 if len(run) > 1 else 1
+        table = grid(per_line)
+        for start in range(0, len(run), per_line):
+            line: list[Text] = []
+            for name in run[start : start + per_line]:
+                line += [Text(name), value(name)]
+            table.add_row(*line)
+        blocks.append(table)
+    return Group(*blocks)
 
 
 class DetailsScreen(ModalScreen[None]):
@@ -33,7 +95,7 @@ class DetailsScreen(ModalScreen[None]):
     def __init__(self, queue: Queue, job_id: str) -> None:
         super().__init__()
         self.queue, self.job_id = queue, job_id
-        self.fields_table: Table | None = None  # what is shown, once loaded
+        self.fields_table: Group | None = None  # what is shown, once loaded
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog details") as dialog:
@@ -49,16 +111,16 @@ class DetailsScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         self.load()
 
-    @work(thread=True, exclusive=True)
+    @work(thread=True, exclusive=True, exit_on_error=False)
     def load(self) -> None:
         try:
-            job = self.queue.get(self.job_id).to_dict()
+            job = self.queue.get(self.job_id)
+            times = {name: getattr(job, name) for name in Job.TIME_FIELDS}
+            self.post_message(JobLoaded(job.to_dict(), times=times))
         except QueueError as exc:
             self.post_message(JobLoaded(None, str(exc)))
         except Exception as exc:  # the database went away: say so, don't crash
             self.post_message(JobLoaded(None, f"could not read the job: {exc}"))
-        else:
-            self.post_message(JobLoaded(job))
         finally:
             self.queue.close()
 
@@ -68,27 +130,16 @@ class DetailsScreen(ModalScreen[None]):
             table.update(literal(message.error, COLORS["dead"], single_line=False))
             return
         job = message.job
-        grid = Table.grid(padding=(0, 2))
-        grid.add_column(style=MUTED, no_wrap=True)
-        grid.add_column(overflow="fold")
-        for name in FIELDS:
-            value = job.get(name)
-            if value is None:
-                cell = Text("—", style=MUTED)
-            elif name == "state":
-                cell = Text(str(value), style=f"bold {COLORS.get(str(value), '')}")
-            else:
-                cell = literal(str(value), single_line=False)
-            grid.add_row(name, cell)
-        self.fields_table = grid
-        table.update(grid)
+        pairs = self.app.size.width >= PAIRS_FROM
+        self.fields_table = field_lines(job, message.times, self.app.clock(), pairs)
+        table.update(self.fields_table)
         dialog = self.query_one(".dialog")
         dialog.border_title = Text("Job ") + literal(str(job["id"]))
+        raw = str(job.get("output") or "")
         output = self.query_one("#output", TextArea)
-        text = clean(str(job.get("output") or ""))
-        output.load_text(text)
-        size = len((job.get("output") or "").encode())
-        output.border_subtitle = f"{size:,} bytes" if text else "no output"
+        output.load_text(clean(raw))
+        size = len(raw.encode("utf-8", "replace"))
+        output.border_subtitle = f"{size:,} bytes" if raw else "no output"
 
     def action_focus_output(self) -> None:
         self.query_one("#output", TextArea).focus()

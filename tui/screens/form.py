@@ -29,7 +29,10 @@ class Field(Vertical):
         with Horizontal(classes="field-head"):
             yield Label(self.label, classes="field-label")
             yield Label(self.hint, classes="field-hint")
-        yield Input(self.value, placeholder=self.placeholder, id=self.key, select_on_focus=False)
+        yield Input(
+            self.value, placeholder=self.placeholder, id=self.key, select_on_focus=False,
+            compact=True,
+        )  # fmt: skip
         yield Static("", classes="field-error")
 
     def set_error(self, message: str | None) -> None:
@@ -53,8 +56,8 @@ class FormScreen(ModalScreen[T], Generic[T]):
             dialog.border_title = self.TITLE
             yield from self.fields()
             with Horizontal(classes="buttons"):
-                yield Button(self.SUBMIT, variant="primary", id="submit")
-                yield Button("Cancel", id="cancel")
+                yield Button(f"{self.SUBMIT} ⏎", variant="primary", id="submit", compact=True)
+                yield Button("Cancel esc", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         for widget in self.query(Input):

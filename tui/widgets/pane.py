@@ -127,7 +127,7 @@ KINDS = {
             "pending",
             (
                 ID,
-                Column("priority", "Pri", 3, hide_below=60, justify="right"),
+                Column("priority", "Pri", 3, hide_below=56, justify="right"),
                 Column("command", "Command"),
                 Column("tries", "Tries", 5, hide_below=50, justify="right"),
                 Column("when", "When", 12),
@@ -223,6 +223,7 @@ class JobPane(DataTable):
         self._columns: list[tuple[Column, int]] = []
         self._now = 0.0
         self._config: dict = {}
+        self._note = ""
         self.total = 0
 
     # -- what the app calls ----------------------------------------------------------------
@@ -240,6 +241,7 @@ class JobPane(DataTable):
     ) -> None:
         """Make the table show ``jobs`` (in order): a keyed diff against what it shows."""
         self._jobs, self._now, self._config, self.total = jobs, now, config, total
+        self._note = note
         self._set_titles(len(jobs), total, note)
         if not self._columns:
             return  # not sized yet: the first resize builds the table
@@ -305,5 +307,5 @@ class JobPane(DataTable):
         for column, width in columns:
             label = Text(column.label, justify=column.justify)  # type: ignore[arg-type]
             self.add_column(label, width=width, key=column.key)
-        self.show(self._jobs, self.total, self._now, self._config)
+        self.show(self._jobs, self.total, self._now, self._config, self._note)
         self._restore_cursor(selected)

@@ -1,0 +1,80 @@
+"""How the TUI looks: byte-compared SVG snapshots of seeded scenes (tests/tui/__snapshots__/).
+
+Deterministic by construction: a fixed terminal size, jobs with fixed ids and times on a fixed
+clock, no worker threads (nothing runs), no toasts, and no cursor blink (headless apps don't).
+Regenerate on purpose with ``pytest tests/tui --snapshot-update`` and look at the result.
+"""
+
+from __future__ import annotations
+
+from conftest import until
+from textual.widgets import Input, TextArea
+
+from queuectl.tui.app import QueueApp
+
+
+def scene(queue, clock) -> QueueApp:
+    return QueueApp(queue, workers=0, clock=clock, refresh_interval=3600)
+
+
+async def loaded(pilot) -> None:
+    await until(pilot, lambda: pilot.app.loads > 0, what="the first snapshot")
+    await pilot.pause()
+
+
+def test_main_screen(snap_compare, seeded, fixed_clock):
+    assert snap_compare(scene(seeded, fixed_clock), terminal_size=(120, 36), run_before=loaded)
+
+
+def test_narrow_terminal(snap_compare, seeded, fixed_clock):
+    assert snap_compare(scene(seeded, fixed_clock), terminal_size=(80, 24), run_before=loaded)
+
+
+def test_narrow_terminal_dead_pane_focused(snap_compare, seeded, fixed_clock):
+    async def dead_pane(pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("shift+tab")
+
+    assert snap_compare(scene(seeded, fixed_clock), terminal_size=(80, 24), run_before=dead_pane)
+
+
+def test_enqueue_form_with_an_error(snap_compare, seeded, fixed_clock):
+    async def form(pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("a", *"make release")
+        pilot.app.screen.query_one("#priority", Input).value = "high"
+        await pilot.press("enter")
+
+    assert snap_compare(scene(seeded, fixed_clock), terminal_size=(120, 36), run_before=form)
+
+
+def test_enqueue_form_narrow(snap_compare, seeded, fixed_clock):
+    async def form(pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("a")
+
+    assert snap_compare(scene(seeded, fixed_clock), terminal_size=(80, 24), run_before=form)
+
+
+def test_config_form(snap_compare, seeded, fixed_clock):
+    async def form(pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("c")
+
+    assert snap_compare(scene(seeded, fixed_clock), terminal_size=(120, 36), run_before=form)
+
+
+def test_details_of_a_dead_job(snap_compare, seeded, fixed_clock):
+    async def details(pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("shift+tab", "enter")
+        output = pilot.app.screen.query_one("#output", TextArea)
+        await until(pilot, lambda: output.text, what="the job's output")
+
+    assert snap_compare(scene(seeded, fixed_clock), terminal_size=(120, 36), run_before=details)
+
+
+def test_markup_and_escapes_shown_literally(snap_compare, markup_queue, fixed_clock):
+    assert snap_compare(
+        scene(markup_queue, fixed_clock), terminal_size=(120, 24), run_before=loaded
+    )
