@@ -34,14 +34,16 @@ class JobSpec:
     def with_defaults(self, defaults: "JobOptions") -> "JobSpec":
         """Fill what this spec leaves open from options given for every job."""
         changes = {
-            f.name: getattr(defaults, f.name)
-            for f in fields(JobOptions)
-            if getattr(self, f.name) is None and getattr(defaults, f.name) is not None
+            name: getattr(defaults, name)
+            for name in _OPTION_NAMES
+            if getattr(self, name) is None and getattr(defaults, name) is not None
         }
         if self.run_at is not None or self.delay is not None:
             changes.pop("run_at", None)
             changes.pop("delay", None)
-        return replace(self, **changes)
+        # Called once per line of `enqueue --file`: with no options given (the usual case) the
+        # spec is returned as is (dataclasses.replace and fields() were 10 us a line).
+        return replace(self, **changes) if changes else self
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class JobOptions:
     timeout: float | None = None
     delay: float | None = None
     run_at: float | None = None
+
+
+_OPTION_NAMES = tuple(f.name for f in fields(JobOptions))
 
 
 def _text(key: str, value: Any) -> str:

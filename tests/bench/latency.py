@@ -1,0 +1,104 @@
+"""Issue #5 target 4: pickup latency and idle CPU.
+
+"Started" is the job's ``started_at``: the worker writes it in the very statement that claims the
+job, with the same clock (this machine's) that timed the enqueue's return. It is the moment the
+queue hands the job over; what follows (fork and exec of /bin/sh, ~1 ms) costs any queue the
+same and is already in the throughput figures. A command that writes a timestamp would add that
+fork/exec plus a `date` process of its own to every sample.
+
+- another process: an idle `queuectl worker start`; the benchmark process enqueues (Queue.enqueue)
+  after a random gap (seeded), then reads ``started_at`` back.
+- the TUI's case: Queue.enqueue and a WorkerPool in one process.
+- idle CPU: the idle `worker start`'s user+system time over a few seconds.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+from .harness import (
+    Children,
+    Figure,
+    Report,
+    Settings,
+    Target,
+    cpu_seconds,
+    fresh_sqlite,
+    pg_schema,
+    queuectl_command,
+    wait_until,
+)
+
+SAMPLES = 20
+
+
+def _started_at(queue, job_id: str) -> float | None:  # type: ignore[no-untyped-def]
+    row = queue.db.execute_sql(
+        'SELECT "started_at" FROM "job" WHERE "id" = ' + queue.db.param, (job_id,)
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _latencies(queue, samples: int, seed: int) -> list[float]:  # type: ignore[no-untyped-def]
+    """Enqueue ``samples`` jobs one at a time after random gaps; ms from return to start."""
+    gaps = random.Random(seed)
+    latencies = []
+    for _ in range(samples):
+        time.sleep(gaps.uniform(0.05, 0.4))
+        job = queue.enqueue("true")
+        returned = time.time()
+        started = wait_until(lambda: _started_at(queue, job.id), 10, "the job to start", 0.001)
+        latencies.append((started - returned) * 1000)  # type: ignore[operator]
+    return latencies
+
+
+def cross_process(target: str, samples: int, idle_s: float) -> tuple[list[float], float]:
+    """Latencies (ms) with an idle `worker start`, and its idle CPU (% of one core)."""
+    from queuectl import Queue
+
+    queue = Queue(target)
+    try:
+        with Children() as children:
+            worker = children.start([*queuectl_command(), "--db", target, "worker", "start"])
+            wait_until(lambda: queue.live_workers(), 60, "the worker to register")
+            time.sleep(1.0)  # past start-up
+            cpu, wall = cpu_seconds(worker.pid), time.monotonic()
+            time.sleep(idle_s)
+            idle = (cpu_seconds(worker.pid) - cpu) / (time.monotonic() - wall) * 100
+            return _latencies(queue, samples, seed=5), idle
+    finally:
+        queue.close()
+
+
+def in_process(target: str, samples: int) -> list[float]:
+    """The TUI's case: the enqueue and the worker threads share one Queue."""
+    from queuectl import Queue, WorkerPool
+
+    queue = Queue(target)
+    pool = WorkerPool(queue, 2).start()
+    try:
+        time.sleep(0.5)
+        return _latencies(queue, samples, seed=6)
+    finally:
+        pool.stop()
+        pool.join(30)
+        queue.close()
+
+
+def run(settings: Settings, report: Report) -> None:
+    samples = 10 if settings.quick else SAMPLES
+    idle_s = 2.0 if settings.quick else 5.0
+    latencies, idle = cross_process(fresh_sqlite(settings, "latency"), samples, idle_s)
+    report.add(Figure("4. pickup: idle worker start, enqueue from another process", "ms",
+                      latencies, targets=[Target("<= 15 ms", at_most=15, ratio=False)]))  # fmt: skip
+    report.add(Figure("4. idle worker start: CPU", "%", [idle],
+                      targets=[Target("< 1 % of a core", at_most=1.0, ratio=False)]))  # fmt: skip
+    tui = in_process(fresh_sqlite(settings, "latency-tui"), samples)
+    report.add(Figure("4. pickup in one process (TUI: Queue.enqueue + WorkerPool)", "ms", tui,
+                      targets=[Target("<= 5 ms", at_most=5, ratio=False)]))  # fmt: skip
+    if settings.pg_url is not None:
+        with pg_schema(settings.pg_url) as target:
+            pg, pg_idle = cross_process(target, samples, idle_s)
+        report.add(Figure("   pickup on postgresql (LISTEN/NOTIFY)", "ms", pg))
+        report.add(Figure("   idle worker start on postgresql: CPU", "%", [pg_idle]))

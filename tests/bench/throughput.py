@@ -1,0 +1,292 @@
+"""Issue #5 target 1 (and issue #6): jobs of `true` per second, from "all enqueued" to "all
+completed", beside Python's own ceiling and the peers (Huey, task-spooler) where installed.
+
+queuectl: an idle `queuectl worker start --count 2` process; the benchmark enqueues all jobs in one
+transaction; the clock runs from the enqueue's return to the last job's ``finished_at``.
+Peers cannot enqueue thousands of jobs at once, so each gets its jobs queued behind two "gate"
+jobs that hold both of its worker slots until the benchmark opens the gate (creates a file); the
+clock runs from opening the gate to the last job's end. Either way start-up is not counted and
+every job runs the same `/bin/sh -c true`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+
+from .harness import (
+    Children,
+    Figure,
+    Report,
+    Settings,
+    Target,
+    child_env,
+    fresh_sqlite,
+    pg_schema,
+    queuectl_command,
+    wait_until,
+)
+
+THREADS = 2
+GATE_WAIT = 'while [ ! -e "{gate}" ]; do sleep 0.002; done'
+
+
+def python_ceiling(n: int, threads: int = THREADS) -> float:
+    """``threads`` threads each running ``subprocess.run("true", shell=True)`` in a loop."""
+
+    def loop(count: int) -> None:
+        for _ in range(count):
+            subprocess.run("true", shell=True)
+
+    workers = [threading.Thread(target=loop, args=(n // threads,)) for _ in range(threads)]
+    start = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return (n // threads * threads) / (time.perf_counter() - start)
+
+
+def queuectl_throughput(target: str, n: int, processes: int = 1, threads: int = THREADS) -> float:
+    """``processes`` idle `worker start --count threads` processes, then ``n`` jobs at once."""
+    from queuectl import JobSpec, Queue
+
+    queue = Queue(target)
+    try:
+        with Children() as children:
+            for _ in range(processes):
+                children.start(
+                    [*queuectl_command(), "--db", target, "worker", "start", "--count", str(threads)]
+                )
+            wait_until(lambda: len(queue.live_workers()) >= processes, 60, "workers to register")
+            time.sleep(0.3)  # let them settle into their idle wait
+            queue.enqueue_many([JobSpec(command="true")] * n)
+            enqueued = time.time()
+            wait_until(
+                lambda: queue.counts()["completed"] >= n,
+                timeout=max(60, n / 50),
+                what=f"{n} jobs to complete",
+                interval=0.05,
+            )
+            last = queue.db.execute_sql('SELECT MAX("finished_at") FROM "job"').fetchone()[0]
+            counts = queue.counts()
+            if counts["completed"] != n:
+                raise RuntimeError(f"expected {n} completed jobs, got {counts}")
+            return n / (last - enqueued)
+    finally:
+        queue.close()
+
+
+def engine_throughput(target: str, n: int, threads: int = THREADS) -> float:
+    """The same, in-process: Queue.enqueue_many + WorkerPool(burst=True) (no CLI, no logging)."""
+    from queuectl import JobSpec, Queue, WorkerPool
+
+    queue = Queue(target)
+    try:
+        queue.enqueue_many([JobSpec(command="true")] * n)
+        start = time.perf_counter()
+        WorkerPool(queue, threads, burst=True).start().run_until_stopped()
+        return n / (time.perf_counter() - start)
+    finally:
+        queue.close()
+
+
+# -- Huey -------------------------------------------------------------------------------------------
+
+HUEY_APP = textwrap.dedent(
+    """
+    import os, subprocess, time
+    from huey import SqliteHuey
+
+    huey = SqliteHuey("bench", filename=os.environ["BENCH_HUEY_DB"])
+
+    @huey.task()
+    def run(command):
+        start = time.time()
+        subprocess.run(command, shell=True)
+        return (start, time.time())
+    """
+)
+
+
+def huey_available() -> bool:
+    try:
+        import huey  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def huey_app(workdir: str) -> tuple[str, dict[str, str]]:
+    """A folder holding ``benchhuey.py`` and the environment that imports it."""
+    folder = tempfile.mkdtemp(prefix="huey-", dir=workdir)
+    with open(os.path.join(folder, "benchhuey.py"), "w") as module:
+        module.write(HUEY_APP)
+    env = child_env({
+        "PYTHONPATH": folder + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "BENCH_HUEY_DB": os.path.join(folder, "huey.db"),
+    })  # fmt: skip
+    return folder, env
+
+
+def huey_throughput(workdir: str, n: int, threads: int = THREADS) -> float:
+    folder, env = huey_app(workdir)
+    gate = os.path.join(folder, "gate")
+    old = {key: os.environ.get(key) for key in ("BENCH_HUEY_DB",)}
+    os.environ["BENCH_HUEY_DB"] = env["BENCH_HUEY_DB"]
+    sys.path.insert(0, folder)
+    try:
+        sys.modules.pop("benchhuey", None)
+        import benchhuey  # type: ignore[import-not-found]
+
+        with Children() as children:
+            children.start(
+                [sys.executable, "-m", "huey.bin.huey_consumer", "benchhuey.huey",
+                 "-w", str(threads), "-k", "thread", "-C", "-d", "0.01", "-m", "0.05"],
+                env=env, cwd=folder,
+            )  # fmt: skip
+            gates = [benchhuey.run(GATE_WAIT.format(gate=gate)) for _ in range(threads)]
+            wait_until(lambda: len(benchhuey.huey) == 0, 60, "Huey to take the gate tasks")
+            results = [benchhuey.run("true") for _ in range(n)]
+            time.sleep(0.2)
+            with open(gate, "w"):
+                pass
+            opened = time.time()
+            ends = [result.get(blocking=True, timeout=max(60, n / 50))[1] for result in results]
+            for result in gates:
+                result.get(blocking=True, timeout=30)
+            return n / (max(ends) - opened)
+    finally:
+        sys.path.remove(folder)
+        sys.modules.pop("benchhuey", None)
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+# -- task-spooler ---------------------------------------------------------------------------------
+
+
+def tsp_binary() -> str | None:
+    """Debian names it `tsp` (`ts` is moreutils' timestamp tool there); elsewhere `ts`."""
+    for name in ("tsp", "ts"):
+        path = shutil.which(name)
+        if path and _is_task_spooler(path):
+            return path
+    return None
+
+
+def _is_task_spooler(path: str) -> bool:
+    try:
+        out = subprocess.run([path, "-h"], capture_output=True, timeout=5, input=b"")
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return b"spooler" in (out.stdout + out.stderr).lower()
+
+
+def tsp_throughput(binary: str, workdir: str, n: int, threads: int = THREADS) -> float:
+    folder = tempfile.mkdtemp(prefix="tsp-", dir=workdir)
+    gate = os.path.join(folder, "gate")
+    env = child_env({
+        "TS_SOCKET": os.path.join(folder, "socket"),
+        "TS_MAXFINISHED": str(n + 10),
+        "TMPDIR": folder,  # where it keeps each job's output
+    })  # fmt: skip
+
+    def tsp(*args: str) -> str:
+        done = subprocess.run([binary, *args], env=env, capture_output=True, timeout=120,
+                              stdin=subprocess.DEVNULL)  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"tsp {' '.join(args)}: {done.stderr.decode(errors='replace')}")
+        return done.stdout.decode().strip()
+
+    try:
+        tsp("-S", str(threads))
+        for _ in range(threads):
+            tsp("sh", "-c", GATE_WAIT.format(gate=gate))
+        ids = [tsp("sh", "-c", "true") for _ in range(n)]
+        time.sleep(0.2)
+        with open(gate, "w"):
+            pass
+        opened = time.time()
+        for job in ids[-threads:]:  # the last ones end after every earlier one has started
+            subprocess.run([binary, "-w", job], env=env, capture_output=True, timeout=120)
+        ended = time.time()
+        listing = tsp("-l")
+        left = sum(1 for line in listing.splitlines()[1:] if " finished " not in line)
+        if left:
+            raise RuntimeError(f"task-spooler still has {left} unfinished jobs")
+        return n / (ended - opened)
+    finally:
+        subprocess.run([binary, "-K"], env=env, capture_output=True, timeout=30)
+
+
+# -- the benchmark ------------------------------------------------------------------------------
+
+
+def run(settings: Settings, report: Report) -> None:
+    n = 500 if settings.quick else 2000
+    reps = settings.reps(3)
+    tsp = tsp_binary()
+    has_huey = huey_available()
+    if not has_huey:
+        report.note("Huey not installed (pip install -e '.[bench]'): its figures are skipped")
+    if tsp is None:
+        report.note("task-spooler not installed (apt-get install task-spooler): skipped")
+    ceiling, ours, engine, huey, spooler = [], [], [], [], []
+    for _ in range(reps):
+        ceiling.append(python_ceiling(n))
+        ours.append(queuectl_throughput(fresh_sqlite(settings, "tp"), n))
+        engine.append(engine_throughput(fresh_sqlite(settings, "tp-engine"), n))
+        if has_huey:
+            huey.append(huey_throughput(settings.workdir, n))
+        if tsp is not None:
+            spooler.append(tsp_throughput(tsp, settings.workdir, n))
+    report.add(Figure("python ceiling, 2 threads", "jobs/s", ceiling,
+                      note="subprocess.run('true', shell=True) in a loop per thread"))
+    if has_huey:
+        report.add(Figure("huey SqliteHuey, 2 threads", "jobs/s", huey))
+    if tsp is not None:
+        report.add(Figure("task-spooler -S 2", "jobs/s", spooler))
+    targets = [Target(">= 0.70x", at_least=0.70)]
+    report.add(Figure(f"1. throughput: worker start --count 2, {n} jobs", "jobs/s", ours,
+                      "python ceiling", ceiling, targets))  # fmt: skip
+    if has_huey:
+        report.add(Figure("1. throughput vs Huey", "jobs/s", ours, "huey", huey,
+                          [Target(">= 1.5x", at_least=1.5)]))  # fmt: skip
+    if tsp is not None:
+        report.add(Figure("1. throughput vs task-spooler", "jobs/s", ours, "task-spooler",
+                          spooler, [Target(">= 1.5x", at_least=1.5)]))  # fmt: skip
+    report.add(Figure("   same, in-process WorkerPool (engine only)", "jobs/s", engine,
+                      "python ceiling", ceiling))  # fmt: skip
+
+
+def run_backends(settings: Settings, report: Report) -> None:
+    """Issue #6: several worker processes (2 threads each), SQLite beside PostgreSQL."""
+    n = 500 if settings.quick else 2000
+    reps = settings.reps(2)
+    process_counts = (1, 2) if settings.quick else (1, 2, 4)
+    if settings.pg_url is None:
+        report.note("PostgreSQL unreachable: its throughput figures are skipped")
+    ceiling = [python_ceiling(n) for _ in range(reps)]
+    for processes in process_counts:
+        sqlite = [queuectl_throughput(fresh_sqlite(settings, "mp"), n, processes)
+                  for _ in range(reps)]  # fmt: skip
+        report.add(Figure(f"6. sqlite, {processes} worker process(es) x 2 threads", "jobs/s",
+                          sqlite, "python ceiling", ceiling))  # fmt: skip
+        if settings.pg_url is None:
+            continue
+        postgres = []
+        for _ in range(reps):
+            with pg_schema(settings.pg_url) as target:
+                postgres.append(queuectl_throughput(target, n, processes))
+        report.add(Figure(f"6. postgresql, {processes} worker process(es) x 2 threads",
+                          "jobs/s", postgres, "python ceiling", ceiling))  # fmt: skip
