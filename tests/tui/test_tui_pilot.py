@@ -308,7 +308,7 @@ def test_job_text_is_shown_literally(markup_queue, fixed_clock, tmp_path):
         assert output.text == "[bold red]boom[/] \\x1b[2J cleared?\n"
         await pilot.press("escape")
 
-    drive(app, scenario)
+    drive(app, scenario, size=(200, 40))
 
 
 # -- this app's workers ----------------------------------------------------------------------
