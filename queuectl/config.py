@@ -9,14 +9,21 @@ from typing import Callable
 from .errors import InvalidInput
 
 
+# The largest whole number a key takes: a job-timeout is added to the clock as a float, and
+# a job's own max_retries is a 32-bit INTEGER on PostgreSQL (the same bound as here).
+INT_MAX = 2**31 - 1
+
+
 def _int_at_least(minimum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(str(text).strip())
-        except ValueError:
+        except ValueError:  # also a number of more than 4300 digits
             raise InvalidInput(f"expected a whole number >= {minimum}, got {text!r}") from None
         if value < minimum:
             raise InvalidInput(f"expected a whole number >= {minimum}, got {value}")
+        if value > INT_MAX:
+            raise InvalidInput(f"expected a whole number <= {INT_MAX}, got {text!r:.40}")
         return value
 
     return parse

@@ -16,6 +16,10 @@ from typing import Any
 from .errors import InvalidInput
 
 MAX_ID_LENGTH = 64
+# Integers every backend stores (PostgreSQL's INTEGER is 32 bits).
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+# The longest timeout or delay (about 68 years): a run_at it gives is still a date.
+MAX_SECONDS = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -97,16 +101,29 @@ def validate_int(key: str, value: Any, minimum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInput(f"{key!r} must be a whole number, got {_type_name(value)}")
     if minimum is not None and value < minimum:
-        raise InvalidInput(f"{key!r} must be >= {minimum}, got {value}")
+        raise InvalidInput(f"{key!r} must be >= {minimum}, got {_number(value)}")
+    if not INT_MIN <= value <= INT_MAX:
+        raise InvalidInput(f"{key!r} must be from {INT_MIN} to {INT_MAX}, got {_number(value)}")
     return value
+
+
+def _number(value: int | float) -> str:
+    """``value`` for a message: an int of thousands of digits is not spelled out (Python
+    refuses to, past 4300)."""
+    if isinstance(value, int) and not -(10**20) < value < 10**20:
+        return "a number of more than 20 digits"
+    return str(value)
 
 
 def validate_seconds(key: str, value: Any, *, positive: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidInput(f"{key!r} must be a number of seconds, got {_type_name(value)}")
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+    # Compared before math.isfinite, which cannot take an int too large for a float.
+    if value < 0 or (positive and value == 0) or value > MAX_SECONDS or not math.isfinite(value):
         bound = "> 0" if positive else ">= 0"
-        raise InvalidInput(f"{key!r} must be a finite number {bound}, got {value}")
+        raise InvalidInput(
+            f"{key!r} must be a finite number {bound} and <= {MAX_SECONDS}, got {_number(value)}"
+        )
     return float(value)
 
 
@@ -119,6 +136,10 @@ def parse_time(key: str, value: Any) -> float:
         raise InvalidInput(f"{key!r} is not an ISO 8601 time: {text!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
+    try:  # in UTC it must still be a date (year 1 to 9999), or no listing could show it
+        datetime.fromtimestamp(moment.timestamp(), timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        raise InvalidInput(f"{key!r} is out of range: {text!r}") from None
     return moment.timestamp()
 
 
@@ -161,9 +182,14 @@ def parse_job(text: str) -> JobSpec:
     if stripped.startswith("{"):
         try:
             data = json.loads(stripped)
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # ValueError: also a 4300+ digit number
             if _looks_like_json(stripped):
-                message = getattr(exc, "msg", "too deeply nested")
+                if isinstance(exc, json.JSONDecodeError):
+                    message = exc.msg
+                elif isinstance(exc, RecursionError):
+                    message = "too deeply nested"
+                else:
+                    message = "a number is too long"
                 raise InvalidInput(f"invalid JSON: {message}") from None
         else:
             if isinstance(data, dict):
