@@ -5,18 +5,72 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
+from typing import TYPE_CHECKING
+
 import peewee
-from playhouse import migrate
 
 from .errors import QueueError
-from .models import ALL_MODELS, SchemaInfo
+from .models import ALL_MODELS, STATES, SchemaInfo
 
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:  # playhouse.migrate is imported only to migrate (every CLI start pays imports)
+    from playhouse.migrate import SchemaMigrator
+
+SCHEMA_VERSION = 2
+
+# Per-state job counts, kept by triggers on SQLite: `status` and every TUI refresh read five rows
+# instead of counting a million (75 ms at 1M jobs). The triggers run inside the statement that
+# changes a job, so the counts are exact at every commit, whoever changes the job (claim, finish,
+# rescue, retry, delete). PostgreSQL counts with GROUP BY (see Queue.counts).
+COUNTER_TABLE = "job_count"
+
+
+class RunSql:
+    """A migration step made of plain SQL statements (what playhouse.migrate has no operation
+    for); like playhouse's operations it is run by ``migrate.migrate``."""
+
+    def __init__(self, db: peewee.Database, statements: list[str]) -> None:
+        self.db = db
+        self.statements = statements
+
+    def run(self) -> None:
+        for statement in self.statements:
+            self.db.execute_sql(statement)
+
+
+def job_counters(db: peewee.Database) -> list[RunSql]:
+    """The counter table, filled from the jobs already there, and its triggers (SQLite only)."""
+    if not isinstance(db, peewee.SqliteDatabase):
+        return []
+    states = ", ".join(f"('{state}', 0)" for state in STATES)
+    bump = (
+        f'INSERT INTO "{COUNTER_TABLE}" ("state", "n") VALUES (NEW."state", 1) '
+        'ON CONFLICT ("state") DO UPDATE SET "n" = "n" + 1;'
+    )
+    drop = f'UPDATE "{COUNTER_TABLE}" SET "n" = "n" - 1 WHERE "state" = OLD."state";'
+    return [
+        RunSql(
+            db,
+            [
+                f'CREATE TABLE "{COUNTER_TABLE}" '
+                '("state" VARCHAR(16) NOT NULL PRIMARY KEY, "n" INTEGER NOT NULL)',
+                f'INSERT INTO "{COUNTER_TABLE}" ("state", "n") '
+                'SELECT "state", COUNT(*) FROM "job" GROUP BY "state"',
+                f'INSERT OR IGNORE INTO "{COUNTER_TABLE}" ("state", "n") VALUES {states}',
+                f'CREATE TRIGGER "job_count_insert" AFTER INSERT ON "job" BEGIN {bump} END',
+                f'CREATE TRIGGER "job_count_delete" AFTER DELETE ON "job" BEGIN {drop} END',
+                'CREATE TRIGGER "job_count_update" AFTER UPDATE OF "state" ON "job" '
+                f'WHEN OLD."state" IS NOT NEW."state" BEGIN {drop} {bump} END',
+            ],
+        )
+    ]
+
 
 # MIGRATIONS[n] lists the operations that take a version n-1 database to version n. Each entry
 # is a function of a playhouse SchemaMigrator, e.g.
-#     2: lambda m: [m.add_column("job", "tags", peewee.TextField(null=True))],
-MIGRATIONS: dict[int, Callable[[migrate.SchemaMigrator], list[object]]] = {}
+#     3: lambda m: [m.add_column("job", "tags", peewee.TextField(null=True))],
+MIGRATIONS: dict[int, Callable[[SchemaMigrator], list[object]]] = {
+    2: lambda m: job_counters(m.database),
+}
 
 _PG_LOCK_KEY = 0x71756575  # "queu": serialises schema set-up across PostgreSQL clients
 
@@ -47,6 +101,8 @@ def ensure(db: peewee.Database, write: Callable[[], AbstractContextManager[objec
                     f"{', '.join(sorted(foreign)[:3])})"
                 )
             db.create_tables(ALL_MODELS, safe=True)
+            for operation in job_counters(db):
+                operation.run()
             _set_version(SCHEMA_VERSION)
             return
         if version > SCHEMA_VERSION:
@@ -54,6 +110,8 @@ def ensure(db: peewee.Database, write: Callable[[], AbstractContextManager[objec
                 f"{db.database} was written by a newer queuectl (schema {version}, this one "
                 f"knows {SCHEMA_VERSION}): upgrade queuectl"
             )
+        from playhouse import migrate
+
         migrator = migrate.SchemaMigrator.from_database(db)
         for step in range(version + 1, SCHEMA_VERSION + 1):
             migrate.migrate(*MIGRATIONS[step](migrator))
@@ -61,7 +119,7 @@ def ensure(db: peewee.Database, write: Callable[[], AbstractContextManager[objec
 
 
 def _our_tables() -> set[str]:
-    return {model._meta.table_name for model in ALL_MODELS}
+    return {model._meta.table_name for model in ALL_MODELS} | {COUNTER_TABLE}
 
 
 def _set_version(version: int) -> None:

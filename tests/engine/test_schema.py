@@ -120,12 +120,15 @@ def test_a_registered_migration_upgrades_an_older_file_keeping_rows(db_path, mon
     old.config_set("max-retries", 5)
     old.close()
 
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    following = schema.SCHEMA_VERSION + 1
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", following)
     monkeypatch.setitem(
-        schema.MIGRATIONS, 2, lambda m: [m.add_column("job", "tags", peewee.TextField(null=True))]
+        schema.MIGRATIONS,
+        following,
+        lambda m: [m.add_column("job", "tags", peewee.TextField(null=True))],
     )
     new = Queue(db_path)
-    assert schema.read_version(new.db) == 2
+    assert schema.read_version(new.db) == following
     columns = [c.name for c in new.db.get_columns("job")]
     assert "tags" in columns
     assert len(new.list_jobs()) == 20
@@ -134,7 +137,7 @@ def test_a_registered_migration_upgrades_an_older_file_keeping_rows(db_path, mon
     new.close()
     # Opening it again does not migrate again
     again = Queue(db_path)
-    assert schema.read_version(again.db) == 2
+    assert schema.read_version(again.db) == following
     again.close()
 
 
