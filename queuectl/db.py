@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -95,13 +96,20 @@ def _open_sqlite(path: Path) -> peewee.SqliteDatabase:
         ],
         check_same_thread=False,
     )
-    try:
-        database.connect(reuse_if_open=True)
-        database.execute_sql("SELECT count(*) FROM sqlite_master")
-    except (peewee.DatabaseError, sqlite3.DatabaseError) as exc:
-        database.close()
-        raise QueueError(f"{path} is not a usable SQLite database ({exc})") from None
-    return database
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            database.connect(reuse_if_open=True)
+            database.execute_sql("SELECT count(*) FROM sqlite_master")
+            return database
+        except (peewee.DatabaseError, sqlite3.DatabaseError) as exc:
+            database.close()
+            # Switching a new file to WAL needs a lock that SQLite does not wait for when
+            # several processes open the file at once: wait here instead.
+            if "locked" in str(exc) and time.monotonic() < deadline:
+                time.sleep(0.01)
+                continue
+            raise QueueError(f"{path} is not a usable SQLite database ({exc})") from None
 
 
 def _open_postgresql(url: str) -> peewee.Database:
