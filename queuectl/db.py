@@ -71,7 +71,7 @@ def _open_sqlite(path: Path) -> peewee.SqliteDatabase:
         raise QueueError(f"{path} is a directory, not a database file")
     if not path.parent.exists():
         try:
-            path.parent.mkdir(mode=0o700, parents=True)
+            _make_folders(path.parent)
         except OSError as exc:
             raise QueueError(f"cannot create {path.parent}: {exc.strerror}") from None
     if not path.exists():
@@ -84,6 +84,10 @@ def _open_sqlite(path: Path) -> peewee.SqliteDatabase:
             raise QueueError(f"cannot create {path}: {exc.strerror}") from None
     elif not os.access(path, os.R_OK):
         raise QueueError(f"cannot read {path}: permission denied")
+    elif not os.access(path, os.W_OK):
+        # SQLite would open it read-only, then fail at the first write (in WAL mode readers
+        # write too, to the -shm file): say so now, in the same words.
+        raise QueueError(f"cannot write {path}: permission denied")
     # SQLite gives the -wal and -shm files the database file's own mode, so they are 0600 too.
     database = peewee.SqliteDatabase(
         str(path),
@@ -110,6 +114,18 @@ def _open_sqlite(path: Path) -> peewee.SqliteDatabase:
                 time.sleep(0.01)
                 continue
             raise QueueError(f"{path} is not a usable SQLite database ({exc})") from None
+
+
+def _make_folders(folder: Path) -> None:
+    """``folder`` and each missing parent, all 0700 (pathlib's ``parents=True`` would give the
+    parents the umask's mode, 0777 under umask 0). exist_ok: another process may create one
+    at the same moment."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for each in reversed(missing):
+        each.mkdir(mode=0o700, exist_ok=True)
 
 
 def _open_postgresql(url: str) -> peewee.Database:

@@ -20,7 +20,7 @@ import peewee
 
 from . import config as config_keys
 from . import schema
-from .db import Target, open_database, resolve_target
+from .db import Target, _redact, open_database, resolve_target
 from .errors import InvalidInput, QueueError
 from .executor import RunResult
 from .models import CLAIMABLE, STATES, Config, Job, WorkerProcess, current_database, database
@@ -103,7 +103,13 @@ class Queue:
         self._sql = _Statements(self.db.param, self.is_sqlite)
         self._listeners: list[Callable[[], None]] = []
         self._listeners_lock = threading.Lock()
-        schema.ensure(self.db, self._write)
+        try:
+            schema.ensure(self.db, self._write)
+        except peewee.DatabaseError as exc:  # e.g. "database disk image is malformed"
+            self.db.close()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            where = _redact(str(self.target))
+            raise QueueError(f"{where} is not a usable database ({first})") from None
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -196,9 +202,12 @@ class Queue:
                         raise InvalidInput(f"duplicate id {taken!r}: a job with it exists")
                 # One prepared statement run per row (executemany): peewee's insert_many spent
                 # 100 us a row building SQL text, two thirds of a 10,000-line `enqueue --file`.
-                self.db.cursor().executemany(
-                    self._sql.insert, [tuple(row.values()) for row in rows]
-                )
+                # A raw cursor raises the driver's errors: wrapped, they are peewee's like the
+                # rest (a read-only file or a full disk is then one CLI error line, no traceback).
+                with peewee.__exception_wrapper__:
+                    self.db.cursor().executemany(
+                        self._sql.insert, [tuple(row.values()) for row in rows]
+                    )
                 self._announce()
         except (peewee.IntegrityError, *_integrity_errors(self.db)):
             # Another process took one of the ids between our check and our insert.

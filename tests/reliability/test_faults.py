@@ -1,0 +1,467 @@
+"""Fault injection with real processes: SIGKILL mid-transaction and mid-finish, a foreign write
+lock, a broken or read-only database, an unwritable data directory, jobs that leave daemons or
+ignore SIGTERM, and a hundred worker threads at once. Every wait has a deadline; every process
+a test starts is ended in a finally block or a fixture.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from queuectl import JobSpec, Queue, QueueError, WorkerPool
+from queuectl.executor import Execution, RunResult
+from queuectl.models import Job
+
+CHILD = str(Path(__file__).with_name("child.py"))
+ROOT = str(Path(__file__).resolve().parents[2])
+
+
+class Child:
+    """``child.py ACTION ARGS`` in its own process group; lines of its stdout read with a
+    deadline."""
+
+    def __init__(self, *args: str, prefix: list[str] | None = None) -> None:
+        env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        self.process = subprocess.Popen(
+            [*(prefix or []), sys.executable, CHILD, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._new = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            with self._new:
+                self.lines.append(line.rstrip("\n"))
+                self._new.notify_all()
+        with self._new:
+            self._new.notify_all()
+
+    def expect(self, prefix: str, timeout: float = 30.0) -> str:
+        """The first line starting with ``prefix``; fails at the deadline or if the child ends."""
+        deadline = time.monotonic() + timeout
+        with self._new:
+            while True:
+                for line in self.lines:
+                    if line.startswith(prefix):
+                        return line
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._reader.is_alive():
+                    stderr = self.process.stderr.read() if self.process.poll() is not None else ""
+                    raise AssertionError(
+                        f"no line {prefix!r} from child (got {self.lines}); stderr: {stderr[-2000:]}"
+                    )
+                self._new.wait(min(remaining, 0.5))
+
+    def send(self, line: str) -> None:
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def wait(self, timeout: float = 30.0) -> int:
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait(10)
+        self._reader.join(10)
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            stream.close()
+
+
+@pytest.fixture
+def children():
+    """Start children with ``children(*args)``; all of them are killed at the end of the test."""
+    started: list[Child] = []
+
+    def start(*args: str, prefix: list[str] | None = None) -> Child:
+        child = Child(*args, prefix=prefix)
+        started.append(child)
+        return child
+
+    yield start
+    for child in started:
+        child.kill()
+
+
+def wait_until(predicate, timeout: float, message: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s: {message}")
+        time.sleep(0.02)
+
+
+def integrity_ok(path: str) -> bool:
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        connection.close()
+
+
+# -- SIGKILL in the middle of things ---------------------------------------------------------
+
+
+def test_sigkill_during_a_10000_job_enqueue_is_all_or_nothing(tmp_path, children):
+    """Killed at random moments of one enqueue_many of 10,000 jobs: every time, the queue holds
+    0 or 10,000 of them, and the file is intact and usable."""
+    rng = random.Random(20261128)
+    # One full run first: how long the enqueue takes here, so the kills land inside it.
+    path = str(tmp_path / "calibrate.db")
+    child = children("enqueue_many", path, "10000")
+    child.expect("ready")
+    started = time.monotonic()
+    child.expect("done", timeout=60)
+    duration = time.monotonic() - started
+    assert Queue(path).counts()["pending"] == 10_000
+    outcomes = []
+    for run in range(6):
+        path = str(tmp_path / f"run{run}.db")
+        child = children("enqueue_many", path, "10000")
+        child.expect("ready")
+        moment = rng.uniform(0, duration * 1.1)
+        try:
+            child.process.wait(moment)  # the child's own deadline: the kill comes at `moment`
+        except subprocess.TimeoutExpired:
+            pass
+        child.kill()
+        count = sum(Queue(path).counts().values())
+        assert count in (0, 10_000), f"run {run}: killed at {moment:.3f}s, {count} jobs stored"
+        assert integrity_ok(path)
+        Queue(path).enqueue("true")  # still usable after the crash
+
+
+@pytest.mark.parametrize("fraction", [0.01, 0.3, 0.6, 0.95])
+def test_sigkill_inside_the_enqueue_transaction_leaves_nothing(tmp_path, children, fraction):
+    """The same, with the kill landing for sure inside the transaction: SQLite's progress
+    handler kills the process when ``fraction`` of the call's work is done."""
+    path = str(tmp_path / "queue.db")
+    child = children("enqueue_many_killed_inside", path, "10000", str(fraction))
+    assert child.wait(60) == -signal.SIGKILL
+    assert "done" not in child.lines
+    assert sum(Queue(path).counts().values()) == 0
+    assert integrity_ok(path)
+    assert Queue(path).enqueue("true").state == "pending"  # usable after the crash
+
+
+def test_worker_killed_between_job_end_and_result_is_rescued(tmp_path, children):
+    """A worker process dies (SIGKILL) after its job ran and before the result is stored: the job
+    is not lost; another process's rescue_lost treats it as a failed run ("worker lost"), and
+    it then runs to completion."""
+    path = str(tmp_path / "queue.db")
+    queue = Queue(path)
+    job = queue.enqueue("echo ran-once")
+    child = children("die_in_finish", path)
+    assert child.expect("ran ") == f"ran {job.id} ran-once"
+    assert child.wait(30) == -signal.SIGKILL
+    stuck = queue.get(job.id)
+    assert (stuck.state, stuck.attempts) == ("processing", 1)
+    rescued = queue.rescue_lost()  # same host, its pid is gone: no need to wait for the lease
+    assert [r.id for r in rescued] == [job.id]
+    failed = queue.get(job.id)
+    assert (failed.state, failed.error, failed.attempts) == ("failed", "worker lost", 1)
+    later = Queue(path, clock=lambda: failed.run_at + 1)
+    worker = later.register_worker(1)
+    claimed = later.claim(worker)
+    assert claimed.id == job.id
+    later.finish(claimed, Execution(claimed.command, timeout=10).run(), worker)
+    done = queue.get(job.id)
+    assert (done.state, done.attempts, done.output) == ("completed", 2, "ran-once\n")
+
+
+# -- another process holds the write lock ---------------------------------------------------
+
+
+def test_operations_wait_for_a_foreign_write_lock_and_succeed(tmp_path, children):
+    """Another process holds SQLite's write lock (BEGIN IMMEDIATE) for seconds: enqueue, claim,
+    finish, rescue, config and opening a new Queue all wait for it and then succeed; nobody
+    sees "database is locked"."""
+    path = str(tmp_path / "queue.db")
+    queue = Queue(path)
+    worker = queue.register_worker(4)
+    queue.enqueue_many([JobSpec(command="a", id="a"), JobSpec(command="b", id="b")])
+    held = queue.claim(worker)
+    locker = children("hold_write_lock", path)
+    locker.expect("locked")
+    results: dict[str, object] = {}
+
+    def attempt(name, call):
+        try:
+            results[name] = ("ok", call())
+        except Exception as exc:  # reported below
+            results[name] = ("error", f"{type(exc).__name__}: {exc}")
+
+    calls = {
+        "enqueue": lambda: queue.enqueue(JobSpec(command="c", id="c")).id,
+        "claim": lambda: queue.claim(worker).id,
+        "finish": lambda: queue.finish(held, RunResult(0, None, "ok"), worker).state,
+        "config_set": lambda: queue.config_set("max-retries", 5),
+        "rescue_lost": lambda: queue.rescue_lost(),
+        "new queue": lambda: Queue(path).counts()["pending"] >= 0,
+    }
+    threads = [threading.Thread(target=attempt, args=item) for item in calls.items()]
+    for thread in threads:
+        thread.start()
+    threads[0].join(2.0)  # a deadline, not a sleep: they must all still be waiting
+    assert all(thread.is_alive() for thread in threads[:4]), f"did not wait: {results}"
+    locker.send("go")
+    locker.expect("released")
+    for thread in threads:
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert results == {
+        "enqueue": ("ok", "c"),
+        "claim": ("ok", "b"),
+        "finish": ("ok", "completed"),
+        "config_set": ("ok", 5),
+        "rescue_lost": ("ok", []),
+        "new queue": ("ok", True),
+    }
+
+
+# -- a broken, read-only or unreachable database ---------------------------------------------
+
+
+def test_garbage_database_file_is_a_clear_queue_error(tmp_path):
+    good = str(tmp_path / "good.db")
+    queue = Queue(good)
+    queue.enqueue_many([JobSpec(command="x" * 200) for _ in range(200)])
+    queue.close()
+    data = Path(good).read_bytes()
+    rng = random.Random(7)
+    cases = {
+        "random bytes": rng.randbytes(10_000),
+        "text": b"hello, I am not a database\n" * 100,
+        "truncated": data[:5000],
+        "pages scrambled": data[:4096] + rng.randbytes(len(data) - 4096),
+        "empty header": b"SQLite format 3\x00" + bytes(200),
+    }
+    for name, content in cases.items():
+        path = tmp_path / f"{name.replace(' ', '-')}.db"
+        path.write_bytes(content)
+        before = path.read_bytes()
+        with pytest.raises(QueueError) as caught:
+            queue = Queue(str(path))
+            queue.counts()
+            queue.enqueue("true")
+        message = str(caught.value)
+        assert "\n" not in message and str(path) in message, (name, message)
+        assert path.read_bytes() == before, f"{name}: the file was changed"
+
+
+@pytest.fixture
+def unprivileged():
+    """A command prefix that runs a child as root *without* the capabilities that let root
+    ignore file permissions (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER), so that a
+    read-only file or folder is read-only to it. Not root at all: no prefix is needed."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root and setpriv(1) is missing: permissions can't be tested")
+    prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+    with tempfile.TemporaryDirectory() as folder:
+        probe = Path(folder, "probe")
+        probe.write_text("x")
+        probe.chmod(0o400)
+        done = subprocess.run(
+            [*prefix, sys.executable, "-c", f"open({str(probe)!r}, 'a')"],
+            capture_output=True,
+            timeout=30,
+        )
+    if done.returncode == 0:
+        pytest.skip("root's capabilities can't be dropped here (setpriv had no effect)")
+    return prefix
+
+
+def open_as(prefix, children, path: str, action: str) -> str:
+    child = children("open_queue", path, action, prefix=prefix)
+    assert child.wait(60) == 0
+    return child.expect("")
+
+
+@pytest.mark.parametrize("folder_writable", [True, False])
+def test_read_only_database_is_a_clear_queue_error(tmp_path, children, unprivileged,
+                                                   folder_writable):
+    """chmod 0400 (with its folder writable or not): opening works or fails cleanly, writing
+    fails with one QueueError line; unreadable (0000): QueueError; the data is untouched."""
+    path = tmp_path / "queue.db"
+    queue = Queue(str(path))
+    queue.enqueue("true")
+    queue.close()
+    if not folder_writable:
+        tmp_path.chmod(0o500)  # no -wal/-shm can be created next to it either
+    path.chmod(0o400)
+    try:
+        line = open_as(unprivileged, children, str(path), "open")
+        assert line == "ok" or line.startswith("QueueError: "), line
+        line = open_as(unprivileged, children, str(path), "write")
+        assert line.startswith("QueueError: ") and str(path) in line, line
+        path.chmod(0o000)
+        line = open_as(unprivileged, children, str(path), "open")
+        assert line.startswith("QueueError: ") and "permission denied" in line.lower(), line
+    finally:
+        tmp_path.chmod(0o700)
+        path.chmod(0o600)
+    assert sum(Queue(str(path)).counts().values()) == 1
+
+
+def test_database_errors_never_escape_as_raw_driver_errors(tmp_path):
+    """Whatever the database refuses (here: a connection that may not write), the engine raises
+    QueueError or a peewee error — what the CLI turns into one "Error:" line — never the
+    driver's own sqlite3 exception, which would reach the user as a traceback. (Disk full,
+    a read-only file, an I/O error: here, an authorizer that denies every write.)"""
+    import peewee
+
+    queue = Queue(str(tmp_path / "queue.db"))
+    worker = queue.register_worker(1)
+    queue.enqueue(JobSpec(command="true", id="held"))
+    held = queue.claim(worker)
+    writes = {sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE}
+
+    def refuse_writes(action, *args):
+        return sqlite3.SQLITE_DENY if action in writes else sqlite3.SQLITE_OK
+
+    queue.db.connection().set_authorizer(refuse_writes)
+    operations = {
+        "enqueue": lambda: queue.enqueue("true"),
+        "enqueue_many": lambda: queue.enqueue_many([JobSpec(command="a"), JobSpec(command="b")]),
+        "finish": lambda: queue.finish(held, RunResult(0, None, ""), worker),
+        "release": lambda: queue.release(held, worker),
+        "config_set": lambda: queue.config_set("max-retries", 1),
+        "register_worker": lambda: queue.register_worker(1),
+    }
+    for name, operation in operations.items():
+        with pytest.raises((QueueError, peewee.PeeweeException)) as caught:
+            operation()
+        assert not isinstance(caught.value, sqlite3.Error), name
+
+
+def test_unwritable_data_directory_is_a_clear_queue_error(tmp_path, children, unprivileged):
+    """The folder of a new queue can't be written (or created): one QueueError line."""
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        for path in (locked / "queue.db", locked / "sub" / "queue.db"):
+            line = open_as(unprivileged, children, str(path), "write")
+            assert line.startswith("QueueError: ") and str(path.parent) in line, line
+            assert not path.exists()
+    finally:
+        locked.chmod(0o700)
+
+
+def test_data_directory_is_created_0700_and_file_0600(tmp_path):
+    target = tmp_path / "new" / "deeper" / "queue.db"
+    old = os.umask(0)  # the modes must not depend on the user's umask
+    try:
+        Queue(str(target)).enqueue("true")
+    finally:
+        os.umask(old)
+    assert target.parent.stat().st_mode & 0o777 == 0o700
+    assert target.parent.parent.stat().st_mode & 0o777 == 0o700
+    for suffix in ("", "-wal", "-shm"):
+        file = Path(str(target) + suffix)
+        assert file.stat().st_mode & 0o777 == 0o600, file
+
+
+# -- jobs that misbehave ---------------------------------------------------------------------
+
+
+def test_a_job_that_leaves_a_daemon_holding_stdout_returns_promptly(tmp_path):
+    pidfile = tmp_path / "daemon.pid"
+    command = f"sleep 60 & echo $! > {pidfile}; echo started"
+    started = time.monotonic()
+    result = Execution(command, timeout=120).run()
+    elapsed = time.monotonic() - started
+    try:
+        assert result.ok and result.output == "started\n"
+        assert elapsed < 5, f"the run waited {elapsed:.1f}s for the daemon"
+    finally:
+        daemon = int(pidfile.read_text())
+        try:
+            os.kill(daemon, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_job_ignoring_sigterm_past_its_timeout_is_killed(tmp_path):
+    """The job and a child of it both ignore SIGTERM; at the timeout the whole group gets
+    SIGTERM, then SIGKILL after the grace: the run ends, nothing of it survives."""
+    pidfile = tmp_path / "pids"
+    command = (
+        f"trap '' TERM; echo $$ >> {pidfile}; "
+        f"sh -c \"trap '' TERM; echo \\$\\$ >> {pidfile}; sleep 60\" & wait; sleep 60"
+    )
+    started = time.monotonic()
+    result = Execution(command, timeout=0.5).run()
+    elapsed = time.monotonic() - started
+    pids = [int(p) for p in pidfile.read_text().split()]
+    try:
+        assert not result.ok and "timed out" in result.error
+        assert elapsed < 10, f"took {elapsed:.1f}s"
+        wait_until(lambda: not any(_alive(pid) for pid in pids), 10, "the job's processes died")
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+
+
+# -- many threads at once ------------------------------------------------------------------
+
+
+def test_100_worker_threads_on_one_sqlite_file_run_500_jobs_once_each(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="queuectl")
+    path = str(tmp_path / "queue.db")
+    log = tmp_path / "ran.log"
+    queue = Queue(path)
+    ids = [f"job{n:03d}" for n in range(500)]
+    queue.enqueue_many([JobSpec(command=f"echo {i} >> {log}", id=i) for i in ids])
+    pool = WorkerPool(queue, 100).start()
+    try:
+        wait_until(queue.drained, 120, "500 jobs done by 100 threads")
+    finally:
+        pool.stop()
+        assert pool.join(60), "worker threads did not stop"
+    jobs = {job.id: job for job in Queue(path).list_jobs()}
+    assert {job.state for job in jobs.values()} == {"completed"}
+    assert {job.attempts for job in jobs.values()} == {1}
+    assert sorted(log.read_text().split()) == ids, "a job ran twice, or not at all"
+    problems = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert problems == [], problems
