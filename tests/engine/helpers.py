@@ -64,13 +64,16 @@ class WorkerProc:
 
     SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker_proc.py")
 
-    def __init__(self, db: str, threads: int, log_dir, name: str, burst: bool = False) -> None:
+    def __init__(
+        self, db: str, threads: int, log_dir, name: str, burst: bool = False, *extra: str
+    ) -> None:
         import sys
         import threading
 
         self.name = name
         self.stderr_path = os.path.join(str(log_dir), f"{name}.stderr")
-        args = [sys.executable, self.SCRIPT, db, str(threads)] + (["--burst"] if burst else [])
+        args = [sys.executable, self.SCRIPT, db, str(threads), *extra]
+        args += ["--burst"] if burst else []
         with open(self.stderr_path, "w") as stderr:
             self.process = subprocess.Popen(
                 args, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=str(log_dir)

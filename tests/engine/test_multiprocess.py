@@ -25,9 +25,9 @@ def workers(db_path, tmp_path):
     until they run; all are stopped afterwards, and none may have met a locked database."""
     started: list[WorkerProc] = []
 
-    def start(threads: int, n: int = 1, burst: bool = False) -> list[WorkerProc]:
+    def start(threads: int, n: int = 1, burst: bool = False, *extra: str) -> list[WorkerProc]:
         procs = [
-            WorkerProc(db_path, threads, tmp_path, f"worker-{len(started) + i}", burst)
+            WorkerProc(db_path, threads, tmp_path, f"worker-{len(started) + i}", burst, *extra)
             for i in range(n)
         ]
         started.extend(procs)
@@ -37,6 +37,8 @@ def workers(db_path, tmp_path):
 
     yield start
     for proc in started:
+        if proc.process.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)  # in case a test froze it
         proc.stop()
     for proc in started:
         assert LOCKED not in proc.stderr(), f"{proc.name}: {proc.stderr()}"
@@ -73,25 +75,39 @@ def test_three_processes_run_300_jobs_exactly_once(db_path, tmp_path, workers):
         assert LOCKED not in proc.stderr()
 
 
-def test_processes_creating_one_new_file_at_once(tmp_path):
-    path = str(tmp_path / "fresh" / "queue.db")
+def test_processes_creating_new_files_at_once(tmp_path):
+    """Six processes, released together, each open the same ten new files:
+    nobody fails, on switching the file to WAL or on creating the schema."""
+    go = tmp_path / "go"
+    paths = [str(tmp_path / f"round-{n}" / "queue.db") for n in range(10)]
     script = (
-        "import sys; from queuectl import Queue, JobSpec; q = Queue(sys.argv[1]); "
-        "q.enqueue(JobSpec(command='true', id=sys.argv[2])); q.config_set('max-retries', 4)"
+        "import os, sys, time\n"
+        "from queuectl import Queue, JobSpec\n"
+        "open(sys.argv[2] + '.ready', 'w').close()\n"
+        "while not os.path.exists(sys.argv[1]): time.sleep(0.001)\n"
+        "for path in sys.argv[3:]:\n"
+        "    Queue(path).enqueue(JobSpec(command='true', id=os.path.basename(sys.argv[2])))\n"
     )
     procs = [
-        subprocess.Popen([sys.executable, "-c", script, path, f"job-{n}"],
-                         stderr=subprocess.PIPE, text=True)
-        for n in range(4)
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(go), str(tmp_path / f"job-{n}"), *paths],
+            stderr=subprocess.PIPE, text=True,
+        )
+        for n in range(6)
     ]
     try:
+        wait_until(lambda: all((tmp_path / f"job-{n}.ready").exists() for n in range(6)), 60,
+                   message="every process to be ready")
+        go.touch()
         errors = [proc.communicate(timeout=60)[1] for proc in procs]
     finally:
         for proc in procs:
             stop_process(proc)
-    assert [proc.returncode for proc in procs] == [0] * 4, errors
-    queue = Queue(path)
-    assert sorted(job.id for job in queue.list_jobs()) == [f"job-{n}" for n in range(4)]
+    assert [proc.returncode for proc in procs] == [0] * 6, errors
+    for path in paths:
+        queue = Queue(path)
+        assert sorted(job.id for job in queue.list_jobs()) == [f"job-{n}" for n in range(6)]
+        queue.close()
 
 
 def test_a_killed_worker_is_rescued_and_its_job_retried_never_duplicated(
@@ -199,3 +215,35 @@ def test_enqueuers_and_workers_in_many_processes_never_see_a_locked_database(
                message=f"300 completed (have {queue.counts()})")
     for proc in procs:
         assert LOCKED not in proc.stderr()
+
+
+def test_a_frozen_worker_loses_its_job_at_the_end_of_its_lease(db_path, tmp_path, workers):
+    """SIGSTOP: the pid lives but the heartbeat stops. Past the lease another worker rescues
+    the job; the frozen one, thawed, finds it gone and stores nothing."""
+    queue = Queue(db_path)
+    queue.config_set("backoff-base", 1)
+    marker = tmp_path / "first-run-happened"
+    [frozen] = workers(1, 1, False, "--lease", "2")
+    job = queue.enqueue(
+        f"if [ -e {marker} ]; then echo second run; else touch {marker}; sleep 2; echo first; fi"
+    )
+    wait_until(lambda: marker.exists(), 15, message="the first run to start")
+    assert queue.get(job.id).worker == frozen.worker_id
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        [rescuer] = workers(1, 1, False, "--lease", "2")
+        lost = wait_until(lambda: (j := queue.get(job.id)).state != "processing" and j, 15,
+                          message="the rescue")
+        if lost.state == "failed":
+            assert (lost.error, lost.attempts) == ("worker lost", 1)
+        done = wait_until(lambda: (j := queue.get(job.id)).state == "completed" and j, 15)
+        assert (done.worker, done.output, done.attempts) == (rescuer.worker_id, "second run\n", 2)
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    # Thawed, it heartbeats again and its first run ends: its result must not be stored.
+    wait_until(lambda: frozen.worker_id in {w.id for w in queue.live_workers()}, 10,
+               message="the thawed worker to heartbeat again")
+    frozen.process.send_signal(signal.SIGTERM)  # graceful: it exits once its run is over
+    assert frozen.process.wait(15) == 0
+    assert queue.get(job.id).__data__ == done.__data__
+    assert ("completed", job.id) not in frozen.events()

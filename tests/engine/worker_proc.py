@@ -1,6 +1,6 @@
 """A worker process for the multi-process tests, on the engine API only (not the CLI).
 
-    python worker_proc.py DB THREADS [--burst]
+    python worker_proc.py DB THREADS [--burst] [--lease SECONDS]
 
 Prints ``ready WORKER_ID`` once its pool runs, one ``EVENT KIND JOB_ID`` line per job event on
 stdout, logs warnings to stderr. SIGTERM stops it gracefully (a second one kills running jobs);
@@ -18,6 +18,9 @@ from queuectl import Queue, WorkerPool
 def main() -> None:
     path, threads = sys.argv[1], int(sys.argv[2])
     burst = "--burst" in sys.argv[3:]
+    options = {}
+    if "--lease" in sys.argv:
+        options["lease"] = float(sys.argv[sys.argv.index("--lease") + 1])
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
     lock = threading.Lock()
@@ -30,7 +33,7 @@ def main() -> None:
     def event(e) -> None:
         say(f"EVENT {e.kind} {e.job.id}")
 
-    pool = WorkerPool(Queue(path), threads=threads, burst=burst, on_event=event)
+    pool = WorkerPool(Queue(path, **options), threads=threads, burst=burst, on_event=event)
     terms = []
 
     def on_term(signum, frame) -> None:
