@@ -377,20 +377,6 @@ def test_unwritable_data_directory_is_a_clear_queue_error(tmp_path, children, un
         locked.chmod(0o700)
 
 
-def test_data_directory_is_created_0700_and_file_0600(tmp_path):
-    target = tmp_path / "new" / "deeper" / "queue.db"
-    old = os.umask(0)  # the modes must not depend on the user's umask
-    try:
-        Queue(str(target)).enqueue("true")
-    finally:
-        os.umask(old)
-    assert target.parent.stat().st_mode & 0o777 == 0o700
-    assert target.parent.parent.stat().st_mode & 0o777 == 0o700
-    for suffix in ("", "-wal", "-shm"):
-        file = Path(str(target) + suffix)
-        assert file.stat().st_mode & 0o777 == 0o600, file
-
-
 # -- jobs that misbehave ---------------------------------------------------------------------
 
 
