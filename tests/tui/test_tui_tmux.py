@@ -1,0 +1,143 @@
+"""The real executable in a real terminal (tmux), driven as a person would: keys in, screen out.
+
+`queuectl --db DB tui` runs in a detached tmux session of fixed size; the test enqueues jobs with
+the CLI, reads the screen with `tmux capture-pane`, presses keys with `tmux send-keys`, and
+waits on conditions with deadlines (never bare sleeps).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+WIDTH, HEIGHT = 120, 36
+QUEUECTL = Path(sys.executable).with_name("queuectl")
+# COLUMNS and LINES (which test runners may set) would override the terminal's real size.
+ENV = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "QUEUECTL_DB")}
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux"),
+    pytest.mark.skipif(not QUEUECTL.exists(), reason="needs the installed queuectl executable"),
+]
+
+
+class Terminal:
+    """One tmux server of our own (its own socket), running one session."""
+
+    def __init__(self, command: list[str], cwd: Path) -> None:
+        self.socket = f"queuectl-test-{uuid.uuid4().hex[:8]}"
+        self.session = "tui"
+        shell_command = " ".join(_quote(part) for part in command)
+        self.tmux(
+            "new-session", "-d", "-s", self.session, "-x", str(WIDTH), "-y", str(HEIGHT),
+            "-c", str(cwd), shell_command,
+        )  # fmt: skip
+
+    def tmux(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["tmux", "-L", self.socket, "-f", "/dev/null", *args],
+            capture_output=True, text=True, check=check, timeout=10, env=ENV,
+        )  # fmt: skip
+
+    def screen(self) -> list[str]:
+        result = self.tmux("capture-pane", "-p", "-t", self.session, check=False)
+        return result.stdout.splitlines()
+
+    def press(self, *keys: str) -> None:
+        for key in keys:
+            self.tmux("send-keys", "-t", self.session, key)
+
+    def alive(self) -> bool:
+        return self.tmux("has-session", "-t", self.session, check=False).returncode == 0
+
+    def kill(self) -> None:
+        self.tmux("kill-server", check=False)
+
+
+def _quote(part: str) -> str:
+    return "'" + part.replace("'", "'\\''") + "'"
+
+
+def wait_for(condition, timeout: float, what: str, terminal: Terminal | None = None):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            screen = "\n".join(terminal.screen()) if terminal and terminal.alive() else ""
+            raise AssertionError(f"timed out waiting for {what}\n{screen}")
+        time.sleep(0.05)
+
+
+def pane_rows(screen: list[str], title: str) -> list[str]:
+    """The text of the pane whose border title starts with ``title`` (2x2 layout at 120 cols)."""
+    for top, line in enumerate(screen):
+        column = line.find(f"─ {title} ")
+        if column < 0:
+            continue
+        left = line.rfind("╭", 0, column)
+        right = line.find("╮", column)
+        rows = []
+        for below in screen[top + 1 :]:
+            if below[left : left + 1] == "╰":
+                break
+            rows.append(below[left + 1 : right])
+        return rows
+    return []
+
+
+def shows(terminal: Terminal, title: str, text: str) -> bool:
+    return any(text in row for row in pane_rows(terminal.screen(), title))
+
+
+@pytest.fixture
+def cli(tmp_path):
+    db = tmp_path / "queue.db"
+    def run(*args: str) -> str:
+        result = subprocess.run(
+            [str(QUEUECTL), "--db", str(db), *args],
+            capture_output=True, text=True, env=ENV, timeout=30, cwd=tmp_path,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    run.db = db  # type: ignore[attr-defined]
+    return run
+
+
+def test_the_tui_in_a_real_terminal(cli, tmp_path):
+    gate = tmp_path / "gate"
+    cli("enqueue", "--id", "flaky", "--max-retries", "1", f"test -e {gate}")
+    terminal = Terminal([str(QUEUECTL), "--db", str(cli.db), "tui", "--workers", "2"], tmp_path)
+    try:
+        wait_for(lambda: "palette" in "".join(terminal.screen()), 20, "the app", terminal)
+        # The app starts, its workers run the job, which fails once: the DLQ.
+        wait_for(lambda: shows(terminal, "Dead", "flaky"), 20, "flaky in Dead", terminal)
+        # A job enqueued by another process shows up, runs, and lands in Completed.
+        job_id = cli("enqueue", "echo hi").strip()
+        wait_for(lambda: shows(terminal, "Completed", job_id), 20, "the job done", terminal)
+        assert json.loads(cli("show", job_id, "--json"))["output"] == "hi\n"
+        # Into the Dead pane (shift+tab from the first pane), and `r` retries the job.
+        gate.touch()
+        terminal.press("BTab")
+        terminal.press("r")
+        wait_for(lambda: shows(terminal, "Completed", "flaky"), 20, "flaky retried", terminal)
+        job = json.loads(cli("show", "flaky", "--json"))
+        assert (job["state"], job["attempts"]) == ("completed", 1)
+        wait_for(lambda: any("─ Dead 0 " in line for line in terminal.screen()), 5, "an empty DLQ")
+        # `q` with nothing running: the app quits and the session ends.
+        terminal.press("q")
+        wait_for(lambda: not terminal.alive(), 20, "the app to exit", terminal)
+        assert json.loads(cli("status", "--json"))["workers"] == 0
+    finally:
+        terminal.kill()
