@@ -529,7 +529,12 @@ class Queue:
         # Read for every job run (its timeout): plain SQL, a fifth of the ORM's cost.
         for key, value in self.db.execute_sql('SELECT "key", "value" FROM "config"'):
             if key in values:
-                values[key] = config_keys.KEYS[key].parse(value)
+                try:
+                    values[key] = config_keys.KEYS[key].parse(value)
+                except InvalidInput:
+                    # Stored by hand, or under other bounds: keep the default rather than fail
+                    # every job run (and `config list`) until someone sets it again.
+                    pass
         return values
 
     def config_get(self, key: str) -> int | float:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import peewee
 
-from .executor import OUTPUT_LIMIT, Execution
+from .executor import OUTPUT_LIMIT, Execution, RunResult
 from .models import Job
 from .queue import HEARTBEAT_INTERVAL_S, Queue
 
@@ -198,7 +198,11 @@ class WorkerPool:
                 if job is None:
                     self._idle(generation, self._idle_timeout())
                     continue
-                self._run(slot, job)
+                try:
+                    self._run(slot, job)
+                except Exception as exc:  # a surprise must not kill the thread and strand the job
+                    log.exception("running job %s failed", job.id)
+                    self._fail_unexpectedly(slot, job, exc)
         finally:
             with self._lock:
                 if self._slots.get(slot) is threading.current_thread():
@@ -239,6 +243,21 @@ class WorkerPool:
             return
         stored = self._store(lambda: self.queue.finish(job, result, self.worker_id))  # type: ignore[arg-type]
         if stored:
+            self._emit(stored.state, stored)
+
+    def _fail_unexpectedly(self, slot: int, job: Job, exc: Exception) -> None:
+        """Store a failed run for ``job``: left 'processing' under this live worker, it would
+        never be rescued."""
+        with self._lock:
+            self._running.pop(slot, None)
+        result = RunResult(None, f"worker error: {type(exc).__name__}: {exc}", "")
+        worker_id: str = self.worker_id  # type: ignore[assignment]
+        try:
+            stored = self._store(lambda: self.queue.finish(job, result, worker_id))
+        except Exception:
+            log.exception("storing the failure of job %s failed", job.id)
+            return
+        if isinstance(stored, Job):
             self._emit(stored.state, stored)
 
     def _store(self, write: Callable[[], object]) -> object:

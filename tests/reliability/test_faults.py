@@ -429,6 +429,61 @@ def _alive(pid: int) -> bool:
         return False
 
 
+# -- surprises inside a worker ----------------------------------------------------------------
+
+
+def test_a_bad_stored_config_value_does_not_stop_the_queue(tmp_path):
+    """A config value that is no longer valid (written by hand, or by a version with other
+    bounds) must not break every job run: the default is used instead."""
+    path = str(tmp_path / "queue.db")
+    queue = Queue(path)
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.executemany(
+            'INSERT INTO "config" ("key", "value") VALUES (?, ?)',
+            [("job-timeout", "1" + "0" * 400), ("max-retries", "lots"), ("backoff-base", "nan")],
+        )
+    connection.close()
+    assert queue.config() == {"max-retries": 3, "backoff-base": 2, "job-timeout": 300}
+    queue.enqueue(JobSpec(command="true", id="ok"))
+    queue.enqueue(JobSpec(command="false", id="fails"))
+    pool = WorkerPool(queue, 1).start()
+    try:
+        wait_until(lambda: queue.get("ok").state == "completed", 20, "the good job completed")
+        wait_until(lambda: queue.get("fails").state == "failed", 20, "the bad job failed")
+    finally:
+        pool.stop()
+        assert pool.join(30)
+
+
+def test_an_unexpected_error_running_a_job_fails_it_and_the_thread_goes_on(tmp_path,
+                                                                           monkeypatch):
+    """Anything a worker thread did not expect while running a job (here: timeout_for raising)
+    fails that job with the error, instead of killing the thread and leaving the job
+    'processing' under a live worker forever (never rescued)."""
+    path = str(tmp_path / "queue.db")
+    queue = Queue(path)
+    queue.config_set("max-retries", 0)
+    original = Queue.timeout_for
+
+    def timeout_for(self, job):
+        if job.id == "unlucky":
+            raise RuntimeError("surprise")
+        return original(self, job)
+
+    monkeypatch.setattr(Queue, "timeout_for", timeout_for)
+    queue.enqueue(JobSpec(command="true", id="unlucky", priority=1))
+    queue.enqueue(JobSpec(command="true", id="next"))
+    pool = WorkerPool(queue, 1).start()
+    try:
+        wait_until(lambda: queue.get("next").state == "completed", 20, "the next job ran")
+        unlucky = queue.get("unlucky")
+        assert unlucky.state == "dead" and "surprise" in unlucky.error, unlucky.to_dict()
+    finally:
+        pool.stop()
+        assert pool.join(30)
+
+
 # -- many threads at once ------------------------------------------------------------------
 
 

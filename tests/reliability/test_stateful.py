@@ -9,18 +9,26 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, event, settings
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from queuectl import InvalidInput, JobSpec, Queue, QueueError
 from queuectl import queue as queue_module
 from queuectl.executor import RunResult
 from queuectl.models import STATES, Job
 
-from conftest import FakeClock  # tests/conftest.py, the fixtures' clock
+from conftest import FakeClock, _pg_server  # tests/conftest.py: the fixtures' clock and server
 
 LEASE = queue_module.LEASE_S
 CAP = 1e9  # SPEC: backoff_base ** attempts seconds; the engine caps it (queue.MAX_BACKOFF_S)
@@ -93,11 +101,21 @@ RESULTS = st.one_of(
 
 
 class QueueMachine(RuleBasedStateMachine):
-    def __init__(self) -> None:
+    def __init__(self, pg_url: str | None = None) -> None:
+        """On a fresh SQLite file, or on a fresh schema of the PostgreSQL server ``pg_url``."""
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="queuectl-stateful-")
         self.clock = FakeClock()
-        self.q = Queue(f"{self.dir}/q.db", clock=self.clock)
+        self.pg_url = pg_url
+        target = f"{self.dir}/q.db"
+        if pg_url is not None:
+            import psycopg
+
+            self.pg_schema = f"test_{uuid.uuid4().hex[:12]}"
+            with psycopg.connect(pg_url, autocommit=True) as connection:
+                connection.execute(f'CREATE SCHEMA "{self.pg_schema}"')
+            target = f"{pg_url}?options=-csearch_path%3D{self.pg_schema}"
+        self.q = Queue(target, clock=self.clock)
         self.model = Model()
         self.enqueued = 0
         self.handles: list[Handle] = []
@@ -106,6 +124,11 @@ class QueueMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.q.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.pg_url is not None:
+            import psycopg
+
+            with psycopg.connect(self.pg_url, autocommit=True) as connection:
+                connection.execute(f'DROP SCHEMA "{self.pg_schema}" CASCADE')
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -485,12 +508,23 @@ class QueueMachine(RuleBasedStateMachine):
                 assert got.run_at == got.finished_at + delay, "backoff is not base ** attempts"
 
 
-QueueMachine.TestCase.settings = settings(
+SETTINGS = settings(
     max_examples=50,
     stateful_step_count=40,
     deadline=None,
-    derandomize=True,
+    derandomize=True,  # the same examples on every run: CI can't flake
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-TestQueueMachine = QueueMachine.TestCase
+QueueMachine.TestCase.settings = SETTINGS
+TestQueueMachine = QueueMachine.TestCase  # on SQLite
+
+
+@pytest.mark.postgres
+def test_the_model_on_postgresql():
+    """The same machine on PostgreSQL (SKIP LOCKED claims, its own SQL), fewer examples: each
+    one creates and drops a schema."""
+    url = _pg_server()  # skips without a server (fails in CI, see conftest)
+    run_state_machine_as_test(
+        lambda: QueueMachine(pg_url=url), settings=settings(SETTINGS, max_examples=25)
+    )
