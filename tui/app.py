@@ -142,16 +142,16 @@ class QueueApp(App[None]):
             return
         self._loading, self._load_again = True, False
         self._last_load = time.monotonic()
-        self._load()
+        self._load({pane.kind.name: pane.rows_wanted for pane in self.panes})
 
     def _timed_load(self) -> None:
         self._load_timer = None
         self.request_load()
 
     @work(thread=True, exclusive=True, group="load", exit_on_error=False)
-    def _load(self) -> None:
+    def _load(self, limits: dict[str, int]) -> None:
         try:
-            self.post_message(load_snapshot(self.queue, self.clock))
+            self.post_message(load_snapshot(self.queue, self.clock, limits))
         except Exception as exc:  # the database went away or is locked: show it, keep going
             self.post_message(LoadFailed(f"{type(exc).__name__}: {exc}"))
 
@@ -178,14 +178,13 @@ class QueueApp(App[None]):
         stats.counts = counts
         stats.record(snapshot.now, counts)
         stats.busy = self.pool.busy if self.pool else 0
-        stats.set_class(False, "-error")
+        stats.error = ""
         self.config_values = snapshot.config
         self.loads += 1
         self._loaded()
 
     def on_load_failed(self, message: LoadFailed) -> None:
-        self.stats.set_class(True, "-error")
-        self.stats.tooltip = message.error
+        self.stats.error = message.error
         self._loaded()
 
     def _loaded(self) -> None:
@@ -195,6 +194,11 @@ class QueueApp(App[None]):
 
     def on_pool_event(self, event: PoolEvent) -> None:
         self.request_load()
+
+    def on_data_table_row_highlighted(self, event: JobPane.RowHighlighted) -> None:
+        pane = event.data_table
+        if isinstance(pane, JobPane) and pane.near_the_end:
+            self.request_load()  # scrolling on: load the next rows
 
     def on_done(self, done: Done) -> None:
         self.notify(done.text, severity=done.severity, markup=False)  # type: ignore[arg-type]

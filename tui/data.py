@@ -9,7 +9,7 @@ from queuectl.queue import Queue
 
 from .messages import PANES, JobRow, QueueSnapshot
 
-PANE_LIMIT = 200  # rows loaded per pane: a screenful and then some, never the whole table
+PANE_LIMIT = 200  # rows loaded per pane when the app does not say (see JobPane.rows_wanted)
 
 
 def job_row(job: Job) -> JobRow:
@@ -30,15 +30,21 @@ def job_row(job: Job) -> JobRow:
 
 
 def load_snapshot(
-    queue: Queue, clock: Callable[[], float] | None = None, limit: int = PANE_LIMIT
+    queue: Queue,
+    clock: Callable[[], float] | None = None,
+    limits: dict[str, int] | None = None,
 ) -> QueueSnapshot:
-    """Counts, config, live workers and the first ``limit`` rows of every pane."""
+    """Counts, config, live workers and the first rows of every pane (``limits[pane]`` of them)."""
+    limits = limits or {}
     try:
         now = (clock or queue.clock)()
         return QueueSnapshot(
             now=now,
             counts=queue.counts(),
-            panes={name: [job_row(job) for job in queue.pane(name, limit)] for name in PANES},
+            panes={
+                name: [job_row(job) for job in queue.pane(name, limits.get(name, PANE_LIMIT))]
+                for name in PANES
+            },
             config=queue.config(),
             live_workers=len(queue.live_workers()),
         )

@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.command import CommandList
 from textual.widgets import Input, Static, TextArea
 
+from queuectl.executor import RunResult
 from queuectl.queue import Queue
 from queuectl.spec import JobSpec
 from queuectl.tui.screens.config import ConfigScreen
@@ -442,3 +443,55 @@ def test_throughput_counts_jobs_finished_in_the_last_minute():
     assert bar.finished_last_minute == 4
     bar.record(170.0, {"completed": 14, "dead": 0})
     assert bar.finished_last_minute == 1
+
+
+def test_a_failing_refresh_is_shown_and_the_app_keeps_going(seeded, fixed_clock, monkeypatch):
+    from queuectl.tui import app as app_module
+
+    app = make_app(seeded, clock=fixed_clock)
+    real = app_module.load_snapshot
+    broken = {"on": False}
+
+    def flaky_load(*args, **kwargs):
+        if broken["on"]:
+            raise RuntimeError("disk I/O error [bold]")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(app_module, "load_snapshot", flaky_load)
+
+    async def scenario(pilot):
+        broken["on"] = True
+        await until(pilot, lambda: app.stats.error, what="the error to show")
+        shown = str(app.stats.query_one("#counts", Static).render())
+        assert "cannot read the queue: RuntimeError: disk I/O error [bold]" in shown
+        broken["on"] = False
+        await until(pilot, lambda: not app.stats.error, what="the error to clear")
+
+    drive(app, scenario)
+
+
+def test_scrolling_down_a_pane_loads_more_rows(live_queue):
+    jobs = live_queue.enqueue_many([JobSpec(f"echo {n}", id=f"job-{n:03d}") for n in range(120)])
+    for _ in jobs:
+        job = live_queue.claim("tester:1:0000")
+        live_queue.finish(job, RunResult(0, None, ""), "tester:1:0000")
+    app = make_app(live_queue)
+
+    async def scenario(pilot):
+        completed = pane(app, "completed")
+        await until(pilot, lambda: completed.row_count > 0)
+        first = completed.row_count
+        assert first < 120 and "first" in completed.border_subtitle
+        completed.focus()
+        for _ in range(20):  # each press at the bottom loads a screenful more
+            await pilot.press("end")
+            await until(pilot, lambda: completed.row_count > first or completed.row_count == 120)
+            first = completed.row_count
+            if first == 120:
+                break
+        assert completed.row_count == 120
+        await pilot.press("end")
+        assert completed.selected_id == "job-000"
+        assert column(completed, "id")[-1] == "job-000"  # the oldest finish, at the bottom
+
+    drive(app, scenario, size=(100, 30))

@@ -181,6 +181,8 @@ KINDS = {
 }
 
 PADDING = 1  # DataTable's cell padding, each side
+LOOKAHEAD = 10  # rows loaded beyond the cursor, so scrolling down never waits
+MAX_ROWS = 2000  # a pane never loads more than this, however far one scrolls
 MIN_FLEX = 10
 
 
@@ -211,6 +213,10 @@ class JobPane(DataTable):
         Binding("enter", "app.details", "Details"),
         Binding("tab", "app.next_pane", "Next pane", show=False),
         Binding("shift+tab", "app.previous_pane", "Previous pane", show=False),
+        Binding("home,g", "scroll_top", "First job", show=False),
+        Binding("end,G", "scroll_bottom", "Last job", show=False),
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
     ]
 
     def __init__(self, kind: str, *, id: str | None = None) -> None:
@@ -235,6 +241,17 @@ class JobPane(DataTable):
             return None
         row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
         return row_key.value
+
+    @property
+    def rows_wanted(self) -> int:
+        """How many rows to load: two screenfuls, or past the cursor if it went further."""
+        visible = max(self.size.height - 3, 4)  # less the border and the header
+        return min(max(2 * visible, self.cursor_row + visible + LOOKAHEAD), MAX_ROWS)
+
+    @property
+    def near_the_end(self) -> bool:
+        """The cursor is close to the last loaded row, and there are more to load."""
+        return self.total > self.row_count and self.cursor_row >= self.row_count - LOOKAHEAD
 
     def show(
         self, jobs: list[JobRow], total: int, now: float, config: dict, note: str = ""
@@ -272,7 +289,7 @@ class JobPane(DataTable):
         self.border_title = f"{self.kind.title} [b]{total:,}[/b]"
         parts = [note] if note else []
         if total > shown:
-            parts.append(f"top {shown:,}")
+            parts.append(f"first {shown:,}")
         if not total:
             parts.append(self.kind.empty)
         self.border_subtitle = " · ".join(parts)

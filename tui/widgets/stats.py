@@ -8,6 +8,7 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import Sparkline, Static
 
+from ..text import literal
 from .pane import COLORS, MUTED
 
 WINDOW_S = 60  # the throughput chart covers the last minute, one bar a second
@@ -30,6 +31,7 @@ class StatsBar(Horizontal):
     busy = reactive(0, init=False)
     stopping = reactive(False, init=False)
     compact = reactive(False, toggle_class="-compact", init=False)
+    error = reactive("", init=False)  # why the last refresh failed; "" once one works again
 
     def __init__(self, name: str, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -84,6 +86,12 @@ class StatsBar(Horizontal):
 
     def _show_counts(self) -> None:
         text = Text(no_wrap=True, overflow="ellipsis")
+        self.set_class(bool(self.error), "-error")
+        if self.error:
+            text.append("⚠ cannot read the queue: ", style=f"bold {COLORS['dead']}")
+            text.append(literal(self.error))  # a driver's message may quote anything
+            self.query_one("#counts", Static).update(text)
+            return
         for label, state, glyph in COUNTS:
             value = self.counts.get(state, 0)
             style = COLORS[state] if value else MUTED
@@ -115,6 +123,9 @@ class StatsBar(Horizontal):
         self._show_counts()
 
     def watch_compact(self) -> None:
+        self._show_counts()
+
+    def watch_error(self) -> None:
         self._show_counts()
 
     def watch_threads(self) -> None:
