@@ -54,8 +54,8 @@ async def main(out: Path) -> None:
     await scene(out, "narrow", (80, 24))
     await scene(out, "enqueue", (120, 36), ("a", *"make release", "tab", *"x"))
     await scene(out, "config", (120, 36), ("c",))
-    await scene(out, "details", (120, 36), ("tab", "tab", "enter"))
-    await scene(out, "dead", (120, 36), ("shift+tab",))
+    await scene(out, "details", (120, 36), ("shift+tab", "enter"))
+    await scene(out, "narrow-dead", (80, 24), ("shift+tab",))
 
 
 if __name__ == "__main__":

@@ -147,7 +147,7 @@ def test_enqueue_form_shows_errors_and_enqueues_nothing(seeded, fixed_clock):
         await fill(pilot, "max_retries", "-1")
         await fill(pilot, "priority", "high")
         await fill(pilot, "delay", "soon")
-        await pilot.click("#submit")
+        await pilot.press("enter")  # in a field: submits the form
         screen = app.screen
         assert isinstance(screen, EnqueueScreen)
         errors = {
@@ -165,7 +165,7 @@ def test_enqueue_form_shows_errors_and_enqueues_nothing(seeded, fixed_clock):
         await fill(pilot, "max_retries", "")
         await fill(pilot, "priority", "")
         await fill(pilot, "delay", "-5")
-        await pilot.click("#submit")
+        await pilot.press("enter")  # in a field: submits the form
         assert isinstance(app.screen, EnqueueScreen)
         assert not screen.field("command").has_class("-invalid")
         assert "must be a finite number >= 0" in str(
@@ -208,7 +208,7 @@ def test_config_form_refuses_invalid_values_and_changes_nothing(seeded, fixed_cl
         await fill(pilot, "max-retries", "7")
         await fill(pilot, "backoff-base", "0.5")
         await fill(pilot, "job-timeout", "soon")
-        await pilot.click("#submit")
+        await pilot.press("enter")  # in a field: submits the form
         assert app.screen is screen
         error = str(screen.field("backoff-base").query_one(".field-error", Static).render())
         assert error == "invalid value for backoff-base: expected a finite number >= 1, got '0.5'"

@@ -18,6 +18,7 @@ class ConfigScreen(FormScreen[dict]):
     """Returns ``{key: parsed value}`` for the keys whose value changed, or None."""
 
     TITLE = "Configuration"
+    SUBTITLE = "stored in the queue: every worker and script sees it"
 
     def __init__(self, current: dict[str, int | float]) -> None:
         super().__init__()

@@ -26,6 +26,7 @@ class EnqueueScreen(FormScreen[JobSpec]):
     """Returns the JobSpec to enqueue, or None when cancelled."""
 
     TITLE = "Enqueue a job"
+    SUBTITLE = "validated as `queuectl enqueue` does"
     SUBMIT = "Enqueue"
 
     def __init__(self, default_max_retries: int | float = 3) -> None:

@@ -46,6 +46,7 @@ class FormScreen(ModalScreen[T], Generic[T]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
     TITLE = ""
+    SUBTITLE = ""
     SUBMIT = "Save"
 
     def fields(self) -> ComposeResult:
@@ -54,6 +55,7 @@ class FormScreen(ModalScreen[T], Generic[T]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog form") as dialog:
             dialog.border_title = self.TITLE
+            dialog.border_subtitle = self.SUBTITLE
             yield from self.fields()
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.SUBMIT} ⏎", variant="primary", id="submit", compact=True)
