@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import selectors
 import signal
 import subprocess
@@ -162,10 +163,7 @@ class Execution:
                 if deadline is not None and term_sent_at is None:
                     wait = min(wait, max(deadline - now, 0))
                 if eof:  # it closed its output (`exec >log`) but runs on: the timeout still counts
-                    try:
-                        process.wait(wait)
-                    except subprocess.TimeoutExpired:
-                        pass
+                    _wait_for_exit(process, wait)
                     continue
                 if not selector.select(wait):
                     continue
@@ -198,6 +196,24 @@ class Execution:
         if returncode != 0:
             return RunResult(returncode, f"exit code {returncode}", output)
         return RunResult(0, None, output)
+
+
+def _wait_for_exit(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Block until ``process`` exits or ``timeout`` passes (it is not reaped here). Output ends
+    a moment before the exit, so this runs once per job: Popen.wait(timeout) polls, sleeping
+    0.5 ms first, which was longer than the job (`true`); a pidfd wakes at the exit itself."""
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # not Linux >= 5.3, or already reaped
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        return
+    try:
+        select.select([pidfd], [], [], timeout)
+    finally:
+        os.close(pidfd)
 
 
 def _signal_group(pgid: int, signum: int) -> None:
