@@ -76,10 +76,10 @@ def test_three_processes_run_300_jobs_exactly_once(db_path, tmp_path, workers):
 
 
 def test_processes_creating_new_files_at_once(tmp_path):
-    """Six processes, released together, each open the same ten new files:
-    nobody fails, on switching the file to WAL or on creating the schema."""
+    """Six processes, released together, each open the same ten new files (in new folders):
+    nobody fails, on the folders, on switching the file to WAL or on creating the schema."""
     go = tmp_path / "go"
-    paths = [str(tmp_path / f"round-{n}" / "queue.db") for n in range(10)]
+    paths = [str(tmp_path / f"round-{n}" / "sub" / "queue.db") for n in range(10)]
     script = (
         "import os, sys, time\n"
         "from queuectl import Queue, JobSpec\n"
