@@ -423,14 +423,15 @@ class Queue:
 
     def get(self, prefix: str) -> Job:
         """The job whose id is ``prefix`` or uniquely starts with it."""
-        if not prefix:
-            raise QueueError("no job ''")
+        if not prefix or not _storable(prefix):  # e.g. undecodable bytes from argv: no id has it
+            raise QueueError(f"no job {prefix!r}")
         job = Job.get_or_none(Job.id == prefix)
         if job is not None:
             return job
         if self.is_sqlite:
             # Case-sensitive, and served by the unique index (LIKE would be neither).
-            starts = (Job.id >= prefix) & (Job.id < prefix + "\U0010ffff")
+            after = _after_prefix(prefix)
+            starts = Job.id >= prefix if after is None else (Job.id >= prefix) & (Job.id < after)
         else:
             starts = peewee.fn.substr(Job.id, 1, len(prefix)) == prefix
         matches = list(Job.select(Job.id).where(starts).order_by(Job.id).limit(3))
@@ -729,6 +730,27 @@ def _same_run(job: Job, worker_id: str) -> peewee.Expression:
         & (Job.attempts == job.attempts)
         & started
     )
+
+
+def _storable(text: str) -> bool:
+    """Whether ``text`` can be stored as text (ids are validated so: UTF-8, no NUL)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
+def _after_prefix(prefix: str) -> str | None:
+    """The least string greater than every string that starts with ``prefix``, in SQLite's
+    BINARY order (UTF-8 bytes, i.e. code points); None when there is none (all U+10FFFF)."""
+    head = prefix.rstrip("\U0010ffff")
+    if not head:
+        return None
+    following = ord(head[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:  # surrogates are not characters: skip them
+        following = 0xE000
+    return head[:-1] + chr(following)
 
 
 def check_state(state: str) -> str:

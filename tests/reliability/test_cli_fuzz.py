@@ -156,7 +156,8 @@ def test_list_any_state(invoke, state, as_json):
 
 
 @FUZZ
-@given(ids=st.lists(st.one_of(st.sampled_from(["job-1", "job-", "j", "JOB-1", "%", "_", "*"]),
+@given(ids=st.lists(st.one_of(st.sampled_from(["job-1", "job-", "j", "JOB-1", "%", "_", "*",
+                                               "\udcff", "job-\udc80", "job\x7f"]),
                               ARG), min_size=1, max_size=3),
        command=st.sampled_from([("show",), ("show", "--json"), ("dlq", "retry")]))
 def test_ids_to_show_and_dlq_retry(invoke, ids, command):

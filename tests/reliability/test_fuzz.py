@@ -11,9 +11,9 @@ import string
 
 import hypothesis.strategies as st
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 
-from queuectl import InvalidInput, JobSpec, QueueError, parse_job
+from queuectl import InvalidInput, JobSpec, Queue, QueueError, parse_job
 from queuectl import config as config_keys
 from queuectl.executor import Execution, RunResult
 from queuectl.models import STATES, Job
@@ -165,17 +165,34 @@ def test_check_state_any_text(state):
     assert normal in STATES
 
 
-ID_ALPHABET = string.ascii_letters + string.digits + "%_*?[]\\^-.'\"/ "
-IDS = st.text(st.sampled_from(ID_ALPHABET), min_size=1, max_size=6).filter(
-    lambda s: not any(c.isspace() for c in s)
-)
+# LIKE and GLOB wildcards, both cases, and the code points at the edges of UTF-8's order.
+ID_ALPHABET = string.ascii_letters[:6] + "ABC" + string.digits[:3] + "%_*?[]\\^-.'\"/"
+ID_ALPHABET += "é\uffff\U0010ffff\U0001f600"
+IDS = st.text(st.sampled_from(ID_ALPHABET), min_size=1, max_size=6)
+# What argv can carry that no id holds: undecodable bytes (lone surrogates), NUL.
+UNSTORABLE = st.sampled_from(["\udcff", "a\udc80", "\x00", "a\x00", "\ud800"])
+
+
+@pytest.fixture
+def any_backend_queue(target):
+    """A queue on SQLite, and on PostgreSQL (skipped without a server, see conftest)."""
+    queue = Queue(target)
+    yield queue
+    queue.close()
 
 
 @FUZZ
-@given(ids=st.lists(IDS, min_size=1, max_size=6, unique=True), prefix=st.one_of(IDS, ANY_TEXT))
-def test_get_any_prefix(queue, ids, prefix):
+@given(
+    ids=st.lists(IDS, min_size=1, max_size=6, unique=True),
+    prefix=st.one_of(IDS, ANY_TEXT, UNSTORABLE),
+)
+@example(ids=["a\U0010ffffb", "b"], prefix="a")  # past "a" + U+10FFFF in byte order
+@example(ids=["Build-1", "build-2", "50%_off", "50xyoff"], prefix="50%")
+def test_get_any_prefix(any_backend_queue, ids, prefix):
     """A prefix is literal and case-sensitive (no LIKE/GLOB wildcards): it finds the one job whose
     id is it or starts with it, or fails with QueueError; nothing else, and nothing changes."""
+    queue = any_backend_queue
+    queue.counts()  # binds the models to this queue in this thread
     Job.delete().execute()
     queue.enqueue_many([JobSpec(command="true", id=i) for i in ids])
     before = snapshot()
