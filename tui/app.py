@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from urllib.parse import urlparse
 
 from textual import events, work
@@ -26,9 +26,10 @@ from textual.widgets import Footer
 from queuectl.errors import QueueError
 from queuectl.queue import Queue
 from queuectl.spec import JobSpec
-from queuectl.worker import JobEvent, WorkerPool
+from queuectl.worker import JobEvent
 
-from .data import load_snapshot
+from .data import load_snapshot, pane_summaries
+from .pool import PoolControl
 from .messages import PANES, Done, LoadFailed, PoolEvent, QueueSnapshot
 from .screens.config import ConfigScreen
 from .screens.confirm import ConfirmScreen, StoppingScreen
@@ -37,6 +38,19 @@ from .screens.enqueue import EnqueueScreen
 from .widgets.pane import JobPane
 from .widgets.stats import StatsBar
 
+# The keys' actions, offered in the command palette too: (title, key, action).
+PALETTE = (
+    ("Enqueue a job", "a", "enqueue"),
+    ("Retry the selected dead job", "r, in the Dead pane", "retry"),
+    ("Retry all dead jobs", "R", "retry_all"),
+    ("Edit the configuration", "c", "config"),
+    ("Job details", "enter", "details"),
+    ("Next pane", "tab", "next_pane"),
+    ("Previous pane", "shift+tab", "previous_pane"),
+    ("Add a worker thread", "+", "threads(1)"),
+    ("Remove a worker thread", "-", "threads(-1)"),
+    ("Pause / resume workers", "p: running jobs finish", "pause"),
+)
 MIN_LOAD_GAP_S = 0.2  # worker events refresh at most this often; the timer refreshes anyway
 MAX_THREADS = 64
 
@@ -81,9 +95,9 @@ class QueueApp(App[None]):
         self.clock = clock or queue.clock
         self.refresh_interval = refresh_interval
         self.set_reactive(QueueApp.threads, max(0, min(workers, MAX_THREADS)))
-        self.pool: WorkerPool | None = None
-        self._pool_ready = threading.Event()  # set once a start attempt has ended
-        self._pool_starting = False
+        self.pool = PoolControl(
+            queue, self._pool_event, lambda error: self.post_message(Done(error, "error"))
+        )
         self._quitting = False
         self._loading = False
         self._load_again = False
@@ -125,8 +139,7 @@ class QueueApp(App[None]):
         self.panes[0].focus()
         self.set_interval(self.refresh_interval, self.request_load)
         self.request_load()
-        if self.threads:
-            self._start_pool()
+        self.pool.want(self.threads, self.paused)
 
     # -- loading: a thread queries, the UI thread applies -------------------------------------
 
@@ -156,28 +169,15 @@ class QueueApp(App[None]):
             self.post_message(LoadFailed(f"{type(exc).__name__}: {exc}"))
 
     def on_queue_snapshot(self, snapshot: QueueSnapshot) -> None:
-        counts = snapshot.counts
-        totals = {
-            "waiting": counts["pending"] + counts["failed"],
-            "processing": counts["processing"],
-            "completed": counts["completed"],
-            "dead": counts["dead"],
-        }
-        live = snapshot.live_workers
-        notes = {
-            "waiting": f"{counts['failed']:,} retrying" if counts["failed"] else "",
-            "processing": f"{live} worker{'' if live == 1 else 's'} live",
-        }
+        summaries = pane_summaries(snapshot.counts, snapshot.live_workers)
         for pane in self.panes:
-            name = pane.kind.name
-            pane.show(
-                snapshot.panes[name], totals[name], snapshot.now, snapshot.config,
-                notes.get(name, ""),
-            )  # fmt: skip
+            total, note = summaries[pane.kind.name]
+            pane.show(snapshot.panes[pane.kind.name], total, snapshot.now, snapshot.config, note)
+        counts = snapshot.counts
         stats = self.stats
         stats.counts = counts
         stats.record(snapshot.now, counts)
-        stats.busy = self.pool.busy if self.pool else 0
+        stats.busy = self.pool.busy
         stats.error = ""
         self.config_values = snapshot.config
         self.loads += 1
@@ -210,44 +210,11 @@ class QueueApp(App[None]):
         """Called in a worker thread: hand the news to the UI thread."""
         self.post_message(PoolEvent(event.kind, event.job.id))
 
-    def _start_pool(self) -> None:
-        if self.pool is None and not self._pool_starting:
-            self._pool_starting = True
-            self._pool_ready.clear()
-            self._start_pool_thread()
+    def watch_threads(self) -> None:
+        self.pool.want(self.threads, self.paused)
 
-    @work(thread=True, group="pool", exit_on_error=False)
-    def _start_pool_thread(self) -> None:
-        pool = WorkerPool(self.queue, self.threads, on_event=self._pool_event)
-        if self.paused:
-            pool.pause()
-        try:
-            pool.start()
-        except Exception as exc:
-            self.post_message(Done(f"could not start workers: {exc}", "error"))
-            self.call_from_thread(self._pool_started, None)
-        else:
-            self.call_from_thread(self._pool_started, pool)
-        finally:
-            self.queue.close()
-
-    def _pool_started(self, pool: WorkerPool | None) -> None:
-        self.pool, self._pool_starting = pool, False
-        self._pool_ready.set()
-        if pool is not None:
-            pool.set_threads(self.threads)  # +/- pressed while it started
-            pool.pause() if self.paused else pool.resume()
-        self.request_load()
-
-    def watch_threads(self, threads: int) -> None:
-        if self.pool is not None:
-            self.pool.set_threads(threads)
-        elif threads:
-            self._start_pool()
-
-    def watch_paused(self, paused: bool) -> None:
-        if self.pool is not None:
-            self.pool.pause() if paused else self.pool.resume()
+    def watch_paused(self) -> None:
+        self.pool.want(self.threads, self.paused)
 
     def action_threads(self, change: int) -> None:
         if not self._quitting:
@@ -284,13 +251,7 @@ class QueueApp(App[None]):
             self._act(lambda: f"Enqueued {self.queue.enqueue(spec).id}")
 
     def action_config(self) -> None:
-        self.push_screen(ConfigScreen(self.config_values or self.queue_defaults()), self._save)
-
-    @staticmethod
-    def queue_defaults() -> dict[str, int | float]:
-        from queuectl.config import KEYS
-
-        return {key: spec.default for key, spec in KEYS.items()}
+        self.push_screen(ConfigScreen(self.config_values), self._save)
 
     def _save(self, changes: dict | None) -> None:
         if changes is None:
@@ -357,7 +318,7 @@ class QueueApp(App[None]):
         """Quit; if this app's workers run jobs, ask, then let them finish first."""
         if self._quitting:
             return
-        busy = self.pool.busy if self.pool else 0
+        busy = self.pool.busy
         if not busy:
             self._stop_and_exit(wait_screen=False)
             return
@@ -376,46 +337,21 @@ class QueueApp(App[None]):
     def _stop_and_exit(self, wait_screen: bool) -> None:
         self._quitting = True
         self.stats.stopping = True
-        if self.pool is None and not self._pool_starting:
-            self.exit()
-            return
-        if self.pool is not None:
-            self.pool.stop()
-            if wait_screen:
-                pool = self.pool
-                self.push_screen(StoppingScreen(lambda: pool.busy, pool.kill))
+        self.pool.stop()
+        if wait_screen:
+            self.push_screen(StoppingScreen(lambda: self.pool.busy, self.pool.kill))
         self._join_pool()
 
     @work(thread=True, group="quit", exit_on_error=False)
     def _join_pool(self) -> None:
-        self._pool_ready.wait()
-        self.stop_pool()
+        self.pool.join()
         self.call_from_thread(self.exit)
-
-    def stop_pool(self) -> None:
-        """Stop this app's workers gracefully and wait for their running jobs (any thread)."""
-        pool = self.pool
-        if pool is not None:
-            pool.stop()
-            pool.join()
 
     # -- the command palette --------------------------------------------------------------------
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield SystemCommand("Enqueue a job", "Open the enqueue form (a)", self.action_enqueue)
-        yield SystemCommand(
-            "Retry the selected dead job", "From the Dead pane (r)", self.action_retry
-        )
-        yield SystemCommand("Retry all dead jobs", "Empty the DLQ (R)", self.action_retry_all)
-        yield SystemCommand("Edit the configuration", "max-retries, ... (c)", self.action_config)
-        yield SystemCommand("Job details", "The selected job (enter)", self.action_details)
-        yield SystemCommand("Next pane", "tab", self.action_next_pane)
-        yield SystemCommand("Previous pane", "shift+tab", self.action_previous_pane)
-        yield SystemCommand("Add a worker thread", "+", lambda: self.action_threads(1))
-        yield SystemCommand("Remove a worker thread", "-", lambda: self.action_threads(-1))
-        yield SystemCommand(
-            "Pause / resume workers", "Running jobs finish (p)", self.action_pause
-        )
+        for title, key, action in PALETTE:
+            yield SystemCommand(title, f"key: {key}", partial(self.run_action, action))
         yield from super().get_system_commands(screen)
 
 
@@ -425,9 +361,8 @@ def run_app(target: str | None, workers: int = 2) -> None:
     app = QueueApp(queue, workers=workers)
     try:
         app.run()
-    finally:
-        pool = app.pool
-        if pool is not None and pool.busy:
-            print(f"Waiting for {pool.busy} running job(s) to finish…", file=sys.stderr)
-        app.stop_pool()
+    finally:  # however the app ended, this process's workers stop gracefully
+        if app.pool.busy:
+            print(f"Waiting for {app.pool.busy} running job(s) to finish…", file=sys.stderr)
+        app.pool.join()
         queue.close()

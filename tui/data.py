@@ -50,3 +50,15 @@ def load_snapshot(
         )
     finally:
         queue.close()  # this thread's connection; the executor may hand the thread to others
+
+
+def pane_summaries(counts: dict[str, int], live_workers: int) -> dict[str, tuple[int, str]]:
+    """Per pane: how many jobs it holds in all, and a note for its border."""
+    failed = counts["failed"]
+    workers = f"{live_workers} worker{'' if live_workers == 1 else 's'} live"
+    return {
+        "waiting": (counts["pending"] + failed, f"{failed:,} retrying" if failed else ""),
+        "processing": (counts["processing"], workers),
+        "completed": (counts["completed"], ""),
+        "dead": (counts["dead"], ""),
+    }

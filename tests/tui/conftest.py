@@ -69,6 +69,6 @@ def drive(app: QueueApp, scenario: Callable[..., Awaitable[None]], size=SIZE) ->
             await until(pilot, lambda: app.loads > 0, what="the first snapshot")
             await scenario(pilot)
             if not app._exit:
-                app.stop_pool()  # a test that did not quit leaves no threads behind
+                app.pool.join()  # a test that did not quit leaves no threads behind
 
     asyncio.run(main())

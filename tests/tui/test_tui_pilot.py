@@ -319,9 +319,9 @@ def test_plus_and_minus_change_the_worker_threads(live_queue):
     app = make_app(live_queue, workers=0)
 
     async def scenario(pilot):
-        assert app.pool is None and not live_queue.live_workers()  # watch only: no worker
+        assert not app.pool.started and not live_queue.live_workers()  # watch only: no worker
         await pilot.press("plus")
-        await until(pilot, lambda: app.pool is not None, what="the pool to start")
+        await until(pilot, lambda: app.pool.started, what="the pool to start")
         assert app.threads == 1 and app.pool.threads == 1
         assert [w.threads for w in live_queue.live_workers()] == [1]
         await pilot.press("plus", "plus")
@@ -344,7 +344,7 @@ def test_p_pauses_and_resumes_the_workers(live_queue):
     app = make_app(live_queue, workers=1)
 
     async def scenario(pilot):
-        await until(pilot, lambda: app.pool is not None)
+        await until(pilot, lambda: app.pool.started)
         await pilot.press("p")
         assert app.paused and app.pool.paused
         assert "paused" in str(app.stats.query_one("#workers", Static).render())
@@ -363,7 +363,7 @@ def test_q_quits_at_once_when_no_job_runs(live_queue):
     app = make_app(live_queue, workers=2)
 
     async def scenario(pilot):
-        await until(pilot, lambda: app.pool is not None)
+        await until(pilot, lambda: app.pool.started)
         assert len(live_queue.live_workers()) == 1
         await pilot.press("q")
         await until(pilot, lambda: app._exit, what="the app to exit")

@@ -1,0 +1,111 @@
+"""This app's own worker pool, as the UI drives it.
+
+The pool is registered like any `worker start` process, so it is only created once the app
+wants threads (``--workers 0`` watches without being a worker). Starting it writes to the
+database, so that happens in a thread of its own; ``+``, ``-`` and ``p`` pressed meanwhile are
+remembered and applied once it runs. Safe to call from any thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from queuectl.queue import Queue
+from queuectl.worker import JobEvent, WorkerPool
+
+
+class PoolControl:
+    def __init__(
+        self,
+        queue: Queue,
+        on_event: Callable[[JobEvent], None],
+        on_error: Callable[[str], None],
+    ) -> None:
+        self.queue, self.on_event, self.on_error = queue, on_event, on_error
+        self.pool: WorkerPool | None = None
+        self._lock = threading.Lock()
+        self._threads, self._paused = 0, False
+        self._starting = False
+        self._stopping = False
+        self._settled = threading.Event()  # no start in progress
+        self._settled.set()
+
+    @property
+    def started(self) -> bool:
+        return self.pool is not None
+
+    @property
+    def threads(self) -> int:
+        """Threads the running pool aims for (0 before it starts)."""
+        pool = self.pool
+        return pool.threads if pool is not None else 0
+
+    @property
+    def paused(self) -> bool:
+        pool = self.pool
+        return pool.paused if pool is not None else self._paused
+
+    @property
+    def busy(self) -> int:
+        """Jobs this app's workers are running now."""
+        pool = self.pool
+        return pool.busy if pool is not None else 0
+
+    def want(self, threads: int, paused: bool) -> None:
+        """Run ``threads`` worker threads, paused or not; start the pool the first time."""
+        with self._lock:
+            self._threads, self._paused = threads, paused
+            if self._stopping:
+                return
+            if self.pool is not None:
+                self._apply(self.pool)
+            elif threads and not self._starting:
+                self._starting = True
+                self._settled.clear()
+                threading.Thread(target=self._start, name="queuectl-tui-pool", daemon=True).start()
+
+    def _apply(self, pool: WorkerPool) -> None:
+        pool.set_threads(self._threads)
+        pool.pause() if self._paused else pool.resume()
+
+    def _start(self) -> None:
+        with self._lock:
+            pool = WorkerPool(self.queue, self._threads, on_event=self.on_event)
+            if self._paused:
+                pool.pause()  # before it claims anything
+        try:
+            pool.start()
+        except Exception as exc:  # the database refused: say so, stay a watcher
+            self.on_error(f"could not start workers: {exc}")
+            pool = None
+        finally:
+            self.queue.close()
+        with self._lock:
+            self.pool, self._starting = pool, False
+            if pool is not None:
+                self._apply(pool)  # what was asked for while it started
+                if self._stopping:
+                    pool.stop()
+        self._settled.set()
+
+    def stop(self) -> None:
+        """Claim nothing more; running jobs finish."""
+        with self._lock:
+            self._stopping = True
+            if self.pool is not None:
+                self.pool.stop()
+
+    def kill(self) -> None:
+        """Kill running jobs: they go back to pending, their attempt not counted."""
+        self.stop()
+        if self.pool is not None:
+            self.pool.kill()
+
+    def join(self) -> None:
+        """Stop and wait for running jobs, and for the pool to unregister (blocks: not on the UI
+        thread)."""
+        self.stop()
+        self._settled.wait()
+        if self.pool is not None:
+            self.pool.join()
