@@ -284,3 +284,22 @@ def test_a_job_whose_cwd_is_gone_fails_by_the_retry_rules(queue, pools, tmp_path
     pools(queue, threads=1)
     dead = wait_until(lambda: (j := queue.get(job.id)).state == "dead" and j, 10)
     assert dead.error.startswith("cannot start") and dead.exit_code is None
+
+
+def test_starting_and_stopping_pools_leaks_no_threads_or_descriptors(queue):
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    warm = WorkerPool(queue, threads=2).start()  # first use opens what stays open
+    warm.stop()
+    assert warm.join(10)
+    fds, threads = open_fds(), threading.active_count()
+    for n in range(20):
+        pool = WorkerPool(queue, threads=2).start()
+        queue.enqueue("true")
+        pool.kill() if n % 2 else pool.stop()
+        assert pool.join(10)
+    wait_until(lambda: threading.active_count() <= threads, 5, message="threads to end")
+    # SQLite may keep one closed connection's descriptor while another holds a lock on the file
+    # (POSIX locks are per process): a little slack, but no growth with the number of pools.
+    assert open_fds() <= fds + 2
