@@ -495,3 +495,23 @@ def test_scrolling_down_a_pane_loads_more_rows(live_queue):
         assert column(completed, "id")[-1] == "job-000"  # the oldest finish, at the bottom
 
     drive(app, scenario, size=(100, 30))
+
+
+def test_details_follow_a_running_job_until_it_ends(live_queue, tmp_path):
+    gate = tmp_path / "gate"
+    app = make_app(live_queue, workers=1)
+
+    async def scenario(pilot):
+        job = live_queue.enqueue(f"while [ ! -e {gate} ]; do sleep 0.05; done; echo finally")
+        await until(pilot, lambda: job.id in column(pane(app, "processing"), "id"))
+        await pilot.press("tab", "enter")
+        screen = app.screen
+        assert isinstance(screen, DetailsScreen)
+        await until(pilot, lambda: screen.fields_table is not None)
+        assert "processing" in plain(screen.fields_table)
+        gate.touch()
+        output = screen.query_one("#output", TextArea)
+        await until(pilot, lambda: output.text == "finally\n", what="the output to arrive")
+        assert "completed" in plain(screen.fields_table)
+
+    drive(app, scenario)

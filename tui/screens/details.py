@@ -29,6 +29,7 @@ FIELDS = (
 )  # fmt: skip
 assert sorted(FIELDS) == sorted(name for name in Job.PUBLIC_FIELDS if name != "output")
 LONG = {"id", "command", "error", "worker", "cwd"}  # always a line of their own
+FINAL_STATES = ("completed", "dead")  # the job will not change unless someone retries it
 PAIRS_FROM = 100  # screen columns from which short fields go two to a line
 NAME_WIDTH = 11
 
@@ -110,6 +111,7 @@ class DetailsScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.load()
+        self._timer = self.set_interval(1.0, self.load)  # until the job is over, it may change
 
     @work(thread=True, exclusive=True, exit_on_error=False)
     def load(self) -> None:
@@ -130,6 +132,8 @@ class DetailsScreen(ModalScreen[None]):
             table.update(literal(message.error, COLORS["dead"], single_line=False))
             return
         job = message.job
+        if job.get("state") in FINAL_STATES:
+            self._timer.stop()
         pairs = self.app.size.width >= PAIRS_FROM
         self.fields_table = field_lines(job, message.times, self.app.clock(), pairs)
         table.update(self.fields_table)
@@ -137,7 +141,8 @@ class DetailsScreen(ModalScreen[None]):
         dialog.border_title = Text("Job ") + literal(str(job["id"]))
         raw = str(job.get("output") or "")
         output = self.query_one("#output", TextArea)
-        output.load_text(clean(raw))
+        if output.text != clean(raw):  # reloading would lose the reader's place
+            output.load_text(clean(raw))
         size = len(raw.encode("utf-8", "replace"))
         output.border_subtitle = f"{size:,} bytes" if raw else "no output"
 
