@@ -13,6 +13,7 @@ import os
 import secrets
 import select
 import socket
+import sqlite3
 import struct
 import sys
 import threading
@@ -127,7 +128,7 @@ class Queue:
         """A write transaction that takes the write lock up front, so that a read followed by a
         write never fails with "database is locked" (SQLite waits on BEGIN IMMEDIATE instead)."""
         if self.is_sqlite:
-            return _both(self._writers, self.db.atomic("IMMEDIATE"))
+            return _both(self._writers, _first_error(self.db.atomic("IMMEDIATE")))
         return self.db.atomic()
 
     def close(self) -> None:
@@ -466,7 +467,7 @@ class Queue:
         query = Job.select(*columns).order_by(Job.seq.desc())
         if state is not None:
             query = query.where(Job.state == check_state(state))
-        if limit is not None:
+        if limit is not None and limit < 2**63:  # more than SQL can count means no limit
             query = query.limit(limit)
         return list(query)
 
@@ -786,6 +787,25 @@ def _both(
 ) -> Iterator[None]:
     with first, second:
         yield
+
+
+@contextlib.contextmanager
+def _first_error(transaction: AbstractContextManager[object]) -> Iterator[None]:
+    """``transaction``, but raising the error that ended it: on some errors (a full disk, an I/O
+    error) SQLite rolls back by itself, and peewee's ROLLBACK then fails with "no transaction
+    is active", which would hide the reason from the user."""
+    try:
+        with transaction:
+            yield
+    except (peewee.OperationalError, sqlite3.OperationalError) as exc:  # peewee's or raw
+        if "no transaction is active" not in str(exc):
+            raise
+        first = exc.__context__  # past the failed ROLLBACK (peewee's error wraps the driver's)
+        while first is not None and "no transaction is active" in str(first):
+            first = first.__context__
+        if isinstance(first, Exception):
+            raise first from None
+        raise
 
 
 _COLUMN_NAMES = tuple(field.name for field in Job._meta.sorted_fields)

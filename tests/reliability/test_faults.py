@@ -20,8 +20,10 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from queuectl import JobSpec, Queue, QueueError, WorkerPool
+from queuectl.cli import cli
 from queuectl.executor import Execution, RunResult
 from queuectl.models import Job
 
@@ -375,6 +377,60 @@ def test_unwritable_data_directory_is_a_clear_queue_error(tmp_path, children, un
             assert not path.exists()
     finally:
         locked.chmod(0o700)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 512 KiB tmpfs of our own (needs root with CAP_SYS_ADMIN; skipped otherwise)."""
+    mountpoint = tmp_path / "tiny"
+    mountpoint.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs", str(mountpoint)],
+        capture_output=True, text=True, timeout=30,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill up: {done.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True, timeout=30)
+
+
+def fill(folder: Path) -> Path:
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"x" * 4096)
+    except OSError:
+        pass  # ENOSPC: full
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_a_full_disk_is_a_clear_error_and_nothing_half_written(tiny_disk):
+    """With the disk full, a write fails with the real reason ("database or disk is full") as a
+    QueueError or peewee error (one CLI line), nothing of the batch is stored, reading still
+    works, and once there is room again the queue carries on."""
+    import peewee
+
+    path = str(tiny_disk / "queue.db")
+    queue = Queue(path)
+    queue.enqueue(JobSpec(command="true", id="before"))
+    filler = fill(tiny_disk)
+    for _ in range(3):
+        with pytest.raises((QueueError, peewee.PeeweeException)) as caught:
+            queue.enqueue_many([JobSpec(command="x" * 2000) for _ in range(50)])
+        assert "full" in str(caught.value), f"the reason is lost: {caught.value!r}"
+    assert queue.counts()["pending"] == 1 and queue.get("before").state == "pending"
+    result = CliRunner().invoke(cli, ["--db", path, "enqueue", "x" * 100_000])
+    assert result.exit_code == 1 and result.stderr.startswith("Error:"), result.output
+    assert "full" in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+    filler.unlink()
+    queue.enqueue_many([JobSpec(command="x" * 2000) for _ in range(50)])
+    assert queue.counts()["pending"] == 51
+    assert integrity_ok(path)
 
 
 # -- jobs that misbehave ---------------------------------------------------------------------
