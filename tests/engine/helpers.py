@@ -108,6 +108,12 @@ class WorkerProc:
     def pid(self) -> int:
         return self.process.pid
 
+    def wait_exit(self, timeout: float) -> int:
+        """Its exit code, once it has exited and all its output has been read."""
+        code = self.process.wait(timeout)
+        self._reader.join(timeout)
+        return code
+
     def stop(self) -> None:
         stop_process(self.process)
         self._reader.join(5)

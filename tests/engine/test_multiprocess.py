@@ -149,7 +149,8 @@ def test_a_killed_worker_is_rescued_and_its_job_retried_never_duplicated(
         done = wait_until(lambda: (j := queue.get(job.id)).state == "completed" and j, 15,
                           message="the retry to complete")
         assert (done.attempts, done.output, done.worker) == (2, "second run\n", other.worker_id)
-        assert ("rescued", job.id) in other.events()
+        wait_until(lambda: ("rescued", job.id) in other.events(), 10,
+                   message="the other worker to report the rescue")
         assert len(runs.read_text().split()) == 2
         assert [w.id for w in queue.live_workers()] == [other.worker_id]
     finally:
@@ -170,7 +171,8 @@ def test_rescue_after_a_kill_goes_dead_when_attempts_are_used_up(db_path, tmp_pa
         [rescuer] = workers(threads=1)
         dead = wait_until(lambda: (j := queue.get(job.id)).state == "dead" and j, 10)
         assert (dead.error, dead.attempts, dead.exit_code) == ("worker lost", 1, None)
-        assert ("rescued", job.id) in rescuer.events()
+        wait_until(lambda: ("rescued", job.id) in rescuer.events(), 10,
+                   message="the rescuer to report it")
     finally:
         if pgid_file.exists() and pgid_file.read_text().strip():
             kill_group(int(pgid_file.read_text()))
@@ -244,6 +246,6 @@ def test_a_frozen_worker_loses_its_job_at_the_end_of_its_lease(db_path, tmp_path
     wait_until(lambda: frozen.worker_id in {w.id for w in queue.live_workers()}, 10,
                message="the thawed worker to heartbeat again")
     frozen.process.send_signal(signal.SIGTERM)  # graceful: it exits once its run is over
-    assert frozen.process.wait(15) == 0
+    assert frozen.wait_exit(15) == 0
     assert queue.get(job.id).__data__ == done.__data__
     assert ("completed", job.id) not in frozen.events()

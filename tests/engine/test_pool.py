@@ -111,7 +111,8 @@ def test_results_and_events(queue, pools, tmp_path):
     )
     slow_job = queue.get(slow.id)
     assert slow_job.state == "dead" and "timed out" in slow_job.error
-    wait_until(lambda: ("dead", slow.id) in events, 5)
+    finals = {("completed", ok.id), ("dead", bad.id), ("dead", slow.id)}
+    wait_until(lambda: finals <= set(events), 5, message="the final events")  # after the writes
     assert ("completed", ok.id) in events
     assert [kind for kind, job_id in events if job_id == bad.id] == [
         "started", "failed", "started", "dead",
