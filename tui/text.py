@@ -26,9 +26,9 @@ def clean(text: str | None, *, single_line: bool = False) -> str:
     """
     if not text:
         return ""
-    text = _CONTROL.sub(_visible, text)
+    text = _CONTROL.sub(_visible, text.replace("\r\n", "\n"))  # CRLF is just a line end
     if single_line:
-        text = text.replace("\r\n", "\n").strip("\n").replace("\n", " ⏎ ").replace("\t", " ")
+        text = text.strip("\n").replace("\n", " ⏎ ").replace("\t", " ")
     return text
 
 

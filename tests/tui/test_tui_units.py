@@ -1,0 +1,66 @@
+"""The TUI's pure helpers: literal text, durations, column fitting, pane totals."""
+
+from __future__ import annotations
+
+import pytest
+from rich.text import Text
+
+from queuectl.tui.data import pane_summaries
+from queuectl.tui.text import ago, clean, duration, literal
+from queuectl.tui.widgets.pane import KINDS, PADDING, fit_columns
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("[bold]x[/]", "[bold]x[/]"),
+        ("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m"),
+        ("bell\x07 nul\x00 del\x7f csi\x9b", "bell\\x07 nul\\x00 del\\x7f csi\\x9b"),
+        ("tab\tand\nnewline", "tab\tand\nnewline"),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_clean_shows_control_characters_instead_of_obeying_them(raw, shown):
+    assert clean(raw) == shown
+
+
+def test_one_line_cells_show_newlines_as_a_mark():
+    assert clean("a\r\nb\tc\n", single_line=True) == "a ⏎ b c"
+
+
+def test_literal_is_a_text_without_markup():
+    text = literal("[red]x[/red] \x1b[1m")
+    assert isinstance(text, Text) and text.plain == "[red]x[/red] \\x1b[1m" and not text.spans
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0.421, "0.42s"), (4.24, "4.2s"), (42, "42s"), (185, "3m05s"), (7300, "2h01m"),
+     (273600, "3d04h"), (-3, "0.00s"), (None, "")],  # fmt: skip
+)
+def test_duration(seconds, shown):
+    assert duration(seconds) == shown
+
+
+def test_ago():
+    assert ago(100.0, 160.0) == "1m ago" and ago(None, 1.0) == ""
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("width", [20, 37, 57, 77, 117, 200])
+def test_columns_fit_the_pane(kind, width):
+    columns = fit_columns(KINDS[kind].columns, width)
+    assert columns[0][0].key == "id" and "command" in [c.key for c, _ in columns]
+    used = sum(w + 2 * PADDING for _, w in columns)
+    assert used <= width or width < 40  # tiny panes keep id and a usable command, and scroll
+
+
+def test_pane_summaries_put_retrying_jobs_with_pending_ones():
+    counts = {"pending": 3, "failed": 2, "processing": 1, "completed": 9, "dead": 4}
+    assert pane_summaries(counts, 1) == {
+        "waiting": (5, "2 retrying"),
+        "processing": (1, "1 worker live"),
+        "completed": (9, ""),
+        "dead": (4, ""),
+    }
