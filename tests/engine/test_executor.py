@@ -300,3 +300,11 @@ def test_kill_a_job_that_closed_its_output():
     thread.join(5)
     assert not thread.is_alive()
     assert results[0].error == "killed (hard stop)"
+
+
+def test_a_job_flooding_output_still_times_out():
+    started = time.monotonic()
+    result = executor.run("yes queuectl", timeout=0.5, output_limit=1000)
+    assert "timed out" in result.error
+    assert time.monotonic() - started < 0.5 + executor.KILL_GRACE_S + 3
+    assert result.output.startswith(MARKER) and "queuectl\nqueuectl\n" in result.output
