@@ -132,6 +132,8 @@ class Execution:
     def kill(self) -> None:
         """Kill the whole process group now (a hard stop)."""
         with self._lock:
+            if self._process is not None and self._process.returncode is not None:
+                return  # it has exited already: its result stands (a hard stop must not rerun it)
             self._killed.set()
             if self._process is not None:
                 _signal_group(self._process.pid, signal.SIGKILL)

@@ -308,3 +308,12 @@ def test_a_job_flooding_output_still_times_out():
     assert "timed out" in result.error
     assert time.monotonic() - started < 0.5 + executor.KILL_GRACE_S + 3
     assert result.output.startswith(MARKER) and "queuectl\nqueuectl\n" in result.output
+
+
+def test_kill_after_the_job_ended_leaves_its_result():
+    """A hard stop that comes as a job ends (the pool still holds it) must not turn a finished
+    run into a killed one: the pool would put the job back and run it again."""
+    execution = Execution("echo done")
+    result = execution.run()
+    execution.kill()
+    assert result.ok and not execution.killed_by_stop
