@@ -304,3 +304,16 @@ def test_starting_and_stopping_pools_leaks_no_threads_or_descriptors(queue):
     # SQLite may keep one closed connection's descriptor while another holds a lock on the file
     # (POSIX locks are per process): a little slack, but no growth with the number of pools.
     assert open_fds() <= fds + 2
+
+
+def test_a_job_runs_where_it_was_enqueued(queue, pools, tmp_path, monkeypatch):
+    here = tmp_path / "enqueued from here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    job = queue.enqueue("pwd")
+    elsewhere = queue.enqueue(JobSpec(command="pwd", cwd=str(tmp_path)))
+    monkeypatch.chdir("/")
+    pools(queue, threads=2)
+    wait_until(lambda: {state(queue, j.id) for j in (job, elsewhere)} == {"completed"}, 10)
+    assert queue.get(job.id).output == f"{here}\n"
+    assert queue.get(elsewhere.id).output == f"{tmp_path}\n"
