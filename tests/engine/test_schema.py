@@ -157,3 +157,22 @@ def test_a_path_under_a_file(tmp_path):
     assert str(blocker) in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(QueueError):
         Queue(str(blocker / "deeper" / "queue.db"))
+
+
+def test_target_resolution_order(tmp_path, monkeypatch):
+    from queuectl.db import resolve_target
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("QUEUECTL_DB", raising=False)
+    default = resolve_target(None)
+    assert (default.kind, default.location) == (
+        "sqlite", str(tmp_path / "xdg" / "queuectl" / "queuectl.db"),
+    )
+    monkeypatch.setenv("QUEUECTL_DB", str(tmp_path / "from-env.db"))
+    assert resolve_target(None).location == str(tmp_path / "from-env.db")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_target("given.db").location == str(tmp_path / "given.db"), "--db wins"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert resolve_target("~/q.db").location == str(tmp_path / "home" / "q.db")
+    assert resolve_target(f"sqlite://{tmp_path}/u.db").location == str(tmp_path / "u.db")
+    assert resolve_target("postgresql://u@h:5432/db").kind == "postgresql"
