@@ -34,7 +34,9 @@ from .harness import (
 )
 
 THREADS = 2
-GATE_WAIT = 'while [ ! -e "{gate}" ]; do sleep 0.002; done'
+# Holds a worker slot until the gate file exists; bounded (~20-60 s) so that nothing is left
+# spinning if a benchmark dies before opening it.
+GATE_WAIT = 'i=0; while [ ! -e "{gate}" ] && [ $i -lt 10000 ]; do sleep 0.002; i=$((i+1)); done'
 
 
 def python_ceiling(n: int, threads: int = THREADS) -> float:
@@ -163,6 +165,8 @@ def huey_throughput(workdir: str, n: int, threads: int = THREADS) -> float:
                 result.get(blocking=True, timeout=30)
             return n / (max(ends) - opened)
     finally:
+        with open(gate, "a"):  # let the gate tasks end, whatever happened
+            pass
         sys.path.remove(folder)
         sys.modules.pop("benchhuey", None)
         for key, value in old.items():
@@ -198,6 +202,7 @@ def tsp_throughput(binary: str, workdir: str, n: int, threads: int = THREADS) ->
     env = child_env({
         "TS_SOCKET": os.path.join(folder, "socket"),
         "TS_MAXFINISHED": str(n + 10),
+        "TS_MAXCONN": str(n + 10),  # each queued job is a waiting client (default limit 1000)
         "TMPDIR": folder,  # where it keeps each job's output
     })  # fmt: skip
 
@@ -226,6 +231,8 @@ def tsp_throughput(binary: str, workdir: str, n: int, threads: int = THREADS) ->
             raise RuntimeError(f"task-spooler still has {left} unfinished jobs")
         return n / (ended - opened)
     finally:
+        with open(gate, "a"):  # let the gate jobs end, whatever happened
+            pass
         subprocess.run([binary, "-K"], env=env, capture_output=True, timeout=30)
 
 
