@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from rich.console import Console
-from conftest import drive, make_app, until
+from tui_helpers import drive, make_app, until
 from rich.text import Text
 from textual.command import CommandList
 from textual.widgets import Input, Static, TextArea
@@ -385,7 +385,7 @@ def test_q_asks_then_lets_running_jobs_finish(live_queue, tmp_path):
         await pilot.press("n")  # changed my mind: keep going
         assert not isinstance(app.screen, ConfirmScreen) and not app._exit
         await pilot.press("q", "y")
-        assert isinstance(app.screen, StoppingScreen)
+        await until(pilot, lambda: isinstance(app.screen, StoppingScreen))
         other = live_queue.enqueue("echo later")
         await pilot.pause(0.3)
         assert not app._exit
@@ -403,7 +403,9 @@ def test_stopping_screen_k_kills_running_jobs_back_to_pending(live_queue):
     async def scenario(pilot):
         job = live_queue.enqueue("sleep 30")
         await until(pilot, lambda: live_queue.get(job.id).state == "processing")
-        await pilot.press("q", "y", "k")
+        await pilot.press("q", "y")
+        await until(pilot, lambda: isinstance(app.screen, StoppingScreen))
+        await pilot.press("k")
         await until(pilot, lambda: app._exit, what="the app to exit")
         stored = live_queue.get(job.id)
         assert (stored.state, stored.attempts) == ("pending", 0)

@@ -7,7 +7,7 @@ Regenerate on purpose with ``pytest tests/tui --snapshot-update`` and look at th
 
 from __future__ import annotations
 
-from conftest import until
+from tui_helpers import until
 from textual.widgets import Input, TextArea
 
 from queuectl.tui.app import QueueApp

@@ -39,13 +39,18 @@ class StatsBar(Horizontal):
         self._finished_total: int | None = None
         self._per_second: dict[int, int] = {}
         self._second = 0
+        # Kept, not queried: a snapshot may still arrive while the app closes.
+        self._counts = Static(id="counts")
+        self._workers = Static(id="workers")
+        self._chart = Sparkline([0] * WINDOW_S, id="throughput")
+        self._rate = Static(id="rate")
 
     def compose(self) -> ComposeResult:
         yield Static(self._brand(), id="brand")
-        yield Static(id="counts")
-        yield Static(id="workers")
-        yield Sparkline([0] * WINDOW_S, id="throughput")
-        yield Static(id="rate")
+        yield self._counts
+        yield self._workers
+        yield self._chart
+        yield self._rate
 
     def _brand(self) -> Text:
         return Text(f" {self.queue_name} ", style="bold")  # a Text: the name is shown literally
@@ -77,10 +82,10 @@ class StatsBar(Horizontal):
 
     def _show_rate(self) -> None:
         window = range(self._second - WINDOW_S + 1, self._second + 1)
-        self.query_one("#throughput", Sparkline).data = [self._per_second.get(s, 0) for s in window]
+        self._chart.data = [self._per_second.get(s, 0) for s in window]
         rate = Text(f" {self.finished_last_minute:,}", style="bold")
         rate.append("/min ", style=MUTED)
-        self.query_one("#rate", Static).update(rate)
+        self._rate.update(rate)
 
     # -- the text -------------------------------------------------------------------------------
 
@@ -90,7 +95,7 @@ class StatsBar(Horizontal):
         if self.error:
             text.append("⚠ cannot read the queue: ", style=f"bold {COLORS['dead']}")
             text.append(literal(self.error))  # a driver's message may quote anything
-            self.query_one("#counts", Static).update(text)
+            self._counts.update(text)
             return
         for label, state, glyph in COUNTS:
             value = self.counts.get(state, 0)
@@ -100,7 +105,7 @@ class StatsBar(Horizontal):
             else:
                 text.append(f"{value:,}", style=f"bold {style}")
                 text.append(f" {label}  ", style=MUTED)
-        self.query_one("#counts", Static).update(text)
+        self._counts.update(text)
 
     def _show_workers(self) -> None:
         text = Text(no_wrap=True)
@@ -117,7 +122,7 @@ class StatsBar(Horizontal):
         text.append(", ", style=MUTED)
         text.append(f"{self.busy}", style="bold")
         text.append(" busy ", style=MUTED)
-        self.query_one("#workers", Static).update(text)
+        self._workers.update(text)
 
     def watch_counts(self) -> None:
         self._show_counts()

@@ -1,0 +1,41 @@
+"""Driving the TUI in tests: build an app, run a scenario against it, wait on conditions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from queuectl.queue import Queue
+from queuectl.tui.app import QueueApp
+
+SIZE = (120, 40)
+
+
+def make_app(queue: Queue, workers: int = 0, clock=None) -> QueueApp:
+    return QueueApp(queue, workers=workers, clock=clock, refresh_interval=0.25)
+
+
+async def until(pilot, condition: Callable[[], object], timeout: float = 10.0, what: str = ""):
+    """Let the app run until ``condition()`` holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await pilot.pause(0.02)
+
+
+def drive(app: QueueApp, scenario: Callable[..., Awaitable[None]], size=SIZE) -> None:
+    """Run ``scenario(pilot)`` against ``app`` once its first snapshot is shown."""
+
+    async def main() -> None:
+        async with app.run_test(size=size) as pilot:
+            await until(pilot, lambda: app.loads > 0, what="the first snapshot")
+            await scenario(pilot)
+            if not app._exit:
+                app.pool.join()  # a test that did not quit leaves no threads behind
+
+    asyncio.run(main())
