@@ -25,7 +25,6 @@ from click.testing import CliRunner
 from queuectl import JobSpec, Queue, QueueError, WorkerPool
 from queuectl.cli import cli
 from queuectl.executor import Execution, RunResult
-from queuectl.models import Job
 
 CHILD = str(Path(__file__).with_name("child.py"))
 ROOT = str(Path(__file__).resolve().parents[2])
@@ -71,7 +70,8 @@ class Child:
                 if remaining <= 0 or not self._reader.is_alive():
                     stderr = self.process.stderr.read() if self.process.poll() is not None else ""
                     raise AssertionError(
-                        f"no line {prefix!r} from child (got {self.lines}); stderr: {stderr[-2000:]}"
+                        f"no line {prefix!r} from child (got {self.lines}); "
+                        f"stderr: {stderr[-2000:]}"
                     )
                 self._new.wait(min(remaining, 0.5))
 
@@ -144,7 +144,7 @@ def test_sigkill_during_a_10000_job_enqueue_is_all_or_nothing(tmp_path, children
     duration = time.monotonic() - started
     assert Queue(path).counts()["pending"] == 10_000
     outcomes = []
-    for run in range(6):
+    for run in range(4):
         path = str(tmp_path / f"run{run}.db")
         child = children("enqueue_many", path, "10000")
         child.expect("ready")

@@ -42,7 +42,9 @@ JSON_SCALARS = st.one_of(
     st.sampled_from(["true", "", " ", "2026-01-01", "9999-12-31T23:59:59", "0001-01-01", "x"]),
 )
 JSON_VALUES = st.recursive(
-    JSON_SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(ANY_TEXT, inner, max_size=3), max_leaves=6
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(ANY_TEXT, inner, max_size=3),
+    max_leaves=6,
 )
 JSON_OBJECTS = st.dictionaries(
     st.one_of(st.sampled_from(KEYS), ANY_TEXT), JSON_VALUES, max_size=5
@@ -214,7 +216,9 @@ def test_get_any_prefix(any_backend_queue, ids, prefix):
 @given(data=st.one_of(
     st.binary(max_size=300),
     st.text(max_size=100).map(lambda t: t.encode("utf-8", "surrogatepass")),
-    st.sampled_from([b"\x00" * 10, b"\xff\xfe\xfd", b"\xe2\x82", b"\x1b[2J\x1b]0;pwn\x07", b"\r\n\t"]),
+    st.sampled_from(
+        [b"\x00" * 10, b"\xff\xfe\xfd", b"\xe2\x82", b"\x1b[2J\x1b]0;pwn\x07", b"\r\n\t"]
+    ),
 ), limit=st.sampled_from([1_000_000, 64, 7, 1]))
 def test_any_bytes_a_job_prints_are_stored_as_text(queue, tmp_path, data, limit):
     path = tmp_path / "out.bin"
