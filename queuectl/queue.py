@@ -445,14 +445,19 @@ class Queue:
 
     def counts(self) -> dict[str, int]:
         totals = dict.fromkeys(STATES, 0)
+        # Kept exact by triggers (schema.job_counters): a few rows, whatever the queue's size.
         if self.is_sqlite:
-            # Kept exact by triggers (schema.job_counters): five rows, whatever the queue's size.
             query = self.db.execute_sql(f'SELECT "state", "n" FROM "{schema.COUNTER_TABLE}"')
         else:
-            query = Job.select(Job.state, peewee.fn.COUNT(Job.seq)).group_by(Job.state).tuples()
-        for state, count in query:
+            query = self.db.execute_sql(
+                f'SELECT "state", SUM("n"), COUNT(*) FROM "{schema.COUNTER_TABLE}" '
+                'GROUP BY "state"'
+            ).fetchall()
+            if sum(shards for _, _, shards in query) > _MAX_COUNTER_SHARDS:
+                self.db.execute_sql(_FOLD_COUNTER_SHARDS)
+        for state, count, *_ in query:
             if state in totals:
-                totals[state] = count
+                totals[state] = int(count)
         return totals
 
     def list_jobs(
@@ -807,6 +812,18 @@ def _first_error(transaction: AbstractContextManager[object]) -> Iterator[None]:
             raise first from None
         raise
 
+
+# PostgreSQL counts per connection (schema.postgres_job_counters); once there are this many
+# rows, those of connections that are gone are folded into shard 0, keeping the sum.
+_MAX_COUNTER_SHARDS = 100
+_FOLD_COUNTER_SHARDS = (
+    f'WITH "gone" AS (DELETE FROM "{schema.COUNTER_TABLE}" WHERE "shard" <> 0 AND "shard" '
+    'NOT IN (SELECT "pid" FROM pg_stat_activity WHERE "pid" IS NOT NULL) '
+    'RETURNING "state", "n") '
+    f'INSERT INTO "{schema.COUNTER_TABLE}" AS c ("state", "shard", "n") '
+    'SELECT "state", 0, SUM("n") FROM "gone" GROUP BY "state" '
+    'ON CONFLICT ("state", "shard") DO UPDATE SET "n" = c."n" + EXCLUDED."n"'
+)
 
 _COLUMN_NAMES = tuple(field.name for field in Job._meta.sorted_fields)
 _INSERTED = (

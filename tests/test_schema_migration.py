@@ -62,7 +62,7 @@ def test_a_version_1_file_upgrades_keeping_every_job(db_path):
 
     queue = Queue(db_path)
     try:
-        assert schema.read_version(queue.db) == schema.SCHEMA_VERSION == 2
+        assert schema.read_version(queue.db) == schema.SCHEMA_VERSION >= 2
         assert queue.counts() == before == {state: 60 for state in STATES}
         assert {job.id for job in queue.list_jobs()} == {f"old-{n:03d}" for n in range(300)}
         assert queue.get("old-007").command == "echo 7"
@@ -165,3 +165,69 @@ def test_postgresql_counts_match_the_rows(pg_target):
         assert queue.counts() == {**dict.fromkeys(STATES, 0), "pending": 6, "completed": 1}
     finally:
         queue.close()
+
+
+def pg_counted(queue: Queue) -> dict[str, int]:
+    totals = dict.fromkeys(STATES, 0)
+    for state, n in queue.db.execute_sql("SELECT state, COUNT(*) FROM job GROUP BY state"):
+        totals[state] = n
+    return totals
+
+
+@pytest.mark.postgres
+def test_a_postgresql_version_2_schema_upgrades_keeping_every_job(pg_target):
+    queue = Queue(pg_target)
+    queue.enqueue_many([JobSpec(command=f"echo {n}", id=f"pg-{n}") for n in range(30)])
+    worker = queue.register_worker(1)
+    for _ in range(10):
+        queue.finish(queue.claim(worker), OK, worker)
+    # Back to what schema 2 left on PostgreSQL: no counters.
+    for statement in (
+        "DROP TRIGGER job_count_insert ON job",
+        "DROP TRIGGER job_count_delete ON job",
+        "DROP TRIGGER job_count_update ON job",
+        "DROP TABLE job_count",
+        "DROP FUNCTION job_count_inserted, job_count_deleted, job_count_row",
+        "UPDATE queuectl_schema SET value = '2' WHERE key = 'version'",
+    ):
+        queue.db.execute_sql(statement)
+    queue.close()
+
+    upgraded = Queue(pg_target)
+    try:
+        assert schema.read_version(upgraded.db) == schema.SCHEMA_VERSION
+        assert upgraded.counts() == pg_counted(upgraded)
+        assert upgraded.counts()["completed"] == 10 and upgraded.counts()["pending"] == 20
+        assert len(upgraded.list_jobs()) == 30
+        worker = upgraded.register_worker(1)
+        upgraded.finish(upgraded.claim(worker), FAILED, worker)
+        upgraded.db.execute_sql("DELETE FROM job WHERE state = 'completed'")
+        assert upgraded.counts() == pg_counted(upgraded)
+    finally:
+        upgraded.close()
+
+
+@pytest.mark.postgres
+def test_postgresql_counts_survive_many_connections_and_folding(pg_target):
+    queues = [Queue(pg_target) for _ in range(3)]
+    try:
+        for n, queue in enumerate(queues):  # each connection counts in a shard of its own
+            queue.enqueue_many([JobSpec(command="true")] * (n + 1))
+        first = queues[0]
+        worker = first.register_worker(1)
+        first.finish(first.claim(worker), OK, worker)
+        assert first.counts() == pg_counted(first) == {
+            **dict.fromkeys(STATES, 0), "pending": 5, "completed": 1,
+        }  # fmt: skip
+        # Shards of connections long gone (pids no backend has) are folded into shard 0.
+        first.db.execute_sql(
+            "INSERT INTO job_count (state, shard, n) SELECT 'pending', -g, 0 "
+            "FROM generate_series(1, 150) AS g"
+        )
+        assert first.counts() == pg_counted(first)
+        left = first.db.execute_sql("SELECT COUNT(*) FROM job_count").fetchone()[0]
+        assert left < 20
+        assert first.counts() == pg_counted(first)
+    finally:
+        for queue in queues:
+            queue.close()
