@@ -287,7 +287,7 @@ def run_backends(settings: Settings, report: Report) -> None:
     for processes in process_counts:
         sqlite = [queuectl_throughput(fresh_sqlite(settings, "mp"), n, processes)
                   for _ in range(reps)]  # fmt: skip
-        report.add(Figure(f"6. sqlite, {processes} worker process(es) x 2 threads", "jobs/s",
+        report.add(Figure(f"#6 sqlite: {processes} worker process(es) x 2 threads", "jobs/s",
                           sqlite, "python ceiling", ceiling))  # fmt: skip
         if settings.pg_url is None:
             continue
@@ -295,5 +295,5 @@ def run_backends(settings: Settings, report: Report) -> None:
         for _ in range(reps):
             with pg_schema(settings.pg_url) as target:
                 postgres.append(queuectl_throughput(target, n, processes))
-        report.add(Figure(f"6. postgresql, {processes} worker process(es) x 2 threads",
+        report.add(Figure(f"#6 postgresql: {processes} worker process(es) x 2 threads",
                           "jobs/s", postgres, "python ceiling", ceiling))  # fmt: skip
