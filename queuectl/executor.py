@@ -11,6 +11,9 @@ import threading
 import time
 from dataclasses import dataclass
 
+# Set in every job's environment to the id of the worker that runs it, so that the job's processes
+# can be found (and killed) after a worker died without taking them down (see kill_leftovers).
+WORKER_ENV = "QUEUECTL_WORKER"
 OUTPUT_LIMIT = 1024 * 1024  # bytes of output stored per run; the tail is kept
 KILL_GRACE_S = 1.0  # between SIGTERM and SIGKILL on a timeout
 READ_CHUNK = 64 * 1024
@@ -86,7 +89,9 @@ class Execution:
         cwd: str | None = None,
         timeout: float | None = None,
         output_limit: int = OUTPUT_LIMIT,
+        env: dict[str, str] | None = None,
     ) -> None:
+        self.env = env  # None: this process's environment
         self.command = command
         self.cwd = cwd
         self.timeout = timeout
@@ -108,6 +113,7 @@ class Execution:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # its own process group, which a timeout kills
                     close_fds=True,
+                    env=self.env,
                 )
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             return RunResult(None, f"cannot start: {exc}", "")
@@ -247,6 +253,32 @@ def _group_alive(pgid: int) -> bool:
         if int(fields[2]) == pgid and fields[0] != b"Z":
             return True
     return False
+
+
+def kill_leftovers(worker_id: str) -> int:
+    """SIGKILL the process groups of jobs that ``worker_id`` started and that outlived it (a
+    worker killed by SIGKILL can't take them down): found by :data:`WORKER_ENV` in their
+    environment, on Linux (/proc); elsewhere none are found. Returns how many groups."""
+    mark = f"{WORKER_ENV}={worker_id}".encode()
+    groups = set()
+    try:
+        entries = list(os.scandir("/proc"))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as environ:
+                if mark not in environ.read().split(b"\0"):
+                    continue
+            groups.add(os.getpgid(int(entry.name)))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    groups.discard(os.getpgrp())  # never this process's own group
+    for pgid in groups:
+        _signal_group(pgid, signal.SIGKILL)
+    return len(groups)
 
 
 def _signal_name(signum: int) -> str:

@@ -27,7 +27,7 @@ from . import config as config_keys
 from . import schema
 from .db import Target, _redact, open_database, resolve_target
 from .errors import InvalidInput, QueueError
-from .executor import RunResult
+from .executor import RunResult, kill_leftovers
 from .models import CLAIMABLE, STATES, Config, Job, WorkerProcess, current_database, database
 from .spec import JobSpec
 
@@ -384,7 +384,10 @@ class Queue:
         """Fail the jobs of workers that are gone (SPEC 3): their lease ran out, or their pid is
         dead on this host. The retry rules then decide what follows. Returns the rescued jobs."""
         now = self.clock()
-        gone = [w.id for w in WorkerProcess.select() if self._is_gone(w, now)]
+        workers = [w for w in WorkerProcess.select() if self._is_gone(w, now)]
+        gone = [w.id for w in workers]
+        # Dead here: what is left of their runs must stop before the jobs run again.
+        dead_here = [w.id for w in workers if w.host == self.host and not pid_alive(w.pid)]
         live = WorkerProcess.select(WorkerProcess.id).where(WorkerProcess.id.not_in(gone))
         orphans = Job.select().where(
             Job.state == "processing", (Job.worker.is_null()) | Job.worker.not_in(live)
@@ -400,6 +403,8 @@ class Queue:
                 stored = self._finish(job, job.worker, changes)
                 if stored is not None:
                     rescued.append(stored)
+        for worker_id in dead_here:
+            kill_leftovers(worker_id)
         if rescued:
             self._notify()
         return rescued

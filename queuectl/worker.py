@@ -7,6 +7,7 @@ heartbeats, rescues the jobs of dead workers and wakes idle threads when the que
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import peewee
 
-from .executor import OUTPUT_LIMIT, Execution, RunResult
+from .executor import OUTPUT_LIMIT, WORKER_ENV, Execution, RunResult
 from .models import Job
 from .queue import HEARTBEAT_INTERVAL_S, Queue
 
@@ -228,6 +229,7 @@ class WorkerPool:
             cwd=job.cwd,
             timeout=self.queue.timeout_for(job),
             output_limit=self.output_limit,
+            env={**os.environ, WORKER_ENV: self.worker_id},  # type: ignore[dict-item]
         )
         with self._lock:
             self._running[slot] = execution

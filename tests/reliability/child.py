@@ -72,6 +72,15 @@ def die_in_finish(db: str) -> None:
     pool.run_until_stopped()
 
 
+def run_worker(db: str) -> None:
+    """A worker process (one thread), until it is killed."""
+    from queuectl import Queue, WorkerPool
+
+    pool = WorkerPool(Queue(db), 1).start()
+    say(f"worker {pool.worker_id}")
+    pool.run_until_stopped()
+
+
 def hold_write_lock(db: str) -> None:
     """Take SQLite's write lock (BEGIN IMMEDIATE) and keep it until a line arrives on stdin."""
     connection = sqlite3.connect(db, isolation_level=None)
@@ -104,6 +113,7 @@ ACTIONS = {
     "enqueue_many": enqueue_many,
     "enqueue_many_killed_inside": enqueue_many_killed_inside,
     "die_in_finish": die_in_finish,
+    "run_worker": run_worker,
     "hold_write_lock": hold_write_lock,
     "open_queue": open_queue,
 }

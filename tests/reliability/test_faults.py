@@ -198,6 +198,33 @@ def test_worker_killed_between_job_end_and_result_is_rescued(tmp_path, children)
     assert (done.state, done.attempts, done.output) == ("completed", 2, "ran-once\n")
 
 
+def test_a_killed_workers_running_job_is_stopped_before_it_runs_again(tmp_path, children):
+    """SIGKILL of a worker process can't take its job's process group (its own session) down
+    with it. When the job is rescued, what is left of that run is killed: otherwise the retry
+    would run while the first run goes on — the same job twice at once."""
+    path = str(tmp_path / "queue.db")
+    pidfile = tmp_path / "pids"
+    queue = Queue(path)
+    job = queue.enqueue(f"sleep 60 & echo $! >> {pidfile}; echo $$ >> {pidfile}; wait")
+    worker = children("run_worker", path)
+    worker.expect("worker ")
+    wait_until(lambda: pidfile.exists() and len(pidfile.read_text().split()) == 2, 30,
+               "the job started")
+    pids = [int(p) for p in pidfile.read_text().split()]
+    try:
+        worker.kill()  # the worker process only: the job is in a session of its own
+        assert all(_alive(pid) for pid in pids), "the job should outlive its worker"
+        assert [r.id for r in queue.rescue_lost()] == [job.id]
+        wait_until(lambda: not any(_alive(pid) for pid in pids), 10,
+                   "the lost run's processes were killed")
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 # -- another process holds the write lock ---------------------------------------------------
 
 
