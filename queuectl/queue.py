@@ -219,6 +219,8 @@ class Queue:
                     self.db.cursor().executemany(
                         self._sql.insert, [tuple(row.values()) for row in rows]
                     )
+                    if self.is_sqlite:  # counted here, not by a trigger per row (schema 4)
+                        self.db.execute_sql(self._sql.count_inserted, (len(rows),))
                 self._announce()
         except (peewee.IntegrityError, *_integrity_errors(self.db)):
             # Another process took one of the ids between our check and our insert.
@@ -876,6 +878,9 @@ class _Statements:
         names = ", ".join(f'"{name}"' for name in _INSERTED)
         values = ", ".join([param] * len(_INSERTED))
         self.insert = f'INSERT INTO "job" ({names}) VALUES ({values})'
+        self.count_inserted = (
+            f'UPDATE "{schema.COUNTER_TABLE}" SET "n" = "n" + {param} WHERE "state" = \'pending\''
+        )
         self._finish: dict[tuple[str, ...], str] = {}
 
     def finish(self, columns: tuple[str, ...]) -> str:

@@ -78,6 +78,25 @@ def test_a_version_1_file_upgrades_keeping_every_job(db_path):
         again.close()
 
 
+def test_a_schema_3_file_stops_counting_inserts_twice(db_path):
+    """Schema 3 counted inserts by a trigger, schema 4 in enqueue_many: never both."""
+    queue = Queue(db_path)
+    queue.enqueue_many([JobSpec(command="true")] * 3)
+    queue.db.execute_sql(
+        'CREATE TRIGGER "job_count_insert" AFTER INSERT ON "job" BEGIN INSERT INTO "job_count" '
+        '("state", "n") VALUES (NEW."state", 1) ON CONFLICT ("state") DO UPDATE SET "n" = "n" + 1;'
+        " END"
+    )
+    queue.db.execute_sql("UPDATE queuectl_schema SET value = '3' WHERE key = 'version'")
+    queue.close()
+    upgraded = Queue(db_path)
+    try:
+        upgraded.enqueue_many([JobSpec(command="true")] * 4)
+        assert upgraded.counts() == counted(db_path) == {**dict.fromkeys(STATES, 0), "pending": 7}
+    finally:
+        upgraded.close()
+
+
 def test_a_new_file_counts_from_zero(db_path):
     queue = Queue(db_path)
     try:
