@@ -25,6 +25,8 @@ IDLE_WAIT_S = 0.25  # an idle thread re-checks at least this often, whatever it 
 SERVICE_TICK_S = 0.1  # the service thread's round: change watch, then `--burst`'s check
 DB_RETRY_S = 0.5
 
+MAX_THREADS = 256  # worker threads in one process; more processes scale further
+
 
 @dataclass(frozen=True)
 class JobEvent:
@@ -49,8 +51,8 @@ class WorkerPool:
         burst: bool = False,
         output_limit: int = OUTPUT_LIMIT,
     ) -> None:
-        if threads < 0:
-            raise ValueError("threads must be >= 0")
+        if not 0 <= threads <= MAX_THREADS:
+            raise ValueError(f"threads must be 0 to {MAX_THREADS}")
         self.queue = queue
         self.on_event = on_event
         self.burst = burst
@@ -100,7 +102,7 @@ class WorkerPool:
     def set_threads(self, count: int) -> None:
         """Grow at once; shrink as threads finish their current job."""
         with self._lock:
-            self._target = max(0, count)
+            self._target = max(0, min(count, MAX_THREADS))
             self._fill_slots()
             self._wake_locked()
 

@@ -26,7 +26,7 @@ from textual.widgets import Footer
 from queuectl.errors import QueueError
 from queuectl.queue import Queue
 from queuectl.spec import JobSpec
-from queuectl.worker import JobEvent
+from queuectl.worker import MAX_THREADS, JobEvent
 
 from .data import load_snapshot, pane_summaries
 from .pool import PoolControl
@@ -52,7 +52,6 @@ PALETTE = (
     ("Pause / resume workers", "p: running jobs finish", "pause"),
 )
 MIN_LOAD_GAP_S = 0.2  # worker events refresh at most this often; the timer refreshes anyway
-MAX_THREADS = 64
 
 
 def display_name(queue: Queue) -> str:

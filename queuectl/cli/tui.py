@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from ..worker import MAX_THREADS
 from .common import Settings, pass_settings
 
 
@@ -21,7 +22,7 @@ def open_tui(settings: Settings, workers: int) -> None:
 
 @click.command()
 @click.option(
-    "--workers", "-w", type=click.IntRange(min=0), default=2, show_default=True,
+    "--workers", "-w", type=click.IntRange(0, MAX_THREADS), default=2, show_default=True,
     help="Worker threads the app runs (0: watch only).",
 )
 @pass_settings

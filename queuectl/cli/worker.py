@@ -14,7 +14,7 @@ import click
 
 from ..models import Job
 from ..queue import pid_alive
-from ..worker import JobEvent, WorkerPool
+from ..worker import MAX_THREADS, JobEvent, WorkerPool
 from .common import Settings, clean, fmt_duration, fmt_relative, fmt_time, pass_settings, wait_until
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -108,7 +108,7 @@ class Stopper:
 
 @worker.command()
 @click.option(
-    "--count", "-c", type=click.IntRange(min=1), default=1, show_default=True,
+    "--count", "-c", type=click.IntRange(1, MAX_THREADS), default=1, show_default=True,
     help="Worker threads (jobs run at once).",
 )
 @click.option(

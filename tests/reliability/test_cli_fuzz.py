@@ -192,11 +192,13 @@ def test_numeric_options_at_their_extremes(invoke, args):
     assert result.exit_code == 0, result.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CLI bug (queuectl/cli/worker.py): `worker start --count` has no upper bound "
-    "(click.IntRange(min=1)); 10**20 reaches register_worker and escapes as OverflowError "
-    "(a traceback). Want exit 2, one Error: line.",
-)
-def test_worker_count_beyond_any_machine(invoke):
-    invoke("worker", "start", "--burst", "--count", HUGE)
+@pytest.mark.parametrize("args", [
+    ("worker", "start", "--burst", "--count", HUGE),
+    ("tui", "--workers", HUGE),
+])
+def test_thread_counts_beyond_any_machine_are_usage_errors(invoke, args):
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert "is not in the range" in result.stderr
+    assert invoke.queue.live_workers() == []
