@@ -47,19 +47,30 @@ class TailBuffer:
             del self._data[: len(self._data) - self.limit]
 
     def text(self) -> str:
-        """The tail as text of at most ``limit`` UTF-8 bytes (escapes included), starting at
-        a character, after a line saying how many bytes were dropped before it."""
-        data = bytes(self._data[-self.limit :]) if self.limit else b""
-        while True:
-            if len(data) < self.total:  # we cut it: start at a character, not inside one
-                data = data[_continuation_bytes(data) :]
-            text = _readable(data)
-            excess = len(text.encode("utf-8")) - self.limit
-            if excess <= 0:
-                break
-            # Escapes made it longer; every byte dropped takes at least one byte of text with it.
-            data = data[excess:]
-        dropped = self.total - len(data)
+        """The longest tail that is at most ``limit`` UTF-8 bytes as text (escapes included),
+        starting at a character, after a line saying how many bytes were dropped before it."""
+        data = bytes(self._data)
+        lost = self.total - len(data)  # bytes trimmed off before ``data``
+
+        def start(at: int) -> int:
+            """``at``, or past the rest of a character cut there."""
+            if at == 0 and not lost:
+                return 0
+            return at + _cut_character(data, at, known_before=at > 0)
+
+        first = start(max(len(data) - self.limit, 0)) if self.limit else len(data)
+        if _text_size(data[first:]) > self.limit:
+            # Escapes (\xNN for one byte) made it longer: find the earliest start that fits.
+            low, high = first, len(data)
+            while low < high:
+                middle = (low + high) // 2
+                if _text_size(data[start(middle) :]) <= self.limit:
+                    high = middle
+                else:
+                    low = middle + 1
+            first = start(low)
+        text = _readable(data[first:])
+        dropped = lost + first
         if dropped:
             text = f"[queuectl: output truncated, {dropped} earlier bytes dropped]\n" + text
         return text
@@ -71,12 +82,41 @@ def _readable(data: bytes) -> str:
     return data.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
 
 
-def _continuation_bytes(data: bytes) -> int:
-    """How many bytes at the start of ``data`` continue a character cut off before it (<= 3)."""
+def _text_size(data: bytes) -> int:
+    """``len(_readable(data).encode())``, fast: 'ignore' drops exactly the bytes that
+    'backslashreplace' escapes (4 bytes each), and each NUL becomes 4 bytes too."""
+    valid = len(data.decode("utf-8", "ignore").encode("utf-8"))
+    return valid + 4 * (len(data) - valid) + 3 * data.count(b"\x00")
+
+
+def _valid(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _cut_character(data: bytes, at: int, known_before: bool) -> int:
+    """How many bytes from ``at`` on finish a UTF-8 character that starts before ``at`` (0 if
+    none does). Unless the bytes before are ``known_before``, continuation bytes are taken to
+    be such a rest (up to 3)."""
     count = 0
-    while count < min(3, len(data)) and 0x80 <= data[count] <= 0xBF:
+    while count < 3 and at + count < len(data) and 0x80 <= data[at + count] <= 0xBF:
         count += 1
-    return count
+    if not count or not known_before:
+        return count
+    for lead in range(at - 1, max(at - 4, -1), -1):  # the nearest byte that is not continuation
+        byte = data[lead]
+        if 0x80 <= byte <= 0xBF:
+            continue
+        length = (
+            2 if 0xC2 <= byte <= 0xDF else 3 if 0xE0 <= byte <= 0xEF else 4 if byte >= 0xF0 else 0
+        )
+        if length and lead + length > at and _valid(data[lead : lead + length]):
+            return lead + length - at
+        return 0
+    return 0
 
 
 class Execution:

@@ -176,7 +176,8 @@ def test_the_cap_holds_for_binary_output(command):
     result = executor.run(command, output_limit=limit)
     assert result.ok
     assert result.output.startswith(MARKER)
-    assert stored_size(result.output) <= limit
+    # As much of the tail as fits (an escape or a character is at most 4 bytes), no more
+    assert limit - 3 <= stored_size(result.output) <= limit
 
 
 def test_a_cut_never_splits_a_character():
@@ -251,8 +252,11 @@ def test_tail_buffer_cap_over_random_bytes():
     import random
 
     rng = random.Random(1234)
-    alphabet = [b"a", b"\n", b"\x00", b"\xff", "é".encode(), "€".encode(), "😀".encode(), b"\x80"]
-    for _ in range(300):
+    alphabet = [
+        b"a", b"\n", b"\x00", b"\xff", "é".encode(), "€".encode(), "😀".encode(), b"\x80",
+        b"\xe2\x82", b"\xbf",
+    ]
+    for _ in range(2000):
         limit = rng.randint(1, 64)
         data = b"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 200)))
         buffer = TailBuffer(limit)
@@ -270,6 +274,18 @@ def test_tail_buffer_cap_over_random_bytes():
         assert len(body.encode()) <= limit
         assert executor._readable(data[dropped:]) == body
         assert dropped == 0 or len(data) - dropped <= limit
+        if dropped:  # the longest tail that fits: one more character or escape would not
+            assert len(body.encode()) >= limit - 3
+            kept_from = len(data) - len(buffer._data)  # what the buffer still holds
+            for back in range(1, 4):  # and no character that the buffer holds is cut in two
+                for length in range(back + 1, 5):
+                    begin, end = dropped - back, dropped - back + length
+                    if begin < kept_from or end > len(data):
+                        continue
+                    try:
+                        assert len(data[begin:end].decode()) != 1, (data, limit, dropped)
+                    except UnicodeDecodeError:
+                        pass
 
 
 def test_a_job_that_closes_its_output_still_times_out(pgid_file):
