@@ -46,9 +46,13 @@ def resolve_target(target: str | None = None) -> Target:
         return Target("sqlite", os.path.abspath(os.path.expanduser(raw)))
     url = urlparse(raw)
     if url.scheme == "sqlite":
-        path = raw[len("sqlite://") :]
-        if not path or path == "/":
-            raise QueueError(f"{raw!r} names no file (use sqlite:///path/to/queue.db)")
+        # As in peewee and SQLAlchemy: sqlite:///jobs.db is relative, sqlite:////abs/jobs.db
+        # (four slashes) absolute.
+        path = raw[len("sqlite:///") :] if raw.startswith("sqlite:///") else ""
+        if not path:
+            raise QueueError(
+                f"{raw!r} names no file (sqlite:///jobs.db, or sqlite:////abs/path/jobs.db)"
+            )
         return Target("sqlite", os.path.abspath(os.path.expanduser(path)))
     if url.scheme in POSTGRES_SCHEMES:
         if not url.path.strip("/"):
@@ -92,28 +96,36 @@ def _open_sqlite(path: Path) -> peewee.SqliteDatabase:
     database = peewee.SqliteDatabase(
         str(path),
         timeout=SQLITE_BUSY_TIMEOUT_S,
+        # journal_mode=wal is set by use_wal() once the file is known to be a queue: a foreign
+        # database is refused untouched.
         pragmas=[
-            ("journal_mode", "wal"),
             ("synchronous", "normal"),
             ("cache_size", -16000),
             ("foreign_keys", 1),
         ],
         check_same_thread=False,
     )
+    try:
+        database.connect(reuse_if_open=True)
+        database.execute_sql("SELECT count(*) FROM sqlite_master")
+    except (peewee.DatabaseError, sqlite3.DatabaseError) as exc:
+        database.close()
+        raise QueueError(f"{path} is not a usable SQLite database ({exc})") from None
+    return database
+
+
+def use_wal(database: peewee.SqliteDatabase) -> None:
+    """Switch the file to WAL (it stays so). The switch needs a lock that SQLite does not wait
+    for when several processes open a new file at once: wait for it here instead."""
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
     while True:
         try:
-            database.connect(reuse_if_open=True)
-            database.execute_sql("SELECT count(*) FROM sqlite_master")
-            return database
-        except (peewee.DatabaseError, sqlite3.DatabaseError) as exc:
-            database.close()
-            # Switching a new file to WAL needs a lock that SQLite does not wait for when
-            # several processes open the file at once: wait here instead.
-            if "locked" in str(exc) and time.monotonic() < deadline:
-                time.sleep(0.01)
-                continue
-            raise QueueError(f"{path} is not a usable SQLite database ({exc})") from None
+            database.execute_sql("PRAGMA journal_mode = wal")
+            return
+        except (peewee.OperationalError, sqlite3.OperationalError) as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _make_folders(folder: Path) -> None:

@@ -25,7 +25,7 @@ import peewee
 
 from . import config as config_keys
 from . import schema
-from .db import Target, _redact, open_database, resolve_target
+from .db import Target, _redact, open_database, resolve_target, use_wal
 from .errors import InvalidInput, QueueError
 from .executor import RunResult, kill_leftovers
 from .models import CLAIMABLE, STATES, Config, Job, WorkerProcess, current_database, database
@@ -116,6 +116,8 @@ class Queue:
         self._listeners_lock = threading.Lock()
         try:
             schema.ensure(self.db, self._write)
+            if self.is_sqlite:
+                use_wal(self.db)
         except peewee.DatabaseError as exc:  # e.g. "database disk image is malformed"
             self.db.close()
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -285,14 +287,14 @@ class Queue:
         return {"state": "failed", "error": error, "run_at": self.clock() + delay}
 
     def release(self, job: Job, worker_id: str) -> bool:
-        """Give a job back after a hard stop: pending again, its attempt not counted."""
+        """Give a job back after a hard stop: pending again, its attempt not counted, and its
+        place in the queue kept (its run_at is untouched: it was due when it was claimed)."""
         updated = (
             Job.update(
                 state="pending",
                 attempts=Job.attempts - 1,
                 worker=None,
                 started_at=None,
-                run_at=self.clock(),
                 updated_at=self.clock(),
             )
             .where(_same_run(job, worker_id))
@@ -739,7 +741,7 @@ def _same_run(job: Job, worker_id: str) -> peewee.Expression:
     return (
         (Job.seq == job.seq)
         & (Job.state == "processing")
-        & (Job.worker == worker_id)
+        & (Job.worker.is_null() if worker_id is None else Job.worker == worker_id)
         & (Job.attempts == job.attempts)
         & started
     )
@@ -893,7 +895,7 @@ class _Statements:
             same = "IS" if self.is_sqlite else "IS NOT DISTINCT FROM"
             sql = self._finish[columns] = (
                 f'UPDATE "job" SET {assignments} WHERE "seq" = {self.param} '
-                f"AND \"state\" = 'processing' AND \"worker\" = {self.param} "
+                f"AND \"state\" = 'processing' AND \"worker\" {same} {self.param} "
                 f'AND "attempts" = {self.param} AND "started_at" {same} {self.param}'
             )
         return sql

@@ -394,6 +394,16 @@ def test_a_processing_job_of_an_unregistered_worker_is_rescued(q, clock):
     assert q.get(job.id).state == "failed"
 
 
+def test_a_processing_job_with_no_worker_at_all_is_rescued(q, clock):
+    """A row edited by hand (or by an older queuectl) to processing with a NULL worker."""
+    job = q.enqueue("x")
+    Job.update(state="processing", attempts=1, started_at=clock.now).where(
+        Job.id == job.id
+    ).execute()
+    assert [r.id for r in q.rescue_lost()] == [job.id]
+    assert (q.get(job.id).state, q.get(job.id).error) == ("failed", "worker lost")
+
+
 def test_a_worker_presumed_dead_comes_back(q, wid, clock):
     clock.advance(queue_module.LEASE_S + 1)
     assert q.live_workers() == []
@@ -410,6 +420,7 @@ def test_release_gives_the_job_back_uncounted(q, wid, clock):
     assert q.release(claimed, wid) is True
     stored = q.get(job.id)
     assert (stored.state, stored.attempts, stored.worker) == ("pending", 0, None)
+    assert stored.run_at == job.run_at  # it keeps its place in the queue
     again = q.claim(wid)
     assert (again.id, again.attempts) == (job.id, 1)
 

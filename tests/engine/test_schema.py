@@ -51,11 +51,16 @@ def test_an_existing_folder_keeps_its_mode(tmp_path):
     assert mode(folder / "q.db") == 0o600
 
 
-def test_sqlite_url_target(tmp_path):
+def test_sqlite_url_target(tmp_path, monkeypatch):
+    """As in peewee and SQLAlchemy: three slashes and a relative path, four for an absolute one."""
     path = tmp_path / "url.db"
-    q = Queue(f"sqlite:///{path}")
+    assert str(path).startswith("/")
+    q = Queue(f"sqlite:///{path}")  # four slashes in all
+    assert q.target.location == str(path)
     q.enqueue(JobSpec(command="x", id="one"))
     assert Queue(str(path)).get("one").command == "x"
+    monkeypatch.chdir(tmp_path)
+    assert Queue("sqlite:///url.db").get("one").command == "x"
 
 
 @pytest.mark.parametrize("target", ["sqlite://", "sqlite:///", "mysql://host/db", "ftp://x/y"])
@@ -95,6 +100,7 @@ def test_a_foreign_sqlite_database_is_refused_and_left_alone(tmp_path):
     try:
         assert connection.execute("SELECT name FROM sqlite_master").fetchall() == [("customers",)]
         assert connection.execute("SELECT * FROM customers").fetchall() == [("ada",)]
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("delete",)
     finally:
         connection.close()
 
@@ -174,5 +180,6 @@ def test_target_resolution_order(tmp_path, monkeypatch):
     assert resolve_target("given.db").location == str(tmp_path / "given.db"), "--db wins"
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert resolve_target("~/q.db").location == str(tmp_path / "home" / "q.db")
-    assert resolve_target(f"sqlite://{tmp_path}/u.db").location == str(tmp_path / "u.db")
+    assert resolve_target(f"sqlite:///{tmp_path}/u.db").location == str(tmp_path / "u.db")
+    assert resolve_target("sqlite:///u.db").location == str(tmp_path / "u.db")
     assert resolve_target("postgresql://u@h:5432/db").kind == "postgresql"

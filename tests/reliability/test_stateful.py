@@ -300,8 +300,7 @@ class QueueMachine(RuleBasedStateMachine):
             job.state = "pending"
             job.attempts -= 1
             job.worker = None
-            job.started_at = None
-            job.run_at = self.clock.now
+            job.started_at = None  # run_at stays: the job keeps its place in the queue
 
     @rule()
     def register_worker(self) -> None:
