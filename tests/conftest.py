@@ -93,3 +93,11 @@ def target(request, tmp_path):
     if request.param == "sqlite":
         return str(tmp_path / "queue.db")
     return request.getfixturevalue("pg_target")
+
+
+@pytest.fixture
+def any_queue(target, clock):
+    """A queue on the fake ``clock``, once on each backend (SQLite, PostgreSQL)."""
+    q = Queue(target, clock=clock)
+    yield q
+    q.close()

@@ -67,16 +67,17 @@ class Cli:
 
 
 @pytest.fixture
-def run(db_path) -> Cli:
-    return Cli(db_path)
+def run(target) -> Cli:
+    """The CLI in-process, once on each backend (SQLite, PostgreSQL)."""
+    return Cli(target)
 
 
 @pytest.fixture
-def env(db_path, tmp_path) -> dict[str, str]:
+def env(target, tmp_path) -> dict[str, str]:
     """The environment of spawned processes: this test's database, unbuffered output."""
     return {
         **os.environ,
-        "QUEUECTL_DB": db_path,
+        "QUEUECTL_DB": target,
         "PYTHONUNBUFFERED": "1",
         "HOME": str(tmp_path),
     }
@@ -175,5 +176,6 @@ class FreshQueue:
 
 
 @pytest.fixture
-def queue(db_path) -> FreshQueue:
-    return FreshQueue(db_path)
+def queue(target) -> FreshQueue:
+    """The queue the CLI under test uses (``run``, ``qc``, ``spawn``): on each backend."""
+    return FreshQueue(target)

@@ -401,7 +401,7 @@ def test_bare_queuectl_without_a_terminal_prints_the_help(run):
     assert "Usage: queuectl" in result.stdout and "enqueue" in result.stdout
 
 
-def test_tui_command_opens_the_app_with_target_and_workers(run, db_path, monkeypatch):
+def test_tui_command_opens_the_app_with_target_and_workers(run, monkeypatch):
     import sys
     import types
 
@@ -411,7 +411,7 @@ def test_tui_command_opens_the_app_with_target_and_workers(run, db_path, monkeyp
     monkeypatch.setitem(sys.modules, "queuectl.tui.app", app)
     run.ok("tui", "--workers", "0")
     run.ok("tui")
-    assert calls == [(db_path, 0), (db_path, 2)]
+    assert calls == [(run.db, 0), (run.db, 2)]
     assert run("tui", "--workers", "-1").exit_code == 2
 
 
@@ -429,7 +429,7 @@ def test_tui_with_a_bad_database_fails_before_the_screen_changes(tmp_path, monke
     one_error_line(CliRunner().invoke(cli, ["--db", str(tmp_path), "tui"]), 1)
 
 
-def test_bare_queuectl_at_a_terminal_opens_the_tui(run, db_path, monkeypatch):
+def test_bare_queuectl_at_a_terminal_opens_the_tui(run, monkeypatch):
     import sys
     import types
 
@@ -441,4 +441,4 @@ def test_bare_queuectl_at_a_terminal_opens_the_tui(run, db_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "queuectl.tui.app", app)
     monkeypatch.setattr(queuectl.cli, "_interactive", lambda: True)
     assert run.ok() == ""
-    assert calls == [(db_path, 2)]
+    assert calls == [(run.db, 2)]
