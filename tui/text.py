@@ -7,16 +7,9 @@ markup), with control characters and escape sequences made visible instead of ob
 
 from __future__ import annotations
 
-import re
-
 from rich.text import Text
 
-# C0 controls except tab and newline, DEL, and C1 controls (0x80-0x9f: 8-bit CSI and friends).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def _visible(match: re.Match[str]) -> str:
-    return f"\\x{ord(match.group()):02x}"
+from queuectl.text import visible
 
 
 def clean(text: str | None, *, single_line: bool = False) -> str:
@@ -26,7 +19,7 @@ def clean(text: str | None, *, single_line: bool = False) -> str:
     """
     if not text:
         return ""
-    text = _CONTROL.sub(_visible, text.replace("\r\n", "\n"))  # CRLF is just a line end
+    text = visible(text.replace("\r\n", "\n"))  # CRLF is just a line end
     if single_line:
         text = text.strip("\n").replace("\n", " ⏎ ").replace("\t", " ")
     return text

@@ -4,7 +4,6 @@ reusable options, JSON output, and human output that is safe to print to a termi
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import sys
 import time
@@ -16,6 +15,7 @@ import click
 
 from ..db import ENV_VAR as DB_ENV_VAR
 from ..errors import InvalidInput
+from ..text import visible
 
 if TYPE_CHECKING:
     from ..queue import Queue
@@ -79,28 +79,15 @@ def engine_value(convert: Callable[[Any], Any]) -> Callback:
 
 # -- terminal-safe text ----------------------------------------------------------------------
 
-# C0 controls except tab and newline, DEL, C1 controls, and the bidirectional overrides that
-# can make text read differently from what it is.
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def _visible(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
 
 def clean(text: object, *, one_line: bool = False) -> str:
-    """Job text made safe to print: escape sequences and other controls shown as ``\\xNN``,
-    never interpreted by the terminal. ``one_line`` also shows newlines and tabs as escapes."""
+    """Job text made safe to print (see :mod:`queuectl.text`); ``None`` is ``-``. ``one_line``
+    also shows newlines and tabs as escapes."""
     if text is None:
         return "-"
-    value = str(text)
-    if not one_line:
-        value = value.replace("\r\n", "\n")
-    value = _UNSAFE.sub(_visible, value)
     if one_line:
-        value = value.replace("\n", "\\n").replace("\t", "\\t")
-    return value
+        return visible(str(text)).replace("\n", "\\n").replace("\t", "\\t")
+    return visible(str(text).replace("\r\n", "\n"))  # CRLF is just a line end
 
 
 def shorten(text: str, width: int) -> str:
