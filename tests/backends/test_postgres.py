@@ -15,19 +15,9 @@ import pytest
 
 from queuectl import Queue, QueueError
 from queuectl.spec import JobSpec
+from support import wait_until
 
 HERE = Path(__file__).parent
-
-
-def wait_until(predicate, timeout=20.0, interval=0.02, message="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
 
 
 def test_missing_driver_names_the_extra(tmp_path):

@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 from queuectl import Queue
 
 from queuectl.cli import cli
+from support import wait_until  # noqa: F401 (the CLI tests import it from here)
 
 
 def _executable() -> list[str]:
@@ -29,18 +30,6 @@ def _executable() -> list[str]:
 
 
 QUEUECTL = _executable()
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02):
-    """Poll ``predicate`` until it returns something true; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
-        time.sleep(interval)
 
 
 class Cli:

@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from queuectl import JobSpec, Queue, QueueError, WorkerPool
 from queuectl.cli import cli
 from queuectl.executor import Execution, RunResult
+from support import wait_until
 
 CHILD = str(Path(__file__).with_name("child.py"))
 ROOT = str(Path(__file__).resolve().parents[2])
@@ -107,17 +108,6 @@ def children():
     yield start
     for child in started:
         child.kill()
-
-
-def wait_until(predicate, timeout: float, message: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s: {message}")
-        time.sleep(0.02)
 
 
 def integrity_ok(path: str) -> bool:
