@@ -11,11 +11,8 @@ import functools
 import inspect
 import os
 import secrets
-import select
 import socket
 import sqlite3
-import struct
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,6 +27,7 @@ from .errors import InvalidInput, QueueError
 from .executor import RunResult, kill_leftovers
 from .models import CLAIMABLE, STATES, Config, Job, WorkerProcess, current_database, database
 from .spec import JobSpec
+from .watch import NOTIFY_CHANNEL, ChangeDetector, detector_for
 
 ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base 32: no i, l, o, u
 ID_LENGTH = 12
@@ -37,7 +35,6 @@ HEARTBEAT_INTERVAL_S = 1.0
 LEASE_S = 15.0  # a worker silent for this long is presumed gone, its jobs rescued
 MAX_BACKOFF_S = 1e9  # ~31 years: backoff_base ** attempts is capped here, never overflows
 WORKER_LOST = "worker lost"
-NOTIFY_CHANNEL = "queuectl"
 _INSERT_BATCH = 500
 # The claimable states as a literal, so SQLite can match the partial index `job_claim_order`.
 _CLAIMABLE_SQL = peewee.SQL("\"state\" IN ('pending', 'failed')")
@@ -417,11 +414,9 @@ class Queue:
         """No job is pending, failed (waiting to retry) or processing."""
         return not Job.select().where(Job.state.in_(("pending", "failed", "processing"))).exists()
 
-    def change_detector(self) -> "ChangeDetector":
-        """For one thread: tells cheaply when another connection changed the queue."""
-        if self.is_sqlite:
-            return SqliteFileEvents.open(self.db) or SqliteDataVersion(self.db)
-        return PostgresNotifications(self.db)
+    def change_detector(self) -> ChangeDetector:
+        """For one thread: tells cheaply when another process changed the queue."""
+        return detector_for(self.db)
 
     def _announce(self) -> None:
         """Wake workers in other processes (PostgreSQL; SQLite's data_version needs no help).
@@ -575,160 +570,6 @@ class Queue:
             conflict_target=[Config.key], update={Config.value: str(parsed)}
         ).execute()
         return parsed
-
-
-class ChangeDetector:
-    """Tells one thread that another process changed the queue. This base one knows no cheap
-    way, so it only waits: idle workers then rely on their own periodic checks."""
-
-    def wait(self, timeout: float) -> bool:
-        """Block up to ``timeout`` seconds; True as soon as a change is seen."""
-        time.sleep(timeout)
-        return False
-
-    def close(self) -> None:
-        pass
-
-
-class SqliteDataVersion(ChangeDetector):
-    """SQLite's ``PRAGMA data_version`` changes when another connection commits: a read of
-    shared memory, cheap enough to ask every few milliseconds."""
-
-    # Each poll costs ~50 us of CPU, mostly the sleep's wake-up: every 5 ms that was 1.1 % of a
-    # core for an idle worker; every 10 ms it is about half, and a job enqueued by another
-    # process still starts ~5 ms after its commit (median).
-    interval = 0.01
-
-    def __init__(self, db: peewee.Database) -> None:
-        self.db = db
-        self.last: int | None = None
-
-    def wait(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while True:
-            changed = self.changed()
-            remaining = deadline - time.monotonic()
-            if changed or remaining <= 0:
-                return changed
-            time.sleep(min(self.interval, remaining))
-
-    def changed(self) -> bool:
-        """Whether another connection committed since the last call."""
-        # The sqlite3 connection itself: through the ORM each poll cost twice as much CPU.
-        version = self.db.connection().execute("PRAGMA data_version").fetchone()[0]
-        changed = self.last is not None and version != self.last
-        self.last = version
-        return changed
-
-
-class SqliteFileEvents(SqliteDataVersion):
-    """Linux: the kernel (inotify) wakes the thread when the database's files are written (a
-    commit appends to the -wal file), so an idle worker sleeps instead of polling: polling
-    every 5-10 ms cost an idle `worker start` ~1 % of a core. After an event data_version is
-    asked a few times, 1 ms apart (the write can come just before the commit is visible). A
-    poll every ``interval`` stays as a safety net (a network file system reports no writes)."""
-
-    interval = 0.1
-    settle = 0.001
-    settle_polls = 20
-    # While jobs run, every commit (two a job) is an event: after reporting a change, wait
-    # this long before watching again, so that a busy pool is woken ~200 times a second rather
-    # than twice a job (~60 us of CPU a job). An idle queue's first change still wakes at once.
-    quiet_after_change = 0.005
-
-    _IN_MODIFY, _IN_MOVED_TO, _IN_CREATE = 0x2, 0x80, 0x100
-    _EVENT = struct.Struct("iIII")  # struct inotify_event, then `len` bytes of name
-
-    def __init__(self, db: peewee.Database, fd: int) -> None:
-        super().__init__(db)
-        self.fd = fd
-        self.name = os.path.basename(db.database).encode()
-        self.reported = 0.0  # time.monotonic() of the last change reported
-
-    @classmethod
-    def open(cls, db: peewee.Database) -> SqliteFileEvents | None:
-        """A watch on the database's folder, or None where inotify is not available."""
-        if not sys.platform.startswith("linux"):
-            return None
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-            if fd < 0:
-                return None
-            folder = os.path.dirname(os.path.abspath(db.database)).encode()
-            mask = cls._IN_MODIFY | cls._IN_MOVED_TO | cls._IN_CREATE
-            if libc.inotify_add_watch(fd, folder, mask) < 0:
-                os.close(fd)
-                return None
-        except (OSError, AttributeError):
-            return None
-        return cls(db, fd)
-
-    def wait(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        quiet = self.reported + self.quiet_after_change - time.monotonic()
-        if quiet > 0:
-            time.sleep(min(quiet, timeout))
-        while True:
-            if self.changed():
-                self.reported = time.monotonic()
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            ready, _, _ = select.select([self.fd], [], [], min(self.interval, remaining))
-            if ready and self._ours():
-                for _ in range(self.settle_polls):
-                    if self.changed():
-                        self.reported = time.monotonic()
-                        return True
-                    time.sleep(self.settle)
-
-    def _ours(self) -> bool:
-        """Read the pending events; whether one was about this database's files."""
-        ours = False
-        while True:
-            try:
-                data = os.read(self.fd, 65536)
-            except BlockingIOError:
-                return ours
-            offset = 0
-            while offset + self._EVENT.size <= len(data):
-                _, _, _, length = self._EVENT.unpack_from(data, offset)
-                start = offset + self._EVENT.size
-                if data[start : start + length].rstrip(b"\0").startswith(self.name):
-                    ours = True
-                offset = start + length
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-class PostgresNotifications(ChangeDetector):
-    """PostgreSQL's LISTEN/NOTIFY: a dedicated connection sleeps on its socket until a writer
-    announces a change (see :meth:`Queue._announce`); no polling."""
-
-    def __init__(self, db: peewee.PostgresqlDatabase) -> None:
-        import psycopg
-
-        self.connection = psycopg.connect(
-            dbname=db.database, autocommit=True, **db.connect_params
-        )
-        self.connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
-
-    def wait(self, timeout: float) -> bool:
-        changed = False
-        for _ in self.connection.notifies(timeout=timeout, stop_after=1):
-            changed = True
-        if changed:  # several announcements in a burst count as one change
-            for _ in self.connection.notifies(timeout=0.001):
-                pass
-        return changed
-
-    def close(self) -> None:
-        self.connection.close()
 
 
 def _same_run(job: Job, worker_id: str) -> peewee.Expression:

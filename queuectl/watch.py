@@ -1,0 +1,163 @@
+"""Change detection: how an idle worker learns, cheaply, that another process changed the queue.
+
+SQLite: on Linux the kernel (inotify) says when the database's files are written; elsewhere
+``PRAGMA data_version`` is polled. PostgreSQL: LISTEN/NOTIFY (writers announce through
+:meth:`queuectl.queue.Queue._announce`). :func:`detector_for` picks one.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+
+import peewee
+
+try:  # Linux only
+    from inotify_simple import INotify, flags
+except (ImportError, OSError):  # pragma: no cover - other platforms
+    INotify = None  # type: ignore[assignment,misc]
+
+NOTIFY_CHANNEL = "queuectl"
+
+
+def detector_for(db: peewee.Database) -> ChangeDetector:
+    """A detector for one thread, with a connection of its own."""
+    if isinstance(db, peewee.SqliteDatabase):
+        return SqliteFileEvents.open(db) or SqliteDataVersion(db)
+    return PostgresNotifications(db)
+
+
+class ChangeDetector:
+    """Tells one thread that another process changed the queue. This base one knows no cheap
+    way, so it only waits: idle workers then rely on their own periodic checks."""
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds; True as soon as a change is seen."""
+        time.sleep(timeout)
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+class SqliteDataVersion(ChangeDetector):
+    """SQLite's ``PRAGMA data_version`` changes when another connection commits: a read of
+    shared memory, cheap enough to ask every few milliseconds."""
+
+    # Each poll costs ~50 us of CPU, mostly the sleep's wake-up: every 5 ms that was 1.1 % of a
+    # core for an idle worker; every 10 ms it is about half, and a job enqueued by another
+    # process still starts ~5 ms after its commit (median).
+    interval = 0.01
+
+    def __init__(self, db: peewee.Database) -> None:
+        self.db = db
+        self.last: int | None = None
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            changed = self.changed()
+            remaining = deadline - time.monotonic()
+            if changed or remaining <= 0:
+                return changed
+            time.sleep(min(self.interval, remaining))
+
+    def changed(self) -> bool:
+        """Whether another connection committed since the last call."""
+        # The sqlite3 connection itself: through the ORM each poll cost twice as much CPU.
+        version = self.db.connection().execute("PRAGMA data_version").fetchone()[0]
+        changed = self.last is not None and version != self.last
+        self.last = version
+        return changed
+
+
+class SqliteFileEvents(SqliteDataVersion):
+    """Linux: the kernel (inotify) wakes the thread when the database's files are written (a
+    commit appends to the -wal file), so an idle worker sleeps instead of polling: polling
+    every 5-10 ms cost an idle `worker start` ~1 % of a core. After an event data_version is
+    asked a few times, 1 ms apart (the write can come just before the commit is visible). A
+    poll every ``interval`` stays as a safety net (a network file system reports no writes)."""
+
+    interval = 0.1
+    settle = 0.001
+    settle_polls = 20
+    # While jobs run, every commit (two a job) is an event: after reporting a change, wait
+    # this long before watching again, so that a busy pool is woken ~200 times a second rather
+    # than twice a job (~60 us of CPU a job). An idle queue's first change still wakes at once.
+    quiet_after_change = 0.005
+
+    def __init__(self, db: peewee.Database, events: INotify) -> None:
+        super().__init__(db)
+        self.events = events
+        self.name = os.path.basename(db.database)
+        self.reported = 0.0  # time.monotonic() of the last change reported
+
+    @classmethod
+    def open(cls, db: peewee.Database) -> SqliteFileEvents | None:
+        """A watch on the database's folder, or None where inotify is not available."""
+        if INotify is None:
+            return None
+        try:
+            events = INotify(nonblocking=True)
+        except OSError:
+            return None
+        try:
+            folder = os.path.dirname(os.path.abspath(db.database))
+            events.add_watch(folder, flags.MODIFY | flags.MOVED_TO | flags.CREATE)
+        except OSError:
+            events.close()
+            return None
+        return cls(db, events)
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        quiet = self.reported + self.quiet_after_change - time.monotonic()
+        if quiet > 0:
+            time.sleep(min(quiet, timeout))
+        while True:
+            if self.changed():
+                self.reported = time.monotonic()
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            ready, _, _ = select.select([self.events], [], [], min(self.interval, remaining))
+            if ready and self._ours():
+                for _ in range(self.settle_polls):
+                    if self.changed():
+                        self.reported = time.monotonic()
+                        return True
+                    time.sleep(self.settle)
+
+    def _ours(self) -> bool:
+        """Read the pending events; whether one was about this database's files."""
+        return any(event.name.startswith(self.name) for event in self.events.read(timeout=0))
+
+    def close(self) -> None:
+        self.events.close()
+
+
+class PostgresNotifications(ChangeDetector):
+    """PostgreSQL's LISTEN/NOTIFY: a dedicated connection sleeps on its socket until a writer
+    announces a change (see :meth:`Queue._announce`); no polling."""
+
+    def __init__(self, db: peewee.PostgresqlDatabase) -> None:
+        import psycopg
+
+        self.connection = psycopg.connect(
+            dbname=db.database, autocommit=True, **db.connect_params
+        )
+        self.connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+    def wait(self, timeout: float) -> bool:
+        changed = False
+        for _ in self.connection.notifies(timeout=timeout, stop_after=1):
+            changed = True
+        if changed:  # several announcements in a burst count as one change
+            for _ in self.connection.notifies(timeout=0.001):
+                pass
+        return changed
+
+    def close(self) -> None:
+        self.connection.close()
