@@ -78,6 +78,29 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _in_own_database(method: Callable[..., object]) -> Callable[..., object]:
+    """Run a Queue method with the models bound to that Queue's database (see models.py)."""
+
+    @functools.wraps(method)
+    def bound(self: Queue, *args: object, **kwargs: object) -> object:
+        token = current_database.set(self.db)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            current_database.reset(token)
+
+    return bound
+
+
+def _each_method_in_own_database(cls: type[Queue]) -> type[Queue]:
+    """Two Queues in one process (two files, or one file twice) each use their own database."""
+    for name, method in list(vars(cls).items()):
+        if inspect.isfunction(method) and name != "__init__":
+            setattr(cls, name, _in_own_database(method))
+    return cls
+
+
+@_each_method_in_own_database
 class Queue:
     """One queue, in the database named by ``target`` (see :func:`queuectl.db.resolve_target`).
 
@@ -615,25 +638,6 @@ def check_state(state: str) -> str:
     if normal not in STATES:
         raise InvalidInput(f"unknown state {state!r} (valid: {', '.join(STATES)})")
     return normal
-
-
-def _in_own_database(method: Callable[..., object]) -> Callable[..., object]:
-    """Run a Queue method with the models bound to that Queue's database (see models.py)."""
-
-    @functools.wraps(method)
-    def bound(self: Queue, *args: object, **kwargs: object) -> object:
-        token = current_database.set(self.db)
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            current_database.reset(token)
-
-    return bound
-
-
-for _name, _method in list(vars(Queue).items()):
-    if inspect.isfunction(_method) and _name != "__init__":
-        setattr(Queue, _name, _in_own_database(_method))
 
 
 @contextlib.contextmanager
