@@ -470,6 +470,26 @@ class Queue:
             raise QueueError(f"{prefix!r} is ambiguous: it matches {shown}")
         return Job.get(Job.id == matches[0].id)
 
+    def finished_per_second(self, window: int = 60) -> list[int]:
+        """How many jobs finished (completed or dead) in each of the last ``window`` seconds,
+        oldest first, by any worker: the TUI's throughput chart. Served by (state, finished_at)."""
+        end = int(self.clock()) + 1
+        start = end - window
+        offset = Job.finished_at - start
+        # Whole seconds since ``start``: SQLite's CAST truncates, PostgreSQL's rounds.
+        second = peewee.Cast(offset if self.is_sqlite else peewee.fn.FLOOR(offset), "INTEGER")
+        rows = (
+            Job.select(second, peewee.fn.COUNT(Job.seq))
+            .where(Job.state.in_(("completed", "dead")), Job.finished_at >= start)
+            .group_by(peewee.SQL("1"))  # by position: PostgreSQL can't match a bound parameter
+            .tuples()
+        )
+        buckets = [0] * window
+        for index, count in rows:
+            if 0 <= index < window:
+                buckets[index] = count
+        return buckets
+
     def counts(self) -> dict[str, int]:
         totals = dict.fromkeys(STATES, 0)
         # Kept exact by triggers (schema.job_counters): a few rows, whatever the queue's size.

@@ -175,7 +175,7 @@ class QueueApp(App[None]):
         counts = snapshot.counts
         stats = self.stats
         stats.counts = counts
-        stats.record(snapshot.now, counts)
+        stats.show_throughput(snapshot.finished)
         stats.busy = self.pool.busy
         stats.error = ""
         self.config_values = snapshot.config

@@ -9,6 +9,7 @@ from queuectl.queue import Queue
 
 from .messages import PANES, JobRow, QueueSnapshot
 
+WINDOW_S = 60  # the throughput chart: the last minute, one bar a second
 PANE_LIMIT = 200  # rows loaded per pane when the app does not say (see JobPane.rows_wanted)
 
 
@@ -47,6 +48,7 @@ def load_snapshot(
             },
             config=queue.config(),
             live_workers=len(queue.live_workers()),
+            finished=queue.finished_per_second(WINDOW_S),
         )
     finally:
         queue.close()  # this thread's connection; the executor may hand the thread to others

@@ -36,6 +36,7 @@ class QueueSnapshot(Message):
     panes: dict[str, list[JobRow]]
     config: dict[str, int | float]
     live_workers: int = 0
+    finished: list[int] = field(default_factory=list)  # jobs finished a second, last minute
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, QueueSnapshot)  # only the newest one matters

@@ -68,3 +68,21 @@ def test_job_as_scripts_see_it(q, clock):
     assert created.timestamp() == pytest.approx(clock.now)
     assert data["started_at"] is None
     assert data["cwd"] == job.cwd
+
+
+def test_finished_per_second_over_the_last_minute(q, clock):
+    """The TUI's throughput chart: completed and dead jobs by the second they finished."""
+    wid = q.register_worker(1)
+    clock.now = 2_000_000_000.5
+    for result in (RunResult(0, None, ""), RunResult(1, "exit code 1", "")):
+        q.enqueue(JobSpec(command="x", max_retries=1))
+        finish(q, wid, clock, result)  # 1 s each: at ...01.5 (completed), ...02.5 (dead)
+    q.enqueue(JobSpec(command="retried later", max_retries=5))
+    finish(q, wid, clock, RunResult(1, "exit code 1", ""))  # failed, not finished for good
+    clock.advance(10)
+    per_second = q.finished_per_second(60)
+    assert len(per_second) == 60
+    assert sum(per_second) == 2
+    assert per_second[-13:-10] == [1, 1, 0]  # seconds ...01, ...02, ...03; now is ...13
+    clock.advance(60)
+    assert q.finished_per_second(60) == [0] * 60

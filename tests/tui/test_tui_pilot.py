@@ -435,16 +435,24 @@ def test_actions_are_in_the_command_palette(seeded, fixed_clock):
     drive(app, scenario)
 
 
-def test_throughput_counts_jobs_finished_in_the_last_minute():
-    bar = StatsBar("q")
-    bar._show_rate = lambda: None  # not mounted: only the arithmetic
-    bar.record(100.0, {"completed": 10, "dead": 1})  # the baseline, not a burst
-    bar.record(101.0, {"completed": 13, "dead": 1})
-    bar.record(102.5, {"completed": 13, "dead": 2})
-    bar.record(102.9, {"completed": 13, "dead": 0})  # a DLQ retry is not a finish
-    assert bar.finished_last_minute == 4
-    bar.record(170.0, {"completed": 14, "dead": 0})
-    assert bar.finished_last_minute == 1
+def test_throughput_shows_jobs_finished_in_the_last_minute_from_the_start(tmp_path, clock):
+    """Jobs other workers finished before the app opened are on the chart at once."""
+    queue = Queue(str(tmp_path / "q.db"), clock=clock)
+    worker = queue.register_worker(1)
+    for _ in range(3):
+        queue.enqueue("true")
+        job = queue.claim(worker)
+        clock.advance(1)
+        queue.finish(job, RunResult(0, None, ""), worker)
+    app = make_app(queue, clock=clock)
+
+    async def scenario(pilot):
+        bar = app.query_one(StatsBar)
+        await until(pilot, lambda: bar.finished_last_minute == 3)
+        assert sum(bar._chart.data) == 3
+        assert "3/min" in str(bar._rate.render())
+
+    drive(app, scenario)
 
 
 def test_a_failing_refresh_is_shown_and_the_app_keeps_going(seeded, fixed_clock, monkeypatch):

@@ -8,10 +8,10 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import Sparkline, Static
 
+from ..data import WINDOW_S
 from ..text import literal
 from .pane import COLORS, MUTED
 
-WINDOW_S = 60  # the throughput chart covers the last minute, one bar a second
 
 COUNTS = (  # label, state, glyph
     ("pending", "pending", "●"),
@@ -36,9 +36,7 @@ class StatsBar(Horizontal):
     def __init__(self, name: str, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.queue_name = name
-        self._finished_total: int | None = None
-        self._per_second: dict[int, int] = {}
-        self._second = 0
+        self._per_second: list[int] = [0] * WINDOW_S
         # Kept, not queried: a snapshot may still arrive while the app closes.
         self._counts = Static(id="counts")
         self._workers = Static(id="workers")
@@ -62,27 +60,17 @@ class StatsBar(Horizontal):
 
     # -- throughput ---------------------------------------------------------------------------
 
-    def record(self, now: float, counts: dict[str, int]) -> None:
-        """Note how many jobs finished (completed or dead) since the last snapshot, at ``now``."""
-        total = counts.get("completed", 0) + counts.get("dead", 0)
-        second = int(now)
-        if self._finished_total is not None and total > self._finished_total:
-            self._per_second[second] = self._per_second.get(second, 0) + (
-                total - self._finished_total
-            )
-        self._finished_total = total
-        self._second = second
-        for old in [s for s in self._per_second if s <= second - WINDOW_S]:
-            del self._per_second[old]
+    def show_throughput(self, per_second: list[int]) -> None:
+        """Jobs finished (completed or dead, by any worker) in each second of the last minute."""
+        self._per_second = list(per_second) or [0]
         self._show_rate()
 
     @property
     def finished_last_minute(self) -> int:
-        return sum(self._per_second.values())
+        return sum(self._per_second)
 
     def _show_rate(self) -> None:
-        window = range(self._second - WINDOW_S + 1, self._second + 1)
-        self._chart.data = [self._per_second.get(s, 0) for s in window]
+        self._chart.data = self._per_second
         rate = Text(f" {self.finished_last_minute:,}", style="bold")
         rate.append("/min ", style=MUTED)
         self._rate.update(rate)
