@@ -282,6 +282,12 @@ def _group_alive(pgid: int) -> bool:
     if not os.path.isdir("/proc/self"):
         return True
     # Zombies still count for killpg; on Linux, look past them (init may reap them late).
+    return bool(group_members(pgid))
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid``, read from /proc (Linux)."""
+    members = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -291,8 +297,8 @@ def _group_alive(pgid: int) -> bool:
         except OSError:
             continue
         if int(fields[2]) == pgid and fields[0] != b"Z":
-            return True
-    return False
+            members.append(int(entry.name))
+    return members
 
 
 def kill_leftovers(worker_id: str) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from textual.app import ComposeResult
 
 from queuectl.config import KEYS, validate
-from queuectl.errors import InvalidInput
 
 from .form import Field, FormScreen
 
@@ -35,17 +34,12 @@ class ConfigScreen(FormScreen[dict]):
             )
 
     def collect(self) -> dict | None:
-        parsed: dict[str, int | float] = {}
-        ok = True
-        for key in KEYS:
-            text = self.text(key).strip() or _shown(KEYS[key].default)
-            try:
-                parsed[key] = validate(key, text)
-            except InvalidInput as exc:
-                self.field(key).set_error(str(exc))
-                ok = False
-            else:
-                self.field(key).set_error(None)
-        if not ok:
+        parsed = self.checked(
+            {
+                key: lambda text, key=key: validate(key, text.strip() or _shown(KEYS[key].default))
+                for key in KEYS
+            }
+        )
+        if parsed is None:
             return None
         return {key: value for key, value in parsed.items() if value != self.current[key]}

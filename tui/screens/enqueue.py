@@ -45,8 +45,7 @@ class EnqueueScreen(FormScreen[JobSpec]):
         yield Field("delay", "Delay", placeholder="0", hint="seconds before it may run")
 
     def collect(self) -> JobSpec | None:
-        values: dict[str, object] = {}
-        checks = {
+        values = self.checked({
             "command": lambda text: validate_command(text),
             "max_retries": lambda text: _optional(
                 _number("max_retries", text, int), lambda v: validate_int("max_retries", v, 0)
@@ -58,19 +57,8 @@ class EnqueueScreen(FormScreen[JobSpec]):
                 _number("delay", text, float),
                 lambda v: validate_seconds("delay", v, positive=False),
             ),
-        }
-        ok = True
-        for key, check in checks.items():
-            try:
-                values[key] = check(self.text(key))
-            except InvalidInput as exc:
-                self.field(key).set_error(str(exc))
-                ok = False
-            else:
-                self.field(key).set_error(None)
-        if not ok:
-            return None
-        return JobSpec(**values)  # type: ignore[arg-type]
+        })
+        return None if values is None else JobSpec(**values)  # type: ignore[arg-type]
 
 
 def _optional(value, check):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from textual.app import ComposeResult
@@ -9,6 +10,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
+
+from queuectl.errors import InvalidInput
 
 from ..text import literal
 
@@ -74,6 +77,19 @@ class FormScreen(ModalScreen[T], Generic[T]):
     def collect(self) -> T | None:
         """The form's value, or None after showing errors with :meth:`Field.set_error`."""
         raise NotImplementedError
+
+    def checked(self, checks: dict[str, Callable[[str], object]]) -> dict[str, object] | None:
+        """Each field's text through its check (the engine's validators); None when one or
+        more fail, each failure shown under its field."""
+        values: dict[str, object] = {}
+        for key, check in checks.items():
+            try:
+                values[key] = check(self.text(key))
+            except InvalidInput as exc:
+                self.field(key).set_error(str(exc))
+            else:
+                self.field(key).set_error(None)
+        return values if len(values) == len(checks) else None
 
     def action_submit(self) -> None:
         result = self.collect()
