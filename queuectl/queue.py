@@ -27,7 +27,7 @@ from .errors import InvalidInput, QueueError
 from .executor import RunResult, kill_leftovers
 from .models import CLAIMABLE, STATES, Config, Job, WorkerProcess, current_database, database
 from .spec import JobSpec
-from .watch import NOTIFY_CHANNEL, ChangeDetector, detector_for
+from .watch import ChangeDetector, detector_for, notify_channel
 
 ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base 32: no i, l, o, u
 ID_LENGTH = 12
@@ -138,6 +138,8 @@ class Queue:
             schema.ensure(self.db, self._write)
             if self.is_sqlite:
                 use_wal(self.db)
+            # PostgreSQL: where writers announce changes (see _announce and queuectl.watch).
+            self.channel = None if self.is_sqlite else notify_channel(self.db)
         except peewee.DatabaseError as exc:  # e.g. "database disk image is malformed"
             self.db.close()
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -439,13 +441,13 @@ class Queue:
 
     def change_detector(self) -> ChangeDetector:
         """For one thread: tells cheaply when another process changed the queue."""
-        return detector_for(self.db)
+        return detector_for(self.db, self.channel)
 
     def _announce(self) -> None:
         """Wake workers in other processes (PostgreSQL; SQLite's data_version needs no help).
         Inside a transaction the notification is sent at commit."""
         if not self.is_sqlite:
-            self.db.execute_sql("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
+            self.db.execute_sql("SELECT pg_notify(%s, '')", (self.channel,))
 
     # -- reading ----------------------------------------------------------------------------
 

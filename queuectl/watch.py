@@ -7,6 +7,7 @@ SQLite: on Linux the kernel (inotify) says when the database's files are written
 
 from __future__ import annotations
 
+import hashlib
 import os
 import select
 import time
@@ -18,14 +19,21 @@ try:  # Linux only
 except (ImportError, OSError):  # pragma: no cover - other platforms
     INotify = None  # type: ignore[assignment,misc]
 
-NOTIFY_CHANNEL = "queuectl"
+def notify_channel(db: peewee.Database) -> str:
+    """The LISTEN/NOTIFY channel of the queue in ``db``'s current schema: queues in two schemas
+    of one database do not wake each other."""
+    schema = db.execute_sql("SELECT current_schema()").fetchone()[0] or "public"
+    channel = f"queuectl:{schema}"
+    if len(channel.encode()) > 63:  # PostgreSQL's identifier limit
+        channel = "queuectl:" + hashlib.sha1(schema.encode()).hexdigest()[:20]
+    return channel
 
 
-def detector_for(db: peewee.Database) -> ChangeDetector:
-    """A detector for one thread, with a connection of its own."""
+def detector_for(db: peewee.Database, channel: str | None = None) -> ChangeDetector:
+    """A detector for one thread, with a connection of its own (``channel``: PostgreSQL's)."""
     if isinstance(db, peewee.SqliteDatabase):
         return SqliteFileEvents.open(db) or SqliteDataVersion(db)
-    return PostgresNotifications(db)
+    return PostgresNotifications(db, channel or notify_channel(db))
 
 
 class ChangeDetector:
@@ -142,13 +150,14 @@ class PostgresNotifications(ChangeDetector):
     """PostgreSQL's LISTEN/NOTIFY: a dedicated connection sleeps on its socket until a writer
     announces a change (see :meth:`Queue._announce`); no polling."""
 
-    def __init__(self, db: peewee.PostgresqlDatabase) -> None:
+    def __init__(self, db: peewee.PostgresqlDatabase, channel: str) -> None:
         import psycopg
+        from psycopg import sql
 
         self.connection = psycopg.connect(
             dbname=db.database, autocommit=True, **db.connect_params
         )
-        self.connection.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        self.connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
 
     def wait(self, timeout: float) -> bool:
         changed = False

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,30 @@ def test_listen_notify_wakes_a_watcher_on_enqueue(pg_target):
         other.join()
     finally:
         watcher.close()
+
+
+def test_queues_in_two_schemas_do_not_wake_each_other(pg_target):
+    import psycopg
+
+    server, _, _ = pg_target.partition("?")
+    schema = f"test_other_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as connection:
+        connection.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        mine = Queue(pg_target)
+        other = Queue(f"{server}?options=-csearch_path%3D{schema}")
+        assert mine.channel != other.channel
+        watcher = mine.change_detector()
+        try:
+            other.enqueue("true")
+            assert watcher.wait(0.3) is False  # the other queue's news is not ours
+            mine.enqueue("true")
+            assert watcher.wait(10) is True
+        finally:
+            watcher.close()
+    finally:
+        with psycopg.connect(server, autocommit=True) as connection:
+            connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @pytest.fixture
