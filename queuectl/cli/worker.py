@@ -31,10 +31,15 @@ class EventLog:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._second = -1
+        self._stamp = ""
 
     def line(self, thread: str, text: str) -> None:
-        stamp = fmt_time(time.time())
         with self._lock:
+            second = int(time.time())
+            if second != self._second:  # formatted once a second, not once a line
+                self._second, self._stamp = second, fmt_time(second)
+            stamp = self._stamp
             try:
                 click.echo(f"{stamp} {thread} {text}", err=True)
             except (OSError, ValueError):
