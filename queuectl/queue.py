@@ -289,15 +289,20 @@ class Queue:
     def _finish(self, job: Job, worker_id: str, changes: dict[str, object]) -> Job | None:
         now = self.clock()
         changes = {"updated_at": now, "finished_at": now, **changes}
-        cursor = self.db.execute_sql(
-            self._sql.finish(tuple(changes)),
-            (*changes.values(), job.seq, worker_id, job.attempts, job.started_at),
-        )
-        if not cursor.rowcount:
+        if not self._update_same_run(job, worker_id, changes):
             return None
         for key, value in changes.items():
             setattr(job, key, value)
         return job
+
+    def _update_same_run(self, job: Job, worker_id: str, changes: dict[str, object]) -> bool:
+        """Apply ``changes`` to ``job`` only if ``worker_id`` still runs it, in the same run (see
+        _Statements.same_run_update); whether it did."""
+        cursor = self.db.execute_sql(
+            self._sql.same_run_update(tuple(changes)),
+            (*changes.values(), job.seq, worker_id, job.attempts, job.started_at),
+        )
+        return bool(cursor.rowcount)
 
     def _failure(self, job: Job, error: str) -> dict[str, object]:
         """The retry rule (SPEC 3): dead once attempts reach max, else failed with backoff."""
@@ -311,17 +316,15 @@ class Queue:
     def release(self, job: Job, worker_id: str) -> bool:
         """Give a job back after a hard stop: pending again, its attempt not counted, and its
         place in the queue kept (its run_at is untouched: it was due when it was claimed)."""
-        updated = (
-            Job.update(
-                state="pending",
-                attempts=Job.attempts - 1,
-                worker=None,
-                started_at=None,
-                updated_at=self.clock(),
-            )
-            .where(_same_run(job, worker_id))
-            .execute()
-        )
+        changes = {
+            "state": "pending",
+            "attempts": job.attempts - 1,  # the update applies only while attempts is unchanged
+            "worker": None,
+            "started_at": None,
+            "updated_at": self.clock(),
+        }
+        with self._writers:
+            updated = self._update_same_run(job, worker_id, changes)
         if updated:
             self._announce()
             self._notify()
@@ -617,22 +620,6 @@ class Queue:
         return parsed
 
 
-def _same_run(job: Job, worker_id: str) -> peewee.Expression:
-    """``job`` as ``worker_id`` claimed it: still processing there, in the same run (attempts,
-    started_at). A worker presumed lost that claimed the job again must not store or release
-    its old run over the new one."""
-    started = (
-        Job.started_at.is_null() if job.started_at is None else Job.started_at == job.started_at
-    )
-    return (
-        (Job.seq == job.seq)
-        & (Job.state == "processing")
-        & (Job.worker.is_null() if worker_id is None else Job.worker == worker_id)
-        & (Job.attempts == job.attempts)
-        & started
-    )
-
-
 def _storable(text: str) -> bool:
     """Whether ``text`` can be stored as text (ids are validated so: UTF-8, no NUL)."""
     try:
@@ -750,17 +737,17 @@ class _Statements:
         self.count_inserted = (
             f'UPDATE "{schema.COUNTER_TABLE}" SET "n" = "n" + {param} WHERE "state" = \'pending\''
         )
-        self._finish: dict[tuple[str, ...], str] = {}
+        self._same_run: dict[tuple[str, ...], str] = {}
 
-    def finish(self, columns: tuple[str, ...]) -> str:
+    def same_run_update(self, columns: tuple[str, ...]) -> str:
         """UPDATE of ``columns`` of the job (seq, worker) still processing there, in the same
         run (attempts, started_at): a worker presumed lost that claimed the job again must not
         store its old run's result over the new run."""
-        sql = self._finish.get(columns)
+        sql = self._same_run.get(columns)
         if sql is None:
             assignments = ", ".join(f'"{name}" = {self.param}' for name in columns)
             same = "IS" if self.is_sqlite else "IS NOT DISTINCT FROM"
-            sql = self._finish[columns] = (
+            sql = self._same_run[columns] = (
                 f'UPDATE "job" SET {assignments} WHERE "seq" = {self.param} '
                 f"AND \"state\" = 'processing' AND \"worker\" {same} {self.param} "
                 f'AND "attempts" = {self.param} AND "started_at" {same} {self.param}'
