@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import os
 import select
-import selectors
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Union
+
+from . import spawn
 
 # Set in every job's environment to the id of the worker that runs it, so that the job's processes
 # can be found (and killed) after a worker died without taking them down (see kill_leftovers).
@@ -18,6 +22,8 @@ OUTPUT_LIMIT = 1024 * 1024  # bytes of output stored per run; the tail is kept
 KILL_GRACE_S = 1.0  # between SIGTERM and SIGKILL on a timeout
 READ_CHUNK = 64 * 1024
 DRAIN_AFTER_EXIT_S = 0.2  # how long to keep reading after the shell exits (daemons keep pipes open)
+POLL_S = 0.1  # the longest wait between looks at the clock (timeouts, the drain)
+NO_PIDFD_POLL_S = 0.001  # without a pidfd, how often an exit is looked for once output ended
 
 
 @dataclass(frozen=True)
@@ -129,14 +135,15 @@ class Execution:
         cwd: str | None = None,
         timeout: float | None = None,
         output_limit: int = OUTPUT_LIMIT,
-        env: dict[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
-        self.env = env  # None: this process's environment
+        # None: this process's environment. A spawn.Environment is encoded once for all its jobs.
+        self.env = env
         self.command = command
         self.cwd = cwd
         self.timeout = timeout
         self.output = TailBuffer(output_limit)
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: _Process | None = None
         self._killed = threading.Event()
         self._lock = threading.Lock()
 
@@ -145,16 +152,7 @@ class Execution:
             with self._lock:
                 if self._killed.is_set():
                     return RunResult(None, "killed before it started", "")
-                self._process = subprocess.Popen(
-                    ["/bin/sh", "-c", self.command],
-                    cwd=self.cwd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own process group, which a timeout kills
-                    close_fds=True,
-                    env=self.env,
-                )
+                self._process = _start(["/bin/sh", "-c", self.command], self.cwd, self.env)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             return RunResult(None, f"cannot start: {exc}", "")
         timed_out = self._pump(self._process)
@@ -184,8 +182,11 @@ class Execution:
             if self._process is not None:
                 _signal_group(self._process.pid, signal.SIGKILL)
 
-    def _pump(self, process: subprocess.Popen[bytes]) -> bool:
-        """Read output until the shell has exited; enforce the timeout. True if it timed out."""
+    def _pump(self, process: _Process) -> bool:
+        """Read output until the shell has exited; enforce the timeout. True if it timed out.
+
+        One ``poll`` waits on both the output pipe and the shell's exit (a pidfd): a job like
+        `true` costs two wake-ups, where polling the exit cost a sleep longer than the job."""
         assert process.stdout is not None
         fd = process.stdout.fileno()
         os.set_blocking(fd, False)
@@ -193,12 +194,18 @@ class Execution:
         term_sent_at: float | None = None
         exited_at: float | None = None
         eof = False
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        pidfd = _pidfd(process.pid)
+        if pidfd is not None:
+            poller.register(pidfd, select.POLLIN)
+        try:
             while True:
                 now = time.monotonic()
                 if exited_at is None and process.poll() is not None:
                     exited_at = now
+                    if pidfd is not None:
+                        poller.unregister(pidfd)
                 if exited_at is not None and (eof or now - exited_at >= DRAIN_AFTER_EXIT_S):
                     break  # all read, or a daemon it left behind still holds the pipe
                 if deadline is not None and now >= deadline and exited_at is None:
@@ -207,16 +214,19 @@ class Execution:
                         _signal_group(process.pid, signal.SIGTERM)
                     elif now - term_sent_at >= KILL_GRACE_S:
                         _signal_group(process.pid, signal.SIGKILL)
-                wait = 0.1
+                wait = POLL_S
+                if pidfd is None and eof and exited_at is None:
+                    wait = NO_PIDFD_POLL_S  # its output ended; nothing will wake us at the exit
                 if deadline is not None and term_sent_at is None:
                     wait = min(wait, max(deadline - now, 0))
-                if eof:  # it closed its output (`exec >log`) but runs on: the timeout still counts
-                    _wait_for_exit(process, wait)
-                    continue
-                if not selector.select(wait):
-                    continue
-                if not self._read_available(fd):
-                    eof = True  # every writer is gone; the shell may still be running
+                for ready, _ in poller.poll(wait * 1000):
+                    # It closed its output (`exec >log`) but may run on: the timeout still counts.
+                    if ready == fd and not eof and not self._read_available(fd):
+                        eof = True
+                        poller.unregister(fd)
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
         process.stdout.close()
         return term_sent_at is not None
 
@@ -246,22 +256,78 @@ class Execution:
         return RunResult(0, None, output)
 
 
-def _wait_for_exit(process: subprocess.Popen[bytes], timeout: float) -> None:
-    """Block until ``process`` exits or ``timeout`` passes (it is not reaped here). Output ends
-    a moment before the exit, so this runs once per job: Popen.wait(timeout) polls, sleeping
-    0.5 ms first, which was longer than the job (`true`); a pidfd wakes at the exit itself."""
+class _Spawned:
+    """A child started by :func:`queuectl.spawn.spawn`: what Execution uses of a Popen."""
+
+    def __init__(self, pid: int, stdout: io.FileIO) -> None:
+        self.pid = pid
+        self.stdout = stdout
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored): as Popen does
+                self.returncode = 0
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        while self.poll() is None:
+            pidfd = _pidfd(self.pid)
+            if pidfd is None:
+                time.sleep(NO_PIDFD_POLL_S)
+                continue
+            try:
+                select.select([pidfd], [], [])
+            finally:
+                os.close(pidfd)
+        return self.returncode  # type: ignore[return-value]
+
+
+_Process = Union[subprocess.Popen[bytes], _Spawned]
+
+
+def _start(argv: list[str], cwd: str | None, env: Mapping[str, str] | None) -> _Process:
+    """Start ``argv`` with stdin from /dev/null and stdout and stderr into one pipe, in a
+    session of its own (a timeout kills its group), with no other descriptor of ours."""
+    if spawn.available:
+        read, write = os.pipe()
+        if read >= 3 and write >= 3:  # else stdio is closed here: Popen handles that case
+            try:
+                environment = env if isinstance(env, spawn.Environment) else spawn.Environment(
+                    os.environ if env is None else env
+                )
+                pid = spawn.spawn(argv, cwd, environment, write)
+            except BaseException:
+                os.close(read)
+                raise
+            finally:
+                os.close(write)
+            return _Spawned(pid, io.FileIO(read, "rb"))
+        os.close(read)
+        os.close(write)
+    return subprocess.Popen(
+        argv,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        close_fds=True,
+        env=env,
+    )
+
+
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that polls readable once ``pid`` exits (Linux >= 5.3), else None."""
     try:
-        pidfd = os.pidfd_open(process.pid)
+        return os.pidfd_open(pid)
     except (AttributeError, OSError):  # not Linux >= 5.3, or already reaped
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        return
-    try:
-        select.select([pidfd], [], [], timeout)
-    finally:
-        os.close(pidfd)
+        return None
 
 
 def _signal_group(pgid: int, signum: int) -> None:

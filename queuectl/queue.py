@@ -256,11 +256,14 @@ class Queue:
 
     def claim(self, worker_id: str) -> Job | None:
         """Atomically take the next due job for ``worker_id``: one UPDATE ... RETURNING."""
-        now = self.clock()
-        # A single statement is atomic on its own; no explicit transaction needed. Its text is
-        # built once (see _Statements): building it with peewee cost 280 us a claim.
+        # A single statement is atomic on its own; no explicit transaction needed.
         with self._writers:
-            row = self.db.execute_sql(self._sql.claim, (worker_id, now, now, now)).fetchone()
+            return self._claim(worker_id)
+
+    def _claim(self, worker_id: str) -> Job | None:
+        now = self.clock()
+        # Its text is built once (see _Statements): building it with peewee cost 280 us a claim.
+        row = self.db.execute_sql(self._sql.claim, (worker_id, now, now, now)).fetchone()
         return None if row is None else _job(dict(zip(_COLUMN_NAMES, row)))
 
     def finish(self, job: Job, result: RunResult, worker_id: str) -> Job | None:
@@ -270,21 +273,25 @@ class Queue:
         rescued from a worker presumed dead); the result is then dropped.
         """
         if result.ok:
-            changes = {
-                "state": "completed",
-                "exit_code": result.exit_code,
-                "error": None,
-                "output": result.output,
-            }
             with self._writers:  # one UPDATE: atomic without BEGIN/COMMIT around it
-                return self._finish(job, worker_id, changes)
+                return self._store_result(job, result, worker_id)
         with self._write():
-            changes = {
-                **self._failure(job, result.error or "failed"),
-                "exit_code": result.exit_code,
-                "output": result.output,
-            }
-            return self._finish(job, worker_id, changes)
+            return self._store_result(job, result, worker_id)
+
+    def finish_and_claim(
+        self, job: Job, result: RunResult, worker_id: str
+    ) -> tuple[Job | None, Job | None]:
+        """:meth:`finish`, then :meth:`claim` in the same transaction: a busy worker commits
+        once a job, not twice. Returns (the job as stored or None, the next job or None)."""
+        with self._write():
+            return self._store_result(job, result, worker_id), self._claim(worker_id)
+
+    def _store_result(self, job: Job, result: RunResult, worker_id: str) -> Job | None:
+        if result.ok:
+            changes = {"state": "completed", "exit_code": result.exit_code, "error": None}
+        else:
+            changes = {**self._failure(job, result.error or "failed"), "exit_code": result.exit_code}
+        return self._finish(job, worker_id, {**changes, "output": result.output})
 
     def _finish(self, job: Job, worker_id: str, changes: dict[str, object]) -> Job | None:
         now = self.clock()

@@ -18,6 +18,7 @@ import peewee
 from .executor import OUTPUT_LIMIT, WORKER_ENV, Execution, RunResult
 from .models import Job
 from .queue import HEARTBEAT_INTERVAL_S, Queue
+from .spawn import Environment
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class WorkerPool:
         self.burst = burst
         self.output_limit = output_limit
         self.worker_id: str | None = None
+        self._env = Environment({})
         self._target = threads
         self._slots: dict[int, threading.Thread] = {}
         self._running: dict[int, Execution] = {}
@@ -74,6 +76,9 @@ class WorkerPool:
 
     def start(self) -> "WorkerPool":
         self.worker_id = self.queue.register_worker(self._target)
+        # Every job's environment: this process's, as the pool starts, plus its worker id
+        # (encoded once: per job, that cost more than starting the shell).
+        self._env = Environment({**os.environ, WORKER_ENV: self.worker_id})
         self.queue.add_listener(self.wake)
         self._service = threading.Thread(target=self._serve, name="queuectl-service", daemon=True)
         self._service.start()
@@ -179,38 +184,52 @@ class WorkerPool:
 
     def _work(self, slot: int) -> None:
         try:
-            while not self._stopping.is_set():
-                with self._lock:
-                    if slot >= self._target:
-                        # Retired by set_threads: free the slot under this same lock, so that
-                        # a set_threads growing it again meanwhile starts a new thread there.
-                        if self._slots.get(slot) is threading.current_thread():
-                            del self._slots[slot]
-                        return
-                    generation = self._generation
-                    paused = self._paused
-                if paused:
-                    self._idle(generation, IDLE_WAIT_S)
-                    continue
-                try:
-                    job = self.queue.claim(self.worker_id)  # type: ignore[arg-type]
-                except peewee.PeeweeException as exc:
-                    log.warning("claim failed (%s); retrying", exc)
-                    self._idle(generation, DB_RETRY_S)
-                    continue
+            job: Job | None = None
+            while True:
                 if job is None:
-                    self._idle(generation, self._idle_timeout())
-                    continue
+                    job = self._next_job(slot)
+                    if job is None:
+                        return
                 try:
-                    self._run(slot, job)
+                    job = self._run(slot, job)
                 except Exception as exc:  # a surprise must not kill the thread and strand the job
                     log.exception("running job %s failed", job.id)
                     self._fail_unexpectedly(slot, job, exc)
+                    job = None
         finally:
             with self._lock:
                 if self._slots.get(slot) is threading.current_thread():
                     del self._slots[slot]
             self.queue.close()
+
+    def _next_job(self, slot: int) -> Job | None:
+        """Wait for a job to claim; None once this thread should end (a stop, or retired)."""
+        while True:
+            with self._lock:
+                if not self._goes_on(slot):
+                    # Retired by set_threads: free the slot under this same lock, so that a
+                    # set_threads growing it again meanwhile starts a new thread there.
+                    if slot >= self._target and self._slots.get(slot) is threading.current_thread():
+                        del self._slots[slot]
+                    return None
+                generation = self._generation
+                paused = self._paused
+            if paused:
+                self._idle(generation, IDLE_WAIT_S)
+                continue
+            try:
+                job = self.queue.claim(self.worker_id)  # type: ignore[arg-type]
+            except peewee.PeeweeException as exc:
+                log.warning("claim failed (%s); retrying", exc)
+                self._idle(generation, DB_RETRY_S)
+                continue
+            if job is not None:
+                return job
+            self._idle(generation, self._idle_timeout())
+
+    def _goes_on(self, slot: int) -> bool:
+        """Whether this slot's thread is to go on claiming (called under the lock)."""
+        return not self._stopping.is_set() and slot < self._target
 
     def _idle_timeout(self) -> float:
         try:
@@ -225,13 +244,15 @@ class WorkerPool:
                 lambda: self._generation != generation or self._stopping.is_set(), timeout
             )
 
-    def _run(self, slot: int, job: Job) -> None:
+    def _run(self, slot: int, job: Job) -> Job | None:
+        """Run ``job`` and store its result; returns the next job when it was claimed in the
+        same transaction (the thread goes on, and nothing else has changed that)."""
         execution = Execution(
             job.command,
             cwd=job.cwd,
             timeout=self.queue.timeout_for(job),
             output_limit=self.output_limit,
-            env={**os.environ, WORKER_ENV: self.worker_id},  # type: ignore[dict-item]
+            env=self._env,
         )
         with self._lock:
             self._running[slot] = execution
@@ -241,13 +262,20 @@ class WorkerPool:
         result = execution.run()
         with self._lock:
             self._running.pop(slot, None)
+            claim_next = self._goes_on(slot) and not self._paused
+        worker_id: str = self.worker_id  # type: ignore[assignment]
         if execution.killed_by_stop:
-            self._store(lambda: self.queue.release(job, self.worker_id))  # type: ignore[arg-type]
+            self._store(lambda: self.queue.release(job, worker_id))
             self._emit("released", job)
-            return
-        stored = self._store(lambda: self.queue.finish(job, result, self.worker_id))  # type: ignore[arg-type]
+            return None
+        following: Job | None = None
+        if claim_next:
+            stored, following = self._store(lambda: self.queue.finish_and_claim(job, result, worker_id))  # type: ignore[misc]
+        else:
+            stored = self._store(lambda: self.queue.finish(job, result, worker_id))
         if stored:
-            self._emit(stored.state, stored)
+            self._emit(stored.state, stored)  # type: ignore[union-attr]
+        return following
 
     def _fail_unexpectedly(self, slot: int, job: Job, exc: Exception) -> None:
         """Store a failed run for ``job``: left 'processing' under this live worker, it would

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from queuectl import executor
+from queuectl import executor, spawn
 from queuectl.executor import Execution, TailBuffer
 
 from .helpers import group_members, kill_group, wait_until
@@ -34,6 +34,17 @@ def pgid_file(tmp_path):
 
 def read_pgid(path: Path) -> int:
     return int(path.read_text())
+
+
+@pytest.fixture(autouse=True, params=["posix_spawn", "popen"])
+def starter(request, monkeypatch):
+    """Every test here runs both ways a job's shell is started: glibc's posix_spawn (the fast
+    way) and Popen (where that is missing). The child must not tell them apart."""
+    if request.param == "posix_spawn" and not spawn.available:
+        pytest.skip("posix_spawn with chdir needs glibc 2.34 or later")
+    if request.param == "popen":
+        monkeypatch.setattr(spawn, "available", False)
+    return request.param
 
 
 def test_success():
@@ -63,6 +74,42 @@ def test_runs_in_cwd_through_sh_with_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("QUEUECTL_TEST_VAR", "from the worker")
     result = executor.run('pwd; echo "$QUEUECTL_TEST_VAR"; echo $0', cwd=str(tmp_path))
     assert result.output.splitlines() == [str(tmp_path), "from the worker", "/bin/sh"]
+
+
+def test_a_spawn_environment_is_the_jobs_environment(tmp_path):
+    env = spawn.Environment({"PATH": os.environ["PATH"], "ONLY": "this é"})
+    result = executor.run("env | sort", cwd=str(tmp_path), env=env)
+    assert [line for line in result.output.splitlines() if not line.startswith("PWD=")] == [
+        "ONLY=this é", f"PATH={os.environ['PATH']}"
+    ]
+
+
+def test_the_child_gets_stdio_a_session_and_default_signals_only(tmp_path):
+    """Nothing of the worker leaks into a job: no descriptor besides 0-2 (not even one marked
+    inheritable), stdin is /dev/null, its own session, no signal ignored or blocked (Python
+    ignores SIGPIPE, which would make `yes | head` complain)."""
+    leak = os.open(tmp_path / "leak", os.O_CREAT | os.O_WRONLY)
+    os.set_inheritable(leak, True)
+    try:
+        result = executor.run(
+            "ls /proc/$$/fd; readlink /proc/$$/fd/0; grep -E '^Sig(Ign|Blk)' /proc/$$/status; "
+            "echo session $(cut -d' ' -f6 /proc/$$/stat) $$; yes | head -n 1",
+            timeout=10,
+        )
+    finally:
+        os.close(leak)
+    lines = result.output.splitlines()
+    assert lines[:4] == ["0", "1", "2", "/dev/null"], result.output
+    assert lines[4].split() == ["SigBlk:", "0000000000000000"]
+    assert lines[5].split() == ["SigIgn:", "0000000000000000"]
+    session, pid = lines[6].split()[1:]
+    assert session == pid
+    assert lines[7:] == ["y"] and result.ok
+
+
+def test_a_nul_in_the_command_cannot_start():
+    result = executor.run("echo a\0b")
+    assert result.error == "cannot start: embedded null byte"
 
 
 def test_stdin_is_empty():

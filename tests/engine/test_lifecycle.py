@@ -443,6 +443,29 @@ def test_finish_by_a_worker_that_lost_the_job_changes_nothing(q, wid, clock):
     assert q.finish(reclaimed, OK, new_wid).state == "completed"
 
 
+def test_finish_and_claim_stores_the_result_and_takes_the_next_job(q, wid, clock):
+    first, second = q.enqueue("one"), q.enqueue("two")
+    claimed = q.claim(wid)
+    clock.advance(2)
+    stored, following = q.finish_and_claim(claimed, FAIL, wid)
+    # The failure follows the retry rules as finish() does; the next job is claimed at once.
+    assert (stored.id, stored.state, stored.run_at) == (first.id, "failed", clock.now + 2)
+    assert (following.id, following.state, following.attempts) == (second.id, "processing", 1)
+    assert q.get(first.id).state == "failed" and q.get(second.id).worker == wid
+    stored, following = q.finish_and_claim(following, OK, wid)
+    assert (stored.state, following) == ("completed", None)  # the retry is not due yet
+    assert q.counts() == {"pending": 0, "processing": 0, "completed": 1, "failed": 1, "dead": 0}
+
+
+def test_finish_and_claim_by_a_worker_that_lost_the_job_still_claims(q, wid):
+    job = q.enqueue("x")
+    claimed = q.claim(wid)
+    waiting = q.enqueue("y")
+    stored, following = q.finish_and_claim(claimed, OK, "another-worker")
+    assert stored is None and q.get(job.id).state == "processing"  # not that worker's run
+    assert following.id == waiting.id
+
+
 def test_request_stop_reaches_heartbeats(q, wid):
     assert q.heartbeat(wid, 1) is False
     assert q.request_stop() == 1
