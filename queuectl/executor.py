@@ -11,9 +11,10 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
-from . import spawn
+if TYPE_CHECKING:
+    from . import spawn
 
 # Set in every job's environment to the id of the worker that runs it, so that the job's processes
 # can be found (and killed) after a worker died without taking them down (see kill_leftovers).
@@ -144,13 +145,13 @@ class Execution:
         self.timeout = timeout
         self.output = TailBuffer(output_limit)
         self._process: _Process | None = None
-        self._killed = threading.Event()
+        self._killed = False  # set under _lock
         self._lock = threading.Lock()
 
     def run(self) -> RunResult:
         try:
             with self._lock:
-                if self._killed.is_set():
+                if self._killed:
                     return RunResult(None, "killed before it started", "")
                 self._process = _start(["/bin/sh", "-c", self.command], self.cwd, self.env)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
@@ -171,14 +172,14 @@ class Execution:
     @property
     def killed_by_stop(self) -> bool:
         """Whether :meth:`kill` ended (or prevented) this run."""
-        return self._killed.is_set()
+        return self._killed
 
     def kill(self) -> None:
         """Kill the whole process group now (a hard stop)."""
         with self._lock:
             if self._process is not None and self._process.returncode is not None:
                 return  # it has exited already: its result stands (a hard stop must not rerun it)
-            self._killed.set()
+            self._killed = True
             if self._process is not None:
                 _signal_group(self._process.pid, signal.SIGKILL)
 
@@ -247,7 +248,7 @@ class Execution:
         output = self.output.text()
         if timed_out:
             return RunResult(None, f"timed out after {self.timeout:g}s", output)
-        if self._killed.is_set():
+        if self._killed:
             return RunResult(None, "killed (hard stop)", output)
         if returncode < 0:
             return RunResult(None, f"killed by signal {_signal_name(-returncode)}", output)
@@ -294,7 +295,9 @@ _Process = Union[subprocess.Popen[bytes], _Spawned]
 def _start(argv: list[str], cwd: str | None, env: Mapping[str, str] | None) -> _Process:
     """Start ``argv`` with stdin from /dev/null and stdout and stderr into one pipe, in a
     session of its own (a timeout kills its group), with no other descriptor of ours."""
-    if spawn.available:
+    from . import spawn  # here, not above: scripted commands import this module, not ctypes
+
+    if spawn.available():
         read, write = os.pipe()
         if read >= 3 and write >= 3:  # else stdio is closed here: Popen handles that case
             try:

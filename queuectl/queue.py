@@ -93,9 +93,10 @@ def _in_own_database(method: Callable[..., object]) -> Callable[..., object]:
 
 
 def _each_method_in_own_database(cls: type[Queue]) -> type[Queue]:
-    """Two Queues in one process (two files, or one file twice) each use their own database."""
+    """Two Queues in one process (two files, or one file twice) each use their own database.
+    Public methods only: the private ones run inside them (a worker's finish went through four)."""
     for name, method in list(vars(cls).items()):
-        if inspect.isfunction(method) and name != "__init__":
+        if inspect.isfunction(method) and not name.startswith("_"):
             setattr(cls, name, _in_own_database(method))
     return cls
 

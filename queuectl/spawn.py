@@ -14,10 +14,12 @@ ignores (SIGPIPE, SIGXFSZ) back to their defaults, no blocked signal, and the di
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import signal
 import sys
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 # glibc's flag values (bits/spawn.h); other C libraries are not used (see _load).
 _SETSIGDEF = 0x04
@@ -35,13 +37,17 @@ class Environment(Mapping[str, str]):
 
     def __init__(self, variables: Mapping[str, str]) -> None:
         self._variables = dict(variables)
+
+    @functools.cached_property
+    def block(self) -> Any:
+        """The ``envp`` array of ``NAME=value`` strings posix_spawn takes."""
         entries = []
         for name, value in self._variables.items():
             entry = os.fsencode(name) + b"=" + os.fsencode(value)
             if b"\0" in entry or b"=" in os.fsencode(name):
                 raise ValueError(f"illegal environment variable {name!r}")
             entries.append(entry)
-        self.block = (ctypes.c_char_p * (len(entries) + 1))(*entries, None)
+        return (ctypes.c_char_p * (len(entries) + 1))(*entries, None)
 
     def __getitem__(self, name: str) -> str:
         return self._variables[name]
@@ -86,6 +92,7 @@ class _Libc:
         self.sigaddset = typed(quick, "sigaddset", pointer, number)
 
 
+@functools.cache
 def _load() -> tuple[_Libc, ctypes.Array[ctypes.c_char]] | None:
     """glibc's functions and the spawn attributes every job shares, or None where unusable."""
     try:
@@ -122,17 +129,19 @@ def _load() -> tuple[_Libc, ctypes.Array[ctypes.c_char]] | None:
     return libc, attributes
 
 
-_loaded = _load()
-available = _loaded is not None
+def available() -> bool:
+    """Whether :func:`spawn` works here (Linux, glibc 2.34 or later)."""
+    return _load() is not None
 
 
 def spawn(argv: list[str], cwd: str | None, env: Environment, output: int) -> int:
     """Start ``argv`` in ``cwd`` (None: this process's) with ``env``, its stdout and stderr on
     descriptor ``output`` (3 or more); returns its pid. Raises OSError as Popen would
     (ValueError for a NUL in an argument)."""
-    if _loaded is None:
+    loaded = _load()
+    if loaded is None:
         raise RuntimeError("posix_spawn with chdir is not available here")
-    libc, attributes = _loaded
+    libc, attributes = loaded
     args = [os.fsencode(arg) for arg in argv]
     directory = None if cwd is None else os.fsencode(cwd)
     if any(b"\0" in arg for arg in args) or (directory is not None and b"\0" in directory):

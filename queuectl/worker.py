@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import peewee
@@ -18,7 +18,6 @@ import peewee
 from .executor import OUTPUT_LIMIT, WORKER_ENV, Execution, RunResult
 from .models import Job
 from .queue import HEARTBEAT_INTERVAL_S, Queue
-from .spawn import Environment
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ class WorkerPool:
         self.burst = burst
         self.output_limit = output_limit
         self.worker_id: str | None = None
-        self._env = Environment({})
+        self._env: Mapping[str, str] = {}
         self._target = threads
         self._slots: dict[int, threading.Thread] = {}
         self._running: dict[int, Execution] = {}
@@ -78,6 +77,8 @@ class WorkerPool:
         self.worker_id = self.queue.register_worker(self._target)
         # Every job's environment: this process's, as the pool starts, plus its worker id
         # (encoded once: per job, that cost more than starting the shell).
+        from .spawn import Environment  # here: `import queuectl` must not load ctypes
+
         self._env = Environment({**os.environ, WORKER_ENV: self.worker_id})
         self.queue.add_listener(self.wake)
         self._service = threading.Thread(target=self._serve, name="queuectl-service", daemon=True)

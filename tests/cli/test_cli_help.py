@@ -51,7 +51,8 @@ try:
 except SystemExit as exc:
     assert not exc.code, exc.code
 loaded = sorted(
-    m for m in sys.modules if m == "textual" or m.startswith(("textual.", "queuectl.tui"))
+    m for m in sys.modules
+    if m in ("textual", "queuectl.spawn") or m.startswith(("textual.", "queuectl.tui"))
 )
 print(loaded, file=sys.stderr)
 sys.exit(3 if loaded else 0)
@@ -60,9 +61,11 @@ sys.exit(3 if loaded else 0)
 
 @pytest.mark.parametrize(
     "args",
-    [["status", "--help"], ["--help"], ["enqueue", "--help"], ["config", "list", "--json"]],
-)
+    [["status", "--help"], ["--help"], ["enqueue", "--help"], ["config", "list", "--json"],
+     ["enqueue", "true"]],
+)  # fmt: skip
 def test_scripted_commands_never_import_textual(args, tmp_path):
+    """Nor the workers' spawning (ctypes): start-up is the whole cost of a scripted command."""
     full = ["--db", str(tmp_path / "q.db"), *args]
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT.format(args=full)], capture_output=True, text=True, timeout=30

@@ -40,10 +40,10 @@ def read_pgid(path: Path) -> int:
 def starter(request, monkeypatch):
     """Every test here runs both ways a job's shell is started: glibc's posix_spawn (the fast
     way) and Popen (where that is missing). The child must not tell them apart."""
-    if request.param == "posix_spawn" and not spawn.available:
+    if request.param == "posix_spawn" and not spawn.available():
         pytest.skip("posix_spawn with chdir needs glibc 2.34 or later")
     if request.param == "popen":
-        monkeypatch.setattr(spawn, "available", False)
+        monkeypatch.setattr(spawn, "available", lambda: False)
     return request.param
 
 
