@@ -56,6 +56,27 @@ def python_ceiling(n: int, threads: int = THREADS) -> float:
     return (n // threads * threads) / (time.perf_counter() - start)
 
 
+def executor_throughput(n: int, threads: int = THREADS) -> float:
+    """``threads`` threads each running queuectl's Execution of `true` in a loop, as a worker
+    starts jobs (its spawn, output pipe, session) but with no database: where the rest goes."""
+    from queuectl.executor import Execution
+    from queuectl.spawn import Environment
+
+    env = Environment(dict(os.environ))
+
+    def loop(count: int) -> None:
+        for _ in range(count):
+            Execution("true", cwd=os.getcwd(), env=env, timeout=3600).run()
+
+    workers = [threading.Thread(target=loop, args=(n // threads,)) for _ in range(threads)]
+    start = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return (n // threads * threads) / (time.perf_counter() - start)
+
+
 def queuectl_throughput(target: str, n: int, processes: int = 1, threads: int = THREADS) -> float:
     """``processes`` idle `worker start --count threads` processes, then ``n`` jobs at once."""
     from queuectl import JobSpec, Queue
@@ -263,9 +284,10 @@ def run(settings: Settings, report: Report) -> None:
         report.note("Huey not installed (pip install -e '.[bench]'): its figures are skipped")
     if tsp is None:
         report.note("task-spooler not installed (apt-get install task-spooler): skipped")
-    ceiling, ours, engine, huey, spooler = [], [], [], [], []
+    ceiling, ours, engine, huey, spooler, executor = [], [], [], [], [], []
     for _ in range(reps):
         ceiling.append(python_ceiling(n))
+        executor.append(executor_throughput(n))
         ours.append(queuectl_throughput(fresh_sqlite(settings, "tp"), n))
         engine.append(engine_throughput(fresh_sqlite(settings, "tp-engine"), n))
         if has_huey:
@@ -289,6 +311,8 @@ def run(settings: Settings, report: Report) -> None:
         report.add(Figure("1. throughput vs task-spooler", "jobs/s", ours, "task-spooler",
                           spooler, [Target(">= 1.5x", at_least=1.5)]))  # fmt: skip
     report.add(Figure("   same, in-process WorkerPool (engine only)", "jobs/s", engine,
+                      "python ceiling", ceiling))  # fmt: skip
+    report.add(Figure("   queuectl's executor alone, no database, 2 threads", "jobs/s", executor,
                       "python ceiling", ceiling))  # fmt: skip
 
 
