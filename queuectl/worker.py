@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import peewee
 
@@ -26,6 +27,8 @@ SERVICE_TICK_S = 0.1  # the service thread's round: change watch, then `--burst`
 DB_RETRY_S = 0.5
 
 MAX_THREADS = 256  # worker threads in one process; more processes scale further
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -271,11 +274,13 @@ class WorkerPool:
             return None
         following: Job | None = None
         if claim_next:
-            stored, following = self._store(lambda: self.queue.finish_and_claim(job, result, worker_id))  # type: ignore[misc]
+            stored, following = self._store(
+                lambda: self.queue.finish_and_claim(job, result, worker_id)
+            )
         else:
             stored = self._store(lambda: self.queue.finish(job, result, worker_id))
         if stored:
-            self._emit(stored.state, stored)  # type: ignore[union-attr]
+            self._emit(stored.state, stored)
         return following
 
     def _fail_unexpectedly(self, slot: int, job: Job, exc: Exception) -> None:
@@ -293,7 +298,7 @@ class WorkerPool:
         if isinstance(stored, Job):
             self._emit(stored.state, stored)
 
-    def _store(self, write: Callable[[], object]) -> object:
+    def _store(self, write: Callable[[], T]) -> T:
         """Write a result, retrying through database trouble: a finished job is never dropped
         while this process lives (if it dies, the job is rescued as "worker lost")."""
         delay = DB_RETRY_S

@@ -19,6 +19,7 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 
 from .harness import (
     Children,
@@ -40,12 +41,12 @@ THREADS = 2
 GATE_WAIT = 'i=0; while [ ! -e "{gate}" ] && [ $i -lt 100000 ]; do sleep 0.002; i=$((i+1)); done'
 
 
-def python_ceiling(n: int, threads: int = THREADS) -> float:
-    """``threads`` threads each running ``subprocess.run("true", shell=True)`` in a loop."""
+def in_threads(job: Callable[[], object], n: int, threads: int = THREADS) -> float:
+    """Runs/s of ``threads`` threads each calling ``job`` in a loop, ``n`` calls in all."""
 
     def loop(count: int) -> None:
         for _ in range(count):
-            subprocess.run("true", shell=True)
+            job()
 
     workers = [threading.Thread(target=loop, args=(n // threads,)) for _ in range(threads)]
     start = time.perf_counter()
@@ -54,27 +55,21 @@ def python_ceiling(n: int, threads: int = THREADS) -> float:
     for worker in workers:
         worker.join()
     return (n // threads * threads) / (time.perf_counter() - start)
+
+
+def python_ceiling(n: int, threads: int = THREADS) -> float:
+    """``threads`` threads each running ``subprocess.run("true", shell=True)`` in a loop."""
+    return in_threads(lambda: subprocess.run("true", shell=True), n, threads)
 
 
 def executor_throughput(n: int, threads: int = THREADS) -> float:
-    """``threads`` threads each running queuectl's Execution of `true` in a loop, as a worker
-    starts jobs (its spawn, output pipe, session) but with no database: where the rest goes."""
+    """The same with queuectl's Execution of `true`: a worker's way of starting jobs (its
+    spawn, output pipe, session) without the database, to show where the rest goes."""
     from queuectl.executor import Execution
     from queuectl.spawn import Environment
 
-    env = Environment(dict(os.environ))
-
-    def loop(count: int) -> None:
-        for _ in range(count):
-            Execution("true", cwd=os.getcwd(), env=env, timeout=3600).run()
-
-    workers = [threading.Thread(target=loop, args=(n // threads,)) for _ in range(threads)]
-    start = time.perf_counter()
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return (n // threads * threads) / (time.perf_counter() - start)
+    env, cwd = Environment(dict(os.environ)), os.getcwd()
+    return in_threads(lambda: Execution("true", cwd=cwd, env=env, timeout=3600).run(), n, threads)
 
 
 def queuectl_throughput(target: str, n: int, processes: int = 1, threads: int = THREADS) -> float:
