@@ -466,6 +466,35 @@ def test_finish_and_claim_by_a_worker_that_lost_the_job_still_claims(q, wid):
     assert following.id == waiting.id
 
 
+def test_finish_and_claim_in_one_statement_stores_what_finish_then_claim_store(tmp_path, clock):
+    """On SQLite a success is stored and the next job claimed by one UPDATE (the worker's hot
+    path); row for row it must leave what the two separate steps leave."""
+    queues = [Queue(str(tmp_path / f"{name}.db"), clock=clock) for name in ("one", "two")]
+    assert queues[0]._sql.complete_and_claim is not None
+    rows, start = [], clock.now
+    for one_statement, q in zip((True, False), queues):
+        clock.now = start
+        wid = q.register_worker(1)
+        for n, priority in enumerate([0, 5, 0, 1]):
+            q.enqueue(JobSpec(id=f"job{n}", command=f"echo {n}", priority=priority))
+        job = q.claim(wid)
+        for step in range(5):  # four jobs, then nothing left to claim
+            clock.advance(1.5)
+            result = RunResult(0, None, f"out {step}")
+            if one_statement:
+                stored, job = q.finish_and_claim(job, result, wid)
+            else:
+                stored, job = q.finish(job, result, wid), q.claim(wid)
+            assert stored.state == "completed" and stored.output == f"out {step}"
+            if job is None:
+                break
+        assert step == 3
+        same_worker = [{**j.__data__, "worker": j.worker == wid} for j in q.list_jobs(limit=10)]
+        rows.append([*same_worker, q.counts()])
+        q.close()
+    assert rows[0] == rows[1]
+
+
 def test_request_stop_reaches_heartbeats(q, wid):
     assert q.heartbeat(wid, 1) is False
     assert q.request_stop() == 1

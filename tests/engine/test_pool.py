@@ -240,13 +240,13 @@ def test_burst_drains_retries_and_delays_then_stops(queue, pools, tmp_path):
     queue.config_set("backoff-base", 1)
     queue.config_set("max-retries", 2)
     marker = tmp_path / "flaky"
-    pool = pools(queue, threads=2, burst=True)
     jobs = {
         "ok": queue.enqueue("echo ok"),
         "flaky": queue.enqueue(f"if [ -e {marker} ]; then echo ok; else touch {marker}; exit 1; fi"),
         "bad": queue.enqueue("exit 1"),
         "delayed": queue.enqueue(JobSpec(command="echo late", delay=0.5)),
     }
+    pool = pools(queue, threads=2, burst=True)  # after the enqueues: on an empty queue it ends
     started = time.monotonic()
     done = threading.Thread(target=pool.run_until_stopped, daemon=True)
     done.start()
