@@ -303,6 +303,7 @@ class Queue:
         for row in rows:
             updated = _job(dict(zip(_COLUMN_NAMES, row)))
             if updated.seq == job.seq:
+                updated.output = result.output  # as stored (not read back, see _Statements)
                 stored = updated
             else:
                 following = updated
@@ -770,6 +771,8 @@ class _Statements:
         # finished job's seq, ?2 the worker, ?3 now, ?4 exit code, ?5 output, ?6 and ?7 the
         # run's attempts and started_at.
         done = '"seq" = ?1'
+        # The finished job's output is not read back: the caller has it, and it can be 1 MiB.
+        returning = columns.replace('"output"', f'CASE WHEN {done} THEN NULL ELSE "output" END')
         self.complete_and_claim = None if not is_sqlite else (
             f'UPDATE "job" SET '
             f'"state" = CASE WHEN {done} THEN \'completed\' ELSE \'processing\' END, '
@@ -781,7 +784,7 @@ class _Statements:
             f'"output" = CASE WHEN {done} THEN ?5 ELSE "output" END, "updated_at" = ?3 '
             f'WHERE "seq" IN (?1, {next_due("?3")}) AND (NOT {done} OR ("state" = '
             f'\'processing\' AND "worker" IS ?2 AND "attempts" = ?6 AND "started_at" IS ?7)) '
-            f"RETURNING {columns}"
+            f"RETURNING {returning}"
         )  # fmt: skip
         names = ", ".join(f'"{name}"' for name in _INSERTED)
         values = ", ".join([param] * len(_INSERTED))
