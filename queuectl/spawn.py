@@ -4,7 +4,7 @@
 its fork; ``posix_spawn`` does the same in C, for about half. :func:`os.posix_spawn` cannot
 change the child's directory, and every job has one, so this calls glibc (2.34 or later) itself,
 with ``posix_spawn_file_actions_addchdir_np`` and ``addclosefrom_np``. Where those are missing
-(another libc, another OS), :data:`available` is False and the executor uses Popen.
+(another libc, another OS), :func:`available` is False and the executor uses Popen.
 
 What the child gets is what Popen gave it: stdin from /dev/null, stdout and stderr into one pipe,
 no other descriptor, a session of its own (a timeout kills its group), the signals Python
@@ -112,7 +112,6 @@ def _load() -> tuple[_Libc, ctypes.Array[ctypes.c_char]] | None:
         libc.sigemptyset(defaults),
         *(libc.sigaddset(defaults, signum) for signum in _RESET_SIGNALS),
         libc.sigemptyset(empty),
-        libc.set_sigdefault(attributes, defaults),
         libc.set_sigmask(attributes, empty),
         libc.set_flags(attributes, _SETSID | _SETSIGDEF | _SETSIGMASK),
     ]
@@ -148,8 +147,9 @@ def spawn(argv: list[str], cwd: str | None, env: Environment, output: int) -> in
         raise ValueError("embedded null byte")
     vector = (ctypes.c_char_p * (len(args) + 1))(*args, None)
     actions = ctypes.create_string_buffer(_STRUCT_SIZE)
-    if libc.actions_init(actions):
-        raise OSError(ctypes.get_errno() or 12, "cannot set up the child")
+    error = libc.actions_init(actions)  # these return an error number, 0 on success
+    if error:
+        raise OSError(error, os.strerror(error))
     try:
         failed = (
             libc.add_open(actions, 0, b"/dev/null", os.O_RDONLY, 0)
