@@ -86,7 +86,12 @@ def test_changes_by_other_processes_show_up_and_rows_are_diffed(seeded, fixed_cl
         await until(pilot, lambda: "elsewhere" in column(table, "id"))
         assert column(table, "id")[0] == "elsewhere"  # claim order: highest priority first
         assert table.rows["test-suite"] is first_row  # updated in place, not rebuilt
-        assert table.selected_id == "test-suite"  # the cursor stays on its job
+        assert table.selected_id == "elsewhere"  # a cursor on the first row follows the top
+        table.move_cursor(row=2)
+        assert table.selected_id == "docs-build"
+        seeded.enqueue(JobSpec("echo another", id="another", priority=9))
+        await until(pilot, lambda: "another" in column(table, "id"))
+        assert table.selected_id == "docs-build"  # a cursor moved down stays on its job
         seeded.retry_dead(["sync-s3"])
         await until(pilot, lambda: "sync-s3" not in column(pane(app, "dead"), "id"))
         assert "sync-s3" in column(table, "id")

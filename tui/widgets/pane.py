@@ -1,7 +1,8 @@
 """A job pane: one DataTable per state, keyed by job id and diff-updated on every refresh.
 
 A refresh removes the rows whose job left the pane, ``update_cell``s the cells that changed and
-adds the new rows; the cursor stays on the job it was on. The table is never cleared on a tick,
+adds the new rows; a cursor on the first row stays there (the pane follows new jobs), one further
+down stays on the job it was on. The table is never cleared on a tick,
 only when a resize changes which columns fit.
 """
 
@@ -262,7 +263,9 @@ class JobPane(DataTable):
         self._set_titles(len(jobs), total, note)
         if not self._columns:
             return  # not sized yet: the first resize builds the table
-        selected = self.selected_id
+        # A cursor the user moved down stays on its job; one on the first row stays on the first
+        # row, so that a pane nobody touched keeps showing the newest jobs as they arrive.
+        selected = self.selected_id if self.cursor_row > 0 else None
         wanted = {job.id: self._cells(job) for job in jobs}
         with self.app.batch_update():
             for key in [key for key in self._shown if key not in wanted]:
