@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import select
 import signal
@@ -187,10 +186,10 @@ class Execution:
         """Read output until the shell has exited; enforce the timeout. True if it timed out.
 
         One ``poll`` waits on both the output pipe and the shell's exit (a pidfd): a job like
-        `true` costs two wake-ups, where polling the exit cost a sleep longer than the job."""
+        `true` costs two wake-ups, where polling the exit cost a sleep longer than the job.
+        The pipe stays blocking: it is read once each time ``poll`` finds it ready."""
         assert process.stdout is not None
         fd = process.stdout.fileno()
-        os.set_blocking(fd, False)
         deadline = time.monotonic() + self.timeout if self.timeout else None
         term_sent_at: float | None = None
         exited_at: float | None = None
@@ -200,10 +199,12 @@ class Execution:
         pidfd = _pidfd(process.pid)
         if pidfd is not None:
             poller.register(pidfd, select.POLLIN)
+        # With a pidfd, the exit is looked for once it says so; without, at every round.
+        exit_due = pidfd is None
         try:
             while True:
                 now = time.monotonic()
-                if exited_at is None and process.poll() is not None:
+                if exit_due and exited_at is None and process.poll() is not None:
                     exited_at = now
                     if pidfd is not None:
                         poller.unregister(pidfd)
@@ -221,8 +222,11 @@ class Execution:
                 if deadline is not None and term_sent_at is None:
                     wait = min(wait, max(deadline - now, 0))
                 for ready, _ in poller.poll(wait * 1000):
-                    # It closed its output (`exec >log`) but may run on: the timeout still counts.
-                    if ready == fd and not eof and not self._read_available(fd):
+                    if ready != fd:
+                        exit_due = True
+                    elif not self._read_some(fd):
+                        # It closed its output (`exec >log`) but may run on: the timeout
+                        # still counts.
                         eof = True
                         poller.unregister(fd)
         finally:
@@ -231,18 +235,13 @@ class Execution:
         process.stdout.close()
         return term_sent_at is not None
 
-    def _read_available(self, fd: int) -> bool:
-        """Read what is there; False at end of file."""
-        while True:
-            try:
-                chunk = os.read(fd, READ_CHUNK)
-            except BlockingIOError:
-                return True
-            if not chunk:
-                return False
-            self.output.write(chunk)
-            if len(chunk) < READ_CHUNK:
-                return True
+    def _read_some(self, fd: int) -> bool:
+        """Read what ``poll`` found there (one read: it cannot block); False at end of file."""
+        chunk = os.read(fd, READ_CHUNK)
+        if not chunk:
+            return False
+        self.output.write(chunk)
+        return True
 
     def _result(self, returncode: int, timed_out: bool) -> RunResult:
         output = self.output.text()
@@ -257,10 +256,26 @@ class Execution:
         return RunResult(0, None, output)
 
 
+class _Pipe:
+    """The read end of a job's output pipe: what Execution uses of Popen's ``stdout`` (a
+    FileIO would cost an fstat a job)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+
 class _Spawned:
     """A child started by :func:`queuectl.spawn.spawn`: what Execution uses of a Popen."""
 
-    def __init__(self, pid: int, stdout: io.FileIO) -> None:
+    def __init__(self, pid: int, stdout: _Pipe) -> None:
         self.pid = pid
         self.stdout = stdout
         self.returncode: int | None = None
@@ -310,7 +325,7 @@ def _start(argv: list[str], cwd: str | None, env: Mapping[str, str] | None) -> _
                 raise
             finally:
                 os.close(write)
-            return _Spawned(pid, io.FileIO(read, "rb"))
+            return _Spawned(pid, _Pipe(read))
         os.close(read)
         os.close(write)
     return subprocess.Popen(
