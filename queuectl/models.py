@@ -65,6 +65,10 @@ class Job(BaseModel):
     worker = peewee.CharField(max_length=255, null=True)
     cwd = peewee.TextField()
 
+    # Not stored: config `job-timeout` as read by the claim that started this run (the run's
+    # timeout unless the job has its own), None for a job that was not claimed.
+    configured_timeout: int | float | None = None
+
     class Meta:
         table_name = "job"
 

@@ -10,7 +10,7 @@ import pytest
 from queuectl import InvalidInput, JobSpec, Queue, QueueError
 from queuectl import queue as queue_module
 from queuectl.executor import RunResult
-from queuectl.models import Job, WorkerProcess
+from queuectl.models import Config, Job, WorkerProcess
 
 FAIL = RunResult(1, "exit code 1", "boom\n")
 OK = RunResult(0, None, "fine\n")
@@ -150,6 +150,25 @@ def test_job_timeout_overrides_config_read_at_claim(q, wid):
     q.config_set("job-timeout", 42)
     assert q.timeout_for(q.get(plain.id)) == 42
     assert q.timeout_for(q.get(own.id)) == 7
+
+
+def test_a_run_gets_the_job_timeout_configured_when_it_was_claimed(q, wid):
+    own = q.enqueue(JobSpec(command="true", timeout=7))
+    plain = q.enqueue("true")
+    q.config_set("job-timeout", 42)
+    first, second = q.claim(wid), q.claim(wid)
+    assert first.id == own.id and second.id == plain.id
+    q.config_set("job-timeout", 5)  # after the claim: this run keeps what it started with
+    assert (q.timeout_for(first), q.timeout_for(second)) == (7, 42)
+    stored, following = q.finish_and_claim(second, OK, wid)
+    assert following is None and q.timeout_for(stored) == 42  # still that run's
+    assert q.timeout_for(q.get(plain.id)) == 5  # not claimed here: as it is now
+
+
+def test_a_claim_reads_an_unusable_stored_timeout_as_the_default(q, wid):
+    Config.insert(key="job-timeout", value="soon").execute()  # stored by hand
+    q.enqueue("true")
+    assert q.timeout_for(q.claim(wid)) == 300
 
 
 def test_claim_order_priority_then_run_at_then_enqueue_order(q, wid, clock):
