@@ -10,7 +10,8 @@ import peewee
 import pytest
 
 from queuectl import JobSpec, Queue, QueueError
-from queuectl import schema
+from queuectl import db, schema
+from queuectl.executor import RunResult
 
 
 def mode(path) -> int:
@@ -39,6 +40,22 @@ def test_new_file_is_0600_in_a_0700_folder_with_wal(tmp_path, no_umask):
         assert mode(sidecar) == 0o600, suffix
     assert q.db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert q.db.execute_sql("PRAGMA busy_timeout").fetchone()[0] > 0
+    q.close()
+
+
+def test_a_busy_queue_keeps_its_wal_bounded(db_path):
+    """Every commit of a busy worker adds pages to the WAL; they are copied into the database
+    file once it holds db.WAL_AUTOCHECKPOINT_PAGES, so the file stops growing there."""
+    q = Queue(db_path)
+    q.enqueue_many([JobSpec(command="true")] * 1500)
+    worker = q.register_worker(1)
+    job = q.claim(worker)
+    done = RunResult(0, None, "")
+    for _ in range(1499):  # ~8 pages each: three times the limit
+        _, job = q.finish_and_claim(job, done, worker)
+    assert job is not None and q.counts()["completed"] == 1499
+    limit = db.WAL_AUTOCHECKPOINT_PAGES * (4096 + 24) + 64 * 4096  # frames, and one commit more
+    assert 0 < os.path.getsize(f"{db_path}-wal") <= limit
     q.close()
 
 
