@@ -68,14 +68,16 @@ def resolve_target(target: str | None = None) -> Target:
     )
 
 
-def open_database(target: Target) -> peewee.Database:
-    """Open (and for SQLite create, 0600) the database; fail with one clear QueueError."""
+def open_database(target: Target, one_connection: bool = False) -> peewee.Database:
+    """Open (and for SQLite create, 0600) the database; fail with one clear QueueError.
+    ``one_connection``: SQLite's threads share one connection (see Queue.for_worker_threads)
+    instead of each opening its own."""
     if target.kind == "sqlite":
-        return _open_sqlite(Path(target.location))
+        return _open_sqlite(Path(target.location), one_connection)
     return _open_postgresql(target.location)
 
 
-def _open_sqlite(path: Path) -> peewee.SqliteDatabase:
+def _open_sqlite(path: Path, one_connection: bool = False) -> peewee.SqliteDatabase:
     if path.is_dir():
         raise QueueError(f"{path} is a directory, not a database file")
     if not path.parent.exists():
@@ -110,6 +112,7 @@ def _open_sqlite(path: Path) -> peewee.SqliteDatabase:
             ("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES),
         ],
         check_same_thread=False,
+        thread_safe=not one_connection,
     )
     try:
         database.connect(reuse_if_open=True)

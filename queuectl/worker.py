@@ -57,6 +57,7 @@ class WorkerPool:
         if not 0 <= threads <= MAX_THREADS:
             raise ValueError(f"threads must be 0 to {MAX_THREADS}")
         self.queue = queue
+        self._jobs = queue  # what the worker threads use: Queue.for_worker_threads(), once started
         self.on_event = on_event
         self.burst = burst
         self.output_limit = output_limit
@@ -85,6 +86,7 @@ class WorkerPool:
         from .spawn import Environment  # here: `import queuectl` must not load ctypes
 
         self._env = Environment({**os.environ, WORKER_ENV: self.worker_id})
+        self._jobs = self.queue.for_worker_threads()
         self.queue.add_listener(self.wake)
         self._service = threading.Thread(target=self._serve, name="queuectl-service", daemon=True)
         self._service.start()
@@ -206,7 +208,8 @@ class WorkerPool:
             with self._lock:
                 if self._slots.get(slot) is threading.current_thread():
                     del self._slots[slot]
-            self.queue.close()
+            if self._jobs is self.queue:  # this thread's own connection (else closed at shutdown)
+                self.queue.close()
 
     def _next_job(self, slot: int) -> Job | None:
         """Wait for a job to claim; None once this thread should end (a stop, or retired)."""
@@ -224,7 +227,7 @@ class WorkerPool:
                 self._idle(generation, IDLE_WAIT_S)
                 continue
             try:
-                job = self.queue.claim(self.worker_id)  # type: ignore[arg-type]
+                job = self._jobs.claim(self.worker_id)  # type: ignore[arg-type]
             except peewee.PeeweeException as exc:
                 log.warning("claim failed (%s); retrying", exc)
                 self._idle(generation, DB_RETRY_S)
@@ -239,7 +242,7 @@ class WorkerPool:
 
     def _idle_timeout(self) -> float:
         try:
-            due = self.queue.next_due_in()
+            due = self._jobs.next_due_in()
         except peewee.PeeweeException:
             return DB_RETRY_S
         return IDLE_WAIT_S if due is None else min(due, IDLE_WAIT_S)
@@ -261,7 +264,7 @@ class WorkerPool:
         execution = Execution(
             job.command,
             cwd=job.cwd,
-            timeout=self.queue.timeout_for(job),
+            timeout=self._jobs.timeout_for(job),
             output_limit=self.output_limit,
             env=self._env,
         )
@@ -276,16 +279,16 @@ class WorkerPool:
             claim_next = self._goes_on(slot) and not self._paused
         worker_id: str = self.worker_id  # type: ignore[assignment]
         if execution.killed_by_stop:
-            self._store(lambda: self.queue.release(job, worker_id))
+            self._store(lambda: self._jobs.release(job, worker_id))
             self._emit("released", job)
             return None
         following: Job | None = None
         if claim_next:
             stored, following = self._store(
-                lambda: self.queue.finish_and_claim(job, result, worker_id)
+                lambda: self._jobs.finish_and_claim(job, result, worker_id)
             )
         else:
-            stored = self._store(lambda: self.queue.finish(job, result, worker_id))
+            stored = self._store(lambda: self._jobs.finish(job, result, worker_id))
         if stored:
             self._emit(stored.state, stored)
         return following
@@ -298,7 +301,7 @@ class WorkerPool:
         result = RunResult(None, f"worker error: {type(exc).__name__}: {exc}", "")
         worker_id: str = self.worker_id  # type: ignore[assignment]
         try:
-            stored = self._store(lambda: self.queue.finish(job, result, worker_id))
+            stored = self._store(lambda: self._jobs.finish(job, result, worker_id))
         except Exception:
             log.exception("storing the failure of job %s failed", job.id)
             return
@@ -371,6 +374,8 @@ class WorkerPool:
         if self._service is not None:
             self._service.join()
         self.queue.remove_listener(self.wake)
+        if self._jobs is not self.queue:
+            self._jobs.close()
         try:
             self.queue.unregister_worker(self.worker_id)  # type: ignore[arg-type]
         except peewee.PeeweeException as exc:

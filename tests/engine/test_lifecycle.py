@@ -4,6 +4,7 @@ arithmetic, leases and rescue, the DLQ, ids and prefixes, config. No sleeping th
 from __future__ import annotations
 
 import subprocess
+import threading
 
 import pytest
 
@@ -483,6 +484,37 @@ def test_finish_and_claim_by_a_worker_that_lost_the_job_still_claims(q, wid):
     stored, following = q.finish_and_claim(claimed, OK, "another-worker")
     assert stored is None and q.get(job.id).state == "processing"  # not that worker's run
     assert following.id == waiting.id
+
+
+def test_worker_threads_sharing_a_queue_run_every_job_once(q, wid):
+    """Queue.for_worker_threads (on SQLite: one connection for all the pool's threads, calls
+    taking turns) under eight threads claiming and storing successes and failures at once."""
+    jobs = q.enqueue_many(
+        [JobSpec(command="fail" if n % 3 == 0 else "ok", max_retries=1) for n in range(300)]
+    )
+    workers = q.for_worker_threads()
+    runs: list[str] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            job = workers.claim(wid)
+            while job is not None:
+                runs.append(job.id)
+                _, job = workers.finish_and_claim(job, FAIL if job.command == "fail" else OK, wid)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors and not any(thread.is_alive() for thread in threads)
+    assert sorted(runs) == sorted(job.id for job in jobs), "every job run once, and once only"
+    states = {job.id: q.get(job.id).state for job in jobs}
+    assert states == {job.id: "dead" if job.command == "fail" else "completed" for job in jobs}
+    workers.close()
 
 
 def test_finish_and_claim_in_one_statement_stores_what_finish_then_claim_store(tmp_path, clock):
