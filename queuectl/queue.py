@@ -80,7 +80,9 @@ def pid_alive(pid: int) -> bool:
 
 # The worker's hot path: these hold the write lock around their SQL themselves (timeout_for,
 # through config(), when it reads any), and build the jobs they return after letting go of it.
-_TAKE_TURNS_THEMSELVES = frozenset({"claim", "finish", "finish_and_claim", "release", "timeout_for"})
+_TAKE_TURNS_THEMSELVES = frozenset(
+    {"claim", "finish", "finish_and_claim", "release", "timeout_for"}
+)
 
 
 def _in_own_database(method: Callable[..., object]) -> Callable[..., object]:
