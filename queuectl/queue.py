@@ -419,17 +419,16 @@ class Queue:
     # -- crash safety: workers, heartbeats, rescue ------------------------------------------
 
     def register_worker(self, threads: int) -> str:
+        """Add a pool of this process to the registry; returns its id, ``host:pid:tag``. The tag
+        is random and short, so it is drawn again if the id is taken: by another pool of this
+        process (one in 65,536 for two), or by a dead process that had the same pid."""
         now = self.clock()
-        worker_id = f"{self.host}:{os.getpid()}:{secrets.token_hex(2)}"
-        WorkerProcess.create(
-            id=worker_id,
-            host=self.host,
-            pid=os.getpid(),
-            threads=threads,
-            started_at=now,
-            heartbeat_at=now,
-        )
-        return worker_id
+        while True:
+            worker_id = f"{self.host}:{os.getpid()}:{secrets.token_hex(2)}"
+            row = dict(id=worker_id, host=self.host, pid=os.getpid(), threads=threads,
+                       started_at=now, heartbeat_at=now)  # fmt: skip
+            if self.db.execute(WorkerProcess.insert(**row).on_conflict_ignore()).rowcount:
+                return worker_id
 
     def heartbeat(self, worker_id: str, threads: int) -> bool:
         """Record that ``worker_id`` lives. Returns True when it has been asked to stop."""

@@ -486,6 +486,14 @@ def test_finish_and_claim_by_a_worker_that_lost_the_job_still_claims(q, wid):
     assert following.id == waiting.id
 
 
+def test_a_worker_id_taken_already_is_drawn_again(q, monkeypatch):
+    tags = iter(["beef", "beef", "cafe"])
+    monkeypatch.setattr(queue_module.secrets, "token_hex", lambda n: next(tags))
+    first, second = q.register_worker(1), q.register_worker(2)
+    assert (first.rsplit(":", 1)[1], second.rsplit(":", 1)[1]) == ("beef", "cafe")
+    assert {w.id: w.threads for w in q.live_workers()} == {first: 1, second: 2}
+
+
 def test_worker_threads_sharing_a_queue_run_every_job_once(q, wid):
     """Queue.for_worker_threads (on SQLite: one connection for all the pool's threads, calls
     taking turns) under eight threads claiming and storing successes and failures at once."""
