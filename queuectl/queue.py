@@ -134,7 +134,8 @@ class Queue:
     ) -> None:
         self.target: Target = resolve_target(target)
         self.db = open_database(self.target, one_connection=one_connection)
-        database.initialize(self.db)
+        if not one_connection:  # one for worker threads (see for_worker_threads) is never
+            database.initialize(self.db)  # the models' default outside a Queue method
         self.clock = clock
         self.host = host
         self.lease = lease
@@ -185,7 +186,6 @@ class Queue:
             one_connection=True,
         )  # fmt: skip
         shared._writers = self._writers  # this process's writers still take turns on one lock
-        database.initialize(self.db)  # models used outside a Queue method still mean this one
         return shared
 
     def close(self) -> None:
