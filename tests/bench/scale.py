@@ -106,10 +106,14 @@ def build(path: str, mix: dict[str, int]) -> None:
 
 
 def cached_big_db(settings: Settings, report: Report) -> str:
+    from queuectl.db import PAGE_SIZE
     from queuectl.schema import SCHEMA_VERSION
 
     os.makedirs(CACHE_DIR, exist_ok=True)
-    cache = os.path.join(CACHE_DIR, f"jobs-1m-schema{SCHEMA_VERSION}-layout{LAYOUT_VERSION}.db")
+    # Named by what it was built with: a file made with other pages would be compared unfairly
+    # with a near-empty one made now.
+    name = f"jobs-1m-schema{SCHEMA_VERSION}-layout{LAYOUT_VERSION}-page{PAGE_SIZE}.db"
+    cache = os.path.join(CACHE_DIR, name)
     if not os.path.exists(cache):
         print(f"  building {cache} (once) ...", flush=True)
         started = time.perf_counter()

@@ -54,9 +54,27 @@ def test_a_busy_queue_keeps_its_wal_bounded(db_path):
     for _ in range(1499):  # ~8 pages each: three times the limit
         _, job = q.finish_and_claim(job, done, worker)
     assert job is not None and q.counts()["completed"] == 1499
-    limit = db.WAL_AUTOCHECKPOINT_PAGES * (4096 + 24) + 64 * 4096  # frames, and one commit more
+    page = q.db.execute_sql("PRAGMA page_size").fetchone()[0]
+    limit = db.WAL_AUTOCHECKPOINT_PAGES * (page + 24) + 64 * page  # frames, and one commit more
     assert 0 < os.path.getsize(f"{db_path}-wal") <= limit
     q.close()
+
+
+def test_a_new_file_has_small_pages_and_an_old_one_keeps_its_own(tmp_path):
+    """A busy worker's commits write whole pages: a new file gets db.PAGE_SIZE; a file made
+    with other pages (SQLite's default 4 KiB, by an older queuectl) keeps them and still works."""
+    new = Queue(str(tmp_path / "new.db"))
+    assert new.db.execute_sql("PRAGMA page_size").fetchone()[0] == db.PAGE_SIZE < 4096
+    new.close()
+    made = sqlite3.connect(tmp_path / "old.db")
+    made.execute("PRAGMA page_size = 4096")
+    made.execute("VACUUM")
+    made.close()
+    old = Queue(str(tmp_path / "old.db"))
+    job = old.enqueue("echo kept")
+    assert old.db.execute_sql("PRAGMA page_size").fetchone()[0] == 4096
+    old.close()
+    assert Queue(str(tmp_path / "old.db")).get(job.id).command == "echo kept"
 
 
 def test_an_existing_folder_keeps_its_mode(tmp_path):
