@@ -328,16 +328,26 @@ def _start(argv: list[str], cwd: str | None, env: Mapping[str, str] | None) -> _
             return _Spawned(pid, _Pipe(read))
         os.close(read)
         os.close(write)
-    return subprocess.Popen(
-        argv,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        close_fds=True,
-        env=env,
-    )
+    # Popen gives the child this thread's signal mask (posix_spawn above gives it none). A worker
+    # started with signals blocked must not hand that on: a job blocking SIGTERM outlives its
+    # timeout. So the mask is emptied for the start and put back after.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+    if blocked:
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    try:
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+        )
+    finally:
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _pidfd(pid: int) -> int | None:

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 
 import pytest
 
 from queuectl import Queue
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Some CI runners start their commands with signals blocked, and every process the tests
+    start would inherit that: the tests' helper workers could not be stopped by SIGTERM. The tests
+    that check what a blocked mask does to queuectl block it themselves."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
 
 
 class FakeClock:

@@ -103,12 +103,18 @@ class Stopper:
     def __init__(self) -> None:
         self.received: list[int] = []
         self._previous: dict[int, object] = {}
+        self._mask: set[signal.Signals] | None = None
 
     def install(self) -> None:
         for signum in STOP_SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
+        # Whatever started us may have blocked them (some supervisors and CI runners block every
+        # signal): then `kill` would never reach the handlers, and the worker could not be stopped.
+        self._mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
     def restore(self) -> None:
+        if self._mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
 

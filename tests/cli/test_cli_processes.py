@@ -81,6 +81,21 @@ def test_first_sigint_lets_the_running_job_finish_and_exits_0(qc, spawn, queue):
     assert "SIGINT: stopping" in worker.log()
 
 
+def test_a_worker_started_with_its_stop_signals_blocked_still_stops_on_sigterm(qc, spawn, queue):
+    """Some supervisors and CI runners start children with every signal blocked."""
+    job_id = ok(qc("enqueue", "sleep 0.5; echo finished")).strip()
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        worker = spawn("worker", "start")  # inherits this thread's mask
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+    wait_until(lambda: queue.get(job_id).state == "processing")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(10) == 0
+    assert queue.get(job_id).output == "finished\n"
+    assert "SIGTERM: stopping" in worker.log()
+
+
 def test_second_sigint_kills_the_job_back_to_pending_uncounted(qc, spawn, queue):
     job_id = ok(qc("enqueue", "sleep 30")).strip()
     worker = spawn("worker", "start")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -87,6 +88,15 @@ def test_a_spawn_environment_is_the_jobs_environment(tmp_path):
     ]
 
 
+# The signal mask is read by the shell itself (a builtin, before it runs anything): dash blocks
+# every signal for a moment each time it waits for a child, so a `grep` of its status can see that.
+READ_MASK = (
+    "while read -r key value; do case $key in SigBlk:|SigIgn:) echo $key $value;; esac; "
+    "done < /proc/$$/status"
+)
+NO_SIGNALS = ["SigBlk: 0000000000000000", "SigIgn: 0000000000000000"]
+
+
 def test_the_child_gets_stdio_a_session_and_default_signals_only(tmp_path):
     """Nothing of the worker leaks into a job: no descriptor besides 0-2 (not even one marked
     inheritable), stdin is /dev/null, its own session, no signal ignored or blocked (Python
@@ -95,19 +105,32 @@ def test_the_child_gets_stdio_a_session_and_default_signals_only(tmp_path):
     os.set_inheritable(leak, True)
     try:
         result = executor.run(
-            "ls /proc/$$/fd; readlink /proc/$$/fd/0; grep -E '^Sig(Ign|Blk)' /proc/$$/status; "
+            f"{READ_MASK}; ls /proc/$$/fd; readlink /proc/$$/fd/0; "
             "echo session $(cut -d' ' -f6 /proc/$$/stat) $$; yes | head -n 1",
             timeout=10,
         )
     finally:
         os.close(leak)
     lines = result.output.splitlines()
-    assert lines[:4] == ["0", "1", "2", "/dev/null"], result.output
-    assert lines[4].split() == ["SigBlk:", "0000000000000000"]
-    assert lines[5].split() == ["SigIgn:", "0000000000000000"]
+    assert lines[:2] == NO_SIGNALS, result.output
+    assert lines[2:6] == ["0", "1", "2", "/dev/null"], result.output
     session, pid = lines[6].split()[1:]
     assert session == pid
     assert lines[7:] == ["y"] and result.ok
+
+
+def test_a_worker_with_signals_blocked_starts_jobs_with_none_blocked():
+    """Whatever started the worker may have blocked signals (some supervisors and CI runners do):
+    a job must not inherit that, or `kill -TERM` and a timeout would not stop it."""
+    everything = set(signal.Signals) - {signal.SIGKILL, signal.SIGSTOP}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, everything)
+    try:
+        result = executor.run(f"{READ_MASK}; kill -TERM $$; echo survived", timeout=10)
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, ()) >= everything  # put back
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+    assert result.output.splitlines() == NO_SIGNALS
+    assert result.error == "killed by signal SIGTERM"
 
 
 def test_a_nul_in_the_command_cannot_start():
