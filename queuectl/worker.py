@@ -105,6 +105,12 @@ class WorkerPool:
             return len(self._running)
 
     @property
+    def waiting(self) -> int:
+        """Worker threads waiting for a job (neither claiming nor running one)."""
+        with self._lock:
+            return self._waiting
+
+    @property
     def paused(self) -> bool:
         return self._paused
 
@@ -232,9 +238,21 @@ class WorkerPool:
                 log.warning("claim failed (%s); retrying", exc)
                 self._idle(generation, DB_RETRY_S)
                 continue
-            if job is not None:
+            if job is not None and self._keep(slot, job):
                 return job
-            self._idle(generation, self._idle_timeout())
+            if job is None:
+                self._idle(generation, self._idle_timeout())
+
+    def _keep(self, slot: int, job: Job) -> bool:
+        """Whether this thread is still to run a job it just claimed. The claim runs outside the
+        lock, so a pause, stop or retirement can come between the check and the claim; the job
+        then goes back, uncounted, before it started: "no new job starts" holds exactly."""
+        with self._lock:
+            if self._goes_on(slot) and not self._paused:
+                return True
+        worker_id: str = self.worker_id  # type: ignore[assignment]
+        self._store(lambda: self._jobs.release(job, worker_id))
+        return False
 
     def _goes_on(self, slot: int) -> bool:
         """Whether this slot's thread is to go on claiming (called under the lock)."""
@@ -291,7 +309,7 @@ class WorkerPool:
             stored = self._store(lambda: self._jobs.finish(job, result, worker_id))
         if stored:
             self._emit(stored.state, stored)
-        return following
+        return following if following is not None and self._keep(slot, following) else None
 
     def _fail_unexpectedly(self, slot: int, job: Job, exc: Exception) -> None:
         """Store a failed run for ``job``: left 'processing' under this live worker, it would

@@ -331,6 +331,8 @@ def test_plus_and_minus_change_the_worker_threads(live_queue):
         assert [w.threads for w in live_queue.live_workers()] == [1]
         await pilot.press("plus", "plus")
         assert app.pool.threads == 3
+        # Every thread waiting first: the job below is enqueued with none of them mid-claim.
+        await until(pilot, lambda: app.pool.pool.waiting == 3, what="three idle threads")
         await pilot.press("minus")
         assert app.threads == 2 and app.pool.threads == 2
         await pilot.press("minus", "minus", "minus")
@@ -349,7 +351,7 @@ def test_p_pauses_and_resumes_the_workers(live_queue):
     app = make_app(live_queue, workers=1)
 
     async def scenario(pilot):
-        await until(pilot, lambda: app.pool.started)
+        await until(pilot, lambda: app.pool.started and app.pool.pool.waiting == 1)
         await pilot.press("p")
         assert app.paused and app.pool.paused
         assert "paused" in str(app.stats.query_one("#workers", Static).render())
@@ -384,7 +386,7 @@ def test_q_asks_then_lets_running_jobs_finish(live_queue, tmp_path):
 
     async def scenario(pilot):
         job = live_queue.enqueue(command)
-        await until(pilot, lambda: live_queue.get(job.id).state == "processing")
+        await until(pilot, lambda: app.pool.busy == 1)  # running, not just claimed
         await pilot.press("q")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")  # changed my mind: keep going
@@ -407,7 +409,7 @@ def test_stopping_screen_k_kills_running_jobs_back_to_pending(live_queue):
 
     async def scenario(pilot):
         job = live_queue.enqueue("sleep 30")
-        await until(pilot, lambda: live_queue.get(job.id).state == "processing")
+        await until(pilot, lambda: app.pool.busy == 1)  # running, not just claimed
         await pilot.press("q", "y")
         await until(pilot, lambda: isinstance(app.screen, StoppingScreen))
         await pilot.press("k")

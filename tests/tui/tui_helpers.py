@@ -34,7 +34,12 @@ def drive(app: QueueApp, scenario: Callable[..., Awaitable[None]], size=SIZE) ->
     async def main() -> None:
         async with app.run_test(size=size) as pilot:
             await until(pilot, lambda: app.loads > 0, what="the first snapshot")
-            await scenario(pilot)
+            try:
+                await scenario(pilot)
+            except BaseException:
+                app.pool.kill()  # a failed scenario leaves no job running (gated jobs wait on)
+                app.pool.join()
+                raise
             if not app._exit:
                 app.pool.join()  # a test that did not quit leaves no threads behind
 
