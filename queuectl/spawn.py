@@ -8,7 +8,8 @@ with ``posix_spawn_file_actions_addchdir_np`` and ``addclosefrom_np``. Where tho
 
 What the child gets is what Popen gave it: stdin from /dev/null, stdout and stderr into one pipe,
 no other descriptor, a session of its own (a timeout kills its group), the signals Python
-ignores (SIGPIPE, SIGXFSZ) back to their defaults, no blocked signal, and the directory.
+ignores (SIGPIPE, SIGXFSZ) back to their defaults, no blocked signal, and the directory. A signal
+ignored by whatever started the worker (`nohup`) stays ignored, as exec leaves it.
 """
 
 from __future__ import annotations

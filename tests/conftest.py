@@ -12,10 +12,18 @@ from queuectl import Queue
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Some CI runners start their commands with signals blocked, and every process the tests
-    start would inherit that: the tests' helper workers could not be stopped by SIGTERM. The tests
-    that check what a blocked mask does to queuectl block it themselves."""
+    """The tests run with the signals Python itself sets up, whatever started them.
+
+    Some CI runners start their commands with signals blocked, `nohup` ignores SIGHUP, and a shell
+    without job control starts `cmd &` with SIGINT and SIGQUIT ignored. Every process the tests
+    start would inherit that: helper workers that SIGTERM cannot stop, jobs that report ignored
+    signals. The tests that check what queuectl does with such signals set them up themselves."""
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
+                   signal.SIGUSR2, signal.SIGALRM, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+        if signal.getsignal(signum) == signal.SIG_IGN:
+            default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+            signal.signal(signum, default)
 
 
 class FakeClock:

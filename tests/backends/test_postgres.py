@@ -100,18 +100,21 @@ def test_queues_in_two_schemas_do_not_wake_each_other(pg_target):
 
 
 @pytest.fixture
-def hosts(pg_target):
-    """Start worker processes posing as hosts; all are killed at the end."""
+def hosts(pg_target, tmp_path):
+    """Start worker processes posing as hosts; all are killed at the end. A host's stderr goes
+    to ``HOST.log`` in the test's directory."""
     started: list[subprocess.Popen] = []
 
     def start(host: str, threads: int = 2, lease: float = 2.0) -> subprocess.Popen:
-        process = subprocess.Popen(
-            [sys.executable, str(HERE / "worker_host.py"), pg_target, host, str(threads), str(lease)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        with open(tmp_path / f"{host}.log", "w") as errors:
+            process = subprocess.Popen(
+                [sys.executable, str(HERE / "worker_host.py"), pg_target, host, str(threads),
+                 str(lease)],
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
+                start_new_session=True,
+            )
         started.append(process)
         assert process.stdout.readline().strip() == "ready"
         return process
@@ -131,14 +134,17 @@ def test_several_hosts_run_each_job_once_and_rescue_a_vanished_host(pg_target, h
     marker = tmp_path / "slept-once"
     slow = JobSpec(
         id="slow-job",
-        command=f"if [ ! -e {marker} ]; then touch {marker}; sleep 60; fi; echo slow-job >> {log}",
+        command=f"if [ ! -e {marker} ]; then echo $$ > {marker}; sleep 60; fi; "
+        f"echo slow-job >> {log}",
         priority=10,
     )
     queue.enqueue(slow)
     doomed = hosts("host-a", threads=1)  # busy with the slow job only
-    wait_until(lambda: queue.get("slow-job").state == "processing", message="slow job started")
+    wait_until(lambda: marker.exists() and marker.read_text().strip(), message="slow job started")
     assert queue.get("slow-job").worker.startswith("host-a:")
-    survivors = [hosts("host-b"), hosts("host-c")]
+    # The survivors' lease is long enough that a survivor the loaded machine stalls for a few
+    # seconds is not taken for lost by the other (its job would run twice, rightly).
+    survivors = [hosts("host-b", lease=6.0), hosts("host-c", lease=6.0)]
     queue.enqueue_many(
         [JobSpec(id=f"job-{i:03}", command=f"echo job-{i:03} >> {log}") for i in range(499)]
     )
@@ -147,7 +153,7 @@ def test_several_hosts_run_each_job_once_and_rescue_a_vanished_host(pg_target, h
     doomed.wait(30)
     # Its job's own process group lives on, as it would on a real host that lost its worker;
     # end it so that it cannot write to the log later.
-    subprocess.run(["pkill", "-KILL", "-f", str(marker)], check=False)
+    os.killpg(int(marker.read_text()), signal.SIGKILL)
     wait_until(lambda: queue.counts()["completed"] == 500, timeout=120, message="500 completed")
     lines = log.read_text().split()
     assert sorted(lines) == sorted(["slow-job"] + [f"job-{i:03}" for i in range(499)])

@@ -1,6 +1,6 @@
 """A worker process posing as one host: `python worker_host.py TARGET HOST THREADS LEASE`.
 
-Runs a WorkerPool until SIGTERM (graceful) and prints one line per job event to stdout.
+Runs a WorkerPool until SIGTERM (graceful); prints "ready" to stdout once it runs.
 """
 
 import signal
@@ -13,10 +13,7 @@ def main() -> None:
     target, host, threads, lease = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     queue = Queue(target, host=host, lease=lease)
 
-    def report(event):
-        print(f"{event.kind} {event.job.id}", flush=True)
-
-    pool = WorkerPool(queue, threads, on_event=report).start()
+    pool = WorkerPool(queue, threads).start()
     signal.signal(signal.SIGTERM, lambda *_: pool.stop())
     print("ready", flush=True)
     pool.run_until_stopped()

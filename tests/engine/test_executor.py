@@ -119,6 +119,18 @@ def test_the_child_gets_stdio_a_session_and_default_signals_only(tmp_path):
     assert lines[7:] == ["y"] and result.ok
 
 
+def test_a_signal_ignored_by_whatever_started_the_worker_stays_ignored():
+    """`nohup queuectl worker start &`: exec keeps an ignored signal ignored, and so do the
+    jobs, as `nohup make` hands SIGHUP's immunity on to what make runs. Only what Python itself
+    ignores (SIGPIPE, SIGXFSZ) goes back to its default."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        result = executor.run(READ_MASK, timeout=10)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert result.output.splitlines() == [NO_SIGNALS[0], "SigIgn: 0000000000000001"]
+
+
 def test_a_worker_with_signals_blocked_starts_jobs_with_none_blocked():
     """Whatever started the worker may have blocked signals (some supervisors and CI runners do):
     a job must not inherit that, or `kill -TERM` and a timeout would not stop it."""
@@ -160,11 +172,11 @@ def test_killed_by_signal():
 
 def test_timeout_kills_the_whole_group(pgid_file):
     started = time.monotonic()
-    result = executor.run(f"echo $$ > {pgid_file}; sleep 100 & sleep 100", timeout=0.5)
+    result = executor.run(f"echo $$ > {pgid_file}; sleep 100 & sleep 100", timeout=1.5)
     elapsed = time.monotonic() - started
     assert (result.exit_code, result.ok) == (None, False)
-    assert "timed out" in result.error and "0.5" in result.error
-    assert 0.5 <= elapsed < 0.5 + executor.KILL_GRACE_S + 3
+    assert "timed out" in result.error and "1.5" in result.error
+    assert 1.5 <= elapsed < 1.5 + executor.KILL_GRACE_S + 3
     pgid = read_pgid(pgid_file)
     wait_until(lambda: not group_members(pgid), 3, message=f"group {pgid} to be gone")
 
@@ -173,12 +185,12 @@ def test_a_job_ignoring_sigterm_is_sigkilled_after_the_grace(pgid_file):
     started = time.monotonic()
     result = executor.run(
         f"trap '' TERM; echo $$ > {pgid_file}; echo started; sleep 100; echo survived",
-        timeout=0.3,
+        timeout=1,
     )
     elapsed = time.monotonic() - started
     assert "timed out" in result.error
     assert "survived" not in result.output and "started" in result.output
-    assert 0.3 + executor.KILL_GRACE_S * 0.9 <= elapsed < 0.3 + executor.KILL_GRACE_S + 3
+    assert 1 + executor.KILL_GRACE_S * 0.9 <= elapsed < 1 + executor.KILL_GRACE_S + 3
     pgid = read_pgid(pgid_file)
     wait_until(lambda: not group_members(pgid), 3, message=f"group {pgid} to be gone")
 
@@ -187,11 +199,11 @@ def test_a_grandchild_ignoring_sigterm_and_holding_stdout_is_sigkilled(pgid_file
     """The shell dies on SIGTERM, but a grandchild that ignores it keeps the pipe open."""
     started = time.monotonic()
     result = executor.run(
-        f"echo $$ > {pgid_file}; (trap '' TERM; sleep 100) & sleep 100", timeout=0.3
+        f"echo $$ > {pgid_file}; (trap '' TERM; sleep 100) & sleep 100", timeout=1
     )
     elapsed = time.monotonic() - started
     assert "timed out" in result.error
-    assert elapsed < 0.3 + executor.KILL_GRACE_S + 3
+    assert elapsed < 1 + executor.KILL_GRACE_S + 3
     pgid = read_pgid(pgid_file)
     wait_until(lambda: not group_members(pgid), 3, message=f"group {pgid} to be gone")
 
@@ -201,7 +213,7 @@ def test_a_daemon_holding_stdout_does_not_hold_the_job(pgid_file):
     result = executor.run(f"echo $$ > {pgid_file}; sleep 100 & echo started", timeout=60)
     elapsed = time.monotonic() - started
     assert result.ok and result.output == "started\n"
-    assert elapsed < 2, f"took {elapsed:.2f}s"
+    assert elapsed < 5, f"took {elapsed:.2f}s"  # not the 60 s timeout
 
 
 def test_a_daemon_printing_on_after_the_shell_exits_does_not_hold_the_job(pgid_file):
@@ -213,7 +225,7 @@ def test_a_daemon_printing_on_after_the_shell_exits_does_not_hold_the_job(pgid_f
     )
     elapsed = time.monotonic() - started
     assert result.ok and "started" in result.output.splitlines()
-    assert elapsed < 2, f"took {elapsed:.2f}s"
+    assert elapsed < 5, f"took {elapsed:.2f}s"  # not the 60 s timeout
 
 
 def test_output_after_exit_is_not_lost():
@@ -376,9 +388,9 @@ def test_tail_buffer_cap_over_random_bytes():
 def test_a_job_that_closes_its_output_still_times_out(pgid_file):
     """`exec >log 2>&1` closes the pipe at once: end of output is not the end of the job."""
     started = time.monotonic()
-    result = executor.run(f"echo $$ > {pgid_file}; exec >/dev/null 2>&1; sleep 100", timeout=0.5)
+    result = executor.run(f"echo $$ > {pgid_file}; exec >/dev/null 2>&1; sleep 100", timeout=1)
     assert "timed out" in result.error
-    assert time.monotonic() - started < 0.5 + executor.KILL_GRACE_S + 3
+    assert time.monotonic() - started < 1 + executor.KILL_GRACE_S + 3
     pgid = read_pgid(pgid_file)
     wait_until(lambda: not group_members(pgid), 3, message=f"group {pgid} to be gone")
 
@@ -405,9 +417,9 @@ def test_kill_a_job_that_closed_its_output():
 
 def test_a_job_flooding_output_still_times_out():
     started = time.monotonic()
-    result = executor.run("yes queuectl", timeout=0.5, output_limit=1000)
+    result = executor.run("yes queuectl", timeout=1, output_limit=1000)
     assert "timed out" in result.error
-    assert time.monotonic() - started < 0.5 + executor.KILL_GRACE_S + 3
+    assert time.monotonic() - started < 1 + executor.KILL_GRACE_S + 3
     assert result.output.startswith(MARKER) and "queuectl\nqueuectl\n" in result.output
 
 

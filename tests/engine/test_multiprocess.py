@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -219,6 +220,24 @@ def test_enqueuers_and_workers_in_many_processes_never_see_a_locked_database(
         assert LOCKED not in proc.stderr()
 
 
+def freeze(pid: int, db_path: str) -> None:
+    """SIGSTOP ``pid``, at a moment it holds no write lock on the database (a heartbeat, say):
+    else every other writer would wait for it until thawed."""
+    for _ in range(50):
+        os.kill(pid, signal.SIGSTOP)
+        wait_until(lambda: open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "T",
+                   5, message="the worker to stop")
+        try:
+            with sqlite3.connect(db_path, timeout=0.2, isolation_level=None) as probe:
+                probe.execute("BEGIN IMMEDIATE")
+                probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:  # stopped while writing: let it finish, try again
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.01)
+    raise AssertionError("the worker held the write lock every time it was stopped")
+
+
 def test_a_frozen_worker_loses_its_job_at_the_end_of_its_lease(db_path, tmp_path, workers):
     """SIGSTOP: the pid lives but the heartbeat stops. Past the lease another worker rescues
     the job; the frozen one, thawed, finds it gone and stores nothing."""
@@ -227,11 +246,11 @@ def test_a_frozen_worker_loses_its_job_at_the_end_of_its_lease(db_path, tmp_path
     marker = tmp_path / "first-run-happened"
     [frozen] = workers(1, 1, False, "--lease", "2")
     job = queue.enqueue(
-        f"if [ -e {marker} ]; then echo second run; else touch {marker}; sleep 2; echo first; fi"
+        f"if [ -e {marker} ]; then echo second run; else touch {marker}; sleep 5; echo first; fi"
     )
     wait_until(lambda: marker.exists(), 15, message="the first run to start")
     assert queue.get(job.id).worker == frozen.worker_id
-    os.kill(frozen.pid, signal.SIGSTOP)
+    freeze(frozen.pid, db_path)  # before the first run ends (5 s): its result is not stored yet
     try:
         [rescuer] = workers(1, 1, False, "--lease", "2")
         lost = wait_until(lambda: (j := queue.get(job.id)).state != "processing" and j, 15,
