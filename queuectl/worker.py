@@ -238,10 +238,10 @@ class WorkerPool:
                 log.warning("claim failed (%s); retrying", exc)
                 self._idle(generation, DB_RETRY_S)
                 continue
-            if job is not None and self._keep(slot, job):
-                return job
             if job is None:
                 self._idle(generation, self._idle_timeout())
+            elif self._keep(slot, job):
+                return job
 
     def _keep(self, slot: int, job: Job) -> bool:
         """Whether this thread is still to run a job it just claimed. The claim runs outside the
