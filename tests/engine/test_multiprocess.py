@@ -227,14 +227,16 @@ def freeze(pid: int, db_path: str) -> None:
         os.kill(pid, signal.SIGSTOP)
         wait_until(lambda: open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "T",
                    5, message="the worker to stop")
+        probe = sqlite3.connect(db_path, timeout=0.2, isolation_level=None)
         try:
-            with sqlite3.connect(db_path, timeout=0.2, isolation_level=None) as probe:
-                probe.execute("BEGIN IMMEDIATE")
-                probe.execute("ROLLBACK")
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
             return
         except sqlite3.OperationalError:  # stopped while writing: let it finish, try again
             os.kill(pid, signal.SIGCONT)
             time.sleep(0.01)
+        finally:
+            probe.close()
     raise AssertionError("the worker held the write lock every time it was stopped")
 
 
