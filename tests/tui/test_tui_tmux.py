@@ -100,6 +100,10 @@ def shows(terminal: Terminal, title: str, text: str) -> bool:
     return any(text in row for row in pane_rows(terminal.screen(), title))
 
 
+def on_screen(terminal: Terminal, text: str) -> bool:
+    return any(text in line for line in terminal.screen())
+
+
 @pytest.fixture
 def cli(tmp_path):
     db = tmp_path / "queue.db"
@@ -127,9 +131,13 @@ def test_the_tui_in_a_real_terminal(cli, tmp_path):
         job_id = cli("enqueue", "echo hi").strip()
         wait_for(lambda: shows(terminal, "Completed", job_id), 20, "the job done", terminal)
         assert json.loads(cli("show", job_id, "--json"))["output"] == "hi\n"
-        # Into the Dead pane (shift+tab from the first pane), and `r` retries the job.
+        # Into the Dead pane (shift+tab from the first pane): `enter` there shows its job.
         gate.touch()
-        terminal.press("BTab")
+        terminal.press("BTab", "Enter")
+        wait_for(lambda: on_screen(terminal, "Job flaky"), 20, "flaky's details", terminal)
+        terminal.press("Escape")
+        wait_for(lambda: not on_screen(terminal, "Job flaky"), 20, "the details closed", terminal)
+        # Back in the Dead pane, `r` retries the job.
         terminal.press("r")
         wait_for(lambda: shows(terminal, "Completed", "flaky"), 20, "flaky retried", terminal)
         job = json.loads(cli("show", "flaky", "--json"))
