@@ -231,7 +231,9 @@ class QueueApp(App[None]):
         panes = self.panes
         current = self._focused_pane()
         index = panes.index(current) if current in panes else -step
-        panes[(index + step) % len(panes)].focus()
+        # At once, not with Widget.focus() (which waits its turn behind the keys already typed):
+        # `shift+tab r` typed ahead must retry in the pane shift+tab chose.
+        self.screen.set_focus(panes[(index + step) % len(panes)])
 
     def action_next_pane(self) -> None:
         self._cycle(1)

@@ -7,6 +7,7 @@ import io
 from rich.console import Console
 from tui_helpers import drive, make_app, until
 from rich.text import Text
+from textual import events
 from textual.command import CommandList
 from textual.widgets import Input, Static, TextArea
 
@@ -243,6 +244,20 @@ def test_r_retries_the_selected_dead_job(seeded, fixed_clock):
         job = seeded.get("sync-s3")
         assert (job.state, job.attempts, job.error) == ("pending", 0, None)
         await until(pilot, lambda: column(pane(app, "dead"), "id") == ["deploy-prod"])
+
+    drive(app, scenario)
+
+
+def test_keys_typed_ahead_act_on_the_pane_the_earlier_keys_chose(seeded, fixed_clock):
+    """shift+tab then r, both waiting before the app handles either (a fast typist, a busy
+    moment): r must act on the Dead pane that shift+tab moved to, not on the pane before it."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        app.post_message(events.Key("shift+tab", None))
+        app.post_message(events.Key("r", "r"))
+        await until(pilot, lambda: job_ids(seeded, "dead") == {"sync-s3"})
+        assert app.focused.id == "pane-dead"
 
     drive(app, scenario)
 
