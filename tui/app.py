@@ -233,7 +233,8 @@ class QueueApp(App[None]):
         index = panes.index(current) if current in panes else -step
         # At once, not with Widget.focus() (which waits its turn behind the keys already typed):
         # `shift+tab r` typed ahead must retry in the pane shift+tab chose.
-        self.screen.set_focus(panes[(index + step) % len(panes)])
+        pane = panes[(index + step) % len(panes)]
+        pane.screen.set_focus(pane)  # its own screen: the palette may still be the current one
 
     def action_next_pane(self) -> None:
         self._cycle(1)

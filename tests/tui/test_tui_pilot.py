@@ -457,6 +457,19 @@ def test_actions_are_in_the_command_palette(seeded, fixed_clock):
     drive(app, scenario)
 
 
+def test_the_palette_moves_between_panes(seeded, fixed_clock):
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Previous pane")
+        await until(pilot, lambda: app.screen.query_one(CommandList).option_count > 0)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.focused is not None and app.focused.id == "pane-dead")
+
+    drive(app, scenario)
+
+
 def test_throughput_shows_jobs_finished_in_the_last_minute_from_the_start(tmp_path, clock):
     """Jobs other workers finished before the app opened are on the chart at once."""
     queue = Queue(str(tmp_path / "q.db"), clock=clock)
