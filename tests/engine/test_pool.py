@@ -242,7 +242,6 @@ def test_a_claim_that_crosses_a_pause_gives_its_job_back_uncounted(queue, pools,
     events = []
     pool = pools(queue, threads=1, on_event=lambda event: events.append(event.kind))
     claim = Queue.claim
-
     claimed = []
 
     def claim_across_a_pause(self, worker_id):
