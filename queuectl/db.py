@@ -171,11 +171,11 @@ def _open_postgresql(url: str) -> peewee.Database:
         database.connect(reuse_if_open=True)
     except (peewee.DatabaseError, peewee.InterfaceError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise QueueError(f"cannot connect to {_redact(url)}: {first}") from None
+        raise QueueError(f"cannot connect to {redact(url)}: {first}") from None
     return database
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     parsed = urlparse(url)
     if parsed.password:
         return url.replace(f":{parsed.password}@", ":***@")

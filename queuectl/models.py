@@ -1,45 +1,51 @@
-"""peewee models only. They are bound to :data:`database`, a proxy that :mod:`queuectl.queue`
-initialises from the user's target."""
+"""The queue's data: job states and the peewee models.
+
+The models here are templates, bound to no database. Each :class:`~queuectl.queue.Queue` makes
+its own subclasses bound to its own database (:func:`bind`, as Huey's SQL storage builds its
+models per storage), so two Queues in one process (two files, or one file twice) never share a
+connection, and nothing depends on which Queue was opened last.
+"""
 
 from __future__ import annotations
 
-from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Any
 
 import peewee
 
 
-class _QueueDatabase(peewee.DatabaseProxy):
-    """A proxy that resolves to the database of the :class:`~queuectl.queue.Queue` whose method
-    is running in this thread (:data:`current_database`), else to the last one initialised. So two
-    Queues in one process (two files, or one file twice) each use their own connection."""
+class State(StrEnum):
+    """A job's state (SPEC 3). The groups below are the only other place states are listed."""
 
-    def __setattr__(self, attr: str, value: Any) -> None:
-        object.__setattr__(self, attr, value)
-
-    @property
-    def obj(self) -> Any:
-        current = current_database.get()
-        return self._default if current is None else current
-
-    @obj.setter
-    def obj(self, value: Any) -> None:
-        object.__setattr__(self, "_default", value)
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
 
 
-# Set by each Queue method for its duration (a context variable: per thread).
-current_database: ContextVar[peewee.Database | None] = ContextVar("queuectl_db", default=None)
+STATES: tuple[State, ...] = tuple(State)
+# Waiting for a worker: a claim takes these (a failed job once its retry is due).
+CLAIMABLE: tuple[State, ...] = (State.PENDING, State.FAILED)
+# A worker runs it.
+ACTIVE: tuple[State, ...] = (State.PROCESSING,)
+# Done: nothing changes them but a user (retry, purge).
+FINAL: tuple[State, ...] = (State.COMPLETED, State.DEAD, State.CANCELLED)
+# Not yet done: `--burst` waits for these.
+UNFINISHED: tuple[State, ...] = (*CLAIMABLE, *ACTIVE)
 
-database = _QueueDatabase()
 
-STATES = ("pending", "processing", "completed", "failed", "dead")
-CLAIMABLE = ("pending", "failed")
+def sql_in(states: tuple[State, ...]) -> str:
+    """``"state" IN ('pending', 'failed')`` as literal SQL text: SQLite matches a partial index
+    only against the same literal expression, never against bound parameters."""
+    return '"state" IN (' + ", ".join(f"'{state.value}'" for state in states) + ")"
 
 
 class BaseModel(peewee.Model):
     class Meta:
-        database = database
         legacy_table_names = False
 
 
@@ -48,7 +54,7 @@ class Job(BaseModel):
     seq = peewee.BigAutoField()
     id = peewee.CharField(max_length=64, unique=True)
     command = peewee.TextField()
-    state = peewee.CharField(max_length=16, default="pending")
+    state = peewee.CharField(max_length=16, default=State.PENDING.value)
     attempts = peewee.IntegerField(default=0)
     max_retries = peewee.IntegerField(null=True)
     priority = peewee.IntegerField(default=0)
@@ -97,11 +103,11 @@ def iso(timestamp: float | None) -> str | None:
 # The claim order, over claimable jobs only (a partial index: completed jobs cost it nothing).
 Job.add_index(
     Job.index(Job.priority.desc(), Job.run_at, Job.seq, name="job_claim_order").where(
-        Job.state.in_(CLAIMABLE)
+        peewee.SQL(sql_in(CLAIMABLE))
     )
 )
 # When the next waiting job falls due (an idle worker sleeps until then).
-Job.add_index(Job.index(Job.run_at, name="job_due").where(Job.state.in_(CLAIMABLE)))
+Job.add_index(Job.index(Job.run_at, name="job_due").where(peewee.SQL(sql_in(CLAIMABLE))))
 # Per-state counts and `list --state` (newest first) are served by (state, seq).
 Job.add_index(Job.index(Job.state, Job.seq, name="job_state_seq"))
 # Completed and dead panes show the most recently finished first.
@@ -140,3 +146,29 @@ class SchemaInfo(BaseModel):
 
 
 ALL_MODELS = (Job, Config, WorkerProcess, SchemaInfo)
+
+
+@dataclass(frozen=True)
+class Models:
+    """The models bound to one database: what a Queue's queries use (``queue.models.Job``)."""
+
+    Job: type[Job]
+    Config: type[Config]
+    WorkerProcess: type[WorkerProcess]
+    SchemaInfo: type[SchemaInfo]
+
+    @property
+    def all(self) -> tuple[type[peewee.Model], ...]:
+        return (self.Job, self.Config, self.WorkerProcess, self.SchemaInfo)
+
+
+def bind(database: peewee.Database) -> Models:
+    """Subclasses of every model, bound to ``database``. Each keeps its template's fields,
+    indexes and table, and its instances are instances of the template (a ``Job`` is a ``Job``
+    whichever database it came from)."""
+
+    def bound(model: type[peewee.Model]) -> type[peewee.Model]:
+        meta = type("Meta", (), {"database": database, "table_name": model._meta.table_name})
+        return type(model.__name__, (model,), {"Meta": meta, "__module__": model.__module__})
+
+    return Models(*(bound(model) for model in ALL_MODELS))  # type: ignore[arg-type]

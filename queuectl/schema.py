@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import peewee
 
 from .errors import QueueError
-from .models import ALL_MODELS, STATES, SchemaInfo
+from .models import STATES, Models
 
 if TYPE_CHECKING:  # playhouse.migrate is imported only to migrate (every CLI start pays imports)
     from playhouse.migrate import SchemaMigrator
@@ -106,7 +106,7 @@ def postgres_job_counters(db: peewee.Database) -> list[RunSql]:
 def sqlite_job_counters(db: peewee.Database) -> list[RunSql]:
     if not isinstance(db, peewee.SqliteDatabase):
         return []
-    states = ", ".join(f"('{state}', 0)" for state in STATES)
+    states = ", ".join(f"('{state.value}', 0)" for state in STATES)
     bump = (
         f'INSERT INTO "{COUNTER_TABLE}" ("state", "n") VALUES (NEW."state", 1) '
         'ON CONFLICT ("state") DO UPDATE SET "n" = "n" + 1;'
@@ -148,13 +148,17 @@ def read_version(db: peewee.Database) -> int | None:
         # the transaction, and rolling all of it back (as this did) also dropped the advisory
         # lock, so the tables were then created outside any transaction.
         with db.atomic():
-            value = SchemaInfo.select(SchemaInfo.value).where(SchemaInfo.key == "version").scalar()
+            row = db.execute_sql(
+                'SELECT "value" FROM "queuectl_schema" WHERE "key" = \'version\''
+            ).fetchone()
     except (peewee.OperationalError, peewee.ProgrammingError):
         return None
-    return int(value) if value is not None else None
+    return int(row[0]) if row is not None else None
 
 
-def ensure(db: peewee.Database, write: Callable[[], AbstractContextManager[object]]) -> None:
+def ensure(
+    db: peewee.Database, models: Models, write: Callable[[], AbstractContextManager[object]]
+) -> None:
     """Create the schema in an empty database, migrate an older one, refuse a newer one."""
     if read_version(db) == SCHEMA_VERSION:
         return
@@ -169,10 +173,10 @@ def ensure(db: peewee.Database, write: Callable[[], AbstractContextManager[objec
                     f"{db.database} is not a queuectl database (it has tables: "
                     f"{', '.join(sorted(foreign)[:3])})"
                 )
-            db.create_tables(ALL_MODELS, safe=True)
+            db.create_tables(models.all, safe=True)
             for operation in job_counters(db):
                 operation.run()
-            _set_version(SCHEMA_VERSION)
+            _set_version(models, SCHEMA_VERSION)
             return
         if version > SCHEMA_VERSION:
             raise QueueError(
@@ -184,14 +188,17 @@ def ensure(db: peewee.Database, write: Callable[[], AbstractContextManager[objec
         migrator = migrate.SchemaMigrator.from_database(db)
         for step in range(version + 1, SCHEMA_VERSION + 1):
             migrate.migrate(*MIGRATIONS[step](migrator))
-        _set_version(SCHEMA_VERSION)
+        _set_version(models, SCHEMA_VERSION)
 
 
 def _our_tables() -> set[str]:
+    from .models import ALL_MODELS
+
     return {model._meta.table_name for model in ALL_MODELS} | {COUNTER_TABLE}
 
 
-def _set_version(version: int) -> None:
+def _set_version(models: Models, version: int) -> None:
+    SchemaInfo = models.SchemaInfo
     SchemaInfo.insert(key="version", value=str(version)).on_conflict(
         conflict_target=[SchemaInfo.key], update={SchemaInfo.value: str(version)}
     ).execute()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..models import State
 from .common import Settings, json_option, pass_settings, print_json
 from .jobs import complete_ids, print_jobs
 
@@ -19,7 +20,7 @@ def dlq() -> None:
 @pass_settings
 def list_dead(settings: Settings, limit: int | None, as_json: bool) -> None:
     """List the dead jobs, newest first."""
-    jobs = settings.queue.list_jobs("dead", limit, with_output=as_json)
+    jobs = settings.queue.list_jobs(State.DEAD, limit, with_output=as_json)
     if as_json:
         print_json([job.to_dict() for job in jobs])
     elif jobs:
@@ -29,7 +30,7 @@ def list_dead(settings: Settings, limit: int | None, as_json: bool) -> None:
 
 
 @dlq.command()
-@click.argument("ids", nargs=-1, metavar="ID...", shell_complete=complete_ids("dead"))
+@click.argument("ids", nargs=-1, metavar="ID...", shell_complete=complete_ids(State.DEAD))
 @click.option("--all", "retry_all", is_flag=True, help="Retry every dead job.")
 @json_option
 @pass_settings

@@ -8,7 +8,7 @@ from typing import Any, BinaryIO
 import click
 
 from ..errors import InvalidInput, QueueError
-from ..models import STATES, Job
+from ..models import ACTIVE, CLAIMABLE, STATES, Job
 from ..queue import check_state
 from ..spec import JobOptions, JobSpec, parse_job, parse_time, validate_id, validate_int
 from ..spec import validate_seconds
@@ -227,9 +227,9 @@ def _attempts(job: Job) -> str:
 
 def _when(job: Job, now: float) -> str:
     """The one time that matters for the job's state."""
-    if job.state in ("pending", "failed"):
+    if job.state in CLAIMABLE:
         return "due now" if job.run_at <= now else f"due {fmt_relative(job.run_at, now)}"
-    if job.state == "processing":
+    if job.state in ACTIVE:
         return f"started {fmt_relative(job.started_at, now)}"
     return f"ended {fmt_relative(job.finished_at, now)}"
 

@@ -12,8 +12,7 @@ from types import FrameType
 
 import click
 
-from ..models import Job
-from ..queue import pid_alive
+from ..models import Job, State
 from ..worker import MAX_THREADS, JobEvent, WorkerPool
 from .common import Settings, clean, fmt_duration, fmt_relative, fmt_time, pass_settings, wait_until
 
@@ -89,9 +88,9 @@ def _failure(job: Job) -> str:
     if job.exit_code is not None:
         why = f"exit {job.exit_code} ({why})" if why != f"exit code {job.exit_code}" else why
     after = f"{why}{_took(job)}, attempt {job.attempts}"
-    if job.state == "failed":
+    if job.state == State.FAILED:
         return f"{after}: retry {fmt_relative(job.run_at)}"
-    if job.state == "dead":
+    if job.state == State.DEAD:
         return f"{after}: moved to the DLQ"
     return f"{after}: {job.state}"
 
@@ -210,11 +209,7 @@ def stop(settings: Settings, timeout: float) -> None:
 
     def remaining() -> list[str]:
         live = {w.id for w in queue.live_workers()}
-        return [
-            worker_id
-            for worker_id, w in asked.items()
-            if worker_id in live and (w.host != queue.host or pid_alive(w.pid))
-        ]
+        return [worker_id for worker_id in asked if worker_id in live]
 
     plural = "es" if len(asked) != 1 else ""
     if not wait_until(lambda: not remaining(), timeout=min(timeout, 1.0)):

@@ -160,7 +160,7 @@ def test_several_hosts_run_each_job_once_and_rescue_a_vanished_host(pg_target, h
     rescued = queue.get("slow-job")
     assert rescued.attempts == 2
     assert not rescued.worker.startswith("host-a:")
-    assert queue.counts() == {"pending": 0, "processing": 0, "completed": 500, "failed": 0, "dead": 0}
+    assert queue.counts() == {"pending": 0, "processing": 0, "completed": 500, "failed": 0, "dead": 0, "cancelled": 0}
     hosts_that_ran = {job.worker.split(":")[0] for job in queue.list_jobs(state="completed")}
     assert hosts_that_ran == {"host-b", "host-c"}
     for survivor in survivors:

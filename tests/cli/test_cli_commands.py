@@ -277,9 +277,9 @@ def test_status_counts_and_exact_json_keys(run, queue):
     kill_job(queue, kill_job_id)
     status = run.json("status")
     assert status == {
-        "pending": 2, "processing": 0, "completed": 0, "failed": 0, "dead": 1, "workers": 0
+        "pending": 2, "processing": 0, "completed": 0, "failed": 0, "dead": 1, "cancelled": 0, "workers": 0
     }
-    assert list(status) == ["pending", "processing", "completed", "failed", "dead", "workers"]
+    assert list(status) == ["pending", "processing", "completed", "failed", "dead", "cancelled", "workers"]
     queue.register_worker(3)  # a live worker process with 3 threads
     assert run.json("status")["workers"] == 3
     human = run.ok("status")

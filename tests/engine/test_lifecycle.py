@@ -10,8 +10,8 @@ import pytest
 
 from queuectl import InvalidInput, JobSpec, Queue, QueueError
 from queuectl import queue as queue_module
+from queuectl import registry
 from queuectl.executor import RunResult
-from queuectl.models import Config, Job, WorkerProcess
 
 FAIL = RunResult(1, "exit code 1", "boom\n")
 OK = RunResult(0, None, "fine\n")
@@ -70,7 +70,7 @@ def test_success_completes_with_output(q, wid, clock):
     )
     assert stored.output == "fine\n"
     assert stored.finished_at == clock.now
-    assert q.counts() == {"pending": 0, "processing": 0, "completed": 1, "failed": 0, "dead": 0}
+    assert q.counts() == {"pending": 0, "processing": 0, "completed": 1, "failed": 0, "dead": 0, "cancelled": 0}
 
 
 def test_default_retry_schedule_t_t2_t6_then_dead(q, wid, clock):
@@ -167,7 +167,7 @@ def test_a_run_gets_the_job_timeout_configured_when_it_was_claimed(q, wid):
 
 
 def test_a_claim_reads_an_unusable_stored_timeout_as_the_default(q, wid):
-    Config.insert(key="job-timeout", value="soon").execute()  # stored by hand
+    q.models.Config.insert(key="job-timeout", value="soon").execute()  # stored by hand
     q.enqueue("true")
     assert q.timeout_for(q.claim(wid)) == 300
 
@@ -361,6 +361,7 @@ def test_silent_worker_past_its_lease_is_rescued_by_the_retry_rules(q, wid, cloc
         "failed", "worker lost", 1, None,
     )
     assert stored.run_at == clock.now + 2
+    WorkerProcess = q.models.WorkerProcess
     assert WorkerProcess.get_or_none(WorkerProcess.id == wid) is None
     assert q.finish(claimed, OK, wid) is None, "the lost worker's late result is dropped"
     assert q.get(job.id).state == "failed"
@@ -378,6 +379,7 @@ def test_rescue_with_attempts_used_up_goes_dead(q, wid, clock):
 def test_worker_with_dead_pid_on_this_host_is_rescued_at_once(q, wid, clock):
     job = q.enqueue("sleep 100")
     q.claim(wid)
+    WorkerProcess = q.models.WorkerProcess
     WorkerProcess.update(pid=dead_pid()).where(WorkerProcess.id == wid).execute()
     rescued = q.rescue_lost()
     assert [r.id for r in rescued] == [job.id]
@@ -387,6 +389,7 @@ def test_worker_with_dead_pid_on_this_host_is_rescued_at_once(q, wid, clock):
 def test_dead_pid_on_another_host_waits_for_the_lease(q, clock):
     other = Queue(q.target.location, clock=clock, host="elsewhere")
     wid = other.register_worker(1)
+    WorkerProcess = other.models.WorkerProcess
     WorkerProcess.update(pid=dead_pid()).where(WorkerProcess.id == wid).execute()
     job = other.enqueue("sleep 100")
     other.claim(wid)
@@ -418,6 +421,7 @@ def test_a_processing_job_of_an_unregistered_worker_is_rescued(q, clock):
 def test_a_processing_job_with_no_worker_at_all_is_rescued(q, clock):
     """A row edited by hand (or by an older queuectl) to processing with a NULL worker."""
     job = q.enqueue("x")
+    Job = q.models.Job
     Job.update(state="processing", attempts=1, started_at=clock.now).where(
         Job.id == job.id
     ).execute()
@@ -474,7 +478,7 @@ def test_finish_and_claim_stores_the_result_and_takes_the_next_job(q, wid, clock
     assert q.get(first.id).state == "failed" and q.get(second.id).worker == wid
     stored, following = q.finish_and_claim(following, OK, wid)
     assert (stored.state, following) == ("completed", None)  # the retry is not due yet
-    assert q.counts() == {"pending": 0, "processing": 0, "completed": 1, "failed": 1, "dead": 0}
+    assert q.counts() == {"pending": 0, "processing": 0, "completed": 1, "failed": 1, "dead": 0, "cancelled": 0}
 
 
 def test_finish_and_claim_by_a_worker_that_lost_the_job_still_claims(q, wid):
@@ -488,7 +492,7 @@ def test_finish_and_claim_by_a_worker_that_lost_the_job_still_claims(q, wid):
 
 def test_a_worker_id_taken_already_is_drawn_again(q, monkeypatch):
     tags = iter(["beef", "beef", "cafe"])
-    monkeypatch.setattr(queue_module.secrets, "token_hex", lambda n: next(tags))
+    monkeypatch.setattr(registry.secrets, "token_hex", lambda n: next(tags))
     first, second = q.register_worker(1), q.register_worker(2)
     assert (first.rsplit(":", 1)[1], second.rsplit(":", 1)[1]) == ("beef", "cafe")
     assert {w.id: w.threads for w in q.live_workers()} == {first: 1, second: 2}

@@ -190,7 +190,7 @@ def test_burst_processes_drain_the_queue_and_exit(db_path, tmp_path, workers):
     for proc in procs:
         assert proc.process.wait(30) == 0
     counts = queue.counts()
-    assert counts == {"pending": 0, "processing": 0, "completed": 21, "failed": 0, "dead": 1}
+    assert counts == {"pending": 0, "processing": 0, "completed": 21, "failed": 0, "dead": 1, "cancelled": 0}
     assert queue.get("always-fails").attempts == 2
 
 

@@ -39,7 +39,7 @@ def test_counts_list_and_panes(q, clock):
     q.claim(wid)  # d processing
     q.enqueue(JobSpec(command="x", id="urgent", priority=9, delay=100))
 
-    assert q.counts() == {"pending": 2, "processing": 1, "completed": 2, "failed": 0, "dead": 1}
+    assert q.counts() == {"pending": 2, "processing": 1, "completed": 2, "failed": 0, "dead": 1, "cancelled": 0}
     assert [j.id for j in q.list_jobs()] == ["urgent", "e", "d", "c", "b", "a"]
     assert [j.id for j in q.list_jobs(state="COMPLETED")] == ["c", "a"]
     assert [j.id for j in q.list_jobs(limit=2)] == ["urgent", "e"]

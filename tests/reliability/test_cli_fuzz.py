@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 
 from queuectl import JobSpec, Queue
 from queuectl.cli import cli
-from queuectl.models import STATES, Job
+from queuectl.models import STATES
 
 from .test_fuzz import VALIDISH, job_text
 
@@ -36,7 +36,7 @@ class Invoker:
         self.queue = Queue(db)
 
     def snapshot(self) -> list[tuple]:
-        self.queue.counts()  # binds the models to this queue's database in this thread
+        Job = self.queue.models.Job
         rows = [tuple(r) for r in Job.select().order_by(Job.seq).tuples()]
         return rows + [("config", tuple(sorted(self.queue.config().items())))]
 

@@ -102,7 +102,8 @@ def job_text() -> st.SearchStrategy[str]:
     )
 
 
-def snapshot() -> list[tuple]:
+def snapshot(queue) -> list[tuple]:
+    Job = queue.models.Job
     return [tuple(row) for row in Job.select().order_by(Job.seq).tuples()]
 
 
@@ -119,18 +120,18 @@ def test_enqueue_values_at_the_edges(queue, data):
 
 
 def check_enqueue(queue, text):
-    Job.delete().execute()  # examples are independent (a duplicate id would hide a failure)
-    before = snapshot()
+    queue.models.Job.delete().execute()  # examples are independent (a duplicate id would hide a failure)
+    before = snapshot(queue)
     try:
         spec = parse_job(text)
         job = queue.enqueue(spec)
     except QueueError:
-        assert snapshot() == before, "a refused job changed the queue"
+        assert snapshot(queue) == before, "a refused job changed the queue"
         return
     stored = queue.get(job.id)
     assert stored.command == spec.command
     assert stored.state == "pending"
-    assert len(snapshot()) == len(before) + 1
+    assert len(snapshot(queue)) == len(before) + 1
     json.dumps(stored.to_dict())  # what `show --json` prints: every time is displayable
 
 
@@ -194,10 +195,9 @@ def test_get_any_prefix(any_backend_queue, ids, prefix):
     """A prefix is literal and case-sensitive (no LIKE/GLOB wildcards): it finds the one job whose
     id is it or starts with it, or fails with QueueError; nothing else, and nothing changes."""
     queue = any_backend_queue
-    queue.counts()  # binds the models to this queue in this thread
-    Job.delete().execute()
+    queue.models.Job.delete().execute()
     queue.enqueue_many([JobSpec(command="true", id=i) for i in ids])
-    before = snapshot()
+    before = snapshot(queue)
     exact = [i for i in ids if i == prefix]
     starting = [i for i in ids if i.startswith(prefix)]
     expected = exact[0] if exact else (starting[0] if len(starting) == 1 else None)
@@ -209,7 +209,7 @@ def test_get_any_prefix(any_backend_queue, ids, prefix):
         assert expected is None, f"{prefix!r} should find {expected!r}"
     else:
         assert job.id == expected, f"{prefix!r} found {job.id!r}, expected {expected!r}"
-    assert snapshot() == before
+    assert snapshot(queue) == before
 
 
 @settings(FUZZ, max_examples=60)

@@ -176,7 +176,7 @@ class QueueMachine(RuleBasedStateMachine):
     def _snapshot(self) -> list[tuple]:
         return [
             (j.id, j.state, j.attempts, j.run_at, j.worker, j.error, j.updated_at)
-            for j in Job.select().order_by(Job.seq)
+            for j in self.q.models.Job.select().order_by(self.q.models.Job.seq)
         ]
 
     def _enqueue(self, specs: list[JobSpec]) -> None:
@@ -470,7 +470,7 @@ class QueueMachine(RuleBasedStateMachine):
 
     @invariant()
     def matches_model(self) -> None:
-        rows = {job.id: job for job in Job.select()}
+        rows = {job.id: job for job in self.q.models.Job.select()}
         assert set(rows) == set(self.model.jobs), "a job appeared or disappeared"
         for job_id, want in self.model.jobs.items():
             got = rows[job_id]
@@ -496,7 +496,7 @@ class QueueMachine(RuleBasedStateMachine):
 
     @invariant()
     def retry_rules(self) -> None:
-        for got in Job.select():
+        for got in self.q.models.Job.select():
             want = self.model.jobs[got.id]
             if got.max_retries is not None:
                 assert got.attempts <= max(got.max_retries, 1), "ran more often than allowed"

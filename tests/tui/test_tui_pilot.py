@@ -71,7 +71,7 @@ def test_panes_show_every_state_with_counts(seeded, fixed_clock):
         assert "Pending [b]4[/b]" in pane(app, "waiting").border_title
         assert "1 retrying" in pane(app, "waiting").border_subtitle
         assert app.stats.counts == {
-            "pending": 3, "processing": 2, "completed": 5, "failed": 1, "dead": 2,
+            "pending": 3, "processing": 2, "completed": 5, "failed": 1, "dead": 2, "cancelled": 0,
         }  # fmt: skip
 
     drive(app, scenario)

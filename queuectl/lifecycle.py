@@ -1,0 +1,318 @@
+"""A job's lifecycle rules, in one place: enqueue, claim, finish (completed, or failed and retried
+with backoff, or dead), release after a hard stop, and the DLQ's retry (SPEC 3 and 4)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from collections.abc import Iterable, Sequence
+
+import peewee
+
+from .core import setting
+from .errors import InvalidInput, QueueError
+from .executor import RunResult
+from .models import CLAIMABLE, Job, State, sql_in
+from .reading import Reading
+from .spec import JobSpec
+from .statements import COLUMN_NAMES, JOB_TIMEOUT, completed_run
+
+ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base 32: no i, l, o, u
+ID_LENGTH = 12
+MAX_BACKOFF_S = 1e9  # ~31 years: backoff_base ** attempts is capped here, never overflows
+_INSERT_BATCH = 500
+
+_B32_TO_ID = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", ID_ALPHABET.encode())
+
+
+def new_id() -> str:
+    """A random id, short enough to type, long enough (60 bits) never to collide in practice."""
+    return new_ids(1)[0]
+
+
+def new_ids(count: int) -> list[str]:
+    """``count`` ids from one read of the OS's random source: 15 random bytes are 24 base-32
+    digits, two ids (drawing digit by digit was a third of a bulk enqueue's time)."""
+    pairs = (count + 1) // 2
+    digits = base64.b32encode(secrets.token_bytes(15 * pairs)).translate(_B32_TO_ID).decode()
+    return [digits[start : start + ID_LENGTH] for start in range(0, ID_LENGTH * count, ID_LENGTH)]
+
+
+def backoff_delay(base: float, attempts: int) -> float:
+    """Seconds before retry number ``attempts``: ``base ** attempts``, capped (SPEC 3)."""
+    try:
+        return min(float(base) ** attempts, MAX_BACKOFF_S)
+    except OverflowError:
+        return MAX_BACKOFF_S
+
+
+class Lifecycle(Reading):
+    # -- enqueue ----------------------------------------------------------------------------
+
+    def enqueue(self, spec: JobSpec | str) -> Job:
+        if isinstance(spec, str):
+            spec = JobSpec(command=spec)
+        return self.enqueue_many([spec])[0]
+
+    def enqueue_many(self, specs: Sequence[JobSpec]) -> list[Job]:
+        """Enqueue all of ``specs`` in one transaction, or none of them."""
+        now = self.clock()
+        try:
+            here = os.getcwd()
+        except FileNotFoundError:
+            here = None
+        rows = []
+        ids = iter(new_ids(sum(1 for spec in specs if not spec.id)))
+        for spec in specs:
+            cwd = spec.cwd or here
+            if cwd is None:
+                raise QueueError("the current directory no longer exists: give 'cwd'")
+            run_at = spec.run_at if spec.run_at is not None else now + (spec.delay or 0.0)
+            rows.append(
+                {
+                    "id": spec.id or next(ids),
+                    "command": spec.command,
+                    "state": State.PENDING.value,
+                    "attempts": 0,
+                    "max_retries": spec.max_retries,
+                    "priority": spec.priority or 0,
+                    "timeout": spec.timeout,
+                    "run_at": run_at,
+                    "created_at": now,
+                    "updated_at": now,
+                    "cwd": cwd,
+                }
+            )
+        given = [spec.id for spec in specs if spec.id]
+        seen: set[str] = set()
+        for job_id in given:
+            if job_id in seen:
+                raise InvalidInput(f"duplicate id {job_id!r}")
+            seen.add(job_id)
+        Job = self.models.Job
+        try:
+            with self._write():
+                for chunk in peewee.chunked(given, _INSERT_BATCH):
+                    taken = Job.select(Job.id).where(Job.id.in_(chunk)).limit(1).scalar()
+                    if taken is not None:
+                        raise InvalidInput(f"duplicate id {taken!r}: a job with it exists")
+                # One prepared statement run per row (executemany): peewee's insert_many spent
+                # most of a large `enqueue --file` building SQL text. A raw cursor raises the
+                # driver's errors: wrapped, they are peewee's like the rest (a read-only file or
+                # a full disk is then one CLI error line, no traceback).
+                with peewee.__exception_wrapper__:
+                    self.db.cursor().executemany(
+                        self._sql.insert, [tuple(row.values()) for row in rows]
+                    )
+                    if self.is_sqlite:  # counted here, not by a trigger per row (schema 4)
+                        self.db.execute_sql(self._sql.count_inserted, (len(rows),))
+                self._announce()
+        except (peewee.IntegrityError, *_integrity_errors(self.db)):
+            # Another process took one of the ids between our check and our insert.
+            raise InvalidInput("duplicate id: a job with it exists") from None
+        self._notify()
+        return [self._job(row) for row in rows]
+
+    # -- the worker's side: claim and finish ------------------------------------------------
+
+    def claim(self, worker_id: str) -> Job | None:
+        """Atomically take the next due job for ``worker_id``: one UPDATE ... RETURNING (atomic
+        on its own: no transaction around it)."""
+        with self._turn():
+            row = self._claim_row(worker_id)
+        return None if row is None else self._claimed(row)
+
+    def _claim_row(self, worker_id: str) -> tuple[object, ...] | None:
+        now = self.clock()
+        return self.db.execute_sql(self._sql.claim, (worker_id, now, now, now)).fetchone()
+
+    def finish(self, job: Job, result: RunResult, worker_id: str) -> Job | None:
+        """Store a run's result: completed, or a failure decided by the retry rules.
+
+        Returns the job as stored, or None when ``worker_id`` no longer held it (it was
+        rescued from a worker presumed dead); the result is then dropped.
+        """
+        if result.ok:
+            with self._turn():  # one UPDATE: atomic without BEGIN/COMMIT around it
+                return self._store_result(job, result, worker_id)
+        with self._write():
+            return self._store_result(job, result, worker_id)
+
+    def finish_and_claim(
+        self, job: Job, result: RunResult, worker_id: str
+    ) -> tuple[Job | None, Job | None]:
+        """:meth:`finish`, then :meth:`claim` in the same transaction: a busy worker commits
+        once a job, not twice. Returns (the job as stored or None, the next job or None)."""
+        if result.ok and self._sql.complete_and_claim is not None:
+            return self._complete_and_claim(job, result, worker_id)
+        with self._write():
+            stored = self._store_result(job, result, worker_id)
+            row = self._claim_row(worker_id)
+        return stored, None if row is None else self._claimed(row)
+
+    def _complete_and_claim(
+        self, job: Job, result: RunResult, worker_id: str
+    ) -> tuple[Job | None, Job | None]:
+        now = self.clock()
+        with self._turn():
+            rows = self.db.execute_sql(
+                self._sql.complete_and_claim,
+                (job.seq, worker_id, now, result.exit_code, result.output, job.attempts,
+                 job.started_at),
+            ).fetchall()  # fmt: skip
+        stored = following = None
+        for row in rows:
+            updated = self._claimed(row)
+            if updated.seq == job.seq:
+                updated.output = result.output  # as stored (not read back, see Statements)
+                updated.configured_timeout = job.configured_timeout  # read at its own claim
+                stored = updated
+            else:
+                following = updated
+        return stored, following
+
+    def _store_result(self, job: Job, result: RunResult, worker_id: str) -> Job | None:
+        now = self.clock()
+        if result.ok:
+            changes = completed_run(now, result.exit_code, result.output)
+        else:
+            changes = {
+                **self._failure(job, result.error or "failed"),
+                "exit_code": result.exit_code,
+                "output": result.output,
+                "finished_at": now,
+                "updated_at": now,
+            }
+        return self._finish(job, worker_id, changes)
+
+    def _finish(self, job: Job, worker_id: str, changes: dict[str, object]) -> Job | None:
+        """Apply a finished run's ``changes`` to ``job`` (see :meth:`_update_same_run`)."""
+        if not self._update_same_run(job, worker_id, changes):
+            return None
+        for key, value in changes.items():
+            setattr(job, key, value)
+        return job
+
+    def _update_same_run(self, job: Job, worker_id: str, changes: dict[str, object]) -> bool:
+        """Apply ``changes`` to ``job`` only if ``worker_id`` still runs it, in the same run (see
+        Statements.same_run_update); whether it did."""
+        cursor = self.db.execute_sql(
+            self._sql.same_run_update(tuple(changes)),
+            (*changes.values(), job.seq, worker_id, job.attempts, job.started_at),
+        )
+        return bool(cursor.rowcount)
+
+    def _failure(self, job: Job, error: str) -> dict[str, object]:
+        """The retry rule (SPEC 3): dead once attempts reach max, else failed with backoff."""
+        settings = self.config()
+        limit = job.max_retries if job.max_retries is not None else settings["max-retries"]
+        if job.attempts >= limit:
+            return {"state": State.DEAD.value, "error": error}
+        delay = backoff_delay(settings["backoff-base"], job.attempts)
+        return {"state": State.FAILED.value, "error": error, "run_at": self.clock() + delay}
+
+    def release(self, job: Job, worker_id: str) -> bool:
+        """Give a job back after a hard stop: pending again, its attempt not counted, and its
+        place in the queue kept (its run_at is untouched: it was due when it was claimed)."""
+        changes = {
+            "state": State.PENDING.value,
+            "attempts": job.attempts - 1,  # the update applies only while attempts is unchanged
+            "worker": None,
+            "started_at": None,
+            "updated_at": self.clock(),
+        }
+        with self._turn():
+            updated = self._update_same_run(job, worker_id, changes)
+        if updated:
+            self._announce()
+            self._notify()
+        return bool(updated)
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the earliest waiting job is due (0 if one is due), None if none waits."""
+        with self._turn():
+            first = self._via(
+                "job_due",
+                lambda j: j.select(peewee.fn.MIN(j.run_at)).where(peewee.SQL(sql_in(CLAIMABLE))),
+            ).scalar()
+        if first is None:
+            return None
+        return max(first - self.clock(), 0.0)
+
+    def timeout_for(self, job: Job) -> float:
+        """The job's own timeout, else config `job-timeout`: as the claim that started this run
+        read it, or as it is now."""
+        if job.timeout is not None:
+            return job.timeout
+        if job.configured_timeout is not None:
+            return job.configured_timeout
+        with self._turn():
+            return self.config()[JOB_TIMEOUT]
+
+    # -- the DLQ ----------------------------------------------------------------------------
+
+    def retry_dead(self, prefixes: Iterable[str]) -> list[Job]:
+        """Put dead jobs back to pending (attempts 0, error cleared, due now). All or nothing:
+        if any id is unknown, ambiguous or not dead, nothing changes."""
+        Job = self.models.Job
+        with self._write():
+            jobs = [self.get(prefix) for prefix in prefixes]
+            for job in jobs:
+                if job.state != State.DEAD:
+                    raise QueueError(f"job {job.id} is not dead (it is {job.state})")
+            self._revive(Job.seq.in_([job.seq for job in jobs]))
+        self._notify()
+        return [Job.get(Job.seq == job.seq) for job in jobs]
+
+    def retry_all_dead(self) -> list[str]:
+        """Every dead job back to pending; returns their ids."""
+        Job = self.models.Job
+        with self._write():
+            ids = [job.id for job in Job.select(Job.id).where(Job.state == State.DEAD)]
+            self._revive(Job.state == State.DEAD)
+        if ids:
+            self._notify()
+        return ids
+
+    def _revive(self, where: peewee.Expression) -> None:
+        now = self.clock()
+        self._announce()
+        Job = self.models.Job
+        Job.update(
+            state=State.PENDING.value,
+            attempts=0,
+            error=None,
+            exit_code=None,
+            worker=None,
+            started_at=None,
+            finished_at=None,
+            run_at=now,
+            updated_at=now,
+        ).where(where, Job.state == State.DEAD).execute()
+
+    # -- rows to jobs -----------------------------------------------------------------------
+
+    def _claimed(self, row: Sequence[object]) -> Job:
+        """The Job a claim's row holds (its columns, then the config `job-timeout` it read)."""
+        job = self._job(dict(zip(COLUMN_NAMES, row)))
+        job.configured_timeout = setting(JOB_TIMEOUT, row[len(COLUMN_NAMES)])
+        return job
+
+    def _job(self, data: dict[str, object]) -> Job:
+        """A Job holding ``data`` as stored (what peewee's row-to-model path gives, at a fraction
+        of its cost: Model.__init__ sets each field through its descriptor)."""
+        job = self.models.Job(__no_default__=1)
+        job.__data__.update(data)
+        return job
+
+
+def _integrity_errors(db: peewee.Database) -> tuple[type[Exception], ...]:
+    """The driver's own duplicate-key errors (a raw cursor's errors are not peewee's)."""
+    if isinstance(db, peewee.SqliteDatabase):
+        import sqlite3
+
+        return (sqlite3.IntegrityError,)
+    import psycopg
+
+    return (psycopg.errors.IntegrityError,)

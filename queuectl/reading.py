@@ -1,0 +1,165 @@
+"""The read side: one job by id or prefix, listings, the TUI's panes, per-state counts and the
+throughput chart. Nothing here changes a job."""
+
+from __future__ import annotations
+
+import peewee
+
+from . import schema
+from .core import QueueCore
+from .errors import InvalidInput, QueueError
+from .models import CLAIMABLE, STATES, Job, State, sql_in
+
+# PostgreSQL counts per connection (schema.postgres_job_counters); once there are this many
+# rows, those of connections that are gone are folded into shard 0, keeping the sum.
+_MAX_COUNTER_SHARDS = 100
+_FOLD_COUNTER_SHARDS = (
+    f'WITH "gone" AS (DELETE FROM "{schema.COUNTER_TABLE}" WHERE "shard" <> 0 AND "shard" '
+    'NOT IN (SELECT "pid" FROM pg_stat_activity WHERE "pid" IS NOT NULL) '
+    'RETURNING "state", "n") '
+    f'INSERT INTO "{schema.COUNTER_TABLE}" AS c ("state", "shard", "n") '
+    'SELECT "state", 0, SUM("n") FROM "gone" GROUP BY "state" '
+    'ON CONFLICT ("state", "shard") DO UPDATE SET "n" = c."n" + EXCLUDED."n"'
+)
+# The columns a listing shows; `output` (up to 1 MiB a job) is fetched only for one job.
+LIST_COLUMNS = tuple(field for field in Job._meta.sorted_fields if field.name != "output")
+LIST_COLUMN_NAMES = tuple(field.name for field in LIST_COLUMNS)
+
+
+def check_state(state: str) -> State:
+    """A state name (any case), or InvalidInput listing the valid ones."""
+    normal = state.strip().lower()
+    if normal not in STATES:
+        raise InvalidInput(f"unknown state {state!r} (valid: {', '.join(STATES)})")
+    return State(normal)
+
+
+class Reading(QueueCore):
+    def get(self, prefix: str) -> Job:
+        """The job whose id is ``prefix`` or uniquely starts with it."""
+        if not prefix or not _storable(prefix):  # e.g. undecodable bytes from argv: no id has it
+            raise QueueError(f"no job {prefix!r}")
+        Job = self.models.Job
+        job = Job.get_or_none(Job.id == prefix)
+        if job is not None:
+            return job
+        if self.is_sqlite:
+            # Case-sensitive, and served by the unique index (LIKE would be neither).
+            after = _after_prefix(prefix)
+            starts = Job.id >= prefix if after is None else (Job.id >= prefix) & (Job.id < after)
+        else:
+            starts = peewee.fn.substr(Job.id, 1, len(prefix)) == prefix
+        matches = list(Job.select(Job.id).where(starts).order_by(Job.id).limit(3))
+        if not matches:
+            raise QueueError(f"no job {prefix!r}")
+        if len(matches) > 1:
+            shown = ", ".join(m.id for m in matches[:2]) + (", ..." if len(matches) > 2 else "")
+            raise QueueError(f"{prefix!r} is ambiguous: it matches {shown}")
+        return Job.get(Job.id == matches[0].id)
+
+    def finished_per_second(self, window: int = 60) -> list[int]:
+        """How many jobs finished (completed or dead) in each of the last ``window`` seconds,
+        oldest first, by any worker: the TUI's throughput chart. Served by (state, finished_at)."""
+        Job = self.models.Job
+        end = int(self.clock()) + 1
+        start = end - window
+        offset = Job.finished_at - start
+        # Whole seconds since ``start``: SQLite's CAST truncates, PostgreSQL's rounds.
+        second = peewee.Cast(offset if self.is_sqlite else peewee.fn.FLOOR(offset), "INTEGER")
+        rows = (
+            Job.select(second, peewee.fn.COUNT(Job.seq))
+            .where(Job.state.in_((State.COMPLETED, State.DEAD)), Job.finished_at >= start)
+            .group_by(peewee.SQL("1"))  # by position: PostgreSQL can't match a bound parameter
+            .tuples()
+        )
+        buckets = [0] * window
+        for index, count in rows:
+            if 0 <= index < window:
+                buckets[index] = count
+        return buckets
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per state. Kept exact by triggers (schema.job_counters): a few rows are read,
+        whatever the queue's size."""
+        totals = dict.fromkeys(STATES, 0)
+        if self.is_sqlite:
+            query = self.db.execute_sql(f'SELECT "state", "n" FROM "{schema.COUNTER_TABLE}"')
+        else:
+            query = self.db.execute_sql(
+                f'SELECT "state", SUM("n"), COUNT(*) FROM "{schema.COUNTER_TABLE}" '
+                'GROUP BY "state"'
+            ).fetchall()
+            if sum(shards for _, _, shards in query) > _MAX_COUNTER_SHARDS:
+                self.db.execute_sql(_FOLD_COUNTER_SHARDS)
+        for state, count, *_ in query:
+            if state in totals:
+                totals[state] = int(count)
+        return {str(state): count for state, count in totals.items()}
+
+    def list_jobs(
+        self,
+        state: str | None = None,
+        limit: int | None = None,
+        *,
+        with_output: bool = True,
+    ) -> list[Job]:
+        """Jobs, newest first, optionally of one state."""
+        Job = self.models.Job
+        columns = Job._meta.sorted_fields if with_output else self._list_columns()
+        query = Job.select(*columns).order_by(Job.seq.desc())
+        if state is not None:
+            query = query.where(Job.state == check_state(state))
+        if limit is not None and limit < 2**63:  # more than SQL can count means no limit
+            query = query.limit(limit)
+        return list(query)
+
+    def pane(self, pane: str, limit: int) -> list[Job]:
+        """The first ``limit`` jobs of a TUI pane, without their output, in the pane's order:
+        ``waiting`` (pending and failed, in claim order), ``processing`` (oldest start first),
+        ``completed`` and ``dead`` (most recently finished first)."""
+        Job = self.models.Job
+        if pane == "waiting":
+            return list(
+                self._via(
+                    "job_claim_order",
+                    lambda j: j.select(*(getattr(j, name) for name in LIST_COLUMN_NAMES))
+                    .where(peewee.SQL(sql_in(CLAIMABLE)))
+                    .order_by(j.priority.desc(), j.run_at, j.seq)
+                    .limit(limit),
+                ).objects(Job)
+            )
+        query = Job.select(*self._list_columns()).limit(limit)
+        if pane == "processing":
+            query = query.where(Job.state == State.PROCESSING).order_by(Job.started_at, Job.seq)
+        elif pane in (State.COMPLETED, State.DEAD):
+            query = query.where(Job.state == pane).order_by(
+                Job.finished_at.desc(), Job.seq.desc()
+            )
+        else:
+            raise ValueError(f"unknown pane {pane!r}")
+        return list(query)
+
+    def _list_columns(self) -> tuple[peewee.Field, ...]:
+        Job = self.models.Job
+        return tuple(getattr(Job, name) for name in LIST_COLUMN_NAMES)
+
+
+def _storable(text: str) -> bool:
+    """Whether ``text`` can be stored as text (ids are validated so: UTF-8, no NUL)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
+def _after_prefix(prefix: str) -> str | None:
+    """The least string greater than every string that starts with ``prefix``, in SQLite's
+    BINARY order (UTF-8 bytes, i.e. code points); None when there is none (all U+10FFFF)."""
+    head = prefix.rstrip("\U0010ffff")
+    if not head:
+        return None
+    following = ord(head[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:  # surrogates are not characters: skip them
+        following = 0xE000
+    return head[:-1] + chr(following)

@@ -1,0 +1,125 @@
+"""Crash safety: the registry of worker processes, their heartbeats and stop requests, and the
+rescue of jobs whose worker is gone (SPEC 3: failed runs, "worker lost", by the retry rules)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+from .lifecycle import Lifecycle
+from .models import UNFINISHED, Job, State, WorkerProcess
+from .procs import kill_leftovers, pid_alive
+
+WORKER_LOST = "worker lost"
+
+
+class Registry(Lifecycle):
+    def register_worker(self, threads: int) -> str:
+        """Add a pool of this process to the registry; returns its id, ``host:pid:tag``. The tag
+        is random and short, so it is drawn again if the id is taken: by another pool of this
+        process (one in 65,536 for two), or by a dead process that had the same pid."""
+        now = self.clock()
+        WorkerProcess = self.models.WorkerProcess
+        while True:
+            worker_id = f"{self.host}:{os.getpid()}:{secrets.token_hex(2)}"
+            row = dict(id=worker_id, host=self.host, pid=os.getpid(), threads=threads,
+                       started_at=now, heartbeat_at=now)  # fmt: skip
+            if self.db.execute(WorkerProcess.insert(**row).on_conflict_ignore()).rowcount:
+                return worker_id
+
+    def heartbeat(self, worker_id: str, threads: int) -> bool:
+        """Record that ``worker_id`` lives. Returns True when it has been asked to stop."""
+        now = self.clock()
+        WorkerProcess = self.models.WorkerProcess
+        updated = (
+            WorkerProcess.update(heartbeat_at=now, threads=threads)
+            .where(WorkerProcess.id == worker_id)
+            .execute()
+        )
+        if not updated:
+            # Presumed dead while it was not (a long pause): its jobs were already rescued.
+            WorkerProcess.insert(
+                id=worker_id,
+                host=self.host,
+                pid=os.getpid(),
+                threads=threads,
+                started_at=now,
+                heartbeat_at=now,
+            ).on_conflict_ignore().execute()
+            return False
+        return self.stop_requested(worker_id)
+
+    def stop_requested(self, worker_id: str) -> bool:
+        WorkerProcess = self.models.WorkerProcess
+        row = (
+            WorkerProcess.select(WorkerProcess.stop_requested)
+            .where(WorkerProcess.id == worker_id)
+            .scalar()
+        )
+        return bool(row)
+
+    def unregister_worker(self, worker_id: str) -> None:
+        WorkerProcess = self.models.WorkerProcess
+        WorkerProcess.delete().where(WorkerProcess.id == worker_id).execute()
+
+    def live_workers(self) -> list[WorkerProcess]:
+        """Worker processes that are not gone (see :meth:`is_gone`), from any process, on any
+        host, oldest first."""
+        now = self.clock()
+        WorkerProcess = self.models.WorkerProcess
+        fresh = WorkerProcess.select().where(WorkerProcess.heartbeat_at >= now - self.lease)
+        return [w for w in fresh.order_by(WorkerProcess.started_at) if not self.is_gone(w, now)]
+
+    def request_stop(self) -> int:
+        """Ask every worker process on this queue to stop gracefully; how many were asked."""
+        with self._write():
+            self._announce()
+            return self.models.WorkerProcess.update(stop_requested=True).execute()
+
+    def is_gone(self, worker: WorkerProcess, now: float | None = None) -> bool:
+        """Whether ``worker`` is presumed dead: silent past the lease, or (on this host) its
+        process no longer exists."""
+        now = self.clock() if now is None else now
+        if worker.heartbeat_at < now - self.lease:
+            return True
+        return worker.host == self.host and not pid_alive(worker.pid)
+
+    def rescue_lost(self) -> list[Job]:
+        """Fail the jobs of workers that are gone (SPEC 3): their lease ran out, or their pid is
+        dead on this host. The retry rules then decide what follows. Returns the rescued jobs."""
+        now = self.clock()
+        Job, WorkerProcess = self.models.Job, self.models.WorkerProcess
+        workers = [w for w in WorkerProcess.select() if self.is_gone(w, now)]
+        gone = [w.id for w in workers]
+        # Dead here: what is left of their runs must stop before the jobs run again.
+        dead_here = [w.id for w in workers if w.host == self.host and not pid_alive(w.pid)]
+        live = WorkerProcess.select(WorkerProcess.id).where(WorkerProcess.id.not_in(gone))
+        orphans = Job.select().where(
+            Job.state == State.PROCESSING, (Job.worker.is_null()) | Job.worker.not_in(live)
+        )
+        if not gone and not orphans.exists():
+            return []  # the usual case: read only, no write lock taken
+        rescued = []
+        with self._write():
+            if gone:
+                WorkerProcess.delete().where(WorkerProcess.id.in_(gone)).execute()
+            for job in orphans.clone():
+                changes = {
+                    **self._failure(job, WORKER_LOST),
+                    "exit_code": None,
+                    "finished_at": now,
+                    "updated_at": now,
+                }
+                stored = self._finish(job, job.worker, changes)
+                if stored is not None:
+                    rescued.append(stored)
+        for worker_id in dead_here:
+            kill_leftovers(worker_id)
+        if rescued:
+            self._notify()
+        return rescued
+
+    def drained(self) -> bool:
+        """No job is pending, failed (waiting to retry) or processing."""
+        Job = self.models.Job
+        return not Job.select().where(Job.state.in_(UNFINISHED)).exists()

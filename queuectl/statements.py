@@ -1,0 +1,149 @@
+"""The SQL of the per-job hot path (enqueue, claim, finish), built once per Queue as text.
+
+Each statement is what a peewee query would build; building it with peewee on every call cost
+more than running it. The changes a claim and a successful run make to a job are written once,
+as :func:`claimed_run` and :func:`completed_run`: the statements are generated from them, and
+:mod:`queuectl.lifecycle` applies :func:`completed_run` through the same-run update, so the rule
+"what a finished run changes" cannot say one thing in Python and another in SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import schema
+from .models import CLAIMABLE, Job, State, sql_in
+
+JOB_TIMEOUT = "job-timeout"
+COLUMN_NAMES = tuple(field.name for field in Job._meta.sorted_fields)
+# The keys, in order, of the rows Queue.enqueue_many builds.
+INSERTED = (
+    "id", "command", "state", "attempts", "max_retries", "priority", "timeout", "run_at",
+    "created_at", "updated_at", "cwd",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Sql:
+    """A piece of SQL text standing for a value (a parameter, or an expression)."""
+
+    text: str
+
+
+def claimed_run(worker: object, now: object) -> dict[str, object]:
+    """What a claim changes: the job runs, one attempt more, under ``worker`` since ``now``."""
+    return {
+        "state": State.PROCESSING,
+        "attempts": Sql('"attempts" + 1'),
+        "worker": worker,
+        "started_at": now,
+        "updated_at": now,
+    }
+
+
+def completed_run(now: object, exit_code: object, output: object) -> dict[str, object]:
+    """What a successful run changes (SPEC 3)."""
+    return {
+        "state": State.COMPLETED,
+        "exit_code": exit_code,
+        "error": None,
+        "output": output,
+        "finished_at": now,
+        "updated_at": now,
+    }
+
+
+def _literal(value: object) -> str:
+    if isinstance(value, Sql):
+        return value.text
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):  # a State among them
+        return "'" + str(value).replace("'", "''") + "'"
+    return repr(value)
+
+
+class Statements:
+    """The hot path's statements for one database (``param``: its placeholder)."""
+
+    def __init__(self, param: str, is_sqlite: bool) -> None:
+        self.param = param
+        self.is_sqlite = is_sqlite
+        columns = ", ".join(f'"{name}"' for name in COLUMN_NAMES)
+        # A claim also reads the config `job-timeout` the run will get (SPEC: read as the run
+        # starts): a statement fewer per job than asking for it next.
+        columns += f', (SELECT "value" FROM "config" WHERE "key" = \'{JOB_TIMEOUT}\')'
+        indexed = ' INDEXED BY "job_claim_order"' if is_sqlite else ""
+        skip_locked = "" if is_sqlite else " FOR UPDATE SKIP LOCKED"
+
+        def next_due(now: str) -> str:
+            return (
+                f'(SELECT "seq" FROM "job"{indexed} WHERE {sql_in(CLAIMABLE)} AND "run_at" <= '
+                f'{now} ORDER BY "priority" DESC, "run_at", "seq" LIMIT 1{skip_locked})'
+            )
+
+        claim = claimed_run(Sql(param), Sql(param))
+        self.claim = (
+            f'UPDATE "job" SET {_assignments(claim)} '
+            f'WHERE "seq" = {next_due(param)} RETURNING {columns}'
+        )
+        # SQLite: a run that succeeded is stored and the next job claimed by one statement
+        # (atomic on its own: no BEGIN, no COMMIT; a busy worker's commits halve). It is the
+        # same-run update of completed_run() and the claim above, row by row. Parameters: ?1
+        # the finished job's seq, ?2 the worker, ?3 now, ?4 exit code, ?5 output, ?6 and ?7 the
+        # run's attempts and started_at.
+        done = '"seq" = ?1'
+        completed = completed_run(Sql("?3"), Sql("?4"), Sql("?5"))
+        claimed = claimed_run(Sql("?2"), Sql("?3"))
+        cases = ", ".join(
+            f'"{name}" = CASE WHEN {done} THEN {_literal(completed.get(name, Sql(_quoted(name))))} '
+            f"ELSE {_literal(claimed.get(name, Sql(_quoted(name))))} END"
+            for name in [*completed, *(name for name in claimed if name not in completed)]
+        )
+        # The finished job's output is not read back: the caller has it, and it can be 1 MiB.
+        returning = columns.replace('"output"', f'CASE WHEN {done} THEN NULL ELSE "output" END')
+        self.complete_and_claim = None if not is_sqlite else (
+            f'UPDATE "job" SET {cases} '
+            f'WHERE "seq" IN (?1, {next_due("?3")}) '
+            f'AND (NOT {done} OR ({_same_run("?2", "?6", "?7", is_sqlite=True)})) '
+            f"RETURNING {returning}"
+        )  # fmt: skip
+        names = ", ".join(f'"{name}"' for name in INSERTED)
+        values = ", ".join([param] * len(INSERTED))
+        self.insert = f'INSERT INTO "job" ({names}) VALUES ({values})'
+        self.count_inserted = (
+            f'UPDATE "{schema.COUNTER_TABLE}" SET "n" = "n" + {param} '
+            f"WHERE \"state\" = '{State.PENDING.value}'"
+        )
+        self._same_run: dict[tuple[str, ...], str] = {}
+
+    def same_run_update(self, columns: tuple[str, ...]) -> str:
+        """UPDATE of ``columns`` of the job (seq, worker) still processing there, in the same
+        run (attempts, started_at): a worker presumed lost that claimed the job again must not
+        store its old run's result over the new run."""
+        sql = self._same_run.get(columns)
+        if sql is None:
+            assignments = ", ".join(f'"{name}" = {self.param}' for name in columns)
+            same = _same_run(self.param, self.param, self.param, self.is_sqlite)
+            sql = self._same_run[columns] = (
+                f'UPDATE "job" SET {assignments} WHERE "seq" = {self.param} AND {same}'
+            )
+        return sql
+
+
+def _quoted(name: str) -> str:
+    return f'"{name}"'
+
+
+def _assignments(changes: dict[str, object]) -> str:
+    return ", ".join(f'"{name}" = {_literal(value)}' for name, value in changes.items())
+
+
+def _same_run(worker: str, attempts: str, started_at: str, is_sqlite: bool) -> str:
+    """The job is still in the run ``worker`` started: processing there, with the attempts and
+    start time that run gave it."""
+    same = "IS" if is_sqlite else "IS NOT DISTINCT FROM"
+    return (
+        f"\"state\" = '{State.PROCESSING.value}' AND \"worker\" {same} {worker} "
+        f'AND "attempts" = {attempts} AND "started_at" {same} {started_at}'
+    )
