@@ -15,9 +15,9 @@ from urllib.parse import urlparse
 
 import peewee
 
+from .env import DB_ENV_VAR
 from .errors import QueueError
 
-ENV_VAR = "QUEUECTL_DB"
 SQLITE_BUSY_TIMEOUT_S = 60.0
 # The page size of a new SQLite file (SQLite's default is 4 KiB; a file keeps the size it was
 # made with). A commit writes every page it changed, whole, to the WAL, and a job's finish and
@@ -53,7 +53,7 @@ def default_path() -> Path:
 
 def resolve_target(target: str | None = None) -> Target:
     """``--db`` beats ``$QUEUECTL_DB`` beats the per-user data directory."""
-    raw = target or os.environ.get(ENV_VAR) or str(default_path())
+    raw = target or os.environ.get(DB_ENV_VAR) or str(default_path())
     if "://" not in raw:
         return Target("sqlite", os.path.abspath(os.path.expanduser(raw)))
     url = urlparse(raw)
