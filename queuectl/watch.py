@@ -53,9 +53,9 @@ class SqliteDataVersion(ChangeDetector):
     """SQLite's ``PRAGMA data_version`` changes when another connection commits: a read of
     shared memory, cheap enough to ask every few milliseconds."""
 
-    # Each poll costs ~50 us of CPU, mostly the sleep's wake-up: every 5 ms that was 1.1 % of a
-    # core for an idle worker; every 10 ms it is about half, and a job enqueued by another
-    # process still starts ~5 ms after its commit (median).
+    # Each poll costs CPU, mostly the sleep's wake-up, for as long as a worker is idle: a longer
+    # interval costs less, and at this one a job enqueued by another process still starts soon
+    # after its commit.
     interval = 0.01
 
     def __init__(self, db: peewee.Database) -> None:
@@ -73,7 +73,7 @@ class SqliteDataVersion(ChangeDetector):
 
     def changed(self) -> bool:
         """Whether another connection committed since the last call."""
-        # The sqlite3 connection itself: through the ORM each poll cost twice as much CPU.
+        # The sqlite3 connection itself: through the ORM each poll cost much more CPU.
         version = self.db.connection().execute("PRAGMA data_version").fetchone()[0]
         changed = self.last is not None and version != self.last
         self.last = version
@@ -83,16 +83,16 @@ class SqliteDataVersion(ChangeDetector):
 class SqliteFileEvents(SqliteDataVersion):
     """Linux: the kernel (inotify) wakes the thread when the database's files are written (a
     commit appends to the -wal file), so an idle worker sleeps instead of polling: polling
-    every 5-10 ms cost an idle `worker start` ~1 % of a core. After an event data_version is
-    asked a few times, 1 ms apart (the write can come just before the commit is visible). A
+    every few milliseconds cost an idle `worker start` CPU all along. After an event, data_version
+    is asked a few times, 1 ms apart (the write can come just before the commit is visible). A
     poll every ``interval`` stays as a safety net (a network file system reports no writes)."""
 
     interval = 0.1
     settle = 0.001
     settle_polls = 20
     # While jobs run, every commit (two a job) is an event: after reporting a change, wait
-    # this long before watching again, so that a busy pool is woken ~200 times a second rather
-    # than twice a job (~60 us of CPU a job). An idle queue's first change still wakes at once.
+    # this long before watching again, so that a busy pool is woken once in that time rather
+    # than twice a job (each wake-up costs CPU). An idle queue's first change still wakes at once.
     quiet_after_change = 0.005
 
     def __init__(self, db: peewee.Database, events: INotify) -> None:

@@ -349,13 +349,13 @@ class WorkerPool:
                     self._beat()
                 try:
                     if self._all_busy():
-                        # Nobody to wake: watching would cost a wake-up every few ms (7 % of
-                        # a busy pool's throughput). An idle thread resumes it at once.
+                        # Nobody to wake: watching would cost a wake-up every few ms, taken from
+                        # a busy pool's throughput. An idle thread resumes it at once.
                         self._someone_waits.wait(SERVICE_TICK_S)
                     elif changes.wait(SERVICE_TICK_S):
                         self.wake()
                     # Once a tick, not on every change: while jobs run the queue changes every
-                    # few ms, and this query was a third of the service thread's CPU.
+                    # few ms, and this query was much of the service thread's CPU.
                     if self.burst and not self.stopping and time.monotonic() >= next_drain_check:
                         next_drain_check = time.monotonic() + SERVICE_TICK_S
                         if self.queue.drained():

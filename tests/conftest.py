@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import uuid
 
 import pytest
 
 from queuectl import Queue
+from support import FakeClock, pg_server
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -24,19 +24,6 @@ def pytest_configure(config: pytest.Config) -> None:
         if signal.getsignal(signum) == signal.SIG_IGN:
             default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
             signal.signal(signum, default)
-
-
-class FakeClock:
-    """UTC epoch seconds that move only when a test says so."""
-
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
@@ -67,24 +54,8 @@ def clocked_queue(db_path, clock):
 
 # -- PostgreSQL ------------------------------------------------------------------------------
 # Each test gets its own schema (a search_path in the URL), dropped afterwards. The server is
-# $QUEUECTL_TEST_PG_URL, else the one .ci/run sets up; with no server reachable the PostgreSQL
-# tests skip with the reason, except where $QUEUECTL_TEST_REQUIRE_PG is set (CI), where they fail.
-
-DEFAULT_PG_URL = "postgresql://queuectl:queuectl@127.0.0.1:5432/queuectl_test"
-
-
-def _pg_server() -> str:
-    url = os.environ.get("QUEUECTL_TEST_PG_URL", DEFAULT_PG_URL)
-    try:
-        import psycopg
-
-        psycopg.connect(url, connect_timeout=3).close()
-    except Exception as exc:  # any reason the server cannot be used
-        reason = f"no PostgreSQL server at {url}: {str(exc).strip().splitlines()[0]}"
-        if os.environ.get("QUEUECTL_TEST_REQUIRE_PG"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return url
+# support.pg_server's: with none reachable the PostgreSQL tests skip with the reason, except
+# where $QUEUECTL_TEST_REQUIRE_PG is set (CI), where they fail.
 
 
 @pytest.fixture
@@ -92,7 +63,7 @@ def pg_target():
     """The URL of an empty queue on PostgreSQL."""
     import psycopg
 
-    url = _pg_server()
+    url = pg_server()
     schema = f"test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute(f'CREATE SCHEMA "{schema}"')

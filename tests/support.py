@@ -1,6 +1,7 @@
 """Helpers every test folder shares: waiting on a condition with a deadline (never a fixed
-sleep), and finding or ending the processes a test started. Importable as ``support`` (pytest
-puts this folder on sys.path for its conftest.py)."""
+sleep), finding or ending the processes a test started, a clock tests move by hand, and the
+PostgreSQL server. Importable as ``support`` (pytest puts this folder on sys.path for its
+conftest.py)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,37 @@ def stop_process(process: subprocess.Popen, timeout: float = 5.0) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout)
+
+
+class FakeClock:
+    """UTC epoch seconds that move only when a test says so."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+DEFAULT_PG_URL = "postgresql://queuectl:queuectl@127.0.0.1:5432/queuectl_test"
+
+
+def pg_server() -> str:
+    """The PostgreSQL server for the tests: $QUEUECTL_TEST_PG_URL, else the one .ci/run sets up.
+    Skips the test when none is reachable, except where $QUEUECTL_TEST_REQUIRE_PG is set (CI)."""
+    import pytest
+
+    url = os.environ.get("QUEUECTL_TEST_PG_URL", DEFAULT_PG_URL)
+    try:
+        import psycopg
+
+        psycopg.connect(url, connect_timeout=3).close()
+    except Exception as exc:  # any reason the server cannot be used
+        reason = f"no PostgreSQL server at {url}: {str(exc).strip().splitlines()[0]}"
+        if os.environ.get("QUEUECTL_TEST_REQUIRE_PG"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return url

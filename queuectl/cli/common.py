@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ..db import ENV_VAR as DB_ENV_VAR
+from ..env import DB_ENV_VAR
 from ..errors import InvalidInput
 from ..text import visible
 

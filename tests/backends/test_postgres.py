@@ -8,14 +8,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from queuectl import Queue, QueueError
-from queuectl.spec import JobSpec
+from queuectl import JobSpec, Queue, QueueError
 from support import wait_until
 
 HERE = Path(__file__).parent

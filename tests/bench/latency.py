@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 import time
 
+from ..support import wait_until
 from .harness import (
     Children,
     Figure,
@@ -27,7 +28,6 @@ from .harness import (
     fresh_sqlite,
     pg_schema,
     queuectl_command,
-    wait_until,
 )
 
 SAMPLES = 20
@@ -48,7 +48,9 @@ def _latencies(queue, samples: int, seed: int) -> list[float]:  # type: ignore[n
         time.sleep(gaps.uniform(0.05, 0.4))
         job = queue.enqueue("true")
         returned = time.time()
-        started = wait_until(lambda: _started_at(queue, job.id), 10, "the job to start", 0.001)
+        started = wait_until(
+            lambda: _started_at(queue, job.id), 10, "the job to start", interval=0.001
+        )
         latencies.append((started - returned) * 1000)  # type: ignore[operator]
     return latencies
 

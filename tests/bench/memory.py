@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 
+from ..support import wait_until
 from .harness import (
     Children,
     Figure,
@@ -20,7 +21,6 @@ from .harness import (
     fresh_sqlite,
     queuectl_command,
     rss_kib,
-    wait_until,
 )
 
 ONE_GB = 1_000_000_000

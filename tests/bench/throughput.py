@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from ..support import wait_until
 from .harness import (
     Children,
     Figure,
@@ -31,7 +32,6 @@ from .harness import (
     fresh_sqlite,
     pg_schema,
     queuectl_command,
-    wait_until,
 )
 
 THREADS = 2
@@ -90,7 +90,7 @@ def queuectl_throughput(target: str, n: int, processes: int = 1, threads: int = 
             wait_until(
                 lambda: queue.counts()["completed"] >= n,
                 timeout=max(60, n / 50),
-                what=f"{n} jobs to complete",
+                message=f"{n} jobs to complete",
                 interval=0.05,
             )
             last = queue.db.execute_sql('SELECT MAX("finished_at") FROM "job"').fetchone()[0]
@@ -114,7 +114,7 @@ def engine_throughput(target: str, n: int, threads: int = THREADS) -> float:
         queue.enqueue_many([JobSpec(command="true")] * n)
         enqueued = time.time()
         wait_until(lambda: queue.counts()["completed"] >= n, max(60, n / 50),
-                   f"{n} jobs to complete", 0.05)  # fmt: skip
+                   f"{n} jobs to complete", interval=0.05)  # fmt: skip
         last = queue.db.execute_sql('SELECT MAX("finished_at") FROM "job"').fetchone()[0]
         return n / (last - enqueued)
     finally:

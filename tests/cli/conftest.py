@@ -16,9 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from queuectl import Queue
-
 from queuectl.cli import cli
-from support import wait_until  # noqa: F401 (the CLI tests import it from here)
 
 
 def _executable() -> list[str]:

@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from .conftest import wait_until
+from support import wait_until
 
 
 def ok(done) -> str:

@@ -14,8 +14,9 @@ import time
 import pytest
 
 from queuectl import JobSpec, Queue
+from support import kill_group, stop_process, wait_until
 
-from .helpers import WorkerProc, kill_group, stop_process, wait_until
+from .helpers import WorkerProc
 
 LOCKED = "database is locked"
 

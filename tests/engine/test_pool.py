@@ -13,8 +13,7 @@ import pytest
 
 from queuectl import JobSpec, Queue, WorkerPool
 from queuectl import worker as worker_module
-
-from .helpers import group_members, kill_group, wait_until
+from support import group_members, kill_group, wait_until
 
 
 @pytest.fixture

@@ -27,8 +27,7 @@ from queuectl import InvalidInput, JobSpec, Queue, QueueError
 from queuectl import queue as queue_module
 from queuectl.executor import RunResult
 from queuectl.models import STATES, Job
-
-from conftest import FakeClock, _pg_server  # tests/conftest.py: the fixtures' clock and server
+from support import FakeClock, pg_server
 
 LEASE = queue_module.LEASE_S
 CAP = 1e9  # SPEC: backoff_base ** attempts seconds; the engine caps it (queue.MAX_BACKOFF_S)
@@ -524,7 +523,7 @@ TestQueueMachine = QueueMachine.TestCase  # on SQLite
 def test_the_model_on_postgresql():
     """The same machine on PostgreSQL (SKIP LOCKED claims, its own SQL), fewer examples: each
     one creates and drops a schema."""
-    url = _pg_server()  # skips without a server (fails in CI, see conftest)
+    url = pg_server()  # skips without a server (fails in CI)
     run_state_machine_as_test(
         lambda: QueueMachine(pg_url=url), settings=settings(SETTINGS, max_examples=15)
     )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from scenes import FixedClock, seed, seed_markup
 
-from queuectl.queue import Queue
+from queuectl import Queue
+from scenes import FixedClock, seed, seed_markup
 
 
 @pytest.fixture

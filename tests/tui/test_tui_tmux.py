@@ -12,11 +12,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
+
+from support import wait_until
 
 WIDTH, HEIGHT = 120, 36
 QUEUECTL = Path(sys.executable).with_name("queuectl")
@@ -68,15 +69,12 @@ def _quote(part: str) -> str:
 
 
 def wait_for(condition, timeout: float, what: str, terminal: Terminal | None = None):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            screen = "\n".join(terminal.screen()) if terminal and terminal.alive() else ""
-            raise AssertionError(f"timed out waiting for {what}\n{screen}")
-        time.sleep(0.05)
+    """``support.wait_until``, with the terminal's screen in the failure message."""
+    try:
+        return wait_until(condition, timeout, what, interval=0.05)
+    except AssertionError as exc:
+        screen = "\n".join(terminal.screen()) if terminal and terminal.alive() else ""
+        raise AssertionError(f"{exc}\n{screen}") from None
 
 
 def pane_rows(screen: list[str], title: str) -> list[str]:

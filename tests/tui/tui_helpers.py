@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from queuectl.queue import Queue
+from queuectl import Queue
 from queuectl.tui.app import QueueApp
 
 SIZE = (120, 40)
