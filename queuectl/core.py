@@ -110,6 +110,21 @@ class QueueCore:
         shared._writers = self._writers  # this process's writers still take turns on one lock
         return shared
 
+    def recover(self) -> bool:
+        """After a database error in this thread: if the error broke the connection (the server
+        restarted, a backend was terminated, the network dropped it), close it, so the next use
+        opens a new one; whether it did. peewee does not do this by itself: a broken connection
+        stays in place and every later statement fails with "the connection is closed".
+        A connection is never replaced in the middle of a transaction; SQLite's need no repair
+        (the file is opened again by the same connection once it is readable)."""
+        if self.is_sqlite or self.db.is_closed() or self.db.in_transaction():
+            return False
+        connection = self.db.connection()
+        if not (connection.closed or getattr(connection, "broken", False)):
+            return False
+        self.db.close()
+        return True
+
     def close(self) -> None:
         """Close this thread's connection (each thread has its own), or the one connection of
         a Queue made by :meth:`for_worker_threads`."""

@@ -119,6 +119,24 @@ class Registry(Lifecycle):
             self._notify()
         return rescued
 
+    def give_back_strays(self, worker_id: str, held: set[int]) -> int:
+        """Put back to pending, their attempt not counted, the jobs processing under
+        ``worker_id`` other than ``held`` (the seqs its threads hold); how many. See
+        WorkerPool._give_back_strays for where such jobs come from."""
+        Job = self.models.Job
+        with self._write():
+            strays = Job.update(
+                state=State.PENDING.value,
+                attempts=Job.attempts - 1,
+                worker=None,
+                started_at=None,
+                updated_at=self.clock(),
+            ).where(Job.state == State.PROCESSING, Job.worker == worker_id, Job.seq.not_in(list(held)))
+            count = strays.execute()
+            if count:
+                self._announce()
+        return count
+
     def drained(self) -> bool:
         """No job is pending, failed (waiting to retry) or processing."""
         Job = self.models.Job

@@ -14,6 +14,8 @@ import time
 
 import peewee
 
+from .reconnect import Backoff
+
 try:  # Linux only
     from inotify_simple import INotify, flags
 except (ImportError, OSError):  # pragma: no cover - other platforms
@@ -148,25 +150,63 @@ class SqliteFileEvents(SqliteDataVersion):
 
 class PostgresNotifications(ChangeDetector):
     """PostgreSQL's LISTEN/NOTIFY: a dedicated connection sleeps on its socket until a writer
-    announces a change (see :meth:`Queue._announce`); no polling."""
+    announces a change (see :meth:`Queue._announce`); no polling.
+
+    The connection is replaced when it breaks (a server restart, a terminated backend): the next
+    :meth:`wait` connects and LISTENs again, and reports a change, since announcements made
+    meanwhile were lost. While the server is unreachable each wait tries once and then sleeps
+    out its timeout; the pool's own statements report the outage (see queuectl.reconnect)."""
+
+    CONNECT_TIMEOUT_S = 5
 
     def __init__(self, db: peewee.PostgresqlDatabase, channel: str) -> None:
+        self.params = {"connect_timeout": self.CONNECT_TIMEOUT_S, **db.connect_params}
+        self.dbname = db.database
+        self.channel = channel
+        self.connection = None
+        self._retry = Backoff()
+        self._retry_at = 0.0
+        self._listen()
+
+    def _listen(self) -> bool:
+        """(Re)connect and LISTEN; whether it worked."""
         import psycopg
         from psycopg import sql
 
-        self.connection = psycopg.connect(
-            dbname=db.database, autocommit=True, **db.connect_params
-        )
-        self.connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        try:
+            self.connection = psycopg.connect(dbname=self.dbname, autocommit=True, **self.params)
+            self.connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        except psycopg.Error:
+            self.close()
+            self._retry_at = time.monotonic() + self._retry.next()
+            return False
+        self._retry.reset()
+        return True
 
     def wait(self, timeout: float) -> bool:
+        import psycopg
+
+        if self.connection is None:
+            deadline = time.monotonic() + timeout
+            if time.monotonic() >= self._retry_at and self._listen():
+                return True  # announcements made while it was away are lost: look again
+            time.sleep(max(deadline - time.monotonic(), 0))
+            return False
         changed = False
-        for _ in self.connection.notifies(timeout=timeout, stop_after=1):
-            changed = True
-        if changed:  # several announcements in a burst count as one change
-            for _ in self.connection.notifies(timeout=0.001):
-                pass
+        try:
+            for _ in self.connection.notifies(timeout=timeout, stop_after=1):
+                changed = True
+            if changed:  # several announcements in a burst count as one change
+                for _ in self.connection.notifies(timeout=0.001):
+                    pass
+        except psycopg.Error:
+            self.close()  # the next wait connects again
+            return True
         return changed
 
     def close(self) -> None:
-        self.connection.close()
+        if self.connection is not None:
+            try:
+                self.connection.close()
+            finally:
+                self.connection = None

@@ -19,16 +19,23 @@ import peewee
 from .executor import OUTPUT_LIMIT, WORKER_ENV, Execution, RunResult
 from .models import Job
 from .queue import HEARTBEAT_INTERVAL_S, Queue
+from .reconnect import MAX_RETRY_S, Backoff, Outage
 
 log = logging.getLogger(__name__)
 
 IDLE_WAIT_S = 0.25  # an idle thread re-checks at least this often, whatever it is told
 SERVICE_TICK_S = 0.1  # the service thread's round: change watch, then `--burst`'s check
-DB_RETRY_S = 0.5
+# Once a stop is asked for, how long a finished job's result may wait for an unreachable
+# database before the worker gives up on it (the job is then rescued as "worker lost").
+STOP_TIMEOUT_S = 30.0
 
 MAX_THREADS = 256  # worker threads in one process; more processes scale further
 
 T = TypeVar("T")
+
+
+class ResultNotStored(Exception):
+    """The database stayed unreachable past the stop timeout while a result waited."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class WorkerPool:
         on_event: EventCallback | None = None,
         burst: bool = False,
         output_limit: int = OUTPUT_LIMIT,
+        stop_timeout: float = STOP_TIMEOUT_S,
     ) -> None:
         if not 0 <= threads <= MAX_THREADS:
             raise ValueError(f"threads must be 0 to {MAX_THREADS}")
@@ -61,6 +69,9 @@ class WorkerPool:
         self.on_event = on_event
         self.burst = burst
         self.output_limit = output_limit
+        self.stop_timeout = stop_timeout
+        self.outage = Outage(log)
+        self.unstored: list[str] = []  # ids of jobs whose result was given up on (see _store)
         self.worker_id: str | None = None
         self._env: Mapping[str, str] = {}
         self._target = threads
@@ -76,6 +87,13 @@ class WorkerPool:
         self._hard = threading.Event()  # running jobs were killed: give them back
         self._service_done = threading.Event()
         self._service: threading.Thread | None = None
+        self._stop_deadline = float("inf")
+        # The jobs this pool's threads hold (claimed, not yet stored), and the claims under way:
+        # after an outage, a job the database says this worker runs but no thread holds was
+        # claimed by a statement whose reply was lost with the connection (see _give_back_strays).
+        self._held: set[int] = set()
+        self._claims_under_way = 0
+        self._strays_pending = False
 
     # -- control (any thread) ---------------------------------------------------------------
 
@@ -142,6 +160,9 @@ class WorkerPool:
 
     def stop(self) -> None:
         """Graceful stop: claim nothing more; running jobs finish."""
+        with self._lock:
+            if not self._stopping.is_set():
+                self._stop_deadline = time.monotonic() + self.stop_timeout
         self._stopping.set()
         self.wake()
 
@@ -206,6 +227,9 @@ class WorkerPool:
                         return
                 try:
                     job = self._run(slot, job)
+                except ResultNotStored:
+                    self._gave_up(job)
+                    job = None
                 except Exception as exc:  # a surprise must not kill the thread and strand the job
                     log.exception("running job %s failed", job.id)
                     self._fail_unexpectedly(slot, job, exc)
@@ -219,6 +243,7 @@ class WorkerPool:
 
     def _next_job(self, slot: int) -> Job | None:
         """Wait for a job to claim; None once this thread should end (a stop, or retired)."""
+        backoff = Backoff()
         while True:
             with self._lock:
                 if not self._goes_on(slot):
@@ -233,11 +258,13 @@ class WorkerPool:
                 self._idle(generation, IDLE_WAIT_S)
                 continue
             try:
-                job = self._jobs.claim(self.worker_id)  # type: ignore[arg-type]
+                job = self._claiming(lambda: self._jobs.claim(self.worker_id))  # type: ignore[arg-type]
             except peewee.PeeweeException as exc:
-                log.warning("claim failed (%s); retrying", exc)
-                self._idle(generation, DB_RETRY_S)
+                self._database_failed(self._jobs, exc)
+                self._idle(generation, backoff.next())
                 continue
+            backoff.reset()
+            self.outage.ok()
             if job is None:
                 self._idle(generation, self._idle_timeout())
             elif self._keep(slot, job):
@@ -251,7 +278,11 @@ class WorkerPool:
             if self._goes_on(slot) and not self._paused:
                 return True
         worker_id: str = self.worker_id  # type: ignore[assignment]
-        self._store(lambda: self._jobs.release(job, worker_id))
+        try:
+            self._store(lambda: self._jobs.release(job, worker_id))
+        except ResultNotStored:
+            self._gave_up(job)
+        self._let_go(job)
         return False
 
     def _goes_on(self, slot: int) -> bool:
@@ -261,8 +292,9 @@ class WorkerPool:
     def _idle_timeout(self) -> float:
         try:
             due = self._jobs.next_due_in()
-        except peewee.PeeweeException:
-            return DB_RETRY_S
+        except peewee.PeeweeException as exc:
+            self._database_failed(self._jobs, exc)
+            return MAX_RETRY_S
         return IDLE_WAIT_S if due is None else min(due, IDLE_WAIT_S)
 
     def _idle(self, generation: int, timeout: float) -> None:
@@ -298,17 +330,25 @@ class WorkerPool:
         worker_id: str = self.worker_id  # type: ignore[assignment]
         if execution.killed_by_stop:
             self._store(lambda: self._jobs.release(job, worker_id))
+            self._let_go(job)
             self._emit("released", job)
             return None
         following: Job | None = None
         if claim_next:
             stored, following = self._store(
-                lambda: self._jobs.finish_and_claim(job, result, worker_id)
+                lambda: self._claiming(lambda: self._jobs.finish_and_claim(job, result, worker_id))
             )
         else:
             stored = self._store(lambda: self._jobs.finish(job, result, worker_id))
+        self._let_go(job)
         if stored:
             self._emit(stored.state, stored)
+        else:
+            log.warning(
+                "job %s: its result is not stored: the job is no longer this run's (it was "
+                "rescued while this worker was silent, or the result was stored as the "
+                "connection broke)", job.id,
+            )
         return following if following is not None and self._keep(slot, following) else None
 
     def _fail_unexpectedly(self, slot: int, job: Job, exc: Exception) -> None:
@@ -320,23 +360,84 @@ class WorkerPool:
         worker_id: str = self.worker_id  # type: ignore[assignment]
         try:
             stored = self._store(lambda: self._jobs.finish(job, result, worker_id))
+        except ResultNotStored:
+            self._gave_up(job)
+            return
         except Exception:
             log.exception("storing the failure of job %s failed", job.id)
             return
+        finally:
+            self._let_go(job)
         if isinstance(stored, Job):
             self._emit(stored.state, stored)
 
     def _store(self, write: Callable[[], T]) -> T:
-        """Write a result, retrying through database trouble: a finished job is never dropped
-        while this process lives (if it dies, the job is rescued as "worker lost")."""
-        delay = DB_RETRY_S
+        """Write a result, retrying through database trouble (on a new connection when the old
+        one broke): a finished job is never dropped while this process lives, and if it dies the
+        job is rescued as "worker lost". Once a stop is asked for, it gives up at the stop
+        timeout (ResultNotStored), so an unreachable database cannot hold a stop forever."""
+        backoff = Backoff()
         while True:
             try:
-                return write()
+                stored = write()
             except peewee.PeeweeException as exc:
-                log.warning("storing a result failed (%s); retrying in %.1fs", exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                self._database_failed(self._jobs, exc)
+                if self._stopping.is_set() and time.monotonic() >= self._stop_deadline:
+                    raise ResultNotStored() from exc
+                time.sleep(backoff.next())
+            else:
+                self.outage.ok()
+                return stored
+
+    def _gave_up(self, job: Job) -> None:
+        self.unstored.append(job.id)
+        log.error(
+            "job %s: result not stored: the database is still unreachable %.0fs after the stop; "
+            "the job will be rescued as \"worker lost\"", job.id, self.stop_timeout,
+        )
+
+    def _database_failed(self, queue: Queue, exc: Exception) -> None:
+        """A use of the database failed: replace the connection if it broke, log once."""
+        try:
+            queue.recover()
+        except Exception:  # replacing it is tried again on the next failure
+            log.debug("closing a broken connection failed", exc_info=True)
+        self.outage.failed(exc)
+
+    def _claiming(self, claim: Callable[[], T]) -> T:
+        """Run ``claim`` (a claim, or a finish that claims the next job), holding the job it
+        returns (see _held)."""
+        with self._lock:
+            self._claims_under_way += 1
+        try:
+            result = claim()
+        finally:
+            with self._lock:
+                self._claims_under_way -= 1
+        following = result[1] if isinstance(result, tuple) else result
+        if following is not None:
+            with self._lock:
+                self._held.add(following.seq)  # type: ignore[union-attr]
+        return result
+
+    def _let_go(self, job: Job) -> None:
+        with self._lock:
+            self._held.discard(job.seq)
+
+    def _give_back_strays(self) -> None:
+        """After an outage (PostgreSQL): give back the jobs that the database says this worker
+        runs but that no thread holds. A claim whose COMMIT reached the server but whose reply
+        was lost with the connection took such a job; nothing else would ever free it, since
+        this worker is alive. Done under the lock while no claim is under way, so a job just
+        claimed is never taken for a stray."""
+        with self._lock:
+            if self._claims_under_way:
+                self._strays_pending = True
+                return
+            self._strays_pending = False
+            count = self.queue.give_back_strays(self.worker_id, self._held)  # type: ignore[arg-type]
+        if count:
+            log.warning("gave back %d job(s) claimed as the connection broke", count)
 
     def _serve(self) -> None:
         """Heartbeat, rescue, stop requests, change detection and burst's end."""
@@ -361,8 +462,8 @@ class WorkerPool:
                         if self.queue.drained():
                             self.stop()
                 except peewee.PeeweeException as exc:
-                    log.warning("watching the queue failed (%s)", exc)
-                    self._service_done.wait(DB_RETRY_S)
+                    self._database_failed(self.queue, exc)
+                    self._service_done.wait(MAX_RETRY_S)
         finally:
             changes.close()
             self.queue.close()
@@ -380,10 +481,12 @@ class WorkerPool:
         try:
             if self.queue.heartbeat(self.worker_id, self._target):  # type: ignore[arg-type]
                 self.stop()
+            if (self.outage.ok() or self._strays_pending) and not self.queue.is_sqlite:
+                self._give_back_strays()
             for job in self.queue.rescue_lost():
                 self._emit("rescued", job)
         except peewee.PeeweeException as exc:
-            log.warning("heartbeat failed (%s)", exc)
+            self._database_failed(self.queue, exc)
 
     def _shutdown(self) -> None:
         if self._service_done.is_set():

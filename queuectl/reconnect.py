@@ -1,0 +1,78 @@
+"""Living through the database going away: how long to wait between tries, and telling the
+operator once that it is gone and once that it is back, not on every failed try.
+
+Every long-lived user of the database (a pool's worker threads and service thread, the TUI's
+loader, ``logs -f``) catches the database's errors, calls :meth:`Queue.recover` so that a
+broken connection is replaced on the next try, reports to an :class:`Outage`, and waits a
+:class:`Backoff` step. The waits are short and capped, so a worker is working again within
+about a second of the server's return, without a busy loop while it is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+FIRST_RETRY_S = 0.1
+MAX_RETRY_S = 1.0
+
+
+class Backoff:
+    """Waits that double from ``first`` up to ``cap`` seconds; :meth:`reset` after a success."""
+
+    def __init__(self, first: float = FIRST_RETRY_S, cap: float = MAX_RETRY_S) -> None:
+        self.first = first
+        self.cap = cap
+        self._next = first
+
+    def next(self) -> float:
+        delay = self._next
+        self._next = min(delay * 2, self.cap)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.first
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class Outage:
+    """Whether the database is reachable, as seen by one process's threads. Logs one line when
+    it is lost and one when it is back; ``since`` is when it was lost (None while it is up)."""
+
+    def __init__(self, log: logging.Logger, clock=time.monotonic) -> None:  # noqa: ANN001
+        self.log = log
+        self.clock = clock
+        self.since: float | None = None
+        self.reason = ""
+        self._lock = threading.Lock()
+
+    @property
+    def down(self) -> bool:
+        return self.since is not None
+
+    def failed(self, exc: BaseException) -> bool:
+        """Report a failed use of the database; True if this is the first since it was up."""
+        with self._lock:
+            if self.since is not None:
+                return False
+            self.since = self.clock()
+            self.reason = first_line(exc)
+        self.log.warning("database unreachable (%s); retrying until it is back", self.reason)
+        return True
+
+    def ok(self) -> bool:
+        """Report a successful use; True if the database was down until now. Cheap when up."""
+        if self.since is None:
+            return False
+        with self._lock:
+            if self.since is None:
+                return False
+            lost_for = self.clock() - self.since
+            self.since = None
+        self.log.warning("database reachable again after %.1fs", lost_for)
+        return True
