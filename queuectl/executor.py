@@ -10,14 +10,11 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import Union
 
+from .procs import WORKER_ENV as WORKER_ENV  # found here too until worker.py imports procs
 from .procs import group_alive, signal_group
-# Until queue.py and worker.py import these from procs, they are found here too.
-from .procs import WORKER_ENV, kill_leftovers  # noqa: F401
-
-if TYPE_CHECKING:
-    from . import spawn
+from .procs import kill_leftovers as kill_leftovers  # and this until queue.py does
 
 OUTPUT_LIMIT = 1024 * 1024  # bytes of output stored per run; the tail is kept
 KILL_GRACE_S = 1.0  # between SIGTERM and SIGKILL on a timeout

@@ -102,7 +102,9 @@ class _Libc:
             quick, "posix_spawn_file_actions_addopen", pointer, number, text, number, number
         )
         self.add_dup2 = typed(quick, "posix_spawn_file_actions_adddup2", pointer, number, number)
-        self.add_closefrom = typed(quick, "posix_spawn_file_actions_addclosefrom_np", pointer, number)
+        self.add_closefrom = typed(
+            quick, "posix_spawn_file_actions_addclosefrom_np", pointer, number
+        )
         self.add_chdir = typed(quick, "posix_spawn_file_actions_addchdir_np", pointer, text)
         self.attr_init = typed(quick, "posix_spawnattr_init", pointer)
         self.set_flags = typed(quick, "posix_spawnattr_setflags", pointer, ctypes.c_short)
