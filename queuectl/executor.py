@@ -10,14 +10,12 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import Union
 
-if TYPE_CHECKING:
-    from . import spawn
+from .procs import WORKER_ENV as WORKER_ENV  # found here too until worker.py imports procs
+from .procs import group_alive, signal_group
+from .procs import kill_leftovers as kill_leftovers  # and this until queue.py does
 
-# Set in every job's environment to the id of the worker that runs it, so that the job's processes
-# can be found (and killed) after a worker died without taking them down (see kill_leftovers).
-WORKER_ENV = "QUEUECTL_WORKER"
 OUTPUT_LIMIT = 1024 * 1024  # bytes of output stored per run; the tail is kept
 KILL_GRACE_S = 1.0  # between SIGTERM and SIGKILL on a timeout
 READ_CHUNK = 64 * 1024
@@ -164,9 +162,9 @@ class Execution:
     def _finish_off(self, pgid: int) -> None:
         """After a timeout, whatever is left of the group gets the grace, then SIGKILL."""
         deadline = time.monotonic() + KILL_GRACE_S
-        while _group_alive(pgid) and time.monotonic() < deadline:
+        while group_alive(pgid) and time.monotonic() < deadline:
             time.sleep(0.02)
-        _signal_group(pgid, signal.SIGKILL)
+        signal_group(pgid, signal.SIGKILL)
 
     @property
     def killed_by_stop(self) -> bool:
@@ -180,7 +178,7 @@ class Execution:
                 return  # it has exited already: its result stands (a hard stop must not rerun it)
             self._killed = True
             if self._process is not None:
-                _signal_group(self._process.pid, signal.SIGKILL)
+                signal_group(self._process.pid, signal.SIGKILL)
 
     def _pump(self, process: _Process) -> bool:
         """Read output until the shell has exited; enforce the timeout. True if it timed out.
@@ -213,9 +211,9 @@ class Execution:
                 if deadline is not None and now >= deadline and exited_at is None:
                     if term_sent_at is None:
                         term_sent_at = now
-                        _signal_group(process.pid, signal.SIGTERM)
+                        signal_group(process.pid, signal.SIGTERM)
                     elif now - term_sent_at >= KILL_GRACE_S:
-                        _signal_group(process.pid, signal.SIGKILL)
+                        signal_group(process.pid, signal.SIGKILL)
                 wait = POLL_S
                 if pidfd is None and eof and exited_at is None:
                     wait = NO_PIDFD_POLL_S  # its output ended; nothing will wake us at the exit
@@ -356,69 +354,6 @@ def _pidfd(pid: int) -> int | None:
         return os.pidfd_open(pid)
     except (AttributeError, OSError):  # not Linux >= 5.3, or already reaped
         return None
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    try:
-        os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether any live (not zombie) process is left in the group."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    if not os.path.isdir("/proc/self"):
-        return True
-    # Zombies still count for killpg; on Linux, look past them (init may reap them late).
-    return bool(group_members(pgid))
-
-
-def group_members(pgid: int) -> list[int]:
-    """The live (not zombie) processes of process group ``pgid``, read from /proc (Linux)."""
-    members = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != b"Z":
-            members.append(int(entry.name))
-    return members
-
-
-def kill_leftovers(worker_id: str) -> int:
-    """SIGKILL the process groups of jobs that ``worker_id`` started and that outlived it (a
-    worker killed by SIGKILL can't take them down): found by :data:`WORKER_ENV` in their
-    environment, on Linux (/proc); elsewhere none are found. Returns how many groups."""
-    mark = f"{WORKER_ENV}={worker_id}".encode()
-    groups = set()
-    try:
-        entries = list(os.scandir("/proc"))
-    except OSError:
-        return 0
-    for entry in entries:
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/environ", "rb") as environ:
-                if mark not in environ.read().split(b"\0"):
-                    continue
-            groups.add(os.getpgid(int(entry.name)))
-        except OSError:  # gone meanwhile, or not ours to read
-            continue
-    groups.discard(os.getpgrp())  # never this process's own group
-    for pgid in groups:
-        _signal_group(pgid, signal.SIGKILL)
-    return len(groups)
 
 
 def _signal_name(signum: int) -> str:

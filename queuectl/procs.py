@@ -1,15 +1,25 @@
-"""Process utilities shared by the queue, the executor and the CLI."""
+"""Finding and signalling processes: whether a pid is alive, which processes are left in a job's
+process group, and killing the jobs a dead worker left running.
+
+The answers come from signal 0 and, on Linux, from /proc; where /proc is missing they are the
+cautious ones (see each function). Scripted commands import this module, so it imports nothing
+but the standard library's basics (no peewee, no ctypes).
+"""
 
 from __future__ import annotations
 
 import os
+import signal
 
-from .executor import kill_leftovers
-
-__all__ = ["kill_leftovers", "pid_alive"]
+# Set in every job's environment to the id of the worker that runs it, so that the job's processes
+# can be found (and killed) after that worker died without taking them down (kill_leftovers).
+WORKER_ENV = "QUEUECTL_WORKER"
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (a zombie counts; one we may not signal too)."""
+    if pid <= 0:  # kill() would address a group, or every process, instead
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -17,3 +27,68 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def signal_group(pgid: int, signum: int) -> None:
+    """Send ``signum`` to process group ``pgid``; a group that is gone (or not ours) is let be."""
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any live (not zombie) process is left in process group ``pgid``."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if not os.path.isdir("/proc/self"):
+        return True  # no way to look past zombies: assume the worst
+    # Zombies still count for killpg, and init may reap them late: look past them.
+    return bool(group_members(pgid))
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid``, read from /proc (Linux)."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                # The command name may hold spaces and parentheses: the fields follow its last ")".
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            members.append(int(entry.name))
+    return members
+
+
+def kill_leftovers(worker_id: str) -> int:
+    """SIGKILL the process groups of jobs that ``worker_id`` started and that outlived it (a
+    worker killed by SIGKILL can't take them down): found by :data:`WORKER_ENV` in their
+    environment, on Linux (/proc); elsewhere none are found. Returns how many groups."""
+    mark = f"{WORKER_ENV}={worker_id}".encode()
+    groups = set()
+    try:
+        entries = list(os.scandir("/proc"))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as environ:
+                if mark not in environ.read().split(b"\0"):
+                    continue
+            groups.add(os.getpgid(int(entry.name)))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    groups.discard(os.getpgrp())  # never this process's own group
+    for pgid in groups:
+        signal_group(pgid, signal.SIGKILL)
+    return len(groups)

@@ -1,15 +1,32 @@
 """Starting a job's shell cheaply: glibc's ``posix_spawn``, through ctypes.
 
-:func:`subprocess.Popen` cost a worker thread about 150 us of CPU a job, mostly Python around
-its fork; ``posix_spawn`` does the same in C, for about half. :func:`os.posix_spawn` cannot
-change the child's directory, and every job has one, so this calls glibc (2.34 or later) itself,
-with ``posix_spawn_file_actions_addchdir_np`` and ``addclosefrom_np``. Where those are missing
-(another libc, another OS), :func:`available` is False and the executor uses Popen.
+Why not :class:`subprocess.Popen`: its fork and exec are driven from Python, and a worker thread
+pays for that in CPU on every job; ``posix_spawn`` does the same work in C. Why not
+:func:`os.posix_spawn`: it can neither change the child's directory (every job has one) nor, before
+Python 3.13, close the descriptors a job must not inherit. Wrapping it in a shell that changes
+directory first (``cd -- "$1" && exec /bin/sh -c "$2"``) would start a second shell for every job,
+which costs the machine more than Popen does, and would make a missing directory a shell error
+instead of a job that cannot start. So this calls glibc (2.34 or later) itself, with
+``posix_spawn_file_actions_addchdir_np`` and ``addclosefrom_np``.
 
 What the child gets is what Popen gave it: stdin from /dev/null, stdout and stderr into one pipe,
 no other descriptor, a session of its own (a timeout kills its group), the signals Python
 ignores (SIGPIPE, SIGXFSZ) back to their defaults, no blocked signal, and the directory. A signal
 ignored by whatever started the worker (`nohup`) stays ignored, as exec leaves it.
+
+Nothing about glibc's data layout is taken on trust. What this relies on is checked once, when a
+job is first started, and where any of it can't be confirmed (another OS or C library, glibc
+before 2.34, a function missing, a size or a signal set that does not read back as meant),
+:func:`available` is False and the executor uses Popen, which gives the child the same:
+
+- the opaque structs are allocated at the size glibc's own ``*_init`` function clears, measured
+  on a buffer filled with a marker; ``sigset_t`` at the size ``posix_spawnattr_getsigdefault``
+  copies out of a cleared attribute object;
+- the signal sets are made by ``sigemptyset`` and ``sigaddset``, then read back signal by signal
+  with ``sigismember``. The signals glibc keeps for itself, which sigaddset refuses, are the one
+  thing written here, in glibc's layout, and that read-back is what confirms it;
+- the flag values are the ones of glibc's ``spawn.h``, one header for every architecture, and
+  ``posix_spawnattr_setflags`` refuses a bit it does not know.
 """
 
 from __future__ import annotations
@@ -19,22 +36,26 @@ import functools
 import os
 import signal
 import sys
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NamedTuple
 
-# glibc's flag values (bits/spawn.h); other C libraries are not used (see _load).
+# glibc's flag values (spawn.h, the same on every architecture).
 _SETSIGDEF = 0x04
 _SETSIGMASK = 0x08
 _SETSID = 0x80
-# The opaque structs are allocated here; glibc's are 80 (actions), 336 (attributes) and 128
-# (sigset) bytes on 64-bit Linux: these sizes leave room to spare.
-_STRUCT_SIZE = 1024
-_RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+_MIN_GLIBC = (2, 34)  # addclosefrom_np; addchdir_np is older
+_RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)  # ignored by Python, not by whoever started it
+# A struct's size is measured in a buffer this big, and must take at most half of it (one that
+# seems to fill it may be bigger still). That the buffer is big enough to measure in at all is
+# the one thing assumed: a page, for structs that programs allocate themselves, so that glibc
+# cannot grow them without breaking every program built against it.
+_MEASURE_ROOM = 4096
+_MARKER = 0xA5
 
 
 class Environment(Mapping[str, str]):
     """A job environment, encoded once for every spawn that uses it (a worker's jobs all share
-    one: encoding ~40 variables cost more per job than the spawn's own C code)."""
+    one: encoding it again for every job would cost more than the spawn's own C code)."""
 
     def __init__(self, variables: Mapping[str, str]) -> None:
         self._variables = dict(variables)
@@ -61,16 +82,14 @@ class Environment(Mapping[str, str]):
 
 
 class _Libc:
-    """The functions, typed. Cheap ones keep the GIL (``PyDLL``): releasing it for a microsecond
-    of work costs more, with several worker threads, than the work. ``posix_spawn`` itself waits
+    """The functions, typed. Cheap ones keep the GIL (``PyDLL``): releasing it around so little
+    work costs more, with several worker threads, than the work. ``posix_spawn`` itself waits
     while the child execs, so it releases the GIL (``CDLL``)."""
 
-    def __init__(self) -> None:
-        quick = ctypes.PyDLL(None)
-        slow = ctypes.CDLL(None)
+    def __init__(self, quick: Any, slow: Any) -> None:
         pointer, text, number = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int
 
-        def typed(library: ctypes.CDLL, name: str, *args: object) -> ctypes._CFuncPtr:
+        def typed(library: Any, name: str, *args: object) -> Any:
             function = getattr(library, name)  # AttributeError when this libc has none
             function.argtypes = args
             function.restype = number
@@ -83,54 +102,127 @@ class _Libc:
             quick, "posix_spawn_file_actions_addopen", pointer, number, text, number, number
         )
         self.add_dup2 = typed(quick, "posix_spawn_file_actions_adddup2", pointer, number, number)
-        self.add_closefrom = typed(quick, "posix_spawn_file_actions_addclosefrom_np", pointer, number)
+        self.add_closefrom = typed(
+            quick, "posix_spawn_file_actions_addclosefrom_np", pointer, number
+        )
         self.add_chdir = typed(quick, "posix_spawn_file_actions_addchdir_np", pointer, text)
         self.attr_init = typed(quick, "posix_spawnattr_init", pointer)
         self.set_flags = typed(quick, "posix_spawnattr_setflags", pointer, ctypes.c_short)
         self.set_sigdefault = typed(quick, "posix_spawnattr_setsigdefault", pointer, pointer)
+        self.get_sigdefault = typed(quick, "posix_spawnattr_getsigdefault", pointer, pointer)
         self.set_sigmask = typed(quick, "posix_spawnattr_setsigmask", pointer, pointer)
         self.sigemptyset = typed(quick, "sigemptyset", pointer)
         self.sigaddset = typed(quick, "sigaddset", pointer, number)
+        self.sigismember = typed(quick, "sigismember", pointer, number)
+
+
+def _libraries() -> tuple[Any, Any]:
+    """This process's C library, as (keeps the GIL, releases it)."""
+    return ctypes.PyDLL(None), ctypes.CDLL(None)
+
+
+def _glibc_version() -> tuple[int, int] | None:
+    """glibc's version (major, minor), or None where the C library is another one."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        text = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError):  # a libc that does not answer this is not glibc
+        return None
+    name, _, version = text.partition(" ")
+    try:
+        major, minor = (int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return None
+    return (major, minor) if name == "glibc" else None
+
+
+def _cleared_size(clear: Callable[[Any], int]) -> int | None:
+    """The size of the struct that ``clear`` (a glibc function that zeroes a whole one) zeroes:
+    how many bytes it zeroed at the start of a buffer filled with a marker. None unless it
+    succeeded, left every other byte alone, and took at most half the buffer."""
+    buffer = ctypes.create_string_buffer(bytes([_MARKER]) * _MEASURE_ROOM, _MEASURE_ROOM)
+    if clear(buffer) != 0:
+        return None
+    raw = buffer.raw
+    size = _MEASURE_ROOM - len(raw.lstrip(b"\0"))
+    untouched = raw[size:] == bytes([_MARKER]) * (_MEASURE_ROOM - size)
+    if not (untouched and 0 < size <= _MEASURE_ROOM // 2):
+        return None
+    return size
+
+
+def _signal_set(libc: _Libc, size: int, members: set[int]) -> ctypes.Array[ctypes.c_char] | None:
+    """A ``sigset_t`` of ``size`` bytes holding exactly ``members``, as ``sigismember`` reads it;
+    None where it can't be made so."""
+    sigset = ctypes.create_string_buffer(size)
+    if libc.sigemptyset(sigset) != 0:
+        return None
+    words = (ctypes.c_ulong * (size // ctypes.sizeof(ctypes.c_ulong))).from_buffer(sigset)
+    for signum in sorted(members):
+        if libc.sigaddset(sigset, signum) != 0:
+            # One glibc keeps for itself: set in glibc's layout (an array of unsigned long, bit
+            # n-1 for signal n), which the read-back below confirms or refuses.
+            word, bit = divmod(signum - 1, ctypes.sizeof(ctypes.c_ulong) * 8)
+            if word >= len(words):
+                return None
+            words[word] |= 1 << bit
+    for signum in range(1, signal.NSIG):
+        if libc.sigismember(sigset, signum) != (signum in members):
+            return None
+    return sigset
+
+
+class _Loaded(NamedTuple):
+    libc: _Libc
+    attributes: ctypes.Array[ctypes.c_char]  # the spawn attributes every job shares
+    actions_size: int  # sizeof(posix_spawn_file_actions_t)
 
 
 @functools.cache
-def _load() -> tuple[_Libc, ctypes.Array[ctypes.c_char]] | None:
-    """glibc's functions and the spawn attributes every job shares, or None where unusable."""
-    try:
-        if not sys.platform.startswith("linux") or not os.confstr("CS_GNU_LIBC_VERSION"):
-            return None
-    except (ValueError, OSError):  # a libc that is not glibc
+def _load() -> _Loaded | None:
+    """glibc's functions, the attributes every job shares and the size of a job's file actions;
+    None wherever one of them can't be confirmed (see the module's docstring)."""
+    version = _glibc_version()
+    if version is None or version < _MIN_GLIBC:
         return None
     try:
-        libc = _Libc()
-    except (OSError, AttributeError, ValueError):  # not glibc 2.34+
+        libc = _Libc(*_libraries())
+    except (OSError, AttributeError, ValueError):  # a function missing
         return None
-    attributes = ctypes.create_string_buffer(_STRUCT_SIZE)
-    defaults = ctypes.create_string_buffer(_STRUCT_SIZE)
-    empty = ctypes.create_string_buffer(_STRUCT_SIZE)
-    steps = [
-        libc.attr_init(attributes),
-        libc.sigemptyset(defaults),
-        *(libc.sigaddset(defaults, signum) for signum in _RESET_SIGNALS),
-        libc.sigemptyset(empty),
+    actions_size = _cleared_size(libc.actions_init)
+    attributes_size = _cleared_size(libc.attr_init)
+    if actions_size is None or attributes_size is None:
+        return None
+    attributes = ctypes.create_string_buffer(attributes_size)
+    if libc.attr_init(attributes) != 0:
+        return None
+    sigset_size = _cleared_size(lambda buffer: libc.get_sigdefault(attributes, buffer))
+    if sigset_size is None:
+        return None
+    # glibc's spawn sets the signals it keeps for itself (those sigaddset refuses, below
+    # SIGRTMIN) to "ignore" in the child, and that outlives the exec: they are reset to the
+    # default with the rest.
+    probe = ctypes.create_string_buffer(sigset_size)
+    libc.sigemptyset(probe)
+    reserved = {signum for signum in range(1, signal.NSIG) if libc.sigaddset(probe, signum) != 0}
+    defaults = _signal_set(libc, sigset_size, {*_RESET_SIGNALS, *reserved})
+    empty = _signal_set(libc, sigset_size, set())
+    if defaults is None or empty is None:
+        return None
+    steps = (
         libc.set_sigmask(attributes, empty),
+        libc.set_sigdefault(attributes, defaults),
         libc.set_flags(attributes, _SETSID | _SETSIGDEF | _SETSIGMASK),
-    ]
-    # glibc's spawn sets its own two signals (32 and 33, below SIGRTMIN) to "ignore" in the
-    # child when this process handles them, and that outlives the exec; sigaddset refuses them,
-    # so their bits (a sigset is an array of unsigned longs) are set here: default, as the rest.
-    bits = ctypes.sizeof(ctypes.c_ulong) * 8
-    words = (ctypes.c_ulong * (_STRUCT_SIZE * 8 // bits)).from_buffer(defaults)
-    for signum in range(32, signal.SIGRTMIN):
-        words[(signum - 1) // bits] |= 1 << ((signum - 1) % bits)
-    steps.append(libc.set_sigdefault(attributes, defaults))
+    )
     if any(steps):
         return None
-    return libc, attributes
+    return _Loaded(libc, attributes, actions_size)
 
 
 def available() -> bool:
-    """Whether :func:`spawn` works here (Linux, glibc 2.34 or later)."""
+    """Whether :func:`spawn` works here: Linux, glibc 2.34 or later, and all that the module's
+    docstring lists confirmed."""
     return _load() is not None
 
 
@@ -141,13 +233,13 @@ def spawn(argv: list[str], cwd: str | None, env: Environment, output: int) -> in
     loaded = _load()
     if loaded is None:
         raise RuntimeError("posix_spawn with chdir is not available here")
-    libc, attributes = loaded
+    libc, attributes, actions_size = loaded
     args = [os.fsencode(arg) for arg in argv]
     directory = None if cwd is None else os.fsencode(cwd)
     if any(b"\0" in arg for arg in args) or (directory is not None and b"\0" in directory):
         raise ValueError("embedded null byte")
     vector = (ctypes.c_char_p * (len(args) + 1))(*args, None)
-    actions = ctypes.create_string_buffer(_STRUCT_SIZE)
+    actions = ctypes.create_string_buffer(actions_size)
     error = libc.actions_init(actions)  # these return an error number, 0 on success
     if error:
         raise OSError(error, os.strerror(error))
@@ -161,7 +253,7 @@ def spawn(argv: list[str], cwd: str | None, env: Environment, output: int) -> in
         )
         if failed:
             raise OSError(failed, os.strerror(failed))
-        pid = ctypes.c_int()
+        pid = ctypes.c_int()  # pid_t: an int in glibc on every architecture
         error = libc.spawn(ctypes.byref(pid), args[0], actions, attributes, vector, env.block)
     finally:
         libc.actions_destroy(actions)

@@ -3,6 +3,7 @@ daemons, signals, commands that cannot start, bytes that are not UTF-8, bounded 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -430,3 +431,112 @@ def test_kill_after_the_job_ended_leaves_its_result():
     result = execution.run()
     execution.kill()
     assert result.ok and not execution.killed_by_stop
+
+
+class FakeLibc:
+    """This process's C library with some functions missing (None) or replaced."""
+
+    def __init__(self, library, **replaced) -> None:
+        self._library = library
+        self._replaced = replaced
+
+    def __getattr__(self, name):
+        if name not in self._replaced:
+            return getattr(self._library, name)
+        if self._replaced[name] is None:
+            raise AttributeError(name)
+        return self._replaced[name]
+
+
+def with_libc(monkeypatch, **replaced) -> None:
+    real = spawn._libraries
+    monkeypatch.setattr(
+        spawn, "_libraries", lambda: tuple(FakeLibc(library, **replaced) for library in real())
+    )
+
+
+class TestTheFastPathOnlyWhereConfirmed:
+    """posix_spawn is used only where what it relies on is confirmed (see queuectl/spawn.py);
+    anywhere else jobs start through Popen, and run the same."""
+
+    @pytest.fixture
+    def starter(self, monkeypatch):
+        """Once each (not once per way of starting): spawn's checks run again with what the test
+        changed, and once more, with nothing changed, after it. Gives a function that runs a job
+        and says whether it started through Popen."""
+        if not spawn.available():
+            pytest.skip("posix_spawn with chdir needs glibc 2.34 or later")
+        spawn._load.cache_clear()
+        popen = subprocess.Popen
+        started = []
+
+        def counting_popen(*args, **kwargs):
+            started.append(args)
+            return popen(*args, **kwargs)
+
+        def through_popen(tmp_path) -> bool:
+            monkeypatch.setattr(subprocess, "Popen", counting_popen)
+            result = executor.run("pwd", cwd=str(tmp_path), timeout=10)
+            assert result.ok and result.output == f"{tmp_path}\n", result
+            return bool(started)
+
+        yield through_popen
+        spawn._load.cache_clear()
+
+    def test_taken_where_everything_is_confirmed(self, starter, tmp_path):
+        assert spawn.available()
+        assert not starter(tmp_path)
+
+    @pytest.mark.parametrize("missing", [
+        "posix_spawn_file_actions_addclosefrom_np", "posix_spawn_file_actions_addchdir_np",
+        "posix_spawnattr_getsigdefault", "sigismember",
+    ])
+    def test_not_where_a_function_is_missing(self, starter, monkeypatch, tmp_path, missing):
+        with_libc(monkeypatch, **{missing: None})
+        assert not spawn.available()
+        assert starter(tmp_path)
+
+    @pytest.mark.parametrize("answer", ["glibc 2.33", "glibc 2", "musl 1.2.4", "", ValueError])
+    def test_not_with_another_libc_or_an_older_glibc(self, starter, monkeypatch, tmp_path, answer):
+        def confstr(name):
+            if answer is ValueError:
+                raise ValueError("unrecognized configuration name")
+            return answer
+
+        monkeypatch.setattr(os, "confstr", confstr)
+        assert not spawn.available()
+        assert starter(tmp_path)
+
+    def test_not_where_a_signal_set_does_not_read_back(self, starter, monkeypatch, tmp_path):
+        """The signals glibc keeps for itself are written in its layout: sigismember must agree."""
+        real = spawn._libraries()[0].sigismember
+        with_libc(monkeypatch, sigismember=lambda sigset, signum: 0 if signum >= 32 else real(
+            sigset, signum))
+        assert not spawn.available()
+        assert starter(tmp_path)
+
+    def test_not_where_a_struct_may_be_bigger_than_its_room(self, starter, monkeypatch,
+                                                            tmp_path):
+        """A struct measured at more than half the buffer it was measured in may not fit it."""
+
+        def init(buffer):  # a struct bigger than half the room (within it: no overflow here)
+            ctypes.memset(buffer, 0, spawn._MEASURE_ROOM // 2 + 8)
+            return 0
+
+        with_libc(monkeypatch, posix_spawnattr_init=init)
+        assert not spawn.available()
+        assert starter(tmp_path)
+
+    def test_not_where_an_init_does_more_than_clear(self, starter, monkeypatch, tmp_path):
+        """A struct is measured by what its init zeroes: an init that sets anything else can't
+        be measured so."""
+        real = spawn._libraries()[0].posix_spawn_file_actions_init
+
+        def init(buffer):
+            code = real(buffer)
+            ctypes.memset(ctypes.addressof(buffer) + 8, 1, 1)
+            return code
+
+        with_libc(monkeypatch, posix_spawn_file_actions_init=init)
+        assert not spawn.available()
+        assert starter(tmp_path)
