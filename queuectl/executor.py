@@ -12,9 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Union
 
-from .procs import WORKER_ENV as WORKER_ENV  # found here too until worker.py imports procs
 from .procs import group_alive, signal_group
-from .procs import kill_leftovers as kill_leftovers  # and this until queue.py does
 
 OUTPUT_LIMIT = 1024 * 1024  # bytes of output stored per run; the tail is kept
 KILL_GRACE_S = 1.0  # between SIGTERM and SIGKILL on a timeout

@@ -16,7 +16,8 @@ from typing import TypeVar
 
 import peewee
 
-from .executor import OUTPUT_LIMIT, WORKER_ENV, Execution, RunResult
+from .executor import OUTPUT_LIMIT, Execution, RunResult
+from .procs import WORKER_ENV
 from .models import Job
 from .queue import HEARTBEAT_INTERVAL_S, Queue
 from .reconnect import MAX_RETRY_S, Backoff, Outage

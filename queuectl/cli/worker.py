@@ -13,7 +13,7 @@ from types import FrameType
 import click
 
 from ..models import Job, State
-from ..worker import MAX_THREADS, JobEvent, WorkerPool
+from ..worker import MAX_THREADS, STOP_TIMEOUT_S, JobEvent, WorkerPool
 from .common import Settings, clean, fmt_duration, fmt_relative, fmt_time, pass_settings, wait_until
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -130,8 +130,14 @@ class Stopper:
     "--burst", is_flag=True,
     help="Exit 0 once the queue is drained (no job pending, failed or processing).",
 )
+@click.option(
+    "--stop-timeout", type=click.FloatRange(min=0), default=STOP_TIMEOUT_S, show_default=True,
+    metavar="SECONDS",
+    help="After a stop, how long a finished job's result may wait for an unreachable database "
+    "before the worker exits without it (the job is then rescued as 'worker lost').",
+)
 @pass_settings
-def start(settings: Settings, count: int, burst: bool) -> None:
+def start(settings: Settings, count: int, burst: bool, stop_timeout: float) -> None:
     """Run COUNT worker threads in the foreground, logging job events to stderr.
 
     Ctrl-C (or SIGTERM) once: claim nothing more, let running jobs finish, exit 0. Twice: kill
@@ -151,7 +157,9 @@ def start(settings: Settings, count: int, burst: bool) -> None:
     stopper = Stopper()
     stopper.install()  # before the pool starts: no window where Ctrl-C gives a traceback
     try:
-        pool = WorkerPool(queue, count, on_event=log, burst=burst).start()
+        pool = WorkerPool(
+            queue, count, on_event=log, burst=burst, stop_timeout=stop_timeout
+        ).start()
         mode = " (burst)" if burst else ""
         log.line("main", f"worker {pool.worker_id} running {count} thread(s){mode} on "
                          f"{clean(queue.target, one_line=True)}")
@@ -159,6 +167,10 @@ def start(settings: Settings, count: int, burst: bool) -> None:
     finally:
         stopper.restore()
         engine_log.removeHandler(handler)
+    if pool.unstored:
+        log.line("main", f"stopped with {len(pool.unstored)} result(s) not stored: the database "
+                         "was unreachable")
+        sys.exit(code or 1)
     log.line("main", "stopped")
     sys.exit(code)
 

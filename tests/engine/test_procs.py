@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from queuectl import executor, procs
+from queuectl import procs
+
 
 from .helpers import kill_group, stop_process, wait_until
 
@@ -24,11 +25,6 @@ def test_imports_nothing_heavy():
                 for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert imported <= {"__future__", "os", "signal"}
-
-
-def test_the_executor_still_offers_what_others_import_from_it():
-    assert executor.kill_leftovers is procs.kill_leftovers
-    assert executor.WORKER_ENV == procs.WORKER_ENV == "QUEUECTL_WORKER"
 
 
 def test_pid_alive():

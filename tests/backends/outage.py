@@ -1,0 +1,82 @@
+"""A TCP proxy in front of the PostgreSQL server that a test can take down and bring back: an
+outage of one test's database as its clients see it (every connection cut, new ones refused),
+without touching the server that other tests, and other test runs, share."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from urllib.parse import urlsplit, urlunsplit
+
+
+class Outage:
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 5432)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        netloc = parts.netloc.rsplit("@", 1)
+        auth = netloc[0] + "@" if len(netloc) == 2 else ""
+        self.url = urlunsplit(parts._replace(netloc=f"{auth}127.0.0.1:{self.port}"))
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._up = True
+        self._closed = False
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    def down(self) -> None:
+        """Cut every connection; refuse new ones until :meth:`up`."""
+        with self._lock:
+            self._up = False
+            sockets, self._sockets = self._sockets, set()
+        for sock in sockets:
+            _close(sock)
+
+    def up(self) -> None:
+        with self._lock:
+            self._up = True
+
+    def close(self) -> None:
+        self._closed = True
+        self.down()
+        _close(self._listener)
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                if not self._up:
+                    _close(client)  # refused, as by a server that is not there
+                    continue
+            try:
+                server = socket.create_connection(self.upstream, timeout=5)
+            except OSError:
+                _close(client)
+                continue
+            server.settimeout(None)
+            with self._lock:
+                self._sockets |= {client, server}
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            _close(source)
+            _close(sink)
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()

@@ -1,0 +1,180 @@
+"""Workers that outlive their database going away (issue: after a PostgreSQL restart a worker
+never recovered). Each test puts a proxy between its workers and the server (see outage.py),
+takes it down and brings it back, so only that test's connections are cut."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from outage import Outage
+from queuectl import JobSpec, Queue
+from support import stop_process, wait_until
+
+pytestmark = pytest.mark.postgres
+
+UNREACHABLE = "database unreachable"
+BACK = "database reachable again"
+
+
+class Worker:
+    """A real `queuectl worker start` process; its log in a file."""
+
+    def __init__(self, url: str, folder: Path, name: str, *args: str) -> None:
+        self.log_path = folder / f"{name}.log"
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "queuectl", "--db", url, "worker", "start", *args],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=folder,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def logged(self, text: str) -> int:
+        return self.log().count(text)
+
+    def stop(self) -> None:
+        stop_process(self.process, timeout=20)
+
+
+@pytest.fixture
+def outage(pg_target):
+    proxy = Outage(pg_target)
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def workers():
+    started: list[Worker] = []
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+def ledger_lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def test_workers_come_back_after_an_outage_and_run_every_job_exactly_once(
+    pg_target, outage, workers, tmp_path
+):
+    ledger = tmp_path / "ledger"
+    # The enqueuer reaches the server directly: it goes on enqueuing while the workers can't.
+    queue = Queue(pg_target)
+
+    def job(n: int) -> JobSpec:
+        return JobSpec(command=f"sleep 0.05; echo {n} >> {ledger}", max_retries=1)
+
+    queue.enqueue_many([job(n) for n in range(30)])
+    for name in ("a", "b"):
+        workers.append(Worker(outage.url, tmp_path, name, "--count", "2"))
+    wait_until(lambda: len(ledger_lines(ledger)) >= 4, 30, "the workers to get going")
+
+    outage.down()
+    enqueuer = threading.Thread(target=lambda: queue.enqueue_many([job(n) for n in range(30, 40)]))
+    enqueuer.start()
+    wait_until(lambda: all(w.logged(UNREACHABLE) for w in workers), 20,
+               "both workers to notice the outage")
+    enqueuer.join(30)
+    outage.up()
+
+    wait_until(lambda: len(ledger_lines(ledger)) >= 40, 60,
+               lambda: f"every job to run: {len(ledger_lines(ledger))} of 40")
+    wait_until(lambda: queue.counts()["completed"] == 40, 20, "every result to be stored")
+    assert sorted(map(int, ledger_lines(ledger))) == list(range(40)), "a job ran twice or never"
+    counts = queue.counts()
+    assert (counts["processing"], counts["pending"], counts["dead"]) == (0, 0, 0)
+    for worker in workers:
+        assert worker.process.poll() is None, worker.log()
+        wait_until(lambda: worker.logged(BACK), 10, "the worker to say the database is back")
+        # One line when it is lost and one when it is back, not one a second.
+        assert (worker.logged(UNREACHABLE), worker.logged(BACK)) == (1, 1), worker.log()
+        assert "Traceback" not in worker.log()
+    # Pickup works again at once (LISTEN was renewed): a new job starts within a second.
+    fresh = queue.enqueue(JobSpec(command="true"))
+    wait_until(lambda: queue.get(fresh.id).state == "completed", 10, "a job enqueued afterwards")
+    stored = queue.get(fresh.id)
+    assert stored.started_at - stored.created_at < 1.0
+
+
+def test_a_job_that_ends_during_the_outage_is_stored_once_it_is_back(
+    pg_target, outage, workers, tmp_path
+):
+    queue = Queue(pg_target)
+    began, ended = tmp_path / "began", tmp_path / "ended"
+    job = queue.enqueue(JobSpec(command=f"touch {began}; sleep 1; echo done; touch {ended}"))
+    workers.append(Worker(outage.url, tmp_path, "w"))
+    wait_until(began.exists, 20, "the job to start")
+    outage.down()
+    wait_until(ended.exists, 20, "the job to end while the database is away")
+    wait_until(lambda: workers[0].logged(UNREACHABLE), 20, "the worker to notice")
+    outage.up()
+    wait_until(lambda: queue.get(job.id).state == "completed", 20, "the result to be stored")
+    stored = queue.get(job.id)
+    assert (stored.attempts, stored.exit_code, stored.output) == (1, 0, "done\n")
+
+
+def test_a_job_rescued_during_the_outage_is_not_overwritten_by_its_lost_worker(
+    pg_target, outage, workers, tmp_path
+):
+    queue = Queue(pg_target)
+    began, ended = tmp_path / "began", tmp_path / "ended"
+    job = queue.enqueue(
+        JobSpec(command=f"touch {began}; sleep 1; touch {ended}", max_retries=1)
+    )
+    workers.append(Worker(outage.url, tmp_path, "w"))
+    wait_until(began.exists, 20, "the job to start")
+    outage.down()
+    # Another host, with a lease of 0.5 s, finds the silent worker gone and rescues its job.
+    elsewhere = Queue(pg_target, host="elsewhere", lease=0.5)
+    wait_until(lambda: elsewhere.rescue_lost(), 20, "the rescue")
+    assert queue.get(job.id).state == "dead"
+    wait_until(ended.exists, 20, "the job to end")
+    outage.up()
+    wait_until(lambda: workers[0].logged("its result is not stored"), 20,
+               lambda: f"the worker to say it lost the job: {workers[0].log()}")
+    stored = queue.get(job.id)
+    assert (stored.state, stored.error) == ("dead", "worker lost")
+    assert workers[0].process.poll() is None
+
+
+def test_a_stop_while_the_database_is_away_ends_with_a_clear_line(
+    pg_target, outage, workers, tmp_path
+):
+    queue = Queue(pg_target)
+    began, ended = tmp_path / "began", tmp_path / "ended"
+    job = queue.enqueue(JobSpec(command=f"touch {began}; sleep 1; touch {ended}"))
+    worker = Worker(outage.url, tmp_path, "w", "--stop-timeout", "1")
+    workers.append(worker)
+    wait_until(began.exists, 20, "the job to start")
+    outage.down()
+    worker.process.send_signal(signal.SIGTERM)
+    assert worker.process.wait(30) == 1, worker.log()
+    assert ended.exists(), "the running job was let finish"
+    assert "1 result(s) not stored" in worker.log()
+    assert "Traceback" not in worker.log()
+    outage.up()
+    # Nothing is lost: the job, left processing by a worker that is gone, is rescued and rerun.
+    rescuer = Queue(pg_target)
+    wait_until(lambda: rescuer.rescue_lost(), 20, "the rescue")
+    assert queue.get(job.id).state == "failed"
+
+
+def test_a_command_run_while_the_database_is_away_fails_with_one_error_line(outage, tmp_path):
+    Queue(outage.url).close()  # the schema exists
+    outage.down()
+    for args in (["status"], ["enqueue", "true"], ["list"]):
+        out = subprocess.run(
+            [sys.executable, "-m", "queuectl", "--db", outage.url, *args],
+            capture_output=True, text=True, timeout=60, env={**os.environ},
+        )
+        assert out.returncode == 1, out
+        assert out.stderr.startswith("Error: ") and out.stderr.count("\n") == 1, out.stderr
