@@ -26,7 +26,7 @@ IDLE_WAIT_S = 0.25  # an idle thread re-checks at least this often, whatever it 
 SERVICE_TICK_S = 0.1  # the service thread's round: change watch, then `--burst`'s check
 DB_RETRY_S = 0.5
 
-MAX_THREADS = 256  # worker threads in one process; more processes scale further
+from .limits import MAX_THREADS  # noqa: E402  (re-exported: the TUI imports it from here)
 
 T = TypeVar("T")
 
