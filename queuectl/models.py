@@ -10,38 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from enum import StrEnum
 from typing import Any
 
 import peewee
 
-
-class State(StrEnum):
-    """A job's state (SPEC 3). The groups below are the only other place states are listed."""
-
-    PENDING = "pending"
-    PROCESSING = "processing"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    DEAD = "dead"
-    CANCELLED = "cancelled"
-
-
-STATES: tuple[State, ...] = tuple(State)
-# Waiting for a worker: a claim takes these (a failed job once its retry is due).
-CLAIMABLE: tuple[State, ...] = (State.PENDING, State.FAILED)
-# A worker runs it.
-ACTIVE: tuple[State, ...] = (State.PROCESSING,)
-# Done: nothing changes them but a user (retry, purge).
-FINAL: tuple[State, ...] = (State.COMPLETED, State.DEAD, State.CANCELLED)
-# Not yet done: `--burst` waits for these.
-UNFINISHED: tuple[State, ...] = (*CLAIMABLE, *ACTIVE)
-
-
-def sql_in(states: tuple[State, ...]) -> str:
-    """``"state" IN ('pending', 'failed')`` as literal SQL text: SQLite matches a partial index
-    only against the same literal expression, never against bound parameters."""
-    return '"state" IN (' + ", ".join(f"'{state.value}'" for state in states) + ")"
+# The states live in a module without imports, so the CLI reads them without peewee; the engine
+# imports them from here.
+from .states import ACTIVE, CLAIMABLE, FINAL, STATES, UNFINISHED, State, sql_in  # noqa: F401
 
 
 class BaseModel(peewee.Model):

@@ -17,6 +17,7 @@ from typing import TypeVar
 import peewee
 
 from .executor import OUTPUT_LIMIT, Execution, RunResult
+from .limits import MAX_THREADS, STOP_TIMEOUT_S  # MAX_THREADS re-exported: the TUI takes it here
 from .procs import WORKER_ENV
 from .models import Job
 from .queue import HEARTBEAT_INTERVAL_S, Queue
@@ -26,11 +27,6 @@ log = logging.getLogger(__name__)
 
 IDLE_WAIT_S = 0.25  # an idle thread re-checks at least this often, whatever it is told
 SERVICE_TICK_S = 0.1  # the service thread's round: change watch, then `--burst`'s check
-# Once a stop is asked for, how long a finished job's result may wait for an unreachable
-# database before the worker gives up on it (the job is then rescued as "worker lost").
-STOP_TIMEOUT_S = 30.0
-
-MAX_THREADS = 256  # worker threads in one process; more processes scale further
 
 T = TypeVar("T")
 

@@ -64,13 +64,16 @@ class QueuectlGroup(LazyGroup):
     """The root group: also the one place where engine exceptions become CLI errors."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        import peewee  # already loaded by the engine; here only for the except clause
-
         try:
             return super().invoke(ctx)
         except QueueError as exc:
             raise EngineError(str(exc), exc.exit_code) from None
-        except peewee.PeeweeException as exc:
+        except Exception as exc:
+            # A database error can only come from a command that loaded the engine (and so
+            # peewee): importing peewee here would make `--help` and `config get` pay for it.
+            peewee = sys.modules.get("peewee")
+            if peewee is None or not isinstance(exc, peewee.PeeweeException):
+                raise
             # The database failed under us (disk full, file replaced, server gone, ...).
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EngineError(f"database error: {first}", 1) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..models import State
+from ..states import State
 from .common import Settings, json_option, pass_settings, print_json
 from .jobs import complete_ids, print_jobs
 

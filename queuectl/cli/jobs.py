@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
 from ..errors import InvalidInput, QueueError
-from ..models import ACTIVE, CLAIMABLE, STATES, Job
-from ..queue import check_state
 from ..spec import JobOptions, JobSpec, parse_job, parse_time, validate_id, validate_int
 from ..spec import validate_seconds
+from ..states import ACTIVE, CLAIMABLE, STATES
 from .common import (
     Settings,
     clean,
@@ -24,6 +23,9 @@ from .common import (
     print_json,
     print_table,
 )
+
+if TYPE_CHECKING:
+    from ..models import Job
 
 # -- enqueue ---------------------------------------------------------------------------------
 
@@ -213,6 +215,8 @@ def _name_line(
 def _state(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
+    from ..queue import check_state
+
     try:
         return check_state(value)
     except InvalidInput as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from ..worker import MAX_THREADS
+from ..limits import MAX_THREADS
 from .common import Settings, pass_settings
 
 

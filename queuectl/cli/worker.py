@@ -9,12 +9,17 @@ import sys
 import threading
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
-from ..models import Job, State
-from ..worker import MAX_THREADS, STOP_TIMEOUT_S, JobEvent, WorkerPool
+from ..limits import MAX_THREADS, STOP_TIMEOUT_S
+from ..states import State
 from .common import Settings, clean, fmt_duration, fmt_relative, fmt_time, pass_settings, wait_until
+
+if TYPE_CHECKING:
+    from ..models import Job
+    from ..worker import JobEvent, WorkerPool
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 JOIN_POLL_S = 0.1
@@ -149,6 +154,8 @@ def start(settings: Settings, count: int, burst: bool, stop_timeout: float) -> N
       queuectl worker start --count 4
       queuectl worker start --burst     # run what is queued, then exit
     """
+    from ..worker import WorkerPool
+
     queue = settings.queue
     log = EventLog()
     engine_log = logging.getLogger("queuectl")
