@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from outage import Outage
+from .outage import Outage
 from queuectl import JobSpec, Queue
 from support import stop_process, wait_until
 
