@@ -13,7 +13,7 @@ import peewee
 from .core import setting
 from .errors import InvalidInput, QueueError
 from .executor import RunResult
-from .models import CLAIMABLE, Job, State, sql_in
+from .models import CLAIMABLE, DEFAULT_QUEUE, Job, State, sql_in
 from .reading import Reading
 from .spec import JobSpec
 from .statements import COLUMN_NAMES, JOB_TIMEOUT, completed_run
@@ -82,6 +82,9 @@ class Lifecycle(Reading):
                     "created_at": now,
                     "updated_at": now,
                     "cwd": cwd,
+                    "queue": DEFAULT_QUEUE,
+                    "schedule": None,
+                    "waiting_on": 0,
                 }
             )
         given = [spec.id for spec in specs if spec.id]

@@ -19,6 +19,9 @@ import peewee
 from .states import ACTIVE, CLAIMABLE, FINAL, STATES, UNFINISHED, State, sql_in  # noqa: F401
 
 
+DEFAULT_QUEUE = "default"
+
+
 class BaseModel(peewee.Model):
     class Meta:
         legacy_table_names = False
@@ -45,10 +48,24 @@ class Job(BaseModel):
     output = peewee.TextField(null=True)
     worker = peewee.CharField(max_length=255, null=True)
     cwd = peewee.TextField()
+    # Schema 5 (SPEC 6-8). The named queue the job belongs to (SPEC 7).
+    queue = peewee.CharField(
+        max_length=64, default=DEFAULT_QUEUE, constraints=[peewee.SQL(f"DEFAULT '{DEFAULT_QUEUE}'")]
+    )
+    # The schedule that enqueued it, if one did (SPEC 7).
+    schedule = peewee.CharField(max_length=64, null=True)
+    # How many of the jobs it runs after (SPEC 7: `after`) have not completed: claimable at 0.
+    waiting_on = peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
+    # When a user asked to cancel it while it ran (SPEC 6); its worker stops it.
+    cancel_requested_at = peewee.DoubleField(null=True)
+    # Bytes the current or last run printed in all (the stored output is their capped tail).
+    output_bytes = peewee.BigIntegerField(null=True)
 
     # Not stored: config `job-timeout` as read by the claim that started this run (the run's
     # timeout unless the job has its own), None for a job that was not claimed.
     configured_timeout: int | float | None = None
+    # Not stored here: the ids of the jobs it runs after, when a read filled them in (SPEC 7).
+    after_ids: tuple[str, ...] = ()
 
     class Meta:
         table_name = "job"
@@ -57,7 +74,7 @@ class Job(BaseModel):
     PUBLIC_FIELDS = (
         "id", "command", "state", "attempts", "max_retries", "priority", "timeout", "run_at",
         "created_at", "updated_at", "started_at", "finished_at", "exit_code", "error", "output",
-        "worker", "cwd",
+        "worker", "cwd", "queue", "schedule",
     )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,6 +82,7 @@ class Job(BaseModel):
         data = {name: self.__data__.get(name) for name in self.PUBLIC_FIELDS}
         for name in self.TIME_FIELDS:
             data[name] = iso(data[name])
+        data["after"] = list(getattr(self, "after_ids", ()))
         return data
 
 
@@ -120,7 +138,35 @@ class SchemaInfo(BaseModel):
         table_name = "queuectl_schema"
 
 
-ALL_MODELS = (Job, Config, WorkerProcess, SchemaInfo)
+class Event(BaseModel):
+    """One change to a job (SPEC 8's history), written in the transaction that made it."""
+
+    id = peewee.BigAutoField()
+    job_seq = peewee.BigIntegerField()
+    job_id = peewee.CharField(max_length=64)
+    queue = peewee.CharField(max_length=64)
+    at = peewee.DoubleField()
+    event = peewee.CharField(max_length=16)  # see EVENTS
+    attempt = peewee.IntegerField(null=True)
+    worker = peewee.CharField(max_length=255, null=True)
+    exit_code = peewee.IntegerField(null=True)
+    error = peewee.TextField(null=True)
+
+    class Meta:
+        table_name = "job_event"
+
+    EVENTS = (
+        "enqueued", "started", "completed", "failed", "dead", "cancelled", "retried", "rescued",
+        "released", "edited", "blocked", "unblocked",
+    )  # fmt: skip
+
+
+# A job's history, oldest first; and every event since a time (stats, metrics).
+Event.add_index(Event.index(Event.job_seq, Event.id, name="job_event_job"))
+Event.add_index(Event.index(Event.at, name="job_event_at"))
+
+
+ALL_MODELS = (Job, Config, WorkerProcess, SchemaInfo, Event)
 
 
 @dataclass(frozen=True)
@@ -131,10 +177,11 @@ class Models:
     Config: type[Config]
     WorkerProcess: type[WorkerProcess]
     SchemaInfo: type[SchemaInfo]
+    Event: type[Event]
 
     @property
     def all(self) -> tuple[type[peewee.Model], ...]:
-        return (self.Job, self.Config, self.WorkerProcess, self.SchemaInfo)
+        return (self.Job, self.Config, self.WorkerProcess, self.SchemaInfo, self.Event)
 
 
 def bind(database: peewee.Database) -> Models:

@@ -15,7 +15,7 @@ from .models import STATES, Models
 if TYPE_CHECKING:  # playhouse.migrate is imported only to migrate (every CLI start pays imports)
     from playhouse.migrate import SchemaMigrator
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Per-state job counts, kept by triggers: `status` and every TUI refresh read a few rows instead
 # of counting a million (75 ms on SQLite, 165 ms on PostgreSQL at 1M jobs). The triggers run
@@ -38,6 +38,20 @@ class RunSql:
     def run(self) -> None:
         for statement in self.statements:
             self.db.execute_sql(statement)
+
+
+class CreateTables:
+    """A migration step that creates new tables (with their indexes) of ``models``."""
+
+    def __init__(self, db: peewee.Database, models: list[type[peewee.Model]]) -> None:
+        self.db = db
+        self.models = models
+
+    def run(self) -> None:
+        from .models import bind
+
+        bound = bind(self.db)
+        self.db.create_tables([getattr(bound, model.__name__) for model in self.models], safe=True)
 
 
 def job_counters(db: peewee.Database) -> list[RunSql]:
@@ -130,6 +144,27 @@ def sqlite_job_counters(db: peewee.Database) -> list[RunSql]:
     ]
 
 
+def job_columns_5(migrator: SchemaMigrator) -> list[object]:
+    """Schema 5: the job's queue, schedule, dependencies still open, cancel request and the
+    bytes its run printed (SPEC 6 and 7); the events table of its history (SPEC 8). Columns
+    that are there already are left as they are."""
+    from .models import DEFAULT_QUEUE, Event, Job
+
+    have = {column.name for column in migrator.database.get_columns("job")}
+    columns = {
+        "queue": peewee.CharField(max_length=64, default=DEFAULT_QUEUE),
+        "schedule": Job.schedule,
+        "waiting_on": peewee.IntegerField(default=0),
+        "cancel_requested_at": Job.cancel_requested_at,
+        "output_bytes": Job.output_bytes,
+    }
+    return [
+        CreateTables(migrator.database, [Event]),
+        *(migrator.add_column("job", name, field)
+          for name, field in columns.items() if name not in have),
+    ]  # fmt: skip
+
+
 # MIGRATIONS[n] lists the operations that take a version n-1 database to version n. Each entry
 # is a function of a playhouse SchemaMigrator, e.g.
 #     3: lambda m: [m.add_column("job", "tags", peewee.TextField(null=True))],
@@ -137,6 +172,7 @@ MIGRATIONS: dict[int, Callable[[SchemaMigrator], list[object]]] = {
     2: lambda m: sqlite_job_counters(m.database),
     3: lambda m: postgres_job_counters(m.database),
     4: lambda m: sqlite_inserts_counted(m.database),
+    5: lambda m: job_columns_5(m),
 }
 
 _PG_LOCK_KEY = 0x71756575  # "queu": serialises schema set-up across PostgreSQL clients

@@ -178,3 +178,36 @@ def test_a_command_run_while_the_database_is_away_fails_with_one_error_line(outa
         )
         assert out.returncode == 1, out
         assert out.stderr.startswith("Error: ") and out.stderr.count("\n") == 1, out.stderr
+
+
+def test_the_tui_shows_the_outage_keeps_its_job_running_and_recovers(pg_target, outage, tmp_path):
+    import asyncio
+
+    from queuectl.tui.app import QueueApp
+
+    queue = Queue(outage.url)
+    began, ended = tmp_path / "began", tmp_path / "ended"
+    job = queue.enqueue(JobSpec(command=f"touch {began}; sleep 1; touch {ended}"))
+    direct = Queue(pg_target)
+    app = QueueApp(queue, workers=1, refresh_interval=0.25)
+
+    async def until(pilot, condition, what):
+        deadline = asyncio.get_running_loop().time() + 20
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+            await pilot.pause(0.05)
+
+    async def scenario():
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, began.exists, "the app's own worker to start the job")
+            outage.down()
+            await until(pilot, lambda: app.stats.error, "the top bar to show the outage")
+            await until(pilot, ended.exists, "the job to go on running")
+            outage.up()
+            await until(pilot, lambda: not app.stats.error, "the app to recover by itself")
+            await until(pilot, lambda: direct.get(job.id).state == "completed", "its result")
+            await until(pilot, lambda: app.stats.counts.get("completed") == 1, "the new counts")
+            app.pool.stop()
+            app.pool.join(20)
+
+    asyncio.run(scenario())

@@ -12,10 +12,31 @@ import pytest
 
 from queuectl import JobSpec, Queue, schema
 from queuectl.executor import RunResult
-from queuectl.models import STATES, bind
+from queuectl.models import STATES
 
 # The states a version-1 file can hold (`cancelled` came later).
 ROUND_ONE_STATES = ("pending", "processing", "completed", "failed", "dead")
+# The tables as schema version 1 made them (queuectl's first release), word for word.
+VERSION_1 = [
+    'CREATE TABLE "config" ("key" VARCHAR(64) NOT NULL PRIMARY KEY, "value" TEXT NOT NULL)',
+    'CREATE TABLE "job" ("seq" INTEGER NOT NULL PRIMARY KEY, "id" VARCHAR(64) NOT NULL, '
+    '"command" TEXT NOT NULL, "state" VARCHAR(16) NOT NULL, "attempts" INTEGER NOT NULL, '
+    '"max_retries" INTEGER, "priority" INTEGER NOT NULL, "timeout" REAL, "run_at" REAL NOT NULL, '
+    '"created_at" REAL NOT NULL, "updated_at" REAL NOT NULL, "started_at" REAL, '
+    '"finished_at" REAL, "exit_code" INTEGER, "error" TEXT, "output" TEXT, '
+    '"worker" VARCHAR(255), "cwd" TEXT NOT NULL)',
+    'CREATE UNIQUE INDEX "job_id" ON "job" ("id")',
+    'CREATE INDEX "job_claim_order" ON "job" ("priority" DESC, "run_at", "seq") '
+    "WHERE (\"state\" IN ('pending', 'failed'))",
+    'CREATE INDEX "job_due" ON "job" ("run_at") WHERE ("state" IN (\'pending\', \'failed\'))',
+    'CREATE INDEX "job_state_seq" ON "job" ("state", "seq")',
+    'CREATE INDEX "job_state_finished" ON "job" ("state", "finished_at")',
+    'CREATE TABLE "queuectl_schema" ("key" VARCHAR(64) NOT NULL PRIMARY KEY, '
+    '"value" TEXT NOT NULL)',
+    'CREATE TABLE "worker" ("id" VARCHAR(255) NOT NULL PRIMARY KEY, "host" VARCHAR(255) NOT '
+    'NULL, "pid" INTEGER NOT NULL, "threads" INTEGER NOT NULL, "started_at" REAL NOT NULL, '
+    '"heartbeat_at" REAL NOT NULL, "stop_requested" INTEGER NOT NULL)',
+]
 
 OK = RunResult(0, None, "ok\n")
 FAILED = RunResult(1, "exit code 1", "")
@@ -36,10 +57,10 @@ def counted(path: str) -> dict[str, int]:
 def make_version_1(path: str) -> None:
     """A file exactly as schema version 1 left it: the tables, no counters, jobs in every state."""
     db = peewee.SqliteDatabase(path, pragmas=[("journal_mode", "wal")])
-    models = bind(db)
     try:
-        db.create_tables(models.all)
-        models.SchemaInfo.create(key="version", value="1")
+        for statement in VERSION_1:
+            db.execute_sql(statement)
+        db.execute_sql("INSERT INTO queuectl_schema (key, value) VALUES ('version', '1')")
         rows = []
         for n in range(300):
             state = ROUND_ONE_STATES[n % len(ROUND_ONE_STATES)]
