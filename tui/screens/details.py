@@ -26,6 +26,7 @@ from ..widgets.pane import COLORS, MUTED
 FIELDS = (
     "id", "state", "command", "attempts", "max_retries", "priority", "timeout", "exit_code",
     "error", "run_at", "created_at", "started_at", "finished_at", "updated_at", "worker", "cwd",
+    "queue", "schedule",
 )  # fmt: skip
 assert sorted(FIELDS) == sorted(name for name in Job.PUBLIC_FIELDS if name != "output")
 LONG = {"id", "command", "error", "worker", "cwd"}  # always a line of their own
