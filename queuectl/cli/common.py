@@ -33,7 +33,10 @@ class Settings:
     @property
     def queue(self) -> "Queue":
         if self._queue is None:
-            from ..queue import Queue
+            from ..target import engine_for, resolve_target
+
+            with engine_for(resolve_target(self.target)):
+                from ..queue import Queue
 
             self._queue = Queue(self.target)
         return self._queue

@@ -124,6 +124,16 @@ def test_a_database_command_loads_no_textual(tmp_path):
     assert "peewee" in loaded  # the check can see a module that was imported
 
 
+def test_a_sqlite_command_loads_no_server_driver(tmp_path):
+    """A command on a SQLite file does not pay for importing psycopg, even where it is
+    installed (peewee probes for it); a PostgreSQL command does load it."""
+    code = RUN_CLI.format(args=["--db", str(tmp_path / "q.db"), "enqueue", "true"])
+    code += "\nimport sys; print(sys.modules.get('psycopg') is None and 'psycopg' not in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "True"
+
+
 def test_the_api_names_load_on_first_use():
     import queuectl
     from queuectl import InvalidInput, JobEvent, JobSpec, Queue, QueueError, WorkerPool, parse_job
