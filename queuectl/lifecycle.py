@@ -162,7 +162,7 @@ class Lifecycle(Reading):
             rows = self.db.execute_sql(
                 self._sql.complete_and_claim,
                 (job.seq, worker_id, now, result.exit_code, result.output, job.attempts,
-                 job.started_at),
+                 job.started_at, result.output_bytes),
             ).fetchall()  # fmt: skip
         stored = following = None
         for row in rows:
@@ -178,12 +178,13 @@ class Lifecycle(Reading):
     def _store_result(self, job: Job, result: RunResult, worker_id: str) -> Job | None:
         now = self.clock()
         if result.ok:
-            changes = completed_run(now, result.exit_code, result.output)
+            changes = completed_run(now, result.exit_code, result.output, result.output_bytes)
         else:
             changes = {
                 **self._failure(job, result.error or "failed"),
                 "exit_code": result.exit_code,
                 "output": result.output,
+                "output_bytes": result.output_bytes,
                 "finished_at": now,
                 "updated_at": now,
             }
@@ -191,20 +192,24 @@ class Lifecycle(Reading):
 
     def _finish(self, job: Job, worker_id: str, changes: dict[str, object]) -> Job | None:
         """Apply a finished run's ``changes`` to ``job`` (see :meth:`_update_same_run`)."""
-        if not self._update_same_run(job, worker_id, changes):
+        stored = self._update_same_run(job, worker_id, changes)
+        if stored is None:
             return None
         for key, value in changes.items():
             setattr(job, key, value)
+        job.state = stored  # 'cancelled' if a user cancelled it meanwhile
         return job
 
-    def _update_same_run(self, job: Job, worker_id: str, changes: dict[str, object]) -> bool:
+    def _update_same_run(
+        self, job: Job, worker_id: str, changes: dict[str, object]
+    ) -> str | None:
         """Apply ``changes`` to ``job`` only if ``worker_id`` still runs it, in the same run (see
-        Statements.same_run_update); whether it did."""
-        cursor = self.db.execute_sql(
+        Statements.same_run_update); the job's state as stored, or None if it did not."""
+        rows = self.db.execute_sql(
             self._sql.same_run_update(tuple(changes)),
             (*changes.values(), job.seq, worker_id, job.attempts, job.started_at),
-        )
-        return bool(cursor.rowcount)
+        ).fetchall()
+        return rows[0][0] if rows else None
 
     def _failure(self, job: Job, error: str) -> dict[str, object]:
         """The retry rule (SPEC 3): dead once attempts reach max, else failed with backoff."""
@@ -278,7 +283,10 @@ class Lifecycle(Reading):
             self._notify()
         return ids
 
-    def _revive(self, where: peewee.Expression) -> None:
+    def _revive(
+        self, where: peewee.Expression, states: tuple[State, ...] = (State.DEAD,)
+    ) -> int:
+        """Back to pending, as new: the jobs of ``states`` that ``where`` selects; how many."""
         now = self.clock()
         self._announce()
         Job = self.models.Job
@@ -290,9 +298,10 @@ class Lifecycle(Reading):
             worker=None,
             started_at=None,
             finished_at=None,
+            cancel_requested_at=None,
             run_at=now,
             updated_at=now,
-        ).where(where, Job.state == State.DEAD).execute()
+        ).where(where, Job.state.in_(states)).execute()
 
     # -- rows to jobs -----------------------------------------------------------------------
 

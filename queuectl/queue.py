@@ -6,11 +6,13 @@ Each concern has its own module, and Queue puts them together:
 - :mod:`.reading`: jobs by id or prefix, listings, panes, counts;
 - :mod:`.lifecycle`: enqueue, claim, finish, the retry rules, release, the DLQ's retry;
 - :mod:`.registry`: worker processes, heartbeats, stop requests, the rescue of lost jobs;
+- :mod:`.control`: live output, cancel, retry, edit, purge and retention (SPEC 6);
 - :mod:`.statements`: the hot path's SQL, generated from the states and the lifecycle's rules.
 """
 
 from __future__ import annotations
 
+from .control import Control
 from .core import HEARTBEAT_INTERVAL_S, HOSTNAME, LEASE_S
 from .lifecycle import ID_ALPHABET, ID_LENGTH, MAX_BACKOFF_S, backoff_delay, new_id, new_ids
 from .models import CLAIMABLE
@@ -18,7 +20,7 @@ from .reading import check_state
 from .registry import WORKER_LOST, Registry
 
 
-class Queue(Registry):
+class Queue(Control, Registry):
     """One queue (see :class:`queuectl.core.QueueCore` for its arguments)."""
 
     def for_worker_threads(self) -> Queue:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import secrets
 
+import peewee
+
 from .lifecycle import Lifecycle
 from .models import UNFINISHED, Job, State, WorkerProcess
 from .procs import kill_leftovers, pid_alive
@@ -126,7 +128,10 @@ class Registry(Lifecycle):
         Job = self.models.Job
         with self._write():
             strays = Job.update(
-                state=State.PENDING.value,
+                state=peewee.Case(  # pending again, unless a user cancelled it (SPEC 6)
+                    None, [(Job.cancel_requested_at.is_null(), State.PENDING.value)],
+                    State.CANCELLED.value,
+                ),
                 attempts=Job.attempts - 1,
                 worker=None,
                 started_at=None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import os
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
@@ -195,3 +196,46 @@ def parse_job(text: str) -> JobSpec:
             if isinstance(data, dict):
                 return spec_from_mapping(data)
     return JobSpec(command=validate_command(text))
+
+
+# -- names and durations (SPEC 5 and 7), shared by edit, purge, config and the workflows -----
+
+MAX_NAME_LENGTH = 64
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,%d}" % MAX_NAME_LENGTH)
+
+
+def validate_name(value: Any, key: str = "queue") -> str:
+    """A queue's (or a schedule's) name: 1 to 64 letters, digits, '.', '_' or '-' (SPEC 7)."""
+    name = _text(key, value)
+    if not _NAME.fullmatch(name):
+        raise InvalidInput(
+            f"{key!r} must be 1 to {MAX_NAME_LENGTH} characters of letters, digits, '.', '_' "
+            f"or '-', got {name!r:.80}"
+        )
+    return name
+
+
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([smhd]?)\s*", re.IGNORECASE)
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any, key: str = "duration") -> int | float:
+    """Seconds from ``90`` (seconds), ``90s``, ``15m``, ``2h`` or ``7d`` (SPEC 5); a number of
+    seconds is taken as it is. Whole seconds come back as an int."""
+    if isinstance(value, bool):
+        raise InvalidInput(f"{key!r} must be a duration such as 90, 90s, 15m, 2h or 7d")
+    if isinstance(value, (int, float)):
+        seconds: float = value
+    else:
+        match = _DURATION.fullmatch(str(value))
+        if match is None:
+            raise InvalidInput(
+                f"{key!r} must be a duration such as 90, 90s, 15m, 2h or 7d, got {str(value)!r:.40}"
+            )
+        seconds = float(match.group(1)) * _UNIT_S[match.group(2).lower()]
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_DURATION_S:
+        raise InvalidInput(f"{key!r} must be from 0 to {MAX_DURATION_S // 86400} days")
+    return int(seconds) if float(seconds).is_integer() else float(seconds)
+
+
+MAX_DURATION_S = 100 * 365 * 86400  # a century: any later cut-off is before every job
