@@ -48,11 +48,15 @@ def logs(settings: Settings, job_id: str, follow: bool, lines: int | None, raw: 
     """
     queue = settings.queue
     job = queue.get(job_id)
-    out = _Output(raw or not sys.stdout.isatty())
+    out = _Output(raw or not _terminal())
     if not follow:
         out.write(_last_lines(job.output or "", lines))
         return
     _Follower(queue, job, out, lines).run()
+
+
+def _terminal() -> bool:
+    return sys.stdout.isatty()
 
 
 class _Output:
@@ -60,7 +64,7 @@ class _Output:
 
     def __init__(self, as_stored: bool) -> None:
         self.as_stored = as_stored
-        self.stream = click.get_binary_stream("stdout")
+        self.stream = sys.stdout.buffer
 
     def write(self, text: str) -> None:
         if not text:
