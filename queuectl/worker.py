@@ -355,18 +355,33 @@ class WorkerPool:
 
     def _store_output(self, job: Job, output: str, printed: int) -> None:
         """A running job's output so far, stored at most once a second (see Execution): seen
-        by `logs`, `show` and the TUI of every process. Skipped while the database is away."""
+        by `logs`, `show` and the TUI of every process. Skipped while the database is away
+        (the run's result carries its output): a job's run must not wait on it."""
+        if self.outage.down:
+            return
         try:
             self._jobs.store_output(job, self.worker_id, output, printed)  # type: ignore[arg-type]
         except peewee.PeeweeException as exc:
             self._database_failed(self._jobs, exc)
 
-    def _stop_cancelled(self) -> None:
-        """Stop the runs of this pool's jobs that a user cancelled (from any process)."""
+    def _stop_cancelled(self, quiet: bool = False) -> None:
+        """Stop the runs of this pool's jobs that a user cancelled (from any process).
+        ``quiet``: a failure only replaces a broken connection, and the next heartbeat reports
+        an outage (a change is also what a connection broken by an outage looks like)."""
         with self._lock:
             if not self._running_jobs:
                 return
-        for seq in self.queue.cancel_requests(self.worker_id):  # type: ignore[arg-type]
+        try:
+            requested = self.queue.cancel_requests(self.worker_id)  # type: ignore[arg-type]
+        except peewee.PeeweeException:
+            if not quiet:
+                raise
+            try:
+                self.queue.recover()
+            except Exception:  # tried again on the next failure
+                pass
+            return
+        for seq in requested:
             with self._lock:
                 execution = self._running_jobs.get(seq)
             if execution is not None and not execution.cancelled:
@@ -494,7 +509,7 @@ class WorkerPool:
                         # though not on every change of a busy queue.
                         if time.monotonic() >= next_cancel_check:
                             next_cancel_check = time.monotonic() + SERVICE_TICK_S * 3
-                            self._stop_cancelled()
+                            self._stop_cancelled(quiet=True)
                     # Once a tick, not on every change: while jobs run the queue changes every
                     # few ms, and this query was much of the service thread's CPU.
                     if self.burst and not self.stopping and time.monotonic() >= next_drain_check:

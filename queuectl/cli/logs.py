@@ -125,16 +125,20 @@ class _Follower:
                 try:
                     if changes is None:
                         changes = self.queue.change_detector()
-                    if self._step():
-                        return
+                    done = self._step()
                     outage.ok()
                     backoff.reset()
+                    if done:
+                        return
                     changes.wait(FOLLOW_WAIT_S)
                 except Exception as exc:
                     peewee = sys.modules.get("peewee")
                     if peewee is None or not isinstance(exc, peewee.PeeweeException):
                         raise
-                    self.queue.recover()
+                    try:
+                        self.queue.recover()
+                    except Exception:  # tried again after the next failure
+                        pass
                     outage.failed(exc)
                     time.sleep(backoff.next())
         finally:

@@ -4,9 +4,14 @@ with real worker processes where a command acts on a running job. On both backen
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 
-from support import wait_until
+import pytest
+
+from queuectl import Queue
+from support import stop_process, wait_until
 
 
 def one_error(result, code: int) -> str:
@@ -149,3 +154,48 @@ def test_logs_follow_says_how_much_it_skipped(qc, spawn, queue, tmp_path):
     log = follower.log()
     assert "bytes skipped" in log and log.endswith("a\nend\n")
     assert len(log) < 1024 * 1024 + 200
+
+
+@pytest.mark.postgres
+def test_logs_follow_lives_through_a_database_outage(pg_target, tmp_path):
+    """The follower's database goes away and comes back: one line each way on stderr, and it
+    goes on to print the rest (the worker reaches the server directly all along)."""
+    from backends.outage import Outage
+
+    from cli.conftest import QUEUECTL
+
+    gate = tmp_path / "gate"
+    queue = Queue(pg_target)
+    proxy = Outage(pg_target)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str, log: str) -> subprocess.Popen:
+        with open(tmp_path / log, "w") as out:
+            started.append(subprocess.Popen([*QUEUECTL, *args], stdout=out,
+                                            stderr=subprocess.STDOUT, env=env, cwd=tmp_path))
+        return started[-1]
+
+    def log(name: str) -> str:
+        return (tmp_path / name).read_text()
+
+    try:
+        job = queue.enqueue(f"echo one; while [ ! -e {gate} ]; do sleep 0.05; done; echo two")
+        start("--db", pg_target, "worker", "start", log="worker.log")
+        follower = start("--db", proxy.url, "logs", "-f", job.id, log="logs.log")
+        wait_until(lambda: log("logs.log") == "one\n", 15, "the first line")
+        proxy.down()
+        wait_until(lambda: "database unreachable" in log("logs.log"), 15, "the outage line")
+        gate.touch()
+        wait_until(lambda: queue.get(job.id).state == "completed", 15)
+        proxy.up()
+        assert follower.wait(15) == 0
+        lines = log("logs.log").splitlines()
+        assert [line for line in lines if "database" not in line] == ["one", "two"], lines
+        assert sum("database unreachable" in line for line in lines) == 1
+        assert sum("database reachable again" in line for line in lines) == 1
+    finally:
+        for process in started:
+            stop_process(process)
+        proxy.close()
+        queue.close()
