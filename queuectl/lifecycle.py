@@ -232,6 +232,9 @@ class Lifecycle(Reading):
         }
         with self._turn():
             updated = self._update_same_run(job, worker_id, changes)
+            if updated == State.CANCELLED:  # a user cancelled it meanwhile: it ended now
+                Job = self.models.Job
+                Job.update(finished_at=changes["updated_at"]).where(Job.seq == job.seq).execute()
         if updated:
             self._announce()
             self._notify()

@@ -126,6 +126,7 @@ class Registry(Lifecycle):
         ``worker_id`` other than ``held`` (the seqs its threads hold); how many. See
         WorkerPool._give_back_strays for where such jobs come from."""
         Job = self.models.Job
+        now = self.clock()
         with self._write():
             strays = Job.update(
                 state=peewee.Case(  # pending again, unless a user cancelled it (SPEC 6)
@@ -135,7 +136,8 @@ class Registry(Lifecycle):
                 attempts=Job.attempts - 1,
                 worker=None,
                 started_at=None,
-                updated_at=self.clock(),
+                finished_at=peewee.Case(None, [(Job.cancel_requested_at.is_null(), None)], now),
+                updated_at=now,
             ).where(Job.state == State.PROCESSING, Job.worker == worker_id, Job.seq.not_in(list(held)))
             count = strays.execute()
             if count:

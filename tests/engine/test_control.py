@@ -310,3 +310,26 @@ def test_queue_names():
     for bad in ("", "a b", "x" * 65, "é", "a/b", 3):
         with pytest.raises(InvalidInput):
             validate_name(bad)
+
+
+def test_a_job_cancelled_as_its_worker_gives_it_back_ends_cancelled(q):
+    """A hard stop gives running jobs back to pending; one that a user cancelled meanwhile
+    ends cancelled instead (and counts as finished, for purge and retention)."""
+    job = add(q)
+    wid = q.register_worker(1)
+    run = q.claim(wid)
+    q.cancel([job.id])
+    assert q.release(run, wid)
+    ended = q.get(job.id)
+    assert ended.state == "cancelled" and ended.finished_at is not None
+    assert q.purge() == 1
+
+
+def test_strays_given_back_after_an_outage_stay_cancelled(q):
+    cancelled, other = add(q, "a"), add(q, "b")
+    wid = q.register_worker(2)
+    q.claim(wid), q.claim(wid)
+    q.cancel([cancelled.id])
+    assert q.give_back_strays(wid, set()) == 2
+    assert state(q, cancelled) == "cancelled" and q.get(cancelled.id).finished_at is not None
+    assert state(q, other) == "pending" and q.get(other.id).finished_at is None
