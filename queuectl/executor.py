@@ -57,7 +57,11 @@ class TailBuffer:
     def text(self) -> str:
         """The longest tail that is at most ``limit`` UTF-8 bytes as text (escapes included),
         starting at a character, after a line saying how many bytes were dropped before it."""
-        data = bytes(self._data)
+        # Only the tail that can be kept is copied (the buffer holds up to twice the limit),
+        # with the few bytes before it that tell whether a character was cut there.
+        head = max(len(self._data) - self.limit - 4, 0)
+        with memoryview(self._data) as whole:  # released at once: the buffer must grow again
+            data = bytes(whole[head:])
         lost = self.total - len(data)  # bytes trimmed off before ``data``
 
         def start(at: int) -> int:
@@ -67,7 +71,8 @@ class TailBuffer:
             return at + _cut_character(data, at, known_before=at > 0)
 
         first = start(max(len(data) - self.limit, 0)) if self.limit else len(data)
-        if _text_size(data[first:]) > self.limit:
+        # Called once a second while a job prints (its live output): no copy more than needed.
+        if not (data.isascii() and b"\x00" not in data) and _text_size(data[first:]) > self.limit:
             # Escapes (\xNN for one byte) made it longer: find the earliest start that fits.
             low, high = first, len(data)
             while low < high:
@@ -77,17 +82,18 @@ class TailBuffer:
                 else:
                     low = middle + 1
             first = start(low)
-        text = _readable(data[first:])
+        with memoryview(data) as view:
+            text = _readable(view[first:])
         dropped = lost + first
         if dropped:
             text = f"[queuectl: output truncated, {dropped} earlier bytes dropped]\n" + text
         return text
 
 
-def _readable(data: bytes) -> str:
+def _readable(data: bytes | memoryview) -> str:
     # Bytes that are not UTF-8 are kept readable as \xNN escapes; NUL too (PostgreSQL text
     # cannot hold it).
-    return data.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
+    return str(data, "utf-8", "backslashreplace").replace("\x00", "\\x00")
 
 
 def _text_size(data: bytes) -> int:
