@@ -82,7 +82,8 @@ class Job(BaseModel):
         data = {name: self.__data__.get(name) for name in self.PUBLIC_FIELDS}
         for name in self.TIME_FIELDS:
             data[name] = iso(data[name])
-        data["after"] = list(getattr(self, "after_ids", ()))
+        data["after"] = list(self.after_ids)
+        data["schedule"] = data.pop("schedule")  # SPEC 3's order: ..., queue, after, schedule
         return data
 
 

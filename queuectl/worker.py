@@ -399,7 +399,8 @@ class WorkerPool:
             queue.recover()
         except Exception:  # replacing it is tried again on the next failure
             log.debug("closing a broken connection failed", exc_info=True)
-        self.outage.failed(exc)
+        if self.outage.failed(exc) and not queue.is_sqlite:
+            self._strays_pending = True  # looked for once the database answers again
 
     def _claiming(self, claim: Callable[[], T]) -> T:
         """Run ``claim`` (a claim, or a finish that claims the next job), holding the job it
@@ -478,7 +479,8 @@ class WorkerPool:
         try:
             if self.queue.heartbeat(self.worker_id, self._target):  # type: ignore[arg-type]
                 self.stop()
-            if (self.outage.ok() or self._strays_pending) and not self.queue.is_sqlite:
+            self.outage.ok()
+            if self._strays_pending:
                 self._give_back_strays()
             for job in self.queue.rescue_lost():
                 self._emit("rescued", job)

@@ -340,6 +340,9 @@ def _fields(settings: Settings, job: Job) -> list[tuple[str, str]]:
         ("error", clean(job.error, one_line=True)),
         ("worker", clean(job.worker, one_line=True)),
         ("cwd", clean(job.cwd, one_line=True)),
+        ("queue", clean(job.queue, one_line=True)),
+        ("after", clean(", ".join(job.after_ids) or None, one_line=True)),
+        ("schedule", clean(job.schedule, one_line=True)),
     ]
 
 
