@@ -16,7 +16,7 @@ from functools import partial
 from urllib.parse import urlparse
 
 from textual import events, work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Grid
 from textual.reactive import reactive
@@ -29,6 +29,7 @@ from queuectl.spec import JobSpec
 from queuectl.worker import MAX_THREADS, JobEvent
 
 from .data import load_snapshot, pane_summaries
+from .keys import KeysInOrder
 from .pool import PoolControl
 from .messages import PANES, Done, LoadFailed, PoolEvent, QueueSnapshot
 from .screens.config import ConfigScreen
@@ -62,7 +63,7 @@ def display_name(queue: Queue) -> str:
     return f"{url.hostname or 'localhost'}{url.path}"
 
 
-class QueueApp(App[None]):
+class QueueApp(KeysInOrder):
     """queuectl's terminal UI over ``queue``, running ``workers`` worker threads."""
 
     CSS_PATH = "app.tcss"

@@ -147,7 +147,7 @@ class DetailsScreen(ModalScreen[None]):
         output.border_subtitle = f"{size:,} bytes" if raw else "no output"
 
     def action_focus_output(self) -> None:
-        self.query_one("#output", TextArea).focus()
+        self.set_focus(self.query_one("#output", TextArea))  # at once, for the keys typed next
 
     def action_close(self) -> None:
         self.dismiss(None)
