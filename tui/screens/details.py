@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -17,9 +15,10 @@ from textual.widgets import Static, TextArea
 from queuectl.errors import QueueError
 from queuectl.models import Job
 from queuectl.queue import Queue
+from queuectl.text import coarse_relative_time, safe, utc_time
 
 from ..messages import JobLoaded
-from ..text import clean, coarse, literal
+from ..text import literal
 from ..widgets.pane import COLORS, MUTED
 
 # Every public field but the output (shown below them), in reading order.
@@ -27,16 +26,10 @@ FIELDS = (
     "id", "state", "command", "attempts", "max_retries", "priority", "timeout", "exit_code",
     "error", "run_at", "created_at", "started_at", "finished_at", "updated_at", "worker", "cwd",
 )  # fmt: skip
-assert sorted(FIELDS) == sorted(name for name in Job.PUBLIC_FIELDS if name != "output")
 LONG = {"id", "command", "error", "worker", "cwd"}  # always a line of their own
 FINAL_STATES = ("completed", "dead")  # the job will not change unless someone retries it
 PAIRS_FROM = 100  # screen columns from which short fields go two to a line
 NAME_WIDTH = 11
-
-
-def relative(moment: float, now: float) -> str:
-    delta = moment - now
-    return f"in {coarse(delta)}" if delta >= 1 else f"{coarse(-delta)} ago"
 
 
 def field_lines(
@@ -52,8 +45,8 @@ def field_lines(
             return Text(str(content), style=f"bold {COLORS.get(str(content), '')}")
         moment = times.get(name)
         if moment is not None:  # to the second, and how long ago
-            text = Text(datetime.fromtimestamp(moment, timezone.utc).isoformat("T", "seconds"))
-            text.append(f"  {relative(moment, now)}", style=MUTED)
+            text = Text(utc_time(moment, zone="+00:00"))
+            text.append(f"  {coarse_relative_time(moment, now)}", style=MUTED)
             return text
         return literal(str(content), single_line=False)
 
@@ -141,8 +134,8 @@ class DetailsScreen(ModalScreen[None]):
         dialog.border_title = Text("Job ") + literal(str(job["id"]))
         raw = str(job.get("output") or "")
         output = self.query_one("#output", TextArea)
-        if output.text != clean(raw):  # reloading would lose the reader's place
-            output.load_text(clean(raw))
+        if output.text != safe(raw):  # reloading would lose the reader's place
+            output.load_text(safe(raw))
         size = len(raw.encode("utf-8", "replace"))
         output.border_subtitle = f"{size:,} bytes" if raw else "no output"
 

@@ -15,8 +15,10 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
+from queuectl.text import ago, coarse_duration, duration
+
 from ..messages import JobRow
-from ..text import ago, coarse, duration, literal
+from ..text import literal
 
 # One colour per state, used for pane borders (app.tcss) and status cells alike.
 COLORS = {
@@ -61,12 +63,12 @@ def _waiting(row: JobRow, now: float, config: dict) -> Cells:
     wait = row.run_at - now
     if row.state == "failed":
         when = Text(
-            f"retry in {coarse(wait)}" if wait >= 1 else "retrying",
+            f"retry in {coarse_duration(wait)}" if wait >= 1 else "retrying",
             style=COLORS["failed"],
             end="",
         )
     elif wait >= 1:
-        when = Text(f"in {coarse(wait)}", style=COLORS["pending"], end="")
+        when = Text(f"in {coarse_duration(wait)}", style=COLORS["pending"], end="")
     else:
         when = Text("ready", style=MUTED, end="")
     return {
