@@ -23,6 +23,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from queuectl.config import KEYS
 from queuectl.errors import QueueError
 from queuectl.queue import Queue
 from queuectl.spec import JobSpec
@@ -36,6 +37,7 @@ from .screens.config import ConfigScreen
 from .screens.confirm import ConfirmScreen, StoppingScreen
 from .screens.details import DetailsScreen
 from .screens.enqueue import EnqueueScreen
+from .theme import THEME
 from .widgets.pane import JobPane
 from .widgets.stats import StatsBar
 
@@ -91,6 +93,8 @@ class QueueApp(KeysInOrder):
         refresh_interval: float = 1.0,
     ) -> None:
         super().__init__()
+        self.register_theme(THEME)
+        self.theme = THEME.name
         self.queue = queue
         self.clock = clock or queue.clock
         self.refresh_interval = refresh_interval
@@ -246,7 +250,7 @@ class QueueApp(KeysInOrder):
     # -- actions with forms ---------------------------------------------------------------------
 
     def action_enqueue(self) -> None:
-        default = self.config_values.get("max-retries", 3)
+        default = self.config_values.get("max-retries", KEYS["max-retries"].default)
         self.push_screen(EnqueueScreen(default), self._enqueue)
 
     def _enqueue(self, spec: JobSpec | None) -> None:

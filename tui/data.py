@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from queuectl.models import Job
+from queuectl.models import Job, State
 from queuectl.queue import Queue
 
 from .messages import PANES, JobRow, QueueSnapshot
@@ -56,11 +56,11 @@ def load_snapshot(
 
 def pane_summaries(counts: dict[str, int], live_workers: int) -> dict[str, tuple[int, str]]:
     """Per pane: how many jobs it holds in all, and a note for its border."""
-    failed = counts["failed"]
+    failed = counts[State.FAILED]
     workers = f"{live_workers} worker{'' if live_workers == 1 else 's'} live"
     return {
-        "waiting": (counts["pending"] + failed, f"{failed:,} retrying" if failed else ""),
-        "processing": (counts["processing"], workers),
-        "completed": (counts["completed"], ""),
-        "dead": (counts["dead"], ""),
+        "waiting": (counts[State.PENDING] + failed, f"{failed:,} retrying" if failed else ""),
+        "processing": (counts[State.PROCESSING], workers),
+        "completed": (counts[State.COMPLETED], ""),
+        "dead": (counts[State.DEAD], ""),
     }
