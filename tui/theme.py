@@ -2,7 +2,8 @@
 
 Each name here is a variable: ``$dead`` in ``app.tcss``, ``app.theme_variables["dead"]`` for the
 Rich styles built in Python (the state cells, the stats bar, the details). One colour per state,
-the same in borders, counts and cells.
+the same in borders, counts and cells. The app also gives them as defaults to any other theme
+(one picked from the command palette), so that every theme has them.
 """
 
 from __future__ import annotations
@@ -31,8 +32,5 @@ SHADES = {
     "error-bar": "#5c2b2f",  # the stats bar when the queue cannot be read
 }
 
-THEME = replace(
-    BUILTIN_THEMES["textual-dark"],
-    name="queuectl",
-    variables={**{state.value: color for state, color in STATE_COLORS.items()}, **SHADES},
-)
+VARIABLES = {**{state.value: color for state, color in STATE_COLORS.items()}, **SHADES}
+THEME = replace(BUILTIN_THEMES["textual-dark"], name="queuectl", variables=VARIABLES)

@@ -572,10 +572,10 @@ def test_throughput_shows_jobs_finished_in_the_last_minute_from_the_start(tmp_pa
 
 
 def test_a_failing_refresh_is_shown_and_the_app_keeps_going(seeded, fixed_clock, monkeypatch):
-    from queuectl.tui import app as app_module
+    from queuectl.tui import data as data_module
 
     app = make_app(seeded, clock=fixed_clock)
-    real = app_module.load_snapshot
+    real = data_module.load_snapshot
     broken = {"on": False}
 
     def flaky_load(*args, **kwargs):
@@ -583,7 +583,7 @@ def test_a_failing_refresh_is_shown_and_the_app_keeps_going(seeded, fixed_clock,
             raise RuntimeError("disk I/O error [bold]")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(app_module, "load_snapshot", flaky_load)
+    monkeypatch.setattr(data_module, "load_snapshot", flaky_load)
 
     async def scenario(pilot):
         broken["on"] = True

@@ -210,9 +210,10 @@ class JobPane(DataTable):
     """The jobs of one pane, most relevant first, with a count in its border title."""
 
     BINDINGS = [
-        Binding("enter", "app.details", "Details"),
-        Binding("tab", "app.next_pane", "Next pane", show=False),
-        Binding("shift+tab", "app.previous_pane", "Previous pane", show=False),
+        Binding("enter", "app.details", "Details", tooltip="Job details"),
+        Binding("tab", "app.next_pane", "Next pane", show=False, tooltip="Next pane"),
+        Binding("shift+tab", "app.previous_pane", "Previous pane", show=False,
+                tooltip="Previous pane"),  # fmt: skip
         Binding("home,g", "scroll_top", "First job", show=False),
         Binding("end,G", "scroll_bottom", "Last job", show=False),
         Binding("j", "cursor_down", "Down", show=False),
