@@ -1,9 +1,10 @@
 """The queuectl TUI: four live panes over one queue, and this app's own worker pool.
 
-The App only wires things together. The loader thread (``data.load_snapshot``) reads the queue
-and posts a :class:`QueueSnapshot`; the panes (``widgets/pane.py``) diff it into their tables;
-the forms (``screens/``) return values that actions hand to worker threads. The UI thread never
-runs a query.
+The App only wires things together. The loader (``data.Loader``) reads the queue in a worker
+thread and posts a :class:`QueueSnapshot`; the panes (``widgets/pane.py``) diff it into their
+tables; the forms (``screens/``) return values that actions hand to worker threads. The UI thread
+never runs a query. Colours are the theme's (``theme.py``); keys typed ahead are handled in order
+(``keys.py``).
 """
 
 from __future__ import annotations
