@@ -11,13 +11,11 @@ from ..errors import InvalidInput, QueueError
 from ..spec import JobOptions, JobSpec, parse_job, parse_time, validate_id, validate_int
 from ..spec import validate_seconds
 from ..states import ACTIVE, CLAIMABLE, STATES
+from ..text import relative_time, rounded_duration, utc_time
 from .common import (
     Settings,
     clean,
     engine_value,
-    fmt_duration,
-    fmt_relative,
-    fmt_time,
     json_option,
     pass_settings,
     print_json,
@@ -232,10 +230,10 @@ def _attempts(job: Job) -> str:
 def _when(job: Job, now: float) -> str:
     """The one time that matters for the job's state."""
     if job.state in CLAIMABLE:
-        return "due now" if job.run_at <= now else f"due {fmt_relative(job.run_at, now)}"
+        return "due now" if job.run_at <= now else f"due {relative_time(job.run_at, now)}"
     if job.state in ACTIVE:
-        return f"started {fmt_relative(job.started_at, now)}"
-    return f"ended {fmt_relative(job.finished_at, now)}"
+        return f"started {relative_time(job.started_at, now)}"
+    return f"ended {relative_time(job.finished_at, now)}"
 
 
 def job_rows(jobs: list[Job], *, with_state: bool = True, with_error: bool = False):
@@ -317,11 +315,11 @@ def _fields(settings: Settings, job: Job) -> list[tuple[str, str]]:
     def stamp(timestamp: float | None) -> str:
         if timestamp is None:
             return "-"
-        return f"{fmt_time(timestamp)} ({fmt_relative(timestamp, now)})"
+        return f"{utc_time(timestamp)} ({relative_time(timestamp, now)})"
 
     ran = "-"
     if job.started_at is not None and job.finished_at is not None:
-        ran = fmt_duration(job.finished_at - job.started_at)
+        ran = rounded_duration(job.finished_at - job.started_at)
     return [
         ("id", clean(job.id, one_line=True)),
         ("command", clean(job.command).replace("\n", "\n" + " " * 13)),

@@ -15,7 +15,8 @@ import click
 
 from ..limits import MAX_THREADS, STOP_TIMEOUT_S
 from ..states import State
-from .common import Settings, clean, fmt_duration, fmt_relative, fmt_time, pass_settings, wait_until
+from ..text import relative_time, rounded_duration, utc_time
+from .common import Settings, clean, pass_settings, wait_until
 
 if TYPE_CHECKING:
     from ..models import Job
@@ -47,7 +48,7 @@ class EventLog:
         with self._lock:
             second = int(time.time())
             if second != self._second:  # formatted once a second, not once a line
-                self._second, self._stamp = second, fmt_time(second)
+                self._second, self._stamp = second, utc_time(second)
             stamp = self._stamp
             try:
                 sys.stderr.write(f"{stamp} {thread} {text}\n")
@@ -85,7 +86,7 @@ class _LogHandler(logging.Handler):
 def _took(job: Job) -> str:
     if job.started_at is None or job.finished_at is None:
         return ""
-    return f" in {fmt_duration(job.finished_at - job.started_at)}"
+    return f" in {rounded_duration(job.finished_at - job.started_at)}"
 
 
 def _failure(job: Job) -> str:
@@ -94,7 +95,7 @@ def _failure(job: Job) -> str:
         why = f"exit {job.exit_code} ({why})" if why != f"exit code {job.exit_code}" else why
     after = f"{why}{_took(job)}, attempt {job.attempts}"
     if job.state == State.FAILED:
-        return f"{after}: retry {fmt_relative(job.run_at)}"
+        return f"{after}: retry {relative_time(job.run_at, time.time())}"
     if job.state == State.DEAD:
         return f"{after}: moved to the DLQ"
     return f"{after}: {job.state}"
