@@ -88,6 +88,7 @@ class QueueApp(App[None]):
         *,
         clock: Callable[[], float] | None = None,
         refresh_interval: float = 1.0,
+        queues: tuple[str, ...] | None = None,
     ) -> None:
         super().__init__()
         self.queue = queue
@@ -95,7 +96,8 @@ class QueueApp(App[None]):
         self.refresh_interval = refresh_interval
         self.set_reactive(QueueApp.threads, max(0, min(workers, MAX_THREADS)))
         self.pool = PoolControl(
-            queue, self._pool_event, lambda error: self.post_message(Done(error, "error"))
+            queue, self._pool_event, lambda error: self.post_message(Done(error, "error")),
+            queues,
         )
         self._quitting = False
         self._loading = False
@@ -357,10 +359,11 @@ class QueueApp(App[None]):
         yield from super().get_system_commands(screen)
 
 
-def run_app(target: str | None, workers: int = 2) -> None:
-    """Open the queue at ``target`` and run the TUI with ``workers`` worker threads."""
+def run_app(target: str | None, workers: int = 2, queues: tuple[str, ...] | None = None) -> None:
+    """Open the queue at ``target`` and run the TUI with ``workers`` worker threads (claiming
+    jobs of ``queues`` only, if given)."""
     queue = Queue(target)
-    app = QueueApp(queue, workers=workers)
+    app = QueueApp(queue, workers=workers, queues=queues)
     try:
         app.run()
     finally:  # however the app ended, this process's workers stop gracefully
