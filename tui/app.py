@@ -80,6 +80,7 @@ class QueueApp(KeysInOrder):
         *,
         clock: Callable[[], float] | None = None,
         refresh_interval: float = 1.0,
+        queues: tuple[str, ...] | None = None,
     ) -> None:
         super().__init__()
         self.register_theme(THEME)
@@ -89,7 +90,8 @@ class QueueApp(KeysInOrder):
         self.refresh_interval = refresh_interval
         self.set_reactive(QueueApp.threads, max(0, min(workers, MAX_THREADS)))
         self.pool = PoolControl(
-            queue, self._pool_event, lambda error: self.post_message(Done(error, "error"))
+            queue, self._pool_event, lambda error: self.post_message(Done(error, "error")),
+            queues,
         )
         self.loader = Loader(self, queue, self.clock, self._rows_wanted)
         self._quitting = False
@@ -330,10 +332,11 @@ class QueueApp(KeysInOrder):
         yield from super().get_system_commands(screen)
 
 
-def run_app(target: str | None, workers: int = 2) -> None:
-    """Open the queue at ``target`` and run the TUI with ``workers`` worker threads."""
+def run_app(target: str | None, workers: int = 2, queues: tuple[str, ...] | None = None) -> None:
+    """Open the queue at ``target`` and run the TUI with ``workers`` worker threads (claiming
+    jobs of ``queues`` only, if given)."""
     queue = Queue(target)
-    app = QueueApp(queue, workers=workers)
+    app = QueueApp(queue, workers=workers, queues=queues)
     try:
         app.run()
     finally:  # however the app ended, this process's workers stop gracefully

@@ -79,6 +79,29 @@ def engine_value(convert: Callable[[Any], Any]) -> Callback:
     return callback
 
 
+def queue_name_option(help: str, *names: str) -> Callable[[F], F]:
+    """``--queue NAME``: one named queue (SPEC 7), its name validated (exit 2)."""
+    from ..spec import validate_name
+
+    return click.option(
+        *(names or ("--queue", "-q")), "queue", metavar="NAME",
+        callback=engine_value(lambda value: validate_name("queue", value)), help=help,
+    )  # fmt: skip
+
+
+def queues_option(help: str) -> Callable[[F], F]:
+    """``--queue NAME``, repeatable: claim only jobs of these queues (SPEC 7)."""
+    from ..spec import validate_name
+
+    def convert(values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(validate_name("queue", value) for value in values)
+
+    return click.option(
+        "--queue", "-q", "queues", metavar="NAME", multiple=True,
+        callback=engine_value(convert), help=help,
+    )  # fmt: skip
+
+
 # -- terminal-safe text ----------------------------------------------------------------------
 
 
@@ -132,5 +155,7 @@ __all__ = [
     "pass_settings",
     "print_json",
     "print_table",
+    "queue_name_option",
+    "queues_option",
     "wait_until",
 ]
