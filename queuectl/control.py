@@ -20,6 +20,7 @@ from .errors import InvalidInput, QueueError
 from .executor import CANCELLED
 from .models import ACTIVE, CLAIMABLE, FINAL, Job, State
 from .registry import Registry
+from .workflows import Workflows
 from .spec import (
     parse_time,
     validate_command,
@@ -43,12 +44,12 @@ _EDITS = {
     "timeout": lambda v: validate_seconds("timeout", v, positive=True),
     "delay": lambda v: validate_seconds("delay", v, positive=False),
     "run_at": lambda v: v if isinstance(v, float) else parse_time("run_at", v),
-    "queue": validate_name,
+    "queue": lambda v: validate_name("queue", v),
 }
 EDITABLE = tuple(_EDITS)
 
 
-class Control(Registry):
+class Control(Workflows, Registry):
     # -- live output ------------------------------------------------------------------------
 
     def store_output(self, job: Job, worker_id: str, output: str, printed: int) -> bool:
@@ -111,9 +112,14 @@ class Control(Registry):
         return jobs
 
     def _cancelled(self, seqs: list[int]) -> None:
-        """Called in the transaction that cancelled the waiting jobs ``seqs``: what follows from
-        a cancel (the jobs that wait for them, SPEC 7) is done here. A running job becomes
-        cancelled where its run ends (see queuectl.statements.unless_cancelled)."""
+        """Called in the transaction that cancelled the jobs ``seqs``: what follows from a
+        cancel is done here (SPEC 7: the jobs that wait for them are cancelled too). A running
+        job becomes cancelled where its run ends (:meth:`_ended_cancelled`)."""
+        self.cancel_dependents(seqs)
+
+    def _ended_cancelled(self, seq: int) -> None:
+        with self._write():
+            self._cancelled([seq])
 
     def cancel_requests(self, worker_id: str) -> list[int]:
         """The seqs of the jobs ``worker_id`` runs that a user asked to cancel: one read over
@@ -270,8 +276,10 @@ class Control(Registry):
 
     def _purged(self, seqs: list[int]) -> None:
         """Called in the transaction that deletes the finished jobs ``seqs``, before they go:
-        what follows from a purge (SPEC 7: jobs waiting on one that never completed) is done
-        here."""
+        the jobs waiting on one that never completed are cancelled (SPEC 7)."""
+        Job = self.models.Job
+        unfinished = Job.select(Job.seq).where(Job.seq.in_(seqs), Job.state != State.COMPLETED)
+        self.cancel_dependents([seq for (seq,) in unfinished.tuples()], reason="was purged")
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -6,6 +6,8 @@ Each concern has its own module, and Queue puts them together:
 - :mod:`.reading`: jobs by id or prefix, listings, panes, counts;
 - :mod:`.lifecycle`: enqueue, claim, finish, the retry rules, release, the DLQ's retry;
 - :mod:`.registry`: worker processes, heartbeats, stop requests, the rescue of lost jobs;
+- :mod:`.workflows`: dependencies between jobs, named queues (limits, pause);
+- :mod:`.schedules`: recurring jobs from cron expressions;
 - :mod:`.control`: live output, cancel, retry, edit, purge and retention (SPEC 6);
 - :mod:`.statements`: the hot path's SQL, generated from the states and the lifecycle's rules.
 """
@@ -18,9 +20,11 @@ from .lifecycle import ID_ALPHABET, ID_LENGTH, MAX_BACKOFF_S, backoff_delay, new
 from .models import CLAIMABLE
 from .reading import check_state
 from .registry import WORKER_LOST, Registry
+from .schedules import Schedules
+from .workflows import Workflows
 
 
-class Queue(Control, Registry):
+class Queue(Control, Schedules, Workflows, Registry):
     """One queue (see :class:`queuectl.core.QueueCore` for its arguments)."""
 
     def for_worker_threads(self) -> Queue:

@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -22,6 +22,7 @@ from .procs import WORKER_ENV
 from .models import Job
 from .queue import HEARTBEAT_INTERVAL_S, Queue
 from .reconnect import MAX_RETRY_S, Backoff, Outage
+from .schedules import ScheduleTimer
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class ResultNotStored(Exception):
 @dataclass(frozen=True)
 class JobEvent:
     """What happened to a job in this pool; ``kind`` is one of started, completed, failed,
-    dead, cancelled, released, rescued."""
+    dead, cancelled, released, rescued, scheduled (enqueued by a schedule)."""
 
     kind: str
     job: Job
@@ -59,10 +60,14 @@ class WorkerPool:
         burst: bool = False,
         output_limit: int = OUTPUT_LIMIT,
         stop_timeout: float = STOP_TIMEOUT_S,
+        queues: Sequence[str] | None = None,
     ) -> None:
         if not 0 <= threads <= MAX_THREADS:
             raise ValueError(f"threads must be 0 to {MAX_THREADS}")
         self.queue = queue
+        # Claim only jobs of these named queues (SPEC 7), else of every queue.
+        self.queues: tuple[str, ...] | None = tuple(sorted(set(queues))) if queues else None
+        self._schedules = ScheduleTimer()
         self._jobs = queue  # what the worker threads use: Queue.for_worker_threads(), once started
         self.on_event = on_event
         self.burst = burst
@@ -257,7 +262,7 @@ class WorkerPool:
                 self._idle(generation, IDLE_WAIT_S)
                 continue
             try:
-                job = self._claiming(lambda: self._jobs.claim(self.worker_id))  # type: ignore[arg-type]
+                job = self._claiming(lambda: self._jobs.claim(self.worker_id, self.queues))  # type: ignore[arg-type]
             except peewee.PeeweeException as exc:
                 self._database_failed(self._jobs, exc)
                 self._idle(generation, backoff.next())
@@ -290,7 +295,7 @@ class WorkerPool:
 
     def _idle_timeout(self) -> float:
         try:
-            due = self._jobs.next_due_in()
+            due = self._jobs.next_due_in(self.queues)
         except peewee.PeeweeException as exc:
             self._database_failed(self._jobs, exc)
             return MAX_RETRY_S
@@ -338,7 +343,9 @@ class WorkerPool:
         following: Job | None = None
         if claim_next:
             stored, following = self._store(
-                lambda: self._claiming(lambda: self._jobs.finish_and_claim(job, result, worker_id))
+                lambda: self._claiming(
+                    lambda: self._jobs.finish_and_claim(job, result, worker_id, self.queues)
+                )
             )
         else:
             stored = self._store(lambda: self._jobs.finish(job, result, worker_id))
@@ -450,7 +457,8 @@ class WorkerPool:
             queue.recover()
         except Exception:  # replacing it is tried again on the next failure
             log.debug("closing a broken connection failed", exc_info=True)
-        self.outage.failed(exc)
+        if self.outage.failed(exc) and not queue.is_sqlite:
+            self._strays_pending = True  # looked for once the database answers again
 
     def _claiming(self, claim: Callable[[], T]) -> T:
         """Run ``claim`` (a claim, or a finish that claims the next job), holding the job it
@@ -514,8 +522,11 @@ class WorkerPool:
                     # few ms, and this query was much of the service thread's CPU.
                     if self.burst and not self.stopping and time.monotonic() >= next_drain_check:
                         next_drain_check = time.monotonic() + SERVICE_TICK_S
-                        if self.queue.drained():
+                        if self.queue.drained(self.queues):
                             self.stop()
+                    if not self.stopping:  # schedules that are due (SPEC 7): a time comparison
+                        for job in self._schedules.tick(self.queue):
+                            self._emit("scheduled", job)
                 except peewee.PeeweeException as exc:
                     self._database_failed(self.queue, exc)
                     self._service_done.wait(MAX_RETRY_S)
@@ -537,7 +548,8 @@ class WorkerPool:
             if self.queue.heartbeat(self.worker_id, self._target):  # type: ignore[arg-type]
                 self.stop()
             self._stop_cancelled()
-            if (self.outage.ok() or self._strays_pending) and not self.queue.is_sqlite:
+            self.outage.ok()
+            if self._strays_pending:
                 self._give_back_strays()
             for job in self.queue.rescue_lost():
                 self._emit("rescued", job)

@@ -31,6 +31,8 @@ SUBCOMMANDS = {
     "dlq": "queuectl.cli.dlq:dlq",
     "config": "queuectl.cli.config:config",
     "tui": "queuectl.cli.tui:tui",
+    "queue": "queuectl.cli.queues:queue_group",
+    "schedule": "queuectl.cli.schedules:schedule_group",
 }
 
 

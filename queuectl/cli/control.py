@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import QueueError
-from ..spec import parse_duration, parse_time, validate_command, validate_name
+from ..spec import parse_duration, parse_time, validate_command
 from ..states import ACTIVE, FINAL, STATES, State
 from .common import Settings, engine_value, json_option, pass_settings, print_json
+from .common import queue_name_option
 from .jobs import _seconds, _whole, complete_ids
 
 if TYPE_CHECKING:
@@ -88,8 +89,7 @@ def retry(settings: Settings, ids: tuple[str, ...], as_json: bool) -> None:
               help="Run no sooner than this many seconds from now.")
 @click.option("--run-at", callback=engine_value(lambda v: parse_time("run_at", v)),
               metavar="TIME", help="Run no sooner than this ISO 8601 time (naive = UTC).")
-@click.option("--queue", "queue_name", callback=engine_value(validate_name), metavar="Q",
-              help="Move the job to this queue.")
+@queue_name_option("Move the job to this queue.")
 @json_option
 @pass_settings
 def edit(
@@ -101,7 +101,7 @@ def edit(
     timeout: float | None,
     delay: float | None,
     run_at: float | None,
-    queue_name: str | None,
+    queue: str | None,
     as_json: bool,
 ) -> None:
     """Change a waiting (pending or failed) job, validated as enqueue does.
@@ -119,7 +119,7 @@ def edit(
         raise click.UsageError("give --delay or --run-at, not both")
     given = {
         "command": command, "priority": priority, "max_retries": max_retries,
-        "timeout": timeout, "delay": delay, "run_at": run_at, "queue": queue_name,
+        "timeout": timeout, "delay": delay, "run_at": run_at, "queue": queue,
     }  # fmt: skip
     changes = {key: value for key, value in given.items() if value is not None}
     if not changes:
@@ -152,15 +152,14 @@ def _finished_state(ctx: click.Context, param: click.Parameter, values: tuple[st
               "Default: completed and cancelled.")
 @click.option("--older-than", callback=engine_value(lambda v: parse_duration(v, "older-than")),
               metavar="D", help="Only jobs that finished more than D ago (90, 90s, 15m, 2h, 7d).")
-@click.option("--queue", "queue_name", callback=engine_value(validate_name), metavar="Q",
-              help="Only jobs of this queue.")
+@queue_name_option("Only jobs of this queue.")
 @json_option
 @pass_settings
 def purge(
     settings: Settings,
     states: tuple[State, ...],
     older_than: float | None,
-    queue_name: str | None,
+    queue: str | None,
     as_json: bool,
 ) -> None:
     """Delete finished jobs and their history; print how many.
@@ -173,7 +172,7 @@ def purge(
       queuectl purge                          # every completed and cancelled job
       queuectl purge --state dead --older-than 7d
     """
-    deleted = settings.queue.purge(states, older_than, queue_name)
+    deleted = settings.queue.purge(states, older_than, queue)
     if as_json:
         print_json({"deleted": deleted})
     else:

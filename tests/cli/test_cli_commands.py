@@ -13,7 +13,7 @@ from queuectl.executor import RunResult
 JOB_KEYS = [
     "id", "command", "state", "attempts", "max_retries", "priority", "timeout", "run_at",
     "created_at", "updated_at", "started_at", "finished_at", "exit_code", "error", "output",
-    "worker", "cwd",
+    "worker", "cwd", "queue", "after", "schedule",
 ]  # fmt: skip
 
 

@@ -34,6 +34,8 @@ def test_every_family_is_listed():
     assert {" ".join(p) for p in ALL_COMMANDS} >= {
         "enqueue", "list", "show", "status", "tui", "worker start", "worker stop",
         "dlq list", "dlq retry", "config get", "config set", "config list",
+        "queue list", "queue limit", "queue pause", "queue resume", "schedule add",
+        "schedule list", "schedule remove", "schedule pause", "schedule resume", "schedule run",
         "logs", "cancel", "retry", "edit", "purge",
     }  # fmt: skip
 

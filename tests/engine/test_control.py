@@ -9,7 +9,7 @@ import time
 import pytest
 
 from .helpers import WorkerProc
-from queuectl import Queue, WorkerPool
+from queuectl import JobSpec, Queue, WorkerPool
 from queuectl.errors import InvalidInput, QueueError
 from queuectl.executor import RunResult
 from queuectl.spec import parse_duration, validate_name
@@ -306,10 +306,10 @@ def test_bad_durations(text):
 
 
 def test_queue_names():
-    assert validate_name("a-Z_0.9") == "a-Z_0.9"
+    assert validate_name("queue", "a-Z_0.9") == "a-Z_0.9"
     for bad in ("", "a b", "x" * 65, "é", "a/b", 3):
         with pytest.raises(InvalidInput):
-            validate_name(bad)
+            validate_name("queue", bad)
 
 
 def test_a_job_cancelled_as_its_worker_gives_it_back_ends_cancelled(q):
@@ -333,3 +333,34 @@ def test_strays_given_back_after_an_outage_stay_cancelled(q):
     assert q.give_back_strays(wid, set()) == 2
     assert state(q, cancelled) == "cancelled" and q.get(cancelled.id).finished_at is not None
     assert state(q, other) == "pending" and q.get(other.id).finished_at is None
+
+
+# -- what follows for the jobs that wait on a cancelled or purged one (SPEC 7) -------------------
+
+
+def test_cancelling_a_job_cancels_the_jobs_after_it(q):
+    first = add(q, "a")
+    second = q.enqueue(JobSpec(command="b", after=(first.id,)))
+    third = q.enqueue(JobSpec(command="c", after=(second.id,)))
+    q.cancel([first.id])
+    assert [state(q, job) for job in (first, second, third)] == ["cancelled"] * 3
+    assert first.id in q.get(second.id).error
+
+
+def test_a_running_job_that_ends_cancelled_cancels_the_jobs_after_it(q):
+    first = add(q, "a")
+    second = q.enqueue(JobSpec(command="b", after=(first.id,)))
+    wid = q.register_worker(1)
+    run = q.claim(wid)
+    q.cancel([first.id])
+    assert state(q, second) == "pending"  # until the run ends
+    q.finish(run, RunResult(0, None, "", 0), wid)
+    assert state(q, first) == "cancelled" and state(q, second) == "cancelled"
+
+
+def test_purging_a_dead_job_cancels_the_jobs_after_it(q):
+    first = add(q, "a")
+    second = q.enqueue(JobSpec(command="b", after=(first.id,)))
+    q.models.Job.update(state="dead", finished_at=1.0).where(q.models.Job.seq == first.seq).execute()
+    assert q.purge(["dead"]) == 1
+    assert state(q, second) == "cancelled" and "purged" in q.get(second.id).error
