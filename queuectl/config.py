@@ -66,8 +66,7 @@ KEYS: dict[str, Key] = {
         Key("max-retries", 3, _int_at_least(0), "runs a job gets before it goes to the DLQ"),
         Key("backoff-base", 2, _number_at_least(1), "retry n waits backoff-base ** n seconds"),
         Key("job-timeout", 300, _int_at_least(1), "seconds a job may run before it is killed"),
-        Key("retention", 0, _duration, "workers delete completed and cancelled jobs older than "
-            "this (seconds, or 90s, 15m, 2h, 7d); 0 keeps them"),
+        Key("retention", 0, _duration, "keep completed, cancelled jobs this long (0: forever)"),
     )
 }
 

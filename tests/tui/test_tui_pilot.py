@@ -307,7 +307,7 @@ def test_keys_typed_ahead_in_the_config_form_and_after_an_invalid_submit(seeded,
         await until(pilot, lambda: app.screen.field("job-timeout").has_class("-invalid"))
         type_ahead(app, "backspace", *"60", "enter")
         await until(pilot, lambda: seeded.config()["job-timeout"] == 60)
-        assert seeded.config() == {"max-retries": 3, "backoff-base": 7, "job-timeout": 60}
+        assert seeded.config() == {"max-retries": 3, "backoff-base": 7, "job-timeout": 60, "retention": 0}
 
     drive(app, scenario)
 
