@@ -21,6 +21,9 @@ DRAIN_AFTER_EXIT_S = 0.2  # how long to keep reading after the shell exits (daem
 POLL_S = 0.1  # the longest wait between looks at the clock (timeouts, the drain)
 NO_PIDFD_POLL_S = 0.001  # without a pidfd, how often an exit is looked for once output ended
 OUTPUT_EVERY_S = 1.0  # while a job runs, its output so far is handed on at most this often
+# ... as its last LIVE_OUTPUT_LIMIT bytes: writing the whole 1 MiB tail every second kept that
+# much of the database in the worker's page cache; the run's result stores the whole tail.
+LIVE_OUTPUT_LIMIT = 64 * 1024
 CANCELLED = "cancelled"  # the error of a run a user cancelled (SPEC 6)
 
 # Called with the run's output so far (the capped tail, as stored) and how many bytes it printed.
@@ -54,12 +57,14 @@ class TailBuffer:
         if len(self._data) > 2 * self.limit:
             del self._data[: len(self._data) - self.limit]
 
-    def text(self) -> str:
-        """The longest tail that is at most ``limit`` UTF-8 bytes as text (escapes included),
-        starting at a character, after a line saying how many bytes were dropped before it."""
+    def text(self, limit: int | None = None) -> str:
+        """The longest tail that is at most ``limit`` (default and most: the buffer's) UTF-8
+        bytes as text (escapes included), starting at a character, after a line saying how many
+        bytes were dropped before it."""
+        limit = self.limit if limit is None else min(limit, self.limit)
         # Only the tail that can be kept is copied (the buffer holds up to twice the limit),
         # with the few bytes before it that tell whether a character was cut there.
-        head = max(len(self._data) - self.limit - 4, 0)
+        head = max(len(self._data) - limit - 4, 0)
         with memoryview(self._data) as whole:  # released at once: the buffer must grow again
             data = bytes(whole[head:])
         lost = self.total - len(data)  # bytes trimmed off before ``data``
@@ -70,14 +75,14 @@ class TailBuffer:
                 return 0
             return at + _cut_character(data, at, known_before=at > 0)
 
-        first = start(max(len(data) - self.limit, 0)) if self.limit else len(data)
+        first = start(max(len(data) - limit, 0)) if limit else len(data)
         # Called once a second while a job prints (its live output): no copy more than needed.
-        if not (data.isascii() and b"\x00" not in data) and _text_size(data[first:]) > self.limit:
+        if not (data.isascii() and b"\x00" not in data) and _text_size(data[first:]) > limit:
             # Escapes (\xNN for one byte) made it longer: find the earliest start that fits.
             low, high = first, len(data)
             while low < high:
                 middle = (low + high) // 2
-                if _text_size(data[start(middle) :]) <= self.limit:
+                if _text_size(data[start(middle) :]) <= limit:
                     high = middle
                 else:
                     low = middle + 1
@@ -242,7 +247,7 @@ class Execution:
                     next_output = now + OUTPUT_EVERY_S
                     if self.output.total != handed_on and exited_at is None:
                         handed_on = self.output.total
-                        self.on_output(self.output.text(), handed_on)
+                        self.on_output(self.output.text(LIVE_OUTPUT_LIMIT), handed_on)
                 if deadline is not None and now >= deadline and exited_at is None:
                     if term_sent_at is None:
                         term_sent_at = now
