@@ -243,6 +243,7 @@ class QueueMachine(RuleBasedStateMachine):
         expected.state = "processing"
         expected.attempts += 1
         expected.worker = worker
+        expected.output = None  # a run starts with no output (SPEC 6: logs show this run's)
         expected.started_at = self.clock.now
         assert (job.attempts, job.worker, job.state) == (expected.attempts, worker, "processing")
         self.handles.append(Handle(job, worker, job.attempts, job.started_at))
