@@ -42,12 +42,28 @@ def _number_at_least(minimum: float) -> Callable[[str], float]:
     return parse
 
 
+def _shell_command(text: str) -> str:
+    """A hook (SPEC 8): a shell command, or empty for none."""
+    command = str(text).strip()
+    if "\x00" in command:
+        raise InvalidInput("a command cannot contain NUL")
+    return command
+
+
+Value = int | float | str
+
+
 @dataclass(frozen=True)
 class Key:
     name: str
-    default: int | float
-    parse: Callable[[str], int | float]
+    default: Value
+    parse: Callable[[str], Value]
     help: str
+
+
+def shown(value: Value) -> str:
+    """A value as `config` prints it (numbers as `%g`; an empty hook as nothing)."""
+    return value if isinstance(value, str) else f"{value:g}"
 
 
 KEYS: dict[str, Key] = {
@@ -56,11 +72,15 @@ KEYS: dict[str, Key] = {
         Key("max-retries", 3, _int_at_least(0), "runs a job gets before it goes to the DLQ"),
         Key("backoff-base", 2, _number_at_least(1), "retry n waits backoff-base ** n seconds"),
         Key("job-timeout", 300, _int_at_least(1), "seconds a job may run before it is killed"),
+        *(
+            Key(f"on-{state}", "", _shell_command, f"shell command run when a job is {state}")
+            for state in ("completed", "failed", "dead", "cancelled")
+        ),
     )
 }
 
 
-def validate(key: str, value: object) -> int | float:
+def validate(key: str, value: object) -> Value:
     """The parsed value of ``key``; InvalidInput naming the problem otherwise."""
     if key not in KEYS:
         raise InvalidInput(f"unknown config key {key!r} (valid: {', '.join(KEYS)})")

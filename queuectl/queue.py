@@ -6,19 +6,23 @@ Each concern has its own module, and Queue puts them together:
 - :mod:`.reading`: jobs by id or prefix, listings, panes, counts;
 - :mod:`.lifecycle`: enqueue, claim, finish, the retry rules, release, the DLQ's retry;
 - :mod:`.registry`: worker processes, heartbeats, stop requests, the rescue of lost jobs;
+- :mod:`.history`: a job's history, stats, the totals the metrics export;
+- :mod:`.hooks`: the notification hooks' deliveries (taken and run by worker processes);
 - :mod:`.statements`: the hot path's SQL, generated from the states and the lifecycle's rules.
 """
 
 from __future__ import annotations
 
 from .core import HEARTBEAT_INTERVAL_S, HOSTNAME, LEASE_S
+from .history import History
+from .hooks import Hooks
 from .lifecycle import ID_ALPHABET, ID_LENGTH, MAX_BACKOFF_S, backoff_delay, new_id, new_ids
 from .models import CLAIMABLE
 from .reading import check_state
 from .registry import WORKER_LOST, Registry
 
 
-class Queue(Registry):
+class Queue(History, Hooks, Registry):
     """One queue (see :class:`queuectl.core.QueueCore` for its arguments)."""
 
     def for_worker_threads(self) -> Queue:

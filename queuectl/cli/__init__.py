@@ -26,6 +26,9 @@ SUBCOMMANDS = {
     "dlq": "queuectl.cli.dlq:dlq",
     "config": "queuectl.cli.config:config",
     "tui": "queuectl.cli.tui:tui",
+    "history": "queuectl.cli.observe:history",
+    "stats": "queuectl.cli.observe:stats",
+    "metrics": "queuectl.cli.observe:metrics",
 }
 
 

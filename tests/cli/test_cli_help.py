@@ -34,6 +34,7 @@ def test_every_family_is_listed():
     assert {" ".join(p) for p in ALL_COMMANDS} >= {
         "enqueue", "list", "show", "status", "tui", "worker start", "worker stop",
         "dlq list", "dlq retry", "config get", "config set", "config list",
+        "history", "stats", "metrics",
     }  # fmt: skip
 
 
