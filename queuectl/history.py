@@ -108,7 +108,9 @@ class History(Reading):
         if not isinstance(job, Job):
             job = self.get(job)
         Event = self.models.Event
-        return list(Event.select().where(Event.job_seq == job.seq).order_by(Event.id))
+        # By seq (indexed) and id: SQLite may give a new job the seq of a deleted one.
+        mine = (Event.job_seq == job.seq) & (Event.job_id == job.id)
+        return list(Event.select().where(mine).order_by(Event.id))
 
     # -- statistics -------------------------------------------------------------------------
 

@@ -179,3 +179,14 @@ def test_hook_keys_in_config(run):
     assert run.ok("config", "set", "on-completed", "") == "on-completed = \n"
     assert run.json("config", "list")["on-completed"] == ""
     assert json.loads(run.ok("config", "list", "--json"))["max-retries"] == 3
+
+
+def test_a_failed_hook_is_one_line_in_the_worker_log(qc):
+    assert qc("config", "set", "on-completed", "echo nope >&2; exit 4").returncode == 0
+    job_id = qc("enqueue", "true").stdout.strip()
+    done = qc("worker", "start", "--burst")
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "hook on-" in line]
+    assert len(lines) == 1 and lines[0].endswith(
+        f"hook on-completed for job {job_id} failed: exit code 4 (nope)"
+    ), done.stderr

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 
 from queuectl import JobSpec, Queue, WorkerPool
 from queuectl.executor import RunResult
 from queuectl.hooks import HookRunner
 from support import wait_until
+
+from .helpers import WorkerProc
 
 OK = RunResult(0, None, "")
 
@@ -115,3 +118,27 @@ def test_a_failed_hook_is_one_log_line_and_not_retried(any_queue, caplog):
     assert lines == [f"hook on-completed for job {job.id} failed: exit code 9 (oops)"]
     assert q.deliveries() == []
     assert q.get(job.id).state == "completed"
+
+
+def test_a_delivery_whose_worker_process_died_is_run_by_another(target, tmp_path):
+    marker = tmp_path / "marker"
+    q = Queue(target)
+    first = second = None
+    try:
+        q.config_set("on-completed", f'echo "$QUEUECTL_WORKER" >> {marker}; sleep 2')
+        q.enqueue("true")
+        first = WorkerProc(target, 1, tmp_path, "first")
+        first_id = first.wait_ready()
+        wait_until(marker.exists, 20, "the first worker's hook to start")
+        first.process.send_signal(signal.SIGKILL)
+        first.wait_exit(10)
+        second = WorkerProc(target, 1, tmp_path, "second")
+        second_id = second.wait_ready()
+        wait_until(lambda: len(marker.read_text().split()) == 2, 20, "the hook to run again")
+        assert marker.read_text().split() == [first_id, second_id]
+        wait_until(lambda: q.deliveries() == [], 20, "the delivery to be done")
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                proc.stop()
+        q.close()
