@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import peewee
 
-from .env import DB_ENV_VAR
 from .errors import QueueError
+from .target import POSTGRES_SCHEMES, Target, default_path, resolve_target  # noqa: F401
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
 # The page size of a new SQLite file (SQLite's default is 4 KiB; a file keeps the size it was
@@ -30,48 +29,6 @@ PAGE_SIZE = 1024
 # stop for a checkpoint (two fsyncs) while the pool's other threads waited for the write lock:
 # 4,000 (a WAL of up to 4 MB, 16 MB with 4 KiB pages) does that a quarter as often.
 WAL_AUTOCHECKPOINT_PAGES = 4000
-POSTGRES_SCHEMES = ("postgresql", "postgres")
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where a queue lives, parsed from a user's target string."""
-
-    kind: str  # "sqlite" or "postgresql"
-    location: str  # a file path for SQLite, the URL for PostgreSQL
-
-    def __str__(self) -> str:
-        return self.location
-
-
-def default_path() -> Path:
-    from platformdirs import user_data_path
-
-    return user_data_path("queuectl", appauthor=False) / "queuectl.db"
-
-
-def resolve_target(target: str | None = None) -> Target:
-    """``--db`` beats ``$QUEUECTL_DB`` beats the per-user data directory."""
-    raw = target or os.environ.get(DB_ENV_VAR) or str(default_path())
-    if "://" not in raw:
-        return Target("sqlite", os.path.abspath(os.path.expanduser(raw)))
-    url = urlparse(raw)
-    if url.scheme == "sqlite":
-        # As in peewee and SQLAlchemy: sqlite:///jobs.db is relative, sqlite:////abs/jobs.db
-        # (four slashes) absolute.
-        path = raw[len("sqlite:///") :] if raw.startswith("sqlite:///") else ""
-        if not path:
-            raise QueueError(
-                f"{raw!r} names no file (sqlite:///jobs.db, or sqlite:////abs/path/jobs.db)"
-            )
-        return Target("sqlite", os.path.abspath(os.path.expanduser(path)))
-    if url.scheme in POSTGRES_SCHEMES:
-        if not url.path.strip("/"):
-            raise QueueError(f"{raw!r} names no database (postgresql://user@host:port/dbname)")
-        return Target("postgresql", raw)
-    raise QueueError(
-        f"unsupported database {raw!r}: give a file path, sqlite:///path or postgresql://..."
-    )
 
 
 def open_database(target: Target, one_connection: bool = False) -> peewee.Database:

@@ -14,10 +14,10 @@ from . import schema
 from .core import setting
 from .errors import InvalidInput, QueueError
 from .executor import RunResult
-from .models import CLAIMABLE, DEFAULT_QUEUE, Job, State, sql_in
+from .models import DEFAULT_QUEUE, READY, Job, State
 from .reading import Reading
 from .spec import JobSpec
-from .statements import COLUMN_NAMES, JOB_TIMEOUT, completed_run
+from .statements import COLUMN_NAMES, JOB_TIMEOUT, completed_run, held_queues, queue_filter
 
 ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base 32: no i, l, o, u
 ID_LENGTH = 12
@@ -58,6 +58,19 @@ class Lifecycle(Reading):
 
     def enqueue_many(self, specs: Sequence[JobSpec]) -> list[Job]:
         """Enqueue all of ``specs`` in one transaction, or none of them."""
+        rows = self._new_rows(specs)
+        try:
+            with self._write():
+                links = self._insert(specs, rows)
+                self._announce()
+        except (peewee.IntegrityError, *_integrity_errors(self.db)):
+            # Another process took one of the ids between our check and our insert.
+            raise InvalidInput("duplicate id: a job with it exists") from None
+        self._notify()
+        return self._enqueued(rows, links)
+
+    def _new_rows(self, specs: Sequence[JobSpec], schedule: str | None = None) -> list[dict]:
+        """The rows that enqueue ``specs`` (see INSERTED)."""
         now = self.clock()
         try:
             here = os.getcwd()
@@ -83,11 +96,16 @@ class Lifecycle(Reading):
                     "created_at": now,
                     "updated_at": now,
                     "cwd": cwd,
-                    "queue": DEFAULT_QUEUE,
-                    "schedule": None,
+                    "queue": spec.queue or DEFAULT_QUEUE,
+                    "schedule": schedule,
                     "waiting_on": 0,
                 }
             )
+        return rows
+
+    def _insert(self, specs: Sequence[JobSpec], rows: list[dict]) -> object:
+        """Insert ``rows`` (made from ``specs``), inside the caller's write transaction. Returns
+        what :meth:`_enqueued` needs to finish the jobs (their dependencies), or None."""
         given = [spec.id for spec in specs if spec.id]
         seen: set[str] = set()
         for job_id in given:
@@ -95,45 +113,54 @@ class Lifecycle(Reading):
                 raise InvalidInput(f"duplicate id {job_id!r}")
             seen.add(job_id)
         Job = self.models.Job
-        try:
-            with self._write():
-                for chunk in peewee.chunked(given, _INSERT_BATCH):
-                    taken = Job.select(Job.id).where(Job.id.in_(chunk)).limit(1).scalar()
-                    if taken is not None:
-                        raise InvalidInput(f"duplicate id {taken!r}: a job with it exists")
-                # One prepared statement run per row (executemany): peewee's insert_many spent
-                # most of a large `enqueue --file` building SQL text. A raw cursor raises the
-                # driver's errors: wrapped, they are peewee's like the rest (a read-only file or
-                # a full disk is then one CLI error line, no traceback).
-                with peewee.__exception_wrapper__:
-                    if self.is_sqlite:  # the new rows' seqs follow it (one writer at a time)
-                        last = self.db.execute_sql('SELECT MAX("seq") FROM "job"').fetchone()[0]
-                    self.db.cursor().executemany(
-                        self._sql.insert, [tuple(row.values()) for row in rows]
-                    )
-                    if self.is_sqlite:  # counted here, not by a trigger per row (schema 4)
-                        self.db.execute_sql(self._sql.count_inserted, (len(rows),))
-                        # and their history too (schema 8)
-                        self.db.execute_sql(schema.SQLITE_ENQUEUED, (last or 0,))
-                self._announce()
-        except (peewee.IntegrityError, *_integrity_errors(self.db)):
-            # Another process took one of the ids between our check and our insert.
-            raise InvalidInput("duplicate id: a job with it exists") from None
-        self._notify()
+        for chunk in peewee.chunked(given, _INSERT_BATCH):
+            taken = Job.select(Job.id).where(Job.id.in_(chunk)).limit(1).scalar()
+            if taken is not None:
+                raise InvalidInput(f"duplicate id {taken!r}: a job with it exists")
+        # Dependencies (SPEC 7) are resolved first: an unknown one changes nothing.
+        links = self._resolve_after(specs, rows) if any(spec.after for spec in specs) else None
+        # One prepared statement run per row (executemany): peewee's insert_many spent
+        # most of a large `enqueue --file` building SQL text. A raw cursor raises the
+        # driver's errors: wrapped, they are peewee's like the rest (a read-only file or
+        # a full disk is then one CLI error line, no traceback).
+        with peewee.__exception_wrapper__:
+            if self.is_sqlite:  # the new rows' seqs follow it (one writer at a time)
+                last = self.db.execute_sql('SELECT MAX("seq") FROM "job"').fetchone()[0]
+            self.db.cursor().executemany(self._sql.insert, [tuple(row.values()) for row in rows])
+            if self.is_sqlite:  # counted here, not by a trigger per row (schema 4)
+                self.db.execute_sql(self._sql.count_inserted, (len(rows),))
+                # and their history too (schema 8)
+                self.db.execute_sql(schema.SQLITE_ENQUEUED, (last or 0,))
+        if links is not None:
+            self._link_after(rows, links)
+        return links
+
+    def _resolve_after(self, specs: Sequence[JobSpec], rows: list[dict]) -> object:
+        """Dependencies: see :class:`queuectl.workflows.Workflows`."""
+        raise InvalidInput("'after' is not supported here")
+
+    def _link_after(self, rows: list[dict], links: object) -> None:
+        """Dependencies: see :class:`queuectl.workflows.Workflows`."""
+
+    def _enqueued(self, rows: list[dict], links: object) -> list[Job]:
+        """The jobs ``rows`` made (with their dependencies, see Workflows)."""
         return [self._job(row) for row in rows]
 
     # -- the worker's side: claim and finish ------------------------------------------------
 
-    def claim(self, worker_id: str) -> Job | None:
-        """Atomically take the next due job for ``worker_id``: one UPDATE ... RETURNING (atomic
-        on its own: no transaction around it)."""
+    def claim(self, worker_id: str, queues: tuple[str, ...] | None = None) -> Job | None:
+        """Atomically take the next due job for ``worker_id`` (of ``queues`` only, if given):
+        one UPDATE ... RETURNING (atomic on its own: no transaction around it)."""
         with self._turn():
-            row = self._claim_row(worker_id)
+            row = self._claim_row(worker_id, queues)
         return None if row is None else self._claimed(row)
 
-    def _claim_row(self, worker_id: str) -> tuple[object, ...] | None:
+    def _claim_row(
+        self, worker_id: str, queues: tuple[str, ...] | None = None
+    ) -> tuple[object, ...] | None:
         now = self.clock()
-        return self.db.execute_sql(self._sql.claim, (worker_id, now, now, now)).fetchone()
+        claim, _ = self._sql.claims(queues)
+        return self.db.execute_sql(claim, (worker_id, now, now, now)).fetchone()
 
     def finish(self, job: Job, result: RunResult, worker_id: str) -> Job | None:
         """Store a run's result: completed, or a failure decided by the retry rules.
@@ -148,26 +175,27 @@ class Lifecycle(Reading):
             return self._store_result(job, result, worker_id)
 
     def finish_and_claim(
-        self, job: Job, result: RunResult, worker_id: str
+        self, job: Job, result: RunResult, worker_id: str, queues: tuple[str, ...] | None = None
     ) -> tuple[Job | None, Job | None]:
         """:meth:`finish`, then :meth:`claim` in the same transaction: a busy worker commits
         once a job, not twice. Returns (the job as stored or None, the next job or None)."""
-        if result.ok and self._sql.complete_and_claim is not None:
-            return self._complete_and_claim(job, result, worker_id)
+        complete_and_claim = self._sql.claims(queues)[1]
+        if result.ok and complete_and_claim is not None:
+            return self._complete_and_claim(job, result, worker_id, complete_and_claim)
         with self._write():
             stored = self._store_result(job, result, worker_id)
-            row = self._claim_row(worker_id)
+            row = self._claim_row(worker_id, queues)
         return stored, None if row is None else self._claimed(row)
 
     def _complete_and_claim(
-        self, job: Job, result: RunResult, worker_id: str
+        self, job: Job, result: RunResult, worker_id: str, statement: str
     ) -> tuple[Job | None, Job | None]:
         now = self.clock()
         with self._turn():
             rows = self.db.execute_sql(
-                self._sql.complete_and_claim,
+                statement,
                 (job.seq, worker_id, now, result.exit_code, result.output, job.attempts,
-                 job.started_at),
+                 job.started_at, result.output_bytes),
             ).fetchall()  # fmt: skip
         stored = following = None
         for row in rows:
@@ -178,17 +206,20 @@ class Lifecycle(Reading):
                 stored = updated
             else:
                 following = updated
+        if stored is not None and stored.state == State.CANCELLED:
+            self._ended_cancelled(stored.seq)
         return stored, following
 
     def _store_result(self, job: Job, result: RunResult, worker_id: str) -> Job | None:
         now = self.clock()
         if result.ok:
-            changes = completed_run(now, result.exit_code, result.output)
+            changes = completed_run(now, result.exit_code, result.output, result.output_bytes)
         else:
             changes = {
                 **self._failure(job, result.error or "failed"),
                 "exit_code": result.exit_code,
                 "output": result.output,
+                "output_bytes": result.output_bytes,
                 "finished_at": now,
                 "updated_at": now,
             }
@@ -196,20 +227,30 @@ class Lifecycle(Reading):
 
     def _finish(self, job: Job, worker_id: str, changes: dict[str, object]) -> Job | None:
         """Apply a finished run's ``changes`` to ``job`` (see :meth:`_update_same_run`)."""
-        if not self._update_same_run(job, worker_id, changes):
+        stored = self._update_same_run(job, worker_id, changes)
+        if stored is None:
             return None
         for key, value in changes.items():
             setattr(job, key, value)
+        job.state = stored  # 'cancelled' if a user cancelled it meanwhile
+        if stored == State.CANCELLED:
+            self._ended_cancelled(job.seq)
         return job
 
-    def _update_same_run(self, job: Job, worker_id: str, changes: dict[str, object]) -> bool:
+    def _ended_cancelled(self, seq: int) -> None:
+        """A run of job ``seq`` ended cancelled: a user cancelled it while it ran (see
+        statements.unless_cancelled). What follows from that is :class:`queuectl.control.Control`'s."""
+
+    def _update_same_run(
+        self, job: Job, worker_id: str, changes: dict[str, object]
+    ) -> str | None:
         """Apply ``changes`` to ``job`` only if ``worker_id`` still runs it, in the same run (see
-        Statements.same_run_update); whether it did."""
-        cursor = self.db.execute_sql(
+        Statements.same_run_update); the job's state as stored, or None if it did not."""
+        rows = self.db.execute_sql(
             self._sql.same_run_update(tuple(changes)),
             (*changes.values(), job.seq, worker_id, job.attempts, job.started_at),
-        )
-        return bool(cursor.rowcount)
+        ).fetchall()
+        return rows[0][0] if rows else None
 
     def _failure(self, job: Job, error: str) -> dict[str, object]:
         """The retry rule (SPEC 3): dead once attempts reach max, else failed with backoff."""
@@ -232,17 +273,22 @@ class Lifecycle(Reading):
         }
         with self._turn():
             updated = self._update_same_run(job, worker_id, changes)
+            if updated == State.CANCELLED:  # a user cancelled it meanwhile: it ended now
+                Job = self.models.Job
+                Job.update(finished_at=changes["updated_at"]).where(Job.seq == job.seq).execute()
+                self._ended_cancelled(job.seq)
         if updated:
             self._announce()
             self._notify()
         return bool(updated)
 
-    def next_due_in(self) -> float | None:
-        """Seconds until the earliest waiting job is due (0 if one is due), None if none waits."""
+    def next_due_in(self, queues: tuple[str, ...] | None = None) -> float | None:
+        """Seconds until the earliest ready job (of ``queues``, if given; in a queue that is
+        neither paused nor at its limit) is due (0 if one is due), None if none waits."""
+        where = f'{READY} AND "queue" NOT IN ({held_queues()}){queue_filter(queues)}'
         with self._turn():
             first = self._via(
-                "job_due",
-                lambda j: j.select(peewee.fn.MIN(j.run_at)).where(peewee.SQL(sql_in(CLAIMABLE))),
+                "job_due", lambda j: j.select(peewee.fn.MIN(j.run_at)).where(peewee.SQL(where))
             ).scalar()
         if first is None:
             return None
@@ -271,7 +317,7 @@ class Lifecycle(Reading):
                     raise QueueError(f"job {job.id} is not dead (it is {job.state})")
             self._revive(Job.seq.in_([job.seq for job in jobs]))
         self._notify()
-        return [Job.get(Job.seq == job.seq) for job in jobs]
+        return self._with_after([Job.get(Job.seq == job.seq) for job in jobs])
 
     def retry_all_dead(self) -> list[str]:
         """Every dead job back to pending; returns their ids."""
@@ -283,11 +329,14 @@ class Lifecycle(Reading):
             self._notify()
         return ids
 
-    def _revive(self, where: peewee.Expression) -> None:
+    def _revive(
+        self, where: peewee.Expression, states: tuple[State, ...] = (State.DEAD,)
+    ) -> int:
+        """Back to pending, as new: the jobs of ``states`` that ``where`` selects; how many."""
         now = self.clock()
         self._announce()
         Job = self.models.Job
-        Job.update(
+        return Job.update(
             state=State.PENDING.value,
             attempts=0,
             error=None,
@@ -295,11 +344,16 @@ class Lifecycle(Reading):
             worker=None,
             started_at=None,
             finished_at=None,
+            cancel_requested_at=None,
             run_at=now,
             updated_at=now,
-        ).where(where, Job.state == State.DEAD).execute()
+        ).where(where, Job.state.in_(states)).execute()
 
     # -- rows to jobs -----------------------------------------------------------------------
+
+    def _with_after(self, jobs: list[Job]) -> list[Job]:
+        """``jobs`` with their dependencies filled in (see Workflows.fill_after)."""
+        return jobs
 
     def _claimed(self, row: Sequence[object]) -> Job:
         """The Job a claim's row holds (its columns, then the config `job-timeout` it read)."""

@@ -66,6 +66,10 @@ class Job(BaseModel):
     configured_timeout: int | float | None = None
     # Not stored here: the ids of the jobs it runs after, when a read filled them in (SPEC 7).
     after_ids: tuple[str, ...] = ()
+    # Not stored: those of them not completed yet, and those dead (the job is blocked until
+    # they are retried).
+    waiting_for: tuple[str, ...] = ()
+    blocked_by: tuple[str, ...] = ()
 
     class Meta:
         table_name = "job"
@@ -82,7 +86,8 @@ class Job(BaseModel):
         data = {name: self.__data__.get(name) for name in self.PUBLIC_FIELDS}
         for name in self.TIME_FIELDS:
             data[name] = iso(data[name])
-        data["after"] = list(getattr(self, "after_ids", ()))
+        data["after"] = list(self.after_ids)
+        data["schedule"] = data.pop("schedule")  # SPEC 3's order: ..., queue, after, schedule
         return data
 
 
@@ -93,14 +98,26 @@ def iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, timezone.utc).isoformat()
 
 
-# The claim order, over claimable jobs only (a partial index: completed jobs cost it nothing).
+# Claimable and waiting for no dependency (schema 7): the claim's and the partial indexes' WHERE.
+READY = f'{sql_in(CLAIMABLE)} AND "waiting_on" = 0'
+# Claimable but waiting for a dependency (SPEC 7): not in the claim's index.
+WAITING_ON_DEPENDENCY = f'{sql_in(CLAIMABLE)} AND "waiting_on" > 0'
+
+# The claim order, over ready jobs only (a partial index: completed jobs, and jobs waiting for a
+# dependency, cost it nothing).
 Job.add_index(
     Job.index(Job.priority.desc(), Job.run_at, Job.seq, name="job_claim_order").where(
-        peewee.SQL(sql_in(CLAIMABLE))
+        peewee.SQL(READY)
     )
 )
-# When the next waiting job falls due (an idle worker sleeps until then).
-Job.add_index(Job.index(Job.run_at, name="job_due").where(peewee.SQL(sql_in(CLAIMABLE))))
+# When the next ready job falls due (an idle worker sleeps until then).
+Job.add_index(Job.index(Job.run_at, name="job_due").where(peewee.SQL(READY)))
+# The jobs waiting for a dependency, in claim order (the TUI's waiting pane, after the ready ones).
+Job.add_index(
+    Job.index(Job.priority.desc(), Job.run_at, Job.seq, name="job_blocked_order").where(
+        peewee.SQL(WAITING_ON_DEPENDENCY)
+    )
+)
 # Per-state counts and `list --state` (newest first) are served by (state, seq).
 Job.add_index(Job.index(Job.state, Job.seq, name="job_state_seq"))
 # Completed and dead panes show the most recently finished first.
@@ -169,6 +186,46 @@ Event.add_index(Event.index(Event.job_seq, Event.id, name="job_event_job"))
 Event.add_index(Event.index(Event.at, name="job_event_at"))
 
 
+class JobDep(BaseModel):
+    """One dependency (SPEC 7, `after`): job ``job_seq`` runs once job ``dep_seq`` completed.
+    The dependency existed before the job did, so the edges never make a cycle."""
+
+    job_seq = peewee.BigIntegerField()
+    dep_seq = peewee.BigIntegerField(index=True)  # a job's dependents, as it completes
+
+    class Meta:
+        table_name = "job_dep"
+        primary_key = peewee.CompositeKey("job_seq", "dep_seq")
+
+
+class QueueSetting(BaseModel):
+    """A named queue's settings (SPEC 7); a queue without a row has no limit and runs."""
+
+    name = peewee.CharField(max_length=64, primary_key=True)
+    max_running = peewee.IntegerField(null=True)  # None: no limit
+    paused = peewee.BooleanField(default=False)
+
+    class Meta:
+        table_name = "queue_setting"
+
+
+class Schedule(BaseModel):
+    """A recurring job (SPEC 7): ``job`` is the JSON of the job it enqueues (cwd included)."""
+
+    name = peewee.CharField(max_length=64, primary_key=True)
+    cron = peewee.CharField(max_length=255)
+    zone = peewee.CharField(max_length=64, default="UTC")
+    job = peewee.TextField()
+    no_overlap = peewee.BooleanField(default=False)
+    paused = peewee.BooleanField(default=False)
+    next_due = peewee.DoubleField()  # UTC epoch seconds; moved on by a compare-and-swap
+    last_job_id = peewee.CharField(max_length=64, null=True)
+    created_at = peewee.DoubleField()
+
+    class Meta:
+        table_name = "schedule"
+
+
 # The run-time histogram's upper bounds in seconds (shell jobs run from milliseconds to hours).
 RUN_BUCKETS: tuple[float, ...] = (
     0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200,
@@ -214,7 +271,10 @@ class HookDelivery(BaseModel):
         table_name = "hook_delivery"
 
 
-ALL_MODELS = (Job, Config, WorkerProcess, SchemaInfo, Event, RunTotal, HookDelivery)
+ALL_MODELS = (
+    Job, Config, WorkerProcess, SchemaInfo, Event, JobDep, QueueSetting, Schedule, RunTotal,
+    HookDelivery,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -226,15 +286,17 @@ class Models:
     WorkerProcess: type[WorkerProcess]
     SchemaInfo: type[SchemaInfo]
     Event: type[Event]
+    JobDep: type[JobDep]
+    QueueSetting: type[QueueSetting]
+    Schedule: type[Schedule]
     RunTotal: type[RunTotal]
     HookDelivery: type[HookDelivery]
 
     @property
     def all(self) -> tuple[type[peewee.Model], ...]:
-        return (
-            self.Job, self.Config, self.WorkerProcess, self.SchemaInfo, self.Event,
-            self.RunTotal, self.HookDelivery,
-        )  # fmt: skip
+        return (self.Job, self.Config, self.WorkerProcess, self.SchemaInfo, self.Event,
+                self.JobDep, self.QueueSetting, self.Schedule, self.RunTotal,
+                self.HookDelivery)  # fmt: skip
 
 
 def bind(database: peewee.Database) -> Models:

@@ -6,13 +6,15 @@ Each concern has its own module, and Queue puts them together:
 - :mod:`.reading`: jobs by id or prefix, listings, panes, counts;
 - :mod:`.lifecycle`: enqueue, claim, finish, the retry rules, release, the DLQ's retry;
 - :mod:`.registry`: worker processes, heartbeats, stop requests, the rescue of lost jobs;
-- :mod:`.history`: a job's history, stats, the totals the metrics export;
-- :mod:`.hooks`: the notification hooks' deliveries (taken and run by worker processes);
+- :mod:`.workflows`: dependencies between jobs, named queues (limits, pause);
+- :mod:`.schedules`: recurring jobs from cron expressions;
+- :mod:`.control`: live output, cancel, retry, edit, purge and retention (SPEC 6);
 - :mod:`.statements`: the hot path's SQL, generated from the states and the lifecycle's rules.
 """
 
 from __future__ import annotations
 
+from .control import Control
 from .core import HEARTBEAT_INTERVAL_S, HOSTNAME, LEASE_S
 from .history import History
 from .hooks import Hooks
@@ -20,9 +22,11 @@ from .lifecycle import ID_ALPHABET, ID_LENGTH, MAX_BACKOFF_S, backoff_delay, new
 from .models import CLAIMABLE
 from .reading import check_state
 from .registry import WORKER_LOST, Registry
+from .schedules import Schedules
+from .workflows import Workflows
 
 
-class Queue(History, Hooks, Registry):
+class Queue(Control, Schedules, Workflows, History, Hooks, Registry):
     """One queue (see :class:`queuectl.core.QueueCore` for its arguments)."""
 
     def for_worker_threads(self) -> Queue:

@@ -8,7 +8,7 @@ import peewee
 from . import schema
 from .core import QueueCore
 from .errors import InvalidInput, QueueError
-from .models import CLAIMABLE, STATES, Job, State, sql_in
+from .models import READY, STATES, WAITING_ON_DEPENDENCY, Job, State
 
 # PostgreSQL counts per connection (schema.postgres_job_counters); once there are this many
 # rows, those of connections that are gone are folded into shard 0, keeping the sum.
@@ -102,13 +102,16 @@ class Reading(QueueCore):
         limit: int | None = None,
         *,
         with_output: bool = True,
+        queue: str | None = None,
     ) -> list[Job]:
-        """Jobs, newest first, optionally of one state."""
+        """Jobs, newest first, optionally of one state, of one queue."""
         Job = self.models.Job
         columns = Job._meta.sorted_fields if with_output else self._list_columns()
         query = Job.select(*columns).order_by(Job.seq.desc())
         if state is not None:
             query = query.where(Job.state == check_state(state))
+        if queue is not None:
+            query = query.where(Job.queue == queue)
         if limit is not None and limit < 2**63:  # more than SQL can count means no limit
             query = query.limit(limit)
         return list(query)
@@ -119,15 +122,22 @@ class Reading(QueueCore):
         ``completed`` and ``dead`` (most recently finished first)."""
         Job = self.models.Job
         if pane == "waiting":
-            return list(
-                self._via(
-                    "job_claim_order",
-                    lambda j: j.select(*(getattr(j, name) for name in LIST_COLUMN_NAMES))
-                    .where(peewee.SQL(sql_in(CLAIMABLE)))
-                    .order_by(j.priority.desc(), j.run_at, j.seq)
-                    .limit(limit),
-                ).objects(Job)
-            )
+            # Ready jobs in claim order, then those waiting for a dependency (SPEC 7).
+            jobs: list[Job] = []
+            for index, where in (("job_claim_order", READY),
+                                 ("job_blocked_order", WAITING_ON_DEPENDENCY)):  # fmt: skip
+                if len(jobs) >= limit:
+                    break
+                jobs.extend(
+                    self._via(
+                        index,
+                        lambda j: j.select(*(getattr(j, name) for name in LIST_COLUMN_NAMES))
+                        .where(peewee.SQL(where))
+                        .order_by(j.priority.desc(), j.run_at, j.seq)
+                        .limit(limit - len(jobs)),
+                    ).objects(Job)
+                )
+            return jobs
         query = Job.select(*self._list_columns()).limit(limit)
         if pane == "processing":
             query = query.where(Job.state == State.PROCESSING).order_by(Job.started_at, Job.seq)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import peewee
 
 from .errors import QueueError
-from .models import RUN_BUCKETS, STATES, Models, State
+from .models import CLAIMABLE, RUN_BUCKETS, STATES, Models, State, sql_in
 
 if TYPE_CHECKING:  # playhouse.migrate is imported only to migrate (every CLI start pays imports)
     from playhouse.migrate import SchemaMigrator
@@ -163,6 +163,135 @@ def job_columns_5(migrator: SchemaMigrator) -> list[object]:
         *(migrator.add_column("job", name, field)
           for name, field in columns.items() if name not in have),
     ]  # fmt: skip
+
+
+def workflows_7(migrator: SchemaMigrator) -> list[object]:
+    """Schema 7 (SPEC 7): the dependency edges, the queues' settings and the schedules; the
+    claim's partial indexes leave out jobs waiting for a dependency; the triggers that keep
+    ``waiting_on`` and write the `blocked` / `unblocked` history. What is there already stays."""
+    from .models import JobDep, QueueSetting, Schedule
+
+    db = migrator.database
+    return [
+        CreateTables(db, [JobDep, QueueSetting, Schedule]),
+        RunSql(db, ready_indexes(db)),
+        *workflow_triggers(db),
+    ]
+
+
+def ready_indexes(db: peewee.Database) -> list[str]:
+    """The claim's partial indexes over ready jobs (models.READY), in place of schema 1's over
+    every claimable job; left alone where they are already so."""
+    from .models import READY, WAITING_ON_DEPENDENCY
+
+    order = '("priority" DESC, "run_at", "seq")'
+    wanted = {
+        "job_claim_order": f'CREATE INDEX "job_claim_order" ON "job" {order} WHERE ({READY})',
+        "job_due": f'CREATE INDEX "job_due" ON "job" ("run_at") WHERE ({READY})',
+        "job_blocked_order": (
+            f'CREATE INDEX "job_blocked_order" ON "job" {order} WHERE ({WAITING_ON_DEPENDENCY})'
+        ),
+    }
+    if isinstance(db, peewee.SqliteDatabase):
+        rows = db.execute_sql(
+            "SELECT \"name\", \"sql\" FROM sqlite_master WHERE \"type\" = 'index'"
+        ).fetchall()
+    else:
+        rows = db.execute_sql(
+            'SELECT "indexname", "indexdef" FROM pg_indexes WHERE "tablename" = \'job\' '
+            'AND "schemaname" = current_schema()'
+        ).fetchall()
+    have = {name: definition or "" for name, definition in rows}
+    statements = []
+    for name, create in wanted.items():
+        if name in have and "waiting_on" in have[name]:
+            continue
+        statements += [f'DROP INDEX IF EXISTS "{name}"', create]
+    return statements
+
+
+def workflow_triggers(db: peewee.Database) -> list[RunSql]:
+    """A job that completes counts down its dependents' ``waiting_on`` in the statement that
+    completes it (the SQLite worker's complete-and-claim is one statement: only a trigger is
+    there); one that leaves `completed` (retried) counts them up again. A dependency that goes
+    `dead` records `blocked` for its waiting dependents, and `unblocked` when it leaves `dead`.
+    A deleted job's own edges go with it."""
+    completed, dead = State.COMPLETED.value, State.DEAD.value
+    waiting = sql_in(CLAIMABLE).replace('"state"', 'j."state"')
+
+    def count(step: str) -> str:
+        return (
+            f'UPDATE "job" SET "waiting_on" = "waiting_on" {step} WHERE "seq" IN '
+            '(SELECT "job_seq" FROM "job_dep" WHERE "dep_seq" = NEW."seq");'
+        )
+
+    def history(event: str, error: str) -> str:
+        # Only where no other dependency of the job is dead: blocked once, unblocked once.
+        return (
+            'INSERT INTO "job_event" ("job_seq", "job_id", "queue", "at", "event", "attempt", '
+            '"worker", "exit_code", "error") '
+            f'SELECT j."seq", j."id", j."queue", NEW."updated_at", \'{event}\', j."attempts", '
+            f'NULL, NULL, {error} FROM "job_dep" d JOIN "job" j ON j."seq" = d."job_seq" '
+            f'WHERE d."dep_seq" = NEW."seq" AND {waiting} AND NOT EXISTS (SELECT 1 FROM '
+            '"job_dep" o JOIN "job" q ON q."seq" = o."dep_seq" WHERE o."job_seq" = j."seq" '
+            f'AND q."seq" <> NEW."seq" AND q."state" = \'{dead}\');'
+        )
+
+    blocked = history("blocked", "'dependency ' || NEW.\"id\" || ' is dead'")
+    unblocked = history("unblocked", "NULL")
+    if isinstance(db, peewee.SqliteDatabase):
+        def trigger(name: str, when: str, body: str) -> str:
+            return (
+                f'CREATE TRIGGER IF NOT EXISTS "{name}" AFTER UPDATE OF "state" ON "job" '
+                f"WHEN {when} BEGIN {body} END"
+            )
+
+        return [
+            RunSql(
+                db,
+                [
+                    trigger("job_dep_completed", f"NEW.\"state\" = '{completed}' AND "
+                            f"OLD.\"state\" IS NOT '{completed}'", count("- 1")),
+                    trigger("job_dep_uncompleted", f"OLD.\"state\" = '{completed}' AND "
+                            f"NEW.\"state\" IS NOT '{completed}'", count("+ 1")),
+                    trigger("job_dep_dead", f"NEW.\"state\" = '{dead}' AND "
+                            f"OLD.\"state\" IS NOT '{dead}'", blocked),
+                    trigger("job_dep_revived", f"OLD.\"state\" = '{dead}' AND "
+                            f"NEW.\"state\" IS NOT '{dead}'", unblocked),
+                    'CREATE TRIGGER IF NOT EXISTS "job_dep_deleted" AFTER DELETE ON "job" '
+                    'BEGIN DELETE FROM "job_dep" WHERE "job_seq" = OLD."seq"; END',
+                ],
+            )
+        ]  # fmt: skip
+    function = (
+        'CREATE OR REPLACE FUNCTION "{name}"() RETURNS trigger LANGUAGE plpgsql '
+        "SET search_path FROM CURRENT AS $$ BEGIN {body} RETURN NULL; END $$"
+    )
+    changed = (
+        f"IF NEW.\"state\" = '{completed}' THEN {count('- 1')} "
+        f"ELSIF OLD.\"state\" = '{completed}' THEN {count('+ 1')} END IF; "
+        f"IF NEW.\"state\" = '{dead}' THEN {blocked} "
+        f"ELSIF OLD.\"state\" = '{dead}' THEN {unblocked} END IF;"
+    )
+    deleted = 'DELETE FROM "job_dep" WHERE "job_seq" IN (SELECT "seq" FROM "old_rows");'
+    watched = f"('{completed}', '{dead}')"
+    return [
+        RunSql(
+            db,
+            [
+                function.format(name="job_dep_changed", body=changed),
+                function.format(name="job_dep_deleted", body=deleted),
+                'DROP TRIGGER IF EXISTS "job_dep_changed" ON "job"',
+                'CREATE TRIGGER "job_dep_changed" AFTER UPDATE OF "state" ON "job" FOR EACH ROW '
+                'WHEN (OLD."state" IS DISTINCT FROM NEW."state" AND '
+                f'(OLD."state" IN {watched} OR NEW."state" IN {watched})) '
+                'EXECUTE FUNCTION "job_dep_changed"()',
+                'DROP TRIGGER IF EXISTS "job_dep_deleted" ON "job"',
+                'CREATE TRIGGER "job_dep_deleted" AFTER DELETE ON "job" REFERENCING OLD TABLE '
+                'AS "old_rows" FOR EACH STATEMENT EXECUTE FUNCTION "job_dep_deleted"()',
+            ],
+        )
+    ]
 
 
 # -- schema 8: history, run totals and hook deliveries (SPEC 8) --------------------------------
@@ -386,8 +515,8 @@ MIGRATIONS: dict[int, Callable[[SchemaMigrator], list[object]]] = {
     3: lambda m: postgres_job_counters(m.database),
     4: lambda m: sqlite_inserts_counted(m.database),
     5: lambda m: job_columns_5(m),
-    6: lambda m: [],  # control's slot
-    7: lambda m: [],  # workflows' slot
+    6: lambda m: [],  # another branch's slot: renumbered at merge
+    7: lambda m: workflows_7(m),
     8: lambda m: history_8(m),
 }
 
@@ -426,9 +555,7 @@ def ensure(
                     f"{', '.join(sorted(foreign)[:3])})"
                 )
             db.create_tables(models.all, safe=True)
-            for operation in job_counters(db):
-                operation.run()
-            for operation in history_triggers(db):
+            for operation in job_counters(db) + workflow_triggers(db) + history_triggers(db):
                 operation.run()
             _set_version(models, SCHEMA_VERSION)
             return

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -34,6 +35,8 @@ class JobSpec:
     delay: float | None = None
     run_at: float | None = None  # UTC epoch seconds
     cwd: str | None = None
+    queue: str | None = None  # None: the default queue (SPEC 7)
+    after: tuple[str, ...] | None = None  # ids or unique prefixes of the jobs it runs after
 
     def with_defaults(self, defaults: "JobOptions") -> "JobSpec":
         """Fill what this spec leaves open from options given for every job."""
@@ -60,6 +63,8 @@ class JobOptions:
     timeout: float | None = None
     delay: float | None = None
     run_at: float | None = None
+    queue: str | None = None
+    after: tuple[str, ...] | None = None
 
 
 _OPTION_NAMES = tuple(f.name for f in fields(JobOptions))
@@ -143,6 +148,35 @@ def parse_time(key: str, value: Any) -> float:
     return moment.timestamp()
 
 
+QUEUE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+MAX_AFTER = 1000
+
+
+def validate_name(key: str, value: Any) -> str:
+    """A queue's or a schedule's name (SPEC 7): 1-64 letters, digits, '.', '_' or '-'."""
+    text = _text(key, value)
+    if not QUEUE_NAME.fullmatch(text):
+        raise InvalidInput(
+            f"{key!r} must be 1 to 64 letters, digits, '.', '_' or '-', got {text!r}"
+        )
+    return text
+
+
+def validate_after(value: Any) -> tuple[str, ...]:
+    """A list of job ids (or unique prefixes), each once, in order."""
+    if not isinstance(value, list):
+        raise InvalidInput(f"'after' must be a list of job ids, got {_type_name(value)}")
+    if len(value) > MAX_AFTER:
+        raise InvalidInput(f"'after' names more than {MAX_AFTER} jobs")
+    ids: dict[str, None] = {}
+    for item in value:
+        text = _text("after", item)
+        if not text.strip():
+            raise InvalidInput("'after' holds an empty id")
+        ids[text] = None
+    return tuple(ids)
+
+
 _VALIDATORS = {
     "command": validate_command,
     "id": validate_id,
@@ -152,6 +186,8 @@ _VALIDATORS = {
     "delay": lambda v: validate_seconds("delay", v, positive=False),
     "run_at": lambda v: parse_time("run_at", v),
     "cwd": lambda v: _text("cwd", v),
+    "queue": lambda v: validate_name("queue", v),
+    "after": validate_after,
 }
 
 
@@ -195,3 +231,31 @@ def parse_job(text: str) -> JobSpec:
             if isinstance(data, dict):
                 return spec_from_mapping(data)
     return JobSpec(command=validate_command(text))
+
+
+# -- durations (SPEC 5), shared by purge --older-than, config `retention` and others -----------
+
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([smhd]?)\s*", re.IGNORECASE)
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any, key: str = "duration") -> int | float:
+    """Seconds from ``90`` (seconds), ``90s``, ``15m``, ``2h`` or ``7d`` (SPEC 5); a number of
+    seconds is taken as it is. Whole seconds come back as an int."""
+    if isinstance(value, bool):
+        raise InvalidInput(f"{key!r} must be a duration such as 90, 90s, 15m, 2h or 7d")
+    if isinstance(value, (int, float)):
+        seconds: float = value
+    else:
+        match = _DURATION.fullmatch(str(value))
+        if match is None:
+            raise InvalidInput(
+                f"{key!r} must be a duration such as 90, 90s, 15m, 2h or 7d, got {str(value)!r:.40}"
+            )
+        seconds = float(match.group(1)) * _UNIT_S[match.group(2).lower()]
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_DURATION_S:
+        raise InvalidInput(f"{key!r} must be from 0 to {MAX_DURATION_S // 86400} days")
+    return int(seconds) if float(seconds).is_integer() else float(seconds)
+
+
+MAX_DURATION_S = 100 * 365 * 86400  # a century: any later cut-off is before every job

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import schema
-from .models import CLAIMABLE, Job, State, sql_in
+from .models import READY, Job, State
 
 JOB_TIMEOUT = "job-timeout"
 COLUMN_NAMES = tuple(field.name for field in Job._meta.sorted_fields)
@@ -38,19 +38,33 @@ def claimed_run(worker: object, now: object) -> dict[str, object]:
         "worker": worker,
         "started_at": now,
         "updated_at": now,
+        # The output so far is this run's (SPEC 6: `logs -f`), stored as it prints.
+        "output": None,
+        "output_bytes": 0,
     }
 
 
-def completed_run(now: object, exit_code: object, output: object) -> dict[str, object]:
+def completed_run(
+    now: object, exit_code: object, output: object, output_bytes: object
+) -> dict[str, object]:
     """What a successful run changes (SPEC 3)."""
     return {
         "state": State.COMPLETED,
         "exit_code": exit_code,
         "error": None,
         "output": output,
+        "output_bytes": output_bytes,
         "finished_at": now,
         "updated_at": now,
     }
+
+
+def unless_cancelled(state: str) -> str:
+    """SQL for the state a run's end stores: ``state`` (SQL text), or 'cancelled' when a user
+    asked to cancel the job while it ran (SPEC 6). Every end of a run goes through it (the
+    result stored, a rescue, a release), so a cancel that races the run's end still leaves one
+    final state, and a cancelled job is never retried."""
+    return f"CASE WHEN \"cancel_requested_at\" IS NULL THEN {state} ELSE '{State.CANCELLED.value}' END"
 
 
 def _literal(value: object) -> str:
@@ -73,41 +87,14 @@ class Statements:
         # A claim also reads the config `job-timeout` the run will get (SPEC: read as the run
         # starts): a statement fewer per job than asking for it next.
         columns += f', (SELECT "value" FROM "config" WHERE "key" = \'{JOB_TIMEOUT}\')'
-        indexed = ' INDEXED BY "job_claim_order"' if is_sqlite else ""
-        skip_locked = "" if is_sqlite else " FOR UPDATE SKIP LOCKED"
-
-        def next_due(now: str) -> str:
-            return (
-                f'(SELECT "seq" FROM "job"{indexed} WHERE {sql_in(CLAIMABLE)} AND "run_at" <= '
-                f'{now} ORDER BY "priority" DESC, "run_at", "seq" LIMIT 1{skip_locked})'
-            )
-
-        claim = claimed_run(Sql(param), Sql(param))
-        self.claim = (
-            f'UPDATE "job" SET {_assignments(claim)} '
-            f'WHERE "seq" = {next_due(param)} RETURNING {columns}'
+        self.columns = columns
+        self._claims: dict[tuple[str, ...] | None, tuple[str, str | None]] = {}
+        self.claim, self.complete_and_claim = self.claims(None)
+        # One job claimed by its seq (PostgreSQL's claims in limited queues, see Workflows).
+        self.claim_seq = (
+            f'UPDATE "job" SET {_assignments(claimed_run(Sql(param), Sql(param)))} '
+            f'WHERE "seq" = {param} RETURNING {columns}'
         )
-        # SQLite: a run that succeeded is stored and the next job claimed by one statement
-        # (atomic on its own: no BEGIN, no COMMIT; a busy worker's commits halve). It is the
-        # same-run update of completed_run() and the claim above, row by row. Parameters: ?1
-        # the finished job's seq, ?2 the worker, ?3 now, ?4 exit code, ?5 output, ?6 and ?7 the
-        # run's attempts and started_at.
-        done = '"seq" = ?1'
-        completed = completed_run(Sql("?3"), Sql("?4"), Sql("?5"))
-        claimed = claimed_run(Sql("?2"), Sql("?3"))
-        cases = ", ".join(
-            f'"{name}" = CASE WHEN {done} THEN {_literal(completed.get(name, Sql(_quoted(name))))} '
-            f"ELSE {_literal(claimed.get(name, Sql(_quoted(name))))} END"
-            for name in [*completed, *(name for name in claimed if name not in completed)]
-        )
-        # The finished job's output is not read back: the caller has it, and it can be 1 MiB.
-        returning = columns.replace('"output"', f'CASE WHEN {done} THEN NULL ELSE "output" END')
-        self.complete_and_claim = None if not is_sqlite else (
-            f'UPDATE "job" SET {cases} '
-            f'WHERE "seq" IN (?1, {next_due("?3")}) '
-            f'AND (NOT {done} OR ({_same_run("?2", "?6", "?7", is_sqlite=True)})) '
-            f"RETURNING {returning}"
-        )  # fmt: skip
         names = ", ".join(f'"{name}"' for name in INSERTED)
         values = ", ".join([param] * len(INSERTED))
         self.insert = f'INSERT INTO "job" ({names}) VALUES ({values})'
@@ -117,18 +104,114 @@ class Statements:
         )
         self._same_run: dict[tuple[str, ...], str] = {}
 
+    def claims(self, queues: tuple[str, ...] | None) -> tuple[str, str | None]:
+        """The claim, and (SQLite) the complete-and-claim, of a worker that takes jobs of
+        ``queues`` only (None: of every queue). Either takes only a ready job (no dependency
+        open, SPEC 7) of a queue that is not held (:func:`held_queues`)."""
+        statements = self._claims.get(queues)
+        if statements is None:
+            statements = self._claims[queues] = self._build_claims(queues)
+        return statements
+
+    def _build_claims(self, queues: tuple[str, ...] | None) -> tuple[str, str | None]:
+        param, is_sqlite, columns = self.param, self.is_sqlite, self.columns
+        indexed = ' INDEXED BY "job_claim_order"' if is_sqlite else ""
+        skip_locked = "" if is_sqlite else " FOR UPDATE SKIP LOCKED"
+        only = queue_filter(queues)
+
+        def next_due(now: str, held: str) -> str:
+            return (
+                f'(SELECT "seq" FROM "job"{indexed} WHERE {READY} AND "run_at" <= {now} '
+                f'AND "queue" NOT IN ({held}){only} '
+                f'ORDER BY "priority" DESC, "run_at", "seq" LIMIT 1{skip_locked})'
+            )
+
+        # SQLite claims inside its write lock: a limit counted here holds. PostgreSQL's claims
+        # run side by side, so this one leaves limited queues to Workflows._claim_limited.
+        held = held_queues() if is_sqlite else held_queues(counted=False)
+        claim = claimed_run(Sql(param), Sql(param))
+        claim_sql = (
+            f'UPDATE "job" SET {_assignments(claim)} '
+            f'WHERE "seq" = {next_due(param, held)} RETURNING {columns}'
+        )
+        if not is_sqlite:
+            return claim_sql, None
+        # SQLite: a run that succeeded is stored and the next job claimed by one statement
+        # (atomic on its own: no BEGIN, no COMMIT; a busy worker's commits halve). It is the
+        # same-run update of completed_run() and the claim above, row by row. Parameters: ?1
+        # the finished job's seq, ?2 the worker, ?3 now, ?4 exit code, ?5 output, ?6 and ?7 the
+        # run's attempts and started_at, ?8 the bytes it printed.
+        done = '"seq" = ?1'
+        same_run = _same_run("?2", "?6", "?7", is_sqlite=True)
+        completed = completed_run(Sql("?3"), Sql("?4"), Sql("?5"), Sql("?8"))
+        claimed = claimed_run(Sql("?2"), Sql("?3"))
+
+        def when_done(name: str) -> str:
+            value = _literal(completed.get(name, Sql(_quoted(name))))
+            return unless_cancelled(value) if name == "state" else value
+
+        cases = ", ".join(
+            f'"{name}" = CASE WHEN {done} THEN {when_done(name)} '
+            f"ELSE {_literal(claimed.get(name, Sql(_quoted(name))))} END"
+            for name in [*completed, *(name for name in claimed if name not in completed)]
+        )
+        # The finished job's output is not read back: the caller has it, and it can be 1 MiB.
+        returning = columns.replace('"output"', f'CASE WHEN {done} THEN NULL ELSE "output" END')
+        # The finished run no longer counts against its queue's limit: it ends in this statement.
+        held_after = held_queues(ending=f"{done} AND {same_run}")
+        complete_and_claim = (
+            f'UPDATE "job" SET {cases} '
+            f'WHERE "seq" IN (?1, {next_due("?3", held_after)}) '
+            f"AND (NOT {done} OR ({same_run})) "
+            f"RETURNING {returning}"
+        )  # fmt: skip
+        return claim_sql, complete_and_claim
+
     def same_run_update(self, columns: tuple[str, ...]) -> str:
         """UPDATE of ``columns`` of the job (seq, worker) still processing there, in the same
         run (attempts, started_at): a worker presumed lost that claimed the job again must not
-        store its old run's result over the new run."""
+        store its old run's result over the new run. A new state is stored unless the job was
+        cancelled meanwhile (:func:`unless_cancelled`); it returns the state stored."""
         sql = self._same_run.get(columns)
         if sql is None:
-            assignments = ", ".join(f'"{name}" = {self.param}' for name in columns)
+            assignments = ", ".join(
+                f'"{name}" = '
+                + (unless_cancelled(self.param) if name == "state" else self.param)
+                for name in columns
+            )
             same = _same_run(self.param, self.param, self.param, self.is_sqlite)
             sql = self._same_run[columns] = (
-                f'UPDATE "job" SET {assignments} WHERE "seq" = {self.param} AND {same}'
+                f'UPDATE "job" SET {assignments} WHERE "seq" = {self.param} AND {same} '
+                'RETURNING "state"'
             )
         return sql
+
+
+def held_queues(*, counted: bool = True, ending: str | None = None) -> str:
+    """SQL selecting the names of the queues no job may be claimed from (SPEC 7): the paused
+    ones, and those running as many jobs as their limit allows (``counted``; else every limited
+    queue). ``ending``: a condition on the job row of a run that ends in the same statement,
+    not counted. With no settings (the usual case) it reads one empty table."""
+    if not counted:
+        return 'SELECT "name" FROM "queue_setting" WHERE "paused" OR "max_running" IS NOT NULL'
+    running = (
+        f'SELECT COUNT(*) FROM "job" WHERE "state" = \'{State.PROCESSING.value}\' '
+        'AND "queue" = "s"."name"'
+    )
+    if ending is not None:
+        running += f" AND NOT ({ending})"
+    return (
+        'SELECT "s"."name" FROM "queue_setting" AS "s" WHERE "s"."paused" OR '
+        f'("s"."max_running" IS NOT NULL AND "s"."max_running" <= ({running}))'
+    )
+
+
+def queue_filter(queues: tuple[str, ...] | None) -> str:
+    """`` AND "queue" IN (...)`` for a worker of these queues only (names are validated:
+    letters, digits, '.', '_' and '-'), else nothing."""
+    if queues is None:
+        return ""
+    return ' AND "queue" IN (' + ", ".join(_literal(name) for name in queues) + ")"
 
 
 def _quoted(name: str) -> str:

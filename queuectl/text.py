@@ -1,13 +1,18 @@
-"""Job text made safe to show on a terminal, shared by the CLI's human output and the TUI.
+"""Job text and times as people read them, shared by the CLI's human output and the TUI.
 
 Commands, output and errors are shown as written, never obeyed: control characters (escape
 sequences among them) and the bidirectional overrides that can make text read differently from
 what it is are replaced by visible ``\\xNN`` / ``\\uNNNN`` escapes. ``--json`` keeps text intact.
+
+Plain strings only: the CLI prints them, the TUI wraps them in Rich ``Text`` (``tui/text.py``).
+Where the CLI and the TUI render the same thing differently (a one-line job command, a duration),
+each rendering has its own name here.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 
 # C0 controls except tab and newline, DEL, C1 controls (0x80-0x9f: 8-bit CSI and friends), and
 # the bidirectional embeddings, overrides and isolates.
@@ -19,6 +24,112 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+# -- text ------------------------------------------------------------------------------------
+
+
 def visible(text: str) -> str:
     """``text`` with every unsafe character shown as an escape (newlines and tabs are kept)."""
     return _UNSAFE.sub(_escape, text)
+
+
+def safe(text: str | None) -> str:
+    """Text safe to show over several lines: CRLF is a line end, the rest :func:`visible`."""
+    return visible(text.replace("\r\n", "\n")) if text else ""
+
+
+def escaped_line(text: str | None) -> str:
+    """On one line for logs and tables: newlines and tabs as ``\\n`` and ``\\t`` escapes too."""
+    return visible(text).replace("\n", "\\n").replace("\t", "\\t") if text else ""
+
+
+def folded_line(text: str | None) -> str:
+    """On one line for a table cell: each line end a ``⏎`` mark, a tab a space."""
+    return safe(text).strip("\n").replace("\n", " ⏎ ").replace("\t", " ")
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, the last one an ellipsis; whole when ``width`` <= 0."""
+    if width <= 0 or len(text) <= width:
+        return text
+    return text[: max(width - 1, 0)] + "…"
+
+
+# -- durations -------------------------------------------------------------------------------
+
+
+def duration(seconds: float | None) -> str:
+    """A duration as measured: ``0.42s``, ``4.2s``, ``42s``, ``3m05s``, ``2h03m``, ``3d04h``."""
+    if seconds is None:
+        return ""
+    seconds = max(seconds, 0.0)
+    if seconds < 1:
+        return f"{seconds:.2f}s"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def coarse_duration(seconds: float) -> str:
+    """A duration in the one unit that matters, cut down: ``12s``, ``3m``, ``2h``, ``4d``."""
+    whole = int(max(seconds, 0.0))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m"
+    if whole < 86400:
+        return f"{whole // 3600}h"
+    return f"{whole // 86400}d"
+
+
+def rounded_duration(seconds: float) -> str:
+    """A duration in one unit, rounded, sign ignored: ``4.2s``, ``95s``, ``42m``, ``5h``, ``3d``."""
+    seconds = abs(seconds)
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f}h"
+    return f"{seconds / 86400:.0f}d"
+
+
+# -- moments ---------------------------------------------------------------------------------
+
+
+def utc_time(moment: float | None, *, zone: str = "Z") -> str:
+    """UTC epoch seconds to the second: ``2026-11-28T21:00:03Z`` (``-`` for None)."""
+    if moment is None:
+        return "-"
+    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + zone
+
+
+def relative_time(moment: float | None, now: float) -> str:
+    """``now``, ``in 42m`` or ``42m ago`` (:func:`rounded_duration`); ``-`` for None."""
+    if moment is None:
+        return "-"
+    delta = moment - now
+    if abs(delta) < 0.5:
+        return "now"
+    return f"in {rounded_duration(delta)}" if delta > 0 else f"{rounded_duration(delta)} ago"
+
+
+def coarse_relative_time(moment: float, now: float) -> str:
+    """``in 3m`` or ``3m ago`` (:func:`coarse_duration`): less than a second ahead is past."""
+    delta = moment - now
+    return f"in {coarse_duration(delta)}" if delta >= 1 else f"{coarse_duration(-delta)} ago"
+
+
+def ago(moment: float | None, now: float) -> str:
+    """How long ago: ``3m ago`` (:func:`coarse_duration`), never in the future; "" for None."""
+    if moment is None:
+        return ""
+    return f"{coarse_duration(now - moment)} ago"

@@ -15,16 +15,18 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 10.0, message: str = "", *,
-               interval: float = 0.02) -> T:
-    """Poll ``predicate`` until it returns something truthy (returned), or fail at the deadline."""
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0,
+               message: str | Callable[[], str] = "", *, interval: float = 0.02) -> T:
+    """Poll ``predicate`` until it returns something truthy (returned), or fail at the deadline.
+    ``message`` says what was awaited; a callable one is asked at the deadline (to show state)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
+            what = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         time.sleep(interval)
 
 

@@ -1,57 +1,47 @@
 """The queuectl TUI: four live panes over one queue, and this app's own worker pool.
 
-The App only wires things together. The loader thread (``data.load_snapshot``) reads the queue
-and posts a :class:`QueueSnapshot`; the panes (``widgets/pane.py``) diff it into their tables;
-the forms (``screens/``) return values that actions hand to worker threads. The UI thread never
-runs a query.
+The App only wires things together. The loader (``data.Loader``) reads the queue in a worker
+thread and posts a :class:`QueueSnapshot`; the panes (``widgets/pane.py``) diff it into their
+tables; the forms (``screens/``) return values that actions hand to worker threads. The UI thread
+never runs a query. Colours are the theme's (``theme.py``); keys typed ahead are handled in order
+(``keys.py``).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from functools import partial
 from urllib.parse import urlparse
 
 from textual import events, work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Grid
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from queuectl.config import KEYS
 from queuectl.errors import QueueError
 from queuectl.queue import Queue
 from queuectl.spec import JobSpec
 from queuectl.worker import MAX_THREADS, JobEvent
 
-from .data import load_snapshot, pane_summaries
+from .data import Loader, pane_summaries
+from .keys import KeysInOrder
 from .pool import PoolControl
 from .messages import PANES, Done, LoadFailed, PoolEvent, QueueSnapshot
 from .screens.config import ConfigScreen
 from .screens.confirm import ConfirmScreen, StoppingScreen
 from .screens.details import DetailsScreen
 from .screens.enqueue import EnqueueScreen
+from .theme import THEME, VARIABLES
 from .widgets.pane import JobPane
 from .widgets.stats import StatsBar
 
-# The keys' actions, offered in the command palette too: (title, key, action).
-PALETTE = (
-    ("Enqueue a job", "a", "enqueue"),
-    ("Retry the selected dead job", "r, in the Dead pane", "retry"),
-    ("Retry all dead jobs", "R", "retry_all"),
-    ("Edit the configuration", "c", "config"),
-    ("Job details", "enter", "details"),
-    ("Next pane", "tab", "next_pane"),
-    ("Previous pane", "shift+tab", "previous_pane"),
-    ("Add a worker thread", "+", "threads(1)"),
-    ("Remove a worker thread", "-", "threads(-1)"),
-    ("Pause / resume workers", "p: running jobs finish", "pause"),
-)
-MIN_LOAD_GAP_S = 0.2  # worker events refresh at most this often; the timer refreshes anyway
 
 
 def display_name(queue: Queue) -> str:
@@ -62,19 +52,21 @@ def display_name(queue: Queue) -> str:
     return f"{url.hostname or 'localhost'}{url.path}"
 
 
-class QueueApp(App[None]):
+class QueueApp(KeysInOrder):
     """queuectl's terminal UI over ``queue``, running ``workers`` worker threads."""
 
     CSS_PATH = "app.tcss"
     TITLE = "queuectl"
+    # The footer shows the descriptions; a binding with a tooltip is a palette command too.
     BINDINGS = [
-        Binding("a", "enqueue", "Add"),
-        Binding("r", "retry", "Retry"),
-        Binding("R", "retry_all", "Retry all"),
-        Binding("c", "config", "Config"),
-        Binding("plus", "threads(1)", "Threads", key_display="+/-"),
-        Binding("minus", "threads(-1)", "Fewer threads", show=False),
-        Binding("p", "pause", "Pause"),
+        Binding("a", "enqueue", "Add", tooltip="Enqueue a job"),
+        Binding("r", "retry", "Retry", tooltip="Retry the selected dead job"),
+        Binding("R", "retry_all", "Retry all", tooltip="Retry all dead jobs"),
+        Binding("c", "config", "Config", tooltip="Edit the configuration"),
+        Binding("plus", "threads(1)", "Threads", key_display="+/-", tooltip="Add a worker thread"),
+        Binding("minus", "threads(-1)", "Fewer threads", show=False,
+                tooltip="Remove a worker thread"),  # fmt: skip
+        Binding("p", "pause", "Pause", tooltip="Pause / resume workers"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -88,20 +80,21 @@ class QueueApp(App[None]):
         *,
         clock: Callable[[], float] | None = None,
         refresh_interval: float = 1.0,
+        queues: tuple[str, ...] | None = None,
     ) -> None:
         super().__init__()
+        self.register_theme(THEME)
+        self.theme = THEME.name
         self.queue = queue
         self.clock = clock or queue.clock
         self.refresh_interval = refresh_interval
         self.set_reactive(QueueApp.threads, max(0, min(workers, MAX_THREADS)))
         self.pool = PoolControl(
-            queue, self._pool_event, lambda error: self.post_message(Done(error, "error"))
+            queue, self._pool_event, lambda error: self.post_message(Done(error, "error")),
+            queues,
         )
+        self.loader = Loader(self, queue, self.clock, self._rows_wanted)
         self._quitting = False
-        self._loading = False
-        self._load_again = False
-        self._last_load = float("-inf")
-        self._load_timer = None
         self.loads = 0  # snapshots applied (tests wait on it)
         self.config_values: dict[str, int | float] = {}
 
@@ -129,6 +122,9 @@ class QueueApp(App[None]):
         self.stats.set_class(narrow, "-narrow")
         self.footer.show_command_palette = not narrow
 
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return VARIABLES  # for any theme the palette picks
+
     @property
     def panes(self) -> list[JobPane]:
         return list(self.grid.query(JobPane))
@@ -140,32 +136,13 @@ class QueueApp(App[None]):
         self.request_load()
         self.pool.want(self.threads, self.paused)
 
-    # -- loading: a thread queries, the UI thread applies -------------------------------------
+    # -- loading: a thread queries (data.Loader), the UI thread applies ---------------------
 
     def request_load(self) -> None:
-        """Refresh soon: at once if idle, else after the load in flight (never two at once)."""
-        if self._loading:
-            self._load_again = True
-            return
-        wait = self._last_load + MIN_LOAD_GAP_S - time.monotonic()
-        if wait > 0:
-            if self._load_timer is None:
-                self._load_timer = self.set_timer(wait, self._timed_load)
-            return
-        self._loading, self._load_again = True, False
-        self._last_load = time.monotonic()
-        self._load({pane.kind.name: pane.rows_wanted for pane in self.panes})
+        self.loader.request()
 
-    def _timed_load(self) -> None:
-        self._load_timer = None
-        self.request_load()
-
-    @work(thread=True, exclusive=True, group="load", exit_on_error=False)
-    def _load(self, limits: dict[str, int]) -> None:
-        try:
-            self.post_message(load_snapshot(self.queue, self.clock, limits))
-        except Exception as exc:  # the database went away or is locked: show it, keep going
-            self.post_message(LoadFailed(f"{type(exc).__name__}: {exc}"))
+    def _rows_wanted(self) -> dict[str, int]:
+        return {pane.kind.name: pane.rows_wanted for pane in self.panes}
 
     def on_queue_snapshot(self, snapshot: QueueSnapshot) -> None:
         summaries = pane_summaries(snapshot.counts, snapshot.live_workers)
@@ -180,16 +157,11 @@ class QueueApp(App[None]):
         stats.error = ""
         self.config_values = snapshot.config
         self.loads += 1
-        self._loaded()
+        self.loader.loaded()
 
     def on_load_failed(self, message: LoadFailed) -> None:
         self.stats.error = message.error
-        self._loaded()
-
-    def _loaded(self) -> None:
-        self._loading = False
-        if self._load_again:
-            self.request_load()
+        self.loader.loaded()
 
     def on_pool_event(self, event: PoolEvent) -> None:
         self.request_load()
@@ -245,7 +217,7 @@ class QueueApp(App[None]):
     # -- actions with forms ---------------------------------------------------------------------
 
     def action_enqueue(self) -> None:
-        default = self.config_values.get("max-retries", 3)
+        default = self.config_values.get("max-retries", KEYS["max-retries"].default)
         self.push_screen(EnqueueScreen(default), self._enqueue)
 
     def _enqueue(self, spec: JobSpec | None) -> None:
@@ -352,15 +324,19 @@ class QueueApp(App[None]):
     # -- the command palette --------------------------------------------------------------------
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        for title, key, action in PALETTE:
-            yield SystemCommand(title, f"key: {key}", partial(self.run_action, action))
+        for binding in (*self.BINDINGS, *JobPane.BINDINGS):
+            if isinstance(binding, Binding) and binding.tooltip:
+                key = self.get_key_display(replace(binding, key_display=None))
+                action = partial(self.run_action, binding.action.removeprefix("app."))
+                yield SystemCommand(binding.tooltip, f"key: {key}", action)
         yield from super().get_system_commands(screen)
 
 
-def run_app(target: str | None, workers: int = 2) -> None:
-    """Open the queue at ``target`` and run the TUI with ``workers`` worker threads."""
+def run_app(target: str | None, workers: int = 2, queues: tuple[str, ...] | None = None) -> None:
+    """Open the queue at ``target`` and run the TUI with ``workers`` worker threads (claiming
+    jobs of ``queues`` only, if given)."""
     queue = Queue(target)
-    app = QueueApp(queue, workers=workers)
+    app = QueueApp(queue, workers=workers, queues=queues)
     try:
         app.run()
     finally:  # however the app ended, this process's workers stop gracefully

@@ -1,13 +1,22 @@
-"""The loader: runs in a worker thread, queries the queue, returns plain data."""
+"""The loader: a worker thread queries the queue and posts plain data to the UI thread.
+
+:class:`Loader` decides when (at once if idle, never two loads at once, at most one every
+``MIN_GAP_S``); :func:`load_snapshot` is what the thread runs.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from functools import partial
 
-from queuectl.models import Job
+from textual.app import App
+from textual.timer import Timer
+
+from queuectl.models import Job, State
 from queuectl.queue import Queue
 
-from .messages import PANES, JobRow, QueueSnapshot
+from .messages import PANES, JobRow, LoadFailed, QueueSnapshot
 
 WINDOW_S = 60  # the throughput chart: the last minute, one bar a second
 PANE_LIMIT = 200  # rows loaded per pane when the app does not say (see JobPane.rows_wanted)
@@ -56,11 +65,66 @@ def load_snapshot(
 
 def pane_summaries(counts: dict[str, int], live_workers: int) -> dict[str, tuple[int, str]]:
     """Per pane: how many jobs it holds in all, and a note for its border."""
-    failed = counts["failed"]
+    failed = counts[State.FAILED]
     workers = f"{live_workers} worker{'' if live_workers == 1 else 's'} live"
     return {
-        "waiting": (counts["pending"] + failed, f"{failed:,} retrying" if failed else ""),
-        "processing": (counts["processing"], workers),
-        "completed": (counts["completed"], ""),
-        "dead": (counts["dead"], ""),
+        "waiting": (counts[State.PENDING] + failed, f"{failed:,} retrying" if failed else ""),
+        "processing": (counts[State.PROCESSING], workers),
+        "completed": (counts[State.COMPLETED], ""),
+        "dead": (counts[State.DEAD], ""),
     }
+
+
+class Loader:
+    """Refreshes ``app``'s view of ``queue``: posts a QueueSnapshot, or LoadFailed, to ``app``.
+
+    ``limits()`` says how many rows each pane wants; the app calls :meth:`loaded` once it has
+    applied what a load posted.
+    """
+
+    MIN_GAP_S = 0.2  # worker events refresh at most this often; the app's timer refreshes anyway
+
+    def __init__(
+        self,
+        app: App,
+        queue: Queue,
+        clock: Callable[[], float],
+        limits: Callable[[], dict[str, int]],
+    ) -> None:
+        self.app, self.queue, self.clock, self.limits = app, queue, clock, limits
+        self._loading = False
+        self._again = False  # asked for while loading: load once more when done
+        self._last = float("-inf")  # time.monotonic() of the last load started
+        self._timer: Timer | None = None
+
+    def request(self) -> None:
+        """Refresh soon: at once if idle, else after the load in flight (never two at once)."""
+        if self._loading:
+            self._again = True
+            return
+        wait = self._last + self.MIN_GAP_S - time.monotonic()
+        if wait > 0:
+            if self._timer is None:
+                self._timer = self.app.set_timer(wait, self._timed)
+            return
+        self._loading, self._again = True, False
+        self._last = time.monotonic()
+        load = partial(self._load, self.limits())
+        self.app.run_worker(load, thread=True, exclusive=True, group="load", exit_on_error=False)
+
+    def loaded(self) -> None:
+        """The app has shown what the last load posted."""
+        self._loading = False
+        if self._again:
+            self.request()
+
+    def _timed(self) -> None:
+        self._timer = None
+        self.request()
+
+    def _load(self, limits: dict[str, int]) -> None:
+        """In a worker thread."""
+        try:
+            self.app.post_message(load_snapshot(self.queue, self.clock, limits))
+        except Exception as exc:  # the database went away or is locked: show it, keep going
+            self.app.post_message(LoadFailed(f"{type(exc).__name__}: {exc}"))

@@ -75,4 +75,3 @@ class Done(Message):
 
     text: str
     severity: str = "information"
-    extra: dict[str, object] = field(default_factory=dict)

@@ -21,8 +21,10 @@ class PoolControl:
         queue: Queue,
         on_event: Callable[[JobEvent], None],
         on_error: Callable[[str], None],
+        queues: tuple[str, ...] | None = None,
     ) -> None:
         self.queue, self.on_event, self.on_error = queue, on_event, on_error
+        self.queues = queues  # claim only jobs of these named queues (`tui --queue`)
         self.pool: WorkerPool | None = None
         self._lock = threading.Lock()
         self._threads, self._paused = 0, False
@@ -71,7 +73,9 @@ class PoolControl:
 
     def _start(self) -> None:
         with self._lock:
-            pool = WorkerPool(self.queue, self._threads, on_event=self.on_event)
+            pool = WorkerPool(
+                self.queue, self._threads, on_event=self.on_event, queues=self.queues
+            )
             if self._paused:
                 pool.pause()  # before it claims anything
         try:

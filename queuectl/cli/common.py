@@ -8,14 +8,13 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from ..env import DB_ENV_VAR
 from ..errors import InvalidInput
-from ..text import visible
+from ..text import escaped_line, safe, shorten
 
 if TYPE_CHECKING:
     from ..queue import Queue
@@ -33,7 +32,10 @@ class Settings:
     @property
     def queue(self) -> "Queue":
         if self._queue is None:
-            from ..queue import Queue
+            from ..target import engine_for, resolve_target
+
+            with engine_for(resolve_target(self.target)):
+                from ..queue import Queue
 
             self._queue = Queue(self.target)
         return self._queue
@@ -77,6 +79,29 @@ def engine_value(convert: Callable[[Any], Any]) -> Callback:
     return callback
 
 
+def queue_name_option(help: str, *names: str) -> Callable[[F], F]:
+    """``--queue NAME``: one named queue (SPEC 7), its name validated (exit 2)."""
+    from ..spec import validate_name
+
+    return click.option(
+        *(names or ("--queue", "-q")), "queue", metavar="NAME",
+        callback=engine_value(lambda value: validate_name("queue", value)), help=help,
+    )  # fmt: skip
+
+
+def queues_option(help: str) -> Callable[[F], F]:
+    """``--queue NAME``, repeatable: claim only jobs of these queues (SPEC 7)."""
+    from ..spec import validate_name
+
+    def convert(values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(validate_name("queue", value) for value in values)
+
+    return click.option(
+        "--queue", "-q", "queues", metavar="NAME", multiple=True,
+        callback=engine_value(convert), help=help,
+    )  # fmt: skip
+
+
 # -- terminal-safe text ----------------------------------------------------------------------
 
 
@@ -85,47 +110,7 @@ def clean(text: object, *, one_line: bool = False) -> str:
     also shows newlines and tabs as escapes."""
     if text is None:
         return "-"
-    if one_line:
-        return visible(str(text)).replace("\n", "\\n").replace("\t", "\\t")
-    return visible(str(text).replace("\r\n", "\n"))  # CRLF is just a line end
-
-
-def shorten(text: str, width: int) -> str:
-    if width <= 0 or len(text) <= width:
-        return text
-    return text[: max(width - 1, 0)] + "…"
-
-
-# -- times -----------------------------------------------------------------------------------
-
-
-def fmt_time(timestamp: float | None) -> str:
-    """UTC, to the second: ``2026-11-28T21:00:03Z``."""
-    if timestamp is None:
-        return "-"
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def fmt_duration(seconds: float) -> str:
-    seconds = abs(seconds)
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.0f}h"
-    return f"{seconds / 86400:.0f}d"
-
-
-def fmt_relative(timestamp: float | None, now: float | None = None) -> str:
-    if timestamp is None:
-        return "-"
-    delta = timestamp - (time.time() if now is None else now)
-    if abs(delta) < 0.5:
-        return "now"
-    return f"in {fmt_duration(delta)}" if delta > 0 else f"{fmt_duration(delta)} ago"
+    return escaped_line(str(text)) if one_line else safe(str(text))
 
 
 # -- tables ----------------------------------------------------------------------------------
@@ -166,12 +151,11 @@ __all__ = [
     "Settings",
     "clean",
     "engine_value",
-    "fmt_duration",
-    "fmt_relative",
-    "fmt_time",
     "json_option",
     "pass_settings",
     "print_json",
     "print_table",
+    "queue_name_option",
+    "queues_option",
     "wait_until",
 ]

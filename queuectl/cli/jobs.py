@@ -11,13 +11,14 @@ from ..errors import InvalidInput, QueueError
 from ..spec import JobOptions, JobSpec, parse_job, parse_time, validate_id, validate_int
 from ..spec import validate_seconds
 from ..states import ACTIVE, CLAIMABLE, STATES
+from ..text import relative_time, rounded_duration, utc_time
+
+DEFAULT_QUEUE = "default"  # models.DEFAULT_QUEUE, without importing the engine
 from .common import (
     Settings,
     clean,
+    queue_name_option,
     engine_value,
-    fmt_duration,
-    fmt_relative,
-    fmt_time,
     json_option,
     pass_settings,
     print_json,
@@ -94,6 +95,9 @@ def complete_ids(state: str | None = None):
               metavar="TIME", help="Run no sooner than this ISO 8601 time (naive = UTC).")
 @click.option("--id", "job_id", callback=engine_value(validate_id), metavar="ID",
               help="Give the job this id instead of a generated one.")
+@queue_name_option("Put the job in this named queue (default: 'default').")
+@click.option("--after", "after", multiple=True, metavar="ID",
+              help="Run only once this job has completed (repeatable; an id or unique prefix).")
 @json_option
 @pass_settings
 def enqueue(
@@ -106,13 +110,16 @@ def enqueue(
     delay: float | None,
     run_at: float | None,
     job_id: str | None,
+    queue: str | None,
+    after: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Add a job: ARG is a JSON object or else a plain shell command.
 
     JSON keys: command (required), id, max_retries, priority, timeout, delay (seconds) or
-    run_at (ISO 8601), cwd. The options fill in what the JSON leaves out. Prints the new
-    job's id (--json: the job object).
+    run_at (ISO 8601), cwd, queue, after (a list of ids). The options fill in what the JSON
+    leaves out. Prints the new job's id (--json: the job object). In a --file, a line's
+    "after" may name the ids of earlier lines.
 
     \b
     Examples:
@@ -120,6 +127,7 @@ def enqueue(
       queuectl enqueue --priority 10 --max-retries 5 './deploy.sh'
       queuectl enqueue '{"id": "backup", "command": "./backup.sh", "delay": 60}'
       queuectl enqueue --file jobs.txt      # one job per line, all in one transaction
+      queuectl enqueue --after build --queue deploy './deploy.sh'
     """
     if len(arg) > 1:
         raise click.UsageError(
@@ -141,6 +149,8 @@ def enqueue(
         timeout=timeout,
         delay=delay,
         run_at=run_at,
+        queue=queue,
+        after=_after_option(after),
     )
     if file is None:
         spec = parse_job(arg[0]).with_defaults(options)
@@ -164,6 +174,17 @@ def enqueue(
     else:
         for job in jobs:
             click.echo(job.id)
+
+
+def _after_option(after: tuple[str, ...]) -> tuple[str, ...] | None:
+    if not after:
+        return None
+    from ..spec import validate_after
+
+    try:
+        return validate_after(list(after))
+    except InvalidInput as exc:
+        raise click.BadParameter(str(exc), param_hint="'--after'") from None
 
 
 def _read_file(file: BinaryIO, options: JobOptions) -> tuple[list[JobSpec], list[int]]:
@@ -196,7 +217,11 @@ def _read_file(file: BinaryIO, options: JobOptions) -> tuple[list[JobSpec], list
 def _name_line(
     settings: Settings, exc: InvalidInput, specs: list[JobSpec], lines: list[int]
 ) -> InvalidInput:
-    """The engine refused the batch: say which line's id was taken, when we can tell."""
+    """The engine refused the batch: say which line's id was taken, or which line named an
+    unknown dependency, when we can tell."""
+    index = getattr(exc, "index", None)
+    if isinstance(index, int) and 0 <= index < len(lines):
+        return InvalidInput(f"line {lines[index]}: {exc}")
     for spec, number in zip(specs, lines):
         if spec.id is None:
             continue
@@ -230,20 +255,36 @@ def _attempts(job: Job) -> str:
 
 
 def _when(job: Job, now: float) -> str:
-    """The one time that matters for the job's state."""
+    """The one time that matters for the job's state (for a waiting job: what it waits for)."""
+    if job.state in CLAIMABLE and job.blocked_by:
+        return f"blocked: {_ids(job.blocked_by)} dead"
+    if job.state in CLAIMABLE and job.waiting_for:
+        return f"after {_ids(job.waiting_for)}"
     if job.state in CLAIMABLE:
-        return "due now" if job.run_at <= now else f"due {fmt_relative(job.run_at, now)}"
+        return "due now" if job.run_at <= now else f"due {relative_time(job.run_at, now)}"
     if job.state in ACTIVE:
-        return f"started {fmt_relative(job.started_at, now)}"
-    return f"ended {fmt_relative(job.finished_at, now)}"
+        return f"started {relative_time(job.started_at, now)}"
+    return f"ended {relative_time(job.finished_at, now)}"
+
+
+def _ids(ids: tuple[str, ...]) -> str:
+    shown = ", ".join(clean(job_id, one_line=True) for job_id in ids[:3])
+    return shown + (f" (+{len(ids) - 3})" if len(ids) > 3 else "")
+
+
+def _named_queues(jobs: list[Job]) -> bool:
+    return any(job.queue not in (None, DEFAULT_QUEUE) for job in jobs)
 
 
 def job_rows(jobs: list[Job], *, with_state: bool = True, with_error: bool = False):
     now = time.time()
+    with_queue = _named_queues(jobs)
     for job in jobs:
         row = [clean(job.id, one_line=True)]
         if with_state:
             row.append(job.state)
+        if with_queue:
+            row.append(clean(job.queue, one_line=True))
         row += [_attempts(job), str(job.priority), _when(job, now)]
         if with_error:
             row.append(clean(job.error, one_line=True))
@@ -252,7 +293,8 @@ def job_rows(jobs: list[Job], *, with_state: bool = True, with_error: bool = Fal
 
 
 def print_jobs(jobs: list[Job], *, with_state: bool = True, with_error: bool = False) -> None:
-    headers = ["ID"] + (["STATE"] if with_state else []) + ["ATTEMPTS", "PRI", "WHEN"]
+    headers = ["ID"] + (["STATE"] if with_state else []) + (["QUEUE"] if _named_queues(jobs) else [])
+    headers += ["ATTEMPTS", "PRI", "WHEN"]
     headers += (["ERROR"] if with_error else []) + ["COMMAND"]
     print_table(headers, job_rows(jobs, with_state=with_state, with_error=with_error))
 
@@ -265,24 +307,30 @@ def print_jobs(jobs: list[Job], *, with_state: bool = True, with_error: bool = F
     metavar="STATE",
     help=f"Only jobs in this state: {', '.join(STATES)} (any case).",
 )
+@queue_name_option("Only jobs of this queue.")
 @click.option("--limit", "-n", type=click.IntRange(min=0), help="Show at most N jobs.")
 @json_option
 @pass_settings
-def list_jobs(settings: Settings, state: str | None, limit: int | None, as_json: bool) -> None:
-    """List jobs, newest first.
+def list_jobs(
+    settings: Settings, state: str | None, queue: str | None, limit: int | None, as_json: bool
+) -> None:
+    """List jobs, newest first. A job waiting for others shows them ("after ID"), or
+    "blocked" and the ids of those that are dead.
 
     \b
     Examples:
       queuectl list --state pending
+      queuectl list --queue deploy
       queuectl list --limit 5 --json
     """
-    jobs = settings.queue.list_jobs(state, limit, with_output=as_json)
+    jobs = settings.queue.list_jobs(state, limit, with_output=as_json, queue=queue)
     if as_json:
         print_json([job.to_dict() for job in jobs])
     elif jobs:
         print_jobs(jobs)
     else:
-        click.echo(f"no {state} jobs" if state else "no jobs", err=True)
+        what = " ".join(word for word in (state, "jobs") if word)
+        click.echo(f"no {what}" + (f" in queue {queue}" if queue else ""), err=True)
 
 
 @click.command()
@@ -317,11 +365,11 @@ def _fields(settings: Settings, job: Job) -> list[tuple[str, str]]:
     def stamp(timestamp: float | None) -> str:
         if timestamp is None:
             return "-"
-        return f"{fmt_time(timestamp)} ({fmt_relative(timestamp, now)})"
+        return f"{utc_time(timestamp)} ({relative_time(timestamp, now)})"
 
     ran = "-"
     if job.started_at is not None and job.finished_at is not None:
-        ran = fmt_duration(job.finished_at - job.started_at)
+        ran = rounded_duration(job.finished_at - job.started_at)
     return [
         ("id", clean(job.id, one_line=True)),
         ("command", clean(job.command).replace("\n", "\n" + " " * 13)),
@@ -340,20 +388,41 @@ def _fields(settings: Settings, job: Job) -> list[tuple[str, str]]:
         ("error", clean(job.error, one_line=True)),
         ("worker", clean(job.worker, one_line=True)),
         ("cwd", clean(job.cwd, one_line=True)),
+        ("queue", clean(job.queue, one_line=True)),
+        ("after", _after(job)),
+        ("schedule", clean(job.schedule, one_line=True)),
     ]
 
 
+def _after(job: Job) -> str:
+    """The jobs it runs after, each with what it waits for: `blocked` by a dead one."""
+    if not job.after_ids:
+        return "-"
+    parts = []
+    for job_id in job.after_ids:
+        shown = clean(job_id, one_line=True)
+        if job_id in job.blocked_by:
+            parts.append(f"{shown} (dead: blocked)")
+        elif job_id in job.waiting_for:
+            parts.append(f"{shown} (waiting)")
+        else:
+            parts.append(f"{shown} (completed)")
+    blocked = "blocked: " if job.blocked_by and job.state in CLAIMABLE else ""
+    return blocked + ", ".join(parts)
+
+
 @click.command()
+@queue_name_option("Count only the jobs of this queue.")
 @json_option
 @pass_settings
-def status(settings: Settings, as_json: bool) -> None:
+def status(settings: Settings, queue: str | None, as_json: bool) -> None:
     """Count jobs per state, and the active workers.
 
     Workers are the worker threads of every live worker process on this queue (any
     `queuectl worker start` or TUI, on any machine, with a fresh heartbeat).
     """
-    queue = settings.queue
-    counts = queue.counts()
+    name, queue = queue, settings.queue
+    counts = queue.counts() if name is None else queue.queue_counts(name)
     processes = queue.live_workers()
     threads = sum(worker.threads for worker in processes)
     if as_json:

@@ -8,12 +8,11 @@ import threading
 import click
 
 from ..errors import InvalidInput
+from ..text import coarse_duration, duration, utc_time
 from .common import (
     Settings,
     clean,
     engine_value,
-    fmt_duration,
-    fmt_time,
     json_option,
     pass_settings,
     print_json,
@@ -42,7 +41,7 @@ def history(settings: Settings, job_id: str, as_json: bool) -> None:
         return
     rows = [
         [
-            fmt_time(event.at),
+            utc_time(event.at),
             event.event,
             "-" if event.attempt is None else str(event.attempt),
             clean(event.worker, one_line=True),
@@ -61,9 +60,7 @@ def _duration(text: str) -> float:
 
 
 def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value * 1000:.0f}ms" if value < 1 else fmt_duration(value)
+    return "-" if value is None else duration(value)
 
 
 @click.command()
@@ -90,8 +87,8 @@ def stats(settings: Settings, since: float, queue_name: str | None, as_json: boo
     if as_json:
         print_json(report.to_dict())
         return
-    start, end = fmt_time(report.at - since), fmt_time(report.at)
-    click.echo(f"last {fmt_duration(since)}, {start} to {end}")
+    start, end = utc_time(report.at - since), utc_time(report.at)
+    click.echo(f"last {coarse_duration(since)}, {start} to {end}")
     rows = [
         [
             clean(name, one_line=True),

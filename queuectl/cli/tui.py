@@ -6,10 +6,10 @@ from __future__ import annotations
 import click
 
 from ..limits import MAX_THREADS
-from .common import Settings, pass_settings
+from .common import Settings, pass_settings, queues_option
 
 
-def open_tui(settings: Settings, workers: int) -> None:
+def open_tui(settings: Settings, workers: int, queues: tuple[str, ...] = ()) -> None:
     # Open the queue first: a bad database is one clear error line, before the screen changes.
     settings.queue
     settings.close()
@@ -17,7 +17,10 @@ def open_tui(settings: Settings, workers: int) -> None:
         from queuectl.tui.app import run_app
     except ImportError as exc:
         raise click.ClickException(f"the TUI is not available ({exc})") from None
-    run_app(settings.target, workers)
+    if queues:
+        run_app(settings.target, workers, queues=queues)
+    else:
+        run_app(settings.target, workers)
 
 
 @click.command()
@@ -25,10 +28,11 @@ def open_tui(settings: Settings, workers: int) -> None:
     "--workers", "-w", type=click.IntRange(0, MAX_THREADS), default=2, show_default=True,
     help="Worker threads the app runs (0: watch only).",
 )
+@queues_option("Claim only jobs of this queue (repeatable; default: every queue).")
 @pass_settings
-def tui(settings: Settings, workers: int) -> None:
+def tui(settings: Settings, workers: int, queues: tuple[str, ...]) -> None:
     """Open the terminal UI.
 
     Live panes of pending, processing, completed and dead jobs, with its own worker pool.
     """
-    open_tui(settings, workers)
+    open_tui(settings, workers, queues)

@@ -15,7 +15,8 @@ import click
 
 from ..limits import MAX_THREADS, STOP_TIMEOUT_S
 from ..states import State
-from .common import Settings, clean, fmt_duration, fmt_relative, fmt_time, pass_settings, wait_until
+from ..text import relative_time, rounded_duration, utc_time
+from .common import Settings, clean, pass_settings, queues_option, wait_until
 
 if TYPE_CHECKING:
     from ..models import Job
@@ -47,7 +48,7 @@ class EventLog:
         with self._lock:
             second = int(time.time())
             if second != self._second:  # formatted once a second, not once a line
-                self._second, self._stamp = second, fmt_time(second)
+                self._second, self._stamp = second, utc_time(second)
             stamp = self._stamp
             try:
                 sys.stderr.write(f"{stamp} {thread} {text}\n")
@@ -61,10 +62,14 @@ class EventLog:
             detail = clean(job.command, one_line=True)
         elif event.kind == "completed":
             detail = f"exit 0{_took(job)}"
-        elif event.kind in ("failed", "dead", "rescued"):
+        elif event.kind in ("failed", "dead", "cancelled", "rescued"):
             detail = _failure(job)
         elif event.kind == "released":
             detail = "killed by stop: back to pending, attempt not counted"
+        elif event.kind == "scheduled":
+            detail = f"by schedule {clean(job.schedule, one_line=True)}: " + clean(
+                job.command, one_line=True
+            )
         else:
             detail = job.state
         self.line(event.thread, f"{head} {detail}")
@@ -85,7 +90,7 @@ class _LogHandler(logging.Handler):
 def _took(job: Job) -> str:
     if job.started_at is None or job.finished_at is None:
         return ""
-    return f" in {fmt_duration(job.finished_at - job.started_at)}"
+    return f" in {rounded_duration(job.finished_at - job.started_at)}"
 
 
 def _failure(job: Job) -> str:
@@ -94,7 +99,7 @@ def _failure(job: Job) -> str:
         why = f"exit {job.exit_code} ({why})" if why != f"exit code {job.exit_code}" else why
     after = f"{why}{_took(job)}, attempt {job.attempts}"
     if job.state == State.FAILED:
-        return f"{after}: retry {fmt_relative(job.run_at)}"
+        return f"{after}: retry {relative_time(job.run_at, time.time())}"
     if job.state == State.DEAD:
         return f"{after}: moved to the DLQ"
     return f"{after}: {job.state}"
@@ -141,8 +146,11 @@ class Stopper:
     help="After a stop, how long a finished job's result may wait for an unreachable database "
     "before the worker exits without it (the job is then rescued as 'worker lost').",
 )
+@queues_option("Claim only jobs of this queue (repeatable; default: every queue).")
 @pass_settings
-def start(settings: Settings, count: int, burst: bool, stop_timeout: float) -> None:
+def start(
+    settings: Settings, count: int, burst: bool, stop_timeout: float, queues: tuple[str, ...]
+) -> None:
     """Run COUNT worker threads in the foreground, logging job events to stderr.
 
     Ctrl-C (or SIGTERM) once: claim nothing more, let running jobs finish, exit 0. Twice: kill
@@ -153,6 +161,7 @@ def start(settings: Settings, count: int, burst: bool, stop_timeout: float) -> N
     Examples:
       queuectl worker start --count 4
       queuectl worker start --burst     # run what is queued, then exit
+      queuectl worker start --queue deploy --queue reports
     """
     from ..worker import WorkerPool
 
@@ -165,9 +174,12 @@ def start(settings: Settings, count: int, burst: bool, stop_timeout: float) -> N
     stopper.install()  # before the pool starts: no window where Ctrl-C gives a traceback
     try:
         pool = WorkerPool(
-            queue, count, on_event=log, burst=burst, stop_timeout=stop_timeout
-        ).start()
+            queue, count, on_event=log, burst=burst, stop_timeout=stop_timeout,
+            queues=queues or None,
+        ).start()  # fmt: skip
         mode = " (burst)" if burst else ""
+        if queues:
+            mode += f" for queue(s) {', '.join(sorted(set(queues)))}"
         log.line("main", f"worker {pool.worker_id} running {count} thread(s){mode} on "
                          f"{clean(queue.target, one_line=True)}")
         code = _run(pool, stopper, log)

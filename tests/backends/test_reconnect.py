@@ -82,12 +82,13 @@ def test_workers_come_back_after_an_outage_and_run_every_job_exactly_once(
     enqueuer = threading.Thread(target=lambda: queue.enqueue_many([job(n) for n in range(30, 40)]))
     enqueuer.start()
     wait_until(lambda: all(w.logged(UNREACHABLE) for w in workers), 20,
-               "both workers to notice the outage")
+               lambda: "both workers to notice the outage: " + " | ".join(w.log() for w in workers))
     enqueuer.join(30)
     outage.up()
 
     wait_until(lambda: len(ledger_lines(ledger)) >= 40, 60,
-               lambda: f"every job to run: {len(ledger_lines(ledger))} of 40")
+               lambda: f"every job to run: {len(ledger_lines(ledger))} of 40, {queue.counts()}, "
+               + " | ".join(w.log() for w in workers))
     wait_until(lambda: queue.counts()["completed"] == 40, 20, "every result to be stored")
     assert sorted(map(int, ledger_lines(ledger))) == list(range(40)), "a job ran twice or never"
     counts = queue.counts()
@@ -208,6 +209,6 @@ def test_the_tui_shows_the_outage_keeps_its_job_running_and_recovers(pg_target, 
             await until(pilot, lambda: direct.get(job.id).state == "completed", "its result")
             await until(pilot, lambda: app.stats.counts.get("completed") == 1, "the new counts")
             app.pool.stop()
-            app.pool.join(20)
+            app.pool.join()
 
     asyncio.run(scenario())

@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from . import latency, memory, scale, startup, throughput
+from . import latency, memory, pipeline, scale, startup, throughput
 from .harness import Report, Settings, find_pg, remove_tree
 
 BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Report], None]]] = {
@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Report], None]]] = {
     "memory": ("5. worker RSS while a job prints 1 GB", memory.run),
     "scale": ("6. 1M jobs: claims, status, list, TUI refresh", scale.run),
     "backends": ("issue #6: worker processes on SQLite and PostgreSQL", throughput.run_backends),
+    "pipeline": ("issue #15: chains of dependent jobs vs independent jobs", pipeline.run),
 }
 
 

@@ -13,7 +13,7 @@ from queuectl.executor import RunResult
 JOB_KEYS = [
     "id", "command", "state", "attempts", "max_retries", "priority", "timeout", "run_at",
     "created_at", "updated_at", "started_at", "finished_at", "exit_code", "error", "output",
-    "worker", "cwd",
+    "worker", "cwd", "queue", "after", "schedule",
 ]  # fmt: skip
 
 
@@ -331,14 +331,14 @@ def test_dlq_retry_all(run, queue):
 
 def test_config_defaults_set_get_list(run):
     assert run.json("config", "list").items() >= {
-        "max-retries": 3, "backoff-base": 2, "job-timeout": 300
+        "max-retries": 3, "backoff-base": 2, "job-timeout": 300, "retention": 0
     }.items()
     assert run.ok("config", "set", "max-retries", "1") == "max-retries = 1\n"
     assert run.ok("config", "set", "backoff-base", "1.5") == "backoff-base = 1.5\n"
     assert run.ok("config", "get", "max-retries") == "1\n"
     assert run.ok("config", "get", "backoff-base") == "1.5\n"
     assert run.json("config", "list").items() >= {
-        "max-retries": 1, "backoff-base": 1.5, "job-timeout": 300
+        "max-retries": 1, "backoff-base": 1.5, "job-timeout": 300, "retention": 0
     }.items()
     assert "max-retries" in run.ok("config", "list")
 
@@ -358,7 +358,7 @@ def test_config_defaults_set_get_list(run):
 def test_config_bad_key_or_value_exit_2_nothing_changed(run, args, message):
     assert message in one_error_line(run("config", *args), 2)
     assert run.json("config", "list").items() >= {
-        "max-retries": 3, "backoff-base": 2, "job-timeout": 300
+        "max-retries": 3, "backoff-base": 2, "job-timeout": 300, "retention": 0
     }.items()
 
 

@@ -34,6 +34,9 @@ def test_every_family_is_listed():
     assert {" ".join(p) for p in ALL_COMMANDS} >= {
         "enqueue", "list", "show", "status", "tui", "worker start", "worker stop",
         "dlq list", "dlq retry", "config get", "config set", "config list",
+        "queue list", "queue limit", "queue pause", "queue resume", "schedule add",
+        "schedule list", "schedule remove", "schedule pause", "schedule resume", "schedule run",
+        "logs", "cancel", "retry", "edit", "purge",
         "history", "stats", "metrics",
     }  # fmt: skip
 
@@ -123,6 +126,16 @@ def test_a_database_command_loads_no_textual(tmp_path):
     loaded = loaded_after(RUN_CLI.format(args=["--db", str(tmp_path / "q.db"), "status"]))
     assert "textual" not in loaded
     assert "peewee" in loaded  # the check can see a module that was imported
+
+
+def test_a_sqlite_command_loads_no_server_driver(tmp_path):
+    """A command on a SQLite file does not pay for importing psycopg, even where it is
+    installed (peewee probes for it); a PostgreSQL command does load it."""
+    code = RUN_CLI.format(args=["--db", str(tmp_path / "q.db"), "enqueue", "true"])
+    code += "\nimport sys; print(sys.modules.get('psycopg') is None and 'psycopg' not in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "True"
 
 
 def test_the_api_names_load_on_first_use():

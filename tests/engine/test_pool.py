@@ -243,8 +243,8 @@ def test_a_claim_that_crosses_a_pause_gives_its_job_back_uncounted(queue, pools,
     claim = Queue.claim
     claimed = []
 
-    def claim_across_a_pause(self, worker_id):
-        job = claim(self, worker_id)
+    def claim_across_a_pause(self, worker_id, *queues):
+        job = claim(self, worker_id, *queues)
         if job is not None:
             pool.pause()
             claimed.append(job)

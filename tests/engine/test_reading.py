@@ -12,7 +12,7 @@ from queuectl.executor import RunResult
 SPEC_FIELDS = [
     "id", "command", "state", "attempts", "max_retries", "priority", "timeout", "run_at",
     "created_at", "updated_at", "started_at", "finished_at", "exit_code", "error", "output",
-    "worker", "cwd",
+    "worker", "cwd", "queue", "after", "schedule",
 ]
 
 

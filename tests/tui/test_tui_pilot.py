@@ -51,6 +51,17 @@ async def fill(pilot, field: str, text: str) -> None:
     await pilot.pause()
 
 
+def type_ahead(app, *keys: str) -> None:
+    """Send every key before the app handles the first (a paste, a fast typist, tmux)."""
+    chars = {"space": " ", "tab": "\t", "enter": "\r"}
+    for key in keys:
+        app.post_message(events.Key(key, chars.get(key, key if len(key) == 1 else None)))
+
+
+def typed(text: str) -> list[str]:
+    return ["space" if char == " " else char for char in text]
+
+
 # -- the main screen -------------------------------------------------------------------------
 
 
@@ -199,7 +210,7 @@ def test_config_form_saves_valid_values(seeded, fixed_clock):
         assert not isinstance(app.screen, ConfigScreen)
         await until(pilot, lambda: seeded.config()["max-retries"] == 5)
         assert seeded.config().items() >= {
-            "max-retries": 5, "backoff-base": 1.5, "job-timeout": 300
+            "max-retries": 5, "backoff-base": 1.5, "job-timeout": 300, "retention": 0
         }.items()
         # The panes follow: "Tries" of jobs without their own max_retries is now out of 5.
         await until(pilot, lambda: "0/5" in column(pane(app, "waiting"), "tries"))
@@ -225,7 +236,7 @@ def test_config_form_refuses_invalid_values_and_changes_nothing(seeded, fixed_cl
         await pilot.press("escape")
         await pilot.pause(0.1)
         assert seeded.config().items() >= {
-            "max-retries": 3, "backoff-base": 2, "job-timeout": 300
+            "max-retries": 3, "backoff-base": 2, "job-timeout": 300, "retention": 0
         }.items()
 
     drive(app, scenario)
@@ -262,6 +273,78 @@ def test_keys_typed_ahead_act_on_the_pane_the_earlier_keys_chose(seeded, fixed_c
         app.post_message(events.Key("r", "r"))
         await until(pilot, lambda: job_ids(seeded, "dead") == {"sync-s3"})
         assert app.focused.id == "pane-dead"
+
+    drive(app, scenario)
+
+
+def test_keys_typed_ahead_land_in_the_field_tab_moved_to(seeded, fixed_clock):
+    """`echo x`, tab, 2, enter at once: the 2 is the max retries, not the end of the command;
+    and keys typed right after `a` go to the form it opens."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    def enqueued() -> dict[str, tuple[int | None, int]]:
+        jobs = [job for job in seeded.list_jobs() if job.command.startswith("echo ")]
+        return {job.command: (job.max_retries, job.priority) for job in jobs}
+
+    async def scenario(pilot):
+        await pilot.press("a")
+        await until(pilot, lambda: getattr(app.focused, "id", None) == "command")
+        type_ahead(app, *typed("echo x"), "tab", "2", "enter")
+        await until(pilot, lambda: not isinstance(app.screen, EnqueueScreen))
+        type_ahead(app, "a", *typed("echo y"), "tab", "tab", "5", "enter")
+        await until(pilot, lambda: len(enqueued()) == 2)
+        assert enqueued() == {"echo x": (2, 0), "echo y": (None, 5)}  # max_retries, priority
+
+    drive(app, scenario)
+
+
+def test_keys_typed_ahead_in_the_config_form_and_after_an_invalid_submit(seeded, fixed_clock):
+    """shift+tab back from a field, typed ahead; enter on an invalid value moves the focus to
+    it before the keys typed next (which fix it)."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("c")
+        await until(pilot, lambda: getattr(app.focused, "id", None) == "max-retries")
+        type_ahead(app, "tab", "tab", "backspace", "backspace", "backspace", "x", "shift+tab",
+                   "backspace", "7", "enter")  # fmt: skip
+        await until(pilot, lambda: app.screen.field("job-timeout").has_class("-invalid"))
+        type_ahead(app, "backspace", *"60", "enter")
+        await until(pilot, lambda: seeded.config()["job-timeout"] == 60)
+        assert seeded.config().items() >= {
+            "max-retries": 3, "backoff-base": 7, "job-timeout": 60, "retention": 0
+        }.items()
+
+    drive(app, scenario)
+
+
+def test_keys_typed_ahead_in_a_confirmation_answer_what_was_focused(seeded, fixed_clock):
+    """tab then enter at once on "Retry all?" presses No, the button tab moved to."""
+    app = make_app(seeded, clock=fixed_clock)
+    dead = job_ids(seeded, "dead")
+
+    async def scenario(pilot):
+        await pilot.press("R")
+        await until(pilot, lambda: getattr(app.focused, "id", None) == "yes")
+        type_ahead(app, "tab", "enter")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        await pilot.pause(0.2)
+        assert job_ids(seeded, "dead") == dead
+
+    drive(app, scenario)
+
+
+def test_keys_typed_ahead_in_the_details_scroll_the_output_o_focused(seeded, fixed_clock):
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("tab", "tab", "down", "enter")
+        await until(pilot, lambda: isinstance(app.screen, DetailsScreen))
+        output = app.screen.query_one("#output", TextArea)
+        await until(pilot, lambda: output.text == "built 214 modules\n")
+        type_ahead(app, "o", "down")
+        await until(pilot, lambda: output.cursor_location == (1, 0))
+        assert app.focused is output
 
     drive(app, scenario)
 
@@ -495,10 +578,10 @@ def test_throughput_shows_jobs_finished_in_the_last_minute_from_the_start(tmp_pa
 
 
 def test_a_failing_refresh_is_shown_and_the_app_keeps_going(seeded, fixed_clock, monkeypatch):
-    from queuectl.tui import app as app_module
+    from queuectl.tui import data as data_module
 
     app = make_app(seeded, clock=fixed_clock)
-    real = app_module.load_snapshot
+    real = data_module.load_snapshot
     broken = {"on": False}
 
     def flaky_load(*args, **kwargs):
@@ -506,7 +589,7 @@ def test_a_failing_refresh_is_shown_and_the_app_keeps_going(seeded, fixed_clock,
             raise RuntimeError("disk I/O error [bold]")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(app_module, "load_snapshot", flaky_load)
+    monkeypatch.setattr(data_module, "load_snapshot", flaky_load)
 
     async def scenario(pilot):
         broken["on"] = True

@@ -57,6 +57,10 @@ class Terminal:
         for key in keys:
             self.tmux("send-keys", "-t", self.session, key)
 
+    def type_ahead(self, *keys: str) -> None:
+        """Every key in one go, no pause between them (a paste, a fast typist)."""
+        self.tmux("send-keys", "-t", self.session, *keys)
+
     def alive(self) -> bool:
         return self.tmux("has-session", "-t", self.session, check=False).returncode == 0
 
@@ -141,6 +145,17 @@ def test_the_tui_in_a_real_terminal(cli, tmp_path):
         job = json.loads(cli("show", "flaky", "--json"))
         assert (job["state"], job["attempts"]) == ("completed", 1)
         wait_for(lambda: any("─ Dead 0 " in line for line in terminal.screen()), 5, "an empty DLQ")
+        # The enqueue form, typed in one go: the 2 is the max retries Tab moved to, not the
+        # end of the command.
+        terminal.press("a")
+        wait_for(lambda: on_screen(terminal, "Enqueue a job"), 20, "the enqueue form", terminal)
+        terminal.type_ahead("echo x", "Tab", "2", "Enter")
+        wait_for(lambda: not on_screen(terminal, "Enqueue a job"), 20, "the form closed", terminal)
+        jobs = wait_for(
+            lambda: [job for job in json.loads(cli("list", "--json")) if "echo x" in job["command"]],
+            20, "the job enqueued", terminal,
+        )  # fmt: skip
+        assert [(job["command"], job["max_retries"]) for job in jobs] == [("echo x", 2)]
         # `q` with nothing running: the app quits and the session ends.
         terminal.press("q")
         wait_for(lambda: not terminal.alive(), 20, "the app to exit", terminal)

@@ -1,4 +1,5 @@
-"""The TUI's pure helpers: literal text, durations, column fitting, pane totals."""
+"""The TUI's pure helpers (and the engine's text helpers as the TUI uses them): literal text,
+durations, column fitting, pane totals, the fields of the details."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import pytest
 from rich.text import Text
 
 from queuectl.tui.data import pane_summaries
-from queuectl.tui.text import ago, clean, duration, literal
+from queuectl.models import Job
+from queuectl.text import ago, coarse_relative_time, duration, folded_line, safe
+from queuectl.tui.screens.details import FIELDS
+from queuectl.tui.text import literal
 from queuectl.tui.widgets.pane import KINDS, PADDING, fit_columns
 
 
@@ -22,11 +26,11 @@ from queuectl.tui.widgets.pane import KINDS, PADDING, fit_columns
     ],
 )
 def test_clean_shows_control_characters_instead_of_obeying_them(raw, shown):
-    assert clean(raw) == shown
+    assert safe(raw) == shown
 
 
 def test_one_line_cells_show_newlines_as_a_mark():
-    assert clean("a\r\nb\tc\n", single_line=True) == "a ⏎ b c"
+    assert folded_line("a\r\nb\tc\n") == "a ⏎ b c"
 
 
 def test_literal_is_a_text_without_markup():
@@ -45,6 +49,15 @@ def test_duration(seconds, shown):
 
 def test_ago():
     assert ago(100.0, 160.0) == "1m ago" and ago(None, 1.0) == ""
+
+
+def test_coarse_relative_time():
+    assert coarse_relative_time(220.0, 100.0) == "in 2m"
+    assert coarse_relative_time(100.5, 100.0) == "0s ago"
+
+
+def test_the_details_show_every_public_field_but_the_output_above_it():
+    assert sorted(FIELDS) == sorted(name for name in Job.PUBLIC_FIELDS if name != "output")
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))

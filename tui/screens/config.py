@@ -1,4 +1,4 @@
-"""The config form (`c`): the three keys, each validated by queuectl.config.validate."""
+"""The config form (`c`): every key, each validated by queuectl.config.validate."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class ConfigScreen(FormScreen[dict]):
                 key,
                 key,
                 value=_shown(self.current[key]),
-                placeholder=f"default {_shown(spec.default)}",
+                placeholder=f"default {_shown(spec.default) or 'none'}",
                 hint=spec.help,
             )
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -15,52 +13,52 @@ from textual.screen import ModalScreen
 from textual.widgets import Static, TextArea
 
 from queuectl.errors import QueueError
-from queuectl.models import Job
+from queuectl.models import FINAL, Job, State
 from queuectl.queue import Queue
+from queuectl.text import coarse_relative_time, safe, utc_time
 
 from ..messages import JobLoaded
-from ..text import clean, coarse, literal
-from ..widgets.pane import COLORS, MUTED
+from ..text import literal
 
 # Every public field but the output (shown below them), in reading order.
 FIELDS = (
     "id", "state", "command", "attempts", "max_retries", "priority", "timeout", "exit_code",
     "error", "run_at", "created_at", "started_at", "finished_at", "updated_at", "worker", "cwd",
+    "queue", "schedule",
 )  # fmt: skip
-assert sorted(FIELDS) == sorted(name for name in Job.PUBLIC_FIELDS if name != "output")
 LONG = {"id", "command", "error", "worker", "cwd"}  # always a line of their own
-FINAL_STATES = ("completed", "dead")  # the job will not change unless someone retries it
 PAIRS_FROM = 100  # screen columns from which short fields go two to a line
 NAME_WIDTH = 11
 
 
-def relative(moment: float, now: float) -> str:
-    delta = moment - now
-    return f"in {coarse(delta)}" if delta >= 1 else f"{coarse(-delta)} ago"
-
-
 def field_lines(
-    job: dict[str, object], times: dict[str, float | None], now: float, pairs: bool
+    job: dict[str, object],
+    times: dict[str, float | None],
+    now: float,
+    pairs: bool,
+    colors: dict[str, str],
 ) -> Group:
-    """The fields as (name, value) lines: long ones alone, short ones two to a line if wide."""
+    """The fields as (name, value) lines: long ones alone, short ones two to a line if wide.
+    ``colors``: the theme's variables (theme.py)."""
+    muted = colors["muted"]
 
     def value(name: str) -> Text:
         content = job.get(name)
         if content is None:
-            return Text("—", style=MUTED)
+            return Text("—", style=muted)
         if name == "state":
-            return Text(str(content), style=f"bold {COLORS.get(str(content), '')}")
+            return Text(str(content), style=f"bold {colors.get(str(content), '')}")
         moment = times.get(name)
         if moment is not None:  # to the second, and how long ago
-            text = Text(datetime.fromtimestamp(moment, timezone.utc).isoformat("T", "seconds"))
-            text.append(f"  {relative(moment, now)}", style=MUTED)
+            text = Text(utc_time(moment, zone="+00:00"))
+            text.append(f"  {coarse_relative_time(moment, now)}", style=muted)
             return text
         return literal(str(content), single_line=False)
 
     def grid(per_line: int) -> Table:
         table = Table.grid(padding=(0, 2), expand=True)
         for _ in range(per_line):
-            table.add_column(style=MUTED, no_wrap=True, width=NAME_WIDTH)
+            table.add_column(style=muted, no_wrap=True, width=NAME_WIDTH)
             table.add_column(overflow="fold", ratio=1)
         return table
 
@@ -103,7 +101,7 @@ class DetailsScreen(ModalScreen[None]):
             dialog.border_title = Text("Job ") + literal(self.job_id)
             dialog.border_subtitle = "esc close · o output"
             with VerticalScroll(id="fields"):
-                yield Static(Text("loading…", style=MUTED), id="fields-table")
+                yield Static(Text("loading…", style=self.app.theme_variables["muted"]), id="fields-table")
             output = TextArea("", read_only=True, id="output", soft_wrap=True)
             output.cursor_blink = False
             output.border_title = "Output"
@@ -129,25 +127,27 @@ class DetailsScreen(ModalScreen[None]):
     def on_job_loaded(self, message: JobLoaded) -> None:
         table = self.query_one("#fields-table", Static)
         if message.job is None:
-            table.update(literal(message.error, COLORS["dead"], single_line=False))
+            table.update(literal(message.error, self.app.theme_variables[State.DEAD], single_line=False))
             return
         job = message.job
-        if job.get("state") in FINAL_STATES:
+        if job.get("state") in FINAL:  # the job will not change unless someone retries it
             self._timer.stop()
         pairs = self.app.size.width >= PAIRS_FROM
-        self.fields_table = field_lines(job, message.times, self.app.clock(), pairs)
+        self.fields_table = field_lines(
+            job, message.times, self.app.clock(), pairs, self.app.theme_variables
+        )
         table.update(self.fields_table)
         dialog = self.query_one(".dialog")
         dialog.border_title = Text("Job ") + literal(str(job["id"]))
         raw = str(job.get("output") or "")
         output = self.query_one("#output", TextArea)
-        if output.text != clean(raw):  # reloading would lose the reader's place
-            output.load_text(clean(raw))
+        if output.text != safe(raw):  # reloading would lose the reader's place
+            output.load_text(safe(raw))
         size = len(raw.encode("utf-8", "replace"))
         output.border_subtitle = f"{size:,} bytes" if raw else "no output"
 
     def action_focus_output(self) -> None:
-        self.query_one("#output", TextArea).focus()
+        self.set_focus(self.query_one("#output", TextArea))  # at once, for the keys typed next
 
     def action_close(self) -> None:
         self.dismiss(None)

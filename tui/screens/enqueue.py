@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 
+from queuectl.config import KEYS
 from queuectl.errors import InvalidInput
 from queuectl.spec import JobSpec, validate_command, validate_int, validate_seconds
 
@@ -29,7 +30,7 @@ class EnqueueScreen(FormScreen[JobSpec]):
     SUBTITLE = "validated as `queuectl enqueue` does"
     SUBMIT = "Enqueue"
 
-    def __init__(self, default_max_retries: int | float = 3) -> None:
+    def __init__(self, default_max_retries: int | float = KEYS["max-retries"].default) -> None:
         super().__init__()
         self.default_max_retries = default_max_retries
 

@@ -98,7 +98,7 @@ class FormScreen(ModalScreen[T], Generic[T]):
         else:
             invalid = self.query(".field.-invalid Input")
             if invalid:
-                invalid.first().focus()
+                self.set_focus(invalid.first())  # at once: the keys typed next go there
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -15,18 +15,14 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from ..messages import JobRow
-from ..text import ago, coarse, duration, literal
+from queuectl.config import KEYS
+from queuectl.models import State
+from queuectl.text import ago, coarse_duration, duration
 
-# One colour per state, used for pane borders (app.tcss) and status cells alike.
-COLORS = {
-    "pending": "#61afef",
-    "failed": "#d19a66",
-    "processing": "#e5c07b",
-    "completed": "#98c379",
-    "dead": "#e06c75",
-}
-MUTED = "#7f848e"
+from ..messages import JobRow
+from ..text import literal
+
+DEFAULT_MAX_RETRIES = KEYS["max-retries"].default  # a queue whose config was never set
 
 
 class IdText(Text):
@@ -49,62 +45,65 @@ class Column:
 
 
 Cells = dict[str, Text]
-Formatter = Callable[[JobRow, float, dict], Cells]
+Colors = dict[str, str]  # the theme's variables (theme.py): a colour per state, "muted", ...
+Formatter = Callable[[JobRow, float, dict, Colors], Cells]
 
 
-def _tries(row: JobRow, config: dict) -> Text:
-    limit = row.max_retries if row.max_retries is not None else config.get("max-retries", 3)
-    return Text(f"{row.attempts}/{limit}", style=MUTED if row.attempts == 0 else "", end="")
+def _tries(row: JobRow, config: dict, colors: Colors) -> Text:
+    limit = row.max_retries
+    if limit is None:
+        limit = config.get("max-retries", DEFAULT_MAX_RETRIES)
+    return Text(f"{row.attempts}/{limit}", style=colors["muted"] if row.attempts == 0 else "", end="")
 
 
-def _waiting(row: JobRow, now: float, config: dict) -> Cells:
+def _waiting(row: JobRow, now: float, config: dict, colors: Colors) -> Cells:
     wait = row.run_at - now
-    if row.state == "failed":
+    if row.state == State.FAILED:
         when = Text(
-            f"retry in {coarse(wait)}" if wait >= 1 else "retrying",
-            style=COLORS["failed"],
+            f"retry in {coarse_duration(wait)}" if wait >= 1 else "retrying",
+            style=colors[State.FAILED],
             end="",
         )
     elif wait >= 1:
-        when = Text(f"in {coarse(wait)}", style=COLORS["pending"], end="")
+        when = Text(f"in {coarse_duration(wait)}", style=colors[State.PENDING], end="")
     else:
-        when = Text("ready", style=MUTED, end="")
+        when = Text("ready", style=colors["muted"], end="")
     return {
-        "priority": Text(str(row.priority), style=MUTED if row.priority == 0 else "bold", end=""),
+        "priority": Text(str(row.priority), style=colors["muted"] if row.priority == 0 else "bold", end=""),
         "command": literal(row.command),
-        "tries": _tries(row, config),
+        "tries": _tries(row, config, colors),
         "when": when,
-        "error": literal(row.error, COLORS["failed"]),
+        "error": literal(row.error, colors[State.FAILED]),
     }
 
 
-def _processing(row: JobRow, now: float, config: dict) -> Cells:
+def _processing(row: JobRow, now: float, config: dict, colors: Colors) -> Cells:
     worker = (row.worker or "").rsplit(":", 1)[0]
     return {
         "command": literal(row.command),
-        "tries": _tries(row, config),
-        "elapsed": Text(duration(now - (row.started_at or now)), style=COLORS["processing"]),
-        "worker": literal(worker, MUTED),
+        "tries": _tries(row, config, colors),
+        "elapsed": Text(duration(now - (row.started_at or now)), style=colors[State.PROCESSING]),
+        "worker": literal(worker, colors["muted"]),
     }
 
 
-def _completed(row: JobRow, now: float, config: dict) -> Cells:
+def _completed(row: JobRow, now: float, config: dict, colors: Colors) -> Cells:
     took = None
     if row.started_at is not None and row.finished_at is not None:
         took = row.finished_at - row.started_at
     return {
         "command": literal(row.command),
         "took": Text(duration(took), end=""),
-        "finished": Text(ago(row.finished_at, now), style=MUTED, end=""),
+        "finished": Text(ago(row.finished_at, now), style=colors["muted"], end=""),
     }
 
 
-def _dead(row: JobRow, now: float, config: dict) -> Cells:
+def _dead(row: JobRow, now: float, config: dict, colors: Colors) -> Cells:
     return {
         "command": literal(row.command),
-        "tries": _tries(row, config),
-        "error": literal(row.error, COLORS["dead"]),
-        "finished": Text(ago(row.finished_at, now), style=MUTED, end=""),
+        "tries": _tries(row, config, colors),
+        "error": literal(row.error, colors[State.DEAD]),
+        "finished": Text(ago(row.finished_at, now), style=colors["muted"], end=""),
     }
 
 
@@ -112,7 +111,7 @@ def _dead(row: JobRow, now: float, config: dict) -> Cells:
 class PaneKind:
     name: str  # the Queue.pane() name
     title: str
-    state: str  # the colour
+    state: State  # the colour
     columns: tuple[Column, ...]
     cells: Formatter
     empty: str
@@ -125,7 +124,7 @@ KINDS = {
         PaneKind(
             "waiting",
             "Pending",
-            "pending",
+            State.PENDING,
             (
                 ID,
                 Column("priority", "Pri", 3, hide_below=56, justify="right"),
@@ -140,7 +139,7 @@ KINDS = {
         PaneKind(
             "processing",
             "Processing",
-            "processing",
+            State.PROCESSING,
             (
                 ID,
                 Column("command", "Command"),
@@ -154,7 +153,7 @@ KINDS = {
         PaneKind(
             "completed",
             "Completed",
-            "completed",
+            State.COMPLETED,
             (
                 ID,
                 Column("command", "Command"),
@@ -167,7 +166,7 @@ KINDS = {
         PaneKind(
             "dead",
             "Dead",
-            "dead",
+            State.DEAD,
             (
                 ID,
                 Column("command", "Command", flex=2),
@@ -211,9 +210,10 @@ class JobPane(DataTable):
     """The jobs of one pane, most relevant first, with a count in its border title."""
 
     BINDINGS = [
-        Binding("enter", "app.details", "Details"),
-        Binding("tab", "app.next_pane", "Next pane", show=False),
-        Binding("shift+tab", "app.previous_pane", "Previous pane", show=False),
+        Binding("enter", "app.details", "Details", tooltip="Job details"),
+        Binding("tab", "app.next_pane", "Next pane", show=False, tooltip="Next pane"),
+        Binding("shift+tab", "app.previous_pane", "Previous pane", show=False,
+                tooltip="Previous pane"),  # fmt: skip
         Binding("home,g", "scroll_top", "First job", show=False),
         Binding("end,G", "scroll_bottom", "Last job", show=False),
         Binding("j", "cursor_down", "Down", show=False),
@@ -298,7 +298,7 @@ class JobPane(DataTable):
         self.border_subtitle = " · ".join(parts)
 
     def _cells(self, job: JobRow) -> Cells:
-        values = self.kind.cells(job, self._now, self._config)
+        values = self.kind.cells(job, self._now, self._config, self.app.theme_variables)
         values["id"] = IdText(job.id, style="bold")
         cells = {}
         for column, _ in self._columns:

@@ -8,17 +8,18 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import Sparkline, Static
 
+from queuectl.models import State
+
 from ..data import WINDOW_S
 from ..text import literal
-from .pane import COLORS, MUTED
 
 
 COUNTS = (  # label, state, glyph
-    ("pending", "pending", "●"),
-    ("retrying", "failed", "↻"),
-    ("running", "processing", "▶"),
-    ("done", "completed", "✔"),
-    ("dead", "dead", "✖"),
+    ("pending", State.PENDING, "●"),
+    ("retrying", State.FAILED, "↻"),
+    ("running", State.PROCESSING, "▶"),
+    ("done", State.COMPLETED, "✔"),
+    ("dead", State.DEAD, "✖"),
 )
 
 
@@ -69,10 +70,14 @@ class StatsBar(Horizontal):
     def finished_last_minute(self) -> int:
         return sum(self._per_second)
 
+    @property
+    def colors(self) -> dict[str, str]:
+        return self.app.theme_variables  # theme.py
+
     def _show_rate(self) -> None:
         self._chart.data = self._per_second
         rate = Text(f" {self.finished_last_minute:,}", style="bold")
-        rate.append("/min ", style=MUTED)
+        rate.append("/min ", style=self.colors["muted"])
         self._rate.update(rate)
 
     # -- the text -------------------------------------------------------------------------------
@@ -81,35 +86,35 @@ class StatsBar(Horizontal):
         text = Text(no_wrap=True, overflow="ellipsis")
         self.set_class(bool(self.error), "-error")
         if self.error:
-            text.append("⚠ cannot read the queue: ", style=f"bold {COLORS['dead']}")
+            text.append("⚠ cannot read the queue: ", style=f"bold {self.colors[State.DEAD]}")
             text.append(literal(self.error))  # a driver's message may quote anything
             self._counts.update(text)
             return
         for label, state, glyph in COUNTS:
             value = self.counts.get(state, 0)
-            style = COLORS[state] if value else MUTED
+            style = self.colors[state] if value else self.colors["muted"]
             if self.compact:
                 text.append(f"{glyph}{value:,} ", style=f"bold {style}")
             else:
                 text.append(f"{value:,}", style=f"bold {style}")
-                text.append(f" {label}  ", style=MUTED)
+                text.append(f" {label}  ", style=self.colors["muted"])
         self._counts.update(text)
 
     def _show_workers(self) -> None:
         text = Text(no_wrap=True)
         if self.stopping:
-            text.append("⏳ stopping", style=f"bold {COLORS['failed']}")
+            text.append("⏳ stopping", style=f"bold {self.colors[State.FAILED]}")
         elif self.paused:
-            text.append("⏸ paused", style=f"bold {COLORS['failed']}")
+            text.append("⏸ paused", style=f"bold {self.colors[State.FAILED]}")
         elif self.threads:
-            text.append("▶ running", style=f"bold {COLORS['completed']}")
+            text.append("▶ running", style=f"bold {self.colors[State.COMPLETED]}")
         else:
-            text.append("◌ watch only", style=MUTED)
+            text.append("◌ watch only", style=self.colors["muted"])
         text.append(f"  {self.threads}", style="bold")
-        text.append(" thread" if self.threads == 1 else " threads", style=MUTED)
-        text.append(", ", style=MUTED)
+        text.append(" thread" if self.threads == 1 else " threads", style=self.colors["muted"])
+        text.append(", ", style=self.colors["muted"])
         text.append(f"{self.busy}", style="bold")
-        text.append(" busy ", style=MUTED)
+        text.append(" busy ", style=self.colors["muted"])
         self._workers.update(text)
 
     def watch_counts(self) -> None:

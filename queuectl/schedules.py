@@ -1,0 +1,283 @@
+"""Schedules (SPEC 7): recurring jobs from cron expressions, enqueued by the workers.
+
+A schedule is a row of ``schedule``: its cron expression and zone, the job it enqueues (as
+JSON, with the directory `schedule add` ran in), and ``next_due``, the next time it is due.
+Every worker pool's service thread looks (cheaply, see :class:`ScheduleTimer`) for schedules
+that are due, and moves each one's ``next_due`` on by a compare-and-swap: only the pool whose
+UPDATE changed the row enqueues, in the same transaction. However many pools run on however
+many hosts, each due time gives one job. The following due time is computed from *now*, so
+after a time with no worker running one job stands for all the times missed.
+
+Cron expressions are computed by croniter: 5 fields, or 6 with the seconds first (SPEC 7's form;
+croniter's own puts them last, ``second_at_beginning`` says which), and ``@hourly``,
+``@daily``, ``@weekly``, ``@monthly``; in UTC or an IANA zone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import peewee
+
+from .errors import InvalidInput, QueueError
+from .lifecycle import Lifecycle
+from .models import UNFINISHED, Job, Schedule, iso
+from .spec import JobSpec, validate_name
+
+ALIASES = ("@hourly", "@daily", "@weekly", "@monthly")
+# How often a pool reads the earliest due time again, to see schedules added elsewhere.
+RECHECK_S = 1.0
+# The keys of a schedule's job (a JSON job without id, delay, run_at and after: SPEC 7).
+JOB_KEYS = ("command", "max_retries", "priority", "timeout", "queue", "cwd")
+
+
+def zone_of(name: str | None) -> ZoneInfo:
+    """The IANA zone ``name`` (None: UTC); InvalidInput if there is none such."""
+    if name is None:
+        name = "UTC"
+    try:
+        if not name or "\x00" in name:
+            raise ValueError(name)
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise InvalidInput(f"unknown time zone {name!r} (give an IANA name, e.g. Europe/Paris)") from None
+
+
+def check_cron(cron: str) -> str:
+    """``cron`` with its fields separated by single spaces; InvalidInput if croniter refuses it
+    or it has neither 5 nor 6 fields (nor is one of ALIASES)."""
+    from croniter import croniter
+
+    fields = cron.split()
+    text = " ".join(fields)
+    if len(fields) == 1 and text.lower() in ALIASES:
+        return text.lower()
+    if len(fields) not in (5, 6):
+        raise InvalidInput(
+            f"bad cron expression {cron!r}: give 5 fields (minute hour day month weekday), "
+            f"6 with the seconds first, or one of {', '.join(ALIASES)}"
+        )
+    if not croniter.is_valid(text, second_at_beginning=len(fields) == 6):
+        raise InvalidInput(f"bad cron expression {cron!r}")
+    return text
+
+
+def next_time(cron: str, zone: str, after: float) -> float:
+    """The first time (UTC epoch seconds) after ``after`` that ``cron`` names in ``zone``."""
+    from croniter import croniter
+
+    start = datetime.fromtimestamp(after, zone_of(zone))
+    six = len(cron.split()) == 6
+    return float(croniter(cron, start, second_at_beginning=six).get_next(float))
+
+
+@dataclass
+class ScheduleInfo:
+    """One schedule as `schedule list` shows it."""
+
+    name: str
+    cron: str
+    zone: str
+    job: dict[str, Any]
+    no_overlap: bool
+    paused: bool
+    next_due: float
+    last_job_id: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "cron": self.cron,
+            "zone": self.zone,
+            "next_due": iso(self.next_due),
+            "last_job_id": self.last_job_id,
+            "paused": self.paused,
+            "no_overlap": self.no_overlap,
+            **{key: self.job.get(key) for key in JOB_KEYS},
+        }
+
+
+class Schedules(Lifecycle):
+    def add_schedule(
+        self,
+        name: str,
+        cron: str,
+        spec: JobSpec,
+        *,
+        zone: str | None = None,
+        no_overlap: bool = False,
+    ) -> ScheduleInfo:
+        """A new schedule: ``spec`` (no id, delay, run_at or after) enqueued at each time
+        ``cron`` names in ``zone`` (an IANA name; UTC if None). Its jobs run in ``spec.cwd``,
+        else in the current directory. A bad name, expression or zone, or a name that exists:
+        InvalidInput."""
+        name = validate_name("name", name)
+        cron = check_cron(cron)
+        zone = zone or "UTC"
+        zone_of(zone)
+        for key in ("id", "delay", "run_at", "after"):
+            if getattr(spec, key) is not None:
+                raise InvalidInput(f"a schedule's job cannot have {key!r}")
+        cwd = spec.cwd or os.getcwd()
+        job = {key: getattr(spec, key) for key in JOB_KEYS if getattr(spec, key) is not None}
+        job["cwd"] = cwd
+        now = self.clock()
+        Schedule = self.models.Schedule
+        row = dict(name=name, cron=cron, zone=zone, job=json.dumps(job), no_overlap=no_overlap,
+                   paused=False, next_due=next_time(cron, zone, now), last_job_id=None,
+                   created_at=now)  # fmt: skip
+        try:
+            with self._write():
+                if Schedule.get_or_none(Schedule.name == name) is not None:
+                    raise InvalidInput(f"a schedule named {name!r} exists")
+                Schedule.insert(**row).execute()
+                self._announce()
+        except peewee.IntegrityError:
+            raise InvalidInput(f"a schedule named {name!r} exists") from None
+        return _info(Schedule(**row))
+
+    def schedules(self) -> list[ScheduleInfo]:
+        """Every schedule, by name."""
+        Schedule = self.models.Schedule
+        return [_info(row) for row in Schedule.select().order_by(Schedule.name)]
+
+    def get_schedule(self, name: str) -> ScheduleInfo:
+        return _info(self._schedule(name))
+
+    def remove_schedule(self, name: str) -> None:
+        Schedule = self.models.Schedule
+        with self._write():
+            self._schedule(name)
+            Schedule.delete().where(Schedule.name == name).execute()
+
+    def pause_schedule(self, name: str) -> ScheduleInfo:
+        """No job is enqueued by it until it is resumed."""
+        return self._change_schedule(name, paused=True)
+
+    def resume_schedule(self, name: str) -> ScheduleInfo:
+        """Due again from now on: the times it was paused for are not made up for."""
+        return self._change_schedule(name, paused=False)
+
+    def _change_schedule(self, name: str, paused: bool) -> ScheduleInfo:
+        Schedule = self.models.Schedule
+        with self._write():
+            row = self._schedule(name)
+            changes: dict[str, Any] = {"paused": paused}
+            if row.paused and not paused:
+                changes["next_due"] = next_time(row.cron, row.zone, self.clock())
+            Schedule.update(**changes).where(Schedule.name == name).execute()
+            self._announce()
+            for key, value in changes.items():
+                setattr(row, key, value)
+        return _info(row)
+
+    def run_schedule(self, name: str) -> Job:
+        """Enqueue the schedule's job now, outside its timetable."""
+        with self._write():
+            job = self._fire(self._schedule(name))
+            self._announce()
+        self._notify()
+        return job
+
+    def _schedule(self, name: str) -> Schedule:
+        Schedule = self.models.Schedule
+        row = Schedule.get_or_none(Schedule.name == name) if isinstance(name, str) else None
+        if row is None:
+            raise QueueError(f"no schedule {name!r}")
+        return row
+
+    # -- firing (the worker pools' service threads) -----------------------------------------
+
+    def next_schedule_due(self) -> float | None:
+        """When the earliest schedule that is not paused is due (UTC epoch seconds), or None."""
+        Schedule = self.models.Schedule
+        return (
+            Schedule.select(peewee.fn.MIN(Schedule.next_due))
+            .where(Schedule.paused == False)  # noqa: E712 (SQL, not Python)
+            .scalar()
+        )
+
+    def fire_due_schedules(self) -> list[Job]:
+        """Enqueue one job for each schedule that is due (SPEC 7): the caller whose
+        compare-and-swap on ``next_due`` wins enqueues it, in the same transaction; the others
+        leave it. With ``no_overlap``, a time at which the schedule's previous job is still
+        waiting or running passes without a job. Returns the jobs enqueued here."""
+        now = self.clock()
+        Schedule = self.models.Schedule
+        due = list(
+            Schedule.select().where(Schedule.paused == False, Schedule.next_due <= now)  # noqa: E712
+        )
+        fired = []
+        for row in due:
+            following = next_time(row.cron, row.zone, now)
+            with self._write():
+                won = (
+                    Schedule.update(next_due=following)
+                    .where(Schedule.name == row.name, Schedule.next_due == row.next_due,
+                           Schedule.paused == False)  # noqa: E712  # fmt: skip
+                    .execute()
+                )
+                if not won or (row.no_overlap and self._still_going(row.last_job_id)):
+                    continue
+                fired.append(self._fire(row))
+                self._announce()
+        if fired:
+            self._notify()
+        return fired
+
+    def _still_going(self, job_id: str | None) -> bool:
+        if job_id is None:
+            return False
+        Job = self.models.Job
+        return Job.select().where(Job.id == job_id, Job.state.in_(UNFINISHED)).exists()
+
+    def _fire(self, row: Schedule) -> Job:
+        """Enqueue ``row``'s job (in the caller's transaction)."""
+        data = json.loads(row.job)
+        spec = JobSpec(**{key: data.get(key) for key in JOB_KEYS})
+        rows = self._new_rows([spec], schedule=row.name)
+        self._insert([spec], rows)
+        Schedule = self.models.Schedule
+        Schedule.update(last_job_id=rows[0]["id"]).where(Schedule.name == row.name).execute()
+        return self._enqueued(rows, None)[0]
+
+
+class ScheduleTimer:
+    """A pool's service thread asks this on every round whether a schedule is due. It costs a
+    comparison of times, plus one read of the earliest due time a second (schedules added or
+    resumed by other processes), and the firing itself when one is due."""
+
+    def __init__(self) -> None:
+        self._earliest: float | None = None
+        self._read_at = float("-inf")
+
+    def tick(self, queue: Schedules) -> list[Job]:
+        now = queue.clock()
+        if now >= self._read_at + RECHECK_S or now < self._read_at:
+            self._earliest, self._read_at = queue.next_schedule_due(), now
+        if self._earliest is None or now < self._earliest:
+            return []
+        fired = queue.fire_due_schedules()
+        self._earliest, self._read_at = queue.next_schedule_due(), now
+        return fired
+
+
+def _info(row: Schedule) -> ScheduleInfo:
+    return ScheduleInfo(
+        name=row.name,
+        cron=row.cron,
+        zone=row.zone,
+        job=json.loads(row.job),
+        no_overlap=bool(row.no_overlap),
+        paused=bool(row.paused),
+        next_due=row.next_due,
+        last_job_id=row.last_job_id,
+    )
+
+
+__all__ = ["ScheduleInfo", "ScheduleTimer", "Schedules", "check_cron", "next_time", "zone_of"]

@@ -1,0 +1,90 @@
+"""Where a queue lives: the user's target (``--db``, ``QUEUECTL_DB``, or the default file)
+parsed into a :class:`Target`. No database code here: the CLI resolves a target before it
+decides what to import (see :func:`engine_for`).
+
+A *target* is a file path (SQLite), ``sqlite:///path`` or ``postgresql://user@host:port/dbname``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .env import DB_ENV_VAR
+from .errors import QueueError
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+# The client libraries peewee looks for when it is imported (each optional, probed with an
+# import): a process that only ever opens a SQLite file need not pay for loading them.
+SERVER_DRIVERS = ("psycopg", "psycopg2", "psycopg2cffi", "pymysql", "MySQLdb")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a queue lives, parsed from a user's target string."""
+
+    kind: str  # "sqlite" or "postgresql"
+    location: str  # a file path for SQLite, the URL for PostgreSQL
+
+    def __str__(self) -> str:
+        return self.location
+
+
+def default_path() -> Path:
+    from platformdirs import user_data_path
+
+    return user_data_path("queuectl", appauthor=False) / "queuectl.db"
+
+
+def resolve_target(target: str | None = None) -> Target:
+    """``--db`` beats ``$QUEUECTL_DB`` beats the per-user data directory."""
+    raw = target or os.environ.get(DB_ENV_VAR) or str(default_path())
+    if "://" not in raw:
+        return Target("sqlite", os.path.abspath(os.path.expanduser(raw)))
+    url = urlparse(raw)
+    if url.scheme == "sqlite":
+        # As in peewee and SQLAlchemy: sqlite:///jobs.db is relative, sqlite:////abs/jobs.db
+        # (four slashes) absolute.
+        path = raw[len("sqlite:///") :] if raw.startswith("sqlite:///") else ""
+        if not path:
+            raise QueueError(
+                f"{raw!r} names no file (sqlite:///jobs.db, or sqlite:////abs/path/jobs.db)"
+            )
+        return Target("sqlite", os.path.abspath(os.path.expanduser(path)))
+    if url.scheme in POSTGRES_SCHEMES:
+        if not url.path.strip("/"):
+            raise QueueError(f"{raw!r} names no database (postgresql://user@host:port/dbname)")
+        return Target("postgresql", raw)
+    raise QueueError(
+        f"unsupported database {raw!r}: give a file path, sqlite:///path or postgresql://..."
+    )
+
+
+
+
+@contextlib.contextmanager
+def engine_for(target: Target) -> Iterator[None]:
+    """Around the first import of the engine in a process that will open only ``target``: for
+    a SQLite file, peewee is imported as where no server driver is installed (its probes find
+    none), which saves loading psycopg (most of peewee's import time where it is installed).
+    Such a process then cannot open a PostgreSQL queue; the CLI opens one target per process.
+    Does nothing once peewee is loaded, or for a server target."""
+    if target.kind != "sqlite" or "peewee" in sys.modules:
+        yield
+        return
+    hidden = [name for name in SERVER_DRIVERS if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError
+    try:
+        import peewee  # noqa: F401
+
+        yield
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]

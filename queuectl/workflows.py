@@ -1,0 +1,428 @@
+"""Workflows (SPEC 7): dependencies between jobs (``after``) and named queues (limits, pause).
+
+Dependencies are edges in ``job_dep`` (job, the job it runs after). A job's ``waiting_on``
+counts its dependencies that have not completed, and a claim takes only jobs at 0 (the claim's
+partial indexes leave the others out, so waiting jobs cost it nothing). Triggers (schema 7)
+count down the dependents of a job in the statement that completes it, count them up again when
+it is retried, and write the `blocked` / `unblocked` history when a dependency dies or is
+retried. A job can only name jobs that exist before it (or come before it in one batch), so
+the edges never make a cycle. A dependency that is cancelled cancels its waiting dependents,
+down the chain (:meth:`Workflows.cancel_dependents`).
+
+Queues are a column of the job; a queue's settings (a limit on the jobs it runs at once,
+paused) are a row of ``queue_setting``, read by the claim itself (see
+:func:`queuectl.statements.held_queues`). On SQLite the claim runs in the write lock, so the
+limit it counts holds. PostgreSQL's claims run side by side: a claim in a limited queue takes
+that queue's settings row FOR UPDATE, counts, and claims, in one transaction
+(:meth:`Workflows._claim_limited`); queues without a limit keep the one-statement claim.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import peewee
+
+from .errors import InvalidInput, QueueError
+from .lifecycle import Lifecycle
+from .models import CLAIMABLE, READY, STATES, Job, State, sql_in
+from .spec import JobSpec, validate_int, validate_name
+from .statements import queue_filter
+
+# PostgreSQL: how long a worker trusts what it last read about limits existing (a queue just
+# limited is served by the locked claim within this time; until then it is not claimed at all).
+LIMITS_RECHECK_S = 1.0
+_CHUNK = 500
+
+
+@dataclass
+class QueueInfo:
+    """One named queue (SPEC 7 `queue list`): its jobs per state, limit and pause."""
+
+    name: str
+    counts: dict[str, int] = field(default_factory=lambda: {str(s): 0 for s in STATES})
+    limit: int | None = None
+    paused: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.counts, "limit": self.limit, "paused": self.paused}
+
+
+@dataclass
+class _Links:
+    """The dependencies of a batch being enqueued: for row i, its dependencies as (seq of a job
+    that exists, or None; index of an earlier row of the batch, or None; id)."""
+
+    deps: dict[int, list[tuple[int | None, int | None, str]]]
+    states: dict[int, str]  # seq -> state, of the jobs that exist
+    seqs: dict[str, int] = field(default_factory=dict)  # id -> seq, of the batch's rows
+    cancelled: bool = False
+
+
+class Workflows(Lifecycle):
+    # -- dependencies: enqueue -------------------------------------------------------------
+
+    def _resolve_after(self, specs: Sequence[JobSpec], rows: list[dict]) -> _Links:
+        """Each spec's ``after`` as jobs: exact ids or unique prefixes of jobs that exist or come
+        earlier in ``specs``. Unknown or ambiguous: InvalidInput naming it. Sets each row's
+        ``waiting_on``; on PostgreSQL the dependencies are locked (FOR SHARE) until commit, so
+        none completes unseen between this count and the edges' insert."""
+        earlier: dict[str, int] = {}
+        ordered: list[str] = []  # earlier ids, sorted, for prefixes
+        deps: dict[int, list[tuple[int | None, int | None, str]]] = {}
+        for index, (spec, row) in enumerate(zip(specs, rows)):
+            if spec.after:
+                found: dict[tuple[int | None, int | None], str] = {}
+                for ref in spec.after:
+                    try:
+                        seq, position, job_id = self._find_dependency(ref, earlier, ordered)
+                    except InvalidInput as exc:
+                        exc.index = index  # type: ignore[attr-defined]  # the CLI names the line
+                        raise
+                    found.setdefault((seq, position), job_id)
+                deps[index] = [(seq, position, job_id) for (seq, position), job_id in found.items()]
+            earlier[row["id"]] = index
+            bisect.insort(ordered, row["id"])
+        existing = sorted({seq for links in deps.values() for seq, _, _ in links if seq is not None})
+        states: dict[int, str] = {}
+        Job = self.models.Job
+        for chunk in peewee.chunked(existing, _CHUNK):
+            query = Job.select(Job.seq, Job.state).where(Job.seq.in_(chunk)).order_by(Job.seq)
+            if not self.is_sqlite:
+                query = query.for_update("FOR SHARE")
+            states.update({seq: state for seq, state in query.tuples()})
+        for index, links in deps.items():
+            rows[index]["waiting_on"] = sum(
+                1 for seq, _, _ in links if seq is None or states.get(seq) != State.COMPLETED
+            )
+        return _Links(deps, states)
+
+    def _find_dependency(
+        self, ref: str, earlier: dict[str, int], ordered: list[str]
+    ) -> tuple[int | None, int | None, str]:
+        if ref in earlier:
+            return None, earlier[ref], ref
+        start = bisect.bisect_left(ordered, ref)
+        in_batch = []
+        for job_id in ordered[start : start + 2]:
+            if job_id.startswith(ref):
+                in_batch.append(job_id)
+        try:
+            job = super().get(ref)
+        except QueueError as exc:
+            if "ambiguous" in str(exc):
+                raise InvalidInput(f"'after': {exc}") from None
+            job = None
+        if job is not None and job.id == ref:
+            return job.seq, None, job.id
+        matches = in_batch + ([job.id] if job is not None else [])
+        if not matches:
+            raise InvalidInput(f"'after': no job {ref!r}")
+        if len(matches) > 1:
+            raise InvalidInput(f"'after': {ref!r} is ambiguous: it matches {', '.join(matches)}")
+        if job is not None:
+            return job.seq, None, job.id
+        return None, earlier[matches[0]], matches[0]
+
+    def _link_after(self, rows: list[dict], links: object) -> None:
+        """Store the edges of a batch just inserted (in its transaction); a job after a dead
+        job is recorded as blocked, one after a cancelled job is cancelled (SPEC 7)."""
+        assert isinstance(links, _Links)
+        Job = self.models.Job
+        wanted = {rows[index]["id"] for index in links.deps}
+        wanted |= {rows[position]["id"] for deps in links.deps.values()
+                   for _, position, _ in deps if position is not None}  # fmt: skip
+        for chunk in peewee.chunked(sorted(wanted), _CHUNK):
+            links.seqs.update(Job.select(Job.id, Job.seq).where(Job.id.in_(chunk)).tuples())
+        edges = []
+        blocked = []
+        cancelled = set()
+        now = self.clock()
+        for index, deps in links.deps.items():
+            row = rows[index]
+            job_seq = links.seqs[row["id"]]
+            dead = None
+            for seq, position, job_id in deps:
+                dep_seq = seq if seq is not None else links.seqs[rows[position]["id"]]
+                edges.append((job_seq, dep_seq))
+                state = links.states.get(dep_seq)
+                if state == State.DEAD and dead is None:
+                    dead = job_id
+                elif state == State.CANCELLED:
+                    cancelled.add(dep_seq)
+            if dead is not None:
+                blocked.append(dict(job_seq=job_seq, job_id=row["id"], queue=row["queue"],
+                                    at=now, event="blocked", attempt=0,
+                                    error=f"dependency {dead} is dead"))  # fmt: skip
+        param = self.db.param
+        with peewee.__exception_wrapper__:
+            self.db.cursor().executemany(
+                f'INSERT INTO "job_dep" ("job_seq", "dep_seq") VALUES ({param}, {param})', edges
+            )
+        for chunk in peewee.chunked(blocked, _CHUNK):
+            self.models.Event.insert_many(chunk).execute()
+        if cancelled:
+            links.cancelled = bool(self.cancel_dependents(sorted(cancelled)))
+
+    def _enqueued(self, rows: list[dict], links: object) -> list[Job]:
+        jobs = super()._enqueued(rows, links)
+        if not isinstance(links, _Links):
+            return jobs
+        if links.cancelled:  # some were cancelled at once: read them back as they are
+            Job = self.models.Job
+            by_id = {job.id: job for job in Job.select().where(Job.id.in_(list(links.seqs)))}
+            jobs = [by_id.get(job.id, job) for job in jobs]
+        for job in jobs:
+            job.seq = links.seqs.get(job.id, job.seq)
+        return self.fill_after(jobs)
+
+    # -- dependencies: reading --------------------------------------------------------------
+
+    def fill_after(self, jobs: list[Job]) -> list[Job]:
+        """Fill each job's ``after_ids`` (SPEC 7 `after`), ``waiting_for`` (those not completed)
+        and ``blocked_by`` (those dead), in one query per 500 jobs. Returns ``jobs``."""
+        by_seq = {job.seq: job for job in jobs if job.seq is not None}
+        found: dict[int, list[tuple[str, str]]] = {}
+        for chunk in peewee.chunked(list(by_seq), _CHUNK):
+            placeholders = ", ".join([self.db.param] * len(chunk))
+            rows = self.db.execute_sql(
+                'SELECT d."job_seq", p."id", p."state" FROM "job_dep" d JOIN "job" p '
+                f'ON p."seq" = d."dep_seq" WHERE d."job_seq" IN ({placeholders}) '
+                'ORDER BY d."job_seq", d."dep_seq"',
+                chunk,
+            ).fetchall()
+            for job_seq, job_id, state in rows:
+                found.setdefault(job_seq, []).append((job_id, state))
+        for seq, job in by_seq.items():
+            deps = found.get(seq, [])
+            job.after_ids = tuple(job_id for job_id, _ in deps)
+            job.waiting_for = tuple(job_id for job_id, state in deps if state != State.COMPLETED)
+            job.blocked_by = tuple(job_id for job_id, state in deps if state == State.DEAD)
+        return jobs
+
+    def _with_after(self, jobs: list[Job]) -> list[Job]:
+        return self.fill_after(jobs)
+
+    def get(self, prefix: str) -> Job:
+        return self.fill_after([super().get(prefix)])[0]
+
+    def list_jobs(
+        self,
+        state: str | None = None,
+        limit: int | None = None,
+        *,
+        with_output: bool = True,
+        queue: str | None = None,
+    ) -> list[Job]:
+        jobs = super().list_jobs(state, limit, with_output=with_output, queue=queue)
+        return self.fill_after(jobs)
+
+    def pane(self, pane: str, limit: int) -> list[Job]:
+        jobs = super().pane(pane, limit)
+        return self.fill_after(jobs) if pane == "waiting" else jobs
+
+    def dependents(self, job: Job) -> list[Job]:
+        """The jobs that run after ``job`` (directly), oldest first."""
+        Job, JobDep = self.models.Job, self.models.JobDep
+        seqs = JobDep.select(JobDep.job_seq).where(JobDep.dep_seq == job.seq)
+        return list(Job.select(*self._list_columns()).where(Job.seq.in_(seqs)).order_by(Job.seq))
+
+    # -- dependencies: cancellation ---------------------------------------------------------
+
+    def cancel_dependents(self, seqs: Iterable[int], reason: str = "was cancelled") -> list[str]:
+        """Cancel the waiting (pending or failed) jobs that run after the jobs ``seqs``, and
+        theirs, down the chain (SPEC 7): call it in the transaction that cancels ``seqs`` (or
+        deletes them without their having completed, before the delete; ``reason`` then says
+        so, e.g. "was purged"). Each one's ``error`` names the dependency it waited for,
+        "dependency ID was cancelled". Returns the ids cancelled."""
+        seqs = list(seqs)
+        if not seqs:
+            return []
+        waiting = sql_in(CLAIMABLE).replace('"state"', 'j."state"')
+        found: dict[int, int] = {}
+        for chunk in peewee.chunked(seqs, _CHUNK):
+            placeholders = ", ".join([self.db.param] * len(chunk))
+            rows = self.db.execute_sql(
+                'WITH RECURSIVE "down"("seq", "via") AS ('
+                'SELECT d."job_seq", d."dep_seq" FROM "job_dep" d JOIN "job" j '
+                f'ON j."seq" = d."job_seq" WHERE d."dep_seq" IN ({placeholders}) AND {waiting} '
+                'UNION SELECT d."job_seq", d."dep_seq" FROM "job_dep" d JOIN "down" w '
+                f'ON d."dep_seq" = w."seq" JOIN "job" j ON j."seq" = d."job_seq" WHERE {waiting}) '
+                'SELECT "seq", MIN("via") FROM "down" GROUP BY "seq"',
+                chunk,
+            ).fetchall()
+            for seq, via in rows:
+                found[seq] = min(via, found.get(seq, via))
+        if not found:
+            return []
+        Job = self.models.Job
+        names: dict[int, str] = {}
+        for chunk in peewee.chunked(sorted(set(found.values()) | set(found)), _CHUNK):
+            names.update(Job.select(Job.seq, Job.id).where(Job.seq.in_(chunk)).tuples())
+        first = set(seqs)
+        by_error: dict[str, list[int]] = {}
+        for seq, via in found.items():
+            why = reason if via in first else "was cancelled"
+            by_error.setdefault(f"dependency {names.get(via, via)} {why}", []).append(seq)
+        now = self.clock()
+        for error, group in by_error.items():
+            for chunk in peewee.chunked(group, _CHUNK):
+                Job.update(
+                    state=State.CANCELLED.value, error=error, finished_at=now, updated_at=now
+                ).where(Job.seq.in_(chunk), Job.state.in_(CLAIMABLE)).execute()
+        self._announce()
+        return [names[seq] for seq in sorted(found) if seq in names]
+
+    # -- queues ----------------------------------------------------------------------------
+
+    def queues(self) -> list[QueueInfo]:
+        """Every queue that has jobs or settings, by name: counts per state, limit, paused.
+        Counts the jobs (one pass over the (state, seq) index)."""
+        Job, QueueSetting = self.models.Job, self.models.QueueSetting
+        found: dict[str, QueueInfo] = {}
+        rows = (
+            Job.select(Job.queue, Job.state, peewee.fn.COUNT(Job.seq))
+            .group_by(Job.queue, Job.state)
+            .tuples()
+        )
+        for name, state, count in rows:
+            info = found.setdefault(name, QueueInfo(name))
+            if state in info.counts:
+                info.counts[state] = int(count)
+        for setting in QueueSetting.select():
+            info = found.setdefault(setting.name, QueueInfo(setting.name))
+            info.limit, info.paused = setting.max_running, bool(setting.paused)
+        return [found[name] for name in sorted(found)]
+
+    def queue_counts(self, name: str) -> dict[str, int]:
+        """Jobs per state of the queue ``name`` (SPEC 7 `status --queue`)."""
+        Job = self.models.Job
+        totals = dict.fromkeys(STATES, 0)
+        rows = (
+            Job.select(Job.state, peewee.fn.COUNT(Job.seq))
+            .where(Job.queue == name)
+            .group_by(Job.state)
+            .tuples()
+        )
+        for state, count in rows:
+            if state in totals:
+                totals[state] = int(count)
+        return {str(state): count for state, count in totals.items()}
+
+    def set_queue_limit(self, name: str, limit: int | None) -> QueueInfo:
+        """At most ``limit`` jobs of queue ``name`` processing at once (None: no limit)."""
+        name = validate_name("queue", name)
+        if limit is not None:
+            limit = validate_int("limit", limit, minimum=0)
+        return self._set_queue(name, max_running=limit)
+
+    def pause_queue(self, name: str) -> QueueInfo:
+        """No job of queue ``name`` is claimed until it is resumed (running ones finish)."""
+        return self._set_queue(validate_name("queue", name), paused=True)
+
+    def resume_queue(self, name: str) -> QueueInfo:
+        return self._set_queue(validate_name("queue", name), paused=False)
+
+    def _set_queue(self, name: str, **changes: object) -> QueueInfo:
+        QueueSetting = self.models.QueueSetting
+        with self._write():
+            setting = QueueSetting.get_or_none(QueueSetting.name == name)
+            values = {"max_running": None, "paused": False}
+            if setting is not None:
+                values = {"max_running": setting.max_running, "paused": bool(setting.paused)}
+            values.update(changes)
+            if values["max_running"] is None and not values["paused"]:
+                # The defaults need no row: the claim reads one table fewer rows.
+                QueueSetting.delete().where(QueueSetting.name == name).execute()
+            elif setting is None:
+                QueueSetting.insert(name=name, **values).execute()
+            else:
+                QueueSetting.update(**values).where(QueueSetting.name == name).execute()
+            self._announce()
+        self._notify()
+        return QueueInfo(name, self.queue_counts(name), values["max_running"],  # type: ignore[arg-type]
+                         bool(values["paused"]))  # fmt: skip
+
+    def drained(self, queues: tuple[str, ...] | None = None) -> bool:
+        """Nothing left that a worker (of ``queues``, if given) could run now or later: no job
+        processing, and none ready (SPEC 4 `--burst`). Jobs waiting for a dependency that will
+        never complete (dead, or waiting itself), and jobs of paused queues (or limited to 0)
+        do not count: they can only run once a user acts."""
+        only = queue_filter(queues)
+        processing = f"\"state\" = '{State.PROCESSING.value}'{only}"
+        ready = (
+            f'{READY}{only} AND "queue" NOT IN (SELECT "name" FROM "queue_setting" '
+            'WHERE "paused" OR "max_running" = 0)'
+        )
+        for where in (processing, ready):
+            if self.db.execute_sql(f'SELECT 1 FROM "job" WHERE {where} LIMIT 1').fetchone():
+                return False
+        return True
+
+    # -- PostgreSQL: claims in limited queues ----------------------------------------------
+
+    def _claim_row(
+        self, worker_id: str, queues: tuple[str, ...] | None = None
+    ) -> tuple[object, ...] | None:
+        if self.is_sqlite or not self._limits_in_use():
+            return super()._claim_row(worker_id, queues)
+        with self.db.atomic():
+            return self._claim_limited(worker_id, queues)
+
+    def _limits_in_use(self) -> bool:
+        """Whether some queue has a limit, as read at most LIMITS_RECHECK_S ago."""
+        now = time.monotonic()
+        if now >= getattr(self, "_limits_read_at", -LIMITS_RECHECK_S) + LIMITS_RECHECK_S:
+            QueueSetting = self.models.QueueSetting
+            limited = QueueSetting.select().where(QueueSetting.max_running.is_null(False))
+            self._limits = limited.exists()
+            self._limits_read_at = now
+        return self._limits
+
+    def _claim_limited(
+        self, worker_id: str, queues: tuple[str, ...] | None
+    ) -> tuple[object, ...] | None:
+        """PostgreSQL, in a transaction: the next ready job, in claim order across every queue;
+        if its queue has a limit, that queue's settings row is locked (FOR UPDATE: its claims
+        take turns) and its running jobs counted afresh before the job is claimed."""
+        now = self.clock()
+        full: list[str] = []
+        while True:
+            skip = ""
+            if full:
+                skip = ' AND "queue" NOT IN (' + ", ".join(["%s"] * len(full)) + ")"
+            candidate = self.db.execute_sql(
+                f'SELECT "seq", "queue" FROM "job" WHERE {READY} AND "run_at" <= %s '
+                'AND "queue" NOT IN (SELECT "name" FROM "queue_setting" WHERE "paused")'
+                f'{queue_filter(queues)}{skip} ORDER BY "priority" DESC, "run_at", "seq" '
+                "LIMIT 1 FOR UPDATE SKIP LOCKED",
+                (now, *full),
+            ).fetchone()
+            if candidate is None:
+                return None
+            seq, name = candidate
+            setting = self.db.execute_sql(
+                'SELECT "max_running", "paused" FROM "queue_setting" WHERE "name" = %s '
+                "FOR UPDATE",
+                (name,),
+            ).fetchone()
+            if setting is not None and setting[1]:
+                full.append(name)
+                continue
+            if setting is not None and setting[0] is not None:
+                running = self.db.execute_sql(
+                    f'SELECT COUNT(*) FROM "job" WHERE "state" = \'{State.PROCESSING.value}\' '
+                    'AND "queue" = %s',
+                    (name,),
+                ).fetchone()[0]
+                if running >= setting[0]:
+                    full.append(name)
+                    continue
+            return self.db.execute_sql(self._sql.claim_seq, (worker_id, now, now, seq)).fetchone()
+
+
+__all__ = ["QueueInfo", "Workflows"]

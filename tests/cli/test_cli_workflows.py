@@ -1,0 +1,117 @@
+"""SPEC 7 from the command line: `enqueue --after/--queue`, blocked jobs in `list` and `show`,
+`queue ...`, `schedule ...`, `status --queue`, and a dead dependency retried with `dlq retry`
+by real worker processes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def one_error(result, code: int) -> str:
+    assert result.exit_code == code, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_enqueue_after_and_queue(run, queue):
+    build = run.ok("enqueue", "--id", "build", "make").strip()
+    job = run.json("enqueue", "--after", "bui", "--queue", "deploy", "./deploy.sh")
+    assert (job["after"], job["queue"], job["schedule"]) == ([build], "deploy", None)
+    data = json.loads(run.ok("enqueue", '{"command": "x", "after": ["build"], "queue": "q1"}',
+                             "--json"))  # fmt: skip
+    assert (data["after"], data["queue"]) == (["build"], "q1")
+    listing = run.ok("list", "--queue", "deploy")
+    assert "after build" in listing and "make" not in listing
+    assert [j["id"] for j in run.json("list", "--queue", "deploy")] == [job["id"]]
+    assert run.json("status", "--queue", "deploy")["pending"] == 1
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [(["--after", "nope", "x"], "'nope'"), (["--queue", "no good", "x"], "queue"),
+     (['{"command": "x", "after": "build"}'], "'after'"),
+     (['{"command": "x", "queue": ""}'], "'queue'")],
+)  # fmt: skip
+def test_bad_dependencies_and_queues_exit_2_enqueueing_nothing(run, queue, args, says):
+    result = run("enqueue", *args)
+    assert result.exit_code == 2, result.output
+    assert says in result.stderr
+    assert queue.counts()["pending"] == 0
+
+
+def test_a_file_names_earlier_lines_and_a_bad_reference_names_its_line(run, queue, tmp_path):
+    good = tmp_path / "pipeline.jsonl"
+    good.write_text('{"id": "fetch", "command": "a"}\n# then\n{"command": "b", "after": ["fetch"]}\n')
+    ids = run.ok("enqueue", "--file", str(good)).split()
+    assert run.json("show", ids[1])["after"] == ["fetch"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "one", "command": "a"}\n\n{"command": "b", "after": ["two"]}\n')
+    error = one_error(run("enqueue", "--file", str(bad)), 2)
+    assert "line 3" in error and "'two'" in error
+    assert queue.counts()["pending"] == 2
+
+
+def test_queue_commands(run, queue):
+    run.ok("enqueue", "--queue", "reports", "x")
+    limited = run.json("queue", "limit", "reports", "2")
+    assert (limited["name"], limited["limit"], limited["pending"]) == ("reports", 2, 1)
+    assert run.json("queue", "pause", "idle")["paused"] is True
+    listed = {q["name"]: q for q in run.json("queue", "list")}
+    assert set(listed) == {"reports", "idle"}
+    assert set(listed["reports"]) == {"name", "pending", "processing", "completed", "failed",
+                                      "dead", "cancelled", "limit", "paused"}  # fmt: skip
+    assert "reports" in run.ok("queue", "list")
+    run.ok("queue", "resume", "idle")
+    run.ok("queue", "limit", "reports", "none")
+    assert [q["name"] for q in run.json("queue", "list")] == ["reports"]
+    one_error(run("queue", "limit", "reports", "-1"), 2)
+    one_error(run("queue", "limit", "a b", "1"), 2)
+
+
+def test_schedule_commands(run, queue, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    added = run.json("schedule", "add", "nightly", "0 3 * * *", "./backup.sh", "--tz",
+                     "Europe/Paris", "--no-overlap", "--priority", "4", "--queue", "ops")  # fmt: skip
+    assert (added["zone"], added["no_overlap"], added["priority"], added["queue"], added["cwd"]) \
+        == ("Europe/Paris", True, 4, "ops", str(tmp_path))  # fmt: skip
+    assert added["next_due"].endswith(("02:00:00+00:00", "01:00:00+00:00"))
+    [listed] = run.json("schedule", "list")
+    assert {"name", "cron", "zone", "next_due", "last_job_id", "paused"} <= set(listed)
+    job = run.json("schedule", "run", "nightly")
+    assert (job["schedule"], job["queue"]) == ("nightly", "ops")
+    assert run.json("schedule", "list")[0]["last_job_id"] == job["id"]
+    assert run.json("schedule", "pause", "nightly")["paused"] is True
+    assert run.json("schedule", "resume", "nightly")["paused"] is False
+    one_error(run("schedule", "add", "nightly", "@daily", "x"), 2)
+    one_error(run("schedule", "add", "x", "* * *", "x"), 2)
+    one_error(run("schedule", "add", "x", "@daily", "x", "--tz", "Nowhere/Land"), 2)
+    one_error(run("schedule", "add", "bad name", "@daily", "x"), 2)
+    one_error(run("schedule", "add", "x", "@daily", '{"command": "x", "delay": 5}'), 2)
+    one_error(run("schedule", "run", "other"), 1)
+    run.ok("schedule", "remove", "nightly")
+    one_error(run("schedule", "remove", "nightly"), 1)
+    assert run.json("schedule", "list") == []
+
+
+def test_a_dead_dependency_blocks_until_dlq_retry(qc, run, queue, tmp_path):
+    """Real `worker start --burst` processes: the dependent of a dead job is blocked (and does
+    not keep `--burst` waiting); retried once it can succeed, both complete."""
+    marker = tmp_path / "ready"
+    run.ok("config", "set", "max-retries", "1")
+    dep = run.ok("enqueue", "--id", "dep", f"test -e {marker}").strip()
+    after = run.ok("enqueue", "--after", dep, "echo after").strip()
+    done = qc("worker", "start", "--burst", "--count", "2", timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert run.json("show", dep)["state"] == "dead"
+    shown = run.ok("show", after)
+    assert "blocked" in shown and "dep" in shown
+    assert "blocked: dep" in run.ok("list")
+    marker.write_text("")
+    run.ok("dlq", "retry", dep)
+    done = qc("worker", "start", "--burst", "--count", "2", timeout=30)
+    assert done.returncode == 0, done.stderr
+    job = run.json("show", after)
+    assert (job["state"], job["after"], job["output"]) == ("completed", ["dep"], "after\n")

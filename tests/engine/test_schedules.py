@@ -1,0 +1,126 @@
+"""SPEC 7, schedules: cron expressions (seconds first, zones, aliases), one job per due time
+however many pools look, one catch-up job after downtime, --no-overlap, pause/resume/run."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+
+import pytest
+
+from queuectl import InvalidInput, JobSpec, Queue, QueueError
+from queuectl.executor import RunResult
+from queuectl.schedules import next_time
+from support import wait_until
+
+from .helpers import WorkerProc
+
+START = datetime(2027, 1, 1, tzinfo=timezone.utc).timestamp()  # a Friday, 00:00 UTC
+
+
+def test_cron_forms():
+    assert next_time("*/10 * * * * *", "UTC", START + 1) == START + 10  # seconds first
+    assert next_time("30 5 * * * *", "UTC", START) == START + 5 * 60 + 30
+    assert next_time("0 3 * * *", "UTC", START) == START + 3 * 3600
+    assert next_time("0 3 * * *", "Europe/Paris", START) == START + 2 * 3600
+    assert next_time("@hourly", "UTC", START) == START + 3600
+    assert next_time("@daily", "UTC", START + 1) == START + 86400
+
+
+@pytest.mark.parametrize(
+    "name, cron, zone",
+    [("bad name", "@daily", None), ("x", "* * *", None), ("x", "61 * * * *", None),
+     ("x", "* * * * * * *", None), ("x", "@reboot", None), ("x", "@daily", "Mars/Base")],
+)  # fmt: skip
+def test_bad_schedules_are_refused(any_queue, name, cron, zone):
+    with pytest.raises(InvalidInput):
+        any_queue.add_schedule(name, cron, JobSpec(command="x"), zone=zone)
+    assert any_queue.schedules() == []
+
+
+def test_names_are_unique_and_unknown_ones_fail(any_queue):
+    any_queue.add_schedule("nightly", "@daily", JobSpec(command="x"))
+    with pytest.raises(InvalidInput, match="exists"):
+        any_queue.add_schedule("nightly", "@hourly", JobSpec(command="y"))
+    for action in (any_queue.remove_schedule, any_queue.pause_schedule,
+                   any_queue.resume_schedule, any_queue.run_schedule):  # fmt: skip
+        with pytest.raises(QueueError, match="no schedule"):
+            action("other")
+
+
+def test_each_due_time_gives_one_job_whoever_looks(target, clock, tmp_path, monkeypatch):
+    clock.now = START
+    monkeypatch.chdir(tmp_path)
+    first, second = Queue(target, clock=clock), Queue(target, clock=clock)
+    try:
+        first.add_schedule("tick", "* * * * *", JobSpec(command="echo tick", priority=3,
+                                                       queue="ops"))  # fmt: skip
+        assert first.fire_due_schedules() == []
+        clock.advance(60)
+        fired = first.fire_due_schedules() + second.fire_due_schedules()
+        assert len(fired) == 1
+        job = first.get(fired[0].id)
+        assert (job.schedule, job.cwd, job.priority, job.queue) == ("tick", str(tmp_path), 3, "ops")
+        # A long downtime: one job for all the times missed, and the next due time from now.
+        clock.advance(3600)
+        assert len(second.fire_due_schedules() + first.fire_due_schedules()) == 1
+        info = first.schedules()[0]
+        assert info.next_due == START + 60 + 3600 + 60 and info.last_job_id is not None
+    finally:
+        first.close()
+        second.close()
+
+
+def test_no_overlap_skips_while_the_last_job_waits_or_runs(any_queue, clock):
+    q = any_queue
+    clock.now = START
+    q.add_schedule("slow", "* * * * *", JobSpec(command="x"), no_overlap=True)
+    clock.advance(60)
+    [job] = q.fire_due_schedules()
+    clock.advance(60)
+    assert q.fire_due_schedules() == []  # still pending: skipped, and the time passes
+    assert q.schedules()[0].next_due == START + 180
+    claimed = q.claim("w")
+    q.finish(claimed, RunResult(0, None, ""), "w")
+    clock.advance(60)
+    assert len(q.fire_due_schedules()) == 1
+
+
+def test_pause_resume_run_remove(any_queue, clock):
+    q = any_queue
+    clock.now = START
+    q.add_schedule("s", "* * * * *", JobSpec(command="x"))
+    q.pause_schedule("s")
+    clock.advance(600)
+    assert q.fire_due_schedules() == [] and q.next_schedule_due() is None
+    info = q.resume_schedule("s")
+    assert info.next_due == START + 660  # from now: paused times are not made up for
+    job = q.run_schedule("s")
+    assert job.schedule == "s" and q.schedules()[0].last_job_id == job.id
+    q.remove_schedule("s")
+    assert q.schedules() == []
+
+
+def test_a_seconds_schedule_with_three_worker_processes(target, tmp_path):
+    """Every 2 s, 3 worker processes firing: exactly one job per due time."""
+    queue = Queue(target)
+    procs = []
+    try:
+        queue.add_schedule("tick", "*/2 * * * * *", JobSpec(command="true", cwd=str(tmp_path)))
+        procs = [WorkerProc(target, 1, tmp_path, f"worker-{n}") for n in range(3)]
+        for proc in procs:
+            proc.wait_ready()
+        wait_until(lambda: len(queue.list_jobs(with_output=False)) >= 4, 15, "4 scheduled jobs")
+    finally:
+        for proc in procs:
+            proc.stop()
+    jobs = queue.list_jobs(with_output=False)
+    queue.close()
+    # Each job is enqueued at its due time (an even second) by the first pool to see it due:
+    # two jobs in one 2-second slot would be two jobs for one due time.
+    slots = [int(job.created_at) // 2 for job in jobs]
+    assert len(set(slots)) == len(slots), sorted(job.created_at for job in jobs)
+    assert all(job.schedule == "tick" for job in jobs)
+    scheduled = sum(len(proc.events("scheduled")) for proc in procs)
+    assert scheduled == len(jobs)
+    assert os.path.isdir(jobs[0].cwd)

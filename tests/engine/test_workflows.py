@@ -1,0 +1,271 @@
+"""SPEC 7, dependencies and named queues, on both backends: a job runs only after the jobs it
+names completed; a dead dependency blocks it (retried and completed, it unblocks it); a
+cancelled one cancels it, down the chain; a queue's limit holds across worker processes and a
+paused queue's jobs are not claimed.
+
+Cycles cannot be made: a job can only name jobs that exist before it (or come before it in one
+batch), so every edge points from a newer job to an older one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from queuectl import InvalidInput, JobSpec, Queue, parse_job
+from queuectl.executor import RunResult
+from support import wait_until
+
+from .helpers import WorkerProc
+
+OK = RunResult(0, None, "ok\n")
+FAILED = RunResult(1, "exit code 1", "")
+
+
+def run_one(queue: Queue, result: RunResult = OK, worker: str = "w", queues=None):
+    """Claim the next job and store ``result`` for it; the job as stored (None: none ready)."""
+    job = queue.claim(worker, queues)
+    return None if job is None else queue.finish(job, result, worker)
+
+
+def history(queue: Queue, job_id: str) -> list[tuple[str, str | None]]:
+    Event = queue.models.Event
+    rows = Event.select().where(Event.job_id == job_id).order_by(Event.id)
+    return [(row.event, row.error) for row in rows]
+
+
+# -- dependencies --------------------------------------------------------------------------
+
+
+def test_a_job_runs_only_after_the_jobs_it_names(any_queue):
+    q = any_queue
+    build = q.enqueue(JobSpec(command="make", id="build"))
+    test = q.enqueue(JobSpec(command="make test", id="test"))
+    deploy = q.enqueue(JobSpec(command="deploy", after=("bui", "test"), priority=10))
+    assert deploy.to_dict()["after"] == ["build", "test"]
+    assert q.get(deploy.id).waiting_for == ("build", "test")
+    assert run_one(q).id == "build"  # deploy's priority does not matter while it waits
+    assert q.get(deploy.id).waiting_on == 1
+    assert run_one(q).id == "test"
+    assert run_one(q).id == deploy.id
+    assert [job.to_dict()["after"] for job in q.list_jobs()] == [["build", "test"], [], []]
+
+
+def test_a_completion_readies_its_dependent_for_the_claim_that_follows_it(any_queue):
+    q = any_queue
+    first = q.enqueue(JobSpec(command="a", id="a"))
+    q.enqueue(JobSpec(command="b", id="b", after=("a",)))
+    q.enqueue(JobSpec(command="other", id="other"))
+    job = q.claim("w")
+    assert job.id == first.id
+    stored, following = q.finish_and_claim(job, OK, "w")
+    assert stored.state == "completed"
+    # SQLite's one statement picks its next job before the completion readies "b"; either way
+    # "b" is ready for the claim after it.
+    assert {following.id, q.claim("w").id} == {"b", "other"}
+    assert q.claim("w") is None
+
+
+@pytest.mark.parametrize("ref", ["nope", "a"])
+def test_an_unknown_or_ambiguous_dependency_enqueues_nothing(any_queue, ref):
+    q = any_queue
+    q.enqueue(JobSpec(command="x", id="ab1"))
+    q.enqueue(JobSpec(command="x", id="ab2"))
+    with pytest.raises(InvalidInput, match=repr(ref)):
+        q.enqueue_many([JobSpec(command="ok"), JobSpec(command="y", after=(ref,))])
+    assert q.counts()["pending"] == 2
+
+
+def test_a_batch_names_its_earlier_jobs_never_later_ones(any_queue):
+    q = any_queue
+    jobs = q.enqueue_many([
+        JobSpec(command="a", id="fetch"),
+        JobSpec(command="b", id="build", after=("fetch",)),
+        JobSpec(command="c", after=("build", "fet")),
+    ])  # fmt: skip
+    assert [job.to_dict()["after"] for job in jobs] == [[], ["fetch"], ["fetch", "build"]]
+    assert [job.waiting_on for job in jobs] == [0, 1, 2]
+    with pytest.raises(InvalidInput, match="'later'"):
+        q.enqueue_many([JobSpec(command="a", after=("later",)), JobSpec(command="b", id="later")])
+    with pytest.raises(InvalidInput, match="'self'"):
+        q.enqueue_many([JobSpec(command="a", id="self", after=("self",))])
+    assert q.counts()["pending"] == 3
+
+
+def test_a_dead_dependency_blocks_until_retried_and_completed(any_queue):
+    q = any_queue
+    q.config_set("max-retries", 1)
+    q.enqueue(JobSpec(command="flaky", id="dep"))
+    waiting = q.enqueue(JobSpec(command="after", id="next", after=("dep",)))
+    assert run_one(q, FAILED).state == "dead"
+    job = q.get(waiting.id)
+    assert (job.state, job.blocked_by) == ("pending", ("dep",))
+    assert history(q, "next")[-1] == ("blocked", "dependency dep is dead")
+    assert q.claim("w") is None
+    assert q.drained()  # it can never run by itself: `--burst` does not wait for it
+    q.retry_dead(["dep"])
+    assert history(q, "next")[-1] == ("unblocked", None)
+    assert q.get("next").blocked_by == ()
+    assert not q.drained()
+    assert run_one(q).id == "dep"
+    assert run_one(q).id == "next"
+
+
+def test_enqueued_after_a_dead_job_it_is_blocked_at_once(any_queue):
+    q = any_queue
+    q.config_set("max-retries", 1)
+    q.enqueue(JobSpec(command="flaky", id="dep"))
+    run_one(q, FAILED)
+    job = q.enqueue(JobSpec(command="after", after=("dep",)))
+    assert job.blocked_by == ("dep",)
+    assert history(q, job.id)[-1] == ("blocked", "dependency dep is dead")
+
+
+def test_a_dependency_that_leaves_completed_holds_its_dependents_again(any_queue):
+    q = any_queue
+    q.enqueue(JobSpec(command="a", id="a"))
+    q.enqueue(JobSpec(command="b", id="b", after=("a",)))
+    run_one(q)
+    assert q.get("b").waiting_on == 0
+    Job = q.models.Job
+    Job.update(state="pending").where(Job.id == "a").execute()  # what a retry does to it
+    assert q.get("b").waiting_on == 1
+    assert run_one(q).id == "a"
+    assert run_one(q).id == "b"
+
+
+def test_a_cancelled_dependency_cancels_the_chain_naming_each_dependency(any_queue):
+    q = any_queue
+    q.enqueue_many([
+        JobSpec(command="a", id="a"),
+        JobSpec(command="b", id="b", after=("a",)),
+        JobSpec(command="c", id="c", after=("b",)),
+        JobSpec(command="d", id="d"),
+    ])  # fmt: skip
+    Job = q.models.Job
+    a = q.get("a")
+    with q._write():
+        Job.update(state="cancelled").where(Job.seq == a.seq).execute()
+        cancelled = q.cancel_dependents([a.seq])
+    assert sorted(cancelled) == ["b", "c"]
+    assert [(j.id, j.state, j.error) for j in q.list_jobs()] == [
+        ("d", "pending", None),
+        ("c", "cancelled", "dependency b was cancelled"),
+        ("b", "cancelled", "dependency a was cancelled"),
+        ("a", "cancelled", None),
+    ]
+    later = q.enqueue(JobSpec(command="e", after=("a",)))
+    assert (later.state, later.error) == ("cancelled", "dependency a was cancelled")
+    assert q.counts()["cancelled"] == 4
+
+
+def test_a_listing_reads_every_jobs_dependencies_at_once(any_queue):
+    q = any_queue
+    q.enqueue_many([JobSpec(command="x", id=f"j{n}") for n in range(3)])
+    q.enqueue_many([JobSpec(command="y", after=(f"j{n}", "j0")) for n in range(3)])
+    queries = []
+    original = q.db.execute_sql
+
+    def counting(sql, *args, **kwargs):
+        queries.append(sql)
+        return original(sql, *args, **kwargs)
+
+    q.db.execute_sql = counting
+    jobs = q.list_jobs(with_output=False)
+    del q.db.execute_sql
+    assert len(queries) == 2  # the jobs, then every dependency of theirs
+    assert [job.to_dict()["after"] for job in jobs][:3] == [["j0", "j2"], ["j0", "j1"], ["j0"]]
+
+
+# -- queues --------------------------------------------------------------------------------
+
+
+def test_workers_of_some_queues_claim_only_theirs(any_queue):
+    q = any_queue
+    q.enqueue(JobSpec(command="a", queue="reports"))
+    q.enqueue(JobSpec(command="b"))
+    assert q.claim("w", ("deploy",)) is None
+    assert q.claim("w", ("reports",)).queue == "reports"
+    assert q.claim("w", ("deploy", "default")).queue == "default"
+
+
+def test_a_paused_queue_is_not_claimed_and_its_jobs_still_come_in(any_queue):
+    q = any_queue
+    q.pause_queue("slow")
+    q.enqueue(JobSpec(command="a", queue="slow", priority=5))
+    q.enqueue(JobSpec(command="b"))
+    assert run_one(q).queue == "default"
+    assert q.claim("w") is None
+    assert q.next_due_in() is None  # idle workers do not spin on it
+    info = {i.name: i for i in q.queues()}["slow"]
+    assert (info.paused, info.limit, info.counts["pending"]) == (True, None, 1)
+    q.resume_queue("slow")
+    assert run_one(q).queue == "slow"
+    assert [i.name for i in q.queues()] == ["default", "slow"]
+
+
+def test_a_limit_holds_in_each_claim_and_frees_as_jobs_finish(any_queue):
+    q = any_queue
+    q.set_queue_limit("one", 1)
+    q.enqueue_many([JobSpec(command=f"j{n}", id=f"j{n}", queue="one") for n in range(3)])
+    first = q.claim("w")
+    assert q.claim("w") is None and q.next_due_in() is None
+    stored, following = q.finish_and_claim(first, OK, "w")
+    assert stored.state == "completed" and following.id == "j1"
+    q.set_queue_limit("one", None)
+    assert q.claim("w").id == "j2"
+    assert q.queues()[0].to_dict() == {
+        "name": "one", "pending": 0, "processing": 2, "completed": 1, "failed": 0, "dead": 0,
+        "cancelled": 0, "limit": None, "paused": False,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["", "a b", "x" * 65, "é", "a/b"])
+def test_queue_names_are_checked(any_queue, name):
+    with pytest.raises(InvalidInput, match="'queue'"):
+        parse_job(json.dumps({"command": "x", "queue": name}))
+    with pytest.raises(InvalidInput):
+        any_queue.set_queue_limit(name, 1)
+    assert any_queue.queues() == []
+
+
+LEDGER_JOB = (
+    'echo "start $(date +%s.%N)" >> {ledger}; sleep 0.3; echo "end $(date +%s.%N)" >> {ledger}'
+)
+
+
+def most_at_once(ledger) -> int:
+    """The most jobs running at once, from the start and end lines they wrote."""
+    marks = []
+    for line in ledger.read_text().split("\n"):
+        if line:
+            kind, at = line.split()
+            marks.append((float(at), 0 if kind == "end" else 1))
+    running = most = 0
+    for _, starts in sorted(marks):
+        running += 1 if starts else -1
+        most = max(most, running)
+    return most
+
+
+def test_a_limit_holds_across_worker_processes(target, tmp_path):
+    """3 processes x 3 threads, a queue limited to 2: never 3 of its jobs at once, and 2 do
+    run at once (the limit is a limit, not a lock)."""
+    queue = Queue(target)
+    queue.set_queue_limit("narrow", 2)
+    ledger = tmp_path / "ledger"
+    queue.enqueue_many(
+        [JobSpec(command=LEDGER_JOB.format(ledger=ledger), queue="narrow") for _ in range(12)]
+        + [JobSpec(command="true") for _ in range(6)]
+    )
+    procs = [WorkerProc(target, 3, tmp_path, f"worker-{n}") for n in range(3)]
+    try:
+        for proc in procs:
+            proc.wait_ready()
+        wait_until(lambda: queue.counts()["completed"] == 18, 30,
+                   message=f"18 completed ({queue.counts()})")  # fmt: skip
+    finally:
+        for proc in procs:
+            proc.stop()
+        queue.close()
+    assert most_at_once(ledger) == 2

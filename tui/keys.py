@@ -1,0 +1,71 @@
+"""Keys typed ahead land where the user meant them.
+
+Textual reads a key, hands it to the widget focused at that moment (into that widget's queue) and
+reads the next one; a key the widget does not take bubbles up to the app, whose bindings run
+against the focus of *that* moment. When a key moves the focus (tab in a form, ``o`` in the
+details, ``a`` opening a form) and more keys wait, those were handed to the widget before: a
+paste of ``echo x``, Tab, ``2`` gave the command ``echo x2``. Here each key is handled to the end
+(the widget, then the bindings it bubbles up to, then a screen it opened) before the next is read.
+Actions that move the focus use ``Screen.set_focus``, which applies at once (``Widget.focus()``
+waits its turn in the app's queue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from textual import events
+from textual.app import App
+from textual.message_pump import MessagePump
+
+SETTLE_S = 1.0  # at most this long for one node to handle a key (it may be closing)
+
+
+async def settled(node: MessagePump | None) -> None:
+    """Return once ``node`` has handled every message already sent to it."""
+    if node is None:
+        return
+    done = asyncio.get_running_loop().create_future()
+    if node.call_later(lambda: done.done() or done.set_result(None)):
+        await asyncio.wait([done], timeout=SETTLE_S)
+
+
+class KeysInOrder(App):
+    """An App that reads a key only once the one before it has been handled."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._typed: deque[events.Key] = deque()
+        self._key_in_hand = False
+
+    async def on_event(self, event: events.Event) -> None:
+        if not isinstance(event, events.Key) or event.is_forwarded:
+            await super().on_event(event)
+        elif self._key_in_hand:
+            self._typed.append(event)  # typed ahead: waits for the keys before it
+        else:
+            await self._handle_key(event)
+
+    async def _handle_key(self, key: events.Key) -> None:
+        self._key_in_hand = True
+        target = self.focused or self.screen  # where Textual hands the key
+        try:
+            await super().on_event(key)
+        finally:
+            asyncio.create_task(self._after(key, target))
+
+    async def _after(self, key: events.Key, target: MessagePump) -> None:
+        try:
+            node: MessagePump | None = target
+            while node is not None:  # the key bubbles up this way, to the app's bindings
+                await settled(node)
+                node = node._parent
+            await settled(self.screen)  # a screen the key opened: composed and focused
+        finally:
+            self.call_later(self._next_key)
+
+    async def _next_key(self) -> None:
+        self._key_in_hand = False
+        if self._typed:
+            await self._handle_key(self._typed.popleft())
