@@ -84,7 +84,7 @@ def test_stats_bad_since_is_exit_2(run, since):
     assert "90s, 15m" in result.stderr
 
 
-def test_metrics_parse_and_counters_never_go_down(run, queue):
+def test_metrics_parse_and_counters_never_go_down(run):
     run.ok("enqueue", "true")
     run.ok("enqueue", "true")
     run.ok("enqueue", '{"command": "exit 1", "max_retries": 1}')
@@ -100,13 +100,8 @@ def test_metrics_parse_and_counters_never_go_down(run, queue):
     assert before[("queuectl_run_duration_seconds_bucket", (("le", "+Inf"), *default))] == 3
     assert before[("queuectl_worker_threads", ())] == 0
     assert all("id" not in dict(labels) for _, labels in before)
-    # Finished jobs deleted (as `purge` and retention do): the counters stay.
-    q = queue.open()
-    try:
-        with q._write():
-            q.db.execute_sql("DELETE FROM \"job\" WHERE \"state\" IN ('completed', 'dead')")
-    finally:
-        q.close()
+    # Finished jobs purged, with their history: the counters stay.
+    run.ok("purge", "--state", "completed", "--state", "dead")
     after = samples(run.ok("metrics"))
     assert after[("queuectl_jobs", (("queue", "default"), ("state", "completed")))] == 0
     for key, value in before.items():
@@ -190,3 +185,14 @@ def test_a_failed_hook_is_one_line_in_the_worker_log(qc):
     assert len(lines) == 1 and lines[0].endswith(
         f"hook on-completed for job {job_id} failed: exit code 4 (nope)"
     ), done.stderr
+
+
+def test_a_cancel_by_a_command_is_in_the_history_and_its_hook_recorded(run, queue):
+    run.ok("config", "set", "on-cancelled", "echo cancelled")
+    job_id = run.ok("enqueue", '{"command": "true", "delay": 600}').strip()
+    run.ok("cancel", job_id)
+    assert [e["event"] for e in run.json("history", job_id)] == ["enqueued", "cancelled"]
+    run.ok("retry", job_id)
+    assert run.json("history", job_id)[-1]["event"] == "retried"
+    [delivery] = queue.deliveries()
+    assert (delivery.job_id, delivery.state, delivery.hook) == (job_id, "cancelled", "echo cancelled")
