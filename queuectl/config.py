@@ -52,12 +52,28 @@ def _duration(text: str) -> int | float:
         ) from None
 
 
+def _shell_command(text: str) -> str:
+    """A hook (SPEC 8): a shell command, or empty for none."""
+    command = str(text).strip()
+    if "\x00" in command:
+        raise InvalidInput("a command cannot contain NUL")
+    return command
+
+
+Value = int | float | str
+
+
 @dataclass(frozen=True)
 class Key:
     name: str
-    default: int | float
-    parse: Callable[[str], int | float]
+    default: Value
+    parse: Callable[[str], Value]
     help: str
+
+
+def shown(value: Value) -> str:
+    """A value as `config` prints it (numbers as `%g`; an empty hook as nothing)."""
+    return value if isinstance(value, str) else f"{value:g}"
 
 
 KEYS: dict[str, Key] = {
@@ -67,11 +83,15 @@ KEYS: dict[str, Key] = {
         Key("backoff-base", 2, _number_at_least(1), "retry n waits backoff-base ** n seconds"),
         Key("job-timeout", 300, _int_at_least(1), "seconds a job may run before it is killed"),
         Key("retention", 0, _duration, "keep completed, cancelled jobs this long (0: forever)"),
+        *(
+            Key(f"on-{state}", "", _shell_command, f"shell command run when a job is {state}")
+            for state in ("completed", "failed", "dead", "cancelled")
+        ),
     )
 }
 
 
-def validate(key: str, value: object) -> int | float:
+def validate(key: str, value: object) -> Value:
     """The parsed value of ``key``; InvalidInput naming the problem otherwise."""
     if key not in KEYS:
         raise InvalidInput(f"unknown config key {key!r} (valid: {', '.join(KEYS)})")

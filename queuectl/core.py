@@ -174,7 +174,7 @@ class QueueCore:
 
     # -- settings ---------------------------------------------------------------------------
 
-    def config(self) -> dict[str, int | float]:
+    def config(self) -> dict[str, config_keys.Value]:
         """Every key with its value (the stored one, else the default)."""
         values = {key.name: key.default for key in config_keys.KEYS.values()}
         for key, value in self.db.execute_sql('SELECT "key", "value" FROM "config"'):
@@ -182,12 +182,12 @@ class QueueCore:
                 values[key] = setting(key, value)
         return values
 
-    def config_get(self, key: str) -> int | float:
+    def config_get(self, key: str) -> config_keys.Value:
         if key not in config_keys.KEYS:
             config_keys.validate(key, "")  # raises, naming the valid keys
         return self.config()[key]
 
-    def config_set(self, key: str, value: object) -> int | float:
+    def config_set(self, key: str, value: object) -> config_keys.Value:
         parsed = config_keys.validate(key, value)
         Config = self.models.Config
         Config.insert(key=key, value=str(parsed)).on_conflict(
@@ -196,7 +196,7 @@ class QueueCore:
         return parsed
 
 
-def setting(key: str, stored: object) -> int | float:
+def setting(key: str, stored: object) -> config_keys.Value:
     """A stored config value as its key parses it; its default if none is stored, or if what is
     stored does not parse (set by hand, or under other bounds): better than failing every job
     run (and `config list`) until someone sets it again."""

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 
 import peewee
 
+from . import schema
 from .core import setting
 from .errors import InvalidInput, QueueError
 from .executor import RunResult
@@ -123,9 +124,13 @@ class Lifecycle(Reading):
         # driver's errors: wrapped, they are peewee's like the rest (a read-only file or
         # a full disk is then one CLI error line, no traceback).
         with peewee.__exception_wrapper__:
+            if self.is_sqlite:  # the new rows' seqs follow it (one writer at a time)
+                last = self.db.execute_sql('SELECT MAX("seq") FROM "job"').fetchone()[0]
             self.db.cursor().executemany(self._sql.insert, [tuple(row.values()) for row in rows])
             if self.is_sqlite:  # counted here, not by a trigger per row (schema 4)
                 self.db.execute_sql(self._sql.count_inserted, (len(rows),))
+                # and their history too (schema 8)
+                self.db.execute_sql(schema.SQLITE_ENQUEUED, (last or 0,))
         if links is not None:
             self._link_after(rows, links)
         return links

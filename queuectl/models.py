@@ -168,6 +168,9 @@ class Event(BaseModel):
     worker = peewee.CharField(max_length=255, null=True)
     exit_code = peewee.IntegerField(null=True)
     error = peewee.TextField(null=True)
+    # Schema 8: a finished run's seconds (a run's end event), and a start's seconds from due.
+    duration = peewee.DoubleField(null=True)
+    waited = peewee.DoubleField(null=True)
 
     class Meta:
         table_name = "job_event"
@@ -223,7 +226,55 @@ class Schedule(BaseModel):
         table_name = "schedule"
 
 
-ALL_MODELS = (Job, Config, WorkerProcess, SchemaInfo, Event, JobDep, QueueSetting, Schedule)
+# The run-time histogram's upper bounds in seconds (shell jobs run from milliseconds to hours).
+RUN_BUCKETS: tuple[float, ...] = (
+    0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200,
+)  # fmt: skip
+
+
+class RunTotal(BaseModel):
+    """Runs finished, per queue, outcome (the state the run led to) and run-time bucket: the
+    metrics' counters and histogram (SPEC 8). Bumped by the same trigger that records the run's
+    end, never lowered (a purge leaves them). On PostgreSQL each connection bumps rows of its
+    own (``shard`` = its backend pid, as the job counters do); SQLite's shard is 0."""
+
+    queue = peewee.CharField(max_length=64)
+    outcome = peewee.CharField(max_length=16)
+    bucket = peewee.IntegerField()  # index into RUN_BUCKETS; len(RUN_BUCKETS) = +Inf
+    shard = peewee.IntegerField(default=0)
+    n = peewee.BigIntegerField(default=0)
+    seconds = peewee.DoubleField(default=0)
+
+    class Meta:
+        table_name = "run_total"
+        primary_key = peewee.CompositeKey("queue", "outcome", "bucket", "shard")
+
+
+class HookDelivery(BaseModel):
+    """A notification hook still to run (SPEC 8): written by the trigger that changed the job's
+    state, taken by one live worker process, deleted once run."""
+
+    id = peewee.BigAutoField()
+    job_seq = peewee.BigIntegerField()
+    job_id = peewee.CharField(max_length=64)
+    state = peewee.CharField(max_length=16)
+    queue = peewee.CharField(max_length=64)
+    command = peewee.TextField()  # the job's
+    attempts = peewee.IntegerField()
+    exit_code = peewee.IntegerField(null=True)
+    error = peewee.TextField(null=True)
+    hook = peewee.TextField()  # config on-<state> at the change
+    at = peewee.DoubleField()
+    taken_by = peewee.CharField(max_length=255, null=True)  # the worker process running it
+
+    class Meta:
+        table_name = "hook_delivery"
+
+
+ALL_MODELS = (
+    Job, Config, WorkerProcess, SchemaInfo, Event, JobDep, QueueSetting, Schedule, RunTotal,
+    HookDelivery,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -238,11 +289,14 @@ class Models:
     JobDep: type[JobDep]
     QueueSetting: type[QueueSetting]
     Schedule: type[Schedule]
+    RunTotal: type[RunTotal]
+    HookDelivery: type[HookDelivery]
 
     @property
     def all(self) -> tuple[type[peewee.Model], ...]:
         return (self.Job, self.Config, self.WorkerProcess, self.SchemaInfo, self.Event,
-                self.JobDep, self.QueueSetting, self.Schedule)  # fmt: skip
+                self.JobDep, self.QueueSetting, self.Schedule, self.RunTotal,
+                self.HookDelivery)  # fmt: skip
 
 
 def bind(database: peewee.Database) -> Models:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from .control import Control
 from .core import HEARTBEAT_INTERVAL_S, HOSTNAME, LEASE_S
+from .history import History
+from .hooks import Hooks
 from .lifecycle import ID_ALPHABET, ID_LENGTH, MAX_BACKOFF_S, backoff_delay, new_id, new_ids
 from .models import CLAIMABLE
 from .reading import check_state
@@ -24,7 +26,7 @@ from .schedules import Schedules
 from .workflows import Workflows
 
 
-class Queue(Control, Schedules, Workflows, Registry):
+class Queue(Control, Schedules, Workflows, History, Hooks, Registry):
     """One queue (see :class:`queuectl.core.QueueCore` for its arguments)."""
 
     def for_worker_threads(self) -> Queue:

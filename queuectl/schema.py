@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 import peewee
 
 from .errors import QueueError
-from .models import CLAIMABLE, STATES, Models, State, sql_in
+from .models import CLAIMABLE, RUN_BUCKETS, STATES, Models, State, sql_in
 
 if TYPE_CHECKING:  # playhouse.migrate is imported only to migrate (every CLI start pays imports)
     from playhouse.migrate import SchemaMigrator
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Per-state job counts, kept by triggers: `status` and every TUI refresh read a few rows instead
 # of counting a million (75 ms on SQLite, 165 ms on PostgreSQL at 1M jobs). The triggers run
@@ -294,6 +294,219 @@ def workflow_triggers(db: peewee.Database) -> list[RunSql]:
     ]
 
 
+# -- schema 8: history, run totals and hook deliveries (SPEC 8) --------------------------------
+#
+# Every change of a job's state is recorded by triggers on "job", in the statement that makes it,
+# whoever makes it (a worker's claim or finish, a rescue, the CLI, the TUI, another host): one
+# job_event row, one bump of run_total when a run ended, and one hook_delivery row when config
+# on-<state> names a hook. The event is derived from the old and new state (see _EVENT). A rescue
+# is `rescued` when the retry rules give the job another run, and `dead` (error "worker lost",
+# the lost worker named) when they do not: a run ends with one event, whatever it led to.
+# An event's time is the job's new updated_at: the clock of the code that changed it (a test's
+# fake clock too). Every change of state sets it; SQL that changes a state must too.
+# Enqueues: PostgreSQL records them with a statement-level trigger; SQLite in
+# Queue.enqueue_many with one INSERT ... SELECT (the only code that inserts jobs, as for the
+# counters of schema 4: a trigger per inserted row cost a large `enqueue --file` 25 %).
+HISTORY_TRIGGERS = (
+    "job_history_insert", "job_history_update", "job_history_start", "job_history_end", "job_hook",
+)  # fmt: skip
+SQLITE_ENQUEUED = (  # the jobs after seq ?, just inserted by Queue.enqueue_many
+    'INSERT INTO "job_event" ("job_seq", "job_id", "queue", "at", "event", "attempt") '
+    'SELECT "seq", "id", "queue", "created_at", \'enqueued\', "attempts" FROM "job" '
+    'WHERE "seq" > ? ORDER BY "seq"'
+)
+_RUN_ENDS = (State.COMPLETED, State.FAILED, State.DEAD, State.CANCELLED)
+HOOK_STATES = _RUN_ENDS  # config on-<state>
+EVENT_COLUMNS = (
+    "job_seq", "job_id", "queue", "at", "event", "attempt", "worker", "exit_code", "error",
+    "duration", "waited",
+)  # fmt: skip
+HOOK_COLUMNS = (
+    "job_seq", "job_id", "state", "queue", "command", "attempts", "exit_code", "error", "hook",
+    "at",
+)  # fmt: skip
+
+
+def _quote(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{value}'" for value in values)
+
+
+def _history_sql(is_sqlite: bool) -> dict[str, str]:
+    """The expressions of one state change's record, over a row trigger's OLD and NEW."""
+    processing, pending = f"'{State.PROCESSING.value}'", f"'{State.PENDING.value}'"
+    greatest = "MAX" if is_sqlite else "GREATEST"
+    final = _quote(tuple(state.value for state in (State.COMPLETED, State.DEAD, State.CANCELLED)))
+    ends = _quote(tuple(state.value for state in _RUN_ENDS))
+    duration = (
+        f'CASE WHEN OLD."state" = {processing} AND NEW."state" IN ({ends}) '
+        'THEN COALESCE(NEW."finished_at", NEW."updated_at") - OLD."started_at" END'
+    )
+    bucket = (
+        "CASE "
+        + " ".join(f"WHEN {{d}} <= {bound!r} THEN {i}" for i, bound in enumerate(RUN_BUCKETS))
+        + f" ELSE {len(RUN_BUCKETS)} END"
+    )
+    return {
+        "at": 'NEW."updated_at"',
+        "event": (
+            f'CASE WHEN NEW."state" = {processing} THEN \'started\' '
+            f"WHEN NEW.\"state\" = '{State.FAILED.value}' AND OLD.\"state\" = {processing} "
+            f"AND NEW.\"error\" = '{_worker_lost()}' THEN 'rescued' "
+            f'WHEN NEW."state" IN ({ends}) THEN NEW."state" '
+            f'WHEN NEW."state" = {pending} AND OLD."state" = {processing} THEN \'released\' '
+            f'WHEN NEW."state" = {pending} AND OLD."state" IN ({final}) THEN \'retried\' END'
+        ),
+        "attempt": f'CASE WHEN NEW."state" = {pending} AND OLD."state" = {processing} '
+        'THEN OLD."attempts" ELSE NEW."attempts" END',
+        "worker": f'CASE WHEN NEW."state" = {processing} THEN NEW."worker" '
+        f'WHEN OLD."state" = {processing} THEN OLD."worker" END',
+        "exit_code": f'CASE WHEN OLD."state" = {processing} THEN NEW."exit_code" END',
+        "error": f'CASE WHEN NEW."state" IN ({ends}) THEN NEW."error" END',
+        "duration": duration,
+        "waited": f'CASE WHEN NEW."state" = {processing} '
+        f'THEN {greatest}(NEW."started_at" - OLD."run_at", 0) END',
+        "bucket": bucket,
+        "ends": ends,
+    }
+
+
+def _columns(names: tuple[str, ...]) -> str:
+    return ", ".join(f'"{name}"' for name in names)
+
+
+def history_triggers(db: peewee.Database) -> list[RunSql]:
+    """The triggers of schema 8 (replaced if there: running this again is harmless)."""
+    if isinstance(db, peewee.SqliteDatabase):
+        return _sqlite_history(db)
+    return _postgres_history(db)
+
+
+def _sqlite_history(db: peewee.Database) -> list[RunSql]:
+    """A trigger per kind of change, each with a WHEN: SQLite runs a trigger's statements only
+    when its WHEN holds, so a claim pays for one plain INSERT (``started``) and a finished run
+    for its event and its total. The general CASE is left to the rarer changes."""
+    x = _history_sql(is_sqlite=True)
+    processing = f"'{State.PROCESSING.value}'"
+    changed = 'OLD."state" IS NOT NEW."state"'
+    started = f'NEW."state" = {processing} AND {changed}'
+    run_ended = f'OLD."state" = {processing} AND NEW."state" IN ({x["ends"]})'
+    insert = (
+        f'INSERT INTO "job_event" ({_columns(EVENT_COLUMNS)}) '
+        f'VALUES (NEW."seq", NEW."id", NEW."queue", {x["at"]}, '
+    )
+    start = (
+        f'{insert}\'started\', NEW."attempts", NEW."worker", NULL, NULL, NULL, '
+        f'MAX(NEW."started_at" - OLD."run_at", 0));'
+    )
+    duration = 'COALESCE(NEW."finished_at", NEW."updated_at") - OLD."started_at"'
+    end = (
+        f"{insert}CASE WHEN NEW.\"state\" = '{State.FAILED.value}' "
+        f"AND NEW.\"error\" = '{_worker_lost()}' THEN 'rescued' ELSE NEW.\"state\" END, "
+        f'NEW."attempts", OLD."worker", NEW."exit_code", NEW."error", {duration}, NULL); '
+        'INSERT INTO "run_total" ("queue", "outcome", "bucket", "shard", "n", "seconds") '
+        f'VALUES (NEW."queue", NEW."state", {x["bucket"].format(d=duration)}, 0, 1, {duration}) '
+        'ON CONFLICT ("queue", "outcome", "bucket", "shard") '
+        'DO UPDATE SET "n" = "n" + 1, "seconds" = "seconds" + excluded."seconds";'
+    )
+    other = (
+        f'{insert}{x["event"]}, {x["attempt"]}, {x["worker"]}, {x["exit_code"]}, {x["error"]}, '
+        "NULL, NULL);"
+    )
+    hook = (
+        f'INSERT INTO "hook_delivery" ({_columns(HOOK_COLUMNS)}) '
+        'SELECT NEW."seq", NEW."id", NEW."state", NEW."queue", NEW."command", NEW."attempts", '
+        f'NEW."exit_code", NEW."error", "value", {x["at"]} FROM "config" '
+        "WHERE \"key\" = 'on-' || NEW.\"state\" AND TRIM(\"value\") <> '';"
+    )
+    create = 'CREATE TRIGGER "{name}" AFTER UPDATE OF "state" ON "job" WHEN {when} BEGIN {body} END'
+    return [
+        RunSql(
+            db,
+            [
+                *(f'DROP TRIGGER IF EXISTS "{name}"' for name in HISTORY_TRIGGERS),
+                create.format(name="job_history_start", when=started, body=start),
+                create.format(name="job_history_end", when=run_ended, body=end),
+                create.format(
+                    name="job_history_update",
+                    when=f'{changed} AND NEW."state" <> {processing} AND NOT ({run_ended}) '
+                    f'AND {x["event"]} IS NOT NULL',
+                    body=other,
+                ),
+                create.format(
+                    name="job_hook", when=f'{changed} AND NEW."state" IN ({x["ends"]})', body=hook
+                ),
+            ],
+        )
+    ]
+
+
+def _worker_lost() -> str:
+    from .registry import WORKER_LOST  # here: the registry imports the engine that imports us
+
+    return WORKER_LOST
+
+
+def _postgres_history(db: peewee.Database) -> list[RunSql]:
+    x = _history_sql(is_sqlite=False)
+    changed = (
+        f'DECLARE e text; d float8; t float8; BEGIN t := {x["at"]}; e := {x["event"]}; '
+        f'd := {x["duration"]}; '
+        f'IF e IS NOT NULL THEN INSERT INTO "job_event" ({_columns(EVENT_COLUMNS)}) VALUES '
+        f'(NEW."seq", NEW."id", NEW."queue", t, e, {x["attempt"]}, {x["worker"]}, '
+        f'{x["exit_code"]}, {x["error"]}, d, {x["waited"]}); END IF; '
+        'IF d IS NOT NULL THEN INSERT INTO "run_total" AS r '
+        '("queue", "outcome", "bucket", "shard", "n", "seconds") '
+        f'VALUES (NEW."queue", NEW."state", {x["bucket"].format(d="d")}, pg_backend_pid(), 1, d) '
+        'ON CONFLICT ("queue", "outcome", "bucket", "shard") '
+        'DO UPDATE SET "n" = r."n" + 1, "seconds" = r."seconds" + EXCLUDED."seconds"; END IF; '
+        f'IF NEW."state" IN ({x["ends"]}) THEN INSERT INTO "hook_delivery" '
+        f'({_columns(HOOK_COLUMNS)}) SELECT NEW."seq", NEW."id", NEW."state", NEW."queue", '
+        'NEW."command", NEW."attempts", NEW."exit_code", NEW."error", "value", t FROM "config" '
+        "WHERE \"key\" = 'on-' || NEW.\"state\" AND btrim(\"value\") <> ''; END IF; "
+        "RETURN NULL; END"
+    )
+    inserted = (
+        f'BEGIN INSERT INTO "job_event" ({_columns(EVENT_COLUMNS[:6])}) '
+        'SELECT "seq", "id", "queue", "created_at", \'enqueued\', "attempts" FROM "new_rows" '
+        'ORDER BY "seq"; RETURN NULL; END'
+    )
+    function = (
+        'CREATE OR REPLACE FUNCTION "{name}"() RETURNS trigger LANGUAGE plpgsql '
+        "SET search_path FROM CURRENT AS $$ {body} $$"
+    )
+    return [
+        RunSql(
+            db,
+            [
+                function.format(name="job_history_inserted", body=inserted),
+                function.format(name="job_history_changed", body=changed),
+                *(f'DROP TRIGGER IF EXISTS "{name}" ON "job"' for name in HISTORY_TRIGGERS),
+                'CREATE TRIGGER "job_history_insert" AFTER INSERT ON "job" REFERENCING NEW TABLE '
+                'AS "new_rows" FOR EACH STATEMENT EXECUTE FUNCTION "job_history_inserted"()',
+                'CREATE TRIGGER "job_history_update" AFTER UPDATE OF "state" ON "job" FOR EACH ROW '
+                'WHEN (OLD."state" IS DISTINCT FROM NEW."state") '
+                'EXECUTE FUNCTION "job_history_changed"()',
+            ],
+        )
+    ]
+
+
+def history_8(migrator: SchemaMigrator) -> list[object]:
+    """Schema 8: a run's duration and a start's wait on its events, the run totals and the hook
+    deliveries (new tables), and the triggers that write all three. Only what is missing is
+    added; the triggers are replaced."""
+    from .models import Event, HookDelivery, RunTotal
+
+    db = migrator.database
+    have = {column.name for column in db.get_columns("job_event")}
+    return [
+        CreateTables(db, [Event, RunTotal, HookDelivery]),
+        *(migrator.add_column("job_event", name, getattr(Event, name))
+          for name in ("duration", "waited") if name not in have),
+        *history_triggers(db),
+    ]  # fmt: skip
+
+
 # MIGRATIONS[n] lists the operations that take a version n-1 database to version n. Each entry
 # is a function of a playhouse SchemaMigrator, e.g.
 #     3: lambda m: [m.add_column("job", "tags", peewee.TextField(null=True))],
@@ -304,6 +517,7 @@ MIGRATIONS: dict[int, Callable[[SchemaMigrator], list[object]]] = {
     5: lambda m: job_columns_5(m),
     6: lambda m: [],  # another branch's slot: renumbered at merge
     7: lambda m: workflows_7(m),
+    8: lambda m: history_8(m),
 }
 
 _PG_LOCK_KEY = 0x71756575  # "queu": serialises schema set-up across PostgreSQL clients
@@ -341,7 +555,7 @@ def ensure(
                     f"{', '.join(sorted(foreign)[:3])})"
                 )
             db.create_tables(models.all, safe=True)
-            for operation in job_counters(db) + workflow_triggers(db):
+            for operation in job_counters(db) + workflow_triggers(db) + history_triggers(db):
                 operation.run()
             _set_version(models, SCHEMA_VERSION)
             return

@@ -17,6 +17,7 @@ from typing import TypeVar
 import peewee
 
 from .executor import OUTPUT_LIMIT, Execution, RunResult
+from .hooks import HookRunner
 from .limits import MAX_THREADS, STOP_TIMEOUT_S  # MAX_THREADS re-exported: the TUI takes it here
 from .procs import WORKER_ENV
 from .models import Job
@@ -98,6 +99,7 @@ class WorkerPool:
         self._held: set[int] = set()
         self._claims_under_way = 0
         self._strays_pending = False
+        self._hooks: HookRunner | None = None  # the notification hooks this process runs
 
     # -- control (any thread) ---------------------------------------------------------------
 
@@ -108,6 +110,7 @@ class WorkerPool:
         from .spawn import Environment  # here: `import queuectl` must not load ctypes
 
         self._env = Environment({**os.environ, WORKER_ENV: self.worker_id})
+        self._hooks = HookRunner(self.queue, self.worker_id)
         self._jobs = self.queue.for_worker_threads()
         self.queue.add_listener(self.wake)
         self._service = threading.Thread(target=self._serve, name="queuectl-service", daemon=True)
@@ -520,6 +523,8 @@ class WorkerPool:
                             self._stop_cancelled(quiet=True)
                     # Once a tick, not on every change: while jobs run the queue changes every
                     # few ms, and this query was much of the service thread's CPU.
+                    if self._hooks is not None:  # (on its own threads: never a worker's)
+                        self._hooks.poll()
                     if self.burst and not self.stopping and time.monotonic() >= next_drain_check:
                         next_drain_check = time.monotonic() + SERVICE_TICK_S
                         if self.queue.drained(self.queues):
@@ -565,6 +570,11 @@ class WorkerPool:
         self.queue.remove_listener(self.wake)
         if self._jobs is not self.queue:
             self._jobs.close()
+        try:
+            if self._hooks is not None:
+                self._hooks.close(self.stop_timeout)
+        except peewee.PeeweeException as exc:
+            log.warning("delivering hooks failed (%s)", exc)
         try:
             self.queue.unregister_worker(self.worker_id)  # type: ignore[arg-type]
         except peewee.PeeweeException as exc:

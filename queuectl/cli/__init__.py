@@ -33,6 +33,9 @@ SUBCOMMANDS = {
     "tui": "queuectl.cli.tui:tui",
     "queue": "queuectl.cli.queues:queue_group",
     "schedule": "queuectl.cli.schedules:schedule_group",
+    "history": "queuectl.cli.observe:history",
+    "stats": "queuectl.cli.observe:stats",
+    "metrics": "queuectl.cli.observe:metrics",
 }
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..config import KEYS
-from .common import Settings, json_option, pass_settings, print_json, print_table
+from ..config import KEYS, shown
+from .common import Settings, clean, json_option, pass_settings, print_json, print_table
 
 
 def _complete_keys(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
@@ -13,7 +13,10 @@ def _complete_keys(ctx: click.Context, param: click.Parameter, incomplete: str) 
 
 
 def _keys_help() -> str:
-    return "\n".join(f"  {key.name:<14}{key.help} (default {key.default})" for key in KEYS.values())
+    return "\n".join(
+        f"  {key.name:<14}{key.help} (default {shown(key.default) or 'none'})"
+        for key in KEYS.values()
+    )
 
 
 @click.group(
@@ -29,7 +32,7 @@ def config() -> None:
 @pass_settings
 def get(settings: Settings, key: str) -> None:
     """Print the value of KEY."""
-    click.echo(f"{settings.queue.config_get(key):g}")
+    click.echo(shown(settings.queue.config_get(key)))
 
 
 @config.command("set", context_settings={"ignore_unknown_options": True})
@@ -43,9 +46,11 @@ def set_(settings: Settings, key: str, value: str) -> None:
     Examples:
       queuectl config set max-retries 5
       queuectl config set backoff-base 1.5
+      queuectl config set on-dead 'notify-send "job $QUEUECTL_JOB_ID is dead"'
+      queuectl config set on-dead ''        (no hook)
     """
     stored = settings.queue.config_set(key, value)
-    click.echo(f"{key} = {stored:g}")
+    click.echo(f"{key} = {shown(stored)}")
 
 
 @config.command("list")
@@ -60,6 +65,6 @@ def list_config(settings: Settings, as_json: bool) -> None:
     rows = []
     for name, value in values.items():
         key = KEYS[name]
-        mark = "" if value == key.default else f" (default {key.default:g})"
-        rows.append([name, f"{value:g}", f"{key.help}{mark}"])
+        mark = "" if value == key.default else f" (default {shown(key.default) or 'none'})"
+        rows.append([name, clean(shown(value), one_line=True), f"{key.help}{mark}"])
     print_table(["KEY", "VALUE", "MEANING"], rows)

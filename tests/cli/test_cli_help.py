@@ -37,6 +37,7 @@ def test_every_family_is_listed():
         "queue list", "queue limit", "queue pause", "queue resume", "schedule add",
         "schedule list", "schedule remove", "schedule pause", "schedule resume", "schedule run",
         "logs", "cancel", "retry", "edit", "purge",
+        "history", "stats", "metrics",
     }  # fmt: skip
 
 

@@ -29,7 +29,7 @@ class ConfigScreen(FormScreen[dict]):
                 key,
                 key,
                 value=_shown(self.current[key]),
-                placeholder=f"default {_shown(spec.default)}",
+                placeholder=f"default {_shown(spec.default) or 'none'}",
                 hint=spec.help,
             )
 

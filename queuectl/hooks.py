@@ -1,0 +1,223 @@
+"""Notification hooks (SPEC 8): config ``on-completed``, ``on-failed``, ``on-dead``,
+``on-cancelled``.
+
+A change to one of those states writes a delivery row (``hook_delivery``) in the statement that
+makes the change, when the state's hook is set (the trigger of schema 8: whoever changed the
+job, in whatever process). Worker processes (and TUI pools) deliver them: the pool's service
+thread takes at most :data:`HOOK_THREADS` at a time, atomically, under its worker id
+(:meth:`Hooks.take_deliveries`), runs each through ``/bin/sh -c`` on a small thread pool of its
+own (:class:`HookRunner`), and deletes the row once the hook has run. A delivery taken by a
+worker process that is gone (the registry's notion: removed by a rescue) is taken again by
+another; so a hook runs once per change, or again only if the process running it died first.
+
+Hooks slower than jobs: the deliveries wait in the database, not in memory, and each process
+runs at most :data:`HOOK_THREADS` at once; the worker threads never wait for a hook (they do not
+run them, and the delivery rows are written by the job's own statement).
+
+The job's text reaches the hook only through environment variables (``QUEUECTL_JOB_*``), never
+through the hook's shell text. A failed hook is logged (one line) and not retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from .executor import Execution
+from .models import HookDelivery
+from .procs import WORKER_ENV
+from .reading import Reading
+
+log = logging.getLogger(__name__)
+
+HOOK_THREADS = 4  # hooks one process runs at once (and deliveries it holds)
+HOOK_TIMEOUT_S = 30.0
+HOOK_OUTPUT_LIMIT = 4096  # a hook's output is read (its last line goes in the log), not kept
+HOOK_POLL_S = 0.5  # how often an idle service thread looks for deliveries
+
+
+def hook_environment(delivery: HookDelivery) -> dict[str, str]:
+    """What a hook gets to know about the change, on top of the worker's environment."""
+
+    def text(value: object) -> str:
+        return "" if value is None else str(value)
+
+    return {
+        "QUEUECTL_JOB_ID": delivery.job_id,
+        "QUEUECTL_JOB_STATE": delivery.state,
+        "QUEUECTL_JOB_QUEUE": delivery.queue,
+        "QUEUECTL_JOB_COMMAND": delivery.command,
+        "QUEUECTL_JOB_ATTEMPTS": text(delivery.attempts),
+        "QUEUECTL_EXIT_CODE": text(delivery.exit_code),
+        "QUEUECTL_ERROR": text(delivery.error),
+    }
+
+
+class Hooks(Reading):
+    def take_deliveries(self, worker_id: str, limit: int) -> list[HookDelivery]:
+        """Up to ``limit`` deliveries for ``worker_id`` to run, oldest first: free ones, and
+        those of worker processes that are gone. Atomic: one UPDATE ... RETURNING, so two
+        processes never take the same one."""
+        HookDelivery = self.models.HookDelivery
+        param = self.db.param
+        free = '("taken_by" IS NULL OR "taken_by" NOT IN (SELECT "id" FROM "worker"))'
+        if (
+            limit <= 0
+            or not self.db.execute_sql(f'SELECT 1 FROM "hook_delivery" WHERE {free} LIMIT 1')
+            .fetchone()
+        ):
+            return []  # the usual case: read only, no write lock taken
+        skip_locked = "" if self.is_sqlite else " FOR UPDATE SKIP LOCKED"
+        columns = ", ".join(f'"{f.column_name}"' for f in HookDelivery._meta.sorted_fields)
+        with self._write():
+            rows = self.db.execute_sql(
+                f'UPDATE "hook_delivery" SET "taken_by" = {param} WHERE "id" IN '
+                f'(SELECT "id" FROM "hook_delivery" WHERE {free} ORDER BY "id" '
+                f"LIMIT {param}{skip_locked}) RETURNING {columns}",
+                (worker_id, limit),
+            ).fetchall()
+        names = [f.name for f in HookDelivery._meta.sorted_fields]
+        taken = []
+        for row in rows:
+            delivery = HookDelivery(__no_default__=1)
+            delivery.__data__.update(zip(names, row))
+            taken.append(delivery)
+        return sorted(taken, key=lambda d: d.id)
+
+    def deliveries_done(self, worker_id: str, ids: list[int]) -> None:
+        """The hooks of deliveries ``ids`` have run: they are deleted."""
+        if ids:
+            HookDelivery = self.models.HookDelivery
+            with self._write():
+                HookDelivery.delete().where(
+                    HookDelivery.id.in_(ids), HookDelivery.taken_by == worker_id
+                ).execute()
+
+    def give_back_deliveries(self, worker_id: str, ids: list[int]) -> None:
+        """Deliveries ``worker_id`` took but will not run: free for any process again."""
+        if ids:
+            HookDelivery = self.models.HookDelivery
+            with self._write():
+                HookDelivery.update(taken_by=None).where(
+                    HookDelivery.id.in_(ids), HookDelivery.taken_by == worker_id
+                ).execute()
+
+    def deliveries(self) -> list[HookDelivery]:
+        """Every delivery not yet done, oldest first."""
+        HookDelivery = self.models.HookDelivery
+        return list(HookDelivery.select().order_by(HookDelivery.id))
+
+
+class HookRunner:
+    """The hooks of one worker process: driven by its service thread (:meth:`poll`), run on
+    at most ``threads`` threads of their own."""
+
+    def __init__(
+        self,
+        queue: Hooks,
+        worker_id: str,
+        *,
+        threads: int = HOOK_THREADS,
+        timeout: float = HOOK_TIMEOUT_S,
+        environment: dict[str, str] | None = None,
+    ) -> None:
+        self.queue = queue
+        self.worker_id = worker_id
+        self.threads = threads
+        self.timeout = timeout
+        self._base_env = dict(os.environ if environment is None else environment)
+        self._base_env[WORKER_ENV] = worker_id  # so a dead worker's leftovers include its hooks
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._running: dict[int, Future[Any]] = {}
+        self._executions: dict[int, Execution] = {}
+        self._done: list[int] = []
+        self._next_look = 0.0
+        self._closing = False
+
+    def poll(self, *, now: float | None = None) -> int:
+        """Delete the deliveries whose hooks ended, and take new ones for the free threads (at
+        most every HOOK_POLL_S while none are found); how many were taken."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            done, self._done = self._done, []
+            free = self.threads - len(self._running)
+        if done:
+            try:
+                self.queue.deliveries_done(self.worker_id, done)
+            except Exception:
+                with self._lock:
+                    self._done.extend(done)  # deleted at the next poll
+                raise
+        if free <= 0 or now < self._next_look:
+            return 0
+        taken = self.queue.take_deliveries(self.worker_id, free)
+        self._next_look = now if taken else now + HOOK_POLL_S
+        for delivery in taken:
+            self._start(delivery)
+        return len(taken)
+
+    @property
+    def running(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def _start(self, delivery: HookDelivery) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="queuectl-hook")
+        with self._lock:
+            self._running[delivery.id] = self._pool.submit(self._run, delivery)
+
+    def _run(self, delivery: HookDelivery) -> None:
+        try:
+            env = {**self._base_env, **hook_environment(delivery)}
+            execution = Execution(
+                delivery.hook, timeout=self.timeout, output_limit=HOOK_OUTPUT_LIMIT, env=env
+            )
+            with self._lock:
+                self._executions[delivery.id] = execution
+            result = execution.run()
+            if self._closing and execution.killed_by_stop:
+                log.warning(
+                    "hook on-%s for job %s stopped with the worker: another worker will run it",
+                    delivery.state, delivery.job_id,
+                )  # fmt: skip
+            elif not result.ok:
+                last = result.output.strip().splitlines()[-1:] if result.output else []
+                log.warning(
+                    "hook on-%s for job %s failed: %s%s", delivery.state, delivery.job_id,
+                    result.error, f" ({last[0][:200]})" if last else "",
+                )  # fmt: skip
+        except Exception:  # a hook must never take the pool down
+            log.exception("hook on-%s for job %s failed", delivery.state, delivery.job_id)
+        finally:
+            with self._lock:
+                self._running.pop(delivery.id, None)
+                self._executions.pop(delivery.id, None)
+                self._done.append(delivery.id)
+
+    def close(self, timeout: float) -> None:
+        """At the pool's end: run the deliveries still waiting (at most ``timeout`` seconds,
+        so a `--burst` run's last changes are delivered), wait for the hooks running, delete
+        what ran. Hooks still running at the deadline are killed, and their deliveries taken
+        again by another process once this one is gone (as if it had died)."""
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                taken = self.poll(now=float("inf"))  # look now, whatever the last look found
+                if not taken and not self.running:
+                    break
+                time.sleep(0.02)
+            self.poll(now=float("-inf"))  # deletes what ended last; takes nothing
+        finally:
+            with self._lock:
+                self._closing = True
+                late = list(self._executions.values())
+            for execution in late:
+                execution.kill()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,198 @@
+"""`history`, `stats`, `metrics` and the hook keys of `config` (SPEC 8)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from queuectl.cli.observe import parse_listen
+from queuectl.errors import InvalidInput
+from support import wait_until
+
+
+def one_error_line(result, code: int) -> str:
+    assert result.exit_code == code, result.output
+    errors = [line for line in result.stderr.strip().splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.stderr
+    assert "Traceback" not in result.output
+    return errors[0]
+
+
+def burst(run) -> None:
+    assert run("worker", "start", "--burst").exit_code == 0
+
+
+def samples(text: str) -> dict[tuple[str, tuple], float]:
+    """Every sample of a metrics page, by name and sorted labels (parsed by the client's own
+    parser: the page is valid Prometheus text)."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_history_oldest_first_with_attempts(run):
+    job_id = run.ok("enqueue", '{"command": "exit 3", "max_retries": 2}').strip()
+    run.ok("config", "set", "backoff-base", "1")
+    burst(run)
+    events = run.json("history", job_id[:5])
+    assert [(e["event"], e["attempt"], e["exit_code"], e["error"]) for e in events] == [
+        ("enqueued", 0, None, None),
+        ("started", 1, None, None),
+        ("failed", 1, 3, "exit code 3"),
+        ("started", 2, None, None),
+        ("dead", 2, 3, "exit code 3"),
+    ]
+    assert set(events[0]) == {"at", "event", "attempt", "worker", "exit_code", "error"}
+    assert events[1]["worker"] and events[1]["at"].endswith("+00:00")
+    table = run.ok("history", job_id).splitlines()
+    assert table[0].split() == ["AT", "EVENT", "ATTEMPT", "WORKER", "EXIT", "ERROR"]
+    assert [line.split()[1] for line in table[1:]] == [e["event"] for e in events]
+
+
+def test_history_of_an_unknown_job_is_exit_1(run):
+    assert "no job" in one_error_line(run("history", "nope"), 1)
+
+
+def test_stats_json_and_table(run):
+    run.ok("enqueue", "true")
+    run.ok("enqueue", '{"command": "exit 1", "max_retries": 1}')
+    burst(run)
+    report = run.json("stats", "--since", "15m")
+    assert report["seconds"] == 900
+    default = report["queues"]["default"]
+    assert default["runs"] == {"completed": 1, "failed": 0, "dead": 1, "cancelled": 0}
+    assert default["finished"] == 2
+    assert default["finished_per_minute"] == pytest.approx(2 / 15)
+    assert set(default["run_time"]) == {"p50", "p95", "max"}
+    assert set(default["wait"]) == {"p50", "p95"}
+    assert default["oldest_waiting_age"] is None
+    assert run.json("stats", "--queue", "none")["queues"]["none"]["finished"] == 0
+    table = run.ok("stats")
+    assert "QUEUE" in table and "default" in table
+
+
+@pytest.mark.parametrize("since", ["1w", "-1", "soon", ""])
+def test_stats_bad_since_is_exit_2(run, since):
+    result = run("stats", "--since", since)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "90s, 15m" in result.stderr
+
+
+def test_metrics_parse_and_counters_never_go_down(run):
+    run.ok("enqueue", "true")
+    run.ok("enqueue", "true")
+    run.ok("enqueue", '{"command": "exit 1", "max_retries": 1}')
+    burst(run)
+    run.ok("enqueue", '{"command": "true", "delay": 3600}')
+    before = samples(run.ok("metrics"))
+    default = (("queue", "default"),)
+    assert before[("queuectl_jobs", (("queue", "default"), ("state", "completed")))] == 2
+    assert before[("queuectl_jobs", (("queue", "default"), ("state", "pending")))] == 1
+    assert before[("queuectl_runs_total", (("outcome", "completed"), *default))] == 2
+    assert before[("queuectl_runs_total", (("outcome", "dead"), *default))] == 1
+    assert before[("queuectl_run_duration_seconds_count", default)] == 3
+    assert before[("queuectl_run_duration_seconds_bucket", (("le", "+Inf"), *default))] == 3
+    assert before[("queuectl_worker_threads", ())] == 0
+    assert all("id" not in dict(labels) for _, labels in before)
+    # Finished jobs purged, with their history: the counters stay.
+    run.ok("purge", "--state", "completed", "--state", "dead")
+    after = samples(run.ok("metrics"))
+    assert after[("queuectl_jobs", (("queue", "default"), ("state", "completed")))] == 0
+    for key, value in before.items():
+        if key[0].startswith(("queuectl_runs_total", "queuectl_run_duration_seconds")):
+            assert after[key] >= value, key
+
+
+@pytest.mark.parametrize(
+    "listen, host, port",
+    [("9464", "127.0.0.1", 9464), ("0.0.0.0:80", "0.0.0.0", 80), ("[::1]:9464", "::1", 9464),
+     ("localhost:1", "localhost", 1)],
+)  # fmt: skip
+def test_listen_addresses(listen, host, port):
+    assert parse_listen(listen) == (host, port)
+
+
+@pytest.mark.parametrize("listen", ["0", "65536", "x", "host:", "-1", "1.5"])
+def test_metrics_bad_port_is_exit_2(run, listen):
+    result = run("metrics", "--serve", listen)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    with pytest.raises(InvalidInput):
+        parse_listen(listen)
+
+
+def test_metrics_bad_host_is_one_error_line_exit_2(run):
+    result = run("metrics", "--serve", "no.such.host.invalid:9464")
+    assert "cannot listen" in one_error_line(result, 2)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_metrics_server_survives_garbage_and_stalled_clients(qc, spawn, tmp_path):
+    assert qc("enqueue", "true").returncode == 0
+    port = _free_port()
+    server = spawn("metrics", "--serve", str(port))
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    def scrape() -> str | None:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.read().decode()
+        except OSError:
+            return None
+
+    page = wait_until(scrape, 20, f"the metrics server ({server.log()})")
+    assert ("queuectl_jobs", (("queue", "default"), ("state", "pending"))) in samples(page)
+    stalled = socket.create_connection(("127.0.0.1", port))  # says nothing, stays open
+    stalled.sendall(b"GET /met")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as garbage:
+            garbage.sendall(b"\x00\xff\x16\x03 nonsense\r\n\r\n")
+            garbage.recv(1024)
+        assert samples(scrape() or "")  # still answers, with the stalled client connected
+    finally:
+        stalled.close()
+    server.signal(2)  # SIGINT
+    assert server.wait(10) == 0
+
+
+def test_hook_keys_in_config(run):
+    assert run.json("config", "list")["on-completed"] == ""
+    command = 'curl -s -d "job $QUEUECTL_JOB_ID" https://chat.example/hook'
+    assert run.ok("config", "set", "on-completed", command) == f"on-completed = {command}\n"
+    assert run.ok("config", "get", "on-completed") == command + "\n"
+    assert run.json("config", "list")["on-completed"] == command
+    assert run.ok("config", "set", "on-completed", "") == "on-completed = \n"
+    assert run.json("config", "list")["on-completed"] == ""
+    assert json.loads(run.ok("config", "list", "--json"))["max-retries"] == 3
+
+
+def test_a_failed_hook_is_one_line_in_the_worker_log(qc):
+    assert qc("config", "set", "on-completed", "echo nope >&2; exit 4").returncode == 0
+    job_id = qc("enqueue", "true").stdout.strip()
+    done = qc("worker", "start", "--burst")
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "hook on-" in line]
+    assert len(lines) == 1 and lines[0].endswith(
+        f"hook on-completed for job {job_id} failed: exit code 4 (nope)"
+    ), done.stderr
+
+
+def test_a_cancel_by_a_command_is_in_the_history_and_its_hook_recorded(run, queue):
+    run.ok("config", "set", "on-cancelled", "echo cancelled")
+    job_id = run.ok("enqueue", '{"command": "true", "delay": 600}').strip()
+    run.ok("cancel", job_id)
+    assert [e["event"] for e in run.json("history", job_id)] == ["enqueued", "cancelled"]
+    run.ok("retry", job_id)
+    assert run.json("history", job_id)[-1]["event"] == "retried"
+    [delivery] = queue.deliveries()
+    assert (delivery.job_id, delivery.state, delivery.hook) == (job_id, "cancelled", "echo cancelled")

@@ -1,0 +1,144 @@
+"""Notification hooks (SPEC 8): recorded with the change, delivered once by a live worker process,
+the job's text only in the environment."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+from queuectl import JobSpec, Queue, WorkerPool
+from queuectl.executor import RunResult
+from queuectl.hooks import HookRunner
+from support import wait_until
+
+from .helpers import WorkerProc
+
+OK = RunResult(0, None, "")
+
+
+def finish_one(q: Queue, worker: str, result: RunResult = OK):
+    job = q.claim(worker)
+    assert job is not None
+    return q.finish(job, result, worker)
+
+
+def test_a_change_is_recorded_for_delivery_only_when_its_hook_is_set(any_queue):
+    q = any_queue
+    worker = q.register_worker(1)
+    q.enqueue("true")
+    finish_one(q, worker)
+    assert q.deliveries() == [], "no hook set: nothing to deliver"
+    q.config_set("on-completed", "echo done")
+    q.config_set("on-dead", "echo dead")
+    job = q.enqueue(JobSpec(command="exit 7", max_retries=1))
+    finish_one(q, worker, RunResult(7, "exit code 7", ""))
+    q.enqueue("true")
+    finish_one(q, worker)
+    dead, completed = q.deliveries()
+    assert (dead.job_id, dead.state, dead.hook, dead.exit_code, dead.error, dead.attempts) == (
+        job.id, "dead", "echo dead", 7, "exit code 7", 1,
+    )  # fmt: skip
+    assert (completed.state, completed.hook) == ("completed", "echo done")
+
+
+def test_a_delivery_is_taken_once_and_again_only_after_its_worker_is_gone(any_queue, clock):
+    q = any_queue
+    q.config_set("on-completed", "true")
+    first = q.register_worker(1)
+    q.enqueue("true")
+    finish_one(q, first)
+    taken = q.take_deliveries(first, 4)
+    assert len(taken) == 1 and taken[0].taken_by == first
+    clock.advance(q.lease / 2)
+    second = q.register_worker(1)
+    assert q.take_deliveries(second, 4) == [], "its worker lives: nobody else takes it"
+    clock.advance(q.lease / 2 + 1)  # the first is silent past its lease; the second beats
+    q.heartbeat(second, 1)
+    q.rescue_lost()
+    again = q.take_deliveries(second, 4)
+    assert [d.id for d in again] == [taken[0].id] and again[0].taken_by == second
+    q.deliveries_done(second, [again[0].id])
+    assert q.deliveries() == []
+
+
+def test_a_hook_gets_the_change_in_its_environment_and_never_runs_job_text(target, tmp_path):
+    out, pwned = tmp_path / "hook.out", tmp_path / "pwned"
+    # The job runs `exit 7`: the rest is a comment. The hook must not run it either.
+    command = f"exit 7 # $(touch {pwned}1) `touch {pwned}2` ; touch {pwned}3"
+    q = Queue(target)
+    pool = None
+    try:
+        q.config_set(
+            "on-dead",
+            'printf "%s\\n" "$QUEUECTL_JOB_ID" "$QUEUECTL_JOB_STATE" "$QUEUECTL_JOB_QUEUE" '
+            '"$QUEUECTL_JOB_COMMAND" "$QUEUECTL_JOB_ATTEMPTS" "$QUEUECTL_EXIT_CODE" '
+            f'"$QUEUECTL_ERROR" > {out}.tmp && mv {out}.tmp {out}',
+        )
+        job = q.enqueue(JobSpec(command=command, max_retries=1))
+        pool = WorkerPool(q, 1).start()
+        wait_until(out.exists, 20, "the hook to run")
+        assert out.read_text().split("\n")[:7] == [
+            job.id, "dead", "default", command, "1", "7", "exit code 7",
+        ]  # fmt: skip
+        assert not any(os.path.exists(f"{pwned}{n}") for n in (1, 2, 3))
+        wait_until(lambda: q.deliveries() == [], 10, "the delivery to be deleted")
+        assert q.get(job.id).state == "dead"
+    finally:
+        if pool is not None:
+            pool.stop()
+            pool.join(30)
+        q.close()
+
+
+def test_a_burst_worker_delivers_before_it_exits(target, tmp_path):
+    out = tmp_path / "hook.out"
+    q = Queue(target)
+    try:
+        q.config_set("on-completed", f'echo "$QUEUECTL_JOB_ID" >> {out}')
+        jobs = q.enqueue_many([JobSpec(command="true")] * 3)
+        pool = WorkerPool(q, 2, burst=True).start()
+        pool.run_until_stopped()
+        assert sorted(out.read_text().split()) == sorted(job.id for job in jobs)
+        assert q.deliveries() == []
+    finally:
+        q.close()
+
+
+def test_a_failed_hook_is_one_log_line_and_not_retried(any_queue, caplog):
+    q = any_queue
+    q.config_set("on-completed", "echo oops; exit 9")
+    worker = q.register_worker(1)
+    job = q.enqueue("true")
+    finish_one(q, worker)
+    runner = HookRunner(q, worker)
+    with caplog.at_level(logging.WARNING, logger="queuectl.hooks"):
+        runner.close(timeout=20)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [f"hook on-completed for job {job.id} failed: exit code 9 (oops)"]
+    assert q.deliveries() == []
+    assert q.get(job.id).state == "completed"
+
+
+def test_a_delivery_whose_worker_process_died_is_run_by_another(target, tmp_path):
+    marker = tmp_path / "marker"
+    q = Queue(target)
+    first = second = None
+    try:
+        q.config_set("on-completed", f'echo "$QUEUECTL_WORKER" >> {marker}; sleep 2')
+        q.enqueue("true")
+        first = WorkerProc(target, 1, tmp_path, "first")
+        first_id = first.wait_ready()
+        wait_until(marker.exists, 20, "the first worker's hook to start")
+        first.process.send_signal(signal.SIGKILL)
+        first.wait_exit(10)
+        second = WorkerProc(target, 1, tmp_path, "second")
+        second_id = second.wait_ready()
+        wait_until(lambda: len(marker.read_text().split()) == 2, 20, "the hook to run again")
+        assert marker.read_text().split() == [first_id, second_id]
+        wait_until(lambda: q.deliveries() == [], 20, "the delivery to be done")
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                proc.stop()
+        q.close()
