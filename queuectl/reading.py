@@ -120,7 +120,24 @@ class Reading(QueueCore):
         """The first ``limit`` jobs of a TUI pane, without their output, in the pane's order:
         ``waiting`` (pending and failed, in claim order), ``processing`` (oldest start first),
         ``completed`` and ``dead`` (most recently finished first)."""
+        return self._pane(pane, limit)
+
+    def pane_matching(self, pane: str, limit: int, text: str) -> list[Job]:
+        """The first ``limit`` jobs of a TUI pane (as :meth:`pane`) whose id, command or queue
+        contains ``text``, in any case (the TUI's filter). The database matches them (LIKE, with
+        ``%``, ``_`` and ``\\`` in ``text`` escaped), walking the pane's index in the pane's
+        order and stopping at ``limit``: only the matches shown are loaded, however many jobs
+        there are (a text that few jobs contain reads the pane's index to its end)."""
+        return self._pane(pane, limit, text)
+
+    def _pane(self, pane: str, limit: int, text: str | None = None) -> list[Job]:
         Job = self.models.Job
+
+        def matching(j: type[Job]) -> list[peewee.Expression]:
+            if not text:
+                return []
+            return [j.id.contains(text) | j.command.contains(text) | j.queue.contains(text)]
+
         if pane == "waiting":
             # Ready jobs in claim order, then those waiting for a dependency (SPEC 7).
             jobs: list[Job] = []
@@ -132,13 +149,15 @@ class Reading(QueueCore):
                     self._via(
                         index,
                         lambda j: j.select(*(getattr(j, name) for name in LIST_COLUMN_NAMES))
-                        .where(peewee.SQL(where))
+                        .where(peewee.SQL(where), *matching(j))
                         .order_by(j.priority.desc(), j.run_at, j.seq)
                         .limit(limit - len(jobs)),
                     ).objects(Job)
                 )
             return jobs
         query = Job.select(*self._list_columns()).limit(limit)
+        if text:
+            query = query.where(*matching(Job))
         if pane == "processing":
             query = query.where(Job.state == State.PROCESSING).order_by(Job.started_at, Job.seq)
         elif pane in (State.COMPLETED, State.DEAD):

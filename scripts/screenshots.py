@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "tui"))
 
-from scenes import FixedClock, seed  # noqa: E402
+from scenes import FixedClock, seed, seed_workflows  # noqa: E402
 
 from queuectl.queue import Queue  # noqa: E402
 from queuectl.tui.app import QueueApp  # noqa: E402
@@ -30,11 +30,15 @@ async def _ready(app: QueueApp, pilot) -> None:
     await pilot.pause()
 
 
-async def scene(out: Path, name: str, size: tuple[int, int], keys: tuple[str, ...] = ()) -> None:
+async def scene(
+    out: Path, name: str, size: tuple[int, int], keys: tuple[str, ...] = (), workflows: bool = False
+) -> None:
     with tempfile.TemporaryDirectory() as folder:
         clock = FixedClock()
         queue = Queue(str(Path(folder) / "queue.db"), clock=clock)
         seed(queue, clock)
+        if workflows:  # named queues, dependencies, schedules
+            seed_workflows(queue, clock)
         app = QueueApp(queue, workers=0, clock=clock, refresh_interval=3600)
         async with app.run_test(size=size) as pilot:
             await _ready(app, pilot)
@@ -56,6 +60,9 @@ async def main(out: Path) -> None:
     await scene(out, "config", (120, 36), ("c",))
     await scene(out, "details", (120, 36), ("shift+tab", "enter"))
     await scene(out, "narrow-dead", (80, 24), ("shift+tab",))
+    await scene(out, "queues", (120, 36), ("Q", "down"), workflows=True)
+    await scene(out, "schedules", (120, 36), ("S",), workflows=True)
+    await scene(out, "filter", (120, 36), ("slash", *"deploy", "enter"), workflows=True)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from textual.binding import Binding
 from textual.containers import Grid
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import Footer, Input
 
 from queuectl.config import KEYS
 from queuectl.errors import QueueError
@@ -38,7 +38,11 @@ from .screens.config import ConfigScreen
 from .screens.confirm import ConfirmScreen, StoppingScreen
 from .screens.details import DetailsScreen
 from .screens.enqueue import EnqueueScreen
+from .screens.listing import ListingScreen
+from .screens.queues import QueuesScreen
+from .screens.schedules import SchedulesScreen
 from .theme import THEME, VARIABLES
+from .widgets.filter import FilterBar
 from .widgets.pane import JobPane
 from .widgets.stats import StatsBar
 
@@ -63,6 +67,11 @@ class QueueApp(KeysInOrder):
         Binding("r", "retry", "Retry", tooltip="Retry the selected dead job"),
         Binding("R", "retry_all", "Retry all", tooltip="Retry all dead jobs"),
         Binding("c", "config", "Config", tooltip="Edit the configuration"),
+        Binding("slash", "filter", "Filter", tooltip="Filter the panes by id, command or queue"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, tooltip="Clear the filter"),
+        Binding("Q", "queues", "Queues", tooltip="Queues: counts, limits, pause / resume"),
+        Binding("S", "schedules", "Schedules",
+                tooltip="Schedules: add, pause / resume, run now, remove"),  # fmt: skip
         Binding("plus", "threads(1)", "Threads", key_display="+/-", tooltip="Add a worker thread"),
         Binding("minus", "threads(-1)", "Fewer threads", show=False,
                 tooltip="Remove a worker thread"),  # fmt: skip
@@ -72,6 +81,7 @@ class QueueApp(KeysInOrder):
 
     threads = reactive(0, init=False)
     paused = reactive(False, init=False)
+    filter_text = reactive("", init=False)  # `/`: the panes show only the jobs that match
 
     def __init__(
         self,
@@ -93,7 +103,8 @@ class QueueApp(KeysInOrder):
             queue, self._pool_event, lambda error: self.post_message(Done(error, "error")),
             queues,
         )
-        self.loader = Loader(self, queue, self.clock, self._rows_wanted)
+        self.loader = Loader(self, queue, self.clock, self._rows_wanted, lambda: self.filter_text)
+        self.several_queues = False  # jobs of more than one queue seen: the panes show the queue
         self._quitting = False
         self.loads = 0  # snapshots applied (tests wait on it)
         self.config_values: dict[str, int | float] = {}
@@ -106,6 +117,8 @@ class QueueApp(KeysInOrder):
         with Grid(id="panes") as self.grid:
             for name in PANES:
                 yield JobPane(name)
+        self.filter_bar = FilterBar(id="filter-bar")
+        yield self.filter_bar
         self.footer = Footer(compact=True)
         yield self.footer
 
@@ -145,10 +158,21 @@ class QueueApp(KeysInOrder):
         return {pane.kind.name: pane.rows_wanted for pane in self.panes}
 
     def on_queue_snapshot(self, snapshot: QueueSnapshot) -> None:
+        if snapshot.filter != self.filter_text:  # read for a filter since changed
+            self.loader.loaded()
+            self.request_load()
+            return
         summaries = pane_summaries(snapshot.counts, snapshot.live_workers)
+        # The queue column, once jobs of two queues were loaded (the panes load only the rows
+        # they show: counting the queues of a million jobs at every tick is not worth it).
+        names = {row.queue for rows in snapshot.panes.values() for row in rows}
+        self.several_queues = self.several_queues or len(names) > 1
         for pane in self.panes:
             total, note = summaries[pane.kind.name]
-            pane.show(snapshot.panes[pane.kind.name], total, snapshot.now, snapshot.config, note)
+            rows = snapshot.panes[pane.kind.name]
+            more = len(rows) >= snapshot.limits.get(pane.kind.name, len(rows) + 1)
+            pane.show(rows, total, snapshot.now, snapshot.config, note,
+                      show_queue=self.several_queues, filter=snapshot.filter, more=more)  # fmt: skip
         counts = snapshot.counts
         stats = self.stats
         stats.counts = counts
@@ -286,6 +310,53 @@ class QueueApp(KeysInOrder):
         finally:
             self.queue.close()
 
+    # -- the filter (`/`) --------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        bar = self.filter_bar
+        pane = self._focused_pane()
+        if pane is not None:
+            self._filter_from = pane
+        bar.display = True
+        # At once: the keys typed right after `/` are the filter's text.
+        bar.input.screen.set_focus(bar.input)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input is self.filter_bar.input:
+            self.filter_text = event.value.strip()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input is self.filter_bar.input:  # keep the filter, back to the panes
+            event.stop()
+            self.filter_bar.display = bool(self.filter_text)
+            self._back_to_panes()
+
+    def action_clear_filter(self) -> None:
+        bar = self.filter_bar
+        if not bar.display and not self.filter_text:
+            return
+        bar.input.value = ""
+        self.filter_text = ""
+        bar.display = False
+        self._back_to_panes()
+
+    def _back_to_panes(self) -> None:
+        pane = getattr(self, "_filter_from", None) or self.panes[0]
+        pane.screen.set_focus(pane)
+
+    def watch_filter_text(self) -> None:
+        self.request_load()
+
+    # -- queues (`Q`) and schedules (`S`) ---------------------------------------------------
+
+    def action_queues(self) -> None:
+        if not isinstance(self.screen, QueuesScreen):
+            self.push_screen(QueuesScreen(self.queue))
+
+    def action_schedules(self) -> None:
+        if not isinstance(self.screen, SchedulesScreen):
+            self.push_screen(SchedulesScreen(self.queue))
+
     # -- quitting -------------------------------------------------------------------------------
 
     async def action_quit(self) -> None:
@@ -329,6 +400,12 @@ class QueueApp(KeysInOrder):
                 key = self.get_key_display(replace(binding, key_display=None))
                 action = partial(self.run_action, binding.action.removeprefix("app."))
                 yield SystemCommand(binding.tooltip, f"key: {key}", action)
+        if isinstance(screen, ListingScreen):  # the queues' or schedules' own keys
+            for binding in screen.BINDINGS:
+                if isinstance(binding, Binding) and binding.tooltip:
+                    key = self.get_key_display(replace(binding, key_display=None))
+                    yield SystemCommand(binding.tooltip, f"key: {key}",
+                                        partial(screen.run_action, binding.action))  # fmt: skip
         yield from super().get_system_commands(screen)
 
 

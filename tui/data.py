@@ -36,28 +36,45 @@ def job_row(job: Job) -> JobRow:
         exit_code=job.exit_code,
         error=job.error,
         worker=job.worker,
+        queue=job.queue,
+        waiting_for=tuple(getattr(job, "waiting_for", ())),
+        blocked_by=tuple(getattr(job, "blocked_by", ())),
     )
+
+
+def pane_jobs(queue: Queue, name: str, limit: int, text: str = "") -> list[Job]:
+    """The first ``limit`` jobs of pane ``name``; with ``text``, only those whose id, command or
+    queue contains it. The database does the matching and stops at ``limit``
+    (``Queue.pane_matching``): a filter never loads more rows than the pane shows."""
+    if not text:
+        return queue.pane(name, limit)
+    jobs = queue.pane_matching(name, limit, text)
+    return queue.fill_after(jobs) if name == "waiting" else jobs
 
 
 def load_snapshot(
     queue: Queue,
     clock: Callable[[], float] | None = None,
     limits: dict[str, int] | None = None,
+    text: str = "",
 ) -> QueueSnapshot:
-    """Counts, config, live workers and the first rows of every pane (``limits[pane]`` of them)."""
-    limits = limits or {}
+    """Counts, config, live workers and the first rows of every pane (``limits[pane]`` of them;
+    with ``text``, of the jobs that match it)."""
+    limits = {name: (limits or {}).get(name, PANE_LIMIT) for name in PANES}
     try:
         now = (clock or queue.clock)()
         return QueueSnapshot(
             now=now,
             counts=queue.counts(),
             panes={
-                name: [job_row(job) for job in queue.pane(name, limits.get(name, PANE_LIMIT))]
+                name: [job_row(job) for job in pane_jobs(queue, name, limits[name], text)]
                 for name in PANES
             },
             config=queue.config(),
             live_workers=len(queue.live_workers()),
             finished=queue.finished_per_second(WINDOW_S),
+            filter=text,
+            limits=limits,
         )
     finally:
         queue.close()  # this thread's connection; the executor may hand the thread to others
@@ -90,8 +107,10 @@ class Loader:
         queue: Queue,
         clock: Callable[[], float],
         limits: Callable[[], dict[str, int]],
+        text: Callable[[], str] = str,
     ) -> None:
         self.app, self.queue, self.clock, self.limits = app, queue, clock, limits
+        self.text = text  # the filter: panes load only the jobs that match it
         self._loading = False
         self._again = False  # asked for while loading: load once more when done
         self._last = float("-inf")  # time.monotonic() of the last load started
@@ -109,7 +128,7 @@ class Loader:
             return
         self._loading, self._again = True, False
         self._last = time.monotonic()
-        load = partial(self._load, self.limits())
+        load = partial(self._load, self.limits(), self.text())
         self.app.run_worker(load, thread=True, exclusive=True, group="load", exit_on_error=False)
 
     def loaded(self) -> None:
@@ -122,9 +141,9 @@ class Loader:
         self._timer = None
         self.request()
 
-    def _load(self, limits: dict[str, int]) -> None:
+    def _load(self, limits: dict[str, int], text: str = "") -> None:
         """In a worker thread."""
         try:
-            self.app.post_message(load_snapshot(self.queue, self.clock, limits))
+            self.app.post_message(load_snapshot(self.queue, self.clock, limits, text))
         except Exception as exc:  # the database went away or is locked: show it, keep going
             self.app.post_message(LoadFailed(f"{type(exc).__name__}: {exc}"))

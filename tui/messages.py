@@ -25,6 +25,11 @@ class JobRow:
     exit_code: int | None
     error: str | None
     worker: str | None
+    queue: str = "default"
+    # SPEC 7, the waiting pane's rows only: the jobs it runs after that have not completed, and
+    # those of them that are dead (it is blocked until they are retried).
+    waiting_for: tuple[str, ...] = ()
+    blocked_by: tuple[str, ...] = ()
 
 
 @dataclass
@@ -37,6 +42,8 @@ class QueueSnapshot(Message):
     config: dict[str, int | float]
     live_workers: int = 0
     finished: list[int] = field(default_factory=list)  # jobs finished a second, last minute
+    filter: str = ""  # the panes hold only the jobs whose id, command or queue contains this
+    limits: dict[str, int] = field(default_factory=dict)  # the rows asked for, per pane
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, QueueSnapshot)  # only the newest one matters
@@ -67,6 +74,12 @@ class JobLoaded(Message):
     job: dict[str, object] | None  # Job.to_dict(): every field, times in ISO 8601
     error: str | None = None
     times: dict[str, float | None] = field(default_factory=dict)  # the same times, as epochs
+    # SPEC 7: the jobs it runs after, and those that run after it, as (id, state), the first
+    # DEPENDENCIES_SHOWN of each; and how many there are in all.
+    after: list[tuple[str, str]] = field(default_factory=list)
+    needed_by: list[tuple[str, str]] = field(default_factory=list)
+    after_total: int = 0
+    needed_by_total: int = 0
 
 
 @dataclass
@@ -75,3 +88,22 @@ class Done(Message):
 
     text: str
     severity: str = "information"
+
+
+
+@dataclass
+class Listed(Message):
+    """The rows of the queues (`Q`) or schedules (`S`) screen, read at ``now``: the engine's
+    ``QueueInfo`` / ``ScheduleInfo`` dataclasses (plain data), or why they could not be read."""
+
+    items: list
+    now: float = 0.0
+    error: str | None = None
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, Listed)
+
+
+@dataclass
+class Changed(Message):
+    """An action of a screen changed what it shows: read it again."""

@@ -36,3 +36,15 @@ def live_queue(db_path):
     queue = Queue(db_path)
     yield queue
     queue.close()
+
+
+@pytest.fixture
+def workflows_queue(db_path, fixed_clock):
+    """The seeded queue plus named queues, dependencies and schedules (scenes.seed_workflows)."""
+    from scenes import seed_workflows
+
+    queue = Queue(db_path, clock=fixed_clock)
+    seed(queue, fixed_clock)
+    seed_workflows(queue, fixed_clock)
+    yield queue
+    queue.close()

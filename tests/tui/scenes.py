@@ -88,3 +88,27 @@ def seed_markup(queue: Queue, clock: FixedClock) -> None:
     clock.now = T0
     queue.enqueue(JobSpec("echo [bold]not bold[/] [red]x[/red]", id="markup-1", cwd=CWD))
     queue.enqueue(JobSpec("printf '\x1b[31mred\x1b[0m'\necho two", id="escape-1", cwd=CWD))
+
+
+def seed_workflows(queue: Queue, clock: FixedClock) -> None:
+    """On top of :func:`seed`: named queues (one limited, one paused), jobs waiting for others
+    (one of them blocked by a dead job) and schedules, as at ``T0``."""
+    clock.now = T0 - 20
+    queue.enqueue(JobSpec("./deploy.sh web", id="deploy-web", queue="deploy", after=("test-suite",),
+                          cwd=CWD))  # fmt: skip
+    queue.enqueue(JobSpec("./notify.sh ops 'deploy failed'", id="notify-ops", queue="ops",
+                          after=("deploy-prod",), cwd=CWD))  # fmt: skip
+    queue.enqueue(JobSpec("./migrate.sh --dry-run", id="migrate-db", queue="deploy", cwd=CWD))
+    queue.set_queue_limit("deploy", 1)
+    queue.pause_queue("ops")
+    clock.now = T0 - 5
+    queue.add_schedule("nightly-backup", "0 3 * * *",
+                       JobSpec("pg_dump shop | gzip > /backups/shop.sql.gz", cwd=CWD),
+                       zone="Europe/Paris")  # fmt: skip
+    queue.add_schedule("health-ping", "*/5 * * * *",
+                       JobSpec("curl -fsS https://api.example.com/health", cwd=CWD),
+                       no_overlap=True)  # fmt: skip
+    queue.add_schedule("weekly-report", "@weekly",
+                       JobSpec("Rscript reports/weekly.R", queue="reports", cwd=CWD))
+    queue.pause_schedule("weekly-report")
+    clock.now = T0

@@ -78,3 +78,36 @@ def test_markup_and_escapes_shown_literally(snap_compare, markup_queue, fixed_cl
     assert snap_compare(
         scene(markup_queue, fixed_clock), terminal_size=(120, 24), run_before=loaded
     )
+
+
+def test_queues_screen(snap_compare, workflows_queue, fixed_clock):
+    async def queues(pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("Q", "down")
+        await pilot.pause()
+
+    assert snap_compare(scene(workflows_queue, fixed_clock), terminal_size=(120, 36), run_before=queues)
+
+
+def test_schedules_screen(snap_compare, workflows_queue, fixed_clock):
+    async def schedules(pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("S")
+        await pilot.pause()
+
+    assert snap_compare(
+        scene(workflows_queue, fixed_clock), terminal_size=(120, 36), run_before=schedules
+    )
+
+
+def test_filtered_view_with_queues_and_dependencies(snap_compare, workflows_queue, fixed_clock):
+    async def filtered(pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("slash", *"deploy", "enter")
+        app = pilot.app
+        await until(pilot, lambda: app.loads and app.panes[0].filter == "deploy", what="filtered")
+        await pilot.pause()
+
+    assert snap_compare(
+        scene(workflows_queue, fixed_clock), terminal_size=(120, 36), run_before=filtered
+    )

@@ -29,6 +29,34 @@ FIELDS = (
 LONG = {"id", "command", "error", "worker", "cwd"}  # always a line of their own
 PAIRS_FROM = 100  # screen columns from which short fields go two to a line
 NAME_WIDTH = 11
+DEPENDENCIES_SHOWN = 20  # of each side; the rest are counted
+
+
+def dependency_lines(
+    after: list[tuple[str, str]],
+    needed_by: list[tuple[str, str]],
+    totals: tuple[int, int],
+    colors: dict[str, str],
+) -> Table:
+    """The jobs a job runs after and those that run after it (SPEC 7), each with its state."""
+    muted = colors["muted"]
+    table = Table.grid(padding=(0, 2), expand=True)
+    table.add_column(style=muted, no_wrap=True, width=NAME_WIDTH)
+    table.add_column(overflow="fold", ratio=1)
+    for name, jobs, total in (("after", after, totals[0]), ("needed by", needed_by, totals[1])):
+        if not jobs:
+            table.add_row(Text(name), Text("—", style=muted))
+            continue
+        line = Text()
+        for index, (job_id, state) in enumerate(jobs):
+            if index:
+                line.append(", ", style=muted)
+            line.append(literal(f"{job_id} "))  # the space before the state inside: see pane.py
+            line.append(state, style=colors.get(state, muted))
+        if total > len(jobs):
+            line.append(f", and {total - len(jobs):,} more", style=muted)
+        table.add_row(Text(name), line)
+    return table
 
 
 def field_lines(
@@ -116,7 +144,18 @@ class DetailsScreen(ModalScreen[None]):
         try:
             job = self.queue.get(self.job_id)
             times = {name: getattr(job, name) for name in Job.TIME_FIELDS}
-            self.post_message(JobLoaded(job.to_dict(), times=times))
+            after = []
+            for dep_id in job.after_ids[:DEPENDENCIES_SHOWN]:
+                try:
+                    after.append((dep_id, str(self.queue.get(dep_id).state)))
+                except QueueError:  # purged meanwhile
+                    after.append((dep_id, "gone"))
+            needed_by = [(dep.id, str(dep.state)) for dep in self.queue.dependents(job)]
+            self.post_message(JobLoaded(
+                job.to_dict(), times=times, after=after,
+                needed_by=needed_by[:DEPENDENCIES_SHOWN], after_total=len(job.after_ids),
+                needed_by_total=len(needed_by),
+            ))  # fmt: skip
         except QueueError as exc:
             self.post_message(JobLoaded(None, str(exc)))
         except Exception as exc:  # the database went away: say so, don't crash
@@ -133,9 +172,13 @@ class DetailsScreen(ModalScreen[None]):
         if job.get("state") in FINAL:  # the job will not change unless someone retries it
             self._timer.stop()
         pairs = self.app.size.width >= PAIRS_FROM
-        self.fields_table = field_lines(
-            job, message.times, self.app.clock(), pairs, self.app.theme_variables
-        )
+        self.fields_table = Group(
+            field_lines(job, message.times, self.app.clock(), pairs, self.app.theme_variables),
+            dependency_lines(
+                message.after, message.needed_by,
+                (message.after_total, message.needed_by_total), self.app.theme_variables,
+            ),
+        )  # fmt: skip
         table.update(self.fields_table)
         dialog = self.query_one(".dialog")
         dialog.border_title = Text("Job ") + literal(str(job["id"]))

@@ -91,8 +91,16 @@ class FormScreen(ModalScreen[T], Generic[T]):
                 self.field(key).set_error(None)
         return values if len(values) == len(checks) else None
 
-    def action_submit(self) -> None:
+    async def commit(self, value: T) -> T | None:
+        """What the form returns for a valid ``value``; None keeps it open (after showing why
+        with :meth:`Field.set_error`). A form that must ask the database first (a name that
+        exists) does it here, off the UI thread; the keys typed next wait for it."""
+        return value
+
+    async def action_submit(self) -> None:
         result = self.collect()
+        if result is not None:
+            result = await self.commit(result)
         if result is not None:
             self.dismiss(result)
         else:
@@ -103,13 +111,13 @@ class FormScreen(ModalScreen[T], Generic[T]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
+    async def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self.action_submit()
+        await self.action_submit()
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
+    async def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
         if event.button.id == "submit":
-            self.action_submit()
+            await self.action_submit()
         else:
             self.action_cancel()

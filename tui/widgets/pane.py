@@ -9,20 +9,21 @@ only when a resize changes which columns fit.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
 from queuectl.config import KEYS
-from queuectl.models import State
+from queuectl.models import DEFAULT_QUEUE, State
 from queuectl.text import ago, coarse_duration, duration
 
 from ..messages import JobRow
 from ..text import literal
 
 DEFAULT_MAX_RETRIES = KEYS["max-retries"].default  # a queue whose config was never set
+
 
 
 class IdText(Text):
@@ -56,9 +57,40 @@ def _tries(row: JobRow, config: dict, colors: Colors) -> Text:
     return Text(f"{row.attempts}/{limit}", style=colors["muted"] if row.attempts == 0 else "", end="")
 
 
+SHORT_ID = 6  # characters of a dependency's id shown in a pane ("after 3f9k2a…")
+
+
+def short_id(job_id: str) -> Text:
+    """A job's id cut to ``SHORT_ID`` characters and an ellipsis, shown literally."""
+    cut = job_id if len(job_id) <= SHORT_ID + 1 else job_id[:SHORT_ID] + "…"
+    return literal(cut)
+
+
+def dependency_state(row: JobRow, colors: Colors) -> Text | None:
+    """What a waiting job waits for (SPEC 7): "after 3f9k2a…" or "blocked: 3f9k2a… is dead";
+    None for a job that waits for no other job."""
+    if row.blocked_by:
+        text = Text("blocked: ", style=colors[State.DEAD], end="", no_wrap=True, overflow="ellipsis")
+        text.append(short_id(row.blocked_by[0]))
+        text.append(" is dead")
+        if len(row.blocked_by) > 1:
+            text.append(f" +{len(row.blocked_by) - 1}")
+        return text
+    if row.waiting_for:
+        text = Text("after ", style=colors["muted"], end="", no_wrap=True, overflow="ellipsis")
+        text.append(short_id(row.waiting_for[0]))
+        if len(row.waiting_for) > 1:
+            text.append(f" +{len(row.waiting_for) - 1}")
+        return text
+    return None
+
+
 def _waiting(row: JobRow, now: float, config: dict, colors: Colors) -> Cells:
     wait = row.run_at - now
-    if row.state == State.FAILED:
+    dependency = dependency_state(row, colors)
+    if dependency is not None:
+        when = dependency
+    elif row.state == State.FAILED:
         when = Text(
             f"retry in {coarse_duration(wait)}" if wait >= 1 else "retrying",
             style=colors[State.FAILED],
@@ -118,6 +150,13 @@ class PaneKind:
 
 
 ID = Column("id", "ID", 12)
+# Shown when there are jobs of more than one queue (SPEC 7), after the id, in a wide pane; a
+# narrower one shows the queue before the command instead.
+QUEUE = Column("queue", "Queue", 10, hide_below=72)
+# The waiting pane's "When", wide enough for "blocked: 3f9k2a… is dead" while a job shown waits
+# for another; its priority and tries then show only in a wide pane.
+WIDE_WHEN = Column("when", "When", 24)
+GIVE_WAY = {"priority": 96, "tries": 90}  # hide_below, while the "When" is wide
 KINDS = {
     kind.name: kind
     for kind in (
@@ -232,6 +271,9 @@ class JobPane(DataTable):
         self._config: dict = {}
         self._note = ""
         self.total = 0
+        self.show_queue = False  # the queue column (more than one queue in the database)
+        self.filter = ""  # the rows shown are those matching this (the app's `/`)
+        self.more = False  # filtered: there may be more matches than the rows loaded
 
     # -- what the app calls ----------------------------------------------------------------
 
@@ -252,17 +294,36 @@ class JobPane(DataTable):
     @property
     def near_the_end(self) -> bool:
         """The cursor is close to the last loaded row, and there are more to load."""
-        return self.total > self.row_count and self.cursor_row >= self.row_count - LOOKAHEAD
+        more = self.more if self.filter else self.total > self.row_count
+        return more and self.cursor_row >= self.row_count - LOOKAHEAD
 
     def show(
-        self, jobs: list[JobRow], total: int, now: float, config: dict, note: str = ""
+        self,
+        jobs: list[JobRow],
+        total: int,
+        now: float,
+        config: dict,
+        note: str = "",
+        *,
+        show_queue: bool | None = None,
+        filter: str = "",
+        more: bool = False,
     ) -> None:
-        """Make the table show ``jobs`` (in order): a keyed diff against what it shows."""
+        """Make the table show ``jobs`` (in order): a keyed diff against what it shows.
+        ``filter``: ``jobs`` are the first matches of that text (``more``: there may be others),
+        of ``total`` jobs in the pane."""
         self._jobs, self._now, self._config, self.total = jobs, now, config, total
         self._note = note
+        self.filter, self.more = filter, more
+        if show_queue is not None:
+            self.show_queue = show_queue
         self._set_titles(len(jobs), total, note)
-        if not self._columns:
-            return  # not sized yet: the first resize builds the table
+        if not self._columns or self._refit():
+            return  # not sized yet (the first resize builds the table), or just rebuilt
+        self._apply()
+
+    def _apply(self) -> None:
+        jobs = self._jobs
         # A cursor the user moved down stays on its job; one on the first row stays on the first
         # row, so that a pane nobody touched keeps showing the newest jobs as they arrive.
         selected = self.selected_id if self.cursor_row > 0 else None
@@ -289,6 +350,14 @@ class JobPane(DataTable):
     # -- internals --------------------------------------------------------------------------
 
     def _set_titles(self, shown: int, total: int, note: str) -> None:
+        if self.filter:  # the matches, then of how many (the filter itself is user text)
+            matches = f"{shown:,}+" if self.more else f"{shown:,}"
+            # (The space inside the bold part: Textual drops one that follows a style's end.)
+            self.border_title = Text.assemble(
+                f"{self.kind.title} ", (f"{matches} ", "bold"), f"of {total:,}"
+            )
+            self.border_subtitle = "no match" if not shown else ("first matches" if self.more else "")
+            return
         self.border_title = f"{self.kind.title} [b]{total:,}[/b]"
         parts = [note] if note else []
         if total > shown:
@@ -300,6 +369,11 @@ class JobPane(DataTable):
     def _cells(self, job: JobRow) -> Cells:
         values = self.kind.cells(job, self._now, self._config, self.app.theme_variables)
         values["id"] = IdText(job.id, style="bold")
+        muted = self.app.theme_variables["muted"]
+        values["queue"] = literal(job.queue, muted)
+        narrow = not any(column.key == "queue" for column, _ in self._columns)
+        if self.show_queue and narrow and job.queue != DEFAULT_QUEUE:
+            values["command"] = literal(job.queue, muted) + Text(" ▸ ", style=muted) + values["command"]
         cells = {}
         for column, _ in self._columns:
             cell = values[column.key]
@@ -314,12 +388,31 @@ class JobPane(DataTable):
         if index != self.cursor_row:
             self.move_cursor(row=index, animate=False)
 
+    def _wanted_columns(self) -> tuple[Column, ...]:
+        """The kind's columns, with the queue's while there are several queues, and a wide
+        "When" while a job shown waits for another."""
+        columns = list(self.kind.columns)
+        if self.show_queue:
+            columns.insert(1, QUEUE)
+        if any(job.waiting_for for job in self._jobs) and "when" in {c.key for c in columns}:
+            columns = [
+                WIDE_WHEN if column.key == "when"
+                else replace(column, hide_below=GIVE_WAY[column.key]) if column.key in GIVE_WAY
+                else column
+                for column in columns
+            ]  # fmt: skip
+        return tuple(columns)
+
     def on_resize(self) -> None:
+        self._refit()
+
+    def _refit(self) -> bool:
+        """Rebuild the table if the columns that fit have changed; True if it did."""
         # The content width less the scrollbar gutter (kept stable in app.tcss).
         width = self.scrollable_content_region.width
-        columns = fit_columns(self.kind.columns, max(width, 0))
+        columns = fit_columns(self._wanted_columns(), max(width, 0))
         if columns == self._columns:
-            return
+            return False
         selected = self.selected_id
         self._columns = columns
         self.clear(columns=True)
@@ -327,5 +420,6 @@ class JobPane(DataTable):
         for column, width in columns:
             label = Text(column.label, justify=column.justify)  # type: ignore[arg-type]
             self.add_column(label, width=width, key=column.key)
-        self.show(self._jobs, self.total, self._now, self._config, self._note)
+        self._apply()
         self._restore_cursor(selected)
+        return True

@@ -1,0 +1,293 @@
+"""Workflows in the TUI (SPEC 5, 7): the queues screen (`Q`), the schedules screen (`S`), the
+filter (`/`), the queue and dependencies of jobs in the panes and the details."""
+
+from __future__ import annotations
+
+from test_tui_pilot import column, pane, plain, type_ahead, typed
+from textual.command import CommandList
+from textual.widgets import Input, Static
+from tui_helpers import drive, make_app, until
+
+from queuectl.spec import JobSpec
+from queuectl.tui.screens.confirm import ConfirmScreen
+from queuectl.tui.screens.details import DetailsScreen
+from queuectl.tui.screens.queues import LimitScreen, QueuesScreen
+from queuectl.tui.screens.schedules import ScheduleForm, SchedulesScreen
+
+
+def rows(screen) -> list[str]:
+    return [str(key.value) for key in screen.table.rows]
+
+
+def error_of(screen, key: str) -> str:
+    return str(screen.field(key).query_one(".field-error", Static).render())
+
+
+def queue_info(queue, name: str):
+    return next(info for info in queue.queues() if info.name == name)
+
+
+# -- the panes -------------------------------------------------------------------------------
+
+
+def test_panes_show_queues_and_what_waiting_jobs_wait_for(workflows_queue, fixed_clock):
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        waiting = pane(app, "waiting")
+        await until(pilot, lambda: "notify-ops" in column(waiting, "id"))
+        when = dict(zip(column(waiting, "id"), column(waiting, "when")))
+        assert when["deploy-web"] == "after test-s…"
+        assert when["notify-ops"] == "blocked: deploy… is dead"
+        assert when["docs-build"] == "ready"
+        # Several queues: a narrow pane names the queue of the jobs not in `default`.
+        commands = dict(zip(column(waiting, "id"), column(waiting, "command")))
+        assert commands["migrate-db"] == "deploy ▸ ./migrate.sh --dry-run"
+        assert commands["docs-build"] == "make docs"
+
+    drive(app, scenario)
+
+
+def test_a_wide_pane_has_a_queue_column(workflows_queue, fixed_clock):
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: "queue" in [c.key.value for c in pane(app, "waiting").columns.values()])
+        waiting = pane(app, "waiting")
+        queues = dict(zip(column(waiting, "id"), column(waiting, "queue")))
+        assert queues["migrate-db"] == "deploy" and queues["docs-build"] == "default"
+
+    drive(app, scenario, size=(200, 40))
+
+
+def test_one_queue_no_queue_shown(seeded, fixed_clock):
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        assert "queue" not in [c.key.value for c in pane(app, "waiting").columns.values()]
+        assert not any("▸" in text for text in column(pane(app, "waiting"), "command"))
+
+    drive(app, scenario, size=(200, 40))
+
+
+def test_details_show_dependencies_both_ways(workflows_queue, fixed_clock):
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        app.push_screen(DetailsScreen(workflows_queue, "test-suite"))
+        await until(pilot, lambda: getattr(app.screen, "fields_table", None) is not None)
+        text = plain(app.screen.fields_table)
+        assert "needed by" in text and "deploy-web pending" in text
+        app.pop_screen()
+        app.push_screen(DetailsScreen(workflows_queue, "notify-ops"))
+        await until(pilot, lambda: getattr(app.screen, "fields_table", None) is not None)
+        assert "deploy-prod dead" in plain(app.screen.fields_table)
+
+    drive(app, scenario)
+
+
+# -- the filter ------------------------------------------------------------------------------
+
+
+def test_slash_filters_every_pane_and_escape_clears_it(workflows_queue, fixed_clock):
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        type_ahead(app, "slash", *typed("DEPLOY"), "enter")  # any case; typed before it opens
+        await until(pilot, lambda: app.filter_text == "DEPLOY")
+        await until(pilot, lambda: column(pane(app, "dead"), "id") == ["deploy-prod"])
+        # By id, command or queue: migrate-db is in the queue `deploy`.
+        await until(pilot, lambda: column(pane(app, "waiting"), "id") == [
+            "migrate-db", "deploy-web", "notify-ops"])  # fmt: skip
+        assert column(pane(app, "completed"), "id") == []
+        assert "no match" in pane(app, "completed").border_subtitle
+        assert app.filter_bar.display and app.filter_bar.text == "DEPLOY"  # shown while on
+        assert app.focused is pane(app, "waiting")  # enter: back to the panes
+        await pilot.press("escape")
+        assert not app.filter_bar.display and app.filter_text == ""
+        await until(pilot, lambda: len(column(pane(app, "completed"), "id")) == 5)
+
+    drive(app, scenario)
+
+
+def test_the_filter_matches_percent_and_underscore_literally(live_queue):
+    for job_id, command in (("p1", "echo 100% done"), ("p2", "echo 100 done"),
+                            ("u1", "echo a_b"), ("u2", "echo axb")):  # fmt: skip
+        live_queue.enqueue(JobSpec(command, id=job_id))
+    app = make_app(live_queue)
+
+    async def scenario(pilot):
+        type_ahead(app, "slash", *typed("0% d"))
+        await until(pilot, lambda: column(pane(app, "waiting"), "id") == ["p1"])
+        type_ahead(app, "escape", "slash", *typed("a_b"))
+        await until(pilot, lambda: column(pane(app, "waiting"), "id") == ["u1"])
+        await pilot.press("escape")
+        await until(pilot, lambda: len(column(pane(app, "waiting"), "id")) == 4)
+
+    drive(app, scenario)
+
+
+def test_the_engine_filter_loads_no_more_than_the_limit(workflows_queue):
+    jobs = workflows_queue.pane_matching("completed", 2, "")
+    assert len(jobs) == 2
+    assert [j.id for j in workflows_queue.pane_matching("waiting", 1, "deploy")] == ["migrate-db"]
+    assert workflows_queue.pane_matching("dead", 10, "nothing like it") == []
+
+
+# -- queues ----------------------------------------------------------------------------------
+
+
+def test_Q_lists_queues_and_p_pauses_and_resumes_the_selected_one(workflows_queue, fixed_clock):
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        type_ahead(app, "Q", "down", "p")  # typed at once: the rows are there for `p`
+        await until(pilot, lambda: queue_info(workflows_queue, "deploy").paused)
+        screen = app.screen
+        assert isinstance(screen, QueuesScreen)
+        assert rows(screen) == ["default", "deploy", "ops"]
+        await until(pilot, lambda: "paused" in screen.table.get_row("deploy")[-1].plain)
+        cells = [cell.plain for cell in screen.table.get_row("default")]
+        assert cells[:4] == ["default", "3", "2", "5"]  # pending, processing, completed
+        await pilot.press("down", "p")  # ops was paused: resumed
+        await until(pilot, lambda: not queue_info(workflows_queue, "ops").paused)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, QueuesScreen)
+
+    drive(app, scenario)
+
+
+def test_l_sets_and_removes_a_queue_limit_with_a_validated_form(workflows_queue, fixed_clock):
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        type_ahead(app, "Q", "l", "backspace", *typed("-1"), "enter")  # default: no limit yet
+        await until(pilot, lambda: isinstance(app.screen, LimitScreen) and
+                    app.screen.field("limit").has_class("-invalid"))  # fmt: skip
+        assert error_of(app.screen, "limit") == "'limit' must be >= 0, got -1"
+        type_ahead(app, "backspace", "backspace", *typed("3"), "enter")
+        await until(pilot, lambda: queue_info(workflows_queue, "default").limit == 3)
+        assert isinstance(app.screen, QueuesScreen)
+        await until(pilot, lambda: app.screen.table.get_row("default")[-2].plain == "3")
+        type_ahead(app, "down", "l", "backspace", *typed("none"), "enter")  # deploy: 1 -> none
+        await until(pilot, lambda: queue_info(workflows_queue, "deploy").limit is None)
+
+    drive(app, scenario)
+
+
+# -- schedules -------------------------------------------------------------------------------
+
+
+def test_S_then_a_form_typed_ahead_adds_a_schedule(workflows_queue, fixed_clock):
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        type_ahead(app, "S", "a", *typed("hourly-sync"), "tab", *typed("@hourly"), "tab",
+                   *typed("rsync -a src/ dst/"), "tab", *typed("Europe/Paris"), "tab", "space",
+                   "enter")  # fmt: skip
+        await until(pilot, lambda: isinstance(app.screen, SchedulesScreen)
+                    and "hourly-sync" in [s.name for s in workflows_queue.schedules()])  # fmt: skip
+        info = workflows_queue.get_schedule("hourly-sync")
+        assert (info.cron, info.zone, info.no_overlap) == ("@hourly", "Europe/Paris", True)
+        assert info.job["command"] == "rsync -a src/ dst/"
+        await until(pilot, lambda: "hourly-sync" in rows(app.screen))
+
+    drive(app, scenario)
+
+
+def test_the_schedule_form_shows_the_engines_errors(workflows_queue, fixed_clock):
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("S", "a")
+        form = app.screen
+        assert isinstance(form, ScheduleForm)
+        for key, text in (("name", "bad name"), ("cron", "61 * * * *"), ("zone", "Mars/Base"),
+                          ("command", '{"command": "x", "after": ["a"]}')):  # fmt: skip
+            form.query_one(f"#{key}", Input).value = text
+        await pilot.press("enter")
+        assert app.screen is form
+        assert "'name' must be 1 to 64 letters" in error_of(form, "name")
+        assert error_of(form, "cron") == "bad cron expression '61 * * * *'"
+        assert "unknown time zone 'Mars/Base'" in error_of(form, "zone")
+        assert error_of(form, "command") == "a schedule's job cannot have 'after'"
+        # A name that exists is found by the database: shown under the name, focus there.
+        for key, text in (("name", "nightly-backup"), ("cron", "@daily"), ("zone", ""),
+                          ("command", "true")):  # fmt: skip
+            form.query_one(f"#{key}", Input).value = text
+        await pilot.press("enter")
+        await until(pilot, lambda: form.field("name").has_class("-invalid"))
+        assert error_of(form, "name") == "a schedule named 'nightly-backup' exists"
+        assert app.focused is form.query_one("#name", Input)
+        type_ahead(app, "end", *["backspace"] * 6, *typed("copy"), "enter")  # nightly-copy
+        await until(pilot, lambda: not isinstance(app.screen, ScheduleForm))
+        names = [info.name for info in workflows_queue.schedules()]
+        assert "nightly-copy" in names, names
+        assert workflows_queue.get_schedule("nightly-copy").cron == "@daily"
+
+    drive(app, scenario)
+
+
+def test_schedules_pause_run_now_and_remove_after_asking(workflows_queue, fixed_clock):
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        type_ahead(app, "S", "p")  # the first row: health-ping
+        await until(pilot, lambda: workflows_queue.get_schedule("health-ping").paused)
+        screen = app.screen
+        await until(pilot, lambda: "paused" in screen.table.get_row("health-ping")[3].plain)
+        await pilot.press("down", "r")  # nightly-backup, now
+        job = await until(pilot, lambda: [j for j in workflows_queue.list_jobs()
+                                          if j.schedule == "nightly-backup"])  # fmt: skip
+        await until(pilot, lambda: screen.table.get_row("nightly-backup")[4].plain == job[0].id)
+        await pilot.press("d")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        await pilot.press("d", "y")
+        await until(pilot, lambda: "nightly-backup" not in
+                    [s.name for s in workflows_queue.schedules()])  # fmt: skip
+        await until(pilot, lambda: "nightly-backup" not in rows(screen))
+        assert job[0].id in [j.id for j in workflows_queue.list_jobs()]  # its jobs stay
+
+    drive(app, scenario)
+
+
+def test_new_actions_are_in_the_footer_and_the_palette(workflows_queue, fixed_clock):
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        for title in ("Filter the panes by id, command or queue", "Clear the filter",
+                      "Queues: counts, limits, pause / resume",
+                      "Schedules: add, pause / resume, run now, remove"):  # fmt: skip
+            assert title in titles
+        footer = {b.description for b in app.active_bindings_descriptions()} if hasattr(
+            app, "active_bindings_descriptions") else None  # fmt: skip
+        shown = {binding.description for _, binding, enabled, _ in app.active_bindings.values()
+                 if binding.show}  # fmt: skip
+        assert {"Filter", "Queues", "Schedules"} <= shown, (footer, shown)
+        await pilot.press("S")
+        await until(pilot, lambda: isinstance(app.screen, SchedulesScreen))
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        assert "Run the selected schedule now" in titles
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Add a schedule")
+        await until(pilot, lambda: app.screen.query_one(CommandList).option_count > 0)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ScheduleForm))
+
+    drive(app, scenario)
+
+
+def test_pane_matching_on_both_backends(any_queue):
+    """The filter's query: any case, `%`, `_` and `\\` literal, in the pane's order, LIMITed."""
+    for job_id, command in (("p1", "echo 100% DONE"), ("p2", "echo 100 done"), ("u1", "echo a_b"),
+                            ("u2", "echo axb"), ("b1", "echo a\\b")):  # fmt: skip
+        any_queue.enqueue(JobSpec(command, id=job_id, queue="q-" + job_id))
+    match = lambda text, limit=10: [j.id for j in any_queue.pane_matching("waiting", limit, text)]  # noqa: E731
+    assert match("0% d") == ["p1"]
+    assert match("A_B") == ["u1"]
+    assert match("a\\b") == ["b1"]
+    assert match("q-u") == ["u1", "u2"]  # by queue
+    assert match("echo", limit=2) == ["p1", "p2"]  # claim order, LIMITed
+    assert any_queue.pane_matching("completed", 10, "echo") == []

@@ -1,0 +1,124 @@
+"""What the queues (`Q`) and schedules (`S`) screens share: a live table read off the UI thread,
+and actions on its selected row run off the UI thread too.
+
+The first read is awaited in ``on_mount``, in a thread: keys typed right after `Q` or `S`
+(``keys.py`` hands a key on once the screen a key opened has settled) find the rows there.
+Later reads come every ``REFRESH_S`` and after each action.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from queuectl.errors import QueueError
+from queuectl.queue import Queue
+
+from ..messages import Changed, Done, Listed
+from ..text import literal
+from ..widgets.listing import Listing
+
+
+class ListingScreen(ModalScreen[None]):
+    """A dialog with a :class:`Listing`; subclasses give the columns, :meth:`items` (run in a
+    thread) and :meth:`rows` (the table's rows for them, keyed)."""
+
+    TITLE = ""
+    REFRESH_S = 2.0
+    COLUMNS: list[tuple[str, str, int | None]] = []
+    EMPTY = ""
+    BINDINGS = [Binding("escape", "close", "Close")]
+
+    def __init__(self, queue: Queue) -> None:
+        super().__init__()
+        self.queue = queue
+        self.loaded = False
+        self.items_shown: list = []
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog listing") as dialog:
+            dialog.border_title = self.TITLE
+            self.table = Listing(self.COLUMNS, id="listing")
+            yield self.table
+            yield Static(self.EMPTY, id="listing-note", classes="hint", markup=False)
+
+    async def on_mount(self) -> None:
+        self.query_one(".dialog").border_subtitle = self.keys_hint()
+        worker = self.run_worker(self.read, thread=True, exit_on_error=False)
+        await worker.wait()
+        self.on_listed(worker.result)  # shown now, before the keys typed next are handled
+        self.set_interval(self.REFRESH_S, self.load)
+
+    def keys_hint(self) -> str:
+        shown = [b for b in self.BINDINGS if isinstance(b, Binding) and b.show]
+        names = {"escape": "esc", "delete": "del"}
+        return " · ".join(
+            f"{names.get(b.key.split(',')[0], b.key.split(',')[0])} {b.description.lower()}"
+            for b in shown
+        )
+
+    def items(self) -> list:
+        """In a thread: what the table lists (plain data)."""
+        raise NotImplementedError
+
+    def rows(self, items: list, now: float) -> dict[str, list[Text]]:
+        """The table's rows for ``items``, keyed, in order; each row's first cell a KeyText."""
+        raise NotImplementedError
+
+    def read(self) -> Listed:
+        """In a thread."""
+        try:
+            return Listed(self.items(), self.app.clock())
+        except Exception as exc:  # the database went away or is locked: show it, keep going
+            return Listed([], error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self.queue.close()
+
+    @work(thread=True, exclusive=True, group="listing", exit_on_error=False)
+    def load(self) -> None:
+        self.post_message(self.read())
+
+    def on_changed(self, message: Changed) -> None:
+        self.load()
+
+    def on_listed(self, message: Listed) -> None:
+        note = self.query_one("#listing-note", Static)
+        if message.error is not None:
+            note.update(literal(f"cannot read the queue: {message.error}"))
+            note.display = True
+            return
+        self.items_shown = message.items
+        rows = self.rows(message.items, message.now)
+        self.table.show(rows)
+        note.update("" if rows else self.EMPTY)
+        note.display = not rows
+        self.loaded = True
+
+    def selected(self) -> str | None:
+        key = self.table.selected
+        if key is None:
+            self.notify(f"No {self.TITLE.lower().rstrip('s')} selected", severity="warning")
+        return key
+
+    @work(thread=True, group="listing-actions", exit_on_error=False)
+    def act(self, do: Callable[[], str]) -> None:
+        """Run a queue operation off the UI thread; report how it went, then read again."""
+        try:
+            self.app.post_message(Done(do()))
+        except QueueError as exc:
+            self.app.post_message(Done(str(exc), "error"))
+        except Exception as exc:
+            self.app.post_message(Done(f"{type(exc).__name__}: {exc}", "error"))
+        finally:
+            self.queue.close()
+            self.post_message(Changed())
+
+    def action_close(self) -> None:
+        self.dismiss(None)

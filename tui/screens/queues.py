@@ -1,0 +1,152 @@
+"""The queues screen (`Q`): every named queue with its jobs per state, limit and pause (SPEC 7);
+`p` pauses or resumes the selected queue, `l` sets or removes its limit.
+
+``Queue.queues()`` counts by grouping over the job table, so it is read every 2 s at most (and
+after each change made here), not at the main screen's pace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+
+from queuectl.errors import InvalidInput
+from queuectl.models import STATES, State
+from queuectl.spec import validate_int
+from queuectl.workflows import QueueInfo
+
+from ..text import literal
+from ..widgets.listing import KeyText
+from .form import Field, FormScreen
+from .listing import ListingScreen
+
+COUNT_LABELS = {  # the stats bar's words
+    State.PENDING: "Pending",
+    State.FAILED: "Retrying",
+    State.PROCESSING: "Running",
+    State.COMPLETED: "Done",
+    State.DEAD: "Dead",
+}
+
+
+class QueuesScreen(ListingScreen):
+    TITLE = "Queues"
+    REFRESH_S = 2.0  # Queue.queues() groups over the job table: not at every tick
+    EMPTY = "No queue has jobs or settings yet."
+    COLUMNS = [
+        ("name", "Queue", None),
+        *((str(state), COUNT_LABELS.get(state, str(state).capitalize()), 9) for state in STATES),
+        ("limit", "Limit", 7),
+        ("paused", "State", 9),
+    ]
+    BINDINGS = [
+        Binding("p", "toggle_pause", "Pause/resume", tooltip="Pause / resume the selected queue"),
+        Binding("l", "limit", "Limit", tooltip="Set or remove the selected queue's limit"),
+        Binding("escape,q", "close", "Close"),
+    ]
+
+    def items(self) -> list[QueueInfo]:
+        return self.queue.queues()
+
+    def rows(self, items: list[QueueInfo], now: float) -> dict[str, list[Text]]:
+        colors = self.app.theme_variables
+        muted = colors["muted"]
+        rows = {}
+        for info in items:
+            cells: list[Text] = [KeyText(literal(info.name, "bold"), info.name)]
+            for state in STATES:
+                count = info.counts.get(str(state), 0)
+                style = colors.get(str(state), "") if count else muted
+                cells.append(Text(f"{count:,}", style=style, justify="right"))
+            if info.limit is None:
+                cells.append(Text("—", style=muted, justify="right"))
+            else:
+                cells.append(Text(f"{info.limit:,}", style="bold", justify="right"))
+            if info.paused:
+                cells.append(Text("⏸ paused", style=f"bold {colors[State.FAILED]}"))
+            else:
+                cells.append(Text("▶ running", style=colors[State.COMPLETED]))
+            rows[info.name] = cells
+        return rows
+
+    def _info(self, name: str) -> QueueInfo | None:
+        return next((info for info in self.items_shown if info.name == name), None)
+
+    def action_toggle_pause(self) -> None:
+        name = self.selected()
+        info = self._info(name) if name else None
+        if info is None:
+            return
+        if info.paused:
+            self.act(lambda: f"Resumed queue {self.queue.resume_queue(name).name}")
+        else:
+            self.act(lambda: f"Paused queue {self.queue.pause_queue(name).name}")
+
+    def action_limit(self) -> None:
+        name = self.selected()
+        info = self._info(name) if name else None
+        if info is None:
+            return
+
+        def chosen(choice: LimitChoice | None) -> None:
+            if choice is None:
+                return
+            limit = choice.limit
+
+            def change() -> str:
+                changed = self.queue.set_queue_limit(name, limit)
+                if changed.limit is None:
+                    return f"Queue {changed.name}: no limit"
+                return f"Queue {changed.name}: at most {changed.limit} running at once"
+
+            self.act(change)
+
+        self.app.push_screen(LimitScreen(name, info.limit), chosen)
+
+
+@dataclass(frozen=True)
+class LimitChoice:
+    limit: int | None  # None: no limit
+
+
+def parse_limit(text: str) -> int | None:
+    """A queue's limit as typed: a whole number >= 0, or blank / ``none`` for no limit."""
+    text = text.strip()
+    if not text or text.lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidInput(f"'limit' must be a whole number >= 0 or 'none', got {text!r}") from None
+    return validate_int("limit", value, minimum=0)
+
+
+class LimitScreen(FormScreen[LimitChoice]):
+    """The limit of one queue: returns a LimitChoice, or None when cancelled."""
+
+    TITLE = "Queue limit"
+    SUBTITLE = "jobs of the queue processing at once, on every host"
+
+    def __init__(self, name: str, current: int | None) -> None:
+        super().__init__()
+        self.queue_name, self.current = name, current
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one(".dialog").border_title = Text("Limit of queue ") + literal(self.queue_name)
+
+    def fields(self) -> ComposeResult:
+        yield Field(
+            "limit",
+            "Limit",
+            value="" if self.current is None else str(self.current),
+            placeholder="none",
+            hint="a whole number (0 holds every job); blank: no limit",
+        )
+
+    def collect(self) -> LimitChoice | None:
+        values = self.checked({"limit": parse_limit})
+        return None if values is None else LimitChoice(values["limit"])  # type: ignore[arg-type]

@@ -1,0 +1,208 @@
+"""The schedules screen (`S`): every schedule (SPEC 7) with its next due time and last job;
+`a` adds one (a validated form), `p` pauses or resumes, `r` runs one now, `d` removes one
+(after asking)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import Checkbox
+
+from queuectl.errors import InvalidInput
+from queuectl.models import State
+from queuectl.queue import Queue
+from queuectl.schedules import ScheduleInfo, check_cron, zone_of
+from queuectl.spec import parse_job, validate_name
+from queuectl.text import coarse_relative_time, utc_time
+
+from ..text import literal
+from ..widgets.listing import KeyText
+from .confirm import ConfirmScreen
+from .form import Field, FormScreen
+from .listing import ListingScreen
+
+DUE_WIDTH = 29  # "2027-01-15 09:00:00  in 58m"
+
+
+class SchedulesScreen(ListingScreen):
+    TITLE = "Schedules"
+    REFRESH_S = 2.0
+    EMPTY = "No schedule yet: press a to add one."
+    COLUMNS = [
+        ("name", "Name", 16),
+        ("cron", "Cron", 14),
+        ("zone", "Zone", 13),
+        ("due", "Next due (UTC)", DUE_WIDTH),
+        ("last", "Last job", 12),
+        ("overlap", "Overlap", 7),
+        ("command", "Command", None),
+    ]
+    BINDINGS = [
+        Binding("a", "add", "Add", tooltip="Add a schedule"),
+        Binding("p", "toggle_pause", "Pause/resume", tooltip="Pause / resume the selected schedule"),
+        Binding("r", "run", "Run now", tooltip="Run the selected schedule now"),
+        Binding("d,delete", "remove", "Remove", tooltip="Remove the selected schedule"),
+        Binding("escape,q", "close", "Close"),
+    ]
+
+    def items(self) -> list[ScheduleInfo]:
+        return self.queue.schedules()
+
+    def rows(self, items: list[ScheduleInfo], now: float) -> dict[str, list[Text]]:
+        colors = self.app.theme_variables
+        muted = colors["muted"]
+        rows = {}
+        for info in items:
+            if info.paused:
+                due = Text("⏸ paused", style=f"bold {colors[State.FAILED]}")
+            else:
+                due = Text(utc_time(info.next_due, zone="").replace("T", " "))
+                due.append(f"  {coarse_relative_time(info.next_due, now)}", style=muted)
+            command = literal(str(info.job.get("command", "")))
+            # --no-overlap: a time is skipped while the last job still waits or runs
+            overlap = Text("skip", style="bold") if info.no_overlap else Text("allow", style=muted)
+            rows[info.name] = [
+                KeyText(literal(info.name, "bold"), info.name),
+                literal(info.cron),
+                literal(info.zone, muted if info.zone == "UTC" else ""),
+                due,
+                literal(info.last_job_id or "—", "" if info.last_job_id else muted),
+                overlap,
+                command,
+            ]
+        return rows
+
+    def _info(self, name: str) -> ScheduleInfo | None:
+        return next((info for info in self.items_shown if info.name == name), None)
+
+    def action_add(self) -> None:
+        def added(name: str | None) -> None:
+            if name is not None:
+                self.app.notify(f"Added schedule {name}", markup=False)
+                self.load()
+
+        self.app.push_screen(ScheduleForm(self.queue), added)
+
+    def action_toggle_pause(self) -> None:
+        name = self.selected()
+        info = self._info(name) if name else None
+        if info is None:
+            return
+        if info.paused:
+            self.act(lambda: f"Resumed schedule {self.queue.resume_schedule(name).name}")
+        else:
+            self.act(lambda: f"Paused schedule {self.queue.pause_schedule(name).name}")
+
+    def action_run(self) -> None:
+        name = self.selected()
+        if name is not None:
+            self.act(lambda: f"Enqueued {self.queue.run_schedule(name).id} from schedule {name}")
+
+    def action_remove(self) -> None:
+        name = self.selected()
+        if name is None:
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.act(lambda: (self.queue.remove_schedule(name), f"Removed schedule {name}")[1])
+
+        question = f"Remove schedule {name}? The jobs it enqueued stay."
+        self.app.push_screen(ConfirmScreen("Remove schedule", question, "Remove"), answer)
+
+
+class NoOverlap(Checkbox, inherit_bindings=False):
+    """The form's one switch: space toggles it, enter submits the form (not a toggle)."""
+
+    BINDINGS = [Binding("space", "toggle_button", "Toggle", show=False)]
+
+
+FORBIDDEN = ("id", "delay", "run_at", "after")  # SPEC 7: a schedule's job has none of these
+
+
+def check_job(text: str):
+    """The job as `schedule add` takes it: a plain command, or a JSON job without id, delay,
+    run_at and after."""
+    spec = parse_job(text)
+    for key in FORBIDDEN:
+        if getattr(spec, key) is not None:
+            raise InvalidInput(f"a schedule's job cannot have {key!r}")
+    return spec
+
+
+def check_zone(text: str) -> str:
+    zone = text.strip() or "UTC"
+    zone_of(zone)
+    return zone
+
+
+class ScheduleForm(FormScreen[str]):
+    """Adds a schedule: every field checked by the engine's own validators, then added off the
+    UI thread; an error the database finds (a name that exists) is shown in the form too.
+    Returns the new schedule's name, or None when cancelled."""
+
+    TITLE = "Add a schedule"
+    SUBTITLE = "as `queuectl schedule add` does"
+    SUBMIT = "Add"
+    BINDINGS = [Binding("enter", "submit", "Add", show=False)]  # on the switch
+
+    def __init__(self, queue: Queue) -> None:
+        super().__init__()
+        self.queue = queue
+
+    def fields(self) -> ComposeResult:
+        yield Field("name", "Name", placeholder="e.g. nightly-backup", hint="letters, digits, . _ -")
+        yield Field("cron", "Cron", placeholder="e.g. 0 3 * * *",
+                    hint="5 fields, 6 with seconds first, @hourly, @daily…")  # fmt: skip
+        yield Field("command", "Command", placeholder="e.g. ./backup.sh",
+                    hint='or a JSON job: {"command": …, "queue": …}')  # fmt: skip
+        yield Field("zone", "Time zone", placeholder="UTC", hint="an IANA name, e.g. Europe/Paris")
+        yield NoOverlap(
+            "No overlap: skip a time while the last job still waits or runs",
+            id="no_overlap", compact=True,
+        )  # fmt: skip
+
+    def collect(self) -> dict | None:  # type: ignore[override]
+        values = self.checked({
+            "name": lambda text: validate_name("name", text.strip()),
+            "cron": check_cron,
+            "command": check_job,
+            "zone": check_zone,
+        })
+        if values is not None:
+            values["no_overlap"] = self.query_one(NoOverlap).value
+        return values
+
+    async def commit(self, values: dict) -> str | None:  # type: ignore[override]
+        worker = self.run_worker(partial(self._add, values), thread=True, exit_on_error=False)
+        await worker.wait()
+        error = worker.result
+        if error is None:
+            return values["name"]
+        key = "command"
+        if "exists" in error or "'name'" in error:
+            key = "name"
+        elif "cron" in error:
+            key = "cron"
+        elif "zone" in error:
+            key = "zone"
+        self.field(key).set_error(error)
+        return None
+
+    def _add(self, values: dict) -> str | None:
+        """In a thread: add the schedule; the error to show, or None."""
+        try:
+            self.queue.add_schedule(
+                values["name"], values["cron"], values["command"], zone=values["zone"],
+                no_overlap=values["no_overlap"],
+            )  # fmt: skip
+        except InvalidInput as exc:
+            return str(exc)
+        except Exception as exc:  # the database went away: say so in the form
+            return f"could not add the schedule: {exc}"
+        finally:
+            self.queue.close()
+        return None
