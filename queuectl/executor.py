@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Union
 
+from . import direct
 from .procs import group_alive, signal_group
 
 OUTPUT_LIMIT = 1024 * 1024  # bytes of output stored per run; the tail is kept
@@ -148,7 +149,7 @@ class Execution:
             with self._lock:
                 if self._killed:
                     return RunResult(None, "killed before it started", "")
-                self._process = _start(["/bin/sh", "-c", self.command], self.cwd, self.env)
+                self._process = _start_job(self.command, self.cwd, self.env)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             return RunResult(None, f"cannot start: {exc}", "")
         timed_out = self._pump(self._process)
@@ -240,6 +241,8 @@ class Execution:
         return True
 
     def _result(self, returncode: int, timed_out: bool) -> RunResult:
+        if returncode < 0 and not timed_out and not self._killed:
+            returncode = _as_the_shell_saw_it(self._process, returncode, self.output)
         output = self.output.text()
         if timed_out:
             return RunResult(None, f"timed out after {self.timeout:g}s", output)
@@ -284,6 +287,7 @@ class _Spawned:
                 self.returncode = 0
             else:
                 if pid:
+                    self.status = status
                     self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
@@ -303,7 +307,9 @@ class _Spawned:
 _Process = Union[subprocess.Popen[bytes], _Spawned]
 
 
-def _start(argv: list[str], cwd: str | None, env: Mapping[str, str] | None) -> _Process:
+def _start(
+    argv: list[str], cwd: str | None, env: Mapping[str, str] | None, path: str | None = None
+) -> _Process:
     """Start ``argv`` with stdin from /dev/null and stdout and stderr into one pipe, in a
     session of its own (a timeout kills its group), with no other descriptor of ours."""
     from . import spawn  # here, not above: scripted commands import this module, not ctypes
@@ -315,7 +321,7 @@ def _start(argv: list[str], cwd: str | None, env: Mapping[str, str] | None) -> _
                 environment = env if isinstance(env, spawn.Environment) else spawn.Environment(
                     os.environ if env is None else env
                 )
-                pid = spawn.spawn(argv, cwd, environment, write)
+                pid = spawn.spawn(argv, cwd, environment, write, path)
             except BaseException:
                 os.close(read)
                 raise
@@ -333,6 +339,7 @@ def _start(argv: list[str], cwd: str | None, env: Mapping[str, str] | None) -> _
     try:
         return subprocess.Popen(
             argv,
+            executable=path,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -344,6 +351,35 @@ def _start(argv: list[str], cwd: str | None, env: Mapping[str, str] | None) -> _
     finally:
         if blocked:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _start_job(command: str, cwd: str | None, env: Mapping[str, str] | None) -> _Process:
+    """``/bin/sh -c command``, or the program itself where that is all the shell would have
+    run (queuectl/direct.py). What stops the program starting, the shell meets too and reports
+    in its own words, as before."""
+    program = direct.program_for(command, cwd, env)
+    if program is not None:
+        try:
+            process = _start(program.argv, cwd, program.env, program.path)
+        except (OSError, ValueError, subprocess.SubprocessError):
+            pass
+        else:
+            process.direct = True  # type: ignore[union-attr]
+            return process
+    return _start(["/bin/sh", "-c", command], cwd, env)
+
+
+def _as_the_shell_saw_it(process: _Process, returncode: int, output: TailBuffer) -> int:
+    """A program started without the shell and killed by a signal: the exit status sh gave,
+    and the line it printed (say, `Segmentation fault`)."""
+    if not getattr(process, "direct", False):
+        return returncode
+    status = getattr(process, "status", None)
+    core = status is not None and os.WIFSIGNALED(status) and os.WCOREDUMP(status)
+    returncode, said = direct.shell_report(-returncode, core)
+    if said:
+        output.write(said)
+    return returncode
 
 
 def _pidfd(pid: int) -> int | None:
