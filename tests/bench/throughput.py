@@ -72,8 +72,16 @@ def executor_throughput(n: int, threads: int = THREADS) -> float:
     return in_threads(lambda: Execution("true", cwd=cwd, env=env, timeout=3600).run(), n, threads)
 
 
-def queuectl_throughput(target: str, n: int, processes: int = 1, threads: int = THREADS) -> float:
-    """``processes`` idle `worker start --count threads` processes, then ``n`` jobs at once."""
+def queuectl_throughput(
+    target: str,
+    n: int,
+    processes: int = 1,
+    threads: int = THREADS,
+    commands: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> float:
+    """``processes`` idle `worker start --count threads` processes (with ``env``), then ``n``
+    jobs at once (``commands``, else `true` each)."""
     from queuectl import JobSpec, Queue
 
     queue = Queue(target)
@@ -81,11 +89,12 @@ def queuectl_throughput(target: str, n: int, processes: int = 1, threads: int = 
         with Children() as children:
             for _ in range(processes):
                 children.start(
-                    [*queuectl_command(), "--db", target, "worker", "start", "--count", str(threads)]
+                    [*queuectl_command(), "--db", target, "worker", "start", "--count", str(threads)],
+                    env=env or child_env(),
                 )
             wait_until(lambda: len(queue.live_workers()) >= processes, 60, "workers to register")
             time.sleep(0.3)  # let them settle into their idle wait
-            queue.enqueue_many([JobSpec(command="true")] * n)
+            queue.enqueue_many([JobSpec(command=command) for command in commands or ["true"] * n])
             enqueued = time.time()
             wait_until(
                 lambda: queue.counts()["completed"] >= n,
@@ -334,3 +343,51 @@ def run_backends(settings: Settings, report: Report) -> None:
                 postgres.append(queuectl_throughput(target, n, processes))
         report.add(Figure(f"#6 postgresql: {processes} worker process(es) x 2 threads",
                           "jobs/s", postgres, "python ceiling", ceiling))  # fmt: skip
+
+
+def run_direct(settings: Settings, report: Report) -> None:
+    """Issue #17: simple commands (`touch DIR/jN`) started without the shell, beside Python's
+    ceiling running the same commands through `shell=True`; and commands with shell syntax
+    (`touch "DIR/jN"`), which still go through sh, beside the same with every command sent
+    through sh (QUEUECTL_DIRECT=0: the executor as it was)."""
+    n = 500 if settings.quick else 2000
+    reps = settings.reps(5)
+
+    def commands(template: str) -> list[str]:
+        folder = tempfile.mkdtemp(prefix="touch-", dir=settings.workdir)
+        return [template.format(dir=folder, n=i) for i in range(n)]
+
+    def ceiling() -> float:
+        jobs = iter(commands("touch {dir}/j{n}"))
+        return in_threads(lambda: subprocess.run(next(jobs), shell=True), n)
+
+    shell_only = child_env({"QUEUECTL_DIRECT": "0"})
+    measured: dict[str, list[float]] = {key: [] for key in
+                                        ("ceiling", "direct", "sh", "syntax", "syntax-before")}
+    for round_ in range(reps):  # interleaved: a busy phase of the machine slows all alike
+        measured["ceiling"].append(ceiling())
+        measured["direct"].append(queuectl_throughput(
+            fresh_sqlite(settings, f"d{round_}"), n, commands=commands("touch {dir}/j{n}")))
+        measured["sh"].append(queuectl_throughput(
+            fresh_sqlite(settings, f"s{round_}"), n, commands=commands("touch {dir}/j{n}"),
+            env=shell_only))
+        measured["syntax"].append(queuectl_throughput(
+            fresh_sqlite(settings, f"q{round_}"), n, commands=commands('touch "{dir}/j{n}"')))
+        measured["syntax-before"].append(queuectl_throughput(
+            fresh_sqlite(settings, f"b{round_}"), n, commands=commands('touch "{dir}/j{n}"'),
+            env=shell_only))
+    ceiling_samples = measured["ceiling"]
+    report.add(Figure("python ceiling, `touch DIR/jN`, 2 threads", "jobs/s", ceiling_samples,
+                      note="subprocess.run(command, shell=True) in a loop per thread"))
+    report.add(Figure(f"#17 simple commands direct: worker start --count 2, {n} x `touch DIR/jN`",
+                      "jobs/s", measured["direct"], "python ceiling", ceiling_samples,
+                      [Target(">= 1.2x", at_least=1.2)]))  # fmt: skip
+    report.add(Figure("   its ratio to the ceiling, round by round", "x",
+                      [d / c for d, c in zip(measured["direct"], ceiling_samples)]))  # fmt: skip
+    report.add(Figure("   same, every command through sh (QUEUECTL_DIRECT=0)", "jobs/s",
+                      measured["sh"], "python ceiling", ceiling_samples))  # fmt: skip
+    report.add(Figure('#17 shell syntax `touch "DIR/jN"` (through sh, as before)', "jobs/s",
+                      measured["syntax"], "QUEUECTL_DIRECT=0", measured["syntax-before"],
+                      [Target(">= 0.90x (within noise)", at_least=0.9)]))  # fmt: skip
+    report.add(Figure("   its ratio to QUEUECTL_DIRECT=0, round by round", "x",
+                      [a / b for a, b in zip(measured["syntax"], measured["syntax-before"])]))
