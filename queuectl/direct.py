@@ -43,6 +43,7 @@ Set ``QUEUECTL_DIRECT=0`` in a worker's environment to send every command throug
 from __future__ import annotations
 
 import os
+import signal
 import stat
 from collections.abc import Mapping
 from typing import NamedTuple
@@ -55,8 +56,8 @@ _WORD_CHARACTERS = frozenset(
 _NAME_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 _NAME_REST = _NAME_START | frozenset("0123456789")
 
-# dash's builtins (`help` lists them), its reserved words, and GNU make's list for sh (sh_cmds),
-# whose externals may differ or which only a shell can run.
+# dash's builtins (its builtins.def: found before PATH, and their externals may differ), reserved
+# words, and the rest of GNU make's list of words only a shell runs (sh_cmds in its job.c).
 SHELL_ONLY = frozenset({
     ".", ":", "[", "alias", "bg", "break", "cd", "chdir", "command", "continue", "echo", "eval",
     "exec", "exit", "export", "false", "fc", "fg", "getopts", "hash", "jobs", "kill", "local",
@@ -104,10 +105,8 @@ def program_for(command: str, cwd: str | None, env: Mapping[str, str] | None) ->
 
 def shell_report(signum: int, core_dumped: bool) -> tuple[int, bytes]:
     """How sh reported a command that a signal killed: its exit status and what it printed."""
-    if signum in (2, 13):  # SIGINT, SIGPIPE: quietly
+    if signum in (signal.SIGINT, signal.SIGPIPE):  # quietly
         return 128 + signum, b""
-    import signal
-
     try:
         name = signal.strsignal(signum) or f"Unknown signal {signum}"
     except ValueError:

@@ -87,11 +87,9 @@ def queuectl_throughput(
     queue = Queue(target)
     try:
         with Children() as children:
+            worker = [*queuectl_command(), "--db", target, "worker", "start", "--count", str(threads)]
             for _ in range(processes):
-                children.start(
-                    [*queuectl_command(), "--db", target, "worker", "start", "--count", str(threads)],
-                    env=env or child_env(),
-                )
+                children.start(worker, env=env or child_env())
             wait_until(lambda: len(queue.live_workers()) >= processes, 60, "workers to register")
             time.sleep(0.3)  # let them settle into their idle wait
             queue.enqueue_many([JobSpec(command=command) for command in commands or ["true"] * n])
