@@ -335,3 +335,38 @@ def test_runnable_files(tmp_path):
     script.chmod(stat.S_IRUSR)  # no x bit at all: not even root may run it
     assert not direct._runnable(str(script), os.stat(script))
     assert not direct._runnable(str(tmp_path), os.stat(tmp_path))
+
+
+def test_a_worker_stores_the_same_results_either_way(target, tmp_path, bin_dir, monkeypatch):
+    """Through a worker pool, on each backend: the job's state, exit code and output are the
+    ones the shell gave (the pool takes its environment, PATH included, as it starts)."""
+    from queuectl import JobSpec, Queue, WorkerPool
+    from queuectl.states import State
+
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    for name in direct.SHELL_RESETS:
+        monkeypatch.delenv(name, raising=False)
+    commands = {
+        f"touch {tmp_path}/made": (State.COMPLETED, 0, ""),
+        "hello a b": (State.COMPLETED, 0, f"hello {bin_dir}/hello a b\n"),
+        "suicide SEGV": (State.DEAD, 139, "Segmentation fault\n"),
+        "no-such-program-queuectl": (State.DEAD, 127,
+                                     "/bin/sh: 1: no-such-program-queuectl: not found\n"),
+    }
+    queue = Queue(target)
+    pool = WorkerPool(queue, 2).start()
+    try:
+        jobs = {command: queue.enqueue(JobSpec(command=command, max_retries=1))
+                for command in commands}
+        wait_until(lambda: queue.counts()["completed"] + queue.counts()["dead"] == len(jobs), 30,
+                   message="every job to finish")
+    finally:
+        pool.stop()
+        pool.join(15)
+    try:
+        for command, expected in commands.items():
+            job = queue.get(jobs[command].id)
+            assert (job.state, job.exit_code, job.output) == expected, command
+        assert (tmp_path / "made").exists()
+    finally:
+        queue.close()
