@@ -152,25 +152,28 @@ def _on_path(name: str, path_variable: str) -> str | None:
             if len(_path_cache) >= _CACHE_SIZE:
                 _path_cache.clear()
             _path_cache[key] = known
-    found = known[0]
-    return found if found is not None and _runnable(found, _stat(found)) else None
+    return known[0]
 
 
-# (PATH, name) -> (what dash finds or None, what to look at to know it would find it again)
+# (PATH, name) -> (the file dash runs, if it runs as it is; what to look at to know that dash
+# would find it again)
 _path_cache: dict[tuple[str, str], tuple[str | None, tuple | None]] = {}
 _SETTLED_NS = 2_000_000_000  # a directory changed this recently may change again in the same tick
 
 
 def _search(name: str, path_variable: str) -> tuple[str | None, tuple | None]:
     """dash's search: the first regular file ``directory/name`` along PATH (missing or unreadable
-    entries skipped). None where a directory before it is relative (the job's directory decides)
-    or holds dash's ``%`` options. With it, the identity and times of every directory searched
-    (or of its nearest existing parent, for one that is missing): as long as none of them
-    changes, neither does the answer. None instead when it could change unseen: something not a
-    regular file by the name (a symlink's target may change), a directory changed just now."""
+    entries skipped), if execve runs it as it is (else None: the shell). None too where a
+    directory before it is relative (the job's directory decides) or holds dash's ``%`` options.
+
+    With it, the identity and times of every directory searched (or of its nearest existing
+    parent, for one that is missing): as long as none of them changes, dash finds the same file.
+    The file itself may change in place: if it can no longer be run as it is, its start fails,
+    and the executor gives the command to the shell. None instead of the directories when
+    the answer could change unseen: something not a regular file by the name (a symlink's target
+    may change), a directory changed just now."""
     watched: dict[str, tuple[int, int, int] | None] = {}
     settled = True
-    found = None
     for directory in path_variable.split(":"):
         if not directory.startswith("/") or "%" in directory:
             return None, None
@@ -180,10 +183,12 @@ def _search(name: str, path_variable: str) -> tuple[str | None, tuple | None]:
         candidate = directory + "/" + name  # as dash builds it (a trailing / stays doubled)
         info = _stat(candidate)
         if info is not None and stat.S_ISREG(info.st_mode):
-            found = candidate
+            found = candidate if _runnable(candidate, info) else None
             break
         if info is not None or os.path.lexists(candidate):
             settled = False
+    else:
+        found = None
     watched = {path: times for path, times in watched.items() if times is not None}
     return found, (tuple(watched.items()) if settled else None)
 
