@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .errors import InvalidInput
+from .spec import parse_duration
 
 
 # The largest whole number a key takes: a job-timeout is added to the clock as a float, and
@@ -42,6 +43,15 @@ def _number_at_least(minimum: float) -> Callable[[str], float]:
     return parse
 
 
+def _duration(text: str) -> int | float:
+    try:
+        return parse_duration(str(text).strip())
+    except InvalidInput:
+        raise InvalidInput(
+            f"expected a duration such as 0, 90, 90s, 15m, 2h or 7d, got {text!r:.40}"
+        ) from None
+
+
 @dataclass(frozen=True)
 class Key:
     name: str
@@ -56,6 +66,7 @@ KEYS: dict[str, Key] = {
         Key("max-retries", 3, _int_at_least(0), "runs a job gets before it goes to the DLQ"),
         Key("backoff-base", 2, _number_at_least(1), "retry n waits backoff-base ** n seconds"),
         Key("job-timeout", 300, _int_at_least(1), "seconds a job may run before it is killed"),
+        Key("retention", 0, _duration, "keep completed, cancelled jobs this long (0: forever)"),
     )
 }
 

@@ -8,8 +8,8 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Union
 
 from . import direct
@@ -21,6 +21,14 @@ READ_CHUNK = 64 * 1024
 DRAIN_AFTER_EXIT_S = 0.2  # how long to keep reading after the shell exits (daemons keep pipes open)
 POLL_S = 0.1  # the longest wait between looks at the clock (timeouts, the drain)
 NO_PIDFD_POLL_S = 0.001  # without a pidfd, how often an exit is looked for once output ended
+OUTPUT_EVERY_S = 1.0  # while a job runs, its output so far is handed on at most this often
+# ... as its last LIVE_OUTPUT_LIMIT bytes: writing the whole 1 MiB tail every second kept that
+# much of the database in the worker's page cache; the run's result stores the whole tail.
+LIVE_OUTPUT_LIMIT = 64 * 1024
+CANCELLED = "cancelled"  # the error of a run a user cancelled (SPEC 6)
+
+# Called with the run's output so far (the capped tail, as stored) and how many bytes it printed.
+OutputCallback = Callable[[str, int], None]
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,7 @@ class RunResult:
     exit_code: int | None
     error: str | None  # None when the run succeeded
     output: str
+    output_bytes: int = 0  # bytes printed in all (``output`` is their capped tail)
 
     @property
     def ok(self) -> bool:
@@ -49,10 +58,16 @@ class TailBuffer:
         if len(self._data) > 2 * self.limit:
             del self._data[: len(self._data) - self.limit]
 
-    def text(self) -> str:
-        """The longest tail that is at most ``limit`` UTF-8 bytes as text (escapes included),
-        starting at a character, after a line saying how many bytes were dropped before it."""
-        data = bytes(self._data)
+    def text(self, limit: int | None = None) -> str:
+        """The longest tail that is at most ``limit`` (default and most: the buffer's) UTF-8
+        bytes as text (escapes included), starting at a character, after a line saying how many
+        bytes were dropped before it."""
+        limit = self.limit if limit is None else min(limit, self.limit)
+        # Only the tail that can be kept is copied (the buffer holds up to twice the limit),
+        # with the few bytes before it that tell whether a character was cut there.
+        head = max(len(self._data) - limit - 4, 0)
+        with memoryview(self._data) as whole:  # released at once: the buffer must grow again
+            data = bytes(whole[head:])
         lost = self.total - len(data)  # bytes trimmed off before ``data``
 
         def start(at: int) -> int:
@@ -61,28 +76,30 @@ class TailBuffer:
                 return 0
             return at + _cut_character(data, at, known_before=at > 0)
 
-        first = start(max(len(data) - self.limit, 0)) if self.limit else len(data)
-        if _text_size(data[first:]) > self.limit:
+        first = start(max(len(data) - limit, 0)) if limit else len(data)
+        # Called once a second while a job prints (its live output): no copy more than needed.
+        if not (data.isascii() and b"\x00" not in data) and _text_size(data[first:]) > limit:
             # Escapes (\xNN for one byte) made it longer: find the earliest start that fits.
             low, high = first, len(data)
             while low < high:
                 middle = (low + high) // 2
-                if _text_size(data[start(middle) :]) <= self.limit:
+                if _text_size(data[start(middle) :]) <= limit:
                     high = middle
                 else:
                     low = middle + 1
             first = start(low)
-        text = _readable(data[first:])
+        with memoryview(data) as view:
+            text = _readable(view[first:])
         dropped = lost + first
         if dropped:
             text = f"[queuectl: output truncated, {dropped} earlier bytes dropped]\n" + text
         return text
 
 
-def _readable(data: bytes) -> str:
+def _readable(data: bytes | memoryview) -> str:
     # Bytes that are not UTF-8 are kept readable as \xNN escapes; NUL too (PostgreSQL text
     # cannot hold it).
-    return data.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
+    return str(data, "utf-8", "backslashreplace").replace("\x00", "\\x00")
 
 
 def _text_size(data: bytes) -> int:
@@ -133,7 +150,11 @@ class Execution:
         timeout: float | None = None,
         output_limit: int = OUTPUT_LIMIT,
         env: Mapping[str, str] | None = None,
+        on_output: OutputCallback | None = None,
     ) -> None:
+        """``on_output``: called from :meth:`run`'s thread while the command runs, at most once
+        every OUTPUT_EVERY_S and only when it printed something new (never for a run that
+        ends within the first OUTPUT_EVERY_S)."""
         # None: this process's environment. A spawn.Environment is encoded once for all its jobs.
         self.env = env
         self.command = command
@@ -142,7 +163,9 @@ class Execution:
         self.output = TailBuffer(output_limit)
         self._process: _Process | None = None
         self._killed = False  # set under _lock
+        self._cancelled = False  # set by cancel(); _pump then stops the group as on a timeout
         self._lock = threading.Lock()
+        self.on_output = on_output
 
     def run(self) -> RunResult:
         try:
@@ -179,6 +202,16 @@ class Execution:
             if self._process is not None:
                 signal_group(self._process.pid, signal.SIGKILL)
 
+    def cancel(self) -> None:
+        """A user cancelled the job (any thread): its process group gets SIGTERM, then SIGKILL
+        after the grace, as on a timeout; the run's exit code and output are kept. No effect
+        once the command has exited."""
+        self._cancelled = True
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
     def _pump(self, process: _Process) -> bool:
         """Read output until the shell has exited; enforce the timeout. True if it timed out.
 
@@ -191,6 +224,8 @@ class Execution:
         term_sent_at: float | None = None
         exited_at: float | None = None
         eof = False
+        handed_on = 0  # output.total when on_output was last called
+        next_output = time.monotonic() + OUTPUT_EVERY_S
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         pidfd = _pidfd(process.pid)
@@ -207,6 +242,13 @@ class Execution:
                         poller.unregister(pidfd)
                 if exited_at is not None and (eof or now - exited_at >= DRAIN_AFTER_EXIT_S):
                     break  # all read, or a daemon it left behind still holds the pipe
+                if self._cancelled and (deadline is None or deadline > now):
+                    deadline = now  # stopped as a timeout is, from here on
+                if self.on_output is not None and now >= next_output:
+                    next_output = now + OUTPUT_EVERY_S
+                    if self.output.total != handed_on and exited_at is None:
+                        handed_on = self.output.total
+                        self.on_output(self.output.text(LIVE_OUTPUT_LIMIT), handed_on)
                 if deadline is not None and now >= deadline and exited_at is None:
                     if term_sent_at is None:
                         term_sent_at = now
@@ -241,9 +283,20 @@ class Execution:
         return True
 
     def _result(self, returncode: int, timed_out: bool) -> RunResult:
-        if returncode < 0 and not timed_out and not self._killed:
-            returncode = _as_the_shell_saw_it(self._process, returncode, self.output)
-        output = self.output.text()
+        if getattr(self._process, "direct", False):
+            returncode = _as_the_shell_saw_it(
+                self._process, returncode, timed_out, self._killed, self.output
+            )
+        result = self._outcome(returncode, timed_out, self.output.text())
+        if self.output.total:
+            return replace(result, output_bytes=self.output.total)
+        return result
+
+    def _outcome(self, returncode: int, timed_out: bool, output: str) -> RunResult:
+        if self._cancelled and (timed_out or returncode < 0):
+            code = None if returncode < 0 else returncode
+            how = f" (killed by signal {_signal_name(-returncode)})" if returncode < 0 else ""
+            return RunResult(code, CANCELLED + how, output)
         if timed_out:
             return RunResult(None, f"timed out after {self.timeout:g}s", output)
         if self._killed:
@@ -369,16 +422,24 @@ def _start_job(command: str, cwd: str | None, env: Mapping[str, str] | None) -> 
     return _start(["/bin/sh", "-c", command], cwd, env)
 
 
-def _as_the_shell_saw_it(process: _Process, returncode: int, output: TailBuffer) -> int:
-    """A program started without the shell and killed by a signal: the exit status sh gave,
-    and the line it printed (say, `Segmentation fault`)."""
-    if not getattr(process, "direct", False):
+def _as_the_shell_saw_it(
+    process: _Process, returncode: int, stopped: bool, killed: bool, out: TailBuffer
+) -> int:
+    """The status sh gave where the program ran without it (queuectl/direct.py): sh died of the
+    SIGTERM a timeout or a cancel sends the group (``stopped``), whatever the program did with
+    it; when the program alone died of a signal, sh exited with 128+n and said which
+    (`Segmentation fault`)."""
+    if killed:
+        return returncode  # SIGKILL: sh died of it too
+    if stopped:
+        return -signal.SIGTERM
+    if returncode >= 0:
         return returncode
-    status = getattr(process, "status", None)
+    status = getattr(process, "status", None)  # Popen keeps no core-dump flag: none assumed
     core = status is not None and os.WIFSIGNALED(status) and os.WCOREDUMP(status)
     returncode, said = direct.shell_report(-returncode, core)
     if said:
-        output.write(said)
+        out.write(said)
     return returncode
 
 

@@ -190,7 +190,7 @@ class Lifecycle(Reading):
             rows = self.db.execute_sql(
                 statement,
                 (job.seq, worker_id, now, result.exit_code, result.output, job.attempts,
-                 job.started_at),
+                 job.started_at, result.output_bytes),
             ).fetchall()  # fmt: skip
         stored = following = None
         for row in rows:
@@ -201,17 +201,20 @@ class Lifecycle(Reading):
                 stored = updated
             else:
                 following = updated
+        if stored is not None and stored.state == State.CANCELLED:
+            self._ended_cancelled(stored.seq)
         return stored, following
 
     def _store_result(self, job: Job, result: RunResult, worker_id: str) -> Job | None:
         now = self.clock()
         if result.ok:
-            changes = completed_run(now, result.exit_code, result.output)
+            changes = completed_run(now, result.exit_code, result.output, result.output_bytes)
         else:
             changes = {
                 **self._failure(job, result.error or "failed"),
                 "exit_code": result.exit_code,
                 "output": result.output,
+                "output_bytes": result.output_bytes,
                 "finished_at": now,
                 "updated_at": now,
             }
@@ -219,20 +222,30 @@ class Lifecycle(Reading):
 
     def _finish(self, job: Job, worker_id: str, changes: dict[str, object]) -> Job | None:
         """Apply a finished run's ``changes`` to ``job`` (see :meth:`_update_same_run`)."""
-        if not self._update_same_run(job, worker_id, changes):
+        stored = self._update_same_run(job, worker_id, changes)
+        if stored is None:
             return None
         for key, value in changes.items():
             setattr(job, key, value)
+        job.state = stored  # 'cancelled' if a user cancelled it meanwhile
+        if stored == State.CANCELLED:
+            self._ended_cancelled(job.seq)
         return job
 
-    def _update_same_run(self, job: Job, worker_id: str, changes: dict[str, object]) -> bool:
+    def _ended_cancelled(self, seq: int) -> None:
+        """A run of job ``seq`` ended cancelled: a user cancelled it while it ran (see
+        statements.unless_cancelled). What follows from that is :class:`queuectl.control.Control`'s."""
+
+    def _update_same_run(
+        self, job: Job, worker_id: str, changes: dict[str, object]
+    ) -> str | None:
         """Apply ``changes`` to ``job`` only if ``worker_id`` still runs it, in the same run (see
-        Statements.same_run_update); whether it did."""
-        cursor = self.db.execute_sql(
+        Statements.same_run_update); the job's state as stored, or None if it did not."""
+        rows = self.db.execute_sql(
             self._sql.same_run_update(tuple(changes)),
             (*changes.values(), job.seq, worker_id, job.attempts, job.started_at),
-        )
-        return bool(cursor.rowcount)
+        ).fetchall()
+        return rows[0][0] if rows else None
 
     def _failure(self, job: Job, error: str) -> dict[str, object]:
         """The retry rule (SPEC 3): dead once attempts reach max, else failed with backoff."""
@@ -255,6 +268,10 @@ class Lifecycle(Reading):
         }
         with self._turn():
             updated = self._update_same_run(job, worker_id, changes)
+            if updated == State.CANCELLED:  # a user cancelled it meanwhile: it ended now
+                Job = self.models.Job
+                Job.update(finished_at=changes["updated_at"]).where(Job.seq == job.seq).execute()
+                self._ended_cancelled(job.seq)
         if updated:
             self._announce()
             self._notify()
@@ -307,11 +324,14 @@ class Lifecycle(Reading):
             self._notify()
         return ids
 
-    def _revive(self, where: peewee.Expression) -> None:
+    def _revive(
+        self, where: peewee.Expression, states: tuple[State, ...] = (State.DEAD,)
+    ) -> int:
+        """Back to pending, as new: the jobs of ``states`` that ``where`` selects; how many."""
         now = self.clock()
         self._announce()
         Job = self.models.Job
-        Job.update(
+        return Job.update(
             state=State.PENDING.value,
             attempts=0,
             error=None,
@@ -319,9 +339,10 @@ class Lifecycle(Reading):
             worker=None,
             started_at=None,
             finished_at=None,
+            cancel_requested_at=None,
             run_at=now,
             updated_at=now,
-        ).where(where, Job.state == State.DEAD).execute()
+        ).where(where, Job.state.in_(states)).execute()
 
     # -- rows to jobs -----------------------------------------------------------------------
 

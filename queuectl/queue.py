@@ -8,11 +8,13 @@ Each concern has its own module, and Queue puts them together:
 - :mod:`.registry`: worker processes, heartbeats, stop requests, the rescue of lost jobs;
 - :mod:`.workflows`: dependencies between jobs, named queues (limits, pause);
 - :mod:`.schedules`: recurring jobs from cron expressions;
+- :mod:`.control`: live output, cancel, retry, edit, purge and retention (SPEC 6);
 - :mod:`.statements`: the hot path's SQL, generated from the states and the lifecycle's rules.
 """
 
 from __future__ import annotations
 
+from .control import Control
 from .core import HEARTBEAT_INTERVAL_S, HOSTNAME, LEASE_S
 from .lifecycle import ID_ALPHABET, ID_LENGTH, MAX_BACKOFF_S, backoff_delay, new_id, new_ids
 from .models import CLAIMABLE
@@ -22,7 +24,7 @@ from .schedules import Schedules
 from .workflows import Workflows
 
 
-class Queue(Schedules, Workflows, Registry):
+class Queue(Control, Schedules, Workflows, Registry):
     """One queue (see :class:`queuectl.core.QueueCore` for its arguments)."""
 
     def for_worker_threads(self) -> Queue:

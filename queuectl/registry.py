@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import secrets
 
+import peewee
+
 from .lifecycle import Lifecycle
 from .models import UNFINISHED, Job, State, WorkerProcess
 from .procs import kill_leftovers, pid_alive
@@ -124,13 +126,18 @@ class Registry(Lifecycle):
         ``worker_id`` other than ``held`` (the seqs its threads hold); how many. See
         WorkerPool._give_back_strays for where such jobs come from."""
         Job = self.models.Job
+        now = self.clock()
         with self._write():
             strays = Job.update(
-                state=State.PENDING.value,
+                state=peewee.Case(  # pending again, unless a user cancelled it (SPEC 6)
+                    None, [(Job.cancel_requested_at.is_null(), State.PENDING.value)],
+                    State.CANCELLED.value,
+                ),
                 attempts=Job.attempts - 1,
                 worker=None,
                 started_at=None,
-                updated_at=self.clock(),
+                finished_at=peewee.Case(None, [(Job.cancel_requested_at.is_null(), None)], now),
+                updated_at=now,
             ).where(Job.state == State.PROCESSING, Job.worker == worker_id, Job.seq.not_in(list(held)))
             count = strays.execute()
             if count:

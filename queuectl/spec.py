@@ -231,3 +231,31 @@ def parse_job(text: str) -> JobSpec:
             if isinstance(data, dict):
                 return spec_from_mapping(data)
     return JobSpec(command=validate_command(text))
+
+
+# -- durations (SPEC 5), shared by purge --older-than, config `retention` and others -----------
+
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([smhd]?)\s*", re.IGNORECASE)
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any, key: str = "duration") -> int | float:
+    """Seconds from ``90`` (seconds), ``90s``, ``15m``, ``2h`` or ``7d`` (SPEC 5); a number of
+    seconds is taken as it is. Whole seconds come back as an int."""
+    if isinstance(value, bool):
+        raise InvalidInput(f"{key!r} must be a duration such as 90, 90s, 15m, 2h or 7d")
+    if isinstance(value, (int, float)):
+        seconds: float = value
+    else:
+        match = _DURATION.fullmatch(str(value))
+        if match is None:
+            raise InvalidInput(
+                f"{key!r} must be a duration such as 90, 90s, 15m, 2h or 7d, got {str(value)!r:.40}"
+            )
+        seconds = float(match.group(1)) * _UNIT_S[match.group(2).lower()]
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_DURATION_S:
+        raise InvalidInput(f"{key!r} must be from 0 to {MAX_DURATION_S // 86400} days")
+    return int(seconds) if float(seconds).is_integer() else float(seconds)
+
+
+MAX_DURATION_S = 100 * 365 * 86400  # a century: any later cut-off is before every job

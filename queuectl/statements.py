@@ -38,19 +38,33 @@ def claimed_run(worker: object, now: object) -> dict[str, object]:
         "worker": worker,
         "started_at": now,
         "updated_at": now,
+        # The output so far is this run's (SPEC 6: `logs -f`), stored as it prints.
+        "output": None,
+        "output_bytes": 0,
     }
 
 
-def completed_run(now: object, exit_code: object, output: object) -> dict[str, object]:
+def completed_run(
+    now: object, exit_code: object, output: object, output_bytes: object
+) -> dict[str, object]:
     """What a successful run changes (SPEC 3)."""
     return {
         "state": State.COMPLETED,
         "exit_code": exit_code,
         "error": None,
         "output": output,
+        "output_bytes": output_bytes,
         "finished_at": now,
         "updated_at": now,
     }
+
+
+def unless_cancelled(state: str) -> str:
+    """SQL for the state a run's end stores: ``state`` (SQL text), or 'cancelled' when a user
+    asked to cancel the job while it ran (SPEC 6). Every end of a run goes through it (the
+    result stored, a rescue, a release), so a cancel that races the run's end still leaves one
+    final state, and a cancelled job is never retried."""
+    return f"CASE WHEN \"cancel_requested_at\" IS NULL THEN {state} ELSE '{State.CANCELLED.value}' END"
 
 
 def _literal(value: object) -> str:
@@ -126,13 +140,18 @@ class Statements:
         # (atomic on its own: no BEGIN, no COMMIT; a busy worker's commits halve). It is the
         # same-run update of completed_run() and the claim above, row by row. Parameters: ?1
         # the finished job's seq, ?2 the worker, ?3 now, ?4 exit code, ?5 output, ?6 and ?7 the
-        # run's attempts and started_at.
+        # run's attempts and started_at, ?8 the bytes it printed.
         done = '"seq" = ?1'
         same_run = _same_run("?2", "?6", "?7", is_sqlite=True)
-        completed = completed_run(Sql("?3"), Sql("?4"), Sql("?5"))
+        completed = completed_run(Sql("?3"), Sql("?4"), Sql("?5"), Sql("?8"))
         claimed = claimed_run(Sql("?2"), Sql("?3"))
+
+        def when_done(name: str) -> str:
+            value = _literal(completed.get(name, Sql(_quoted(name))))
+            return unless_cancelled(value) if name == "state" else value
+
         cases = ", ".join(
-            f'"{name}" = CASE WHEN {done} THEN {_literal(completed.get(name, Sql(_quoted(name))))} '
+            f'"{name}" = CASE WHEN {done} THEN {when_done(name)} '
             f"ELSE {_literal(claimed.get(name, Sql(_quoted(name))))} END"
             for name in [*completed, *(name for name in claimed if name not in completed)]
         )
@@ -151,13 +170,19 @@ class Statements:
     def same_run_update(self, columns: tuple[str, ...]) -> str:
         """UPDATE of ``columns`` of the job (seq, worker) still processing there, in the same
         run (attempts, started_at): a worker presumed lost that claimed the job again must not
-        store its old run's result over the new run."""
+        store its old run's result over the new run. A new state is stored unless the job was
+        cancelled meanwhile (:func:`unless_cancelled`); it returns the state stored."""
         sql = self._same_run.get(columns)
         if sql is None:
-            assignments = ", ".join(f'"{name}" = {self.param}' for name in columns)
+            assignments = ", ".join(
+                f'"{name}" = '
+                + (unless_cancelled(self.param) if name == "state" else self.param)
+                for name in columns
+            )
             same = _same_run(self.param, self.param, self.param, self.is_sqlite)
             sql = self._same_run[columns] = (
-                f'UPDATE "job" SET {assignments} WHERE "seq" = {self.param} AND {same}'
+                f'UPDATE "job" SET {assignments} WHERE "seq" = {self.param} AND {same} '
+                'RETURNING "state"'
             )
         return sql
 

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 IDLE_WAIT_S = 0.25  # an idle thread re-checks at least this often, whatever it is told
 SERVICE_TICK_S = 0.1  # the service thread's round: change watch, then `--burst`'s check
+RETENTION_EVERY_S = 60.0  # config `retention` is applied at most this often (SPEC 6)
 
 T = TypeVar("T")
 
@@ -39,7 +40,7 @@ class ResultNotStored(Exception):
 @dataclass(frozen=True)
 class JobEvent:
     """What happened to a job in this pool; ``kind`` is one of started, completed, failed,
-    dead, released, rescued, scheduled (enqueued by a schedule)."""
+    dead, cancelled, released, rescued, scheduled (enqueued by a schedule)."""
 
     kind: str
     job: Job
@@ -79,6 +80,7 @@ class WorkerPool:
         self._target = threads
         self._slots: dict[int, threading.Thread] = {}
         self._running: dict[int, Execution] = {}
+        self._running_jobs: dict[int, Execution] = {}  # by job seq: what a cancel stops
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._generation = 0
@@ -319,15 +321,18 @@ class WorkerPool:
             timeout=self._jobs.timeout_for(job),
             output_limit=self.output_limit,
             env=self._env,
+            on_output=lambda output, printed: self._store_output(job, output, printed),
         )
         with self._lock:
             self._running[slot] = execution
+            self._running_jobs[job.seq] = execution
         if self._hard.is_set():
             execution.kill()
         self._emit("started", job)
         result = execution.run()
         with self._lock:
             self._running.pop(slot, None)
+            self._running_jobs.pop(job.seq, None)
             claim_next = self._goes_on(slot) and not self._paused
         worker_id: str = self.worker_id  # type: ignore[assignment]
         if execution.killed_by_stop:
@@ -355,11 +360,57 @@ class WorkerPool:
             )
         return following if following is not None and self._keep(slot, following) else None
 
+    def _store_output(self, job: Job, output: str, printed: int) -> None:
+        """A running job's output so far, stored at most once a second (see Execution): seen
+        by `logs`, `show` and the TUI of every process. Skipped while the database is away
+        (the run's result carries its output): a job's run must not wait on it."""
+        if self.outage.down:
+            return
+        try:
+            self._jobs.store_output(job, self.worker_id, output, printed)  # type: ignore[arg-type]
+        except peewee.PeeweeException as exc:
+            self._database_failed(self._jobs, exc)
+
+    def _stop_cancelled(self, quiet: bool = False) -> None:
+        """Stop the runs of this pool's jobs that a user cancelled (from any process).
+        ``quiet``: a failure only replaces a broken connection, and the next heartbeat reports
+        an outage (a change is also what a connection broken by an outage looks like)."""
+        with self._lock:
+            if not self._running_jobs:
+                return
+        try:
+            requested = self.queue.cancel_requests(self.worker_id)  # type: ignore[arg-type]
+        except peewee.PeeweeException:
+            if not quiet:
+                raise
+            try:
+                self.queue.recover()
+            except Exception:  # tried again on the next failure
+                pass
+            return
+        for seq in requested:
+            with self._lock:
+                execution = self._running_jobs.get(seq)
+            if execution is not None and not execution.cancelled:
+                execution.cancel()
+
+    def _apply_retention(self) -> float:
+        """Config `retention`: delete old finished jobs; seconds until the next time."""
+        try:
+            deleted, more = self.queue.purge_expired()
+        except peewee.PeeweeException as exc:
+            self._database_failed(self.queue, exc)
+            return RETENTION_EVERY_S
+        if deleted:
+            log.info("retention: deleted %d finished job(s)", deleted)
+        return HEARTBEAT_INTERVAL_S if more else RETENTION_EVERY_S
+
     def _fail_unexpectedly(self, slot: int, job: Job, exc: Exception) -> None:
         """Store a failed run for ``job``: left 'processing' under this live worker, it would
         never be rescued."""
         with self._lock:
             self._running.pop(slot, None)
+            self._running_jobs.pop(job.seq, None)
         result = RunResult(None, f"worker error: {type(exc).__name__}: {exc}", "")
         worker_id: str = self.worker_id  # type: ignore[assignment]
         try:
@@ -447,12 +498,14 @@ class WorkerPool:
     def _serve(self) -> None:
         """Heartbeat, rescue, stop requests, change detection and burst's end."""
         changes = self.queue.change_detector()
-        next_beat = next_drain_check = time.monotonic()
+        next_beat = next_drain_check = next_retention = next_cancel_check = time.monotonic()
         try:
             while not self._service_done.is_set():
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + HEARTBEAT_INTERVAL_S
                     self._beat()
+                if time.monotonic() >= next_retention:
+                    next_retention = time.monotonic() + self._apply_retention()
                 try:
                     if self._all_busy():
                         # Nobody to wake: watching would cost a wake-up every few ms, taken from
@@ -460,6 +513,11 @@ class WorkerPool:
                         self._someone_waits.wait(SERVICE_TICK_S)
                     elif changes.wait(SERVICE_TICK_S):
                         self.wake()
+                        # A cancel is a change too: looked for sooner than the next heartbeat,
+                        # though not on every change of a busy queue.
+                        if time.monotonic() >= next_cancel_check:
+                            next_cancel_check = time.monotonic() + SERVICE_TICK_S * 3
+                            self._stop_cancelled(quiet=True)
                     # Once a tick, not on every change: while jobs run the queue changes every
                     # few ms, and this query was much of the service thread's CPU.
                     if self.burst and not self.stopping and time.monotonic() >= next_drain_check:
@@ -489,6 +547,7 @@ class WorkerPool:
         try:
             if self.queue.heartbeat(self.worker_id, self._target):  # type: ignore[arg-type]
                 self.stop()
+            self._stop_cancelled()
             self.outage.ok()
             if self._strays_pending:
                 self._give_back_strays()

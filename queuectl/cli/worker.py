@@ -62,7 +62,7 @@ class EventLog:
             detail = clean(job.command, one_line=True)
         elif event.kind == "completed":
             detail = f"exit 0{_took(job)}"
-        elif event.kind in ("failed", "dead", "rescued"):
+        elif event.kind in ("failed", "dead", "cancelled", "rescued"):
             detail = _failure(job)
         elif event.kind == "released":
             detail = "killed by stop: back to pending, attempt not counted"

@@ -330,12 +330,12 @@ def test_dlq_retry_all(run, queue):
 
 
 def test_config_defaults_set_get_list(run):
-    assert run.json("config", "list") == {"max-retries": 3, "backoff-base": 2, "job-timeout": 300}
+    assert run.json("config", "list") == {"max-retries": 3, "backoff-base": 2, "job-timeout": 300, "retention": 0}
     assert run.ok("config", "set", "max-retries", "1") == "max-retries = 1\n"
     assert run.ok("config", "set", "backoff-base", "1.5") == "backoff-base = 1.5\n"
     assert run.ok("config", "get", "max-retries") == "1\n"
     assert run.ok("config", "get", "backoff-base") == "1.5\n"
-    assert run.json("config", "list") == {"max-retries": 1, "backoff-base": 1.5, "job-timeout": 300}
+    assert run.json("config", "list") == {"max-retries": 1, "backoff-base": 1.5, "job-timeout": 300, "retention": 0}
     assert "max-retries" in run.ok("config", "list")
 
 
@@ -353,7 +353,7 @@ def test_config_defaults_set_get_list(run):
 )
 def test_config_bad_key_or_value_exit_2_nothing_changed(run, args, message):
     assert message in one_error_line(run("config", *args), 2)
-    assert run.json("config", "list") == {"max-retries": 3, "backoff-base": 2, "job-timeout": 300}
+    assert run.json("config", "list") == {"max-retries": 3, "backoff-base": 2, "job-timeout": 300, "retention": 0}
 
 
 # -- databases and the root ------------------------------------------------------------------

@@ -36,6 +36,7 @@ def test_every_family_is_listed():
         "dlq list", "dlq retry", "config get", "config set", "config list",
         "queue list", "queue limit", "queue pause", "queue resume", "schedule add",
         "schedule list", "schedule remove", "schedule pause", "schedule resume", "schedule run",
+        "logs", "cancel", "retry", "edit", "purge",
     }  # fmt: skip
 
 

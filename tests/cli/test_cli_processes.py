@@ -70,15 +70,17 @@ def test_seed_flow_workers_status_list_dlq(qc, spawn, queue):
     assert jq(qc, "status")["workers"] == 0
 
 
-def test_first_sigint_lets_the_running_job_finish_and_exits_0(qc, spawn, queue):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_first_stop_signal_lets_the_running_job_finish_and_exits_0(qc, spawn, queue, signum):
+    """SIGTERM is also what a service manager sends to stop a unit (README: systemd)."""
     job_id = ok(qc("enqueue", "sleep 1; echo finished")).strip()
     worker = spawn("worker", "start")
     wait_until(lambda: queue.get(job_id).state == "processing")
-    worker.signal(signal.SIGINT)
+    worker.signal(signum)
     assert worker.wait(10) == 0
     job = queue.get(job_id)
     assert job.state == "completed" and job.output == "finished\n"
-    assert "SIGINT: stopping" in worker.log()
+    assert f"{signal.Signals(signum).name}: stopping" in worker.log()
 
 
 def test_a_worker_started_with_its_stop_signals_blocked_still_stops_on_sigterm(qc, spawn, queue):
@@ -170,7 +172,7 @@ def test_bad_inputs_of_the_spec(qc, tmp_path, queue):
     assert listed.returncode == 2
     assert "pending, processing, completed, failed, dead" in listed.stderr
     assert [job["id"] for job in jq(qc, "list")] == ["dup"]  # nothing else was enqueued
-    assert jq(qc, "config", "list") == {"max-retries": 3, "backoff-base": 2, "job-timeout": 300}
+    assert jq(qc, "config", "list") == {"max-retries": 3, "backoff-base": 2, "job-timeout": 300, "retention": 0}
 
 
 def test_bare_queuectl_when_piped_prints_help(qc):

@@ -370,3 +370,31 @@ def test_a_worker_stores_the_same_results_either_way(target, tmp_path, bin_dir, 
         assert (tmp_path / "made").exists()
     finally:
         queue.close()
+
+
+@pytest.mark.parametrize("how", ["cancel", "timeout"])
+def test_a_stopped_program_that_handles_sigterm_ends_as_the_shell_did(bin_dir, env, how):
+    """The group's SIGTERM killed sh, whatever its child did with it: a program that exits 3 on
+    SIGTERM is reported killed by SIGTERM, as before."""
+    write_program(bin_dir / "trapper", "#!/bin/sh\ntrap 'echo caught; exit 3' TERM\n"
+                  "echo started\nwhile :; do sleep 0.05; done\n")
+    results = {}
+    for mode in ("shell", "auto"):
+        old = direct.ENABLED
+        direct.ENABLED = mode == "auto"
+        try:
+            execution = Execution("trapper", env=env, timeout=60 if how == "cancel" else 1)
+            thread = threading.Thread(target=lambda: results.__setitem__(mode, execution.run()))
+            thread.start()
+            wait_until(lambda: execution.output.total > 0, 10, message="the job to start")
+            assert bool(getattr(execution._process, "direct", False)) == (mode == "auto")
+            if how == "cancel":
+                execution.cancel()
+            thread.join(15)
+        finally:
+            direct.ENABLED = old
+        assert not thread.is_alive()
+    shell, auto = results["shell"], results["auto"]
+    assert (auto.exit_code, auto.error) == (shell.exit_code, shell.error)
+    assert shell.error == ("cancelled (killed by signal SIGTERM)" if how == "cancel"
+                           else "timed out after 1s")

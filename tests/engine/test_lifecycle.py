@@ -570,11 +570,11 @@ def test_request_stop_reaches_heartbeats(q, wid):
 
 
 def test_config_defaults_and_set(q):
-    assert q.config() == {"max-retries": 3, "backoff-base": 2, "job-timeout": 300}
+    assert q.config() == {"max-retries": 3, "backoff-base": 2, "job-timeout": 300, "retention": 0}
     assert q.config_set("backoff-base", "1.5") == 1.5
     assert q.config_set("max-retries", " 0 ") == 0
     assert q.config_set("job-timeout", 1) == 1
-    assert q.config() == {"max-retries": 0, "backoff-base": 1.5, "job-timeout": 1}
+    assert q.config() == {"max-retries": 0, "backoff-base": 1.5, "job-timeout": 1, "retention": 0}
     assert q.config_get("backoff-base") == 1.5
     other = Queue(q.target.location)
     assert other.config() == q.config(), "stored in the database, seen by every process"

@@ -209,7 +209,7 @@ def test_config_form_saves_valid_values(seeded, fixed_clock):
         await pilot.press("enter")
         assert not isinstance(app.screen, ConfigScreen)
         await until(pilot, lambda: seeded.config()["max-retries"] == 5)
-        assert seeded.config() == {"max-retries": 5, "backoff-base": 1.5, "job-timeout": 300}
+        assert seeded.config() == {"max-retries": 5, "backoff-base": 1.5, "job-timeout": 300, "retention": 0}
         # The panes follow: "Tries" of jobs without their own max_retries is now out of 5.
         await until(pilot, lambda: "0/5" in column(pane(app, "waiting"), "tries"))
 
@@ -233,7 +233,7 @@ def test_config_form_refuses_invalid_values_and_changes_nothing(seeded, fixed_cl
         assert not screen.field("max-retries").has_class("-invalid")
         await pilot.press("escape")
         await pilot.pause(0.1)
-        assert seeded.config() == {"max-retries": 3, "backoff-base": 2, "job-timeout": 300}
+        assert seeded.config() == {"max-retries": 3, "backoff-base": 2, "job-timeout": 300, "retention": 0}
 
     drive(app, scenario)
 
@@ -307,7 +307,7 @@ def test_keys_typed_ahead_in_the_config_form_and_after_an_invalid_submit(seeded,
         await until(pilot, lambda: app.screen.field("job-timeout").has_class("-invalid"))
         type_ahead(app, "backspace", *"60", "enter")
         await until(pilot, lambda: seeded.config()["job-timeout"] == 60)
-        assert seeded.config() == {"max-retries": 3, "backoff-base": 7, "job-timeout": 60}
+        assert seeded.config() == {"max-retries": 3, "backoff-base": 7, "job-timeout": 60, "retention": 0}
 
     drive(app, scenario)
 

@@ -1,4 +1,4 @@
-"""The config form (`c`): the three keys, each validated by queuectl.config.validate."""
+"""The config form (`c`): every key, each validated by queuectl.config.validate."""
 
 from __future__ import annotations
 

@@ -1,0 +1,192 @@
+"""``logs``: a job's output so far, and with ``--follow`` as it is printed (SPEC 6)."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import click
+
+from ..states import ACTIVE, CLAIMABLE
+from ..text import visible
+from .common import Settings, pass_settings
+from .jobs import complete_ids
+
+if TYPE_CHECKING:
+    from ..models import Job
+    from ..queue import Queue
+
+# The first line of a stored output whose head was dropped (queuectl.executor.TailBuffer).
+_TRUNCATED = re.compile(r"\[queuectl: output truncated, (\d+) earlier bytes dropped\]\n")
+FOLLOW_WAIT_S = 1.0  # the longest wait between two reads while following
+
+
+@click.command()
+@click.argument("job_id", metavar="ID", shell_complete=complete_ids())
+@click.option("--follow", "-f", is_flag=True,
+              help="Keep printing new output until the job leaves processing.")
+@click.option("--tail", "-n", "lines", type=click.IntRange(min=0), metavar="N",
+              help="Start with the last N lines only.")
+@click.option("--raw", is_flag=True,
+              help="Print the output as stored, even to a terminal (control characters too).")
+@pass_settings
+def logs(settings: Settings, job_id: str, follow: bool, lines: int | None, raw: bool) -> None:
+    """Print a job's output so far; with --follow, also what it prints next.
+
+    ID may be any unique prefix. While a job runs its output is stored about once a second
+    (the last 1 MiB of it is kept). --follow waits for a job that has not started yet and
+    ends (exit 0) once the job is no longer processing. To a terminal, control characters
+    other than newline and tab are shown as escapes (see `show`); to a pipe, or with --raw,
+    the output is printed as stored.
+
+    \b
+    Examples:
+      queuectl logs 3k9x
+      queuectl logs -f -n 20 3k9x
+    """
+    queue = settings.queue
+    job = queue.get(job_id)
+    out = _Output(raw or not _terminal())
+    if not follow:
+        out.write(_last_lines(job.output or "", lines))
+        return
+    _Follower(queue, job, out, lines).run()
+
+
+def _terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+class _Output:
+    """stdout, made safe for a terminal unless ``as_stored``."""
+
+    def __init__(self, as_stored: bool) -> None:
+        self.as_stored = as_stored
+        self.stream = sys.stdout.buffer
+
+    def write(self, text: str) -> None:
+        if not text:
+            return
+        if not self.as_stored:
+            text = visible(text)
+        self.stream.write(text.encode("utf-8", "surrogateescape"))
+        self.stream.flush()
+
+
+def _last_lines(text: str, count: int | None) -> str:
+    if count is None:
+        return text
+    if count == 0:
+        return ""
+    return "".join(text.splitlines(keepends=True)[-count:])
+
+
+def _body(stored: str) -> tuple[int, str]:
+    """The stored output's text after the truncation line, and the byte of the job's output
+    where that text starts (0 when nothing was dropped)."""
+    match = _TRUNCATED.match(stored)
+    if match is None:
+        return 0, stored
+    return int(match.group(1)), stored[match.end() :]
+
+
+class _Stderr:
+    """What reconnect.Outage logs to: one line on stderr."""
+
+    def warning(self, message: str, *args: object) -> None:
+        click.echo(f"queuectl logs: {message % args}", err=True)
+
+
+class _Follower:
+    """Prints what a job prints, from the run it is in or the next one it starts, until that
+    run ends. Tracks how far into the run's output it has printed (``shown``, in bytes) and,
+    while nothing was dropped, the text printed (exact even for bytes stored as escapes)."""
+
+    def __init__(self, queue: Queue, job: Job, out: _Output, lines: int | None) -> None:
+        self.queue = queue
+        self.seq = job.seq
+        self.job_id = job.id
+        self.out = out
+        self.lines = lines
+        self.run_key: tuple[object, object] | None = None  # (attempts, started_at) shown
+        self.shown = 0  # bytes of the run's output printed (its output_bytes when last read)
+        self.text = ""  # the run's text printed, while none of it was dropped
+
+    def run(self) -> None:
+        from ..reconnect import Backoff, Outage
+
+        outage = Outage(_Stderr())  # type: ignore[arg-type]
+        backoff = Backoff()
+        changes = None
+        try:
+            while True:
+                try:
+                    if changes is None:
+                        changes = self.queue.change_detector()
+                    done = self._step()
+                    outage.ok()
+                    backoff.reset()
+                    if done:
+                        return
+                    changes.wait(FOLLOW_WAIT_S)
+                except Exception as exc:
+                    peewee = sys.modules.get("peewee")
+                    if peewee is None or not isinstance(exc, peewee.PeeweeException):
+                        raise
+                    try:
+                        self.queue.recover()
+                    except Exception:  # tried again after the next failure
+                        pass
+                    outage.failed(exc)
+                    time.sleep(backoff.next())
+        finally:
+            if changes is not None:
+                changes.close()
+
+    def _step(self) -> bool:
+        """One look at the job; whether following is over."""
+        from ..errors import QueueError
+
+        progress = self.queue.progress(self.seq)
+        if progress is None:
+            raise QueueError(f"job {self.job_id} was deleted")
+        if progress.state in CLAIMABLE and self.run_key is None:
+            return False  # not started yet: wait for the start
+        key = (progress.attempts, progress.started_at)
+        if key != self.run_key:
+            if self.run_key is not None:
+                return True  # the run followed ended, and another began: that one is not ours
+            self.run_key = key
+            self._print(first=True)
+        elif progress.output_bytes != self.shown or progress.state not in ACTIVE:
+            self._print(first=False)
+        return progress.state not in ACTIVE
+
+    def _print(self, first: bool) -> None:
+        job = self.queue.output_of(self.seq)
+        if job is None or (job.attempts, job.started_at) != self.run_key:
+            return
+        stored = job.output or ""
+        total = job.output_bytes
+        if total is None:  # stored before output_bytes was kept
+            total = len(stored.encode("utf-8", "surrogateescape"))
+        start, body = _body(stored)
+        if first:
+            self.out.write(_last_lines(stored, self.lines))
+        elif not start:  # all of the run's output is there
+            if body.startswith(self.text):
+                self.out.write(body[len(self.text) :])
+            else:
+                self.out.write(body)
+        elif total > self.shown:
+            if self.shown < start:
+                skipped = start - self.shown
+                click.echo(f"queuectl logs: {skipped} bytes skipped", err=True)
+                self.out.write(body)
+            else:
+                data = body.encode("utf-8", "surrogateescape")[self.shown - start :]
+                self.out.write(data.decode("utf-8", "replace"))
+        self.text = "" if start else body
+        self.shown = total

@@ -1,0 +1,301 @@
+"""Following and controlling jobs (SPEC 6): live output, cancel, retry, edit, purge and the
+retention of finished jobs.
+
+A running job is cancelled by its own worker, in whichever process or host runs it: ``cancel``
+only records the request (``cancel_requested_at``), the worker's service thread sees it within a
+heartbeat (:meth:`Control.cancel_requests`) and stops the run, and every end of a run stores
+``cancelled`` for such a job (:func:`queuectl.statements.unless_cancelled`): the result a worker
+stores, a rescue after its worker was lost, a release after a hard stop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import peewee
+
+from .errors import InvalidInput, QueueError
+from .executor import CANCELLED
+from .models import ACTIVE, CLAIMABLE, FINAL, Job, State
+from .registry import Registry
+from .workflows import Workflows
+from .spec import (
+    parse_time,
+    validate_command,
+    validate_int,
+    validate_name,
+    validate_seconds,
+)
+
+# What `purge` deletes unless told otherwise, and what `retention` deletes (SPEC 6).
+PURGED_BY_DEFAULT: tuple[State, ...] = (State.COMPLETED, State.CANCELLED)
+# Rows deleted per transaction: short enough never to hold SQLite's write lock for long.
+PURGE_BATCH = 1000
+# How long a worker's service thread spends on retention at a time (it resumes a second later).
+RETENTION_BUDGET_S = 2.0
+
+# `edit`: each option's validation, as `enqueue` does it (queuectl.spec).
+_EDITS = {
+    "command": validate_command,
+    "priority": lambda v: validate_int("priority", v),
+    "max_retries": lambda v: validate_int("max_retries", v, minimum=0),
+    "timeout": lambda v: validate_seconds("timeout", v, positive=True),
+    "delay": lambda v: validate_seconds("delay", v, positive=False),
+    "run_at": lambda v: v if isinstance(v, float) else parse_time("run_at", v),
+    "queue": lambda v: validate_name("queue", v),
+}
+EDITABLE = tuple(_EDITS)
+
+
+class Control(Workflows, Registry):
+    # -- live output ------------------------------------------------------------------------
+
+    def store_output(self, job: Job, worker_id: str, output: str, printed: int) -> bool:
+        """Store a running job's output so far (its capped tail) and how many bytes it printed,
+        if ``worker_id`` still runs it in the same run; whether it did."""
+        changes = {"output": output, "output_bytes": printed}
+        with self._turn():  # one UPDATE: atomic without a transaction around it
+            return self._update_same_run(job, worker_id, changes) is not None
+
+    def progress(self, seq: int) -> Job | None:
+        """A job's state and run, without its output: cheap enough to ask on every change
+        (``logs -f`` reads :meth:`output_of` only when ``output_bytes`` moved)."""
+        Job = self.models.Job
+        return (
+            Job.select(Job.seq, Job.id, Job.state, Job.attempts, Job.started_at, Job.output_bytes)
+            .where(Job.seq == seq)
+            .get_or_none()
+        )
+
+    def output_of(self, seq: int) -> Job | None:
+        """A job's stored output with its state and run (see :meth:`progress`)."""
+        Job = self.models.Job
+        return (
+            Job.select(
+                Job.seq, Job.id, Job.state, Job.attempts, Job.started_at, Job.output_bytes,
+                Job.output,
+            )
+            .where(Job.seq == seq)
+            .get_or_none()
+        )  # fmt: skip
+
+    # -- cancel -----------------------------------------------------------------------------
+
+    def cancel(self, prefixes: Iterable[str]) -> list[Job]:
+        """Cancel jobs (SPEC 6): waiting ones at once; for running ones, ask their worker to
+        stop them (see :meth:`wait_stopped`). All or nothing: if any id is unknown, ambiguous or
+        of a finished job, nothing changes. Returns the jobs as they were found."""
+        Job = self.models.Job
+        now = self.clock()
+        with self._write():
+            jobs = self._locked(prefixes)
+            for job in jobs:
+                if job.state in FINAL:
+                    raise QueueError(f"job {job.id} is {job.state}: it cannot be cancelled")
+            waiting = [job.seq for job in jobs if job.state in CLAIMABLE]
+            running = [
+                job.seq for job in jobs if job.state in ACTIVE and job.cancel_requested_at is None
+            ]
+            if waiting:
+                Job.update(
+                    state=State.CANCELLED.value, error=CANCELLED, finished_at=now, updated_at=now
+                ).where(Job.seq.in_(waiting), Job.state.in_(CLAIMABLE)).execute()
+                self._cancelled(waiting)
+            if running:
+                Job.update(cancel_requested_at=now, updated_at=now).where(
+                    Job.seq.in_(running), Job.state.in_(ACTIVE)
+                ).execute()
+            self._announce()
+        self._notify()
+        return jobs
+
+    def _cancelled(self, seqs: list[int]) -> None:
+        """Called in the transaction that cancelled the jobs ``seqs``: what follows from a
+        cancel is done here (SPEC 7: the jobs that wait for them are cancelled too). A running
+        job becomes cancelled where its run ends (:meth:`_ended_cancelled`)."""
+        self.cancel_dependents(seqs)
+
+    def _ended_cancelled(self, seq: int) -> None:
+        with self._write():
+            self._cancelled([seq])
+
+    def cancel_requests(self, worker_id: str) -> list[int]:
+        """The seqs of the jobs ``worker_id`` runs that a user asked to cancel: one read over
+        the processing jobs (served by the (state, seq) index), asked once a heartbeat."""
+        Job = self.models.Job
+        query = Job.select(Job.seq).where(
+            Job.state == State.PROCESSING,
+            Job.worker == worker_id,
+            Job.cancel_requested_at.is_null(False),
+        )
+        return [seq for (seq,) in query.tuples()]
+
+    def wait_stopped(self, seqs: list[int], timeout: float) -> bool:
+        """Wait until none of the jobs ``seqs`` is processing, woken by changes rather than
+        polling; meanwhile, once a second, rescue the jobs of workers that are gone (a
+        cancelled job's rescue makes it cancelled). Whether they all stopped in time."""
+        Job = self.models.Job
+        deadline = time.monotonic() + timeout
+        next_rescue = time.monotonic() + 1.0
+        changes = self.change_detector()
+        try:
+            while True:
+                running = Job.select(Job.seq).where(
+                    Job.seq.in_(seqs), Job.state == State.PROCESSING
+                )
+                if not running.exists():
+                    return True
+                now = time.monotonic()
+                if now >= next_rescue:
+                    next_rescue = now + 1.0
+                    self.rescue_lost()
+                if now >= deadline:
+                    return False
+                changes.wait(min(deadline - now, next_rescue - now, 0.5))
+        finally:
+            changes.close()
+
+    # -- retry and edit ---------------------------------------------------------------------
+
+    def retry(self, prefixes: Iterable[str]) -> list[Job]:
+        """Put dead, cancelled or completed jobs back to pending: attempts 0, error cleared,
+        due now (SPEC 6). All or nothing: if any id is unknown, ambiguous or of a job in
+        another state, nothing changes."""
+        Job = self.models.Job
+        with self._write():
+            jobs = self._locked(prefixes)
+            for job in jobs:
+                if job.state not in FINAL:
+                    raise QueueError(
+                        f"job {job.id} is {job.state}: only a dead, cancelled or completed job "
+                        "can be retried"
+                    )
+            self._revive(Job.seq.in_([job.seq for job in jobs]), FINAL)
+        self._notify()
+        return [Job.get(Job.seq == job.seq) for job in jobs]
+
+    def edit(self, prefix: str, changes: Mapping[str, Any]) -> Job:
+        """Change a waiting (pending or failed) job: any of :data:`EDITABLE`, validated as
+        ``enqueue`` does (``delay`` is seconds from now, for ``run_at``). Atomic against a
+        claim: the job is either changed before it starts, or refused (QueueError)."""
+        unknown = sorted(set(changes) - set(_EDITS))
+        if unknown:
+            raise InvalidInput(f"cannot edit {', '.join(map(repr, unknown))}")
+        if not changes:
+            raise InvalidInput(f"nothing to change: give one of {', '.join(EDITABLE)}")
+        if "delay" in changes and "run_at" in changes:
+            raise InvalidInput("give 'delay' or 'run_at', not both")
+        values = {key: _EDITS[key](value) for key, value in changes.items()}
+        now = self.clock()
+        if "delay" in values:
+            values["run_at"] = now + values.pop("delay")
+        Job, Event = self.models.Job, self.models.Event
+        with self._write():
+            job = self.get(prefix)
+            refused = f"job {job.id} is {{}}: only a pending or failed job can be edited"
+            if job.state not in CLAIMABLE:
+                raise QueueError(refused.format(job.state))
+            updated = (
+                Job.update(**values, updated_at=now)
+                .where(Job.seq == job.seq, Job.state.in_(CLAIMABLE))
+                .execute()
+            )
+            if not updated:  # claimed between the read and the update (PostgreSQL)
+                raise QueueError(refused.format("starting"))
+            Event.insert(
+                job_seq=job.seq, job_id=job.id, queue=values.get("queue", job.queue), at=now,
+                event="edited", attempt=job.attempts,
+            ).execute()  # fmt: skip
+            self._announce()
+        self._notify()
+        return Job.get(Job.seq == job.seq)
+
+    # -- purge and retention ----------------------------------------------------------------
+
+    def purge(
+        self,
+        states: Iterable[str] = (),
+        older_than: float | None = None,
+        queue: str | None = None,
+    ) -> int:
+        """Delete finished jobs of ``states`` (default completed and cancelled) that finished
+        more than ``older_than`` seconds ago (None: any), of ``queue`` (None: every queue), with
+        their history; how many. A waiting or running job is never deleted."""
+        chosen = tuple(dict.fromkeys(State(state) for state in states)) or PURGED_BY_DEFAULT
+        for state in chosen:
+            if state not in FINAL:
+                raise InvalidInput(
+                    f"only finished jobs can be purged ({', '.join(FINAL)}), not {state}"
+                )
+        deleted, _ = self._purge(chosen, older_than, queue, budget=None)
+        return deleted
+
+    def purge_expired(self, budget: float = RETENTION_BUDGET_S) -> tuple[int, bool]:
+        """Config ``retention``: delete completed and cancelled jobs older than it (0: none),
+        in batches, for at most ``budget`` seconds. Returns (how many, whether more are due)."""
+        retention = self.config()["retention"]
+        if not retention:
+            return 0, False
+        return self._purge(PURGED_BY_DEFAULT, retention, None, budget)
+
+    def _purge(
+        self,
+        states: tuple[State, ...],
+        older_than: float | None,
+        queue: str | None,
+        budget: float | None,
+    ) -> tuple[int, bool]:
+        Job, Event = self.models.Job, self.models.Event
+        started = time.monotonic()
+        where = [Job.state.in_(states)]
+        if older_than is not None:
+            where.append(Job.finished_at < self.clock() - older_than)
+        if queue is not None:
+            where.append(Job.queue == queue)
+        total = 0
+        while True:
+            with self._write():
+                batch = Job.select(Job.seq).where(*where).limit(PURGE_BATCH)
+                if not self.is_sqlite:  # a job retried meanwhile is not deleted, nor its history
+                    batch = batch.for_update()
+                seqs = [seq for (seq,) in batch.tuples()]
+                if seqs:
+                    self._purged(seqs)
+                    Event.delete().where(Event.job_seq.in_(seqs)).execute()
+                    Job.delete().where(Job.seq.in_(seqs)).execute()
+                    self._announce()
+            total += len(seqs)
+            more = len(seqs) == PURGE_BATCH
+            if not more or (budget is not None and time.monotonic() - started >= budget):
+                break
+        if total:
+            self._notify()
+        return total, more
+
+    def _purged(self, seqs: list[int]) -> None:
+        """Called in the transaction that deletes the finished jobs ``seqs``, before they go:
+        the jobs waiting on one that never completed are cancelled (SPEC 7)."""
+        Job = self.models.Job
+        unfinished = Job.select(Job.seq).where(Job.seq.in_(seqs), Job.state != State.COMPLETED)
+        self.cancel_dependents([seq for (seq,) in unfinished.tuples()], reason="was purged")
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _locked(self, prefixes: Iterable[str]) -> list[Job]:
+        """The jobs ``prefixes`` name (each once, in order), read again under a row lock on
+        PostgreSQL (SQLite's write transaction already excludes every other writer), so that
+        the states checked are the states changed. Call inside :meth:`_write`."""
+        Job = self.models.Job
+        found = {job.seq: job for job in (self.get(prefix) for prefix in prefixes)}
+        if self.is_sqlite or not found:
+            return list(found.values())
+        fresh = {
+            job.seq: job
+            for job in Job.select(*self._list_columns())
+            .where(Job.seq.in_(list(found)))
+            .order_by(Job.seq)
+            .for_update()
+        }
+        return [fresh[seq] for seq in found if seq in fresh]

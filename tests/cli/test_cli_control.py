@@ -1,0 +1,201 @@
+"""`logs`, `cancel`, `retry`, `edit` and `purge` (SPEC 6): in-process for inputs and exit codes,
+with real worker processes where a command acts on a running job. On both backends."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from queuectl import Queue
+from support import stop_process, wait_until
+
+
+def one_error(result, code: int) -> str:
+    assert result.exit_code == code, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+def set_fields(queue, job_id: str, **fields) -> None:
+    q = queue.open()
+    try:
+        q.models.Job.update(**fields).where(q.models.Job.id == job_id).execute()
+    finally:
+        q.close()
+
+
+def enqueue(run, command: str = "true") -> str:
+    return run.ok("enqueue", command).strip()
+
+
+# -- in-process: inputs, exit codes, nothing changed on refusal -------------------------------
+
+
+def test_cancel_waiting_jobs_and_refuse_finished_ones(run, queue):
+    first, second, done = enqueue(run), enqueue(run), enqueue(run)
+    set_fields(queue, done, state="completed")
+    assert "completed" in one_error(run("cancel", first, done), 1)
+    assert queue.get(first).state == "pending", "nothing changed for any id"
+    assert "no job" in one_error(run("cancel", "nosuchjob"), 1)
+    assert run.ok("cancel", first, second[:7]).split() == [first, second]
+    assert [job["state"] for job in run.json("list", "--state", "cancelled")] == ["cancelled"] * 2
+    one_error(run("cancel", first), 1)
+    assert run("cancel").exit_code == 2
+
+
+def test_retry_finished_jobs_only(run, queue):
+    dead, pending = enqueue(run), enqueue(run)
+    set_fields(queue, dead, state="dead", attempts=3, error="exit code 1")
+    assert "pending" in one_error(run("retry", dead, pending), 1)
+    assert queue.get(dead).state == "dead"
+    [retried] = run.json("retry", dead)
+    assert (retried["state"], retried["attempts"], retried["error"]) == ("pending", 0, None)
+
+
+def test_edit(run, queue):
+    job_id = enqueue(run, "echo old")
+    edited = run.json("edit", job_id[:6], "--command", "echo new", "--priority", "4",
+                      "--max-retries", "2", "--timeout", "9", "--delay", "30", "--queue", "q-1")  # fmt: skip
+    assert edited["id"] == job_id and edited["command"] == "echo new"
+    assert (edited["priority"], edited["max_retries"], edited["timeout"], edited["queue"]) == (
+        4, 2, 9.0, "q-1"
+    )
+    for bad in ([], ["--priority", "x"], ["--queue", "no spaces"], ["--command", " "],
+                ["--delay", "1", "--run-at", "2030-01-01"], ["--timeout", "0"]):  # fmt: skip
+        result = run("edit", job_id, *bad)
+        assert result.exit_code == 2, (bad, result.output)
+    set_fields(queue, job_id, state="processing")
+    assert "only a pending or failed job" in one_error(run("edit", job_id, "--priority", "1"), 1)
+    assert queue.get(job_id).priority == 4
+
+
+def test_purge(run, queue):
+    now = time.time()
+    done, cancelled, dead, waiting = (enqueue(run) for _ in range(4))
+    set_fields(queue, done, state="completed", finished_at=now - 7200)
+    set_fields(queue, cancelled, state="cancelled", finished_at=now)
+    set_fields(queue, dead, state="dead", finished_at=now - 7200)
+    assert run("purge", "--state", "pending").exit_code == 2
+    assert run("purge", "--older-than", "soon").exit_code == 2
+    assert run.ok("purge", "--older-than", "1h") == "purged 1 job\n"
+    assert run.json("purge") == {"deleted": 1}
+    assert run.ok("purge", "-s", "DEAD", "--queue", "default") == "purged 1 job\n"
+    assert [job["id"] for job in run.json("list")] == [waiting]
+
+
+def test_logs_prints_the_output_so_far(run, queue):
+    job_id = enqueue(run)
+    set_fields(queue, job_id, state="completed", output="one\ntwo\n\x1b[31mthree\n")
+    assert run.ok("logs", job_id) == "one\ntwo\n\x1b[31mthree\n"  # not a terminal: as stored
+    assert run.ok("logs", "-n", "2", job_id) == "two\n\x1b[31mthree\n"
+    assert run.ok("logs", "--tail", "0", job_id) == ""
+    assert run.ok("logs", "-f", job_id) == "one\ntwo\n\x1b[31mthree\n"  # finished: ends at once
+    one_error(run("logs", "nosuchjob"), 1)
+
+
+def test_logs_to_a_terminal_makes_control_characters_visible(run, queue, monkeypatch):
+    job_id = enqueue(run)
+    set_fields(queue, job_id, state="completed", output="a\tb\n\x1b[31mred\n")
+    import queuectl.cli.logs as logs_module
+
+    monkeypatch.setattr(logs_module, "_terminal", lambda: True)
+    assert run.ok("logs", job_id) == "a\tb\n\\x1b[31mred\n"
+    assert run.ok("logs", "--raw", job_id) == "a\tb\n\x1b[31mred\n"
+
+
+# -- real processes ---------------------------------------------------------------------------
+
+
+def test_cancel_a_running_job_returns_once_it_is_cancelled(qc, spawn, queue):
+    job_id = qc("enqueue", "echo started; sleep 30").stdout.strip()
+    spawn("worker", "start")
+    wait_until(lambda: queue.get(job_id).output == "started\n", 10, "the job's live output")
+    done = qc("cancel", job_id, "--json")
+    assert done.returncode == 0, done.stderr
+    [job] = json.loads(done.stdout)
+    assert job["state"] == "cancelled" and job["output"] == "started\n"
+    assert job["error"].startswith("cancelled")
+    again = qc("retry", job_id)
+    assert again.returncode == 0 and again.stdout.strip() == job_id
+    wait_until(lambda: queue.get(job_id).state == "processing", 10, "the retried job to run")
+
+
+def test_logs_follow_prints_output_as_it_comes_until_the_job_ends(qc, spawn, queue, tmp_path):
+    gate = tmp_path / "gate"
+    job_id = qc("enqueue", f"echo one; while [ ! -e {gate} ]; do sleep 0.05; done; echo two").stdout.strip()
+    follower = spawn("logs", "-f", job_id)  # before any worker: it waits for the start
+    spawn("worker", "start")
+    wait_until(lambda: "one\n" in follower.log(), 10, "the first line, while the job runs")
+    assert queue.get(job_id).state == "processing"
+    gate.touch()
+    assert follower.wait(10) == 0
+    assert follower.log() == "one\ntwo\n"
+
+
+def test_logs_follow_says_how_much_it_skipped(qc, spawn, queue, tmp_path):
+    """More than the stored cap (1 MiB) printed between two reads: a line says how much."""
+    gate = tmp_path / "gate"
+    command = (
+        f"echo start; while [ ! -e {gate} ]; do sleep 0.05; done; "
+        "head -c 3000000 /dev/zero | tr '\\0' a; echo; echo end"
+    )
+    job_id = qc("enqueue", command).stdout.strip()
+    spawn("worker", "start")
+    wait_until(lambda: queue.get(job_id).output == "start\n", 10, "the job's first line")
+    follower = spawn("logs", "-f", job_id)
+    wait_until(lambda: follower.log() == "start\n", 10, "the follower's first line")
+    gate.touch()
+    assert follower.wait(10) == 0
+    log = follower.log()
+    assert "bytes skipped" in log and log.endswith("a\nend\n")
+    assert len(log) < 1024 * 1024 + 200
+
+
+@pytest.mark.postgres
+def test_logs_follow_lives_through_a_database_outage(pg_target, tmp_path):
+    """The follower's database goes away and comes back: one line each way on stderr, and it
+    goes on to print the rest (the worker reaches the server directly all along)."""
+    from backends.outage import Outage
+
+    from cli.conftest import QUEUECTL
+
+    gate = tmp_path / "gate"
+    queue = Queue(pg_target)
+    proxy = Outage(pg_target)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str, log: str) -> subprocess.Popen:
+        with open(tmp_path / log, "w") as out:
+            started.append(subprocess.Popen([*QUEUECTL, *args], stdout=out,
+                                            stderr=subprocess.STDOUT, env=env, cwd=tmp_path))
+        return started[-1]
+
+    def log(name: str) -> str:
+        return (tmp_path / name).read_text()
+
+    try:
+        job = queue.enqueue(f"echo one; while [ ! -e {gate} ]; do sleep 0.05; done; echo two")
+        start("--db", pg_target, "worker", "start", log="worker.log")
+        follower = start("--db", proxy.url, "logs", "-f", job.id, log="logs.log")
+        wait_until(lambda: log("logs.log") == "one\n", 15, "the first line")
+        proxy.down()
+        wait_until(lambda: "database unreachable" in log("logs.log"), 15, "the outage line")
+        gate.touch()
+        wait_until(lambda: queue.get(job.id).state == "completed", 15)
+        proxy.up()
+        assert follower.wait(15) == 0
+        lines = log("logs.log").splitlines()
+        assert [line for line in lines if "database" not in line] == ["one", "two"], lines
+        assert sum("database unreachable" in line for line in lines) == 1
+        assert sum("database reachable again" in line for line in lines) == 1
+    finally:
+        for process in started:
+            stop_process(process)
+        proxy.close()
+        queue.close()
