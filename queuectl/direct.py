@@ -28,13 +28,14 @@ when it names the job's directory, else the physical path). If the program canno
 after all (a ``#!`` interpreter missing, a file changed since), the executor starts the shell
 instead, which reports it in its own words.
 
-Measured differences that remain (dash 0.5.12, which forks for the command instead of
-exec'ing it): the program is the leader of the job's process group and session, where under
-the shell sh was, and its parent is the worker, not sh. A program killed by a signal is
-reported as the shell reported it (exit code 128+n, and for signals other than SIGINT and
-SIGPIPE a line naming the signal), but a signal sent to the whole group by something other than
-queuectl (which used to kill sh too) now gets that same report instead of "killed by signal".
-The order of the environment's entries is the job's, not dash's. Only dash as ``/bin/sh`` was
+The run is reported as the shell's was (the executor sees to it): dash 0.5.12 forks for the
+command rather than exec'ing it, so a program killed by a signal made sh exit with 128+n and,
+for signals other than SIGINT and SIGPIPE, print the signal's name (`Segmentation fault`); and
+the SIGTERM that a timeout or a cancel sends the group killed sh, whatever the program did with
+it. Measured differences that remain: the program is the leader of the job's process group and
+session, where sh was, and its parent is the worker, not sh; a signal sent to the whole group by
+something other than queuectl (which killed sh too) is reported as one the program alone got;
+the environment's entries come in the job's order, not dash's. Only dash as ``/bin/sh`` was
 measured: with another shell, every command goes through it as before.
 
 Set ``QUEUECTL_DIRECT=0`` in a worker's environment to send every command through the shell.
@@ -325,8 +326,21 @@ _dash: bool | None = None
 
 
 def _shell_is_dash() -> bool:
-    """Whether /bin/sh is dash, whose ways this module follows (measured once a process)."""
+    """Whether /bin/sh is dash and forks for a job's command, whose ways this module and the
+    executor follow (looked at once a process: its name, then how it reports a command killed
+    by a signal: exit status 143 for SIGTERM, where a shell that execs dies of it)."""
     global _dash
     if _dash is None:
-        _dash = os.path.basename(os.path.realpath(SHELL)) == "dash"
+        _dash = False
+        if os.path.basename(os.path.realpath(SHELL)) == "dash":
+            import subprocess
+
+            try:
+                probe = subprocess.run(
+                    [SHELL, "-c", f"{SHELL} -c 'kill -TERM $$'"], stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10,
+                )
+            except (OSError, subprocess.SubprocessError):
+                return False
+            _dash = probe.returncode == 128 + signal.SIGTERM
     return _dash

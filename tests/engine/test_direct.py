@@ -398,3 +398,14 @@ def test_a_stopped_program_that_handles_sigterm_ends_as_the_shell_did(bin_dir, e
     assert (auto.exit_code, auto.error) == (shell.exit_code, shell.error)
     assert shell.error == ("cancelled (killed by signal SIGTERM)" if how == "cancel"
                            else "timed out after 1s")
+
+
+def test_only_a_dash_that_forks_for_the_command(monkeypatch):
+    """What the executor reports for a program killed by a signal is what a forking dash
+    reported: with a shell that execs the command (or is not dash), nothing goes direct."""
+    monkeypatch.setattr(direct, "_dash", None)
+    assert direct._shell_is_dash()  # this machine's (the module is skipped elsewhere)
+    monkeypatch.setattr(direct, "_dash", None)
+    monkeypatch.setattr(direct, "SHELL", "/bin/bash" if os.path.exists("/bin/bash") else "/x")
+    assert not direct._shell_is_dash()
+    assert direct.program_for("ls", None, None) is None
