@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Union
 
+from . import direct
 from .procs import group_alive, signal_group
 
 OUTPUT_LIMIT = 1024 * 1024  # bytes of output stored per run; the tail is kept
@@ -171,7 +172,7 @@ class Execution:
             with self._lock:
                 if self._killed:
                     return RunResult(None, "killed before it started", "")
-                self._process = _start(["/bin/sh", "-c", self.command], self.cwd, self.env)
+                self._process = _start_job(self.command, self.cwd, self.env)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             return RunResult(None, f"cannot start: {exc}", "")
         timed_out = self._pump(self._process)
@@ -282,6 +283,10 @@ class Execution:
         return True
 
     def _result(self, returncode: int, timed_out: bool) -> RunResult:
+        if getattr(self._process, "direct", False):
+            returncode = _as_the_shell_saw_it(
+                self._process, returncode, timed_out, self._killed, self.output
+            )
         result = self._outcome(returncode, timed_out, self.output.text())
         if self.output.total:
             return replace(result, output_bytes=self.output.total)
@@ -335,6 +340,7 @@ class _Spawned:
                 self.returncode = 0
             else:
                 if pid:
+                    self.status = status
                     self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
@@ -354,7 +360,9 @@ class _Spawned:
 _Process = Union[subprocess.Popen[bytes], _Spawned]
 
 
-def _start(argv: list[str], cwd: str | None, env: Mapping[str, str] | None) -> _Process:
+def _start(
+    argv: list[str], cwd: str | None, env: Mapping[str, str] | None, path: str | None = None
+) -> _Process:
     """Start ``argv`` with stdin from /dev/null and stdout and stderr into one pipe, in a
     session of its own (a timeout kills its group), with no other descriptor of ours."""
     from . import spawn  # here, not above: scripted commands import this module, not ctypes
@@ -366,7 +374,7 @@ def _start(argv: list[str], cwd: str | None, env: Mapping[str, str] | None) -> _
                 environment = env if isinstance(env, spawn.Environment) else spawn.Environment(
                     os.environ if env is None else env
                 )
-                pid = spawn.spawn(argv, cwd, environment, write)
+                pid = spawn.spawn(argv, cwd, environment, write, path)
             except BaseException:
                 os.close(read)
                 raise
@@ -384,6 +392,7 @@ def _start(argv: list[str], cwd: str | None, env: Mapping[str, str] | None) -> _
     try:
         return subprocess.Popen(
             argv,
+            executable=path,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -395,6 +404,43 @@ def _start(argv: list[str], cwd: str | None, env: Mapping[str, str] | None) -> _
     finally:
         if blocked:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _start_job(command: str, cwd: str | None, env: Mapping[str, str] | None) -> _Process:
+    """``/bin/sh -c command``, or the program itself where that is all the shell would have
+    run (queuectl/direct.py). What stops the program starting, the shell meets too and reports
+    in its own words, as before."""
+    program = direct.program_for(command, cwd, env)
+    if program is not None:
+        try:
+            process = _start(program.argv, cwd, program.env, program.path)
+        except (OSError, ValueError, subprocess.SubprocessError):
+            pass
+        else:
+            process.direct = True  # type: ignore[union-attr]
+            return process
+    return _start(["/bin/sh", "-c", command], cwd, env)
+
+
+def _as_the_shell_saw_it(
+    process: _Process, returncode: int, stopped: bool, killed: bool, out: TailBuffer
+) -> int:
+    """The status sh gave where the program ran without it (queuectl/direct.py): sh died of the
+    SIGTERM a timeout or a cancel sends the group (``stopped``), whatever the program did with
+    it; when the program alone died of a signal, sh exited with 128+n and said which
+    (`Segmentation fault`)."""
+    if killed:
+        return returncode  # SIGKILL: sh died of it too
+    if stopped:
+        return -signal.SIGTERM
+    if returncode >= 0:
+        return returncode
+    status = getattr(process, "status", None)  # Popen keeps no core-dump flag: none assumed
+    core = status is not None and os.WIFSIGNALED(status) and os.WCOREDUMP(status)
+    returncode, said = direct.shell_report(-returncode, core)
+    if said:
+        out.write(said)
+    return returncode
 
 
 def _pidfd(pid: int) -> int | None:

@@ -226,15 +226,18 @@ def available() -> bool:
     return _load() is not None
 
 
-def spawn(argv: list[str], cwd: str | None, env: Environment, output: int) -> int:
-    """Start ``argv`` in ``cwd`` (None: this process's) with ``env``, its stdout and stderr on
-    descriptor ``output`` (3 or more); returns its pid. Raises OSError as Popen would
-    (ValueError for a NUL in an argument)."""
+def spawn(
+    argv: list[str], cwd: str | None, env: Environment, output: int, path: str | None = None
+) -> int:
+    """Start ``argv`` (the file ``path``, else ``argv[0]``) in ``cwd`` (None: this process's)
+    with ``env``, its stdout and stderr on descriptor ``output`` (3 or more); returns its pid.
+    Raises OSError as Popen would (ValueError for a NUL in an argument)."""
     loaded = _load()
     if loaded is None:
         raise RuntimeError("posix_spawn with chdir is not available here")
     libc, attributes, actions_size = loaded
     args = [os.fsencode(arg) for arg in argv]
+    file = args[0] if path is None else os.fsencode(path)
     directory = None if cwd is None else os.fsencode(cwd)
     if any(b"\0" in arg for arg in args) or (directory is not None and b"\0" in directory):
         raise ValueError("embedded null byte")
@@ -254,7 +257,7 @@ def spawn(argv: list[str], cwd: str | None, env: Environment, output: int) -> in
         if failed:
             raise OSError(failed, os.strerror(failed))
         pid = ctypes.c_int()  # pid_t: an int in glibc on every architecture
-        error = libc.spawn(ctypes.byref(pid), args[0], actions, attributes, vector, env.block)
+        error = libc.spawn(ctypes.byref(pid), file, actions, attributes, vector, env.block)
     finally:
         libc.actions_destroy(actions)
     if error:

@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Report], None]]] = {
     "scale": ("6. 1M jobs: claims, status, list, TUI refresh", scale.run),
     "backends": ("issue #6: worker processes on SQLite and PostgreSQL", throughput.run_backends),
     "pipeline": ("issue #15: chains of dependent jobs vs independent jobs", pipeline.run),
+    "direct": ("issue #17: simple commands without the shell", throughput.run_direct),
 }
 
 

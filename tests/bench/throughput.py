@@ -12,6 +12,7 @@ every job runs the same `/bin/sh -c true`.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from .harness import (
     Settings,
     Target,
     child_env,
+    cpu_seconds,
     fresh_sqlite,
     pg_schema,
     queuectl_command,
@@ -72,20 +74,30 @@ def executor_throughput(n: int, threads: int = THREADS) -> float:
     return in_threads(lambda: Execution("true", cwd=cwd, env=env, timeout=3600).run(), n, threads)
 
 
-def queuectl_throughput(target: str, n: int, processes: int = 1, threads: int = THREADS) -> float:
-    """``processes`` idle `worker start --count threads` processes, then ``n`` jobs at once."""
+def queuectl_throughput(
+    target: str,
+    n: int,
+    processes: int = 1,
+    threads: int = THREADS,
+    commands: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    cpu: list[float] | None = None,
+) -> float:
+    """``processes`` idle `worker start --count threads` processes (with ``env``), then ``n``
+    jobs at once (``commands``, else `true` each). Appends to ``cpu`` the CPU seconds a job
+    took, the workers' and their jobs' together."""
     from queuectl import JobSpec, Queue
 
     queue = Queue(target)
     try:
         with Children() as children:
-            for _ in range(processes):
-                children.start(
-                    [*queuectl_command(), "--db", target, "worker", "start", "--count", str(threads)]
-                )
+            worker = [*queuectl_command(), "--db", target, "worker", "start", "--count"]
+            worker.append(str(threads))
+            pids = [children.start(worker, env=env or child_env()).pid for _ in range(processes)]
             wait_until(lambda: len(queue.live_workers()) >= processes, 60, "workers to register")
             time.sleep(0.3)  # let them settle into their idle wait
-            queue.enqueue_many([JobSpec(command="true")] * n)
+            cpu_before = sum(_cpu_with_children(pid) for pid in pids)
+            queue.enqueue_many([JobSpec(command=command) for command in commands or ["true"] * n])
             enqueued = time.time()
             wait_until(
                 lambda: queue.counts()["completed"] >= n,
@@ -94,12 +106,21 @@ def queuectl_throughput(target: str, n: int, processes: int = 1, threads: int = 
                 interval=0.05,
             )
             last = queue.db.execute_sql('SELECT MAX("finished_at") FROM "job"').fetchone()[0]
+            if cpu is not None:
+                cpu.append((sum(_cpu_with_children(pid) for pid in pids) - cpu_before) / n)
             counts = queue.counts()
             if counts["completed"] != n:
                 raise RuntimeError(f"expected {n} completed jobs, got {counts}")
             return n / (last - enqueued)
     finally:
         queue.close()
+
+
+def _cpu_with_children(pid: int) -> float:
+    """CPU seconds of process ``pid`` and of the children it has waited for (its jobs)."""
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        fields = stat.read().rsplit(b")", 1)[1].split()
+    return cpu_seconds(pid) + (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
 
 def engine_throughput(target: str, n: int, threads: int = THREADS) -> float:
@@ -334,3 +355,68 @@ def run_backends(settings: Settings, report: Report) -> None:
                 postgres.append(queuectl_throughput(target, n, processes))
         report.add(Figure(f"#6 postgresql: {processes} worker process(es) x 2 threads",
                           "jobs/s", postgres, "python ceiling", ceiling))  # fmt: skip
+
+
+def run_direct(settings: Settings, report: Report) -> None:
+    """Issue #17: simple commands (`touch DIR/jN`) started without the shell, beside Python's
+    ceiling running the same commands through `shell=True`; and commands with shell syntax
+    (`touch "DIR/jN"`), which still go through sh, beside the same with every command sent
+    through sh (QUEUECTL_DIRECT=0: the executor as it was)."""
+    n = 500 if settings.quick else 2000
+    reps = settings.reps(5)
+
+    def commands(template: str) -> list[str]:
+        folder = tempfile.mkdtemp(prefix="touch-", dir=settings.workdir)
+        return [template.format(dir=folder, n=i) for i in range(n)]
+
+    def ceiling() -> float:
+        jobs = iter(commands("touch {dir}/j{n}"))
+        both = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        before = [resource.getrusage(who) for who in both]
+        rate = in_threads(lambda: subprocess.run(next(jobs), shell=True), n)
+        after = [resource.getrusage(who) for who in both]
+        cpu["ceiling"].append(sum(a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime
+                                  for a, b in zip(after, before)) / n)
+        return rate
+
+    shell_only = child_env({"QUEUECTL_DIRECT": "0"})
+    measured: dict[str, list[float]] = {key: [] for key in
+                                        ("ceiling", "direct", "sh", "syntax", "syntax-before")}
+    cpu: dict[str, list[float]] = {key: [] for key in measured}
+    for round_ in range(reps):  # interleaved: a busy phase of the machine slows all alike
+        measured["ceiling"].append(ceiling())
+        measured["direct"].append(queuectl_throughput(
+            fresh_sqlite(settings, f"d{round_}"), n, commands=commands("touch {dir}/j{n}"),
+            cpu=cpu["direct"]))
+        measured["sh"].append(queuectl_throughput(
+            fresh_sqlite(settings, f"s{round_}"), n, commands=commands("touch {dir}/j{n}"),
+            env=shell_only, cpu=cpu["sh"]))
+        measured["syntax"].append(queuectl_throughput(
+            fresh_sqlite(settings, f"q{round_}"), n, commands=commands('touch "{dir}/j{n}"')))
+        measured["syntax-before"].append(queuectl_throughput(
+            fresh_sqlite(settings, f"b{round_}"), n, commands=commands('touch "{dir}/j{n}"'),
+            env=shell_only))
+    ceiling_samples = measured["ceiling"]
+    report.add(Figure("python ceiling, `touch DIR/jN`, 2 threads", "jobs/s", ceiling_samples,
+                      note="subprocess.run(command, shell=True) in a loop per thread"))
+    report.add(Figure(f"#17 simple commands direct: worker start --count 2, {n} x `touch DIR/jN`",
+                      "jobs/s", measured["direct"], "python ceiling", ceiling_samples,
+                      [Target(">= 1.2x", at_least=1.2)]))  # fmt: skip
+    report.add(Figure("   its ratio to the ceiling, round by round", "x",
+                      [d / c for d, c in zip(measured["direct"], ceiling_samples)]))  # fmt: skip
+    report.add(Figure("   same, every command through sh (QUEUECTL_DIRECT=0)", "jobs/s",
+                      measured["sh"], "python ceiling", ceiling_samples))  # fmt: skip
+    # On 2 shared cores the rates move with the others' load; the CPU a job costs moves less.
+    report.add(Figure("   CPU a job costs, python ceiling (parent + sh + touch)", "ms",
+                      [seconds * 1000 for seconds in cpu["ceiling"]]))  # fmt: skip
+    report.add(Figure("   CPU a job costs, direct (worker + touch)", "ms",
+                      [seconds * 1000 for seconds in cpu["direct"]], "python ceiling",
+                      [seconds * 1000 for seconds in cpu["ceiling"]]))  # fmt: skip
+    report.add(Figure("   CPU a job costs, through sh (worker + sh + touch)", "ms",
+                      [seconds * 1000 for seconds in cpu["sh"]], "python ceiling",
+                      [seconds * 1000 for seconds in cpu["ceiling"]]))  # fmt: skip
+    report.add(Figure('#17 shell syntax `touch "DIR/jN"` (through sh, as before)', "jobs/s",
+                      measured["syntax"], "QUEUECTL_DIRECT=0", measured["syntax-before"],
+                      [Target(">= 0.85x (within noise)", at_least=0.85)]))  # fmt: skip
+    report.add(Figure("   its ratio to QUEUECTL_DIRECT=0, round by round", "x",
+                      [a / b for a, b in zip(measured["syntax"], measured["syntax-before"])]))
