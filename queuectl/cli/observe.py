@@ -54,9 +54,9 @@ def history(settings: Settings, job_id: str, as_json: bool) -> None:
 
 
 def _duration(text: str) -> float:
-    from ..durations import parse_duration
+    from ..spec import parse_duration
 
-    return parse_duration(text)
+    return parse_duration(text, "since")
 
 
 def _seconds(value: float | None) -> str:

@@ -212,3 +212,43 @@ def test_the_tui_shows_the_outage_keeps_its_job_running_and_recovers(pg_target, 
             app.pool.join()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.skipif(
+    not os.environ.get("QUEUECTL_TEST_PG_RESTART"),
+    reason="restarts the PostgreSQL cluster itself: opt in with QUEUECTL_TEST_PG_RESTART=1",
+)
+def test_a_real_server_restart_under_two_worker_processes(pg_target, workers, tmp_path):
+    """The issue's own reproduction: 2 worker processes, a concurrent enqueuer, and
+    `pg_ctlcluster 15 main restart`. Every job completes exactly once and no worker exits."""
+    ledger = tmp_path / "ledger"
+    queue = Queue(pg_target)
+    queue.enqueue_many([JobSpec(command=f"sleep 0.2; echo {n} >> {ledger}") for n in range(20)])
+    for name in ("a", "b"):
+        workers.append(Worker(pg_target, tmp_path, name, "--count", "2"))
+    wait_until(lambda: len(ledger_lines(ledger)) >= 4, 30, "the workers to get going")
+    enqueued = []
+
+    def enqueue_through_it() -> None:
+        for n in range(20, 30):
+            while True:
+                try:
+                    Queue(pg_target).enqueue(JobSpec(command=f"echo {n} >> {ledger}"))
+                    enqueued.append(n)
+                    break
+                except Exception:  # the server is restarting: try again
+                    threading.Event().wait(0.2)
+
+    enqueuer = threading.Thread(target=enqueue_through_it)
+    enqueuer.start()
+    try:
+        subprocess.run(["pg_ctlcluster", "15", "main", "restart"], check=True, timeout=120)
+    finally:
+        enqueuer.join(120)
+    queue = Queue(pg_target)
+    wait_until(lambda: len(ledger_lines(ledger)) >= 30, 60,
+               lambda: f"every job: {len(ledger_lines(ledger))} of 30, {queue.counts()}")
+    assert sorted(map(int, ledger_lines(ledger))) == list(range(30))
+    for worker in workers:
+        assert worker.process.poll() is None, worker.log()
+        assert worker.logged(UNREACHABLE) == 1 and worker.logged(BACK) == 1, worker.log()

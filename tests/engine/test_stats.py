@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from queuectl import JobSpec, Queue
-from queuectl.durations import parse_duration
+from queuectl.spec import parse_duration
 from queuectl.errors import InvalidInput
 from queuectl.executor import RunResult
 
