@@ -15,7 +15,13 @@ import sys
 from .harness import Figure, Report, Settings, Target, fresh_sqlite, queuectl_command, run_timed
 from .throughput import huey_app, huey_available
 
-BARE_IMPORT = [sys.executable, "-c", "import click, peewee, sqlite3"]
+# As where no PostgreSQL driver is installed (a plain `pip install .`): peewee probes for psycopg
+# when imported, and where the postgres extra is installed that padded both sides by ~90 ms.
+BARE_IMPORT = [
+    sys.executable, "-c",
+    "import sys; sys.modules['psycopg'] = sys.modules['psycopg2'] = None; "
+    "import click, peewee, sqlite3",
+]  # fmt: skip
 HUEY_LOOP = (
     "import benchhuey\n"
     "for _ in range({n}):\n"
@@ -41,9 +47,9 @@ def run_enqueue_one(settings: Settings, report: Report) -> None:
     for _ in range(reps):
         bare.append(run_timed(BARE_IMPORT))
         ours.append(run_timed(command))
-    report.add(Figure("bare python -c 'import click, peewee, sqlite3'", "s", bare))
+    report.add(Figure("bare python -c 'import click, peewee, sqlite3' (no psycopg)", "s", bare))
     report.add(Figure("2. queuectl enqueue true (whole process)", "s", ours,
-                      "bare import", bare, [Target("<= 1.2x", at_most=1.2)]))  # fmt: skip
+                      "bare import", bare, [Target("<= 1.15x", at_most=1.15)]))  # fmt: skip
 
 
 def run_bulk(settings: Settings, report: Report) -> None:
