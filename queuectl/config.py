@@ -8,6 +8,7 @@ from typing import Callable
 
 from .errors import InvalidInput
 from .spec import parse_duration
+from .states import State
 
 
 # The largest whole number a key takes: a job-timeout is added to the clock as a float, and
@@ -85,7 +86,7 @@ KEYS: dict[str, Key] = {
         Key("retention", 0, _duration, "keep completed, cancelled jobs this long (0: forever)"),
         *(
             Key(f"on-{state}", "", _shell_command, f"shell command run when a job is {state}")
-            for state in ("completed", "failed", "dead", "cancelled")
+            for state in (State.COMPLETED, State.FAILED, State.DEAD, State.CANCELLED)
         ),
     )
 }
