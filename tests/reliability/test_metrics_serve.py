@@ -147,7 +147,9 @@ def test_slow_and_silent_clients_do_not_hold_up_a_scrape(server):
     baseline = server.threads()
     # A connect timeout under the kernel's 1 s SYN retry: each connection is taken at once (the
     # listen backlog holds the burst), none waits for a dropped SYN to be sent again.
-    connect = lambda: socket.create_connection(("127.0.0.1", server.port), timeout=0.9)  # noqa: E731
+    def connect() -> socket.socket:
+        return socket.create_connection(("127.0.0.1", server.port), timeout=0.9)
+
     silent, slow = [], []
     try:
         silent += [connect() for _ in range(50)]
