@@ -58,6 +58,10 @@ def _shell_command(text: str) -> str:
     command = str(text).strip()
     if "\x00" in command:
         raise InvalidInput("a command cannot contain NUL")
+    try:
+        command.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("the command is not valid UTF-8") from None
     return command
 
 

@@ -146,6 +146,9 @@ def serve(queue: Queue, host: str, port: int) -> tuple[ThreadingWSGIServer, thre
 
     class Server(ThreadingWSGIServer):
         address_family = family
+        # socketserver's default backlog is 5: a burst of connections (scrapers, idle clients)
+        # overflowed it and the kernel dropped SYNs, each costing its client a 1 s retry.
+        request_queue_size = 128
 
     server = make_server(
         address[0], port, make_wsgi_app(registry_for(queue)), Server, handler_class=_Handler

@@ -27,7 +27,7 @@ import peewee
 from .errors import InvalidInput, QueueError
 from .lifecycle import Lifecycle
 from .models import UNFINISHED, Job, Schedule, iso
-from .spec import JobSpec, validate_name
+from .spec import QUEUE_NAME, JobSpec, validate_name
 
 ALIASES = ("@hourly", "@daily", "@weekly", "@monthly")
 # How often a pool reads the earliest due time again, to see schedules added elsewhere.
@@ -127,9 +127,15 @@ class Schedules(Lifecycle):
         job = {key: getattr(spec, key) for key in JOB_KEYS if getattr(spec, key) is not None}
         job["cwd"] = cwd
         now = self.clock()
+        from croniter import CroniterBadDateError
+
+        try:
+            next_due = next_time(cron, zone, now)
+        except CroniterBadDateError:  # valid fields, but no such date: `0 0 30 2 *`
+            raise InvalidInput(f"bad cron expression {cron!r}: it is never due") from None
         Schedule = self.models.Schedule
         row = dict(name=name, cron=cron, zone=zone, job=json.dumps(job), no_overlap=no_overlap,
-                   paused=False, next_due=next_time(cron, zone, now), last_job_id=None,
+                   paused=False, next_due=next_due, last_job_id=None,
                    created_at=now)  # fmt: skip
         try:
             with self._write():
@@ -186,7 +192,10 @@ class Schedules(Lifecycle):
 
     def _schedule(self, name: str) -> Schedule:
         Schedule = self.models.Schedule
-        row = Schedule.get_or_none(Schedule.name == name) if isinstance(name, str) else None
+        # A name no schedule can have (not a string, or one with text the database cannot
+        # even store) is simply not there.
+        valid = isinstance(name, str) and QUEUE_NAME.fullmatch(name) is not None
+        row = Schedule.get_or_none(Schedule.name == name) if valid else None
         if row is None:
             raise QueueError(f"no schedule {name!r}")
         return row

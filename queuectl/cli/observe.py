@@ -59,6 +59,12 @@ def _duration(text: str) -> float:
     return parse_duration(text, "since")
 
 
+def _queue_name(text: str) -> str:
+    from ..spec import validate_name
+
+    return validate_name("queue", text)
+
+
 def _seconds(value: float | None) -> str:
     return "-" if value is None else duration(value)
 
@@ -68,7 +74,8 @@ def _seconds(value: float | None) -> str:
     "--since", "since", metavar="D", default="1h", show_default=True,
     callback=engine_value(_duration), help="The window: 90 (seconds), 90s, 15m, 2h, 7d.",
 )  # fmt: skip
-@click.option("--queue", "queue_name", metavar="Q", help="Only this queue.")
+@click.option("--queue", "queue_name", metavar="Q", help="Only this queue.",
+              callback=engine_value(lambda value: _queue_name(value)))
 @json_option
 @pass_settings
 def stats(settings: Settings, since: float, queue_name: str | None, as_json: bool) -> None:
@@ -156,6 +163,8 @@ def metrics(settings: Settings, listen: tuple[str, int] | None) -> None:
         server, thread = exporter.serve(queue, host, port)
     except socket.gaierror as exc:
         raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    except UnicodeError:  # a host name the resolver cannot even encode (IDNA)
+        raise InvalidInput(f"cannot listen on {host!r:.80}: not a host name") from None
     except OSError as exc:
         raise QueueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     stop = threading.Event()

@@ -1,0 +1,186 @@
+"""Upgrades (issue #18): a database round one's queuectl wrote (schema 1, and schema 4 as round
+one's final code left SQLite files) opens with every job intact and gets what SPEC 6-8 need, on
+SQLite and PostgreSQL; a database newer than the code is refused with one line, exit 1."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import peewee
+import pytest
+from click.testing import CliRunner
+
+from queuectl import JobSpec, Queue, schema
+from queuectl.cli import cli
+from queuectl.executor import RunResult
+from queuectl.models import STATES
+
+from .test_schema_migration import VERSION_1
+
+NEW_TABLES = {"job_event", "job_dep", "queue_setting", "schedule", "run_total", "hook_delivery"}
+COLUMNS = ("id", "command", "state", "attempts", "max_retries", "priority", "timeout", "run_at",
+           "created_at", "updated_at", "started_at", "finished_at", "exit_code", "error",
+           "output", "worker", "cwd")  # fmt: skip
+KEPT = ("id", "command", "state", "attempts", "max_retries", "priority", "timeout", "exit_code",
+        "error", "output", "worker", "cwd")  # fmt: skip
+
+
+def round_one_jobs() -> list[tuple]:
+    """Jobs in each state round one had, with every field it stored set somewhere."""
+    rows = []
+    for n in range(40):
+        state = ("pending", "processing", "completed", "failed", "dead")[n % 5]
+        finished = state in ("completed", "dead")
+        rows.append((
+            f"r1-{n:02d}", f"echo 'job {n}' \"$HOME\" \u00e9", state,
+            0 if state == "pending" else 1 + n % 3, None if n % 2 else n % 4, n % 7 - 3,
+            None if n % 3 else 12.5, 1_700_000_000.0 + n, 1_700_000_000.0 + n,
+            1_700_000_100.0 + n, None if state == "pending" else 1_700_000_050.0 + n,
+            1_700_000_090.0 + n if finished else None,
+            {"completed": 0, "dead": 2, "failed": 1}.get(state),
+            "exit code 2" if state in ("dead", "failed") else None,
+            f"line 1\nline {n} \u2603\n" if state != "pending" else None,
+            "gone-host:1:0" if state == "processing" else None, "/tmp",
+        ))  # fmt: skip
+    return rows
+
+
+def postgres_version_1() -> list[str]:
+    """VERSION_1 as round one's peewee models made it on PostgreSQL."""
+    statements = []
+    for statement in VERSION_1:
+        statement = statement.replace('"seq" INTEGER NOT NULL PRIMARY KEY',
+                                      '"seq" BIGSERIAL NOT NULL PRIMARY KEY')
+        for column in ("run_at", "created_at", "updated_at", "started_at", "finished_at",
+                       "heartbeat_at"):  # fmt: skip
+            statement = statement.replace(f'"{column}" REAL', f'"{column}" DOUBLE PRECISION')
+        statement = statement.replace('"stop_requested" INTEGER', '"stop_requested" BOOLEAN')
+        statements.append(statement)
+    return statements
+
+
+def write_round_one(target: str, version: int) -> None:
+    rows = round_one_jobs()
+    insert = f"INSERT INTO job ({', '.join(COLUMNS)}) VALUES ({', '.join(['{p}'] * len(COLUMNS))})"
+    if target.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(target, autocommit=True) as connection:
+            for statement in postgres_version_1():
+                connection.execute(statement)
+            connection.execute("INSERT INTO queuectl_schema VALUES ('version', '1')")
+            connection.execute("INSERT INTO config VALUES ('max-retries', '5')")
+            with connection.cursor() as cursor:
+                cursor.executemany(insert.replace("{p}", "%s"), rows)
+        assert version == 1
+        return
+    connection = sqlite3.connect(target)
+    try:
+        for statement in VERSION_1:
+            connection.execute(statement)
+        connection.execute("INSERT INTO queuectl_schema VALUES ('version', '1')")
+        connection.execute("INSERT INTO config VALUES ('max-retries', '5')")
+        connection.executemany(insert.replace("{p}", "?"), rows)
+        connection.commit()
+    finally:
+        connection.close()
+    if version > 1:  # round one's own migrations, as its final code ran them (schema 2 to 4)
+        from playhouse import migrate
+
+        db = peewee.SqliteDatabase(target)
+        try:
+            migrator = migrate.SchemaMigrator.from_database(db)
+            with db.atomic():
+                for step in range(2, version + 1):
+                    migrate.migrate(*schema.MIGRATIONS[step](migrator))
+                db.execute_sql(f"UPDATE queuectl_schema SET value = '{version}'")
+        finally:
+            db.close()
+
+
+UPGRADE_CASES = [
+    pytest.param(("sqlite", 1), id="sqlite-v1"),
+    pytest.param(("sqlite", 4), id="sqlite-v4"),
+    pytest.param(("postgresql", 1), id="postgresql-v1", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture
+def old_target(request, tmp_path):
+    backend, version = request.param
+    target = str(tmp_path / "old.db") if backend == "sqlite" else request.getfixturevalue(
+        "pg_target"
+    )
+    write_round_one(target, version)
+    return target
+
+
+@pytest.mark.parametrize("old_target", UPGRADE_CASES, indirect=True)
+def test_a_round_one_database_upgrades_keeping_every_job(old_target):
+    expected = {row[0]: dict(zip(COLUMNS, row)) for row in round_one_jobs()}
+    queue = Queue(old_target)
+    try:
+        assert schema.read_version(queue.db) == schema.SCHEMA_VERSION
+        assert NEW_TABLES <= set(queue.db.get_tables())
+        jobs = {job.id: job.to_dict() for job in queue.list_jobs(limit=1000)}
+        assert set(jobs) == set(expected)
+        for job_id, row in expected.items():
+            job = jobs[job_id]
+            assert {key: job[key] for key in KEPT} == {key: row[key] for key in KEPT}, job_id
+            assert (job["queue"], job["after"], job["schedule"]) == ("default", [], None)
+        counts = {state: sum(1 for r in expected.values() if r["state"] == state)
+                  for state in STATES}  # fmt: skip
+        assert queue.counts() == counts
+        assert queue.config()["max-retries"] == 5
+        assert [info.name for info in queue.queues()] == ["default"]
+        assert queue.schedules() == []
+
+        # What SPEC 6-8 added works on it from the first change on.
+        queue.config_set("on-completed", "true")
+        queue.set_queue_limit("other", 2)  # ("default" has 8 running)
+        queue.add_schedule("nightly", "0 3 * * *", JobSpec(command="true"))
+        after = queue.enqueue_many([JobSpec(command="true", after=("r1-02", "r1-00"))])[0]
+        assert sorted(after.to_dict()["after"]) == ["r1-00", "r1-02"]
+        worker = queue.register_worker(1)
+        job = queue.claim(worker)
+        assert job is not None and job.id.startswith("r1-")
+        queue.finish(job, RunResult(0, None, "ok\n"), worker)
+        assert [e.event for e in queue.history(job.id)][-2:] == ["started", "completed"]
+        assert [d.job_id for d in queue.deliveries()] == [job.id]
+        assert queue.run_totals().runs[("default", "completed")] == 1
+        queue.edit("r1-05", {"priority": 9, "queue": "moved"})
+        assert queue.get("r1-05").queue == "moved"
+        assert [j.id for j in queue.cancel(["r1-10"])] == ["r1-10"]
+    finally:
+        queue.close()
+    again = Queue(old_target)  # opening it again migrates nothing
+    try:
+        assert schema.read_version(again.db) == schema.SCHEMA_VERSION
+        assert len(again.list_jobs(limit=1000)) == len(expected) + 1
+    finally:
+        again.close()
+
+
+def test_code_older_than_the_database_refuses_it_with_one_line(target):
+    queue = Queue(target)
+    queue.enqueue_many([JobSpec(command="true", id="keep-me")])
+    newer = schema.SCHEMA_VERSION + 1
+    queue.db.execute_sql(
+        f"UPDATE queuectl_schema SET value = '{newer}' WHERE key = 'version'"
+    )
+    queue.close()
+    for args in (["status"], ["enqueue", "true"], ["list", "--json"], ["worker", "start",
+                                                                     "--burst"]):  # fmt: skip
+        result = CliRunner().invoke(cli, ["--db", target, *args])
+        assert result.exception is None or isinstance(result.exception, SystemExit), args
+        assert result.exit_code == 1, (args, result.output)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("Error:"), lines
+        assert "upgrade queuectl" in lines[0] and f"schema {newer}" in lines[0]
+    # Nothing was changed: the version is still the newer one, the job still there.
+    check = peewee.SqliteDatabase(target) if "://" not in target else None
+    if check is not None:
+        rows = check.execute_sql("SELECT value FROM queuectl_schema").fetchall()
+        jobs = check.execute_sql("SELECT id FROM job").fetchall()
+        check.close()
+        assert rows == [(str(newer),)] and jobs == [("keep-me",)]
