@@ -71,10 +71,10 @@ class QueueApp(KeysInOrder):
     BINDINGS = [
         Binding("a", "enqueue", "Add", tooltip="Enqueue a job"),
         Binding("r", "retry", "Retry", tooltip="Retry the selected dead or cancelled job"),
-        Binding("R", "retry_all", "Retry all", tooltip="Retry all dead jobs"),
+        Binding("R", "retry_all", "Retry all", show=False, tooltip="Retry all dead jobs"),
         Binding("x", "cancel_job", "Cancel", tooltip="Cancel the selected job"),
         Binding("e", "edit", "Edit", tooltip="Edit the selected waiting job"),
-        Binding("l", "output", "Output", tooltip="The selected job's output, live"),
+        Binding("l", "output", "Log", tooltip="The selected job's output, live"),
         Binding("c", "config", "Config", tooltip="Edit the configuration"),
         Binding("slash", "filter", "Filter", tooltip="Filter the panes by id, command or queue"),
         Binding("escape", "clear_filter", "Clear filter", show=False, tooltip="Clear the filter"),
@@ -132,7 +132,8 @@ class QueueApp(KeysInOrder):
         yield self.footer
 
     NARROW = 100  # columns: below this the panes stack and the bars get terse
-    WIDE = 120  # columns: from this on the bar names the states
+    WIDE = 140  # columns: from this on the bar names the states (below, glyphs: room for the
+    # last hour's failure rate and p95)
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit(event.size.width)

@@ -252,17 +252,20 @@ def timeline(
             took = float(took) if took is not None else at - began  # type: ignore[arg-type]
             attempt = record["attempt"] if record["attempt"] is not None else (start or {}).get("attempt")
             worker = str(record["worker"] or (start or {}).get("worker") or "")
-            detail = Text(duration(took), style="bold")
+            # (Each part's trailing spaces inside it: Textual drops one after a style's end.)
+            detail = Text()
+            detail.append(f"{duration(took)}  ", style="bold")
             if record["exit_code"] is not None:
-                detail.append(f"  exit {record['exit_code']}")
+                detail.append(f"exit {record['exit_code']}  ")
             if worker:
-                detail.append("  on ", style=muted)
-                detail.append(literal(worker.rsplit(":", 1)[0]))
-            detail.append("  → ", style=muted)
+                detail.append("on ", style=muted)
+                detail.append(literal(f"{worker.rsplit(':', 1)[0]}  "))
+            detail.append("→ ", style=muted)
             detail.append(event, style=colors.get(event if event != "rescued" else "failed", ""))
-            if record["error"] and event != "completed":
+            error = str(record["error"] or "")
+            if error and event != "completed" and not error.startswith("exited with status"):
                 detail.append(": ", style=muted)
-                detail.append(literal(str(record["error"])))
+                detail.append(literal(error))
             run = Text(f"run {attempt}" if attempt is not None else "run")
             table.add_row(Text(coarse_relative_time(began, now)), run, detail)
             start, ended = None, at
@@ -275,10 +278,11 @@ def timeline(
             ended = None
     if start is not None:  # running now
         began = float(start["at"])  # type: ignore[arg-type]
-        detail = Text(duration(now - began), style="bold")
-        detail.append(" so far", style=muted)
+        detail = Text()
+        detail.append(f"{duration(now - began)} ", style="bold")
+        detail.append("so far  ", style=muted)
         if start["worker"]:
-            detail.append("  on ", style=muted)
+            detail.append("on ", style=muted)
             detail.append(literal(str(start["worker"]).rsplit(":", 1)[0]))
         attempt = start["attempt"]
         run = Text(f"run {attempt}" if attempt is not None else "run", style=colors.get("processing", ""))

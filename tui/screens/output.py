@@ -120,6 +120,9 @@ class OutputScreen(ModalScreen[None]):
         self.skipped = 0  # bytes of this run dropped from storage before they were shown
         self.error: str | None = None
         self.reads = 0  # reads applied (tests wait on it)
+        # At the end of the output, following it: until the reader scrolls up, and again once
+        # they scroll back to the end (set by the log's scrolling, not by the output growing).
+        self.following = True
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog live-output") as dialog:
@@ -135,7 +138,7 @@ class OutputScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.set_focus(self.log_view)
-        self.watch(self.log_view, "scroll_y", lambda: self._show_status(), init=False)
+        self.watch(self.log_view, "scroll_y", self._scrolled, init=False)
         self.poll()
         self.set_interval(POLL_S, self.poll)
 
@@ -159,11 +162,19 @@ class OutputScreen(ModalScreen[None]):
             follower.lock.release()
             self.queue.close()
 
+    def _scrolled(self) -> None:
+        log = self.log_view
+        self.following = log.is_vertical_scroll_end or log.max_scroll_y == 0
+        self._show_status()
+
+    def _to_the_end(self) -> None:
+        self.log_view.scroll_end(animate=False, immediate=True, x_axis=False)
+
     def on_output_read(self, read: OutputRead) -> None:
         read.stop()
         self.reads += 1
         log = self.log_view
-        following = log.is_vertical_scroll_end or log.max_scroll_y == 0
+        following = self.following
         self.state, self.error = read.state, read.error
         if read.error is None:
             self.total = read.total
@@ -177,35 +188,34 @@ class OutputScreen(ModalScreen[None]):
             log.write(f"{after}{gap}\n", scroll_end=following)
         if read.text:
             log.write(read.text, scroll_end=following)
-        self._show_status(following)
+        if following:  # again once laid out (the first output arrives before the log is sized)
+            self.call_after_refresh(self._to_the_end)
+        self._show_status()
 
-    def _show_status(self, following: bool | None = None) -> None:
+    def _show_status(self) -> None:
         colors = self.app.theme_variables
         muted = colors["muted"]
-        if following is None:
-            log = self.log_view
-            following = log.is_vertical_scroll_end or log.max_scroll_y == 0
+        following = self.following
         text = Text(no_wrap=True, overflow="ellipsis")
+        # (Each part's trailing space inside it: Textual drops one after a style's end.)
         if self.state is not None:
-            text.append(self.state, style=f"bold {colors.get(self.state, '')}")
-            text.append(f" · {self.total:,} bytes", style=muted)
+            text.append(f"{self.state} ", style=f"bold {colors.get(self.state, '')}")
+            text.append(f"· {self.total:,} bytes ", style=muted)
         if self.skipped:
-            text.append(" · ", style=muted)
-            text.append(f"{self.skipped:,} bytes skipped", style=colors[State.FAILED])
+            text.append("· ", style=muted)
+            text.append(f"{self.skipped:,} bytes skipped ", style=colors[State.FAILED])
         if self.error:
-            text.append(" · " if self.state else "", style=muted)
-            text.append(literal(self.error, colors[State.DEAD]))
+            text.append("· " if self.state else "", style=muted)
+            text.append(literal(f"{self.error} ", colors[State.DEAD]))
         if not following:
-            text.append(" · scrolled up: end to follow", style=muted)
+            text.append("· scrolled up: end to follow", style=muted)
         self.query_one("#output-status", Static).update(text)
 
     def action_follow(self) -> None:
-        self.log_view.scroll_end(animate=False, immediate=True)
-        self._show_status(True)
+        self._to_the_end()
 
     def action_top(self) -> None:
         self.log_view.scroll_home(animate=False, immediate=True)
-        self._show_status(False)
 
     def action_close(self) -> None:
         self.dismiss(None)

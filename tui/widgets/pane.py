@@ -256,7 +256,8 @@ class JobPane(DataTable):
     """The jobs of one pane, most relevant first, with a count in its border title."""
 
     BINDINGS = [
-        Binding("enter", "app.details", "Details", tooltip="Job details"),
+        # Not in the footer (full at 120 columns; enter opens a row anywhere): in the palette.
+        Binding("enter", "app.details", "Details", show=False, tooltip="Job details"),
         Binding("tab", "app.next_pane", "Next pane", show=False, tooltip="Next pane"),
         Binding("shift+tab", "app.previous_pane", "Previous pane", show=False,
                 tooltip="Previous pane"),  # fmt: skip
