@@ -244,6 +244,7 @@ def test_l_streams_the_output_of_a_job_another_process_runs(live_queue, other_wo
         await pilot.pause()
         assert log.scroll_y == 0
         await pilot.press("end")  # back at the end: it follows again
+        assert "scrolled up" not in status()
         gates[2].touch()
         await until(pilot, lambda: "the end" in log.lines, 10, "the last line")
         await until(pilot, lambda: status().startswith("completed"), 10, "the job's end")

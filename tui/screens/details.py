@@ -263,7 +263,9 @@ def timeline(
             detail.append("→ ", style=muted)
             detail.append(event, style=colors.get(event if event != "rescued" else "failed", ""))
             error = str(record["error"] or "")
-            if error and event != "completed" and not error.startswith("exited with status"):
+            if error.startswith(event):  # "cancelled (killed by signal SIGTERM)"
+                detail.append(literal(error[len(event) :]))
+            elif error and event != "completed" and not error.startswith("exited with status"):
                 detail.append(": ", style=muted)
                 detail.append(literal(error))
             run = Text(f"run {attempt}" if attempt is not None else "run")

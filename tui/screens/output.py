@@ -102,6 +102,18 @@ class Follower:
         return read
 
 
+class OutputLog(Log):
+    """The log of the output; its `end` follows the output again, at once (an animated scroll
+    could end short of output that arrived meanwhile, and not follow)."""
+
+    def action_scroll_end(self) -> None:
+        screen = self.screen
+        if isinstance(screen, OutputScreen):
+            screen.action_follow()
+        else:
+            super().action_scroll_end()
+
+
 class OutputScreen(ModalScreen[None]):
     """The live output of one job."""
 
@@ -129,7 +141,7 @@ class OutputScreen(ModalScreen[None]):
             dialog.border_title = Text("Output of ") + literal(self.job_id)
             dialog.border_subtitle = "esc close · end follow"
             yield Static(Text("loading…", style=self.app.theme_variables["muted"]), id="output-status")
-            log = Log(id="live-output", max_lines=MAX_LINES, auto_scroll=False)
+            log = OutputLog(id="live-output", max_lines=MAX_LINES, auto_scroll=False)
             yield log
 
     @property
@@ -212,7 +224,9 @@ class OutputScreen(ModalScreen[None]):
         self.query_one("#output-status", Static).update(text)
 
     def action_follow(self) -> None:
+        self.following = True
         self._to_the_end()
+        self._show_status()
 
     def action_top(self) -> None:
         self.log_view.scroll_home(animate=False, immediate=True)
