@@ -321,3 +321,34 @@ def test_the_top_bar_shows_the_last_hours_failure_rate_and_p95(seeded, fixed_clo
         assert "p95" in shown()
 
     drive(app, scenario)
+
+
+def test_the_loader_lists_cancelled_with_dead_and_reads_health_on_both_backends(target):
+    """What the panes and the top bar get, on SQLite and PostgreSQL alike."""
+    from queuectl import Queue
+    from queuectl.executor import RunResult
+    from queuectl.tui.data import load_snapshot, pane_summaries
+
+    queue = Queue(target)
+    try:
+        worker = queue.register_worker(1)
+        for command, code in (("true", 0), ("false", 1)):
+            queue.enqueue(JobSpec(command, max_retries=0))
+            job = queue.claim(worker)
+            error = None if code == 0 else "exited with status 1"
+            queue.finish(job, RunResult(code, error, ""), worker)
+        waiting = queue.enqueue("echo never")
+        queue.cancel([waiting.id])
+        snapshot = load_snapshot(queue, with_health=True, text="")
+        dead = snapshot.panes["dead"]
+        assert [(row.state, row.command) for row in dead] == [
+            ("cancelled", "echo never"), ("dead", "false"),
+        ]  # fmt: skip
+        assert pane_summaries(snapshot.counts, 0)["dead"] == (2, "1 cancelled")
+        assert (snapshot.health.runs, snapshot.health.failures) == (2, 1)
+        assert snapshot.health.run_p95 is not None
+        filtered = load_snapshot(queue, text="never")
+        assert [row.command for row in filtered.panes["dead"]] == ["echo never"]
+        assert filtered.health is None  # read only when asked (every few seconds)
+    finally:
+        queue.close()
