@@ -119,7 +119,7 @@ class Reading(QueueCore):
     def pane(self, pane: str, limit: int) -> list[Job]:
         """The first ``limit`` jobs of a TUI pane, without their output, in the pane's order:
         ``waiting`` (pending and failed, in claim order), ``processing`` (oldest start first),
-        ``completed`` and ``dead`` (most recently finished first)."""
+        ``completed``, ``dead`` and ``cancelled`` (most recently finished first)."""
         return self._pane(pane, limit)
 
     def pane_matching(self, pane: str, limit: int, text: str) -> list[Job]:
@@ -160,7 +160,7 @@ class Reading(QueueCore):
             query = query.where(*matching(Job))
         if pane == "processing":
             query = query.where(Job.state == State.PROCESSING).order_by(Job.started_at, Job.seq)
-        elif pane in (State.COMPLETED, State.DEAD):
+        elif pane in (State.COMPLETED, State.DEAD, State.CANCELLED):
             query = query.where(Job.state == pane).order_by(
                 Job.finished_at.desc(), Job.seq.desc()
             )

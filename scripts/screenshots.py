@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "tui"))
 
-from scenes import FixedClock, seed, seed_workflows  # noqa: E402
+from scenes import FixedClock, seed, seed_output, seed_workflows  # noqa: E402
 
 from queuectl.queue import Queue  # noqa: E402
 from queuectl.tui.app import QueueApp  # noqa: E402
@@ -31,7 +31,12 @@ async def _ready(app: QueueApp, pilot) -> None:
 
 
 async def scene(
-    out: Path, name: str, size: tuple[int, int], keys: tuple[str, ...] = (), workflows: bool = False
+    out: Path,
+    name: str,
+    size: tuple[int, int],
+    keys: tuple[str, ...] = (),
+    workflows: bool = False,
+    output: bool = False,
 ) -> None:
     with tempfile.TemporaryDirectory() as folder:
         clock = FixedClock()
@@ -39,6 +44,8 @@ async def scene(
         seed(queue, clock)
         if workflows:  # named queues, dependencies, schedules
             seed_workflows(queue, clock)
+        if output:  # what the running train-model printed so far
+            seed_output(queue, clock)
         app = QueueApp(queue, workers=0, clock=clock, refresh_interval=3600)
         async with app.run_test(size=size) as pilot:
             await _ready(app, pilot)
@@ -63,6 +70,9 @@ async def main(out: Path) -> None:
     await scene(out, "queues", (120, 36), ("Q", "down"), workflows=True)
     await scene(out, "schedules", (120, 36), ("S",), workflows=True)
     await scene(out, "filter", (120, 36), ("slash", *"deploy", "enter"), workflows=True)
+    await scene(out, "output", (120, 36), ("tab", "l"), output=True)
+    await scene(out, "edit", (120, 36), ("down", "e", *" --all"))
+    await scene(out, "details-history", (120, 40), ("down", "down", "enter"))
 
 
 if __name__ == "__main__":

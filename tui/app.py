@@ -26,6 +26,7 @@ from textual.widgets import Footer, Input
 
 from queuectl.config import KEYS
 from queuectl.errors import QueueError
+from queuectl.models import ACTIVE, CLAIMABLE, FINAL, State
 from queuectl.queue import Queue
 from queuectl.spec import JobSpec
 from queuectl.worker import MAX_THREADS, JobEvent
@@ -33,12 +34,14 @@ from queuectl.worker import MAX_THREADS, JobEvent
 from .data import Loader, pane_summaries
 from .keys import KeysInOrder
 from .pool import PoolControl
-from .messages import PANES, Done, LoadFailed, PoolEvent, QueueSnapshot
+from .messages import PANES, Done, JobRow, LoadFailed, PoolEvent, QueueSnapshot
 from .screens.config import ConfigScreen
 from .screens.confirm import ConfirmScreen, StoppingScreen
 from .screens.details import DetailsScreen
+from .screens.edit import EditScreen
 from .screens.enqueue import EnqueueScreen
 from .screens.listing import ListingScreen
+from .screens.output import OutputScreen
 from .screens.queues import QueuesScreen
 from .screens.schedules import SchedulesScreen
 from .theme import THEME, VARIABLES
@@ -46,6 +49,9 @@ from .widgets.filter import FilterBar
 from .widgets.pane import JobPane
 from .widgets.stats import StatsBar
 
+
+
+CANCEL_WAIT_S = 10.0  # `x` on a running job: how long to wait for its worker to stop it
 
 
 def display_name(queue: Queue) -> str:
@@ -64,8 +70,11 @@ class QueueApp(KeysInOrder):
     # The footer shows the descriptions; a binding with a tooltip is a palette command too.
     BINDINGS = [
         Binding("a", "enqueue", "Add", tooltip="Enqueue a job"),
-        Binding("r", "retry", "Retry", tooltip="Retry the selected dead job"),
-        Binding("R", "retry_all", "Retry all", tooltip="Retry all dead jobs"),
+        Binding("r", "retry", "Retry", tooltip="Retry the selected dead or cancelled job"),
+        Binding("R", "retry_all", "Retry all", show=False, tooltip="Retry all dead jobs"),
+        Binding("x", "cancel_job", "Cancel", tooltip="Cancel the selected job"),
+        Binding("e", "edit", "Edit", tooltip="Edit the selected waiting job"),
+        Binding("l", "output", "Log", tooltip="The selected job's output, live"),
         Binding("c", "config", "Config", tooltip="Edit the configuration"),
         Binding("slash", "filter", "Filter", tooltip="Filter the panes by id, command or queue"),
         Binding("escape", "clear_filter", "Clear filter", show=False, tooltip="Clear the filter"),
@@ -123,7 +132,8 @@ class QueueApp(KeysInOrder):
         yield self.footer
 
     NARROW = 100  # columns: below this the panes stack and the bars get terse
-    WIDE = 120  # columns: from this on the bar names the states
+    WIDE = 140  # columns: from this on the bar names the states (below, glyphs: room for the
+    # last hour's failure rate and p95)
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit(event.size.width)
@@ -177,6 +187,8 @@ class QueueApp(KeysInOrder):
         stats = self.stats
         stats.counts = counts
         stats.show_throughput(snapshot.finished)
+        if snapshot.health is not None:  # read every few seconds (Loader.HEALTH_EVERY_S)
+            stats.show_health(snapshot.health)
         stats.busy = self.pool.busy
         stats.error = ""
         self.config_values = snapshot.config
@@ -282,10 +294,11 @@ class QueueApp(KeysInOrder):
         if job_id is None:
             self.notify("The DLQ is empty", severity="warning")
             return
-        self._act(lambda: f"Retrying {self.queue.retry_dead([job_id])[0].id}")
+        # Dead or cancelled alike (SPEC 6); the engine refuses a job retried meanwhile.
+        self._act(lambda: f"Retrying {self.queue.retry([job_id])[0].id}")
 
     def action_retry_all(self) -> None:
-        dead = self.grid.query_one("#pane-dead", JobPane).total
+        dead = self.stats.counts.get(State.DEAD, 0)  # the pane lists cancelled jobs too
         if not dead:
             self.notify("The DLQ is empty", severity="warning")
             return
@@ -297,6 +310,65 @@ class QueueApp(KeysInOrder):
                 self._act(lambda: f"Retrying {len(self.queue.retry_all_dead()):,} dead jobs")
 
         self.push_screen(ConfirmScreen("Retry all dead jobs", question, "Retry all"), answer)
+
+    # -- controlling a job: cancel (`x`), edit (`e`), its live output (`l`) -------------------
+
+    def _selected_row(self) -> JobRow | None:
+        pane = self._focused_pane()
+        row = pane.selected_row if pane else None
+        if row is None:
+            self.notify("No job selected", severity="warning")
+        return row
+
+    def action_cancel_job(self) -> None:
+        row = self._selected_row()
+        if row is None:
+            return
+        if row.state in FINAL:
+            self.notify(f"{row.id} is {row.state}: nothing to cancel", markup=False)
+            return
+        if row.state not in ACTIVE:
+            self._act(lambda: f"Cancelled {self.queue.cancel([row.id])[0].id}")
+            return
+        question = f"{row.id} is running: stop it (its process is killed) and cancel it?"
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._act(partial(self._cancel_running, row.id))
+
+        self.push_screen(ConfirmScreen("Cancel a running job", question, "Cancel it", "Keep"),
+                         answer)  # fmt: skip
+
+    def _cancel_running(self, job_id: str) -> str:
+        """In a worker thread: ask the job's worker (any process) to stop it, and wait."""
+        job = self.queue.cancel([job_id])[0]
+        if job.state not in ACTIVE:  # it ended meanwhile: cancelled at once, if it was waiting
+            return f"Cancelled {job.id}"
+        if self.queue.wait_stopped([job.seq], CANCEL_WAIT_S):
+            return f"Cancelled {job.id} (stopped)"
+        return f"Cancel of {job.id} asked: its worker has not stopped it yet"
+
+    def action_edit(self) -> None:
+        row = self._selected_row()
+        if row is None:
+            return
+        if row.state not in CLAIMABLE:
+            self.notify(f"Only a waiting job can be edited: {row.id} is {row.state}",
+                        severity="warning", markup=False)  # fmt: skip
+            return
+        default = self.config_values.get("max-retries", KEYS["max-retries"].default)
+
+        def edited(outcome: tuple[str, str] | None) -> None:
+            if outcome is not None:
+                self.notify(outcome[0], severity=outcome[1], markup=False)  # type: ignore[arg-type]
+                self.request_load()
+
+        self.push_screen(EditScreen(self.queue, row, self.clock(), default), edited)
+
+    def action_output(self) -> None:
+        row = self._selected_row()
+        if row is not None:
+            self.push_screen(OutputScreen(self.queue, row.id))
 
     @work(thread=True, group="actions", exit_on_error=False)
     def _act(self, do: Callable[[], str]) -> None:

@@ -16,9 +16,10 @@ from textual.timer import Timer
 from queuectl.models import Job, State
 from queuectl.queue import Queue
 
-from .messages import PANES, JobRow, LoadFailed, QueueSnapshot
+from .messages import PANES, Health, JobRow, LoadFailed, QueueSnapshot
 
 WINDOW_S = 60  # the throughput chart: the last minute, one bar a second
+HEALTH_WINDOW_S = 3600.0  # the top bar's failure rate and run-time p95: the last hour
 PANE_LIMIT = 200  # rows loaded per pane when the app does not say (see JobPane.rows_wanted)
 
 
@@ -46,10 +47,29 @@ def pane_jobs(queue: Queue, name: str, limit: int, text: str = "") -> list[Job]:
     """The first ``limit`` jobs of pane ``name``; with ``text``, only those whose id, command or
     queue contains it. The database does the matching and stops at ``limit``
     (``Queue.pane_matching``): a filter never loads more rows than the pane shows."""
-    if not text:
-        return queue.pane(name, limit)
-    jobs = queue.pane_matching(name, limit, text)
-    return queue.fill_after(jobs) if name == "waiting" else jobs
+    if name == "dead":  # cancelled jobs are listed with the dead ones (SPEC 5)
+        both = [*_pane_of(queue, "dead", limit, text), *_pane_of(queue, "cancelled", limit, text)]
+        both.sort(key=lambda job: (job.finished_at or 0.0, job.seq), reverse=True)
+        return both[:limit]
+    jobs = _pane_of(queue, name, limit, text)
+    return queue.fill_after(jobs) if name == "waiting" and text else jobs
+
+
+def _pane_of(queue: Queue, name: str, limit: int, text: str) -> list[Job]:
+    """Each state read through its own index, in the pane's order, stopping at ``limit``."""
+    return queue.pane_matching(name, limit, text) if text else queue.pane(name, limit)
+
+
+def health(queue: Queue, since: float = HEALTH_WINDOW_S) -> Health:
+    """The runs that ended in the last ``since`` seconds, over every queue (SPEC 8 stats)."""
+    runs = failures = 0
+    p95s = []
+    for stats in queue.stats(since).queues.values():
+        runs += sum(stats.runs.values())
+        failures += stats.runs[State.FAILED] + stats.runs[State.DEAD]
+        if stats.run_p95 is not None:
+            p95s.append(stats.run_p95)
+    return Health(runs, failures, max(p95s) if p95s else None)
 
 
 def load_snapshot(
@@ -57,9 +77,11 @@ def load_snapshot(
     clock: Callable[[], float] | None = None,
     limits: dict[str, int] | None = None,
     text: str = "",
+    with_health: bool = False,
 ) -> QueueSnapshot:
     """Counts, config, live workers and the first rows of every pane (``limits[pane]`` of them;
-    with ``text``, of the jobs that match it)."""
+    with ``text``, of the jobs that match it); ``with_health``: the last hour's :func:`health`
+    too (heavier than the rest: the loader asks for it every few seconds)."""
     limits = {name: (limits or {}).get(name, PANE_LIMIT) for name in PANES}
     try:
         now = (clock or queue.clock)()
@@ -75,6 +97,7 @@ def load_snapshot(
             finished=queue.finished_per_second(WINDOW_S),
             filter=text,
             limits=limits,
+            health=health(queue) if with_health else None,
         )
     finally:
         queue.close()  # this thread's connection; the executor may hand the thread to others
@@ -83,12 +106,16 @@ def load_snapshot(
 def pane_summaries(counts: dict[str, int], live_workers: int) -> dict[str, tuple[int, str]]:
     """Per pane: how many jobs it holds in all, and a note for its border."""
     failed = counts[State.FAILED]
+    cancelled = counts.get(State.CANCELLED, 0)
     workers = f"{live_workers} worker{'' if live_workers == 1 else 's'} live"
     return {
         "waiting": (counts[State.PENDING] + failed, f"{failed:,} retrying" if failed else ""),
         "processing": (counts[State.PROCESSING], workers),
         "completed": (counts[State.COMPLETED], ""),
-        "dead": (counts[State.DEAD], ""),
+        "dead": (
+            counts[State.DEAD] + cancelled,
+            f"{cancelled:,} cancelled" if cancelled else "",
+        ),
     }
 
 
@@ -100,6 +127,7 @@ class Loader:
     """
 
     MIN_GAP_S = 0.2  # worker events refresh at most this often; the app's timer refreshes anyway
+    HEALTH_EVERY_S = 5.0  # the last hour's stats, heavier than counts: at most this often
 
     def __init__(
         self,
@@ -115,6 +143,7 @@ class Loader:
         self._again = False  # asked for while loading: load once more when done
         self._last = float("-inf")  # time.monotonic() of the last load started
         self._timer: Timer | None = None
+        self._health_at = float("-inf")  # time.monotonic() of the last load that read health
 
     def request(self) -> None:
         """Refresh soon: at once if idle, else after the load in flight (never two at once)."""
@@ -128,7 +157,10 @@ class Loader:
             return
         self._loading, self._again = True, False
         self._last = time.monotonic()
-        load = partial(self._load, self.limits(), self.text())
+        with_health = self._last - self._health_at >= self.HEALTH_EVERY_S
+        if with_health:
+            self._health_at = self._last
+        load = partial(self._load, self.limits(), self.text(), with_health)
         self.app.run_worker(load, thread=True, exclusive=True, group="load", exit_on_error=False)
 
     def loaded(self) -> None:
@@ -141,9 +173,9 @@ class Loader:
         self._timer = None
         self.request()
 
-    def _load(self, limits: dict[str, int], text: str = "") -> None:
+    def _load(self, limits: dict[str, int], text: str = "", with_health: bool = False) -> None:
         """In a worker thread."""
         try:
-            self.app.post_message(load_snapshot(self.queue, self.clock, limits, text))
+            self.app.post_message(load_snapshot(self.queue, self.clock, limits, text, with_health))
         except Exception as exc:  # the database went away or is locked: show it, keep going
             self.app.post_message(LoadFailed(f"{type(exc).__name__}: {exc}"))

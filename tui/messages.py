@@ -32,6 +32,20 @@ class JobRow:
     blocked_by: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Health:
+    """The last hour's runs (SPEC 8's stats, every queue): how many ended, how many of those
+    failed (a retry scheduled, or dead), and the run time's p95 (the slowest queue's)."""
+
+    runs: int = 0
+    failures: int = 0
+    run_p95: float | None = None
+
+    @property
+    def failure_rate(self) -> float | None:
+        return self.failures / self.runs if self.runs else None
+
+
 @dataclass
 class QueueSnapshot(Message):
     """Everything the main screen shows, read at ``now`` by the loader thread."""
@@ -44,6 +58,7 @@ class QueueSnapshot(Message):
     finished: list[int] = field(default_factory=list)  # jobs finished a second, last minute
     filter: str = ""  # the panes hold only the jobs whose id, command or queue contains this
     limits: dict[str, int] = field(default_factory=dict)  # the rows asked for, per pane
+    health: Health | None = None  # read at most every Loader.HEALTH_EVERY_S; None: not this time
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, QueueSnapshot)  # only the newest one matters
@@ -80,6 +95,10 @@ class JobLoaded(Message):
     needed_by: list[tuple[str, str]] = field(default_factory=list)
     after_total: int = 0
     needed_by_total: int = 0
+    # SPEC 8: its history, oldest first: at (epoch), event, attempt, worker, exit_code, error,
+    # duration (a run's end: its seconds); the last HISTORY_SHOWN records, and how many in all.
+    history: list[dict[str, object]] = field(default_factory=list)
+    history_total: int = 0
 
 
 @dataclass
@@ -107,3 +126,16 @@ class Listed(Message):
 @dataclass
 class Changed(Message):
     """An action of a screen changed what it shows: read it again."""
+
+
+@dataclass
+class OutputRead(Message):
+    """What the live output screen (`l`) read of its job: its state, and the output that is
+    new since the last read (``reset``: of a new run, replacing what is shown)."""
+
+    state: str | None  # None: the job is gone
+    text: str = ""
+    reset: bool = False
+    skipped: int = 0  # bytes of output dropped from storage before they were shown
+    total: int = 0  # bytes the run has printed
+    error: str | None = None

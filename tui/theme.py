@@ -20,6 +20,7 @@ STATE_COLORS = {
     State.PROCESSING: "#e5c07b",
     State.COMPLETED: "#98c379",
     State.DEAD: "#e06c75",
+    State.CANCELLED: "#c678dd",  # listed with the dead, told apart by this
 }
 SHADES = {
     "muted": "#7f848e",  # labels, hints, zeros

@@ -48,3 +48,15 @@ def workflows_queue(db_path, fixed_clock):
     seed_workflows(queue, fixed_clock)
     yield queue
     queue.close()
+
+
+@pytest.fixture
+def output_queue(db_path, fixed_clock):
+    """The seeded queue, its running ``train-model`` having printed (scenes.seed_output)."""
+    from scenes import seed_output
+
+    queue = Queue(db_path, clock=fixed_clock)
+    seed(queue, fixed_clock)
+    seed_output(queue, fixed_clock)
+    yield queue
+    queue.close()

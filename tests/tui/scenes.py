@@ -112,3 +112,16 @@ def seed_workflows(queue: Queue, clock: FixedClock) -> None:
                        JobSpec("Rscript reports/weekly.R", queue="reports", cwd=CWD))
     queue.pause_schedule("weekly-report")
     clock.now = T0
+
+
+def seed_output(queue: Queue, clock: FixedClock) -> None:
+    """On top of :func:`seed`: what the running ``train-model`` printed so far, its stored tail
+    past the cap (earlier bytes dropped), with text that must be shown as written."""
+    lines = [f"epoch {n:2d}/40  loss={1.9 / n:.4f}  acc={0.5 + n / 90:.3f}  [{'#' * n:<16.16}]"
+             for n in range(1, 15)]  # fmt: skip
+    lines[6] += "  [bold]checkpoint[/] saved \x1b[32mok\x1b[0m"
+    tail = "\n".join(lines) + "\n"
+    dropped = 48_213
+    stored = f"[queuectl: output truncated, {dropped} earlier bytes dropped]\n" + tail
+    job = queue.get("train-model")
+    assert queue.store_output(job, SOMEONE, stored, dropped + len(tail.encode()))

@@ -530,7 +530,9 @@ def test_actions_are_in_the_command_palette(seeded, fixed_clock):
 
     async def scenario(pilot):
         titles = [command.title for command in app.get_system_commands(app.screen)]
-        for title in ("Enqueue a job", "Retry the selected dead job", "Retry all dead jobs",
+        for title in ("Enqueue a job", "Retry the selected dead or cancelled job",
+                      "Retry all dead jobs", "Cancel the selected job",
+                      "Edit the selected waiting job", "The selected job's output, live",
                       "Edit the configuration", "Job details", "Next pane", "Previous pane",
                       "Add a worker thread", "Remove a worker thread",
                       "Pause / resume workers"):  # fmt: skip

@@ -111,3 +111,24 @@ def test_filtered_view_with_queues_and_dependencies(snap_compare, workflows_queu
     assert snap_compare(
         scene(workflows_queue, fixed_clock), terminal_size=(120, 36), run_before=filtered
     )
+
+
+def test_live_output_of_a_running_job(snap_compare, output_queue, fixed_clock):
+    async def output(pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("tab", "l")
+        await until(pilot, lambda: getattr(pilot.app.screen, "reads", 0) > 0, what="the output")
+        await pilot.pause()
+
+    assert snap_compare(scene(output_queue, fixed_clock), terminal_size=(120, 36), run_before=output)
+
+
+def test_details_with_the_history_timeline(snap_compare, seeded, fixed_clock):
+    async def details(pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("down", "down", "enter")  # health-chk: failed once, to be retried
+        screen = pilot.app.screen
+        await until(pilot, lambda: getattr(screen, "fields_table", None), what="the job")
+        await pilot.pause()
+
+    assert snap_compare(scene(seeded, fixed_clock), terminal_size=(120, 40), run_before=details)

@@ -1,4 +1,5 @@
-"""Job details (`enter`): every field and the whole stored output, scrollable."""
+"""Job details (`enter`): every field, its dependencies, its history as a timeline (runs with
+their duration, exit code and worker, the waits between them) and the whole stored output."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from textual.widgets import Static, TextArea
 from queuectl.errors import QueueError
 from queuectl.models import FINAL, Job, State
 from queuectl.queue import Queue
-from queuectl.text import coarse_relative_time, safe, utc_time
+from queuectl.text import coarse_relative_time, duration, safe, utc_time
 
 from ..messages import JobLoaded
 from ..text import literal
@@ -151,10 +152,12 @@ class DetailsScreen(ModalScreen[None]):
                 except QueueError:  # purged meanwhile
                     after.append((dep_id, "gone"))
             needed_by = [(dep.id, str(dep.state)) for dep in self.queue.dependents(job)]
+            events = self.queue.history(job)
             self.post_message(JobLoaded(
                 job.to_dict(), times=times, after=after,
                 needed_by=needed_by[:DEPENDENCIES_SHOWN], after_total=len(job.after_ids),
                 needed_by_total=len(needed_by),
+                history=history_records(events[-HISTORY_SHOWN:]), history_total=len(events),
             ))  # fmt: skip
         except QueueError as exc:
             self.post_message(JobLoaded(None, str(exc)))
@@ -178,6 +181,9 @@ class DetailsScreen(ModalScreen[None]):
                 message.after, message.needed_by,
                 (message.after_total, message.needed_by_total), self.app.theme_variables,
             ),
+            Text("history", style=f"bold {self.app.theme_variables['muted']}"),
+            timeline(message.history, message.history_total, self.app.clock(),
+                     self.app.theme_variables),
         )  # fmt: skip
         table.update(self.fields_table)
         dialog = self.query_one(".dialog")
@@ -194,3 +200,93 @@ class DetailsScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+# -- the history timeline (SPEC 8) -----------------------------------------------------------
+
+HISTORY_SHOWN = 50  # the last records of a job's history shown; the rest are counted
+RUN_ENDS = {"completed", "failed", "dead", "cancelled", "rescued", "released"}
+
+
+def history_records(events) -> list[dict[str, object]]:
+    """A job's history events (``Queue.history``) as plain data for the UI thread."""
+    return [
+        {
+            "at": event.at, "event": event.event, "attempt": event.attempt,
+            "worker": event.worker, "exit_code": event.exit_code, "error": event.error,
+            "duration": event.duration,
+        }
+        for event in events
+    ]  # fmt: skip
+
+
+def timeline(
+    records: list[dict[str, object]], total: int, now: float, colors: dict[str, str]
+) -> Table:
+    """The history as a timeline: each run on one line (when it started, how long it took, its
+    exit code, where it ran and what it led to), the waits between runs, and the other changes
+    (enqueued, edited, retried, ...) as they happened."""
+    muted = colors["muted"]
+    table = Table.grid(padding=(0, 2), expand=True)
+    table.add_column(style=muted, no_wrap=True, width=NAME_WIDTH)
+    table.add_column(no_wrap=True, width=9)
+    table.add_column(overflow="fold", ratio=1)
+    if total > len(records):
+        table.add_row(Text("…"), Text(""), Text(f"{total - len(records):,} earlier records", style=muted))
+    if not records:
+        table.add_row(Text("—"), Text(""), Text("no history recorded", style=muted))
+    start: dict[str, object] | None = None  # the run under way
+    ended: float | None = None  # when the last run ended (the wait before the next is shown)
+    for record in records:
+        event, at = str(record["event"]), float(record["at"])  # type: ignore[arg-type]
+        when = Text(coarse_relative_time(at, now))
+        if event == "started":
+            if ended is not None and at - ended >= 0.5:
+                table.add_row(Text(""), Text("waited", style=muted),
+                              Text(duration(at - ended), style=muted))  # fmt: skip
+            start, ended = record, None
+            continue
+        if event in RUN_ENDS:
+            began = float(start["at"]) if start else at  # type: ignore[arg-type]
+            took = record["duration"]
+            took = float(took) if took is not None else at - began  # type: ignore[arg-type]
+            attempt = record["attempt"] if record["attempt"] is not None else (start or {}).get("attempt")
+            worker = str(record["worker"] or (start or {}).get("worker") or "")
+            # (Each part's trailing spaces inside it: Textual drops one after a style's end.)
+            detail = Text()
+            detail.append(f"{duration(took)}  ", style="bold")
+            if record["exit_code"] is not None:
+                detail.append(f"exit {record['exit_code']}  ")
+            if worker:
+                detail.append("on ", style=muted)
+                detail.append(literal(f"{worker.rsplit(':', 1)[0]}  "))
+            detail.append("→ ", style=muted)
+            detail.append(event, style=colors.get(event if event != "rescued" else "failed", ""))
+            error = str(record["error"] or "")
+            if error.startswith(event):  # "cancelled (killed by signal SIGTERM)"
+                detail.append(literal(error[len(event) :]))
+            elif error and event != "completed" and not error.startswith("exited with status"):
+                detail.append(": ", style=muted)
+                detail.append(literal(error))
+            run = Text(f"run {attempt}" if attempt is not None else "run")
+            table.add_row(Text(coarse_relative_time(began, now)), run, detail)
+            start, ended = None, at
+            continue
+        detail = Text()
+        if record["error"]:
+            detail.append(literal(str(record["error"]), muted))
+        table.add_row(when, Text(event, style=colors.get(event, "")), detail)
+        if event == "retried":
+            ended = None
+    if start is not None:  # running now
+        began = float(start["at"])  # type: ignore[arg-type]
+        detail = Text()
+        detail.append(f"{duration(now - began)} ", style="bold")
+        detail.append("so far  ", style=muted)
+        if start["worker"]:
+            detail.append("on ", style=muted)
+            detail.append(literal(str(start["worker"]).rsplit(":", 1)[0]))
+        attempt = start["attempt"]
+        run = Text(f"run {attempt}" if attempt is not None else "run", style=colors.get("processing", ""))
+        table.add_row(Text(coarse_relative_time(began, now)), run, detail)
+    return table

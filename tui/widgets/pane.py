@@ -131,10 +131,17 @@ def _completed(row: JobRow, now: float, config: dict, colors: Colors) -> Cells:
 
 
 def _dead(row: JobRow, now: float, config: dict, colors: Colors) -> Cells:
+    if row.state == State.CANCELLED:  # listed with the dead (SPEC 5), marked in its own colour
+        error = Text("⊘ ", style=colors[State.CANCELLED], end="", no_wrap=True,
+                     overflow="ellipsis")  # fmt: skip
+        said = row.error or ""
+        error.append(literal(said if said.startswith("cancelled") else f"cancelled {said}".strip()))
+    else:
+        error = literal(row.error, colors[State.DEAD])
     return {
         "command": literal(row.command),
         "tries": _tries(row, config, colors),
-        "error": literal(row.error, colors[State.DEAD]),
+        "error": error,
         "finished": Text(ago(row.finished_at, now), style=colors["muted"], end=""),
     }
 
@@ -249,7 +256,8 @@ class JobPane(DataTable):
     """The jobs of one pane, most relevant first, with a count in its border title."""
 
     BINDINGS = [
-        Binding("enter", "app.details", "Details", tooltip="Job details"),
+        # Not in the footer (full at 120 columns; enter opens a row anywhere): in the palette.
+        Binding("enter", "app.details", "Details", show=False, tooltip="Job details"),
         Binding("tab", "app.next_pane", "Next pane", show=False, tooltip="Next pane"),
         Binding("shift+tab", "app.previous_pane", "Previous pane", show=False,
                 tooltip="Previous pane"),  # fmt: skip
@@ -284,6 +292,12 @@ class JobPane(DataTable):
             return None
         row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
         return row_key.value
+
+    @property
+    def selected_row(self) -> JobRow | None:
+        """The job under the cursor, as last loaded, if any."""
+        job_id = self.selected_id
+        return next((job for job in self._jobs if job.id == job_id), None)
 
     @property
     def rows_wanted(self) -> int:

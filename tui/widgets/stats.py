@@ -9,8 +9,10 @@ from textual.reactive import reactive
 from textual.widgets import Sparkline, Static
 
 from queuectl.models import State
+from queuectl.text import duration
 
 from ..data import WINDOW_S
+from ..messages import Health
 from ..text import literal
 
 
@@ -20,7 +22,9 @@ COUNTS = (  # label, state, glyph
     ("running", State.PROCESSING, "▶"),
     ("done", State.COMPLETED, "✔"),
     ("dead", State.DEAD, "✖"),
+    ("cancelled", State.CANCELLED, "⊘"),  # shown once there are some
 )
+SHOWN_WHEN_ZERO = {State.PENDING, State.FAILED, State.PROCESSING, State.COMPLETED, State.DEAD}
 
 
 class StatsBar(Horizontal):
@@ -43,6 +47,8 @@ class StatsBar(Horizontal):
         self._workers = Static(id="workers")
         self._chart = Sparkline([0] * WINDOW_S, id="throughput")
         self._rate = Static(id="rate")
+        self._health = Static(id="health")
+        self.health = Health()
 
     def compose(self) -> ComposeResult:
         yield Static(self._brand(), id="brand")
@@ -50,6 +56,7 @@ class StatsBar(Horizontal):
         yield self._workers
         yield self._chart
         yield self._rate
+        yield self._health
 
     def _brand(self) -> Text:
         return Text(f" {self.queue_name} ", style="bold")  # a Text: the name is shown literally
@@ -58,6 +65,29 @@ class StatsBar(Horizontal):
         self._show_counts()
         self._show_workers()
         self._show_rate()
+        self._show_health()
+
+    # -- the last hour's failure rate and run-time p95 --------------------------------------
+
+    def show_health(self, health: Health) -> None:
+        self.health = health
+        self._show_health()
+
+    def _show_health(self) -> None:
+        """``1h 25% failed · p95 1m11s``: the runs that ended in the last hour (all queues)."""
+        muted = self.colors["muted"]
+        text = Text("1h ", style=muted, no_wrap=True, overflow="ellipsis")
+        rate = self.health.failure_rate
+        if rate is None:
+            text.append("—", style="bold")
+        else:
+            style = self.colors[State.DEAD] if self.health.failures else self.colors[State.COMPLETED]
+            text.append(f"{rate:.0%}", style=f"bold {style}")
+        text.append(" failed · p95 ", style=muted)
+        p95 = self.health.run_p95
+        text.append(duration(p95) if p95 is not None else "—", style="bold")
+        text.append(" ")
+        self._health.update(text)
 
     # -- throughput ---------------------------------------------------------------------------
 
@@ -92,6 +122,8 @@ class StatsBar(Horizontal):
             return
         for label, state, glyph in COUNTS:
             value = self.counts.get(state, 0)
+            if not value and state not in SHOWN_WHEN_ZERO:
+                continue
             style = self.colors[state] if value else self.colors["muted"]
             if self.compact:
                 text.append(f"{glyph}{value:,} ", style=f"bold {style}")

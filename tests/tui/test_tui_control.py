@@ -1,0 +1,354 @@
+"""Controlling jobs from the TUI (SPEC 5, 6, 8): cancel (`x`), edit (`e`), live output (`l`),
+cancelled jobs in the Dead pane and `r` on them, the history timeline in the details, and the
+last hour's failure rate and p95 in the top bar."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_tui_pilot import column, pane, plain, screen_text, type_ahead, typed
+from textual.widgets import Input, Log, Static
+from tui_helpers import drive, make_app, until
+
+from queuectl.spec import JobSpec
+from queuectl.tui.screens.confirm import ConfirmScreen
+from queuectl.tui.screens.details import DetailsScreen
+from queuectl.tui.screens.edit import EditScreen
+from queuectl.tui.screens.output import OutputScreen
+
+QUEUECTL = Path(sys.executable).with_name("queuectl")
+ENV = {k: v for k, v in os.environ.items() if k != "QUEUECTL_DB"}
+
+
+def notices(app) -> list[str]:
+    return [str(notification.message) for notification in app._notifications]
+
+
+def state(queue, job_id: str) -> str:
+    return str(queue.get(job_id).state)
+
+
+# -- x: cancel -------------------------------------------------------------------------------
+
+
+def test_x_cancels_a_waiting_job_and_it_is_listed_with_the_dead(seeded, fixed_clock):
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        assert pane(app, "waiting").selected_id == "test-suite"
+        await pilot.press("x")
+        await until(pilot, lambda: state(seeded, "test-suite") == "cancelled")
+        dead = pane(app, "dead")
+        await until(pilot, lambda: "test-suite" in column(dead, "id"))
+        errors = dict(zip(column(dead, "id"), column(dead, "error")))
+        assert errors["test-suite"] == "⊘ cancelled"
+        assert errors["deploy-prod"] == "exited with status 1"
+        # (Counts and rows are read one after the other: a load may fall between.)
+        await until(pilot, lambda: "Dead [b]3[/b]" in dead.border_title)
+        assert "1 cancelled" in dead.border_subtitle
+        assert "⊘1" in str(app.stats.query_one("#counts", Static).render())
+        # A finished job: a notice, nothing changes.
+        await pilot.press("tab", "tab")
+        assert pane(app, "completed").selected_id == "thumbs-17"
+        await pilot.press("x")
+        await until(pilot, lambda: any("nothing to cancel" in n for n in notices(app)))
+        assert state(seeded, "thumbs-17") == "completed"
+
+    drive(app, scenario)
+
+
+def test_x_on_a_running_job_asks_then_stops_and_cancels_it(live_queue):
+    app = make_app(live_queue, workers=1)
+
+    async def scenario(pilot):
+        job = live_queue.enqueue("sleep 30")
+        await until(pilot, lambda: app.pool.busy == 1)  # running, not just claimed
+        await until(pilot, lambda: job.id in column(pane(app, "processing"), "id"))
+        await pilot.press("tab")
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")  # kept
+        await pilot.pause(0.3)
+        assert state(live_queue, job.id) == "processing"
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await until(pilot, lambda: state(live_queue, job.id) == "cancelled", what="cancelled")
+        await until(pilot, lambda: job.id in column(pane(app, "dead"), "id"))
+        await until(pilot, lambda: any(f"Cancelled {job.id}" in n for n in notices(app)))
+
+    drive(app, scenario)
+
+
+# -- r on a cancelled job ------------------------------------------------------------------
+
+
+def test_r_retries_a_cancelled_job(seeded, fixed_clock):
+    seeded.cancel(["docs-build"])
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        dead = pane(app, "dead")
+        await until(pilot, lambda: "docs-build" in column(dead, "id"))
+        await pilot.press("shift+tab")
+        assert dead.selected_id == "docs-build"  # cancelled last: the newest finish
+        await pilot.press("r")
+        await until(pilot, lambda: state(seeded, "docs-build") == "pending")
+        job = seeded.get("docs-build")
+        assert (job.attempts, job.error) == (0, None)
+        await until(pilot, lambda: "docs-build" in column(pane(app, "waiting"), "id"))
+        assert state(seeded, "deploy-prod") == "dead"  # R stays "retry all dead"
+
+    drive(app, scenario)
+
+
+# -- e: edit -------------------------------------------------------------------------------
+
+
+def test_e_edits_a_waiting_job_with_keys_typed_ahead(seeded, fixed_clock):
+    """`e`, more command text, tab, a max retries and enter, all sent before the app handles
+    the `e`: the text lands in the form `e` opened, the value in the field tab moved to."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("down")
+        assert pane(app, "waiting").selected_id == "docs-build"
+        type_ahead(app, "e", *typed(" --all"), "tab", "4", "enter")
+        await until(pilot, lambda: seeded.get("docs-build").command == "make docs --all")
+        job = seeded.get("docs-build")
+        assert (job.max_retries, job.priority, job.queue) == (4, 0, "default")
+        await until(pilot, lambda: not isinstance(app.screen, EditScreen))
+        await until(pilot, lambda: "make docs --all" in column(pane(app, "waiting"), "command"))
+        await until(pilot, lambda: any("Edited docs-build" in n for n in notices(app)))
+
+    drive(app, scenario)
+
+
+def test_e_form_is_filled_in_and_validated(seeded, fixed_clock):
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("down", "down", "down")
+        assert pane(app, "waiting").selected_id == "cleanup"
+        await pilot.press("e")
+        screen = app.screen
+        assert isinstance(screen, EditScreen)
+        values = {key: screen.text(key) for key in ("command", "max_retries", "priority",
+                                                    "delay", "queue")}  # fmt: skip
+        assert values == {"command": "./cleanup.sh --older-than 7d", "max_retries": "",
+                          "priority": "0", "delay": "", "queue": "default"}  # fmt: skip
+        assert "due in 5m" in screen.query_one("#delay", Input).placeholder
+        screen.query_one("#priority", Input).value = "high"
+        screen.query_one("#queue", Input).value = "bad name!"
+        await pilot.press("enter")
+        assert app.screen is screen
+        assert screen.field("priority").has_class("-invalid")
+        assert screen.field("queue").has_class("-invalid")
+        screen.query_one("#priority", Input).value = "7"
+        screen.query_one("#queue", Input).value = "nightly"
+        screen.query_one("#delay", Input).value = "0"
+        await pilot.press("enter")
+        await until(pilot, lambda: seeded.get("cleanup").queue == "nightly")
+        job = seeded.get("cleanup")
+        assert (job.priority, job.run_at, job.command) == (7, fixed_clock.now,
+                                                           "./cleanup.sh --older-than 7d")  # fmt: skip
+        # A job that is not waiting: a notice, no form.
+        await pilot.press("tab", "e")
+        assert not isinstance(app.screen, EditScreen)
+        await until(pilot, lambda: any("Only a waiting job" in n for n in notices(app)))
+
+    drive(app, scenario)
+
+
+def test_e_on_a_job_that_started_meanwhile_shows_the_refusal(seeded, fixed_clock):
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        assert pane(app, "waiting").selected_id == "test-suite"
+        await pilot.press("e")
+        assert isinstance(app.screen, EditScreen)
+        assert seeded.claim("elsewhere:1:0").id == "test-suite"  # another worker took it
+        await pilot.press(*"x", "enter")
+        await until(pilot, lambda: not isinstance(app.screen, EditScreen))
+        await until(pilot, lambda: any("only a pending or failed job" in n for n in notices(app)))
+        assert seeded.get("test-suite").command == "pytest -q tests/"
+
+    drive(app, scenario)
+
+
+# -- l: live output ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def other_worker(live_queue, tmp_path):
+    """A worker process of its own (`queuectl worker start`) on the live queue's database."""
+    started: list[subprocess.Popen] = []
+
+    def start() -> subprocess.Popen:
+        process = subprocess.Popen(
+            [str(QUEUECTL), "--db", live_queue.target.location, "worker", "start"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=tmp_path,
+            start_new_session=True,
+        )  # fmt: skip
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+@pytest.mark.skipif(not QUEUECTL.exists(), reason="needs the installed queuectl executable")
+def test_l_streams_the_output_of_a_job_another_process_runs(live_queue, other_worker, tmp_path):
+    gates = [tmp_path / f"gate{n}" for n in range(3)]
+    wait = "while [ ! -e {} ]; do sleep 0.05; done"
+    command = "; ".join([
+        "seq 1 80", wait.format(gates[0]),
+        r"printf '[bold]not bold[/] \033[31mred\n'", "seq 81 90", wait.format(gates[1]),
+        "seq 91 95", wait.format(gates[2]), "echo the end",
+    ])  # fmt: skip
+    job = live_queue.enqueue(JobSpec(command, id="streamer"))
+    other_worker()
+    app = make_app(live_queue, workers=0)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: "streamer" in column(pane(app, "processing"), "id"), 20)
+        await pilot.press("tab", "l")
+        screen = app.screen
+        assert isinstance(screen, OutputScreen)
+        log = screen.query_one(Log)
+        await until(pilot, lambda: "80" in log.lines, 10, "the first lines")
+        at_end = lambda: log.max_scroll_y > 0 and log.scroll_y == log.max_scroll_y  # noqa: E731
+        await until(pilot, at_end, 5, "the end of the output shown")
+        status = lambda: str(screen.query_one("#output-status", Static).render())  # noqa: E731
+        assert status().startswith("processing")
+        gates[0].touch()
+        await until(pilot, lambda: "90" in log.lines, 10, "the output after the first gate")
+        # Shown as written: markup is not applied, the escape is made visible.
+        assert "[bold]not bold[/] \\x1b[31mred" in log.lines
+        assert any("[bold]not bold[/] \\x1b[31mred" in line for line in screen_text(log))
+        assert log.scroll_y == log.max_scroll_y  # followed the end
+        # Scrolled up: new output does not move the view.
+        log.scroll_home(animate=False, immediate=True)
+        await pilot.pause()
+        assert "scrolled up" in status()
+        gates[1].touch()
+        await until(pilot, lambda: "95" in log.lines, 10, "the output after the second gate")
+        await pilot.pause()
+        assert log.scroll_y == 0
+        await pilot.press("end")  # back at the end: it follows again
+        assert "scrolled up" not in status()
+        gates[2].touch()
+        await until(pilot, lambda: "the end" in log.lines, 10, "the last line")
+        await until(pilot, lambda: status().startswith("completed"), 10, "the job's end")
+        assert log.scroll_y == log.max_scroll_y
+        assert log.lines[:3] == ["1", "2", "3"] and log.lines.count("80") == 1  # nothing twice
+        await pilot.press("escape")
+        assert not isinstance(app.screen, OutputScreen)
+
+    try:
+        drive(app, scenario)
+    finally:
+        for gate in gates:
+            gate.touch()
+    assert live_queue.get(job.id).output.endswith("the end\n")
+
+
+def test_follower_says_how_many_bytes_were_skipped(live_queue):
+    """A stored tail that moved past what was shown: the gap is said, the text is the tail."""
+    from queuectl.tui.screens.output import Follower
+
+    job = live_queue.enqueue("true")
+    worker = live_queue.register_worker(1)
+    claimed = live_queue.claim(worker)
+    assert claimed.id == job.id
+    live_queue.store_output(claimed, worker, "one\ntwo\n", 8)
+    follower = Follower(live_queue, job.id)
+    first = follower.step()
+    assert (first.reset, first.text, first.skipped, first.state) == (True, "one\ntwo\n", 0,
+                                                                     "processing")  # fmt: skip
+    assert follower.step() is None  # nothing moved
+    live_queue.store_output(claimed, worker, "one\ntwo\nthree\n", 14)
+    assert follower.step().text == "three\n"
+    tail = "[queuectl: output truncated, 100 earlier bytes dropped]\nlast\n"
+    live_queue.store_output(claimed, worker, tail, 105)
+    read = follower.step()
+    assert (read.reset, read.skipped, read.text) == (False, 86, "last\n")
+
+
+# -- details: the history timeline -----------------------------------------------------------
+
+
+def test_details_show_the_history_timeline(seeded, fixed_clock):
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("down", "down")
+        assert pane(app, "waiting").selected_id == "health-chk"
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, DetailsScreen)
+        await until(pilot, lambda: screen.fields_table is not None)
+        text = plain(screen.fields_table)
+        assert "history" in text and "enqueued" in text
+        run = next(line for line in text.splitlines() if "run 1" in line)
+        assert "1.0s" in run and "exit 22" in run and "buildbox" in run and "failed" in run
+
+    drive(app, scenario)
+
+
+# -- the top bar: failure rate and p95 over the last hour ------------------------------------
+
+
+def test_the_top_bar_shows_the_last_hours_failure_rate_and_p95(seeded, fixed_clock):
+    from queuectl.tui.data import health
+
+    figures = health(seeded)
+    # In the last hour: 4 completed, 2 dead and a failed run of the seeded jobs.
+    assert (figures.runs, figures.failures) == (7, 3)
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        shown = lambda: str(app.stats.query_one("#health", Static).render())  # noqa: E731
+        await until(pilot, lambda: "43% failed" in shown(), what="the failure rate")
+        assert "p95" in shown()
+
+    drive(app, scenario)
+
+
+def test_the_loader_lists_cancelled_with_dead_and_reads_health_on_both_backends(target):
+    """What the panes and the top bar get, on SQLite and PostgreSQL alike."""
+    from queuectl import Queue
+    from queuectl.executor import RunResult
+    from queuectl.tui.data import load_snapshot, pane_summaries
+
+    queue = Queue(target)
+    try:
+        worker = queue.register_worker(1)
+        for command, code in (("true", 0), ("false", 1)):
+            queue.enqueue(JobSpec(command, max_retries=0))
+            job = queue.claim(worker)
+            error = None if code == 0 else "exited with status 1"
+            queue.finish(job, RunResult(code, error, ""), worker)
+        waiting = queue.enqueue("echo never")
+        queue.cancel([waiting.id])
+        snapshot = load_snapshot(queue, with_health=True, text="")
+        dead = snapshot.panes["dead"]
+        assert [(row.state, row.command) for row in dead] == [
+            ("cancelled", "echo never"), ("dead", "false"),
+        ]  # fmt: skip
+        assert pane_summaries(snapshot.counts, 0)["dead"] == (2, "1 cancelled")
+        assert (snapshot.health.runs, snapshot.health.failures) == (2, 1)
+        assert snapshot.health.run_p95 is not None
+        filtered = load_snapshot(queue, text="never")
+        assert [row.command for row in filtered.panes["dead"]] == ["echo never"]
+        assert filtered.health is None  # read only when asked (every few seconds)
+    finally:
+        queue.close()

@@ -1,0 +1,235 @@
+"""A job's output, live (`l`): new output appears as the job prints it, whichever process runs it.
+
+A :class:`Follower` reads in a worker thread every ``POLL_S``: the job's progress (state, run,
+bytes printed: no output), and its stored output only when the bytes printed moved. It posts
+what is new as an :class:`OutputRead`; the screen appends it to a ``Log`` (text drawn as written,
+never markup) after making control characters visible (:func:`queuectl.text.safe`). The log
+follows the end unless the reader scrolled up; it follows again once they scroll back down.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Log, Static
+
+from queuectl.errors import QueueError
+from queuectl.models import State
+from queuectl.queue import Queue
+from queuectl.text import safe
+
+from ..messages import OutputRead
+from ..text import literal
+
+POLL_S = 0.5  # how often the job's progress is read
+MAX_LINES = 20_000  # lines kept on screen (a job may print for days)
+# The line the executor puts before a stored tail when earlier output was dropped (SPEC 3).
+_TRUNCATED = re.compile(r"\[queuectl: output truncated, (\d+) earlier bytes dropped\]\n")
+
+
+def stored_body(stored: str) -> tuple[int, str]:
+    """The stored output's text after the truncation line, and the byte of the run's output
+    where that text starts (0 when nothing was dropped)."""
+    match = _TRUNCATED.match(stored)
+    if match is None:
+        return 0, stored
+    return int(match.group(1)), stored[match.end() :]
+
+
+class Follower:
+    """Follows one job's output across reads (call :meth:`step` from one thread at a time).
+
+    Tracks the run shown (attempts, start), how many of its bytes were shown (``shown``) and,
+    while none were dropped, the text shown, so that each read yields only what is new.
+    """
+
+    def __init__(self, queue: Queue, job_id: str) -> None:
+        self.queue, self.job_id = queue, job_id
+        self.seq: int | None = None
+        self.run: tuple[object, object] | None = None
+        self.shown = 0
+        self.text = ""
+        self.state: str | None = None
+        self.lock = threading.Lock()
+
+    def step(self) -> OutputRead | None:
+        """One look at the job: what changed since the last look, or None if nothing did."""
+        queue = self.queue
+        if self.seq is None:
+            self.seq = queue.get(self.job_id).seq
+        progress = queue.progress(self.seq)
+        if progress is None:
+            if self.state is None and self.run is not None:
+                return None  # said once
+            self.state, self.run = None, ("gone", None)
+            return OutputRead(None, error=f"job {self.job_id} was deleted")
+        run = (progress.attempts, progress.started_at)
+        if run == self.run and progress.output_bytes == self.shown:
+            if progress.state == self.state:
+                return None
+            self.state = progress.state
+            return OutputRead(str(progress.state), total=self.shown)
+        job = queue.output_of(self.seq)
+        if job is None:
+            return None  # deleted between the two reads: the next look says so
+        self.state = str(job.state)
+        stored = job.output or ""
+        total = job.output_bytes
+        if total is None:  # stored before output_bytes was kept
+            total = len(stored.encode("utf-8", "surrogateescape"))
+        start, body = stored_body(stored)
+        run = (job.attempts, job.started_at)
+        read = OutputRead(self.state, total=total)
+        if run != self.run or (not start and not body.startswith(self.text)):
+            read.reset, read.text, read.skipped = True, body, start  # a new run: all of it
+        elif not start:  # all of the run's output is stored: what follows the text shown
+            read.text = body[len(self.text) :]
+        elif total > self.shown:
+            if self.shown < start:  # the stored tail moved past what was shown
+                read.skipped, read.text = start - self.shown, body
+            else:
+                data = body.encode("utf-8", "surrogateescape")[self.shown - start :]
+                read.text = data.decode("utf-8", "replace")
+        self.run, self.shown = run, total
+        self.text = "" if start else body
+        read.text = safe(read.text)
+        return read
+
+
+class OutputLog(Log):
+    """The log of the output; its `end` follows the output again, at once (an animated scroll
+    could end short of output that arrived meanwhile, and not follow)."""
+
+    def action_scroll_end(self) -> None:
+        screen = self.screen
+        if isinstance(screen, OutputScreen):
+            screen.action_follow()
+        else:
+            super().action_scroll_end()
+
+
+class OutputScreen(ModalScreen[None]):
+    """The live output of one job."""
+
+    BINDINGS = [
+        Binding("escape,q", "close", "Close"),
+        Binding("G", "follow", "Follow", show=False),  # `end` too: the log's own key
+        Binding("g", "top", "Top", show=False),
+    ]
+
+    def __init__(self, queue: Queue, job_id: str) -> None:
+        super().__init__()
+        self.queue, self.job_id = queue, job_id
+        self.follower = Follower(queue, job_id)
+        self.state: str | None = None
+        self.total = 0
+        self.skipped = 0  # bytes of this run dropped from storage before they were shown
+        self.error: str | None = None
+        self.reads = 0  # reads applied (tests wait on it)
+        # At the end of the output, following it: until the reader scrolls up, and again once
+        # they scroll back to the end (set by the log's scrolling, not by the output growing).
+        self.following = True
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog live-output") as dialog:
+            dialog.border_title = Text("Output of ") + literal(self.job_id)
+            dialog.border_subtitle = "esc close · end follow"
+            yield Static(Text("loading…", style=self.app.theme_variables["muted"]), id="output-status")
+            log = OutputLog(id="live-output", max_lines=MAX_LINES, auto_scroll=False)
+            yield log
+
+    @property
+    def log_view(self) -> Log:
+        return self.query_one("#live-output", Log)
+
+    def on_mount(self) -> None:
+        self.set_focus(self.log_view)
+        self.watch(self.log_view, "scroll_y", self._scrolled, init=False)
+        self.poll()
+        self.set_interval(POLL_S, self.poll)
+
+    def poll(self) -> None:
+        self.run_worker(self._read, thread=True, group="output", exit_on_error=False)
+
+    def _read(self) -> None:
+        """In a worker thread: one step of the follower, posted if anything changed."""
+        follower = self.follower
+        if not follower.lock.acquire(blocking=False):
+            return  # the read before is still going
+        try:
+            read = follower.step()
+            if read is not None:
+                self.post_message(read)
+        except QueueError as exc:
+            self.post_message(OutputRead(None, error=str(exc)))
+        except Exception as exc:  # the database went away: say so, try again next time
+            self.post_message(OutputRead(self.state, error=f"could not read the job: {exc}"))
+        finally:
+            follower.lock.release()
+            self.queue.close()
+
+    def _scrolled(self) -> None:
+        log = self.log_view
+        self.following = log.is_vertical_scroll_end or log.max_scroll_y == 0
+        self._show_status()
+
+    def _to_the_end(self) -> None:
+        self.log_view.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    def on_output_read(self, read: OutputRead) -> None:
+        read.stop()
+        self.reads += 1
+        log = self.log_view
+        following = self.following
+        self.state, self.error = read.state, read.error
+        if read.error is None:
+            self.total = read.total
+        if read.reset:
+            log.clear()
+            self.skipped = read.skipped
+        elif read.skipped:
+            self.skipped += read.skipped
+            gap = f"⋯ {read.skipped:,} bytes skipped ⋯"
+            after = "\n" if log.lines and log.lines[-1] else ""  # the gap on a line of its own
+            log.write(f"{after}{gap}\n", scroll_end=following)
+        if read.text:
+            log.write(read.text, scroll_end=following)
+        if following:  # again once laid out (the first output arrives before the log is sized)
+            self.call_after_refresh(self._to_the_end)
+        self._show_status()
+
+    def _show_status(self) -> None:
+        colors = self.app.theme_variables
+        muted = colors["muted"]
+        following = self.following
+        text = Text(no_wrap=True, overflow="ellipsis")
+        # (Each part's trailing space inside it: Textual drops one after a style's end.)
+        if self.state is not None:
+            text.append(f"{self.state} ", style=f"bold {colors.get(self.state, '')}")
+            text.append(f"· {self.total:,} bytes ", style=muted)
+        if self.skipped:
+            text.append("· ", style=muted)
+            text.append(f"{self.skipped:,} bytes skipped ", style=colors[State.FAILED])
+        if self.error:
+            text.append("· " if self.state else "", style=muted)
+            text.append(literal(f"{self.error} ", colors[State.DEAD]))
+        if not following:
+            text.append("· scrolled up: end to follow", style=muted)
+        self.query_one("#output-status", Static).update(text)
+
+    def action_follow(self) -> None:
+        self.following = True
+        self._to_the_end()
+        self._show_status()
+
+    def action_top(self) -> None:
+        self.log_view.scroll_home(animate=False, immediate=True)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
