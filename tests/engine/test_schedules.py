@@ -4,6 +4,9 @@ however many pools look, one catch-up job after downtime, --no-overlap, pause/re
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from datetime import datetime, timezone
 
 import pytest
@@ -124,3 +127,25 @@ def test_a_seconds_schedule_with_three_worker_processes(target, tmp_path):
     scheduled = sum(len(proc.events("scheduled")) for proc in procs)
     assert scheduled == len(jobs)
     assert os.path.isdir(jobs[0].cwd)
+
+
+def test_a_worker_killed_while_firing_neither_loses_nor_doubles_the_time(target, tmp_path):
+    """The compare-and-swap on next_due and the job it enqueues are one transaction: a process
+    killed between them (SIGKILL) leaves the time due, and the next worker fires it once."""
+    Queue(target, clock=lambda: START).add_schedule("tick", "* * * * *", JobSpec(command="true"))
+    code = (
+        "import os, signal\n"
+        "from queuectl import Queue\n"
+        "from queuectl.schedules import Schedules\n"
+        "Schedules._fire = lambda self, row: os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"Queue({target!r}, clock=lambda: {START + 60}).fire_due_schedules()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, timeout=60)
+    assert done.returncode == -signal.SIGKILL
+    later = Queue(target, clock=lambda: START + 60)
+    try:
+        assert len(later.fire_due_schedules()) == 1
+        assert later.fire_due_schedules() == []
+        assert [job.schedule for job in later.list_jobs()] == ["tick"]
+    finally:
+        later.close()
