@@ -465,8 +465,11 @@ def check(chaos: Chaos, settled: bool) -> Report:
     after_of = {job.id: job.after for job in chaos.plan.values()}
 
     def killed_during(run: Run) -> bool:
+        """Whether the run's worker was killed while the run was its own. The slack: a job
+        spawned just before its worker's SIGKILL writes its first line just after it (the
+        driver notes the kill once the worker is reaped)."""
         at = killed_at.get(run.worker_pid or -1)
-        return at is not None and at >= run.start
+        return at is not None and at >= run.start - 1.0
 
     # 1. Every job in the state its rules give.
     rescues = legit_reruns = duplicates = 0
