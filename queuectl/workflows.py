@@ -343,6 +343,7 @@ class Workflows(Lifecycle):
             else:
                 QueueSetting.update(**values).where(QueueSetting.name == name).execute()
             self._announce()
+        self._limits_read_at = -LIMITS_RECHECK_S  # this process sees its own change at once
         self._notify()
         return QueueInfo(name, self.queue_counts(name), values["max_running"],  # type: ignore[arg-type]
                          bool(values["paused"]))  # fmt: skip

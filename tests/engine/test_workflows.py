@@ -269,3 +269,14 @@ def test_a_limit_holds_across_worker_processes(target, tmp_path):
             proc.stop()
         queue.close()
     assert most_at_once(ledger) == 2
+
+
+def test_a_limit_set_here_holds_for_this_queues_next_claim(any_queue):
+    """A Queue that has just set a limit claims that queue's jobs at once, within the limit:
+    on PostgreSQL it no longer trusts what it read of limits before (a second's cache)."""
+    q = any_queue
+    q.enqueue_many([JobSpec(command="x", id=f"j{n}", queue="one") for n in range(3)])
+    assert q.claim("w", ("other",)) is None  # limits read: none
+    q.set_queue_limit("one", 1)
+    assert q.claim("w").id == "j0"
+    assert q.claim("w") is None
