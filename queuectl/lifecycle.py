@@ -332,7 +332,9 @@ class Lifecycle(Reading):
     def _revive(
         self, where: peewee.Expression, states: tuple[State, ...] = (State.DEAD,)
     ) -> int:
-        """Back to pending, as new: the jobs of ``states`` that ``where`` selects; how many."""
+        """Back to pending, as new: the jobs of ``states`` that ``where`` selects; how many.
+        Their open dependencies are counted again from the jobs they still name: a dependency
+        purged since is gone, and does not hold a retried job forever."""
         now = self.clock()
         self._announce()
         Job = self.models.Job
@@ -345,6 +347,7 @@ class Lifecycle(Reading):
             started_at=None,
             finished_at=None,
             cancel_requested_at=None,
+            waiting_on=_OPEN_DEPENDENCIES,
             run_at=now,
             updated_at=now,
         ).where(where, Job.state.in_(states)).execute()
@@ -367,6 +370,13 @@ class Lifecycle(Reading):
         job = self.models.Job(__no_default__=1)
         job.__data__.update(data)
         return job
+
+
+# The dependencies of the job being updated that have not completed (see Workflows).
+_OPEN_DEPENDENCIES = peewee.SQL(
+    '(SELECT COUNT(*) FROM "job_dep" AS "d" JOIN "job" AS "p" ON "p"."seq" = "d"."dep_seq" '
+    f'WHERE "d"."job_seq" = "job"."seq" AND "p"."state" <> \'{State.COMPLETED.value}\')'
+)
 
 
 def _integrity_errors(db: peewee.Database) -> tuple[type[Exception], ...]:
