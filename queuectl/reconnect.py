@@ -42,13 +42,21 @@ def first_line(exc: BaseException) -> str:
 
 class Outage:
     """Whether the database is reachable, as seen by one process's threads. Logs one line when
-    it is lost and one when it is back; ``since`` is when it was lost (None while it is up)."""
+    it is lost and one when it is back; ``since`` is when it was lost (None while it is up).
 
-    def __init__(self, log: logging.Logger, clock=time.monotonic) -> None:  # noqa: ANN001
+    Each thread's connection learns of a restart only when it is next used, so right after the
+    database is back another thread can still fail once on its old connection. A failure within
+    ``settle`` seconds of the return is taken as that: it is logged only if the database is
+    still unreachable ``settle`` seconds later (a real second outage)."""
+
+    def __init__(self, log: logging.Logger, clock=time.monotonic, settle: float = 2.0) -> None:  # noqa: ANN001
         self.log = log
         self.clock = clock
+        self.settle = settle
         self.since: float | None = None
         self.reason = ""
+        self._back_at = float("-inf")
+        self._logged = False
         self._lock = threading.Lock()
 
     @property
@@ -56,23 +64,30 @@ class Outage:
         return self.since is not None
 
     def failed(self, exc: BaseException) -> bool:
-        """Report a failed use of the database; True if this is the first since it was up."""
+        """Report a failed use of the database; True if it logged that the database is lost."""
+        now = self.clock()
         with self._lock:
-            if self.since is not None:
+            if self.since is None:
+                self.since = now
+                self.reason = first_line(exc)
+                self._logged = False
+            if self._logged or (self.since < self._back_at + self.settle
+                                and now < self.since + self.settle):
                 return False
-            self.since = self.clock()
-            self.reason = first_line(exc)
+            self._logged = True
         self.log.warning("database unreachable (%s); retrying until it is back", self.reason)
         return True
 
     def ok(self) -> bool:
-        """Report a successful use; True if the database was down until now. Cheap when up."""
+        """Report a successful use; True if it logged that the database is back. Cheap when up."""
         if self.since is None:
             return False
         with self._lock:
             if self.since is None:
                 return False
             lost_for = self.clock() - self.since
-            self.since = None
-        self.log.warning("database reachable again after %.1fs", lost_for)
-        return True
+            logged, self.since = self._logged, None
+            self._back_at = self.clock()
+        if logged:
+            self.log.warning("database reachable again after %.1fs", lost_for)
+        return logged

@@ -460,7 +460,8 @@ class WorkerPool:
             queue.recover()
         except Exception:  # replacing it is tried again on the next failure
             log.debug("closing a broken connection failed", exc_info=True)
-        if self.outage.failed(exc) and not queue.is_sqlite:
+        self.outage.failed(exc)
+        if not queue.is_sqlite:
             self._strays_pending = True  # looked for once the database answers again
 
     def _claiming(self, claim: Callable[[], T]) -> T:

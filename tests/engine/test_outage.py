@@ -1,0 +1,68 @@
+"""The outage log: one line when the database is lost, one when it is back, and a stale
+connection failing just after the return is not a new outage."""
+
+from __future__ import annotations
+
+import logging
+
+from queuectl.reconnect import Backoff, Outage
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def lines(caplog) -> list[str]:
+    return [record.getMessage().split(" (")[0].split(" after")[0] for record in caplog.records]
+
+
+def test_one_line_each_way_however_many_failures(caplog):
+    clock = Clock()
+    outage = Outage(logging.getLogger("t"), clock)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(50):
+            outage.failed(OSError("server closed the connection"))
+            clock.now += 0.1
+        assert outage.down
+        outage.ok()
+        outage.ok()
+    assert lines(caplog) == ["database unreachable", "database reachable again"]
+    assert not outage.down
+
+
+def test_a_stale_connection_failing_right_after_the_return_is_not_logged(caplog):
+    clock = Clock()
+    outage = Outage(logging.getLogger("t"), clock, settle=2.0)
+    with caplog.at_level(logging.WARNING):
+        outage.failed(OSError("terminating connection"))
+        outage.ok()
+        clock.now += 0.5
+        outage.failed(OSError("terminating connection"))  # another thread's old connection
+        assert outage.down
+        outage.ok()
+    assert lines(caplog) == ["database unreachable", "database reachable again"]
+
+
+def test_a_second_outage_soon_after_is_logged_once_it_lasts(caplog):
+    clock = Clock()
+    outage = Outage(logging.getLogger("t"), clock, settle=2.0)
+    with caplog.at_level(logging.WARNING):
+        outage.failed(OSError("gone"))
+        outage.ok()
+        clock.now += 0.5
+        outage.failed(OSError("gone again"))
+        clock.now += 2.5
+        outage.failed(OSError("gone again"))
+        outage.ok()
+    assert lines(caplog) == ["database unreachable", "database reachable again"] * 2
+
+
+def test_backoff_doubles_to_its_cap_and_resets():
+    backoff = Backoff(0.1, 1.0)
+    assert [backoff.next() for _ in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    backoff.reset()
+    assert backoff.next() == 0.1
