@@ -9,7 +9,7 @@ import time
 import pytest
 
 from .helpers import WorkerProc
-from queuectl import JobSpec, Queue, WorkerPool
+from queuectl import JobSpec, Queue
 from queuectl.errors import InvalidInput, QueueError
 from queuectl.executor import RunResult
 from queuectl.spec import parse_duration, validate_name
@@ -21,22 +21,6 @@ def q(target):
     queue = Queue(target)
     yield queue
     queue.close()
-
-
-@pytest.fixture
-def pools():
-    started: list[WorkerPool] = []
-
-    def start(queue: Queue, threads: int = 1) -> WorkerPool:
-        pool = WorkerPool(queue, threads)
-        started.append(pool)
-        return pool.start()
-
-    yield start
-    for pool in started:
-        pool.kill()
-    for pool in started:
-        assert pool.join(15), "a pool did not stop"
 
 
 @pytest.fixture
@@ -71,7 +55,7 @@ def state(q: Queue, job) -> str:
 
 def test_a_running_jobs_output_is_visible_to_other_connections_as_it_prints(q, target, pools):
     job = add(q, "echo first; sleep 30")
-    pools(q)
+    pools(q, threads=1)
     other = Queue(target)  # another connection, as `logs` in another process would have
     try:
         running = wait_until(lambda: (j := other.get(job.id)).output and j, 5, "live output")
@@ -83,7 +67,7 @@ def test_a_running_jobs_output_is_visible_to_other_connections_as_it_prints(q, t
 
 def test_a_running_jobs_live_output_is_its_last_64_kib_and_the_result_its_whole_tail(q, pools):
     job = add(q, "head -c 200000 /dev/zero | tr '\\0' x; echo; sleep 30")
-    pools(q)
+    pools(q, threads=1)
     running = wait_until(lambda: (j := q.get(job.id)).output and j, 5, "live output")
     assert running.output_bytes == 200_001
     assert running.output.startswith("[queuectl: output truncated, ")
@@ -96,7 +80,7 @@ def test_a_running_jobs_live_output_is_its_last_64_kib_and_the_result_its_whole_
 
 def test_a_short_jobs_output_is_stored_once_with_its_size(q, pools):
     job = add(q, "printf 'a\\nb\\n'")
-    pools(q)
+    pools(q, threads=1)
     wait_until(lambda: state(q, job) == "completed")
     done = q.get(job.id)
     assert done.output == "a\nb\n" and done.output_bytes == 4
@@ -133,7 +117,7 @@ def test_cancel_waiting_jobs_at_once_and_refuse_finished_ones_all_or_nothing(q):
 
 def test_cancel_a_running_job_stops_its_process_group_and_keeps_exit_code_and_output(q, pools):
     job = add(q, "trap 'echo stopping; exit 5' TERM; echo started; sleep 30 & wait")
-    pools(q)
+    pools(q, threads=1)
     wait_until(lambda: q.get(job.id).output == "started\n", 5, "the job to print")
     found = q.cancel([job.id])
     assert [j.state for j in found] == ["processing"]
@@ -294,7 +278,7 @@ def test_retention_is_applied_by_workers(q, pools):
     old = add(q, state="completed", finished_at=time.time() - 7200)
     recent = add(q, state="cancelled", finished_at=time.time() - 60)
     old_dead = add(q, state="dead", finished_at=time.time() - 7200)
-    pools(q)
+    pools(q, threads=1)
     wait_until(lambda: old.id not in {job.id for job in q.list_jobs()}, 5, "retention")
     assert {job.id for job in q.list_jobs()} == {recent.id, old_dead.id}
 

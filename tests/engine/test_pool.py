@@ -17,23 +17,6 @@ from support import group_members, kill_group, wait_until
 
 
 @pytest.fixture
-def pools():
-    """Start pools with ``pools(queue, **kwargs)``; every one is killed and joined afterwards."""
-    started: list[WorkerPool] = []
-
-    def start(queue: Queue, **kwargs) -> WorkerPool:
-        pool = WorkerPool(queue, **kwargs)
-        started.append(pool)
-        return pool.start()
-
-    yield start
-    for pool in started:
-        pool.kill()
-    for pool in started:
-        assert pool.join(15), "a pool did not stop"
-
-
-@pytest.fixture
 def gate(tmp_path):
     """``gate(name)`` is a shell snippet that waits until ``open_gate(name)``."""
 
