@@ -58,6 +58,10 @@ class Outage:
                 _close(client)
                 continue
             server.settimeout(None)
+            # Forward each write at once: with Nagle's algorithm a small write waits for the
+            # ACK of the one before, which the other end delays (40 ms a round for a pipeline).
+            for sock in (client, server):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._sockets |= {client, server}
             for source, sink in ((client, server), (server, client)):
