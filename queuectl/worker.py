@@ -100,6 +100,10 @@ class WorkerPool:
         self._claims_under_way = 0
         self._strays_pending = False
         self._hooks: HookRunner | None = None  # the notification hooks this process runs
+        # This pool's last heartbeat (monotonic), and when it may rescue other workers again
+        # after it was silent itself (see _beat).
+        self._last_beat: float | None = None
+        self._rescue_from = float("-inf")
 
     # -- control (any thread) ---------------------------------------------------------------
 
@@ -553,12 +557,23 @@ class WorkerPool:
         try:
             if self.queue.heartbeat(self.worker_id, self._target):  # type: ignore[arg-type]
                 self.stop()
+            # Silent itself for half a lease or more (the database was away, or its lock held, or
+            # this process stopped): the other workers most likely were too, and their
+            # heartbeats are as old as ours. They get one lease from now to beat again before
+            # their jobs are taken for lost: else the first worker back rescues the jobs the
+            # others still run, and those run twice at once (past a queue's limit, too).
+            beat = time.monotonic()
+            silent = max(2 * HEARTBEAT_INTERVAL_S, self.queue.lease / 2)
+            if self._last_beat is not None and beat - self._last_beat > silent:
+                self._rescue_from = beat + self.queue.lease
+            self._last_beat = beat
             self._stop_cancelled()
             self.outage.ok()
             if self._strays_pending:
                 self._give_back_strays()
-            for job in self.queue.rescue_lost():
-                self._emit("rescued", job)
+            if beat >= self._rescue_from:
+                for job in self.queue.rescue_lost():
+                    self._emit("rescued", job)
         except peewee.PeeweeException as exc:
             self._database_failed(self.queue, exc)
 
