@@ -10,7 +10,7 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlparse
 
 import peewee
 
@@ -29,6 +29,11 @@ PAGE_SIZE = 1024
 # stop for a checkpoint (two fsyncs) while the pool's other threads waited for the write lock:
 # 4,000 (a WAL of up to 4 MB, 16 MB with 4 KiB pages) does that a quarter as often.
 WAL_AUTOCHECKPOINT_PAGES = 4000
+# How long opening a PostgreSQL connection may take (libpq's connect_timeout), unless the URL's
+# `connect_timeout` or $PGCONNECT_TIMEOUT says otherwise. libpq's own default is to wait for
+# ever: a server that accepts the connection but never answers (a host gone behind a proxy or a
+# load balancer, a stuck server) held every command, and a worker's reconnect, without end.
+PG_CONNECT_TIMEOUT_S = 5
 
 
 def open_database(target: Target, one_connection: bool = False) -> peewee.Database:
@@ -122,8 +127,12 @@ def _open_postgresql(url: str) -> peewee.Database:
         ) from None
     from playhouse.db_url import connect
 
+    given = "connect_timeout" in dict(parse_qsl(urlparse(url).query))
+    params = {} if given or os.environ.get("PGCONNECT_TIMEOUT") else {
+        "connect_timeout": PG_CONNECT_TIMEOUT_S
+    }
     try:
-        database = connect(url, prefer_psycopg3=True)
+        database = connect(url, prefer_psycopg3=True, **params)
         database.connect(reuse_if_open=True)
     except (peewee.DatabaseError, peewee.InterfaceError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
