@@ -49,8 +49,9 @@ class QueueCollector(Collector):
     """The queue's metrics, read from the database at each scrape. Each scrape may come on a
     thread of its own: the connection it opened is closed at its end."""
 
-    def __init__(self, queue: Queue) -> None:
+    def __init__(self, queue: Queue, strict: bool = False) -> None:
         self.queue = queue
+        self.strict = strict  # the database's error is raised, not shown as database_up 0
 
     def collect(self) -> Iterator[object]:
         queue = self.queue
@@ -62,6 +63,8 @@ class QueueCollector(Collector):
             oldest = queue.oldest_waiting()
             now = queue.clock()
         except Exception as exc:  # peewee's, or the driver's: one log line, no traceback
+            if self.strict:
+                raise
             log.warning("metrics: the database did not answer: %s", str(exc).strip()[:200])
             up.add_metric([], 0)
             yield up
@@ -118,15 +121,17 @@ def _bound(value: float) -> str:
     return repr(float(value))
 
 
-def registry_for(queue: Queue) -> CollectorRegistry:
+def registry_for(queue: Queue, strict: bool = False) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(QueueCollector(queue))
+    registry.register(QueueCollector(queue, strict))
     return registry
 
 
 def exposition(queue: Queue) -> str:
-    """The metrics once, in the text format."""
-    return generate_latest(registry_for(queue)).decode()
+    """The metrics once, in the text format. A database that does not answer is the command's
+    error (exit 1), as for every other command: only a scrape of ``--serve``, which must answer,
+    says so in ``queuectl_database_up``."""
+    return generate_latest(registry_for(queue, strict=True)).decode()
 
 
 class _Handler(WSGIRequestHandler):
