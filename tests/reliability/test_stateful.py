@@ -3,16 +3,25 @@ claim, finish (success, failure, timeout), release, lost workers and rescue, DLQ
 config changes and clock jumps, and after every step compares the database with a plain-Python
 model of SPEC 3. The clock is a FakeClock and results are RunResult objects: no sleeping, no
 subprocesses.
+
+The database also goes away (rule ``outage``): a proxy between the Queue and the PostgreSQL
+server is taken down, or another connection locks the SQLite file (writes fail as "database is
+locked" after a short busy timeout). The rules the machine attempts meanwhile must fail with a
+database error and change nothing (their model changes are undone), or, reads on SQLite, succeed;
+once it is back, the invariants hold on a new connection.
 """
 
 from __future__ import annotations
 
+import copy
 import shutil
+import sqlite3
 import tempfile
 import uuid
 from dataclasses import dataclass, field
 
 import hypothesis.strategies as st
+import peewee
 import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis.stateful import (
@@ -25,6 +34,8 @@ from hypothesis.stateful import (
 
 from queuectl import InvalidInput, JobSpec, Queue, QueueError
 from queuectl import queue as queue_module
+from backends.outage import Outage
+from queuectl.db import SQLITE_BUSY_TIMEOUT_S
 from queuectl.executor import RunResult
 from queuectl.models import STATES, Job
 from support import FakeClock, pg_server
@@ -100,7 +111,16 @@ RESULTS = st.one_of(
 )
 
 
+# SQLite during an outage: how long a write waits for the other connection's lock (the engine's
+# 60 s would make each step a minute long; what happens after the wait is the same).
+LOCKED_BUSY_MS = 10
+
+
 class QueueMachine(RuleBasedStateMachine):
+    # What the machine keeps besides the database; an attempt that failed in an outage puts it
+    # back (see the rule `outage`).
+    MODEL_STATE: tuple[str, ...] = ("model", "enqueued")
+
     def __init__(self, pg_url: str | None = None) -> None:
         """On a fresh SQLite file, or on a fresh schema of the PostgreSQL server ``pg_url``."""
         super().__init__()
@@ -115,6 +135,12 @@ class QueueMachine(RuleBasedStateMachine):
             with psycopg.connect(pg_url, autocommit=True) as connection:
                 connection.execute(f'CREATE SCHEMA "{self.pg_schema}"')
             target = f"{pg_url}?options=-csearch_path%3D{self.pg_schema}"
+        # On PostgreSQL the Queue under test reaches the server through a proxy that the rule
+        # `outage` takes down; on SQLite that rule takes an exclusive lock.
+        self.proxy = Outage(target) if pg_url is not None else None
+        self.locker: sqlite3.Connection | None = None
+        if self.proxy is not None:
+            target = self.proxy.url
         self.q = Queue(target, clock=self.clock)
         self.model = Model()
         self.enqueued = 0
@@ -122,7 +148,10 @@ class QueueMachine(RuleBasedStateMachine):
         self.main = self._register()
 
     def teardown(self) -> None:
+        self._back()
         self.q.close()
+        if self.proxy is not None:
+            self.proxy.close()
         shutil.rmtree(self.dir, ignore_errors=True)
         if self.pg_url is not None:
             import psycopg
@@ -465,6 +494,104 @@ class QueueMachine(RuleBasedStateMachine):
             else:
                 raise AssertionError(f"backoff-base {value!r} accepted")
             assert self.q.config() == before
+
+    # -- the database goes away ---------------------------------------------------------------
+
+    def _away(self) -> None:
+        if self.proxy is not None:
+            self.proxy.down()
+            return
+        self.locker = sqlite3.connect(self.q.target.location, isolation_level=None, timeout=10)
+        self.locker.execute("BEGIN EXCLUSIVE")
+        self.q.db.execute_sql(f"PRAGMA busy_timeout = {LOCKED_BUSY_MS}")
+
+    def _back(self) -> None:
+        if self.proxy is not None:
+            self.proxy.up()
+        if self.locker is not None:
+            self.locker.execute("ROLLBACK")
+            self.locker.close()
+            self.locker = None
+            busy_ms = int(SQLITE_BUSY_TIMEOUT_S * 1000)
+            self.q.db.execute_sql(f"PRAGMA busy_timeout = {busy_ms}")
+
+    @classmethod
+    def _attemptable(cls) -> dict[str, object]:
+        """The machine's rules, by name, that an outage may interrupt."""
+        found = {}
+        for name in dir(cls):
+            marked = getattr(getattr(cls, name, None), "hypothesis_stateful_rule", None)
+            if marked is not None and name != "outage":
+                found[name] = marked
+        return dict(sorted(found.items()))
+
+    def _connects(self) -> list[int]:
+        """Counts the Queue's attempts to open a connection (a use of the database after a
+        failure opens a new one): a rule that succeeded in an outage without one did not use the
+        database at all; with one, it hid a database error."""
+        counter = [0]
+        database = self.q.db
+        connect = type(database)._connect
+
+        def counted(*args, **kwargs):
+            counter[0] += 1
+            return connect(database, *args, **kwargs)
+
+        database._connect = counted
+        return counter
+
+    @rule(data=st.data(), attempts=st.integers(1, 3),
+          passing=st.sampled_from([0.0, 0.0, 3.0, 11.0, 65.0]))  # fmt: skip
+    def outage(self, data, attempts, passing) -> None:
+        """The database goes away; ``attempts`` of the machine's rules are tried meanwhile, and
+        ``passing`` seconds go by (due times of schedules, retries' backoffs, heartbeats pass).
+        Each attempt fails with a database error and changes nothing, or (SQLite: reads go on
+        under another connection's write lock) succeeds as it would have anyway."""
+        rules = self._attemptable()
+        connects = self._connects()
+        self._away()
+        try:
+            # The first use finds the connection gone (a read: on SQLite it goes on).
+            try:
+                self.q.counts()
+            except peewee.PeeweeException:
+                assert self.q.recover(), "a broken connection was kept"
+            else:
+                assert self.proxy is None, "a read succeeded while the server was away"
+            for n in range(attempts):
+                name = data.draw(st.sampled_from(sorted(rules)), label="attempted")
+                attempted = rules[name]
+                if not all(check(self) for check in attempted.preconditions):
+                    continue
+                arguments = {
+                    key: data if key == "data" else data.draw(strategy, label=key)
+                    for key, strategy in attempted.arguments.items()
+                }
+                saved = copy.deepcopy({key: getattr(self, key) for key in self.MODEL_STATE})
+                handles = list(self.handles)
+                tried = connects[0]
+                try:
+                    attempted.function(self, **arguments)
+                except peewee.PeeweeException as exc:
+                    for key, value in saved.items():
+                        setattr(self, key, value)
+                    self.handles = handles
+                    self.q.recover()  # what every long-lived user does after a database error
+                    event(f"outage: {name} failed ({type(exc).__name__})")
+                else:
+                    # Only reads succeed, and only on SQLite (the server is gone); or the rule
+                    # had nothing to do with the database (on PostgreSQL: no connection tried).
+                    assert self.proxy is None or connects[0] == tried, (
+                        f"{name} succeeded while the server was away"
+                    )
+                    event(f"outage: {name} went on")
+                if n == 0:
+                    self.clock.advance(passing)
+        finally:
+            self._back()
+            del self.q.db._connect
+        if passing:
+            event(f"outage: {passing:g}s passed")
 
     # -- invariants ---------------------------------------------------------------------------
 

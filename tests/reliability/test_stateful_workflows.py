@@ -23,22 +23,17 @@ the next steps, on a new connection, find every invariant intact.
 
 from __future__ import annotations
 
-import copy
 import math
-import sqlite3
 from collections import Counter
 from dataclasses import dataclass
 
 import hypothesis.strategies as st
-import peewee
 import pytest
 from hypothesis import event, settings
 from hypothesis.stateful import invariant, precondition, rule, run_state_machine_as_test
 
-from backends.outage import Outage
-from queuectl import InvalidInput, JobSpec, Queue, QueueError
+from queuectl import InvalidInput, JobSpec, QueueError
 from queuectl import queue as queue_module
-from queuectl.db import SQLITE_BUSY_TIMEOUT_S
 from queuectl.executor import CANCELLED, RunResult
 from queuectl.models import STATES
 from support import pg_server
@@ -84,24 +79,12 @@ def next_after(period: float, now: float) -> float:
     return (math.floor(now / period) + 1) * period
 
 
-# SQLite during an outage: how long a write waits for the other connection's lock (the engine's
-# 60 s would make each step a minute long; what happens after the wait is the same).
-LOCKED_BUSY_MS = 10
-# What the machine keeps besides the database; an attempt that failed in an outage puts it back.
-MODEL_STATE = ("model", "enqueued", "gone", "limits", "paused", "ceiling", "cancelled_ids",
-               "schedules")  # fmt: skip
-
-
 class WorkflowMachine(QueueMachine):
+    MODEL_STATE = (*QueueMachine.MODEL_STATE, "gone", "limits", "paused", "ceiling",
+                   "cancelled_ids", "schedules")  # fmt: skip
+
     def __init__(self, pg_url: str | None = None) -> None:
         super().__init__(pg_url)
-        self.proxy: Outage | None = None
-        self.locker: sqlite3.Connection | None = None
-        if pg_url is not None:  # the Queue under test goes through a proxy that can go down
-            url = self.q.target.location
-            self.q.close()
-            self.proxy = Outage(url)
-            self.q = Queue(self.proxy.url, clock=self.clock)
         self.gone: dict[str, FlowJob] = {}  # purged jobs, as they were
         self.limits: dict[str, int] = {}
         self.paused: set[str] = set()
@@ -115,12 +98,6 @@ class WorkflowMachine(QueueMachine):
         raise AssertionError("not a rule here")
 
     set_backoff_base = heartbeat = delete_worker_row = register_worker = dlq_retry = set_max_retries
-
-    def teardown(self) -> None:
-        self._back()
-        if self.proxy is not None:
-            self.proxy.close()
-        super().teardown()
 
     # -- the model's rules --------------------------------------------------------------------
 
@@ -781,104 +758,6 @@ class WorkflowMachine(QueueMachine):
                 schedule.next_due = next_after(schedule.period, self.clock.now)
             schedule.paused = False
 
-
-    # -- the database goes away ---------------------------------------------------------------
-
-    def _away(self) -> None:
-        if self.proxy is not None:
-            self.proxy.down()
-            return
-        self.locker = sqlite3.connect(self.q.target.location, isolation_level=None, timeout=10)
-        self.locker.execute("BEGIN EXCLUSIVE")
-        self.q.db.execute_sql(f"PRAGMA busy_timeout = {LOCKED_BUSY_MS}")
-
-    def _back(self) -> None:
-        if self.proxy is not None:
-            self.proxy.up()
-        if self.locker is not None:
-            self.locker.execute("ROLLBACK")
-            self.locker.close()
-            self.locker = None
-            busy_ms = int(SQLITE_BUSY_TIMEOUT_S * 1000)
-            self.q.db.execute_sql(f"PRAGMA busy_timeout = {busy_ms}")
-
-    @classmethod
-    def _attemptable(cls) -> dict[str, object]:
-        """The machine's rules, by name, that an outage may interrupt."""
-        found = {}
-        for name in dir(cls):
-            marked = getattr(getattr(cls, name, None), "hypothesis_stateful_rule", None)
-            if marked is not None and name != "outage":
-                found[name] = marked
-        return dict(sorted(found.items()))
-
-    def _connects(self) -> list[int]:
-        """Counts the Queue's attempts to open a connection (a use of the database after a
-        failure opens a new one): a rule that succeeded in an outage without one did not use the
-        database at all; with one, it hid a database error."""
-        counter = [0]
-        database = self.q.db
-        connect = type(database)._connect
-
-        def counted(*args, **kwargs):
-            counter[0] += 1
-            return connect(database, *args, **kwargs)
-
-        database._connect = counted
-        return counter
-
-    @rule(data=st.data(), attempts=st.integers(1, 3),
-          passing=st.sampled_from([0.0, 0.0, 3.0, 11.0, 65.0]))  # fmt: skip
-    def outage(self, data, attempts, passing) -> None:
-        """The database goes away; ``attempts`` of the machine's rules are tried meanwhile, and
-        ``passing`` seconds go by (due times of schedules, retries' backoffs, heartbeats pass).
-        Each attempt fails with a database error and changes nothing, or (SQLite: reads go on
-        under another connection's write lock) succeeds as it would have anyway."""
-        rules = self._attemptable()
-        connects = self._connects()
-        self._away()
-        try:
-            # The first use finds the connection gone (a read: on SQLite it goes on).
-            try:
-                self.q.counts()
-            except peewee.PeeweeException:
-                assert self.q.recover(), "a broken connection was kept"
-            else:
-                assert self.proxy is None, "a read succeeded while the server was away"
-            for n in range(attempts):
-                name = data.draw(st.sampled_from(sorted(rules)), label="attempted")
-                attempted = rules[name]
-                if not all(check(self) for check in attempted.preconditions):
-                    continue
-                arguments = {
-                    key: data if key == "data" else data.draw(strategy, label=key)
-                    for key, strategy in attempted.arguments.items()
-                }
-                saved = copy.deepcopy({key: getattr(self, key) for key in MODEL_STATE})
-                handles = list(self.handles)
-                tried = connects[0]
-                try:
-                    attempted.function(self, **arguments)
-                except peewee.PeeweeException as exc:
-                    for key, value in saved.items():
-                        setattr(self, key, value)
-                    self.handles = handles
-                    self.q.recover()  # what every long-lived user does after a database error
-                    event(f"outage: {name} failed ({type(exc).__name__})")
-                else:
-                    # Only reads succeed, and only on SQLite (the server is gone); or the rule
-                    # had nothing to do with the database (on PostgreSQL: no connection tried).
-                    assert self.proxy is None or connects[0] == tried, (
-                        f"{name} succeeded while the server was away"
-                    )
-                    event(f"outage: {name} went on")
-                if n == 0:
-                    self.clock.advance(passing)
-        finally:
-            self._back()
-            del self.q.db._connect
-        if passing:
-            event(f"outage: {passing:g}s passed")
 
     # -- invariants ---------------------------------------------------------------------------
 
