@@ -20,6 +20,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -165,6 +166,15 @@ def runs(ledger: Path) -> list[tuple[float, float]]:
     return pairs
 
 
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not gone, not a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 # -- the tests ----------------------------------------------------------------------------------
 
 
@@ -247,13 +257,9 @@ def test_a_due_time_passed_in_an_outage_fires_once_after_it(away, tmp_path):
     offset_file = tmp_path / "offset"
 
     def set_clock(now: float) -> None:  # the workers' time becomes `now` (and goes on)
-        import time
-
         staged = tmp_path / "offset.new"
         staged.write_text(repr(now - time.time()))
         os.replace(staged, offset_file)
-
-    import time
 
     start = (math.floor(time.time() / HOUR) + 10) * HOUR + 10  # just after a whole hour
     set_clock(start)
@@ -313,10 +319,12 @@ def test_a_cancel_asked_for_while_its_worker_is_cut_off_takes_effect_once_it_is_
     CLI, which waited for that, prints its id."""
     began = tmp_path / "began"
     queue = Queue(pg_away.target)
-    job = queue.enqueue(JobSpec(command=f"touch {began}; exec sleep 60", max_retries=3))
+    job = queue.enqueue(JobSpec(command=f"echo $$ > {began}.new; mv {began}.new {began}; "
+                                        "exec sleep 60", max_retries=3))  # fmt: skip
     worker = pg_away.worker("w", 1)
     worker.ready()
     wait_until(began.exists, 20, "the job to start")
+    pid = int(began.read_text())
     pg_away.down()
     pg_away.noticed()
     cancel = subprocess.Popen(
@@ -332,6 +340,7 @@ def test_a_cancel_asked_for_while_its_worker_is_cut_off_takes_effect_once_it_is_
     finally:
         stop_process(cancel)
     assert (cancel.returncode, out.strip(), err) == (0, job.id, "")
+    assert not running(pid), "the job's process outlived its cancel"
     stored = queue.get(job.id)
     assert (stored.state, stored.attempts) == ("cancelled", 1)
     events = [e.event for e in queue.history(job.id)]
