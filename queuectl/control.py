@@ -132,6 +132,15 @@ class Control(Workflows, Registry):
         )
         return [seq for (seq,) in query.tuples()]
 
+    def runs_of(self, worker_id: str) -> dict[int, bool]:
+        """The jobs the database says ``worker_id`` runs, by seq: whether a user asked to
+        cancel each (one read over the processing jobs, as :meth:`cancel_requests`)."""
+        Job = self.models.Job
+        query = Job.select(Job.seq, Job.cancel_requested_at.is_null(False)).where(
+            Job.state == State.PROCESSING, Job.worker == worker_id
+        )
+        return {seq: bool(requested) for seq, requested in query.tuples()}
+
     def wait_stopped(self, seqs: list[int], timeout: float) -> bool:
         """Wait until none of the jobs ``seqs`` is processing, woken by changes rather than
         polling; meanwhile, once a second, rescue the jobs of workers that are gone (a

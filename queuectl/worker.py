@@ -379,14 +379,21 @@ class WorkerPool:
             self._database_failed(self._jobs, exc)
 
     def _stop_cancelled(self, quiet: bool = False) -> None:
-        """Stop the runs of this pool's jobs that a user cancelled (from any process).
-        ``quiet``: a failure only replaces a broken connection, and the next heartbeat reports
-        an outage (a change is also what a connection broken by an outage looks like)."""
+        """Stop the runs of this pool's jobs that a user cancelled (from any process), and the
+        runs whose job is no longer this worker's: rescued while this worker was silent (the
+        database away past the lease), then cancelled, retried or run again elsewhere. Their
+        results would be refused; left running, they ran on beside the job's next run, or
+        after the job was cancelled. ``quiet``: a failure only replaces a broken connection,
+        and the next heartbeat reports an outage (a change is also what a connection broken by
+        an outage looks like)."""
         with self._lock:
             if not self._running_jobs:
                 return
+            # Taken before the read: each of these runs' claims is committed, so the read sees it.
+            running = dict(self._running_jobs)
         try:
-            requested = self.queue.cancel_requests(self.worker_id)  # type: ignore[arg-type]
+            held = self.queue.runs_of(self.worker_id)  # type: ignore[arg-type]
+            requested = [seq for seq in running if held.get(seq, True)]
         except peewee.PeeweeException:
             if not quiet:
                 raise
@@ -398,7 +405,9 @@ class WorkerPool:
         for seq in requested:
             with self._lock:
                 execution = self._running_jobs.get(seq)
-            if execution is not None and not execution.cancelled:
+            if execution is running[seq] and not execution.cancelled:
+                if seq not in held:
+                    log.warning("a job this worker ran was rescued while it was silent: stopped")
                 execution.cancel()
 
     def _apply_retention(self) -> float:

@@ -348,3 +348,32 @@ def test_a_cancel_asked_for_while_its_worker_is_cut_off_takes_effect_once_it_is_
     wait_until(lambda: "Traceback" not in worker.log() and worker.logged(BACK), 20,
                lambda: worker.log())
     assert worker.process.poll() is None, worker.log()
+
+
+@pytest.mark.postgres
+def test_a_run_rescued_while_its_worker_was_cut_off_is_stopped_once_it_is_back(pg_away, tmp_path):
+    """One worker's link is down past the lease: another process takes its job for lost, and a
+    user cancels it meanwhile (so it ends `cancelled`, SPEC 6). Once the link is back the worker
+    stops that run at once: left to run on, it ran after its cancel (or beside the job's next
+    run, for a job retried), its result refused at the end anyway."""
+    began = tmp_path / "began"
+    queue = Queue(pg_away.target)
+    job = queue.enqueue(JobSpec(command=f"echo $$ > {began}.new; mv {began}.new {began}; "
+                                        "exec sleep 60", max_retries=3))  # fmt: skip
+    worker = pg_away.worker("w", 1)
+    worker.ready()
+    wait_until(began.exists, 20, "the job to start")
+    pid = int(began.read_text())
+    pg_away.down()
+    pg_away.noticed()
+    queue.cancel([job.id])
+    rescuer = Queue(pg_away.target, lease=1)  # another host's view: silent past its lease
+    wait_until(lambda: rescuer.rescue_lost(), 20, "the rescue")
+    stored = queue.get(job.id)
+    assert (stored.state, stored.error) == ("cancelled", "worker lost")
+    assert running(pid)
+    pg_away.up()
+    wait_until(lambda: not running(pid), 20, lambda: f"the run to be stopped: {worker.log()}")
+    wait_until(lambda: worker.logged("its result is not stored"), 20, worker.log)
+    assert queue.get(job.id).__data__ == stored.__data__, "the lost run's result was stored"
+    assert worker.process.poll() is None and "Traceback" not in worker.log(), worker.log()
