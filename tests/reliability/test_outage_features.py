@@ -1,7 +1,7 @@
 """Worker processes living through the database going away, under the features of SPEC 6 and 7
 (issue #18): a cancel asked for while a worker cannot reach the server, a schedule's due times
 passing while no worker can fire them, a queue limit across the outage and the rescues that
-follow it, and three outages in a row.
+follow it, three outages in a row, and a run rescued while its worker was cut off.
 
 The database goes away as the workers see it. PostgreSQL: each worker reaches the server through
 a proxy of its own (tests/backends/outage.py), and every proxy goes down at once (connections
