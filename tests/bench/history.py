@@ -216,7 +216,9 @@ END_COLUMNS = ("job_seq", "job_id", "queue", "at", "event", "attempt", "worker",
                "error", "duration", "waited")  # fmt: skip
 
 
-def _jobs(now: float, old: dict[str, int], recent: dict[str, int], seed: int = 1):  # type: ignore[no-untyped-def]  # noqa: E501
+def _jobs(  # type: ignore[no-untyped-def]
+    now: float, old: dict[str, int], recent: dict[str, int], seed: int = 1
+):
     """(job row, its runs) in enqueue order, as a long-lived FIFO queue has them: ``old``
     finished jobs (completed, dead) over 30 days up to hours before ``now``, then the old
     retrying and running ones, then ``recent`` ones, each with one run that ended in the last
