@@ -386,13 +386,14 @@ def history_triggers(db: peewee.Database) -> list[RunSql]:
     return _postgres_history(db)
 
 
-def _sqlite_history(db: peewee.Database, fold_hook: bool = True) -> list[RunSql]:
+def _sqlite_history(db: peewee.Database) -> list[RunSql]:
     """A trigger per kind of change, each with a WHEN: SQLite runs a trigger's statements only
     when its WHEN holds. A claim records nothing (schema 9: the claim's own statement stores
     started_at and worker on the job); a finished run writes its one row, bumps its total and,
     when config on-<state> is set, records its hook delivery, all in one trigger (each trigger
-    fired costs a few microseconds of its own). The general CASE is left to the rarer changes.
-    ``fold_hook`` False: the hook in a trigger of its own, as schema 8 had it (for benchmarks)."""
+    fired costs a few microseconds of its own). The general CASE is left to the rarer changes;
+    a change to a final state that ends no run (a waiting job cancelled) records its hook in a
+    trigger of its own."""
     x = _history_sql(is_sqlite=True)
     processing = f"'{State.PROCESSING.value}'"
     changed = 'OLD."state" IS NOT NEW."state"'
@@ -422,10 +423,8 @@ def _sqlite_history(db: peewee.Database, fold_hook: bool = True) -> list[RunSql]
         f'{insert}{x["event"]}, {x["attempt"]}, {x["worker"]}, {x["exit_code"]}, {x["error"]}, '
         f'NULL, {x["waited"]}, {x["started_at"]});'
     )
-    hook_when = f'{changed} AND NEW."state" IN ({x["ends"]})'
-    if fold_hook:
-        end += f" {hook}"
-        hook_when += f' AND OLD."state" IS NOT {processing}'
+    end += f" {hook}"
+    hook_when = f'{changed} AND NEW."state" IN ({x["ends"]}) AND OLD."state" IS NOT {processing}'
     create = 'CREATE TRIGGER "{name}" AFTER UPDATE OF "state" ON "job" WHEN {when} BEGIN {body} END'
     return [
         RunSql(
