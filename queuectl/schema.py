@@ -310,7 +310,7 @@ def workflow_triggers(db: peewee.Database) -> list[RunSql]:
 # Enqueues: PostgreSQL records them with a statement-level trigger; SQLite in
 # Queue.enqueue_many with one INSERT ... SELECT (the only code that inserts jobs, as for the
 # counters of schema 4: a trigger per inserted row cost a large `enqueue --file` 25 %).
-HISTORY_TRIGGERS = (
+HISTORY_TRIGGERS = (  # job_history_start: schema 8's (a row per claim), dropped by schema 9
     "job_history_insert", "job_history_update", "job_history_start", "job_history_end", "job_hook",
 )  # fmt: skip
 SQLITE_ENQUEUED = (  # the jobs after seq ?, just inserted by Queue.enqueue_many
