@@ -12,11 +12,13 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlparse
+from typing import TYPE_CHECKING
 
 from .env import DB_ENV_VAR
 from .errors import QueueError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 # The client libraries peewee looks for when it is imported (each optional, probed with an
@@ -46,6 +48,8 @@ def resolve_target(target: str | None = None) -> Target:
     raw = target or os.environ.get(DB_ENV_VAR) or str(default_path())
     if "://" not in raw:
         return Target("sqlite", os.path.abspath(os.path.expanduser(raw)))
+    from urllib.parse import urlparse  # here: a file path, the usual target, needs no URL parser
+
     url = urlparse(raw)
     if url.scheme == "sqlite":
         # As in peewee and SQLAlchemy: sqlite:///jobs.db is relative, sqlite:////abs/jobs.db
