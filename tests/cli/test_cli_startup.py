@@ -4,6 +4,7 @@ uses (issue #17). Asserted on the modules a fresh interpreter has loaded, never 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -164,3 +165,34 @@ def test_enqueue_on_postgresql_loads_its_driver_but_no_worker_side(pg_target):
     # (psycopg imports concurrent.futures itself; the watch gives the queue's NOTIFY channel.)
     unwanted = ("croniter", "queuectl.executor", "queuectl.worker") + OTHER_PARTS + TEXTUAL
     assert loaded.isdisjoint(unwanted), loaded & set(unwanted)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"XDG_DATA_HOME": "/srv/data", "HOME": "/home/ann"}, {"HOME": "/home/ann"},
+     {"XDG_DATA_HOME": "", "HOME": "/home/ann/"}, {"XDG_DATA_HOME": "/srv/data/", "HOME": ""},
+     {"XDG_DATA_HOME": "relative", "HOME": "/home/ann"}, {"HOME": "/"}],
+)  # fmt: skip
+def test_the_default_queue_is_where_platformdirs_puts_it(monkeypatch, env):
+    from queuectl import target
+
+    for name in ("XDG_DATA_HOME", "HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    expected = os.path.abspath(target.platformdirs_path())
+    assert os.path.abspath(target.default_path()) == expected
+    assert target.resolve_target().location == expected
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="elsewhere platformdirs names the folder")
+def test_a_command_on_the_default_queue_loads_no_platformdirs(tmp_path):
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("QUEUECTL_DB", "XDG_DATA_HOME")}  # fmt: skip
+    env["HOME"] = str(tmp_path)
+    code = RUN.format(args=["enqueue", "true"], names=["platformdirs"])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == []
+    assert (tmp_path / ".local" / "share" / "queuectl" / "queuectl.db").exists()
