@@ -125,7 +125,7 @@ def install_venvs() -> dict[str, Path]:
 def time_commands(
     commands: dict[str, list[str]],
     reps: int,
-    rounds: int = 5,
+    rounds: int = 10,
     cpu: dict[str, list[float]] | None = None,
     env: dict[str, str] | None = None,
 ) -> dict[str, list[float]]:
@@ -149,7 +149,7 @@ def time_commands(
                     times[name].append(run_timed(commands[name], env=env))
             continue
         with tempfile.NamedTemporaryFile(suffix=".json") as export:
-            argv = [hyperfine, "-N", "--style", "none", "--warmup", "2", "--runs", str(max(runs, 2)),
+            argv = [hyperfine, "-N", "--style", "none", "--warmup", "1", "--runs", str(max(runs, 2)),
                     "--export-json", export.name, *(shlex.join(commands[n]) for n in names)]  # fmt: skip
             done = subprocess.run(argv, capture_output=True, text=True, env=env or child_env(),
                                   timeout=900)  # fmt: skip
