@@ -196,3 +196,14 @@ def test_a_command_on_the_default_queue_loads_no_platformdirs(tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1]) == []
     assert (tmp_path / ".local" / "share" / "queuectl" / "queuectl.db").exists()
+
+
+def test_version_is_the_installed_packages():
+    """`--version` prints queuectl.__version__ (no metadata lookup): the same as pip installed."""
+    from importlib.metadata import version
+
+    import queuectl
+
+    assert queuectl.__version__ == version("queuectl")
+    result = CliRunner().invoke(cli, ["--version"], prog_name="queuectl")
+    assert result.exit_code == 0 and result.stdout == f"queuectl, version {version('queuectl')}\n"
