@@ -8,7 +8,7 @@ connection, and nothing depends on which Queue was opened last.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
 from datetime import datetime, timezone
 from typing import Any
 
@@ -287,9 +287,12 @@ ALL_MODELS = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
 class Models:
-    """The models bound to one database: what a Queue's queries use (``queue.models.Job``)."""
+    """The models bound to one database: what a Queue's queries use (``queue.models.Job``).
+
+    Each is bound on first use: binding copies every field of the model, and a command that
+    touches two tables (``enqueue``) need not pay for all of them. A new model goes in
+    ALL_MODELS and gets its line below."""
 
     Job: type[Job]
     Config: type[Config]
@@ -302,20 +305,32 @@ class Models:
     RunTotal: type[RunTotal]
     HookDelivery: type[HookDelivery]
 
+    def __init__(self, database: peewee.Database) -> None:
+        self._database = database
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> type[peewee.Model]:
+        # Called only for a model not bound yet: a bound one is in the instance's __dict__.
+        template = next((model for model in ALL_MODELS if model.__name__ == name), None)
+        if template is None:
+            raise AttributeError(f"no model {name!r}")
+        with self._lock:  # two threads asking at once get one class
+            if name not in self.__dict__:
+                self.__dict__[name] = _bound(template, self._database)
+            return self.__dict__[name]
+
     @property
     def all(self) -> tuple[type[peewee.Model], ...]:
-        return (self.Job, self.Config, self.WorkerProcess, self.SchemaInfo, self.Event,
-                self.JobDep, self.QueueSetting, self.Schedule, self.RunTotal,
-                self.HookDelivery)  # fmt: skip
+        return tuple(getattr(self, model.__name__) for model in ALL_MODELS)
+
+
+def _bound(model: type[peewee.Model], database: peewee.Database) -> type[peewee.Model]:
+    meta = type("Meta", (), {"database": database, "table_name": model._meta.table_name})
+    return type(model.__name__, (model,), {"Meta": meta, "__module__": model.__module__})
 
 
 def bind(database: peewee.Database) -> Models:
-    """Subclasses of every model, bound to ``database``. Each keeps its template's fields,
-    indexes and table, and its instances are instances of the template (a ``Job`` is a ``Job``
-    whichever database it came from)."""
-
-    def bound(model: type[peewee.Model]) -> type[peewee.Model]:
-        meta = type("Meta", (), {"database": database, "table_name": model._meta.table_name})
-        return type(model.__name__, (model,), {"Meta": meta, "__module__": model.__module__})
-
-    return Models(*(bound(model) for model in ALL_MODELS))  # type: ignore[arg-type]
+    """The models bound to ``database``: subclasses of every model (made on first use). Each
+    keeps its template's fields, indexes and table, and its instances are instances of the
+    template (a ``Job`` is a ``Job`` whichever database it came from)."""
+    return Models(database)

@@ -18,7 +18,7 @@ from .harness import Report, Settings, find_pg, remove_tree
 
 BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Report], None]]] = {
     "throughput": ("1. jobs/s vs Python's ceiling, Huey, task-spooler", throughput.run),
-    "enqueue": ("2. one `queuectl enqueue` vs a bare import", startup.run_enqueue_one),
+    "enqueue": ("2. start-up: enqueue, --help, config get, in real installs", startup.run_start_up),
     "bulk": ("3. `enqueue --file` of 10,000 lines vs Huey", startup.run_bulk),
     "latency": ("4. pickup latency and idle CPU", latency.run),
     "memory": ("5. worker RSS while a job prints 1 GB", memory.run),
