@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Report], None]]] = {
     "backends": ("issue #6: worker processes on SQLite and PostgreSQL", throughput.run_backends),
     "pipeline": ("issue #15: chains of dependent jobs vs independent jobs", pipeline.run),
     "direct": ("issue #17: simple commands without the shell", throughput.run_direct),
+    "procrastinate": ("issue #17: PostgreSQL vs procrastinate", throughput.run_procrastinate),
 }
 
 
