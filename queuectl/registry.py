@@ -52,6 +52,29 @@ class Registry(Lifecycle):
             return False
         return self.stop_requested(worker_id)
 
+    def beat(self, worker_id: str, threads: int) -> tuple[bool, bool]:
+        """PostgreSQL: :meth:`heartbeat` and the look for lost workers in one statement, so
+        that an idle pool runs one a second: (asked to stop, a rescue is due). A rescue is due
+        when another worker is silent past the lease, or gone from this host, or a job runs
+        under no registered worker; :meth:`rescue_lost` then does it."""
+        now = self.clock()
+        row = self.db.execute_sql(
+            'WITH "beat" AS (UPDATE "worker" SET "heartbeat_at" = %s, "threads" = %s '
+            'WHERE "id" = %s RETURNING "stop_requested") '
+            'SELECT (SELECT COUNT(*) FROM "beat"), (SELECT bool_or("stop_requested") FROM "beat"), '
+            'EXISTS (SELECT 1 FROM "worker" WHERE "heartbeat_at" < %s AND "id" <> %s), '
+            '(SELECT array_agg("pid") FROM "worker" WHERE "host" = %s AND "id" <> %s), '
+            f'EXISTS (SELECT 1 FROM "job" WHERE "state" = \'{State.PROCESSING.value}\' '
+            'AND ("worker" IS NULL OR "worker" NOT IN (SELECT "id" FROM "worker")))',
+            (now, threads, worker_id, now - self.lease, worker_id, self.host, worker_id),
+        ).fetchone()
+        beaten, stop, silent, pids_here, orphans = row
+        if not beaten:  # presumed dead while it was not (a long pause): registered again
+            self.heartbeat(worker_id, threads)
+            stop = False
+        dead_here = any(not pid_alive(pid) for pid in pids_here or ())
+        return bool(stop), bool(silent or dead_here or orphans)
+
     def stop_requested(self, worker_id: str) -> bool:
         WorkerProcess = self.models.WorkerProcess
         row = (
@@ -64,6 +87,9 @@ class Registry(Lifecycle):
     def unregister_worker(self, worker_id: str) -> None:
         WorkerProcess = self.models.WorkerProcess
         WorkerProcess.delete().where(WorkerProcess.id == worker_id).execute()
+        # Idle workers elsewhere wait for announcements: a job this one was to run when it
+        # came due (a retry's backoff) is theirs now.
+        self._announce()
 
     def live_workers(self) -> list[WorkerProcess]:
         """Worker processes that are not gone (see :meth:`is_gone`), from any process, on any
@@ -104,6 +130,7 @@ class Registry(Lifecycle):
             return []  # the usual case: read only, no write lock taken
         rescued = []
         with self._write():
+            self._announce()  # idle workers elsewhere learn of the retries' due times
             if gone:
                 WorkerProcess.delete().where(WorkerProcess.id.in_(gone)).execute()
             for job in orphans.clone():
