@@ -24,6 +24,7 @@ from .models import Job
 from .queue import HEARTBEAT_INTERVAL_S, Queue
 from .reconnect import MAX_RETRY_S, Backoff, Outage
 from .schedules import RECHECK_S, ScheduleTimer
+from .watch import OUTPUT_PAYLOAD, PostgresNotifications
 
 log = logging.getLogger(__name__)
 
@@ -389,7 +390,10 @@ class WorkerPool:
         if self.outage.down:
             return
         try:
-            self._jobs.store_output(job, self.worker_id, output, printed)  # type: ignore[arg-type]
+            stored = self._jobs.store_output(job, self.worker_id, output, printed)  # type: ignore[arg-type]
+            if stored and not self._jobs.is_sqlite:  # `logs -f` and the TUI wake on it, pools not
+                self._jobs.db.execute_sql("SELECT pg_notify(%s, %s)",
+                                          (self._jobs.channel, OUTPUT_PAYLOAD))  # fmt: skip
         except peewee.PeeweeException as exc:
             self._database_failed(self._jobs, exc)
 
@@ -521,6 +525,8 @@ class WorkerPool:
     def _serve(self) -> None:
         """Heartbeat, rescue, stop requests, change detection and burst's end."""
         changes = self.queue.change_detector()
+        if isinstance(changes, PostgresNotifications):
+            changes.ignored = frozenset({OUTPUT_PAYLOAD})
         next_beat = next_drain_check = next_retention = next_cancel_check = time.monotonic()
         next_hooks = time.monotonic()
         try:

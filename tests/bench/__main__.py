@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from . import latency, memory, pipeline, scale, startup, throughput
+from . import features, latency, memory, pipeline, scale, startup, throughput
 from .harness import Report, Settings, find_pg, remove_tree
 
 BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Report], None]]] = {
@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Report], None]]] = {
     "pipeline": ("issue #15: chains of dependent jobs vs independent jobs", pipeline.run),
     "direct": ("issue #17: simple commands without the shell", throughput.run_direct),
     "procrastinate": ("issue #17: PostgreSQL vs procrastinate", throughput.run_procrastinate),
+    "features": ("issue #17: dependencies, schedules, logs -f, cancel: how soon", features.run),
 }
 
 
