@@ -214,9 +214,15 @@ class Statements:
             f'"next" AS (UPDATE "job" SET {_assignments(claimed)} FROM "p" '
             f'WHERE "seq" = {next_due(now, held)} '
             f"RETURNING {self.columns}), "
-            f'"woken" AS ({wake}) '
+            f'"woken" AS ({wake}), '
+            # The commit does not wait for the WAL's flush to disk: the durability of SQLite's
+            # synchronous=NORMAL (see db.py). A crash of the server's machine can lose the last
+            # fraction of a second of runs stored and claims (never corrupt them); an ended run
+            # lost so is rescued as "worker lost" and retried by the retry rules.
+            "\"unflushed\" AS (SELECT set_config('synchronous_commit', 'off', true)) "
             'SELECT * FROM "done" UNION ALL '
-            'SELECT * FROM "next" WHERE (SELECT COUNT(*) FROM "woken") >= 0'
+            'SELECT * FROM "next" WHERE (SELECT COUNT(*) FROM "woken") >= 0 '
+            'AND (SELECT COUNT(*) FROM "unflushed") >= 0'
         )
 
     def same_run_update(self, columns: tuple[str, ...]) -> str:
