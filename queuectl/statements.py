@@ -145,7 +145,8 @@ class Statements:
             f'WHERE "seq" = {next_due(param, held)} RETURNING {columns}'
         )
         if not is_sqlite:
-            return claim_sql, self._pg_complete_and_claim(next_due, held)
+            return claim_sql, self._pg_complete_and_claim(_first_due(READY, held, only),
+                                                          _first_due(_DEPENDENT, held, only))
         # SQLite: a run that succeeded is stored and the next job claimed by one statement
         # (atomic on its own: no BEGIN, no COMMIT; a busy worker's commits halve). It is the
         # same-run update of completed_run() and the claim above, row by row. Parameters: ?1
@@ -177,14 +178,15 @@ class Statements:
         )  # fmt: skip
         return claim_sql, complete_and_claim
 
-    def _pg_complete_and_claim(self, next_due, held: str) -> str:  # type: ignore[no-untyped-def]
+    def _pg_complete_and_claim(self, ready: str, dependents: str) -> str:
         """PostgreSQL: the successful run stored and the next job claimed in one statement (one
         round trip, no BEGIN/COMMIT: a busy worker's four round trips a job become one). The
         parameters, in :meth:`Lifecycle._complete_and_claim`'s order, are named once in "p";
         "done" is the same-run update of completed_run(), "next" the claim (limited queues are
-        left to Workflows._claim_limited, as in the claim). They see one snapshot: the job
-        "done" ends is not ready, so "next" never takes it, and its dependents made ready by
-        the trigger are claimed by the next statement (the announcement wakes the idle)."""
+        left to Workflows._claim_limited, as in the claim) of the first in claim order of the
+        jobs ``ready`` and of ``dependents``: those whose one open dependency is the job that
+        completes here (the statement's snapshot does not see the trigger count them down, so
+        the dependent of a chain starts in the statement that completes the job before it)."""
         params = (
             ('"p_seq"', "bigint"), ('"p_worker"', "varchar"), ('"p_now"', "double precision"),
             ('"p_exit_code"', "integer"), ('"p_output"', "text"), ('"p_attempts"', "integer"),
@@ -198,7 +200,6 @@ class Statements:
         claimed = claimed_run(Sql('"p_worker"'), Sql('"p_now"'))
         # The finished job's output is not read back: the caller has it, and it can be 1 MiB.
         returning = self.columns.replace('"output"', 'NULL::text AS "output"')
-        now = '(SELECT "p_now" FROM "p")'
         wake = "SELECT 0 WHERE FALSE"
         if self.channel is not None:
             wake = (
@@ -212,7 +213,9 @@ class Statements:
             f'"done" AS (UPDATE "job" SET {_assignments(completed)} FROM "p" '
             f'WHERE "seq" = "p_seq" AND {same_run} RETURNING {returning}), '
             f'"next" AS (UPDATE "job" SET {_assignments(claimed)} FROM "p" '
-            f'WHERE "seq" = {next_due(now, held)} '
+            f'WHERE "seq" = (SELECT "seq" FROM (SELECT * FROM {ready} AS "r" UNION ALL '
+            f'SELECT * FROM {dependents} AS "d") AS "c" '
+            'ORDER BY "priority" DESC, "run_at", "seq" LIMIT 1) '
             f"RETURNING {self.columns}), "
             f'"woken" AS ({wake}), '
             # The commit does not wait for the WAL's flush to disk: the durability of SQLite's
@@ -243,6 +246,25 @@ class Statements:
                 'RETURNING "state"'
             )
         return sql
+
+
+# PostgreSQL's complete-and-claim (see Statements._pg_complete_and_claim): a job whose only open
+# dependency is the one the statement completes.
+_DEPENDENT = (
+    READY.replace('"waiting_on" = 0', '"waiting_on" = 1')
+    + ' AND "seq" IN (SELECT "job_seq" FROM "job_dep" WHERE "dep_seq" = (SELECT "p_seq" FROM "p"))'
+    + f' AND EXISTS (SELECT 1 FROM "done" WHERE "state" = \'{State.COMPLETED.value}\')'
+)
+
+
+def _first_due(where: str, held: str, only: str) -> str:
+    """PostgreSQL's complete-and-claim: the first job in claim order, due at "p_now", of those
+    ``where`` selects, locked; its seq and order."""
+    return (
+        f'(SELECT "seq", "priority", "run_at" FROM "job" WHERE {where} '
+        f'AND "run_at" <= (SELECT "p_now" FROM "p") AND "queue" NOT IN ({held}){only} '
+        'ORDER BY "priority" DESC, "run_at", "seq" LIMIT 1 FOR UPDATE SKIP LOCKED)'
+    )
 
 
 def held_queues(*, counted: bool = True, ending: str | None = None) -> str:

@@ -104,3 +104,24 @@ def test_an_idle_worker_rescues_the_jobs_of_a_silent_worker_and_of_none(queue, p
         if worker is not None:
             worker.stop()
         elsewhere.close()
+
+
+def test_the_statement_that_completes_a_job_claims_its_dependent_and_counts_it_once(queue):
+    """A chain does not wait for another claim between its links; the dependent is claimed in
+    claim order (here before a later independent job), and every count stays right."""
+    from queuectl.executor import RunResult
+
+    first = queue.enqueue("first")
+    dependent = queue.enqueue(JobSpec(command="then", after=(first.id,)))
+    later = queue.enqueue("later")
+    claimed = queue.claim("w")
+    stored, following = queue.finish_and_claim(claimed, RunResult(0, None, ""), "w")
+    assert (stored.id, stored.state) == (first.id, "completed")
+    assert (following.id, following.state) == (dependent.id, "processing")
+    assert following.started_at == stored.finished_at
+    assert queue.get(dependent.id).waiting_on == 0
+    assert state(queue, later.id) == "pending"
+    counts = queue.counts()
+    assert (counts["completed"], counts["processing"], counts["pending"]) == (1, 1, 1)
+    stored, following = queue.finish_and_claim(following, RunResult(0, None, ""), "w")
+    assert (stored.state, following.id) == ("completed", later.id)
