@@ -2,7 +2,9 @@
 in another process, on SQLite and on PostgreSQL. Every time is read from the database (the
 worker's clock is this machine's) or stamped by this process as it sees a line.
 
-- dependency: a dependent's ``started_at`` minus its dependency's ``finished_at``.
+- dependency: a dependent's ``started_at`` minus its dependency's ``finished_at``: in the same
+  worker process (2 threads), and with the dependent in a queue only another, idle, worker
+  process serves (woken by the statement that completes the dependency).
 - schedule: a `* * * * * *` schedule (due on every whole second); a job's ``created_at`` minus
   the second it was due.
 - `logs -f`: a job prints its clock (`date +%s.%N`) every 0.7 s; the time `queuectl logs -f`
@@ -37,14 +39,16 @@ def _job(queue, job_id: str):  # type: ignore[no-untyped-def]
     return queue.get(job_id)
 
 
-def dependency_gaps(queue, samples: int) -> list[float]:  # type: ignore[no-untyped-def]
+def dependency_gaps(queue, samples: int, first: str = "default",  # type: ignore[no-untyped-def]
+                    then: str = "default") -> list[float]:  # fmt: skip
+    """Dependency in queue ``first``, dependent in queue ``then``."""
     from queuectl import JobSpec
 
     gaps = []
     for _ in range(samples):
         time.sleep(0.1)
-        dependency = queue.enqueue(JobSpec(command="sleep 0.1"))
-        dependent = queue.enqueue(JobSpec(command="true", after=(dependency.id,)))
+        dependency = queue.enqueue(JobSpec(command="sleep 0.1", queue=first))
+        dependent = queue.enqueue(JobSpec(command="true", after=(dependency.id,), queue=then))
         wait_until(lambda: _job(queue, dependent.id).started_at is not None, 20,
                    "the dependent to start", interval=0.01)  # fmt: skip
         gaps.append(_job(queue, dependent.id).started_at - _job(queue, dependency.id).finished_at)
@@ -103,12 +107,16 @@ def measure(target: str, quick: bool) -> dict[str, list[float]]:
     queue = Queue(target)
     try:
         with Children() as children:
-            children.start([*queuectl_command(), "--db", target, "worker", "start", "--count", "2"],
-                           env=child_env())  # fmt: skip
-            wait_until(lambda: queue.live_workers(), 60, "the worker to register")
+            worker = [*queuectl_command(), "--db", target, "worker", "start"]
+            children.start([*worker, "--count", "2", "--queue", "default"], env=child_env())
+            # The dependency runs in one process, its dependent can only run in another.
+            for name in ("first", "then"):
+                children.start([*worker, "--queue", name], env=child_env())
+            wait_until(lambda: len(queue.live_workers()) == 3, 60, "the workers to register")
             time.sleep(1.0)
             return {
                 "dependency": dependency_gaps(queue, 5 if quick else 15),
+                "dependency-elsewhere": dependency_gaps(queue, 5 if quick else 15, "first", "then"),
                 "schedule": schedule_lateness(queue, 3.5 if quick else 8.5),
                 "logs": logs_follow_delays(queue, target),
                 "cancel": cancel_delays(queue, 3 if quick else 6),
@@ -119,6 +127,8 @@ def measure(target: str, quick: bool) -> dict[str, list[float]]:
 
 ROWS = (
     ("dependency", "dependency completed -> dependent started", "s",
+     Target("<= 15 ms", at_most=0.015, ratio=False)),
+    ("dependency-elsewhere", "same, the dependent in another (idle) worker process", "s",
      Target("<= 15 ms", at_most=0.015, ratio=False)),
     ("schedule", "schedule due -> job enqueued", "s", Target("<= 100 ms", at_most=0.1, ratio=False)),
     ("logs", "line printed -> shown by `logs -f`", "s", Target("<= 1 s", at_most=1.0, ratio=False)),
