@@ -77,6 +77,8 @@ class QueueCore:
                 use_wal(self.db)
             # PostgreSQL: where writers announce changes (see _announce and queuectl.watch).
             self.channel = None if self.is_sqlite else notify_channel(self.db)
+            if self.channel is not None:
+                self._sql.announce_to(self.channel)
         except peewee.DatabaseError as exc:  # e.g. "database disk image is malformed"
             self.db.close()
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from . import history, latency, memory, pipeline, scale, startup, throughput
+from . import features, history, latency, memory, pipeline, scale, startup, throughput
 from .harness import Report, Settings, find_pg, remove_tree
 
 BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Report], None]]] = {
@@ -26,6 +26,8 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Report], None]]] = {
     "backends": ("issue #6: worker processes on SQLite and PostgreSQL", throughput.run_backends),
     "pipeline": ("issue #15: chains of dependent jobs vs independent jobs", pipeline.run),
     "direct": ("issue #17: simple commands without the shell", throughput.run_direct),
+    "procrastinate": ("issue #17: PostgreSQL vs procrastinate", throughput.run_procrastinate),
+    "features": ("issue #17: dependencies, schedules, logs -f, cancel: how soon", features.run),
     "history": ("issue #16: what writing the history costs a worker", history.run_history),
     "stats": ("issue #16: stats over an hour of 100k runs, 1M jobs", history.run_stats),
 }
