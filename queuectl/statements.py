@@ -217,15 +217,11 @@ class Statements:
             f'SELECT * FROM {dependents} AS "d") AS "c" '
             'ORDER BY "priority" DESC, "run_at", "seq" LIMIT 1) '
             f"RETURNING {self.columns}), "
-            f'"woken" AS ({wake}), '
-            # The commit does not wait for the WAL's flush to disk: the durability of SQLite's
-            # synchronous=NORMAL (see db.py). A crash of the server's machine can lose the last
-            # fraction of a second of runs stored and claims (never corrupt them); an ended run
-            # lost so is rescued as "worker lost" and retried by the retry rules.
-            "\"unflushed\" AS (SELECT set_config('synchronous_commit', 'off', true)) "
+            f'"woken" AS ({wake}) '
+            # The commit waits for the WAL's flush (the server's synchronous_commit): a result
+            # lost in a crash of the server would run a job that succeeded a second time.
             'SELECT * FROM "done" UNION ALL '
-            'SELECT * FROM "next" WHERE (SELECT COUNT(*) FROM "woken") >= 0 '
-            'AND (SELECT COUNT(*) FROM "unflushed") >= 0'
+            'SELECT * FROM "next" WHERE (SELECT COUNT(*) FROM "woken") >= 0'
         )
 
     def same_run_update(self, columns: tuple[str, ...]) -> str:
