@@ -17,7 +17,6 @@ from typing import Any
 import peewee
 
 from .errors import InvalidInput, QueueError
-from .executor import CANCELLED
 from .models import ACTIVE, CLAIMABLE, FINAL, Job, State
 from .registry import Registry
 from .workflows import Workflows
@@ -99,6 +98,8 @@ class Control(Workflows, Registry):
                 job.seq for job in jobs if job.state in ACTIVE and job.cancel_requested_at is None
             ]
             if waiting:
+                from .executor import CANCELLED
+
                 Job.update(
                     state=State.CANCELLED.value, error=CANCELLED, finished_at=now, updated_at=now
                 ).where(Job.seq.in_(waiting), Job.state.in_(CLAIMABLE)).execute()

@@ -8,6 +8,7 @@ import secrets
 
 import peewee
 
+from .executor import RunResult
 from .lifecycle import Lifecycle
 from .models import UNFINISHED, Job, State, WorkerProcess
 from .procs import kill_leftovers, pid_alive
@@ -51,6 +52,32 @@ class Registry(Lifecycle):
             return False
         return self.stop_requested(worker_id)
 
+    def beat(self, worker_id: str, threads: int) -> tuple[bool, bool]:
+        """PostgreSQL: :meth:`heartbeat` and the look for lost workers in one statement, so
+        that an idle pool runs one a second: (asked to stop, a rescue is due). A rescue is due
+        when another worker is silent past the lease, or gone from this host, or a job runs
+        under no registered worker; :meth:`rescue_lost` then does it."""
+        now = self.clock()
+        row = self.db.execute_sql(
+            'WITH "beat" AS (UPDATE "worker" SET "heartbeat_at" = %s, "threads" = %s '
+            'WHERE "id" = %s RETURNING "stop_requested") '
+            'SELECT (SELECT COUNT(*) FROM "beat"), (SELECT bool_or("stop_requested") FROM "beat"), '
+            # Its commit does not wait for the disk (a heartbeat lost in a crash is no loss): the
+            # service thread, which wakes the idle threads, is not held by a slow flush.
+            "set_config('synchronous_commit', 'off', true), "
+            'EXISTS (SELECT 1 FROM "worker" WHERE "heartbeat_at" < %s AND "id" <> %s), '
+            '(SELECT array_agg("pid") FROM "worker" WHERE "host" = %s AND "id" <> %s), '
+            f'EXISTS (SELECT 1 FROM "job" WHERE "state" = \'{State.PROCESSING.value}\' '
+            'AND ("worker" IS NULL OR "worker" NOT IN (SELECT "id" FROM "worker")))',
+            (now, threads, worker_id, now - self.lease, worker_id, self.host, worker_id),
+        ).fetchone()
+        beaten, stop, _, silent, pids_here, orphans = row
+        if not beaten:  # presumed dead while it was not (a long pause): registered again
+            self.heartbeat(worker_id, threads)
+            stop = False
+        dead_here = any(not pid_alive(pid) for pid in pids_here or ())
+        return bool(stop), bool(silent or dead_here or orphans)
+
     def stop_requested(self, worker_id: str) -> bool:
         WorkerProcess = self.models.WorkerProcess
         row = (
@@ -63,6 +90,9 @@ class Registry(Lifecycle):
     def unregister_worker(self, worker_id: str) -> None:
         WorkerProcess = self.models.WorkerProcess
         WorkerProcess.delete().where(WorkerProcess.id == worker_id).execute()
+        # Idle workers elsewhere wait for announcements: a job this one was to run when it
+        # came due (a retry's backoff) is theirs now.
+        self._announce()
 
     def live_workers(self) -> list[WorkerProcess]:
         """Worker processes that are not gone (see :meth:`is_gone`), from any process, on any
@@ -103,6 +133,7 @@ class Registry(Lifecycle):
             return []  # the usual case: read only, no write lock taken
         rescued = []
         with self._write():
+            self._announce()  # idle workers elsewhere learn of the retries' due times
             if gone:
                 WorkerProcess.delete().where(WorkerProcess.id.in_(gone)).execute()
             for job in orphans.clone():
@@ -143,6 +174,21 @@ class Registry(Lifecycle):
             if count:
                 self._announce()
         return count
+
+    def finish_and_claim(
+        self, job: Job, result: RunResult, worker_id: str, queues: tuple[str, ...] | None = None
+    ) -> tuple[Job | None, Job | None]:
+        """PostgreSQL: the one-statement complete-and-claim (see Statements) leaves limited
+        queues alone; while some queue has a limit, the next job is then claimed the way
+        Workflows claims in them (its running jobs counted afresh, under a lock)."""
+        stored, following = super().finish_and_claim(job, result, worker_id, queues)
+        limits_in_use = getattr(self, "_limits_in_use", None)
+        if (
+            following is None and stored is not None and result.ok and not self.is_sqlite
+            and limits_in_use is not None and limits_in_use()
+        ):  # fmt: skip
+            following = self.claim(worker_id, queues)
+        return stored, following
 
     def drained(self) -> bool:
         """No job is pending, failed (waiting to retry) or processing."""

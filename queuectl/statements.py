@@ -89,6 +89,7 @@ class Statements:
         columns += f', (SELECT "value" FROM "config" WHERE "key" = \'{JOB_TIMEOUT}\')'
         self.columns = columns
         self._claims: dict[tuple[str, ...] | None, tuple[str, str | None]] = {}
+        self.channel: str | None = None  # PostgreSQL: see announce_to
         self.claim, self.complete_and_claim = self.claims(None)
         # One job claimed by its seq (PostgreSQL's claims in limited queues, see Workflows).
         self.claim_seq = (
@@ -103,6 +104,15 @@ class Statements:
             f"WHERE \"state\" = '{State.PENDING.value}'"
         )
         self._same_run: dict[tuple[str, ...], str] = {}
+
+    def announce_to(self, channel: str) -> None:
+        """PostgreSQL: the LISTEN/NOTIFY channel of this queue (known once the database is
+        open): a complete-and-claim whose job has dependents, or runs in a limited queue,
+        wakes the idle workers of every process in the same statement (the dependents became
+        ready in it, or a place in the queue's limit was freed)."""
+        self.channel = channel
+        self._claims.clear()
+        self.claim, self.complete_and_claim = self.claims(None)
 
     def claims(self, queues: tuple[str, ...] | None) -> tuple[str, str | None]:
         """The claim, and (SQLite) the complete-and-claim, of a worker that takes jobs of
@@ -135,7 +145,8 @@ class Statements:
             f'WHERE "seq" = {next_due(param, held)} RETURNING {columns}'
         )
         if not is_sqlite:
-            return claim_sql, None
+            return claim_sql, self._pg_complete_and_claim(_first_due(READY, held, only),
+                                                          _first_due(_DEPENDENT, held, only))
         # SQLite: a run that succeeded is stored and the next job claimed by one statement
         # (atomic on its own: no BEGIN, no COMMIT; a busy worker's commits halve). It is the
         # same-run update of completed_run() and the claim above, row by row. Parameters: ?1
@@ -167,6 +178,52 @@ class Statements:
         )  # fmt: skip
         return claim_sql, complete_and_claim
 
+    def _pg_complete_and_claim(self, ready: str, dependents: str) -> str:
+        """PostgreSQL: the successful run stored and the next job claimed in one statement (one
+        round trip, no BEGIN/COMMIT: a busy worker's four round trips a job become one). The
+        parameters, in :meth:`Lifecycle._complete_and_claim`'s order, are named once in "p";
+        "done" is the same-run update of completed_run(), "next" the claim (limited queues are
+        left to Workflows._claim_limited, as in the claim) of the first in claim order of the
+        jobs ``ready`` and of ``dependents``: those whose one open dependency is the job that
+        completes here (the statement's snapshot does not see the trigger count them down, so
+        the dependent of a chain starts in the statement that completes the job before it)."""
+        params = (
+            ('"p_seq"', "bigint"), ('"p_worker"', "varchar"), ('"p_now"', "double precision"),
+            ('"p_exit_code"', "integer"), ('"p_output"', "text"), ('"p_attempts"', "integer"),
+            ('"p_started_at"', "double precision"), ('"p_output_bytes"', "bigint"),
+        )  # fmt: skip
+        given = ", ".join(f"{self.param}::{kind} AS {name}" for name, kind in params)
+        completed = completed_run(Sql('"p_now"'), Sql('"p_exit_code"'), Sql('"p_output"'),
+                                  Sql('"p_output_bytes"'))  # fmt: skip
+        completed["state"] = Sql(unless_cancelled(_literal(completed["state"])))
+        same_run = _same_run('"p_worker"', '"p_attempts"', '"p_started_at"', is_sqlite=False)
+        claimed = claimed_run(Sql('"p_worker"'), Sql('"p_now"'))
+        # The finished job's output is not read back: the caller has it, and it can be 1 MiB.
+        returning = self.columns.replace('"output"', 'NULL::text AS "output"')
+        wake = "SELECT 0 WHERE FALSE"
+        if self.channel is not None:
+            wake = (
+                f"SELECT pg_notify({_literal(self.channel)}, '') FROM \"done\" "
+                'WHERE EXISTS (SELECT 1 FROM "job_dep" WHERE "dep_seq" = "done"."seq") '
+                'OR EXISTS (SELECT 1 FROM "queue_setting" WHERE "name" = "done"."queue" '
+                'AND "max_running" IS NOT NULL)'
+            )
+        return (
+            f'WITH "p" AS (SELECT {given}), '
+            f'"done" AS (UPDATE "job" SET {_assignments(completed)} FROM "p" '
+            f'WHERE "seq" = "p_seq" AND {same_run} RETURNING {returning}), '
+            f'"next" AS (UPDATE "job" SET {_assignments(claimed)} FROM "p" '
+            f'WHERE "seq" = (SELECT "seq" FROM (SELECT * FROM {ready} AS "r" UNION ALL '
+            f'SELECT * FROM {dependents} AS "d") AS "c" '
+            'ORDER BY "priority" DESC, "run_at", "seq" LIMIT 1) '
+            f"RETURNING {self.columns}), "
+            f'"woken" AS ({wake}) '
+            # The commit waits for the WAL's flush (the server's synchronous_commit): a result
+            # lost in a crash of the server would run a job that succeeded a second time.
+            'SELECT * FROM "done" UNION ALL '
+            'SELECT * FROM "next" WHERE (SELECT COUNT(*) FROM "woken") >= 0'
+        )
+
     def same_run_update(self, columns: tuple[str, ...]) -> str:
         """UPDATE of ``columns`` of the job (seq, worker) still processing there, in the same
         run (attempts, started_at): a worker presumed lost that claimed the job again must not
@@ -185,6 +242,25 @@ class Statements:
                 'RETURNING "state"'
             )
         return sql
+
+
+# PostgreSQL's complete-and-claim (see Statements._pg_complete_and_claim): a job whose only open
+# dependency is the one the statement completes.
+_DEPENDENT = (
+    READY.replace('"waiting_on" = 0', '"waiting_on" = 1')
+    + ' AND "seq" IN (SELECT "job_seq" FROM "job_dep" WHERE "dep_seq" = (SELECT "p_seq" FROM "p"))'
+    + f' AND EXISTS (SELECT 1 FROM "done" WHERE "state" = \'{State.COMPLETED.value}\')'
+)
+
+
+def _first_due(where: str, held: str, only: str) -> str:
+    """PostgreSQL's complete-and-claim: the first job in claim order, due at "p_now", of those
+    ``where`` selects, locked; its seq and order."""
+    return (
+        f'(SELECT "seq", "priority", "run_at" FROM "job" WHERE {where} '
+        f'AND "run_at" <= (SELECT "p_now" FROM "p") AND "queue" NOT IN ({held}){only} '
+        'ORDER BY "priority" DESC, "run_at", "seq" LIMIT 1 FOR UPDATE SKIP LOCKED)'
+    )
 
 
 def held_queues(*, counted: bool = True, ending: str | None = None) -> str:

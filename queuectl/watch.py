@@ -21,6 +21,11 @@ try:  # Linux only
 except (ImportError, OSError):  # pragma: no cover - other platforms
     INotify = None  # type: ignore[assignment,misc]
 
+# PostgreSQL: the payload of the announcement that a running job's output was stored. Readers
+# of output (`logs -f`, the TUI) wake on it; a pool's service thread ignores it (see ignored).
+OUTPUT_PAYLOAD = "output"
+
+
 def notify_channel(db: peewee.Database) -> str:
     """The LISTEN/NOTIFY channel of the queue in ``db``'s current schema: queues in two schemas
     of one database do not wake each other."""
@@ -164,6 +169,8 @@ class PostgresNotifications(ChangeDetector):
         self.dbname = db.database
         self.channel = channel
         self.connection = None
+        # Payloads that are no change for this reader (e.g. a pool's: OUTPUT_PAYLOAD).
+        self.ignored: frozenset[str] = frozenset()
         self._retry = Backoff()
         self._retry_at = 0.0
         self._listen()
@@ -193,9 +200,14 @@ class PostgresNotifications(ChangeDetector):
             time.sleep(max(deadline - time.monotonic(), 0))
             return False
         changed = False
+        deadline = time.monotonic() + timeout
         try:
-            for _ in self.connection.notifies(timeout=timeout, stop_after=1):
-                changed = True
+            while not changed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                for notify in self.connection.notifies(timeout=remaining, stop_after=1):
+                    changed = notify.payload not in self.ignored
             if changed:  # several announcements in a burst count as one change
                 for _ in self.connection.notifies(timeout=0.001):
                     pass

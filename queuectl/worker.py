@@ -23,13 +23,21 @@ from .procs import WORKER_ENV
 from .models import Job
 from .queue import HEARTBEAT_INTERVAL_S, Queue
 from .reconnect import MAX_RETRY_S, Backoff, Outage
-from .schedules import ScheduleTimer
+from .schedules import RECHECK_S, ScheduleTimer
+from .watch import OUTPUT_PAYLOAD, PostgresNotifications
 
 log = logging.getLogger(__name__)
 
 IDLE_WAIT_S = 0.25  # an idle thread re-checks at least this often, whatever it is told
 SERVICE_TICK_S = 0.1  # the service thread's round: change watch, then `--burst`'s check
 RETENTION_EVERY_S = 60.0  # config `retention` is applied at most this often (SPEC 6)
+# PostgreSQL: every write that makes a job claimable announces it (LISTEN/NOTIFY), and an idle
+# thread's timer is the next due time, so an idle pool runs no statement but its heartbeat.
+ANNOUNCED_IDLE_WAIT_S = 30.0  # an idle thread's look anyway (a safety net only)
+QUIET_TICK_S = 0.25  # the service thread's round while quiet (a look at the clock, no statement)
+QUIET_AFTER_S = 2.0  # quiet: nothing ran in the pool for this long, and no hook runs
+QUIET_HOOKS_S = 5.0  # while quiet, hook deliveries are looked for this often
+QUIET_SCHEDULES_S = 60.0  # while quiet, schedules are read again this often unannounced
 
 T = TypeVar("T")
 
@@ -68,7 +76,8 @@ class WorkerPool:
         self.queue = queue
         # Claim only jobs of these named queues (SPEC 7), else of every queue.
         self.queues: tuple[str, ...] | None = tuple(sorted(set(queues))) if queues else None
-        self._schedules = ScheduleTimer()
+        self._schedules = _Schedules(announced=not queue.is_sqlite)
+        self._ended_at = float("-inf")  # time.monotonic() of the last end of a run here
         self._jobs = queue  # what the worker threads use: Queue.for_worker_threads(), once started
         self.on_event = on_event
         self.burst = burst
@@ -306,7 +315,17 @@ class WorkerPool:
         except peewee.PeeweeException as exc:
             self._database_failed(self._jobs, exc)
             return MAX_RETRY_S
-        return IDLE_WAIT_S if due is None else min(due, IDLE_WAIT_S)
+        wait = self._idle_wait()
+        return wait if due is None else min(due, wait)
+
+    def _idle_wait(self) -> float:
+        """How long an idle thread waits when nothing wakes it and nothing is due. SQLite: a
+        short look, again and again. PostgreSQL: every write that makes a job claimable wakes
+        it (the service thread's LISTEN), so only a safety net's; but while some queue has a
+        limit, a run that fails elsewhere frees a place unannounced: a short look then."""
+        if self.queue.is_sqlite or getattr(self._jobs, "_limits", True):
+            return IDLE_WAIT_S
+        return ANNOUNCED_IDLE_WAIT_S
 
     def _idle(self, generation: int, timeout: float) -> None:
         with self._lock:
@@ -337,6 +356,7 @@ class WorkerPool:
             execution.kill()
         self._emit("started", job)
         result = execution.run()
+        self._ended_at = time.monotonic()
         with self._lock:
             self._running.pop(slot, None)
             self._running_jobs.pop(job.seq, None)
@@ -374,7 +394,10 @@ class WorkerPool:
         if self.outage.down:
             return
         try:
-            self._jobs.store_output(job, self.worker_id, output, printed)  # type: ignore[arg-type]
+            stored = self._jobs.store_output(job, self.worker_id, output, printed)  # type: ignore[arg-type]
+            if stored and not self._jobs.is_sqlite:  # `logs -f` and the TUI wake on it, pools not
+                self._jobs.db.execute_sql("SELECT pg_notify(%s, %s)",
+                                          (self._jobs.channel, OUTPUT_PAYLOAD))  # fmt: skip
         except peewee.PeeweeException as exc:
             self._database_failed(self._jobs, exc)
 
@@ -515,7 +538,10 @@ class WorkerPool:
     def _serve(self) -> None:
         """Heartbeat, rescue, stop requests, change detection and burst's end."""
         changes = self.queue.change_detector()
+        if isinstance(changes, PostgresNotifications):
+            changes.ignored = frozenset({OUTPUT_PAYLOAD})
         next_beat = next_drain_check = next_retention = next_cancel_check = time.monotonic()
+        next_hooks = time.monotonic()
         try:
             while not self._service_done.is_set():
                 if time.monotonic() >= next_beat:
@@ -523,13 +549,19 @@ class WorkerPool:
                     self._beat()
                 if time.monotonic() >= next_retention:
                     next_retention = time.monotonic() + self._apply_retention()
+                quiet = self._quiet()
+                # Up to the next thing to do: a schedule fires on time, not up to a tick late.
+                tick = min(QUIET_TICK_S if quiet else SERVICE_TICK_S,
+                           max(next_beat - time.monotonic(), 0.0),
+                           self._schedules.due_in(self.queue.clock()))  # fmt: skip
                 try:
                     if self._all_busy():
                         # Nobody to wake: watching would cost a wake-up every few ms, taken from
                         # a busy pool's throughput. An idle thread resumes it at once.
-                        self._someone_waits.wait(SERVICE_TICK_S)
-                    elif changes.wait(SERVICE_TICK_S):
+                        self._someone_waits.wait(tick)
+                    elif changes.wait(tick):
                         self.wake()
+                        self._schedules.changed()
                         # A cancel is a change too: looked for sooner than the next heartbeat,
                         # though not on every change of a busy queue.
                         if time.monotonic() >= next_cancel_check:
@@ -537,8 +569,9 @@ class WorkerPool:
                             self._stop_cancelled(quiet=True)
                     # Once a tick, not on every change: while jobs run the queue changes every
                     # few ms, and this query was much of the service thread's CPU.
-                    if self._hooks is not None:  # (on its own threads: never a worker's)
-                        self._hooks.poll()
+                    if self._hooks is not None and (not quiet or time.monotonic() >= next_hooks):
+                        next_hooks = time.monotonic() + QUIET_HOOKS_S
+                        self._hooks.poll()  # (on its own threads: never a worker's)
                     if self.burst and not self.stopping and time.monotonic() >= next_drain_check:
                         next_drain_check = time.monotonic() + SERVICE_TICK_S
                         if self.queue.drained(self.queues):
@@ -553,6 +586,20 @@ class WorkerPool:
             changes.close()
             self.queue.close()
 
+    def _quiet(self) -> bool:
+        """PostgreSQL: whether the pool is quiet (no run for QUIET_AFTER_S, no hook running):
+        the service thread then sleeps on the LISTEN connection between heartbeats, looking
+        for hook deliveries and schedules less often. A running pool is never quiet, nor a
+        `--burst` one (it checks whether the queue is drained)."""
+        if self.queue.is_sqlite or self.burst:
+            return False
+        with self._lock:
+            if self._running:
+                return False
+        if self._hooks is not None and self._hooks.running:
+            return False
+        return time.monotonic() >= self._ended_at + QUIET_AFTER_S
+
     def _all_busy(self) -> bool:
         """Whether no worker thread waits for work (then the next one to wait sets
         _someone_waits). Changes missed meanwhile still wake it: the watch reports them."""
@@ -564,7 +611,11 @@ class WorkerPool:
 
     def _beat(self) -> None:
         try:
-            if self.queue.heartbeat(self.worker_id, self._target):  # type: ignore[arg-type]
+            if self.queue.is_sqlite:
+                stop, rescue = self.queue.heartbeat(self.worker_id, self._target), True  # type: ignore[arg-type]
+            else:  # one statement: the heartbeat and the look for lost workers
+                stop, rescue = self.queue.beat(self.worker_id, self._target)  # type: ignore[arg-type]
+            if stop:
                 self.stop()
             # Silent itself for half a lease or more (the database was away, or its lock held, or
             # this process stopped): the other workers most likely were too, and their
@@ -580,9 +631,8 @@ class WorkerPool:
             self.outage.ok()
             if self._strays_pending:
                 self._give_back_strays()
-            if beat >= self._rescue_from:
-                for job in self.queue.rescue_lost():
-                    self._emit("rescued", job)
+            for job in self.queue.rescue_lost() if rescue and beat >= self._rescue_from else ():
+                self._emit("rescued", job)
         except peewee.PeeweeException as exc:
             self._database_failed(self.queue, exc)
 
@@ -604,3 +654,36 @@ class WorkerPool:
             self.queue.unregister_worker(self.worker_id)  # type: ignore[arg-type]
         except peewee.PeeweeException as exc:
             log.warning("unregistering failed (%s)", exc)
+
+
+class _Schedules(ScheduleTimer):
+    """The pool's schedule timer. ``announced`` (PostgreSQL): every write that brings a
+    schedule's due time nearer is announced, so the earliest due time is read again after an
+    announcement (at most every RECHECK_S, as before) and otherwise every QUIET_SCHEDULES_S,
+    not every second. SQLite's is ScheduleTimer's."""
+
+    def __init__(self, announced: bool) -> None:
+        super().__init__()
+        self.announced = announced
+        self._stale = True
+
+    def changed(self) -> None:
+        self._stale = True
+
+    def due_in(self, now: float) -> float:
+        """Seconds until the earliest schedule is due, as last read (inf if none)."""
+        return float("inf") if self._earliest is None else max(self._earliest - now, 0.0)
+
+    def tick(self, queue):  # type: ignore[no-untyped-def]
+        if not self.announced:
+            return super().tick(queue)
+        now = queue.clock()
+        since = now - self._read_at
+        if since < 0 or since >= QUIET_SCHEDULES_S or (self._stale and since >= RECHECK_S):
+            self._stale = False
+            self._earliest, self._read_at = queue.next_schedule_due(), now
+        if self._earliest is None or now < self._earliest:
+            return []
+        fired = queue.fire_due_schedules()
+        self._earliest, self._read_at = queue.next_schedule_due(), now
+        return fired

@@ -13,12 +13,12 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from . import latency, memory, pipeline, scale, startup, throughput
+from . import features, history, latency, memory, pipeline, scale, startup, throughput
 from .harness import Report, Settings, find_pg, remove_tree
 
 BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Report], None]]] = {
     "throughput": ("1. jobs/s vs Python's ceiling, Huey, task-spooler", throughput.run),
-    "enqueue": ("2. one `queuectl enqueue` vs a bare import", startup.run_enqueue_one),
+    "enqueue": ("2. start-up: enqueue, --help, config get, in real installs", startup.run_start_up),
     "bulk": ("3. `enqueue --file` of 10,000 lines vs Huey", startup.run_bulk),
     "latency": ("4. pickup latency and idle CPU", latency.run),
     "memory": ("5. worker RSS while a job prints 1 GB", memory.run),
@@ -26,6 +26,10 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Report], None]]] = {
     "backends": ("issue #6: worker processes on SQLite and PostgreSQL", throughput.run_backends),
     "pipeline": ("issue #15: chains of dependent jobs vs independent jobs", pipeline.run),
     "direct": ("issue #17: simple commands without the shell", throughput.run_direct),
+    "procrastinate": ("issue #17: PostgreSQL vs procrastinate", throughput.run_procrastinate),
+    "features": ("issue #17: dependencies, schedules, logs -f, cancel: how soon", features.run),
+    "history": ("issue #16: what writing the history costs a worker", history.run_history),
+    "stats": ("issue #16: stats over an hour of 100k runs, 1M jobs", history.run_stats),
 }
 
 

@@ -288,6 +288,146 @@ def tsp_throughput(binary: str, workdir: str, n: int, threads: int = THREADS) ->
         subprocess.run([binary, "-K"], env=env, capture_output=True, timeout=30)
 
 
+# -- procrastinate (a PostgreSQL job queue) -----------------------------------------------------
+
+PROCRASTINATE_APP = textwrap.dedent(
+    """
+    import os, subprocess
+    from procrastinate import App, PsycopgConnector
+
+    app = App(connector=PsycopgConnector(conninfo=os.environ["BENCH_PROCRASTINATE_URL"]))
+
+    @app.task(name="run")
+    def run(command):
+        subprocess.run(command, shell=True)
+    """
+)
+
+
+def procrastinate_available() -> bool:
+    try:
+        import procrastinate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def shell_appends(workdir: str, n: int) -> tuple[str, list[str]]:
+    """A new file F and ``n`` commands `true; echo >> F`: F's line count tells how many ran."""
+    folder = tempfile.mkdtemp(prefix="appends-", dir=workdir)
+    lines = os.path.join(folder, "F")
+    open(lines, "w").close()
+    return lines, [f"true; echo >> {lines}"] * n
+
+
+def line_count(path: str) -> int:
+    with open(path, "rb") as file:
+        return file.read().count(b"\n")
+
+
+def procrastinate_throughput(target: str, workdir: str, n: int, processes: int,
+                             threads: int = THREADS, cpu: list[float] | None = None) -> float:  # fmt: skip
+    """``processes`` idle `procrastinate worker --concurrency threads` processes on the schema of
+    ``target`` (a sync task runs the command through the shell, as queuectl does), then ``n``
+    jobs deferred in one batch; clock from the batch's return to the last job's `succeeded`
+    event. Every command must have run exactly once (F's line count). Appends to ``cpu`` the
+    CPU seconds a job took, the workers' and their jobs' together."""
+    folder = tempfile.mkdtemp(prefix="procrastinate-", dir=workdir)
+    with open(os.path.join(folder, "benchprocrastinate.py"), "w") as module:
+        module.write(PROCRASTINATE_APP)
+    env = child_env({
+        "PYTHONPATH": folder + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "BENCH_PROCRASTINATE_URL": target,
+    })  # fmt: skip
+    lines, commands = shell_appends(workdir, n)
+    old = os.environ.get("BENCH_PROCRASTINATE_URL")
+    os.environ["BENCH_PROCRASTINATE_URL"] = target
+    sys.path.insert(0, folder)
+    try:
+        sys.modules.pop("benchprocrastinate", None)
+        import benchprocrastinate  # type: ignore[import-not-found]
+        import psycopg
+
+        app = benchprocrastinate.app
+        with app.open(), Children() as children, psycopg.connect(target, autocommit=True) as db:
+            app.schema_manager.apply_schema()
+            argv = [sys.executable, "-m", "procrastinate", "--app=benchprocrastinate.app",
+                    "--log-level", "warning", "worker", "--concurrency", str(threads)]  # fmt: skip
+            pids = [children.start(argv, env=env, cwd=folder).pid for _ in range(processes)]
+            wait_until(
+                lambda: db.execute("SELECT COUNT(*) FROM procrastinate_workers").fetchone()[0]
+                >= processes, 60, "procrastinate workers to register",
+            )  # fmt: skip
+            time.sleep(0.3)
+            cpu_before = sum(_cpu_with_children(pid) for pid in pids)
+            benchprocrastinate.run.batch_defer(*({"command": c} for c in commands))
+            deferred = time.time()
+            wait_until(lambda: line_count(lines) >= n, max(60, n / 20),
+                       f"{n} procrastinate jobs to run", interval=0.05)  # fmt: skip
+            wait_until(lambda: db.execute("SELECT COUNT(*) FROM procrastinate_jobs WHERE "
+                                          "status = 'succeeded'").fetchone()[0] >= n,
+                       30, "procrastinate to store every result")  # fmt: skip
+            if cpu is not None:
+                cpu.append((sum(_cpu_with_children(pid) for pid in pids) - cpu_before) / n)
+            last = db.execute("SELECT EXTRACT(EPOCH FROM MAX(at)) FROM procrastinate_events "
+                              "WHERE type = 'succeeded'").fetchone()[0]  # fmt: skip
+            time.sleep(0.2)  # a command run twice would have appended by now
+            if line_count(lines) != n:
+                raise RuntimeError(f"procrastinate ran {line_count(lines)} commands for {n} jobs")
+            return n / (float(last) - deferred)
+    finally:
+        sys.path.remove(folder)
+        sys.modules.pop("benchprocrastinate", None)
+        if old is None:
+            os.environ.pop("BENCH_PROCRASTINATE_URL", None)
+        else:
+            os.environ["BENCH_PROCRASTINATE_URL"] = old
+
+
+def queuectl_appends(target: str, workdir: str, n: int, processes: int,
+                     cpu: list[float] | None = None) -> float:  # fmt: skip
+    """queuectl's side of the comparison: the same commands, each run exactly once."""
+    lines, commands = shell_appends(workdir, n)
+    rate = queuectl_throughput(target, n, processes, commands=commands, cpu=cpu)
+    time.sleep(0.2)
+    if line_count(lines) != n:
+        raise RuntimeError(f"queuectl ran {line_count(lines)} commands for {n} jobs")
+    return rate
+
+
+def run_procrastinate(settings: Settings, report: Report) -> None:
+    """Issue #17: queuectl against a PostgreSQL peer, on the same server, the same command
+    (`true; echo >> F`) and the same concurrency (2 per process), 1, 2 and 4 processes."""
+    if settings.pg_url is None:
+        report.note("PostgreSQL unreachable: the procrastinate comparison is skipped")
+        return
+    if not procrastinate_available():
+        report.note("procrastinate not installed (pip install -e '.[bench]'): skipped")
+        return
+    n = 300 if settings.quick else 1000
+    reps = settings.reps(3)
+    for processes in (1, 2) if settings.quick else (1, 2, 4):
+        ours, theirs, our_cpu, their_cpu = [], [], [], []  # type: ignore[var-annotated]
+        for _ in range(reps):  # interleaved: a busy phase of the machine slows both alike
+            with pg_schema(settings.pg_url) as target:
+                ours.append(queuectl_appends(target, settings.workdir, n, processes, our_cpu))
+            with pg_schema(settings.pg_url) as target:
+                theirs.append(procrastinate_throughput(target, settings.workdir, n, processes,
+                                                       cpu=their_cpu))  # fmt: skip
+        report.add(Figure(f"   procrastinate: {processes} process(es) x --concurrency 2", "jobs/s",
+                          theirs))  # fmt: skip
+        report.add(Figure(f"#17 postgresql vs procrastinate: {processes} process(es) x 2, "
+                          f"{n} x `true; echo >> F`", "jobs/s", ours, "procrastinate", theirs,
+                          [Target(">= 3x", at_least=3.0)]))  # fmt: skip
+        report.add(Figure("   its ratio, round by round", "x",
+                          [a / b for a, b in zip(ours, theirs)]))  # fmt: skip
+        # On 2 shared cores the rates move with the others' load; the CPU a job costs moves less
+        # (the server's share is not in it: both sides use the same server).
+        report.add(Figure("   CPU a job costs, queuectl (workers + their jobs)", "ms",
+                          [s * 1000 for s in our_cpu], "procrastinate",
+                          [s * 1000 for s in their_cpu]))  # fmt: skip
+
+
 # -- the benchmark ------------------------------------------------------------------------------
 
 
