@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from functools import partial
@@ -31,7 +32,7 @@ from queuectl.queue import Queue
 from queuectl.spec import JobSpec
 from queuectl.worker import MAX_THREADS, JobEvent
 
-from .data import Loader, pane_summaries
+from .data import HealthLoaded, Loader, pane_summaries
 from .keys import KeysInOrder
 from .pool import PoolControl
 from .messages import PANES, Done, JobRow, LoadFailed, PoolEvent, QueueSnapshot
@@ -113,9 +114,11 @@ class QueueApp(KeysInOrder):
             queues,
         )
         self.loader = Loader(self, queue, self.clock, self._rows_wanted, lambda: self.filter_text)
+        self._pool_news = threading.Event()  # a PoolEvent is posted and not yet handled
         self.several_queues = False  # jobs of more than one queue seen: the panes show the queue
         self._quitting = False
         self.loads = 0  # snapshots applied (tests wait on it)
+        self.health_loads = 0  # the last hour's health shown (read beside the loads)
         self.config_values: dict[str, int | float] = {}
 
     # -- layout -----------------------------------------------------------------------------
@@ -195,11 +198,16 @@ class QueueApp(KeysInOrder):
         self.loads += 1
         self.loader.loaded()
 
+    def on_health_loaded(self, message: HealthLoaded) -> None:
+        self.stats.show_health(message.health)
+        self.health_loads += 1
+
     def on_load_failed(self, message: LoadFailed) -> None:
         self.stats.error = message.error
         self.loader.loaded()
 
     def on_pool_event(self, event: PoolEvent) -> None:
+        self._pool_news.clear()  # before the load: news from now on asks for another
         self.request_load()
 
     def on_data_table_row_highlighted(self, event: JobPane.RowHighlighted) -> None:
@@ -214,8 +222,12 @@ class QueueApp(KeysInOrder):
     # -- the worker pool ----------------------------------------------------------------------
 
     def _pool_event(self, event: JobEvent) -> None:
-        """Called in a worker thread: hand the news to the UI thread."""
-        self.post_message(PoolEvent(event.kind, event.job.id))
+        """Called in a worker thread: hand the news to the UI thread, once until it has read it.
+        A busy pool starts and ends thousands of jobs a second; one load shows them all, and a
+        message each kept the UI thread busy with them (keys waited behind)."""
+        if not self._pool_news.is_set():
+            self._pool_news.set()
+            self.post_message(PoolEvent(event.kind, event.job.id))
 
     def watch_threads(self) -> None:
         self.pool.want(self.threads, self.paused)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from functools import partial
 
 from textual.app import App
+from textual.message import Message
 from textual.timer import Timer
 
 from queuectl.models import Job, State
@@ -119,11 +120,22 @@ def pane_summaries(counts: dict[str, int], live_workers: int) -> dict[str, tuple
     }
 
 
+class HealthLoaded(Message):
+    """The last hour's :func:`health`, read beside the loads (see :class:`Loader`)."""
+
+    def __init__(self, health: Health) -> None:
+        super().__init__()
+        self.health = health
+
+
 class Loader:
-    """Refreshes ``app``'s view of ``queue``: posts a QueueSnapshot, or LoadFailed, to ``app``.
+    """Refreshes ``app``'s view of ``queue``: posts a QueueSnapshot, or LoadFailed, to ``app``;
+    every ``HEALTH_EVERY_S`` a HealthLoaded too.
 
     ``limits()`` says how many rows each pane wants; the app calls :meth:`loaded` once it has
-    applied what a load posted.
+    applied what a load posted. The last hour's health is read by a thread of its own, beside the
+    loads: with a million jobs it can take longer than a load, and the panes and counts do not
+    wait for it.
     """
 
     MIN_GAP_S = 0.2  # worker events refresh at most this often; the app's timer refreshes anyway
@@ -143,7 +155,8 @@ class Loader:
         self._again = False  # asked for while loading: load once more when done
         self._last = float("-inf")  # time.monotonic() of the last load started
         self._timer: Timer | None = None
-        self._health_at = float("-inf")  # time.monotonic() of the last load that read health
+        self._health_at = float("-inf")  # time.monotonic() of the last health read started
+        self._health_loading = False
 
     def request(self) -> None:
         """Refresh soon: at once if idle, else after the load in flight (never two at once)."""
@@ -157,11 +170,17 @@ class Loader:
             return
         self._loading, self._again = True, False
         self._last = time.monotonic()
-        with_health = self._last - self._health_at >= self.HEALTH_EVERY_S
+        with_health = (
+            self._last - self._health_at >= self.HEALTH_EVERY_S and not self._health_loading
+        )
         if with_health:
             self._health_at = self._last
-        load = partial(self._load, self.limits(), self.text(), with_health)
+        load = partial(self._load, self.limits(), self.text())
         self.app.run_worker(load, thread=True, exclusive=True, group="load", exit_on_error=False)
+        if with_health:
+            self._health_loading = True
+            self.app.run_worker(self._load_health, thread=True, group="health",
+                                exit_on_error=False)  # fmt: skip
 
     def loaded(self) -> None:
         """The app has shown what the last load posted."""
@@ -172,6 +191,16 @@ class Loader:
     def _timed(self) -> None:
         self._timer = None
         self.request()
+
+    def _load_health(self) -> None:
+        """In a worker thread of its own."""
+        try:
+            self.app.post_message(HealthLoaded(health(self.queue)))
+        except Exception as exc:  # as a load's: shown, and read again next time
+            self.app.post_message(LoadFailed(f"{type(exc).__name__}: {exc}"))
+        finally:
+            self.queue.close()  # this thread's connection
+            self._health_loading = False
 
     def _load(self, limits: dict[str, int], text: str = "", with_health: bool = False) -> None:
         """In a worker thread."""
