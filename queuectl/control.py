@@ -16,6 +16,7 @@ from typing import Any
 
 import peewee
 
+from .db import WAL_AUTOCHECKPOINT_PAGES
 from .errors import InvalidInput, QueueError
 from .executor import CANCELLED
 from .models import ACTIVE, CLAIMABLE, FINAL, Job, State
@@ -42,6 +43,12 @@ PURGE_BATCH = 1000
 PURGE_FIRST_BATCH = 100
 PURGE_HOLD_S = 0.02
 PURGE_YIELD_S = 0.03
+# Meanwhile the purge's own commits copy the WAL into the database file (a checkpoint) once it
+# holds this many pages, well before any other writer's commit finds it full (db.py's
+# WAL_AUTOCHECKPOINT_PAGES): that commit would wait for the copy and its fsync, which took a
+# worker's claim up to 0.6 s beside a busy disk. SQLite checkpoints after the commit, the write
+# lock already free.
+PURGE_CHECKPOINT_PAGES = 1000
 # How long a worker's service thread spends on retention at a time (it resumes a second later).
 RETENTION_BUDGET_S = 2.0
 
@@ -265,31 +272,32 @@ class Control(Workflows, Registry):
             where.append(Job.queue == queue)
         total = 0
         size = PURGE_FIRST_BATCH if self.is_sqlite else PURGE_BATCH
-        while True:
-            began = time.monotonic()
-            with self._write():
-                batch = Job.select(Job.seq).where(*where).limit(size)
-                if not self.is_sqlite:  # a job retried meanwhile is not deleted, nor its history
-                    batch = batch.for_update()
-                seqs = [seq for (seq,) in batch.tuples()]
-                if seqs:
-                    self._purged(seqs)
-                    Event.delete().where(Event.job_seq.in_(seqs)).execute()
-                    Job.delete().where(Job.seq.in_(seqs)).execute()
-                    self._announce()
-            total += len(seqs)
-            more = len(seqs) == size
-            if not more or (budget is not None and time.monotonic() - started >= budget):
-                break
-            if self.is_sqlite:  # the next batch's size, then the other writers' turn
-                held = max(time.monotonic() - began, 1e-4)
-                size = max(10, min(PURGE_BATCH, int(size * min(2.0, PURGE_HOLD_S / held))))
-                paused = time.monotonic()
-                # What the batch wrote is copied into the database file now, by the purge,
-                # while the lock is free: left in the WAL, it made the commit of a worker that
-                # found the WAL full do the copy and its fsync (up to 0.6 s on a busy disk).
-                self.db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
-                self._let_writers_in(PURGE_YIELD_S - (time.monotonic() - paused))
+        if self.is_sqlite:
+            self.db.execute_sql(f"PRAGMA wal_autocheckpoint = {PURGE_CHECKPOINT_PAGES}")
+        try:
+            while True:
+                with self._write():
+                    began = time.monotonic()
+                    batch = Job.select(Job.seq).where(*where).limit(size)
+                    if not self.is_sqlite:  # a job retried meanwhile is not deleted, nor its history
+                        batch = batch.for_update()
+                    seqs = [seq for (seq,) in batch.tuples()]
+                    if seqs:
+                        self._purged(seqs)
+                        Event.delete().where(Event.job_seq.in_(seqs)).execute()
+                        Job.delete().where(Job.seq.in_(seqs)).execute()
+                        self._announce()
+                    held = max(time.monotonic() - began, 1e-4)
+                total += len(seqs)
+                more = len(seqs) == size
+                if not more or (budget is not None and time.monotonic() - started >= budget):
+                    break
+                if self.is_sqlite:  # the next batch's size, then the other writers' turn
+                    size = max(10, min(PURGE_BATCH, int(size * min(2.0, PURGE_HOLD_S / held))))
+                    self._let_writers_in(PURGE_YIELD_S)
+        finally:
+            if self.is_sqlite:
+                self.db.execute_sql(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
         if total:
             self._notify()
         return total, more
