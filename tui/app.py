@@ -41,6 +41,7 @@ from .screens.confirm import ConfirmScreen, StoppingScreen
 from .screens.details import DetailsScreen
 from .screens.edit import EditScreen
 from .screens.enqueue import EnqueueScreen
+from .screens.form import Field
 from .screens.listing import ListingScreen
 from .screens.output import OutputScreen
 from .screens.queues import QueuesScreen
@@ -53,6 +54,7 @@ from .widgets.stats import StatsBar
 
 
 CANCEL_WAIT_S = 10.0  # `x` on a running job: how long to wait for its worker to stop it
+ENQUEUE_FORM = "enqueue"  # the enqueue form's name among the installed screens
 
 
 def display_name(queue: Queue) -> str:
@@ -120,6 +122,7 @@ class QueueApp(KeysInOrder):
         self.loads = 0  # snapshots applied (tests wait on it)
         self.health_loads = 0  # the last hour's health shown (read beside the loads)
         self.config_values: dict[str, int | float] = {}
+        self._form: EnqueueScreen | None = None  # made at the first `a`, then shown again
 
     # -- layout -----------------------------------------------------------------------------
 
@@ -266,7 +269,29 @@ class QueueApp(KeysInOrder):
 
     def action_enqueue(self) -> None:
         default = self.config_values.get("max-retries", KEYS["max-retries"].default)
-        self.push_screen(EnqueueScreen(default), self._enqueue)
+        form = self._enqueue_form(default)
+        if form is not None:
+            self.push_screen(ENQUEUE_FORM, self._enqueue)
+
+    def _enqueue_form(self, default: int | float) -> EnqueueScreen | None:
+        """The enqueue form, made once and shown again emptied (None: it is open already).
+        Composing and styling its widgets every time was half of what `a` cost the UI thread."""
+        form = self._form
+        if form is not None and form in self.screen_stack:
+            return None
+        if form is None or form.default_max_retries != default:
+            if form is not None:
+                self.uninstall_screen(ENQUEUE_FORM)
+            form = self._form = EnqueueScreen(default)
+            self.install_screen(form, ENQUEUE_FORM)
+        elif form.is_mounted:  # shown before: as new
+            for field in form.query(Field):
+                field.set_error(None)
+            boxes = form.query(Input)
+            for box in boxes:
+                box.value = ""
+            form.set_focus(boxes.first())
+        return form
 
     def _enqueue(self, spec: JobSpec | None) -> None:
         if spec is not None:
