@@ -115,7 +115,8 @@ class QueueApp(KeysInOrder):
             queue, self._pool_event, lambda error: self.post_message(Done(error, "error")),
             queues,
         )
-        self.loader = Loader(self, queue, self.clock, self._rows_wanted, lambda: self.filter_text)
+        self.loader = Loader(self, queue, self.clock, self._rows_wanted, lambda: self.filter_text,
+                             background_gap=refresh_interval)  # fmt: skip
         self._pool_news = threading.Event()  # a PoolEvent is posted and not yet handled
         self.several_queues = False  # jobs of more than one queue seen: the panes show the queue
         self._quitting = False
@@ -161,7 +162,7 @@ class QueueApp(KeysInOrder):
     def on_mount(self) -> None:
         self._fit(self.size.width)
         self.panes[0].focus()
-        self.set_interval(self.refresh_interval, self.request_load)
+        self.set_interval(self.refresh_interval, partial(self.loader.request, background=True))
         self.request_load()
         self.pool.want(self.threads, self.paused)
 
@@ -211,7 +212,7 @@ class QueueApp(KeysInOrder):
 
     def on_pool_event(self, event: PoolEvent) -> None:
         self._pool_news.clear()  # before the load: news from now on asks for another
-        self.request_load()
+        self.loader.request(background=True)
 
     def on_data_table_row_highlighted(self, event: JobPane.RowHighlighted) -> None:
         pane = event.data_table

@@ -138,8 +138,16 @@ class Loader:
     wait for it.
     """
 
-    MIN_GAP_S = 0.2  # worker events refresh at most this often; the app's timer refreshes anyway
+    MIN_GAP_S = 0.2  # loads asked for by the user's actions: at most this often
+    # Loads nobody asked for (the app's timer, news of its own pool): at most one every
+    # ``background_gap`` seconds (the app's refresh interval). A busy pool changes every pane all
+    # the time, and drawing them 5 times a second took a third of a core from the UI thread
+    # (keys waited behind it).
     HEALTH_EVERY_S = 5.0  # the last hour's stats, heavier than counts: at most this often
+    # ... and with a wait of at least this many times the last read's length: the last hour's
+    # figures move slowly, and with a million jobs one read took seconds of a core (asked every
+    # 5 s, a core was busy with it all the time, and the app's own workers and keys waited).
+    HEALTH_SHARE = 10
 
     def __init__(
         self,
@@ -148,30 +156,40 @@ class Loader:
         clock: Callable[[], float],
         limits: Callable[[], dict[str, int]],
         text: Callable[[], str] = str,
+        background_gap: float = 1.0,
     ) -> None:
         self.app, self.queue, self.clock, self.limits = app, queue, clock, limits
+        self.background_gap = background_gap
         self.text = text  # the filter: panes load only the jobs that match it
         self._loading = False
         self._again = False  # asked for while loading: load once more when done
         self._last = float("-inf")  # time.monotonic() of the last load started
         self._timer: Timer | None = None
+        self._timer_due = 0.0  # time.monotonic() when the timer fires
         self._health_at = float("-inf")  # time.monotonic() of the last health read started
         self._health_loading = False
+        self._health_every = self.HEALTH_EVERY_S  # grows with a slow read (HEALTH_SHARE)
 
-    def request(self) -> None:
-        """Refresh soon: at once if idle, else after the load in flight (never two at once)."""
+    def request(self, background: bool = False) -> None:
+        """Refresh soon: at once if idle, else after the load in flight (never two at once);
+        ``background``: not asked for by the user (at most one every ``background_gap``)."""
         if self._loading:
-            self._again = True
+            self._again = self._again or not background
             return
-        wait = self._last + self.MIN_GAP_S - time.monotonic()
+        gap = max(self.background_gap, self.MIN_GAP_S) if background else self.MIN_GAP_S
+        wait = self._last + gap - time.monotonic()
         if wait > 0:
+            due = time.monotonic() + wait
+            if self._timer is not None and due < self._timer_due:  # sooner: the user asked
+                self._timer.stop()
+                self._timer = None
             if self._timer is None:
-                self._timer = self.app.set_timer(wait, self._timed)
+                self._timer, self._timer_due = self.app.set_timer(wait, self._timed), due
             return
         self._loading, self._again = True, False
         self._last = time.monotonic()
         with_health = (
-            self._last - self._health_at >= self.HEALTH_EVERY_S and not self._health_loading
+            self._last - self._health_at >= self._health_every and not self._health_loading
         )
         if with_health:
             self._health_at = self._last
@@ -194,8 +212,12 @@ class Loader:
 
     def _load_health(self) -> None:
         """In a worker thread of its own."""
+        started = time.monotonic()
         try:
-            self.app.post_message(HealthLoaded(health(self.queue)))
+            figures = health(self.queue)
+            took = time.monotonic() - started
+            self._health_every = max(self.HEALTH_EVERY_S, took * self.HEALTH_SHARE)
+            self.app.post_message(HealthLoaded(figures))
         except Exception as exc:  # as a load's: shown, and read again next time
             self.app.post_message(LoadFailed(f"{type(exc).__name__}: {exc}"))
         finally:
