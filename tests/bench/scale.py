@@ -38,6 +38,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import zlib
 
 from .harness import (
     CACHE_DIR,
@@ -55,7 +56,10 @@ LAYOUT_VERSION = 3  # bump when the generated rows change
 TOTAL = 1_000_000
 MIX = {"completed": 940_000, "dead": 30_000, "failed": 10_000, "pending": 19_000,
        "processing": 1_000}  # fmt: skip
-MIX_10M = {state: count * 10 for state, count in MIX.items()}
+# Ten times each state, but the running jobs: as many as a few hundred worker threads run,
+# however long the queue's history (the processing pane sorts every running job).
+MIX_10M = {**{state: count * 10 for state, count in MIX.items()}, "processing": 1_000,
+           "pending": 199_000}  # fmt: skip
 HOUR_RUNS = 100_000  # finished jobs whose run ended in the last hour (what `stats` reads)
 DEAD_RUNS = 3  # a dead job ran this many times (two failed runs, then dead)
 RUN_GAP_S = 3.0  # a dead job's runs start this far apart (longer than any run)
@@ -297,7 +301,9 @@ def cached_db(settings: Settings, report: Report, mix: dict[str, int], label: st
     os.makedirs(CACHE_DIR, exist_ok=True)
     # Named by what it was built with: a file made with other pages would be compared unfairly
     # with a near-empty one made now.
-    name = f"jobs-{label}-schema{SCHEMA_VERSION}-layout{LAYOUT_VERSION}-page{PAGE_SIZE}.db"
+    mix_key = f"{zlib.crc32(repr(sorted(mix.items())).encode()):08x}"
+    name = (f"jobs-{label}-{mix_key}-schema{SCHEMA_VERSION}-layout{LAYOUT_VERSION}"
+            f"-page{PAGE_SIZE}.db")  # fmt: skip
     cache = os.path.join(CACHE_DIR, name)
     if not os.path.exists(cache):
         print(f"  building {cache} (once) ...", flush=True)

@@ -99,3 +99,26 @@ def test_a_busy_pools_events_are_one_message_until_handled(seeded, fixed_clock):
         await until(pilot, lambda: handled, what="the next news")
 
     drive(app, scenario)
+
+
+def test_a_slow_health_read_is_asked_for_less_often(seeded, fixed_clock, monkeypatch):
+    """Its figures move slowly: a read that took long waits ten times as long for the next."""
+    real = data.health
+    reads = []
+
+    def slow(queue, *args):
+        reads.append(1)
+        threading.Event().wait(0.3)
+        return real(queue, *args)
+
+    monkeypatch.setattr(data, "health", slow)
+    monkeypatch.setattr(data.Loader, "HEALTH_EVERY_S", 0.1)
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app.health_loads > 0, what="the last hour's health")
+        loads = app.loads
+        await until(pilot, lambda: app.loads >= loads + 4, what="loads")  # a second or more
+        assert len(reads) == 1  # the next one after ~3 s (10 x 0.3 s), not after 0.1 s
+
+    drive(app, scenario)
