@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from .errors import InvalidInput
 from .spec import parse_duration
@@ -68,8 +67,7 @@ def _shell_command(text: str) -> str:
 Value = int | float | str
 
 
-@dataclass(frozen=True)
-class Key:
+class Key(NamedTuple):  # not a frozen dataclass: every command defines it (see target.Target)
     name: str
     default: Value
     parse: Callable[[str], Value]

@@ -18,7 +18,6 @@ import peewee
 
 from .db import WAL_AUTOCHECKPOINT_PAGES
 from .errors import InvalidInput, QueueError
-from .executor import CANCELLED
 from .models import ACTIVE, CLAIMABLE, FINAL, Job, State
 from .registry import Registry
 from .workflows import Workflows
@@ -115,6 +114,8 @@ class Control(Workflows, Registry):
                 job.seq for job in jobs if job.state in ACTIVE and job.cancel_requested_at is None
             ]
             if waiting:
+                from .executor import CANCELLED
+
                 Job.update(
                     state=State.CANCELLED.value, error=CANCELLED, finished_at=now, updated_at=now
                 ).where(Job.seq.in_(waiting), Job.state.in_(CLAIMABLE)).execute()

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 import peewee
 
@@ -24,7 +25,9 @@ from .db import Target, open_database, redact, resolve_target, use_wal
 from .errors import InvalidInput, QueueError
 from .models import Job, Models, bind
 from .statements import Statements
-from .watch import ChangeDetector, detector_for, notify_channel
+
+if TYPE_CHECKING:  # the watch (inotify, ctypes) only where a worker or the TUI watches
+    from .watch import ChangeDetector
 
 HEARTBEAT_INTERVAL_S = 1.0
 LEASE_S = 15.0  # a worker silent for this long is presumed gone, its jobs rescued
@@ -66,6 +69,8 @@ class QueueCore:
         )
         self._listeners: list[Callable[[], None]] = []
         self._listeners_lock = threading.Lock()
+        if not self.is_sqlite:  # the watch module (inotify, ctypes) is for PostgreSQL only here
+            from .watch import notify_channel
         try:
             schema.ensure(self.db, self.models, self._write)
             if self.is_sqlite:
@@ -157,6 +162,8 @@ class QueueCore:
 
     def change_detector(self) -> ChangeDetector:
         """For one thread: tells cheaply when another process changed the queue."""
+        from .watch import detector_for
+
         return detector_for(self.db, self.channel)
 
     # -- queries ----------------------------------------------------------------------------

@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from pathlib import Path
-from urllib.parse import urlparse
 
 import peewee
 
@@ -36,19 +34,22 @@ def open_database(target: Target, one_connection: bool = False) -> peewee.Databa
     ``one_connection``: SQLite's threads share one connection (see Queue.for_worker_threads)
     instead of each opening its own."""
     if target.kind == "sqlite":
-        return _open_sqlite(Path(target.location), one_connection)
+        return _open_sqlite(target.location, one_connection)
     return _open_postgresql(target.location)
 
 
-def _open_sqlite(path: Path, one_connection: bool = False) -> peewee.SqliteDatabase:
-    if path.is_dir():
+def _open_sqlite(path: str, one_connection: bool = False) -> peewee.SqliteDatabase:
+    """``path``: absolute (see :func:`resolve_target`). os.path, not pathlib: every command
+    opens a file here, and importing pathlib (with urllib) costs a start-up ~2 ms."""
+    if os.path.isdir(path):
         raise QueueError(f"{path} is a directory, not a database file")
-    if not path.parent.exists():
+    folder = os.path.dirname(path)
+    if not os.path.exists(folder):
         try:
-            _make_folders(path.parent)
+            _make_folders(folder)
         except OSError as exc:
-            raise QueueError(f"cannot create {path.parent}: {exc.strerror}") from None
-    if not path.exists():
+            raise QueueError(f"cannot create {folder}: {exc.strerror}") from None
+    if not os.path.exists(path):
         try:
             # O_EXCL: never widen the mode of a file somebody else just created.
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
@@ -64,7 +65,7 @@ def _open_sqlite(path: Path, one_connection: bool = False) -> peewee.SqliteDatab
         raise QueueError(f"cannot write {path}: permission denied")
     # SQLite gives the -wal and -shm files the database file's own mode, so they are 0600 too.
     database = peewee.SqliteDatabase(
-        str(path),
+        path,
         timeout=SQLITE_BUSY_TIMEOUT_S,
         # journal_mode=wal is set by use_wal() once the file is known to be a queue: a foreign
         # database is refused untouched.
@@ -101,16 +102,19 @@ def use_wal(database: peewee.SqliteDatabase) -> None:
             time.sleep(0.01)
 
 
-def _make_folders(folder: Path) -> None:
-    """``folder`` and each missing parent, all 0700 (pathlib's ``parents=True`` would give the
-    parents the umask's mode, 0777 under umask 0). exist_ok: another process may create one
-    at the same moment."""
+def _make_folders(folder: str) -> None:
+    """``folder`` and each missing parent, all 0700 (``os.makedirs`` would give the parents the
+    umask's mode, 0777 under umask 0). Another process may create one at the same moment."""
     missing = []
-    while not folder.exists():
+    while not os.path.exists(folder):
         missing.append(folder)
-        folder = folder.parent
+        folder = os.path.dirname(folder)
     for each in reversed(missing):
-        each.mkdir(mode=0o700, exist_ok=True)
+        try:
+            os.mkdir(each, 0o700)
+        except FileExistsError:
+            if not os.path.isdir(each):
+                raise
 
 
 def _open_postgresql(url: str) -> peewee.Database:
@@ -132,6 +136,8 @@ def _open_postgresql(url: str) -> peewee.Database:
 
 
 def redact(url: str) -> str:
+    from urllib.parse import urlparse
+
     parsed = urlparse(url)
     if parsed.password:
         return url.replace(f":{parsed.password}@", ":***@")

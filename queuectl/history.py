@@ -1,24 +1,29 @@
 """What happened, read back (SPEC 8): a job's history, statistics over a recent window, and the
 totals the metrics export. Nothing here writes a job: the records are written by the triggers
-of schema 8 (see :mod:`queuectl.schema`), in the statement that changes the job.
+of schema 8 and 9 (see :mod:`queuectl.schema`), in the statement that changes the job.
 
-Stats come from the events in the window (served by the ``job_event_at`` index): every run
-ends with one event carrying its ``duration``, and every start carries its ``waited`` (from the
-job falling due to its start). A run is counted by what it led to: ``completed``, ``failed`` (a
-retry was scheduled; a rescued run that will be retried too), ``dead``, ``cancelled``.
+Stats come from the events in the window, read through the ``job_event_window`` index, which
+holds every column they need: every run is one row written as it ends, carrying its
+``duration`` and its ``waited`` (from the job falling due to its start; a schema 8 database's
+`started` rows carry the waits of its older runs). A run is counted by what it led to:
+``completed``, ``failed`` (a retry was scheduled; a rescued run that will be retried too),
+``dead``, ``cancelled``.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .models import CLAIMABLE, RUN_BUCKETS, Event, Job, State, iso, sql_in
+from .models import CLAIMABLE, RUN_BUCKETS, STATS_EVENTS, Event, Job, State, iso, sql_in
 from .reading import Reading
 
 OUTCOMES: tuple[State, ...] = (State.COMPLETED, State.FAILED, State.DEAD, State.CANCELLED)
 _RUN_END_EVENTS = (*(state.value for state in OUTCOMES), "rescued")
+# The events that end a run: each run's row (schema 9) is one of them, with its started_at.
+RUN_END_EVENTS = frozenset((*_RUN_END_EVENTS, "released"))
 _FINAL_EVENTS = tuple(state.value for state in (State.COMPLETED, State.DEAD, State.CANCELLED))
 DEFAULT_WINDOW_S = 3600.0
 PERCENTILES = (0.5, 0.95)
@@ -104,13 +109,31 @@ class RunTotals:
 
 class History(Reading):
     def history(self, job: Job | str) -> list[Event]:
-        """Every recorded change of ``job`` (a Job, an id or a unique prefix), oldest first."""
+        """Every recorded change of ``job`` (a Job, an id or a unique prefix), oldest first.
+
+        A run is stored as one row, written as it ends, that says when it started (schema 9):
+        its `started` event is made from it here (the run's attempt and worker, at its start),
+        just before its end, and the run under way is read from the job itself. Rows of a
+        schema 8 database (a `started` row of their own) are read as they are, never twice."""
         if not isinstance(job, Job):
             job = self.get(job)
         Event = self.models.Event
         # By seq (indexed) and id: SQLite may give a new job the seq of a deleted one.
         mine = (Event.job_seq == job.seq) & (Event.job_id == job.id)
-        return list(Event.select().where(mine).order_by(Event.id))
+        result: list[Event] = []
+        recorded = False  # the run under way has a `started` row of its own (schema 8)
+        for event in Event.select().where(mine).order_by(Event.id):
+            if event.event == "started":
+                recorded = True
+            elif event.event in RUN_END_EVENTS:
+                if event.started_at is not None and not recorded:
+                    result.append(_started(Event, event, event.started_at, event.waited))
+                recorded = False
+            result.append(event)
+        if job.state == State.PROCESSING and not recorded and job.started_at is not None:
+            waited = max(job.started_at - job.run_at, 0.0)
+            result.append(_started(Event, job, job.started_at, waited))
+        return result
 
     # -- statistics -------------------------------------------------------------------------
 
@@ -118,10 +141,9 @@ class History(Reading):
         """Per queue, over the last ``since`` seconds (see the module's docstring); ``queue``:
         that one only (listed even when nothing happened in it)."""
         now = self.clock()
-        start = now - since
-        where, params = '"at" >= %s' % self.db.param, [start]
+        where, params = f'"at" >= {self.db.param} AND {STATS_EVENTS}', [now - since]
         if queue is not None:
-            where += ' AND "queue" = %s' % self.db.param
+            where += f' AND "queue" = {self.db.param}'
             params.append(queue)
         result: dict[str, QueueStats] = {}
 
@@ -132,65 +154,92 @@ class History(Reading):
 
         if queue is not None:
             of(queue)
-        ends = ", ".join(f"'{name}'" for name in _RUN_END_EVENTS)
-        rows = self.db.execute_sql(
-            f'SELECT "queue", "event", COUNT(*), COUNT("duration"), MAX("duration") '
-            f'FROM "job_event" WHERE {where} AND "event" IN ({ends}) GROUP BY "queue", "event"',
-            params,
-        ).fetchall()
-        for name, event, count, runs, longest in rows:
+        window = self._window_postgres if not self.is_sqlite else self._window_sqlite
+        for name, (runs, finished, longest, run_times, waits) in window(where, params).items():
             stats = of(name)
-            outcome = State.FAILED.value if event == "rescued" else event
-            stats.runs[outcome] += runs
-            if event in _FINAL_EVENTS:
-                stats.finished += count
-            if longest is not None and (stats.run_max is None or longest > stats.run_max):
-                stats.run_max = float(longest)
+            for event, count in runs.items():
+                stats.runs[State.FAILED.value if event == "rescued" else event] += count
+            stats.finished = finished
+            stats.run_max = longest
+            stats.run_p50, stats.run_p95 = run_times
+            stats.wait_p50, stats.wait_p95 = waits
         minutes = since / 60 if since > 0 else math.inf
         for stats in result.values():
             stats.finished_per_minute = stats.finished / minutes
-        for name, (p50, p95) in self._percentiles("duration", where, params).items():
-            of(name).run_p50, of(name).run_p95 = p50, p95
-        for name, (p50, p95) in self._percentiles("waited", where, params).items():
-            of(name).wait_p50, of(name).wait_p95 = p50, p95
         for name, oldest in self.oldest_waiting(queue).items():
             of(name).oldest_waiting = max(now - oldest, 0.0)
         return Stats(at=now, window=since, queues=dict(sorted(result.items())))
 
-    def _percentiles(
-        self, column: str, where: str, params: list[object]
-    ) -> dict[str, tuple[float, float]]:
-        """p50 and p95 of ``column`` per queue over the events ``where`` holds, interpolated
-        between the two nearest values (PostgreSQL's percentile_cont)."""
-        if not self.is_sqlite:
-            rows = self.db.execute_sql(
-                'SELECT "queue", '
-                + ", ".join(
-                    f'percentile_cont({p}) WITHIN GROUP (ORDER BY "{column}")' for p in PERCENTILES
-                )
-                + f' FROM "job_event" WHERE {where} AND "{column}" IS NOT NULL GROUP BY "queue"',
-                params,
-            ).fetchall()
-            return {name: (float(p50), float(p95)) for name, p50, p95 in rows}
-        # SQLite has no percentile: rank the values per queue and read the two around each.
-        wanted = " OR ".join(
-            f'"i" = CAST({p} * ("n" - 1) AS INTEGER) OR "i" = CAST({p} * ("n" - 1) AS INTEGER) + 1'
-            for p in PERCENTILES
+    def _window_sqlite(self, where: str, params: list[object]) -> dict[str, _Window]:
+        """SQLite has no percentile: the window's events are read once, through the index that
+        holds every column read (models.STATS_EVENTS), and counted and ranked here. The rows
+        are taken as they come, with as little as possible done per row (100,000 of them are
+        an hour of a busy queue): the event comes as its index in _RUN_END_EVENTS (a small
+        int, not a string made for each row), any other event as len(_RUN_END_EVENTS)."""
+        coded = " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(_RUN_END_EVENTS))
+        cursor = self.db.execute_sql(
+            f'SELECT "queue", CASE "event" {coded} ELSE {len(_RUN_END_EVENTS)} END, "duration", '
+            f'"waited" FROM "job_event" INDEXED BY "job_event_window" WHERE {where}',
+            params,
+        )
+        final = {_RUN_END_EVENTS.index(name) for name in _FINAL_EVENTS}
+        # Per queue: the end events of the runs, their run times, the waits, and the jobs that
+        # reached a final state without a run (cancelled while they waited, say).
+        by_queue: dict[str, tuple[list[int], list[float], list[float], list[int]]] = {}
+        for name, event, took, waited in cursor:
+            mine = by_queue.get(name)
+            if mine is None:
+                mine = by_queue[name] = ([], [], [], [])
+            if took is not None:  # a run's end (a released run has none: it did not count)
+                mine[0].append(event)
+                mine[1].append(took)
+            elif event in final:
+                mine[3].append(event)
+            if waited is not None:
+                mine[2].append(waited)
+        result = {}
+        for name, (ends, run_times, waits, without_run) in by_queue.items():
+            counted = Counter(ends)
+            runs = {
+                event: counted[i] for i, event in enumerate(_RUN_END_EVENTS) if counted[i]
+            }  # fmt: skip
+            finished = sum(counted[i] for i in final) + len(without_run)
+            run_times.sort()
+            waits.sort()
+            result[name] = (
+                runs, finished, run_times[-1] if run_times else None,
+                _percentiles(run_times), _percentiles(waits),
+            )  # fmt: skip
+        return result
+
+    def _window_postgres(self, where: str, params: list[object]) -> dict[str, _Window]:
+        """One query: counts, the longest run and percentile_cont's percentiles per queue."""
+        ends = ", ".join(f"'{name}'" for name in _RUN_END_EVENTS)
+        final = ", ".join(f"'{name}'" for name in _FINAL_EVENTS)
+        wanted = "ARRAY[" + ", ".join(str(p) for p in PERCENTILES) + "]"
+        run = f'"event" IN ({ends}) AND "duration" IS NOT NULL'
+        counts = ", ".join(
+            f"COUNT(*) FILTER (WHERE \"event\" = '{name}' AND \"duration\" IS NOT NULL)"
+            for name in _RUN_END_EVENTS
         )
         rows = self.db.execute_sql(
-            'SELECT "queue", "i", "n", "v" FROM (SELECT "queue", "' + column + '" AS "v", '
-            f'ROW_NUMBER() OVER (PARTITION BY "queue" ORDER BY "{column}") - 1 AS "i", '
-            'COUNT(*) OVER (PARTITION BY "queue") AS "n" FROM "job_event" '
-            f'WHERE {where} AND "{column}" IS NOT NULL) WHERE {wanted}',
+            f'SELECT "queue", {counts}, COUNT(*) FILTER (WHERE "event" IN ({final})), '
+            f'MAX("duration") FILTER (WHERE {run}), '
+            f'percentile_cont({wanted}) WITHIN GROUP (ORDER BY "duration") FILTER (WHERE {run}), '
+            f'percentile_cont({wanted}) WITHIN GROUP (ORDER BY "waited") '
+            f'FROM "job_event" WHERE {where} GROUP BY "queue"',
             params,
         ).fetchall()
-        ranked: dict[str, tuple[int, dict[int, float]]] = {}
-        for name, index, count, value in rows:
-            ranked.setdefault(name, (count, {}))[1][index] = value
         result = {}
-        for name, (count, values) in ranked.items():
-            result[name] = tuple(_interpolate(values, p * (count - 1)) for p in PERCENTILES)
-        return result  # type: ignore[return-value]
+        for name, *figures in rows:
+            counted = figures[: len(_RUN_END_EVENTS)]
+            finished, longest, run_times, waits = figures[len(_RUN_END_EVENTS) :]
+            runs = {event: int(n) for event, n in zip(_RUN_END_EVENTS, counted) if n}
+            result[name] = (
+                runs, int(finished), None if longest is None else float(longest),
+                _pair(run_times), _pair(waits),
+            )  # fmt: skip
+        return result
 
     def oldest_waiting(self, queue: str | None = None) -> dict[str, float]:
         """Per queue, the due time of the job that has waited longest for a worker: due,
@@ -241,8 +290,41 @@ class History(Reading):
         return sum(worker.threads for worker in self.live_workers())  # type: ignore[attr-defined]
 
 
-def _interpolate(values: dict[int, float], position: float) -> float:
-    low = math.floor(position)
-    below = values[low]
-    above = values.get(low + 1, below)
-    return float(below + (above - below) * (position - low))
+# One queue's window: runs by end event, jobs finished, longest run, run time and wait p50/p95.
+_Window = tuple[dict[str, int], int, "float | None", tuple["float | None", "float | None"],
+                tuple["float | None", "float | None"]]  # fmt: skip
+
+
+def _started(Event: type[Event], run: Event | Job, at: float, waited: float | None) -> Event:
+    """The `started` event (not a stored row) of a run: of its end's row, or of the job while
+    it runs; its attempt and worker, at ``at``."""
+    if isinstance(run, Job):
+        seq, job_id, attempt = run.seq, run.id, run.attempts
+    else:
+        seq, job_id, attempt = run.job_seq, run.job_id, run.attempt
+    return Event(
+        job_seq=seq, job_id=job_id, queue=run.queue, at=at, event="started", attempt=attempt,
+        worker=run.worker, waited=waited,
+    )
+
+
+def _percentiles(ordered: list[float]) -> tuple[float | None, float | None]:
+    """p50 and p95 of ``ordered`` (ascending), interpolated between the two nearest values as
+    PostgreSQL's percentile_cont does; None for none."""
+    if not ordered:
+        return None, None
+    last = len(ordered) - 1
+    figures = []
+    for p in PERCENTILES:
+        position = p * last
+        low = math.floor(position)
+        below = ordered[low]
+        above = ordered[low + 1] if low < last else below
+        figures.append(float(below + (above - below) * (position - low)))
+    return figures[0], figures[1]
+
+
+def _pair(values: list[float] | None) -> tuple[float | None, float | None]:
+    if values is None:
+        return None, None
+    return float(values[0]), float(values[1])

@@ -24,13 +24,16 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .executor import Execution
 from .models import HookDelivery
 from .procs import WORKER_ENV
 from .reading import Reading
+
+if TYPE_CHECKING:  # the pool and the executor only where a worker runs hooks
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from .executor import Execution
 
 log = logging.getLogger(__name__)
 
@@ -168,11 +171,15 @@ class HookRunner:
 
     def _start(self, delivery: HookDelivery) -> None:
         if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="queuectl-hook")
         with self._lock:
             self._running[delivery.id] = self._pool.submit(self._run, delivery)
 
     def _run(self, delivery: HookDelivery) -> None:
+        from .executor import Execution
+
         try:
             env = {**self._base_env, **hook_environment(delivery)}
             execution = Execution(

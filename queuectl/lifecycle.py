@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import base64
 import os
-import secrets
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import peewee
 
 from . import schema
 from .core import setting
 from .errors import InvalidInput, QueueError
-from .executor import RunResult
 from .models import DEFAULT_QUEUE, READY, Job, State
 from .reading import Reading
 from .spec import JobSpec
 from .statements import COLUMN_NAMES, JOB_TIMEOUT, completed_run, held_queues, queue_filter
+
+if TYPE_CHECKING:  # the executor (subprocess, signal) is the worker's, not an enqueue's
+    from .executor import RunResult
 
 ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base 32: no i, l, o, u
 ID_LENGTH = 12
@@ -36,7 +38,7 @@ def new_ids(count: int) -> list[str]:
     """``count`` ids from one read of the OS's random source: 15 random bytes are 24 base-32
     digits, two ids (drawing digit by digit was a third of a bulk enqueue's time)."""
     pairs = (count + 1) // 2
-    digits = base64.b32encode(secrets.token_bytes(15 * pairs)).translate(_B32_TO_ID).decode()
+    digits = base64.b32encode(os.urandom(15 * pairs)).translate(_B32_TO_ID).decode()
     return [digits[start : start + ID_LENGTH] for start in range(0, ID_LENGTH * count, ID_LENGTH)]
 
 

@@ -8,7 +8,7 @@ connection, and nothing depends on which Queue was opened last.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
 from datetime import datetime, timezone
 from typing import Any
 
@@ -171,6 +171,9 @@ class Event(BaseModel):
     # Schema 8: a finished run's seconds (a run's end event), and a start's seconds from due.
     duration = peewee.DoubleField(null=True)
     waited = peewee.DoubleField(null=True)
+    # Schema 9: a run is one row, written as it ends, carrying when it started (its `started`
+    # event is read back from it, see History.history) and its wait from due to start.
+    started_at = peewee.DoubleField(null=True)
 
     class Meta:
         table_name = "job_event"
@@ -181,9 +184,16 @@ class Event(BaseModel):
     )  # fmt: skip
 
 
-# A job's history, oldest first; and every event since a time (stats, metrics).
+# A job's history, oldest first.
 Event.add_index(Event.index(Event.job_seq, Event.id, name="job_event_job"))
-Event.add_index(Event.index(Event.at, name="job_event_at"))
+# Stats (schema 9): the events of a window with all that stats reads of them, so one pass
+# through this index answers it (no table lookups). Enqueues, most of the rows, are left out.
+STATS_EVENTS = "\"event\" <> 'enqueued'"
+Event.add_index(
+    Event.index(
+        Event.at, Event.queue, Event.event, Event.duration, Event.waited, name="job_event_window"
+    ).where(peewee.SQL(STATS_EVENTS))
+)
 
 
 class JobDep(BaseModel):
@@ -277,9 +287,12 @@ ALL_MODELS = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
 class Models:
-    """The models bound to one database: what a Queue's queries use (``queue.models.Job``)."""
+    """The models bound to one database: what a Queue's queries use (``queue.models.Job``).
+
+    Each is bound on first use: binding copies every field of the model, and a command that
+    touches two tables (``enqueue``) need not pay for all of them. A new model goes in
+    ALL_MODELS and gets its line below."""
 
     Job: type[Job]
     Config: type[Config]
@@ -292,20 +305,32 @@ class Models:
     RunTotal: type[RunTotal]
     HookDelivery: type[HookDelivery]
 
+    def __init__(self, database: peewee.Database) -> None:
+        self._database = database
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> type[peewee.Model]:
+        # Called only for a model not bound yet: a bound one is in the instance's __dict__.
+        template = next((model for model in ALL_MODELS if model.__name__ == name), None)
+        if template is None:
+            raise AttributeError(f"no model {name!r}")
+        with self._lock:  # two threads asking at once get one class
+            if name not in self.__dict__:
+                self.__dict__[name] = _bound(template, self._database)
+            return self.__dict__[name]
+
     @property
     def all(self) -> tuple[type[peewee.Model], ...]:
-        return (self.Job, self.Config, self.WorkerProcess, self.SchemaInfo, self.Event,
-                self.JobDep, self.QueueSetting, self.Schedule, self.RunTotal,
-                self.HookDelivery)  # fmt: skip
+        return tuple(getattr(self, model.__name__) for model in ALL_MODELS)
+
+
+def _bound(model: type[peewee.Model], database: peewee.Database) -> type[peewee.Model]:
+    meta = type("Meta", (), {"database": database, "table_name": model._meta.table_name})
+    return type(model.__name__, (model,), {"Meta": meta, "__module__": model.__module__})
 
 
 def bind(database: peewee.Database) -> Models:
-    """Subclasses of every model, bound to ``database``. Each keeps its template's fields,
-    indexes and table, and its instances are instances of the template (a ``Job`` is a ``Job``
-    whichever database it came from)."""
-
-    def bound(model: type[peewee.Model]) -> type[peewee.Model]:
-        meta = type("Meta", (), {"database": database, "table_name": model._meta.table_name})
-        return type(model.__name__, (model,), {"Meta": meta, "__module__": model.__module__})
-
-    return Models(*(bound(model) for model in ALL_MODELS))  # type: ignore[arg-type]
+    """The models bound to ``database``: subclasses of every model (made on first use). Each
+    keeps its template's fields, indexes and table, and its instances are instances of the
+    template (a ``Job`` is a ``Job`` whichever database it came from)."""
+    return Models(database)

@@ -9,7 +9,6 @@ but the standard library's basics (no peewee, no ctypes).
 from __future__ import annotations
 
 import os
-import signal
 
 # Set in every job's environment to the id of the worker that runs it, so that the job's processes
 # can be found (and killed) after that worker died without taking them down (kill_leftovers).
@@ -72,6 +71,8 @@ def kill_leftovers(worker_id: str) -> int:
     """SIGKILL the process groups of jobs that ``worker_id`` started and that outlived it (a
     worker killed by SIGKILL can't take them down): found by :data:`WORKER_ENV` in their
     environment, on Linux (/proc); elsewhere none are found. Returns how many groups."""
+    import signal  # here: importing it costs a scripted command's start-up ~1 ms
+
     mark = f"{WORKER_ENV}={worker_id}".encode()
     groups = set()
     try:

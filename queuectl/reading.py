@@ -7,8 +7,9 @@ import peewee
 
 from . import schema
 from .core import QueueCore
-from .errors import InvalidInput, QueueError
+from .errors import QueueError
 from .models import READY, STATES, WAITING_ON_DEPENDENCY, Job, State
+from .states import check_state  # noqa: F401  (here since the CLI checks states without peewee)
 
 # PostgreSQL counts per connection (schema.postgres_job_counters); once there are this many
 # rows, those of connections that are gone are folded into shard 0, keeping the sum.
@@ -24,14 +25,6 @@ _FOLD_COUNTER_SHARDS = (
 # The columns a listing shows; `output` (up to 1 MiB a job) is fetched only for one job.
 LIST_COLUMNS = tuple(field for field in Job._meta.sorted_fields if field.name != "output")
 LIST_COLUMN_NAMES = tuple(field.name for field in LIST_COLUMNS)
-
-
-def check_state(state: str) -> State:
-    """A state name (any case), or InvalidInput listing the valid ones."""
-    normal = state.strip().lower()
-    if normal not in STATES:
-        raise InvalidInput(f"unknown state {state!r} (valid: {', '.join(STATES)})")
-    return State(normal)
 
 
 class Reading(QueueCore):

@@ -19,8 +19,7 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any
 
 import peewee
 
@@ -28,6 +27,9 @@ from .errors import InvalidInput, QueueError
 from .lifecycle import Lifecycle
 from .models import UNFINISHED, Job, Schedule, iso
 from .spec import QUEUE_NAME, JobSpec, validate_name
+
+if TYPE_CHECKING:  # zoneinfo only where a schedule is read or fired
+    from zoneinfo import ZoneInfo
 
 ALIASES = ("@hourly", "@daily", "@weekly", "@monthly")
 # How often a pool reads the earliest due time again, to see schedules added elsewhere.
@@ -38,6 +40,8 @@ JOB_KEYS = ("command", "max_retries", "priority", "timeout", "queue", "cwd")
 
 def zone_of(name: str | None) -> ZoneInfo:
     """The IANA zone ``name`` (None: UTC); InvalidInput if there is none such."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     if name is None:
         name = "UTC"
     try:

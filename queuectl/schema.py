@@ -15,7 +15,7 @@ from .models import CLAIMABLE, RUN_BUCKETS, STATES, Models, State, sql_in
 if TYPE_CHECKING:  # playhouse.migrate is imported only to migrate (every CLI start pays imports)
     from playhouse.migrate import SchemaMigrator
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 # Per-state job counts, kept by triggers: `status` and every TUI refresh read a few rows instead
 # of counting a million (75 ms on SQLite, 165 ms on PostgreSQL at 1M jobs). The triggers run
@@ -297,9 +297,12 @@ def workflow_triggers(db: peewee.Database) -> list[RunSql]:
 # -- schema 8: history, run totals and hook deliveries (SPEC 8) --------------------------------
 #
 # Every change of a job's state is recorded by triggers on "job", in the statement that makes it,
-# whoever makes it (a worker's claim or finish, a rescue, the CLI, the TUI, another host): one
-# job_event row, one bump of run_total when a run ended, and one hook_delivery row when config
-# on-<state> names a hook. The event is derived from the old and new state (see _EVENT). A rescue
+# whoever makes it (a worker's finish, a rescue, the CLI, the TUI, another host): one job_event
+# row, one bump of run_total when a run ended, and one hook_delivery row when config on-<state>
+# names a hook. The event is derived from the old and new state (see _history_sql). Schema 9: a
+# claim writes no row (its statement stores started_at and worker on the job); the row of the
+# run's end carries them (started_at, worker) and its wait from due, and History.history reads
+# the `started` event back from it (or from the job while it runs). A rescue
 # is `rescued` when the retry rules give the job another run, and `dead` (error "worker lost",
 # the lost worker named) when they do not: a run ends with one event, whatever it led to.
 # An event's time is the job's new updated_at: the clock of the code that changed it (a test's
@@ -307,7 +310,7 @@ def workflow_triggers(db: peewee.Database) -> list[RunSql]:
 # Enqueues: PostgreSQL records them with a statement-level trigger; SQLite in
 # Queue.enqueue_many with one INSERT ... SELECT (the only code that inserts jobs, as for the
 # counters of schema 4: a trigger per inserted row cost a large `enqueue --file` 25 %).
-HISTORY_TRIGGERS = (
+HISTORY_TRIGGERS = (  # job_history_start: schema 8's (a row per claim), dropped by schema 9
     "job_history_insert", "job_history_update", "job_history_start", "job_history_end", "job_hook",
 )  # fmt: skip
 SQLITE_ENQUEUED = (  # the jobs after seq ?, just inserted by Queue.enqueue_many
@@ -319,7 +322,7 @@ _RUN_ENDS = (State.COMPLETED, State.FAILED, State.DEAD, State.CANCELLED)
 HOOK_STATES = _RUN_ENDS  # config on-<state>
 EVENT_COLUMNS = (
     "job_seq", "job_id", "queue", "at", "event", "attempt", "worker", "exit_code", "error",
-    "duration", "waited",
+    "duration", "waited", "started_at",
 )  # fmt: skip
 HOOK_COLUMNS = (
     "job_seq", "job_id", "state", "queue", "command", "attempts", "exit_code", "error", "hook",
@@ -349,7 +352,7 @@ def _history_sql(is_sqlite: bool) -> dict[str, str]:
     return {
         "at": 'NEW."updated_at"',
         "event": (
-            f'CASE WHEN NEW."state" = {processing} THEN \'started\' '
+            f'CASE WHEN NEW."state" = {processing} THEN NULL '
             f"WHEN NEW.\"state\" = '{State.FAILED.value}' AND OLD.\"state\" = {processing} "
             f"AND NEW.\"error\" = '{_worker_lost()}' THEN 'rescued' "
             f'WHEN NEW."state" IN ({ends}) THEN NEW."state" '
@@ -358,13 +361,15 @@ def _history_sql(is_sqlite: bool) -> dict[str, str]:
         ),
         "attempt": f'CASE WHEN NEW."state" = {pending} AND OLD."state" = {processing} '
         'THEN OLD."attempts" ELSE NEW."attempts" END',
-        "worker": f'CASE WHEN NEW."state" = {processing} THEN NEW."worker" '
-        f'WHEN OLD."state" = {processing} THEN OLD."worker" END',
+        "worker": f'CASE WHEN OLD."state" = {processing} THEN OLD."worker" END',
         "exit_code": f'CASE WHEN OLD."state" = {processing} THEN NEW."exit_code" END',
         "error": f'CASE WHEN NEW."state" IN ({ends}) THEN NEW."error" END',
         "duration": duration,
-        "waited": f'CASE WHEN NEW."state" = {processing} '
-        f'THEN {greatest}(NEW."started_at" - OLD."run_at", 0) END',
+        # Schema 9: a run's row (written as it ends) says when it started and how long it had
+        # waited from due (a claim leaves run_at as it was: OLD's is the due time of this run).
+        "waited": f'CASE WHEN OLD."state" = {processing} AND OLD."started_at" IS NOT NULL '
+        f'THEN {greatest}(OLD."started_at" - OLD."run_at", 0) END',
+        "started_at": f'CASE WHEN OLD."state" = {processing} THEN OLD."started_at" END',
         "bucket": bucket,
         "ends": ends,
     }
@@ -383,26 +388,32 @@ def history_triggers(db: peewee.Database) -> list[RunSql]:
 
 def _sqlite_history(db: peewee.Database) -> list[RunSql]:
     """A trigger per kind of change, each with a WHEN: SQLite runs a trigger's statements only
-    when its WHEN holds, so a claim pays for one plain INSERT (``started``) and a finished run
-    for its event and its total. The general CASE is left to the rarer changes."""
+    when its WHEN holds. A claim records nothing (schema 9: the claim's own statement stores
+    started_at and worker on the job); a finished run writes its one row, bumps its total and,
+    when config on-<state> is set, records its hook delivery, all in one trigger (each trigger
+    fired costs a few microseconds of its own). The general CASE is left to the rarer changes;
+    a change to a final state that ends no run (a waiting job cancelled) records its hook in a
+    trigger of its own."""
     x = _history_sql(is_sqlite=True)
     processing = f"'{State.PROCESSING.value}'"
     changed = 'OLD."state" IS NOT NEW."state"'
-    started = f'NEW."state" = {processing} AND {changed}'
     run_ended = f'OLD."state" = {processing} AND NEW."state" IN ({x["ends"]})'
     insert = (
         f'INSERT INTO "job_event" ({_columns(EVENT_COLUMNS)}) '
         f'VALUES (NEW."seq", NEW."id", NEW."queue", {x["at"]}, '
     )
-    start = (
-        f'{insert}\'started\', NEW."attempts", NEW."worker", NULL, NULL, NULL, '
-        f'MAX(NEW."started_at" - OLD."run_at", 0));'
-    )
     duration = 'COALESCE(NEW."finished_at", NEW."updated_at") - OLD."started_at"'
+    hook = (
+        f'INSERT INTO "hook_delivery" ({_columns(HOOK_COLUMNS)}) '
+        'SELECT NEW."seq", NEW."id", NEW."state", NEW."queue", NEW."command", NEW."attempts", '
+        f'NEW."exit_code", NEW."error", "value", {x["at"]} FROM "config" '
+        "WHERE \"key\" = 'on-' || NEW.\"state\" AND TRIM(\"value\") <> '';"
+    )
     end = (
         f"{insert}CASE WHEN NEW.\"state\" = '{State.FAILED.value}' "
         f"AND NEW.\"error\" = '{_worker_lost()}' THEN 'rescued' ELSE NEW.\"state\" END, "
-        f'NEW."attempts", OLD."worker", NEW."exit_code", NEW."error", {duration}, NULL); '
+        f'NEW."attempts", OLD."worker", NEW."exit_code", NEW."error", {duration}, '
+        'MAX(OLD."started_at" - OLD."run_at", 0), OLD."started_at"); '
         'INSERT INTO "run_total" ("queue", "outcome", "bucket", "shard", "n", "seconds") '
         f'VALUES (NEW."queue", NEW."state", {x["bucket"].format(d=duration)}, 0, 1, {duration}) '
         'ON CONFLICT ("queue", "outcome", "bucket", "shard") '
@@ -410,21 +421,16 @@ def _sqlite_history(db: peewee.Database) -> list[RunSql]:
     )
     other = (
         f'{insert}{x["event"]}, {x["attempt"]}, {x["worker"]}, {x["exit_code"]}, {x["error"]}, '
-        "NULL, NULL);"
+        f'NULL, {x["waited"]}, {x["started_at"]});'
     )
-    hook = (
-        f'INSERT INTO "hook_delivery" ({_columns(HOOK_COLUMNS)}) '
-        'SELECT NEW."seq", NEW."id", NEW."state", NEW."queue", NEW."command", NEW."attempts", '
-        f'NEW."exit_code", NEW."error", "value", {x["at"]} FROM "config" '
-        "WHERE \"key\" = 'on-' || NEW.\"state\" AND TRIM(\"value\") <> '';"
-    )
+    end += f" {hook}"
+    hook_when = f'{changed} AND NEW."state" IN ({x["ends"]}) AND OLD."state" IS NOT {processing}'
     create = 'CREATE TRIGGER "{name}" AFTER UPDATE OF "state" ON "job" WHEN {when} BEGIN {body} END'
     return [
         RunSql(
             db,
             [
                 *(f'DROP TRIGGER IF EXISTS "{name}"' for name in HISTORY_TRIGGERS),
-                create.format(name="job_history_start", when=started, body=start),
                 create.format(name="job_history_end", when=run_ended, body=end),
                 create.format(
                     name="job_history_update",
@@ -432,9 +438,7 @@ def _sqlite_history(db: peewee.Database) -> list[RunSql]:
                     f'AND {x["event"]} IS NOT NULL',
                     body=other,
                 ),
-                create.format(
-                    name="job_hook", when=f'{changed} AND NEW."state" IN ({x["ends"]})', body=hook
-                ),
+                create.format(name="job_hook", when=hook_when, body=hook),
             ],
         )
     ]
@@ -447,13 +451,15 @@ def _worker_lost() -> str:
 
 
 def _postgres_history(db: peewee.Database) -> list[RunSql]:
+    """One row trigger for every change of state but a claim (schema 9: a claim records
+    nothing, its WHEN leaves the function uncalled)."""
     x = _history_sql(is_sqlite=False)
     changed = (
         f'DECLARE e text; d float8; t float8; BEGIN t := {x["at"]}; e := {x["event"]}; '
         f'd := {x["duration"]}; '
         f'IF e IS NOT NULL THEN INSERT INTO "job_event" ({_columns(EVENT_COLUMNS)}) VALUES '
         f'(NEW."seq", NEW."id", NEW."queue", t, e, {x["attempt"]}, {x["worker"]}, '
-        f'{x["exit_code"]}, {x["error"]}, d, {x["waited"]}); END IF; '
+        f'{x["exit_code"]}, {x["error"]}, d, {x["waited"]}, {x["started_at"]}); END IF; '
         'IF d IS NOT NULL THEN INSERT INTO "run_total" AS r '
         '("queue", "outcome", "bucket", "shard", "n", "seconds") '
         f'VALUES (NEW."queue", NEW."state", {x["bucket"].format(d="d")}, pg_backend_pid(), 1, d) '
@@ -484,7 +490,8 @@ def _postgres_history(db: peewee.Database) -> list[RunSql]:
                 'CREATE TRIGGER "job_history_insert" AFTER INSERT ON "job" REFERENCING NEW TABLE '
                 'AS "new_rows" FOR EACH STATEMENT EXECUTE FUNCTION "job_history_inserted"()',
                 'CREATE TRIGGER "job_history_update" AFTER UPDATE OF "state" ON "job" FOR EACH ROW '
-                'WHEN (OLD."state" IS DISTINCT FROM NEW."state") '
+                'WHEN (OLD."state" IS DISTINCT FROM NEW."state" AND '
+                f'NEW."state" <> \'{State.PROCESSING.value}\') '
                 'EXECUTE FUNCTION "job_history_changed"()',
             ],
         )
@@ -499,10 +506,34 @@ def history_8(migrator: SchemaMigrator) -> list[object]:
 
     db = migrator.database
     have = {column.name for column in db.get_columns("job_event")}
+    # The events table of schema 5 is there: created again here, its model's indexes (schema
+    # 9's among them) would name columns it does not have yet.
+    tables = [RunTotal, HookDelivery] if have else [Event, RunTotal, HookDelivery]
     return [
-        CreateTables(db, [Event, RunTotal, HookDelivery]),
+        CreateTables(db, tables),
         *(migrator.add_column("job_event", name, getattr(Event, name))
           for name in ("duration", "waited") if name not in have),
+        *history_triggers(db),
+    ]  # fmt: skip
+
+
+def history_9(migrator: SchemaMigrator) -> list[object]:
+    """Schema 9 (issue #16): a run is one row, written as it ends, with ``started_at`` (and its
+    ``waited``); nothing is written at a claim. The stats' covering index replaces the index on
+    ``at`` alone. Rows already there are kept as they are (History.history reads both forms);
+    what is there already is left, the triggers are replaced."""
+    from .models import STATS_EVENTS, Event
+
+    db = migrator.database
+    have = {column.name for column in db.get_columns("job_event")}
+    window = (
+        'CREATE INDEX IF NOT EXISTS "job_event_window" ON "job_event" '
+        f'("at", "queue", "event", "duration", "waited") WHERE ({STATS_EVENTS})'
+    )
+    return [
+        *(migrator.add_column("job_event", name, getattr(Event, name))
+          for name in ("started_at",) if name not in have),
+        RunSql(db, ['DROP INDEX IF EXISTS "job_event_at"', window]),
         *history_triggers(db),
     ]  # fmt: skip
 
@@ -518,6 +549,7 @@ MIGRATIONS: dict[int, Callable[[SchemaMigrator], list[object]]] = {
     6: lambda m: [],  # another branch's slot: renumbered at merge
     7: lambda m: workflows_7(m),
     8: lambda m: history_8(m),
+    9: lambda m: history_9(m),
 }
 
 _PG_LOCK_KEY = 0x71756575  # "queu": serialises schema set-up across PostgreSQL clients

@@ -10,9 +10,9 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import InvalidInput
 
@@ -53,9 +53,9 @@ class JobSpec:
         return replace(self, **changes) if changes else self
 
 
-@dataclass(frozen=True)
-class JobOptions:
-    """Options that apply to every job of one enqueue (``--priority`` and friends)."""
+class JobOptions(NamedTuple):
+    """Options that apply to every job of one enqueue (``--priority`` and friends). A
+    NamedTuple, not a frozen dataclass: `enqueue` defines it at every start (see Target)."""
 
     id: str | None = None
     max_retries: int | None = None
@@ -67,7 +67,7 @@ class JobOptions:
     after: tuple[str, ...] | None = None
 
 
-_OPTION_NAMES = tuple(f.name for f in fields(JobOptions))
+_OPTION_NAMES = JobOptions._fields
 
 
 def _text(key: str, value: Any) -> str:

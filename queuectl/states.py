@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from .errors import InvalidInput
+
 
 class State(StrEnum):
     """A job's state (SPEC 3). The groups below are the only other place states are listed."""
@@ -33,3 +35,11 @@ def sql_in(states: tuple[State, ...]) -> str:
     """``"state" IN ('pending', 'failed')`` as literal SQL text: SQLite matches a partial index
     only against the same literal expression, never against bound parameters."""
     return '"state" IN (' + ", ".join(f"'{state.value}'" for state in states) + ")"
+
+
+def check_state(state: str) -> State:
+    """A state name (any case), or InvalidInput listing the valid ones."""
+    normal = state.strip().lower()
+    if normal not in STATES:
+        raise InvalidInput(f"unknown state {state!r} (valid: {', '.join(STATES)})")
+    return State(normal)

@@ -625,7 +625,8 @@ def check(chaos: Chaos, settled: bool) -> Report:
         "backend": chaos.args.backend,
         "jobs": len(chaos.plan),
         "runs (ledger)": len(ledger),
-        "runs (database)": sum(e.event == "started" for h in events.values() for e in h),
+        "runs (database)": sum(e.event == "started" or e.started_at is not None
+                               for h in events.values() for e in h),  # fmt: skip
         "kills": count["kill"],
         "stops": count["stop"],
         "outages": count["outage"],

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from .. import __version__
 from ..errors import QueueError
 from .common import DB_ENV_VAR, Settings
 
@@ -37,14 +38,49 @@ SUBCOMMANDS = {
     "stats": "queuectl.cli.observe:stats",
     "metrics": "queuectl.cli.observe:metrics",
 }
+# name -> the first sentence of its help, which the root `--help` lists: it lists every command
+# without importing their modules (a test checks that each is the command's own). A command
+# without one here is imported to list it.
+SUMMARIES = {
+    "enqueue": "Add a job: ARG is a JSON object or else a plain shell command.",
+    "list": "List jobs, newest first.",
+    "show": "Show every field of one job, output included.",
+    "status": "Count jobs per state, and the active workers.",
+    "logs": "Print a job's output so far; with --follow, also what it prints next.",
+    "cancel": "Cancel jobs: a waiting job at once; a running one is stopped by its worker.",
+    "retry": "Run finished jobs again: dead, cancelled or completed jobs back to pending.",
+    "edit": "Change a waiting (pending or failed) job, validated as enqueue does.",
+    "purge": "Delete finished jobs and their history; print how many.",
+    "worker": "Run workers in the foreground, or stop running ones.",
+    "dlq": "The Dead Letter Queue: jobs whose retries are used up.",
+    "config": "Read and change settings.",
+    "tui": "Open the terminal UI.",
+    "queue": "Named queues: their jobs, limits and pauses.",
+    "schedule": "Recurring jobs from cron expressions, enqueued by the running workers.",
+    "history": "Every change of job ID, oldest first: when, what, which attempt, which worker, "
+    "the exit code and the error.",
+    "stats": "Per queue, over the last D: runs finished by what they led to (completed; failed: a "
+    "retry was scheduled; dead; cancelled), jobs finished per minute, run time p50/p95/max, wait "
+    "from due to start p50/p95, and how long the oldest waiting job has waited.",
+    "metrics": "The queue's metrics in the Prometheus text format: jobs by queue and state, live "
+    "worker threads, the oldest waiting job's age (gauges); runs by queue and outcome (counters "
+    "that never go down); run time (a histogram).",
+}
 
 
 class LazyGroup(click.Group):
     """A group whose subcommands are imported on first use (the click docs' LazyGroup)."""
 
-    def __init__(self, *args: Any, lazy_subcommands: dict[str, str] | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        lazy_subcommands: dict[str, str] | None = None,
+        summaries: dict[str, str] | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self.lazy_subcommands = dict(lazy_subcommands or {})
+        self.summaries = dict(summaries or {})
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.lazy_subcommands) + super().list_commands(ctx)
@@ -53,6 +89,20 @@ class LazyGroup(click.Group):
         if cmd_name in self.lazy_subcommands:
             return self._load(cmd_name)
         return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """As click lists them, but a lazy command with a summary is listed without importing
+        its module: a stand-in carries the summary, shortened to the width as click does."""
+        commands = []
+        for name in self.list_commands(ctx):
+            if name in self.lazy_subcommands and name in self.summaries:
+                commands.append((name, click.Command(name, help=self.summaries[name])))
+            elif (command := self.get_command(ctx, name)) is not None and not command.hidden:
+                commands.append((name, command))
+        if commands:
+            limit = formatter.width - 6 - max(len(name) for name, _ in commands)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, cmd.get_short_help_str(limit)) for name, cmd in commands])
 
     def _load(self, cmd_name: str) -> click.Command:
         module_name, _, attribute = self.lazy_subcommands[cmd_name].partition(":")
@@ -92,6 +142,7 @@ class QueuectlGroup(LazyGroup):
 @click.group(
     cls=QueuectlGroup,
     lazy_subcommands=SUBCOMMANDS,
+    summaries=SUMMARIES,
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -104,7 +155,8 @@ class QueuectlGroup(LazyGroup):
     help="Queue database: a file path, sqlite:///path or postgresql://user@host:port/dbname. "
     "Default: queuectl.db in your user data directory.",
 )
-@click.version_option(package_name="queuectl", prog_name="queuectl")
+# The version as the package states it: asking importlib.metadata costs `--version` ~15 ms.
+@click.version_option(version=__version__, prog_name="queuectl")
 @click.pass_context
 def cli(ctx: click.Context, db: str | None) -> None:
     """A durable job queue for shell commands.
@@ -140,4 +192,4 @@ def main() -> None:
     cli.main(prog_name="queuectl")
 
 
-__all__ = ["cli", "main", "LazyGroup"]
+__all__ = ["cli", "main", "LazyGroup", "SUBCOMMANDS", "SUMMARIES"]

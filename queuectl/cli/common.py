@@ -3,8 +3,6 @@ reusable options, JSON output, and human output that is safe to print to a termi
 
 from __future__ import annotations
 
-import json
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -14,36 +12,57 @@ import click
 
 from ..env import DB_ENV_VAR
 from ..errors import InvalidInput
-from ..text import escaped_line, safe, shorten
 
 if TYPE_CHECKING:
+    from ..core import QueueCore
     from ..queue import Queue
+    from ..workflows import Workflows
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Settings:
-    """Carried in ``ctx.obj``: the database target, and the queue once a command asks for it."""
+    """Carried in ``ctx.obj``: the database target, and the queue once a command asks for it.
+
+    A one-shot command opens the part of the Queue it calls: :attr:`core` (the database, its
+    schema and the settings) or :attr:`workflows` (also jobs: enqueue with their dependencies and
+    named queues), which import less of the engine than the whole :attr:`queue` (control,
+    schedules, history, hooks, the worker registry). Each part checks the schema as the Queue
+    does. A part already open is used again, as is the Queue for a smaller part."""
 
     def __init__(self, target: str | None) -> None:
         self.target = target
-        self._queue: Queue | None = None
+        self._opened: list[QueueCore] = []
 
     @property
     def queue(self) -> "Queue":
-        if self._queue is None:
-            from ..target import engine_for, resolve_target
+        return self._open("queuectl.queue", "Queue")  # type: ignore[return-value]
 
-            with engine_for(resolve_target(self.target)):
-                from ..queue import Queue
+    @property
+    def workflows(self) -> "Workflows":
+        return self._open("queuectl.workflows", "Workflows")  # type: ignore[return-value]
 
-            self._queue = Queue(self.target)
-        return self._queue
+    @property
+    def core(self) -> "QueueCore":
+        return self._open("queuectl.core", "QueueCore")
+
+    def _open(self, module: str, name: str) -> "QueueCore":
+        import importlib
+
+        from ..target import engine_for, resolve_target
+
+        with engine_for(resolve_target(self.target)):
+            part = getattr(importlib.import_module(module), name)
+        for opened in self._opened:
+            if isinstance(opened, part):
+                return opened
+        opened = part(self.target)
+        self._opened.append(opened)
+        return opened
 
     def close(self) -> None:
-        if self._queue is not None:
-            self._queue.close()
-            self._queue = None
+        while self._opened:
+            self._opened.pop().close()
 
 
 pass_settings = click.make_pass_decorator(Settings)
@@ -57,6 +76,8 @@ def json_option(function: F) -> F:
 
 
 def print_json(data: Any) -> None:
+    import json
+
     # ASCII-only output: valid JSON whatever the terminal's encoding; text survives exactly.
     click.echo(json.dumps(data, separators=(",", ":")))
 
@@ -108,6 +129,8 @@ def queues_option(help: str) -> Callable[[F], F]:
 def clean(text: object, *, one_line: bool = False) -> str:
     """Job text made safe to print (see :mod:`queuectl.text`); ``None`` is ``-``. ``one_line``
     also shows newlines and tabs as escapes."""
+    from ..text import escaped_line, safe
+
     if text is None:
         return "-"
     return escaped_line(str(text)) if one_line else safe(str(text))
@@ -119,6 +142,8 @@ def clean(text: object, *, one_line: bool = False) -> str:
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
     """Left-aligned columns; the last one (free text) is cut to the terminal's width when
     stdout is a terminal, and left whole for pipes."""
+    from ..text import shorten
+
     rows = [list(row) for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
@@ -127,6 +152,8 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
     room = 0
     if sys.stdout.isatty():
         used = sum(widths[:-1]) + 2 * (len(headers) - 1)
+        import shutil
+
         room = max(shutil.get_terminal_size().columns - used, 20)
     for row in [list(headers), *rows]:
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]

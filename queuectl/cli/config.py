@@ -32,7 +32,7 @@ def config() -> None:
 @pass_settings
 def get(settings: Settings, key: str) -> None:
     """Print the value of KEY."""
-    click.echo(shown(settings.queue.config_get(key)))
+    click.echo(shown(settings.core.config_get(key)))
 
 
 @config.command("set", context_settings={"ignore_unknown_options": True})
@@ -49,7 +49,7 @@ def set_(settings: Settings, key: str, value: str) -> None:
       queuectl config set on-dead 'notify-send "job $QUEUECTL_JOB_ID is dead"'
       queuectl config set on-dead ''        (no hook)
     """
-    stored = settings.queue.config_set(key, value)
+    stored = settings.core.config_set(key, value)
     click.echo(f"{key} = {shown(stored)}")
 
 
@@ -58,7 +58,7 @@ def set_(settings: Settings, key: str, value: str) -> None:
 @pass_settings
 def list_config(settings: Settings, as_json: bool) -> None:
     """Every key with its value (--json: an object keyed by the key names)."""
-    values = settings.queue.config()
+    values = settings.core.config()
     if as_json:
         print_json(values)
         return

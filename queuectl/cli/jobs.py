@@ -154,7 +154,7 @@ def enqueue(
     )
     if file is None:
         spec = parse_job(arg[0]).with_defaults(options)
-        job = settings.queue.enqueue(spec)
+        job = settings.workflows.enqueue(spec)
         if as_json:
             print_json(job.to_dict())
         else:
@@ -166,7 +166,7 @@ def enqueue(
         jobs = []
     else:
         try:
-            jobs = settings.queue.enqueue_many(specs)
+            jobs = settings.workflows.enqueue_many(specs)
         except InvalidInput as exc:
             raise _name_line(settings, exc, specs, lines) from None
     if as_json:
@@ -226,7 +226,7 @@ def _name_line(
         if spec.id is None:
             continue
         try:
-            taken = settings.queue.get(spec.id).id == spec.id
+            taken = settings.workflows.get(spec.id).id == spec.id
         except QueueError:
             taken = False
         if taken:
@@ -240,7 +240,7 @@ def _name_line(
 def _state(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
-    from ..queue import check_state
+    from ..states import check_state
 
     try:
         return check_state(value)
@@ -323,7 +323,7 @@ def list_jobs(
       queuectl list --queue deploy
       queuectl list --limit 5 --json
     """
-    jobs = settings.queue.list_jobs(state, limit, with_output=as_json, queue=queue)
+    jobs = settings.workflows.list_jobs(state, limit, with_output=as_json, queue=queue)
     if as_json:
         print_json([job.to_dict() for job in jobs])
     elif jobs:
@@ -339,7 +339,7 @@ def list_jobs(
 @pass_settings
 def show(settings: Settings, job_id: str, as_json: bool) -> None:
     """Show every field of one job, output included. ID may be any unique prefix."""
-    job = settings.queue.get(job_id)
+    job = settings.workflows.get(job_id)
     if as_json:
         print_json(job.to_dict())
         return
@@ -355,7 +355,7 @@ def show(settings: Settings, job_id: str, as_json: bool) -> None:
 
 def _fields(settings: Settings, job: Job) -> list[tuple[str, str]]:
     now = time.time()
-    config = settings.queue.config()
+    config = settings.workflows.config()
 
     def with_default(value: Any, key: str, unit: str = "") -> str:
         if value is None:

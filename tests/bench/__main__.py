@@ -13,13 +13,13 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from . import latency, memory, pipeline, scale, startup, throughput
+from . import history, latency, memory, pipeline, scale, startup, throughput
 from . import tui
 from .harness import Report, Settings, find_pg, remove_tree
 
 BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Report], None]]] = {
     "throughput": ("1. jobs/s vs Python's ceiling, Huey, task-spooler", throughput.run),
-    "enqueue": ("2. one `queuectl enqueue` vs a bare import", startup.run_enqueue_one),
+    "enqueue": ("2. start-up: enqueue, --help, config get, in real installs", startup.run_start_up),
     "bulk": ("3. `enqueue --file` of 10,000 lines vs Huey", startup.run_bulk),
     "latency": ("4. pickup latency and idle CPU", latency.run),
     "memory": ("5. worker RSS while a job prints 1 GB", memory.run),
@@ -27,6 +27,8 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Report], None]]] = {
     "backends": ("issue #6: worker processes on SQLite and PostgreSQL", throughput.run_backends),
     "pipeline": ("issue #15: chains of dependent jobs vs independent jobs", pipeline.run),
     "direct": ("issue #17: simple commands without the shell", throughput.run_direct),
+    "history": ("issue #16: what writing the history costs a worker", history.run_history),
+    "stats": ("issue #16: stats over an hour of 100k runs, 1M jobs", history.run_stats),
     "tui": ("issue #17: a busy TUI: a key's effect, a refresh, the UI thread's CPU", tui.run),
     "scale10m": ("issue #17: 10M jobs: claims, status, list, stats, TUI, purge", scale.run_10m),
 }

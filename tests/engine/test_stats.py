@@ -92,3 +92,39 @@ def test_durations(text, seconds):
 def test_bad_durations_name_the_forms(text):
     with pytest.raises(InvalidInput, match="90s, 15m"):
         parse_duration(text)
+
+
+def test_run_times_and_waits_are_each_runs_own(any_queue, clock):
+    """Each run's row carries its duration and its wait from due to start (schema 9): waits of
+    0..9 s beside run times of 10..100 s; a run given back (released) has a wait and no run
+    time; a job cancelled while it waited is finished without a run."""
+    q = any_queue
+    worker = q.register_worker(1)
+    for index in range(10):
+        q.enqueue("true")
+        clock.advance(index)  # waits 0..9 s
+        run_one(q, clock, worker, 10 * (index + 1))
+    q.enqueue("sleep 100")
+    clock.advance(50)
+    claimed = q.claim(worker)
+    clock.advance(1000)
+    assert q.release(claimed, worker)  # waited 50 s; no run time
+    q.cancel([q.enqueue("sleep 1").id])
+    figures = q.stats(since=3 * 3600).queues["default"]
+    assert figures.runs == {"completed": 10, "failed": 0, "dead": 0, "cancelled": 0}
+    assert figures.finished == 11
+    assert (figures.run_p50, figures.run_p95, figures.run_max) == (
+        pytest.approx(55), pytest.approx(95.5), pytest.approx(100),
+    )  # fmt: skip
+    # Waits 0..9 and 50: p50 is 5, p95 between 9 and 50.
+    assert (figures.wait_p50, figures.wait_p95) == (pytest.approx(5), pytest.approx(29.5))
+    assert q.stats(since=3 * 3600, queue="default").queues["default"].run_p95 == pytest.approx(95.5)
+
+
+def test_no_runs_no_figures(any_queue, clock):
+    q = any_queue
+    q.enqueue("true")
+    figures = q.stats().queues["default"]
+    assert (figures.run_p50, figures.run_p95, figures.run_max) == (None, None, None)
+    assert (figures.wait_p50, figures.wait_p95, figures.finished) == (None, None, 0)
+    assert figures.oldest_waiting == 0

@@ -184,3 +184,42 @@ def test_code_older_than_the_database_refuses_it_with_one_line(target):
         jobs = check.execute_sql("SELECT id FROM job").fetchall()
         check.close()
         assert rows == [(str(newer),)] and jobs == [("keep-me",)]
+
+
+def test_schema_9_replaces_the_claim_record_and_the_window_index_keeping_rows(target):
+    """Schema 9 (issue #16): started_at on the events, the stats' covering index in place of
+    the one on "at" alone, no record written by a claim. Old rows stay; running the step again
+    changes nothing."""
+    queue = Queue(target)
+    try:
+        job = queue.enqueue("true")
+        db = queue.db
+        db.execute_sql('DROP INDEX "job_event_window"')
+        db.execute_sql('CREATE INDEX "job_event_at" ON "job_event" ("at")')
+        db.execute_sql('ALTER TABLE "job_event" DROP COLUMN "started_at"')
+        db.execute_sql("UPDATE queuectl_schema SET value = '8' WHERE key = 'version'")
+    finally:
+        queue.close()
+    upgraded = Queue(target)
+    try:
+        db = upgraded.db
+        indexes = {index.name for index in db.get_indexes("job_event")}
+        assert "job_event_window" in indexes and "job_event_at" not in indexes
+        assert "started_at" in {column.name for column in db.get_columns("job_event")}
+        from playhouse import migrate
+
+        with upgraded._write():  # the step again: harmless
+            migrate.migrate(*schema.MIGRATIONS[9](migrate.SchemaMigrator.from_database(db)))
+        worker = upgraded.register_worker(1)
+        claimed = upgraded.claim(worker)
+        Event = upgraded.models.Event
+        stored = Event.select().where(Event.job_id == job.id).order_by(Event.id)
+        assert [e.event for e in stored] == ["enqueued"], "a claim writes no row"
+        upgraded.finish(claimed, RunResult(0, None, ""), worker)
+        ended = list(stored.clone())[-1]
+        assert (ended.event, ended.started_at, ended.worker) == (
+            "completed", claimed.started_at, worker,
+        )  # fmt: skip
+        assert [e.event for e in upgraded.history(job.id)] == ["enqueued", "started", "completed"]
+    finally:
+        upgraded.close()

@@ -107,6 +107,12 @@ class ListingScreen(ModalScreen[None]):
             self.notify(f"No {self.TITLE.lower().rstrip('s')} selected", severity="warning")
         return key
 
+    def selected_item(self):
+        """The item of the selected row as last read (matched by its ``name``); None, with a
+        warning, when no row is selected."""
+        key = self.selected()
+        return next((item for item in self.items_shown if item.name == key), None)
+
     @work(thread=True, group="listing-actions", exit_on_error=False)
     def act(self, do: Callable[[], str]) -> None:
         """Run a queue operation off the UI thread; report how it went, then read again."""

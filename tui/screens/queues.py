@@ -72,24 +72,21 @@ class QueuesScreen(ListingScreen):
             rows[info.name] = cells
         return rows
 
-    def _info(self, name: str) -> QueueInfo | None:
-        return next((info for info in self.items_shown if info.name == name), None)
-
     def action_toggle_pause(self) -> None:
-        name = self.selected()
-        info = self._info(name) if name else None
+        info = self.selected_item()
         if info is None:
             return
+        name = info.name
         if info.paused:
             self.act(lambda: f"Resumed queue {self.queue.resume_queue(name).name}")
         else:
             self.act(lambda: f"Paused queue {self.queue.pause_queue(name).name}")
 
     def action_limit(self) -> None:
-        name = self.selected()
-        info = self._info(name) if name else None
+        info = self.selected_item()
         if info is None:
             return
+        name = info.name
 
         def chosen(choice: LimitChoice | None) -> None:
             if choice is None:

@@ -75,9 +75,6 @@ class SchedulesScreen(ListingScreen):
             ]
         return rows
 
-    def _info(self, name: str) -> ScheduleInfo | None:
-        return next((info for info in self.items_shown if info.name == name), None)
-
     def action_add(self) -> None:
         def added(name: str | None) -> None:
             if name is not None:
@@ -87,10 +84,10 @@ class SchedulesScreen(ListingScreen):
         self.app.push_screen(ScheduleForm(self.queue), added)
 
     def action_toggle_pause(self) -> None:
-        name = self.selected()
-        info = self._info(name) if name else None
+        info = self.selected_item()
         if info is None:
             return
+        name = info.name
         if info.paused:
             self.act(lambda: f"Resumed schedule {self.queue.resume_schedule(name).name}")
         else:
