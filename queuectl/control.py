@@ -16,6 +16,7 @@ from typing import Any
 
 import peewee
 
+from .db import WAL_AUTOCHECKPOINT_PAGES
 from .errors import InvalidInput, QueueError
 from .models import ACTIVE, CLAIMABLE, FINAL, Job, State
 from .registry import Registry
@@ -30,8 +31,23 @@ from .spec import (
 
 # What `purge` deletes unless told otherwise, and what `retention` deletes (SPEC 6).
 PURGED_BY_DEFAULT: tuple[State, ...] = (State.COMPLETED, State.CANCELLED)
-# Rows deleted per transaction: short enough never to hold SQLite's write lock for long.
+# Rows deleted per transaction, at most. On SQLite a batch is also sized to hold the write lock
+# for about PURGE_HOLD_S (it starts small and follows the rate measured), and the purge then
+# leaves the lock free for PURGE_YIELD_S. A writer of another process (a worker's claim) waits in
+# SQLite's busy handler, which tries again after 1, 2, 5, 10, 15, 20, 25, 25, 25 ms: a pause
+# longer than those gaps is one it wakes in. A purge that took the lock again at once kept a busy
+# worker from claiming for over a second (940,000 jobs purged beside it); paused, the purge runs
+# about 40 % of the time, and a worker waits for it about PURGE_HOLD_S at a time.
 PURGE_BATCH = 1000
+PURGE_FIRST_BATCH = 100
+PURGE_HOLD_S = 0.02
+PURGE_YIELD_S = 0.03
+# Meanwhile the purge's own commits copy the WAL into the database file (a checkpoint) once it
+# holds this many pages, well before any other writer's commit finds it full (db.py's
+# WAL_AUTOCHECKPOINT_PAGES): that commit would wait for the copy and its fsync, which took a
+# worker's claim up to 0.6 s beside a busy disk. SQLite checkpoints after the commit, the write
+# lock already free.
+PURGE_CHECKPOINT_PAGES = 1000
 # How long a worker's service thread spends on retention at a time (it resumes a second later).
 RETENTION_BUDGET_S = 2.0
 
@@ -265,24 +281,40 @@ class Control(Workflows, Registry):
         if queue is not None:
             where.append(Job.queue == queue)
         total = 0
-        while True:
-            with self._write():
-                batch = Job.select(Job.seq).where(*where).limit(PURGE_BATCH)
-                if not self.is_sqlite:  # a job retried meanwhile is not deleted, nor its history
-                    batch = batch.for_update()
-                seqs = [seq for (seq,) in batch.tuples()]
-                if seqs:
-                    self._purged(seqs)
-                    Event.delete().where(Event.job_seq.in_(seqs)).execute()
-                    Job.delete().where(Job.seq.in_(seqs)).execute()
-                    self._announce()
-            total += len(seqs)
-            more = len(seqs) == PURGE_BATCH
-            if not more or (budget is not None and time.monotonic() - started >= budget):
-                break
+        size = PURGE_FIRST_BATCH if self.is_sqlite else PURGE_BATCH
+        if self.is_sqlite:
+            self.db.execute_sql(f"PRAGMA wal_autocheckpoint = {PURGE_CHECKPOINT_PAGES}")
+        try:
+            while True:
+                with self._write():
+                    began = time.monotonic()
+                    batch = Job.select(Job.seq).where(*where).limit(size)
+                    if not self.is_sqlite:  # a job retried meanwhile is not deleted, nor its history
+                        batch = batch.for_update()
+                    seqs = [seq for (seq,) in batch.tuples()]
+                    if seqs:
+                        self._purged(seqs)
+                        Event.delete().where(Event.job_seq.in_(seqs)).execute()
+                        Job.delete().where(Job.seq.in_(seqs)).execute()
+                        self._announce()
+                    held = max(time.monotonic() - began, 1e-4)
+                total += len(seqs)
+                more = len(seqs) == size
+                if not more or (budget is not None and time.monotonic() - started >= budget):
+                    break
+                if self.is_sqlite:  # the next batch's size, then the other writers' turn
+                    size = max(10, min(PURGE_BATCH, int(size * min(2.0, PURGE_HOLD_S / held))))
+                    self._let_writers_in(PURGE_YIELD_S)
+        finally:
+            if self.is_sqlite:
+                self.db.execute_sql(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
         if total:
             self._notify()
         return total, more
+
+    def _let_writers_in(self, seconds: float) -> None:
+        """Between two of a purge's transactions on SQLite: the write lock is free meanwhile."""
+        time.sleep(max(seconds, 0.0))
 
     def _purged(self, seqs: list[int]) -> None:
         """Called in the transaction that deletes the finished jobs ``seqs``, before they go:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from functools import partial
@@ -31,7 +32,7 @@ from queuectl.queue import Queue
 from queuectl.spec import JobSpec
 from queuectl.worker import MAX_THREADS, JobEvent
 
-from .data import Loader, pane_summaries
+from .data import HealthLoaded, Loader, pane_summaries
 from .keys import KeysInOrder
 from .pool import PoolControl
 from .messages import PANES, Done, JobRow, LoadFailed, PoolEvent, QueueSnapshot
@@ -40,6 +41,7 @@ from .screens.confirm import ConfirmScreen, StoppingScreen
 from .screens.details import DetailsScreen
 from .screens.edit import EditScreen
 from .screens.enqueue import EnqueueScreen
+from .screens.form import Field
 from .screens.listing import ListingScreen
 from .screens.output import OutputScreen
 from .screens.queues import QueuesScreen
@@ -52,6 +54,7 @@ from .widgets.stats import StatsBar
 
 
 CANCEL_WAIT_S = 10.0  # `x` on a running job: how long to wait for its worker to stop it
+ENQUEUE_FORM = "enqueue"  # the enqueue form's name among the installed screens
 
 
 def display_name(queue: Queue) -> str:
@@ -112,11 +115,15 @@ class QueueApp(KeysInOrder):
             queue, self._pool_event, lambda error: self.post_message(Done(error, "error")),
             queues,
         )
-        self.loader = Loader(self, queue, self.clock, self._rows_wanted, lambda: self.filter_text)
+        self.loader = Loader(self, queue, self.clock, self._rows_wanted, lambda: self.filter_text,
+                             background_gap=refresh_interval)  # fmt: skip
+        self._pool_news = threading.Event()  # a PoolEvent is posted and not yet handled
         self.several_queues = False  # jobs of more than one queue seen: the panes show the queue
         self._quitting = False
         self.loads = 0  # snapshots applied (tests wait on it)
+        self.health_loads = 0  # the last hour's health shown (read beside the loads)
         self.config_values: dict[str, int | float] = {}
+        self._form: EnqueueScreen | None = None  # made at the first `a`, then shown again
 
     # -- layout -----------------------------------------------------------------------------
 
@@ -155,7 +162,7 @@ class QueueApp(KeysInOrder):
     def on_mount(self) -> None:
         self._fit(self.size.width)
         self.panes[0].focus()
-        self.set_interval(self.refresh_interval, self.request_load)
+        self.set_interval(self.refresh_interval, partial(self.loader.request, background=True))
         self.request_load()
         self.pool.want(self.threads, self.paused)
 
@@ -195,12 +202,17 @@ class QueueApp(KeysInOrder):
         self.loads += 1
         self.loader.loaded()
 
+    def on_health_loaded(self, message: HealthLoaded) -> None:
+        self.stats.show_health(message.health)
+        self.health_loads += 1
+
     def on_load_failed(self, message: LoadFailed) -> None:
         self.stats.error = message.error
         self.loader.loaded()
 
     def on_pool_event(self, event: PoolEvent) -> None:
-        self.request_load()
+        self._pool_news.clear()  # before the load: news from now on asks for another
+        self.loader.request(background=True)
 
     def on_data_table_row_highlighted(self, event: JobPane.RowHighlighted) -> None:
         pane = event.data_table
@@ -214,8 +226,12 @@ class QueueApp(KeysInOrder):
     # -- the worker pool ----------------------------------------------------------------------
 
     def _pool_event(self, event: JobEvent) -> None:
-        """Called in a worker thread: hand the news to the UI thread."""
-        self.post_message(PoolEvent(event.kind, event.job.id))
+        """Called in a worker thread: hand the news to the UI thread, once until it has read it.
+        A busy pool starts and ends thousands of jobs a second; one load shows them all, and a
+        message each kept the UI thread busy with them (keys waited behind)."""
+        if not self._pool_news.is_set():
+            self._pool_news.set()
+            self.post_message(PoolEvent(event.kind, event.job.id))
 
     def watch_threads(self) -> None:
         self.pool.want(self.threads, self.paused)
@@ -254,7 +270,29 @@ class QueueApp(KeysInOrder):
 
     def action_enqueue(self) -> None:
         default = self.config_values.get("max-retries", KEYS["max-retries"].default)
-        self.push_screen(EnqueueScreen(default), self._enqueue)
+        form = self._enqueue_form(default)
+        if form is not None:
+            self.push_screen(ENQUEUE_FORM, self._enqueue)
+
+    def _enqueue_form(self, default: int | float) -> EnqueueScreen | None:
+        """The enqueue form, made once and shown again emptied (None: it is open already).
+        Composing and styling its widgets every time was half of what `a` cost the UI thread."""
+        form = self._form
+        if form is not None and form in self.screen_stack:
+            return None
+        if form is None or form.default_max_retries != default:
+            if form is not None:
+                self.uninstall_screen(ENQUEUE_FORM)
+            form = self._form = EnqueueScreen(default)
+            self.install_screen(form, ENQUEUE_FORM)
+        elif form.is_mounted:  # shown before: as new
+            for field in form.query(Field):
+                field.set_error(None)
+            boxes = form.query(Input)
+            for box in boxes:
+                box.value = ""
+            form.set_focus(boxes.first())
+        return form
 
     def _enqueue(self, spec: JobSpec | None) -> None:
         if spec is not None:

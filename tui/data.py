@@ -11,6 +11,7 @@ from collections.abc import Callable
 from functools import partial
 
 from textual.app import App
+from textual.message import Message
 from textual.timer import Timer
 
 from queuectl.models import Job, State
@@ -119,15 +120,34 @@ def pane_summaries(counts: dict[str, int], live_workers: int) -> dict[str, tuple
     }
 
 
+class HealthLoaded(Message):
+    """The last hour's :func:`health`, read beside the loads (see :class:`Loader`)."""
+
+    def __init__(self, health: Health) -> None:
+        super().__init__()
+        self.health = health
+
+
 class Loader:
-    """Refreshes ``app``'s view of ``queue``: posts a QueueSnapshot, or LoadFailed, to ``app``.
+    """Refreshes ``app``'s view of ``queue``: posts a QueueSnapshot, or LoadFailed, to ``app``;
+    every ``HEALTH_EVERY_S`` a HealthLoaded too.
 
     ``limits()`` says how many rows each pane wants; the app calls :meth:`loaded` once it has
-    applied what a load posted.
+    applied what a load posted. The last hour's health is read by a thread of its own, beside the
+    loads: with a million jobs it can take longer than a load, and the panes and counts do not
+    wait for it.
     """
 
-    MIN_GAP_S = 0.2  # worker events refresh at most this often; the app's timer refreshes anyway
+    MIN_GAP_S = 0.2  # loads asked for by the user's actions: at most this often
+    # Loads nobody asked for (the app's timer, news of its own pool): at most one every
+    # ``background_gap`` seconds (the app's refresh interval). A busy pool changes every pane all
+    # the time, and drawing them 5 times a second took a third of a core from the UI thread
+    # (keys waited behind it).
     HEALTH_EVERY_S = 5.0  # the last hour's stats, heavier than counts: at most this often
+    # ... and with a wait of at least this many times the last read's length: the last hour's
+    # figures move slowly, and with a million jobs one read took seconds of a core (asked every
+    # 5 s, a core was busy with it all the time, and the app's own workers and keys waited).
+    HEALTH_SHARE = 10
 
     def __init__(
         self,
@@ -136,32 +156,49 @@ class Loader:
         clock: Callable[[], float],
         limits: Callable[[], dict[str, int]],
         text: Callable[[], str] = str,
+        background_gap: float = 1.0,
     ) -> None:
         self.app, self.queue, self.clock, self.limits = app, queue, clock, limits
+        self.background_gap = background_gap
         self.text = text  # the filter: panes load only the jobs that match it
         self._loading = False
         self._again = False  # asked for while loading: load once more when done
         self._last = float("-inf")  # time.monotonic() of the last load started
         self._timer: Timer | None = None
-        self._health_at = float("-inf")  # time.monotonic() of the last load that read health
+        self._timer_due = 0.0  # time.monotonic() when the timer fires
+        self._health_at = float("-inf")  # time.monotonic() of the last health read started
+        self._health_loading = False
+        self._health_every = self.HEALTH_EVERY_S  # grows with a slow read (HEALTH_SHARE)
 
-    def request(self) -> None:
-        """Refresh soon: at once if idle, else after the load in flight (never two at once)."""
+    def request(self, background: bool = False) -> None:
+        """Refresh soon: at once if idle, else after the load in flight (never two at once);
+        ``background``: not asked for by the user (at most one every ``background_gap``)."""
         if self._loading:
-            self._again = True
+            self._again = self._again or not background
             return
-        wait = self._last + self.MIN_GAP_S - time.monotonic()
+        gap = max(self.background_gap, self.MIN_GAP_S) if background else self.MIN_GAP_S
+        wait = self._last + gap - time.monotonic()
         if wait > 0:
+            due = time.monotonic() + wait
+            if self._timer is not None and due < self._timer_due:  # sooner: the user asked
+                self._timer.stop()
+                self._timer = None
             if self._timer is None:
-                self._timer = self.app.set_timer(wait, self._timed)
+                self._timer, self._timer_due = self.app.set_timer(wait, self._timed), due
             return
         self._loading, self._again = True, False
         self._last = time.monotonic()
-        with_health = self._last - self._health_at >= self.HEALTH_EVERY_S
+        with_health = (
+            self._last - self._health_at >= self._health_every and not self._health_loading
+        )
         if with_health:
             self._health_at = self._last
-        load = partial(self._load, self.limits(), self.text(), with_health)
+        load = partial(self._load, self.limits(), self.text())
         self.app.run_worker(load, thread=True, exclusive=True, group="load", exit_on_error=False)
+        if with_health:
+            self._health_loading = True
+            self.app.run_worker(self._load_health, thread=True, group="health",
+                                exit_on_error=False)  # fmt: skip
 
     def loaded(self) -> None:
         """The app has shown what the last load posted."""
@@ -172,6 +209,20 @@ class Loader:
     def _timed(self) -> None:
         self._timer = None
         self.request()
+
+    def _load_health(self) -> None:
+        """In a worker thread of its own."""
+        started = time.monotonic()
+        try:
+            figures = health(self.queue)
+            took = time.monotonic() - started
+            self._health_every = max(self.HEALTH_EVERY_S, took * self.HEALTH_SHARE)
+            self.app.post_message(HealthLoaded(figures))
+        except Exception as exc:  # as a load's: shown, and read again next time
+            self.app.post_message(LoadFailed(f"{type(exc).__name__}: {exc}"))
+        finally:
+            self.queue.close()  # this thread's connection
+            self._health_loading = False
 
     def _load(self, limits: dict[str, int], text: str = "", with_health: bool = False) -> None:
         """In a worker thread."""

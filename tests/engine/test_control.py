@@ -273,6 +273,30 @@ def test_purge_deletes_finished_jobs_and_their_history_only(q, target):
     assert q.counts()["completed"] == 0 and q.counts()["pending"] == 1
 
 
+def test_a_long_purge_leaves_the_write_lock_free_between_its_batches(q, target):
+    """A purge of many jobs is many short transactions; on SQLite it pauses between them with
+    the write lock free, so a worker of another process claims meanwhile rather than waiting
+    for the whole purge. Here a writer on another connection that gives up after 0.2 s enqueues
+    a job at each pause; the purge deletes only finished jobs, theirs stay."""
+    jobs = q.enqueue_many([JobSpec(command="true")] * 2500)
+    Job = q.models.Job
+    now = time.time()
+    Job.update(state="completed", finished_at=now, updated_at=now).execute()
+    other = Queue(target)
+    if other.is_sqlite:
+        other.db.execute_sql("PRAGMA busy_timeout = 200")
+    added: list[str] = []
+    q._let_writers_in = lambda seconds: added.append(other.enqueue("echo between").id)
+    try:
+        assert q.purge() == len(jobs)
+    finally:
+        other.close()
+    if q.is_sqlite:
+        assert len(added) >= 2  # several transactions, another writer in after each
+    assert {job.id for job in q.list_jobs()} == set(added)
+    assert q.counts()["completed"] == 0 and q.counts()["pending"] == len(added)
+
+
 def test_retention_is_applied_by_workers(q, pools):
     q.config_set("retention", "1h")
     old = add(q, state="completed", finished_at=time.time() - 7200)

@@ -19,6 +19,8 @@ def scene(queue, clock) -> QueueApp:
 
 async def loaded(pilot) -> None:
     await until(pilot, lambda: pilot.app.loads > 0, what="the first snapshot")
+    # The top bar's last hour is read beside the loads (data.Loader): the seeded runs in it.
+    await until(pilot, lambda: pilot.app.health_loads > 0, what="the last hour's health")
     await pilot.pause()
 
 

@@ -1,0 +1,124 @@
+"""A busy TUI stays quick (issue #17): the enqueue form is made once and shown again as new, the
+last hour's health is read beside the loads (a slow one does not hold the panes back), and a
+busy pool's job events reach the UI thread as one message until it has handled it."""
+
+from __future__ import annotations
+
+import os
+import threading
+from types import SimpleNamespace
+
+from textual.widgets import Input, Static
+from tui_helpers import drive, make_app, until
+
+from queuectl.tui import data
+from queuectl.tui import app as app_module
+from queuectl.tui.app import QueueApp
+from queuectl.tui.screens.enqueue import EnqueueScreen
+
+
+def test_the_enqueue_form_opens_again_empty(seeded, fixed_clock):
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("a", *"make release")
+        app.screen.query_one("#priority", Input).value = "high"
+        await pilot.press("enter")  # refused: the error shows under priority
+        first = app.screen
+        assert isinstance(first, EnqueueScreen) and first.field("priority").has_class("-invalid")
+        await pilot.press("escape")
+        assert not isinstance(app.screen, EnqueueScreen)
+        await pilot.press("a", *"echo again")
+        form = app.screen
+        assert isinstance(form, EnqueueScreen)
+        assert form.text("command") == "echo again"  # typed into the first field, as new
+        assert form.text("priority") == ""
+        assert not form.query(".field.-invalid")
+        assert str(form.field("priority").query_one(".field-error", Static).render()) == ""
+        await pilot.press("enter")
+        await until(pilot, lambda: any(j.command == "echo again" for j in seeded.list_jobs()),
+                    what="the job enqueued")  # fmt: skip
+        assert not any(j.command == "make release" for j in seeded.list_jobs())
+
+    drive(app, scenario)
+
+
+def test_a_slow_health_read_does_not_hold_the_panes_back(seeded, fixed_clock, monkeypatch):
+    """The top bar's last hour can take seconds with a million jobs; the loads go on meanwhile,
+    and the figures show once read."""
+    release = threading.Event()
+    real = data.health
+
+    def slow(queue, *args):
+        release.wait(10)
+        return real(queue, *args)
+
+    monkeypatch.setattr(data, "health", slow)
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        loads = app.loads
+        await until(pilot, lambda: app.loads >= loads + 3, what="loads while health is read")
+        assert app.health_loads == 0
+        release.set()
+        await until(pilot, lambda: app.health_loads > 0, what="the last hour's health")
+        shown = str(app.stats.query_one("#health", Static).render())
+        assert "43% failed" in shown
+
+    try:
+        drive(app, scenario)
+    finally:
+        release.set()
+
+
+def test_a_busy_pools_events_are_one_message_until_handled(seeded, fixed_clock):
+    handled = []
+
+    class Counting(QueueApp):
+        CSS_PATH = os.path.join(os.path.dirname(app_module.__file__), QueueApp.CSS_PATH)
+
+        def on_pool_event(self, event) -> None:
+            handled.append(event)
+            super().on_pool_event(event)
+
+    app = Counting(seeded, workers=0, clock=fixed_clock, refresh_interval=0.25)
+
+    async def scenario(pilot):
+        job = SimpleNamespace(id="x")
+        sent = threading.Thread(
+            target=lambda: [app._pool_event(SimpleNamespace(kind="ended", job=job))
+                            for _ in range(2000)]  # fmt: skip
+        )
+        sent.start()
+        sent.join()
+        await until(pilot, lambda: handled, what="the news")
+        await pilot.pause(0.1)
+        assert len(handled) < 20  # not one a job
+        handled.clear()
+        app._pool_event(SimpleNamespace(kind="started", job=job))  # news after: a message again
+        await until(pilot, lambda: handled, what="the next news")
+
+    drive(app, scenario)
+
+
+def test_a_slow_health_read_is_asked_for_less_often(seeded, fixed_clock, monkeypatch):
+    """Its figures move slowly: a read that took long waits ten times as long for the next."""
+    real = data.health
+    reads = []
+
+    def slow(queue, *args):
+        reads.append(1)
+        threading.Event().wait(0.3)
+        return real(queue, *args)
+
+    monkeypatch.setattr(data, "health", slow)
+    monkeypatch.setattr(data.Loader, "HEALTH_EVERY_S", 0.1)
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app.health_loads > 0, what="the last hour's health")
+        loads = app.loads
+        await until(pilot, lambda: app.loads >= loads + 4, what="loads")  # a second or more
+        assert len(reads) == 1  # the next one after ~3 s (10 x 0.3 s), not after 0.1 s
+
+    drive(app, scenario)
