@@ -14,8 +14,6 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import peewee
-
 from .db import WAL_AUTOCHECKPOINT_PAGES
 from .errors import InvalidInput, QueueError
 from .models import ACTIVE, CLAIMABLE, FINAL, Job, State

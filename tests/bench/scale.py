@@ -47,7 +47,6 @@ from .harness import (
     Report,
     Settings,
     Target,
-    child_env,
     queuectl_command,
     run_timed,
 )
