@@ -271,13 +271,17 @@ class ScheduleTimer:
 
     def tick(self, queue: Schedules) -> list[Job]:
         now = queue.clock()
-        if now >= self._read_at + RECHECK_S or now < self._read_at:
+        if self._stale_at(now):
             self._earliest, self._read_at = queue.next_schedule_due(), now
         if self._earliest is None or now < self._earliest:
             return []
         fired = queue.fire_due_schedules()
         self._earliest, self._read_at = queue.next_schedule_due(), now
         return fired
+
+    def _stale_at(self, now: float) -> bool:
+        """Whether the earliest due time, as last read, is to be read again at ``now``."""
+        return now >= self._read_at + RECHECK_S or now < self._read_at
 
 
 def _info(row: Schedule) -> ScheduleInfo:

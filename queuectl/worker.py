@@ -674,16 +674,11 @@ class _Schedules(ScheduleTimer):
         """Seconds until the earliest schedule is due, as last read (inf if none)."""
         return float("inf") if self._earliest is None else max(self._earliest - now, 0.0)
 
-    def tick(self, queue):  # type: ignore[no-untyped-def]
+    def _stale_at(self, now: float) -> bool:
         if not self.announced:
-            return super().tick(queue)
-        now = queue.clock()
+            return super()._stale_at(now)
         since = now - self._read_at
         if since < 0 or since >= QUIET_SCHEDULES_S or (self._stale and since >= RECHECK_S):
             self._stale = False
-            self._earliest, self._read_at = queue.next_schedule_due(), now
-        if self._earliest is None or now < self._earliest:
-            return []
-        fired = queue.fire_due_schedules()
-        self._earliest, self._read_at = queue.next_schedule_due(), now
-        return fired
+            return True
+        return False
