@@ -195,8 +195,7 @@ def run_history(settings: Settings, report: Report) -> None:
     ab_rounds(settings, report, "SQLite", sqlite_target, n, rounds)
     if settings.pg_url is not None:
         url = settings.pg_url
-        ab_rounds(settings, report, "PostgreSQL", lambda: pg_schema(url), n,
-                  settings.reps(5, 2))  # fmt: skip
+        ab_rounds(settings, report, "PostgreSQL", lambda: pg_schema(url), n, rounds)
 
 
 # -- stats over 1M jobs ---------------------------------------------------------------------------
