@@ -8,7 +8,6 @@ import secrets
 
 import peewee
 
-from .executor import RunResult
 from .lifecycle import Lifecycle
 from .models import UNFINISHED, Job, State, WorkerProcess
 from .procs import kill_leftovers, pid_alive
@@ -174,21 +173,6 @@ class Registry(Lifecycle):
             if count:
                 self._announce()
         return count
-
-    def finish_and_claim(
-        self, job: Job, result: RunResult, worker_id: str, queues: tuple[str, ...] | None = None
-    ) -> tuple[Job | None, Job | None]:
-        """PostgreSQL: the one-statement complete-and-claim (see Statements) leaves limited
-        queues alone; while some queue has a limit, the next job is then claimed the way
-        Workflows claims in them (its running jobs counted afresh, under a lock)."""
-        stored, following = super().finish_and_claim(job, result, worker_id, queues)
-        limits_in_use = getattr(self, "_limits_in_use", None)
-        if (
-            following is None and stored is not None and result.ok and not self.is_sqlite
-            and limits_in_use is not None and limits_in_use()
-        ):  # fmt: skip
-            following = self.claim(worker_id, queues)
-        return stored, following
 
     def drained(self) -> bool:
         """No job is pending, failed (waiting to retry) or processing."""

@@ -23,7 +23,7 @@ import bisect
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import peewee
 
@@ -32,6 +32,9 @@ from .lifecycle import Lifecycle
 from .models import CLAIMABLE, READY, STATES, Job, State, sql_in
 from .spec import JobSpec, validate_int, validate_name
 from .statements import queue_filter
+
+if TYPE_CHECKING:  # the executor (subprocess, signal) is the worker's, not an enqueue's
+    from .executor import RunResult
 
 # PostgreSQL: how long a worker trusts what it last read about limits existing (a queue just
 # limited is served by the locked claim within this time; until then it is not claimed at all).
@@ -373,6 +376,20 @@ class Workflows(Lifecycle):
             return super()._claim_row(worker_id, queues)
         with self.db.atomic():
             return self._claim_limited(worker_id, queues)
+
+    def finish_and_claim(
+        self, job: Job, result: RunResult, worker_id: str, queues: tuple[str, ...] | None = None
+    ) -> tuple[Job | None, Job | None]:
+        """PostgreSQL: the one-statement complete-and-claim (see Statements) leaves limited
+        queues alone; while some queue has a limit, the next job is then claimed as
+        :meth:`_claim_row` claims in them (its running jobs counted afresh, under a lock)."""
+        stored, following = super().finish_and_claim(job, result, worker_id, queues)
+        if (
+            following is None and stored is not None and result.ok and not self.is_sqlite
+            and self._limits_in_use()
+        ):  # fmt: skip
+            following = self.claim(worker_id, queues)
+        return stored, following
 
     def _limits_in_use(self) -> bool:
         """Whether some queue has a limit, as read at most LIMITS_RECHECK_S ago."""
