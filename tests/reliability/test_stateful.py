@@ -306,6 +306,11 @@ class QueueMachine(RuleBasedStateMachine):
             return
         assert stored is not None
         job = self.model.jobs[handle.job.id]
+        self._store(job, result)
+        assert stored.state == job.state
+
+    def _store(self, job: ModelJob, result: RunResult) -> None:
+        """What a run's end the holder stores does to the model."""
         if result.ok:
             job.state = "completed"
             job.error = None
@@ -314,7 +319,6 @@ class QueueMachine(RuleBasedStateMachine):
             job.finished_at = self.clock.now
         else:
             self._fail(job, result.error, result.exit_code, result.output)
-        assert stored.state == job.state
 
     @precondition(lambda self: self.handles)
     @rule(data=st.data())

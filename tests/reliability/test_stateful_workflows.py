@@ -353,16 +353,8 @@ class WorkflowMachine(QueueMachine):
             assert running <= setting.max_running, f"queue {job.queue} past its limit"
         assert job.id not in self.cancelled_ids, f"cancelled {job.id} ran again"
 
-    def _store(self, job: FlowJob, result: RunResult) -> None:
-        """What a run's end the holder stores does to the model."""
-        if result.ok:
-            job.state = "completed"
-            job.error = None
-            job.exit_code = result.exit_code
-            job.output = result.output
-            job.finished_at = self.clock.now
-        else:
-            self._fail(job, result.error, result.exit_code, result.output)
+    def _store(self, job: FlowJob, result: RunResult) -> None:  # type: ignore[override]
+        super()._store(job, result)
         if job.cancel_requested:  # SPEC 6: the run ends cancelled, whatever it did
             event(f"cancel: a running job ended cancelled ({'ok' if result.ok else 'failed'})")
             job.state = "cancelled"
