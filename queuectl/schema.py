@@ -15,7 +15,7 @@ from .models import CLAIMABLE, RUN_BUCKETS, STATES, Models, State, sql_in
 if TYPE_CHECKING:  # playhouse.migrate is imported only to migrate (every CLI start pays imports)
     from playhouse.migrate import SchemaMigrator
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 # Per-state job counts, kept by triggers: `status` and every TUI refresh read a few rows instead
 # of counting a million (75 ms on SQLite, 165 ms on PostgreSQL at 1M jobs). The triggers run
@@ -210,13 +210,10 @@ def ready_indexes(db: peewee.Database) -> list[str]:
     return statements
 
 
-def workflow_triggers(db: peewee.Database) -> list[RunSql]:
-    """A job that completes counts down its dependents' ``waiting_on`` in the statement that
-    completes it (the SQLite worker's complete-and-claim is one statement: only a trigger is
-    there); one that leaves `completed` (retried) counts them up again. A dependency that goes
-    `dead` records `blocked` for its waiting dependents, and `unblocked` when it leaves `dead`.
-    A deleted job's own edges go with it."""
-    completed, dead = State.COMPLETED.value, State.DEAD.value
+def _dependency_sql() -> tuple[str, str, str, str]:
+    """The statements of a dependency's change of state (see :func:`workflow_triggers`), over a
+    row trigger's NEW: count its dependents down, count them up, record `blocked`, `unblocked`."""
+    dead = State.DEAD.value
     waiting = sql_in(CLAIMABLE).replace('"state"', 'j."state"')
 
     def count(step: str) -> str:
@@ -237,8 +234,34 @@ def workflow_triggers(db: peewee.Database) -> list[RunSql]:
             f'AND q."seq" <> NEW."seq" AND q."state" = \'{dead}\');'
         )
 
-    blocked = history("blocked", "'dependency ' || NEW.\"id\" || ' is dead'")
-    unblocked = history("unblocked", "NULL")
+    return (
+        count("- 1"),
+        count("+ 1"),
+        history("blocked", "'dependency ' || NEW.\"id\" || ' is dead'"),
+        history("unblocked", "NULL"),
+    )
+
+
+def _pg_dependency_body() -> str:
+    """PL/pgSQL: what a change of a job's state does to the jobs that run after it."""
+    completed, dead = State.COMPLETED.value, State.DEAD.value
+    count_down, count_up, blocked, unblocked = _dependency_sql()
+    return (
+        f"IF NEW.\"state\" = '{completed}' THEN {count_down} "
+        f"ELSIF OLD.\"state\" = '{completed}' THEN {count_up} END IF; "
+        f"IF NEW.\"state\" = '{dead}' THEN {blocked} "
+        f"ELSIF OLD.\"state\" = '{dead}' THEN {unblocked} END IF;"
+    )
+
+
+def workflow_triggers(db: peewee.Database) -> list[RunSql]:
+    """A job that completes counts down its dependents' ``waiting_on`` in the statement that
+    completes it (the SQLite worker's complete-and-claim is one statement: only a trigger is
+    there); one that leaves `completed` (retried) counts them up again. A dependency that goes
+    `dead` records `blocked` for its waiting dependents, and `unblocked` when it leaves `dead`.
+    A deleted job's own edges go with it."""
+    completed, dead = State.COMPLETED.value, State.DEAD.value
+    count_down, count_up, blocked, unblocked = _dependency_sql()
     if isinstance(db, peewee.SqliteDatabase):
         def trigger(name: str, when: str, body: str) -> str:
             return (
@@ -251,9 +274,9 @@ def workflow_triggers(db: peewee.Database) -> list[RunSql]:
                 db,
                 [
                     trigger("job_dep_completed", f"NEW.\"state\" = '{completed}' AND "
-                            f"OLD.\"state\" IS NOT '{completed}'", count("- 1")),
+                            f"OLD.\"state\" IS NOT '{completed}'", count_down),
                     trigger("job_dep_uncompleted", f"OLD.\"state\" = '{completed}' AND "
-                            f"NEW.\"state\" IS NOT '{completed}'", count("+ 1")),
+                            f"NEW.\"state\" IS NOT '{completed}'", count_up),
                     trigger("job_dep_dead", f"NEW.\"state\" = '{dead}' AND "
                             f"OLD.\"state\" IS NOT '{dead}'", blocked),
                     trigger("job_dep_revived", f"OLD.\"state\" = '{dead}' AND "
@@ -267,12 +290,7 @@ def workflow_triggers(db: peewee.Database) -> list[RunSql]:
         'CREATE OR REPLACE FUNCTION "{name}"() RETURNS trigger LANGUAGE plpgsql '
         "SET search_path FROM CURRENT AS $$ BEGIN {body} RETURN NULL; END $$"
     )
-    changed = (
-        f"IF NEW.\"state\" = '{completed}' THEN {count('- 1')} "
-        f"ELSIF OLD.\"state\" = '{completed}' THEN {count('+ 1')} END IF; "
-        f"IF NEW.\"state\" = '{dead}' THEN {blocked} "
-        f"ELSIF OLD.\"state\" = '{dead}' THEN {unblocked} END IF;"
-    )
+    changed = _pg_dependency_body()
     deleted = 'DELETE FROM "job_dep" WHERE "job_seq" IN (SELECT "seq" FROM "old_rows");'
     watched = f"('{completed}', '{dead}')"
     return [
@@ -450,13 +468,12 @@ def _worker_lost() -> str:
     return WORKER_LOST
 
 
-def _postgres_history(db: peewee.Database) -> list[RunSql]:
-    """One row trigger for every change of state but a claim (schema 9: a claim records
-    nothing, its WHEN leaves the function uncalled)."""
+def _pg_history_body() -> str:
+    """PL/pgSQL (its variables declared by :data:`_PG_HISTORY_VARIABLES`): one change of state
+    but a claim recorded, over a row trigger's OLD and NEW (see _history_sql)."""
     x = _history_sql(is_sqlite=False)
-    changed = (
-        f'DECLARE e text; d float8; t float8; BEGIN t := {x["at"]}; e := {x["event"]}; '
-        f'd := {x["duration"]}; '
+    return (
+        f't := {x["at"]}; e := {x["event"]}; d := {x["duration"]}; '
         f'IF e IS NOT NULL THEN INSERT INTO "job_event" ({_columns(EVENT_COLUMNS)}) VALUES '
         f'(NEW."seq", NEW."id", NEW."queue", t, e, {x["attempt"]}, {x["worker"]}, '
         f'{x["exit_code"]}, {x["error"]}, d, {x["waited"]}, {x["started_at"]}); END IF; '
@@ -468,9 +485,17 @@ def _postgres_history(db: peewee.Database) -> list[RunSql]:
         f'IF NEW."state" IN ({x["ends"]}) THEN INSERT INTO "hook_delivery" '
         f'({_columns(HOOK_COLUMNS)}) SELECT NEW."seq", NEW."id", NEW."state", NEW."queue", '
         'NEW."command", NEW."attempts", NEW."exit_code", NEW."error", "value", t FROM "config" '
-        "WHERE \"key\" = 'on-' || NEW.\"state\" AND btrim(\"value\") <> ''; END IF; "
-        "RETURN NULL; END"
+        "WHERE \"key\" = 'on-' || NEW.\"state\" AND btrim(\"value\") <> ''; END IF;"
     )
+
+
+_PG_HISTORY_VARIABLES = "e text; d float8; t float8;"
+
+
+def _postgres_history(db: peewee.Database) -> list[RunSql]:
+    """Enqueues recorded by a statement trigger; every other change of state but a claim by
+    the one row trigger of schema 10 (:func:`postgres_state_triggers`), which does what schema
+    9's `job_history_update` did (a claim records nothing, and calls no history)."""
     inserted = (
         f'BEGIN INSERT INTO "job_event" ({_columns(EVENT_COLUMNS[:6])}) '
         'SELECT "seq", "id", "queue", "created_at", \'enqueued\', "attempts" FROM "new_rows" '
@@ -485,17 +510,59 @@ def _postgres_history(db: peewee.Database) -> list[RunSql]:
             db,
             [
                 function.format(name="job_history_inserted", body=inserted),
-                function.format(name="job_history_changed", body=changed),
                 *(f'DROP TRIGGER IF EXISTS "{name}" ON "job"' for name in HISTORY_TRIGGERS),
                 'CREATE TRIGGER "job_history_insert" AFTER INSERT ON "job" REFERENCING NEW TABLE '
                 'AS "new_rows" FOR EACH STATEMENT EXECUTE FUNCTION "job_history_inserted"()',
-                'CREATE TRIGGER "job_history_update" AFTER UPDATE OF "state" ON "job" FOR EACH ROW '
-                'WHEN (OLD."state" IS DISTINCT FROM NEW."state" AND '
-                f'NEW."state" <> \'{State.PROCESSING.value}\') '
-                'EXECUTE FUNCTION "job_history_changed"()',
+            ],
+        ),
+        *postgres_state_triggers(db),
+    ]
+
+
+# -- schema 10: one row trigger per change of state (PostgreSQL, issue #17) ---------------------
+#
+# Schemas 3, 7 and 8 each added a row trigger on a job's change of state: the counters, the
+# dependencies, the history. Each trigger fired is a PL/pgSQL call of its own (its frame, its
+# OLD and NEW rows built, its WHEN evaluated), three per finished run. Schema 10 runs the same
+# statements, in the same order (the order PostgreSQL fired the three in: by name), from one
+# function and one trigger. The trigger keeps the counters' name: the old functions stay, unused.
+PG_STATE_TRIGGER = "job_count_update"
+_PG_SEPARATE_TRIGGERS = ("job_count_update", "job_dep_changed", "job_history_update")
+
+
+def postgres_state_triggers(db: peewee.Database) -> list[RunSql]:
+    """PostgreSQL: the one row trigger of a job's change of state (replacing the three separate
+    ones, or itself: running this again is harmless)."""
+    if isinstance(db, peewee.SqliteDatabase):
+        return []
+    count = (
+        f'INSERT INTO "{COUNTER_TABLE}" AS c ("state", "shard", "n") '
+        'VALUES (OLD."state", pg_backend_pid(), -1), (NEW."state", pg_backend_pid(), 1) '
+        'ON CONFLICT ("state", "shard") DO UPDATE SET "n" = c."n" + EXCLUDED."n";'
+    )
+    body = (
+        f"DECLARE {_PG_HISTORY_VARIABLES} BEGIN {count} {_pg_dependency_body()} "
+        f"IF NEW.\"state\" <> '{State.PROCESSING.value}' THEN {_pg_history_body()} END IF; "
+        "RETURN NULL; END"
+    )
+    return [
+        RunSql(
+            db,
+            [
+                'CREATE OR REPLACE FUNCTION "job_state_changed"() RETURNS trigger '
+                f"LANGUAGE plpgsql SET search_path FROM CURRENT AS $$ {body} $$",
+                *(f'DROP TRIGGER IF EXISTS "{name}" ON "job"' for name in _PG_SEPARATE_TRIGGERS),
+                f'CREATE TRIGGER "{PG_STATE_TRIGGER}" AFTER UPDATE OF "state" ON "job" FOR EACH ROW '
+                'WHEN (OLD."state" IS DISTINCT FROM NEW."state") '
+                'EXECUTE FUNCTION "job_state_changed"()',
             ],
         )
     ]
+
+
+def postgres_triggers_10(migrator: SchemaMigrator) -> list[object]:
+    """Schema 10 (issue #17): PostgreSQL's row triggers on a job's change of state as one."""
+    return list(postgres_state_triggers(migrator.database))
 
 
 def history_8(migrator: SchemaMigrator) -> list[object]:
@@ -550,6 +617,7 @@ MIGRATIONS: dict[int, Callable[[SchemaMigrator], list[object]]] = {
     7: lambda m: workflows_7(m),
     8: lambda m: history_8(m),
     9: lambda m: history_9(m),
+    10: lambda m: postgres_triggers_10(m),
 }
 
 _PG_LOCK_KEY = 0x71756575  # "queu": serialises schema set-up across PostgreSQL clients
