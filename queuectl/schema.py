@@ -468,10 +468,16 @@ def _worker_lost() -> str:
     return WORKER_LOST
 
 
-def _pg_history_body() -> str:
+def _pg_history_body(looked_up: bool = False) -> str:
     """PL/pgSQL (its variables declared by :data:`_PG_HISTORY_VARIABLES`): one change of state
-    but a claim recorded, over a row trigger's OLD and NEW (see _history_sql)."""
+    but a claim recorded, over a row trigger's OLD and NEW (see _history_sql). ``looked_up``:
+    the hook's INSERT runs only once config is known to name a hook (an INSERT's set-up, run
+    for nothing on every run's end, costs more than the look)."""
     x = _history_sql(is_sqlite=False)
+    hook = "'on-' || NEW.\"state\" AND btrim(\"value\") <> ''"
+    ends = f'NEW."state" IN ({x["ends"]})'
+    if looked_up:
+        ends += f' AND EXISTS (SELECT 1 FROM "config" WHERE "key" = {hook})'
     return (
         f't := {x["at"]}; e := {x["event"]}; d := {x["duration"]}; '
         f'IF e IS NOT NULL THEN INSERT INTO "job_event" ({_columns(EVENT_COLUMNS)}) VALUES '
@@ -482,10 +488,10 @@ def _pg_history_body() -> str:
         f'VALUES (NEW."queue", NEW."state", {x["bucket"].format(d="d")}, pg_backend_pid(), 1, d) '
         'ON CONFLICT ("queue", "outcome", "bucket", "shard") '
         'DO UPDATE SET "n" = r."n" + 1, "seconds" = r."seconds" + EXCLUDED."seconds"; END IF; '
-        f'IF NEW."state" IN ({x["ends"]}) THEN INSERT INTO "hook_delivery" '
+        f'IF {ends} THEN INSERT INTO "hook_delivery" '
         f'({_columns(HOOK_COLUMNS)}) SELECT NEW."seq", NEW."id", NEW."state", NEW."queue", '
         'NEW."command", NEW."attempts", NEW."exit_code", NEW."error", "value", t FROM "config" '
-        "WHERE \"key\" = 'on-' || NEW.\"state\" AND btrim(\"value\") <> ''; END IF;"
+        f'WHERE "key" = {hook}; END IF;'
     )
 
 
@@ -540,10 +546,18 @@ def postgres_state_triggers(db: peewee.Database) -> list[RunSql]:
         'VALUES (OLD."state", pg_backend_pid(), -1), (NEW."state", pg_backend_pid(), 1) '
         'ON CONFLICT ("state", "shard") DO UPDATE SET "n" = c."n" + EXCLUDED."n";'
     )
+    # The dependencies' statements only for a job that has dependents (they select none
+    # otherwise): the look is an index probe, an UPDATE's set-up opens every index of "job".
+    watched = f"('{State.COMPLETED.value}', '{State.DEAD.value}')"
+    dependents = (
+        f'IF (OLD."state" IN {watched} OR NEW."state" IN {watched}) AND EXISTS '
+        f'(SELECT 1 FROM "job_dep" WHERE "dep_seq" = NEW."seq") THEN {_pg_dependency_body()} '
+        "END IF;"
+    )
     body = (
-        f"DECLARE {_PG_HISTORY_VARIABLES} BEGIN {count} {_pg_dependency_body()} "
-        f"IF NEW.\"state\" <> '{State.PROCESSING.value}' THEN {_pg_history_body()} END IF; "
-        "RETURN NULL; END"
+        f"DECLARE {_PG_HISTORY_VARIABLES} BEGIN {count} {dependents} "
+        f"IF NEW.\"state\" <> '{State.PROCESSING.value}' THEN {_pg_history_body(True)} "
+        "END IF; RETURN NULL; END"
     )
     return [
         RunSql(
