@@ -536,9 +536,10 @@ PG_STATE_TRIGGER = "job_count_update"
 _PG_SEPARATE_TRIGGERS = ("job_count_update", "job_dep_changed", "job_history_update")
 
 
-def postgres_state_triggers(db: peewee.Database) -> list[RunSql]:
+def postgres_state_triggers(db: peewee.Database, history: bool = True) -> list[RunSql]:
     """PostgreSQL: the one row trigger of a job's change of state (replacing the three separate
-    ones, or itself: running this again is harmless)."""
+    ones, or itself: running this again is harmless). ``history=False``: without the history's
+    part (the benchmark's "without history" side: dropping HISTORY_TRIGGERS leaves it there)."""
     if isinstance(db, peewee.SqliteDatabase):
         return []
     count = (
@@ -554,11 +555,12 @@ def postgres_state_triggers(db: peewee.Database) -> list[RunSql]:
         f'(SELECT 1 FROM "job_dep" WHERE "dep_seq" = NEW."seq") THEN {_pg_dependency_body()} '
         "END IF;"
     )
-    body = (
-        f"DECLARE {_PG_HISTORY_VARIABLES} BEGIN {count} {dependents} "
-        f"IF NEW.\"state\" <> '{State.PROCESSING.value}' THEN {_pg_history_body(True)} "
-        "END IF; RETURN NULL; END"
+    recorded = (
+        f"IF NEW.\"state\" <> '{State.PROCESSING.value}' THEN {_pg_history_body(True)} END IF;"
+        if history
+        else ""
     )
+    body = f"DECLARE {_PG_HISTORY_VARIABLES} BEGIN {count} {dependents} {recorded} RETURN NULL; END"
     return [
         RunSql(
             db,
