@@ -203,7 +203,7 @@ def cli(ctx: click.Context, db: str | None) -> None:
       queuectl worker start --count 2
       queuectl status
     """
-    ctx.obj = Settings(target=db or None)
+    ctx.obj = Settings(target=db or None, ends_process=ctx.obj is ENDS_PROCESS)
     ctx.call_on_close(ctx.obj.close)
     if ctx.invoked_subcommand is None:
         if _interactive():
@@ -222,21 +222,26 @@ def _interactive() -> bool:
 def main() -> None:
     """The ``queuectl`` console script (and ``python -m queuectl``)."""
     try:
-        cli.main(prog_name="queuectl")
+        cli.main(prog_name="queuectl", obj=ENDS_PROCESS)
     except SystemExit as exc:
         exit_now(exc.code)
         raise
+
+
+# Given by main() as the root context's object: the process ends when the command does.
+ENDS_PROCESS = "ends the process"
 
 
 def exit_now(code: object) -> None:
     """End the process with ``code`` (a SystemExit's) at once, without the interpreter's
     teardown, when that teardown has nothing left to do but free memory: freeing every module
     and object of click, peewee and the engine costs a short command ~15 ms of CPU, a sixth of
-    an `enqueue`. The command has finished (its database closed, see Settings.close); here
-    the output is flushed and the atexit handlers run, as at any exit. Returns, for an exit
-    as usual, when another thread still runs (the teardown would wait for it), when a profiler
-    or a tracer watches (it writes its results after the program), or when flushing fails
-    (a closed pipe: Python reports it as it always does)."""
+    an `enqueue`. The command has finished (its database closed, or left open with its commits
+    already durable: see Settings.close); here the output is flushed and the atexit handlers
+    run, as at any exit. Returns, for an exit as usual, when another thread still runs (the
+    teardown would wait for it), when a profiler or a tracer watches (it writes its results
+    after the program), or when flushing fails (a closed pipe: Python reports it as it always
+    does)."""
     if code is None:
         code = 0
     if not isinstance(code, int) or sys.getprofile() is not None or sys.gettrace() is not None:

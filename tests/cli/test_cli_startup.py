@@ -359,3 +359,83 @@ def test_a_profiler_still_gets_its_results(db, tmp_path):
                            db, "enqueue", "true"], capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert out.exists() and out.stat().st_size > 0
+
+
+# -- the WAL a quick exit leaves -------------------------------------------------------------
+
+LEFT_OPEN = """
+import atexit, sys
+from queuectl.cli import common
+{setup}
+def report():
+    parts = common._LEFT_OPEN
+    print("left open:", [part.db.execute_sql("PRAGMA synchronous").fetchone()[0] for part in parts])
+atexit.register(report)
+sys.argv = ["queuectl", *{args!r}]
+from queuectl.cli import main
+main()
+"""
+
+
+def _run_main(*args: str, setup: str = "", stdin: str = "") -> list[str]:
+    code = LEFT_OPEN.format(setup=setup, args=list(args))
+    done = subprocess.run([sys.executable, "-c", code], input=stdin, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def _job_ids(path: str) -> list[str]:
+    with closing(sqlite3.connect(path)) as connection:  # another process's view
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        return [row[0] for row in connection.execute("SELECT id FROM job ORDER BY seq")]
+
+
+def test_a_one_shot_command_leaves_the_wal_its_commit_made_durable(db):
+    """`enqueue` from the console script commits with synchronous=FULL (2: the WAL synced at
+    commit) and leaves the WAL for the next process instead of copying it back at close."""
+    first = _run_main("--db", db, "enqueue", "true")
+    assert first[-1] == "left open: [2]"
+    assert os.path.getsize(db + "-wal") > 0  # kept: the job is in it, not yet in the file
+    second = _run_main("--db", db, "enqueue", "--file", "-", stdin="a\nb\n")
+    assert second[-1] == "left open: [2]"
+    assert _job_ids(db) == [first[0], *second[:2]]  # read back through the WAL, in order
+    assert _run_main("--db", db, "config", "get", "max-retries") == ["3", "left open: [2]"]
+
+
+def test_a_wal_past_the_limit_is_emptied_at_close(db):
+    job_id = _run_main("--db", db, "enqueue", "true", setup="common.KEPT_WAL_BYTES = 0")[0]
+    assert not os.path.exists(db + "-wal")  # the last close checkpointed and removed it
+    assert _job_ids(db) == [job_id]
+
+
+def test_a_command_opening_the_whole_queue_closes_it_as_before(db):
+    """`status` (the whole Queue, committing as the workers do) closes the file: the WAL a
+    previous command left is copied back and removed."""
+    job_id = _run_main("--db", db, "enqueue", "true")[0]
+    assert os.path.exists(db + "-wal")
+    assert _run_main("--db", db, "status")[-1] == "left open: []"
+    assert not os.path.exists(db + "-wal")
+    assert _job_ids(db) == [job_id]
+
+
+def test_in_process_the_database_is_closed_as_before(db):
+    """Without main() (CliRunner, a caller's cli.main) nothing is left open."""
+    result = CliRunner().invoke(cli, ["--db", db, "enqueue", "true"])
+    assert result.exit_code == 0, result.output
+    assert not os.path.exists(db + "-wal")
+
+
+def test_another_process_with_the_queue_open_sees_each_kept_commit(db):
+    """A reader (a TUI, a worker) open all along sees the jobs of commands that exited at once,
+    and the next writer appends to the same WAL."""
+    queue = Queue(db)
+    try:
+        assert queue.list_jobs(None, 10) == []
+        ids = [_run_main("--db", db, "enqueue", "true")[0] for _ in range(2)]
+        assert [job.id for job in queue.list_jobs(None, 10)] == ids[::-1]
+        claimed = queue.claim("w1")
+        assert claimed is not None and claimed.id == ids[0]
+    finally:
+        queue.close()
+    assert _run_main("--db", db, "list", "--state", "processing")[1].startswith(ids[0])
