@@ -59,7 +59,8 @@ class Settings:
 
     @property
     def workflows(self) -> "Workflows":
-        return self._open("queuectl.workflows", "Workflows", one_shot=True)  # type: ignore[return-value]
+        workflows = self._open("queuectl.workflows", "Workflows", one_shot=True)
+        return workflows  # type: ignore[return-value]
 
     @property
     def core(self) -> "QueueCore":

@@ -265,7 +265,9 @@ def test_a_job_spec_behaves_as_the_frozen_dataclass_it_was():
         JobSpec()  # type: ignore[call-arg]
 
 
-@pytest.mark.parametrize("name", ["a", "q.b-c_9", "x" * 64, "", "x" * 65, "a b", "é", "a\n", "a/b"])
+@pytest.mark.parametrize(
+    "name", ["a", "q.b-c_9", "x" * 64, "", "x" * 65, "a b", "é", "a\n", "a/b"]
+)
 def test_a_name_is_checked_as_its_pattern_says(name):
     """validate_name checks characters without compiling QUEUE_NAME; the pattern agrees."""
     from queuectl.errors import InvalidInput
@@ -355,8 +357,8 @@ def test_a_profiler_still_gets_its_results(db, tmp_path):
     """Under a profiler (or a tracer, a coverage tool) the usual exit: it writes its results."""
     out, script = tmp_path / "enqueue.prof", tmp_path / "run.py"
     script.write_text("from queuectl.cli import main\nmain()\n")
-    done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), str(script), "--db",
-                           db, "enqueue", "true"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    argv = [sys.executable, "-m", "cProfile", "-o", str(out), str(script), "--db", db, "enqueue"]
+    done = subprocess.run([*argv, "true"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert out.exists() and out.stat().st_size > 0
 
