@@ -233,6 +233,15 @@ def test_the_models_defined_on_first_use_are_the_same_models(tmp_path):
         assert issubclass(bound, Event) and bound._meta.database is queue.db
         assert [row.event for row in bound.select()] == ["enqueued"]
         assert {model._meta.table_name for model in queue.models.all} <= set(queue.db.get_tables())
+        # Binding copies each field (shallowly): the copy is the bound model's, the template's
+        # field stays the template's.
+        from queuectl.models import Job
+
+        job = queue.models.Job
+        for name, field in Job._meta.fields.items():
+            copied = job._meta.fields[name]
+            assert copied is not field and (copied.model, field.model) == (job, Job), name
+            assert copied.column_name == field.column_name and type(copied) is type(field)
     finally:
         queue.close()
     with pytest.raises(AttributeError):
