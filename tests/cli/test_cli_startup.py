@@ -35,7 +35,8 @@ ENGINE = ("peewee", "queuectl.core", "queuectl.models", "queuectl.db", "queuectl
 OTHER_MODELS = ("queuectl.tables",)
 SERVER_DRIVERS = ("psycopg", "psycopg2")
 TEXTUAL = ("textual", "queuectl.tui")
-ALL = WORKER_SIDE + OTHER_PARTS + ENGINE + SERVER_DRIVERS + TEXTUAL + OTHER_MODELS + ("queuectl.text",)
+TEXT = ("queuectl.text",)  # job text and times made readable: a listing's, not enqueue's
+ALL = WORKER_SIDE + OTHER_PARTS + ENGINE + SERVER_DRIVERS + TEXTUAL + OTHER_MODELS + TEXT
 
 RUN = """
 import json, sys
