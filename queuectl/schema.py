@@ -551,8 +551,8 @@ def history_9(migrator: SchemaMigrator) -> list[object]:
 # write, exactly, in three triggers: the counters of a claim and of a run that completed, the rest
 # of a run that completed (dependents, history row, run totals, hook: the states known, no CASE
 # over them, no temporary table unless the job has dependents), and one for every other change,
-# whose body is
-# the eight triggers' statements, each under its trigger's WHEN, in the order the eight fired.
+# whose body is the eight triggers' statements, each under its trigger's WHEN, in the order the
+# eight fired (the last created first).
 SQLITE_STATE_TRIGGERS = (  # SQLite's triggers on a change of "state": schema 9's, schema 10's
     "job_count_update", "job_dep_completed", "job_dep_uncompleted", "job_dep_dead",
     "job_dep_revived", "job_history_end", "job_history_update", "job_hook",
@@ -587,8 +587,9 @@ def _guarded(statement: str, when: str) -> str:
     if statement.startswith("INSERT") and " VALUES (" in statement:
         head, values = statement.split(" VALUES (", 1)
         end = _closing("(" + values, 0) - 1
-        return f"{head} SELECT {values[:end]} WHERE {when}{values[end + 1:]}"
-    assert " WHERE " in statement, statement  # its last WHERE is the statement's own
+        return f"{head} SELECT {values[:end]} WHERE ({when}){values[end + 1:]}"
+    # Its last WHERE is the statement's own, and ends it; no OR binds looser than the AND added.
+    assert " WHERE " in statement and " OR " not in statement, statement
     return f"{statement} AND ({when})"
 
 

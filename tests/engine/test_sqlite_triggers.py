@@ -132,7 +132,8 @@ def test_schema_10_writes_what_schema_9_wrote(tmp_path, when):
             from playhouse import migrate
 
             with new._write():
-                migrate.migrate(*schema.MIGRATIONS[10](migrate.SchemaMigrator.from_database(new.db)))
+                migrator = migrate.SchemaMigrator.from_database(new.db)
+                migrate.migrate(*schema.MIGRATIONS[10](migrator))
         assert set(state_triggers(new)) == SCHEMA_10
         scenario(old, clock_9)
         scenario(new, clock_10)
@@ -166,7 +167,7 @@ def test_a_schema_9_database_upgrades_keeping_rows_counts_and_history(target):
         assert job.id == "second"
         if q.is_sqlite:
             schema_9_triggers(q)
-        q.db.execute_sql("UPDATE \"queuectl_schema\" SET \"value\" = '9' WHERE \"key\" = 'version'")
+        q.db.execute_sql('UPDATE "queuectl_schema" SET "value" = \'9\' WHERE "key" = \'version\'')
         kept = written(q)
         history = [(e.event, e.attempt) for e in q.history(first.id)]
     finally:
@@ -195,7 +196,8 @@ def test_a_schema_9_database_upgrades_keeping_rows_counts_and_history(target):
         from playhouse import migrate
 
         with upgraded._write():  # the step again: harmless
-            migrate.migrate(*schema.MIGRATIONS[10](migrate.SchemaMigrator.from_database(upgraded.db)))
+            migrator = migrate.SchemaMigrator.from_database(upgraded.db)
+            migrate.migrate(*schema.MIGRATIONS[10](migrator))
         assert upgraded.counts() == exact_counts(upgraded)
     finally:
         upgraded.close()
@@ -206,7 +208,7 @@ def test_a_new_file_and_an_upgraded_one_have_the_same_triggers(tmp_path):
     old = Queue(str(tmp_path / "old.db"))
     try:
         schema_9_triggers(old)
-        old.db.execute_sql("UPDATE \"queuectl_schema\" SET \"value\" = '9' WHERE \"key\" = 'version'")
+        old.db.execute_sql('UPDATE "queuectl_schema" SET "value" = \'9\' WHERE "key" = \'version\'')
     finally:
         old.close()
     upgraded = Queue(str(tmp_path / "old.db"))
