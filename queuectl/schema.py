@@ -330,6 +330,9 @@ def workflow_triggers(db: peewee.Database) -> list[RunSql]:
 # counters of schema 4: a trigger per inserted row cost a large `enqueue --file` 25 %).
 HISTORY_TRIGGERS = (  # job_history_start: schema 8's (a row per claim), dropped by schema 9
     "job_history_insert", "job_history_update", "job_history_start", "job_history_end", "job_hook",
+    # SQLite, schema 10 (see sqlite_triggers): the history is in these (the first one also keeps
+    # the counters of the rarer changes)
+    "job_state_changed", "job_run_completed",
 )  # fmt: skip
 SQLITE_ENQUEUED = (  # the jobs after seq ?, just inserted by Queue.enqueue_many
     'INSERT INTO "job_event" ("job_seq", "job_id", "queue", "at", "event", "attempt") '
@@ -621,6 +624,129 @@ def history_9(migrator: SchemaMigrator) -> list[object]:
     ]  # fmt: skip
 
 
+# -- schema 10: SQLite's triggers on a change of state, three in place of eight ------------------
+#
+# A worker's complete-and-claim changes two rows: the job that ran, processing -> completed, and
+# the next one, pending or failed -> processing. Each trigger on "job" costs every statement that
+# changes a state (SQLite sets up each trigger's program once a statement, runs it once a row,
+# and only then tests its WHEN), and so does every temporary table a trigger's statement builds
+# (an IN list, an IN subquery: a b-tree made and dropped). Schema 10 keeps what the triggers above
+# write, exactly, in three triggers: the counters of a claim and of a run that completed, the rest
+# of a run that completed (dependents, history row, run totals, hook: the states known, no CASE
+# over them, no temporary table unless the job has dependents), and one for every other change,
+# whose body is the eight triggers' statements, each under its trigger's WHEN, in the order the
+# eight fired (the last created first).
+SQLITE_STATE_TRIGGERS = (  # SQLite's triggers on a change of "state": schema 9's, schema 10's
+    "job_count_update", "job_dep_completed", "job_dep_uncompleted", "job_dep_dead",
+    "job_dep_revived", "job_history_end", "job_history_update", "job_hook",
+    "job_state_changed", "job_counted", "job_run_completed",
+)  # fmt: skip
+
+
+def _trigger_parts(create: str) -> tuple[str, list[str]]:
+    """The WHEN and the statements of a ``CREATE TRIGGER ... ON "job" WHEN ... BEGIN ... END``."""
+    head, rest = create.split(' ON "job" WHEN ', 1)
+    assert 'AFTER UPDATE OF "state"' in head, create
+    when, body = rest.split(" BEGIN ", 1)
+    assert body.endswith(" END"), create
+    # No literal of these bodies holds a ';'.
+    return when, [part.strip() for part in body[: -len(" END")].split(";") if part.strip()]
+
+
+def _closing(text: str, start: int) -> int:
+    """The index of the ')' closing the '(' at ``start`` (no literal here holds a parenthesis)."""
+    depth = 0
+    for index in range(start, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[index], 0)
+        if depth == 0:
+            return index
+    raise ValueError(text)
+
+
+def _guarded(statement: str, when: str) -> str:
+    """``statement`` (an UPDATE ... WHERE, an INSERT ... VALUES, an INSERT ... SELECT ... WHERE)
+    doing nothing unless ``when`` holds: a condition on OLD and NEW only, which SQLite tests
+    once, before the statement reads any table."""
+    if statement.startswith("INSERT") and " VALUES (" in statement:
+        head, values = statement.split(" VALUES (", 1)
+        end = _closing("(" + values, 0) - 1
+        return f"{head} SELECT {values[:end]} WHERE ({when}){values[end + 1:]}"
+    # Its last WHERE is the statement's own, and ends it; no OR binds looser than the AND added.
+    assert " WHERE " in statement and " OR " not in statement, statement
+    return f"{statement} AND ({when})"
+
+
+def sqlite_triggers(db: peewee.Database) -> list[RunSql]:
+    """Schema 10 (SQLite): the triggers on a change of a job's state made again as three (see
+    above); what they write is unchanged. A new file gets them after the earlier schemas'."""
+    if not isinstance(db, peewee.SqliteDatabase):
+        return []
+    processing, completed = f"'{State.PROCESSING.value}'", f"'{State.COMPLETED.value}'"
+    claimable = _quote(tuple(state.value for state in CLAIMABLE))
+    claim = f'NEW."state" = {processing} AND OLD."state" IN ({claimable})'
+    run_completed = f'OLD."state" = {processing} AND NEW."state" = {completed}'
+    # Schema 9's triggers in the order they were created, so SQLite fired them last first.
+    schema_9 = [
+        *(sql for op in sqlite_job_counters(db) for sql in op.statements
+          if sql.startswith('CREATE TRIGGER "job_count_update"')),
+        *(sql for op in workflow_triggers(db) for sql in op.statements
+          if 'AFTER UPDATE OF "state"' in sql),
+        *(sql for op in _sqlite_history(db) for sql in op.statements if sql.startswith("CREATE")),
+    ]  # fmt: skip
+    assert len(schema_9) == 8, schema_9
+    other = []
+    for create in reversed(schema_9):
+        when, statements = _trigger_parts(create)
+        other += [_guarded(statement, when) + ";" for statement in statements]
+    x = _history_sql(is_sqlite=True)
+    duration = 'COALESCE(NEW."finished_at", NEW."updated_at") - OLD."started_at"'
+
+    def count(state: str, step: str) -> str:  # every state has its row (made below)
+        return f'UPDATE "{COUNTER_TABLE}" SET "n" = "n" {step} WHERE "state" = {state};'
+
+    dependents = 'SELECT "job_seq" FROM "job_dep" WHERE "dep_seq" = NEW."seq"'
+    completed_body = (
+        # job_history_end's, with the states known
+        f'INSERT INTO "job_event" ({_columns(EVENT_COLUMNS)}) '
+        f'VALUES (NEW."seq", NEW."id", NEW."queue", {x["at"]}, {completed}, NEW."attempts", '
+        f'OLD."worker", NEW."exit_code", NEW."error", {duration}, '
+        'MAX(OLD."started_at" - OLD."run_at", 0), OLD."started_at"); '
+        'INSERT INTO "run_total" ("queue", "outcome", "bucket", "shard", "n", "seconds") '
+        f'VALUES (NEW."queue", {completed}, {x["bucket"].format(d=duration)}, 0, 1, {duration}) '
+        'ON CONFLICT ("queue", "outcome", "bucket", "shard") '
+        'DO UPDATE SET "n" = "n" + 1, "seconds" = "seconds" + excluded."seconds"; '
+        f'INSERT INTO "hook_delivery" ({_columns(HOOK_COLUMNS)}) '
+        f'SELECT NEW."seq", NEW."id", {completed}, NEW."queue", NEW."command", NEW."attempts", '
+        f'NEW."exit_code", NEW."error", "value", {x["at"]} FROM "config" '
+        f"WHERE \"key\" = 'on-{State.COMPLETED.value}' AND TRIM(\"value\") <> ''; "
+        # job_dep_completed's: its IN builds a temporary table, only for a job with dependents
+        f'UPDATE "job" SET "waiting_on" = "waiting_on" - 1 WHERE EXISTS ({dependents}) '
+        f'AND "seq" IN ({dependents});'
+    )
+    states = ", ".join(f"('{state.value}', 0)" for state in STATES)
+    create = 'CREATE TRIGGER "{name}" AFTER UPDATE OF "state" ON "job" WHEN {when} BEGIN {body} END'
+    return [
+        RunSql(
+            db,
+            [
+                *(f'DROP TRIGGER IF EXISTS "{name}"' for name in SQLITE_STATE_TRIGGERS),
+                f'INSERT OR IGNORE INTO "{COUNTER_TABLE}" ("state", "n") VALUES {states}',
+                create.format(name="job_state_changed", body=" ".join(other),
+                              when=f'OLD."state" IS NOT NEW."state" AND NOT ({claim}) '
+                              f"AND NOT ({run_completed})"),
+                create.format(name="job_counted", when=f"({claim}) OR ({run_completed})",
+                              body=count('OLD."state"', "- 1") + " " + count('NEW."state"', "+ 1")),
+                create.format(name="job_run_completed", when=run_completed, body=completed_body),
+            ],
+        )
+    ]  # fmt: skip
+
+
+def sqlite_triggers_10(migrator: SchemaMigrator) -> list[object]:
+    """Schema 10 (SQLite; nothing on PostgreSQL): see :func:`sqlite_triggers`."""
+    return [*sqlite_triggers(migrator.database)]
+
+
 # MIGRATIONS[n] lists the operations that take a version n-1 database to version n. Each entry
 # is a function of a playhouse SchemaMigrator, e.g.
 #     3: lambda m: [m.add_column("job", "tags", peewee.TextField(null=True))],
@@ -633,7 +759,7 @@ MIGRATIONS: dict[int, Callable[[SchemaMigrator], list[object]]] = {
     7: lambda m: workflows_7(m),
     8: lambda m: history_8(m),
     9: lambda m: history_9(m),
-    10: lambda m: postgres_triggers_10(m),
+    10: lambda m: [*postgres_triggers_10(m), *sqlite_triggers_10(m)],
 }
 
 _PG_LOCK_KEY = 0x71756575  # "queu": serialises schema set-up across PostgreSQL clients
@@ -671,7 +797,10 @@ def ensure(
                     f"{', '.join(sorted(foreign)[:3])})"
                 )
             db.create_tables(models.all, safe=True)
-            for operation in job_counters(db) + workflow_triggers(db) + history_triggers(db):
+            for operation in (
+                job_counters(db) + workflow_triggers(db) + history_triggers(db)
+                + sqlite_triggers(db)
+            ):
                 operation.run()
             _set_version(models, SCHEMA_VERSION)
             return
