@@ -44,10 +44,12 @@ Set ``QUEUECTL_DIRECT=0`` in a worker's environment to send every command throug
 from __future__ import annotations
 
 import os
+import select
 import signal
 import stat
+import threading
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 ENABLED = os.environ.get("QUEUECTL_DIRECT", "1") != "0"
 
@@ -146,41 +148,161 @@ def _words(command: str) -> list[str] | None:
 def _on_path(name: str, path_variable: str) -> str | None:
     """The file dash would run for ``name`` (see :func:`_search`), if it runs as it is."""
     key = (path_variable, name)
-    known = _path_cache.get(key)
-    if known is None or not _unchanged(known[1]):
-        known = _search(name, path_variable)
-        if known[1] is not None:  # else it may change unseen: looked up again next time
-            if len(_path_cache) >= _CACHE_SIZE:
-                _path_cache.clear()
-            _path_cache[key] = known
+    with _path_lock:
+        changes = _path_changes()
+        if changes is not None and changes.seen():
+            _path_cache.clear()
+        known = _path_cache.get(key)
+        if known is None or (known[1] is not _NOTIFIED and not _unchanged(known[1])):
+            known = _search(name, path_variable, changes)
+            if known[1] is not None:  # else it may change unseen: looked up again next time
+                if len(_path_cache) >= _CACHE_SIZE:
+                    _path_cache.clear()
+                _path_cache[key] = known
     return known[0]
 
 
 # (PATH, name) -> (the file dash runs, if it runs as it is; what to look at to know that dash
-# would find it again)
+# would find it again, or _NOTIFIED: the kernel tells of any change, see _PathChanges)
 _path_cache: dict[tuple[str, str], tuple[str | None, tuple | None]] = {}
+_path_lock = threading.Lock()  # the worker's threads share the cache and the watch
 _SETTLED_NS = 2_000_000_000  # a directory changed this recently may change again in the same tick
+_NOTIFIED: tuple = ()
 
 
-def _search(name: str, path_variable: str) -> tuple[str | None, tuple | None]:
+class _PathChanges:
+    """Linux: inotify watches on the directories PATH lookups looked at, so that a job's lookup
+    costs one ``poll`` instead of a ``stat`` per directory. Any event there (a file created,
+    removed, renamed or chmod-ed, the directory itself replaced, the queue overflowing) drops
+    every remembered lookup. A watch is added before the directory is searched: a change after
+    it is always seen. Watching follows symlinks, so the directories that hold a symlink on the
+    way are watched too (a symlink pointed elsewhere)."""
+
+    _MASK = 0
+
+    def __init__(self, events: Any) -> None:
+        self.events = events
+        self.poller = select.poll()
+        self.poller.register(events.fileno(), select.POLLIN)
+        self.watched: set[str] = set()
+
+    @classmethod
+    def open(cls) -> _PathChanges | None:
+        try:
+            from inotify_simple import INotify, flags
+        except (ImportError, OSError):  # not Linux
+            return None
+        cls._MASK = (
+            flags.CREATE | flags.DELETE | flags.MOVED_FROM | flags.MOVED_TO | flags.ATTRIB
+            | flags.DELETE_SELF | flags.MOVE_SELF
+        )
+        try:
+            return cls(INotify(nonblocking=True))
+        except OSError:  # the limit of inotify instances reached
+            return None
+
+    def seen(self) -> bool:
+        """Whether anything changed since the last call (the events are read)."""
+        if not self.poller.poll(0):
+            return False
+        try:
+            self.events.read(timeout=0)
+        except OSError:
+            pass
+        self.watched.clear()  # a watch may be gone with its directory: added again as needed
+        return True
+
+    def watch(self, directory: str) -> bool:
+        """Watch ``directory`` (its nearest existing parent if it is missing) and the directories
+        holding a symlink on the way to it; False where that can't be done (a watch limit)."""
+        holders = _symlink_holders(directory)
+        if holders is None:
+            return False
+        path = directory
+        while not self._add(path):
+            if path == "/" or os.path.lexists(path):
+                return False  # there, but not watchable (no permission, the watch limit)
+            path = os.path.dirname(path.rstrip("/")) or "/"
+        return all(self._add(holder) for holder in holders)
+
+    def _add(self, path: str) -> bool:
+        if path in self.watched:
+            return True
+        try:
+            self.events.add_watch(path, self._MASK)
+        except OSError:
+            return False
+        self.watched.add(path)
+        return True
+
+
+def _symlink_holders(path: str) -> set[str] | None:
+    """The directories holding the symlinks that resolving ``path`` goes through (None after
+    too many: a loop)."""
+    holders: set[str] = set()
+    pending = [part for part in path.split("/") if part]
+    current = "/"
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            current = os.path.dirname(current)
+            continue
+        candidate = os.path.join(current, part)
+        try:
+            target = os.readlink(candidate)
+        except (OSError, ValueError):  # not a symlink, or missing
+            current = candidate
+            continue
+        hops += 1
+        if hops > 40:
+            return None
+        holders.add(current)
+        if target.startswith("/"):
+            current = "/"
+        pending[:0] = [part for part in target.split("/") if part]
+    return holders
+
+
+_changes: _PathChanges | None = None
+_changes_opened = False
+
+
+def _path_changes() -> _PathChanges | None:
+    """This process's watch (opened at the first lookup), or None: ``stat`` each time."""
+    global _changes, _changes_opened
+    if not _changes_opened:
+        _changes_opened = True
+        _changes = _PathChanges.open()
+    return _changes
+
+
+def _search(
+    name: str, path_variable: str, changes: _PathChanges | None = None
+) -> tuple[str | None, tuple | None]:
     """dash's search: the first regular file ``directory/name`` along PATH (missing or unreadable
     entries skipped), if execve runs it as it is (else None: the shell). None too where a
     directory before it is relative (the job's directory decides) or holds dash's ``%`` options.
 
-    With it, the identity and times of every directory searched (or of its nearest existing
-    parent, for one that is missing): as long as none of them changes, dash finds the same file.
-    The file itself may change in place: if it can no longer be run as it is, its start fails,
-    and the executor gives the command to the shell. None instead of the directories when
+    With it, what tells that dash would find the same file: _NOTIFIED where ``changes`` watches
+    every directory searched, else the identity and times of every directory searched (or of its
+    nearest existing parent, for one that is missing): as long as none of them changes, dash
+    finds the same file. The file itself may change in place: if it can no longer be run as it
+    is, its start fails, and the executor gives the command to the shell. None instead when
     the answer could change unseen: something not a regular file by the name (a symlink's target
-    may change), a directory changed just now."""
+    may change), a directory changed just now (and not watched)."""
     watched: dict[str, tuple[int, int, int] | None] = {}
-    settled = True
+    settled = recent = True  # recent: False once a directory changed too recently to rely on
+    notified = changes is not None
     for directory in path_variable.split(":"):
         if not directory.startswith("/") or "%" in directory:
             return None, None
         if directory not in watched:
             watched[directory] = None
-            settled = _watch(directory, watched) and settled
+            notified = notified and changes.watch(directory)  # type: ignore[union-attr]
+            recent = _watch(directory, watched) and recent
         candidate = directory + "/" + name  # as dash builds it (a trailing / stays doubled)
         info = _stat(candidate)
         if info is not None and stat.S_ISREG(info.st_mode):
@@ -190,8 +312,12 @@ def _search(name: str, path_variable: str) -> tuple[str | None, tuple | None]:
             settled = False
     else:
         found = None
+    if not settled:
+        return found, None
+    if notified:
+        return found, _NOTIFIED
     watched = {path: times for path, times in watched.items() if times is not None}
-    return found, (tuple(watched.items()) if settled else None)
+    return found, (tuple(watched.items()) if recent else None)
 
 
 def _watch(directory: str, watched: dict) -> bool:
@@ -260,8 +386,7 @@ _kept_cache: dict[int, tuple[Mapping[str, str], bool]] = {}
 def _environment_kept(env: Mapping[str, str]) -> bool:
     """Whether dash passes ``env`` on as it is (but for PWD): PATH set, every name one dash keeps,
     none it resets. Remembered for spawn Environments (which never change)."""
-    from .spawn import Environment  # noqa: PLC0415 (cheap: spawn loads ctypes, executor has it)
-
+    Environment = _environment_class()
     if isinstance(env, Environment):
         known = _kept_cache.get(id(env))
         if known is not None and known[0] is env:
@@ -276,6 +401,20 @@ def _environment_kept(env: Mapping[str, str]) -> bool:
             _kept_cache.clear()
         _kept_cache[id(env)] = (env, kept)  # holding env: its id is not reused while cached
     return kept
+
+
+_Environment: type | None = None
+
+
+def _environment_class() -> type:
+    """spawn.Environment, imported at first use (spawn loads ctypes; the executor has it): an
+    import statement per job cost more than the lookup it served."""
+    global _Environment
+    if _Environment is None:
+        from .spawn import Environment  # noqa: PLC0415
+
+        _Environment = Environment
+    return _Environment
 
 
 def _is_name(name: str) -> bool:
@@ -305,8 +444,7 @@ _with_pwd_cache: dict[tuple[int, str], tuple[Mapping[str, str], Mapping[str, str
 
 def _with_pwd(env: Mapping[str, str], pwd: str) -> Mapping[str, str]:
     """``env`` with PWD set; for a spawn Environment, one encoded once per directory."""
-    from .spawn import Environment  # noqa: PLC0415
-
+    Environment = _environment_class()
     if env.get("PWD") == pwd and isinstance(env, Environment):
         return env
     if not isinstance(env, Environment):
