@@ -36,6 +36,7 @@ import functools
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
@@ -226,6 +227,62 @@ def available() -> bool:
     return _load() is not None
 
 
+class _FileActions(dict):
+    """A thread's file actions, by (output descriptor, directory): made once and used again
+    (posix_spawn only reads them), since making them cost a tenth of a job's start. Per thread,
+    so that none is destroyed while another thread spawns with it; destroyed with the thread."""
+
+    MAX = 8  # a worker thread's pipes take the same few descriptors again and again
+
+    def __init__(self, libc: _Libc) -> None:
+        super().__init__()
+        self.libc = libc
+
+    def clear(self) -> None:
+        for actions in self.values():
+            self.libc.actions_destroy(actions)
+        super().clear()
+
+    def __del__(self) -> None:
+        try:
+            self.clear()
+        except Exception:  # at interpreter exit
+            pass
+
+
+_threads_actions = threading.local()
+
+
+def _file_actions(loaded: _Loaded, output: int, directory: bytes | None) -> Any:
+    """The file actions of a job's start: stdin from /dev/null, stdout and stderr on
+    ``output``, no other descriptor, and the directory."""
+    made = getattr(_threads_actions, "made", None)
+    if made is None or made.libc is not loaded.libc:  # (checked again: _load's cache cleared)
+        made = _threads_actions.made = _FileActions(loaded.libc)
+    actions = made.get((output, directory))
+    if actions is not None:
+        return actions
+    libc = loaded.libc
+    actions = ctypes.create_string_buffer(loaded.actions_size)
+    error = libc.actions_init(actions)  # these return an error number, 0 on success
+    if error:
+        raise OSError(error, os.strerror(error))
+    failed = (
+        libc.add_open(actions, 0, b"/dev/null", os.O_RDONLY, 0)
+        or libc.add_dup2(actions, output, 1)
+        or libc.add_dup2(actions, output, 2)
+        or libc.add_closefrom(actions, 3)
+        or (directory is not None and libc.add_chdir(actions, directory))
+    )
+    if failed:
+        libc.actions_destroy(actions)
+        raise OSError(failed, os.strerror(failed))
+    if len(made) >= made.MAX:
+        made.clear()
+    made[(output, directory)] = actions
+    return actions
+
+
 def spawn(
     argv: list[str], cwd: str | None, env: Environment, output: int, path: str | None = None
 ) -> int:
@@ -235,31 +292,16 @@ def spawn(
     loaded = _load()
     if loaded is None:
         raise RuntimeError("posix_spawn with chdir is not available here")
-    libc, attributes, actions_size = loaded
+    libc, attributes, _ = loaded
     args = [os.fsencode(arg) for arg in argv]
     file = args[0] if path is None else os.fsencode(path)
     directory = None if cwd is None else os.fsencode(cwd)
     if any(b"\0" in arg for arg in args) or (directory is not None and b"\0" in directory):
         raise ValueError("embedded null byte")
     vector = (ctypes.c_char_p * (len(args) + 1))(*args, None)
-    actions = ctypes.create_string_buffer(actions_size)
-    error = libc.actions_init(actions)  # these return an error number, 0 on success
-    if error:
-        raise OSError(error, os.strerror(error))
-    try:
-        failed = (
-            libc.add_open(actions, 0, b"/dev/null", os.O_RDONLY, 0)
-            or libc.add_dup2(actions, output, 1)
-            or libc.add_dup2(actions, output, 2)
-            or libc.add_closefrom(actions, 3)
-            or (directory is not None and libc.add_chdir(actions, directory))
-        )
-        if failed:
-            raise OSError(failed, os.strerror(failed))
-        pid = ctypes.c_int()  # pid_t: an int in glibc on every architecture
-        error = libc.spawn(ctypes.byref(pid), file, actions, attributes, vector, env.block)
-    finally:
-        libc.actions_destroy(actions)
+    actions = _file_actions(loaded, output, directory)
+    pid = ctypes.c_int()  # pid_t: an int in glibc on every architecture
+    error = libc.spawn(ctypes.byref(pid), file, actions, attributes, vector, env.block)
     if error:
         # Which step failed is not told; a missing directory is the likely one, and Popen names it.
         where = cwd if cwd is not None and not os.path.isdir(cwd) else argv[0]
