@@ -362,16 +362,33 @@ class Lifecycle(Reading):
 
     def _claimed(self, row: Sequence[object]) -> Job:
         """The Job a claim's row holds (its columns, then the config `job-timeout` it read)."""
-        job = self._job(dict(zip(COLUMN_NAMES, row)))
-        job.configured_timeout = setting(JOB_TIMEOUT, row[len(COLUMN_NAMES)])
+        job = self._job_of(dict(zip(COLUMN_NAMES, row)))  # zip leaves the last one out
+        stored = row[len(COLUMN_NAMES)]
+        timeout = _TIMEOUTS.get(stored, _TIMEOUTS)  # two a job: each parsed once
+        if timeout is _TIMEOUTS:
+            timeout = setting(JOB_TIMEOUT, stored)
+            if len(_TIMEOUTS) < 16:
+                _TIMEOUTS[stored] = timeout
+        job.configured_timeout = timeout
         return job
 
     def _job(self, data: dict[str, object]) -> Job:
         """A Job holding ``data`` as stored (what peewee's row-to-model path gives, at a fraction
         of its cost: Model.__init__ sets each field through its descriptor)."""
-        job = self.models.Job(__no_default__=1)
-        job.__data__.update(data)
+        return self._job_of(dict(data))
+
+    def _job_of(self, data: dict[str, object]) -> Job:
+        """:meth:`_job`, the Job taking ``data`` itself (made for it) as its own."""
+        Job = self.models.Job
+        job = Job.__new__(Job)
+        job.__data__ = data
+        job._dirty = set()
+        job.__rel__ = {}
         return job
+
+
+# config `job-timeout` as stored (text) -> as parsed
+_TIMEOUTS: dict[object, object] = {}
 
 
 # The dependencies of the job being updated that have not completed (see Workflows).
