@@ -250,16 +250,28 @@ class History(Reading):
         for each queue, the queues found by skipping from one to the next (a loose index scan),
         so a probe per queue, not a pass over every ready job."""
         index = f'"job" INDEXED BY "{READY_QUEUE_INDEX}"' if self.is_sqlite else '"job"'
-        first_due = f'SELECT MIN("run_at") FROM {index} WHERE {READY} AND "queue" = '
+
+        def first(columns: str, name: str) -> str:
+            # The first entry from queue ``name`` on, in the index's order. A range, not "queue"
+            # = name: PostgreSQL would drop a constant from the order and walk job_due instead,
+            # past every other queue's ready jobs.
+            return (
+                f'SELECT {columns} FROM {index} WHERE {READY} AND "queue" >= {name} '
+                'ORDER BY "queue", "run_at" LIMIT 1'
+            )
+
         if queue is not None:
-            rows = [(queue, *self.db.execute_sql(first_due + self.db.param, [queue]).fetchone())]
+            sql = first('"queue", "run_at"', self.db.param)
+            row = self.db.execute_sql(sql, [queue]).fetchone()
+            rows = [row] if row is not None and row[0] == queue else []
         else:
+            due = first('"run_at"', '"q"."name"')  # "name" is a queue of the index: its first
             rows = self.db.execute_sql(
                 'WITH RECURSIVE "q" ("name") AS ('
                 f'SELECT MIN("queue") FROM {index} WHERE {READY} UNION ALL '
                 f'SELECT (SELECT MIN("queue") FROM {index} WHERE {READY} AND "queue" > "q"."name") '
-                'FROM "q" WHERE "q"."name" IS NOT NULL) '
-                f'SELECT "name", ({first_due}"q"."name") FROM "q" WHERE "name" IS NOT NULL'
+                f'FROM "q" WHERE "q"."name" IS NOT NULL) SELECT "name", ({due}) FROM "q" '
+                'WHERE "name" IS NOT NULL'
             ).fetchall()
         now = self.clock()
         return {name: float(due) for name, due in rows if due is not None and due <= now}

@@ -38,6 +38,7 @@ def test_each_queue_its_oldest_ready_job(any_queue, clock):
     assert q.oldest_waiting() == {"a": at(start), "b": at(start + 5)}
     assert q.oldest_waiting("a") == {"a": at(start)}
     assert q.oldest_waiting("c") == {} and q.oldest_waiting("zzz") == {}
+    assert q.oldest_waiting("0") == {} and q.oldest_waiting("aa") == {}, "not the next queue's"
     clock.advance(3600)  # the retry is due now, and the delayed job
     due = q.oldest_waiting()
     assert due == {"a": at(start), "b": at(start + 5), "c": at(start + 605), "e": at(retry_at)}
