@@ -8,9 +8,10 @@ connection, and nothing depends on which Queue was opened last.
 
 from __future__ import annotations
 
+import copy
 import threading
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import peewee
 
@@ -136,159 +137,49 @@ class Config(BaseModel):
         table_name = "config"
 
 
-class WorkerProcess(BaseModel):
-    """One row per live worker process (a `worker start` or a TUI), heartbeating."""
-
-    id = peewee.CharField(max_length=255, primary_key=True)
-    host = peewee.CharField(max_length=255)
-    pid = peewee.IntegerField()
-    threads = peewee.IntegerField(default=0)
-    started_at = peewee.DoubleField()
-    heartbeat_at = peewee.DoubleField()
-    stop_requested = peewee.BooleanField(default=False)
-
-    class Meta:
-        table_name = "worker"
-
-
-class SchemaInfo(BaseModel):
-    key = peewee.CharField(max_length=64, primary_key=True)
-    value = peewee.TextField()
-
-    class Meta:
-        table_name = "queuectl_schema"
-
-
-class Event(BaseModel):
-    """One change to a job (SPEC 8's history), written in the transaction that made it."""
-
-    id = peewee.BigAutoField()
-    job_seq = peewee.BigIntegerField()
-    job_id = peewee.CharField(max_length=64)
-    queue = peewee.CharField(max_length=64)
-    at = peewee.DoubleField()
-    event = peewee.CharField(max_length=16)  # see EVENTS
-    attempt = peewee.IntegerField(null=True)
-    worker = peewee.CharField(max_length=255, null=True)
-    exit_code = peewee.IntegerField(null=True)
-    error = peewee.TextField(null=True)
-    # Schema 8: a finished run's seconds (a run's end event), and a start's seconds from due.
-    duration = peewee.DoubleField(null=True)
-    waited = peewee.DoubleField(null=True)
-    # Schema 9: a run is one row, written as it ends, carrying when it started (its `started`
-    # event is read back from it, see History.history) and its wait from due to start.
-    started_at = peewee.DoubleField(null=True)
-
-    class Meta:
-        table_name = "job_event"
-
-    EVENTS = (
-        "enqueued", "started", "completed", "failed", "dead", "cancelled", "retried", "rescued",
-        "released", "edited", "blocked", "unblocked",
-    )  # fmt: skip
-
-
-# A job's history, oldest first.
-Event.add_index(Event.index(Event.job_seq, Event.id, name="job_event_job"))
-# Stats (schema 9): the events of a window with all that stats reads of them, so one pass
-# through this index answers it (no table lookups). Enqueues, most of the rows, are left out.
-STATS_EVENTS = "\"event\" <> 'enqueued'"
-Event.add_index(
-    Event.index(
-        Event.at, Event.queue, Event.event, Event.duration, Event.waited, name="job_event_window"
-    ).where(peewee.SQL(STATS_EVENTS))
-)
-
-
-class JobDep(BaseModel):
-    """One dependency (SPEC 7, `after`): job ``job_seq`` runs once job ``dep_seq`` completed.
-    The dependency existed before the job did, so the edges never make a cycle."""
-
-    job_seq = peewee.BigIntegerField()
-    dep_seq = peewee.BigIntegerField(index=True)  # a job's dependents, as it completes
-
-    class Meta:
-        table_name = "job_dep"
-        primary_key = peewee.CompositeKey("job_seq", "dep_seq")
-
-
-class QueueSetting(BaseModel):
-    """A named queue's settings (SPEC 7); a queue without a row has no limit and runs."""
-
-    name = peewee.CharField(max_length=64, primary_key=True)
-    max_running = peewee.IntegerField(null=True)  # None: no limit
-    paused = peewee.BooleanField(default=False)
-
-    class Meta:
-        table_name = "queue_setting"
-
-
-class Schedule(BaseModel):
-    """A recurring job (SPEC 7): ``job`` is the JSON of the job it enqueues (cwd included)."""
-
-    name = peewee.CharField(max_length=64, primary_key=True)
-    cron = peewee.CharField(max_length=255)
-    zone = peewee.CharField(max_length=64, default="UTC")
-    job = peewee.TextField()
-    no_overlap = peewee.BooleanField(default=False)
-    paused = peewee.BooleanField(default=False)
-    next_due = peewee.DoubleField()  # UTC epoch seconds; moved on by a compare-and-swap
-    last_job_id = peewee.CharField(max_length=64, null=True)
-    created_at = peewee.DoubleField()
-
-    class Meta:
-        table_name = "schedule"
-
-
 # The run-time histogram's upper bounds in seconds (shell jobs run from milliseconds to hours).
 RUN_BUCKETS: tuple[float, ...] = (
     0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200,
 )  # fmt: skip
 
 
-class RunTotal(BaseModel):
-    """Runs finished, per queue, outcome (the state the run led to) and run-time bucket: the
-    metrics' counters and histogram (SPEC 8). Bumped by the same trigger that records the run's
-    end, never lowered (a purge leaves them). On PostgreSQL each connection bumps rows of its
-    own (``shard`` = its backend pid, as the job counters do); SQLite's shard is 0."""
-
-    queue = peewee.CharField(max_length=64)
-    outcome = peewee.CharField(max_length=16)
-    bucket = peewee.IntegerField()  # index into RUN_BUCKETS; len(RUN_BUCKETS) = +Inf
-    shard = peewee.IntegerField(default=0)
-    n = peewee.BigIntegerField(default=0)
-    seconds = peewee.DoubleField(default=0)
-
-    class Meta:
-        table_name = "run_total"
-        primary_key = peewee.CompositeKey("queue", "outcome", "bucket", "shard")
+# The events stats reads (schema 9): the job_event_window index (in .tables) leaves enqueues out.
+STATS_EVENTS = "\"event\" <> 'enqueued'"
 
 
-class HookDelivery(BaseModel):
-    """A notification hook still to run (SPEC 8): written by the trigger that changed the job's
-    state, taken by one live worker process, deleted once run."""
-
-    id = peewee.BigAutoField()
-    job_seq = peewee.BigIntegerField()
-    job_id = peewee.CharField(max_length=64)
-    state = peewee.CharField(max_length=16)
-    queue = peewee.CharField(max_length=64)
-    command = peewee.TextField()  # the job's
-    attempts = peewee.IntegerField()
-    exit_code = peewee.IntegerField(null=True)
-    error = peewee.TextField(null=True)
-    hook = peewee.TextField()  # config on-<state> at the change
-    at = peewee.DoubleField()
-    taken_by = peewee.CharField(max_length=255, null=True)  # the worker process running it
-
-    class Meta:
-        table_name = "hook_delivery"
-
-
-ALL_MODELS = (
-    Job, Config, WorkerProcess, SchemaInfo, Event, JobDep, QueueSetting, Schedule, RunTotal,
-    HookDelivery,
+# Every model, in the order their tables are created. Job and Config are defined above; the rest
+# (the worker's, the history's, schedules', hooks') in :mod:`.tables`, imported on first use of
+# one of them: a one-shot command (`enqueue`, `config get`) does not pay for defining them.
+MODEL_NAMES = (
+    "Job", "Config", "WorkerProcess", "SchemaInfo", "Event", "JobDep", "QueueSetting", "Schedule",
+    "RunTotal", "HookDelivery",
 )  # fmt: skip
+_HERE = ("Job", "Config")
+
+if TYPE_CHECKING:
+    from .tables import (
+        Event, HookDelivery, JobDep, QueueSetting, RunTotal, Schedule, SchemaInfo, WorkerProcess,
+    )  # fmt: skip
+
+    ALL_MODELS: tuple[type[BaseModel], ...]
+
+
+def __getattr__(name: str) -> Any:
+    """The models defined in :mod:`.tables`, and ``ALL_MODELS``, on first use (PEP 562)."""
+    if name == "ALL_MODELS":
+        value: Any = tuple(_model(each) for each in MODEL_NAMES)
+    elif name in MODEL_NAMES:
+        from . import tables
+
+        value = getattr(tables, name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def _model(name: str) -> type[BaseModel]:
+    return globals()[name] if name in _HERE else __getattr__(name)
 
 
 class Models:
@@ -296,7 +187,7 @@ class Models:
 
     Each is bound on first use: binding copies every field of the model, and a command that
     touches two tables (``enqueue``) need not pay for all of them. A new model goes in
-    ALL_MODELS and gets its line below."""
+    MODEL_NAMES and gets its line below."""
 
     Job: type[Job]
     Config: type[Config]
@@ -315,9 +206,9 @@ class Models:
 
     def __getattr__(self, name: str) -> type[peewee.Model]:
         # Called only for a model not bound yet: a bound one is in the instance's __dict__.
-        template = next((model for model in ALL_MODELS if model.__name__ == name), None)
-        if template is None:
+        if name not in MODEL_NAMES:
             raise AttributeError(f"no model {name!r}")
+        template = _model(name)
         with self._lock:  # two threads asking at once get one class
             if name not in self.__dict__:
                 self.__dict__[name] = _bound(template, self._database)
@@ -325,12 +216,19 @@ class Models:
 
     @property
     def all(self) -> tuple[type[peewee.Model], ...]:
-        return tuple(getattr(self, model.__name__) for model in ALL_MODELS)
+        return tuple(getattr(self, name) for name in MODEL_NAMES)
 
 
 def _bound(model: type[peewee.Model], database: peewee.Database) -> type[peewee.Model]:
     meta = type("Meta", (), {"database": database, "table_name": model._meta.table_name})
-    return type(model.__name__, (model,), {"Meta": meta, "__module__": model.__module__})
+    attrs: dict[str, Any] = {"Meta": meta, "__module__": model.__module__}
+    # The template's fields, each copied shallowly: peewee deep-copies an inherited field (~20 us
+    # each, half of binding Job), and binding gives the copy a model and names of its own; the
+    # rest (its type, default, constraints) is the template's, which nothing changes.
+    for name, field in model._meta.fields.items():
+        if not field.primary_key:  # the key is peewee's to copy
+            attrs[name] = copy.copy(field)
+    return type(model.__name__, (model,), attrs)
 
 
 def bind(database: peewee.Database) -> Models:

@@ -210,13 +210,10 @@ def ready_indexes(db: peewee.Database) -> list[str]:
     return statements
 
 
-def workflow_triggers(db: peewee.Database) -> list[RunSql]:
-    """A job that completes counts down its dependents' ``waiting_on`` in the statement that
-    completes it (the SQLite worker's complete-and-claim is one statement: only a trigger is
-    there); one that leaves `completed` (retried) counts them up again. A dependency that goes
-    `dead` records `blocked` for its waiting dependents, and `unblocked` when it leaves `dead`.
-    A deleted job's own edges go with it."""
-    completed, dead = State.COMPLETED.value, State.DEAD.value
+def _dependency_sql() -> tuple[str, str, str, str]:
+    """The statements of a dependency's change of state (see :func:`workflow_triggers`), over a
+    row trigger's NEW: count its dependents down, count them up, record `blocked`, `unblocked`."""
+    dead = State.DEAD.value
     waiting = sql_in(CLAIMABLE).replace('"state"', 'j."state"')
 
     def count(step: str) -> str:
@@ -237,8 +234,34 @@ def workflow_triggers(db: peewee.Database) -> list[RunSql]:
             f'AND q."seq" <> NEW."seq" AND q."state" = \'{dead}\');'
         )
 
-    blocked = history("blocked", "'dependency ' || NEW.\"id\" || ' is dead'")
-    unblocked = history("unblocked", "NULL")
+    return (
+        count("- 1"),
+        count("+ 1"),
+        history("blocked", "'dependency ' || NEW.\"id\" || ' is dead'"),
+        history("unblocked", "NULL"),
+    )
+
+
+def _pg_dependency_body() -> str:
+    """PL/pgSQL: what a change of a job's state does to the jobs that run after it."""
+    completed, dead = State.COMPLETED.value, State.DEAD.value
+    count_down, count_up, blocked, unblocked = _dependency_sql()
+    return (
+        f"IF NEW.\"state\" = '{completed}' THEN {count_down} "
+        f"ELSIF OLD.\"state\" = '{completed}' THEN {count_up} END IF; "
+        f"IF NEW.\"state\" = '{dead}' THEN {blocked} "
+        f"ELSIF OLD.\"state\" = '{dead}' THEN {unblocked} END IF;"
+    )
+
+
+def workflow_triggers(db: peewee.Database) -> list[RunSql]:
+    """A job that completes counts down its dependents' ``waiting_on`` in the statement that
+    completes it (the SQLite worker's complete-and-claim is one statement: only a trigger is
+    there); one that leaves `completed` (retried) counts them up again. A dependency that goes
+    `dead` records `blocked` for its waiting dependents, and `unblocked` when it leaves `dead`.
+    A deleted job's own edges go with it."""
+    completed, dead = State.COMPLETED.value, State.DEAD.value
+    count_down, count_up, blocked, unblocked = _dependency_sql()
     if isinstance(db, peewee.SqliteDatabase):
         def trigger(name: str, when: str, body: str) -> str:
             return (
@@ -251,9 +274,9 @@ def workflow_triggers(db: peewee.Database) -> list[RunSql]:
                 db,
                 [
                     trigger("job_dep_completed", f"NEW.\"state\" = '{completed}' AND "
-                            f"OLD.\"state\" IS NOT '{completed}'", count("- 1")),
+                            f"OLD.\"state\" IS NOT '{completed}'", count_down),
                     trigger("job_dep_uncompleted", f"OLD.\"state\" = '{completed}' AND "
-                            f"NEW.\"state\" IS NOT '{completed}'", count("+ 1")),
+                            f"NEW.\"state\" IS NOT '{completed}'", count_up),
                     trigger("job_dep_dead", f"NEW.\"state\" = '{dead}' AND "
                             f"OLD.\"state\" IS NOT '{dead}'", blocked),
                     trigger("job_dep_revived", f"OLD.\"state\" = '{dead}' AND "
@@ -267,12 +290,7 @@ def workflow_triggers(db: peewee.Database) -> list[RunSql]:
         'CREATE OR REPLACE FUNCTION "{name}"() RETURNS trigger LANGUAGE plpgsql '
         "SET search_path FROM CURRENT AS $$ BEGIN {body} RETURN NULL; END $$"
     )
-    changed = (
-        f"IF NEW.\"state\" = '{completed}' THEN {count('- 1')} "
-        f"ELSIF OLD.\"state\" = '{completed}' THEN {count('+ 1')} END IF; "
-        f"IF NEW.\"state\" = '{dead}' THEN {blocked} "
-        f"ELSIF OLD.\"state\" = '{dead}' THEN {unblocked} END IF;"
-    )
+    changed = _pg_dependency_body()
     deleted = 'DELETE FROM "job_dep" WHERE "job_seq" IN (SELECT "seq" FROM "old_rows");'
     watched = f"('{completed}', '{dead}')"
     return [
@@ -312,6 +330,9 @@ def workflow_triggers(db: peewee.Database) -> list[RunSql]:
 # counters of schema 4: a trigger per inserted row cost a large `enqueue --file` 25 %).
 HISTORY_TRIGGERS = (  # job_history_start: schema 8's (a row per claim), dropped by schema 9
     "job_history_insert", "job_history_update", "job_history_start", "job_history_end", "job_hook",
+    # SQLite, schema 10 (see sqlite_triggers): the history is in these (the first one also keeps
+    # the counters of the rarer changes)
+    "job_state_changed", "job_run_completed",
 )  # fmt: skip
 SQLITE_ENQUEUED = (  # the jobs after seq ?, just inserted by Queue.enqueue_many
     'INSERT INTO "job_event" ("job_seq", "job_id", "queue", "at", "event", "attempt") '
@@ -450,13 +471,18 @@ def _worker_lost() -> str:
     return WORKER_LOST
 
 
-def _postgres_history(db: peewee.Database) -> list[RunSql]:
-    """One row trigger for every change of state but a claim (schema 9: a claim records
-    nothing, its WHEN leaves the function uncalled)."""
+def _pg_history_body(looked_up: bool = False) -> str:
+    """PL/pgSQL (its variables declared by :data:`_PG_HISTORY_VARIABLES`): one change of state
+    but a claim recorded, over a row trigger's OLD and NEW (see _history_sql). ``looked_up``:
+    the hook's INSERT runs only once config is known to name a hook (an INSERT's set-up, run
+    for nothing on every run's end, costs more than the look)."""
     x = _history_sql(is_sqlite=False)
-    changed = (
-        f'DECLARE e text; d float8; t float8; BEGIN t := {x["at"]}; e := {x["event"]}; '
-        f'd := {x["duration"]}; '
+    hook = "'on-' || NEW.\"state\" AND btrim(\"value\") <> ''"
+    ends = f'NEW."state" IN ({x["ends"]})'
+    if looked_up:
+        ends += f' AND EXISTS (SELECT 1 FROM "config" WHERE "key" = {hook})'
+    return (
+        f't := {x["at"]}; e := {x["event"]}; d := {x["duration"]}; '
         f'IF e IS NOT NULL THEN INSERT INTO "job_event" ({_columns(EVENT_COLUMNS)}) VALUES '
         f'(NEW."seq", NEW."id", NEW."queue", t, e, {x["attempt"]}, {x["worker"]}, '
         f'{x["exit_code"]}, {x["error"]}, d, {x["waited"]}, {x["started_at"]}); END IF; '
@@ -465,12 +491,20 @@ def _postgres_history(db: peewee.Database) -> list[RunSql]:
         f'VALUES (NEW."queue", NEW."state", {x["bucket"].format(d="d")}, pg_backend_pid(), 1, d) '
         'ON CONFLICT ("queue", "outcome", "bucket", "shard") '
         'DO UPDATE SET "n" = r."n" + 1, "seconds" = r."seconds" + EXCLUDED."seconds"; END IF; '
-        f'IF NEW."state" IN ({x["ends"]}) THEN INSERT INTO "hook_delivery" '
+        f'IF {ends} THEN INSERT INTO "hook_delivery" '
         f'({_columns(HOOK_COLUMNS)}) SELECT NEW."seq", NEW."id", NEW."state", NEW."queue", '
         'NEW."command", NEW."attempts", NEW."exit_code", NEW."error", "value", t FROM "config" '
-        "WHERE \"key\" = 'on-' || NEW.\"state\" AND btrim(\"value\") <> ''; END IF; "
-        "RETURN NULL; END"
+        f'WHERE "key" = {hook}; END IF;'
     )
+
+
+_PG_HISTORY_VARIABLES = "e text; d float8; t float8;"
+
+
+def _postgres_history(db: peewee.Database) -> list[RunSql]:
+    """Enqueues recorded by a statement trigger; every other change of state but a claim by
+    the one row trigger of schema 10 (:func:`postgres_state_triggers`), which does what schema
+    9's `job_history_update` did (a claim records nothing, and calls no history)."""
     inserted = (
         f'BEGIN INSERT INTO "job_event" ({_columns(EVENT_COLUMNS[:6])}) '
         'SELECT "seq", "id", "queue", "created_at", \'enqueued\', "attempts" FROM "new_rows" '
@@ -485,17 +519,69 @@ def _postgres_history(db: peewee.Database) -> list[RunSql]:
             db,
             [
                 function.format(name="job_history_inserted", body=inserted),
-                function.format(name="job_history_changed", body=changed),
                 *(f'DROP TRIGGER IF EXISTS "{name}" ON "job"' for name in HISTORY_TRIGGERS),
                 'CREATE TRIGGER "job_history_insert" AFTER INSERT ON "job" REFERENCING NEW TABLE '
                 'AS "new_rows" FOR EACH STATEMENT EXECUTE FUNCTION "job_history_inserted"()',
-                'CREATE TRIGGER "job_history_update" AFTER UPDATE OF "state" ON "job" FOR EACH ROW '
-                'WHEN (OLD."state" IS DISTINCT FROM NEW."state" AND '
-                f'NEW."state" <> \'{State.PROCESSING.value}\') '
-                'EXECUTE FUNCTION "job_history_changed"()',
+            ],
+        ),
+        *postgres_state_triggers(db),
+    ]
+
+
+# -- schema 10: one row trigger per change of state (PostgreSQL, issue #17) ---------------------
+#
+# Schemas 3, 7 and 8 each added a row trigger on a job's change of state: the counters, the
+# dependencies, the history. Each trigger fired is a PL/pgSQL call of its own (its frame, its
+# OLD and NEW rows built, its WHEN evaluated), three per finished run. Schema 10 runs the same
+# statements, in the same order (the order PostgreSQL fired the three in: by name), from one
+# function and one trigger. The trigger keeps the counters' name: the old functions stay, unused.
+PG_STATE_TRIGGER = "job_count_update"
+_PG_SEPARATE_TRIGGERS = ("job_count_update", "job_dep_changed", "job_history_update")
+
+
+def postgres_state_triggers(db: peewee.Database, history: bool = True) -> list[RunSql]:
+    """PostgreSQL: the one row trigger of a job's change of state (replacing the three separate
+    ones, or itself: running this again is harmless). ``history=False``: without the history's
+    part (the benchmark's "without history" side: dropping HISTORY_TRIGGERS leaves it there)."""
+    if isinstance(db, peewee.SqliteDatabase):
+        return []
+    count = (
+        f'INSERT INTO "{COUNTER_TABLE}" AS c ("state", "shard", "n") '
+        'VALUES (OLD."state", pg_backend_pid(), -1), (NEW."state", pg_backend_pid(), 1) '
+        'ON CONFLICT ("state", "shard") DO UPDATE SET "n" = c."n" + EXCLUDED."n";'
+    )
+    # The dependencies' statements only for a job that has dependents (they select none
+    # otherwise): the look is an index probe, an UPDATE's set-up opens every index of "job".
+    watched = f"('{State.COMPLETED.value}', '{State.DEAD.value}')"
+    dependents = (
+        f'IF (OLD."state" IN {watched} OR NEW."state" IN {watched}) AND EXISTS '
+        f'(SELECT 1 FROM "job_dep" WHERE "dep_seq" = NEW."seq") THEN {_pg_dependency_body()} '
+        "END IF;"
+    )
+    recorded = (
+        f"IF NEW.\"state\" <> '{State.PROCESSING.value}' THEN {_pg_history_body(True)} END IF;"
+        if history
+        else ""
+    )
+    body = f"DECLARE {_PG_HISTORY_VARIABLES} BEGIN {count} {dependents} {recorded} RETURN NULL; END"
+    return [
+        RunSql(
+            db,
+            [
+                'CREATE OR REPLACE FUNCTION "job_state_changed"() RETURNS trigger '
+                f"LANGUAGE plpgsql SET search_path FROM CURRENT AS $$ {body} $$",
+                *(f'DROP TRIGGER IF EXISTS "{name}" ON "job"' for name in _PG_SEPARATE_TRIGGERS),
+                f'CREATE TRIGGER "{PG_STATE_TRIGGER}" AFTER UPDATE OF "state" ON "job" FOR EACH ROW '
+                'WHEN (OLD."state" IS DISTINCT FROM NEW."state") '
+                'EXECUTE FUNCTION "job_state_changed"()',
             ],
         )
     ]
+
+
+def postgres_triggers_10(migrator: SchemaMigrator) -> list[object]:
+    """Schema 10 (issue #17): PostgreSQL's row triggers on a job's change of state as one."""
+    return list(postgres_state_triggers(migrator.database))
 
 
 def history_8(migrator: SchemaMigrator) -> list[object]:
@@ -538,6 +624,129 @@ def history_9(migrator: SchemaMigrator) -> list[object]:
     ]  # fmt: skip
 
 
+# -- schema 10: SQLite's triggers on a change of state, three in place of eight ------------------
+#
+# A worker's complete-and-claim changes two rows: the job that ran, processing -> completed, and
+# the next one, pending or failed -> processing. Each trigger on "job" costs every statement that
+# changes a state (SQLite sets up each trigger's program once a statement, runs it once a row,
+# and only then tests its WHEN), and so does every temporary table a trigger's statement builds
+# (an IN list, an IN subquery: a b-tree made and dropped). Schema 10 keeps what the triggers above
+# write, exactly, in three triggers: the counters of a claim and of a run that completed, the rest
+# of a run that completed (dependents, history row, run totals, hook: the states known, no CASE
+# over them, no temporary table unless the job has dependents), and one for every other change,
+# whose body is the eight triggers' statements, each under its trigger's WHEN, in the order the
+# eight fired (the last created first).
+SQLITE_STATE_TRIGGERS = (  # SQLite's triggers on a change of "state": schema 9's, schema 10's
+    "job_count_update", "job_dep_completed", "job_dep_uncompleted", "job_dep_dead",
+    "job_dep_revived", "job_history_end", "job_history_update", "job_hook",
+    "job_state_changed", "job_counted", "job_run_completed",
+)  # fmt: skip
+
+
+def _trigger_parts(create: str) -> tuple[str, list[str]]:
+    """The WHEN and the statements of a ``CREATE TRIGGER ... ON "job" WHEN ... BEGIN ... END``."""
+    head, rest = create.split(' ON "job" WHEN ', 1)
+    assert 'AFTER UPDATE OF "state"' in head, create
+    when, body = rest.split(" BEGIN ", 1)
+    assert body.endswith(" END"), create
+    # No literal of these bodies holds a ';'.
+    return when, [part.strip() for part in body[: -len(" END")].split(";") if part.strip()]
+
+
+def _closing(text: str, start: int) -> int:
+    """The index of the ')' closing the '(' at ``start`` (no literal here holds a parenthesis)."""
+    depth = 0
+    for index in range(start, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[index], 0)
+        if depth == 0:
+            return index
+    raise ValueError(text)
+
+
+def _guarded(statement: str, when: str) -> str:
+    """``statement`` (an UPDATE ... WHERE, an INSERT ... VALUES, an INSERT ... SELECT ... WHERE)
+    doing nothing unless ``when`` holds: a condition on OLD and NEW only, which SQLite tests
+    once, before the statement reads any table."""
+    if statement.startswith("INSERT") and " VALUES (" in statement:
+        head, values = statement.split(" VALUES (", 1)
+        end = _closing("(" + values, 0) - 1
+        return f"{head} SELECT {values[:end]} WHERE ({when}){values[end + 1:]}"
+    # Its last WHERE is the statement's own, and ends it; no OR binds looser than the AND added.
+    assert " WHERE " in statement and " OR " not in statement, statement
+    return f"{statement} AND ({when})"
+
+
+def sqlite_triggers(db: peewee.Database) -> list[RunSql]:
+    """Schema 10 (SQLite): the triggers on a change of a job's state made again as three (see
+    above); what they write is unchanged. A new file gets them after the earlier schemas'."""
+    if not isinstance(db, peewee.SqliteDatabase):
+        return []
+    processing, completed = f"'{State.PROCESSING.value}'", f"'{State.COMPLETED.value}'"
+    claimable = _quote(tuple(state.value for state in CLAIMABLE))
+    claim = f'NEW."state" = {processing} AND OLD."state" IN ({claimable})'
+    run_completed = f'OLD."state" = {processing} AND NEW."state" = {completed}'
+    # Schema 9's triggers in the order they were created, so SQLite fired them last first.
+    schema_9 = [
+        *(sql for op in sqlite_job_counters(db) for sql in op.statements
+          if sql.startswith('CREATE TRIGGER "job_count_update"')),
+        *(sql for op in workflow_triggers(db) for sql in op.statements
+          if 'AFTER UPDATE OF "state"' in sql),
+        *(sql for op in _sqlite_history(db) for sql in op.statements if sql.startswith("CREATE")),
+    ]  # fmt: skip
+    assert len(schema_9) == 8, schema_9
+    other = []
+    for create in reversed(schema_9):
+        when, statements = _trigger_parts(create)
+        other += [_guarded(statement, when) + ";" for statement in statements]
+    x = _history_sql(is_sqlite=True)
+    duration = 'COALESCE(NEW."finished_at", NEW."updated_at") - OLD."started_at"'
+
+    def count(state: str, step: str) -> str:  # every state has its row (made below)
+        return f'UPDATE "{COUNTER_TABLE}" SET "n" = "n" {step} WHERE "state" = {state};'
+
+    dependents = 'SELECT "job_seq" FROM "job_dep" WHERE "dep_seq" = NEW."seq"'
+    completed_body = (
+        # job_history_end's, with the states known
+        f'INSERT INTO "job_event" ({_columns(EVENT_COLUMNS)}) '
+        f'VALUES (NEW."seq", NEW."id", NEW."queue", {x["at"]}, {completed}, NEW."attempts", '
+        f'OLD."worker", NEW."exit_code", NEW."error", {duration}, '
+        'MAX(OLD."started_at" - OLD."run_at", 0), OLD."started_at"); '
+        'INSERT INTO "run_total" ("queue", "outcome", "bucket", "shard", "n", "seconds") '
+        f'VALUES (NEW."queue", {completed}, {x["bucket"].format(d=duration)}, 0, 1, {duration}) '
+        'ON CONFLICT ("queue", "outcome", "bucket", "shard") '
+        'DO UPDATE SET "n" = "n" + 1, "seconds" = "seconds" + excluded."seconds"; '
+        f'INSERT INTO "hook_delivery" ({_columns(HOOK_COLUMNS)}) '
+        f'SELECT NEW."seq", NEW."id", {completed}, NEW."queue", NEW."command", NEW."attempts", '
+        f'NEW."exit_code", NEW."error", "value", {x["at"]} FROM "config" '
+        f"WHERE \"key\" = 'on-{State.COMPLETED.value}' AND TRIM(\"value\") <> ''; "
+        # job_dep_completed's: its IN builds a temporary table, only for a job with dependents
+        f'UPDATE "job" SET "waiting_on" = "waiting_on" - 1 WHERE EXISTS ({dependents}) '
+        f'AND "seq" IN ({dependents});'
+    )
+    states = ", ".join(f"('{state.value}', 0)" for state in STATES)
+    create = 'CREATE TRIGGER "{name}" AFTER UPDATE OF "state" ON "job" WHEN {when} BEGIN {body} END'
+    return [
+        RunSql(
+            db,
+            [
+                *(f'DROP TRIGGER IF EXISTS "{name}"' for name in SQLITE_STATE_TRIGGERS),
+                f'INSERT OR IGNORE INTO "{COUNTER_TABLE}" ("state", "n") VALUES {states}',
+                create.format(name="job_state_changed", body=" ".join(other),
+                              when=f'OLD."state" IS NOT NEW."state" AND NOT ({claim}) '
+                              f"AND NOT ({run_completed})"),
+                create.format(name="job_counted", when=f"({claim}) OR ({run_completed})",
+                              body=count('OLD."state"', "- 1") + " " + count('NEW."state"', "+ 1")),
+                create.format(name="job_run_completed", when=run_completed, body=completed_body),
+            ],
+        )
+    ]  # fmt: skip
+
+
+def sqlite_triggers_10(migrator: SchemaMigrator) -> list[object]:
+    """Schema 10 (SQLite; nothing on PostgreSQL): see :func:`sqlite_triggers`."""
+    return [*sqlite_triggers(migrator.database)]
+
+
 def ready_queue_index_10(migrator: SchemaMigrator) -> list[object]:
     """Schema 10 (issue #17): the index on (queue, run_at) over ready jobs that finds each
     queue's oldest waiting job in one probe (models.READY_QUEUE_INDEX); a new file gets it from
@@ -563,7 +772,7 @@ MIGRATIONS: dict[int, Callable[[SchemaMigrator], list[object]]] = {
     7: lambda m: workflows_7(m),
     8: lambda m: history_8(m),
     9: lambda m: history_9(m),
-    10: lambda m: ready_queue_index_10(m),
+    10: lambda m: [*postgres_triggers_10(m), *sqlite_triggers_10(m), *ready_queue_index_10(m)],
 }
 
 _PG_LOCK_KEY = 0x71756575  # "queu": serialises schema set-up across PostgreSQL clients
@@ -601,7 +810,10 @@ def ensure(
                     f"{', '.join(sorted(foreign)[:3])})"
                 )
             db.create_tables(models.all, safe=True)
-            for operation in job_counters(db) + workflow_triggers(db) + history_triggers(db):
+            for operation in (
+                job_counters(db) + workflow_triggers(db) + history_triggers(db)
+                + sqlite_triggers(db)
+            ):
                 operation.run()
             _set_version(models, SCHEMA_VERSION)
             return

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
-from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
@@ -23,20 +21,91 @@ INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 MAX_SECONDS = 2**31 - 1
 
 
-@dataclass(frozen=True)
 class JobSpec:
-    """A validated request for one job. ``None`` means "not given"."""
+    """A validated request for one job. ``None`` means "not given".
+
+    Immutable, compared and hashed by value, as a frozen dataclass would be; written out by
+    hand because `enqueue` defines it at every start, and a frozen dataclass of ten fields
+    costs ~1 ms to define (its methods are generated and compiled)."""
+
+    __slots__ = ("command", "id", "max_retries", "priority", "timeout", "delay", "run_at", "cwd",
+                 "queue", "after")  # fmt: skip
+    __match_args__ = __slots__
 
     command: str
-    id: str | None = None
-    max_retries: int | None = None
-    priority: int | None = None
-    timeout: float | None = None
-    delay: float | None = None
-    run_at: float | None = None  # UTC epoch seconds
-    cwd: str | None = None
-    queue: str | None = None  # None: the default queue (SPEC 7)
-    after: tuple[str, ...] | None = None  # ids or unique prefixes of the jobs it runs after
+    id: str | None
+    max_retries: int | None
+    priority: int | None
+    timeout: float | None
+    delay: float | None
+    run_at: float | None  # UTC epoch seconds
+    cwd: str | None
+    queue: str | None  # None: the default queue (SPEC 7)
+    after: tuple[str, ...] | None  # ids or unique prefixes of the jobs it runs after
+
+    def __init__(
+        self,
+        command: str,
+        id: str | None = None,
+        max_retries: int | None = None,
+        priority: int | None = None,
+        timeout: float | None = None,
+        delay: float | None = None,
+        run_at: float | None = None,
+        cwd: str | None = None,
+        queue: str | None = None,
+        after: tuple[str, ...] | None = None,
+    ) -> None:
+        setter = object.__setattr__
+        setter(self, "command", command)
+        setter(self, "id", id)
+        setter(self, "max_retries", max_retries)
+        setter(self, "priority", priority)
+        setter(self, "timeout", timeout)
+        setter(self, "delay", delay)
+        setter(self, "run_at", run_at)
+        setter(self, "cwd", cwd)
+        setter(self, "queue", queue)
+        setter(self, "after", after)
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__qualname__}({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}")
+
+    def __copy__(self) -> "JobSpec":
+        return self  # immutable
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "JobSpec":
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), self._values())
+
+    def replace(self, **changes: Any) -> "JobSpec":
+        """A copy with ``changes`` (as ``dataclasses.replace``)."""
+        values = {name: getattr(self, name) for name in self.__slots__}
+        unknown = set(changes) - set(values)
+        if unknown:
+            raise TypeError(f"JobSpec has no field {sorted(unknown)[0]!r}")
+        values.update(changes)
+        return type(self)(**values)
 
     def with_defaults(self, defaults: "JobOptions") -> "JobSpec":
         """Fill what this spec leaves open from options given for every job."""
@@ -49,8 +118,8 @@ class JobSpec:
             changes.pop("run_at", None)
             changes.pop("delay", None)
         # Called once per line of `enqueue --file`: with no options given (the usual case) the
-        # spec is returned as is (dataclasses.replace and fields() were 10 us a line).
-        return replace(self, **changes) if changes else self
+        # spec is returned as is.
+        return self.replace(**changes) if changes else self
 
 
 class JobOptions(NamedTuple):
@@ -148,14 +217,27 @@ def parse_time(key: str, value: Any) -> float:
     return moment.timestamp()
 
 
-QUEUE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# A name's characters (QUEUE_NAME's): checked as a set, where no command needs to compile the
+# pattern at start-up.
+_NAME_PATTERN = r"[A-Za-z0-9._-]{1,64}"
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 MAX_AFTER = 1000
+
+
+def __getattr__(name: str) -> Any:
+    """``QUEUE_NAME``, the compiled pattern of a valid name, made on first use (PEP 562)."""
+    if name == "QUEUE_NAME":
+        import re
+
+        globals()[name] = pattern = re.compile(_NAME_PATTERN)
+        return pattern
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def validate_name(key: str, value: Any) -> str:
     """A queue's or a schedule's name (SPEC 7): 1-64 letters, digits, '.', '_' or '-'."""
     text = _text(key, value)
-    if not QUEUE_NAME.fullmatch(text):
+    if not (0 < len(text) <= 64 and _NAME_CHARS.issuperset(text)):
         raise InvalidInput(
             f"{key!r} must be 1 to 64 letters, digits, '.', '_' or '-', got {text!r}"
         )
@@ -235,7 +317,8 @@ def parse_job(text: str) -> JobSpec:
 
 # -- durations (SPEC 5), shared by purge --older-than, config `retention` and others -----------
 
-_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([smhd]?)\s*", re.IGNORECASE)
+# Compiled on first use (by re's own cache): most commands parse no duration.
+_DURATION = r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([smhd]?)\s*"
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -247,7 +330,9 @@ def parse_duration(value: Any, key: str = "duration") -> int | float:
     if isinstance(value, (int, float)):
         seconds: float = value
     else:
-        match = _DURATION.fullmatch(str(value))
+        import re
+
+        match = re.fullmatch(_DURATION, str(value), re.IGNORECASE)
         if match is None:
             raise InvalidInput(
                 f"{key!r} must be a duration such as 90, 90s, 15m, 2h or 7d, got {str(value)!r:.40}"

@@ -130,9 +130,10 @@ class Statements:
         only = queue_filter(queues)
 
         def next_due(now: str, held: str) -> str:
+            not_held = _not_held(held) if is_sqlite else f'"queue" NOT IN ({held})'
             return (
                 f'(SELECT "seq" FROM "job"{indexed} WHERE {READY} AND "run_at" <= {now} '
-                f'AND "queue" NOT IN ({held}){only} '
+                f"AND {not_held}{only} "
                 f'ORDER BY "priority" DESC, "run_at", "seq" LIMIT 1{skip_locked})'
             )
 
@@ -280,6 +281,13 @@ def held_queues(*, counted: bool = True, ending: str | None = None) -> str:
         'SELECT "s"."name" FROM "queue_setting" AS "s" WHERE "s"."paused" OR '
         f'("s"."max_running" IS NOT NULL AND "s"."max_running" <= ({running}))'
     )
+
+
+def _not_held(held: str) -> str:
+    """SQL (SQLite): the job's queue is not among those ``held`` selects. With no queue settings
+    (the usual case) the held queues are not read: their list is a temporary table built at
+    every claim."""
+    return f'(NOT EXISTS (SELECT 1 FROM "queue_setting") OR "queue" NOT IN ({held}))'
 
 
 def queue_filter(queues: tuple[str, ...] | None) -> str:

@@ -15,8 +15,10 @@ import re
 from datetime import datetime, timezone
 
 # C0 controls except tab and newline, DEL, C1 controls (0x80-0x9f: 8-bit CSI and friends), and
-# the bidirectional embeddings, overrides and isolates.
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# the bidirectional embeddings, overrides and isolates. Compiled on first use: a command that
+# prints no job text (`enqueue`) need not compile it at start-up.
+_UNSAFE_CHARS = "[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
+_unsafe: re.Pattern[str] | None = None
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -29,7 +31,10 @@ def _escape(match: re.Match[str]) -> str:
 
 def visible(text: str) -> str:
     """``text`` with every unsafe character shown as an escape (newlines and tabs are kept)."""
-    return _UNSAFE.sub(_escape, text)
+    global _unsafe
+    if _unsafe is None:
+        _unsafe = re.compile(_UNSAFE_CHARS)
+    return _unsafe.sub(_escape, text)
 
 
 def safe(text: str | None) -> str:

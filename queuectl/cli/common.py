@@ -3,6 +3,7 @@ reusable options, JSON output, and human output that is safe to print to a termi
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -21,6 +22,18 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# A process that ends at once after its command (see queuectl.cli.exit_now) leaves a SQLite
+# queue's WAL file in place, up to this size, instead of closing the database: the last close
+# copies the WAL into the file and deletes it (two fsyncs), and the next write makes a new one
+# (two more: its header and the folder). Its commits are made durable on their own instead
+# (synchronous=FULL: one fsync of the WAL at each commit). The next process to open the file
+# reads the WAL back (~1.5 ms a MB), so a larger one is closed as usual, which empties it when
+# no other process has the file open.
+KEPT_WAL_BYTES = 256 * 1024
+# The parts left open, referenced until the process ends: collected, they would close.
+_LEFT_OPEN: list["QueueCore"] = []
+
+
 class Settings:
     """Carried in ``ctx.obj``: the database target, and the queue once a command asks for it.
 
@@ -28,11 +41,17 @@ class Settings:
     schema and the settings) or :attr:`workflows` (also jobs: enqueue with their dependencies and
     named queues), which import less of the engine than the whole :attr:`queue` (control,
     schedules, history, hooks, the worker registry). Each part checks the schema as the Queue
-    does. A part already open is used again, as is the Queue for a smaller part."""
+    does. A part already open is used again, as is the Queue for a smaller part.
 
-    def __init__(self, target: str | None) -> None:
+    ``ends_process``: the process ends as soon as the command returns (the console script, see
+    :func:`queuectl.cli.exit_now`). A SQLite queue opened only through those one-shot parts
+    then commits durably and is left open at :meth:`close` (see KEPT_WAL_BYTES)."""
+
+    def __init__(self, target: str | None, *, ends_process: bool = False) -> None:
         self.target = target
+        self.ends_process = ends_process
         self._opened: list[QueueCore] = []
+        self._one_shot: list[QueueCore] = []  # opened as core or workflows, committing durably
 
     @property
     def queue(self) -> "Queue":
@@ -40,13 +59,14 @@ class Settings:
 
     @property
     def workflows(self) -> "Workflows":
-        return self._open("queuectl.workflows", "Workflows")  # type: ignore[return-value]
+        workflows = self._open("queuectl.workflows", "Workflows", one_shot=True)
+        return workflows  # type: ignore[return-value]
 
     @property
     def core(self) -> "QueueCore":
-        return self._open("queuectl.core", "QueueCore")
+        return self._open("queuectl.core", "QueueCore", one_shot=True)
 
-    def _open(self, module: str, name: str) -> "QueueCore":
+    def _open(self, module: str, name: str, one_shot: bool = False) -> "QueueCore":
         import importlib
 
         from ..target import engine_for, resolve_target
@@ -58,11 +78,32 @@ class Settings:
                 return opened
         opened = part(self.target)
         self._opened.append(opened)
+        if one_shot and self.ends_process and opened.is_sqlite:
+            # Durable at commit (the WAL synced), not only at the last close's checkpoint.
+            opened.db.execute_sql("PRAGMA synchronous = FULL")
+            self._one_shot.append(opened)
         return opened
 
     def close(self) -> None:
+        leave_open = (
+            self.ends_process
+            and bool(self._opened)
+            and all(part in self._one_shot for part in self._opened)
+            and all(_wal_size(part) <= KEPT_WAL_BYTES for part in self._opened)
+        )
         while self._opened:
-            self._opened.pop().close()
+            part = self._opened.pop()
+            if leave_open:
+                _LEFT_OPEN.append(part)
+            else:
+                part.close()
+
+
+def _wal_size(part: "QueueCore") -> int:
+    try:
+        return os.path.getsize(part.target.location + "-wal")
+    except OSError:
+        return 0
 
 
 pass_settings = click.make_pass_decorator(Settings)

@@ -11,7 +11,6 @@ from ..errors import InvalidInput, QueueError
 from ..spec import JobOptions, JobSpec, parse_job, parse_time, validate_id, validate_int
 from ..spec import validate_seconds
 from ..states import ACTIVE, CLAIMABLE, STATES
-from ..text import relative_time, rounded_duration, utc_time
 
 DEFAULT_QUEUE = "default"  # models.DEFAULT_QUEUE, without importing the engine
 from .common import (
@@ -256,6 +255,8 @@ def _attempts(job: Job) -> str:
 
 def _when(job: Job, now: float) -> str:
     """The one time that matters for the job's state (for a waiting job: what it waits for)."""
+    from ..text import relative_time  # (listing only: `enqueue` need not load it)
+
     if job.state in CLAIMABLE and job.blocked_by:
         return f"blocked: {_ids(job.blocked_by)} dead"
     if job.state in CLAIMABLE and job.waiting_for:
@@ -354,6 +355,8 @@ def show(settings: Settings, job_id: str, as_json: bool) -> None:
 
 
 def _fields(settings: Settings, job: Job) -> list[tuple[str, str]]:
+    from ..text import relative_time, rounded_duration, utc_time
+
     now = time.time()
     config = settings.workflows.config()
 

@@ -13,7 +13,8 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from . import features, history, latency, memory, pipeline, scale, startup, throughput, tui
+from . import (features, history, latency, memory, pipeline, scale, startup, statement,
+               throughput, tui)  # fmt: skip
 from .harness import Report, Settings, find_pg, remove_tree
 
 BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Report], None]]] = {
@@ -31,6 +32,8 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Report], None]]] = {
     "history": ("issue #16: what writing the history costs a worker", history.run_history),
     "stats": ("issue #16: stats over an hour of 100k runs, 1M jobs", history.run_stats),
     "tui": ("issue #17: a busy TUI: a key's effect, a refresh, the UI thread's CPU", tui.run),
+    "statement": ("issue #17: SQLite's complete-and-claim's CPU, trigger by trigger",
+                  statement.run),
     "scale10m": ("issue #17: 10M jobs: claims, status, list, stats, TUI, purge", scale.run_10m),
 }
 # Run only when named with --only: minutes long.

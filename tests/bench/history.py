@@ -64,6 +64,10 @@ def _drop_history(target: str) -> None:
         suffix = "" if queue.is_sqlite else ' ON "job"'
         for name in schema.HISTORY_TRIGGERS:
             queue.db.execute_sql(f'DROP TRIGGER IF EXISTS "{name}"{suffix}')
+        # PostgreSQL (schema 10): the history is a part of the one row trigger of a change of
+        # state, which also keeps the counters and the dependencies: that trigger without it.
+        for operation in schema.postgres_state_triggers(queue.db, history=False):
+            operation.run()
     finally:
         queue.close()
 

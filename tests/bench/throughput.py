@@ -82,10 +82,11 @@ def queuectl_throughput(
     commands: list[str] | None = None,
     env: dict[str, str] | None = None,
     cpu: list[float] | None = None,
+    server: ServerCost | None = None,
 ) -> float:
     """``processes`` idle `worker start --count threads` processes (with ``env``), then ``n``
     jobs at once (``commands``, else `true` each). Appends to ``cpu`` the CPU seconds a job
-    took, the workers' and their jobs' together."""
+    took, the workers' and their jobs' together; ``server`` measures PostgreSQL's side."""
     from queuectl import JobSpec, Queue
 
     queue = Queue(target)
@@ -93,9 +94,14 @@ def queuectl_throughput(
         with Children() as children:
             worker = [*queuectl_command(), "--db", target, "worker", "start", "--count"]
             worker.append(str(threads))
-            pids = [children.start(worker, env=env or child_env()).pid for _ in range(processes)]
+            env = env or child_env()
+            if server is not None:
+                env = {**env, **server.env}
+            pids = [children.start(worker, env=env).pid for _ in range(processes)]
             wait_until(lambda: len(queue.live_workers()) >= processes, 60, "workers to register")
             time.sleep(0.3)  # let them settle into their idle wait
+            if server is not None:
+                server.start()
             cpu_before = sum(_cpu_with_children(pid) for pid in pids)
             queue.enqueue_many([JobSpec(command=command) for command in commands or ["true"] * n])
             enqueued = time.time()
@@ -106,6 +112,8 @@ def queuectl_throughput(
                 interval=0.05,
             )
             last = queue.db.execute_sql('SELECT MAX("finished_at") FROM "job"').fetchone()[0]
+            if server is not None:
+                server.stop(n)
             if cpu is not None:
                 cpu.append((sum(_cpu_with_children(pid) for pid in pids) - cpu_before) / n)
             counts = queue.counts()
@@ -304,6 +312,51 @@ PROCRASTINATE_APP = textwrap.dedent(
 )
 
 
+class ServerCost:
+    """PostgreSQL's side of a job's cost, over the measured span: the CPU of the backends that
+    serve the measured processes (started with ``env``: they name themselves to the server),
+    and the WAL flushes (pg_stat_wal's wal_sync: the whole server's, so other work there counts
+    too). Appends per-job figures to ``cpu`` (seconds) and ``flushes``."""
+
+    def __init__(self, url: str, cpu: list[float], flushes: list[float]) -> None:
+        import uuid
+
+        self.url, self.cpu, self.flushes = url, cpu, flushes
+        self.env = {"PGAPPNAME": f"bench-{uuid.uuid4().hex[:12]}"}
+        self._backends: list[int] = []
+        self._cpu = self._syncs = 0.0
+
+    def _read(self) -> tuple[float, float]:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as db:
+            if not self._backends:
+                self._backends = [row[0] for row in db.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                    (self.env["PGAPPNAME"],),
+                )]  # fmt: skip
+            syncs = db.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()[0]
+        return sum(_backend_cpu(pid) for pid in self._backends), float(syncs)
+
+    def start(self) -> None:
+        self._backends = []
+        self._cpu, self._syncs = self._read()
+
+    def stop(self, n: int) -> None:
+        cpu, syncs = self._read()
+        self.cpu.append((cpu - self._cpu) / n)
+        self.flushes.append((syncs - self._syncs) / n)
+
+
+def _backend_cpu(pid: int) -> float:
+    """CPU seconds of a server process (0 once it is gone, or where /proc cannot tell)."""
+    try:
+        with open(f"/proc/{pid}/schedstat", "rb") as stat:
+            return int(stat.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def procrastinate_available() -> bool:
     try:
         import procrastinate  # noqa: F401
@@ -326,7 +379,8 @@ def line_count(path: str) -> int:
 
 
 def procrastinate_throughput(target: str, workdir: str, n: int, processes: int,
-                             threads: int = THREADS, cpu: list[float] | None = None) -> float:  # fmt: skip
+                             threads: int = THREADS, cpu: list[float] | None = None,
+                             server: ServerCost | None = None) -> float:  # fmt: skip
     """``processes`` idle `procrastinate worker --concurrency threads` processes on the schema of
     ``target`` (a sync task runs the command through the shell, as queuectl does), then ``n``
     jobs deferred in one batch; clock from the batch's return to the last job's `succeeded`
@@ -338,6 +392,7 @@ def procrastinate_throughput(target: str, workdir: str, n: int, processes: int,
     env = child_env({
         "PYTHONPATH": folder + os.pathsep + os.environ.get("PYTHONPATH", ""),
         "BENCH_PROCRASTINATE_URL": target,
+        **(server.env if server is not None else {}),
     })  # fmt: skip
     lines, commands = shell_appends(workdir, n)
     old = os.environ.get("BENCH_PROCRASTINATE_URL")
@@ -359,6 +414,8 @@ def procrastinate_throughput(target: str, workdir: str, n: int, processes: int,
                 >= processes, 60, "procrastinate workers to register",
             )  # fmt: skip
             time.sleep(0.3)
+            if server is not None:
+                server.start()
             cpu_before = sum(_cpu_with_children(pid) for pid in pids)
             benchprocrastinate.run.batch_defer(*({"command": c} for c in commands))
             deferred = time.time()
@@ -367,6 +424,8 @@ def procrastinate_throughput(target: str, workdir: str, n: int, processes: int,
             wait_until(lambda: db.execute("SELECT COUNT(*) FROM procrastinate_jobs WHERE "
                                           "status = 'succeeded'").fetchone()[0] >= n,
                        30, "procrastinate to store every result")  # fmt: skip
+            if server is not None:
+                server.stop(n)
             if cpu is not None:
                 cpu.append((sum(_cpu_with_children(pid) for pid in pids) - cpu_before) / n)
             last = db.execute("SELECT EXTRACT(EPOCH FROM MAX(at)) FROM procrastinate_events "
@@ -385,10 +444,11 @@ def procrastinate_throughput(target: str, workdir: str, n: int, processes: int,
 
 
 def queuectl_appends(target: str, workdir: str, n: int, processes: int,
-                     cpu: list[float] | None = None) -> float:  # fmt: skip
+                     cpu: list[float] | None = None,
+                     server: ServerCost | None = None) -> float:  # fmt: skip
     """queuectl's side of the comparison: the same commands, each run exactly once."""
     lines, commands = shell_appends(workdir, n)
-    rate = queuectl_throughput(target, n, processes, commands=commands, cpu=cpu)
+    rate = queuectl_throughput(target, n, processes, commands=commands, cpu=cpu, server=server)
     time.sleep(0.2)
     if line_count(lines) != n:
         raise RuntimeError(f"queuectl ran {line_count(lines)} commands for {n} jobs")
@@ -408,12 +468,16 @@ def run_procrastinate(settings: Settings, report: Report) -> None:
     reps = settings.reps(3)
     for processes in (1, 2) if settings.quick else (1, 2, 4):
         ours, theirs, our_cpu, their_cpu = [], [], [], []  # type: ignore[var-annotated]
+        our_server, their_server, our_flushes, their_flushes = [], [], [], []  # type: ignore[var-annotated]
         for _ in range(reps):  # interleaved: a busy phase of the machine slows both alike
             with pg_schema(settings.pg_url) as target:
-                ours.append(queuectl_appends(target, settings.workdir, n, processes, our_cpu))
+                ours.append(queuectl_appends(target, settings.workdir, n, processes, our_cpu,
+                                             ServerCost(target, our_server, our_flushes)))
             with pg_schema(settings.pg_url) as target:
-                theirs.append(procrastinate_throughput(target, settings.workdir, n, processes,
-                                                       cpu=their_cpu))  # fmt: skip
+                theirs.append(procrastinate_throughput(
+                    target, settings.workdir, n, processes, cpu=their_cpu,
+                    server=ServerCost(target, their_server, their_flushes),
+                ))  # fmt: skip
         report.add(Figure(f"   procrastinate: {processes} process(es) x --concurrency 2", "jobs/s",
                           theirs))  # fmt: skip
         report.add(Figure(f"#17 postgresql vs procrastinate: {processes} process(es) x 2, "
@@ -426,6 +490,13 @@ def run_procrastinate(settings: Settings, report: Report) -> None:
         report.add(Figure("   CPU a job costs, queuectl (workers + their jobs)", "ms",
                           [s * 1000 for s in our_cpu], "procrastinate",
                           [s * 1000 for s in their_cpu]))  # fmt: skip
+        # The server's share, which the line above leaves out: on 2 cores it is as much CPU as
+        # the workers', and each flush is a wait (an fdatasync) on a job's way to the next.
+        report.add(Figure("   server CPU a job costs (its workers' PostgreSQL backends)", "ms",
+                          [s * 1000 for s in our_server], "procrastinate",
+                          [s * 1000 for s in their_server]))  # fmt: skip
+        report.add(Figure("   WAL flushes a job (pg_stat_wal wal_sync, whole server)", "",
+                          our_flushes, "procrastinate", their_flushes))  # fmt: skip
 
 
 # -- the benchmark ------------------------------------------------------------------------------

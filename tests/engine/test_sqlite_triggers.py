@@ -1,0 +1,220 @@
+"""Schema 10 (issue #17): SQLite's triggers on a change of a job's state are three in place of
+eight, writing exactly what the eight wrote: the counters, the dependencies' countdown and
+`blocked` / `unblocked` events, the history row of each run or change, the run totals and the
+hook deliveries. A schema-9 database upgrades keeping its rows, counts and history."""
+
+from __future__ import annotations
+
+import pytest
+
+from queuectl import JobSpec, Queue, schema
+from queuectl.executor import RunResult
+from queuectl.states import State
+from tests.support import FakeClock
+
+OK = RunResult(0, None, "done")
+FAIL = RunResult(3, "exit code 3", "")
+SCHEMA_10 = {"job_state_changed", "job_counted", "job_run_completed"}
+
+
+def state_triggers(q: Queue) -> dict[str, str]:
+    rows = q.db.execute_sql(
+        "SELECT \"name\", \"sql\" FROM sqlite_master WHERE \"type\" = 'trigger' "
+        "AND \"sql\" LIKE '%AFTER UPDATE OF \"state\"%'"
+    ).fetchall()
+    return dict(rows)
+
+
+def schema_9_triggers(q: Queue) -> None:
+    """The triggers on a change of state as schema 9 left them on SQLite."""
+    db = q.db
+    for name in schema.SQLITE_STATE_TRIGGERS:
+        db.execute_sql(f'DROP TRIGGER IF EXISTS "{name}"')
+    counters = [sql for op in schema.sqlite_job_counters(db) for sql in op.statements
+                if sql.startswith('CREATE TRIGGER "job_count_update"')]  # fmt: skip
+    for sql in counters:
+        db.execute_sql(sql)
+    for operation in schema.workflow_triggers(db) + schema.history_triggers(db):
+        operation.run()
+    assert set(state_triggers(q)) == {
+        "job_count_update", "job_dep_completed", "job_dep_uncompleted", "job_dep_dead",
+        "job_dep_revived", "job_history_end", "job_history_update", "job_hook",
+    }  # fmt: skip
+
+
+def exact_counts(q: Queue) -> dict[str, int]:
+    counted = {state.value: 0 for state in State}
+    for state, n in q.db.execute_sql('SELECT "state", COUNT(*) FROM "job" GROUP BY 1'):
+        counted[state] = n
+    return counted
+
+
+def written(q: Queue) -> dict[str, list[tuple]]:
+    """Everything the triggers write, in the order written (ids left out, a worker's id said
+    as whether there is one)."""
+    db = q.db
+    return {
+        "events": db.execute_sql(
+            'SELECT "job_id", "queue", "at", "event", "attempt", "worker" IS NOT NULL, '
+            '"exit_code", "error", "duration", "waited", "started_at" FROM "job_event" '
+            'ORDER BY "id"'
+        ).fetchall(),
+        "totals": db.execute_sql(
+            'SELECT "queue", "outcome", "bucket", "n", "seconds" FROM "run_total" ORDER BY 1, 2, 3'
+        ).fetchall(),
+        "hooks": db.execute_sql(
+            'SELECT "job_id", "state", "queue", "command", "attempts", "exit_code", "error", '
+            '"hook", "at" FROM "hook_delivery" ORDER BY "id"'
+        ).fetchall(),
+        "jobs": db.execute_sql(
+            'SELECT "id", "state", "attempts", "waiting_on", "exit_code", "error" FROM "job" '
+            'ORDER BY "seq"'
+        ).fetchall(),
+        "counts": sorted(q.counts().items()),
+    }
+
+
+def scenario(q: Queue, clock: FakeClock) -> None:
+    """Every kind of change of state the engine makes, with dependencies, hooks and a limit."""
+    q.config_set("on-completed", "echo done")
+    q.config_set("on-dead", "echo dead")
+    q.config_set("on-cancelled", "echo cancelled")
+    q.config_set("backoff-base", 1)
+    q.set_queue_limit("limited", 1)
+    q.enqueue_many([
+        JobSpec(command="a", id="a"), JobSpec(command="b", id="b", after=("a",)),
+        JobSpec(command="c", id="c", after=("a", "b")), JobSpec(command="d", id="d", max_retries=1),
+        JobSpec(command="e", id="e", after=("d",)), JobSpec(command="f", id="f", queue="limited"),
+        JobSpec(command="g", id="g", queue="limited"), JobSpec(command="h", id="h"),
+        JobSpec(command="i", id="i", after=("h",)), JobSpec(command="j", id="j"),
+    ])  # fmt: skip
+    worker = q.register_worker(2)
+    job = q.claim(worker)
+    results = {"a": OK, "b": OK, "c": OK, "d": FAIL, "h": OK, "j": FAIL}
+    cancelled_waiting = False
+    while job is not None:
+        clock.advance(1.5)
+        if job.id == "h":  # cancelled while it runs: the run ends cancelled
+            q.cancel(["h"])
+        if job.id == "g" and not cancelled_waiting:  # a waiting job cancelled: no run
+            q.cancel(["i"])
+            cancelled_waiting = True
+        _, job = q.finish_and_claim(job, results.get(job.id, OK), worker)
+        if job is None:
+            clock.advance(5)  # the failed ones are due again
+            job = q.claim(worker)
+    # d went dead (its dependent e is blocked); retried, it unblocks e; a completed job is
+    # retried (its dependents counted up again); a run is released, one rescued.
+    q.retry(["d"])
+    q.retry(["a"])
+    job = q.claim(worker)
+    assert job is not None and job.id == "a"
+    clock.advance(1)
+    q.release(job, worker)
+    job = q.claim(worker)
+    assert job is not None
+    clock.advance(2)
+    q.db.execute_sql('UPDATE "worker" SET "heartbeat_at" = 0')
+    q.rescue_lost()
+
+
+@pytest.mark.parametrize("when", ["new", "upgraded"])
+def test_schema_10_writes_what_schema_9_wrote(tmp_path, when):
+    """The same changes of state, on schema 9's triggers and on schema 10's: the same events,
+    totals, hook deliveries, dependencies' countdown and counters, in the same order."""
+    clock_9, clock_10 = FakeClock(), FakeClock()
+    old = Queue(str(tmp_path / "9.db"), clock=clock_9)
+    new = Queue(str(tmp_path / "10.db"), clock=clock_10)
+    try:
+        schema_9_triggers(old)
+        if when == "upgraded":  # 10's triggers made by the step, not by a new file's set-up
+            schema_9_triggers(new)
+            from playhouse import migrate
+
+            with new._write():
+                migrator = migrate.SchemaMigrator.from_database(new.db)
+                migrate.migrate(*schema.MIGRATIONS[10](migrator))
+        assert set(state_triggers(new)) == SCHEMA_10
+        scenario(old, clock_9)
+        scenario(new, clock_10)
+        before, after = written(old), written(new)
+        assert after["counts"] == sorted(exact_counts(new).items())
+        for key in before:
+            assert after[key] == before[key], key
+        events = {event for _, _, _, event, *_ in after["events"]}
+        assert {"enqueued", "completed", "failed", "dead", "blocked", "unblocked", "retried",
+                "released", "rescued", "cancelled"} <= events  # fmt: skip
+        assert {state for _, state, *_ in after["hooks"]} == {"completed", "dead", "cancelled"}
+    finally:
+        old.close()
+        new.close()
+
+
+def test_a_schema_9_database_upgrades_keeping_rows_counts_and_history(target):
+    clock = FakeClock()
+    q = Queue(target, clock=clock)
+    try:
+        q.config_set("on-completed", "echo done")
+        first = q.enqueue(JobSpec(command="true", id="first"))
+        q.enqueue(JobSpec(command="true", id="second", after=("first",)))
+        worker = q.register_worker(1)
+        job = q.claim(worker)
+        clock.advance(2)
+        stored, job = q.finish_and_claim(job, OK, worker)
+        assert stored.id == "first"
+        if job is None:  # SQLite: the dependent is claimed next time
+            job = q.claim(worker)
+        assert job.id == "second"
+        if q.is_sqlite:
+            schema_9_triggers(q)
+        q.db.execute_sql('UPDATE "queuectl_schema" SET "value" = \'9\' WHERE "key" = \'version\'')
+        kept = written(q)
+        history = [(e.event, e.attempt) for e in q.history(first.id)]
+    finally:
+        q.close()
+    upgraded = Queue(target, clock=clock)
+    try:
+        assert schema.read_version(upgraded.db) == schema.SCHEMA_VERSION == 10
+        if upgraded.is_sqlite:
+            assert set(state_triggers(upgraded)) == SCHEMA_10
+        assert written(upgraded) == kept
+        assert [(e.event, e.attempt) for e in upgraded.history(first.id)] == history
+        assert history == [("enqueued", 0), ("started", 1), ("completed", 1)]
+        # The run under way at the upgrade ends, the next job fails: counted and recorded.
+        upgraded.enqueue(JobSpec(command="false", id="third", max_retries=0))
+        clock.advance(1)
+        stored, job = upgraded.finish_and_claim(job, OK, worker)
+        assert stored.state == "completed" and job.id == "third"
+        assert upgraded.finish(job, FAIL, worker).state == "dead"
+        assert upgraded.counts() == exact_counts(upgraded)
+        assert upgraded.counts()["completed"] == 2 and upgraded.counts()["dead"] == 1
+        assert [e.event for e in upgraded.history("second")] == ["enqueued", "started",
+                                                                 "completed"]  # fmt: skip
+        assert upgraded.run_totals().runs == {("default", "completed"): 2,
+                                              ("default", "dead"): 1}  # fmt: skip
+        assert [d.job_id for d in upgraded.deliveries()] == ["first", "second"]
+        from playhouse import migrate
+
+        with upgraded._write():  # the step again: harmless
+            migrator = migrate.SchemaMigrator.from_database(upgraded.db)
+            migrate.migrate(*schema.MIGRATIONS[10](migrator))
+        assert upgraded.counts() == exact_counts(upgraded)
+    finally:
+        upgraded.close()
+
+
+def test_a_new_file_and_an_upgraded_one_have_the_same_triggers(tmp_path):
+    new = Queue(str(tmp_path / "new.db"))
+    old = Queue(str(tmp_path / "old.db"))
+    try:
+        schema_9_triggers(old)
+        old.db.execute_sql('UPDATE "queuectl_schema" SET "value" = \'9\' WHERE "key" = \'version\'')
+    finally:
+        old.close()
+    upgraded = Queue(str(tmp_path / "old.db"))
+    try:
+        assert state_triggers(upgraded) == state_triggers(new)
+        assert set(state_triggers(new)) == SCHEMA_10
+    finally:
+        upgraded.close()
+        new.close()
