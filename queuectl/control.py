@@ -40,6 +40,12 @@ PURGE_BATCH = 1000
 PURGE_FIRST_BATCH = 100
 PURGE_HOLD_S = 0.02
 PURGE_YIELD_S = 0.03
+# A batch's jobs are deleted this many at a time, and on SQLite the batch commits as soon as
+# PURGE_HOLD_S is spent, whatever its size: the size follows the rate of the batches before,
+# and one that ran slow (a cold page, the process descheduled on a busy machine) held the lock
+# up to 0.2 s, which a worker's claim waited for, and longer still (the busy handler's sleeps
+# grow to 50 and 100 ms).
+PURGE_CHUNK = 25
 # Meanwhile the purge's own commits copy the WAL into the database file (a checkpoint) once it
 # holds this many pages, well before any other writer's commit finds it full (db.py's
 # WAL_AUTOCHECKPOINT_PAGES): that commit would wait for the copy and its fsync, which took a
@@ -290,18 +296,25 @@ class Control(Workflows, Registry):
                     if not self.is_sqlite:  # a job retried meanwhile is not deleted, nor its history
                         batch = batch.for_update()
                     seqs = [seq for (seq,) in batch.tuples()]
-                    if seqs:
-                        self._purged(seqs)
-                        Event.delete().where(Event.job_seq.in_(seqs)).execute()
-                        Job.delete().where(Job.seq.in_(seqs)).execute()
+                    done, step = 0, PURGE_CHUNK if self.is_sqlite else max(len(seqs), 1)
+                    while done < len(seqs):
+                        chunk = seqs[done : done + step]
+                        self._purged(chunk)
+                        Event.delete().where(Event.job_seq.in_(chunk)).execute()
+                        Job.delete().where(Job.seq.in_(chunk)).execute()
+                        done += len(chunk)
+                        if self.is_sqlite and time.monotonic() - began >= PURGE_HOLD_S:
+                            break  # the lock held long enough: the rest in the next batch
+                    if done:
                         self._announce()
                     held = max(time.monotonic() - began, 1e-4)
-                total += len(seqs)
-                more = len(seqs) == size
+                total += done
+                more = len(seqs) == size or done < len(seqs)
                 if not more or (budget is not None and time.monotonic() - started >= budget):
                     break
                 if self.is_sqlite:  # the next batch's size, then the other writers' turn
-                    size = max(10, min(PURGE_BATCH, int(size * min(2.0, PURGE_HOLD_S / held))))
+                    rate = done * min(2.0, PURGE_HOLD_S / held)  # jobs the hold would delete
+                    size = max(PURGE_CHUNK, min(PURGE_BATCH, int(max(rate, done))))
                     self._let_writers_in(PURGE_YIELD_S)
         finally:
             if self.is_sqlite:

@@ -17,7 +17,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .models import CLAIMABLE, RUN_BUCKETS, STATS_EVENTS, Event, Job, State, iso, sql_in
+from .models import (
+    READY, READY_QUEUE_INDEX, RUN_BUCKETS, STATS_EVENTS, Event, Job, State, iso,
+)
 from .reading import Reading
 
 OUTCOMES: tuple[State, ...] = (State.COMPLETED, State.FAILED, State.DEAD, State.CANCELLED)
@@ -243,17 +245,36 @@ class History(Reading):
 
     def oldest_waiting(self, queue: str | None = None) -> dict[str, float]:
         """Per queue, the due time of the job that has waited longest for a worker: due,
-        waiting (pending, or failed and due to retry), and no dependency open."""
-        sql = (
-            f'SELECT "queue", MIN("run_at") FROM "job" WHERE {sql_in(CLAIMABLE)} '
-            f'AND "run_at" <= {self.db.param} AND "waiting_on" = 0'
-        )
-        params: list[object] = [self.clock()]
+        waiting (pending, or failed and due to retry), and no dependency open. Read from the
+        index on (queue, run_at) over ready jobs (models.READY_QUEUE_INDEX): its first entry
+        for each queue, the queues found by skipping from one to the next (a loose index scan),
+        so a probe per queue, not a pass over every ready job."""
+        index = f'"job" INDEXED BY "{READY_QUEUE_INDEX}"' if self.is_sqlite else '"job"'
+
+        def first(columns: str, name: str) -> str:
+            # The first entry from queue ``name`` on, in the index's order. A range, not "queue"
+            # = name: PostgreSQL would drop a constant from the order and walk job_due instead,
+            # past every other queue's ready jobs.
+            return (
+                f'SELECT {columns} FROM {index} WHERE {READY} AND "queue" >= {name} '
+                'ORDER BY "queue", "run_at" LIMIT 1'
+            )
+
         if queue is not None:
-            sql += f' AND "queue" = {self.db.param}'
-            params.append(queue)
-        rows = self.db.execute_sql(sql + ' GROUP BY "queue"', params).fetchall()
-        return {name: float(due) for name, due in rows if due is not None}
+            sql = first('"queue", "run_at"', self.db.param)
+            row = self.db.execute_sql(sql, [queue]).fetchone()
+            rows = [row] if row is not None and row[0] == queue else []
+        else:
+            due = first('"run_at"', '"q"."name"')  # "name" is a queue of the index: its first
+            rows = self.db.execute_sql(
+                'WITH RECURSIVE "q" ("name") AS ('
+                f'SELECT MIN("queue") FROM {index} WHERE {READY} UNION ALL '
+                f'SELECT (SELECT MIN("queue") FROM {index} WHERE {READY} AND "queue" > "q"."name") '
+                f'FROM "q" WHERE "q"."name" IS NOT NULL) SELECT "name", ({due}) FROM "q" '
+                'WHERE "name" IS NOT NULL'
+            ).fetchall()
+        now = self.clock()
+        return {name: float(due) for name, due in rows if due is not None and due <= now}
 
     # -- totals (the metrics) ---------------------------------------------------------------
 

@@ -113,6 +113,10 @@ Job.add_index(
 )
 # When the next ready job falls due (an idle worker sleeps until then).
 Job.add_index(Job.index(Job.run_at, name="job_due").where(peewee.SQL(READY)))
+# Schema 10: the due time of each named queue's oldest ready job (`stats`, the metrics), one probe
+# of this index per queue (History.oldest_waiting), however many jobs wait.
+READY_QUEUE_INDEX = "job_ready_queue"
+Job.add_index(Job.index(Job.queue, Job.run_at, name=READY_QUEUE_INDEX).where(peewee.SQL(READY)))
 # The jobs waiting for a dependency, in claim order (the TUI's waiting pane, after the ready ones).
 Job.add_index(
     Job.index(Job.priority.desc(), Job.run_at, Job.seq, name="job_blocked_order").where(

@@ -747,6 +747,19 @@ def sqlite_triggers_10(migrator: SchemaMigrator) -> list[object]:
     return [*sqlite_triggers(migrator.database)]
 
 
+def ready_queue_index_10(migrator: SchemaMigrator) -> list[object]:
+    """Schema 10 (issue #17): the index on (queue, run_at) over ready jobs that finds each
+    queue's oldest waiting job in one probe (models.READY_QUEUE_INDEX); a new file gets it from
+    the model. Left alone where it is there."""
+    from .models import READY, READY_QUEUE_INDEX
+
+    db = migrator.database
+    return [
+        RunSql(db, [f'CREATE INDEX IF NOT EXISTS "{READY_QUEUE_INDEX}" ON "job" '
+                    f'("queue", "run_at") WHERE ({READY})'])
+    ]  # fmt: skip
+
+
 # MIGRATIONS[n] lists the operations that take a version n-1 database to version n. Each entry
 # is a function of a playhouse SchemaMigrator, e.g.
 #     3: lambda m: [m.add_column("job", "tags", peewee.TextField(null=True))],
@@ -759,7 +772,7 @@ MIGRATIONS: dict[int, Callable[[SchemaMigrator], list[object]]] = {
     7: lambda m: workflows_7(m),
     8: lambda m: history_8(m),
     9: lambda m: history_9(m),
-    10: lambda m: [*postgres_triggers_10(m), *sqlite_triggers_10(m)],
+    10: lambda m: [*postgres_triggers_10(m), *sqlite_triggers_10(m), *ready_queue_index_10(m)],
 }
 
 _PG_LOCK_KEY = 0x71756575  # "queu": serialises schema set-up across PostgreSQL clients

@@ -196,3 +196,27 @@ def test_a_cancel_by_a_command_is_in_the_history_and_its_hook_recorded(run, queu
     assert run.json("history", job_id)[-1]["event"] == "retried"
     [delivery] = queue.deliveries()
     assert (delivery.job_id, delivery.state, delivery.hook) == (job_id, "cancelled", "echo cancelled")
+
+
+@pytest.mark.parametrize("args", [["stats", "--since", "1h"], ["history", "--json", "first"]])
+def test_stats_and_history_on_sqlite_load_no_server_driver(tmp_path, args):
+    """On a SQLite file the engine is imported without psycopg (Settings._open): a command that
+    imported queuectl.history before opening the queue paid for loading it."""
+    import subprocess
+    import sys
+
+    from queuectl import JobSpec, Queue
+
+    db = str(tmp_path / "q.db")
+    queue = Queue(db)
+    queue.enqueue(JobSpec(command="true", id="first"))
+    queue.close()
+    code = (
+        "import json, sys\nfrom queuectl.cli import cli\n"
+        f"cli.main({['--db', db, *args]!r}, prog_name='queuectl', standalone_mode=False)\n"
+        "print(json.dumps([m for m in ('psycopg', 'psycopg2') if sys.modules.get(m)]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == []

@@ -386,3 +386,23 @@ def test_purging_a_dead_job_cancels_the_jobs_after_it(q):
     q.models.Job.update(state="dead", finished_at=1.0).where(q.models.Job.seq == first.seq).execute()
     assert q.purge(["dead"]) == 1
     assert state(q, second) == "cancelled" and "purged" in q.get(second.id).error
+
+
+def test_a_purge_batch_ends_once_its_time_is_spent(q, monkeypatch):
+    """On SQLite a batch commits as soon as it has held the write lock PURGE_HOLD_S, in the
+    middle of the jobs it selected (here at once: one chunk a batch); the rest go in the next
+    batches, and every finished job goes, with its history."""
+    from queuectl import control
+
+    jobs = q.enqueue_many([JobSpec(command="true")] * 300)
+    Job = q.models.Job
+    now = time.time()
+    Job.update(state="completed", finished_at=now, updated_at=now).execute()
+    monkeypatch.setattr(control, "PURGE_HOLD_S", 0.0)
+    pauses: list[int] = []
+    q._let_writers_in = lambda seconds: pauses.append(q.counts()["completed"])
+    assert q.purge() == len(jobs)
+    if q.is_sqlite:
+        chunk = control.PURGE_CHUNK
+        assert pauses == list(range(len(jobs) - chunk, -1, -chunk))  # the last finds none left
+    assert q.counts()["completed"] == 0 and not q.models.Event.select().exists()

@@ -128,3 +128,23 @@ def test_no_runs_no_figures(any_queue, clock):
     assert (figures.run_p50, figures.run_p95, figures.run_max) == (None, None, None)
     assert (figures.wait_p50, figures.wait_p95, figures.finished) == (None, None, 0)
     assert figures.oldest_waiting == 0
+
+
+def test_one_run_ties_and_queues_of_their_own(any_queue, clock):
+    """One run: each percentile is that run; equal runs: every figure is their time; each
+    queue's figures are its own runs'."""
+    q = any_queue
+    worker = q.register_worker(1)
+    q.enqueue(JobSpec(command="true", queue="one"))
+    run_one(q, clock, worker, 7)
+    for _ in range(5):
+        q.enqueue(JobSpec(command="true", queue="ties"))
+        clock.advance(2)  # each waits 2 s
+        run_one(q, clock, worker, 3)
+    report = q.stats()
+    one, ties = report.queues["one"], report.queues["ties"]
+    assert (one.run_p50, one.run_p95, one.run_max) == (7, 7, 7)
+    assert (one.wait_p50, one.wait_p95) == (0, 0) and one.runs["completed"] == 1
+    assert (ties.run_p50, ties.run_p95, ties.run_max) == (3, 3, 3)
+    assert (ties.wait_p50, ties.wait_p95) == (2, 2) and ties.runs["completed"] == 5
+    assert list(q.stats(queue="ties").queues) == ["ties"]
