@@ -236,6 +236,8 @@ class QueueApp(KeysInOrder):
         self.config_values = snapshot.config
         self.loads += 1
         self.loader.loaded()
+        if self.loads == 1:
+            self.call_after_refresh(self._prepare_form)
 
     def on_health_loaded(self, message: HealthLoaded) -> None:
         self.stats.show_health(message.health)
@@ -328,6 +330,14 @@ class QueueApp(KeysInOrder):
                 box.value = ""
             form.set_focus(boxes.first())
         return form
+
+    def _prepare_form(self) -> None:
+        """Make the enqueue form ahead, once the panes are shown, so that the first `a` only
+        shows it too: making a screen of two dozen widgets cost that key 150 ms of the UI thread."""
+        default = self.config_values.get("max-retries", KEYS["max-retries"].default)
+        form = self._enqueue_form(default)
+        if form is not None and not form.is_running:
+            self._get_screen(ENQUEUE_FORM)  # the first step of Textual's push: mounts it
 
     def _enqueue(self, spec: JobSpec | None) -> None:
         if spec is not None:

@@ -186,3 +186,21 @@ def test_the_form_shown_again_after_a_theme_change_has_the_new_theme(seeded, fix
 def pane_ids(app, name: str) -> list[str]:
     table = app.grid.query_one(f"#pane-{name}")
     return [str(key.value) for key in table.rows]
+
+
+def test_the_enqueue_form_is_made_before_the_first_a(seeded, fixed_clock):
+    """Made once the panes are shown: the first `a` only shows it, as every later one does."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app._form is not None and app._form.is_mounted,
+                    what="the form made ahead")  # fmt: skip
+        form = app._form
+        await pilot.press("a", *"echo first")
+        assert app.screen is form
+        assert form.text("command") == "echo first"
+        await pilot.press("enter")
+        await until(pilot, lambda: any(j.command == "echo first" for j in seeded.list_jobs()),
+                    what="the job enqueued")  # fmt: skip
+
+    drive(app, scenario)
