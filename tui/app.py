@@ -23,7 +23,7 @@ from textual.binding import Binding
 from textual.containers import Grid
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
 from queuectl.config import KEYS
 from queuectl.errors import QueueError
@@ -48,6 +48,7 @@ from .screens.queues import QueuesScreen
 from .screens.schedules import SchedulesScreen
 from .theme import THEME, VARIABLES
 from .widgets.filter import FilterBar
+from .widgets.footer import Footer
 from .widgets.pane import JobPane
 from .widgets.stats import StatsBar
 
@@ -124,6 +125,8 @@ class QueueApp(KeysInOrder):
         self.health_loads = 0  # the last hour's health shown (read beside the loads)
         self.config_values: dict[str, int | float] = {}
         self._form: EnqueueScreen | None = None  # made at the first `a`, then shown again
+        self._held: QueueSnapshot | None = None  # loaded while the panes were covered
+        self._stale = False  # a refresh was due while the panes were covered
 
     # -- layout -----------------------------------------------------------------------------
 
@@ -160,9 +163,11 @@ class QueueApp(KeysInOrder):
         return list(self.grid.query(JobPane))
 
     def on_mount(self) -> None:
+        self._main_screen = self.screen
         self._fit(self.size.width)
         self.panes[0].focus()
-        self.set_interval(self.refresh_interval, partial(self.loader.request, background=True))
+        self.set_interval(self.refresh_interval, self._tick)
+        self.screen_change_signal.subscribe(self, self._screen_changed)
         self.request_load()
         self.pool.want(self.threads, self.paused)
 
@@ -171,10 +176,40 @@ class QueueApp(KeysInOrder):
     def request_load(self) -> None:
         self.loader.request()
 
+    # While a screen is over the panes (a form, the details, the palette), they are not kept up
+    # to date: nobody reads them, and a busy pool changed them every second, each time drawn
+    # again under the open screen (the keys typed into it waited behind). Their last snapshot is
+    # kept and shown, with a fresh load, once they are on top again.
+
+    @property
+    def panes_on_top(self) -> bool:
+        stack = self.screen_stack
+        return bool(stack) and stack[-1] is self._main_screen
+
+    def _tick(self) -> None:
+        if self.panes_on_top:
+            self.loader.request(background=True)
+        else:
+            self._stale = True
+
+    def _screen_changed(self, screen: Screen) -> None:
+        if screen is not self._main_screen:
+            return
+        held, self._held = self._held, None
+        if held is not None:
+            self.on_queue_snapshot(held)
+        if self._stale:
+            self._stale = False
+            self.request_load()
+
     def _rows_wanted(self) -> dict[str, int]:
         return {pane.kind.name: pane.rows_wanted for pane in self.panes}
 
     def on_queue_snapshot(self, snapshot: QueueSnapshot) -> None:
+        if not self.panes_on_top:  # shown once they are (_screen_changed)
+            self._held = snapshot
+            self.loader.loaded()
+            return
         if snapshot.filter != self.filter_text:  # read for a filter since changed
             self.loader.loaded()
             self.request_load()
@@ -201,6 +236,8 @@ class QueueApp(KeysInOrder):
         self.config_values = snapshot.config
         self.loads += 1
         self.loader.loaded()
+        if self.loads == 1:
+            self.call_after_refresh(self._prepare_form)
 
     def on_health_loaded(self, message: HealthLoaded) -> None:
         self.stats.show_health(message.health)
@@ -212,7 +249,7 @@ class QueueApp(KeysInOrder):
 
     def on_pool_event(self, event: PoolEvent) -> None:
         self._pool_news.clear()  # before the load: news from now on asks for another
-        self.loader.request(background=True)
+        self._tick()
 
     def on_data_table_row_highlighted(self, event: JobPane.RowHighlighted) -> None:
         pane = event.data_table
@@ -293,6 +330,14 @@ class QueueApp(KeysInOrder):
                 box.value = ""
             form.set_focus(boxes.first())
         return form
+
+    def _prepare_form(self) -> None:
+        """Make the enqueue form ahead, once the panes are shown, so that the first `a` only
+        shows it too: making a screen of two dozen widgets cost that key 150 ms of the UI thread."""
+        default = self.config_values.get("max-retries", KEYS["max-retries"].default)
+        form = self._enqueue_form(default)
+        if form is not None and not form.is_running:
+            self._get_screen(ENQUEUE_FORM)  # the first step of Textual's push: mounts it
 
     def _enqueue(self, spec: JobSpec | None) -> None:
         if spec is not None:

@@ -73,8 +73,15 @@ class Tui:
     def __init__(self, db: str, workers: int, name: str) -> None:
         self.session = f"queuectl-bench-{name}-{os.getpid()}"
         command = " ".join([*queuectl_command(), "--db", db, "tui", "--workers", str(workers)])
-        _tmux("new-session", "-d", "-s", self.session, "-x", str(WIDTH), "-y", str(HEIGHT),
-              f"exec {command}")  # fmt: skip
+        for attempt in range(3):
+            try:
+                _tmux("new-session", "-d", "-s", self.session, "-x", str(WIDTH), "-y",
+                      str(HEIGHT), f"exec {command}")  # fmt: skip
+                break
+            except RuntimeError as exc:  # the server of the last session was still exiting
+                if "server exited unexpectedly" not in str(exc) or attempt == 2:
+                    raise
+                time.sleep(0.5)
         self.pid = int(_tmux("display-message", "-p", "-t", self.session, "#{pane_pid}"))
         _wait_for(self.session, READY_TEXT, timeout=60)
 

@@ -1,6 +1,7 @@
 """A busy TUI stays quick (issue #17): the enqueue form is made once and shown again as new, the
-last hour's health is read beside the loads (a slow one does not hold the panes back), and a
-busy pool's job events reach the UI thread as one message until it has handled it."""
+last hour's health is read beside the loads (a slow one does not hold the panes back), a
+busy pool's job events reach the UI thread as one message until it has handled it, the panes
+wait while a screen covers them, and the footer is not made again for the same keys."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import os
 import threading
 from types import SimpleNamespace
 
-from textual.widgets import Input, Static
+from textual.widgets import Button, Input, Static
 from tui_helpers import drive, make_app, until
 
+from queuectl.spec import JobSpec
 from queuectl.tui import data
 from queuectl.tui import app as app_module
 from queuectl.tui.app import QueueApp
@@ -120,5 +122,85 @@ def test_a_slow_health_read_is_asked_for_less_often(seeded, fixed_clock, monkeyp
         loads = app.loads
         await until(pilot, lambda: app.loads >= loads + 4, what="loads")  # a second or more
         assert len(reads) == 1  # the next one after ~3 s (10 x 0.3 s), not after 0.1 s
+
+    drive(app, scenario)
+
+
+def test_the_panes_wait_under_a_form_and_catch_up_once_it_closes(seeded, fixed_clock):
+    """Nobody reads the panes under an open screen: what was loaded meanwhile is shown once
+    they are back on top (a busy pool changed them every second, each time drawn again under
+    the form the user was typing into)."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("a")
+        assert isinstance(app.screen, EnqueueScreen)
+        seeded.enqueue(JobSpec("echo from elsewhere", id="elsewhere"))
+        app.request_load()
+        await until(pilot, lambda: app._held is not None, what="a load while the form is open")
+        assert "elsewhere" not in pane_ids(app, "waiting")  # not drawn under the form
+        await pilot.press("escape")
+        await until(pilot, lambda: "elsewhere" in pane_ids(app, "waiting"), what="caught up")
+
+    drive(app, scenario)
+
+
+def test_the_footer_is_not_made_again_when_a_form_opens_and_closes(seeded, fixed_clock):
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app.footer.children, what="the footer's keys")
+        await pilot.pause(0.2)  # its first bindings, composed as they settle
+        keys = list(app.footer.children)
+        for _ in range(2):
+            await pilot.press("a")
+            assert isinstance(app.screen, EnqueueScreen)
+            await pilot.press("escape")
+            await pilot.pause()
+        assert list(app.footer.children) == keys  # the same widgets: the same keys shown
+        await pilot.press("tab")  # another pane: the same keys again
+        await pilot.pause()
+        assert list(app.footer.children) == keys
+
+    drive(app, scenario)
+
+
+def test_the_form_shown_again_after_a_theme_change_has_the_new_theme(seeded, fixed_clock):
+    """A form shown again keeps its styles (not computed again), unless the CSS changed."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("a")
+        before = app.screen.query_one("#submit", Button).styles.background
+        await pilot.press("escape")
+        app.theme = "textual-light"
+        await pilot.pause()
+        await pilot.press("a")
+        assert isinstance(app.screen, EnqueueScreen)
+        after = app.screen.query_one("#submit", Button).styles.background
+        assert after != before
+
+    drive(app, scenario)
+
+
+def pane_ids(app, name: str) -> list[str]:
+    table = app.grid.query_one(f"#pane-{name}")
+    return [str(key.value) for key in table.rows]
+
+
+def test_the_enqueue_form_is_made_before_the_first_a(seeded, fixed_clock):
+    """Made once the panes are shown: the first `a` only shows it, as every later one does."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app._form is not None and app._form.is_mounted,
+                    what="the form made ahead")  # fmt: skip
+        form = app._form
+        await pilot.press("a", *"echo first")
+        assert app.screen is form
+        assert form.text("command") == "echo first"
+        await pilot.press("enter")
+        await until(pilot, lambda: any(j.command == "echo first" for j in seeded.list_jobs()),
+                    what="the job enqueued")  # fmt: skip
 
     drive(app, scenario)
