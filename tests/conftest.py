@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import signal
-import uuid
 
 import pytest
 
 from queuectl import Queue
-from support import FakeClock, pg_server
+from support import FakeClock, pg_schema, pg_server
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -61,17 +60,8 @@ def clocked_queue(db_path, clock):
 @pytest.fixture
 def pg_target():
     """The URL of an empty queue on PostgreSQL."""
-    import psycopg
-
-    url = pg_server()
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{url}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(url, autocommit=True) as connection:
-            connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with pg_schema(pg_server()) as target:
+        yield target
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -9,7 +9,9 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from queuectl.procs import group_members  # noqa: F401  (the tests find a job's processes so)
@@ -82,3 +84,19 @@ def pg_server() -> str:
             pytest.fail(reason)
         pytest.skip(reason)
     return url
+
+
+@contextmanager
+def pg_schema(url: str, prefix: str = "test") -> Iterator[str]:
+    """A queue target in a new schema of the PostgreSQL database at ``url`` (a search_path in
+    the URL), dropped afterwards."""
+    import psycopg
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{url}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(f'DROP SCHEMA "{schema}" CASCADE')

@@ -5,15 +5,11 @@ every record (jobs, counts, history, run totals, hook deliveries) must come out 
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 
 from queuectl import JobSpec, Queue, schema
 from queuectl.executor import RunResult
-from support import FakeClock, pg_server
+from support import FakeClock, pg_schema, pg_server
 
 pytestmark = pytest.mark.postgres
 
@@ -32,21 +28,6 @@ SCHEMA_9_TRIGGERS = [
     "WHEN (OLD.\"state\" IS DISTINCT FROM NEW.\"state\" AND NEW.\"state\" <> 'processing') "
     'EXECUTE FUNCTION "job_history_changed"()',
 ]
-
-
-@contextmanager
-def pg_schema() -> Iterator[str]:
-    import psycopg
-
-    url = pg_server()
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(f'CREATE SCHEMA "{name}"')
-    try:
-        yield f"{url}?options=-csearch_path%3D{name}"
-    finally:
-        with psycopg.connect(url, autocommit=True) as connection:
-            connection.execute(f'DROP SCHEMA "{name}" CASCADE')
 
 
 def row_triggers(q: Queue) -> dict[str, str]:
@@ -138,7 +119,7 @@ def workflow(q: Queue, clock: FakeClock) -> dict[str, object]:
 
 
 def test_schema_10_records_what_schema_9s_three_triggers_recorded():
-    with pg_schema() as old, pg_schema() as new:
+    with pg_schema(pg_server()) as old, pg_schema(pg_server()) as new:
         q9 = Queue(old, clock=FakeClock())
         try:
             back_to_schema_9_triggers(q9)

@@ -17,8 +17,7 @@ import sys
 import sysconfig
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 DEFAULT_PG_URL = "postgresql://queuectl:queuectl@127.0.0.1:5432/queuectl_test"
@@ -284,19 +283,11 @@ def find_pg(url: str | None) -> tuple[str | None, str]:
     return url, ""
 
 
-@contextlib.contextmanager
-def pg_schema(url: str) -> Iterator[str]:
+def pg_schema(url: str) -> contextlib.AbstractContextManager[str]:
     """A queue target in a new schema of the PostgreSQL database at ``url``, dropped afterwards."""
-    import psycopg
+    from tests.support import pg_schema as new_schema
 
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{url}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(url, autocommit=True) as connection:
-            connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    return new_schema(url, prefix="bench")
 
 
 def remove_tree(path: str) -> None:
