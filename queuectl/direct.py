@@ -430,6 +430,8 @@ def _pwd(inherited: str | None, cwd: str | None) -> str | None:
     directory = _stat(here)
     if directory is None or here.startswith("/proc"):
         return None
+    if inherited == here and here.startswith("/"):
+        return inherited  # names the directory just looked at (the usual case: one stat a job)
     if inherited and inherited.startswith("/"):
         named = _stat(inherited)
         if named is not None and (named.st_dev, named.st_ino) == (

@@ -222,22 +222,27 @@ class Execution:
         The pipe stays blocking: it is read once each time ``poll`` finds it ready."""
         assert process.stdout is not None
         fd = process.stdout.fileno()
-        deadline = time.monotonic() + self.timeout if self.timeout else None
+        monotonic = time.monotonic
+        started = monotonic()
+        deadline = started + self.timeout if self.timeout else None
         term_sent_at: float | None = None
         exited_at: float | None = None
         eof = False
+        output = self.output
+        on_output = self.on_output
         handed_on = 0  # output.total when on_output was last called
-        next_output = time.monotonic() + OUTPUT_EVERY_S
+        next_output = started + OUTPUT_EVERY_S
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         pidfd = _pidfd(process.pid)
         if pidfd is not None:
             poller.register(pidfd, select.POLLIN)
+        poll = poller.poll
         # With a pidfd, the exit is looked for once it says so; without, at every round.
         exit_due = pidfd is None
         try:
             while True:
-                now = time.monotonic()
+                now = monotonic()
                 if exit_due and exited_at is None and process.poll() is not None:
                     exited_at = now
                     if pidfd is not None:
@@ -246,11 +251,11 @@ class Execution:
                     break  # all read, or a daemon it left behind still holds the pipe
                 if self._cancelled and (deadline is None or deadline > now):
                     deadline = now  # stopped as a timeout is, from here on
-                if self.on_output is not None and now >= next_output:
+                if on_output is not None and now >= next_output:
                     next_output = now + OUTPUT_EVERY_S
-                    if self.output.total != handed_on and exited_at is None:
-                        handed_on = self.output.total
-                        self.on_output(self.output.text(LIVE_OUTPUT_LIMIT), handed_on)
+                    if output.total != handed_on and exited_at is None:
+                        handed_on = output.total
+                        on_output(output.text(LIVE_OUTPUT_LIMIT), handed_on)
                 if deadline is not None and now >= deadline and exited_at is None:
                     if term_sent_at is None:
                         term_sent_at = now
@@ -262,10 +267,14 @@ class Execution:
                     wait = NO_PIDFD_POLL_S  # its output ended; nothing will wake us at the exit
                 if deadline is not None and term_sent_at is None:
                     wait = min(wait, max(deadline - now, 0))
-                for ready, _ in poller.poll(wait * 1000):
+                for ready, _ in poll(wait * 1000):
                     if ready != fd:
                         exit_due = True
-                    elif not self._read_some(fd):
+                        continue
+                    chunk = os.read(fd, READ_CHUNK)  # one read: poll found it ready
+                    if chunk:
+                        output.write(chunk)
+                    else:
                         # It closed its output (`exec >log`) but may run on: the timeout
                         # still counts.
                         eof = True
@@ -275,14 +284,6 @@ class Execution:
                 os.close(pidfd)
         process.stdout.close()
         return term_sent_at is not None
-
-    def _read_some(self, fd: int) -> bool:
-        """Read what ``poll`` found there (one read: it cannot block); False at end of file."""
-        chunk = os.read(fd, READ_CHUNK)
-        if not chunk:
-            return False
-        self.output.write(chunk)
-        return True
 
     def _result(self, returncode: int, timed_out: bool) -> RunResult:
         if getattr(self._process, "direct", False):

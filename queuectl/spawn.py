@@ -283,6 +283,26 @@ def _file_actions(loaded: _Loaded, output: int, directory: bytes | None) -> Any:
     return actions
 
 
+# (path, cwd, *argv) -> what spawn hands posix_spawn for them: the same few commands and
+# directories come again and again, and encoding them cost as much as the rest of a start.
+# Only read once made (posix_spawn copies them into the child), so the threads share them.
+_encoded: dict[tuple, tuple[bytes, bytes | None, Any]] = {}
+_ENCODED_MAX = 256
+
+
+def _encoded_start(
+    argv: list[str], cwd: str | None, path: str | None
+) -> tuple[bytes, bytes | None, Any]:
+    """The file, the directory and the NULL-terminated argument vector, encoded as Popen
+    encodes them; ValueError for a NUL in any of them."""
+    args = [os.fsencode(arg) for arg in argv]
+    file = args[0] if path is None else os.fsencode(path)
+    directory = None if cwd is None else os.fsencode(cwd)
+    if any(b"\0" in arg for arg in args) or (directory is not None and b"\0" in directory):
+        raise ValueError("embedded null byte")
+    return file, directory, (ctypes.c_char_p * (len(args) + 1))(*args, None)
+
+
 def spawn(
     argv: list[str], cwd: str | None, env: Environment, output: int, path: str | None = None
 ) -> int:
@@ -293,12 +313,14 @@ def spawn(
     if loaded is None:
         raise RuntimeError("posix_spawn with chdir is not available here")
     libc, attributes, _ = loaded
-    args = [os.fsencode(arg) for arg in argv]
-    file = args[0] if path is None else os.fsencode(path)
-    directory = None if cwd is None else os.fsencode(cwd)
-    if any(b"\0" in arg for arg in args) or (directory is not None and b"\0" in directory):
-        raise ValueError("embedded null byte")
-    vector = (ctypes.c_char_p * (len(args) + 1))(*args, None)
+    key = (path, cwd, *argv)
+    encoded = _encoded.get(key)
+    if encoded is None:
+        encoded = _encoded_start(argv, cwd, path)
+        if len(_encoded) >= _ENCODED_MAX:
+            _encoded.clear()
+        _encoded[key] = encoded
+    file, directory, vector = encoded
     actions = _file_actions(loaded, output, directory)
     pid = ctypes.c_int()  # pid_t: an int in glibc on every architecture
     error = libc.spawn(ctypes.byref(pid), file, actions, attributes, vector, env.block)

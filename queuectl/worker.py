@@ -287,23 +287,17 @@ class WorkerPool:
             self.outage.ok()
             if job is None:
                 self._idle(generation, self._idle_timeout())
-            elif self._keep(slot, job):
-                return job
+            else:
+                return job  # _run looks whether it still is to run it
 
-    def _keep(self, slot: int, job: Job) -> bool:
-        """Whether this thread is still to run a job it just claimed. The claim runs outside the
-        lock, so a pause, stop or retirement can come between the check and the claim; the job
-        then goes back, uncounted, before it started: "no new job starts" holds exactly."""
-        with self._lock:
-            if self._goes_on(slot) and not self._paused:
-                return True
+    def _give_back(self, job: Job) -> None:
+        """A job this thread claimed but is not to run (see _run): it goes back, uncounted."""
         worker_id: str = self.worker_id  # type: ignore[assignment]
         try:
             self._store(lambda: self._jobs.release(job, worker_id))
         except ResultNotStored:
             self._gave_up(job)
         self._let_go(job)
-        return False
 
     def _goes_on(self, slot: int) -> bool:
         """Whether this slot's thread is to go on claiming (called under the lock)."""
@@ -339,8 +333,13 @@ class WorkerPool:
                 self._waiting -= 1
 
     def _run(self, slot: int, job: Job) -> Job | None:
-        """Run ``job`` and store its result; returns the next job when it was claimed in the
-        same transaction (the thread goes on, and nothing else has changed that)."""
+        """Run ``job`` (just claimed by this thread) and store its result; returns the next job
+        when it was claimed in the same transaction. The claim ran outside the lock, so a
+        pause, stop or retirement can have come since: the job then goes back, uncounted,
+        before it started ("no new job starts" holds exactly).
+
+        The lock is taken three times a job: to look whether to run it and to enter it as
+        running, to take it out and decide on claiming the next, and after the store."""
         execution = Execution(
             job.command,
             cwd=job.cwd,
@@ -350,33 +349,49 @@ class WorkerPool:
             on_output=lambda output, printed: self._store_output(job, output, printed),
         )
         with self._lock:
-            self._running[slot] = execution
-            self._running_jobs[job.seq] = execution
+            kept = self._goes_on(slot) and not self._paused
+            if kept:
+                self._running[slot] = execution
+                self._running_jobs[job.seq] = execution
+        if not kept:
+            self._give_back(job)
+            return None
         if self._hard.is_set():
             execution.kill()
         self._emit("started", job)
         result = execution.run()
         self._ended_at = time.monotonic()
+        killed = execution.killed_by_stop
         with self._lock:
             self._running.pop(slot, None)
             self._running_jobs.pop(job.seq, None)
-            claim_next = self._goes_on(slot) and not self._paused
+            claim_next = not killed and self._goes_on(slot) and not self._paused
+            if claim_next:  # counted once for all the store's tries (see _give_back_strays)
+                self._claims_under_way += 1
         worker_id: str = self.worker_id  # type: ignore[assignment]
-        if execution.killed_by_stop:
+        if killed:
             self._store(lambda: self._jobs.release(job, worker_id))
             self._let_go(job)
             self._emit("released", job)
             return None
         following: Job | None = None
         if claim_next:
-            stored, following = self._store(
-                lambda: self._claiming(
+            try:
+                stored, following = self._store(
                     lambda: self._jobs.finish_and_claim(job, result, worker_id, self.queues)
                 )
-            )
+            except BaseException:
+                with self._lock:
+                    self._claims_under_way -= 1
+                raise
+            with self._lock:
+                self._claims_under_way -= 1
+                self._held.discard(job.seq)
+                if following is not None:
+                    self._held.add(following.seq)
         else:
             stored = self._store(lambda: self._jobs.finish(job, result, worker_id))
-        self._let_go(job)
+            self._let_go(job)
         if stored:
             self._emit(stored.state, stored)
         else:
@@ -385,7 +400,7 @@ class WorkerPool:
                 "rescued while this worker was silent, or the result was stored as the "
                 "connection broke)", job.id,
             )
-        return following if following is not None and self._keep(slot, following) else None
+        return following
 
     def _store_output(self, job: Job, output: str, printed: int) -> None:
         """A running job's output so far, stored at most once a second (see Execution): seen

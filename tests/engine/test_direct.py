@@ -319,6 +319,26 @@ def test_a_missing_directory_still_cannot_start(tmp_path, env):
     assert result.error.startswith("cannot start") and "gone" in result.error
 
 
+def test_a_missing_directory_that_pwd_names_still_cannot_start(tmp_path, env):
+    gone = str(tmp_path / "gone")
+    result, _ = both_ways("true", env=spawn.Environment({**env, "PWD": gone}), cwd=gone)
+    assert result.error.startswith("cannot start") and "gone" in result.error
+
+
+def test_a_relative_pwd_naming_the_relative_directory_is_not_kept(tmp_path, env, monkeypatch):
+    """PWD equal to the job's directory as given is kept only when absolute (as dash does):
+    a relative one is replaced by the physical path."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.chdir(tmp_path)
+    jobs_env = spawn.Environment({**env, "PWD": "link"})
+    shell, _ = run("env", "shell", env=jobs_env, cwd="link")
+    auto, went_direct = run("env", "auto", env=jobs_env, cwd="link")
+    assert went_direct
+    assert f"PWD={tmp_path / 'real'}" in shell.output.splitlines()
+    assert sorted(shell.output.splitlines()) == sorted(auto.output.splitlines())
+
+
 def test_a_program_replaced_by_a_script_without_shebang_runs_as_sh_ran_it(bin_dir, env):
     """The file's kind is remembered per version of the file: a rewrite is seen."""
     assert run("hello", "auto", env=env)[1]

@@ -245,6 +245,47 @@ def test_a_claim_that_crosses_a_pause_gives_its_job_back_uncounted(queue, pools,
     assert events == ["started", "completed"]
 
 
+@pytest.mark.parametrize("how", ["pause", "stop"])
+def test_a_next_job_claimed_with_a_result_across_a_pause_or_stop_goes_back_uncounted(
+    queue, pools, monkeypatch, how
+):
+    """A result is stored in the same transaction that claims the thread's next job, outside
+    the lock: a pause or stop landing in between must not start that job."""
+    events = []
+    first, second = queue.enqueue_many([JobSpec(command="echo one"), JobSpec(command="echo two")])
+    finish_and_claim = Queue.finish_and_claim
+    pool = None
+    crossed = []
+
+    def across(self, *args, **kwargs):
+        stored, following = finish_and_claim(self, *args, **kwargs)
+        if following is not None:
+            wait_until(lambda: pool is not None, 5)
+            pool.pause() if how == "pause" else pool.stop()
+            crossed.append(following)
+        return stored, following
+
+    monkeypatch.setattr(Queue, "finish_and_claim", across)
+    pool = pools(queue, threads=1, on_event=lambda event: events.append(event.kind))
+    wait_until(lambda: crossed, 10, message="the first result stored, the next job claimed")
+    assert queue.get(first.id).state == "completed"
+    given_back = wait_until(
+        lambda: (j := queue.get(second.id)).state == "pending" and j.worker is None and j, 10,
+        message="the next job given back",
+    )
+    assert (given_back.attempts, given_back.started_at) == (0, None)
+    assert events == ["started", "completed"]
+    monkeypatch.setattr(Queue, "finish_and_claim", finish_and_claim)
+    if how == "pause":
+        pool.resume()
+        done = wait_until(lambda: (j := queue.get(second.id)).state == "completed" and j, 10)
+        assert (done.attempts, done.output) == (1, "two\n")
+        assert events == ["started", "completed", "started", "completed"]
+    else:
+        assert pool.join(10)
+        assert queue.get(second.id).state == "pending"
+
+
 def test_burst_drains_retries_and_delays_then_stops(queue, pools, tmp_path):
     queue.config_set("backoff-base", 1)
     queue.config_set("max-retries", 2)
