@@ -202,7 +202,9 @@ class Lifecycle(Reading):
         stored = following = None
         for row in rows:
             updated = self._claimed(row)
-            if updated.seq == job.seq:
+            # By its state, not its seq: PostgreSQL's statement may claim, as a new run, the
+            # job whose old run it did not store (taken from this worker, and due again).
+            if updated.state != State.PROCESSING:
                 updated.output = result.output  # as stored (not read back, see Statements)
                 updated.configured_timeout = job.configured_timeout  # read at its own claim
                 stored = updated

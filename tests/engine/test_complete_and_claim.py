@@ -1,0 +1,63 @@
+"""The statement that stores a successful run and claims the next job (Queue.finish_and_claim),
+in the cases its shape must get right on both backends: the two rows it changes are the finished
+job's (only while that run is still the job's) and the next due job's, each once."""
+
+from __future__ import annotations
+
+import pytest
+
+from queuectl import JobSpec
+from queuectl.executor import RunResult
+
+OK = RunResult(0, None, "fine\n")
+
+
+@pytest.fixture
+def q(any_queue):
+    return any_queue
+
+
+@pytest.fixture
+def wid(q):
+    return q.register_worker(1)
+
+
+def test_a_run_stored_and_the_next_job_claimed_together(q, wid):
+    first, second, third = q.enqueue_many([JobSpec(command=c) for c in ("a", "b", "c")])
+    job = q.claim(wid)
+    stored, following = q.finish_and_claim(job, OK, wid)
+    assert (stored.id, stored.state, stored.exit_code) == (first.id, "completed", 0)
+    assert (following.id, following.state, following.attempts) == (second.id, "processing", 1)
+    assert q.get(third.id).state == "pending"
+    stored, following = q.finish_and_claim(following, OK, wid)
+    assert (stored.id, following.id) == (second.id, third.id)
+    stored, following = q.finish_and_claim(following, OK, wid)
+    assert (stored.id, following) == (third.id, None)
+    assert q.counts()["completed"] == 3 and q.counts()["processing"] == 0
+
+
+def test_the_old_run_of_a_job_due_again_is_dropped(q, wid):
+    """A job taken from its worker (presumed lost) and due again: that worker's result for its
+    old run changes nothing. (Its statement may take the job as its next one, as a run of its
+    own: PostgreSQL's does, SQLite's leaves it to the next claim.)"""
+    job = q.enqueue("x")
+    old_run = q.claim(wid)
+    q.models.Job.update(state="pending", worker=None, started_at=None).where(
+        q.models.Job.id == job.id
+    ).execute()  # what a rescue leaves (the attempt stays counted)
+    stored, following = q.finish_and_claim(old_run, OK, wid)
+    assert stored is None
+    if following is None:
+        following = q.claim(wid)
+    assert (following.id, following.attempts) == (job.id, old_run.attempts + 1)
+    again = q.get(job.id)
+    assert (again.state, again.exit_code, again.worker) == ("processing", None, wid)
+
+
+def test_a_job_cancelled_while_it_ran_ends_cancelled_and_the_next_is_claimed(q, wid):
+    job, waiting = q.enqueue("x"), q.enqueue("y")
+    running = q.claim(wid)
+    q.cancel([job.id])
+    stored, following = q.finish_and_claim(running, OK, wid)
+    assert (stored.id, stored.state) == (job.id, "cancelled")
+    assert following.id == waiting.id and q.get(job.id).state == "cancelled"
