@@ -676,9 +676,10 @@ def _guarded(statement: str, when: str) -> str:
     return f"{statement} AND ({when})"
 
 
-def sqlite_triggers(db: peewee.Database) -> list[RunSql]:
+def sqlite_triggers(db: peewee.Database, history: bool = True) -> list[RunSql]:
     """Schema 10 (SQLite): the triggers on a change of a job's state made again as three (see
-    above); what they write is unchanged. A new file gets them after the earlier schemas'."""
+    above); what they write is unchanged. A new file gets them after the earlier schemas'.
+    ``history=False``: the same without the history's part (the benchmark's A/B)."""
     if not isinstance(db, peewee.SqliteDatabase):
         return []
     processing, completed = f"'{State.PROCESSING.value}'", f"'{State.COMPLETED.value}'"
@@ -691,9 +692,10 @@ def sqlite_triggers(db: peewee.Database) -> list[RunSql]:
           if sql.startswith('CREATE TRIGGER "job_count_update"')),
         *(sql for op in workflow_triggers(db) for sql in op.statements
           if 'AFTER UPDATE OF "state"' in sql),
-        *(sql for op in _sqlite_history(db) for sql in op.statements if sql.startswith("CREATE")),
+        *(sql for op in _sqlite_history(db) for sql in op.statements
+          if history and sql.startswith("CREATE")),
     ]  # fmt: skip
-    assert len(schema_9) == 8, schema_9
+    assert len(schema_9) == (8 if history else 5), schema_9
     other = []
     for create in reversed(schema_9):
         when, statements = _trigger_parts(create)
@@ -705,7 +707,7 @@ def sqlite_triggers(db: peewee.Database) -> list[RunSql]:
         return f'UPDATE "{COUNTER_TABLE}" SET "n" = "n" {step} WHERE "state" = {state};'
 
     dependents = 'SELECT "job_seq" FROM "job_dep" WHERE "dep_seq" = NEW."seq"'
-    completed_body = (
+    completed_history = (
         # job_history_end's, with the states known
         f'INSERT INTO "job_event" ({_columns(EVENT_COLUMNS)}) '
         f'VALUES (NEW."seq", NEW."id", NEW."queue", {x["at"]}, {completed}, NEW."attempts", '
@@ -719,6 +721,8 @@ def sqlite_triggers(db: peewee.Database) -> list[RunSql]:
         f'SELECT NEW."seq", NEW."id", {completed}, NEW."queue", NEW."command", NEW."attempts", '
         f'NEW."exit_code", NEW."error", "value", {x["at"]} FROM "config" '
         f"WHERE \"key\" = 'on-{State.COMPLETED.value}' AND TRIM(\"value\") <> ''; "
+    )
+    completed_body = (completed_history if history else "") + (
         # job_dep_completed's: its IN builds a temporary table, only for a job with dependents
         f'UPDATE "job" SET "waiting_on" = "waiting_on" - 1 WHERE EXISTS ({dependents}) '
         f'AND "seq" IN ({dependents});'

@@ -66,7 +66,10 @@ def _drop_history(target: str) -> None:
             queue.db.execute_sql(f'DROP TRIGGER IF EXISTS "{name}"{suffix}')
         # PostgreSQL (schema 10): the history is a part of the one row trigger of a change of
         # state, which also keeps the counters and the dependencies: that trigger without it.
+        # SQLite (schema 10): the same for its triggers of a change of state.
         for operation in schema.postgres_state_triggers(queue.db, history=False):
+            operation.run()
+        for operation in schema.sqlite_triggers(queue.db, history=False):
             operation.run()
     finally:
         queue.close()
