@@ -10,7 +10,7 @@ import pytest
 from queuectl import JobSpec, Queue, schema
 from queuectl.executor import RunResult
 from queuectl.states import State
-from tests.support import FakeClock
+from support import FakeClock
 
 OK = RunResult(0, None, "done")
 FAIL = RunResult(3, "exit code 3", "")
