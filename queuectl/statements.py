@@ -187,39 +187,42 @@ class Statements:
 
     def _pg_complete_and_claim(self, ready: str, dependents: str) -> str:
         """PostgreSQL: the successful run stored and the next job claimed in one statement (one
-        round trip, no BEGIN/COMMIT: a busy worker's four round trips a job become one). The
-        parameters, in :meth:`Lifecycle._complete_and_claim`'s order, are named once in "p";
-        "done" is the same-run update of completed_run(), "next" the claim (limited queues are
-        left to Workflows._claim_limited, as in the claim) of the first in claim order of the
-        jobs ``ready`` and of ``dependents``: those whose one open dependency is the job that
+        round trip, no BEGIN/COMMIT: a busy worker's four round trips a job become one). "done"
+        is the same-run update of completed_run(), "next" the claim (limited queues are left to
+        Workflows._claim_limited, as in the claim) of the first in claim order of the jobs
+        ``ready`` and of ``dependents``: those whose one open dependency is the job that
         completes here (the statement's snapshot does not see the trigger count them down, so
-        the dependent of a chain starts in the statement that completes the job before it)."""
-        params = (
-            ('"p_seq"', "bigint"), ('"p_worker"', "varchar"), ('"p_now"', "double precision"),
-            ('"p_exit_code"', "integer"), ('"p_output"', "text"), ('"p_attempts"', "integer"),
-            ('"p_started_at"', "double precision"), ('"p_output_bytes"', "bigint"),
-        )  # fmt: skip
-        given = ", ".join(f"{self.param}::{kind} AS {name}" for name, kind in params)
-        completed = completed_run(Sql('"p_now"'), Sql('"p_exit_code"'), Sql('"p_output"'),
-                                  Sql('"p_output_bytes"'))  # fmt: skip
+        the dependent of a chain starts in the statement that completes the job before it).
+
+        The parameters, in :meth:`Lifecycle._complete_and_claim`'s order, are its $1 to $8:
+        psycopg numbers its placeholders in order, and the first eight, in "p", give their
+        types; "p" itself is never read (the planner drops it). Each use names its parameter
+        (``$1``): with "p" joined in, PostgreSQL found the finished job by scanning every
+        processing job's entry in "job_state_seq" (dead ones too, a busy queue's many) and
+        the claim took InitPlans and CTE scans of "p" on every run."""
+        given = ", ".join(f"{self.param}::{kind}" for _, kind in _PG_PARAMS)
+        completed = completed_run(_pg_param("now"), _pg_param("exit_code"),
+                                  _pg_param("output"), _pg_param("output_bytes"))  # fmt: skip
         completed["state"] = Sql(unless_cancelled(_literal(completed["state"])))
-        same_run = _same_run('"p_worker"', '"p_attempts"', '"p_started_at"', is_sqlite=False)
-        claimed = claimed_run(Sql('"p_worker"'), Sql('"p_now"'))
+        same_run = _same_run(_pg_param("worker").text, _pg_param("attempts").text,
+                             _pg_param("started_at").text, is_sqlite=False)  # fmt: skip
+        claimed = claimed_run(_pg_param("worker"), _pg_param("now"))
         # The finished job's output is not read back: the caller has it, and it can be 1 MiB.
         returning = self.columns.replace('"output"', 'NULL::text AS "output"')
         wake = "SELECT 0 WHERE FALSE"
         if self.channel is not None:
+            channel = _literal(self.channel).replace("%", "%%")  # not a placeholder
             wake = (
-                f"SELECT pg_notify({_literal(self.channel)}, '') FROM \"done\" "
+                f"SELECT pg_notify({channel}, '') FROM \"done\" "
                 'WHERE EXISTS (SELECT 1 FROM "job_dep" WHERE "dep_seq" = "done"."seq") '
                 'OR EXISTS (SELECT 1 FROM "queue_setting" WHERE "name" = "done"."queue" '
                 'AND "max_running" IS NOT NULL)'
             )
         return (
             f'WITH "p" AS (SELECT {given}), '
-            f'"done" AS (UPDATE "job" SET {_assignments(completed)} FROM "p" '
-            f'WHERE "seq" = "p_seq" AND {same_run} RETURNING {returning}), '
-            f'"next" AS (UPDATE "job" SET {_assignments(claimed)} FROM "p" '
+            f'"done" AS (UPDATE "job" SET {_assignments(completed)} '
+            f'WHERE "seq" = {_pg_param("seq").text} AND {same_run} RETURNING {returning}), '
+            f'"next" AS (UPDATE "job" SET {_assignments(claimed)} '
             f'WHERE "seq" = (SELECT "seq" FROM (SELECT * FROM {ready} AS "r" UNION ALL '
             f'SELECT * FROM {dependents} AS "d") AS "c" '
             'ORDER BY "priority" DESC, "run_at", "seq" LIMIT 1) '
@@ -251,11 +254,27 @@ class Statements:
         return sql
 
 
-# PostgreSQL's complete-and-claim (see Statements._pg_complete_and_claim): a job whose only open
-# dependency is the one the statement completes.
+# PostgreSQL's complete-and-claim (see Statements._pg_complete_and_claim): its parameters, in
+# order, with their types; each is the statement's $n.
+_PG_PARAMS = (
+    ("seq", "bigint"), ("worker", "varchar"), ("now", "double precision"),
+    ("exit_code", "integer"), ("output", "text"), ("attempts", "integer"),
+    ("started_at", "double precision"), ("output_bytes", "bigint"),
+)  # fmt: skip
+
+
+def _pg_param(name: str) -> Sql:
+    """PostgreSQL's complete-and-claim: its parameter ``name`` (see _PG_PARAMS), typed."""
+    for number, (each, kind) in enumerate(_PG_PARAMS, 1):
+        if each == name:
+            return Sql(f"${number}::{kind}")
+    raise KeyError(name)
+
+
+# A job whose only open dependency is the one the statement completes.
 _DEPENDENT = (
     READY.replace('"waiting_on" = 0', '"waiting_on" = 1')
-    + ' AND "seq" IN (SELECT "job_seq" FROM "job_dep" WHERE "dep_seq" = (SELECT "p_seq" FROM "p"))'
+    + f' AND "seq" IN (SELECT "job_seq" FROM "job_dep" WHERE "dep_seq" = {_pg_param("seq").text})'
     + f' AND EXISTS (SELECT 1 FROM "done" WHERE "state" = \'{State.COMPLETED.value}\')'
 )
 
@@ -265,7 +284,7 @@ def _first_due(where: str, held: str, only: str) -> str:
     ``where`` selects, locked; its seq and order."""
     return (
         f'(SELECT "seq", "priority", "run_at" FROM "job" WHERE {where} '
-        f'AND "run_at" <= (SELECT "p_now" FROM "p") AND "queue" NOT IN ({held}){only} '
+        f'AND "run_at" <= {_pg_param("now").text} AND "queue" NOT IN ({held}){only} '
         'ORDER BY "priority" DESC, "run_at", "seq" LIMIT 1 FOR UPDATE SKIP LOCKED)'
     )
 
@@ -316,7 +335,12 @@ def _same_run(worker: str, attempts: str, started_at: str, is_sqlite: bool) -> s
     """The job is still in the run ``worker`` started: processing there, with the attempts and
     start time that run gave it."""
     same = "IS" if is_sqlite else "IS NOT DISTINCT FROM"
+    # PostgreSQL: the state as no index can test it (it is never NULL: the same test), so that
+    # the job is found by its seq. Tested by `=`, the planner could take the processing jobs'
+    # range of "job_state_seq" or "job_state_finished" instead, and step through each entry a
+    # claim left there (dead ones too, until a scan marks them).
+    state = '"state" =' if is_sqlite else f'"state" {same}'
     return (
-        f"\"state\" = '{State.PROCESSING.value}' AND \"worker\" {same} {worker} "
+        f"{state} '{State.PROCESSING.value}' AND \"worker\" {same} {worker} "
         f'AND "attempts" = {attempts} AND "started_at" {same} {started_at}'
     )
