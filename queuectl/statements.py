@@ -107,9 +107,9 @@ class Statements:
 
     def announce_to(self, channel: str) -> None:
         """PostgreSQL: the LISTEN/NOTIFY channel of this queue (known once the database is
-        open): a complete-and-claim whose job has dependents, or runs in a limited queue,
-        wakes the idle workers of every process in the same statement (the dependents became
-        ready in it, or a place in the queue's limit was freed)."""
+        open). Schema 11: the complete-and-claim no longer announces itself: the state trigger
+        wakes the idle workers of every process when a completed job had dependents, or a run
+        ended in a limited queue (see schema._pg_state_function)."""
         self.channel = channel
         self._claims.clear()
         self.claim, self.complete_and_claim = self.claims(None)
@@ -209,15 +209,6 @@ class Statements:
         claimed = claimed_run(_pg_param("worker"), _pg_param("now"))
         # The finished job's output is not read back: the caller has it, and it can be 1 MiB.
         returning = self.columns.replace('"output"', 'NULL::text AS "output"')
-        wake = "SELECT 0 WHERE FALSE"
-        if self.channel is not None:
-            channel = _literal(self.channel).replace("%", "%%")  # not a placeholder
-            wake = (
-                f"SELECT pg_notify({channel}, '') FROM \"done\" "
-                'WHERE EXISTS (SELECT 1 FROM "job_dep" WHERE "dep_seq" = "done"."seq") '
-                'OR EXISTS (SELECT 1 FROM "queue_setting" WHERE "name" = "done"."queue" '
-                'AND "max_running" IS NOT NULL)'
-            )
         return (
             f'WITH "p" AS (SELECT {given}), '
             f'"done" AS (UPDATE "job" SET {_assignments(completed)} '
@@ -226,12 +217,10 @@ class Statements:
             f'WHERE "seq" = (SELECT "seq" FROM (SELECT * FROM {ready} AS "r" UNION ALL '
             f'SELECT * FROM {dependents} AS "d") AS "c" '
             'ORDER BY "priority" DESC, "run_at", "seq" LIMIT 1) '
-            f"RETURNING {self.columns}), "
-            f'"woken" AS ({wake}) '
+            f"RETURNING {self.columns}) "
             # The commit waits for the WAL's flush (the server's synchronous_commit): a result
             # lost in a crash of the server would run a job that succeeded a second time.
-            'SELECT * FROM "done" UNION ALL '
-            'SELECT * FROM "next" WHERE (SELECT COUNT(*) FROM "woken") >= 0'
+            'SELECT * FROM "done" UNION ALL SELECT * FROM "next"'
         )
 
     def same_run_update(self, columns: tuple[str, ...]) -> str:
