@@ -23,6 +23,10 @@ INSERTED = (
 )  # fmt: skip
 
 
+# A claim also reads the config `job-timeout` the run will get.
+_TIMEOUT_READ = f'(SELECT "value" FROM "config" WHERE "key" = \'{JOB_TIMEOUT}\')'
+
+
 @dataclass(frozen=True)
 class Sql:
     """A piece of SQL text standing for a value (a parameter, or an expression)."""
@@ -86,7 +90,7 @@ class Statements:
         columns = ", ".join(f'"{name}"' for name in COLUMN_NAMES)
         # A claim also reads the config `job-timeout` the run will get (SPEC: read as the run
         # starts): a statement fewer per job than asking for it next.
-        columns += f', (SELECT "value" FROM "config" WHERE "key" = \'{JOB_TIMEOUT}\')'
+        columns += f", {_TIMEOUT_READ}"
         self.columns = columns
         self._claims: dict[tuple[str, ...] | None, tuple[str, str | None]] = {}
         self.channel: str | None = None  # PostgreSQL: see announce_to
@@ -207,8 +211,11 @@ class Statements:
         same_run = _same_run(_pg_param("worker").text, _pg_param("attempts").text,
                              _pg_param("started_at").text, is_sqlite=False)  # fmt: skip
         claimed = claimed_run(_pg_param("worker"), _pg_param("now"))
-        # The finished job's output is not read back: the caller has it, and it can be 1 MiB.
-        returning = self.columns.replace('"output"', 'NULL::text AS "output"')
+        # The finished job's output is not read back: the caller has it, and it can be 1 MiB;
+        # nor config `job-timeout`: the caller keeps the one its claim read.
+        returning = self.columns.replace('"output"', 'NULL::text AS "output"').replace(
+            _TIMEOUT_READ, "NULL::text"
+        )
         return (
             f'WITH "p" AS (SELECT {given}), '
             f'"done" AS (UPDATE "job" SET {_assignments(completed)} '
