@@ -572,14 +572,13 @@ def postgres_state_triggers(db: peewee.Database, history: bool = True) -> list[R
 #   the dependencies' statements (a look at "job_dep" first, only for completed or dead), then
 #   the counters, the run's event, its run total and its hook delivery in one statement (four
 #   statements' executor set-ups become one);
-# - and the wake-ups of idle workers in every process (NOTIFY, sent at commit) that schema 10's
-#   complete-and-claim sent from its own statement: when a job with dependents completes (its
-#   dependents were counted down), and when a run ends in a queue with a limit (a place was
-#   freed). Sent from here, every way a run ends sends them, not only the complete-and-claim's,
-#   and the complete-and-claim (one a job) no longer looks for dependents and limits itself;
 # - any other change (retry, release, cancel of a waiting job, ...): schema 10's statements.
-# Its tables are named with their schema (the one the function is made in), in place of the
-# search path it set.
+# It also sends the wake-ups of idle workers in every process (NOTIFY, sent at commit) that schema
+# 10's complete-and-claim sent from its own statement: when a job with dependents completes (its
+# dependents were counted down), and when a run ends in a queue with a limit (a place was freed).
+# Sent from here, every way a run ends sends them, not only the complete-and-claim's, and the
+# complete-and-claim (one a job) no longer looks for dependents and limits itself. Its tables are
+# named with their schema (the one the function is made in), in place of the search path it set.
 _PG_TABLES = (
     "job", "job_dep", "job_event", COUNTER_TABLE, "run_total", "config", "hook_delivery",
     "queue_setting",
@@ -664,7 +663,7 @@ def _pg_state_function(db: peewee.Database, history: bool = True) -> str:
         f'ELSIF NEW."state" = {processing} THEN {count}; '
         f"ELSE {other} END IF; RETURN NULL; END"
     )
-    schema = db.execute_sql("SELECT current_schema()").fetchone()[0]
+    schema = db.execute_sql("SELECT current_schema()").fetchone()[0] or "public"
     return (
         'CREATE OR REPLACE FUNCTION "job_state_changed"() RETURNS trigger LANGUAGE plpgsql '
         f"AS $$ {_pg_qualified(body, schema)} $$"
