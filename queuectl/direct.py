@@ -427,11 +427,16 @@ def _pwd(inherited: str | None, cwd: str | None) -> str | None:
     looked at (the start fails, and the shell's start reports it) or is under /proc (where
     /proc/self is the worker here, the job there)."""
     here = os.getcwd() if cwd is None else cwd
-    directory = _stat(here)
-    if directory is None or here.startswith("/proc"):
+    if here.startswith("/proc"):
         return None
     if inherited == here and here.startswith("/"):
-        return inherited  # names the directory just looked at (the usual case: one stat a job)
+        # The usual case, and no stat a job: PWD names the directory as given. One that can't
+        # be entered (missing, no permission) fails the program's start as it failed the
+        # shell's, and the executor then starts the shell, which reports it as before.
+        return inherited
+    directory = _stat(here)
+    if directory is None:
+        return None
     if inherited and inherited.startswith("/"):
         named = _stat(inherited)
         if named is not None and (named.st_dev, named.st_ino) == (
