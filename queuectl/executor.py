@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Union
+from typing import Union
 
 from . import direct
 from .procs import group_alive, signal_group
@@ -368,7 +368,7 @@ def _start(
 ) -> _Process:
     """Start ``argv`` with stdin from /dev/null and stdout and stderr into one pipe, in a
     session of its own (a timeout kills its group), with no other descriptor of ours."""
-    spawn = _spawn_module()
+    spawn = direct.spawn_module()
     if spawn.available():
         read, write = os.pipe()
         if read >= 3 and write >= 3:  # else stdio is closed here: Popen handles that case
@@ -406,20 +406,6 @@ def _start(
     finally:
         if blocked:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-
-_spawn: Any = None
-
-
-def _spawn_module() -> Any:
-    """queuectl.spawn, imported at the first start, not above: scripted commands import this
-    module, not ctypes (an import statement per job cost more than this)."""
-    global _spawn
-    if _spawn is None:
-        from . import spawn
-
-        _spawn = spawn
-    return _spawn
 
 
 def _start_job(command: str, cwd: str | None, env: Mapping[str, str] | None) -> _Process:
