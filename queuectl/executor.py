@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Union
 
 from . import direct
@@ -279,6 +279,8 @@ class Execution:
                         # still counts.
                         eof = True
                         poller.unregister(fd)
+                if eof and exit_due and process.poll() is not None:
+                    break  # all read, and it has exited: what the next round would find first
         finally:
             if pidfd is not None:
                 os.close(pidfd)
@@ -290,25 +292,22 @@ class Execution:
             returncode = _as_the_shell_saw_it(
                 self._process, returncode, timed_out, self._killed, self.output
             )
-        result = self._outcome(returncode, timed_out, self.output.text())
-        if self.output.total:
-            return replace(result, output_bytes=self.output.total)
-        return result
+        return self._outcome(returncode, timed_out, self.output.text(), self.output.total)
 
-    def _outcome(self, returncode: int, timed_out: bool, output: str) -> RunResult:
+    def _outcome(self, returncode: int, timed_out: bool, output: str, size: int) -> RunResult:
         if self._cancelled and (timed_out or returncode < 0):
             code = None if returncode < 0 else returncode
             how = f" (killed by signal {_signal_name(-returncode)})" if returncode < 0 else ""
-            return RunResult(code, CANCELLED + how, output)
+            return RunResult(code, CANCELLED + how, output, size)
         if timed_out:
-            return RunResult(None, f"timed out after {self.timeout:g}s", output)
+            return RunResult(None, f"timed out after {self.timeout:g}s", output, size)
         if self._killed:
-            return RunResult(None, "killed (hard stop)", output)
+            return RunResult(None, "killed (hard stop)", output, size)
         if returncode < 0:
-            return RunResult(None, f"killed by signal {_signal_name(-returncode)}", output)
+            return RunResult(None, f"killed by signal {_signal_name(-returncode)}", output, size)
         if returncode != 0:
-            return RunResult(returncode, f"exit code {returncode}", output)
-        return RunResult(0, None, output)
+            return RunResult(returncode, f"exit code {returncode}", output, size)
+        return RunResult(0, None, output, size)
 
 
 class _Pipe:
