@@ -349,11 +349,12 @@ class WorkerPool:
             env=self._env,
             on_output=lambda output, printed: self._store_output(job, output, printed),
         )
+        seq = job.seq
         with self._lock:
             kept = self._goes_on(slot) and not self._paused
             if kept:
                 self._running[slot] = execution
-                self._running_jobs[job.seq] = execution
+                self._running_jobs[seq] = execution
         if not kept:
             self._give_back(job)
             return None
@@ -365,7 +366,7 @@ class WorkerPool:
         killed = execution.killed_by_stop
         with self._lock:
             self._running.pop(slot, None)
-            self._running_jobs.pop(job.seq, None)
+            self._running_jobs.pop(seq, None)
             claim_next = not killed and self._goes_on(slot) and not self._paused
             if claim_next:  # counted once for all the store's tries (see _give_back_strays)
                 self._claims_under_way += 1
@@ -387,7 +388,7 @@ class WorkerPool:
                 raise
             with self._lock:
                 self._claims_under_way -= 1
-                self._held.discard(job.seq)
+                self._held.discard(seq)
                 if following is not None:
                     self._held.add(following.seq)
         else:
