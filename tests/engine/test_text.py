@@ -46,3 +46,10 @@ def test_the_usual_cases():
     assert visible("right\u202eleft") == "right\\u202eleft"
     assert visible("a\u00a0b") == "a\u00a0b"  # not printable to Python, yet kept
     assert safe("a\r\nb\x07") == "a\nb\\x07"
+
+
+def test_a_str_subclass_comes_back_a_plain_str():
+    from queuectl.states import State
+
+    for function in (visible, escaped_line, safe):
+        assert type(function(State.COMPLETED)) is str and function(State.COMPLETED) == "completed"
