@@ -49,6 +49,7 @@ import signal
 import stat
 import threading
 from collections.abc import Mapping
+from types import ModuleType
 from typing import Any, NamedTuple
 
 ENABLED = os.environ.get("QUEUECTL_DIRECT", "1") != "0"
@@ -77,6 +78,21 @@ SAME_WITHOUT_ARGUMENTS = frozenset({"true", "false"})
 SHELL_RESETS = ("IFS", "OPTIND", "PPID")  # dash sets these to its own values when exported
 SHELL = "/bin/sh"
 _CACHE_SIZE = 64
+
+
+_spawn: ModuleType | None = None
+
+
+def spawn_module() -> ModuleType:
+    """:mod:`queuectl.spawn`, imported at its first use, not with this module: it loads ctypes,
+    which scripted commands must not pay for. The executor and this module take it from here,
+    once a job (an import statement a job cost more than the work it served)."""
+    global _spawn
+    if _spawn is None:
+        from . import spawn  # noqa: PLC0415
+
+        _spawn = spawn
+    return _spawn
 
 
 class Program(NamedTuple):
@@ -386,7 +402,7 @@ _kept_cache: dict[int, tuple[Mapping[str, str], bool]] = {}
 def _environment_kept(env: Mapping[str, str]) -> bool:
     """Whether dash passes ``env`` on as it is (but for PWD): PATH set, every name one dash keeps,
     none it resets. Remembered for spawn Environments (which never change)."""
-    Environment = _environment_class()
+    Environment = spawn_module().Environment
     if isinstance(env, Environment):
         known = _kept_cache.get(id(env))
         if known is not None and known[0] is env:
@@ -403,20 +419,6 @@ def _environment_kept(env: Mapping[str, str]) -> bool:
     return kept
 
 
-_Environment: type | None = None
-
-
-def _environment_class() -> type:
-    """spawn.Environment, imported at first use (spawn loads ctypes; the executor has it): an
-    import statement per job cost more than the lookup it served."""
-    global _Environment
-    if _Environment is None:
-        from .spawn import Environment  # noqa: PLC0415
-
-        _Environment = Environment
-    return _Environment
-
-
 def _is_name(name: str) -> bool:
     return bool(name) and name[0] in _NAME_START and _NAME_REST.issuperset(name)
 
@@ -427,11 +429,16 @@ def _pwd(inherited: str | None, cwd: str | None) -> str | None:
     looked at (the start fails, and the shell's start reports it) or is under /proc (where
     /proc/self is the worker here, the job there)."""
     here = os.getcwd() if cwd is None else cwd
-    directory = _stat(here)
-    if directory is None or here.startswith("/proc"):
+    if here.startswith("/proc"):
         return None
     if inherited == here and here.startswith("/"):
-        return inherited  # names the directory just looked at (the usual case: one stat a job)
+        # The usual case, and no stat a job: PWD names the directory as given. One that can't
+        # be entered (missing, no permission) fails the program's start as it failed the
+        # shell's, and the executor then starts the shell, which reports it as before.
+        return inherited
+    directory = _stat(here)
+    if directory is None:
+        return None
     if inherited and inherited.startswith("/"):
         named = _stat(inherited)
         if named is not None and (named.st_dev, named.st_ino) == (
@@ -446,7 +453,7 @@ _with_pwd_cache: dict[tuple[int, str], tuple[Mapping[str, str], Mapping[str, str
 
 def _with_pwd(env: Mapping[str, str], pwd: str) -> Mapping[str, str]:
     """``env`` with PWD set; for a spawn Environment, one encoded once per directory."""
-    Environment = _environment_class()
+    Environment = spawn_module().Environment
     if env.get("PWD") == pwd and isinstance(env, Environment):
         return env
     if not isinstance(env, Environment):

@@ -9,8 +9,8 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import Any, Union
+from dataclasses import dataclass
+from typing import Union
 
 from . import direct
 from .procs import group_alive, signal_group
@@ -279,6 +279,8 @@ class Execution:
                         # still counts.
                         eof = True
                         poller.unregister(fd)
+                if eof and exit_due and process.poll() is not None:
+                    break  # all read, and it has exited: what the next round would find first
         finally:
             if pidfd is not None:
                 os.close(pidfd)
@@ -290,25 +292,22 @@ class Execution:
             returncode = _as_the_shell_saw_it(
                 self._process, returncode, timed_out, self._killed, self.output
             )
-        result = self._outcome(returncode, timed_out, self.output.text())
-        if self.output.total:
-            return replace(result, output_bytes=self.output.total)
-        return result
+        return self._outcome(returncode, timed_out, self.output.text(), self.output.total)
 
-    def _outcome(self, returncode: int, timed_out: bool, output: str) -> RunResult:
+    def _outcome(self, returncode: int, timed_out: bool, output: str, size: int) -> RunResult:
         if self._cancelled and (timed_out or returncode < 0):
             code = None if returncode < 0 else returncode
             how = f" (killed by signal {_signal_name(-returncode)})" if returncode < 0 else ""
-            return RunResult(code, CANCELLED + how, output)
+            return RunResult(code, CANCELLED + how, output, size)
         if timed_out:
-            return RunResult(None, f"timed out after {self.timeout:g}s", output)
+            return RunResult(None, f"timed out after {self.timeout:g}s", output, size)
         if self._killed:
-            return RunResult(None, "killed (hard stop)", output)
+            return RunResult(None, "killed (hard stop)", output, size)
         if returncode < 0:
-            return RunResult(None, f"killed by signal {_signal_name(-returncode)}", output)
+            return RunResult(None, f"killed by signal {_signal_name(-returncode)}", output, size)
         if returncode != 0:
-            return RunResult(returncode, f"exit code {returncode}", output)
-        return RunResult(0, None, output)
+            return RunResult(returncode, f"exit code {returncode}", output, size)
+        return RunResult(0, None, output, size)
 
 
 class _Pipe:
@@ -368,7 +367,7 @@ def _start(
 ) -> _Process:
     """Start ``argv`` with stdin from /dev/null and stdout and stderr into one pipe, in a
     session of its own (a timeout kills its group), with no other descriptor of ours."""
-    spawn = _spawn_module()
+    spawn = direct.spawn_module()
     if spawn.available():
         read, write = os.pipe()
         if read >= 3 and write >= 3:  # else stdio is closed here: Popen handles that case
@@ -406,20 +405,6 @@ def _start(
     finally:
         if blocked:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-
-_spawn: Any = None
-
-
-def _spawn_module() -> Any:
-    """queuectl.spawn, imported at the first start, not above: scripted commands import this
-    module, not ctypes (an import statement per job cost more than this)."""
-    global _spawn
-    if _spawn is None:
-        from . import spawn
-
-        _spawn = spawn
-    return _spawn
 
 
 def _start_job(command: str, cwd: str | None, env: Mapping[str, str] | None) -> _Process:

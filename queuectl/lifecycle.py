@@ -204,7 +204,7 @@ class Lifecycle(Reading):
             updated = self._claimed(row)
             # By its state, not its seq: PostgreSQL's statement may claim, as a new run, the
             # job whose old run it did not store (taken from this worker, and due again).
-            if updated.state != State.PROCESSING:
+            if row[_STATE_AT] != State.PROCESSING:
                 updated.output = result.output  # as stored (not read back, see Statements)
                 updated.configured_timeout = job.configured_timeout  # read at its own claim
                 stored = updated
@@ -365,7 +365,7 @@ class Lifecycle(Reading):
     def _claimed(self, row: Sequence[object]) -> Job:
         """The Job a claim's row holds (its columns, then the config `job-timeout` it read)."""
         job = self._job_of(dict(zip(COLUMN_NAMES, row)))  # zip leaves the last one out
-        stored = row[len(COLUMN_NAMES)]
+        stored = row[_COLUMNS]
         timeout = _TIMEOUTS.get(stored, _TIMEOUTS)  # two a job: each parsed once
         if timeout is _TIMEOUTS:
             timeout = setting(JOB_TIMEOUT, stored)
@@ -391,6 +391,9 @@ class Lifecycle(Reading):
 
 # config `job-timeout` as stored (text) -> as parsed
 _TIMEOUTS: dict[object, object] = {}
+# A claim's row: the columns, then the config `job-timeout`; where the state is among them.
+_COLUMNS = len(COLUMN_NAMES)
+_STATE_AT = COLUMN_NAMES.index("state")
 
 
 # The dependencies of the job being updated that have not completed (see Workflows).

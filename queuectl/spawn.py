@@ -75,6 +75,9 @@ class Environment(Mapping[str, str]):
     def __getitem__(self, name: str) -> str:
         return self._variables[name]
 
+    def get(self, name: str, default: Any = None) -> Any:  # (Mapping's: two calls a job more)
+        return self._variables.get(name, default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._variables)
 

@@ -31,6 +31,8 @@ def _escape(match: re.Match[str]) -> str:
 
 def visible(text: str) -> str:
     """``text`` with every unsafe character shown as an escape (newlines and tabs are kept)."""
+    if text.isprintable():  # no control or format character at all: the usual job text
+        return str(text)  # (a plain str, as the pattern's sub gives for a str subclass too)
     global _unsafe
     if _unsafe is None:
         _unsafe = re.compile(_UNSAFE_CHARS)
@@ -44,7 +46,9 @@ def safe(text: str | None) -> str:
 
 def escaped_line(text: str | None) -> str:
     """On one line for logs and tables: newlines and tabs as ``\\n`` and ``\\t`` escapes too."""
-    return visible(text).replace("\n", "\\n").replace("\t", "\\t") if text else ""
+    if not text or text.isprintable():  # (a worker's log line, twice a job: no copy, no regex)
+        return str(text) if text else ""
+    return visible(text).replace("\n", "\\n").replace("\t", "\\t")
 
 
 def folded_line(text: str | None) -> str:

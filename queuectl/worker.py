@@ -11,8 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import peewee
 
@@ -46,10 +45,10 @@ class ResultNotStored(Exception):
     """The database stayed unreachable past the stop timeout while a result waited."""
 
 
-@dataclass(frozen=True)
-class JobEvent:
+class JobEvent(NamedTuple):
     """What happened to a job in this pool; ``kind`` is one of started, completed, failed,
-    dead, cancelled, released, rescued, scheduled (enqueued by a schedule)."""
+    dead, cancelled, released, rescued, scheduled (enqueued by a schedule). A named tuple:
+    two are made a job (a frozen dataclass's __init__ cost three times as much)."""
 
     kind: str
     job: Job
@@ -230,23 +229,25 @@ class WorkerPool:
                 self._slots[slot] = thread
                 thread.start()
 
-    def _emit(self, kind: str, job: Job) -> None:
+    def _emit(self, kind: str, job: Job, thread: str | None = None) -> None:
+        """Tell ``on_event``; ``thread``: the calling thread's name (looked up if not given)."""
         if self.on_event is not None:
             try:
-                self.on_event(JobEvent(kind, job, threading.current_thread().name))
+                self.on_event(JobEvent(kind, job, thread or threading.current_thread().name))
             except Exception:  # a display callback must never kill a worker
                 log.exception("event callback failed")
 
     def _work(self, slot: int) -> None:
         try:
             job: Job | None = None
+            name = threading.current_thread().name  # its events' (looked up once, not twice a job)
             while True:
                 if job is None:
                     job = self._next_job(slot)
                     if job is None:
                         return
                 try:
-                    job = self._run(slot, job)
+                    job = self._run(slot, job, name)
                 except ResultNotStored:
                     self._gave_up(job)
                     job = None
@@ -332,7 +333,7 @@ class WorkerPool:
             finally:
                 self._waiting -= 1
 
-    def _run(self, slot: int, job: Job) -> Job | None:
+    def _run(self, slot: int, job: Job, name: str | None = None) -> Job | None:
         """Run ``job`` (just claimed by this thread) and store its result; returns the next job
         when it was claimed in the same transaction. The claim ran outside the lock, so a
         pause, stop or retirement can have come since: the job then goes back, uncounted,
@@ -348,23 +349,24 @@ class WorkerPool:
             env=self._env,
             on_output=lambda output, printed: self._store_output(job, output, printed),
         )
+        seq = job.seq
         with self._lock:
             kept = self._goes_on(slot) and not self._paused
             if kept:
                 self._running[slot] = execution
-                self._running_jobs[job.seq] = execution
+                self._running_jobs[seq] = execution
         if not kept:
             self._give_back(job)
             return None
         if self._hard.is_set():
             execution.kill()
-        self._emit("started", job)
+        self._emit("started", job, name)
         result = execution.run()
         self._ended_at = time.monotonic()
         killed = execution.killed_by_stop
         with self._lock:
             self._running.pop(slot, None)
-            self._running_jobs.pop(job.seq, None)
+            self._running_jobs.pop(seq, None)
             claim_next = not killed and self._goes_on(slot) and not self._paused
             if claim_next:  # counted once for all the store's tries (see _give_back_strays)
                 self._claims_under_way += 1
@@ -372,7 +374,7 @@ class WorkerPool:
         if killed:
             self._store(lambda: self._jobs.release(job, worker_id))
             self._let_go(job)
-            self._emit("released", job)
+            self._emit("released", job, name)
             return None
         following: Job | None = None
         if claim_next:
@@ -386,14 +388,14 @@ class WorkerPool:
                 raise
             with self._lock:
                 self._claims_under_way -= 1
-                self._held.discard(job.seq)
+                self._held.discard(seq)
                 if following is not None:
                     self._held.add(following.seq)
         else:
             stored = self._store(lambda: self._jobs.finish(job, result, worker_id))
             self._let_go(job)
         if stored:
-            self._emit(stored.state, stored)
+            self._emit(stored.state, stored, name)
         else:
             log.warning(
                 "job %s: its result is not stored: the job is no longer this run's (it was "

@@ -64,6 +64,28 @@ def test_exit_codes(code):
     assert result.output == "before\n"
 
 
+@pytest.mark.parametrize("command, outcome", [
+    ("true", (0, None)), ("printf 12345", (0, None)), ("printf 12345; exit 3", (3, "exit code 3")),
+    ("printf 12345; kill -KILL $$", (None, "killed by signal SIGKILL")),
+])
+def test_the_bytes_printed_are_counted_whatever_the_outcome(command, outcome):
+    result = Execution(command, timeout=30).run()
+    assert (result.exit_code, result.error) == outcome
+    assert result.output_bytes == (0 if command == "true" else 5)
+
+
+def test_the_bytes_printed_past_the_limit_are_counted_too():
+    result = Execution("head -c 10000 /dev/zero | tr '\\0' x", output_limit=100).run()
+    assert result.output_bytes == 10000 and result.output.endswith("x" * 100)
+
+
+def test_a_run_that_exits_as_its_output_ends_is_read_to_the_end():
+    """Output and exit reported by one poll: every byte read before the run ends."""
+    for _ in range(20):
+        result = Execution("head -c 200000 /dev/zero", timeout=30).run()
+        assert result.ok and result.output_bytes == 200000
+
+
 def test_command_not_found_is_a_failed_run():
     result = executor.run("no-such-command-queuectl-test")
     assert result.exit_code == 127 and not result.ok

@@ -103,6 +103,21 @@ def test_results_and_events(queue, pools, tmp_path):
     assert pool.join(10)
 
 
+def test_a_jobs_events_name_the_worker_thread_that_ran_it(queue, pools):
+    events = []
+    pool = pools(queue, threads=2, on_event=events.append)
+    jobs = queue.enqueue_many([JobSpec(command="true") for _ in range(6)])
+    wait_until(lambda: sum(event.kind == "completed" for event in events) == 6, 15)
+    for job in jobs:
+        mine = [event for event in events if event.job.id == job.id]
+        assert [event.kind for event in mine] == ["started", "completed"]
+        assert mine[0].thread == mine[1].thread and mine[0].thread in ("worker-1", "worker-2")
+        kind, event_job, thread = mine[1]  # (kind, job, thread), by name or in order
+        assert (kind, event_job.id, event_job.state) == ("completed", job.id, "completed")
+    pool.stop()
+    assert pool.join(10)
+
+
 @pytest.fixture
 def slow_polling(monkeypatch):
     """Idle threads re-check only every 10 s: a quick start then proves a wake-up."""

@@ -1,0 +1,55 @@
+"""queuectl/text.py's escapes: job text shown as written, never obeyed. Text with no control or
+format character is returned as it is (a worker logs two lines a job); anything else is escaped
+exactly as the pattern says, whichever way it is taken."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from queuectl.text import _UNSAFE_CHARS, escaped_line, safe, visible
+
+UNSAFE = re.compile(_UNSAFE_CHARS)
+
+
+def reference(text: str) -> str:
+    return UNSAFE.sub(
+        lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
+        text,
+    )
+
+
+# Plain text, and text seeded with what must be escaped or kept (controls, C1, bidi
+# overrides and isolates, non-ASCII spaces, newlines and tabs).
+SPECIAL = "\x00\x07\x1b\x7f\x85\x9b\u202a\u202e\u2066\u2069\u00a0\u2028\u3000\n\t\r\\é中"
+texts = st.one_of(st.text(), st.text(alphabet=st.sampled_from(SPECIAL) | st.characters()))
+
+
+@given(texts)
+def test_visible_escapes_exactly_the_unsafe_characters(text):
+    assert visible(text) == reference(text)
+
+
+@given(texts)
+def test_one_line_escapes_line_ends_and_tabs_too(text):
+    assert escaped_line(text) == reference(text).replace("\n", "\\n").replace("\t", "\\t")
+    assert "\n" not in escaped_line(text) and "\t" not in escaped_line(text)
+
+
+def test_the_usual_cases():
+    assert escaped_line("touch out/j1") == "touch out/j1"
+    assert escaped_line("échelle 中文 ok") == "échelle 中文 ok"
+    assert escaped_line(None) == "" and escaped_line("") == ""
+    assert escaped_line("a\tb\nc\x1b[31m") == "a\\tb\\nc\\x1b[31m"
+    assert visible("right\u202eleft") == "right\\u202eleft"
+    assert visible("a\u00a0b") == "a\u00a0b"  # not printable to Python, yet kept
+    assert safe("a\r\nb\x07") == "a\nb\\x07"
+
+
+def test_a_str_subclass_comes_back_a_plain_str():
+    from queuectl.states import State
+
+    for function in (visible, escaped_line, safe):
+        assert type(function(State.COMPLETED)) is str and function(State.COMPLETED) == "completed"
