@@ -15,8 +15,8 @@ import click
 
 from ..limits import MAX_THREADS, STOP_TIMEOUT_S
 from ..states import State
-from ..text import relative_time, rounded_duration, utc_time
-from .common import Settings, clean, pass_settings, queues_option, wait_until
+from ..text import escaped_line, relative_time, rounded_duration, utc_time
+from .common import Settings, pass_settings, queues_option, wait_until
 
 if TYPE_CHECKING:
     from ..models import Job
@@ -36,7 +36,7 @@ class EventLog:
 
     Lines go straight to ``sys.stderr`` (line-buffered: one write each). click.echo asked the
     terminal whether to strip colours (an ioctl) on every line, a tenth of a busy worker's CPU;
-    these lines have none to strip: job text comes through :func:`clean`.
+    these lines have none to strip: job text comes through :func:`_shown`.
     """
 
     def __init__(self) -> None:
@@ -57,9 +57,9 @@ class EventLog:
 
     def __call__(self, event: JobEvent) -> None:
         job = event.job
-        head = f"{event.kind} {clean(job.id, one_line=True)}"
+        head = f"{event.kind} {_shown(job.id)}"
         if event.kind == "started":
-            detail = clean(job.command, one_line=True)
+            detail = _shown(job.command)
         elif event.kind == "completed":
             detail = f"exit 0{_took(job)}"
         elif event.kind in ("failed", "dead", "cancelled", "rescued"):
@@ -67,9 +67,7 @@ class EventLog:
         elif event.kind == "released":
             detail = "killed by stop: back to pending, attempt not counted"
         elif event.kind == "scheduled":
-            detail = f"by schedule {clean(job.schedule, one_line=True)}: " + clean(
-                job.command, one_line=True
-            )
+            detail = f"by schedule {_shown(job.schedule)}: {_shown(job.command)}"
         else:
             detail = job.state
         self.line(event.thread, f"{head} {detail}")
@@ -83,8 +81,14 @@ class _LogHandler(logging.Handler):
         self.log = log
 
     def emit(self, record: logging.LogRecord) -> None:
-        message = f"{record.levelname.lower()}: {clean(record.getMessage(), one_line=True)}"
+        message = f"{record.levelname.lower()}: {_shown(record.getMessage())}"
         self.log.line(record.threadName or "-", message)
+
+
+def _shown(text: object) -> str:
+    """Job text on one line, made safe to print: common.clean's ``one_line``, without its import
+    on each call (three calls a job)."""
+    return "-" if text is None else escaped_line(str(text))
 
 
 def _took(job: Job) -> str:
@@ -94,7 +98,7 @@ def _took(job: Job) -> str:
 
 
 def _failure(job: Job) -> str:
-    why = clean(job.error, one_line=True)
+    why = _shown(job.error)
     if job.exit_code is not None:
         why = f"exit {job.exit_code} ({why})" if why != f"exit code {job.exit_code}" else why
     after = f"{why}{_took(job)}, attempt {job.attempts}"
@@ -181,7 +185,7 @@ def start(
         if queues:
             mode += f" for queue(s) {', '.join(sorted(set(queues)))}"
         log.line("main", f"worker {pool.worker_id} running {count} thread(s){mode} on "
-                         f"{clean(queue.target, one_line=True)}")
+                         f"{_shown(queue.target)}")
         code = _run(pool, stopper, log)
     finally:
         stopper.restore()
