@@ -15,7 +15,7 @@ from .models import CLAIMABLE, RUN_BUCKETS, STATES, Models, State, sql_in
 if TYPE_CHECKING:  # playhouse.migrate is imported only to migrate (every CLI start pays imports)
     from playhouse.migrate import SchemaMigrator
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 # Per-state job counts, kept by triggers: `status` and every TUI refresh read a few rows instead
 # of counting a million (75 ms on SQLite, 165 ms on PostgreSQL at 1M jobs). The triggers run
@@ -676,10 +676,10 @@ def _guarded(statement: str, when: str) -> str:
     return f"{statement} AND ({when})"
 
 
-def sqlite_triggers(db: peewee.Database, history: bool = True) -> list[RunSql]:
+def sqlite_triggers_of_10(db: peewee.Database, history: bool = True) -> list[RunSql]:
     """Schema 10 (SQLite): the triggers on a change of a job's state made again as three (see
-    above); what they write is unchanged. A new file gets them after the earlier schemas'.
-    ``history=False``: the same without the history's part (the benchmark's A/B)."""
+    above); what they write is unchanged. Schema 11 (:func:`sqlite_triggers`) is made from them.
+    ``history=False``: the same without the history's part."""
     if not isinstance(db, peewee.SqliteDatabase):
         return []
     processing, completed = f"'{State.PROCESSING.value}'", f"'{State.COMPLETED.value}'"
@@ -747,8 +747,8 @@ def sqlite_triggers(db: peewee.Database, history: bool = True) -> list[RunSql]:
 
 
 def sqlite_triggers_10(migrator: SchemaMigrator) -> list[object]:
-    """Schema 10 (SQLite; nothing on PostgreSQL): see :func:`sqlite_triggers`."""
-    return [*sqlite_triggers(migrator.database)]
+    """Schema 10 (SQLite; nothing on PostgreSQL): see :func:`sqlite_triggers_of_10`."""
+    return [*sqlite_triggers_of_10(migrator.database)]
 
 
 def ready_queue_index_10(migrator: SchemaMigrator) -> list[object]:
@@ -764,6 +764,104 @@ def ready_queue_index_10(migrator: SchemaMigrator) -> list[object]:
     ]  # fmt: skip
 
 
+# -- schema 11: the complete-and-claim codes only the triggers it can fire (SQLite, issue #17) --
+#
+# SQLite codes into a statement every trigger whose UPDATE OF names a column the statement sets,
+# and each row the statement changes enters each such trigger's program (a frame as large as the
+# program: every register and cursor of its statements) before its WHEN is tested. The worker's
+# complete-and-claim sets "state", so schema 10's `job_state_changed` (every rarer change: eight
+# triggers' statements) cost it ~47,000 instructions a job, and fired never: its changes are a
+# claim, a run that completed, and (rarely) a run that ended cancelled. Schema 11 keeps the
+# trigger and its WHEN, with one statement for a body: it hands the change's OLD and NEW values
+# (those the rarer changes read) to the view `job_change`, whose INSTEAD OF trigger runs the same
+# statements, unchanged but for naming OLD."x" as NEW."old_x". Every write of "state", by any
+# code (a user's SQL too), is recorded as before; nothing is stored in the view. And a run that
+# completed counts its dependents down in a trigger of its own (`job_dep_completed`, as in schema
+# 9), whose WHEN looks for one: an UPDATE whose WHERE has a subquery collects its rowids in a
+# temporary b-tree (opened, a page zeroed, closed), which schema 10 did at every run's end, even
+# with no dependent to count down. (An INSERT ... SELECT into a view would make one too, for the
+# rows it selects: why the hook's INSERT stays as it is.)
+SQLITE_CHANGE_VIEW = "job_change"
+SQLITE_VIEW_TRIGGER = "job_change_recorded"  # INSTEAD OF INSERT ON "job_change"
+
+
+def _split_trigger(create: str) -> tuple[str, str, str]:
+    """(``CREATE TRIGGER ... WHEN``, the WHEN, the statements) of a trigger made above."""
+    head, rest = create.split(" WHEN ", 1)
+    when, body = rest.split(" BEGIN ", 1)
+    assert body.endswith(" END"), create
+    return head, when, body[: -len(" END")]
+
+
+def sqlite_triggers(db: peewee.Database, history: bool = True) -> list[RunSql]:
+    """Schema 11 (SQLite): schema 10's triggers (:func:`sqlite_triggers_of_10`), the rarer
+    changes' statements run from a view and the dependents' countdown under a WHEN of its own
+    (see above); what they write is unchanged. A new file gets them after the earlier schemas'. ``history=False``: the same
+    without the history's part (the benchmark's A/B)."""
+    if not isinstance(db, peewee.SqliteDatabase):
+        return []
+    import re
+
+    (made,) = sqlite_triggers_of_10(db, history)
+    creates = {sql.split('"')[1]: sql for sql in made.statements if sql.startswith("CREATE")}
+    rest = [sql for sql in made.statements if not sql.startswith("CREATE")]
+    # The rarer changes: the view's columns are the job's values their statements read.
+    head, when, body = _split_trigger(creates.pop("job_state_changed"))
+    news = sorted(set(re.findall(r'NEW\."(\w+)"', when + body)))
+    olds = sorted(set(re.findall(r'OLD\."(\w+)"', body)))
+    columns = [f'"{name}"' for name in news] + [f'"old_{name}"' for name in olds]
+    view = (
+        f'CREATE VIEW "{SQLITE_CHANGE_VIEW}" AS SELECT '
+        + ", ".join([f'"{name}"' for name in news] + [f'"{name}" AS "old_{name}"' for name in olds])
+        + ' FROM "job" WHERE 0'  # the job's columns: NEW."x" compares as before (affinity)
+    )
+    values = [f'NEW."{name}"' for name in news] + [f'OLD."{name}"' for name in olds]
+    handed = (
+        f"{head} WHEN {when} BEGIN INSERT INTO \"{SQLITE_CHANGE_VIEW}\" ({', '.join(columns)}) "
+        f"VALUES ({', '.join(values)}); END"
+    )
+    recorded = re.sub(r'OLD\."(\w+)"', r'NEW."old_\1"', body)
+    assert "OLD." not in recorded, recorded
+    # A run that completed counts its dependents down in a trigger of its own (see above).
+    head, completed_when, completed_body = _split_trigger(creates.pop("job_run_completed"))
+    dependents = 'SELECT "job_seq" FROM "job_dep" WHERE "dep_seq" = NEW."seq"'
+    count_down = (
+        f'UPDATE "job" SET "waiting_on" = "waiting_on" - 1 WHERE EXISTS ({dependents}) '
+        f'AND "seq" IN ({dependents});'
+    )
+    assert completed_body.endswith(count_down), completed_body
+    completed_body = completed_body[: -len(count_down)].strip()
+    counted_down = (
+        f'CREATE TRIGGER "job_dep_completed" AFTER UPDATE OF "state" ON "job" WHEN '
+        f"{completed_when} AND EXISTS ({dependents}) BEGIN "
+        f'UPDATE "job" SET "waiting_on" = "waiting_on" - 1 WHERE "seq" IN ({dependents}); END'
+    )
+    return [
+        RunSql(
+            db,
+            [
+                f'DROP TRIGGER IF EXISTS "{SQLITE_VIEW_TRIGGER}"',
+                f'DROP VIEW IF EXISTS "{SQLITE_CHANGE_VIEW}"',
+                *rest,  # schema 10's: its triggers dropped, every state's counter row there
+                view,
+                f'CREATE TRIGGER "{SQLITE_VIEW_TRIGGER}" INSTEAD OF INSERT ON '
+                f'"{SQLITE_CHANGE_VIEW}" BEGIN {recorded} END',
+                handed,
+                *creates.values(),  # job_counted as it was
+                counted_down,  # made before: fires after (as the statement it was did)
+                *([f"{head} WHEN {completed_when} BEGIN {completed_body} END"]
+                  if completed_body else []),
+            ],
+        )
+    ]
+
+
+def sqlite_hot_11(migrator: SchemaMigrator) -> list[object]:
+    """Schema 11 (SQLite; nothing on PostgreSQL): see :func:`sqlite_triggers`. Running it again
+    is harmless (the triggers and views are made again)."""
+    return [*sqlite_triggers(migrator.database)]
+
+
 # MIGRATIONS[n] lists the operations that take a version n-1 database to version n. Each entry
 # is a function of a playhouse SchemaMigrator, e.g.
 #     3: lambda m: [m.add_column("job", "tags", peewee.TextField(null=True))],
@@ -777,6 +875,7 @@ MIGRATIONS: dict[int, Callable[[SchemaMigrator], list[object]]] = {
     8: lambda m: history_8(m),
     9: lambda m: history_9(m),
     10: lambda m: [*postgres_triggers_10(m), *sqlite_triggers_10(m), *ready_queue_index_10(m)],
+    11: lambda m: sqlite_hot_11(m),
 }
 
 _PG_LOCK_KEY = 0x71756575  # "queu": serialises schema set-up across PostgreSQL clients
