@@ -779,10 +779,15 @@ def ready_queue_index_10(migrator: SchemaMigrator) -> list[object]:
 # completed counts its dependents down in a trigger of its own (`job_dep_completed`, as in schema
 # 9), whose WHEN looks for one: an UPDATE whose WHERE has a subquery collects its rowids in a
 # temporary b-tree (opened, a page zeroed, closed), which schema 10 did at every run's end, even
-# with no dependent to count down. (An INSERT ... SELECT into a view would make one too, for the
-# rows it selects: why the hook's INSERT stays as it is.)
+# with no dependent to count down. A completed run's hook (config on-completed) is recorded by a
+# trigger of its own, there only while the key names a hook (`config set` makes or drops it, see
+# :func:`sqlite_hook_trigger`): unset, a run's end no longer looks the key up and opens
+# "hook_delivery" for nothing. (An INSERT ... SELECT into a view would not do: it fills a
+# temporary b-tree with the rows it selects.)
 SQLITE_CHANGE_VIEW = "job_change"
 SQLITE_VIEW_TRIGGER = "job_change_recorded"  # INSTEAD OF INSERT ON "job_change"
+SQLITE_HOOK_TRIGGER = "job_run_hooked"
+HOOKED_KEY = f"on-{State.COMPLETED.value}"  # the hook SQLITE_HOOK_TRIGGER records
 
 
 def _split_trigger(create: str) -> tuple[str, str, str]:
@@ -831,6 +836,11 @@ def sqlite_triggers(db: peewee.Database, history: bool = True) -> list[RunSql]:
     )
     assert completed_body.endswith(count_down), completed_body
     completed_body = completed_body[: -len(count_down)].strip()
+    hook = f'INSERT INTO "hook_delivery" ({_columns(HOOK_COLUMNS)}) SELECT '
+    if history:  # the hook's INSERT, its trigger's body (see sqlite_hook_trigger)
+        start = completed_body.index(hook)
+        end = completed_body.index(";", start) + 1
+        completed_body = (completed_body[:start] + completed_body[end:]).strip()
     counted_down = (
         f'CREATE TRIGGER "job_dep_completed" AFTER UPDATE OF "state" ON "job" WHEN '
         f"{completed_when} AND EXISTS ({dependents}) BEGIN "
@@ -841,6 +851,7 @@ def sqlite_triggers(db: peewee.Database, history: bool = True) -> list[RunSql]:
             db,
             [
                 f'DROP TRIGGER IF EXISTS "{SQLITE_VIEW_TRIGGER}"',
+                f'DROP TRIGGER IF EXISTS "{SQLITE_HOOK_TRIGGER}"',
                 f'DROP VIEW IF EXISTS "{SQLITE_CHANGE_VIEW}"',
                 *rest,  # schema 10's: its triggers dropped, every state's counter row there
                 view,
@@ -852,7 +863,32 @@ def sqlite_triggers(db: peewee.Database, history: bool = True) -> list[RunSql]:
                 *([f"{head} WHEN {completed_when} BEGIN {completed_body} END"]
                   if completed_body else []),
             ],
-        )
+        ),
+        *(sqlite_hook_trigger(db) if history else []),
+    ]
+
+
+def sqlite_hook_trigger(db: peewee.Database) -> list[RunSql]:
+    """SQLite (schema 11): the trigger that records a completed run's hook delivery, made when
+    config on-completed names a hook, dropped when it names none (see above). What it records
+    is schema 10's: config is read as the run ends, an empty hook records nothing. Run in the
+    transaction that sets the key (QueueCore.config_set), and by every set-up of the triggers."""
+    if not isinstance(db, peewee.SqliteDatabase):
+        return []
+    completed = f"'{State.COMPLETED.value}'"
+    hooked = db.execute_sql(
+        'SELECT 1 FROM "config" WHERE "key" = ? AND TRIM("value") <> \'\'', (HOOKED_KEY,)
+    ).fetchone()
+    create = (
+        f'CREATE TRIGGER "{SQLITE_HOOK_TRIGGER}" AFTER UPDATE OF "state" ON "job" WHEN '
+        f"OLD.\"state\" = '{State.PROCESSING.value}' AND NEW.\"state\" = {completed} BEGIN "
+        f'INSERT INTO "hook_delivery" ({_columns(HOOK_COLUMNS)}) '
+        f'SELECT NEW."seq", NEW."id", {completed}, NEW."queue", NEW."command", NEW."attempts", '
+        'NEW."exit_code", NEW."error", "value", NEW."updated_at" FROM "config" '
+        f"WHERE \"key\" = '{HOOKED_KEY}' AND TRIM(\"value\") <> ''; END"
+    )
+    return [
+        RunSql(db, [f'DROP TRIGGER IF EXISTS "{SQLITE_HOOK_TRIGGER}"', *([create] if hooked else [])])
     ]
 
 

@@ -32,7 +32,7 @@ def state_triggers(q: Queue) -> dict[str, str]:
 def schema_9_triggers(q: Queue) -> None:
     """The triggers on a change of state as schema 9 left them on SQLite."""
     db = q.db
-    for name in schema.SQLITE_STATE_TRIGGERS:
+    for name in (*schema.SQLITE_STATE_TRIGGERS, schema.SQLITE_HOOK_TRIGGER):
         db.execute_sql(f'DROP TRIGGER IF EXISTS "{name}"')
     counters = [sql for op in schema.sqlite_job_counters(db) for sql in op.statements
                 if sql.startswith('CREATE TRIGGER "job_count_update"')]  # fmt: skip
@@ -108,11 +108,16 @@ def written(q: Queue) -> dict[str, list[tuple]]:
     }
 
 
-def scenario(q: Queue, clock: FakeClock) -> None:
-    """Every kind of change of state the engine makes, with dependencies, hooks and a limit."""
+def scenario(q: Queue, clock: FakeClock, reference: bool = False) -> None:
+    """Every kind of change of state the engine makes, with dependencies, hooks and a limit.
+    ``reference``: on an older schema's triggers (which recorded the hooks themselves)."""
     q.config_set("on-completed", "echo done")
     q.config_set("on-dead", "echo dead")
     q.config_set("on-cancelled", "echo cancelled")
+    if reference:  # made by config set (schema 11), which the older schema did not have
+        q.db.execute_sql(f'DROP TRIGGER "{schema.SQLITE_HOOK_TRIGGER}"')
+    else:
+        assert set(state_triggers(q)) == SCHEMA_11 | {schema.SQLITE_HOOK_TRIGGER}
     q.config_set("backoff-base", 1)
     q.set_queue_limit("limited", 1)
     q.enqueue_many([
@@ -167,7 +172,7 @@ def test_schema_11_writes_what_schema_9_and_10_wrote(tmp_path, reference, when):
             REFERENCE[reference](new)
             migrate_from(new, reference)
         assert set(state_triggers(new)) == SCHEMA_11
-        scenario(old, clock_old)
+        scenario(old, clock_old, reference=True)
         scenario(new, clock_new)
         before, after = written(old), written(new)
         assert after["counts"] == sorted(exact_counts(new).items())
@@ -210,8 +215,8 @@ def test_an_older_database_upgrades_keeping_rows_counts_and_history(target, vers
     upgraded = Queue(target, clock=clock)
     try:
         assert schema.read_version(upgraded.db) == schema.SCHEMA_VERSION == 11
-        if upgraded.is_sqlite:
-            assert set(state_triggers(upgraded)) == SCHEMA_11
+        if upgraded.is_sqlite:  # on-completed is set: its hook's trigger is there
+            assert set(state_triggers(upgraded)) == SCHEMA_11 | {schema.SQLITE_HOOK_TRIGGER}
         assert written(upgraded) == kept
         assert [(e.event, e.attempt) for e in upgraded.history(first.id)] == history
         assert history == [("enqueued", 0), ("started", 1), ("completed", 1)]
@@ -259,3 +264,37 @@ def test_a_new_file_and_an_upgraded_one_have_the_same_triggers(tmp_path, version
     finally:
         upgraded.close()
         new.close()
+
+
+def test_a_completed_runs_hook_is_recorded_while_one_is_set_whoever_stores_the_run(target):
+    """Schema 11: on SQLite the hook of a completed run is recorded by a trigger that `config
+    set on-completed` makes and drops; a worker that opened the queue before the hook was set
+    (its statements prepared) records it too, and none once it is unset."""
+    clock = FakeClock()
+    q = Queue(target, clock=clock)
+    worker_queue = Queue(target, clock=clock).for_worker_threads()
+    try:
+        q.enqueue_many([JobSpec(command=f"run {i}", id=f"j{i}") for i in range(4)])
+        worker = worker_queue.register_worker(1)
+        job = worker_queue.claim(worker)
+        stored, job = worker_queue.finish_and_claim(job, OK, worker)  # statements prepared
+        assert stored.id == "j0"
+        q.config_set("on-completed", "echo done")
+        stored, job = worker_queue.finish_and_claim(job, OK, worker)
+        assert stored.id == "j1"
+        q.config_set("on-completed", "")
+        stored, job = worker_queue.finish_and_claim(job, OK, worker)
+        assert stored.id == "j2"
+        q.config_set("on-completed", "echo again")
+        stored, job = worker_queue.finish_and_claim(job, OK, worker)
+        assert stored.id == "j3" and job is None
+        assert [(d.job_id, d.state, d.hook) for d in q.deliveries()] == [
+            ("j1", "completed", "echo done"), ("j3", "completed", "echo again"),
+        ]  # fmt: skip
+        if q.is_sqlite:
+            assert schema.SQLITE_HOOK_TRIGGER in state_triggers(q)
+            q.config_set("on-completed", "  ")
+            assert schema.SQLITE_HOOK_TRIGGER not in state_triggers(q)
+    finally:
+        worker_queue.close()
+        q.close()
