@@ -330,9 +330,12 @@ def workflow_triggers(db: peewee.Database) -> list[RunSql]:
 # counters of schema 4: a trigger per inserted row cost a large `enqueue --file` 25 %).
 HISTORY_TRIGGERS = (  # job_history_start: schema 8's (a row per claim), dropped by schema 9
     "job_history_insert", "job_history_update", "job_history_start", "job_history_end", "job_hook",
-    # SQLite, schema 10 (see sqlite_triggers): the history is in these (the first one also keeps
-    # the counters of the rarer changes)
+    # SQLite, schema 10 (see sqlite_triggers_of_10): the history is in these (the first one also
+    # keeps the counters of the rarer changes)
     "job_state_changed", "job_run_completed",
+    # SQLite, schema 11 (see sqlite_triggers): the rarer changes' statements (on the view
+    # job_change), a completed run's hook
+    "job_change_recorded", "job_run_hooked",
 )  # fmt: skip
 SQLITE_ENQUEUED = (  # the jobs after seq ?, just inserted by Queue.enqueue_many
     'INSERT INTO "job_event" ("job_seq", "job_id", "queue", "at", "event", "attempt") '
