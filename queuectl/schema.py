@@ -803,8 +803,9 @@ def _split_trigger(create: str) -> tuple[str, str, str]:
 
 def sqlite_triggers(db: peewee.Database, history: bool = True) -> list[RunSql]:
     """Schema 11 (SQLite): schema 10's triggers (:func:`sqlite_triggers_of_10`), the rarer
-    changes' statements run from a view and the dependents' countdown under a WHEN of its own
-    (see above); what they write is unchanged. A new file gets them after the earlier schemas'. ``history=False``: the same
+    changes' statements run from a view, the dependents' countdown under a WHEN of its own, a
+    completed run's hook in a trigger there only while one is set (see above); what they write
+    is unchanged. A new file gets them after the earlier schemas'. ``history=False``: the same
     without the history's part (the benchmark's A/B)."""
     if not isinstance(db, peewee.SqliteDatabase):
         return []
@@ -890,9 +891,8 @@ def sqlite_hook_trigger(db: peewee.Database) -> list[RunSql]:
         'NEW."exit_code", NEW."error", "value", NEW."updated_at" FROM "config" '
         f"WHERE \"key\" = '{HOOKED_KEY}' AND TRIM(\"value\") <> ''; END"
     )
-    return [
-        RunSql(db, [f'DROP TRIGGER IF EXISTS "{SQLITE_HOOK_TRIGGER}"', *([create] if hooked else [])])
-    ]
+    drop = f'DROP TRIGGER IF EXISTS "{SQLITE_HOOK_TRIGGER}"'
+    return [RunSql(db, [drop, *([create] if hooked else [])])]
 
 
 def sqlite_hot_11(migrator: SchemaMigrator) -> list[object]:
