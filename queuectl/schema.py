@@ -545,34 +545,15 @@ _PG_SEPARATE_TRIGGERS = ("job_count_update", "job_dep_changed", "job_history_upd
 def postgres_state_triggers(db: peewee.Database, history: bool = True) -> list[RunSql]:
     """PostgreSQL: the one row trigger of a job's change of state (replacing the three separate
     ones, or itself: running this again is harmless). ``history=False``: without the history's
-    part (the benchmark's "without history" side: dropping HISTORY_TRIGGERS leaves it there)."""
+    part (the benchmark's "without history" side: dropping HISTORY_TRIGGERS leaves it there).
+    Its function is schema 11's (:func:`_pg_state_function`)."""
     if isinstance(db, peewee.SqliteDatabase):
         return []
-    count = (
-        f'INSERT INTO "{COUNTER_TABLE}" AS c ("state", "shard", "n") '
-        'VALUES (OLD."state", pg_backend_pid(), -1), (NEW."state", pg_backend_pid(), 1) '
-        'ON CONFLICT ("state", "shard") DO UPDATE SET "n" = c."n" + EXCLUDED."n";'
-    )
-    # The dependencies' statements only for a job that has dependents (they select none
-    # otherwise): the look is an index probe, an UPDATE's set-up opens every index of "job".
-    watched = f"('{State.COMPLETED.value}', '{State.DEAD.value}')"
-    dependents = (
-        f'IF (OLD."state" IN {watched} OR NEW."state" IN {watched}) AND EXISTS '
-        f'(SELECT 1 FROM "job_dep" WHERE "dep_seq" = NEW."seq") THEN {_pg_dependency_body()} '
-        "END IF;"
-    )
-    recorded = (
-        f"IF NEW.\"state\" <> '{State.PROCESSING.value}' THEN {_pg_history_body(True)} END IF;"
-        if history
-        else ""
-    )
-    body = f"DECLARE {_PG_HISTORY_VARIABLES} BEGIN {count} {dependents} {recorded} RETURN NULL; END"
     return [
         RunSql(
             db,
             [
-                'CREATE OR REPLACE FUNCTION "job_state_changed"() RETURNS trigger '
-                f"LANGUAGE plpgsql SET search_path FROM CURRENT AS $$ {body} $$",
+                _pg_state_function(db, history),
                 *(f'DROP TRIGGER IF EXISTS "{name}" ON "job"' for name in _PG_SEPARATE_TRIGGERS),
                 f'CREATE TRIGGER "{PG_STATE_TRIGGER}" AFTER UPDATE OF "state" ON "job" FOR EACH ROW '
                 'WHEN (OLD."state" IS DISTINCT FROM NEW."state") '
@@ -582,9 +563,128 @@ def postgres_state_triggers(db: peewee.Database, history: bool = True) -> list[R
     ]
 
 
+# -- schema 11: the row trigger's function, cheaper for a claim and a run's end (issue #17) --------
+#
+# Schema 10's function ran, for every change of state, the counters' upsert, then an IF whose
+# EXISTS made it a query (an executor started and ended) even for a claim, then the history's
+# statements one by one; and it was declared `SET search_path FROM CURRENT`, so every call set the
+# search path and set it back (a GUC nest level, the path parsed, every cached plan's path looked
+# at again). Schema 11's does the same writes, in the same order, by three paths:
+# - a claim (-> processing): the counters' upsert only (a claim records no history, schema 9);
+# - a run's end (processing -> completed, failed, dead, cancelled), one for every job that ran:
+#   the dependencies' statements (a look at "job_dep" first, only for completed or dead), then
+#   the counters, the run's event, its run total and its hook delivery in one statement (four
+#   statements' executor set-ups become one);
+# - any other change (retry, release, cancel of a waiting job, ...): schema 10's statements.
+# It also sends the wake-ups of idle workers in every process (NOTIFY, sent at commit) that schema
+# 10's complete-and-claim sent from its own statement: when a job with dependents completes (its
+# dependents were counted down), and when a run ends in a queue with a limit (a place was freed).
+# Sent from here, every way a run ends sends them, not only the complete-and-claim's, and the
+# complete-and-claim (one a job) no longer looks for dependents and limits itself. Its tables are
+# named with their schema (the one the function is made in), in place of the search path it set.
+_PG_TABLES = (
+    "job", "job_dep", "job_event", COUNTER_TABLE, "run_total", "config", "hook_delivery",
+    "queue_setting",
+)  # fmt: skip
+
+
+def _notify_channel(db: peewee.Database) -> str:
+    from .watch import notify_channel  # PostgreSQL only (the watch module imports inotify)
+
+    return notify_channel(db)
+
+
+def _pg_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _pg_qualified(sql: str, schema: str) -> str:
+    """``sql`` with each of _PG_TABLES that it names after FROM, JOIN, INTO or UPDATE named in
+    ``schema``."""
+    import re
+
+    quoted = '"' + schema.replace('"', '""') + '"'
+    tables = "|".join(re.escape(name) for name in _PG_TABLES)
+    return re.sub(rf'\b(FROM|JOIN|INTO|UPDATE) "({tables})"', rf'\1 {quoted}."\2"', sql)
+
+
+def _pg_state_function(db: peewee.Database, history: bool = True) -> str:
+    """CREATE OR REPLACE of schema 11's "job_state_changed" (see above) in ``db``'s schema."""
+    x = _history_sql(is_sqlite=False)
+    processing = f"'{State.PROCESSING.value}'"
+    watched = f"('{State.COMPLETED.value}', '{State.DEAD.value}')"
+    count = (
+        f'INSERT INTO "{COUNTER_TABLE}" AS c ("state", "shard", "n") '
+        'VALUES (OLD."state", pg_backend_pid(), -1), (NEW."state", pg_backend_pid(), 1) '
+        'ON CONFLICT ("state", "shard") DO UPDATE SET "n" = c."n" + EXCLUDED."n"'
+    )
+    # The dependencies' statements only for a job that has dependents (they select none
+    # otherwise): the look is an index probe, an UPDATE's set-up opens every index of "job".
+    # The states are tested first, on their own: a plain expression, no query.
+    channel = _pg_literal(_notify_channel(db))
+    woken = f"PERFORM pg_notify({channel}, '');"
+    dependents = (
+        f'IF OLD."state" IN {watched} OR NEW."state" IN {watched} THEN IF EXISTS '
+        f'(SELECT 1 FROM "job_dep" WHERE "dep_seq" = NEW."seq") THEN {_pg_dependency_body()} '
+        # Its dependents were counted down: the idle workers of every process look again.
+        f"IF NEW.\"state\" = '{State.COMPLETED.value}' THEN {woken} END IF; END IF; END IF;"
+    )
+    # A run's end, as _history_sql records it with OLD in processing and NEW in a final state.
+    event = (
+        f"CASE WHEN NEW.\"state\" = '{State.FAILED.value}' AND NEW.\"error\" = '{_worker_lost()}' "
+        "THEN 'rescued' ELSE NEW.\"state\" END"
+    )
+    recorded = (
+        f', "recorded" AS (INSERT INTO "job_event" ({_columns(EVENT_COLUMNS)}) VALUES '
+        f'(NEW."seq", NEW."id", NEW."queue", {x["at"]}, {event}, NEW."attempts", OLD."worker", '
+        'NEW."exit_code", NEW."error", d, CASE WHEN OLD."started_at" IS NOT NULL '
+        'THEN GREATEST(OLD."started_at" - OLD."run_at", 0) END, OLD."started_at")), '
+        '"totalled" AS (INSERT INTO "run_total" AS r '
+        '("queue", "outcome", "bucket", "shard", "n", "seconds") '
+        f'SELECT NEW."queue", NEW."state", {x["bucket"].format(d="d")}, pg_backend_pid(), 1, d '
+        'WHERE d IS NOT NULL ON CONFLICT ("queue", "outcome", "bucket", "shard") '
+        'DO UPDATE SET "n" = r."n" + 1, "seconds" = r."seconds" + EXCLUDED."seconds"), '
+        f'"hooked" AS (INSERT INTO "hook_delivery" ({_columns(HOOK_COLUMNS)}) SELECT NEW."seq", '
+        'NEW."id", NEW."state", NEW."queue", NEW."command", NEW."attempts", NEW."exit_code", '
+        f"NEW.\"error\", \"value\", {x['at']} FROM \"config\" "
+        "WHERE \"key\" = 'on-' || NEW.\"state\" AND btrim(\"value\") <> '')"
+    )
+    # A run that ends in a queue with a limit frees a place there: the idle workers of every
+    # process look again (the statement's SELECT; its WITH's writes run whatever it selects).
+    run_end = (
+        'd := COALESCE(NEW."finished_at", NEW."updated_at") - OLD."started_at"; '
+        f'{dependents} WITH "counted" AS ({count}){recorded if history else ""} '
+        f"SELECT COUNT(pg_notify({channel}, '')) INTO n FROM \"queue_setting\" "
+        'WHERE "name" = NEW."queue" AND "max_running" IS NOT NULL;'
+    )
+    other = f"{count}; {dependents} " + (
+        f"IF NEW.\"state\" <> {processing} THEN {_pg_history_body(True)} END IF;" if history else ""
+    )
+    body = (
+        f"DECLARE {_PG_HISTORY_VARIABLES} n bigint; BEGIN "
+        f'IF OLD."state" = {processing} AND NEW."state" IN ({x["ends"]}) THEN {run_end} '
+        f'ELSIF NEW."state" = {processing} THEN {count}; '
+        f"ELSE {other} END IF; RETURN NULL; END"
+    )
+    schema = db.execute_sql("SELECT current_schema()").fetchone()[0] or "public"
+    return (
+        'CREATE OR REPLACE FUNCTION "job_state_changed"() RETURNS trigger LANGUAGE plpgsql '
+        f"AS $$ {_pg_qualified(body, schema)} $$"
+    )
+
+
 def postgres_triggers_10(migrator: SchemaMigrator) -> list[object]:
     """Schema 10 (issue #17): PostgreSQL's row triggers on a job's change of state as one."""
     return list(postgres_state_triggers(migrator.database))
+
+
+def postgres_hot_11(migrator: SchemaMigrator) -> list[object]:
+    """Schema 11 (issue #17, PostgreSQL; nothing on SQLite): the state trigger's function made
+    again (see _pg_state_function); the trigger itself is unchanged."""
+    db = migrator.database
+    if isinstance(db, peewee.SqliteDatabase):
+        return []
+    return [RunSql(db, [_pg_state_function(db)])]
 
 
 def history_8(migrator: SchemaMigrator) -> list[object]:
@@ -914,7 +1014,7 @@ MIGRATIONS: dict[int, Callable[[SchemaMigrator], list[object]]] = {
     8: lambda m: history_8(m),
     9: lambda m: history_9(m),
     10: lambda m: [*postgres_triggers_10(m), *sqlite_triggers_10(m), *ready_queue_index_10(m)],
-    11: lambda m: sqlite_hot_11(m),
+    11: lambda m: [*postgres_hot_11(m), *sqlite_hot_11(m)],
 }
 
 _PG_LOCK_KEY = 0x71756575  # "queu": serialises schema set-up across PostgreSQL clients

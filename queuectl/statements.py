@@ -23,6 +23,10 @@ INSERTED = (
 )  # fmt: skip
 
 
+# A claim also reads the config `job-timeout` the run will get.
+_TIMEOUT_READ = f'(SELECT "value" FROM "config" WHERE "key" = \'{JOB_TIMEOUT}\')'
+
+
 @dataclass(frozen=True)
 class Sql:
     """A piece of SQL text standing for a value (a parameter, or an expression)."""
@@ -86,7 +90,7 @@ class Statements:
         columns = ", ".join(f'"{name}"' for name in COLUMN_NAMES)
         # A claim also reads the config `job-timeout` the run will get (SPEC: read as the run
         # starts): a statement fewer per job than asking for it next.
-        columns += f', (SELECT "value" FROM "config" WHERE "key" = \'{JOB_TIMEOUT}\')'
+        columns += f", {_TIMEOUT_READ}"
         self.columns = columns
         self._claims: dict[tuple[str, ...] | None, tuple[str, str | None]] = {}
         self.channel: str | None = None  # PostgreSQL: see announce_to
@@ -107,9 +111,9 @@ class Statements:
 
     def announce_to(self, channel: str) -> None:
         """PostgreSQL: the LISTEN/NOTIFY channel of this queue (known once the database is
-        open): a complete-and-claim whose job has dependents, or runs in a limited queue,
-        wakes the idle workers of every process in the same statement (the dependents became
-        ready in it, or a place in the queue's limit was freed)."""
+        open). Schema 11: the complete-and-claim no longer announces itself: the state trigger
+        wakes the idle workers of every process when a completed job had dependents, or a run
+        ended in a limited queue (see schema._pg_state_function)."""
         self.channel = channel
         self._claims.clear()
         self.claim, self.complete_and_claim = self.claims(None)
@@ -187,48 +191,43 @@ class Statements:
 
     def _pg_complete_and_claim(self, ready: str, dependents: str) -> str:
         """PostgreSQL: the successful run stored and the next job claimed in one statement (one
-        round trip, no BEGIN/COMMIT: a busy worker's four round trips a job become one). The
-        parameters, in :meth:`Lifecycle._complete_and_claim`'s order, are named once in "p";
-        "done" is the same-run update of completed_run(), "next" the claim (limited queues are
-        left to Workflows._claim_limited, as in the claim) of the first in claim order of the
-        jobs ``ready`` and of ``dependents``: those whose one open dependency is the job that
+        round trip, no BEGIN/COMMIT: a busy worker's four round trips a job become one). "done"
+        is the same-run update of completed_run(), "next" the claim (limited queues are left to
+        Workflows._claim_limited, as in the claim) of the first in claim order of the jobs
+        ``ready`` and of ``dependents``: those whose one open dependency is the job that
         completes here (the statement's snapshot does not see the trigger count them down, so
-        the dependent of a chain starts in the statement that completes the job before it)."""
-        params = (
-            ('"p_seq"', "bigint"), ('"p_worker"', "varchar"), ('"p_now"', "double precision"),
-            ('"p_exit_code"', "integer"), ('"p_output"', "text"), ('"p_attempts"', "integer"),
-            ('"p_started_at"', "double precision"), ('"p_output_bytes"', "bigint"),
-        )  # fmt: skip
-        given = ", ".join(f"{self.param}::{kind} AS {name}" for name, kind in params)
-        completed = completed_run(Sql('"p_now"'), Sql('"p_exit_code"'), Sql('"p_output"'),
-                                  Sql('"p_output_bytes"'))  # fmt: skip
+        the dependent of a chain starts in the statement that completes the job before it).
+
+        The parameters, in :meth:`Lifecycle._complete_and_claim`'s order, are its $1 to $8:
+        psycopg numbers its placeholders in order, and the first eight, in "p", give their
+        types; "p" itself is never read (the planner drops it). Each use names its parameter
+        (``$1``): with "p" joined in, PostgreSQL found the finished job by scanning every
+        processing job's entry in "job_state_seq" (dead ones too, a busy queue's many) and
+        the claim took InitPlans and CTE scans of "p" on every run."""
+        given = ", ".join(f"{self.param}::{kind}" for _, kind in _PG_PARAMS)
+        completed = completed_run(_pg_param("now"), _pg_param("exit_code"),
+                                  _pg_param("output"), _pg_param("output_bytes"))  # fmt: skip
         completed["state"] = Sql(unless_cancelled(_literal(completed["state"])))
-        same_run = _same_run('"p_worker"', '"p_attempts"', '"p_started_at"', is_sqlite=False)
-        claimed = claimed_run(Sql('"p_worker"'), Sql('"p_now"'))
-        # The finished job's output is not read back: the caller has it, and it can be 1 MiB.
-        returning = self.columns.replace('"output"', 'NULL::text AS "output"')
-        wake = "SELECT 0 WHERE FALSE"
-        if self.channel is not None:
-            wake = (
-                f"SELECT pg_notify({_literal(self.channel)}, '') FROM \"done\" "
-                'WHERE EXISTS (SELECT 1 FROM "job_dep" WHERE "dep_seq" = "done"."seq") '
-                'OR EXISTS (SELECT 1 FROM "queue_setting" WHERE "name" = "done"."queue" '
-                'AND "max_running" IS NOT NULL)'
-            )
+        same_run = _same_run(_pg_param("worker").text, _pg_param("attempts").text,
+                             _pg_param("started_at").text, is_sqlite=False)  # fmt: skip
+        claimed = claimed_run(_pg_param("worker"), _pg_param("now"))
+        # The finished job's output is not read back: the caller has it, and it can be 1 MiB;
+        # nor config `job-timeout`: the caller keeps the one its claim read.
+        returning = self.columns.replace('"output"', 'NULL::text AS "output"').replace(
+            _TIMEOUT_READ, "NULL::text"
+        )
         return (
             f'WITH "p" AS (SELECT {given}), '
-            f'"done" AS (UPDATE "job" SET {_assignments(completed)} FROM "p" '
-            f'WHERE "seq" = "p_seq" AND {same_run} RETURNING {returning}), '
-            f'"next" AS (UPDATE "job" SET {_assignments(claimed)} FROM "p" '
+            f'"done" AS (UPDATE "job" SET {_assignments(completed)} '
+            f'WHERE "seq" = {_pg_param("seq").text} AND {same_run} RETURNING {returning}), '
+            f'"next" AS (UPDATE "job" SET {_assignments(claimed)} '
             f'WHERE "seq" = (SELECT "seq" FROM (SELECT * FROM {ready} AS "r" UNION ALL '
             f'SELECT * FROM {dependents} AS "d") AS "c" '
             'ORDER BY "priority" DESC, "run_at", "seq" LIMIT 1) '
-            f"RETURNING {self.columns}), "
-            f'"woken" AS ({wake}) '
+            f"RETURNING {self.columns}) "
             # The commit waits for the WAL's flush (the server's synchronous_commit): a result
             # lost in a crash of the server would run a job that succeeded a second time.
-            'SELECT * FROM "done" UNION ALL '
-            'SELECT * FROM "next" WHERE (SELECT COUNT(*) FROM "woken") >= 0'
+            'SELECT * FROM "done" UNION ALL SELECT * FROM "next"'
         )
 
     def same_run_update(self, columns: tuple[str, ...]) -> str:
@@ -251,11 +250,27 @@ class Statements:
         return sql
 
 
-# PostgreSQL's complete-and-claim (see Statements._pg_complete_and_claim): a job whose only open
-# dependency is the one the statement completes.
+# PostgreSQL's complete-and-claim (see Statements._pg_complete_and_claim): its parameters, in
+# order, with their types; each is the statement's $n.
+_PG_PARAMS = (
+    ("seq", "bigint"), ("worker", "varchar"), ("now", "double precision"),
+    ("exit_code", "integer"), ("output", "text"), ("attempts", "integer"),
+    ("started_at", "double precision"), ("output_bytes", "bigint"),
+)  # fmt: skip
+
+
+def _pg_param(name: str) -> Sql:
+    """PostgreSQL's complete-and-claim: its parameter ``name`` (see _PG_PARAMS), typed."""
+    for number, (each, kind) in enumerate(_PG_PARAMS, 1):
+        if each == name:
+            return Sql(f"${number}::{kind}")
+    raise KeyError(name)
+
+
+# A job whose only open dependency is the one the statement completes.
 _DEPENDENT = (
     READY.replace('"waiting_on" = 0', '"waiting_on" = 1')
-    + ' AND "seq" IN (SELECT "job_seq" FROM "job_dep" WHERE "dep_seq" = (SELECT "p_seq" FROM "p"))'
+    + f' AND "seq" IN (SELECT "job_seq" FROM "job_dep" WHERE "dep_seq" = {_pg_param("seq").text})'
     + f' AND EXISTS (SELECT 1 FROM "done" WHERE "state" = \'{State.COMPLETED.value}\')'
 )
 
@@ -265,7 +280,7 @@ def _first_due(where: str, held: str, only: str) -> str:
     ``where`` selects, locked; its seq and order."""
     return (
         f'(SELECT "seq", "priority", "run_at" FROM "job" WHERE {where} '
-        f'AND "run_at" <= (SELECT "p_now" FROM "p") AND "queue" NOT IN ({held}){only} '
+        f'AND "run_at" <= {_pg_param("now").text} AND "queue" NOT IN ({held}){only} '
         'ORDER BY "priority" DESC, "run_at", "seq" LIMIT 1 FOR UPDATE SKIP LOCKED)'
     )
 
@@ -316,7 +331,12 @@ def _same_run(worker: str, attempts: str, started_at: str, is_sqlite: bool) -> s
     """The job is still in the run ``worker`` started: processing there, with the attempts and
     start time that run gave it."""
     same = "IS" if is_sqlite else "IS NOT DISTINCT FROM"
+    # PostgreSQL: the state as no index can test it (it is never NULL: the same test), so that
+    # the job is found by its seq. Tested by `=`, the planner could take the processing jobs'
+    # range of "job_state_seq" or "job_state_finished" instead, and step through each entry a
+    # claim left there (dead ones too, until a scan marks them).
+    state = '"state" =' if is_sqlite else f'"state" {same}'
     return (
-        f"\"state\" = '{State.PROCESSING.value}' AND \"worker\" {same} {worker} "
+        f"{state} '{State.PROCESSING.value}' AND \"worker\" {same} {worker} "
         f'AND "attempts" = {attempts} AND "started_at" {same} {started_at}'
     )
