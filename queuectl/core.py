@@ -199,9 +199,16 @@ class QueueCore:
     def config_set(self, key: str, value: object) -> config_keys.Value:
         parsed = config_keys.validate(key, value)
         Config = self.models.Config
-        Config.insert(key=key, value=str(parsed)).on_conflict(
+        upsert = Config.insert(key=key, value=str(parsed)).on_conflict(
             conflict_target=[Config.key], update={Config.value: str(parsed)}
-        ).execute()
+        )
+        if self.is_sqlite and key == schema.HOOKED_KEY:
+            with self._write():  # schema 11: the hook's trigger is there while a hook is set
+                upsert.execute()
+                for operation in schema.sqlite_hook_trigger(self.db):
+                    operation.run()
+        else:
+            upsert.execute()
         return parsed
 
 

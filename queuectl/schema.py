@@ -330,9 +330,12 @@ def workflow_triggers(db: peewee.Database) -> list[RunSql]:
 # counters of schema 4: a trigger per inserted row cost a large `enqueue --file` 25 %).
 HISTORY_TRIGGERS = (  # job_history_start: schema 8's (a row per claim), dropped by schema 9
     "job_history_insert", "job_history_update", "job_history_start", "job_history_end", "job_hook",
-    # SQLite, schema 10 (see sqlite_triggers): the history is in these (the first one also keeps
-    # the counters of the rarer changes)
+    # SQLite, schema 10 (see sqlite_triggers_of_10): the history is in these (the first one also
+    # keeps the counters of the rarer changes)
     "job_state_changed", "job_run_completed",
+    # SQLite, schema 11 (see sqlite_triggers): the rarer changes' statements (on the view
+    # job_change), a completed run's hook
+    "job_change_recorded", "job_run_hooked",
 )  # fmt: skip
 SQLITE_ENQUEUED = (  # the jobs after seq ?, just inserted by Queue.enqueue_many
     'INSERT INTO "job_event" ("job_seq", "job_id", "queue", "at", "event", "attempt") '
@@ -776,10 +779,10 @@ def _guarded(statement: str, when: str) -> str:
     return f"{statement} AND ({when})"
 
 
-def sqlite_triggers(db: peewee.Database, history: bool = True) -> list[RunSql]:
+def sqlite_triggers_of_10(db: peewee.Database, history: bool = True) -> list[RunSql]:
     """Schema 10 (SQLite): the triggers on a change of a job's state made again as three (see
-    above); what they write is unchanged. A new file gets them after the earlier schemas'.
-    ``history=False``: the same without the history's part (the benchmark's A/B)."""
+    above); what they write is unchanged. Schema 11 (:func:`sqlite_triggers`) is made from them.
+    ``history=False``: the same without the history's part."""
     if not isinstance(db, peewee.SqliteDatabase):
         return []
     processing, completed = f"'{State.PROCESSING.value}'", f"'{State.COMPLETED.value}'"
@@ -847,8 +850,8 @@ def sqlite_triggers(db: peewee.Database, history: bool = True) -> list[RunSql]:
 
 
 def sqlite_triggers_10(migrator: SchemaMigrator) -> list[object]:
-    """Schema 10 (SQLite; nothing on PostgreSQL): see :func:`sqlite_triggers`."""
-    return [*sqlite_triggers(migrator.database)]
+    """Schema 10 (SQLite; nothing on PostgreSQL): see :func:`sqlite_triggers_of_10`."""
+    return [*sqlite_triggers_of_10(migrator.database)]
 
 
 def ready_queue_index_10(migrator: SchemaMigrator) -> list[object]:
@@ -864,6 +867,140 @@ def ready_queue_index_10(migrator: SchemaMigrator) -> list[object]:
     ]  # fmt: skip
 
 
+# -- schema 11: the complete-and-claim codes only the triggers it can fire (SQLite, issue #17) --
+#
+# SQLite codes into a statement every trigger whose UPDATE OF names a column the statement sets,
+# and each row the statement changes enters each such trigger's program (a frame as large as the
+# program: every register and cursor of its statements) before its WHEN is tested. The worker's
+# complete-and-claim sets "state", so schema 10's `job_state_changed` (every rarer change: eight
+# triggers' statements) cost it ~47,000 instructions a job, and fired never: its changes are a
+# claim, a run that completed, and (rarely) a run that ended cancelled. Schema 11 keeps the
+# trigger and its WHEN, with one statement for a body: it hands the change's OLD and NEW values
+# (those the rarer changes read) to the view `job_change`, whose INSTEAD OF trigger runs the same
+# statements, unchanged but for naming OLD."x" as NEW."old_x". Every write of "state", by any
+# code (a user's SQL too), is recorded as before; nothing is stored in the view. And a run that
+# completed counts its dependents down in a trigger of its own (`job_dep_completed`, as in schema
+# 9), whose WHEN looks for one: an UPDATE whose WHERE has a subquery collects its rowids in a
+# temporary b-tree (opened, a page zeroed, closed), which schema 10 did at every run's end, even
+# with no dependent to count down. A completed run's hook (config on-completed) is recorded by a
+# trigger of its own, there only while the key names a hook (`config set` makes or drops it, see
+# :func:`sqlite_hook_trigger`): unset, a run's end no longer looks the key up and opens
+# "hook_delivery" for nothing. (An INSERT ... SELECT into a view would not do: it fills a
+# temporary b-tree with the rows it selects.)
+SQLITE_CHANGE_VIEW = "job_change"
+SQLITE_VIEW_TRIGGER = "job_change_recorded"  # INSTEAD OF INSERT ON "job_change"
+SQLITE_HOOK_TRIGGER = "job_run_hooked"
+HOOKED_KEY = f"on-{State.COMPLETED.value}"  # the hook SQLITE_HOOK_TRIGGER records
+
+
+def _split_trigger(create: str) -> tuple[str, str, str]:
+    """(``CREATE TRIGGER ... WHEN``, the WHEN, the statements) of a trigger made above."""
+    head, rest = create.split(" WHEN ", 1)
+    when, body = rest.split(" BEGIN ", 1)
+    assert body.endswith(" END"), create
+    return head, when, body[: -len(" END")]
+
+
+def sqlite_triggers(db: peewee.Database, history: bool = True) -> list[RunSql]:
+    """Schema 11 (SQLite): schema 10's triggers (:func:`sqlite_triggers_of_10`), the rarer
+    changes' statements run from a view, the dependents' countdown under a WHEN of its own, a
+    completed run's hook in a trigger there only while one is set (see above); what they write
+    is unchanged. A new file gets them after the earlier schemas'. ``history=False``: the same
+    without the history's part (the benchmark's A/B)."""
+    if not isinstance(db, peewee.SqliteDatabase):
+        return []
+    import re
+
+    (made,) = sqlite_triggers_of_10(db, history)
+    creates = {sql.split('"')[1]: sql for sql in made.statements if sql.startswith("CREATE")}
+    rest = [sql for sql in made.statements if not sql.startswith("CREATE")]
+    # The rarer changes: the view's columns are the job's values their statements read.
+    head, when, body = _split_trigger(creates.pop("job_state_changed"))
+    news = sorted(set(re.findall(r'NEW\."(\w+)"', when + body)))
+    olds = sorted(set(re.findall(r'OLD\."(\w+)"', body)))
+    columns = [f'"{name}"' for name in news] + [f'"old_{name}"' for name in olds]
+    view = (
+        f'CREATE VIEW "{SQLITE_CHANGE_VIEW}" AS SELECT '
+        + ", ".join([f'"{name}"' for name in news] + [f'"{name}" AS "old_{name}"' for name in olds])
+        + ' FROM "job" WHERE 0'  # the job's columns: NEW."x" compares as before (affinity)
+    )
+    values = [f'NEW."{name}"' for name in news] + [f'OLD."{name}"' for name in olds]
+    handed = (
+        f"{head} WHEN {when} BEGIN INSERT INTO \"{SQLITE_CHANGE_VIEW}\" ({', '.join(columns)}) "
+        f"VALUES ({', '.join(values)}); END"
+    )
+    recorded = re.sub(r'OLD\."(\w+)"', r'NEW."old_\1"', body)
+    assert "OLD." not in recorded, recorded
+    # A run that completed counts its dependents down in a trigger of its own (see above).
+    head, completed_when, completed_body = _split_trigger(creates.pop("job_run_completed"))
+    dependents = 'SELECT "job_seq" FROM "job_dep" WHERE "dep_seq" = NEW."seq"'
+    count_down = (
+        f'UPDATE "job" SET "waiting_on" = "waiting_on" - 1 WHERE EXISTS ({dependents}) '
+        f'AND "seq" IN ({dependents});'
+    )
+    assert completed_body.endswith(count_down), completed_body
+    completed_body = completed_body[: -len(count_down)].strip()
+    hook = f'INSERT INTO "hook_delivery" ({_columns(HOOK_COLUMNS)}) SELECT '
+    if history:  # the hook's INSERT, its trigger's body (see sqlite_hook_trigger)
+        start = completed_body.index(hook)
+        end = completed_body.index(";", start) + 1
+        completed_body = (completed_body[:start] + completed_body[end:]).strip()
+    counted_down = (
+        f'CREATE TRIGGER "job_dep_completed" AFTER UPDATE OF "state" ON "job" WHEN '
+        f"{completed_when} AND EXISTS ({dependents}) BEGIN "
+        f'UPDATE "job" SET "waiting_on" = "waiting_on" - 1 WHERE "seq" IN ({dependents}); END'
+    )
+    return [
+        RunSql(
+            db,
+            [
+                f'DROP TRIGGER IF EXISTS "{SQLITE_VIEW_TRIGGER}"',
+                f'DROP TRIGGER IF EXISTS "{SQLITE_HOOK_TRIGGER}"',
+                f'DROP VIEW IF EXISTS "{SQLITE_CHANGE_VIEW}"',
+                *rest,  # schema 10's: its triggers dropped, every state's counter row there
+                view,
+                f'CREATE TRIGGER "{SQLITE_VIEW_TRIGGER}" INSTEAD OF INSERT ON '
+                f'"{SQLITE_CHANGE_VIEW}" BEGIN {recorded} END',
+                handed,
+                *creates.values(),  # job_counted as it was
+                counted_down,  # made before: fires after (as the statement it was did)
+                *([f"{head} WHEN {completed_when} BEGIN {completed_body} END"]
+                  if completed_body else []),
+            ],
+        ),
+        *(sqlite_hook_trigger(db) if history else []),
+    ]
+
+
+def sqlite_hook_trigger(db: peewee.Database) -> list[RunSql]:
+    """SQLite (schema 11): the trigger that records a completed run's hook delivery, made when
+    config on-completed names a hook, dropped when it names none (see above). What it records
+    is schema 10's: config is read as the run ends, an empty hook records nothing. Run in the
+    transaction that sets the key (QueueCore.config_set), and by every set-up of the triggers."""
+    if not isinstance(db, peewee.SqliteDatabase):
+        return []
+    completed = f"'{State.COMPLETED.value}'"
+    hooked = db.execute_sql(
+        'SELECT 1 FROM "config" WHERE "key" = ? AND TRIM("value") <> \'\'', (HOOKED_KEY,)
+    ).fetchone()
+    create = (
+        f'CREATE TRIGGER "{SQLITE_HOOK_TRIGGER}" AFTER UPDATE OF "state" ON "job" WHEN '
+        f"OLD.\"state\" = '{State.PROCESSING.value}' AND NEW.\"state\" = {completed} BEGIN "
+        f'INSERT INTO "hook_delivery" ({_columns(HOOK_COLUMNS)}) '
+        f'SELECT NEW."seq", NEW."id", {completed}, NEW."queue", NEW."command", NEW."attempts", '
+        'NEW."exit_code", NEW."error", "value", NEW."updated_at" FROM "config" '
+        f"WHERE \"key\" = '{HOOKED_KEY}' AND TRIM(\"value\") <> ''; END"
+    )
+    drop = f'DROP TRIGGER IF EXISTS "{SQLITE_HOOK_TRIGGER}"'
+    return [RunSql(db, [drop, *([create] if hooked else [])])]
+
+
+def sqlite_hot_11(migrator: SchemaMigrator) -> list[object]:
+    """Schema 11 (SQLite; nothing on PostgreSQL): see :func:`sqlite_triggers`. Running it again
+    is harmless (the triggers and views are made again)."""
+    return [*sqlite_triggers(migrator.database)]
+
+
 # MIGRATIONS[n] lists the operations that take a version n-1 database to version n. Each entry
 # is a function of a playhouse SchemaMigrator, e.g.
 #     3: lambda m: [m.add_column("job", "tags", peewee.TextField(null=True))],
@@ -877,7 +1014,7 @@ MIGRATIONS: dict[int, Callable[[SchemaMigrator], list[object]]] = {
     8: lambda m: history_8(m),
     9: lambda m: history_9(m),
     10: lambda m: [*postgres_triggers_10(m), *sqlite_triggers_10(m), *ready_queue_index_10(m)],
-    11: lambda m: postgres_hot_11(m),
+    11: lambda m: [*postgres_hot_11(m), *sqlite_hot_11(m)],
 }
 
 _PG_LOCK_KEY = 0x71756575  # "queu": serialises schema set-up across PostgreSQL clients
