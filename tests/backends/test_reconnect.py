@@ -21,6 +21,7 @@ pytestmark = pytest.mark.postgres
 
 UNREACHABLE = "database unreachable"
 BACK = "database reachable again"
+STARTED = " thread(s) "  # "worker ID running 2 thread(s) on ...", once connected
 
 
 class Worker:
@@ -77,6 +78,10 @@ def test_workers_come_back_after_an_outage_and_run_every_job_exactly_once(
     for name in ("a", "b"):
         workers.append(Worker(outage.url, tmp_path, name, "--count", "2"))
     wait_until(lambda: len(ledger_lines(ledger)) >= 4, 30, "the workers to get going")
+    # Both connected before the server goes: a worker that cannot connect at its start exits
+    # (the four lines above may all be the other worker's on a busy machine).
+    wait_until(lambda: all(w.logged(STARTED) for w in workers), 30,
+               lambda: "both workers to start: " + " | ".join(w.log() for w in workers))
 
     outage.down()
     enqueuer = threading.Thread(target=lambda: queue.enqueue_many([job(n) for n in range(30, 40)]))
@@ -227,6 +232,10 @@ def test_a_real_server_restart_under_two_worker_processes(pg_target, workers, tm
     for name in ("a", "b"):
         workers.append(Worker(pg_target, tmp_path, name, "--count", "2"))
     wait_until(lambda: len(ledger_lines(ledger)) >= 4, 30, "the workers to get going")
+    # Both connected before the server goes: a worker that cannot connect at its start exits
+    # (the four lines above may all be the other worker's on a busy machine).
+    wait_until(lambda: all(w.logged(STARTED) for w in workers), 30,
+               lambda: "both workers to start: " + " | ".join(w.log() for w in workers))
     enqueued = []
 
     def enqueue_through_it() -> None:
