@@ -20,9 +20,9 @@ from typing import Any, Callable, Iterable
 from .models import (
     READY, READY_QUEUE_INDEX, RUN_BUCKETS, STATS_EVENTS, Event, Job, State, iso,
 )
+from .outcomes import OUTCOMES, event_dict  # noqa: F401 (here too, as before)
 from .reading import Reading
 
-OUTCOMES: tuple[State, ...] = (State.COMPLETED, State.FAILED, State.DEAD, State.CANCELLED)
 _RUN_END_EVENTS = (*(state.value for state in OUTCOMES), "rescued")
 # The events that end a run: each run's row (schema 9) is one of them, with its started_at.
 RUN_END_EVENTS = frozenset((*_RUN_END_EVENTS, "released"))
@@ -41,18 +41,6 @@ _FOLD_TOTALS = (
     'GROUP BY "queue", "outcome", "bucket" ON CONFLICT ("queue", "outcome", "bucket", "shard") '
     'DO UPDATE SET "n" = r."n" + EXCLUDED."n", "seconds" = r."seconds" + EXCLUDED."seconds"'
 )
-
-
-def event_dict(event: Event) -> dict[str, Any]:
-    """One history record as `history --json` prints it (SPEC 8)."""
-    return {
-        "at": iso(event.at),
-        "event": event.event,
-        "attempt": event.attempt,
-        "worker": event.worker,
-        "exit_code": event.exit_code,
-        "error": event.error,
-    }
 
 
 @dataclass
