@@ -172,11 +172,12 @@ class History(Reading):
         1. a sample: the first rows of each of 128 slices of the window (index seeks: ~4,000
            rows whatever the window holds), which gives each wanted rank of such a queue a
            bracket of values (lo, hi] it is very likely in (see _Brackets);
-        2. one pass of counts per such queue: its rows by end event, its longest run, and for
-           each column the values up to each bracket's lo (below and up to it, for a lo the
+        2. one pass of counts per such queue: its rows by end event, and for each column the
+           values up to each bracket's lo (below and up to it, for a lo the
            sample found tied): a few SUMs, three counts packed in each;
         3. one pass reading the rows of the other queues, and of these queues only the values
-           inside a bracket (a few per cent of them), sorted here.
+           inside a bracket, or as long as the sample's longest run (a few per cent of them),
+           sorted here.
 
         The value of rank r is then the (r - values up to lo)-th value read (or lo itself, for a
         tie), exactly as in the sorted list; a rank outside its bracket (an unlucky sample, or a
@@ -471,7 +472,9 @@ class _Brackets:
     A bracket (lo, hi]: the values above lo, up to hi, are read and sorted here, and the pass
     counts the values up to lo (lo None: from the lowest; hi None: to the highest). Where the
     sample has a single value in the bracket (ties: lo == hi), nothing is read: the pass counts
-    the values below lo and up to it, and the ranks between are lo."""
+    the values below lo and up to it, and the ranks between are lo. The longest run is the
+    longest of those read from the sample's longest on (``top``; every one without a sample):
+    a few rows, where MAX() in the pass cost as much as a count."""
 
     COLUMNS = ('"duration"', '"waited"')
 
@@ -495,7 +498,9 @@ class _Brackets:
                     if lo == hi:
                         wanted.add((lo, False))
             self.thresholds.append(sorted(wanted))
+        self.top = run_times[-1] if run_times else None  # a run this long or longer is read
         self.read: list[list[float]] = [[] for _ in self.bounds]
+        self.longest: float | None = None
 
     def inside(self, param: str) -> tuple[str, list[float]]:
         """The condition of a row with a value to read in a bracket, and its parameters."""
@@ -512,11 +517,19 @@ class _Brackets:
                 parts.append(f"{column} <= {param}")
                 values.append(hi)
             either.append(" AND ".join(parts))
+        if self.top is None:
+            either.append(f"{self.COLUMNS[0]} IS NOT NULL")
+        else:
+            either.append(f"{self.COLUMNS[0]} >= {param}")
+            values.append(self.top)
         return " OR ".join(f"({part})" for part in either), values
 
     def take(self, rows: list[tuple[str, int, float | None, float | None]]) -> None:
-        """Keeps, of this queue's rows read, the values inside each bracket."""
+        """Keeps, of this queue's rows read, the values inside each bracket, and the longest."""
         per = len(PERCENTILES)
+        top = -math.inf if self.top is None else self.top
+        self.longest = max((row[2] for row in rows if row[2] is not None and row[2] >= top),
+                           default=None)  # fmt: skip
         for index, (lo, hi) in enumerate(self.bounds):
             if lo is not None and lo == hi:
                 continue
@@ -534,7 +547,7 @@ class _Brackets:
         ends = [f"'{name}'" for name in _RUN_END_EVENTS]
         final = ", ".join(f"'{name}'" for name in _FINAL_EVENTS)
         columns = [
-            "COUNT(*)", 'MAX("duration")',
+            "COUNT(*)",
             f'SUM(CASE WHEN "duration" IS NULL THEN CASE WHEN "event" IN ({final}) THEN 1 END '
             f'ELSE CASE "event" WHEN {ends[0]} THEN {fields[1]} WHEN {ends[1]} THEN {fields[2]} '
             "END END)",
@@ -559,7 +572,7 @@ class _Brackets:
     def figures(self, counts: tuple[Any, ...]) -> _Window | None:
         """The queue's figures from its pass of counts, None where a rank was outside its
         bracket or there were too many rows to pack."""
-        rows, longest, first, second, *packed = counts
+        rows, first, second, *packed = counts
         if rows >= _FIELD:
             return None  # too many to pack
 
@@ -604,7 +617,7 @@ class _Brackets:
 
         try:
             return (
-                runs, finished, None if longest is None else float(longest),
+                runs, finished, None if self.longest is None else float(self.longest),
                 _interpolated(found[0][0], at(0)), _interpolated(found[1][0], at(1)),
             )  # fmt: skip
         except _Miss:
