@@ -243,6 +243,15 @@ class History(Reading):
             return {}
         param = self.db.param
         mine = f' AND "queue" = {param}' if queue is not None else ""
+        # Fewer rows in the window than a ranked queue's sample: nothing to rank (the sample's
+        # statement of 128 parts costs more to prepare than this look costs to run).
+        enough = self.db.execute_sql(
+            f'SELECT 1 FROM "job_event" INDEXED BY "job_event_window" WHERE "at" >= {param} '
+            f"AND {STATS_EVENTS}{mine} LIMIT 1 OFFSET {_RANKED_SAMPLE - 1}",
+            [start] if queue is None else [start, queue],
+        ).fetchone()
+        if enough is None:
+            return {}
         one = (
             'SELECT * FROM (SELECT "queue", "duration", "waited" FROM "job_event" INDEXED BY '
             f'"job_event_window" WHERE "at" >= {param} AND "at" < {param} AND {STATS_EVENTS}'
