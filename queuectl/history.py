@@ -224,9 +224,18 @@ class History(Reading):
         result = {name: _tallied(*tally) for name, tally in tallies.items()}
         for name, brackets in ranked.items():
             counts, values = brackets.counts(param)
-            figures = brackets.figures(self.db.execute_sql(
-                f'SELECT {counts} FROM {window} AND "queue" = {param}', [*values, *params, name]
-            ).fetchone())  # fmt: skip
+            if len(ranked) == 1:
+                # Every row of the other queues was read above: their part of the counts is
+                # taken off here, sparing the pass a comparison of every row's queue.
+                found = self.db.execute_sql(
+                    f"SELECT {counts} FROM {window}", [*values, *params]
+                ).fetchone()
+                figures = brackets.figures(found, others=rows)
+            else:
+                figures = brackets.figures(self.db.execute_sql(
+                    f'SELECT {counts} FROM {window} AND "queue" = {param}',
+                    [*values, *params, name],
+                ).fetchone())  # fmt: skip
             if figures is None:  # a rank outside its bracket: read this queue's rows
                 rows = self.db.execute_sql(
                     f'SELECT {_CODED_ROW} FROM {window} AND "queue" = {param}', [*params, name]
@@ -548,8 +557,8 @@ class _Brackets:
             self.read[index] = [v for v in values if v is not None and low < v <= high]
 
     def counts(self, param: str) -> tuple[str, list[float]]:
-        """The pass of counts, and its parameters: rows, the longest run, runs by end event and
-        jobs finished without a run; per column, the values between consecutive thresholds
+        """The pass of counts, and its parameters: rows, runs by end event and jobs finished
+        without a run; per column, the values between consecutive thresholds
         (each value is counted once, in its interval: the last is above every threshold).
         Counts are packed three to a SUM, _FIELD apart (each row adds to one of the three)."""
         fields = (1, _FIELD, _FIELD * _FIELD)
@@ -578,12 +587,47 @@ class _Brackets:
                 values += [value for value, _ in thresholds[: first + 3]]
         return ", ".join(columns), values
 
-    def figures(self, counts: tuple[Any, ...]) -> _Window | None:
-        """The queue's figures from its pass of counts, None where a rank was outside its
-        bracket or there were too many rows to pack."""
-        rows, first, second, *packed = counts
-        if rows >= _FIELD:
+    def _counted(self, rows: list[tuple[str, int, float | None, float | None]]) -> list[int]:
+        """What ``rows`` (as _CODED_ROW reads them) add to each column of the pass of counts,
+        as SQLite adds it (see counts)."""
+        field = (1, _FIELD, _FIELD * _FIELD)
+        ladders = [
+            [(value, upto) for value, upto in thresholds] for thresholds in self.thresholds
+        ]  # fmt: skip
+        sums = [0] * (3 + sum((len(ladder) + 1 + 2) // 3 for ladder in ladders))
+        for _, event, took, waited in rows:
+            sums[0] += 1
+            if took is None:
+                sums[1] += event in _FINAL_CODES
+            elif event in (0, 1):  # completed, failed
+                sums[1] += field[event + 1]
+            elif event in (2, 3, 4):  # dead, cancelled, rescued
+                sums[2] += field[event - 2]
+            at = 3
+            for value, ladder in zip((took, waited), ladders):
+                if value is not None:
+                    interval = len(ladder)  # above every threshold
+                    for i, (threshold, upto) in enumerate(ladder):
+                        if value < threshold or (upto and value == threshold):
+                            interval = i
+                            break
+                    sums[at + interval // 3] += field[interval % 3]
+                at += (len(ladder) + 1 + 2) // 3
+        return sums
+
+    def figures(
+        self, counts: tuple[Any, ...], others: list[tuple[str, int, float | None, float | None]]
+        | None = None,
+    ) -> _Window | None:
+        """The queue's figures from its pass of counts (of the rows of every queue, ``others``
+        being every row of the others), None where a rank was outside its bracket or there
+        were too many rows to pack."""
+        if counts[0] >= _FIELD:
             return None  # too many to pack
+        if others:
+            taken = self._counted(others)
+            counts = tuple((total or 0) - part for total, part in zip(counts, taken))
+        rows, first, second, *packed = counts
 
         def unpacked(total: int | None) -> list[int]:
             total = total or 0

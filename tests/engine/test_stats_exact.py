@@ -126,8 +126,8 @@ def small_sample(monkeypatch):
         seen["ranked"] += len(ranked)
         return ranked
 
-    def counted_figures(self, counts):
-        found = figures_of(self, counts)
+    def counted_figures(self, counts, **others):
+        found = figures_of(self, counts, **others)
         seen["missed"] += found is None
         return found
 
@@ -158,6 +158,21 @@ def test_percentiles_equal_sorting_every_value(target, clock, small_sample, kind
         same(q, figures(q, "rare"), brute_force(rows, start, "rare"))
         if q.is_sqlite:
             assert small_sample["ranked"] >= 3  # busy and second, then second alone
+    finally:
+        q.close()
+
+
+@pytest.mark.parametrize("kind", ["continuous", "ties", "mixed"])
+def test_one_busy_queue_beside_quiet_ones(target, clock, small_sample, kind):
+    """One queue ranked: its counts are the whole window's, less the other queues' rows."""
+    rng = random.Random(f"one {kind}")
+    q = Queue(target, clock=clock)
+    try:
+        rows = make_rows(rng, clock(), {"busy": 2500, "few": 15, "some": 20, "one": 1}, kind)
+        store(q, rows)
+        same(q, figures(q), brute_force(rows, clock() - WINDOW))
+        if q.is_sqlite:
+            assert small_sample["ranked"] == 1
     finally:
         q.close()
 
