@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import select
+import sqlite3
 import time
 
 import peewee
@@ -52,6 +53,10 @@ class ChangeDetector:
         time.sleep(timeout)
         return False
 
+    def wrote(self) -> None:
+        """Called by the detector's thread after a commit of its own (its heartbeat): no change
+        to report."""
+
     def close(self) -> None:
         pass
 
@@ -92,9 +97,10 @@ class SqliteFileEvents(SqliteDataVersion):
     commit appends to the -wal file), so an idle worker sleeps instead of polling: polling
     every few milliseconds cost an idle `worker start` CPU all along. After an event, data_version
     is asked a few times, 1 ms apart (the write can come just before the commit is visible). A
-    poll every ``interval`` stays as a safety net (a network file system reports no writes)."""
+    poll every ``interval`` stays as a safety net (a network file system reports no writes):
+    no more often than a still pool's service thread looks (worker.QUIET_TICK_S)."""
 
-    interval = 0.1
+    interval = 0.25
     settle = 0.001
     settle_polls = 20
     # While jobs run, every commit (two a job) is an event: after reporting a change, wait
@@ -107,6 +113,7 @@ class SqliteFileEvents(SqliteDataVersion):
         self.events = events
         self.name = os.path.basename(db.database)
         self.reported = 0.0  # time.monotonic() of the last change reported
+        self.pending = False  # a change seen by wrote(), reported by the next wait
 
     @classmethod
     def open(cls, db: peewee.Database) -> SqliteFileEvents | None:
@@ -131,7 +138,8 @@ class SqliteFileEvents(SqliteDataVersion):
         if quiet > 0:
             time.sleep(min(quiet, timeout))
         while True:
-            if self.changed():
+            if self.pending or self.changed():
+                self.pending = False
                 self.reported = time.monotonic()
                 return True
             remaining = deadline - time.monotonic()
@@ -144,6 +152,19 @@ class SqliteFileEvents(SqliteDataVersion):
                         self.reported = time.monotonic()
                         return True
                     time.sleep(self.settle)
+
+    def wrote(self) -> None:
+        """The thread's own commit wrote the -wal file, an event that is no change (its own
+        commits leave data_version as it was): each one woke the thread, which then asked
+        data_version settle_polls times (an idle worker's heartbeat, every second). Its events
+        are read and dropped now; a commit of another process seen meanwhile is reported by
+        the next wait, and one whose event came in the microseconds between our commit and
+        this read but whose data is not visible yet, by the next poll (``interval``)."""
+        try:
+            self.events.read(timeout=0)
+            self.pending = self.changed() or self.pending
+        except (OSError, sqlite3.Error):
+            self.pending = True  # looked at by the next wait, where its errors are handled
 
     def _ours(self) -> bool:
         """Read the pending events; whether one was about this database's files."""

@@ -564,11 +564,15 @@ class WorkerPool:
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + HEARTBEAT_INTERVAL_S
                     self._beat()
+                    changes.wrote()  # its own commit: no change to wake for
                 if time.monotonic() >= next_retention:
                     next_retention = time.monotonic() + self._apply_retention()
-                quiet = self._quiet()
+                still = self._still()
+                quiet = still and not self.queue.is_sqlite
                 # Up to the next thing to do: a schedule fires on time, not up to a tick late.
-                tick = min(QUIET_TICK_S if quiet else SERVICE_TICK_S,
+                # A still pool's rounds are longer: changes wake it all the same (SQLite: the
+                # kernel's file events; PostgreSQL: notifications), and each round costs CPU.
+                tick = min(QUIET_TICK_S if still else SERVICE_TICK_S,
                            max(next_beat - time.monotonic(), 0.0),
                            self._schedules.due_in(self.queue.clock()))  # fmt: skip
                 try:
@@ -603,12 +607,13 @@ class WorkerPool:
             changes.close()
             self.queue.close()
 
-    def _quiet(self) -> bool:
-        """PostgreSQL: whether the pool is quiet (no run for QUIET_AFTER_S, no hook running):
-        the service thread then sleeps on the LISTEN connection between heartbeats, looking
-        for hook deliveries and schedules less often. A running pool is never quiet, nor a
-        `--burst` one (it checks whether the queue is drained)."""
-        if self.queue.is_sqlite or self.burst:
+    def _still(self) -> bool:
+        """Whether the pool is still (no run for QUIET_AFTER_S, no hook running): the service
+        thread then waits for changes QUIET_TICK_S at a time. On PostgreSQL it is then quiet
+        too: it sleeps on the LISTEN connection between heartbeats, looking for hook
+        deliveries and schedules less often. A running pool is never still, nor a `--burst`
+        one (it checks whether the queue is drained)."""
+        if self.burst:
             return False
         with self._lock:
             if self._running:
