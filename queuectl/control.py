@@ -52,14 +52,6 @@ PURGE_CHUNK = 25
 # worker's claim up to 0.6 s beside a busy disk. SQLite checkpoints after the commit, the write
 # lock already free.
 PURGE_CHECKPOINT_PAGES = 1000
-# Those checkpoints leave the write-ahead log where it is: it starts again from its beginning
-# only when a writer begins with every page copied, which a busy worker's commits (one every few
-# ms, while a checkpoint's fsyncs take 30 ms and more) left rare. So the log grew past
-# WAL_AUTOCHECKPOINT_PAGES, and a worker's commit then ran a checkpoint itself (two fsyncs, up
-# to 1.4 s beside the purge's own: the longest of its claims). Every PURGE_RESTART_EVERY
-# commits the purge has the log start again (a RESTART checkpoint, right after its own
-# checkpoint: only the few pages written since are copied with the write lock held).
-PURGE_RESTART_EVERY = 4
 # How long a worker's service thread spends on retention at a time (it resumes a second later).
 RETENTION_BUDGET_S = 2.0
 
@@ -292,7 +284,7 @@ class Control(Workflows, Registry):
             where.append(Job.finished_at < self.clock() - older_than)
         if queue is not None:
             where.append(Job.queue == queue)
-        total = commits = 0
+        total = 0
         size = PURGE_FIRST_BATCH if self.is_sqlite else PURGE_BATCH
         if self.is_sqlite:
             self.db.execute_sql(f"PRAGMA wal_autocheckpoint = {PURGE_CHECKPOINT_PAGES}")
@@ -323,9 +315,6 @@ class Control(Workflows, Registry):
                 if self.is_sqlite:  # the next batch's size, then the other writers' turn
                     rate = done * min(2.0, PURGE_HOLD_S / held)  # jobs the hold would delete
                     size = max(PURGE_CHUNK, min(PURGE_BATCH, int(max(rate, done))))
-                    commits += 1
-                    if commits % PURGE_RESTART_EVERY == 0:
-                        self.db.execute_sql("PRAGMA wal_checkpoint(RESTART)")
                     self._let_writers_in(PURGE_YIELD_S)
         finally:
             if self.is_sqlite:
