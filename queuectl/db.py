@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from typing import Any
 
 import peewee
 
@@ -110,7 +111,7 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
     a connection whose ``PRAGMA busy_timeout`` was set to something else (its own bound, as
     SQLite's handler keeps it)."""
 
-    def execute_sql(self, sql, params=None):  # type: ignore[no-untyped-def]
+    def execute_sql(self, sql: str, params: Any = None) -> Any:
         deadline = None
         while True:
             try:
@@ -118,11 +119,12 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
             except peewee.OperationalError as exc:
                 deadline = self._again_until(exc, deadline)
 
-    def begin(self, lock_type=None):  # type: ignore[no-untyped-def]
+    def begin(self, lock_type: str | None = None) -> None:
         deadline = None
         while True:
             try:
-                return super().begin(lock_type)
+                super().begin(lock_type)
+                return
             except peewee.OperationalError as exc:
                 deadline = self._again_until(exc, deadline)
 
