@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from typing import Any
 
 import peewee
 
@@ -16,6 +17,14 @@ from .errors import QueueError
 from .target import POSTGRES_SCHEMES, Target, default_path, resolve_target  # noqa: F401
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
+# How long one attempt of a statement waits in SQLite's busy handler for another connection's
+# lock. The handler sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50 ms, then 100 ms at a time: a
+# waiter that had missed a few of another writer's pauses (a long purge's, 30 ms between
+# transactions of 20 ms) slept through the next ones, the same 50 or 100 ms each, and a worker's
+# claim waited 0.7 s for a lock that was free every 50 ms (10M jobs purged beside it). With this
+# bound the handler sleeps 1, 2, 5, 10 and 7 ms, then the statement is tried again
+# (SqliteQueueDatabase) until SQLITE_BUSY_TIMEOUT_S is spent: a waiter looks every 10 ms at most.
+SQLITE_BUSY_STEP_MS = 25
 # The page size of a new SQLite file (SQLite's default is 4 KiB; a file keeps the size it was
 # made with). A commit writes every page it changed, whole, to the WAL, and a job's finish and
 # the next claim change about 8 (the two rows, four indexes, the per-state counts): with 1 KiB
@@ -69,9 +78,9 @@ def _open_sqlite(path: str, one_connection: bool = False) -> peewee.SqliteDataba
         # write too, to the -shm file): say so now, in the same words.
         raise QueueError(f"cannot write {path}: permission denied")
     # SQLite gives the -wal and -shm files the database file's own mode, so they are 0600 too.
-    database = peewee.SqliteDatabase(
+    database = SqliteQueueDatabase(
         path,
-        timeout=SQLITE_BUSY_TIMEOUT_S,
+        timeout=SQLITE_BUSY_STEP_MS / 1000,
         # journal_mode=wal is set by use_wal() once the file is known to be a queue: a foreign
         # database is refused untouched.
         pragmas=[
@@ -91,6 +100,51 @@ def _open_sqlite(path: str, one_connection: bool = False) -> peewee.SqliteDataba
         database.close()
         raise QueueError(f"{path} is not a usable SQLite database ({exc})") from None
     return database
+
+
+class SqliteQueueDatabase(peewee.SqliteDatabase):
+    """peewee's SqliteDatabase, but a statement that found another connection's lock taken
+    ("database is locked" after SQLITE_BUSY_STEP_MS in SQLite's busy handler) is tried again,
+    until SQLITE_BUSY_TIMEOUT_S after its first attempt: a statement of its own (autocommit) or
+    the BEGIN of a transaction, which changed nothing when they failed. A statement inside a
+    transaction is never tried again (it is the transaction that would have to be), nor one of
+    a connection whose ``PRAGMA busy_timeout`` was set to something else (its own bound, as
+    SQLite's handler keeps it)."""
+
+    def execute_sql(self, sql: str, params: Any = None) -> Any:
+        deadline = None
+        while True:
+            try:
+                return super().execute_sql(sql, params)
+            except peewee.OperationalError as exc:
+                deadline = self._again_until(exc, deadline)
+
+    def begin(self, lock_type: str | None = None) -> None:
+        deadline = None
+        while True:
+            try:
+                super().begin(lock_type)
+                return
+            except peewee.OperationalError as exc:
+                deadline = self._again_until(exc, deadline)
+
+    def _again_until(self, exc: peewee.OperationalError, deadline: float | None) -> float:
+        """After ``exc``: when to stop trying the statement again, or raise ``exc``."""
+        now = time.monotonic()
+        if deadline is None:
+            if str(exc) != "database is locked" or not self._may_try_again():
+                raise exc
+            return now + SQLITE_BUSY_TIMEOUT_S - SQLITE_BUSY_STEP_MS / 1000
+        if now >= deadline or str(exc) != "database is locked":
+            raise exc
+        return deadline
+
+    def _may_try_again(self) -> bool:
+        connection = self._state.conn
+        if connection is None or connection.in_transaction:
+            return False
+        (step,) = connection.execute("PRAGMA busy_timeout").fetchone()
+        return bool(step == SQLITE_BUSY_STEP_MS)
 
 
 def use_wal(database: peewee.SqliteDatabase) -> None:

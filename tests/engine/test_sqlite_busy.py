@@ -1,0 +1,110 @@
+"""SQLite: a writer that finds another connection's write lock taken waits for it in short steps
+(queuectl.db.SqliteQueueDatabase, never sleeping through a pause of the other writer): it gets
+the lock once it is free, however many steps it waited; it gives up only after
+SQLITE_BUSY_TIMEOUT_S in all; and a connection given a busy timeout of its own
+(`PRAGMA busy_timeout`) keeps that bound."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import peewee
+import pytest
+
+from queuectl import Queue
+from queuectl import db as queuectl_db
+from queuectl.spec import JobSpec
+
+MANY_STEPS_S = 20 * queuectl_db.SQLITE_BUSY_STEP_MS / 1000
+
+
+@pytest.fixture
+def path(tmp_path):
+    path = str(tmp_path / "queue.db")
+    Queue(path).close()
+    return path
+
+
+@pytest.fixture
+def hold_lock(path):
+    """Another connection takes SQLite's write lock; ``hold_lock(after)`` releases it ``after``
+    seconds later (None: at the end of the test)."""
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute("BEGIN IMMEDIATE")
+    lock = threading.Lock()
+    timers = []
+
+    def release():
+        with lock:
+            if connection.in_transaction:
+                connection.execute("COMMIT")
+
+    def hold(after):
+        if after is not None:
+            timers.append(threading.Timer(after, release))
+            timers[-1].start()
+
+    yield hold
+    for timer in timers:
+        timer.join()
+    release()
+    connection.close()
+
+
+def test_an_enqueue_waits_many_steps_for_the_lock_then_writes(path, hold_lock):
+    queue = Queue(path)
+    try:
+        hold_lock(MANY_STEPS_S)
+        assert queue.enqueue(JobSpec(command="true", id="waited")).id == "waited"
+        assert queue.get("waited").state == "pending"
+    finally:
+        queue.close()
+
+
+def test_a_claim_waits_many_steps_for_the_lock_then_claims(path):
+    queue = Queue(path)
+    queue.enqueue(JobSpec(command="true", id="j"))
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    timer = threading.Timer(MANY_STEPS_S, lambda: holder.execute("COMMIT"))
+    timer.start()
+    try:
+        job = queue.claim("w1")
+    finally:
+        timer.join()
+        holder.close()
+    try:
+        assert job is not None and job.id == "j"
+        assert queue.get("j").state == "processing"
+    finally:
+        queue.close()
+
+
+def test_a_writer_gives_up_after_the_whole_busy_timeout_and_changes_nothing(
+    path, hold_lock, monkeypatch
+):
+    monkeypatch.setattr(queuectl_db, "SQLITE_BUSY_TIMEOUT_S", 0.3)
+    queue = Queue(path)
+    try:
+        hold_lock(None)
+        with pytest.raises(peewee.OperationalError, match="database is locked"):
+            queue.enqueue(JobSpec(command="true", id="never"))
+    finally:
+        queue.close()
+
+
+def test_a_busy_timeout_set_on_the_connection_is_its_bound(path, hold_lock):
+    queue = Queue(path)
+    try:
+        queue.db.execute_sql("PRAGMA busy_timeout = 50")  # SQLite's own handler, 50 ms
+        hold_lock(1.0)  # free again in a second: tried again meanwhile, it would succeed
+        with pytest.raises(peewee.OperationalError, match="database is locked"):
+            queue.enqueue(JobSpec(command="true", id="refused"))
+    finally:
+        queue.close()
+    queue = Queue(path)
+    try:
+        assert [job.id for job in queue.list_jobs()] == []
+    finally:
+        queue.close()
