@@ -35,7 +35,7 @@ from hypothesis.stateful import (
 from queuectl import InvalidInput, JobSpec, Queue, QueueError
 from queuectl import queue as queue_module
 from backends.outage import Outage
-from queuectl.db import SQLITE_BUSY_TIMEOUT_S
+from queuectl.db import SQLITE_BUSY_STEP_MS
 from queuectl.executor import RunResult
 from queuectl.models import STATES, Job
 from support import FakeClock, pg_server
@@ -516,8 +516,8 @@ class QueueMachine(RuleBasedStateMachine):
             self.locker.execute("ROLLBACK")
             self.locker.close()
             self.locker = None
-            busy_ms = int(SQLITE_BUSY_TIMEOUT_S * 1000)
-            self.q.db.execute_sql(f"PRAGMA busy_timeout = {busy_ms}")
+            # the connection's own wait again: short steps, tried again up to the whole timeout
+            self.q.db.execute_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_STEP_MS}")
 
     @classmethod
     def _attemptable(cls) -> dict[str, object]:
