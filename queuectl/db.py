@@ -134,9 +134,13 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
         if deadline is None:
             if str(exc) != "database is locked" or not self._may_try_again():
                 raise exc
+            time.sleep(0.001)
             return now + SQLITE_BUSY_TIMEOUT_S - SQLITE_BUSY_STEP_MS / 1000
         if now >= deadline or str(exc) != "database is locked":
             raise exc
+        # Where SQLite answers "locked" without its handler's wait (a lock it does not wait
+        # for, as the switch to WAL takes), a pause of our own rather than a spin.
+        time.sleep(0.001)
         return deadline
 
     def _may_try_again(self) -> bool:

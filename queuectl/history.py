@@ -17,6 +17,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+import peewee
+
 from .models import (
     READY, READY_QUEUE_INDEX, RUN_BUCKETS, STATS_EVENTS, Event, Job, State, iso,
 )
@@ -166,8 +168,8 @@ class History(Reading):
     def _window_sqlite(self, start: float, end: float, queue: str | None) -> dict[str, _Window]:
         """SQLite has no percentile. Reading every run of the window into Python costs ~1 us a
         run (an hour of a busy queue is 100,000), so the percentiles of a queue with many runs
-        are found in SQLite, exactly, in three statements over the ``job_event_window`` index
-        (which holds every column read), in one read transaction:
+        are found in SQLite, exactly, in three kinds of statement over the ``job_event_window``
+        index (which holds every column read), in one read transaction:
 
         1. a sample: the first rows of each of 128 slices of the window (index seeks: ~4,000
            rows whatever the window holds), which gives each wanted rank of such a queue a
@@ -224,18 +226,25 @@ class History(Reading):
         result = {name: _tallied(*tally) for name, tally in tallies.items()}
         for name, brackets in ranked.items():
             counts, values = brackets.counts(param)
-            if len(ranked) == 1:
-                # Every row of the other queues was read above: their part of the counts is
-                # taken off here, sparing the pass a comparison of every row's queue.
-                found = self.db.execute_sql(
-                    f"SELECT {counts} FROM {window}", [*values, *params]
-                ).fetchone()
-                figures = brackets.figures(found, others=rows)
-            else:
-                figures = brackets.figures(self.db.execute_sql(
-                    f'SELECT {counts} FROM {window} AND "queue" = {param}',
-                    [*values, *params, name],
-                ).fetchone())  # fmt: skip
+            try:
+                if len(ranked) == 1:
+                    # Every row of the other queues was read above: their part of the counts
+                    # is taken off here, sparing the pass a comparison of every row's queue.
+                    found = self.db.execute_sql(
+                        f"SELECT {counts} FROM {window}", [*values, *params]
+                    ).fetchone()
+                    figures = brackets.figures(found, others=rows)
+                else:
+                    figures = brackets.figures(self.db.execute_sql(
+                        f'SELECT {counts} FROM {window} AND "queue" = {param}',
+                        [*values, *params, name],
+                    ).fetchone())  # fmt: skip
+            except peewee.OperationalError as error:
+                # A packed SUM past 63 bits (over _FIELD rows of one kind in the window):
+                # SQLite raises rather than wraps. Counted the plain way below.
+                if "integer overflow" not in str(error):
+                    raise
+                figures = None
             if figures is None:  # a rank outside its bracket: read this queue's rows
                 rows = self.db.execute_sql(
                     f'SELECT {_CODED_ROW} FROM {window} AND "queue" = {param}', [*params, name]

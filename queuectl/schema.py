@@ -569,7 +569,8 @@ def postgres_state_triggers(db: peewee.Database, history: bool = True) -> list[R
 # EXISTS made it a query (an executor started and ended) even for a claim, then the history's
 # statements one by one; and it was declared `SET search_path FROM CURRENT`, so every call set the
 # search path and set it back (a GUC nest level, the path parsed, every cached plan's path looked
-# at again). Schema 11's does the same writes, in the same order, by three paths:
+# at again). Schema 11's does the same writes (a run's end does the dependencies' first: the
+# writes do not depend on one another), by three paths:
 # - a claim (-> processing): the counters' upsert only (a claim records no history, schema 9);
 # - a run's end (processing -> completed, failed, dead, cancelled), one for every job that ran:
 #   the dependencies' statements (a look at "job_dep" first, only for completed or dead), then

@@ -164,7 +164,7 @@ class SqliteFileEvents(SqliteDataVersion):
             self.events.read(timeout=0)
             self.pending = self.changed() or self.pending
         except (OSError, sqlite3.Error):
-            self.pending = True  # looked at by the next wait, where its errors are handled
+            self.pending = True  # the next wait reports a change: the thread looks itself
 
     def _ours(self) -> bool:
         """Read the pending events; whether one was about this database's files."""
