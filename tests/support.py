@@ -100,3 +100,15 @@ def pg_schema(url: str, prefix: str = "test") -> Iterator[str]:
     finally:
         with psycopg.connect(url, autocommit=True) as connection:
             connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def assert_a_job_runs_and_is_recorded(q) -> None:
+    """On ``q`` (a fresh queue): a job enqueued, claimed and finished is recorded (enqueued,
+    started, completed) and counted, as the schema's triggers do it."""
+    from queuectl.executor import RunResult
+
+    job = q.enqueue("true")
+    worker = q.register_worker(1)
+    q.finish(q.claim(worker), RunResult(0, None, "done"), worker)
+    assert [e.event for e in q.history(job.id)] == ["enqueued", "started", "completed"]
+    assert q.counts()["completed"] == 1 and q.counts()["processing"] == 0

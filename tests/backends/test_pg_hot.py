@@ -11,7 +11,7 @@ import pytest
 
 from queuectl import JobSpec, Queue, schema
 from queuectl.executor import RunResult
-from support import pg_schema, pg_server
+from support import assert_a_job_runs_and_is_recorded, pg_schema, pg_server
 
 pytestmark = pytest.mark.postgres
 
@@ -59,11 +59,7 @@ def test_a_schema_10_database_upgrades_to_the_function_of_a_new_one(pg_target):
         assert settings is None
         assert f'"{schema_of(pg_target)}"."job_event"' in source
         # and it works: a job runs, completes, and is counted and recorded
-        job = upgraded.enqueue("true")
-        worker = upgraded.register_worker(1)
-        upgraded.finish(upgraded.claim(worker), OK, worker)
-        assert [e.event for e in upgraded.history(job.id)] == ["enqueued", "started", "completed"]
-        assert upgraded.counts()["completed"] == 1 and upgraded.counts()["processing"] == 0
+        assert_a_job_runs_and_is_recorded(upgraded)
     finally:
         upgraded.close()
 

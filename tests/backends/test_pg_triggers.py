@@ -9,7 +9,7 @@ import pytest
 
 from queuectl import JobSpec, Queue, schema
 from queuectl.executor import RunResult
-from support import FakeClock, pg_schema, pg_server
+from support import assert_a_job_runs_and_is_recorded, FakeClock, pg_schema, pg_server
 
 pytestmark = pytest.mark.postgres
 
@@ -160,10 +160,6 @@ def test_a_new_database_has_one_row_trigger_and_steps_again_are_harmless(pg_targ
             migrate.migrate(*schema.MIGRATIONS[9](migrator))
             migrate.migrate(*schema.MIGRATIONS[10](migrator))
         assert row_triggers(q) == {"job_count_update": "job_state_changed"}
-        job = q.enqueue("true")
-        worker = q.register_worker(1)
-        q.finish(q.claim(worker), OK, worker)
-        assert [e.event for e in q.history(job.id)] == ["enqueued", "started", "completed"]
-        assert q.counts()["completed"] == 1 and q.counts()["processing"] == 0
+        assert_a_job_runs_and_is_recorded(q)
     finally:
         q.close()
