@@ -821,10 +821,8 @@ def sqlite_triggers_of_10(db: peewee.Database, history: bool = True) -> list[Run
         f'VALUES (NEW."queue", {completed}, {x["bucket"].format(d=duration)}, 0, 1, {duration}) '
         'ON CONFLICT ("queue", "outcome", "bucket", "shard") '
         'DO UPDATE SET "n" = "n" + 1, "seconds" = "seconds" + excluded."seconds"; '
-        f'INSERT INTO "hook_delivery" ({_columns(HOOK_COLUMNS)}) '
-        f'SELECT NEW."seq", NEW."id", {completed}, NEW."queue", NEW."command", NEW."attempts", '
-        f'NEW."exit_code", NEW."error", "value", {x["at"]} FROM "config" '
-        f"WHERE \"key\" = 'on-{State.COMPLETED.value}' AND TRIM(\"value\") <> ''; "
+        + _sqlite_completed_hook()
+        + " "
     )
     completed_body = (completed_history if history else "") + (
         # job_dep_completed's: its IN builds a temporary table, only for a job with dependents
@@ -941,11 +939,10 @@ def sqlite_triggers(db: peewee.Database, history: bool = True) -> list[RunSql]:
     )
     assert completed_body.endswith(count_down), completed_body
     completed_body = completed_body[: -len(count_down)].strip()
-    hook = f'INSERT INTO "hook_delivery" ({_columns(HOOK_COLUMNS)}) SELECT '
     if history:  # the hook's INSERT, its trigger's body (see sqlite_hook_trigger)
-        start = completed_body.index(hook)
-        end = completed_body.index(";", start) + 1
-        completed_body = (completed_body[:start] + completed_body[end:]).strip()
+        hook = _sqlite_completed_hook()
+        assert hook in completed_body, completed_body
+        completed_body = completed_body.replace(hook, "").strip()
     counted_down = (
         f'CREATE TRIGGER "job_dep_completed" AFTER UPDATE OF "state" ON "job" WHEN '
         f"{completed_when} AND EXISTS ({dependents}) BEGIN "
@@ -973,6 +970,19 @@ def sqlite_triggers(db: peewee.Database, history: bool = True) -> list[RunSql]:
     ]
 
 
+def _sqlite_completed_hook() -> str:
+    """SQLite: the statement that records a completed run's hook delivery (config on-completed
+    read as the run ends; an empty hook records nothing): schema 10's, in job_run_completed, and
+    schema 11's, in SQLITE_HOOK_TRIGGER."""
+    completed = f"'{State.COMPLETED.value}'"
+    return (
+        f'INSERT INTO "hook_delivery" ({_columns(HOOK_COLUMNS)}) '
+        f'SELECT NEW."seq", NEW."id", {completed}, NEW."queue", NEW."command", NEW."attempts", '
+        f'NEW."exit_code", NEW."error", "value", {_history_sql(is_sqlite=True)["at"]} '
+        f"FROM \"config\" WHERE \"key\" = '{HOOKED_KEY}' AND TRIM(\"value\") <> '';"
+    )
+
+
 def sqlite_hook_trigger(db: peewee.Database) -> list[RunSql]:
     """SQLite (schema 11): the trigger that records a completed run's hook delivery, made when
     config on-completed names a hook, dropped when it names none (see above). What it records
@@ -980,17 +990,13 @@ def sqlite_hook_trigger(db: peewee.Database) -> list[RunSql]:
     transaction that sets the key (QueueCore.config_set), and by every set-up of the triggers."""
     if not isinstance(db, peewee.SqliteDatabase):
         return []
-    completed = f"'{State.COMPLETED.value}'"
     hooked = db.execute_sql(
         'SELECT 1 FROM "config" WHERE "key" = ? AND TRIM("value") <> \'\'', (HOOKED_KEY,)
     ).fetchone()
     create = (
         f'CREATE TRIGGER "{SQLITE_HOOK_TRIGGER}" AFTER UPDATE OF "state" ON "job" WHEN '
-        f"OLD.\"state\" = '{State.PROCESSING.value}' AND NEW.\"state\" = {completed} BEGIN "
-        f'INSERT INTO "hook_delivery" ({_columns(HOOK_COLUMNS)}) '
-        f'SELECT NEW."seq", NEW."id", {completed}, NEW."queue", NEW."command", NEW."attempts", '
-        'NEW."exit_code", NEW."error", "value", NEW."updated_at" FROM "config" '
-        f"WHERE \"key\" = '{HOOKED_KEY}' AND TRIM(\"value\") <> ''; END"
+        f"OLD.\"state\" = '{State.PROCESSING.value}' AND NEW.\"state\" = "
+        f"'{State.COMPLETED.value}' BEGIN {_sqlite_completed_hook()} END"
     )
     drop = f'DROP TRIGGER IF EXISTS "{SQLITE_HOOK_TRIGGER}"'
     return [RunSql(db, [drop, *([create] if hooked else [])])]
