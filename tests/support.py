@@ -34,6 +34,21 @@ def wait_until(predicate: Callable[[], T], timeout: float = 10.0,
         time.sleep(interval)
 
 
+def process_state(pid: int) -> str | None:
+    """The state letter /proc gives ``pid`` ("R", "S", "T", "Z"...), or None once it is gone.
+    A process can vanish between opening its stat file and reading it (ESRCH): that is gone too."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not gone, not a zombie waiting to be reaped)."""
+    return process_state(pid) not in (None, "Z")
+
+
 def kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)

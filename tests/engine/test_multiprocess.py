@@ -14,7 +14,7 @@ import time
 import pytest
 
 from queuectl import JobSpec, Queue
-from support import kill_group, stop_process, wait_until
+from support import kill_group, process_state, stop_process, wait_until
 
 from .helpers import WorkerProc
 
@@ -226,7 +226,7 @@ def freeze(pid: int, db_path: str) -> None:
     else every other writer would wait for it until thawed."""
     for _ in range(50):
         os.kill(pid, signal.SIGSTOP)
-        wait_until(lambda: open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "T",
+        wait_until(lambda: process_state(pid) == "T",
                    5, message="the worker to stop")
         probe = sqlite3.connect(db_path, timeout=0.2, isolation_level=None)
         try:

@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from queuectl import JobSpec, Queue, QueueError, WorkerPool
 from queuectl.cli import cli
 from queuectl.executor import Execution, RunResult
-from support import wait_until
+from support import alive, wait_until
 
 CHILD = str(Path(__file__).with_name("child.py"))
 ROOT = str(Path(__file__).resolve().parents[2])
@@ -203,9 +203,9 @@ def test_a_killed_workers_running_job_is_stopped_before_it_runs_again(tmp_path, 
     pids = [int(p) for p in pidfile.read_text().split()]
     try:
         worker.kill()  # the worker process only: the job is in a session of its own
-        assert all(_alive(pid) for pid in pids), "the job should outlive its worker"
+        assert all(alive(pid) for pid in pids), "the job should outlive its worker"
         assert [r.id for r in queue.rescue_lost()] == [job.id]
-        wait_until(lambda: not any(_alive(pid) for pid in pids), 10,
+        wait_until(lambda: not any(alive(pid) for pid in pids), 10,
                    "the lost run's processes were killed")
     finally:
         for pid in pids:
@@ -485,21 +485,13 @@ def test_a_job_ignoring_sigterm_past_its_timeout_is_killed(tmp_path):
     try:
         assert not result.ok and "timed out" in result.error
         assert elapsed < 10, f"took {elapsed:.1f}s"
-        wait_until(lambda: not any(_alive(pid) for pid in pids), 10, "the job's processes died")
+        wait_until(lambda: not any(alive(pid) for pid in pids), 10, "the job's processes died")
     finally:
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except FileNotFoundError:
-        return False
 
 
 # -- surprises inside a worker ----------------------------------------------------------------

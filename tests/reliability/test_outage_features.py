@@ -27,7 +27,7 @@ import pytest
 
 from backends.outage import Outage
 from queuectl import JobSpec, Queue
-from support import stop_process, wait_until
+from support import alive, stop_process, wait_until
 
 SCRIPT = Path(__file__).with_name("outage_worker.py")
 UNREACHABLE = "database unreachable"
@@ -164,15 +164,6 @@ def runs(ledger: Path) -> list[tuple[float, float]]:
         after = [at for m, at in ends if m == n and at >= start]
         pairs.append((start, min(after) if after else math.inf))
     return pairs
-
-
-def running(pid: int) -> bool:
-    """Whether ``pid`` is a live process (not gone, not a zombie waiting to be reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 # -- the tests ----------------------------------------------------------------------------------
@@ -340,7 +331,7 @@ def test_a_cancel_asked_for_while_its_worker_is_cut_off_takes_effect_once_it_is_
     finally:
         stop_process(cancel)
     assert (cancel.returncode, out.strip(), err) == (0, job.id, "")
-    assert not running(pid), "the job's process outlived its cancel"
+    assert not alive(pid), "the job's process outlived its cancel"
     stored = queue.get(job.id)
     assert (stored.state, stored.attempts) == ("cancelled", 1)
     events = [e.event for e in queue.history(job.id)]
@@ -371,9 +362,9 @@ def test_a_run_rescued_while_its_worker_was_cut_off_is_stopped_once_it_is_back(p
     wait_until(lambda: rescuer.rescue_lost(), 20, "the rescue")
     stored = queue.get(job.id)
     assert (stored.state, stored.error) == ("cancelled", "worker lost")
-    assert running(pid)
+    assert alive(pid)
     pg_away.up()
-    wait_until(lambda: not running(pid), 20, lambda: f"the run to be stopped: {worker.log()}")
+    wait_until(lambda: not alive(pid), 20, lambda: f"the run to be stopped: {worker.log()}")
     wait_until(lambda: worker.logged("its result is not stored"), 20, worker.log)
     assert queue.get(job.id).__data__ == stored.__data__, "the lost run's result was stored"
     assert worker.process.poll() is None and "Traceback" not in worker.log(), worker.log()
