@@ -19,7 +19,7 @@ from queuectl.procs import group_members  # noqa: F401  (the tests find a job's 
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 10.0,
+def wait_until(predicate: Callable[[], T], timeout: float = 30.0,
                message: str | Callable[[], str] = "", *, interval: float = 0.02) -> T:
     """Poll ``predicate`` until it returns something truthy (returned), or fail at the deadline.
     ``message`` says what was awaited; a callable one is asked at the deadline (to show state)."""

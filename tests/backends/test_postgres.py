@@ -67,7 +67,7 @@ def test_listen_notify_wakes_a_watcher_on_enqueue(pg_target):
         assert watcher.wait(0.05) is False
         other = threading.Thread(target=lambda: (queue.enqueue("true"), queue.close()))
         other.start()
-        assert watcher.wait(10) is True
+        assert watcher.wait(30) is True
         other.join()
     finally:
         watcher.close()
@@ -89,7 +89,7 @@ def test_queues_in_two_schemas_do_not_wake_each_other(pg_target):
             other.enqueue("true")
             assert watcher.wait(0.3) is False  # the other queue's news is not ours
             mine.enqueue("true")
-            assert watcher.wait(10) is True
+            assert watcher.wait(30) is True
         finally:
             watcher.close()
     finally:

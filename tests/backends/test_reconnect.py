@@ -86,7 +86,7 @@ def test_workers_come_back_after_an_outage_and_run_every_job_exactly_once(
     outage.down()
     enqueuer = threading.Thread(target=lambda: queue.enqueue_many([job(n) for n in range(30, 40)]))
     enqueuer.start()
-    wait_until(lambda: all(w.logged(UNREACHABLE) for w in workers), 20,
+    wait_until(lambda: all(w.logged(UNREACHABLE) for w in workers), 30,
                lambda: "both workers to notice the outage: " + " | ".join(w.log() for w in workers))
     enqueuer.join(30)
     outage.up()
@@ -94,19 +94,19 @@ def test_workers_come_back_after_an_outage_and_run_every_job_exactly_once(
     wait_until(lambda: len(ledger_lines(ledger)) >= 40, 60,
                lambda: f"every job to run: {len(ledger_lines(ledger))} of 40, {queue.counts()}, "
                + " | ".join(w.log() for w in workers))
-    wait_until(lambda: queue.counts()["completed"] == 40, 20, "every result to be stored")
+    wait_until(lambda: queue.counts()["completed"] == 40, 30, "every result to be stored")
     assert sorted(map(int, ledger_lines(ledger))) == list(range(40)), "a job ran twice or never"
     counts = queue.counts()
     assert (counts["processing"], counts["pending"], counts["dead"]) == (0, 0, 0)
     for worker in workers:
         assert worker.process.poll() is None, worker.log()
-        wait_until(lambda: worker.logged(BACK), 10, "the worker to say the database is back")
+        wait_until(lambda: worker.logged(BACK), 30, "the worker to say the database is back")
         # One line when it is lost and one when it is back, not one a second.
         assert (worker.logged(UNREACHABLE), worker.logged(BACK)) == (1, 1), worker.log()
         assert "Traceback" not in worker.log()
     # Pickup works again at once (LISTEN was renewed): a new job starts within a second.
     fresh = queue.enqueue(JobSpec(command="true"))
-    wait_until(lambda: queue.get(fresh.id).state == "completed", 10, "a job enqueued afterwards")
+    wait_until(lambda: queue.get(fresh.id).state == "completed", 30, "a job enqueued afterwards")
     stored = queue.get(fresh.id)
     assert stored.started_at - stored.created_at < 1.0
 
@@ -118,12 +118,12 @@ def test_a_job_that_ends_during_the_outage_is_stored_once_it_is_back(
     began, ended = tmp_path / "began", tmp_path / "ended"
     job = queue.enqueue(JobSpec(command=f"touch {began}; sleep 1; echo done; touch {ended}"))
     workers.append(Worker(outage.url, tmp_path, "w"))
-    wait_until(began.exists, 20, "the job to start")
+    wait_until(began.exists, 30, "the job to start")
     outage.down()
-    wait_until(ended.exists, 20, "the job to end while the database is away")
-    wait_until(lambda: workers[0].logged(UNREACHABLE), 20, "the worker to notice")
+    wait_until(ended.exists, 30, "the job to end while the database is away")
+    wait_until(lambda: workers[0].logged(UNREACHABLE), 30, "the worker to notice")
     outage.up()
-    wait_until(lambda: queue.get(job.id).state == "completed", 20, "the result to be stored")
+    wait_until(lambda: queue.get(job.id).state == "completed", 30, "the result to be stored")
     stored = queue.get(job.id)
     assert (stored.attempts, stored.exit_code, stored.output) == (1, 0, "done\n")
 
@@ -137,15 +137,15 @@ def test_a_job_rescued_during_the_outage_is_not_overwritten_by_its_lost_worker(
         JobSpec(command=f"touch {began}; sleep 1; touch {ended}", max_retries=1)
     )
     workers.append(Worker(outage.url, tmp_path, "w"))
-    wait_until(began.exists, 20, "the job to start")
+    wait_until(began.exists, 30, "the job to start")
     outage.down()
     # Another host, with a lease of 0.5 s, finds the silent worker gone and rescues its job.
     elsewhere = Queue(pg_target, host="elsewhere", lease=0.5)
-    wait_until(lambda: elsewhere.rescue_lost(), 20, "the rescue")
+    wait_until(lambda: elsewhere.rescue_lost(), 30, "the rescue")
     assert queue.get(job.id).state == "dead"
-    wait_until(ended.exists, 20, "the job to end")
+    wait_until(ended.exists, 30, "the job to end")
     outage.up()
-    wait_until(lambda: workers[0].logged("its result is not stored"), 20,
+    wait_until(lambda: workers[0].logged("its result is not stored"), 30,
                lambda: f"the worker to say it lost the job: {workers[0].log()}")
     stored = queue.get(job.id)
     assert (stored.state, stored.error) == ("dead", "worker lost")
@@ -160,7 +160,7 @@ def test_a_stop_while_the_database_is_away_ends_with_a_clear_line(
     job = queue.enqueue(JobSpec(command=f"touch {began}; sleep 1; touch {ended}"))
     worker = Worker(outage.url, tmp_path, "w", "--stop-timeout", "1")
     workers.append(worker)
-    wait_until(began.exists, 20, "the job to start")
+    wait_until(began.exists, 30, "the job to start")
     outage.down()
     worker.process.send_signal(signal.SIGTERM)
     assert worker.process.wait(30) == 1, worker.log()
@@ -170,7 +170,7 @@ def test_a_stop_while_the_database_is_away_ends_with_a_clear_line(
     outage.up()
     # Nothing is lost: the job, left processing by a worker that is gone, is rescued and rerun.
     rescuer = Queue(pg_target)
-    wait_until(lambda: rescuer.rescue_lost(), 20, "the rescue")
+    wait_until(lambda: rescuer.rescue_lost(), 30, "the rescue")
     assert queue.get(job.id).state == "failed"
 
 

@@ -74,7 +74,7 @@ def env(target, tmp_path) -> dict[str, str]:
 def qc(env, tmp_path):
     """Run the real executable to completion: ``qc("status", "--json")``."""
 
-    def run(*args: str, input: str | None = None, timeout: float = 20):
+    def run(*args: str, input: str | None = None, timeout: float = 60):
         return subprocess.run(
             [*QUEUECTL, *args],
             env=env,
@@ -105,7 +105,7 @@ class Spawned:
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
 
-    def wait(self, timeout: float = 10) -> int:
+    def wait(self, timeout: float = 30) -> int:
         return self.proc.wait(timeout)
 
     def cleanup(self) -> None:

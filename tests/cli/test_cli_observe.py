@@ -150,7 +150,7 @@ def test_metrics_server_survives_garbage_and_stalled_clients(qc, spawn, tmp_path
         except OSError:
             return None
 
-    page = wait_until(scrape, 20, f"the metrics server ({server.log()})")
+    page = wait_until(scrape, 30, f"the metrics server ({server.log()})")
     assert ("queuectl_jobs", (("queue", "default"), ("state", "pending"))) in samples(page)
     stalled = socket.create_connection(("127.0.0.1", port))  # says nothing, stays open
     stalled.sendall(b"GET /met")
@@ -162,7 +162,7 @@ def test_metrics_server_survives_garbage_and_stalled_clients(qc, spawn, tmp_path
     finally:
         stalled.close()
     server.signal(2)  # SIGINT
-    assert server.wait(10) == 0
+    assert server.wait(30) == 0
 
 
 def test_hook_keys_in_config(run):

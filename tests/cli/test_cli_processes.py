@@ -77,7 +77,7 @@ def test_first_stop_signal_lets_the_running_job_finish_and_exits_0(qc, spawn, qu
     worker = spawn("worker", "start")
     wait_until(lambda: queue.get(job_id).state == "processing")
     worker.signal(signum)
-    assert worker.wait(10) == 0
+    assert worker.wait(30) == 0
     job = queue.get(job_id)
     assert job.state == "completed" and job.output == "finished\n"
     assert f"{signal.Signals(signum).name}: stopping" in worker.log()
@@ -93,7 +93,7 @@ def test_a_worker_started_with_its_stop_signals_blocked_still_stops_on_sigterm(q
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
     wait_until(lambda: queue.get(job_id).state == "processing")
     worker.signal(signal.SIGTERM)
-    assert worker.wait(10) == 0
+    assert worker.wait(30) == 0
     assert queue.get(job_id).output == "finished\n"
     assert "SIGTERM: stopping" in worker.log()
 
@@ -105,7 +105,7 @@ def test_second_sigint_kills_the_job_back_to_pending_uncounted(qc, spawn, queue)
     worker.signal(signal.SIGINT)
     wait_until(lambda: "SIGINT: stopping" in worker.log())
     worker.signal(signal.SIGINT)
-    assert worker.wait(10) == 130
+    assert worker.wait(30) == 130
     job = queue.get(job_id)
     assert (job.state, job.attempts, job.worker) == ("pending", 0, None)
     assert jq(qc, "status")["workers"] == 0
@@ -117,7 +117,7 @@ def test_burst_drains_retries_and_delays_then_exits_0(qc, spawn, queue):
     later = ok(qc("enqueue", "--delay", "0.5", "echo later")).strip()
     flaky = ok(qc("enqueue", "--max-retries", "2", "exit 1")).strip()
     worker = spawn("worker", "start", "--burst", "--count", "2")
-    assert worker.wait(15) == 0
+    assert worker.wait(30) == 0
     assert queue.get(quick).state == "completed"
     assert queue.get(later).state == "completed"
     dead = queue.get(flaky)
@@ -130,10 +130,10 @@ def test_worker_stop_from_another_process(qc, spawn, queue):
     job_id = ok(qc("enqueue", "sleep 1; echo done")).strip()
     worker = spawn("worker", "start", "--count", "2")
     wait_until(lambda: queue.get(job_id).state == "processing")
-    stopped = qc("worker", "stop", "--timeout", "15")
+    stopped = qc("worker", "stop", "--timeout", "30")
     assert stopped.returncode == 0, stopped.stderr
     assert stopped.stdout == "stopped 1 worker process\n"
-    assert worker.wait(10) == 0
+    assert worker.wait(30) == 0
     assert queue.get(job_id).state == "completed"  # its running job finished first
     assert qc("worker", "stop").stderr == "no workers running\n"
 
@@ -192,7 +192,7 @@ def test_the_cli_on_postgresql(qc, spawn, pg_target):
     good = ok(pg("enqueue", "echo from postgres")).strip()
     bad = ok(pg("enqueue", "exit 4")).strip()
     worker = spawn("--db", pg_target, "worker", "start", "--burst", "--count", "2")
-    assert worker.wait(20) == 0, worker.log()
+    assert worker.wait(30) == 0, worker.log()
     assert json.loads(ok(pg("status", "--json")))["completed"] == 1
     assert json.loads(ok(pg("show", good, "--json")))["output"] == "from postgres\n"
     assert [job["id"] for job in json.loads(ok(pg("dlq", "list", "--json")))] == [bad]

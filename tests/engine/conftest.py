@@ -21,4 +21,4 @@ def pools():
     for pool in started:
         pool.kill()
     for pool in started:
-        assert pool.join(15), "a pool did not stop"
+        assert pool.join(30), "a pool did not stop"

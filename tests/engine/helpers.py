@@ -39,7 +39,7 @@ class WorkerProc:
         for line in self.process.stdout:
             self.lines.append(line.rstrip("\n"))
 
-    def wait_ready(self, timeout: float = 20.0) -> str:
+    def wait_ready(self, timeout: float = 30.0) -> str:
         line = wait_until(
             lambda: next((x for x in list(self.lines) if x.startswith("ready ")), None),
             timeout, message=f"{self.name} to be ready ({self.stderr()})",

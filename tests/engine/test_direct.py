@@ -288,7 +288,7 @@ def test_a_timeout_kills_a_direct_programs_group(tmp_path, bin_dir, env):
         assert result.error == "timed out after 0.5s" and result.exit_code is None
         assert time.monotonic() - started < 0.5 + executor.KILL_GRACE_S + 5
         pgid = int((tmp_path / "pgid").read_text())
-        wait_until(lambda: not group_members(pgid), 5, message=f"group {pgid} to be gone")
+        wait_until(lambda: not group_members(pgid), 30, message=f"group {pgid} to be gone")
 
 
 def test_a_hard_stop_kills_a_direct_programs_group(tmp_path, bin_dir, env):
@@ -301,17 +301,17 @@ def test_a_hard_stop_kills_a_direct_programs_group(tmp_path, bin_dir, env):
         results = []
         thread = threading.Thread(target=lambda: results.append(execution.run()))
         thread.start()
-        wait_until(lambda: execution.output.total > 0, 10, message="the job to start")
+        wait_until(lambda: execution.output.total > 0, 30, message="the job to start")
         assert execution._process.direct
         execution.kill()
-        thread.join(10)
+        thread.join(30)
     finally:
         direct.ENABLED = old
     assert not thread.is_alive()
     assert results[0].error == "killed (hard stop)" and results[0].output == "started\n"
     pgid = int((tmp_path / "pgid").read_text())
     assert pgid == execution._process.pid  # the program leads the group: no shell above it
-    wait_until(lambda: not group_members(pgid), 5, message=f"group {pgid} to be gone")
+    wait_until(lambda: not group_members(pgid), 30, message=f"group {pgid} to be gone")
 
 
 def test_a_missing_directory_still_cannot_start(tmp_path, env):
@@ -382,7 +382,7 @@ def test_a_worker_stores_the_same_results_either_way(target, tmp_path, bin_dir, 
                    message="every job to finish")
     finally:
         pool.stop()
-        pool.join(15)
+        pool.join(30)
     try:
         for command, expected in commands.items():
             job = queue.get(jobs[command].id)
@@ -406,11 +406,11 @@ def test_a_stopped_program_that_handles_sigterm_ends_as_the_shell_did(bin_dir, e
             execution = Execution("trapper", env=env, timeout=60 if how == "cancel" else 1)
             thread = threading.Thread(target=lambda: results.__setitem__(mode, execution.run()))
             thread.start()
-            wait_until(lambda: execution.output.total > 0, 10, message="the job to start")
+            wait_until(lambda: execution.output.total > 0, 30, message="the job to start")
             assert bool(getattr(execution._process, "direct", False)) == (mode == "auto")
             if how == "cancel":
                 execution.cancel()
-            thread.join(15)
+            thread.join(30)
         finally:
             direct.ENABLED = old
         assert not thread.is_alive()

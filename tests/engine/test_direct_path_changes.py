@@ -148,5 +148,5 @@ def test_a_pool_finds_a_program_installed_after_it_started(target, tmp_path, mon
         assert queue.get(after.id).output == "found\n"
     finally:
         pool.stop()
-        pool.join(15)
+        pool.join(30)
         queue.close()

@@ -77,12 +77,12 @@ def test_a_hook_gets_the_change_in_its_environment_and_never_runs_job_text(targe
         )
         job = q.enqueue(JobSpec(command=command, max_retries=1))
         pool = WorkerPool(q, 1).start()
-        wait_until(out.exists, 20, "the hook to run")
+        wait_until(out.exists, 30, "the hook to run")
         assert out.read_text().split("\n")[:7] == [
             job.id, "dead", "default", command, "1", "7", "exit code 7",
         ]  # fmt: skip
         assert not any(os.path.exists(f"{pwned}{n}") for n in (1, 2, 3))
-        wait_until(lambda: q.deliveries() == [], 10, "the delivery to be deleted")
+        wait_until(lambda: q.deliveries() == [], 30, "the delivery to be deleted")
         assert q.get(job.id).state == "dead"
     finally:
         if pool is not None:
@@ -129,14 +129,14 @@ def test_a_delivery_whose_worker_process_died_is_run_by_another(target, tmp_path
         q.enqueue("true")
         first = WorkerProc(target, 1, tmp_path, "first")
         first_id = first.wait_ready()
-        wait_until(marker.exists, 20, "the first worker's hook to start")
+        wait_until(marker.exists, 30, "the first worker's hook to start")
         first.process.send_signal(signal.SIGKILL)
-        first.wait_exit(10)
+        first.wait_exit(30)
         second = WorkerProc(target, 1, tmp_path, "second")
         second_id = second.wait_ready()
-        wait_until(lambda: len(marker.read_text().split()) == 2, 20, "the hook to run again")
+        wait_until(lambda: len(marker.read_text().split()) == 2, 30, "the hook to run again")
         assert marker.read_text().split() == [first_id, second_id]
-        wait_until(lambda: q.deliveries() == [], 20, "the delivery to be done")
+        wait_until(lambda: q.deliveries() == [], 30, "the delivery to be done")
     finally:
         for proc in (first, second):
             if proc is not None:

@@ -65,13 +65,13 @@ def test_three_processes_run_300_jobs_exactly_once(db_path, tmp_path, workers):
     ran_by = {job.worker for job in jobs}
     assert ran_by <= {proc.worker_id for proc in procs}
     # Each process reports its own jobs: together, each job exactly once
-    wait_until(lambda: len([j for p in procs for _, j in p.events("completed")]) == 300, 10)
+    wait_until(lambda: len([j for p in procs for _, j in p.events("completed")]) == 300, 30)
     completed = [job_id for proc in procs for _, job_id in proc.events("completed")]
     assert sorted(completed) == ids
 
     assert queue.request_stop() == 3
     for proc in procs:
-        assert proc.process.wait(15) == 0
+        assert proc.process.wait(30) == 0
     assert queue.live_workers() == []
     for proc in procs:
         assert LOCKED not in proc.stderr()
@@ -127,7 +127,7 @@ def test_a_killed_worker_is_rescued_and_its_job_retried_never_duplicated(
     try:
         holder_id = wait_until(
             lambda: (j := queue.get(job.id)).state == "processing" and marker.exists() and j.worker,
-            15, message="the job to start",
+            30, message="the job to start",
         )
         holder, other = (first, second) if holder_id == first.worker_id else (second, first)
         assert holder.worker_id == holder_id
@@ -141,17 +141,17 @@ def test_a_killed_worker_is_rescued_and_its_job_retried_never_duplicated(
         assert len(runs.read_text().split()) == 1
 
         os.kill(holder.pid, signal.SIGKILL)
-        holder.process.wait(10)
+        holder.process.wait(30)
         lost = wait_until(
-            lambda: (j := queue.get(job.id)).state != "processing" and j, 10,
+            lambda: (j := queue.get(job.id)).state != "processing" and j, 30,
             message="the job to be rescued",
         )
         if lost.state == "failed":
             assert (lost.error, lost.attempts) == ("worker lost", 1)
-        done = wait_until(lambda: (j := queue.get(job.id)).state == "completed" and j, 15,
+        done = wait_until(lambda: (j := queue.get(job.id)).state == "completed" and j, 30,
                           message="the retry to complete")
         assert (done.attempts, done.output, done.worker) == (2, "second run\n", other.worker_id)
-        wait_until(lambda: ("rescued", job.id) in other.events(), 10,
+        wait_until(lambda: ("rescued", job.id) in other.events(), 30,
                    message="the other worker to report the rescue")
         assert len(runs.read_text().split()) == 2
         assert [w.id for w in queue.live_workers()] == [other.worker_id]
@@ -167,13 +167,13 @@ def test_rescue_after_a_kill_goes_dead_when_attempts_are_used_up(db_path, tmp_pa
     job = queue.enqueue(JobSpec(command=f"echo $$ > {pgid_file}; sleep 30", max_retries=1))
     [doomed] = workers(threads=1)
     try:
-        wait_until(lambda: pgid_file.exists() and pgid_file.read_text().strip(), 15)
+        wait_until(lambda: pgid_file.exists() and pgid_file.read_text().strip(), 30)
         os.kill(doomed.pid, signal.SIGKILL)
-        doomed.process.wait(10)
+        doomed.process.wait(30)
         [rescuer] = workers(threads=1)
-        dead = wait_until(lambda: (j := queue.get(job.id)).state == "dead" and j, 10)
+        dead = wait_until(lambda: (j := queue.get(job.id)).state == "dead" and j, 30)
         assert (dead.error, dead.attempts, dead.exit_code) == ("worker lost", 1, None)
-        wait_until(lambda: ("rescued", job.id) in rescuer.events(), 10,
+        wait_until(lambda: ("rescued", job.id) in rescuer.events(), 30,
                    message="the rescuer to report it")
     finally:
         if pgid_file.exists() and pgid_file.read_text().strip():
@@ -227,7 +227,7 @@ def freeze(pid: int, db_path: str) -> None:
     for _ in range(50):
         os.kill(pid, signal.SIGSTOP)
         wait_until(lambda: process_state(pid) == "T",
-                   5, message="the worker to stop")
+                   30, message="the worker to stop")
         probe = sqlite3.connect(db_path, timeout=0.2, isolation_level=None)
         try:
             probe.execute("BEGIN IMMEDIATE")
@@ -251,23 +251,23 @@ def test_a_frozen_worker_loses_its_job_at_the_end_of_its_lease(db_path, tmp_path
     job = queue.enqueue(
         f"if [ -e {marker} ]; then echo second run; else touch {marker}; sleep 5; echo first; fi"
     )
-    wait_until(lambda: marker.exists(), 15, message="the first run to start")
+    wait_until(lambda: marker.exists(), 30, message="the first run to start")
     assert queue.get(job.id).worker == frozen.worker_id
     freeze(frozen.pid, db_path)  # before the first run ends (5 s): its result is not stored yet
     try:
         [rescuer] = workers(1, 1, False, "--lease", "2")
-        lost = wait_until(lambda: (j := queue.get(job.id)).state != "processing" and j, 15,
+        lost = wait_until(lambda: (j := queue.get(job.id)).state != "processing" and j, 30,
                           message="the rescue")
         if lost.state == "failed":
             assert (lost.error, lost.attempts) == ("worker lost", 1)
-        done = wait_until(lambda: (j := queue.get(job.id)).state == "completed" and j, 15)
+        done = wait_until(lambda: (j := queue.get(job.id)).state == "completed" and j, 30)
         assert (done.worker, done.output, done.attempts) == (rescuer.worker_id, "second run\n", 2)
     finally:
         os.kill(frozen.pid, signal.SIGCONT)
     # Thawed, it heartbeats again and its first run ends: its result must not be stored.
-    wait_until(lambda: frozen.worker_id in {w.id for w in queue.live_workers()}, 10,
+    wait_until(lambda: frozen.worker_id in {w.id for w in queue.live_workers()}, 30,
                message="the thawed worker to heartbeat again")
     frozen.process.send_signal(signal.SIGTERM)  # graceful: it exits once its run is over
-    assert frozen.wait_exit(15) == 0
+    assert frozen.wait_exit(30) == 0
     assert queue.get(job.id).__data__ == done.__data__
     assert ("completed", job.id) not in frozen.events()

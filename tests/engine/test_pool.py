@@ -47,11 +47,11 @@ def test_graceful_stop_lets_the_running_job_finish(queue, pools, gate):
     pool = pools(queue, threads=1)
     job = queue.enqueue(gate.command("a", "echo done"))
     queued = queue.enqueue("echo never")
-    wait_until(lambda: state(queue, job.id) == "processing", 10)
+    wait_until(lambda: state(queue, job.id) == "processing", 30)
     pool.stop()
     assert pool.join(0.3) is False, "stop must wait for the running job"
     gate.open("a")
-    assert pool.join(10)
+    assert pool.join(30)
     stored = queue.get(job.id)
     assert (stored.state, stored.output, stored.attempts) == ("completed", "done\n", 1)
     assert state(queue, queued.id) == "pending", "nothing is claimed after stop()"
@@ -62,18 +62,18 @@ def test_hard_stop_gives_the_job_back_uncounted(queue, pools, tmp_path):
     pool = pools(queue, threads=1)
     pgid_file = tmp_path / "pgid"
     job = queue.enqueue(f"echo $$ > {pgid_file}; sleep 100")
-    wait_until(lambda: pgid_file.exists() and pgid_file.read_text().strip(), 10)
+    wait_until(lambda: pgid_file.exists() and pgid_file.read_text().strip(), 30)
     pgid = int(pgid_file.read_text())
     try:
         started = time.monotonic()
         pool.kill()
-        assert pool.join(10)
-        assert time.monotonic() - started < 5
+        assert pool.join(30)
+        assert time.monotonic() - started < 20  # not the job's 100 s
         stored = queue.get(job.id)
         assert (stored.state, stored.attempts, stored.worker, stored.error) == (
             "pending", 0, None, None,
         )
-        wait_until(lambda: not group_members(pgid), 3, message="the job's group to die")
+        wait_until(lambda: not group_members(pgid), 30, message="the job's group to die")
     finally:
         kill_group(pgid)
 
@@ -85,7 +85,7 @@ def test_results_and_events(queue, pools, tmp_path):
     ok = queue.enqueue("echo fine")
     bad = queue.enqueue(JobSpec(command="echo bad; exit 3", max_retries=2))
     slow = queue.enqueue(JobSpec(command="sleep 30", timeout=0.3, max_retries=1))
-    wait_until(lambda: {state(queue, j.id) for j in (ok, bad, slow)} <= {"completed", "dead"}, 15)
+    wait_until(lambda: {state(queue, j.id) for j in (ok, bad, slow)} <= {"completed", "dead"}, 30)
     assert queue.get(ok.id).output == "fine\n"
     bad_job = queue.get(bad.id)
     assert (bad_job.state, bad_job.attempts, bad_job.exit_code, bad_job.error) == (
@@ -94,20 +94,20 @@ def test_results_and_events(queue, pools, tmp_path):
     slow_job = queue.get(slow.id)
     assert slow_job.state == "dead" and "timed out" in slow_job.error
     finals = {("completed", ok.id), ("dead", bad.id), ("dead", slow.id)}
-    wait_until(lambda: finals <= set(events), 5, message="the final events")  # after the writes
+    wait_until(lambda: finals <= set(events), 30, message="the final events")  # after the writes
     assert ("completed", ok.id) in events
     assert [kind for kind, job_id in events if job_id == bad.id] == [
         "started", "failed", "started", "dead",
     ]
     pool.stop()
-    assert pool.join(10)
+    assert pool.join(30)
 
 
 def test_a_jobs_events_name_the_worker_thread_that_ran_it(queue, pools):
     events = []
     pool = pools(queue, threads=2, on_event=events.append)
     jobs = queue.enqueue_many([JobSpec(command="true") for _ in range(6)])
-    wait_until(lambda: sum(event.kind == "completed" for event in events) == 6, 15)
+    wait_until(lambda: sum(event.kind == "completed" for event in events) == 6, 30)
     for job in jobs:
         mine = [event for event in events if event.job.id == job.id]
         assert [event.kind for event in mine] == ["started", "completed"]
@@ -115,7 +115,7 @@ def test_a_jobs_events_name_the_worker_thread_that_ran_it(queue, pools):
         kind, event_job, thread = mine[1]  # (kind, job, thread), by name or in order
         assert (kind, event_job.id, event_job.state) == ("completed", job.id, "completed")
     pool.stop()
-    assert pool.join(10)
+    assert pool.join(30)
 
 
 @pytest.fixture
@@ -127,8 +127,8 @@ def slow_polling(monkeypatch):
 def wait_idle(queue: Queue, pool: WorkerPool) -> None:
     """Run one job through the pool, so that its threads are idle (waiting) afterwards."""
     job = queue.enqueue("true")
-    wait_until(lambda: state(queue, job.id) == "completed", 10)
-    wait_until(lambda: pool.busy == 0, 5)
+    wait_until(lambda: state(queue, job.id) == "completed", 30)
+    wait_until(lambda: pool.busy == 0, 30)
     time.sleep(0.05)  # let the threads settle into their wait: the wake-up must still come
 
 
@@ -137,9 +137,9 @@ def test_idle_pool_starts_a_job_enqueued_in_this_process_at_once(queue, pools, s
     wait_idle(queue, pool)
     job = queue.enqueue("true")
     stored = wait_until(
-        lambda: (j := queue.get(job.id)).started_at is not None and j, 5, message="a start"
+        lambda: (j := queue.get(job.id)).started_at is not None and j, 30, message="a start"
     )
-    assert stored.started_at - stored.created_at < 3.0  # a wake-up: polling would take 10 s
+    assert stored.started_at - stored.created_at < 5.0  # a wake-up: polling would take 10 s
 
 
 def test_idle_pool_starts_a_job_enqueued_by_another_process_quickly(
@@ -154,10 +154,10 @@ def test_idle_pool_starts_a_job_enqueued_by_another_process_quickly(
         check=True, timeout=60,
     )
     stored = wait_until(
-        lambda: (j := queue.get("from-outside")).started_at is not None and j, 5,
+        lambda: (j := queue.get("from-outside")).started_at is not None and j, 30,
         message="a start",
     )
-    assert stored.started_at - stored.created_at < 3.0  # a wake-up: polling would take 10 s
+    assert stored.started_at - stored.created_at < 5.0  # a wake-up: polling would take 10 s
 
 
 def test_an_idle_pool_starts_a_retry_when_it_falls_due(queue, pools, slow_polling, tmp_path):
@@ -165,31 +165,35 @@ def test_an_idle_pool_starts_a_retry_when_it_falls_due(queue, pools, slow_pollin
     marker = tmp_path / "ran-once"
     pools(queue, threads=1)
     job = queue.enqueue(f"if [ -e {marker} ]; then echo second; else touch {marker}; exit 1; fi")
-    failed = wait_until(lambda: (j := queue.get(job.id)).state == "failed" and j, 10)
-    done = wait_until(lambda: (j := queue.get(job.id)).state == "completed" and j, 10)
+    done = wait_until(lambda: (j := queue.get(job.id)).state == "completed" and j, 30)
     assert done.output == "second\n" and done.attempts == 2
-    assert failed.run_at - 0.05 <= done.started_at < failed.run_at + 3.0
+    # When the first run failed, from its history: polling for the `failed` state could miss
+    # its one second on a loaded machine. The retry fell due a second (backoff 1 ** 1) later.
+    events = queue.history(job.id)
+    assert [e.event for e in events] == ["enqueued", "started", "failed", "started", "completed"]
+    due = events[2].at + 1.0
+    assert due - 0.05 <= done.started_at < due + 3.0
 
 
 def test_set_threads_grows_and_shrinks(queue, pools, gate):
     pool = pools(queue, threads=1)
     jobs = [queue.enqueue(gate.command(f"g{n}")) for n in range(3)]
-    wait_until(lambda: processing(queue) == 1, 10)
+    wait_until(lambda: processing(queue) == 1, 30)
     assert worker_threads() == 1
     pool.set_threads(3)
     assert pool.threads == 3
-    wait_until(lambda: processing(queue) == 3, 10, message="three jobs running")
+    wait_until(lambda: processing(queue) == 3, 30, message="three jobs running")
     assert worker_threads() == 3
 
     pool.set_threads(1)
     assert worker_threads() == 3, "shrinking lets running jobs finish"
     for n in range(3):
         gate.open(f"g{n}")
-    wait_until(lambda: all(state(queue, j.id) == "completed" for j in jobs), 10)
-    wait_until(lambda: worker_threads() == 1, 10, message="two threads to retire")
+    wait_until(lambda: all(state(queue, j.id) == "completed" for j in jobs), 30)
+    wait_until(lambda: worker_threads() == 1, 30, message="two threads to retire")
 
     more = [queue.enqueue(gate.command(f"h{n}")) for n in range(3)]
-    wait_until(lambda: processing(queue) == 1, 10)
+    wait_until(lambda: processing(queue) == 1, 30)
     deadline = time.monotonic() + 0.5
     while time.monotonic() < deadline:  # and it stays at one
         assert processing(queue) <= 1
@@ -197,32 +201,35 @@ def test_set_threads_grows_and_shrinks(queue, pools, gate):
     pool.set_threads(0)
     for n in range(3):
         gate.open(f"h{n}")
-    wait_until(lambda: worker_threads() == 0, 10)
+    wait_until(lambda: worker_threads() == 0, 30)
     assert queue.counts()["completed"] == 4 and queue.counts()["pending"] == 2
     pool.set_threads(2)
-    wait_until(lambda: all(state(queue, j.id) == "completed" for j in more), 10)
+    wait_until(lambda: all(state(queue, j.id) == "completed" for j in more), 30)
 
 
-def test_shrink_and_grow_quickly_never_loses_threads(queue, pools):
+def test_shrink_and_grow_quickly_never_loses_threads(queue, pools, gate):
     pool = pools(queue, threads=2)
     for _ in range(200):
         pool.set_threads(0)
         pool.set_threads(2)
-    wait_until(lambda: worker_threads() == 2, 5, message="two threads")
-    jobs = queue.enqueue_many([JobSpec(command="sleep 0.3") for _ in range(2)])
-    wait_until(lambda: processing(queue) == 2, 5, message="both threads working")
-    wait_until(lambda: all(state(queue, j.id) == "completed" for j in jobs), 10)
+    wait_until(lambda: worker_threads() == 2, 30, message="two threads")
+    # Gated, not timed: both jobs run until the gate opens, however late the second one starts.
+    jobs = queue.enqueue_many([JobSpec(command=gate.command(f"s{n}")) for n in range(2)])
+    wait_until(lambda: processing(queue) == 2, 30, message="both threads working")
+    for n in range(2):
+        gate.open(f"s{n}")
+    wait_until(lambda: all(state(queue, j.id) == "completed" for j in jobs), 30)
 
 
 def test_pause_and_resume(queue, pools, gate):
     pool = pools(queue, threads=1)
     running = queue.enqueue(gate.command("r", "echo finished"))
-    wait_until(lambda: state(queue, running.id) == "processing", 10)
+    wait_until(lambda: state(queue, running.id) == "processing", 30)
     pool.pause()
     assert pool.paused
     waiting = queue.enqueue("echo later")
     gate.open("r")
-    wait_until(lambda: state(queue, running.id) == "completed", 10,
+    wait_until(lambda: state(queue, running.id) == "completed", 30,
                message="a running job finishes while paused")
     deadline = time.monotonic() + 0.6
     while time.monotonic() < deadline:
@@ -230,7 +237,7 @@ def test_pause_and_resume(queue, pools, gate):
         time.sleep(0.02)
     pool.resume()
     assert not pool.paused
-    wait_until(lambda: state(queue, waiting.id) == "completed", 5)
+    wait_until(lambda: state(queue, waiting.id) == "completed", 30)
 
 
 def test_a_claim_that_crosses_a_pause_gives_its_job_back_uncounted(queue, pools, monkeypatch):
@@ -250,12 +257,12 @@ def test_a_claim_that_crosses_a_pause_gives_its_job_back_uncounted(queue, pools,
 
     monkeypatch.setattr(Queue, "claim", claim_across_a_pause)
     job = queue.enqueue("echo ran")  # wakes the idle thread, which claims it
-    wait_until(lambda: claimed, 5, message="the claim")
-    given_back = wait_until(lambda: (j := queue.get(job.id)).state == "pending" and j, 5)
+    wait_until(lambda: claimed, 30, message="the claim")
+    given_back = wait_until(lambda: (j := queue.get(job.id)).state == "pending" and j, 30)
     assert (given_back.attempts, given_back.worker, given_back.started_at) == (0, None, None)
     monkeypatch.setattr(Queue, "claim", claim)
     pool.resume()
-    done = wait_until(lambda: (j := queue.get(job.id)).state == "completed" and j, 10)
+    done = wait_until(lambda: (j := queue.get(job.id)).state == "completed" and j, 30)
     assert (done.attempts, done.output) == (1, "ran\n")
     assert events == ["started", "completed"]
 
@@ -275,17 +282,17 @@ def test_a_next_job_claimed_with_a_result_across_a_pause_or_stop_goes_back_uncou
     def across(self, *args, **kwargs):
         stored, following = finish_and_claim(self, *args, **kwargs)
         if following is not None:
-            wait_until(lambda: pool is not None, 5)
+            wait_until(lambda: pool is not None, 30)
             pool.pause() if how == "pause" else pool.stop()
             crossed.append(following)
         return stored, following
 
     monkeypatch.setattr(Queue, "finish_and_claim", across)
     pool = pools(queue, threads=1, on_event=lambda event: events.append(event.kind))
-    wait_until(lambda: crossed, 10, message="the first result stored, the next job claimed")
+    wait_until(lambda: crossed, 30, message="the first result stored, the next job claimed")
     assert queue.get(first.id).state == "completed"
     given_back = wait_until(
-        lambda: (j := queue.get(second.id)).state == "pending" and j.worker is None and j, 10,
+        lambda: (j := queue.get(second.id)).state == "pending" and j.worker is None and j, 30,
         message="the next job given back",
     )
     assert (given_back.attempts, given_back.started_at) == (0, None)
@@ -293,11 +300,11 @@ def test_a_next_job_claimed_with_a_result_across_a_pause_or_stop_goes_back_uncou
     monkeypatch.setattr(Queue, "finish_and_claim", finish_and_claim)
     if how == "pause":
         pool.resume()
-        done = wait_until(lambda: (j := queue.get(second.id)).state == "completed" and j, 10)
+        done = wait_until(lambda: (j := queue.get(second.id)).state == "completed" and j, 30)
         assert (done.attempts, done.output) == (1, "two\n")
         assert events == ["started", "completed", "started", "completed"]
     else:
-        assert pool.join(10)
+        assert pool.join(30)
         assert queue.get(second.id).state == "pending"
 
 
@@ -315,7 +322,7 @@ def test_burst_drains_retries_and_delays_then_stops(queue, pools, tmp_path):
     started = time.monotonic()
     done = threading.Thread(target=pool.run_until_stopped, daemon=True)
     done.start()
-    done.join(20)
+    done.join(60)
     assert not done.is_alive(), "burst did not stop"
     assert time.monotonic() - started >= 1.0, "it waited for the retries"
     states = {name: queue.get(job.id).state for name, job in jobs.items()}
@@ -326,16 +333,16 @@ def test_burst_drains_retries_and_delays_then_stops(queue, pools, tmp_path):
 
 def test_a_stop_request_through_the_queue_stops_the_pool(queue, pools):
     pool = pools(queue, threads=1)
-    wait_until(lambda: len(queue.live_workers()) == 1, 5)
+    wait_until(lambda: len(queue.live_workers()) == 1, 30)
     assert queue.request_stop() == 1
-    wait_until(lambda: pool.stopping, 5, message="the heartbeat to see the request")
-    assert pool.join(10)
+    wait_until(lambda: pool.stopping, 30, message="the heartbeat to see the request")
+    assert pool.join(30)
     assert queue.live_workers() == []
 
 
 def test_an_idle_pool_uses_no_cpu_to_speak_of(queue, pools):
     pools(queue, threads=4)
-    wait_until(lambda: worker_threads() == 4, 5)
+    wait_until(lambda: worker_threads() == 4, 30)
     cpu, wall = time.process_time(), time.monotonic()
     time.sleep(1.0)  # the measurement window: nothing to wait for
     used = (time.process_time() - cpu) / (time.monotonic() - wall)
@@ -348,7 +355,7 @@ def test_a_job_whose_cwd_is_gone_fails_by_the_retry_rules(queue, pools, tmp_path
     job = queue.enqueue(JobSpec(command="pwd", cwd=str(gone), max_retries=1))
     gone.rmdir()
     pools(queue, threads=1)
-    dead = wait_until(lambda: (j := queue.get(job.id)).state == "dead" and j, 10)
+    dead = wait_until(lambda: (j := queue.get(job.id)).state == "dead" and j, 30)
     assert dead.error.startswith("cannot start") and dead.exit_code is None
 
 
@@ -358,14 +365,14 @@ def test_starting_and_stopping_pools_leaks_no_threads_or_descriptors(queue):
 
     warm = WorkerPool(queue, threads=2).start()  # first use opens what stays open
     warm.stop()
-    assert warm.join(10)
+    assert warm.join(30)
     fds, threads = open_fds(), threading.active_count()
     for n in range(20):
         pool = WorkerPool(queue, threads=2).start()
         queue.enqueue("true")
         pool.kill() if n % 2 else pool.stop()
-        assert pool.join(10)
-    wait_until(lambda: threading.active_count() <= threads, 5, message="threads to end")
+        assert pool.join(30)
+    wait_until(lambda: threading.active_count() <= threads, 30, message="threads to end")
     # SQLite may keep one closed connection's descriptor while another holds a lock on the file
     # (POSIX locks are per process): a little slack, but no growth with the number of pools.
     assert open_fds() <= fds + 2
@@ -379,6 +386,6 @@ def test_a_job_runs_where_it_was_enqueued(queue, pools, tmp_path, monkeypatch):
     elsewhere = queue.enqueue(JobSpec(command="pwd", cwd=str(tmp_path)))
     monkeypatch.chdir("/")
     pools(queue, threads=2)
-    wait_until(lambda: {state(queue, j.id) for j in (job, elsewhere)} == {"completed"}, 10)
+    wait_until(lambda: {state(queue, j.id) for j in (job, elsewhere)} == {"completed"}, 30)
     assert queue.get(job.id).output == f"{here}\n"
     assert queue.get(elsewhere.id).output == f"{tmp_path}\n"

@@ -49,12 +49,12 @@ def start_group(command: str, env: dict[str, str] | None = None) -> subprocess.P
 def test_group_members_and_group_alive():
     leader = start_group("sleep 100 & sleep 100")
     try:
-        wait_until(lambda: len(procs.group_members(leader.pid)) == 3, 5, message="3 processes")
+        wait_until(lambda: len(procs.group_members(leader.pid)) == 3, 30, message="3 processes")
         assert leader.pid in procs.group_members(leader.pid)
         assert procs.group_alive(leader.pid)
         procs.signal_group(leader.pid, signal.SIGKILL)
-        leader.wait(5)
-        wait_until(lambda: not procs.group_alive(leader.pid), 5, message="the group to be gone")
+        leader.wait(30)
+        wait_until(lambda: not procs.group_alive(leader.pid), 30, message="the group to be gone")
         assert procs.group_members(leader.pid) == []
     finally:
         kill_group(leader.pid)
@@ -75,10 +75,10 @@ def test_kill_leftovers_kills_only_the_marked_groups():
     leftover = start_group("sleep 100 & sleep 100", mine)
     unrelated = start_group("sleep 100", other)
     try:
-        wait_until(lambda: len(procs.group_members(leftover.pid)) == 3, 5, message="it to start")
+        wait_until(lambda: len(procs.group_members(leftover.pid)) == 3, 30, message="it to start")
         assert procs.kill_leftovers("w-dead") == 1
-        leftover.wait(5)
-        wait_until(lambda: not procs.group_alive(leftover.pid), 5, message="the leftovers gone")
+        leftover.wait(30)
+        wait_until(lambda: not procs.group_alive(leftover.pid), 30, message="the leftovers gone")
         assert unrelated.poll() is None
         assert procs.kill_leftovers("w-nobody") == 0
     finally:

@@ -113,7 +113,7 @@ def test_a_seconds_schedule_with_three_worker_processes(target, tmp_path):
         procs = [WorkerProc(target, 1, tmp_path, f"worker-{n}") for n in range(3)]
         for proc in procs:
             proc.wait_ready()
-        wait_until(lambda: len(queue.list_jobs(with_output=False)) >= 4, 15, "4 scheduled jobs")
+        wait_until(lambda: len(queue.list_jobs(with_output=False)) >= 4, 30, "4 scheduled jobs")
     finally:
         for proc in procs:
             proc.stop()

@@ -205,7 +205,7 @@ def test_a_killed_workers_running_job_is_stopped_before_it_runs_again(tmp_path, 
         worker.kill()  # the worker process only: the job is in a session of its own
         assert all(alive(pid) for pid in pids), "the job should outlive its worker"
         assert [r.id for r in queue.rescue_lost()] == [job.id]
-        wait_until(lambda: not any(alive(pid) for pid in pids), 10,
+        wait_until(lambda: not any(alive(pid) for pid in pids), 30,
                    "the lost run's processes were killed")
     finally:
         for pid in pids:
@@ -485,7 +485,7 @@ def test_a_job_ignoring_sigterm_past_its_timeout_is_killed(tmp_path):
     try:
         assert not result.ok and "timed out" in result.error
         assert elapsed < 10, f"took {elapsed:.1f}s"
-        wait_until(lambda: not any(alive(pid) for pid in pids), 10, "the job's processes died")
+        wait_until(lambda: not any(alive(pid) for pid in pids), 30, "the job's processes died")
     finally:
         for pid in pids:
             try:
@@ -514,8 +514,8 @@ def test_a_bad_stored_config_value_does_not_stop_the_queue(tmp_path):
     queue.enqueue(JobSpec(command="false", id="fails"))
     pool = WorkerPool(queue, 1).start()
     try:
-        wait_until(lambda: queue.get("ok").state == "completed", 20, "the good job completed")
-        wait_until(lambda: queue.get("fails").state == "failed", 20, "the bad job failed")
+        wait_until(lambda: queue.get("ok").state == "completed", 30, "the good job completed")
+        wait_until(lambda: queue.get("fails").state == "failed", 30, "the bad job failed")
     finally:
         pool.stop()
         assert pool.join(30)
@@ -541,7 +541,7 @@ def test_an_unexpected_error_running_a_job_fails_it_and_the_thread_goes_on(tmp_p
     queue.enqueue(JobSpec(command="true", id="next"))
     pool = WorkerPool(queue, 1).start()
     try:
-        wait_until(lambda: queue.get("next").state == "completed", 20, "the next job ran")
+        wait_until(lambda: queue.get("next").state == "completed", 30, "the next job ran")
         unlucky = queue.get("unlucky")
         assert unlucky.state == "dead" and "surprise" in unlucky.error, unlucky.to_dict()
     finally:

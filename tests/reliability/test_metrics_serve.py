@@ -64,7 +64,7 @@ class Server:
             )  # fmt: skip
         self.port = int(listen.rpartition(":")[2])
         wait_until(lambda: "serving" in self.log.read_text() or self.proc.poll() is not None,
-                   15, "the server to start")  # fmt: skip
+                   30, "the server to start")  # fmt: skip
         assert self.proc.poll() is None, self.log.read_text()
 
     def scrape(self) -> str:
@@ -163,14 +163,14 @@ def test_slow_and_silent_clients_do_not_hold_up_a_scrape(server):
     finally:
         for client in silent + slow:
             client.close()
-    wait_until(lambda: server.threads() <= baseline + 2, 15,
+    wait_until(lambda: server.threads() <= baseline + 2, 30,
                lambda: f"threads to go: {server.threads()} (was {baseline})")  # fmt: skip
     assert "queuectl_jobs" in server.scrape()
 
 
 def test_sigterm_stops_it_cleanly(server):
     server.proc.send_signal(signal.SIGTERM)
-    assert server.proc.wait(10) == 0
+    assert server.proc.wait(30) == 0
     assert "Traceback" not in server.log.read_text()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", server.port), timeout=1).close()

@@ -108,7 +108,7 @@ class Away:
         """Wait until every worker has logged the outage ``count`` times (PostgreSQL; on SQLite
         a worker only waits for the lock, and says nothing)."""
         if self.postgres:
-            wait_until(lambda: all(w.logged(UNREACHABLE) >= count for w in self.workers), 20,
+            wait_until(lambda: all(w.logged(UNREACHABLE) >= count for w in self.workers), 30,
                        lambda: "the workers to notice: " + self.logs())  # fmt: skip
 
     def logs(self) -> str:
@@ -184,12 +184,12 @@ def test_the_same_worker_survives_three_outages_and_runs_every_job_once(away, tm
         under_way = {n for n, _ in ledger_lines(ledger, "S")} - {
             n for n, _ in ledger_lines(ledger, "E")
         }
-        wait_until(lambda: under_way <= {n for n, _ in ledger_lines(ledger, "E")}, 20,
+        wait_until(lambda: under_way <= {n for n, _ in ledger_lines(ledger, "E")}, 30,
                    "the runs under way to end meanwhile")
         away.noticed(round_)
         away.up()
         if away.postgres:
-            wait_until(lambda: worker.logged(BACK) >= round_, 20,
+            wait_until(lambda: worker.logged(BACK) >= round_, 30,
                        lambda: f"the worker to say it is back: {worker.log()}")
     wait_until(lambda: queue.counts()["completed"] == total, 60,
                lambda: f"every job: {queue.counts()} {worker.log()}")
@@ -224,12 +224,12 @@ def test_a_limit_of_one_holds_across_an_outage_and_the_rescues_after_it(away, tm
     # Past the lease: the database, read directly, finds both workers silent too long.
     watcher = Queue(away.target, lease=2)
     rows = watcher.models.WorkerProcess
-    wait_until(lambda: all(watcher.is_gone(w) for w in rows.select()), 20,
+    wait_until(lambda: all(watcher.is_gone(w) for w in rows.select()), 30,
                "both workers silent past their lease")
     away.up()
     wait_until(lambda: queue.counts()["completed"] == total, 60,
                lambda: f"every job: {queue.counts()} {away.logs()}")
-    wait_until(lambda: len(ledger_lines(ledger, "E")) >= len(ledger_lines(ledger, "S")), 20,
+    wait_until(lambda: len(ledger_lines(ledger, "E")) >= len(ledger_lines(ledger, "S")), 30,
                "every run to end")
     spans = runs(ledger)
     overlaps = [(a, b) for a, b in zip(spans, spans[1:]) if b[0] < a[1]]
@@ -277,26 +277,26 @@ def test_a_due_time_passed_in_an_outage_fires_once_after_it(away, tmp_path):
         return len(beats) == 2 and all(beat >= at + 2 for beat in beats)
 
     now = clock()
-    wait_until(lambda: beaten_since(now), 20, "the workers to go round")
+    wait_until(lambda: beaten_since(now), 30, "the workers to go round")
     assert fired() == []
     away.down()
     away.noticed()
     set_clock(start + 2.5 * HOUR)  # the due times start + 1 h and + 2 h pass, unseen
     passed = clock()
     away.up()
-    wait_until(lambda: fired(), 20, lambda: f"the catch-up job: {away.logs()}")
+    wait_until(lambda: fired(), 30, lambda: f"the catch-up job: {away.logs()}")
     now = clock()
-    wait_until(lambda: beaten_since(now), 20, "the workers to go round again")
+    wait_until(lambda: beaten_since(now), 30, "the workers to go round again")
     assert len(fired()) == 1, f"one job for the times missed, not {len(fired())}"
     assert passed <= fired()[0]
     info = queue.get_schedule("hourly")
     assert info.next_due == start - 10 + 3 * HOUR
     set_clock(start + 3 * HOUR)  # the next due time: one more
-    wait_until(lambda: len(fired()) == 2, 20, "the job of the next due time")
+    wait_until(lambda: len(fired()) == 2, 30, "the job of the next due time")
     now = clock()
-    wait_until(lambda: beaten_since(now), 20, "the workers to go round again")
+    wait_until(lambda: beaten_since(now), 30, "the workers to go round again")
     assert len(fired()) == 2
-    wait_until(lambda: queue.counts()["completed"] == 2, 20, "both jobs to run")
+    wait_until(lambda: queue.counts()["completed"] == 2, 30, "both jobs to run")
     for worker in workers:
         assert worker.process.poll() is None and "Traceback" not in worker.log(), worker.log()
 
@@ -314,7 +314,7 @@ def test_a_cancel_asked_for_while_its_worker_is_cut_off_takes_effect_once_it_is_
                                         "exec sleep 60", max_retries=3))  # fmt: skip
     worker = pg_away.worker("w", 1)
     worker.ready()
-    wait_until(began.exists, 20, "the job to start")
+    wait_until(began.exists, 30, "the job to start")
     pid = int(began.read_text())
     pg_away.down()
     pg_away.noticed()
@@ -323,7 +323,7 @@ def test_a_cancel_asked_for_while_its_worker_is_cut_off_takes_effect_once_it_is_
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        wait_until(lambda: queue.get(job.id).cancel_requested_at is not None, 20,
+        wait_until(lambda: queue.get(job.id).cancel_requested_at is not None, 30,
                    "the request to be recorded")
         assert queue.get(job.id).state == "processing"  # nobody could stop it yet
         pg_away.up()
@@ -336,7 +336,7 @@ def test_a_cancel_asked_for_while_its_worker_is_cut_off_takes_effect_once_it_is_
     assert (stored.state, stored.attempts) == ("cancelled", 1)
     events = [e.event for e in queue.history(job.id)]
     assert events.count("cancelled") == 1 and events.count("started") == 1, events
-    wait_until(lambda: "Traceback" not in worker.log() and worker.logged(BACK), 20,
+    wait_until(lambda: "Traceback" not in worker.log() and worker.logged(BACK), 30,
                lambda: worker.log())
     assert worker.process.poll() is None, worker.log()
 
@@ -353,18 +353,18 @@ def test_a_run_rescued_while_its_worker_was_cut_off_is_stopped_once_it_is_back(p
                                         "exec sleep 60", max_retries=3))  # fmt: skip
     worker = pg_away.worker("w", 1)
     worker.ready()
-    wait_until(began.exists, 20, "the job to start")
+    wait_until(began.exists, 30, "the job to start")
     pid = int(began.read_text())
     pg_away.down()
     pg_away.noticed()
     queue.cancel([job.id])
     rescuer = Queue(pg_away.target, lease=1)  # another host's view: silent past its lease
-    wait_until(lambda: rescuer.rescue_lost(), 20, "the rescue")
+    wait_until(lambda: rescuer.rescue_lost(), 30, "the rescue")
     stored = queue.get(job.id)
     assert (stored.state, stored.error) == ("cancelled", "worker lost")
     assert alive(pid)
     pg_away.up()
-    wait_until(lambda: not alive(pid), 20, lambda: f"the run to be stopped: {worker.log()}")
-    wait_until(lambda: worker.logged("its result is not stored"), 20, worker.log)
+    wait_until(lambda: not alive(pid), 30, lambda: f"the run to be stopped: {worker.log()}")
+    wait_until(lambda: worker.logged("its result is not stored"), 30, worker.log)
     assert queue.get(job.id).__data__ == stored.__data__, "the lost run's result was stored"
     assert worker.process.poll() is None and "Traceback" not in worker.log(), worker.log()

@@ -110,7 +110,7 @@ def test_a_slow_health_read_is_asked_for_less_often(seeded, fixed_clock, monkeyp
 
     def slow(queue, *args):
         reads.append(1)
-        threading.Event().wait(0.3)
+        threading.Event().wait(0.6)  # the next read ~6 s later: far past 4 loads, even slowed
         return real(queue, *args)
 
     monkeypatch.setattr(data, "health", slow)
@@ -121,7 +121,7 @@ def test_a_slow_health_read_is_asked_for_less_often(seeded, fixed_clock, monkeyp
         await until(pilot, lambda: app.health_loads > 0, what="the last hour's health")
         loads = app.loads
         await until(pilot, lambda: app.loads >= loads + 4, what="loads")  # a second or more
-        assert len(reads) == 1  # the next one after ~3 s (10 x 0.3 s), not after 0.1 s
+        assert len(reads) == 1  # the next one after ~6 s (10 x 0.6 s), not after 0.1 s
 
     drive(app, scenario)
 

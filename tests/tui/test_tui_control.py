@@ -202,7 +202,7 @@ def other_worker(live_queue, tmp_path):
     for process in started:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+        process.wait(timeout=30)
 
 
 @pytest.mark.skipif(not QUEUECTL.exists(), reason="needs the installed queuectl executable")
@@ -219,18 +219,18 @@ def test_l_streams_the_output_of_a_job_another_process_runs(live_queue, other_wo
     app = make_app(live_queue, workers=0)
 
     async def scenario(pilot):
-        await until(pilot, lambda: "streamer" in column(pane(app, "processing"), "id"), 20)
+        await until(pilot, lambda: "streamer" in column(pane(app, "processing"), "id"), 30)
         await pilot.press("tab", "l")
         screen = app.screen
         assert isinstance(screen, OutputScreen)
         log = screen.query_one(Log)
-        await until(pilot, lambda: "80" in log.lines, 10, "the first lines")
+        await until(pilot, lambda: "80" in log.lines, 30, "the first lines")
         at_end = lambda: log.max_scroll_y > 0 and log.scroll_y == log.max_scroll_y  # noqa: E731
-        await until(pilot, at_end, 5, "the end of the output shown")
+        await until(pilot, at_end, 30, "the end of the output shown")
         status = lambda: str(screen.query_one("#output-status", Static).render())  # noqa: E731
         assert status().startswith("processing")
         gates[0].touch()
-        await until(pilot, lambda: "90" in log.lines, 10, "the output after the first gate")
+        await until(pilot, lambda: "90" in log.lines, 30, "the output after the first gate")
         # Shown as written: markup is not applied, the escape is made visible.
         assert "[bold]not bold[/] \\x1b[31mred" in log.lines
         assert any("[bold]not bold[/] \\x1b[31mred" in line for line in screen_text(log))
@@ -240,14 +240,14 @@ def test_l_streams_the_output_of_a_job_another_process_runs(live_queue, other_wo
         await pilot.pause()
         assert "scrolled up" in status()
         gates[1].touch()
-        await until(pilot, lambda: "95" in log.lines, 10, "the output after the second gate")
+        await until(pilot, lambda: "95" in log.lines, 30, "the output after the second gate")
         await pilot.pause()
         assert log.scroll_y == 0
         await pilot.press("end")  # back at the end: it follows again
         assert "scrolled up" not in status()
         gates[2].touch()
-        await until(pilot, lambda: "the end" in log.lines, 10, "the last line")
-        await until(pilot, lambda: status().startswith("completed"), 10, "the job's end")
+        await until(pilot, lambda: "the end" in log.lines, 30, "the last line")
+        await until(pilot, lambda: status().startswith("completed"), 30, "the job's end")
         assert log.scroll_y == log.max_scroll_y
         assert log.lines[:3] == ["1", "2", "3"] and log.lines.count("80") == 1  # nothing twice
         await pilot.press("escape")

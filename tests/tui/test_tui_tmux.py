@@ -126,39 +126,43 @@ def test_the_tui_in_a_real_terminal(cli, tmp_path):
     cli("enqueue", "--id", "flaky", "--max-retries", "1", f"test -e {gate}")
     terminal = Terminal([str(QUEUECTL), "--db", str(cli.db), "tui", "--workers", "2"], tmp_path)
     try:
-        wait_for(lambda: "palette" in "".join(terminal.screen()), 20, "the app", terminal)
+        wait_for(lambda: "palette" in "".join(terminal.screen()), 30, "the app", terminal)
         # The app starts, its workers run the job, which fails once: the DLQ.
-        wait_for(lambda: shows(terminal, "Dead", "flaky"), 20, "flaky in Dead", terminal)
+        wait_for(lambda: shows(terminal, "Dead", "flaky"), 30, "flaky in Dead", terminal)
         # A job enqueued by another process shows up, runs, and lands in Completed.
         job_id = cli("enqueue", "echo hi").strip()
-        wait_for(lambda: shows(terminal, "Completed", job_id), 20, "the job done", terminal)
+        wait_for(lambda: shows(terminal, "Completed", job_id), 30, "the job done", terminal)
         assert json.loads(cli("show", job_id, "--json"))["output"] == "hi\n"
         # Into the Dead pane (shift+tab from the first pane): `enter` there shows its job.
         gate.touch()
         terminal.press("BTab", "Enter")
-        wait_for(lambda: on_screen(terminal, "Job flaky"), 20, "flaky's details", terminal)
+        wait_for(lambda: on_screen(terminal, "Job flaky"), 30, "flaky's details", terminal)
         terminal.press("Escape")
-        wait_for(lambda: not on_screen(terminal, "Job flaky"), 20, "the details closed", terminal)
+        wait_for(lambda: not on_screen(terminal, "Job flaky"), 30, "the details closed", terminal)
         # Back in the Dead pane, `r` retries the job.
         terminal.press("r")
-        wait_for(lambda: shows(terminal, "Completed", "flaky"), 20, "flaky retried", terminal)
+        wait_for(lambda: shows(terminal, "Completed", "flaky"), 30, "flaky retried", terminal)
         job = json.loads(cli("show", "flaky", "--json"))
         assert (job["state"], job["attempts"]) == ("completed", 1)
-        wait_for(lambda: any("─ Dead 0 " in line for line in terminal.screen()), 5, "an empty DLQ")
+        wait_for(lambda: any("─ Dead 0 " in line for line in terminal.screen()), 30, "an empty DLQ")
         # The enqueue form, typed in one go: the 2 is the max retries Tab moved to, not the
         # end of the command.
         terminal.press("a")
-        wait_for(lambda: on_screen(terminal, "Enqueue a job"), 20, "the enqueue form", terminal)
+        wait_for(lambda: on_screen(terminal, "Enqueue a job"), 30, "the enqueue form", terminal)
         terminal.type_ahead("echo x", "Tab", "2", "Enter")
-        wait_for(lambda: not on_screen(terminal, "Enqueue a job"), 20, "the form closed", terminal)
+        wait_for(lambda: not on_screen(terminal, "Enqueue a job"), 30, "the form closed", terminal)
         jobs = wait_for(
             lambda: [job for job in json.loads(cli("list", "--json")) if "echo x" in job["command"]],
-            20, "the job enqueued", terminal,
+            30, "the job enqueued", terminal,
         )  # fmt: skip
         assert [(job["command"], job["max_retries"]) for job in jobs] == [("echo x", 2)]
+        # Its workers run that job at once: `q` while it still ran would ask first (a dialog,
+        # no exit). Its result is stored after the pool counts it as no longer running.
+        wait_for(lambda: json.loads(cli("show", jobs[0]["id"], "--json"))["state"] == "completed",
+                 30, "the enqueued job to complete", terminal)
         # `q` with nothing running: the app quits and the session ends.
         terminal.press("q")
-        wait_for(lambda: not terminal.alive(), 20, "the app to exit", terminal)
+        wait_for(lambda: not terminal.alive(), 30, "the app to exit", terminal)
         assert json.loads(cli("status", "--json"))["workers"] == 0
     finally:
         terminal.kill()

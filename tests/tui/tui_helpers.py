@@ -16,7 +16,7 @@ def make_app(queue: Queue, workers: int = 0, clock=None) -> QueueApp:
     return QueueApp(queue, workers=workers, clock=clock, refresh_interval=0.25)
 
 
-async def until(pilot, condition: Callable[[], object], timeout: float = 10.0, what: str = ""):
+async def until(pilot, condition: Callable[[], object], timeout: float = 30.0, what: str = ""):
     """Let the app run until ``condition()`` holds; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
