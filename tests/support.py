@@ -81,23 +81,43 @@ class FakeClock:
 
 
 DEFAULT_PG_URL = "postgresql://queuectl:queuectl@127.0.0.1:5432/queuectl_test"
+PG_PATIENCE_S = 30.0  # how long a server once reached may be slow or full before a test fails
+_pg_reached: set[str] = set()  # the servers reached in this run
+
+
+def _pg_connect(url: str, patient: bool, **options):
+    """A psycopg connection to ``url``. ``patient``: a connection refused or timed out is tried
+    again until PG_PATIENCE_S (a loaded machine, all connection slots taken for a moment by the
+    processes of the test before), not taken for a missing server."""
+    import psycopg
+
+    deadline = time.monotonic() + PG_PATIENCE_S
+    while True:
+        try:
+            return psycopg.connect(url, connect_timeout=10 if patient else 3, **options)
+        except psycopg.OperationalError:
+            if not patient or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
 
 
 def pg_server() -> str:
     """The PostgreSQL server for the tests: $QUEUECTL_TEST_PG_URL, else the one .ci/run sets up.
-    Skips the test when none is reachable, except where $QUEUECTL_TEST_REQUIRE_PG is set (CI)."""
+    Skips the test when none is reachable, except where $QUEUECTL_TEST_REQUIRE_PG is set (CI).
+    Where a server is required or was reached before in this run, a failed connection is tried
+    again for a while before it counts."""
     import pytest
 
     url = os.environ.get("QUEUECTL_TEST_PG_URL", DEFAULT_PG_URL)
+    patient = bool(os.environ.get("QUEUECTL_TEST_REQUIRE_PG")) or url in _pg_reached
     try:
-        import psycopg
-
-        psycopg.connect(url, connect_timeout=3).close()
+        _pg_connect(url, patient).close()
     except Exception as exc:  # any reason the server cannot be used
         reason = f"no PostgreSQL server at {url}: {str(exc).strip().splitlines()[0]}"
         if os.environ.get("QUEUECTL_TEST_REQUIRE_PG"):
             pytest.fail(reason)
         pytest.skip(reason)
+    _pg_reached.add(url)
     return url
 
 
@@ -105,15 +125,13 @@ def pg_server() -> str:
 def pg_schema(url: str, prefix: str = "test") -> Iterator[str]:
     """A queue target in a new schema of the PostgreSQL database at ``url`` (a search_path in
     the URL), dropped afterwards."""
-    import psycopg
-
     schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(url, autocommit=True) as connection:
+    with _pg_connect(url, True, autocommit=True) as connection:
         connection.execute(f'CREATE SCHEMA "{schema}"')
     try:
         yield f"{url}?options=-csearch_path%3D{schema}"
     finally:
-        with psycopg.connect(url, autocommit=True) as connection:
+        with _pg_connect(url, True, autocommit=True) as connection:
             connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 

@@ -286,7 +286,7 @@ def test_a_timeout_kills_a_direct_programs_group(tmp_path, bin_dir, env):
         result, went_direct = run("forks", how, env=env, timeout=0.5)
         assert went_direct == (how == "auto")
         assert result.error == "timed out after 0.5s" and result.exit_code is None
-        assert time.monotonic() - started < 0.5 + executor.KILL_GRACE_S + 5
+        assert time.monotonic() - started < 0.5 + executor.KILL_GRACE_S + 10
         pgid = int((tmp_path / "pgid").read_text())
         wait_until(lambda: not group_members(pgid), 30, message=f"group {pgid} to be gone")
 

@@ -199,7 +199,7 @@ def test_timeout_kills_the_whole_group(pgid_file):
     elapsed = time.monotonic() - started
     assert (result.exit_code, result.ok) == (None, False)
     assert "timed out" in result.error and "1.5" in result.error
-    assert 1.5 <= elapsed < 1.5 + executor.KILL_GRACE_S + 3
+    assert 1.5 <= elapsed < 1.5 + executor.KILL_GRACE_S + 10
     pgid = read_pgid(pgid_file)
     wait_until(lambda: not group_members(pgid), 30, message=f"group {pgid} to be gone")
 
@@ -213,7 +213,7 @@ def test_a_job_ignoring_sigterm_is_sigkilled_after_the_grace(pgid_file):
     elapsed = time.monotonic() - started
     assert "timed out" in result.error
     assert "survived" not in result.output and "started" in result.output
-    assert 1 + executor.KILL_GRACE_S * 0.9 <= elapsed < 1 + executor.KILL_GRACE_S + 3
+    assert 1 + executor.KILL_GRACE_S * 0.9 <= elapsed < 1 + executor.KILL_GRACE_S + 10
     pgid = read_pgid(pgid_file)
     wait_until(lambda: not group_members(pgid), 30, message=f"group {pgid} to be gone")
 
@@ -226,7 +226,7 @@ def test_a_grandchild_ignoring_sigterm_and_holding_stdout_is_sigkilled(pgid_file
     )
     elapsed = time.monotonic() - started
     assert "timed out" in result.error
-    assert elapsed < 1 + executor.KILL_GRACE_S + 3
+    assert elapsed < 1 + executor.KILL_GRACE_S + 10
     pgid = read_pgid(pgid_file)
     wait_until(lambda: not group_members(pgid), 30, message=f"group {pgid} to be gone")
 
@@ -236,7 +236,7 @@ def test_a_daemon_holding_stdout_does_not_hold_the_job(pgid_file):
     result = executor.run(f"echo $$ > {pgid_file}; sleep 100 & echo started", timeout=60)
     elapsed = time.monotonic() - started
     assert result.ok and result.output == "started\n"
-    assert elapsed < 5, f"took {elapsed:.2f}s"  # not the 60 s timeout
+    assert elapsed < 20, f"took {elapsed:.2f}s"  # not the 60 s timeout
 
 
 def test_a_daemon_printing_on_after_the_shell_exits_does_not_hold_the_job(pgid_file):
@@ -248,7 +248,7 @@ def test_a_daemon_printing_on_after_the_shell_exits_does_not_hold_the_job(pgid_f
     )
     elapsed = time.monotonic() - started
     assert result.ok and "started" in result.output.splitlines()
-    assert elapsed < 5, f"took {elapsed:.2f}s"  # not the 60 s timeout
+    assert elapsed < 20, f"took {elapsed:.2f}s"  # not the 60 s timeout
 
 
 def test_output_after_exit_is_not_lost():
@@ -413,7 +413,7 @@ def test_a_job_that_closes_its_output_still_times_out(pgid_file):
     started = time.monotonic()
     result = executor.run(f"echo $$ > {pgid_file}; exec >/dev/null 2>&1; sleep 100", timeout=1)
     assert "timed out" in result.error
-    assert time.monotonic() - started < 1 + executor.KILL_GRACE_S + 3
+    assert time.monotonic() - started < 1 + executor.KILL_GRACE_S + 10
     pgid = read_pgid(pgid_file)
     wait_until(lambda: not group_members(pgid), 30, message=f"group {pgid} to be gone")
 
@@ -422,7 +422,7 @@ def test_a_job_that_closes_its_output_is_waited_for():
     started = time.monotonic()
     result = executor.run("echo early; exec >&- 2>&-; sleep 0.3; exit 4", timeout=30)
     assert (result.exit_code, result.error, result.output) == (4, "exit code 4", "early\n")
-    assert 0.3 <= time.monotonic() - started < 3
+    assert 0.3 <= time.monotonic() - started < 10  # not the 30 s timeout
 
 
 def test_kill_a_job_that_closed_its_output():
@@ -442,7 +442,7 @@ def test_a_job_flooding_output_still_times_out():
     started = time.monotonic()
     result = executor.run("yes queuectl", timeout=1, output_limit=1000)
     assert "timed out" in result.error
-    assert time.monotonic() - started < 1 + executor.KILL_GRACE_S + 3
+    assert time.monotonic() - started < 1 + executor.KILL_GRACE_S + 10
     assert result.output.startswith(MARKER) and "queuectl\nqueuectl\n" in result.output
 
 

@@ -461,7 +461,7 @@ def test_a_job_that_leaves_a_daemon_holding_stdout_returns_promptly(tmp_path):
     elapsed = time.monotonic() - started
     try:
         assert result.ok and result.output == "started\n"
-        assert elapsed < 5, f"the run waited {elapsed:.1f}s for the daemon"
+        assert elapsed < 20, f"the run waited {elapsed:.1f}s for the daemon"  # not its 60 s
     finally:
         daemon = int(pidfile.read_text())
         try:
@@ -484,7 +484,7 @@ def test_a_job_ignoring_sigterm_past_its_timeout_is_killed(tmp_path):
     pids = [int(p) for p in pidfile.read_text().split()]
     try:
         assert not result.ok and "timed out" in result.error
-        assert elapsed < 10, f"took {elapsed:.1f}s"
+        assert elapsed < 20, f"took {elapsed:.1f}s"  # not the 60 s it sleeps
         wait_until(lambda: not any(alive(pid) for pid in pids), 30, "the job's processes died")
     finally:
         for pid in pids:
