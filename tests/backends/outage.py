@@ -21,6 +21,7 @@ class Outage:
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._up = True
+        self._downs = 0  # outages begun: a connection made across one is cut too
         self._closed = False
         self._accepting = threading.Thread(target=self._accept, daemon=True)
         self._accepting.start()
@@ -29,6 +30,7 @@ class Outage:
         """Cut every connection; refuse new ones until :meth:`up`."""
         with self._lock:
             self._up = False
+            self._downs += 1
             sockets, self._sockets = self._sockets, set()
         for sock in sockets:
             _close(sock)
@@ -52,6 +54,7 @@ class Outage:
                 if not self._up:
                     _close(client)  # refused, as by a server that is not there
                     continue
+                downs = self._downs
             try:
                 server = socket.create_connection(self.upstream, timeout=5)
             except OSError:
@@ -63,6 +66,12 @@ class Outage:
             for sock in (client, server):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
+                # down() while this connection was being made (a slow machine): it would
+                # outlive the outage, which must cut every connection.
+                if self._downs != downs:
+                    _close(client)
+                    _close(server)
+                    continue
                 self._sockets |= {client, server}
             for source, sink in ((client, server), (server, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()

@@ -112,11 +112,18 @@ class Spawned:
         try:
             if self.proc.poll() is None:
                 # Twice: the second kills the jobs' process groups, so no `sleep` outlives us.
-                for _ in range(2):
+                # The second only once the first was taken (a worker says so): two signals that
+                # arrive before Python runs its handler are handled once, a graceful stop that
+                # waits for the jobs.
+                self.proc.send_signal(signal.SIGINT)
+                deadline = time.monotonic() + 5
+                while (self.proc.poll() is None and "SIGINT: stopping" not in self.log()
+                       and time.monotonic() < deadline):
+                    time.sleep(0.02)
+                if self.proc.poll() is None:
                     self.proc.send_signal(signal.SIGINT)
-                    time.sleep(0.05)
                 try:
-                    self.proc.wait(5)
+                    self.proc.wait(10)
                 except subprocess.TimeoutExpired:
                     self.proc.kill()
                     self.proc.wait(5)
