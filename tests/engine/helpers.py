@@ -65,6 +65,7 @@ class WorkerProc:
         self._reader.join(timeout)
         return code
 
-    def stop(self) -> None:
-        stop_process(self.process)
-        self._reader.join(5)
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM (a graceful stop), SIGKILL after ``timeout``; its output read to the end."""
+        stop_process(self.process, timeout)
+        self._reader.join(15)

@@ -264,6 +264,8 @@ def test_a_claim_that_crosses_a_pause_gives_its_job_back_uncounted(queue, pools,
     pool.resume()
     done = wait_until(lambda: (j := queue.get(job.id)).state == "completed" and j, 30)
     assert (done.attempts, done.output) == (1, "ran\n")
+    # The event follows the stored result: the state may be read before it is emitted.
+    wait_until(lambda: len(events) >= 2, 30, message="the completed event")
     assert events == ["started", "completed"]
 
 
@@ -302,6 +304,8 @@ def test_a_next_job_claimed_with_a_result_across_a_pause_or_stop_goes_back_uncou
         pool.resume()
         done = wait_until(lambda: (j := queue.get(second.id)).state == "completed" and j, 30)
         assert (done.attempts, done.output) == (1, "two\n")
+        # The event follows the stored result: the state may be read before it is emitted.
+        wait_until(lambda: len(events) >= 4, 30, message="the completed event")
         assert events == ["started", "completed", "started", "completed"]
     else:
         assert pool.join(30)

@@ -116,7 +116,7 @@ def test_a_seconds_schedule_with_three_worker_processes(target, tmp_path):
         wait_until(lambda: len(queue.list_jobs(with_output=False)) >= 4, 30, "4 scheduled jobs")
     finally:
         for proc in procs:
-            proc.stop()
+            proc.stop(30)  # not SIGKILLed before it wrote its events (counted below)
     jobs = queue.list_jobs(with_output=False)
     queue.close()
     # Each job is enqueued at its due time (an even second) by the first pool to see it due:
