@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 
 import pytest
 
-from support import wait_until
+from support import stop_process, wait_until
+
+from .conftest import QUEUECTL
 
 
 def ok(done) -> str:
@@ -70,22 +73,35 @@ def test_seed_flow_workers_status_list_dlq(qc, spawn, queue):
     assert jq(qc, "status")["workers"] == 0
 
 
+def gated(tmp_path, then: str) -> tuple[str, object]:
+    """A job's command that runs until the test touches the gate, then ``then``: it is still
+    running whenever the test looks (a short `sleep` could end between two slow polls)."""
+    gate = tmp_path / "gate"
+    return f"while [ ! -e {gate} ]; do sleep 0.02; done; {then}", gate
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_first_stop_signal_lets_the_running_job_finish_and_exits_0(qc, spawn, queue, signum):
+def test_first_stop_signal_lets_the_running_job_finish_and_exits_0(qc, spawn, queue, signum,
+                                                                    tmp_path):
     """SIGTERM is also what a service manager sends to stop a unit (README: systemd)."""
-    job_id = ok(qc("enqueue", "sleep 1; echo finished")).strip()
+    command, gate = gated(tmp_path, "echo finished")
+    job_id = ok(qc("enqueue", command)).strip()
     worker = spawn("worker", "start")
     wait_until(lambda: queue.get(job_id).state == "processing")
     worker.signal(signum)
+    wait_until(lambda: "stopping after 1 running job(s)" in worker.log(), 30, worker.log)
+    gate.touch()
     assert worker.wait(30) == 0
     job = queue.get(job_id)
     assert job.state == "completed" and job.output == "finished\n"
     assert f"{signal.Signals(signum).name}: stopping" in worker.log()
 
 
-def test_a_worker_started_with_its_stop_signals_blocked_still_stops_on_sigterm(qc, spawn, queue):
+def test_a_worker_started_with_its_stop_signals_blocked_still_stops_on_sigterm(qc, spawn, queue,
+                                                                              tmp_path):
     """Some supervisors and CI runners start children with every signal blocked."""
-    job_id = ok(qc("enqueue", "sleep 0.5; echo finished")).strip()
+    command, gate = gated(tmp_path, "echo finished")
+    job_id = ok(qc("enqueue", command)).strip()
     before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         worker = spawn("worker", "start")  # inherits this thread's mask
@@ -93,6 +109,8 @@ def test_a_worker_started_with_its_stop_signals_blocked_still_stops_on_sigterm(q
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
     wait_until(lambda: queue.get(job_id).state == "processing")
     worker.signal(signal.SIGTERM)
+    wait_until(lambda: "stopping after 1 running job(s)" in worker.log(), 30, worker.log)
+    gate.touch()
     assert worker.wait(30) == 0
     assert queue.get(job_id).output == "finished\n"
     assert "SIGTERM: stopping" in worker.log()
@@ -126,13 +144,24 @@ def test_burst_drains_retries_and_delays_then_exits_0(qc, spawn, queue):
     assert f"failed {flaky}" in log and "retry in" in log
 
 
-def test_worker_stop_from_another_process(qc, spawn, queue):
-    job_id = ok(qc("enqueue", "sleep 1; echo done")).strip()
+def test_worker_stop_from_another_process(qc, spawn, queue, env, tmp_path):
+    command, gate = gated(tmp_path, "echo done")
+    job_id = ok(qc("enqueue", command)).strip()
     worker = spawn("worker", "start", "--count", "2")
     wait_until(lambda: queue.get(job_id).state == "processing")
-    stopped = qc("worker", "stop", "--timeout", "30")
-    assert stopped.returncode == 0, stopped.stderr
-    assert stopped.stdout == "stopped 1 worker process\n"
+    said = tmp_path / "stop.stderr"
+    with open(said, "w") as stderr:
+        stopping = subprocess.Popen([*QUEUECTL, "worker", "stop", "--timeout", "30"], env=env,
+                                    cwd=tmp_path, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    try:
+        # It waits for the running job: let the job end only then.
+        wait_until(lambda: "waiting for 1 worker process" in said.read_text(), 30, said.read_text)
+        gate.touch()
+        out, _ = stopping.communicate(timeout=60)
+    finally:
+        stop_process(stopping)
+    assert stopping.returncode == 0, said.read_text()
+    assert out == "stopped 1 worker process\n"
     assert worker.wait(30) == 0
     assert queue.get(job_id).state == "completed"  # its running job finished first
     assert qc("worker", "stop").stderr == "no workers running\n"
