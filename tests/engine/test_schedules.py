@@ -109,10 +109,15 @@ def test_a_seconds_schedule_with_three_worker_processes(target, tmp_path):
     queue = Queue(target)
     procs = []
     try:
-        queue.add_schedule("tick", "*/2 * * * * *", JobSpec(command="true", cwd=str(tmp_path)))
         procs = [WorkerProc(target, 1, tmp_path, f"worker-{n}") for n in range(3)]
         for proc in procs:
             proc.wait_ready()
+        # Added once every worker runs: a due time that passed while they started (seconds on
+        # a loaded machine) is fired late, at a `now` just before the next even second, and
+        # the job's created_at (taken after the wait for the write lock) can fall past it, in
+        # the slot of the next due time's job: two slots' jobs in one, though each due time
+        # had one job.
+        queue.add_schedule("tick", "*/2 * * * * *", JobSpec(command="true", cwd=str(tmp_path)))
         wait_until(lambda: len(queue.list_jobs(with_output=False)) >= 4, 30, "4 scheduled jobs")
     finally:
         for proc in procs:
