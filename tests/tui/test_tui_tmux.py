@@ -144,7 +144,8 @@ def test_the_tui_in_a_real_terminal(cli, tmp_path):
         wait_for(lambda: shows(terminal, "Completed", "flaky"), 30, "flaky retried", terminal)
         job = json.loads(cli("show", "flaky", "--json"))
         assert (job["state"], job["attempts"]) == ("completed", 1)
-        wait_for(lambda: any("─ Dead 0 " in line for line in terminal.screen()), 30, "an empty DLQ")
+        wait_for(lambda: any("─ Dead 0 " in line for line in terminal.screen()), 30,
+                 "an empty DLQ")
         # The enqueue form, typed in one go: the 2 is the max retries Tab moved to, not the
         # end of the command.
         terminal.press("a")
