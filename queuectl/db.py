@@ -111,6 +111,25 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
     a connection whose ``PRAGMA busy_timeout`` was set to something else (its own bound, as
     SQLite's handler keeps it)."""
 
+    def _set_pragmas(self, conn: sqlite3.Connection) -> None:
+        """The connection's pragmas, each tried again while another process holds a lock that
+        reading the file needs (a new file being switched to WAL, say): a pragma's setting is
+        the same whenever it is made, and SQLite's own wait is only SQLITE_BUSY_STEP_MS."""
+        for pragma, value in self._pragmas:
+            deadline = None
+            while True:
+                try:
+                    conn.execute(f"PRAGMA {pragma} = {value}")
+                    break
+                except sqlite3.OperationalError as exc:
+                    if str(exc) != "database is locked":
+                        raise
+                    now = time.monotonic()
+                    deadline = deadline or now + SQLITE_BUSY_TIMEOUT_S
+                    if now >= deadline:
+                        raise
+                    time.sleep(0.001)
+
     def execute_sql(self, sql: str, params: Any = None) -> Any:
         deadline = None
         while True:

@@ -108,3 +108,23 @@ def test_a_busy_timeout_set_on_the_connection_is_its_bound(path, hold_lock):
         assert [job.id for job in queue.list_jobs()] == []
     finally:
         queue.close()
+
+
+def test_opening_a_new_file_another_process_is_still_creating_waits_for_it(tmp_path):
+    """Processes opening a new file at once: one still holds the file's lock from creating it
+    (before the switch to WAL, readers wait for it too) while another connects. The connection's
+    own set-up (its pragmas) waits in short steps like any statement, not SQLite's one step."""
+    path = str(tmp_path / "queue.db")
+    creator = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    creator.execute("CREATE TABLE first (n)")
+    creator.execute("BEGIN EXCLUSIVE")
+    creator.execute("INSERT INTO first VALUES (1)")
+    timer = threading.Timer(MANY_STEPS_S, lambda: creator.execute("COMMIT"))
+    timer.start()
+    try:
+        database = queuectl_db._open_sqlite(path)
+        assert database.execute_sql("SELECT n FROM first").fetchall() == [(1,)]
+        database.close()
+    finally:
+        timer.join()
+        creator.close()
