@@ -112,9 +112,9 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
     SQLite's handler keeps it)."""
 
     def _set_pragmas(self, conn: sqlite3.Connection) -> None:
-        """The connection's pragmas, each tried again while another process holds a lock that
-        reading the file needs (a new file being switched to WAL, say): a pragma's setting is
-        the same whenever it is made, and SQLite's own wait is only SQLITE_BUSY_STEP_MS."""
+        """The connection's pragmas (peewee runs them itself, as it connects), each tried again
+        like a statement while another process holds a lock that reading the file needs (a new
+        file being switched to WAL, say): a pragma's setting is the same whenever it is made."""
         for pragma, value in self._pragmas:
             deadline = None
             while True:
@@ -122,13 +122,7 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
                     conn.execute(f"PRAGMA {pragma} = {value}")
                     break
                 except sqlite3.OperationalError as exc:
-                    if str(exc) != "database is locked":
-                        raise
-                    now = time.monotonic()
-                    deadline = deadline or now + SQLITE_BUSY_TIMEOUT_S
-                    if now >= deadline:
-                        raise
-                    time.sleep(0.001)
+                    deadline = self._again_until(exc, deadline, conn)
 
     def execute_sql(self, sql: str, params: Any = None) -> Any:
         deadline = None
@@ -136,7 +130,7 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
             try:
                 return super().execute_sql(sql, params)
             except peewee.OperationalError as exc:
-                deadline = self._again_until(exc, deadline)
+                deadline = self._again_until(exc, deadline, self._state.conn)
 
     def begin(self, lock_type: str | None = None) -> None:
         deadline = None
@@ -145,13 +139,15 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
                 super().begin(lock_type)
                 return
             except peewee.OperationalError as exc:
-                deadline = self._again_until(exc, deadline)
+                deadline = self._again_until(exc, deadline, self._state.conn)
 
-    def _again_until(self, exc: peewee.OperationalError, deadline: float | None) -> float:
-        """After ``exc``: when to stop trying the statement again, or raise ``exc``."""
+    def _again_until(self, exc: Exception, deadline: float | None,
+                     connection: sqlite3.Connection | None) -> float:
+        """After ``exc`` on ``connection``: when to stop trying the statement again, or raise
+        ``exc``."""
         now = time.monotonic()
         if deadline is None:
-            if str(exc) != "database is locked" or not self._may_try_again():
+            if str(exc) != "database is locked" or not self._may_try_again(connection):
                 raise exc
             time.sleep(0.001)
             return now + SQLITE_BUSY_TIMEOUT_S - SQLITE_BUSY_STEP_MS / 1000
@@ -162,8 +158,8 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
         time.sleep(0.001)
         return deadline
 
-    def _may_try_again(self) -> bool:
-        connection = self._state.conn
+    @staticmethod
+    def _may_try_again(connection: sqlite3.Connection | None) -> bool:
         if connection is None or connection.in_transaction:
             return False
         (step,) = connection.execute("PRAGMA busy_timeout").fetchone()
