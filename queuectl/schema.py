@@ -1047,9 +1047,44 @@ def sqlite_finished_index(db: peewee.Database) -> list[RunSql]:
     ]
 
 
+def sqlite_counters_without_rowid(db: peewee.Database) -> list[RunSql]:
+    """SQLite (schema 12): the per-state counters' table made again WITHOUT ROWID, its rows kept.
+    A claim and a run's end each move two counters (trigger job_counted): in a rowid table each
+    UPDATE found the state in its primary key's index, then the row by its rowid; now the key
+    is the row's place, one look-up. The table is made new and renamed to the old one's name
+    (the triggers that write it name it: legacy_alter_table leaves them as they are, and they
+    name the new table once it has that name). Done once: a table without rowid is left alone."""
+    if not isinstance(db, peewee.SqliteDatabase):
+        return []
+    row = db.execute_sql(
+        "SELECT \"sql\" FROM sqlite_master WHERE \"type\" = 'table' AND \"name\" = ?",
+        (COUNTER_TABLE,),
+    ).fetchone()
+    if row is None or "WITHOUT ROWID" in row[0].upper():
+        return []
+    made = f"{COUNTER_TABLE}_12"
+    return [
+        RunSql(
+            db,
+            [
+                f'DROP TABLE IF EXISTS "{made}"',
+                f'CREATE TABLE "{made}" ("state" VARCHAR(16) NOT NULL PRIMARY KEY, '
+                '"n" INTEGER NOT NULL) WITHOUT ROWID',
+                f'INSERT INTO "{made}" ("state", "n") SELECT "state", "n" FROM "{COUNTER_TABLE}"',
+                "PRAGMA legacy_alter_table = ON",
+                f'DROP TABLE "{COUNTER_TABLE}"',
+                f'ALTER TABLE "{made}" RENAME TO "{COUNTER_TABLE}"',
+                "PRAGMA legacy_alter_table = OFF",
+            ],
+        )
+    ]
+
+
 def sqlite_hot_12(migrator: SchemaMigrator) -> list[object]:
-    """Schema 12 (SQLite; nothing on PostgreSQL): see :func:`sqlite_finished_index`."""
-    return [*sqlite_finished_index(migrator.database)]
+    """Schema 12 (SQLite; nothing on PostgreSQL): see :func:`sqlite_finished_index` and
+    :func:`sqlite_counters_without_rowid`."""
+    return [*sqlite_finished_index(migrator.database),
+            *sqlite_counters_without_rowid(migrator.database)]  # fmt: skip
 
 
 # MIGRATIONS[n] lists the operations that take a version n-1 database to version n. Each entry
@@ -1108,6 +1143,8 @@ def ensure(
                 job_counters(db) + workflow_triggers(db) + history_triggers(db)
                 + sqlite_triggers(db) + sqlite_finished_index(db)
             ):
+                operation.run()
+            for operation in sqlite_counters_without_rowid(db):  # the counters' table made above
                 operation.run()
             _set_version(models, SCHEMA_VERSION)
             return

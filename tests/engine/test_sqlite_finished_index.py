@@ -1,7 +1,8 @@
 """Schema 12 (SQLite): "job_state_finished" holds finished jobs only, so a claim does not touch it.
 Its readers (the completed, dead and cancelled panes, the throughput chart, the purge by age)
 still find it, and return what they did, on a new file and on one upgraded from schema 11;
-PostgreSQL keeps the index whole."""
+PostgreSQL keeps the index whole. And the per-state counters' table is WITHOUT ROWID, its counts
+kept through the upgrade and exact after it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,20 @@ from queuectl.states import State
 OK = RunResult(0, None, "ok\n")
 FAILED = RunResult(1, "exit code 1", "")
 WHOLE = 'CREATE INDEX "job_state_finished" ON "job" ("state", "finished_at")'
+
+
+COUNTER_SQL = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'job_count'"
+
+
+def counter_sql(connection: sqlite3.Connection) -> str:
+    return connection.execute(COUNTER_SQL).fetchone()[0]
+
+
+def rows_counted(queue: Queue) -> dict[str, int]:
+    totals = dict.fromkeys(queue.counts(), 0)
+    for state, n in queue.db.execute_sql("SELECT state, COUNT(*) FROM job GROUP BY state"):
+        totals[state] = n
+    return totals
 
 
 def index_sql(queue: Queue) -> str:
@@ -88,6 +103,7 @@ def test_a_new_file_indexes_finished_jobs_only(target):
     try:
         if queue.is_sqlite:
             assert " WHERE " in index_sql(queue)
+            assert "WITHOUT ROWID" in queue.db.execute_sql(COUNTER_SQL).fetchone()[0]
         else:
             assert " WHERE " not in index_sql(queue)
         ended = fill(queue)
@@ -101,6 +117,7 @@ def test_a_new_file_indexes_finished_jobs_only(target):
         assert queue.purge(states=("completed", "dead", "cancelled"), older_than=0) == 6
         assert queue.purge(states=("completed",), older_than=0) == 0
         assert sorted(job.state for job in queue.list_jobs()) == ["pending", "processing"]
+        assert queue.counts() == rows_counted(queue)
     finally:
         queue.close()
 
@@ -113,8 +130,15 @@ def test_a_schema_11_file_upgrades_to_the_partial_index(tmp_path):
     old = sqlite3.connect(path)  # the index and version as schema 11 left them
     old.executescript(
         f'DROP INDEX "job_state_finished"; {WHOLE}; '
+        # the counters' table as a rowid table, its rows kept
+        'CREATE TABLE "c11" ("state" VARCHAR(16) NOT NULL PRIMARY KEY, "n" INTEGER NOT NULL); '
+        'INSERT INTO "c11" SELECT "state", "n" FROM "job_count"; '
+        'PRAGMA legacy_alter_table = ON; DROP TABLE "job_count"; '
+        'ALTER TABLE "c11" RENAME TO "job_count"; PRAGMA legacy_alter_table = OFF; '
         "UPDATE queuectl_schema SET value = '11' WHERE key = 'version';"
     )
+    assert "WITHOUT ROWID" not in counter_sql(old := sqlite3.connect(path))
+    old.close()
     old.close()
 
     upgraded = Queue(path)
@@ -122,12 +146,18 @@ def test_a_schema_11_file_upgrades_to_the_partial_index(tmp_path):
         assert schema.read_version(upgraded.db) == schema.SCHEMA_VERSION == 12
         assert " WHERE " in index_sql(upgraded)
         check_readers(upgraded, ended)
+        assert "WITHOUT ROWID" in upgraded.db.execute_sql(COUNTER_SQL).fetchone()[0]
+        assert upgraded.counts() == rows_counted(upgraded)
+        assert upgraded.counts()["completed"] == 3 and upgraded.counts()["pending"] == 1
         upgraded.enqueue_many([JobSpec(command="true")])
         worker = upgraded.register_worker(1)
         job = upgraded.claim(worker)
         _, following = upgraded.finish_and_claim(job, OK, worker)
         assert following is not None
         assert upgraded.pane(State.COMPLETED, 1)[0].id == job.id
+        assert upgraded.counts() == rows_counted(upgraded)
+        upgraded.db.execute_sql("DELETE FROM job WHERE state = 'dead'")
+        assert upgraded.counts() == rows_counted(upgraded)
     finally:
         upgraded.close()
     assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone() == ("ok",)
