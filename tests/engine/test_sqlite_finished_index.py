@@ -37,7 +37,8 @@ def index_sql(queue: Queue) -> str:
     if queue.is_sqlite:
         query = "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?"
     else:
-        query = "SELECT indexdef FROM pg_indexes WHERE indexname = %s AND schemaname = current_schema()"
+        query = ("SELECT indexdef FROM pg_indexes WHERE indexname = %s "
+                 "AND schemaname = current_schema()")
     (row,) = queue.db.execute_sql(query, ("job_state_finished",)).fetchall()
     return row[0]
 
