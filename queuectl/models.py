@@ -126,6 +126,7 @@ Job.add_index(
 # Per-state counts and `list --state` (newest first) are served by (state, seq).
 Job.add_index(Job.index(Job.state, Job.seq, name="job_state_seq"))
 # Completed and dead panes show the most recently finished first.
+# SQLite (schema 12): only finished jobs' rows (schema.sqlite_finished_index).
 Job.add_index(Job.index(Job.state, Job.finished_at, name="job_state_finished"))
 
 

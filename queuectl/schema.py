@@ -15,7 +15,7 @@ from .models import CLAIMABLE, RUN_BUCKETS, STATES, Models, State, sql_in
 if TYPE_CHECKING:  # playhouse.migrate is imported only to migrate (every CLI start pays imports)
     from playhouse.migrate import SchemaMigrator
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 # Per-state job counts, kept by triggers: `status` and every TUI refresh read a few rows instead
 # of counting a million (75 ms on SQLite, 165 ms on PostgreSQL at 1M jobs). The triggers run
@@ -1008,6 +1008,85 @@ def sqlite_hot_11(migrator: SchemaMigrator) -> list[object]:
     return [*sqlite_triggers(migrator.database)]
 
 
+# -- schema 12: the finished jobs' index leaves unfinished jobs out (SQLite, issue #17) ----------
+#
+# "job_state_finished" (state, finished_at) held every job, so every change of state moved the
+# job's entry: a claim (pending -> processing) took one out and put one in, a run's end took the
+# processing entry out. The readers of that index only look for finished jobs: the completed,
+# dead and cancelled panes (`"state" = ?`, ordered by finished_at), the throughput chart and
+# the purge (`"finished_at" >= ?` or `< ?`). Schema 12 keeps in it only the jobs one of them
+# can find, by a WHERE each of their own WHEREs implies (SQLite's planner proves a partial
+# index usable by such a match, a bound state compared as its value): a claim no longer
+# touches it, and a run's end puts one entry in. PostgreSQL keeps the index as it was.
+SQLITE_FINISHED_INDEX = "job_state_finished"
+SQLITE_FINISHED_WHERE = '"finished_at" IS NOT NULL OR ' + " OR ".join(
+    f"\"state\" = '{state.value}'" for state in (State.COMPLETED, State.DEAD, State.CANCELLED)
+)
+
+
+def sqlite_finished_index(db: peewee.Database) -> list[RunSql]:
+    """SQLite (schema 12): "job_state_finished" made again as a partial index (see above), once:
+    an index already partial is left alone (a new file's is made by create_tables, whole)."""
+    if not isinstance(db, peewee.SqliteDatabase):
+        return []
+    row = db.execute_sql(
+        "SELECT \"sql\" FROM sqlite_master WHERE \"type\" = 'index' AND \"name\" = ?",
+        (SQLITE_FINISHED_INDEX,),
+    ).fetchone()
+    if row is not None and " WHERE " in row[0]:
+        return []
+    return [
+        RunSql(
+            db,
+            [
+                f'DROP INDEX IF EXISTS "{SQLITE_FINISHED_INDEX}"',
+                f'CREATE INDEX "{SQLITE_FINISHED_INDEX}" ON "job" ("state", "finished_at") '
+                f"WHERE {SQLITE_FINISHED_WHERE}",
+            ],
+        )
+    ]
+
+
+def sqlite_counters_without_rowid(db: peewee.Database) -> list[RunSql]:
+    """SQLite (schema 12): the per-state counters' table made again WITHOUT ROWID, its rows kept.
+    A claim and a run's end each move two counters (trigger job_counted): in a rowid table each
+    UPDATE found the state in its primary key's index, then the row by its rowid; now the key
+    is the row's place, one look-up. The table is made new and renamed to the old one's name
+    (the triggers that write it name it: legacy_alter_table leaves them as they are, and they
+    name the new table once it has that name). Done once: a table without rowid is left alone."""
+    if not isinstance(db, peewee.SqliteDatabase):
+        return []
+    row = db.execute_sql(
+        "SELECT \"sql\" FROM sqlite_master WHERE \"type\" = 'table' AND \"name\" = ?",
+        (COUNTER_TABLE,),
+    ).fetchone()
+    if row is None or "WITHOUT ROWID" in row[0].upper():
+        return []
+    made = f"{COUNTER_TABLE}_12"
+    return [
+        RunSql(
+            db,
+            [
+                f'DROP TABLE IF EXISTS "{made}"',
+                f'CREATE TABLE "{made}" ("state" VARCHAR(16) NOT NULL PRIMARY KEY, '
+                '"n" INTEGER NOT NULL) WITHOUT ROWID',
+                f'INSERT INTO "{made}" ("state", "n") SELECT "state", "n" FROM "{COUNTER_TABLE}"',
+                "PRAGMA legacy_alter_table = ON",
+                f'DROP TABLE "{COUNTER_TABLE}"',
+                f'ALTER TABLE "{made}" RENAME TO "{COUNTER_TABLE}"',
+                "PRAGMA legacy_alter_table = OFF",
+            ],
+        )
+    ]
+
+
+def sqlite_hot_12(migrator: SchemaMigrator) -> list[object]:
+    """Schema 12 (SQLite; nothing on PostgreSQL): see :func:`sqlite_finished_index` and
+    :func:`sqlite_counters_without_rowid`."""
+    return [*sqlite_finished_index(migrator.database),
+            *sqlite_counters_without_rowid(migrator.database)]  # fmt: skip
+
+
 # MIGRATIONS[n] lists the operations that take a version n-1 database to version n. Each entry
 # is a function of a playhouse SchemaMigrator, e.g.
 #     3: lambda m: [m.add_column("job", "tags", peewee.TextField(null=True))],
@@ -1022,6 +1101,7 @@ MIGRATIONS: dict[int, Callable[[SchemaMigrator], list[object]]] = {
     9: lambda m: history_9(m),
     10: lambda m: [*postgres_triggers_10(m), *sqlite_triggers_10(m), *ready_queue_index_10(m)],
     11: lambda m: [*postgres_hot_11(m), *sqlite_hot_11(m)],
+    12: lambda m: sqlite_hot_12(m),
 }
 
 _PG_LOCK_KEY = 0x71756575  # "queu": serialises schema set-up across PostgreSQL clients
@@ -1061,8 +1141,10 @@ def ensure(
             db.create_tables(models.all, safe=True)
             for operation in (
                 job_counters(db) + workflow_triggers(db) + history_triggers(db)
-                + sqlite_triggers(db)
+                + sqlite_triggers(db) + sqlite_finished_index(db)
             ):
+                operation.run()
+            for operation in sqlite_counters_without_rowid(db):  # the counters' table made above
                 operation.run()
             _set_version(models, SCHEMA_VERSION)
             return
