@@ -182,6 +182,8 @@ class Lifecycle(Reading):
         """:meth:`finish`, then :meth:`claim` in the same transaction: a busy worker commits
         once a job, not twice. Returns (the job as stored or None, the next job or None)."""
         complete_and_claim = self._sql.claims(queues)[1]
+        if job.has_dependents is False:  # PostgreSQL, as its claim saw it (see Statements)
+            complete_and_claim = self._sql.lean_complete_and_claim(queues)
         if result.ok and complete_and_claim is not None:
             return self._complete_and_claim(job, result, worker_id, complete_and_claim)
         with self._write():
@@ -372,6 +374,8 @@ class Lifecycle(Reading):
             if len(_TIMEOUTS) < 16:
                 _TIMEOUTS[stored] = timeout
         job.configured_timeout = timeout
+        if len(row) > _HAS_DEPENDENTS_AT:  # PostgreSQL's claims
+            job.has_dependents = row[_HAS_DEPENDENTS_AT]
         return job
 
     def _job(self, data: dict[str, object]) -> Job:
@@ -393,6 +397,7 @@ class Lifecycle(Reading):
 _TIMEOUTS: dict[object, object] = {}
 # A claim's row: the columns, then the config `job-timeout`; where the state is among them.
 _COLUMNS = len(COLUMN_NAMES)
+_HAS_DEPENDENTS_AT = _COLUMNS + 1  # after config `job-timeout` (see Statements.columns)
 _STATE_AT = COLUMN_NAMES.index("state")
 
 

@@ -70,6 +70,9 @@ class Job(BaseModel):
     # Not stored: those of them not completed yet, and those dead (the job is blocked until
     # they are retried).
     waiting_for: tuple[str, ...] = ()
+    # Not stored (PostgreSQL): whether the job had dependents when its run was claimed; None
+    # where the claim did not say.
+    has_dependents: bool | None = None
     blocked_by: tuple[str, ...] = ()
 
     class Meta:

@@ -190,3 +190,49 @@ def test_a_run_that_ends_in_a_limited_queue_wakes_other_processes(pg_target):
         assert announcements(q, lambda: q.finish(other, OK, worker)) == []
     finally:
         q.close()
+
+
+def test_a_claim_says_whether_the_job_has_dependents(pg_target):
+    """A claim's row tells the worker whether the job had dependents then: the complete-and-claim
+    of a job without any claims the next ready job only (Statements.lean_complete_and_claim)."""
+    q = Queue(pg_target)
+    try:
+        worker = q.register_worker(1)
+        q.enqueue_many([JobSpec(command="a", id="a"), JobSpec(command="b", id="b", after=["a"]),
+                        JobSpec(command="c", id="c"), JobSpec(command="d", id="d")])  # fmt: skip
+        a = q.claim(worker)
+        assert (a.id, a.has_dependents) == ("a", True)
+        stored, b = q.finish_and_claim(a, OK, worker)
+        # claimed with a, in the statement that completed it (before c, as it was enqueued)
+        assert stored.state == "completed" and stored.has_dependents is None
+        assert (b.id, b.has_dependents) == ("b", False)
+        stored, c = q.finish_and_claim(b, OK, worker)
+        assert stored.state == "completed" and (c.id, c.has_dependents) == ("c", False)
+        assert q.claim(worker).has_dependents is False  # d, by the plain claim
+        assert q.counts()["completed"] == 2 and q.counts()["processing"] == 2
+    finally:
+        q.close()
+
+
+def test_a_dependent_enqueued_while_its_dependency_runs_runs_after_it(pg_target):
+    """A job claimed without dependents gets one while it runs: its completion (the lean
+    complete-and-claim) counts the dependent down and wakes the other processes; the dependent
+    is claimed next, once."""
+    q = Queue(pg_target)
+    try:
+        worker = q.register_worker(1)
+        q.enqueue_many([JobSpec(command="a", id="a")])
+        a = q.claim(worker)
+        assert a.has_dependents is False
+        q.enqueue_many([JobSpec(command="b", id="b", after=["a"])])
+        assert q.claim(worker) is None  # b waits for a
+        following: list = []
+        assert announcements(q, lambda: following.extend(q.finish_and_claim(a, OK, worker)))
+        assert following[0].state == "completed"
+        b = following[1] or q.claim(worker)
+        assert b.id == "b" and b.state == "processing"
+        assert q.claim(worker) is None
+        assert q.finish(b, OK, worker).state == "completed"
+        assert q.counts()["completed"] == 2 and q.counts()["processing"] == 0
+    finally:
+        q.close()
