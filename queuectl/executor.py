@@ -219,7 +219,12 @@ class Execution:
 
         One ``poll`` waits on both the output pipe and the shell's exit (a pidfd): a job like
         `true` costs two wake-ups, where polling the exit cost a sleep longer than the job.
-        The pipe stays blocking: it is read once each time ``poll`` finds it ready."""
+        The pipe stays blocking: it is read once each time ``poll`` finds it ready.
+
+        The first round waits on the pipe alone: most jobs end their output by exiting, and
+        one ``waitpid`` then finds the exit, without a pidfd opened, polled and closed. A run
+        that goes on to a second round (it printed, its output is still open after a round,
+        or it had not quite exited) watches its exit through a pidfd from then on."""
         assert process.stdout is not None
         fd = process.stdout.fileno()
         monotonic = time.monotonic
@@ -234,14 +239,19 @@ class Execution:
         next_output = started + OUTPUT_EVERY_S
         poller = select.poll()
         poller.register(fd, select.POLLIN)
-        pidfd = _pidfd(process.pid)
-        if pidfd is not None:
-            poller.register(pidfd, select.POLLIN)
+        pidfd: int | None = None
+        first = True  # the first round: the exit is looked for once the output ends
         poll = poller.poll
         # With a pidfd, the exit is looked for once it says so; without, at every round.
-        exit_due = pidfd is None
+        exit_due = False
         try:
             while True:
+                if not first and pidfd is None and not exit_due:
+                    pidfd = _pidfd(process.pid)
+                    if pidfd is None:
+                        exit_due = True
+                    else:
+                        poller.register(pidfd, select.POLLIN)
                 now = monotonic()
                 if exit_due and exited_at is None and process.poll() is not None:
                     exited_at = now
@@ -279,8 +289,9 @@ class Execution:
                         # still counts.
                         eof = True
                         poller.unregister(fd)
-                if eof and exit_due and process.poll() is not None:
+                if eof and (exit_due or first) and process.poll() is not None:
                     break  # all read, and it has exited: what the next round would find first
+                first = False
         finally:
             if pidfd is not None:
                 os.close(pidfd)
