@@ -21,6 +21,9 @@ READ_CHUNK = 64 * 1024
 DRAIN_AFTER_EXIT_S = 0.2  # how long to keep reading after the shell exits (daemons keep pipes open)
 POLL_S = 0.1  # the longest wait between looks at the clock (timeouts, the drain)
 NO_PIDFD_POLL_S = 0.001  # without a pidfd, how often an exit is looked for once output ended
+# A run's first round waits on its output alone at most this long: past it, its exit is watched
+# through a pidfd too (a shell that exits leaving a background process on its pipe is seen then).
+FIRST_ROUND_S = 0.01
 OUTPUT_EVERY_S = 1.0  # while a job runs, its output so far is handed on at most this often
 # ... as its last LIVE_OUTPUT_LIMIT bytes: writing the whole 1 MiB tail every second kept that
 # much of the database in the worker's page cache; the run's result stores the whole tail.
@@ -219,7 +222,13 @@ class Execution:
 
         One ``poll`` waits on both the output pipe and the shell's exit (a pidfd): a job like
         `true` costs two wake-ups, where polling the exit cost a sleep longer than the job.
-        The pipe stays blocking: it is read once each time ``poll`` finds it ready."""
+        The pipe stays blocking: it is read once each time ``poll`` finds it ready.
+
+        The first round waits on the pipe alone: most jobs end their output by exiting, and
+        one ``waitpid`` then finds the exit, without a pidfd opened, polled and closed. A run
+        that goes on to a second round (it printed, its output is still open after
+        FIRST_ROUND_S, or it had not quite exited) watches its exit through a pidfd from then
+        on."""
         assert process.stdout is not None
         fd = process.stdout.fileno()
         monotonic = time.monotonic
@@ -234,14 +243,19 @@ class Execution:
         next_output = started + OUTPUT_EVERY_S
         poller = select.poll()
         poller.register(fd, select.POLLIN)
-        pidfd = _pidfd(process.pid)
-        if pidfd is not None:
-            poller.register(pidfd, select.POLLIN)
+        pidfd: int | None = None
+        first = True  # the first round: the exit is looked for once the output ends
         poll = poller.poll
         # With a pidfd, the exit is looked for once it says so; without, at every round.
-        exit_due = pidfd is None
+        exit_due = False
         try:
             while True:
+                if not first and pidfd is None and not exit_due:
+                    pidfd = _pidfd(process.pid)
+                    if pidfd is None:
+                        exit_due = True
+                    else:
+                        poller.register(pidfd, select.POLLIN)
                 now = monotonic()
                 if exit_due and exited_at is None and process.poll() is not None:
                     exited_at = now
@@ -265,6 +279,8 @@ class Execution:
                 wait = POLL_S
                 if pidfd is None and eof and exited_at is None:
                     wait = NO_PIDFD_POLL_S  # its output ended; nothing will wake us at the exit
+                if first:
+                    wait = min(wait, FIRST_ROUND_S)
                 if deadline is not None and term_sent_at is None:
                     wait = min(wait, max(deadline - now, 0))
                 for ready, _ in poll(wait * 1000):
@@ -279,8 +295,9 @@ class Execution:
                         # still counts.
                         eof = True
                         poller.unregister(fd)
-                if eof and exit_due and process.poll() is not None:
+                if eof and (exit_due or first) and process.poll() is not None:
                     break  # all read, and it has exited: what the next round would find first
+                first = False
         finally:
             if pidfd is not None:
                 os.close(pidfd)

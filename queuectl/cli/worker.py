@@ -56,13 +56,15 @@ class EventLog:
                 pass  # stderr is gone (a closed pipe): the jobs matter more than the log
 
     def __call__(self, event: JobEvent) -> None:
-        job = event.job
-        head = f"{event.kind} {_shown(job.id)}"
-        if event.kind == "started":
-            detail = _shown(job.command)
-        elif event.kind == "completed":
-            detail = f"exit 0{_took(job)}"
-        elif event.kind in ("failed", "dead", "cancelled", "rescued"):
+        job, kind = event.job, event.kind
+        if kind == "started":  # (with completed, two lines a job: each formatted in one go)
+            self.line(event.thread, f"started {_shown(job.id)} {_shown(job.command)}")
+            return
+        if kind == "completed":
+            self.line(event.thread, f"completed {_shown(job.id)} exit 0{_took(job)}")
+            return
+        head = f"{kind} {_shown(job.id)}"
+        if event.kind in ("failed", "dead", "cancelled", "rescued"):
             detail = _failure(job)
         elif event.kind == "released":
             detail = "killed by stop: back to pending, attempt not counted"
@@ -92,9 +94,10 @@ def _shown(text: object) -> str:
 
 
 def _took(job: Job) -> str:
-    if job.started_at is None or job.finished_at is None:
+    started, finished = job.started_at, job.finished_at  # (each read once: a field's descriptor)
+    if started is None or finished is None:
         return ""
-    return f" in {rounded_duration(job.finished_at - job.started_at)}"
+    return f" in {rounded_duration(finished - started)}"
 
 
 def _failure(job: Job) -> str:

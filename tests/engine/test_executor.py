@@ -562,3 +562,10 @@ class TestTheFastPathOnlyWhereConfirmed:
         with_libc(monkeypatch, posix_spawn_file_actions_init=init)
         assert not spawn.available()
         assert starter(tmp_path)
+
+
+def test_a_run_whose_output_ends_just_before_its_exit_gets_its_exit_code():
+    """The output's end is mostly the exit, but not quite: the exit status is waited for."""
+    for _ in range(20):
+        result = executor.run("exec >&- 2>&-; exit 3", timeout=30)
+        assert (result.exit_code, result.error, result.output) == (3, "exit code 3", "")

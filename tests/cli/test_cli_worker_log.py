@@ -1,0 +1,58 @@
+"""`worker start`'s event lines (one a job event on stderr), as a user reads them."""
+
+from __future__ import annotations
+
+import re
+
+from queuectl.cli.worker import EventLog
+from queuectl.models import Job
+from queuectl.worker import JobEvent
+
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+
+
+def _job(**fields: object) -> Job:
+    job = Job(id="a0jfv9e4308e", command="echo hi", state="processing", attempts=1)
+    for name, value in fields.items():
+        setattr(job, name, value)
+    return job
+
+
+def _lines(capsys, *events: JobEvent) -> list[str]:
+    log = EventLog()
+    for event in events:
+        log(event)
+    return capsys.readouterr().err.splitlines()
+
+
+def test_a_job_s_start_and_completion_lines(capsys):
+    started = _job(started_at=100.0)
+    done = _job(state="completed", started_at=100.0, finished_at=104.25, exit_code=0)
+    lines = _lines(capsys, JobEvent("started", started, "worker-1"),
+                   JobEvent("completed", done, "worker-2"))  # fmt: skip
+    assert len(lines) == 2
+    assert re.fullmatch(f"{STAMP} worker-1 started a0jfv9e4308e echo hi", lines[0])
+    assert re.fullmatch(f"{STAMP} worker-2 completed a0jfv9e4308e exit 0 in 4.2s", lines[1])
+
+
+def test_a_completion_without_its_times_has_no_duration(capsys):
+    done = _job(state="completed", started_at=None, finished_at=104.0, exit_code=0)
+    (line,) = _lines(capsys, JobEvent("completed", done, "worker-1"))
+    assert line.endswith(" worker-1 completed a0jfv9e4308e exit 0")
+
+
+def test_job_text_is_shown_on_one_line(capsys):
+    job = _job(command="echo one\necho\ttwo")
+    (line,) = _lines(capsys, JobEvent("started", job, "worker-1"))
+    assert line.endswith(" started a0jfv9e4308e echo one\\necho\\ttwo")
+
+
+def test_other_events_keep_their_lines(capsys):
+    failed = _job(state="dead", error="exit code 3", exit_code=3, started_at=1.0, finished_at=2.0)
+    released = _job(state="pending")
+    lines = _lines(capsys, JobEvent("dead", failed, "worker-1"),
+                   JobEvent("released", released, "worker-1"))  # fmt: skip
+    assert lines[0].endswith(" dead a0jfv9e4308e exit code 3 in 1.0s, attempt 1: moved to the DLQ")
+    assert lines[1].endswith(
+        " released a0jfv9e4308e killed by stop: back to pending, attempt not counted"
+    )
