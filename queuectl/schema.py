@@ -15,7 +15,7 @@ from .models import CLAIMABLE, RUN_BUCKETS, STATES, Models, State, sql_in
 if TYPE_CHECKING:  # playhouse.migrate is imported only to migrate (every CLI start pays imports)
     from playhouse.migrate import SchemaMigrator
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 # Per-state job counts, kept by triggers: `status` and every TUI refresh read a few rows instead
 # of counting a million (75 ms on SQLite, 165 ms on PostgreSQL at 1M jobs). The triggers run
@@ -1087,6 +1087,33 @@ def sqlite_hot_12(migrator: SchemaMigrator) -> list[object]:
             *sqlite_counters_without_rowid(migrator.database)]  # fmt: skip
 
 
+# -- schema 13: no "job_due" on PostgreSQL (issue #17) -------------------------------------------
+#
+# Every UPDATE of a job row on PostgreSQL makes a new row version (the state is indexed: never
+# HOT), and every such statement opens every index of "job", builds its description and, for a
+# partial one, prepares its WHERE to test the new version against it, whether or not the version
+# goes in: a claim and a run's end pay that for each index (~25k server instructions a job for
+# "job_due", which a claim's or a run's end's version never enters). "job_due" (run_at, over
+# ready jobs) served one read, an idle worker's next due time (Lifecycle.next_due_in): on
+# PostgreSQL that read takes "job_ready_queue" (queue, run_at, over the same jobs) instead, one
+# probe per queue with ready jobs (a loose index scan, as History.oldest_waiting). SQLite keeps
+# "job_due" (its statements do not pay per index so).
+PG_DROPPED_INDEX = "job_due"
+
+
+def postgres_due_index(db: peewee.Database) -> list[RunSql]:
+    """PostgreSQL (schema 13): "job_due" dropped (see above); a new database's too (create_tables
+    makes it from the model, which SQLite keeps)."""
+    if isinstance(db, peewee.SqliteDatabase):
+        return []
+    return [RunSql(db, [f'DROP INDEX IF EXISTS "{PG_DROPPED_INDEX}"'])]
+
+
+def postgres_hot_13(migrator: SchemaMigrator) -> list[object]:
+    """Schema 13 (PostgreSQL; nothing on SQLite): see :func:`postgres_due_index`."""
+    return [*postgres_due_index(migrator.database)]
+
+
 # MIGRATIONS[n] lists the operations that take a version n-1 database to version n. Each entry
 # is a function of a playhouse SchemaMigrator, e.g.
 #     3: lambda m: [m.add_column("job", "tags", peewee.TextField(null=True))],
@@ -1102,6 +1129,7 @@ MIGRATIONS: dict[int, Callable[[SchemaMigrator], list[object]]] = {
     10: lambda m: [*postgres_triggers_10(m), *sqlite_triggers_10(m), *ready_queue_index_10(m)],
     11: lambda m: [*postgres_hot_11(m), *sqlite_hot_11(m)],
     12: lambda m: sqlite_hot_12(m),
+    13: lambda m: postgres_hot_13(m),
 }
 
 _PG_LOCK_KEY = 0x71756575  # "queu": serialises schema set-up across PostgreSQL clients
@@ -1141,7 +1169,7 @@ def ensure(
             db.create_tables(models.all, safe=True)
             for operation in (
                 job_counters(db) + workflow_triggers(db) + history_triggers(db)
-                + sqlite_triggers(db) + sqlite_finished_index(db)
+                + sqlite_triggers(db) + sqlite_finished_index(db) + postgres_due_index(db)
             ):
                 operation.run()
             for operation in sqlite_counters_without_rowid(db):  # the counters' table made above
