@@ -14,9 +14,11 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import peewee
+
 from .db import WAL_AUTOCHECKPOINT_PAGES
 from .errors import InvalidInput, QueueError
-from .models import ACTIVE, CLAIMABLE, FINAL, Job, State
+from .models import ACTIVE, CLAIMABLE, FINAL, STATS_EVENTS, Job, State
 from .registry import Registry
 from .workflows import Workflows
 from .spec import (
@@ -52,6 +54,23 @@ PURGE_CHUNK = 25
 # worker's claim up to 0.6 s beside a busy disk. SQLite checkpoints after the commit, the write
 # lock already free.
 PURGE_CHECKPOINT_PAGES = 1000
+# A purge on SQLite reads the pages a batch will change before it takes the write lock
+# (:meth:`Control._warm`): read inside the transaction, from a file larger than the page cache
+# beside a disk busy with checkpoints, 25 jobs' pages took up to 0.65 s, and every other writer
+# waited that long (9.4M jobs purged beside a worker). Its connection also deletes with
+# ``secure_delete = FAST`` (some builds of SQLite, Debian's among them, default to ON): a freed
+# page is no longer zeroed and written whole to the WAL and then to the file, only the content
+# removed from the pages the delete writes anyway is.
+PURGE_SECURE_DELETE = "FAST"
+# Before each batch the purge also copies the WAL into the file (a PASSIVE checkpoint, no lock a
+# writer waits for) and, once the WAL holds PURGE_WAL_PAGES frames, waits (up to PURGE_WAL_WAIT_S)
+# for it to start again from its beginning, as the next writer does once every frame is copied:
+# a WAL left longer than WAL_AUTOCHECKPOINT_PAGES made every commit of a worker beside it run a
+# checkpoint of its own, whose fsync of the file waited for the pages the purge's checkpoints had
+# just written (0.7 to 3.6 s a claim, 9.4M jobs purged beside a worker).
+PURGE_WAL_PAGES = WAL_AUTOCHECKPOINT_PAGES * 5 // 8
+PURGE_WAL_WAIT_S = 0.5
+PURGE_WAL_STEP_S = 0.005
 # How long a worker's service thread spends on retention at a time (it resumes a second later).
 RETENTION_BUDGET_S = 2.0
 
@@ -286,10 +305,17 @@ class Control(Workflows, Registry):
             where.append(Job.queue == queue)
         total = 0
         size = PURGE_FIRST_BATCH if self.is_sqlite else PURGE_BATCH
+        secure_delete = None
         if self.is_sqlite:
             self.db.execute_sql(f"PRAGMA wal_autocheckpoint = {PURGE_CHECKPOINT_PAGES}")
+            (secure_delete,) = self.db.execute_sql("PRAGMA secure_delete").fetchone()
+            if secure_delete == 1:  # ON; FAST (2) or OFF (0) are left as they are
+                self.db.execute_sql(f"PRAGMA secure_delete = {PURGE_SECURE_DELETE}")
         try:
             while True:
+                if self.is_sqlite:
+                    self._wal_room()
+                    self._warm(where, size)
                 with self._write():
                     began = time.monotonic()
                     batch = Job.select(Job.seq).where(*where).limit(size)
@@ -319,9 +345,62 @@ class Control(Workflows, Registry):
         finally:
             if self.is_sqlite:
                 self.db.execute_sql(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+                if secure_delete == 1:
+                    self.db.execute_sql("PRAGMA secure_delete = ON")
         if total:
             self._notify()
         return total, more
+
+    def _warm(self, where: list[Any], size: int) -> None:
+        """SQLite, before a batch takes the write lock: read the pages its DELETEs will change,
+        the jobs' rows and their entries in each index a finished job is in, their history's
+        rows and index entries, so that the transaction finds them in the page cache. These
+        reads take no lock a writer waits for (each statement is read to its end: no read
+        transaction is left open to hold a checkpoint back); the transaction selects its batch
+        again, so a job retried meanwhile is not deleted. Only a speed-up: a read that fails
+        (the file changed under it) leaves the rest to the transaction."""
+        Job, Event = self.models.Job, self.models.Event
+        job, event = Job._meta.table_name, Event._meta.table_name
+
+        def read(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+            found = []
+            for done in range(0, len(params), 500):
+                chunk = params[done : done + 500]
+                marks = ", ".join("?" * len(chunk))
+                found += self.db.execute_sql(sql % marks, chunk).fetchall()
+            return found
+
+        try:
+            rows = list(Job.select(Job.seq, Job.id, Job.state, Job.finished_at)
+                        .where(*where).limit(size).tuples())  # fmt: skip
+            read(f'SELECT count(*) FROM "{job}" INDEXED BY "job_id" WHERE "id" IN (%s)',
+                 [id_ for _, id_, _, _ in rows])  # fmt: skip
+            for state in {state for _, _, state, _ in rows}:
+                mine = [row for row in rows if row[2] == state]
+                read(f'SELECT count(*) FROM "{job}" INDEXED BY "job_state_seq" '
+                     f"WHERE \"state\" = '{State(state)}' AND \"seq\" IN (%s)",
+                     [seq for seq, *_ in mine])  # fmt: skip
+                read(f'SELECT count(*) FROM "{job}" INDEXED BY "job_state_finished" '
+                     f"WHERE \"state\" = '{State(state)}' AND \"finished_at\" IN (%s)",
+                     [at for *_, at in mine if at is not None])  # fmt: skip
+            ats = read(f'SELECT "at" FROM "{event}" WHERE "job_seq" IN (%s)',
+                       [seq for seq, *_ in rows])  # fmt: skip
+            read(f'SELECT count(*) FROM "{event}" INDEXED BY "job_event_window" '
+                 f'WHERE {STATS_EVENTS} AND "at" IN (%s)',
+                 [at for (at,) in ats])  # fmt: skip
+        except peewee.DatabaseError:
+            pass
+
+    def _wal_room(self) -> None:
+        """SQLite, before a batch: a PASSIVE checkpoint, then, while the WAL holds
+        PURGE_WAL_PAGES frames or more, the others' turn to start it again (see PURGE_WAL_PAGES),
+        a checkpoint every PURGE_WAL_STEP_S, for PURGE_WAL_WAIT_S at most."""
+        deadline = time.monotonic() + PURGE_WAL_WAIT_S
+        while True:
+            _, frames, _ = self.db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames < PURGE_WAL_PAGES or time.monotonic() >= deadline:
+                return
+            time.sleep(PURGE_WAL_STEP_S)
 
     def _let_writers_in(self, seconds: float) -> None:
         """Between two of a purge's transactions on SQLite: the write lock is free meanwhile."""
