@@ -1024,16 +1024,21 @@ SQLITE_FINISHED_WHERE = '"finished_at" IS NOT NULL OR ' + " OR ".join(
 )
 
 
+def _sqlite_definition(db: peewee.Database, kind: str, name: str) -> str | None:
+    """The CREATE statement SQLite keeps for the ``kind`` ("table", "index") named ``name``."""
+    row = db.execute_sql(
+        "SELECT \"sql\" FROM sqlite_master WHERE \"type\" = ? AND \"name\" = ?", (kind, name)
+    ).fetchone()
+    return None if row is None else row[0]
+
+
 def sqlite_finished_index(db: peewee.Database) -> list[RunSql]:
     """SQLite (schema 12): "job_state_finished" made again as a partial index (see above), once:
     an index already partial is left alone (a new file's is made by create_tables, whole)."""
     if not isinstance(db, peewee.SqliteDatabase):
         return []
-    row = db.execute_sql(
-        "SELECT \"sql\" FROM sqlite_master WHERE \"type\" = 'index' AND \"name\" = ?",
-        (SQLITE_FINISHED_INDEX,),
-    ).fetchone()
-    if row is not None and " WHERE " in row[0]:
+    made = _sqlite_definition(db, "index", SQLITE_FINISHED_INDEX)
+    if made is not None and " WHERE " in made:
         return []
     return [
         RunSql(
@@ -1056,11 +1061,8 @@ def sqlite_counters_without_rowid(db: peewee.Database) -> list[RunSql]:
     name the new table once it has that name). Done once: a table without rowid is left alone."""
     if not isinstance(db, peewee.SqliteDatabase):
         return []
-    row = db.execute_sql(
-        "SELECT \"sql\" FROM sqlite_master WHERE \"type\" = 'table' AND \"name\" = ?",
-        (COUNTER_TABLE,),
-    ).fetchone()
-    if row is None or "WITHOUT ROWID" in row[0].upper():
+    made = _sqlite_definition(db, "table", COUNTER_TABLE)
+    if made is None or "WITHOUT ROWID" in made.upper():
         return []
     made = f"{COUNTER_TABLE}_12"
     return [

@@ -11,6 +11,7 @@ import pytest
 
 from queuectl import JobSpec, Queue, schema
 from queuectl.executor import RunResult
+from queuectl.models import Job
 from support import assert_a_job_runs_and_is_recorded, pg_schema, pg_server
 
 pytestmark = pytest.mark.postgres
@@ -142,13 +143,18 @@ def announcements(q: Queue, action) -> list[str]:
     raise AssertionError(f"no sentinel: {payloads}")
 
 
+def _a_with_dependent_b(q: Queue) -> tuple[str, Job]:
+    """A registered worker, and job "a" claimed by it: "b" depends on it, "c" and "d" wait."""
+    worker = q.register_worker(1)
+    q.enqueue_many([JobSpec(command="a", id="a"), JobSpec(command="b", id="b", after=["a"]),
+                    JobSpec(command="c", id="c"), JobSpec(command="d", id="d")])  # fmt: skip
+    return worker, q.claim(worker)
+
+
 def test_a_completed_job_wakes_other_processes_only_when_it_had_dependents(pg_target):
     q = Queue(pg_target)
     try:
-        worker = q.register_worker(1)
-        q.enqueue_many([JobSpec(command="a", id="a"), JobSpec(command="b", id="b", after=["a"]),
-                        JobSpec(command="c", id="c"), JobSpec(command="d", id="d")])  # fmt: skip
-        a = q.claim(worker)
+        worker, a = _a_with_dependent_b(q)
         assert a.id == "a"
         following: list = []
         # a has a dependent: its completion announces it (and b, ready now, is claimed with it)
@@ -197,10 +203,7 @@ def test_a_claim_says_whether_the_job_has_dependents(pg_target):
     of a job without any claims the next ready job only (Statements.lean_complete_and_claim)."""
     q = Queue(pg_target)
     try:
-        worker = q.register_worker(1)
-        q.enqueue_many([JobSpec(command="a", id="a"), JobSpec(command="b", id="b", after=["a"]),
-                        JobSpec(command="c", id="c"), JobSpec(command="d", id="d")])  # fmt: skip
-        a = q.claim(worker)
+        worker, a = _a_with_dependent_b(q)
         assert (a.id, a.has_dependents) == ("a", True)
         stored, b = q.finish_and_claim(a, OK, worker)
         # claimed with a, in the statement that completed it (before c, as it was enqueued)

@@ -140,11 +140,10 @@ def test_a_schema_11_file_upgrades_to_the_partial_index(tmp_path):
     )
     assert "WITHOUT ROWID" not in counter_sql(old := sqlite3.connect(path))
     old.close()
-    old.close()
 
     upgraded = Queue(path)
     try:
-        assert schema.read_version(upgraded.db) == schema.SCHEMA_VERSION == 12
+        assert schema.read_version(upgraded.db) == schema.SCHEMA_VERSION >= 12
         assert " WHERE " in index_sql(upgraded)
         check_readers(upgraded, ended)
         assert "WITHOUT ROWID" in upgraded.db.execute_sql(COUNTER_SQL).fetchone()[0]
