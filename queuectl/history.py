@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .models import (
-    READY, READY_QUEUE_INDEX, RUN_BUCKETS, STATS_EVENTS, Event, Job, State, iso,
+    READY, READY_QUEUE_INDEX, RUN_BUCKETS, STATS_EVENTS, Event, Job, State, iso, ready_queues,
 )
 from .outcomes import OUTCOMES, event_dict  # noqa: F401 (here too, as before)
 from .reading import Reading
@@ -255,11 +255,7 @@ class History(Reading):
         else:
             due = first('"run_at"', '"q"."name"')  # "name" is a queue of the index: its first
             rows = self.db.execute_sql(
-                'WITH RECURSIVE "q" ("name") AS ('
-                f'SELECT MIN("queue") FROM {index} WHERE {READY} UNION ALL '
-                f'SELECT (SELECT MIN("queue") FROM {index} WHERE {READY} AND "queue" > "q"."name") '
-                f'FROM "q" WHERE "q"."name" IS NOT NULL) SELECT "name", ({due}) FROM "q" '
-                'WHERE "name" IS NOT NULL'
+                f'{ready_queues(index)} SELECT "name", ({due}) FROM "q" WHERE "name" IS NOT NULL'
             ).fetchall()
         now = self.clock()
         return {name: float(due) for name, due in rows if due is not None and due <= now}

@@ -13,7 +13,7 @@ import peewee
 from . import schema
 from .core import setting
 from .errors import InvalidInput, QueueError
-from .models import DEFAULT_QUEUE, READY, Job, State
+from .models import DEFAULT_QUEUE, READY, Job, State, ready_queues
 from .reading import Reading
 from .spec import JobSpec
 from .statements import COLUMN_NAMES, JOB_TIMEOUT, completed_run, held_queues, queue_filter
@@ -291,9 +291,9 @@ class Lifecycle(Reading):
     def next_due_in(self, queues: tuple[str, ...] | None = None) -> float | None:
         """Seconds until the earliest ready job (of ``queues``, if given; in a queue that is
         neither paused nor at its limit) is due (0 if one is due), None if none waits."""
-        where = f'{READY} AND "queue" NOT IN ({held_queues()}){queue_filter(queues)}'
         with self._turn():
             if self.is_sqlite:
+                where = f'{READY} AND "queue" NOT IN ({held_queues()}){queue_filter(queues)}'
                 first = self._via(
                     "job_due", lambda j: j.select(peewee.fn.MIN(j.run_at)).where(peewee.SQL(where))
                 ).scalar()
@@ -424,19 +424,15 @@ def _integrity_errors(db: peewee.Database) -> tuple[type[Exception], ...]:
 
 def _pg_next_due(queues: tuple[str, ...] | None) -> str:
     """PostgreSQL (schema 13: no "job_due" there): the earliest due time of a ready job in a
-    queue that is not held (of ``queues``, if given), from the index on (queue, run_at) over
-    ready jobs: the queues found by skipping from one to the next (a loose index scan, as
-    History.oldest_waiting), then each one's first entry. A probe per queue that has ready jobs,
-    not a pass over them."""
-    ready = f'FROM "job" WHERE {READY}'
+    queue that is not held (of ``queues``, if given): each queue with ready jobs (the loose
+    index scan of models.ready_queues, as History.oldest_waiting), then its first entry in the
+    same index. A probe per queue that has ready jobs, not a pass over them."""
     first = (
-        f'(SELECT "run_at" {ready} AND "queue" = "q"."name" ORDER BY "queue", "run_at" LIMIT 1)'
+        f'(SELECT "run_at" FROM "job" WHERE {READY} AND "queue" = "q"."name" '
+        'ORDER BY "queue", "run_at" LIMIT 1)'
     )
     return (
-        f'WITH RECURSIVE "q" ("name") AS (SELECT MIN("queue") {ready} UNION ALL '
-        f'SELECT (SELECT MIN("queue") {ready} AND "queue" > "q"."name") FROM "q" '
-        f'WHERE "q"."name" IS NOT NULL) SELECT MIN({first}) FROM "q" '
+        f'{ready_queues()} SELECT MIN({first}) FROM "q" '
         f'WHERE "name" IS NOT NULL AND "name" NOT IN ({held_queues()})'
         + queue_filter(queues).replace('"queue"', '"name"')
     )
-

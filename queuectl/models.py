@@ -121,6 +121,18 @@ Job.add_index(Job.index(Job.run_at, name="job_due").where(peewee.SQL(READY)))
 # of this index per queue (History.oldest_waiting), however many jobs wait.
 READY_QUEUE_INDEX = "job_ready_queue"
 Job.add_index(Job.index(Job.queue, Job.run_at, name=READY_QUEUE_INDEX).where(peewee.SQL(READY)))
+
+
+def ready_queues(table: str = '"job"') -> str:
+    """``WITH RECURSIVE "q" ("name")``: every queue with ready jobs (and a last NULL), found by
+    skipping from one to the next in READY_QUEUE_INDEX (a loose index scan): a probe per queue,
+    not a pass over the ready jobs. ``table``: "job", with SQLite's INDEXED BY where wanted."""
+    ready = f"FROM {table} WHERE {READY}"
+    return (
+        f'WITH RECURSIVE "q" ("name") AS (SELECT MIN("queue") {ready} UNION ALL '
+        f'SELECT (SELECT MIN("queue") {ready} AND "queue" > "q"."name") FROM "q" '
+        'WHERE "q"."name" IS NOT NULL)'
+    )
 # The jobs waiting for a dependency, in claim order (the TUI's waiting pane, after the ready ones).
 Job.add_index(
     Job.index(Job.priority.desc(), Job.run_at, Job.seq, name="job_blocked_order").where(

@@ -64,11 +64,11 @@ class EventLog:
             self.line(event.thread, f"completed {_shown(job.id)} exit 0{_took(job)}")
             return
         head = f"{kind} {_shown(job.id)}"
-        if event.kind in ("failed", "dead", "cancelled", "rescued"):
+        if kind in ("failed", "dead", "cancelled", "rescued"):
             detail = _failure(job)
-        elif event.kind == "released":
+        elif kind == "released":
             detail = "killed by stop: back to pending, attempt not counted"
-        elif event.kind == "scheduled":
+        elif kind == "scheduled":
             detail = f"by schedule {_shown(job.schedule)}: {_shown(job.command)}"
         else:
             detail = job.state
