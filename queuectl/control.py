@@ -16,6 +16,7 @@ from typing import Any
 
 import peewee
 
+from . import minutes
 from .db import WAL_AUTOCHECKPOINT_PAGES
 from .errors import InvalidInput, QueueError
 from .models import ACTIVE, CLAIMABLE, FINAL, STATS_EVENTS, Job, State
@@ -321,7 +322,11 @@ class Control(Workflows, Registry):
                     while done < len(seqs):
                         chunk = seqs[done : done + step]
                         self._purged(chunk)
-                        Event.delete().where(Event.job_seq.in_(chunk)).execute()
+                        events = Event.delete().where(Event.job_seq.in_(chunk))
+                        if self.is_sqlite:  # and the stats summaries of their minutes
+                            minutes.forget(self.db, chunk, events.execute)
+                        else:
+                            events.execute()
                         Job.delete().where(Job.seq.in_(chunk)).execute()
                         done += len(chunk)
                         if self.is_sqlite and time.monotonic() - began >= PURGE_HOLD_S:

@@ -7,26 +7,27 @@ holds every column they need: every run is one row written as it ends, carrying 
 ``duration`` and its ``waited`` (from the job falling due to its start; a schema 8 database's
 `started` rows carry the waits of its older runs). A run is counted by what it led to:
 ``completed``, ``failed`` (a retry was scheduled; a rescued run that will be retried too),
-``dead``, ``cancelled``.
+``dead``, ``cancelled``. On SQLite, the whole minutes of a window that are over are read from
+their summaries, kept by the first stats that read them (see :mod:`queuectl.minutes`).
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from .models import (
     READY, READY_QUEUE_INDEX, RUN_BUCKETS, STATS_EVENTS, Event, Job, State, iso, ready_queues,
 )
-from .outcomes import OUTCOMES, event_dict  # noqa: F401 (here too, as before)
+from .outcomes import FINAL_ENDS, OUTCOMES, RUN_ENDS, event_dict  # noqa: F401 (as before)
+from .minutes import Minutes
 from .reading import Reading
 
-_RUN_END_EVENTS = (*(state.value for state in OUTCOMES), "rescued")
+_RUN_END_EVENTS = RUN_ENDS
 # The events that end a run: each run's row (schema 9) is one of them, with its started_at.
 RUN_END_EVENTS = frozenset((*_RUN_END_EVENTS, "released"))
-_FINAL_EVENTS = tuple(state.value for state in (State.COMPLETED, State.DEAD, State.CANCELLED))
+_FINAL_EVENTS = FINAL_ENDS
 DEFAULT_WINDOW_S = 3600.0
 PERCENTILES = (0.5, 0.95)
 # PostgreSQL bumps run totals per connection (schema.history_triggers); past this many rows,
@@ -131,10 +132,6 @@ class History(Reading):
         """Per queue, over the last ``since`` seconds (see the module's docstring); ``queue``:
         that one only (listed even when nothing happened in it)."""
         now = self.clock()
-        where, params = f'"at" >= {self.db.param} AND {STATS_EVENTS}', [now - since]
-        if queue is not None:
-            where += f' AND "queue" = {self.db.param}'
-            params.append(queue)
         result: dict[str, QueueStats] = {}
 
         def of(name: str) -> QueueStats:
@@ -144,8 +141,11 @@ class History(Reading):
 
         if queue is not None:
             of(queue)
-        window = self._window_postgres if not self.is_sqlite else self._window_sqlite
-        for name, (runs, finished, longest, run_times, waits) in window(where, params).items():
+        if self.is_sqlite:
+            window = self._window_sqlite(now - since, now, queue)
+        else:
+            window = self._window_postgres(now - since, queue)
+        for name, (runs, finished, longest, run_times, waits) in window.items():
             stats = of(name)
             for event, count in runs.items():
                 stats.runs[State.FAILED.value if event == "rescued" else event] += count
@@ -160,50 +160,23 @@ class History(Reading):
             of(name).oldest_waiting = max(now - oldest, 0.0)
         return Stats(at=now, window=since, queues=dict(sorted(result.items())))
 
-    def _window_sqlite(self, where: str, params: list[object]) -> dict[str, _Window]:
-        """SQLite has no percentile: the window's events are read once, through the index that
-        holds every column read (models.STATS_EVENTS), and counted and ranked here. The rows
-        are taken as they come, with as little as possible done per row (100,000 of them are
-        an hour of a busy queue): the event comes as its index in _RUN_END_EVENTS (a small
-        int, not a string made for each row), any other event as len(_RUN_END_EVENTS)."""
-        coded = " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(_RUN_END_EVENTS))
-        cursor = self.db.execute_sql(
-            f'SELECT "queue", CASE "event" {coded} ELSE {len(_RUN_END_EVENTS)} END, "duration", '
-            f'"waited" FROM "job_event" INDEXED BY "job_event_window" WHERE {where}',
-            params,
-        )
-        final = {_RUN_END_EVENTS.index(name) for name in _FINAL_EVENTS}
-        # Per queue: the end events of the runs, their run times, the waits, and the jobs that
-        # reached a final state without a run (cancelled while they waited, say).
-        by_queue: dict[str, tuple[list[int], list[float], list[float], list[int]]] = {}
-        for name, event, took, waited in cursor:
-            mine = by_queue.get(name)
-            if mine is None:
-                mine = by_queue[name] = ([], [], [], [])
-            if took is not None:  # a run's end (a released run has none: it did not count)
-                mine[0].append(event)
-                mine[1].append(took)
-            elif event in final:
-                mine[3].append(event)
-            if waited is not None:
-                mine[2].append(waited)
+    def _window_sqlite(self, start: float, now: float, queue: str | None) -> dict[str, _Window]:
+        """SQLite has no percentile: every run time and wait of the window is read, from the
+        summaries of its whole minutes that are over and the rows of the rest (see
+        :mod:`queuectl.minutes`), and ranked here."""
+        figures = Minutes(self.db, self._write).window(start, now, queue)
         result = {}
-        for name, (ends, run_times, waits, without_run) in by_queue.items():
-            counted = Counter(ends)
-            runs = {
-                event: counted[i] for i, event in enumerate(_RUN_END_EVENTS) if counted[i]
-            }  # fmt: skip
-            finished = sum(counted[i] for i in final) + len(without_run)
-            run_times.sort()
-            waits.sort()
-            result[name] = (
-                runs, finished, run_times[-1] if run_times else None,
-                _percentiles(run_times), _percentiles(waits),
-            )  # fmt: skip
+        for name, one in figures.items():
+            runs, finished, longest, run_times, waits = one.result()
+            result[name] = (runs, finished, longest, _percentiles(run_times), _percentiles(waits))
         return result
 
-    def _window_postgres(self, where: str, params: list[object]) -> dict[str, _Window]:
+    def _window_postgres(self, start: float, queue: str | None) -> dict[str, _Window]:
         """One query: counts, the longest run and percentile_cont's percentiles per queue."""
+        where, params = f'"at" >= %s AND {STATS_EVENTS}', [start]
+        if queue is not None:
+            where += ' AND "queue" = %s'
+            params.append(queue)
         ends = ", ".join(f"'{name}'" for name in _RUN_END_EVENTS)
         final = ", ".join(f"'{name}'" for name in _FINAL_EVENTS)
         wanted = "ARRAY[" + ", ".join(str(p) for p in PERCENTILES) + "]"

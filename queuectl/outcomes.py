@@ -13,6 +13,10 @@ if TYPE_CHECKING:
 
 # What a run led to, as `stats` counts runs (SPEC 8): failed = a retry was scheduled.
 OUTCOMES: tuple[State, ...] = (State.COMPLETED, State.FAILED, State.DEAD, State.CANCELLED)
+# The events a run's end is recorded as, as stats reads them (a rescued run counts as failed),
+# and those of them that finish the job.
+RUN_ENDS: tuple[str, ...] = (*(state.value for state in OUTCOMES), "rescued")
+FINAL_ENDS: tuple[str, ...] = tuple(s.value for s in (State.COMPLETED, State.DEAD, State.CANCELLED))
 
 
 def event_dict(event: Event) -> dict[str, Any]:

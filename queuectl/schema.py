@@ -15,7 +15,7 @@ from .models import CLAIMABLE, RUN_BUCKETS, STATES, Models, State, sql_in
 if TYPE_CHECKING:  # playhouse.migrate is imported only to migrate (every CLI start pays imports)
     from playhouse.migrate import SchemaMigrator
 
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 
 # Per-state job counts, kept by triggers: `status` and every TUI refresh read a few rows instead
 # of counting a million (75 ms on SQLite, 165 ms on PostgreSQL at 1M jobs). The triggers run
@@ -1116,6 +1116,19 @@ def postgres_hot_13(migrator: SchemaMigrator) -> list[object]:
     return [*postgres_due_index(migrator.database)]
 
 
+# -- schema 14: per-minute summaries for stats (SQLite; issue #17) -------------------------------
+
+
+def sqlite_stats_minutes(db: peewee.Database) -> list[RunSql]:
+    """SQLite (schema 14): the tables of :mod:`queuectl.minutes`, empty (the first `stats` of a
+    long enough window fills them). Nothing on PostgreSQL, whose server ranks the runs."""
+    if not isinstance(db, peewee.SqliteDatabase):
+        return []
+    from .minutes import create_sql
+
+    return [RunSql(db, create_sql())]
+
+
 # MIGRATIONS[n] lists the operations that take a version n-1 database to version n. Each entry
 # is a function of a playhouse SchemaMigrator, e.g.
 #     3: lambda m: [m.add_column("job", "tags", peewee.TextField(null=True))],
@@ -1132,6 +1145,7 @@ MIGRATIONS: dict[int, Callable[[SchemaMigrator], list[object]]] = {
     11: lambda m: [*postgres_hot_11(m), *sqlite_hot_11(m)],
     12: lambda m: sqlite_hot_12(m),
     13: lambda m: postgres_hot_13(m),
+    14: lambda m: sqlite_stats_minutes(m.database),
 }
 
 _PG_LOCK_KEY = 0x71756575  # "queu": serialises schema set-up across PostgreSQL clients
@@ -1172,6 +1186,7 @@ def ensure(
             for operation in (
                 job_counters(db) + workflow_triggers(db) + history_triggers(db)
                 + sqlite_triggers(db) + sqlite_finished_index(db) + postgres_due_index(db)
+                + sqlite_stats_minutes(db)
             ):
                 operation.run()
             for operation in sqlite_counters_without_rowid(db):  # the counters' table made above
@@ -1194,7 +1209,9 @@ def ensure(
 def _our_tables() -> set[str]:
     from .models import ALL_MODELS
 
-    return {model._meta.table_name for model in ALL_MODELS} | {COUNTER_TABLE}
+    from .minutes import TABLES
+
+    return {model._meta.table_name for model in ALL_MODELS} | {COUNTER_TABLE, *TABLES}
 
 
 def _set_version(models: Models, version: int) -> None:
