@@ -170,8 +170,10 @@ def start(
       queuectl worker start --burst     # run what is queued, then exit
       queuectl worker start --queue deploy --queue reports
     """
+    from ..db import sqlite_without_memory_statistics
     from ..worker import WorkerPool
 
+    sqlite_without_memory_statistics()  # before the first connection (see there)
     queue = settings.queue
     log = EventLog()
     engine_log = logging.getLogger("queuectl")
