@@ -165,6 +165,11 @@ class HookRunner:
         return len(taken)
 
     @property
+    def next_look(self) -> float:
+        """When (time.monotonic()) :meth:`poll` next looks for deliveries."""
+        return self._next_look
+
+    @property
     def running(self) -> int:
         with self._lock:
             return len(self._running)

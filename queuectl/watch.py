@@ -53,6 +53,10 @@ class ChangeDetector:
         time.sleep(timeout)
         return False
 
+    def prime(self) -> None:
+        """Called once by the detector's thread before it first waits: what it reports as a
+        change is what happens from now on."""
+
     def wrote(self) -> None:
         """Called by the detector's thread after a commit of its own (its heartbeat): no change
         to report."""
@@ -82,6 +86,12 @@ class SqliteDataVersion(ChangeDetector):
             if changed or remaining <= 0:
                 return changed
             time.sleep(min(self.interval, remaining))
+
+    def prime(self) -> None:
+        try:
+            self.changed()  # the version changes are counted from
+        except (sqlite3.Error, peewee.PeeweeException):
+            pass  # the file is away: its first wait counts from then
 
     def changed(self) -> bool:
         """Whether another connection committed since the last call."""

@@ -37,6 +37,7 @@ QUIET_TICK_S = 0.25  # the service thread's round while quiet (a look at the clo
 QUIET_AFTER_S = 2.0  # quiet: nothing ran in the pool for this long, and no hook runs
 QUIET_HOOKS_S = 5.0  # while quiet, hook deliveries are looked for this often
 QUIET_SCHEDULES_S = 60.0  # while quiet, schedules are read again this often unannounced
+WATCH_START_S = 10.0  # at most this long, the threads' first claims wait for the watch to start
 
 T = TypeVar("T")
 
@@ -75,7 +76,7 @@ class WorkerPool:
         self.queue = queue
         # Claim only jobs of these named queues (SPEC 7), else of every queue.
         self.queues: tuple[str, ...] | None = tuple(sorted(set(queues))) if queues else None
-        self._schedules = _Schedules(announced=not queue.is_sqlite)
+        self._schedules = _Schedules()
         self._ended_at = float("-inf")  # time.monotonic() of the last end of a run here
         self._jobs = queue  # what the worker threads use: Queue.for_worker_threads(), once started
         self.on_event = on_event
@@ -108,6 +109,7 @@ class WorkerPool:
         self._claims_under_way = 0
         self._strays_pending = False
         self._hooks: HookRunner | None = None  # the notification hooks this process runs
+        self._watching = threading.Event()  # the service thread watches for changes
         # This pool's last heartbeat (monotonic), and when it may rescue other workers again
         # after it was silent itself (see _beat).
         self._last_beat: float | None = None
@@ -127,6 +129,9 @@ class WorkerPool:
         self.queue.add_listener(self.wake)
         self._service = threading.Thread(target=self._serve, name="queuectl-service", daemon=True)
         self._service.start()
+        # The threads' first claims come after the watch's start: a job enqueued between a
+        # thread's first look and the watch's would wait for the safety net's look.
+        self._watching.wait(WATCH_START_S)
         with self._lock:
             self._fill_slots()
         return self
@@ -314,11 +319,13 @@ class WorkerPool:
         return wait if due is None else min(due, wait)
 
     def _idle_wait(self) -> float:
-        """How long an idle thread waits when nothing wakes it and nothing is due. SQLite: a
-        short look, again and again. PostgreSQL: every write that makes a job claimable wakes
-        it (the service thread's LISTEN), so only a safety net's; but while some queue has a
-        limit, a run that fails elsewhere frees a place unannounced: a short look then."""
-        if self.queue.is_sqlite or getattr(self._jobs, "_limits", True):
+        """How long an idle thread waits when nothing wakes it and nothing is due: a safety
+        net's. Every change wakes it: on SQLite, any commit of another connection (the service
+        thread's watch: the kernel's file events, and data_version at least every QUIET_TICK_S
+        where a file system reports no writes); on PostgreSQL, every write that makes a job
+        claimable (LISTEN). But on PostgreSQL, while some queue has a limit, a run that fails
+        elsewhere frees a place unannounced: a short look then."""
+        if not self.queue.is_sqlite and getattr(self._jobs, "_limits", True):
             return IDLE_WAIT_S
         return ANNOUNCED_IDLE_WAIT_S
 
@@ -554,9 +561,13 @@ class WorkerPool:
 
     def _serve(self) -> None:
         """Heartbeat, rescue, stop requests, change detection and burst's end."""
-        changes = self.queue.change_detector()
-        if isinstance(changes, PostgresNotifications):
-            changes.ignored = frozenset({OUTPUT_PAYLOAD})
+        try:
+            changes = self.queue.change_detector()
+            if isinstance(changes, PostgresNotifications):
+                changes.ignored = frozenset({OUTPUT_PAYLOAD})
+            changes.prime()
+        finally:
+            self._watching.set()  # the threads may claim: a change from now on is seen
         next_beat = next_drain_check = next_retention = next_cancel_check = time.monotonic()
         next_hooks = time.monotonic()
         try:
@@ -568,7 +579,6 @@ class WorkerPool:
                 if time.monotonic() >= next_retention:
                     next_retention = time.monotonic() + self._apply_retention()
                 still = self._still()
-                quiet = still and not self.queue.is_sqlite
                 # Up to the next thing to do: a schedule fires on time, not up to a tick late.
                 # A still pool's rounds are longer: changes wake it all the same (SQLite: the
                 # kernel's file events; PostgreSQL: notifications), and each round costs CPU.
@@ -578,10 +588,14 @@ class WorkerPool:
                 try:
                     if self._all_busy():
                         # Nobody to wake: watching would cost a wake-up every few ms, taken from
-                        # a busy pool's throughput. An idle thread resumes it at once.
+                        # a busy pool's throughput. An idle thread resumes it at once. Unwatched,
+                        # a schedule may have changed: read again every RECHECK_S meanwhile.
                         self._someone_waits.wait(tick)
+                        self._schedules.changed()
                     elif changes.wait(tick):
                         self.wake()
+                        if self._hooks is not None:  # a delivery may be due: a look soon
+                            next_hooks = min(next_hooks, self._hooks.next_look)
                         self._schedules.changed()
                         # A cancel is a change too: looked for sooner than the next heartbeat,
                         # though not on every change of a busy queue.
@@ -590,7 +604,7 @@ class WorkerPool:
                             self._stop_cancelled(quiet=True)
                     # Once a tick, not on every change: while jobs run the queue changes every
                     # few ms, and this query was much of the service thread's CPU.
-                    if self._hooks is not None and (not quiet or time.monotonic() >= next_hooks):
+                    if self._hooks is not None and (not still or time.monotonic() >= next_hooks):
                         next_hooks = time.monotonic() + QUIET_HOOKS_S
                         self._hooks.poll()  # (on its own threads: never a worker's)
                     if self.burst and not self.stopping and time.monotonic() >= next_drain_check:
@@ -609,10 +623,11 @@ class WorkerPool:
 
     def _still(self) -> bool:
         """Whether the pool is still (no run for QUIET_AFTER_S, no hook running): the service
-        thread then waits for changes QUIET_TICK_S at a time. On PostgreSQL it is then quiet
-        too: it sleeps on the LISTEN connection between heartbeats, looking for hook
-        deliveries and schedules less often. A running pool is never still, nor a `--burst`
-        one (it checks whether the queue is drained)."""
+        thread then waits for changes QUIET_TICK_S at a time, looks for hook deliveries after
+        a change and otherwise every QUIET_HOOKS_S, and reads schedules less often (SQLite:
+        the kernel's file events wake it; PostgreSQL: it sleeps on the LISTEN connection
+        between heartbeats). A running pool is never still, nor a `--burst` one (it checks
+        whether the queue is drained)."""
         if self.burst:
             return False
         with self._lock:
@@ -679,14 +694,13 @@ class WorkerPool:
 
 
 class _Schedules(ScheduleTimer):
-    """The pool's schedule timer. ``announced`` (PostgreSQL): every write that brings a
-    schedule's due time nearer is announced, so the earliest due time is read again after an
-    announcement (at most every RECHECK_S, as before) and otherwise every QUIET_SCHEDULES_S,
-    not every second. SQLite's is ScheduleTimer's."""
+    """The pool's schedule timer. Every write that brings a schedule's due time nearer is a
+    change the service thread sees (PostgreSQL: announced; SQLite: a commit of another
+    connection), so the earliest due time is read again after a change (at most every
+    RECHECK_S, as before) and otherwise every QUIET_SCHEDULES_S, not every second."""
 
-    def __init__(self, announced: bool) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.announced = announced
         self._stale = True
 
     def changed(self) -> None:
@@ -697,8 +711,6 @@ class _Schedules(ScheduleTimer):
         return float("inf") if self._earliest is None else max(self._earliest - now, 0.0)
 
     def _stale_at(self, now: float) -> bool:
-        if not self.announced:
-            return super()._stale_at(now)
         since = now - self._read_at
         if since < 0 or since >= QUIET_SCHEDULES_S or (self._stale and since >= RECHECK_S):
             self._stale = False
