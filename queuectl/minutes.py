@@ -17,7 +17,7 @@ again. A purge (the only statement that deletes events) moves ``first`` past the
 deleted from and bumps ``generation``, in its own transaction (:func:`forget`); a `stats` that
 read the summaries before it stores nothing.
 
-The summaries are written by whoever reads stats (the CLI, the TUI's top bar, the metrics), in
+The summaries are written by whoever reads stats (`queuectl stats`, the TUI's top bar), in
 a short transaction of its own after its reading; where it cannot write (a read-only file, a
 lock held too long), the figures are still exact, from the rows. PostgreSQL computes its
 percentiles in the server (percentile_cont) and keeps no summaries.
@@ -36,6 +36,7 @@ from typing import Any
 
 import peewee
 
+from .db import SQLITE_BUSY_STEP_MS
 from .models import STATS_EVENTS
 from .outcomes import FINAL_ENDS, RUN_ENDS
 
@@ -50,6 +51,7 @@ MINUTE_S = 60
 GRACE_S = 15.0
 # A window with fewer whole minutes than this is read row by row (and stores nothing).
 MIN_MINUTES = 5
+STORE_WAIT_MS = 100  # how long the summaries' transaction waits for another's write lock
 _OTHER = len(RUN_ENDS)  # the code of an event that ends no run (released, started, ...)
 _FINAL_CODES = frozenset(RUN_ENDS.index(name) for name in FINAL_ENDS)
 _CODED = " ".join(f"WHEN '{name}' THEN {i}" for i, name in enumerate(RUN_ENDS))
@@ -304,6 +306,10 @@ class Minutes:
         first, until = cover
         if (first, until) == was[:2] and not built:  # (``upto`` moves with the next minute)
             return
+        connection = self.db.connection()
+        # A reader does not queue behind a long write for a cache: SQLite's own wait, bounded
+        # (the database layer does not try again a connection with a bound of its own).
+        connection.execute(f"PRAGMA busy_timeout = {STORE_WAIT_MS}")
         try:
             with self._write():
                 current = self.db.execute_sql(
@@ -335,6 +341,8 @@ class Minutes:
                 )
         except peewee.DatabaseError as exc:  # read-only, locked: the figures are right anyway
             log.debug("stats summaries not stored: %s", exc)
+        finally:
+            connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_STEP_MS}")
 
 
 def _cover(first: int, until: int, first_whole: int, closed: int, late: set[int]) -> tuple[int, int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,6 +23,8 @@ from queuectl import Queue, schema
 from queuectl.executor import RunResult
 from queuectl.spec import JobSpec
 from queuectl.minutes import COVER_TABLE, GRACE_S, SUMMARY_TABLE
+
+from support import wait_until
 
 from .test_stats_exact import brute_force, make_rows, store
 
@@ -234,6 +237,29 @@ def test_a_file_that_cannot_be_written_still_gets_exact_stats(db_path, clock, mo
         exact(q, 3600)
         assert summaries(q) > 0
     finally:
+        q.close()
+
+
+def test_stats_do_not_wait_for_another_process_holding_the_write_lock(db_path, clock):
+    """A reader stores its summaries only if the write lock comes soon: behind a long write it
+    gives its exact figures at once (not after the 60 s a writer would wait), storing nothing."""
+    rng = random.Random(23)
+    q = Queue(db_path, clock=clock)
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        store(q, make_rows(rng, clock(), {"busy": 800}, "ties"))
+        want = brute_force(events_in(q), clock() - 3600)
+        holder.execute("BEGIN IMMEDIATE")
+        got: list[dict] = []
+        reader = threading.Thread(target=lambda: got.append(figures(q, 3600)))
+        reader.start()
+        wait_until(lambda: not reader.is_alive(), 10.0, "stats behind the write lock")
+        assert got == [want] and summaries(q) == 0
+        holder.execute("ROLLBACK")
+        exact(q, 3600)
+        assert summaries(q) > 0
+    finally:
+        holder.close()
         q.close()
 
 
