@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 import random
 import sqlite3
 import subprocess
@@ -29,6 +30,18 @@ from support import wait_until
 from .test_stats_exact import brute_force, make_rows, store
 
 WINDOWS = (3600.0, 2 * 3600.0, 600.0, 240.0, 3 * 86400.0)
+
+
+@contextmanager
+def seeded(db_path: str, clock, seed: int, sizes: dict[str, int], kind: str):
+    """A queue on ``clock`` holding make_rows' events (``seed``), and the generator used."""
+    rng = random.Random(seed)
+    q = Queue(db_path, clock=clock)
+    try:
+        store(q, make_rows(rng, clock(), sizes, kind))
+        yield q, rng
+    finally:
+        q.close()
 
 
 def events_in(q: Queue) -> list[dict]:
@@ -73,10 +86,7 @@ def late_rows(rng: random.Random, now: float, n: int) -> list[dict]:
 
 
 def test_the_summaries_are_used_and_stats_stay_exact_as_time_moves_on(db_path, clock):
-    rng = random.Random(7)
-    q = Queue(db_path, clock=clock)
-    try:
-        store(q, make_rows(rng, clock(), {"busy": 3000, "second": 800, "rare": 5}, "continuous"))
+    with seeded(db_path, clock, 7, {"busy": 3000, "second": 800, "rare": 5}, "continuous") as (q, rng):
         exact(q, 3600)
         first, until, _, _ = cover(q)
         assert until - first >= 55 and summaries(q) > 100  # the hour's whole minutes are kept
@@ -90,15 +100,10 @@ def test_the_summaries_are_used_and_stats_stay_exact_as_time_moves_on(db_path, c
             exact(q, 3600, "second")
             exact(q, 3600, "rare")
             exact(q, 3600, "nowhere")
-    finally:
-        q.close()
 
 
 def test_runs_recorded_late_into_summarised_minutes_are_counted(db_path, clock):
-    rng = random.Random(11)
-    q = Queue(db_path, clock=clock)
-    try:
-        store(q, make_rows(rng, clock(), {"busy": 2000, "second": 500}, "continuous"))
+    with seeded(db_path, clock, 11, {"busy": 2000, "second": 500}, "continuous") as (q, rng):
         exact(q, 3600)
         summarised = cover(q)
         for _ in range(5):
@@ -116,8 +121,6 @@ def test_runs_recorded_late_into_summarised_minutes_are_counted(db_path, clock):
                    "waited": 2e6}])  # fmt: skip
         exact(q, 3600)
         assert figures(q, 3600)["busy"][4] == 2e6
-    finally:
-        q.close()
 
 
 def test_a_purge_leaves_stats_exact_and_the_summaries_stop_short_of_what_it_deleted(db_path, clock):
@@ -199,10 +202,7 @@ def test_stats_stay_exact_while_other_threads_write_read_and_purge(db_path, cloc
 
 
 def test_stats_from_another_process_agree_and_fill_the_summaries(db_path, clock):
-    rng = random.Random(9)
-    q = Queue(db_path, clock=clock)
-    try:
-        store(q, make_rows(rng, clock(), {"busy": 1500, "second": 300}, "heavy tail"))
+    with seeded(db_path, clock, 9, {"busy": 1500, "second": 300}, "heavy tail") as (q, rng):
         assert summaries(q) == 0
         env = {**os.environ, "QUEUECTL_TEST_NOW": repr(clock())}
         script = (
@@ -215,15 +215,10 @@ def test_stats_from_another_process_agree_and_fill_the_summaries(db_path, clock)
         assert summaries(q) > 50
         assert out.strip() and q.stats(3600).to_dict() == json.loads(out)
         exact(q, 3600)
-    finally:
-        q.close()
 
 
 def test_a_file_that_cannot_be_written_still_gets_exact_stats(db_path, clock, monkeypatch):
-    rng = random.Random(13)
-    q = Queue(db_path, clock=clock)
-    try:
-        store(q, make_rows(rng, clock(), {"busy": 1200}, "continuous"))
+    with seeded(db_path, clock, 13, {"busy": 1200}, "continuous") as (q, rng):
         want = brute_force(events_in(q), clock() - 3600)
 
         def refused():  # the write transaction, as on a read-only file or a lock held too long
@@ -236,8 +231,6 @@ def test_a_file_that_cannot_be_written_still_gets_exact_stats(db_path, clock, mo
         assert summaries(q) == 0 and cover(q) == (0, 0, 0, 0)
         exact(q, 3600)
         assert summaries(q) > 0
-    finally:
-        q.close()
 
 
 def test_stats_do_not_wait_for_another_process_holding_the_write_lock(db_path, clock):
@@ -285,11 +278,6 @@ def test_a_schema_13_file_gets_the_summaries_on_upgrade(db_path, clock):
 
 @pytest.mark.parametrize("since", [0.0, 30.0, 299.0])
 def test_a_short_window_reads_its_rows_and_stores_nothing(db_path, clock, since):
-    rng = random.Random(19)
-    q = Queue(db_path, clock=clock)
-    try:
-        store(q, make_rows(rng, clock(), {"busy": 500}, "mixed"))
+    with seeded(db_path, clock, 19, {"busy": 500}, "mixed") as (q, rng):
         exact(q, since)
         assert summaries(q) == 0 and cover(q)[:2] == (0, 0)
-    finally:
-        q.close()
