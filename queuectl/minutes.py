@@ -210,8 +210,8 @@ class Minutes:
             for name, span in spans.items():
                 if queue is None or name == queue:
                     _of(figures, name).add_span(span)
-        self._store((first, until, upto, generation),
-                     _cover(first, until, first_whole, closed, late), newest, made, built)  # fmt: skip
+        cover = _cover(first, until, first_whole, closed, late)
+        self._store((first, until, upto, generation), cover, newest, made, built)
         return figures
 
     def _late(self, first: int, until: int, upto: int) -> set[int]:
@@ -300,8 +300,8 @@ class Minutes:
         made: dict[int, dict[str, Span]],
         built: list[tuple[int, int]],
     ) -> None:
-        """The summaries made (of the minutes in ``built``) and the new cover (``newest``: the largest event id they saw), in
-        a transaction of their own; nothing if another reader or a purge changed the cover
+        """The summaries made (of the minutes in ``built``) and the new cover (``newest``: the
+        largest event id they saw), in a transaction of their own; nothing if another reader or a purge changed the cover
         since it was read, or if nothing is new."""
         first, until = cover
         if (first, until) == was[:2] and not built:  # (``upto`` moves with the next minute)
@@ -345,7 +345,9 @@ class Minutes:
             connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_STEP_MS}")
 
 
-def _cover(first: int, until: int, first_whole: int, closed: int, late: set[int]) -> tuple[int, int]:
+def _cover(
+    first: int, until: int, first_whole: int, closed: int, late: set[int]
+) -> tuple[int, int]:
     """The minutes the summaries hold once this window's are stored: the window's whole
     minutes [first_whole, closed), joined to the ones held before [first, until) where the two
     meet, short of the late minutes outside the window (their summaries are stale)."""

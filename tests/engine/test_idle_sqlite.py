@@ -57,8 +57,8 @@ def clock():
 
 @pytest.fixture
 def idle_pool(db_path, nets, clock):
-    """A pool (2 threads, queues SERVED) on its own Queue that has run one job, and is still and idle; and
-    another connection to the same file."""
+    """A pool (2 threads, queues SERVED) on its own Queue that has run one job, and is still
+    and idle; and another connection to the same file."""
     mine = Queue(db_path, clock=clock)
     pool = WorkerPool(mine, 2, queues=SERVED).start()
     other = Queue(db_path, clock=clock)

@@ -1,5 +1,6 @@
 """`worker start` turns SQLite's memory statistics off before it opens the database (a global
-mutex taken at every allocation, ~4 % of a job's statement; see db.sqlite_without_memory_statistics).
+mutex taken at every allocation, ~4 % of a job's statement; see
+db.sqlite_without_memory_statistics).
 It must never do so once the process has a connection (SQLite must be shut down for it), and a
 worker whose SQLite was restarted so runs jobs as any other."""
 

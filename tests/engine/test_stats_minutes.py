@@ -86,7 +86,8 @@ def late_rows(rng: random.Random, now: float, n: int) -> list[dict]:
 
 
 def test_the_summaries_are_used_and_stats_stay_exact_as_time_moves_on(db_path, clock):
-    with seeded(db_path, clock, 7, {"busy": 3000, "second": 800, "rare": 5}, "continuous") as (q, rng):
+    sizes = {"busy": 3000, "second": 800, "rare": 5}
+    with seeded(db_path, clock, 7, sizes, "continuous") as (q, rng):
         exact(q, 3600)
         first, until, _, _ = cover(q)
         assert until - first >= 55 and summaries(q) > 100  # the hour's whole minutes are kept
