@@ -185,9 +185,7 @@ class Minutes:
         made: dict[int, dict[str, Span]] = {}  # the minutes summarised now, every queue's
         built: list[tuple[int, int]] = []  # and their ranges
         with self.db.atomic():  # one snapshot: the cover, the summaries and the rows agree
-            first, until, upto, generation = self.db.execute_sql(
-                f'SELECT "first", "until", "upto", "generation" FROM "{COVER_TABLE}"'
-            ).fetchone()
+            first, until, upto, generation = self._cover_row()
             (newest,) = self.db.execute_sql(
                 'SELECT COALESCE(MAX("id"), 0) FROM "job_event"'
             ).fetchone()
@@ -213,6 +211,13 @@ class Minutes:
         cover = _cover(first, until, first_whole, closed, late)
         self._store((first, until, upto, generation), cover, newest, made, built)
         return figures
+
+    def _cover_row(self) -> tuple[int, int, int, int]:
+        """(first, until, upto, generation); nothing covered where the row is missing."""
+        row = self.db.execute_sql(
+            f'SELECT "first", "until", "upto", "generation" FROM "{COVER_TABLE}"'
+        ).fetchone()
+        return (0, 0, 0, 0) if row is None else tuple(row)  # type: ignore[return-value]
 
     def _late(self, first: int, until: int, upto: int) -> set[int]:
         """The covered minutes that events written after the summaries (ids above ``upto``)
@@ -312,10 +317,7 @@ class Minutes:
         connection.execute(f"PRAGMA busy_timeout = {STORE_WAIT_MS}")
         try:
             with self._write():
-                current = self.db.execute_sql(
-                    f'SELECT "first", "until", "upto", "generation" FROM "{COVER_TABLE}"'
-                ).fetchone()
-                if tuple(current) != was:
+                if self._cover_row() != was:
                     return
                 self.db.execute_sql(
                     f'DELETE FROM "{SUMMARY_TABLE}" WHERE "minute" < ? OR "minute" >= ?',
@@ -336,8 +338,8 @@ class Minutes:
                     f'INSERT INTO "{SUMMARY_TABLE}" VALUES (?, ?, ?, ?, ?)', rows
                 )
                 self.db.execute_sql(
-                    f'UPDATE "{COVER_TABLE}" SET "first" = ?, "until" = ?, "upto" = ?',
-                    (first, until, newest),
+                    f'INSERT OR REPLACE INTO "{COVER_TABLE}" VALUES (1, ?, ?, ?, ?)',
+                    (first, until, newest, was[3]),
                 )
         except peewee.DatabaseError as exc:  # read-only, locked: the figures are right anyway
             log.debug("stats summaries not stored: %s", exc)

@@ -277,6 +277,16 @@ def test_a_schema_13_file_gets_the_summaries_on_upgrade(db_path, clock):
         upgraded.close()
 
 
+def test_a_file_whose_cover_row_was_deleted_gets_exact_stats_and_it_back(db_path, clock):
+    with seeded(db_path, clock, 29, {"busy": 700, "second": 90}, "mixed") as (q, _):
+        exact(q, 3600)
+        q.db.execute_sql(f'DELETE FROM "{COVER_TABLE}"')
+        q.db.execute_sql(f'DELETE FROM "{SUMMARY_TABLE}" WHERE "minute" % 2 = 0')
+        exact(q, 3600)
+        assert cover(q)[1] > cover(q)[0] and summaries(q) > 0
+        exact(q, 2 * 3600, "second")
+
+
 @pytest.mark.parametrize("since", [0.0, 30.0, 299.0])
 def test_a_short_window_reads_its_rows_and_stores_nothing(db_path, clock, since):
     with seeded(db_path, clock, 19, {"busy": 500}, "mixed") as (q, rng):
