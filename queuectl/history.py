@@ -17,17 +17,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .minutes import Minutes
 from .models import (
     READY, READY_QUEUE_INDEX, RUN_BUCKETS, STATS_EVENTS, Event, Job, State, iso, ready_queues,
 )
 from .outcomes import FINAL_ENDS, OUTCOMES, RUN_ENDS, event_dict  # noqa: F401 (as before)
-from .minutes import Minutes
 from .reading import Reading
 
-_RUN_END_EVENTS = RUN_ENDS
 # The events that end a run: each run's row (schema 9) is one of them, with its started_at.
-RUN_END_EVENTS = frozenset((*_RUN_END_EVENTS, "released"))
-_FINAL_EVENTS = FINAL_ENDS
+RUN_END_EVENTS = frozenset((*RUN_ENDS, "released"))
 DEFAULT_WINDOW_S = 3600.0
 PERCENTILES = (0.5, 0.95)
 # PostgreSQL bumps run totals per connection (schema.history_triggers); past this many rows,
@@ -177,13 +175,13 @@ class History(Reading):
         if queue is not None:
             where += ' AND "queue" = %s'
             params.append(queue)
-        ends = ", ".join(f"'{name}'" for name in _RUN_END_EVENTS)
-        final = ", ".join(f"'{name}'" for name in _FINAL_EVENTS)
+        ends = ", ".join(f"'{name}'" for name in RUN_ENDS)
+        final = ", ".join(f"'{name}'" for name in FINAL_ENDS)
         wanted = "ARRAY[" + ", ".join(str(p) for p in PERCENTILES) + "]"
         run = f'"event" IN ({ends}) AND "duration" IS NOT NULL'
         counts = ", ".join(
             f"COUNT(*) FILTER (WHERE \"event\" = '{name}' AND \"duration\" IS NOT NULL)"
-            for name in _RUN_END_EVENTS
+            for name in RUN_ENDS
         )
         rows = self.db.execute_sql(
             f'SELECT "queue", {counts}, COUNT(*) FILTER (WHERE "event" IN ({final})), '
@@ -195,9 +193,9 @@ class History(Reading):
         ).fetchall()
         result = {}
         for name, *figures in rows:
-            counted = figures[: len(_RUN_END_EVENTS)]
-            finished, longest, run_times, waits = figures[len(_RUN_END_EVENTS) :]
-            runs = {event: int(n) for event, n in zip(_RUN_END_EVENTS, counted) if n}
+            counted = figures[: len(RUN_ENDS)]
+            finished, longest, run_times, waits = figures[len(RUN_ENDS) :]
+            runs = {event: int(n) for event, n in zip(RUN_ENDS, counted) if n}
             result[name] = (
                 runs, int(finished), None if longest is None else float(longest),
                 _pair(run_times), _pair(waits),
