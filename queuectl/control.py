@@ -16,7 +16,6 @@ from typing import Any
 
 import peewee
 
-from . import minutes
 from .db import WAL_AUTOCHECKPOINT_PAGES
 from .errors import InvalidInput, QueueError
 from .models import ACTIVE, CLAIMABLE, FINAL, STATS_EVENTS, Job, State
@@ -296,6 +295,8 @@ class Control(Workflows, Registry):
         queue: str | None,
         budget: float | None,
     ) -> tuple[int, bool]:
+        from .minutes import forget  # (only a purge: not on every command's path)
+
         Job, Event = self.models.Job, self.models.Event
         started = time.monotonic()
         where = [Job.state.in_(states)]
@@ -324,7 +325,7 @@ class Control(Workflows, Registry):
                         self._purged(chunk)
                         events = Event.delete().where(Event.job_seq.in_(chunk))
                         if self.is_sqlite:  # and the stats summaries of their minutes
-                            minutes.forget(self.db, chunk, events.execute)
+                            forget(self.db, chunk, events.execute)
                         else:
                             events.execute()
                         Job.delete().where(Job.seq.in_(chunk)).execute()

@@ -66,10 +66,9 @@ def sqlite_without_memory_statistics() -> bool:
         import _sqlite3
 
         library = ctypes.CDLL(_sqlite3.__file__)  # its symbols, and those of what it links
-        if library.sqlite3_libversion_number() != sqlite3.sqlite_version_info[0] * 1_000_000 + (
-            sqlite3.sqlite_version_info[1] * 1000 + sqlite3.sqlite_version_info[2]
-        ):
-            return False
+        major, minor, patch = sqlite3.sqlite_version_info
+        if library.sqlite3_libversion_number() != major * 1_000_000 + minor * 1000 + patch:
+            return False  # not the library sqlite3 runs on
         if library.sqlite3_shutdown() != 0:
             return False
         took = library.sqlite3_config(_SQLITE_CONFIG_MEMSTATUS, ctypes.c_int(0)) == 0

@@ -17,7 +17,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .minutes import Minutes
 from .models import (
     READY, READY_QUEUE_INDEX, RUN_BUCKETS, STATS_EVENTS, Event, Job, State, iso, ready_queues,
 )
@@ -162,6 +161,8 @@ class History(Reading):
         """SQLite has no percentile: every run time and wait of the window is read, from the
         summaries of its whole minutes that are over and the rows of the rest (see
         :mod:`queuectl.minutes`), and ranked here."""
+        from .minutes import Minutes  # (not on the path of every command that loads History)
+
         figures = Minutes(self.db, self._write).window(start, now, queue)
         result = {}
         for name, one in figures.items():

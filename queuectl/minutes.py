@@ -71,9 +71,10 @@ def create_sql() -> list[str]:
     ]
 
 
-class Span:
+class Runs:
     """One queue's runs over some time, as stats counts them: ``ends[i]`` runs that ended with
-    RUN_ENDS[i], jobs that reached a final state without a run, run times, waits."""
+    RUN_ENDS[i], jobs that reached a final state without a run, run times, waits. A minute's,
+    as summarised and stored, or a window's, put together from minutes and rows."""
 
     __slots__ = ("ends", "without_run", "run_times", "waits")
 
@@ -83,40 +84,29 @@ class Span:
         self.run_times: list[float] = []
         self.waits: list[float] = []
 
+    def add(self, other: Runs) -> None:
+        for code, n in enumerate(other.ends):
+            self.ends[code] += n
+        self.without_run += other.without_run
+        self.run_times += other.run_times
+        self.waits += other.waits
+
+    def add_row(self, counts: str, run_times: bytes, waits: bytes) -> None:
+        """A stored summary's (see :meth:`row`)."""
+        for name, n in json.loads(counts).items():
+            if name == _WITHOUT_RUN:
+                self.without_run += n
+            else:
+                self.ends[RUN_ENDS.index(name)] += n
+        self.run_times += _unpack(run_times)
+        self.waits += _unpack(waits)
+
     def row(self) -> tuple[str, bytes, bytes]:
         """As stored: counts (JSON), sorted run times and waits (little-endian doubles)."""
         counts = {name: n for name, n in zip(RUN_ENDS, self.ends) if n}
         if self.without_run:
             counts[_WITHOUT_RUN] = self.without_run
         return json.dumps(counts), _pack(self.run_times), _pack(self.waits)
-
-
-class Figures:
-    """One queue's window being put together from summaries and rows."""
-
-    __slots__ = ("ends", "without_run", "run_times", "waits")
-
-    def __init__(self) -> None:
-        self.ends = [0] * (_OTHER + 1)
-        self.without_run = 0
-        self.run_times = array("d")
-        self.waits = array("d")
-
-    def add_span(self, span: Span) -> None:
-        for code, n in enumerate(span.ends):
-            self.ends[code] += n
-        self.without_run += span.without_run
-        self.run_times.extend(span.run_times)
-        self.waits.extend(span.waits)
-
-    def add_row(self, counts: str, run_times: bytes, waits: bytes) -> None:
-        for name, n in json.loads(counts).items():
-            if name == _WITHOUT_RUN:
-                self.without_run += n
-            else:
-                self.ends[RUN_ENDS.index(name)] += n
-        self.run_times.extend(_unpack(run_times))
-        self.waits.extend(_unpack(waits))
 
     def result(self) -> tuple[dict[str, int], int, float | None, list[float], list[float]]:
         """Runs by end event, jobs finished, the longest run, run times and waits sorted."""
@@ -158,21 +148,21 @@ class Minutes:
         self.db = db
         self._write = write
 
-    def window(self, start: float, now: float, queue: str | None) -> dict[str, Figures]:
+    def window(self, start: float, now: float, queue: str | None) -> dict[str, Runs]:
         """Per queue, the events from ``start`` on (``queue``: that one only)."""
         first_whole = math.ceil(start / MINUTE_S)
         closed = minute_of(now - GRACE_S)  # the minutes before it are over
         if closed - first_whole < MIN_MINUTES:
-            figures: dict[str, Figures] = {}
+            figures: dict[str, Runs] = {}
             self._rows(start, None, queue, figures)
             return figures
         return self._summarised(start, first_whole, closed, queue)
 
     def _summarised(
         self, start: float, first_whole: int, closed: int, queue: str | None
-    ) -> dict[str, Figures]:
-        figures: dict[str, Figures] = {}
-        made: dict[int, dict[str, Span]] = {}  # the minutes summarised now, every queue's
+    ) -> dict[str, Runs]:
+        figures: dict[str, Runs] = {}
+        made: dict[int, dict[str, Runs]] = {}  # the minutes summarised now, every queue's
         built: list[tuple[int, int]] = []  # and their ranges
         with self.db.atomic():  # one snapshot: the cover, the summaries and the rows agree
             first, until, upto, generation = self._cover_row()
@@ -197,7 +187,7 @@ class Minutes:
         for spans in made.values():
             for name, span in spans.items():
                 if queue is None or name == queue:
-                    _of(figures, name).add_span(span)
+                    _of(figures, name).add(span)
         cover = _cover(first, until, first_whole, closed, late)
         self._store((first, until, upto, generation), cover, newest, made, built)
         return figures
@@ -214,9 +204,8 @@ class Minutes:
         fall in: a rowid range, the events since the last look."""
         rows = self.db.execute_sql(
             # NOT INDEXED: by rowid (the ids since), never by "at" (every event of the cover).
-            f'SELECT DISTINCT "at" FROM "job_event" NOT INDEXED WHERE "id" > ? AND "at" < ? '
-            f'AND "at" >= ? '
-            f"AND {STATS_EVENTS}",
+            'SELECT DISTINCT "at" FROM "job_event" NOT INDEXED WHERE "id" > ? AND "at" < ? '
+            f'AND "at" >= ? AND {STATS_EVENTS}',
             (upto, until * MINUTE_S, first * MINUTE_S),
         )
         return {minute_of(at) for (at,) in rows}
@@ -237,19 +226,14 @@ class Minutes:
         )
 
     def _rows(self, low: float, high: float | None, queue: str | None,
-              figures: dict[str, Figures]) -> None:  # fmt: skip
+              figures: dict[str, Runs]) -> None:  # fmt: skip
         """The events from ``low`` to ``high`` (None: on), added to ``figures`` row by row."""
-        if high is not None and high <= low:
-            return
-        spans: dict[int, dict[str, Span]] = {}
-        _add_rows(self._events(low, high, queue), spans, None)
-        for minute_spans in spans.values():
-            for name, span in minute_spans.items():
-                _of(figures, name).add_span(span)
+        if high is None or high > low:
+            _add_rows(self._events(low, high, queue), {0: figures}, None)
 
-    def _spans(self, low: int, high: int, made: dict[int, dict[str, Span]],
+    def _spans(self, low: int, high: int, made: dict[int, dict[str, Runs]],
                built: list[tuple[int, int]]) -> None:  # fmt: skip
-        """The events of the minutes from ``low`` to ``high`` (every queue's), a Span per queue
+        """The events of the minutes from ``low`` to ``high`` (every queue's), Runs per queue
         and minute, into ``made``; the range into ``built`` (a minute without events has no
         entry in ``made``, and none in the table)."""
         if high <= low:
@@ -258,7 +242,7 @@ class Minutes:
         _add_rows(self._events(low * MINUTE_S, high * MINUTE_S, None), made, low)
 
     def _stored(self, low: int, high: int, queue: str | None, late: set[int],
-                figures: dict[str, Figures]) -> None:  # fmt: skip
+                figures: dict[str, Runs]) -> None:  # fmt: skip
         if high <= low:
             return
         where, params = '"minute" >= ? AND "minute" < ?', [low, high]
@@ -279,12 +263,12 @@ class Minutes:
         was: tuple[int, int, int, int],
         cover: tuple[int, int],
         newest: int,
-        made: dict[int, dict[str, Span]],
+        made: dict[int, dict[str, Runs]],
         built: list[tuple[int, int]],
     ) -> None:
         """The summaries made (of the minutes in ``built``) and the new cover (``newest``: the
-        largest event id they saw), in a transaction of their own; nothing if another reader or a purge changed the cover
-        since it was read, or if nothing is new."""
+        largest event id they saw), in a transaction of their own; nothing if another reader or
+        a purge changed the cover since it was read, or if nothing is new."""
         first, until = cover
         if (first, until) == was[:2] and not built:  # (``upto`` moves with the next minute)
             return
@@ -311,7 +295,7 @@ class Minutes:
                     if first <= minute < until
                     for name, span in spans.items()
                 ]
-                self.db.connection().executemany(
+                connection.executemany(
                     f'INSERT INTO "{SUMMARY_TABLE}" VALUES (?, ?, ?, ?, ?)', rows
                 )
                 self.db.execute_sql(
@@ -338,15 +322,15 @@ def _cover(
     return max([low, *(minute + 1 for minute in below)]), min([high, *above])
 
 
-def _add_rows(rows: Any, made: dict[int, dict[str, Span]], minute: int | None) -> None:
-    """Each event of ``rows`` (ordered by "at") into the Span of its queue and minute in
-    ``made`` (``minute`` None: all into one entry, made[0]). As Span.add, inlined: this runs
-    once a row (100,000 rows an hour of a busy queue), and a call per row was a fifth of it."""
+def _add_rows(rows: Any, made: dict[int, dict[str, Runs]], minute: int | None) -> None:
+    """Each event of ``rows`` (ordered by "at") into the Runs of its queue and minute in
+    ``made`` (``minute`` None: all into made[0], whatever their minute). Inlined, not a call
+    a row: this runs once a row (100,000 an hour of a busy queue), and a call was a fifth of it."""
     final = _FINAL_CODES
     end = math.inf if minute is None else minute * MINUTE_S  # the first row starts a minute
     spans = made.setdefault(0, {}) if minute is None else {}
-    # Per queue of the current minute: its Span's counts, and its lists' append methods.
-    parts: dict[str, tuple[list[int], Any, Any, Span]] = {}
+    # Per queue of the current minute: its Runs' counts, and its lists' append methods.
+    parts: dict[str, tuple[list[int], Any, Any, Runs]] = {}
     for name, code, took, waited, at in rows:
         if at >= end:
             minute = minute_of(at)
@@ -357,7 +341,7 @@ def _add_rows(rows: Any, made: dict[int, dict[str, Span]], minute: int | None) -
         if part is None:
             span = spans.get(name)
             if span is None:
-                span = spans[name] = Span()
+                span = spans[name] = Runs()
             part = parts[name] = (span.ends, span.run_times.append, span.waits.append, span)
         if took is not None:  # a run's end (a released run has none: it did not count)
             part[0][code] += 1
@@ -368,10 +352,10 @@ def _add_rows(rows: Any, made: dict[int, dict[str, Span]], minute: int | None) -
             part[2](waited)
 
 
-def _of(figures: dict[str, Figures], name: str) -> Figures:
+def _of(figures: dict[str, Runs], name: str) -> Runs:
     found = figures.get(name)
     if found is None:
-        found = figures[name] = Figures()
+        found = figures[name] = Runs()
     return found
 
 

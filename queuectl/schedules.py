@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # zoneinfo only where a schedule is read or fired
 ALIASES = ("@hourly", "@daily", "@weekly", "@monthly")
 # How often a pool reads the earliest due time again, to see schedules added elsewhere.
 RECHECK_S = 1.0
+QUIET_SCHEDULES_S = 60.0  # and read again this often with no change seen
 # The keys of a schedule's job (a JSON job without id, delay, run_at and after: SPEC 7).
 JOB_KEYS = ("command", "max_retries", "priority", "timeout", "queue", "cwd")
 
@@ -262,12 +263,23 @@ class Schedules(Lifecycle):
 
 class ScheduleTimer:
     """A pool's service thread asks this on every round whether a schedule is due. It costs a
-    comparison of times, plus one read of the earliest due time a second (schedules added or
-    resumed by other processes), and the firing itself when one is due."""
+    comparison of times, and the firing itself when one is due. Every write that brings a
+    schedule's due time nearer is a change the service thread sees (PostgreSQL: announced;
+    SQLite: a commit of another connection) and reports (:meth:`changed`): the earliest due
+    time is read again after a change (at most every RECHECK_S), and otherwise every
+    QUIET_SCHEDULES_S."""
 
     def __init__(self) -> None:
         self._earliest: float | None = None
         self._read_at = float("-inf")
+        self._stale = True
+
+    def changed(self) -> None:
+        self._stale = True
+
+    def due_in(self, now: float) -> float:
+        """Seconds until the earliest schedule is due, as last read (inf if none)."""
+        return float("inf") if self._earliest is None else max(self._earliest - now, 0.0)
 
     def tick(self, queue: Schedules) -> list[Job]:
         now = queue.clock()
@@ -281,7 +293,11 @@ class ScheduleTimer:
 
     def _stale_at(self, now: float) -> bool:
         """Whether the earliest due time, as last read, is to be read again at ``now``."""
-        return now >= self._read_at + RECHECK_S or now < self._read_at
+        since = now - self._read_at
+        if since < 0 or since >= QUIET_SCHEDULES_S or (self._stale and since >= RECHECK_S):
+            self._stale = False
+            return True
+        return False
 
 
 def _info(row: Schedule) -> ScheduleInfo:

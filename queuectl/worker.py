@@ -22,7 +22,7 @@ from .procs import WORKER_ENV
 from .models import Job
 from .queue import HEARTBEAT_INTERVAL_S, Queue
 from .reconnect import MAX_RETRY_S, Backoff, Outage
-from .schedules import RECHECK_S, ScheduleTimer
+from .schedules import ScheduleTimer
 from .watch import OUTPUT_PAYLOAD, PostgresNotifications
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,6 @@ ANNOUNCED_IDLE_WAIT_S = 30.0  # an idle thread's look anyway (a safety net only)
 QUIET_TICK_S = 0.25  # the service thread's round while quiet (a look at the clock, no statement)
 QUIET_AFTER_S = 2.0  # quiet: nothing ran in the pool for this long, and no hook runs
 QUIET_HOOKS_S = 5.0  # while quiet, hook deliveries are looked for this often
-QUIET_SCHEDULES_S = 60.0  # while quiet, schedules are read again this often unannounced
 WATCH_START_S = 10.0  # at most this long, the threads' first claims wait for the watch to start
 
 T = TypeVar("T")
@@ -76,7 +75,7 @@ class WorkerPool:
         self.queue = queue
         # Claim only jobs of these named queues (SPEC 7), else of every queue.
         self.queues: tuple[str, ...] | None = tuple(sorted(set(queues))) if queues else None
-        self._schedules = _Schedules()
+        self._schedules = ScheduleTimer()
         self._ended_at = float("-inf")  # time.monotonic() of the last end of a run here
         self._jobs = queue  # what the worker threads use: Queue.for_worker_threads(), once started
         self.on_event = on_event
@@ -691,28 +690,3 @@ class WorkerPool:
             self.queue.unregister_worker(self.worker_id)  # type: ignore[arg-type]
         except peewee.PeeweeException as exc:
             log.warning("unregistering failed (%s)", exc)
-
-
-class _Schedules(ScheduleTimer):
-    """The pool's schedule timer. Every write that brings a schedule's due time nearer is a
-    change the service thread sees (PostgreSQL: announced; SQLite: a commit of another
-    connection), so the earliest due time is read again after a change (at most every
-    RECHECK_S, as before) and otherwise every QUIET_SCHEDULES_S, not every second."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._stale = True
-
-    def changed(self) -> None:
-        self._stale = True
-
-    def due_in(self, now: float) -> float:
-        """Seconds until the earliest schedule is due, as last read (inf if none)."""
-        return float("inf") if self._earliest is None else max(self._earliest - now, 0.0)
-
-    def _stale_at(self, now: float) -> bool:
-        since = now - self._read_at
-        if since < 0 or since >= QUIET_SCHEDULES_S or (self._stale and since >= RECHECK_S):
-            self._stale = False
-            return True
-        return False

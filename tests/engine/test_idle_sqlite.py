@@ -19,6 +19,7 @@ import time
 import pytest
 
 from queuectl import JobSpec, Queue, WorkerPool
+from queuectl import schedules as schedules_module
 from queuectl import worker as worker_module
 from queuectl.executor import RunResult
 from queuectl.worker import ANNOUNCED_IDLE_WAIT_S
@@ -37,7 +38,7 @@ def state(queue: Queue, job_id: str) -> str:
 def nets(monkeypatch):
     """The safety nets made longer than any deadline here."""
     monkeypatch.setattr(worker_module, "QUIET_HOOKS_S", 120.0)
-    monkeypatch.setattr(worker_module, "QUIET_SCHEDULES_S", 120.0)
+    monkeypatch.setattr(schedules_module, "QUIET_SCHEDULES_S", 120.0)
 
 
 class OffsetClock:
