@@ -30,25 +30,28 @@ class Registry(Lifecycle):
                 return worker_id
 
     def heartbeat(self, worker_id: str, threads: int) -> bool:
-        """Record that ``worker_id`` lives. Returns True when it has been asked to stop."""
-        now = self.clock()
+        """Record that ``worker_id`` lives. Returns True when it has been asked to stop. The
+        time recorded is read once the write lock is held: a heartbeat that waited out another
+        connection's lock records when it landed, not when it began to wait (landed already
+        stale, it would let another worker take this one for gone in the moment after)."""
         WorkerProcess = self.models.WorkerProcess
-        updated = (
-            WorkerProcess.update(heartbeat_at=now, threads=threads)
-            .where(WorkerProcess.id == worker_id)
-            .execute()
-        )
-        if not updated:
-            # Presumed dead while it was not (a long pause): its jobs were already rescued.
-            WorkerProcess.insert(
-                id=worker_id,
-                host=self.host,
-                pid=os.getpid(),
-                threads=threads,
-                started_at=now,
-                heartbeat_at=now,
-            ).on_conflict_ignore().execute()
-            return False
+        with self._write():
+            now = self.clock()
+            updated = (
+                WorkerProcess.update(heartbeat_at=now, threads=threads)
+                .where(WorkerProcess.id == worker_id)
+                .execute()
+            )
+            if not updated:
+                # Presumed dead while it was not (a long pause): its jobs were already rescued.
+                WorkerProcess.insert(
+                    id=worker_id,
+                    host=self.host,
+                    pid=os.getpid(),
+                    threads=threads,
+                    started_at=now,
+                    heartbeat_at=now,
+                ).on_conflict_ignore().execute()
         return self.stop_requested(worker_id)
 
     def beat(self, worker_id: str, threads: int) -> tuple[bool, bool]:
@@ -118,20 +121,30 @@ class Registry(Lifecycle):
     def rescue_lost(self) -> list[Job]:
         """Fail the jobs of workers that are gone (SPEC 3): their lease ran out, or their pid is
         dead on this host. The retry rules then decide what follows. Returns the rescued jobs."""
-        now = self.clock()
         Job, WorkerProcess = self.models.Job, self.models.WorkerProcess
-        workers = [w for w in WorkerProcess.select() if self.is_gone(w, now)]
-        gone = [w.id for w in workers]
-        # Dead here: what is left of their runs must stop before the jobs run again.
-        dead_here = [w.id for w in workers if w.host == self.host and not pid_alive(w.pid)]
-        live = WorkerProcess.select(WorkerProcess.id).where(WorkerProcess.id.not_in(gone))
-        orphans = Job.select().where(
-            Job.state == State.PROCESSING, (Job.worker.is_null()) | Job.worker.not_in(live)
-        )
-        if not gone and not orphans.exists():
+
+        def lost() -> tuple[float, list[WorkerProcess], peewee.ModelSelect]:
+            now = self.clock()
+            workers = [w for w in WorkerProcess.select() if self.is_gone(w, now)]
+            live = WorkerProcess.select(WorkerProcess.id).where(
+                WorkerProcess.id.not_in([w.id for w in workers])
+            )
+            orphans = Job.select().where(
+                Job.state == State.PROCESSING, (Job.worker.is_null()) | Job.worker.not_in(live)
+            )
+            return now, workers, orphans
+
+        now, workers, orphans = lost()
+        if not workers and not orphans.exists():
             return []  # the usual case: read only, no write lock taken
         rescued = []
         with self._write():
+            # Read again under the lock: a worker whose heartbeat landed while this one waited
+            # for the lock (both back from the same outage, say) is not gone after all.
+            now, workers, orphans = lost()
+            gone = [w.id for w in workers]
+            # Dead here: what is left of their runs must stop before the jobs run again.
+            dead_here = [w.id for w in workers if w.host == self.host and not pid_alive(w.pid)]
             self._announce()  # idle workers elsewhere learn of the retries' due times
             if gone:
                 WorkerProcess.delete().where(WorkerProcess.id.in_(gone)).execute()

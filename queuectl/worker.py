@@ -657,9 +657,11 @@ class WorkerPool:
             # this process stopped): the other workers most likely were too, and their
             # heartbeats are as old as ours. They get one lease from now to beat again before
             # their jobs are taken for lost: else the first worker back rescues the jobs the
-            # others still run, and those run twice at once (past a queue's limit, too).
+            # others still run, and those run twice at once (past a queue's limit, too). At a
+            # lease of two heartbeats, half a heartbeat past the usual interval: not the whole
+            # lease, as ours is measured from our last heartbeat's end, after the others' reads.
             beat = time.monotonic()
-            silent = max(2 * HEARTBEAT_INTERVAL_S, self.queue.lease / 2)
+            silent = max(1.5 * HEARTBEAT_INTERVAL_S, self.queue.lease / 2)
             if self._last_beat is not None and beat - self._last_beat > silent:
                 self._rescue_from = beat + self.queue.lease
             self._last_beat = beat

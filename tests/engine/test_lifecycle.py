@@ -3,6 +3,7 @@ arithmetic, leases and rescue, the DLQ, ids and prefixes, config. No sleeping th
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import threading
 
@@ -11,6 +12,7 @@ import pytest
 from queuectl import InvalidInput, JobSpec, Queue, QueueError
 from queuectl import queue as queue_module
 from queuectl import registry
+from queuectl.db import SqliteQueueDatabase
 from queuectl.executor import RunResult
 
 FAIL = RunResult(1, "exit code 1", "boom\n")
@@ -435,6 +437,79 @@ def test_a_worker_presumed_dead_comes_back(q, wid, clock):
     q.rescue_lost()
     assert q.heartbeat(wid, 2) is False
     assert [w.id for w in q.live_workers()] == [wid]
+
+
+class HeldLock:
+    """Another connection holding the SQLite file's write lock, as a worker of another process
+    would (or a user's sqlite3 shell); :attr:`waited` is set once a statement of this process
+    has found it taken and waits."""
+
+    def __init__(self, path: str, monkeypatch) -> None:
+        self.waited = threading.Event()
+        again_until = SqliteQueueDatabase._again_until
+
+        def spy(database, exc, deadline, connection):
+            self.waited.set()
+            return again_until(database, exc, deadline, connection)
+
+        monkeypatch.setattr(SqliteQueueDatabase, "_again_until", spy)
+        self.connection = sqlite3.connect(path, isolation_level=None)
+        self.connection.execute("BEGIN IMMEDIATE")
+
+    def release(self, *statements: tuple[str, tuple]) -> None:
+        """Run ``statements`` in the held transaction, then commit it."""
+        for sql, params in statements:
+            self.connection.execute(sql, params)
+        self.connection.execute("COMMIT")
+        self.connection.close()
+
+
+def in_thread(call) -> tuple[threading.Thread, list]:
+    """Start ``call`` in a thread; the thread, and a list that holds what it returned once done."""
+    results: list = []
+    thread = threading.Thread(target=lambda: results.append(call()), daemon=True)
+    thread.start()
+    return thread, results
+
+
+def test_a_heartbeat_that_waited_for_the_lock_records_when_it_landed(clocked_queue, clock,
+                                                                      db_path, monkeypatch):
+    """Stamped with the time it began to wait, it would land already old, and another worker
+    back from the same wait could take this one for gone."""
+    q = clocked_queue
+    wid = q.register_worker(1)
+    lock = HeldLock(db_path, monkeypatch)
+    beating, _ = in_thread(lambda: q.heartbeat(wid, 1))
+    assert lock.waited.wait(30), "the heartbeat never waited for the lock"
+    clock.advance(queue_module.LEASE_S + 1)  # the lock held past the lease
+    lock.release()
+    beating.join(30)
+    WorkerProcess = q.models.WorkerProcess
+    assert WorkerProcess.get(WorkerProcess.id == wid).heartbeat_at == clock.now
+    assert [w.id for w in q.live_workers()] == [wid]
+
+
+def test_a_rescue_spares_a_worker_whose_heartbeat_landed_while_it_waited_for_the_lock(
+    clocked_queue, clock, db_path, monkeypatch
+):
+    """Two workers back from one outage: the first to look finds the other silent past the
+    lease, but the other's heartbeat takes the lock first. The rescue reads again under the
+    lock, and leaves the other's job alone."""
+    q = clocked_queue
+    other = Queue(db_path, clock=clock)
+    wid = other.register_worker(1)
+    job = other.enqueue("sleep 100")
+    other.claim(wid)
+    clock.advance(queue_module.LEASE_S + 1)
+    lock = HeldLock(db_path, monkeypatch)
+    rescue, rescued = in_thread(q.rescue_lost)
+    assert lock.waited.wait(30), "the rescue never waited for the lock"
+    lock.release(('UPDATE "worker" SET "heartbeat_at" = ? WHERE "id" = ?', (clock.now, wid)))
+    rescue.join(30)
+    assert rescued == [[]], "a worker that had just beaten was robbed"
+    stored = q.get(job.id)
+    assert (stored.state, stored.worker, stored.attempts) == ("processing", wid, 1)
+    other.close()
 
 
 def test_release_gives_the_job_back_uncounted(q, wid, clock):

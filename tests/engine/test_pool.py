@@ -393,3 +393,31 @@ def test_a_job_runs_where_it_was_enqueued(queue, pools, tmp_path, monkeypatch):
     wait_until(lambda: {state(queue, j.id) for j in (job, elsewhere)} == {"completed"}, 30)
     assert queue.get(job.id).output == f"{here}\n"
     assert queue.get(elsewhere.id).output == f"{tmp_path}\n"
+
+
+@pytest.mark.parametrize("silent_for, rescues", [(1.0, True), (1.9, False)])
+def test_a_pool_back_from_a_silence_near_its_lease_lets_the_others_beat_first(
+    tmp_path, silent_for, rescues
+):
+    """A lease of two heartbeats (2 s). Another worker's heartbeat is older than the lease.
+    A pool that beat a second ago (its usual interval) takes that worker for gone and rescues
+    its job; a pool whose own last heartbeat is 1.9 s old was most likely cut off as the other
+    was (the same outage, the same lock), and gives it a lease to beat again first. The
+    silence is measured from the end of the pool's last heartbeat, a little after the time
+    the others read for it: just short of the lease can be the lease, as they see it."""
+    path = str(tmp_path / "queue.db")
+    queue, other = Queue(path, lease=2), Queue(path, lease=2)
+    lost = other.register_worker(1)
+    job = other.enqueue("sleep 100")
+    other.claim(lost)
+    WorkerProcess = other.models.WorkerProcess
+    WorkerProcess.update(heartbeat_at=time.time() - 3).where(WorkerProcess.id == lost).execute()
+    pool = WorkerPool(queue, 1)
+    pool.worker_id = queue.register_worker(1)
+    pool._last_beat = time.monotonic() - silent_for
+    try:
+        pool._beat()
+        assert state(queue, job.id) == ("failed" if rescues else "processing")
+    finally:
+        queue.close()
+        other.close()
