@@ -30,10 +30,10 @@ class Registry(Lifecycle):
                 return worker_id
 
     def heartbeat(self, worker_id: str, threads: int) -> bool:
-        """Record that ``worker_id`` lives. Returns True when it has been asked to stop. The
-        time recorded is read once the write lock is held: a heartbeat that waited out another
-        connection's lock records when it landed, not when it began to wait (landed already
-        stale, it would let another worker take this one for gone in the moment after)."""
+        """Record that ``worker_id`` lives. Returns True when it has been asked to stop. On
+        SQLite the time recorded is read once the write lock is held: a heartbeat that waited
+        out another connection's lock records when it landed, not when it began to wait (landed
+        already stale, it would let another worker take this one for gone the moment after)."""
         WorkerProcess = self.models.WorkerProcess
         with self._write():
             now = self.clock()
@@ -52,6 +52,7 @@ class Registry(Lifecycle):
                     started_at=now,
                     heartbeat_at=now,
                 ).on_conflict_ignore().execute()
+                return False
         return self.stop_requested(worker_id)
 
     def beat(self, worker_id: str, threads: int) -> tuple[bool, bool]:
@@ -123,7 +124,8 @@ class Registry(Lifecycle):
         dead on this host. The retry rules then decide what follows. Returns the rescued jobs."""
         Job, WorkerProcess = self.models.Job, self.models.WorkerProcess
 
-        def lost() -> tuple[float, list[WorkerProcess], peewee.ModelSelect]:
+        def lost() -> tuple[float, list[WorkerProcess], peewee.ModelSelect] | None:
+            """(now, the gone workers, the orphaned jobs), or None if there are none."""
             now = self.clock()
             workers = [w for w in WorkerProcess.select() if self.is_gone(w, now)]
             live = WorkerProcess.select(WorkerProcess.id).where(
@@ -132,16 +134,18 @@ class Registry(Lifecycle):
             orphans = Job.select().where(
                 Job.state == State.PROCESSING, (Job.worker.is_null()) | Job.worker.not_in(live)
             )
-            return now, workers, orphans
+            return (now, workers, orphans) if workers or orphans.exists() else None
 
-        now, workers, orphans = lost()
-        if not workers and not orphans.exists():
+        if lost() is None:
             return []  # the usual case: read only, no write lock taken
         rescued = []
         with self._write():
             # Read again under the lock: a worker whose heartbeat landed while this one waited
             # for the lock (both back from the same outage, say) is not gone after all.
-            now, workers, orphans = lost()
+            found = lost()
+            if found is None:
+                return []
+            now, workers, orphans = found
             gone = [w.id for w in workers]
             # Dead here: what is left of their runs must stop before the jobs run again.
             dead_here = [w.id for w in workers if w.host == self.host and not pid_alive(w.pid)]
