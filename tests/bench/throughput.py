@@ -621,8 +621,8 @@ def run_direct(settings: Settings, report: Report) -> None:
         measured["syntax-before"].append(queuectl_throughput(
             fresh_sqlite(settings, f"b{round_}"), n, commands=commands('touch "{dir}/j{n}"'),
             env=shell_only))
-        # The peers on the same commands, each as its users run one: a Huey task calls
-        # subprocess.run(shell=True); task-spooler is given the argv (`tsp touch FILE`).
+        # The peers on the same commands: a Huey task calls subprocess.run(shell=True) (how
+        # its users run a command line); task-spooler through sh, and given the argv.
         if has_huey:
             measured["huey"].append(huey_throughput(
                 settings.workdir, n, commands=commands("touch {dir}/j{n}")))
@@ -643,9 +643,9 @@ def run_direct(settings: Settings, report: Report) -> None:
                       [d / c for d, c in zip(measured["direct"], ceiling_samples)]))  # fmt: skip
     report.add(Figure("   python ceiling without a shell (subprocess.run(argv)), 2 threads",
                       "jobs/s", measured["no shell"], "python ceiling", ceiling_samples))
-    # The peers as the issue measured them (its figures: task-spooler ~0.54x the ceiling, as
-    # through sh here; given the argv it runs at ~0.8x, past what 2.5x of it leaves reachable
-    # for a worker in Python: more than Python's own ceiling without a shell).
+    # The targets are on the peers as the issue measured them: its task-spooler ran at ~0.54x
+    # the ceiling, as through sh here. Given the argv it runs at ~0.9x, and 2.5x of that is
+    # past Python's own ceiling without a shell: an info row.
     jobs = min(n, TSP_MAX_JOBS)
     for peer, label, note, target in (
         ("huey", "huey", "SqliteHuey, 2 threads, a task runs subprocess.run(shell=True)", 2.5),
