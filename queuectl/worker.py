@@ -588,7 +588,7 @@ class WorkerPool:
                     if self._all_busy():
                         # Nobody to wake: watching would cost a wake-up every few ms, taken from
                         # a busy pool's throughput. An idle thread resumes it at once. Unwatched,
-                        # a schedule may have changed: read again every RECHECK_S meanwhile.
+                        # a schedule may have changed: the timer reads it again (at most once a second).
                         self._someone_waits.wait(tick)
                         self._schedules.changed()
                     elif changes.wait(tick):

@@ -461,6 +461,12 @@ class HeldLock:
         for sql, params in statements:
             self.connection.execute(sql, params)
         self.connection.execute("COMMIT")
+
+    def close(self) -> None:
+        """Let go, released or not (a test that failed while it was held must not leave a
+        thread waiting for the lock)."""
+        if self.connection.in_transaction:
+            self.connection.execute("ROLLBACK")
         self.connection.close()
 
 
@@ -479,11 +485,14 @@ def test_a_heartbeat_that_waited_for_the_lock_records_when_it_landed(clocked_que
     q = clocked_queue
     wid = q.register_worker(1)
     lock = HeldLock(db_path, monkeypatch)
-    beating, _ = in_thread(lambda: q.heartbeat(wid, 1))
-    assert lock.waited.wait(30), "the heartbeat never waited for the lock"
-    clock.advance(queue_module.LEASE_S + 1)  # the lock held past the lease
-    lock.release()
-    beating.join(30)
+    try:
+        beating, _ = in_thread(lambda: q.heartbeat(wid, 1))
+        assert lock.waited.wait(30), "the heartbeat never waited for the lock"
+        clock.advance(queue_module.LEASE_S + 1)  # the lock held past the lease
+        lock.release()
+        beating.join(30)
+    finally:
+        lock.close()
     WorkerProcess = q.models.WorkerProcess
     assert WorkerProcess.get(WorkerProcess.id == wid).heartbeat_at == clock.now
     assert [w.id for w in q.live_workers()] == [wid]
@@ -497,19 +506,24 @@ def test_a_rescue_spares_a_worker_whose_heartbeat_landed_while_it_waited_for_the
     lock, and leaves the other's job alone."""
     q = clocked_queue
     other = Queue(db_path, clock=clock)
-    wid = other.register_worker(1)
-    job = other.enqueue("sleep 100")
-    other.claim(wid)
+    try:
+        wid = other.register_worker(1)
+        job = other.enqueue("sleep 100")
+        other.claim(wid)
+    finally:
+        other.close()
     clock.advance(queue_module.LEASE_S + 1)
     lock = HeldLock(db_path, monkeypatch)
-    rescue, rescued = in_thread(q.rescue_lost)
-    assert lock.waited.wait(30), "the rescue never waited for the lock"
-    lock.release(('UPDATE "worker" SET "heartbeat_at" = ? WHERE "id" = ?', (clock.now, wid)))
-    rescue.join(30)
+    try:
+        rescue, rescued = in_thread(q.rescue_lost)
+        assert lock.waited.wait(30), "the rescue never waited for the lock"
+        lock.release(('UPDATE "worker" SET "heartbeat_at" = ? WHERE "id" = ?', (clock.now, wid)))
+        rescue.join(30)
+    finally:
+        lock.close()
     assert rescued == [[]], "a worker that had just beaten was robbed"
     stored = q.get(job.id)
     assert (stored.state, stored.worker, stored.attempts) == ("processing", wid, 1)
-    other.close()
 
 
 def test_release_gives_the_job_back_uncounted(q, wid, clock):
