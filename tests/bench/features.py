@@ -112,7 +112,8 @@ def measure(target: str, quick: bool) -> dict[str, list[float]]:
             # The dependency runs in one process, its dependent can only run in another.
             for name in ("first", "then"):
                 children.start([*worker, "--queue", name], env=child_env())
-            wait_until(lambda: len(queue.live_workers()) == 3, 60, "the workers to register")
+            children.wait_until(lambda: len(queue.live_workers()) == 3, 60,
+                                "the workers to register")
             time.sleep(1.0)
             return {
                 "dependency": dependency_gaps(queue, 5 if quick else 15),

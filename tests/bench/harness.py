@@ -17,11 +17,15 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+from ..support import wait_until
 
 DEFAULT_PG_URL = "postgresql://queuectl:queuectl@127.0.0.1:5432/queuectl_test"
 CACHE_DIR = os.path.join(tempfile.gettempdir(), "queuectl-bench-cache")
+T = TypeVar("T")
 
 
 # -- figures and targets -----------------------------------------------------------------------
@@ -182,19 +186,51 @@ def queuectl_command() -> list[str]:
 
 class Children:
     """Processes started for one benchmark, each in its own session; ``close`` (also on any
-    error) stops them gracefully, then kills whatever of their process groups is left."""
+    error) stops them gracefully, then kills whatever of their process groups is left. Each
+    child's stderr goes to a file of its own, so that :meth:`wait_until` can say at once why
+    one exited (a worker that cannot start) instead of waiting out its deadline."""
 
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.stderr: dict[int, tempfile._TemporaryFileWrapper[bytes]] = {}
 
     def start(self, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
         kwargs.setdefault("stdin", subprocess.DEVNULL)
         kwargs.setdefault("stdout", subprocess.DEVNULL)
-        kwargs.setdefault("stderr", subprocess.DEVNULL)
         kwargs.setdefault("env", child_env())
+        errors = None
+        if "stderr" not in kwargs:
+            errors = tempfile.NamedTemporaryFile(prefix="bench-stderr-")
+            kwargs["stderr"] = errors
         proc = subprocess.Popen(list(argv), start_new_session=True, **kwargs)  # type: ignore[call-overload]
         self.procs.append(proc)
+        if errors is not None:
+            self.stderr[proc.pid] = errors
         return proc
+
+    def check(self) -> None:
+        """Raise, with the end of its stderr, if a child has exited."""
+        for proc in self.procs:
+            if proc.poll() is not None:
+                errors = self.stderr.get(proc.pid)
+                said = ""
+                if errors is not None:
+                    errors.seek(0)
+                    said = errors.read().decode(errors="replace").strip()[-800:]
+                raise RuntimeError(f"{' '.join(map(str, proc.args))} exited {proc.returncode}"
+                                   + (f": {said}" if said else ""))
+
+    def wait_until(self, predicate: Callable[[], T], timeout: float, message: str, *,
+                   interval: float = 0.02) -> T:
+        """:func:`tests.support.wait_until`, failing at once if a child exits meanwhile."""
+
+        def ready() -> T:
+            value = predicate()
+            if not value:
+                self.check()
+            return value
+
+        return wait_until(ready, timeout, message, interval=interval)
 
     def stop(self, proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         if proc.poll() is None:
@@ -213,6 +249,9 @@ class Children:
         for proc in self.procs:
             self.stop(proc)
         self.procs.clear()
+        for errors in self.stderr.values():
+            errors.close()
+        self.stderr.clear()
 
     def __enter__(self) -> "Children":
         return self

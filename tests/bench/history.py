@@ -32,7 +32,6 @@ import sqlite3
 import statistics
 import time
 
-from ..support import wait_until
 from .harness import (
     CACHE_DIR,
     Children,
@@ -86,13 +85,14 @@ def worker_round(target: str, n: int) -> tuple[float, float, float]:
         with Children() as children:
             argv = [*queuectl_command(), "--db", target, "worker", "start", "--count", str(THREADS)]
             pid = children.start(argv, env=child_env()).pid
-            wait_until(lambda: len(queue.live_workers()) >= 1, 60, "the worker to register")
+            children.wait_until(lambda: len(queue.live_workers()) >= 1, 60,
+                                "the worker to register")
             time.sleep(0.3)  # let it settle into its idle wait
             own, whole = cpu_seconds(pid), _cpu_with_children(pid)
             queue.enqueue_many([JobSpec(command="true")] * n)
             enqueued = time.time()
-            wait_until(lambda: queue.counts()["completed"] >= n, max(60, n / 50),
-                       f"{n} jobs to complete", interval=0.05)  # fmt: skip
+            children.wait_until(lambda: queue.counts()["completed"] >= n, max(60, n / 50),
+                                f"{n} jobs to complete", interval=0.05)  # fmt: skip
             own, whole = cpu_seconds(pid) - own, _cpu_with_children(pid) - whole
             last = queue.db.execute_sql('SELECT MAX("finished_at") FROM "job"').fetchone()[0]
             return n / (last - enqueued), own / n, whole / n

@@ -68,7 +68,7 @@ def cross_process(target: str, samples: int, idle_s: float) -> tuple[list[float]
     try:
         with Children() as children:
             worker = children.start([*queuectl_command(), "--db", target, "worker", "start"])
-            wait_until(lambda: queue.live_workers(), 60, "the worker to register")
+            children.wait_until(lambda: queue.live_workers(), 60, "the worker to register")
             time.sleep(1.0)  # past start-up
             cpu, wall = cpu_seconds(worker.pid), time.monotonic()
             time.sleep(idle_s)
@@ -99,8 +99,8 @@ def pg_idle(url: str, idle_s: float) -> tuple[float, float]:
                              "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")})
             worker = children.start([sys.executable, "-m", "tests.bench.counted", "--db", target,
                                      "worker", "start", "--count", "2"], env=env)  # fmt: skip
-            wait_until(lambda: queue.live_workers() and os.path.exists(counted), 60,
-                       "the worker to register")  # fmt: skip
+            children.wait_until(lambda: queue.live_workers() and os.path.exists(counted), 60,
+                                "the worker to register")  # fmt: skip
             queue.close()
             time.sleep(2.5)  # past start-up
             before, cpu, wall = statements(), cpu_seconds(worker.pid), time.monotonic()

@@ -37,7 +37,7 @@ def measure(target: str) -> tuple[float, float]:
             worker = children.start(
                 [*queuectl_command(), "--db", target, "worker", "start", "--count", "1"]
             )
-            wait_until(lambda: queue.live_workers(), 60, "the worker to register")
+            children.wait_until(lambda: queue.live_workers(), 60, "the worker to register")
             # Warm-up: one small job, so that lazily imported code is already loaded.
             warm = queue.enqueue("echo warm")
             wait_until(lambda: queue.get(warm.id).state == "completed", 30, "the warm-up job")

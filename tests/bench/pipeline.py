@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 
-from ..support import wait_until
 from .harness import Children, Figure, Report, Settings, Target, fresh_sqlite, queuectl_command
 
 CHAIN = 10
@@ -32,12 +31,13 @@ def jobs_per_second(target: str, n: int, chained: bool) -> float:
     try:
         with Children() as children:
             children.start([*queuectl_command(), "--db", target, "worker", "start", "--count", "2"])
-            wait_until(lambda: len(queue.live_workers()) >= 1, 60, "the worker to register")
+            children.wait_until(lambda: len(queue.live_workers()) >= 1, 60,
+                                "the worker to register")
             time.sleep(0.3)
             queue.enqueue_many(specs(n, chained))
             enqueued = time.time()
-            wait_until(lambda: queue.counts()["completed"] >= n, max(60, n / 20),
-                       f"{n} jobs to complete", interval=0.1)  # fmt: skip
+            children.wait_until(lambda: queue.counts()["completed"] >= n, max(60, n / 20),
+                                f"{n} jobs to complete", interval=0.1)  # fmt: skip
             last = queue.db.execute_sql('SELECT MAX("finished_at") FROM "job"').fetchone()[0]
             return n / (last - enqueued)
     finally:

@@ -98,14 +98,15 @@ def queuectl_throughput(
             if server is not None:
                 env = {**env, **server.env}
             pids = [children.start(worker, env=env).pid for _ in range(processes)]
-            wait_until(lambda: len(queue.live_workers()) >= processes, 60, "workers to register")
+            children.wait_until(
+                lambda: len(queue.live_workers()) >= processes, 60, "workers to register")
             time.sleep(0.3)  # let them settle into their idle wait
             if server is not None:
                 server.start()
             cpu_before = sum(_cpu_with_children(pid) for pid in pids)
             queue.enqueue_many([JobSpec(command=command) for command in commands or ["true"] * n])
             enqueued = time.time()
-            wait_until(
+            children.wait_until(
                 lambda: queue.counts()["completed"] >= n,
                 timeout=max(60, n / 50),
                 message=f"{n} jobs to complete",
@@ -415,7 +416,7 @@ def procrastinate_throughput(target: str, workdir: str, n: int, processes: int,
             argv = [sys.executable, "-m", "procrastinate", "--app=benchprocrastinate.app",
                     "--log-level", "warning", "worker", "--concurrency", str(threads)]  # fmt: skip
             pids = [children.start(argv, env=env, cwd=folder).pid for _ in range(processes)]
-            wait_until(
+            children.wait_until(
                 lambda: db.execute("SELECT COUNT(*) FROM procrastinate_workers").fetchone()[0]
                 >= processes, 60, "procrastinate workers to register",
             )  # fmt: skip
