@@ -9,6 +9,9 @@ never runs a query. Colours are the theme's (``theme.py``); keys typed ahead are
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
 import os
 import sys
 import threading
@@ -46,6 +49,7 @@ from .screens.listing import ListingScreen
 from .screens.output import OutputScreen
 from .screens.queues import QueuesScreen
 from .screens.schedules import SchedulesScreen
+from .signals import StopSignals
 from .theme import THEME, VARIABLES
 from .widgets.filter import FilterBar
 from .widgets.footer import Footer
@@ -121,6 +125,9 @@ class QueueApp(KeysInOrder):
         self._pool_news = threading.Event()  # a PoolEvent is posted and not yet handled
         self.several_queues = False  # jobs of more than one queue seen: the panes show the queue
         self._quitting = False
+        self.signals: StopSignals | None = None  # run_app's SIGTERM/SIGHUP handlers
+        # The app's loop and its context, once it runs (the signal handlers call into it).
+        self.loop: tuple[asyncio.AbstractEventLoop, contextvars.Context] | None = None
         self.loads = 0  # snapshots applied (tests wait on it)
         self.health_loads = 0  # the last hour's health shown (read beside the loads)
         self.config_values: dict[str, int | float] = {}
@@ -163,6 +170,7 @@ class QueueApp(KeysInOrder):
         return list(self.grid.query(JobPane))
 
     def on_mount(self) -> None:
+        self.loop = asyncio.get_running_loop(), contextvars.copy_context()
         self._main_screen = self.screen
         self._fit(self.size.width)
         self.panes[0].focus()
@@ -170,6 +178,8 @@ class QueueApp(KeysInOrder):
         self.screen_change_signal.subscribe(self, self._screen_changed)
         self.request_load()
         self.pool.want(self.threads, self.paused)
+        if self.signals is not None and self.signals.received:  # came before the loop ran
+            self.stop_signalled()
 
     # -- loading: a thread queries (data.Loader), the UI thread applies ---------------------
 
@@ -534,6 +544,11 @@ class QueueApp(KeysInOrder):
 
         self.push_screen(ConfirmScreen("Quit", question, "Quit"), answer)
 
+    def stop_signalled(self) -> None:
+        """SIGTERM or SIGHUP (see ``signals.py``): quit as a "yes" to `q` does, without asking."""
+        if not self._quitting:
+            self._stop_and_exit(wait_screen=bool(self.pool.busy))
+
     def _stop_and_exit(self, wait_screen: bool) -> None:
         self._quitting = True
         self.stats.stopping = True
@@ -566,13 +581,31 @@ class QueueApp(KeysInOrder):
 
 def run_app(target: str | None, workers: int = 2, queues: tuple[str, ...] | None = None) -> None:
     """Open the queue at ``target`` and run the TUI with ``workers`` worker threads (claiming
-    jobs of ``queues`` only, if given)."""
+    jobs of ``queues`` only, if given). SIGTERM and SIGHUP stop it as `worker start` stops."""
     queue = Queue(target)
     app = QueueApp(queue, workers=workers, queues=queues)
+    app.signals = StopSignals(
+        lambda: app.loop, app.stop_signalled,
+        # Not on the handler's own thread: it may have interrupted one holding the pool's lock.
+        lambda: threading.Thread(target=app.pool.kill, name="kill", daemon=True).start(),
+        lambda: threading.Thread(target=_end_with_the_jobs, args=(app,), name="hangup",
+                                 daemon=True).start(),  # fmt: skip
+    ).install()
     try:
         app.run()
     finally:  # however the app ended, this process's workers stop gracefully
         if app.pool.busy:
-            print(f"Waiting for {app.pool.busy} running job(s) to finish…", file=sys.stderr)
+            with contextlib.suppress(OSError, ValueError):  # the terminal may be gone
+                print(f"Waiting for {app.pool.busy} running job(s) to finish…", file=sys.stderr)
         app.pool.join()
         queue.close()
+        app.signals.restore()
+
+
+def _end_with_the_jobs(app: QueueApp) -> None:
+    """After SIGHUP: once the pool has stopped (its running jobs ended and stored, the worker
+    unregistered), end the process, whether or not the app's loop could end by itself."""
+    app.pool.join()
+    with contextlib.suppress(Exception):  # this thread's connection, if it opened one
+        app.queue.close()
+    os._exit(0)

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from ..models import Job
     from ..worker import JobEvent, WorkerPool
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP: the terminal the worker runs in went away (its window closed). Left to its default, it
+# killed the worker with jobs running: they ran on as orphans, and ran again once rescued.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 JOIN_POLL_S = 0.1
 
 
@@ -113,8 +115,9 @@ def _failure(job: Job) -> str:
 
 
 class Stopper:
-    """The signal handlers: the first SIGINT/SIGTERM asks for a graceful stop, the second for a
-    hard one. Handlers only record; the main loop acts, so no lock is ever taken in a handler."""
+    """The signal handlers: the first SIGINT/SIGTERM/SIGHUP asks for a graceful stop, the second
+    for a hard one. Handlers only record; the main loop acts, so no lock is ever taken in a
+    handler. A SIGHUP that is ignored (`nohup queuectl worker start`) stays ignored."""
 
     def __init__(self) -> None:
         self.received: list[int] = []
@@ -123,10 +126,12 @@ class Stopper:
 
     def install(self) -> None:
         for signum in STOP_SIGNALS:
+            if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
+                continue
             self._previous[signum] = signal.signal(signum, self._handle)
         # Whatever started us may have blocked them (some supervisors and CI runners block every
         # signal): then `kill` would never reach the handlers, and the worker could not be stopped.
-        self._mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        self._mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, self._previous)
 
     def restore(self) -> None:
         if self._mask is not None:

@@ -80,10 +80,13 @@ def gated(tmp_path, then: str) -> tuple[str, object]:
     return f"while [ ! -e {gate} ]; do sleep 0.02; done; {then}", gate
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=["SIGINT", "SIGTERM", "SIGHUP"])  # fmt: skip
 def test_first_stop_signal_lets_the_running_job_finish_and_exits_0(qc, spawn, queue, signum,
                                                                     tmp_path):
-    """SIGTERM is also what a service manager sends to stop a unit (README: systemd)."""
+    """SIGTERM is also what a service manager sends to stop a unit (README: systemd); SIGHUP
+    is what the worker gets when the terminal it runs in is closed. Killed by it, as it was,
+    the worker left its job running as an orphan and the job ran again once rescued."""
     command, gate = gated(tmp_path, "echo finished")
     job_id = ok(qc("enqueue", command)).strip()
     worker = spawn("worker", "start")
@@ -114,6 +117,26 @@ def test_a_worker_started_with_its_stop_signals_blocked_still_stops_on_sigterm(q
     assert worker.wait(30) == 0
     assert queue.get(job_id).output == "finished\n"
     assert "SIGTERM: stopping" in worker.log()
+
+
+def test_a_worker_started_under_nohup_goes_on_after_sighup(qc, spawn, queue, tmp_path):
+    """`nohup queuectl worker start &`: the terminal's going away is not a stop."""
+    command, gate = gated(tmp_path, "echo finished")
+    job_id = ok(qc("enqueue", command)).strip()
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        worker = spawn("worker", "start")  # inherits the ignored SIGHUP, as nohup's child does
+    finally:
+        signal.signal(signal.SIGHUP, before)
+    wait_until(lambda: queue.get(job_id).state == "processing")
+    worker.signal(signal.SIGHUP)
+    gate.touch()
+    wait_until(lambda: queue.get(job_id).state == "completed", 30)
+    later = ok(qc("enqueue", "echo later")).strip()  # still claiming: it did not stop
+    wait_until(lambda: queue.get(later).state == "completed", 30, worker.log)
+    assert "SIGHUP" not in worker.log()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
 
 
 def test_second_sigint_kills_the_job_back_to_pending_uncounted(qc, spawn, queue):

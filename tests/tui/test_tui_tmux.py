@@ -167,3 +167,96 @@ def test_the_tui_in_a_real_terminal(cli, tmp_path):
         assert json.loads(cli("status", "--json"))["workers"] == 0
     finally:
         terminal.kill()
+
+
+def app_pid(db: Path) -> int | None:
+    """The pid of `queuectl --db DB tui`, found by its command line."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                argv = cmdline.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if str(db) in argv and "tui" in argv and any(a.endswith("queuectl") for a in argv):
+            return int(entry)
+    return None
+
+
+def gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except OSError:
+        return True
+
+
+@pytest.fixture
+def gated_job(cli, tmp_path):
+    """A job that runs until the test opens its gate, counting its runs in a file; the gate is
+    opened at the end whatever happened, so no job outlives the test."""
+    gate, runs = tmp_path / "gate", tmp_path / "runs"
+    command = f"while [ ! -e {gate} ]; do sleep 0.05; done; echo run >> {runs}"
+    yield cli("enqueue", command).strip(), gate, runs
+    gate.touch()
+
+
+def test_closing_the_terminal_lets_the_running_job_finish_once(cli, tmp_path, gated_job):
+    """The window closed (tmux gone: the terminal hangs up). By default SIGHUP killed the app:
+    its job ran on as an orphan, stayed `processing`, and ran a second time once rescued."""
+    job_id, gate, runs = gated_job
+    terminal = Terminal([str(QUEUECTL), "--db", str(cli.db), "tui"], tmp_path)
+    pid = None
+    try:
+        wait_for(lambda: json.loads(cli("show", job_id, "--json"))["state"] == "processing",
+                 30, "the job to start", terminal)  # fmt: skip
+        pid = app_pid(cli.db)
+        assert pid is not None
+        terminal.kill()  # the terminal goes away, the app gets SIGHUP
+        wait_for(lambda: not terminal.alive(), 10, "the terminal to go")
+        # No screen any more; the app waits for its job, and starts no other.
+        later = cli("enqueue", "echo later").strip()
+        assert not gone(pid)
+        gate.touch()
+        wait_for(lambda: gone(pid), 30, "the app to exit once its job ended")
+        job = json.loads(cli("show", job_id, "--json"))
+        assert (job["state"], job["attempts"]) == ("completed", 1)
+        assert runs.read_text() == "run\n"
+        assert json.loads(cli("show", later, "--json"))["state"] == "pending"
+        assert json.loads(cli("status", "--json"))["workers"] == 0
+    finally:
+        terminal.kill()
+        if pid is not None and not gone(pid):
+            os.kill(pid, 9)
+
+
+def test_sigterm_quits_as_q_does_and_a_second_one_kills_the_job(cli, tmp_path, gated_job):
+    """`kill PID` (a session manager, a script): the first asks nothing and waits for the
+    running job; the second kills it, back to pending uncounted, as `worker start` does. The
+    terminal is given back as it was."""
+    job_id, _, runs = gated_job
+    shell = f"{_quote(str(QUEUECTL))} --db {_quote(str(cli.db))} tui; echo exited $?; sleep 60"
+    terminal = Terminal(["sh", "-c", shell], tmp_path)
+    pid = None
+    try:
+        wait_for(lambda: json.loads(cli("show", job_id, "--json"))["state"] == "processing",
+                 30, "the job to start", terminal)  # fmt: skip
+        pid = app_pid(cli.db)
+        assert pid is not None
+        os.kill(pid, 15)
+        wait_for(lambda: on_screen(terminal, "Waiting for 1 running job"), 30,
+                 "the app to wait for its job", terminal)  # fmt: skip
+        os.kill(pid, 15)
+        wait_for(lambda: on_screen(terminal, "exited 0"), 30, "the app to exit", terminal)
+        job = json.loads(cli("show", job_id, "--json"))
+        assert (job["state"], job["attempts"], job["worker"]) == ("pending", 0, None)
+        assert not runs.exists()
+        modes = terminal.tmux("display", "-p", "-t", terminal.session,
+                              "#{alternate_on} #{mouse_any_flag}").stdout.split()  # fmt: skip
+        assert modes == ["0", "0"]
+        assert json.loads(cli("status", "--json"))["workers"] == 0
+    finally:
+        terminal.kill()
+        if pid is not None and not gone(pid):
+            os.kill(pid, 9)
