@@ -324,6 +324,7 @@ class Lifecycle(Reading):
             for job in jobs:
                 if job.state != State.DEAD:
                     raise QueueError(f"job {job.id} is not dead (it is {job.state})")
+            self._refuse_cancelled_after([job.seq for job in jobs])
             self._revive(Job.seq.in_([job.seq for job in jobs]))
         self._notify()
         return self._with_after([Job.get(Job.seq == job.seq) for job in jobs])
@@ -332,7 +333,9 @@ class Lifecycle(Reading):
         """Every dead job back to pending; returns their ids."""
         Job = self.models.Job
         with self._write():
-            ids = [job.id for job in Job.select(Job.id).where(Job.state == State.DEAD)]
+            dead = list(Job.select(Job.id, Job.seq).where(Job.state == State.DEAD).tuples())
+            self._refuse_cancelled_after([seq for _, seq in dead])
+            ids = [job_id for job_id, _ in dead]
             self._revive(Job.state == State.DEAD)
         if ids:
             self._notify()
@@ -366,6 +369,10 @@ class Lifecycle(Reading):
     def _with_after(self, jobs: list[Job]) -> list[Job]:
         """``jobs`` with their dependencies filled in (see Workflows.fill_after)."""
         return jobs
+
+    def _refuse_cancelled_after(self, seqs: Sequence[int]) -> None:
+        """Raise QueueError if one of the jobs ``seqs``, retried, would wait for good (see
+        Workflows); this layer knows no dependencies."""
 
     def _claimed(self, row: Sequence[object]) -> Job:
         """The Job a claim's row holds (its columns, then the config `job-timeout` it read)."""

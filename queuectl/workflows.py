@@ -210,6 +210,27 @@ class Workflows(Lifecycle):
     def _with_after(self, jobs: list[Job]) -> list[Job]:
         return self.fill_after(jobs)
 
+    def _refuse_cancelled_after(self, seqs: Sequence[int]) -> None:
+        """Retrying a job that runs after a cancelled one would leave it pending for good (a
+        cancelled job never completes, and the cancel that cascaded to it is over): refused,
+        naming the dependency, unless that one is retried in the same call."""
+        retried = set(seqs)
+        for chunk in peewee.chunked(list(seqs), _CHUNK):
+            placeholders = ", ".join([self.db.param] * len(chunk))
+            rows = self.db.execute_sql(
+                'SELECT w."id", d."seq", d."id" FROM "job_dep" e '
+                'JOIN "job" w ON w."seq" = e."job_seq" JOIN "job" d ON d."seq" = e."dep_seq" '
+                f'WHERE e."job_seq" IN ({placeholders}) AND d."state" = {self.db.param} '
+                'ORDER BY e."job_seq", e."dep_seq"',
+                [*chunk, State.CANCELLED.value],
+            ).fetchall()
+            for job_id, dep_seq, dep_id in rows:
+                if dep_seq not in retried:
+                    raise QueueError(
+                        f"job {job_id} runs after {dep_id}, which is cancelled: retry "
+                        f"{dep_id} first, or both at once"
+                    )
+
     def get(self, prefix: str) -> Job:
         return self.fill_after([super().get(prefix)])[0]
 

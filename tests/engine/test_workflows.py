@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from queuectl import InvalidInput, JobSpec, Queue, parse_job
+from queuectl import InvalidInput, JobSpec, Queue, QueueError, parse_job
 from queuectl.executor import RunResult
 from support import wait_until
 
@@ -157,6 +157,43 @@ def test_a_cancelled_dependency_cancels_the_chain_naming_each_dependency(any_que
     later = q.enqueue(JobSpec(command="e", after=("a",)))
     assert (later.state, later.error) == ("cancelled", "dependency a was cancelled")
     assert q.counts()["cancelled"] == 4
+
+
+def test_a_job_after_a_cancelled_one_is_retried_only_with_it_or_after_it(any_queue):
+    """Retried on its own, it was pending for good: "after a (waiting)" on a job that would
+    never complete. Refused, naming that job, and nothing changes; retried with it, or after
+    it, it waits for it and runs once it completes."""
+    q = any_queue
+    q.enqueue_many([JobSpec(command="a", id="a"), JobSpec(command="b", id="b", after=("a",)),
+                    JobSpec(command="c", id="c", after=("b",))])  # fmt: skip
+    q.cancel(["a"])
+    assert [q.get(i).state for i in "abc"] == ["cancelled"] * 3
+    with pytest.raises(QueueError, match="job b runs after a, which is cancelled: retry a"):
+        q.retry(["b"])
+    with pytest.raises(QueueError, match="job c runs after b, which is cancelled"):
+        q.retry(["a", "c"])  # a is retried with it, but c waits for b
+    assert [q.get(i).state for i in "abc"] == ["cancelled"] * 3  # nothing changed
+    assert [j.id for j in q.retry(["b", "a"])] == ["b", "a"]  # both at once, in any order
+    assert [j.id for j in q.retry(["c"])] == ["c"]  # after its dependency
+    assert [run_one(q).id for _ in range(3)] == ["a", "b", "c"]
+    assert q.counts()["completed"] == 3
+
+
+def test_retrying_every_dead_job_refuses_one_after_a_cancelled_job(any_queue):
+    q = any_queue
+    q.enqueue_many([JobSpec(command="a", id="a"),
+                    JobSpec(command="b", id="b", after=("a",), max_retries=1),
+                    JobSpec(command="d", id="d", max_retries=1)])  # fmt: skip
+    run_one(q)  # a
+    assert run_one(q, FAILED).id in ("b", "d")
+    assert run_one(q, FAILED).id in ("b", "d")
+    q.retry(["a"])  # b ran after it; now it waits for a again
+    q.cancel(["a"])
+    with pytest.raises(QueueError, match="job b runs after a, which is cancelled"):
+        q.retry_all_dead()
+    with pytest.raises(QueueError, match="job b runs after a, which is cancelled"):
+        q.retry_dead(["d", "b"])
+    assert q.counts()["dead"] == 2
 
 
 def test_a_listing_reads_every_jobs_dependencies_at_once(any_queue):
