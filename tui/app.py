@@ -151,13 +151,17 @@ class QueueApp(KeysInOrder):
     NARROW = 100  # columns: below this the panes stack and the bars get terse
     WIDE = 140  # columns: from this on the bar names the states (below, glyphs: room for the
     # last hour's failure rate and p95)
+    SHORT = 18  # rows: below this, stacked panes other than the focused one show their title only
+    # (four panes of 4 rows and the two bars no longer fit: the last panes fell off the screen,
+    # and tab focused panes nobody could see)
 
     def on_resize(self, event: events.Resize) -> None:
-        self._fit(event.size.width)
+        self._fit(event.size.width, event.size.height)
 
-    def _fit(self, width: int) -> None:
+    def _fit(self, width: int, height: int) -> None:
         narrow = width < self.NARROW
         self.grid.set_class(narrow, "-narrow")
+        self.grid.set_class(narrow and height < self.SHORT, "-short")
         self.stats.compact = width < self.WIDE
         self.stats.set_class(narrow, "-narrow")
         self.footer.show_command_palette = not narrow
@@ -172,7 +176,7 @@ class QueueApp(KeysInOrder):
     def on_mount(self) -> None:
         self.loop = asyncio.get_running_loop(), contextvars.copy_context()
         self._main_screen = self.screen
-        self._fit(self.size.width)
+        self._fit(self.size.width, self.size.height)
         self.panes[0].focus()
         self.set_interval(self.refresh_interval, self._tick)
         self.screen_change_signal.subscribe(self, self._screen_changed)

@@ -129,6 +129,27 @@ def test_tab_and_shift_tab_cycle_through_the_panes(seeded, fixed_clock):
     drive(app, scenario)
 
 
+def test_a_short_narrow_terminal_shows_every_pane_and_gives_the_focused_one_the_room(
+        seeded, fixed_clock):
+    """60 x 15: four stacked panes of at least 4 rows no longer fit, and the last ones fell off
+    the screen while tab still focused them (a retry or enter then acted on a job nobody saw).
+    Now the others show their title bar only, and the focused one its rows."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        for _ in range(4):
+            await pilot.pause()
+            screen = app.screen.region
+            for pane in app.panes:
+                assert screen.contains_region(pane.region), (pane.id, pane.region, screen)
+            focused = app.focused
+            assert focused in app.panes and focused.region.height >= 5
+            assert all(pane.region.height == 2 for pane in app.panes if pane is not focused)
+            await pilot.press("tab")
+
+    drive(app, scenario, size=(60, 15))
+
+
 # -- forms -----------------------------------------------------------------------------------
 
 
