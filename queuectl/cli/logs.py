@@ -175,12 +175,10 @@ class _Follower:
         start, body = _body(stored)
         if first:
             self.out.write(_last_lines(stored, self.lines))
-        elif not start:  # all of the run's output is there
-            if body.startswith(self.text):
-                self.out.write(body[len(self.text) :])
-            else:
-                self.out.write(body)
-        elif total > self.shown:
+        elif not start and body.startswith(self.text) and (self.text or not self.shown):
+            # All of the run's output is there, and what was printed is known as text.
+            self.out.write(body[len(self.text) :])
+        elif total > self.shown:  # by bytes: what was printed came from a cut tail
             if self.shown < start:
                 skipped = start - self.shown
                 click.echo(f"queuectl logs: {skipped} bytes skipped", err=True)
