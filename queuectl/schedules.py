@@ -123,12 +123,15 @@ class Schedules(Lifecycle):
         InvalidInput."""
         name = validate_name("name", name)
         cron = check_cron(cron)
-        zone = zone or "UTC"
-        zone_of(zone)
+        zone = "UTC" if zone is None else zone
+        zone_of(zone)  # an empty one too is refused
         for key in ("id", "delay", "run_at", "after"):
             if getattr(spec, key) is not None:
                 raise InvalidInput(f"a schedule's job cannot have {key!r}")
-        cwd = spec.cwd or os.getcwd()
+        try:
+            cwd = spec.cwd or os.getcwd()
+        except FileNotFoundError:
+            raise QueueError("the current directory no longer exists: give 'cwd'") from None
         job = {key: getattr(spec, key) for key in JOB_KEYS if getattr(spec, key) is not None}
         job["cwd"] = cwd
         now = self.clock()

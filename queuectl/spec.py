@@ -195,6 +195,30 @@ def validate_after(value: Any) -> tuple[str, ...]:
     return tuple(ids)
 
 
+def validate_cwd(value: Any) -> str:
+    text = _text("cwd", value)
+    if not text.strip():  # not "wherever this ran": a script's empty variable
+        raise InvalidInput("'cwd' is empty")
+    return text
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are each given once: of `{"command": "a", "command": "b"}`
+    json.loads keeps the last, silently."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(f"key {key!r} given twice")
+            seen.add(key)
+    return data
+
+
 _VALIDATORS = {
     "command": validate_command,
     "id": validate_id,
@@ -203,7 +227,7 @@ _VALIDATORS = {
     "timeout": lambda v: validate_seconds("timeout", v, positive=True),
     "delay": lambda v: validate_seconds("delay", v, positive=False),
     "run_at": lambda v: parse_time("run_at", v),
-    "cwd": lambda v: _text("cwd", v),
+    "cwd": lambda v: validate_cwd(v),
     "queue": lambda v: validate_name("queue", v),
     "after": validate_after,
 }
@@ -235,11 +259,11 @@ def parse_job(text: str) -> JobSpec:
     stripped = text.strip()
     if stripped.startswith("{"):
         try:
-            data = json.loads(stripped)
+            data = json.loads(stripped, object_pairs_hook=_object)
         except (ValueError, RecursionError) as exc:  # ValueError: also a 4300+ digit number
             if _looks_like_json(stripped):
-                if isinstance(exc, json.JSONDecodeError):
-                    message = exc.msg
+                if isinstance(exc, (json.JSONDecodeError, _DuplicateKey)):
+                    message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
                 elif isinstance(exc, RecursionError):
                     message = "too deeply nested"
                 else:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from .env import DB_ENV_VAR
-from .errors import QueueError
+from .errors import InvalidInput, QueueError
 
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -57,11 +57,22 @@ def platformdirs_path() -> str:
     return str(user_data_path("queuectl", appauthor=False) / "queuectl.db")
 
 
+def _absolute(path: str) -> str:
+    path = os.path.expanduser(path)
+    try:
+        return os.path.abspath(path)
+    except FileNotFoundError:  # a relative path, from a directory that was deleted
+        raise QueueError(f"the current directory no longer exists: give {path!r} as an "
+                         "absolute path") from None
+
+
 def resolve_target(target: str | None = None) -> Target:
     """``--db`` beats ``$QUEUECTL_DB`` beats the per-user data directory."""
+    if target is not None and not target.strip():  # `--db "$UNSET"`: not another queue
+        raise InvalidInput("--db names no database: give a file path or a URL")
     raw = target or os.environ.get(DB_ENV_VAR) or str(default_path())
     if "://" not in raw:
-        return Target("sqlite", os.path.abspath(os.path.expanduser(raw)))
+        return Target("sqlite", _absolute(raw))
     from urllib.parse import urlparse  # here: a file path, the usual target, needs no URL parser
 
     url = urlparse(raw)
@@ -73,7 +84,7 @@ def resolve_target(target: str | None = None) -> Target:
             raise QueueError(
                 f"{raw!r} names no file (sqlite:///jobs.db, or sqlite:////abs/path/jobs.db)"
             )
-        return Target("sqlite", os.path.abspath(os.path.expanduser(path)))
+        return Target("sqlite", _absolute(path))
     if url.scheme in POSTGRES_SCHEMES:
         if not url.path.strip("/"):
             raise QueueError(f"{raw!r} names no database (postgresql://user@host:port/dbname)")

@@ -204,7 +204,7 @@ def cli(ctx: click.Context, db: str | None) -> None:
       queuectl worker start --count 2
       queuectl status
     """
-    ctx.obj = Settings(target=db or None, ends_process=ctx.obj is ENDS_PROCESS)
+    ctx.obj = Settings(target=db, ends_process=ctx.obj is ENDS_PROCESS)
     ctx.call_on_close(ctx.obj.close)
     if ctx.invoked_subcommand is None:
         if _interactive():

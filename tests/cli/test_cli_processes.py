@@ -209,6 +209,35 @@ def test_a_bad_database_is_one_line_exit_1(qc, tmp_path, kind):
         assert line.startswith("Error: ") and str(target) in line
 
 
+def test_inputs_that_were_quietly_taken_otherwise_are_refused(qc, queue):
+    """Each was accepted and meant something else than what was typed: an empty --db (a
+    script's unset variable) opened $QUEUECTL_DB or the default queue; of two `command` keys
+    the last won; an empty cwd became the current directory; an empty zone became UTC."""
+    assert "--db names no database" in one_error(qc("--db", "", "enqueue", "echo x"), 2)
+    assert "key 'command' given twice" in one_error(
+        qc("enqueue", '{"command": "rm -rf build", "command": "make"}'), 2)
+    assert "'cwd' is empty" in one_error(qc("enqueue", '{"command": "make", "cwd": ""}'), 2)
+    assert "unknown time zone ''" in one_error(
+        qc("schedule", "add", "nightly", "@daily", "make", "--tz", ""), 2)
+    assert jq(qc, "status")["pending"] == 0  # nothing enqueued where $QUEUECTL_DB points
+    assert jq(qc, "schedule", "list") == []
+
+
+def test_a_deleted_current_directory_is_one_line_not_a_traceback(qc, tmp_path, env):
+    gone = tmp_path / "gone"
+
+    def from_gone(*args: str) -> subprocess.CompletedProcess:
+        gone.mkdir()
+        script = 'cd "$1" && rmdir "$1" && shift && exec "$@"'
+        return subprocess.run(["sh", "-c", script, "sh", str(gone), *QUEUECTL, *args],
+                              env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    assert "give 'cwd'" in one_error(from_gone("schedule", "add", "s", "@hourly", "pwd"), 1)
+    assert "give 'here.db' as an absolute path" in one_error(
+        from_gone("--db", "here.db", "status"), 1)
+    assert jq(qc, "schedule", "list") == []
+
+
 def test_bad_inputs_of_the_spec(qc, tmp_path, queue):
     assert "unknown key" in one_error(qc("enqueue", '{"command": "x", "nope": 1}'), 2)
     wrong_type = qc("enqueue", '{"command": "x", "priority": "high"}')
