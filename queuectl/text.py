@@ -97,6 +97,18 @@ def coarse_duration(seconds: float) -> str:
     return f"{whole // 86400}d"
 
 
+def exact_duration(seconds: float) -> str:
+    """A duration as a user gives one, in the largest unit that holds it whole: ``90s``,
+    ``100m``, ``36h``, ``7d`` (``1.5s`` if not a whole second)."""
+    if seconds != int(seconds):
+        return f"{seconds:g}s"
+    whole = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole and whole % size == 0:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
+
+
 def rounded_duration(seconds: float) -> str:
     """A duration in one unit, rounded, sign ignored: ``4.2s``, ``95s``, ``42m``, ``5h``, ``3d``."""
     seconds = abs(seconds)

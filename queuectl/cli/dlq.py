@@ -25,7 +25,7 @@ def list_dead(settings: Settings, limit: int | None, as_json: bool) -> None:
         print_json([job.to_dict() for job in jobs])
     elif jobs:
         print_jobs(jobs, with_state=False, with_error=True)
-    else:
+    elif limit != 0:  # `--limit 0` asked for none: not a claim that there are none
         click.echo("the DLQ is empty", err=True)
 
 

@@ -329,7 +329,7 @@ def list_jobs(
         print_json([job.to_dict() for job in jobs])
     elif jobs:
         print_jobs(jobs)
-    else:
+    elif limit != 0:  # `--limit 0` asked for none: not a claim that there are none
         what = " ".join(word for word in (state, "jobs") if word)
         click.echo(f"no {what}" + (f" in queue {queue}" if queue else ""), err=True)
 

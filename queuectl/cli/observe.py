@@ -8,7 +8,7 @@ import threading
 import click
 
 from ..errors import InvalidInput
-from ..text import coarse_duration, duration, utc_time
+from ..text import duration, exact_duration, utc_time
 from .common import (
     Settings,
     clean,
@@ -97,7 +97,7 @@ def stats(settings: Settings, since: float, queue_name: str | None, as_json: boo
         print_json(report.to_dict())
         return
     start, end = utc_time(report.at - since), utc_time(report.at)
-    click.echo(f"last {coarse_duration(since)}, {start} to {end}")
+    click.echo(f"last {exact_duration(since)}, {start} to {end}")
     rows = [
         [
             clean(name, one_line=True),

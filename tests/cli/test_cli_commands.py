@@ -232,6 +232,16 @@ def test_list_newest_first_by_state_any_case_with_limit(run, queue):
     assert all(job_id in human for job_id in ids)
 
 
+def test_a_limit_of_0_lists_nothing_without_saying_there_is_nothing(run):
+    job_id = run.ok("enqueue", '{"command": "exit 1", "max_retries": 1}').strip()
+    run.ok("worker", "start", "--burst")
+    assert run.json("dlq", "list") != [] and run.json("list", "--limit", "0") == []
+    for args in (["list", "--limit", "0"], ["dlq", "list", "--limit", "0"]):
+        result = run(*args)
+        assert (result.exit_code, result.output) == (0, "")
+    assert job_id in run.ok("dlq", "list")
+
+
 def test_list_unknown_state_exit_2_listing_the_valid_ones(run):
     result = run("list", "--state", "done")
     assert result.exit_code == 2

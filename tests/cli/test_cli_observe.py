@@ -77,6 +77,13 @@ def test_stats_json_and_table(run):
     assert "QUEUE" in table and "default" in table
 
 
+@pytest.mark.parametrize("since, said", [("90s", "90s"), ("100m", "100m"), ("36h", "36h"),
+                                         ("7200", "2h"), ("7d", "7d")])  # fmt: skip
+def test_stats_says_the_window_it_was_given(run, since, said):
+    """It said "last 1m" for 90s, "last 1d" for 36h: each cut down to one whole unit."""
+    assert run.ok("stats", "--since", since).startswith(f"last {said}, ")
+
+
 @pytest.mark.parametrize("since", ["1w", "-1", "soon", ""])
 def test_stats_bad_since_is_exit_2(run, since):
     result = run("stats", "--since", since)
