@@ -112,8 +112,9 @@ def validate_int(key: str, value: Any, minimum: int | None = None) -> int:
         raise InvalidInput(f"{key!r} must be a whole number, got {_type_name(value)}")
     if minimum is not None and value < minimum:
         raise InvalidInput(f"{key!r} must be >= {minimum}, got {_number(value)}")
-    if not INT_MIN <= value <= INT_MAX:
-        raise InvalidInput(f"{key!r} must be from {INT_MIN} to {INT_MAX}, got {_number(value)}")
+    low = INT_MIN if minimum is None else max(minimum, INT_MIN)
+    if not low <= value <= INT_MAX:
+        raise InvalidInput(f"{key!r} must be from {low} to {INT_MAX}, got {_number(value)}")
     return value
 
 

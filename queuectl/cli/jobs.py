@@ -250,7 +250,8 @@ def _state(ctx: click.Context, param: click.Parameter, value: str | None) -> str
 def _attempts(job: Job) -> str:
     if job.max_retries is None:
         return str(job.attempts)
-    return f"{job.attempts}/{job.max_retries}"
+    # Runs it may have: max_retries 0 gives one run, as 1 does (SPEC 3), so "1/0" never shows.
+    return f"{job.attempts}/{max(job.max_retries, 1)}"
 
 
 def _when(job: Job, now: float) -> str:

@@ -242,6 +242,13 @@ def test_a_limit_of_0_lists_nothing_without_saying_there_is_nothing(run):
     assert job_id in run.ok("dlq", "list")
 
 
+def test_a_job_of_max_retries_0_shows_the_one_run_it_may_have(run):
+    run.ok("enqueue", '{"command": "exit 1", "max_retries": 0}')
+    run.ok("worker", "start", "--burst")
+    [row] = run.ok("dlq", "list").splitlines()[1:]
+    assert row.split()[1] == "1/1"  # it said 1/0: more attempts than allowed, it seemed
+
+
 def test_list_unknown_state_exit_2_listing_the_valid_ones(run):
     result = run("list", "--state", "done")
     assert result.exit_code == 2

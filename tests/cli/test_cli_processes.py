@@ -239,6 +239,8 @@ def test_a_deleted_current_directory_is_one_line_not_a_traceback(qc, tmp_path, e
 
 
 def test_bad_inputs_of_the_spec(qc, tmp_path, queue):
+    too_many = qc("enqueue", '{"command": "x", "max_retries": 2147483648}')
+    assert "'max_retries' must be from 0 to 2147483647" in one_error(too_many, 2)
     assert "unknown key" in one_error(qc("enqueue", '{"command": "x", "nope": 1}'), 2)
     wrong_type = qc("enqueue", '{"command": "x", "priority": "high"}')
     assert "must be a whole number" in one_error(wrong_type, 2)

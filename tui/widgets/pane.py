@@ -54,6 +54,7 @@ def _tries(row: JobRow, config: dict, colors: Colors) -> Text:
     limit = row.max_retries
     if limit is None:
         limit = config.get("max-retries", DEFAULT_MAX_RETRIES)
+    limit = max(limit, 1)  # max_retries 0 gives one run, as 1 does (SPEC 3): not "1/0"
     return Text(f"{row.attempts}/{limit}", style=colors["muted"] if row.attempts == 0 else "", end="")
 
 
