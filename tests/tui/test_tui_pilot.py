@@ -319,6 +319,30 @@ def test_keys_typed_ahead_land_in_the_field_tab_moved_to(seeded, fixed_clock):
     drive(app, scenario)
 
 
+def test_a_paste_of_several_lines_is_refused_with_a_word_not_cut_to_its_first(seeded,
+                                                                           fixed_clock):
+    """Textual's input kept the first line of a pasted script and dropped the others silently."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    before = {job.id for job in seeded.list_jobs()}
+
+    async def scenario(pilot):
+        await pilot.press("a")
+        command = await until(pilot, lambda: app.focused if getattr(app.focused, "id", None)
+                              == "command" else None)  # fmt: skip
+        command.post_message(events.Paste("make build\nmake test\n"))
+        error = app.screen.query_one("#field-command .field-error", Static)
+        await until(pilot, lambda: "pasted 2 lines" in str(error.render()))
+        assert command.value == ""
+        command.post_message(events.Paste("make build\n"))  # one copied line
+        await until(pilot, lambda: command.value == "make build")
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, EnqueueScreen))
+        assert [j.command for j in seeded.list_jobs() if j.id not in before] == ["make build"]
+
+    drive(app, scenario)
+
+
 def test_keys_typed_ahead_in_the_config_form_and_after_an_invalid_submit(seeded, fixed_clock):
     """shift+tab back from a field, typed ahead; enter on an invalid value moves the focus to
     it before the keys typed next (which fix it)."""

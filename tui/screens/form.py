@@ -19,6 +19,26 @@ from ..text import literal
 T = TypeVar("T")
 
 
+class FieldInput(Input):
+    """An input of one line. Textual's keeps the first line of a paste and drops the rest
+    without a word: a script pasted into the command field lost all but its first line. A paste
+    of several lines is refused instead, and the field says so (a trailing newline, as a
+    copied line has, is not a second line)."""
+
+    def _on_paste(self, event: events.Paste) -> None:
+        # Textual calls Input's own handler after this one, unless its default is prevented.
+        lines = event.text.rstrip("\r\n").splitlines()
+        if len(lines) > 1:
+            event.prevent_default()
+            event.stop()
+            field = self.parent
+            if isinstance(field, Field):
+                field.set_error(
+                    f"pasted {len(lines)} lines, and this field takes one: nothing was pasted "
+                    "(join them with ; or &&, or enqueue a script file)"
+                )
+
+
 class Field(Vertical):
     """A label, an input and the place its error goes."""
 
@@ -33,7 +53,7 @@ class Field(Vertical):
         with Horizontal(classes="field-head"):
             yield Label(self.label, classes="field-label")
             yield Label(self.hint, classes="field-hint")
-        yield Input(
+        yield FieldInput(
             self.value, placeholder=self.placeholder, id=self.key, select_on_focus=False,
             compact=True,
         )  # fmt: skip
