@@ -60,6 +60,9 @@ from .widgets.stats import StatsBar
 
 CANCEL_WAIT_S = 10.0  # `x` on a running job: how long to wait for its worker to stop it
 ENQUEUE_FORM = "enqueue"  # the enqueue form's name among the installed screens
+# The config form's: made once as the enqueue form is, and shown again with the values as they
+# are (composing its eight fields every time made `c` take 70-150 ms).
+CONFIG_FORM = "config"
 
 
 def display_name(queue: Queue) -> str:
@@ -132,6 +135,7 @@ class QueueApp(KeysInOrder):
         self.health_loads = 0  # the last hour's health shown (read beside the loads)
         self.config_values: dict[str, int | float] = {}
         self._form: EnqueueScreen | None = None  # made at the first `a`, then shown again
+        self._config_form: ConfigScreen | None = None  # the same for `c`
         self._held: QueueSnapshot | None = None  # loaded while the panes were covered
         self._stale = False  # a refresh was due while the panes were covered
 
@@ -346,19 +350,32 @@ class QueueApp(KeysInOrder):
         return form
 
     def _prepare_form(self) -> None:
-        """Make the enqueue form ahead, once the panes are shown, so that the first `a` only
-        shows it too: making a screen of two dozen widgets cost that key 150 ms of the UI thread."""
+        """Make the enqueue and config forms ahead, once the panes are shown, so that the first
+        `a` or `c` only shows one: making a screen of two dozen widgets cost that key 150 ms of
+        the UI thread."""
         default = self.config_values.get("max-retries", KEYS["max-retries"].default)
         form = self._enqueue_form(default)
         if form is not None and not form.is_running:
             self._get_screen(ENQUEUE_FORM)  # the first step of Textual's push: mounts it
+        if self._config_form is None:  # the config form too (refilled when `c` shows it)
+            self._config_form = ConfigScreen(self.config_values)
+            self.install_screen(self._config_form, CONFIG_FORM)
+            self._get_screen(CONFIG_FORM)
 
     def _enqueue(self, spec: JobSpec | None) -> None:
         if spec is not None:
             self._act(lambda: f"Enqueued {self.queue.enqueue(spec).id}")
 
     def action_config(self) -> None:
-        self.push_screen(ConfigScreen(self.config_values), self._save)
+        form = self._config_form
+        if form is None:
+            form = self._config_form = ConfigScreen(self.config_values)
+            self.install_screen(form, CONFIG_FORM)
+        elif form in self.screen_stack:
+            return
+        elif form.is_mounted:
+            form.refill(self.config_values)
+        self.push_screen(CONFIG_FORM, self._save)
 
     def _save(self, changes: dict | None) -> None:
         if changes is None:

@@ -18,6 +18,7 @@ from queuectl.tui.screens.config import ConfigScreen
 from queuectl.tui.screens.confirm import ConfirmScreen, StoppingScreen
 from queuectl.tui.screens.details import DetailsScreen
 from queuectl.tui.screens.enqueue import EnqueueScreen
+from queuectl.tui.screens.form import Field
 from queuectl.tui.widgets.pane import JobPane
 from queuectl.tui.widgets.stats import StatsBar
 
@@ -259,6 +260,17 @@ def test_config_form_refuses_invalid_values_and_changes_nothing(seeded, fixed_cl
         assert seeded.config().items() >= {
             "max-retries": 3, "backoff-base": 2, "job-timeout": 300, "retention": 0
         }.items()
+        # Shown again (the same form, made once): the stored values, no error left, the first
+        # field focused; and a value saved meanwhile elsewhere is the one it shows.
+        seeded.config_set("job-timeout", "60")
+        await until(pilot, lambda: app.config_values.get("job-timeout") == 60)
+        await pilot.press("c")
+        assert app.screen is screen
+        values = {key: screen.query_one(f"#{key}", Input).value
+                  for key in ("max-retries", "backoff-base", "job-timeout")}  # fmt: skip
+        assert values == {"max-retries": "3", "backoff-base": "2", "job-timeout": "60"}
+        assert not any(field.has_class("-invalid") for field in screen.query(Field))
+        assert app.focused is screen.query_one("#max-retries", Input)
 
     drive(app, scenario)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
+from textual.widgets import Input
 
 from queuectl.config import KEYS, validate
 
@@ -21,7 +22,22 @@ class ConfigScreen(FormScreen[dict]):
 
     def __init__(self, current: dict[str, int | float]) -> None:
         super().__init__()
-        self.current = {key: current.get(key, spec.default) for key, spec in KEYS.items()}
+        self.current = self._complete(current)
+
+    @staticmethod
+    def _complete(current: dict[str, int | float]) -> dict[str, int | float]:
+        return {key: current.get(key, spec.default) for key, spec in KEYS.items()}
+
+    def refill(self, current: dict[str, int | float]) -> None:
+        """Shown again (the app makes this form once): the values as they are now, no errors,
+        the first field focused."""
+        self.current = self._complete(current)
+        for field in self.query(Field):
+            field.set_error(None)
+        for box in self.query(Input):
+            box.value = _shown(self.current[box.id])  # type: ignore[index]
+            box.cursor_position = len(box.value)
+        self.set_focus(self.query(Input).first())
 
     def fields(self) -> ComposeResult:
         for key, spec in KEYS.items():
