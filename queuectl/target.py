@@ -80,6 +80,9 @@ def resolve_target(target: str | None = None) -> Target:
         # As in peewee and SQLAlchemy: sqlite:///jobs.db is relative, sqlite:////abs/jobs.db
         # (four slashes) absolute.
         path = raw[len("sqlite:///") :] if raw.startswith("sqlite:///") else ""
+        if url.query or url.fragment:  # taken as part of the name, they made another file
+            raise QueueError(f"{raw!r}: a sqlite URL takes no options (after '?' or '#'): "
+                             "give the file alone")
         if not path:
             raise QueueError(
                 f"{raw!r} names no file (sqlite:///jobs.db, or sqlite:////abs/path/jobs.db)"

@@ -190,6 +190,12 @@ def test_worker_stop_from_another_process(qc, spawn, queue, env, tmp_path):
     assert qc("worker", "stop").stderr == "no workers running\n"
 
 
+def test_a_sqlite_url_with_options_is_refused_not_made_a_file_of_that_name(qc, tmp_path):
+    line = one_error(qc("--db", "sqlite:///jobs.db?mode=ro", "status"), 1)
+    assert "takes no options" in line
+    assert list(tmp_path.glob("jobs.db*")) == []  # it made a file named 'jobs.db?mode=ro'
+
+
 @pytest.mark.parametrize("kind", ["garbage", "directory", "foreign"])
 def test_a_bad_database_is_one_line_exit_1(qc, tmp_path, kind):
     if kind == "garbage":
