@@ -180,6 +180,9 @@ class WorkflowMachine(QueueMachine):
         if job.state == "completed" and any(job.id in j.deps for j in self.model.jobs.values()):
             event("retry: a completed job with dependents (they wait again)")
         super()._revive(job)
+        # Its open dependencies are counted again from the jobs that still exist: one purged
+        # since (dead, say) no longer holds it (Lifecycle._revive).
+        job.deps = tuple(dep for dep in job.deps if dep in self.model.jobs)
         job.cancel_requested = False
         job.rules_edited = False
         self.cancelled_ids.discard(job.id)
@@ -508,6 +511,13 @@ class WorkflowMachine(QueueMachine):
         targets = [self._resolve(ref) for ref in refs]
         before = self._snapshot()
         if any(t is None or t.state not in FINAL for t in targets):
+            self._refused(before, QueueError, lambda: self.q.retry(refs))
+            return
+        retried = {t.id for t in targets}
+        jobs = self.model.jobs
+        if any(jobs[dep].state == "cancelled" and dep not in retried
+               for t in targets for dep in jobs[t.id].deps if dep in jobs):  # fmt: skip
+            event("retry: refused, after a cancelled job not retried with it")
             self._refused(before, QueueError, lambda: self.q.retry(refs))
             return
         returned = self.q.retry(refs)
