@@ -192,6 +192,15 @@ def gone(pid: int) -> bool:
         return True
 
 
+def running_app(cli, job_id: str, terminal: Terminal) -> int:
+    """Once the app runs ``job_id``: the app's pid."""
+    wait_for(lambda: json.loads(cli("show", job_id, "--json"))["state"] == "processing",
+             30, "the job to start", terminal)  # fmt: skip
+    pid = app_pid(cli.db)
+    assert pid is not None
+    return pid
+
+
 @pytest.fixture
 def gated_job(cli, tmp_path):
     """A job that runs until the test opens its gate, counting its runs in a file; the gate is
@@ -209,10 +218,7 @@ def test_closing_the_terminal_lets_the_running_job_finish_once(cli, tmp_path, ga
     terminal = Terminal([str(QUEUECTL), "--db", str(cli.db), "tui"], tmp_path)
     pid = None
     try:
-        wait_for(lambda: json.loads(cli("show", job_id, "--json"))["state"] == "processing",
-                 30, "the job to start", terminal)  # fmt: skip
-        pid = app_pid(cli.db)
-        assert pid is not None
+        pid = running_app(cli, job_id, terminal)
         terminal.kill()  # the terminal goes away, the app gets SIGHUP
         wait_for(lambda: not terminal.alive(), 10, "the terminal to go")
         # No screen any more; the app waits for its job, and starts no other.
@@ -240,10 +246,7 @@ def test_sigterm_quits_as_q_does_and_a_second_one_kills_the_job(cli, tmp_path, g
     terminal = Terminal(["sh", "-c", shell], tmp_path)
     pid = None
     try:
-        wait_for(lambda: json.loads(cli("show", job_id, "--json"))["state"] == "processing",
-                 30, "the job to start", terminal)  # fmt: skip
-        pid = app_pid(cli.db)
-        assert pid is not None
+        pid = running_app(cli, job_id, terminal)
         os.kill(pid, 15)
         wait_for(lambda: on_screen(terminal, "Waiting for 1 running job"), 30,
                  "the app to wait for its job", terminal)  # fmt: skip
