@@ -220,7 +220,6 @@ class Control(Workflows, Registry):
                         f"job {job.id} is {job.state}: only a dead, cancelled or completed job "
                         "can be retried"
                     )
-            self._refuse_cancelled_after([job.seq for job in jobs])
             self._revive(Job.seq.in_([job.seq for job in jobs]), FINAL)
         self._notify()
         return [Job.get(Job.seq == job.seq) for job in jobs]

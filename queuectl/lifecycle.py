@@ -324,7 +324,6 @@ class Lifecycle(Reading):
             for job in jobs:
                 if job.state != State.DEAD:
                     raise QueueError(f"job {job.id} is not dead (it is {job.state})")
-            self._refuse_cancelled_after([job.seq for job in jobs])
             self._revive(Job.seq.in_([job.seq for job in jobs]))
         self._notify()
         return self._with_after([Job.get(Job.seq == job.seq) for job in jobs])
@@ -333,9 +332,7 @@ class Lifecycle(Reading):
         """Every dead job back to pending; returns their ids."""
         Job = self.models.Job
         with self._write():
-            dead = list(Job.select(Job.id, Job.seq).where(Job.state == State.DEAD).tuples())
-            self._refuse_cancelled_after([seq for _, seq in dead])
-            ids = [job_id for job_id, _ in dead]
+            ids = [job.id for job in Job.select(Job.id).where(Job.state == State.DEAD)]
             self._revive(Job.state == State.DEAD)
         if ids:
             self._notify()
@@ -346,10 +343,13 @@ class Lifecycle(Reading):
     ) -> int:
         """Back to pending, as new: the jobs of ``states`` that ``where`` selects; how many.
         Their open dependencies are counted again from the jobs they still name: a dependency
-        purged since is gone, and does not hold a retried job forever."""
+        purged since is gone, and does not hold a retried job forever; one that is cancelled
+        would, and refuses the whole call (see Workflows) unless it is revived with them."""
+        Job = self.models.Job
+        chosen = (where, Job.state.in_(states))
+        self._refuse_cancelled_after([seq for (seq,) in Job.select(Job.seq).where(*chosen).tuples()])
         now = self.clock()
         self._announce()
-        Job = self.models.Job
         return Job.update(
             state=State.PENDING.value,
             attempts=0,
@@ -362,7 +362,7 @@ class Lifecycle(Reading):
             waiting_on=_OPEN_DEPENDENCIES,
             run_at=now,
             updated_at=now,
-        ).where(where, Job.state.in_(states)).execute()
+        ).where(*chosen).execute()
 
     # -- rows to jobs -----------------------------------------------------------------------
 
