@@ -44,7 +44,6 @@ from .screens.confirm import ConfirmScreen, StoppingScreen
 from .screens.details import DetailsScreen
 from .screens.edit import EditScreen
 from .screens.enqueue import EnqueueScreen
-from .screens.form import Field
 from .screens.listing import ListingScreen
 from .screens.output import OutputScreen
 from .screens.queues import QueuesScreen
@@ -341,12 +340,7 @@ class QueueApp(KeysInOrder):
             form = self._form = EnqueueScreen(default)
             self.install_screen(form, ENQUEUE_FORM)
         elif form.is_mounted:  # shown before: as new
-            for field in form.query(Field):
-                field.set_error(None)
-            boxes = form.query(Input)
-            for box in boxes:
-                box.value = ""
-            form.set_focus(boxes.first())
+            form.show_again({})
         return form
 
     def _prepare_form(self) -> None:
@@ -357,25 +351,29 @@ class QueueApp(KeysInOrder):
         form = self._enqueue_form(default)
         if form is not None and not form.is_running:
             self._get_screen(ENQUEUE_FORM)  # the first step of Textual's push: mounts it
-        if self._config_form is None:  # the config form too (refilled when `c` shows it)
-            self._config_form = ConfigScreen(self.config_values)
-            self.install_screen(self._config_form, CONFIG_FORM)
-            self._get_screen(CONFIG_FORM)
+        if self._config_form is None and self._config_screen() is not None:
+            self._get_screen(CONFIG_FORM)  # the config form too (refilled when `c` shows it)
 
     def _enqueue(self, spec: JobSpec | None) -> None:
         if spec is not None:
             self._act(lambda: f"Enqueued {self.queue.enqueue(spec).id}")
 
     def action_config(self) -> None:
+        if self._config_screen() is not None:
+            self.push_screen(CONFIG_FORM, self._save)
+
+    def _config_screen(self) -> ConfigScreen | None:
+        """The config form, made once and shown again with the values as they are now (None:
+        it is open already)."""
         form = self._config_form
         if form is None:
             form = self._config_form = ConfigScreen(self.config_values)
             self.install_screen(form, CONFIG_FORM)
         elif form in self.screen_stack:
-            return
+            return None
         elif form.is_mounted:
             form.refill(self.config_values)
-        self.push_screen(CONFIG_FORM, self._save)
+        return form
 
     def _save(self, changes: dict | None) -> None:
         if changes is None:

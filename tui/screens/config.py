@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.widgets import Input
 
 from queuectl.config import KEYS, validate
 
@@ -32,12 +31,7 @@ class ConfigScreen(FormScreen[dict]):
         """Shown again (the app makes this form once): the values as they are now, no errors,
         the first field focused."""
         self.current = self._complete(current)
-        for field in self.query(Field):
-            field.set_error(None)
-        for box in self.query(Input):
-            box.value = _shown(self.current[box.id])  # type: ignore[index]
-            box.cursor_position = len(box.value)
-        self.set_focus(self.query(Input).first())
+        self.show_again({key: _shown(value) for key, value in self.current.items()})
 
     def fields(self) -> ComposeResult:
         for key, spec in KEYS.items():

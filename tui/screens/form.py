@@ -101,6 +101,17 @@ class FormScreen(ModalScreen[T], Generic[T]):
             event.refresh_styles = False
         self._styled_for = styled
 
+    def show_again(self, values: dict[str, str]) -> None:
+        """Before a form the app keeps is shown again: each field's text from ``values`` (else
+        empty), no error left, the first field focused."""
+        for field in self.query(Field):
+            field.set_error(None)
+        boxes = self.query(Input)
+        for box in boxes:
+            box.value = values.get(box.id or "", "")
+            box.cursor_position = len(box.value)
+        self.set_focus(boxes.first())
+
     def field(self, key: str) -> Field:
         return self.query_one(f"#field-{key}", Field)
 
