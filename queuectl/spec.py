@@ -228,7 +228,7 @@ _VALIDATORS = {
     "timeout": lambda v: validate_seconds("timeout", v, positive=True),
     "delay": lambda v: validate_seconds("delay", v, positive=False),
     "run_at": lambda v: parse_time("run_at", v),
-    "cwd": lambda v: validate_cwd(v),
+    "cwd": validate_cwd,
     "queue": lambda v: validate_name("queue", v),
     "after": validate_after,
 }
@@ -263,8 +263,10 @@ def parse_job(text: str) -> JobSpec:
             data = json.loads(stripped, object_pairs_hook=_object)
         except (ValueError, RecursionError) as exc:  # ValueError: also a 4300+ digit number
             if _looks_like_json(stripped):
-                if isinstance(exc, (json.JSONDecodeError, _DuplicateKey)):
-                    message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+                if isinstance(exc, json.JSONDecodeError):
+                    message = exc.msg
+                elif isinstance(exc, _DuplicateKey):
+                    message = str(exc)
                 elif isinstance(exc, RecursionError):
                     message = "too deeply nested"
                 else:

@@ -109,6 +109,12 @@ def exact_duration(seconds: float) -> str:
     return f"{whole}s"
 
 
+def tries(attempts: int, max_retries: int) -> str:
+    """``2/3``: runs made of the runs a job may have. max_retries 0 gives one run, as 1 does
+    (SPEC 3): so ``1/1``, never ``1/0``."""
+    return f"{attempts}/{max(max_retries, 1)}"
+
+
 def rounded_duration(seconds: float) -> str:
     """A duration in one unit, rounded, sign ignored: ``4.2s``, ``95s``, ``42m``, ``5h``, ``3d``."""
     seconds = abs(seconds)

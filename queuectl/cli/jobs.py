@@ -250,8 +250,9 @@ def _state(ctx: click.Context, param: click.Parameter, value: str | None) -> str
 def _attempts(job: Job) -> str:
     if job.max_retries is None:
         return str(job.attempts)
-    # Runs it may have: max_retries 0 gives one run, as 1 does (SPEC 3), so "1/0" never shows.
-    return f"{job.attempts}/{max(job.max_retries, 1)}"
+    from ..text import tries  # (listing only, as _when's)
+
+    return tries(job.attempts, job.max_retries)
 
 
 def _when(job: Job, now: float) -> str:

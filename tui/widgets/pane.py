@@ -17,7 +17,7 @@ from textual.widgets import DataTable
 
 from queuectl.config import KEYS
 from queuectl.models import DEFAULT_QUEUE, State
-from queuectl.text import ago, coarse_duration, duration
+from queuectl.text import ago, coarse_duration, duration, tries
 
 from ..messages import JobRow
 from ..text import literal
@@ -54,8 +54,7 @@ def _tries(row: JobRow, config: dict, colors: Colors) -> Text:
     limit = row.max_retries
     if limit is None:
         limit = config.get("max-retries", DEFAULT_MAX_RETRIES)
-    limit = max(limit, 1)  # max_retries 0 gives one run, as 1 does (SPEC 3): not "1/0"
-    return Text(f"{row.attempts}/{limit}", style=colors["muted"] if row.attempts == 0 else "", end="")
+    return Text(tries(row.attempts, limit), style=colors["muted"] if row.attempts == 0 else "", end="")
 
 
 SHORT_ID = 6  # characters of a dependency's id shown in a pane ("after 3f9k2a…")
