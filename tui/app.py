@@ -154,20 +154,21 @@ class QueueApp(KeysInOrder):
     NARROW = 100  # columns: below this the panes stack and the bars get terse
     WIDE = 140  # columns: from this on the bar names the states (below, glyphs: room for the
     # last hour's failure rate and p95)
-    SHORT = 18  # rows: below this, stacked panes other than the focused one show their title only
-    # (four panes of 4 rows and the two bars no longer fit: the last panes fell off the screen,
-    # and tab focused panes nobody could see)
+    STACKED = 16  # rows: four stacked panes of 4. Where the bars leave fewer, stacked panes other
+    # than the focused one show their title only (else the last panes fell off the screen, and
+    # tab focused panes nobody could see)
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit(event.size.width, event.size.height)
 
     def _fit(self, width: int, height: int) -> None:
         narrow = width < self.NARROW
+        self.footer.show_command_palette = not narrow
+        _, footer_rows = self.footer.grid_at(width)  # a narrow terminal's footer wraps
         self.grid.set_class(narrow, "-narrow")
-        self.grid.set_class(narrow and height < self.SHORT, "-short")
+        self.grid.set_class(narrow and height - 1 - footer_rows < self.STACKED, "-short")
         self.stats.compact = width < self.WIDE
         self.stats.set_class(narrow, "-narrow")
-        self.footer.show_command_palette = not narrow
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return VARIABLES  # for any theme the palette picks

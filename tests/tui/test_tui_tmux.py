@@ -61,6 +61,9 @@ class Terminal:
         """Every key in one go, no pause between them (a paste, a fast typist)."""
         self.tmux("send-keys", "-t", self.session, *keys)
 
+    def resize(self, width: int, height: int) -> None:
+        self.tmux("resize-window", "-t", self.session, "-x", str(width), "-y", str(height))
+
     def alive(self) -> bool:
         return self.tmux("has-session", "-t", self.session, check=False).returncode == 0
 
@@ -165,6 +168,34 @@ def test_the_tui_in_a_real_terminal(cli, tmp_path):
         terminal.press("q")
         wait_for(lambda: not terminal.alive(), 30, "the app to exit", terminal)
         assert json.loads(cli("status", "--json"))["workers"] == 0
+    finally:
+        terminal.kill()
+
+
+FOOTER_KEYS = ("a Add", "r Retry", "x Cancel", "e Edit", "l Log", "c Config", "/ Filter",
+               "Q Queues", "S Schedules", "+/- Threads", "p Pause", "q Quit")  # fmt: skip
+
+
+@pytest.mark.parametrize("width, height", [(80, 24), (60, 15), (40, 20)])
+def test_the_footer_shows_every_key_in_a_narrow_terminal(cli, tmp_path, width, height):
+    """SPEC 5: the footer shows the keys. In one row, an 80-column terminal (the usual size)
+    cut it after `+/- Threads`: `p Pause` and `q Quit` were not on the screen. The footer now
+    takes as many rows as its keys need, and gives them back when the terminal widens."""
+    terminal = Terminal([str(QUEUECTL), "--db", str(cli.db), "tui", "--workers", "0"], tmp_path)
+
+    def footer_shows_every_key() -> bool:
+        footer = "\n".join(terminal.screen()[-4:])
+        return all(key in footer for key in FOOTER_KEYS)
+
+    try:
+        wait_for(lambda: "palette" in "".join(terminal.screen()), 30, "the app", terminal)
+        assert footer_shows_every_key()  # 120 columns: one row
+        terminal.resize(width, height)
+        wait_for(footer_shows_every_key, 30, f"every key at {width}x{height}", terminal)
+        assert "─ Dead 0 " in "".join(terminal.screen())  # the panes are all there still
+        terminal.resize(WIDTH, HEIGHT)
+        wait_for(lambda: all(key in terminal.screen()[-1] for key in FOOTER_KEYS), 30,
+                 "the footer in one row again", terminal)
     finally:
         terminal.kill()
 
