@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from textual.message import Message
+
+if TYPE_CHECKING:
+    from .widgets.output_area import Prepared
 
 PANES = ("waiting", "processing", "completed", "dead")
 
@@ -99,6 +103,8 @@ class JobLoaded(Message):
     # duration (a run's end: its seconds); the last HISTORY_SHOWN records, and how many in all.
     history: list[dict[str, object]] = field(default_factory=list)
     history_total: int = 0
+    # Its output made ready to show (OutputArea), or None: unchanged since the last load.
+    output: Prepared | None = None
 
 
 @dataclass

@@ -261,6 +261,39 @@ def test_l_streams_the_output_of_a_job_another_process_runs(live_queue, other_wo
     assert live_queue.get(job.id).output.endswith("the end\n")
 
 
+@pytest.mark.skipif(not QUEUECTL.exists(), reason="needs the installed queuectl executable")
+def test_details_of_a_running_job_keep_the_readers_place_as_its_output_grows(
+        live_queue, other_worker, tmp_path):
+    """The details reload a running job every second; each reload put the output back at its
+    top, so a running job's output could not be read past its first screen."""
+    gate = tmp_path / "gate"
+    job = live_queue.enqueue(JobSpec(f"seq 1 200; while [ ! -e {gate} ]; do sleep 0.05; done; "
+                                     "echo the end; sleep 30", id="grower"))  # fmt: skip
+    other_worker()
+    app = make_app(live_queue, workers=0)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: "grower" in column(pane(app, "processing"), "id"), 30)
+        await pilot.press("tab", "enter")
+        screen = app.screen
+        assert isinstance(screen, DetailsScreen)
+        output = screen.output
+        await until(pilot, lambda: "200\n" in output.text, 30, "the first output")
+        await pilot.press("o", *["pagedown"] * 3)
+        place, scrolled = output.cursor_location, output.scroll_y
+        assert place[0] > 20 and scrolled > 0
+        gate.touch()
+        await until(pilot, lambda: "the end" in output.text, 30, "the output grown")
+        assert output.text.startswith("1\n2\n3\n")
+        assert (output.cursor_location, output.scroll_y) == (place, scrolled)
+
+    try:
+        drive(app, scenario)
+    finally:
+        gate.touch()
+        live_queue.cancel([job.id])
+
+
 def test_follower_says_how_many_bytes_were_skipped(live_queue):
     """A stored tail that moved past what was shown: the gap is said, the text is the tail."""
     from queuectl.tui.screens.output import Follower

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Static, TextArea
+from textual.widgets import Static
 
 from queuectl.errors import QueueError
 from queuectl.models import FINAL, Job, State
@@ -20,6 +20,7 @@ from queuectl.text import coarse_relative_time, duration, safe, utc_time
 
 from ..messages import JobLoaded
 from ..text import literal
+from ..widgets.output_area import OutputArea, prepare
 
 # Every public field but the output (shown below them), in reading order.
 FIELDS = (
@@ -131,13 +132,13 @@ class DetailsScreen(ModalScreen[None]):
             dialog.border_subtitle = "esc close · o output"
             with VerticalScroll(id="fields"):
                 yield Static(Text("loading…", style=self.app.theme_variables["muted"]), id="fields-table")
-            output = TextArea("", read_only=True, id="output", soft_wrap=True)
-            output.cursor_blink = False
-            output.border_title = "Output"
-            yield output
+            self.output = OutputArea(id="output")
+            self.output.border_title = "Output"
+            yield self.output
 
     def on_mount(self) -> None:
-        self.load()
+        # Once laid out: the output is wrapped by the loading thread, at the area's width.
+        self.call_after_refresh(self.load)
         self._timer = self.set_interval(1.0, self.load)  # until the job is over, it may change
 
     @work(thread=True, exclusive=True, exit_on_error=False)
@@ -153,11 +154,15 @@ class DetailsScreen(ModalScreen[None]):
                     after.append((dep_id, "gone"))
             needed_by = [(dep.id, str(dep.state)) for dep in self.queue.dependents(job)]
             events = self.queue.history(job)
+            text, shown = safe(job.output or ""), self.output.shown
+            # Its lines wrapped here, not on the UI thread (see OutputArea); unchanged, not at all.
+            output = None if text == shown else prepare(text, self.output.wrap_width, shown)
             self.post_message(JobLoaded(
                 job.to_dict(), times=times, after=after,
                 needed_by=needed_by[:DEPENDENCIES_SHOWN], after_total=len(job.after_ids),
                 needed_by_total=len(needed_by),
                 history=history_records(events[-HISTORY_SHOWN:]), history_total=len(events),
+                output=output,
             ))  # fmt: skip
         except QueueError as exc:
             self.post_message(JobLoaded(None, str(exc)))
@@ -188,15 +193,14 @@ class DetailsScreen(ModalScreen[None]):
         table.update(self.fields_table)
         dialog = self.query_one(".dialog")
         dialog.border_title = Text("Job ") + literal(str(job["id"]))
+        if message.output is not None:
+            self.output.show(message.output)
         raw = str(job.get("output") or "")
-        output = self.query_one("#output", TextArea)
-        if output.text != safe(raw):  # reloading would lose the reader's place
-            output.load_text(safe(raw))
         size = len(raw.encode("utf-8", "replace"))
-        output.border_subtitle = f"{size:,} bytes" if raw else "no output"
+        self.output.border_subtitle = f"{size:,} bytes" if raw else "no output"
 
     def action_focus_output(self) -> None:
-        self.set_focus(self.query_one("#output", TextArea))  # at once, for the keys typed next
+        self.set_focus(self.output)  # at once, for the keys typed next
 
     def action_close(self) -> None:
         self.dismiss(None)

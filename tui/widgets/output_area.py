@@ -1,0 +1,92 @@
+"""A job's whole stored output, read-only, made ready off the UI thread.
+
+``TextArea.load_text`` of a job's 1 MiB of output took 345 ms of the UI thread (its lines wrapped
+once at width 0, once at the widget's width, and once more when the scrollbar appeared and took a
+column): `enter` on such a job answered in 550-680 ms, and a running job's details froze as long
+every second its output grew. Here the document and its wrapping are built by the thread that
+reads the job (:func:`prepare`), at the width the area has, and the UI thread only swaps them in
+(:meth:`OutputArea.show`); the scrollbar's column is kept whether it shows or not, so its coming
+does not wrap the lines again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.document._document import Document
+from textual.document._document_navigator import DocumentNavigator
+from textual.document._wrapped_document import WrappedDocument
+from textual.widgets import TextArea
+
+TAB_WIDTH = 4  # TextArea's indent_width, which it expands tabs to
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Text ready to show: its document, wrapped at ``width`` (0: not wrapped)."""
+
+    text: str
+    document: Document
+    wrapped: WrappedDocument
+    width: int
+    grew: bool  # the text shown before is where this one starts (a running job printed more)
+
+
+def prepare(text: str, width: int, shown: str = "") -> Prepared:
+    """In any thread: ``text`` as a document wrapped at ``width``; ``shown``, the text the area
+    shows now (see :attr:`Prepared.grew`)."""
+    document = Document(text)
+    return Prepared(
+        text, document, WrappedDocument(document, width, TAB_WIDTH), width,
+        grew=bool(shown) and text.startswith(shown),
+    )  # fmt: skip
+
+
+class OutputArea(TextArea):
+    """A read-only, soft-wrapped TextArea shown text :func:`prepare` made ready."""
+
+    DEFAULT_CSS = """
+    OutputArea {
+        scrollbar-gutter: stable;
+    }
+    """
+
+    # The document its lines are wrapped for, and at what width (set by TextArea's __init__).
+    _wrapped: tuple[WrappedDocument, int] | None = None
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", read_only=True, soft_wrap=True, id=id)
+        self.cursor_blink = False
+        self.indent_width = TAB_WIDTH
+        self.shown = ""  # the text shown (read by the thread that prepares the next)
+
+    def _rewrap_and_refresh_virtual_size(self) -> None:
+        # Textual wraps every line again whenever the area is resized (the fields above it
+        # loading made it shorter) and whenever the scrollbar comes or goes: 220 ms of the UI
+        # thread each time for 1 MiB. Here only when the width the lines wrap at did change
+        # (the scrollbar's column is kept), or the document is new.
+        wrapped = (self.wrapped_document, self.wrap_width)
+        if wrapped != self._wrapped:
+            self.wrapped_document.wrap(self.wrap_width, tab_width=self.indent_width)
+            self._wrapped = wrapped
+        self._line_cache.clear()
+        self._refresh_size()
+
+    def show(self, prepared: Prepared) -> None:
+        """Show ``prepared``, as ``load_text`` would show its text. When the text grew, the
+        reader's place is kept; else the area shows its start."""
+        place, scrolled = self.cursor_location, self.scroll_offset
+        self.history.clear()
+        self.document = prepared.document
+        self.wrapped_document = prepared.wrapped
+        self.navigator = DocumentNavigator(prepared.wrapped)
+        self._build_highlight_map()  # plain text: empties the highlights and the line cache
+        self._wrapped = (prepared.wrapped, prepared.width)
+        self._rewrap_and_refresh_virtual_size()  # wraps again only if resized since
+        if prepared.grew:
+            self.move_cursor(place)
+            self.scroll_to(scrolled.x, scrolled.y, animate=False)
+        else:
+            self.move_cursor((0, 0))
+        self.shown = prepared.text
+        self.post_message(self.Changed(self).set_sender(self))
