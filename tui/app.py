@@ -36,7 +36,7 @@ from queuectl.spec import JobSpec
 from queuectl.worker import MAX_THREADS, JobEvent
 
 from .data import HealthLoaded, Loader, pane_summaries
-from .keys import KeysInOrder
+from .keys import KeysInOrder, read_escape_then_key
 from .pool import PoolControl
 from .messages import PANES, Done, JobRow, LoadFailed, PoolEvent, QueueSnapshot
 from .screens.config import ConfigScreen
@@ -604,6 +604,7 @@ def run_app(target: str | None, workers: int = 2, queues: tuple[str, ...] | None
     jobs of ``queues`` only, if given). SIGTERM and SIGHUP stop it as `worker start` stops."""
     queue = Queue(target)
     app = QueueApp(queue, workers=workers, queues=queues)
+    read_escape_then_key()
     app.signals = StopSignals(
         lambda: app.loop, app.stop_signalled,
         # Not on the handler's own thread: it may have interrupted one holding the pool's lock.

@@ -8,15 +8,21 @@ paste of ``echo x``, Tab, ``2`` gave the command ``echo x2``. Here each key is h
 (the widget, then the bindings it bubbles up to, then a screen it opened) before the next is read.
 Actions that move the focus use ``Screen.set_focus``, which applies at once (``Widget.focus()``
 waits its turn in the app's queue).
+
+Escape, then a key less than 100 ms later (Textual's ESCDELAY: a fast typist, tmux `send-keys`),
+is read as the escape key and that key (:class:`EscapeThenKey`), not as alt and the key.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterator
 
 from textual import events
+from textual._xterm_parser import XTermParser
 from textual.app import App
+from textual.drivers import linux_driver
 from textual.message_pump import MessagePump
 
 SETTLE_S = 1.0  # at most this long for one node to handle a key (it may be closing)
@@ -69,3 +75,23 @@ class KeysInOrder(App):
         self._key_in_hand = False
         if self._typed:
             await self._handle_key(self._typed.popleft())
+
+
+class EscapeThenKey(XTermParser):
+    """A terminal sends alt+j as ESC then j, so Textual reads ESC and a key that came within
+    its ESCDELAY (100 ms) of it as alt and that key: escape then `j` typed fast reached the app
+    as alt+j (nothing), and escape then `/`, enter or space as that key alone, the escape lost
+    (escape, `/` to filter again: the old filter was never cleared). This app binds no alt key,
+    so such a pair is the escape key, then the key. Sequences a terminal does send for a key
+    with alt (ESC DEL: alt+backspace, ESC b, alt+arrows) are in Textual's table and read
+    whole, as before: only a pair that is no such sequence comes here."""
+
+    def _sequence_to_key_events(self, sequence: str, alt: bool = False) -> Iterator[events.Key]:
+        if alt:
+            yield events.Key("escape", "\x1b")
+        yield from super()._sequence_to_key_events(sequence, alt=False)
+
+
+def read_escape_then_key() -> None:
+    """Make the terminal's driver parse keys with :class:`EscapeThenKey` (Linux and macOS)."""
+    linux_driver.XTermParser = EscapeThenKey  # type: ignore[misc]

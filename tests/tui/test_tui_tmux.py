@@ -200,6 +200,30 @@ def test_the_footer_shows_every_key_in_a_narrow_terminal(cli, tmp_path, width, h
         terminal.kill()
 
 
+def test_escape_then_a_key_typed_fast_is_the_escape_key_and_that_key(cli, tmp_path):
+    """Escape and the next key in one go (a fast typist, a macro): Textual read escape then `/`
+    as `/` alone (the escape lost: the old filter stayed, and the new text was added to it) and
+    escape then `j` as alt+j (nothing: the details stayed open)."""
+    cli("enqueue", "--id", "fast1", "echo FAST1")
+    cli("enqueue", "--id", "done29", "echo done29")
+    terminal = Terminal([str(QUEUECTL), "--db", str(cli.db), "tui", "--workers", "0"], tmp_path)
+    try:
+        wait_for(lambda: shows(terminal, "Pending", "done29"), 30, "the jobs", terminal)
+        terminal.type_ahead("/", "FAST", "Enter")
+        wait_for(lambda: not shows(terminal, "Pending", "done29"), 30, "the filter", terminal)
+        terminal.type_ahead("Escape", "/", "done29", "Enter")
+        wait_for(lambda: shows(terminal, "Pending", "done29"), 30, "the new filter", terminal)
+        assert on_screen(terminal, "filter  done29") and not shows(terminal, "Pending", "fast1")
+        terminal.press("Escape")
+        wait_for(lambda: shows(terminal, "Pending", "fast1"), 30, "the filter cleared", terminal)
+        terminal.type_ahead("g", "Enter")
+        wait_for(lambda: on_screen(terminal, "Job fast1"), 30, "fast1's details", terminal)
+        terminal.type_ahead("Escape", "j", "Enter")
+        wait_for(lambda: on_screen(terminal, "Job done29"), 30, "done29's details", terminal)
+    finally:
+        terminal.kill()
+
+
 def app_pid(db: Path) -> int | None:
     """The pid of `queuectl --db DB tui`, found by its command line."""
     for entry in os.listdir("/proc"):
