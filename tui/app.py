@@ -123,7 +123,7 @@ class QueueApp(KeysInOrder):
             queues,
         )
         self.loader = Loader(self, queue, self.clock, self._rows_wanted, lambda: self.filter_text,
-                             background_gap=refresh_interval)  # fmt: skip
+                             background_gap=refresh_interval, selected=self._selected)  # fmt: skip
         self._pool_news = threading.Event()  # a PoolEvent is posted and not yet handled
         self.several_queues = False  # jobs of more than one queue seen: the panes show the queue
         self._quitting = False
@@ -222,6 +222,15 @@ class QueueApp(KeysInOrder):
 
     def _rows_wanted(self) -> dict[str, int]:
         return {pane.kind.name: pane.rows_wanted for pane in self.panes}
+
+    def _selected(self) -> dict[str, str]:
+        """The job selected in each pane whose cursor was moved (one on the first row stays on
+        the first row, whichever job comes there): the loads reach it wherever it went."""
+        return {
+            pane.kind.name: pane.selected_id
+            for pane in self.panes
+            if pane.cursor_row > 0 and pane.selected_id is not None
+        }
 
     def on_queue_snapshot(self, snapshot: QueueSnapshot) -> None:
         if not self.panes_on_top:  # shown once they are (_screen_changed)

@@ -22,6 +22,14 @@ from .messages import PANES, Health, JobRow, LoadFailed, QueueSnapshot
 WINDOW_S = 60  # the throughput chart: the last minute, one bar a second
 HEALTH_WINDOW_S = 3600.0  # the top bar's failure rate and run-time p95: the last hour
 PANE_LIMIT = 200  # rows loaded per pane when the app does not say (see JobPane.rows_wanted)
+MAX_ROWS = 2000  # a pane never loads more than this, however far one scrolls
+# The states of the jobs each pane lists.
+PANE_STATES = {
+    "waiting": {State.PENDING, State.FAILED},
+    "processing": {State.PROCESSING},
+    "completed": {State.COMPLETED},
+    "dead": {State.DEAD, State.CANCELLED},
+}
 
 
 def job_row(job: Job) -> JobRow:
@@ -56,6 +64,27 @@ def pane_jobs(queue: Queue, name: str, limit: int, text: str = "") -> list[Job]:
     return queue.fill_after(jobs) if name == "waiting" and text else jobs
 
 
+def reaching(
+    queue: Queue, name: str, jobs: list[Job], limit: int, text: str, job_id: str
+) -> tuple[list[Job], int]:
+    """The first rows of pane ``name`` through job ``job_id`` (the one selected there), and how
+    many were asked for: jobs that came before it in the pane's order (new ones, or of a higher
+    priority) pushed it past the ``limit`` rows loaded (``jobs``), and the cursor went on to
+    whichever job took its row (`x` cancelled that one). Loaded again, twice as far each time up
+    to MAX_ROWS, while the job is still in the pane; one that left it is let go."""
+    if len(jobs) < limit or any(job.id == job_id for job in jobs):
+        return jobs, limit  # the pane holds no more jobs, or it is there
+    job = queue.models.Job.get_or_none(queue.models.Job.id == job_id)
+    if job is None or job.state not in PANE_STATES[name]:
+        return jobs, limit
+    while len(jobs) >= limit and limit < MAX_ROWS:
+        limit = min(2 * limit, MAX_ROWS)
+        jobs = pane_jobs(queue, name, limit, text)
+        if any(job.id == job_id for job in jobs):
+            break
+    return jobs, limit
+
+
 def _pane_of(queue: Queue, name: str, limit: int, text: str) -> list[Job]:
     """Each state read through its own index, in the pane's order, stopping at ``limit``."""
     return queue.pane_matching(name, limit, text) if text else queue.pane(name, limit)
@@ -79,20 +108,26 @@ def load_snapshot(
     limits: dict[str, int] | None = None,
     text: str = "",
     with_health: bool = False,
+    selected: dict[str, str] | None = None,
 ) -> QueueSnapshot:
     """Counts, config, live workers and the first rows of every pane (``limits[pane]`` of them;
-    with ``text``, of the jobs that match it); ``with_health``: the last hour's :func:`health`
-    too (heavier than the rest: the loader asks for it every few seconds)."""
+    with ``text``, of the jobs that match it; through ``selected[pane]``, the job selected there,
+    see :func:`reaching`); ``with_health``: the last hour's :func:`health` too (heavier than the
+    rest: the loader asks for it every few seconds)."""
     limits = {name: (limits or {}).get(name, PANE_LIMIT) for name in PANES}
     try:
         now = (clock or queue.clock)()
+        panes = {}
+        for name in PANES:
+            jobs = pane_jobs(queue, name, limits[name], text)
+            if selected and name in selected:
+                jobs, limits[name] = reaching(queue, name, jobs, limits[name], text,
+                                              selected[name])  # fmt: skip
+            panes[name] = [job_row(job) for job in jobs]
         return QueueSnapshot(
             now=now,
             counts=queue.counts(),
-            panes={
-                name: [job_row(job) for job in pane_jobs(queue, name, limits[name], text)]
-                for name in PANES
-            },
+            panes=panes,
             config=queue.config(),
             live_workers=len(queue.live_workers()),
             finished=queue.finished_per_second(WINDOW_S),
@@ -157,8 +192,10 @@ class Loader:
         limits: Callable[[], dict[str, int]],
         text: Callable[[], str] = str,
         background_gap: float = 1.0,
+        selected: Callable[[], dict[str, str]] = dict,
     ) -> None:
         self.app, self.queue, self.clock, self.limits = app, queue, clock, limits
+        self.selected = selected  # the job selected in each pane: loaded wherever it went
         self.background_gap = background_gap
         self.text = text  # the filter: panes load only the jobs that match it
         self._loading = False
@@ -193,7 +230,7 @@ class Loader:
         )
         if with_health:
             self._health_at = self._last
-        load = partial(self._load, self.limits(), self.text())
+        load = partial(self._load, self.limits(), self.text(), selected=self.selected())
         self.app.run_worker(load, thread=True, exclusive=True, group="load", exit_on_error=False)
         if with_health:
             self._health_loading = True
@@ -224,9 +261,13 @@ class Loader:
             self.queue.close()  # this thread's connection
             self._health_loading = False
 
-    def _load(self, limits: dict[str, int], text: str = "", with_health: bool = False) -> None:
+    def _load(
+        self, limits: dict[str, int], text: str = "", selected: dict[str, str] | None = None
+    ) -> None:
         """In a worker thread."""
         try:
-            self.app.post_message(load_snapshot(self.queue, self.clock, limits, text, with_health))
+            self.app.post_message(
+                load_snapshot(self.queue, self.clock, limits, text, selected=selected)
+            )
         except Exception as exc:  # the database went away or is locked: show it, keep going
             self.app.post_message(LoadFailed(f"{type(exc).__name__}: {exc}"))

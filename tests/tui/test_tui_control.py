@@ -15,11 +15,12 @@ from test_tui_pilot import column, pane, plain, screen_text, type_ahead, typed
 from textual.widgets import Input, Log, Static
 from tui_helpers import drive, make_app, until
 
+from queuectl.executor import RunResult
 from queuectl.spec import JobSpec
 from queuectl.tui.screens.confirm import ConfirmScreen
 from queuectl.tui.screens.details import DetailsScreen
 from queuectl.tui.screens.edit import EditScreen
-from queuectl.tui.screens.output import OutputScreen
+from queuectl.tui.screens.output import MAX_LINES, OutputScreen
 
 QUEUECTL = Path(sys.executable).with_name("queuectl")
 ENV = {k: v for k, v in os.environ.items() if k != "QUEUECTL_DB"}
@@ -58,6 +59,44 @@ def test_x_cancels_a_waiting_job_and_it_is_listed_with_the_dead(seeded, fixed_cl
         await pilot.press("x")
         await until(pilot, lambda: any("nothing to cancel" in n for n in notices(app)))
         assert state(seeded, "thumbs-17") == "completed"
+
+    drive(app, scenario)
+
+
+def _add(queue, kind: str, prefix: str, count: int, priority: int = 0) -> None:
+    """``count`` jobs waiting (due in 10 minutes), or completed one after the other."""
+    delay = 600 if kind == "waiting" else 0
+    queue.enqueue_many([JobSpec(f"echo {prefix}{n}", id=f"{prefix}{n:02d}", delay=delay,
+                                priority=priority) for n in range(count)])  # fmt: skip
+    if kind == "completed":
+        while (job := queue.claim("elsewhere")) is not None:
+            queue.finish(job, RunResult(exit_code=0, error=None, output=""), "elsewhere")
+
+
+@pytest.mark.parametrize("kind", ["waiting", "completed"])
+def test_the_selected_job_stays_selected_when_new_jobs_push_it_past_the_rows_loaded(
+        live_queue, kind):
+    """A pane loads the rows near its cursor. When more jobs than that arrived before the
+    selected one (of a higher priority; newer completions), it fell past the rows loaded and the
+    cursor went on to whichever job took its row: `x` then cancelled that job."""
+    queue = live_queue
+    _add(queue, kind, "low", 30)
+    app = make_app(queue, workers=0)
+
+    async def scenario(pilot):
+        jobs = pane(app, kind)
+        await until(pilot, lambda: jobs.row_count >= 20, 30, "the jobs")
+        app.set_focus(jobs)
+        await pilot.press("g", *["j"] * 5)
+        chosen, loaded = jobs.selected_id, jobs.row_count
+        assert chosen is not None and loaded < 30
+        _add(queue, kind, "high", 2 * loaded, priority=5)
+        await until(pilot, lambda: "high00" in column(jobs, "id"), 30, "the new jobs")
+        assert jobs.selected_id == chosen
+        if kind == "waiting":
+            await pilot.press("x")
+            await until(pilot, lambda: state(queue, chosen) == "cancelled", 30, "the cancel")
+            assert not [job for job in queue.list_jobs(state="cancelled") if job.id != chosen]
 
     drive(app, scenario)
 

@@ -19,6 +19,7 @@ from queuectl.config import KEYS
 from queuectl.models import DEFAULT_QUEUE, State
 from queuectl.text import ago, coarse_duration, duration, tries
 
+from ..data import MAX_ROWS
 from ..messages import JobRow
 from ..text import literal
 
@@ -228,7 +229,6 @@ KINDS = {
 
 PADDING = 1  # DataTable's cell padding, each side
 LOOKAHEAD = 10  # rows loaded beyond the cursor, so scrolling down never waits
-MAX_ROWS = 2000  # a pane never loads more than this, however far one scrolls
 MIN_FLEX = 10
 
 
