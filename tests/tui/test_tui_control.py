@@ -333,6 +333,26 @@ def test_details_of_a_running_job_keep_the_readers_place_as_its_output_grows(
         live_queue.cancel([job.id])
 
 
+def test_l_shows_the_end_of_an_output_longer_than_the_lines_it_keeps(live_queue):
+    """The live output keeps its last MAX_LINES lines; past them, its end showed nothing (the
+    log stayed as tall as every line written: a blank box, `end` and `G` blank too)."""
+    lines = MAX_LINES + 5_000
+    job = live_queue.enqueue(JobSpec(f"seq 1 {lines}", id="long"))
+    app = make_app(live_queue, workers=1)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: state(live_queue, job.id) == "completed", 30, "the job")
+        await until(pilot, lambda: "long" in column(pane(app, "completed"), "id"), 30)
+        await pilot.press("tab", "tab", "l")
+        log = app.screen.query_one(Log)
+        await until(pilot, lambda: log.line_count >= MAX_LINES - 1, 30, "the output")
+        await until(pilot, lambda: str(lines) in [line.strip() for line in screen_text(log)],
+                    30, "its last line shown")  # fmt: skip
+        assert log.max_scroll_y == log.line_count - log.scrollable_content_region.height
+
+    drive(app, scenario)
+
+
 def test_follower_says_how_many_bytes_were_skipped(live_queue):
     """A stored tail that moved past what was shown: the gap is said, the text is the tail."""
     from queuectl.tui.screens.output import Follower

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import re
 import threading
+from typing import Self
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.geometry import Size
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
@@ -105,6 +107,15 @@ class Follower:
 class OutputLog(Log):
     """The log of the output; its `end` follows the output again, at once (an animated scroll
     could end short of output that arrived meanwhile, and not follow)."""
+
+    def write(self, data: str, scroll_end: bool | None = None) -> Self:
+        # Textual's Log sizes itself before it drops the lines past max_lines, not after: past
+        # MAX_LINES lines it was as tall as every line written, and its end showed nothing.
+        super().write(data, scroll_end=False)
+        self.virtual_size = Size(self.virtual_size.width, self.line_count)
+        if self.auto_scroll if scroll_end is None else scroll_end:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        return self
 
     def action_scroll_end(self) -> None:
         screen = self.screen
