@@ -223,6 +223,17 @@ class QueueApp(KeysInOrder):
     def _rows_wanted(self) -> dict[str, int]:
         return {pane.kind.name: pane.rows_wanted for pane in self.panes}
 
+    CATCH_UP_S = 5.0  # at most this long, keys typed ahead wait for a pane's rows (below)
+
+    async def keys_may_go_on(self) -> None:
+        """A move down past the rows a pane loaded waits for the load that brings more rows
+        (JobPane._past_the_rows_loaded), and so do the keys typed after it: `enter` or `x` act
+        on the job the moves typed before them reach."""
+        pane = self.focused
+        if isinstance(pane, JobPane) and not pane.caught_up.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pane.caught_up.wait(), self.CATCH_UP_S)
+
     def _selected(self) -> dict[str, str]:
         """The job selected in each pane whose cursor was moved (one on the first row stays on
         the first row, whichever job comes there): the loads reach it wherever it went."""

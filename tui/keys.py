@@ -68,8 +68,12 @@ class KeysInOrder(App):
                 await settled(node)
                 node = node._parent
             await settled(self.screen)  # a screen the key opened: composed and focused
+            await self.keys_may_go_on()
         finally:
             self.call_later(self._next_key)
+
+    async def keys_may_go_on(self) -> None:
+        """Return once the next key may be handled: what the last one asked for is done."""
 
     async def _next_key(self) -> None:
         self._key_in_hand = False

@@ -224,6 +224,22 @@ def test_escape_then_a_key_typed_fast_is_the_escape_key_and_that_key(cli, tmp_pa
         terminal.kill()
 
 
+def test_moves_typed_ahead_past_the_rows_loaded_are_all_made(cli, tmp_path):
+    """A pane loads the rows near its cursor; `j` typed ahead past them (key repeat, a paste)
+    was lost, and `enter` then opened a job far above the one the moves reached."""
+    lines = [json.dumps({"command": f"echo job{n:05d}", "id": f"job{n:05d}", "delay": 600})
+             for n in range(1000)]  # fmt: skip
+    (tmp_path / "jobs.jsonl").write_text("\n".join(lines) + "\n")
+    cli("enqueue", "--file", str(tmp_path / "jobs.jsonl"))
+    terminal = Terminal([str(QUEUECTL), "--db", str(cli.db), "tui", "--workers", "0"], tmp_path)
+    try:
+        wait_for(lambda: shows(terminal, "Pending", "job00000"), 30, "the jobs", terminal)
+        terminal.type_ahead("g", *["j"] * 150, "Enter")
+        wait_for(lambda: on_screen(terminal, "Job job00150"), 30, "job00150's details", terminal)
+    finally:
+        terminal.kill()
+
+
 def app_pid(db: Path) -> int | None:
     """The pid of `queuectl --db DB tui`, found by its command line."""
     for entry in os.listdir("/proc"):

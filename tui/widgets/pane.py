@@ -8,6 +8,7 @@ only when a resize changes which columns fit.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -282,6 +283,11 @@ class JobPane(DataTable):
         self.show_queue = False  # the queue column (more than one queue in the database)
         self.filter = ""  # the rows shown are those matching this (the app's `/`)
         self.more = False  # filtered: there may be more matches than the rows loaded
+        # Rows the cursor still goes down: moves typed past the rows loaded, made once the load
+        # that brings more is shown (see _past_the_rows_loaded); set when none are owed.
+        self._owed = 0
+        self.caught_up = asyncio.Event()
+        self.caught_up.set()
 
     # -- what the app calls ----------------------------------------------------------------
 
@@ -303,13 +309,43 @@ class JobPane(DataTable):
     def rows_wanted(self) -> int:
         """How many rows to load: two screenfuls, or past the cursor if it went further."""
         visible = max(self.size.height - 3, 4)  # less the border and the header
-        return min(max(2 * visible, self.cursor_row + visible + LOOKAHEAD), MAX_ROWS)
+        cursor = self.cursor_row + self._owed
+        return min(max(2 * visible, cursor + visible + LOOKAHEAD), MAX_ROWS)
 
     @property
     def near_the_end(self) -> bool:
         """The cursor is close to the last loaded row, and there are more to load."""
+        return self._more_rows() and self.cursor_row >= self.row_count - LOOKAHEAD
+
+    def _more_rows(self) -> bool:
+        """The pane holds more jobs than the rows loaded, and may load them."""
         more = self.more if self.filter else self.total > self.row_count
-        return more and self.cursor_row >= self.row_count - LOOKAHEAD
+        return more and self.row_count < MAX_ROWS
+
+    def action_cursor_down(self) -> None:
+        if not self._past_the_rows_loaded(1):
+            super().action_cursor_down()
+
+    def action_page_down(self) -> None:
+        page = self.scrollable_content_region.height - self.header_height
+        if not self._past_the_rows_loaded(max(page, 1)):
+            super().action_page_down()
+
+    def _past_the_rows_loaded(self, rows: int) -> bool:
+        """Whether going down ``rows`` goes past the rows loaded while the pane holds more. Then
+        the cursor goes to the last row loaded, and the rest of the move once the rows it asks
+        for are loaded (the keys typed after it wait for that: ``QueueApp.keys_may_go_on``):
+        `j` typed ahead (key repeat, a paste) past them was lost, and so were the keys that
+        came before the load that brought more rows."""
+        last = self.row_count - 1
+        if self.cursor_row + rows <= last or not self._more_rows():
+            return False
+        self._owed += self.cursor_row + rows - last
+        if self.cursor_row != last:
+            self.move_cursor(row=last)
+        self.caught_up.clear()
+        self.app.request_load()  # type: ignore[attr-defined]
+        return True
 
     def show(
         self,
@@ -360,6 +396,10 @@ class JobPane(DataTable):
                 rank = {job_id: index for index, job_id in enumerate(order)}
                 self.sort(key=lambda cells: rank[cells[0].job_id])
             self._restore_cursor(selected)
+            if self._owed:
+                row, self._owed = min(self.cursor_row + self._owed, self.row_count - 1), 0
+                self.move_cursor(row=row)
+        self.caught_up.set()
 
     # -- internals --------------------------------------------------------------------------
 
