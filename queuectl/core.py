@@ -100,6 +100,15 @@ class QueueCore:
             return _both(self._writers, _first_error(self.db.atomic("IMMEDIATE")))
         return self.db.atomic()
 
+    def snapshot(self) -> AbstractContextManager[object]:
+        """A transaction whose reads all see the database as it was at one moment: the TUI's
+        load (counts, then each pane) showed a job claimed between two of its reads both in
+        Pending and in Processing. SQLite's read transaction (WAL) is one snapshot; PostgreSQL's
+        is only at REPEATABLE READ."""
+        if self.is_sqlite:
+            return self.db.atomic()
+        return _repeatable_read(self.db)
+
     def for_worker_threads(self) -> QueueCore:
         """The Queue a pool's worker threads use. On SQLite they share one connection, each call
         made in turn (:meth:`_turn`) under this Queue's write lock, which they took for every
@@ -229,6 +238,13 @@ def _both(
     first: AbstractContextManager[object], second: AbstractContextManager[object]
 ) -> Iterator[None]:
     with first, second:
+        yield
+
+
+@contextlib.contextmanager
+def _repeatable_read(db: peewee.Database) -> Iterator[None]:
+    with db.atomic():
+        db.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         yield
 
 

@@ -117,20 +117,25 @@ def load_snapshot(
     limits = {name: (limits or {}).get(name, PANE_LIMIT) for name in PANES}
     try:
         now = (clock or queue.clock)()
-        panes = {}
-        for name in PANES:
-            jobs = pane_jobs(queue, name, limits[name], text)
-            if selected and name in selected:
-                jobs, limits[name] = reaching(queue, name, jobs, limits[name], text,
-                                              selected[name])  # fmt: skip
-            panes[name] = [job_row(job) for job in jobs]
+        with queue.snapshot():  # read at one moment: a job in one pane, as counted
+            counts = queue.counts()
+            panes = {}
+            for name in PANES:
+                jobs = pane_jobs(queue, name, limits[name], text)
+                if selected and name in selected:
+                    jobs, limits[name] = reaching(queue, name, jobs, limits[name], text,
+                                                  selected[name])  # fmt: skip
+                panes[name] = [job_row(job) for job in jobs]
+            config = queue.config()
+            live_workers = len(queue.live_workers())
+            finished = queue.finished_per_second(WINDOW_S)
         return QueueSnapshot(
             now=now,
-            counts=queue.counts(),
+            counts=counts,
             panes=panes,
-            config=queue.config(),
-            live_workers=len(queue.live_workers()),
-            finished=queue.finished_per_second(WINDOW_S),
+            config=config,
+            live_workers=live_workers,
+            finished=finished,
             filter=text,
             limits=limits,
             health=health(queue) if with_health else None,

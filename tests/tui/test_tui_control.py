@@ -444,3 +444,37 @@ def test_the_loader_lists_cancelled_with_dead_and_reads_health_on_both_backends(
         assert filtered.health is None  # read only when asked (every few seconds)
     finally:
         queue.close()
+
+
+def test_the_loader_reads_every_pane_at_one_moment_on_both_backends(target, monkeypatch):
+    """Counts and panes are separate reads; a job claimed between two of them was shown both in
+    Pending and in Processing (for up to a second, with a busy pool)."""
+    from queuectl import Queue
+    from queuectl.tui import data
+    from queuectl.tui.data import load_snapshot
+
+    queue, other = Queue(target), Queue(target)
+    try:
+        job = queue.enqueue("echo once")
+        worker = other.register_worker(1)
+        real = data.pane_jobs
+
+        def claimed_meanwhile(queue_, name, *args):
+            rows = real(queue_, name, *args)
+            if name == "waiting":  # read: the job is pending; now another process claims it
+                assert other.claim(worker).id == job.id
+            return rows
+
+        monkeypatch.setattr(data, "pane_jobs", claimed_meanwhile)
+        snapshot = load_snapshot(queue, text="")
+        shown = {name: [row.id for row in rows] for name, rows in snapshot.panes.items()}
+        assert shown["waiting"] == [job.id] and shown["processing"] == []
+        assert (snapshot.counts["pending"], snapshot.counts["processing"]) == (1, 0)
+        assert other.get(job.id).state == "processing"
+        monkeypatch.setattr(data, "pane_jobs", real)
+        after = load_snapshot(queue, text="")
+        assert [row.id for row in after.panes["processing"]] == [job.id]
+        assert after.panes["waiting"] == []
+    finally:
+        queue.close()
+        other.close()
