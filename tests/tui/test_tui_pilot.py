@@ -563,6 +563,29 @@ def test_q_asks_then_lets_running_jobs_finish(live_queue, tmp_path):
     drive(app, scenario)
 
 
+def test_threads_taken_away_while_running_a_job_show_as_retiring(live_queue, tmp_path):
+    """`-` while every thread runs a job: each ends after its job. The bar said "1 thread,
+    3 busy", which read as a miscount."""
+    app = make_app(live_queue, workers=2)
+    gate = tmp_path / "gate"
+
+    async def scenario(pilot):
+        for _ in range(2):
+            live_queue.enqueue(f"while [ ! -e {gate} ]; do sleep 0.05; done")
+        await until(pilot, lambda: app.pool.busy == 2)
+        await pilot.press("minus")
+        bar = lambda: str(app.stats.query_one("#workers", Static).render())  # noqa: E731
+        await until(pilot, lambda: "1 thread, 2 busy · 1 retiring" in bar(), what=bar())
+        gate.touch()
+        await until(pilot, lambda: app.pool.busy == 0)
+        await until(pilot, lambda: "retiring" not in bar(), what=bar())
+
+    try:
+        drive(app, scenario)
+    finally:
+        gate.touch()
+
+
 def test_stopping_screen_k_kills_running_jobs_back_to_pending(live_queue):
     app = make_app(live_queue, workers=1)
 

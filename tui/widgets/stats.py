@@ -147,6 +147,10 @@ class StatsBar(Horizontal):
         text.append(", ", style=self.colors["muted"])
         text.append(f"{self.busy}", style="bold")
         text.append(" busy ", style=self.colors["muted"])
+        if self.busy > self.threads and not self.stopping:
+            # Threads taken away (`-`) while running a job end after it: "1 thread, 3 busy"
+            # read as a miscount.
+            text.append(f"· {self.busy - self.threads} retiring ", style=self.colors["muted"])
         self._workers.update(text)
 
     def watch_counts(self) -> None:
