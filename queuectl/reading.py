@@ -109,21 +109,25 @@ class Reading(QueueCore):
             query = query.limit(limit)
         return list(query)
 
-    def pane(self, pane: str, limit: int) -> list[Job]:
+    def pane(self, pane: str, limit: int, last: bool = False) -> list[Job]:
         """The first ``limit`` jobs of a TUI pane, without their output, in the pane's order:
         ``waiting`` (pending and failed, in claim order), ``processing`` (oldest start first),
-        ``completed``, ``dead`` and ``cancelled`` (most recently finished first)."""
-        return self._pane(pane, limit)
+        ``completed``, ``dead`` and ``cancelled`` (most recently finished first). ``last``: its
+        last ``limit`` jobs instead (still in the pane's order), read from the end of the same
+        index."""
+        return self._pane(pane, limit, last=last)
 
-    def pane_matching(self, pane: str, limit: int, text: str) -> list[Job]:
+    def pane_matching(self, pane: str, limit: int, text: str, last: bool = False) -> list[Job]:
         """The first ``limit`` jobs of a TUI pane (as :meth:`pane`) whose id, command or queue
         contains ``text``, in any case (the TUI's filter). The database matches them (LIKE, with
         ``%``, ``_`` and ``\\`` in ``text`` escaped), walking the pane's index in the pane's
         order and stopping at ``limit``: only the matches shown are loaded, however many jobs
         there are (a text that few jobs contain reads the pane's index to its end)."""
-        return self._pane(pane, limit, text)
+        return self._pane(pane, limit, text, last)
 
-    def _pane(self, pane: str, limit: int, text: str | None = None) -> list[Job]:
+    def _pane(
+        self, pane: str, limit: int, text: str | None = None, last: bool = False
+    ) -> list[Job]:
         Job = self.models.Job
 
         def matching(j: type[Job]) -> list[peewee.Expression]:
@@ -133,9 +137,9 @@ class Reading(QueueCore):
 
         if pane == "waiting":
             # Ready jobs in claim order, then those waiting for a dependency (SPEC 7).
+            parts = [("job_claim_order", READY), ("job_blocked_order", WAITING_ON_DEPENDENCY)]
             jobs: list[Job] = []
-            for index, where in (("job_claim_order", READY),
-                                 ("job_blocked_order", WAITING_ON_DEPENDENCY)):  # fmt: skip
+            for index, where in reversed(parts) if last else parts:
                 if len(jobs) >= limit:
                     break
                 jobs.extend(
@@ -143,27 +147,37 @@ class Reading(QueueCore):
                         index,
                         lambda j: j.select(*(getattr(j, name) for name in LIST_COLUMN_NAMES))
                         .where(peewee.SQL(where), *matching(j))
-                        .order_by(j.priority.desc(), j.run_at, j.seq)
+                        .order_by(*_ordered((j.priority.desc(), j.run_at, j.seq), last))
                         .limit(limit - len(jobs)),
                     ).objects(Job)
                 )
-            return jobs
+            return jobs[::-1] if last else jobs
         query = Job.select(*self._list_columns()).limit(limit)
         if text:
             query = query.where(*matching(Job))
         if pane == "processing":
-            query = query.where(Job.state == State.PROCESSING).order_by(Job.started_at, Job.seq)
+            order = (Job.started_at, Job.seq)
+            query = query.where(Job.state == State.PROCESSING)
         elif pane in (State.COMPLETED, State.DEAD, State.CANCELLED):
-            query = query.where(Job.state == pane).order_by(
-                Job.finished_at.desc(), Job.seq.desc()
-            )
+            order = (Job.finished_at.desc(), Job.seq.desc())
+            query = query.where(Job.state == pane)
         else:
             raise ValueError(f"unknown pane {pane!r}")
-        return list(query)
+        jobs = list(query.order_by(*_ordered(order, last)))
+        return jobs[::-1] if last else jobs
 
     def _list_columns(self) -> tuple[peewee.Field, ...]:
         Job = self.models.Job
         return tuple(getattr(Job, name) for name in LIST_COLUMN_NAMES)
+
+
+def _ordered(order: tuple, last: bool) -> tuple:
+    """``order`` (peewee fields, ascending, or ``.desc()``), reversed when ``last``: the pane's
+    last rows are its index read from the other end."""
+    if not last:
+        return order
+    return tuple(term.node.asc() if isinstance(term, peewee.Ordering) and term.direction == "DESC"
+                 else term.desc() for term in order)  # fmt: skip
 
 
 def _storable(text: str) -> bool:

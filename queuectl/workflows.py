@@ -245,8 +245,8 @@ class Workflows(Lifecycle):
         jobs = super().list_jobs(state, limit, with_output=with_output, queue=queue)
         return self.fill_after(jobs)
 
-    def pane(self, pane: str, limit: int) -> list[Job]:
-        jobs = super().pane(pane, limit)
+    def pane(self, pane: str, limit: int, last: bool = False) -> list[Job]:
+        jobs = super().pane(pane, limit, last)
         return self.fill_after(jobs) if pane == "waiting" else jobs
 
     def dependents(self, job: Job) -> list[Job]:

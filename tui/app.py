@@ -123,7 +123,8 @@ class QueueApp(KeysInOrder):
             queues,
         )
         self.loader = Loader(self, queue, self.clock, self._rows_wanted, lambda: self.filter_text,
-                             background_gap=refresh_interval, selected=self._selected)  # fmt: skip
+                             background_gap=refresh_interval, selected=self._selected,
+                             ends=self._ends)  # fmt: skip
         self._pool_news = threading.Event()  # a PoolEvent is posted and not yet handled
         self.several_queues = False  # jobs of more than one queue seen: the panes show the queue
         self._quitting = False
@@ -234,13 +235,15 @@ class QueueApp(KeysInOrder):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(pane.caught_up.wait(), self.CATCH_UP_S)
 
+    def _ends(self) -> frozenset[str]:
+        """The panes whose last rows are loaded (the user went to their end with `G`)."""
+        return frozenset(pane.kind.name for pane in self.panes if pane.at_end)
+
     def _selected(self) -> dict[str, str]:
         """The job selected in each pane whose cursor was moved (one on the first row stays on
         the first row, whichever job comes there): the loads reach it wherever it went."""
         return {
-            pane.kind.name: pane.selected_id
-            for pane in self.panes
-            if pane.cursor_row > 0 and pane.selected_id is not None
+            pane.kind.name: job_id for pane in self.panes if (job_id := pane.kept_selection)
         }
 
     def on_queue_snapshot(self, snapshot: QueueSnapshot) -> None:
@@ -262,7 +265,8 @@ class QueueApp(KeysInOrder):
             rows = snapshot.panes[pane.kind.name]
             more = len(rows) >= snapshot.limits.get(pane.kind.name, len(rows) + 1)
             pane.show(rows, total, snapshot.now, snapshot.config, note,
-                      show_queue=self.several_queues, filter=snapshot.filter, more=more)  # fmt: skip
+                      show_queue=self.several_queues, filter=snapshot.filter, more=more,
+                      at_end=pane.kind.name in snapshot.ends)  # fmt: skip
         counts = snapshot.counts
         stats = self.stats
         stats.counts = counts

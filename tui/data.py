@@ -52,15 +52,19 @@ def job_row(job: Job) -> JobRow:
     )
 
 
-def pane_jobs(queue: Queue, name: str, limit: int, text: str = "") -> list[Job]:
-    """The first ``limit`` jobs of pane ``name``; with ``text``, only those whose id, command or
-    queue contains it. The database does the matching and stops at ``limit``
-    (``Queue.pane_matching``): a filter never loads more rows than the pane shows."""
+def pane_jobs(
+    queue: Queue, name: str, limit: int, text: str = "", last: bool = False
+) -> list[Job]:
+    """The first ``limit`` jobs of pane ``name`` (``last``: its last ``limit``, in the pane's
+    order all the same); with ``text``, only those whose id, command or queue contains it. The
+    database does the matching and stops at ``limit`` (``Queue.pane_matching``): a filter never
+    loads more rows than the pane shows."""
     if name == "dead":  # cancelled jobs are listed with the dead ones (SPEC 5)
-        both = [*_pane_of(queue, "dead", limit, text), *_pane_of(queue, "cancelled", limit, text)]
+        both = [*_pane_of(queue, "dead", limit, text, last),
+                *_pane_of(queue, "cancelled", limit, text, last)]  # fmt: skip
         both.sort(key=lambda job: (job.finished_at or 0.0, job.seq), reverse=True)
-        return both[:limit]
-    jobs = _pane_of(queue, name, limit, text)
+        return both[-limit:] if last else both[:limit]
+    jobs = _pane_of(queue, name, limit, text, last)
     return queue.fill_after(jobs) if name == "waiting" and text else jobs
 
 
@@ -85,9 +89,11 @@ def reaching(
     return jobs, limit
 
 
-def _pane_of(queue: Queue, name: str, limit: int, text: str) -> list[Job]:
+def _pane_of(queue: Queue, name: str, limit: int, text: str, last: bool) -> list[Job]:
     """Each state read through its own index, in the pane's order, stopping at ``limit``."""
-    return queue.pane_matching(name, limit, text) if text else queue.pane(name, limit)
+    if text:
+        return queue.pane_matching(name, limit, text, last)
+    return queue.pane(name, limit, last)
 
 
 def health(queue: Queue, since: float = HEALTH_WINDOW_S) -> Health:
@@ -109,10 +115,12 @@ def load_snapshot(
     text: str = "",
     with_health: bool = False,
     selected: dict[str, str] | None = None,
+    ends: frozenset[str] = frozenset(),
 ) -> QueueSnapshot:
     """Counts, config, live workers and the first rows of every pane (``limits[pane]`` of them;
     with ``text``, of the jobs that match it; through ``selected[pane]``, the job selected there,
-    see :func:`reaching`); ``with_health``: the last hour's :func:`health` too (heavier than the
+    see :func:`reaching`; of the panes in ``ends``, their last rows, the user went to the end
+    with `G`); ``with_health``: the last hour's :func:`health` too (heavier than the
     rest: the loader asks for it every few seconds)."""
     limits = {name: (limits or {}).get(name, PANE_LIMIT) for name in PANES}
     try:
@@ -121,8 +129,8 @@ def load_snapshot(
             counts = queue.counts()
             panes = {}
             for name in PANES:
-                jobs = pane_jobs(queue, name, limits[name], text)
-                if selected and name in selected:
+                jobs = pane_jobs(queue, name, limits[name], text, last=name in ends)
+                if selected and name in selected and name not in ends:
                     jobs, limits[name] = reaching(queue, name, jobs, limits[name], text,
                                                   selected[name])  # fmt: skip
                 panes[name] = [job_row(job) for job in jobs]
@@ -138,6 +146,7 @@ def load_snapshot(
             finished=finished,
             filter=text,
             limits=limits,
+            ends=ends,
             health=health(queue) if with_health else None,
         )
     finally:
@@ -198,9 +207,11 @@ class Loader:
         text: Callable[[], str] = str,
         background_gap: float = 1.0,
         selected: Callable[[], dict[str, str]] = dict,
+        ends: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
         self.app, self.queue, self.clock, self.limits = app, queue, clock, limits
         self.selected = selected  # the job selected in each pane: loaded wherever it went
+        self.ends = ends  # the panes whose last rows are loaded, not their first
         self.background_gap = background_gap
         self.text = text  # the filter: panes load only the jobs that match it
         self._loading = False
@@ -235,7 +246,8 @@ class Loader:
         )
         if with_health:
             self._health_at = self._last
-        load = partial(self._load, self.limits(), self.text(), selected=self.selected())
+        load = partial(self._load, self.limits(), self.text(), selected=self.selected(),
+                       ends=self.ends())  # fmt: skip
         self.app.run_worker(load, thread=True, exclusive=True, group="load", exit_on_error=False)
         if with_health:
             self._health_loading = True
@@ -267,12 +279,16 @@ class Loader:
             self._health_loading = False
 
     def _load(
-        self, limits: dict[str, int], text: str = "", selected: dict[str, str] | None = None
+        self,
+        limits: dict[str, int],
+        text: str = "",
+        selected: dict[str, str] | None = None,
+        ends: frozenset[str] = frozenset(),
     ) -> None:
         """In a worker thread."""
         try:
             self.app.post_message(
-                load_snapshot(self.queue, self.clock, limits, text, selected=selected)
+                load_snapshot(self.queue, self.clock, limits, text, selected=selected, ends=ends)
             )
         except Exception as exc:  # the database went away or is locked: show it, keep going
             self.app.post_message(LoadFailed(f"{type(exc).__name__}: {exc}"))

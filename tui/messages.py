@@ -62,6 +62,7 @@ class QueueSnapshot(Message):
     finished: list[int] = field(default_factory=list)  # jobs finished a second, last minute
     filter: str = ""  # the panes hold only the jobs whose id, command or queue contains this
     limits: dict[str, int] = field(default_factory=dict)  # the rows asked for, per pane
+    ends: frozenset[str] = frozenset()  # the panes whose last rows these are (`G`), not first
     health: Health | None = None  # read at most every Loader.HEALTH_EVERY_S; None: not this time
 
     def can_replace(self, message: Message) -> bool:

@@ -58,6 +58,33 @@ def test_counts_list_and_panes(q, clock):
         q.pane("nope", 1)
 
 
+def test_a_panes_last_rows_are_the_end_of_its_order(q, clock):
+    """The TUI's `G` loads a pane's last rows: the same order, read from the other end of the
+    same index (waiting: the ready jobs in claim order, then those waiting for a dependency)."""
+    wid = q.register_worker(2)
+    for n in range(6):
+        q.enqueue(JobSpec(command=f"echo {n}", id=f"run{n}", max_retries=0))
+        clock.advance(1)
+    for n in range(6):
+        finish(q, wid, clock, RunResult(0 if n % 2 else 1, None if n % 2 else "exit 1", ""))
+    for n in range(3):
+        q.enqueue(JobSpec(command="sleep 9", id=f"busy{n}"))
+        assert q.claim(wid).id == f"busy{n}"
+        clock.advance(1)
+    blocker = q.enqueue(JobSpec(command="x", id="blocker", delay=999))
+    for n, priority in enumerate((0, 5, 0, 9, 1)):
+        q.enqueue(JobSpec(command="x", id=f"wait{n}", priority=priority, delay=n))
+    q.enqueue(JobSpec(command="x", id="blocked1", after=[blocker.id]))
+    q.enqueue(JobSpec(command="x", id="blocked2", after=[blocker.id]))
+    for pane in ("waiting", "processing", "completed", "dead"):
+        every = [job.id for job in q.pane(pane, 100)]
+        assert len(every) >= 3, pane
+        for limit in (1, 2, len(every) - 1, len(every), 100):
+            assert [job.id for job in q.pane(pane, limit, last=True)] == every[-limit:], (
+                pane, limit)
+    assert [job.id for job in q.pane("waiting", 3, last=True)] == ["blocker", "blocked1", "blocked2"]
+
+
 def test_job_as_scripts_see_it(q, clock):
     job = q.enqueue(JobSpec(command="echo hi", id="one", priority=2, timeout=5.5))
     data = q.get("one").to_dict()

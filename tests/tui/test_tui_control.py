@@ -459,8 +459,8 @@ def test_the_loader_reads_every_pane_at_one_moment_on_both_backends(target, monk
         worker = other.register_worker(1)
         real = data.pane_jobs
 
-        def claimed_meanwhile(queue_, name, *args):
-            rows = real(queue_, name, *args)
+        def claimed_meanwhile(queue_, name, *args, **kwargs):
+            rows = real(queue_, name, *args, **kwargs)
             if name == "waiting":  # read: the job is pending; now another process claims it
                 assert other.claim(worker).id == job.id
             return rows

@@ -8,6 +8,7 @@ waits on conditions with deadlines (never bare sleeps).
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -212,8 +213,9 @@ def test_escape_then_a_key_typed_fast_is_the_escape_key_and_that_key(cli, tmp_pa
         terminal.type_ahead("/", "FAST", "Enter")
         wait_for(lambda: not shows(terminal, "Pending", "done29"), 30, "the filter", terminal)
         terminal.type_ahead("Escape", "/", "done29", "Enter")
-        wait_for(lambda: shows(terminal, "Pending", "done29"), 30, "the new filter", terminal)
-        assert on_screen(terminal, "filter  done29") and not shows(terminal, "Pending", "fast1")
+        # (The escape alone shows both jobs for a moment: the new filter is what is waited for.)
+        wait_for(lambda: on_screen(terminal, "filter  done29") and shows(terminal, "Pending", "done29")
+                 and not shows(terminal, "Pending", "fast1"), 30, "the new filter", terminal)
         terminal.press("Escape")
         wait_for(lambda: shows(terminal, "Pending", "fast1"), 30, "the filter cleared", terminal)
         terminal.type_ahead("g", "Enter")
@@ -226,7 +228,8 @@ def test_escape_then_a_key_typed_fast_is_the_escape_key_and_that_key(cli, tmp_pa
 
 def test_moves_typed_ahead_past_the_rows_loaded_are_all_made(cli, tmp_path):
     """A pane loads the rows near its cursor; `j` typed ahead past them (key repeat, a paste)
-    was lost, and `enter` then opened a job far above the one the moves reached."""
+    was lost, and `enter` then opened a job far above the one the moves reached. `G` went to
+    the last row loaded, not to the last job."""
     lines = [json.dumps({"command": f"echo job{n:05d}", "id": f"job{n:05d}", "delay": 600})
              for n in range(1000)]  # fmt: skip
     (tmp_path / "jobs.jsonl").write_text("\n".join(lines) + "\n")
@@ -236,6 +239,17 @@ def test_moves_typed_ahead_past_the_rows_loaded_are_all_made(cli, tmp_path):
         wait_for(lambda: shows(terminal, "Pending", "job00000"), 30, "the jobs", terminal)
         terminal.type_ahead("g", *["j"] * 150, "Enter")
         wait_for(lambda: on_screen(terminal, "Job job00150"), 30, "job00150's details", terminal)
+        # `G` is the last of the 1,000 jobs, not the last row loaded; moves up from there load
+        # the rows above; `g` is the first job again.
+        terminal.type_ahead("Escape")
+        wait_for(lambda: not on_screen(terminal, "Job job00150"), 30, "closed", terminal)
+        terminal.type_ahead("G", *["k"] * 40, "Enter")
+        wait_for(lambda: on_screen(terminal, "Job job00959"), 30, "job00959's details", terminal)
+        terminal.type_ahead("Escape")
+        wait_for(lambda: not on_screen(terminal, "Job job00959"), 30, "closed", terminal)
+        assert any(re.search(r"─ last \d+ ─", line) for line in terminal.screen())
+        terminal.type_ahead("g", "Enter")
+        wait_for(lambda: on_screen(terminal, "Job job00000"), 30, "job00000's details", terminal)
     finally:
         terminal.kill()
 

@@ -283,11 +283,18 @@ class JobPane(DataTable):
         self.show_queue = False  # the queue column (more than one queue in the database)
         self.filter = ""  # the rows shown are those matching this (the app's `/`)
         self.more = False  # filtered: there may be more matches than the rows loaded
-        # Rows the cursor still goes down: moves typed past the rows loaded, made once the load
-        # that brings more is shown (see _past_the_rows_loaded); set when none are owed.
+        # Rows the cursor still goes down (up, if negative): moves typed past the rows loaded,
+        # made once the load that brings more is shown (see _past_the_rows_loaded); and a jump
+        # to the first or last job (g, G) waiting for its rows. ``caught_up``: none is owed.
         self._owed = 0
+        self._jump: str | None = None  # "first" or "last"
         self.caught_up = asyncio.Event()
         self.caught_up.set()
+        # The user went to the end (`G`) of more jobs than a pane loads: its last rows are
+        # loaded instead of its first (and ``rows_at_end`` once they are shown).
+        self.at_end = False
+        self.rows_at_end = False
+        self._shown_at_end = False  # the rows the table shows are the pane's last
 
     # -- what the app calls ----------------------------------------------------------------
 
@@ -300,6 +307,14 @@ class JobPane(DataTable):
         return row_key.value
 
     @property
+    def kept_selection(self) -> str | None:
+        """The selected job, if the pane's next rows are to reach it wherever it went: the
+        cursor was moved there (not left on the first row), and no `g` or `G` moves it on."""
+        if self.cursor_row == 0 or self._jump is not None:
+            return None
+        return self.selected_id
+
+    @property
     def selected_row(self) -> JobRow | None:
         """The job under the cursor, as last loaded, if any."""
         job_id = self.selected_id
@@ -309,40 +324,82 @@ class JobPane(DataTable):
     def rows_wanted(self) -> int:
         """How many rows to load: two screenfuls, or past the cursor if it went further."""
         visible = max(self.size.height - 3, 4)  # less the border and the header
-        cursor = self.cursor_row + self._owed
+        cursor = self.cursor_row + self._owed  # from the first row loaded, or from the last:
+        if self.rows_at_end:
+            cursor = self.row_count - 1 - cursor
         return min(max(2 * visible, cursor + visible + LOOKAHEAD), MAX_ROWS)
 
     @property
     def near_the_end(self) -> bool:
-        """The cursor is close to the last loaded row, and there are more to load."""
+        """The cursor is close to the last loaded row (the first, if they are the pane's last
+        rows), and there are more to load."""
+        if self.rows_at_end:
+            return self._more_rows() and self.cursor_row < LOOKAHEAD
         return self._more_rows() and self.cursor_row >= self.row_count - LOOKAHEAD
 
     def _more_rows(self) -> bool:
         """The pane holds more jobs than the rows loaded, and may load them."""
-        more = self.more if self.filter else self.total > self.row_count
-        return more and self.row_count < MAX_ROWS
+        return self._beyond() and self.row_count < MAX_ROWS
+
+    def _beyond(self) -> bool:
+        """The pane holds more jobs than the rows loaded."""
+        return self.more if self.filter else self.total > self.row_count
 
     def action_cursor_down(self) -> None:
         if not self._past_the_rows_loaded(1):
             super().action_cursor_down()
 
     def action_page_down(self) -> None:
-        page = self.scrollable_content_region.height - self.header_height
-        if not self._past_the_rows_loaded(max(page, 1)):
+        if not self._past_the_rows_loaded(self._page()):
             super().action_page_down()
 
+    def action_cursor_up(self) -> None:
+        if not self._past_the_rows_loaded(-1):
+            super().action_cursor_up()
+
+    def action_page_up(self) -> None:
+        if not self._past_the_rows_loaded(-self._page()):
+            super().action_page_up()
+
+    def _page(self) -> int:
+        return max(self.scrollable_content_region.height - self.header_height, 1)
+
+    def action_scroll_bottom(self) -> None:
+        """`G`: the last job, of however many: with more than the rows loaded, the pane loads
+        its last rows (it went to the last row loaded, the 200th of 200,000)."""
+        if self.rows_at_end or not self._beyond():
+            super().action_scroll_bottom()
+        else:
+            self._jump_to("last")
+
+    def action_scroll_top(self) -> None:
+        """`g`: the first job; back to the pane's first rows after `G`."""
+        if self.at_end or self.rows_at_end:
+            self._jump_to("first")
+        else:
+            super().action_scroll_top()
+
+    def _jump_to(self, end: str) -> None:
+        self.at_end, self._jump, self._owed = end == "last", end, 0
+        self.caught_up.clear()  # the keys typed after it wait for its rows
+        self.app.request_load()  # type: ignore[attr-defined]
+
     def _past_the_rows_loaded(self, rows: int) -> bool:
-        """Whether going down ``rows`` goes past the rows loaded while the pane holds more. Then
-        the cursor goes to the last row loaded, and the rest of the move once the rows it asks
-        for are loaded (the keys typed after it wait for that: ``QueueApp.keys_may_go_on``):
-        `j` typed ahead (key repeat, a paste) past them was lost, and so were the keys that
-        came before the load that brought more rows."""
-        last = self.row_count - 1
-        if self.cursor_row + rows <= last or not self._more_rows():
-            return False
-        self._owed += self.cursor_row + rows - last
-        if self.cursor_row != last:
-            self.move_cursor(row=last)
+        """Whether going down ``rows`` (up, if negative) goes past the rows loaded while the
+        pane holds more there. Then the cursor goes to the last row loaded (the first), and the
+        rest of the move once the rows it asks for are loaded (the keys typed after it wait for
+        that: ``QueueApp.keys_may_go_on``): `j` typed ahead (key repeat, a paste) past them was
+        lost, and so were the keys that came before the load that brought more rows."""
+        if self._jump is not None:
+            return False  # the rows of g or G are on their way: the move is made on them
+        edge = 0 if rows < 0 else self.row_count - 1
+        if (rows < 0) != self.rows_at_end or not self._more_rows():
+            return False  # the pane's first rows end only downwards, its last rows upwards
+        if 0 <= self.cursor_row + rows <= self.row_count - 1:
+            return False  # within the rows loaded
+        self._owed += self.cursor_row + rows - edge
+        if self.cursor_row != edge:
+            self.move_cursor(row=edge)
         self.caught_up.clear()
         self.app.request_load()  # type: ignore[attr-defined]
         return True
@@ -358,13 +415,14 @@ class JobPane(DataTable):
         show_queue: bool | None = None,
         filter: str = "",
         more: bool = False,
+        at_end: bool = False,
     ) -> None:
         """Make the table show ``jobs`` (in order): a keyed diff against what it shows.
         ``filter``: ``jobs`` are the first matches of that text (``more``: there may be others),
-        of ``total`` jobs in the pane."""
+        of ``total`` jobs in the pane. ``at_end``: ``jobs`` are the pane's last rows (`G`)."""
         self._jobs, self._now, self._config, self.total = jobs, now, config, total
         self._note = note
-        self.filter, self.more = filter, more
+        self.filter, self.more, self.rows_at_end = filter, more, at_end
         if show_queue is not None:
             self.show_queue = show_queue
         self._set_titles(len(jobs), total, note)
@@ -375,8 +433,10 @@ class JobPane(DataTable):
     def _apply(self) -> None:
         jobs = self._jobs
         # A cursor the user moved down stays on its job; one on the first row stays on the first
-        # row, so that a pane nobody touched keeps showing the newest jobs as they arrive.
-        selected = self.selected_id if self.cursor_row > 0 else None
+        # row, so that a pane nobody touched keeps showing the newest jobs as they arrive. Among
+        # a pane's last rows (`G`), the rows loaded above it move it down: it stays on its job.
+        keep = self.cursor_row > 0 or self._shown_at_end
+        selected = self.selected_id if keep else None
         wanted = {job.id: self._cells(job) for job in jobs}
         with self.app.batch_update():
             for key in [key for key in self._shown if key not in wanted]:
@@ -396,10 +456,16 @@ class JobPane(DataTable):
                 rank = {job_id: index for index, job_id in enumerate(order)}
                 self.sort(key=lambda cells: rank[cells[0].job_id])
             self._restore_cursor(selected)
-            if self._owed:
-                row, self._owed = min(self.cursor_row + self._owed, self.row_count - 1), 0
+            if self._jump is not None and (self._jump == "last") == self.rows_at_end:
+                self.move_cursor(row=0 if self._jump == "first" else self.row_count - 1)
+                self._jump = None
+            elif self._owed and self._jump is None:
+                row = min(max(self.cursor_row + self._owed, 0), self.row_count - 1)
+                self._owed = 0
                 self.move_cursor(row=row)
-        self.caught_up.set()
+        self._shown_at_end = self.rows_at_end
+        if self._jump is None:
+            self.caught_up.set()
 
     # -- internals --------------------------------------------------------------------------
 
@@ -410,12 +476,13 @@ class JobPane(DataTable):
             self.border_title = Text.assemble(
                 f"{self.kind.title} ", (f"{matches} ", "bold"), f"of {total:,}"
             )
-            self.border_subtitle = "no match" if not shown else ("first matches" if self.more else "")
+            which = "last" if self.rows_at_end else "first"
+            self.border_subtitle = "no match" if not shown else (f"{which} matches" if self.more else "")
             return
         self.border_title = f"{self.kind.title} [b]{total:,}[/b]"
         parts = [note] if note else []
         if total > shown:
-            parts.append(f"first {shown:,}")
+            parts.append(f"{'last' if self.rows_at_end else 'first'} {shown:,}")
         if not total:
             parts.append(self.kind.empty)
         self.border_subtitle = " · ".join(parts)
