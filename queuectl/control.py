@@ -29,6 +29,7 @@ from .spec import (
     validate_seconds,
 )
 
+CANCEL_CHUNK = 500  # jobs in one `IN (...)` list of a cancel's updates
 # What `purge` deletes unless told otherwise, and what `retention` deletes (SPEC 6).
 PURGED_BY_DEFAULT: tuple[State, ...] = (State.COMPLETED, State.CANCELLED)
 # Rows deleted per transaction, at most. On SQLite a batch is also sized to hold the write lock
@@ -154,7 +155,23 @@ class Control(Workflows, Registry):
         """Called in the transaction that cancelled the jobs ``seqs``: what follows from a
         cancel is done here (SPEC 7: the jobs that wait for them are cancelled too). A running
         job becomes cancelled where its run ends (:meth:`_ended_cancelled`)."""
-        self.cancel_dependents(seqs)
+        cascaded = self.cancel_dependents(seqs)
+        Job = self.models.Job
+        for chunk in peewee.chunked(seqs, CANCEL_CHUNK):
+            self._due_by_end(Job.seq.in_(chunk))
+        for chunk in peewee.chunked(cascaded, CANCEL_CHUNK):
+            self._due_by_end(Job.id.in_(chunk))
+
+    def _due_by_end(self, which: peewee.Expression) -> None:
+        """A cancelled job is final: its ``run_at`` moved back to when it was cancelled where
+        it was later. A run that ended cancelled was stored as a failure would be (the retry
+        rule set ``run_at`` ahead by the backoff), and a failed or delayed job was due later:
+        either showed a due time that never comes. Otherwise ``run_at`` is kept, as it is for
+        the other final states."""
+        Job = self.models.Job
+        Job.update(run_at=Job.finished_at).where(
+            which, Job.state == State.CANCELLED, Job.run_at > Job.finished_at
+        ).execute()
 
     def _ended_cancelled(self, seq: int) -> None:
         with self._write():

@@ -63,6 +63,55 @@ def shorten(text: str, width: int) -> str:
     return text[: max(width - 1, 0)] + "…"
 
 
+# -- stored output ---------------------------------------------------------------------------
+
+# The line the executor puts before a stored tail whose head was dropped (queuectl.executor).
+# Patterns as strings, compiled (and cached by ``re``) on first use, as _UNSAFE_CHARS is.
+_TRUNCATED = r"\[queuectl: output truncated, (\d+) earlier bytes dropped\]\n"
+# How the executor stores a byte of output that is not UTF-8, and a NUL: a ``\xNN`` escape,
+# four characters that stand for one byte (the bytes it escapes are 0x80-0xff and 0x00).
+_BYTE_ESCAPE = rb"\\x(?:00|[89a-f][0-9a-f])"
+
+
+def output_size(text: str) -> int:
+    """How many bytes of a run's output the stored ``text`` stands for: its UTF-8 bytes, an
+    escaped byte counted once. (An escape the job printed itself, backslash and all, is counted
+    as one byte too: the stored text cannot tell the two apart.)"""
+    data = text.encode("utf-8", "surrogateescape")
+    return len(data) - 3 * len(re.findall(_BYTE_ESCAPE, data))
+
+
+def output_body(stored: str, printed: int | None) -> tuple[int, str]:
+    """The stored output's text after the truncation line, and the byte of the run's output
+    where that text starts (0 when nothing was dropped). ``printed`` is how many bytes the run
+    printed (its ``output_bytes``; None for output stored before that was kept).
+
+    A job may print a line that reads like the truncation line: it is the executor's only
+    where the stored text does not stand for all that was printed."""
+    match = re.match(_TRUNCATED, stored)
+    if match is None or (printed is not None and output_size(stored) == printed):
+        return 0, stored
+    return int(match.group(1)), stored[match.end() :]
+
+
+def output_tail(text: str, count: int) -> str:
+    """The end of the stored ``text`` that stands for the last ``count`` bytes of output (see
+    :func:`output_size`), or all of it. Counted from the end, so that only the new output's
+    escapes are counted; a character cut at its start is shown as stored bytes are."""
+    data = text.encode("utf-8", "surrogateescape")
+    at = len(data) - count
+    if at <= 0:
+        return text
+    # The escapes that may fall in the tail: ``count`` bytes are at most 4 * ``count`` stored.
+    lowest = max(len(data) - 4 * count - 4, 0)
+    escapes = [m.start() for m in re.compile(_BYTE_ESCAPE).finditer(data, lowest)]
+    for escape in reversed(escapes):  # each one in the tail stands for 1 byte, not 4
+        if escape + 4 <= at:
+            break
+        at -= 3
+    return data[max(at, 0) :].decode("utf-8", "backslashreplace")
+
+
 # -- durations -------------------------------------------------------------------------------
 
 

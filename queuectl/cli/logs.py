@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..states import ACTIVE, CLAIMABLE
-from ..text import visible
+from ..text import output_body, output_tail, visible
 from .common import Settings, pass_settings
 from .jobs import complete_ids
 
@@ -18,8 +17,6 @@ if TYPE_CHECKING:
     from ..models import Job
     from ..queue import Queue
 
-# The first line of a stored output whose head was dropped (queuectl.executor.TailBuffer).
-_TRUNCATED = re.compile(r"\[queuectl: output truncated, (\d+) earlier bytes dropped\]\n")
 FOLLOW_WAIT_S = 1.0  # the longest wait between two reads while following
 
 
@@ -81,15 +78,6 @@ def _last_lines(text: str, count: int | None) -> str:
     if count == 0:
         return ""
     return "".join(text.splitlines(keepends=True)[-count:])
-
-
-def _body(stored: str) -> tuple[int, str]:
-    """The stored output's text after the truncation line, and the byte of the job's output
-    where that text starts (0 when nothing was dropped)."""
-    match = _TRUNCATED.match(stored)
-    if match is None:
-        return 0, stored
-    return int(match.group(1)), stored[match.end() :]
 
 
 class _Stderr:
@@ -172,7 +160,7 @@ class _Follower:
         total = job.output_bytes
         if total is None:  # stored before output_bytes was kept
             total = len(stored.encode("utf-8", "surrogateescape"))
-        start, body = _body(stored)
+        start, body = output_body(stored, job.output_bytes)
         if first:
             self.out.write(_last_lines(stored, self.lines))
         elif not start and body.startswith(self.text) and (self.text or not self.shown):
@@ -183,8 +171,7 @@ class _Follower:
                 skipped = start - self.shown
                 click.echo(f"queuectl logs: {skipped} bytes skipped", err=True)
                 self.out.write(body)
-            else:
-                data = body.encode("utf-8", "surrogateescape")[self.shown - start :]
-                self.out.write(data.decode("utf-8", "replace"))
+            else:  # by bytes of output, each escaped byte one (as the executor counts them)
+                self.out.write(output_tail(body, total - self.shown))
         self.text = "" if start else body
         self.shown = total

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 
 import pytest
@@ -47,6 +48,18 @@ def test_cancel_waiting_jobs_and_refuse_finished_ones(run, queue):
     assert [job["state"] for job in run.json("list", "--state", "cancelled")] == ["cancelled"] * 2
     one_error(run("cancel", first), 1)
     assert run("cancel").exit_code == 2
+
+
+def test_a_cancelled_job_shows_no_due_time_ahead(run, queue):
+    """A failed job waiting for its retry, cancelled: final, so `show` gives no due time to
+    come (its run_at stayed at the retry it will never have)."""
+    job_id = enqueue(run)
+    set_fields(queue, job_id, state="failed", attempts=1, run_at=time.time() + 3600)
+    run.ok("cancel", job_id)
+    job = queue.get(job_id)
+    assert job.state == "cancelled" and job.run_at == job.finished_at
+    [run_at] = [line for line in run.ok("show", job_id).splitlines() if line.startswith("run_at")]
+    assert "(in " not in run_at, run_at
 
 
 def test_retry_finished_jobs_only(run, queue):
@@ -126,6 +139,21 @@ def test_cancel_a_running_job_returns_once_it_is_cancelled(qc, spawn, queue):
     wait_until(lambda: queue.get(job_id).state == "processing", 30, "the retried job to run")
 
 
+def test_a_running_job_cancelled_is_not_due_again(qc, spawn, queue):
+    """Its run ends as a failure would, but no retry is due: run_at is not set ahead by the
+    backoff (it showed "run_at ... (in 30s)" after `cancel`)."""
+    assert qc("config", "set", "backoff-base", "30").returncode == 0
+    job_id = qc("enqueue", "echo started; sleep 30").stdout.strip()
+    spawn("worker", "start")
+    wait_until(lambda: queue.get(job_id).output == "started\n", 30, "the job's live output")
+    assert qc("cancel", job_id).returncode == 0
+    job = json.loads(qc("show", job_id, "--json").stdout)
+    assert job["state"] == "cancelled" and job["run_at"] == job["finished_at"]
+    shown = qc("show", job_id).stdout
+    [run_at] = [line for line in shown.splitlines() if line.startswith("run_at")]
+    assert "(in " not in run_at, run_at
+
+
 def test_logs_follow_prints_output_as_it_comes_until_the_job_ends(qc, spawn, queue, tmp_path):
     gate = tmp_path / "gate"
     job_id = qc("enqueue", f"echo one; while [ ! -e {gate} ]; do sleep 0.05; done; echo two").stdout.strip()
@@ -156,6 +184,57 @@ def test_logs_follow_prints_each_byte_once_past_the_stored_cap(qc, spawn, queue,
     printed = "".join(f"{n}\n" for n in range(1, 200001)) + "END\n"
     assert queue.get(job_id).output.endswith(printed[-1000:])  # the stored tail, cut
     assert follower.log() == printed
+
+
+def test_logs_follow_prints_bytes_that_are_not_utf8_once_past_the_stored_cap(
+    qc, spawn, queue, tmp_path
+):
+    """As above, with a byte that is not UTF-8 on every line (stored as a 4-character escape):
+    the follower counts each escape as the one byte it stands for, so it prints every line once
+    (it once printed about 2,500 lines twice, counting an escape as 4 bytes of output)."""
+    gates = [tmp_path / "gate1", tmp_path / "gate2"]
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "for part, gate in enumerate(sys.argv[1:]):\n"
+        "    lines = (b'%d-%05d \\xff\\n' % (part, i) for i in range(45000))\n"
+        "    sys.stdout.buffer.write(b''.join(lines))\n"
+        "    sys.stdout.flush()\n"
+        "    while not os.path.exists(gate):\n"
+        "        time.sleep(0.05)\n"
+    )  # fmt: skip
+    job_id = qc("enqueue", f"{sys.executable} {script} {gates[0]} {gates[1]}").stdout.strip()
+    follower = spawn("logs", "-f", job_id)
+    spawn("worker", "start")
+    for part, gate in enumerate(gates):
+        last = f"{part}-44999 \\xff\n"
+        wait_until(lambda: follower.log().endswith(last), 30, f"{last!r}, while it runs")
+        gate.touch()
+    assert follower.wait(30) == 0
+    printed = "".join(f"{part}-{i:05d} \\xff\n" for part in (0, 1) for i in range(45000))
+    assert queue.get(job_id).output.startswith("[queuectl: output truncated, ")  # cut
+    assert follower.log() == printed
+
+
+def test_logs_follow_prints_output_that_starts_like_the_truncation_line(
+    qc, spawn, queue, tmp_path
+):
+    """A job that prints the line the executor puts before a cut tail, itself: nothing was
+    dropped (its stored size says so), so `logs -f` prints every line and skips nothing."""
+    gates = [tmp_path / "gate1", tmp_path / "gate2"]
+    wait = "while [ ! -e {} ]; do sleep 0.05; done"
+    marker = "[queuectl: output truncated, 5 earlier bytes dropped]"
+    command = (f"echo '{marker}'; {wait.format(gates[0])}; echo line2; "
+               f"{wait.format(gates[1])}; echo line3")  # fmt: skip
+    job_id = qc("enqueue", command).stdout.strip()
+    follower = spawn("logs", "-f", job_id)
+    spawn("worker", "start")
+    for gate, last in zip(gates, (marker, "line2")):
+        stored = lambda: (queue.get(job_id).output or "").endswith(f"{last}\n")  # noqa: E731
+        wait_until(stored, 30, f"{last!r} stored")
+        gate.touch()
+    assert follower.wait(30) == 0
+    assert follower.log() == f"{marker}\nline2\nline3\n"
 
 
 def test_logs_follow_says_how_much_it_skipped(qc, spawn, queue, tmp_path):

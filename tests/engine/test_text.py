@@ -60,3 +60,38 @@ def test_a_str_subclass_comes_back_a_plain_str():
 
     for function in (visible, escaped_line, safe):
         assert type(function(State.COMPLETED)) is str and function(State.COMPLETED) == "completed"
+
+
+# -- stored output: what logs -f counts (the executor stores bytes that are not UTF-8 as escapes)
+
+# Bytes a job may print: escaped ones (0x80-0xff, NUL), parts of a character, and a backslash
+# and an x that are not an escape (printed escapes themselves are ambiguous: left out).
+printed = st.binary().filter(lambda data: b"\\x" not in data) | st.lists(
+    st.sampled_from([b"a", b"\n", b"\xff", b"\x00", b"\xe2\x82\xac", b"\xe2\x82", b"\\", b"x"]),
+).map(b"".join).filter(lambda data: b"\\x" not in data)
+
+
+@STEADY
+@given(printed, st.integers(min_value=0, max_value=64))
+def test_a_stored_tail_is_found_by_the_bytes_it_stands_for(data, cut):
+    """Each escape counts as the one byte it stands for: the last N bytes' text is the stored
+    text of those bytes (`logs -f` once counted an escape as four bytes, and printed again)."""
+    from queuectl.executor import _readable
+    from queuectl.text import output_size, output_tail
+
+    stored = _readable(data)
+    assert output_size(stored) == len(data)
+    count = min(cut, len(data))
+    assert output_tail(stored, count) == _readable(data[len(data) - count :])
+
+
+def test_the_truncation_line_is_the_executors_only_where_bytes_were_dropped():
+    from queuectl.executor import TailBuffer
+    from queuectl.text import output_body
+
+    line = "[queuectl: output truncated, 5 earlier bytes dropped]\n"
+    assert output_body(line + "line2\n", len(line + "line2\n")) == (0, line + "line2\n")
+    cut = TailBuffer(16)
+    cut.write(b"\xff" * 10 + b"0123456789abcdef")
+    assert output_body(cut.text(), cut.total) == (10, "0123456789abcdef")
+    assert output_body(line + "x\n", None) == (5, "x\n")  # stored before output_bytes was kept
