@@ -25,7 +25,7 @@ import peewee
 
 from .errors import InvalidInput, QueueError
 from .lifecycle import Lifecycle
-from .models import UNFINISHED, Job, Schedule, iso
+from .models import DEFAULT_QUEUE, UNFINISHED, Job, Schedule, iso
 from .spec import QUEUE_NAME, JobSpec, validate_name
 
 if TYPE_CHECKING:  # zoneinfo only where a schedule is read or fired
@@ -104,6 +104,7 @@ class ScheduleInfo:
             "paused": self.paused,
             "no_overlap": self.no_overlap,
             **{key: self.job.get(key) for key in JOB_KEYS},
+            "queue": self.job.get("queue") or DEFAULT_QUEUE,  # where its jobs go (SPEC 7)
         }
 
 

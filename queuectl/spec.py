@@ -99,12 +99,30 @@ def validate_command(value: Any) -> str:
 
 
 def validate_id(value: Any) -> str:
+    """An id is typed and printed: no spaces, and no character a terminal obeys or hides
+    rather than shows (an escape sequence printed raw to a pipe was not the id shown)."""
     job_id = _text("id", value)
-    if not job_id or len(job_id) > MAX_ID_LENGTH or any(c.isspace() for c in job_id):
+    if (
+        not job_id
+        or len(job_id) > MAX_ID_LENGTH
+        or any(c.isspace() for c in job_id)
+        or _has_control(job_id)
+    ):
         raise InvalidInput(
-            f"'id' must be 1 to {MAX_ID_LENGTH} characters without spaces, got {job_id!r}"
+            f"'id' must be 1 to {MAX_ID_LENGTH} characters without spaces or control "
+            f"characters, got {job_id!r}"
         )
     return job_id
+
+
+def _has_control(text: str) -> bool:
+    """Whether ``text`` has a control or format character (Unicode Cc, Cf: escapes, the
+    bidirectional overrides, zero-width ones)."""
+    if text.isprintable():  # the usual id: none at all
+        return False
+    import unicodedata
+
+    return any(unicodedata.category(c) in ("Cc", "Cf") for c in text)
 
 
 def validate_int(key: str, value: Any, minimum: int | None = None) -> int:
@@ -234,12 +252,13 @@ _VALIDATORS = {
 }
 
 
-def spec_from_mapping(data: dict[str, Any]) -> JobSpec:
+def spec_from_mapping(data: dict[str, Any], valid: tuple[str, ...] | None = None) -> JobSpec:
+    """``valid``: the keys an unknown key's message lists, where the caller takes fewer than
+    a job has (a schedule's job, which refuses a job's other keys by name)."""
     unknown = sorted(set(data) - set(_VALIDATORS))
     if unknown:
-        raise InvalidInput(
-            f"unknown key {', '.join(map(repr, unknown))} (valid: {', '.join(_VALIDATORS)})"
-        )
+        listed = ", ".join(valid or _VALIDATORS)
+        raise InvalidInput(f"unknown key {', '.join(map(repr, unknown))} (valid: {listed})")
     if "command" not in data:
         raise InvalidInput("missing 'command'")
     if "delay" in data and "run_at" in data:
@@ -255,8 +274,9 @@ def _looks_like_json(text: str) -> bool:
     return text.startswith('{"') or text.startswith("{}") or text.startswith("{\n")
 
 
-def parse_job(text: str) -> JobSpec:
-    """A JSON object (see SPEC 4, `enqueue`) or else a plain shell command."""
+def parse_job(text: str, valid: tuple[str, ...] | None = None) -> JobSpec:
+    """A JSON object (see SPEC 4, `enqueue`) or else a plain shell command. ``valid``: see
+    :func:`spec_from_mapping`."""
     stripped = text.strip()
     if stripped.startswith("{"):
         try:
@@ -274,7 +294,7 @@ def parse_job(text: str) -> JobSpec:
                 raise InvalidInput(f"invalid JSON: {message}") from None
         else:
             if isinstance(data, dict):
-                return spec_from_mapping(data)
+                return spec_from_mapping(data, valid)
     return JobSpec(command=validate_command(text))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import time
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -192,6 +193,8 @@ def _read_file(file: BinaryIO, options: JobOptions) -> tuple[list[JobSpec], list
     lines: list[int] = []
     first_line: dict[str, int] = {}
     for number, raw in enumerate(file, start=1):
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8) :]  # a mark some editors put first, not text
         try:
             text = raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError:
@@ -394,13 +397,14 @@ def _fields(settings: Settings, job: Job) -> list[tuple[str, str]]:
         ("worker", clean(job.worker, one_line=True)),
         ("cwd", clean(job.cwd, one_line=True)),
         ("queue", clean(job.queue, one_line=True)),
-        ("after", _after(job)),
+        ("after", _after(job, _states_of(settings, job.waiting_for))),
         ("schedule", clean(job.schedule, one_line=True)),
     ]
 
 
-def _after(job: Job) -> str:
-    """The jobs it runs after, each with what it waits for: `blocked` by a dead one."""
+def _after(job: Job, states: dict[str, str]) -> str:
+    """The jobs it runs after, each with its state (``states`` of those not completed):
+    `blocked` by a dead one."""
     if not job.after_ids:
         return "-"
     parts = []
@@ -409,11 +413,20 @@ def _after(job: Job) -> str:
         if job_id in job.blocked_by:
             parts.append(f"{shown} (dead: blocked)")
         elif job_id in job.waiting_for:
-            parts.append(f"{shown} (waiting)")
+            parts.append(f"{shown} ({states.get(job_id, 'waiting')})")
         else:
             parts.append(f"{shown} (completed)")
     blocked = "blocked: " if job.blocked_by and job.state in CLAIMABLE else ""
     return blocked + ", ".join(parts)
+
+
+def _states_of(settings: Settings, ids: tuple[str, ...]) -> dict[str, str]:
+    """The states of the jobs ``ids`` (a job's dependencies that are not completed: pending,
+    running, failed, dead or cancelled, which the job's read does not say)."""
+    if not ids:
+        return {}
+    Job = settings.workflows.models.Job
+    return dict(Job.select(Job.id, Job.state).where(Job.id.in_(list(ids))).tuples())
 
 
 @click.command()

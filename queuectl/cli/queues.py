@@ -65,7 +65,8 @@ def list_queues(settings: Settings, as_json: bool) -> None:
     ))  # fmt: skip
 
 
-@queue_group.command("limit")
+# A negative N is a value out of range, not an option click does not know (`-1`).
+@queue_group.command("limit", context_settings={"ignore_unknown_options": True})
 @click.argument("name", callback=_name)
 @click.argument("limit", metavar="N|none", callback=engine_value(_limit))
 @json_option

@@ -86,7 +86,9 @@ def add(
       queuectl schedule add ping '*/10 * * * * *' 'curl -fsS https://example.com' --no-overlap
       queuectl schedule add report @daily '{"command": "./report.sh", "max_retries": 5}'
     """
-    spec = parse_job(arg).with_defaults(
+    from ..schedules import JOB_KEYS
+
+    spec = parse_job(arg, valid=JOB_KEYS).with_defaults(
         JobOptions(max_retries=max_retries, priority=priority, timeout=timeout, queue=queue)
     )
     info = settings.queue.add_schedule(name, cron, spec, zone=zone, no_overlap=no_overlap)

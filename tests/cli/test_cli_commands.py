@@ -138,6 +138,15 @@ def test_bad_enqueue_options_are_usage_errors(run, queue, args):
     assert queue.counts()["pending"] == 0
 
 
+@pytest.mark.parametrize("job_id", ["j\x1b[1mX", "a\u202eb", "zero\u200bwidth", "del\x7f"])
+def test_an_id_with_a_control_character_is_refused(run, queue, job_id):
+    """Such an id printed to a pipe is not the id a terminal shows: exit 2, nothing enqueued."""
+    for args in (["--id", job_id, "x"], [json.dumps({"id": job_id, "command": "x"})]):
+        error = one_error_line(run("enqueue", *args), 2)
+        assert "control characters" in error and repr(job_id) in error
+    assert queue.counts()["pending"] == 0
+
+
 def test_duplicate_id_exit_2_and_the_first_job_is_kept(run, queue):
     run.ok("enqueue", "--id", "once", "echo first")
     error = one_error_line(run("enqueue", '{"id": "once", "command": "echo second"}'), 2)
@@ -164,6 +173,13 @@ def test_enqueue_file_one_job_per_line(run, queue, tmp_path):
     assert len(ids) == 3 and ids[1] == "two"
     assert [queue.get(i).command for i in ids] == ["echo one", "echo two", "echo three"]
     assert [queue.get(i).priority for i in ids] == [1, 5, 1]
+
+
+def test_enqueue_file_drops_a_leading_byte_order_mark(run, queue):
+    """A file saved "with BOM" (Windows editors): the mark is not part of the first command."""
+    result = run("enqueue", "--file", "-", input=b"\xef\xbb\xbfecho one\r\necho two\n")
+    assert result.exit_code == 0, result.output
+    assert [queue.get(i).command for i in result.stdout.split()] == ["echo one", "echo two"]
 
 
 def test_enqueue_file_from_stdin_as_json(run):

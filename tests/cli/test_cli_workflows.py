@@ -29,6 +29,22 @@ def test_enqueue_after_and_queue(run, queue):
     assert run.json("status", "--queue", "deploy")["pending"] == 1
 
 
+def test_show_gives_each_dependency_its_state(run, queue):
+    """`show`'s after line names each dependency's state: a cancelled one was "(waiting)"."""
+    run.ok("enqueue", "--id", "build", "make")
+    run.ok("enqueue", "--id", "lint", "lint")
+    job_id = run.ok("enqueue", "--after", "build", "--after", "lint", "./deploy.sh").strip()
+
+    def after() -> str:
+        [line] = [line for line in run.ok("show", job_id).splitlines() if line.startswith("after")]
+        return line
+
+    assert after().endswith("build (pending), lint (pending)")
+    run.ok("cancel", "build")
+    assert queue.get(job_id).state == "cancelled"
+    assert after().endswith("build (cancelled), lint (pending)")
+
+
 @pytest.mark.parametrize(
     "args, says",
     [(["--after", "nope", "x"], "'nope'"), (["--queue", "no good", "x"], "queue"),
@@ -67,7 +83,9 @@ def test_queue_commands(run, queue):
     run.ok("queue", "resume", "idle")
     run.ok("queue", "limit", "reports", "none")
     assert [q["name"] for q in run.json("queue", "list")] == ["reports"]
-    one_error(run("queue", "limit", "reports", "-1"), 2)
+    # A range error, not click's "No such option '-1'".
+    assert "the limit must be from 0 to" in one_error(run("queue", "limit", "reports", "-1"), 2)
+    assert run.json("queue", "list")[0]["limit"] is None  # nothing changed
     one_error(run("queue", "limit", "a b", "1"), 2)
 
 
@@ -94,6 +112,18 @@ def test_schedule_commands(run, queue, tmp_path, monkeypatch):
     run.ok("schedule", "remove", "nightly")
     one_error(run("schedule", "remove", "nightly"), 1)
     assert run.json("schedule", "list") == []
+
+
+def test_a_schedule_lists_only_the_keys_it_takes_and_names_its_queue(run):
+    """Its unknown-key message listed id, delay, run_at and after, which a schedule refuses;
+    with no queue given, `list --json` said null where its jobs go to "default"."""
+    error = one_error(run("schedule", "add", "j4", "@hourly", '{"command": "x", "bogus": 1}'), 2)
+    assert error.endswith(
+        "unknown key 'bogus' (valid: command, max_retries, priority, timeout, queue, cwd)"
+    )
+    assert run.json("schedule", "add", "j4", "@hourly", "x")["queue"] == "default"
+    [listed] = run.json("schedule", "list")
+    assert listed["queue"] == "default" == run.json("schedule", "run", "j4")["queue"]
 
 
 def test_a_dead_dependency_blocks_until_dlq_retry(qc, run, queue, tmp_path):
