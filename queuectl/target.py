@@ -70,7 +70,13 @@ def resolve_target(target: str | None = None) -> Target:
     """``--db`` beats ``$QUEUECTL_DB`` beats the per-user data directory."""
     if target is not None and not target.strip():  # `--db "$UNSET"`: not another queue
         raise InvalidInput("--db names no database: give a file path or a URL")
-    raw = target or os.environ.get(DB_ENV_VAR) or str(default_path())
+    if target is None:
+        target = os.environ.get(DB_ENV_VAR)
+        if target is not None and not target.strip():  # `QUEUECTL_DB=$UNSET`: the same
+            raise InvalidInput(
+                f"{DB_ENV_VAR} names no database: give a file path or a URL, or unset it"
+            )
+    raw = target or str(default_path())
     if "://" not in raw:
         return Target("sqlite", _absolute(raw))
     from urllib.parse import urlparse  # here: a file path, the usual target, needs no URL parser

@@ -204,6 +204,8 @@ def cli(ctx: click.Context, db: str | None) -> None:
       queuectl worker start --count 2
       queuectl status
     """
+    if ctx.get_parameter_source("db") is click.core.ParameterSource.ENVIRONMENT:
+        db = None  # read by resolve_target, which names the variable in its errors
     ctx.obj = Settings(target=db, ends_process=ctx.obj is ENDS_PROCESS)
     ctx.call_on_close(ctx.obj.close)
     if ctx.invoked_subcommand is None:

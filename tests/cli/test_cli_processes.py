@@ -229,6 +229,16 @@ def test_inputs_that_were_quietly_taken_otherwise_are_refused(qc, queue):
     assert jq(qc, "schedule", "list") == []
 
 
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_queuectl_db_is_refused_as_an_empty_db_is(env, tmp_path, value):
+    """`QUEUECTL_DB=$UNSET` (a script's typo) opened, and created, the default queue."""
+    env = {**env, "QUEUECTL_DB": value, "XDG_DATA_HOME": ""}  # the default: under $HOME
+    done = subprocess.run([*QUEUECTL, "enqueue", "echo x"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert "QUEUECTL_DB names no database" in one_error(done, 2)
+    assert not (tmp_path / ".local").exists()  # the default queue ($HOME is tmp_path) not made
+
+
 def test_a_deleted_current_directory_is_one_line_not_a_traceback(qc, tmp_path, env):
     gone = tmp_path / "gone"
 
