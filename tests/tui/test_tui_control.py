@@ -375,6 +375,39 @@ def test_follower_says_how_many_bytes_were_skipped(live_queue):
     assert (read.reset, read.skipped, read.text) == (False, 86, "last\n")
 
 
+def test_follower_counts_an_escaped_byte_as_one_and_knows_a_marker_the_job_printed(live_queue):
+    """As `logs -f` does (queuectl.text.output_body, output_tail): a byte that is not UTF-8 is
+    stored as a 4-character escape, and the follower sliced the stored text by bytes of output,
+    so past the cap it showed lines again; and output that started like the executor's
+    truncation line was taken for one (its "dropped" bytes skipped, the rest lost)."""
+    from queuectl.tui.screens.output import Follower
+
+    def lines(first: int, last: int) -> str:  # 11 characters stored, 8 bytes printed, each
+        return "".join(f"{n:05d} \\xff\n" for n in range(first, last))
+
+    job = live_queue.enqueue("true")
+    worker = live_queue.register_worker(1)
+    claimed = live_queue.claim(worker)
+    live_queue.store_output(claimed, worker, lines(0, 100), 800)
+    follower = Follower(live_queue, job.id)
+    assert follower.step().text == lines(0, 100)
+    dropped = "[queuectl: output truncated, 160 earlier bytes dropped]\n"
+    live_queue.store_output(claimed, worker, dropped + lines(20, 150), 1200)
+    read = follower.step()
+    assert (read.reset, read.skipped, read.text) == (False, 0, lines(100, 150))
+
+    own = live_queue.enqueue("echo")
+    claimed = live_queue.claim(worker)
+    marker = "[queuectl: output truncated, 5 earlier bytes dropped]\n"
+    live_queue.store_output(claimed, worker, marker, len(marker))
+    follower = Follower(live_queue, own.id)
+    first = follower.step()
+    assert (first.skipped, first.text) == (0, marker)
+    live_queue.store_output(claimed, worker, marker + "line2\n", len(marker) + 6)
+    read = follower.step()
+    assert (read.reset, read.skipped, read.text) == (False, 0, "line2\n")
+
+
 # -- details: the history timeline -----------------------------------------------------------
 
 

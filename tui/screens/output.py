@@ -9,7 +9,6 @@ follows the end unless the reader scrolled up; it follows again once they scroll
 
 from __future__ import annotations
 
-import re
 import threading
 from typing import Self
 
@@ -24,26 +23,13 @@ from textual.widgets import Log, Static
 from queuectl.errors import QueueError
 from queuectl.models import State
 from queuectl.queue import Queue
-from queuectl.text import safe
+from queuectl.text import output_body, output_tail, safe
 
 from ..messages import OutputRead
 from ..text import literal
 
 POLL_S = 0.5  # how often the job's progress is read
 MAX_LINES = 20_000  # lines kept on screen (a job may print for days)
-# The line the executor puts before a stored tail when earlier output was dropped (SPEC 3).
-_TRUNCATED = re.compile(r"\[queuectl: output truncated, (\d+) earlier bytes dropped\]\n")
-
-
-def stored_body(stored: str) -> tuple[int, str]:
-    """The stored output's text after the truncation line, and the byte of the run's output
-    where that text starts (0 when nothing was dropped)."""
-    match = _TRUNCATED.match(stored)
-    if match is None:
-        return 0, stored
-    return int(match.group(1)), stored[match.end() :]
-
-
 class Follower:
     """Follows one job's output across reads (call :meth:`step` from one thread at a time).
 
@@ -85,7 +71,7 @@ class Follower:
         total = job.output_bytes
         if total is None:  # stored before output_bytes was kept
             total = len(stored.encode("utf-8", "surrogateescape"))
-        start, body = stored_body(stored)
+        start, body = output_body(stored, job.output_bytes)
         run = (job.attempts, job.started_at)
         read = OutputRead(self.state, total=total)
         if run != self.run or (not start and not body.startswith(self.text)):
@@ -95,9 +81,8 @@ class Follower:
         elif total > self.shown:
             if self.shown < start:  # the stored tail moved past what was shown
                 read.skipped, read.text = start - self.shown, body
-            else:
-                data = body.encode("utf-8", "surrogateescape")[self.shown - start :]
-                read.text = data.decode("utf-8", "replace")
+            else:  # by bytes of output, each escaped byte one (as the executor counts them)
+                read.text = output_tail(body, total - self.shown)
         self.run, self.shown = run, total
         self.text = "" if start else body
         read.text = safe(read.text)

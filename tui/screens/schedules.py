@@ -14,7 +14,7 @@ from textual.widgets import Checkbox
 from queuectl.errors import InvalidInput
 from queuectl.models import State
 from queuectl.queue import Queue
-from queuectl.schedules import ScheduleInfo, check_cron, zone_of
+from queuectl.schedules import JOB_KEYS, ScheduleInfo, check_cron, zone_of
 from queuectl.spec import parse_job, validate_name
 from queuectl.text import coarse_relative_time, utc_time
 
@@ -123,7 +123,7 @@ FORBIDDEN = ("id", "delay", "run_at", "after")  # SPEC 7: a schedule's job has n
 def check_job(text: str):
     """The job as `schedule add` takes it: a plain command, or a JSON job without id, delay,
     run_at and after."""
-    spec = parse_job(text)
+    spec = parse_job(text, valid=JOB_KEYS)  # an unknown key's message lists a schedule's keys
     for key in FORBIDDEN:
         if getattr(spec, key) is not None:
             raise InvalidInput(f"a schedule's job cannot have {key!r}")
