@@ -73,12 +73,21 @@ def check_cron(cron: str) -> str:
 
 
 def next_time(cron: str, zone: str, after: float) -> float:
-    """The first time (UTC epoch seconds) after ``after`` that ``cron`` names in ``zone``."""
+    """The first time (UTC epoch seconds) after ``after`` that ``cron`` names in ``zone``
+    (once, where clocks set back repeat it: see below)."""
     from croniter import croniter
 
-    start = datetime.fromtimestamp(after, zone_of(zone))
+    tz = zone_of(zone)
     six = len(cron.split()) == 6
-    return float(croniter(cron, start, second_at_beginning=six).get_next(float))
+    times = croniter(cron, datetime.fromtimestamp(after, tz), second_at_beginning=six)
+    every_hour = times.expanded[1] == ["*"]  # croniter writes 0-23 and */1 so too
+    while True:
+        due = float(times.get_next(float))
+        # Clocks set back live an hour twice. A job due at a time of day in it (`30 2 * * *`)
+        # runs at its first pass only, as cron runs it: once that day, not twice. A job due
+        # every hour (`*/15 * * * *`) runs in both, as it would in any other hour.
+        if every_hour or datetime.fromtimestamp(due, tz).fold == 0:
+            return due
 
 
 @dataclass

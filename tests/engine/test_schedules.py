@@ -30,6 +30,32 @@ def test_cron_forms():
     assert next_time("@daily", "UTC", START + 1) == START + 86400
 
 
+def _utc(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
+
+
+def test_a_time_of_day_in_the_hour_clocks_go_back_runs_once_and_hourly_jobs_in_both():
+    """Paris sets clocks back at 03:00 on 2026-10-25: 02:00-03:00 happens twice. A daily job at
+    02:30 ran at both (00:30 and 01:30 UTC); it runs at the first, as cron's does. A job due
+    every 30 minutes runs in both passes; the spring day without 02:30 runs it at 03:00."""
+
+    def due(cron: str, start: str, count: int) -> list[str]:
+        times, at = [], _utc(start)
+        for _ in range(count):
+            at = next_time(cron, "Europe/Paris", at)
+            times.append(datetime.fromtimestamp(at, timezone.utc).strftime("%m-%d %H:%M"))
+        return times
+
+    assert due("30 2 * * *", "2026-10-23T12:00", 4) == [
+        "10-24 00:30", "10-25 00:30", "10-26 01:30", "10-27 01:30"]  # fmt: skip
+    assert due("15 1-3 * * *", "2026-10-24T22:00", 4) == [
+        "10-24 23:15", "10-25 00:15", "10-25 02:15", "10-26 00:15"]  # fmt: skip
+    assert due("*/30 * * * *", "2026-10-24T23:50", 6) == [
+        "10-25 00:00", "10-25 00:30", "10-25 01:00", "10-25 01:30", "10-25 02:00", "10-25 02:30",
+    ]  # fmt: skip
+    assert due("30 2 * * *", "2026-03-28T12:00", 2) == ["03-29 01:00", "03-30 00:30"]
+
+
 @pytest.mark.parametrize(
     "name, cron, zone",
     [("bad name", "@daily", None), ("x", "* * *", None), ("x", "61 * * * *", None),
