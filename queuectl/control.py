@@ -30,6 +30,9 @@ from .spec import (
 )
 
 CANCEL_CHUNK = 500  # jobs in one `IN (...)` list of a cancel's updates
+# The error of a run that exited 0 by itself as a user cancelled it (it is cancelled: its
+# dependents are, and it is not retried).
+ENDED_AS_CANCELLED = "cancelled (it exited 0 by itself as the cancel came)"
 # What `purge` deletes unless told otherwise, and what `retention` deletes (SPEC 6).
 PURGED_BY_DEFAULT: tuple[State, ...] = (State.COMPLETED, State.CANCELLED)
 # Rows deleted per transaction, at most. On SQLite a batch is also sized to hold the write lock
@@ -175,6 +178,12 @@ class Control(Workflows, Registry):
 
     def _ended_cancelled(self, seq: int) -> None:
         with self._write():
+            # A run that succeeded just as a user cancelled it ends cancelled all the same (see
+            # statements.unless_cancelled), with no error of its own: it says why.
+            Job = self.models.Job
+            Job.update(error=ENDED_AS_CANCELLED).where(
+                Job.seq == seq, Job.state == State.CANCELLED, Job.error.is_null()
+            ).execute()
             self._cancelled([seq])
 
     def cancel_requests(self, worker_id: str) -> list[int]:

@@ -137,11 +137,27 @@ def test_a_finished_run_of_a_job_being_cancelled_ends_cancelled(q):
     q.cancel([ok.id, failing.id, lost.id])
     stored = q.finish(q.get(ok.id), RunResult(0, None, "fine\n", 5), wid)
     assert stored.state == "cancelled" and q.get(ok.id).output == "fine\n"
+    # It says why it is cancelled though it succeeded (its error was empty).
+    assert q.get(ok.id).error == "cancelled (it exited 0 by itself as the cancel came)"
     stored = q.finish(q.get(failing.id), RunResult(1, "exit code 1", "", 0), wid)
     assert stored.state == "cancelled" and q.get(failing.id).exit_code == 1
+    assert q.get(failing.id).error == "exit code 1"
     q.unregister_worker(wid)  # its worker is gone: the rescue must not retry it
     q.rescue_lost()
     assert state(q, lost) == "cancelled"
+
+
+def test_a_run_that_succeeds_as_the_cancel_comes_says_why_it_is_cancelled(q):
+    """The busy worker's path: the run's result stored and the next job claimed in one
+    statement (SQLite and PostgreSQL each have their own)."""
+    first, second = add(q, "a"), add(q, "b")
+    wid = q.register_worker(1)
+    job = q.claim(wid)
+    assert job.id == first.id
+    q.cancel([first.id])
+    stored, following = q.finish_and_claim(job, RunResult(0, None, "", 0), wid)
+    assert stored.state == "cancelled" and following.id == second.id
+    assert q.get(first.id).error == "cancelled (it exited 0 by itself as the cancel came)"
 
 
 def test_cancel_races_the_natural_end_in_another_process(q, workers):
