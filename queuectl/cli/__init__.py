@@ -212,7 +212,7 @@ def cli(ctx: click.Context, db: str | None) -> None:
         if _interactive():
             from .tui import open_tui
 
-            open_tui(ctx.obj, workers=2)
+            open_tui(ctx.obj, workers=2, checked=True)
         else:
             click.echo(ctx.get_help())
 

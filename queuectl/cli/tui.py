@@ -3,16 +3,25 @@ no scripted command pays for it."""
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ..limits import MAX_THREADS
 from .common import Settings, pass_settings, queues_option
 
 
-def open_tui(settings: Settings, workers: int, queues: tuple[str, ...] = ()) -> None:
+def open_tui(
+    settings: Settings, workers: int, queues: tuple[str, ...] = (), checked: bool = False
+) -> None:
+    """``checked``: the caller knows stdin and stdout are a terminal (bare `queuectl`)."""
     # Open the queue first: a bad database is one clear error line, before the screen changes.
     settings.queue
     settings.close()
+    if not checked and not has_terminal():  # (in a pipe or under cron it wrote escape codes until killed)
+        raise click.ClickException(
+            "the TUI needs a terminal: stdin or stdout is not one (scripts use the commands)"
+        )
     try:
         from queuectl.tui.app import run_app
     except ImportError as exc:
@@ -21,6 +30,10 @@ def open_tui(settings: Settings, workers: int, queues: tuple[str, ...] = ()) -> 
         run_app(settings.target, workers, queues=queues)
     else:
         run_app(settings.target, workers)
+
+
+def has_terminal() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
 
 
 @click.command()

@@ -448,6 +448,7 @@ def test_tui_command_opens_the_app_with_target_and_workers(run, monkeypatch):
     app = types.ModuleType("queuectl.tui.app")
     app.run_app = lambda target, workers: calls.append((target, workers))
     monkeypatch.setitem(sys.modules, "queuectl.tui.app", app)
+    monkeypatch.setattr("queuectl.cli.tui.has_terminal", lambda: True)
     run.ok("tui", "--workers", "0")
     run.ok("tui")
     assert calls == [(run.db, 0), (run.db, 2)]
@@ -466,6 +467,20 @@ def test_tui_with_a_bad_database_fails_before_the_screen_changes(tmp_path, monke
     app.run_app = lambda target, workers: pytest.fail("the app must not start")
     monkeypatch.setitem(sys.modules, "queuectl.tui.app", app)
     one_error_line(CliRunner().invoke(cli, ["--db", str(tmp_path), "tui"]), 1)
+
+
+def test_tui_without_a_terminal_says_so_and_does_not_start(run, monkeypatch):
+    """`queuectl tui > file` (or under cron) wrote the app's escape codes into the file and
+    ran until killed."""
+    import sys
+    import types
+
+    app = types.ModuleType("queuectl.tui.app")
+    app.run_app = lambda target, workers: pytest.fail("the app must not start")
+    monkeypatch.setitem(sys.modules, "queuectl.tui.app", app)
+    result = run("tui")
+    one_error_line(result, 1)
+    assert "needs a terminal" in result.stderr
 
 
 def test_bare_queuectl_at_a_terminal_opens_the_tui(run, monkeypatch):
