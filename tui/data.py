@@ -16,6 +16,7 @@ from textual.timer import Timer
 
 from queuectl.models import Job, State
 from queuectl.queue import Queue
+from queuectl.reading import LIST_COLUMN_NAMES
 
 from .messages import PANES, Health, JobRow, LoadFailed, QueueSnapshot
 
@@ -75,17 +76,23 @@ def reaching(
     many were asked for: jobs that came before it in the pane's order (new ones, or of a higher
     priority) pushed it past the ``limit`` rows loaded (``jobs``), and the cursor went on to
     whichever job took its row (`x` cancelled that one). Loaded again, twice as far each time up
-    to MAX_ROWS, while the job is still in the pane; one that left it is let go."""
+    to MAX_ROWS, while the job is still in the pane; one that left it is let go. Past MAX_ROWS,
+    the job follows the rows loaded, as their last (the jobs between are not loaded)."""
     if len(jobs) < limit or any(job.id == job_id for job in jobs):
         return jobs, limit  # the pane holds no more jobs, or it is there
-    job = queue.models.Job.get_or_none(queue.models.Job.id == job_id)
+    Job = queue.models.Job
+    columns = [getattr(Job, column) for column in LIST_COLUMN_NAMES]
+    job = Job.select(*columns).where(Job.id == job_id).first()
     if job is None or job.state not in PANE_STATES[name]:
         return jobs, limit
     while len(jobs) >= limit and limit < MAX_ROWS:
         limit = min(2 * limit, MAX_ROWS)
         jobs = pane_jobs(queue, name, limit, text)
-        if any(job.id == job_id for job in jobs):
-            break
+        if any(each.id == job_id for each in jobs):
+            return jobs, limit
+    if not any(each.id == job_id for each in jobs):
+        more = queue.fill_after([job]) if name == "waiting" else [job]
+        jobs = [*jobs, *more]
     return jobs, limit
 
 

@@ -20,6 +20,7 @@ from queuectl.spec import JobSpec
 from queuectl.tui.screens.confirm import ConfirmScreen
 from queuectl.tui.screens.details import DetailsScreen
 from queuectl.tui.screens.edit import EditScreen
+from queuectl.tui.data import MAX_ROWS
 from queuectl.tui.screens.output import MAX_LINES, OutputScreen
 
 QUEUECTL = Path(sys.executable).with_name("queuectl")
@@ -73,12 +74,14 @@ def _add(queue, kind: str, prefix: str, count: int, priority: int = 0) -> None:
             queue.finish(job, RunResult(exit_code=0, error=None, output=""), "elsewhere")
 
 
-@pytest.mark.parametrize("kind", ["waiting", "completed"])
+@pytest.mark.parametrize("kind, beyond", [("waiting", False), ("completed", False),
+                                          ("waiting", True)])  # fmt: skip
 def test_the_selected_job_stays_selected_when_new_jobs_push_it_past_the_rows_loaded(
-        live_queue, kind):
+        live_queue, kind, beyond):
     """A pane loads the rows near its cursor. When more jobs than that arrived before the
     selected one (of a higher priority; newer completions), it fell past the rows loaded and the
-    cursor went on to whichever job took its row: `x` then cancelled that job."""
+    cursor went on to whichever job took its row: `x` then cancelled that job. ``beyond``: past
+    the most rows a pane loads (MAX_ROWS), the job follows them, as their last row."""
     queue = live_queue
     _add(queue, kind, "low", 30)
     app = make_app(queue, workers=0)
@@ -90,7 +93,7 @@ def test_the_selected_job_stays_selected_when_new_jobs_push_it_past_the_rows_loa
         await pilot.press("g", *["j"] * 5)
         chosen, loaded = jobs.selected_id, jobs.row_count
         assert chosen is not None and loaded < 30
-        _add(queue, kind, "high", 2 * loaded, priority=5)
+        _add(queue, kind, "high", MAX_ROWS + 50 if beyond else 2 * loaded, priority=5)
         await until(pilot, lambda: "high00" in column(jobs, "id"), 30, "the new jobs")
         assert jobs.selected_id == chosen
         if kind == "waiting":

@@ -156,6 +156,22 @@ class PaneKind:
     columns: tuple[Column, ...]
     cells: Formatter
     empty: str
+    # The text of its cells that changes with the time alone ("in 4m", "12s", "3m ago"): a
+    # row whose job and clock text are unchanged keeps its cells (see JobPane._cells).
+    clock: Callable[[JobRow, float], str]
+
+
+def _waiting_clock(row: JobRow, now: float) -> str:
+    wait = row.run_at - now
+    return coarse_duration(wait) if wait >= 1 else ""
+
+
+def _processing_clock(row: JobRow, now: float) -> str:
+    return duration(now - (row.started_at or now))
+
+
+def _finished_clock(row: JobRow, now: float) -> str:
+    return ago(row.finished_at, now)
 
 
 ID = Column("id", "ID", 12)
@@ -183,6 +199,7 @@ KINDS = {
             ),
             _waiting,
             "nothing waiting",
+            _waiting_clock,
         ),
         PaneKind(
             "processing",
@@ -197,6 +214,7 @@ KINDS = {
             ),
             _processing,
             "no job running",
+            _processing_clock,
         ),
         PaneKind(
             "completed",
@@ -210,6 +228,7 @@ KINDS = {
             ),
             _completed,
             "nothing completed yet",
+            _finished_clock,
         ),
         PaneKind(
             "dead",
@@ -224,6 +243,7 @@ KINDS = {
             ),
             _dead,
             "the DLQ is empty",
+            _finished_clock,
         ),
     )
 }
@@ -275,6 +295,10 @@ class JobPane(DataTable):
         self.border_title = self.kind.title
         self._jobs: list[JobRow] = []
         self._shown: dict[str, Cells] = {}
+        # Per job id: the row, its clock text and the cells made of them (see _cells); and what
+        # else the cells were made with (config, columns, queue column, theme).
+        self._made: dict[str, tuple[JobRow, str, Cells]] = {}
+        self._made_with: tuple = ()
         self._columns: list[tuple[Column, int]] = []
         self._now = 0.0
         self._config: dict = {}
@@ -288,6 +312,10 @@ class JobPane(DataTable):
         # to the first or last job (g, G) waiting for its rows. ``caught_up``: none is owed.
         self._owed = 0
         self._jump: str | None = None  # "first" or "last"
+        # Rows to load at least, since moves went past those loaded: twice as many each time
+        # (150 pgdn typed in one go loaded a screenful more at a time, each load at least
+        # Loader.MIN_GAP_S after the last: 24 s; now a few loads). Reset by g and G.
+        self._reach = 0
         self.caught_up = asyncio.Event()
         self.caught_up.set()
         # The user went to the end (`G`) of more jobs than a pane loads: its last rows are
@@ -327,7 +355,8 @@ class JobPane(DataTable):
         cursor = self.cursor_row + self._owed  # from the first row loaded, or from the last:
         if self.rows_at_end:
             cursor = self.row_count - 1 - cursor
-        return min(max(2 * visible, cursor + visible + LOOKAHEAD), MAX_ROWS)
+        wanted = max(2 * visible, cursor + visible + LOOKAHEAD, self._reach)
+        return min(wanted, MAX_ROWS)
 
     @property
     def near_the_end(self) -> bool:
@@ -380,7 +409,7 @@ class JobPane(DataTable):
             super().action_scroll_top()
 
     def _jump_to(self, end: str) -> None:
-        self.at_end, self._jump, self._owed = end == "last", end, 0
+        self.at_end, self._jump, self._owed, self._reach = end == "last", end, 0, 0
         self.caught_up.clear()  # the keys typed after it wait for its rows
         self.app.request_load()  # type: ignore[attr-defined]
 
@@ -398,6 +427,7 @@ class JobPane(DataTable):
         if 0 <= self.cursor_row + rows <= self.row_count - 1:
             return False  # within the rows loaded
         self._owed += self.cursor_row + rows - edge
+        self._reach = max(self._reach, 2 * self.row_count)
         if self.cursor_row != edge:
             self.move_cursor(row=edge)
         self.caught_up.clear()
@@ -437,13 +467,20 @@ class JobPane(DataTable):
         # a pane's last rows (`G`), the rows loaded above it move it down: it stays on its job.
         keep = self.cursor_row > 0 or self._shown_at_end
         selected = self.selected_id if keep else None
+        made_with = (self._config, self._columns, self.show_queue, self.app.theme)
+        if made_with != self._made_with:
+            self._made.clear()
+            self._made_with = made_with
         wanted = {job.id: self._cells(job) for job in jobs}
         with self.app.batch_update():
             for key in [key for key in self._shown if key not in wanted]:
                 self.remove_row(key)
                 del self._shown[key]
+                self._made.pop(key, None)
             for key, cells in wanted.items():
                 before = self._shown.get(key)
+                if before is cells:
+                    continue  # the same row at the same clock text: the same cells
                 if before is None:
                     self.add_row(*cells.values(), key=key)
                 else:
@@ -488,6 +525,18 @@ class JobPane(DataTable):
         self.border_subtitle = " · ".join(parts)
 
     def _cells(self, job: JobRow) -> Cells:
+        """The cells of ``job``'s row: those made at the last load if the job and the text that
+        changes with the time alone are the same (with 2,000 rows loaded, making every cell
+        again at each load cost ~90 ms of the UI thread a second)."""
+        clock = self.kind.clock(job, self._now)
+        made = self._made.get(job.id)
+        if made is not None and made[0] == job and made[1] == clock:
+            return made[2]
+        cells = self._make_cells(job)
+        self._made[job.id] = (job, clock, cells)
+        return cells
+
+    def _make_cells(self, job: JobRow) -> Cells:
         values = self.kind.cells(job, self._now, self._config, self.app.theme_variables)
         values["id"] = IdText(job.id, style="bold")
         muted = self.app.theme_variables["muted"]
