@@ -170,6 +170,7 @@ class QueueApp(KeysInOrder):
         self.grid.set_class(narrow and height - 1 - footer_rows < self.STACKED, "-short")
         self.stats.compact = width < self.WIDE
         self.stats.set_class(narrow, "-narrow")
+        self.stats.fit()
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return VARIABLES  # for any theme the palette picks

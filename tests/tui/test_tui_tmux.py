@@ -254,6 +254,44 @@ def test_moves_typed_ahead_past_the_rows_loaded_are_all_made(cli, tmp_path):
         terminal.kill()
 
 
+def test_the_top_bar_shows_every_count_at_any_width(cli, tmp_path):
+    """The counts gave way to the rest of the bar: at 120 columns, once the rate read
+    "2,700/min", the dead count was gone; at 100, all but a cut "1,10". Now the chart, the
+    rate and the rest give way first."""
+    from queuectl import JobSpec, Queue
+    from queuectl.executor import RunResult
+
+    queue = Queue(str(cli.db))
+    try:
+        queue.enqueue_many([JobSpec("true", id=f"ok{n:04d}") for n in range(1500)]
+                           + [JobSpec("false", id=f"bad{n:04d}", max_retries=0)
+                              for n in range(1200)])  # fmt: skip
+        while (job := queue.claim("elsewhere")) is not None:
+            failed = job.id.startswith("bad")
+            result = RunResult(1, "exited with status 1", "") if failed else RunResult(0, None, "")
+            queue.finish(job, result, "elsewhere")
+        queue.enqueue_many([JobSpec("echo", id=f"wait{n:04d}", delay=600) for n in range(1100)])
+    finally:
+        queue.close()
+    terminal = Terminal([str(QUEUECTL), "--db", str(cli.db), "tui", "--workers", "2"], tmp_path)
+    try:
+        wait_for(lambda: "2,700/min" in terminal.screen()[0], 30, "the bar", terminal)
+        for width in (120, 100, 80, 60, 40):
+            terminal.resize(width, HEIGHT)
+
+            def drawn_at_this_width() -> bool:  # (not the last width's lines, cut by tmux)
+                top = terminal.screen()[1]
+                return len(top) == width and top.endswith("╮")
+
+            wait_for(drawn_at_this_width, 30, f"the app drawn at {width}", terminal)
+            # (The bar fits itself once it has its new size: a frame after the panes.)
+            wait_for(lambda: all(count in terminal.screen()[0] for count in
+                                 ("1,100", "1,500", "1,200")), 10, f"the counts at {width}",
+                     terminal)  # fmt: skip
+    finally:
+        terminal.kill()
+
+
 def app_pid(db: Path) -> int | None:
     """The pid of `queuectl --db DB tui`, found by its command line."""
     for entry in os.listdir("/proc"):

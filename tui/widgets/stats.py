@@ -25,6 +25,10 @@ COUNTS = (  # label, state, glyph
     ("cancelled", State.CANCELLED, "⊘"),  # shown once there are some
 )
 SHOWN_WHEN_ZERO = {State.PENDING, State.FAILED, State.PROCESSING, State.COMPLETED, State.DEAD}
+CHART_WIDTH = 17  # the throughput chart and its margin (app.tcss)
+# What gives way, first to last, when the bar cannot show all: the counts never do (a bar of
+# 120 columns hid the dead count once the rate read "6,300/min"; at 100, all but "3,50").
+GIVE_WAY = ("health", "throughput", "rate", "brand")
 
 
 class StatsBar(Horizontal):
@@ -51,7 +55,8 @@ class StatsBar(Horizontal):
         self.health = Health()
 
     def compose(self) -> ComposeResult:
-        yield Static(self._brand(), id="brand")
+        self._brand_static = Static(self._brand(), id="brand")
+        yield self._brand_static
         yield self._counts
         yield self._workers
         yield self._chart
@@ -88,6 +93,8 @@ class StatsBar(Horizontal):
         text.append(duration(p95) if p95 is not None else "—", style="bold")
         text.append(" ")
         self._health.update(text)
+        self._health_text = text
+        self.fit()
 
     # -- throughput ---------------------------------------------------------------------------
 
@@ -109,6 +116,8 @@ class StatsBar(Horizontal):
         rate = Text(f" {self.finished_last_minute:,}", style="bold")
         rate.append("/min ", style=self.colors["muted"])
         self._rate.update(rate)
+        self._rate_text = rate
+        self.fit()
 
     # -- the text -------------------------------------------------------------------------------
 
@@ -118,19 +127,20 @@ class StatsBar(Horizontal):
         if self.error:
             text.append("⚠ cannot read the queue: ", style=f"bold {self.colors[State.DEAD]}")
             text.append(literal(self.error))  # a driver's message may quote anything
-            self._counts.update(text)
+            self._count_texts = (text, text)
+            self.fit()
             return
+        glyphs = text.copy()
         for label, state, glyph in COUNTS:
             value = self.counts.get(state, 0)
             if not value and state not in SHOWN_WHEN_ZERO:
                 continue
             style = self.colors[state] if value else self.colors["muted"]
-            if self.compact:
-                text.append(f"{glyph}{value:,} ", style=f"bold {style}")
-            else:
-                text.append(f"{value:,}", style=f"bold {style}")
-                text.append(f" {label}  ", style=self.colors["muted"])
-        self._counts.update(text)
+            glyphs.append(f"{glyph}{value:,} ", style=f"bold {style}")
+            text.append(f"{value:,}", style=f"bold {style}")
+            text.append(f" {label}  ", style=self.colors["muted"])
+        self._count_texts = (text, glyphs)
+        self.fit()
 
     def _show_workers(self) -> None:
         text = Text(no_wrap=True)
@@ -152,6 +162,55 @@ class StatsBar(Horizontal):
             # read as a miscount.
             text.append(f"· {self.busy - self.threads} retiring ", style=self.colors["muted"])
         self._workers.update(text)
+        self._workers_text = text
+        self.fit()
+
+    # -- fitting it in ------------------------------------------------------------------------
+
+    _count_texts: tuple[Text, Text] = (Text(), Text())  # with labels, with glyphs
+    _workers_text = _rate_text = _health_text = Text()
+
+    def on_resize(self) -> None:
+        self.fit()
+
+    def fit(self) -> None:
+        """Every count, always: with labels where they fit (and the bar is not compact), else
+        glyphs; then as much of the rest as fits, what gives way first hidden first."""
+        if not self.is_mounted:
+            return
+        width = self.size.width
+        narrow = self.has_class("-narrow")  # (its chart, brand and health never show)
+        sizes = {
+            "brand": self._brand().cell_len,
+            "workers": self._workers_text.cell_len,
+            "throughput": CHART_WIDTH,
+            "rate": self._rate_text.cell_len,
+            "health": self._health_text.cell_len,
+        }
+        shown = [name for name in sizes if not (narrow and name in ("throughput", "brand", "health"))]
+        labels, glyphs = self._count_texts
+        choices = [glyphs] if self.compact else [labels, glyphs]
+        counts = glyphs
+        for option in choices:
+            needed = option.cell_len + 1  # its padding
+            fitted = list(shown)
+            for name in GIVE_WAY:
+                if needed + sum(sizes[each] for each in fitted) <= width:
+                    break
+                if name in fitted:
+                    fitted.remove(name)
+            if needed + sum(sizes[each] for each in fitted) <= width:
+                counts, shown = option, fitted
+                break
+        else:  # not even the counts and this app's workers: the counts
+            shown = [name for name in shown if name not in GIVE_WAY]
+            if glyphs.cell_len + 1 + sizes["workers"] > width:
+                shown = []
+        self._counts.update(counts)
+        widgets = {"brand": self._brand_static, "workers": self._workers, "throughput": self._chart,
+                   "rate": self._rate, "health": self._health}  # fmt: skip
+        for name, widget in widgets.items():
+            widget.display = name in shown
 
     def watch_counts(self) -> None:
         self._show_counts()
