@@ -176,14 +176,15 @@ class Control(Workflows, Registry):
             which, Job.state == State.CANCELLED, Job.run_at > Job.finished_at
         ).execute()
 
-    def _ended_cancelled(self, seq: int) -> None:
+    def _ended_cancelled(self, seq: int, succeeded: bool = False) -> None:
         with self._write():
-            # A run that succeeded just as a user cancelled it ends cancelled all the same (see
-            # statements.unless_cancelled), with no error of its own: it says why.
-            Job = self.models.Job
-            Job.update(error=ENDED_AS_CANCELLED).where(
-                Job.seq == seq, Job.state == State.CANCELLED, Job.error.is_null()
-            ).execute()
+            if succeeded:
+                # A run that exited 0 just as a user cancelled it ends cancelled all the same
+                # (statements.unless_cancelled), with no error of its own: it says why.
+                Job = self.models.Job
+                Job.update(error=ENDED_AS_CANCELLED).where(
+                    Job.seq == seq, Job.state == State.CANCELLED, Job.error.is_null()
+                ).execute()
             self._cancelled([seq])
 
     def cancel_requests(self, worker_id: str) -> list[int]:

@@ -213,7 +213,7 @@ class Lifecycle(Reading):
             else:
                 following = updated
         if stored is not None and stored.state == State.CANCELLED:
-            self._ended_cancelled(stored.seq)
+            self._ended_cancelled(stored.seq, succeeded=True)
         return stored, following
 
     def _store_result(self, job: Job, result: RunResult, worker_id: str) -> Job | None:
@@ -240,12 +240,13 @@ class Lifecycle(Reading):
             setattr(job, key, value)
         job.state = stored  # 'cancelled' if a user cancelled it meanwhile
         if stored == State.CANCELLED:
-            self._ended_cancelled(job.seq)
+            self._ended_cancelled(job.seq, succeeded=changes.get("state") == State.COMPLETED)
         return job
 
-    def _ended_cancelled(self, seq: int) -> None:
+    def _ended_cancelled(self, seq: int, succeeded: bool = False) -> None:
         """A run of job ``seq`` ended cancelled: a user cancelled it while it ran (see
-        statements.unless_cancelled). What follows from that is :class:`queuectl.control.Control`'s."""
+        statements.unless_cancelled); ``succeeded``: the run itself exited 0. What follows from
+        that is :class:`queuectl.control.Control`'s."""
 
     def _update_same_run(
         self, job: Job, worker_id: str, changes: dict[str, object]

@@ -34,6 +34,7 @@ from hypothesis.stateful import invariant, precondition, rule, run_state_machine
 
 from queuectl import InvalidInput, JobSpec, QueueError
 from queuectl import queue as queue_module
+from queuectl.control import ENDED_AS_CANCELLED
 from queuectl.executor import CANCELLED, RunResult
 from queuectl.models import STATES
 from support import pg_server
@@ -361,6 +362,8 @@ class WorkflowMachine(QueueMachine):
         if job.cancel_requested:  # SPEC 6: the run ends cancelled, whatever it did
             event(f"cancel: a running job ended cancelled ({'ok' if result.ok else 'failed'})")
             job.state = "cancelled"
+            if result.ok:  # it says why, having no error of its own
+                job.error = ENDED_AS_CANCELLED
             self.cancelled_ids.add(job.id)
             self._cascade([job.id])
 
