@@ -14,7 +14,7 @@ from textual.app import App
 from textual.message import Message
 from textual.timer import Timer
 
-from queuectl.models import Job, State
+from queuectl.models import ACTIVE, CLAIMABLE, Job, State
 from queuectl.queue import Queue
 from queuectl.reading import LIST_COLUMN_NAMES
 
@@ -26,10 +26,10 @@ PANE_LIMIT = 200  # rows loaded per pane when the app does not say (see JobPane.
 MAX_ROWS = 2000  # a pane never loads more than this, however far one scrolls
 # The states of the jobs each pane lists.
 PANE_STATES = {
-    "waiting": {State.PENDING, State.FAILED},
-    "processing": {State.PROCESSING},
+    "waiting": set(CLAIMABLE),
+    "processing": set(ACTIVE),
     "completed": {State.COMPLETED},
-    "dead": {State.DEAD, State.CANCELLED},
+    "dead": {State.DEAD, State.CANCELLED},  # (cancelled jobs are listed with the dead)
 }
 
 

@@ -18,7 +18,8 @@ def open_tui(
     # Open the queue first: a bad database is one clear error line, before the screen changes.
     settings.queue
     settings.close()
-    if not checked and not has_terminal():  # (in a pipe or under cron it wrote escape codes until killed)
+    # In a pipe or under cron it wrote escape codes until killed.
+    if not checked and not has_terminal():
         raise click.ClickException(
             "the TUI needs a terminal: stdin or stdout is not one (scripts use the commands)"
         )

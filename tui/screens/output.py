@@ -14,9 +14,9 @@ from typing import Self
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.geometry import Size
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.geometry import Size
 from textual.screen import ModalScreen
 from textual.widgets import Log, Static
 
@@ -30,6 +30,8 @@ from ..text import literal
 
 POLL_S = 0.5  # how often the job's progress is read
 MAX_LINES = 20_000  # lines kept on screen (a job may print for days)
+
+
 class Follower:
     """Follows one job's output across reads (call :meth:`step` from one thread at a time).
 

@@ -61,12 +61,17 @@ class Footer(TextualFooter):
 
     def grid_at(self, width: int) -> tuple[int, int]:
         """The columns and rows the keys take in a footer ``width`` columns wide."""
+        _, columns, rows = self._grid(width)
+        return columns, rows
+
+    def _grid(self, width: int) -> tuple[list[int], int, int]:
+        """The keys' widths, and the columns and rows they take in ``width`` columns."""
         if self.show_command_palette:
             for key in self.query(FooterKey).filter(".-command-palette"):
                 width -= key.outer_size.width  # docked on the right, beside the rows
         widths = self._widths()
         columns = _columns(widths, width) if width > 0 else len(widths)
-        return columns, ceil(len(widths) / columns) if columns else 1
+        return widths, columns, ceil(len(widths) / columns) if columns else 1
 
     def _widths(self) -> list[int]:
         """The columns each key shown takes (one per action, as Textual's compose shows them)."""
@@ -80,11 +85,10 @@ class Footer(TextualFooter):
 
     def _wrap(self) -> None:
         """One row if every key fits in it, else the fewest rows that hold them all."""
-        columns, rows = self.grid_at(self.size.width)
+        widths, columns, rows = self._grid(self.size.width)
         if rows <= 1:
             self.styles.layout = "horizontal"
         else:
-            widths = self._widths()
             self.styles.layout = "grid"
             self.styles.grid_size_columns = columns
             self.styles.grid_columns = " ".join(

@@ -29,6 +29,7 @@ CHART_WIDTH = 17  # the throughput chart and its margin (app.tcss)
 # What gives way, first to last, when the bar cannot show all: the counts never do (a bar of
 # 120 columns hid the dead count once the rate read "6,300/min"; at 100, all but "3,50").
 GIVE_WAY = ("health", "throughput", "rate", "brand")
+NOT_WHEN_NARROW = ("throughput", "brand", "health")  # below QueueApp.NARROW columns
 
 
 class StatsBar(Horizontal):
@@ -179,7 +180,7 @@ class StatsBar(Horizontal):
         if not self.is_mounted:
             return
         width = self.size.width
-        narrow = self.has_class("-narrow")  # (its chart, brand and health never show)
+        narrow = self.has_class("-narrow")
         sizes = {
             "brand": self._brand().cell_len,
             "workers": self._workers_text.cell_len,
@@ -187,7 +188,7 @@ class StatsBar(Horizontal):
             "rate": self._rate_text.cell_len,
             "health": self._health_text.cell_len,
         }
-        shown = [name for name in sizes if not (narrow and name in ("throughput", "brand", "health"))]
+        shown = [name for name in sizes if not (narrow and name in NOT_WHEN_NARROW)]
         labels, glyphs = self._count_texts
         choices = [glyphs] if self.compact else [labels, glyphs]
         counts = glyphs
@@ -207,16 +208,14 @@ class StatsBar(Horizontal):
             if glyphs.cell_len + 1 + sizes["workers"] > width:
                 shown = []
         self._counts.update(counts)
-        widgets = {"brand": self._brand_static, "workers": self._workers, "throughput": self._chart,
-                   "rate": self._rate, "health": self._health}  # fmt: skip
-        for name, widget in widgets.items():
-            widget.display = name in shown
+        for widget in (self._brand_static, self._workers, self._chart, self._rate, self._health):
+            widget.display = widget.id in shown
 
     def watch_counts(self) -> None:
         self._show_counts()
 
     def watch_compact(self) -> None:
-        self._show_counts()
+        self.fit()  # (both forms of the counts are made at each change: it picks one)
 
     def watch_error(self) -> None:
         self._show_counts()
