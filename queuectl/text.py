@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 # C0 controls except tab and newline, DEL, C1 controls (0x80-0x9f: 8-bit CSI and friends), and
 # the bidirectional embeddings, overrides and isolates. Compiled on first use: a command that
@@ -110,6 +111,53 @@ def output_tail(text: str, count: int) -> str:
             break
         at -= 3
     return data[max(at, 0) :].decode("utf-8", "backslashreplace")
+
+
+class NewOutput(NamedTuple):
+    """What a read of a job found that its reader has not been shown yet."""
+
+    text: str = ""  # the new output, as stored
+    skipped: int = 0  # bytes of output dropped from storage before they were shown
+    anew: bool = False  # ``text`` is the run's whole stored output, to replace what was shown
+
+
+class OutputCursor:
+    """How far one reader has been shown a run's output, so that each read gives what is new:
+    the CLI's ``logs -f`` and the TUI's ``l`` each follow a job with one.
+
+    Tracks the run shown (``run``: its attempts and start), how many of its bytes were shown
+    (``shown``, the run's ``output_bytes`` when last read) and, while none of them were dropped,
+    the text shown, which tells what is new exactly even where bytes are stored as escapes.
+    Once the stored output is a cut tail, what is new is counted in bytes (:func:`output_tail`).
+    """
+
+    def __init__(self) -> None:
+        self.run: tuple[object, object] | None = None
+        self.shown = 0
+        self.text = ""
+
+    def advance(
+        self, run: tuple[object, object], stored: str, printed: int | None, *, can_clear: bool
+    ) -> NewOutput:
+        """What of ``stored`` (run ``run``'s output, ``printed`` bytes of it) is new. A reader
+        that ``can_clear`` what it showed gets a new run's, or a rewritten text's, whole output
+        (``anew``); one that cannot (a terminal) gets what follows the bytes it was shown."""
+        total = printed if printed is not None else len(stored.encode("utf-8", "surrogateescape"))
+        start, body = output_body(stored, printed)
+        # What was shown is known as text, and the stored text still begins with it.
+        known = not start and body.startswith(self.text) and bool(self.text or not self.shown)
+        if run != self.run or (can_clear and not start and not known):
+            new = NewOutput(body, skipped=start, anew=True)
+        elif known:
+            new = NewOutput(body[len(self.text) :])
+        elif total <= self.shown:
+            new = NewOutput()
+        elif self.shown < start:  # the stored tail moved past what was shown
+            new = NewOutput(body, skipped=start - self.shown)
+        else:  # by bytes of output, each escaped byte one (as the executor counts them)
+            new = NewOutput(output_tail(body, total - self.shown))
+        self.run, self.shown, self.text = run, total, "" if start else body
+        return new
 
 
 # -- durations -------------------------------------------------------------------------------

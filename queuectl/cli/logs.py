@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..states import ACTIVE, CLAIMABLE
-from ..text import output_body, output_tail, visible
+from ..text import OutputCursor, visible
 from .common import Settings, pass_settings
 from .jobs import complete_ids
 
@@ -89,8 +89,7 @@ class _Stderr:
 
 class _Follower:
     """Prints what a job prints, from the run it is in or the next one it starts, until that
-    run ends. Tracks how far into the run's output it has printed (``shown``, in bytes) and,
-    while nothing was dropped, the text printed (exact even for bytes stored as escapes)."""
+    run ends (an :class:`~queuectl.text.OutputCursor` tells what of each read is new)."""
 
     def __init__(self, queue: Queue, job: Job, out: _Output, lines: int | None) -> None:
         self.queue = queue
@@ -98,9 +97,7 @@ class _Follower:
         self.job_id = job.id
         self.out = out
         self.lines = lines
-        self.run_key: tuple[object, object] | None = None  # (attempts, started_at) shown
-        self.shown = 0  # bytes of the run's output printed (its output_bytes when last read)
-        self.text = ""  # the run's text printed, while none of it was dropped
+        self.cursor = OutputCursor()
 
     def run(self) -> None:
         from ..reconnect import Backoff, Outage
@@ -140,38 +137,27 @@ class _Follower:
         progress = self.queue.progress(self.seq)
         if progress is None:
             raise QueueError(f"job {self.job_id} was deleted")
-        if progress.state in CLAIMABLE and self.run_key is None:
+        followed = self.cursor.run
+        if progress.state in CLAIMABLE and followed is None:
             return False  # not started yet: wait for the start
-        key = (progress.attempts, progress.started_at)
-        if key != self.run_key:
-            if self.run_key is not None:
-                return True  # the run followed ended, and another began: that one is not ours
-            self.run_key = key
-            self._print(first=True)
-        elif progress.output_bytes != self.shown or progress.state not in ACTIVE:
-            self._print(first=False)
-        return progress.state not in ACTIVE
+        run = (progress.attempts, progress.started_at)
+        if followed is not None and run != followed:
+            return True  # the run followed ended, and another began: that one is not ours
+        ended = progress.state not in ACTIVE  # (its last output stored as it ended)
+        if run != followed or progress.output_bytes != self.cursor.shown or ended:
+            self._print(run)
+        return ended
 
-    def _print(self, first: bool) -> None:
+    def _print(self, run: tuple[object, object]) -> None:
         job = self.queue.output_of(self.seq)
-        if job is None or (job.attempts, job.started_at) != self.run_key:
-            return
+        if job is None or (job.attempts, job.started_at) != run:
+            return  # the next look sees what changed
         stored = job.output or ""
-        total = job.output_bytes
-        if total is None:  # stored before output_bytes was kept
-            total = len(stored.encode("utf-8", "surrogateescape"))
-        start, body = output_body(stored, job.output_bytes)
-        if first:
+        first = self.cursor.run is None
+        new = self.cursor.advance(run, stored, job.output_bytes, can_clear=False)
+        if first:  # the output so far, as `logs` prints it
             self.out.write(_last_lines(stored, self.lines))
-        elif not start and body.startswith(self.text) and (self.text or not self.shown):
-            # All of the run's output is there, and what was printed is known as text.
-            self.out.write(body[len(self.text) :])
-        elif total > self.shown:  # by bytes: what was printed came from a cut tail
-            if self.shown < start:
-                skipped = start - self.shown
-                click.echo(f"queuectl logs: {skipped} bytes skipped", err=True)
-                self.out.write(body)
-            else:  # by bytes of output, each escaped byte one (as the executor counts them)
-                self.out.write(output_tail(body, total - self.shown))
-        self.text = "" if start else body
-        self.shown = total
+            return
+        if new.skipped:
+            click.echo(f"queuectl logs: {new.skipped} bytes skipped", err=True)
+        self.out.write(new.text)

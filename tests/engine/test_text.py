@@ -95,3 +95,44 @@ def test_the_truncation_line_is_the_executors_only_where_bytes_were_dropped():
     cut.write(b"\xff" * 10 + b"0123456789abcdef")
     assert output_body(cut.text(), cut.total) == (10, "0123456789abcdef")
     assert output_body(line + "x\n", None) == (5, "x\n")  # stored before output_bytes was kept
+
+
+# -- following output: what `logs -f` prints and `l` shows of each read (OutputCursor)
+
+
+@STEADY
+@given(
+    st.lists(printed, min_size=1, max_size=8),
+    st.integers(min_value=8, max_value=48),
+    st.booleans(),
+)
+def test_a_follower_shows_each_byte_printed_once_or_says_it_was_skipped(chunks, cap, can_clear):
+    """A job prints in chunks; after each, its stored output (the executor's capped tail) is
+    read by a follower. Every byte the job printed is either shown once or counted as skipped:
+    never shown twice (output printed again) and never lost unannounced. A follower that can
+    clear its screen (the TUI) ends showing what a fresh read shows."""
+    from queuectl.executor import TailBuffer
+    from queuectl.text import OutputCursor, output_body, output_size
+
+    buffer, cursor = TailBuffer(cap), OutputCursor()
+    shown, skipped = "", 0
+    for chunk in chunks:
+        buffer.write(chunk)
+        new = cursor.advance((1, 100.0), buffer.text(), buffer.total, can_clear=can_clear)
+        if new.anew:
+            shown, skipped = "", 0
+        shown, skipped = shown + new.text, skipped + new.skipped
+        assert output_size(shown) + skipped == buffer.total
+    start, body = output_body(buffer.text(), buffer.total)
+    if can_clear and not start:
+        assert shown == body
+
+
+def test_a_new_run_is_shown_anew():
+    from queuectl.text import OutputCursor
+
+    cursor = OutputCursor()
+    assert cursor.advance((1, 1.0), "one\n", 4, can_clear=False) == ("one\n", 0, True)
+    assert cursor.advance((1, 1.0), "one\ntwo\n", 8, can_clear=False) == ("two\n", 0, False)
+    assert cursor.advance((1, 1.0), "one\ntwo\n", 8, can_clear=False) == ("", 0, False)
+    assert cursor.advance((2, 9.0), "again\n", 6, can_clear=False) == ("again\n", 0, True)

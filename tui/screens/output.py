@@ -23,7 +23,7 @@ from textual.widgets import Log, Static
 from queuectl.errors import QueueError
 from queuectl.models import State
 from queuectl.queue import Queue
-from queuectl.text import output_body, output_tail, safe
+from queuectl.text import OutputCursor, safe
 
 from ..messages import OutputRead
 from ..text import literal
@@ -33,62 +33,44 @@ MAX_LINES = 20_000  # lines kept on screen (a job may print for days)
 
 
 class Follower:
-    """Follows one job's output across reads (call :meth:`step` from one thread at a time).
-
-    Tracks the run shown (attempts, start), how many of its bytes were shown (``shown``) and,
-    while none were dropped, the text shown, so that each read yields only what is new.
-    """
+    """Follows one job's output across reads (call :meth:`step` from one thread at a time): an
+    :class:`~queuectl.text.OutputCursor` tells what of each read is new."""
 
     def __init__(self, queue: Queue, job_id: str) -> None:
         self.queue, self.job_id = queue, job_id
         self.seq: int | None = None
-        self.run: tuple[object, object] | None = None
-        self.shown = 0
-        self.text = ""
+        self.cursor = OutputCursor()
         self.state: str | None = None
+        self.gone = False  # the job was deleted, and that was said
         self.lock = threading.Lock()
 
     def step(self) -> OutputRead | None:
         """One look at the job: what changed since the last look, or None if nothing did."""
-        queue = self.queue
+        queue, cursor = self.queue, self.cursor
         if self.seq is None:
             self.seq = queue.get(self.job_id).seq
         progress = queue.progress(self.seq)
         if progress is None:
-            if self.state is None and self.run is not None:
-                return None  # said once
-            self.state, self.run = None, ("gone", None)
+            if self.gone:
+                return None
+            self.state, self.gone = None, True
             return OutputRead(None, error=f"job {self.job_id} was deleted")
         run = (progress.attempts, progress.started_at)
-        if run == self.run and progress.output_bytes == self.shown:
+        if run == cursor.run and progress.output_bytes == cursor.shown:
             if progress.state == self.state:
                 return None
             self.state = progress.state
-            return OutputRead(str(progress.state), total=self.shown)
+            return OutputRead(str(progress.state), total=cursor.shown)
         job = queue.output_of(self.seq)
         if job is None:
             return None  # deleted between the two reads: the next look says so
         self.state = str(job.state)
-        stored = job.output or ""
-        total = job.output_bytes
-        if total is None:  # stored before output_bytes was kept
-            total = len(stored.encode("utf-8", "surrogateescape"))
-        start, body = output_body(stored, job.output_bytes)
         run = (job.attempts, job.started_at)
-        read = OutputRead(self.state, total=total)
-        if run != self.run or (not start and not body.startswith(self.text)):
-            read.reset, read.text, read.skipped = True, body, start  # a new run: all of it
-        elif not start:  # all of the run's output is stored: what follows the text shown
-            read.text = body[len(self.text) :]
-        elif total > self.shown:
-            if self.shown < start:  # the stored tail moved past what was shown
-                read.skipped, read.text = start - self.shown, body
-            else:  # by bytes of output, each escaped byte one (as the executor counts them)
-                read.text = output_tail(body, total - self.shown)
-        self.run, self.shown = run, total
-        self.text = "" if start else body
-        read.text = safe(read.text)
-        return read
+        new = cursor.advance(run, job.output or "", job.output_bytes, can_clear=True)
+        return OutputRead(
+            self.state, text=safe(new.text), reset=new.anew, skipped=new.skipped,
+            total=cursor.shown,
+        )
 
 
 class OutputLog(Log):
