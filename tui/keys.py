@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Iterator
 
 from textual import events
+from textual._ansi_sequences import ANSI_SEQUENCES_KEYS
 from textual._xterm_parser import XTermParser
 from textual.app import App
 from textual.drivers import linux_driver
@@ -85,15 +86,39 @@ class EscapeThenKey(XTermParser):
     """A terminal sends alt+j as ESC then j, so Textual reads ESC and a key that came within
     its ESCDELAY (100 ms) of it as alt and that key: escape then `j` typed fast reached the app
     as alt+j (nothing), and escape then `/`, enter or space as that key alone, the escape lost
-    (escape, `/` to filter again: the old filter was never cleared). This app binds no alt key,
-    so such a pair is the escape key, then the key. Sequences a terminal does send for a key
-    with alt (ESC DEL: alt+backspace, ESC b, alt+arrows) are in Textual's table and read
-    whole, as before: only a pair that is no such sequence comes here."""
+    (escape, `/` to filter again: the old filter was never cleared). Worse, while keys went on
+    coming within ESCDELAY of each other, Textual went on reading them as one sequence, and an
+    escape after them made it give up on that sequence and hand out its keys with the first
+    escape as a `^`: in a form holding `echo y`, escape, `a`, `echo x`, enter and escape typed
+    fast left that form open, its command `echo y^aecho x`, and saved it.
+
+    This app binds no alt key, so ESC and a key that begins no longer sequence are the escape
+    key, then that key, at once. Sequences a terminal does send for a key with alt (ESC DEL:
+    alt+backspace, ESC b, ESC f, ESC tab) are in Textual's table and read whole, as before; so
+    are sequences begun by ESC and ``[``, ``O``, ``]``, ``P``, ``_`` or ``^`` (arrows, mouse,
+    paste, the terminal's replies)."""
 
     def _sequence_to_key_events(self, sequence: str, alt: bool = False) -> Iterator[events.Key]:
-        if alt:
+        if alt or _escape_then_key(sequence):
             yield events.Key("escape", "\x1b")
+            sequence = sequence[-1]
         yield from super()._sequence_to_key_events(sequence, alt=False)
+
+
+# What may follow ESC in a longer sequence: CSI, SS3, OSC, DCS, APC and PM.
+_INTRODUCERS = frozenset("[O]P_^")
+
+
+def _escape_then_key(sequence: str) -> bool:
+    """Whether ``sequence`` is ESC and a key that is no key with alt in Textual's table (its
+    macOS option characters, ESC 1 for ¡, are the escape key and the digit here)."""
+    return (
+        len(sequence) == 2
+        and sequence[0] == "\x1b"
+        and sequence[1] not in _INTRODUCERS
+        and sequence[1] != "\x1b"
+        and not isinstance(ANSI_SEQUENCES_KEYS.get(sequence), tuple)
+    )
 
 
 def read_escape_then_key() -> None:

@@ -226,6 +226,25 @@ def test_escape_then_a_key_typed_fast_is_the_escape_key_and_that_key(cli, tmp_pa
         terminal.kill()
 
 
+def test_a_form_left_with_escape_and_keys_typed_fast_after_it_enqueues_nothing(cli, tmp_path):
+    """Escape out of the enqueue form, then more keys, all within Textual's 100 ms of each
+    other, and an escape at the end: Textual read the keys after the first escape as one
+    unknown sequence, then gave them to the form with that escape as `^`. The form stayed
+    open and enqueued `echo left^aecho kept`; with `c` (the config) instead of `a`, the
+    abandoned command `echo left^c` was enqueued and run."""
+    terminal = Terminal([str(QUEUECTL), "--db", str(cli.db), "tui", "--workers", "0"], tmp_path)
+    commands = lambda: [job["command"] for job in json.loads(cli("list", "--json"))]  # noqa: E731
+    try:
+        wait_for(lambda: "palette" in "".join(terminal.screen()), 30, "the app", terminal)
+        terminal.type_ahead("a", "echo left", "Escape", "a", "echo kept", "Enter", "Escape")
+        wait_for(lambda: commands() == ["echo kept"], 30, "only the second form's job", terminal)
+        # The config opened and closed, the keys after it land in a new form.
+        terminal.type_ahead("a", "echo gone", "Escape", "c", "Escape", "a", "echo last", "Enter")
+        wait_for(lambda: commands() == ["echo last", "echo kept"], 30, "one more job", terminal)
+    finally:
+        terminal.kill()
+
+
 def test_moves_typed_ahead_past_the_rows_loaded_are_all_made(cli, tmp_path):
     """A pane loads the rows near its cursor; `j` typed ahead past them (key repeat, a paste)
     was lost, and `enter` then opened a job far above the one the moves reached. `G` went to

@@ -77,3 +77,29 @@ def test_pane_summaries_put_retrying_jobs_with_pending_ones():
         "completed": (9, ""),
         "dead": (4, ""),
     }
+
+
+def _keys(data: str) -> list[str]:
+    """The keys the app's terminal parser reads from ``data``, typed in one go."""
+    from textual import events
+
+    from queuectl.tui.keys import EscapeThenKey
+
+    return [token.key for token in EscapeThenKey().feed(data) if isinstance(token, events.Key)]
+
+
+@pytest.mark.parametrize(
+    ("typed", "keys"),
+    [
+        # Escape and a key typed fast: the escape key, then that key, whatever follows (Textual
+        # read on while keys came within 100 ms, and a later escape made the first one a `^`).
+        ("\x1baecho x\r", ["escape", "a", "e", "c", "h", "o", "space", "x", "enter"]),
+        ("\x1bj\x1b/", ["escape", "j", "escape", "slash"]),
+        ("\x1b\r", ["escape", "enter"]),
+        ("\x1b1", ["escape", "1"]),  # not macOS's option character ¡
+        # What terminals do send with ESC first reads as before.
+        ("\x1b[A\x1bb\x1b\x7f\x1b\t", ["up", "ctrl+left", "ctrl+w", "shift+tab"]),
+    ],
+)
+def test_escape_then_a_key_typed_fast_is_both_keys(typed, keys):
+    assert _keys(typed) == keys
