@@ -96,9 +96,16 @@ class EscapeThenKey(XTermParser):
     key, then that key, at once. Sequences a terminal does send for a key with alt (ESC DEL:
     alt+backspace, ESC b, ESC f, ESC tab) are in Textual's table and read whole, as before; so
     are sequences begun by ESC and ``[``, ``O``, ``]``, ``P``, ``_`` or ``^`` (arrows, mouse,
-    paste, the terminal's replies)."""
+    paste, the terminal's replies).
+
+    Enter typed while the app starts, before the terminal is raw, reaches it as a newline
+    (the terminal's line mode turns CR into NL), which Textual reads as ctrl+j: `a`, a command,
+    enter typed at once left the form unsent. A newline is enter here (as ctrl+j is in a shell).
+    """
 
     def _sequence_to_key_events(self, sequence: str, alt: bool = False) -> Iterator[events.Key]:
+        if sequence == "\n":
+            sequence = "\r"
         if alt or _escape_then_key(sequence):
             yield events.Key("escape", "\x1b")
             sequence = sequence[-1]

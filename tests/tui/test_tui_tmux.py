@@ -245,6 +245,18 @@ def test_a_form_left_with_escape_and_keys_typed_fast_after_it_enqueues_nothing(c
         terminal.kill()
 
 
+def test_keys_typed_while_the_app_starts_all_land(cli, tmp_path):
+    """Typed before the app had made the terminal raw, enter arrived as a newline (the line
+    mode's CR to NL), which Textual read as ctrl+j: the form stayed open, nothing enqueued."""
+    terminal = Terminal([str(QUEUECTL), "--db", str(cli.db), "tui", "--workers", "0"], tmp_path)
+    try:
+        terminal.type_ahead("a", "echo early", "Tab", "5", "Enter")
+        jobs = wait_for(lambda: json.loads(cli("list", "--json")), 30, "the job", terminal)
+        assert [(job["command"], job["max_retries"]) for job in jobs] == [("echo early", 5)]
+    finally:
+        terminal.kill()
+
+
 def test_moves_typed_ahead_past_the_rows_loaded_are_all_made(cli, tmp_path):
     """A pane loads the rows near its cursor; `j` typed ahead past them (key repeat, a paste)
     was lost, and `enter` then opened a job far above the one the moves reached. `G` went to

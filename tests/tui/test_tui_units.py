@@ -97,6 +97,7 @@ def _keys(data: str) -> list[str]:
         ("\x1bj\x1b/", ["escape", "j", "escape", "slash"]),
         ("\x1b\r", ["escape", "enter"]),
         ("\x1b1", ["escape", "1"]),  # not macOS's option character ¡
+        ("a\n", ["a", "enter"]),  # enter typed before the terminal was raw: a newline
         # What terminals do send with ESC first reads as before.
         ("\x1b[A\x1bb\x1b\x7f\x1b\t", ["up", "ctrl+left", "ctrl+w", "shift+tab"]),
     ],
