@@ -240,6 +240,30 @@ def test_config_form_saves_valid_values(seeded, fixed_clock):
     drive(app, scenario)
 
 
+def test_a_form_taller_than_the_terminal_scrolls_to_the_focused_field(seeded, fixed_clock):
+    """At 80x24 the config's last field and its buttons were below the screen: tab moved the
+    focus into a field nobody could see, and nothing scrolled to it."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    def in_view(widget) -> bool:  # inside the dialog's border and padding, on screen
+        shown = app.screen.query_one(".dialog").scrollable_content_region
+        return bool(widget.region) and shown.contains_region(widget.region)
+
+    async def scenario(pilot):
+        await pilot.press("c")
+        screen = app.screen
+        assert isinstance(screen, ConfigScreen)
+        last = screen.query(Input).last()
+        assert not in_view(last)  # the form is taller than the terminal
+        while app.focused is not last:
+            await pilot.press("tab")
+        await until(pilot, lambda: in_view(last) and in_view(screen.query_one("#submit")))
+        await pilot.press(*"echo done", "enter")
+        await until(pilot, lambda: seeded.config()[last.id] == "echo done")
+
+    drive(app, scenario, size=(80, 24))
+
+
 def test_config_form_refuses_invalid_values_and_changes_nothing(seeded, fixed_clock):
     app = make_app(seeded, clock=fixed_clock)
 

@@ -8,7 +8,7 @@ from typing import Generic, TypeVar
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
@@ -65,6 +65,11 @@ class Field(Vertical):
         self.set_class(bool(message), "-invalid")
 
 
+class FormBody(VerticalScroll, can_focus=False):
+    """A form's fields and buttons: scrolled to the focused field when they do not all fit
+    (at 80x24 the config's last field and its buttons were below the screen, out of reach)."""
+
+
 class FormScreen(ModalScreen[T], Generic[T]):
     """A modal form; subclasses give ``TITLE``, the fields and :meth:`collect`."""
 
@@ -77,7 +82,7 @@ class FormScreen(ModalScreen[T], Generic[T]):
         raise NotImplementedError
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog form") as dialog:
+        with FormBody(classes="dialog form") as dialog:
             dialog.border_title = self.TITLE
             dialog.border_subtitle = self.SUBTITLE
             yield from self.fields()
