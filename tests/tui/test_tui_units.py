@@ -104,3 +104,31 @@ def _keys(data: str) -> list[str]:
 )
 def test_escape_then_a_key_typed_fast_is_both_keys(typed, keys):
     assert _keys(typed) == keys
+
+
+def test_the_timeline_shows_no_run_for_a_job_cancelled_while_it_waited():
+    """A job cancelled before it ever ran showed "run 0  0.00s → cancelled": a run that never
+    was. A cancel of a running job ends its run; one of a job waiting for its retry does not."""
+    import io
+
+    from rich.console import Console
+
+    from queuectl.tui.screens.details import timeline
+
+    def lines(*records: tuple) -> list[str]:
+        keys = ("event", "at", "attempt", "worker", "exit_code", "error", "duration")
+        table = timeline([dict(zip(keys, record)) for record in records], len(records), 100.0,
+                         {"muted": "dim"})  # fmt: skip
+        console = Console(width=100, record=True, file=io.StringIO())
+        console.print(table)
+        return [" ".join(line.split()) for line in console.export_text().splitlines()]
+
+    never = lines(("enqueued", 10.0, 0, None, None, None, None),
+                  ("cancelled", 11.0, 0, None, None, "cancelled", None))  # fmt: skip
+    assert never == ["1m ago enqueued", "1m ago cancelled"]
+    ran = lines(("enqueued", 10.0, 0, None, None, None, None),
+                ("started", 11.0, 1, "box:1", None, None, None),
+                ("failed", 12.0, 1, "box:1", 1, "exited with status 1", 1.0),
+                ("cancelled", 20.0, 1, None, None, "cancelled", None))  # fmt: skip
+    assert ran == ["1m ago enqueued", "1m ago run 1 1.0s exit 1 on box → failed",
+                   "1m ago cancelled"]  # fmt: skip

@@ -250,7 +250,8 @@ def timeline(
                               Text(duration(at - ended), style=muted))  # fmt: skip
             start, ended = record, None
             continue
-        if event in RUN_ENDS:
+        if event in RUN_ENDS and (start is not None or event != "cancelled"):
+            # (A job cancelled while it waited ended no run: a plain event, as `history` has.)
             began = float(start["at"]) if start else at  # type: ignore[arg-type]
             took = record["duration"]
             took = float(took) if took is not None else at - began  # type: ignore[arg-type]
@@ -277,7 +278,7 @@ def timeline(
             start, ended = None, at
             continue
         detail = Text()
-        if record["error"]:
+        if record["error"] and record["error"] != event:  # (not "cancelled: cancelled")
             detail.append(literal(str(record["error"]), muted))
         table.add_row(when, Text(event, style=colors.get(event, "")), detail)
         if event == "retried":
