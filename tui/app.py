@@ -30,7 +30,7 @@ from textual.widgets import Input
 
 from queuectl.config import KEYS
 from queuectl.errors import QueueError
-from queuectl.models import ACTIVE, CLAIMABLE, FINAL, State
+from queuectl.models import ACTIVE, CLAIMABLE, DEFAULT_QUEUE, FINAL, State
 from queuectl.queue import Queue
 from queuectl.spec import JobSpec
 from queuectl.worker import MAX_THREADS, JobEvent
@@ -135,6 +135,8 @@ class QueueApp(KeysInOrder):
         self.health_loads = 0  # the last hour's health shown (read beside the loads)
         self.config_values: dict[str, int | float] = {}
         self._form: EnqueueScreen | None = None  # made at the first `a`, then shown again
+        # The enqueue form's queue when left blank: the app's first, when it runs only some.
+        self.enqueue_queue = queues[0] if queues else DEFAULT_QUEUE
         self._config_form: ConfigScreen | None = None  # the same for `c`
         self._held: QueueSnapshot | None = None  # loaded while the panes were covered
         self._stale = False  # a refresh was due while the panes were covered
@@ -363,7 +365,7 @@ class QueueApp(KeysInOrder):
         if form is None or form.default_max_retries != default:
             if form is not None:
                 self.uninstall_screen(ENQUEUE_FORM)
-            form = self._form = EnqueueScreen(default)
+            form = self._form = EnqueueScreen(default, self.enqueue_queue)
             self.install_screen(form, ENQUEUE_FORM)
         elif form.is_mounted:  # shown before: as new
             form.show_again({})

@@ -14,6 +14,7 @@ from textual.widgets import Input, Static, TextArea
 from queuectl.executor import RunResult
 from queuectl.queue import Queue
 from queuectl.spec import JobSpec
+from queuectl.tui.app import QueueApp
 from queuectl.tui.screens.config import ConfigScreen
 from queuectl.tui.screens.confirm import ConfirmScreen, StoppingScreen
 from queuectl.tui.screens.details import DetailsScreen
@@ -172,6 +173,34 @@ def test_enqueue_form_adds_the_job(seeded, fixed_clock):
         assert (job[0].max_retries, job[0].priority) == (4, -2)
         assert job[0].run_at == fixed_clock.now + 90
         await until(pilot, lambda: job[0].id in column(pane(app, "waiting"), "id"))
+
+    drive(app, scenario)
+
+
+def test_enqueue_form_puts_the_job_in_the_queue_this_app_runs(seeded, fixed_clock):
+    """`tui --queue deploy`, then `a`: the job went to the default queue, which this app never
+    runs, and waited there for good. A blank queue is now the app's own; one typed is that."""
+    app = QueueApp(seeded, workers=0, clock=fixed_clock, refresh_interval=0.25,
+                   queues=("deploy", "docs"))  # fmt: skip
+
+    def queue_of(command: str) -> list[str]:
+        return [job.queue for job in seeded.list_jobs() if job.command == command]
+
+    async def scenario(pilot):
+        await pilot.press("a", *"echo ship", "enter")
+        await until(pilot, lambda: queue_of("echo ship") == ["deploy"])
+        await pilot.press("a", *"echo docs")
+        await fill(pilot, "queue", "docs")
+        await pilot.press("enter")
+        await until(pilot, lambda: queue_of("echo docs") == ["docs"])
+        await pilot.press("a", *"echo bad")
+        await fill(pilot, "queue", "no such!")
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, EnqueueScreen) and screen.field("queue").has_class("-invalid")
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert queue_of("echo bad") == []
 
     drive(app, scenario)
 

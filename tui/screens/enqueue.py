@@ -1,4 +1,5 @@
-"""The enqueue form (`a`): command, max retries, priority, delay — validated as the CLI does."""
+"""The enqueue form (`a`): command, max retries, priority, delay and queue — validated as the CLI
+does."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from textual.app import ComposeResult
 
 from queuectl.config import KEYS
 from queuectl.errors import InvalidInput
-from queuectl.spec import JobSpec, validate_command, validate_int, validate_seconds
+from queuectl.models import DEFAULT_QUEUE
+from queuectl.spec import JobSpec, validate_command, validate_int, validate_name, validate_seconds
 
 from .form import Field, FormScreen
 
@@ -24,15 +26,21 @@ def _number(key: str, text: str, kind: type) -> int | float | None:
 
 
 class EnqueueScreen(FormScreen[JobSpec]):
-    """Returns the JobSpec to enqueue, or None when cancelled."""
+    """Returns the JobSpec to enqueue, or None when cancelled. A blank queue is ``queue``: the
+    app's own when it runs the jobs of some queues only (`tui --queue`), else the default."""
 
     TITLE = "Enqueue a job"
     SUBTITLE = "validated as `queuectl enqueue` does"
     SUBMIT = "Enqueue"
 
-    def __init__(self, default_max_retries: int | float = KEYS["max-retries"].default) -> None:
+    def __init__(
+        self,
+        default_max_retries: int | float = KEYS["max-retries"].default,
+        queue: str = DEFAULT_QUEUE,
+    ) -> None:
         super().__init__()
         self.default_max_retries = default_max_retries
+        self.queue = queue
 
     def fields(self) -> ComposeResult:
         yield Field("command", "Command", placeholder="e.g. make test", hint="run by /bin/sh -c")
@@ -44,6 +52,7 @@ class EnqueueScreen(FormScreen[JobSpec]):
         )
         yield Field("priority", "Priority", placeholder="0", hint="higher runs first")
         yield Field("delay", "Delay", placeholder="0", hint="seconds before it may run")
+        yield Field("queue", "Queue", placeholder=self.queue, hint="the queue it waits in")
 
     def collect(self) -> JobSpec | None:
         values = self.checked({
@@ -58,6 +67,7 @@ class EnqueueScreen(FormScreen[JobSpec]):
                 _number("delay", text, float),
                 lambda v: validate_seconds("delay", v, positive=False),
             ),
+            "queue": lambda text: validate_name("queue", text.strip() or self.queue),
         })
         return None if values is None else JobSpec(**values)  # type: ignore[arg-type]
 
