@@ -140,6 +140,47 @@ def _open_sqlite(path: str, one_connection: bool = False) -> peewee.SqliteDataba
     return database
 
 
+class _Cursor(sqlite3.Cursor):
+    """A cursor whose fetches raise peewee's errors, as its ``execute`` does (peewee converts
+    only what ``execute_sql`` raises). A statement's write can fail as its rows are fetched: an
+    ``UPDATE ... RETURNING`` of its own commits once its last row is read, and with the disk
+    full that commit raised a bare ``sqlite3.OperationalError`` the worker did not take for an
+    outage. Its threads died (the process then exited 0), and a job's result was stored as a
+    failure of the job, which then ran again."""
+
+    def fetchone(self) -> Any:
+        try:
+            return super().fetchone()
+        except sqlite3.Error as exc:
+            raise _as_peewee(exc) from exc
+
+    def fetchmany(self, size: int | None = None) -> list[Any]:
+        try:
+            return super().fetchmany(self.arraysize if size is None else size)
+        except sqlite3.Error as exc:
+            raise _as_peewee(exc) from exc
+
+    def fetchall(self) -> list[Any]:
+        try:
+            return super().fetchall()
+        except sqlite3.Error as exc:
+            raise _as_peewee(exc) from exc
+
+    def __next__(self) -> Any:
+        try:
+            return super().__next__()
+        except sqlite3.Error as exc:
+            raise _as_peewee(exc) from exc
+
+
+def _as_peewee(exc: sqlite3.Error) -> peewee.PeeweeException:
+    """``exc`` as the peewee error of the same name (as peewee's own conversion makes it)."""
+    kind = getattr(peewee, type(exc).__name__, None)
+    if not (isinstance(kind, type) and issubclass(kind, peewee.PeeweeException)):
+        kind = peewee.DatabaseError
+    return kind(exc, *exc.args)
+
+
 class SqliteQueueDatabase(peewee.SqliteDatabase):
     """peewee's SqliteDatabase, but a statement that found another connection's lock taken
     ("database is locked" after SQLITE_BUSY_STEP_MS in SQLite's busy handler) is tried again,
@@ -161,6 +202,13 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
                     break
                 except sqlite3.OperationalError as exc:
                     deadline = self._again_until(exc, deadline, conn)
+
+    def cursor(self, named_cursor: object = None) -> sqlite3.Cursor:
+        if self.is_closed():
+            if not self.autoconnect:
+                raise peewee.InterfaceError("Error, database connection not opened.")
+            self.connect()
+        return self._state.conn.cursor(_Cursor)
 
     def execute_sql(self, sql: str, params: Any = None) -> Any:
         deadline = None

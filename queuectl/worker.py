@@ -288,6 +288,10 @@ class WorkerPool:
                 self._database_failed(self._jobs, exc)
                 self._idle(generation, backoff.next())
                 continue
+            except Exception:  # a surprise must not end the thread: the pool would shrink
+                log.exception("claiming a job failed")
+                self._idle(generation, backoff.next())
+                continue
             backoff.reset()
             self.outage.ok()
             if job is None:

@@ -450,6 +450,72 @@ def test_a_full_disk_is_a_clear_error_and_nothing_half_written(tiny_disk):
     assert integrity_ok(path)
 
 
+def _failures_seen(pool: WorkerPool) -> list[BaseException]:
+    """The database failures ``pool`` takes for an outage (and retries through), as they come."""
+    seen: list[BaseException] = []
+    failed = pool.outage.failed
+
+    def spy(exc: BaseException) -> bool:
+        seen.append(exc)
+        return failed(exc)
+
+    pool.outage.failed = spy  # type: ignore[method-assign]
+    return seen
+
+
+def _in(function: str, exc: BaseException) -> bool:
+    import traceback
+
+    return any(frame.name == function for frame in traceback.extract_tb(exc.__traceback__))
+
+
+def test_a_worker_claims_through_a_full_disk_and_goes_on_once_there_is_room(tiny_disk):
+    """A claim's commit failed as its row was fetched, with a bare sqlite3 error: the worker's
+    threads died of it (`worker start` then exited 0) and the job waited for good. Now it is an
+    outage: retried, logged once, and the job runs once there is room again."""
+    queue = Queue(str(tiny_disk / "queue.db"))
+    job = queue.enqueue(JobSpec(command="true", delay=1.5))
+    pool = WorkerPool(queue, 1)
+    seen = _failures_seen(pool)
+    pool.start()
+    try:
+        filler = fill(tiny_disk)
+        wait_until(lambda: any(_in("_next_job", exc) for exc in seen), 30, "a claim to fail")
+        assert "full" in str(seen[0]), seen[0]
+        filler.unlink()
+        wait_until(lambda: queue.get(job.id).state == "completed", 30, "the job to run")
+        assert queue.get(job.id).attempts == 1
+    finally:
+        pool.stop()
+
+
+def test_a_result_stored_through_a_full_disk_is_the_runs_own(tiny_disk, tmp_path):
+    """The commit of a finished run's result failed with a bare sqlite3 error: the worker took
+    it for a failure of the job itself, stored that ("worker error: OperationalError"), and ran
+    the job again. Now the result waits for room, and the job ran once, completed."""
+    gate, ledger = tmp_path / "gate", tmp_path / "ledger"
+    queue = Queue(str(tiny_disk / "queue.db"))
+    job = queue.enqueue(JobSpec(
+        command=f"while [ ! -e {gate} ]; do sleep 0.02; done; echo ran >> {ledger}; echo done",
+        max_retries=3,
+    ))  # fmt: skip
+    pool = WorkerPool(queue, 1)
+    seen = _failures_seen(pool)
+    pool.start()
+    try:
+        wait_until(lambda: queue.get(job.id).state == "processing", 30, "the job to start")
+        filler = fill(tiny_disk)
+        gate.touch()
+        wait_until(lambda: any(_in("_store", exc) for exc in seen), 30, "its result to fail")
+        filler.unlink()
+        wait_until(lambda: queue.get(job.id).state == "completed", 30, "its result stored")
+        done = queue.get(job.id)
+        assert (done.attempts, done.exit_code, done.output) == (1, 0, "done\n")
+        assert ledger.read_text() == "ran\n"
+    finally:
+        pool.stop()
+
+
 # -- jobs that misbehave ---------------------------------------------------------------------
 
 
