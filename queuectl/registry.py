@@ -147,8 +147,9 @@ class Registry(Lifecycle):
                 return []
             now, workers, orphans = found
             gone = [w.id for w in workers]
-            # Dead here: what is left of their runs must stop before the jobs run again.
-            dead_here = [w.id for w in workers if w.host == self.host and not pid_alive(w.pid)]
+            # Gone here, dead or silent (suspended: Ctrl-Z, SIGSTOP): their runs, each in a
+            # session of its own, live on, and must stop before the jobs run again.
+            gone_here = [w.id for w in workers if w.host == self.host]
             self._announce()  # idle workers elsewhere learn of the retries' due times
             if gone:
                 WorkerProcess.delete().where(WorkerProcess.id.in_(gone)).execute()
@@ -162,7 +163,7 @@ class Registry(Lifecycle):
                 stored = self._finish(job, job.worker, changes)
                 if stored is not None:
                     rescued.append(stored)
-        for worker_id in dead_here:
+        for worker_id in gone_here:
             kill_leftovers(worker_id)
         if rescued:
             self._notify()

@@ -271,3 +271,31 @@ def test_a_frozen_worker_loses_its_job_at_the_end_of_its_lease(db_path, tmp_path
     assert frozen.wait_exit(30) == 0
     assert queue.get(job.id).__data__ == done.__data__
     assert ("completed", job.id) not in frozen.events()
+
+
+def test_a_frozen_workers_run_is_stopped_when_its_job_is_rescued_here(db_path, tmp_path, workers):
+    """A worker suspended (Ctrl-Z, SIGSTOP) past its lease loses its job to a rescue, but its
+    run, in a session of its own, went on: the job ran twice at once until the worker was
+    thawed. On the same host the rescuer now ends that run, as it does a dead worker's."""
+    from queuectl.procs import group_alive
+
+    queue = Queue(db_path)
+    queue.config_set("backoff-base", 1)
+    marker, first_pid = tmp_path / "first-run-happened", tmp_path / "first.pid"
+    [frozen] = workers(1, 1, False, "--lease", "2")
+    job = queue.enqueue(
+        f"if [ -e {marker} ]; then echo second run; "
+        f"else echo $$ > {first_pid}.new; mv {first_pid}.new {first_pid}; touch {marker}; sleep 60; fi"
+    )
+    wait_until(lambda: marker.exists(), 30, message="the first run to start")
+    first = int(first_pid.read_text())
+    freeze(frozen.pid, db_path)
+    try:
+        [rescuer] = workers(1, 1, False, "--lease", "2")
+        done = wait_until(lambda: (j := queue.get(job.id)).state == "completed" and j, 30,
+                          message="the rescued job to run again")
+        assert (done.worker, done.output) == (rescuer.worker_id, "second run\n")
+        assert not group_alive(first), "the frozen worker's run went on beside its job's next"
+    finally:
+        kill_group(first)
+        os.kill(frozen.pid, signal.SIGCONT)
