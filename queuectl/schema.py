@@ -1176,7 +1176,10 @@ def ensure(
             db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
         version = read_version(db)
         if version is None:
-            foreign = [t for t in db.get_tables() if t not in _our_tables()]
+            # No version: not a queuectl database unless it is empty (the schema and its version
+            # are written in one transaction). A table named as one of ours is someone else's
+            # too: `config` or `job` of another program's, kept and built around, was changed.
+            foreign = [t for t in db.get_tables() if not t.startswith("sqlite_")]
             if foreign:
                 raise QueueError(
                     f"{db.database} is not a queuectl database (it has tables: "
@@ -1204,14 +1207,6 @@ def ensure(
         for step in range(version + 1, SCHEMA_VERSION + 1):
             migrate.migrate(*MIGRATIONS[step](migrator))
         _set_version(models, SCHEMA_VERSION)
-
-
-def _our_tables() -> set[str]:
-    from .models import ALL_MODELS
-
-    from .minutes import TABLES
-
-    return {model._meta.table_name for model in ALL_MODELS} | {COUNTER_TABLE, *TABLES}
 
 
 def _set_version(models: Models, version: int) -> None:

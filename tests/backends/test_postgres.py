@@ -35,6 +35,23 @@ def test_unreachable_server_is_one_clear_error():
         Queue("postgresql://queuectl:secret@127.0.0.1:1/nothing")
 
 
+def test_a_foreign_schema_is_refused_and_left_alone(pg_target):
+    """Another program's tables, one named as one of ours (`config`): it was kept, the queue's
+    tables were made around it, and `enqueue` went on to write there."""
+    from playhouse.db_url import connect
+
+    other = connect(pg_target, prefer_psycopg3=True)
+    other.execute_sql("CREATE TABLE config (k TEXT, v TEXT)")
+    other.execute_sql("INSERT INTO config VALUES ('mine', 'precious')")
+    try:
+        with pytest.raises(QueueError, match="not a queuectl database"):
+            Queue(pg_target)
+        assert other.get_tables() == ["config"]
+        assert other.execute_sql("SELECT * FROM config").fetchall() == [("mine", "precious")]
+    finally:
+        other.close()
+
+
 def test_concurrent_claims_never_share_a_job(pg_target):
     queue = Queue(pg_target)
     queue.enqueue_many([JobSpec(command=f"echo {i}") for i in range(200)])

@@ -121,20 +121,23 @@ def test_a_directory(tmp_path):
         Queue(str(tmp_path))
 
 
-def test_a_foreign_sqlite_database_is_refused_and_left_alone(tmp_path):
+@pytest.mark.parametrize("table", ["customers", "config", "job"])
+def test_a_foreign_sqlite_database_is_refused_and_left_alone(tmp_path, table):
+    """Another program's database, whatever its tables are called: one named as one of ours
+    (`config`, `job`) was kept, the schema built around it, and the file changed."""
     path = tmp_path / "app.db"
     connection = sqlite3.connect(path)
-    connection.execute("CREATE TABLE customers (name TEXT)")
-    connection.execute("INSERT INTO customers VALUES ('ada')")
+    connection.execute(f"CREATE TABLE {table} (name TEXT)")
+    connection.execute(f"INSERT INTO {table} VALUES ('ada')")
     connection.commit()
     connection.close()
     with pytest.raises(QueueError, match="not a queuectl database") as info:
         Queue(str(path))
-    assert "customers" in str(info.value)
+    assert table in str(info.value)
     connection = sqlite3.connect(path)
     try:
-        assert connection.execute("SELECT name FROM sqlite_master").fetchall() == [("customers",)]
-        assert connection.execute("SELECT * FROM customers").fetchall() == [("ada",)]
+        assert connection.execute("SELECT name FROM sqlite_master").fetchall() == [(table,)]
+        assert connection.execute(f"SELECT * FROM {table}").fetchall() == [("ada",)]
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("delete",)
     finally:
         connection.close()
