@@ -136,8 +136,18 @@ def _open_sqlite(path: str, one_connection: bool = False) -> peewee.SqliteDataba
         database.execute_sql("SELECT count(*) FROM sqlite_master")
     except (peewee.DatabaseError, sqlite3.DatabaseError) as exc:
         database.close()
+        if _no_room(folder):  # SQLite says "disk I/O error": the file is fine
+            raise QueueError(f"cannot open {path}: the disk is full ({exc})") from None
         raise QueueError(f"{path} is not a usable SQLite database ({exc})") from None
     return database
+
+
+def _no_room(folder: str) -> bool:
+    """Whether the file system of ``folder`` has no block left for this user."""
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
 
 
 class _Cursor(sqlite3.Cursor):

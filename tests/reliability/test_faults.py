@@ -450,6 +450,23 @@ def test_a_full_disk_is_a_clear_error_and_nothing_half_written(tiny_disk):
     assert integrity_ok(path)
 
 
+def test_opening_a_queue_on_a_full_disk_says_the_disk_is_full(tiny_disk):
+    """Opening the file needs room for its WAL index: on a full disk SQLite says "disk I/O
+    error", and every command called the queue "not a usable SQLite database". The file is fine
+    (a user could have deleted it for that): say what is wrong, and carry on once there is room."""
+    path = str(tiny_disk / "queue.db")
+    queue = Queue(path)
+    queue.enqueue(JobSpec(command="true", id="kept"))
+    queue.close()
+    filler = fill(tiny_disk)
+    result = CliRunner().invoke(cli, ["--db", path, "list"])
+    assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "disk is full" in result.stderr and "not a usable" not in result.stderr, result.stderr
+    filler.unlink()
+    result = CliRunner().invoke(cli, ["--db", path, "list"])
+    assert result.exit_code == 0 and "kept" in result.stdout, result.output
+
+
 def _failures_seen(pool: WorkerPool) -> list[BaseException]:
     """The database failures ``pool`` takes for an outage (and retries through), as they come."""
     seen: list[BaseException] = []
