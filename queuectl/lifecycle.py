@@ -342,7 +342,8 @@ class Lifecycle(Reading):
     def _revive(
         self, where: peewee.Expression, states: tuple[State, ...] = (State.DEAD,)
     ) -> int:
-        """Back to pending, as new: the jobs of ``states`` that ``where`` selects; how many.
+        """Back to pending, as new (no error, exit code or output of the last run): the jobs of
+        ``states`` that ``where`` selects; how many.
         Their open dependencies are counted again from the jobs they still name: a dependency
         purged since is gone, and does not hold a retried job forever; one that is cancelled
         would, and refuses the whole call (see Workflows) unless it is revived with them."""
@@ -356,6 +357,8 @@ class Lifecycle(Reading):
             attempts=0,
             error=None,
             exit_code=None,
+            output=None,  # the last run's (its history keeps its end): not the new run's
+            output_bytes=None,
             worker=None,
             started_at=None,
             finished_at=None,

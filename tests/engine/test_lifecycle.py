@@ -232,12 +232,16 @@ def make_dead(q: Queue, wid: str, command: str = "false", **kwargs) -> Job:
 
 def test_dlq_retry_resets_and_runs_now(q, wid, clock):
     dead = make_dead(q, wid)
+    assert q.get(dead.id).output == "boom\n"
     clock.advance(100)
     [revived] = q.retry_dead([dead.id[:5]])
     assert revived.id == dead.id
+    # Nothing of the last run is left to read as the pending job's (`show`, `logs` showed
+    # its output); its history keeps it.
     assert (revived.state, revived.attempts, revived.error, revived.exit_code) == (
         "pending", 0, None, None,
     )
+    assert (q.get(dead.id).output, q.get(dead.id).output_bytes) == (None, None)
     assert revived.run_at == clock.now
     assert revived.worker is None
     claimed = q.claim(wid)
