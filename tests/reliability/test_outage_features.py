@@ -358,7 +358,7 @@ def test_a_run_rescued_while_its_worker_was_cut_off_is_stopped_once_it_is_back(p
     pg_away.down()
     pg_away.noticed()
     queue.cancel([job.id])
-    rescuer = Queue(pg_away.target, lease=1)  # another host's view: silent past its lease
+    rescuer = Queue(pg_away.target, lease=1, host="another-host")  # silent past its lease there
     wait_until(lambda: rescuer.rescue_lost(), 30, "the rescue")
     stored = queue.get(job.id)
     assert (stored.state, stored.error) == ("cancelled", "worker lost")
