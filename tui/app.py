@@ -322,8 +322,13 @@ class QueueApp(KeysInOrder):
         self.pool.want(self.threads, self.paused)
 
     def action_threads(self, change: int) -> None:
-        if not self._quitting:
-            self.threads = max(0, min(self.threads + change, MAX_THREADS))
+        if self._quitting:
+            return
+        threads = max(0, min(self.threads + change, MAX_THREADS))
+        if threads == self.threads:  # at a bound: say so, the key was not lost
+            at = f"at most {MAX_THREADS} threads" if threads else "no thread left: watching only"
+            self.notify(at, severity="warning", timeout=3)
+        self.threads = threads
 
     def action_pause(self) -> None:
         self.paused = not self.paused

@@ -547,8 +547,11 @@ def test_plus_and_minus_change_the_worker_threads(live_queue):
         await until(pilot, lambda: app.pool.pool.waiting == 3, what="three idle threads")
         await pilot.press("minus")
         assert app.threads == 2 and app.pool.threads == 2
-        await pilot.press("minus", "minus", "minus")
+        await pilot.press("minus", "minus")
         assert app.threads == 0 and app.pool.threads == 0
+        assert not any("no thread left" in n.message for n in app._notifications)
+        await pilot.press("minus")  # one too many: said, not silently dropped
+        assert any("no thread left" in n.message for n in app._notifications)
         assert "0 threads" in str(app.stats.query_one("#workers", Static).render())
         job = live_queue.enqueue("echo hi")
         await until(pilot, lambda: any(w.threads == 0 for w in live_queue.live_workers()))
