@@ -142,7 +142,7 @@ def load_snapshot(
                                                   selected[name])  # fmt: skip
                 panes[name] = [job_row(job) for job in jobs]
             config = queue.config()
-            live_workers = len(queue.live_workers())
+            live_workers = sum(worker.threads for worker in queue.live_workers())  # as `status`
             finished = queue.finished_per_second(WINDOW_S)
         return QueueSnapshot(
             now=now,

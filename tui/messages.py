@@ -58,7 +58,7 @@ class QueueSnapshot(Message):
     counts: dict[str, int]
     panes: dict[str, list[JobRow]]
     config: dict[str, int | float]
-    live_workers: int = 0
+    live_workers: int = 0  # the worker threads of the live worker processes (as `status`)
     finished: list[int] = field(default_factory=list)  # jobs finished a second, last minute
     filter: str = ""  # the panes hold only the jobs whose id, command or queue contains this
     limits: dict[str, int] = field(default_factory=dict)  # the rows asked for, per pane

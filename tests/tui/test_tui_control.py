@@ -514,3 +514,20 @@ def test_the_loader_reads_every_pane_at_one_moment_on_both_backends(target, monk
     finally:
         queue.close()
         other.close()
+
+
+def test_the_processing_pane_counts_worker_threads_as_status_does(tmp_path):
+    """The pane's border said "1 worker live" where `status` said "workers 3 (1 worker
+    process)": both count the threads now."""
+    from queuectl import Queue
+    from queuectl.tui.data import load_snapshot, pane_summaries
+
+    queue = Queue(str(tmp_path / "queue.db"))
+    try:
+        queue.register_worker(3)
+        snapshot = load_snapshot(queue)
+        assert pane_summaries(snapshot.counts, snapshot.live_workers)["processing"] == (
+            0, "3 workers live",
+        )
+    finally:
+        queue.close()
