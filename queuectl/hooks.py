@@ -8,7 +8,8 @@ thread takes at most :data:`HOOK_THREADS` at a time, atomically, under its worke
 (:meth:`Hooks.take_deliveries`), runs each through ``/bin/sh -c`` on a small thread pool of its
 own (:class:`HookRunner`), and deletes the row once the hook has run. A delivery taken by a
 worker process that is gone (the registry's notion: removed by a rescue) is taken again by
-another; so a hook runs once per change, or again only if the process running it died first.
+another, and one whose take's answer was lost is taken again by its own worker; so a hook runs
+once per change, or again only if the process running it died first.
 
 Hooks slower than jobs: the deliveries wait in the database, not in memory, and each process
 runs at most :data:`HOOK_THREADS` at once; the worker threads never wait for a hook (they do not
@@ -24,6 +25,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from .models import HookDelivery
@@ -61,17 +63,27 @@ def hook_environment(delivery: HookDelivery) -> dict[str, str]:
 
 
 class Hooks(Reading):
-    def take_deliveries(self, worker_id: str, limit: int) -> list[HookDelivery]:
-        """Up to ``limit`` deliveries for ``worker_id`` to run, oldest first: free ones, and
-        those of worker processes that are gone. Atomic: one UPDATE ... RETURNING, so two
-        processes never take the same one."""
+    def take_deliveries(
+        self, worker_id: str, limit: int, held: Collection[int] = ()
+    ) -> list[HookDelivery]:
+        """Up to ``limit`` deliveries for ``worker_id`` to run, oldest first: free ones, those
+        of worker processes that are gone, and its own but ``held`` (the ones it runs or ran):
+        a take whose answer the connection lost (PostgreSQL cut off at the commit) left them
+        under this live worker, run by nobody until it stopped. Atomic: one UPDATE ...
+        RETURNING, so two processes never take the same one."""
         HookDelivery = self.models.HookDelivery
         param = self.db.param
-        free = '("taken_by" IS NULL OR "taken_by" NOT IN (SELECT "id" FROM "worker"))'
+        held = sorted(held)
+        mine = f'"taken_by" = {param}'
+        if held:
+            mine += f' AND "id" NOT IN ({", ".join([param] * len(held))})'
+        gone = '"taken_by" NOT IN (SELECT "id" FROM "worker")'
+        free = f'("taken_by" IS NULL OR ({mine}) OR {gone})'
         if (
             limit <= 0
-            or not self.db.execute_sql(f'SELECT 1 FROM "hook_delivery" WHERE {free} LIMIT 1')
-            .fetchone()
+            or not self.db.execute_sql(
+                f'SELECT 1 FROM "hook_delivery" WHERE {free} LIMIT 1', (worker_id, *held)
+            ).fetchone()
         ):
             return []  # the usual case: read only, no write lock taken
         skip_locked = "" if self.is_sqlite else " FOR UPDATE SKIP LOCKED"
@@ -81,7 +93,7 @@ class Hooks(Reading):
                 f'UPDATE "hook_delivery" SET "taken_by" = {param} WHERE "id" IN '
                 f'(SELECT "id" FROM "hook_delivery" WHERE {free} ORDER BY "id" '
                 f"LIMIT {param}{skip_locked}) RETURNING {columns}",
-                (worker_id, limit),
+                (worker_id, worker_id, *held, limit),
             ).fetchall()
         names = [f.name for f in HookDelivery._meta.sorted_fields]
         taken = []
@@ -158,7 +170,9 @@ class HookRunner:
                 raise
         if free <= 0 or now < self._next_look:
             return 0
-        taken = self.queue.take_deliveries(self.worker_id, free)
+        with self._lock:
+            held = {*self._running, *self._done}
+        taken = self.queue.take_deliveries(self.worker_id, free, held)
         self._next_look = now if taken else now + HOOK_POLL_S
         for delivery in taken:
             self._start(delivery)

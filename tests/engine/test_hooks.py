@@ -105,6 +105,24 @@ def test_a_burst_worker_delivers_before_it_exits(target, tmp_path):
         q.close()
 
 
+def test_a_delivery_whose_take_was_lost_is_run_by_its_own_worker(any_queue, tmp_path):
+    """A take commits, and its answer is lost (the connection cut at that moment): the rows
+    stood under a live worker that did not run them, and nobody did until it stopped. The
+    worker takes back its own deliveries that it is not running."""
+    q = any_queue
+    ran = tmp_path / "ran"
+    q.config_set("on-completed", f"echo $QUEUECTL_JOB_ID >> {ran}")
+    worker = q.register_worker(1)
+    job = q.enqueue("true")
+    finish_one(q, worker)
+    [lost] = q.take_deliveries(worker, 4)  # taken, as far as the database knows
+    runner = HookRunner(q, worker)
+    assert runner.poll() == 1
+    runner.close(timeout=20)
+    assert ran.read_text() == f"{job.id}\n" and q.deliveries() == []
+    assert lost.taken_by == worker
+
+
 def test_a_failed_hook_is_one_log_line_and_not_retried(any_queue, caplog):
     q = any_queue
     q.config_set("on-completed", "echo oops; exit 9")
