@@ -62,19 +62,20 @@ class TailBuffer:
         if len(self._data) > 2 * self.limit:
             del self._data[: len(self._data) - self.limit]
 
-    def text(self, limit: int | None = None) -> str:
+    def text(self, limit: int | None = None, hold: int = 0) -> str:
         """The longest tail that is at most ``limit`` (default and most: the buffer's) UTF-8
         bytes as text (escapes included), starting at a character, after a line saying how many
-        bytes were dropped before it."""
-        if not self.total:
+        bytes were dropped before it; without the last ``hold`` bytes written."""
+        if self.total <= hold:
             return ""  # most jobs print nothing
         limit = self.limit if limit is None else min(limit, self.limit)
         # Only the tail that can be kept is copied (the buffer holds up to twice the limit),
         # with the few bytes before it that tell whether a character was cut there.
-        head = max(len(self._data) - limit - 4, 0)
+        end = len(self._data) - hold
+        head = max(end - limit - 4, 0)
         with memoryview(self._data) as whole:  # released at once: the buffer must grow again
-            data = bytes(whole[head:])
-        lost = self.total - len(data)  # bytes trimmed off before ``data``
+            data = bytes(whole[head:end])
+        lost = self.total - hold - len(data)  # bytes trimmed off before ``data``
 
         def start(at: int) -> int:
             """``at``, or past the rest of a character cut there."""
@@ -100,6 +101,34 @@ class TailBuffer:
         if dropped:
             text = f"[queuectl: output truncated, {dropped} earlier bytes dropped]\n" + text
         return text
+
+
+    def unfinished(self) -> int:
+        """How many of the last bytes written begin a UTF-8 character that the next ones may
+        finish (0 to 3): held back from the output stored while a job runs, so that its text
+        only grows (shown as escapes, then rewritten as the character, they reached `logs -f`
+        as escapes, its reader's place lost)."""
+        data = self._data
+        for back in range(1, min(len(data), 3) + 1):
+            byte = data[-back]
+            if 0x80 <= byte <= 0xBF:
+                continue  # a continuation byte: its lead is further back
+            length = 2 if 0xC2 <= byte <= 0xDF else 3 if 0xE0 <= byte <= 0xEF else (
+                4 if 0xF0 <= byte <= 0xF4 else 1
+            )
+            if back < length and _valid_start(bytes(data[-back:])):
+                return back
+            return 0
+        return 0
+
+
+def _valid_start(data: bytes) -> bool:
+    """Whether ``data`` begins a UTF-8 character (that more bytes would finish)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.reason == "unexpected end of data"
+    return True
 
 
 def _readable(data: bytes | memoryview) -> str:
@@ -270,7 +299,8 @@ class Execution:
                     next_output = now + OUTPUT_EVERY_S
                     if output.total != handed_on and exited_at is None:
                         handed_on = output.total
-                        on_output(output.text(), handed_on)
+                        unfinished = output.unfinished()
+                        on_output(output.text(hold=unfinished), handed_on - unfinished)
                 if deadline is not None and now >= deadline and exited_at is None:
                     if term_sent_at is None:
                         term_sent_at = now

@@ -569,3 +569,29 @@ def test_a_run_whose_output_ends_just_before_its_exit_gets_its_exit_code():
     for _ in range(20):
         result = executor.run("exec >&- 2>&-; exit 3", timeout=30)
         assert (result.exit_code, result.error, result.output) == (3, "exit code 3", "")
+
+
+def test_the_output_stored_while_a_job_runs_never_cuts_a_character(tmp_path, monkeypatch):
+    """A character printed in two writes, a read between them: its first bytes were stored as
+    escapes, then rewritten as the character, and `logs -f` (which can only add to what it
+    printed) printed the escapes to a pipe, not the bytes. The unfinished character is now held
+    back from the output stored while the job runs; what is stored only grows."""
+    from queuectl import executor
+    from queuectl.text import output_size
+
+    monkeypatch.setattr(executor, "OUTPUT_EVERY_S", 0.05)
+    gate = tmp_path / "gate"
+    reads: list[tuple[str, int]] = []
+    command = (f"printf 'p\\342\\202'; while [ ! -e {gate} ]; do sleep 0.01; done; "
+               "printf '\\254 x\\n'")  # fmt: skip
+
+    def stored(text: str, printed: int) -> None:
+        reads.append((text, printed))
+        gate.touch()  # the first read has seen the character's first bytes
+
+    result = Execution(command, timeout=30, on_output=stored).run()
+    assert result.ok and result.output == "p€ x\n"
+    assert reads and reads[0] == ("p", 1)
+    for text, printed in reads:
+        assert "\\x" not in text and output_size(text) == printed
+        assert ("p€ x\n").startswith(text)
