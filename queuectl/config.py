@@ -6,7 +6,7 @@ import math
 from typing import Callable, NamedTuple
 
 from .errors import InvalidInput
-from .spec import parse_duration
+from .spec import number, parse_duration, whole_number
 from .states import State
 
 
@@ -18,7 +18,7 @@ INT_MAX = 2**31 - 1
 def _int_at_least(minimum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
-            value = int(str(text).strip())
+            value = whole_number(str(text))  # ASCII digits: int() took any ("٣")
         except ValueError:  # also a number of more than 4300 digits
             raise InvalidInput(f"expected a whole number >= {minimum}, got {text!r}") from None
         if value < minimum:
@@ -33,7 +33,7 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 def _number_at_least(minimum: float) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
-            value = float(str(text).strip())
+            value = number(str(text))
         except ValueError:
             raise InvalidInput(f"expected a number >= {minimum:g}, got {text!r}") from None
         if not math.isfinite(value) or value < minimum:

@@ -90,6 +90,9 @@ class Job(BaseModel):
         data = {name: self.__data__.get(name) for name in self.PUBLIC_FIELDS}
         for name in self.TIME_FIELDS:
             data[name] = iso(data[name])
+        timeout = data["timeout"]  # stored as a float: 5 seconds as 5, 2.5 as 2.5
+        if isinstance(timeout, float) and timeout.is_integer():
+            data["timeout"] = int(timeout)
         data["after"] = list(self.after_ids)
         data["schedule"] = data.pop("schedule")  # SPEC 3's order: ..., queue, after, schedule
         return data

@@ -113,8 +113,19 @@ class ScheduleInfo:
             "paused": self.paused,
             "no_overlap": self.no_overlap,
             **{key: self.job.get(key) for key in JOB_KEYS},
-            "queue": self.job.get("queue") or DEFAULT_QUEUE,  # where its jobs go (SPEC 7)
+            # What its jobs get: priority 0 when none was given, a timeout of whole seconds as
+            # a whole number (stored as a float: 5.0), and the default queue (SPEC 7).
+            "priority": self.job.get("priority") or 0,
+            "timeout": _seconds(self.job.get("timeout")),
+            "queue": self.job.get("queue") or DEFAULT_QUEUE,
         }
+
+
+def _seconds(value: float | None) -> int | float | None:
+    """A number of seconds for JSON: ``5`` for 5.0, ``2.5`` as it is."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 class Schedules(Lifecycle):

@@ -156,6 +156,52 @@ def validate_seconds(key: str, value: Any, *, positive: bool) -> float:
     return float(value)
 
 
+# Numbers as users type them: ASCII digits, an optional sign (and for a number of seconds a
+# decimal point and an exponent; `nan` and `inf` pass, for the bounds to refuse by name). int()
+# and float() alone also took any Unicode digit ("٣" was 3), underscores ("1_0") and, for
+# float(), "infinity".
+_WHOLE_TEXT = r"\s*[+-]?[0-9]+\s*"
+_NUMBER_TEXT = r"\s*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|nan)\s*"
+
+
+def whole_number(text: str) -> int:
+    """``text`` as an int, if it is a whole number in ASCII digits; else ValueError (as int()
+    gives, also for a number of more than 4300 digits)."""
+    import re
+
+    if not isinstance(text, str) or re.fullmatch(_WHOLE_TEXT, text) is None:
+        raise ValueError(text)
+    return int(text)
+
+
+def number(text: str) -> float:
+    """``text`` as a float, if it is a number in ASCII digits (or `nan`, `inf`); else
+    ValueError."""
+    import re
+
+    if not isinstance(text, str) or re.fullmatch(_NUMBER_TEXT, text, re.IGNORECASE) is None:
+        raise ValueError(text)
+    return float(text)
+
+
+def parse_int(key: str, text: str, minimum: int | None = None) -> int:
+    """A whole number typed by a user (an option's value), bounded as :func:`validate_int`."""
+    try:
+        value = whole_number(text)
+    except ValueError:
+        raise InvalidInput(f"{text!r:.40} is not a whole number") from None
+    return validate_int(key, value, minimum)
+
+
+def parse_seconds(key: str, text: str, *, positive: bool) -> float:
+    """A number of seconds typed by a user, bounded as :func:`validate_seconds`."""
+    try:
+        value = number(text)
+    except ValueError:
+        raise InvalidInput(f"{text!r:.40} is not a number of seconds") from None
+    return validate_seconds(key, value, positive=positive)
+
+
 def parse_time(key: str, value: Any) -> float:
     """An ISO 8601 time (naive means UTC) as epoch seconds."""
     text = _text(key, value)

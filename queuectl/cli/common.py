@@ -141,6 +141,40 @@ def engine_value(convert: Callable[[Any], Any]) -> Callback:
     return callback
 
 
+class WholeNumber(click.IntRange):
+    """click.IntRange for a number typed in ASCII digits: int() alone took any Unicode digit
+    ("٣" was 3) and underscores."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str):
+            from ..spec import whole_number
+
+            try:
+                value = whole_number(value)
+            except ValueError:
+                self.fail(f"{value!r:.40} is not a whole number", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class FiniteNumber(click.FloatRange):
+    """click.FloatRange for a number typed in ASCII digits, refusing NaN and infinity as every
+    other number a user gives is refused (``--timeout nan`` was taken as no bound at all)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import math
+
+        if isinstance(value, str):
+            from ..spec import number
+
+            try:
+                value = number(value)
+            except ValueError:
+                self.fail(f"{value!r:.40} is not a number", param, ctx)
+        if isinstance(value, float) and not math.isfinite(value):
+            self.fail(f"must be a finite number, got {value}", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def queue_name_option(help: str, *names: str) -> Callable[[F], F]:
     """``--queue NAME``: one named queue (SPEC 7), its name validated (exit 2)."""
     from ..spec import validate_name
@@ -216,7 +250,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
 
 __all__ = [
     "DB_ENV_VAR",
+    "FiniteNumber",
     "Settings",
+    "WholeNumber",
     "clean",
     "engine_value",
     "json_option",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..states import State
-from .common import Settings, json_option, pass_settings, print_json
+from .common import Settings, WholeNumber, json_option, pass_settings, print_json
 from .jobs import complete_ids, print_jobs
 
 
@@ -15,7 +15,7 @@ def dlq() -> None:
 
 
 @dlq.command("list")
-@click.option("--limit", "-n", type=click.IntRange(min=0), help="Show at most N jobs.")
+@click.option("--limit", "-n", type=WholeNumber(min=0), help="Show at most N jobs.")
 @json_option
 @pass_settings
 def list_dead(settings: Settings, limit: int | None, as_json: bool) -> None:

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import click
 
 from ..errors import InvalidInput, QueueError
-from ..spec import JobOptions, JobSpec, parse_job, parse_time, validate_id, validate_int
-from ..spec import validate_seconds
+from ..spec import JobOptions, JobSpec, parse_int, parse_job, parse_seconds, parse_time
+from ..spec import validate_id
 from ..states import ACTIVE, CLAIMABLE, STATES
 
 DEFAULT_QUEUE = "default"  # models.DEFAULT_QUEUE, without importing the engine
 from .common import (
     Settings,
+    WholeNumber,
     clean,
     queue_name_option,
     engine_value,
@@ -32,25 +33,11 @@ if TYPE_CHECKING:
 
 
 def _whole(key: str, minimum: int | None = None):
-    def convert(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise InvalidInput(f"{text!r} is not a whole number") from None
-        return validate_int(key, value, minimum)
-
-    return engine_value(convert)
+    return engine_value(lambda text: parse_int(key, text, minimum))
 
 
 def _seconds(key: str, *, positive: bool):
-    def convert(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise InvalidInput(f"{text!r} is not a number of seconds") from None
-        return validate_seconds(key, value, positive=positive)
-
-    return engine_value(convert)
+    return engine_value(lambda text: parse_seconds(key, text, positive=positive))
 
 
 def complete_ids(state: str | None = None):
@@ -314,7 +301,7 @@ def print_jobs(jobs: list[Job], *, with_state: bool = True, with_error: bool = F
     help=f"Only jobs in this state: {', '.join(STATES)} (any case).",
 )
 @queue_name_option("Only jobs of this queue.")
-@click.option("--limit", "-n", type=click.IntRange(min=0), help="Show at most N jobs.")
+@click.option("--limit", "-n", type=WholeNumber(min=0), help="Show at most N jobs.")
 @json_option
 @pass_settings
 def list_jobs(
@@ -403,21 +390,23 @@ def _fields(settings: Settings, job: Job) -> list[tuple[str, str]]:
 
 
 def _after(job: Job, states: dict[str, str]) -> str:
-    """The jobs it runs after, each with its state (``states`` of those not completed):
-    `blocked` by a dead one."""
+    """The jobs it runs after, each with its state (``states`` of those not completed), a dead
+    one saying that it blocks this job: ``a1 (completed), b2 (dead: this job is blocked until it
+    is retried)``."""
     if not job.after_ids:
         return "-"
+    blocked = job.state in CLAIMABLE
     parts = []
     for job_id in job.after_ids:
         shown = clean(job_id, one_line=True)
         if job_id in job.blocked_by:
-            parts.append(f"{shown} (dead: blocked)")
+            why = "dead: this job is blocked until it is retried" if blocked else "dead"
+            parts.append(f"{shown} ({why})")
         elif job_id in job.waiting_for:
             parts.append(f"{shown} ({states.get(job_id, 'waiting')})")
         else:
             parts.append(f"{shown} (completed)")
-    blocked = "blocked: " if job.blocked_by and job.state in CLAIMABLE else ""
-    return blocked + ", ".join(parts)
+    return ", ".join(parts)
 
 
 def _states_of(settings: Settings, ids: tuple[str, ...]) -> dict[str, str]:

@@ -10,7 +10,7 @@ import click
 
 from ..states import ACTIVE, CLAIMABLE
 from ..text import OutputCursor, visible
-from .common import Settings, pass_settings
+from .common import Settings, WholeNumber, pass_settings
 from .jobs import complete_ids
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ FOLLOW_WAIT_S = 1.0  # the longest wait between two reads while following
 @click.argument("job_id", metavar="ID", shell_complete=complete_ids())
 @click.option("--follow", "-f", is_flag=True,
               help="Keep printing new output until the job leaves processing.")
-@click.option("--tail", "-n", "lines", type=click.IntRange(min=0), metavar="N",
+@click.option("--tail", "-n", "lines", type=WholeNumber(min=0), metavar="N",
               help="Start with the last N lines only.")
 @click.option("--raw", is_flag=True,
               help="Print the output as stored, even to a terminal (control characters too).")

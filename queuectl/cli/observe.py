@@ -70,6 +70,12 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else duration(value)
 
 
+def _per_minute(rate: float) -> str:
+    """A rate as a plain decimal: ``.3g`` wrote 1.39e-05 for a job in a long window, and
+    1.23e+03 for a busy queue."""
+    return f"{rate:.0f}" if rate >= 100 else f"{rate:.2f}"
+
+
 @click.command()
 @click.option(
     "--since", "since", metavar="D", default="1h", show_default=True,
@@ -102,7 +108,7 @@ def stats(settings: Settings, since: float, queue_name: str | None, as_json: boo
         [
             clean(name, one_line=True),
             *(str(figures.runs[outcome]) for outcome in OUTCOMES),
-            f"{figures.finished_per_minute:.3g}",
+            _per_minute(figures.finished_per_minute),
             _seconds(figures.run_p50),
             _seconds(figures.run_p95),
             _seconds(figures.run_max),
@@ -125,8 +131,10 @@ def parse_listen(text: str) -> tuple[str, int]:
     """``[HOST:]PORT`` (``[::1]:9464`` for an IPv6 address); HOST defaults to 127.0.0.1."""
     host, _, port = text.strip().rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
+    from ..spec import whole_number
+
     try:
-        number = int(port)
+        number = whole_number(port)
     except ValueError:
         raise InvalidInput(f"expected [HOST:]PORT, got {text!r:.60}") from None
     if not 1 <= number <= 65535:

@@ -22,8 +22,10 @@ def _name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 def _limit(text: str) -> int | None:
     if text.strip().lower() == "none":
         return None
+    from ..spec import whole_number
+
     try:
-        value = int(text)
+        value = whole_number(text)
     except ValueError:
         raise InvalidInput(f"{text!r} is not a whole number >= 0 or 'none'") from None
     if value < 0 or value > 2**31 - 1:

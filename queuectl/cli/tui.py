@@ -8,7 +8,7 @@ import sys
 import click
 
 from ..limits import MAX_THREADS
-from .common import Settings, pass_settings, queues_option
+from .common import Settings, WholeNumber, pass_settings, queues_option
 
 
 def open_tui(
@@ -39,7 +39,7 @@ def has_terminal() -> bool:
 
 @click.command()
 @click.option(
-    "--workers", "-w", type=click.IntRange(0, MAX_THREADS), default=2, show_default=True,
+    "--workers", "-w", type=WholeNumber(0, MAX_THREADS), default=2, show_default=True,
     help="Worker threads the app runs (0: watch only).",
 )
 @queues_option("Claim only jobs of this queue (repeatable; default: every queue).")

@@ -16,7 +16,8 @@ import click
 from ..limits import MAX_THREADS, STOP_TIMEOUT_S
 from ..states import State
 from ..text import escaped_line, relative_time, rounded_duration, utc_time
-from .common import Settings, pass_settings, queues_option, wait_until
+from .common import FiniteNumber, Settings, WholeNumber, pass_settings, queues_option
+from .common import wait_until
 
 if TYPE_CHECKING:
     from ..models import Job
@@ -145,7 +146,7 @@ class Stopper:
 
 @worker.command()
 @click.option(
-    "--count", "-c", type=click.IntRange(1, MAX_THREADS), default=1, show_default=True,
+    "--count", "-c", type=WholeNumber(1, MAX_THREADS), default=1, show_default=True,
     help="Worker threads (jobs run at once).",
 )
 @click.option(
@@ -153,7 +154,7 @@ class Stopper:
     help="Exit 0 once the queue is drained (no job pending, failed or processing).",
 )
 @click.option(
-    "--stop-timeout", type=click.FloatRange(min=0), default=STOP_TIMEOUT_S, show_default=True,
+    "--stop-timeout", type=FiniteNumber(min=0), default=STOP_TIMEOUT_S, show_default=True,
     metavar="SECONDS",
     help="After a stop, how long a finished job's result may wait for an unreachable database "
     "before the worker exits without it (the job is then rescued as 'worker lost').",
@@ -165,9 +166,9 @@ def start(
 ) -> None:
     """Run COUNT worker threads in the foreground, logging job events to stderr.
 
-    Ctrl-C (or SIGTERM) once: claim nothing more, let running jobs finish, exit 0. Twice: kill
-    the running jobs; they go back to pending, their attempt not counted (exit 130, or 143 for
-    SIGTERM).
+    Ctrl-C (or SIGTERM, or SIGHUP) once: claim nothing more, let running jobs finish, exit 0.
+    Twice: kill the running jobs; they go back to pending, their attempt not counted (exit 130,
+    143 for SIGTERM, or 129 for SIGHUP).
 
     \b
     Examples:
@@ -175,7 +176,7 @@ def start(
       queuectl worker start --burst     # run what is queued, then exit
       queuectl worker start --queue deploy --queue reports
     """
-    from ..db import sqlite_without_memory_statistics
+    from ..db import redact, sqlite_without_memory_statistics
     from ..worker import WorkerPool
 
     sqlite_without_memory_statistics()  # before the first connection (see there)
@@ -195,7 +196,7 @@ def start(
         if queues:
             mode += f" for queue(s) {', '.join(sorted(set(queues)))}"
         log.line("main", f"worker {pool.worker_id} running {count} thread(s){mode} on "
-                         f"{_shown(queue.target)}")
+                         f"{_shown(redact(str(queue.target)))}")  # (a log kept: no password)
         code = _run(pool, stopper, log)
     finally:
         stopper.restore()
@@ -236,7 +237,7 @@ def _run(pool: WorkerPool, stopper: Stopper, log: EventLog) -> int:
 
 @worker.command()
 @click.option(
-    "--timeout", type=click.FloatRange(min=0), default=60.0, show_default=True,
+    "--timeout", type=FiniteNumber(min=0), default=60.0, show_default=True,
     metavar="SECONDS", help="How long to wait for the workers to finish their running jobs.",
 )
 @pass_settings

@@ -496,3 +496,76 @@ def test_bare_queuectl_at_a_terminal_opens_the_tui(run, monkeypatch):
     monkeypatch.setattr(queuectl.cli, "_interactive", lambda: True)
     assert run.ok() == ""
     assert calls == [(run.db, 2)]
+
+
+# -- numbers as typed, worker options, dependencies in `show` --------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["enqueue", "--priority", "\u0663", "x"],  # ARABIC-INDIC DIGIT THREE: int() took it as 3
+        ["enqueue", "--max-retries", "\u0663", "x"],
+        ["enqueue", "--timeout", "\u0663", "x"],
+        ["enqueue", "--delay", "\u0661.5", "x"],
+        ["enqueue", "--priority", "1_0", "x"],  # int() took it as 10
+        ["schedule", "add", "s", "@daily", "x", "--timeout", "\u0663"],
+        ["schedule", "add", "s", "@daily", "x", "--priority", "\uff13"],  # FULLWIDTH DIGIT THREE
+        ["list", "--limit", "\u0663"],
+        ["worker", "start", "--burst", "--count", "\u0662"],
+        ["worker", "stop", "--timeout", "\u0663"],
+        ["dlq", "list", "--limit", "\u0663"],
+        ["logs", "--tail", "\u0663", "x"],
+        ["config", "set", "max-retries", "\u0663"],
+        ["config", "set", "backoff-base", "\u0661.5"],
+        ["queue", "limit", "q", "\u0663"],
+    ],
+)
+def test_numbers_must_be_typed_in_ascii_digits(run, queue, args):
+    one_error_line(run(*args), 2)
+    assert queue.counts()["pending"] == 0 and run.json("schedule", "list") == []
+    assert queue.config()["max-retries"] == 3 and queue.config()["backoff-base"] == 2
+    assert run.json("queue", "list") == []
+
+
+def test_a_whole_number_of_seconds_is_a_json_integer(run):
+    """`enqueue --timeout 5 --json` said "timeout": 5.0."""
+    assert run.json("enqueue", "--timeout", "5", "x")["timeout"] == 5
+    assert isinstance(run.json("enqueue", "--timeout", "5", "y")["timeout"], int)
+    assert run.json("enqueue", "--timeout", "2.5", "z")["timeout"] == 2.5
+
+
+def test_edit_refuses_a_number_in_other_digits(run, queue):
+    job_id = run.ok("enqueue", "--priority", "1", "x").strip()
+    one_error_line(run("edit", job_id, "--priority", "\u0663"), 2)
+    assert queue.get(job_id).priority == 1
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+@pytest.mark.parametrize("option", [["stop", "--timeout"], ["start", "--burst", "--stop-timeout"]])
+def test_worker_time_options_refuse_nan_and_infinity(run, queue, option, value):
+    """`worker stop --timeout nan` was taken (exit 0), as was `--stop-timeout nan`."""
+    job_id = run.ok("enqueue", "true").strip()
+    assert "must be a finite number" in one_error_line(run("worker", *option, value), 2)
+    assert queue.get(job_id).state == "pending"  # no worker ran
+
+
+def test_worker_start_help_names_every_second_signal_s_exit_code(run):
+    text = " ".join(run.ok("worker", "start", "--help").split())
+    assert "SIGHUP" in text.split("Twice:")[0]
+    assert "exit 130, 143 for SIGTERM, or 129 for SIGHUP" in text
+
+
+def test_show_says_a_dead_dependency_blocks_the_job_once(run, queue):
+    """It read `after: blocked: bad (dead: blocked)`."""
+    run.ok("enqueue", "--id", "bad", "--max-retries", "1", "--priority", "9", "exit 3")
+    run.ok("enqueue", "--id", "fine", "true")
+    job_id = run.ok("enqueue", "--after", "bad", "--after", "fine", "x").strip()
+    kill_job(queue, "bad")
+    [after] = [line for line in run.ok("show", job_id).splitlines() if line.startswith("after:")]
+    assert after == (
+        "after:       bad (dead: this job is blocked until it is retried), fine (pending)"
+    )
+    run.ok("cancel", job_id)  # no longer waiting: the dead job blocks nothing
+    [after] = [line for line in run.ok("show", job_id).splitlines() if line.startswith("after:")]
+    assert after.endswith(" bad (dead), fine (pending)")

@@ -227,3 +227,29 @@ def test_stats_and_history_on_sqlite_load_no_server_driver(tmp_path, args):
                           timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1]) == []
+
+
+def test_stats_over_a_long_window_prints_plain_decimals(run):
+    """One job in 100 days was `DONE/MIN 6.94e-06`."""
+    run.ok("enqueue", "true")
+    burst(run)
+    header, row = run.ok("stats", "--since", "100d").splitlines()[1:3]
+    done_per_minute = row.split()[header.split().index("DONE/MIN")]
+    assert done_per_minute == "0.00"
+    rate = run.ok("stats", "--since", "1m").splitlines()[2].split()[5]
+    assert rate == "1.00"
+
+
+def test_metrics_port_in_other_digits_is_exit_2(qc):
+    """`--serve ٩٤٦٤` served on port 9464 (int() takes any Unicode digit)."""
+    import subprocess
+
+    try:
+        done = qc("metrics", "--serve", "\u0669\u0664\u0666\u0664", timeout=15)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the port was taken: it served /metrics")
+    assert done.returncode == 2, done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("Error:")] == [
+        "Error: Invalid value for '--serve': expected [HOST:]PORT, got '\u0669\u0664\u0666\u0664'"
+    ]
+    assert "Traceback" not in done.stderr

@@ -297,3 +297,21 @@ def test_the_cli_on_postgresql(qc, spawn, pg_target):
     assert [job["id"] for job in json.loads(ok(pg("dlq", "list", "--json")))] == [bad]
     assert ok(pg("dlq", "retry", bad)).strip() == bad
     assert json.loads(ok(pg("status", "--json")))["pending"] == 1
+
+
+@pytest.mark.postgres
+def test_the_worker_s_first_line_hides_the_database_password(pg_target):
+    """It logged `on postgresql://user:PASSWORD@host/db` (a log kept by journald)."""
+    from urllib.parse import urlparse
+
+    from queuectl.cli import cli
+    from click.testing import CliRunner
+
+    url = urlparse(pg_target)
+    assert url.password, "the test server's URL has a password"
+    result = CliRunner().invoke(cli, ["--db", pg_target, "worker", "start", "--burst"])
+    assert result.exit_code == 0, result.output
+    first = result.stderr.splitlines()[0]
+    assert f" running 1 thread(s) (burst) on postgresql://{url.username}:***@{url.hostname}" \
+        in first  # fmt: skip
+    assert f":{url.password}@" not in result.output

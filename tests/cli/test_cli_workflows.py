@@ -145,3 +145,18 @@ def test_a_dead_dependency_blocks_until_dlq_retry(qc, run, queue, tmp_path):
     assert done.returncode == 0, done.stderr
     job = run.json("show", after)
     assert (job["state"], job["after"], job["output"]) == ("completed", ["dep"], "after\n")
+
+
+def test_a_schedule_s_json_shows_the_priority_and_timeout_its_jobs_get(run):
+    """`"priority": null` where its jobs get 0 (as `--help` says), and `"timeout": 5.0`."""
+    added = run.json("schedule", "add", "plain", "@daily", "x")
+    assert (added["priority"], added["timeout"]) == (0, None)
+    whole = run.json("schedule", "add", "whole", "@daily", "x", "--timeout", "5", "--priority", "3")
+    assert (whole["priority"], whole["timeout"]) == (3, 5) and type(whole["timeout"]) is int
+    part = run.json("schedule", "add", "part", "@daily", '{"command": "x", "timeout": 2.5}')
+    assert part["timeout"] == 2.5
+    listed = {info["name"]: info for info in run.json("schedule", "list")}
+    assert [(listed[n]["priority"], listed[n]["timeout"]) for n in ("plain", "whole", "part")] \
+        == [(0, None), (3, 5), (0, 2.5)]  # fmt: skip
+    assert "5.0" not in run.ok("schedule", "list", "--json")
+    assert run.json("schedule", "run", "plain")["priority"] == 0
