@@ -257,6 +257,24 @@ def test_keys_typed_while_the_app_starts_all_land(cli, tmp_path):
         terminal.kill()
 
 
+def test_a_form_shows_the_invalid_field_it_focuses(cli, tmp_path):
+    """40x12, keys typed ahead: a bad queue name, enter. The focus went to the first invalid
+    field (the empty command), but the form stayed scrolled down at the queue: what was typed
+    next went into a field nobody saw."""
+    terminal = Terminal([str(QUEUECTL), "--db", str(cli.db), "tui", "--workers", "0"], tmp_path)
+    try:
+        wait_for(lambda: "palette" in "".join(terminal.screen()), 30, "the app", terminal)
+        terminal.resize(40, 12)
+        terminal.type_ahead("a", "Tab", "Tab", "Tab", "Tab", "bad q", "Enter")
+        wait_for(lambda: on_screen(terminal, "'command' is empty"), 30, "the command's error",
+                 terminal)  # fmt: skip
+        terminal.type_ahead("echo seen", "Enter")
+        wait_for(lambda: on_screen(terminal, "'queue' must be"), 30, "the queue's error", terminal)
+        assert json.loads(cli("list", "--json")) == []
+    finally:
+        terminal.kill()
+
+
 def test_moves_typed_ahead_past_the_rows_loaded_are_all_made(cli, tmp_path):
     """A pane loads the rows near its cursor; `j` typed ahead past them (key repeat, a paste)
     was lost, and `enter` then opened a job far above the one the moves reached. `G` went to

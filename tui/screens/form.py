@@ -153,9 +153,13 @@ class FormScreen(ModalScreen[T], Generic[T]):
         if result is not None:
             self.dismiss(result)
         else:
-            invalid = self.query(".field.-invalid Input")
+            invalid = self.query(".field.-invalid")
             if invalid:
-                self.set_focus(invalid.first())  # at once: the keys typed next go there
+                field = invalid.first()
+                self.set_focus(field.query_one(Input))  # at once: the keys typed next go there
+                # In sight, its error too, once the errors shown have moved the fields (a form
+                # taller than the terminal scrolled to where they were: keys went unseen).
+                self.call_after_refresh(field.scroll_visible, animate=False)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
