@@ -93,8 +93,9 @@ class EscapeThenKey(XTermParser):
     fast left that form open, its command `echo y^aecho x`, and saved it.
 
     This app binds no alt key, so ESC and a key that begins no longer sequence are the escape
-    key, then that key, at once. Sequences a terminal does send for a key with alt (ESC DEL:
-    alt+backspace, ESC b, ESC f, ESC tab) are in Textual's table and read whole, as before; so
+    key, then that key, at once: ESC tab too (Textual reads it as shift+tab, which terminals
+    send as ESC [ Z). Sequences a terminal does send for a key with alt (ESC DEL: alt+backspace,
+    ESC b and ESC f: alt+arrows on macOS) are in Textual's table and read whole, as before; so
     are sequences begun by ESC and ``[``, ``O``, ``]``, ``P``, ``_`` or ``^`` (arrows, mouse,
     paste, the terminal's replies).
 
@@ -118,13 +119,13 @@ _INTRODUCERS = frozenset("[O]P_^")
 
 def _escape_then_key(sequence: str) -> bool:
     """Whether ``sequence`` is ESC and a key that is no key with alt in Textual's table (its
-    macOS option characters, ESC 1 for ¡, are the escape key and the digit here)."""
+    macOS option characters, ESC 1 for ¡, are the escape key and the digit here), or tab."""
     return (
         len(sequence) == 2
         and sequence[0] == "\x1b"
         and sequence[1] not in _INTRODUCERS
         and sequence[1] != "\x1b"
-        and not isinstance(ANSI_SEQUENCES_KEYS.get(sequence), tuple)
+        and (sequence[1] == "\t" or not isinstance(ANSI_SEQUENCES_KEYS.get(sequence), tuple))
     )
 
 
