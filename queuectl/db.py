@@ -101,10 +101,12 @@ def _open_sqlite(path: str, one_connection: bool = False) -> peewee.SqliteDataba
             _make_folders(folder)
         except OSError as exc:
             raise QueueError(f"cannot create {folder}: {exc.strerror}") from None
+    created = False
     if not os.path.exists(path):
         try:
             # O_EXCL: never widen the mode of a file somebody else just created.
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            created = True
         except FileExistsError:
             pass
         except OSError as exc:
@@ -131,23 +133,34 @@ def _open_sqlite(path: str, one_connection: bool = False) -> peewee.SqliteDataba
         check_same_thread=False,
         thread_safe=not one_connection,
     )
+    database.created = created  # type: ignore[attr-defined]
     try:
         database.connect(reuse_if_open=True)
         database.execute_sql("SELECT count(*) FROM sqlite_master")
     except (peewee.DatabaseError, sqlite3.DatabaseError) as exc:
         database.close()
-        if _no_room(folder):  # SQLite says "disk I/O error": the file is fine
-            raise QueueError(f"cannot open {path}: the disk is full ({exc})") from None
+        full_disk(database, exc)
         raise QueueError(f"{path} is not a usable SQLite database ({exc})") from None
     return database
 
 
-def _no_room(folder: str) -> bool:
-    """Whether the file system of ``folder`` has no block left for this user."""
+def full_disk(database: peewee.SqliteDatabase, exc: Exception) -> None:
+    """After ``exc`` opening ``database``: if its disk is full, raise the QueueError that says
+    so (SQLite says "disk I/O error", or "database or disk is full": the file is fine), and
+    remove the empty file made for a new queue."""
+    path = database.database
     try:
-        return os.statvfs(folder).f_bavail == 0
+        if os.statvfs(os.path.dirname(path)).f_bavail:
+            return
     except OSError:
-        return False
+        return
+    if getattr(database, "created", False):
+        try:
+            if os.path.getsize(path) == 0:
+                os.remove(path)
+        except OSError:
+            pass
+    raise QueueError(f"cannot open {path}: the disk is full ({exc})") from None
 
 
 class _Cursor(sqlite3.Cursor):

@@ -1180,6 +1180,7 @@ def ensure(
             # are written in one transaction). A table named as one of ours is someone else's
             # too: `config` or `job` of another program's, kept and built around, was changed.
             foreign = [t for t in db.get_tables() if not t.startswith("sqlite_")]
+            foreign += [view.name for view in db.get_views()]  # (another program's too)
             if foreign:
                 raise QueueError(
                     f"{db.database} is not a queuectl database (it has tables: "

@@ -121,6 +121,21 @@ def test_a_directory(tmp_path):
         Queue(str(tmp_path))
 
 
+def test_a_database_of_views_only_is_refused_and_left_alone(tmp_path):
+    """A file holding only a view had the queue's tables made in it (and one named `job`
+    failed with "views may not be indexed")."""
+    for name in ("report", "job"):
+        path = tmp_path / f"{name}.db"
+        connection = sqlite3.connect(path)
+        connection.execute(f"CREATE VIEW {name} AS SELECT 1 AS one")
+        connection.commit()
+        connection.close()
+        before = path.read_bytes()
+        with pytest.raises(QueueError, match=f"not a queuectl database .*{name}"):
+            Queue(str(path))
+        assert path.read_bytes() == before
+
+
 @pytest.mark.parametrize("table", ["customers", "config", "job"])
 def test_a_foreign_sqlite_database_is_refused_and_left_alone(tmp_path, table):
     """Another program's database, whatever its tables are called: one named as one of ours

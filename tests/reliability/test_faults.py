@@ -462,6 +462,11 @@ def test_opening_a_queue_on_a_full_disk_says_the_disk_is_full(tiny_disk):
     result = CliRunner().invoke(cli, ["--db", path, "list"])
     assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1, result.stderr
     assert "disk is full" in result.stderr and "not a usable" not in result.stderr, result.stderr
+    new = str(tiny_disk / "new.db")  # a new queue: not even its schema fits
+    result = CliRunner().invoke(cli, ["--db", new, "enqueue", "true"])
+    assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "disk is full" in result.stderr and "not a usable" not in result.stderr, result.stderr
+    assert not os.path.exists(new), "an empty file left behind"
     filler.unlink()
     result = CliRunner().invoke(cli, ["--db", path, "list"])
     assert result.exit_code == 0 and "kept" in result.stdout, result.output
