@@ -110,9 +110,12 @@ def test_an_idle_pool_runs_a_job_retried_from_the_dlq_or_a_queue_resumed(idle_po
 
 def test_a_place_freed_in_a_limited_queue_by_another_worker_wakes_the_pool(idle_pool):
     pool, other = idle_pool
+    # The job is to run elsewhere, not here: paused, with both threads waiting, before any
+    # write (a thread that a write woke before the pause went on to claim the job, once in CI).
+    pool.pause()
+    wait_until(lambda: pool.waiting == 2, DEADLINE, "both threads to wait, paused")
     other.set_queue_limit("one", 1)
     elsewhere = other.register_worker(1)
-    pool.pause()  # (so that the job runs elsewhere, not here)
     running = other.enqueue(JobSpec(command="true", queue="one"))
     claimed = other.claim(elsewhere)
     assert claimed.id == running.id
