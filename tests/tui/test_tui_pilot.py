@@ -228,6 +228,9 @@ def test_enqueue_form_shows_errors_and_enqueues_nothing(seeded, fixed_clock):
             "priority": "'priority' must be a whole number, got 'high'",
             "delay": "'delay' must be a number of seconds, got 'soon'",
         }
+        await fill(pilot, "priority", "\u0663")  # ARABIC-INDIC DIGIT THREE: int() took it as 3
+        await pilot.press("enter")
+        assert screen.field("priority").has_class("-invalid")
         assert screen.field("delay").has_class("-invalid")
         await fill(pilot, "command", "true")
         await fill(pilot, "max_retries", "")

@@ -8,18 +8,20 @@ from textual.app import ComposeResult
 from queuectl.config import KEYS
 from queuectl.errors import InvalidInput
 from queuectl.models import DEFAULT_QUEUE
-from queuectl.spec import JobSpec, validate_command, validate_int, validate_name, validate_seconds
+from queuectl.spec import JobSpec, number, validate_command, validate_int, validate_name
+from queuectl.spec import validate_seconds, whole_number
 
 from .form import Field, FormScreen
 
 
 def _number(key: str, text: str, kind: type) -> int | float | None:
-    """The form's text as the number the CLI's option would get; blank means not given."""
+    """The form's text as the number the CLI's option would get (ASCII digits, as there: int()
+    alone took "٣" as 3); blank means not given."""
     text = text.strip()
     if not text:
         return None
     try:
-        return kind(text)
+        return whole_number(text) if kind is int else number(text)
     except ValueError:
         noun = "a whole number" if kind is int else "a number of seconds"
         raise InvalidInput(f"{key!r} must be {noun}, got {text!r}") from None
