@@ -21,7 +21,7 @@ import peewee
 
 from . import config as config_keys
 from . import schema
-from .db import Target, full_disk, open_database, redact, resolve_target, use_wal
+from .db import Target, open_database, raise_if_disk_full, redact, resolve_target, use_wal
 from .errors import InvalidInput, QueueError
 from .models import Job, Models, bind
 from .statements import Statements
@@ -82,7 +82,7 @@ class QueueCore:
         except peewee.DatabaseError as exc:  # e.g. "database disk image is malformed"
             self.db.close()
             if self.is_sqlite:
-                full_disk(self.db, exc)  # a new queue on a full disk
+                raise_if_disk_full(self.db, exc)  # a new queue on a full disk
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise QueueError(f"{redact(str(self.target))} is not a usable database ({first})") from None
 

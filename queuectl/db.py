@@ -139,12 +139,12 @@ def _open_sqlite(path: str, one_connection: bool = False) -> peewee.SqliteDataba
         database.execute_sql("SELECT count(*) FROM sqlite_master")
     except (peewee.DatabaseError, sqlite3.DatabaseError) as exc:
         database.close()
-        full_disk(database, exc)
+        raise_if_disk_full(database, exc)
         raise QueueError(f"{path} is not a usable SQLite database ({exc})") from None
     return database
 
 
-def full_disk(database: peewee.SqliteDatabase, exc: Exception) -> None:
+def raise_if_disk_full(database: peewee.SqliteDatabase, exc: Exception) -> None:
     """After ``exc`` opening ``database``: if its disk is full, raise the QueueError that says
     so (SQLite says "disk I/O error", or "database or disk is full": the file is fine), and
     remove the empty file made for a new queue."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import select
 import signal
@@ -107,28 +108,10 @@ class TailBuffer:
         """How many of the last bytes written begin a UTF-8 character that the next ones may
         finish (0 to 3): held back from the output stored while a job runs, so that its text
         only grows (shown as escapes, then rewritten as the character, they reached `logs -f`
-        as escapes, its reader's place lost)."""
-        data = self._data
-        for back in range(1, min(len(data), 3) + 1):
-            byte = data[-back]
-            if 0x80 <= byte <= 0xBF:
-                continue  # a continuation byte: its lead is further back
-            length = 2 if 0xC2 <= byte <= 0xDF else 3 if 0xE0 <= byte <= 0xEF else (
-                4 if 0xF0 <= byte <= 0xF4 else 1
-            )
-            if back < length and _valid_start(bytes(data[-back:])):
-                return back
-            return 0
-        return 0
-
-
-def _valid_start(data: bytes) -> bool:
-    """Whether ``data`` begins a UTF-8 character (that more bytes would finish)."""
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return exc.reason == "unexpected end of data"
-    return True
+        as escapes, its reader's place lost). The codec's own incremental decoder keeps them."""
+        decoder = codecs.getincrementaldecoder("utf-8")("ignore")
+        decoder.decode(bytes(self._data[-3:]), False)
+        return len(decoder.getstate()[0])
 
 
 def _readable(data: bytes | memoryview) -> str:

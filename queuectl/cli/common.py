@@ -141,38 +141,49 @@ def engine_value(convert: Callable[[Any], Any]) -> Callback:
     return callback
 
 
-class WholeNumber(click.IntRange):
-    """click.IntRange for a number typed in ASCII digits: int() alone took any Unicode digit
-    ("٣" was 3) and underscores."""
+class _TypedNumber:
+    """A click number type taking a number typed in ASCII digits only (``parse``): int() and
+    float() alone took any Unicode digit ("٣" was 3) and underscores."""
+
+    noun = "number"
+
+    def parse(self, text: str) -> int | float:
+        raise NotImplementedError
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str):
-            from ..spec import whole_number
-
             try:
-                value = whole_number(value)
+                value = self.parse(value)
             except ValueError:
-                self.fail(f"{value!r:.40} is not a whole number", param, ctx)
-        return super().convert(value, param, ctx)
+                fail = self.fail  # type: ignore[attr-defined]  (click.ParamType's)
+                fail(f"{value!r:.40} is not a {self.noun}", param, ctx)
+        return super().convert(value, param, ctx)  # type: ignore[misc]
 
 
-class FiniteNumber(click.FloatRange):
-    """click.FloatRange for a number typed in ASCII digits, refusing NaN and infinity as every
-    other number a user gives is refused (``--timeout nan`` was taken as no bound at all)."""
+class WholeNumber(_TypedNumber, click.IntRange):
+    """click.IntRange, in ASCII digits."""
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+    noun = "whole number"
+
+    def parse(self, text: str) -> int:
+        from ..spec import whole_number
+
+        return whole_number(text)
+
+
+class FiniteNumber(_TypedNumber, click.FloatRange):
+    """click.FloatRange, in ASCII digits, refusing NaN and infinity as every other number a
+    user gives is refused (``--timeout nan`` was taken as no bound at all)."""
+
+    def parse(self, text: str) -> float:
         import math
 
-        if isinstance(value, str):
-            from ..spec import number
+        from ..spec import number
 
-            try:
-                value = number(value)
-            except ValueError:
-                self.fail(f"{value!r:.40} is not a number", param, ctx)
-        if isinstance(value, float) and not math.isfinite(value):
-            self.fail(f"must be a finite number, got {value}", param, ctx)
-        return super().convert(value, param, ctx)
+        value = number(text)
+        if not math.isfinite(value):
+            raise click.BadParameter(f"must be a finite number, got {value}")
+        return value
 
 
 def queue_name_option(help: str, *names: str) -> Callable[[F], F]:
