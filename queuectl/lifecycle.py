@@ -164,20 +164,29 @@ class Lifecycle(Reading):
         claim, _ = self._sql.claims(queues)
         return self.db.execute_sql(claim, (worker_id, now, now, now)).fetchone()
 
-    def finish(self, job: Job, result: RunResult, worker_id: str) -> Job | None:
-        """Store a run's result: completed, or a failure decided by the retry rules.
+    def finish(
+        self, job: Job, result: RunResult, worker_id: str, ended_at: float | None = None
+    ) -> Job | None:
+        """Store a run's result: completed, or a failure decided by the retry rules. The run
+        ended at ``ended_at`` (this queue's clock; default: now), its ``finished_at``: a result
+        stored late, after an outage, keeps the run's own time.
 
         Returns the job as stored, or None when ``worker_id`` no longer held it (it was
         rescued from a worker presumed dead); the result is then dropped.
         """
         if result.ok:
             with self._turn():  # one UPDATE: atomic without BEGIN/COMMIT around it
-                return self._store_result(job, result, worker_id)
+                return self._store_result(job, result, worker_id, ended_at)
         with self._write():
-            return self._store_result(job, result, worker_id)
+            return self._store_result(job, result, worker_id, ended_at)
 
     def finish_and_claim(
-        self, job: Job, result: RunResult, worker_id: str, queues: tuple[str, ...] | None = None
+        self,
+        job: Job,
+        result: RunResult,
+        worker_id: str,
+        queues: tuple[str, ...] | None = None,
+        ended_at: float | None = None,
     ) -> tuple[Job | None, Job | None]:
         """:meth:`finish`, then :meth:`claim` in the same transaction: a busy worker commits
         once a job, not twice. Returns (the job as stored or None, the next job or None)."""
@@ -185,21 +194,21 @@ class Lifecycle(Reading):
         if job.has_dependents is False:  # PostgreSQL, as its claim saw it (see Statements)
             complete_and_claim = self._sql.lean_complete_and_claim(queues)
         if result.ok and complete_and_claim is not None:
-            return self._complete_and_claim(job, result, worker_id, complete_and_claim)
+            return self._complete_and_claim(job, result, worker_id, complete_and_claim, ended_at)
         with self._write():
-            stored = self._store_result(job, result, worker_id)
+            stored = self._store_result(job, result, worker_id, ended_at)
             row = self._claim_row(worker_id, queues)
         return stored, None if row is None else self._claimed(row)
 
     def _complete_and_claim(
-        self, job: Job, result: RunResult, worker_id: str, statement: str
+        self, job: Job, result: RunResult, worker_id: str, statement: str, ended_at: float | None
     ) -> tuple[Job | None, Job | None]:
         now = self.clock()
         with self._turn():
             rows = self.db.execute_sql(
                 statement,
                 (job.seq, worker_id, now, result.exit_code, result.output, job.attempts,
-                 job.started_at, result.output_bytes),
+                 job.started_at, result.output_bytes, now if ended_at is None else ended_at),
             ).fetchall()  # fmt: skip
         stored = following = None
         for row in rows:
@@ -216,17 +225,22 @@ class Lifecycle(Reading):
             self._ended_cancelled(stored.seq, succeeded=True)
         return stored, following
 
-    def _store_result(self, job: Job, result: RunResult, worker_id: str) -> Job | None:
+    def _store_result(
+        self, job: Job, result: RunResult, worker_id: str, ended_at: float | None
+    ) -> Job | None:
         now = self.clock()
+        ended_at = now if ended_at is None else ended_at
         if result.ok:
-            changes = completed_run(now, result.exit_code, result.output, result.output_bytes)
+            changes = completed_run(
+                now, result.exit_code, result.output, result.output_bytes, ended_at
+            )
         else:
             changes = {
                 **self._failure(job, result.error or "failed"),
                 "exit_code": result.exit_code,
                 "output": result.output,
                 "output_bytes": result.output_bytes,
-                "finished_at": now,
+                "finished_at": ended_at,
                 "updated_at": now,
             }
         return self._finish(job, worker_id, changes)

@@ -49,16 +49,18 @@ def claimed_run(worker: object, now: object) -> dict[str, object]:
 
 
 def completed_run(
-    now: object, exit_code: object, output: object, output_bytes: object
+    now: object, exit_code: object, output: object, output_bytes: object, ended_at: object
 ) -> dict[str, object]:
-    """What a successful run changes (SPEC 3)."""
+    """What a successful run changes (SPEC 3), stored ``now``: the run ended at ``ended_at``
+    (earlier than ``now`` when the database was away as it ended: the run's time is its own,
+    not the outage's)."""
     return {
         "state": State.COMPLETED,
         "exit_code": exit_code,
         "error": None,
         "output": output,
         "output_bytes": output_bytes,
-        "finished_at": now,
+        "finished_at": ended_at,
         "updated_at": now,
     }
 
@@ -180,10 +182,10 @@ class Statements:
         # (atomic on its own: no BEGIN, no COMMIT; a busy worker's commits halve). It is the
         # same-run update of completed_run() and the claim above, row by row. Parameters: ?1
         # the finished job's seq, ?2 the worker, ?3 now, ?4 exit code, ?5 output, ?6 and ?7 the
-        # run's attempts and started_at, ?8 the bytes it printed.
+        # run's attempts and started_at, ?8 the bytes it printed, ?9 when the run ended.
         done = '"seq" = ?1'
         same_run = _same_run("?2", "?6", "?7", is_sqlite=True)
-        completed = completed_run(Sql("?3"), Sql("?4"), Sql("?5"), Sql("?8"))
+        completed = completed_run(Sql("?3"), Sql("?4"), Sql("?5"), Sql("?8"), Sql("?9"))
         claimed = claimed_run(Sql("?2"), Sql("?3"))
 
         def when_done(name: str) -> str:
@@ -222,15 +224,15 @@ class Statements:
         completes here (the statement's snapshot does not see the trigger count them down, so
         the dependent of a chain starts in the statement that completes the job before it).
 
-        The parameters, in :meth:`Lifecycle._complete_and_claim`'s order, are its $1 to $8:
-        psycopg numbers its placeholders in order, and the first eight, in "p", give their
+        The parameters, in :meth:`Lifecycle._complete_and_claim`'s order, are its $1 to $9:
+        psycopg numbers its placeholders in order, and the nine in "p" give their
         types; "p" itself is never read (the planner drops it). Each use names its parameter
         (``$1``): with "p" joined in, PostgreSQL found the finished job by scanning every
         processing job's entry in "job_state_seq" (dead ones too, a busy queue's many) and
         the claim took InitPlans and CTE scans of "p" on every run."""
         given = ", ".join(f"{self.param}::{kind}" for _, kind in _PG_PARAMS)
-        completed = completed_run(_pg_param("now"), _pg_param("exit_code"),
-                                  _pg_param("output"), _pg_param("output_bytes"))  # fmt: skip
+        completed = completed_run(_pg_param("now"), _pg_param("exit_code"), _pg_param("output"),
+                                  _pg_param("output_bytes"), _pg_param("ended_at"))  # fmt: skip
         completed["state"] = Sql(unless_cancelled(_literal(completed["state"])))
         same_run = _same_run(_pg_param("worker").text, _pg_param("attempts").text,
                              _pg_param("started_at").text, is_sqlite=False)  # fmt: skip
@@ -287,6 +289,7 @@ _PG_PARAMS = (
     ("seq", "bigint"), ("worker", "varchar"), ("now", "double precision"),
     ("exit_code", "integer"), ("output", "text"), ("attempts", "integer"),
     ("started_at", "double precision"), ("output_bytes", "bigint"),
+    ("ended_at", "double precision"),
 )  # fmt: skip
 
 

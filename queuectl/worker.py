@@ -372,6 +372,7 @@ class WorkerPool:
             execution.kill()
         self._emit("started", job, name)
         result = execution.run()
+        ended_at = self._jobs.clock()  # the run's finished_at, however late its result is stored
         self._ended_at = time.monotonic()
         killed = execution.killed_by_stop
         with self._lock:
@@ -390,7 +391,9 @@ class WorkerPool:
         if claim_next:
             try:
                 stored, following = self._store(
-                    lambda: self._jobs.finish_and_claim(job, result, worker_id, self.queues)
+                    lambda: self._jobs.finish_and_claim(
+                        job, result, worker_id, self.queues, ended_at
+                    )
                 )
             except BaseException:
                 with self._lock:
@@ -402,7 +405,7 @@ class WorkerPool:
                 if following is not None:
                     self._held.add(following.seq)
         else:
-            stored = self._store(lambda: self._jobs.finish(job, result, worker_id))
+            stored = self._store(lambda: self._jobs.finish(job, result, worker_id, ended_at))
             self._let_go(job)
         if stored:
             self._emit(stored.state, stored, name)

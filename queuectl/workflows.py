@@ -399,12 +399,17 @@ class Workflows(Lifecycle):
             return self._claim_limited(worker_id, queues)
 
     def finish_and_claim(
-        self, job: Job, result: RunResult, worker_id: str, queues: tuple[str, ...] | None = None
+        self,
+        job: Job,
+        result: RunResult,
+        worker_id: str,
+        queues: tuple[str, ...] | None = None,
+        ended_at: float | None = None,
     ) -> tuple[Job | None, Job | None]:
         """PostgreSQL: the one-statement complete-and-claim (see Statements) leaves limited
         queues alone; while some queue has a limit, the next job is then claimed as
         :meth:`_claim_row` claims in them (its running jobs counted afresh, under a lock)."""
-        stored, following = super().finish_and_claim(job, result, worker_id, queues)
+        stored, following = super().finish_and_claim(job, result, worker_id, queues, ended_at)
         if (
             following is None and stored is not None and result.ok and not self.is_sqlite
             and self._limits_in_use()

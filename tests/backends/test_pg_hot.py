@@ -97,7 +97,8 @@ def test_the_complete_and_claim_finds_the_finished_job_by_its_seq(pg_target):
         jobs = [q.claim(worker) for _ in range(30)]
         q.db.execute_sql('ANALYZE "job"')
         job = jobs[0]
-        params = (job.seq, worker, job.started_at + 1, 0, "", job.attempts, job.started_at, 0)
+        ended = job.started_at + 1
+        params = (job.seq, worker, ended, 0, "", job.attempts, job.started_at, 0, ended)
         with q._write():  # rolled back: EXPLAIN ANALYZE runs the statement
             plan = "\n".join(
                 row[0] for row in q.db.execute_sql(

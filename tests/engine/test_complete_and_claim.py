@@ -61,3 +61,25 @@ def test_a_job_cancelled_while_it_ran_ends_cancelled_and_the_next_is_claimed(q, 
     stored, following = q.finish_and_claim(running, OK, wid)
     assert (stored.id, stored.state) == (job.id, "cancelled")
     assert following.id == waiting.id and q.get(job.id).state == "cancelled"
+
+
+@pytest.mark.parametrize("how", ["complete and claim", "finish", "failure"])
+def test_a_run_stored_late_keeps_the_time_it_ended(q, wid, clock, how):
+    """A result stored after an outage: the job finished when its run ended, not when the
+    database took it, so `show`, `history` and `stats` give the run's own time."""
+    job = q.enqueue(JobSpec(command="x", max_retries=1))
+    running = q.claim(wid)
+    clock.advance(2.0)  # the run took 2 s
+    ended = clock()
+    clock.advance(30.0)  # then its result waited for the database
+    if how == "complete and claim":
+        stored, _ = q.finish_and_claim(running, OK, wid, ended_at=ended)
+    elif how == "finish":
+        stored = q.finish(running, OK, wid, ended_at=ended)
+    else:
+        stored = q.finish(running, RunResult(1, "exit code 1", ""), wid, ended_at=ended)
+    assert stored.state == ("dead" if how == "failure" else "completed")
+    again = q.get(job.id)
+    assert again.finished_at == pytest.approx(ended)
+    assert again.updated_at == pytest.approx(ended + 30.0)  # when it was stored
+    assert q.stats(3600).queues["default"].run_max == pytest.approx(2.0)

@@ -514,7 +514,9 @@ def test_a_worker_claims_through_a_full_disk_and_goes_on_once_there_is_room(tiny
 def test_a_result_stored_through_a_full_disk_is_the_runs_own(tiny_disk, tmp_path):
     """The commit of a finished run's result failed with a bare sqlite3 error: the worker took
     it for a failure of the job itself, stored that ("worker error: OperationalError"), and ran
-    the job again. Now the result waits for room, and the job ran once, completed."""
+    the job again. Now the result waits for room, and the job ran once, completed. Its run time
+    is the run's own: its finished_at was the time the result was stored (a 2 s job read 21 s
+    in `show` and `stats` after an outage), and is now when it ended."""
     gate, ledger = tmp_path / "gate", tmp_path / "ledger"
     queue = Queue(str(tiny_disk / "queue.db"))
     job = queue.enqueue(JobSpec(
@@ -529,11 +531,18 @@ def test_a_result_stored_through_a_full_disk_is_the_runs_own(tiny_disk, tmp_path
         filler = fill(tiny_disk)
         gate.touch()
         wait_until(lambda: any(_in("_store", exc) for exc in seen), 30, "its result to fail")
+        ended_by = time.time()  # the run had ended: its result was being stored
+        # Three failed tries: the store waited 0.1 + 0.2 s of backoff at least.
+        wait_until(lambda: sum(_in("_store", exc) for exc in seen) >= 3, 30, "three tries")
         filler.unlink()
         wait_until(lambda: queue.get(job.id).state == "completed", 30, "its result stored")
         done = queue.get(job.id)
         assert (done.attempts, done.exit_code, done.output) == (1, 0, "done\n")
         assert ledger.read_text() == "ran\n"
+        assert done.started_at <= done.finished_at <= ended_by, "finished when it was stored"
+        assert done.updated_at >= done.finished_at + 0.3, "stored when it ended: no outage?"
+        runs = queue.stats(3600).queues["default"]
+        assert runs.run_max <= ended_by - done.started_at, "stats took the outage for run time"
     finally:
         pool.stop()
 
