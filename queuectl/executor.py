@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import collections
 import os
 import select
 import signal
@@ -49,19 +50,76 @@ class RunResult:
 
 
 class TailBuffer:
-    """The last ``limit`` bytes written to it, and how many came before them."""
+    """The last ``limit`` bytes written to it, and how many came before them.
+
+    The bytes are kept as the blocks they were written in (small writes gathered into blocks of
+    up to BLOCK bytes), and a block is let go once the newer ones hold the limit: a job printing
+    gigabytes costs a write no copy (a pipe's reads are whole blocks), and the buffer holds the
+    limit and a block. A bytearray trimmed once it had doubled held twice the limit, and was
+    copied into a new one as it grew past its room again: three times the limit at once."""
+
+    BLOCK = 64 * 1024
+    SPARE = 8  # bytes kept before the tail: the start of a character cut there (see text)
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.total = 0
-        self._data = bytearray()
+        self._blocks: collections.deque[bytes] = collections.deque()  # oldest first
+        self._in_blocks = 0  # their bytes
+        self._last = bytearray()  # the newest bytes, gathered until they make a block
+        self._block = max(1, min(self.BLOCK, limit))
+
+    @property
+    def held(self) -> int:
+        """How many of the last bytes written it holds (at least the limit's worth, if written)."""
+        return self._in_blocks + len(self._last)
 
     def write(self, chunk: bytes) -> None:
         self.total += len(chunk)
-        self._data += chunk
-        # Trim in amortised O(1): only once the buffer has doubled.
-        if len(self._data) > 2 * self.limit:
-            del self._data[: len(self._data) - self.limit]
+        if not self._last and len(chunk) >= self._block:
+            self._keep(bytes(chunk))
+            return
+        self._last += chunk
+        if len(self._last) >= self._block:
+            block, self._last = bytes(self._last), bytearray()
+            self._keep(block)
+
+    def _keep(self, block: bytes) -> None:
+        self._blocks.append(block)
+        self._in_blocks += len(block)
+        blocks, enough = self._blocks, self.limit + self.SPARE
+        while len(blocks) > 1 and self.held - len(blocks[0]) >= enough:
+            self._in_blocks -= len(blocks.popleft())
+
+    def _tail(self, size: int, hold: int = 0) -> bytes:
+        """The ``size`` bytes held before the last ``hold`` (fewer if it holds fewer), in one
+        copy."""
+        pieces: list[bytes | bytearray | memoryview] = []  # newest first
+        have = 0
+        for piece in (self._last, *reversed(self._blocks)):
+            if have >= size + hold:
+                break
+            if piece:
+                pieces.append(piece)
+                have += len(piece)
+        while hold and pieces:  # the last ``hold`` bytes are left out
+            newest = pieces[0]
+            cut = min(hold, len(newest))
+            pieces[0] = memoryview(newest)[: len(newest) - cut]
+            hold -= cut
+            have -= cut
+            if not pieces[0]:
+                del pieces[0]
+        if have > size:  # the oldest piece is cut
+            pieces[-1] = memoryview(pieces[-1])[have - size :]
+        pieces.reverse()
+        return b"".join(pieces)
+
+    def drop(self) -> None:
+        """Let go of the bytes held (``total`` stays): the run's result has its text."""
+        self._blocks.clear()
+        self._in_blocks = 0
+        self._last = bytearray()
 
     def text(self, limit: int | None = None, hold: int = 0) -> str:
         """The longest tail that is at most ``limit`` (default and most: the buffer's) UTF-8
@@ -70,13 +128,10 @@ class TailBuffer:
         if self.total <= hold:
             return ""  # most jobs print nothing
         limit = self.limit if limit is None else min(limit, self.limit)
-        # Only the tail that can be kept is copied (the buffer holds up to twice the limit),
-        # with the few bytes before it that tell whether a character was cut there.
-        end = len(self._data) - hold
-        head = max(end - limit - 4, 0)
-        with memoryview(self._data) as whole:  # released at once: the buffer must grow again
-            data = bytes(whole[head:end])
-        lost = self.total - hold - len(data)  # bytes trimmed off before ``data``
+        # Only the tail that can be kept is copied, with the few bytes before it that tell
+        # whether a character was cut there.
+        data = self._tail(limit + 4, hold)
+        lost = self.total - hold - len(data)  # bytes let go of before ``data``
 
         def start(at: int) -> int:
             """``at``, or past the rest of a character cut there."""
@@ -98,6 +153,7 @@ class TailBuffer:
             first = start(low)
         with memoryview(data) as view:
             text = _readable(view[first:])
+        data = b""  # let go of before the line goes in front: the tail is held twice, not thrice
         dropped = lost + first
         if dropped:
             text = f"[queuectl: output truncated, {dropped} earlier bytes dropped]\n" + text
@@ -110,7 +166,7 @@ class TailBuffer:
         only grows (shown as escapes, then rewritten as the character, they reached `logs -f`
         as escapes, its reader's place lost). The codec's own incremental decoder keeps them."""
         decoder = codecs.getincrementaldecoder("utf-8")("ignore")
-        decoder.decode(bytes(self._data[-3:]), False)
+        decoder.decode(self._tail(3), False)
         return len(decoder.getstate()[0])
 
 
@@ -323,7 +379,9 @@ class Execution:
             returncode = _as_the_shell_saw_it(
                 self._process, returncode, timed_out, self._killed, self.output
             )
-        return self._outcome(returncode, timed_out, self.output.text(), self.output.total)
+        text = self.output.text()
+        self.output.drop()  # not held while the result is stored: that can wait out an outage
+        return self._outcome(returncode, timed_out, text, self.output.total)
 
     def _outcome(self, returncode: int, timed_out: bool, output: str, size: int) -> RunResult:
         if self._cancelled and (timed_out or returncode < 0):

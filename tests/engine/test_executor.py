@@ -316,7 +316,7 @@ def test_tail_buffer():
     assert buffer.text() == "0123456"
     for _ in range(100):
         buffer.write(b"abcdefg")
-        assert len(buffer._data) <= 20 + 7
+        assert buffer.held <= 10 + TailBuffer.SPARE + 2 * 10  # the limit, and a block or two
     assert buffer.total == 707
     assert buffer.text() == f"[queuectl: output truncated, 697 earlier bytes dropped]\n" + (
         "abcdefg" * 2
@@ -396,7 +396,7 @@ def test_tail_buffer_cap_over_random_bytes():
         assert dropped == 0 or len(data) - dropped <= limit
         if dropped:  # the longest tail that fits: one more character or escape would not
             assert len(body.encode()) >= limit - 3
-            kept_from = len(data) - len(buffer._data)  # what the buffer still holds
+            kept_from = len(data) - buffer.held  # what the buffer still holds
             for back in range(1, 4):  # and no character that the buffer holds is cut in two
                 for length in range(back + 1, 5):
                     begin, end = dropped - back, dropped - back + length
@@ -595,3 +595,22 @@ def test_the_output_stored_while_a_job_runs_never_cuts_a_character(tmp_path, mon
     for text, printed in reads:
         assert "\\x" not in text and output_size(text) == printed
         assert ("p€ x\n").startswith(text)
+
+
+@pytest.mark.parametrize("limit", [1, 7, 1000, 1 << 20])
+def test_the_tail_kept_is_the_whole_limit_however_the_output_comes(limit):
+    """A job's output comes in reads of any size (a pipe gives whatever was written, up to
+    64 KiB): the tail kept is the limit's worth, never less, and the buffer holds about that."""
+    import random
+
+    rng = random.Random(limit)
+    buffer = TailBuffer(limit)
+    for _ in range(400):
+        buffer.write(b"x" * rng.choice([1, 100, 1664, 4096, 30_000, 65_536, 81_920]))
+        text = buffer.text()
+        if buffer.total <= limit:
+            assert text == "x" * buffer.total
+            continue
+        header, body = text.split("\n", 1)
+        assert header.startswith(MARKER) and len(body) == limit, (len(body), buffer.held)
+        assert buffer.held <= limit + TailBuffer.SPARE + 2 * max(TailBuffer.BLOCK, 81_920)
