@@ -249,7 +249,7 @@ class Control(Workflows, Registry):
                     )
             self._revive(Job.seq.in_([job.seq for job in jobs]), FINAL)
         self._notify()
-        return [Job.get(Job.seq == job.seq) for job in jobs]
+        return self._with_after([Job.get(Job.seq == job.seq) for job in jobs])
 
     def edit(self, prefix: str, changes: Mapping[str, Any]) -> Job:
         """Change a waiting (pending or failed) job: any of :data:`EDITABLE`, validated as
@@ -285,7 +285,7 @@ class Control(Workflows, Registry):
             ).execute()  # fmt: skip
             self._announce()
         self._notify()
-        return Job.get(Job.seq == job.seq)
+        return self._with_after([Job.get(Job.seq == job.seq)])[0]
 
     # -- purge and retention ----------------------------------------------------------------
 

@@ -29,6 +29,17 @@ def test_enqueue_after_and_queue(run, queue):
     assert run.json("status", "--queue", "deploy")["pending"] == 1
 
 
+def test_edit_and_retry_give_the_job_s_dependencies_in_json(run, queue):
+    """`edit --json` and `retry --json` printed `"after": []` for a job that waits for
+    another: a script re-creating a pipeline from them lost its order."""
+    run.ok("enqueue", "--id", "build", "--delay", "300", "make")
+    run.ok("enqueue", "--id", "deploy", "--after", "build", "./deploy.sh")
+    assert run.json("edit", "deploy", "--priority", "5")["after"] == ["build"]
+    run.ok("cancel", "deploy")
+    assert [job["after"] for job in run.json("retry", "deploy")] == [["build"]]
+    assert run.json("show", "deploy")["after"] == ["build"]
+
+
 def test_show_gives_each_dependency_its_state(run, queue):
     """`show`'s after line names each dependency's state: a cancelled one was "(waiting)"."""
     run.ok("enqueue", "--id", "build", "make")
