@@ -466,7 +466,12 @@ class Workflows(Lifecycle):
                 if running >= setting[0]:
                     full.append(name)
                     continue
-            return self.db.execute_sql(self._sql.claim_seq, (worker_id, now, now, seq)).fetchone()
+            # Its start is now, not when the look began: the queue's lock may have kept it
+            # waiting for the run before it to end, and that run's end is before this one's start.
+            started = self.clock()
+            return self.db.execute_sql(
+                self._sql.claim_seq, (worker_id, started, started, seq)
+            ).fetchone()
 
 
 __all__ = ["QueueInfo", "Workflows"]

@@ -317,3 +317,37 @@ def test_a_limit_set_here_holds_for_this_queues_next_claim(any_queue):
     q.set_queue_limit("one", 1)
     assert q.claim("w").id == "j0"
     assert q.claim("w") is None
+
+
+def test_a_claim_that_waited_for_its_queue_s_turn_starts_when_it_got_it(pg_target, clock):
+    """PostgreSQL: a claim in a limited queue waits for the queue's lock while another claim
+    or a run's end holds it. Its job's started_at was the time the claim began to look, so a
+    run could read as started before the run it waited for had ended (the limit broken on
+    paper: QA saw 139 of 150 in a queue of limit 1)."""
+    import threading
+
+    q, holder, watcher = (Queue(pg_target, clock=clock) for _ in range(3))
+    try:
+        q.set_queue_limit("one", 1)
+        job = q.enqueue(JobSpec(command="x", queue="one"))
+        claimed: list = []
+        with holder.db.atomic():
+            holder.db.execute_sql(
+                'SELECT 1 FROM "queue_setting" WHERE "name" = %s FOR UPDATE', ("one",)
+            )
+            claiming = threading.Thread(target=lambda: claimed.append(q.claim("w")))
+            claiming.start()
+            wait_until(
+                lambda: watcher.db.execute_sql(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE '%%queue_setting%%'"
+                ).fetchone()[0] == 1,
+                30, "the claim to wait for the queue's lock",
+            )  # fmt: skip
+            clock.advance(10.0)  # the other claim's transaction took this long
+        claiming.join(30)
+        assert claimed[0].id == job.id
+        assert claimed[0].started_at == clock() == q.get(job.id).started_at
+    finally:
+        for each in (q, holder, watcher):
+            each.close()
