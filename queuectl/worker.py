@@ -681,6 +681,22 @@ class WorkerPool:
         except peewee.PeeweeException as exc:
             self._database_failed(self.queue, exc)
 
+    def _renew_if_broken(self) -> None:
+        """Before the last writes (hooks still due, unregistering): this thread's connection
+        (PostgreSQL) was opened as the pool started, and unused since. An outage meanwhile
+        broke it, unknown to it until its next use: that use would fail, and the worker stay
+        registered, its hooks due, until its heartbeat was taken for lost. One look, and a new
+        connection if it broke."""
+        if self.queue.is_sqlite:
+            return
+        try:
+            self.queue.db.execute_sql("SELECT 1")
+        except peewee.PeeweeException:
+            try:
+                self.queue.recover()
+            except Exception:  # the writes below say what failed
+                pass
+
     def _shutdown(self) -> None:
         if self._service_done.is_set():
             return
@@ -690,6 +706,7 @@ class WorkerPool:
         self.queue.remove_listener(self.wake)
         if self._jobs is not self.queue:
             self._jobs.close()
+        self._renew_if_broken()
         try:
             if self._hooks is not None:
                 self._hooks.close(self.stop_timeout)

@@ -200,6 +200,12 @@ def test_the_same_worker_survives_three_outages_and_runs_every_job_once(away, tm
     assert "Traceback" not in worker.log()
     if away.postgres:
         assert (worker.logged(UNREACHABLE), worker.logged(BACK)) == (3, 3), worker.log()
+    # Its stop after the outages: its main thread's connection, unused since it started, was
+    # cut in the first one; unregistering on it failed, and the worker read as live for a lease.
+    worker.process.terminate()
+    assert worker.process.wait(30) == 0, worker.log()
+    assert "unregistering failed" not in worker.log(), worker.log()
+    assert queue.live_workers() == [], "the worker is still registered"
 
 
 def test_a_limit_of_one_holds_across_an_outage_and_the_rescues_after_it(away, tmp_path):
