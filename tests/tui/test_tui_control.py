@@ -171,6 +171,29 @@ def test_e_edits_a_waiting_job_with_keys_typed_ahead(seeded, fixed_clock):
     drive(app, scenario)
 
 
+def test_e_shows_a_command_with_control_characters_escaped_and_keeps_it(seeded, fixed_clock):
+    """A command with escape sequences and a line end: the edit form's input drew it as it is,
+    so the terminal obeyed it (the screen cleared, the window's title set) and the form broke
+    over several lines. It is shown escaped and kept as it is; the other fields still edit."""
+    command = "echo \x1b[2J\x1b]2;PWNED\x07 hi\necho two"
+    seeded.enqueue(JobSpec(command=command, id="tricky", priority=99, delay=600))
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: pane(app, "waiting").selected_id == "tricky")
+        await pilot.press("e")
+        screen = app.screen
+        assert isinstance(screen, EditScreen)
+        box = screen.query_one("#command", Input)
+        assert box.value == "echo \\x1b[2J\\x1b]2;PWNED\\x07 hi\\necho two" and box.disabled
+        assert "kept as it is" in str(screen.field("command").query_one(".field-hint").render())
+        await pilot.press("5", "enter")  # the first field that takes keys: max retries
+        await until(pilot, lambda: seeded.get("tricky").max_retries == 5)
+        assert seeded.get("tricky").command == command
+
+    drive(app, scenario)
+
+
 def test_e_form_is_filled_in_and_validated(seeded, fixed_clock):
     app = make_app(seeded, clock=fixed_clock)
 

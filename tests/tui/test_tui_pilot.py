@@ -272,6 +272,29 @@ def test_config_form_saves_valid_values(seeded, fixed_clock):
     drive(app, scenario)
 
 
+def test_config_form_shows_a_hook_with_control_characters_escaped_and_keeps_it(seeded, fixed_clock):
+    """A hook set by the CLI with an escape sequence: the config form's input drew it as it
+    is, and the terminal obeyed it (its title set, the screen cleared). Shown escaped, kept as
+    it is, each time the form is opened; the other keys still save."""
+    hook = "notify \x1b]2;HOOK\x07 \x1b[2J"
+    seeded.config_set("on-dead", hook)
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        for max_retries in ("5", "6"):  # the form the app made, then the same form again
+            await pilot.press("c")
+            screen = app.screen
+            assert isinstance(screen, ConfigScreen)
+            box = screen.query_one("#on-dead", Input)
+            assert box.value == "notify \\x1b]2;HOOK\\x07 \\x1b[2J" and box.disabled
+            await fill(pilot, "max-retries", max_retries)
+            await pilot.press("enter")
+            await until(pilot, lambda: seeded.config()["max-retries"] == int(max_retries))
+            assert seeded.config()["on-dead"] == hook
+
+    drive(app, scenario)
+
+
 def test_a_form_taller_than_the_terminal_scrolls_to_the_focused_field(seeded, fixed_clock):
     """At 80x24 the config's last field and its buttons were below the screen: tab moved the
     focus into a field nobody could see, and nothing scrolled to it."""

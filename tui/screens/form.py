@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from queuectl.errors import InvalidInput
+from queuectl.text import escaped_line
 
 from ..text import literal
 
@@ -39,8 +40,16 @@ class FieldInput(Input):
                 )
 
 
+KEPT_HINT = "has control characters, shown as escapes: kept as it is (the CLI can change it)"
+
+
 class Field(Vertical):
-    """A label, an input and the place its error goes."""
+    """A label, an input and the place its error goes.
+
+    A value with control characters (an escape sequence, a line end: a job's command, a hook)
+    is shown with them as escapes, and kept as it is: not editable. An input draws its text as
+    it is, so the terminal obeyed them (the screen cleared, its title set, SPEC 5), and escapes
+    typed back would be other text than the value's."""
 
     def __init__(
         self, key: str, label: str, *, value: str = "", placeholder: str = "", hint: str = ""
@@ -48,16 +57,36 @@ class Field(Vertical):
         super().__init__(id=f"field-{key}", classes="field")
         self.key, self.label, self.value = key, label, value
         self.placeholder, self.hint = placeholder, hint
+        self.kept: str | None = None  # the value kept as it is, if it has control characters
 
     def compose(self) -> ComposeResult:
+        shown = escaped_line(self.value)
+        self.kept = self.value if shown != self.value else None
         with Horizontal(classes="field-head"):
             yield Label(self.label, classes="field-label")
-            yield Label(self.hint, classes="field-hint")
+            yield Label(self._hint(), classes="field-hint")
         yield FieldInput(
-            self.value, placeholder=self.placeholder, id=self.key, select_on_focus=False,
-            compact=True,
+            shown, placeholder=self.placeholder, id=self.key, select_on_focus=False,
+            compact=True, disabled=self.kept is not None,
         )  # fmt: skip
         yield Static("", classes="field-error")
+
+    def _hint(self) -> str:
+        return self.hint if self.kept is None else KEPT_HINT
+
+    def show(self, value: str) -> None:
+        """Put ``value`` in the input (see the class)."""
+        shown = escaped_line(value)
+        self.kept = value if shown != value else None
+        box = self.query_one(FieldInput)
+        box.value, box.disabled = shown, self.kept is not None
+        box.cursor_position = len(shown)
+        self.query_one(".field-hint", Label).update(self._hint())
+
+    @property
+    def text(self) -> str:
+        """The field's text: what was typed, or the value kept."""
+        return self.query_one(FieldInput).value if self.kept is None else self.kept
 
     def set_error(self, message: str | None) -> None:
         error = self.query_one(".field-error", Static)
@@ -111,17 +140,14 @@ class FormScreen(ModalScreen[T], Generic[T]):
         empty), no error left, the first field focused."""
         for field in self.query(Field):
             field.set_error(None)
-        boxes = self.query(Input)
-        for box in boxes:
-            box.value = values.get(box.id or "", "")
-            box.cursor_position = len(box.value)
-        self.set_focus(boxes.first())
+            field.show(values.get(field.key, ""))
+        self.set_focus(next((box for box in self.query(Input) if not box.disabled), None))
 
     def field(self, key: str) -> Field:
         return self.query_one(f"#field-{key}", Field)
 
     def text(self, key: str) -> str:
-        return self.query_one(f"#{key}", Input).value
+        return self.field(key).text
 
     def collect(self) -> T | None:
         """The form's value, or None after showing errors with :meth:`Field.set_error`."""
