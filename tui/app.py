@@ -126,6 +126,8 @@ class QueueApp(KeysInOrder):
                              background_gap=refresh_interval, selected=self._selected,
                              ends=self._ends)  # fmt: skip
         self._pool_news = threading.Event()  # a PoolEvent is posted and not yet handled
+        self._filter_shown = asyncio.Event()  # the panes show the filter's rows
+        self._filter_shown.set()
         self.several_queues = False  # jobs of more than one queue seen: the panes show the queue
         self._quitting = False
         self.signals: StopSignals | None = None  # run_app's SIGTERM/SIGHUP handlers
@@ -232,11 +234,16 @@ class QueueApp(KeysInOrder):
     async def keys_may_go_on(self) -> None:
         """A move down past the rows a pane loaded waits for the load that brings more rows
         (JobPane._past_the_rows_loaded), and so do the keys typed after it: `enter` or `x` act
-        on the job the moves typed before them reach."""
+        on the job the moves typed before them reach. So do the keys typed after a filter is
+        set or cleared, until the panes show its rows: `/ text enter x` cancelled the job
+        selected before, which the filter hid."""
         pane = self.focused
-        if isinstance(pane, JobPane) and not pane.caught_up.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(pane.caught_up.wait(), self.CATCH_UP_S)
+        if not isinstance(pane, JobPane):
+            return
+        for shown in (self._filter_shown, pane.caught_up):
+            if not shown.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(shown.wait(), self.CATCH_UP_S)
 
     def _ends(self) -> frozenset[str]:
         """The panes whose last rows are loaded (the user went to their end with `G`)."""
@@ -280,6 +287,7 @@ class QueueApp(KeysInOrder):
         stats.error = ""
         self.config_values = snapshot.config
         self.loads += 1
+        self._filter_shown.set()
         self.loader.loaded()
         if self.loads == 1:
             self.call_after_refresh(self._prepare_form)
@@ -290,6 +298,7 @@ class QueueApp(KeysInOrder):
 
     def on_load_failed(self, message: LoadFailed) -> None:
         self.stats.error = message.error
+        self._filter_shown.set()  # (keys typed ahead wait no longer: no rows are coming)
         self.loader.loaded()
 
     def on_pool_event(self, event: PoolEvent) -> None:
@@ -562,6 +571,7 @@ class QueueApp(KeysInOrder):
         pane.screen.set_focus(pane)
 
     def watch_filter_text(self) -> None:
+        self._filter_shown.clear()
         self.request_load()
 
     # -- queues (`Q`) and schedules (`S`) ---------------------------------------------------

@@ -110,6 +110,26 @@ def test_slash_filters_every_pane_and_escape_clears_it(workflows_queue, fixed_cl
     drive(app, scenario)
 
 
+def test_keys_typed_after_a_filter_act_on_the_jobs_it_shows(live_queue):
+    """`/ small 5 enter x` in one go cancelled the job selected before the filter (the first
+    row), which the filter hid, not the one job it shows: the `x` came before its rows."""
+    for n in range(1, 7):
+        live_queue.enqueue(JobSpec(f"echo small {n}", id=f"s{n}"))
+    app = make_app(live_queue)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: len(column(pane(app, "waiting"), "id")) == 6)
+        selected = pane(app, "waiting").selected_id
+        type_ahead(app, "slash", *typed("small 5"), "enter", "x")
+        await until(pilot, lambda: live_queue.get("s5").state == "cancelled")
+        assert [job.id for job in live_queue.list_jobs("cancelled")] == ["s5"], selected
+        type_ahead(app, "escape", "x")  # the filter cleared: the first row again
+        await until(pilot, lambda: live_queue.get(selected).state == "cancelled")
+        assert len(live_queue.list_jobs("cancelled")) == 2
+
+    drive(app, scenario)
+
+
 def test_the_filter_matches_percent_and_underscore_literally(live_queue):
     for job_id, command in (("p1", "echo 100% done"), ("p2", "echo 100 done"),
                             ("u1", "echo a_b"), ("u2", "echo axb")):  # fmt: skip
