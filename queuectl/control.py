@@ -17,7 +17,7 @@ from typing import Any
 import peewee
 
 from .db import WAL_AUTOCHECKPOINT_PAGES
-from .errors import InvalidInput, QueueError
+from .errors import InvalidInput, JobRunning, QueueError
 from .models import ACTIVE, CLAIMABLE, FINAL, STATS_EVENTS, Job, State
 from .registry import Registry
 from .workflows import Workflows
@@ -124,10 +124,12 @@ class Control(Workflows, Registry):
 
     # -- cancel -----------------------------------------------------------------------------
 
-    def cancel(self, prefixes: Iterable[str]) -> list[Job]:
+    def cancel(self, prefixes: Iterable[str], *, running: bool = True) -> list[Job]:
         """Cancel jobs (SPEC 6): waiting ones at once; for running ones, ask their worker to
         stop them (see :meth:`wait_stopped`). All or nothing: if any id is unknown, ambiguous or
-        of a finished job, nothing changes. Returns the jobs as they were found."""
+        of a finished job, nothing changes; nor if one is running and ``running`` is False
+        (JobRunning: a job shown as waiting has started, and stopping it was not asked for).
+        Returns the jobs as they were found."""
         Job = self.models.Job
         now = self.clock()
         with self._write():
@@ -135,6 +137,8 @@ class Control(Workflows, Registry):
             for job in jobs:
                 if job.state in FINAL:
                     raise QueueError(f"job {job.id} is {job.state}: it cannot be cancelled")
+                if job.state in ACTIVE and not running:
+                    raise JobRunning(f"job {job.id} has started: it runs now")
             waiting = [job.seq for job in jobs if job.state in CLAIMABLE]
             running = [
                 job.seq for job in jobs if job.state in ACTIVE and job.cancel_requested_at is None

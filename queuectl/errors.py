@@ -11,3 +11,8 @@ class InvalidInput(QueueError):
     """The user's input is invalid (bad JSON, unknown key, wrong type): exit 2."""
 
     exit_code = 2
+
+
+class JobRunning(QueueError):
+    """A job asked to be cancelled as a waiting one has started meanwhile: nothing changed
+    (the TUI then asks whether to stop it)."""

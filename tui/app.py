@@ -29,7 +29,7 @@ from textual.screen import Screen
 from textual.widgets import Input
 
 from queuectl.config import KEYS
-from queuectl.errors import QueueError
+from queuectl.errors import JobRunning, QueueError
 from queuectl.models import ACTIVE, CLAIMABLE, DEFAULT_QUEUE, FINAL, State
 from queuectl.queue import Queue
 from queuectl.spec import JobSpec
@@ -482,16 +482,30 @@ class QueueApp(KeysInOrder):
             self.notify(f"{row.id} is {row.state}: nothing to cancel", markup=False)
             return
         if row.state not in ACTIVE:
-            self._act(lambda: f"Cancelled {self.queue.cancel([row.id])[0].id}")
-            return
-        question = f"{row.id} is running: stop it (its process is killed) and cancel it?"
+            self._act(partial(self._cancel_waiting, row.id))
+        else:
+            self._confirm_cancel(row.id)
+
+    def _confirm_cancel(self, job_id: str) -> None:
+        """Ask before a running job is stopped (SPEC 5), then stop it."""
+        question = f"{job_id} is running: stop it (its process is killed) and cancel it?"
 
         def answer(yes: bool | None) -> None:
             if yes:
-                self._act(partial(self._cancel_running, row.id))
+                self._act(partial(self._cancel_running, job_id))
 
         self.push_screen(ConfirmScreen("Cancel a running job", question, "Cancel it", "Keep"),
                          answer)  # fmt: skip
+
+    def _cancel_waiting(self, job_id: str) -> str | None:
+        """In a worker thread: cancel a job the panes show waiting. The panes are up to a
+        refresh old: a job that has started since is not stopped unasked (its process killed
+        by an `x` meant for a waiting job); the question is asked first, as for a running one."""
+        try:
+            return f"Cancelled {self.queue.cancel([job_id], running=False)[0].id}"
+        except JobRunning:
+            self.call_from_thread(self._confirm_cancel, job_id)
+            return None
 
     def _cancel_running(self, job_id: str) -> str:
         """In a worker thread: ask the job's worker (any process) to stop it, and wait."""
@@ -525,10 +539,12 @@ class QueueApp(KeysInOrder):
             self.push_screen(OutputScreen(self.queue, row.id))
 
     @work(thread=True, group="actions", exit_on_error=False)
-    def _act(self, do: Callable[[], str]) -> None:
-        """Run a queue operation off the UI thread; report how it went."""
+    def _act(self, do: Callable[[], str | None]) -> None:
+        """Run a queue operation off the UI thread; report how it went (None: it says so itself)."""
         try:
-            self.post_message(Done(do()))
+            said = do()
+            if said is not None:
+                self.post_message(Done(said))
         except QueueError as exc:
             self.post_message(Done(str(exc), "error"))
         except Exception as exc:

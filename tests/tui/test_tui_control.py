@@ -127,6 +127,29 @@ def test_x_on_a_running_job_asks_then_stops_and_cancels_it(live_queue):
     drive(app, scenario)
 
 
+def test_x_on_a_job_shown_waiting_that_has_started_asks_first(live_queue, monkeypatch):
+    """The panes are up to a refresh old: `x` on a job they showed waiting, which another
+    worker had started since, killed it unasked (SPEC 5: `x` asks first if it is running)."""
+    from queuectl.tui.app import QueueApp
+
+    job = live_queue.enqueue("sleep 30")
+    app = make_app(live_queue)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: pane(app, "waiting").selected_id == job.id)
+        # What the panes show stays as it is: no load reaches them from here on.
+        monkeypatch.setattr(QueueApp, "on_queue_snapshot", lambda self, _: self.loader.loaded())
+        assert live_queue.claim("elsewhere").id == job.id  # another worker starts it
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.press("n")  # kept
+        await pilot.pause(0.3)
+        running = live_queue.get(job.id)
+        assert (running.state, running.cancel_requested_at) == ("processing", None)
+
+    drive(app, scenario)
+
+
 # -- r on a cancelled job ------------------------------------------------------------------
 
 
