@@ -153,6 +153,7 @@ class HookRunner:
         self._done: list[int] = []
         self._next_look = 0.0
         self._closing = False
+        self._killed = threading.Event()  # a hard stop: close waits for no hook
 
     def poll(self, *, now: float | None = None) -> int:
         """Delete the deliveries whose hooks ended, and take new ones for the free threads (at
@@ -199,6 +200,7 @@ class HookRunner:
     def _run(self, delivery: HookDelivery) -> None:
         from .executor import Execution
 
+        execution = None
         try:
             env = {**self._base_env, **hook_environment(delivery)}
             execution = Execution(
@@ -224,7 +226,18 @@ class HookRunner:
             with self._lock:
                 self._running.pop(delivery.id, None)
                 self._executions.pop(delivery.id, None)
-                self._done.append(delivery.id)
+                if execution is None or not execution.killed_by_stop:
+                    self._done.append(delivery.id)  # (a hook killed by a stop is left taken)
+
+    def kill(self) -> None:
+        """A hard stop (the worker's second SIGINT): the hooks running are killed, their
+        deliveries left for another process once this one is gone (as at :meth:`close`'s
+        deadline), and :meth:`close` waits for none."""
+        self._killed.set()
+        with self._lock:
+            running = list(self._executions.values())
+        for execution in running:
+            execution.kill()
 
     def close(self, timeout: float) -> None:
         """At the pool's end: run the deliveries still waiting (at most ``timeout`` seconds,
@@ -233,11 +246,11 @@ class HookRunner:
         again by another process once this one is gone (as if it had died)."""
         deadline = time.monotonic() + timeout
         try:
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not self._killed.is_set():
                 taken = self.poll(now=float("inf"))  # look now, whatever the last look found
                 if not taken and not self.running:
                     break
-                time.sleep(0.02)
+                self._killed.wait(0.02)
             self.poll(now=float("-inf"))  # deletes what ended last; takes nothing
         finally:
             with self._lock:

@@ -113,6 +113,7 @@ class WorkerPool:
         # after it was silent itself (see _beat).
         self._last_beat: float | None = None
         self._rescue_from = float("-inf")
+        self._closing: threading.Thread | None = None  # runs _shutdown, once (see join)
 
     # -- control (any thread) ---------------------------------------------------------------
 
@@ -197,18 +198,29 @@ class WorkerPool:
             running = list(self._running.values())
         for execution in running:
             execution.kill()
+        if self._hooks is not None:
+            self._hooks.kill()
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the worker threads after :meth:`stop`; True once all are gone, and the
-        pool has unregistered itself."""
+        pool has unregistered itself. The pool's last steps (its hooks still due, at most the
+        stop timeout) run on a thread of their own: a caller that waits with a timeout, as
+        `worker start` does, acts on a second signal meanwhile (:meth:`kill`)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in list(self._slots.values()):
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
             thread.join(remaining)
             if thread.is_alive():
                 return False
-        self._shutdown()
-        return True
+        with self._lock:
+            if self._closing is None:
+                self._closing = threading.Thread(
+                    target=self._shutdown, name="queuectl-shutdown", daemon=True
+                )
+                self._closing.start()
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
+        self._closing.join(remaining)
+        return not self._closing.is_alive()
 
     def run_until_stopped(self, poll: float = 0.1) -> None:
         """Block until the pool stops (by :meth:`stop`, a stop request or burst's end)."""
@@ -681,23 +693,11 @@ class WorkerPool:
         except peewee.PeeweeException as exc:
             self._database_failed(self.queue, exc)
 
-    def _renew_if_broken(self) -> None:
-        """Before the last writes (hooks still due, unregistering): this thread's connection
-        (PostgreSQL) was opened as the pool started, and unused since. An outage meanwhile
-        broke it, unknown to it until its next use: that use would fail, and the worker stay
-        registered, its hooks due, until its heartbeat was taken for lost. One look, and a new
-        connection if it broke."""
-        if self.queue.is_sqlite:
-            return
-        try:
-            self.queue.db.execute_sql("SELECT 1")
-        except peewee.PeeweeException:
-            try:
-                self.queue.recover()
-            except Exception:  # the writes below say what failed
-                pass
-
     def _shutdown(self) -> None:
+        """The pool's last steps, on a thread of its own (see :meth:`join`), so on a connection
+        of its own: the caller's may be from before an outage, unused since and cut in it
+        (PostgreSQL: "unregistering failed", the worker read as live for a lease, its last
+        hooks left to another worker)."""
         if self._service_done.is_set():
             return
         self._service_done.set()
@@ -706,7 +706,6 @@ class WorkerPool:
         self.queue.remove_listener(self.wake)
         if self._jobs is not self.queue:
             self._jobs.close()
-        self._renew_if_broken()
         try:
             if self._hooks is not None:
                 self._hooks.close(self.stop_timeout)
@@ -716,3 +715,5 @@ class WorkerPool:
             self.queue.unregister_worker(self.worker_id)  # type: ignore[arg-type]
         except peewee.PeeweeException as exc:
             log.warning("unregistering failed (%s)", exc)
+        finally:
+            self.queue.close()  # this thread's connection

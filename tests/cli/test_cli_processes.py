@@ -152,6 +152,25 @@ def test_second_sigint_kills_the_job_back_to_pending_uncounted(qc, spawn, queue)
     assert jq(qc, "status")["workers"] == 0
 
 
+def test_second_sigint_while_a_stopping_worker_waits_for_a_hook_exits_at_once(
+    qc, spawn, queue, tmp_path
+):
+    """A worker stopping waits for its hooks still running (up to the stop timeout); a second
+    SIGINT then did nothing until the hook timed out (30 s), and the worker exited 0. Now it
+    kills the hook, and exits 130; the hook's delivery is left for another worker."""
+    started = tmp_path / "hook-started"
+    ok(qc("config", "set", "on-completed", f"touch {started}; sleep 60"))
+    job_id = ok(qc("enqueue", "true")).strip()
+    worker = spawn("worker", "start")
+    wait_until(lambda: started.exists(), 30, "the hook to run")
+    worker.signal(signal.SIGINT)
+    wait_until(lambda: "SIGINT: stopping" in worker.log())
+    worker.signal(signal.SIGINT)
+    assert worker.wait(15) == 130, worker.log()  # not the hook's 30 s timeout
+    assert queue.get(job_id).state == "completed"
+    assert [d.job_id for d in queue.deliveries()] == [job_id]  # for another worker to run
+
+
 def test_burst_drains_retries_and_delays_then_exits_0(qc, spawn, queue):
     ok(qc("config", "set", "backoff-base", "1"))
     quick = ok(qc("enqueue", "true")).strip()
