@@ -32,7 +32,6 @@ from .spec import (
 CANCEL_CHUNK = 500  # jobs in one `IN (...)` list of a cancel's updates
 # The error of a run that exited 0 by itself as a user cancelled it (it is cancelled: its
 # dependents are, and it is not retried).
-ENDED_AS_CANCELLED = "cancelled (it exited 0 by itself as the cancel came)"
 # What `purge` deletes unless told otherwise, and what `retention` deletes (SPEC 6).
 PURGED_BY_DEFAULT: tuple[State, ...] = (State.COMPLETED, State.CANCELLED)
 # Rows deleted per transaction, at most. On SQLite a batch is also sized to hold the write lock
@@ -180,15 +179,8 @@ class Control(Workflows, Registry):
             which, Job.state == State.CANCELLED, Job.run_at > Job.finished_at
         ).execute()
 
-    def _ended_cancelled(self, seq: int, succeeded: bool = False) -> None:
+    def _ended_cancelled(self, seq: int) -> None:
         with self._write():
-            if succeeded:
-                # A run that exited 0 just as a user cancelled it ends cancelled all the same
-                # (statements.unless_cancelled), with no error of its own: it says why.
-                Job = self.models.Job
-                Job.update(error=ENDED_AS_CANCELLED).where(
-                    Job.seq == seq, Job.state == State.CANCELLED, Job.error.is_null()
-                ).execute()
             self._cancelled([seq])
 
     def cancel_requests(self, worker_id: str) -> list[int]:

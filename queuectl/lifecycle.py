@@ -16,7 +16,9 @@ from .errors import InvalidInput, QueueError
 from .models import DEFAULT_QUEUE, READY, Job, State, ready_queues
 from .reading import Reading
 from .spec import JobSpec
-from .statements import COLUMN_NAMES, JOB_TIMEOUT, completed_run, held_queues, queue_filter
+from .statements import (
+    COLUMN_NAMES, ENDED_AS_CANCELLED, JOB_TIMEOUT, completed_run, held_queues, queue_filter,
+)
 
 if TYPE_CHECKING:  # the executor (subprocess, signal) is the worker's, not an enqueue's
     from .executor import RunResult
@@ -222,7 +224,7 @@ class Lifecycle(Reading):
             else:
                 following = updated
         if stored is not None and stored.state == State.CANCELLED:
-            self._ended_cancelled(stored.seq, succeeded=True)
+            self._ended_cancelled(stored.seq)
         return stored, following
 
     def _store_result(
@@ -254,13 +256,15 @@ class Lifecycle(Reading):
             setattr(job, key, value)
         job.state = stored  # 'cancelled' if a user cancelled it meanwhile
         if stored == State.CANCELLED:
-            self._ended_cancelled(job.seq, succeeded=changes.get("state") == State.COMPLETED)
+            if job.error is None:  # as statements.error_unless_cancelled stored it
+                job.error = ENDED_AS_CANCELLED
+            self._ended_cancelled(job.seq)
         return job
 
-    def _ended_cancelled(self, seq: int, succeeded: bool = False) -> None:
+    def _ended_cancelled(self, seq: int) -> None:
         """A run of job ``seq`` ended cancelled: a user cancelled it while it ran (see
-        statements.unless_cancelled); ``succeeded``: the run itself exited 0. What follows from
-        that is :class:`queuectl.control.Control`'s."""
+        statements.unless_cancelled). What follows from that is
+        :class:`queuectl.control.Control`'s."""
 
     def _update_same_run(
         self, job: Job, worker_id: str, changes: dict[str, object]

@@ -73,6 +73,21 @@ def unless_cancelled(state: str) -> str:
     return f"CASE WHEN \"cancel_requested_at\" IS NULL THEN {state} ELSE '{State.CANCELLED.value}' END"
 
 
+# The error of a run that exited 0 just as a user cancelled it: it ends cancelled all the same.
+ENDED_AS_CANCELLED = "cancelled (it exited 0 by itself as the cancel came)"
+
+
+def error_unless_cancelled(error: str) -> str:
+    """SQL for the error a run's end stores: ``error`` (SQL text), or, where there is none (the
+    run succeeded) and a user asked to cancel the job while it ran, why it ends cancelled. In
+    the same statement as the state (:func:`unless_cancelled`): the history's event and the
+    `on-cancelled` hook, recorded by the state's trigger, have it."""
+    return (
+        f"COALESCE({error}, CASE WHEN \"cancel_requested_at\" IS NULL THEN NULL "
+        f"ELSE '{ENDED_AS_CANCELLED}' END)"
+    )
+
+
 def _literal(value: object) -> str:
     if isinstance(value, Sql):
         return value.text
@@ -190,7 +205,9 @@ class Statements:
 
         def when_done(name: str) -> str:
             value = _literal(completed.get(name, Sql(_quoted(name))))
-            return unless_cancelled(value) if name == "state" else value
+            if name == "state":
+                return unless_cancelled(value)
+            return error_unless_cancelled(value) if name == "error" else value
 
         cases = ", ".join(
             f'"{name}" = CASE WHEN {done} THEN {when_done(name)} '
@@ -234,6 +251,7 @@ class Statements:
         completed = completed_run(_pg_param("now"), _pg_param("exit_code"), _pg_param("output"),
                                   _pg_param("output_bytes"), _pg_param("ended_at"))  # fmt: skip
         completed["state"] = Sql(unless_cancelled(_literal(completed["state"])))
+        completed["error"] = Sql(error_unless_cancelled(_literal(completed["error"])))
         same_run = _same_run(_pg_param("worker").text, _pg_param("attempts").text,
                              _pg_param("started_at").text, is_sqlite=False)  # fmt: skip
         claimed = claimed_run(_pg_param("worker"), _pg_param("now"))
@@ -267,13 +285,13 @@ class Statements:
         """UPDATE of ``columns`` of the job (seq, worker) still processing there, in the same
         run (attempts, started_at): a worker presumed lost that claimed the job again must not
         store its old run's result over the new run. A new state is stored unless the job was
-        cancelled meanwhile (:func:`unless_cancelled`); it returns the state stored."""
+        cancelled meanwhile (:func:`unless_cancelled`, and its error
+        :func:`error_unless_cancelled`); it returns the state stored."""
         sql = self._same_run.get(columns)
         if sql is None:
+            made = {"state": unless_cancelled, "error": error_unless_cancelled}
             assignments = ", ".join(
-                f'"{name}" = '
-                + (unless_cancelled(self.param) if name == "state" else self.param)
-                for name in columns
+                f'"{name}" = ' + made.get(name, str)(self.param) for name in columns
             )
             same = _same_run(self.param, self.param, self.param, self.is_sqlite)
             sql = self._same_run[columns] = (

@@ -130,6 +130,7 @@ def test_cancel_a_running_job_stops_its_process_group_and_keeps_exit_code_and_ou
 def test_a_finished_run_of_a_job_being_cancelled_ends_cancelled(q):
     """Whichever way a run ends once a cancel was asked (success, failure with retries left,
     lost worker), the job ends cancelled: one final state, never run again."""
+    q.config_set("on-cancelled", "true")
     ok, failing, lost = add(q, "a"), add(q, "b"), add(q, "c")
     wid = q.register_worker(3)
     runs = {q.claim(wid).seq: None for _ in range(3)}
@@ -137,8 +138,12 @@ def test_a_finished_run_of_a_job_being_cancelled_ends_cancelled(q):
     q.cancel([ok.id, failing.id, lost.id])
     stored = q.finish(q.get(ok.id), RunResult(0, None, "fine\n", 5), wid)
     assert stored.state == "cancelled" and q.get(ok.id).output == "fine\n"
-    # It says why it is cancelled though it succeeded (its error was empty).
-    assert q.get(ok.id).error == "cancelled (it exited 0 by itself as the cancel came)"
+    # It says why it is cancelled though it succeeded (its error was empty), and so do its
+    # history and its hook (recorded with the state, they had no error).
+    why = "cancelled (it exited 0 by itself as the cancel came)"
+    assert q.get(ok.id).error == why == stored.error
+    assert (q.history(ok.id)[-1].event, q.history(ok.id)[-1].error) == ("cancelled", why)
+    assert [(d.job_id, d.error) for d in q.deliveries()] == [(ok.id, why)]
     stored = q.finish(q.get(failing.id), RunResult(1, "exit code 1", "", 0), wid)
     assert stored.state == "cancelled" and q.get(failing.id).exit_code == 1
     assert q.get(failing.id).error == "exit code 1"
@@ -154,10 +159,14 @@ def test_a_run_that_succeeds_as_the_cancel_comes_says_why_it_is_cancelled(q):
     wid = q.register_worker(1)
     job = q.claim(wid)
     assert job.id == first.id
+    q.config_set("on-cancelled", "true")
     q.cancel([first.id])
     stored, following = q.finish_and_claim(job, RunResult(0, None, "", 0), wid)
     assert stored.state == "cancelled" and following.id == second.id
-    assert q.get(first.id).error == "cancelled (it exited 0 by itself as the cancel came)"
+    why = "cancelled (it exited 0 by itself as the cancel came)"
+    assert q.get(first.id).error == why == stored.error
+    assert (q.history(first.id)[-1].event, q.history(first.id)[-1].error) == ("cancelled", why)
+    assert [(d.job_id, d.error) for d in q.deliveries()] == [(first.id, why)]
 
 
 def test_cancel_races_the_natural_end_in_another_process(q, workers):

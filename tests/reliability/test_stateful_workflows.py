@@ -34,7 +34,7 @@ from hypothesis.stateful import invariant, precondition, rule, run_state_machine
 
 from queuectl import InvalidInput, JobSpec, QueueError
 from queuectl import queue as queue_module
-from queuectl.control import ENDED_AS_CANCELLED
+from queuectl.statements import ENDED_AS_CANCELLED
 from queuectl.executor import CANCELLED, RunResult
 from queuectl.models import STATES
 from support import pg_server
