@@ -597,6 +597,28 @@ def test_the_output_stored_while_a_job_runs_never_cuts_a_character(tmp_path, mon
         assert ("p€ x\n").startswith(text)
 
 
+def test_output_is_handed_on_when_due_not_at_the_next_look(tmp_path, monkeypatch):
+    """A line printed just after the output was handed on waited for the due time, then for
+    the run's next look at the clock (up to POLL_S later): past SPEC 6's 1 s. With a long
+    POLL_S, the line is still handed on at its due time."""
+    from queuectl import executor
+
+    monkeypatch.setattr(executor, "OUTPUT_EVERY_S", 0.3)
+    monkeypatch.setattr(executor, "POLL_S", 30.0)
+    gate = tmp_path / "gate"
+    command = f"echo one; while [ ! -e {gate} ]; do sleep 0.01; done"
+    handed_on: list[float] = []
+
+    def stored(text: str, printed: int) -> None:
+        handed_on.append(time.monotonic())
+        gate.touch()
+
+    started = time.monotonic()
+    result = Execution(command, timeout=60, on_output=stored).run()
+    assert result.ok and result.output == "one\n"
+    assert handed_on and handed_on[0] - started < 10, "handed on at the next look, not when due"
+
+
 @pytest.mark.parametrize("limit", [1, 7, 1000, 1 << 20])
 def test_the_tail_kept_is_the_whole_limit_however_the_output_comes(limit):
     """A job's output comes in reads of any size (a pipe gives whatever was written, up to
