@@ -90,6 +90,26 @@ def test_panes_show_every_state_with_counts(seeded, fixed_clock):
     drive(app, scenario)
 
 
+def test_numbers_too_wide_for_their_column_are_shortened_not_cut(live_queue):
+    """Priority 2500 read 250 and 10000 max retries read 0/100: the table cut the numbers
+    without a mark. They are shown in thousands (or cut with an ellipsis), never wrong."""
+    for job_id, priority, max_retries in (("big", 2500, 3), ("low", -12345, 10000),
+                                          ("huge", 123_456_789, 1)):  # fmt: skip
+        live_queue.enqueue(JobSpec("true", id=job_id, priority=priority,
+                                   max_retries=max_retries, delay=600))  # fmt: skip
+    app = make_app(live_queue)
+
+    async def scenario(pilot):
+        waiting = pane(app, "waiting")
+        await until(pilot, lambda: len(column(waiting, "id")) == 3)
+        shown = dict(zip(column(waiting, "id"), zip(column(waiting, "priority"),
+                                                     column(waiting, "tries"))))  # fmt: skip
+        assert shown == {"huge": ("123M", "0/1"), "big": ("2500", "0/3"),
+                         "low": ("-12k", "0/10k")}  # fmt: skip
+
+    drive(app, scenario, size=(140, 30))
+
+
 def test_changes_by_other_processes_show_up_and_rows_are_diffed(seeded, fixed_clock):
     app = make_app(seeded, clock=fixed_clock)
 

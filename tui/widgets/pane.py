@@ -52,11 +52,37 @@ Colors = dict[str, str]  # the theme's variables (theme.py): a colour per state,
 Formatter = Callable[[JobRow, float, dict, Colors], Cells]
 
 
+PRIORITY_WIDTH = 4
+TRIES_WIDTH = 5
+
+
+def _short(number: int, width: int) -> str:
+    """``number`` in at most ``width`` cells: as it is, else in thousands, millions or billions
+    (2.5k, 12k, 3M), else cut with an ellipsis. A table cuts a cell too wide silently: priority
+    2500 read 250, and 10000 max retries 0/100."""
+    text = str(number)
+    if len(text) <= width:
+        return text
+    sign = "-" if number < 0 else ""
+    for size, unit in ((1_000, "k"), (1_000_000, "M"), (1_000_000_000, "G")):
+        scaled = abs(number) / size
+        for shown in (f"{scaled:.1f}".rstrip("0").rstrip("."), f"{scaled:.0f}"):
+            if shown != "0" and len(sign + shown + unit) <= width:
+                return sign + shown + unit
+    return text[: width - 1] + "…"
+
+
 def _tries(row: JobRow, config: dict, colors: Colors) -> Text:
     limit = row.max_retries
     if limit is None:
         limit = config.get("max-retries", DEFAULT_MAX_RETRIES)
-    return Text(tries(row.attempts, limit), style=colors["muted"] if row.attempts == 0 else "", end="")
+    text = tries(row.attempts, limit)
+    if len(text) > TRIES_WIDTH:
+        runs, most = text.split("/")
+        text = f"{_short(int(runs), 3)}/{_short(int(most), 3)}"
+        if len(text) > TRIES_WIDTH:
+            text = text[: TRIES_WIDTH - 1] + "…"
+    return Text(text, style=colors["muted"] if row.attempts == 0 else "", end="")
 
 
 SHORT_ID = 6  # characters of a dependency's id shown in a pane ("after 3f9k2a…")
@@ -103,7 +129,8 @@ def _waiting(row: JobRow, now: float, config: dict, colors: Colors) -> Cells:
     else:
         when = Text("ready", style=colors["muted"], end="")
     return {
-        "priority": Text(str(row.priority), style=colors["muted"] if row.priority == 0 else "bold", end=""),
+        "priority": Text(_short(row.priority, PRIORITY_WIDTH),
+                         style=colors["muted"] if row.priority == 0 else "bold", end=""),  # fmt: skip
         "command": literal(row.command),
         "tries": _tries(row, config, colors),
         "when": when,
@@ -191,9 +218,9 @@ KINDS = {
             State.PENDING,
             (
                 ID,
-                Column("priority", "Pri", 3, hide_below=56, justify="right"),
+                Column("priority", "Pri", PRIORITY_WIDTH, hide_below=56, justify="right"),
                 Column("command", "Command"),
-                Column("tries", "Tries", 5, hide_below=50, justify="right"),
+                Column("tries", "Tries", TRIES_WIDTH, hide_below=50, justify="right"),
                 Column("when", "When", 12),
                 Column("error", "Last error", None, flex=1, hide_below=90),
             ),
@@ -208,7 +235,7 @@ KINDS = {
             (
                 ID,
                 Column("command", "Command"),
-                Column("tries", "Tries", 5, hide_below=50, justify="right"),
+                Column("tries", "Tries", TRIES_WIDTH, hide_below=50, justify="right"),
                 Column("elapsed", "Elapsed", 7, justify="right"),
                 Column("worker", "Worker", 18, hide_below=76),
             ),
@@ -237,7 +264,7 @@ KINDS = {
             (
                 ID,
                 Column("command", "Command", flex=2),
-                Column("tries", "Tries", 5, hide_below=54, justify="right"),
+                Column("tries", "Tries", TRIES_WIDTH, hide_below=54, justify="right"),
                 Column("error", "Last error", flex=3),
                 Column("finished", "Died", 8, hide_below=64, justify="right"),
             ),
