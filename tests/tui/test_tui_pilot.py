@@ -339,6 +339,27 @@ def test_a_form_taller_than_the_terminal_scrolls_to_the_focused_field(seeded, fi
     drive(app, scenario, size=(80, 24))
 
 
+def test_a_form_made_smaller_keeps_the_focused_field_in_sight(seeded, fixed_clock):
+    """The terminal made smaller while a form is open: the focused field was left below the
+    form's fold, and keys went into it unseen until the next tab."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    def in_view(widget) -> bool:
+        shown = app.screen.query_one(".dialog").scrollable_content_region
+        return bool(widget.region) and shown.contains_region(widget.region)
+
+    async def scenario(pilot):
+        await pilot.press("c")
+        last = app.screen.query(Input).last()
+        while app.focused is not last:
+            await pilot.press("tab")
+        await until(pilot, lambda: in_view(last))
+        await pilot.resize_terminal(60, 14)
+        await until(pilot, lambda: in_view(last), what="the focused field in sight")
+
+    drive(app, scenario, size=(120, 40))
+
+
 def test_config_form_refuses_invalid_values_and_changes_nothing(seeded, fixed_clock):
     app = make_app(seeded, clock=fixed_clock)
 

@@ -125,6 +125,13 @@ class FormScreen(ModalScreen[T], Generic[T]):
         for widget in self.query(Input):
             widget.cursor_blink = not self.app.is_headless  # steady in tests and screenshots
 
+    def on_resize(self, event: events.Resize) -> None:
+        """A terminal made smaller: the focused field, in sight again (the keys typed next go
+        there; it was left below the form's fold)."""
+        focused = self.focused
+        if focused is not None:
+            self.call_after_refresh(focused.scroll_visible, animate=False)
+
     def on_screen_resume(self, event: events.ScreenResume) -> None:
         """Textual styles every widget of a screen again each time it is shown (Screen's own
         handler runs after this one). A form shown again (the app keeps its enqueue form) has
