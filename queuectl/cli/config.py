@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ..config import KEYS, shown
@@ -31,8 +33,13 @@ def config() -> None:
 @click.argument("key", shell_complete=_complete_keys)
 @pass_settings
 def get(settings: Settings, key: str) -> None:
-    """Print the value of KEY."""
-    click.echo(shown(settings.core.config_get(key)))
+    """Print the value of KEY (to a terminal, with control characters shown as escapes)."""
+    value = shown(settings.core.config_get(key))
+    click.echo(clean(value, one_line=True) if _terminal() else value)
+
+
+def _terminal() -> bool:
+    return sys.stdout.isatty()
 
 
 @config.command("set", context_settings={"ignore_unknown_options": True})
@@ -50,7 +57,7 @@ def set_(settings: Settings, key: str, value: str) -> None:
       queuectl config set on-dead ''        (no hook)
     """
     stored = settings.core.config_set(key, value)
-    click.echo(f"{key} = {shown(stored)}")
+    click.echo(f"{key} = {clean(shown(stored), one_line=True)}")  # read by a person
 
 
 @config.command("list")

@@ -362,6 +362,19 @@ def test_dlq_retry_all(run, queue):
 # -- config ----------------------------------------------------------------------------------
 
 
+def test_config_shows_a_hook_s_control_characters_as_escapes_to_a_person(run, monkeypatch):
+    """`config set` echoed a hook's escape sequences to the terminal, which obeyed them (its
+    title set). They are shown as escapes, as `show` does; a script reading `config get` from
+    a pipe gets the value as stored."""
+    import queuectl.cli.config as config_module
+
+    hook = "notify \x1b]2;HOOK\x07 done"
+    assert run.ok("config", "set", "on-dead", hook) == "on-dead = notify \\x1b]2;HOOK\\x07 done\n"
+    assert run.ok("config", "get", "on-dead") == hook + "\n"  # a pipe: as stored
+    monkeypatch.setattr(config_module, "_terminal", lambda: True)
+    assert run.ok("config", "get", "on-dead") == "notify \\x1b]2;HOOK\\x07 done\n"
+
+
 def test_config_defaults_set_get_list(run):
     assert run.json("config", "list").items() >= {
         "max-retries": 3, "backoff-base": 2, "job-timeout": 300, "retention": 0

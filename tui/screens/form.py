@@ -40,7 +40,7 @@ class FieldInput(Input):
                 )
 
 
-KEPT_HINT = "has control characters, shown as escapes: kept as it is (the CLI can change it)"
+KEPT_HINT = "control characters shown escaped: kept as it is"
 
 
 class Field(Vertical):
