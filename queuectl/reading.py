@@ -133,6 +133,11 @@ class Reading(QueueCore):
         def matching(j: type[Job]) -> list[peewee.Expression]:
             if not text:
                 return []
+            if self.is_sqlite and not text.isascii():
+                pattern = _any_case_glob(text)
+                return [peewee.Expression(j.id, "GLOB", pattern)
+                        | peewee.Expression(j.command, "GLOB", pattern)
+                        | peewee.Expression(j.queue, "GLOB", pattern)]  # fmt: skip
             return [j.id.contains(text) | j.command.contains(text) | j.queue.contains(text)]
 
         if pane == "waiting":
@@ -199,3 +204,19 @@ def _after_prefix(prefix: str) -> str | None:
     if 0xD800 <= following <= 0xDFFF:  # surrogates are not characters: skip them
         following = 0xE000
     return head[:-1] + chr(following)
+
+
+def _any_case_glob(text: str) -> str:
+    """A GLOB pattern (SQLite) for the texts that contain ``text`` in any case. SQLite's LIKE
+    ignores the case of ASCII letters only: `/élan` did not find `Élan`. Each letter with a
+    case becomes the class of its cases (``[éÉ]``); GLOB's own characters are classes too."""
+    parts = []
+    for char in text:
+        cases = dict.fromkeys(c for c in (char, char.lower(), char.upper()) if len(c) == 1)
+        if len(cases) > 1:
+            parts.append("[" + "".join(cases) + "]")
+        elif char in "*?[]":
+            parts.append(f"[{char}]")
+        else:
+            parts.append(char)
+    return "*" + "".join(parts) + "*"

@@ -311,3 +311,11 @@ def test_pane_matching_on_both_backends(any_queue):
     assert match("q-u") == ["u1", "u2"]  # by queue
     assert match("echo", limit=2) == ["p1", "p2"]  # claim order, LIMITed
     assert any_queue.pane_matching("completed", 10, "echo") == []
+    # Any case beyond ASCII too (SQLite's LIKE ignores the case of ASCII letters only), and
+    # the pattern's own characters are literal.
+    for job_id, command in (("e1", "echo Élan ÄRGER"), ("r1", "echo ПРИВЕТ"),
+                            ("g1", "ls *.txt [ab]? élan")):  # fmt: skip
+        any_queue.enqueue(JobSpec(command, id=job_id))
+    assert match("élan") == ["e1", "g1"]
+    assert match("ärger") == ["e1"] and match("привет") == ["r1"]
+    assert match("*.txt [ab]? É") == ["g1"] and match("é*") == []
