@@ -3,6 +3,8 @@ filter (`/`), the queue and dependencies of jobs in the panes and the details.""
 
 from __future__ import annotations
 
+import pytest
+
 from test_tui_pilot import column, pane, plain, type_ahead, typed
 from textual.command import CommandList
 from textual.widgets import Input, Static
@@ -255,11 +257,11 @@ def test_schedules_pause_run_now_and_remove_after_asking(workflows_queue, fixed_
         type_ahead(app, "S", "p")  # the first row: health-ping
         await until(pilot, lambda: workflows_queue.get_schedule("health-ping").paused)
         screen = app.screen
-        await until(pilot, lambda: "paused" in screen.table.get_row("health-ping")[3].plain)
+        await until(pilot, lambda: "paused" in screen.table.get_cell("health-ping", "due").plain)
         await pilot.press("down", "r")  # nightly-backup, now
         job = await until(pilot, lambda: [j for j in workflows_queue.list_jobs()
                                           if j.schedule == "nightly-backup"])  # fmt: skip
-        await until(pilot, lambda: screen.table.get_row("nightly-backup")[4].plain == job[0].id)
+        await until(pilot, lambda: screen.table.get_cell("nightly-backup", "last").plain == job[0].id)
         await pilot.press("d")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")
@@ -270,6 +272,27 @@ def test_schedules_pause_run_now_and_remove_after_asking(workflows_queue, fixed_
         assert job[0].id in [j.id for j in workflows_queue.list_jobs()]  # its jobs stay
 
     drive(app, scenario)
+
+
+@pytest.mark.parametrize(("size", "columns"), [
+    ((120, 35), ["name", "cron", "due", "last", "command"]),
+    ((200, 50), ["name", "cron", "zone", "due", "last", "overlap", "command"]),
+])  # fmt: skip
+def test_the_schedules_table_fits_and_gives_its_command_room(workflows_queue, fixed_clock,
+                                                               size, columns):  # fmt: skip
+    """At 120 columns the schedules' command column was 5 cells wide ("Comma"), and the table
+    scrolled sideways: the overlap and zone columns now give way to it."""
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("S")
+        table = await until(pilot, lambda: isinstance(app.screen, SchedulesScreen)
+                            and app.screen.table.row_count and app.screen.table)  # fmt: skip
+        assert [str(key.value) for key in table.columns] == columns
+        assert table.columns["command"].width >= 16
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+
+    drive(app, scenario, size=size)
 
 
 def test_new_actions_are_in_the_footer_and_the_palette(workflows_queue, fixed_clock):

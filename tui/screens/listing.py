@@ -33,6 +33,7 @@ class ListingScreen(ModalScreen[None]):
     TITLE = ""
     REFRESH_S = 2.0
     COLUMNS: list[tuple[str, str, int | None]] = []
+    GIVE_WAY: tuple[str, ...] = ()  # columns left out, in this order, where room is short
     EMPTY = ""
     BINDINGS = [Binding("escape", "close", "Close")]
 
@@ -45,7 +46,7 @@ class ListingScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog listing") as dialog:
             dialog.border_title = self.TITLE
-            self.table = Listing(self.COLUMNS, id="listing")
+            self.table = Listing(self.COLUMNS, give_way=self.GIVE_WAY, id="listing")
             yield self.table
             yield Static(self.EMPTY, id="listing-note", classes="hint", markup=False)
 

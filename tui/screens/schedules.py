@@ -40,6 +40,7 @@ class SchedulesScreen(ListingScreen):
         ("overlap", "Overlap", 7),
         ("command", "Command", None),
     ]
+    GIVE_WAY = ("overlap", "zone", "last")  # the due times are in UTC whatever the zone
     BINDINGS = [
         Binding("a", "add", "Add", tooltip="Add a schedule"),
         Binding("p", "toggle_pause", "Pause/resume", tooltip="Pause / resume the selected schedule"),

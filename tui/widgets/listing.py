@@ -18,29 +18,51 @@ class Listing(DataTable):
         Binding("k", "cursor_up", "Up", show=False),
     ]
 
-    def __init__(self, columns: list[tuple[str, str, int | None]], *, id: str | None = None) -> None:
-        """``columns``: (key, label, width or None for the rest)."""
+    def __init__(
+        self,
+        columns: list[tuple[str, str, int | None]],
+        *,
+        give_way: tuple[str, ...] = (),
+        id: str | None = None,
+    ) -> None:
+        """``columns``: (key, label, width or None for the rest). ``give_way``: the keys of the
+        columns left out, in this order, while the rest would be narrower than MIN_REST (at 120
+        columns the schedules' command was 5 cells wide, the table scrolled sideways)."""
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)
         self._spec = columns
-        self._shown: dict[str, Row] = {}
+        self._give_way = give_way
+        self._visible = list(range(len(columns)))  # the indexes of the columns shown
+        self._rows: dict[str, Row] = {}  # the rows last given to show, every column's cell
+        self._shown: dict[str, Row] = {}  # what the table shows of them
 
     PADDING = 1  # DataTable's cell padding, each side
+    MIN_REST = 16
 
     def on_resize(self) -> None:
         """Give the column without a width what the others leave of the table's width."""
-        fixed = sum((width or 0) + 2 * self.PADDING for _, _, width in self._spec)
-        rest = max(self.scrollable_content_region.width - fixed - 2 * self.PADDING, 8)
-        widths = [width or rest for _, _, width in self._spec]
+        room = self.scrollable_content_region.width - 2 * self.PADDING
+        dropped: set[str] = set()
+        for key in (None, *self._give_way):
+            if key is not None:
+                dropped.add(key)
+            visible = [i for i, (k, _, _) in enumerate(self._spec) if k not in dropped]
+            fixed = sum((self._spec[i][2] or 0) + 2 * self.PADDING for i in visible)
+            if room - fixed >= self.MIN_REST:
+                break
+        rest = max(room - fixed, 8)
+        widths = [(i, self._spec[i][2] or rest) for i in visible]
         if widths == getattr(self, "_widths", None):
             return
         self._widths = widths
+        self._visible = visible
         selected = self.selected
-        shown = dict(self._shown)
+        rows = dict(self._rows)
         self.clear(columns=True)
         self._shown.clear()
-        for (key, label, _), width in zip(self._spec, widths):
+        for i, width in widths:
+            key, label, _ = self._spec[i]
             self.add_column(Text(label), key=key, width=width)
-        self.show(shown)
+        self.show(rows)
         if selected in self._shown:
             self.move_cursor(row=self.get_row_index(selected), animate=False)
 
@@ -53,16 +75,18 @@ class Listing(DataTable):
         return row_key.value
 
     def show(self, rows: dict[str, Row]) -> None:
+        self._rows = dict(rows)
         if not self.columns:  # not sized yet: the first resize adds the columns, then these
-            self._shown = dict(rows)
             return
         selected = self.selected
-        keys = [key for key, _, _ in self._spec]
+        visible = self._visible
+        keys = [self._spec[i][0] for i in visible]
         with self.app.batch_update():
             for key in [key for key in self._shown if key not in rows]:
                 self.remove_row(key)
                 del self._shown[key]
-            for key, cells in rows.items():
+            for key, row in rows.items():
+                cells = [row[i] for i in visible]
                 before = self._shown.get(key)
                 if before is None:
                     self.add_row(*cells, key=key)
