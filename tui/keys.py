@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from textual import events
 from textual._ansi_sequences import ANSI_SEQUENCES_KEYS
@@ -104,6 +104,46 @@ class EscapeThenKey(XTermParser):
     enter typed at once left the form unsent. A newline is enter here (as ctrl+j is in a shell).
     """
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._pasted: list[str] | None = None  # a bracketed paste's text so far, while in one
+        self._held = ""  # the end of a read that may begin a paste's start or end mark
+
+    def feed(self, data: str) -> Iterable[events.Event]:
+        """A bracketed paste is text, whatever it holds: Textual read an ESC inside one as the
+        start of a key sequence, and sent what followed as keys (a pasted `echo a\\e[0m`, a
+        newline and `x` submitted the form, then cancelled the selected job). Its text is taken
+        here, up to the paste's end mark, and sent whole as one Paste."""
+        if not data:  # the end of input
+            yield from super().feed(data)
+            return
+        text, self._held = self._held + data, ""
+        while text:
+            if self._pasted is None:
+                start = text.find(PASTE_START)
+                if start < 0:
+                    keep = _mark_begun(text, PASTE_START, lone_escape=False)
+                    self._held = text[len(text) - keep :] if keep else ""
+                    text = text[: len(text) - keep]
+                    if text:
+                        yield from super().feed(text)
+                    return
+                if start:
+                    yield from super().feed(text[:start])
+                text = text[start + len(PASTE_START) :]
+                self._pasted = []
+            else:
+                end = text.find(PASTE_END)
+                if end < 0:
+                    keep = _mark_begun(text, PASTE_END, lone_escape=True)
+                    self._pasted.append(text[: len(text) - keep])
+                    self._held = text[len(text) - keep :] if keep else ""
+                    return
+                self._pasted.append(text[:end])
+                pasted, self._pasted = "".join(self._pasted), None
+                yield events.Paste(pasted.replace("\x00", ""))
+                text = text[end + len(PASTE_END) :]
+
     def _sequence_to_key_events(self, sequence: str, alt: bool = False) -> Iterator[events.Key]:
         if sequence == "\n":
             sequence = "\r"
@@ -111,6 +151,19 @@ class EscapeThenKey(XTermParser):
             yield events.Key("escape", "\x1b")
             sequence = sequence[-1]
         yield from super()._sequence_to_key_events(sequence, alt=False)
+
+
+PASTE_START, PASTE_END = "\x1b[200~", "\x1b[201~"
+
+
+def _mark_begun(text: str, mark: str, lone_escape: bool) -> int:
+    """How many of the last characters of ``text`` begin ``mark`` (the rest of it may come in
+    the next read). A lone ESC counts only if ``lone_escape``: outside a paste it is the escape
+    key more likely, and held back it would wait for the next key."""
+    for size in range(min(len(mark) - 1, len(text)), 0, -1):
+        if text.endswith(mark[:size]) and (size > 1 or lone_escape):
+            return size
+    return 0
 
 
 # What may follow ESC in a longer sequence: CSI, SS3, OSC, DCS, APC and PM.

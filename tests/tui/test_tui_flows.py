@@ -132,6 +132,22 @@ def test_keys_typed_after_a_filter_act_on_the_jobs_it_shows(live_queue):
     drive(app, scenario)
 
 
+def test_a_paste_into_the_filter_leaves_its_control_characters_out(live_queue):
+    """The filter's input drew a pasted escape sequence as it was: the terminal obeyed it."""
+    from textual import events
+
+    live_queue.enqueue(JobSpec("echo deploy", id="d1"))
+    app = make_app(live_queue)
+
+    async def scenario(pilot):
+        await pilot.press("slash")
+        app.filter_bar.input.post_message(events.Paste("dep\x1b]2;T\x07loy\n"))
+        await until(pilot, lambda: app.filter_text == "dep]2;Tloy")
+        assert all(c.isprintable() for c in app.filter_bar.input.value)
+
+    drive(app, scenario)
+
+
 def test_the_filter_matches_percent_and_underscore_literally(live_queue):
     for job_id, command in (("p1", "echo 100% done"), ("p2", "echo 100 done"),
                             ("u1", "echo a_b"), ("u2", "echo axb")):  # fmt: skip

@@ -245,6 +245,31 @@ def test_a_form_left_with_escape_and_keys_typed_fast_after_it_enqueues_nothing(c
         terminal.kill()
 
 
+def test_a_paste_with_an_escape_sequence_is_refused_and_acts_as_no_key(cli, tmp_path):
+    """A bracketed paste of `echo a<ESC>[0m`, a newline and `x` into the enqueue form: Textual
+    read the ESC as a key sequence's start and sent the rest as keys, so the newline submitted
+    `^echo a[0m` and the `x` cancelled the selected job. The paste is refused as a whole."""
+    cli("enqueue", "--id", "keep-me", "--delay", "600", "sleep 1")
+    terminal = Terminal([str(QUEUECTL), "--db", str(cli.db), "tui", "--workers", "0"], tmp_path)
+    pasted = tmp_path / "paste.txt"
+    pasted.write_text("echo a\x1b[0m\nx")
+    try:
+        wait_for(lambda: shows(terminal, "Pending", "keep-me"), 30, "the job", terminal)
+        terminal.press("a")
+        wait_for(lambda: on_screen(terminal, "Enqueue a job"), 30, "the form", terminal)
+        terminal.tmux("load-buffer", "-b", "p", str(pasted))
+        terminal.tmux("paste-buffer", "-p", "-b", "p", "-t", terminal.session)  # bracketed
+        wait_for(lambda: on_screen(terminal, "nothing was pasted"), 30, "the refusal", terminal)
+        assert on_screen(terminal, "Enqueue a job"), "the form was submitted"
+        terminal.type_ahead("echo typed", "Enter")
+        jobs = wait_for(lambda: len(rows := json.loads(cli("list", "--json"))) == 2 and rows,
+                        30, "the typed job", terminal)  # fmt: skip
+        assert {job["id"]: job["state"] for job in jobs}["keep-me"] == "pending"
+        assert sorted(job["command"] for job in jobs) == ["echo typed", "sleep 1"]
+    finally:
+        terminal.kill()
+
+
 def test_keys_typed_while_the_app_starts_all_land(cli, tmp_path):
     """Typed before the app had made the terminal raw, enter arrived as a newline (the line
     mode's CR to NL), which Textual read as ctrl+j: the form stayed open, nothing enqueued."""

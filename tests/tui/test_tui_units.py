@@ -107,6 +107,23 @@ def test_escape_then_a_key_typed_fast_is_both_keys(typed, keys):
     assert _keys(typed) == keys
 
 
+def test_a_bracketed_paste_is_one_paste_whatever_it_holds():
+    """An ESC inside a paste began a key sequence in Textual's parser, and what followed it
+    was sent as keys (a pasted newline and `x`: the form submitted, a job cancelled). The
+    paste is its text, whole, in one Paste; its marks may come split over several reads."""
+    from textual import events
+
+    from queuectl.tui.keys import EscapeThenKey
+
+    parser = EscapeThenKey()
+    tokens = []
+    for read in ("a\x1b[200~echo a\x1b[0m\nx\x1b[201~b", "\x1b[20", "0~hi\x1b", "[201", "~c"):
+        tokens.extend(parser.feed(read))
+    got = [(type(t).__name__, t.text if isinstance(t, events.Paste) else t.key) for t in tokens]
+    assert got == [("Key", "a"), ("Paste", "echo a\x1b[0m\nx"), ("Key", "b"),
+                   ("Paste", "hi"), ("Key", "c")]  # fmt: skip
+
+
 def test_the_timeline_shows_no_run_for_a_job_cancelled_while_it_waited():
     """A job cancelled before it ever ran showed "run 0  0.00s → cancelled": a run that never
     was. A cancel of a running job ends its run; one of a job waiting for its retry does not."""

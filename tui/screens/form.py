@@ -24,20 +24,30 @@ class FieldInput(Input):
     """An input of one line. Textual's keeps the first line of a paste and drops the rest
     without a word: a script pasted into the command field lost all but its first line. A paste
     of several lines is refused instead, and the field says so (a trailing newline, as a
-    copied line has, is not a second line)."""
+    copied line has, is not a second line). So is one with control characters (an escape
+    sequence): an input draws its text as it is, and the terminal would obey them."""
 
     def _on_paste(self, event: events.Paste) -> None:
         # Textual calls Input's own handler after this one, unless its default is prevented.
-        lines = event.text.rstrip("\r\n").splitlines()
+        text = event.text.rstrip("\r\n")
+        lines = text.splitlines()
+        refused = None
         if len(lines) > 1:
+            refused = (
+                f"pasted {len(lines)} lines, and this field takes one: nothing was pasted "
+                "(join them with ; or &&, or enqueue a script file)"
+            )
+        elif escaped_line(text) != text:
+            refused = (
+                "pasted text with control characters (an escape sequence?): nothing was "
+                "pasted (the CLI takes it: queuectl enqueue or edit)"
+            )
+        if refused is not None:
             event.prevent_default()
             event.stop()
             field = self.parent
             if isinstance(field, Field):
-                field.set_error(
-                    f"pasted {len(lines)} lines, and this field takes one: nothing was pasted "
-                    "(join them with ; or &&, or enqueue a script file)"
-                )
+                field.set_error(refused)
 
 
 KEPT_HINT = "control characters shown escaped: kept as it is"
