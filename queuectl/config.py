@@ -75,8 +75,15 @@ class Key(NamedTuple):  # not a frozen dataclass: every command defines it (see 
 
 
 def shown(value: Value) -> str:
-    """A value as `config` prints it (numbers as `%g`; an empty hook as nothing)."""
-    return value if isinstance(value, str) else f"{value:g}"
+    """A value as `config` prints it, and as it reads back: a number whole where it is whole,
+    else its shortest exact form (`%g` made 1.23456789 read 1.23457, which the TUI's form then
+    saved over the value, and 1234567.5 read 1.23457e+06, which no duration parses); an empty
+    hook as nothing."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    return str(value)
 
 
 KEYS: dict[str, Key] = {

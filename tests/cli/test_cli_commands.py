@@ -375,6 +375,18 @@ def test_config_shows_a_hook_s_control_characters_as_escapes_to_a_person(run, mo
     assert run.ok("config", "get", "on-dead") == "notify \\x1b]2;HOOK\\x07 done\n"
 
 
+def test_config_prints_a_number_as_it_is_stored(run):
+    """`%g` printed backoff-base 1.23456789 as 1.23457 and retention 1234567.5 as 1.23457e+06,
+    which no duration parses: what `config get` prints now reads back as the same value."""
+    assert run.ok("config", "set", "backoff-base", "1.23456789") == "backoff-base = 1.23456789\n"
+    assert run.ok("config", "get", "backoff-base") == "1.23456789\n"
+    run.ok("config", "set", "retention", "1234567.5")
+    shown = run.ok("config", "get", "retention").strip()
+    assert shown == "1234567.5"
+    run.ok("config", "set", "retention", shown)  # reads back
+    assert run.json("config", "list")["retention"] == 1234567.5
+
+
 def test_config_defaults_set_get_list(run):
     assert run.json("config", "list").items() >= {
         "max-retries": 3, "backoff-base": 2, "job-timeout": 300, "retention": 0

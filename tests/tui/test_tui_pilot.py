@@ -315,6 +315,26 @@ def test_config_form_shows_a_hook_with_control_characters_escaped_and_keeps_it(s
     drive(app, scenario)
 
 
+def test_config_form_saves_only_what_was_edited(seeded, fixed_clock):
+    """The form showed numbers as `%g`: saving job-timeout alone also saved backoff-base
+    1.23456789 as 1.23457, and a retention of 1234567.5 shown as 1.23457e+06 made every save
+    fail until it was typed again."""
+    seeded.config_set("backoff-base", "1.23456789")
+    seeded.config_set("retention", "1234567.5")
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("c")
+        assert app.screen.query_one("#retention", Input).value == "1234567.5"
+        await fill(pilot, "job-timeout", "301")
+        await pilot.press("enter")
+        await until(pilot, lambda: seeded.config()["job-timeout"] == 301)
+        assert seeded.config().items() >= {"backoff-base": 1.23456789,
+                                           "retention": 1234567.5}.items()  # fmt: skip
+
+    drive(app, scenario)
+
+
 def test_a_form_taller_than_the_terminal_scrolls_to_the_focused_field(seeded, fixed_clock):
     """At 80x24 the config's last field and its buttons were below the screen: tab moved the
     focus into a field nobody could see, and nothing scrolled to it."""

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 
-from queuectl.config import KEYS, validate
+from queuectl.config import KEYS, shown as _shown, validate
 
 from .form import Field, FormScreen
-
-
-def _shown(value: int | float) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 class ConfigScreen(FormScreen[dict]):
