@@ -311,6 +311,22 @@ def test_the_schedules_table_fits_and_gives_its_command_room(workflows_queue, fi
     drive(app, scenario, size=size)
 
 
+def test_the_queues_table_shows_the_limit_and_state_at_80_columns(workflows_queue, fixed_clock):
+    """At 80 columns the queues' Limit and State columns were off screen (the table scrolled
+    sideways, and not far enough), though `p` and `l` act on them: the counts give way."""
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("Q")
+        table = await until(pilot, lambda: isinstance(app.screen, QueuesScreen)
+                            and app.screen.table.row_count and app.screen.table)  # fmt: skip
+        assert [str(key.value) for key in table.columns] == [
+            "name", "pending", "processing", "limit", "paused"]  # fmt: skip
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+
+    drive(app, scenario, size=(80, 24))
+
+
 def test_new_actions_are_in_the_footer_and_the_palette(workflows_queue, fixed_clock):
     app = make_app(workflows_queue, clock=fixed_clock)
 

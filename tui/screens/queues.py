@@ -42,6 +42,8 @@ class QueuesScreen(ListingScreen):
         ("limit", "Limit", 7),
         ("paused", "State", 9),
     ]
+    # Where room is short (80 columns), counts give way: `p` and `l` act on the limit and state.
+    GIVE_WAY = ("cancelled", "completed", "failed", "dead")
     BINDINGS = [
         Binding("p", "toggle_pause", "Pause/resume", tooltip="Pause / resume the selected queue"),
         Binding("l", "limit", "Limit", tooltip="Set or remove the selected queue's limit"),
