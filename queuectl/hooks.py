@@ -209,7 +209,7 @@ class HookRunner:
             with self._lock:
                 self._executions[delivery.id] = execution
             result = execution.run()
-            if self._closing and execution.killed_by_stop:
+            if (self._closing or self._killed.is_set()) and execution.killed_by_stop:
                 log.warning(
                     "hook on-%s for job %s stopped with the worker: another worker will run it",
                     delivery.state, delivery.job_id,

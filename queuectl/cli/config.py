@@ -35,7 +35,10 @@ def config() -> None:
 def get(settings: Settings, key: str) -> None:
     """Print the value of KEY (to a terminal, with control characters shown as escapes)."""
     value = shown(settings.core.config_get(key))
-    click.echo(clean(value, one_line=True) if _terminal() else value)
+    if _terminal():
+        click.echo(clean(value, one_line=True))
+    else:  # as stored (click.echo would strip its ANSI codes for a pipe)
+        click.echo(value, color=True)
 
 
 def _terminal() -> bool:

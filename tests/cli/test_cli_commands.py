@@ -368,11 +368,15 @@ def test_config_shows_a_hook_s_control_characters_as_escapes_to_a_person(run, mo
     a pipe gets the value as stored."""
     import queuectl.cli.config as config_module
 
-    hook = "notify \x1b]2;HOOK\x07 done"
-    assert run.ok("config", "set", "on-dead", hook) == "on-dead = notify \\x1b]2;HOOK\\x07 done\n"
-    assert run.ok("config", "get", "on-dead") == hook + "\n"  # a pipe: as stored
+    hook = "notify \x1b]2;HOOK\x07 \x1b[1mdone\x1b[0m"
+    assert run.ok("config", "set", "on-dead", hook) == (
+        "on-dead = notify \\x1b]2;HOOK\\x07 \\x1b[1mdone\\x1b[0m\n"
+    )
+    assert run.ok("config", "get", "on-dead") == hook + "\n"  # a pipe: as stored, colours too
     monkeypatch.setattr(config_module, "_terminal", lambda: True)
-    assert run.ok("config", "get", "on-dead") == "notify \\x1b]2;HOOK\\x07 done\n"
+    assert run.ok("config", "get", "on-dead") == (
+        "notify \\x1b]2;HOOK\\x07 \\x1b[1mdone\\x1b[0m\n"
+    )
 
 
 def test_config_prints_a_number_as_it_is_stored(run):

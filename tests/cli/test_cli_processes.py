@@ -167,6 +167,7 @@ def test_second_sigint_while_a_stopping_worker_waits_for_a_hook_exits_at_once(
     wait_until(lambda: "SIGINT: stopping" in worker.log())
     worker.signal(signal.SIGINT)
     assert worker.wait(15) == 130, worker.log()  # not the hook's 30 s timeout
+    assert "another worker will run it" in worker.log() and "failed" not in worker.log()
     assert queue.get(job_id).state == "completed"
     assert [d.job_id for d in queue.deliveries()] == [job_id]  # for another worker to run
 
