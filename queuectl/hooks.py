@@ -244,14 +244,41 @@ class HookRunner:
         so a `--burst` run's last changes are delivered), wait for the hooks running, delete
         what ran. Hooks still running at the deadline are killed, and their deliveries taken
         again by another process once this one is gone (as if it had died)."""
+        import peewee
+
+        from .reconnect import Backoff
+
         deadline = time.monotonic() + timeout
+        backoff = Backoff()
+
+        def database_failed() -> None:
+            """A look failed (the database is away): the hooks running go on; look again soon,
+            on a new connection if the old one broke, until the deadline."""
+            try:
+                self.queue.recover()
+            except Exception:  # tried again on the next failure
+                pass
+            self._killed.wait(min(backoff.next(), max(deadline - time.monotonic(), 0)))
+
         try:
             while time.monotonic() < deadline and not self._killed.is_set():
-                taken = self.poll(now=float("inf"))  # look now, whatever the last look found
+                try:
+                    taken = self.poll(now=float("inf"))  # look now, whatever the last look found
+                except peewee.PeeweeException:
+                    database_failed()
+                    continue
+                backoff.reset()
                 if not taken and not self.running:
                     break
                 self._killed.wait(0.02)
-            self.poll(now=float("-inf"))  # deletes what ended last; takes nothing
+            while True:
+                try:
+                    self.poll(now=float("-inf"))  # deletes what ended last; takes nothing
+                    break
+                except peewee.PeeweeException:
+                    if time.monotonic() >= deadline or self._killed.is_set():
+                        raise
+                    database_failed()
         finally:
             with self._lock:
                 self._closing = True

@@ -701,19 +701,28 @@ class WorkerPool:
         if self._service_done.is_set():
             return
         self._service_done.set()
+        deadline = time.monotonic() + self.stop_timeout  # for the database, if it is away
         if self._service is not None:
             self._service.join()
         self.queue.remove_listener(self.wake)
         if self._jobs is not self.queue:
             self._jobs.close()
         try:
-            if self._hooks is not None:
+            if self._hooks is not None:  # (rides out an outage up to the stop timeout)
                 self._hooks.close(self.stop_timeout)
         except peewee.PeeweeException as exc:
             log.warning("delivering hooks failed (%s)", exc)
+        backoff = Backoff()
         try:
-            self.queue.unregister_worker(self.worker_id)  # type: ignore[arg-type]
-        except peewee.PeeweeException as exc:
-            log.warning("unregistering failed (%s)", exc)
+            while True:  # else read as live for a lease, by the workers of other hosts
+                try:
+                    self.queue.unregister_worker(self.worker_id)  # type: ignore[arg-type]
+                    break
+                except peewee.PeeweeException as exc:
+                    if time.monotonic() >= deadline or self._hard.is_set():
+                        log.warning("unregistering failed (%s)", exc)
+                        break
+                    self._database_failed(self.queue, exc)
+                    self._hard.wait(min(backoff.next(), max(deadline - time.monotonic(), 0)))
         finally:
             self.queue.close()  # this thread's connection

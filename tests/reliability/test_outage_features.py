@@ -374,3 +374,44 @@ def test_a_run_rescued_while_its_worker_was_cut_off_is_stopped_once_it_is_back(p
     wait_until(lambda: worker.logged("its result is not stored"), 30, worker.log)
     assert queue.get(job.id).__data__ == stored.__data__, "the lost run's result was stored"
     assert worker.process.poll() is None and "Traceback" not in worker.log(), worker.log()
+
+
+def test_a_stopping_worker_rides_out_an_outage_to_deliver_its_hooks_once(pg_away, tmp_path):
+    """The database went away while a stopping worker waited for its last hook: its look for
+    the hooks still due failed, so it killed the hook running, left its delivery to be run
+    again by the next worker (the hook ran twice), and exited without unregistering. It now
+    waits for the database (up to the stop timeout), as a result waiting to be stored does."""
+    away, hooks = pg_away, tmp_path / "hooks"
+    queue = Queue(away.target)
+    queue.config_set("on-completed", f'echo "start $QUEUECTL_JOB_ID" >> {hooks}; sleep 1.5; '
+                                     f'echo "end $QUEUECTL_JOB_ID" >> {hooks}')  # fmt: skip
+    job = queue.enqueue("true")
+    worker = away.worker("w")
+    worker.ready()
+    wait_until(lambda: hooks.exists() and "start" in hooks.read_text(), 30, "the hook to run")
+    worker.process.terminate()  # a graceful stop: the hook is waited for
+    away.down()
+    wait_until(lambda: "end" in hooks.read_text(), 30, "the hook to end meanwhile")
+    away.up()
+    assert worker.process.wait(30) == 0, worker.log()
+    assert hooks.read_text().split() == ["start", job.id, "end", job.id], "run once, whole"
+    assert queue.deliveries() == [], "its delivery is left to run again"
+    assert queue.live_workers() == [], worker.log()
+    for failure in ("delivering hooks failed", "unregistering failed", "stopped with the worker"):
+        assert failure not in worker.log(), worker.log()
+
+
+def test_a_worker_stopped_while_the_database_is_away_unregisters_once_it_is_back(pg_away):
+    """Stopped during an outage, an idle worker gave up unregistering at its first try and
+    exited: other hosts' workers read it as live for a lease. It now waits for the database
+    up to the stop timeout, as its results and hooks do."""
+    queue = Queue(pg_away.target)
+    worker = pg_away.worker("w")
+    worker.ready()
+    pg_away.down()
+    worker.process.terminate()
+    pg_away.noticed()  # its try to unregister found the database away
+    assert worker.process.poll() is None, "it gave up at once: " + worker.log()
+    pg_away.up()
+    assert worker.process.wait(30) == 0, worker.log()
+    assert queue.live_workers() == [] and "unregistering failed" not in worker.log()
