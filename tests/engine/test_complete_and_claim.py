@@ -83,3 +83,54 @@ def test_a_run_stored_late_keeps_the_time_it_ended(q, wid, clock, how):
     assert again.finished_at == pytest.approx(ended)
     assert again.updated_at == pytest.approx(ended + 30.0)  # when it was stored
     assert q.stats(3600).queues["default"].run_max == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("how", ["claim", "complete and claim"])
+def test_a_claim_that_waited_for_the_write_lock_starts_when_it_got_it(db_path, how):
+    """SQLite: a claim reads its time before it waits for the write lock. Another process
+    held the lock for 8 s as a run ended: the next job's start was stamped before the wait,
+    and that 1 s job read 8.7 s in `show`, `stats` and the histogram."""
+    import sqlite3
+    import threading
+
+    from queuectl import Queue
+    from support import FakeClock, wait_until
+
+    class Clock(FakeClock):
+        """Says which threads read it."""
+
+        readers: list[str] = []
+
+        def __call__(self) -> float:
+            self.readers.append(threading.current_thread().name)
+            return self.now
+
+    clock = Clock()
+    q = Queue(db_path, clock=clock)
+    try:
+        first, second = q.enqueue_many([JobSpec(command="a"), JobSpec(command="b")])
+        wid = q.register_worker(1)
+        running = q.claim(wid) if how == "complete and claim" else None
+        holder = sqlite3.connect(db_path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        claimed: list = []
+
+        def claim() -> None:
+            if running is None:
+                claimed.append(q.claim(wid))
+            else:
+                claimed.append(q.finish_and_claim(running, OK, wid)[1])
+
+        claiming = threading.Thread(target=claim, name="claiming")
+        claiming.start()
+        # The claim has read its time; its statement waits for the lock.
+        wait_until(lambda: "claiming" in clock.readers, 30, "the claim to read the time")
+        clock.advance(8.0)  # the lock is held this long
+        holder.execute("ROLLBACK")
+        holder.close()
+        claiming.join(30)
+        job = claimed[0]
+        assert job.id == (second.id if running else first.id)
+        assert job.started_at == clock() == q.get(job.id).started_at
+    finally:
+        q.close()
