@@ -252,8 +252,12 @@ class Schedules(Lifecycle):
         )
         fired = []
         for row in due:
-            following = next_time(row.cron, row.zone, now)
             with self._write():
+                # From the time the write lock came, not the look's: it may have waited (SQLite:
+                # another process held it). Moved on from the look's time, to a due time already
+                # past once it came, the schedule was due again at once, and another pool fired
+                # the same missed time a second time.
+                following = next_time(row.cron, row.zone, self.clock())
                 won = (
                     Schedule.update(next_due=following)
                     .where(Schedule.name == row.name, Schedule.next_due == row.next_due,

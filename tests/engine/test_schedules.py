@@ -100,6 +100,49 @@ def test_each_due_time_gives_one_job_whoever_looks(target, clock, tmp_path, monk
         second.close()
 
 
+def test_a_time_fired_after_waiting_for_the_write_lock_is_not_due_again(db_path):
+    """SQLite: a pool looked, found a time due, then waited for the write lock (another
+    process held it). It moved the schedule on from the time it had looked, to a due time
+    already past once the lock came: the schedule was due again at once, and another pool
+    fired the same missed time a second time (the chaos run saw it)."""
+    import sqlite3
+    import threading
+
+    from support import FakeClock
+
+    class Clock(FakeClock):
+        """Says which threads read it."""
+
+        readers: list[str] = []
+
+        def __call__(self) -> float:
+            self.readers.append(threading.current_thread().name)
+            return self.now
+
+    clock = Clock(START)
+    first, second = Queue(db_path, clock=clock), Queue(db_path, clock=clock)
+    try:
+        first.add_schedule("tick", "* * * * *", JobSpec(command="echo tick"))
+        clock.advance(61)  # due: START + 60
+        holder = sqlite3.connect(db_path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        fired: list = []
+        firing = threading.Thread(target=lambda: fired.extend(first.fire_due_schedules()),
+                                  name="firing")  # fmt: skip
+        firing.start()
+        wait_until(lambda: "firing" in clock.readers, 30, "the pool to look")
+        clock.advance(90)  # the lock is held past the next due time (START + 120)
+        holder.execute("ROLLBACK")
+        holder.close()
+        firing.join(30)
+        assert len(fired) == 1
+        assert second.fire_due_schedules() == [], "the same missed time fired twice"
+        assert first.schedules()[0].next_due == START + 180
+    finally:
+        first.close()
+        second.close()
+
+
 def test_no_overlap_skips_while_the_last_job_waits_or_runs(any_queue, clock):
     q = any_queue
     clock.now = START
