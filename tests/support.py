@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -78,6 +79,19 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class WatchedClock(FakeClock):
+    """A FakeClock that says which threads read it: a test moves the time on once a thread has
+    read it (and, say, then waits for a lock)."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        super().__init__(start)
+        self.readers: list[str] = []
+
+    def __call__(self) -> float:
+        self.readers.append(threading.current_thread().name)
+        return self.now
 
 
 DEFAULT_PG_URL = "postgresql://queuectl:queuectl@127.0.0.1:5432/queuectl_test"

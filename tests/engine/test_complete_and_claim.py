@@ -94,18 +94,9 @@ def test_a_claim_that_waited_for_the_write_lock_starts_when_it_got_it(db_path, h
     import threading
 
     from queuectl import Queue
-    from support import FakeClock, wait_until
+    from support import WatchedClock, wait_until
 
-    class Clock(FakeClock):
-        """Says which threads read it."""
-
-        readers: list[str] = []
-
-        def __call__(self) -> float:
-            self.readers.append(threading.current_thread().name)
-            return self.now
-
-    clock = Clock()
+    clock = WatchedClock()
     q = Queue(db_path, clock=clock)
     try:
         first, second = q.enqueue_many([JobSpec(command="a"), JobSpec(command="b")])

@@ -108,18 +108,9 @@ def test_a_time_fired_after_waiting_for_the_write_lock_is_not_due_again(db_path)
     import sqlite3
     import threading
 
-    from support import FakeClock
+    from support import WatchedClock
 
-    class Clock(FakeClock):
-        """Says which threads read it."""
-
-        readers: list[str] = []
-
-        def __call__(self) -> float:
-            self.readers.append(threading.current_thread().name)
-            return self.now
-
-    clock = Clock(START)
+    clock = WatchedClock(START)
     first, second = Queue(db_path, clock=clock), Queue(db_path, clock=clock)
     try:
         first.add_schedule("tick", "* * * * *", JobSpec(command="echo tick"))
