@@ -30,8 +30,6 @@ from .spec import (
 )
 
 CANCEL_CHUNK = 500  # jobs in one `IN (...)` list of a cancel's updates
-# The error of a run that exited 0 by itself as a user cancelled it (it is cancelled: its
-# dependents are, and it is not retried).
 # What `purge` deletes unless told otherwise, and what `retention` deletes (SPEC 6).
 PURGED_BY_DEFAULT: tuple[State, ...] = (State.COMPLETED, State.CANCELLED)
 # Rows deleted per transaction, at most. On SQLite a batch is also sized to hold the write lock

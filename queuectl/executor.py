@@ -161,7 +161,6 @@ class TailBuffer:
             text = f"[queuectl: output truncated, {dropped} earlier bytes dropped]\n" + text
         return text
 
-
     def unfinished(self) -> int:
         """How many of the last bytes written begin a UTF-8 character that the next ones may
         finish (0 to 3): held back from the output stored while a job runs, so that its text

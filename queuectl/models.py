@@ -90,9 +90,7 @@ class Job(BaseModel):
         data = {name: self.__data__.get(name) for name in self.PUBLIC_FIELDS}
         for name in self.TIME_FIELDS:
             data[name] = iso(data[name])
-        timeout = data["timeout"]  # stored as a float: 5 seconds as 5, 2.5 as 2.5
-        if isinstance(timeout, float) and timeout.is_integer():
-            data["timeout"] = int(timeout)
+        data["timeout"] = json_seconds(data["timeout"])
         data["after"] = list(self.after_ids)
         data["schedule"] = data.pop("schedule")  # SPEC 3's order: ..., queue, after, schedule
         return data
@@ -103,6 +101,13 @@ def iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
     return datetime.fromtimestamp(timestamp, timezone.utc).isoformat()
+
+
+def json_seconds(value: float | None) -> int | float | None:
+    """A number of seconds (stored as a float) for JSON: ``5`` for 5.0, ``2.5`` as it is."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 # Claimable and waiting for no dependency (schema 7): the claim's and the partial indexes' WHERE.

@@ -25,7 +25,7 @@ import peewee
 
 from .errors import InvalidInput, QueueError
 from .lifecycle import Lifecycle
-from .models import DEFAULT_QUEUE, UNFINISHED, Job, Schedule, iso
+from .models import DEFAULT_QUEUE, UNFINISHED, Job, Schedule, iso, json_seconds
 from .spec import QUEUE_NAME, JobSpec, validate_name
 
 if TYPE_CHECKING:  # zoneinfo only where a schedule is read or fired
@@ -116,16 +116,9 @@ class ScheduleInfo:
             # What its jobs get: priority 0 when none was given, a timeout of whole seconds as
             # a whole number (stored as a float: 5.0), and the default queue (SPEC 7).
             "priority": self.job.get("priority") or 0,
-            "timeout": _seconds(self.job.get("timeout")),
+            "timeout": json_seconds(self.job.get("timeout")),
             "queue": self.job.get("queue") or DEFAULT_QUEUE,
         }
-
-
-def _seconds(value: float | None) -> int | float | None:
-    """A number of seconds for JSON: ``5`` for 5.0, ``2.5`` as it is."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
 
 
 class Schedules(Lifecycle):

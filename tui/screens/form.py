@@ -70,8 +70,7 @@ class Field(Vertical):
         self.kept: str | None = None  # the value kept as it is, if it has control characters
 
     def compose(self) -> ComposeResult:
-        shown = escaped_line(self.value)
-        self.kept = self.value if shown != self.value else None
+        shown = self._take(self.value)
         with Horizontal(classes="field-head"):
             yield Label(self.label, classes="field-label")
             yield Label(self._hint(), classes="field-hint")
@@ -81,13 +80,18 @@ class Field(Vertical):
         )  # fmt: skip
         yield Static("", classes="field-error")
 
+    def _take(self, value: str) -> str:
+        """The text the input shows for ``value``; ``kept``: the value, if it is kept as it is."""
+        shown = escaped_line(value)
+        self.kept = value if shown != value else None
+        return shown
+
     def _hint(self) -> str:
         return self.hint if self.kept is None else KEPT_HINT
 
     def show(self, value: str) -> None:
         """Put ``value`` in the input (see the class)."""
-        shown = escaped_line(value)
-        self.kept = value if shown != value else None
+        shown = self._take(value)
         box = self.query_one(FieldInput)
         box.value, box.disabled = shown, self.kept is not None
         box.cursor_position = len(shown)
