@@ -327,6 +327,29 @@ def test_the_queues_table_shows_the_limit_and_state_at_80_columns(workflows_queu
     drive(app, scenario, size=(80, 24))
 
 
+def test_long_queue_names_keep_both_ends(workflows_queue, fixed_clock):
+    """Names that share a long prefix read alike when the end is cut (`deploy-…` for every
+    region): a name too long for its cell leaves out its middle."""
+    names = ["deploy-production-cluster-eu-west-1", "deploy-production-cluster-us-east-2"]
+    for name in names:
+        workflows_queue.enqueue(JobSpec(command="true", queue=name))
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("Q")
+        table = await until(pilot, lambda: isinstance(app.screen, QueuesScreen)
+                            and app.screen.table.row_count and app.screen.table)  # fmt: skip
+        width = table.columns["name"].width
+        assert width < len(names[0])
+        shown = [table.get_cell(name, "name").plain for name in names]
+        assert [len(text) for text in shown] == [width, width]
+        assert shown[0] != shown[1]
+        assert shown[0].startswith("deploy-") and shown[0].endswith("west-1") and "…" in shown[0]
+        assert shown[1].endswith("east-2")
+
+    drive(app, scenario, size=(80, 24))
+
+
 def test_new_actions_are_in_the_footer_and_the_palette(workflows_queue, fixed_clock):
     app = make_app(workflows_queue, clock=fixed_clock)
 

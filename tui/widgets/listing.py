@@ -85,8 +85,11 @@ class Listing(DataTable):
             for key in [key for key in self._shown if key not in rows]:
                 self.remove_row(key)
                 del self._shown[key]
+            widths = dict(getattr(self, "_widths", ()))
             for key, row in rows.items():
                 cells = [row[i] for i in visible]
+                if visible and visible[0] == 0 and isinstance(cells[0], KeyText):
+                    cells[0] = cells[0].cut_middle(widths.get(0, cells[0].cell_len))
                 before = self._shown.get(key)
                 if before is None:
                     self.add_row(*cells, key=key)
@@ -112,3 +115,14 @@ class KeyText(Text):
         super().__init__(end="", no_wrap=True, overflow="ellipsis")
         self.append(text)
         self.plain_key = key
+
+    def cut_middle(self, width: int) -> KeyText:
+        """This name in ``width`` cells, its middle left out: names often share a prefix (the
+        end cut, `deploy-eu-west-…` read the same for each region), so both ends are kept."""
+        if self.cell_len <= width or width < 3:
+            return self
+        tail = (width - 1) // 2
+        cut = self[: width - 1 - tail]
+        cut.append("…")
+        cut.append(self[len(self) - tail :])
+        return KeyText(cut, self.plain_key)
