@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sqlite3
 
 from rich.console import Console
 from tui_helpers import drive, make_app, until
@@ -90,22 +91,25 @@ def test_panes_show_every_state_with_counts(seeded, fixed_clock):
     drive(app, scenario)
 
 
-def test_numbers_too_wide_for_their_column_are_shortened_not_cut(live_queue):
+def test_numbers_too_wide_for_their_column_are_shortened_not_cut(live_queue, db_path):
     """Priority 2500 read 250 and 10000 max retries read 0/100: the table cut the numbers
-    without a mark. They are shown in thousands (or cut with an ellipsis), never wrong."""
+    without a mark. They are shown in thousands (or cut with an ellipsis), never wrong; 16 runs
+    of 10000 read "16/1…" in a 5-cell column."""
     for job_id, priority, max_retries in (("big", 2500, 3), ("low", -12345, 10000),
-                                          ("huge", 123_456_789, 1)):  # fmt: skip
+                                          ("huge", 123_456_789, 1), ("many", 0, 10000)):  # fmt: skip
         live_queue.enqueue(JobSpec("true", id=job_id, priority=priority,
                                    max_retries=max_retries, delay=600))  # fmt: skip
+    with sqlite3.connect(db_path) as db:  # 16 failed runs, without running them
+        db.execute("UPDATE job SET attempts = 16 WHERE id = 'many'")
     app = make_app(live_queue)
 
     async def scenario(pilot):
         waiting = pane(app, "waiting")
-        await until(pilot, lambda: len(column(waiting, "id")) == 3)
+        await until(pilot, lambda: len(column(waiting, "id")) == 4)
         shown = dict(zip(column(waiting, "id"), zip(column(waiting, "priority"),
                                                      column(waiting, "tries"))))  # fmt: skip
         assert shown == {"huge": ("123M", "0/1"), "big": ("2500", "0/3"),
-                         "low": ("-12k", "0/10k")}  # fmt: skip
+                         "low": ("-12k", "0/10k"), "many": ("0", "16/10k")}  # fmt: skip
 
     drive(app, scenario, size=(140, 30))
 

@@ -53,7 +53,7 @@ Formatter = Callable[[JobRow, float, dict, Colors], Cells]
 
 
 PRIORITY_WIDTH = 4
-TRIES_WIDTH = 5
+TRIES_WIDTH = 6  # "16/10k": at 5, 10000 max retries read "16/1…"
 
 
 def _short(number: int, width: int) -> str:
@@ -78,10 +78,12 @@ def _tries(row: JobRow, config: dict, colors: Colors) -> Text:
         limit = config.get("max-retries", DEFAULT_MAX_RETRIES)
     text = tries(row.attempts, limit)
     if len(text) > TRIES_WIDTH:
-        runs, most = text.split("/")
-        text = f"{_short(int(runs), 3)}/{_short(int(most), 3)}"
-        if len(text) > TRIES_WIDTH:
-            text = text[: TRIES_WIDTH - 1] + "…"
+        runs, most = (int(part) for part in text.split("/"))
+        fits = []  # the runs given the most room first, the limit the rest of the cell
+        for room in range(TRIES_WIDTH - 2, 0, -1):
+            shown = _short(runs, room)
+            fits.append(f"{shown}/{_short(most, TRIES_WIDTH - 1 - len(shown))}")
+        text = next((fit for fit in fits if "…" not in fit), fits[0])
     return Text(text, style=colors["muted"] if row.attempts == 0 else "", end="")
 
 
