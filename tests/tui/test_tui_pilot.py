@@ -339,6 +339,28 @@ def test_config_form_saves_only_what_was_edited(seeded, fixed_clock):
     drive(app, scenario)
 
 
+def test_the_open_config_form_follows_values_stored_elsewhere_but_keeps_edits(seeded,
+                                                                              fixed_clock):
+    """The form showed the values of its opening, a refresh old: `config set max-retries 9`
+    just before `c` left 4 in the field, and it stayed there."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("c")
+        retries = app.screen.query_one("#max-retries", Input)
+        timeout = app.screen.query_one("#job-timeout", Input)
+        await fill(pilot, "job-timeout", "77")
+        seeded.config_set("max-retries", "9")  # another process
+        seeded.config_set("job-timeout", "88")
+        await until(pilot, lambda: retries.value == "9")
+        assert timeout.value == "77"  # the user's edit stays
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, ConfigScreen))
+        assert (seeded.config()["max-retries"], seeded.config()["job-timeout"]) == (9, 77)
+
+    drive(app, scenario)
+
+
 def test_a_form_taller_than_the_terminal_scrolls_to_the_focused_field(seeded, fixed_clock):
     """At 80x24 the config's last field and its buttons were below the screen: tab moved the
     focus into a field nobody could see, and nothing scrolled to it."""
@@ -492,6 +514,8 @@ def test_a_paste_of_several_lines_is_refused_with_a_word_not_cut_to_its_first(se
         assert command.value == ""
         command.post_message(events.Paste("make build\n"))  # one copied line
         await until(pilot, lambda: command.value == "make build")
+        # The word was about the refused paste: it went once the field was edited.
+        await until(pilot, lambda: str(error.render()) == "")
         await pilot.press("enter")
         await until(pilot, lambda: not isinstance(app.screen, EnqueueScreen))
         assert [j.command for j in seeded.list_jobs() if j.id not in before] == ["make build"]

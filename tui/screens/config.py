@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from textual import events, work
 from textual.app import ComposeResult
+from textual.timer import Timer
 
 from queuectl.config import KEYS, shown as _shown, validate
 
@@ -15,9 +17,12 @@ class ConfigScreen(FormScreen[dict]):
     TITLE = "Configuration"
     SUBTITLE = "stored in the queue: every worker and script sees it"
 
+    FOLLOW_S = 1.0  # while open, the stored values are read this often (see follow)
+
     def __init__(self, current: dict[str, int | float]) -> None:
         super().__init__()
         self.current = self._complete(current)
+        self._following: Timer | None = None
 
     @staticmethod
     def _complete(current: dict[str, int | float]) -> dict[str, int | float]:
@@ -28,6 +33,39 @@ class ConfigScreen(FormScreen[dict]):
         the first field focused."""
         self.current = self._complete(current)
         self.show_again({key: _shown(value) for key, value in self.current.items()})
+
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        self._read()
+        if self._following is None:
+            self._following = self.set_interval(self.FOLLOW_S, self._read)
+        else:
+            self._following.resume()
+
+    def on_screen_suspend(self) -> None:
+        if self._following is not None:
+            self._following.pause()
+
+    @work(thread=True, exclusive=True, group="config", exit_on_error=False)
+    def _read(self) -> None:
+        queue = self.app.queue
+        try:
+            stored = queue.config()
+        except Exception:  # the database went away: the form keeps what it shows
+            return
+        finally:
+            queue.close()  # this thread's connection
+        self.app.call_from_thread(self.follow, stored)
+
+    def follow(self, stored: dict[str, int | float]) -> None:
+        """While open: a value another process stored shows in its field, unless the user has
+        edited that field. The form opened with the values of the panes' last read, which can
+        be older than a `config set` just before `c`, and showed them until it closed."""
+        if not self.is_current:
+            return
+        for key, value in self._complete(stored).items():
+            if value != self.current[key] and self.text(key) == _shown(self.current[key]):
+                self.current[key] = value
+                self.field(key).show(_shown(value))
 
     def fields(self) -> ComposeResult:
         for key, spec in KEYS.items():

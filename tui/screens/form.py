@@ -102,6 +102,12 @@ class Field(Vertical):
         """The field's text: what was typed, or the value kept."""
         return self.query_one(FieldInput).value if self.kept is None else self.kept
 
+    def on_input_changed(self) -> None:
+        """Edited: the error shown is about text no longer there (a refused paste's stayed
+        under the command typed after it)."""
+        if self.has_class("-invalid"):
+            self.set_error(None)
+
     def set_error(self, message: str | None) -> None:
         error = self.query_one(".field-error", Static)
         error.update(literal(message or "", single_line=False))
