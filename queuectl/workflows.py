@@ -332,6 +332,12 @@ class Workflows(Lifecycle):
             info.limit, info.paused = setting.max_running, bool(setting.paused)
         return [found[name] for name in sorted(found)]
 
+    def paused_queues(self) -> frozenset[str]:
+        """The names of the paused queues (a read of the few queues that have settings)."""
+        QueueSetting = self.models.QueueSetting
+        rows = QueueSetting.select(QueueSetting.name).where(QueueSetting.paused).tuples()
+        return frozenset(name for (name,) in rows)
+
     def queue_counts(self, name: str) -> dict[str, int]:
         """Jobs per state of the queue ``name`` (SPEC 7 `status --queue`)."""
         Job = self.models.Job

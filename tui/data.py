@@ -33,7 +33,8 @@ PANE_STATES = {
 }
 
 
-def job_row(job: Job) -> JobRow:
+def job_row(job: Job, paused: frozenset[str] = frozenset()) -> JobRow:
+    """``paused``: the paused queues."""
     return JobRow(
         id=job.id,
         command=job.command,
@@ -50,6 +51,7 @@ def job_row(job: Job) -> JobRow:
         queue=job.queue,
         waiting_for=tuple(getattr(job, "waiting_for", ())),
         blocked_by=tuple(getattr(job, "blocked_by", ())),
+        paused=job.queue in paused,
     )
 
 
@@ -134,13 +136,14 @@ def load_snapshot(
         now = (clock or queue.clock)()
         with queue.snapshot():  # read at one moment: a job in one pane, as counted
             counts = queue.counts()
+            paused = queue.paused_queues()
             panes = {}
             for name in PANES:
                 jobs = pane_jobs(queue, name, limits[name], text, last=name in ends)
                 if selected and name in selected and name not in ends:
                     jobs, limits[name] = reaching(queue, name, jobs, limits[name], text,
                                                   selected[name])  # fmt: skip
-                panes[name] = [job_row(job) for job in jobs]
+                panes[name] = [job_row(job, paused) for job in jobs]
             config = queue.config()
             live_workers = sum(worker.threads for worker in queue.live_workers())  # as `status`
             finished = queue.finished_per_second(WINDOW_S)

@@ -50,6 +50,23 @@ def test_panes_show_queues_and_what_waiting_jobs_wait_for(workflows_queue, fixed
     drive(app, scenario)
 
 
+def test_a_job_of_a_paused_queue_shows_paused_not_ready(workflows_queue, fixed_clock):
+    """A due job of a paused queue read "ready", though no worker claims it."""
+    workflows_queue.enqueue(JobSpec("./rotate-logs.sh", id="rotate", queue="ops"))
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        waiting = pane(app, "waiting")
+        when = lambda: dict(zip(column(waiting, "id"), column(waiting, "when")))  # noqa: E731
+        await until(pilot, lambda: when().get("rotate") == "⏸ paused")
+        assert when()["notify-ops"] == "blocked: deploy… is dead"  # what it waits for first
+        assert when()["docs-build"] == "ready"
+        workflows_queue.resume_queue("ops")
+        await until(pilot, lambda: when().get("rotate") == "ready")
+
+    drive(app, scenario)
+
+
 def test_a_wide_pane_has_a_queue_column(workflows_queue, fixed_clock):
     app = make_app(workflows_queue, clock=fixed_clock)
 
