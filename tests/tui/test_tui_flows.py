@@ -308,13 +308,14 @@ def test_schedules_pause_run_now_and_remove_after_asking(workflows_queue, fixed_
 
 
 @pytest.mark.parametrize(("size", "columns"), [
-    ((120, 35), ["name", "cron", "due", "last", "command"]),
+    ((120, 35), ["name", "cron", "zone", "due", "command"]),
     ((200, 50), ["name", "cron", "zone", "due", "last", "overlap", "command"]),
 ])  # fmt: skip
 def test_the_schedules_table_fits_and_gives_its_command_room(workflows_queue, fixed_clock,
                                                                size, columns):  # fmt: skip
     """At 120 columns the schedules' command column was 5 cells wide ("Comma"), and the table
-    scrolled sideways: the overlap and zone columns now give way to it."""
+    scrolled sideways: the overlap and last job columns now give way to it. The zone stays: it
+    says why a schedule of `0 3 * * *` is due at 02:00 (UTC)."""
     app = make_app(workflows_queue, clock=fixed_clock)
 
     async def scenario(pilot):

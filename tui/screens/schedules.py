@@ -40,7 +40,9 @@ class SchedulesScreen(ListingScreen):
         ("overlap", "Overlap", 7),
         ("command", "Command", None),
     ]
-    GIVE_WAY = ("overlap", "zone", "last")  # the due times are in UTC whatever the zone
+    # The zone stays longer than the last job: the due times are in UTC whatever the zone, and
+    # without it `0 3 * * *` due at 02:00 had nothing to say why.
+    GIVE_WAY = ("overlap", "last", "zone")
     BINDINGS = [
         Binding("a", "add", "Add", tooltip="Add a schedule"),
         Binding("p", "toggle_pause", "Pause/resume", tooltip="Pause / resume the selected schedule"),
