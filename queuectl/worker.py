@@ -147,6 +147,13 @@ class WorkerPool:
             return len(self._running)
 
     @property
+    def retiring(self) -> int:
+        """Threads taken away by set_threads that still run their last job (a slot past the
+        target ends once its job does)."""
+        with self._lock:
+            return sum(1 for slot in self._slots if slot >= self._target)
+
+    @property
     def waiting(self) -> int:
         """Worker threads waiting for a job (neither claiming nor running one)."""
         with self._lock:

@@ -284,6 +284,7 @@ class QueueApp(KeysInOrder):
         if snapshot.health is not None:  # read every few seconds (Loader.HEALTH_EVERY_S)
             stats.show_health(snapshot.health)
         stats.busy = self.pool.busy
+        stats.retiring = self.pool.retiring
         stats.error = ""
         self.config_values = snapshot.config
         self.loads += 1

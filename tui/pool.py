@@ -54,6 +54,12 @@ class PoolControl:
         pool = self.pool
         return pool.busy if pool is not None else 0
 
+    @property
+    def retiring(self) -> int:
+        """Threads taken away (``-``) that still run their last job."""
+        pool = self.pool
+        return pool.retiring if pool is not None else 0
+
     def want(self, threads: int, paused: bool) -> None:
         """Run ``threads`` worker threads, paused or not; start the pool the first time."""
         with self._lock:

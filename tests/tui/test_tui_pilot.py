@@ -757,6 +757,48 @@ def test_threads_taken_away_while_running_a_job_show_as_retiring(live_queue, tmp
         gate.touch()
 
 
+def test_a_thread_added_beside_a_retiring_one_leaves_it_shown(live_queue, tmp_path):
+    """`-` `-` while the second thread runs a job, then `+`: a new first thread starts beside
+    the one retiring. The bar read "1 thread, 1 busy" and hid the second thread, which went on
+    to run its job beside a new one."""
+    app = make_app(live_queue, workers=2)
+    gates = {name: tmp_path / name for name in ("first", "second")}
+    threads: dict[str, str] = {}  # job id: the pool thread that started it
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app.pool.pool is not None)
+        pool = app.pool.pool
+        shown = pool.on_event
+
+        def record(event):
+            if event.kind == "started":
+                threads[event.job.id] = event.thread
+            shown(event)
+
+        pool.on_event = record
+        jobs = {name: live_queue.enqueue(f"while [ ! -e {gate} ]; do sleep 0.05; done").id
+                for name, gate in gates.items()}  # fmt: skip
+        await until(pilot, lambda: len(threads) == 2)
+        await pilot.press("minus", "minus")
+        bar = lambda: str(app.stats.query_one("#workers", Static).render())  # noqa: E731
+        await until(pilot, lambda: "0 threads, 2 busy · 2 retiring" in bar(), what=bar())
+        by_thread = {thread: name for name, thread in
+                     ((n, threads[jobs[n]]) for n in gates)}  # fmt: skip
+        gates[by_thread["worker-1"]].touch()  # the first thread's job ends, and so does it
+        await until(pilot, lambda: app.pool.busy == 1)
+        await pilot.press("plus")  # a new first thread; the second still runs its job
+        await until(pilot, lambda: "1 thread, 1 busy · 1 retiring" in bar(), what=bar())
+        gates[by_thread["worker-2"]].touch()
+        await until(pilot, lambda: app.pool.busy == 0)
+        await until(pilot, lambda: "retiring" not in bar(), what=bar())
+
+    try:
+        drive(app, scenario)
+    finally:
+        for gate in gates.values():
+            gate.touch()
+
+
 def test_stopping_screen_k_kills_running_jobs_back_to_pending(live_queue):
     app = make_app(live_queue, workers=1)
 

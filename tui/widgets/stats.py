@@ -39,6 +39,7 @@ class StatsBar(Horizontal):
     threads = reactive(0, init=False)
     paused = reactive(False, init=False)
     busy = reactive(0, init=False)
+    retiring = reactive(0, init=False)  # threads taken away, still running their last job
     stopping = reactive(False, init=False)
     compact = reactive(False, toggle_class="-compact", init=False)
     error = reactive("", init=False)  # why the last refresh failed; "" once one works again
@@ -158,10 +159,11 @@ class StatsBar(Horizontal):
         text.append(", ", style=self.colors["muted"])
         text.append(f"{self.busy}", style="bold")
         text.append(" busy ", style=self.colors["muted"])
-        if self.busy > self.threads and not self.stopping:
+        if self.retiring and not self.stopping:
             # Threads taken away (`-`) while running a job end after it: "1 thread, 3 busy"
-            # read as a miscount.
-            text.append(f"· {self.busy - self.threads} retiring ", style=self.colors["muted"])
+            # read as a miscount. Counted by the pool: `-` `-` then `+` ran a new thread beside
+            # the one retiring, and "1 thread, 1 busy" hid it.
+            text.append(f"· {self.retiring} retiring ", style=self.colors["muted"])
         self._workers.update(text)
         self._workers_text = text
         self.fit()
@@ -227,6 +229,9 @@ class StatsBar(Horizontal):
         self._show_workers()
 
     def watch_busy(self) -> None:
+        self._show_workers()
+
+    def watch_retiring(self) -> None:
         self._show_workers()
 
     def watch_stopping(self) -> None:
