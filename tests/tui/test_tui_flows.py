@@ -79,6 +79,25 @@ def test_a_wide_pane_has_a_queue_column(workflows_queue, fixed_clock):
     drive(app, scenario, size=(200, 40))
 
 
+def test_a_wide_waiting_pane_gives_the_command_more_room_than_the_last_error(seeded,
+                                                                              fixed_clock):
+    """At 200 columns the command and the last error had the same width: a deploy command was
+    cut at 26 characters beside an empty error."""
+    seeded.enqueue(JobSpec("./scripts/deploy.sh --env production --region eu-west-1",
+                           id="deploy"))  # fmt: skip
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        waiting = pane(app, "waiting")
+        await until(pilot, lambda: "deploy" in column(waiting, "id"))
+        widths = {c.key.value: c.width for c in waiting.columns.values()}
+        assert widths["command"] >= 2 * widths["error"] - 1
+        commands = dict(zip(column(waiting, "id"), column(waiting, "command")))
+        assert commands["deploy"].startswith("./scripts/deploy.sh --env production")
+
+    drive(app, scenario, size=(200, 40))
+
+
 def test_one_queue_no_queue_shown(seeded, fixed_clock):
     app = make_app(seeded, clock=fixed_clock)
 
@@ -304,7 +323,7 @@ def test_schedules_pause_run_now_and_remove_after_asking(workflows_queue, fixed_
         await until(pilot, lambda: "nightly-backup" not in rows(screen))
         assert job[0].id in [j.id for j in workflows_queue.list_jobs()]  # its jobs stay
 
-    drive(app, scenario)
+    drive(app, scenario, size=(160, 40))  # wide enough for the last job's column
 
 
 @pytest.mark.parametrize(("size", "columns"), [

@@ -223,7 +223,9 @@ KINDS = {
             (
                 ID,
                 Column("priority", "Pri", PRIORITY_WIDTH, hide_below=56, justify="right"),
-                Column("command", "Command"),
+                # Twice the last error's share: at 200 columns the two were as wide, the
+                # command cut at 26 characters beside an empty error.
+                Column("command", "Command", flex=2),
                 Column("tries", "Tries", TRIES_WIDTH, hide_below=50, justify="right"),
                 Column("when", "When", 12),
                 Column("error", "Last error", None, flex=1, hide_below=90),
