@@ -417,7 +417,10 @@ class Control(Workflows, Registry):
         a checkpoint every PURGE_WAL_STEP_S, for PURGE_WAL_WAIT_S at most."""
         deadline = time.monotonic() + PURGE_WAL_WAIT_S
         while True:
-            _, frames, _ = self.db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            # main's only: with no schema named, SQLite checkpoints the temp database too, and
+            # on a file this process had just made (its schema's RENAME had opened the temp
+            # database) that failed with "database table is locked": `purge` on a new queue.
+            _, frames, _ = self.db.execute_sql("PRAGMA main.wal_checkpoint(PASSIVE)").fetchone()
             if frames < PURGE_WAL_PAGES or time.monotonic() >= deadline:
                 return
             time.sleep(PURGE_WAL_STEP_S)

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from cli.conftest import Cli
 from queuectl import Queue
 from support import stop_process, wait_until
 
@@ -100,6 +101,13 @@ def test_purge(run, queue):
     assert run.json("purge") == {"deleted": 1}
     assert run.ok("purge", "-s", "DEAD", "--queue", "default") == "purged 1 job\n"
     assert [job["id"] for job in run.json("list")] == [waiting]
+
+
+@pytest.mark.parametrize("args", [(), ("--older-than", "1d"), ("--state", "dead")])
+def test_purge_of_a_queue_never_opened_before(tmp_path, args):
+    """A cron'd `purge` on a new host's file failed: "database table is locked", exit 1."""
+    result = Cli(str(tmp_path / "new.db"))("purge", *args)
+    assert (result.exit_code, result.stdout) == (0, "purged 0 jobs\n"), result.output
 
 
 def test_logs_prints_the_output_so_far(run, queue):
