@@ -370,16 +370,18 @@ class Workflows(Lifecycle):
     def _set_queue(self, name: str, **changes: object) -> QueueInfo:
         QueueSetting = self.models.QueueSetting
         with self._write():
-            setting = QueueSetting.get_or_none(QueueSetting.name == name)
-            values = {"max_running": None, "paused": False}
-            if setting is not None:
-                values = {"max_running": setting.max_running, "paused": bool(setting.paused)}
+            # The row first, then read under its lock: on PostgreSQL two `queue pause` at once
+            # both read no row and both inserted it (one failed on the key), and a pause and a
+            # limit at once could each write the other's value back.
+            QueueSetting.insert(name=name, max_running=None, paused=False).on_conflict_ignore(
+            ).execute()  # fmt: skip
+            found = QueueSetting.select().where(QueueSetting.name == name)
+            setting = (found if self.is_sqlite else found.for_update()).get()
+            values = {"max_running": setting.max_running, "paused": bool(setting.paused)}
             values.update(changes)
             if values["max_running"] is None and not values["paused"]:
                 # The defaults need no row: the claim reads one table fewer rows.
                 QueueSetting.delete().where(QueueSetting.name == name).execute()
-            elif setting is None:
-                QueueSetting.insert(name=name, **values).execute()
             else:
                 QueueSetting.update(**values).where(QueueSetting.name == name).execute()
             self._announce()

@@ -9,6 +9,7 @@ batch), so every edge points from a newer job to an older one."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -255,6 +256,38 @@ def test_a_limit_holds_in_each_claim_and_frees_as_jobs_finish(any_queue):
         "name": "one", "pending": 0, "processing": 2, "completed": 1, "failed": 0, "dead": 0,
         "cancelled": 0, "limit": None, "paused": False,
     }  # fmt: skip
+
+
+def test_settings_of_one_queue_changed_at_once_all_hold(target):
+    """Two `queue pause` at once on PostgreSQL: both read no row, both inserted one, and one
+    failed on the key ("duplicate key value violates unique constraint"). A pause and a limit
+    at once could each write the other's value back."""
+    queue = Queue(target)
+    barrier = threading.Barrier(8)
+    failures: list[BaseException] = []
+
+    def change(act) -> None:
+        try:
+            barrier.wait(timeout=30)
+            act()
+        except BaseException as exc:  # the test's to report
+            failures.append(exc)
+        finally:
+            queue.close()  # this thread's connection
+
+    for round_ in range(60):
+        name = f"race{round_}"
+        acts = [lambda: queue.pause_queue(name)] * 4
+        acts += [lambda limit=limit: queue.set_queue_limit(name, limit) for limit in (2, 2, 2, 2)]
+        threads = [threading.Thread(target=change, args=(act,)) for act in acts]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert failures == []
+        info = {i.name: i for i in queue.queues()}[name]
+        assert (info.paused, info.limit) == (True, 2)
+    queue.close()
 
 
 @pytest.mark.parametrize("name", ["", "a b", "x" * 65, "é", "a/b"])
