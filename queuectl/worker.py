@@ -630,8 +630,15 @@ class WorkerPool:
                     # Once a tick, not on every change: while jobs run the queue changes every
                     # few ms, and this query was much of the service thread's CPU.
                     if self._hooks is not None and (not still or time.monotonic() >= next_hooks):
-                        next_hooks = time.monotonic() + QUIET_HOOKS_S
+                        looked_for = self._hooks.next_look
                         self._hooks.poll()  # (on its own threads: never a worker's)
+                        if self._hooks.next_look == looked_for and looked_for > time.monotonic():
+                            # Not looked: the last look was too recent. A change seen meanwhile
+                            # (a job cancelled, a hook due) is looked for then, not a quiet
+                            # round later: a pool gone still just then ran it 5 s late.
+                            next_hooks = looked_for
+                        else:
+                            next_hooks = time.monotonic() + QUIET_HOOKS_S
                     if self.burst and not self.stopping and time.monotonic() >= next_drain_check:
                         next_drain_check = time.monotonic() + SERVICE_TICK_S
                         if self.queue.drained(self.queues):

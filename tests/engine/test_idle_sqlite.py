@@ -19,6 +19,7 @@ import time
 import pytest
 
 from queuectl import JobSpec, Queue, WorkerPool
+from queuectl import hooks as hooks_module
 from queuectl import schedules as schedules_module
 from queuectl import worker as worker_module
 from queuectl.executor import RunResult
@@ -136,6 +137,25 @@ def test_a_still_pool_delivers_a_hook_of_a_job_finished_elsewhere(idle_pool, tmp
     claimed = other.claim(elsewhere, ("elsewhere",))
     assert claimed.id == job.id
     other.finish(claimed, RunResult(0, None, ""), elsewhere)
+    wait_until(lambda: out.exists() and out.read_text().split() == [job.id], DEADLINE,
+               "the hook to run")  # fmt: skip
+
+
+def test_a_hook_due_as_the_pool_goes_still_is_not_left_to_the_quiet_round(idle_pool, tmp_path,
+                                                                         monkeypatch):
+    """Looks for hook deliveries come at most every HOOK_POLL_S. A delivery made while the
+    pool still ran (it looks each round) but sooner than that after its last look was left,
+    once the pool went still, to the quiet round: `cancel` just as a worker's last job had
+    ended ran the `on-cancelled` hook 5 s late."""
+    pool, other = idle_pool
+    monkeypatch.setattr(hooks_module, "HOOK_POLL_S", 3.0)
+    monkeypatch.setattr(worker_module, "QUIET_AFTER_S", 0.5)
+    out = tmp_path / "hook.out"
+    other.config_set("on-cancelled", f'echo "$QUEUECTL_JOB_ID" >> {out}')  # a look, for nothing
+    ran = other.enqueue("true")  # the pool runs: not still, and the next look 3 s away
+    wait_until(lambda: state(other, ran.id) == "completed", DEADLINE, "the pool's job")
+    job = other.enqueue(JobSpec(command="true", queue="elsewhere"))
+    other.cancel([job.id])  # a delivery, just before the pool goes still
     wait_until(lambda: out.exists() and out.read_text().split() == [job.id], DEADLINE,
                "the hook to run")  # fmt: skip
 
