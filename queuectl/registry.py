@@ -111,23 +111,26 @@ class Registry(Lifecycle):
             self._announce()
             return self.models.WorkerProcess.update(stop_requested=True).execute()
 
-    def is_gone(self, worker: WorkerProcess, now: float | None = None) -> bool:
+    def is_gone(self, worker: WorkerProcess, now: float | None = None, silent: bool = True) -> bool:
         """Whether ``worker`` is presumed dead: silent past the lease, or (on this host) its
-        process no longer exists."""
+        process no longer exists. ``silent`` False: only the latter (see rescue_lost)."""
         now = self.clock() if now is None else now
-        if worker.heartbeat_at < now - self.lease:
+        if silent and worker.heartbeat_at < now - self.lease:
             return True
         return worker.host == self.host and not pid_alive(worker.pid)
 
-    def rescue_lost(self) -> list[Job]:
+    def rescue_lost(self, silent: bool = True) -> list[Job]:
         """Fail the jobs of workers that are gone (SPEC 3): their lease ran out, or their pid is
-        dead on this host. The retry rules then decide what follows. Returns the rescued jobs."""
+        dead on this host. The retry rules then decide what follows. Returns the rescued jobs.
+        ``silent`` False: not the workers only silent past the lease (a worker that has not
+        itself beaten for a lease cannot tell them from workers cut off by an outage that
+        has just ended, see WorkerPool._beat), only the dead and the jobs of none."""
         Job, WorkerProcess = self.models.Job, self.models.WorkerProcess
 
         def lost() -> tuple[float, list[WorkerProcess], peewee.ModelSelect] | None:
             """(now, the gone workers, the orphaned jobs), or None if there are none."""
             now = self.clock()
-            workers = [w for w in WorkerProcess.select() if self.is_gone(w, now)]
+            workers = [w for w in WorkerProcess.select() if self.is_gone(w, now, silent)]
             live = WorkerProcess.select(WorkerProcess.id).where(
                 WorkerProcess.id.not_in([w.id for w in workers])
             )

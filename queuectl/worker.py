@@ -693,17 +693,22 @@ class WorkerPool:
             # others still run, and those run twice at once (past a queue's limit, too). At a
             # lease of two heartbeats, half a heartbeat past the usual interval: not the whole
             # lease, as ours is measured from our last heartbeat's end, after the others' reads.
+            # So does a pool's first heartbeat: a worker started as the database came back
+            # (by hand, or by a supervisor) took the jobs that the others had run through the
+            # outage for lost, and threw their results away. Workers dead on this host, and
+            # jobs of no worker, are rescued at once all the same: nothing is in doubt there.
             beat = time.monotonic()
             silent = max(1.5 * HEARTBEAT_INTERVAL_S, self.queue.lease / 2)
-            if self._last_beat is not None and beat - self._last_beat > silent:
+            if self._last_beat is None or beat - self._last_beat > silent:
                 self._rescue_from = beat + self.queue.lease
             self._last_beat = beat
             self._stop_cancelled()
             self.outage.ok()
             if self._strays_pending:
                 self._give_back_strays()
-            for job in self.queue.rescue_lost() if rescue and beat >= self._rescue_from else ():
-                self._emit("rescued", job)
+            if rescue:
+                for job in self.queue.rescue_lost(silent=beat >= self._rescue_from):
+                    self._emit("rescued", job)
         except peewee.PeeweeException as exc:
             self._database_failed(self.queue, exc)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from .outage import Outage
+from engine.helpers import WorkerProc
 from queuectl import JobSpec, Queue
 from support import stop_process, wait_until
 
@@ -126,6 +127,41 @@ def test_a_job_that_ends_during_the_outage_is_stored_once_it_is_back(
     wait_until(lambda: queue.get(job.id).state == "completed", 30, "the result to be stored")
     stored = queue.get(job.id)
     assert (stored.attempts, stored.exit_code, stored.output) == (1, 0, "done\n")
+
+
+def test_a_worker_started_as_the_database_comes_back_leaves_the_others_their_jobs(
+    pg_target, outage, tmp_path
+):
+    """An outage longer than the lease; a worker started the moment the database is back (by
+    hand, by a supervisor) took the job that the first worker had run through the outage for
+    lost: the job went to the DLQ as "worker lost", though it had exited 0, and the first
+    worker's result was refused. A new worker gives the silent ones a lease to beat first."""
+    queue = Queue(pg_target)
+    lease = 3.0
+    began, ended = tmp_path / "began", tmp_path / "ended"
+    job = queue.enqueue(JobSpec(command=f"touch {began}; sleep 0.5; touch {ended}",
+                                max_retries=0))  # fmt: skip
+    first = WorkerProc(outage.url, 1, tmp_path, "first", False, "--lease", str(lease))
+    second = None
+    try:
+        first.wait_ready()
+        wait_until(began.exists, 30, "the job to start")
+        outage.down()
+        wait_until(ended.exists, 30, "the job to end while the database is away")
+        Worker = queue.models.WorkerProcess
+        wait_until(lambda: Worker.get(Worker.id == first.worker_id).heartbeat_at
+                   < queue.clock() - lease - 0.5, 30, "the first worker's lease to run out")  # fmt: skip
+        outage.up()
+        second = WorkerProc(pg_target, 1, tmp_path, "second", False, "--lease", str(lease))
+        second.wait_ready()
+        wait_until(lambda: queue.get(job.id).state != "processing", 30, "the result")
+        stored = queue.get(job.id)
+        assert (stored.state, stored.exit_code, stored.error) == ("completed", 0, None)
+        assert second.events("rescued") == []
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
 
 
 def test_a_job_rescued_during_the_outage_is_not_overwritten_by_its_lost_worker(

@@ -86,10 +86,13 @@ def test_an_idle_worker_rescues_the_jobs_of_a_silent_worker_and_of_none(queue, p
         silent = elsewhere.register_worker(1)
         jobs = [queue.enqueue(JobSpec(command="true", max_retries=0)) for _ in range(2)]
         assert {elsewhere.claim(silent).id for _ in jobs} == {job.id for job in jobs}
-        worker = WorkerProc(pg_target, 2, tmp_path, "idle")
+        # A lease of 3 s: a pool takes silent workers for gone only once it has beaten for a
+        # lease itself (they may be back from the outage it started after).
+        worker = WorkerProc(pg_target, 2, tmp_path, "idle", False, "--lease", "3")
         worker.wait_ready()
         first = queue.enqueue("true")
         wait_until(lambda: state(queue, first.id) == "completed", DEADLINE, "a first job to run")
+        elsewhere.heartbeat(silent, 1)  # still there
         assert [state(queue, job.id) for job in jobs] == ["processing"] * 2
         # While it is idle: one worker falls silent past the lease; one job's worker is gone.
         Worker, Job = queue.models.WorkerProcess, queue.models.Job

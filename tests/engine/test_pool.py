@@ -395,6 +395,40 @@ def test_a_job_runs_where_it_was_enqueued(queue, pools, tmp_path, monkeypatch):
     assert queue.get(elsewhere.id).output == f"{tmp_path}\n"
 
 
+def test_a_pool_just_started_lets_silent_workers_beat_first_and_rescues_the_dead_at_once(
+    tmp_path,
+):
+    """A worker started just as the database came back (by hand, by a supervisor) took the
+    jobs that the others had run through the outage for lost: their heartbeats were older
+    than the lease, and the results they then stored were thrown away. A pool's first lease
+    gives silent workers time to beat again. A worker whose process is dead on this host has
+    nothing to report: its job is rescued at once."""
+    from queuectl.executor import RunResult
+
+    path = str(tmp_path / "queue.db")
+    queue, other = Queue(path, lease=2), Queue(path, lease=2)
+    WorkerProcess = other.models.WorkerProcess
+    silent, dead = other.register_worker(1), other.register_worker(1)
+    kept, lost = other.enqueue("sleep 100"), other.enqueue("sleep 100")
+    assert other.claim(silent).id == kept.id and other.claim(dead).id == lost.id
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    WorkerProcess.update(pid=ended.pid).where(WorkerProcess.id == dead).execute()
+    WorkerProcess.update(heartbeat_at=time.time() - 3).execute()  # both silent past the lease
+    pool = WorkerPool(queue, 1)
+    pool.worker_id = queue.register_worker(1)
+    try:
+        pool._beat()  # its first heartbeat
+        assert state(queue, lost.id) == "failed"
+        assert state(queue, kept.id) == "processing"
+        other.heartbeat(silent, 1)  # back from the outage
+        other.finish(other.get(kept.id), RunResult(0, None, ""), silent)
+        assert state(queue, kept.id) == "completed"
+    finally:
+        queue.close()
+        other.close()
+
+
 @pytest.mark.parametrize("silent_for, rescues", [(1.0, True), (1.9, False)])
 def test_a_pool_back_from_a_silence_near_its_lease_lets_the_others_beat_first(
     tmp_path, silent_for, rescues
