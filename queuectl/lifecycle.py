@@ -365,7 +365,8 @@ class Lifecycle(Reading):
         if any id is unknown, ambiguous or not dead, nothing changes."""
         Job = self.models.Job
         with self._write():
-            jobs = [self.get(prefix) for prefix in prefixes]
+            # Each once, however often it is named (as retry and cancel: `d1 d1` printed two)
+            jobs = list({job.seq: job for job in map(self.get, prefixes)}.values())
             for job in jobs:
                 if job.state != State.DEAD:
                     raise QueueError(f"job {job.id} is not dead (it is {job.state})")
