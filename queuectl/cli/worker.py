@@ -61,7 +61,7 @@ class EventLog:
     def __call__(self, event: JobEvent) -> None:
         job, kind = event.job, event.kind
         if kind == "started":  # (with completed, two lines a job: each formatted in one go)
-            self.line(event.thread, f"started {_shown(job.id)} {_shown(job.command)}")
+            self.line(event.thread, f"started {_shown(job.id)} {_command(job.command)}")
             return
         if kind == "completed":
             self.line(event.thread, f"completed {_shown(job.id)} exit 0{_took(job)}")
@@ -72,7 +72,7 @@ class EventLog:
         elif kind == "released":
             detail = "killed by stop: back to pending, attempt not counted"
         elif kind == "scheduled":
-            detail = f"by schedule {_shown(job.schedule)}: {_shown(job.command)}"
+            detail = f"by schedule {_shown(job.schedule)}: {_command(job.command)}"
         else:
             detail = job.state
         self.line(event.thread, f"{head} {detail}")
@@ -88,6 +88,16 @@ class _LogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         message = f"{record.levelname.lower()}: {_shown(record.getMessage())}"
         self.log.line(record.threadName or "-", message)
+
+
+COMMAND_SHOWN = 500  # characters of a command in its log line (`show ID` has all of it)
+
+
+def _command(command: str) -> str:
+    """A job's command for its log line: a 300,000-character command was one line as long."""
+    if len(command) <= COMMAND_SHOWN:
+        return _shown(command)
+    return f"{_shown(command[:COMMAND_SHOWN])}… ({len(command) - COMMAND_SHOWN:,} characters more)"
 
 
 def _shown(text: object) -> str:

@@ -47,6 +47,14 @@ def test_job_text_is_shown_on_one_line(capsys):
     assert line.endswith(" started a0jfv9e4308e echo one\\necho\\ttwo")
 
 
+def test_a_very_long_command_is_cut_in_its_log_line(capsys):
+    """A 300,000-character command was logged whole, as one line as long."""
+    job = _job(command="echo " + "x" * 300_000)
+    (line,) = _lines(capsys, JobEvent("started", job, "worker-1"))
+    assert line.endswith(" started a0jfv9e4308e echo " + "x" * 495 + "… (299,505 characters more)")
+    assert len(line) < 600
+
+
 def test_other_events_keep_their_lines(capsys):
     failed = _job(state="dead", error="exit code 3", exit_code=3, started_at=1.0, finished_at=2.0)
     released = _job(state="pending")
