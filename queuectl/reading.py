@@ -3,6 +3,8 @@ throughput chart. Nothing here changes a job."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import peewee
 
 from . import schema
@@ -91,18 +93,21 @@ class Reading(QueueCore):
 
     def list_jobs(
         self,
-        state: str | None = None,
+        state: str | Iterable[str] | None = None,
         limit: int | None = None,
         *,
         with_output: bool = True,
         queue: str | None = None,
     ) -> list[Job]:
-        """Jobs, newest first, optionally of one state, of one queue."""
+        """Jobs, newest first, optionally of one state (or of any of several), of one queue."""
         Job = self.models.Job
         columns = Job._meta.sorted_fields if with_output else self._list_columns()
         query = Job.select(*columns).order_by(Job.seq.desc())
-        if state is not None:
-            query = query.where(Job.state == check_state(state))
+        states = [state] if isinstance(state, str) else list(state or ())
+        if len(states) == 1:
+            query = query.where(Job.state == check_state(states[0]))
+        elif states:
+            query = query.where(Job.state.in_([check_state(s) for s in states]))
         if queue is not None:
             query = query.where(Job.queue == queue)
         if limit is not None and limit < 2**63:  # more than SQL can count means no limit

@@ -236,7 +236,7 @@ class Workflows(Lifecycle):
 
     def list_jobs(
         self,
-        state: str | None = None,
+        state: str | Iterable[str] | None = None,
         limit: int | None = None,
         *,
         with_output: bool = True,

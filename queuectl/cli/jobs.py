@@ -226,13 +226,11 @@ def _name_line(
 # -- list, show, status ----------------------------------------------------------------------
 
 
-def _state(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is None:
-        return None
+def _states(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
     from ..states import check_state
 
     try:
-        return check_state(value)
+        return tuple(dict.fromkeys(check_state(state) for state in value))
     except InvalidInput as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
@@ -296,16 +294,18 @@ def print_jobs(jobs: list[Job], *, with_state: bool = True, with_error: bool = F
 @click.option(
     "--state",
     "-s",
-    callback=_state,
+    multiple=True,
+    callback=_states,
     metavar="STATE",
-    help=f"Only jobs in this state: {', '.join(STATES)} (any case).",
+    help=f"Only jobs in this state: {', '.join(STATES)} (any case; repeatable).",
 )
 @queue_name_option("Only jobs of this queue.")
 @click.option("--limit", "-n", type=WholeNumber(min=0), help="Show at most N jobs.")
 @json_option
 @pass_settings
 def list_jobs(
-    settings: Settings, state: str | None, queue: str | None, limit: int | None, as_json: bool
+    settings: Settings, state: tuple[str, ...], queue: str | None, limit: int | None,
+    as_json: bool,
 ) -> None:
     """List jobs, newest first. A job waiting for others shows them ("after ID"), or
     "blocked" and the ids of those that are dead.
@@ -313,6 +313,7 @@ def list_jobs(
     \b
     Examples:
       queuectl list --state pending
+      queuectl list -s dead -s cancelled
       queuectl list --queue deploy
       queuectl list --limit 5 --json
     """
@@ -322,7 +323,7 @@ def list_jobs(
     elif jobs:
         print_jobs(jobs)
     elif limit != 0:  # `--limit 0` asked for none: not a claim that there are none
-        what = " ".join(word for word in (state, "jobs") if word)
+        what = " ".join(word for word in (" or ".join(state), "jobs") if word)
         click.echo(f"no {what}" + (f" in queue {queue}" if queue else ""), err=True)
 
 

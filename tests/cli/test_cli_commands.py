@@ -248,6 +248,19 @@ def test_list_newest_first_by_state_any_case_with_limit(run, queue):
     assert all(job_id in human for job_id in ids)
 
 
+def test_list_of_several_states(run, queue):
+    """`--state` given twice kept only the last one, silently; purge takes it repeated."""
+    dead = run.ok("enqueue", '{"command": "exit 1", "max_retries": 0}').strip()
+    run.ok("worker", "start", "--burst")
+    waiting = run.ok("enqueue", "--delay", "600", "true").strip()
+    both = run.json("list", "-s", "pending", "--state", "DEAD", "-s", "dead")
+    assert [job["id"] for job in both] == [waiting, dead]  # each once, newest first
+    assert [job["id"] for job in run.json("list", "-s", "dead")] == [dead]
+    result = run("list", "-s", "completed", "-s", "cancelled")
+    assert (result.exit_code, result.stderr) == (0, "no completed or cancelled jobs\n")
+    assert run("list", "-s", "dead", "-s", "done").exit_code == 2
+
+
 def test_a_limit_of_0_lists_nothing_without_saying_there_is_nothing(run):
     job_id = run.ok("enqueue", '{"command": "exit 1", "max_retries": 1}').strip()
     run.ok("worker", "start", "--burst")
