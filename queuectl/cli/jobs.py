@@ -243,14 +243,17 @@ def _attempts(job: Job) -> str:
     return tries(job.attempts, job.max_retries)
 
 
-def _when(job: Job, now: float) -> str:
-    """The one time that matters for the job's state (for a waiting job: what it waits for)."""
+def _when(job: Job, now: float, paused: frozenset[str] = frozenset()) -> str:
+    """The one time that matters for the job's state (for a waiting job: what it waits for;
+    ``paused``: the paused queues, whose jobs wait for a resume, however due)."""
     from ..text import relative_time  # (listing only: `enqueue` need not load it)
 
     if job.state in CLAIMABLE and job.blocked_by:
         return f"blocked: {_ids(job.blocked_by)} dead"
     if job.state in CLAIMABLE and job.waiting_for:
         return f"after {_ids(job.waiting_for)}"
+    if job.state in CLAIMABLE and job.queue in paused:
+        return "queue paused"
     if job.state in CLAIMABLE:
         return "due now" if job.run_at <= now else f"due {relative_time(job.run_at, now)}"
     if job.state in ACTIVE:
@@ -267,7 +270,13 @@ def _named_queues(jobs: list[Job]) -> bool:
     return any(job.queue not in (None, DEFAULT_QUEUE) for job in jobs)
 
 
-def job_rows(jobs: list[Job], *, with_state: bool = True, with_error: bool = False):
+def job_rows(
+    jobs: list[Job],
+    *,
+    with_state: bool = True,
+    with_error: bool = False,
+    paused: frozenset[str] = frozenset(),
+):
     now = time.time()
     with_queue = _named_queues(jobs)
     for job in jobs:
@@ -276,18 +285,25 @@ def job_rows(jobs: list[Job], *, with_state: bool = True, with_error: bool = Fal
             row.append(job.state)
         if with_queue:
             row.append(clean(job.queue, one_line=True))
-        row += [_attempts(job), str(job.priority), _when(job, now)]
+        row += [_attempts(job), str(job.priority), _when(job, now, paused)]
         if with_error:
             row.append(clean(job.error, one_line=True))
         row.append(clean(job.command, one_line=True))
         yield row
 
 
-def print_jobs(jobs: list[Job], *, with_state: bool = True, with_error: bool = False) -> None:
+def print_jobs(
+    jobs: list[Job],
+    *,
+    with_state: bool = True,
+    with_error: bool = False,
+    paused: frozenset[str] = frozenset(),
+) -> None:
     headers = ["ID"] + (["STATE"] if with_state else []) + (["QUEUE"] if _named_queues(jobs) else [])
     headers += ["ATTEMPTS", "PRI", "WHEN"]
     headers += (["ERROR"] if with_error else []) + ["COMMAND"]
-    print_table(headers, job_rows(jobs, with_state=with_state, with_error=with_error))
+    rows = job_rows(jobs, with_state=with_state, with_error=with_error, paused=paused)
+    print_table(headers, rows)
 
 
 @click.command("list")
@@ -321,7 +337,8 @@ def list_jobs(
     if as_json:
         print_json([job.to_dict() for job in jobs])
     elif jobs:
-        print_jobs(jobs)
+        waiting = any(job.state in CLAIMABLE for job in jobs)
+        print_jobs(jobs, paused=settings.workflows.paused_queues() if waiting else frozenset())
     elif limit != 0:  # `--limit 0` asked for none: not a claim that there are none
         what = " ".join(word for word in (" or ".join(state), "jobs") if word)
         click.echo(f"no {what}" + (f" in queue {queue}" if queue else ""), err=True)

@@ -100,6 +100,17 @@ def test_queue_commands(run, queue):
     one_error(run("queue", "limit", "a b", "1"), 2)
 
 
+def test_list_says_a_waiting_job_s_queue_is_paused(run):
+    """A due job of a paused queue read "due now", though no worker claims it."""
+    job_id = run.ok("enqueue", "--queue", "hold", "echo a").strip()
+    run.ok("queue", "pause", "hold")
+    row = next(line for line in run.ok("list").splitlines() if line.startswith(job_id))
+    assert "queue paused" in row and "due now" not in row
+    run.ok("queue", "resume", "hold")
+    row = next(line for line in run.ok("list").splitlines() if line.startswith(job_id))
+    assert "due now" in row
+
+
 def test_schedule_commands(run, queue, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     added = run.json("schedule", "add", "nightly", "0 3 * * *", "./backup.sh", "--tz",
