@@ -643,6 +643,19 @@ class QueueApp(KeysInOrder):
 
     # -- the command palette --------------------------------------------------------------------
 
+    # The actions of keys that a user typing into the filter types into it: the footer does not
+    # offer them while it has the focus ("+/- Threads" was shown while `+` went into the text).
+    TYPED_INTO_THE_FILTER = frozenset({
+        "enqueue", "retry", "retry_all", "cancel_job", "edit", "output", "config", "filter",
+        "queues", "schedules", "threads", "pause", "quit",
+    })  # fmt: skip
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        bar = getattr(self, "filter_bar", None)
+        if bar is not None and action in self.TYPED_INTO_THE_FILTER and self.focused is bar.input:
+            return False
+        return True
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         for binding in (*self.BINDINGS, *JobPane.BINDINGS):
             if isinstance(binding, Binding) and binding.tooltip:

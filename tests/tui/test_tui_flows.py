@@ -387,6 +387,27 @@ def test_long_queue_names_keep_both_ends(workflows_queue, fixed_clock):
     drive(app, scenario, size=(80, 24))
 
 
+def test_the_footer_offers_no_key_that_types_into_the_filter_while_it_is_typed(seeded,
+                                                                               fixed_clock):
+    """`/ a + b`: the footer read "+/- Threads" while `+` went into the filter's text."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    def offered() -> set[str]:
+        return {binding.description for _, binding, enabled, _ in
+                app.screen.active_bindings.values() if binding.show and enabled}  # fmt: skip
+
+    async def scenario(pilot):
+        assert {"Add", "Threads", "Filter", "Quit"} <= offered()
+        await pilot.press("slash", "a", "plus", "b")
+        await until(pilot, lambda: app.filter_bar.input.value == "a+b")
+        assert app.threads == 0
+        assert not {"Add", "Threads", "Filter", "Quit", "Pause"} & offered()
+        await pilot.press("enter")  # keep the filter, back to the panes: the keys are back
+        await until(pilot, lambda: {"Add", "Threads", "Quit"} <= offered())
+
+    drive(app, scenario)
+
+
 def test_new_actions_are_in_the_footer_and_the_palette(workflows_queue, fixed_clock):
     app = make_app(workflows_queue, clock=fixed_clock)
 
