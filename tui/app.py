@@ -15,6 +15,7 @@ import contextvars
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from functools import partial
@@ -237,6 +238,12 @@ class QueueApp(KeysInOrder):
         on the job the moves typed before them reach. So do the keys typed after a filter is
         set or cleared, until the panes show its rows: `/ text enter x` cancelled the job
         selected before, which the filter hid."""
+        screen = self.screen
+        if isinstance(screen, ListingScreen):  # its rows show once the table has its columns
+            deadline = time.monotonic() + self.CATCH_UP_S
+            while not screen.table.columns and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            return
         pane = self.focused
         if not isinstance(pane, JobPane):
             return
