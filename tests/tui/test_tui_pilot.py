@@ -361,6 +361,68 @@ def test_the_open_config_form_follows_values_stored_elsewhere_but_keeps_edits(se
     drive(app, scenario)
 
 
+def test_a_config_field_typed_into_stays_the_user_s_and_is_saved_as_typed(seeded, fixed_clock):
+    """Whether a field was edited was told by its text: typed back to the value the form had
+    read, it took the next value stored elsewhere (`3` typed, `7` shown a second later), and
+    it was not saved ("Config unchanged" with 9 stored)."""
+    seeded.config_set("max-retries", "3")
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("c")
+        retries = app.screen.query_one("#max-retries", Input)
+        await until(pilot, lambda: retries.value == "3")
+        await pilot.press("end", "backspace", "5")
+        seeded.config_set("max-retries", "7")
+        await pilot.press("backspace", "3")  # back to the value the form opened with
+        await until(pilot, lambda: app.screen.current["max-retries"] == 7)  # a follow came
+        assert retries.value == "3"
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, ConfigScreen))
+        assert seeded.config()["max-retries"] == 3
+
+    drive(app, scenario)
+
+
+def test_a_value_typed_ahead_over_the_form_s_stale_reading_is_saved(seeded, fixed_clock):
+    """The form opens with the panes' last reading, which does not move while a form is open:
+    `c`, backspace, `3`, enter typed at once over a stale 3 (8 stored meanwhile) said "Config
+    unchanged", and 8 stayed."""
+    seeded.config_set("max-retries", "3")
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("c")
+        retries = app.screen.query_one("#max-retries", Input)
+        await until(pilot, lambda: retries.value == "3")
+        seeded.config_set("max-retries", "8")
+        await until(pilot, lambda: retries.value == "8")  # the open form follows it
+        type_ahead(app, "escape", "c", "end", "backspace", "3", "enter")
+        await until(pilot, lambda: seeded.config()["max-retries"] == 3)
+
+    drive(app, scenario)
+
+
+def test_a_focused_config_field_that_a_stored_value_disables_hands_the_keys_on(seeded,
+                                                                             fixed_clock):
+    """A hook stored elsewhere with an escape sequence is shown escaped and kept, its field
+    disabled: when it was the focused one, no field had the focus, and keys went nowhere."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("c")
+        hook = app.screen.query_one("#on-completed", Input)
+        app.screen.set_focus(hook)
+        seeded.config_set("on-completed", "echo \x1b[31mred")
+        await until(pilot, lambda: hook.disabled)
+        focused = app.focused
+        assert isinstance(focused, Input) and not focused.disabled and focused is not hook
+        await pilot.press("x")
+        assert focused.value.endswith("x")
+
+    drive(app, scenario)
+
+
 def test_a_form_taller_than_the_terminal_scrolls_to_the_focused_field(seeded, fixed_clock):
     """At 80x24 the config's last field and its buttons were below the screen: tab moved the
     focus into a field nobody could see, and nothing scrolled to it."""

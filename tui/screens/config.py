@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual import events, work
 from textual.app import ComposeResult
 from textual.timer import Timer
+from textual.widgets import Input
 
 from queuectl.config import KEYS, shown as _shown, validate
 
@@ -12,7 +13,7 @@ from .form import Field, FormScreen
 
 
 class ConfigScreen(FormScreen[dict]):
-    """Returns ``{key: parsed value}`` for the keys whose value changed, or None."""
+    """Returns ``{key: parsed value}`` for the keys the user edited, or None."""
 
     TITLE = "Configuration"
     SUBTITLE = "stored in the queue: every worker and script sees it"
@@ -63,9 +64,18 @@ class ConfigScreen(FormScreen[dict]):
         if not self.is_current:
             return
         for key, value in self._complete(stored).items():
-            if value != self.current[key] and self.text(key) == _shown(self.current[key]):
-                self.current[key] = value
-                self.field(key).show(_shown(value))
+            self.current[key] = value
+            field = self.field(key)
+            if field.edited or field.text == _shown(value):
+                continue
+            box = field.query_one(Input)
+            had_focus = self.focused is box
+            field.show(_shown(value))
+            if had_focus and box.disabled:  # kept as it is now (an escape sequence): the next
+                boxes = list(self.query(Input))  # field takes the keys, not nobody
+                after = boxes.index(box) + 1
+                ahead = boxes[after:] + boxes[:after]
+                self.set_focus(next((b for b in ahead if not b.disabled), None))
 
     def fields(self) -> ComposeResult:
         for key, spec in KEYS.items():
@@ -86,4 +96,6 @@ class ConfigScreen(FormScreen[dict]):
         )
         if parsed is None:
             return None
-        return {key: value for key, value in parsed.items() if value != self.current[key]}
+        # What the user edited, as edited, even where it equals the value the form last read
+        # (another process may have stored another since: `3` typed over a stale `3` is meant).
+        return {key: value for key, value in parsed.items() if self.field(key).edited}

@@ -68,9 +68,11 @@ class Field(Vertical):
         self.key, self.label, self.value = key, label, value
         self.placeholder, self.hint = placeholder, hint
         self.kept: str | None = None  # the value kept as it is, if it has control characters
+        self._put = ""  # the text last put in the input by the form (not typed)
+        self._typed = False  # the user has changed the text since (see edited)
 
     def compose(self) -> ComposeResult:
-        shown = self._take(self.value)
+        shown = self._put = self._take(self.value)
         with Horizontal(classes="field-head"):
             yield Label(self.label, classes="field-label")
             yield Label(self._hint(), classes="field-hint")
@@ -90,8 +92,9 @@ class Field(Vertical):
         return self.hint if self.kept is None else KEPT_HINT
 
     def show(self, value: str) -> None:
-        """Put ``value`` in the input (see the class)."""
-        shown = self._take(value)
+        """Put ``value`` in the input (see the class); the field is not edited after it."""
+        shown = self._put = self._take(value)
+        self._typed = False
         box = self.query_one(FieldInput)
         box.value, box.disabled = shown, self.kept is not None
         box.cursor_position = len(shown)
@@ -102,9 +105,18 @@ class Field(Vertical):
         """The field's text: what was typed, or the value kept."""
         return self.query_one(FieldInput).value if self.kept is None else self.kept
 
-    def on_input_changed(self) -> None:
+    @property
+    def edited(self) -> bool:
+        """Whether the user has changed the text since the form put it there, even back to
+        what it was: typed, it is the user's (a value stored meanwhile elsewhere does not
+        replace it, and it is saved as typed)."""
+        return self._typed or self.query_one(FieldInput).value != self._put
+
+    def on_input_changed(self, event: Input.Changed) -> None:
         """Edited: the error shown is about text no longer there (a refused paste's stayed
         under the command typed after it)."""
+        if event.value != self._put:
+            self._typed = True
         if self.has_class("-invalid"):
             self.set_error(None)
 
