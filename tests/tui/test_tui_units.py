@@ -11,7 +11,9 @@ from queuectl.models import Job
 from queuectl.text import ago, coarse_relative_time, duration, folded_line, safe
 from queuectl.tui.screens.details import FIELDS
 from queuectl.tui.text import literal
-from queuectl.tui.widgets.pane import KINDS, PADDING, fit_columns
+from queuectl.tui.widgets.pane import (
+    KINDS, MIN_FLEX, PADDING, QUEUE, WIDE_WHEN, _tries_text, fit_columns,
+)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -67,6 +69,30 @@ def test_columns_fit_the_pane(kind, width):
     assert columns[0][0].key == "id" and "command" in [c.key for c, _ in columns]
     used = sum(w + 2 * PADDING for _, w in columns)
     assert used <= width or width < 40  # tiny panes keep id and a usable command, and scroll
+
+
+def test_the_waiting_pane_s_columns_fill_it_exactly_with_a_queue_and_a_wide_when():
+    """The command's two parts of the spare width left the last error under MIN_FLEX, which
+    was raised on its own: at 90 to 97 cells the table was a cell wider than the pane."""
+    plain = KINDS["waiting"].columns
+    wide = (plain[0], QUEUE, *(WIDE_WHEN if c.key == "when" else c for c in plain[1:]))
+    for columns in (plain, wide):
+        for width in range(40, 260):
+            fitted = fit_columns(columns, width)
+            least = sum((c.width or MIN_FLEX) + 2 * PADDING for c, _ in fitted)
+            if width >= least:  # else the pane scrolls: nothing fits
+                assert sum(w + 2 * PADDING for _, w in fitted) == width, width
+
+
+@pytest.mark.parametrize(("runs", "most", "shown"), [
+    (1, 3, "1/3"), (16, 10_000, "16/10k"), (0, 100_000, "0/100k"), (0, 2_100_000_000, "0/2.1G"),
+    (1500, 2000, "1k/2k"),  # read "2k/2k": as if every retry were spent
+    (9999, 10_000, "9k/10k"),
+    (10, 100_000, "10/…"),  # read "10/10…": as 10 of 10
+    (10_000, 10_000, "10k/…"), (99_999, 100_000, "99k/…"),
+])  # fmt: skip
+def test_tries_never_overstate_the_runs_nor_cut_the_limit_to_another_number(runs, most, shown):
+    assert _tries_text(runs, most) == shown
 
 
 def test_pane_summaries_put_retrying_jobs_with_pending_ones():

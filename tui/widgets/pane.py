@@ -8,6 +8,8 @@ only when a resize changes which columns fit.
 
 from __future__ import annotations
 
+import math
+
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -56,34 +58,48 @@ PRIORITY_WIDTH = 4
 TRIES_WIDTH = 6  # "16/10k": at 5, 10000 max retries read "16/1…"
 
 
-def _short(number: int, width: int) -> str:
+def _short(number: int, width: int, rounding: Callable[[float], float] = round) -> str:
     """``number`` in at most ``width`` cells: as it is, else in thousands, millions or billions
-    (2.5k, 12k, 3M), else cut with an ellipsis. A table cuts a cell too wide silently: priority
-    2500 read 250, and 10000 max retries 0/100."""
+    (2.5k, 12k, 3M), rounded by ``rounding`` (math.floor: never more than it is), else cut with
+    an ellipsis. A table cuts a cell too wide silently: priority 2500 read 250, and 10000 max
+    retries 0/100."""
     text = str(number)
     if len(text) <= width:
         return text
     sign = "-" if number < 0 else ""
     for size, unit in ((1_000, "k"), (1_000_000, "M"), (1_000_000_000, "G")):
         scaled = abs(number) / size
-        for shown in (f"{scaled:.1f}".rstrip("0").rstrip("."), f"{scaled:.0f}"):
+        if scaled < (1 if rounding is math.ceil else 0.5):  # 100000 rounded up read "1M"
+            break
+        tenths = rounding(scaled * 10) / 10
+        for shown in (f"{tenths:.1f}".rstrip("0").rstrip("."), f"{rounding(scaled):.0f}"):
             if shown != "0" and len(sign + shown + unit) <= width:
                 return sign + shown + unit
     return text[: width - 1] + "…"
+
+
+def _tries_text(runs: int, most: int) -> str:
+    """``runs/most`` in TRIES_WIDTH cells. Shortened, the runs are rounded down and the limit
+    up, so that a job never looks as if its retries were spent when they are not (1500 of
+    2000 read "2k/2k"); a limit with no room left is an ellipsis, not a cut number ("10/10…"
+    read as 10 of 10)."""
+    text = f"{runs}/{most}"
+    if len(text) <= TRIES_WIDTH:
+        return text
+    for room in range(TRIES_WIDTH - 2, 0, -1):  # the runs given the most room first
+        shown = _short(runs, room, math.floor)
+        limit = _short(most, TRIES_WIDTH - 1 - len(shown), math.ceil)
+        if "…" not in shown + limit:
+            return f"{shown}/{limit}"
+    return f"{_short(runs, TRIES_WIDTH - 2, math.floor)}/…"
 
 
 def _tries(row: JobRow, config: dict, colors: Colors) -> Text:
     limit = row.max_retries
     if limit is None:
         limit = config.get("max-retries", DEFAULT_MAX_RETRIES)
-    text = tries(row.attempts, limit)
-    if len(text) > TRIES_WIDTH:
-        runs, most = (int(part) for part in text.split("/"))
-        fits = []  # the runs given the most room first, the limit the rest of the cell
-        for room in range(TRIES_WIDTH - 2, 0, -1):
-            shown = _short(runs, room)
-            fits.append(f"{shown}/{_short(most, TRIES_WIDTH - 1 - len(shown))}")
-        text = next((fit for fit in fits if "…" not in fit), fits[0])
+    runs, most = (int(part) for part in tries(row.attempts, limit).split("/"))
+    text = _tries_text(runs, most)
     return Text(text, style=colors["muted"] if row.attempts == 0 else "", end="")
 
 
@@ -293,17 +309,19 @@ def fit_columns(columns: tuple[Column, ...], width: int) -> list[tuple[Column, i
     flexible = [c for c in shown if c.width is None]
     spare = max(width - fixed - 2 * PADDING * len(flexible), MIN_FLEX * len(flexible))
     parts = sum(c.flex for c in flexible) or 1
-    result, given = [], 0
-    for column in shown:
-        if column.width is not None:
-            result.append((column, column.width))
-            continue
-        share = spare * column.flex // parts
-        if column is flexible[-1]:
-            share = spare - given
-        given += share
-        result.append((column, max(share, MIN_FLEX)))
-    return result
+    shares = [spare * c.flex // parts for c in flexible]
+    if shares:
+        shares[-1] = spare - sum(shares[:-1])
+    # Each at least MIN_FLEX, taken from the widest: raised on its own, a share made the table
+    # a cell wider than the pane (the command's 2 parts left the last error under 10).
+    for i, share in enumerate(shares):
+        if share < MIN_FLEX:
+            widest = max(range(len(shares)), key=shares.__getitem__)
+            given = min(MIN_FLEX - share, max(shares[widest] - MIN_FLEX, 0))
+            shares[widest] -= given
+            shares[i] += given
+    widths = dict(zip((c.key for c in flexible), shares))
+    return [(c, c.width if c.width is not None else max(widths[c.key], MIN_FLEX)) for c in shown]
 
 
 class JobPane(DataTable):
