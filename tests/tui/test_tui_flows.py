@@ -329,6 +329,7 @@ def test_schedules_pause_run_now_and_remove_after_asking(workflows_queue, fixed_
 @pytest.mark.parametrize(("size", "columns"), [
     ((120, 35), ["name", "cron", "zone", "due", "command"]),
     ((200, 50), ["name", "cron", "zone", "due", "last", "overlap", "command"]),
+    ((80, 24), ["name", "cron", "due"]),
 ])  # fmt: skip
 def test_the_schedules_table_fits_and_gives_its_command_room(workflows_queue, fixed_clock,
                                                                size, columns):  # fmt: skip
@@ -342,7 +343,7 @@ def test_the_schedules_table_fits_and_gives_its_command_room(workflows_queue, fi
         table = await until(pilot, lambda: isinstance(app.screen, SchedulesScreen)
                             and app.screen.table.row_count and app.screen.table)  # fmt: skip
         assert [str(key.value) for key in table.columns] == columns
-        assert table.columns["command"].width >= 16
+        assert "command" not in table.columns or table.columns["command"].width >= 16
         assert table.virtual_size.width <= table.scrollable_content_region.width
 
     drive(app, scenario, size=size)

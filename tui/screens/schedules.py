@@ -42,7 +42,9 @@ class SchedulesScreen(ListingScreen):
     ]
     # The zone stays longer than the last job: the due times are in UTC whatever the zone, and
     # without it `0 3 * * *` due at 02:00 had nothing to say why.
-    GIVE_WAY = ("overlap", "last", "zone")
+    # Last, the command (`show` and the CLI have it): at 80 columns it was 4 cells wide, and
+    # the table scrolled sideways, the names out of sight.
+    GIVE_WAY = ("overlap", "last", "zone", "command")
     BINDINGS = [
         Binding("a", "add", "Add", tooltip="Add a schedule"),
         Binding("p", "toggle_pause", "Pause/resume", tooltip="Pause / resume the selected schedule"),
