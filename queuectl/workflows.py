@@ -373,10 +373,14 @@ class Workflows(Lifecycle):
             # The row first, then read under its lock: on PostgreSQL two `queue pause` at once
             # both read no row and both inserted it (one failed on the key), and a pause and a
             # limit at once could each write the other's value back.
-            QueueSetting.insert(name=name, max_running=None, paused=False).on_conflict_ignore(
-            ).execute()  # fmt: skip
             found = QueueSetting.select().where(QueueSetting.name == name)
-            setting = (found if self.is_sqlite else found.for_update()).get()
+            if not self.is_sqlite:
+                found = found.for_update()
+            setting = None
+            while setting is None:  # (the row may go, back to the defaults, as it is locked)
+                QueueSetting.insert(name=name, max_running=None, paused=False).on_conflict_ignore(
+                ).execute()  # fmt: skip
+                setting = found.get_or_none()
             values = {"max_running": setting.max_running, "paused": bool(setting.paused)}
             values.update(changes)
             if values["max_running"] is None and not values["paused"]:

@@ -261,32 +261,42 @@ def test_a_limit_holds_in_each_claim_and_frees_as_jobs_finish(any_queue):
 def test_settings_of_one_queue_changed_at_once_all_hold(target):
     """Two `queue pause` at once on PostgreSQL: both read no row, both inserted one, and one
     failed on the key ("duplicate key value violates unique constraint"). A pause and a limit
-    at once could each write the other's value back."""
+    at once could each write the other's value back. Two `queue resume` at once: the row went
+    (back to the defaults) while the other waited on its lock, which failed with a traceback.
+    Each change from a process of its own (a Queue each)."""
     queue = Queue(target)
     barrier = threading.Barrier(8)
     failures: list[BaseException] = []
 
     def change(act) -> None:
+        mine = Queue(target)
         try:
             barrier.wait(timeout=30)
-            act()
+            act(mine)
         except BaseException as exc:  # the test's to report
             failures.append(exc)
         finally:
-            queue.close()  # this thread's connection
+            mine.close()
 
     for round_ in range(60):
         name = f"race{round_}"
-        acts = [lambda: queue.pause_queue(name)] * 4
-        acts += [lambda limit=limit: queue.set_queue_limit(name, limit) for limit in (2, 2, 2, 2)]
+        if round_ % 2:
+            queue.pause_queue(name)
+            acts = [lambda q: q.resume_queue(name)] * 8
+        else:
+            acts = [lambda q: q.pause_queue(name)] * 4
+            acts += [lambda q: q.set_queue_limit(name, 2)] * 4
         threads = [threading.Thread(target=change, args=(act,)) for act in acts]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(timeout=60)
         assert failures == []
-        info = {i.name: i for i in queue.queues()}[name]
-        assert (info.paused, info.limit) == (True, 2)
+        info = {i.name: i for i in queue.queues()}.get(name)
+        if round_ % 2:
+            assert info is None  # no settings left, no jobs: not listed
+        else:
+            assert (info.paused, info.limit) == (True, 2)
     queue.close()
 
 
