@@ -37,6 +37,11 @@ QUIET_TICK_S = 0.25  # the service thread's round while quiet (a look at the clo
 QUIET_AFTER_S = 2.0  # quiet: nothing ran in the pool for this long, and no hook runs
 QUIET_HOOKS_S = 5.0  # while quiet, hook deliveries are looked for this often
 WATCH_START_S = 10.0  # at most this long, the threads' first claims wait for the watch to start
+# A pool just started takes workers silent past the lease for gone only after this long: one cut
+# off by an outage that has just ended beats again within about a second (it retries every
+# MAX_RETRY_S). Three heartbeats, not a lease: pools that live less than a lease (a `--burst`
+# run from cron, a restart loop) never rescued the jobs of workers really gone.
+STARTUP_GRACE_S = 3 * HEARTBEAT_INTERVAL_S
 
 T = TypeVar("T")
 
@@ -693,13 +698,16 @@ class WorkerPool:
             # others still run, and those run twice at once (past a queue's limit, too). At a
             # lease of two heartbeats, half a heartbeat past the usual interval: not the whole
             # lease, as ours is measured from our last heartbeat's end, after the others' reads.
-            # So does a pool's first heartbeat: a worker started as the database came back
-            # (by hand, or by a supervisor) took the jobs that the others had run through the
-            # outage for lost, and threw their results away. Workers dead on this host, and
-            # jobs of no worker, are rescued at once all the same: nothing is in doubt there.
+            # A pool's first heartbeat gives them STARTUP_GRACE_S: a worker started as the
+            # database came back (by hand, or by a supervisor) took the jobs that the others
+            # had run through the outage for lost, and threw their results away. Workers dead
+            # on this host, and jobs of no worker, are rescued at once all the same: nothing is
+            # in doubt there.
             beat = time.monotonic()
             silent = max(1.5 * HEARTBEAT_INTERVAL_S, self.queue.lease / 2)
-            if self._last_beat is None or beat - self._last_beat > silent:
+            if self._last_beat is None:
+                self._rescue_from = beat + STARTUP_GRACE_S
+            elif beat - self._last_beat > silent:
                 self._rescue_from = beat + self.queue.lease
             self._last_beat = beat
             self._stop_cancelled()

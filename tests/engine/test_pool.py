@@ -429,6 +429,26 @@ def test_a_pool_just_started_lets_silent_workers_beat_first_and_rescues_the_dead
         other.close()
 
 
+def test_a_pool_just_started_rescues_a_worker_long_gone_within_a_few_heartbeats(queue, pools):
+    """The grace a new pool gives silent workers was a whole lease (15 s): pools that live
+    less (a `--burst` run from cron, a restart loop) never rescued a job whose worker had gone
+    on another host, and it stayed processing. It is STARTUP_GRACE_S now."""
+    elsewhere = Queue(queue.db.database, host="elsewhere")
+    gone = elsewhere.register_worker(1)
+    job = elsewhere.enqueue(JobSpec(command="true", max_retries=1))
+    assert elsewhere.claim(gone).id == job.id
+    WorkerProcess = queue.models.WorkerProcess
+    WorkerProcess.update(heartbeat_at=time.time() - 60).where(WorkerProcess.id == gone).execute()
+    started = time.monotonic()
+    try:
+        pools(queue, threads=1)
+        wait_until(lambda: state(queue, job.id) == "dead", 10, "the rescue")
+        took = time.monotonic() - started
+        assert worker_module.STARTUP_GRACE_S <= took < queue.lease
+    finally:
+        elsewhere.close()
+
+
 @pytest.mark.parametrize("silent_for, rescues", [(1.0, True), (1.9, False)])
 def test_a_pool_back_from_a_silence_near_its_lease_lets_the_others_beat_first(
     tmp_path, silent_for, rescues
