@@ -361,6 +361,14 @@ def test_the_open_config_form_follows_values_stored_elsewhere_but_keeps_edits(se
     drive(app, scenario)
 
 
+async def config_field_showing(pilot, key: str, value: str) -> Input:
+    """Open the config form; its field ``key`` once it shows ``value``."""
+    await pilot.press("c")
+    field = pilot.app.screen.query_one(f"#{key}", Input)
+    await until(pilot, lambda: field.value == value)
+    return field
+
+
 def test_a_config_field_typed_into_stays_the_user_s_and_is_saved_as_typed(seeded, fixed_clock):
     """Whether a field was edited was told by its text: typed back to the value the form had
     read, it took the next value stored elsewhere (`3` typed, `7` shown a second later), and
@@ -369,9 +377,7 @@ def test_a_config_field_typed_into_stays_the_user_s_and_is_saved_as_typed(seeded
     app = make_app(seeded, clock=fixed_clock)
 
     async def scenario(pilot):
-        await pilot.press("c")
-        retries = app.screen.query_one("#max-retries", Input)
-        await until(pilot, lambda: retries.value == "3")
+        retries = await config_field_showing(pilot, "max-retries", "3")
         await pilot.press("end", "backspace", "5")
         seeded.config_set("max-retries", "7")
         await pilot.press("backspace", "3")  # back to the value the form opened with
@@ -392,9 +398,7 @@ def test_a_value_typed_ahead_over_the_form_s_stale_reading_is_saved(seeded, fixe
     app = make_app(seeded, clock=fixed_clock)
 
     async def scenario(pilot):
-        await pilot.press("c")
-        retries = app.screen.query_one("#max-retries", Input)
-        await until(pilot, lambda: retries.value == "3")
+        retries = await config_field_showing(pilot, "max-retries", "3")
         seeded.config_set("max-retries", "8")
         await until(pilot, lambda: retries.value == "8")  # the open form follows it
         type_ahead(app, "escape", "c", "end", "backspace", "3", "enter")
