@@ -438,19 +438,3 @@ class Control(Workflows, Registry):
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _locked(self, prefixes: Iterable[str]) -> list[Job]:
-        """The jobs ``prefixes`` name (each once, in order), read again under a row lock on
-        PostgreSQL (SQLite's write transaction already excludes every other writer), so that
-        the states checked are the states changed. Call inside :meth:`_write`."""
-        Job = self.models.Job
-        found = {job.seq: job for job in (self.get(prefix) for prefix in prefixes)}
-        if self.is_sqlite or not found:
-            return list(found.values())
-        fresh = {
-            job.seq: job
-            for job in Job.select(*self._list_columns())
-            .where(Job.seq.in_(list(found)))
-            .order_by(Job.seq)
-            .for_update()
-        }
-        return [fresh[seq] for seq in found if seq in fresh]

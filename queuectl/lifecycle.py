@@ -365,14 +365,30 @@ class Lifecycle(Reading):
         if any id is unknown, ambiguous or not dead, nothing changes."""
         Job = self.models.Job
         with self._write():
-            # Each once, however often it is named (as retry and cancel: `d1 d1` printed two)
-            jobs = list({job.seq: job for job in map(self.get, prefixes)}.values())
+            jobs = self._locked(prefixes)  # each once (`d1 d1` printed two), as retry's
             for job in jobs:
                 if job.state != State.DEAD:
                     raise QueueError(f"job {job.id} is not dead (it is {job.state})")
             self._revive(Job.seq.in_([job.seq for job in jobs]))
         self._notify()
         return self._with_after([Job.get(Job.seq == job.seq) for job in jobs])
+
+    def _locked(self, prefixes: Iterable[str]) -> list[Job]:
+        """The jobs ``prefixes`` name (each once, in order), read again under a row lock on
+        PostgreSQL (SQLite's write transaction already excludes every other writer), so that
+        the states checked are the states changed. Call inside :meth:`_write`."""
+        Job = self.models.Job
+        found = {job.seq: job for job in (self.get(prefix) for prefix in prefixes)}
+        if self.is_sqlite or not found:
+            return list(found.values())
+        fresh = {
+            job.seq: job
+            for job in Job.select(*self._list_columns())
+            .where(Job.seq.in_(list(found)))
+            .order_by(Job.seq)
+            .for_update()
+        }
+        return [fresh[seq] for seq in found if seq in fresh]
 
     def retry_all_dead(self) -> list[str]:
         """Every dead job back to pending; returns their ids."""

@@ -122,8 +122,8 @@ class Registry(Lifecycle):
     def rescue_lost(self, silent: bool = True) -> list[Job]:
         """Fail the jobs of workers that are gone (SPEC 3): their lease ran out, or their pid is
         dead on this host. The retry rules then decide what follows. Returns the rescued jobs.
-        ``silent`` False: not the workers only silent past the lease (a worker that has not
-        itself beaten for a lease cannot tell them from workers cut off by an outage that
+        ``silent`` False: not the workers only silent past the lease (a pool just started, or
+        back from its own silence, cannot yet tell them from workers cut off by an outage that
         has just ended, see WorkerPool._beat), only the dead and the jobs of none."""
         Job, WorkerProcess = self.models.Job, self.models.WorkerProcess
 

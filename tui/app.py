@@ -652,10 +652,10 @@ class QueueApp(KeysInOrder):
 
     # The actions of keys that a user typing into the filter types into it: the footer does not
     # offer them while it has the focus ("+/- Threads" was shown while `+` went into the text).
-    TYPED_INTO_THE_FILTER = frozenset({
-        "enqueue", "retry", "retry_all", "cancel_job", "edit", "output", "config", "filter",
-        "queues", "schedules", "threads", "pause", "quit",
-    })  # fmt: skip
+    TYPED_INTO_THE_FILTER = frozenset(
+        binding.action.split("(")[0] for binding in BINDINGS
+        if len(binding.key) == 1 or binding.key in ("slash", "plus", "minus")
+    )  # fmt: skip
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         bar = getattr(self, "filter_bar", None)

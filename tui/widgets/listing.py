@@ -32,6 +32,7 @@ class Listing(DataTable):
         self._spec = columns
         self._give_way = give_way
         self._visible = list(range(len(columns)))  # the indexes of the columns shown
+        self._widths: list[tuple[int, int]] = []  # (index, width) of each column shown
         self._rows: dict[str, Row] = {}  # the rows last given to show, every column's cell
         self._shown: dict[str, Row] = {}  # what the table shows of them
 
@@ -51,7 +52,7 @@ class Listing(DataTable):
                 break
         rest = max(room - fixed, 8)
         widths = [(i, self._spec[i][2] or rest) for i in visible]
-        if widths == getattr(self, "_widths", None):
+        if widths == self._widths:
             return
         self._widths = widths
         self._visible = visible
@@ -85,7 +86,7 @@ class Listing(DataTable):
             for key in [key for key in self._shown if key not in rows]:
                 self.remove_row(key)
                 del self._shown[key]
-            widths = dict(getattr(self, "_widths", ()))
+            widths = dict(self._widths)
             for key, row in rows.items():
                 cells = [row[i] for i in visible]
                 if visible and visible[0] == 0 and isinstance(cells[0], KeyText):
