@@ -27,7 +27,6 @@ hook ledger with their environment.
 from __future__ import annotations
 
 import argparse
-import bisect
 import collections
 import os
 import random
@@ -201,11 +200,15 @@ class Chaos:
         self.outages: list = []
         self.slots: list[Slot] = []
         self.lock_thread: threading.Thread | None = None
+        self.logging = threading.Lock()
+        self.signals = threading.Lock()  # a SIGSTOP and its SIGCONT (from a timer), one at a time
 
     def log(self, kind: str, target: str, ok: bool = True) -> None:
-        self.actions.append(Action(time.time(), kind, target, ok))
-        with open(self.folder / "actions", "a") as actions:
-            actions.write(f"{self.actions[-1].at:.6f} {kind} {target} {ok}\n")
+        with self.logging:  # (from this loop, the outage's thread and the SIGCONT timers)
+            action = Action(time.time(), kind, target, ok)
+            self.actions.append(action)
+            with open(self.folder / "actions", "a") as actions:
+                actions.write(f"{action.at:.6f} {kind} {target} {ok}\n")
 
     def setup(self) -> None:
         from queuectl import JobSpec, Queue
@@ -274,12 +277,8 @@ class Chaos:
             time.sleep(0.05)
 
     def _tend(self, now: float, end: float) -> None:
-        """SIGCONT what is due to go on, restart what is due to come back."""
+        """Restart what is due to come back (a stopped worker goes on by its own timer)."""
         for slot in self.slots:
-            if slot.stopped_until is not None and now >= slot.stopped_until:
-                os.kill(slot.process.pid, signal.SIGCONT)
-                slot.stopped_until = None
-                self.log("cont", slot.name)
             if slot.restart_at is None and slot.process.poll() is not None:
                 # It exited by itself: started while the database was away, a worker exits 1
                 # (SPEC 2). As a service manager would (Restart=always), start it again.
@@ -306,9 +305,16 @@ class Chaos:
                 slot.restart_at = time.time() + self.rng.uniform(0.5, 2.0)
                 self.log("kill", f"{slot.name}:{slot.process.pid}")
             else:
-                os.kill(slot.process.pid, signal.SIGSTOP)
-                slot.stopped_until = time.time() + self.rng.uniform(*STOP_S)
-                self.log("stop", f"{slot.name}:{slot.process.pid}")
+                stopped_for = self.rng.uniform(*STOP_S)
+                with self.signals:
+                    os.kill(slot.process.pid, signal.SIGSTOP)
+                    slot.stopped_until = time.time() + stopped_for
+                    self.log("stop", f"{slot.name}:{slot.process.pid}")
+                # Its own timer, not this loop: the driver's next write may wait for the write
+                # lock that the stopped worker holds (SQLite), and would wait for good.
+                cont = threading.Timer(stopped_for, self._cont, (slot, slot.process))
+                cont.daemon = True
+                cont.start()
         elif kind == "cancel":
             Job = self.queue.models.Job
             ids = [j for (j,) in Job.select(Job.id).where(
@@ -323,6 +329,13 @@ class Chaos:
             ).tuples() if not self.plan[j].chain]  # fmt: skip
             for job_id in self.rng.sample(ids, min(3, len(ids))):
                 self._try("retry", job_id, self.queue.retry)
+
+    def _cont(self, slot: Slot, process: subprocess.Popen) -> None:
+        with self.signals:
+            if slot.process is process and slot.stopped_until is not None:
+                os.kill(process.pid, signal.SIGCONT)
+                slot.stopped_until = None
+                self.log("cont", slot.name)
 
     def _try(self, kind: str, job_id: str, call) -> None:
         from queuectl import QueueError
@@ -388,8 +401,10 @@ class Chaos:
         for slot in self.slots:
             if slot.process is None:
                 continue
-            if slot.stopped_until is not None:
-                os.kill(slot.process.pid, signal.SIGCONT)
+            with self.signals:
+                if slot.stopped_until is not None:
+                    os.kill(slot.process.pid, signal.SIGCONT)
+                    slot.stopped_until = None
             if slot.process.poll() is None:
                 slot.process.terminate()
         for slot in self.slots:
