@@ -126,6 +126,7 @@ class Listed(Message):
     items: list
     now: float = 0.0
     error: str | None = None
+    actions: int = 0  # how many of the screen's actions had been carried out when it was read
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, Listed)

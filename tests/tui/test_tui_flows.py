@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from test_tui_control import notices
 from test_tui_pilot import column, pane, plain, type_ahead, typed
 from textual.command import CommandList
 from textual.widgets import Input, Static
@@ -231,6 +232,24 @@ def test_Q_lists_queues_and_p_pauses_and_resumes_the_selected_one(workflows_queu
     drive(app, scenario)
 
 
+@pytest.mark.parametrize("presses", [2, 3, 4])
+def test_p_typed_ahead_on_Q_toggles_once_a_key(workflows_queue, fixed_clock, presses):
+    """`p p` typed at once paused the queue twice (each `p` read the same last-read row):
+    each `p` now toggles what the one before it asked for, and they are carried out in order."""
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        type_ahead(app, "Q", "down", *["p"] * presses)  # deploy: running
+        words = ["Paused", "Resumed"] * 2
+        said = [f"{word} queue deploy" for word in words[:presses]]
+        await until(pilot, lambda: notices(app) == said)
+        assert queue_info(workflows_queue, "deploy").paused == (presses % 2 == 1)
+        state = "paused" if presses % 2 else "running"
+        await until(pilot, lambda: state in app.screen.table.get_row("deploy")[-1].plain)
+
+    drive(app, scenario)
+
+
 def test_l_sets_and_removes_a_queue_limit_with_a_validated_form(workflows_queue, fixed_clock):
     app = make_app(workflows_queue, clock=fixed_clock)
 
@@ -324,6 +343,20 @@ def test_schedules_pause_run_now_and_remove_after_asking(workflows_queue, fixed_
         assert job[0].id in [j.id for j in workflows_queue.list_jobs()]  # its jobs stay
 
     drive(app, scenario, size=(160, 40))  # wide enough for the last job's column
+
+
+def test_p_typed_ahead_on_S_toggles_once_a_key(workflows_queue, fixed_clock):
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        type_ahead(app, "S", "p", "p", "p", "p")  # the first row: health-ping
+        said = ["Paused schedule health-ping", "Resumed schedule health-ping"] * 2
+        await until(pilot, lambda: notices(app) == said)
+        assert not workflows_queue.get_schedule("health-ping").paused
+        await until(pilot, lambda: "paused" not in
+                    app.screen.table.get_cell("health-ping", "due").plain)  # fmt: skip
+
+    drive(app, scenario)
 
 
 @pytest.mark.parametrize(("size", "columns"), [

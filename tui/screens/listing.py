@@ -4,14 +4,20 @@ and actions on its selected row run off the UI thread too.
 The first read is awaited in ``on_mount``, in a thread: keys typed right after `Q` or `S`
 (``keys.py`` hands a key on once the screen a key opened has settled) find the rows there.
 Later reads come every ``REFRESH_S`` and after each action.
+
+Actions run one at a time, in the order their keys came, on a thread of the screen's own; `p`
+toggles the pause the user last saw or asked for (``p p`` typed ahead pauses, then resumes),
+until a read made after the screen's last action shows what is stored.
 """
 
 from __future__ import annotations
 
+import queue as queues
 from collections.abc import Callable
 
 from rich.text import Text
 from textual import work
+from textual.worker import get_current_worker
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -42,6 +48,11 @@ class ListingScreen(ModalScreen[None]):
         self.queue = queue
         self.loaded = False
         self.items_shown: list = []
+        self.shown_at = 0.0  # when they were read
+        self.paused_asked: dict[str, bool] = {}  # name: paused, as `p` last asked (not yet read)
+        self._actions: queues.SimpleQueue[Callable[[], str]] = queues.SimpleQueue()
+        self._asked = 0  # actions asked for (UI thread)
+        self._carried_out = 0  # of them, carried out (the actions' thread)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog listing") as dialog:
@@ -56,6 +67,8 @@ class ListingScreen(ModalScreen[None]):
         await worker.wait()
         self.on_listed(worker.result)  # shown now, before the keys typed next are handled
         self.set_interval(self.REFRESH_S, self.load)
+        self.run_worker(self._carry_out, thread=True, group="listing-actions",
+                        exit_on_error=False)  # fmt: skip
 
     def keys_hint(self) -> str:
         shown = [b for b in self.BINDINGS if isinstance(b, Binding) and b.show]
@@ -75,8 +88,9 @@ class ListingScreen(ModalScreen[None]):
 
     def read(self) -> Listed:
         """In a thread."""
+        carried_out = self._carried_out  # (before the read: what the read surely sees)
         try:
-            return Listed(self.items(), self.app.clock())
+            return Listed(self.items(), self.app.clock(), actions=carried_out)
         except Exception as exc:  # the database went away or is locked: show it, keep going
             return Listed([], error=f"{type(exc).__name__}: {exc}")
         finally:
@@ -95,12 +109,34 @@ class ListingScreen(ModalScreen[None]):
             note.update(literal(f"cannot read the queue: {message.error}"))
             note.display = True
             return
+        if message.actions >= self._asked:  # it shows what every action asked for did
+            self.paused_asked.clear()
         self.items_shown = message.items
-        rows = self.rows(message.items, message.now)
+        self.shown_at = message.now
+        self.show_rows()
+        self.loaded = True
+
+    def show_rows(self) -> None:
+        note = self.query_one("#listing-note", Static)
+        rows = self.rows(self.items_shown, self.shown_at)
         self.table.show(rows)
         note.update("" if rows else self.EMPTY)
         note.display = not rows
-        self.loaded = True
+
+    def is_paused(self, item) -> bool:
+        """Whether ``item`` (a queue or a schedule) is paused, as last read or as `p` asked."""
+        return self.paused_asked.get(item.name, item.paused)
+
+    def toggle_pause(self, pause: Callable[[str], str], resume: Callable[[str], str]) -> None:
+        """`p`: pause the selected row's item, or resume it, from the state the user sees."""
+        info = self.selected_item()
+        if info is None:
+            return
+        name = info.name
+        paused = not self.is_paused(info)
+        self.paused_asked[name] = paused
+        self.act(lambda: (pause if paused else resume)(name))
+        self.show_rows()
 
     def selected(self) -> str | None:
         key = self.table.selected
@@ -114,18 +150,30 @@ class ListingScreen(ModalScreen[None]):
         key = self.selected()
         return next((item for item in self.items_shown if item.name == key), None)
 
-    @work(thread=True, group="listing-actions", exit_on_error=False)
     def act(self, do: Callable[[], str]) -> None:
-        """Run a queue operation off the UI thread; report how it went, then read again."""
-        try:
-            self.app.post_message(Done(do()))
-        except QueueError as exc:
-            self.app.post_message(Done(str(exc), "error"))
-        except Exception as exc:
-            self.app.post_message(Done(f"{type(exc).__name__}: {exc}", "error"))
-        finally:
-            self.queue.close()
-            self.post_message(Changed())
+        """Run a queue operation off the UI thread, after those asked for before it; report
+        how it went, then read again."""
+        self._asked += 1
+        self._actions.put(do)
+
+    def _carry_out(self) -> None:
+        """The actions' thread, for as long as the screen is open."""
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            try:
+                do = self._actions.get(timeout=0.2)
+            except queues.Empty:
+                continue
+            try:
+                self.app.post_message(Done(do()))
+            except QueueError as exc:
+                self.app.post_message(Done(str(exc), "error"))
+            except Exception as exc:
+                self.app.post_message(Done(f"{type(exc).__name__}: {exc}", "error"))
+            finally:
+                self.queue.close()
+                self._carried_out += 1
+                self.post_message(Changed())
 
     def action_close(self) -> None:
         self.dismiss(None)

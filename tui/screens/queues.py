@@ -67,7 +67,7 @@ class QueuesScreen(ListingScreen):
                 cells.append(Text("—", style=muted, justify="right"))
             else:
                 cells.append(Text(f"{info.limit:,}", style="bold", justify="right"))
-            if info.paused:
+            if self.is_paused(info):
                 cells.append(Text("⏸ paused", style=f"bold {colors[State.FAILED]}"))
             else:
                 cells.append(Text("▶ running", style=colors[State.COMPLETED]))
@@ -75,14 +75,10 @@ class QueuesScreen(ListingScreen):
         return rows
 
     def action_toggle_pause(self) -> None:
-        info = self.selected_item()
-        if info is None:
-            return
-        name = info.name
-        if info.paused:
-            self.act(lambda: f"Resumed queue {self.queue.resume_queue(name).name}")
-        else:
-            self.act(lambda: f"Paused queue {self.queue.pause_queue(name).name}")
+        self.toggle_pause(
+            lambda name: f"Paused queue {self.queue.pause_queue(name).name}",
+            lambda name: f"Resumed queue {self.queue.resume_queue(name).name}",
+        )
 
     def action_limit(self) -> None:
         info = self.selected_item()

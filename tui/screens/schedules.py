@@ -61,7 +61,7 @@ class SchedulesScreen(ListingScreen):
         muted = colors["muted"]
         rows = {}
         for info in items:
-            if info.paused:
+            if self.is_paused(info):
                 due = Text("⏸ paused", style=f"bold {colors[State.FAILED]}")
             else:
                 due = Text(utc_time(info.next_due, zone="").replace("T", " "))
@@ -89,14 +89,10 @@ class SchedulesScreen(ListingScreen):
         self.app.push_screen(ScheduleForm(self.queue), added)
 
     def action_toggle_pause(self) -> None:
-        info = self.selected_item()
-        if info is None:
-            return
-        name = info.name
-        if info.paused:
-            self.act(lambda: f"Resumed schedule {self.queue.resume_schedule(name).name}")
-        else:
-            self.act(lambda: f"Paused schedule {self.queue.pause_schedule(name).name}")
+        self.toggle_pause(
+            lambda name: f"Paused schedule {self.queue.pause_schedule(name).name}",
+            lambda name: f"Resumed schedule {self.queue.resume_schedule(name).name}",
+        )
 
     def action_run(self) -> None:
         name = self.selected()
