@@ -384,7 +384,8 @@ def test_details_of_a_running_job_keep_the_readers_place_as_its_output_grows(
 
 def test_l_shows_the_end_of_an_output_longer_than_the_lines_it_keeps(live_queue):
     """The live output keeps its last MAX_LINES lines; past them, its end showed nothing (the
-    log stayed as tall as every line written: a blank box, `end` and `G` blank too)."""
+    log stayed as tall as every line written: a blank box, `end` and `G` blank too). The first
+    lines it let go went unsaid: the status says how many."""
     lines = MAX_LINES + 5_000
     job = live_queue.enqueue(JobSpec(f"seq 1 {lines}", id="long"))
     app = make_app(live_queue, workers=1)
@@ -398,6 +399,10 @@ def test_l_shows_the_end_of_an_output_longer_than_the_lines_it_keeps(live_queue)
         await until(pilot, lambda: str(lines) in [line.strip() for line in screen_text(log)],
                     30, "its last line shown")  # fmt: skip
         assert log.max_scroll_y == log.line_count - log.scrollable_content_region.height
+        status = str(app.screen.query_one("#output-status", Static).render())
+        assert "first 5,001 lines not kept here" in status  # seq's first 5,001: 5,002 is on top
+        await pilot.press("g")
+        await until(pilot, lambda: screen_text(log)[0].strip() == "5002", 10, "the top")
 
     drive(app, scenario)
 

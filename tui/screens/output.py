@@ -29,7 +29,9 @@ from ..messages import OutputRead
 from ..text import literal
 
 POLL_S = 0.5  # how often the job's progress is read
-MAX_LINES = 20_000  # lines kept on screen (a job may print for days)
+# Lines kept on screen, the first ones let go past it (a job may print for days); the status
+# says how many. A whole stored tail (1 MiB) of 21-byte lines fits.
+MAX_LINES = 50_000
 
 
 class Follower:
@@ -77,14 +79,23 @@ class OutputLog(Log):
     """The log of the output; its `end` follows the output again, at once (an animated scroll
     could end short of output that arrived meanwhile, and not follow)."""
 
+    dropped = 0  # the first lines, let go past max_lines
+
     def write(self, data: str, scroll_end: bool | None = None) -> Self:
+        # Lines end at "\n" alone: the text is made safe() first, the gap line too.
+        held = max(len(self.lines), 1) + data.count("\n") if data else len(self.lines)
         # Textual's Log sizes itself before it drops the lines past max_lines, not after: past
         # MAX_LINES lines it was as tall as every line written, and its end showed nothing.
         super().write(data, scroll_end=False)
+        self.dropped += held - len(self.lines)
         self.virtual_size = Size(self.virtual_size.width, self.line_count)
         if self.auto_scroll if scroll_end is None else scroll_end:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
         return self
+
+    def clear(self) -> Self:
+        self.dropped = 0
+        return super().clear()
 
     def action_scroll_end(self) -> None:
         screen = self.screen
@@ -125,8 +136,8 @@ class OutputScreen(ModalScreen[None]):
             yield log
 
     @property
-    def log_view(self) -> Log:
-        return self.query_one("#live-output", Log)
+    def log_view(self) -> OutputLog:
+        return self.query_one("#live-output", OutputLog)
 
     def on_mount(self) -> None:
         self.set_focus(self.log_view)
@@ -196,6 +207,10 @@ class OutputScreen(ModalScreen[None]):
         if self.skipped:
             text.append("· ", style=muted)
             text.append(f"{self.skipped:,} bytes skipped ", style=colors[State.FAILED])
+        dropped = self.log_view.dropped if self.is_mounted else 0
+        if dropped:
+            text.append("· ", style=muted)
+            text.append(f"first {dropped:,} lines not kept here ", style=colors[State.FAILED])
         if self.error:
             text.append("· " if self.state else "", style=muted)
             text.append(literal(f"{self.error} ", colors[State.DEAD]))
