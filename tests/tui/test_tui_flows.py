@@ -250,6 +250,21 @@ def test_p_typed_ahead_on_Q_toggles_once_a_key(workflows_queue, fixed_clock, pre
     drive(app, scenario)
 
 
+def test_g_and_G_move_to_the_first_and_last_queue_as_in_the_panes(workflows_queue, fixed_clock):
+    """`g` did nothing here: `n g d y` on the schedules screen removed the row the cursor was
+    on, not the first one. Both screens share the table."""
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        type_ahead(app, "Q", "G", "p")  # ops, the last row: paused -> resumed
+        await until(pilot, lambda: not queue_info(workflows_queue, "ops").paused)
+        type_ahead(app, "g", "p")  # default, the first row
+        await until(pilot, lambda: queue_info(workflows_queue, "default").paused)
+        assert not queue_info(workflows_queue, "deploy").paused
+
+    drive(app, scenario)
+
+
 def test_l_sets_and_removes_a_queue_limit_with_a_validated_form(workflows_queue, fixed_clock):
     app = make_app(workflows_queue, clock=fixed_clock)
 

@@ -13,9 +13,11 @@ Row = list[Text]
 class Listing(DataTable):
     """Rows keyed by a name; :meth:`show` diffs a new set of rows in, in the order given."""
 
-    BINDINGS = [
+    BINDINGS = [  # the panes' moves
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
+        Binding("home,g", "scroll_top", "First row", show=False),
+        Binding("end,G", "scroll_bottom", "Last row", show=False),
     ]
 
     def __init__(
