@@ -73,11 +73,18 @@ class _Output:
 
 
 def _last_lines(text: str, count: int | None) -> str:
+    """The last ``count`` lines of ``text``, as tail(1) counts them: each ends at a newline,
+    never at a carriage return (a progress bar's) or another of str.splitlines' breaks."""
     if count is None:
         return text
     if count == 0:
         return ""
-    return "".join(text.splitlines(keepends=True)[-count:])
+    at = len(text) - 1 if text.endswith("\n") else len(text)
+    for _ in range(count):
+        at = text.rfind("\n", 0, at)
+        if at < 0:
+            return text
+    return text[at + 1 :]
 
 
 class _Stderr:

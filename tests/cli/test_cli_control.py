@@ -120,6 +120,22 @@ def test_logs_prints_the_output_so_far(run, queue):
     one_error(run("logs", "nosuchjob"), 1)
 
 
+@pytest.mark.parametrize(("output", "count", "tail"), [
+    ("first\nDownloading 10%\rDownloading 100%\n", 1, "Downloading 10%\rDownloading 100%\n"),
+    ("first\nDownloading 10%\rDownloading 100%\n", 2, "first\nDownloading 10%\rDownloading 100%\n"),
+    ("line3 \u0085 x\x0c y\u2028\nlast\n", 2, "line3 \u0085 x\x0c y\u2028\nlast\n"),
+    ("a\nno newline at the end", 1, "no newline at the end"),
+    ("a\n\nb\n", 2, "\nb\n"),
+    ("only\n", 5, "only\n"),
+])  # fmt: skip
+def test_logs_n_counts_lines_as_tail_does(run, queue, output, count, tail):
+    """`-n 2` of a progress bar's output printed half a line and hid the line before: lines
+    were cut at every break str.splitlines knows (\\r, \\x0c, U+0085, U+2028), not at newlines."""
+    job_id = enqueue(run)
+    set_fields(queue, job_id, state="completed", output=output)
+    assert run.ok("logs", "-n", str(count), job_id) == tail
+
+
 def test_logs_to_a_terminal_makes_control_characters_visible(run, queue, monkeypatch):
     job_id = enqueue(run)
     set_fields(queue, job_id, state="completed", output="a\tb\n\x1b[31mred\n")
