@@ -42,6 +42,19 @@ WATCH_START_S = 10.0  # at most this long, the threads' first claims wait for th
 # MAX_RETRY_S). Three heartbeats, not a lease: pools that live less than a lease (a `--burst`
 # run from cron, a restart loop) never rescued the jobs of workers really gone.
 STARTUP_GRACE_S = 3 * HEARTBEAT_INTERVAL_S
+# PostgreSQL: a pool that has not heartbeaten for its lease less this margin (a fifth of the
+# lease, three heartbeats at least; half the lease at most) kills its running jobs. Past the
+# lease, the workers of other hosts take it for gone and run its jobs again: cut off from the
+# database, it ran them on beside their next runs, past their queue's limit (SPEC 3, 7). Each goes
+# back to pending, its attempt not counted, once the database is back (unless it was rescued
+# meanwhile). The margin covers the kill itself and the hosts' clocks being a little apart.
+FENCE_MARGIN_S = 3 * HEARTBEAT_INTERVAL_S
+FENCE_TICK_S = 0.25  # how often the pool looks whether it is past that point
+
+
+def fence_after(lease: float) -> float:
+    """Seconds without a heartbeat after which a PostgreSQL pool kills its running jobs."""
+    return max(lease - max(FENCE_MARGIN_S, lease / 5), lease / 2)
 
 T = TypeVar("T")
 
@@ -118,11 +131,14 @@ class WorkerPool:
         # after it was silent itself (see _beat).
         self._last_beat: float | None = None
         self._rescue_from = float("-inf")
+        # When the heartbeat that last landed began (monotonic): the time it recorded is later.
+        self._beat_began = time.monotonic()
         self._closing: threading.Thread | None = None  # runs _shutdown, once (see join)
 
     # -- control (any thread) ---------------------------------------------------------------
 
     def start(self) -> "WorkerPool":
+        self._beat_began = time.monotonic()
         self.worker_id = self.queue.register_worker(self._target)
         # Every job's environment: this process's, as the pool starts, plus its worker id
         # (encoded once: per job, that cost more than starting the shell).
@@ -134,6 +150,8 @@ class WorkerPool:
         self.queue.add_listener(self.wake)
         self._service = threading.Thread(target=self._serve, name="queuectl-service", daemon=True)
         self._service.start()
+        if not self.queue.is_sqlite:  # (SQLite's workers share a host: see rescue_lost)
+            threading.Thread(target=self._fence, name="queuectl-fence", daemon=True).start()
         # The threads' first claims come after the watch's start: a job enqueued between a
         # thread's first look and the watch's would wait for the safety net's look.
         self._watching.wait(WATCH_START_S)
@@ -406,10 +424,14 @@ class WorkerPool:
             if claim_next:  # counted once for all the store's tries (see _give_back_strays)
                 self._claims_under_way += 1
         worker_id: str = self.worker_id  # type: ignore[assignment]
-        if killed:
-            self._store(lambda: self._jobs.release(job, worker_id))
+        if killed:  # by a hard stop, or by _fence
+            released = self._store(lambda: self._jobs.release(job, worker_id))
             self._let_go(job)
-            self._emit("released", job, name)
+            if released:
+                self._emit("released", job, name)
+            else:
+                log.warning("job %s: not given back: it is no longer this run's (it was rescued "
+                            "while this worker was silent)", job.id)  # fmt: skip
             return None
         following: Job | None = None
         if claim_next:
@@ -684,11 +706,13 @@ class WorkerPool:
             return True
 
     def _beat(self) -> None:
+        began = time.monotonic()
         try:
             if self.queue.is_sqlite:
                 stop, rescue = self.queue.heartbeat(self.worker_id, self._target), True  # type: ignore[arg-type]
             else:  # one statement: the heartbeat and the look for lost workers
                 stop, rescue = self.queue.beat(self.worker_id, self._target)  # type: ignore[arg-type]
+            self._beat_began = began
             if stop:
                 self.stop()
             # Silent itself for half a lease or more (the database was away, or its lock held, or
@@ -719,6 +743,29 @@ class WorkerPool:
                     self._emit("rescued", job)
         except peewee.PeeweeException as exc:
             self._database_failed(self.queue, exc)
+
+    def _fence(self) -> None:
+        """PostgreSQL, on a thread of its own (the service thread may wait on a connection that
+        gets no answer): kill the running jobs once the pool has been silent for
+        :func:`fence_after` the lease, before other hosts may take them for lost."""
+        after = fence_after(self.queue.lease)
+        killed: set[Execution] = set()
+        while not self._service_done.wait(FENCE_TICK_S):
+            silent = time.monotonic() - self._beat_began
+            if silent < after:
+                killed.clear()
+                continue
+            with self._lock:
+                running = [e for e in self._running_jobs.values() if e not in killed]
+            for execution in running:
+                execution.kill()
+                killed.add(execution)
+            if running:
+                log.warning(
+                    "no heartbeat for %.0fs: killed %d running job(s) before the lease (%gs) lets "
+                    "other workers take them for lost; each goes back to pending once the "
+                    "database is back", silent, len(running), self.queue.lease,
+                )
 
     def _shutdown(self) -> None:
         """The pool's last steps, on a thread of its own (see :meth:`join`), so on a connection

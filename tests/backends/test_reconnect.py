@@ -16,6 +16,7 @@ import pytest
 from .outage import Outage
 from engine.helpers import WorkerProc
 from queuectl import JobSpec, Queue
+from queuectl.procs import pid_alive
 from support import stop_process, wait_until
 
 pytestmark = pytest.mark.postgres
@@ -186,6 +187,72 @@ def test_a_job_rescued_during_the_outage_is_not_overwritten_by_its_lost_worker(
     stored = queue.get(job.id)
     assert (stored.state, stored.error) == ("dead", "worker lost")
     assert workers[0].process.poll() is None
+
+
+def _running_pid(path: Path) -> int:
+    return int(wait_until(lambda: path.exists() and path.read_text().strip(), 30, "the job to start"))
+
+
+def test_a_worker_cut_off_past_its_lease_kills_its_job_before_others_may_rescue_it(
+    pg_target, outage, tmp_path
+):
+    """QA: a worker cut off from the database ran its job on after its lease ran out, while a
+    worker of another host, rescuing it, ran it again: two runs at once, past the queue's limit
+    of 1. The cut-off worker now kills its run before the lease runs out; the rescue stands."""
+    queue = Queue(pg_target)
+    lease = 3.0
+    pid_file = tmp_path / "pid"
+    queue.set_queue_limit("narrow", 1)
+    job = queue.enqueue(JobSpec(command=f"echo $$ > {pid_file}; exec sleep 60", queue="narrow",
+                                max_retries=1))  # fmt: skip
+    cut_off = WorkerProc(outage.url, 1, tmp_path, "cut-off", False, "--lease", str(lease))
+    try:
+        worker_id = cut_off.wait_ready()
+        pid = _running_pid(pid_file)
+        outage.down()
+        wait_until(lambda: not pid_alive(pid), 10, "the cut-off worker to kill its run")
+        killed_at = queue.clock()
+        Worker = queue.models.WorkerProcess
+        beat = Worker.get(Worker.id == worker_id).heartbeat_at
+        assert killed_at < beat + lease  # before another host could take the job for lost
+        elsewhere = Queue(pg_target, host="elsewhere", lease=lease)
+        rescued = wait_until(lambda: elsewhere.rescue_lost(), 30, "the rescue")
+        assert [j.id for j in rescued] == [job.id]
+        outage.up()
+        wait_until(lambda: "not given back" in cut_off.stderr(), 30,
+                   lambda: f"the worker to say the job is not its own: {cut_off.stderr()}")  # fmt: skip
+        stored = queue.get(job.id)
+        assert (stored.attempts, stored.error) == (1, "worker lost")
+        assert cut_off.events("released") == []
+    finally:
+        cut_off.stop()
+
+
+def test_a_job_killed_for_an_outage_goes_back_uncounted_when_the_database_returns(
+    pg_target, outage, tmp_path
+):
+    """The outage outlasts the point where the worker kills its run, but not the lease: nobody
+    rescued the job, so the worker gives it back, its attempt not counted, and runs it again."""
+    queue = Queue(pg_target)
+    lease = 3.0
+    pid_file = tmp_path / "pid"
+    job = queue.enqueue(JobSpec(command=f"echo $$ >> {pid_file}; exec sleep 60", max_retries=0))
+    cut_off = WorkerProc(outage.url, 1, tmp_path, "cut-off", False, "--lease", str(lease))
+    try:
+        cut_off.wait_ready()
+        pid = _running_pid(pid_file)
+        outage.down()
+        wait_until(lambda: not pid_alive(pid), 10, "the cut-off worker to kill its run")
+        outage.up()
+        wait_until(lambda: ("released", job.id) in cut_off.events(), 30, "the job to go back")
+        wait_until(lambda: len(pid_file.read_text().split()) == 2, 30, "its second run")
+        stored = queue.get(job.id)
+        assert (stored.state, stored.attempts) == ("processing", 1)  # the first not counted
+        assert "killed 1 running job(s)" in cut_off.stderr()
+        assert [e.event for e in queue.history(job.id)][-3:] == ["started", "released",
+                                                                     "started"]  # fmt: skip
+    finally:
+        cut_off.stop()
 
 
 def test_a_stop_while_the_database_is_away_ends_with_a_clear_line(
