@@ -28,6 +28,19 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def pid_running(pid: int) -> bool:
+    """:func:`pid_alive`, but a zombie (it exited, its parent has not reaped it yet: a slow
+    supervisor's worker killed with -9) is not running. Where /proc cannot tell, as pid_alive."""
+    if not pid_alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in (b"Z", b"X")
+
+
 def signal_group(pgid: int, signum: int) -> None:
     """Send ``signum`` to process group ``pgid``; a group that is gone (or not ours) is let be."""
     try:

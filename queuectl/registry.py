@@ -10,7 +10,7 @@ import peewee
 
 from .lifecycle import Lifecycle
 from .models import UNFINISHED, Job, State, WorkerProcess
-from .procs import kill_leftovers, pid_alive
+from .procs import kill_leftovers, pid_running
 
 WORKER_LOST = "worker lost"
 
@@ -78,7 +78,7 @@ class Registry(Lifecycle):
         if not beaten:  # presumed dead while it was not (a long pause): registered again
             self.heartbeat(worker_id, threads)
             stop = False
-        dead_here = any(not pid_alive(pid) for pid in pids_here or ())
+        dead_here = any(not pid_running(pid) for pid in pids_here or ())
         return bool(stop), bool(silent or dead_here or orphans)
 
     def stop_requested(self, worker_id: str) -> bool:
@@ -117,7 +117,7 @@ class Registry(Lifecycle):
         now = self.clock() if now is None else now
         if silent and worker.heartbeat_at < now - self.lease:
             return True
-        return worker.host == self.host and not pid_alive(worker.pid)
+        return worker.host == self.host and not pid_running(worker.pid)
 
     def rescue_lost(self, silent: bool = True) -> list[Job]:
         """Fail the jobs of workers that are gone (SPEC 3): their lease ran out, or their pid is

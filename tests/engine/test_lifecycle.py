@@ -14,6 +14,7 @@ from queuectl import queue as queue_module
 from queuectl import registry
 from queuectl.db import SqliteQueueDatabase
 from queuectl.executor import RunResult
+from support import wait_until
 
 FAIL = RunResult(1, "exit code 1", "boom\n")
 OK = RunResult(0, None, "fine\n")
@@ -390,6 +391,22 @@ def test_worker_with_dead_pid_on_this_host_is_rescued_at_once(q, wid, clock):
     rescued = q.rescue_lost()
     assert [r.id for r in rescued] == [job.id]
     assert q.get(job.id).error == "worker lost"
+
+
+def test_a_worker_killed_but_not_yet_reaped_is_rescued_at_once(q, wid, clock):
+    """A worker killed with -9 stays a zombie until its supervisor reaps it: it was taken for
+    alive (QA: its job waited 12 s, its queue's slot with it)."""
+    job = q.enqueue("sleep 100")
+    q.claim(wid)
+    zombie = subprocess.Popen(["true"])
+    try:
+        wait_until(lambda: open(f"/proc/{zombie.pid}/stat").read().rsplit(")", 1)[1].split()[0]
+                   == "Z", 10, "the child to exit, unreaped")  # fmt: skip
+        WorkerProcess = q.models.WorkerProcess
+        WorkerProcess.update(pid=zombie.pid).where(WorkerProcess.id == wid).execute()
+        assert [r.id for r in q.rescue_lost()] == [job.id]
+    finally:
+        zombie.wait()
 
 
 def test_dead_pid_on_another_host_waits_for_the_lease(q, clock):
