@@ -309,7 +309,8 @@ def _open_postgresql(url: str) -> peewee.Database:
         import psycopg  # noqa: F401
     except ImportError:
         raise QueueError(
-            "PostgreSQL support is not installed: pip install 'queuectl[postgres]'"
+            "PostgreSQL support is not installed: pip install 'psycopg[binary]' (or, from "
+            "queuectl's checkout, pip install '.[postgres]')"
         ) from None
     from urllib.parse import parse_qsl, urlparse
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from .env import DB_ENV_VAR
-from .errors import InvalidInput, QueueError
+from .errors import QueueError
 
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -68,24 +68,30 @@ def _absolute(path: str) -> str:
 
 def resolve_target(target: str | None = None) -> Target:
     """``--db`` beats ``$QUEUECTL_DB`` beats the per-user data directory."""
-    if target is not None and not target.strip():  # `--db "$UNSET"`: not another queue
-        raise InvalidInput("--db names no database: give a file path or a URL")
+    # A bad target exits 1 (SPEC 2), an empty one too: not another queue.
+    if target is not None and not target.strip():  # `--db "$UNSET"`
+        raise QueueError("--db names no database: give a file path or a URL")
     if target is None:
         target = os.environ.get(DB_ENV_VAR)
         if target is not None and not target.strip():  # `QUEUECTL_DB=$UNSET`: the same
-            raise InvalidInput(
+            raise QueueError(
                 f"{DB_ENV_VAR} names no database: give a file path or a URL, or unset it"
             )
     raw = target or str(default_path())
     if "://" not in raw:
+        scheme = raw.partition(":")[0].lower()
+        if scheme == "sqlite" or scheme in POSTGRES_SCHEMES:  # a URL mistyped: no new file
+            raise QueueError(f"{raw!r} is not a database URL: give sqlite:///path, "
+                             "postgresql://user@host:port/dbname or a file path (./name)")  # fmt: skip
         return Target("sqlite", _absolute(raw))
     from urllib.parse import urlparse  # here: a file path, the usual target, needs no URL parser
 
-    url = urlparse(raw)
+    url = urlparse(raw)  # (its scheme in lower case)
     if url.scheme == "sqlite":
         # As in peewee and SQLAlchemy: sqlite:///jobs.db is relative, sqlite:////abs/jobs.db
         # (four slashes) absolute.
-        path = raw[len("sqlite:///") :] if raw.startswith("sqlite:///") else ""
+        prefix = len("sqlite:///")
+        path = raw[prefix:] if raw[:prefix].lower() == "sqlite:///" else ""
         if url.query or url.fragment:  # taken as part of the name, they made another file
             raise QueueError(f"{raw!r}: a sqlite URL takes no options (after '?' or '#'): "
                              "give the file alone")

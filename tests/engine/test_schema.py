@@ -236,3 +236,17 @@ def test_target_resolution_order(tmp_path, monkeypatch):
     assert resolve_target(f"sqlite:///{tmp_path}/u.db").location == str(tmp_path / "u.db")
     assert resolve_target("sqlite:///u.db").location == str(tmp_path / "u.db")
     assert resolve_target("postgresql://u@h:5432/db").kind == "postgresql"
+    assert resolve_target("SQLite:///u.db").location == str(tmp_path / "u.db")  # any case
+    assert resolve_target("./sqlite:u.db").location == str(tmp_path / "sqlite:u.db")
+
+
+@pytest.mark.parametrize("mistyped", ["sqlite:u.db", "SQLITE:/u.db", "postgresql:host/db",
+                                      "postgres:db"])  # fmt: skip
+def test_a_mistyped_url_is_refused_not_made_a_file_of(tmp_path, monkeypatch, mistyped):
+    """`sqlite:u.db` made an empty queue in a file named "sqlite:u.db"."""
+    from queuectl.db import resolve_target
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(QueueError, match="is not a database URL"):
+        resolve_target(mistyped)
+    assert list(tmp_path.iterdir()) == []
