@@ -298,6 +298,10 @@ _VALIDATORS = {
 }
 
 
+# Keys whose null means "use the config" (SPEC 3): as `--json` prints a job, it can be enqueued.
+_NULL_IS_CONFIG = ("max_retries", "timeout")
+
+
 def spec_from_mapping(data: dict[str, Any], valid: tuple[str, ...] | None = None) -> JobSpec:
     """``valid``: the keys an unknown key's message lists, where the caller takes fewer than
     a job has (a schedule's job, which refuses a job's other keys by name)."""
@@ -309,7 +313,10 @@ def spec_from_mapping(data: dict[str, Any], valid: tuple[str, ...] | None = None
         raise InvalidInput("missing 'command'")
     if "delay" in data and "run_at" in data:
         raise InvalidInput("give 'delay' or 'run_at', not both")
-    values = {key: _VALIDATORS[key](value) for key, value in data.items()}
+    values = {
+        key: None if value is None and key in _NULL_IS_CONFIG else _VALIDATORS[key](value)
+        for key, value in data.items()
+    }
     if values.get("cwd") is not None:
         values["cwd"] = os.path.abspath(os.path.expanduser(values["cwd"]))
     return JobSpec(**values)

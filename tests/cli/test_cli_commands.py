@@ -82,6 +82,18 @@ def test_options_are_defaults_for_keys_the_json_leaves_out(run):
     assert job["max_retries"] == 9 and job["timeout"] == 30
 
 
+def test_a_job_as_json_prints_it_enqueues_again(run):
+    """`max_retries` and `timeout` print as null ("use config", SPEC 3): a script that sent a
+    job back in the same shape got exit 2, "'max_retries' must be a whole number, got null"."""
+    job = run.json("enqueue", '{"command": "true", "max_retries": null, "timeout": null}')
+    assert (job["max_retries"], job["timeout"]) == (None, None)
+    shape = {key: job[key] for key in ("command", "max_retries", "priority", "timeout", "queue")}
+    again = run.json("enqueue", json.dumps(shape))
+    assert {key: again[key] for key in shape} == shape
+    assert "'priority' must be a whole number, got null" in one_error_line(
+        run("enqueue", '{"command": "true", "priority": null}'), 2)  # no config behind it
+
+
 def test_enqueue_options_on_a_plain_command(run):
     job = run.json("enqueue", "--id", "mine", "--delay", "3600", "--priority", "-2", "sleep 1")
     assert job["id"] == "mine" and job["priority"] == -2
