@@ -38,7 +38,7 @@ def _number_at_least(minimum: float) -> Callable[[str], float]:
             raise InvalidInput(f"expected a number >= {minimum:g}, got {text!r}") from None
         if not math.isfinite(value) or value < minimum:
             raise InvalidInput(f"expected a finite number >= {minimum:g}, got {text!r}")
-        return int(value) if value.is_integer() else value
+        return int(value) if value.is_integer() and abs(value) < 1e15 else value  # as shown()
 
     return parse
 

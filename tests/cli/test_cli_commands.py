@@ -415,6 +415,10 @@ def test_config_prints_a_number_as_it_is_stored(run):
     assert shown == "1234567.5"
     run.ok("config", "set", "retention", shown)  # reads back
     assert run.json("config", "list")["retention"] == 1234567.5
+    # A huge whole number was printed as 309 digits, and given to --json as an integer.
+    assert run.ok("config", "set", "backoff-base", "1e308") == "backoff-base = 1e+308\n"
+    assert '"backoff-base":1e+308' in run.ok("config", "list", "--json").replace(" ", "")
+    assert run.ok("config", "set", "backoff-base", "1e+308") == "backoff-base = 1e+308\n"
 
 
 def test_config_defaults_set_get_list(run):
