@@ -39,6 +39,9 @@ QUIET_SCHEDULES_S = 60.0  # and read again this often with no change seen
 JOB_KEYS = ("command", "max_retries", "priority", "timeout", "queue", "cwd")
 
 
+HOST_ZONES = ("localtime", "posixrules")  # files of the zone database that name no zone
+
+
 def zone_of(name: str | None) -> ZoneInfo:
     """The IANA zone ``name`` (None: UTC); InvalidInput if there is none such."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -138,6 +141,9 @@ class Schedules(Lifecycle):
         name = validate_name("name", name)
         cron = check_cron(cron)
         zone = "UTC" if zone is None else zone
+        if zone in HOST_ZONES:  # a file, not a zone: this host's own, whichever that is
+            raise InvalidInput(f"{zone!r} is this host's zone, not an IANA name: give its name "
+                               "(timedatectl shows it), e.g. Europe/Paris")  # fmt: skip
         zone_of(zone)  # an empty one too is refused
         for key in ("id", "delay", "run_at", "after"):
             if getattr(spec, key) is not None:

@@ -236,11 +236,11 @@ def __getattr__(name: str) -> Any:
 
 
 def validate_name(key: str, value: Any) -> str:
-    """A queue's or a schedule's name (SPEC 7): 1-64 letters, digits, '.', '_' or '-'."""
+    """A queue's or a schedule's name (SPEC 7): 1-64 ASCII letters, digits, '.', '_' or '-'."""
     text = _text(key, value)
     if not (0 < len(text) <= 64 and _NAME_CHARS.issuperset(text)):
         raise InvalidInput(
-            f"{key!r} must be 1 to 64 letters, digits, '.', '_' or '-', got {text!r}"
+            f"{key!r} must be 1 to 64 ASCII letters, digits, '.', '_' or '-', got {text!r}"
         )
     return text
 

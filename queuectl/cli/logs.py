@@ -32,7 +32,7 @@ FOLLOW_WAIT_S = 1.0  # the longest wait between two reads while following
 def logs(settings: Settings, job_id: str, follow: bool, lines: int | None, raw: bool) -> None:
     """Print a job's output so far; with --follow, also what it prints next.
 
-    ID may be any unique prefix. While a job runs its output is stored about once a second
+    ID may be any unique prefix. While a job runs its output is stored every 0.75 s
     (the last 1 MiB of it is kept). --follow waits for a job that has not started yet and
     ends (exit 0) once the job is no longer processing. To a terminal, control characters
     other than newline and tab are shown as escapes (see `show`); to a pipe, or with --raw,
