@@ -315,7 +315,7 @@ def test_the_schedule_form_shows_the_engines_errors(workflows_queue, fixed_clock
             form.query_one(f"#{key}", Input).value = text
         await pilot.press("enter")
         assert app.screen is form
-        assert "'name' must be 1 to 64 letters" in error_of(form, "name")
+        assert "'name' must be 1 to 64 ASCII letters" in error_of(form, "name")
         assert error_of(form, "cron") == "bad cron expression '61 * * * *'"
         assert "unknown time zone 'Mars/Base'" in error_of(form, "zone")
         assert error_of(form, "command") == "a schedule's job cannot have 'after'"
