@@ -27,7 +27,9 @@ def test_missing_driver_names_the_extra(tmp_path):
         "except QueueError as exc:\n    print(exc)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert "pip install 'queuectl[postgres]'" in out.stdout, out.stderr
+    # Not `pip install 'queuectl[postgres]'`: that name is another project's on the index.
+    assert "pip install 'psycopg[binary]'" in out.stdout, out.stderr
+    assert "pip install '.[postgres]'" in out.stdout
 
 
 def test_unreachable_server_is_one_clear_error():
