@@ -43,18 +43,20 @@ WATCH_START_S = 10.0  # at most this long, the threads' first claims wait for th
 # run from cron, a restart loop) never rescued the jobs of workers really gone.
 STARTUP_GRACE_S = 3 * HEARTBEAT_INTERVAL_S
 # PostgreSQL: a pool that has not heartbeaten for its lease less this margin (a fifth of the
-# lease, three heartbeats at least; half the lease at most) kills its running jobs. Past the
-# lease, the workers of other hosts take it for gone and run its jobs again: cut off from the
-# database, it ran them on beside their next runs, past their queue's limit (SPEC 3, 7). Each goes
-# back to pending, its attempt not counted, once the database is back (unless it was rescued
-# meanwhile). The margin covers the kill itself and the hosts' clocks being a little apart.
+# lease, three heartbeats at least) kills its running jobs, and claims none until a heartbeat
+# lands. Past the lease, the workers of other hosts take it for gone and run its jobs again: cut
+# off from the database, it ran them on beside their next runs, past their queue's limit (SPEC
+# 3, 7). Each goes back to pending, its attempt not counted, once the database is back (unless
+# it was rescued meanwhile). The margin covers the kill itself and the hosts' clocks being a
+# little apart. Never less than two heartbeats (nor more than the lease): a heartbeat is due
+# every second, and one a little slow is no outage.
 FENCE_MARGIN_S = 3 * HEARTBEAT_INTERVAL_S
 FENCE_TICK_S = 0.25  # how often the pool looks whether it is past that point
 
 
 def fence_after(lease: float) -> float:
     """Seconds without a heartbeat after which a PostgreSQL pool kills its running jobs."""
-    return max(lease - max(FENCE_MARGIN_S, lease / 5), lease / 2)
+    return max(lease - max(FENCE_MARGIN_S, lease / 5), min(2 * HEARTBEAT_INTERVAL_S, lease))
 
 T = TypeVar("T")
 
@@ -133,6 +135,7 @@ class WorkerPool:
         self._rescue_from = float("-inf")
         # When the heartbeat that last landed began (monotonic): the time it recorded is later.
         self._beat_began = time.monotonic()
+        self._fence_after = fence_after(self.queue.lease)
         self._closing: threading.Thread | None = None  # runs _shutdown, once (see join)
 
     # -- control (any thread) ---------------------------------------------------------------
@@ -321,7 +324,7 @@ class WorkerPool:
                     return None
                 generation = self._generation
                 paused = self._paused
-            if paused:
+            if paused or self._fenced():
                 self._idle(generation, IDLE_WAIT_S)
                 continue
             try:
@@ -421,6 +424,7 @@ class WorkerPool:
             self._running.pop(slot, None)
             self._running_jobs.pop(seq, None)
             claim_next = not killed and self._goes_on(slot) and not self._paused
+            claim_next = claim_next and not self._fenced()
             if claim_next:  # counted once for all the store's tries (see _give_back_strays)
                 self._claims_under_way += 1
         worker_id: str = self.worker_id  # type: ignore[assignment]
@@ -744,11 +748,17 @@ class WorkerPool:
         except peewee.PeeweeException as exc:
             self._database_failed(self.queue, exc)
 
+    def _fenced(self) -> bool:
+        """PostgreSQL: whether this pool has been silent so long that other hosts may soon take
+        its jobs for lost (see fence_after): it claims nothing until a heartbeat lands."""
+        return (not self.queue.is_sqlite
+                and time.monotonic() - self._beat_began >= self._fence_after)  # fmt: skip
+
     def _fence(self) -> None:
         """PostgreSQL, on a thread of its own (the service thread may wait on a connection that
         gets no answer): kill the running jobs once the pool has been silent for
         :func:`fence_after` the lease, before other hosts may take them for lost."""
-        after = fence_after(self.queue.lease)
+        after = self._fence_after
         killed: set[Execution] = set()
         while not self._service_done.wait(FENCE_TICK_S):
             silent = time.monotonic() - self._beat_began
