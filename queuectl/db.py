@@ -42,6 +42,13 @@ WAL_AUTOCHECKPOINT_PAGES = 4000
 # ever: a server that accepts the connection but never answers (a host gone behind a proxy or a
 # load balancer, a stuck server) held every command, and a worker's reconnect, without end.
 PG_CONNECT_TIMEOUT_S = 5
+# A network that drops a connection's packets without a word (a host cut off, a firewall's
+# timeout): libpq waited for the kernel's defaults, two hours for an idle connection (the LISTEN
+# one) and a quarter of an hour for an unanswered statement. With these, the connection breaks
+# after 25 s of silence (idle) or 15 s of unacknowledged data, and the worker reconnects. Each
+# unless the URL gives it.
+PG_KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+                "keepalives_count": 3, "tcp_user_timeout": 15_000}  # fmt: skip
 
 
 _SQLITE_CONFIG_MEMSTATUS = 9  # sqlite3.h
@@ -316,10 +323,10 @@ def _open_postgresql(url: str) -> peewee.Database:
 
     from playhouse.db_url import connect
 
-    given = "connect_timeout" in dict(parse_qsl(urlparse(url).query))
-    params = {} if given or os.environ.get("PGCONNECT_TIMEOUT") else {
-        "connect_timeout": PG_CONNECT_TIMEOUT_S
-    }
+    given = dict(parse_qsl(urlparse(url).query))
+    params: dict[str, int] = {key: value for key, value in PG_KEEPALIVE.items() if key not in given}
+    if "connect_timeout" not in given and not os.environ.get("PGCONNECT_TIMEOUT"):
+        params["connect_timeout"] = PG_CONNECT_TIMEOUT_S
     try:
         database = connect(url, prefer_psycopg3=True, **params)
         database.connect(reuse_if_open=True)

@@ -765,6 +765,8 @@ class WorkerPool:
             if silent < after:
                 killed.clear()
                 continue
+            if not self.outage.down:  # a statement waits for an answer that does not come
+                self.outage.failed(TimeoutError(f"no answer for {silent:.0f}s"))
             with self._lock:
                 running = [e for e in self._running_jobs.values() if e not in killed]
             for execution in running:

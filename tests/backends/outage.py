@@ -23,6 +23,8 @@ class Outage:
         self._up = True
         self._downs = 0  # outages begun: a connection made across one is cut too
         self._closed = False
+        self._flowing = threading.Event()  # cleared by hold(): connections stay, data waits
+        self._flowing.set()
         self._accepting = threading.Thread(target=self._accept, daemon=True)
         self._accepting.start()
 
@@ -36,12 +38,20 @@ class Outage:
             _close(sock)
 
     def up(self) -> None:
+        """After :meth:`down`, or :meth:`hold`."""
         with self._lock:
             self._up = True
+        self._flowing.set()
+
+    def hold(self) -> None:
+        """A network that drops packets without a word: every connection stays open, new ones
+        are accepted, and nothing goes through until :meth:`up` (then all of it does)."""
+        self._flowing.clear()
 
     def close(self) -> None:
         self._closed = True
         self.down()
+        self._flowing.set()
         _close(self._listener)
 
     def _accept(self) -> None:
@@ -79,6 +89,7 @@ class Outage:
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                self._flowing.wait()
                 sink.sendall(data)
         except OSError:
             pass

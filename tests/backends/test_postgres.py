@@ -32,6 +32,23 @@ def test_missing_driver_names_the_extra(tmp_path):
     assert "pip install '.[postgres]'" in out.stdout
 
 
+def test_connections_give_up_on_a_silent_network(pg_target):
+    """QA: a host cut off without a word was never noticed: libpq waited for the kernel's
+    defaults (two hours idle). Keepalives and a TCP user timeout are set, unless the URL says."""
+    queue = Queue(pg_target)
+    try:
+        settings = queue.db.connection().info.get_parameters()
+        assert (settings["keepalives_idle"], settings["tcp_user_timeout"]) == ("10", "15000")
+    finally:
+        queue.close()
+    separator = "&" if "?" in pg_target else "?"
+    mine = Queue(f"{pg_target}{separator}keepalives_idle=30")
+    try:
+        assert mine.db.connection().info.get_parameters()["keepalives_idle"] == "30"
+    finally:
+        mine.close()
+
+
 def test_unreachable_server_is_one_clear_error():
     with pytest.raises(QueueError, match=r"cannot connect to postgresql://queuectl:\*\*\*@"):
         Queue("postgresql://queuectl:secret@127.0.0.1:1/nothing")

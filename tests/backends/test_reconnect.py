@@ -255,6 +255,28 @@ def test_a_job_killed_for_an_outage_goes_back_uncounted_when_the_database_return
         cut_off.stop()
 
 
+def test_a_database_that_stops_answering_is_said_and_its_runs_stopped(pg_target, outage, tmp_path):
+    """QA: packets dropped without a word (the connections stay open, nothing answers) were
+    never noticed: no line, and the job ran on past the lease. The worker says so once it is
+    past the point where it stops its runs, and again once answers come back."""
+    queue = Queue(pg_target)
+    pid_file = tmp_path / "pid"
+    queue.enqueue(JobSpec(command=f"echo $$ >> {pid_file}; exec sleep 60"))
+    held = WorkerProc(outage.url, 1, tmp_path, "held", False, "--lease", "3")
+    try:
+        held.wait_ready()
+        pid = _running_pid(pid_file)
+        outage.hold()
+        wait_until(lambda: UNREACHABLE in held.stderr(), 15, "the worker to say it")
+        assert "no answer for" in held.stderr()
+        wait_until(lambda: not pid_alive(pid), 10, "its run to be stopped")
+        outage.up()
+        wait_until(lambda: BACK in held.stderr(), 30, lambda: f"it to say so: {held.stderr()}")
+    finally:
+        outage.up()
+        held.stop()
+
+
 def test_a_stop_while_the_database_is_away_ends_with_a_clear_line(
     pg_target, outage, workers, tmp_path
 ):
