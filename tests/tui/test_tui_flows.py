@@ -360,6 +360,34 @@ def test_schedules_pause_run_now_and_remove_after_asking(workflows_queue, fixed_
     drive(app, scenario, size=(160, 40))  # wide enough for the last job's column
 
 
+def test_actions_typed_before_the_screen_closes_are_all_carried_out(workflows_queue, fixed_clock):
+    """`p p p escape` typed at once: the actions not yet carried out when the screen closed
+    were dropped (the queue stayed as the first `p` left it)."""
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        type_ahead(app, "Q", "down", "p", "p", "p", "escape")  # deploy: running
+        said = ["Paused queue deploy", "Resumed queue deploy", "Paused queue deploy"]
+        await until(pilot, lambda: notices(app) == said, 30, "the three actions")
+        assert not isinstance(app.screen, QueuesScreen)
+        assert queue_info(workflows_queue, "deploy").paused
+
+    drive(app, scenario)
+
+
+def test_a_key_typed_after_a_schedule_s_removal_acts_on_the_next_row(workflows_queue, fixed_clock):
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        type_ahead(app, "S", "d", "y", "p")  # health-ping removed; p: the row now first
+        await until(pilot, lambda: len(notices(app)) == 2)
+        removed, paused = notices(app)
+        assert removed == "Removed schedule health-ping"
+        assert paused.startswith("Paused schedule ") and "health-ping" not in paused
+
+    drive(app, scenario)
+
+
 def test_p_typed_ahead_on_S_toggles_once_a_key(workflows_queue, fixed_clock):
     app = make_app(workflows_queue, clock=fixed_clock)
 

@@ -5,19 +5,19 @@ The first read is awaited in ``on_mount``, in a thread: keys typed right after `
 (``keys.py`` hands a key on once the screen a key opened has settled) find the rows there.
 Later reads come every ``REFRESH_S`` and after each action.
 
-Actions run one at a time, in the order their keys came, on a thread of the screen's own; `p`
+Actions run one at a time, in the order their keys came, on a thread that outlives the screen; `p`
 toggles the pause the user last saw or asked for (``p p`` typed ahead pauses, then resumes),
 until a read made after the screen's last action shows what is stored.
 """
 
 from __future__ import annotations
 
-import queue as queues
+import threading
+from collections import deque
 from collections.abc import Callable
 
 from rich.text import Text
 from textual import work
-from textual.worker import get_current_worker
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -50,7 +50,9 @@ class ListingScreen(ModalScreen[None]):
         self.items_shown: list = []
         self.shown_at = 0.0  # when they were read
         self.paused_asked: dict[str, bool] = {}  # name: paused, as `p` last asked (not yet read)
-        self._actions: queues.SimpleQueue[Callable[[], str]] = queues.SimpleQueue()
+        self._actions: deque[Callable[[], str]] = deque()  # asked for, not yet taken
+        self._carrying = threading.Lock()  # the deque, and whether a thread carries them out
+        self._carrier = False
         self._asked = 0  # actions asked for (UI thread)
         self._carried_out = 0  # of them, carried out (the actions' thread)
 
@@ -67,8 +69,6 @@ class ListingScreen(ModalScreen[None]):
         await worker.wait()
         self.on_listed(worker.result)  # shown now, before the keys typed next are handled
         self.set_interval(self.REFRESH_S, self.load)
-        self.run_worker(self._carry_out, thread=True, group="listing-actions",
-                        exit_on_error=False)  # fmt: skip
 
     def keys_hint(self) -> str:
         shown = [b for b in self.BINDINGS if isinstance(b, Binding) and b.show]
@@ -152,28 +152,35 @@ class ListingScreen(ModalScreen[None]):
 
     def act(self, do: Callable[[], str]) -> None:
         """Run a queue operation off the UI thread, after those asked for before it; report
-        how it went, then read again."""
+        how it went, then read again. Its thread is not the screen's worker: `p p escape`
+        typed at once dropped what the screen's end cancelled."""
         self._asked += 1
-        self._actions.put(do)
+        with self._carrying:
+            self._actions.append(do)
+            if self._carrier:
+                return
+            self._carrier = True
+        threading.Thread(target=self._carry_out, args=(self.app,), name="queuectl-listing",
+                         daemon=True).start()  # fmt: skip
 
-    def _carry_out(self) -> None:
-        """The actions' thread, for as long as the screen is open."""
-        worker = get_current_worker()
-        while not worker.is_cancelled:
+    def _carry_out(self, app) -> None:  # noqa: ANN001
+        """The actions' thread, until none is left (the next `act` starts another)."""
+        while True:
+            with self._carrying:
+                if not self._actions:
+                    self._carrier = False
+                    return
+                do = self._actions.popleft()
             try:
-                do = self._actions.get(timeout=0.2)
-            except queues.Empty:
-                continue
-            try:
-                self.app.post_message(Done(do()))
+                app.post_message(Done(do()))
             except QueueError as exc:
-                self.app.post_message(Done(str(exc), "error"))
+                app.post_message(Done(str(exc), "error"))
             except Exception as exc:
-                self.app.post_message(Done(f"{type(exc).__name__}: {exc}", "error"))
+                app.post_message(Done(f"{type(exc).__name__}: {exc}", "error"))
             finally:
                 self.queue.close()
                 self._carried_out += 1
-                self.post_message(Changed())
+                self.post_message(Changed())  # (nothing, once the screen is closed)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -210,7 +210,8 @@ class OutputScreen(ModalScreen[None]):
         dropped = self.log_view.dropped if self.is_mounted else 0
         if dropped:
             text.append("· ", style=muted)
-            text.append(f"first {dropped:,} lines not kept here ", style=colors[State.FAILED])
+            lines = "line" if dropped == 1 else f"{dropped:,} lines"
+            text.append(f"first {lines} not kept here ", style=colors[State.FAILED])
         if self.error:
             text.append("· " if self.state else "", style=muted)
             text.append(literal(f"{self.error} ", colors[State.DEAD]))

@@ -107,6 +107,9 @@ class SchedulesScreen(ListingScreen):
         def answer(yes: bool | None) -> None:
             if yes:
                 self.act(lambda: (self.queue.remove_schedule(name), f"Removed schedule {name}")[1])
+                # Gone from the table at once: a key typed next acts on the row after it.
+                self.items_shown = [item for item in self.items_shown if item.name != name]
+                self.show_rows()
 
         question = f"Remove schedule {name}? The jobs it enqueued stay."
         self.app.push_screen(ConfirmScreen("Remove schedule", question, "Remove"), answer)
@@ -152,7 +155,7 @@ class ScheduleForm(FormScreen[str]):
         self.queue = queue
 
     def fields(self) -> ComposeResult:
-        yield Field("name", "Name", placeholder="e.g. nightly-backup", hint="letters, digits, . _ -")
+        yield Field("name", "Name", placeholder="e.g. nightly-backup", hint="ASCII letters, digits, . _ -")
         yield Field("cron", "Cron", placeholder="e.g. 0 3 * * *",
                     hint="5 fields, 6 with seconds first, @hourly, @daily…")  # fmt: skip
         yield Field("command", "Command", placeholder="e.g. ./backup.sh",
