@@ -38,7 +38,7 @@ def _number_at_least(minimum: float) -> Callable[[str], float]:
             raise InvalidInput(f"expected a number >= {minimum:g}, got {text!r}") from None
         if not math.isfinite(value) or value < minimum:
             raise InvalidInput(f"expected a finite number >= {minimum:g}, got {text!r}")
-        return int(value) if value.is_integer() and abs(value) < 1e15 else value  # as shown()
+        return int(value) if value.is_integer() and abs(value) < 1e16 else value  # as shown()
 
     return parse
 
@@ -82,7 +82,7 @@ def shown(value: Value) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, float):
-        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+        return str(int(value)) if value.is_integer() and abs(value) < 1e16 else repr(value)
     return str(value)
 
 

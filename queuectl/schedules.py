@@ -141,9 +141,9 @@ class Schedules(Lifecycle):
         name = validate_name("name", name)
         cron = check_cron(cron)
         zone = "UTC" if zone is None else zone
-        if zone in HOST_ZONES:  # a file, not a zone: this host's own, whichever that is
-            raise InvalidInput(f"{zone!r} is this host's zone, not an IANA name: give its name "
-                               "(timedatectl shows it), e.g. Europe/Paris")  # fmt: skip
+        if zone in HOST_ZONES:  # a file, not a zone (localtime: this host's, whichever it is)
+            raise InvalidInput(f"{zone!r} is a file of the zone database, not an IANA zone: give "
+                               "a zone's name (timedatectl shows this host's), e.g. Europe/Paris")  # fmt: skip
         zone_of(zone)  # an empty one too is refused
         for key in ("id", "delay", "run_at", "after"):
             if getattr(spec, key) is not None:

@@ -419,6 +419,8 @@ def test_config_prints_a_number_as_it_is_stored(run):
     assert run.ok("config", "set", "backoff-base", "1e308") == "backoff-base = 1e+308\n"
     assert '"backoff-base":1e+308' in run.ok("config", "list", "--json").replace(" ", "")
     assert run.ok("config", "set", "backoff-base", "1e+308") == "backoff-base = 1e+308\n"
+    assert run.ok("config", "set", "backoff-base", "1e15") == "backoff-base = 1000000000000000\n"
+    assert run.ok("config", "set", "backoff-base", "1e16") == "backoff-base = 1e+16\n"
 
 
 def test_config_defaults_set_get_list(run):
