@@ -74,15 +74,17 @@ class Outage:
     def down(self) -> bool:
         return self.since is not None
 
-    def failed(self, exc: BaseException) -> bool:
-        """Report a failed use of the database; True if it logged that the database is lost."""
+    def failed(self, exc: BaseException, since: float | None = None) -> bool:
+        """Report a failed use of the database; True if it logged that the database is lost.
+        ``since``: when it was lost, where the caller knows better than now (the clock's time:
+        a statement that had no answer since then)."""
         now = self.clock()
         with self._lock:
             if self.since is None:
-                self.since = now
+                self.since = now if since is None else min(since, now)
                 self.reason = first_line(exc)
                 self._logged = False
-                since = now
+                since = self.since
                 self.later(self._lost_at(since) - now, lambda: self._confirm(since))
             if self._logged or now < self._lost_at(self.since):
                 return False

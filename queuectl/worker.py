@@ -52,6 +52,7 @@ STARTUP_GRACE_S = 3 * HEARTBEAT_INTERVAL_S
 # every second, and one a little slow is no outage.
 FENCE_MARGIN_S = 3 * HEARTBEAT_INTERVAL_S
 FENCE_TICK_S = 0.25  # how often the pool looks whether it is past that point
+OUTAGE_BEAT_S = 0.25  # a heartbeat that failed is tried again this soon (not a second later)
 
 
 def fence_after(lease: float) -> float:
@@ -161,6 +162,17 @@ class WorkerPool:
         with self._lock:
             self._fill_slots()
         return self
+
+    @property
+    def stop_deadline(self) -> float:
+        """When a stop stops waiting for the database (monotonic; inf before a stop)."""
+        return self._stop_deadline
+
+    @property
+    def holding(self) -> int:
+        """Jobs this pool's threads hold: claimed, their result not yet stored."""
+        with self._lock:
+            return len(self._held)
 
     @property
     def threads(self) -> int:
@@ -630,7 +642,8 @@ class WorkerPool:
             while not self._service_done.is_set():
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + HEARTBEAT_INTERVAL_S
-                    self._beat()
+                    if not self._beat():  # tried again soon: the fence (see fence_after)
+                        next_beat = time.monotonic() + OUTAGE_BEAT_S  # counts from the last
                     changes.wrote()  # its own commit: no change to wake for
                 if time.monotonic() >= next_retention:
                     next_retention = time.monotonic() + self._apply_retention()
@@ -709,7 +722,8 @@ class WorkerPool:
             self._someone_waits.clear()
             return True
 
-    def _beat(self) -> None:
+    def _beat(self) -> bool:
+        """The heartbeat, and what follows it; whether it landed."""
         began = time.monotonic()
         try:
             if self.queue.is_sqlite:
@@ -747,6 +761,8 @@ class WorkerPool:
                     self._emit("rescued", job)
         except peewee.PeeweeException as exc:
             self._database_failed(self.queue, exc)
+            return self._beat_began >= began
+        return True
 
     def _fenced(self) -> bool:
         """PostgreSQL: whether this pool has been silent so long that other hosts may soon take
@@ -766,7 +782,8 @@ class WorkerPool:
                 killed.clear()
                 continue
             if not self.outage.down:  # a statement waits for an answer that does not come
-                self.outage.failed(TimeoutError(f"no answer for {silent:.0f}s"))
+                self.outage.failed(TimeoutError(f"no answer for {silent:.0f}s"),
+                                   since=self._beat_began)  # fmt: skip
             with self._lock:
                 running = [e for e in self._running_jobs.values() if e not in killed]
             for execution in running:
@@ -789,7 +806,11 @@ class WorkerPool:
         self._service_done.set()
         deadline = time.monotonic() + self.stop_timeout  # for the database, if it is away
         if self._service is not None:
-            self._service.join()
+            # Its statement may wait for an answer that never comes (a network that drops it
+            # without a word): not past the stop timeout.
+            self._service.join(self.stop_timeout)
+            if self._service.is_alive():
+                self.outage.failed(TimeoutError("no answer"), since=self._beat_began)
         self.queue.remove_listener(self.wake)
         if self._jobs is not self.queue:
             self._jobs.close()

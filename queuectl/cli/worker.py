@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 # killed the worker with jobs running: they ran on as orphans, and ran again once rescued.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 JOIN_POLL_S = 0.1
+# Past a stop's --stop-timeout, a pool that still waits on a database that does not answer (a
+# statement sent into a network that drops it without a word never fails) is left this much
+# longer, then the process exits 1: its jobs are rescued as "worker lost", as on any outage.
+UNANSWERED_GRACE_S = 2.0
 
 
 @click.group()
@@ -224,6 +228,12 @@ def _run(pool: WorkerPool, stopper: Stopper, log: EventLog) -> int:
     seen = 0
     code = 0
     while not pool.join(JOIN_POLL_S):
+        if pool.outage.down and time.monotonic() > pool.stop_deadline + UNANSWERED_GRACE_S:
+            log.line("main", f"the database has not answered within the stop timeout: exiting "
+                             f"with {pool.holding} job(s) still processing here (they are rescued "
+                             "as \"worker lost\")")  # fmt: skip
+            sys.stderr.flush()
+            os._exit(code or 1)
         while seen < len(stopper.received):
             signum = stopper.received[seen]
             seen += 1

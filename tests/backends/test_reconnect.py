@@ -5,6 +5,7 @@ takes it down and brings it back, so only that test's connections are cut."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -272,9 +273,35 @@ def test_a_database_that_stops_answering_is_said_and_its_runs_stopped(pg_target,
         wait_until(lambda: not pid_alive(pid), 10, "its run to be stopped")
         outage.up()
         wait_until(lambda: BACK in held.stderr(), 30, lambda: f"it to say so: {held.stderr()}")
+        said = held.stderr()
+        # The outage is said before the kill it causes, and lasted from the last heartbeat.
+        assert said.index(UNREACHABLE) < said.index("killed 1 running job"), said
+        lasted = float(re.search(r"reachable again after ([0-9.]+)s", said).group(1))
+        assert lasted >= 2.0, said
     finally:
         outage.up()
         held.stop()
+
+
+def test_a_stop_while_the_database_does_not_answer_ends_within_the_stop_timeout(
+    pg_target, outage, workers, tmp_path
+):
+    """QA: SIGTERM while the network dropped packets without a word: the worker waited for the
+    answer to its heartbeat, past --stop-timeout, until the network came back (65 s)."""
+    queue = Queue(pg_target)
+    worker = Worker(outage.url, tmp_path, "w", "--stop-timeout", "2")
+    workers.append(worker)
+    wait_until(lambda: worker.logged(STARTED), 30, "the worker to start")
+    Registered = queue.models.WorkerProcess
+    outage.hold()
+    wait_until(lambda: queue.clock() - max(w.heartbeat_at for w in Registered.select()) > 2,
+               30, "its heartbeat to stop landing")  # fmt: skip
+    worker.process.send_signal(signal.SIGTERM)
+    try:
+        assert worker.process.wait(20) == 1, worker.log()
+    finally:
+        outage.up()
+    assert "has not answered within the stop timeout" in worker.log()
 
 
 def test_a_stop_while_the_database_is_away_ends_with_a_clear_line(
