@@ -30,7 +30,7 @@ from textual.screen import Screen
 from textual.widgets import Input
 
 from queuectl.config import KEYS
-from queuectl.errors import JobRunning, QueueError
+from queuectl.errors import JobRunning
 from queuectl.models import ACTIVE, CLAIMABLE, DEFAULT_QUEUE, FINAL, State
 from queuectl.queue import Queue
 from queuectl.spec import JobSpec
@@ -550,13 +550,9 @@ class QueueApp(KeysInOrder):
     def _act(self, do: Callable[[], str | None]) -> None:
         """Run a queue operation off the UI thread; report how it went (None: it says so itself)."""
         try:
-            said = do()
-            if said is not None:
-                self.post_message(Done(said))
-        except QueueError as exc:
-            self.post_message(Done(str(exc), "error"))
-        except Exception as exc:
-            self.post_message(Done(f"{type(exc).__name__}: {exc}", "error"))
+            done = Done.of(do)
+            if done is not None:
+                self.post_message(done)
         finally:
             self.queue.close()
 

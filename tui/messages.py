@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from textual.message import Message
+
+from queuectl.errors import QueueError
 
 if TYPE_CHECKING:
     from .widgets.output_area import Prepared
@@ -115,6 +118,18 @@ class Done(Message):
 
     text: str
     severity: str = "information"
+
+    @classmethod
+    def of(cls, do: Callable[[], str | None]) -> Done | None:
+        """Run ``do`` (a queue operation, in a worker thread): what it says, or why it failed
+        (None: it says so itself)."""
+        try:
+            said = do()
+        except QueueError as exc:
+            return cls(str(exc), "error")
+        except Exception as exc:
+            return cls(f"{type(exc).__name__}: {exc}", "error")
+        return None if said is None else cls(said)
 
 
 

@@ -24,7 +24,6 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from queuectl.errors import QueueError
 from queuectl.queue import Queue
 
 from ..messages import Changed, Done, Listed
@@ -172,11 +171,9 @@ class ListingScreen(ModalScreen[None]):
                     return
                 do = self._actions.popleft()
             try:
-                app.post_message(Done(do()))
-            except QueueError as exc:
-                app.post_message(Done(str(exc), "error"))
-            except Exception as exc:
-                app.post_message(Done(f"{type(exc).__name__}: {exc}", "error"))
+                done = Done.of(do)
+                if done is not None:
+                    app.post_message(done)
             finally:
                 self.queue.close()
                 self._carried_out += 1
