@@ -168,6 +168,16 @@ class WorkerPool:
         """When a stop stops waiting for the database (monotonic; inf before a stop)."""
         return self._stop_deadline
 
+    def waited_out(self) -> bool:
+        """Whether a stop has waited --stop-timeout for the database: since the stop, and
+        since the database was lost (a job that ends long after the stop, in an outage, gets
+        the whole timeout too)."""
+        if not self._stopping.is_set():
+            return False
+        lost = self.outage.since  # (None: it answers others; this failure is this write's)
+        until = self._stop_deadline if lost is None else lost + self.stop_timeout
+        return time.monotonic() >= max(self._stop_deadline, until)
+
     @property
     def holding(self) -> int:
         """Jobs this pool's threads hold: claimed, their result not yet stored."""
@@ -563,12 +573,16 @@ class WorkerPool:
         job is rescued as "worker lost". Once a stop is asked for, it gives up at the stop
         timeout (ResultNotStored), so an unreachable database cannot hold a stop forever."""
         backoff = Backoff()
+        tries = 0
         while True:
+            tries += 1
             try:
                 stored = write()
             except peewee.PeeweeException as exc:
                 self._database_failed(self._jobs, exc)
-                if self._stopping.is_set() and time.monotonic() >= self._stop_deadline:
+                # Not at the first failure: it may be this thread's connection, broken by an
+                # outage that has ended since (the next try is on a new one).
+                if tries > 1 and self.waited_out():
                     raise ResultNotStored() from exc
                 time.sleep(backoff.next())
             else:

@@ -27,9 +27,11 @@ if TYPE_CHECKING:
 # killed the worker with jobs running: they ran on as orphans, and ran again once rescued.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 JOIN_POLL_S = 0.1
-# Past a stop's --stop-timeout, a pool that still waits on a database that does not answer (a
-# statement sent into a network that drops it without a word never fails) is left this much
-# longer, then the process exits 1: its jobs are rescued as "worker lost", as on any outage.
+# A stopping pool that runs no job, and still waits on a database that has not answered for
+# --stop-timeout (a statement sent into a network that drops it without a word never fails),
+# is left this much longer, then the process exits 1: its jobs are rescued as "worker lost", as
+# on any outage. A job still running is never left behind (on PostgreSQL the pool kills it
+# itself once silent near its lease, see worker.fence_after).
 UNANSWERED_GRACE_S = 2.0
 
 
@@ -223,15 +225,25 @@ def start(
     sys.exit(code)
 
 
+def _unanswered(pool: WorkerPool) -> bool:
+    """A stopping pool that runs no job has waited out --stop-timeout for the database, both
+    since the stop and since the database was lost (and UNANSWERED_GRACE_S more)."""
+    since = pool.outage.since
+    if since is None or not pool.stopping or pool.busy:
+        return False
+    waited_out = max(pool.stop_deadline, since + pool.stop_timeout) + UNANSWERED_GRACE_S
+    return time.monotonic() > waited_out  # (WorkerPool.waited_out, and the grace)
+
+
 def _run(pool: WorkerPool, stopper: Stopper, log: EventLog) -> int:
     """The main thread's loop: join the pool, act on signals. Returns the exit code."""
     seen = 0
     code = 0
     while not pool.join(JOIN_POLL_S):
-        if pool.outage.down and time.monotonic() > pool.stop_deadline + UNANSWERED_GRACE_S:
-            log.line("main", f"the database has not answered within the stop timeout: exiting "
-                             f"with {pool.holding} job(s) still processing here (they are rescued "
-                             "as \"worker lost\")")  # fmt: skip
+        if _unanswered(pool):
+            held = pool.holding
+            left = f": {held} job(s) still processing here are rescued as \"worker lost\"" if held else ""
+            log.line("main", f"the database has not answered within the stop timeout: exiting{left}")
             sys.stderr.flush()
             os._exit(code or 1)
         while seen < len(stopper.received):

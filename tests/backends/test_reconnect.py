@@ -304,6 +304,29 @@ def test_a_stop_while_the_database_does_not_answer_ends_within_the_stop_timeout(
     assert "has not answered within the stop timeout" in worker.log()
 
 
+def test_a_short_outage_while_a_stop_waits_for_a_job_leaves_it_running(
+    pg_target, outage, workers, tmp_path
+):
+    """QA: a stop draining a long job exited the moment an outage began once --stop-timeout
+    had passed since the stop; its job ran on, orphaned, and ran again on another host."""
+    queue = Queue(pg_target)
+    began = tmp_path / "began"
+    job = queue.enqueue(JobSpec(command=f"touch {began}; sleep 7; echo done", max_retries=0))
+    worker = Worker(outage.url, tmp_path, "w", "--stop-timeout", "1")
+    workers.append(worker)
+    wait_until(began.exists, 30, "the job to start")
+    worker.process.send_signal(signal.SIGTERM)
+    wait_until(lambda: worker.logged("SIGTERM: stopping"), 10, "the stop")
+    outage.down()
+    wait_until(lambda: worker.logged(UNREACHABLE), 30, "the worker to notice")
+    with pytest.raises(subprocess.TimeoutExpired):  # past --stop-timeout and its grace: it stays
+        worker.process.wait(3)
+    outage.up()
+    assert worker.process.wait(30) == 0, worker.log()
+    stored = queue.get(job.id)
+    assert (stored.state, stored.attempts, stored.output) == ("completed", 1, "done\n")
+
+
 def test_a_stop_while_the_database_is_away_ends_with_a_clear_line(
     pg_target, outage, workers, tmp_path
 ):
