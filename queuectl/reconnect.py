@@ -35,12 +35,6 @@ class Backoff:
         self._next = self.first
 
 
-def _timer(delay: float, call) -> None:  # noqa: ANN001
-    timer = threading.Timer(max(delay, 0.0), call)
-    timer.daemon = True
-    timer.start()
-
-
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -50,20 +44,15 @@ class Outage:
     """Whether the database is reachable, as seen by one process's threads. Logs one line when
     it is lost and one when it is back; ``since`` is when it was lost (None while it is up).
 
-    Each thread's connection learns of a restart only when it is next used: an idle thread
-    fails once on its old connection, seconds after the database is back, and its next try,
-    on a new one, gets through. So a failure is an outage once failures have gone on for
-    ``confirm`` seconds (the next tries' backoff is shorter); one within ``settle`` seconds of
-    the last return, only if the database is still unreachable ``settle`` seconds later. The
-    line comes then even if nothing fails again meanwhile (``later`` calls back: a timer)."""
+    Each thread's connection learns of a restart only when it is next used, so right after the
+    database is back another thread can still fail once on its old connection. A failure within
+    ``settle`` seconds of the return is taken as that: it is logged only if the database is
+    still unreachable ``settle`` seconds later (a real second outage)."""
 
-    def __init__(self, log: logging.Logger, clock=time.monotonic, settle: float = 2.0,  # noqa: ANN001
-                 confirm: float = 0.5, later=None) -> None:  # noqa: ANN001  # fmt: skip
+    def __init__(self, log: logging.Logger, clock=time.monotonic, settle: float = 2.0) -> None:  # noqa: ANN001
         self.log = log
         self.clock = clock
         self.settle = settle
-        self.confirm = confirm
-        self.later = later or _timer
         self.since: float | None = None
         self.reason = ""
         self._back_at = float("-inf")
@@ -84,30 +73,12 @@ class Outage:
                 self.since = now if since is None else min(since, now)
                 self.reason = first_line(exc)
                 self._logged = False
-                since = self.since
-                self.later(self._lost_at(since) - now, lambda: self._confirm(since))
-            if self._logged or now < self._lost_at(self.since):
+            if self._logged or (self.since < self._back_at + self.settle
+                                and now < self.since + self.settle):
                 return False
             self._logged = True
-        self._say_lost()
-        return True
-
-    def _lost_at(self, since: float) -> float:
-        """When failures from ``since`` on make an outage."""
-        if since < self._back_at + self.settle:
-            return since + max(self.confirm, self.settle)
-        return since + self.confirm
-
-    def _confirm(self, since: float) -> None:
-        """``later``: the outage that began at ``since``, if it still goes on, is said now."""
-        with self._lock:
-            if self.since != since or self._logged:
-                return
-            self._logged = True
-        self._say_lost()
-
-    def _say_lost(self) -> None:
         self.log.warning("database unreachable (%s); retrying until it is back", self.reason)
+        return True
 
     def ok(self) -> bool:
         """Report a successful use; True if it logged that the database is back. Cheap when up."""
