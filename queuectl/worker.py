@@ -163,20 +163,15 @@ class WorkerPool:
             self._fill_slots()
         return self
 
-    @property
-    def stop_deadline(self) -> float:
-        """When a stop stops waiting for the database (monotonic; inf before a stop)."""
-        return self._stop_deadline
-
-    def waited_out(self) -> bool:
-        """Whether a stop has waited --stop-timeout for the database: since the stop, and
-        since the database was lost (a job that ends long after the stop, in an outage, gets
-        the whole timeout too)."""
+    def waited_out(self, grace: float = 0.0) -> bool:
+        """Whether a stop has waited --stop-timeout (and ``grace``) for the database: since
+        the stop, and since the database was lost (a job that ends long after the stop, in an
+        outage, gets the whole timeout too)."""
         if not self._stopping.is_set():
             return False
         lost = self.outage.since  # (None: it answers others; this failure is this write's)
         until = self._stop_deadline if lost is None else lost + self.stop_timeout
-        return time.monotonic() >= max(self._stop_deadline, until)
+        return time.monotonic() >= max(self._stop_deadline, until) + grace
 
     @property
     def holding(self) -> int:

@@ -225,22 +225,12 @@ def start(
     sys.exit(code)
 
 
-def _unanswered(pool: WorkerPool) -> bool:
-    """A stopping pool that runs no job has waited out --stop-timeout for the database, both
-    since the stop and since the database was lost (and UNANSWERED_GRACE_S more)."""
-    since = pool.outage.since
-    if since is None or not pool.stopping or pool.busy:
-        return False
-    waited_out = max(pool.stop_deadline, since + pool.stop_timeout) + UNANSWERED_GRACE_S
-    return time.monotonic() > waited_out  # (WorkerPool.waited_out, and the grace)
-
-
 def _run(pool: WorkerPool, stopper: Stopper, log: EventLog) -> int:
     """The main thread's loop: join the pool, act on signals. Returns the exit code."""
     seen = 0
     code = 0
     while not pool.join(JOIN_POLL_S):
-        if _unanswered(pool):
+        if pool.outage.down and not pool.busy and pool.waited_out(UNANSWERED_GRACE_S):
             held = pool.holding
             left = f": {held} job(s) still processing here are rescued as \"worker lost\"" if held else ""
             log.line("main", f"the database has not answered within the stop timeout: exiting{left}")
