@@ -239,11 +239,13 @@ class HookRunner:
         for execution in running:
             execution.kill()
 
-    def close(self, timeout: float) -> None:
+    def close(self, timeout: float, outage: Any = None) -> None:
         """At the pool's end: run the deliveries still waiting (at most ``timeout`` seconds,
         so a `--burst` run's last changes are delivered), wait for the hooks running, delete
         what ran. Hooks still running at the deadline are killed, and their deliveries taken
-        again by another process once this one is gone (as if it had died)."""
+        again by another process once this one is gone (as if it had died). ``outage`` (the
+        pool's reconnect.Outage) is told of each failed look and of the next one that works:
+        a stop in an outage said nothing while it waited here."""
         import peewee
 
         from .reconnect import Backoff
@@ -264,9 +266,13 @@ class HookRunner:
             while time.monotonic() < deadline and not self._killed.is_set():
                 try:
                     taken = self.poll(now=float("inf"))  # look now, whatever the last look found
-                except peewee.PeeweeException:
+                except peewee.PeeweeException as exc:
+                    if outage is not None:
+                        outage.failed(exc)
                     database_failed()
                     continue
+                if outage is not None:
+                    outage.ok()
                 backoff.reset()
                 if not taken and not self.running:
                     break

@@ -825,7 +825,7 @@ class WorkerPool:
             self._jobs.close()
         try:
             if self._hooks is not None:  # (rides out an outage up to the stop timeout)
-                self._hooks.close(self.stop_timeout)
+                self._hooks.close(self.stop_timeout, self.outage)
         except peewee.PeeweeException as exc:
             log.warning("delivering hooks failed (%s)", exc)
         backoff = Backoff()
