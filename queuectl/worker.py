@@ -74,6 +74,8 @@ class JobEvent(NamedTuple):
     kind: str
     job: Job
     thread: str
+    # released: why the run was killed, "stop" (a hard stop) or "outage" (see WorkerPool._fence)
+    reason: str = ""
 
 
 EventCallback = Callable[[JobEvent], None]
@@ -295,11 +297,12 @@ class WorkerPool:
                 self._slots[slot] = thread
                 thread.start()
 
-    def _emit(self, kind: str, job: Job, thread: str | None = None) -> None:
+    def _emit(self, kind: str, job: Job, thread: str | None = None, reason: str = "") -> None:
         """Tell ``on_event``; ``thread``: the calling thread's name (looked up if not given)."""
         if self.on_event is not None:
             try:
-                self.on_event(JobEvent(kind, job, thread or threading.current_thread().name))
+                self.on_event(
+                    JobEvent(kind, job, thread or threading.current_thread().name, reason))
             except Exception:  # a display callback must never kill a worker
                 log.exception("event callback failed")
 
@@ -449,7 +452,7 @@ class WorkerPool:
             released = self._store(lambda: self._jobs.release(job, worker_id))
             self._let_go(job)
             if released:
-                self._emit("released", job, name)
+                self._emit("released", job, name, "stop" if self._hard.is_set() else "outage")
             else:
                 log.warning("job %s: not given back: it is no longer this run's (it was rescued "
                             "while this worker was silent)", job.id)  # fmt: skip

@@ -76,7 +76,8 @@ class EventLog:
         if kind in ("failed", "dead", "cancelled", "rescued"):
             detail = _failure(job)
         elif kind == "released":
-            detail = "killed by stop: back to pending, attempt not counted"
+            cause = "while the database did not answer" if event.reason == "outage" else "by stop"
+            detail = f"killed {cause}: back to pending, attempt not counted"
         elif kind == "scheduled":
             detail = f"by schedule {_shown(job.schedule)}: {_command(job.command)}"
         else:

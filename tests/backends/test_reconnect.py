@@ -250,6 +250,7 @@ def test_a_job_killed_for_an_outage_goes_back_uncounted_when_the_database_return
         stored = queue.get(job.id)
         assert (stored.state, stored.attempts) == ("processing", 1)  # the first not counted
         assert "killed 1 running job(s)" in cut_off.stderr()
+        assert f"EVENT released {job.id} outage" in cut_off.lines  # not "by stop" (QA)
         assert [e.event for e in queue.history(job.id)][-3:] == ["started", "released",
                                                                      "started"]  # fmt: skip
     finally:

@@ -59,8 +59,12 @@ def test_other_events_keep_their_lines(capsys):
     failed = _job(state="dead", error="exit code 3", exit_code=3, started_at=1.0, finished_at=2.0)
     released = _job(state="pending")
     lines = _lines(capsys, JobEvent("dead", failed, "worker-1"),
-                   JobEvent("released", released, "worker-1"))  # fmt: skip
+                   JobEvent("released", released, "worker-1", "stop"),
+                   JobEvent("released", released, "worker-1", "outage"))  # fmt: skip
     assert lines[0].endswith(" dead a0jfv9e4308e exit code 3 in 1.0s, attempt 1: moved to the DLQ")
     assert lines[1].endswith(
         " released a0jfv9e4308e killed by stop: back to pending, attempt not counted"
     )
+    # The fence's kill (PostgreSQL, see WorkerPool._fence) is not a stop: QA read "by stop".
+    assert lines[2].endswith(" released a0jfv9e4308e killed while the database did not answer: "
+                             "back to pending, attempt not counted")

@@ -59,7 +59,8 @@ def test_graceful_stop_lets_the_running_job_finish(queue, pools, gate):
 
 
 def test_hard_stop_gives_the_job_back_uncounted(queue, pools, tmp_path):
-    pool = pools(queue, threads=1)
+    events = []
+    pool = pools(queue, threads=1, on_event=events.append)
     pgid_file = tmp_path / "pgid"
     job = queue.enqueue(f"echo $$ > {pgid_file}; sleep 100")
     wait_until(lambda: pgid_file.exists() and pgid_file.read_text().strip(), 30)
@@ -74,6 +75,8 @@ def test_hard_stop_gives_the_job_back_uncounted(queue, pools, tmp_path):
             "pending", 0, None, None,
         )
         wait_until(lambda: not group_members(pgid), 30, message="the job's group to die")
+        # Said as a stop's (the worker's log line "killed by stop"), not as an outage's.
+        assert [(e.kind, e.reason) for e in events][-1] == ("released", "stop")
     finally:
         kill_group(pgid)
 

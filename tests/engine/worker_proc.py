@@ -31,7 +31,7 @@ def main() -> None:
             sys.stdout.flush()
 
     def event(e) -> None:
-        say(f"EVENT {e.kind} {e.job.id}")
+        say(f"EVENT {e.kind} {e.job.id} {e.reason}".rstrip())
 
     pool = WorkerPool(Queue(path, **options), threads=threads, burst=burst, on_event=event)
     terms = []
