@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,14 +65,33 @@ def python_ceiling(n: int, threads: int = THREADS) -> float:
     return in_threads(lambda: subprocess.run("true", shell=True), n, threads)
 
 
-def executor_throughput(n: int, threads: int = THREADS) -> float:
-    """The same with queuectl's Execution of `true`: a worker's way of starting jobs (its
-    spawn, output pipe, session) without the database, to show where the rest goes."""
+def executor_throughput(n: int, threads: int = THREADS, commands: list[str] | None = None,
+                        cpu: list[float] | None = None) -> float:
+    """The same with queuectl's Execution of ``commands`` (else `true` each): a worker's way of
+    starting jobs (its spawn, output pipe, session; direct or through sh as a worker would)
+    without the database, to show where the rest goes. On 2 busy cores it is also the most a
+    worker that starts a process a job, this way, could do with a store that cost nothing.
+    Appends to ``cpu`` the CPU seconds a job took, this process's and the job's."""
     from queuectl.executor import Execution
     from queuectl.spawn import Environment
 
     env, cwd = Environment(dict(os.environ)), os.getcwd()
-    return in_threads(lambda: Execution("true", cwd=cwd, env=env, timeout=3600).run(), n, threads)
+    jobs = iter(commands or ["true"] * n)
+    before = _own_and_children_cpu()
+    rate = in_threads(lambda: Execution(next(jobs), cwd=cwd, env=env, timeout=3600).run(), n,
+                      threads)  # fmt: skip
+    if cpu is not None:
+        cpu.append((_own_and_children_cpu() - before) / n)
+    return rate
+
+
+def _ms(seconds: list[float]) -> str:
+    return f"{statistics.median(seconds) * 1000:.2f}" if seconds else "?"
+
+
+def _own_and_children_cpu() -> float:
+    both = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    return sum(usage.ru_utime + usage.ru_stime for usage in map(resource.getrusage, both))
 
 
 def queuectl_throughput(
@@ -476,7 +496,10 @@ def run_procrastinate(settings: Settings, report: Report) -> None:
     for processes in (1, 2) if settings.quick else (1, 2, 4):
         ours, theirs, our_cpu, their_cpu = [], [], [], []  # type: ignore[var-annotated]
         our_server, their_server, our_flushes, their_flushes = [], [], [], []  # type: ignore[var-annotated]
+        bound, bound_cpu = [], []  # type: ignore[var-annotated]
         for _ in range(reps):  # interleaved: a busy phase of the machine slows both alike
+            bound.append(executor_throughput(
+                n, commands=shell_appends(settings.workdir, n)[1], cpu=bound_cpu))
             with pg_schema(settings.pg_url) as target:
                 ours.append(queuectl_appends(target, settings.workdir, n, processes, our_cpu,
                                              ServerCost(target, our_server, our_flushes)))
@@ -492,6 +515,11 @@ def run_procrastinate(settings: Settings, report: Report) -> None:
                           [Target(">= 3x", at_least=3.0)]))  # fmt: skip
         report.add(Figure("   its ratio, round by round", "x",
                           [a / b for a, b in zip(ours, theirs)]))  # fmt: skip
+        # The bound: the same commands run the worker's way by 2 threads, no database at all.
+        report.add(Figure("   queuectl's executor alone on the same commands, no database",
+                          "jobs/s", bound, note=f"{_ms(bound_cpu)} ms of CPU a job"))
+        report.add(Figure("   3x procrastinate, as a share of the executor alone", "x",
+                          [3 * rate / most for rate, most in zip(theirs, bound)]))
         # On 2 shared cores the rates move with the others' load; the CPU a job costs moves less
         # (the server's share is not in it: both sides use the same server).
         report.add(Figure("   CPU a job costs, queuectl (workers + their jobs)", "ms",
@@ -591,26 +619,25 @@ def run_direct(settings: Settings, report: Report) -> None:
         """Python's 2 threads running the commands: with ``shell=True`` (the target's baseline),
         or given the argv (no shell: what bounds any worker that starts a process a job)."""
         jobs = iter(commands("touch {dir}/j{n}"))
-        both = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-        before = [resource.getrusage(who) for who in both]
+        before = _own_and_children_cpu()
         if shell:
             rate = in_threads(lambda: subprocess.run(next(jobs), shell=True), n)
         else:
             rate = in_threads(lambda: subprocess.run(next(jobs).split()), n)
-        after = [resource.getrusage(who) for who in both]
-        cpu["ceiling" if shell else "no shell"].append(sum(
-            a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime for a, b in zip(after, before)) / n)
+        cpu["ceiling" if shell else "no shell"].append((_own_and_children_cpu() - before) / n)
         return rate
 
     shell_only = child_env({"QUEUECTL_DIRECT": "0"})
     spooler, has_huey = tsp_binary(), huey_available()
     measured: dict[str, list[float]] = {key: [] for key in (
-        "ceiling", "no shell", "direct", "sh", "syntax", "syntax-before", "huey",
+        "ceiling", "no shell", "executor", "direct", "sh", "syntax", "syntax-before", "huey",
         "task-spooler", "task-spooler argv")}
     cpu: dict[str, list[float]] = {key: [] for key in measured}
     for round_ in range(reps):  # interleaved: a busy phase of the machine slows all alike
         measured["ceiling"].append(ceiling())
         measured["no shell"].append(ceiling(shell=False))
+        measured["executor"].append(executor_throughput(
+            n, commands=commands("touch {dir}/j{n}"), cpu=cpu["executor"]))
         measured["direct"].append(queuectl_throughput(
             fresh_sqlite(settings, f"d{round_}"), n, commands=commands("touch {dir}/j{n}"),
             cpu=cpu["direct"]))
@@ -660,6 +687,15 @@ def run_direct(settings: Settings, report: Report) -> None:
         report.add(Figure(f"{'#17' if target else '  '} simple commands direct vs {label}",
                           "jobs/s", measured["direct"], label, measured[peer],
                           [Target(f">= {target}x", at_least=target)] if target else []))
+        if target:  # what the target asks, against the most any such worker could do
+            report.add(Figure(f"   {target}x {label}, as a share of the executor alone", "x",
+                              [target * rate / bound for rate, bound in zip(
+                                  measured[peer], measured["executor"])]))
+    # The bound: the same commands started the worker's way, by 2 threads, with no store at all.
+    report.add(Figure("   queuectl's executor alone on the same commands, no database", "jobs/s",
+                      measured["executor"], "python ceiling", ceiling_samples))  # fmt: skip
+    report.add(Figure("   direct, as a share of the executor alone, round by round", "x",
+                      [d / e for d, e in zip(measured["direct"], measured["executor"])]))
     report.add(Figure("   same, every command through sh (QUEUECTL_DIRECT=0)", "jobs/s",
                       measured["sh"], "python ceiling", ceiling_samples))  # fmt: skip
     # On 2 shared cores the rates move with the others' load; the CPU a job costs moves less.
@@ -667,6 +703,8 @@ def run_direct(settings: Settings, report: Report) -> None:
                       [seconds * 1000 for seconds in cpu["ceiling"]]))  # fmt: skip
     report.add(Figure("   CPU a job costs, python ceiling without a shell (parent + touch)",
                       "ms", [seconds * 1000 for seconds in cpu["no shell"]]))  # fmt: skip
+    report.add(Figure("   CPU a job costs, the executor alone (2 threads + touch)", "ms",
+                      [seconds * 1000 for seconds in cpu["executor"]]))  # fmt: skip
     report.add(Figure("   CPU a job costs, direct (worker + touch)", "ms",
                       [seconds * 1000 for seconds in cpu["direct"]], "python ceiling",
                       [seconds * 1000 for seconds in cpu["ceiling"]]))  # fmt: skip
