@@ -31,12 +31,13 @@ from textual.widgets import Input
 
 from queuectl.config import KEYS
 from queuectl.errors import JobRunning
-from queuectl.models import ACTIVE, CLAIMABLE, DEFAULT_QUEUE, FINAL, State
+from queuectl.models import ACTIVE, CLAIMABLE, DEFAULT_QUEUE, FINAL, Job, State
 from queuectl.queue import Queue
 from queuectl.spec import JobSpec
 from queuectl.worker import MAX_THREADS, JobEvent
 
 from .data import HealthLoaded, Loader, pane_summaries
+from .in_order import InOrder
 from .keys import KeysInOrder, read_escape_then_key
 from .pool import PoolControl
 from .messages import PANES, Done, JobRow, LoadFailed, PoolEvent, QueueSnapshot
@@ -59,6 +60,7 @@ from .widgets.stats import StatsBar
 
 
 CANCEL_WAIT_S = 10.0  # `x` on a running job: how long to wait for its worker to stop it
+ACTIONS_AT_EXIT_S = 30.0  # quitting: how long to let what keys asked for finish
 ENQUEUE_FORM = "enqueue"  # the enqueue form's name among the installed screens
 # The config form's: made once as the enqueue form is, and shown again with the values as they
 # are (composing its eight fields every time made `c` take 70-150 ms).
@@ -81,7 +83,8 @@ class QueueApp(KeysInOrder):
     # The footer shows the descriptions; a binding with a tooltip is a palette command too.
     BINDINGS = [
         Binding("a", "enqueue", "Add", tooltip="Enqueue a job"),
-        Binding("r", "retry", "Retry", tooltip="Retry the selected dead or cancelled job"),
+        Binding("r", "retry", "Retry", key_display="r/R",
+                tooltip="Retry the selected dead or cancelled job"),
         Binding("R", "retry_all", "Retry all", show=False, tooltip="Retry all dead jobs"),
         Binding("x", "cancel_job", "Cancel", tooltip="Cancel the selected job"),
         Binding("e", "edit", "Edit", tooltip="Edit the selected waiting job"),
@@ -127,6 +130,7 @@ class QueueApp(KeysInOrder):
                              background_gap=refresh_interval, selected=self._selected,
                              ends=self._ends)  # fmt: skip
         self._pool_news = threading.Event()  # a PoolEvent is posted and not yet handled
+        self._actions = InOrder("queuectl-actions")  # what keys asked of the queue (see _act)
         self._filter_shown = asyncio.Event()  # the panes show the filter's rows
         self._filter_shown.set()
         self.several_queues = False  # jobs of more than one queue seen: the panes show the queue
@@ -515,11 +519,17 @@ class QueueApp(KeysInOrder):
             self.call_from_thread(self._confirm_cancel, job_id)
             return None
 
-    def _cancel_running(self, job_id: str) -> str:
-        """In a worker thread: ask the job's worker (any process) to stop it, and wait."""
+    def _cancel_running(self, job_id: str) -> str | None:
+        """In the actions' thread: ask the job's worker (any process) to stop it; wait for that
+        on a thread of its own, so that what was asked after it does not wait too."""
         job = self.queue.cancel([job_id])[0]
         if job.state not in ACTIVE:  # it ended meanwhile: cancelled at once, if it was waiting
             return f"Cancelled {job.id}"
+        threading.Thread(target=self._carry_out, args=(partial(self._stopped, job),),
+                         name="queuectl-cancel", daemon=True).start()  # fmt: skip
+        return None
+
+    def _stopped(self, job: Job) -> str:
         if self.queue.wait_stopped([job.seq], CANCEL_WAIT_S):
             return f"Cancelled {job.id} (stopped)"
         return f"Cancel of {job.id} asked: its worker has not stopped it yet"
@@ -546,9 +556,13 @@ class QueueApp(KeysInOrder):
         if row is not None:
             self.push_screen(OutputScreen(self.queue, row.id))
 
-    @work(thread=True, group="actions", exit_on_error=False)
     def _act(self, do: Callable[[], str | None]) -> None:
-        """Run a queue operation off the UI thread; report how it went (None: it says so itself)."""
+        """Run a queue operation off the UI thread, after those asked for before it (typed
+        ahead, `a … enter` six times stored the jobs out of order); report how it went (None:
+        it says so itself)."""
+        self._actions.add(partial(self._carry_out, do))
+
+    def _carry_out(self, do: Callable[[], str | None]) -> None:
         try:
             done = Done.of(do)
             if done is not None:
@@ -642,6 +656,8 @@ class QueueApp(KeysInOrder):
     @work(thread=True, group="quit", exit_on_error=False)
     def _join_pool(self) -> None:
         self.pool.join()
+        # What keys asked for before `q` is done before the app ends (an enqueue typed ahead).
+        self._actions.wait(ACTIONS_AT_EXIT_S)
         self.call_from_thread(self.exit)
 
     # -- the command palette --------------------------------------------------------------------

@@ -68,6 +68,24 @@ def test_a_job_of_a_paused_queue_shows_paused_not_ready(workflows_queue, fixed_c
     drive(app, scenario)
 
 
+def test_blocked_fits_a_narrow_waiting_pane_with_its_word_and_id(workflows_queue, fixed_clock):
+    """QA, at 100 to 109 columns: "blocked: deploy… is dead" ran past the pane's edge, cut with
+    no ellipsis. The table now fits its pane, its "When" showing "blocked: deploy…"."""
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        waiting = pane(app, "waiting")
+        await until(pilot, lambda: "notify-ops" in column(waiting, "id"))
+        await pilot.pause()
+        shown = sum(c.get_render_width(waiting) for c in waiting.columns.values())
+        assert shown <= waiting.scrollable_content_region.width
+        lines = [waiting.render_line(y).text for y in range(waiting.size.height)]
+        (row,) = [line for line in lines if "notify-ops" in line]
+        assert "blocked: deploy…" in row
+
+    drive(app, scenario, size=(100, 30))
+
+
 def test_a_wide_pane_has_a_queue_column(workflows_queue, fixed_clock):
     app = make_app(workflows_queue, clock=fixed_clock)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import sqlite3
+import time
 
 from rich.console import Console
 from tui_helpers import drive, make_app, until
@@ -1027,3 +1028,82 @@ def test_details_follow_a_running_job_until_it_ends(live_queue, tmp_path):
         assert "completed" in plain(screen.fields_table)
 
     drive(app, scenario)
+
+
+def test_jobs_typed_ahead_are_enqueued_in_the_order_typed(seeded, fixed_clock, monkeypatch):
+    """QA: `a echo U1 enter a echo U2 enter …` typed at once stored the jobs out of order (each
+    enqueue ran on a thread of its own), so they ran out of order too. The first enqueue is made
+    the slowest here: side by side, they would end last to first."""
+    app = make_app(seeded, clock=fixed_clock)
+    enqueue, delays = seeded.enqueue, iter([0.3, 0.2, 0.1])
+
+    def slow_enqueue(spec):
+        time.sleep(next(delays, 0.0))
+        return enqueue(spec)
+
+    monkeypatch.setattr(seeded, "enqueue", slow_enqueue)
+
+    def stored() -> list[str]:
+        rows = seeded.db.execute_sql(
+            "SELECT \"command\" FROM \"job\" WHERE \"command\" LIKE 'echo U%' ORDER BY \"seq\"")
+        return [command for (command,) in rows]
+
+    async def scenario(pilot):
+        keys = [key for n in range(4) for key in ("a", *typed(f"echo U{n}"), "enter")]
+        type_ahead(app, *keys)
+        await until(pilot, lambda: len(stored()) == 4)
+        assert stored() == ["echo U0", "echo U1", "echo U2", "echo U3"]
+
+    drive(app, scenario)
+
+
+def test_g_and_G_take_the_details_output_to_its_start_and_end(live_queue):
+    """QA: 10,000 lines of output took ~830 page-downs to read the end of (`end` went to the
+    end of one line, `G` did nothing)."""
+    live_queue.enqueue(JobSpec("seq 1 10000", id="many"))
+    job = live_queue.claim("tester:1:0000")
+    output = "".join(f"{n}\n" for n in range(1, 10001))
+    live_queue.finish(job, RunResult(0, None, output), "tester:1:0000")
+    app = make_app(live_queue)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: pane(app, "completed").row_count == 1)
+        await pilot.press("tab", "tab", "enter")
+        await until(pilot, lambda: isinstance(app.screen, DetailsScreen))
+        area = app.screen.query_one("#output", TextArea)
+        await until(pilot, lambda: area.text == output)
+        for end, start in (("G", "g"), ("end", "home")):
+            type_ahead(app, "o", end)
+            await until(pilot, lambda: area.cursor_location == (10000, 0))
+            await until(pilot, lambda: area.scroll_y == area.max_scroll_y > 0)
+            type_ahead(app, start)
+            await until(pilot, lambda: area.cursor_location == (0, 0) and area.scroll_y == 0)
+
+    drive(app, scenario)
+
+
+def test_an_enqueue_typed_just_before_q_is_stored_before_the_app_exits(seeded, fixed_clock,
+                                                                        monkeypatch):
+    app = make_app(seeded, clock=fixed_clock)
+    enqueue = seeded.enqueue
+
+    def slow_enqueue(spec):
+        time.sleep(0.5)
+        return enqueue(spec)
+
+    monkeypatch.setattr(seeded, "enqueue", slow_enqueue)
+    stored_at_exit: list[str] = []
+    exit_app = app.exit
+
+    def exit(*args, **kwargs):  # the process ends soon after: what is not stored by now is lost
+        stored_at_exit.extend(job.command for job in seeded.list_jobs())
+        return exit_app(*args, **kwargs)
+
+    monkeypatch.setattr(app, "exit", exit)
+
+    async def scenario(pilot):
+        type_ahead(app, "a", *typed("echo last"), "enter", "q")
+        await until(pilot, lambda: stored_at_exit)
+
+    drive(app, scenario)
+    assert "echo last" in stored_at_exit

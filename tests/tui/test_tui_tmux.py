@@ -173,7 +173,7 @@ def test_the_tui_in_a_real_terminal(cli, tmp_path):
         terminal.kill()
 
 
-FOOTER_KEYS = ("a Add", "r Retry", "x Cancel", "e Edit", "l Log", "c Config", "/ Filter",
+FOOTER_KEYS = ("a Add", "r/R Retry", "x Cancel", "e Edit", "l Log", "c Config", "/ Filter",
                "Q Queues", "S Schedules", "+/- Threads", "p Pause", "q Quit")  # fmt: skip
 
 

@@ -129,7 +129,7 @@ class DetailsScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog details") as dialog:
             dialog.border_title = Text("Job ") + literal(self.job_id)
-            dialog.border_subtitle = "esc close · o output"
+            dialog.border_subtitle = "esc close · o output · g/G its start/end"
             with VerticalScroll(id="fields"):
                 yield Static(Text("loading…", style=self.app.theme_variables["muted"]), id="fields-table")
             self.output = OutputArea(id="output")

@@ -12,9 +12,8 @@ until a read made after the screen's last action shows what is stored.
 
 from __future__ import annotations
 
-import threading
-from collections import deque
 from collections.abc import Callable
+from functools import partial
 
 from rich.text import Text
 from textual import work
@@ -26,6 +25,7 @@ from textual.widgets import Static
 
 from queuectl.queue import Queue
 
+from ..in_order import InOrder
 from ..messages import Changed, Done, Listed
 from ..text import literal
 from ..widgets.listing import Listing
@@ -49,9 +49,7 @@ class ListingScreen(ModalScreen[None]):
         self.items_shown: list = []
         self.shown_at = 0.0  # when they were read
         self.paused_asked: dict[str, bool] = {}  # name: paused, as `p` last asked (not yet read)
-        self._actions: deque[Callable[[], str]] = deque()  # asked for, not yet taken
-        self._carrying = threading.Lock()  # the deque, and whether a thread carries them out
-        self._carrier = False
+        self._actions = InOrder("queuectl-listing")
         self._asked = 0  # actions asked for (UI thread)
         self._carried_out = 0  # of them, carried out (the actions' thread)
 
@@ -154,30 +152,17 @@ class ListingScreen(ModalScreen[None]):
         how it went, then read again. Its thread is not the screen's worker: `p p escape`
         typed at once dropped what the screen's end cancelled."""
         self._asked += 1
-        with self._carrying:
-            self._actions.append(do)
-            if self._carrier:
-                return
-            self._carrier = True
-        threading.Thread(target=self._carry_out, args=(self.app,), name="queuectl-listing",
-                         daemon=True).start()  # fmt: skip
+        self._actions.add(partial(self._carry_out, self.app, do))
 
-    def _carry_out(self, app) -> None:  # noqa: ANN001
-        """The actions' thread, until none is left (the next `act` starts another)."""
-        while True:
-            with self._carrying:
-                if not self._actions:
-                    self._carrier = False
-                    return
-                do = self._actions.popleft()
-            try:
-                done = Done.of(do)
-                if done is not None:
-                    app.post_message(done)
-            finally:
-                self.queue.close()
-                self._carried_out += 1
-                self.post_message(Changed())  # (nothing, once the screen is closed)
+    def _carry_out(self, app, do: Callable[[], str]) -> None:  # noqa: ANN001
+        try:
+            done = Done.of(do)
+            if done is not None:
+                app.post_message(done)
+        finally:
+            self.queue.close()
+            self._carried_out += 1
+            self.post_message(Changed())  # (nothing, once the screen is closed)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from textual.document._document import Document
 from textual.document._document_navigator import DocumentNavigator
 from textual.document._wrapped_document import WrappedDocument
+from textual.binding import Binding
 from textual.widgets import TextArea
 
 TAB_WIDTH = 4  # TextArea's indent_width, which it expands tabs to
@@ -50,6 +51,12 @@ class OutputArea(TextArea):
         scrollbar-gutter: stable;
     }
     """
+    # Read-only: the start and the end of the whole output, as in `less` and the `l` screen
+    # (TextArea's home and end went to the ends of one line: 10,000 lines took 830 page-downs).
+    BINDINGS = [
+        Binding("g,home,ctrl+home", "output_start", "Start", show=False),
+        Binding("G,end,ctrl+end", "output_end", "End", show=False),
+    ]
 
     # The document its lines are wrapped for, and at what width (set by TextArea's __init__).
     _wrapped: tuple[WrappedDocument, int] | None = None
@@ -59,6 +66,12 @@ class OutputArea(TextArea):
         self.cursor_blink = False
         self.indent_width = TAB_WIDTH
         self.shown = ""  # the text shown (read by the thread that prepares the next)
+
+    def action_output_start(self) -> None:
+        self.move_cursor((0, 0))
+
+    def action_output_end(self) -> None:
+        self.move_cursor(self.document.end)
 
     def _rewrap_and_refresh_virtual_size(self) -> None:
         # Textual wraps every line again whenever the area is resized (the fields above it

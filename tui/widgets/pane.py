@@ -57,6 +57,10 @@ Formatter = Callable[[JobRow, float, dict, Colors], Cells]
 PRIORITY_WIDTH = 4
 TRIES_WIDTH = 6  # "16/10k": at 5, 10000 max retries read "16/1…"
 
+PADDING = 1  # DataTable's cell padding, each side
+LOOKAHEAD = 10  # rows loaded beyond the cursor, so scrolling down never waits
+MIN_FLEX = 10
+
 
 def _short(number: int, width: int, rounding: Callable[[float], float] = round) -> str:
     """``number`` in at most ``width`` cells: as it is, else in thousands, millions or billions
@@ -229,6 +233,11 @@ QUEUE = Column("queue", "Queue", 10, hide_below=72)
 # for another; its priority and tries then show only in a wide pane.
 WIDE_WHEN = Column("when", "When", 24)
 GIVE_WAY = {"priority": 96, "tries": 90}  # hide_below, while the "When" is wide
+# Narrower than the id, the wide "When" and the least command take (100 columns): "blocked: …
+# is dead" ran past the pane's edge, cut with no ellipsis. There, "blocked: 3f9k2a…" (the word and
+# the id, SPEC 7), its text's own ellipsis cutting the rest.
+NARROW_WHEN = Column("when", "When", 16)
+WIDE_WHEN_FROM = sum(c.width + 2 * PADDING for c in (ID, WIDE_WHEN)) + MIN_FLEX + 2 * PADDING
 KINDS = {
     kind.name: kind
     for kind in (
@@ -297,9 +306,6 @@ KINDS = {
     )
 }
 
-PADDING = 1  # DataTable's cell padding, each side
-LOOKAHEAD = 10  # rows loaded beyond the cursor, so scrolling down never waits
-MIN_FLEX = 10
 
 
 def fit_columns(columns: tuple[Column, ...], width: int) -> list[tuple[Column, int]]:
@@ -609,15 +615,16 @@ class JobPane(DataTable):
         if index != self.cursor_row:
             self.move_cursor(row=index, animate=False)
 
-    def _wanted_columns(self) -> tuple[Column, ...]:
+    def _wanted_columns(self, width: int) -> tuple[Column, ...]:
         """The kind's columns, with the queue's while there are several queues, and a wide
-        "When" while a job shown waits for another."""
+        "When" while a job shown waits for another (as wide as the pane's ``width`` allows)."""
         columns = list(self.kind.columns)
         if self.show_queue:
             columns.insert(1, QUEUE)
         if any(job.waiting_for for job in self._jobs) and "when" in {c.key for c in columns}:
+            when = WIDE_WHEN if width >= WIDE_WHEN_FROM else NARROW_WHEN
             columns = [
-                WIDE_WHEN if column.key == "when"
+                when if column.key == "when"
                 else replace(column, hide_below=GIVE_WAY[column.key]) if column.key in GIVE_WAY
                 else column
                 for column in columns
@@ -631,7 +638,7 @@ class JobPane(DataTable):
         """Rebuild the table if the columns that fit have changed; True if it did."""
         # The content width less the scrollbar gutter (kept stable in app.tcss).
         width = self.scrollable_content_region.width
-        columns = fit_columns(self._wanted_columns(), max(width, 0))
+        columns = fit_columns(self._wanted_columns(width), max(width, 0))
         if columns == self._columns:
             return False
         selected = self.selected_id
