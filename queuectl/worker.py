@@ -74,8 +74,18 @@ class JobEvent(NamedTuple):
     kind: str
     job: Job
     thread: str
-    # released: why the run was killed, "stop" (a hard stop) or "outage" (see WorkerPool._fence)
-    reason: str = ""
+
+    reason = ""  # see Released
+
+
+class Released(JobEvent):
+    """A "released" event: its run was killed, and the job given back, for ``reason``: "stop"
+    (a hard stop) or "outage" (see WorkerPool._fence). Still the three in order, unpacked."""
+
+    def __new__(cls, job: Job, thread: str, reason: str) -> Released:
+        event = super().__new__(cls, "released", job, thread)
+        event.reason = reason  # type: ignore[misc]
+        return event
 
 
 EventCallback = Callable[[JobEvent], None]
@@ -298,11 +308,13 @@ class WorkerPool:
                 thread.start()
 
     def _emit(self, kind: str, job: Job, thread: str | None = None, reason: str = "") -> None:
-        """Tell ``on_event``; ``thread``: the calling thread's name (looked up if not given)."""
+        """Tell ``on_event``; ``thread``: the calling thread's name (looked up if not given);
+        ``reason``: a released run's (see Released)."""
         if self.on_event is not None:
+            thread = thread or threading.current_thread().name
             try:
-                self.on_event(
-                    JobEvent(kind, job, thread or threading.current_thread().name, reason))
+                self.on_event(Released(job, thread, reason) if reason else
+                              JobEvent(kind, job, thread))  # fmt: skip
             except Exception:  # a display callback must never kill a worker
                 log.exception("event callback failed")
 

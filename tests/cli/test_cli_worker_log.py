@@ -6,7 +6,7 @@ import re
 
 from queuectl.cli.worker import EventLog
 from queuectl.models import Job
-from queuectl.worker import JobEvent
+from queuectl.worker import JobEvent, Released
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 
@@ -59,8 +59,8 @@ def test_other_events_keep_their_lines(capsys):
     failed = _job(state="dead", error="exit code 3", exit_code=3, started_at=1.0, finished_at=2.0)
     released = _job(state="pending")
     lines = _lines(capsys, JobEvent("dead", failed, "worker-1"),
-                   JobEvent("released", released, "worker-1", "stop"),
-                   JobEvent("released", released, "worker-1", "outage"))  # fmt: skip
+                   Released(released, "worker-1", "stop"),
+                   Released(released, "worker-1", "outage"))  # fmt: skip
     assert lines[0].endswith(" dead a0jfv9e4308e exit code 3 in 1.0s, attempt 1: moved to the DLQ")
     assert lines[1].endswith(
         " released a0jfv9e4308e killed by stop: back to pending, attempt not counted"
