@@ -388,7 +388,10 @@ class Lifecycle(Reading):
             .order_by(Job.seq)
             .for_update()
         }
-        return [fresh[seq] for seq in found if seq in fresh]
+        for seq, job in found.items():  # purged between the two reads (QA: `retry` said done)
+            if seq not in fresh:
+                raise QueueError(f"no job {job.id!r}")
+        return [fresh[seq] for seq in found]
 
     def retry_all_dead(self) -> list[str]:
         """Every dead job back to pending; returns their ids."""

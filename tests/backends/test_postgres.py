@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from queuectl import JobSpec, Queue, QueueError
+from queuectl.executor import RunResult
 from support import wait_until
 
 HERE = Path(__file__).parent
@@ -200,3 +201,30 @@ def test_several_hosts_run_each_job_once_and_rescue_a_vanished_host(pg_target, h
     for survivor in survivors:
         survivor.send_signal(signal.SIGTERM)
         assert survivor.wait(30) == 0
+
+
+@pytest.mark.parametrize("retry", ["retry", "retry_dead"])
+def test_a_retry_of_a_job_purged_as_it_is_retried_finds_no_job(pg_target, monkeypatch, retry):
+    """QA: `retry ID` (and `dlq retry ID`) racing `purge` exited 0, saying nothing, for a job
+    that was gone: the row purged between the id's look-up and its lock was left out. It is
+    now the unknown job it has become: exit 1, and the other ids given are not retried."""
+    queue, purger = Queue(pg_target), Queue(pg_target)
+    queue.enqueue(JobSpec(command="false", id="kept", max_retries=0))
+    queue.enqueue(JobSpec(command="false", id="gone", max_retries=0, queue="purged"))
+    worker = queue.register_worker(1)
+    for _ in range(2):
+        job = queue.claim(worker)
+        queue.finish(job, RunResult(1, "exited with status 1", ""), worker)  # dead
+    look_up = queue.get
+
+    def purged_after_the_look_up(prefix: str):
+        found = look_up(prefix)
+        if found.id == "gone":
+            assert purger.purge(["dead"], queue="purged") == 1
+        return found
+
+    monkeypatch.setattr(queue, "get", purged_after_the_look_up)
+    with pytest.raises(QueueError, match="no job 'gone'"):
+        getattr(queue, retry)(["kept", "gone"])
+    assert [(job.id, job.state) for job in queue.list_jobs()] == [("kept", "dead")]
+    purger.close()
