@@ -8,6 +8,7 @@ module of this package imports Textual at import time: only the ``tui`` command'
 from __future__ import annotations
 
 import atexit
+import errno
 import importlib
 import os
 import sys
@@ -161,6 +162,16 @@ class QueuectlGroup(LazyGroup):
             return super().invoke(ctx)
         except QueueError as exc:
             raise EngineError(str(exc), exc.exit_code) from None
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise  # click's: a reader that closed the pipe (`| head`) ends the command
+            if exc.filename is None and _let_output_go():
+                # A full disk under `enqueue --file F > ids.txt`: the jobs are enqueued; a
+                # traceback, read as a failure, had the script enqueue them all again (QA).
+                reason = exc.strerror or str(exc)
+                raise EngineError(f"cannot write to standard output ({reason}); what the "
+                                  "command changed in the queue, if anything, is done", 1) from None
+            raise EngineError(str(exc), 1) from None
         except Exception as exc:
             # A database error can only come from a command that loaded the engine (and so
             # peewee): importing peewee here would make `--help` and `config get` pay for it.
@@ -260,6 +271,19 @@ def exit_now(code: object) -> None:
     run_exitfuncs()
     if _flushed():  # what an atexit handler printed
         os._exit(code)
+
+
+def _let_output_go() -> bool:
+    """After a write failed on a stream (no file named: the commands write no file but their
+    output): what standard output still holds is let go (fd 1 then points at /dev/null), so
+    that the exit does not report the same failure again. True."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no usable stdout: nothing to let go
+        pass
+    return True
 
 
 def _flushed() -> bool:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from datetime import datetime, timezone
 
 import pytest
 
 from queuectl.executor import RunResult
+
+from .conftest import QUEUECTL
 
 JOB_KEYS = [
     "id", "command", "state", "attempts", "max_retries", "priority", "timeout", "run_at",
@@ -630,3 +633,21 @@ def test_show_says_a_dead_dependency_blocks_the_job_once(run, queue):
     run.ok("cancel", job_id)  # no longer waiting: the dead job blocks nothing
     [after] = [line for line in run.ok("show", job_id).splitlines() if line.startswith("after:")]
     assert after.endswith(" bad (dead), fine (pending)")
+
+
+@pytest.mark.parametrize("args", [("enqueue", "true"), ("enqueue", "--file", "-"), ("status",)])
+def test_output_that_cannot_be_written_is_one_error_line_saying_what_was_done(env, tmp_path,
+                                                                              args):
+    """QA: `enqueue --file F > ids.txt` on a full disk printed a traceback and exited 1 with
+    every job enqueued: a script that took it for a failure enqueued them all again."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([*QUEUECTL, *args], env=env, cwd=tmp_path, input="true\ntrue\n",
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "Error: cannot write to standard output (No space left on device); what the command "
+        "changed in the queue, if anything, is done"
+    ]
+    status = json.loads(subprocess.run([*QUEUECTL, "status", "--json"], env=env, cwd=tmp_path,
+                                       capture_output=True, text=True, timeout=60).stdout)
+    assert status["pending"] == {"enqueue": 2 if "--file" in args else 1}.get(args[0], 0)
