@@ -30,7 +30,7 @@ from textual.screen import Screen
 from textual.widgets import Input
 
 from queuectl.config import KEYS
-from queuectl.errors import JobRunning
+from queuectl.errors import JobRunning, QueueError
 from queuectl.models import ACTIVE, CLAIMABLE, DEFAULT_QUEUE, FINAL, Job, State
 from queuectl.queue import Queue
 from queuectl.spec import JobSpec
@@ -40,12 +40,13 @@ from .data import HealthLoaded, Loader, pane_summaries
 from .in_order import InOrder
 from .keys import KeysInOrder, read_escape_then_key
 from .pool import PoolControl
-from .messages import PANES, Done, JobRow, LoadFailed, PoolEvent, QueueSnapshot
+from .messages import (PANES, Done, JobRow, LoadFailed, PoolEvent, QueueSnapshot,
+                       error_text)  # fmt: skip
 from .screens.config import ConfigScreen
 from .screens.confirm import ConfirmScreen, StoppingScreen
 from .screens.details import DetailsScreen
 from .screens.edit import EditScreen
-from .screens.enqueue import EnqueueScreen
+from .screens.enqueue import EnqueueScreen, form_values
 from .screens.listing import ListingScreen
 from .screens.output import OutputScreen
 from .screens.queues import QueuesScreen
@@ -131,6 +132,7 @@ class QueueApp(KeysInOrder):
                              ends=self._ends)  # fmt: skip
         self._pool_news = threading.Event()  # a PoolEvent is posted and not yet handled
         self._actions = InOrder("queuectl-actions")  # what keys asked of the queue (see _act)
+        self._unsent: JobSpec | None = None  # a job the form gave that was not enqueued
         self._filter_shown = asyncio.Event()  # the panes show the filter's rows
         self._filter_shown.set()
         self.several_queues = False  # jobs of more than one queue seen: the panes show the queue
@@ -379,8 +381,16 @@ class QueueApp(KeysInOrder):
     def action_enqueue(self) -> None:
         default = self.config_values.get("max-retries", KEYS["max-retries"].default)
         form = self._enqueue_form(default)
-        if form is not None:
-            self.push_screen(ENQUEUE_FORM, self._enqueue)
+        if form is None:
+            return
+        unsent, self._unsent = self._unsent, None
+        if unsent is not None:  # filled in before it shows: keys typed after `a` edit it
+            fill = partial(form.show_again, form_values(unsent))
+            if form.is_mounted:
+                fill()
+            else:
+                self.call_after_refresh(fill)
+        self.push_screen(ENQUEUE_FORM, self._enqueue)
 
     def _enqueue_form(self, default: int | float) -> EnqueueScreen | None:
         """The enqueue form, made once and shown again emptied (None: it is open already).
@@ -410,7 +420,17 @@ class QueueApp(KeysInOrder):
 
     def _enqueue(self, spec: JobSpec | None) -> None:
         if spec is not None:
-            self._act(lambda: f"Enqueued {self.queue.enqueue(spec).id}")
+            self._act(partial(self._enqueue_now, spec))
+
+    def _enqueue_now(self, spec: JobSpec) -> str:
+        """In the actions' thread. A job not enqueued (a full disk, the server away) is kept:
+        the next `a` opens the form with it, not empty (QA: what was typed was lost)."""
+        try:
+            job = self.queue.enqueue(spec)
+        except Exception as exc:
+            self._unsent = spec
+            raise QueueError(f"Not enqueued: {error_text(exc)} (`a` opens it again)") from None
+        return f"Enqueued {job.id}"
 
     def action_config(self) -> None:
         if self._config_screen() is not None:

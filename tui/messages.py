@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -125,11 +126,21 @@ class Done(Message):
         (None: it says so itself)."""
         try:
             said = do()
-        except QueueError as exc:
-            return cls(str(exc), "error")
         except Exception as exc:
-            return cls(f"{type(exc).__name__}: {exc}", "error")
+            return cls(error_text(exc), "error")
         return None if said is None else cls(said)
+
+
+def error_text(exc: Exception) -> str:
+    """Why a queue operation failed, in the CLI's words (a full disk read "OperationalError:
+    database or disk is full")."""
+    if isinstance(exc, QueueError):
+        return str(exc)
+    peewee = sys.modules.get("peewee")
+    if peewee is not None and isinstance(exc, peewee.PeeweeException):
+        text = str(exc).strip()
+        return f"database error: {text.splitlines()[0] if text else type(exc).__name__}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 

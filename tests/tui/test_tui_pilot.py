@@ -1107,3 +1107,40 @@ def test_an_enqueue_typed_just_before_q_is_stored_before_the_app_exits(seeded, f
 
     drive(app, scenario)
     assert "echo last" in stored_at_exit
+
+
+def test_a_job_the_database_refused_is_said_plainly_and_a_opens_it_again(seeded, fixed_clock,
+                                                                         monkeypatch):
+    """QA, a full disk: the form closed, what was typed was lost, and the corner said
+    "OperationalError: database or disk is full"."""
+    import peewee
+
+    app = make_app(seeded, clock=fixed_clock)
+    enqueue = seeded.enqueue
+    full = [True]
+
+    def enqueue_on_a_full_disk(spec):
+        if full[0]:
+            raise peewee.OperationalError("database or disk is full")
+        return enqueue(spec)
+
+    monkeypatch.setattr(seeded, "enqueue", enqueue_on_a_full_disk)
+    said = lambda: [str(n.message) for n in app._notifications]  # noqa: E731
+
+    async def scenario(pilot):
+        type_ahead(app, "a", *typed("echo kept"), "tab", "4", "tab", "7", "enter")
+        await until(pilot, lambda: any("Not enqueued" in text for text in said()))
+        assert ("Not enqueued: database error: database or disk is full (`a` opens it again)"
+                in said())
+        full[0] = False
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, EnqueueScreen))
+        form = app.screen
+        await until(pilot, lambda: form.text("command") == "echo kept")
+        assert (form.text("max_retries"), form.text("priority")) == ("4", "7")
+        await pilot.press("enter")
+        await until(pilot, lambda: any(j.command == "echo kept" for j in seeded.list_jobs()))
+        (job,) = [j for j in seeded.list_jobs() if j.command == "echo kept"]
+        assert (job.max_retries, job.priority) == (4, 7)
+
+    drive(app, scenario)
