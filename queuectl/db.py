@@ -123,7 +123,12 @@ def _open_sqlite(path: str, one_connection: bool = False) -> peewee.SqliteDataba
     elif not os.access(path, os.W_OK):
         # SQLite would open it read-only, then fail at the first write (in WAL mode readers
         # write too, to the -shm file): say so now, in the same words.
-        raise QueueError(f"cannot write {path}: permission denied")
+        raise QueueError(f"cannot write {path}: {_why_not_writable(folder)}")
+    elif not os.access(folder, os.W_OK) and not all(
+        os.path.exists(path + end) for end in ("-wal", "-shm")
+    ):  # SQLite makes them at the first use: "attempt to write a readonly database" (QA)
+        raise QueueError(f"cannot write in {folder} (SQLite keeps its -wal and -shm files "
+                         f"beside the database): {_why_not_writable(folder)}")  # fmt: skip
     # SQLite gives the -wal and -shm files the database file's own mode, so they are 0600 too.
     database = SqliteQueueDatabase(
         path,
@@ -151,15 +156,26 @@ def _open_sqlite(path: str, one_connection: bool = False) -> peewee.SqliteDataba
     return database
 
 
+def _why_not_writable(folder: str) -> str:
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except OSError:
+        pass
+    return "permission denied"
+
+
 def raise_if_disk_full(database: peewee.SqliteDatabase, exc: Exception) -> None:
     """After ``exc`` opening ``database``: if its disk is full, raise the QueueError that says
     so (SQLite says "disk I/O error", or "database or disk is full": the file is fine), and
     remove the empty file made for a new queue."""
     path = database.database
     try:
-        if os.statvfs(os.path.dirname(path)).f_bavail:
-            return
+        disk = os.statvfs(os.path.dirname(path))
     except OSError:
+        return
+    # A file system without blocks (/proc) is not full; root may use the blocks kept for it.
+    if not disk.f_blocks or (disk.f_bfree if os.geteuid() == 0 else disk.f_bavail):
         return
     if getattr(database, "created", False):
         try:

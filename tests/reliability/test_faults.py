@@ -352,6 +352,32 @@ def test_read_only_database_is_a_clear_queue_error(tmp_path, children, unprivile
     assert sum(Queue(str(path)).counts().values()) == 1
 
 
+def test_a_writable_database_in_a_read_only_folder_says_the_folder(tmp_path, children,
+                                                                    unprivileged):
+    """QA: the file writable, its folder not, no -wal/-shm beside it yet: "… is not a usable
+    SQLite database (attempt to write a readonly database)". The file is fine: say the folder."""
+    path = tmp_path / "queue.db"
+    queue = Queue(str(path))
+    queue.enqueue("true")
+    queue.close()  # (the last connection's close removes the -wal and -shm files)
+    assert not (tmp_path / "queue.db-wal").exists()
+    tmp_path.chmod(0o500)
+    try:
+        line = open_as(unprivileged, children, str(path), "open")
+        assert line == (f"QueueError: cannot write in {tmp_path} (SQLite keeps its -wal and -shm "
+                        "files beside the database): permission denied"), line
+    finally:
+        tmp_path.chmod(0o700)
+    assert sum(Queue(str(path)).counts().values()) == 1
+
+
+def test_a_file_of_a_file_system_without_blocks_is_not_called_a_full_disk():
+    """QA: `--db /proc/version` said "the disk is full": /proc has no blocks to be full of."""
+    with pytest.raises(QueueError) as caught:
+        Queue("/proc/version")
+    assert "full" not in str(caught.value) and "/proc/version" in str(caught.value)
+
+
 def test_database_errors_never_escape_as_raw_driver_errors(tmp_path):
     """Whatever the database refuses (here: a connection that may not write), the engine raises
     QueueError or a peewee error — what the CLI turns into one "Error:" line — never the
@@ -668,3 +694,18 @@ def test_100_worker_threads_on_one_sqlite_file_run_500_jobs_once_each(tmp_path, 
     assert sorted(log.read_text().split()) == ids, "a job ran twice, or not at all"
     problems = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert problems == [], problems
+
+
+def test_a_queue_on_a_read_only_file_system_says_so(tiny_disk):
+    """QA: a queue on a file system mounted read-only was "cannot write …: permission denied"."""
+    path = str(tiny_disk / "queue.db")
+    queue = Queue(path)
+    queue.enqueue("true")
+    queue.close()
+    done = subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], capture_output=True,
+                          text=True, timeout=30)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot remount it read-only: {done.stderr.strip()}")
+    result = CliRunner().invoke(cli, ["--db", path, "status"])
+    assert result.stderr == f"Error: cannot write {path}: read-only file system\n"
+    assert result.exit_code == 1
