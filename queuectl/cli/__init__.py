@@ -235,6 +235,7 @@ def _interactive() -> bool:
 
 def main() -> None:
     """The ``queuectl`` console script (and ``python -m queuectl``)."""
+    _fill_closed_streams()
     try:
         cli.main(prog_name="queuectl", obj=ENDS_PROCESS)
     except SystemExit as exc:
@@ -271,6 +272,15 @@ def exit_now(code: object) -> None:
     run_exitfuncs()
     if _flushed():  # what an atexit handler printed
         os._exit(code)
+
+
+def _fill_closed_streams() -> None:
+    """A standard stream its caller closed (`queuectl list >&-`, `enqueue --file - <&-`) is
+    Python's None, and click failed on it with a traceback (QA): it is /dev/null instead, as if
+    redirected there (opened on the lowest free descriptor: the one closed)."""
+    for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, mode))  # noqa: SIM115 (open until the exit)
 
 
 def _let_output_go() -> bool:

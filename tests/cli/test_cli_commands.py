@@ -651,3 +651,16 @@ def test_output_that_cannot_be_written_is_one_error_line_saying_what_was_done(en
     status = json.loads(subprocess.run([*QUEUECTL, "status", "--json"], env=env, cwd=tmp_path,
                                        capture_output=True, text=True, timeout=60).stdout)
     assert status["pending"] == {"enqueue": 2 if "--file" in args else 1}.get(args[0], 0)
+
+
+@pytest.mark.parametrize("closed, args", [(0, ("enqueue", "--file", "-")), (1, ("list",)),
+                                          (1, ("queue", "list")), (0, ("status",))])
+def test_a_standard_stream_its_caller_closed_is_no_traceback(env, tmp_path, closed, args):
+    """QA: `enqueue --file - <&-` and `list >&-` ended in a traceback (click met Python's None
+    for the closed stream). The stream reads or writes as /dev/null would."""
+    subprocess.run([*QUEUECTL, "enqueue", "true"], env=env, cwd=tmp_path, check=True,
+                   capture_output=True, timeout=60)  # something to list
+    done = subprocess.run([*QUEUECTL, *args], env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60,
+                          preexec_fn=lambda: os.close(closed))  # fmt: skip
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
