@@ -429,8 +429,22 @@ class QueueApp(KeysInOrder):
             job = self.queue.enqueue(spec)
         except Exception as exc:
             self._unsent = spec
+            with contextlib.suppress(RuntimeError):  # (the app is ending)
+                self.call_from_thread(self._offer_unsent)
             raise QueueError(f"Not enqueued: {error_text(exc)} (`a` opens it again)") from None
+        self._unsent = None  # a job enqueued after it: the user has moved on (QA: it came back)
         return f"Enqueued {job.id}"
+
+    def _offer_unsent(self) -> None:
+        """The enqueue form opened by an `a` typed before the failure was known, and still
+        empty: filled in with the job that was not enqueued, as the next `a` would be."""
+        form, unsent = self._form, self._unsent
+        if unsent is None or form is None or self.screen is not form or any(
+            form.text(key) for key in form_values(unsent)
+        ):
+            return
+        self._unsent = None
+        form.show_again(form_values(unsent))
 
     def action_config(self) -> None:
         if self._config_screen() is not None:

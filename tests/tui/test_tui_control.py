@@ -194,6 +194,39 @@ def test_e_edits_a_waiting_job_with_keys_typed_ahead(seeded, fixed_clock):
     drive(app, scenario)
 
 
+def test_an_edit_the_database_refuses_keeps_its_form_and_what_was_typed(seeded, fixed_clock,
+                                                                         monkeypatch):
+    """QA, a full disk: the edit form closed with "could not edit the job: …", what was typed
+    lost. It stays open, says why in the CLI's words, and enter tries again."""
+    import peewee
+
+    app = make_app(seeded, clock=fixed_clock)
+    edit, full = seeded.edit, [True]
+
+    def edit_on_a_full_disk(*args, **kwargs):
+        if full[0]:
+            raise peewee.OperationalError("database or disk is full")
+        return edit(*args, **kwargs)
+
+    monkeypatch.setattr(seeded, "edit", edit_on_a_full_disk)
+
+    async def scenario(pilot):
+        await pilot.press("down")
+        type_ahead(app, "e", *typed(" --all"), "tab", "4", "enter")
+        await until(pilot, lambda: any("Not edited" in n for n in notices(app)))
+        assert ("Not edited: database error: database or disk is full; enter tries again, "
+                "escape leaves it") in notices(app)
+        form = app.screen
+        assert isinstance(form, EditScreen)
+        assert (form.text("command"), form.text("max_retries")) == ("make docs --all", "4")
+        full[0] = False
+        await pilot.press("enter")
+        await until(pilot, lambda: seeded.get("docs-build").command == "make docs --all")
+        assert seeded.get("docs-build").max_retries == 4
+
+    drive(app, scenario)
+
+
 def test_e_shows_a_command_with_control_characters_escaped_and_keeps_it(seeded, fixed_clock):
     """A command with escape sequences and a line end: the edit form's input drew it as it is,
     so the terminal obeyed it (the screen cleared, the window's title set) and the form broke

@@ -1068,10 +1068,13 @@ def test_g_and_G_take_the_details_output_to_its_start_and_end(live_queue):
 
     async def scenario(pilot):
         await until(pilot, lambda: pane(app, "completed").row_count == 1)
-        await pilot.press("tab", "tab", "enter")
+        await pilot.press("tab", "tab")
+        type_ahead(app, "enter", "o", "G")  # at once: G before the output is loaded (QA)
         await until(pilot, lambda: isinstance(app.screen, DetailsScreen))
         area = app.screen.query_one("#output", TextArea)
         await until(pilot, lambda: area.text == output)
+        await until(pilot, lambda: area.cursor_location == (10000, 0))
+        await until(pilot, lambda: area.scroll_y == area.max_scroll_y > 0)
         for end, start in (("G", "g"), ("end", "home")):
             type_ahead(app, "o", end)
             await until(pilot, lambda: area.cursor_location == (10000, 0))
@@ -1142,5 +1145,48 @@ def test_a_job_the_database_refused_is_said_plainly_and_a_opens_it_again(seeded,
         await until(pilot, lambda: any(j.command == "echo kept" for j in seeded.list_jobs()))
         (job,) = [j for j in seeded.list_jobs() if j.command == "echo kept"]
         assert (job.max_retries, job.priority) == (4, 7)
+
+    drive(app, scenario)
+
+
+def test_a_form_opened_before_a_failure_is_known_gets_the_job_unless_typed_into(seeded,
+                                                                            fixed_clock,
+                                                                            monkeypatch):
+    """QA: `a X enter a` typed at once: the second form opened empty (the failure came after
+    it), and the job not enqueued came back at an `a` after another job was enqueued. An
+    untouched form now gets it; one typed into keeps its own text, and enqueuing that drops
+    the kept job."""
+    import peewee
+
+    app = make_app(seeded, clock=fixed_clock)
+    enqueue, calls = seeded.enqueue, []
+
+    def first_one_fails_slowly(spec):
+        calls.append(spec.command)
+        if len(calls) == 1:
+            time.sleep(0.3)
+            raise peewee.OperationalError("database or disk is full")
+        return enqueue(spec)
+
+    monkeypatch.setattr(seeded, "enqueue", first_one_fails_slowly)
+
+    async def scenario(pilot):
+        type_ahead(app, "a", *typed("echo X"), "enter", "a")
+        await until(pilot, lambda: isinstance(app.screen, EnqueueScreen))
+        form = app.screen
+        await until(pilot, lambda: form.text("command") == "echo X")  # untouched: filled
+        await pilot.press("escape")
+        calls.clear()
+        type_ahead(app, "a", *typed("echo X"), "enter", "a", *typed("echo Y"))
+        await until(pilot, lambda: any("Not enqueued" in str(n.message)
+                                       for n in app._notifications))
+        await pilot.pause(0.1)
+        assert app.screen.text("command") == "echo Y"  # typed into: left as it is
+        await pilot.press("enter")
+        await until(pilot, lambda: any(j.command == "echo Y" for j in seeded.list_jobs()))
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, EnqueueScreen))
+        await pilot.pause(0.1)
+        assert app.screen.text("command") == ""  # X is not offered again
 
     drive(app, scenario)

@@ -19,7 +19,7 @@ from queuectl.spec import parse_time, validate_command, validate_int, validate_n
 from queuectl.spec import validate_seconds
 from queuectl.text import coarse_duration
 
-from ..messages import JobRow
+from ..messages import JobRow, error_text
 from ..text import literal
 from .enqueue import _number
 from .form import Field, FormScreen
@@ -107,6 +107,9 @@ class EditScreen(FormScreen[Outcome]):
         worker = self.run_worker(partial(self._edit, changes), thread=True, exit_on_error=False)
         await worker.wait()
         outcome, field = worker.result
+        if field == "":  # the database failed: the form stays, what was typed with it
+            self.notify(outcome[0], severity="error", markup=False)
+            return None
         if field is not None:  # invalid, said under the field it is about
             self.field(field).set_error(outcome[0])
             return None
@@ -123,8 +126,9 @@ class EditScreen(FormScreen[Outcome]):
             return (text, "error"), "delay" if field == "run_at" else field
         except QueueError as exc:  # started, finished or deleted meanwhile
             return (str(exc), "error"), None
-        except Exception as exc:  # the database went away
-            return (f"could not edit the job: {exc}", "error"), None
+        except Exception as exc:  # the database went away, or its disk is full (QA)
+            return (f"Not edited: {error_text(exc)}; enter tries again, escape leaves it",
+                    "error"), ""  # fmt: skip
         finally:
             self.queue.close()
         return (f"Edited {job.id}: {', '.join(key.replace('_', ' ') for key in changes)}",

@@ -66,12 +66,32 @@ class OutputArea(TextArea):
         self.cursor_blink = False
         self.indent_width = TAB_WIDTH
         self.shown = ""  # the text shown (read by the thread that prepares the next)
+        self.shown_once = False  # whether show() has run
+        self._asked: str | None = None  # g/G (start, end) asked before it had
+        self._scroll_wanted = "start"
 
     def action_output_start(self) -> None:
-        self.move_cursor((0, 0))
+        self._go("start")
 
     def action_output_end(self) -> None:
-        self.move_cursor(self.document.end)
+        self._go("end")
+
+    def _go(self, end: str) -> None:
+        """To the output's start or end; asked before the output is shown (`enter o G` typed
+        at once: QA), once it is. The scroll follows once the lines are laid out: right after
+        the text came, the cursor's line was not yet at the bottom."""
+        if not self.shown_once:
+            self._asked = end
+            return
+        self.move_cursor((0, 0) if end == "start" else self.document.end)
+        self._scroll_wanted = end  # the last asked: `G g` typed at once ends at the start
+        self.call_after_refresh(self._scroll)
+
+    def _scroll(self) -> None:
+        if self._scroll_wanted == "start":
+            self.scroll_home(animate=False)
+        else:
+            self.scroll_end(animate=False)
 
     def _rewrap_and_refresh_virtual_size(self) -> None:
         # Textual wraps every line again whenever the area is resized (the fields above it
@@ -102,4 +122,8 @@ class OutputArea(TextArea):
         else:
             self.move_cursor((0, 0))
         self.shown = prepared.text
+        self.shown_once = True
+        asked, self._asked = self._asked, None
+        if asked is not None:
+            self._go(asked)
         self.post_message(self.Changed(self).set_sender(self))

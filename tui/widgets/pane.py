@@ -59,7 +59,7 @@ TRIES_WIDTH = 6  # "16/10k": at 5, 10000 max retries read "16/1…"
 
 PADDING = 1  # DataTable's cell padding, each side
 LOOKAHEAD = 10  # rows loaded beyond the cursor, so scrolling down never waits
-MIN_FLEX = 10
+MIN_FLEX = 9  # (at 110 columns the Pending pane has 51: id, "blocked: 3f9k2a… is dead", 9)
 
 
 def _short(number: int, width: int, rounding: Callable[[float], float] = round) -> str:
