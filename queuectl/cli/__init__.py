@@ -8,6 +8,7 @@ module of this package imports Textual at import time: only the ``tui`` command'
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import importlib
 import os
@@ -165,13 +166,7 @@ class QueuectlGroup(LazyGroup):
         except OSError as exc:
             if exc.errno == errno.EPIPE:
                 raise  # click's: a reader that closed the pipe (`| head`) ends the command
-            if exc.filename is None and _let_output_go():
-                # A full disk under `enqueue --file F > ids.txt`: the jobs are enqueued; a
-                # traceback, read as a failure, had the script enqueue them all again (QA).
-                reason = exc.strerror or str(exc)
-                raise EngineError(f"cannot write to standard output ({reason}); what the "
-                                  "command changed in the queue, if anything, is done", 1) from None
-            raise EngineError(str(exc), 1) from None
+            raise EngineError(_os_error_text(exc), 1) from None
         except Exception as exc:
             # A database error can only come from a command that loaded the engine (and so
             # peewee): importing peewee here would make `--help` and `config get` pay for it.
@@ -237,7 +232,14 @@ def main() -> None:
     """The ``queuectl`` console script (and ``python -m queuectl``)."""
     _fill_closed_streams()
     try:
-        cli.main(prog_name="queuectl", obj=ENDS_PROCESS)
+        try:
+            cli.main(prog_name="queuectl", obj=ENDS_PROCESS)
+        except OSError as exc:  # `--help` or `--version`, written as the options are read
+            if exc.errno == errno.EPIPE:
+                raise
+            with contextlib.suppress(OSError):
+                print(f"Error: {_os_error_text(exc)}", file=sys.stderr)
+            sys.exit(1)
     except SystemExit as exc:
         exit_now(exc.code)
         raise
@@ -281,6 +283,16 @@ def _fill_closed_streams() -> None:
     for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, mode))  # noqa: SIM115 (open until the exit)
+
+
+def _os_error_text(exc: OSError) -> str:
+    """An OSError a command let out, as its one error line."""
+    if exc.filename is None and _let_output_go():
+        # A full disk under `enqueue --file F > ids.txt`: the jobs are enqueued; a traceback,
+        # read as a failure, had the script enqueue them all again (QA).
+        return (f"cannot write to standard output ({exc.strerror or exc}); what the command "
+                "changed in the queue, if anything, is done")
+    return str(exc)
 
 
 def _let_output_go() -> bool:

@@ -635,7 +635,8 @@ def test_show_says_a_dead_dependency_blocks_the_job_once(run, queue):
     assert after.endswith(" bad (dead), fine (pending)")
 
 
-@pytest.mark.parametrize("args", [("enqueue", "true"), ("enqueue", "--file", "-"), ("status",)])
+@pytest.mark.parametrize("args", [("enqueue", "true"), ("enqueue", "--file", "-"), ("status",),
+                                  ("--version",), ("--help",)])
 def test_output_that_cannot_be_written_is_one_error_line_saying_what_was_done(env, tmp_path,
                                                                               args):
     """QA: `enqueue --file F > ids.txt` on a full disk printed a traceback and exited 1 with
