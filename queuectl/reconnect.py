@@ -16,6 +16,7 @@ import time
 
 FIRST_RETRY_S = 0.1
 MAX_RETRY_S = 1.0
+DISK_FULL = "disk is full"  # SQLite's "database or disk is full"
 
 
 class Backoff:
@@ -77,8 +78,16 @@ class Outage:
                                 and now < self.since + self.settle):
                 return False
             self._logged = True
-        self.log.warning("database unreachable (%s); retrying until it is back", self.reason)
+        if self._full:  # it answers, it cannot write: not "unreachable" (QA)
+            self.log.warning("database cannot be written (%s); retrying until there is room",
+                             self.reason)  # fmt: skip
+        else:
+            self.log.warning("database unreachable (%s); retrying until it is back", self.reason)
         return True
+
+    @property
+    def _full(self) -> bool:
+        return DISK_FULL in self.reason
 
     def ok(self) -> bool:
         """Report a successful use; True if it logged that the database is back. Cheap when up."""
@@ -91,5 +100,6 @@ class Outage:
             logged, self.since = self._logged, None
             self._back_at = self.clock()
         if logged:
-            self.log.warning("database reachable again after %.1fs", lost_for)
+            self.log.warning("database %s again after %.1fs",
+                             "writable" if self._full else "reachable", lost_for)  # fmt: skip
         return logged

@@ -77,3 +77,17 @@ def test_backoff_doubles_to_its_cap_and_resets():
     assert [backoff.next() for _ in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
     backoff.reset()
     assert backoff.next() == 0.1
+
+
+def test_a_full_disk_is_said_as_one_not_as_an_unreachable_database(caplog):
+    """QA: a worker on a full disk logged "database unreachable (database or disk is full)"."""
+    clock = Clock()
+    outage = Outage(logging.getLogger("t"), clock)
+    with caplog.at_level(logging.WARNING):
+        outage.failed(OSError("database or disk is full"))
+        clock.now += 4
+        outage.ok()
+    assert [r.getMessage() for r in caplog.records] == [
+        "database cannot be written (database or disk is full); retrying until there is room",
+        "database writable again after 4.0s",
+    ]
