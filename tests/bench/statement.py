@@ -12,6 +12,10 @@ queue limit set on another queue and a hook configured (what the features cost o
 variants run interleaved, round by round, each on a fresh file. To compare two installs, run it
 with each one's interpreter from a folder whose `tests` is this one (so that `queuectl` is the
 install's, not the checkout's).
+
+Then what batching results would save (see run_batching): the raw statement with 1, 2, 4 and 8
+statements to a transaction, and with a job's start (or a 0.5 ms sleep) between statements, as
+in a worker, where the CPU caches are cold for the statement after each wait.
 """
 
 from __future__ import annotations
@@ -90,8 +94,9 @@ def statement_cpu(target: str, n: int, setup: Setup | None, raw: bool = False) -
             row = (job.seq, job.attempts, job.started_at)
             start = time.thread_time()
             while row is not None:
+                now = time.time()  # (its time, and the run's end)
                 rows = cursor.execute(
-                    statement, (row[0], worker, time.time(), 0, "", row[1], row[2], 0)
+                    statement, (row[0], worker, now, 0, "", row[1], row[2], 0, now)
                 ).fetchall()
                 row = next(((r[0], r[4], r[11]) for r in rows if r[0] != row[0]), None)
             spent = time.thread_time() - start
@@ -105,6 +110,75 @@ def statement_cpu(target: str, n: int, setup: Setup | None, raw: bool = False) -
         return spent / n
     finally:
         queue.close()
+
+
+def batched_cpu(target: str, n: int, per_commit: int, between: str | None) -> float:
+    """CPU seconds per job of the raw statement loop (see statement_cpu) with ``per_commit``
+    statements to a transaction (1: each its own, as a worker runs them), and ``between``
+    each: None (a tight loop), "spawn" (queuectl's Execution of `true`, as a worker starts a
+    job) or "sleep" (0.5 ms asleep). Only the statements are timed."""
+    from queuectl import JobSpec, Queue
+    from queuectl.executor import Execution
+    from queuectl.spawn import Environment
+
+    env, cwd = Environment(dict(os.environ)), os.getcwd()
+    queue = Queue(target).for_worker_threads()
+    try:
+        queue.enqueue_many([JobSpec(command="true")] * n)
+        worker = queue.register_worker(1)
+        job = queue.claim(worker)
+        assert job is not None
+        statement = queue._sql.claims(None)[1]
+        cursor = queue.db.connection().cursor()
+        row: tuple | None = (job.seq, job.attempts, job.started_at)
+        spent, done = 0.0, 0
+        while row is not None:
+            if between == "spawn":
+                Execution("true", cwd=cwd, env=env, timeout=60).run()
+            elif between == "sleep":
+                time.sleep(0.0005)
+            start = time.thread_time()
+            if per_commit > 1 and done % per_commit == 0:
+                cursor.execute("BEGIN IMMEDIATE")
+            now = time.time()
+            rows = cursor.execute(
+                statement, (row[0], worker, now, 0, "", row[1], row[2], 0, now)
+            ).fetchall()
+            row = next(((r[0], r[4], r[11]) for r in rows if r[0] != row[0]), None)
+            done += 1
+            if per_commit > 1 and (done % per_commit == 0 or row is None):
+                cursor.execute("COMMIT")
+            spent += time.thread_time() - start
+        return spent / n
+    finally:
+        queue.close()
+
+
+def run_batching(settings: Settings, report: Report, n: int, rounds: int) -> None:
+    """What storing results in batches could save a worker, and what a job's start costs the
+    statement after it (its caches cold): the raw statement's CPU, interleaved variants."""
+    from queuectl import Queue
+
+    variants = {
+        "each its own transaction, a tight loop": (1, None),
+        "2 to a transaction": (2, None),
+        "4 to a transaction": (4, None),
+        "8 to a transaction": (8, None),
+        "each its own, a job (`true`) started between": (1, "spawn"),
+        "each its own, 0.5 ms asleep between": (1, "sleep"),
+    }
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
+    for index in range(rounds):
+        for name in variants if index % 2 == 0 else reversed(list(variants)):
+            path = fresh_sqlite(settings, "batching")
+            try:
+                Queue(path).close()
+                cpu[name].append(batched_cpu(path, n, *variants[name]) * 1e6)
+            finally:
+                shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+    for name in variants:
+        report.add(Figure(f"#17 the raw complete-and-claim's CPU per job: {name} (SQLite)", "us",
+                          cpu[name]))  # fmt: skip
 
 
 def run(settings: Settings, report: Report) -> None:
@@ -146,6 +220,7 @@ def run(settings: Settings, report: Report) -> None:
         f"{name[5:]} {statistics.median(cpu[name]) - bare:+.0f}"
         for name in names if name.startswith("only ")
     )
+    run_batching(settings, report, n, rounds)
     report.note(f"statement: finish_and_claim CPU per job, median "
                 f"{statistics.median(cpu['every trigger (as made)']):.0f} us with every trigger, "
                 f"{bare:.0f} us with none; each trigger group alone adds (us): {parts}; "
