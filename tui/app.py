@@ -34,6 +34,7 @@ from queuectl.errors import JobRunning, QueueError
 from queuectl.models import ACTIVE, CLAIMABLE, DEFAULT_QUEUE, FINAL, Job, State
 from queuectl.queue import Queue
 from queuectl.spec import JobSpec
+from queuectl.text import escaped_line, shorten
 from queuectl.worker import MAX_THREADS, JobEvent
 
 from .data import HealthLoaded, Loader, pane_summaries
@@ -46,7 +47,7 @@ from .screens.config import ConfigScreen
 from .screens.confirm import ConfirmScreen, StoppingScreen
 from .screens.details import DetailsScreen
 from .screens.edit import EditScreen
-from .screens.enqueue import EnqueueScreen, form_values
+from .screens.enqueue import EnqueueScreen
 from .screens.listing import ListingScreen
 from .screens.output import OutputScreen
 from .screens.queues import QueuesScreen
@@ -62,6 +63,7 @@ from .widgets.stats import StatsBar
 
 CANCEL_WAIT_S = 10.0  # `x` on a running job: how long to wait for its worker to stop it
 ACTIONS_AT_EXIT_S = 30.0  # quitting: how long to let what keys asked for finish
+UNSENT_SHOWN = 200  # characters of a command not enqueued, in its notice
 ENQUEUE_FORM = "enqueue"  # the enqueue form's name among the installed screens
 # The config form's: made once as the enqueue form is, and shown again with the values as they
 # are (composing its eight fields every time made `c` take 70-150 ms).
@@ -132,7 +134,6 @@ class QueueApp(KeysInOrder):
                              ends=self._ends)  # fmt: skip
         self._pool_news = threading.Event()  # a PoolEvent is posted and not yet handled
         self._actions = InOrder("queuectl-actions")  # what keys asked of the queue (see _act)
-        self._unsent: JobSpec | None = None  # a job the form gave that was not enqueued
         self._filter_shown = asyncio.Event()  # the panes show the filter's rows
         self._filter_shown.set()
         self.several_queues = False  # jobs of more than one queue seen: the panes show the queue
@@ -381,16 +382,8 @@ class QueueApp(KeysInOrder):
     def action_enqueue(self) -> None:
         default = self.config_values.get("max-retries", KEYS["max-retries"].default)
         form = self._enqueue_form(default)
-        if form is None:
-            return
-        unsent, self._unsent = self._unsent, None
-        if unsent is not None:  # filled in before it shows: keys typed after `a` edit it
-            fill = partial(form.show_again, form_values(unsent))
-            if form.is_mounted:
-                fill()
-            else:
-                self.call_after_refresh(fill)
-        self.push_screen(ENQUEUE_FORM, self._enqueue)
+        if form is not None:
+            self.push_screen(ENQUEUE_FORM, self._enqueue)
 
     def _enqueue_form(self, default: int | float) -> EnqueueScreen | None:
         """The enqueue form, made once and shown again emptied (None: it is open already).
@@ -423,28 +416,15 @@ class QueueApp(KeysInOrder):
             self._act(partial(self._enqueue_now, spec))
 
     def _enqueue_now(self, spec: JobSpec) -> str:
-        """In the actions' thread. A job not enqueued (a full disk, the server away) is kept:
-        the next `a` opens the form with it, not empty (QA: what was typed was lost)."""
+        """In the actions' thread. A job not enqueued (a full disk, the server away) is said with
+        its command, so that what was typed is not lost (QA). The form is not filled in again
+        with it: keys typed ahead into a form so filled joined two commands into one (QA)."""
         try:
             job = self.queue.enqueue(spec)
         except Exception as exc:
-            self._unsent = spec
-            with contextlib.suppress(RuntimeError):  # (the app is ending)
-                self.call_from_thread(self._offer_unsent)
-            raise QueueError(f"Not enqueued: {error_text(exc)} (`a` opens it again)") from None
-        self._unsent = None  # a job enqueued after it: the user has moved on (QA: it came back)
+            shown = shorten(escaped_line(spec.command), UNSENT_SHOWN)
+            raise QueueError(f"Not enqueued ({error_text(exc)}): {shown}") from None
         return f"Enqueued {job.id}"
-
-    def _offer_unsent(self) -> None:
-        """The enqueue form opened by an `a` typed before the failure was known, and still
-        empty: filled in with the job that was not enqueued, as the next `a` would be."""
-        form, unsent = self._form, self._unsent
-        if unsent is None or form is None or self.screen is not form or any(
-            form.text(key) for key in form_values(unsent)
-        ):
-            return
-        self._unsent = None
-        form.show_again(form_values(unsent))
 
     def action_config(self) -> None:
         if self._config_screen() is not None:

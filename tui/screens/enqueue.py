@@ -77,17 +77,3 @@ class EnqueueScreen(FormScreen[JobSpec]):
 def _optional(value, check):
     return None if value is None else check(value)
 
-
-def form_values(spec: JobSpec) -> dict[str, str]:
-    """The form's texts that give ``spec`` again."""
-
-    def text(value: float | None) -> str:
-        return "" if value is None else f"{value:g}"
-
-    return {
-        "command": spec.command,
-        "max_retries": text(spec.max_retries),
-        "priority": text(spec.priority or None),
-        "delay": text(spec.delay or None),
-        "queue": spec.queue or "",
-    }
