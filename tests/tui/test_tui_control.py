@@ -415,6 +415,34 @@ def test_details_of_a_running_job_keep_the_readers_place_as_its_output_grows(
         live_queue.cancel([job.id])
 
 
+def test_details_of_a_running_job_follow_its_output_after_G(live_queue, other_worker, tmp_path):
+    """QA: `G` in a running job's details went to the end once; the lines printed after it
+    came below, out of sight. At the end, the view follows them, as `l` does."""
+    gate = tmp_path / "gate"
+    job = live_queue.enqueue(JobSpec(f"seq 1 200; while [ ! -e {gate} ]; do sleep 0.05; done; "
+                                     "seq 201 400; echo the end; sleep 30", id="grower"))  # fmt: skip
+    other_worker()
+    app = make_app(live_queue, workers=0)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: "grower" in column(pane(app, "processing"), "id"), 30)
+        await pilot.press("tab", "enter")
+        output = app.screen.output
+        await until(pilot, lambda: "200\n" in output.text, 30, "the first output")
+        await pilot.press("o", "G")
+        await until(pilot, lambda: output.cursor_location == output.document.end)
+        gate.touch()
+        await until(pilot, lambda: "the end" in output.text, 30, "the output grown")
+        await until(pilot, lambda: output.cursor_location == output.document.end, 5)
+        await until(pilot, lambda: output.scroll_y == output.max_scroll_y > 0, 5)
+
+    try:
+        drive(app, scenario)
+    finally:
+        gate.touch()
+        live_queue.cancel([job.id])
+
+
 def test_l_shows_the_end_of_an_output_longer_than_the_lines_it_keeps(live_queue):
     """The live output keeps its last MAX_LINES lines; past them, its end showed nothing (the
     log stayed as tall as every line written: a blank box, `end` and `G` blank too). The first

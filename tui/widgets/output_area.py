@@ -109,6 +109,7 @@ class OutputArea(TextArea):
         """Show ``prepared``, as ``load_text`` would show its text. When the text grew, the
         reader's place is kept; else the area shows its start."""
         place, scrolled = self.cursor_location, self.scroll_offset
+        at_end = self.shown_once and place == self.document.end  # (G): it follows the end
         self.history.clear()
         self.document = prepared.document
         self.wrapped_document = prepared.wrapped
@@ -124,6 +125,8 @@ class OutputArea(TextArea):
         self.shown = prepared.text
         self.shown_once = True
         asked, self._asked = self._asked, None
+        if asked is None and prepared.grew and at_end:
+            asked = "end"  # a running job's new lines, as `l` shows them (QA)
         if asked is not None:
             self._go(asked)
         self.post_message(self.Changed(self).set_sender(self))
