@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 from queuectl.errors import QueueError
+from queuectl.reconnect import first_line
 
 if TYPE_CHECKING:
     from .widgets.output_area import Prepared
@@ -138,8 +139,7 @@ def error_text(exc: Exception) -> str:
         return str(exc)
     peewee = sys.modules.get("peewee")
     if peewee is not None and isinstance(exc, peewee.PeeweeException):
-        text = str(exc).strip()
-        return f"database error: {text.splitlines()[0] if text else type(exc).__name__}"
+        return f"database error: {first_line(exc)}"
     return f"{type(exc).__name__}: {exc}"
 
 

@@ -287,25 +287,25 @@ def _fill_closed_streams() -> None:
 
 def _os_error_text(exc: OSError) -> str:
     """An OSError a command let out, as its one error line."""
-    if exc.filename is None and _let_output_go():
-        # A full disk under `enqueue --file F > ids.txt`: the jobs are enqueued; a traceback,
-        # read as a failure, had the script enqueue them all again (QA).
-        return (f"cannot write to standard output ({exc.strerror or exc}); what the command "
-                "changed in the queue, if anything, is done")
-    return str(exc)
+    if exc.filename is not None:
+        return str(exc)
+    # No file named: a write to the output failed (the commands write no file but it). A full
+    # disk under `enqueue --file F > ids.txt`: the jobs are enqueued; a traceback, read as a
+    # failure, had the script enqueue them all again (QA).
+    _let_output_go()
+    return (f"cannot write to standard output ({exc.strerror or exc}); what the command "
+            "changed in the queue, if anything, is done")
 
 
-def _let_output_go() -> bool:
-    """After a write failed on a stream (no file named: the commands write no file but their
-    output): what standard output still holds is let go (fd 1 then points at /dev/null), so
-    that the exit does not report the same failure again. True."""
+def _let_output_go() -> None:
+    """What standard output still holds is let go (fd 1 then points at /dev/null), so that the
+    exit does not report the same failure again."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
     except (OSError, ValueError, AttributeError):  # no usable stdout: nothing to let go
         pass
-    return True
 
 
 def _flushed() -> bool:

@@ -76,4 +76,3 @@ class EnqueueScreen(FormScreen[JobSpec]):
 
 def _optional(value, check):
     return None if value is None else check(value)
-
