@@ -642,15 +642,20 @@ class QueueApp(KeysInOrder):
         if not busy:
             self._stop_and_exit(wait_screen=False)
             return
-        jobs = "job is" if busy == 1 else "jobs are"
-        question = (
-            f"{busy} {jobs} running in this app's workers. Quit once they finish?\n"
-            "(No new jobs are started meanwhile.)"
-        )
+
+        def question() -> str:
+            busy = self.pool.busy  # asked again while shown: a cancel typed ahead may stop one
+            if not busy:
+                return "No job is running in this app's workers now. Quit?"
+            jobs = "job is" if busy == 1 else "jobs are"
+            return (
+                f"{busy} {jobs} running in this app's workers. Quit once they finish?\n"
+                "(No new jobs are started meanwhile.)"
+            )
 
         def answer(yes: bool | None) -> None:
             if yes:
-                self._stop_and_exit(wait_screen=True)
+                self._stop_and_exit(wait_screen=bool(self.pool.busy))
 
         self.push_screen(ConfirmScreen("Quit", question, "Quit"), answer)
 

@@ -801,6 +801,30 @@ def test_q_asks_then_lets_running_jobs_finish(live_queue, tmp_path):
     drive(app, scenario)
 
 
+def test_the_quit_question_follows_the_running_jobs(live_queue, tmp_path):
+    """The quit dialog's count of running jobs is that of the moment, not of the `q`: a job
+    that ends while it is open (or a cancel typed ahead) leaves "1 job is running" untrue."""
+    app = make_app(live_queue, workers=1)
+    gate = tmp_path / "gate"
+
+    async def scenario(pilot):
+        live_queue.enqueue(f"while [ ! -e {gate} ]; do sleep 0.05; done")
+        await until(pilot, lambda: app.pool.busy == 1)
+        await pilot.press("q")
+        question = lambda: str(app.screen.query_one(".question", Static).render())  # noqa: E731
+        assert "1 job is running in this app's workers" in question()
+        gate.touch()
+        await until(pilot, lambda: "No job is running" in question(), what=question())
+        await pilot.press("y")  # nothing to wait for: it quits without a waiting screen
+        await until(pilot, lambda: app._exit, what="the app to exit")
+        assert not isinstance(app.screen, StoppingScreen)
+
+    try:
+        drive(app, scenario)
+    finally:
+        gate.touch()
+
+
 def test_threads_taken_away_while_running_a_job_show_as_retiring(live_queue, tmp_path):
     """`-` while every thread runs a job: each ends after its job. The bar said "1 thread,
     3 busy", which read as a miscount."""
