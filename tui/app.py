@@ -578,9 +578,7 @@ class QueueApp(KeysInOrder):
 
     def _carry_out(self, do: Callable[[], str | None]) -> None:
         try:
-            done = Done.of(do)
-            if done is not None:
-                self.post_message(done)
+            Done.report(do, self)
         finally:
             self.queue.close()
 

@@ -13,6 +13,8 @@ from queuectl.errors import QueueError
 from queuectl.reconnect import first_line
 
 if TYPE_CHECKING:
+    from textual.message_pump import MessagePump
+
     from .widgets.output_area import Prepared
 
 PANES = ("waiting", "processing", "completed", "dead")
@@ -122,14 +124,16 @@ class Done(Message):
     severity: str = "information"
 
     @classmethod
-    def of(cls, do: Callable[[], str | None]) -> Done | None:
-        """Run ``do`` (a queue operation, in a worker thread): what it says, or why it failed
-        (None: it says so itself)."""
+    def report(cls, do: Callable[[], str | None], to: MessagePump) -> None:
+        """Run ``do`` (a queue operation, off the UI thread) and post to ``to`` what it says,
+        or why it failed (nothing where it says so itself)."""
         try:
             said = do()
         except Exception as exc:
-            return cls(error_text(exc), "error")
-        return None if said is None else cls(said)
+            to.post_message(cls(error_text(exc), "error"))
+            return
+        if said is not None:
+            to.post_message(cls(said))
 
 
 def error_text(exc: Exception) -> str:
@@ -141,7 +145,6 @@ def error_text(exc: Exception) -> str:
     if peewee is not None and isinstance(exc, peewee.PeeweeException):
         return f"database error: {first_line(exc)}"
     return f"{type(exc).__name__}: {exc}"
-
 
 
 @dataclass

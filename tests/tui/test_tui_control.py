@@ -382,24 +382,35 @@ def test_l_streams_the_output_of_a_job_another_process_runs(live_queue, other_wo
     assert live_queue.get(job.id).output.endswith("the end\n")
 
 
+def _grower(live_queue, other_worker, gate, then):
+    """A job of another worker process that prints 1 to 200, waits for ``gate``, then runs
+    ``then`` and lives on; and an app watching it (no workers of its own)."""
+    job = live_queue.enqueue(JobSpec(f"seq 1 200; while [ ! -e {gate} ]; do sleep 0.05; done; "
+                                     f"{then}; sleep 30", id="grower"))  # fmt: skip
+    other_worker()
+    return job, make_app(live_queue, workers=0)
+
+
+async def _grower_output(pilot, app):
+    """The running job of :func:`_grower`'s details opened, its output's first lines in."""
+    await until(pilot, lambda: "grower" in column(pane(app, "processing"), "id"), 30)
+    await pilot.press("tab", "enter")
+    assert isinstance(app.screen, DetailsScreen)
+    output = app.screen.output
+    await until(pilot, lambda: "200\n" in output.text, 30, "the first output")
+    return output
+
+
 @pytest.mark.skipif(not QUEUECTL.exists(), reason="needs the installed queuectl executable")
 def test_details_of_a_running_job_keep_the_readers_place_as_its_output_grows(
         live_queue, other_worker, tmp_path):
     """The details reload a running job every second; each reload put the output back at its
     top, so a running job's output could not be read past its first screen."""
     gate = tmp_path / "gate"
-    job = live_queue.enqueue(JobSpec(f"seq 1 200; while [ ! -e {gate} ]; do sleep 0.05; done; "
-                                     "echo the end; sleep 30", id="grower"))  # fmt: skip
-    other_worker()
-    app = make_app(live_queue, workers=0)
+    job, app = _grower(live_queue, other_worker, gate, "echo the end")
 
     async def scenario(pilot):
-        await until(pilot, lambda: "grower" in column(pane(app, "processing"), "id"), 30)
-        await pilot.press("tab", "enter")
-        screen = app.screen
-        assert isinstance(screen, DetailsScreen)
-        output = screen.output
-        await until(pilot, lambda: "200\n" in output.text, 30, "the first output")
+        output = await _grower_output(pilot, app)
         await pilot.press("o", *["pagedown"] * 3)
         place, scrolled = output.cursor_location, output.scroll_y
         assert place[0] > 20 and scrolled > 0
@@ -415,20 +426,15 @@ def test_details_of_a_running_job_keep_the_readers_place_as_its_output_grows(
         live_queue.cancel([job.id])
 
 
+@pytest.mark.skipif(not QUEUECTL.exists(), reason="needs the installed queuectl executable")
 def test_details_of_a_running_job_follow_its_output_after_G(live_queue, other_worker, tmp_path):
     """QA: `G` in a running job's details went to the end once; the lines printed after it
     came below, out of sight. At the end, the view follows them, as `l` does."""
     gate = tmp_path / "gate"
-    job = live_queue.enqueue(JobSpec(f"seq 1 200; while [ ! -e {gate} ]; do sleep 0.05; done; "
-                                     "seq 201 400; echo the end; sleep 30", id="grower"))  # fmt: skip
-    other_worker()
-    app = make_app(live_queue, workers=0)
+    job, app = _grower(live_queue, other_worker, gate, "seq 201 400; echo the end")
 
     async def scenario(pilot):
-        await until(pilot, lambda: "grower" in column(pane(app, "processing"), "id"), 30)
-        await pilot.press("tab", "enter")
-        output = app.screen.output
-        await until(pilot, lambda: "200\n" in output.text, 30, "the first output")
+        output = await _grower_output(pilot, app)
         await pilot.press("o", "G")
         await until(pilot, lambda: output.cursor_location == output.document.end)
         gate.touch()

@@ -156,9 +156,7 @@ class ListingScreen(ModalScreen[None]):
 
     def _carry_out(self, app, do: Callable[[], str]) -> None:  # noqa: ANN001
         try:
-            done = Done.of(do)
-            if done is not None:
-                app.post_message(done)
+            Done.report(do, app)
         finally:
             self.queue.close()
             self._carried_out += 1
