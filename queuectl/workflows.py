@@ -73,7 +73,9 @@ class Workflows(Lifecycle):
         """Each spec's ``after`` as jobs: exact ids or unique prefixes of jobs that exist or come
         earlier in ``specs``. Unknown or ambiguous: InvalidInput naming it. Sets each row's
         ``waiting_on``; on PostgreSQL the dependencies are locked (FOR SHARE) until commit, so
-        none completes unseen between this count and the edges' insert."""
+        none completes unseen between this count and the edges' insert. One purged between its
+        look-up and its lock is unknown, as had the purge come first (counted as not completed,
+        it left the new job waiting for good)."""
         earlier: dict[str, int] = {}
         ordered: list[str] = []  # earlier ids, sorted, for prefixes
         deps: dict[int, list[tuple[int | None, int | None, str]]] = {}
@@ -99,6 +101,11 @@ class Workflows(Lifecycle):
                 query = query.for_update("FOR SHARE")
             states.update({seq: state for seq, state in query.tuples()})
         for index, links in deps.items():
+            for seq, _, job_id in links:
+                if seq is not None and seq not in states:  # purged since its look-up (PG)
+                    exc = InvalidInput(f"'after': no job {job_id!r}")
+                    exc.index = index  # type: ignore[attr-defined]
+                    raise exc
             rows[index]["waiting_on"] = sum(
                 1 for seq, _, _ in links if seq is None or states.get(seq) != State.COMPLETED
             )

@@ -77,6 +77,31 @@ def test_an_unknown_or_ambiguous_dependency_enqueues_nothing(any_queue, ref):
     assert q.counts()["pending"] == 2
 
 
+def test_a_dependency_purged_while_it_is_looked_up_is_unknown(pg_target, monkeypatch):
+    """QA (PostgreSQL, 1-3 % of tries): a dependency purged by another process between its
+    look-up and its lock was counted as not completed, and the new job waited for it forever
+    (pending, due now, no `after`). It is now unknown, as had the purge come a moment earlier:
+    exit 2 naming it, nothing enqueued."""
+    q, other = Queue(pg_target), Queue(pg_target)
+    try:
+        q.enqueue(JobSpec(command="true", id="parent", queue="purged"))
+        assert run_one(q).state == "completed"
+        find = q._find_dependency
+
+        def found_then_purged(*args, **kwargs):
+            dependency = find(*args, **kwargs)
+            assert other.purge(queue="purged") == 1  # another process, between the two
+            return dependency
+
+        monkeypatch.setattr(q, "_find_dependency", found_then_purged)
+        with pytest.raises(InvalidInput, match="no job 'parent'"):
+            q.enqueue(JobSpec(command="echo child", after=("parent",)))
+        assert q.list_jobs() == []
+    finally:
+        q.close()
+        other.close()
+
+
 def test_a_batch_names_its_earlier_jobs_never_later_ones(any_queue):
     q = any_queue
     jobs = q.enqueue_many([
