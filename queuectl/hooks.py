@@ -239,13 +239,15 @@ class HookRunner:
         for execution in running:
             execution.kill()
 
-    def close(self, timeout: float, outage: Any = None) -> None:
-        """At the pool's end: run the deliveries still waiting (at most ``timeout`` seconds,
-        so a `--burst` run's last changes are delivered), wait for the hooks running, delete
-        what ran. Hooks still running at the deadline are killed, and their deliveries taken
-        again by another process once this one is gone (as if it had died). ``outage`` (the
-        pool's reconnect.Outage) is told of each failed look and of the next one that works:
-        a stop in an outage said nothing while it waited here."""
+    def close(self, timeout: float, outage: Any = None, *, take: bool = True) -> None:
+        """At the pool's end: run the deliveries still waiting (``take``: those taken within
+        ``timeout`` seconds, so a `--burst` run's last changes are delivered), wait for the
+        hooks running to end, and delete what ran. A running hook is not cut short by a stop:
+        killed, it would run again in another process, twice for one change, where SPEC 8 runs
+        it again only if its worker died; its own timeout (30 s) bounds the wait. Only
+        :meth:`kill` (a hard stop) kills them, and leaves their deliveries to another process.
+        ``outage`` (the pool's reconnect.Outage) is told of each failed look and of the next
+        one that works: a stop in an outage said nothing while it waited here."""
         import peewee
 
         from .reconnect import Backoff
@@ -255,20 +257,28 @@ class HookRunner:
 
         def database_failed() -> None:
             """A look failed (the database is away): the hooks running go on; look again soon,
-            on a new connection if the old one broke, until the deadline."""
+            on a new connection if the old one broke (until the deadline, if none runs)."""
             try:
                 self.queue.recover()
             except Exception:  # tried again on the next failure
                 pass
-            self._killed.wait(min(backoff.next(), max(deadline - time.monotonic(), 0)))
+            wait = backoff.next()
+            if time.monotonic() < deadline:
+                wait = min(wait, deadline - time.monotonic())
+            self._killed.wait(max(wait, 0.0))
 
         try:
-            while time.monotonic() < deadline and not self._killed.is_set():
+            while not self._killed.is_set():
+                taking = take and time.monotonic() < deadline
                 try:
-                    taken = self.poll(now=float("inf"))  # look now, whatever the last look found
+                    # Look now (whatever the last look found) while taking; else only delete
+                    # what ended.
+                    taken = self.poll(now=float("inf") if taking else float("-inf"))
                 except peewee.PeeweeException as exc:
                     if outage is not None:
                         outage.failed(exc)
+                    if time.monotonic() >= deadline and not self.running:
+                        raise
                     database_failed()
                     continue
                 if outage is not None:
@@ -288,7 +298,7 @@ class HookRunner:
         finally:
             with self._lock:
                 self._closing = True
-                late = list(self._executions.values())
+                late = list(self._executions.values())  # (only after a hard stop, or a failure)
             for execution in late:
                 execution.kill()
             if self._pool is not None:

@@ -102,6 +102,7 @@ class WorkerPool:
         output_limit: int = OUTPUT_LIMIT,
         stop_timeout: float = STOP_TIMEOUT_S,
         queues: Sequence[str] | None = None,
+        hooks_at_stop: bool = True,
     ) -> None:
         if not 0 <= threads <= MAX_THREADS:
             raise ValueError(f"threads must be 0 to {MAX_THREADS}")
@@ -115,6 +116,9 @@ class WorkerPool:
         self.burst = burst
         self.output_limit = output_limit
         self.stop_timeout = stop_timeout
+        # At the stop, start the hooks still due (within the stop timeout), or leave them in the
+        # database for another process (the TUI: its quit waits only for what it asked about).
+        self.hooks_at_stop = hooks_at_stop
         self.outage = Outage(log)
         self.unstored: list[str] = []  # ids of jobs whose result was given up on (see _store)
         self.worker_id: str | None = None
@@ -200,6 +204,12 @@ class WorkerPool:
     def busy(self) -> int:
         with self._lock:
             return len(self._running)
+
+    @property
+    def hooks_running(self) -> int:
+        """Notification hooks this process runs now (a stop waits for them: see HookRunner)."""
+        hooks = self._hooks
+        return hooks.running if hooks is not None else 0
 
     @property
     def retiring(self) -> int:
@@ -840,7 +850,7 @@ class WorkerPool:
             self._jobs.close()
         try:
             if self._hooks is not None:  # (rides out an outage up to the stop timeout)
-                self._hooks.close(self.stop_timeout, self.outage)
+                self._hooks.close(self.stop_timeout, self.outage, take=self.hooks_at_stop)
         except peewee.PeeweeException as exc:
             log.warning("delivering hooks failed (%s)", exc)
         backoff = Backoff()

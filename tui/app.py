@@ -41,10 +41,10 @@ from .data import HealthLoaded, Loader, pane_summaries
 from .in_order import InOrder
 from .keys import KeysInOrder, read_escape_then_key
 from .pool import PoolControl
-from .messages import (PANES, Done, JobRow, LoadFailed, PoolEvent, QueueSnapshot,
+from .messages import (PANES, Carried, Done, JobRow, LoadFailed, PoolEvent, QueueSnapshot,
                        error_text)  # fmt: skip
 from .screens.config import ConfigScreen
-from .screens.confirm import ConfirmScreen, StoppingScreen
+from .screens.confirm import ConfirmScreen, StoppingScreen, running
 from .screens.details import DetailsScreen
 from .screens.edit import EditScreen
 from .screens.enqueue import EnqueueScreen
@@ -131,9 +131,13 @@ class QueueApp(KeysInOrder):
         )
         self.loader = Loader(self, queue, self.clock, self._rows_wanted, lambda: self.filter_text,
                              background_gap=refresh_interval, selected=self._selected,
-                             ends=self._ends)  # fmt: skip
+                             ends=self._ends, actions=lambda: self._acts_done)  # fmt: skip
         self._pool_news = threading.Event()  # a PoolEvent is posted and not yet handled
         self._actions = InOrder("queuectl-actions")  # what keys asked of the queue (see _act)
+        self._acts_asked = 0  # actions asked for (UI thread)
+        self._acts_done = 0  # of them, carried out (the actions' thread)
+        self._acts_shown = asyncio.Event()  # the panes show what every action asked for did
+        self._acts_shown.set()
         self._filter_shown = asyncio.Event()  # the panes show the filter's rows
         self._filter_shown.set()
         self.several_queues = False  # jobs of more than one queue seen: the panes show the queue
@@ -244,20 +248,24 @@ class QueueApp(KeysInOrder):
         (JobPane._past_the_rows_loaded), and so do the keys typed after it: `enter` or `x` act
         on the job the moves typed before them reach. So do the keys typed after a filter is
         set or cleared, until the panes show its rows: `/ text enter x` cancelled the job
-        selected before, which the filter hid."""
+        selected before, which the filter hid. And the keys typed after an action, until the
+        panes (or the `Q`/`S` table) show what it did: `x x` cancelled one job and then said
+        it was cancelled, where typed slowly it cancels the next one; `a`, a job, enter, `G`,
+        `x` cancelled the job that was last before the new one came."""
         screen = self.screen
         if isinstance(screen, ListingScreen):  # its rows show once the table has its columns
             deadline = time.monotonic() + self.CATCH_UP_S
             while not screen.table.columns and time.monotonic() < deadline:
                 await asyncio.sleep(0.005)
+            await _within(screen.caught_up, self.CATCH_UP_S)
             return
+        if self.panes_on_top:  # (the panes are not drawn while a screen covers them)
+            await _within(self._acts_shown, self.CATCH_UP_S)
         pane = self.focused
         if not isinstance(pane, JobPane):
             return
         for shown in (self._filter_shown, pane.caught_up):
-            if not shown.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(shown.wait(), self.CATCH_UP_S)
+            await _within(shown, self.CATCH_UP_S)
 
     def _ends(self) -> frozenset[str]:
         """The panes whose last rows are loaded (the user went to their end with `G`)."""
@@ -303,6 +311,8 @@ class QueueApp(KeysInOrder):
         self.config_values = snapshot.config
         self.loads += 1
         self._filter_shown.set()
+        if snapshot.actions >= self._acts_asked:
+            self._acts_shown.set()
         self.loader.loaded()
         if self.loads == 1:
             self.call_after_refresh(self._prepare_form)
@@ -314,6 +324,7 @@ class QueueApp(KeysInOrder):
     def on_load_failed(self, message: LoadFailed) -> None:
         self.stats.error = message.error
         self._filter_shown.set()  # (keys typed ahead wait no longer: no rows are coming)
+        self._acts_shown.set()
         self.loader.loaded()
 
     def on_pool_event(self, event: PoolEvent) -> None:
@@ -327,6 +338,9 @@ class QueueApp(KeysInOrder):
 
     def on_done(self, done: Done) -> None:
         self.notify(done.text, severity=done.severity, markup=False)  # type: ignore[arg-type]
+        self.request_load()
+
+    def on_carried(self, message: Carried) -> None:
         self.request_load()
 
     # -- the worker pool ----------------------------------------------------------------------
@@ -561,7 +575,7 @@ class QueueApp(KeysInOrder):
         def edited(outcome: tuple[str, str] | None) -> None:
             if outcome is not None:
                 self.notify(outcome[0], severity=outcome[1], markup=False)  # type: ignore[arg-type]
-                self.request_load()
+                self._act(lambda: None)  # done by the form: the keys typed next wait to see it
 
         self.push_screen(EditScreen(self.queue, row, self.clock(), default), edited)
 
@@ -574,13 +588,19 @@ class QueueApp(KeysInOrder):
         """Run a queue operation off the UI thread, after those asked for before it (typed
         ahead, `a … enter` six times stored the jobs out of order); report how it went (None:
         it says so itself)."""
-        self._actions.add(partial(self._carry_out, do))
+        self._acts_asked += 1
+        self._acts_shown.clear()  # the keys typed next wait for the panes to show it
+        self._actions.add(partial(self._carry_out, do, counted=True))
 
-    def _carry_out(self, do: Callable[[], str | None]) -> None:
+    def _carry_out(self, do: Callable[[], str | None], counted: bool = False) -> None:
+        """``counted``: one of :meth:`_act`'s (a running job's stop is waited for apart)."""
         try:
             Done.report(do, self)
         finally:
             self.queue.close()
+            if counted:
+                self._acts_done += 1  # (one actions' thread at a time)
+                self.post_message(Carried())
 
     # -- the filter (`/`) --------------------------------------------------------------------
 
@@ -636,38 +656,44 @@ class QueueApp(KeysInOrder):
         """Quit; if this app's workers run jobs, ask, then let them finish first."""
         if self._quitting:
             return
-        busy = self.pool.busy
-        if not busy:
+        if not self._still_running():
             self._stop_and_exit(wait_screen=False)
             return
 
         def question() -> str:
-            busy = self.pool.busy  # asked again while shown: a cancel typed ahead may stop one
-            if not busy:
+            # Asked again while shown: a cancel typed ahead may stop a job, a hook may end.
+            busy, hooks = self.pool.busy, self.pool.hooks
+            if not busy and not hooks:
                 return "No job is running in this app's workers now. Quit?"
-            jobs = "job is" if busy == 1 else "jobs are"
+            verb = "is" if busy + hooks == 1 else "are"
             return (
-                f"{busy} {jobs} running in this app's workers. Quit once they finish?\n"
-                "(No new jobs are started meanwhile.)"
+                f"{running(busy, hooks, '')} {verb} running in this app's workers. Quit once "
+                "they finish?\n(No new jobs are started meanwhile.)"
             )
 
         def answer(yes: bool | None) -> None:
             if yes:
-                self._stop_and_exit(wait_screen=bool(self.pool.busy))
+                self._stop_and_exit(wait_screen=bool(self._still_running()))
 
         self.push_screen(ConfirmScreen("Quit", question, "Quit"), answer)
 
     def stop_signalled(self) -> None:
         """SIGTERM or SIGHUP (see ``signals.py``): quit as a "yes" to `q` does, without asking."""
         if not self._quitting:
-            self._stop_and_exit(wait_screen=bool(self.pool.busy))
+            self._stop_and_exit(wait_screen=bool(self._still_running()))
+
+    def _still_running(self) -> str:
+        """What this app's workers run now, in words ("": nothing): jobs, and hooks (a quit
+        waits for both, a hook at most its 30 s; the hooks due but not started are left to
+        the next worker)."""
+        return running(self.pool.busy, self.pool.hooks)
 
     def _stop_and_exit(self, wait_screen: bool) -> None:
         self._quitting = True
         self.stats.stopping = True
         self.pool.stop()
         if wait_screen:
-            self.push_screen(StoppingScreen(lambda: self.pool.busy, self.pool.kill))
+            self.push_screen(StoppingScreen(self._still_running, self.pool.kill))
         self._join_pool()
 
     @work(thread=True, group="quit", exit_on_error=False)
@@ -723,9 +749,9 @@ def run_app(target: str | None, workers: int = 2, queues: tuple[str, ...] | None
     try:
         app.run()
     finally:  # however the app ended, this process's workers stop gracefully
-        if app.pool.busy:
+        if still := app._still_running():
             with contextlib.suppress(OSError, ValueError):  # the terminal may be gone
-                print(f"Waiting for {app.pool.busy} running job(s) to finish…", file=sys.stderr)
+                print(f"Waiting for {still} to finish…", file=sys.stderr)
         app.pool.join()
         queue.close()
         app.signals.restore()
@@ -738,3 +764,10 @@ def _end_with_the_jobs(app: QueueApp) -> None:
     with contextlib.suppress(Exception):  # this thread's connection, if it opened one
         app.queue.close()
     os._exit(0)
+
+
+async def _within(event: asyncio.Event, timeout: float) -> None:
+    """Return once ``event`` is set, or after ``timeout`` seconds."""
+    if not event.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)

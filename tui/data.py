@@ -218,8 +218,10 @@ class Loader:
         background_gap: float = 1.0,
         selected: Callable[[], dict[str, str]] = dict,
         ends: Callable[[], frozenset[str]] = frozenset,
+        actions: Callable[[], int] = int,
     ) -> None:
         self.app, self.queue, self.clock, self.limits = app, queue, clock, limits
+        self.actions = actions  # how many of the app's actions are carried out (QueueSnapshot)
         self.selected = selected  # the job selected in each pane: loaded wherever it went
         self.ends = ends  # the panes whose last rows are loaded, not their first
         self.background_gap = background_gap
@@ -256,8 +258,9 @@ class Loader:
         )
         if with_health:
             self._health_at = self._last
+        # Counted before the read: the actions it surely sees.
         load = partial(self._load, self.limits(), self.text(), selected=self.selected(),
-                       ends=self.ends())  # fmt: skip
+                       ends=self.ends(), actions=self.actions())  # fmt: skip
         self.app.run_worker(load, thread=True, exclusive=True, group="load", exit_on_error=False)
         if with_health:
             self._health_loading = True
@@ -294,11 +297,13 @@ class Loader:
         text: str = "",
         selected: dict[str, str] | None = None,
         ends: frozenset[str] = frozenset(),
+        actions: int = 0,
     ) -> None:
         """In a worker thread."""
         try:
-            self.app.post_message(
-                load_snapshot(self.queue, self.clock, limits, text, selected=selected, ends=ends)
-            )
+            snapshot = load_snapshot(self.queue, self.clock, limits, text, selected=selected,
+                                     ends=ends)  # fmt: skip
+            snapshot.actions = actions
+            self.app.post_message(snapshot)
         except Exception as exc:  # the database went away or is locked: show it, keep going
             self.app.post_message(LoadFailed(f"{type(exc).__name__}: {exc}"))

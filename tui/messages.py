@@ -72,6 +72,7 @@ class QueueSnapshot(Message):
     limits: dict[str, int] = field(default_factory=dict)  # the rows asked for, per pane
     ends: frozenset[str] = frozenset()  # the panes whose last rows these are (`G`), not first
     health: Health | None = None  # read at most every Loader.HEALTH_EVERY_S; None: not this time
+    actions: int = 0  # how many of the app's actions had been carried out when it was read
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, QueueSnapshot)  # only the newest one matters
@@ -164,6 +165,11 @@ class Listed(Message):
 @dataclass
 class Changed(Message):
     """An action of a screen changed what it shows: read it again."""
+
+
+@dataclass
+class Carried(Message):
+    """One of the app's actions was carried out: the panes are read again to show it."""
 
 
 @dataclass

@@ -55,6 +55,12 @@ class PoolControl:
         return pool.busy if pool is not None else 0
 
     @property
+    def hooks(self) -> int:
+        """Notification hooks this app's workers are running now."""
+        pool = self.pool
+        return pool.hooks_running if pool is not None else 0
+
+    @property
     def retiring(self) -> int:
         """Threads taken away (``-``) that still run their last job."""
         pool = self.pool
@@ -79,9 +85,9 @@ class PoolControl:
 
     def _start(self) -> None:
         with self._lock:
-            pool = WorkerPool(
-                self.queue, self._threads, on_event=self.on_event, queues=self.queues
-            )
+            # Its quit waits for the hooks running (asked about first), not for those due.
+            pool = WorkerPool(self.queue, self._threads, on_event=self.on_event,
+                              queues=self.queues, hooks_at_stop=False)  # fmt: skip
             if self._paused:
                 pool.pause()  # before it claims anything
         try:
@@ -107,7 +113,8 @@ class PoolControl:
                 self.pool.stop()
 
     def kill(self) -> None:
-        """Kill running jobs: they go back to pending, their attempt not counted."""
+        """Kill running jobs: they go back to pending, their attempt not counted (and running
+        hooks: another process runs them again)."""
         self.stop()
         if self.pool is not None:
             self.pool.kill()

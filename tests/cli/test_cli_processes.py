@@ -172,6 +172,23 @@ def test_second_sigint_while_a_stopping_worker_waits_for_a_hook_exits_at_once(
     assert [d.job_id for d in queue.deliveries()] == [job_id]  # for another worker to run
 
 
+def test_a_stop_lets_a_running_hook_end_so_it_runs_once(qc, spawn, queue, tmp_path):
+    """QA: a stop killed the hooks still running at its stop timeout, and the next worker ran
+    them again: twice for one change, where SPEC 8 runs a hook again only if its worker died.
+    A hook's own timeout (30 s) bounds the wait; the worker did not die."""
+    started, ran = tmp_path / "hook-started", tmp_path / "hook-ran"
+    ok(qc("config", "set", "on-completed", f"touch {started}; sleep 2; echo x >> {ran}"))
+    job_id = ok(qc("enqueue", "true")).strip()
+    worker = spawn("worker", "start", "--stop-timeout", "0.5")
+    wait_until(lambda: started.exists(), 30, "the hook to run")
+    worker.signal(signal.SIGINT)
+    assert worker.wait(30) == 0, worker.log()
+    assert ran.read_text() == "x\n", worker.log()  # it ran to its end, past the stop timeout
+    assert "another worker will run it" not in worker.log()
+    assert queue.deliveries() == []  # delivered: no other worker runs it again
+    assert worker.log().count(f"completed {job_id}") == 1
+
+
 def test_burst_drains_retries_and_delays_then_exits_0(qc, spawn, queue):
     ok(qc("config", "set", "backoff-base", "1"))
     quick = ok(qc("enqueue", "true")).strip()

@@ -64,6 +64,61 @@ def test_x_cancels_a_waiting_job_and_it_is_listed_with_the_dead(seeded, fixed_cl
     drive(app, scenario)
 
 
+# Keys typed after an action wait until the panes show what it did (QA): typed at once, they
+# acted on the rows as they were before it, where typed slowly they act on the rows after it.
+
+
+def test_x_x_typed_ahead_cancels_two_jobs(seeded, fixed_clock):
+    """The second `x` found the first job still selected: "test-suite is cancelled: it cannot
+    be cancelled", where typed slowly it cancels the job after it."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        assert column(pane(app, "waiting"), "id")[:2] == ["test-suite", "docs-build"]
+        type_ahead(app, "x", "x")
+        await until(pilot, lambda: state(seeded, "docs-build") == "cancelled", what=notices(app))
+        assert state(seeded, "test-suite") == "cancelled"
+        assert state(seeded, "cleanup") == "pending"
+        assert not any("cannot be cancelled" in n for n in notices(app)), notices(app)
+
+    drive(app, scenario)
+
+
+def test_G_x_typed_after_an_enqueue_cancels_the_new_last_job(seeded, fixed_clock):
+    """`a`, a job due last, enter, `G`, `x` at once: `G` went to the row that was last before
+    the job came, and `x` cancelled that job (QA: `Cancelled old2`)."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        assert column(pane(app, "waiting"), "id")[-1] == "cleanup"  # due in 5 minutes
+        type_ahead(app, "a", *typed("echo newjob"), "tab", "tab", "tab", "9", "5", "0",
+                   "enter", "G", "x")  # fmt: skip
+        await until(pilot, lambda: any(n.startswith("Cancelled") for n in notices(app)))
+        (new,) = [job for job in seeded.list_jobs() if job.command == "echo newjob"]
+        assert new.state == "cancelled", notices(app)
+        assert state(seeded, "cleanup") == "pending"
+
+    drive(app, scenario)
+
+
+def test_r_r_typed_ahead_retries_two_dead_jobs(seeded, fixed_clock):
+    """The second `r` retried the first job again ("deploy-prod is pending: only a dead,
+    cancelled or completed job can be retried")."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("tab", "tab", "tab")
+        dead = pane(app, "dead")
+        first_two = [job_id for job_id in column(dead, "id")][:2]
+        assert len(first_two) == 2 and dead.selected_id == first_two[0]
+        type_ahead(app, "r", "r")
+        await until(pilot, lambda: all(state(seeded, j) == "pending" for j in first_two),
+                    what=notices(app))  # fmt: skip
+        assert not any("can be retried" in n for n in notices(app)), notices(app)
+
+    drive(app, scenario)
+
+
 def _add(queue, kind: str, prefix: str, count: int, priority: int = 0) -> None:
     """``count`` jobs waiting (due in 10 minutes), or completed one after the other."""
     delay = 600 if kind == "waiting" else 0

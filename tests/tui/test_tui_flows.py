@@ -244,8 +244,8 @@ def test_Q_lists_queues_and_p_pauses_and_resumes_the_selected_one(workflows_queu
         assert cells[:4] == ["default", "3", "2", "5"]  # pending, processing, completed
         await pilot.press("down", "p")  # ops was paused: resumed
         await until(pilot, lambda: not queue_info(workflows_queue, "ops").paused)
-        await pilot.press("escape")
-        assert not isinstance(app.screen, QueuesScreen)
+        await pilot.press("escape")  # (once the table shows the `p`)
+        await until(pilot, lambda: not isinstance(app.screen, QueuesScreen))
 
     drive(app, scenario)
 
@@ -321,6 +321,27 @@ def test_S_then_a_form_typed_ahead_adds_a_schedule(workflows_queue, fixed_clock)
     drive(app, scenario)
 
 
+def test_keys_typed_after_adding_a_schedule_find_it_in_the_table(workflows_queue, fixed_clock):
+    """QA: two schedules added, then `j r` typed at once: the `j` was lost (the table did not
+    show the second one yet), and `r` ran the first. Typed slowly, `j` reaches the second."""
+    app = make_app(workflows_queue, clock=fixed_clock)
+    before = {s.name for s in workflows_queue.schedules()}
+
+    async def scenario(pilot):
+        await pilot.press("S")
+        names = rows(app.screen)
+        type_ahead(app, "G", "a", *typed("zz-s1"), "tab", *typed("@daily"), "tab",
+                   *typed("echo s1"), "enter", "a", *typed("zz-s2"), "tab", *typed("@hourly"),
+                   "tab", *typed("echo s2"), "enter", "G", "r")  # fmt: skip
+        await until(pilot, lambda: any("from schedule" in n for n in notices(app)),
+                    what=notices(app))  # fmt: skip
+        ran = [n for n in notices(app) if "from schedule" in n]
+        assert ran[0].endswith("from schedule zz-s2"), (names, notices(app))
+        assert {s.name for s in workflows_queue.schedules()} == before | {"zz-s1", "zz-s2"}
+
+    drive(app, scenario)
+
+
 def test_the_schedule_form_shows_the_engines_errors(workflows_queue, fixed_clock):
     app = make_app(workflows_queue, clock=fixed_clock)
 
@@ -387,7 +408,8 @@ def test_actions_typed_before_the_screen_closes_are_all_carried_out(workflows_qu
         type_ahead(app, "Q", "down", "p", "p", "p", "escape")  # deploy: running
         said = ["Paused queue deploy", "Resumed queue deploy", "Paused queue deploy"]
         await until(pilot, lambda: notices(app) == said, 30, "the three actions")
-        assert not isinstance(app.screen, QueuesScreen)
+        # (escape waits for the table to show the last `p`: it may come after its notice)
+        await until(pilot, lambda: not isinstance(app.screen, QueuesScreen), 30, "closed")
         assert queue_info(workflows_queue, "deploy").paused
 
     drive(app, scenario)

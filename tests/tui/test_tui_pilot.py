@@ -307,9 +307,9 @@ def test_config_form_shows_a_hook_with_control_characters_escaped_and_keeps_it(s
 
     async def scenario(pilot):
         for max_retries in ("5", "6"):  # the form the app made, then the same form again
-            await pilot.press("c")
+            await pilot.press("c")  # (the second waits for the panes to show the first save)
+            await until(pilot, lambda: isinstance(app.screen, ConfigScreen))
             screen = app.screen
-            assert isinstance(screen, ConfigScreen)
             box = screen.query_one("#on-dead", Input)
             assert box.value == "notify \\x1b]2;HOOK\\x07 \\x1b[2J" and box.disabled
             await fill(pilot, "max-retries", max_retries)
@@ -823,6 +823,37 @@ def test_the_quit_question_follows_the_running_jobs(live_queue, tmp_path):
         drive(app, scenario)
     finally:
         gate.touch()
+
+
+def test_q_asks_while_a_hook_runs_and_lets_it_end(live_queue, tmp_path):
+    """QA: with no job running but a notification hook, `q` waited 31 s without asking, then
+    killed the hook, which the next worker ran again (twice for one change)."""
+    app = make_app(live_queue, workers=1)
+    gate, ran = tmp_path / "gate", tmp_path / "ran"
+    live_queue.config_set("on-completed", f"while [ ! -e {gate} ]; do sleep 0.05; done; "
+                                          f"echo x >> {ran}")  # fmt: skip
+
+    async def scenario(pilot):
+        job = live_queue.enqueue("true")
+        await until(pilot, lambda: app.pool.hooks == 1, what="the hook to run")
+        assert live_queue.get(job.id).state == "completed" and app.pool.busy == 0
+        await pilot.press("q")
+        question = lambda: str(app.screen.query_one(".question", Static).render())  # noqa: E731
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert question().startswith("1 notification hook is running in this app's workers")
+        await pilot.press("y")
+        await until(pilot, lambda: isinstance(app.screen, StoppingScreen))
+        waiting = lambda: str(app.screen.query_one("#waiting", Static).render())  # noqa: E731
+        await until(pilot, lambda: "Waiting for 1 running notification hook" in waiting())
+        gate.touch()
+        await until(pilot, lambda: app._exit, what="the app to exit")
+
+    try:
+        drive(app, scenario)
+    finally:
+        gate.touch()
+    assert ran.read_text() == "x\n"  # it ran to its end, once
+    assert live_queue.deliveries() == []  # delivered: nobody runs it again
 
 
 def test_threads_taken_away_while_running_a_job_show_as_retiring(live_queue, tmp_path):

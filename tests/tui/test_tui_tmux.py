@@ -328,6 +328,31 @@ def test_moves_typed_ahead_past_the_rows_loaded_are_all_made(cli, tmp_path):
         terminal.kill()
 
 
+def test_keys_typed_after_an_action_act_on_the_rows_it_left(cli, tmp_path):
+    """QA, in tmux: `a`, a job due last, enter, `G`, `x` sent at once cancelled the job that
+    was last before it came; `x x` cancelled one job, then said it was cancelled already."""
+    for n in (1, 2, 3):
+        cli("enqueue", "--id", f"old{n}", "--delay", str(900 + n), f"echo old{n}")
+    terminal = Terminal([str(QUEUECTL), "--db", str(cli.db), "tui", "--workers", "0"], tmp_path)
+
+    def states() -> dict[str, str]:
+        return {job["command"]: job["state"] for job in json.loads(cli("list", "--json"))}
+
+    try:
+        wait_for(lambda: shows(terminal, "Pending", "old3"), 30, "the jobs", terminal)
+        terminal.type_ahead("a", "echo newjob", "Tab", "Tab", "Tab", "950", "Enter", "G", "x")
+        wait_for(lambda: states().get("echo newjob") == "cancelled", 30, "the new job cancelled",
+                 terminal)  # fmt: skip
+        terminal.type_ahead("g", "x", "x")
+        wait_for(lambda: states()["echo old2"] == "cancelled", 30, "old1, old2 cancelled",
+                 terminal)  # fmt: skip
+        assert states() == {"echo old1": "cancelled", "echo old2": "cancelled",
+                            "echo old3": "pending", "echo newjob": "cancelled"}  # fmt: skip
+        assert not on_screen(terminal, "cannot be cancelled")
+    finally:
+        terminal.kill()
+
+
 def test_the_top_bar_shows_every_count_at_any_width(cli, tmp_path):
     """The counts gave way to the rest of the bar: at 120 columns, once the rate read
     "2,700/min", the dead count was gone; at 100, all but a cut "1,10". Now the chart, the

@@ -54,21 +54,35 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(event.button.id == "yes")
 
 
+def running(jobs: int, hooks: int, adjective: str = "running ") -> str:
+    """What a pool runs, in words: "1 running job", "2 running jobs and 1 notification hook"
+    ("" for nothing); ``adjective`` goes before the first noun."""
+    said = []
+    if jobs:
+        said.append(f"{jobs} {adjective}job{'s' if jobs != 1 else ''}")
+    if hooks:
+        said.append(f"{hooks} {'' if jobs else adjective}notification hook"
+                    f"{'s' if hooks != 1 else ''}")  # fmt: skip
+    return " and ".join(said)
+
+
 class StoppingScreen(ModalScreen[None]):
-    """Shown while this app's running jobs finish; `k` kills them instead (back to pending)."""
+    """Shown while this app's running jobs (and hooks) finish; `k` kills them instead (jobs
+    back to pending). ``running`` says what is still running (see :func:`running`)."""
 
     BINDINGS = [Binding("k", "kill", "Kill running jobs")]
 
-    def __init__(self, busy: Callable[[], int], kill: Callable[[], None]) -> None:
+    def __init__(self, running: Callable[[], str], kill: Callable[[], None]) -> None:
         super().__init__()
-        self._busy, self._kill = busy, kill
+        self._what_runs, self._kill = running, kill
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog confirm") as dialog:
             dialog.border_title = "Quitting"
             yield Static(id="waiting", classes="question")
             yield Static(
-                "Press k to kill them now: they go back to pending, their attempt not counted.",
+                "Press k to kill them now: jobs go back to pending, their attempt not counted; "
+                "a hook killed runs again in another worker.",
                 classes="hint",
             )
 
@@ -77,10 +91,8 @@ class StoppingScreen(ModalScreen[None]):
         self.set_interval(0.2, self._update)
 
     def _update(self) -> None:
-        busy = self._busy()
-        jobs = "job" if busy == 1 else "jobs"
         self.query_one("#waiting", Static).update(
-            f"Waiting for {busy} running {jobs} to finish…"
+            f"Waiting for {self._what_runs() or 'the workers'} to finish…"
         )
 
     def action_kill(self) -> None:

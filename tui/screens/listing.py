@@ -7,11 +7,14 @@ Later reads come every ``REFRESH_S`` and after each action.
 
 Actions run one at a time, in the order their keys came, on a thread that outlives the screen; `p`
 toggles the pause the user last saw or asked for (``p p`` typed ahead pauses, then resumes),
-until a read made after the screen's last action shows what is stored.
+until a read made after the screen's last action shows what is stored. The keys typed after an
+action wait for that read (``caught_up``, see ``QueueApp.keys_may_go_on``): `j` typed after a
+schedule was added found the table without it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from functools import partial
 
@@ -52,6 +55,7 @@ class ListingScreen(ModalScreen[None]):
         self._actions = InOrder("queuectl-listing")
         self._asked = 0  # actions asked for (UI thread)
         self._carried_out = 0  # of them, carried out (the actions' thread)
+        self.caught_up = asyncio.Event()  # the table shows what every action asked for did
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog listing") as dialog:
@@ -105,9 +109,11 @@ class ListingScreen(ModalScreen[None]):
         if message.error is not None:
             note.update(literal(f"cannot read the queue: {message.error}"))
             note.display = True
+            self.caught_up.set()  # (keys typed ahead wait no longer: no rows are coming)
             return
         if message.actions >= self._asked:  # it shows what every action asked for did
             self.paused_asked.clear()
+            self.caught_up.set()
         self.items_shown = message.items
         self.shown_at = message.now
         self.show_rows()
@@ -152,6 +158,7 @@ class ListingScreen(ModalScreen[None]):
         how it went, then read again. Its thread is not the screen's worker: `p p escape`
         typed at once dropped what the screen's end cancelled."""
         self._asked += 1
+        self.caught_up.clear()  # the keys typed next wait for the table to show it
         self._actions.add(partial(self._carry_out, self.app, do))
 
     def _carry_out(self, app, do: Callable[[], str]) -> None:  # noqa: ANN001

@@ -82,9 +82,8 @@ class SchedulesScreen(ListingScreen):
 
     def action_add(self) -> None:
         def added(name: str | None) -> None:
-            if name is not None:
-                self.app.notify(f"Added schedule {name}", markup=False)
-                self.load()
+            if name is not None:  # added by the form; said in turn, and the table read again
+                self.act(lambda: f"Added schedule {name}")
 
         self.app.push_screen(ScheduleForm(self.queue), added)
 
