@@ -153,7 +153,26 @@ def _open_sqlite(path: str, one_connection: bool = False) -> peewee.SqliteDataba
         database.close()
         raise_if_disk_full(database, exc)
         raise QueueError(f"{path} is not a usable SQLite database ({exc})") from None
+    database.identity = _identity(path)  # type: ignore[attr-defined]  # see file_replaced
     return database
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """The file at ``path`` (its device and inode), or None where there is none."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def file_replaced(database: peewee.Database) -> bool:
+    """SQLite: whether the file at the database's path is gone, or another file, since it was
+    opened. A connection open on a deleted (or moved-over) file goes on working on it, unseen
+    by every process that opens the path (QA: a TUI's workers ran nothing of what was
+    enqueued into the new file, and said they ran)."""
+    opened = getattr(database, "identity", None)
+    return opened is not None and _identity(database.database) != opened
 
 
 def _why_not_writable(folder: str) -> str:
@@ -227,6 +246,13 @@ def _as_peewee(exc: sqlite3.Error) -> peewee.PeeweeException:
     return kind(exc, *exc.args)
 
 
+def _read_write_uri(path: str) -> str:
+    """SQLite's URI of the file at ``path``, opened for reading and writing, never created."""
+    for char, escaped in (("%", "%25"), ("?", "%3f"), ("#", "%23")):
+        path = path.replace(char, escaped)
+    return f"file:{path}?mode=rw"
+
+
 class SqliteQueueDatabase(peewee.SqliteDatabase):
     """peewee's SqliteDatabase, but a statement that found another connection's lock taken
     ("database is locked" after SQLITE_BUSY_STEP_MS in SQLite's busy handler) is tried again,
@@ -235,6 +261,20 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
     transaction is never tried again (it is the transaction that would have to be), nor one of
     a connection whose ``PRAGMA busy_timeout`` was set to something else (its own bound, as
     SQLite's handler keeps it)."""
+
+    def _connect(self) -> sqlite3.Connection:
+        """peewee's, but never creating the file (:func:`_open_sqlite` made it, 0600): each
+        thread opens a connection of its own, and one opened after the file was deleted made
+        it again, empty and readable by everyone (0644), where the TUI then read "no such
+        table" (QA). Such a connection now fails: "unable to open database file"."""
+        conn = sqlite3.connect(_read_write_uri(self.database), timeout=self._timeout,
+                               isolation_level=None, uri=True, **self.connect_params)  # fmt: skip
+        try:
+            self._add_conn_hooks(conn)
+        except Exception:
+            conn.close()
+            raise
+        return conn
 
     def _set_pragmas(self, conn: sqlite3.Connection) -> None:
         """The connection's pragmas (peewee runs them itself, as it connects), each tried again

@@ -15,6 +15,7 @@ from typing import NamedTuple, TypeVar
 
 import peewee
 
+from .db import file_replaced
 from .executor import OUTPUT_LIMIT, Execution, RunResult
 from .hooks import HookRunner
 from .limits import MAX_THREADS, STOP_TIMEOUT_S  # MAX_THREADS re-exported: the TUI takes it here
@@ -121,6 +122,7 @@ class WorkerPool:
         self.hooks_at_stop = hooks_at_stop
         self.outage = Outage(log)
         self.unstored: list[str] = []  # ids of jobs whose result was given up on (see _store)
+        self.problem: str | None = None  # why the pool stopped by itself (see _beat)
         self.worker_id: str | None = None
         self._env: Mapping[str, str] = {}
         self._target = threads
@@ -759,6 +761,15 @@ class WorkerPool:
     def _beat(self) -> bool:
         """The heartbeat, and what follows it; whether it landed."""
         began = time.monotonic()
+        if self.queue.is_sqlite and self.problem is None and file_replaced(self.queue.db):
+            self.problem = (
+                f"the database file {self.queue.target.location} was deleted or replaced while "
+                "this worker ran: it stops (it would run the jobs of the file it opened, "
+                "which no other process sees)"
+            )
+            log.error("%s", self.problem)
+            self.stop()
+            return True
         try:
             if self.queue.is_sqlite:
                 stop, rescue = self.queue.heartbeat(self.worker_id, self._target), True  # type: ignore[arg-type]
@@ -848,6 +859,11 @@ class WorkerPool:
         self.queue.remove_listener(self.wake)
         if self._jobs is not self.queue:
             self._jobs.close()
+        if self.problem is not None:  # its file is gone: nothing left to write to
+            if self._hooks is not None:
+                self._hooks.kill()
+            self.queue.close()
+            return
         try:
             if self._hooks is not None:  # (rides out an outage up to the stop timeout)
                 self._hooks.close(self.stop_timeout, self.outage, take=self.hooks_at_stop)

@@ -138,6 +138,7 @@ class QueueApp(KeysInOrder):
         self._acts_done = 0  # of them, carried out (the actions' thread)
         self._acts_shown = asyncio.Event()  # the panes show what every action asked for did
         self._acts_shown.set()
+        self._problem_said = False  # the pool's problem (see on_queue_snapshot)
         self._filter_shown = asyncio.Event()  # the panes show the filter's rows
         self._filter_shown.set()
         self.several_queues = False  # jobs of more than one queue seen: the panes show the queue
@@ -307,6 +308,7 @@ class QueueApp(KeysInOrder):
             stats.show_health(snapshot.health)
         stats.busy = self.pool.busy
         stats.retiring = self.pool.retiring
+        self._say_problem()
         stats.error = ""
         self.config_values = snapshot.config
         self.loads += 1
@@ -321,7 +323,15 @@ class QueueApp(KeysInOrder):
         self.stats.show_health(message.health)
         self.health_loads += 1
 
+    def _say_problem(self) -> None:
+        """Why this app's workers stopped by themselves, if they did: said once, for a while."""
+        problem = self.pool.problem
+        if problem is not None and not self._problem_said:
+            self._problem_said = True
+            self.notify(f"Workers stopped: {problem}", severity="error", timeout=30, markup=False)
+
     def on_load_failed(self, message: LoadFailed) -> None:
+        self._say_problem()
         self.stats.error = message.error
         self._filter_shown.set()  # (keys typed ahead wait no longer: no rows are coming)
         self._acts_shown.set()

@@ -18,7 +18,7 @@ from queuectl.models import ACTIVE, CLAIMABLE, Job, State
 from queuectl.queue import Queue
 from queuectl.reading import LIST_COLUMN_NAMES
 
-from .messages import PANES, Health, JobRow, LoadFailed, QueueSnapshot
+from .messages import PANES, Health, JobRow, LoadFailed, QueueSnapshot, error_text
 
 WINDOW_S = 60  # the throughput chart: the last minute, one bar a second
 HEALTH_WINDOW_S = 3600.0  # the top bar's failure rate and run-time p95: the last hour
@@ -286,7 +286,7 @@ class Loader:
             self._health_every = max(self.HEALTH_EVERY_S, took * self.HEALTH_SHARE)
             self.app.post_message(HealthLoaded(figures))
         except Exception as exc:  # as a load's: shown, and read again next time
-            self.app.post_message(LoadFailed(f"{type(exc).__name__}: {exc}"))
+            self.app.post_message(LoadFailed(error_text(exc)))
         finally:
             self.queue.close()  # this thread's connection
             self._health_loading = False
@@ -306,4 +306,4 @@ class Loader:
             snapshot.actions = actions
             self.app.post_message(snapshot)
         except Exception as exc:  # the database went away or is locked: show it, keep going
-            self.app.post_message(LoadFailed(f"{type(exc).__name__}: {exc}"))
+            self.app.post_message(LoadFailed(error_text(exc)))

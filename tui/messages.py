@@ -144,8 +144,19 @@ def error_text(exc: Exception) -> str:
         return str(exc)
     peewee = sys.modules.get("peewee")
     if peewee is not None and isinstance(exc, peewee.PeeweeException):
-        return f"database error: {first_line(exc)}"
+        return f"database error: {_cause(first_line(exc))}"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _cause(text: str) -> str:
+    """A driver's message without what comes before its cause: psycopg's "connection failed:
+    connection to server at "HOST", port N failed: FATAL:  database "x" does not exist" filled
+    the TUI's top bar, which cut it before the cause (QA)."""
+    if text.startswith("connection failed: ") and "failed: " in text[19:]:
+        text = text.rsplit("failed: ", 1)[1]
+        if text.startswith("FATAL:"):
+            text = text[6:]
+    return text.strip() or "connection failed"
 
 
 @dataclass

@@ -55,6 +55,12 @@ class PoolControl:
         return pool.busy if pool is not None else 0
 
     @property
+    def problem(self) -> str | None:
+        """Why the pool stopped by itself (its database file deleted or replaced), if it did."""
+        pool = self.pool
+        return pool.problem if pool is not None else None
+
+    @property
     def hooks(self) -> int:
         """Notification hooks this app's workers are running now."""
         pool = self.pool

@@ -223,7 +223,7 @@ def start(
                          "was unreachable")
         sys.exit(code or 1)
     log.line("main", "stopped")
-    sys.exit(code)
+    sys.exit(code or (1 if pool.problem else 0))
 
 
 def _run(pool: WorkerPool, stopper: Stopper, log: EventLog) -> int:

@@ -189,6 +189,34 @@ def test_a_stop_lets_a_running_hook_end_so_it_runs_once(qc, spawn, queue, tmp_pa
     assert worker.log().count(f"completed {job_id}") == 1
 
 
+def test_a_worker_whose_database_file_is_deleted_stops_and_does_not_make_it_again(tmp_path):
+    """QA: with its SQLite file deleted, a worker went on running the jobs of the file it had
+    open, which no other process sees (the jobs enqueued into the file made next never ran),
+    and a connection opened afterwards made the file again, empty and readable by everyone."""
+    import os
+
+    db = tmp_path / "queue.db"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("QUEUECTL_DB", None)
+    subprocess.run([*QUEUECTL, "--db", str(db), "enqueue", "true"], env=env, check=True,
+                   capture_output=True, timeout=60)  # fmt: skip
+    log = tmp_path / "worker.log"
+    with open(log, "w") as stderr:
+        worker = subprocess.Popen([*QUEUECTL, "--db", str(db), "worker", "start"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path)  # fmt: skip
+    try:
+        wait_until(lambda: "completed" in log.read_text(), 30, "the job to run")
+        for end in ("", "-wal", "-shm"):
+            (tmp_path / f"queue.db{end}").unlink(missing_ok=True)
+        assert worker.wait(30) == 1, log.read_text()
+    finally:
+        stop_process(worker)
+    said = log.read_text()
+    assert f"the database file {db} was deleted or replaced while this worker ran" in said
+    assert "Traceback" not in said
+    assert not db.exists()  # not made again (it would be 0644, and empty)
+
+
 def test_burst_drains_retries_and_delays_then_exits_0(qc, spawn, queue):
     ok(qc("config", "set", "backoff-base", "1"))
     quick = ok(qc("enqueue", "true")).strip()

@@ -34,6 +34,37 @@ def test_database_files_are_0600_and_created_folders_0700(tmp_path, umask):
     queue.close()
 
 
+def test_a_deleted_database_file_is_never_made_again_by_a_later_connection(tmp_path):
+    """Each thread opens a connection of its own: one opened after the file was deleted made
+    it again (the TUI's reads did, every second), 0644 under the usual umask, where the jobs'
+    commands and output would then be readable by everyone (QA). It fails instead."""
+    import threading
+
+    import peewee
+
+    target = tmp_path / "queue.db"
+    queue = Queue(str(target))
+    queue.enqueue("true")
+    queue.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(target) + suffix).unlink(missing_ok=True)
+    failed: list[Exception] = []
+
+    def read() -> None:  # a new thread: a new connection
+        try:
+            queue.counts()
+        except peewee.OperationalError as exc:
+            failed.append(exc)
+        finally:
+            queue.close()
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join(30)
+    assert [str(exc) for exc in failed] == ["unable to open database file"]
+    assert not target.exists()
+
+
 def run_cli(db: str, *args: str):
     result = CliRunner().invoke(cli, ["--db", db, *args])
     if result.exception is not None and not isinstance(result.exception, SystemExit):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import sqlite3
 import time
 
@@ -854,6 +856,40 @@ def test_q_asks_while_a_hook_runs_and_lets_it_end(live_queue, tmp_path):
         gate.touch()
     assert ran.read_text() == "x\n"  # it ran to its end, once
     assert live_queue.deliveries() == []  # delivered: nobody runs it again
+
+
+def test_workers_whose_database_file_is_deleted_stop_and_say_so(live_queue, db_path):
+    """QA: with its SQLite file deleted, the app's workers went on with the file they had
+    open (nothing enqueued into the file made next ran) and the bar said "running"; the next
+    read made the file again, empty and readable by everyone, and said "no such table"."""
+    app = make_app(live_queue, workers=1)
+
+    async def scenario(pilot):
+        job = live_queue.enqueue("true")
+        await until(pilot, lambda: job.id in column(pane(app, "completed"), "id"))
+        for end in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(db_path + end)
+        said = lambda: [str(n.message) for n in app._notifications]  # noqa: E731
+        await until(pilot, lambda: any("Workers stopped: the database file" in n
+                                       for n in said()), 10, said)  # fmt: skip
+        await until(pilot, lambda: "unable to open database file" in app.stats.error, 10)
+        assert app.stats.error == "database error: unable to open database file"
+        assert not os.path.exists(db_path)
+
+    drive(app, scenario)
+
+
+def test_a_database_error_in_the_bar_says_its_cause():
+    """QA: the bar cut psycopg's "connection failed: connection to server at "127.0.0.1",
+    port 5432 failed: FATAL:  database "x" does not exist" before its cause."""
+    import peewee
+
+    from queuectl.tui.messages import error_text
+
+    exc = peewee.OperationalError('connection failed: connection to server at "127.0.0.1", '
+                                  'port 5432 failed: FATAL:  database "gone" does not exist')
+    assert error_text(exc) == 'database error: database "gone" does not exist'
 
 
 def test_threads_taken_away_while_running_a_job_show_as_retiring(live_queue, tmp_path):
