@@ -743,9 +743,10 @@ class QueueApp(KeysInOrder):
         yield from super().get_system_commands(screen)
 
 
-def run_app(target: str | None, workers: int = 2, queues: tuple[str, ...] | None = None) -> None:
+def run_app(target: str | None, workers: int = 2, queues: tuple[str, ...] | None = None) -> int:
     """Open the queue at ``target`` and run the TUI with ``workers`` worker threads (claiming
-    jobs of ``queues`` only, if given). SIGTERM and SIGHUP stop it as `worker start` stops."""
+    jobs of ``queues`` only, if given). SIGTERM and SIGHUP stop it as `worker start` stops.
+    Returns the exit code (see :func:`_exit_code`)."""
     queue = Queue(target)
     app = QueueApp(queue, workers=workers, queues=queues)
     read_escape_then_key()
@@ -765,6 +766,14 @@ def run_app(target: str | None, workers: int = 2, queues: tuple[str, ...] | None
         app.pool.join()
         queue.close()
         app.signals.restore()
+    return _exit_code(app)
+
+
+def _exit_code(app: QueueApp) -> int:
+    """0, or as `worker start`'s: 128 + the signal after a second one killed the running jobs
+    (143 for SIGTERM), so that a supervisor can tell a hard stop from a clean one (QA: 0)."""
+    received = app.signals.received if app.signals is not None else []
+    return 128 + received[1] if len(received) > 1 else 0
 
 
 def _end_with_the_jobs(app: QueueApp) -> None:
@@ -773,7 +782,7 @@ def _end_with_the_jobs(app: QueueApp) -> None:
     app.pool.join()
     with contextlib.suppress(Exception):  # this thread's connection, if it opened one
         app.queue.close()
-    os._exit(0)
+    os._exit(_exit_code(app))
 
 
 async def _within(event: asyncio.Event, timeout: float) -> None:

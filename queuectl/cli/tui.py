@@ -28,9 +28,11 @@ def open_tui(
     except ImportError as exc:
         raise click.ClickException(f"the TUI is not available ({exc})") from None
     if queues:
-        run_app(settings.target, workers, queues=queues)
+        code = run_app(settings.target, workers, queues=queues)
     else:
-        run_app(settings.target, workers)
+        code = run_app(settings.target, workers)
+    if code:
+        sys.exit(code)
 
 
 def has_terminal() -> bool:

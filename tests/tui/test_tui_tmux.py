@@ -473,7 +473,8 @@ def test_sigterm_quits_as_q_does_and_a_second_one_kills_the_job(cli, tmp_path, g
         wait_for(lambda: on_screen(terminal, "Waiting for 1 running job"), 30,
                  "the app to wait for its job", terminal)  # fmt: skip
         os.kill(pid, 15)
-        wait_for(lambda: on_screen(terminal, "exited 0"), 30, "the app to exit", terminal)
+        # 143, as `worker start`'s hard stop: a supervisor tells it from a clean stop (QA: 0)
+        wait_for(lambda: on_screen(terminal, "exited 143"), 30, "the app to exit", terminal)
         job = json.loads(cli("show", job_id, "--json"))
         assert (job["state"], job["attempts"], job["worker"]) == ("pending", 0, None)
         assert not runs.exists()
