@@ -763,9 +763,9 @@ class WorkerPool:
         began = time.monotonic()
         if self.queue.is_sqlite and self.problem is None and file_replaced(self.queue.db):
             self.problem = (
-                f"the database file {self.queue.target.location} was deleted or replaced while "
-                "this worker ran: it stops (it would run the jobs of the file it opened, "
-                "which no other process sees)"
+                f"the database file {self.queue.target.location} was deleted or replaced; "
+                "the workers stop, as they could only run the jobs of the file they opened, "
+                "which no other process sees"
             )
             log.error("%s", self.problem)
             self.stop()

@@ -323,12 +323,19 @@ class QueueApp(KeysInOrder):
         self.stats.show_health(message.health)
         self.health_loads += 1
 
-    def _say_problem(self) -> None:
-        """Why this app's workers stopped by themselves, if they did: said once, for a while."""
+    def _say_problem(self) -> bool:
+        """Why this app's workers stopped by themselves, if they did (said once, for a while;
+        the bar says "workers stopped" from then on); whether they did."""
         problem = self.pool.problem
-        if problem is not None and not self._problem_said:
+        if problem is None:
+            return False
+        self.stats.stopped = True
+        self.stats.busy = self.pool.busy  # (the loads that set it may be failing)
+        if not self._problem_said:
             self._problem_said = True
-            self.notify(f"Workers stopped: {problem}", severity="error", timeout=30, markup=False)
+            self.notify(f"This app's workers stopped: {problem}", severity="error", timeout=30,
+                        markup=False)  # fmt: skip
+        return True
 
     def on_load_failed(self, message: LoadFailed) -> None:
         self._say_problem()
@@ -351,7 +358,7 @@ class QueueApp(KeysInOrder):
         self.request_load()
 
     def on_carried(self, message: Carried) -> None:
-        self.request_load()
+        self.loader.request(at_once=True)  # the keys typed next wait for it (keys_may_go_on)
 
     # -- the worker pool ----------------------------------------------------------------------
 
@@ -370,7 +377,7 @@ class QueueApp(KeysInOrder):
         self.pool.want(self.threads, self.paused)
 
     def action_threads(self, change: int) -> None:
-        if self._quitting:
+        if self._quitting or self._stopped_by_problem():
             return
         threads = max(0, min(self.threads + change, MAX_THREADS))
         if threads == self.threads:  # at a bound: say so, the key was not lost
@@ -379,7 +386,17 @@ class QueueApp(KeysInOrder):
         self.threads = threads
 
     def action_pause(self) -> None:
-        self.paused = not self.paused
+        if not self._stopped_by_problem():
+            self.paused = not self.paused
+
+    def _stopped_by_problem(self) -> bool:
+        """`+`, `-` and `p` once the workers stopped by themselves: said again, not applied
+        (the bar read "3 threads", "paused", over workers that ran nothing)."""
+        if self.pool.problem is None:
+            return False
+        self._problem_said = False
+        self._say_problem()
+        return True
 
     # -- panes ----------------------------------------------------------------------------------
 

@@ -228,6 +228,7 @@ class Loader:
         self.text = text  # the filter: panes load only the jobs that match it
         self._loading = False
         self._again = False  # asked for while loading: load once more when done
+        self._again_at_once = False  # ... and keys typed ahead wait for that load
         self._last = float("-inf")  # time.monotonic() of the last load started
         self._timer: Timer | None = None
         self._timer_due = 0.0  # time.monotonic() when the timer fires
@@ -235,13 +236,17 @@ class Loader:
         self._health_loading = False
         self._health_every = self.HEALTH_EVERY_S  # grows with a slow read (HEALTH_SHARE)
 
-    def request(self, background: bool = False) -> None:
+    def request(self, background: bool = False, at_once: bool = False) -> None:
         """Refresh soon: at once if idle, else after the load in flight (never two at once);
-        ``background``: not asked for by the user (at most one every ``background_gap``)."""
+        ``background``: not asked for by the user (at most one every ``background_gap``);
+        ``at_once``: keys typed ahead wait for it (after an action), no gap kept."""
         if self._loading:
             self._again = self._again or not background
+            self._again_at_once = self._again_at_once or at_once
             return
         gap = max(self.background_gap, self.MIN_GAP_S) if background else self.MIN_GAP_S
+        if at_once:
+            gap = 0.0
         wait = self._last + gap - time.monotonic()
         if wait > 0:
             due = time.monotonic() + wait
@@ -251,7 +256,7 @@ class Loader:
             if self._timer is None:
                 self._timer, self._timer_due = self.app.set_timer(wait, self._timed), due
             return
-        self._loading, self._again = True, False
+        self._loading, self._again, self._again_at_once = True, False, False
         self._last = time.monotonic()
         with_health = (
             self._last - self._health_at >= self._health_every and not self._health_loading
@@ -271,7 +276,8 @@ class Loader:
         """The app has shown what the last load posted."""
         self._loading = False
         if self._again:
-            self.request()
+            at_once, self._again_at_once = self._again_at_once, False
+            self.request(at_once=at_once)
 
     def _timed(self) -> None:
         self._timer = None

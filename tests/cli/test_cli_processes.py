@@ -212,7 +212,7 @@ def test_a_worker_whose_database_file_is_deleted_stops_and_does_not_make_it_agai
     finally:
         stop_process(worker)
     said = log.read_text()
-    assert f"the database file {db} was deleted or replaced while this worker ran" in said
+    assert f"the database file {db} was deleted or replaced; the workers stop" in said
     assert "Traceback" not in said
     assert not db.exists()  # not made again (it would be 0644, and empty)
 

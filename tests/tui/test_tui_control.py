@@ -119,6 +119,28 @@ def test_r_r_typed_ahead_retries_two_dead_jobs(seeded, fixed_clock):
     drive(app, scenario)
 
 
+@pytest.mark.parametrize("moves, cancelled", [((), ["d299", "d298"]),
+                                               (("k", "k", "k"), ["d296", "d297"])])  # fmt: skip
+def test_x_x_among_a_panes_last_rows_cancels_the_next_job(live_queue, moves, cancelled):
+    """QA: after `G` in a pane holding more jobs than it loads, a job that left the pane took
+    the cursor one row too high (the row loaded above moved every row down): `G x x`
+    cancelled d299, then d297. The cursor goes to the job after the one that left, else the
+    one before it, as `g x x` at the top cancels d000, then d001."""
+    _add(live_queue, "waiting", "d", 300)
+    app = make_app(live_queue, workers=0)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: pane(app, "waiting").row_count > 0)
+        await pilot.press("G", *moves)
+        await until(pilot, lambda: pane(app, "waiting").selected_id == f"d{299 - len(moves):02d}")
+        type_ahead(app, "x", "x")
+        gone = lambda: [j.id for j in live_queue.list_jobs("cancelled")]  # noqa: E731
+        await until(pilot, lambda: len(gone()) == 2, what=notices(app))
+        assert sorted(gone()) == sorted(cancelled), notices(app)
+
+    drive(app, scenario)
+
+
 def _add(queue, kind: str, prefix: str, count: int, priority: int = 0) -> None:
     """``count`` jobs waiting (due in 10 minutes), or completed one after the other."""
     delay = 600 if kind == "waiting" else 0

@@ -301,6 +301,27 @@ def test_l_sets_and_removes_a_queue_limit_with_a_validated_form(workflows_queue,
     drive(app, scenario)
 
 
+def test_the_Q_screen_says_a_database_error_s_cause(workflows_queue, fixed_clock, monkeypatch):
+    """QA: the bar said `database error: database "x" does not exist`, the Q screen the whole
+    of psycopg's text on two lines, its cause last."""
+    import peewee
+
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    def dropped(self):
+        raise peewee.OperationalError('connection failed: connection to server at "127.0.0.1",'
+                                      ' port 5432 failed: FATAL:  database "gone" does not exist')
+
+    async def scenario(pilot):
+        monkeypatch.setattr(QueuesScreen, "items", dropped)
+        await pilot.press("Q")
+        note = lambda: str(app.screen.query_one("#listing-note", Static).render())  # noqa: E731
+        await until(pilot, lambda: "cannot read" in note(), what=note)
+        assert note() == 'cannot read the queue: database error: database "gone" does not exist'
+
+    drive(app, scenario)
+
+
 # -- schedules -------------------------------------------------------------------------------
 
 

@@ -871,10 +871,16 @@ def test_workers_whose_database_file_is_deleted_stop_and_say_so(live_queue, db_p
             with contextlib.suppress(FileNotFoundError):
                 os.remove(db_path + end)
         said = lambda: [str(n.message) for n in app._notifications]  # noqa: E731
-        await until(pilot, lambda: any("Workers stopped: the database file" in n
-                                       for n in said()), 10, said)  # fmt: skip
+        stopped = "This app's workers stopped: the database file"
+        await until(pilot, lambda: any(stopped in n for n in said()), 10, said)
         await until(pilot, lambda: "unable to open database file" in app.stats.error, 10)
         assert app.stats.error == "database error: unable to open database file"
+        bar = lambda: str(app.stats.query_one("#workers", Static).render())  # noqa: E731
+        await until(pilot, lambda: bar().startswith("■ workers stopped"), 10, bar)
+        # QA: `+` and `p` then read "2 threads", "paused" over workers that ran nothing.
+        await pilot.press("plus", "p")
+        assert bar().startswith("■ workers stopped") and not app.paused and app.threads == 1
+        assert sum(stopped in n for n in said()) == 3  # said again for each
         assert not os.path.exists(db_path)
 
     drive(app, scenario)

@@ -29,7 +29,7 @@ from textual.widgets import Static
 from queuectl.queue import Queue
 
 from ..in_order import InOrder
-from ..messages import Changed, Done, Listed
+from ..messages import Changed, Done, Listed, error_text
 from ..text import literal
 from ..widgets.listing import Listing
 
@@ -93,7 +93,7 @@ class ListingScreen(ModalScreen[None]):
         try:
             return Listed(self.items(), self.app.clock(), actions=carried_out)
         except Exception as exc:  # the database went away or is locked: show it, keep going
-            return Listed([], error=f"{type(exc).__name__}: {exc}")
+            return Listed([], error=error_text(exc))
         finally:
             self.queue.close()
 

@@ -524,6 +524,13 @@ class JobPane(DataTable):
         # a pane's last rows (`G`), the rows loaded above it move it down: it stays on its job.
         keep = self.cursor_row > 0 or self._shown_at_end
         selected = self.selected_id if keep else None
+        # Where a job that leaves the pane (cancelled, retried) takes the cursor: to the job
+        # that came after it, else the nearest before it. Its row's index was kept, and among a
+        # pane's last rows the row loaded above in its place moved every row down: `G x x`
+        # cancelled the last job, then the one two above it (QA).
+        shown = [row.key.value for row in self.ordered_rows] if selected is not None else []
+        at = self.cursor_row
+        instead = shown[at + 1 :] + shown[:at][::-1]
         made_with = (self._config, self._columns, self.show_queue, self.app.theme)
         if made_with != self._made_with:
             self._made.clear()
@@ -549,7 +556,7 @@ class JobPane(DataTable):
             if [row.key.value for row in self.ordered_rows] != order:
                 rank = {job_id: index for index, job_id in enumerate(order)}
                 self.sort(key=lambda cells: rank[cells[0].job_id])
-            self._restore_cursor(selected)
+            self._restore_cursor(selected, instead)
             if self._jump is not None and (self._jump == "last") == self.rows_at_end:
                 self.move_cursor(row=0 if self._jump == "first" else self.row_count - 1)
                 self._jump = None
@@ -608,9 +615,15 @@ class JobPane(DataTable):
             cells[column.key] = cell
         return cells
 
-    def _restore_cursor(self, selected: str | None) -> None:
-        if selected is None or selected not in self._shown:
+    def _restore_cursor(self, selected: str | None, instead: list[str] | None = None) -> None:
+        """The cursor back on ``selected``; where it has gone, on the first of ``instead``
+        still shown."""
+        if selected is None:
             return
+        if selected not in self._shown:
+            selected = next((key for key in instead or () if key in self._shown), None)
+            if selected is None:
+                return
         index = self.get_row_index(selected)
         if index != self.cursor_row:
             self.move_cursor(row=index, animate=False)

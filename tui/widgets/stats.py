@@ -41,6 +41,7 @@ class StatsBar(Horizontal):
     busy = reactive(0, init=False)
     retiring = reactive(0, init=False)  # threads taken away, still running their last job
     stopping = reactive(False, init=False)
+    stopped = reactive(False, init=False)  # the workers stopped by themselves (their file went)
     compact = reactive(False, toggle_class="-compact", init=False)
     error = reactive("", init=False)  # why the last refresh failed; "" once one works again
 
@@ -146,6 +147,15 @@ class StatsBar(Horizontal):
 
     def _show_workers(self) -> None:
         text = Text(no_wrap=True)
+        if self.stopped:  # its threads and `p` mean nothing now: the jobs still ending, if any
+            text.append("■ workers stopped", style=f"bold {self.colors[State.DEAD]}")
+            if self.busy:
+                text.append(f"  {self.busy}", style="bold")
+                text.append(" busy ", style=self.colors["muted"])
+            self._workers.update(text)
+            self._workers_text = text
+            self.fit()
+            return
         if self.stopping:
             text.append("⏳ stopping", style=f"bold {self.colors[State.FAILED]}")
         elif self.paused:
@@ -235,4 +245,7 @@ class StatsBar(Horizontal):
         self._show_workers()
 
     def watch_stopping(self) -> None:
+        self._show_workers()
+
+    def watch_stopped(self) -> None:
         self._show_workers()
