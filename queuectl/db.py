@@ -250,7 +250,8 @@ def _read_write_uri(path: str) -> str:
     """SQLite's URI of the file at ``path``, opened for reading and writing, never created."""
     for char, escaped in (("%", "%25"), ("?", "%3f"), ("#", "%23")):
         path = path.replace(char, escaped)
-    return f"file:{path}?mode=rw"
+    # An empty authority first: a path that begins with // (POSIX keeps it) would be one (QA).
+    return f"file://{path}?mode=rw"
 
 
 class SqliteQueueDatabase(peewee.SqliteDatabase):

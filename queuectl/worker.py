@@ -769,6 +769,9 @@ class WorkerPool:
             )
             log.error("%s", self.problem)
             self.stop()
+            if self.busy:  # (a graceful stop: their commands may be half way through)
+                log.warning("waiting for %d running job(s) to end; their results go to the file "
+                            "that was opened", self.busy)  # fmt: skip
             return True
         try:
             if self.queue.is_sqlite:
@@ -841,6 +844,10 @@ class WorkerPool:
                     "database is back", silent, len(running), self.queue.lease,
                 )
 
+    def _beat_while_closing(self) -> None:
+        """The heartbeat while the last hooks run (no thread claims: 0 threads)."""
+        self.queue.heartbeat(self.worker_id, 0)  # type: ignore[arg-type]
+
     def _shutdown(self) -> None:
         """The pool's last steps, on a thread of its own (see :meth:`join`), so on a connection
         of its own: the caller's may be from before an outage, unused since and cut in it
@@ -866,7 +873,8 @@ class WorkerPool:
             return
         try:
             if self._hooks is not None:  # (rides out an outage up to the stop timeout)
-                self._hooks.close(self.stop_timeout, self.outage, take=self.hooks_at_stop)
+                self._hooks.close(self.stop_timeout, self.outage, take=self.hooks_at_stop,
+                                  beat=self._beat_while_closing, beat_every=HEARTBEAT_INTERVAL_S)
         except peewee.PeeweeException as exc:
             log.warning("delivering hooks failed (%s)", exc)
         backoff = Backoff()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 
 from queuectl import JobSpec, Queue, WorkerPool
 from queuectl.executor import RunResult
@@ -103,6 +104,40 @@ def test_a_burst_worker_delivers_before_it_exits(target, tmp_path):
         assert q.deliveries() == []
     finally:
         q.close()
+
+
+def test_a_stopping_worker_beats_while_its_last_hook_runs_past_the_lease(target, tmp_path):
+    """QA: a stop waited for a running hook without a heartbeat; past the lease, the worker
+    was taken for lost, its delivery taken again (by itself too: a 25 s hook ran six times),
+    and on its host the rescuer killed the hook. It beats until the hook has ended."""
+    import threading
+
+    gate, runs = tmp_path / "gate", tmp_path / "runs"
+    q = Queue(target, lease=1.5)
+    other = Queue(target, lease=1.5)  # another worker's view: it rescues the silent
+    try:
+        q.config_set("on-completed", f"echo x >> {runs}; while [ ! -e {gate} ]; do sleep 0.05; done")
+        q.enqueue("true")
+        pool = WorkerPool(q, 1).start()
+        wait_until(lambda: runs.exists(), 30, "the hook to run")
+        pool.stop()
+        joined = threading.Thread(target=pool.join)
+        joined.start()
+        deadline = time.monotonic() + 4 * q.lease  # well past the lease
+        while time.monotonic() < deadline:
+            other.rescue_lost()
+            assert pool.worker_id in [w.id for w in other.live_workers()], "taken for lost"
+            assert len(q.deliveries()) == 1
+            time.sleep(0.1)
+        gate.touch()
+        joined.join(30)
+        assert not joined.is_alive()
+        assert runs.read_text() == "x\n"  # once
+        assert q.deliveries() == []
+    finally:
+        gate.touch()
+        q.close()
+        other.close()
 
 
 def test_a_delivery_whose_take_was_lost_is_run_by_its_own_worker(any_queue, tmp_path):

@@ -65,6 +65,19 @@ def test_a_deleted_database_file_is_never_made_again_by_a_later_connection(tmp_p
     assert not target.exists()
 
 
+def test_a_path_that_begins_with_two_slashes_is_a_file(tmp_path):
+    """QA: `--db //tmp/q.db` (POSIX keeps the two slashes: `"$DIR/q.db"` with DIR=/) was read
+    as a URI with an authority, "invalid uri authority: tmp"."""
+    target = "/" + str(tmp_path / "queue.db")
+    queue = Queue(target)
+    try:
+        queue.enqueue("true")
+        assert queue.counts()["pending"] == 1
+    finally:
+        queue.close()
+    assert (tmp_path / "queue.db").stat().st_mode & 0o777 == 0o600
+
+
 def run_cli(db: str, *args: str):
     result = CliRunner().invoke(cli, ["--db", db, *args])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
