@@ -111,8 +111,10 @@ def _open_sqlite(path: str, one_connection: bool = False) -> peewee.SqliteDataba
     created = False
     if not os.path.exists(path):
         try:
-            # O_EXCL: never widen the mode of a file somebody else just created.
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            # O_EXCL: never widen the mode of a file somebody else just created. A link to a
+            # file not made yet: that file (O_EXCL refuses the link itself, QA).
+            os.close(os.open(os.path.realpath(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                             0o600))  # fmt: skip
             created = True
         except FileExistsError:
             pass

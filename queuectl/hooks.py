@@ -239,6 +239,13 @@ class HookRunner:
         for execution in running:
             execution.kill()
 
+    def abandon(self) -> None:
+        """The database is gone (its file deleted): the hooks running end (each within its own
+        limit), none is taken, nothing is deleted. Killed, they were said to be left to another
+        worker, which no worker could be: their deliveries were in the file that went (QA)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
     def close(
         self,
         timeout: float,

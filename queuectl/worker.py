@@ -868,7 +868,7 @@ class WorkerPool:
             self._jobs.close()
         if self.problem is not None:  # its file is gone: nothing left to write to
             if self._hooks is not None:
-                self._hooks.kill()
+                self._hooks.abandon()
             self.queue.close()
             return
         try:

@@ -217,6 +217,35 @@ def test_a_worker_whose_database_file_is_deleted_stops_and_does_not_make_it_agai
     assert not db.exists()  # not made again (it would be 0644, and empty)
 
 
+def test_a_hook_running_as_the_database_file_goes_ends_and_is_not_said_to_be_left(tmp_path):
+    """QA: the worker whose file went killed its running hook and said "another worker will
+    run it" (none could: the delivery was in that file), unformatted, after "stopped"."""
+    import os
+
+    db, started, ran = tmp_path / "queue.db", tmp_path / "started", tmp_path / "ran"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("QUEUECTL_DB", None)
+    for args in (("config", "set", "on-completed", f"touch {started}; sleep 3; echo x >> {ran}"),
+                 ("enqueue", "true")):  # fmt: skip
+        subprocess.run([*QUEUECTL, "--db", str(db), *args], env=env, check=True,
+                       capture_output=True, timeout=60)  # fmt: skip
+    log = tmp_path / "worker.log"
+    with open(log, "w") as stderr:
+        worker = subprocess.Popen([*QUEUECTL, "--db", str(db), "worker", "start"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path)  # fmt: skip
+    try:
+        wait_until(lambda: started.exists(), 30, "the hook to run")
+        for end in ("", "-wal", "-shm"):
+            (tmp_path / f"queue.db{end}").unlink(missing_ok=True)
+        assert worker.wait(30) == 1, log.read_text()
+    finally:
+        stop_process(worker)
+    said = log.read_text()
+    assert ran.read_text() == "x\n", said  # it ran to its end
+    assert "another worker will run it" not in said
+    assert said.rstrip().endswith("stopped"), said
+
+
 def test_burst_drains_retries_and_delays_then_exits_0(qc, spawn, queue):
     ok(qc("config", "set", "backoff-base", "1"))
     quick = ok(qc("enqueue", "true")).strip()

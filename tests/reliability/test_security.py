@@ -78,6 +78,21 @@ def test_a_path_that_begins_with_two_slashes_is_a_file(tmp_path):
     assert (tmp_path / "queue.db").stat().st_mode & 0o777 == 0o600
 
 
+def test_a_link_to_a_file_not_made_yet_makes_that_file(tmp_path):
+    """QA: `--db link.db`, a link to a file not there yet, was "not a usable SQLite database
+    (unable to open database file)" once connections stopped making files; the file is made
+    where the link points, 0600, as SQLite made it before."""
+    target, link = tmp_path / "target.db", tmp_path / "link.db"
+    link.symlink_to(target)
+    queue = Queue(str(link))
+    try:
+        queue.enqueue("true")
+        assert queue.counts()["pending"] == 1
+    finally:
+        queue.close()
+    assert target.stat().st_mode & 0o777 == 0o600 and link.is_symlink()
+
+
 def run_cli(db: str, *args: str):
     result = CliRunner().invoke(cli, ["--db", db, *args])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
