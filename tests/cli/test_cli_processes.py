@@ -189,29 +189,39 @@ def test_a_stop_lets_a_running_hook_end_so_it_runs_once(qc, spawn, queue, tmp_pa
     assert worker.log().count(f"completed {job_id}") == 1
 
 
-def test_a_worker_whose_database_file_is_deleted_stops_and_does_not_make_it_again(tmp_path):
-    """QA: with its SQLite file deleted, a worker went on running the jobs of the file it had
-    open, which no other process sees (the jobs enqueued into the file made next never ran),
-    and a connection opened afterwards made the file again, empty and readable by everyone."""
+def _file_deleted_under_a_worker(tmp_path, setup, when) -> str:
+    """A `worker start` on a SQLite file of its own, set up by the commands ``setup``; once
+    ``when()`` holds, the file (with its -wal and -shm) is deleted. The worker must exit 1;
+    returns its log."""
     import os
 
     db = tmp_path / "queue.db"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("QUEUECTL_DB", None)
-    subprocess.run([*QUEUECTL, "--db", str(db), "enqueue", "true"], env=env, check=True,
-                   capture_output=True, timeout=60)  # fmt: skip
+    for args in setup:
+        subprocess.run([*QUEUECTL, "--db", str(db), *args], env=env, check=True,
+                       capture_output=True, timeout=60)  # fmt: skip
     log = tmp_path / "worker.log"
     with open(log, "w") as stderr:
         worker = subprocess.Popen([*QUEUECTL, "--db", str(db), "worker", "start"], env=env,
                                   stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path)  # fmt: skip
     try:
-        wait_until(lambda: "completed" in log.read_text(), 30, "the job to run")
+        wait_until(lambda: when(log.read_text()), 30, "the worker to get there")
         for end in ("", "-wal", "-shm"):
             (tmp_path / f"queue.db{end}").unlink(missing_ok=True)
         assert worker.wait(30) == 1, log.read_text()
     finally:
         stop_process(worker)
-    said = log.read_text()
+    return log.read_text()
+
+
+def test_a_worker_whose_database_file_is_deleted_stops_and_does_not_make_it_again(tmp_path):
+    """QA: with its SQLite file deleted, a worker went on running the jobs of the file it had
+    open, which no other process sees (the jobs enqueued into the file made next never ran),
+    and a connection opened afterwards made the file again, empty and readable by everyone."""
+    said = _file_deleted_under_a_worker(tmp_path, [("enqueue", "true")],
+                                        lambda log: "completed" in log)  # fmt: skip
+    db = tmp_path / "queue.db"
     assert f"the database file {db} was deleted or replaced; the workers stop" in said
     assert "Traceback" not in said
     assert not db.exists()  # not made again (it would be 0644, and empty)
@@ -220,27 +230,12 @@ def test_a_worker_whose_database_file_is_deleted_stops_and_does_not_make_it_agai
 def test_a_hook_running_as_the_database_file_goes_ends_and_is_not_said_to_be_left(tmp_path):
     """QA: the worker whose file went killed its running hook and said "another worker will
     run it" (none could: the delivery was in that file), unformatted, after "stopped"."""
-    import os
-
-    db, started, ran = tmp_path / "queue.db", tmp_path / "started", tmp_path / "ran"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("QUEUECTL_DB", None)
-    for args in (("config", "set", "on-completed", f"touch {started}; sleep 3; echo x >> {ran}"),
-                 ("enqueue", "true")):  # fmt: skip
-        subprocess.run([*QUEUECTL, "--db", str(db), *args], env=env, check=True,
-                       capture_output=True, timeout=60)  # fmt: skip
-    log = tmp_path / "worker.log"
-    with open(log, "w") as stderr:
-        worker = subprocess.Popen([*QUEUECTL, "--db", str(db), "worker", "start"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path)  # fmt: skip
-    try:
-        wait_until(lambda: started.exists(), 30, "the hook to run")
-        for end in ("", "-wal", "-shm"):
-            (tmp_path / f"queue.db{end}").unlink(missing_ok=True)
-        assert worker.wait(30) == 1, log.read_text()
-    finally:
-        stop_process(worker)
-    said = log.read_text()
+    started, ran = tmp_path / "started", tmp_path / "ran"
+    hook = f"touch {started}; sleep 3; echo x >> {ran}"
+    said = _file_deleted_under_a_worker(
+        tmp_path, [("config", "set", "on-completed", hook), ("enqueue", "true")],
+        lambda log: started.exists(),
+    )  # fmt: skip
     assert ran.read_text() == "x\n", said  # it ran to its end
     assert "another worker will run it" not in said
     assert said.rstrip().endswith("stopped"), said
