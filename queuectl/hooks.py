@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
+from .core import HEARTBEAT_INTERVAL_S
 from .models import HookDelivery
 from .procs import WORKER_ENV
 from .reading import Reading
@@ -253,7 +254,6 @@ class HookRunner:
         *,
         take: bool = True,
         beat: Callable[[], object] | None = None,
-        beat_every: float = 1.0,
     ) -> None:
         """At the pool's end: run the deliveries still waiting (``take``: those taken within
         ``timeout`` seconds, so a `--burst` run's last changes are delivered), wait for the
@@ -263,7 +263,7 @@ class HookRunner:
         :meth:`kill` (a hard stop) kills them, and leaves their deliveries to another process.
         ``outage`` (the pool's reconnect.Outage) is told of each failed look and of the next
         one that works: a stop in an outage said nothing while it waited here. ``beat`` (the
-        worker's heartbeat) is called every ``beat_every`` seconds meanwhile: silent past its
+        worker's heartbeat) is called every HEARTBEAT_INTERVAL_S meanwhile: silent past its
         lease, the worker was taken for lost, and its hooks' deliveries were taken again (by
         itself too) and their processes killed by a rescuer on its host (QA: a 25 s hook ran
         six times)."""
@@ -273,7 +273,7 @@ class HookRunner:
 
         deadline = time.monotonic() + timeout
         backoff = Backoff()
-        next_beat = time.monotonic() + beat_every
+        next_beat = time.monotonic() + HEARTBEAT_INTERVAL_S
 
         def database_failed() -> None:
             """A look failed (the database is away): the hooks running go on; look again soon,
@@ -296,7 +296,7 @@ class HookRunner:
                     taken = self.poll(now=float("inf") if taking else float("-inf"))
                     if beat is not None and time.monotonic() >= next_beat:
                         beat()
-                        next_beat = time.monotonic() + beat_every
+                        next_beat = time.monotonic() + HEARTBEAT_INTERVAL_S
                 except peewee.PeeweeException as exc:
                     if outage is not None:
                         outage.failed(exc)

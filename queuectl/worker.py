@@ -874,7 +874,7 @@ class WorkerPool:
         try:
             if self._hooks is not None:  # (rides out an outage up to the stop timeout)
                 self._hooks.close(self.stop_timeout, self.outage, take=self.hooks_at_stop,
-                                  beat=self._beat_while_closing, beat_every=HEARTBEAT_INTERVAL_S)
+                                  beat=self._beat_while_closing)
         except peewee.PeeweeException as exc:
             log.warning("delivering hooks failed (%s)", exc)
         backoff = Backoff()

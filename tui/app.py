@@ -131,14 +131,13 @@ class QueueApp(KeysInOrder):
         )
         self.loader = Loader(self, queue, self.clock, self._rows_wanted, lambda: self.filter_text,
                              background_gap=refresh_interval, selected=self._selected,
-                             ends=self._ends, actions=lambda: self._acts_done)  # fmt: skip
+                             ends=self._ends, actions=lambda: self._actions.done)  # fmt: skip
         self._pool_news = threading.Event()  # a PoolEvent is posted and not yet handled
-        self._actions = InOrder("queuectl-actions")  # what keys asked of the queue (see _act)
-        self._acts_asked = 0  # actions asked for (UI thread)
-        self._acts_done = 0  # of them, carried out (the actions' thread)
+        # What keys asked of the queue (see _act); each carried out, the panes are read again.
+        self._actions = InOrder("queuectl-actions", after=lambda: self.post_message(Carried()))
         self._acts_shown = asyncio.Event()  # the panes show what every action asked for did
         self._acts_shown.set()
-        self._problem_said = False  # the pool's problem (see on_queue_snapshot)
+        self._problem_said = False  # the pool's problem was said (see _say_problem)
         self._filter_shown = asyncio.Event()  # the panes show the filter's rows
         self._filter_shown.set()
         self.several_queues = False  # jobs of more than one queue seen: the panes show the queue
@@ -313,7 +312,7 @@ class QueueApp(KeysInOrder):
         self.config_values = snapshot.config
         self.loads += 1
         self._filter_shown.set()
-        if snapshot.actions >= self._acts_asked:
+        if snapshot.actions >= self._actions.asked:
             self._acts_shown.set()
         self.loader.loaded()
         if self.loads == 1:
@@ -323,19 +322,18 @@ class QueueApp(KeysInOrder):
         self.stats.show_health(message.health)
         self.health_loads += 1
 
-    def _say_problem(self) -> bool:
-        """Why this app's workers stopped by themselves, if they did (said once, for a while;
-        the bar says "workers stopped" from then on); whether they did."""
+    def _say_problem(self, again: bool = False) -> None:
+        """Why this app's workers stopped by themselves, if they did (said once, for a while,
+        unless ``again``; the bar says "workers stopped" from then on)."""
         problem = self.pool.problem
         if problem is None:
-            return False
+            return
         self.stats.stopped = True
         self.stats.busy = self.pool.busy  # (the loads that set it may be failing)
-        if not self._problem_said:
+        if again or not self._problem_said:
             self._problem_said = True
             self.notify(f"This app's workers stopped: {problem}", severity="error", timeout=30,
                         markup=False)  # fmt: skip
-        return True
 
     def on_load_failed(self, message: LoadFailed) -> None:
         self._say_problem()
@@ -394,8 +392,7 @@ class QueueApp(KeysInOrder):
         (the bar read "3 threads", "paused", over workers that ran nothing)."""
         if self.pool.problem is None:
             return False
-        self._problem_said = False
-        self._say_problem()
+        self._say_problem(again=True)
         return True
 
     # -- panes ----------------------------------------------------------------------------------
@@ -615,19 +612,14 @@ class QueueApp(KeysInOrder):
         """Run a queue operation off the UI thread, after those asked for before it (typed
         ahead, `a … enter` six times stored the jobs out of order); report how it went (None:
         it says so itself)."""
-        self._acts_asked += 1
         self._acts_shown.clear()  # the keys typed next wait for the panes to show it
-        self._actions.add(partial(self._carry_out, do, counted=True))
+        self._actions.add(partial(self._carry_out, do))
 
-    def _carry_out(self, do: Callable[[], str | None], counted: bool = False) -> None:
-        """``counted``: one of :meth:`_act`'s (a running job's stop is waited for apart)."""
+    def _carry_out(self, do: Callable[[], str | None]) -> None:
         try:
             Done.report(do, self)
         finally:
             self.queue.close()
-            if counted:
-                self._acts_done += 1  # (one actions' thread at a time)
-                self.post_message(Carried())
 
     # -- the filter (`/`) --------------------------------------------------------------------
 

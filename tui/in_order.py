@@ -16,8 +16,14 @@ log = logging.getLogger(__name__)
 
 
 class InOrder:
-    def __init__(self, name: str) -> None:
+    """``asked`` counts the operations added (by the one thread that adds them), ``done`` those
+    carried out; ``after`` runs after each, once it is counted (a read made then sees it)."""
+
+    def __init__(self, name: str, after: Callable[[], None] = lambda: None) -> None:
         self._name = name
+        self._after = after
+        self.asked = 0
+        self.done = 0
         self._lock = threading.Lock()  # the deque, and whether a thread carries it out
         self._asked: deque[Callable[[], None]] = deque()
         self._carrier = False
@@ -26,6 +32,7 @@ class InOrder:
 
     def add(self, do: Callable[[], None]) -> None:
         """Run ``do`` after every operation added before it (it reports its own outcome)."""
+        self.asked += 1
         with self._lock:
             self._asked.append(do)
             self._idle.clear()
@@ -51,3 +58,8 @@ class InOrder:
                 do()
             except Exception:  # one failing operation must not drop those after it
                 log.exception("a queue operation failed")
+            self.done += 1  # (one thread at a time carries them out)
+            try:
+                self._after()
+            except Exception:
+                log.exception("after a queue operation")

@@ -152,7 +152,8 @@ def _cause(text: str) -> str:
     """A driver's message without what comes before its cause: psycopg's "connection failed:
     connection to server at "HOST", port N failed: FATAL:  database "x" does not exist" filled
     the TUI's top bar, which cut it before the cause (QA)."""
-    if text.startswith("connection failed: ") and "failed: " in text[19:]:
+    lead = "connection failed: "
+    if text.startswith(lead) and "failed: " in text[len(lead) :]:
         text = text.rsplit("failed: ", 1)[1]
         if text.startswith("FATAL:"):
             text = text[6:]

@@ -52,9 +52,8 @@ class ListingScreen(ModalScreen[None]):
         self.items_shown: list = []
         self.shown_at = 0.0  # when they were read
         self.paused_asked: dict[str, bool] = {}  # name: paused, as `p` last asked (not yet read)
-        self._actions = InOrder("queuectl-listing")
-        self._asked = 0  # actions asked for (UI thread)
-        self._carried_out = 0  # of them, carried out (the actions' thread)
+        # Each action carried out, the table is read again (nothing, once the screen is closed).
+        self._actions = InOrder("queuectl-listing", after=lambda: self.post_message(Changed()))
         self.caught_up = asyncio.Event()  # the table shows what every action asked for did
 
     def compose(self) -> ComposeResult:
@@ -89,7 +88,7 @@ class ListingScreen(ModalScreen[None]):
 
     def read(self) -> Listed:
         """In a thread."""
-        carried_out = self._carried_out  # (before the read: what the read surely sees)
+        carried_out = self._actions.done  # (before the read: what the read surely sees)
         try:
             return Listed(self.items(), self.app.clock(), actions=carried_out)
         except Exception as exc:  # the database went away or is locked: show it, keep going
@@ -111,7 +110,7 @@ class ListingScreen(ModalScreen[None]):
             note.display = True
             self.caught_up.set()  # (keys typed ahead wait no longer: no rows are coming)
             return
-        if message.actions >= self._asked:  # it shows what every action asked for did
+        if message.actions >= self._actions.asked:  # it shows what every action asked for did
             self.paused_asked.clear()
             self.caught_up.set()
         self.items_shown = message.items
@@ -157,7 +156,6 @@ class ListingScreen(ModalScreen[None]):
         """Run a queue operation off the UI thread, after those asked for before it; report
         how it went, then read again. Its thread is not the screen's worker: `p p escape`
         typed at once dropped what the screen's end cancelled."""
-        self._asked += 1
         self.caught_up.clear()  # the keys typed next wait for the table to show it
         self._actions.add(partial(self._carry_out, self.app, do))
 
@@ -166,8 +164,6 @@ class ListingScreen(ModalScreen[None]):
             Done.report(do, app)
         finally:
             self.queue.close()
-            self._carried_out += 1
-            self.post_message(Changed())  # (nothing, once the screen is closed)
 
     def action_close(self) -> None:
         self.dismiss(None)
