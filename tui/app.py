@@ -684,10 +684,11 @@ class QueueApp(KeysInOrder):
             busy, hooks = self.pool.busy, self.pool.hooks
             if not busy and not hooks:
                 return "No job is running in this app's workers now. Quit?"
-            verb = "is" if busy + hooks == 1 else "are"
+            one = busy + hooks == 1
             return (
-                f"{running(busy, hooks, '')} {verb} running in this app's workers. Quit once "
-                "they finish?\n(No new jobs are started meanwhile.)"
+                f"{running(busy, hooks, '')} {'is' if one else 'are'} running in this app's "
+                f"workers. Quit once {'it finishes' if one else 'they finish'}?\n"
+                "(No new jobs are started meanwhile.)"
             )
 
         def answer(yes: bool | None) -> None:

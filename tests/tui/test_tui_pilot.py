@@ -814,7 +814,7 @@ def test_the_quit_question_follows_the_running_jobs(live_queue, tmp_path):
         await until(pilot, lambda: app.pool.busy == 1)
         await pilot.press("q")
         question = lambda: str(app.screen.query_one(".question", Static).render())  # noqa: E731
-        assert "1 job is running in this app's workers" in question()
+        assert "1 job is running in this app's workers. Quit once it finishes?" in question()
         gate.touch()
         await until(pilot, lambda: "No job is running" in question(), what=question())
         await pilot.press("y")  # nothing to wait for: it quits without a waiting screen
