@@ -12,7 +12,8 @@ instead of a job that cannot start. So this calls glibc (2.34 or later) itself, 
 What the child gets is what Popen gave it: stdin from /dev/null, stdout and stderr into one pipe,
 no other descriptor, a session of its own (a timeout kills its group), the signals Python
 ignores (SIGPIPE, SIGXFSZ) back to their defaults, no blocked signal, and the directory. A signal
-ignored by whatever started the worker (`nohup`) stays ignored, as exec leaves it.
+ignored by whatever started the worker (`nohup`) stays ignored, as exec leaves it, but for the
+worker's own stop signals (SIGINT, SIGTERM), which the worker handles, so exec resets them.
 
 Nothing about glibc's data layout is taken on trust. What this relies on is checked once, when a
 job is first started, and where any of it can't be confirmed (another OS or C library, glibc

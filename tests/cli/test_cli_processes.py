@@ -139,6 +139,25 @@ def test_a_worker_started_under_nohup_goes_on_after_sighup(qc, spawn, queue, tmp
     assert worker.wait(30) == 0
 
 
+def test_jobs_keep_an_inherited_sighup_immunity_but_not_the_workers_stop_signals(qc, spawn, queue):
+    """A script's `nohup queuectl worker start &` ignores SIGHUP and SIGINT: SIGHUP's immunity
+    goes on to the jobs; SIGINT, the worker's own stop signal, is at its default in them (as the
+    README says), and still stops the worker."""
+    job_id = ok(qc("enqueue", "grep SigIgn /proc/self/status")).strip()
+    before = {signum: signal.signal(signum, signal.SIG_IGN)
+              for signum in (signal.SIGHUP, signal.SIGINT)}  # fmt: skip
+    try:
+        worker = spawn("worker", "start")
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+    wait_until(lambda: queue.get(job_id).state == "completed", 30, worker.log)
+    assert queue.get(job_id).output.split() == ["SigIgn:", "0000000000000001"]  # SIGHUP only
+    worker.signal(signal.SIGINT)
+    assert worker.wait(30) == 0
+    assert "SIGINT: stopping" in worker.log()
+
+
 def test_second_sigint_kills_the_job_back_to_pending_uncounted(qc, spawn, queue):
     job_id = ok(qc("enqueue", "sleep 30")).strip()
     worker = spawn("worker", "start")
