@@ -314,6 +314,8 @@ def test_show_unknown_or_ambiguous_id_exit_1(run):
     run.ok("enqueue", "--id", "job-b", "true")
     assert "no job 'nope'" in one_error_line(run("show", "nope"), 1)
     assert "ambiguous" in one_error_line(run("show", "job-"), 1)
+    # QA: bytes that are not UTF-8 were named as Python's escape for them ('\udcff')
+    assert "no job '\\xffjob'" in one_error_line(run("show", "\udcffjob"), 1)
 
 
 def test_show_neutralises_escape_sequences_but_json_keeps_them(run, queue):
