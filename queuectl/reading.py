@@ -33,7 +33,9 @@ class Reading(QueueCore):
     def get(self, prefix: str) -> Job:
         """The job whose id is ``prefix`` or uniquely starts with it."""
         if not prefix or not _storable(prefix):  # e.g. undecodable bytes from argv: no id has it
-            raise QueueError(f"no job {_as_typed(prefix)}")
+            from .text import as_typed  # (not on enqueue's path: it prints only an id)
+
+            raise QueueError(f"no job {as_typed(prefix)}")
         Job = self.models.Job
         job = Job.get_or_none(Job.id == prefix)
         if job is not None:
@@ -188,18 +190,6 @@ def _ordered(order: tuple, last: bool) -> tuple:
         return order
     return tuple(term.node.asc() if isinstance(term, peewee.Ordering) and term.direction == "DESC"
                  else term.desc() for term in order)  # fmt: skip
-
-
-def _as_typed(text: str) -> str:
-    """``text`` quoted and escaped as ``repr`` does, but bytes that are not UTF-8 (argv's
-    surrogate escapes) read as typed, ``\\xff``, not ``\\udcff``."""
-    return "'" + "".join(map(_typed_char, text)) + "'"
-
-
-def _typed_char(char: str) -> str:
-    if "\udc80" <= char <= "\udcff":
-        return f"\\x{ord(char) - 0xDC00:02x}"
-    return "\\'" if char == "'" else repr(char)[1:-1]
 
 
 def _storable(text: str) -> bool:

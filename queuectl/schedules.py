@@ -27,6 +27,7 @@ from .errors import InvalidInput, QueueError
 from .lifecycle import Lifecycle
 from .models import DEFAULT_QUEUE, UNFINISHED, Job, Schedule, iso, json_seconds
 from .spec import QUEUE_NAME, JobSpec, validate_name
+from .text import as_typed
 
 if TYPE_CHECKING:  # zoneinfo only where a schedule is read or fired
     from zoneinfo import ZoneInfo
@@ -225,7 +226,7 @@ class Schedules(Lifecycle):
         valid = isinstance(name, str) and QUEUE_NAME.fullmatch(name) is not None
         row = Schedule.get_or_none(Schedule.name == name) if valid else None
         if row is None:
-            raise QueueError(f"no schedule {name!r}")
+            raise QueueError(f"no schedule {as_typed(name) if isinstance(name, str) else repr(name)}")
         return row
 
     # -- firing (the worker pools' service threads) -----------------------------------------

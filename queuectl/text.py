@@ -30,6 +30,18 @@ def _escape(match: re.Match[str]) -> str:
 # -- text ------------------------------------------------------------------------------------
 
 
+def as_typed(text: str) -> str:
+    """``text`` quoted and escaped as ``repr`` does, but bytes that are not UTF-8 (argv's
+    surrogate escapes) read as typed, ``\\xff``, not ``\\udcff``: a name in an error."""
+    return "'" + "".join(map(_typed_char, text)) + "'"
+
+
+def _typed_char(char: str) -> str:
+    if "\udc80" <= char <= "\udcff":
+        return f"\\x{ord(char) - 0xDC00:02x}"
+    return "\\'" if char == "'" else repr(char)[1:-1]
+
+
 def visible(text: str) -> str:
     """``text`` with every unsafe character shown as an escape (newlines and tabs are kept)."""
     if text.isprintable():  # no control or format character at all: the usual job text

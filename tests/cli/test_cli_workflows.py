@@ -135,6 +135,7 @@ def test_schedule_commands(run, queue, tmp_path, monkeypatch):
     one_error(run("schedule", "add", "bad name", "@daily", "x"), 2)
     one_error(run("schedule", "add", "x", "@daily", '{"command": "x", "delay": 5}'), 2)
     one_error(run("schedule", "run", "other"), 1)
+    assert "no schedule '\\xffx'" in one_error(run("schedule", "run", "\udcffx"), 1)
     run.ok("schedule", "remove", "nightly")
     one_error(run("schedule", "remove", "nightly"), 1)
     assert run.json("schedule", "list") == []
