@@ -103,23 +103,21 @@ def _open_sqlite(path: str, one_connection: bool = False) -> peewee.SqliteDataba
     if os.path.isdir(path):
         raise QueueError(f"{path} is a directory, not a database file")
     folder = os.path.dirname(path)
-    if not os.path.exists(folder):
-        try:
-            _make_folders(folder)
-        except OSError as exc:
-            raise QueueError(f"cannot create {folder}: {exc.strerror}") from None
     created = False
     if not os.path.exists(path):
+        # A link to a file not made yet: that file, in its folder (QA: O_EXCL refuses the link
+        # itself, and a folder the link names was not made).
+        real = os.path.realpath(path)
+        if not os.path.exists(os.path.dirname(real)):
+            try:
+                _make_folders(os.path.dirname(real))
+            except OSError as exc:
+                raise QueueError(f"cannot create {os.path.dirname(real)}: {exc.strerror}") from None
         try:
-            # O_EXCL: never widen the mode of a file somebody else just created. A link to a
-            # file not made yet: that file (O_EXCL refuses the link itself, QA).
-            os.close(os.open(os.path.realpath(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                             0o600))  # fmt: skip
-            created = True
-        except FileExistsError:
-            pass
+            created = _create(real)
         except OSError as exc:
-            raise QueueError(f"cannot create {path}: {exc.strerror}") from None
+            where = "" if real == path else f" (where {path} points)"
+            raise QueueError(f"cannot create {real}{where}: {exc.strerror}") from None
     elif not os.access(path, os.R_OK):
         raise QueueError(f"cannot read {path}: permission denied")
     elif not os.access(path, os.W_OK):
@@ -154,9 +152,54 @@ def _open_sqlite(path: str, one_connection: bool = False) -> peewee.SqliteDataba
     except (peewee.DatabaseError, sqlite3.DatabaseError) as exc:
         database.close()
         raise_if_disk_full(database, exc)
+        for end in ("-wal", "-shm"):  # QA: another user's; the file itself is fine
+            if os.path.exists(path + end) and not os.access(path + end, os.R_OK | os.W_OK):
+                raise QueueError(f"cannot write {path}{end} (SQLite's {end[1:]} file of the "
+                                 f"database): {_why_not_writable(folder)}") from None  # fmt: skip
         raise QueueError(f"{path} is not a usable SQLite database ({exc})") from None
     database.identity = _identity(path)  # type: ignore[attr-defined]  # see file_replaced
     return database
+
+
+# SQLite's lock bytes in a database file (PENDING_BYTE, RESERVED_BYTE, then the SHARED range).
+_SQLITE_LOCKS_START, _SQLITE_LOCKS_LENGTH = 0x40000000, 512
+
+
+def _create(path: str) -> bool:
+    """Make a new, empty queue file at ``path``, 0600; False if another process made it first.
+
+    A ``-wal`` and ``-shm`` already beside it belong to a file that was deleted, perhaps still
+    open in a process (a worker that is letting its running jobs end): a connection to the new
+    file took them for its own, and failed with "disk I/O error" while that process lived (QA).
+    They go before any connection can open the new file: it is made under another name, locked
+    where SQLite takes its locks (a connection waits, as for any lock), put in place only if no
+    file is there yet (never widening the mode of one somebody else made, as O_EXCL), and the
+    two are removed before the lock goes. The process that had them open keeps using them: a
+    connection to a deleted file never deletes them by name (SQLITE_FCNTL_HAS_MOVED)."""
+    making = f"{path}.{os.urandom(6).hex()}.new"
+    fd = os.open(making, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        import fcntl
+
+        fcntl.lockf(fd, fcntl.LOCK_EX, _SQLITE_LOCKS_LENGTH, _SQLITE_LOCKS_START)
+        try:
+            os.link(making, path)
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links (FAT, some shares): made in place
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                return False
+        for end in ("-wal", "-shm"):
+            try:
+                os.remove(path + end)
+            except FileNotFoundError:
+                pass
+        return True
+    finally:
+        os.remove(making)
+        os.close(fd)  # and with it the lock
 
 
 def _identity(path: str) -> tuple[int, int] | None:

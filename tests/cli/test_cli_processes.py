@@ -208,10 +208,11 @@ def test_a_stop_lets_a_running_hook_end_so_it_runs_once(qc, spawn, queue, tmp_pa
     assert worker.log().count(f"completed {job_id}") == 1
 
 
-def _file_deleted_under_a_worker(tmp_path, setup, when) -> str:
+def _file_deleted_under_a_worker(tmp_path, setup, when, ends=("", "-wal", "-shm"),
+                                 meanwhile=lambda: None) -> str:  # fmt: skip
     """A `worker start` on a SQLite file of its own, set up by the commands ``setup``; once
-    ``when()`` holds, the file (with its -wal and -shm) is deleted. The worker must exit 1;
-    returns its log."""
+    ``when()`` holds, the file (with its -wal and -shm, unless ``ends`` says otherwise) is
+    deleted, then ``meanwhile()`` runs. The worker must exit 1; returns its log."""
     import os
 
     db = tmp_path / "queue.db"
@@ -226,8 +227,9 @@ def _file_deleted_under_a_worker(tmp_path, setup, when) -> str:
                                   stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp_path)  # fmt: skip
     try:
         wait_until(lambda: when(log.read_text()), 30, "the worker to get there")
-        for end in ("", "-wal", "-shm"):
+        for end in ends:
             (tmp_path / f"queue.db{end}").unlink(missing_ok=True)
+        meanwhile()
         assert worker.wait(30) == 1, log.read_text()
     finally:
         stop_process(worker)
@@ -244,6 +246,42 @@ def test_a_worker_whose_database_file_is_deleted_stops_and_does_not_make_it_agai
     assert f"the database file {db} was deleted or replaced; the workers stop" in said
     assert "Traceback" not in said
     assert not db.exists()  # not made again (it would be 0644, and empty)
+
+
+def test_the_queue_made_after_a_file_deleted_under_a_worker_works_while_that_worker_lives(
+    tmp_path,
+):
+    """QA: `rm queue.db` (its -wal and -shm stay, open in the worker letting its job end): every
+    command then failed, "database error: disk I/O error", until that worker exited (its job
+    could run for hours), as the new file took the old one's -wal and -shm for its own. And
+    the new queue must outlive the old worker's exit."""
+    import os
+
+    db, gate = tmp_path / "queue.db", tmp_path / "gate"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("QUEUECTL_DB", None)
+    made = []
+
+    def command(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*QUEUECTL, "--db", str(db), *args], env=env, text=True,
+                              capture_output=True, timeout=60)  # fmt: skip
+
+    def meanwhile() -> None:
+        wait_until(lambda: "waiting for 1 running job(s)" in (tmp_path / "worker.log").read_text(),
+                   30, "the worker to see the file gone")  # fmt: skip
+        made.append(ok(command("enqueue", "echo new")).strip())
+        assert json.loads(ok(command("status", "--json")))["pending"] == 1
+        gate.touch()  # the old worker's job ends: it exits, closing its connections
+
+    said = _file_deleted_under_a_worker(
+        tmp_path, [("enqueue", f"while [ ! -e {gate} ]; do sleep 0.05; done")],
+        lambda log: "started" in log, ends=("",), meanwhile=meanwhile,
+    )  # fmt: skip
+    assert "Traceback" not in said
+    [job] = json.loads(ok(command("list", "--json")))
+    assert (job["id"], job["state"]) == (made[0], "pending")  # the new queue, whole
+    assert oct(db.stat().st_mode & 0o777) == "0o600"
+    assert not list(tmp_path.glob("queue.db.*.new"))
 
 
 def test_a_hook_running_as_the_database_file_goes_ends_and_is_not_said_to_be_left(tmp_path):

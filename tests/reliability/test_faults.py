@@ -371,6 +371,27 @@ def test_a_writable_database_in_a_read_only_folder_says_the_folder(tmp_path, chi
     assert sum(Queue(str(path)).counts().values()) == 1
 
 
+@pytest.mark.parametrize("end", ["-wal", "-shm"])
+def test_a_wal_or_shm_file_of_another_user_is_named_not_the_database(tmp_path, children,
+                                                                     unprivileged, end):
+    """QA: "… is not a usable SQLite database (unable to open database file)", which invites
+    deleting a file that is fine: name the file that cannot be written."""
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another user takes root")
+    path = tmp_path / "queue.db"
+    queue = Queue(str(path))
+    queue.enqueue("true")
+    queue.close()
+    for other in ("-wal", "-shm"):
+        Path(f"{path}{other}").touch(0o600)
+    os.chown(f"{path}{end}", 54321, 54321)
+    line = open_as(unprivileged, children, str(path), "open")
+    assert line == f"QueueError: cannot write {path}{end} (SQLite's {end[1:]} file of the " \
+                   "database): permission denied", line  # fmt: skip
+    os.chown(f"{path}{end}", os.getuid(), os.getgid())
+    assert sum(Queue(str(path)).counts().values()) == 1
+
+
 def test_a_file_of_a_file_system_without_blocks_is_not_called_a_full_disk():
     """QA: `--db /proc/version` said "the disk is full": /proc has no blocks to be full of."""
     with pytest.raises(QueueError) as caught:

@@ -93,6 +93,20 @@ def test_a_link_to_a_file_not_made_yet_makes_that_file(tmp_path):
     assert target.stat().st_mode & 0o777 == 0o600 and link.is_symlink()
 
 
+def test_a_link_into_a_folder_not_made_yet_makes_the_folder_as_a_path_would(tmp_path):
+    """QA: a path into folders not there yet has them made (0700); a link into such folders
+    was "cannot create LINK: No such file or directory", naming the link."""
+    target, link = tmp_path / "new" / "sub" / "target.db", tmp_path / "link.db"
+    link.symlink_to(target)
+    queue = Queue(str(link))
+    try:
+        queue.enqueue("true")
+    finally:
+        queue.close()
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "new" / "sub").stat().st_mode & 0o777 == 0o700
+
+
 def run_cli(db: str, *args: str):
     result = CliRunner().invoke(cli, ["--db", db, *args])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
