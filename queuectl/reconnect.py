@@ -48,7 +48,11 @@ class Outage:
     Each thread's connection learns of a restart only when it is next used, so right after the
     database is back another thread can still fail once on its old connection. A failure within
     ``settle`` seconds of the return is taken as that: it is logged only if the database is
-    still unreachable ``settle`` seconds later (a real second outage)."""
+    still unreachable ``settle`` seconds later (a real second outage).
+
+    A full disk is over only once every thread whose write it refused has written: a small
+    write (a heartbeat) may find room where a job's result does not (QA: "writable again"
+    while a result waited 11 s more, unsaid), or each thread that has ended since."""
 
     def __init__(self, log: logging.Logger, clock=time.monotonic, settle: float = 2.0) -> None:  # noqa: ANN001
         self.log = log
@@ -58,11 +62,18 @@ class Outage:
         self.reason = ""
         self._back_at = float("-inf")
         self._logged = False
+        self._refused: set[int] = set()  # disk full: the threads whose writes it refused
         self._lock = threading.Lock()
 
     @property
     def down(self) -> bool:
         return self.since is not None
+
+    @property
+    def said(self) -> str:
+        """Why the database is lost, once that was logged ("" while up or not yet said)."""
+        with self._lock:
+            return self.reason if self.since is not None and self._logged else ""
 
     def failed(self, exc: BaseException, since: float | None = None) -> bool:
         """Report a failed use of the database; True if it logged that the database is lost.
@@ -74,6 +85,8 @@ class Outage:
                 self.since = now if since is None else min(since, now)
                 self.reason = first_line(exc)
                 self._logged = False
+            if DISK_FULL in first_line(exc):
+                self._refused.add(threading.get_ident())
             if self._logged or (self.since < self._back_at + self.settle
                                 and now < self.since + self.settle):
                 return False
@@ -94,7 +107,10 @@ class Outage:
         if self.since is None:
             return False
         with self._lock:
-            if self.since is None:
+            if self._refused:
+                self._refused.discard(threading.get_ident())
+                self._refused.intersection_update(t.ident for t in threading.enumerate())
+            if self.since is None or self._refused:
                 return False
             lost_for = self.clock() - self.since
             logged, self.since = self._logged, None
@@ -103,3 +119,4 @@ class Outage:
             self.log.warning("database %s again after %.1fs",
                              "writable" if self._full else "reachable", lost_for)  # fmt: skip
         return logged
+

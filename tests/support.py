@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 from queuectl.procs import group_members  # noqa: F401  (the tests find a job's processes so)
@@ -159,3 +160,17 @@ def assert_a_job_runs_and_is_recorded(q) -> None:
     q.finish(q.claim(worker), RunResult(0, None, "done"), worker)
     assert [e.event for e in q.history(job.id)] == ["enqueued", "started", "completed"]
     assert q.counts()["completed"] == 1 and q.counts()["processing"] == 0
+
+
+def fill(folder: Path) -> Path:
+    """Fill the file system of ``folder`` (see the ``tiny_disk`` fixture); the file that did."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"x" * 4096)
+    except OSError:
+        pass  # ENOSPC: full
+    finally:
+        os.close(fd)
+    return filler

@@ -308,6 +308,7 @@ class QueueApp(KeysInOrder):
         stats.busy = self.pool.busy
         stats.retiring = self.pool.retiring
         self._say_problem()
+        self._say_outage()
         stats.error = ""
         self.config_values = snapshot.config
         self.loads += 1
@@ -335,8 +336,20 @@ class QueueApp(KeysInOrder):
             self.notify(f"This app's workers stopped: {problem}", severity="error", timeout=30,
                         markup=False)  # fmt: skip
 
+    def _say_outage(self) -> None:
+        """The bar says while this app's workers cannot use the database (their jobs' results
+        wait): a full disk lets the panes' reads through, and they showed "▶ running" (QA).
+        Said once as a notice too, in the words of the workers' log."""
+        outage = self.pool.outage
+        if outage and not self.stats.outage:
+            self.notify(f"This app's workers cannot use the database ({outage}); they keep "
+                        "trying, and their jobs' results wait.", severity="warning", timeout=10,
+                        markup=False)  # fmt: skip
+        self.stats.outage = outage
+
     def on_load_failed(self, message: LoadFailed) -> None:
         self._say_problem()
+        self._say_outage()
         self.stats.error = message.error
         self._filter_shown.set()  # (keys typed ahead wait no longer: no rows are coming)
         self._acts_shown.set()

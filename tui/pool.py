@@ -61,6 +61,13 @@ class PoolControl:
         return pool.problem if pool is not None else None
 
     @property
+    def outage(self) -> str:
+        """Why the workers cannot use the database now, once their log said so ("" if they
+        can): a full disk, which the panes' reads do not meet."""
+        pool = self.pool
+        return pool.outage.said if pool is not None else ""
+
+    @property
     def hooks(self) -> int:
         """Notification hooks this app's workers are running now."""
         pool = self.pool

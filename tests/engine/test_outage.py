@@ -4,6 +4,7 @@ connection failing just after the return is not a new outage."""
 from __future__ import annotations
 
 import logging
+import threading
 
 from queuectl.reconnect import Backoff, Outage
 
@@ -91,3 +92,45 @@ def test_a_full_disk_is_said_as_one_not_as_an_unreachable_database(caplog):
         "database cannot be written (database or disk is full); retrying until there is room",
         "database writable again after 4.0s",
     ]
+
+
+def _on_a_thread(call) -> None:
+    thread = threading.Thread(target=call)
+    thread.start()
+    thread.join(10)
+
+
+def test_a_full_disk_is_over_once_each_thread_it_refused_has_written(caplog):
+    """QA: a heartbeat found room where a job's result did not: the log said "writable again"
+    while the result waited 11 s more, and its later failures went unsaid."""
+    clock = Clock()
+    outage = Outage(logging.getLogger("t"), clock)
+    full = OSError("database or disk is full")
+    with caplog.at_level(logging.WARNING):
+        outage.failed(full)  # this thread's result
+        clock.now += 3
+        heartbeat = threading.Event()
+
+        def beats() -> None:
+            outage.failed(full)  # refused too
+            outage.ok()  # ... then finds room; the result still waits
+            assert outage.down and outage.said == "database or disk is full"
+            assert lines(caplog) == ["database cannot be written"]
+            heartbeat.set()
+
+        _on_a_thread(beats)
+        assert heartbeat.is_set()
+        clock.now += 1
+        outage.ok()  # the result
+    assert lines(caplog) == ["database cannot be written", "database writable again"]
+    assert not outage.down and outage.said == ""
+
+
+def test_a_thread_that_ends_in_a_full_disk_is_not_waited_for(caplog):
+    clock = Clock()
+    outage = Outage(logging.getLogger("t"), clock)
+    with caplog.at_level(logging.WARNING):
+
+        _on_a_thread(lambda: outage.failed(OSError("database or disk is full")))
+        outage.ok()
+    assert lines(caplog) == ["database cannot be written", "database writable again"]

@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from queuectl import JobSpec, Queue, QueueError, WorkerPool
 from queuectl.cli import cli
 from queuectl.executor import Execution, RunResult
-from support import alive, wait_until
+from support import alive, fill, wait_until
 
 CHILD = str(Path(__file__).with_name("child.py"))
 ROOT = str(Path(__file__).resolve().parents[2])
@@ -443,36 +443,6 @@ def test_unwritable_data_directory_is_a_clear_queue_error(tmp_path, children, un
         locked.chmod(0o700)
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 512 KiB tmpfs of our own (needs root with CAP_SYS_ADMIN; skipped otherwise)."""
-    mountpoint = tmp_path / "tiny"
-    mountpoint.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs", str(mountpoint)],
-        capture_output=True, text=True, timeout=30,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill up: {done.stderr.strip()}")
-    try:
-        yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True, timeout=30)
-
-
-def fill(folder: Path) -> Path:
-    filler = folder / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            os.write(fd, b"x" * 4096)
-    except OSError:
-        pass  # ENOSPC: full
-    finally:
-        os.close(fd)
-    return filler
-
-
 def test_a_full_disk_is_a_clear_error_and_nothing_half_written(tiny_disk):
     """With the disk full, a write fails with the real reason ("database or disk is full") as a
     QueueError or peewee error (one CLI line), nothing of the batch is stored, reading still
@@ -590,6 +560,38 @@ def test_a_result_stored_through_a_full_disk_is_the_runs_own(tiny_disk, tmp_path
         assert done.updated_at >= done.finished_at + 0.3, "stored when it ended: no outage?"
         runs = queue.stats(3600).queues["default"]
         assert runs.run_max <= ended_by - done.started_at, "stats took the outage for run time"
+    finally:
+        pool.stop()
+
+
+def test_a_full_disk_is_not_said_writable_again_while_a_result_waits(tiny_disk, tmp_path, caplog):
+    """QA: with room for a heartbeat but not for a job's result, the heartbeat's success was
+    logged "database writable again" while the result waited on, its failures unsaid."""
+    caplog.set_level(logging.WARNING, logger="queuectl")
+    gate = tmp_path / "gate"
+    queue = Queue(str(tiny_disk / "queue.db"))
+    job = queue.enqueue(f"while [ ! -e {gate} ]; do sleep 0.02; done; "
+                        "head -c 300000 /dev/zero | tr '\\0' x")  # fmt: skip
+    pool = WorkerPool(queue, 1)
+    seen = _failures_seen(pool)
+    writes: list[str] = []  # the threads whose use of the database went through, in order
+    ok = pool.outage.ok
+    pool.outage.ok = lambda: writes.append(threading.current_thread().name) or ok()  # type: ignore[method-assign]
+    pool.start()
+    try:
+        wait_until(lambda: queue.get(job.id).state == "processing", 30, "the job to start")
+        filler = fill(tiny_disk)
+        os.truncate(filler, filler.stat().st_size - 96 * 1024)  # room for a heartbeat only
+        gate.touch()
+        wait_until(lambda: any(_in("_store", exc) for exc in seen), 30, "its result to fail")
+        count = len(writes)
+        wait_until(lambda: "queuectl-service" in writes[count:], 30, "a heartbeat to land")
+        said = [r.getMessage() for r in caplog.records]
+        assert not any("writable again" in line for line in said), said
+        assert pool.outage.said == "database or disk is full"
+        filler.unlink()
+        wait_until(lambda: queue.get(job.id).state == "completed", 30, "its result stored")
+        wait_until(lambda: any("writable again" in r.getMessage() for r in caplog.records), 30)
     finally:
         pool.stop()
 

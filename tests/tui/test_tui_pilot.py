@@ -886,6 +886,38 @@ def test_workers_whose_database_file_is_deleted_stop_and_say_so(live_queue, db_p
     drive(app, scenario)
 
 
+def test_workers_that_a_full_disk_holds_up_say_so_in_the_bar(tiny_disk, tmp_path):
+    """QA: with the disk full, the panes' reads went on and the bar said "▶ running 2 threads,
+    0 busy" for 40 s over a job that could not be claimed, or results that could not be
+    stored. It says "⚠ disk full" (and a notice why) until the workers write again."""
+    from support import fill
+
+    queue = Queue(str(tiny_disk / "queue.db"))
+    gate = tmp_path / "gate"
+    app = make_app(queue, workers=1)
+
+    async def scenario(pilot):
+        job = queue.enqueue(f"while [ ! -e {gate} ]; do sleep 0.02; done; "
+                            "head -c 300000 /dev/zero | tr '\\0' x")  # fmt: skip
+        await until(pilot, lambda: app.pool.busy == 1, what="the job to start")
+        filler = fill(tiny_disk)
+        gate.touch()  # its result cannot be stored
+        bar = lambda: str(app.stats.query_one("#workers", Static).render())  # noqa: E731
+        await until(pilot, lambda: bar().startswith("⚠ disk full"), 15, bar)
+        said = [str(n.message) for n in app._notifications]
+        assert any("workers cannot use the database (database or disk is full)" in n
+                   for n in said), said  # fmt: skip
+        filler.unlink()
+        await until(pilot, lambda: queue.get(job.id).state == "completed", 15)
+        await until(pilot, lambda: bar().startswith("▶ running"), 15, bar)
+
+    try:
+        drive(app, scenario)
+    finally:
+        gate.touch()
+        queue.close()
+
+
 def test_a_database_error_in_the_bar_says_its_cause():
     """QA: the bar cut psycopg's "connection failed: connection to server at "127.0.0.1",
     port 5432 failed: FATAL:  database "x" does not exist" before its cause."""

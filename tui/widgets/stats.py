@@ -9,6 +9,7 @@ from textual.reactive import reactive
 from textual.widgets import Sparkline, Static
 
 from queuectl.models import State
+from queuectl.reconnect import DISK_FULL
 from queuectl.text import duration
 
 from ..data import WINDOW_S
@@ -42,6 +43,7 @@ class StatsBar(Horizontal):
     retiring = reactive(0, init=False)  # threads taken away, still running their last job
     stopping = reactive(False, init=False)
     stopped = reactive(False, init=False)  # the workers stopped by themselves (their file went)
+    outage = reactive("", init=False)  # why the workers cannot use the database ("" if they can)
     compact = reactive(False, toggle_class="-compact", init=False)
     error = reactive("", init=False)  # why the last refresh failed; "" once one works again
 
@@ -158,6 +160,9 @@ class StatsBar(Horizontal):
             return
         if self.stopping:
             text.append("⏳ stopping", style=f"bold {self.colors[State.FAILED]}")
+        elif self.outage:  # their jobs wait for it (QA: "▶ running" over a full disk)
+            said = "⚠ disk full" if DISK_FULL in self.outage else "⚠ database lost"
+            text.append(said, style=f"bold {self.colors[State.DEAD]}")
         elif self.paused:
             text.append("⏸ paused", style=f"bold {self.colors[State.FAILED]}")
         elif self.threads:
@@ -248,4 +253,7 @@ class StatsBar(Horizontal):
         self._show_workers()
 
     def watch_stopped(self) -> None:
+        self._show_workers()
+
+    def watch_outage(self) -> None:
         self._show_workers()
