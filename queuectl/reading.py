@@ -75,9 +75,11 @@ class Reading(QueueCore):
                 buckets[index] = count
         return buckets
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, fold: bool = True) -> dict[str, int]:
         """Jobs per state. Kept exact by triggers (schema.job_counters): a few rows are read,
-        whatever the queue's size."""
+        whatever the queue's size. PostgreSQL: where they are many, the rows of connections
+        that are gone are folded; not with ``fold`` False (in a read-only :meth:`snapshot`,
+        which cannot write: then :meth:`fold_counters`, after it)."""
         totals = dict.fromkeys(STATES, 0)
         if self.is_sqlite:
             query = self.db.execute_sql(f'SELECT "state", "n" FROM "{schema.COUNTER_TABLE}"')
@@ -86,12 +88,23 @@ class Reading(QueueCore):
                 f'SELECT "state", SUM("n"), COUNT(*) FROM "{schema.COUNTER_TABLE}" '
                 'GROUP BY "state"'
             ).fetchall()
-            if sum(shards for _, _, shards in query) > _MAX_COUNTER_SHARDS:
-                self.db.execute_sql(_FOLD_COUNTER_SHARDS)
+            self._counter_shards = sum(shards for _, _, shards in query)
+            if fold:
+                self.fold_counters()
         for state, count, *_ in query:
             if state in totals:
                 totals[state] = int(count)
         return {str(state): count for state, count in totals.items()}
+
+    _counter_shards = 0  # PostgreSQL: the rows the last count read
+
+    def fold_counters(self) -> None:
+        """Fold the count rows of connections that are gone into one, if the last
+        :meth:`counts` read too many (QA: a TUI's read-only snapshot tried it, and failed every
+        second, "cannot execute INSERT in a read-only transaction", until another process did)."""
+        if self._counter_shards > _MAX_COUNTER_SHARDS:
+            self.db.execute_sql(_FOLD_COUNTER_SHARDS)
+            self._counter_shards = 0
 
     def list_jobs(
         self,

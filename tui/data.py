@@ -135,7 +135,7 @@ def load_snapshot(
     try:
         now = (clock or queue.clock)()
         with queue.snapshot():  # read at one moment: a job in one pane, as counted
-            counts = queue.counts()
+            counts = queue.counts(fold=False)  # (read-only: no write in it)
             paused = queue.paused_queues()
             panes = {}
             for name in PANES:
@@ -147,6 +147,7 @@ def load_snapshot(
             config = queue.config()
             live_workers = sum(worker.threads for worker in queue.live_workers())  # as `status`
             finished = queue.finished_per_second(WINDOW_S)
+        queue.fold_counters()  # (a write: after the read-only snapshot)
         return QueueSnapshot(
             now=now,
             counts=counts,

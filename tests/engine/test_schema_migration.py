@@ -253,6 +253,28 @@ def test_a_postgresql_version_2_schema_upgrades_keeping_every_job(pg_target):
 
 
 @pytest.mark.postgres
+def test_the_tuis_read_only_snapshot_leaves_the_folding_until_after_it(pg_target):
+    """QA: once connections that were gone had left more than 100 count rows, the TUI's read
+    (a read-only snapshot) tried to fold them, and failed every second, "cannot execute
+    INSERT in a read-only transaction": its panes froze until another process counted."""
+    from queuectl.tui.data import load_snapshot
+
+    queue = Queue(pg_target)
+    try:
+        queue.enqueue("true")
+        queue.db.execute_sql(
+            "INSERT INTO job_count (state, shard, n) SELECT 'pending', -g, 0 "
+            "FROM generate_series(1, 150) AS g"
+        )
+        snapshot = load_snapshot(queue)
+        assert snapshot.counts["pending"] == 1 and snapshot.panes["waiting"]
+        assert queue.db.execute_sql("SELECT COUNT(*) FROM job_count").fetchone()[0] < 20
+        assert queue.counts() == pg_counted(queue)
+    finally:
+        queue.close()
+
+
+@pytest.mark.postgres
 def test_postgresql_counts_survive_many_connections_and_folding(pg_target):
     queues = [Queue(pg_target) for _ in range(3)]
     try:
