@@ -34,7 +34,8 @@ def logs(settings: Settings, job_id: str, follow: bool, lines: int | None, raw: 
 
     ID may be any unique prefix. While a job runs its output is stored every 0.75 s
     (the last 1 MiB of it is kept). --follow waits for a job that has not started yet and
-    ends (exit 0) once the job is no longer processing. To a terminal, control characters
+    ends (exit 0) once the job is no longer processing (a run its worker gave back, the job
+    pending again, is followed on to the next run). To a terminal, control characters
     other than newline and tab are shown as escapes (see `show`); to a pipe, or with --raw,
     the output is printed as stored.
 
@@ -149,7 +150,15 @@ class _Follower:
             return False  # not started yet: wait for the start
         run = (progress.attempts, progress.started_at)
         if followed is not None and run != followed:
-            return True  # the run followed ended, and another began: that one is not ours
+            if progress.attempts > followed[0]:  # type: ignore[operator]
+                return True  # the run followed ended, and another began: that one is not ours
+            # Given back, its attempt not counted (a worker's hard stop, or its database
+            # away): not an end, the job runs again (QA: it exited 0 mid-job).
+            click.echo("queuectl logs: the run was stopped by its worker before its end and "
+                       "the job put back, its attempt not counted; following its next run",
+                       err=True)  # fmt: skip
+            self.cursor, self.lines = OutputCursor(), None
+            return False
         ended = progress.state not in ACTIVE  # (its last output stored as it ended)
         if run != followed or progress.output_bytes != self.cursor.shown or ended:
             self._print(run)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -188,6 +189,29 @@ def test_logs_follow_prints_output_as_it_comes_until_the_job_ends(qc, spawn, que
     gate.touch()
     assert follower.wait(30) == 0
     assert follower.log() == "one\ntwo\n"
+
+
+def test_logs_follow_goes_on_to_the_next_run_of_a_job_given_back(qc, spawn, queue, tmp_path):
+    """QA: a run given back (a worker's hard stop, or its database away: pending again, its
+    attempt not counted) ended `logs -f` with exit 0 while the job was still to run: a script
+    waiting on it went on. It says so and follows the next run to its end."""
+    gate = tmp_path / "gate"
+    job_id = qc("enqueue", f"echo run; while [ ! -e {gate} ]; do sleep 0.05; done; echo end").stdout.strip()
+    first = spawn("worker", "start")
+    follower = spawn("logs", "-f", job_id)
+    wait_until(lambda: "run\n" in follower.log(), 30, "the first run's line")
+    first.signal(signal.SIGINT)
+    wait_until(lambda: "SIGINT: stopping" in first.log(), 30, first.log)
+    first.signal(signal.SIGINT)  # the hard stop: the job goes back to pending
+    assert first.wait(30) == 130
+    assert queue.get(job_id).state == "pending"
+    wait_until(lambda: "following its next run" in follower.log(), 30, follower.log)
+    assert follower.proc.poll() is None  # still following
+    gate.touch()
+    spawn("worker", "start")
+    assert follower.wait(30) == 0, follower.log()
+    lines = follower.log().splitlines()
+    assert [line for line in lines if not line.startswith("queuectl logs:")] == ["run", "run", "end"]
 
 
 def test_logs_follow_prints_each_byte_once_past_the_stored_cap(qc, spawn, queue, tmp_path):
