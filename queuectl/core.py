@@ -84,6 +84,9 @@ class QueueCore:
             if self.is_sqlite:
                 raise_if_disk_full(self.db, exc)  # a new queue on a full disk
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if not self.is_sqlite and isinstance(exc, peewee.OperationalError):
+                # The connection was cut (a restart): the database is fine (QA).
+                raise QueueError(f"database error: {first}") from None
             raise QueueError(f"{redact(str(self.target))} is not a usable database ({first})") from None
 
     # -- transactions and turns -------------------------------------------------------------

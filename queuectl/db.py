@@ -413,6 +413,19 @@ def _make_folders(folder: str) -> None:
                 raise
 
 
+def _quiet_psycopg() -> None:
+    """psycopg logs warnings of its own (a connection cut mid-pipeline: "error ignored
+    terminating <psycopg.Pipeline [BAD]>: ...", several lines), which Python's last-resort
+    handler printed to stderr before the command's one "Error:" line (QA). Its errors reach
+    queuectl as exceptions, said once each; the warnings go nowhere."""
+    import logging
+
+    psycopg_log = logging.getLogger("psycopg")
+    if not psycopg_log.handlers:
+        psycopg_log.addHandler(logging.NullHandler())
+        psycopg_log.propagate = False
+
+
 def _open_postgresql(url: str) -> peewee.Database:
     try:
         import psycopg  # noqa: F401
@@ -424,6 +437,8 @@ def _open_postgresql(url: str) -> peewee.Database:
     from urllib.parse import parse_qsl, urlparse
 
     from playhouse.db_url import connect
+
+    _quiet_psycopg()
 
     given = dict(parse_qsl(urlparse(url).query))
     params: dict[str, int] = {key: value for key, value in PG_KEEPALIVE.items() if key not in given}

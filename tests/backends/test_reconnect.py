@@ -437,3 +437,32 @@ def test_a_real_server_restart_under_two_worker_processes(pg_target, workers, tm
     for worker in workers:
         assert worker.process.poll() is None, worker.log()
         assert worker.logged(UNREACHABLE) == 1 and worker.logged(BACK) == 1, worker.log()
+
+
+def test_a_connection_cut_as_a_command_opens_the_queue_is_a_database_error(pg_target,
+                                                                          monkeypatch):
+    """QA: a server restart as `enqueue` opened the queue read "postgresql://… is not a usable
+    database (the connection is closed)", the words for a wrong target."""
+    import peewee
+
+    from queuectl import QueueError, schema
+
+    def cut(*args, **kwargs):
+        raise peewee.OperationalError("the connection is closed")
+
+    monkeypatch.setattr(schema, "ensure", cut)
+    with pytest.raises(QueueError) as raised:
+        Queue(pg_target)
+    assert str(raised.value) == "database error: the connection is closed"
+
+
+def test_psycopg_s_own_warnings_do_not_reach_a_command_s_stderr(pg_target):
+    """QA: a connection cut mid-pipeline printed psycopg's "error ignored terminating
+    <psycopg.Pipeline [BAD]>: …" (four lines) before the command's one `Error:` line."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import logging, sys; from queuectl import Queue; "
+         "Queue(sys.argv[1]).counts(); "
+         "logging.getLogger('psycopg').warning('error ignored terminating <psycopg.Pipeline>')",
+         pg_target], capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
