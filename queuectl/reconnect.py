@@ -70,6 +70,11 @@ class Outage:
         return self.since is not None
 
     @property
+    def back_at(self) -> float:
+        """When the database was last seen back (the clock's time; -inf if never lost)."""
+        return self._back_at
+
+    @property
     def said(self) -> str:
         """Why the database is lost, once that was logged ("" while up or not yet said)."""
         with self._lock:

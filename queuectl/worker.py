@@ -829,7 +829,10 @@ class WorkerPool:
             if silent < after:
                 killed.clear()
                 continue
-            if not self.outage.down:  # a statement waits for an answer that does not come
+            # A statement waits for an answer that does not come; unless the database has
+            # answered since the last heartbeat began (the outage is over, and the next beat
+            # not yet in: QA, "unreachable (no answer for 92s)" logged after the return).
+            if not self.outage.down and self.outage.back_at < self._beat_began:
                 self.outage.failed(TimeoutError(f"no answer for {silent:.0f}s"),
                                    since=self._beat_began)  # fmt: skip
             with self._lock:

@@ -250,6 +250,9 @@ def test_a_job_killed_for_an_outage_goes_back_uncounted_when_the_database_return
         stored = queue.get(job.id)
         assert (stored.state, stored.attempts) == ("processing", 1)  # the first not counted
         assert "killed 1 running job(s)" in cut_off.stderr()
+        # QA: the fence took the heartbeat not yet in after the return for a new outage.
+        wait_until(lambda: "reachable again" in cut_off.stderr(), 30, cut_off.stderr)
+        assert cut_off.stderr().count("database unreachable") == 1, cut_off.stderr()
         assert f"EVENT released {job.id} outage" in cut_off.lines  # not "by stop" (QA)
         assert [e.event for e in queue.history(job.id)][-3:] == ["started", "released",
                                                                      "started"]  # fmt: skip
