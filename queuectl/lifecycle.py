@@ -397,7 +397,12 @@ class Lifecycle(Reading):
         """Every dead job back to pending; returns their ids."""
         Job = self.models.Job
         with self._write():
-            ids = [job.id for job in Job.select(Job.id).where(Job.state == State.DEAD)]
+            dead = Job.select(Job.id).where(Job.state == State.DEAD)
+            if not self.is_sqlite:  # (SQLite's write transaction holds the file already)
+                # Locked, so two at once do not both list them: the second reads them again
+                # once the first commits, no longer dead (QA).
+                dead = dead.for_update()
+            ids = [job.id for job in dead]
             self._revive(Job.state == State.DEAD)
         if ids:
             self._notify()

@@ -228,3 +228,31 @@ def test_a_retry_of_a_job_purged_as_it_is_retried_finds_no_job(pg_target, monkey
         getattr(queue, retry)(["kept", "gone"])
     assert [(job.id, job.state) for job in queue.list_jobs()] == [("kept", "dead")]
     purger.close()
+
+
+def test_two_retries_of_every_dead_job_at_once_list_each_job_once(pg_target):
+    """QA: two `dlq retry --all` at the same moment both printed every id (1 in 4 tries): the
+    second read the dead jobs before the first committed, then revived none of them."""
+    first, second = Queue(pg_target), Queue(pg_target)
+    try:
+        worker = first.register_worker(1)
+        for _ in range(3):
+            first.enqueue(JobSpec(command="false", max_retries=1))
+            first.finish(first.claim(worker), RunResult(1, "exit code 1", ""), worker)
+        listed: list[list[str]] = []
+        assert first.counts()["dead"] == 3, first.counts()
+        with first.db.atomic():  # the first's retry, not yet committed as the second asks
+            revived = first.retry_all_dead()
+            racing = threading.Thread(target=lambda: listed.append(second.retry_all_dead()))
+            racing.start()
+            # It waits on the first's rows (without the lock, having read them).
+            wait_until(lambda: first.db.execute_sql(
+                "SELECT pg_stat_clear_snapshot(), COUNT(*) FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            ).fetchone()[1], 30, "the second to wait")  # fmt: skip
+        racing.join(30)
+        assert len(revived) == 3 and listed == [[]]
+        assert first.counts()["pending"] == 3
+    finally:
+        second.close()
+        first.close()
