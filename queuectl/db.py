@@ -244,7 +244,7 @@ def raise_if_disk_full(database: peewee.SqliteDatabase, exc: Exception) -> None:
     if getattr(database, "created", False):
         try:
             if os.path.getsize(path) == 0:
-                os.remove(path)
+                os.remove(os.path.realpath(path))  # (made where a link points, if one does)
         except OSError:
             pass
     raise QueueError(f"cannot open {path}: the disk is full ({exc})") from None

@@ -475,6 +475,8 @@ def test_opening_a_queue_on_a_full_disk_says_the_disk_is_full(tiny_disk):
     queue = Queue(path)
     queue.enqueue(JobSpec(command="true", id="kept"))
     queue.close()
+    link = tiny_disk / "link.db"
+    link.symlink_to(tiny_disk / "target.db")
     filler = fill(tiny_disk)
     result = CliRunner().invoke(cli, ["--db", path, "list"])
     assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1, result.stderr
@@ -484,6 +486,10 @@ def test_opening_a_queue_on_a_full_disk_says_the_disk_is_full(tiny_disk):
     assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1, result.stderr
     assert "disk is full" in result.stderr and "not a usable" not in result.stderr, result.stderr
     assert not os.path.exists(new), "an empty file left behind"
+    result = CliRunner().invoke(cli, ["--db", str(link), "enqueue", "true"])  # made where it points
+    assert result.exit_code == 1 and "disk is full" in result.stderr, result.stderr
+    assert link.is_symlink() and not (tiny_disk / "target.db").exists(), "the link, not the file"
+    assert not list(tiny_disk.glob("*.new"))
     filler.unlink()
     result = CliRunner().invoke(cli, ["--db", path, "list"])
     assert result.exit_code == 0 and "kept" in result.stdout, result.output
