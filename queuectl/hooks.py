@@ -305,7 +305,7 @@ class HookRunner:
                     database_failed()
                     continue
                 if outage is not None:
-                    outage.ok()
+                    outage.ok(wrote=bool(taken))
                 backoff.reset()
                 if not taken and not self.running:
                     break

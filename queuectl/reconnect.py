@@ -50,9 +50,11 @@ class Outage:
     ``settle`` seconds of the return is taken as that: it is logged only if the database is
     still unreachable ``settle`` seconds later (a real second outage).
 
-    A full disk is over only once every thread whose write it refused has written: a small
-    write (a heartbeat) may find room where a job's result does not (QA: "writable again"
-    while a result waited 11 s more, unsaid), or each thread that has ended since."""
+    A full disk is over once a write goes through and no thread still waits on one it
+    refused: a small write (a heartbeat) may find room where a job's result does not (QA:
+    "writable again" while a result waited 11 s more, unsaid), and a read proves nothing (QA:
+    a stopping worker's first read, as its refused threads ended). A thread that succeeds, or
+    ends, waits no longer."""
 
     def __init__(self, log: logging.Logger, clock=time.monotonic, settle: float = 2.0) -> None:  # noqa: ANN001
         self.log = log
@@ -107,16 +109,19 @@ class Outage:
     def _full(self) -> bool:
         return DISK_FULL in self.reason
 
-    def ok(self) -> bool:
-        """Report a successful use; True if it logged that the database is back. Cheap when up."""
+    def ok(self, wrote: bool = True) -> bool:
+        """Report a successful use (``wrote``: one that wrote); True if it logged that the
+        database is back. Cheap when up."""
         if self.since is None:
             return False
         with self._lock:
-            if self._refused:
+            if self.since is None:
+                return False
+            if self._full:
                 self._refused.discard(threading.get_ident())
                 self._refused.intersection_update(t.ident for t in threading.enumerate())
-            if self.since is None or self._refused:
-                return False
+                if self._refused or not wrote:
+                    return False
             lost_for = self.clock() - self.since
             logged, self.since = self._logged, None
             self._back_at = self.clock()

@@ -382,7 +382,7 @@ class WorkerPool:
                 self._idle(generation, backoff.next())
                 continue
             backoff.reset()
-            self.outage.ok()
+            self.outage.ok(wrote=job is not None)
             if job is None:
                 self._idle(generation, self._idle_timeout())
             else:
@@ -885,6 +885,7 @@ class WorkerPool:
             while True:  # else read as live for a lease, by the workers of other hosts
                 try:
                     self.queue.unregister_worker(self.worker_id)  # type: ignore[arg-type]
+                    self.outage.ok()  # (its log says so if this write ends an outage)
                     break
                 except peewee.PeeweeException as exc:
                     if time.monotonic() >= deadline or self._hard.is_set():

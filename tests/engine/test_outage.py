@@ -132,5 +132,9 @@ def test_a_thread_that_ends_in_a_full_disk_is_not_waited_for(caplog):
     with caplog.at_level(logging.WARNING):
 
         _on_a_thread(lambda: outage.failed(OSError("database or disk is full")))
+        # QA: a stopping worker's first read, as its refused threads ended, was taken for
+        # the end; only a write shows there is room.
+        outage.ok(wrote=False)
+        assert outage.down and lines(caplog) == ["database cannot be written"]
         outage.ok()
     assert lines(caplog) == ["database cannot be written", "database writable again"]

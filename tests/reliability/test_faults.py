@@ -582,7 +582,8 @@ def test_a_full_disk_is_not_said_writable_again_while_a_result_waits(tiny_disk, 
     seen = _failures_seen(pool)
     writes: list[str] = []  # the threads whose use of the database went through, in order
     ok = pool.outage.ok
-    pool.outage.ok = lambda: writes.append(threading.current_thread().name) or ok()  # type: ignore[method-assign]
+    pool.outage.ok = lambda wrote=True: (  # type: ignore[method-assign]
+        writes.append(threading.current_thread().name) or ok(wrote))
     pool.start()
     try:
         wait_until(lambda: queue.get(job.id).state == "processing", 30, "the job to start")
