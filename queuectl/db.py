@@ -6,6 +6,7 @@ A *target* is what the user gives with ``--db`` or ``QUEUECTL_DB``: a file path 
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import sys
@@ -105,6 +106,12 @@ def _open_sqlite(path: str, one_connection: bool = False) -> peewee.SqliteDataba
     folder = os.path.dirname(path)
     created = False
     if not os.path.exists(path):
+        if os.path.islink(path):
+            try:
+                os.stat(path)
+            except OSError as exc:  # a loop of links (a link to nothing yet is made, below)
+                if exc.errno == errno.ELOOP:
+                    raise QueueError(f"cannot open {path}: {exc.strerror}") from None
         # A link to a file not made yet: that file, in its folder (QA: O_EXCL refuses the link
         # itself, and a folder the link names was not made).
         real = os.path.realpath(path)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from queuectl import JobSpec, Queue, WorkerPool, parse_job
+from queuectl import JobSpec, Queue, QueueError, WorkerPool, parse_job
 from queuectl.cli import cli
 
 
@@ -91,6 +91,16 @@ def test_a_link_to_a_file_not_made_yet_makes_that_file(tmp_path):
     finally:
         queue.close()
     assert target.stat().st_mode & 0o777 == 0o600 and link.is_symlink()
+
+
+def test_a_loop_of_links_is_named_not_called_an_unusable_database(tmp_path):
+    """QA: "… is not a usable SQLite database (unable to open database file)"."""
+    first, second = tmp_path / "a.db", tmp_path / "b.db"
+    first.symlink_to(second)
+    second.symlink_to(first)
+    with pytest.raises(QueueError) as raised:
+        Queue(str(first))
+    assert str(raised.value) == f"cannot open {first}: Too many levels of symbolic links"
 
 
 def test_a_link_into_a_folder_not_made_yet_makes_the_folder_as_a_path_would(tmp_path):
