@@ -33,8 +33,8 @@ def logs(settings: Settings, job_id: str, follow: bool, lines: int | None, raw: 
     """Print a job's output so far; with --follow, also what it prints next.
 
     ID may be any unique prefix. While a job runs its output is stored every 0.75 s
-    (the last 1 MiB of it is kept). --follow waits for a job that has not started yet and
-    ends (exit 0) once the job is no longer processing (a run its worker gave back, the job
+    (the last 1 MiB of it is kept). --follow waits for a job that has not started yet (one
+    waiting to retry: after its last run's output) and ends (exit 0) once the job is no longer processing (a run its worker gave back, the job
     pending again, is followed on to the next run). To a terminal, control characters
     other than newline and tab are shown as escapes (see `show`); to a pipe, or with --raw,
     the output is printed as stored.
@@ -106,6 +106,7 @@ class _Follower:
         self.out = out
         self.lines = lines
         self.cursor = OutputCursor()
+        self.said_last_run = False  # a job waiting to run again: its last run's output printed
 
     def run(self) -> None:
         from ..reconnect import Backoff, Outage
@@ -147,6 +148,14 @@ class _Follower:
             raise QueueError(f"job {self.job_id} was deleted")
         followed = self.cursor.run
         if progress.state in CLAIMABLE and followed is None:
+            if progress.attempts and not self.said_last_run:
+                # Failed, to run again: the last run's output first, as `logs` prints it (QA:
+                # nothing was printed until the retry started), then the next run's.
+                self.said_last_run = True
+                job = self.queue.output_of(self.seq)
+                if job is not None:
+                    self.out.write(_last_lines(job.output or "", self.lines))
+                    self.lines = None
             return False  # not started yet: wait for the start
         run = (progress.attempts, progress.started_at)
         if followed is not None and run != followed:
@@ -157,7 +166,7 @@ class _Follower:
             click.echo("queuectl logs: the run was stopped by its worker before its end and "
                        "the job put back, its attempt not counted; following its next run",
                        err=True)  # fmt: skip
-            self.cursor, self.lines = OutputCursor(), None
+            self.cursor, self.lines, self.said_last_run = OutputCursor(), None, True
             return False
         ended = progress.state not in ACTIVE  # (its last output stored as it ended)
         if run != followed or progress.output_bytes != self.cursor.shown or ended:

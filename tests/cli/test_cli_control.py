@@ -214,6 +214,31 @@ def test_logs_follow_goes_on_to_the_next_run_of_a_job_given_back(qc, spawn, queu
     assert [line for line in lines if not line.startswith("queuectl logs:")] == ["run", "run", "end"]
 
 
+def test_logs_follow_on_a_job_waiting_to_retry_prints_its_last_run_then_the_next(qc, spawn,
+                                                                                queue, tmp_path):
+    """QA: on a failed job (its retry due later) `logs -f` printed nothing until the retry
+    started, where `logs` printed its output; it prints that, then follows the next run."""
+    from queuectl.executor import RunResult
+
+    gate = tmp_path / "gate"
+    job_id = qc("enqueue", f"[ -e {gate} ] && echo second || exit 1").stdout.strip()
+    engine = queue.open()
+    try:
+        worker = engine.register_worker(1)
+        engine.finish(engine.claim(worker), RunResult(1, "exit code 1", "first\n"), worker)
+        engine.unregister_worker(worker)
+    finally:
+        engine.close()
+    assert queue.get(job_id).state == "failed"
+    follower = spawn("logs", "-f", job_id)
+    wait_until(lambda: follower.log() == "first\n", 30, follower.log)
+    assert follower.proc.poll() is None  # waiting for the retry
+    gate.touch()
+    spawn("worker", "start")
+    assert follower.wait(30) == 0, follower.log()
+    assert follower.log() == "first\nsecond\n"
+
+
 def test_logs_follow_prints_each_byte_once_past_the_stored_cap(qc, spawn, queue, tmp_path):
     """1.3 MB printed in two parts, each less than the cap (1 MiB) apart: the stored output is
     cut at its head from the second part on, and `logs -f` still prints every byte once (it
