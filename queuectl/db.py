@@ -417,6 +417,7 @@ def _make_folders(folder: str) -> None:
             os.mkdir(each, 0o700)
         except FileExistsError:
             if not os.path.isdir(each):
+                os.stat(each)  # a loop of links says so (QA: "File exists" named no loop)
                 raise
 
 

@@ -312,16 +312,20 @@ class Lifecycle(Reading):
         delay = backoff_delay(settings["backoff-base"], job.attempts)
         return {"state": State.FAILED.value, "error": error, "run_at": self.clock() + delay}
 
-    def release(self, job: Job, worker_id: str) -> bool:
+    def release(self, job: Job, worker_id: str, result: RunResult | None = None) -> bool:
         """Give a job back after a hard stop: pending again, its attempt not counted, and its
-        place in the queue kept (its run_at is untouched: it was due when it was claimed)."""
-        changes = {
+        place in the queue kept (its run_at is untouched: it was due when it was claimed).
+        ``result``: the run's, killed; its output is kept, up to its end (QA: what it printed
+        after the last store of its output, ~0.75 s, was lost to `logs` and `show`)."""
+        changes: dict[str, object] = {
             "state": State.PENDING.value,
             "attempts": job.attempts - 1,  # the update applies only while attempts is unchanged
             "worker": None,
             "started_at": None,
             "updated_at": self.clock(),
         }
+        if result is not None:
+            changes["output"], changes["output_bytes"] = result.output, result.output_bytes
         with self._turn():
             updated = self._update_same_run(job, worker_id, changes)
             if updated == State.CANCELLED:  # a user cancelled it meanwhile: it ended now

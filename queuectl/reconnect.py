@@ -98,7 +98,7 @@ class Outage:
                                 and now < self.since + self.settle):
                 return False
             self._logged = True
-        if self._full:  # it answers, it cannot write: not "unreachable" (QA)
+        if self.full:  # it answers, it cannot write: not "unreachable" (QA)
             self.log.warning("database cannot be written (%s); retrying until there is room",
                              self.reason)  # fmt: skip
         else:
@@ -106,7 +106,8 @@ class Outage:
         return True
 
     @property
-    def _full(self) -> bool:
+    def full(self) -> bool:
+        """Whether the database answers but cannot be written (a full disk)."""
         return DISK_FULL in self.reason
 
     def ok(self, wrote: bool = True) -> bool:
@@ -117,7 +118,7 @@ class Outage:
         with self._lock:
             if self.since is None:
                 return False
-            if self._full:
+            if self.full:
                 self._refused.discard(threading.get_ident())
                 self._refused.intersection_update(t.ident for t in threading.enumerate())
                 if self._refused or not wrote:
@@ -127,6 +128,6 @@ class Outage:
             self._back_at = self.clock()
         if logged:
             self.log.warning("database %s again after %.1fs",
-                             "writable" if self._full else "reachable", lost_for)  # fmt: skip
+                             "writable" if self.full else "reachable", lost_for)  # fmt: skip
         return logged
 

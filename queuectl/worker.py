@@ -473,7 +473,7 @@ class WorkerPool:
                 self._claims_under_way += 1
         worker_id: str = self.worker_id  # type: ignore[assignment]
         if killed:  # by a hard stop, or by _fence
-            released = self._store(lambda: self._jobs.release(job, worker_id))
+            released = self._store(lambda: self._jobs.release(job, worker_id, result))
             self._let_go(job)
             if released:
                 self._emit("released", job, name, "stop" if self._hard.is_set() else "outage")
@@ -614,8 +614,9 @@ class WorkerPool:
     def _gave_up(self, job: Job) -> None:
         self.unstored.append(job.id)
         log.error(
-            "job %s: result not stored: the database is still unreachable %.0fs after the stop; "
-            "the job will be rescued as \"worker lost\"", job.id, self.stop_timeout,
+            "job %s: result not stored: the database still %s %.0fs after the stop; the job "
+            "will be rescued as \"worker lost\"", job.id,
+            "cannot be written" if self.outage.full else "is unreachable", self.stop_timeout,
         )
 
     def _database_failed(self, queue: Queue, exc: Exception) -> None:

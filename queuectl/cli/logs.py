@@ -107,11 +107,14 @@ class _Follower:
         self.lines = lines
         self.cursor = OutputCursor()
         self.said_last_run = False  # a job waiting to run again: its last run's output printed
+        from ..reconnect import Outage
+
+        self.outage = Outage(_Stderr())  # type: ignore[arg-type]
 
     def run(self) -> None:
-        from ..reconnect import Backoff, Outage
+        from ..reconnect import Backoff
 
-        outage = Outage(_Stderr())  # type: ignore[arg-type]
+        outage = self.outage
         backoff = Backoff()
         changes = None
         try:
@@ -144,13 +147,14 @@ class _Follower:
         from ..errors import QueueError
 
         progress = self.queue.progress(self.seq)
+        self.outage.ok()  # (said before what this read shows: QA, "back" came after it)
         if progress is None:
             raise QueueError(f"job {self.job_id} was deleted")
         followed = self.cursor.run
         if progress.state in CLAIMABLE and followed is None:
-            if progress.attempts and not self.said_last_run:
-                # Failed, to run again: the last run's output first, as `logs` prints it (QA:
-                # nothing was printed until the retry started), then the next run's.
+            if (progress.attempts or progress.output_bytes) and not self.said_last_run:
+                # To run again (failed, or given back): the last run's output first, as `logs`
+                # prints it (QA: nothing until the next run started), then the next run's.
                 self.said_last_run = True
                 job = self.queue.output_of(self.seq)
                 if job is not None:
@@ -162,7 +166,11 @@ class _Follower:
             if progress.attempts > followed[0]:  # type: ignore[operator]
                 return True  # the run followed ended, and another began: that one is not ours
             # Given back, its attempt not counted (a worker's hard stop, or its database
-            # away): not an end, the job runs again (QA: it exited 0 mid-job).
+            # away): not an end, the job runs again (QA: it exited 0 mid-job). What the run
+            # printed last is stored as it is given back: printed first, unless the next run
+            # has begun (its output is in its place).
+            if progress.state in CLAIMABLE:
+                self._print_rest(followed)
             click.echo("queuectl logs: the run was stopped by its worker before its end and "
                        "the job put back, its attempt not counted; following its next run",
                        err=True)  # fmt: skip
@@ -172,6 +180,15 @@ class _Follower:
         if run != followed or progress.output_bytes != self.cursor.shown or ended:
             self._print(run)
         return ended
+
+    def _print_rest(self, run: tuple[object, object]) -> None:
+        """What is new of the output stored for ``run``, a run given back."""
+        job = self.queue.output_of(self.seq)
+        if job is not None and job.state in CLAIMABLE:
+            new = self.cursor.advance(run, job.output or "", job.output_bytes, can_clear=False)
+            if new.skipped:
+                click.echo(f"queuectl logs: {new.skipped} bytes skipped", err=True)
+            self.out.write(new.text)
 
     def _print(self, run: tuple[object, object]) -> None:
         job = self.queue.output_of(self.seq)

@@ -234,7 +234,9 @@ def _run(pool: WorkerPool, stopper: Stopper, log: EventLog) -> int:
         if pool.outage.down and not pool.busy and pool.waited_out(UNANSWERED_GRACE_S):
             held = pool.holding
             left = f": {held} job(s) still processing here are rescued as \"worker lost\"" if held else ""
-            log.line("main", f"the database has not answered within the stop timeout: exiting{left}")
+            why = ("could not be written" if pool.outage.full
+                   else "has not answered")  # fmt: skip
+            log.line("main", f"the database {why} within the stop timeout: exiting{left}")
             sys.stderr.flush()
             os._exit(code or 1)
         while seen < len(stopper.received):

@@ -205,6 +205,8 @@ def test_logs_follow_goes_on_to_the_next_run_of_a_job_given_back(qc, spawn, queu
     first.signal(signal.SIGINT)  # the hard stop: the job goes back to pending
     assert first.wait(30) == 130
     assert queue.get(job_id).state == "pending"
+    later = spawn("logs", "-f", job_id)  # QA: printed nothing where `logs` printed the run
+    wait_until(lambda: later.log() == "run\n", 30, later.log)
     wait_until(lambda: "following its next run" in follower.log(), 30, follower.log)
     assert follower.proc.poll() is None  # still following
     gate.touch()
@@ -212,6 +214,22 @@ def test_logs_follow_goes_on_to_the_next_run_of_a_job_given_back(qc, spawn, queu
     assert follower.wait(30) == 0, follower.log()
     lines = follower.log().splitlines()
     assert [line for line in lines if not line.startswith("queuectl logs:")] == ["run", "run", "end"]
+    assert later.wait(30) == 0 and later.log() == "run\nrun\nend\n"
+
+
+def test_a_run_given_back_keeps_all_it_printed(qc, spawn, queue, tmp_path):
+    """QA: a run given back by a hard stop kept only the output stored last (every 0.75 s):
+    what it printed after that was lost to `logs` and `show`."""
+    marker = tmp_path / "printed"
+    job_id = qc("enqueue", f"echo one; sleep 1; echo last; touch {marker}; sleep 60").stdout.strip()
+    worker = spawn("worker", "start")
+    wait_until(lambda: marker.exists(), 30, "the last line")
+    worker.signal(signal.SIGINT)
+    wait_until(lambda: "SIGINT: stopping" in worker.log(), 30, worker.log)
+    worker.signal(signal.SIGINT)
+    assert worker.wait(30) == 130
+    job = queue.get(job_id)
+    assert (job.state, job.output) == ("pending", "one\nlast\n")
 
 
 def test_logs_follow_on_a_job_waiting_to_retry_prints_its_last_run_then_the_next(qc, spawn,

@@ -603,6 +603,31 @@ def test_a_full_disk_is_not_said_writable_again_while_a_result_waits(tiny_disk, 
         pool.stop()
 
 
+def test_a_stop_that_gives_up_on_a_full_disk_says_it_cannot_write(tiny_disk, tmp_path, caplog):
+    """QA: "result not stored: the database is still unreachable 4s after the stop", of a
+    database that answered all along and had no room."""
+    caplog.set_level(logging.WARNING, logger="queuectl")
+    gate = tmp_path / "gate"
+    queue = Queue(str(tiny_disk / "queue.db"))
+    job = queue.enqueue(f"while [ ! -e {gate} ]; do sleep 0.02; done; echo done")
+    pool = WorkerPool(queue, 1, stop_timeout=0.5)
+    seen = _failures_seen(pool)
+    pool.start()
+    try:
+        wait_until(lambda: queue.get(job.id).state == "processing", 30, "the job to start")
+        filler = fill(tiny_disk)
+        gate.touch()
+        wait_until(lambda: any(_in("_store", exc) for exc in seen), 30, "its result to fail")
+        pool.stop()
+        assert pool.join(30)
+        said = [r.getMessage() for r in caplog.records]
+        assert any(f"job {job.id}: result not stored: the database still cannot be written"
+                   in line for line in said), said  # fmt: skip
+        filler.unlink()
+    finally:
+        pool.stop()
+
+
 # -- jobs that misbehave ---------------------------------------------------------------------
 
 

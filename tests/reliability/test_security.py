@@ -101,6 +101,9 @@ def test_a_loop_of_links_is_named_not_called_an_unusable_database(tmp_path):
     with pytest.raises(QueueError) as raised:
         Queue(str(first))
     assert str(raised.value) == f"cannot open {first}: Too many levels of symbolic links"
+    with pytest.raises(QueueError) as raised:  # a folder of the path (QA: "File exists")
+        Queue(str(first / "sub" / "queue.db"))
+    assert str(raised.value) == f"cannot create {first / 'sub'}: Too many levels of symbolic links"
 
 
 def test_a_link_into_a_folder_not_made_yet_makes_the_folder_as_a_path_would(tmp_path):
