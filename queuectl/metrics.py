@@ -26,7 +26,7 @@ import logging
 import socket
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
@@ -143,6 +143,18 @@ class _Handler(WSGIRequestHandler):
         pass
 
 
+def _at_metrics_only(app: Any) -> Any:
+    """``app`` at /metrics; 404 elsewhere (QA: the library's app answered every path)."""
+
+    def routed(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == "/metrics":
+            return app(environ, start_response)
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"Not found: the metrics are at /metrics\n"]
+
+    return routed
+
+
 def serve(queue: Queue, host: str, port: int) -> tuple[ThreadingWSGIServer, threading.Thread]:
     """Serve the metrics over HTTP on a thread of its own (the library's threaded server);
     OSError (socket.gaierror for a host that does not resolve) if it cannot listen."""
@@ -156,7 +168,8 @@ def serve(queue: Queue, host: str, port: int) -> tuple[ThreadingWSGIServer, thre
         request_queue_size = 128
 
     server = make_server(
-        address[0], port, make_wsgi_app(registry_for(queue)), Server, handler_class=_Handler
+        address[0], port, _at_metrics_only(make_wsgi_app(registry_for(queue))), Server,
+        handler_class=_Handler,
     )
     thread = threading.Thread(target=server.serve_forever, name="queuectl-metrics", daemon=True)
     thread.start()

@@ -90,6 +90,22 @@ def server(db_path, tmp_path):
     stop_process(started.proc)
 
 
+def test_only_slash_metrics_serves_the_metrics(server):
+    """QA: every path answered 200 with the metrics (SPEC 8: it serves /metrics)."""
+    import urllib.error
+
+    assert "queuectl_jobs" in server.scrape()
+    assert "queuectl_jobs" in urllib.request.urlopen(
+        f"http://127.0.0.1:{server.port}/metrics?from=scraper", timeout=SCRAPE_TIMEOUT_S
+    ).read().decode()  # fmt: skip (a query is not another path)
+    for path in ("/", "/nope", "/metrics/x", "/metricsx"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}",
+                                   timeout=SCRAPE_TIMEOUT_S)  # fmt: skip
+        assert refused.value.code == 404, path
+        assert refused.value.read() == b"Not found: the metrics are at /metrics\n"
+
+
 def listening_addresses(port: int) -> set[str]:
     """The local addresses (hex, as the kernel lists them) of the TCP sockets listening on
     ``port``, IPv4 and IPv6."""
