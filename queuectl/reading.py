@@ -113,11 +113,15 @@ class Reading(QueueCore):
         *,
         with_output: bool = True,
         queue: str | None = None,
+        below: int | None = None,
     ) -> list[Job]:
-        """Jobs, newest first, optionally of one state (or of any of several), of one queue."""
+        """Jobs, newest first, optionally of one state (or of any of several), of one queue;
+        ``below``: enqueued before the job of that ``seq`` (the next page of a listing)."""
         Job = self.models.Job
         columns = Job._meta.sorted_fields if with_output else self._list_columns()
         query = Job.select(*columns).order_by(Job.seq.desc())
+        if below is not None:
+            query = query.where(Job.seq < below)
         states = [state] if isinstance(state, str) else list(state or ())
         if len(states) == 1:
             query = query.where(Job.state == check_state(states[0]))

@@ -123,6 +123,17 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, separators=(",", ":")))
 
 
+def print_json_array(items: Iterable[Any]) -> None:
+    """``print_json(list(items))``, printed as the items come: a listing of any length is
+    never whole in memory."""
+    import json
+
+    click.echo("[", nl=False)
+    for n, item in enumerate(items):
+        click.echo(("," if n else "") + json.dumps(item, separators=(",", ":")), nl=False)
+    click.echo("]")
+
+
 Callback = Callable[[click.Context, click.Parameter, Any], Any]
 
 

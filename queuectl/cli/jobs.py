@@ -23,6 +23,7 @@ from .common import (
     json_option,
     pass_settings,
     print_json,
+    print_json_array,
     print_table,
 )
 
@@ -333,10 +334,13 @@ def list_jobs(
       queuectl list --queue deploy
       queuectl list --limit 5 --json
     """
-    jobs = settings.workflows.list_jobs(state, limit, with_output=as_json, queue=queue)
+    workflows = settings.workflows
     if as_json:
-        print_json([job.to_dict() for job in jobs])
-    elif jobs:
+        with workflows.snapshot():  # (the jobs of one moment, read a page at a time)
+            print_json_array(job.to_dict() for job in workflows.each_job(state, limit, queue=queue))
+        return
+    jobs = workflows.list_jobs(state, limit, with_output=False, queue=queue)
+    if jobs:
         waiting = any(job.state in CLAIMABLE for job in jobs)
         print_jobs(jobs, paused=settings.workflows.paused_queues() if waiting else frozenset())
     elif limit != 0:  # `--limit 0` asked for none: not a claim that there are none
