@@ -335,9 +335,8 @@ def list_jobs(
       queuectl list --limit 5 --json
     """
     workflows = settings.workflows
-    if as_json:
-        with workflows.snapshot():  # (the jobs of one moment, read a page at a time)
-            print_json_array(job.to_dict() for job in workflows.each_job(state, limit, queue=queue))
+    if as_json:  # (read a page at a time, each page as it is printed)
+        print_json_array(job.to_dict() for job in workflows.each_job(state, limit, queue=queue))
         return
     jobs = workflows.list_jobs(state, limit, with_output=False, queue=queue)
     if jobs:

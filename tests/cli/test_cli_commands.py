@@ -293,6 +293,41 @@ def test_a_job_of_max_retries_0_shows_the_one_run_it_may_have(run):
     assert row.split()[1] == "1/1"  # it said 1/0: more attempts than allowed, it seemed
 
 
+def test_a_json_listing_read_slowly_leaves_sqlite_free_to_checkpoint(tmp_path):
+    """QA: `list --json | less` held one read transaction until its last byte was read: SQLite
+    could not checkpoint, the WAL grew to 158 MB and workers ran 3× slower. Each page is a
+    statement of its own now: nothing is held while the reader reads."""
+    import sqlite3
+
+    from queuectl import JobSpec, Queue
+    from support import stop_process, wait_until
+
+    db = tmp_path / "queue.db"
+    queue = Queue(str(db))
+    queue.enqueue_many([JobSpec(command=f"echo {n}") for n in range(5000)])  # ~3 MB of JSON
+    queue.close()
+    env = {k: v for k, v in os.environ.items() if k != "QUEUECTL_DB"}
+    lister = subprocess.Popen([*QUEUECTL, "--db", str(db), "list", "--json"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        assert lister.stdout.read(1000).startswith(b'[{"id":')  # then read no more: it waits
+        checker = sqlite3.connect(db, isolation_level=None)
+        checker.execute("PRAGMA busy_timeout = 5000")
+        checker.execute("CREATE TABLE test_writes (n INTEGER PRIMARY KEY)")
+
+        def checkpointed() -> bool:
+            checker.execute("INSERT INTO test_writes DEFAULT VALUES")  # (for the WAL)
+            busy, _, _ = checker.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            return busy == 0
+
+        wait_until(checkpointed, 10, "a checkpoint with the listing's reader waiting")
+        assert os.path.getsize(f"{db}-wal") == 0
+        checker.close()
+        assert lister.poll() is None  # it still waited for its reader
+    finally:
+        stop_process(lister)
+
+
 def test_list_unknown_state_exit_2_listing_the_valid_ones(run):
     result = run("list", "--state", "done")
     assert result.exit_code == 2
