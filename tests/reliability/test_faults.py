@@ -514,6 +514,16 @@ def _in(function: str, exc: BaseException) -> bool:
     return any(frame.name == function for frame in traceback.extract_tb(exc.__traceback__))
 
 
+def _result_refused(queue: Queue, job, gate: Path, disk: Path, seen: list) -> Path:
+    """Once ``job`` (which waits for ``gate``) runs: ``disk`` filled, the job let end, and its
+    result's store refused (``seen``: see _failures_seen). Returns the file that fills it."""
+    wait_until(lambda: queue.get(job.id).state == "processing", 30, "the job to start")
+    filler = fill(disk)
+    gate.touch()
+    wait_until(lambda: any(_in("_store", exc) for exc in seen), 30, "its result to fail")
+    return filler
+
+
 def test_a_worker_claims_through_a_full_disk_and_goes_on_once_there_is_room(tiny_disk):
     """A claim's commit failed as its row was fetched, with a bare sqlite3 error: the worker's
     threads died of it (`worker start` then exited 0) and the job waited for good. Now it is an
@@ -550,10 +560,7 @@ def test_a_result_stored_through_a_full_disk_is_the_runs_own(tiny_disk, tmp_path
     seen = _failures_seen(pool)
     pool.start()
     try:
-        wait_until(lambda: queue.get(job.id).state == "processing", 30, "the job to start")
-        filler = fill(tiny_disk)
-        gate.touch()
-        wait_until(lambda: any(_in("_store", exc) for exc in seen), 30, "its result to fail")
+        filler = _result_refused(queue, job, gate, tiny_disk, seen)
         ended_by = time.time()  # the run had ended: its result was being stored
         # Three failed tries: the store waited 0.1 + 0.2 s of backoff at least.
         wait_until(lambda: sum(_in("_store", exc) for exc in seen) >= 3, 30, "three tries")
@@ -614,10 +621,7 @@ def test_a_stop_that_gives_up_on_a_full_disk_says_it_cannot_write(tiny_disk, tmp
     seen = _failures_seen(pool)
     pool.start()
     try:
-        wait_until(lambda: queue.get(job.id).state == "processing", 30, "the job to start")
-        filler = fill(tiny_disk)
-        gate.touch()
-        wait_until(lambda: any(_in("_store", exc) for exc in seen), 30, "its result to fail")
+        filler = _result_refused(queue, job, gate, tiny_disk, seen)
         pool.stop()
         assert pool.join(30)
         said = [r.getMessage() for r in caplog.records]
