@@ -273,10 +273,13 @@ def test_the_queue_made_after_a_file_deleted_under_a_worker_works_while_that_wor
         assert json.loads(ok(command("status", "--json")))["pending"] == 1
         gate.touch()  # the old worker's job ends: it exits, closing its connections
 
-    said = _file_deleted_under_a_worker(
-        tmp_path, [("enqueue", f"while [ ! -e {gate} ]; do sleep 0.05; done")],
-        lambda log: "started" in log, ends=("",), meanwhile=meanwhile,
-    )  # fmt: skip
+    try:
+        said = _file_deleted_under_a_worker(
+            tmp_path, [("enqueue", f"while [ ! -e {gate} ]; do sleep 0.05; done")],
+            lambda log: "started" in log, ends=("",), meanwhile=meanwhile,
+        )  # fmt: skip
+    finally:
+        gate.touch()  # (the job runs in a session of its own: a failed test leaves it no wait)
     assert "Traceback" not in said
     [job] = json.loads(ok(command("list", "--json")))
     assert (job["id"], job["state"]) == (made[0], "pending")  # the new queue, whole
