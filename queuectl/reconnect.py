@@ -86,13 +86,13 @@ class Outage:
         """Report a failed use of the database; True if it logged that the database is lost.
         ``since``: when it was lost, where the caller knows better than now (the clock's time:
         a statement that had no answer since then)."""
-        now = self.clock()
+        now, reason = self.clock(), first_line(exc)
         with self._lock:
             if self.since is None:
                 self.since = now if since is None else min(since, now)
-                self.reason = first_line(exc)
+                self.reason = reason
                 self._logged = False
-            if DISK_FULL in first_line(exc):
+            if DISK_FULL in reason:
                 self._refused.add(threading.get_ident())
             if self._logged or (self.since < self._back_at + self.settle
                                 and now < self.since + self.settle):
@@ -130,4 +130,3 @@ class Outage:
             self.log.warning("database %s again after %.1fs",
                              "writable" if self.full else "reachable", lost_for)  # fmt: skip
         return logged
-

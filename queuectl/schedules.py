@@ -226,7 +226,8 @@ class Schedules(Lifecycle):
         valid = isinstance(name, str) and QUEUE_NAME.fullmatch(name) is not None
         row = Schedule.get_or_none(Schedule.name == name) if valid else None
         if row is None:
-            raise QueueError(f"no schedule {as_typed(name) if isinstance(name, str) else repr(name)}")
+            shown = as_typed(name) if isinstance(name, str) else repr(name)
+            raise QueueError(f"no schedule {shown}")
         return row
 
     # -- firing (the worker pools' service threads) -----------------------------------------

@@ -34,10 +34,10 @@ def logs(settings: Settings, job_id: str, follow: bool, lines: int | None, raw: 
 
     ID may be any unique prefix. While a job runs its output is stored every 0.75 s
     (the last 1 MiB of it is kept). --follow waits for a job that has not started yet (one
-    waiting to retry: after its last run's output) and ends (exit 0) once the job is no longer processing (a run its worker gave back, the job
-    pending again, is followed on to the next run). To a terminal, control characters
-    other than newline and tab are shown as escapes (see `show`); to a pipe, or with --raw,
-    the output is printed as stored.
+    waiting to retry: after its last run's output) and ends (exit 0) once the job is no
+    longer processing (a run its worker gave back, the job pending again, is followed on to
+    the next run). To a terminal, control characters other than newline and tab are shown
+    as escapes (see `show`); to a pipe, or with --raw, the output is printed as stored.
 
     \b
     Examples:
