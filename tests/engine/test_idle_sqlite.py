@@ -37,8 +37,10 @@ def state(queue: Queue, job_id: str) -> str:
 
 @pytest.fixture
 def nets(monkeypatch):
-    """The safety nets made longer than any deadline here."""
+    """The safety nets made longer than any deadline here; and a pool still sooner (its wait for
+    that is no test's subject)."""
     monkeypatch.setattr(worker_module, "QUIET_HOOKS_S", 120.0)
+    monkeypatch.setattr(worker_module, "QUIET_AFTER_S", 0.3)
     monkeypatch.setattr(schedules_module, "QUIET_SCHEDULES_S", 120.0)
 
 
@@ -68,7 +70,9 @@ def idle_pool(db_path, nets, clock):
         first = other.enqueue("true")
         wait_until(lambda: state(other, first.id) == "completed", DEADLINE, "a first job")
         wait_until(lambda: pool.waiting == 2, DEADLINE, "both threads to wait")
-        time.sleep(worker_module.QUIET_AFTER_S + 0.5)  # still: the quiet rounds (no condition)
+        wait_until(pool._still, DEADLINE, "the pool to go still")
+        # and its service thread into its quiet rounds: a round away (not observable)
+        time.sleep(worker_module.SERVICE_TICK_S * 3)
         yield pool, other
     finally:
         pool.stop()
