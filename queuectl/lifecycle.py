@@ -15,7 +15,7 @@ from .core import setting
 from .errors import InvalidInput, QueueError
 from .models import DEFAULT_QUEUE, READY, Job, State, ready_queues
 from .reading import Reading
-from .spec import JobSpec
+from .spec import JobSpec, current_directory
 from .statements import (
     COLUMN_NAMES, ENDED_AS_CANCELLED, JOB_TIMEOUT, completed_run, held_queues, queue_filter,
 )
@@ -79,16 +79,11 @@ class Lifecycle(Reading):
     def _new_rows(self, specs: Sequence[JobSpec], schedule: str | None = None) -> list[dict]:
         """The rows that enqueue ``specs`` (see INSERTED)."""
         now = self.clock()
-        try:
-            here = os.getcwd()
-        except FileNotFoundError:
-            here = None
+        here = None if all(spec.cwd for spec in specs) else current_directory()
         rows = []
         ids = iter(new_ids(sum(1 for spec in specs if not spec.id)))
         for spec in specs:
             cwd = spec.cwd or here
-            if cwd is None:
-                raise QueueError("the current directory no longer exists: give 'cwd'")
             run_at = spec.run_at if spec.run_at is not None else now + (spec.delay or 0.0)
             rows.append(
                 {

@@ -16,7 +16,7 @@ croniter's own puts them last, ``second_at_beginning`` says which), and ``@hourl
 from __future__ import annotations
 
 import json
-import os
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -26,13 +26,16 @@ import peewee
 from .errors import InvalidInput, QueueError
 from .lifecycle import Lifecycle
 from .models import DEFAULT_QUEUE, UNFINISHED, Job, Schedule, iso, json_seconds
-from .spec import QUEUE_NAME, JobSpec, validate_name
+from .spec import QUEUE_NAME, JobSpec, current_directory, validate_name
 from .text import as_typed
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # zoneinfo only where a schedule is read or fired
     from zoneinfo import ZoneInfo
 
 ALIASES = ("@hourly", "@daily", "@weekly", "@monthly")
+MAX_CRON = 255  # characters of an expression, its fields one space apart
 # How often a pool reads the earliest due time again, to see schedules added elsewhere.
 RECHECK_S = 1.0
 QUIET_SCHEDULES_S = 60.0  # and read again this often with no change seen
@@ -73,6 +76,8 @@ def check_cron(cron: str) -> str:
         )
     if not croniter.is_valid(text, second_at_beginning=len(fields) == 6):
         raise InvalidInput(f"bad cron expression {cron!r}")
+    if len(text) > MAX_CRON:  # (the column's width, on PostgreSQL)
+        raise InvalidInput(f"bad cron expression: {len(text)} characters, at most {MAX_CRON}")
     return text
 
 
@@ -149,10 +154,7 @@ class Schedules(Lifecycle):
         for key in ("id", "delay", "run_at", "after"):
             if getattr(spec, key) is not None:
                 raise InvalidInput(f"a schedule's job cannot have {key!r}")
-        try:
-            cwd = spec.cwd or os.getcwd()
-        except FileNotFoundError:
-            raise QueueError("the current directory no longer exists: give 'cwd'") from None
+        cwd = spec.cwd or current_directory()
         job = {key: getattr(spec, key) for key in JOB_KEYS if getattr(spec, key) is not None}
         job["cwd"] = cwd
         now = self.clock()
@@ -253,25 +255,41 @@ class Schedules(Lifecycle):
         )
         fired = []
         for row in due:
-            with self._write():
-                # From the time the write lock came, not the look's: it may have waited (SQLite:
-                # another process held it). Moved on from the look's time, to a due time already
-                # past once it came, the schedule was due again at once, and another pool fired
-                # the same missed time a second time.
+            try:
+                with self._write():
+                    # From the time the write lock came, not the look's: it may have waited
+                    # (SQLite: another process held it). Moved on from the look's time, to a due
+                    # time already past once it came, the schedule was due again at once, and
+                    # another pool fired the same missed time a second time.
+                    if not self._advance(row, next_time(row.cron, row.zone, self.clock())):
+                        continue
+                    if row.no_overlap and self._still_going(row.last_job_id):
+                        continue
+                    fired.append(self._fire(row))
+                    self._announce()
+            except (peewee.DataError, ValueError) as exc:
+                # A job the database refuses (a schedule stored by an older queuectl: a path
+                # not UTF-8, a timeout PostgreSQL could not hold): this time passes without it,
+                # said once, and the other schedules still fire. Retried, it failed every round.
                 following = next_time(row.cron, row.zone, self.clock())
-                won = (
-                    Schedule.update(next_due=following)
-                    .where(Schedule.name == row.name, Schedule.next_due == row.next_due,
-                           Schedule.paused == False)  # noqa: E712  # fmt: skip
-                    .execute()
-                )
-                if not won or (row.no_overlap and self._still_going(row.last_job_id)):
-                    continue
-                fired.append(self._fire(row))
-                self._announce()
+                with self._write():
+                    if self._advance(row, following):
+                        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+                        log.warning("schedule %s: its job cannot be enqueued (%s); due again %s",
+                                    row.name, reason, iso(following))  # fmt: skip
         if fired:
             self._notify()
         return fired
+
+    def _advance(self, row: Schedule, following: float) -> bool:
+        """Move ``row``'s due time on to ``following``, if no one else has (compare-and-swap)."""
+        Schedule = self.models.Schedule
+        return bool(
+            Schedule.update(next_due=following)
+            .where(Schedule.name == row.name, Schedule.next_due == row.next_due,
+                   Schedule.paused == False)  # noqa: E712  # fmt: skip
+            .execute()
+        )
 
     def _still_going(self, job_id: str | None) -> bool:
         if job_id is None:

@@ -12,7 +12,7 @@ import os
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
-from .errors import InvalidInput
+from .errors import InvalidInput, QueueError
 
 MAX_ID_LENGTH = 64
 # Integers every backend stores (PostgreSQL's INTEGER is 32 bits).
@@ -112,6 +112,8 @@ def validate_id(value: Any) -> str:
             f"'id' must be 1 to {MAX_ID_LENGTH} characters without spaces or control "
             f"characters, got {job_id!r}"
         )
+    if job_id.startswith("-"):  # `show -abc` would be taken for options
+        raise InvalidInput(f"'id' cannot start with '-' (read as an option), got {job_id!r}")
     return job_id
 
 
@@ -260,6 +262,24 @@ def validate_after(value: Any) -> tuple[str, ...]:
     return tuple(ids)
 
 
+def current_directory() -> str:
+    """The directory this process runs in, as a job's ``cwd``: QueueError where it cannot be one
+    (removed since, or named in bytes that are not UTF-8, which the database cannot hold)."""
+    try:
+        here = os.getcwd()
+    except FileNotFoundError:
+        raise QueueError("the current directory no longer exists: give 'cwd'") from None
+    try:
+        here.encode("utf-8")
+    except UnicodeEncodeError:
+        from .text import as_typed
+
+        raise QueueError(
+            f"the current directory's path is not valid UTF-8 ({as_typed(here)}): give 'cwd'"
+        ) from None
+    return here
+
+
 def validate_cwd(value: Any) -> str:
     text = _text("cwd", value)
     if not text.strip():  # not "wherever this ran": a script's empty variable
@@ -318,13 +338,25 @@ def spec_from_mapping(data: dict[str, Any], valid: tuple[str, ...] | None = None
         for key, value in data.items()
     }
     if values.get("cwd") is not None:
-        values["cwd"] = os.path.abspath(os.path.expanduser(values["cwd"]))
+        cwd = os.path.expanduser(values["cwd"])
+        if not os.path.isabs(cwd):  # from here: this directory must be one a job can have
+            cwd = os.path.join(current_directory(), cwd)
+        values["cwd"] = _text("cwd", os.path.normpath(cwd))
     return JobSpec(**values)
+
+
+# A key and its colon: `{ "command": "make", }` (a trailing comma) is JSON mistyped, and
+# `{'command': 'ls'}` JSON in the wrong quotes; `{ "$HOME/run"; }` is a shell group.
+_JSON_START = r"""\{\s*(?:"(?:[^"\\]|\\.)*"|'[^']*')\s*:"""
 
 
 def _looks_like_json(text: str) -> bool:
     # `{ echo a; }` is a shell group; `{"command": ...}` and `{}` are meant as JSON.
-    return text.startswith('{"') or text.startswith("{}") or text.startswith("{\n")
+    if text.startswith(('{"', "{}", "{\n")):
+        return True
+    import re
+
+    return re.match(_JSON_START, text) is not None
 
 
 def parse_job(text: str, valid: tuple[str, ...] | None = None) -> JobSpec:

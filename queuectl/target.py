@@ -86,7 +86,13 @@ def resolve_target(target: str | None = None) -> Target:
         return Target("sqlite", _absolute(raw))
     from urllib.parse import urlparse  # here: a file path, the usual target, needs no URL parser
 
-    url = urlparse(raw)  # (its scheme in lower case)
+    try:
+        url = urlparse(raw)  # (its scheme in lower case)
+    except ValueError as exc:  # "Invalid IPv6 URL": a bracket left open or closed alone
+        import re
+
+        shown = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", raw)  # (no password in the line)
+        raise QueueError(f"{shown!r} is not a valid URL: {exc}") from None
     if url.scheme == "sqlite":
         # As in peewee and SQLAlchemy: sqlite:///jobs.db is relative, sqlite:////abs/jobs.db
         # (four slashes) absolute.

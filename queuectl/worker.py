@@ -18,7 +18,8 @@ import peewee
 from .db import file_replaced
 from .executor import OUTPUT_LIMIT, Execution, RunResult
 from .hooks import HookRunner
-from .limits import MAX_THREADS, STOP_TIMEOUT_S  # MAX_THREADS re-exported: the TUI takes it here
+# MAX_THREADS re-exported: the TUI takes it here
+from .limits import MAX_STOP_TIMEOUT_S, MAX_THREADS, STOP_TIMEOUT_S
 from .procs import WORKER_ENV
 from .models import Job
 from .queue import HEARTBEAT_INTERVAL_S, Queue
@@ -116,7 +117,9 @@ class WorkerPool:
         self.on_event = on_event
         self.burst = burst
         self.output_limit = output_limit
-        self.stop_timeout = stop_timeout
+        # As long as a thread can wait (threading.TIMEOUT_MAX, ~292 years): `--stop-timeout 1e10`
+        # means "wait for ever", not a crash on the way out.
+        self.stop_timeout = min(stop_timeout, MAX_STOP_TIMEOUT_S)
         # At the stop, start the hooks still due (within the stop timeout), or leave them in the
         # database for another process (the TUI: its quit waits only for what it asked about).
         self.hooks_at_stop = hooks_at_stop
@@ -675,6 +678,7 @@ class WorkerPool:
             self._watching.set()  # the threads may claim: a change from now on is seen
         next_beat = next_drain_check = next_retention = next_cancel_check = time.monotonic()
         next_hooks = time.monotonic()
+        surprise = ""  # the last unexpected failure said (see below)
         try:
             while not self._service_done.is_set():
                 if time.monotonic() >= next_beat:
@@ -729,6 +733,15 @@ class WorkerPool:
                             self._emit("scheduled", job)
                 except peewee.PeeweeException as exc:
                     self._database_failed(self.queue, exc)
+                    self._service_done.wait(MAX_RETRY_S)
+                except Exception as exc:
+                    # A surprise must not end this thread: without it the pool would run on
+                    # unseen (no heartbeat: taken for dead, its jobs rescued from it) and deaf
+                    # (no stop request, cancel or schedule). Said once, not every round.
+                    said = f"{type(exc).__name__}: {exc}"
+                    if said != surprise:
+                        log.exception("the worker's service round failed; it goes on")
+                        surprise = said
                     self._service_done.wait(MAX_RETRY_S)
         finally:
             changes.close()

@@ -231,6 +231,7 @@ def _interactive() -> bool:
 def main() -> None:
     """The ``queuectl`` console script (and ``python -m queuectl``)."""
     _fill_closed_streams()
+    _escape_what_output_cannot_encode()
     try:
         try:
             cli.main(prog_name="queuectl", obj=ENDS_PROCESS)
@@ -283,6 +284,17 @@ def _fill_closed_streams() -> None:
     for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, mode))  # noqa: SIM115 (open until the exit)
+
+
+def _escape_what_output_cannot_encode() -> None:
+    """Standard output in an encoding that cannot hold every character (PYTHONIOENCODING=latin-1,
+    a cp1252 console) writes those it cannot as escapes (``\\u65e5``), as standard error does:
+    a job's command in Japanese was a traceback, after `enqueue` had enqueued it (QA)."""
+    stream = sys.stdout
+    encoding = (getattr(stream, "encoding", None) or "").lower().replace("_", "-")
+    if encoding not in ("utf-8", "utf8") and getattr(stream, "errors", None) == "strict":
+        with contextlib.suppress(AttributeError, ValueError):  # not a TextIOWrapper
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _os_error_text(exc: OSError) -> str:

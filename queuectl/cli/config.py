@@ -22,6 +22,7 @@ def _keys_help() -> str:
 
 
 @click.group(
+    no_args_is_help=False,  # no command: "Error: Missing command." (SPEC 4)
     help="Read and change settings. They live in the queue's database, so every worker, TUI "
     "and command on this queue sees them at once.\n\n\b\nKeys:\n" + _keys_help()
 )

@@ -9,7 +9,7 @@ from .common import Settings, WholeNumber, json_option, pass_settings, print_jso
 from .jobs import complete_ids, print_jobs
 
 
-@click.group()
+@click.group(no_args_is_help=False)  # no command: "Error: Missing command." (SPEC 4)
 def dlq() -> None:
     """The Dead Letter Queue: jobs whose retries are used up."""
 

@@ -175,12 +175,17 @@ def _after_option(after: tuple[str, ...]) -> tuple[str, ...] | None:
         raise click.BadParameter(str(exc), param_hint="'--after'") from None
 
 
+MAX_LINE = 64 * 2**20  # bytes of one line of `enqueue --file`, its newline included
+
+
 def _read_file(file: BinaryIO, options: JobOptions) -> tuple[list[JobSpec], list[int]]:
     """The file's jobs, and the line number of each; InvalidInput naming the first bad line."""
     specs: list[JobSpec] = []
     lines: list[int] = []
     first_line: dict[str, int] = {}
-    for number, raw in enumerate(file, start=1):
+    for number, raw in enumerate(iter(lambda: file.readline(MAX_LINE + 1), b""), start=1):
+        if len(raw) > MAX_LINE and not raw.endswith(b"\n"):  # (`--file /dev/zero`: no end)
+            raise InvalidInput(f"line {number}: longer than {MAX_LINE:,} bytes")
         if number == 1 and raw.startswith(codecs.BOM_UTF8):
             raw = raw[len(codecs.BOM_UTF8) :]  # a mark some editors put first, not text
         try:
@@ -368,15 +373,17 @@ def show(settings: Settings, job_id: str, as_json: bool) -> None:
 
 
 def _fields(settings: Settings, job: Job) -> list[tuple[str, str]]:
+    from ..config import shown
     from ..text import relative_time, rounded_duration, utc_time
 
     now = time.time()
     config = settings.workflows.config()
 
     def with_default(value: Any, key: str, unit: str = "") -> str:
+        # Numbers as `config` shows them: 1234567, not %g's 1.23457e+06.
         if value is None:
-            return f"{config[key]:g}{unit} (config {key})"
-        return f"{value:g}{unit}"
+            return f"{shown(config[key])}{unit} (config {key})"
+        return f"{shown(value)}{unit}"
 
     def stamp(timestamp: float | None) -> str:
         if timestamp is None:

@@ -33,7 +33,7 @@ def _limit(text: str) -> int | None:
     return value
 
 
-@click.group("queue")
+@click.group("queue", no_args_is_help=False)  # no command: "Error: Missing command."
 def queue_group() -> None:
     """Named queues: their jobs, limits and pauses.
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ..schedules import ScheduleInfo
 
 
-@click.group("schedule")
+@click.group("schedule", no_args_is_help=False)  # no command: "Error: Missing command."
 def schedule_group() -> None:
     """Recurring jobs from cron expressions, enqueued by the running workers.
 

@@ -35,7 +35,7 @@ JOIN_POLL_S = 0.1
 UNANSWERED_GRACE_S = 2.0
 
 
-@click.group()
+@click.group(no_args_is_help=False)  # no command: "Error: Missing command." (SPEC 4)
 def worker() -> None:
     """Run workers in the foreground, or stop running ones."""
 

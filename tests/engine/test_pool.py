@@ -3,6 +3,7 @@ wake-ups, growing and shrinking, pause, burst. Conditions are awaited with deadl
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -478,3 +479,33 @@ def test_a_pool_back_from_a_silence_near_its_lease_lets_the_others_beat_first(
     finally:
         queue.close()
         other.close()
+
+
+def test_a_surprise_in_the_service_round_is_said_once_and_the_pool_goes_on(
+    queue, monkeypatch, caplog
+):
+    """The service thread heartbeats, sees stop requests and cancels, and fires schedules: an
+    exception it did not expect ended it, and the pool ran on unseen ("workers": 0, `worker
+    stop` found none) while its jobs were rescued from it as lost."""
+    from queuectl.schedules import ScheduleTimer
+
+    rounds: list[float] = []
+
+    def surprise(self, queue):  # noqa: ANN001, ANN202
+        rounds.append(time.monotonic())
+        raise RuntimeError("a surprise")
+
+    monkeypatch.setattr(ScheduleTimer, "tick", surprise)
+    with caplog.at_level(logging.WARNING, logger="queuectl"):
+        pool = WorkerPool(queue, 1).start()
+        try:
+            wait_until(lambda: len(rounds) >= 3, 15, "three service rounds")
+            (me,) = queue.live_workers()
+            wait_until(lambda: queue.live_workers()[0].heartbeat_at > me.heartbeat_at, 15,
+                       "a heartbeat after the surprises")  # fmt: skip
+            job = queue.enqueue("true")
+            wait_until(lambda: queue.get(job.id).state == "completed", 15, "a job to run")
+        finally:
+            pool.stop()
+            assert pool.join(30)
+    assert caplog.text.count("the worker's service round failed") == 1, caplog.text

@@ -3,6 +3,8 @@ however many pools look, one catch-up job after downtime, --no-overlap, pause/re
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -214,3 +216,29 @@ def test_a_worker_killed_while_firing_neither_loses_nor_doubles_the_time(target,
         assert [job.schedule for job in later.list_jobs()] == ["tick"]
     finally:
         later.close()
+
+
+def test_a_schedule_whose_job_the_database_refuses_passes_its_time_and_the_others_fire(
+    any_queue, clock, caplog
+):
+    """A schedule stored by an older queuectl from a directory named in bytes that are not
+    UTF-8: its job failed to insert at every round, and (first in the loop) kept every other
+    schedule from firing. Its time now passes, said once, and the others fire."""
+    for name in ("a-bad", "b-good"):
+        any_queue.add_schedule(name, "* * * * *", JobSpec(command="true"))
+    Schedule = any_queue.models.Schedule
+    job = json.loads(Schedule.get(Schedule.name == "a-bad").job)
+    job["cwd"] = "/srv/bad\udcffdir"  # (json.dumps writes it as an escape: storable)
+    Schedule.update(job=json.dumps(job)).where(Schedule.name == "a-bad").execute()
+    clock.advance(61)
+    with caplog.at_level(logging.WARNING, logger="queuectl"):
+        fired = any_queue.fire_due_schedules()
+    assert [job.schedule for job in fired] == ["b-good"]
+    assert caplog.text.count("schedule a-bad: its job cannot be enqueued") == 1
+    assert any_queue.get_schedule("a-bad").next_due > clock()  # not tried again each round
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="queuectl"):
+        assert any_queue.fire_due_schedules() == []
+    assert "a-bad" not in caplog.text
+    clock.advance(60)
+    assert sorted(job.schedule for job in any_queue.fire_due_schedules()) == ["b-good"]

@@ -1,0 +1,171 @@
+"""Input at the edges of what the CLI takes (QA's fuzzing, issue #17's fifteenth pass): each is
+refused with one `Error:` line and the right exit code, and changes nothing, or taken and kept
+exactly, on both backends."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from queuectl import Queue
+from queuectl.cli import jobs as jobs_cli
+
+from .conftest import QUEUECTL
+from .test_cli_commands import one_error_line
+
+
+def real(env, cwd, *args: str, **extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*QUEUECTL, *args], env={**env, **extra}, cwd=cwd, capture_output=True,
+                          timeout=60)  # fmt: skip
+
+
+def error_lines(done: subprocess.CompletedProcess) -> list[str]:
+    assert b"Traceback" not in done.stderr, done.stderr.decode(errors="replace")
+    return [x for x in done.stderr.decode(errors="replace").splitlines() if x.startswith("Error:")]
+
+
+def test_a_directory_named_in_bytes_not_utf8_is_no_jobs_cwd(env, tmp_path, target):
+    """The database holds text: `enqueue` run there was a traceback, and a schedule added there
+    was stored, then failed at every due time (and took the worker's service thread with it)."""
+    there = os.path.join(os.fsencode(tmp_path), b"bad\xffdir")
+    os.mkdir(there)
+    for args, stdin in ((["enqueue", "pwd"], None), (["enqueue", "--file", "-"], b"pwd\n"),
+                        (["schedule", "add", "s", "* * * * *", "pwd"], None)):  # fmt: skip
+        done = subprocess.run([*QUEUECTL, *args], env=env, cwd=there, input=stdin,
+                              capture_output=True, timeout=60)  # fmt: skip
+        assert done.returncode == 1, done.stderr
+        (line,) = error_lines(done)
+        assert "not valid UTF-8" in line and "bad\\xffdir" in line and "give 'cwd'" in line
+    # A cwd given is taken there, and a relative one is refused as the directory is.
+    given = json.dumps({"command": "pwd", "cwd": str(tmp_path)})
+    assert real(env, there, "enqueue", given).returncode == 0
+    done = real(env, there, "enqueue", json.dumps({"command": "pwd", "cwd": "sub"}))
+    assert done.returncode == 1 and "not valid UTF-8" in error_lines(done)[0]
+    queue = Queue(target)
+    try:
+        assert [job.cwd for job in queue.list_jobs()] == [str(tmp_path)]
+        assert queue.schedules() == []
+    finally:
+        queue.close()
+
+
+def test_a_relative_cwd_from_a_directory_removed_says_so(env, tmp_path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    # The shell's directory removed under it: what a user in a deleted build folder has.
+    job = "'" + json.dumps({"command": "x", "cwd": "rel"}) + "'"
+    script = f"cd {gone} && rmdir {gone} && exec {' '.join(QUEUECTL)} enqueue {job}"
+    done = subprocess.run(["sh", "-c", script], env=env, capture_output=True, timeout=60)
+    assert done.returncode == 1
+    (line,) = error_lines(done)
+    assert "the current directory no longer exists" in line  # not "cannot write to stdout"
+
+
+@pytest.mark.parametrize("timeout", ["16777217", "2147483647", "123456789.5", "1e-300", "0.1"])
+def test_a_timeout_reads_back_as_given(run, timeout):
+    """PostgreSQL held it in 4 bytes: 16777217 read back 16777216, 1e-300 was a database error."""
+    job = run.json("enqueue", "--timeout", timeout, "true")
+    assert job["timeout"] == float(timeout)
+    edited = run.json("edit", job["id"], "--timeout", timeout)
+    assert edited["timeout"] == float(timeout)
+
+
+def test_a_cron_expression_longer_than_255_characters_is_refused(run):
+    minutes = ",".join(map(str, range(60)))
+    hours = ",".join(map(str, range(24)))
+    days = ",".join(map(str, range(1, 32)))
+    cron = f"{minutes} {hours} {days} * *"
+    assert len(cron) > 255
+    error = one_error_line(run("schedule", "add", "long", cron, "true"), 2)
+    assert "at most 255" in error
+    assert run.json("schedule", "list") == []
+
+
+@pytest.mark.parametrize(
+    "arg",
+    ['{ "command": "make", "priority": 5,}', "{'command': 'ls'}", '{  "command" : 1'],
+)
+def test_json_mistyped_with_a_space_or_single_quotes_is_refused(run, any_queue, arg):
+    """`{"command": "make",}` was refused, `{ "command": "make",}` enqueued as a shell command."""
+    assert "invalid JSON" in one_error_line(run("enqueue", arg), 2)
+    assert "line 1: invalid JSON" in one_error_line(run("enqueue", "--file", "-", input=arg), 2)
+    assert any_queue.counts()["pending"] == 0
+
+
+@pytest.mark.parametrize("command", ['{ "$HOME/bin/run"; }', "{ echo a; }", '{ "a b" x; }'])
+def test_a_shell_group_with_a_quoted_word_is_still_a_command(run, any_queue, command):
+    job_id = run.ok("enqueue", command).strip()
+    assert any_queue.get(job_id).command == command
+
+
+@pytest.mark.parametrize("group", ["worker", "config", "queue", "schedule", "dlq"])
+def test_a_group_without_its_command_is_one_error_line(run, group):
+    result = run(group)
+    assert result.exit_code == 2
+    assert [x for x in result.stderr.splitlines() if x.startswith("Error:")] == [
+        "Error: Missing command."
+    ]
+
+
+@pytest.mark.parametrize("job_id", ["-abc", "--help", "-"])
+def test_an_id_that_reads_as_an_option_is_refused(run, any_queue, job_id):
+    """`show -abc` then failed "No such option '-a'"."""
+    for args in ([f"--id={job_id}", "x"], [json.dumps({"id": job_id, "command": "x"})]):
+        assert "cannot start with '-'" in one_error_line(run("enqueue", *args), 2)
+    assert any_queue.counts()["pending"] == 0
+    assert run.ok("enqueue", "--id", "a-b", "x").strip() == "a-b"  # inside, a dash is fine
+
+
+def test_show_prints_whole_numbers_whole(run):
+    job = run.json("enqueue", "--timeout", "1234567", "--max-retries", "1234567", "x")
+    shown = run.ok("show", job["id"])
+    assert "timeout:     1234567s" in shown and "max_retries: 1234567\n" in shown
+    run.ok("config", "set", "max-retries", "7654321")
+    other = run.json("enqueue", "y")
+    assert "max_retries: 7654321 (config max-retries)" in run.ok("show", other["id"])
+
+
+def test_an_enqueue_file_line_past_the_limit_is_refused(run, any_queue, monkeypatch):
+    """`--file /dev/zero` read one line for ever (a MemoryError traceback under a limit)."""
+    monkeypatch.setattr(jobs_cli, "MAX_LINE", 100)
+    fits = "echo " + "x" * 94 + "\n"  # 100 bytes with its newline
+    assert len(run.ok("enqueue", "--file", "-", input=fits).split()) == 1
+    error = one_error_line(run("enqueue", "--file", "-", input="true\n" + "\0" * 500), 2)
+    assert error == "Error: line 2: longer than 100 bytes"
+    assert any_queue.counts()["pending"] == 1
+
+
+def test_output_in_an_encoding_without_the_jobs_characters_escapes_them(env, tmp_path):
+    """PYTHONIOENCODING=latin-1: `enqueue --id 日本` enqueued, then failed printing the id (a
+    script retrying it met "duplicate id"), and `show`/`list` were tracebacks."""
+    done = real(env, tmp_path, "enqueue", "--id", "日本", "echo é", PYTHONIOENCODING="latin-1")
+    assert done.returncode == 0 and done.stdout == b"\\u65e5\\u672c\n"
+    for args in (["show", "日本"], ["list"], ["list", "--json"]):
+        done = real(env, tmp_path, *args, PYTHONIOENCODING="latin-1")
+        assert done.returncode == 0, done.stderr
+        assert b"\\u65e5\\u672c" in done.stdout and b"Traceback" not in done.stderr
+    done = real(env, tmp_path, "show", "日本", PYTHONIOENCODING="latin-1")
+    assert "echo é".encode("latin-1") in done.stdout  # what it can hold, as itself
+
+
+def test_a_postgresql_url_with_a_bracket_left_open_is_one_line(env, tmp_path):
+    for url in ("postgresql://u:secret@[::1:5432/db", "postgresql://u:secret@::1]:5432/db"):
+        done = real(env, tmp_path, "--db", url, "status")
+        assert done.returncode == 1
+        (line,) = error_lines(done)
+        assert "is not a valid URL" in line and "secret" not in line
+
+
+def test_a_stop_timeout_past_what_a_thread_can_wait_means_for_ever(env, tmp_path, target):
+    """`--stop-timeout 1e10` was a traceback on the way out, and the worker left registered."""
+    done = real(env, tmp_path, "worker", "start", "--burst", "--stop-timeout", "1e10")
+    assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr
+    queue = Queue(target)
+    try:
+        assert queue.live_workers() == []
+        assert queue.models.WorkerProcess.select().count() == 0  # unregistered
+    finally:
+        queue.close()
