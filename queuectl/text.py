@@ -15,10 +15,16 @@ import re
 from datetime import datetime, timezone
 from typing import NamedTuple
 
-# C0 controls except tab and newline, DEL, C1 controls (0x80-0x9f: 8-bit CSI and friends), and
-# the bidirectional embeddings, overrides and isolates. Compiled on first use: a command that
-# prints no job text (`enqueue`) need not compile it at start-up.
-_UNSAFE_CHARS = "[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
+# Characters that show as nothing, or as a line end where none is, each screen in its own way
+# (QA): the soft hyphen, the Arabic letter mark, the zero-width space, the left-to-right and
+# right-to-left marks, the line and paragraph separators, the word joiner and the invisible
+# operators, the byte order mark. (Zero-width joiners stay: scripts and emoji are made of them.)
+_INVISIBLE = "\u00ad\u061c\u200b\u200e\u200f\u2028\u2029\u2060-\u2064\ufeff"
+# C0 controls except tab and newline, DEL, C1 controls (0x80-0x9f: 8-bit CSI and friends), the
+# bidirectional embeddings, overrides and isolates, and the invisible characters above.
+# Compiled on first use: a command that prints no job text (`enqueue`) need not compile it at
+# start-up.
+_UNSAFE_CHARS = "[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069" + _INVISIBLE + "]"
 _unsafe: re.Pattern[str] | None = None
 
 

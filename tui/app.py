@@ -34,7 +34,7 @@ from queuectl.errors import JobRunning, QueueError
 from queuectl.models import ACTIVE, CLAIMABLE, DEFAULT_QUEUE, FINAL, Job, State
 from queuectl.queue import Queue
 from queuectl.spec import JobSpec
-from queuectl.text import escaped_line, shorten
+from queuectl.text import escaped_line, shorten, visible
 from queuectl.worker import MAX_THREADS, JobEvent
 
 from .data import HealthLoaded, Loader, pane_summaries
@@ -71,11 +71,15 @@ CONFIG_FORM = "config"
 
 
 def display_name(queue: Queue) -> str:
-    """The queue as a person recognises it: a file name, or a server and database."""
+    """The queue as a person recognises it: a file name, or a server and database. Shown as
+    typed, never obeyed: control characters as escapes (a file named with ESC [41m painted the
+    bar red, QA), bytes that are not UTF-8 as ``\\xff``."""
     if queue.target.kind == "sqlite":
-        return os.path.basename(queue.target.location)
-    url = urlparse(queue.target.location)
-    return f"{url.hostname or 'localhost'}{url.path}"
+        name = os.path.basename(queue.target.location)
+    else:
+        url = urlparse(queue.target.location)
+        name = f"{url.hostname or 'localhost'}{url.path}"
+    return visible(os.fsencode(name).decode("utf-8", "backslashreplace"))
 
 
 class QueueApp(KeysInOrder):
@@ -665,6 +669,11 @@ class QueueApp(KeysInOrder):
         self._back_to_panes()
 
     def _back_to_panes(self) -> None:
+        """From the filter's field to the pane `/` was typed in; where the user has moved to a
+        pane since (`/ x enter tab tab escape`), they stay there: the key after `escape` acts
+        on the row they look at (`x` cancelled a job of the pane left, QA)."""
+        if self._focused_pane() is not None:
+            return
         pane = getattr(self, "_filter_from", None) or self.panes[0]
         pane.screen.set_focus(pane)
 

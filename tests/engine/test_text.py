@@ -55,6 +55,18 @@ def test_the_usual_cases():
     assert safe("a\r\nb\x07") == "a\nb\\x07"
 
 
+def test_characters_that_show_as_nothing_are_shown_as_escapes():
+    """QA: the line and paragraph separators vanished in a pane and broke the details' output
+    into two lines; the marks, the soft hyphen and the byte order mark passed unseen (a command
+    that reads as another). Zero-width joiners stay: emoji and scripts are made of them."""
+    text = "echo A\u2028B\u2029C\u200fE\u061cF\u00adG\ufeffH\u200bI\u2060J\u200eK"
+    assert visible(text) == (
+        "echo A\\u2028B\\u2029C\\u200fE\\u061cF\\xadG\\ufeffH\\u200bI\\u2060J\\u200eK"
+    )
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467 \u0915\u094d\u200d\u0937"
+    assert visible(family) == family
+
+
 def test_a_str_subclass_comes_back_a_plain_str():
     from queuectl.states import State
 

@@ -726,3 +726,23 @@ def test_the_processing_pane_counts_worker_threads_as_status_does(tmp_path):
         )
     finally:
         queue.close()
+
+
+def test_a_value_reached_in_a_form_is_replaced_by_what_is_typed(seeded, fixed_clock):
+    """QA: `e tab tab 7 enter` over a priority of 5 saved 57, and `c 5 enter` over a max retries
+    of 3 saved 35: a field's value is selected as it is reached, as in any form. The command
+    is extended, not replaced (`e`, then more of it)."""
+    seeded.config_set("max-retries", "3")
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: pane(app, "waiting").selected_id == "test-suite")
+        type_ahead(app, "e", *typed(" -x"), "tab", "tab", "7", "enter")
+        await until(pilot, lambda: seeded.get("test-suite").priority == 7)
+        assert seeded.get("test-suite").command == "pytest -q tests/ -x"
+        await until(pilot, lambda: not isinstance(app.screen, EditScreen))
+        type_ahead(app, "c", "5", "tab", "2", "enter")
+        await until(pilot, lambda: seeded.config()["max-retries"] == 5)
+        assert seeded.config()["backoff-base"] == 2
+
+    drive(app, scenario)

@@ -593,3 +593,30 @@ def test_pane_matching_on_both_backends(any_queue):
     assert match("élan") == ["e1", "g1"]
     assert match("ärger") == ["e1"] and match("привет") == ["r1"]
     assert match("*.txt [ab]? É") == ["g1"] and match("é*") == []
+
+
+def test_escape_leaves_the_focus_in_the_pane_moved_to_after_the_filter(live_queue):
+    """QA: `/ keep enter tab tab escape x` took the focus back to the Pending pane, where `/`
+    was typed, and `x` cancelled a waiting job there (one the filter had hidden) at once,
+    while the user looked at a completed job in the pane they had moved to."""
+    from queuectl.executor import RunResult
+
+    live_queue.enqueue(JobSpec("sleep 100", id="keep1"))
+    ran = live_queue.claim("tester:1:0000")
+    live_queue.finish(ran, RunResult(0, None, ""), "tester:1:0000")
+    live_queue.enqueue(JobSpec("true", id="done1"))
+    live_queue.enqueue(JobSpec("sleep 100", id="keep2"))
+    app = make_app(live_queue)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: len(column(pane(app, "waiting"), "id")) == 2)
+        type_ahead(app, "slash", *typed("keep"), "enter", "tab", "tab", "escape", "x")
+        await until(pilot, lambda: any("nothing to cancel" in n for n in notices(app)),
+                    what="x to speak of the completed job")  # fmt: skip
+        assert app.focused is pane(app, "completed") and app.filter_text == ""
+        assert [job.state for job in live_queue.list_jobs()].count("cancelled") == 0
+        type_ahead(app, "slash", *typed("keep"), "escape")  # from the field: back where `/` was
+        await until(pilot, lambda: app.filter_text == "" and not app.filter_bar.display)
+        assert app.focused is pane(app, "completed")
+
+    drive(app, scenario)

@@ -1272,3 +1272,22 @@ def test_a_job_the_database_refused_is_said_plainly_with_its_command(seeded, fix
                 if j.command.startswith("echo")] == [("echo W", None)]
 
     drive(app, scenario)
+
+
+def test_the_bar_names_the_database_as_typed_never_obeyed(tmp_path):
+    """QA: a file named with ESC [41m painted the bar red (the terminal obeyed it), and the
+    bar's width was off by the escape's length."""
+    from queuectl.tui.app import display_name
+
+    path = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"a\x1b[41mRED\xff.db"))
+    queue = Queue(path)
+    try:
+        assert display_name(queue) == "a\\x1b[41mRED\\xff.db"
+        app = make_app(queue)
+
+        async def scenario(pilot):
+            await until(pilot, lambda: "a\\x1b[41mRED\\xff.db" in plain(app.stats._brand()))
+
+        drive(app, scenario)
+    finally:
+        queue.close()

@@ -11,7 +11,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
+from textual.widgets.input import Selection
 
+from queuectl.config import KEYS
 from queuectl.errors import InvalidInput
 from queuectl.text import escaped_line
 
@@ -53,6 +55,14 @@ class FieldInput(Input):
 KEPT_HINT = "control characters shown escaped: kept as it is"
 
 
+# Fields whose text is extended more than replaced (`e`, then ` --all` after the command): the
+# cursor comes to their end. Any other field's value (a number, a name, a duration) is selected
+# as the field is reached, by tab or as the form opens, so that what is typed replaces it, as in
+# any form (`e tab tab 7` over a priority of 5 saved 57, QA); a key that moves the cursor keeps
+# it, to edit.
+EXTENDED = frozenset({"command", *(key for key in KEYS if key.startswith("on-"))})  # (hooks)
+
+
 class Field(Vertical):
     """A label, an input and the place its error goes.
 
@@ -77,8 +87,8 @@ class Field(Vertical):
             yield Label(self.label, classes="field-label")
             yield Label(self._hint(), classes="field-hint")
         yield FieldInput(
-            shown, placeholder=self.placeholder, id=self.key, select_on_focus=False,
-            compact=True, disabled=self.kept is not None,
+            shown, placeholder=self.placeholder, id=self.key,
+            select_on_focus=self.key not in EXTENDED, compact=True, disabled=self.kept is not None,
         )  # fmt: skip
         yield Static("", classes="field-error")
 
@@ -98,6 +108,8 @@ class Field(Vertical):
         box = self.query_one(FieldInput)
         box.value, box.disabled = shown, self.kept is not None
         box.cursor_position = len(shown)
+        if box.select_on_focus and box.has_focus:  # put in while reached: selected, as then
+            box.selection = Selection(0, len(shown))
         self.query_one(".field-hint", Label).update(self._hint())
 
     @property
