@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from test_tui_control import notices
-from test_tui_pilot import column, pane, plain, type_ahead, typed
+from test_tui_pilot import column, pane, plain, screen_text, type_ahead, typed
 from textual.command import CommandList
 from textual.widgets import Input, Static
 from tui_helpers import drive, make_app, until
@@ -620,3 +620,27 @@ def test_escape_leaves_the_focus_in_the_pane_moved_to_after_the_filter(live_queu
         assert app.focused is pane(app, "completed")
 
     drive(app, scenario)
+
+
+def test_enter_on_a_schedule_shows_every_field_and_its_whole_command(workflows_queue,
+                                                                      fixed_clock):
+    """QA: the table's Command column showed ~17 characters even at 160 columns, and nothing
+    in the app showed the rest."""
+    from queuectl.tui.screens.schedules import ScheduleDetails
+
+    command = "echo '[@click=app.quit]q[/]' && " + " && ".join(f"./step-{n}.sh" for n in range(20))
+    workflows_queue.add_schedule("zz-long", "*/5 * * * *",
+                                 JobSpec(command=command, queue="deploy", priority=3))  # fmt: skip
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        type_ahead(app, "S", "G", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ScheduleDetails))
+        flat = " ".join("".join(screen_text(app.screen.query_one(Static))).split())
+        assert " ".join(command.split()) in flat  # whole, literally (markup not obeyed)
+        assert "*/5 * * * *" in flat and "deploy" in flat and "config max-retries" in flat
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, SchedulesScreen))
+        assert app.screen.table.selected == "zz-long"
+
+    drive(app, scenario, size=(120, 40))

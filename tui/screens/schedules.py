@@ -6,13 +6,17 @@ from __future__ import annotations
 
 from functools import partial
 
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Checkbox
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Checkbox, DataTable, Static
 
+from queuectl.config import shown
 from queuectl.errors import InvalidInput
-from queuectl.models import State
+from queuectl.models import DEFAULT_QUEUE, State
 from queuectl.queue import Queue
 from queuectl.schedules import JOB_KEYS, ScheduleInfo, check_cron, zone_of
 from queuectl.spec import parse_job, validate_name
@@ -50,6 +54,7 @@ class SchedulesScreen(ListingScreen):
         Binding("p", "toggle_pause", "Pause/resume", tooltip="Pause / resume the selected schedule"),
         Binding("r", "run", "Run now", tooltip="Run the selected schedule now"),
         Binding("d,delete", "remove", "Remove", tooltip="Remove the selected schedule"),
+        Binding("enter", "details", "Details", tooltip="Every field of the selected schedule"),
         Binding("escape,q", "close", "Close"),
     ]
 
@@ -79,6 +84,17 @@ class SchedulesScreen(ListingScreen):
                 command,
             ]
         return rows
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:  # `enter`
+        event.stop()
+        self.action_details()
+
+    def action_details(self) -> None:
+        """Every field, the command whole: the table's column shows its first ~17 characters
+        even at 160 columns, and nothing else in the app showed the rest (QA)."""
+        info = self.selected_item()
+        if info is not None:
+            self.app.push_screen(ScheduleDetails(info, self.is_paused(info), self.app.clock()))
 
     def action_add(self) -> None:
         def added(name: str | None) -> None:
@@ -112,6 +128,51 @@ class SchedulesScreen(ListingScreen):
 
         question = f"Remove schedule {name}? The jobs it enqueued stay."
         self.app.push_screen(ConfirmScreen("Remove schedule", question, "Remove"), answer)
+
+
+class ScheduleDetails(ModalScreen[None]):
+    """One schedule's every field, its job's whole command among them; `escape` closes."""
+
+    BINDINGS = [Binding("escape,q,enter", "dismiss", "Close")]
+
+    def __init__(self, info: ScheduleInfo, paused: bool, now: float) -> None:
+        super().__init__()
+        self.info, self.paused, self.now = info, paused, now
+
+    def compose(self) -> ComposeResult:
+        info, muted = self.info, self.app.theme_variables["muted"]
+        due = "paused" if self.paused else (
+            f"{utc_time(info.next_due)} ({coarse_relative_time(info.next_due, self.now)})"
+        )
+        job = info.job
+        fields: list[tuple[str, Text]] = [
+            ("cron", literal(info.cron)),
+            ("zone", literal(info.zone)),
+            ("next due", literal(due)),
+            ("overlap", literal("a time is skipped while the last job waits or runs"
+                                if info.no_overlap else "allowed")),  # fmt: skip
+            ("last job", literal(info.last_job_id or "none yet")),
+            ("command", literal(str(job.get("command", "")), single_line=False)),
+            ("queue", literal(str(job.get("queue") or DEFAULT_QUEUE))),
+            ("priority", literal(str(job.get("priority") or 0))),
+            ("max retries", literal(_or_config(job.get("max_retries"), "max-retries"))),
+            ("timeout", literal(_or_config(job.get("timeout"), "job-timeout", "s"))),
+            ("cwd", literal(str(job.get("cwd", "")), single_line=False)),
+        ]
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style=f"bold {muted}", no_wrap=True)
+        grid.add_column(overflow="fold")
+        for name, value in fields:
+            grid.add_row(name, value)
+        with Vertical(classes="dialog schedule-details") as dialog:
+            dialog.border_title = Text("Schedule ") + literal(info.name)
+            dialog.border_subtitle = "esc close"
+            with VerticalScroll():
+                yield Static(grid)
+
+
+def _or_config(value: object, key: str, unit: str = "") -> str:
+    return f"config {key}" if value is None else f"{shown(value)}{unit}"  # type: ignore[arg-type]  # a number
 
 
 class NoOverlap(Checkbox, inherit_bindings=False):
