@@ -119,12 +119,14 @@ def validate_id(value: Any) -> str:
 
 def _has_control(text: str) -> bool:
     """Whether ``text`` has a control or format character (Unicode Cc, Cf: escapes, the
-    bidirectional overrides, zero-width ones)."""
-    if text.isprintable():  # the usual id: none at all
+    bidirectional overrides, zero-width ones), or a character that shows as nothing."""
+    if text.isprintable() and text.isascii():  # the usual id: none at all
         return False
     import unicodedata
 
-    return any(unicodedata.category(c) in ("Cc", "Cf") for c in text)
+    from .text import _PRINTABLE_INVISIBLE  # (the Hangul fillers: letters that show nothing)
+
+    return any(unicodedata.category(c) in ("Cc", "Cf") or c in _PRINTABLE_INVISIBLE for c in text)
 
 
 def validate_int(key: str, value: Any, minimum: int | None = None) -> int:

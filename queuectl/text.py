@@ -16,10 +16,19 @@ from datetime import datetime, timezone
 from typing import NamedTuple
 
 # Characters that show as nothing, or as a line end where none is, each screen in its own way
-# (QA): the soft hyphen, the Arabic letter mark, the zero-width space, the left-to-right and
-# right-to-left marks, the line and paragraph separators, the word joiner and the invisible
-# operators, the byte order mark. (Zero-width joiners stay: scripts and emoji are made of them.)
-_INVISIBLE = "\u00ad\u061c\u200b\u200e\u200f\u2028\u2029\u2060-\u2064\ufeff"
+# (QA): every format character (Unicode Cf, 14.0: the soft hyphen, the Arabic letter mark, the
+# zero-width space, the left-to-right and right-to-left marks, the word joiner and the invisible
+# operators, the byte order mark, the tags that can spell a hidden `rm -rf` after a command, and
+# the rest) but the zero-width non-joiner and joiner, which scripts and emoji are made of; the
+# line and paragraph separators; and the letters and the mark that print as nothing (the Hangul
+# fillers, the combining grapheme joiner), which Python counts as printable.
+_PRINTABLE_INVISIBLE = "\u034f\u115f\u1160\u3164\uffa0"
+_INVISIBLE = (
+    "\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b\u200e\u200f"
+    "\u2028\u2029\u2060-\u2064\u206a-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f" + _PRINTABLE_INVISIBLE
+)
 # C0 controls except tab and newline, DEL, C1 controls (0x80-0x9f: 8-bit CSI and friends), the
 # bidirectional embeddings, overrides and isolates, and the invisible characters above.
 # Compiled on first use: a command that prints no job text (`enqueue`) need not compile it at
@@ -30,7 +39,17 @@ _unsafe: re.Pattern[str] | None = None
 
 def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _plain(text: str) -> bool:
+    """Whether ``text`` has no character to escape: the usual job text, told without the
+    pattern (a worker logs two lines a job)."""
+    return text.isprintable() and (
+        text.isascii() or not any(char in text for char in _PRINTABLE_INVISIBLE)
+    )
 
 
 # -- text ------------------------------------------------------------------------------------
@@ -50,7 +69,7 @@ def _typed_char(char: str) -> str:
 
 def visible(text: str) -> str:
     """``text`` with every unsafe character shown as an escape (newlines and tabs are kept)."""
-    if text.isprintable():  # no control or format character at all: the usual job text
+    if _plain(text):  # no control or format character at all: the usual job text
         return str(text)  # (a plain str, as the pattern's sub gives for a str subclass too)
     global _unsafe
     if _unsafe is None:
@@ -65,7 +84,7 @@ def safe(text: str | None) -> str:
 
 def escaped_line(text: str | None) -> str:
     """On one line for logs and tables: newlines and tabs as ``\\n`` and ``\\t`` escapes too."""
-    if not text or text.isprintable():  # (a worker's log line, twice a job: no copy, no regex)
+    if not text or _plain(text):  # (a worker's log line, twice a job: no copy, no regex)
         return str(text) if text else ""
     return visible(text).replace("\n", "\\n").replace("\t", "\\t")
 

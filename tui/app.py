@@ -34,7 +34,7 @@ from queuectl.errors import JobRunning, QueueError
 from queuectl.models import ACTIVE, CLAIMABLE, DEFAULT_QUEUE, FINAL, Job, State
 from queuectl.queue import Queue
 from queuectl.spec import JobSpec
-from queuectl.text import escaped_line, shorten, visible
+from queuectl.text import escaped_line, shorten
 from queuectl.worker import MAX_THREADS, JobEvent
 
 from .data import HealthLoaded, Loader, pane_summaries
@@ -72,14 +72,14 @@ CONFIG_FORM = "config"
 
 def display_name(queue: Queue) -> str:
     """The queue as a person recognises it: a file name, or a server and database. Shown as
-    typed, never obeyed: control characters as escapes (a file named with ESC [41m painted the
-    bar red, QA), bytes that are not UTF-8 as ``\\xff``."""
+    typed, on one line, never obeyed: control characters as escapes (a file named with ESC [41m
+    painted the bar red, QA; a newline hid the rest), bytes that are not UTF-8 as ``\\xff``."""
     if queue.target.kind == "sqlite":
         name = os.path.basename(queue.target.location)
     else:
         url = urlparse(queue.target.location)
         name = f"{url.hostname or 'localhost'}{url.path}"
-    return visible(os.fsencode(name).decode("utf-8", "backslashreplace"))
+    return escaped_line(os.fsencode(name).decode("utf-8", "backslashreplace"))  # (\n, \t too)
 
 
 class QueueApp(KeysInOrder):

@@ -14,16 +14,21 @@ from queuectl.text import _UNSAFE_CHARS, escaped_line, safe, visible
 UNSAFE = re.compile(_UNSAFE_CHARS)
 
 
-def reference(text: str) -> str:
-    return UNSAFE.sub(
-        lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
-        text,
+def escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else (
+        f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
     )
+
+
+def reference(text: str) -> str:
+    return UNSAFE.sub(lambda m: escape(m.group()), text)
 
 
 # Plain text, and text seeded with what must be escaped or kept (controls, C1, bidi
 # overrides and isolates, non-ASCII spaces, newlines and tabs).
-SPECIAL = "\x00\x07\x1b\x7f\x85\x9b\u202a\u202e\u2066\u2069\u00a0\u2028\u3000\n\t\r\\é中"
+SPECIAL = ("\x00\x07\x1b\x7f\x85\x9b\u202a\u202e\u2066\u2069\u00a0\u2028\u3000\n\t\r\\é中"
+           "\u3164\u034f\u200d\U000e0072\U0001d173\U0001f468")
 texts = st.one_of(st.text(), st.text(alphabet=st.sampled_from(SPECIAL) | st.characters()))
 # As the other property tests: no per-example deadline (a loaded CI machine can pause one for
 # longer than the default 200 ms, which Hypothesis reports as a failure), the same examples on
@@ -148,3 +153,22 @@ def test_a_new_run_is_shown_anew():
     assert cursor.advance((1, 1.0), "one\ntwo\n", 8, can_clear=False) == ("two\n", 0, False)
     assert cursor.advance((1, 1.0), "one\ntwo\n", 8, can_clear=False) == ("", 0, False)
     assert cursor.advance((2, 9.0), "again\n", 6, can_clear=False) == ("again\n", 0, True)
+
+
+def test_every_format_character_but_the_joiners_and_the_blank_letters_are_escaped():
+    """QA's second look: tag characters hid `rm -rf` after `echo safe` (shown `echo safe END`),
+    and other format characters and the Hangul fillers showed nothing and broke the panes'
+    columns. Every Unicode Cf character is escaped but U+200C and U+200D."""
+    import sys
+    import unicodedata
+
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        if unicodedata.category(char) == "Cf" and char not in "\u200c\u200d":
+            assert visible(f"a{char}b") == f"a{escape(char)}b", hex(code)
+    hidden = "echo safe\U000e0072\U000e006d\U000e0020\U000e002d\U000e0072\U000e0066 END"
+    assert visible(hidden) == "echo safe" + "".join(map(escape, hidden[9:15])) + " END"
+    for filler in "\u115f\u1160\u3164\uffa0\u034f":
+        assert visible(f"a{filler}b") == f"a{escape(filler)}b"
+        assert escaped_line(f"a{filler}b") == f"a{escape(filler)}b"
+    assert visible("ok \u200c\u200d 中文 é") == "ok \u200c\u200d 中文 é"

@@ -746,3 +746,23 @@ def test_a_value_reached_in_a_form_is_replaced_by_what_is_typed(seeded, fixed_cl
         assert seeded.config()["backoff-base"] == 2
 
     drive(app, scenario)
+
+
+def test_a_refused_field_is_corrected_not_replaced_and_a_command_is_reached_at_its_end(
+    seeded, fixed_clock
+):
+    """QA's second look: a save refused for another field's value focused it with its text
+    selected, so the correction typed (` *` after a 4-field cron) replaced it; and the command,
+    reached by tab, kept its cursor where it had been left (`home`: typing went first)."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: pane(app, "waiting").selected_id == "test-suite")
+        type_ahead(app, "e", "tab", "tab", "tab", *typed("1x"), "tab", "enter", "backspace",
+                   "enter")  # fmt: skip
+        await until(pilot, lambda: any("Edited test-suite" in n for n in notices(app)))
+        assert seeded.get("test-suite").run_at == fixed_clock() + 1
+        type_ahead(app, "e", "home", "tab", "shift+tab", *typed(" -x"), "enter")
+        await until(pilot, lambda: seeded.get("test-suite").command == "pytest -q tests/ -x")
+
+    drive(app, scenario)

@@ -1279,6 +1279,12 @@ def test_the_bar_names_the_database_as_typed_never_obeyed(tmp_path):
     bar's width was off by the escape's length."""
     from queuectl.tui.app import display_name
 
+    for name, shown in ((b"new\nline\t.db", "new\\nline\\t.db"),):  # one line (QA)
+        other = Queue(os.fsdecode(os.path.join(os.fsencode(tmp_path), name)))
+        try:
+            assert display_name(other) == shown
+        finally:
+            other.close()
     path = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"a\x1b[41mRED\xff.db"))
     queue = Queue(path)
     try:

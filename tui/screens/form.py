@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from textual import events
 from textual.app import ComposeResult
@@ -27,7 +27,23 @@ class FieldInput(Input):
     without a word: a script pasted into the command field lost all but its first line. A paste
     of several lines is refused instead, and the field says so (a trailing newline, as a
     copied line has, is not a second line). So is one with control characters (an escape
-    sequence): an input draws its text as it is, and the terminal would obey them."""
+    sequence): an input draws its text as it is, and the terminal would obey them.
+
+    Reached (by tab, or as its form opens), its value is selected if ``select_on_focus``, else
+    the cursor goes to its end; reached for an error (see FormScreen.action_submit), the cursor
+    goes to the end of what was typed, to correct it, nothing selected."""
+
+    def __init__(self, *args: Any, select_on_focus: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, select_on_focus=select_on_focus, **kwargs)
+        self.selects = select_on_focus
+        self.for_an_error = False  # the next focus is an error's
+
+    def _on_focus(self, event: events.Focus) -> None:
+        # Before Input's own handler, which selects the value if select_on_focus.
+        for_an_error, self.for_an_error = self.for_an_error, False
+        self.select_on_focus = self.selects and not for_an_error
+        if not self.select_on_focus and not event.from_app_focus:
+            self.cursor_position = len(self.value)
 
     def _on_paste(self, event: events.Paste) -> None:
         # Textual calls Input's own handler after this one, unless its default is prevented.
@@ -233,7 +249,9 @@ class FormScreen(ModalScreen[T], Generic[T]):
             invalid = self.query(".field.-invalid")
             if invalid:
                 field = invalid.first()
-                self.set_focus(field.query_one(Input))  # at once: the keys typed next go there
+                box = field.query_one(FieldInput)
+                box.for_an_error = self.focused is not box  # (a focus event to come)
+                self.set_focus(box)  # at once: the keys typed next go there
                 # In sight, its error too, once the errors shown have moved the fields (a form
                 # taller than the terminal scrolled to where they were: keys went unseen).
                 self.call_after_refresh(field.scroll_visible, animate=False)
