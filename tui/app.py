@@ -726,14 +726,15 @@ class QueueApp(KeysInOrder):
 
     def _still_running(self) -> str:
         """What this app's workers run now, in words ("": nothing): jobs, and hooks (a quit
-        waits for both, a hook at most its 30 s; the hooks due but not started are left to
-        the next worker)."""
+        waits for both, a hook at most its 30 s, and then for the hooks their ends made due;
+        a quit with nothing running leaves the hooks due but not started to the next
+        worker)."""
         return running(self.pool.busy, self.pool.hooks)
 
     def _stop_and_exit(self, wait_screen: bool) -> None:
         self._quitting = True
         self.stats.stopping = True
-        self.pool.stop()
+        self.pool.stop(hooks=wait_screen)  # waiting for jobs: for the hooks of their ends too
         if wait_screen:
             self.push_screen(StoppingScreen(self._still_running, self.pool.kill))
         self._join_pool()

@@ -118,11 +118,16 @@ class PoolControl:
                     pool.stop()
         self._settled.set()
 
-    def stop(self) -> None:
-        """Claim nothing more; running jobs finish."""
+    def stop(self, hooks: bool = False) -> None:
+        """Claim nothing more; running jobs finish. ``hooks``: the quit waits for them (the
+        user said yes to it): the hooks due by the end are run too (the jobs it waited for
+        finished with changes to notify of: left to the next worker, with none started they
+        were never run), not only those running."""
         with self._lock:
             self._stopping = True
             if self.pool is not None:
+                if hooks:  # (join's stop, after it, leaves it so)
+                    self.pool.hooks_at_stop = True
                 self.pool.stop()
 
     def kill(self) -> None:

@@ -858,6 +858,33 @@ def test_q_asks_while_a_hook_runs_and_lets_it_end(live_queue, tmp_path):
     assert live_queue.deliveries() == []  # delivered: nobody runs it again
 
 
+def test_q_waits_for_a_job_then_runs_the_hook_its_end_made_due(live_queue, tmp_path):
+    """QA (a soak): `q`, yes, while a job ran: the job completed, the app exited, and its
+    `on-completed` hook was left in the database, run only when a worker next started (never,
+    if none did). `worker start` notifies it before it exits; so does the TUI now."""
+    app = make_app(live_queue, workers=1)
+    gate, done = tmp_path / "gate", tmp_path / "done"
+    live_queue.config_set("on-completed", f'echo "$QUEUECTL_JOB_ID" >> {done}')
+
+    async def scenario(pilot):
+        job = live_queue.enqueue(f"while [ ! -e {gate} ]; do sleep 0.05; done")
+        await until(pilot, lambda: app.pool.busy == 1)
+        await pilot.press("q", "y")
+        await until(pilot, lambda: isinstance(app.screen, StoppingScreen))
+        gate.touch()
+        await until(pilot, lambda: app._exit, what="the app to exit")
+        assert live_queue.get(job.id).state == "completed"
+        return job
+
+    try:
+        drive(app, scenario)
+    finally:
+        gate.touch()
+    (job,) = live_queue.list_jobs()
+    assert done.read_text().split() == [job.id]  # notified before the app ended, once
+    assert live_queue.deliveries() == []
+
+
 def test_workers_whose_database_file_is_deleted_stop_and_say_so(live_queue, db_path):
     """QA: with its SQLite file deleted, the app's workers went on with the file they had
     open (nothing enqueued into the file made next ran) and the bar said "running"; the next
@@ -1297,3 +1324,34 @@ def test_the_bar_names_the_database_as_typed_never_obeyed(tmp_path):
         drive(app, scenario)
     finally:
         queue.close()
+
+
+def test_a_pane_nothing_changed_in_is_not_repainted(seeded, fixed_clock, monkeypatch):
+    """QA (a soak): an idle app took ~10 % of a core: every load (each second) set each pane's
+    titles, and Textual repaints a whole pane on every set, equal or not. Nothing changes on a
+    fixed clock: no pane is repainted, however many loads come."""
+    app = make_app(seeded, clock=fixed_clock)
+    shows: list[str] = []
+    repaints: list[str] = []
+    show, refresh = JobPane.show, JobPane.refresh
+
+    def counted_show(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        shows.append(self.id)
+        return show(self, *args, **kwargs)
+
+    def counted_refresh(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        repaints.append(self.id)
+        return refresh(self, *args, **kwargs)
+
+    monkeypatch.setattr(JobPane, "show", counted_show)
+    monkeypatch.setattr(JobPane, "refresh", counted_refresh)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: pane(app, "completed").row_count == 5)
+        await until(pilot, lambda: shows.count("pane-completed") >= 2, what="a second load")
+        shows.clear()
+        repaints.clear()
+        await until(pilot, lambda: shows.count("pane-completed") >= 3, what="three more loads")
+        assert repaints == []
+
+    drive(app, scenario)
