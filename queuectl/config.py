@@ -81,9 +81,9 @@ def shown(value: Value) -> str:
     hook as nothing."""
     if isinstance(value, str):
         return value
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() and abs(value) < 1e16 else repr(value)
-    return str(value)
+    from .text import shown_number
+
+    return shown_number(value)
 
 
 KEYS: dict[str, Key] = {

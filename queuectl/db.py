@@ -16,7 +16,7 @@ from typing import Any
 import peewee
 
 from .errors import QueueError
-from .target import POSTGRES_SCHEMES, Target, default_path, resolve_target  # noqa: F401
+from .target import POSTGRES_SCHEMES, Target, default_path, redact, resolve_target  # noqa: F401
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
 # How long one attempt of a statement waits in SQLite's busy handler for another connection's
@@ -461,11 +461,4 @@ def _open_postgresql(url: str) -> peewee.Database:
     return database
 
 
-def redact(url: str) -> str:
-    from urllib.parse import urlparse
-
-    parsed = urlparse(url)
-    if parsed.password:
-        return url.replace(f":{parsed.password}@", ":***@")
-    return url
 

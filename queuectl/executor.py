@@ -392,7 +392,10 @@ class Execution:
             how = f" (killed by signal {_signal_name(-returncode)})" if returncode < 0 else ""
             return RunResult(code, CANCELLED + how, output, size)
         if timed_out:
-            return RunResult(None, f"timed out after {self.timeout:g}s", output, size)
+            from .text import shown_number  # (1.23456789 s, not %g's 1.23457)
+
+            return RunResult(None, f"timed out after {shown_number(self.timeout)}s", output,
+                             size)  # fmt: skip
         if self._killed:
             return RunResult(None, "killed (hard stop)", output, size)
         if returncode < 0:

@@ -215,9 +215,15 @@ class Schedules(Lifecycle):
 
     def run_schedule(self, name: str) -> Job:
         """Enqueue the schedule's job now, outside its timetable."""
-        with self._write():
-            job = self._fire(self._schedule(name))
-            self._announce()
+        try:
+            with self._write():
+                job = self._fire(self._schedule(name))
+                self._announce()
+        except (QueueError, peewee.OperationalError, peewee.InterfaceError):
+            raise
+        except Exception as exc:  # its stored job refused (see _passed_over): one clear line
+            reason = _reason(exc)
+            raise QueueError(f"schedule {name}: its job cannot be enqueued ({reason})") from None
         self._notify()
         return job
 
@@ -267,19 +273,38 @@ class Schedules(Lifecycle):
                         continue
                     fired.append(self._fire(row))
                     self._announce()
-            except (peewee.DataError, ValueError) as exc:
-                # A job the database refuses (a schedule stored by an older queuectl: a path
-                # not UTF-8, a timeout PostgreSQL could not hold): this time passes without it,
-                # said once, and the other schedules still fire. Retried, it failed every round.
-                following = next_time(row.cron, row.zone, self.clock())
-                with self._write():
-                    if self._advance(row, following):
-                        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-                        log.warning("schedule %s: its job cannot be enqueued (%s); due again %s",
-                                    row.name, reason, iso(following))  # fmt: skip
+            except (peewee.OperationalError, peewee.InterfaceError):
+                raise  # the database away: the caller's outage, tried again after it
+            except Exception as exc:
+                self._passed_over(row, exc)
         if fired:
             self._notify()
         return fired
+
+    def _passed_over(self, row: Schedule, exc: Exception) -> None:
+        """``row``'s job cannot be enqueued (a schedule stored by an older queuectl, a path not
+        UTF-8, a timeout PostgreSQL could not hold; or by hand): this time passes without it, and
+        the other schedules still fire. Retried, it failed every round and kept the schedules
+        after it from firing. Said once a schedule and reason. A schedule whose next time
+        cannot be told either (its zone gone from the zone database) is paused, and says so."""
+        reason = _reason(exc)
+        try:
+            following = next_time(row.cron, row.zone, self.clock())
+        except Exception as unknown:
+            with self._write():
+                Schedule = self.models.Schedule
+                Schedule.update(paused=True).where(Schedule.name == row.name).execute()
+                self._announce()
+            log.warning("schedule %s is paused: its next time cannot be told (%s)",
+                        row.name, _reason(unknown))  # fmt: skip
+            return
+        with self._write():
+            passed = self._advance(row, following)
+        said = self.__dict__.setdefault("_schedules_said", {})
+        if passed and said.get(row.name) != reason:
+            said[row.name] = reason
+            log.warning("schedule %s: its job cannot be enqueued (%s); its times pass without "
+                        "it, the next %s", row.name, reason, iso(following))  # fmt: skip
 
     def _advance(self, row: Schedule, following: float) -> bool:
         """Move ``row``'s due time on to ``following``, if no one else has (compare-and-swap)."""
@@ -345,6 +370,10 @@ class ScheduleTimer:
             self._stale = False
             return True
         return False
+
+
+def _reason(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _info(row: Schedule) -> ScheduleInfo:

@@ -1140,8 +1140,13 @@ def postgres_timeout_15(migrator: SchemaMigrator) -> list[object]:
     db = migrator.database
     if isinstance(db, peewee.SqliteDatabase):
         return []
-    return [RunSql(db, ['ALTER TABLE "job" ALTER COLUMN "timeout" TYPE double precision '
-                       'USING "timeout"::text::double precision'])]
+    return [RunSql(db, [
+        # The shortest text that reads back as the same real, whatever the server's setting
+        # (0, PostgreSQL's default before 12, made 123456.789 read 123457; QA).
+        "SET LOCAL extra_float_digits = 1",
+        'ALTER TABLE "job" ALTER COLUMN "timeout" TYPE double precision '
+        'USING "timeout"::text::double precision',
+    ])]
 
 
 # MIGRATIONS[n] lists the operations that take a version n-1 database to version n. Each entry

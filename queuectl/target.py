@@ -89,10 +89,7 @@ def resolve_target(target: str | None = None) -> Target:
     try:
         url = urlparse(raw)  # (its scheme in lower case)
     except ValueError as exc:  # "Invalid IPv6 URL": a bracket left open or closed alone
-        import re
-
-        shown = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", raw)  # (no password in the line)
-        raise QueueError(f"{shown!r} is not a valid URL: {exc}") from None
+        raise QueueError(f"{redact(raw)!r} is not a valid URL: {exc}") from None
     if url.scheme == "sqlite":
         # As in peewee and SQLAlchemy: sqlite:///jobs.db is relative, sqlite:////abs/jobs.db
         # (four slashes) absolute.
@@ -107,6 +104,13 @@ def resolve_target(target: str | None = None) -> Target:
             )
         return Target("sqlite", _absolute(path))
     if url.scheme in POSTGRES_SCHEMES:
+        try:
+            url.port
+        except ValueError:  # (its words name the port's text: part of a password, maybe)
+            raise QueueError(
+                f"{redact(raw)!r} is not a valid URL: its port is not a number (in a password, "
+                "write / ? # @ as %2F %3F %23 %40)"
+            ) from None
         if not url.path.strip("/"):
             raise QueueError(f"{raw!r} names no database (postgresql://user@host:port/dbname)")
         return Target("postgresql", raw)
@@ -138,3 +142,15 @@ def engine_for(target: Target) -> Iterator[None]:
         for name in hidden:
             if sys.modules.get(name, 0) is None:
                 del sys.modules[name]
+
+
+def redact(url: str) -> str:
+    """``url`` with its password shown as ``***``, for a message or a log: the user's (the
+    text after ``user:``, up to the last ``@``, whatever it holds: `@`, `/`, `#` and `?` are
+    found in passwords typed unencoded, and a URL parser then reads them as other parts), and a
+    ``password=`` option's value."""
+    import re
+
+    url = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", url)
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*:).*@", r"\1***@", url, count=1,
+                  flags=re.DOTALL)  # fmt: skip

@@ -231,11 +231,19 @@ def coarse_duration(seconds: float) -> str:
     return f"{whole // 86400}d"
 
 
+def shown_number(value: float) -> str:
+    """A number as users type it: whole where it is whole, else its shortest exact form (%g made
+    1234567 read 1.23457e+06, and 1.23456789 read 1.23457)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value) if isinstance(value, float) else str(value)
+
+
 def exact_duration(seconds: float) -> str:
     """A duration as a user gives one, in the largest unit that holds it whole: ``90s``,
     ``100m``, ``36h``, ``7d`` (``1.5s`` if not a whole second)."""
     if seconds != int(seconds):
-        return f"{seconds:g}s"
+        return f"{shown_number(seconds)}s"
     whole = int(seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if whole and whole % size == 0:

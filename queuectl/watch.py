@@ -233,12 +233,15 @@ class PostgresNotifications(ChangeDetector):
         changed = False
         deadline = time.monotonic() + timeout
         try:
+            # Read at least once, however short the wait: with no time left (a round with a
+            # schedule due at once, say) none was read, and the threads waited for the safety
+            # net's look (QA: a job picked up after 30 s, not 0.5).
             while not changed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
+                remaining = max(deadline - time.monotonic(), 0.0)
                 for notify in self.connection.notifies(timeout=remaining, stop_after=1):
                     changed = notify.payload not in self.ignored
+                if time.monotonic() >= deadline:
+                    break
             if changed:  # several announcements in a burst count as one change
                 for _ in self.connection.notifies(timeout=0.001):
                     pass

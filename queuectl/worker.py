@@ -737,12 +737,16 @@ class WorkerPool:
                 except Exception as exc:
                     # A surprise must not end this thread: without it the pool would run on
                     # unseen (no heartbeat: taken for dead, its jobs rescued from it) and deaf
-                    # (no stop request, cancel or schedule). Said once, not every round.
+                    # (no stop request, cancel or schedule). Said once, not every round (again
+                    # if it comes back after a round that went through).
                     said = f"{type(exc).__name__}: {exc}"
                     if said != surprise:
-                        log.exception("the worker's service round failed; it goes on")
+                        log.error("the worker's service round failed (%s); it goes on", said,
+                                  exc_info=True)  # fmt: skip
                         surprise = said
                     self._service_done.wait(MAX_RETRY_S)
+                else:
+                    surprise = ""
         finally:
             changes.close()
             self.queue.close()
@@ -876,8 +880,9 @@ class WorkerPool:
         deadline = time.monotonic() + self.stop_timeout  # for the database, if it is away
         if self._service is not None:
             # Its statement may wait for an answer that never comes (a network that drops it
-            # without a word): not past the stop timeout.
-            self._service.join(self.stop_timeout)
+            # without a word): not past the stop timeout, but for the round it is in (a stop
+            # timeout of 0 said "database unreachable (no answer)" at every stop, QA).
+            self._service.join(max(self.stop_timeout, MAX_RETRY_S))
             if self._service.is_alive():
                 self.outage.failed(TimeoutError("no answer"), since=self._beat_began)
         self.queue.remove_listener(self.wake)

@@ -184,7 +184,7 @@ def _read_file(file: BinaryIO, options: JobOptions) -> tuple[list[JobSpec], list
     lines: list[int] = []
     first_line: dict[str, int] = {}
     for number, raw in enumerate(iter(lambda: file.readline(MAX_LINE + 1), b""), start=1):
-        if len(raw) > MAX_LINE and not raw.endswith(b"\n"):  # (`--file /dev/zero`: no end)
+        if len(raw) > MAX_LINE:  # (`--file /dev/zero`: no end)
             raise InvalidInput(f"line {number}: longer than {MAX_LINE:,} bytes")
         if number == 1 and raw.startswith(codecs.BOM_UTF8):
             raw = raw[len(codecs.BOM_UTF8) :]  # a mark some editors put first, not text

@@ -135,6 +135,8 @@ def test_an_enqueue_file_line_past_the_limit_is_refused(run, any_queue, monkeypa
     assert len(run.ok("enqueue", "--file", "-", input=fits).split()) == 1
     error = one_error_line(run("enqueue", "--file", "-", input="true\n" + "\0" * 500), 2)
     assert error == "Error: line 2: longer than 100 bytes"
+    error = one_error_line(run("enqueue", "--file", "-", input="echo x" + fits), 2)
+    assert error == "Error: line 1: longer than 100 bytes"  # its newline counts
     assert any_queue.counts()["pending"] == 1
 
 
@@ -152,11 +154,35 @@ def test_output_in_an_encoding_without_the_jobs_characters_escapes_them(env, tmp
 
 
 def test_a_postgresql_url_with_a_bracket_left_open_is_one_line(env, tmp_path):
-    for url in ("postgresql://u:secret@[::1:5432/db", "postgresql://u:secret@::1]:5432/db"):
+    for url in ("postgresql://u:secret@[::1:5432/db", "postgresql://u:secret@::1]:5432/db",
+                "postgresql://u:se@cret@[::1/db"):  # fmt: skip
         done = real(env, tmp_path, "--db", url, "status")
         assert done.returncode == 1
         (line,) = error_lines(done)
-        assert "is not a valid URL" in line and "secret" not in line
+        assert "is not a valid URL" in line and "secret" not in line and "cret" not in line
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://u:ab/cd@127.0.0.1/db",  # (read as the port "ab")
+    "postgresql://u:ab#cd@127.0.0.1/db",
+    "postgresql://u:ab?cd@127.0.0.1/db",
+    "postgresql://u@127.0.0.1:1/db?password=abcd",
+])  # fmt: skip
+def test_no_part_of_a_password_is_printed(env, tmp_path, url):
+    """QA: a password holding an unencoded `/`, `#` or `?`, or given as `?password=`, was
+    printed whole in the error."""
+    done = real(env, tmp_path, "--db", url, "status")
+    assert done.returncode == 1
+    (line,) = error_lines(done)
+    assert "ab" not in line.replace("able", "") and "cd" not in line, line
+
+
+def test_a_stop_timeout_of_0_says_nothing_of_the_database_at_a_stop(env, tmp_path):
+    """QA: `--stop-timeout 0` logged "database unreachable (no answer) ... reachable again" at
+    every stop: the service thread was given no time to end its round."""
+    for _ in range(3):
+        done = real(env, tmp_path, "worker", "start", "--burst", "--stop-timeout", "0")
+        assert done.returncode == 0 and b"unreachable" not in done.stderr, done.stderr
 
 
 def test_a_stop_timeout_past_what_a_thread_can_wait_means_for_ever(env, tmp_path, target):

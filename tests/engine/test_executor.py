@@ -636,3 +636,10 @@ def test_the_tail_kept_is_the_whole_limit_however_the_output_comes(limit):
         header, body = text.split("\n", 1)
         assert header.startswith(MARKER) and len(body) == limit, (len(body), buffer.held)
         assert buffer.held <= limit + TailBuffer.SPARE + 2 * max(TailBuffer.BLOCK, 81_920)
+
+
+def test_a_timeout_is_named_as_given():
+    """QA: `--timeout 1.23456789` read "timed out after 1.23457s" (and 1234567 would have read
+    1.23457e+06s)."""
+    result = Execution("sleep 10", timeout=0.123456789).run()
+    assert result.error == "timed out after 0.123456789s"

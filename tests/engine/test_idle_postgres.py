@@ -128,3 +128,17 @@ def test_the_statement_that_completes_a_job_claims_its_dependent_and_counts_it_o
     assert (counts["completed"], counts["processing"], counts["pending"]) == (1, 1, 1)
     stored, following = queue.finish_and_claim(following, RunResult(0, None, ""), "w")
     assert (stored.state, following.id) == ("completed", later.id)
+
+
+def test_a_wait_with_no_time_left_still_reads_what_was_announced(queue, pg_target):
+    """QA: a round with no time to wait (a schedule due at once, every round) read no
+    announcement at all, and the pool's idle threads waited for their safety net's look: a job
+    enqueued elsewhere started after 30 s, not within half a second."""
+    changes = queue.change_detector()
+    other = Queue(pg_target)
+    try:
+        other.enqueue("true")  # announced
+        wait_until(lambda: changes.wait(0), 10, "the announcement, read with no time to wait")
+    finally:
+        changes.close()
+        other.close()

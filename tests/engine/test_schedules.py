@@ -218,18 +218,28 @@ def test_a_worker_killed_while_firing_neither_loses_nor_doubles_the_time(target,
         later.close()
 
 
+POISONED = {  # a schedule's stored job or timetable, as an older queuectl or a hand left it
+    "cwd not UTF-8": lambda row: {**row, "job": json.dumps({**json.loads(row["job"]),
+                                                             "cwd": "/srv/bad\udcffdir"})},
+    "job not an object": lambda row: {**row, "job": "[]"},
+    "command null": lambda row: {**row, "job": json.dumps({**json.loads(row["job"]),
+                                                             "command": None})},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("poison", POISONED)
 def test_a_schedule_whose_job_the_database_refuses_passes_its_time_and_the_others_fire(
-    any_queue, clock, caplog
+    any_queue, clock, caplog, poison
 ):
-    """A schedule stored by an older queuectl from a directory named in bytes that are not
-    UTF-8: its job failed to insert at every round, and (first in the loop) kept every other
-    schedule from firing. Its time now passes, said once, and the others fire."""
+    """A schedule whose job cannot be enqueued (stored by an older queuectl from a directory
+    named in bytes that are not UTF-8, or changed by hand): it failed at every round, and
+    (first in the loop) kept every other schedule from firing. Its time now passes, said once,
+    and the others fire."""
     for name in ("a-bad", "b-good"):
         any_queue.add_schedule(name, "* * * * *", JobSpec(command="true"))
     Schedule = any_queue.models.Schedule
-    job = json.loads(Schedule.get(Schedule.name == "a-bad").job)
-    job["cwd"] = "/srv/bad\udcffdir"  # (json.dumps writes it as an escape: storable)
-    Schedule.update(job=json.dumps(job)).where(Schedule.name == "a-bad").execute()
+    row = POISONED[poison]({"job": Schedule.get(Schedule.name == "a-bad").job})
+    Schedule.update(**row).where(Schedule.name == "a-bad").execute()
     clock.advance(61)
     with caplog.at_level(logging.WARNING, logger="queuectl"):
         fired = any_queue.fire_due_schedules()
@@ -239,6 +249,21 @@ def test_a_schedule_whose_job_the_database_refuses_passes_its_time_and_the_other
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="queuectl"):
         assert any_queue.fire_due_schedules() == []
-    assert "a-bad" not in caplog.text
-    clock.advance(60)
-    assert sorted(job.schedule for job in any_queue.fire_due_schedules()) == ["b-good"]
+        clock.advance(60)
+        assert sorted(job.schedule for job in any_queue.fire_due_schedules()) == ["b-good"]
+    assert "a-bad" not in caplog.text  # said once, not at each of its times
+    with pytest.raises(QueueError, match="schedule a-bad: its job cannot be enqueued"):
+        any_queue.run_schedule("a-bad")  # `schedule run`, the TUI's `r`: one clear line
+
+
+def test_a_schedule_whose_zone_is_gone_is_paused_and_the_others_fire(any_queue, clock, caplog):
+    """A zone a tzdata update removed: its next time cannot be told at all."""
+    for name in ("a-gone", "b-good"):
+        any_queue.add_schedule(name, "* * * * *", JobSpec(command="true"))
+    Schedule = any_queue.models.Schedule
+    Schedule.update(zone="US/Pacific-Gone").where(Schedule.name == "a-gone").execute()
+    clock.advance(61)
+    with caplog.at_level(logging.WARNING, logger="queuectl"):
+        assert [job.schedule for job in any_queue.fire_due_schedules()] == ["b-good"]
+    assert "schedule a-gone is paused: its next time cannot be told" in caplog.text
+    assert any_queue.get_schedule("a-gone").paused

@@ -17,7 +17,7 @@ from queuectl.errors import InvalidInput, QueueError
 from queuectl.queue import Queue
 from queuectl.spec import parse_time, validate_command, validate_int, validate_name
 from queuectl.spec import validate_seconds
-from queuectl.text import coarse_duration
+from queuectl.text import coarse_duration, shown_number
 
 from ..messages import JobRow, error_text
 from ..text import literal
@@ -58,7 +58,7 @@ class EditScreen(FormScreen[Outcome]):
             "max_retries",
             "Max retries",
             value="" if row.max_retries is None else str(row.max_retries),
-            placeholder=f"config ({self.default_max_retries:g})",
+            placeholder=f"config ({shown_number(self.default_max_retries)})",
             hint="runs before the DLQ",
         )
         yield Field("priority", "Priority", value=str(row.priority), hint="higher runs first")

@@ -10,6 +10,7 @@ from queuectl.errors import InvalidInput
 from queuectl.models import DEFAULT_QUEUE
 from queuectl.spec import JobSpec, number, validate_command, validate_int, validate_name
 from queuectl.spec import validate_seconds, whole_number
+from queuectl.text import shown_number
 
 from .form import Field, FormScreen
 
@@ -49,7 +50,7 @@ class EnqueueScreen(FormScreen[JobSpec]):
         yield Field(
             "max_retries",
             "Max retries",
-            placeholder=f"config ({self.default_max_retries:g})",
+            placeholder=f"config ({shown_number(self.default_max_retries)})",
             hint="runs before the DLQ",
         )
         yield Field("priority", "Priority", placeholder="0", hint="higher runs first")
