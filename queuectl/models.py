@@ -37,7 +37,7 @@ class Job(BaseModel):
     attempts = peewee.IntegerField(default=0)
     max_retries = peewee.IntegerField(null=True)
     priority = peewee.IntegerField(default=0)
-    timeout = peewee.DoubleField(null=True)
+    timeout = peewee.FloatField(null=True)
     # Times are UTC epoch seconds: exact, cheap to compare, the same on SQLite and PostgreSQL.
     run_at = peewee.DoubleField()
     created_at = peewee.DoubleField()

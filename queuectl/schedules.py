@@ -26,7 +26,7 @@ import peewee
 from .errors import InvalidInput, QueueError
 from .lifecycle import Lifecycle
 from .models import DEFAULT_QUEUE, UNFINISHED, Job, Schedule, iso, json_seconds
-from .spec import QUEUE_NAME, JobSpec, current_directory, validate_name
+from .spec import QUEUE_NAME, JobSpec, current_directory, spec_from_mapping, validate_name
 from .text import as_typed
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,13 @@ class Schedules(Lifecycle):
             row = self._schedule(name)
             changes: dict[str, Any] = {"paused": paused}
             if row.paused and not paused:
-                changes["next_due"] = next_time(row.cron, row.zone, self.clock())
+                try:
+                    changes["next_due"] = next_time(row.cron, row.zone, self.clock())
+                except Exception as exc:  # paused for it (see _passed_over): stays so
+                    raise QueueError(
+                        f"schedule {name}: its next time cannot be told ({_reason(exc)}): "
+                        "remove it and add it again"
+                    ) from None
             Schedule.update(**changes).where(Schedule.name == name).execute()
             self._announce()
             for key, value in changes.items():
@@ -215,15 +221,16 @@ class Schedules(Lifecycle):
 
     def run_schedule(self, name: str) -> Job:
         """Enqueue the schedule's job now, outside its timetable."""
-        try:
-            with self._write():
-                job = self._fire(self._schedule(name))
-                self._announce()
-        except (QueueError, peewee.OperationalError, peewee.InterfaceError):
-            raise
-        except Exception as exc:  # its stored job refused (see _passed_over): one clear line
-            reason = _reason(exc)
-            raise QueueError(f"schedule {name}: its job cannot be enqueued ({reason})") from None
+        with self._write():
+            row = self._schedule(name)
+            try:
+                job = self._fire(row)
+            except (peewee.OperationalError, peewee.InterfaceError):
+                raise
+            except Exception as exc:  # its stored job refused (see _passed_over): one line
+                said = f"schedule {name}: its job cannot be enqueued ({_reason(exc)})"
+                raise QueueError(said) from None
+            self._announce()
         self._notify()
         return job
 
@@ -323,9 +330,14 @@ class Schedules(Lifecycle):
         return Job.select().where(Job.id == job_id, Job.state.in_(UNFINISHED)).exists()
 
     def _fire(self, row: Schedule) -> Job:
-        """Enqueue ``row``'s job (in the caller's transaction)."""
+        """Enqueue ``row``'s job (in the caller's transaction), checked as `enqueue` checks a
+        job: a stored one changed by hand (or by an older queuectl) is refused, InvalidInput,
+        not enqueued as it is (a max_retries of 1e400 stored as inf made every listing fail)."""
         data = json.loads(row.job)
-        spec = JobSpec(**{key: data.get(key) for key in JOB_KEYS})
+        if not isinstance(data, dict):
+            raise InvalidInput(f"its stored job is not a JSON object: {row.job[:40]!r}")
+        given = {key: value for key, value in data.items() if value is not None}
+        spec = spec_from_mapping(given, JOB_KEYS)
         rows = self._new_rows([spec], schedule=row.name)
         self._insert([spec], rows)
         Schedule = self.models.Schedule
@@ -376,12 +388,23 @@ def _reason(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+def _stored_job(text: str) -> dict[str, Any]:
+    """A schedule's stored job, as far as it can be read: one changed by hand into something
+    else (`[]`, text that is not JSON) made every schedule unlisted, `schedule list` a
+    traceback; it lists with what it holds (nothing), and fails as it fires (see _fire)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _info(row: Schedule) -> ScheduleInfo:
     return ScheduleInfo(
         name=row.name,
         cron=row.cron,
         zone=row.zone,
-        job=json.loads(row.job),
+        job=_stored_job(row.job),
         no_overlap=bool(row.no_overlap),
         paused=bool(row.paused),
         next_due=row.next_due,

@@ -15,7 +15,7 @@ from .models import CLAIMABLE, RUN_BUCKETS, STATES, Models, State, sql_in
 if TYPE_CHECKING:  # playhouse.migrate is imported only to migrate (every CLI start pays imports)
     from playhouse.migrate import SchemaMigrator
 
-SCHEMA_VERSION = 15
+SCHEMA_VERSION = 14
 
 # Per-state job counts, kept by triggers: `status` and every TUI refresh read a few rows instead
 # of counting a million (75 ms on SQLite, 165 ms on PostgreSQL at 1M jobs). The triggers run
@@ -1129,26 +1129,6 @@ def sqlite_stats_minutes(db: peewee.Database) -> list[RunSql]:
     return [RunSql(db, create_sql())]
 
 
-# -- schema 15: a job's timeout in double precision on PostgreSQL ---------------------------------
-
-
-def postgres_timeout_15(migrator: SchemaMigrator) -> list[object]:
-    """PostgreSQL (schema 15): ``job.timeout`` was ``real`` (a FloatField), 4 bytes: a timeout of
-    16777217 s read back 16777216, and 1e-300 (valid input) was refused by the server. Converted
-    through text, the shortest form that reads back as the same real (0.1, not 0.10000000149...),
-    as users saw it. SQLite's REAL holds 8 bytes already."""
-    db = migrator.database
-    if isinstance(db, peewee.SqliteDatabase):
-        return []
-    return [RunSql(db, [
-        # The shortest text that reads back as the same real, whatever the server's setting
-        # (0, PostgreSQL's default before 12, made 123456.789 read 123457; QA).
-        "SET LOCAL extra_float_digits = 1",
-        'ALTER TABLE "job" ALTER COLUMN "timeout" TYPE double precision '
-        'USING "timeout"::text::double precision',
-    ])]
-
-
 # MIGRATIONS[n] lists the operations that take a version n-1 database to version n. Each entry
 # is a function of a playhouse SchemaMigrator, e.g.
 #     3: lambda m: [m.add_column("job", "tags", peewee.TextField(null=True))],
@@ -1166,7 +1146,6 @@ MIGRATIONS: dict[int, Callable[[SchemaMigrator], list[object]]] = {
     12: lambda m: sqlite_hot_12(m),
     13: lambda m: postgres_hot_13(m),
     14: lambda m: sqlite_stats_minutes(m.database),
-    15: lambda m: postgres_timeout_15(m),
 }
 
 _PG_LOCK_KEY = 0x71756575  # "queu": serialises schema set-up across PostgreSQL clients

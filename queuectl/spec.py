@@ -19,6 +19,9 @@ MAX_ID_LENGTH = 64
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 # The longest timeout or delay (about 68 years): a run_at it gives is still a date.
 MAX_SECONDS = 2**31 - 1
+# The least timeout: a millisecond. Less is no time at all, and PostgreSQL's 4-byte real refused
+# 1e-300 ("value out of range: underflow", a database error where SQLite took it).
+MIN_TIMEOUT = 0.001
 
 
 class JobSpec(NamedTuple):
@@ -152,8 +155,9 @@ def validate_seconds(key: str, value: Any, *, positive: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidInput(f"{key!r} must be a number of seconds, got {_type_name(value)}")
     # Compared before math.isfinite, which cannot take an int too large for a float.
-    if value < 0 or (positive and value == 0) or value > MAX_SECONDS or not math.isfinite(value):
-        bound = "> 0" if positive else ">= 0"
+    low = MIN_TIMEOUT if positive else 0
+    if value < low or value > MAX_SECONDS or not math.isfinite(value):
+        bound = f">= {MIN_TIMEOUT}" if positive else ">= 0"
         raise InvalidInput(
             f"{key!r} must be a finite number {bound} and <= {MAX_SECONDS}, got {_number(value)}"
         )

@@ -81,7 +81,8 @@ def resolve_target(target: str | None = None) -> Target:
     if "://" not in raw:
         scheme = raw.partition(":")[0].lower()
         if scheme == "sqlite" or scheme in POSTGRES_SCHEMES:  # a URL mistyped: no new file
-            raise QueueError(f"{raw!r} is not a database URL: give sqlite:///path, "
+            shown = redact(raw)
+            raise QueueError(f"{shown!r} is not a database URL: give sqlite:///path, "
                              "postgresql://user@host:port/dbname or a file path (./name)")  # fmt: skip
         return Target("sqlite", _absolute(raw))
     from urllib.parse import urlparse  # here: a file path, the usual target, needs no URL parser
@@ -112,11 +113,12 @@ def resolve_target(target: str | None = None) -> Target:
                 "write / ? # @ as %2F %3F %23 %40)"
             ) from None
         if not url.path.strip("/"):
-            raise QueueError(f"{raw!r} names no database (postgresql://user@host:port/dbname)")
+            raise QueueError(
+                f"{redact(raw)!r} names no database (postgresql://user@host:port/dbname)"
+            )
         return Target("postgresql", raw)
-    raise QueueError(
-        f"unsupported database {raw!r}: give a file path, sqlite:///path or postgresql://..."
-    )
+    raise QueueError(f"unsupported database {redact(raw)!r}: give a file path, sqlite:///path "
+                     "or postgresql://...")  # fmt: skip
 
 
 
@@ -150,7 +152,14 @@ def redact(url: str) -> str:
     found in passwords typed unencoded, and a URL parser then reads them as other parts), and a
     ``password=`` option's value."""
     import re
+    from urllib.parse import unquote
 
-    url = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", url)
+    def option(match: re.Match[str]) -> str:  # (`pass%77ord=` is a password to libpq too)
+        key = match.group(2)
+        if unquote(key).lower() != "password":
+            return match.group(0)
+        return f"{match.group(1)}{key}=***"
+
+    url = re.sub(r"([?&])([^=&#]*)=[^&#]*", option, url)
     return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*:).*@", r"\1***@", url, count=1,
                   flags=re.DOTALL)  # fmt: skip

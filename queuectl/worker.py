@@ -330,8 +330,9 @@ class WorkerPool:
             try:
                 self.on_event(Released(job, thread, reason) if reason else
                               JobEvent(kind, job, thread))  # fmt: skip
-            except Exception:  # a display callback must never kill a worker
-                log.exception("event callback failed")
+            except Exception as exc:  # a display callback must never kill a worker
+                log.error("event callback failed (%s: %s)", type(exc).__name__, exc,
+                          exc_info=True)  # (the CLI's log keeps the line, not the traceback)
 
     def _work(self, slot: int) -> None:
         try:

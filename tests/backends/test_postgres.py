@@ -256,3 +256,28 @@ def test_two_retries_of_every_dead_job_at_once_list_each_job_once(pg_target):
     finally:
         second.close()
         first.close()
+
+
+@pytest.mark.parametrize("where", ["url", "PGOPTIONS"])
+def test_a_server_giving_floats_to_6_digits_still_stores_results(pg_target, monkeypatch, where):
+    """QA: with extra_float_digits 0 (PostgreSQL's default before 12, or set for a role or a
+    database) times read back to 6 digits, no run matched its claim, and no job ever finished
+    ("its result is not stored", processing for ever)."""
+    from queuectl import WorkerPool
+
+    if where == "url":
+        target = pg_target + "%20-cextra_float_digits%3D0"
+    else:
+        target = pg_target.split("?options=")[0]
+        schema = pg_target.split("search_path%3D")[1]
+        monkeypatch.setenv("PGOPTIONS", f"-c search_path={schema} -c extra_float_digits=0")
+    queue = Queue(target)
+    try:
+        assert queue.db.execute_sql("SHOW extra_float_digits").fetchone()[0] == "3"
+        job = queue.enqueue("echo hi")
+        pool = WorkerPool(queue, 1, burst=True).start()
+        assert pool.join(30)
+        stored = queue.get(job.id)
+        assert (stored.state, stored.output) == ("completed", "hi\n")
+    finally:
+        queue.close()

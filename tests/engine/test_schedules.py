@@ -224,6 +224,14 @@ POISONED = {  # a schedule's stored job or timetable, as an older queuectl or a 
     "job not an object": lambda row: {**row, "job": "[]"},
     "command null": lambda row: {**row, "job": json.dumps({**json.loads(row["job"]),
                                                              "command": None})},
+    "command a number": lambda row: {**row, "job": json.dumps({**json.loads(row["job"]),
+                                                                 "command": 42})},
+    "max_retries 1e400": lambda row: {**row, "job": row["job"][:-1] + ', "max_retries": 1e400}'},
+    "priority a word": lambda row: {**row, "job": json.dumps({**json.loads(row["job"]),
+                                                              "priority": "high"})},
+    "queue not a name": lambda row: {**row, "job": json.dumps({**json.loads(row["job"]),
+                                                               "queue": "bad name!/"})},
+    "not JSON": lambda row: {**row, "job": "not json {"},
 }  # fmt: skip
 
 
@@ -267,3 +275,29 @@ def test_a_schedule_whose_zone_is_gone_is_paused_and_the_others_fire(any_queue, 
         assert [job.schedule for job in any_queue.fire_due_schedules()] == ["b-good"]
     assert "schedule a-gone is paused: its next time cannot be told" in caplog.text
     assert any_queue.get_schedule("a-gone").paused
+
+
+def test_a_schedule_whose_stored_job_is_unreadable_is_still_listed_and_can_go(any_queue):
+    """QA: one schedule whose stored job was not a JSON object made `schedule list` (and the
+    TUI's S) fail for every schedule: it could not be seen to be removed."""
+    for name in ("a-bad", "b-good"):
+        any_queue.add_schedule(name, "* * * * *", JobSpec(command="true"))
+    Schedule = any_queue.models.Schedule
+    for stored in ("[]", "null", "not json {"):
+        Schedule.update(job=stored).where(Schedule.name == "a-bad").execute()
+        assert [info.name for info in any_queue.schedules()] == ["a-bad", "b-good"]
+        assert any_queue.get_schedule("a-bad").job == {}
+        any_queue.pause_schedule("a-bad")
+        any_queue.resume_schedule("a-bad")
+    any_queue.remove_schedule("a-bad")
+    assert [info.name for info in any_queue.schedules()] == ["b-good"]
+
+
+def test_resuming_a_schedule_whose_cron_cannot_be_read_is_one_clear_error(any_queue):
+    any_queue.add_schedule("garbled", "* * * * *", JobSpec(command="true"))
+    any_queue.pause_schedule("garbled")
+    Schedule = any_queue.models.Schedule
+    Schedule.update(cron="garbage cron here x y").where(Schedule.name == "garbled").execute()
+    with pytest.raises(QueueError, match="schedule garbled: its next time cannot be told"):
+        any_queue.resume_schedule("garbled")
+    assert any_queue.get_schedule("garbled").paused

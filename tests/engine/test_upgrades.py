@@ -223,34 +223,3 @@ def test_schema_9_replaces_the_claim_record_and_the_window_index_keeping_rows(ta
         assert [e.event for e in upgraded.history(job.id)] == ["enqueued", "started", "completed"]
     finally:
         upgraded.close()
-
-
-@pytest.mark.postgres
-@pytest.mark.parametrize("digits", ["", "%20-cextra_float_digits%3D0"],
-                         ids=["server-default", "extra_float_digits-0"])  # fmt: skip
-def test_schema_15_holds_a_postgresql_timeout_in_8_bytes_as_users_saw_it(pg_target, digits):
-    """Schema 15: `job.timeout` was PostgreSQL's 4-byte real. Its values are kept as they read
-    (0.1, not the 0.10000000149... the 4 bytes hold), whatever the server's extra_float_digits
-    (0, the default before PostgreSQL 12, made 123456.79 read 123457), and from then on read
-    back as given."""
-    queue = Queue(pg_target)
-    try:
-        queue.db.execute_sql('ALTER TABLE "job" ALTER COLUMN "timeout" TYPE real')
-        queue.db.execute_sql("UPDATE queuectl_schema SET value = '14' WHERE key = 'version'")
-        for timeout in (0.1, 0.3, 16777216.0, 123456.79, None):
-            queue.enqueue(JobSpec(command="true", timeout=timeout))
-    finally:
-        queue.close()
-    again = Queue(pg_target + digits)
-    try:
-        kind = again.db.execute_sql(
-            "SELECT data_type FROM information_schema.columns WHERE table_name = 'job' "
-            "AND column_name = 'timeout' AND table_schema = current_schema()"
-        ).fetchone()[0]
-        assert kind == "double precision"
-        kept = sorted((job.timeout for job in again.list_jobs()), key=lambda t: (t is None, t))
-        assert kept == [0.1, 0.3, 123456.79, 16777216.0, None]
-        assert again.enqueue(JobSpec(command="true", timeout=16777217.0)).timeout == 16777217.0
-        assert again.get(again.list_jobs()[0].id).timeout == 16777217.0
-    finally:
-        again.close()
