@@ -252,7 +252,7 @@ class HookRunner:
         timeout: float,
         outage: Any = None,
         *,
-        take: bool = True,
+        take: bool | float = True,
         beat: Callable[[], object] | None = None,
     ) -> None:
         """At the pool's end: run the deliveries still waiting (``take``: those taken within
@@ -272,6 +272,8 @@ class HookRunner:
         from .reconnect import Backoff
 
         deadline = time.monotonic() + timeout
+        # (``take`` a number of seconds: only those taken within it, and within ``timeout``)
+        take_until = deadline if take is True else time.monotonic() + min(float(take), timeout)
         backoff = Backoff()
         next_beat = time.monotonic() + HEARTBEAT_INTERVAL_S
 
@@ -289,7 +291,7 @@ class HookRunner:
 
         try:
             while not self._killed.is_set():
-                taking = take and time.monotonic() < deadline
+                taking = bool(take) and time.monotonic() < take_until
                 try:
                     # Look now (whatever the last look found) while taking; else only delete
                     # what ended.

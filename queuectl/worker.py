@@ -104,7 +104,7 @@ class WorkerPool:
         output_limit: int = OUTPUT_LIMIT,
         stop_timeout: float = STOP_TIMEOUT_S,
         queues: Sequence[str] | None = None,
-        hooks_at_stop: bool = True,
+        hooks_at_stop: bool | float = True,
     ) -> None:
         if not 0 <= threads <= MAX_THREADS:
             raise ValueError(f"threads must be 0 to {MAX_THREADS}")
@@ -120,8 +120,8 @@ class WorkerPool:
         # As long as a thread can wait (threading.TIMEOUT_MAX, ~292 years): `--stop-timeout 1e10`
         # means "wait for ever", not a crash on the way out.
         self.stop_timeout = min(stop_timeout, MAX_STOP_TIMEOUT_S)
-        # At the stop, start the hooks still due (within the stop timeout), or leave them in the
-        # database for another process (the TUI: its quit waits only for what it asked about).
+        # At the stop, start the hooks still due (within the stop timeout, or within that many
+        # seconds), or leave them in the database for another process (False).
         self.hooks_at_stop = hooks_at_stop
         self.outage = Outage(log)
         self.unstored: list[str] = []  # ids of jobs whose result was given up on (see _store)

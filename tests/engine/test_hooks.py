@@ -195,3 +195,28 @@ def test_a_delivery_whose_worker_process_died_is_run_by_another(target, tmp_path
             if proc is not None:
                 proc.stop()
         q.close()
+
+
+def test_a_stop_given_seconds_to_take_hooks_leaves_the_rest_to_others(db_path, tmp_path):
+    """The TUI's quit (hooks_at_stop seconds, not the whole stop timeout): QA's quit, with
+    workers elsewhere finishing jobs, ran 100 of their hooks for 27 s. Those due past the
+    window stay in the database for another worker; none runs twice."""
+    runs = tmp_path / "runs"
+    q = Queue(db_path)
+    other = Queue(db_path)
+    try:
+        q.config_set("on-completed", f"echo x >> {runs}; sleep 1")
+        pool = WorkerPool(q, 1, hooks_at_stop=0.5).start()
+        pool.pause()  # its own thread claims nothing: the jobs are "another process's"
+        worker = other.register_worker(1)
+        for _ in range(40):
+            other.enqueue(JobSpec(command="true"))
+            other.finish(other.claim(worker), RunResult(0, None, ""), worker)
+        pool.stop()
+        assert pool.join(60)
+        ran = len(runs.read_text().split()) if runs.exists() else 0
+        assert ran + len(q.deliveries()) == 40  # each run once, or left
+        assert len(q.deliveries()) >= 10, f"{ran} run: it took past its half second"
+    finally:
+        q.close()
+        other.close()

@@ -644,3 +644,25 @@ def test_enter_on_a_schedule_shows_every_field_and_its_whole_command(workflows_q
         assert app.screen.table.selected == "zz-long"
 
     drive(app, scenario, size=(120, 40))
+
+
+def test_a_schedule_s_details_taller_than_the_terminal_scroll_to_its_end(workflows_queue,
+                                                                        fixed_clock):
+    """QA: at 80x24 a long command was cut, the fields after it never shown, no key moved it."""
+    from textual.containers import VerticalScroll
+
+    from queuectl.tui.screens.schedules import ScheduleDetails
+
+    command = "echo " + " ".join(f"word{n}" for n in range(400)) + " TAILEND"
+    workflows_queue.add_schedule("zz-long", "*/5 * * * *", JobSpec(command=command))
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        type_ahead(app, "S", "G", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ScheduleDetails))
+        box = app.screen.query_one(VerticalScroll)
+        assert box.max_scroll_y > 0 and app.focused is box
+        await pilot.press("end")
+        await until(pilot, lambda: box.scroll_y == box.max_scroll_y and box.scroll_y > 0)
+
+    drive(app, scenario, size=(80, 24))

@@ -1355,3 +1355,33 @@ def test_a_pane_nothing_changed_in_is_not_repainted(seeded, fixed_clock, monkeyp
         assert repaints == []
 
     drive(app, scenario)
+
+
+def test_a_bar_nothing_changed_in_is_not_drawn_again(seeded, fixed_clock, monkeypatch):
+    """QA: an idle app drew its top bar again every second (~4.5 KB a second to the terminal):
+    Textual repaints a Static on every update, the same text or not."""
+    app = make_app(seeded, clock=fixed_clock)
+    shows: list[str] = []
+    updates: list[str | None] = []
+    show, update = JobPane.show, Static.update
+
+    def counted_show(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        shows.append(self.id)
+        return show(self, *args, **kwargs)
+
+    def counted_update(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        if isinstance(self.parent, StatsBar):
+            updates.append(self.id)
+        return update(self, *args, **kwargs)
+
+    monkeypatch.setattr(JobPane, "show", counted_show)
+    monkeypatch.setattr(Static, "update", counted_update)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: shows.count("pane-completed") >= 2, what="a second load")
+        updates.clear()
+        shows.clear()
+        await until(pilot, lambda: shows.count("pane-completed") >= 3, what="three more loads")
+        assert updates == []
+
+    drive(app, scenario)

@@ -166,9 +166,12 @@ class ScheduleDetails(ModalScreen[None]):
             grid.add_row(name, value)
         with Vertical(classes="dialog schedule-details") as dialog:
             dialog.border_title = Text("Schedule ") + literal(info.name)
-            dialog.border_subtitle = "esc close"
+            dialog.border_subtitle = "esc close · ↑↓ pgup pgdn scroll"
             with VerticalScroll():
                 yield Static(grid)
+
+    def on_mount(self) -> None:
+        self.set_focus(self.query_one(VerticalScroll))  # the keys scroll it (QA: cut at 80x24)
 
 
 def _or_config(value: object, key: str, unit: str = "") -> str:
