@@ -1326,32 +1326,39 @@ def test_the_bar_names_the_database_as_typed_never_obeyed(tmp_path):
         queue.close()
 
 
+def calls_of(monkeypatch, cls: type, name: str, which=lambda widget: True) -> list:  # noqa: ANN001
+    """The ids of the widgets whose ``cls.name`` is called from now on (``which`` of them)."""
+    called: list = []
+    original = getattr(cls, name)
+
+    def counted(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        if which(self):
+            called.append(self.id)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, name, counted)
+    return called
+
+
+async def settled_then_loaded_thrice(pilot, shows: list, drawn: list) -> None:
+    """Past the first loads, then three more loads of the Completed pane (each second)."""
+    await until(pilot, lambda: shows.count("pane-completed") >= 2, what="a second load")
+    shows.clear()
+    drawn.clear()
+    await until(pilot, lambda: shows.count("pane-completed") >= 3, what="three more loads")
+
+
 def test_a_pane_nothing_changed_in_is_not_repainted(seeded, fixed_clock, monkeypatch):
     """QA (a soak): an idle app took ~10 % of a core: every load (each second) set each pane's
     titles, and Textual repaints a whole pane on every set, equal or not. Nothing changes on a
     fixed clock: no pane is repainted, however many loads come."""
     app = make_app(seeded, clock=fixed_clock)
-    shows: list[str] = []
-    repaints: list[str] = []
-    show, refresh = JobPane.show, JobPane.refresh
-
-    def counted_show(self, *args, **kwargs):  # noqa: ANN001, ANN202
-        shows.append(self.id)
-        return show(self, *args, **kwargs)
-
-    def counted_refresh(self, *args, **kwargs):  # noqa: ANN001, ANN202
-        repaints.append(self.id)
-        return refresh(self, *args, **kwargs)
-
-    monkeypatch.setattr(JobPane, "show", counted_show)
-    monkeypatch.setattr(JobPane, "refresh", counted_refresh)
+    shows = calls_of(monkeypatch, JobPane, "show")
+    repaints = calls_of(monkeypatch, JobPane, "refresh")
 
     async def scenario(pilot):
         await until(pilot, lambda: pane(app, "completed").row_count == 5)
-        await until(pilot, lambda: shows.count("pane-completed") >= 2, what="a second load")
-        shows.clear()
-        repaints.clear()
-        await until(pilot, lambda: shows.count("pane-completed") >= 3, what="three more loads")
+        await settled_then_loaded_thrice(pilot, shows, repaints)
         assert repaints == []
 
     drive(app, scenario)
@@ -1361,27 +1368,12 @@ def test_a_bar_nothing_changed_in_is_not_drawn_again(seeded, fixed_clock, monkey
     """QA: an idle app drew its top bar again every second (~4.5 KB a second to the terminal):
     Textual repaints a Static on every update, the same text or not."""
     app = make_app(seeded, clock=fixed_clock)
-    shows: list[str] = []
-    updates: list[str | None] = []
-    show, update = JobPane.show, Static.update
-
-    def counted_show(self, *args, **kwargs):  # noqa: ANN001, ANN202
-        shows.append(self.id)
-        return show(self, *args, **kwargs)
-
-    def counted_update(self, *args, **kwargs):  # noqa: ANN001, ANN202
-        if isinstance(self.parent, StatsBar):
-            updates.append(self.id)
-        return update(self, *args, **kwargs)
-
-    monkeypatch.setattr(JobPane, "show", counted_show)
-    monkeypatch.setattr(Static, "update", counted_update)
+    shows = calls_of(monkeypatch, JobPane, "show")
+    updates = calls_of(monkeypatch, Static, "update",
+                       lambda widget: isinstance(widget.parent, StatsBar))  # fmt: skip
 
     async def scenario(pilot):
-        await until(pilot, lambda: shows.count("pane-completed") >= 2, what="a second load")
-        updates.clear()
-        shows.clear()
-        await until(pilot, lambda: shows.count("pane-completed") >= 3, what="three more loads")
+        await settled_then_loaded_thrice(pilot, shows, updates)
         assert updates == []
 
     drive(app, scenario)
