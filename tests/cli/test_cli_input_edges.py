@@ -142,7 +142,8 @@ def test_an_enqueue_file_line_past_the_limit_is_refused(run, any_queue, monkeypa
     assert len(run.ok("enqueue", "--file", "-", input=fits).split()) == 1
     error = one_error_line(run("enqueue", "--file", "-", input="true\n" + "\0" * 500), 2)
     assert error == "Error: line 2: longer than 100 bytes"
-    error = one_error_line(run("enqueue", "--file", "-", input="echo x" + fits), 2)
+    one_more = "echo " + "x" * 95 + "\n"  # 101 bytes, 100 of them before its newline
+    error = one_error_line(run("enqueue", "--file", "-", input=one_more), 2)
     assert error == "Error: line 1: longer than 100 bytes"  # its newline counts
     assert any_queue.counts()["pending"] == 1
 
