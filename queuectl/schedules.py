@@ -26,6 +26,7 @@ import peewee
 from .errors import InvalidInput, QueueError
 from .lifecycle import Lifecycle
 from .models import DEFAULT_QUEUE, UNFINISHED, Job, Schedule, iso, json_seconds
+from .reconnect import first_line
 from .spec import QUEUE_NAME, JobSpec, current_directory, spec_from_mapping, validate_name
 from .text import as_typed
 
@@ -210,7 +211,7 @@ class Schedules(Lifecycle):
                     changes["next_due"] = next_time(row.cron, row.zone, self.clock())
                 except Exception as exc:  # paused for it (see _passed_over): stays so
                     raise QueueError(
-                        f"schedule {name}: its next time cannot be told ({_reason(exc)}): "
+                        f"schedule {name}: its next time cannot be told ({first_line(exc)}): "
                         "remove it and add it again"
                     ) from None
             Schedule.update(**changes).where(Schedule.name == name).execute()
@@ -228,7 +229,7 @@ class Schedules(Lifecycle):
             except (peewee.OperationalError, peewee.InterfaceError):
                 raise
             except Exception as exc:  # its stored job refused (see _passed_over): one line
-                said = f"schedule {name}: its job cannot be enqueued ({_reason(exc)})"
+                said = f"schedule {name}: its job cannot be enqueued ({first_line(exc)})"
                 raise QueueError(said) from None
             self._announce()
         self._notify()
@@ -294,7 +295,7 @@ class Schedules(Lifecycle):
         the other schedules still fire. Retried, it failed every round and kept the schedules
         after it from firing. Said once a schedule and reason. A schedule whose next time
         cannot be told either (its zone gone from the zone database) is paused, and says so."""
-        reason = _reason(exc)
+        reason = first_line(exc)
         try:
             following = next_time(row.cron, row.zone, self.clock())
         except Exception as unknown:
@@ -303,7 +304,7 @@ class Schedules(Lifecycle):
                 Schedule.update(paused=True).where(Schedule.name == row.name).execute()
                 self._announce()
             log.warning("schedule %s is paused: its next time cannot be told (%s)",
-                        row.name, _reason(unknown))  # fmt: skip
+                        row.name, first_line(unknown))  # fmt: skip
             return
         with self._write():
             passed = self._advance(row, following)
@@ -382,10 +383,6 @@ class ScheduleTimer:
             self._stale = False
             return True
         return False
-
-
-def _reason(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _stored_job(text: str) -> dict[str, Any]:

@@ -117,8 +117,9 @@ class WorkerPool:
         self.on_event = on_event
         self.burst = burst
         self.output_limit = output_limit
-        # As long as a thread can wait (threading.TIMEOUT_MAX, ~292 years): `--stop-timeout 1e10`
-        # means "wait for ever", not a crash on the way out.
+        # At most MAX_STOP_TIMEOUT_S (~31 years), well within what a thread can wait
+        # (threading.TIMEOUT_MAX): `--stop-timeout 1e10` means "wait for ever", not a crash on
+        # the way out.
         self.stop_timeout = min(stop_timeout, MAX_STOP_TIMEOUT_S)
         # At the stop, start the hooks still due (within the stop timeout, or within that many
         # seconds), or leave them in the database for another process (False).

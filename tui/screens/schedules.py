@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
@@ -174,8 +175,8 @@ class ScheduleDetails(ModalScreen[None]):
         self.set_focus(self.query_one(VerticalScroll))  # the keys scroll it (QA: cut at 80x24)
 
 
-def _or_config(value: object, key: str, unit: str = "") -> str:
-    return f"config {key}" if value is None else f"{shown(value)}{unit}"  # type: ignore[arg-type]  # a number
+def _or_config(value: Any, key: str, unit: str = "") -> str:
+    return f"config {key}" if value is None else f"{shown(value)}{unit}"
 
 
 class NoOverlap(Checkbox, inherit_bindings=False):
