@@ -206,8 +206,9 @@ def test_a_stop_given_seconds_to_take_hooks_leaves_the_rest_to_others(db_path, t
     other = Queue(db_path)
     try:
         q.config_set("on-completed", f"echo x >> {runs}; sleep 1")
-        pool = WorkerPool(q, 1, hooks_at_stop=0.5).start()
-        pool.pause()  # its own thread claims nothing: the jobs are "another process's"
+        # Its own thread claims nothing (a pause alone raced the first enqueue): the jobs are
+        # "another process's", in a queue this pool does not serve.
+        pool = WorkerPool(q, 1, queues=("elsewhere",), hooks_at_stop=0.5).start()
         worker = other.register_worker(1)
         for _ in range(40):
             other.enqueue(JobSpec(command="true"))
