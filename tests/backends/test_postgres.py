@@ -243,12 +243,14 @@ def test_two_retries_of_every_dead_job_at_once_list_each_job_once(pg_target):
         assert first.counts()["dead"] == 3, first.counts()
         with first.db.atomic():  # the first's retry, not yet committed as the second asks
             revived = first.retry_all_dead()
+            holding = first.db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
             racing = threading.Thread(target=lambda: listed.append(second.retry_all_dead()))
             racing.start()
-            # It waits on the first's rows (without the lock, having read them).
+            # It waits on the first's rows (without the lock, having read them): counted by the
+            # session it waits for, not by every session waiting on this server.
             wait_until(lambda: first.db.execute_sql(
                 "SELECT pg_stat_clear_snapshot(), COUNT(*) FROM pg_stat_activity "
-                "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                "WHERE %s = ANY(pg_blocking_pids(pid))", (holding,)
             ).fetchone()[1], 30, "the second to wait")  # fmt: skip
         racing.join(30)
         assert len(revived) == 3 and listed == [[]]

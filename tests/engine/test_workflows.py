@@ -387,6 +387,15 @@ def test_a_limit_set_here_holds_for_this_queues_next_claim(any_queue):
     assert q.claim("w") is None
 
 
+def blocked_by(watcher: Queue, pid: int) -> int:
+    """How many server sessions wait for a lock that session ``pid`` holds (other tests' sessions,
+    on the same server at the same time, are not counted)."""
+    return watcher.db.execute_sql(
+        "SELECT pg_stat_clear_snapshot(), COUNT(*) FROM pg_stat_activity "
+        "WHERE %s = ANY(pg_blocking_pids(pid))", (pid,)
+    ).fetchone()[1]
+
+
 def test_a_claim_that_waited_for_its_queue_s_turn_starts_when_it_got_it(pg_target, clock):
     """PostgreSQL: a claim in a limited queue waits for the queue's lock while another claim
     or a run's end holds it. Its job's started_at was the time the claim began to look, so a
@@ -403,15 +412,11 @@ def test_a_claim_that_waited_for_its_queue_s_turn_starts_when_it_got_it(pg_targe
             holder.db.execute_sql(
                 'SELECT 1 FROM "queue_setting" WHERE "name" = %s FOR UPDATE', ("one",)
             )
+            holding = holder.db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
             claiming = threading.Thread(target=lambda: claimed.append(q.claim("w")))
             claiming.start()
-            wait_until(
-                lambda: watcher.db.execute_sql(
-                    "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE '%%queue_setting%%'"
-                ).fetchone()[0] == 1,
-                30, "the claim to wait for the queue's lock",
-            )  # fmt: skip
+            wait_until(lambda: blocked_by(watcher, holding) == 1,
+                       30, "the claim to wait for the queue's lock")  # fmt: skip
             clock.advance(10.0)  # the other claim's transaction took this long
         claiming.join(30)
         assert claimed[0].id == job.id
