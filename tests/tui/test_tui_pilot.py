@@ -313,7 +313,7 @@ def test_config_form_shows_a_hook_with_control_characters_escaped_and_keeps_it(s
             await until(pilot, lambda: isinstance(app.screen, ConfigScreen))
             screen = app.screen
             box = screen.query_one("#on-dead", Input)
-            assert box.value == "notify \\x1b]2;HOOK\\x07 \\x1b[2J" and box.disabled
+            assert box.value == "notify \\x1b]2;HOOK\\x07 \\x1b[2J" and box.read_only
             await fill(pilot, "max-retries", max_retries)
             await pilot.press("enter")
             await until(pilot, lambda: seeded.config()["max-retries"] == int(max_retries))
@@ -410,10 +410,12 @@ def test_a_value_typed_ahead_over_the_form_s_stale_reading_is_saved(seeded, fixe
     drive(app, scenario)
 
 
-def test_a_focused_config_field_that_a_stored_value_disables_hands_the_keys_on(seeded,
-                                                                             fixed_clock):
+def test_a_focused_config_field_that_a_stored_value_keeps_says_so_to_the_keys(seeded,
+                                                                            fixed_clock):
     """A hook stored elsewhere with an escape sequence is shown escaped and kept, its field
-    disabled: when it was the focused one, no field had the focus, and keys went nowhere."""
+    read-only. Disabled (as once), when it was the focused one no field had the focus, and keys
+    went nowhere: they are refused where they were typed, saying why, and the form saves the
+    hook as stored."""
     app = make_app(seeded, clock=fixed_clock)
 
     async def scenario(pilot):
@@ -421,11 +423,14 @@ def test_a_focused_config_field_that_a_stored_value_disables_hands_the_keys_on(s
         hook = app.screen.query_one("#on-completed", Input)
         app.screen.set_focus(hook)
         seeded.config_set("on-completed", "echo \x1b[31mred")
-        await until(pilot, lambda: hook.disabled)
-        focused = app.focused
-        assert isinstance(focused, Input) and not focused.disabled and focused is not hook
-        await pilot.press("x")
-        assert focused.value.endswith("x")
+        await until(pilot, lambda: hook.read_only)
+        await pilot.press("x", "ctrl+w")
+        assert app.focused is hook and hook.value == "echo \\x1b[31mred"
+        error = app.screen.field("on-completed").query_one(".field-error")
+        assert "kept as it is" in str(error.render()) and error.display
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, ConfigScreen))
+        assert seeded.config()["on-completed"] == "echo \x1b[31mred"
 
     drive(app, scenario)
 

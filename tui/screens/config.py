@@ -5,7 +5,6 @@ from __future__ import annotations
 from textual import events, work
 from textual.app import ComposeResult
 from textual.timer import Timer
-from textual.widgets import Input
 
 from queuectl.config import KEYS, shown as _shown, validate
 
@@ -68,14 +67,7 @@ class ConfigScreen(FormScreen[dict]):
             field = self.field(key)
             if field.edited or field.text == _shown(value):
                 continue
-            box = field.query_one(Input)
-            had_focus = self.focused is box
-            field.show(_shown(value))
-            if had_focus and box.disabled:  # kept as it is now (an escape sequence): the next
-                boxes = list(self.query(Input))  # field takes the keys, not nobody
-                after = boxes.index(box) + 1
-                ahead = boxes[after:] + boxes[:after]
-                self.set_focus(next((b for b in ahead if not b.disabled), None))
+            field.show(_shown(value))  # (one with control characters now: read-only)
 
     def fields(self) -> ComposeResult:
         for key, spec in KEYS.items():

@@ -37,6 +37,22 @@ class FieldInput(Input):
         super().__init__(*args, select_on_focus=select_on_focus, **kwargs)
         self.selects = select_on_focus
         self.for_an_error = False  # the next focus is an error's
+        # Its value is kept as it is (see Field): it takes the focus in its turn, as any field
+        # (disabled, it was skipped, and `e tab tab 5` put 5 one field further on: a job due
+        # in 2 h ran in 5 s, QA), and refuses every change, saying why.
+        self.read_only = False
+
+    def replace(self, text: str, start: int, end: int) -> None:
+        """Every change of the text comes here (typed, pasted, deleted, cut)."""
+        if self.read_only:
+            self._refuse(KEPT_REFUSED)
+            return
+        super().replace(text, start, end)
+
+    def _refuse(self, message: str) -> None:
+        field = self.parent
+        if isinstance(field, Field):
+            field.set_error(message)
 
     def _on_focus(self, event: events.Focus) -> None:
         # Before Input's own handler, which selects the value if select_on_focus.
@@ -50,7 +66,9 @@ class FieldInput(Input):
         text = event.text.rstrip("\r\n")
         lines = text.splitlines()
         refused = None
-        if len(lines) > 1:
+        if self.read_only:
+            refused = KEPT_REFUSED
+        elif len(lines) > 1:
             refused = (
                 f"pasted {len(lines)} lines, and this field takes one: nothing was pasted "
                 "(join them with ; or &&, or enqueue a script file)"
@@ -63,12 +81,14 @@ class FieldInput(Input):
         if refused is not None:
             event.prevent_default()
             event.stop()
-            field = self.parent
-            if isinstance(field, Field):
-                field.set_error(refused)
+            self._refuse(refused)
 
 
 KEPT_HINT = "control characters shown escaped: kept as it is"
+KEPT_REFUSED = (
+    "kept as it is: it holds control characters, shown escaped (change it with the CLI: "
+    "queuectl edit, or queuectl config set)"
+)
 
 
 # Fields whose text is extended more than replaced (`e`, then ` --all` after the command): the
@@ -83,9 +103,9 @@ class Field(Vertical):
     """A label, an input and the place its error goes.
 
     A value with control characters (an escape sequence, a line end: a job's command, a hook)
-    is shown with them as escapes, and kept as it is: not editable. An input draws its text as
-    it is, so the terminal obeyed them (the screen cleared, its title set, SPEC 5), and escapes
-    typed back would be other text than the value's."""
+    is shown with them as escapes, and kept as it is: read-only (FieldInput.read_only). An input
+    draws its text as it is, so the terminal obeyed them (the screen cleared, its title set,
+    SPEC 5), and escapes typed back would be other text than the value's."""
 
     def __init__(
         self, key: str, label: str, *, value: str = "", placeholder: str = "", hint: str = ""
@@ -102,11 +122,17 @@ class Field(Vertical):
         with Horizontal(classes="field-head"):
             yield Label(self.label, classes="field-label")
             yield Label(self._hint(), classes="field-hint")
-        yield FieldInput(
+        box = FieldInput(
             shown, placeholder=self.placeholder, id=self.key,
-            select_on_focus=self.key not in EXTENDED, compact=True, disabled=self.kept is not None,
+            select_on_focus=self.key not in EXTENDED, compact=True,
         )  # fmt: skip
+        self._keep(box)
+        yield box
         yield Static("", classes="field-error")
+
+    def _keep(self, box: FieldInput) -> None:
+        box.read_only = self.kept is not None
+        box.set_class(box.read_only, "-kept")
 
     def _take(self, value: str) -> str:
         """The text the input shows for ``value``; ``kept``: the value, if it is kept as it is."""
@@ -122,7 +148,8 @@ class Field(Vertical):
         shown = self._put = self._take(value)
         self._typed = False
         box = self.query_one(FieldInput)
-        box.value, box.disabled = shown, self.kept is not None
+        box.value = shown
+        self._keep(box)
         box.cursor_position = len(shown)
         if box.select_on_focus and box.has_focus:  # put in while reached: selected, as then
             box.selection = Selection(0, len(shown))
@@ -208,7 +235,7 @@ class FormScreen(ModalScreen[T], Generic[T]):
         for field in self.query(Field):
             field.set_error(None)
             field.show(values.get(field.key, ""))
-        self.set_focus(next((box for box in self.query(Input) if not box.disabled), None))
+        self.set_focus(next(iter(self.query(Input)), None))
 
     def field(self, key: str) -> Field:
         return self.query_one(f"#field-{key}", Field)
