@@ -178,6 +178,11 @@ class QueueApp(KeysInOrder):
     STACKED = 16  # rows: four stacked panes of 4. Where the bars leave fewer, stacked panes other
     # than the focused one show their title only (else the last panes fell off the screen, and
     # tab focused panes nobody could see)
+    PANE = 4  # rows: the fewest that show a pane's job (its borders, its header, one row)
+    # Fewer rows than the stacked titles and one pane need: the focused pane alone is shown. (At
+    # 80x12 or 40x14 the focused pane had no row left, and `r`, `x` or `e` acted on a job
+    # nobody saw, QA.) Fewer rows than one pane needs beside the footer: no footer.
+    SHORTEST = 3 * 2 + PANE
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit(event.size.width, event.size.height)
@@ -186,8 +191,12 @@ class QueueApp(KeysInOrder):
         narrow = width < self.NARROW
         self.footer.show_command_palette = not narrow
         _, footer_rows = self.footer.grid_at(width)  # a narrow terminal's footer wraps
-        self.grid.set_class(narrow, "-narrow")
-        self.grid.set_class(narrow and height - 1 - footer_rows < self.STACKED, "-short")
+        self.footer.display = height - 1 - footer_rows >= self.PANE
+        rows = height - 1 - (footer_rows if self.footer.display else 0)  # the panes'
+        stacked = narrow or rows < 2 * self.PANE  # (side by side, two panes a column)
+        self.grid.set_class(stacked, "-narrow")
+        self.grid.set_class(stacked and rows < self.STACKED, "-short")
+        self.grid.set_class(stacked and rows < self.SHORTEST, "-alone")
         self.stats.compact = width < self.WIDE
         self.stats.set_class(narrow, "-narrow")
         self.stats.fit()
@@ -417,6 +426,14 @@ class QueueApp(KeysInOrder):
     def _focused_pane(self) -> JobPane | None:
         return self.focused if isinstance(self.focused, JobPane) else None
 
+    def _in_sight(self, pane: JobPane | None) -> bool:
+        """Whether the job selected in ``pane`` is in sight: a key acts on no job the user
+        cannot see (in a terminal too short to show one, it says so)."""
+        if pane is None or pane.shows_rows:
+            return True
+        self.notify("No job in sight: the terminal is too short to show one", severity="warning")
+        return False
+
     def _cycle(self, step: int) -> None:
         panes = self.panes
         current = self._focused_pane()
@@ -514,6 +531,8 @@ class QueueApp(KeysInOrder):
 
     def action_details(self) -> None:
         pane = self._focused_pane()
+        if not self._in_sight(pane):
+            return
         job_id = pane.selected_id if pane else None
         if job_id is None:
             self.notify("No job selected", severity="warning")
@@ -522,6 +541,8 @@ class QueueApp(KeysInOrder):
 
     def action_retry(self) -> None:
         pane = self._focused_pane()
+        if not self._in_sight(pane):
+            return
         if pane is None or pane.kind.name != "dead":
             self.notify("Select a job in the Dead pane to retry it", severity="warning")
             return
@@ -550,6 +571,8 @@ class QueueApp(KeysInOrder):
 
     def _selected_row(self) -> JobRow | None:
         pane = self._focused_pane()
+        if not self._in_sight(pane):
+            return None
         row = pane.selected_row if pane else None
         if row is None:
             self.notify("No job selected", severity="warning")

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import time
 
+import pytest
 from rich.console import Console
 from tui_helpers import drive, make_app, until
 from rich.text import Text
@@ -177,6 +178,45 @@ def test_a_short_narrow_terminal_shows_every_pane_and_gives_the_focused_one_the_
             await pilot.press("tab")
 
     drive(app, scenario, size=(60, 15))
+
+
+@pytest.mark.parametrize("size", [(40, 10), (80, 12), (120, 8), (20, 5)])
+def test_a_terminal_too_short_for_the_stacked_panes_shows_the_focused_one_alone(
+        seeded, fixed_clock, size):
+    """QA: below 80x13 (40x15) the focused pane had no row left under its header, side by side
+    or stacked, and `r`, `x` or `e` acted on a job nobody saw; at 20x5 the footer took the
+    whole screen. The focused pane is shown alone, with its rows (the footer goes where it
+    leaves none)."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        for _ in range(4):
+            await pilot.pause()
+            focused = app.focused
+            assert focused in app.panes and focused.shows_rows, (focused, focused.region)
+            assert app.screen.region.contains_region(focused.region)
+            assert all(pane.region.height == 0 for pane in app.panes if pane is not focused)
+            await pilot.press("tab")
+
+    drive(app, scenario, size=size)
+
+
+def test_a_key_acts_on_no_job_out_of_sight(seeded, fixed_clock):
+    """A terminal too short to show a single row: `r` and `enter` say so, and act on no job."""
+    app = make_app(seeded, clock=fixed_clock)
+    dead = {job.id for job in seeded.list_jobs() if job.state == "dead"}
+
+    async def scenario(pilot):
+        await pilot.press("shift+tab")
+        assert app.focused.id == "pane-dead" and not app.focused.shows_rows
+        await pilot.press("r", "enter", "x")
+        await pilot.pause()
+        assert app.screen is app.screen_stack[0]  # no details, no question
+        notices = [str(notice.message) for notice in app._notifications]
+        assert notices.count("No job in sight: the terminal is too short to show one") == 3
+        assert {job.id for job in seeded.list_jobs() if job.state == "dead"} == dead
+
+    drive(app, scenario, size=(80, 4))
 
 
 # -- forms -----------------------------------------------------------------------------------

@@ -401,6 +401,11 @@ class JobPane(DataTable):
         return self.selected_id
 
     @property
+    def shows_rows(self) -> bool:
+        """Whether a row of jobs is in sight (a terminal a few lines tall leaves none)."""
+        return self.scrollable_content_region.height - self.header_height >= 1
+
+    @property
     def selected_row(self) -> JobRow | None:
         """The job under the cursor, as last loaded, if any."""
         job_id = self.selected_id
