@@ -363,6 +363,22 @@ def test_keys_typed_after_adding_a_schedule_find_it_in_the_table(workflows_queue
     drive(app, scenario)
 
 
+def test_a_schedule_added_is_selected_for_the_keys_typed_next(workflows_queue, fixed_clock):
+    """QA: after `a` added a schedule the cursor stayed on the first row, and `p` typed next
+    paused that one (7 of 7), not the one just added."""
+    app = make_app(workflows_queue, clock=fixed_clock)
+    paused = {s.name for s in workflows_queue.schedules() if s.paused}
+
+    async def scenario(pilot):
+        type_ahead(app, "S", "a", *typed("zz-new"), "tab", *typed("@daily"), "tab",
+                   *typed("echo zz"), "enter", "p")  # fmt: skip
+        await until(pilot, lambda: "Paused schedule zz-new" in notices(app), what=notices(app))
+        assert {s.name for s in workflows_queue.schedules() if s.paused} == paused | {"zz-new"}
+        assert app.screen.table.selected == "zz-new"
+
+    drive(app, scenario)
+
+
 def test_the_schedule_form_shows_the_engines_errors(workflows_queue, fixed_clock):
     app = make_app(workflows_queue, clock=fixed_clock)
 

@@ -55,6 +55,9 @@ class ListingScreen(ModalScreen[None]):
         # Each action carried out, the table is read again (nothing, once the screen is closed).
         self._actions = InOrder("queuectl-listing", after=lambda: self.post_message(Changed()))
         self.caught_up = asyncio.Event()  # the table shows what every action asked for did
+        # A row this screen added (`a`): selected as soon as the table shows it, so that the
+        # keys typed next act on it (QA: `p` after an add paused the first row's schedule).
+        self.select_when_shown: str | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog listing") as dialog:
@@ -122,6 +125,8 @@ class ListingScreen(ModalScreen[None]):
         note = self.query_one("#listing-note", Static)
         rows = self.rows(self.items_shown, self.shown_at)
         self.table.show(rows)
+        if self.select_when_shown is not None and self.table.select(self.select_when_shown):
+            self.select_when_shown = None
         note.update("" if rows else self.EMPTY)
         note.display = not rows
 

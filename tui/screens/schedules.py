@@ -100,6 +100,7 @@ class SchedulesScreen(ListingScreen):
     def action_add(self) -> None:
         def added(name: str | None) -> None:
             if name is not None:  # added by the form; said in turn, and the table read again
+                self.select_when_shown = name
                 self.act(lambda: f"Added schedule {name}")
 
         self.app.push_screen(ScheduleForm(self.queue), added)

@@ -77,6 +77,13 @@ class Listing(DataTable):
         row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
         return row_key.value
 
+    def select(self, key: str) -> bool:
+        """Move the cursor to the row of ``key``; False where the table does not show it."""
+        if key not in self._shown:
+            return False
+        self.move_cursor(row=self.get_row_index(key), animate=False)
+        return True
+
     def show(self, rows: dict[str, Row]) -> None:
         self._rows = dict(rows)
         if not self.columns:  # not sized yet: the first resize adds the columns, then these
