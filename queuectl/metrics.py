@@ -144,13 +144,18 @@ class _Handler(WSGIRequestHandler):
 
 
 def _at_metrics_only(app: Any) -> Any:
-    """``app`` at /metrics; 404 elsewhere (QA: the library's app answered every path)."""
+    """``app`` at /metrics; 404 elsewhere (QA: the library's app answered every path). A HEAD
+    is answered as a GET without its body: the library's app answers GET and OPTIONS only (405
+    to a HEAD, with a body, which wsgiref sends on), and uptime checks ask with HEAD (QA)."""
 
     def routed(environ: dict[str, Any], start_response: Any) -> Any:
+        head = environ.get("REQUEST_METHOD") == "HEAD"
         if environ.get("PATH_INFO") == "/metrics":
-            return app(environ, start_response)
-        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
-        return [b"Not found: the metrics are at /metrics\n"]
+            body = app({**environ, "REQUEST_METHOD": "GET"} if head else environ, start_response)
+        else:
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            body = [b"Not found: the metrics are at /metrics\n"]
+        return [] if head else body
 
     return routed
 

@@ -106,6 +106,29 @@ def test_only_slash_metrics_serves_the_metrics(server):
         assert refused.value.read() == b"Not found: the metrics are at /metrics\n"
 
 
+def head(port: int, path: str) -> bytes:
+    """The whole answer to ``HEAD path``, as sent (the connection closes after it)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=SCRAPE_TIMEOUT_S) as connection:
+        connection.sendall(f"HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                           .encode())  # fmt: skip
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_head_is_answered_as_a_get_without_its_body(server):
+    """QA: `curl -I` (uptime checks ask with HEAD) got 405 from the library's app, with a body."""
+    answer = head(server.port, "/metrics")
+    status, _, rest = answer.partition(b"\r\n")
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert status.split()[1] == b"200", answer
+    assert b"Content-Type: text/plain; version=" in headers
+    assert body == b""
+    missing = head(server.port, "/nope")
+    assert missing.split()[1] == b"404" and missing.endswith(b"\r\n\r\n"), missing
+
+
 def listening_addresses(port: int) -> set[str]:
     """The local addresses (hex, as the kernel lists them) of the TCP sockets listening on
     ``port``, IPv4 and IPv6."""
