@@ -791,6 +791,26 @@ def test_plus_and_minus_change_the_worker_threads(live_queue):
     drive(app, scenario)
 
 
+@pytest.mark.parametrize("width", [30, 40])
+def test_a_narrow_bar_still_shows_the_threads_and_the_pause(live_queue, width):
+    """QA: below ~60 columns the bar showed the counts alone; `p`, `+` and `-` said so only in
+    a notice that goes (SPEC 5: the bar shows this app's threads and whether paused)."""
+    app = make_app(live_queue, workers=2)
+
+    def bar() -> str:
+        workers = app.stats.query_one("#workers", Static)
+        return str(workers.render()) if workers.display else ""
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app.pool.started)
+        await until(pilot, lambda: "2 threads" in bar(), what=bar)
+        await pilot.press("p", "minus")
+        await until(pilot, lambda: "⏸" in bar() and "1 thread" in bar(), what=bar)
+        assert app.stats.region.width == width and app.stats.region.height == 1
+
+    drive(app, scenario, size=(width, 24))
+
+
 def test_p_pauses_and_resumes_the_workers(live_queue):
     app = make_app(live_queue, workers=1)
 

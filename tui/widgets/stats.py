@@ -155,8 +155,8 @@ class StatsBar(Horizontal):
             if self.busy:
                 text.append(f"  {self.busy}", style="bold")
                 text.append(" busy ", style=self.colors["muted"])
-            self._put(self._workers, text)
             self._workers_text = text
+            self._workers_short = Text("■ stopped ", style=f"bold {self.colors[State.DEAD]}")
             self.fit()
             return
         if self.stopping:
@@ -180,14 +180,29 @@ class StatsBar(Horizontal):
             # read as a miscount. Counted by the pool: `-` `-` then `+` ran a new thread beside
             # the one retiring, and "1 thread, 1 busy" hid it.
             text.append(f"· {self.retiring} retiring ", style=self.colors["muted"])
-        self._put(self._workers, text)
         self._workers_text = text
+        self._workers_short = self._short_workers() + " "  # (off the bar's edge)
         self.fit()
+
+    def _short_workers(self) -> Text:
+        """This app's threads and whether paused, where the whole line does not fit (SPEC 5:
+        the bar shows them; below ~60 columns it showed the counts alone)."""
+        threads = f"{self.threads} thread" if self.threads == 1 else f"{self.threads} threads"
+        if self.stopping:
+            return Text("⏳ stopping", style=f"bold {self.colors[State.FAILED]}")
+        if self.outage:
+            said = "⚠ disk full" if DISK_FULL in self.outage else "⚠ db lost"
+            return Text(said, style=f"bold {self.colors[State.DEAD]}")
+        if self.paused:
+            return Text(f"⏸ {threads}", style=f"bold {self.colors[State.FAILED]}")
+        if self.threads:
+            return Text(threads, style=f"bold {self.colors[State.COMPLETED]}")
+        return Text("watch only", style=self.colors["muted"])
 
     # -- fitting it in ------------------------------------------------------------------------
 
     _count_texts: tuple[Text, Text] = (Text(), Text())  # with labels, with glyphs
-    _workers_text = _rate_text = _health_text = Text()
+    _workers_text = _workers_short = _rate_text = _health_text = Text()
 
     def on_resize(self) -> None:
         self.fit()
@@ -216,7 +231,7 @@ class StatsBar(Horizontal):
         shown = [name for name in sizes if not (narrow and name in NOT_WHEN_NARROW)]
         labels, glyphs = self._count_texts
         choices = [glyphs] if self.compact else [labels, glyphs]
-        counts = glyphs
+        counts, workers = glyphs, self._workers_text
         for option in choices:
             needed = option.cell_len + 1  # its padding
             fitted = list(shown)
@@ -228,11 +243,13 @@ class StatsBar(Horizontal):
             if needed + sum(sizes[each] for each in fitted) <= width:
                 counts, shown = option, fitted
                 break
-        else:  # not even the counts and this app's workers: the counts
+        else:  # not even the counts and this app's workers: the counts, and them in short
             shown = [name for name in shown if name not in GIVE_WAY]
             if glyphs.cell_len + 1 + sizes["workers"] > width:
-                shown = []
+                workers = self._workers_short
+                shown = ["workers"] if glyphs.cell_len + 1 + workers.cell_len <= width else []
         self._put(self._counts, counts)
+        self._put(self._workers, workers)
         for widget in (self._brand_static, self._workers, self._chart, self._rate, self._health):
             widget.display = widget.id in shown
 
