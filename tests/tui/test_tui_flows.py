@@ -502,6 +502,26 @@ def test_the_schedules_table_fits_and_gives_its_command_room(workflows_queue, fi
     drive(app, scenario, size=size)
 
 
+def test_a_cell_cut_in_a_narrow_table_says_so(workflows_queue, fixed_clock):
+    """QA: at 40 columns `*/30 * * * * *` (every 30 seconds) read `*/30 * * * *` (every 30
+    minutes), cut by the screen's edge (the table scrolled sideways). The columns are narrowed
+    to the table's width instead, and a cell cut to its column ends in `…`, as in the panes."""
+    workflows_queue.add_schedule("every30s", "*/30 * * * * *", JobSpec("true", cwd="/"))
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("S")
+        table = await until(pilot, lambda: isinstance(app.screen, SchedulesScreen)
+                            and app.screen.table.row_count and app.screen.table)  # fmt: skip
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+        cron = table.get_row("every30s")[1]
+        assert cron.plain == "*/30 * * * * *" and cron.overflow == "ellipsis"
+        row = next(line for line in screen_text(table) if "every30s" in line)
+        assert row.count("…") >= 1 and "*/30 * * * * " not in row, row
+
+    drive(app, scenario, size=(40, 20))
+
+
 def test_the_queues_table_shows_the_limit_and_state_at_80_columns(workflows_queue, fixed_clock):
     """At 80 columns the queues' Limit and State columns were off screen (the table scrolled
     sideways, and not far enough), though `p` and `l` act on them: the counts give way."""

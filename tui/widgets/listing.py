@@ -40,6 +40,7 @@ class Listing(DataTable):
 
     PADDING = 1  # DataTable's cell padding, each side
     MIN_REST = 16
+    MIN_CUT = 4  # the narrowest a column is made: three characters and the mark
 
     def on_resize(self) -> None:
         """Give the column without a width what the others leave of the table's width."""
@@ -54,6 +55,17 @@ class Listing(DataTable):
                 break
         rest = max(room - fixed, 8)
         widths = [(i, self._spec[i][2] or rest) for i in visible]
+        # Still too wide (a terminal of 40 columns): the last columns are narrowed, their cells
+        # cut with a mark (see show). The table scrolled sideways, and a cron of `*/30 * * * * *`
+        # cut at the screen's edge read as another, `*/30 * * * *` (QA).
+        over = sum(width + 2 * self.PADDING for _, width in widths) - room
+        for n in reversed(range(len(widths))):
+            if over <= 0:
+                break
+            i, width = widths[n]
+            cut = min(over, max(width - self.MIN_CUT, 0))
+            widths[n] = (i, width - cut)
+            over -= cut
         if widths == self._widths:
             return
         self._widths = widths
@@ -64,7 +76,7 @@ class Listing(DataTable):
         self._shown.clear()
         for i, width in widths:
             key, label, _ = self._spec[i]
-            self.add_column(Text(label), key=key, width=width)
+            self.add_column(Text(label, overflow="ellipsis", no_wrap=True), key=key, width=width)
         self.show(rows)
         if selected in self._shown:
             self.move_cursor(row=self.get_row_index(selected), animate=False)
@@ -98,6 +110,9 @@ class Listing(DataTable):
             widths = dict(self._widths)
             for key, row in rows.items():
                 cells = [row[i] for i in visible]
+                for cell in cells:  # cut with a mark, as the panes' cells (QA: a cron of
+                    cell.overflow = "ellipsis"  # `*/30 * * * * *` read `*/30 * * * *`)
+                    cell.no_wrap = True
                 if visible and visible[0] == 0 and isinstance(cells[0], KeyText):
                     cells[0] = cells[0].cut_middle(widths.get(0, cells[0].cell_len))
                 before = self._shown.get(key)
