@@ -668,6 +668,10 @@ class QueueApp(KeysInOrder):
         pane = self._focused_pane()
         if pane is not None:
             self._filter_from = pane
+        # The pane keeps its room while the filter is typed (no pane has the focus: in a short
+        # terminal every pane showed its title only, and the matches only after enter, QA).
+        for each in self.panes:
+            each.set_class(each is getattr(self, "_filter_from", None), "-room")
         bar.display = True
         # At once: the keys typed right after `/` are the filter's text.
         bar.input.screen.set_focus(bar.input)
@@ -691,10 +695,17 @@ class QueueApp(KeysInOrder):
         bar.display = False
         self._back_to_panes()
 
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        if isinstance(event.widget, JobPane):  # the pane focused has the room (see -room)
+            for each in self.panes:
+                each.remove_class("-room")
+
     def _back_to_panes(self) -> None:
         """From the filter's field to the pane `/` was typed in; where the user has moved to a
         pane since (`/ x enter tab tab escape`), they stay there: the key after `escape` acts
         on the row they look at (`x` cancelled a job of the pane left, QA)."""
+        for each in self.panes:
+            each.remove_class("-room")
         if self._focused_pane() is not None:
             return
         pane = getattr(self, "_filter_from", None) or self.panes[0]

@@ -201,6 +201,26 @@ def test_a_terminal_too_short_for_the_stacked_panes_shows_the_focused_one_alone(
     drive(app, scenario, size=size)
 
 
+@pytest.mark.parametrize("size", [(60, 15), (40, 10)])
+def test_the_pane_a_filter_is_typed_in_keeps_its_rows(seeded, fixed_clock, size):
+    """QA: at 60x15, while `/` was typed (the filter's field has the focus, no pane), every pane
+    showed its title only, and the matches only after enter."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("/", *typed("e"))
+        await pilot.pause()
+        waiting = pane(app, "waiting")
+        assert app.focused is app.filter_bar.input
+        assert waiting.shows_rows and app.screen.region.contains_region(waiting.region)
+        await pilot.press("tab")  # on to a pane: that one has the room
+        await pilot.pause()
+        assert app.focused in app.panes and app.focused.shows_rows
+        assert [p.id for p in app.panes if p.has_class("-room")] == []
+
+    drive(app, scenario, size=size)
+
+
 def test_a_key_acts_on_no_job_out_of_sight(seeded, fixed_clock):
     """A terminal too short to show a single row: `r` and `enter` say so, and act on no job."""
     app = make_app(seeded, clock=fixed_clock)
