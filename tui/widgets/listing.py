@@ -78,8 +78,8 @@ class Listing(DataTable):
             key, label, _ = self._spec[i]
             self.add_column(Text(label, overflow="ellipsis", no_wrap=True), key=key, width=width)
         self.show(rows)
-        if selected in self._shown:
-            self.move_cursor(row=self.get_row_index(selected), animate=False)
+        if selected is not None:
+            self.select(selected)
 
     @property
     def selected(self) -> str | None:
