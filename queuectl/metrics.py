@@ -150,12 +150,26 @@ def _at_metrics_only(app: Any) -> Any:
 
     def routed(environ: dict[str, Any], start_response: Any) -> Any:
         head = environ.get("REQUEST_METHOD") == "HEAD"
+        answer: list[Any] = []  # the status and headers, held for a HEAD
+
+        def respond(status: str, headers: list[tuple[str, str]], *rest: Any) -> Any:
+            if head:  # sent once the body is known: with the GET's length (wsgiref said 0)
+                answer[:] = [status, headers]
+                return lambda data: None
+            return start_response(status, headers, *rest)
+
         if environ.get("PATH_INFO") == "/metrics":
-            body = app({**environ, "REQUEST_METHOD": "GET"} if head else environ, start_response)
+            body = app({**environ, "REQUEST_METHOD": "GET"} if head else environ, respond)
         else:
-            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            respond("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
             body = [b"Not found: the metrics are at /metrics\n"]
-        return [] if head else body
+        if not head:
+            return body
+        status, headers = answer
+        if not any(name.lower() == "content-length" for name, _ in headers):
+            headers = [*headers, ("Content-Length", str(sum(len(part) for part in body)))]
+        start_response(status, headers)
+        return []
 
     return routed
 
