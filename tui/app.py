@@ -429,9 +429,13 @@ class QueueApp(KeysInOrder):
     def _in_sight(self, pane: JobPane | None) -> bool:
         """Whether the job selected in ``pane`` is in sight: a key acts on no job the user
         cannot see (in a terminal too short to show one, it says so)."""
-        if pane is None or pane.shows_rows:
+        if pane is None or pane.selection_in_sight:
             return True
-        self.notify("No job in sight: the terminal is too short to show one", severity="warning")
+        if pane.shows_rows:  # (scrolled away with the mouse wheel: the cursor stays put)
+            self.notify("The selected job is out of sight: move to it first", severity="warning")
+        else:
+            self.notify("No job in sight: the terminal is too short to show one",
+                        severity="warning")  # fmt: skip
         return False
 
     def _cycle(self, step: int) -> None:

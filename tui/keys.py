@@ -45,14 +45,31 @@ class KeysInOrder(App):
         super().__init__(*args, **kwargs)
         self._typed: deque[events.Key] = deque()
         self._key_in_hand = False
+        # The screen is laid out for the terminal's size: the keys that come with a resize wait
+        # for that (QA: `x` sent with a resize to 4 lines cancelled a job the new layout hides;
+        # the key was handled against the layout of the old size).
+        self._laid_out = True
 
     async def on_event(self, event: events.Event) -> None:
-        if not isinstance(event, events.Key) or event.is_forwarded:
+        if isinstance(event, events.Resize):
+            self._laid_out = False
             await super().on_event(event)
-        elif self._key_in_hand:
+            self.screen.call_after_refresh(self._layout_done)  # it lays out for the new size
+            self.set_timer(SETTLE_S, self._layout_done)  # (at the latest)
+        elif not isinstance(event, events.Key) or event.is_forwarded:
+            await super().on_event(event)
+        elif self._key_in_hand or not self._laid_out:
             self._typed.append(event)  # typed ahead: waits for the keys before it
         else:
             await self._handle_key(event)
+
+    def _layout_done(self) -> None:
+        if self._laid_out:
+            return
+        self._laid_out = True
+        if not self._key_in_hand:
+            self._key_in_hand = True
+            self.call_later(self._next_key)
 
     async def _handle_key(self, key: events.Key) -> None:
         self._key_in_hand = True
@@ -78,7 +95,7 @@ class KeysInOrder(App):
 
     async def _next_key(self) -> None:
         self._key_in_hand = False
-        if self._typed:
+        if self._typed and self._laid_out:
             await self._handle_key(self._typed.popleft())
 
 

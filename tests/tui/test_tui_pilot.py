@@ -14,6 +14,7 @@ from tui_helpers import drive, make_app, until
 from rich.text import Text
 from textual import events
 from textual.command import CommandList
+from textual.geometry import Size
 from textual.widgets import Input, Static, TextArea
 
 from queuectl.executor import RunResult
@@ -221,6 +222,10 @@ def test_the_pane_a_filter_is_typed_in_keeps_its_rows(seeded, fixed_clock, size)
     drive(app, scenario, size=size)
 
 
+def notices(app) -> list[str]:
+    return [str(notice.message) for notice in app._notifications]
+
+
 def test_a_key_acts_on_no_job_out_of_sight(seeded, fixed_clock):
     """A terminal too short to show a single row: `r` and `enter` say so, and act on no job."""
     app = make_app(seeded, clock=fixed_clock)
@@ -232,11 +237,50 @@ def test_a_key_acts_on_no_job_out_of_sight(seeded, fixed_clock):
         await pilot.press("r", "enter", "x")
         await pilot.pause()
         assert app.screen is app.screen_stack[0]  # no details, no question
-        notices = [str(notice.message) for notice in app._notifications]
-        assert notices.count("No job in sight: the terminal is too short to show one") == 3
+        assert notices(app).count("No job in sight: the terminal is too short to show one") == 3
         assert {job.id for job in seeded.list_jobs() if job.state == "dead"} == dead
 
     drive(app, scenario, size=(80, 4))
+
+
+def test_a_key_sent_with_a_resize_acts_on_what_the_new_size_shows(seeded, fixed_clock):
+    """QA: `x` sent in the same tmux command as a resize to 4 lines cancelled a waiting job at
+    once (3 of 4): the key was handled against the layout of the old size. The keys that come
+    with a resize wait for its layout."""
+    app = make_app(seeded, clock=fixed_clock)
+    waiting = {job.id for job in seeded.list_jobs() if job.state == "pending"}
+
+    async def scenario(pilot):
+        await until(pilot, lambda: pane(app, "waiting").shows_rows)
+        app.post_message(events.Resize(Size(80, 4), Size(80, 4)))
+        type_ahead(app, "x", "e", "enter")
+        await until(pilot, lambda: len(app._notifications) >= 3, what=lambda: notices(app))
+        assert notices(app) == ["No job in sight: the terminal is too short to show one"] * 3
+        assert app.screen is app.screen_stack[0]
+        assert {job.id for job in seeded.list_jobs() if job.state == "pending"} == waiting
+
+    drive(app, scenario, size=(80, 30))
+
+
+@pytest.mark.parametrize("rows", [6, 12])
+def test_a_terminal_made_shorter_keeps_the_selected_job_in_sight(seeded, fixed_clock, rows):
+    """QA: the cursor on the 6th job, the terminal made shorter: the pane kept its scroll, the
+    cursor's row below what it showed, and `x` cancelled that job, out of sight, at once."""
+    for n in range(20):
+        seeded.enqueue(JobSpec(command=f"echo {n}", id=f"more-{n:02d}", delay=3600))
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        waiting = pane(app, "waiting")
+        await until(pilot, lambda: waiting.row_count > 12)
+        await pilot.press(*["down"] * 10)
+        chosen = waiting.selected_id
+        await pilot.resize_terminal(40, rows)  # the same width: the columns stay as they are
+        await until(pilot, lambda: waiting.selection_in_sight, what=lambda: waiting.scroll_y)
+        assert any(chosen in line for line in screen_text(waiting))
+        assert waiting.selected_id == chosen
+
+    drive(app, scenario, size=(40, 30))
 
 
 # -- forms -----------------------------------------------------------------------------------

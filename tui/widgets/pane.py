@@ -406,6 +406,15 @@ class JobPane(DataTable):
         return self.scrollable_content_region.height - self.header_height >= 1
 
     @property
+    def selection_in_sight(self) -> bool:
+        """Whether the row under the cursor is in sight (with no row, whether one would be)."""
+        shown = self.scrollable_content_region.height - self.header_height
+        if shown < 1 or not self.row_count:
+            return shown >= 1
+        top = round(self.scroll_y)  # (every row is one line)
+        return top <= self.cursor_row < top + shown
+
+    @property
     def selected_row(self) -> JobRow | None:
         """The job under the cursor, as last loaded, if any."""
         job_id = self.selected_id
@@ -656,6 +665,9 @@ class JobPane(DataTable):
 
     def on_resize(self) -> None:
         self._refit()
+        # Made shorter, the pane kept its scroll, and the row under the cursor could be below
+        # what it shows (QA: `x` then cancelled a job out of sight): scrolled back into sight.
+        self._scroll_cursor_into_view()
 
     def _refit(self) -> bool:
         """Rebuild the table if the columns that fit have changed; True if it did."""
