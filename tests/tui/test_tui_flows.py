@@ -538,6 +538,25 @@ def test_the_queues_table_shows_the_limit_and_state_at_80_columns(workflows_queu
     drive(app, scenario, size=(80, 24))
 
 
+@pytest.mark.parametrize("width", [28, 40])
+def test_a_narrow_queues_table_keeps_the_limit_and_state(workflows_queue, fixed_clock, width):
+    """QA: at 25-33 columns the table scrolled sideways, the limits (right-aligned) and the
+    state off its edge: `p` paused a queue and nothing on screen changed. The waiting and
+    running counts give way too where even the limit and state would not fit."""
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("Q")
+        table = await until(pilot, lambda: isinstance(app.screen, QueuesScreen)
+                            and app.screen.table.row_count and app.screen.table)  # fmt: skip
+        assert [str(key.value) for key in table.columns] == ["name", "limit", "paused"]
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+        row = screen_text(table)[table.header_height + table.get_row_index("deploy")]
+        assert " 1 " in row and "▶" in row, row  # its limit of 1, running
+
+    drive(app, scenario, size=(width, 20))
+
+
 def test_long_queue_names_keep_both_ends(workflows_queue, fixed_clock):
     """Names that share a long prefix read alike when the end is cut (`deploy-…` for every
     region): a name too long for its cell leaves out its middle."""

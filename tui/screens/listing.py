@@ -42,6 +42,7 @@ class ListingScreen(ModalScreen[None]):
     REFRESH_S = 2.0
     COLUMNS: list[tuple[str, str, int | None]] = []
     GIVE_WAY: tuple[str, ...] = ()  # columns left out, in this order, where room is short
+    LAST_RESORT: tuple[str, ...] = ()  # then these, where the rest would not fit at all
     EMPTY = ""
     BINDINGS = [Binding("escape", "close", "Close")]
 
@@ -62,7 +63,8 @@ class ListingScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog listing") as dialog:
             dialog.border_title = self.TITLE
-            self.table = Listing(self.COLUMNS, give_way=self.GIVE_WAY, id="listing")
+            self.table = Listing(self.COLUMNS, give_way=self.GIVE_WAY,
+                                 last_resort=self.LAST_RESORT, id="listing")  # fmt: skip
             yield self.table
             yield Static(self.EMPTY, id="listing-note", classes="hint", markup=False)
 

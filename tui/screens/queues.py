@@ -44,6 +44,9 @@ class QueuesScreen(ListingScreen):
     ]
     # Where room is short (80 columns), counts give way: `p` and `l` act on the limit and state.
     GIVE_WAY = ("cancelled", "completed", "failed", "dead")
+    # Where even then they do not fit (~40 columns), the running and waiting counts too (QA: the
+    # table scrolled sideways, and the limit and state were off its edge).
+    LAST_RESORT = ("processing", "pending")
     BINDINGS = [
         Binding("p", "toggle_pause", "Pause/resume", tooltip="Pause / resume the selected queue"),
         Binding("l", "limit", "Limit", tooltip="Set or remove the selected queue's limit"),

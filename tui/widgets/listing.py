@@ -25,14 +25,17 @@ class Listing(DataTable):
         columns: list[tuple[str, str, int | None]],
         *,
         give_way: tuple[str, ...] = (),
+        last_resort: tuple[str, ...] = (),
         id: str | None = None,
     ) -> None:
         """``columns``: (key, label, width or None for the rest). ``give_way``: the keys of the
         columns left out, in this order, while the rest would be narrower than MIN_REST (at 120
-        columns the schedules' command was 5 cells wide, the table scrolled sideways)."""
+        columns the schedules' command was 5 cells wide, the table scrolled sideways);
+        ``last_resort``: then these, while it would be narrower than MIN_FIT."""
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)
         self._spec = columns
         self._give_way = give_way
+        self._last_resort = last_resort
         self._visible = list(range(len(columns)))  # the indexes of the columns shown
         self._widths: list[tuple[int, int]] = []  # (index, width) of each column shown
         self._rows: dict[str, Row] = {}  # the rows last given to show, every column's cell
@@ -40,20 +43,27 @@ class Listing(DataTable):
 
     PADDING = 1  # DataTable's cell padding, each side
     MIN_REST = 16
+    MIN_FIT = 8  # the narrowest the column without a width is made
     MIN_CUT = 4  # the narrowest a column is made: three characters and the mark
 
     def on_resize(self) -> None:
         """Give the column without a width what the others leave of the table's width."""
         room = self.scrollable_content_region.width - 2 * self.PADDING
         dropped: set[str] = set()
-        for key in (None, *self._give_way):
-            if key is not None:
-                dropped.add(key)
+
+        def measured() -> tuple[list[int], int]:
+            """The columns shown, and the room those with a width take."""
             visible = [i for i, (k, _, _) in enumerate(self._spec) if k not in dropped]
-            fixed = sum((self._spec[i][2] or 0) + 2 * self.PADDING for i in visible)
-            if room - fixed >= self.MIN_REST:
+            return visible, sum((self._spec[i][2] or 0) + 2 * self.PADDING for i in visible)
+
+        visible, fixed = measured()
+        steps = [(key, self.MIN_REST) for key in self._give_way]
+        for key, enough in steps + [(key, self.MIN_FIT) for key in self._last_resort]:
+            if room - fixed >= enough:  # the rest is wide enough
                 break
-        rest = max(room - fixed, 8)
+            dropped.add(key)
+            visible, fixed = measured()
+        rest = max(room - fixed, self.MIN_FIT)
         widths = [(i, self._spec[i][2] or rest) for i in visible]
         # Still too wide (a terminal of 40 columns): the last columns are narrowed, their cells
         # cut with a mark (see show). The table scrolled sideways, and a cron of `*/30 * * * * *`
