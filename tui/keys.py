@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 
 from textual import events
 from textual._ansi_sequences import ANSI_SEQUENCES_KEYS
@@ -25,8 +26,10 @@ from textual._xterm_parser import XTermParser
 from textual.app import App
 from textual.drivers import linux_driver
 from textual.message_pump import MessagePump
+from textual.timer import Timer
 
 SETTLE_S = 1.0  # at most this long for one node to handle a key (it may be closing)
+LAYOUT_LOOK_S = 0.005  # how often a resize's layout is looked for, while keys wait for it
 
 
 async def settled(node: MessagePump | None) -> None:
@@ -39,39 +42,71 @@ async def settled(node: MessagePump | None) -> None:
 
 
 class KeysInOrder(App):
-    """An App that reads a key only once the one before it has been handled."""
+    """An App that reads a key only once the one before it has been handled. A paste is read
+    in its turn too: handed on at once, as Textual does, it went ahead of the keys typed before
+    it (`echo ` then a paste of `x` gave `xecho `; `a` then a paste reached the main screen
+    before the form opened, and was lost, QA)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._typed: deque[events.Key] = deque()
+        self._typed: deque[events.Key | events.Paste] = deque()
         self._key_in_hand = False
         # The screen is laid out for the terminal's size: the keys that come with a resize wait
         # for that (QA: `x` sent with a resize to 4 lines cancelled a job the new layout hides;
         # the key was handled against the layout of the old size).
         self._laid_out = True
+        self._resizes = 0  # how many resizes came: what is done for an earlier one is not done
+        self._timers_kept: dict[str, Timer] = {}  # (Textual holds its timers weakly)
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Resize):
+            self._resizes += 1
             self._laid_out = False
             await super().on_event(event)
-            self.screen.call_after_refresh(self._layout_done)  # it lays out for the new size
-            self.set_timer(SETTLE_S, self._layout_done)  # (at the latest)
-        elif not isinstance(event, events.Key) or event.is_forwarded:
+            resize = self._resizes
+            self._keep_timer("hold", SETTLE_S, partial(self._layout_done, resize))  # at the latest
+            self._look_for_layout(resize)
+        elif not isinstance(event, (events.Key, events.Paste)) or event.is_forwarded:
             await super().on_event(event)
         elif self._key_in_hand or not self._laid_out:
             self._typed.append(event)  # typed ahead: waits for the keys before it
         else:
             await self._handle_key(event)
 
-    def _layout_done(self) -> None:
-        if self._laid_out:
+    def _keep_timer(self, name: str, delay: float, callback: Callable[[], object]) -> None:
+        if (timer := self._timers_kept.get(name)) is not None:
+            timer.stop()
+        self._timers_kept[name] = self.set_timer(delay, callback)
+
+    def _look_for_layout(self, resize: int) -> None:
+        """Textual hands a resize on to the screen a moment later (on a timer of its own), and
+        the screen lays itself out then: its outer size is the terminal's once it has. The
+        keys go on after the refresh that follows (QA: released at the next refresh alone, the
+        keys were often handled before the screen had the new size)."""
+        if self._laid_out or resize != self._resizes:
+            return
+        try:
+            screen = self.screen
+        except Exception:  # no screen yet (starting) or none any more (closing)
+            self._layout_done(resize)
+            return
+        if screen.outer_size == self.size:
+            screen.call_after_refresh(partial(self._layout_done, resize))
+        else:
+            self._keep_timer("look", LAYOUT_LOOK_S, partial(self._look_for_layout, resize))
+
+    def _layout_done(self, resize: int) -> None:
+        if self._laid_out or resize != self._resizes:
             return
         self._laid_out = True
+        for timer in self._timers_kept.values():
+            timer.stop()
+        self._timers_kept.clear()
         if not self._key_in_hand:
             self._key_in_hand = True
             self.call_later(self._next_key)
 
-    async def _handle_key(self, key: events.Key) -> None:
+    async def _handle_key(self, key: events.Key | events.Paste) -> None:
         self._key_in_hand = True
         target = self.focused or self.screen  # where Textual hands the key
         try:
@@ -79,7 +114,7 @@ class KeysInOrder(App):
         finally:
             asyncio.create_task(self._after(key, target))
 
-    async def _after(self, key: events.Key, target: MessagePump) -> None:
+    async def _after(self, key: events.Key | events.Paste, target: MessagePump) -> None:
         try:
             node: MessagePump | None = target
             while node is not None:  # the key bubbles up this way, to the app's bindings

@@ -690,8 +690,13 @@ def test_enter_on_a_schedule_shows_every_field_and_its_whole_command(workflows_q
 
     async def scenario(pilot):
         type_ahead(app, "S", "G", "enter")
-        await until(pilot, lambda: isinstance(app.screen, ScheduleDetails))
-        flat = " ".join("".join(screen_text(app.screen.query_one(Static))).split())
+
+        def shown() -> str:  # (the screen pushed, then composed, then laid out)
+            if not isinstance(app.screen, ScheduleDetails) or not app.screen.query(Static):
+                return ""
+            return " ".join("".join(screen_text(app.screen.query_one(Static))).split())
+
+        flat = await until(pilot, shown)
         assert " ".join(command.split()) in flat  # whole, literally (markup not obeyed)
         assert "*/5 * * * *" in flat and "deploy" in flat and "config max-retries" in flat
         await pilot.press("escape")

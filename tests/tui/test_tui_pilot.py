@@ -243,10 +243,17 @@ def test_a_key_acts_on_no_job_out_of_sight(seeded, fixed_clock):
     drive(app, scenario, size=(80, 4))
 
 
-def test_a_key_sent_with_a_resize_acts_on_what_the_new_size_shows(seeded, fixed_clock):
+def test_a_key_sent_with_a_resize_acts_on_what_the_new_size_shows(seeded, fixed_clock,
+                                                                   monkeypatch):
     """QA: `x` sent in the same tmux command as a resize to 4 lines cancelled a waiting job at
-    once (3 of 4): the key was handled against the layout of the old size. The keys that come
-    with a resize wait for its layout."""
+    once (3 of 3): the key was handled against the layout of the old size. The keys that come
+    with a resize wait for its layout. Textual hands a resize on to the screen on a timer of
+    its own (8 ms); made slower here, as a busy machine makes it (QA's second look: released
+    at the next refresh, the keys still went first)."""
+    from textual.app import App
+
+    hand_on = App._check_resize
+    monkeypatch.setattr(App, "_check_resize", lambda app: app.set_timer(0.3, lambda: hand_on(app)))
     app = make_app(seeded, clock=fixed_clock)
     waiting = {job.id for job in seeded.list_jobs() if job.state == "pending"}
 
@@ -260,6 +267,26 @@ def test_a_key_sent_with_a_resize_acts_on_what_the_new_size_shows(seeded, fixed_
         assert {job.id for job in seeded.list_jobs() if job.state == "pending"} == waiting
 
     drive(app, scenario, size=(80, 30))
+
+
+def test_a_paste_waits_for_the_keys_typed_before_it(seeded, fixed_clock):
+    """QA: a paste was handed on at once, ahead of the keys typed before it: `a`, `echo `, a
+    paste of `pasted`, enter enqueued `pastedecho ` (10 of 10); `a` then a paste reached the
+    main screen before the form opened, and was lost."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        type_ahead(app, "a", *typed("echo "))
+        app.post_message(events.Paste("pasted"))
+        type_ahead(app, "enter", "a")
+        app.post_message(events.Paste("echo second"))
+        type_ahead(app, "enter")
+        commands = lambda: [j.command for j in seeded.list_jobs() if "pasted" in j.command  # noqa: E731
+                            or "second" in j.command]  # fmt: skip
+        await until(pilot, lambda: len(commands()) == 2, what=commands)
+        assert sorted(commands()) == ["echo pasted", "echo second"]
+
+    drive(app, scenario)
 
 
 @pytest.mark.parametrize("rows", [6, 12])
