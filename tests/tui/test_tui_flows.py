@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from test_tui_control import notices
 from test_tui_pilot import column, pane, plain, screen_text, type_ahead, typed
 from textual.command import CommandList
 from textual.widgets import Input, Static
-from tui_helpers import drive, make_app, until
+from tui_helpers import drive, make_app, notices, until
 
 from queuectl.spec import JobSpec
 from queuectl.tui.screens.confirm import ConfirmScreen
@@ -719,8 +718,14 @@ def test_a_schedule_s_details_taller_than_the_terminal_scroll_to_its_end(workflo
 
     async def scenario(pilot):
         type_ahead(app, "S", "G", "enter")
-        await until(pilot, lambda: isinstance(app.screen, ScheduleDetails))
-        box = app.screen.query_one(VerticalScroll)
+        # (pushed, then composed, then laid out: its scroll is known once it is)
+        def laid_out() -> VerticalScroll | None:
+            if not isinstance(app.screen, ScheduleDetails) or not app.screen.query(VerticalScroll):
+                return None
+            box = app.screen.query_one(VerticalScroll)
+            return box if box.max_scroll_y else None
+
+        box = await until(pilot, laid_out)
         assert box.max_scroll_y > 0 and app.focused is box
         await pilot.press("end")
         await until(pilot, lambda: box.scroll_y == box.max_scroll_y and box.scroll_y > 0)
