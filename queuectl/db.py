@@ -464,6 +464,3 @@ def _open_postgresql(url: str) -> peewee.Database:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise QueueError(f"cannot connect to {redact(url)}: {first}") from None
     return database
-
-
-

@@ -701,15 +701,17 @@ class QueueApp(KeysInOrder):
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         if isinstance(event.widget, JobPane):  # the pane focused has the room (see -room)
-            for each in self.panes:
-                each.remove_class("-room")
+            self._no_room_kept()
+
+    def _no_room_kept(self) -> None:
+        for each in self.panes:
+            each.remove_class("-room")
 
     def _back_to_panes(self) -> None:
         """From the filter's field to the pane `/` was typed in; where the user has moved to a
         pane since (`/ x enter tab tab escape`), they stay there: the key after `escape` acts
         on the row they look at (`x` cancelled a job of the pane left, QA)."""
-        for each in self.panes:
-            each.remove_class("-room")
+        self._no_room_kept()
         if self._focused_pane() is not None:
             return
         pane = getattr(self, "_filter_from", None) or self.panes[0]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_tui_pilot import column, pane, plain, screen_text, type_ahead, typed
 from textual.widgets import Input, Log, Static
-from tui_helpers import drive, make_app, until
+from tui_helpers import drive, make_app, notices, until
 
 from queuectl.executor import RunResult
 from queuectl.spec import JobSpec
@@ -25,10 +25,6 @@ from queuectl.tui.screens.output import MAX_LINES, OutputScreen
 
 QUEUECTL = Path(sys.executable).with_name("queuectl")
 ENV = {k: v for k, v in os.environ.items() if k != "QUEUECTL_DB"}
-
-
-def notices(app) -> list[str]:
-    return [str(notification.message) for notification in app._notifications]
 
 
 def state(queue, job_id: str) -> str:

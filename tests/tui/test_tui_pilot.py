@@ -10,7 +10,7 @@ import time
 
 import pytest
 from rich.console import Console
-from tui_helpers import drive, make_app, until
+from tui_helpers import drive, make_app, notices, until
 from rich.text import Text
 from textual import events
 from textual.command import CommandList
@@ -220,10 +220,6 @@ def test_the_pane_a_filter_is_typed_in_keeps_its_rows(seeded, fixed_clock, size)
         assert [p.id for p in app.panes if p.has_class("-room")] == []
 
     drive(app, scenario, size=size)
-
-
-def notices(app) -> list[str]:
-    return [str(notice.message) for notice in app._notifications]
 
 
 def test_a_key_acts_on_no_job_out_of_sight(seeded, fixed_clock):

@@ -16,6 +16,11 @@ def make_app(queue: Queue, workers: int = 0, clock=None) -> QueueApp:
     return QueueApp(queue, workers=workers, clock=clock, refresh_interval=0.25)
 
 
+def notices(app) -> list[str]:
+    """What the app has said in its notices, oldest first."""
+    return [str(notification.message) for notification in app._notifications]
+
+
 async def until(pilot, condition: Callable[[], object], timeout: float = 30.0, what: str = ""):
     """Let the app run until ``condition()`` holds; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -401,14 +401,18 @@ class JobPane(DataTable):
         return self.selected_id
 
     @property
+    def rows_in_sight(self) -> int:
+        """How many rows of jobs the pane shows (a terminal a few lines tall leaves none)."""
+        return self.scrollable_content_region.height - self.header_height
+
+    @property
     def shows_rows(self) -> bool:
-        """Whether a row of jobs is in sight (a terminal a few lines tall leaves none)."""
-        return self.scrollable_content_region.height - self.header_height >= 1
+        return self.rows_in_sight >= 1
 
     @property
     def selection_in_sight(self) -> bool:
         """Whether the row under the cursor is in sight (with no row, whether one would be)."""
-        shown = self.scrollable_content_region.height - self.header_height
+        shown = self.rows_in_sight
         if shown < 1 or not self.row_count:
             return shown >= 1
         top = round(self.scroll_y)  # (every row is one line)
@@ -463,7 +467,7 @@ class JobPane(DataTable):
             super().action_page_up()
 
     def _page(self) -> int:
-        return max(self.scrollable_content_region.height - self.header_height, 1)
+        return max(self.rows_in_sight, 1)
 
     def action_scroll_bottom(self) -> None:
         """`G`: the last job, of however many: with more than the rows loaded, the pane loads

@@ -159,17 +159,8 @@ class StatsBar(Horizontal):
             self._workers_short = Text("■ stopped ", style=f"bold {self.colors[State.DEAD]}")
             self.fit()
             return
-        if self.stopping:
-            text.append("⏳ stopping", style=f"bold {self.colors[State.FAILED]}")
-        elif self.outage:  # their jobs wait for it (QA: "▶ running" over a full disk)
-            said = "⚠ disk full" if DISK_FULL in self.outage else "⚠ database lost"
-            text.append(said, style=f"bold {self.colors[State.DEAD]}")
-        elif self.paused:
-            text.append("⏸ paused", style=f"bold {self.colors[State.FAILED]}")
-        elif self.threads:
-            text.append("▶ running", style=f"bold {self.colors[State.COMPLETED]}")
-        else:
-            text.append("◌ watch only", style=self.colors["muted"])
+        said, in_short, style = self._state()
+        text.append(said, style=style)
         text.append(f"  {self.threads}", style="bold")
         text.append(" thread" if self.threads == 1 else " threads", style=self.colors["muted"])
         text.append(", ", style=self.colors["muted"])
@@ -181,23 +172,26 @@ class StatsBar(Horizontal):
             # the one retiring, and "1 thread, 1 busy" hid it.
             text.append(f"· {self.retiring} retiring ", style=self.colors["muted"])
         self._workers_text = text
-        self._workers_short = self._short_workers() + " "  # (off the bar's edge)
+        # Where the whole line does not fit: the threads and whether paused, in short (SPEC 5:
+        # the bar shows them; below ~60 columns it showed the counts alone).
+        self._workers_short = Text(f"{in_short} ", style=style)  # (off the bar's edge)
         self.fit()
 
-    def _short_workers(self) -> Text:
-        """This app's threads and whether paused, where the whole line does not fit (SPEC 5:
-        the bar shows them; below ~60 columns it showed the counts alone)."""
+    def _state(self) -> tuple[str, str, str]:
+        """This app's workers' state: as the bar says it, in short, and its style."""
         threads = f"{self.threads} thread" if self.threads == 1 else f"{self.threads} threads"
         if self.stopping:
-            return Text("⏳ stopping", style=f"bold {self.colors[State.FAILED]}")
-        if self.outage:
-            said = "⚠ disk full" if DISK_FULL in self.outage else "⚠ db lost"
-            return Text(said, style=f"bold {self.colors[State.DEAD]}")
+            return "⏳ stopping", "⏳ stopping", f"bold {self.colors[State.FAILED]}"
+        if self.outage:  # their jobs wait for it (QA: "▶ running" over a full disk)
+            style = f"bold {self.colors[State.DEAD]}"
+            if DISK_FULL in self.outage:
+                return "⚠ disk full", "⚠ disk full", style
+            return "⚠ database lost", "⚠ db lost", style
         if self.paused:
-            return Text(f"⏸ {threads}", style=f"bold {self.colors[State.FAILED]}")
+            return "⏸ paused", f"⏸ {threads}", f"bold {self.colors[State.FAILED]}"
         if self.threads:
-            return Text(threads, style=f"bold {self.colors[State.COMPLETED]}")
-        return Text("watch only", style=self.colors["muted"])
+            return "▶ running", threads, f"bold {self.colors[State.COMPLETED]}"
+        return "◌ watch only", "watch only", self.colors["muted"]
 
     # -- fitting it in ------------------------------------------------------------------------
 
