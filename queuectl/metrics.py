@@ -53,9 +53,15 @@ class QueueCollector(Collector):
         self.queue = queue
         self.strict = strict  # the database's error is raised, not shown as database_up 0
 
+    def describe(self) -> Iterator[object]:
+        """The metrics' names, without reading the database: the registry maps them to this
+        collector, so that a scrape asking for some (``/metrics?name[]=queuectl_jobs``) gets
+        them (without it, QA: such a scrape got nothing at all)."""
+        return iter(_families())
+
     def collect(self) -> Iterator[object]:
         queue = self.queue
-        up = GaugeMetricFamily("queuectl_database_up", "Whether the queue's database answered")
+        up, jobs, workers, waiting, runs, durations = _families()
         try:
             counts = queue.counts_by_queue()
             totals = queue.run_totals()
@@ -74,39 +80,20 @@ class QueueCollector(Collector):
         up.add_metric([], 1)
         yield up
         names = sorted({name for name, _ in counts} | {name for name, _ in totals.runs})
-        jobs = GaugeMetricFamily(
-            "queuectl_jobs", "Jobs by queue and state", labels=["queue", "state"]
-        )
         for name in names:
             for state in STATES:
                 jobs.add_metric([name, str(state)], counts.get((name, str(state)), 0))
         yield jobs
-        workers = GaugeMetricFamily(
-            "queuectl_worker_threads", "Worker threads of the live worker processes"
-        )
         workers.add_metric([], threads)
         yield workers
-        waiting = GaugeMetricFamily(
-            "queuectl_oldest_waiting_age_seconds",
-            "Seconds the job due the longest has waited for a worker",
-            labels=["queue"],
-        )
         for name in names:
             due = oldest.get(name)
             waiting.add_metric([name], 0.0 if due is None else max(now - due, 0.0))
         yield waiting
-        runs = CounterMetricFamily(
-            "queuectl_runs",
-            "Runs finished, by queue and what they led to (failed: a retry was scheduled)",
-            labels=["queue", "outcome"],
-        )
         for name in names:
             for outcome in OUTCOMES:
                 runs.add_metric([name, str(outcome)], totals.runs.get((name, str(outcome)), 0))
         yield runs
-        durations = HistogramMetricFamily(
-            "queuectl_run_duration_seconds", "Run time of finished runs", labels=["queue"]
-        )
         for name in names:
             counts_by_bucket = totals.buckets.get(name, [0] * (len(RUN_BUCKETS) + 1))
             cumulative, buckets = 0, []
@@ -115,6 +102,27 @@ class QueueCollector(Collector):
                 buckets.append((bound, cumulative))
             durations.add_metric([name], buckets, sum_value=totals.seconds.get(name, 0.0))
         yield durations
+
+
+def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily,
+                         GaugeMetricFamily, CounterMetricFamily, HistogramMetricFamily]:
+    """The metrics, with no samples yet, in the order a scrape gives them."""
+    return (
+        GaugeMetricFamily("queuectl_database_up", "Whether the queue's database answered"),
+        GaugeMetricFamily("queuectl_jobs", "Jobs by queue and state", labels=["queue", "state"]),
+        GaugeMetricFamily("queuectl_worker_threads",
+                          "Worker threads of the live worker processes"),
+        GaugeMetricFamily("queuectl_oldest_waiting_age_seconds",
+                          "Seconds the job due the longest has waited for a worker",
+                          labels=["queue"]),
+        CounterMetricFamily(
+            "queuectl_runs",
+            "Runs finished, by queue and what they led to (failed: a retry was scheduled)",
+            labels=["queue", "outcome"],
+        ),
+        HistogramMetricFamily("queuectl_run_duration_seconds", "Run time of finished runs",
+                              labels=["queue"]),
+    )  # fmt: skip
 
 
 def _bound(value: float) -> str:

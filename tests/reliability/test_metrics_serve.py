@@ -107,6 +107,26 @@ def test_only_slash_metrics_serves_the_metrics(server):
         assert refused.value.read() == b"Not found: the metrics are at /metrics\n"
 
 
+def test_a_scrape_can_ask_for_some_metrics_by_name(server):
+    """QA: `/metrics?name[]=queuectl_jobs` (the library's filter, which Prometheus' federation
+    and scrapers of a few series use) answered nothing at all."""
+
+    def samples(query: str) -> set[str]:
+        url = f"http://127.0.0.1:{server.port}/metrics?{query}"
+        with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_S) as response:
+            text = response.read().decode()
+        return {line.split("{")[0].split()[0] for line in text.splitlines()
+                if line and not line.startswith("#")}  # fmt: skip
+
+    assert samples("name[]=queuectl_jobs") == {"queuectl_jobs"}
+    assert samples("name[]=queuectl_runs_total&name[]=queuectl_database_up") == {
+        "queuectl_runs_total", "queuectl_database_up"}  # fmt: skip
+    assert samples("name[]=queuectl_run_duration_seconds_count") == {
+        "queuectl_run_duration_seconds_count"}  # fmt: skip
+    assert samples("name[]=queuectl_no_such_metric") == set()
+    assert "queuectl_worker_threads" in samples("")  # no filter: every metric
+
+
 def head(port: int, path: str) -> bytes:
     """The whole answer to ``HEAD path``, as sent (the connection closes after it)."""
     with socket.create_connection(("127.0.0.1", port), timeout=SCRAPE_TIMEOUT_S) as connection:
