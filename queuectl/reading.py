@@ -40,19 +40,33 @@ class Reading(QueueCore):
         job = Job.get_or_none(Job.id == prefix)
         if job is not None:
             return job
-        if self.is_sqlite:
-            # Case-sensitive, and served by the unique index (LIKE would be neither).
-            after = _after_prefix(prefix)
-            starts = Job.id >= prefix if after is None else (Job.id >= prefix) & (Job.id < after)
-        else:
-            starts = peewee.fn.substr(Job.id, 1, len(prefix)) == prefix
-        matches = list(Job.select(Job.id).where(starts).order_by(Job.id).limit(3))
+        matches = list(Job.select(Job.id).where(self._id_starts(prefix)).order_by(Job.id).limit(3))
         if not matches:
             raise QueueError(f"no job {prefix!r}")
         if len(matches) > 1:
             shown = ", ".join(m.id for m in matches[:2]) + (", ..." if len(matches) > 2 else "")
             raise QueueError(f"{prefix!r} is ambiguous: it matches {shown}")
         return Job.get(Job.id == matches[0].id)
+
+    def ids_starting(self, prefix: str, state: str | None = None, limit: int = 200) -> list[str]:
+        """The ids (of jobs in ``state``) that start with ``prefix``, newest first, at most
+        ``limit``: shell completion. Every job is looked at, not only the newest (QA: an older
+        dead job's id never completed past 200 newer jobs)."""
+        if not _storable(prefix):
+            return []
+        Job = self.models.Job
+        query = Job.select(Job.id).where(self._id_starts(prefix))
+        if state is not None:
+            query = query.where(Job.state == state)
+        return [job.id for job in query.order_by(Job.seq.desc()).limit(limit)]
+
+    def _id_starts(self, prefix: str) -> peewee.Expression:
+        """The job's id starts with ``prefix`` (case-sensitive)."""
+        Job = self.models.Job
+        if self.is_sqlite:  # served by the unique index (LIKE would be neither)
+            after = _after_prefix(prefix)
+            return Job.id >= prefix if after is None else (Job.id >= prefix) & (Job.id < after)
+        return peewee.fn.substr(Job.id, 1, len(prefix)) == prefix
 
     def finished_per_second(self, window: int = 60) -> list[int]:
         """How many jobs finished (completed or dead) in each of the last ``window`` seconds,

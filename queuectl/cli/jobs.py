@@ -42,7 +42,8 @@ def _seconds(key: str, *, positive: bool):
 
 
 def complete_ids(state: str | None = None):
-    """Shell completion of job ids, newest first (quietly nothing when the queue can't open)."""
+    """Shell completion of job ids (of ``state``), newest first (quietly nothing when the queue
+    can't open)."""
 
     def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
         from ..queue import Queue
@@ -51,12 +52,11 @@ def complete_ids(state: str | None = None):
         try:
             queue = Queue(root.params.get("db"))
             try:
-                jobs = queue.list_jobs(state, limit=200, with_output=False)
+                return queue.ids_starting(incomplete, state)
             finally:
                 queue.close()
         except Exception:
             return []
-        return [job.id for job in jobs if job.id.startswith(incomplete)]
 
     return complete
 

@@ -10,6 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from queuectl import JobSpec, Queue
 from queuectl.cli import SUBCOMMANDS, cli
 
 from .conftest import QUEUECTL
@@ -193,3 +194,30 @@ def test_job_ids_complete(env, qc):
         capture_output=True, text=True, timeout=30,
     )
     assert words.stdout.split() == ["plain,zeta-1"]
+
+
+def test_an_older_job_s_id_completes_past_many_newer_ones(env, qc, target):
+    """QA: completion looked at the 200 newest jobs only: the id of an older job (a dead one to
+    `retry`, say) never completed. `dlq retry` completes dead jobs' ids only."""
+    queue = Queue(target)
+    try:
+        queue.enqueue(JobSpec(command="true", id="ab-old"))
+        queue.enqueue_many([JobSpec(command="true", id=f"ab-new-{n}") for n in range(250)])
+        queue.enqueue(JobSpec(command="true", id="ab-dead"))
+        queue.models.Job.update(state="dead").where(queue.models.Job.id == "ab-dead").execute()
+    finally:
+        queue.close()
+
+    def completed(words: str) -> list[str]:
+        done = subprocess.run(
+            QUEUECTL,
+            env={**env, "_QUEUECTL_COMPLETE": "bash_complete", "COMP_WORDS": words,
+                 "COMP_CWORD": str(len(words.split()) - 1)},
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        return [line.split(",", 1)[1] for line in done.stdout.split()]
+
+    assert completed("queuectl show ab-o") == ["ab-old"]
+    assert len(completed("queuectl show ab-")) == 200  # newest first, as many as a shell shows
+    assert completed("queuectl show ab-")[0] == "ab-dead"
+    assert completed("queuectl dlq retry ab") == ["ab-dead"]
