@@ -201,10 +201,14 @@ class OutputCursor:
 
 
 def duration(seconds: float | None) -> str:
-    """A duration as measured: ``0.42s``, ``4.2s``, ``42s``, ``3m05s``, ``2h03m``, ``3d04h``."""
+    """A duration as measured: ``4ms``, ``0.42s``, ``4.2s``, ``42s``, ``3m05s``, ``2h03m``,
+    ``3d04h``. Under a tenth of a second in milliseconds: short jobs' run times and waits read
+    ``0.00s`` (QA: every figure of `stats` on a queue of quick jobs)."""
     if seconds is None:
         return ""
     seconds = max(seconds, 0.0)
+    if seconds < 0.0995:  # (what would round to 100ms is 0.10s)
+        return f"{seconds * 1000:.0f}ms"
     if seconds < 1:
         return f"{seconds:.2f}s"
     if seconds < 10:

@@ -214,7 +214,7 @@ def test_a_retry_of_a_job_purged_as_it_is_retried_finds_no_job(pg_target, monkey
     worker = queue.register_worker(1)
     for _ in range(2):
         job = queue.claim(worker)
-        queue.finish(job, RunResult(1, "exited with status 1", ""), worker)  # dead
+        queue.finish(job, RunResult(1, "exit code 1", ""), worker)  # dead
     look_up = queue.get
 
     def purged_after_the_look_up(prefix: str):

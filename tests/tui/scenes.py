@@ -37,7 +37,7 @@ def ok(output: str = "") -> RunResult:
 
 
 def failed(code: int, output: str = "") -> RunResult:
-    return RunResult(exit_code=code, error=f"exited with status {code}", output=output)
+    return RunResult(exit_code=code, error=f"exit code {code}", output=output)
 
 
 def seed(queue: Queue, clock: FixedClock) -> None:

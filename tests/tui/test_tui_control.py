@@ -45,7 +45,7 @@ def test_x_cancels_a_waiting_job_and_it_is_listed_with_the_dead(seeded, fixed_cl
         await until(pilot, lambda: "test-suite" in column(dead, "id"))
         errors = dict(zip(column(dead, "id"), column(dead, "error")))
         assert errors["test-suite"] == "⊘ cancelled"
-        assert errors["deploy-prod"] == "exited with status 1"
+        assert errors["deploy-prod"] == "exit code 1"
         # (Counts and rows are read one after the other: a load may fall between.)
         await until(pilot, lambda: "Dead [b]3[/b]" in dead.border_title)
         assert "1 cancelled" in dead.border_subtitle
@@ -660,7 +660,7 @@ def test_the_loader_lists_cancelled_with_dead_and_reads_health_on_both_backends(
         for command, code in (("true", 0), ("false", 1)):
             queue.enqueue(JobSpec(command, max_retries=0))
             job = queue.claim(worker)
-            error = None if code == 0 else "exited with status 1"
+            error = None if code == 0 else "exit code 1"
             queue.finish(job, RunResult(code, error, ""), worker)
         waiting = queue.enqueue("echo never")
         queue.cancel([waiting.id])

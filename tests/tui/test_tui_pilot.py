@@ -85,7 +85,7 @@ def test_panes_show_every_state_with_counts(seeded, fixed_clock):
         assert column(pane(app, "processing"), "elapsed") == ["12m34s", "12s"]
         assert column(pane(app, "completed"), "id")[0] == "thumbs-17"  # latest first
         assert column(pane(app, "dead"), "error") == [
-            "exited with status 1", "exited with status 2",
+            "exit code 1", "exit code 2",
         ]  # fmt: skip
         assert "Pending [b]4[/b]" in pane(app, "waiting").border_title
         assert "1 retrying" in pane(app, "waiting").border_subtitle

@@ -367,7 +367,7 @@ def test_the_top_bar_shows_every_count_at_any_width(cli, tmp_path):
                               for n in range(1200)])  # fmt: skip
         while (job := queue.claim("elsewhere")) is not None:
             failed = job.id.startswith("bad")
-            result = RunResult(1, "exited with status 1", "") if failed else RunResult(0, None, "")
+            result = RunResult(1, "exit code 1", "") if failed else RunResult(0, None, "")
             queue.finish(job, result, "elsewhere")
         queue.enqueue_many([JobSpec("echo", id=f"wait{n:04d}", delay=600) for n in range(1100)])
     finally:

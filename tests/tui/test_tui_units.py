@@ -43,7 +43,8 @@ def test_literal_is_a_text_without_markup():
 @pytest.mark.parametrize(
     ("seconds", "shown"),
     [(0.421, "0.42s"), (4.24, "4.2s"), (42, "42s"), (185, "3m05s"), (7300, "2h01m"),
-     (273600, "3d04h"), (-3, "0.00s"), (None, "")],  # fmt: skip
+     (273600, "3d04h"), (0.0042, "4ms"), (0.0994, "99ms"), (0.0996, "0.10s"), (0.0002, "0ms"),
+     (-3, "0ms"), (None, "")],  # fmt: skip
 )
 def test_duration(seconds, shown):
     assert duration(seconds) == shown
@@ -172,7 +173,7 @@ def test_the_timeline_shows_no_run_for_a_job_cancelled_while_it_waited():
     assert never == ["1m ago enqueued", "1m ago cancelled"]
     ran = lines(("enqueued", 10.0, 0, None, None, None, None),
                 ("started", 11.0, 1, "box:1", None, None, None),
-                ("failed", 12.0, 1, "box:1", 1, "exited with status 1", 1.0),
+                ("failed", 12.0, 1, "box:1", 1, "exit code 1", 1.0),
                 ("cancelled", 20.0, 1, None, None, "cancelled", None))  # fmt: skip
     assert ran == ["1m ago enqueued", "1m ago run 1 1.0s exit 1 on box → failed",
                    "1m ago cancelled"]  # fmt: skip

@@ -270,7 +270,8 @@ def timeline(
             error = str(record["error"] or "")
             if error.startswith(event):  # "cancelled (killed by signal SIGTERM)"
                 detail.append(literal(error[len(event) :]))
-            elif error and event != "completed" and not error.startswith("exited with status"):
+            elif error and event != "completed" and error != f"exit code {record['exit_code']}":
+                # (an exit code's own error says no more than the "exit N" before it)
                 detail.append(": ", style=muted)
                 detail.append(literal(error))
             run = Text(f"run {attempt}" if attempt is not None else "run")
