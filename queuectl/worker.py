@@ -163,9 +163,14 @@ class WorkerPool:
 
     # -- control (any thread) ---------------------------------------------------------------
 
-    def start(self) -> "WorkerPool":
+    def start(self, announce: Callable[[str], None] | None = None) -> "WorkerPool":
+        """Register this worker process and start its threads. ``announce`` is called with the
+        worker's id before any thread starts: `worker start`'s first line comes before any
+        job's (QA: a --burst worker's first job was said first)."""
         self._beat_began = time.monotonic()
         self.worker_id = self.queue.register_worker(self._target)
+        if announce is not None:
+            announce(self.worker_id)
         # Every job's environment: this process's, as the pool starts, plus its worker id
         # (encoded once: per job, that cost more than starting the shell).
         from .spawn import Environment  # here: `import queuectl` must not load ctypes

@@ -204,16 +204,19 @@ def start(
     engine_log.addHandler(handler)
     stopper = Stopper()
     stopper.install()  # before the pool starts: no window where Ctrl-C gives a traceback
+    mode = " (burst)" if burst else ""
+    if queues:
+        mode += f" for queue(s) {', '.join(sorted(set(queues)))}"
+
+    def announce(worker_id: str) -> None:
+        log.line("main", f"worker {worker_id} running {count} thread(s){mode} on "
+                         f"{_shown(redact(str(queue.target)))}")  # (a log kept: no password)
+
     try:
         pool = WorkerPool(
             queue, count, on_event=log, burst=burst, stop_timeout=stop_timeout,
             queues=queues or None,
-        ).start()  # fmt: skip
-        mode = " (burst)" if burst else ""
-        if queues:
-            mode += f" for queue(s) {', '.join(sorted(set(queues)))}"
-        log.line("main", f"worker {pool.worker_id} running {count} thread(s){mode} on "
-                         f"{_shown(redact(str(queue.target)))}")  # (a log kept: no password)
+        ).start(announce)  # fmt: skip
         code = _run(pool, stopper, log)
     finally:
         stopper.restore()

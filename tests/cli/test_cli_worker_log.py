@@ -68,3 +68,31 @@ def test_other_events_keep_their_lines(capsys):
     # The fence's kill (PostgreSQL, see WorkerPool._fence) is not a stop: QA read "by stop".
     assert lines[2].endswith(" released a0jfv9e4308e killed while the database did not answer: "
                              "back to pending, attempt not counted")
+
+
+def test_the_worker_s_first_line_comes_before_any_job_s(tmp_path, monkeypatch):
+    """QA: a `--burst` worker once said its first job's start before the line saying it runs:
+    the threads started before that line was written. However slow the main thread is to write
+    it (made slow here), it comes first."""
+    import time
+
+    from click.testing import CliRunner
+
+    from queuectl.cli import cli
+
+    import queuectl.db
+
+    db = str(tmp_path / "q.db")
+    assert CliRunner().invoke(cli, ["--db", db, "enqueue", "true"]).exit_code == 0
+    redact = queuectl.db.redact
+
+    def slow_redact(target: str) -> str:  # (the first line's, only)
+        time.sleep(0.3)  # a job's start is said meanwhile, unless no thread has started yet
+        return redact(target)
+
+    monkeypatch.setattr(queuectl.db, "redact", slow_redact)
+    result = CliRunner().invoke(cli, ["--db", db, "worker", "start", "--burst"])
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert " main worker " in lines[0] and " running 1 thread(s) (burst) on " in lines[0], lines
+    assert " started " in lines[1], lines
