@@ -65,6 +65,18 @@ class Lifecycle(Reading):
 
     def enqueue_many(self, specs: Sequence[JobSpec]) -> list[Job]:
         """Enqueue all of ``specs`` in one transaction, or none of them."""
+        rows, links = self._enqueue_rows(specs)
+        return self._enqueued(rows, links)
+
+    def enqueue_ids(self, specs: Sequence[JobSpec]) -> list[str]:
+        """:meth:`enqueue_many`, giving the new jobs' ids only: a large `enqueue --file` holds
+        no Job for each of its lines (a Job cost ~850 bytes of the ~1.9 KB a line took)."""
+        rows, _ = self._enqueue_rows(specs)
+        return [row["id"] for row in rows]
+
+    def _enqueue_rows(self, specs: Sequence[JobSpec]) -> tuple[list[dict], object]:
+        """The rows inserted for ``specs``, in one transaction, and their dependencies' links
+        (see :meth:`_insert`)."""
         rows = self._new_rows(specs)
         try:
             with self._write():
@@ -74,7 +86,7 @@ class Lifecycle(Reading):
             # Another process took one of the ids between our check and our insert.
             raise InvalidInput("duplicate id: a job with it exists") from None
         self._notify()
-        return self._enqueued(rows, links)
+        return rows, links
 
     def _new_rows(self, specs: Sequence[JobSpec], schedule: str | None = None) -> list[dict]:
         """The rows that enqueue ``specs`` (see INSERTED)."""
@@ -128,7 +140,8 @@ class Lifecycle(Reading):
         with peewee.__exception_wrapper__:
             if self.is_sqlite:  # the new rows' seqs follow it (one writer at a time)
                 last = self.db.execute_sql('SELECT MAX("seq") FROM "job"').fetchone()[0]
-            self.db.cursor().executemany(self._sql.insert, [tuple(row.values()) for row in rows])
+            # (The rows' values as they go: a list of them cost ~160 bytes a job more.)
+            self.db.cursor().executemany(self._sql.insert, (tuple(row.values()) for row in rows))
             if self.is_sqlite:  # counted here, not by a trigger per row (schema 4)
                 self.db.execute_sql(self._sql.count_inserted, (len(rows),))
                 # and their history too (schema 8)

@@ -151,17 +151,16 @@ def enqueue(
     specs, lines = _read_file(file, options)
     if not specs:
         click.echo(f"no jobs in {file.name}", err=True)
-        jobs = []
-    else:
-        try:
-            jobs = settings.workflows.enqueue_many(specs)
-        except InvalidInput as exc:
-            raise _name_line(settings, exc, specs, lines) from None
-    if as_json:
-        print_json([job.to_dict() for job in jobs])
-    else:
-        for job in jobs:
-            click.echo(job.id)
+    workflows = settings.workflows
+    try:
+        if as_json:
+            print_json([job.to_dict() for job in workflows.enqueue_many(specs)] if specs else [])
+            return
+        ids = workflows.enqueue_ids(specs) if specs else []
+    except InvalidInput as exc:
+        raise _name_line(settings, exc, specs, lines) from None
+    for job_id in ids:
+        click.echo(job_id)
 
 
 def _after_option(after: tuple[str, ...]) -> tuple[str, ...] | None:

@@ -147,6 +147,8 @@ def _fmt(value: float, unit: str) -> str:
         return f"{value:.1f} MiB"
     if unit == "%":
         return f"{value:.2f} %"
+    if unit == "B":
+        return f"{value:,.0f} B"
     return f"{value:.3g} {unit}"
 
 
