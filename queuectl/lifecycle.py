@@ -227,12 +227,17 @@ class Lifecycle(Reading):
         complete_and_claim = self._sql.claims(queues)[1]
         if job.has_dependents is False:  # PostgreSQL, as its claim saw it (see Statements)
             complete_and_claim = self._sql.lean_complete_and_claim(queues)
-        if result.ok and complete_and_claim is not None:
+        if result.ok and complete_and_claim is not None and self._claims_in_one_statement():
             return self._complete_and_claim(job, result, worker_id, complete_and_claim, ended_at)
         with self._write():
             stored = self._store_result(job, result, worker_id, ended_at)
             row = self._claim_row(worker_id, queues)
         return stored, None if row is None else self._claimed(row)
+
+    def _claims_in_one_statement(self) -> bool:
+        """Whether the next job may be claimed by the complete-and-claim statement (see
+        Workflows: not on PostgreSQL while a queue has a limit)."""
+        return True
 
     def _complete_and_claim(
         self, job: Job, result: RunResult, worker_id: str, statement: str, ended_at: float | None

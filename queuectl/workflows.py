@@ -23,7 +23,7 @@ import bisect
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import peewee
 
@@ -32,9 +32,6 @@ from .lifecycle import Lifecycle
 from .models import CLAIMABLE, READY, STATES, Job, State, sql_in
 from .spec import JobSpec, validate_int, validate_name
 from .statements import queue_filter
-
-if TYPE_CHECKING:  # the executor (subprocess, signal) is the worker's, not an enqueue's
-    from .executor import RunResult
 
 # PostgreSQL: how long a worker trusts what it last read about limits existing (a queue just
 # limited is served by the locked claim within this time; until then it is not claimed at all).
@@ -456,24 +453,14 @@ class Workflows(Lifecycle):
         with self.db.atomic():
             return self._claim_limited(worker_id, queues)
 
-    def finish_and_claim(
-        self,
-        job: Job,
-        result: RunResult,
-        worker_id: str,
-        queues: tuple[str, ...] | None = None,
-        ended_at: float | None = None,
-    ) -> tuple[Job | None, Job | None]:
+    def _claims_in_one_statement(self) -> bool:
         """PostgreSQL: the one-statement complete-and-claim (see Statements) leaves limited
-        queues alone; while some queue has a limit, the next job is then claimed as
-        :meth:`_claim_row` claims in them (its running jobs counted afresh, under a lock)."""
-        stored, following = super().finish_and_claim(job, result, worker_id, queues, ended_at)
-        if (
-            following is None and stored is not None and result.ok and not self.is_sqlite
-            and self._limits_in_use()
-        ):  # fmt: skip
-            following = self.claim(worker_id, queues)
-        return stored, following
+        queues alone, so while some queue has a limit a run's result is stored and the next
+        job claimed as :meth:`_claim_row` claims, in one transaction: in claim order across
+        every queue, a limited queue's running jobs counted afresh under its lock. (Claimed
+        by the statement when it found a job, the next job was the first of the queues without
+        a limit: QA saw a limited queue's priority-10 jobs wait behind 40 of priority 0.)"""
+        return self.is_sqlite or not self._limits_in_use()
 
     def _limits_in_use(self) -> bool:
         """Whether some queue has a limit, as read at most LIMITS_RECHECK_S ago."""
@@ -488,48 +475,74 @@ class Workflows(Lifecycle):
     def _claim_limited(
         self, worker_id: str, queues: tuple[str, ...] | None
     ) -> tuple[object, ...] | None:
-        """PostgreSQL, in a transaction: the next ready job, in claim order across every queue;
-        if its queue has a limit, that queue's settings row is locked (FOR UPDATE: its claims
-        take turns) and its running jobs counted afresh before the job is claimed."""
+        """PostgreSQL, in a transaction: the next ready job in claim order across every queue.
+        One of a queue without a limit is taken as the claim statement takes it (locked, past
+        those other claims hold). One of a limited queue is taken under that queue's settings
+        row, locked FOR UPDATE: the queue's claims take turns, each counts its running jobs
+        afresh and takes the queue's first ready job. Jobs of limited queues are locked there
+        only: when a claim waiting for the queue's turn held the first job it had seen, the
+        claim whose turn it was took the next one (QA: a limit-1 queue's jobs ran 1 3 2 4)."""
         now = self.clock()
-        full: list[str] = []
+        due = f'{READY} AND "run_at" <= %s{queue_filter(queues)}'
+        first = 'ORDER BY "priority" DESC, "run_at", "seq" LIMIT 1'
+        free = self.db.execute_sql(
+            f'SELECT "seq", "priority", "run_at" FROM "job" WHERE {due} AND "queue" NOT IN '
+            '(SELECT "name" FROM "queue_setting" WHERE "paused" OR "max_running" IS NOT NULL) '
+            f"{first} FOR UPDATE SKIP LOCKED",
+            (now,),
+        ).fetchone()
+        passed: list[str] = []  # limited queues with nothing to claim now
         while True:
-            skip = ""
-            if full:
-                skip = ' AND "queue" NOT IN (' + ", ".join(["%s"] * len(full)) + ")"
-            candidate = self.db.execute_sql(
-                f'SELECT "seq", "queue" FROM "job" WHERE {READY} AND "run_at" <= %s '
-                'AND "queue" NOT IN (SELECT "name" FROM "queue_setting" WHERE "paused")'
-                f'{queue_filter(queues)}{skip} ORDER BY "priority" DESC, "run_at", "seq" '
-                "LIMIT 1 FOR UPDATE SKIP LOCKED",
-                (now, *full),
+            skip = "".join(' AND "queue" <> %s' for _ in passed)
+            limited = self.db.execute_sql(
+                f'SELECT "seq", "priority", "run_at", "queue" FROM "job" WHERE {due}{skip} '
+                'AND "queue" IN (SELECT "name" FROM "queue_setting" '
+                f'WHERE NOT "paused" AND "max_running" IS NOT NULL) {first}',
+                (now, *passed),
             ).fetchone()
-            if candidate is None:
-                return None
-            seq, name = candidate
-            setting = self.db.execute_sql(
-                'SELECT "max_running", "paused" FROM "queue_setting" WHERE "name" = %s '
-                "FOR UPDATE",
-                (name,),
-            ).fetchone()
-            if setting is not None and setting[1]:
-                full.append(name)
-                continue
-            if setting is not None and setting[0] is not None:
-                running = self.db.execute_sql(
-                    f'SELECT COUNT(*) FROM "job" WHERE "state" = \'{State.PROCESSING.value}\' '
-                    'AND "queue" = %s',
+            if limited is None or (free is not None and _sooner(free, limited)):
+                return None if free is None else self._claim_seq(worker_id, free[0])
+            name = limited[3]
+            with self.db.atomic() as turn:  # a savepoint: the lock of a queue passed is let go
+                setting = self.db.execute_sql(
+                    'SELECT "max_running", "paused" FROM "queue_setting" WHERE "name" = %s '
+                    "FOR UPDATE",
                     (name,),
-                ).fetchone()[0]
-                if running >= setting[0]:
-                    full.append(name)
-                    continue
-            # Its start is now, not when the look began: the queue's lock may have kept it
-            # waiting for the run before it to end, and that run's end is before this one's start.
-            started = self.clock()
-            return self.db.execute_sql(
-                self._sql.claim_seq, (worker_id, started, started, seq)
-            ).fetchone()
+                ).fetchone()
+                limit = None if setting is None else setting[0]
+                room = setting is None or not setting[1]
+                if room and limit is not None:
+                    room = limit > self.db.execute_sql(
+                        f'SELECT COUNT(*) FROM "job" WHERE "state" = \'{State.PROCESSING.value}\' '
+                        'AND "queue" = %s',
+                        (name,),
+                    ).fetchone()[0]
+                if room:
+                    # Its turn: the queue's first ready job (a queue no longer limited: as any).
+                    mine = self.db.execute_sql(
+                        f'SELECT "seq", "priority", "run_at" FROM "job" WHERE {due} '
+                        f'AND "queue" = %s {first} FOR UPDATE'
+                        + (" SKIP LOCKED" if limit is None else ""),
+                        (now, name),
+                    ).fetchone()
+                    if mine is not None and not (free is not None and _sooner(free, mine)):
+                        return self._claim_seq(worker_id, mine[0])
+                turn.rollback(False)
+            passed.append(name)
+
+    def _claim_seq(self, worker_id: str, seq: int) -> tuple[object, ...] | None:
+        # Its start is now, not when the look began: the queue's lock may have kept it
+        # waiting for the run before it to end, and that run's end is before this one's start.
+        started = self.clock()
+        return self.db.execute_sql(
+            self._sql.claim_seq, (worker_id, started, started, seq)
+        ).fetchone()
+
+
+def _sooner(one: Sequence[Any], other: Sequence[Any]) -> bool:
+    """Whether job ``one`` comes before ``other`` in claim order (their seq, priority and
+    run_at first): the higher priority, then the earlier run_at, then the earlier enqueued."""
+    return (-one[1], one[2], one[0]) < (-other[1], other[2], other[0])
 
 
 __all__ = ["QueueInfo", "Workflows"]

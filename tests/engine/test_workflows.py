@@ -283,6 +283,65 @@ def test_a_limit_holds_in_each_claim_and_frees_as_jobs_finish(any_queue):
     }  # fmt: skip
 
 
+def test_a_limited_queue_keeps_its_jobs_priority_over_other_queues(any_queue):
+    """QA (PostgreSQL): once a queue had a limit, a completion claimed the next job of the
+    queues without one, whatever its priority: a limited queue's priority-10 jobs waited
+    behind 40 of priority 0 in another queue, far below the limit."""
+    q = any_queue
+    q.set_queue_limit("a", 5)
+    q.enqueue_many([JobSpec(command="b", id=f"b{n}", queue="b") for n in range(3)])
+    q.enqueue_many([JobSpec(command="a", id=f"a{n}", queue="a", priority=10) for n in range(3)])
+    q.enqueue(JobSpec(command="c", id="c-first", queue="c", priority=20))
+    order = []
+    job = q.claim("w")
+    while job is not None:
+        order.append(job.id)
+        _, job = q.finish_and_claim(job, OK, "w")
+    assert order == ["c-first", "a0", "a1", "a2", "b0", "b1", "b2"]
+
+
+def test_a_limited_queue_s_jobs_start_in_claim_order_under_racing_claims(target):
+    """QA (PostgreSQL): two worker processes of 3 threads ran a limit-1 queue's jobs as
+    1 3 2 4 ...: a claim waiting for the queue's turn held the first job it saw, and the claim
+    whose turn it was took the next one. Idle workers claim again as every run ends (they are
+    woken), so claims race at each end; here three threads claim without pause."""
+    count = 20
+    setup = Queue(target)
+    setup.set_queue_limit("one", 1)
+    for n in range(count):  # one by one: each its own enqueue time
+        setup.enqueue(JobSpec(command="x", id=f"j{n:02d}", queue="one"))
+    started: list = []
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def claimer(name: str) -> None:
+        queue = Queue(target)
+        try:
+            while not stop.is_set():
+                job = queue.claim(name)
+                while job is not None:
+                    started.append((job.started_at, job.seq, job.id))
+                    _, job = queue.finish_and_claim(job, OK, name)
+        except BaseException as exc:  # (seen by the test, not lost in the thread)
+            errors.append(exc)
+        finally:
+            queue.close()
+
+    threads = [threading.Thread(target=claimer, args=(f"w{n}",)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: errors or setup.counts()["completed"] == count, 60,
+                   "every job to run")  # fmt: skip
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        setup.close()
+    assert not errors, errors
+    assert [job_id for _, _, job_id in sorted(started)] == [f"j{n:02d}" for n in range(count)]
+
+
 def test_settings_of_one_queue_changed_at_once_all_hold(target):
     """Two `queue pause` at once on PostgreSQL: both read no row, both inserted one, and one
     failed on the key ("duplicate key value violates unique constraint"). A pause and a limit
