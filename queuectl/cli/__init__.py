@@ -161,6 +161,10 @@ class QueuectlGroup(LazyGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # Ctrl-C (`logs -f`, `worker stop`'s wait): a quiet exit, 130 as a shell reports a
+            # program SIGINT ended (click's own: "Aborted!", exit 1, read as a failure).
+            sys.exit(130)
         except QueueError as exc:
             raise EngineError(str(exc), exc.exit_code) from None
         except OSError as exc:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..states import ACTIVE, CLAIMABLE
-from ..text import OutputCursor, visible
+from ..text import NewOutput, OutputCursor, visible
 from .common import Settings, WholeNumber, pass_settings
 from .jobs import complete_ids
 
@@ -63,10 +63,12 @@ class _Output:
     def __init__(self, as_stored: bool) -> None:
         self.as_stored = as_stored
         self.stream = sys.stdout.buffer
+        self.line_ended = True  # what was written ends with a newline (or nothing was)
 
     def write(self, text: str) -> None:
         if not text:
             return
+        self.line_ended = text.endswith("\n")
         if not self.as_stored:
             text = visible(text)
         self.stream.write(text.encode("utf-8", "surrogateescape"))
@@ -107,6 +109,9 @@ class _Follower:
         self.lines = lines
         self.cursor = OutputCursor()
         self.said_last_run = False  # a job waiting to run again: its last run's output printed
+        # A job not running: the attempts it had made. The run followed is its next: seen
+        # running, or (a quick run, begun and ended between two looks) by its attempts.
+        self.attempts_before = job.attempts or 0
         from ..reconnect import Outage
 
         self.outage = Outage(_Stderr())  # type: ignore[arg-type]
@@ -152,6 +157,15 @@ class _Follower:
             raise QueueError(f"job {self.job_id} was deleted")
         followed = self.cursor.run
         if progress.state in CLAIMABLE and followed is None:
+            if (progress.attempts or 0) > self.attempts_before:
+                # The next run began and ended between two looks (a quick one that failed, to
+                # be retried): its output, and the end (QA: it waited on, and followed a later
+                # run, the runs between left out).
+                job = self.queue.output_of(self.seq)
+                if job is not None and job.state in CLAIMABLE:
+                    self.out.write(_last_lines(job.output or "", self.lines))
+                    return True
+                return False  # it changed again: the next look sees how
             if (progress.attempts or progress.output_bytes) and not self.said_last_run:
                 # To run again (failed, or given back): the last run's output first, as `logs`
                 # prints it (QA: nothing until the next run started), then the next run's.
@@ -175,6 +189,7 @@ class _Follower:
                        "the job put back, its attempt not counted; following its next run",
                        err=True)  # fmt: skip
             self.cursor, self.lines, self.said_last_run = OutputCursor(), None, True
+            self.attempts_before = followed[0] - 1  # type: ignore[operator]  # (not counted)
             return False
         ended = progress.state not in ACTIVE  # (its last output stored as it ended)
         if run != followed or progress.output_bytes != self.cursor.shown or ended:
@@ -185,10 +200,8 @@ class _Follower:
         """What is new of the output stored for ``run``, a run given back."""
         job = self.queue.output_of(self.seq)
         if job is not None and job.state in CLAIMABLE:
-            new = self.cursor.advance(run, job.output or "", job.output_bytes, can_clear=False)
-            if new.skipped:
-                click.echo(f"queuectl logs: {new.skipped} bytes skipped", err=True)
-            self.out.write(new.text)
+            self._write(self.cursor.advance(run, job.output or "", job.output_bytes,
+                                            can_clear=False))  # fmt: skip
 
     def _print(self, run: tuple[object, object]) -> None:
         job = self.queue.output_of(self.seq)
@@ -200,6 +213,14 @@ class _Follower:
         if first:  # the output so far, as `logs` prints it
             self.out.write(_last_lines(stored, self.lines))
             return
+        self._write(new)
+
+    def _write(self, new: NewOutput) -> None:
+        """What is new, after a line on stderr saying how many bytes were skipped before it,
+        if any. A line the skip cut is ended there, so that the lines on either side of the
+        skip are not printed as one (QA: `1860`, then `204` after the skip, read `1860204`)."""
         if new.skipped:
             click.echo(f"queuectl logs: {new.skipped} bytes skipped", err=True)
+            if not self.out.line_ended:
+                self.out.write("\n")
         self.out.write(new.text)

@@ -257,6 +257,52 @@ def test_logs_follow_on_a_job_waiting_to_retry_prints_its_last_run_then_the_next
     assert follower.log() == "first\nsecond\n"
 
 
+def test_logs_follow_ends_with_a_quick_run_it_did_not_see_running(qc, spawn, queue, tmp_path):
+    """QA (PostgreSQL, 3 of 3): `logs -f` on a job waiting to retry, whose next run began and
+    failed between two of its looks, waited on: it printed a later run's output instead (the
+    runs between left out, and nothing said), exiting when the job went dead. It prints that
+    run's output and ends, as for a run it saw start."""
+    from queuectl.executor import RunResult
+
+    job_id = qc("enqueue", "--max-retries", "5", "exit 1").stdout.strip()
+    engine = queue.open()
+    try:
+        worker = engine.register_worker(1)
+        engine.finish(engine.claim(worker), RunResult(1, "exit code 1", "first\n"), worker)
+        follower = spawn("logs", "-f", job_id)
+        wait_until(lambda: follower.log() == "first\n", 30, follower.log)
+        with engine.db.atomic():  # begun and ended between two looks, whenever they come
+            Job = engine.models.Job
+            Job.update(run_at=0).where(Job.id == job_id).execute()  # its retry due now
+            engine.finish(engine.claim(worker), RunResult(1, "exit code 1", "second\n"), worker)
+        engine.unregister_worker(worker)
+    finally:
+        engine.close()
+    assert follower.wait(30) == 0, follower.log()
+    assert follower.log() == "first\nsecond\n"
+    assert queue.get(job_id).state == "failed"  # the job waits to retry: it was not followed on
+
+
+def test_ctrl_c_ends_logs_follow_quietly_with_130(qc, spawn, queue):
+    """QA: Ctrl-C on `logs -f` printed click's "Aborted!" and exited 1, as for a failure
+    (`tail -f` ends quietly, 130 in a shell)."""
+    from queuectl.executor import RunResult
+
+    job_id = qc("enqueue", "exit 1").stdout.strip()
+    engine = queue.open()
+    try:
+        worker = engine.register_worker(1)
+        engine.finish(engine.claim(worker), RunResult(1, "exit code 1", "first\n"), worker)
+        engine.unregister_worker(worker)
+    finally:
+        engine.close()
+    follower = spawn("logs", "-f", job_id)
+    wait_until(lambda: follower.log() == "first\n", 30, follower.log)  # following: no worker
+    follower.signal(signal.SIGINT)
+    assert follower.wait(30) == 130
+    assert follower.log() == "first\n"
+
+
 def test_logs_follow_prints_each_byte_once_past_the_stored_cap(qc, spawn, queue, tmp_path):
     """1.3 MB printed in two parts, each less than the cap (1 MiB) apart: the stored output is
     cut at its head from the second part on, and `logs -f` still prints every byte once (it
@@ -351,6 +397,35 @@ def test_logs_follow_says_how_much_it_skipped(qc, spawn, queue, tmp_path):
     shown = len(log) - sum(len(f"queuectl logs: {n} bytes skipped\n") for n in notes)
     assert shown + sum(int(n) for n in notes) <= len("start\n") + 3_000_000 + len("\nend\n")
     assert shown < 3_000_000
+
+
+def test_logs_follow_never_joins_the_lines_either_side_of_a_skip(qc, spawn, queue, tmp_path):
+    """QA: where more than the stored cap was printed between two reads, the kept tail starts
+    mid-line, and the line cut there was printed on the end of the one before the skip
+    (`1860` then `204`: `1860204`, a line nobody printed). The line before a skip is ended
+    there. Each line the job prints here says its number twice (`L7:7E`): a line made of two
+    is told from one the job printed."""
+    gate = tmp_path / "gate"
+    command = (f"printf L0:; while [ ! -e {gate} ]; do sleep 0.05; done; echo 0E; "
+               "awk 'BEGIN { for (n = 1; n <= 300000; n++) printf \"L%d:%dE\\n\", n, n }'")
+    job_id = qc("enqueue", command).stdout.strip()
+    spawn("worker", "start")
+    wait_until(lambda: queue.get(job_id).output == "L0:", 30, "the job's first words")
+    follower = spawn("logs", "-f", job_id)
+    wait_until(lambda: follower.log() == "L0:", 30, "the follower's first words")
+    gate.touch()
+    assert follower.wait(30) == 0
+    log = follower.log()  # (stdout and stderr, as they came)
+    note = re.compile(r"queuectl logs: \d+ bytes skipped\n")
+    assert note.search(log), log[:200]  # 4.8 MB at once: more than the stored 1 MiB
+    for line in note.sub("", log).splitlines():
+        whole = re.fullmatch(r"L(\d+):(\d+)E", line)
+        if whole:
+            assert whole[1] == whole[2], line  # two lines' parts, printed as one
+        else:  # the start of a line (before a skip) or its end (after one), not both
+            assert not (line.startswith("L") and line.endswith("E")), line
+            assert line.count(":") <= 1, line
+    assert log.endswith("L300000:300000E\n")
 
 
 @pytest.mark.postgres
