@@ -107,7 +107,11 @@ def store(q: Queue, rows: list[dict]) -> None:
          "waited": row["waited"]}
         for i, row in enumerate(rows)
     ]  # fmt: skip
-    with q.db.atomic():
+    # The queue's own write transaction: on SQLite it takes the write lock at BEGIN, waiting
+    # as long as the queue's writes wait. (A plain BEGIN took it at the first insert, where a
+    # lock held by a reader storing its summaries failed it after SQLite's 25 ms step: seen
+    # once in a full run on a loaded machine.)
+    with q._write():
         for first in range(0, len(records), 500):
             Event.insert_many(records[first : first + 500]).execute()
 
