@@ -476,32 +476,45 @@ class Workflows(Lifecycle):
         self, worker_id: str, queues: tuple[str, ...] | None
     ) -> tuple[object, ...] | None:
         """PostgreSQL, in a transaction: the next ready job in claim order across every queue.
-        One of a queue without a limit is taken as the claim statement takes it (locked, past
-        those other claims hold). One of a limited queue is taken under that queue's settings
-        row, locked FOR UPDATE: the queue's claims take turns, each counts its running jobs
-        afresh and takes the queue's first ready job. Jobs of limited queues are locked there
-        only: when a claim waiting for the queue's turn held the first job it had seen, the
-        claim whose turn it was took the next one (QA: a limit-1 queue's jobs ran 1 3 2 4)."""
+        One of a queue without a limit is taken by the claim statement (locked as it is taken,
+        past those other claims hold). One of a limited queue is taken under that queue's
+        settings row, locked FOR UPDATE: the queue's claims take turns, each counts its running
+        jobs afresh and takes the queue's first ready job. A claim locks no job while it waits
+        for a turn: one that held the first job it had seen made the others take the next one
+        instead (QA: a limit-1 queue's jobs ran 1 3 2 4; held of a queue without a limit, that
+        queue's jobs ran out of order), and could close a cycle of waits with a claim in its
+        turn (a deadlock, as limits changed)."""
         now = self.clock()
         due = f'{READY} AND "run_at" <= %s{queue_filter(queues)}'
         first = 'ORDER BY "priority" DESC, "run_at", "seq" LIMIT 1'
-        free = self.db.execute_sql(
+        free_sql = (
             f'SELECT "seq", "priority", "run_at" FROM "job" WHERE {due} AND "queue" NOT IN '
             '(SELECT "name" FROM "queue_setting" WHERE "paused" OR "max_running" IS NOT NULL) '
-            f"{first} FOR UPDATE SKIP LOCKED",
-            (now,),
-        ).fetchone()
+            f"{first}"
+        )
+        free = self.db.execute_sql(free_sql, (now,)).fetchone()  # not locked: looked at
         passed: list[str] = []  # limited queues with nothing to claim now
         while True:
             skip = "".join(' AND "queue" <> %s' for _ in passed)
+            # Of the limited queues with room as this statement sees them (unlocked: its turn
+            # counts again). One seen full is not waited for: with many threads, every claim
+            # queued for each full queue's turn in turn, and a run's end waited ~0.1 s for the
+            # next start. Room made later comes with a wake-up (a run's end, a limit changed).
             limited = self.db.execute_sql(
                 f'SELECT "seq", "priority", "run_at", "queue" FROM "job" WHERE {due}{skip} '
-                'AND "queue" IN (SELECT "name" FROM "queue_setting" '
-                f'WHERE NOT "paused" AND "max_running" IS NOT NULL) {first}',
+                'AND "queue" IN (SELECT "s"."name" FROM "queue_setting" AS "s" '
+                'WHERE NOT "s"."paused" AND "s"."max_running" > (SELECT COUNT(*) FROM "job" '
+                f'WHERE "state" = \'{State.PROCESSING.value}\' AND "queue" = "s"."name")) '
+                f"{first}",
                 (now, *passed),
             ).fetchone()
-            if limited is None or (free is not None and _sooner(free, limited)):
-                return None if free is None else self._claim_seq(worker_id, free[0])
+            if free is not None and (limited is None or _sooner(free, limited)):
+                row = super()._claim_row(worker_id, queues)  # the claim statement
+                if row is not None or limited is None:
+                    return row
+                free = None  # taken meanwhile by other claims
+            if limited is None:
+                return None
             name = limited[3]
             with self.db.atomic() as turn:  # a savepoint: the lock of a queue passed is let go
                 setting = self.db.execute_sql(
@@ -525,8 +538,13 @@ class Workflows(Lifecycle):
                         + (" SKIP LOCKED" if limit is None else ""),
                         (now, name),
                     ).fetchone()
-                    if mine is not None and not (free is not None and _sooner(free, mine)):
-                        return self._claim_seq(worker_id, mine[0])
+                    if mine is not None:
+                        # As it is now: the turn may have been waited for.
+                        free = self.db.execute_sql(free_sql, (now,)).fetchone()
+                        if free is None or not _sooner(free, mine):
+                            return self._claim_seq(worker_id, mine[0])
+                        turn.rollback(False)
+                        continue  # a job of a queue without a limit comes first
                 turn.rollback(False)
             passed.append(name)
 

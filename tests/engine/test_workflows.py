@@ -446,12 +446,15 @@ def test_a_limit_set_here_holds_for_this_queues_next_claim(any_queue):
     assert q.claim("w") is None
 
 
-def blocked_by(watcher: Queue, pid: int) -> int:
+def blocked_by(watcher: Queue, pid: int, through: bool = False) -> int:
     """How many server sessions wait for a lock that session ``pid`` holds (other tests' sessions,
-    on the same server at the same time, are not counted)."""
+    on the same server at the same time, are not counted); ``through``: or wait behind one that
+    does (a second waiter for a row waits for the first)."""
+    behind = (" OR EXISTS (SELECT 1 FROM pg_stat_activity AS b WHERE %s = ANY(pg_blocking_pids("
+              "b.pid)) AND b.pid = ANY(pg_blocking_pids(a.pid)))") if through else ""  # fmt: skip
     return watcher.db.execute_sql(
-        "SELECT pg_stat_clear_snapshot(), COUNT(*) FROM pg_stat_activity "
-        "WHERE %s = ANY(pg_blocking_pids(pid))", (pid,)
+        "SELECT pg_stat_clear_snapshot(), COUNT(*) FROM pg_stat_activity AS a "
+        f"WHERE %s = ANY(pg_blocking_pids(a.pid)){behind}", (pid, pid) if through else (pid,)
     ).fetchone()[1]
 
 
@@ -482,4 +485,36 @@ def test_a_claim_that_waited_for_its_queue_s_turn_starts_when_it_got_it(pg_targe
         assert claimed[0].started_at == clock() == q.get(job.id).started_at
     finally:
         for each in (q, holder, watcher):
+            each.close()
+
+
+def test_a_claim_waiting_for_a_limited_queue_s_turn_holds_no_other_queue_s_job(pg_target,
+                                                                               clock):
+    """QA's second look (PostgreSQL): a claim locked the first job of the queues without a
+    limit, then waited for a limited queue's turn (its job came first), holding it: every
+    other claim took the next one meanwhile, and such a queue's jobs ran out of order."""
+    q, other, holder, watcher = (Queue(pg_target, clock=clock) for _ in range(4))
+    try:
+        q.set_queue_limit("limited", 1)
+        q.enqueue(JobSpec(command="x", id="l0", queue="limited", priority=5))
+        q.enqueue_many([JobSpec(command="x", id=f"u{n}", queue="free") for n in range(2)])
+        claimed: dict[str, object] = {}
+        with holder.db.atomic():  # the limited queue's turn, taken by another claim
+            holder.db.execute_sql(
+                'SELECT 1 FROM "queue_setting" WHERE "name" = %s FOR UPDATE', ("limited",)
+            )
+            holding = holder.db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+            threads = [threading.Thread(target=lambda who=who, queue=queue: claimed.update(
+                {who: queue.claim(who)})) for who, queue in (("a", q), ("b", other))]  # fmt: skip
+            threads[0].start()
+            wait_until(lambda: blocked_by(watcher, holding) == 1, 30, "a's claim to wait")
+            threads[1].start()
+            wait_until(lambda: blocked_by(watcher, holding, through=True) == 2
+                       or "b" in claimed, 30, "b's claim to wait too")  # fmt: skip
+        for thread in threads:
+            thread.join(30)
+        assert claimed["a"].id == "l0"
+        assert claimed["b"].id == "u0"  # the first of its queue, not the one after it
+    finally:
+        for each in (q, other, holder, watcher):
             each.close()
