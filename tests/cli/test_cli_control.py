@@ -232,21 +232,27 @@ def test_a_run_given_back_keeps_all_it_printed(qc, spawn, queue, tmp_path):
     assert (job.state, job.output) == ("pending", "one\nlast\n")
 
 
+def failed_once(queue, output: str) -> None:
+    """The queue's one job claimed and failed, as a worker would, having printed ``output``:
+    it waits to retry."""
+    from queuectl.executor import RunResult
+
+    engine = queue.open()
+    try:
+        worker = engine.register_worker(1)
+        engine.finish(engine.claim(worker), RunResult(1, "exit code 1", output), worker)
+        engine.unregister_worker(worker)
+    finally:
+        engine.close()
+
+
 def test_logs_follow_on_a_job_waiting_to_retry_prints_its_last_run_then_the_next(qc, spawn,
                                                                                 queue, tmp_path):
     """QA: on a failed job (its retry due later) `logs -f` printed nothing until the retry
     started, where `logs` printed its output; it prints that, then follows the next run."""
-    from queuectl.executor import RunResult
-
     gate = tmp_path / "gate"
     job_id = qc("enqueue", f"[ -e {gate} ] && echo second || exit 1").stdout.strip()
-    engine = queue.open()
-    try:
-        worker = engine.register_worker(1)
-        engine.finish(engine.claim(worker), RunResult(1, "exit code 1", "first\n"), worker)
-        engine.unregister_worker(worker)
-    finally:
-        engine.close()
+    failed_once(queue, "first\n")
     assert queue.get(job_id).state == "failed"
     follower = spawn("logs", "-f", job_id)
     wait_until(lambda: follower.log() == "first\n", 30, follower.log)
@@ -286,16 +292,8 @@ def test_logs_follow_ends_with_a_quick_run_it_did_not_see_running(qc, spawn, que
 def test_ctrl_c_ends_logs_follow_quietly_with_130(qc, spawn, queue):
     """QA: Ctrl-C on `logs -f` printed click's "Aborted!" and exited 1, as for a failure
     (`tail -f` ends quietly, 130 in a shell)."""
-    from queuectl.executor import RunResult
-
     job_id = qc("enqueue", "exit 1").stdout.strip()
-    engine = queue.open()
-    try:
-        worker = engine.register_worker(1)
-        engine.finish(engine.claim(worker), RunResult(1, "exit code 1", "first\n"), worker)
-        engine.unregister_worker(worker)
-    finally:
-        engine.close()
+    failed_once(queue, "first\n")
     follower = spawn("logs", "-f", job_id)
     wait_until(lambda: follower.log() == "first\n", 30, follower.log)  # following: no worker
     follower.signal(signal.SIGINT)
@@ -374,6 +372,19 @@ def test_logs_follow_prints_output_that_starts_like_the_truncation_line(
     assert follower.log() == f"{marker}\nline2\nline3\n"
 
 
+def follow_past_a_gate(qc, spawn, queue, command: str, gate, first: str) -> str:
+    """What `logs -f` printed (stdout and stderr, as they came) of a job running ``command``,
+    followed from its ``first`` output on, the ``gate`` file made then; the job ran to its end."""
+    job_id = qc("enqueue", command).stdout.strip()
+    spawn("worker", "start")
+    wait_until(lambda: queue.get(job_id).output == first, 30, "the job's first output")
+    follower = spawn("logs", "-f", job_id)
+    wait_until(lambda: follower.log() == first, 30, "the follower's first output")
+    gate.touch()
+    assert follower.wait(30) == 0
+    return follower.log()
+
+
 def test_logs_follow_says_how_much_it_skipped(qc, spawn, queue, tmp_path):
     """More than the stored cap (1 MiB) printed between two reads: a line says how much."""
     gate = tmp_path / "gate"
@@ -381,14 +392,7 @@ def test_logs_follow_says_how_much_it_skipped(qc, spawn, queue, tmp_path):
         f"echo start; while [ ! -e {gate} ]; do sleep 0.05; done; "
         "head -c 3000000 /dev/zero | tr '\\0' a; echo; echo end"
     )
-    job_id = qc("enqueue", command).stdout.strip()
-    spawn("worker", "start")
-    wait_until(lambda: queue.get(job_id).output == "start\n", 30, "the job's first line")
-    follower = spawn("logs", "-f", job_id)
-    wait_until(lambda: follower.log() == "start\n", 30, "the follower's first line")
-    gate.touch()
-    assert follower.wait(30) == 0
-    log = follower.log()
+    log = follow_past_a_gate(qc, spawn, queue, command, gate, "start\n")
     assert "bytes skipped" in log and log.endswith("a\nend\n")
     # Each read shows what is new; a read that finds the stored window (1 MiB) past what was
     # shown says how much it skipped. A follower slowed down may read more than twice, so more
@@ -408,14 +412,7 @@ def test_logs_follow_never_joins_the_lines_either_side_of_a_skip(qc, spawn, queu
     gate = tmp_path / "gate"
     command = (f"printf L0:; while [ ! -e {gate} ]; do sleep 0.05; done; echo 0E; "
                "awk 'BEGIN { for (n = 1; n <= 300000; n++) printf \"L%d:%dE\\n\", n, n }'")
-    job_id = qc("enqueue", command).stdout.strip()
-    spawn("worker", "start")
-    wait_until(lambda: queue.get(job_id).output == "L0:", 30, "the job's first words")
-    follower = spawn("logs", "-f", job_id)
-    wait_until(lambda: follower.log() == "L0:", 30, "the follower's first words")
-    gate.touch()
-    assert follower.wait(30) == 0
-    log = follower.log()  # (stdout and stderr, as they came)
+    log = follow_past_a_gate(qc, spawn, queue, command, gate, "L0:")
     note = re.compile(r"queuectl logs: \d+ bytes skipped\n")
     assert note.search(log), log[:200]  # 4.8 MB at once: more than the stored 1 MiB
     for line in note.sub("", log).splitlines():
