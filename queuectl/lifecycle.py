@@ -140,8 +140,19 @@ class Lifecycle(Reading):
         with peewee.__exception_wrapper__:
             if self.is_sqlite:  # the new rows' seqs follow it (one writer at a time)
                 last = self.db.execute_sql('SELECT MAX("seq") FROM "job"').fetchone()[0]
-            # (The rows' values as they go: a list of them cost ~160 bytes a job more.)
-            self.db.cursor().executemany(self._sql.insert, (tuple(row.values()) for row in rows))
+            if self.is_sqlite:
+                # (The rows' values as they go: a list of them cost ~160 bytes a job more.)
+                self.db.cursor().executemany(self._sql.insert,
+                                             (tuple(row.values()) for row in rows))  # fmt: skip
+            else:
+                # Many rows a statement: PostgreSQL counts the jobs inserted per statement (the
+                # schema's transition tables). A statement a row updated one counter row once a
+                # job in one transaction, each update walking that row's versions before it: 40,000
+                # lines took 7.6 times as long as 10,000 (QA).
+                cursor = self.db.cursor()
+                for chunk in peewee.chunked(rows, _INSERT_BATCH):
+                    cursor.execute(self._sql.insert_rows(len(chunk)),
+                                   [value for row in chunk for value in row.values()])  # fmt: skip
             if self.is_sqlite:  # counted here, not by a trigger per row (schema 4)
                 self.db.execute_sql(self._sql.count_inserted, (len(rows),))
                 # and their history too (schema 8)

@@ -124,11 +124,24 @@ class Statements:
         names = ", ".join(f'"{name}"' for name in INSERTED)
         values = ", ".join([param] * len(INSERTED))
         self.insert = f'INSERT INTO "job" ({names}) VALUES ({values})'
+        self._insert_rows: dict[int, str] = {}
         self.count_inserted = (
             f'UPDATE "{schema.COUNTER_TABLE}" SET "n" = "n" + {param} '
             f"WHERE \"state\" = '{State.PENDING.value}'"
         )
         self._same_run: dict[tuple[str, ...], str] = {}
+
+    def insert_rows(self, count: int) -> str:
+        """An INSERT of ``count`` jobs in one statement (each row's values in INSERTED's order,
+        one after the other)."""
+        sql = self._insert_rows.get(count)
+        if sql is None:
+            row = "(" + ", ".join([self.param] * len(INSERTED)) + ")"
+            names = ", ".join(f'"{name}"' for name in INSERTED)
+            sql = f'INSERT INTO "job" ({names}) VALUES ' + ", ".join([row] * count)
+            if len(self._insert_rows) < 8:  # (a batch's size, and its last chunk's few)
+                self._insert_rows[count] = sql
+        return sql
 
     def announce_to(self, channel: str) -> None:
         """PostgreSQL: the LISTEN/NOTIFY channel of this queue (known once the database is

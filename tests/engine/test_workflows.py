@@ -518,3 +518,22 @@ def test_a_claim_waiting_for_a_limited_queue_s_turn_holds_no_other_queue_s_job(p
     finally:
         for each in (q, other, holder, watcher):
             each.close()
+
+
+def test_a_large_batch_is_counted_recorded_and_ordered_as_one_job_is(any_queue):
+    """A batch of many statements' worth of rows (PostgreSQL inserts them 500 to a statement,
+    its counters and history counting per statement): every job counted and its enqueue
+    recorded once, in the batch's order, its dependencies on earlier lines kept."""
+    q = any_queue
+    count = 1234
+    specs = [JobSpec(command=f"c{n}", id=f"j{n:04d}") for n in range(count)]
+    specs.append(parse_job('{"command": "last", "id": "tail", "after": ["j0000", "j1233"]}'))
+    ids = q.enqueue_ids(specs)
+    assert ids == [f"j{n:04d}" for n in range(count)] + ["tail"]
+    assert q.counts()["pending"] == count + 1
+    Job, Event = q.models.Job, q.models.Event
+    seqs = [job.id for job in Job.select(Job.id).order_by(Job.seq)]
+    assert seqs == ids  # claimed in the order given: the seqs follow it
+    assert Event.select().where(Event.event == "enqueued").count() == count + 1
+    [tail] = q.fill_after([q.get("tail")])
+    assert sorted(tail.after_ids) == ["j0000", "j1233"]
