@@ -136,9 +136,8 @@ class Statements:
         one after the other)."""
         sql = self._insert_rows.get(count)
         if sql is None:
-            row = "(" + ", ".join([self.param] * len(INSERTED)) + ")"
-            names = ", ".join(f'"{name}"' for name in INSERTED)
-            sql = f'INSERT INTO "job" ({names}) VALUES ' + ", ".join([row] * count)
+            head, values, row = self.insert.partition(" VALUES ")  # (one row's insert)
+            sql = head + values + ", ".join([row] * count)
             if len(self._insert_rows) < 8:  # (a batch's size, and its last chunk's few)
                 self._insert_rows[count] = sql
         return sql

@@ -448,18 +448,19 @@ class Workflows(Lifecycle):
     def _claim_row(
         self, worker_id: str, queues: tuple[str, ...] | None = None
     ) -> tuple[object, ...] | None:
-        if self.is_sqlite or not self._limits_in_use():
+        if self._claims_in_one_statement():
             return super()._claim_row(worker_id, queues)
         with self.db.atomic():
             return self._claim_limited(worker_id, queues)
 
     def _claims_in_one_statement(self) -> bool:
-        """PostgreSQL: the one-statement complete-and-claim (see Statements) leaves limited
-        queues alone, so while some queue has a limit a run's result is stored and the next
-        job claimed as :meth:`_claim_row` claims, in one transaction: in claim order across
-        every queue, a limited queue's running jobs counted afresh under its lock. (Claimed
-        by the statement when it found a job, the next job was the first of the queues without
-        a limit: QA saw a limited queue's priority-10 jobs wait behind 40 of priority 0.)"""
+        """PostgreSQL: the claim statements (the claim, the complete-and-claim: see Statements)
+        leave limited queues alone, so while some queue has a limit a job is claimed by
+        :meth:`_claim_limited` (after a run, in the transaction that stores its result): in
+        claim order across every queue, a limited queue's running jobs counted afresh under
+        its lock. (Claimed by the statement when it found a job, the next job was the first of
+        the queues without a limit: QA saw a limited queue's priority-10 jobs wait behind 40
+        of priority 0.)"""
         return self.is_sqlite or not self._limits_in_use()
 
     def _limits_in_use(self) -> bool:
