@@ -209,11 +209,13 @@ def duration(seconds: float | None) -> str:
     seconds = max(seconds, 0.0)
     if seconds < 0.0995:  # (what would round to 100ms is 0.10s)
         return f"{seconds * 1000:.0f}ms"
-    if seconds < 1:
+    # Each form is chosen by the figure it would print, so 0.9996 reads 1.0s, not 1.00s, and
+    # 9.96 reads 10s, not 10.0s.
+    if round(seconds, 2) < 1:
         return f"{seconds:.2f}s"
-    if seconds < 10:
+    if round(seconds, 1) < 10:
         return f"{seconds:.1f}s"
-    whole = int(seconds)
+    whole = max(int(seconds), 10)
     if whole < 60:
         return f"{whole}s"
     if whole < 3600:

@@ -44,7 +44,8 @@ def test_literal_is_a_text_without_markup():
     ("seconds", "shown"),
     [(0.421, "0.42s"), (4.24, "4.2s"), (42, "42s"), (185, "3m05s"), (7300, "2h01m"),
      (273600, "3d04h"), (0.0042, "4ms"), (0.0994, "99ms"), (0.0996, "0.10s"), (0.0002, "0ms"),
-     (-3, "0ms"), (None, "")],  # fmt: skip
+     (-3, "0ms"), (None, ""), (0.99951, "1.0s"), (0.994, "0.99s"), (9.96, "10s"), (9.94, "9.9s"),
+     (10.99, "10s")],  # fmt: skip
 )
 def test_duration(seconds, shown):
     assert duration(seconds) == shown
