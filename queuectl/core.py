@@ -170,11 +170,12 @@ class QueueCore:
         for callback in listeners:
             callback()
 
-    def _announce(self) -> None:
+    def _announce(self, payload: str = "") -> None:
         """Wake workers in other processes (PostgreSQL; SQLite's data_version needs no help).
-        Inside a transaction the notification is sent at commit."""
+        Inside a transaction the notification is sent at commit. ``payload``: what changed, for
+        the readers that tell (see queuectl.watch)."""
         if not self.is_sqlite:
-            self.db.execute_sql("SELECT pg_notify(%s, '')", (self.channel,))
+            self.db.execute_sql("SELECT pg_notify(%s, %s)", (self.channel, payload))
 
     def change_detector(self) -> ChangeDetector:
         """For one thread: tells cheaply when another process changed the queue."""

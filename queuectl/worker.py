@@ -680,6 +680,7 @@ class WorkerPool:
             changes = self.queue.change_detector()
             if isinstance(changes, PostgresNotifications):
                 changes.ignored = frozenset({OUTPUT_PAYLOAD})
+                changes.on_settings = self._jobs.forget_limits  # type: ignore[attr-defined]
             changes.prime()
         finally:
             self._watching.set()  # the threads may claim: a change from now on is seen

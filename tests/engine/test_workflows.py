@@ -446,6 +446,31 @@ def test_a_limit_set_here_holds_for_this_queues_next_claim(any_queue):
     assert q.claim("w") is None
 
 
+def test_a_limit_set_in_another_process_is_seen_by_a_pool_at_once(pg_target, monkeypatch):
+    """PostgreSQL: a pool reads whether any queue has a limit at most once a second, and a
+    limit set elsewhere is announced as such: the pool's next claim reads it afresh. (Read on
+    the clock alone, a limit set from another process on a queue whose jobs were running left
+    its next job unclaimed for up to that second: QA saw it start 0.38-0.70 s late.) The
+    second is an hour here: without the announcement the job would not start in time."""
+    from queuectl import WorkerPool, workflows
+
+    monkeypatch.setattr(workflows, "LIMITS_RECHECK_S", 3600.0)
+    here, elsewhere = Queue(pg_target), Queue(pg_target)
+    pool = WorkerPool(here, 1).start()
+    try:
+        first = elsewhere.enqueue(JobSpec(command="true", queue="one"))
+        wait_until(lambda: elsewhere.get(first.id).state == "completed", 30, "the first job's run")
+        elsewhere.set_queue_limit("one", 1)
+        second = elsewhere.enqueue(JobSpec(command="true", queue="one"))
+        wait_until(lambda: elsewhere.get(second.id).state == "completed", 15,
+                   "the job enqueued after the limit to run")  # fmt: skip
+    finally:
+        pool.stop()
+        assert pool.join(30)
+        here.close()
+        elsewhere.close()
+
+
 def blocked_by(watcher: Queue, pid: int, through: bool = False) -> int:
     """How many server sessions wait for a lock that session ``pid`` holds (other tests' sessions,
     on the same server at the same time, are not counted); ``through``: or wait behind one that
