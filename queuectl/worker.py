@@ -493,12 +493,18 @@ class WorkerPool:
             return None
         following: Job | None = None
         if claim_next:
+
+            def store_and_claim() -> tuple[Job | None, Job | None]:
+                # Fenced is asked at each try, not only as the run ended: a result stored as
+                # the database came back from a long outage claimed the next job before this
+                # pool's heartbeat landed, and the fence killed it at once (QA: its command
+                # started twice). Its claim waits for the heartbeat, as a thread's claim does.
+                if self._fenced():
+                    return self._jobs.finish(job, result, worker_id, ended_at), None
+                return self._jobs.finish_and_claim(job, result, worker_id, self.queues, ended_at)
+
             try:
-                stored, following = self._store(
-                    lambda: self._jobs.finish_and_claim(
-                        job, result, worker_id, self.queues, ended_at
-                    )
-                )
+                stored, following = self._store(store_and_claim)
             except BaseException:
                 with self._lock:
                     self._claims_under_way -= 1

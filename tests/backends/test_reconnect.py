@@ -18,6 +18,7 @@ from .outage import Outage
 from engine.helpers import WorkerProc
 from queuectl import JobSpec, Queue
 from queuectl.procs import pid_alive
+from queuectl.worker import fence_after
 from support import stop_process, wait_until
 
 pytestmark = pytest.mark.postgres
@@ -256,6 +257,37 @@ def test_a_job_killed_for_an_outage_goes_back_uncounted_when_the_database_return
         assert f"EVENT released {job.id} outage" in cut_off.lines  # not "by stop" (QA)
         assert [e.event for e in queue.history(job.id)][-3:] == ["started", "released",
                                                                      "started"]  # fmt: skip
+    finally:
+        cut_off.stop()
+
+
+def test_a_result_stored_as_the_database_returns_claims_nothing_before_the_heartbeat(
+    pg_target, outage, tmp_path
+):
+    """QA: a run that ended early in an outage past the fence's point had its result stored,
+    and the next job claimed with it, the moment the database answered, before the pool's
+    heartbeat landed: the fence killed that job at once, and its command started twice. The
+    next job is claimed once the heartbeat is in, and starts once."""
+    queue = Queue(pg_target)
+    lease = 3.0
+    ledger = tmp_path / "ledger"
+    queue.enqueue(JobSpec(command=f"echo first >> {ledger}; sleep 0.5", priority=1))
+    second = queue.enqueue(JobSpec(command=f"echo second >> {ledger}; sleep 1"))
+    cut_off = WorkerProc(outage.url, 1, tmp_path, "cut-off", False, "--lease", str(lease))
+    try:
+        worker_id = cut_off.wait_ready()
+        wait_until(lambda: ledger_lines(ledger) == ["first"], 30, "the first job to start")
+        outage.down()
+        Worker = queue.models.WorkerProcess
+        beat = Worker.get(Worker.id == worker_id).heartbeat_at
+        wait_until(lambda: queue.clock() > beat + fence_after(lease) + 1, 30,
+                   "the worker to be silent past the fence's point")  # fmt: skip
+        outage.up()
+        wait_until(lambda: queue.get(second.id).state == "completed", 30,
+                   lambda: f"the second job to complete: {cut_off.stderr()}")  # fmt: skip
+        assert ledger_lines(ledger) == ["first", "second"]
+        assert [e.event for e in queue.history(second.id)] == ["enqueued", "started", "completed"]
+        assert "killed" not in cut_off.stderr()
     finally:
         cut_off.stop()
 
