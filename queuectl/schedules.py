@@ -75,7 +75,10 @@ def check_cron(cron: str) -> str:
             f"bad cron expression {cron!r}: give 5 fields (minute hour day month weekday), "
             f"6 with the seconds first, or one of {', '.join(ALIASES)}"
         )
-    if not croniter.is_valid(text, second_at_beginning=len(fields) == 6):
+    # croniter's R (a random value, drawn afresh at every next time: "R R * * *" fired 1-5
+    # times a day, QA) is not cron's; its H is refused by is_valid, having no hash key.
+    random = any(part.upper().startswith("R") for field in fields for part in field.split(","))
+    if random or not croniter.is_valid(text, second_at_beginning=len(fields) == 6):
         raise InvalidInput(f"bad cron expression {cron!r}")
     if len(text) > MAX_CRON:  # (the column's width, on PostgreSQL)
         raise InvalidInput(f"bad cron expression: {len(text)} characters, at most {MAX_CRON}")

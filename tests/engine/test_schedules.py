@@ -15,7 +15,7 @@ import pytest
 
 from queuectl import InvalidInput, JobSpec, Queue, QueueError
 from queuectl.executor import RunResult
-from queuectl.schedules import next_time
+from queuectl.schedules import check_cron, next_time
 from support import wait_until
 
 from .helpers import WorkerProc
@@ -61,12 +61,19 @@ def test_a_time_of_day_in_the_hour_clocks_go_back_runs_once_and_hourly_jobs_in_b
 @pytest.mark.parametrize(
     "name, cron, zone",
     [("bad name", "@daily", None), ("x", "* * *", None), ("x", "61 * * * *", None),
-     ("x", "* * * * * * *", None), ("x", "@reboot", None), ("x", "@daily", "Mars/Base")],
+     ("x", "* * * * * * *", None), ("x", "@reboot", None), ("x", "@daily", "Mars/Base"),
+     # croniter's random values and hashes are not cron's (QA: "R R * * *" fired 1-5 times a day)
+     ("x", "R R * * *", None), ("x", "0 r(1-5) * * *", None), ("x", "0,R 3 * * *", None),
+     ("x", "H * * * *", None)],
 )  # fmt: skip
 def test_bad_schedules_are_refused(any_queue, name, cron, zone):
     with pytest.raises(InvalidInput):
         any_queue.add_schedule(name, cron, JobSpec(command="x"), zone=zone)
     assert any_queue.schedules() == []
+
+
+def test_month_and_day_names_are_cron_s_own():
+    assert check_cron("0 3 * MAR,apr FRI") == "0 3 * MAR,apr FRI"
 
 
 def test_names_are_unique_and_unknown_ones_fail(any_queue):
