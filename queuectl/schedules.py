@@ -37,8 +37,10 @@ if TYPE_CHECKING:  # zoneinfo only where a schedule is read or fired
 
 ALIASES = ("@hourly", "@daily", "@weekly", "@monthly")
 MAX_CRON = 255  # characters of an expression, its fields one space apart
-# How often a pool reads the earliest due time again, to see schedules added elsewhere.
-RECHECK_S = 1.0
+# How soon after a change a pool reads the earliest due time again (to see schedules added
+# elsewhere), and how soon after a while of changes unwatched (a busy pool's).
+RECHECK_S = 0.05
+UNWATCHED_RECHECK_S = 1.0
 QUIET_SCHEDULES_S = 60.0  # and read again this often with no change seen
 # The keys of a schedule's job (a JSON job without id, delay, run_at and after: SPEC 7).
 JOB_KEYS = ("command", "max_retries", "priority", "timeout", "queue", "cwd")
@@ -354,20 +356,29 @@ class ScheduleTimer:
     comparison of times, and the firing itself when one is due. Every write that brings a
     schedule's due time nearer is a change the service thread sees (PostgreSQL: announced;
     SQLite: a commit of another connection) and reports (:meth:`changed`): the earliest due
-    time is read again after a change (at most every RECHECK_S), and otherwise every
+    time is read again after a change (at most every RECHECK_S), after a while unwatched
+    (:meth:`unwatched`, at most every UNWATCHED_RECHECK_S), and otherwise every
     QUIET_SCHEDULES_S."""
 
     def __init__(self) -> None:
         self._earliest: float | None = None
         self._read_at = float("-inf")
-        self._stale = True
+        self._recheck = 0.0  # read again this long after the last read (see _stale_at)
 
     def changed(self) -> None:
-        self._stale = True
+        """A change was seen: it may have brought a due time nearer."""
+        self._recheck = min(self._recheck, RECHECK_S)
+
+    def unwatched(self) -> None:
+        """A while went by with changes not watched (a busy pool's)."""
+        self._recheck = min(self._recheck, UNWATCHED_RECHECK_S)
 
     def due_in(self, now: float) -> float:
-        """Seconds until the earliest schedule is due, as last read (inf if none)."""
-        return float("inf") if self._earliest is None else max(self._earliest - now, 0.0)
+        """Seconds until the earliest schedule is due, as last read (inf if none), or until it
+        is to be read again after a change, if that is sooner: a schedule added 0.3 s before
+        its first time was read a round late, up to 0.8 s after that time (QA)."""
+        due = float("inf") if self._earliest is None else self._earliest - now
+        return max(min(due, self._read_at + self._recheck - now), 0.0)
 
     def tick(self, queue: Schedules) -> list[Job]:
         now = queue.clock()
@@ -381,9 +392,9 @@ class ScheduleTimer:
 
     def _stale_at(self, now: float) -> bool:
         """Whether the earliest due time, as last read, is to be read again at ``now``."""
-        since = now - self._read_at
-        if since < 0 or since >= QUIET_SCHEDULES_S or (self._stale and since >= RECHECK_S):
-            self._stale = False
+        since = now - self._read_at + 1e-3  # (a round that ends on time is not a hair early)
+        if since < 0 or since >= min(self._recheck, QUIET_SCHEDULES_S):
+            self._recheck = float("inf")
             return True
         return False
 

@@ -715,7 +715,7 @@ class WorkerPool:
                         # a busy pool's throughput. An idle thread resumes it at once. Unwatched,
                         # a schedule may have changed: the timer reads it again (at most once a second).
                         self._someone_waits.wait(tick)
-                        self._schedules.changed()
+                        self._schedules.unwatched()
                     elif changes.wait(tick):
                         self.wake()
                         if self._hooks is not None:  # a delivery may be due: a look soon

@@ -308,3 +308,44 @@ def test_resuming_a_schedule_whose_cron_cannot_be_read_is_one_clear_error(any_qu
     with pytest.raises(QueueError, match="schedule garbled: its next time cannot be told"):
         any_queue.resume_schedule("garbled")
     assert any_queue.get_schedule("garbled").paused
+
+
+class _Timed:
+    """What ScheduleTimer asks of a queue: the time, the earliest due time, the firing."""
+
+    def __init__(self, now: float, earliest: float | None) -> None:
+        self.now, self.earliest, self.reads = now, earliest, 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def next_schedule_due(self) -> float | None:
+        self.reads += 1
+        return self.earliest
+
+    def fire_due_schedules(self) -> list:
+        self.earliest = None
+        return ["fired"]
+
+
+def test_a_schedule_added_just_after_a_read_fires_on_time():
+    """QA: an enqueue (a change: the due time read again), then a schedule added 0.3 s later,
+    due at the next second: its first job came 0.8 s late, the due time read again only a
+    second after the last read. A change now has it read RECHECK_S after, and the service
+    thread's round ends then."""
+    from queuectl.schedules import RECHECK_S, UNWATCHED_RECHECK_S, ScheduleTimer
+
+    timer, queue = ScheduleTimer(), _Timed(100.0, None)
+    assert timer.tick(queue) == [] and queue.reads == 1
+    assert timer.due_in(100.3) == float("inf")  # nothing changed: no reason to look
+    queue.now, queue.earliest = 100.02, 101.0  # the enqueue's change, then the new schedule
+    timer.changed()
+    assert timer.due_in(queue.now) == pytest.approx(RECHECK_S - 0.02)
+    queue.now = 100.0 + RECHECK_S
+    assert timer.tick(queue) == [] and queue.reads == 2
+    assert timer.due_in(queue.now) == pytest.approx(1.0 - RECHECK_S)
+    queue.now = 101.0
+    assert timer.tick(queue) == ["fired"]
+    # A busy pool watches no changes: it reads again once UNWATCHED_RECHECK_S is up.
+    timer.unwatched()
+    assert timer.due_in(queue.now) == pytest.approx(UNWATCHED_RECHECK_S)
