@@ -39,7 +39,7 @@ from queuectl.worker import MAX_THREADS, JobEvent
 
 from .data import HealthLoaded, Loader, pane_summaries
 from .in_order import InOrder
-from .keys import KeysInOrder, read_escape_then_key
+from .keys import KeysInOrder, read_escape_then_key, settled
 from .pool import PoolControl
 from .messages import (PANES, Carried, Done, JobRow, LoadFailed, PoolEvent, QueueSnapshot,
                        error_text)  # fmt: skip
@@ -107,6 +107,9 @@ class QueueApp(KeysInOrder):
                 tooltip="Remove a worker thread"),  # fmt: skip
         Binding("p", "pause", "Pause", tooltip="Pause / resume workers"),
         Binding("q", "quit", "Quit"),
+        # As in the tools it stands beside (Textual's own ctrl+c only said "press ctrl+q", QA);
+        # in a form's field ctrl+c copies, the field's binding first.
+        Binding("ctrl+c", "quit", "Quit", show=False),
     ]
 
     threads = reactive(0, init=False)
@@ -141,6 +144,7 @@ class QueueApp(KeysInOrder):
         self._actions = InOrder("queuectl-actions", after=lambda: self.post_message(Carried()))
         self._acts_shown = asyncio.Event()  # the panes show what every action asked for did
         self._acts_shown.set()
+        self._covered = asyncio.Event()  # a screen covers the panes (see keys_may_go_on)
         self._problem_said = False  # the pool's problem was said (see _say_problem)
         self._filter_shown = asyncio.Event()  # the panes show the filter's rows
         self._filter_shown.set()
@@ -243,7 +247,9 @@ class QueueApp(KeysInOrder):
 
     def _screen_changed(self, screen: Screen) -> None:
         if screen is not self._main_screen:
+            self._covered.set()
             return
+        self._covered.clear()
         held, self._held = self._held, None
         if held is not None:
             self.on_queue_snapshot(held)
@@ -273,7 +279,15 @@ class QueueApp(KeysInOrder):
             await _within(screen.caught_up, self.CATCH_UP_S)
             return
         if self.panes_on_top:  # (the panes are not drawn while a screen covers them)
-            await _within(self._acts_shown, self.CATCH_UP_S)
+            # Or until a screen covers them: an action may ask first (`x` on a job that started
+            # since the panes were read opens the question for a running one), and its
+            # dialog's keys waited for panes it covered, 5 s (QA: `n` then `j x` cancelled
+            # the row below the one meant, 5 s later).
+            self._covered.clear()  # (they are on top now)
+            await _within(self._acts_shown, self.CATCH_UP_S, or_=self._covered)
+            if not self.panes_on_top:
+                await settled(self.screen)  # the dialog: composed and focused
+                return
         pane = self.focused
         if not isinstance(pane, JobPane):
             return
@@ -858,8 +872,16 @@ def _end_with_the_jobs(app: QueueApp) -> None:
     os._exit(_exit_code(app))
 
 
-async def _within(event: asyncio.Event, timeout: float) -> None:
-    """Return once ``event`` is set, or after ``timeout`` seconds."""
-    if not event.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+async def _within(
+    event: asyncio.Event, timeout: float, or_: asyncio.Event | None = None
+) -> None:
+    """Return once ``event`` (or ``or_``) is set, or after ``timeout`` seconds."""
+    events = [each for each in (event, or_) if each is not None]
+    if any(each.is_set() for each in events):
+        return
+    waits = [asyncio.ensure_future(each.wait()) for each in events]
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for each in waits:
+            each.cancel()

@@ -731,3 +731,31 @@ def test_a_schedule_s_details_taller_than_the_terminal_scroll_to_its_end(workflo
         await until(pilot, lambda: box.scroll_y == box.max_scroll_y and box.scroll_y > 0)
 
     drive(app, scenario, size=(80, 24))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 15)])
+@pytest.mark.parametrize("key", ["Q", "S"])
+def test_G_p_in_a_short_terminal_pauses_the_last_row_in_sight(queue, fixed_clock, key, size):
+    """QA: at 80x24 the Q and S tables were taller than their dialog, which cut their last
+    rows off: `G` put the cursor on a row out of sight, the table scrolled no further, and `p`
+    paused a queue (or a schedule) the user could not see."""
+    for n in range(10, 50):
+        if key == "Q":
+            queue.set_queue_limit(f"z{n}", 2)
+        else:
+            queue.add_schedule(f"z{n}", "@daily", JobSpec(command="true", cwd="/"))
+    app = make_app(queue, clock=fixed_clock, workers=0)
+    listing = QueuesScreen if key == "Q" else SchedulesScreen
+    paused = (lambda: queue_info(queue, "z49").paused) if key == "Q" else (
+        lambda: next(s for s in queue.schedules() if s.name == "z49").paused)  # fmt: skip
+
+    async def scenario(pilot):
+        await pilot.press(key)
+        await until(pilot, lambda: isinstance(app.screen, listing) and app.screen.table.row_count)
+        await pilot.press("G", "p")
+        await until(pilot, paused, what="z49 paused")
+        await pilot.pause(0.1)
+        shown = app.export_screenshot()
+        assert "z49" in shown and "z48" in shown
+
+    drive(app, scenario, size=size)

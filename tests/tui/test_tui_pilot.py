@@ -917,13 +917,15 @@ def test_p_pauses_and_resumes_the_workers(live_queue):
     drive(app, scenario)
 
 
-def test_q_quits_at_once_when_no_job_runs(live_queue):
+@pytest.mark.parametrize("key", ["q", "ctrl+c"])
+def test_q_quits_at_once_when_no_job_runs(live_queue, key):
+    """And ctrl+c, as in the tools it stands beside (Textual's own only said "press ctrl+q")."""
     app = make_app(live_queue, workers=2)
 
     async def scenario(pilot):
         await until(pilot, lambda: app.pool.started)
         assert len(live_queue.live_workers()) == 1
-        await pilot.press("q")
+        await pilot.press(key)
         await until(pilot, lambda: app._exit, what="the app to exit")
         assert not live_queue.live_workers()  # unregistered on the way out
 

@@ -34,6 +34,11 @@ from ..text import literal
 from ..widgets.listing import Listing
 
 
+DIALOG_SHARE = 0.9  # of the terminal's height: .listing's max-height (app.tcss)
+MAX_TABLE_ROWS = 24  # the table's height where there is room, header and all
+MIN_TABLE_ROWS = 3  # the header and two rows, however short the terminal
+
+
 class ListingScreen(ModalScreen[None]):
     """A dialog with a :class:`Listing`; subclasses give the columns, :meth:`items` (run in a
     thread) and :meth:`rows` (the table's rows for them, keyed)."""
@@ -75,6 +80,20 @@ class ListingScreen(ModalScreen[None]):
         self.on_listed(worker.result)  # shown now, before the keys typed next are handled
         self.set_interval(self.REFRESH_S, self.load)
 
+    def on_resize(self) -> None:
+        self.fit_table()
+
+    def fit_table(self) -> None:
+        """The table's height at most what the dialog has room for (CSS's max-height cannot
+        say "24 rows, or less if the terminal is short"). Taller, its last rows were cut off
+        by the dialog, and the table, which scrolls to its cursor within its own height,
+        scrolled no more: at 80x24 `G` then `p` paused a queue out of sight (QA)."""
+        dialog = self.query_one(".dialog")
+        note = self.query_one("#listing-note")
+        room = int(self.size.height * DIALOG_SHARE) - dialog.styles.gutter.height
+        room -= self.table.styles.margin.height + (note.outer_size.height if note.display else 0)
+        self.table.styles.max_height = max(MIN_TABLE_ROWS, min(MAX_TABLE_ROWS, room))
+
     def keys_hint(self) -> str:
         shown = [b for b in self.BINDINGS if isinstance(b, Binding) and b.show]
         names = {"escape": "esc", "delete": "del"}
@@ -113,6 +132,7 @@ class ListingScreen(ModalScreen[None]):
         if message.error is not None:
             note.update(literal(f"cannot read the queue: {message.error}"))
             note.display = True
+            self.fit_table()
             self.caught_up.set()  # (keys typed ahead wait no longer: no rows are coming)
             return
         if message.actions >= self._actions.asked:  # it shows what every action asked for did
@@ -131,6 +151,7 @@ class ListingScreen(ModalScreen[None]):
             self.select_when_shown = None
         note.update("" if rows else self.EMPTY)
         note.display = not rows
+        self.fit_table()
 
     def is_paused(self, item) -> bool:
         """Whether ``item`` (a queue or a schedule) is paused, as last read or as `p` asked."""
