@@ -706,9 +706,12 @@ class WorkerPool:
                 # Up to the next thing to do: a schedule fires on time, not up to a tick late.
                 # A still pool's rounds are longer: changes wake it all the same (SQLite: the
                 # kernel's file events; PostgreSQL: notifications), and each round costs CPU.
+                # A stopping pool fires no schedule: one due, its rounds took no time at all
+                # (the thread spun while the last hooks ran, and they were taken for lost).
+                schedules = float("inf") if self.stopping else self._schedules.due_in(
+                    self.queue.clock())  # fmt: skip
                 tick = min(QUIET_TICK_S if still else SERVICE_TICK_S,
-                           max(next_beat - time.monotonic(), 0.0),
-                           self._schedules.due_in(self.queue.clock()))  # fmt: skip
+                           max(next_beat - time.monotonic(), 0.0), schedules)  # fmt: skip
                 try:
                     if self._all_busy():
                         # Nobody to wake: watching would cost a wake-up every few ms, taken from

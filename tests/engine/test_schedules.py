@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -349,3 +350,29 @@ def test_a_schedule_added_just_after_a_read_fires_on_time():
     # A busy pool watches no changes: it reads again once UNWATCHED_RECHECK_S is up.
     timer.unwatched()
     assert timer.due_in(queue.now) == pytest.approx(UNWATCHED_RECHECK_S)
+
+
+def test_a_stopping_pool_does_not_spin_on_a_schedule_it_no_longer_fires(db_path, monkeypatch):
+    """A stopping pool fires no schedule, yet its service thread's rounds were as long as the
+    time to the next due time (or to the next look after a change): once past, no time at
+    all, and the thread spun on a core (0.91 of one) while the last job ran to its end."""
+    from queuectl import WorkerPool
+
+    rounds = []
+    all_busy = WorkerPool._all_busy
+    monkeypatch.setattr(WorkerPool, "_all_busy", lambda self: rounds.append(1) or all_busy(self))
+    queue = Queue(db_path)
+    queue.add_schedule("tick", "* * * * * *", JobSpec(command="true", cwd="/"))
+    job = queue.enqueue(JobSpec(command="sleep 30", priority=9))
+    pool = WorkerPool(queue, 1).start()
+    try:
+        wait_until(lambda: queue.get(job.id).state == "processing", 30, "the job to start")
+        pool.stop()
+        wait_until(lambda: queue.next_schedule_due() < queue.clock() - 1, 30, "a time to pass")
+        before = len(rounds)
+        time.sleep(1.0)  # (what is measured: the rounds of a second)
+        assert len(rounds) - before < 50, "the service thread spun"
+    finally:
+        pool.kill()
+        assert pool.join(30)
+        queue.close()
