@@ -733,7 +733,7 @@ def test_a_schedule_s_details_taller_than_the_terminal_scroll_to_its_end(workflo
     drive(app, scenario, size=(80, 24))
 
 
-@pytest.mark.parametrize("size", [(80, 24), (60, 15)])
+@pytest.mark.parametrize("size", [(80, 24), (60, 15), (60, 7)])
 @pytest.mark.parametrize("key", ["Q", "S"])
 def test_G_p_in_a_short_terminal_pauses_the_last_row_in_sight(queue, fixed_clock, key, size):
     """QA: at 80x24 the Q and S tables were taller than their dialog, which cut their last
@@ -756,6 +756,6 @@ def test_G_p_in_a_short_terminal_pauses_the_last_row_in_sight(queue, fixed_clock
         await until(pilot, paused, what="z49 paused")
         await pilot.pause(0.1)
         shown = app.export_screenshot()
-        assert "z49" in shown and "z48" in shown
+        assert "z49" in shown and ("z48" in shown or size[1] < 8)  # (7 lines: room for one)
 
     drive(app, scenario, size=size)
