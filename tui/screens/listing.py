@@ -34,7 +34,6 @@ from ..text import literal
 from ..widgets.listing import Listing
 
 
-DIALOG_SHARE = 0.9  # of the terminal's height: .listing's max-height (app.tcss)
 MAX_TABLE_ROWS = 24  # the table's height where there is room, header and all
 MIN_TABLE_ROWS = 2  # the header and a row, however short the terminal (QA: two overflowed at 7 lines)
 
@@ -90,7 +89,9 @@ class ListingScreen(ModalScreen[None]):
         scrolled no more: at 80x24 `G` then `p` paused a queue out of sight (QA)."""
         dialog = self.query_one(".dialog")
         note = self.query_one("#listing-note")
-        room = int(self.size.height * DIALOG_SHARE) - dialog.styles.gutter.height
+        most = dialog.styles.max_height  # (.listing's, app.tcss)
+        room = self.size.height if most is None else int(most.resolve(self.size, self.app.size))
+        room -= dialog.styles.gutter.height
         room -= self.table.styles.margin.height + (note.outer_size.height if note.display else 0)
         self.table.styles.max_height = max(MIN_TABLE_ROWS, min(MAX_TABLE_ROWS, room))
 
