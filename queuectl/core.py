@@ -170,12 +170,11 @@ class QueueCore:
         for callback in listeners:
             callback()
 
-    def _announce(self, payload: str = "") -> None:
+    def _announce(self) -> None:
         """Wake workers in other processes (PostgreSQL; SQLite's data_version needs no help).
-        Inside a transaction the notification is sent at commit. ``payload``: what changed, for
-        the readers that tell (see queuectl.watch)."""
+        Inside a transaction the notification is sent at commit."""
         if not self.is_sqlite:
-            self.db.execute_sql("SELECT pg_notify(%s, %s)", (self.channel, payload))
+            self.db.execute_sql("SELECT pg_notify(%s, '')", (self.channel,))
 
     def change_detector(self) -> ChangeDetector:
         """For one thread: tells cheaply when another process changed the queue."""

@@ -12,7 +12,6 @@ import os
 import select
 import sqlite3
 import time
-from collections.abc import Callable
 
 import peewee
 
@@ -26,9 +25,6 @@ except (ImportError, OSError):  # pragma: no cover - other platforms
 # PostgreSQL: the payload of the announcement that a running job's output was stored. Readers
 # of output (`logs -f`, the TUI) wake on it; a pool's service thread ignores it (see ignored).
 OUTPUT_PAYLOAD = "output"
-# PostgreSQL: the payload of the announcement that a queue's limit or pause changed. A pool that
-# reads whether any queue has a limit at most once a second hears of it at once (see on_settings).
-SETTINGS_PAYLOAD = "settings"
 
 
 def notify_channel(db: peewee.Database) -> str:
@@ -206,8 +202,6 @@ class PostgresNotifications(ChangeDetector):
         self.connection = None
         # Payloads that are no change for this reader (e.g. a pool's: OUTPUT_PAYLOAD).
         self.ignored: frozenset[str] = frozenset()
-        # Called on each SETTINGS_PAYLOAD read, before the wait returns.
-        self.on_settings: Callable[[], None] | None = None
         self._retry = Backoff()
         self._retry_at = 0.0
         self._listen()
@@ -233,8 +227,6 @@ class PostgresNotifications(ChangeDetector):
         if self.connection is None:
             deadline = time.monotonic() + timeout
             if time.monotonic() >= self._retry_at and self._listen():
-                if self.on_settings is not None:  # (one of those lost may have been this)
-                    self.on_settings()
                 return True  # announcements made while it was away are lost: look again
             time.sleep(max(deadline - time.monotonic(), 0))
             return False
@@ -247,22 +239,16 @@ class PostgresNotifications(ChangeDetector):
             while not changed:
                 remaining = max(deadline - time.monotonic(), 0.0)
                 for notify in self.connection.notifies(timeout=remaining, stop_after=1):
-                    changed = self._heard(notify.payload)
+                    changed = notify.payload not in self.ignored
                 if time.monotonic() >= deadline:
                     break
             if changed:  # several announcements in a burst count as one change
-                for notify in self.connection.notifies(timeout=0.001):
-                    self._heard(notify.payload)
+                for _ in self.connection.notifies(timeout=0.001):
+                    pass
         except psycopg.Error:
             self.close()  # the next wait connects again
             return True
         return changed
-
-    def _heard(self, payload: str) -> bool:
-        """One announcement read: whether it is a change for this reader."""
-        if payload == SETTINGS_PAYLOAD and self.on_settings is not None:
-            self.on_settings()
-        return payload not in self.ignored
 
     def close(self) -> None:
         if self.connection is not None:

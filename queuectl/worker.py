@@ -420,10 +420,9 @@ class WorkerPool:
         if due == 0 and not self.queue.is_sqlite:
             # A job is due that the claim just passed over. On PostgreSQL that may be one of a
             # queue given a limit elsewhere since this pool last read whether any queue has one
-            # (the claim statement leaves limited queues out), while every thread was busy and
-            # none heard it announced: the next claim reads that afresh. Else the thread spun,
-            # claiming nothing, until the read's second was up (QA: 0.39-0.85 s, ~1,400 claims
-            # a second).
+            # (the claim statement leaves limited queues out): the next claim reads that
+            # afresh. Else the thread spun, claiming nothing, until the read's second was up
+            # (QA: 0.39-0.85 s, ~1,400 claims a second).
             self._jobs.forget_limits()  # type: ignore[attr-defined]
         wait = self._idle_wait()
         return wait if due is None else min(due, wait)
@@ -694,7 +693,6 @@ class WorkerPool:
             changes = self.queue.change_detector()
             if isinstance(changes, PostgresNotifications):
                 changes.ignored = frozenset({OUTPUT_PAYLOAD})
-                changes.on_settings = self._jobs.forget_limits  # type: ignore[attr-defined]
             changes.prime()
         finally:
             self._watching.set()  # the threads may claim: a change from now on is seen

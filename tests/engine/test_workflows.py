@@ -447,11 +447,11 @@ def test_a_limit_set_here_holds_for_this_queues_next_claim(any_queue):
 
 
 def test_a_limit_set_in_another_process_is_seen_by_a_pool_at_once(pg_target, monkeypatch):
-    """PostgreSQL: a pool reads whether any queue has a limit at most once a second, and a
-    limit set elsewhere is announced as such: the pool's next claim reads it afresh. (Read on
-    the clock alone, a limit set from another process on a queue whose jobs were running left
-    its next job unclaimed for up to that second: QA saw it start 0.38-0.70 s late.) The
-    second is an hour here: without the announcement the job would not start in time."""
+    """PostgreSQL: a pool reads whether any queue has a limit at most once a second; a claim
+    that finds nothing while a job is due reads it afresh. (Read on the clock alone, a limit
+    set from another process on a queue whose jobs were running left its next job unclaimed
+    for up to that second: QA saw it start 0.38-0.70 s late.) The second is an hour here:
+    read on the clock alone, the job would not start in time."""
     from queuectl import WorkerPool, workflows
 
     monkeypatch.setattr(workflows, "LIMITS_RECHECK_S", 3600.0)
