@@ -759,3 +759,32 @@ def test_G_p_in_a_short_terminal_pauses_the_last_row_in_sight(queue, fixed_clock
         assert "z49" in shown and ("z48" in shown or size[1] < 8)  # (7 lines: room for one)
 
     drive(app, scenario, size=size)
+
+
+@pytest.mark.parametrize("width", [120, 80, 60, 40])
+@pytest.mark.parametrize("key", ["Q", "S"])
+def test_the_q_and_s_dialogs_say_how_to_close_them_at_any_width(queue, fixed_clock, key, width):
+    """QA: at 80 columns the schedules' keys were cut off before `esc close`. The keys that
+    fit are shown, described in full where there is room, and `esc close` always."""
+    queue.add_schedule("nightly", "@daily", JobSpec(command="true", cwd="/"))
+    queue.set_queue_limit("nightly", 2)
+    app = make_app(queue, clock=fixed_clock, workers=0)
+    listing = QueuesScreen if key == "Q" else SchedulesScreen
+
+    def bottom_border() -> str:
+        lines = [strip.text for strip in app.screen._compositor.render_strips()]
+        return next(line for line in lines if "╰" in line)
+
+    async def scenario(pilot):
+        await pilot.press(key)
+        await until(pilot, lambda: isinstance(app.screen, listing) and app.screen.table.row_count)
+        await pilot.pause(0.1)
+        line = bottom_border()
+        assert "esc close" in line and "…" not in line, line
+        assert "p pause" in line, line
+        if width >= 120:
+            assert "p pause/resume" in line and (key == "Q" or "r run now" in line), line
+        await pilot.resize_terminal(width // 2, 20)  # narrowed while open: the keys fit again
+        await until(pilot, lambda: "esc close" in bottom_border() and "…" not in bottom_border())
+
+    drive(app, scenario, size=(width, 20))

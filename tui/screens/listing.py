@@ -15,6 +15,7 @@ schedule was added found the table without it.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from functools import partial
 
@@ -73,7 +74,6 @@ class ListingScreen(ModalScreen[None]):
             yield Static(self.EMPTY, id="listing-note", classes="hint", markup=False)
 
     async def on_mount(self) -> None:
-        self.query_one(".dialog").border_subtitle = self.keys_hint()
         worker = self.run_worker(self.read, thread=True, exit_on_error=False)
         await worker.wait()
         self.on_listed(worker.result)  # shown now, before the keys typed next are handled
@@ -81,6 +81,12 @@ class ListingScreen(ModalScreen[None]):
 
     def on_resize(self) -> None:
         self.fit_table()
+        dialog = self.query_one(".dialog")
+        width = dialog.styles.width
+        room = self.size.width if width is None else int(width.resolve(self.size, self.app.size))
+        if dialog.styles.max_width is not None:
+            room = min(room, int(dialog.styles.max_width.resolve(self.size, self.app.size)))
+        dialog.border_subtitle = self.keys_hint(room - 4)  # (the corners, and a line each side)
 
     def fit_table(self) -> None:
         """The table's height at most what the dialog has room for (CSS's max-height cannot
@@ -95,13 +101,25 @@ class ListingScreen(ModalScreen[None]):
         room -= self.table.styles.margin.height + (note.outer_size.height if note.display else 0)
         self.table.styles.max_height = max(MIN_TABLE_ROWS, min(MAX_TABLE_ROWS, room))
 
-    def keys_hint(self) -> str:
-        shown = [b for b in self.BINDINGS if isinstance(b, Binding) and b.show]
+    def keys_hint(self, room: int) -> str:
+        """The dialog's keys, as many as fit in ``room`` cells: each described in full, or in
+        a word (`p pause`), or, where even that is too long, with the last ones before
+        `esc close` left out. At 80 columns the schedules' hint was cut off before `esc close`
+        (QA)."""
         names = {"escape": "esc", "delete": "del"}
-        return " · ".join(
-            f"{names.get(b.key.split(',')[0], b.key.split(',')[0])} {b.description.lower()}"
-            for b in shown
-        )
+        keys = [
+            (names.get(key, key), binding.description.lower())
+            for binding in self.BINDINGS
+            if isinstance(binding, Binding) and binding.show
+            for key in [binding.key.split(",")[0]]
+        ]
+        *actions, close = [f"{key} {what}" for key, what in keys]
+        short = [f"{key} {re.split(r'[ /]', what)[0]}" for key, what in keys[:-1]]
+        for shown in (actions, short, *(short[:n] for n in range(len(short) - 1, -1, -1))):
+            hint = " · ".join([*shown, close])
+            if len(hint) <= room:
+                break
+        return hint
 
     def items(self) -> list:
         """In a thread: what the table lists (plain data)."""
