@@ -44,7 +44,7 @@ from .pool import PoolControl
 from .messages import (PANES, Carried, Done, JobRow, LoadFailed, PoolEvent, QueueSnapshot,
                        error_text)  # fmt: skip
 from .screens.config import ConfigScreen
-from .screens.confirm import ConfirmScreen, StoppingScreen, running
+from .screens.confirm import ConfirmScreen, QuitQuestion, StoppingScreen, running
 from .screens.details import DetailsScreen
 from .screens.edit import EditScreen
 from .screens.enqueue import EnqueueScreen
@@ -771,7 +771,7 @@ class QueueApp(KeysInOrder):
             if yes:
                 self._stop_and_exit(wait_screen=bool(self._still_running()))
 
-        self.push_screen(ConfirmScreen("Quit", question, "Quit"), answer)
+        self.push_screen(QuitQuestion(question), answer)
 
     def stop_signalled(self) -> None:
         """SIGTERM or SIGHUP (see ``signals.py``): quit as a "yes" to `q` does, without asking."""

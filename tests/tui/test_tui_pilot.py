@@ -1176,15 +1176,19 @@ def test_a_thread_added_beside_a_retiring_one_leaves_it_shown(live_queue, tmp_pa
             gate.touch()
 
 
-def test_stopping_screen_k_kills_running_jobs_back_to_pending(live_queue):
+@pytest.mark.parametrize("keys", [("q", "y", "k"), ("ctrl+c", "ctrl+c", "ctrl+c")])
+def test_stopping_screen_k_kills_running_jobs_back_to_pending(live_queue, keys):
+    """And ctrl+c three times: the first asks, the second says yes, the third kills (QA: the
+    second and the third did nothing)."""
     app = make_app(live_queue, workers=1)
+    *quit_, kill = keys
 
     async def scenario(pilot):
         job = live_queue.enqueue("sleep 30")
         await until(pilot, lambda: app.pool.busy == 1)  # running, not just claimed
-        await pilot.press("q", "y")
+        await pilot.press(*quit_)
         await until(pilot, lambda: isinstance(app.screen, StoppingScreen))
-        await pilot.press("k")
+        await pilot.press(kill)
         await until(pilot, lambda: app._exit, what="the app to exit")
         stored = live_queue.get(job.id)
         assert (stored.state, stored.attempts) == ("pending", 0)

@@ -54,6 +54,16 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(event.button.id == "yes")
 
 
+class QuitQuestion(ConfirmScreen):
+    """The quit question: `ctrl+c` again says yes (a third kills, see :class:`StoppingScreen`),
+    as a second ctrl+c stops `worker start` (QA: it did nothing here)."""
+
+    BINDINGS = [*ConfirmScreen.BINDINGS, Binding("ctrl+c", "answer(True)", "Yes", show=False)]
+
+    def __init__(self, question: Callable[[], str]) -> None:
+        super().__init__("Quit", question, "Quit")
+
+
 def running(jobs: int, hooks: int, adjective: str = "running ") -> str:
     """What a pool runs, in words: "1 running job", "2 running jobs and 1 notification hook"
     ("" for nothing); ``adjective`` goes before the first noun."""
@@ -67,10 +77,11 @@ def running(jobs: int, hooks: int, adjective: str = "running ") -> str:
 
 
 class StoppingScreen(ModalScreen[None]):
-    """Shown while this app's running jobs (and hooks) finish; `k` kills them instead (jobs
-    back to pending). ``running`` says what is still running (see :func:`running`)."""
+    """Shown while this app's running jobs (and hooks) finish; `k` or `ctrl+c` kills them
+    instead (jobs back to pending). ``running`` says what is still running (see
+    :func:`running`)."""
 
-    BINDINGS = [Binding("k", "kill", "Kill running jobs")]
+    BINDINGS = [Binding("k,ctrl+c", "kill", "Kill running jobs")]
 
     def __init__(self, running: Callable[[], str], kill: Callable[[], None]) -> None:
         super().__init__()
@@ -81,8 +92,8 @@ class StoppingScreen(ModalScreen[None]):
             dialog.border_title = "Quitting"
             yield Static(id="waiting", classes="question")
             yield Static(
-                "Press k to kill them now: jobs go back to pending, their attempt not counted; "
-                "a hook killed runs again in another worker.",
+                "Press k (or ctrl+c) to kill them now: jobs go back to pending, their attempt "
+                "not counted; a hook killed runs again in another worker.",
                 classes="hint",
             )
 
