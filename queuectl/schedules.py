@@ -36,6 +36,9 @@ if TYPE_CHECKING:  # zoneinfo only where a schedule is read or fired
     from zoneinfo import ZoneInfo
 
 ALIASES = ("@hourly", "@daily", "@weekly", "@monthly")
+# Each field's name and how many values it has, seconds first (5 fields: the last five).
+FIELDS = (("seconds", 60), ("minute", 60), ("hour", 24), ("day", 31), ("month", 12),
+          ("weekday", 7))  # fmt: skip
 MAX_CRON = 255  # characters of an expression, its fields one space apart
 # How soon after a change a pool reads the earliest due time again (to see schedules added
 # elsewhere), and how soon after a while of changes unwatched (a busy pool's).
@@ -82,6 +85,17 @@ def check_cron(cron: str) -> str:
     random = any(part.upper().startswith("R") for field in fields for part in field.split(","))
     if random or not croniter.is_valid(text, second_at_beginning=len(fields) == 6):
         raise InvalidInput(f"bad cron expression {cron!r}")
+    # A step longer than the field's cycle names its first value alone: croniter reads
+    # `*/61 * * * * *` ("every 61 seconds"?) as second 0 of every minute (QA). Refused, as it
+    # cannot mean what it says; `*/60` minutes (hourly) can.
+    for (what, values), field in zip(FIELDS[-len(fields):], fields):
+        for part in field.split(","):
+            _, slash, step = part.partition("/")
+            if slash and step.isdigit() and int(step) > values:
+                raise InvalidInput(
+                    f"bad cron expression {cron!r}: a step of {step} in the {what} field, "
+                    f"which has {values} values"
+                )
     if len(text) > MAX_CRON:  # (the column's width, on PostgreSQL)
         raise InvalidInput(f"bad cron expression: {len(text)} characters, at most {MAX_CRON}")
     return text

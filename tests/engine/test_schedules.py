@@ -65,7 +65,10 @@ def test_a_time_of_day_in_the_hour_clocks_go_back_runs_once_and_hourly_jobs_in_b
      ("x", "* * * * * * *", None), ("x", "@reboot", None), ("x", "@daily", "Mars/Base"),
      # croniter's random values and hashes are not cron's (QA: "R R * * *" fired 1-5 times a day)
      ("x", "R R * * *", None), ("x", "0 r(1-5) * * *", None), ("x", "0,R 3 * * *", None),
-     ("x", "H * * * *", None)],
+     ("x", "H * * * *", None),
+     # a step longer than the field's cycle: croniter's `*/61` seconds is second 0 alone (QA)
+     ("x", "*/61 * * * * *", None), ("x", "0 0-23/25 * * *", None), ("x", "0 0 1 1/13 *", None),
+     ("x", "0 0 * * 1,*/8", None), ("x", "0 0 */32 * *", None)],
 )  # fmt: skip
 def test_bad_schedules_are_refused(any_queue, name, cron, zone):
     with pytest.raises(InvalidInput):
@@ -75,6 +78,12 @@ def test_bad_schedules_are_refused(any_queue, name, cron, zone):
 
 def test_month_and_day_names_are_cron_s_own():
     assert check_cron("0 3 * MAR,apr FRI") == "0 3 * MAR,apr FRI"
+
+
+def test_steps_up_to_a_field_s_cycle_are_kept():
+    for cron in ("*/60 * * * * *", "*/60 * * * *", "0 */24 * * *", "0 0 */31 * *",
+                 "0 0 1 */12 *", "0 0 * * */7", "0 0 * * 1-5/2"):  # fmt: skip
+        assert check_cron(cron) == cron
 
 
 def test_names_are_unique_and_unknown_ones_fail(any_queue):
