@@ -137,6 +137,29 @@ def test_a_dead_dependency_blocks_until_retried_and_completed(any_queue):
     assert run_one(q).id == "next"
 
 
+def test_a_job_claimed_while_the_queue_is_read_for_drained_is_still_left(any_queue, target, clock):
+    """`--burst` stopped with a job's retry to come (the suite, once): drained() read "none
+    processing", the job was claimed, then it read "none ready"."""
+    q = any_queue
+    job = q.enqueue(JobSpec(command="x"))
+    other = Queue(target, clock=clock)
+    read = q.db.execute_sql
+
+    def claimed_after_the_first_read(*args, **kwargs):
+        cursor = read(*args, **kwargs)
+        if other.get(job.id).state == "pending":
+            other.claim("elsewhere")
+        return cursor
+
+    try:
+        q.db.execute_sql = claimed_after_the_first_read
+        assert not q.drained()
+    finally:
+        del q.db.execute_sql
+        other.close()
+    assert q.get(job.id).state == "processing"
+
+
 def test_enqueued_after_a_dead_job_it_is_blocked_at_once(any_queue):
     q = any_queue
     q.config_set("max-retries", 1)
