@@ -29,7 +29,7 @@ import peewee
 
 from .errors import InvalidInput, QueueError
 from .lifecycle import Lifecycle
-from .models import CLAIMABLE, READY, STATES, Job, State, sql_in
+from .models import CLAIMABLE, READY, STATES, WAITING_ON_DEPENDENCY, Job, State, sql_in
 from .spec import JobSpec, validate_int, validate_name
 from .statements import queue_filter
 
@@ -431,23 +431,40 @@ class Workflows(Lifecycle):
 
     def drained(self, queues: tuple[str, ...] | None = None) -> bool:
         """Nothing left that a worker (of ``queues``, if given) could run now or later: no job
-        processing, and none ready (SPEC 4 `--burst`). Jobs waiting for a dependency that will
-        never complete (dead, or waiting itself), and jobs of paused queues (or limited to 0)
-        do not count: they can only run once a user acts.
+        processing, none ready, and none waiting for a job that runs or is ready (SPEC 4
+        `--burst`). Jobs waiting for a dependency that cannot complete unless a user acts (it is
+        dead, or waits for one that is), and jobs of paused queues (or limited to 0) do not
+        count.
 
         One statement, so one snapshot: read one after the other, a job claimed between the
         two reads was in neither (not processing yet, then no longer ready), and a `--burst`
         worker stopped with its first job's retry still to come (the suite, once)."""
         only = queue_filter(queues)
-        processing = f"\"state\" = '{State.PROCESSING.value}'{only}"
+        processing = f"\"state\" = '{State.PROCESSING.value}'"
         ready = (
-            f'{READY}{only} AND "queue" NOT IN (SELECT "name" FROM "queue_setting" '
+            f'{READY} AND "queue" NOT IN (SELECT "name" FROM "queue_setting" '
             'WHERE "paused" OR "max_running" = 0)'
         )
-        (left,) = self.db.execute_sql(
-            f'SELECT EXISTS (SELECT 1 FROM "job" WHERE {processing}) '
-            f'OR EXISTS (SELECT 1 FROM "job" WHERE {ready})'
-        ).fetchone()
+        statement = (
+            f'SELECT EXISTS (SELECT 1 FROM "job" WHERE {processing}{only}) '
+            f'OR EXISTS (SELECT 1 FROM "job" WHERE {ready}{only})'
+        )
+        if queues is not None:
+            # A job of these queues that waits for jobs of other queues is left while one of
+            # them (or a job they wait for, however far up) runs or is ready: `--burst --queue
+            # B` exited while a job of B waited for one that another worker was running (QA).
+            statement = (
+                'WITH RECURSIVE "up" ("seq") AS ('
+                'SELECT "dep_seq" FROM "job_dep" JOIN "job" ON "job"."seq" = "job_seq" '
+                f'WHERE {WAITING_ON_DEPENDENCY}{only} '
+                'UNION SELECT "job_dep"."dep_seq" FROM "up" '
+                'JOIN "job" ON "job"."seq" = "up"."seq" '
+                'JOIN "job_dep" ON "job_dep"."job_seq" = "up"."seq" '
+                f"WHERE \"state\" <> '{State.COMPLETED.value}') "
+                f'{statement} OR EXISTS (SELECT 1 FROM "up" JOIN "job" ON "job"."seq" = "up"."seq" '
+                f"WHERE {processing} OR ({ready}))"
+            )
+        (left,) = self.db.execute_sql(statement).fetchone()
         return not left
 
     # -- PostgreSQL: claims in limited queues ----------------------------------------------

@@ -160,6 +160,32 @@ def test_a_job_claimed_while_the_queue_is_read_for_drained_is_still_left(any_que
     assert q.get(job.id).state == "processing"
 
 
+def test_a_queue_s_job_waiting_for_another_queue_s_running_job_is_left(any_queue):
+    """QA: `worker start --burst --queue qb` exited at once while a job of qb waited for a job
+    of qa that another worker ran; it ran B once A completed only without `--queue`."""
+    q = any_queue
+    q.config_set("max-retries", 0)
+    q.enqueue(JobSpec(command="a", id="A", queue="qa"))
+    q.enqueue(JobSpec(command="a2", id="A2", queue="qa", after=("A",)))
+    q.enqueue(JobSpec(command="b", id="B", queue="qb", after=("A2",)))
+    assert not q.drained(("qb",))  # A is ready (a worker of qa may come)
+    running = q.claim("elsewhere", ("qa",))
+    assert running.id == "A"
+    assert not q.drained(("qb",))  # A runs, and B waits for it through A2
+    q.finish(running, FAILED, "elsewhere")
+    assert q.get("A").state == "dead"
+    assert q.drained(("qb",))  # B can only run once a user retries A
+    assert q.drained()  # nor any worker: A2 and B wait for a dead job
+    q.retry_dead(["A"])
+    assert not q.drained(("qb",))
+    assert run_one(q, queues=("qa",)).id == "A"
+    assert not q.drained(("qb",))  # A2 ready
+    assert run_one(q, queues=("qa",)).id == "A2"
+    assert not q.drained(("qb",))  # B ready
+    assert run_one(q, queues=("qb",)).id == "B"
+    assert q.drained(("qb",)) and q.drained()
+
+
 def test_enqueued_after_a_dead_job_it_is_blocked_at_once(any_queue):
     q = any_queue
     q.config_set("max-retries", 1)
