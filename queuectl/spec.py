@@ -261,6 +261,8 @@ def validate_after(value: Any) -> tuple[str, ...]:
         raise InvalidInput(f"'after' names more than {MAX_AFTER} jobs")
     ids: dict[str, None] = {}
     for item in value:
+        if not isinstance(item, str):  # (not "'after' must be a string": it must be a list)
+            raise InvalidInput(f"each id in 'after' must be a string, got {_type_name(item)}")
         text = _text("after", item)
         if not text.strip():
             raise InvalidInput("'after' holds an empty id")

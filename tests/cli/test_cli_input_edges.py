@@ -102,6 +102,19 @@ def test_json_mistyped_with_a_space_or_single_quotes_is_refused(run, any_queue, 
     assert any_queue.counts()["pending"] == 0
 
 
+@pytest.mark.parametrize("after, said", [
+    ("[1]", "each id in 'after' must be a string, got int"),
+    ("[null]", "each id in 'after' must be a string, got null"),
+    ('"A"', "'after' must be a list of job ids, got str"),
+])  # fmt: skip
+def test_a_mistyped_after_says_which_part_is_wrong(run, any_queue, after, said):
+    """QA: `"after": [1]` said "'after' must be a string", and `"after": "A"` that it must be
+    a list."""
+    line = one_error_line(run("enqueue", '{"command": "x", "after": %s}' % after), 2)
+    assert line == f"Error: {said}"
+    assert any_queue.counts()["pending"] == 0
+
+
 @pytest.mark.parametrize("command", ['{ "$HOME/bin/run"; }', "{ echo a; }", '{ "a b" x; }'])
 def test_a_shell_group_with_a_quoted_word_is_still_a_command(run, any_queue, command):
     job_id = run.ok("enqueue", command).strip()
