@@ -365,11 +365,16 @@ class Workflows(Lifecycle):
             info.limit, info.paused = setting.max_running, bool(setting.paused)
         return [found[name] for name in sorted(found)]
 
-    def paused_queues(self) -> frozenset[str]:
-        """The names of the paused queues (a read of the few queues that have settings)."""
+    def held_queues(self) -> dict[str, str]:
+        """The queues whose jobs no worker claims until a user acts, each with why ("paused",
+        "limit 0"): a read of the few queues that have settings."""
         QueueSetting = self.models.QueueSetting
-        rows = QueueSetting.select(QueueSetting.name).where(QueueSetting.paused).tuples()
-        return frozenset(name for (name,) in rows)
+        rows = (
+            QueueSetting.select(QueueSetting.name, QueueSetting.paused)
+            .where(QueueSetting.paused | (QueueSetting.max_running == 0))
+            .tuples()
+        )
+        return {name: "paused" if paused else "limit 0" for name, paused in rows}
 
     def queue_counts(self, name: str) -> dict[str, int]:
         """Jobs per state of the queue ``name`` (SPEC 7 `status --queue`)."""

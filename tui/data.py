@@ -7,8 +7,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
+from types import MappingProxyType
 
 from textual.app import App
 from textual.message import Message
@@ -33,8 +34,8 @@ PANE_STATES = {
 }
 
 
-def job_row(job: Job, paused: frozenset[str] = frozenset()) -> JobRow:
-    """``paused``: the paused queues."""
+def job_row(job: Job, held: Mapping[str, str] = MappingProxyType({})) -> JobRow:
+    """``held``: the queues paused or limited to 0, and why (:meth:`Queue.held_queues`)."""
     return JobRow(
         id=job.id,
         command=job.command,
@@ -51,7 +52,7 @@ def job_row(job: Job, paused: frozenset[str] = frozenset()) -> JobRow:
         queue=job.queue,
         waiting_for=tuple(getattr(job, "waiting_for", ())),
         blocked_by=tuple(getattr(job, "blocked_by", ())),
-        paused=job.queue in paused,
+        held=held.get(job.queue, ""),
     )
 
 
@@ -136,14 +137,14 @@ def load_snapshot(
         now = (clock or queue.clock)()
         with queue.snapshot():  # read at one moment: a job in one pane, as counted
             counts = queue.counts(fold=False)  # (read-only: no write in it)
-            paused = queue.paused_queues()
+            held = queue.held_queues()
             panes = {}
             for name in PANES:
                 jobs = pane_jobs(queue, name, limits[name], text, last=name in ends)
                 if selected and name in selected and name not in ends:
                     jobs, limits[name] = reaching(queue, name, jobs, limits[name], text,
                                                   selected[name])  # fmt: skip
-                panes[name] = [job_row(job, paused) for job in jobs]
+                panes[name] = [job_row(job, held) for job in jobs]
             config = queue.config()
             live_workers = sum(worker.threads for worker in queue.live_workers())  # as `status`
             finished = queue.finished_per_second(WINDOW_S)

@@ -41,7 +41,7 @@ class JobRow:
     # those of them that are dead (it is blocked until they are retried).
     waiting_for: tuple[str, ...] = ()
     blocked_by: tuple[str, ...] = ()
-    paused: bool = False  # its queue is paused: no worker claims it until it is resumed
+    held: str = ""  # its queue is "paused" or has "limit 0": no worker claims it until a user acts
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import codecs
 import time
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
@@ -29,6 +31,8 @@ from .common import (
 
 if TYPE_CHECKING:
     from ..models import Job
+
+_NONE_HELD: Mapping[str, str] = MappingProxyType({})  # no queue paused or limited to 0
 
 # -- enqueue ---------------------------------------------------------------------------------
 
@@ -248,17 +252,18 @@ def _attempts(job: Job) -> str:
     return tries(job.attempts, job.max_retries)
 
 
-def _when(job: Job, now: float, paused: frozenset[str] = frozenset()) -> str:
+def _when(job: Job, now: float, held: Mapping[str, str] = _NONE_HELD) -> str:
     """The one time that matters for the job's state (for a waiting job: what it waits for;
-    ``paused``: the paused queues, whose jobs wait for a resume, however due)."""
+    ``held``: the queues paused or limited to 0, whose jobs wait for a user however due, and
+    why)."""
     from ..text import relative_time  # (listing only: `enqueue` need not load it)
 
     if job.state in CLAIMABLE and job.blocked_by:
         return f"blocked: {_ids(job.blocked_by)} dead"
     if job.state in CLAIMABLE and job.waiting_for:
         return f"after {_ids(job.waiting_for)}"
-    if job.state in CLAIMABLE and job.queue in paused:
-        return "queue paused"
+    if job.state in CLAIMABLE and job.queue in held:
+        return f"queue {held[job.queue]}"
     if job.state in CLAIMABLE:
         return "due now" if job.run_at <= now else f"due {relative_time(job.run_at, now)}"
     if job.state in ACTIVE:
@@ -280,7 +285,7 @@ def job_rows(
     *,
     with_state: bool = True,
     with_error: bool = False,
-    paused: frozenset[str] = frozenset(),
+    held: Mapping[str, str] = _NONE_HELD,
 ):
     now = time.time()
     with_queue = _named_queues(jobs)
@@ -290,7 +295,7 @@ def job_rows(
             row.append(job.state)
         if with_queue:
             row.append(clean(job.queue, one_line=True))
-        row += [_attempts(job), str(job.priority), _when(job, now, paused)]
+        row += [_attempts(job), str(job.priority), _when(job, now, held)]
         if with_error:
             row.append(clean(job.error, one_line=True))
         row.append(clean(job.command, one_line=True))
@@ -302,12 +307,12 @@ def print_jobs(
     *,
     with_state: bool = True,
     with_error: bool = False,
-    paused: frozenset[str] = frozenset(),
+    held: Mapping[str, str] = _NONE_HELD,
 ) -> None:
     headers = ["ID"] + (["STATE"] if with_state else []) + (["QUEUE"] if _named_queues(jobs) else [])
     headers += ["ATTEMPTS", "PRI", "WHEN"]
     headers += (["ERROR"] if with_error else []) + ["COMMAND"]
-    rows = job_rows(jobs, with_state=with_state, with_error=with_error, paused=paused)
+    rows = job_rows(jobs, with_state=with_state, with_error=with_error, held=held)
     print_table(headers, rows)
 
 
@@ -345,7 +350,7 @@ def list_jobs(
     jobs = workflows.list_jobs(state, limit, with_output=False, queue=queue)
     if jobs:
         waiting = any(job.state in CLAIMABLE for job in jobs)
-        print_jobs(jobs, paused=settings.workflows.paused_queues() if waiting else frozenset())
+        print_jobs(jobs, held=settings.workflows.held_queues() if waiting else _NONE_HELD)
     elif limit != 0:  # `--limit 0` asked for none: not a claim that there are none
         what = " ".join(word for word in (" or ".join(state), "jobs") if word)
         click.echo(f"no {what}" + (f" in queue {queue}" if queue else ""), err=True)

@@ -109,6 +109,13 @@ def test_list_says_a_waiting_job_s_queue_is_paused(run):
     run.ok("queue", "resume", "hold")
     row = next(line for line in run.ok("list").splitlines() if line.startswith(job_id))
     assert "due now" in row
+    # A limit of 0 holds it as a pause does (QA: it read "due now").
+    run.ok("queue", "limit", "hold", "0")
+    row = next(line for line in run.ok("list").splitlines() if line.startswith(job_id))
+    assert "queue limit 0" in row and "due now" not in row
+    run.ok("queue", "limit", "hold", "1")
+    row = next(line for line in run.ok("list").splitlines() if line.startswith(job_id))
+    assert "due now" in row
 
 
 def test_schedule_commands(run, queue, tmp_path, monkeypatch):

@@ -63,6 +63,8 @@ def test_a_job_of_a_paused_queue_shows_paused_not_ready(workflows_queue, fixed_c
         assert when()["docs-build"] == "ready"
         workflows_queue.resume_queue("ops")
         await until(pilot, lambda: when().get("rotate") == "ready")
+        workflows_queue.set_queue_limit("ops", 0)  # as held as paused (QA: "due now" in `list`)
+        await until(pilot, lambda: when().get("rotate") == "⏸ limit 0")
 
     drive(app, scenario)
 

@@ -140,8 +140,8 @@ def _waiting(row: JobRow, now: float, config: dict, colors: Colors) -> Cells:
     dependency = dependency_state(row, colors)
     if dependency is not None:
         when = dependency
-    elif row.paused:  # due or not, no worker claims it: it read "ready"
-        when = Text("⏸ paused", style=colors[State.FAILED], end="")
+    elif row.held:  # due or not, no worker claims it: it read "ready"
+        when = Text(f"⏸ {row.held}", style=colors[State.FAILED], end="")
     elif row.state == State.FAILED:
         when = Text(
             f"retry in {coarse_duration(wait)}" if wait >= 1 else "retrying",
