@@ -17,6 +17,14 @@ import time
 FIRST_RETRY_S = 0.1
 MAX_RETRY_S = 1.0
 DISK_FULL = "disk is full"  # SQLite's "database or disk is full"
+# SQLite's SQLITE_CORRUPT and SQLITE_NOTADB: the file itself is damaged, not away. Waiting does
+# not mend it (QA: a worker retried a result's store on it for ever, deaf to SIGTERM).
+DAMAGED = ("database disk image is malformed", "file is not a database")
+
+
+def damaged(exc: BaseException) -> bool:
+    """Whether ``exc`` says that an SQLite database file is damaged."""
+    return any(words in str(exc) for words in DAMAGED)
 
 
 class Backoff:

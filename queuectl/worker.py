@@ -23,7 +23,7 @@ from .limits import MAX_STOP_TIMEOUT_S, MAX_THREADS, STOP_TIMEOUT_S
 from .procs import WORKER_ENV
 from .models import Job
 from .queue import HEARTBEAT_INTERVAL_S, Queue
-from .reconnect import MAX_RETRY_S, Backoff, Outage
+from .reconnect import MAX_RETRY_S, Backoff, Outage, damaged, first_line
 from .schedules import ScheduleTimer
 from .watch import OUTPUT_PAYLOAD, PostgresNotifications
 
@@ -190,13 +190,18 @@ class WorkerPool:
             self._fill_slots()
         return self
 
-    def waited_out(self, grace: float = 0.0) -> bool:
+    def waited_out(self, grace: float = 0.0, failing_since: float | None = None) -> bool:
         """Whether a stop has waited --stop-timeout (and ``grace``) for the database: since
         the stop, and since the database was lost (a job that ends long after the stop, in an
-        outage, gets the whole timeout too)."""
+        outage, gets the whole timeout too). ``failing_since``: when the caller's own write
+        first failed, where it failed every try since. The outage counts from then at the
+        latest: other threads' writes that go through end it, and its next failure began it
+        anew, every heartbeat (QA: a store retried for ever, the stop never came)."""
         if not self._stopping.is_set():
             return False
         lost = self.outage.since  # (None: it answers others; this failure is this write's)
+        if failing_since is not None:
+            lost = failing_since if lost is None else min(lost, failing_since)
         until = self._stop_deadline if lost is None else lost + self.stop_timeout
         return time.monotonic() >= max(self._stop_deadline, until) + grace
 
@@ -619,15 +624,19 @@ class WorkerPool:
         timeout (ResultNotStored), so an unreachable database cannot hold a stop forever."""
         backoff = Backoff()
         tries = 0
+        failing_since = None
         while True:
             tries += 1
             try:
                 stored = write()
             except peewee.PeeweeException as exc:
+                failing_since = time.monotonic() if failing_since is None else failing_since
                 self._database_failed(self._jobs, exc)
+                if self.problem is not None:  # the file is damaged: no try will do
+                    raise ResultNotStored() from exc
                 # Not at the first failure: it may be this thread's connection, broken by an
                 # outage that has ended since (the next try is on a new one).
-                if tries > 1 and self.waited_out():
+                if tries > 1 and self.waited_out(failing_since=failing_since):
                     raise ResultNotStored() from exc
                 time.sleep(backoff.next())
             else:
@@ -636,6 +645,10 @@ class WorkerPool:
 
     def _gave_up(self, job: Job) -> None:
         self.unstored.append(job.id)
+        if self.problem is not None:
+            log.error("job %s: result not stored (the workers stopped: see above); the job will "
+                      "be rescued as \"worker lost\"", job.id)  # fmt: skip
+            return
         log.error(
             "job %s: result not stored: the database still %s %.0fs after the stop; the job "
             "will be rescued as \"worker lost\"", job.id,
@@ -643,11 +656,23 @@ class WorkerPool:
         )
 
     def _database_failed(self, queue: Queue, exc: Exception) -> None:
-        """A use of the database failed: replace the connection if it broke, log once."""
+        """A use of the database failed: replace the connection if it broke, log once. A
+        damaged SQLite file stops the pool, said once: no wait mends it."""
         try:
             queue.recover()
         except Exception:  # replacing it is tried again on the next failure
             log.debug("closing a broken connection failed", exc_info=True)
+        if queue.is_sqlite and damaged(exc):
+            with self._lock:
+                said, self.problem = self.problem, self.problem or (
+                    f"the database file {queue.target.location} is damaged ({first_line(exc)}); "
+                    "the workers stop (README: 'A damaged database file'). The jobs they ran are "
+                    "rescued as \"worker lost\" by the next worker on a usable file"
+                )
+            if said is None:
+                log.error("%s", self.problem)
+                self.stop()
+            return
         self.outage.failed(exc)
         if not queue.is_sqlite:
             self._strays_pending = True  # looked for once the database answers again

@@ -222,8 +222,12 @@ def start(
         stopper.restore()
         engine_log.removeHandler(handler)
     if pool.unstored:
-        log.line("main", f"stopped with {len(pool.unstored)} result(s) not stored: the database "
-                         "was unreachable")
+        why = "see above" if pool.problem else (
+            "the database could not be written" if pool.outage.full
+            else "the database was unreachable"
+        )  # fmt: skip
+        log.line("main", f"stopped with {len(pool.unstored)} result(s) not stored ({why}); "
+                         "their jobs are rescued as \"worker lost\"")
         sys.exit(code or 1)
     log.line("main", "stopped")
     sys.exit(code or (1 if pool.problem else 0))

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 
+import peewee
 import pytest
 
 from queuectl import JobSpec, Queue, WorkerPool
@@ -510,3 +511,53 @@ def test_a_surprise_in_the_service_round_is_said_once_and_the_pool_goes_on(
             assert pool.join(30)
     said = [r.getMessage() for r in caplog.records if "service round failed" in r.getMessage()]
     assert said == ["the worker's service round failed (RuntimeError: a surprise); it goes on"]
+
+
+def _stores_fail(monkeypatch, message: str, error=peewee.OperationalError) -> list[float]:
+    """Every store of a result fails with ``message`` (the claims and heartbeats go through);
+    the times of the tries."""
+    tries: list[float] = []
+
+    def fail(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        tries.append(time.monotonic())
+        raise error(message)
+
+    monkeypatch.setattr(Queue, "finish", fail)
+    monkeypatch.setattr(Queue, "finish_and_claim", fail)
+    return tries
+
+
+def test_a_damaged_database_file_stops_the_pool_with_one_line(queue, pools, monkeypatch,
+                                                              caplog):  # fmt: skip
+    """QA: on a damaged SQLite file a worker took "database disk image is malformed" for an
+    outage, retried the result's store for ever while its heartbeats went through (its job
+    `processing` the while, never rescued), and a SIGTERM did not stop it."""
+    tries = _stores_fail(monkeypatch, "database disk image is malformed", peewee.DatabaseError)
+    job = queue.enqueue("echo ran")
+    with caplog.at_level(logging.WARNING, logger="queuectl"):
+        pool = pools(queue, threads=1, stop_timeout=300)
+        wait_until(lambda: pool.problem is not None, 30, "the pool to say the file is damaged")
+        assert pool.join(10), "it stops by itself, not at the stop timeout"
+    assert len(tries) == 1
+    assert "is damaged (database disk image is malformed); the workers stop" in pool.problem
+    assert pool.unstored == [job.id]
+    assert queue.get(job.id).state == "processing"  # rescued as "worker lost" once mended
+    said = [r.getMessage() for r in caplog.records]
+    assert not any("unreachable" in line for line in said), said
+    assert sum(pool.problem in line for line in said) == 1, said
+
+
+def test_a_stop_gives_up_a_store_that_fails_while_the_database_answers(queue, pools,
+                                                                       monkeypatch):  # fmt: skip
+    """The outage a failed store reports ends at each heartbeat that goes through, and began
+    anew at the store's next try: the stop's wait for it, counted from the outage's start,
+    never ended (QA: a worker deaf to SIGTERM)."""
+    tries = _stores_fail(monkeypatch, "disk I/O error")
+    queue.enqueue("true")
+    pool = pools(queue, threads=1, stop_timeout=2.5)
+    wait_until(lambda: len(tries) >= 2, 30, "the store to fail twice")
+    first_try = tries[0]
+    pool.stop()
+    assert pool.join(30)
+    # Given up at the stop timeout counted from the first failed try, or from the stop.
+    assert tries[-1] - first_try < 2.5 + 2 * worker_module.MAX_RETRY_S + 1.0
