@@ -81,7 +81,7 @@ def _per_minute(rate: float) -> str:
     "--since", "since", metavar="D", default="1h", show_default=True,
     callback=engine_value(_duration), help="The window: 90 (seconds), 90s, 15m, 2h, 7d.",
 )  # fmt: skip
-@click.option("--queue", "queue_name", metavar="Q", help="Only this queue.",
+@click.option("--queue", "-q", "queue_name", metavar="Q", help="Only this queue.",
               callback=engine_value(lambda value: _queue_name(value)))
 @json_option
 @pass_settings
@@ -169,18 +169,18 @@ def metrics(settings: Settings, listen: tuple[str, int] | None) -> None:
         click.echo(exporter.exposition(queue), nl=False)
         return
     host, port = listen
+    shown = f"[{host}]" if ":" in host else host  # (IPv6: "fe80::1:9464" read ill, QA)
     try:
         server, thread = exporter.serve(queue, host, port)
     except socket.gaierror as exc:
-        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise InvalidInput(f"cannot listen on {shown}:{port}: {exc.strerror or exc}") from None
     except UnicodeError:  # a host name the resolver cannot even encode (IDNA)
         raise InvalidInput(f"cannot listen on {host!r:.80}: not a host name") from None
     except OSError as exc:
-        raise QueueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise QueueError(f"cannot listen on {shown}:{port}: {exc.strerror or exc}") from None
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    shown = f"[{host}]" if ":" in host else host
     click.echo(f"serving http://{shown}:{server.server_port}/metrics (Ctrl-C stops)", err=True)
     while not stop.wait(0.5):
         pass

@@ -73,6 +73,8 @@ def test_stats_json_and_table(run):
     assert set(default["wait"]) == {"p50", "p95"}
     assert default["oldest_waiting_age"] is None
     assert run.json("stats", "--queue", "none")["queues"]["none"]["finished"] == 0
+    # -q, as `list`, `status` and `purge` take it (QA)
+    assert run.json("stats", "-q", "default")["queues"]["default"]["finished"] == 2
     table = run.ok("stats")
     assert "QUEUE" in table and "default" in table
 
@@ -136,6 +138,12 @@ def test_metrics_bad_port_is_exit_2(run, listen):
 def test_metrics_bad_host_is_one_error_line_exit_2(run):
     result = run("metrics", "--serve", "no.such.host.invalid:9464")
     assert "cannot listen" in one_error_line(result, 2)
+
+
+def test_metrics_an_ipv6_address_it_cannot_listen_on_is_said_in_brackets(run):
+    """QA: "cannot listen on fe80::1:19471" (the port read as the address's last group)."""
+    line = one_error_line(run("metrics", "--serve", "[fe80::1]:19471"), 1)
+    assert line.startswith("Error: cannot listen on [fe80::1]:19471: ")
 
 
 def _free_port() -> int:
