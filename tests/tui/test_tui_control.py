@@ -821,3 +821,37 @@ def test_a_refused_field_is_corrected_not_replaced_and_a_command_is_reached_at_i
         await until(pilot, lambda: seeded.get("test-suite").command == "pytest -q tests/ -x")
 
     drive(app, scenario)
+
+
+def test_keys_typed_after_g_or_G_wait_for_the_row_they_reach_to_be_in_sight(live_queue):
+    """The suite once (tmux): `g enter` typed after `G` in a pane of 1,000 jobs opened nothing
+    ("the selected job is out of sight"). `g` loads the first rows and moves the cursor to
+    the first; the table scrolls to it a refresh or two later, and the keys typed after `g`
+    went on before that. They go on once the row is in sight (Pilot's timing lets the scroll
+    come first: the moment they may go on is watched instead)."""
+    _add(live_queue, "waiting", "d", 300)
+    app = make_app(live_queue, workers=0)
+    at_catch_up: list[tuple[str | None, bool]] = []
+
+    async def scenario(pilot):
+        waiting = pane(app, "waiting")
+        await until(pilot, lambda: waiting.row_count > 0)
+        caught_up = waiting.caught_up.set
+
+        def watched() -> None:
+            at_catch_up.append((waiting.selected_id, waiting.selection_in_sight))
+            caught_up()
+
+        waiting.caught_up.set = watched
+        for keys, first in ((("G",), "d299"), (("g", "enter"), "d00"), (("G", "g", "enter"), "d00")):
+            at_catch_up.clear()
+            type_ahead(app, *keys)
+            await until(pilot, lambda: waiting.selected_id == first and waiting.caught_up.is_set())
+            if "enter" in keys:
+                await until(pilot, lambda: isinstance(app.screen, DetailsScreen), what=notices(app))
+                assert app.screen.job_id == "d00", notices(app)
+                await pilot.press("escape")
+                await until(pilot, lambda: not isinstance(app.screen, DetailsScreen))
+            assert at_catch_up and all(in_sight for _, in_sight in at_catch_up), at_catch_up
+
+    drive(app, scenario)

@@ -585,7 +585,20 @@ class JobPane(DataTable):
                 self.move_cursor(row=row)
         self._shown_at_end = self.rows_at_end
         if self._jump is None:
+            self._catch_up()
+
+    def _catch_up(self, refreshes: int = 3) -> None:
+        """The keys typed after a load may go on (``caught_up``), once the cursor row is in
+        sight: where the load added rows, the table scrolls to the cursor only after a
+        refresh or two, and `enter` typed after `g` found the first job out of sight ("move
+        to it first": the suite once, in tmux). At most ``refreshes`` later (the user may
+        have scrolled away, or the terminal may be too short to show a row)."""
+        if self._jump is not None:
+            return  # another g or G: its load sets it
+        if self.selection_in_sight or refreshes <= 0:
             self.caught_up.set()
+        else:
+            self.call_after_refresh(self._catch_up, refreshes - 1)
 
     # -- internals --------------------------------------------------------------------------
 
