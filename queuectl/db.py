@@ -341,6 +341,10 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
                     break
                 except sqlite3.OperationalError as exc:
                     deadline = self._again_until(exc, deadline, conn)
+                except UnicodeDecodeError:  # SQLite's message quotes schema text of bad bytes
+                    raise sqlite3.DatabaseError(
+                        "malformed database schema (it is not valid UTF-8)"
+                    ) from None
 
     def cursor(self, named_cursor: object = None) -> sqlite3.Cursor:
         if self.is_closed():

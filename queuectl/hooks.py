@@ -269,7 +269,7 @@ class HookRunner:
         six times)."""
         import peewee
 
-        from .reconnect import Backoff
+        from .reconnect import Backoff, damaged
 
         deadline = time.monotonic() + timeout
         # (``take`` a number of seconds: only those taken within it, and within ``timeout``)
@@ -304,8 +304,8 @@ class HookRunner:
                 except peewee.PeeweeException as exc:
                     if outage is not None:
                         outage.failed(exc)
-                    if time.monotonic() >= deadline and not self.running:
-                        raise
+                    if damaged(exc) or (time.monotonic() >= deadline and not self.running):
+                        raise  # (a damaged file: no wait mends it, QA)
                     database_failed()
                     continue
                 if outage is not None:
@@ -318,8 +318,8 @@ class HookRunner:
                 try:
                     self.poll(now=float("-inf"))  # deletes what ended last; takes nothing
                     break
-                except peewee.PeeweeException:
-                    if time.monotonic() >= deadline or self._killed.is_set():
+                except peewee.PeeweeException as exc:
+                    if damaged(exc) or time.monotonic() >= deadline or self._killed.is_set():
                         raise
                     database_failed()
         finally:

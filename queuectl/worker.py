@@ -194,14 +194,16 @@ class WorkerPool:
         """Whether a stop has waited --stop-timeout (and ``grace``) for the database: since
         the stop, and since the database was lost (a job that ends long after the stop, in an
         outage, gets the whole timeout too). ``failing_since``: when the caller's own write
-        first failed, where it failed every try since. The outage counts from then at the
-        latest: other threads' writes that go through end it, and its next failure began it
-        anew, every heartbeat (QA: a store retried for ever, the stop never came)."""
+        first failed, where it failed every try since: it counts from then, not from the
+        outage's start. Other threads' writes that go through end the outage, and the write's
+        next failure began it anew, every heartbeat (QA: a store retried for ever, the stop
+        never came); and a job that ended long after the stop, in a full disk that began
+        before it, got no time at all (QA)."""
         if not self._stopping.is_set():
             return False
         lost = self.outage.since  # (None: it answers others; this failure is this write's)
         if failing_since is not None:
-            lost = failing_since if lost is None else min(lost, failing_since)
+            lost = failing_since
         until = self._stop_deadline if lost is None else lost + self.stop_timeout
         return time.monotonic() >= max(self._stop_deadline, until) + grace
 
@@ -950,19 +952,23 @@ class WorkerPool:
                 self._hooks.close(self.stop_timeout, self.outage, take=self.hooks_at_stop,
                                   beat=self._beat_while_closing)
         except peewee.PeeweeException as exc:
-            log.warning("delivering hooks failed (%s)", exc)
+            self._database_failed(self.queue, exc)  # (a damaged file: said as one, QA)
+            if self.problem is None:
+                log.warning("delivering hooks failed (%s)", exc)
         backoff = Backoff()
         try:
-            while True:  # else read as live for a lease, by the workers of other hosts
+            while self.problem is None:  # else read as live for a lease, by other hosts' workers
                 try:
                     self.queue.unregister_worker(self.worker_id)  # type: ignore[arg-type]
                     self.outage.ok()  # (its log says so if this write ends an outage)
                     break
                 except peewee.PeeweeException as exc:
+                    self._database_failed(self.queue, exc)
+                    if self.problem is not None:
+                        break  # a damaged file: no wait mends it
                     if time.monotonic() >= deadline or self._hard.is_set():
                         log.warning("unregistering failed (%s)", exc)
                         break
-                    self._database_failed(self.queue, exc)
                     self._hard.wait(min(backoff.next(), max(deadline - time.monotonic(), 0)))
         finally:
             self.queue.close()  # this thread's connection

@@ -527,19 +527,23 @@ def _stores_fail(monkeypatch, message: str, error=peewee.OperationalError) -> li
     return tries
 
 
+@pytest.mark.parametrize("damage", [
+    "database disk image is malformed",
+    'malformed database schema (job_change_recorded) - near "INS": syntax error',
+])  # fmt: skip
 def test_a_damaged_database_file_stops_the_pool_with_one_line(queue, pools, monkeypatch,
-                                                              caplog):  # fmt: skip
+                                                              caplog, damage):  # fmt: skip
     """QA: on a damaged SQLite file a worker took "database disk image is malformed" for an
     outage, retried the result's store for ever while its heartbeats went through (its job
     `processing` the while, never rescued), and a SIGTERM did not stop it."""
-    tries = _stores_fail(monkeypatch, "database disk image is malformed", peewee.DatabaseError)
+    tries = _stores_fail(monkeypatch, damage, peewee.DatabaseError)
     job = queue.enqueue("echo ran")
     with caplog.at_level(logging.WARNING, logger="queuectl"):
         pool = pools(queue, threads=1, stop_timeout=300)
         wait_until(lambda: pool.problem is not None, 30, "the pool to say the file is damaged")
         assert pool.join(10), "it stops by itself, not at the stop timeout"
     assert len(tries) == 1
-    assert "is damaged (database disk image is malformed); the workers stop" in pool.problem
+    assert f"is damaged ({damage}); the workers stop" in pool.problem
     assert pool.unstored == [job.id]
     assert queue.get(job.id).state == "processing"  # rescued as "worker lost" once mended
     said = [r.getMessage() for r in caplog.records]
@@ -561,3 +565,58 @@ def test_a_stop_gives_up_a_store_that_fails_while_the_database_answers(queue, po
     assert pool.join(30)
     # Given up at the stop timeout counted from the first failed try, or from the stop.
     assert tries[-1] - first_try < 2.5 + 2 * worker_module.MAX_RETRY_S + 1.0
+
+
+def test_a_stop_that_meets_a_damaged_file_ends_at_once_saying_so(queue, pools, monkeypatch,
+                                                                 caplog):  # fmt: skip
+    """QA: met on the way out (unregistering, the last hook deliveries), the damage was taken
+    for an outage: "database unreachable", a wait of the whole stop timeout, and exit 0."""
+    pool = pools(queue, threads=1, stop_timeout=300)
+    wait_until(lambda: queue.live_workers(), 30, "the pool to start")
+
+    def damaged(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise peewee.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(Queue, "unregister_worker", damaged)
+    with caplog.at_level(logging.WARNING, logger="queuectl"):
+        pool.stop()
+        assert pool.join(10), "it ends at once, not at the stop timeout"
+    assert pool.problem is not None and "is damaged" in pool.problem
+    said = [r.getMessage() for r in caplog.records]
+    assert not any("unreachable" in line for line in said), said
+
+
+def test_a_job_that_ends_long_after_the_stop_in_a_full_disk_gets_the_stop_timeout(
+    queue, pools, monkeypatch, gate
+):
+    """README: "A job that ends long after the stop, in an outage, gets the whole
+    --stop-timeout too." QA: in a full disk that began before the stop it got 0.5 s: the wait
+    counted from the outage's start, long over by the time the job ended."""
+    pool = pools(queue, threads=1, stop_timeout=2.0)
+    job = queue.enqueue(gate.command("a", "echo done"))
+    wait_until(lambda: queue.get(job.id).state == "processing", 30, "the job to start")
+    stores: list[float] = []
+
+    def refused(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise peewee.OperationalError("database or disk is full")
+
+    def store_refused(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        stores.append(time.monotonic())
+        refused()
+
+    originals = {name: getattr(Queue, name) for name in ("finish", "finish_and_claim", "heartbeat")}
+    monkeypatch.setattr(Queue, "heartbeat", refused)
+    monkeypatch.setattr(Queue, "finish", store_refused)
+    monkeypatch.setattr(Queue, "finish_and_claim", store_refused)
+    wait_until(lambda: pool.outage.down, 30, "the disk to be seen full")
+    pool.stop()
+    # The stop timeout, counted from the stop, runs out while the job still runs.
+    wait_until(lambda: time.monotonic() > pool._stop_deadline + 0.2, 30, "the stop timeout")
+    gate.open("a")
+    wait_until(lambda: len(stores) >= 3, 30, "the store to be tried three times")
+    assert stores[-1] - stores[0] < 2.0  # (within the 2 s it has from its first try)
+    for name, original in originals.items():  # room again
+        monkeypatch.setattr(Queue, name, original)
+    assert pool.join(30)
+    assert pool.unstored == []
+    assert queue.get(job.id).state == "completed"

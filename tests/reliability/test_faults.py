@@ -295,6 +295,26 @@ def test_garbage_database_file_is_a_clear_queue_error(tmp_path):
         assert path.read_bytes() == before, f"{name}: the file was changed"
 
 
+def test_a_schema_of_bytes_that_are_not_utf8_is_a_clear_queue_error(tmp_path):
+    """QA: SQLite's message about such damage quotes the bytes, and Python could not decode it:
+    every command printed a UnicodeDecodeError's traceback."""
+    path = str(tmp_path / "damaged.db")
+    Queue(path).close()
+    raw = sqlite3.connect(path)
+    raw.execute("PRAGMA writable_schema = ON")
+    raw.execute(
+        "UPDATE sqlite_master SET sql = 'CREATE TRIGGER \"job_count_delete\" AFTER DELETE ON "
+        "\"job\" BEGIN ' || CAST(x'edaaed' AS TEXT) || ' END' WHERE name = 'job_count_delete'"
+    )
+    raw.commit()
+    raw.close()
+    with pytest.raises(QueueError, match="malformed database schema .it is not valid UTF-8"):
+        Queue(path)
+    result = CliRunner().invoke(cli, ["--db", path, "status"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.output.startswith("Error: ") and result.output.count("\n") == 1, result.output
+
+
 @pytest.fixture
 def unprivileged():
     """A command prefix that runs a child as root *without* the capabilities that let root
