@@ -130,6 +130,10 @@ def stats(settings: Settings, since: float, queue_name: str | None, as_json: boo
 def parse_listen(text: str) -> tuple[str, int]:
     """``[HOST:]PORT`` (``[::1]:9464`` for an IPv6 address); HOST defaults to 127.0.0.1."""
     host, _, port = text.strip().rpartition(":")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        # `fe80::1` read as the host `fe80:` and the port 1 (QA)
+        raise InvalidInput(f"expected [HOST:]PORT, got {text!r:.60} (an IPv6 address goes in "
+                           "brackets: [::1]:9464)")  # fmt: skip
     host = host.strip("[]") or "127.0.0.1"
     from ..spec import whole_number
 

@@ -127,7 +127,8 @@ def test_listen_addresses(listen, host, port):
     assert parse_listen(listen) == (host, port)
 
 
-@pytest.mark.parametrize("listen", ["0", "65536", "x", "host:", "-1", "1.5"])
+@pytest.mark.parametrize("listen", ["0", "65536", "x", "host:", "-1", "1.5", "fe80::1", "::1",
+                                    "::1:9464"])
 def test_metrics_bad_port_is_exit_2(run, listen):
     result = run("metrics", "--serve", listen)
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output

@@ -26,6 +26,7 @@ from queuectl.tui.screens.confirm import ConfirmScreen, StoppingScreen
 from queuectl.tui.screens.details import DetailsScreen
 from queuectl.tui.screens.enqueue import EnqueueScreen
 from queuectl.tui.screens.form import Field
+from queuectl.tui.screens.listing import ListingScreen
 from queuectl.tui.widgets.pane import JobPane
 from queuectl.tui.widgets.stats import StatsBar
 
@@ -1174,6 +1175,25 @@ def test_a_thread_added_beside_a_retiring_one_leaves_it_shown(live_queue, tmp_pa
     finally:
         for gate in gates.values():
             gate.touch()
+
+
+@pytest.mark.parametrize("dialog", ["Q", "S"])
+def test_ctrl_c_in_the_queues_or_schedules_dialog_asks_to_quit(live_queue, dialog):
+    """QA: it did nothing there (it asks from the panes and from a job's details)."""
+    app = make_app(live_queue, workers=1)
+
+    async def scenario(pilot):
+        live_queue.enqueue("sleep 30")
+        await until(pilot, lambda: app.pool.busy == 1)
+        await pilot.press(dialog)
+        await until(pilot, lambda: isinstance(app.screen, ListingScreen))
+        await pilot.press("ctrl+c")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, ListingScreen))
+        app.pool.kill()
+
+    drive(app, scenario)
 
 
 @pytest.mark.parametrize("keys", [("q", "y", "k"), ("ctrl+c", "ctrl+c", "ctrl+c")])

@@ -49,7 +49,8 @@ class ListingScreen(ModalScreen[None]):
     GIVE_WAY: tuple[str, ...] = ()  # columns left out, in this order, where room is short
     LAST_RESORT: tuple[str, ...] = ()  # then these, where the rest would not fit at all
     EMPTY = ""
-    BINDINGS = [Binding("escape", "close", "Close")]
+    # ctrl+c quits from here too, as from the panes and a job's details (QA: it did nothing).
+    BINDINGS = [Binding("escape", "close", "Close"), Binding("ctrl+c", "app.quit", show=False)]
 
     def __init__(self, queue: Queue) -> None:
         super().__init__()
@@ -86,7 +87,9 @@ class ListingScreen(ModalScreen[None]):
         room = self.size.width if width is None else int(width.resolve(self.size, self.app.size))
         if dialog.styles.max_width is not None:
             room = min(room, int(dialog.styles.max_width.resolve(self.size, self.app.size)))
-        dialog.border_subtitle = self.keys_hint(room - 4)  # (the corners, and a line each side)
+        # (the corners, a line each side, and a space each side of the text: QA found it two
+        # columns too long at each width where the hint changes)
+        dialog.border_subtitle = self.keys_hint(room - 6)
 
     def fit_table(self) -> None:
         """The table's height at most what the dialog has room for (CSS's max-height cannot
