@@ -30,11 +30,6 @@ SCHEMA_9_TRIGGERS = [
 ]
 
 
-# One row trigger on changes of state (schema 10), and schema 15's on waiting_on alone (a
-# dependent's due time moved to its dependencies' end: it fires for no claim, no run's end).
-LATEST_ROW_TRIGGERS = {"job_count_update": "job_state_changed", "job_ready_at": "job_ready_at"}
-
-
 def row_triggers(q: Queue) -> dict[str, str]:
     """The row triggers on "job" (name -> function)."""
     rows = q.db.execute_sql(
@@ -61,7 +56,6 @@ def back_to_schema_9_triggers(q: Queue) -> None:
         "job_count_update": "job_count_row",
         "job_dep_changed": "job_dep_changed",
         "job_history_update": "job_history_changed",
-        "job_ready_at": "job_ready_at",  # (schema 15's, on waiting_on only)
     }
 
 
@@ -140,7 +134,7 @@ def test_schema_10_records_what_schema_9s_three_triggers_recorded():
         upgraded = Queue(new, clock=FakeClock())
         try:
             assert schema.read_version(upgraded.db) == schema.SCHEMA_VERSION
-            assert row_triggers(upgraded) == LATEST_ROW_TRIGGERS
+            assert row_triggers(upgraded) == {"job_count_update": "job_state_changed"}
             got = workflow(upgraded, upgraded.clock)  # type: ignore[arg-type]
         finally:
             upgraded.close()
@@ -158,14 +152,14 @@ def test_schema_10_records_what_schema_9s_three_triggers_recorded():
 def test_a_new_database_has_one_row_trigger_and_steps_again_are_harmless(pg_target):
     q = Queue(pg_target)
     try:
-        assert row_triggers(q) == LATEST_ROW_TRIGGERS
+        assert row_triggers(q) == {"job_count_update": "job_state_changed"}
         from playhouse import migrate
 
         with q._write():  # schema 9's and 10's steps again: still one trigger
             migrator = migrate.SchemaMigrator.from_database(q.db)
             migrate.migrate(*schema.MIGRATIONS[9](migrator))
             migrate.migrate(*schema.MIGRATIONS[10](migrator))
-        assert row_triggers(q) == LATEST_ROW_TRIGGERS
+        assert row_triggers(q) == {"job_count_update": "job_state_changed"}
         assert_a_job_runs_and_is_recorded(q)
     finally:
         q.close()

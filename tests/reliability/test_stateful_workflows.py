@@ -366,18 +366,6 @@ class WorkflowMachine(QueueMachine):
                 job.error = ENDED_AS_CANCELLED
             self.cancelled_ids.add(job.id)
             self._cascade([job.id])
-        if job.state == "completed":
-            self._ready_from_now(job)
-
-    def _ready_from_now(self, done: FlowJob) -> None:
-        """Schema 15: a job whose last open dependency is ``done`` is due from its dependencies'
-        last end (those that still exist) at the earliest."""
-        for other in self.model.jobs.values():
-            if done.id in other.deps and self._waiting_on(other) == 0:
-                ends = [self.model.jobs[d].finished_at for d in other.deps if d in self.model.jobs]
-                if max(ends) > other.run_at:
-                    event("dependency: a dependent's due time moved to its dependency's end")
-                other.run_at = max(other.run_at, *ends)
 
     def finish_handle(self, index: int, result: RunResult) -> None:
         handle = self.handles.pop(index)
