@@ -15,7 +15,7 @@ from .models import CLAIMABLE, RUN_BUCKETS, STATES, Models, State, sql_in
 if TYPE_CHECKING:  # playhouse.migrate is imported only to migrate (every CLI start pays imports)
     from playhouse.migrate import SchemaMigrator
 
-SCHEMA_VERSION = 15
+SCHEMA_VERSION = 14
 
 # Per-state job counts, kept by triggers: `status` and every TUI refresh read a few rows instead
 # of counting a million (75 ms on SQLite, 165 ms on PostgreSQL at 1M jobs). The triggers run
@@ -1129,42 +1129,6 @@ def sqlite_stats_minutes(db: peewee.Database) -> list[RunSql]:
     return [RunSql(db, create_sql())]
 
 
-# -- schema 15: a dependent is due from when it became ready (SPEC 8's wait) ---------------------
-
-
-def ready_at_trigger(db: peewee.Database) -> list[RunSql]:
-    """Schema 15: a job whose last open dependency completes is due from then on, not from its
-    enqueue: its ``run_at`` moves up to its dependencies' last ``finished_at`` (the clock of
-    whoever finished them, a test's fake one too). Its wait (`stats`, the history's `waited`)
-    and the oldest-waiting age counted its time waiting for them (QA: a job started 7 ms after
-    its dependency, "waited" 20 s). Among ready jobs of a priority it now takes its place by
-    when it became ready, as RQ enqueues a dependent when its dependency finishes."""
-    last_finished = (
-        'SELECT MAX(d."finished_at") FROM "job_dep" e JOIN "job" d ON d."seq" = e."dep_seq" '
-        'WHERE e."job_seq" = NEW."seq"'
-    )
-    when = 'NEW."waiting_on" = 0 AND OLD."waiting_on" > 0'
-    if isinstance(db, peewee.SqliteDatabase):
-        return [
-            RunSql(db, [
-                'DROP TRIGGER IF EXISTS "job_ready_at"',
-                'CREATE TRIGGER "job_ready_at" AFTER UPDATE OF "waiting_on" ON "job" '
-                f'WHEN {when} BEGIN UPDATE "job" SET "run_at" = '
-                f'MAX("run_at", COALESCE(({last_finished}), "run_at")) WHERE "seq" = NEW."seq"; END',
-            ])
-        ]  # fmt: skip
-    return [
-        RunSql(db, [
-            'CREATE OR REPLACE FUNCTION "job_ready_at"() RETURNS trigger LANGUAGE plpgsql '
-            'SET search_path FROM CURRENT AS $$ BEGIN NEW."run_at" := GREATEST(NEW."run_at", '
-            f'({last_finished})); RETURN NEW; END $$',
-            'DROP TRIGGER IF EXISTS "job_ready_at" ON "job"',
-            'CREATE TRIGGER "job_ready_at" BEFORE UPDATE OF "waiting_on" ON "job" FOR EACH ROW '
-            f'WHEN ({when}) EXECUTE FUNCTION "job_ready_at"()',
-        ])
-    ]  # fmt: skip
-
-
 # MIGRATIONS[n] lists the operations that take a version n-1 database to version n. Each entry
 # is a function of a playhouse SchemaMigrator, e.g.
 #     3: lambda m: [m.add_column("job", "tags", peewee.TextField(null=True))],
@@ -1182,7 +1146,6 @@ MIGRATIONS: dict[int, Callable[[SchemaMigrator], list[object]]] = {
     12: lambda m: sqlite_hot_12(m),
     13: lambda m: postgres_hot_13(m),
     14: lambda m: sqlite_stats_minutes(m.database),
-    15: lambda m: ready_at_trigger(m.database),
 }
 
 _PG_LOCK_KEY = 0x71756575  # "queu": serialises schema set-up across PostgreSQL clients
@@ -1227,7 +1190,7 @@ def ensure(
             for operation in (
                 job_counters(db) + workflow_triggers(db) + history_triggers(db)
                 + sqlite_triggers(db) + sqlite_finished_index(db) + postgres_due_index(db)
-                + sqlite_stats_minutes(db) + ready_at_trigger(db)
+                + sqlite_stats_minutes(db)
             ):
                 operation.run()
             for operation in sqlite_counters_without_rowid(db):  # the counters' table made above

@@ -91,32 +91,3 @@ def test_a_schema_9_database_gains_the_index_keeping_its_jobs(target, clock):
         assert _index_columns(upgraded) == ["queue", "run_at"]
     finally:
         upgraded.close()
-
-
-def test_a_dependent_waits_from_when_its_last_dependency_completed(any_queue, clock):
-    """QA: a job that started 7 ms after its dependency completed had "waited" 20 s (from its
-    enqueue), and the oldest-waiting age counted its time behind the dependency, so an alert
-    on the gauge fired for every step of a pipeline behind a long job."""
-    q = any_queue
-    worker = q.register_worker(1)
-    first = q.enqueue(JobSpec(command="build", queue="p"))
-    second = q.enqueue(JobSpec(command="test", queue="p", after=(first.id,)))
-    third = q.enqueue(JobSpec(command="ship", queue="p", after=(first.id, second.id)))
-    claimed = q.claim(worker)
-    clock.advance(100)  # the build runs 100 s
-    built = q.finish(claimed, RunResult(0, None, ""), worker)
-    assert q.get(second.id).run_at == at(built.finished_at)  # due once its dependency is done
-    assert q.get(third.id).run_at < built.finished_at  # (still waiting for the tests)
-    clock.advance(2)
-    assert q.oldest_waiting() == {"p": at(built.finished_at)}
-    assert q.stats().queues["p"].oldest_waiting == pytest.approx(2)
-    tests = q.claim(worker)
-    assert tests.id == second.id
-    clock.advance(5)
-    tested = q.finish(tests, RunResult(0, None, ""), worker)
-    assert q.get(third.id).run_at == at(tested.finished_at)
-    clock.advance(1)
-    shipped = q.finish(q.claim(worker), RunResult(0, None, ""), worker)
-    assert shipped.id == third.id
-    figures = q.stats().queues["p"]  # waits of 0, 2 and 1 s (they were 0, 102 and 108)
-    assert figures.wait_p50 == pytest.approx(1) and figures.wait_p95 <= 2 + 1e-6
