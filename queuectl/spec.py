@@ -331,12 +331,16 @@ _NULL_IS_CONFIG = ("max_retries", "timeout")
 
 
 def spec_from_mapping(data: dict[str, Any], valid: tuple[str, ...] | None = None) -> JobSpec:
-    """``valid``: the keys an unknown key's message lists, where the caller takes fewer than
-    a job has (a schedule's job, which refuses a job's other keys by name)."""
+    """``valid``: the keys a schedule's job takes: an unknown key's message lists them, and a
+    job's other keys are refused by name, before their values are checked (`"after": [1]`
+    said "each id in 'after' must be a string" where "cannot have 'after'" was meant, QA)."""
     unknown = sorted(set(data) - set(_VALIDATORS))
     if unknown:
         listed = ", ".join(valid or _VALIDATORS)
         raise InvalidInput(f"unknown key {', '.join(map(repr, unknown))} (valid: {listed})")
+    for key in data if valid is not None else ():  # by name, before its value is looked at
+        if key not in valid:  # type: ignore[operator]
+            raise InvalidInput(f"a schedule's job cannot have {key!r}")
     if "command" not in data:
         raise InvalidInput("missing 'command'")
     if "delay" in data and "run_at" in data:

@@ -141,6 +141,10 @@ def test_schedule_commands(run, queue, tmp_path, monkeypatch):
     assert "64 ASCII letters" in one_error(run("enqueue", "--queue", "ünï", "x"), 2)
     one_error(run("schedule", "add", "bad name", "@daily", "x"), 2)
     one_error(run("schedule", "add", "x", "@daily", '{"command": "x", "delay": 5}'), 2)
+    # Refused by name, before the value is looked at (QA: "each id in 'after' must be a string")
+    for bad in ('"after": [1]', '"after": ["x"]', '"delay": "soon"', '"id": 7'):
+        line = one_error(run("schedule", "add", "x", "@daily", '{"command": "x", %s}' % bad), 2)
+        assert "a schedule's job cannot have" in line, line
     one_error(run("schedule", "run", "other"), 1)
     assert "no schedule '\\xffx'" in one_error(run("schedule", "run", "\udcffx"), 1)
     run.ok("schedule", "remove", "nightly")
