@@ -302,10 +302,12 @@ class HookRunner:
                         beat()
                         next_beat = time.monotonic() + HEARTBEAT_INTERVAL_S
                 except peewee.PeeweeException as exc:
+                    if damaged(exc):
+                        raise  # no wait mends it: the pool says so, not as an outage (QA)
                     if outage is not None:
                         outage.failed(exc)
-                    if damaged(exc) or (time.monotonic() >= deadline and not self.running):
-                        raise  # (a damaged file: no wait mends it, QA)
+                    if time.monotonic() >= deadline and not self.running:
+                        raise
                     database_failed()
                     continue
                 if outage is not None:

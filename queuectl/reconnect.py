@@ -19,7 +19,9 @@ MAX_RETRY_S = 1.0
 DISK_FULL = "disk is full"  # SQLite's "database or disk is full"
 # SQLite's SQLITE_CORRUPT and SQLITE_NOTADB: the file itself is damaged, not away. Waiting does
 # not mend it (QA: a worker retried a result's store on it for ever, deaf to SIGTERM).
-DAMAGED = ("database disk image is malformed", "malformed database schema", "file is not a database")
+DAMAGED = (
+    "database disk image is malformed", "malformed database schema", "file is not a database",
+)  # fmt: skip
 
 
 def damaged(exc: BaseException) -> bool:
@@ -94,8 +96,6 @@ class Outage:
         """Report a failed use of the database; True if it logged that the database is lost.
         ``since``: when it was lost, where the caller knows better than now (the clock's time:
         a statement that had no answer since then)."""
-        if damaged(exc):
-            return False  # not away: the pool stops and says so (WorkerPool._database_failed)
         now, reason = self.clock(), first_line(exc)
         with self._lock:
             if self.since is None:

@@ -338,9 +338,9 @@ def spec_from_mapping(data: dict[str, Any], valid: tuple[str, ...] | None = None
     if unknown:
         listed = ", ".join(valid or _VALIDATORS)
         raise InvalidInput(f"unknown key {', '.join(map(repr, unknown))} (valid: {listed})")
-    for key in data if valid is not None else ():  # by name, before its value is looked at
-        if key not in valid:  # type: ignore[operator]
-            raise InvalidInput(f"a schedule's job cannot have {key!r}")
+    refused = [] if valid is None else [key for key in data if key not in valid]
+    if refused:  # by name, before its value is looked at
+        raise InvalidInput(f"a schedule's job cannot have {refused[0]!r}")
     if "command" not in data:
         raise InvalidInput("missing 'command'")
     if "delay" in data and "run_at" in data:
