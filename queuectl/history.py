@@ -119,7 +119,7 @@ class History(Reading):
                 recorded = False
             result.append(event)
         if job.state == State.PROCESSING and not recorded and job.started_at is not None:
-            waited = max(job.started_at - job.run_at, 0.0)
+            waited = max(job.started_at - max(job.run_at, job.ready_at or 0.0), 0.0)
             result.append(_started(Event, job, job.started_at, waited))
         return result
 
@@ -205,29 +205,38 @@ class History(Reading):
 
     def oldest_waiting(self, queue: str | None = None) -> dict[str, float]:
         """Per queue, the due time of the job that has waited longest for a worker: due,
-        waiting (pending, or failed and due to retry), and no dependency open. Read from the
-        index on (queue, run_at) over ready jobs (models.READY_QUEUE_INDEX): its first entry
-        for each queue, the queues found by skipping from one to the next (a loose index scan),
-        so a probe per queue, not a pass over every ready job."""
+        waiting (pending, or failed and due to retry), and no dependency open. A job is due
+        from its run_at, or from its last dependency's end where that is later (schema 15's
+        ready_at). Read from the index on (queue, run_at) over ready jobs
+        (models.READY_QUEUE_INDEX), the queues found by skipping from one to the next (a loose
+        index scan): each queue's first entry, and where a dependency released that job after
+        its run_at, the entries up to the time it was due from (one of them may have been due
+        earlier). So a probe per queue, and a range only behind a dependency's release, not a
+        pass over every ready job."""
         index = f'"job" INDEXED BY "{READY_QUEUE_INDEX}"' if self.is_sqlite else '"job"'
+        due = 'CASE WHEN "ready_at" > "run_at" THEN "ready_at" ELSE "run_at" END'
 
-        def first(columns: str, name: str) -> str:
+        def earliest(name: str) -> str:
             # The first entry from queue ``name`` on, in the index's order. A range, not "queue"
             # = name: PostgreSQL would drop a constant from the order and walk job_due instead,
-            # past every other queue's ready jobs.
-            return (
-                f'SELECT {columns} FROM {index} WHERE {READY} AND "queue" >= {name} '
+            # past every other queue's ready jobs. (Where ``name`` has no ready job, that entry
+            # is another queue's, and the range below is empty.)
+            first = (
+                f'SELECT {due} FROM {index} WHERE {READY} AND "queue" >= {name} '
                 'ORDER BY "queue", "run_at" LIMIT 1'
+            )
+            return (
+                f'SELECT MIN({due}) FROM {index} WHERE {READY} AND "queue" = {name} '
+                f'AND "run_at" <= ({first})'
             )
 
         if queue is not None:
-            sql = first('"queue", "run_at"', self.db.param)
-            row = self.db.execute_sql(sql, [queue]).fetchone()
-            rows = [row] if row is not None and row[0] == queue else []
+            sql = f"SELECT ({earliest(self.db.param)})"
+            rows = [(queue, self.db.execute_sql(sql, [queue, queue]).fetchone()[0])]
         else:
-            due = first('"run_at"', '"q"."name"')  # "name" is a queue of the index: its first
+            first = earliest('"q"."name"')  # "name" is a queue of the index
             rows = self.db.execute_sql(
-                f'{ready_queues(index)} SELECT "name", ({due}) FROM "q" WHERE "name" IS NOT NULL'
+                f'{ready_queues(index)} SELECT "name", ({first}) FROM "q" WHERE "name" IS NOT NULL'
             ).fetchall()
         now = self.clock()
         return {name: float(due) for name, due in rows if due is not None and due <= now}

@@ -61,6 +61,10 @@ class Job(BaseModel):
     cancel_requested_at = peewee.DoubleField(null=True)
     # Bytes the current or last run printed in all (the stored output is their capped tail).
     output_bytes = peewee.BigIntegerField(null=True)
+    # Schema 15: when its last dependency completed (that dependency's updated_at), for a job
+    # enqueued with `after`; it is due from then, if run_at is earlier. Read only for the time it
+    # waited (history, stats, the oldest-waiting age): claims keep ordering by run_at.
+    ready_at = peewee.DoubleField(null=True)
 
     # Not stored: config `job-timeout` as read by the claim that started this run (the run's
     # timeout unless the job has its own), None for a job that was not claimed.

@@ -15,7 +15,7 @@ from .models import CLAIMABLE, RUN_BUCKETS, STATES, Models, State, sql_in
 if TYPE_CHECKING:  # playhouse.migrate is imported only to migrate (every CLI start pays imports)
     from playhouse.migrate import SchemaMigrator
 
-SCHEMA_VERSION = 14
+SCHEMA_VERSION = 15
 
 # Per-state job counts, kept by triggers: `status` and every TUI refresh read a few rows instead
 # of counting a million (75 ms on SQLite, 165 ms on PostgreSQL at 1M jobs). The triggers run
@@ -157,6 +157,9 @@ def job_columns_5(migrator: SchemaMigrator) -> list[object]:
         "waiting_on": peewee.IntegerField(default=0),
         "cancel_requested_at": Job.cancel_requested_at,
         "output_bytes": Job.output_bytes,
+        # Schema 15's, here too: the triggers of schemas 7 to 14, made again as an older file
+        # is brought up through them, already write it.
+        "ready_at": Job.ready_at,
     }
     return [
         CreateTables(migrator.database, [Event]),
@@ -210,15 +213,28 @@ def ready_indexes(db: peewee.Database) -> list[str]:
     return statements
 
 
+# Schema 15: a dependency that completes counts its dependents down and makes them due from its
+# own store (its updated_at), where that is later than what they had: a dependent's wait, in
+# history, stats and the oldest-waiting age, counts from its last dependency's end, not from its
+# enqueue. Only those readers look at it (run_at, and so the claim order, is left as it was).
+COUNT_DOWN = (
+    '"waiting_on" = "waiting_on" - 1, "ready_at" = CASE WHEN "ready_at" >= NEW."updated_at" '
+    'THEN "ready_at" ELSE NEW."updated_at" END'
+)
+# The time the run that ended (OLD) was due from: its run_at (a claim leaves it as it was), or
+# its last dependency's end where that was later (schema 15).
+_OLD_DUE = 'CASE WHEN OLD."ready_at" > OLD."run_at" THEN OLD."ready_at" ELSE OLD."run_at" END'
+
+
 def _dependency_sql() -> tuple[str, str, str, str]:
     """The statements of a dependency's change of state (see :func:`workflow_triggers`), over a
     row trigger's NEW: count its dependents down, count them up, record `blocked`, `unblocked`."""
     dead = State.DEAD.value
     waiting = sql_in(CLAIMABLE).replace('"state"', 'j."state"')
 
-    def count(step: str) -> str:
+    def count(assignments: str) -> str:
         return (
-            f'UPDATE "job" SET "waiting_on" = "waiting_on" {step} WHERE "seq" IN '
+            f'UPDATE "job" SET {assignments} WHERE "seq" IN '
             '(SELECT "job_seq" FROM "job_dep" WHERE "dep_seq" = NEW."seq");'
         )
 
@@ -235,8 +251,8 @@ def _dependency_sql() -> tuple[str, str, str, str]:
         )
 
     return (
-        count("- 1"),
-        count("+ 1"),
+        count(COUNT_DOWN),
+        count('"waiting_on" = "waiting_on" + 1'),
         history("blocked", "'dependency ' || NEW.\"id\" || ' is dead'"),
         history("unblocked", "NULL"),
     )
@@ -392,7 +408,7 @@ def _history_sql(is_sqlite: bool) -> dict[str, str]:
         # Schema 9: a run's row (written as it ends) says when it started and how long it had
         # waited from due (a claim leaves run_at as it was: OLD's is the due time of this run).
         "waited": f'CASE WHEN OLD."state" = {processing} AND OLD."started_at" IS NOT NULL '
-        f'THEN {greatest}(OLD."started_at" - OLD."run_at", 0) END',
+        f'THEN {greatest}(OLD."started_at" - {_OLD_DUE}, 0) END',
         "started_at": f'CASE WHEN OLD."state" = {processing} THEN OLD."started_at" END',
         "bucket": bucket,
         "ends": ends,
@@ -437,7 +453,7 @@ def _sqlite_history(db: peewee.Database) -> list[RunSql]:
         f"{insert}CASE WHEN NEW.\"state\" = '{State.FAILED.value}' "
         f"AND NEW.\"error\" = '{_worker_lost()}' THEN 'rescued' ELSE NEW.\"state\" END, "
         f'NEW."attempts", OLD."worker", NEW."exit_code", NEW."error", {duration}, '
-        'MAX(OLD."started_at" - OLD."run_at", 0), OLD."started_at"); '
+        f'MAX(OLD."started_at" - {_OLD_DUE}, 0), OLD."started_at"); '
         'INSERT INTO "run_total" ("queue", "outcome", "bucket", "shard", "n", "seconds") '
         f'VALUES (NEW."queue", NEW."state", {x["bucket"].format(d=duration)}, 0, 1, {duration}) '
         'ON CONFLICT ("queue", "outcome", "bucket", "shard") '
@@ -639,7 +655,7 @@ def _pg_state_function(db: peewee.Database, history: bool = True) -> str:
         f', "recorded" AS (INSERT INTO "job_event" ({_columns(EVENT_COLUMNS)}) VALUES '
         f'(NEW."seq", NEW."id", NEW."queue", {x["at"]}, {event}, NEW."attempts", OLD."worker", '
         'NEW."exit_code", NEW."error", d, CASE WHEN OLD."started_at" IS NOT NULL '
-        'THEN GREATEST(OLD."started_at" - OLD."run_at", 0) END, OLD."started_at")), '
+        f'THEN GREATEST(OLD."started_at" - {_OLD_DUE}, 0) END, OLD."started_at")), '
         '"totalled" AS (INSERT INTO "run_total" AS r '
         '("queue", "outcome", "bucket", "shard", "n", "seconds") '
         f'SELECT NEW."queue", NEW."state", {x["bucket"].format(d="d")}, pg_backend_pid(), 1, d '
@@ -816,7 +832,7 @@ def sqlite_triggers_of_10(db: peewee.Database, history: bool = True) -> list[Run
         f'INSERT INTO "job_event" ({_columns(EVENT_COLUMNS)}) '
         f'VALUES (NEW."seq", NEW."id", NEW."queue", {x["at"]}, {completed}, NEW."attempts", '
         f'OLD."worker", NEW."exit_code", NEW."error", {duration}, '
-        'MAX(OLD."started_at" - OLD."run_at", 0), OLD."started_at"); '
+        f'MAX(OLD."started_at" - {_OLD_DUE}, 0), OLD."started_at"); '
         'INSERT INTO "run_total" ("queue", "outcome", "bucket", "shard", "n", "seconds") '
         f'VALUES (NEW."queue", {completed}, {x["bucket"].format(d=duration)}, 0, 1, {duration}) '
         'ON CONFLICT ("queue", "outcome", "bucket", "shard") '
@@ -826,7 +842,7 @@ def sqlite_triggers_of_10(db: peewee.Database, history: bool = True) -> list[Run
     )
     completed_body = (completed_history if history else "") + (
         # job_dep_completed's: its IN builds a temporary table, only for a job with dependents
-        f'UPDATE "job" SET "waiting_on" = "waiting_on" - 1 WHERE EXISTS ({dependents}) '
+        f'UPDATE "job" SET {COUNT_DOWN} WHERE EXISTS ({dependents}) '
         f'AND "seq" IN ({dependents});'
     )
     states = ", ".join(f"('{state.value}', 0)" for state in STATES)
@@ -934,7 +950,7 @@ def sqlite_triggers(db: peewee.Database, history: bool = True) -> list[RunSql]:
     head, completed_when, completed_body = _split_trigger(creates.pop("job_run_completed"))
     dependents = 'SELECT "job_seq" FROM "job_dep" WHERE "dep_seq" = NEW."seq"'
     count_down = (
-        f'UPDATE "job" SET "waiting_on" = "waiting_on" - 1 WHERE EXISTS ({dependents}) '
+        f'UPDATE "job" SET {COUNT_DOWN} WHERE EXISTS ({dependents}) '
         f'AND "seq" IN ({dependents});'
     )
     assert completed_body.endswith(count_down), completed_body
@@ -946,7 +962,7 @@ def sqlite_triggers(db: peewee.Database, history: bool = True) -> list[RunSql]:
     counted_down = (
         f'CREATE TRIGGER "job_dep_completed" AFTER UPDATE OF "state" ON "job" WHEN '
         f"{completed_when} AND EXISTS ({dependents}) BEGIN "
-        f'UPDATE "job" SET "waiting_on" = "waiting_on" - 1 WHERE "seq" IN ({dependents}); END'
+        f'UPDATE "job" SET {COUNT_DOWN} WHERE "seq" IN ({dependents}); END'
     )
     return [
         RunSql(
@@ -1129,6 +1145,28 @@ def sqlite_stats_minutes(db: peewee.Database) -> list[RunSql]:
     return [RunSql(db, create_sql())]
 
 
+# -- schema 15: a dependent is due from its last dependency's end (SPEC 7 and 8) -----------------
+
+
+def ready_at_15(migrator: SchemaMigrator) -> list[object]:
+    """Schema 15: the job's ``ready_at`` (see COUNT_DOWN) and the triggers that write and read
+    it, made again. A column that is there already (added by schema 5's step) is left. Jobs
+    already released by their dependencies keep a wait counted from their enqueue."""
+    from .models import Job
+
+    db = migrator.database
+    have = {column.name for column in db.get_columns("job")}
+    if isinstance(db, peewee.SqliteDatabase):
+        triggers = [*sqlite_triggers(db)]
+    else:
+        triggers = [RunSql(db, [_pg_state_function(db)])]
+    return [
+        *(migrator.add_column("job", name, Job.ready_at)
+          for name in ("ready_at",) if name not in have),
+        *triggers,
+    ]  # fmt: skip
+
+
 # MIGRATIONS[n] lists the operations that take a version n-1 database to version n. Each entry
 # is a function of a playhouse SchemaMigrator, e.g.
 #     3: lambda m: [m.add_column("job", "tags", peewee.TextField(null=True))],
@@ -1146,6 +1184,7 @@ MIGRATIONS: dict[int, Callable[[SchemaMigrator], list[object]]] = {
     12: lambda m: sqlite_hot_12(m),
     13: lambda m: postgres_hot_13(m),
     14: lambda m: sqlite_stats_minutes(m.database),
+    15: lambda m: ready_at_15(m),
 }
 
 _PG_LOCK_KEY = 0x71756575  # "queu": serialises schema set-up across PostgreSQL clients

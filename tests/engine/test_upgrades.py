@@ -148,6 +148,10 @@ def test_a_round_one_database_upgrades_keeping_every_job(old_target):
         assert [e.event for e in queue.history(job.id)][-2:] == ["started", "completed"]
         assert [d.job_id for d in queue.deliveries()] == [job.id]
         assert queue.run_totals().runs[("default", "completed")] == 1
+        first = queue.enqueue(JobSpec(command="true", queue="fresh"))
+        then = queue.enqueue(JobSpec(command="true", queue="fresh", after=(first.id,)))
+        queue.finish(queue.claim(worker, queues=("fresh",)), RunResult(0, None, ""), worker)
+        assert queue.get(then.id).ready_at == queue.get(first.id).updated_at, "due from its end"
         queue.edit("r1-05", {"priority": 9, "queue": "moved"})
         assert queue.get("r1-05").queue == "moved"
         assert [j.id for j in queue.cancel(["r1-10"])] == ["r1-10"]
@@ -156,7 +160,7 @@ def test_a_round_one_database_upgrades_keeping_every_job(old_target):
     again = Queue(old_target)  # opening it again migrates nothing
     try:
         assert schema.read_version(again.db) == schema.SCHEMA_VERSION
-        assert len(again.list_jobs(limit=1000)) == len(expected) + 1
+        assert len(again.list_jobs(limit=1000)) == len(expected) + 3
     finally:
         again.close()
 
