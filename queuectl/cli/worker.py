@@ -252,7 +252,10 @@ def _run(pool: WorkerPool, stopper: Stopper, log: EventLog) -> int:
             name = signal.Signals(signum).name
             if seen == 1:
                 pool.stop()
-                log.line("main", f"{name}: stopping after {pool.busy} running job(s) finish "
+                busy, held = pool.busy, pool.holding
+                # A run that ended in an outage holds its job until its result is stored.
+                stored = f", and {held - busy} result(s) are stored" if held > busy else ""
+                log.line("main", f"{name}: stopping after {busy} running job(s) finish{stored} "
                                  f"({name} again kills them)")
             elif seen == 2:
                 code = 128 + signum

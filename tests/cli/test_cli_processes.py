@@ -464,3 +464,36 @@ def test_the_worker_s_first_line_hides_the_database_password(pg_target):
     assert f" running 1 thread(s) (burst) on postgresql://{url.username}:***@{url.hostname}" \
         in first  # fmt: skip
     assert f":{url.password}@" not in result.output
+
+
+def test_a_stop_while_a_result_waits_for_room_says_it_waits_for_it(tiny_disk, tmp_path):
+    """QA: a job that ended on a full disk still holds its job until its result is stored, and
+    the stop waits for that, but the stop line said "stopping after 0 running job(s) finish"."""
+    from queuectl import Queue
+    from support import fill
+
+    from .conftest import FreshQueue, Spawned
+
+    db = str(tiny_disk / "queue.db")
+    env = {**__import__("os").environ, "QUEUECTL_DB": db, "PYTHONUNBUFFERED": "1",
+           "HOME": str(tmp_path)}  # fmt: skip
+    command, gate = gated(tmp_path, "echo finished")
+    made = Queue(db)
+    job_id = made.enqueue(command).id
+    made.close()
+    queue = FreshQueue(db)
+    worker = Spawned(["worker", "start"], env, tmp_path, tmp_path / "worker.log")
+    try:
+        wait_until(lambda: queue.get(job_id).state == "processing", 30, worker.log)
+        filler = fill(tiny_disk)
+        gate.touch()
+        wait_until(lambda: "full" in worker.log(), 30, worker.log)  # its result refused
+        worker.signal(signal.SIGTERM)
+        said = "SIGTERM: stopping after 0 running job(s) finish, and 1 result(s) are stored"
+        wait_until(lambda: said in worker.log(), 30, worker.log)
+        filler.unlink()
+        assert worker.wait(30) == 0, worker.log()
+        job = queue.get(job_id)
+        assert (job.state, job.output) == ("completed", "finished\n")
+    finally:
+        worker.cleanup()
