@@ -159,12 +159,10 @@ class Control(Workflows, Registry):
         """Called in the transaction that cancelled the jobs ``seqs``: what follows from a
         cancel is done here (SPEC 7: the jobs that wait for them are cancelled too). A running
         job becomes cancelled where its run ends (:meth:`_ended_cancelled`)."""
-        cascaded = self.cancel_dependents(seqs)
+        self.cancel_dependents(seqs)  # (which makes those it cancels due by their end too)
         Job = self.models.Job
         for chunk in peewee.chunked(seqs, CANCEL_CHUNK):
             self._due_by_end(Job.seq.in_(chunk))
-        for chunk in peewee.chunked(cascaded, CANCEL_CHUNK):
-            self._due_by_end(Job.id.in_(chunk))
 
     def _due_by_end(self, which: peewee.Expression) -> None:
         """A cancelled job is final: its ``run_at`` moved back to when it was cancelled where

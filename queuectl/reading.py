@@ -13,15 +13,23 @@ from .errors import QueueError
 from .models import READY, STATES, WAITING_ON_DEPENDENCY, Job, State
 from .states import check_state  # noqa: F401  (here since the CLI checks states without peewee)
 
-# PostgreSQL counts per connection (schema.postgres_job_counters); once there are this many
-# rows, those of connections that are gone are folded into shard 0, keeping the sum.
+# PostgreSQL counts per connection (schema.postgres_job_counters), and the rarer changes in rows
+# of their own (schema.COUNTER_CHANGES); once there are this many rows, those of connections
+# that are gone, and the changes' rows, are folded into shard 0, keeping the sum. (A change's
+# rows not yet committed are not seen by the fold's DELETE: they stay, to be folded later.)
 _MAX_COUNTER_SHARDS = 100
+_PG_COUNTER_ROWS = (
+    f'SELECT "state", "n" FROM "{schema.COUNTER_TABLE}" '
+    f'UNION ALL SELECT "state", "n" FROM "{schema.COUNTER_CHANGES}"'
+)
 _FOLD_COUNTER_SHARDS = (
     f'WITH "gone" AS (DELETE FROM "{schema.COUNTER_TABLE}" WHERE "shard" <> 0 AND "shard" '
     'NOT IN (SELECT "pid" FROM pg_stat_activity WHERE "pid" IS NOT NULL) '
-    'RETURNING "state", "n") '
+    'RETURNING "state", "n"), '
+    f'"changed" AS (DELETE FROM "{schema.COUNTER_CHANGES}" RETURNING "state", "n") '
     f'INSERT INTO "{schema.COUNTER_TABLE}" AS c ("state", "shard", "n") '
-    'SELECT "state", 0, SUM("n") FROM "gone" GROUP BY "state" '
+    'SELECT "state", 0, SUM("n") FROM (SELECT "state", "n" FROM "gone" UNION ALL '
+    'SELECT "state", "n" FROM "changed") AS "folded" GROUP BY "state" '
     'ON CONFLICT ("state", "shard") DO UPDATE SET "n" = c."n" + EXCLUDED."n"'
 )
 # The columns a listing shows; `output` (up to 1 MiB a job) is fetched only for one job.
@@ -99,7 +107,7 @@ class Reading(QueueCore):
             query = self.db.execute_sql(f'SELECT "state", "n" FROM "{schema.COUNTER_TABLE}"')
         else:
             query = self.db.execute_sql(
-                f'SELECT "state", SUM("n"), COUNT(*) FROM "{schema.COUNTER_TABLE}" '
+                f'SELECT "state", SUM("n"), COUNT(*) FROM ({_PG_COUNTER_ROWS}) AS "rows" '
                 'GROUP BY "state"'
             ).fetchall()
             self._counter_shards = sum(shards for _, _, shards in query)

@@ -311,31 +311,7 @@ class Workflows(Lifecycle):
         seqs = list(seqs)
         if not seqs:
             return []
-        waiting = sql_in(CLAIMABLE).replace('"state"', 'j."state"')
-        found: dict[int, int] = {}
-        if not self.is_sqlite:
-            # Each step down the chain looks up the dependents of the jobs the step before
-            # found, by the index on "dep_seq". Without statistics on "job_dep" (a pipeline
-            # enqueued and cancelled before autovacuum analysed it), PostgreSQL hashed the
-            # whole table at every step instead: a chain of 3,000 took 11.8 s, not 0.2 s.
-            self.db.execute_sql("SET LOCAL enable_hashjoin = off")
-            self.db.execute_sql("SET LOCAL enable_mergejoin = off")
-        for chunk in peewee.chunked(seqs, _CHUNK):
-            placeholders = ", ".join([self.db.param] * len(chunk))
-            rows = self.db.execute_sql(
-                'WITH RECURSIVE "down"("seq", "via") AS ('
-                'SELECT d."job_seq", d."dep_seq" FROM "job_dep" d JOIN "job" j '
-                f'ON j."seq" = d."job_seq" WHERE d."dep_seq" IN ({placeholders}) AND {waiting} '
-                'UNION SELECT d."job_seq", d."dep_seq" FROM "job_dep" d JOIN "down" w '
-                f'ON d."dep_seq" = w."seq" JOIN "job" j ON j."seq" = d."job_seq" WHERE {waiting}) '
-                'SELECT "seq", MIN("via") FROM "down" GROUP BY "seq"',
-                chunk,
-            ).fetchall()
-            for seq, via in rows:
-                found[seq] = min(via, found.get(seq, via))
-        if not self.is_sqlite:  # back to the planner's own choice for the rest of the transaction
-            self.db.execute_sql("RESET enable_hashjoin")
-            self.db.execute_sql("RESET enable_mergejoin")
+        found = self._waiting_below(seqs)
         if not found:
             return []
         Job = self.models.Job
@@ -348,13 +324,59 @@ class Workflows(Lifecycle):
             why = reason if via in first else "was cancelled"
             by_error.setdefault(f"dependency {names.get(via, via)} {why}", []).append(seq)
         now = self.clock()
+        # A cancelled job is due no later than it was cancelled (see Control._due_by_end), set
+        # here in the same change: a second pass made each job a second row version.
+        due = peewee.Case(None, [(Job.run_at > now, now)], Job.run_at)
         for error, group in by_error.items():
             for chunk in peewee.chunked(group, _CHUNK):
                 Job.update(
-                    state=State.CANCELLED.value, error=error, finished_at=now, updated_at=now
+                    state=State.CANCELLED.value, error=error, finished_at=now, updated_at=now,
+                    run_at=due,
                 ).where(Job.seq.in_(chunk), Job.state.in_(CLAIMABLE)).execute()
         self._announce()
         return [names[seq] for seq in sorted(found) if seq in names]
+
+    def _waiting_below(self, seqs: list[int]) -> dict[int, int]:
+        """The waiting jobs that run after the jobs ``seqs``, however far down: seq -> the
+        lowest seq among the jobs it runs after that were found (or given). One statement a
+        chunk of ``seqs``: a walk down the edges, each step's dependents found by the index on
+        "dep_seq", then each one's state by the job's key."""
+        waiting = sql_in(CLAIMABLE).replace('"state"', 'j."state"')
+        if self.is_sqlite:
+            step = (
+                'SELECT d."job_seq", d."dep_seq" FROM "job_dep" d JOIN "down" w '
+                f'ON d."dep_seq" = w."seq" JOIN "job" j ON j."seq" = d."job_seq" WHERE {waiting}'
+            )
+        else:
+            # PostgreSQL cannot know how many jobs a step finds, and left the join to its
+            # planner: hashing the whole of "job_dep" at every step, a chain of 3,000 took
+            # 11.8 s; with hash joins off, each of 50,000 jobs after one job was compared with
+            # every edge (QA: `cancel` gave up after 30 s; the worker stored it 200 s later).
+            # Each LATERAL ... OFFSET 0 is run for each row before it, so the walk goes one
+            # way only: from the jobs found, by index (sequential scans off), to their
+            # dependents, then to their state.
+            step = (
+                'SELECT x."job_seq", x."dep_seq" FROM "down" w, LATERAL (SELECT d."job_seq", '
+                'd."dep_seq" FROM "job_dep" d WHERE d."dep_seq" = w."seq" OFFSET 0) x, '
+                'LATERAL (SELECT 1 FROM "job" j WHERE j."seq" = x."job_seq" '
+                f'AND {waiting} OFFSET 0) y'
+            )
+            self.db.execute_sql("SET LOCAL enable_seqscan = off")
+        found: dict[int, int] = {}
+        for chunk in peewee.chunked(seqs, _CHUNK):
+            placeholders = ", ".join([self.db.param] * len(chunk))
+            rows = self.db.execute_sql(
+                'WITH RECURSIVE "down"("seq", "via") AS ('
+                'SELECT d."job_seq", d."dep_seq" FROM "job_dep" d JOIN "job" j '
+                f'ON j."seq" = d."job_seq" WHERE d."dep_seq" IN ({placeholders}) AND {waiting} '
+                f'UNION {step}) SELECT "seq", MIN("via") FROM "down" GROUP BY "seq"',
+                chunk,
+            ).fetchall()
+            for seq, via in rows:
+                found[seq] = min(via, found.get(seq, via))
+        if not self.is_sqlite:  # back to the planner's own choice for the rest of the transaction
+            self.db.execute_sql("RESET enable_seqscan")
+        return found
 
     # -- queues ----------------------------------------------------------------------------
 
