@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..states import ACTIVE, CLAIMABLE
-from ..text import NewOutput, OutputCursor, visible
+from ..text import NewOutput, OutputCursor, safe, visible
 from .common import Settings, WholeNumber, pass_settings
 from .jobs import complete_ids
 
@@ -47,10 +47,13 @@ def logs(settings: Settings, job_id: str, follow: bool, lines: int | None, raw: 
     queue = settings.queue
     job = queue.get(job_id)
     out = _Output(raw or not _terminal())
-    if not follow:
-        out.write(_last_lines(job.output or "", lines))
-        return
-    _Follower(queue, job, out, lines).run()
+    try:
+        if not follow:
+            out.write(_last_lines(job.output or "", lines))
+            return
+        _Follower(queue, job, out, lines).run()
+    finally:
+        out.close()
 
 
 def _terminal() -> bool:
@@ -58,21 +61,39 @@ def _terminal() -> bool:
 
 
 class _Output:
-    """stdout, made safe for a terminal unless ``as_stored``."""
+    """stdout, made safe for a terminal unless ``as_stored``: as `show` shows output, CRLF is a
+    line end and other control characters are escapes (QA: a CRLF job's every line ended in
+    ``\x0d`` in `logs`, not in `show` or the TUI)."""
 
     def __init__(self, as_stored: bool) -> None:
         self.as_stored = as_stored
         self.stream = sys.stdout.buffer
         self.line_ended = True  # what was written ends with a newline (or nothing was)
+        # A terminal's: a carriage return that ended a write, kept until the next write tells
+        # whether it began a line end (``-f`` may read a CRLF's two halves apart).
+        self.held = ""
 
     def write(self, text: str) -> None:
         if not text:
             return
         self.line_ended = text.endswith("\n")
         if not self.as_stored:
-            text = visible(text)
-        self.stream.write(text.encode("utf-8", "surrogateescape"))
-        self.stream.flush()
+            text, self.held = self.held + text, ""
+            if text.endswith("\r"):
+                text, self.held = text[:-1], "\r"
+            text = safe(text)
+        self._put(text)
+
+    def close(self) -> None:
+        """Write a carriage return still held (one that ended the output)."""
+        if self.held:
+            self.held = ""
+            self._put(visible("\r"))
+
+    def _put(self, text: str) -> None:
+        if text:
+            self.stream.write(text.encode("utf-8", "surrogateescape"))
+            self.stream.flush()
 
 
 def _last_lines(text: str, count: int | None) -> str:
@@ -109,6 +130,9 @@ class _Follower:
         self.lines = lines
         self.cursor = OutputCursor()
         self.said_last_run = False  # a job waiting to run again: its last run's output printed
+        # That output was printed: the next run's begins after a line on stderr saying so (QA:
+        # a job printing the same twice read as one run's output).
+        self.next_run_to_say = False
         # A job not running: the attempts it had made. The run followed is its next: seen
         # running, or (a quick run, begun and ended between two looks) by its attempts.
         self.attempts_before = job.attempts or 0
@@ -163,6 +187,7 @@ class _Follower:
                 # run, the runs between left out).
                 job = self.queue.output_of(self.seq)
                 if job is not None and job.state in CLAIMABLE:
+                    self._say_next_run(job.attempts)
                     self.out.write(_last_lines(job.output or "", self.lines))
                     return True
                 return False  # it changed again: the next look sees how
@@ -174,6 +199,7 @@ class _Follower:
                 if job is not None:
                     self.out.write(_last_lines(job.output or "", self.lines))
                     self.lines = None
+                    self.next_run_to_say = True
             return False  # not started yet: wait for the start
         run = (progress.attempts, progress.started_at)
         if followed is not None and run != followed:
@@ -211,9 +237,18 @@ class _Follower:
         first = self.cursor.run is None
         new = self.cursor.advance(run, stored, job.output_bytes, can_clear=False)
         if first:  # the output so far, as `logs` prints it
+            self._say_next_run(job.attempts)
             self.out.write(_last_lines(stored, self.lines))
             return
         self._write(new)
+
+    def _say_next_run(self, attempt: int) -> None:
+        """After the last run's output, a line on stderr where the next run's begins."""
+        if self.next_run_to_say:
+            self.next_run_to_say = False
+            if not self.out.line_ended:
+                self.out.write("\n")
+            click.echo(f"queuectl logs: attempt {attempt} started", err=True)
 
     def _write(self, new: NewOutput) -> None:
         """What is new, after a line on stderr saying how many bytes were skipped before it,

@@ -147,6 +147,30 @@ def test_logs_to_a_terminal_makes_control_characters_visible(run, queue, monkeyp
     assert run.ok("logs", "--raw", job_id) == "a\tb\n\x1b[31mred\n"
 
 
+def test_logs_to_a_terminal_ends_crlf_lines_as_show_does(run, queue, monkeypatch, capfdbinary):
+    """QA: SPEC 6 says control characters are shown "as in `show`": `show` and the TUI end a
+    CRLF line with the line, `logs` showed ``\x0d`` on every line. A carriage return alone
+    (a progress bar's) stays an escape; ``-f`` may read a CRLF's halves apart."""
+    job_id = enqueue(run)
+    output = "a\r\nb\r\nprogress 10%\rprogress 20%\n"
+    set_fields(queue, job_id, state="completed", output=output)
+    import queuectl.cli.logs as logs_module
+
+    monkeypatch.setattr(logs_module, "_terminal", lambda: True)
+    shown = "a\nb\nprogress 10%\\x0dprogress 20%\n"
+    assert run.ok("logs", job_id) == shown
+    assert shown in run.ok("show", job_id)
+    assert run("logs", "--raw", job_id).stdout_bytes == output.encode()  # (not .stdout: click's
+    # test runner reads "\r\n" as "\n")
+    set_fields(queue, job_id, output="done\r")  # ended by a carriage return: shown at the end
+    assert run.ok("logs", job_id) == "done\\x0d"
+    out = logs_module._Output(as_stored=False)
+    for piece in ("one\r", "\ntwo\r", "\r", "\n"):  # as `logs -f` reads them
+        out.write(piece)
+    out.close()
+    assert capfdbinary.readouterr().out == b"one\ntwo\\x0d\n"
+
+
 # -- real processes ---------------------------------------------------------------------------
 
 
@@ -214,7 +238,9 @@ def test_logs_follow_goes_on_to_the_next_run_of_a_job_given_back(qc, spawn, queu
     assert follower.wait(30) == 0, follower.log()
     lines = follower.log().splitlines()
     assert [line for line in lines if not line.startswith("queuectl logs:")] == ["run", "run", "end"]
-    assert later.wait(30) == 0 and later.log() == "run\nrun\nend\n"
+    # The next run, its attempt uncounted, is attempt 1 again.
+    assert later.wait(30) == 0
+    assert later.log() == "run\nqueuectl logs: attempt 1 started\nrun\nend\n"
 
 
 def test_a_run_given_back_keeps_all_it_printed(qc, spawn, queue, tmp_path):
@@ -260,7 +286,8 @@ def test_logs_follow_on_a_job_waiting_to_retry_prints_its_last_run_then_the_next
     gate.touch()
     spawn("worker", "start")
     assert follower.wait(30) == 0, follower.log()
-    assert follower.log() == "first\nsecond\n"
+    # stderr's line, between the two runs (the log has both streams)
+    assert follower.log() == "first\nqueuectl logs: attempt 2 started\nsecond\n"
 
 
 def test_logs_follow_ends_with_a_quick_run_it_did_not_see_running(qc, spawn, queue, tmp_path):
@@ -285,7 +312,7 @@ def test_logs_follow_ends_with_a_quick_run_it_did_not_see_running(qc, spawn, que
     finally:
         engine.close()
     assert follower.wait(30) == 0, follower.log()
-    assert follower.log() == "first\nsecond\n"
+    assert follower.log() == "first\nqueuectl logs: attempt 2 started\nsecond\n"
     assert queue.get(job_id).state == "failed"  # the job waits to retry: it was not followed on
 
 
