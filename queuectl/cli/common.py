@@ -116,11 +116,39 @@ def json_option(function: F) -> F:
     )(function)
 
 
+def echo(text: str, nl: bool = True) -> None:
+    """``click.echo(text, nl=nl)`` to standard output, every byte of it. A large write to a pipe
+    its reader closed (`| head`) could write a part and return as if it were done (CPython's
+    buffered writer: 65,536 bytes of 1 MiB, no error), and the command exit 0 with its output
+    cut (QA: `logs`, `show --json`). The rest is written on, so the closed pipe is seen: exit 1,
+    quietly, as README says."""
+    stream = sys.stdout
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None:  # not a file's text stream: as click does it
+        click.echo(text, nl=nl)
+        return
+    stream.flush()
+    data = (text + "\n" if nl else text).encode(stream.encoding or "utf-8",
+                                                 stream.errors or "strict")  # fmt: skip
+    write_all(buffer, data)
+
+
+def write_all(buffer: Any, data: bytes) -> None:
+    """Write ``data`` to the binary stream ``buffer`` whole (see :func:`echo`), and flush it."""
+    view = memoryview(data)
+    while view:
+        written = buffer.write(view)
+        if not written:  # (a stream that would block: none of ours)
+            break
+        view = view[written:]
+    buffer.flush()
+
+
 def print_json(data: Any) -> None:
     import json
 
     # ASCII-only output: valid JSON whatever the terminal's encoding; text survives exactly.
-    click.echo(json.dumps(data, separators=(",", ":")))
+    echo(json.dumps(data, separators=(",", ":")))
 
 
 def print_json_array(items: Iterable[Any]) -> None:
@@ -128,10 +156,10 @@ def print_json_array(items: Iterable[Any]) -> None:
     never whole in memory."""
     import json
 
-    click.echo("[", nl=False)
+    echo("[", nl=False)
     for n, item in enumerate(items):
-        click.echo(("," if n else "") + json.dumps(item, separators=(",", ":")), nl=False)
-    click.echo("]")
+        echo(("," if n else "") + json.dumps(item, separators=(",", ":")), nl=False)
+    echo("]")
 
 
 Callback = Callable[[click.Context, click.Parameter, Any], Any]

@@ -20,6 +20,7 @@ from .common import (
     Settings,
     WholeNumber,
     clean,
+    echo,
     queue_name_option,
     engine_value,
     json_option,
@@ -371,7 +372,7 @@ def show(settings: Settings, job_id: str, as_json: bool) -> None:
     click.echo("output:")
     if job.output:
         output = clean(job.output)
-        click.echo(output if output.endswith("\n") else output + "\n", nl=False)
+        echo(output if output.endswith("\n") else output + "\n", nl=False)
     else:
         click.echo("  (none)")
 

@@ -10,7 +10,7 @@ import click
 
 from ..states import ACTIVE, CLAIMABLE
 from ..text import NewOutput, OutputCursor, safe, visible
-from .common import Settings, WholeNumber, pass_settings
+from .common import Settings, WholeNumber, pass_settings, write_all
 from .jobs import complete_ids
 
 if TYPE_CHECKING:
@@ -92,8 +92,7 @@ class _Output:
 
     def _put(self, text: str) -> None:
         if text:
-            self.stream.write(text.encode("utf-8", "surrogateescape"))
-            self.stream.flush()
+            write_all(self.stream, text.encode("utf-8", "surrogateescape"))
 
 
 def _last_lines(text: str, count: int | None) -> str:

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from queuectl import JobSpec
 from queuectl.executor import RunResult
 
 from .conftest import QUEUECTL
@@ -689,6 +690,35 @@ def test_output_that_cannot_be_written_is_one_error_line_saying_what_was_done(en
     status = json.loads(subprocess.run([*QUEUECTL, "status", "--json"], env=env, cwd=tmp_path,
                                        capture_output=True, text=True, timeout=60).stdout)
     assert status["pending"] == {"enqueue": 2 if "--file" in args else 1}.get(args[0], 0)
+
+
+@pytest.mark.parametrize("args", [("logs", "big"), ("logs", "--raw", "big"),
+                                  ("show", "big", "--json"), ("show", "big"), ("list", "--json")])
+def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly_with_1(env, tmp_path,
+                                                                             queue, args):
+    """README: "A reader that closes the pipe (`| head`) ends the command quietly (exit 1)".
+    QA: `logs` and `show --json` of a job's 1 MiB of output exited 0, the output cut: a large
+    write to the closed pipe wrote a part and returned as if done."""
+    engine = queue.open()
+    try:
+        engine.enqueue(JobSpec(command="seq 1 400000", id="big"))
+        Job = engine.models.Job
+        output = "".join(f"{n}\n" for n in range(150_000))  # ~1 MiB, past any pipe's buffer
+        Job.update(state="completed", output=output).where(Job.id == "big").execute()
+    finally:
+        engine.close()
+    reader = subprocess.Popen([*QUEUECTL, *args], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        assert reader.stdout.read(10)  # then `head` goes away
+        reader.stdout.close()
+        assert reader.wait(60) == 1
+        assert reader.stderr.read() == b""
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait(10)
+        reader.stderr.close()
 
 
 @pytest.mark.parametrize("closed, args", [(0, ("enqueue", "--file", "-")), (1, ("list",)),
