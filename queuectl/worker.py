@@ -896,15 +896,27 @@ class WorkerPool:
         :func:`fence_after` the lease, before other hosts may take them for lost."""
         after = self._fence_after
         killed: set[Execution] = set()
+        ticked = time.monotonic()
+        excused = None  # the heartbeat (its start) whose silence a suspension explained
         while not self._service_done.wait(FENCE_TICK_S):
-            silent = time.monotonic() - self._beat_began
+            now = time.monotonic()
+            stood_still, ticked = now - ticked, now
+            silent = now - self._beat_began
             if silent < after:
                 killed.clear()
                 continue
             # A statement waits for an answer that does not come; unless the database has
             # answered since the last heartbeat began (the outage is over, and the next beat
             # not yet in: QA, "unreachable (no answer for 92s)" logged after the return).
-            if not self.outage.down and self.outage.back_at < self._beat_began:
+            # Unless this process itself stood still that long (SIGSTOP, a paused machine: its
+            # threads, this one too, ran not at all): QA, "database unreachable" of a database
+            # that answered all along.
+            if stood_still >= after / 2:
+                excused = self._beat_began
+                log.warning("this worker process did not run for %.0fs (suspended?): no "
+                            "heartbeat for %.0fs", stood_still, silent)  # fmt: skip
+            elif (excused != self._beat_began and not self.outage.down
+                  and self.outage.back_at < self._beat_began):  # fmt: skip
                 self.outage.failed(TimeoutError(f"no answer for {silent:.0f}s"),
                                    since=self._beat_began)  # fmt: skip
             with self._lock:

@@ -501,3 +501,39 @@ def test_psycopg_s_own_warnings_do_not_reach_a_command_s_stderr(pg_target):
          pg_target], capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_a_worker_suspended_past_the_fence_says_so_not_that_the_database_went_away(pg_target,
+                                                                                   tmp_path):
+    """QA: a worker stopped (SIGSTOP) past the fence's point logged "database unreachable (no
+    answer for 18s)", then "reachable again", of a database that answered all along: an
+    operator went looking at PostgreSQL. It says the process did not run; the runs it had are
+    stopped all the same (other hosts may have taken them for lost meanwhile)."""
+    import time
+
+    queue = Queue(pg_target)
+    pid_file = tmp_path / "pid"
+    queue.enqueue(JobSpec(command=f"echo $$ >> {pid_file}; exec sleep 60"))
+    frozen = WorkerProc(pg_target, 1, tmp_path, "frozen", False, "--lease", "3")
+    try:
+        worker_id = frozen.wait_ready()
+        pid = _running_pid(pid_file)
+        frozen.process.send_signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        try:
+            wait_until(lambda: time.monotonic() > stopped + fence_after(3.0) + 1, 30,
+                       "the worker to stand still past the fence's point")  # fmt: skip
+        finally:
+            frozen.process.send_signal(signal.SIGCONT)
+        thawed = queue.clock()
+        wait_until(lambda: "did not run for" in frozen.stderr(), 30, frozen.stderr)
+        wait_until(lambda: not pid_alive(pid), 10, "its run to be stopped")
+        Worker = queue.models.WorkerProcess
+        wait_until(lambda: Worker.get(Worker.id == worker_id).heartbeat_at > thawed, 30,
+                   "a heartbeat since")  # fmt: skip
+        said = frozen.stderr()
+        assert "killed 1 running job" in said, said
+        assert UNREACHABLE not in said and BACK not in said, said
+    finally:
+        frozen.stop()
+        queue.close()
