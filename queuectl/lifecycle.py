@@ -338,15 +338,18 @@ class Lifecycle(Reading):
 
     def release(self, job: Job, worker_id: str, result: RunResult | None = None) -> bool:
         """Give a job back after a hard stop: pending again, its attempt not counted, and its
-        place in the queue kept (its run_at is untouched: it was due when it was claimed).
+        place in the queue kept (its run_at is untouched: it was due when it was claimed); its
+        next wait counts from now (ready_at), not from run_at, which would count this run in.
         ``result``: the run's, killed; its output is kept, up to its end (QA: what it printed
         after the last store of its output, ~0.75 s, was lost to `logs` and `show`)."""
+        now = self.clock()
         changes: dict[str, object] = {
             "state": State.PENDING.value,
             "attempts": job.attempts - 1,  # the update applies only while attempts is unchanged
             "worker": None,
             "started_at": None,
-            "updated_at": self.clock(),
+            "updated_at": now,
+            "ready_at": now,
         }
         if result is not None:
             changes["output"], changes["output_bytes"] = result.output, result.output_bytes

@@ -61,9 +61,10 @@ class Job(BaseModel):
     cancel_requested_at = peewee.DoubleField(null=True)
     # Bytes the current or last run printed in all (the stored output is their capped tail).
     output_bytes = peewee.BigIntegerField(null=True)
-    # Schema 15: when its last dependency completed (that dependency's updated_at), for a job
-    # enqueued with `after`; it is due from then, if run_at is earlier. Read only for the time it
-    # waited (history, stats, the oldest-waiting age): claims keep ordering by run_at.
+    # Schema 15: when it last became ready to run, where that is later than run_at: its last
+    # dependency's end (that dependency's updated_at, for a job enqueued with `after`), or its
+    # release by a hard stop. Read only for the time it waited (history, stats, the
+    # oldest-waiting age): claims keep ordering by run_at, so a released job keeps its place.
     ready_at = peewee.DoubleField(null=True)
 
     # Not stored: config `job-timeout` as read by the claim that started this run (the run's

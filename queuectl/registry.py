@@ -189,6 +189,7 @@ class Registry(Lifecycle):
                 started_at=None,
                 finished_at=peewee.Case(None, [(Job.cancel_requested_at.is_null(), None)], now),
                 updated_at=now,
+                ready_at=now,  # its next wait counts from now (see Lifecycle.release)
             ).where(Job.state == State.PROCESSING, Job.worker == worker_id, Job.seq.not_in(list(held)))
             count = strays.execute()
             if count:

@@ -155,3 +155,30 @@ def test_a_schema_14_database_gains_ready_at_keeping_a_waiting_dependent(target,
         assert started_waits(upgraded, waiting) == [at(2)]
     finally:
         upgraded.close()
+
+
+def test_a_job_given_back_waits_from_its_release_keeping_its_place(q, clock):
+    """A hard stop gives a run back (pending again, its attempt not counted) and the job keeps
+    its place in the queue: its next wait counted from its old due time, the run it was given
+    back from counted in (the last note: "a released job's wait includes its first run")."""
+    first = q.enqueue(JobSpec(command="long", queue="work"))
+    clock.advance(2)
+    second = q.enqueue(JobSpec(command="next", queue="work"))
+    worker = q.register_worker(1)
+    clock.advance(3)
+    running = q.claim(worker)
+    assert running.id == first.id
+    clock.advance(10)
+    assert q.release(running, worker)
+    clock.advance(1)
+    assert q.oldest_waiting() == {"work": at(second.run_at)}, "the second waited longer"
+    assert q.claim(worker).id == first.id, "its place kept"
+    assert started_waits(q, first) == [at(5), at(1)]  # (16 s counted from its due time)
+    stray = q.claim(worker)
+    assert stray.id == second.id
+    clock.advance(4)
+    assert q.give_back_strays(worker, held={running.seq}) == 1  # (see WorkerPool)
+    clock.advance(2)
+    assert q.oldest_waiting() == {"work": at(clock.now - 2)}
+    assert q.claim(worker).id == second.id
+    assert started_waits(q, second) == [at(14), at(2)]
