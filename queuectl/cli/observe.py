@@ -12,6 +12,7 @@ from ..text import duration, exact_duration, utc_time
 from .common import (
     Settings,
     clean,
+    echo,
     engine_value,
     json_option,
     pass_settings,
@@ -170,7 +171,7 @@ def metrics(settings: Settings, listen: tuple[str, int] | None) -> None:
 
     queue = settings.queue
     if listen is None:
-        click.echo(exporter.exposition(queue), nl=False)
+        echo(exporter.exposition(queue), nl=False)  # (a cut file must not read as whole)
         return
     host, port = listen
     shown = f"[{host}]" if ":" in host else host  # (IPv6: "fe80::1:9464" read ill, QA)

@@ -721,6 +721,25 @@ def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly_with_1(env
         reader.stderr.close()
 
 
+def test_output_cut_by_a_disk_that_fills_is_an_error_not_a_whole_file(tiny_disk, tmp_path):
+    """QA: `metrics > textfile.prom` with 8 KiB left on the disk exited 0, the file cut at
+    8,192 of its 10,987 bytes: a write larger than the buffer was short and said nothing."""
+    from support import fill
+
+    db = str(tmp_path / "q.db")
+    env = {**os.environ, "QUEUECTL_DB": db, "HOME": str(tmp_path)}
+    lines = "".join(f'{{"command": "true", "queue": "q-{n}"}}\n' for n in range(100))
+    subprocess.run([*QUEUECTL, "enqueue", "--file", "-"], env=env, input=lines, text=True,
+                   capture_output=True, check=True, timeout=60)  # fmt: skip
+    filler = fill(tiny_disk)
+    os.truncate(filler, filler.stat().st_size - 8192)  # 8 KiB left
+    with open(tiny_disk / "metrics.prom", "w") as out:
+        done = subprocess.run([*QUEUECTL, "metrics"], env=env, stdout=out,
+                              stderr=subprocess.PIPE, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("Error: cannot write to standard output (No space left")
+
+
 @pytest.mark.parametrize("closed, args", [(0, ("enqueue", "--file", "-")), (1, ("list",)),
                                           (1, ("queue", "list")), (0, ("status",))])
 def test_a_standard_stream_its_caller_closed_is_no_traceback(env, tmp_path, closed, args):
