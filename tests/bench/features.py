@@ -164,6 +164,36 @@ def run(settings: Settings, report: Report) -> None:
                     samples.append(cascade(target))
         report.add(Figure(f"#17 {name}: cancel cascading to 10,000 waiting jobs, a job", "us",
                           samples))  # fmt: skip
+        samples = []
+        for _ in range(1 if settings.quick else 3):
+            if url is None:
+                samples.append(cascade_layers(fresh_sqlite(settings, "layers")))
+            else:
+                with pg_schema(url) as target:
+                    samples.append(cascade_layers(target))
+        report.add(Figure(f"#17 {name}: cancel cascading through 3 layers of 100, each job "
+                          "after all 100 before it, a job", "us", samples))  # fmt: skip
+
+
+def cascade_layers(target: str, width: int = 100) -> float:
+    """Microseconds a job of ``Queue.cancel`` of a job that 3 layers of ``width`` jobs run after,
+    each job after every job of the layer before (a map, then reduces): 20,000 edges."""
+    from queuectl import JobSpec, Queue
+
+    queue = Queue(target)
+    try:
+        root = queue.enqueue(JobSpec(command="true")).id
+        layer: tuple[str, ...] = (root,)
+        for _ in range(3):
+            jobs = queue.enqueue_many([JobSpec(command="true", after=layer)] * width)
+            layer = tuple(job.id for job in jobs)
+        start = time.perf_counter()
+        queue.cancel([root])
+        took = time.perf_counter() - start
+        assert queue.counts()["cancelled"] == 3 * width + 1
+        return took / (3 * width) * 1e6
+    finally:
+        queue.close()
 
 
 def cascade(target: str, n: int = 10_000) -> float:
