@@ -82,7 +82,8 @@ class JobEvent(NamedTuple):
 
 class Released(JobEvent):
     """A "released" event: its run was killed, and the job given back, for ``reason``: "stop"
-    (a hard stop) or "outage" (see WorkerPool._fence). Still the three in order, unpacked."""
+    (a hard stop), "outage" or "suspended" (see WorkerPool._fence). Still the three in order,
+    unpacked."""
 
     def __new__(cls, job: Job, thread: str, reason: str) -> Released:
         event = super().__new__(cls, "released", job, thread)
@@ -159,6 +160,8 @@ class WorkerPool:
         # When the heartbeat that last landed began (monotonic): the time it recorded is later.
         self._beat_began = time.monotonic()
         self._fence_after = fence_after(self.queue.lease)
+        # Why the fence last killed runs: "outage", or "suspended" (this process stood still).
+        self._fenced_why = "outage"
         self._closing: threading.Thread | None = None  # runs _shutdown, once (see join)
 
     # -- control (any thread) ---------------------------------------------------------------
@@ -500,7 +503,8 @@ class WorkerPool:
             released = self._store(lambda: self._jobs.release(job, worker_id, result))
             self._let_go(job)
             if released:
-                self._emit("released", job, name, "stop" if self._hard.is_set() else "outage")
+                self._emit("released", job, name,
+                           "stop" if self._hard.is_set() else self._fenced_why)  # fmt: skip
             else:
                 log.warning("job %s: not given back: it is no longer this run's (it was rescued "
                             "while this worker was silent)", job.id)  # fmt: skip
@@ -919,16 +923,19 @@ class WorkerPool:
                   and self.outage.back_at < self._beat_began):  # fmt: skip
                 self.outage.failed(TimeoutError(f"no answer for {silent:.0f}s"),
                                    since=self._beat_began)  # fmt: skip
+            suspended = excused == self._beat_began
+            self._fenced_why = "suspended" if suspended else "outage"
             with self._lock:
                 running = [e for e in self._running_jobs.values() if e not in killed]
             for execution in running:
                 execution.kill()
                 killed.add(execution)
             if running:
+                back = "" if suspended else " once the database is back"
                 log.warning(
                     "no heartbeat for %.0fs: killed %d running job(s) before the lease (%gs) lets "
-                    "other workers take them for lost; each goes back to pending once the "
-                    "database is back", silent, len(running), self.queue.lease,
+                    "other workers take them for lost; each goes back to pending%s", silent,
+                    len(running), self.queue.lease, back,
                 )
 
     def _beat_while_closing(self) -> None:

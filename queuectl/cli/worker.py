@@ -76,7 +76,8 @@ class EventLog:
         if kind in ("failed", "dead", "cancelled", "rescued"):
             detail = _failure(job)
         elif kind == "released":
-            cause = "while the database did not answer" if event.reason == "outage" else "by stop"
+            cause = {"outage": "while the database did not answer",
+                     "suspended": "as this process had not run"}.get(event.reason, "by stop")
             detail = f"killed {cause}: back to pending, attempt not counted"
         elif kind == "scheduled":
             detail = f"by schedule {_shown(job.schedule)}: {_command(job.command)}"

@@ -513,7 +513,7 @@ def test_a_worker_suspended_past_the_fence_says_so_not_that_the_database_went_aw
 
     queue = Queue(pg_target)
     pid_file = tmp_path / "pid"
-    queue.enqueue(JobSpec(command=f"echo $$ >> {pid_file}; exec sleep 60"))
+    job = queue.enqueue(JobSpec(command=f"echo $$ >> {pid_file}; exec sleep 60"))
     frozen = WorkerProc(pg_target, 1, tmp_path, "frozen", False, "--lease", "3")
     try:
         worker_id = frozen.wait_ready()
@@ -531,9 +531,12 @@ def test_a_worker_suspended_past_the_fence_says_so_not_that_the_database_went_aw
         Worker = queue.models.WorkerProcess
         wait_until(lambda: Worker.get(Worker.id == worker_id).heartbeat_at > thawed, 30,
                    "a heartbeat since")  # fmt: skip
+        released = f"EVENT released {job.id} suspended"  # (not "outage": QA's second look)
+        wait_until(lambda: released in frozen.lines, 30, lambda: f"{frozen.lines}")
         said = frozen.stderr()
         assert "killed 1 running job" in said, said
         assert UNREACHABLE not in said and BACK not in said, said
+        assert "database is back" not in said, said
     finally:
         frozen.stop()
         queue.close()

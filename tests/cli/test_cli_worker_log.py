@@ -60,13 +60,17 @@ def test_other_events_keep_their_lines(capsys):
     released = _job(state="pending")
     lines = _lines(capsys, JobEvent("dead", failed, "worker-1"),
                    Released(released, "worker-1", "stop"),
-                   Released(released, "worker-1", "outage"))  # fmt: skip
+                   Released(released, "worker-1", "outage"),
+                   Released(released, "worker-1", "suspended"))  # fmt: skip
     assert lines[0].endswith(" dead a0jfv9e4308e exit code 3 in 1.0s, attempt 1: moved to the DLQ")
     assert lines[1].endswith(
         " released a0jfv9e4308e killed by stop: back to pending, attempt not counted"
     )
     # The fence's kill (PostgreSQL, see WorkerPool._fence) is not a stop: QA read "by stop".
     assert lines[2].endswith(" released a0jfv9e4308e killed while the database did not answer: "
+                             "back to pending, attempt not counted")
+    # A process that stood still past the fence's point: the database answered all along.
+    assert lines[3].endswith(" released a0jfv9e4308e killed as this process had not run: "
                              "back to pending, attempt not counted")
 
 
