@@ -1162,8 +1162,9 @@ def sqlite_stats_minutes(db: peewee.Database) -> list[RunSql]:
 
 def ready_at_15(migrator: SchemaMigrator) -> list[object]:
     """Schema 15: the job's ``ready_at`` (see COUNT_DOWN) and the triggers that write and read
-    it, made again. A column that is there already (added by schema 5's step) is left. Jobs
-    already released by their dependencies keep a wait counted from their enqueue."""
+    it, made again. A column that is there already (added by schema 5's step) is left. A job
+    already released by its dependencies, still waiting for a worker, is given the last end
+    among them (QA: one released before the upgrade counted its wait from its enqueue)."""
     from .models import Job
 
     db = migrator.database
@@ -1172,9 +1173,16 @@ def ready_at_15(migrator: SchemaMigrator) -> list[object]:
         triggers = [*sqlite_triggers(db)]
     else:
         triggers = [RunSql(db, [_pg_state_function(db)])]
+    released = (
+        'UPDATE "job" SET "ready_at" = (SELECT MAX(p."updated_at") FROM "job_dep" d JOIN "job" p '
+        'ON p."seq" = d."dep_seq" WHERE d."job_seq" = "job"."seq") '
+        f'WHERE {sql_in(CLAIMABLE)} AND "waiting_on" = 0 AND "ready_at" IS NULL '
+        'AND EXISTS (SELECT 1 FROM "job_dep" d WHERE d."job_seq" = "job"."seq")'
+    )
     return [
         *(migrator.add_column("job", name, Job.ready_at)
           for name in ("ready_at",) if name not in have),
+        RunSql(db, [released]),
         *triggers,
     ]  # fmt: skip
 

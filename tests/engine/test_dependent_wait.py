@@ -127,6 +127,13 @@ def test_a_schema_14_database_gains_ready_at_keeping_a_waiting_dependent(target,
     try:
         first = queue.enqueue(JobSpec(command="first", queue="a"))
         waiting = queue.enqueue(JobSpec(command="second", queue="b", after=(first.id,)))
+        earlier = queue.enqueue(JobSpec(command="earlier", queue="c"))
+        released = queue.enqueue(JobSpec(command="then", queue="d", after=(earlier.id,)))
+        worker = queue.register_worker(1)
+        clock.advance(5)
+        queue.finish(queue.claim(worker, queues=("c",)), OK, worker)
+        ended = clock.now  # d's job released: a waiting job to keep its due time
+        clock.advance(5)
         db = queue.db
         # Schema 14 had no ready_at: what names it goes with it (SQLite refuses to drop a
         # column a trigger or view names; schema 15 makes them all again).
@@ -145,7 +152,10 @@ def test_a_schema_14_database_gains_ready_at_keeping_a_waiting_dependent(target,
     try:
         assert schema.read_version(upgraded.db) == schema.SCHEMA_VERSION
         assert upgraded.get(waiting.id).waiting_for == (first.id,)
-        worker = upgraded.register_worker(1)
+        assert upgraded.get(released.id).ready_at == at(ended), "from its dependency's end"
+        assert upgraded.oldest_waiting("d") == {"d": at(ended)}
+        assert upgraded.claim(worker, queues=("d",)).id == released.id
+        assert started_waits(upgraded, released) == [at(5)]
         running = upgraded.claim(worker, queues=("a",))
         clock.advance(40)
         upgraded.finish(running, OK, worker)
