@@ -155,24 +155,17 @@ def run(settings: Settings, report: Report) -> None:
                 figures = measure(target, settings.quick)
         for key, text, unit, target_ in ROWS:
             report.add(Figure(f"#17 {name}: {text}", unit, figures[key], targets=[target_]))
-        samples = []
-        for _ in range(1 if settings.quick else 3):
-            if url is None:
-                samples.append(cascade(fresh_sqlite(settings, "cascade")))
-            else:
-                with pg_schema(url) as target:
-                    samples.append(cascade(target))
-        report.add(Figure(f"#17 {name}: cancel cascading to 10,000 waiting jobs, a job", "us",
-                          samples))  # fmt: skip
-        samples = []
-        for _ in range(1 if settings.quick else 3):
-            if url is None:
-                samples.append(cascade_layers(fresh_sqlite(settings, "layers")))
-            else:
-                with pg_schema(url) as target:
-                    samples.append(cascade_layers(target))
-        report.add(Figure(f"#17 {name}: cancel cascading through 3 layers of 100, each job "
-                          "after all 100 before it, a job", "us", samples))  # fmt: skip
+        for shape, text in ((cascade, "cancel cascading to 10,000 waiting jobs, a job"),
+                            (cascade_layers, "cancel cascading through 3 layers of 100, each job "
+                                             "after all 100 before it, a job")):  # fmt: skip
+            samples = []
+            for _ in range(1 if settings.quick else 3):
+                if url is None:
+                    samples.append(shape(fresh_sqlite(settings, shape.__name__)))
+                else:
+                    with pg_schema(url) as target:
+                        samples.append(shape(target))
+            report.add(Figure(f"#17 {name}: {text}", "us", samples))
 
 
 def cascade_layers(target: str, width: int = 100) -> float:
