@@ -592,9 +592,14 @@ class WorkerPool:
                 execution.cancel()
 
     def _apply_retention(self) -> float:
-        """Config `retention`: delete old finished jobs; seconds until the next time."""
+        """Config `retention`: delete old finished jobs; seconds until the next time. On
+        PostgreSQL, also a count, which folds the counters' rows once they are many (the rarer
+        changes of state add rows, schema.COUNTER_CHANGES): a queue nobody looks at (no
+        `status`, no TUI, no scrape) kept every one of them."""
         try:
             deleted, more = self.queue.purge_expired()
+            if not self.queue.is_sqlite:
+                self.queue.counts()
         except peewee.PeeweeException as exc:
             self._database_failed(self.queue, exc)
             return RETENTION_EVERY_S

@@ -620,3 +620,21 @@ def test_a_job_that_ends_long_after_the_stop_in_a_full_disk_gets_the_stop_timeou
     assert pool.join(30)
     assert pool.unstored == []
     assert queue.get(job.id).state == "completed"
+
+
+@pytest.mark.postgres
+def test_a_pool_folds_the_counters_rows_nobody_else_reads(pg_target, pools):
+    """Schema 16: each rarer change of state (cancel, retry, release) adds counter rows on
+    PostgreSQL, folded by a count. A queue whose only readers are its workers kept them all:
+    its workers count too, as they apply the retention (once a minute)."""
+    queue = Queue(pg_target)
+    try:
+        jobs = queue.enqueue_many([JobSpec(command="true", delay=3600)] * 80)
+        queue.cancel([job.id for job in jobs])  # 160 rows: -1 pending, +1 cancelled each
+        rows = 'SELECT COUNT(*) FROM "job_count_change"'
+        assert queue.db.execute_sql(rows).fetchone()[0] == 160
+        pools(Queue(pg_target), threads=1)
+        wait_until(lambda: queue.db.execute_sql(rows).fetchone()[0] == 0, 30, "the fold")
+        assert queue.counts()["cancelled"] == 80 and queue.counts()["pending"] == 0
+    finally:
+        queue.close()
