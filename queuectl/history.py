@@ -22,6 +22,7 @@ from .models import (
 )
 from .outcomes import FINAL_ENDS, OUTCOMES, RUN_ENDS, event_dict  # noqa: F401 (as before)
 from .reading import Reading
+from .schema import due_sql
 
 # The events that end a run: each run's row (schema 9) is one of them, with its started_at.
 RUN_END_EVENTS = frozenset((*RUN_ENDS, "released"))
@@ -214,7 +215,7 @@ class History(Reading):
         earlier). So a probe per queue, and a range only behind a dependency's release, not a
         pass over every ready job."""
         index = f'"job" INDEXED BY "{READY_QUEUE_INDEX}"' if self.is_sqlite else '"job"'
-        due = 'CASE WHEN "ready_at" > "run_at" THEN "ready_at" ELSE "run_at" END'
+        due = due_sql()
 
         def earliest(name: str) -> str:
             # The first entry from queue ``name`` on, in the index's order. A range, not "queue"

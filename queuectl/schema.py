@@ -229,9 +229,17 @@ COUNT_DOWN = (
     '"waiting_on" = "waiting_on" - 1, "ready_at" = CASE WHEN "ready_at" >= NEW."updated_at" '
     'THEN "ready_at" ELSE NEW."updated_at" END'
 )
-# The time the run that ended (OLD) was due from: its run_at (a claim leaves it as it was), or
-# its last dependency's end where that was later (schema 15).
-_OLD_DUE = 'CASE WHEN OLD."ready_at" > OLD."run_at" THEN OLD."ready_at" ELSE OLD."run_at" END'
+
+
+def due_sql(row: str = "") -> str:
+    """SQL: the time a job (``row``: ``OLD.`` in a trigger) is due from: its run_at, or its
+    ready_at (schema 15: its last dependency's end, or its release) where that is later."""
+    run_at, ready_at = f'{row}"run_at"', f'{row}"ready_at"'
+    return f"CASE WHEN {ready_at} > {run_at} THEN {ready_at} ELSE {run_at} END"
+
+
+# The time the run that ended (OLD) was due from (a claim leaves run_at as it was).
+_OLD_DUE = due_sql("OLD.")
 
 
 def _dependency_sql() -> tuple[str, str, str, str]:
