@@ -283,7 +283,7 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
     for row in [list(headers), *rows]:
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
         cells.append(shorten(row[-1], room))
-        click.echo("  ".join(cells).rstrip())
+        echo("  ".join(cells).rstrip())  # (to a pipe a row is whole: a command can be long)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:

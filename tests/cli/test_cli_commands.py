@@ -721,6 +721,24 @@ def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly_with_1(env
         reader.stderr.close()
 
 
+def test_a_listing_row_cut_by_a_disk_that_fills_is_an_error(tiny_disk, tmp_path):
+    """As below, for a table's row: to a file its last column (a command) is whole, and one of
+    300,000 characters, with 8 KiB left on the disk, was cut with exit 0."""
+    from support import fill
+
+    db = str(tmp_path / "q.db")
+    env = {**os.environ, "QUEUECTL_DB": db, "HOME": str(tmp_path)}
+    subprocess.run([*QUEUECTL, "enqueue", "--file", "-"], env=env, input="echo " + "x" * 300_000,
+                   text=True, capture_output=True, check=True, timeout=60)  # fmt: skip
+    filler = fill(tiny_disk)
+    os.truncate(filler, filler.stat().st_size - 8192)  # 8 KiB left
+    with open(tiny_disk / "list.txt", "w") as out:
+        done = subprocess.run([*QUEUECTL, "list"], env=env, stdout=out, stderr=subprocess.PIPE,
+                              text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("Error: cannot write to standard output (No space left")
+
+
 def test_output_cut_by_a_disk_that_fills_is_an_error_not_a_whole_file(tiny_disk, tmp_path):
     """QA: `metrics > textfile.prom` with 8 KiB left on the disk exited 0, the file cut at
     8,192 of its 10,987 bytes: a write larger than the buffer was short and said nothing."""
