@@ -15,7 +15,7 @@ from .models import CLAIMABLE, RUN_BUCKETS, STATES, Models, State, sql_in
 if TYPE_CHECKING:  # playhouse.migrate is imported only to migrate (every CLI start pays imports)
     from playhouse.migrate import SchemaMigrator
 
-SCHEMA_VERSION = 16
+SCHEMA_VERSION = 17
 
 # Per-state job counts, kept by triggers: `status` and every TUI refresh read a few rows instead
 # of counting a million (75 ms on SQLite, 165 ms on PostgreSQL at 1M jobs). The triggers run
@@ -1223,6 +1223,28 @@ def postgres_count_changes_16(migrator: SchemaMigrator) -> list[object]:
     return [*postgres_count_changes(db), RunSql(db, [_pg_state_function(db)])]
 
 
+# -- schema 17: a dependency's id kept on its edge (SPEC 7 `after`) ----------------------------
+
+
+def dependency_ids_17(migrator: SchemaMigrator) -> list[object]:
+    """Schema 17: ``job_dep.dep_id``, so a job's `after` still names a dependency once it is
+    purged (QA: it became ``[]``), filled in for every edge whose dependency is still there. A
+    column that is there already (made by schema 7's step from today's model) is left."""
+    from .tables import JobDep
+
+    db = migrator.database
+    have = {column.name for column in db.get_columns("job_dep")}
+    filled = (
+        'UPDATE "job_dep" SET "dep_id" = (SELECT "id" FROM "job" WHERE "job"."seq" = '
+        '"job_dep"."dep_seq") WHERE "dep_id" IS NULL'
+    )
+    return [
+        *(migrator.add_column("job_dep", name, JobDep.dep_id)
+          for name in ("dep_id",) if name not in have),
+        RunSql(db, [filled]),
+    ]  # fmt: skip
+
+
 # MIGRATIONS[n] lists the operations that take a version n-1 database to version n. Each entry
 # is a function of a playhouse SchemaMigrator, e.g.
 #     3: lambda m: [m.add_column("job", "tags", peewee.TextField(null=True))],
@@ -1242,6 +1264,7 @@ MIGRATIONS: dict[int, Callable[[SchemaMigrator], list[object]]] = {
     14: lambda m: sqlite_stats_minutes(m.database),
     15: lambda m: ready_at_15(m),
     16: lambda m: postgres_count_changes_16(m),
+    17: lambda m: dependency_ids_17(m),
 }
 
 _PG_LOCK_KEY = 0x71756575  # "queu": serialises schema set-up across PostgreSQL clients

@@ -80,6 +80,10 @@ class JobDep(BaseModel):
 
     job_seq = peewee.BigIntegerField()
     dep_seq = peewee.BigIntegerField(index=True)  # a job's dependents, as it completes
+    # Schema 17: the dependency's id, so the job's `after` still names it once it is purged
+    # (its row is gone, the edge stays). NULL only on an edge older than schema 17 whose
+    # dependency was purged before the upgrade.
+    dep_id = peewee.CharField(max_length=64, null=True)
 
     class Meta:
         table_name = "job_dep"

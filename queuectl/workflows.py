@@ -168,7 +168,7 @@ class Workflows(Lifecycle):
             dead = None
             for seq, position, job_id in deps:
                 dep_seq = seq if seq is not None else links.seqs[rows[position]["id"]]
-                edges.append((job_seq, dep_seq))
+                edges.append((job_seq, dep_seq, job_id))
                 state = links.states.get(dep_seq)
                 if state == State.DEAD and dead is None:
                     dead = job_id
@@ -181,7 +181,9 @@ class Workflows(Lifecycle):
         param = self.db.param
         with peewee.__exception_wrapper__:
             self.db.cursor().executemany(
-                f'INSERT INTO "job_dep" ("job_seq", "dep_seq") VALUES ({param}, {param})', edges
+                'INSERT INTO "job_dep" ("job_seq", "dep_seq", "dep_id") '
+                f"VALUES ({param}, {param}, {param})",
+                edges,
             )
         for chunk in peewee.chunked(blocked, _CHUNK):
             self.models.Event.insert_many(chunk).execute()
@@ -204,23 +206,28 @@ class Workflows(Lifecycle):
 
     def fill_after(self, jobs: list[Job]) -> list[Job]:
         """Fill each job's ``after_ids`` (SPEC 7 `after`), ``waiting_for`` (those not completed)
-        and ``blocked_by`` (those dead), in one query per 500 jobs. Returns ``jobs``."""
+        and ``blocked_by`` (those dead), in one query per 500 jobs. Returns ``jobs``. A purged
+        dependency is still named (the edge keeps its id), and is waited for no more: the job
+        was released when it completed, or cancelled when it was purged without completing."""
         by_seq = {job.seq: job for job in jobs if job.seq is not None}
         found: dict[int, list[tuple[str, str]]] = {}
         for chunk in peewee.chunked(list(by_seq), _CHUNK):
             placeholders = ", ".join([self.db.param] * len(chunk))
             rows = self.db.execute_sql(
-                'SELECT d."job_seq", p."id", p."state" FROM "job_dep" d JOIN "job" p '
-                f'ON p."seq" = d."dep_seq" WHERE d."job_seq" IN ({placeholders}) '
+                'SELECT d."job_seq", COALESCE(p."id", d."dep_id"), p."state" FROM "job_dep" d '
+                f'LEFT JOIN "job" p ON p."seq" = d."dep_seq" WHERE d."job_seq" IN ({placeholders}) '
                 'ORDER BY d."job_seq", d."dep_seq"',
                 chunk,
             ).fetchall()
             for job_seq, job_id, state in rows:
-                found.setdefault(job_seq, []).append((job_id, state))
+                if job_id is not None:  # (purged before schema 17 kept ids: nothing to name)
+                    found.setdefault(job_seq, []).append((job_id, state))
         for seq, job in by_seq.items():
             deps = found.get(seq, [])
             job.after_ids = tuple(job_id for job_id, _ in deps)
-            job.waiting_for = tuple(job_id for job_id, state in deps if state != State.COMPLETED)
+            job.waiting_for = tuple(
+                job_id for job_id, state in deps if state not in (State.COMPLETED, None)
+            )
             job.blocked_by = tuple(job_id for job_id, state in deps if state == State.DEAD)
         return jobs
 

@@ -198,3 +198,13 @@ def test_a_schedule_s_json_shows_the_priority_and_timeout_its_jobs_get(run):
         == [(0, None), (3, 5), (0, 2.5)]  # fmt: skip
     assert "5.0" not in run.ok("schedule", "list", "--json")
     assert run.json("schedule", "run", "plain")["priority"] == 0
+
+
+def test_show_still_names_a_dependency_purged_after_it_completed(run, queue):
+    run.ok("enqueue", "--id", "fetch", "true")
+    run.ok("enqueue", "--id", "report", "--after", "fetch", "--queue", "later", "true")
+    run.ok("worker", "start", "--burst", "--queue", "default")
+    assert run.json("purge", "--state", "completed")["deleted"] == 1
+    shown = run.json("show", "report")
+    assert (shown["state"], shown["after"]) == ("pending", ["fetch"])
+    assert "after fetch" not in run.ok("list", "--queue", "later"), "waits for nothing"

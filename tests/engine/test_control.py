@@ -411,6 +411,22 @@ def test_purging_a_dead_job_cancels_the_jobs_after_it(q):
     q.models.Job.update(state="dead", finished_at=1.0).where(q.models.Job.seq == first.seq).execute()
     assert q.purge(["dead"]) == 1
     assert state(q, second) == "cancelled" and "purged" in q.get(second.id).error
+    assert q.get(second.id).after_ids == (first.id,), "`after` still names the purged job"
+
+
+def test_a_job_still_names_a_completed_dependency_once_it_is_purged(q):
+    """QA: `show` gave `"after": []` once retention purged the job it ran after, and a script
+    re-creating the pipeline from it lost its order. It names it still, waiting for it no more."""
+    first, other = add(q, "a"), add(q, "b")
+    second = q.enqueue(JobSpec(command="c", after=(first.id, other.id)))
+    wid = q.register_worker(1)
+    for _ in range(2):
+        q.finish(q.claim(wid), RunResult(0, None, "", 0), wid)
+    assert q.purge(["completed"]) == 2
+    job = q.get(second.id)
+    assert (job.state, job.after_ids, job.waiting_for) == ("pending", (first.id, other.id), ())
+    assert q.list_jobs("pending")[0].after_ids == (first.id, other.id)
+    assert q.claim(wid).id == second.id
 
 
 def test_a_purge_batch_ends_once_its_time_is_spent(q, monkeypatch):

@@ -685,3 +685,31 @@ def test_a_large_batch_is_counted_recorded_and_ordered_as_one_job_is(any_queue):
     assert Event.select().where(Event.event == "enqueued").count() == count + 1
     [tail] = q.fill_after([q.get("tail")])
     assert sorted(tail.after_ids) == ["j0000", "j1233"]
+
+
+def test_a_schema_16_database_keeps_the_ids_of_its_dependencies(target):
+    """Schema 17 stores a dependency's id on its edge. Upgrading fills it in for every
+    dependency still there, so purging one afterwards leaves it named; one purged before the
+    upgrade cannot be named (its id went with its row)."""
+    queue = Queue(target)
+    try:
+        kept = queue.enqueue(JobSpec(command="kept", id="kept"))
+        gone = queue.enqueue(JobSpec(command="gone", id="gone"))
+        later = queue.enqueue(JobSpec(command="later", after=("kept", "gone")))
+        assert run_one(queue).id == kept.id and run_one(queue).id == gone.id
+        db = queue.db
+        db.execute_sql('ALTER TABLE "job_dep" DROP COLUMN "dep_id"')
+        db.execute_sql("UPDATE queuectl_schema SET value = '16' WHERE key = 'version'")
+        Job = queue.models.Job
+        Job.delete().where(Job.id == "gone").execute()  # purged before the upgrade
+    finally:
+        queue.close()
+    upgraded = Queue(target)
+    try:
+        assert "dep_id" in {c.name for c in upgraded.db.get_columns("job_dep")}
+        assert upgraded.get(later.id).after_ids == ("kept",)
+        assert upgraded.purge(["completed"]) == 1
+        assert upgraded.get(later.id).after_ids == ("kept",), "named once purged"
+        assert upgraded.get(later.id).state == "pending"
+    finally:
+        upgraded.close()
