@@ -75,6 +75,8 @@ class Job(BaseModel):
     # Not stored: those of them not completed yet, and those dead (the job is blocked until
     # they are retried).
     waiting_for: tuple[str, ...] = ()
+    # Not stored: those of them purged since (named still, by the edge's schema 17 id).
+    purged_deps: tuple[str, ...] = ()
     # Not stored (PostgreSQL): whether the job had dependents when its run was claimed; None
     # where the claim did not say.
     has_dependents: bool | None = None

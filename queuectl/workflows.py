@@ -205,10 +205,11 @@ class Workflows(Lifecycle):
     # -- dependencies: reading --------------------------------------------------------------
 
     def fill_after(self, jobs: list[Job]) -> list[Job]:
-        """Fill each job's ``after_ids`` (SPEC 7 `after`), ``waiting_for`` (those not completed)
-        and ``blocked_by`` (those dead), in one query per 500 jobs. Returns ``jobs``. A purged
-        dependency is still named (the edge keeps its id), and is waited for no more: the job
-        was released when it completed, or cancelled when it was purged without completing."""
+        """Fill each job's ``after_ids`` (SPEC 7 `after`), ``waiting_for`` (those not completed),
+        ``blocked_by`` (those dead) and ``purged_deps``, in one query per 500 jobs. Returns
+        ``jobs``. A purged dependency is still named (the edge keeps its id), and is waited for
+        no more: the job was released when it completed, or cancelled when it was purged
+        without completing."""
         by_seq = {job.seq: job for job in jobs if job.seq is not None}
         found: dict[int, list[tuple[str, str]]] = {}
         for chunk in peewee.chunked(list(by_seq), _CHUNK):
@@ -229,6 +230,7 @@ class Workflows(Lifecycle):
                 job_id for job_id, state in deps if state not in (State.COMPLETED, None)
             )
             job.blocked_by = tuple(job_id for job_id, state in deps if state == State.DEAD)
+            job.purged_deps = tuple(job_id for job_id, state in deps if state is None)
         return jobs
 
     def _with_after(self, jobs: list[Job]) -> list[Job]:

@@ -435,6 +435,8 @@ def _after(job: Job, states: dict[str, str]) -> str:
         if job_id in job.blocked_by:
             why = "dead: this job is blocked until it is retried" if blocked else "dead"
             parts.append(f"{shown} ({why})")
+        elif job_id in job.purged_deps:  # (completed, or the job was cancelled for it)
+            parts.append(f"{shown} (purged)")
         elif job_id in job.waiting_for:
             parts.append(f"{shown} ({states.get(job_id, 'waiting')})")
         else:

@@ -208,3 +208,16 @@ def test_show_still_names_a_dependency_purged_after_it_completed(run, queue):
     shown = run.json("show", "report")
     assert (shown["state"], shown["after"]) == ("pending", ["fetch"])
     assert "after fetch" not in run.ok("list", "--queue", "later"), "waits for nothing"
+
+
+def test_show_says_a_dead_dependency_was_purged_not_completed(run, queue):
+    """Once a dead dependency is purged, its dependent is cancelled naming it; `show` said it
+    ran after it "(completed)"."""
+    run.ok("enqueue", "--id", "fetch", '{"command": "exit 3", "max_retries": 0}')
+    run.ok("enqueue", "--id", "report", "--after", "fetch", "true")
+    run.ok("worker", "start", "--burst")
+    assert run.json("show", "report")["state"] == "pending"  # blocked by the dead fetch
+    assert run.json("purge", "--state", "dead")["deleted"] == 1
+    shown = run.ok("show", "report")
+    assert "fetch (purged)" in shown and "(completed)" not in shown, shown
+    assert run.json("show", "report")["state"] == "cancelled"

@@ -140,6 +140,11 @@ def test_details_show_dependencies_both_ways(workflows_queue, fixed_clock):
         app.push_screen(DetailsScreen(workflows_queue, "notify-ops"))
         await until(pilot, lambda: getattr(app.screen, "fields_table", None) is not None)
         assert "deploy-prod dead" in plain(app.screen.fields_table)
+        app.pop_screen()
+        assert workflows_queue.purge(["dead"]) >= 1  # notify-ops is cancelled for it
+        app.push_screen(DetailsScreen(workflows_queue, "notify-ops"))
+        await until(pilot, lambda: getattr(app.screen, "fields_table", None) is not None)
+        assert "deploy-prod purged" in plain(app.screen.fields_table)
 
     drive(app, scenario)
 

@@ -148,10 +148,13 @@ class DetailsScreen(ModalScreen[None]):
             times = {name: getattr(job, name) for name in Job.TIME_FIELDS}
             after = []
             for dep_id in job.after_ids[:DEPENDENCIES_SHOWN]:
+                if dep_id in job.purged_deps:  # (another job may have its id since)
+                    after.append((dep_id, "purged"))
+                    continue
                 try:
                     after.append((dep_id, str(self.queue.get(dep_id).state)))
                 except QueueError:  # purged meanwhile
-                    after.append((dep_id, "gone"))
+                    after.append((dep_id, "purged"))
             needed_by = [(dep.id, str(dep.state)) for dep in self.queue.dependents(job)]
             events = self.queue.history(job)
             text, shown = safe(job.output or ""), self.output.shown
