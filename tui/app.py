@@ -138,12 +138,16 @@ class QueueApp(KeysInOrder):
         )
         self.loader = Loader(self, queue, self.clock, self._rows_wanted, lambda: self.filter_text,
                              background_gap=refresh_interval, selected=self._selected,
-                             ends=self._ends, actions=lambda: self._actions.done)  # fmt: skip
+                             ends=self._ends, actions=self._actions_settled)  # fmt: skip
         self._pool_news = threading.Event()  # a PoolEvent is posted and not yet handled
         # What keys asked of the queue (see _act); each carried out, the panes are read again.
         self._actions = InOrder("queuectl-actions", after=lambda: self.post_message(Carried()))
         self._acts_shown = asyncio.Event()  # the panes show what every action asked for did
         self._acts_shown.set()
+        # Running jobs that `x` asked to stop, whose stop is still awaited (_cancel_running):
+        # their actions are not counted as carried out until then.
+        self._stopping = 0
+        self._stopping_lock = threading.Lock()
         self._covered = asyncio.Event()  # a screen covers the panes (see keys_may_go_on)
         self._problem_said = False  # the pool's problem was said (see _say_problem)
         self._filter_shown = asyncio.Event()  # the panes show the filter's rows
@@ -631,18 +635,33 @@ class QueueApp(KeysInOrder):
 
     def _cancel_running(self, job_id: str) -> str | None:
         """In the actions' thread: ask the job's worker (any process) to stop it; wait for that
-        on a thread of its own, so that what was asked after it does not wait too."""
+        on a thread of its own, so that the actions asked after it do not wait too. The keys
+        typed after it do (keys_may_go_on), until the panes show the job stopped: while it
+        still showed running, `x y x y` asked the same job twice (QA)."""
         job = self.queue.cancel([job_id])[0]
         if job.state not in ACTIVE:  # it ended meanwhile: cancelled at once, if it was waiting
             return f"Cancelled {job.id}"
+        with self._stopping_lock:
+            self._stopping += 1
         threading.Thread(target=self._carry_out, args=(partial(self._stopped, job),),
                          name="queuectl-cancel", daemon=True).start()  # fmt: skip
         return None
 
     def _stopped(self, job: Job) -> str:
-        if self.queue.wait_stopped([job.seq], CANCEL_WAIT_S):
+        try:
+            stopped = self.queue.wait_stopped([job.seq], CANCEL_WAIT_S)
+        finally:
+            with self._stopping_lock:
+                self._stopping -= 1
+        if stopped:
             return f"Cancelled {job.id} (stopped)"
         return f"Cancel of {job.id} asked: its worker has not stopped it yet"
+
+    def _actions_settled(self) -> int:
+        """The actions carried out, for a load to tell whether it shows them all (see
+        on_queue_snapshot): less the stops still awaited, whose jobs still show running."""
+        with self._stopping_lock:
+            return self._actions.done - self._stopping
 
     def action_edit(self) -> None:
         row = self._selected_row()

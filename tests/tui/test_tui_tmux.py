@@ -353,6 +353,34 @@ def test_keys_typed_after_an_action_act_on_the_rows_it_left(cli, tmp_path):
         terminal.kill()
 
 
+def test_x_y_x_y_typed_ahead_stops_two_running_jobs(cli, tmp_path):
+    """QA, in tmux: `x y x y` on the app's two running jobs stopped the first only, and said
+    "Cancelled" of it twice: the keys after the first `y` did not wait for the panes to show
+    it stopped, so the second `x` asked for the same job again."""
+    gate = tmp_path / "gate"
+    for name in ("joba", "jobb", "jobc"):
+        cli("enqueue", "--id", name, f"while [ ! -e {gate} ]; do sleep 0.05; done")
+    terminal = Terminal([str(QUEUECTL), "--db", str(cli.db), "tui", "--workers", "2"], tmp_path)
+
+    def states() -> dict[str, str]:
+        return {job["id"]: job["state"] for job in json.loads(cli("list", "--json"))}
+
+    try:
+        wait_for(lambda: shows(terminal, "Processing", "joba")
+                 and shows(terminal, "Processing", "jobb"), 30, "two jobs running",
+                 terminal)  # fmt: skip
+        terminal.type_ahead("Tab", "g", "x", "y", "x", "y")
+        wait_for(lambda: list(states().values()).count("cancelled") == 2, 30,
+                 "two jobs cancelled", terminal)  # fmt: skip
+        wait_for(lambda: states()["jobc"] == "processing", 30, "jobc started", terminal)
+        assert states() == {"joba": "cancelled", "jobb": "cancelled", "jobc": "processing"}
+        assert not on_screen(terminal, "cannot be cancelled")
+        wait_for(lambda: on_screen(terminal, "Cancelled jobb"), 10, "jobb's notice", terminal)
+    finally:
+        gate.touch()
+        terminal.kill()
+
+
 def test_the_top_bar_shows_every_count_at_any_width(cli, tmp_path):
     """The counts gave way to the rest of the bar: at 120 columns, once the rate read
     "2,700/min", the dead count was gone; at 100, all but a cut "1,10". Now the chart, the
