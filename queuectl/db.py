@@ -19,6 +19,7 @@ from .errors import QueueError
 from .target import POSTGRES_SCHEMES, Target, default_path, redact, resolve_target  # noqa: F401
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
+DISK_FULL = "database or disk is full"  # SQLite's SQLITE_FULL
 # How long one attempt of a statement waits in SQLite's busy handler for another connection's
 # lock. The handler sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50 ms, then 100 ms at a time: a
 # waiter that had missed a few of another writer's pauses (a long purge's, 30 ms between
@@ -38,6 +39,10 @@ PAGE_SIZE = 1024
 # stop for a checkpoint (two fsyncs) while the pool's other threads waited for the write lock:
 # 4,000 (a WAL of up to 4 MB, 16 MB with 4 KiB pages) does that a quarter as often.
 WAL_AUTOCHECKPOINT_PAGES = 4000
+# Once a write was refused for a full disk, every statement first copies the WAL into the file
+# (SqliteQueueDatabase.make_room) until the file system has room for this many WALs as long as
+# WAL_AUTOCHECKPOINT_PAGES lets them grow.
+LOW_DISK_WALS = 2
 # How long opening a PostgreSQL connection may take (libpq's connect_timeout), unless the URL's
 # `connect_timeout` or $PGCONNECT_TIMEOUT says otherwise. libpq's own default is to wait for
 # ever: a server that accepts the connection but never answers (a host gone behind a proxy or a
@@ -263,31 +268,39 @@ class _Cursor(sqlite3.Cursor):
     ``UPDATE ... RETURNING`` of its own commits once its last row is read, and with the disk
     full that commit raised a bare ``sqlite3.OperationalError`` the worker did not take for an
     outage. Its threads died (the process then exited 0), and a job's result was stored as a
-    failure of the job, which then ran again."""
+    failure of the job, which then ran again. A full disk is told to the database it is of
+    (``owner``: see SqliteQueueDatabase.make_room)."""
+
+    owner: SqliteQueueDatabase | None = None
 
     def fetchone(self) -> Any:
         try:
             return super().fetchone()
         except sqlite3.Error as exc:
-            raise _as_peewee(exc) from exc
+            raise self._failed(exc) from exc
 
     def fetchmany(self, size: int | None = None) -> list[Any]:
         try:
             return super().fetchmany(self.arraysize if size is None else size)
         except sqlite3.Error as exc:
-            raise _as_peewee(exc) from exc
+            raise self._failed(exc) from exc
 
     def fetchall(self) -> list[Any]:
         try:
             return super().fetchall()
         except sqlite3.Error as exc:
-            raise _as_peewee(exc) from exc
+            raise self._failed(exc) from exc
 
     def __next__(self) -> Any:
         try:
             return super().__next__()
         except sqlite3.Error as exc:
-            raise _as_peewee(exc) from exc
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: sqlite3.Error) -> peewee.PeeweeException:
+        if self.owner is not None:
+            self.owner.note_full(exc)
+        return _as_peewee(exc)
 
 
 def _as_peewee(exc: sqlite3.Error) -> peewee.PeeweeException:
@@ -313,7 +326,18 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
     the BEGIN of a transaction, which changed nothing when they failed. A statement inside a
     transaction is never tried again (it is the transaction that would have to be), nor one of
     a connection whose ``PRAGMA busy_timeout`` was set to something else (its own bound, as
-    SQLite's handler keeps it)."""
+    SQLite's handler keeps it).
+
+    A full disk: the WAL is copied into the file only once it holds WAL_AUTOCHECKPOINT_PAGES
+    (about 4 MB), so on a small or nearly full disk it grew until the disk was full, and then
+    took whatever room a user made, filling it again within seconds: the queue did no more work
+    however much room was made short of that (QA). Once a statement fails for a full disk,
+    each statement outside a transaction first copies the WAL into the file (a PASSIVE
+    checkpoint; nothing to do when it is copied already), so the next write starts the WAL
+    again from its beginning instead of making it longer; until the file system has room for
+    LOW_DISK_WALS of the longest WALs."""
+
+    room_wanted = False  # a statement failed for a full disk, and the disk is low since
 
     def _connect(self) -> sqlite3.Connection:
         """peewee's, but never creating the file (:func:`_open_sqlite` made it, 0600): each
@@ -351,24 +375,59 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
             if not self.autoconnect:
                 raise peewee.InterfaceError("Error, database connection not opened.")
             self.connect()
-        return self._state.conn.cursor(_Cursor)
+        cursor = self._state.conn.cursor(_Cursor)
+        cursor.owner = self
+        return cursor
 
     def execute_sql(self, sql: str, params: Any = None) -> Any:
+        if self.room_wanted:
+            self.make_room()
         deadline = None
         while True:
             try:
                 return super().execute_sql(sql, params)
             except peewee.OperationalError as exc:
+                self.note_full(exc)
                 deadline = self._again_until(exc, deadline, self._state.conn)
 
     def begin(self, lock_type: str | None = None) -> None:
+        if self.room_wanted:
+            self.make_room()
         deadline = None
         while True:
             try:
                 super().begin(lock_type)
                 return
             except peewee.OperationalError as exc:
+                self.note_full(exc)
                 deadline = self._again_until(exc, deadline, self._state.conn)
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        except peewee.OperationalError as exc:
+            self.note_full(exc)
+            raise
+
+    def note_full(self, exc: Exception) -> None:
+        if DISK_FULL in str(exc):
+            self.room_wanted = True
+
+    def make_room(self) -> None:
+        """Copy the WAL into the file, as far as it goes (see the class), outside a transaction;
+        once the file system has room for LOW_DISK_WALS WALs, no longer before every
+        statement."""
+        conn = self._state.conn
+        if conn is None or conn.in_transaction:
+            return
+        try:
+            conn.execute("PRAGMA main.wal_checkpoint(PASSIVE)").fetchall()
+            (page,) = conn.execute("PRAGMA main.page_size").fetchone()
+            disk = os.statvfs(os.path.dirname(self.database))
+        except (sqlite3.Error, OSError):  # no room even for that yet: the next one tries again
+            return
+        if disk.f_bavail * disk.f_frsize >= LOW_DISK_WALS * WAL_AUTOCHECKPOINT_PAGES * page:
+            self.room_wanted = False
 
     def _again_until(self, exc: Exception, deadline: float | None,
                      connection: sqlite3.Connection | None) -> float:

@@ -497,3 +497,38 @@ def test_a_stop_while_a_result_waits_for_room_says_it_waits_for_it(tiny_disk, tm
         assert (job.state, job.output) == ("completed", "finished\n")
     finally:
         worker.cleanup()
+
+
+def test_work_goes_on_once_room_is_made_on_a_disk_the_wal_filled(tiny_disk, tmp_path):
+    """QA: on a small disk the WAL (copied into the file only at 4,000 pages, ~4 MB) filled it;
+    the room a user then made went to the WAL too, which filled the disk again within seconds,
+    and the queue did no more work however long it waited. Once a write is refused for a full
+    disk, each write first copies the WAL into the file, so the WAL starts again from its
+    beginning instead of growing."""
+    import os
+    import shutil
+
+    from queuectl import JobSpec, Queue
+
+    from .conftest import FreshQueue, Spawned
+
+    made = tmp_path / "made.db"  # the jobs enqueued where there is room, the file moved over
+    queue = Queue(str(made))
+    queue.enqueue_many([JobSpec(command="true") for _ in range(400)])
+    queue.db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    queue.close()
+    db = tiny_disk / "queue.db"
+    shutil.copy(made, db)
+    env = {**os.environ, "QUEUECTL_DB": str(db), "PYTHONUNBUFFERED": "1", "HOME": str(tmp_path)}
+    worker = Spawned(["worker", "start", "--count", "2"], env, tmp_path, tmp_path / "worker.log")
+    reader = FreshQueue(str(db))
+    try:
+        wait_until(lambda: "cannot be written" in worker.log(), 60, worker.log)
+        done = reader.counts()["completed"]
+        assert done < 400, "the disk filled before the jobs were done"
+        # Room for what the WAL holds to be copied into the file, and more.
+        subprocess.run(["mount", "-o", "remount,size=1m", str(tiny_disk)], check=True, timeout=30)
+        wait_until(lambda: reader.counts()["completed"] == 400, 60,
+                   lambda: f"{reader.counts()}\n{worker.log()}")  # fmt: skip
+    finally:
+        worker.cleanup()

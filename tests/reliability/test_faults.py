@@ -538,6 +538,10 @@ def _result_refused(queue: Queue, job, gate: Path, disk: Path, seen: list) -> Pa
     """Once ``job`` (which waits for ``gate``) runs: ``disk`` filled, the job let end, and its
     result's store refused (``seen``: see _failures_seen). Returns the file that fills it."""
     wait_until(lambda: queue.get(job.id).state == "processing", 30, "the job to start")
+    # The WAL emptied first: a write refused for a full disk has the WAL copied into the file
+    # and written again from its start (SqliteQueueDatabase.make_room), where a long WAL has
+    # room for the result without a byte more of disk.
+    queue.db.execute_sql("PRAGMA main.wal_checkpoint(TRUNCATE)")
     filler = fill(disk)
     gate.touch()
     wait_until(lambda: any(_in("_store", exc) for exc in seen), 30, "its result to fail")
