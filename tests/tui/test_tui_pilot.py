@@ -1364,6 +1364,39 @@ def test_details_follow_a_running_job_until_it_ends(live_queue, tmp_path):
     drive(app, scenario)
 
 
+def test_details_show_a_running_job_s_new_output_without_waiting_for_the_full_read(
+        live_queue, tmp_path, monkeypatch):  # fmt: skip
+    """QA: the details read the whole job once a second, on top of the worker's 0.75 s between
+    stores of output: a line showed up to 1.7 s after it was printed (SPEC 6: 1 s). A glance at
+    the job's progress every POLL_S reads it again once its output grew; with the whole job
+    read only every 1,000 s here, the lines still come."""
+    from tui.screens import details
+
+    monkeypatch.setattr(details, "READ_EVERY_S", 1000.0)
+    gate, more = tmp_path / "gate", tmp_path / "more"
+    app = make_app(live_queue, workers=1)
+
+    async def scenario(pilot):
+        job = live_queue.enqueue(f"echo first; while [ ! -e {more} ]; do sleep 0.05; done; "
+                                 f"echo second; while [ ! -e {gate} ]; do sleep 0.05; done")
+        await until(pilot, lambda: job.id in column(pane(app, "processing"), "id"))
+        await pilot.press("tab", "enter")
+        screen = app.screen
+        assert isinstance(screen, DetailsScreen)
+        output = screen.query_one("#output", TextArea)
+        await until(pilot, lambda: output.text == "first\n", what="the first line")
+        more.touch()
+        await until(pilot, lambda: output.text == "first\nsecond\n", what="the second line")
+        assert "processing" in plain(screen.fields_table)
+        gate.touch()
+        await until(pilot, lambda: "completed" in plain(screen.fields_table), what="its end")
+
+    try:
+        drive(app, scenario)
+    finally:
+        gate.touch()
+
+
 def test_jobs_typed_ahead_are_enqueued_in_the_order_typed(seeded, fixed_clock, monkeypatch):
     """QA: `a echo U1 enter a echo U2 enter …` typed at once stored the jobs out of order (each
     enqueue ran on a thread of its own), so they ran out of order too. The first enqueue is made
