@@ -46,13 +46,22 @@ HOOK_OUTPUT_LIMIT = 4096  # a hook's output is read (its last line goes in the l
 HOOK_POLL_S = 0.5  # how often an idle service thread looks for deliveries
 
 
+# Linux's bound on one string of a new program's environment, "NAME=value" and its NUL
+# (MAX_ARG_STRLEN, 32 pages of 4 KiB): a longer one fails the exec with E2BIG.
+ENV_STRING_MAX = 32 * 4096
+CUT = " [cut]"  # ends a value cut to fit
+
+
 def hook_environment(delivery: HookDelivery) -> dict[str, str]:
-    """What a hook gets to know about the change, on top of the worker's environment."""
+    """What a hook gets to know about the change, on top of the worker's environment. A value
+    too long for one variable (a command of over 128 KiB: it ran, started directly, as words
+    each shorter) is cut to fit, and ends with CUT: whole, it failed the hook's start, and the
+    change was never notified (QA)."""
 
     def text(value: object) -> str:
         return "" if value is None else str(value)
 
-    return {
+    values = {
         "QUEUECTL_JOB_ID": delivery.job_id,
         "QUEUECTL_JOB_STATE": delivery.state,
         "QUEUECTL_JOB_QUEUE": delivery.queue,
@@ -61,6 +70,20 @@ def hook_environment(delivery: HookDelivery) -> dict[str, str]:
         "QUEUECTL_EXIT_CODE": text(delivery.exit_code),
         "QUEUECTL_ERROR": text(delivery.error),
     }
+    return {name: _fitted(name, value) for name, value in values.items()}
+
+
+def _fitted(name: str, value: str) -> str:
+    room = ENV_STRING_MAX - len(name) - 2  # "=" and the NUL
+    if len(value) * 4 <= room:  # (no character is more than 4 bytes)
+        return value
+    encoded = os.fsencode(value)
+    if len(encoded) <= room:
+        return value
+    end = room - len(CUT)
+    while end > 0 and encoded[end] & 0xC0 == 0x80:  # not inside a character's bytes
+        end -= 1
+    return os.fsdecode(encoded[:end]) + CUT
 
 
 class Hooks(Reading):

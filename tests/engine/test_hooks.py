@@ -92,6 +92,41 @@ def test_a_hook_gets_the_change_in_its_environment_and_never_runs_job_text(targe
         q.close()
 
 
+def test_a_command_too_long_for_one_variable_is_cut_and_its_hooks_run(target, tmp_path):
+    """QA: a job whose command is over 128 KiB (it ran: started directly, as words each
+    shorter) had its hook fail to start ("Argument list too long": Linux's bound on one
+    variable), and the change was never notified. So was a job that died of that very
+    bound. The variable is cut to fit, ending with " [cut]"."""
+    out = tmp_path / "hooks.out"
+    word = "x" * 100_000
+    ran = f"/bin/true {word} {word}"  # 200,000 bytes, started directly
+    wide = "é" * 50_000  # 2 bytes a character: the cut falls inside one, and is moved before it
+    died = f"true ##{wide}{wide}"  # through /bin/sh -c: one argument too long for the exec
+    q = Queue(target)
+    pool = None
+    try:
+        hook = (f'printf "%s %s %s\\n" "$QUEUECTL_JOB_ID" "${{#QUEUECTL_JOB_COMMAND}}" '
+                f'"$QUEUECTL_JOB_STATE" >> {out}; '
+                f'printf "%s" "$QUEUECTL_JOB_COMMAND" > {tmp_path}/$QUEUECTL_JOB_ID.command')
+        q.config_set("on-completed", hook)
+        q.config_set("on-dead", hook)
+        completed = q.enqueue(JobSpec(command=ran))
+        dead = q.enqueue(JobSpec(command=died, max_retries=1))
+        pool = WorkerPool(q, 1).start()
+        wait_until(lambda: out.exists() and len(out.read_text().splitlines()) == 2, 30,
+                   lambda: f"both hooks to run: {q.get(dead.id).error}")  # fmt: skip
+        assert q.get(completed.id).state == "completed" and q.get(dead.id).state == "dead"
+        for job in (completed, dead):
+            told = (tmp_path / f"{job.id}.command").read_bytes().decode()
+            assert told.endswith(" [cut]") and job.command.startswith(told[: -len(" [cut]")])
+            assert len(f"QUEUECTL_JOB_COMMAND={told}".encode()) < 128 * 1024
+    finally:
+        if pool is not None:
+            pool.stop()
+            pool.join(30)
+        q.close()
+
+
 def test_a_burst_worker_delivers_before_it_exits(target, tmp_path):
     out = tmp_path / "hook.out"
     q = Queue(target)
