@@ -532,3 +532,48 @@ def test_work_goes_on_once_room_is_made_on_a_disk_the_wal_filled(tiny_disk, tmp_
                    lambda: f"{reader.counts()}\n{worker.log()}")  # fmt: skip
     finally:
         worker.cleanup()
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler of its own for ``signum`` (/proc: SigCgt)."""
+    with open(f"/proc/{pid}/status") as status:
+        caught = next(line for line in status if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) >> (signum - 1) & 1)
+
+
+def test_a_sigterm_before_the_worker_is_running_exits_0_at_once(tmp_path):
+    """QA: a SIGTERM 0.1-0.6 s after `worker start` (while it imported, opened the database)
+    ended it with 143, "stopped hard", where a stop with nothing running exits 0. Here the
+    start waits for the database's write lock (a migration to make), held by another
+    connection: the signal ends it at once, with 0, the lock still held."""
+    import os
+    import sqlite3
+
+    from queuectl import Queue
+
+    from .conftest import Spawned
+
+    db = tmp_path / "queue.db"
+    queue = Queue(str(db))
+    queue.enqueue("true")
+    queue.db.execute_sql('ALTER TABLE "job_dep" DROP COLUMN "dep_id"')  # back to schema 16
+    queue.db.execute_sql("UPDATE queuectl_schema SET value = '16' WHERE key = 'version'")
+    queue.close()
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    env = {**os.environ, "QUEUECTL_DB": str(db), "HOME": str(tmp_path)}
+    worker = Spawned(["worker", "start"], env, tmp_path, tmp_path / "worker.log")
+    try:
+        wait_until(lambda: _catches(worker.proc.pid, signal.SIGTERM), 30, "its handler")
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(10) == 0, worker.log()
+        assert worker.log() == "queuectl: SIGTERM before the worker started: exiting\n"
+    finally:
+        holder.rollback()
+        holder.close()
+        worker.cleanup()
+    reopened = Queue(str(db))
+    try:
+        assert reopened.counts()["pending"] == 1, "the queue is as it was, and opens"
+    finally:
+        reopened.close()
