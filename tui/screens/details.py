@@ -3,6 +3,7 @@ their duration, exit code and worker, the waits between them) and the whole stor
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -133,7 +134,7 @@ class DetailsScreen(ModalScreen[None]):
         super().__init__()
         self.queue, self.job_id = queue, job_id
         self.fields_table: Group | None = None  # what is shown, once loaded
-        self._reading = threading.Lock()  # one read at a time (see _glance)
+        self._left = threading.Event()  # the screen is gone: its thread ends (_follow)
         self._seq: int | None = None
         self._run: tuple[object, ...] | None = None  # the job's run as last read in full
         self._read_at = 0.0  # time.monotonic() of that read
@@ -149,30 +150,40 @@ class DetailsScreen(ModalScreen[None]):
             yield self.output
 
     def on_mount(self) -> None:
-        # Once laid out: the output is wrapped by the loading thread, at the area's width.
-        self.call_after_refresh(self.load)
-        self._timer = self.set_interval(POLL_S, self.load)  # until the job is over, it may change
+        # Once laid out: the output is wrapped by the reading thread, at the area's width.
+        self.call_after_refresh(self._start)
 
-    def load(self) -> None:
-        self.run_worker(self._glance, thread=True, group="details", exit_on_error=False)
+    def _start(self) -> None:
+        threading.Thread(target=self._follow, name="queuectl-details", daemon=True).start()
+
+    def on_unmount(self) -> None:
+        self._left.set()
+
+    def _follow(self) -> None:
+        """The screen's own thread, on one connection while the screen is open (a thread a
+        look was, on PostgreSQL, a new connection ten times a second): the job read at once,
+        then looked at every POLL_S until it is over (the job will not change unless someone
+        retries it)."""
+        try:
+            while not self._left.is_set():
+                self._glance()
+                if self._run is not None and self._run[0] in FINAL:
+                    return
+                self._left.wait(POLL_S)
+        finally:
+            self.queue.close()
 
     def _glance(self) -> None:
-        """In a worker thread: the job read in full (:meth:`_read`) if its run moved or
-        READ_EVERY_S passed; else only its progress (a row's few columns, not its output)."""
-        if not self._reading.acquire(blocking=False):
-            return  # the read before is still going
-        try:
-            if self._seq is not None and time.monotonic() < self._read_at + READ_EVERY_S:
-                try:
-                    progress = self.queue.progress(self._seq)
-                except Exception:  # the database went away: the full read says so
-                    progress = None
-                if progress is not None and _run_of(progress) == self._run:
-                    return
-            self._read()
-        finally:
-            self._reading.release()
-            self.queue.close()
+        """The job read in full (:meth:`_read`) if its run moved or READ_EVERY_S passed; else
+        only its progress (a row's few columns, not its output)."""
+        if self._seq is not None and time.monotonic() < self._read_at + READ_EVERY_S:
+            try:
+                progress = self.queue.progress(self._seq)
+            except Exception:  # the database went away: the full read says so
+                progress = None
+            if progress is not None and _run_of(progress) == self._run:
+                return
+        self._read()
 
     def _read(self) -> None:
         self._read_at = time.monotonic()
@@ -205,6 +216,8 @@ class DetailsScreen(ModalScreen[None]):
             self.post_message(JobLoaded(None, str(exc)))
         except Exception as exc:  # the database went away: say so, don't crash
             self.post_message(JobLoaded(None, f"could not read the job: {exc}"))
+            with contextlib.suppress(Exception):
+                self.queue.recover()  # a broken connection: a new one at the next look
 
     def on_job_loaded(self, message: JobLoaded) -> None:
         table = self.query_one("#fields-table", Static)
@@ -212,8 +225,6 @@ class DetailsScreen(ModalScreen[None]):
             table.update(literal(message.error, self.app.theme_variables[State.DEAD], single_line=False))
             return
         job = message.job
-        if job.get("state") in FINAL:  # the job will not change unless someone retries it
-            self._timer.stop()
         pairs = self.app.size.width >= PAIRS_FROM
         self.fields_table = Group(
             field_lines(job, message.times, self.app.clock(), pairs, self.app.theme_variables),
