@@ -1397,6 +1397,54 @@ def test_details_show_a_running_job_s_new_output_without_waiting_for_the_full_re
         gate.touch()
 
 
+def test_an_open_details_or_output_screen_keeps_one_connection(live_queue, tmp_path):
+    """A thread a look, and its connection closed after it: on PostgreSQL that was a new
+    connection (a server process started) ten times a second while the details (`enter`) or
+    the live output (`l`) of a running job were open. Each screen reads on one now."""
+    from queuectl.tui.screens.output import OutputScreen
+
+    gate, more = tmp_path / "gate", tmp_path / "more"
+    opened: list[str] = []
+    connect = live_queue.db._connect
+
+    def counted(*args, **kwargs):
+        opened.append(__import__("threading").current_thread().name)
+        return connect(*args, **kwargs)
+
+    live_queue.db._connect = counted
+    app = make_app(live_queue, workers=1)
+
+    async def scenario(pilot):
+        job = live_queue.enqueue(f"echo first; while [ ! -e {more} ]; do sleep 0.05; done; "
+                                 f"echo second; while [ ! -e {gate} ]; do sleep 0.05; done")
+        await until(pilot, lambda: job.id in column(pane(app, "processing"), "id"))
+        await pilot.press("tab", "enter")
+        details = app.screen
+        assert isinstance(details, DetailsScreen)
+        output = details.query_one("#output", TextArea)
+        await until(pilot, lambda: output.text == "first\n", what="the first line")
+        before = len(opened)
+        more.touch()
+        await until(pilot, lambda: output.text == "first\nsecond\n", what="the second line")
+        assert opened[before:] == [], "connections opened while the details were open"
+        await pilot.press("escape", "l")
+        screen = app.screen
+        assert isinstance(screen, OutputScreen)
+        await until(pilot, lambda: screen.reads >= 1, what="the output's first read")
+        steps, step = [], screen.follower.step
+        screen.follower.step = lambda: steps.append(1) or step()  # type: ignore[method-assign]
+        await until(pilot, lambda: len(steps) >= 1, what="a look")
+        before = len(opened)
+        await until(pilot, lambda: len(steps) >= 6, what="five looks more")
+        assert opened[before:] == [], "connections opened while the output was open"
+        gate.touch()
+
+    try:
+        drive(app, scenario)
+    finally:
+        gate.touch()
+
+
 def test_jobs_typed_ahead_are_enqueued_in_the_order_typed(seeded, fixed_clock, monkeypatch):
     """QA: `a echo U1 enter a echo U2 enter …` typed at once stored the jobs out of order (each
     enqueue ran on a thread of its own), so they ran out of order too. The first enqueue is made

@@ -9,6 +9,7 @@ follows the end unless the reader scrolled up; it follows again once they scroll
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Self
 
@@ -121,6 +122,7 @@ class OutputScreen(ModalScreen[None]):
         super().__init__()
         self.queue, self.job_id = queue, job_id
         self.follower = Follower(queue, job_id)
+        self._left = threading.Event()  # the screen is gone: its thread ends (_follow)
         self.state: str | None = None
         self.total = 0
         self.skipped = 0  # bytes of this run dropped from storage before they were shown
@@ -145,14 +147,23 @@ class OutputScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         self.set_focus(self.log_view)
         self.watch(self.log_view, "scroll_y", self._scrolled, init=False)
-        self.poll()
-        self.set_interval(POLL_S, self.poll)
+        threading.Thread(target=self._follow, name="queuectl-output", daemon=True).start()
 
-    def poll(self) -> None:
-        self.run_worker(self._read, thread=True, group="output", exit_on_error=False)
+    def on_unmount(self) -> None:
+        self._left.set()
+
+    def _follow(self) -> None:
+        """The screen's own thread, on one connection while the screen is open (a thread a
+        read was, on PostgreSQL, a new connection ten times a second): a read every POLL_S."""
+        try:
+            while not self._left.is_set():
+                self._read()
+                self._left.wait(POLL_S)
+        finally:
+            self.queue.close()
 
     def _read(self) -> None:
-        """In a worker thread: one step of the follower, posted if anything changed."""
+        """One step of the follower, posted if anything changed."""
         follower = self.follower
         if not follower.lock.acquire(blocking=False):
             return  # the read before is still going
@@ -164,9 +175,10 @@ class OutputScreen(ModalScreen[None]):
             self.post_message(OutputRead(None, error=str(exc)))
         except Exception as exc:  # the database went away: say so, try again next time
             self.post_message(OutputRead(self.state, error=f"could not read the job: {exc}"))
+            with contextlib.suppress(Exception):
+                self.queue.recover()  # a broken connection: a new one at the next read
         finally:
             follower.lock.release()
-            self.queue.close()
 
     def _scrolled(self) -> None:
         log = self.log_view
