@@ -1421,6 +1421,10 @@ def test_an_open_details_or_output_screen_keeps_one_connection(live_queue, tmp_p
         await pilot.press("tab", "enter")
         details = app.screen
         assert isinstance(details, DetailsScreen)
+        # The panes' loads (covered, they load on: a thread a load) are not what is counted.
+        app.loader.request = lambda *args, **kwargs: None
+        await until(pilot, lambda: not app.loader._loading and not app.loader._health_loading,
+                    what="the loads under way to end")  # fmt: skip
         output = details.query_one("#output", TextArea)
         await until(pilot, lambda: output.text == "first\n", what="the first line")
         before = len(opened)
