@@ -6,8 +6,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
+from queue import SimpleQueue
 from functools import partial
 from types import MappingProxyType
 
@@ -133,36 +137,33 @@ def load_snapshot(
     with `G`); ``with_health``: the last hour's :func:`health` too (heavier than the
     rest: the loader asks for it every few seconds)."""
     limits = {name: (limits or {}).get(name, PANE_LIMIT) for name in PANES}
-    try:
-        now = (clock or queue.clock)()
-        with queue.snapshot():  # read at one moment: a job in one pane, as counted
-            counts = queue.counts(fold=False)  # (read-only: no write in it)
-            held = queue.held_queues()
-            panes = {}
-            for name in PANES:
-                jobs = pane_jobs(queue, name, limits[name], text, last=name in ends)
-                if selected and name in selected and name not in ends:
-                    jobs, limits[name] = reaching(queue, name, jobs, limits[name], text,
-                                                  selected[name])  # fmt: skip
-                panes[name] = [job_row(job, held) for job in jobs]
-            config = queue.config()
-            live_workers = sum(worker.threads for worker in queue.live_workers())  # as `status`
-            finished = queue.finished_per_second(WINDOW_S)
-        queue.fold_counters()  # (a write: after the read-only snapshot)
-        return QueueSnapshot(
-            now=now,
-            counts=counts,
-            panes=panes,
-            config=config,
-            live_workers=live_workers,
-            finished=finished,
-            filter=text,
-            limits=limits,
-            ends=ends,
-            health=health(queue) if with_health else None,
-        )
-    finally:
-        queue.close()  # this thread's connection; the executor may hand the thread to others
+    now = (clock or queue.clock)()
+    with queue.snapshot():  # read at one moment: a job in one pane, as counted
+        counts = queue.counts(fold=False)  # (read-only: no write in it)
+        held = queue.held_queues()
+        panes = {}
+        for name in PANES:
+            jobs = pane_jobs(queue, name, limits[name], text, last=name in ends)
+            if selected and name in selected and name not in ends:
+                jobs, limits[name] = reaching(queue, name, jobs, limits[name], text,
+                                              selected[name])  # fmt: skip
+            panes[name] = [job_row(job, held) for job in jobs]
+        config = queue.config()
+        live_workers = sum(worker.threads for worker in queue.live_workers())  # as `status`
+        finished = queue.finished_per_second(WINDOW_S)
+    queue.fold_counters()  # (a write: after the read-only snapshot)
+    return QueueSnapshot(
+        now=now,
+        counts=counts,
+        panes=panes,
+        config=config,
+        live_workers=live_workers,
+        finished=finished,
+        filter=text,
+        limits=limits,
+        ends=ends,
+        health=health(queue) if with_health else None,
+    )
 
 
 def pane_summaries(counts: dict[str, int], live_workers: int) -> dict[str, tuple[int, str]]:
@@ -187,6 +188,48 @@ class HealthLoaded(Message):
     def __init__(self, health: Health) -> None:
         super().__init__()
         self.health = health
+
+
+log = logging.getLogger(__name__)
+
+
+def let_go_of_a_replaced_file(queue: Queue) -> None:
+    """SQLite, in a thread that keeps its connection: closed if the file at the queue's path is
+    gone or another since it was opened, so the next read opens the path again (and says it is
+    gone), where it would read on from the file deleted."""
+    from queuectl.db import file_replaced
+
+    if queue.is_sqlite and file_replaced(queue.db):
+        queue.close()
+
+
+class Reader:
+    """One daemon thread of its own that runs the reads it is given, one at a time, on one
+    connection (each thread has its own): a thread a read, the TUI opened a connection to
+    PostgreSQL (a server process started) at every refresh, several a second while its pool
+    was busy. A read that fails on a broken connection has it replaced for the next."""
+
+    def __init__(self, name: str, queue: Queue) -> None:
+        self.name, self.queue = name, queue
+        self._reads: SimpleQueue[Callable[[], None]] = SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, read: Callable[[], None]) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+        self._reads.put(read)
+
+    def _run(self) -> None:
+        while True:
+            read = self._reads.get()
+            let_go_of_a_replaced_file(self.queue)
+            try:
+                read()
+            except Exception:  # (each read posts its own failure)
+                log.exception("a read of the TUI failed")
+            with contextlib.suppress(Exception):
+                self.queue.recover()  # broken (an outage): the next read opens a new one
 
 
 class Loader:
@@ -237,6 +280,8 @@ class Loader:
         self._health_at = float("-inf")  # time.monotonic() of the last health read started
         self._health_loading = False
         self._health_every = self.HEALTH_EVERY_S  # grows with a slow read (HEALTH_SHARE)
+        self._reader = Reader("queuectl-load", queue)
+        self._health_reader = Reader("queuectl-health", queue)
 
     def request(self, background: bool = False, at_once: bool = False) -> None:
         """Refresh soon: at once if idle, else after the load in flight (never two at once);
@@ -268,11 +313,10 @@ class Loader:
         # Counted before the read: the actions it surely sees.
         load = partial(self._load, self.limits(), self.text(), selected=self.selected(),
                        ends=self.ends(), actions=self.actions())  # fmt: skip
-        self.app.run_worker(load, thread=True, exclusive=True, group="load", exit_on_error=False)
+        self._reader.submit(load)
         if with_health:
             self._health_loading = True
-            self.app.run_worker(self._load_health, thread=True, group="health",
-                                exit_on_error=False)  # fmt: skip
+            self._health_reader.submit(self._load_health)
 
     def loaded(self) -> None:
         """The app has shown what the last load posted."""
@@ -286,7 +330,7 @@ class Loader:
         self.request()
 
     def _load_health(self) -> None:
-        """In a worker thread of its own."""
+        """On a thread of its own (a Reader's)."""
         started = time.monotonic()
         try:
             figures = health(self.queue)
@@ -296,7 +340,6 @@ class Loader:
         except Exception as exc:  # as a load's: shown, and read again next time
             self.app.post_message(LoadFailed(error_text(exc)))
         finally:
-            self.queue.close()  # this thread's connection
             self._health_loading = False
 
     def _load(
@@ -307,7 +350,7 @@ class Loader:
         ends: frozenset[str] = frozenset(),
         actions: int = 0,
     ) -> None:
-        """In a worker thread."""
+        """On the loads' thread (a Reader's)."""
         try:
             snapshot = load_snapshot(self.queue, self.clock, limits, text, selected=selected,
                                      ends=ends)  # fmt: skip

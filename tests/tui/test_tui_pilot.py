@@ -1449,6 +1449,33 @@ def test_an_open_details_or_output_screen_keeps_one_connection(live_queue, tmp_p
         gate.touch()
 
 
+def test_the_panes_loads_keep_one_connection(live_queue):
+    """A thread a load: on PostgreSQL a new connection (a server process started) at every
+    refresh, several a second while the pool was busy. The loads, and the last hour's
+    figures, are read on a thread each that keeps its connection."""
+    opened: list[str] = []
+    connect = live_queue.db._connect
+
+    def counted(*args, **kwargs):
+        opened.append(__import__("threading").current_thread().name)
+        return connect(*args, **kwargs)
+
+    live_queue.db._connect = counted
+    app = make_app(live_queue, workers=0)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app.loads >= 1 and app.health_loads >= 1, what="first loads")
+        before, loads = len(opened), app.loads
+        for n in range(5):
+            live_queue.enqueue(f"echo {n}")
+            app.loader.request(at_once=True)
+            await until(pilot, lambda: app.loads > loads + n, what=f"load {n + 1}")
+        assert column(pane(app, "waiting"), "id")
+        assert opened[before:] == [], "connections opened by the loads"
+
+    drive(app, scenario)
+
+
 def test_jobs_typed_ahead_are_enqueued_in_the_order_typed(seeded, fixed_clock, monkeypatch):
     """QA: `a echo U1 enter a echo U2 enter …` typed at once stored the jobs out of order (each
     enqueue ran on a thread of its own), so they ran out of order too. The first enqueue is made

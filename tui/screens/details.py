@@ -21,6 +21,7 @@ from queuectl.models import FINAL, Job, State
 from queuectl.queue import Queue
 from queuectl.text import coarse_relative_time, duration, safe, utc_time
 
+from ..data import let_go_of_a_replaced_file
 from ..messages import JobLoaded
 from ..text import literal
 from ..widgets.output_area import OutputArea, prepare
@@ -166,6 +167,7 @@ class DetailsScreen(ModalScreen[None]):
         retries it)."""
         try:
             while not self._left.is_set():
+                let_go_of_a_replaced_file(self.queue)
                 self._glance()
                 if self._run is not None and self._run[0] in FINAL:
                     return

@@ -26,6 +26,7 @@ from queuectl.models import State
 from queuectl.queue import Queue
 from queuectl.text import OutputCursor, safe
 
+from ..data import let_go_of_a_replaced_file
 from ..messages import OutputRead
 from ..text import literal
 
@@ -157,6 +158,7 @@ class OutputScreen(ModalScreen[None]):
         read was, on PostgreSQL, a new connection ten times a second): a read every POLL_S."""
         try:
             while not self._left.is_set():
+                let_go_of_a_replaced_file(self.queue)
                 self._read()
                 self._left.wait(POLL_S)
         finally:
