@@ -338,6 +338,7 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
     LOW_DISK_WALS of the longest WALs."""
 
     room_wanted = False  # a statement failed for a full disk, and the disk is low since
+    refused = False  # ... and one failed since the WAL was last cut back to nothing
 
     def _connect(self) -> sqlite3.Connection:
         """peewee's, but never creating the file (:func:`_open_sqlite` made it, 0600): each
@@ -411,7 +412,7 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
 
     def note_full(self, exc: Exception) -> None:
         if DISK_FULL in str(exc):
-            self.room_wanted = True
+            self.room_wanted = self.refused = True
 
     def make_room(self) -> None:
         """Copy the WAL into the file, as far as it goes (see the class), outside a transaction;
@@ -420,8 +421,15 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
         conn = self._state.conn
         if conn is None or conn.in_transaction:
             return
+        # After a refusal, the WAL cut back to nothing, as soon as no other connection reads
+        # or writes (a few ms at most), to give its room on the disk to the database: written
+        # again from its start, it kept the room it had taken, and a file that had to grow
+        # filled the disk again (QA). Until that is done, and between refusals, PASSIVE.
+        mode = "TRUNCATE" if self.refused else "PASSIVE"
         try:
-            conn.execute("PRAGMA main.wal_checkpoint(PASSIVE)").fetchall()
+            (busy, _, _) = conn.execute(f"PRAGMA main.wal_checkpoint({mode})").fetchone()
+            if mode == "TRUNCATE" and not busy:
+                self.refused = False
             (page,) = conn.execute("PRAGMA main.page_size").fetchone()
             disk = os.statvfs(os.path.dirname(self.database))
         except (sqlite3.Error, OSError):  # no room even for that yet: the next one tries again

@@ -577,3 +577,39 @@ def test_a_sigterm_before_the_worker_is_running_exits_0_at_once(tmp_path):
         assert reopened.counts()["pending"] == 1, "the queue is as it was, and opens"
     finally:
         reopened.close()
+
+
+def test_room_made_smaller_than_the_wal_goes_to_the_database(tiny_disk, tmp_path):
+    """QA's second look: room made for a stalled queue, less than the WAL file already held,
+    was used up again by the database, growing, while the WAL kept the room it had: written
+    again from its start, it was never made shorter. After a refusal the WAL is now cut back to
+    nothing once no one else reads or writes, so its room goes to the database."""
+    import os
+    import shutil
+
+    from queuectl import JobSpec, Queue
+
+    from .conftest import FreshQueue, Spawned
+
+    made = tmp_path / "made.db"  # 3,000 jobs enqueued where there is room, the file moved over
+    queue = Queue(str(made))
+    queue.enqueue_many([JobSpec(command="true") for _ in range(3000)])
+    queue.db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    queue.close()
+    subprocess.run(["mount", "-o", "remount,size=2m", str(tiny_disk)], check=True, timeout=30)
+    (tiny_disk / "filler").write_bytes(b"x" * 300_000)
+    db = tiny_disk / "queue.db"
+    shutil.copy(made, db)
+    env = {**os.environ, "QUEUECTL_DB": str(db), "PYTHONUNBUFFERED": "1", "HOME": str(tmp_path)}
+    worker = Spawned(["worker", "start", "--count", "2"], env, tmp_path, tmp_path / "worker.log")
+    reader = FreshQueue(str(db))
+    try:
+        wait_until(lambda: "cannot be written" in worker.log(), 60, worker.log)
+        wal = os.path.getsize(f"{db}-wal")
+        assert reader.counts()["completed"] < 3000, "the disk filled before the jobs were done"
+        assert wal > 300_000, f"the WAL ({wal} bytes) holds more than the room made"
+        (tiny_disk / "filler").unlink()
+        wait_until(lambda: reader.counts()["completed"] == 3000, 120,
+                   lambda: f"{reader.counts()}\n{worker.log()[-2000:]}")  # fmt: skip
+    finally:
+        worker.cleanup()
