@@ -17,7 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from queuectl.errors import QueueError
-from queuectl.models import FINAL, Job, State
+from queuectl.models import ACTIVE, FINAL, Job, State
 from queuectl.queue import Queue
 from queuectl.text import coarse_relative_time, duration, safe, utc_time
 
@@ -42,6 +42,7 @@ DEPENDENCIES_SHOWN = 20  # of each side; the rest are counted
 # output grew, it started or ended): read every second alone, a line printed showed up to 1.7 s
 # later (a worker stores output every 0.75 s), where SPEC 6 gives 1 s (QA).
 READ_EVERY_S = 1.0
+WAITING_LOOK_S = 0.5  # how often a job that waits is looked at (QA: ten times a second)
 
 
 def dependency_lines(
@@ -169,9 +170,12 @@ class DetailsScreen(ModalScreen[None]):
             while not self._left.is_set():
                 let_go_of_a_replaced_file(self.queue)
                 self._glance()
-                if self._run is not None and self._run[0] in FINAL:
+                state = None if self._run is None else self._run[0]
+                if state in FINAL:
                     return
-                self._left.wait(POLL_S)
+                # A waiting job prints nothing: a look every WAITING_LOOK_S sees it start, and
+                # its first output is stored 0.75 s into its run.
+                self._left.wait(POLL_S if state in ACTIVE else WAITING_LOOK_S)
         finally:
             self.queue.close()
 
