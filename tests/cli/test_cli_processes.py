@@ -505,22 +505,9 @@ def test_work_goes_on_once_room_is_made_on_a_disk_the_wal_filled(tiny_disk, tmp_
     and the queue did no more work however long it waited. Once a write is refused for a full
     disk, each write first copies the WAL into the file, so the WAL starts again from its
     beginning instead of growing."""
-    import os
-    import shutil
+    from .conftest import FreshQueue
 
-    from queuectl import JobSpec, Queue
-
-    from .conftest import FreshQueue, Spawned
-
-    made = tmp_path / "made.db"  # the jobs enqueued where there is room, the file moved over
-    queue = Queue(str(made))
-    queue.enqueue_many([JobSpec(command="true") for _ in range(400)])
-    queue.db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    queue.close()
-    db = tiny_disk / "queue.db"
-    shutil.copy(made, db)
-    env = {**os.environ, "QUEUECTL_DB": str(db), "PYTHONUNBUFFERED": "1", "HOME": str(tmp_path)}
-    worker = Spawned(["worker", "start", "--count", "2"], env, tmp_path, tmp_path / "worker.log")
+    worker, db = _worker_on_a_copy(400, tiny_disk, tmp_path)
     reader = FreshQueue(str(db))
     try:
         wait_until(lambda: "cannot be written" in worker.log(), 60, worker.log)
@@ -585,23 +572,12 @@ def test_room_made_smaller_than_the_wal_goes_to_the_database(tiny_disk, tmp_path
     again from its start, it was never made shorter. After a refusal the WAL is now cut back to
     nothing once no one else reads or writes, so its room goes to the database."""
     import os
-    import shutil
 
-    from queuectl import JobSpec, Queue
+    from .conftest import FreshQueue
 
-    from .conftest import FreshQueue, Spawned
-
-    made = tmp_path / "made.db"  # 3,000 jobs enqueued where there is room, the file moved over
-    queue = Queue(str(made))
-    queue.enqueue_many([JobSpec(command="true") for _ in range(3000)])
-    queue.db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    queue.close()
     subprocess.run(["mount", "-o", "remount,size=2m", str(tiny_disk)], check=True, timeout=30)
     (tiny_disk / "filler").write_bytes(b"x" * 300_000)
-    db = tiny_disk / "queue.db"
-    shutil.copy(made, db)
-    env = {**os.environ, "QUEUECTL_DB": str(db), "PYTHONUNBUFFERED": "1", "HOME": str(tmp_path)}
-    worker = Spawned(["worker", "start", "--count", "2"], env, tmp_path, tmp_path / "worker.log")
+    worker, db = _worker_on_a_copy(3000, tiny_disk, tmp_path)
     reader = FreshQueue(str(db))
     try:
         wait_until(lambda: "cannot be written" in worker.log(), 60, worker.log)
@@ -613,3 +589,25 @@ def test_room_made_smaller_than_the_wal_goes_to_the_database(tiny_disk, tmp_path
                    lambda: f"{reader.counts()}\n{worker.log()[-2000:]}")  # fmt: skip
     finally:
         worker.cleanup()
+
+
+def _worker_on_a_copy(jobs: int, disk, tmp_path):
+    """``jobs`` jobs (`true`) enqueued where there is room, the file copied onto ``disk`` (its
+    WAL empty), and `worker start --count 2` on it: the worker, and the file's path."""
+    import os
+    import shutil
+
+    from queuectl import JobSpec, Queue
+
+    from .conftest import Spawned
+
+    made = tmp_path / "made.db"
+    queue = Queue(str(made))
+    queue.enqueue_many([JobSpec(command="true") for _ in range(jobs)])
+    queue.db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    queue.close()
+    db = disk / "queue.db"
+    shutil.copy(made, db)
+    env = {**os.environ, "QUEUECTL_DB": str(db), "PYTHONUNBUFFERED": "1", "HOME": str(tmp_path)}
+    worker = Spawned(["worker", "start", "--count", "2"], env, tmp_path, tmp_path / "worker.log")
+    return worker, db

@@ -1364,6 +1364,18 @@ def test_details_follow_a_running_job_until_it_ends(live_queue, tmp_path):
     drive(app, scenario)
 
 
+async def details_of_two_lines(pilot, app, queue: Queue, more, gate) -> DetailsScreen:
+    """The details of a running job (the app's own pool runs it) that prints "first", then
+    "second" once ``more`` exists, and ends once ``gate`` does."""
+    job = queue.enqueue(f"echo first; while [ ! -e {more} ]; do sleep 0.05; done; "
+                        f"echo second; while [ ! -e {gate} ]; do sleep 0.05; done")
+    await until(pilot, lambda: job.id in column(pane(app, "processing"), "id"))
+    await pilot.press("tab", "enter")
+    screen = app.screen
+    assert isinstance(screen, DetailsScreen)
+    return screen
+
+
 def test_details_show_a_running_job_s_new_output_without_waiting_for_the_full_read(
         live_queue, tmp_path, monkeypatch):  # fmt: skip
     """QA: the details read the whole job once a second, on top of the worker's 0.75 s between
@@ -1377,12 +1389,7 @@ def test_details_show_a_running_job_s_new_output_without_waiting_for_the_full_re
     app = make_app(live_queue, workers=1)
 
     async def scenario(pilot):
-        job = live_queue.enqueue(f"echo first; while [ ! -e {more} ]; do sleep 0.05; done; "
-                                 f"echo second; while [ ! -e {gate} ]; do sleep 0.05; done")
-        await until(pilot, lambda: job.id in column(pane(app, "processing"), "id"))
-        await pilot.press("tab", "enter")
-        screen = app.screen
-        assert isinstance(screen, DetailsScreen)
+        screen = await details_of_two_lines(pilot, app, live_queue, more, gate)
         output = screen.query_one("#output", TextArea)
         await until(pilot, lambda: output.text == "first\n", what="the first line")
         more.touch()
@@ -1397,6 +1404,19 @@ def test_details_show_a_running_job_s_new_output_without_waiting_for_the_full_re
         gate.touch()
 
 
+def connections_opened(queue: Queue) -> list[str]:
+    """The names of the threads that open a connection to ``queue``'s database from now on."""
+    opened: list[str] = []
+    connect = queue.db._connect
+
+    def counted(*args, **kwargs):
+        opened.append(__import__("threading").current_thread().name)
+        return connect(*args, **kwargs)
+
+    queue.db._connect = counted
+    return opened
+
+
 def test_an_open_details_or_output_screen_keeps_one_connection(live_queue, tmp_path):
     """A thread a look, and its connection closed after it: on PostgreSQL that was a new
     connection (a server process started) ten times a second while the details (`enter`) or
@@ -1404,23 +1424,11 @@ def test_an_open_details_or_output_screen_keeps_one_connection(live_queue, tmp_p
     from queuectl.tui.screens.output import OutputScreen
 
     gate, more = tmp_path / "gate", tmp_path / "more"
-    opened: list[str] = []
-    connect = live_queue.db._connect
-
-    def counted(*args, **kwargs):
-        opened.append(__import__("threading").current_thread().name)
-        return connect(*args, **kwargs)
-
-    live_queue.db._connect = counted
+    opened = connections_opened(live_queue)
     app = make_app(live_queue, workers=1)
 
     async def scenario(pilot):
-        job = live_queue.enqueue(f"echo first; while [ ! -e {more} ]; do sleep 0.05; done; "
-                                 f"echo second; while [ ! -e {gate} ]; do sleep 0.05; done")
-        await until(pilot, lambda: job.id in column(pane(app, "processing"), "id"))
-        await pilot.press("tab", "enter")
-        details = app.screen
-        assert isinstance(details, DetailsScreen)
+        details = await details_of_two_lines(pilot, app, live_queue, more, gate)
         # The panes' loads (covered, they load on: a thread a load) are not what is counted.
         app.loader.request = lambda *args, **kwargs: None
         await until(pilot, lambda: not app.loader._loading and not app.loader._health_loading,
@@ -1475,14 +1483,7 @@ def test_the_panes_loads_keep_one_connection(live_queue):
     """A thread a load: on PostgreSQL a new connection (a server process started) at every
     refresh, several a second while the pool was busy. The loads, and the last hour's
     figures, are read on a thread each that keeps its connection."""
-    opened: list[str] = []
-    connect = live_queue.db._connect
-
-    def counted(*args, **kwargs):
-        opened.append(__import__("threading").current_thread().name)
-        return connect(*args, **kwargs)
-
-    live_queue.db._connect = counted
+    opened = connections_opened(live_queue)
     app = make_app(live_queue, workers=0)
 
     async def scenario(pilot):
