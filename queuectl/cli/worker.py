@@ -20,6 +20,8 @@ from .common import FiniteNumber, Settings, WholeNumber, pass_settings, queues_o
 from .common import wait_until
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..models import Job
     from ..worker import JobEvent, WorkerPool
 
@@ -198,7 +200,6 @@ def start(
     from ..worker import WorkerPool
 
     sqlite_without_memory_statistics()  # before the first connection (see there)
-    queue = settings.queue
     log = EventLog()
     engine_log = logging.getLogger("queuectl")
     handler = _LogHandler(log)
@@ -209,15 +210,22 @@ def start(
     if queues:
         mode += f" for queue(s) {', '.join(sorted(set(queues)))}"
 
-    def announce(worker_id: str) -> None:
-        log.line("main", f"worker {worker_id} running {count} thread(s){mode} on "
-                         f"{_shown(redact(str(queue.target)))}")  # (a log kept: no password)
+    def started() -> WorkerPool:
+        queue = settings.queue
 
-    try:
-        pool = WorkerPool(
+        def announce(worker_id: str) -> None:
+            log.line("main", f"worker {worker_id} running {count} thread(s){mode} on "
+                             f"{_shown(redact(str(queue.target)))}")  # (a log kept: no password)
+
+        return WorkerPool(
             queue, count, on_event=log, burst=burst, stop_timeout=stop_timeout,
             queues=queues or None,
         ).start(announce)  # fmt: skip
+
+    try:
+        pool = _started_once_there_is_room(started, stopper, log)
+        if pool is None:
+            sys.exit(0)
         code = _run(pool, stopper, log)
     finally:
         stopper.restore()
@@ -232,6 +240,38 @@ def start(
         sys.exit(code or 1)
     log.line("main", "stopped")
     sys.exit(code or (1 if pool.problem else 0))
+
+
+def _started_once_there_is_room(
+    started: Callable[[], WorkerPool], stopper: Stopper, log: EventLog
+) -> WorkerPool | None:
+    """``started()``, tried again while the disk is full (it opens the queue and registers the
+    worker: both write), as a running worker waits for room; None if a stop signal came first
+    (nothing runs: exit 0). QA: on a full disk `worker start` exited 1 at once, and a
+    supervisor that restarts it on failure started it again and again."""
+    import peewee
+
+    from ..errors import QueueError
+    from ..reconnect import DISK_FULL, Backoff, first_line
+
+    backoff, said = Backoff(), False
+    while True:
+        try:
+            return started()
+        except (QueueError, peewee.PeeweeException) as exc:
+            if DISK_FULL not in str(exc):
+                raise
+            if not said:
+                said = True
+                log.line("main", f"warning: the database cannot be written ({first_line(exc)}); "
+                                 "starting once there is room")  # fmt: skip
+        deadline = time.monotonic() + backoff.next()
+        while time.monotonic() < deadline:
+            if stopper.received:
+                name = signal.Signals(stopper.received[0]).name
+                log.line("main", f"{name}: stopped before it started")
+                return None
+            time.sleep(0.05)
 
 
 def _run(pool: WorkerPool, stopper: Stopper, log: EventLog) -> int:

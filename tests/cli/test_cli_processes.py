@@ -611,3 +611,41 @@ def _worker_on_a_copy(jobs: int, disk, tmp_path):
     env = {**os.environ, "QUEUECTL_DB": str(db), "PYTHONUNBUFFERED": "1", "HOME": str(tmp_path)}
     worker = Spawned(["worker", "start", "--count", "2"], env, tmp_path, tmp_path / "worker.log")
     return worker, db
+
+
+def test_worker_start_on_a_full_disk_waits_for_room(tiny_disk, tmp_path):
+    """QA: `worker start` on a queue whose disk was full exited 1 at once ("database error:
+    database or disk is full"), where a running worker waits for room; a supervisor that
+    restarts it on failure started it again and again. It waits to start now, and a stop
+    signal meanwhile ends it with 0."""
+    import os
+
+    from queuectl import Queue
+    from support import fill
+
+    from .conftest import FreshQueue, Spawned
+
+    db = tiny_disk / "queue.db"
+    queue = Queue(str(db))
+    ids = [queue.enqueue("true").id for _ in range(3)]
+    queue.close()
+    filler = fill(tiny_disk)
+    env = {**os.environ, "QUEUECTL_DB": str(db), "PYTHONUNBUFFERED": "1", "HOME": str(tmp_path)}
+    waiting = "; starting once there is room"
+    stopped = Spawned(["worker", "start"], env, tmp_path, tmp_path / "stopped.log")
+    worker = None
+    try:
+        wait_until(lambda: waiting in stopped.log(), 30, stopped.log)
+        stopped.signal(signal.SIGTERM)
+        assert stopped.wait(10) == 0, stopped.log()
+        assert "SIGTERM: stopped before it started" in stopped.log()
+        worker = Spawned(["worker", "start", "--burst"], env, tmp_path, tmp_path / "worker.log")
+        wait_until(lambda: waiting in worker.log(), 30, worker.log)
+        filler.unlink()
+        assert worker.wait(60) == 0, worker.log()
+        assert [FreshQueue(str(db)).get(job_id).state for job_id in ids] == ["completed"] * 3
+    finally:
+        stopped.cleanup()
+        if worker is not None:
+            worker.cleanup()
+

@@ -1382,7 +1382,7 @@ def test_details_show_a_running_job_s_new_output_without_waiting_for_the_full_re
     stores of output: a line showed up to 1.7 s after it was printed (SPEC 6: 1 s). A glance at
     the job's progress every POLL_S reads it again once its output grew; with the whole job
     read only every 1,000 s here, the lines still come."""
-    from tui.screens import details
+    from queuectl.tui.screens import details
 
     monkeypatch.setattr(details, "READ_EVERY_S", 1000.0)
     gate, more = tmp_path / "gate", tmp_path / "more"
