@@ -569,6 +569,7 @@ def test_a_worker_claims_through_a_full_disk_and_goes_on_once_there_is_room(tiny
         assert queue.get(job.id).attempts == 1
     finally:
         pool.stop()
+        pool.join(60)  # its threads gone: left running, they wrote in the next test's log
 
 
 def test_a_result_stored_through_a_full_disk_is_the_runs_own(tiny_disk, tmp_path):
@@ -602,6 +603,7 @@ def test_a_result_stored_through_a_full_disk_is_the_runs_own(tiny_disk, tmp_path
         assert runs.run_max <= ended_by - done.started_at, "stats took the outage for run time"
     finally:
         pool.stop()
+        pool.join(60)  # its threads gone: left running, they wrote in the next test's log
 
 
 def test_a_full_disk_is_not_said_writable_again_while_a_result_waits(tiny_disk, tmp_path, caplog):
@@ -657,6 +659,7 @@ def test_a_stop_that_gives_up_on_a_full_disk_says_it_cannot_write(tiny_disk, tmp
         filler.unlink()
     finally:
         pool.stop()
+        pool.join(60)  # its threads gone: left running, they wrote in the next test's log
 
 
 # -- jobs that misbehave ---------------------------------------------------------------------
