@@ -19,7 +19,6 @@ from .errors import QueueError
 from .target import POSTGRES_SCHEMES, Target, default_path, redact, resolve_target  # noqa: F401
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
-DISK_FULL = "database or disk is full"  # SQLite's SQLITE_FULL
 # How long one attempt of a statement waits in SQLite's busy handler for another connection's
 # lock. The handler sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50 ms, then 100 ms at a time: a
 # waiter that had missed a few of another writer's pauses (a long purge's, 30 ms between
@@ -411,6 +410,8 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
             raise
 
     def note_full(self, exc: Exception) -> None:
+        from .reconnect import DISK_FULL  # (not on every command's start-up path)
+
         if DISK_FULL in str(exc):
             self.room_wanted = self.refused = True
 

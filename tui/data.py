@@ -11,8 +11,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from queue import SimpleQueue
 from functools import partial
+from queue import SimpleQueue
 from types import MappingProxyType
 
 from textual.app import App
