@@ -9,6 +9,7 @@ remembered and applied once it runs. Safe to call from any thread.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from queuectl.queue import Queue
@@ -34,6 +35,7 @@ class PoolControl:
         self._threads, self._paused = 0, False
         self._starting = False
         self._stopping = False
+        self._room_wanted = ""  # why its start waits: the disk is full (its first line)
         self._settled = threading.Event()  # no start in progress
         self._settled.set()
 
@@ -69,7 +71,7 @@ class PoolControl:
         """Why the workers cannot use the database now, once their log said so ("" if they
         can): a full disk, which the panes' reads do not meet."""
         pool = self.pool
-        return pool.outage.said if pool is not None else ""
+        return pool.outage.said if pool is not None else self._room_wanted
 
     @property
     def hooks(self) -> int:
@@ -101,26 +103,44 @@ class PoolControl:
         pool.pause() if self._paused else pool.resume()
 
     def _start(self) -> None:
+        from queuectl.reconnect import DISK_FULL, Backoff, first_line
+
+        backoff = Backoff()
+        while True:
+            with self._lock:
+                # Its quit waits for the hooks running (asked about first), not for those due.
+                pool = WorkerPool(self.queue, self._threads, on_event=self.on_event,
+                                  queues=self.queues, hooks_at_stop=False)  # fmt: skip
+                if self._paused:
+                    pool.pause()  # before it claims anything
+            try:
+                pool.start()
+            except Exception as exc:
+                pool = None
+                if DISK_FULL not in str(exc):
+                    self.on_error(f"could not start workers: {exc}")  # stay a watcher
+                elif self._waited_for_room(first_line(exc), backoff.next()):
+                    continue
+            finally:
+                self.queue.close()
+            break
         with self._lock:
-            # Its quit waits for the hooks running (asked about first), not for those due.
-            pool = WorkerPool(self.queue, self._threads, on_event=self.on_event,
-                              queues=self.queues, hooks_at_stop=False)  # fmt: skip
-            if self._paused:
-                pool.pause()  # before it claims anything
-        try:
-            pool.start()
-        except Exception as exc:  # the database refused: say so, stay a watcher
-            self.on_error(f"could not start workers: {exc}")
-            pool = None
-        finally:
-            self.queue.close()
-        with self._lock:
-            self.pool, self._starting = pool, False
+            self.pool, self._starting, self._room_wanted = pool, False, ""
             if pool is not None:
                 self._apply(pool)  # what was asked for while it started
                 if self._stopping:
                     pool.stop()
         self._settled.set()
+
+    def _waited_for_room(self, why: str, delay: float) -> bool:
+        """Wait ``delay`` seconds to start again on a full disk, as `worker start` does; False
+        if the app quits meanwhile. QA: a pool opened on a full disk never started once room
+        was made, while the bar said "running"."""
+        self._room_wanted = why  # the bar says so (see outage)
+        deadline = time.monotonic() + delay
+        while not self._stopping and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not self._stopping
 
     def stop(self, hooks: bool = False) -> None:
         """Claim nothing more; running jobs finish. ``hooks``: the quit waits for them (the

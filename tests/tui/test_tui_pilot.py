@@ -1100,6 +1100,36 @@ def test_workers_that_a_full_disk_holds_up_say_so_in_the_bar(tiny_disk, tmp_path
         queue.close()
 
 
+def test_the_app_s_pool_opened_on_a_full_disk_starts_once_there_is_room(tiny_disk):
+    """QA: opened on a disk already full, the app's pool never started (its start writes:
+    it failed once, for good), while the bar said "▶ running 1 thread, 0 busy"; once room was
+    made its jobs waited until `p p`. It tries again, as `worker start` does, and the bar says
+    why it waits."""
+    from support import fill
+
+    queue = Queue(str(tiny_disk / "queue.db"))
+    job = queue.enqueue("true")
+    queue.db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")  # no room left in the WAL either
+    filler = fill(tiny_disk)
+    app = make_app(queue, workers=1)
+
+    async def scenario(pilot):
+        bar = lambda: str(app.stats.query_one("#workers", Static).render())  # noqa: E731
+        await until(pilot, lambda: bar().startswith("⚠ disk full"), 15, bar)
+        assert any("workers cannot use the database (database or disk is full)" in n
+                   for n in notices(app)), notices(app)  # fmt: skip
+        assert not app.pool.started and queue.get(job.id).state == "pending"
+        filler.unlink()
+        await until(pilot, lambda: queue.get(job.id).state == "completed", 30)
+        await until(pilot, lambda: bar().startswith("▶ running"), 15, bar)
+        assert not any("could not start workers" in n for n in notices(app)), notices(app)
+
+    try:
+        drive(app, scenario)
+    finally:
+        queue.close()
+
+
 def test_a_database_error_in_the_bar_says_its_cause():
     """QA: the bar cut psycopg's "connection failed: connection to server at "127.0.0.1",
     port 5432 failed: FATAL:  database "x" does not exist" before its cause."""
