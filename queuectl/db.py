@@ -243,15 +243,19 @@ def _why_not_writable(folder: str) -> str:
 def raise_if_disk_full(database: peewee.SqliteDatabase, exc: Exception) -> None:
     """After ``exc`` opening ``database``: if its disk is full, raise the QueueError that says
     so (SQLite says "disk I/O error", or "database or disk is full": the file is fine), and
-    remove the empty file made for a new queue."""
+    remove the empty file made for a new queue. "Full" is SQLite's word, even with room left: a
+    migration can need more (QA: it said the file was "not a usable database")."""
+    from .reconnect import DISK_FULL  # (not on every command's start-up path)
+
     path = database.database
-    try:
-        disk = os.statvfs(os.path.dirname(path))
-    except OSError:
-        return
-    # A file system without blocks (/proc) is not full; root may use the blocks kept for it.
-    if not disk.f_blocks or (disk.f_bfree if os.geteuid() == 0 else disk.f_bavail):
-        return
+    if DISK_FULL not in str(exc):  # SQLite said only "disk I/O error": is the disk full?
+        try:
+            disk = os.statvfs(os.path.dirname(path))
+        except OSError:
+            return
+        # A file system without blocks (/proc) is not full; root may use the blocks kept for it.
+        if not disk.f_blocks or (disk.f_bfree if os.geteuid() == 0 else disk.f_bavail):
+            return
     if getattr(database, "created", False):
         try:
             if os.path.getsize(path) == 0:

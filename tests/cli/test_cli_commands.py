@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 from datetime import datetime, timezone
 
@@ -769,3 +771,51 @@ def test_a_standard_stream_its_caller_closed_is_no_traceback(env, tmp_path, clos
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60,
                           preexec_fn=lambda: os.close(closed))  # fmt: skip
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_database_to_upgrade_on_a_disk_too_full_for_it_says_the_disk_is_full(tiny_disk, tmp_path):
+    """QA: a file that needs a migration, opened with some room left on its disk but less than
+    the migration needs, said it "is not a usable database (database or disk is full)": users
+    took the file for damaged. It says the disk is full, changes nothing, and is upgraded once
+    there is room."""
+    import filecmp
+    import shutil
+
+    from queuectl import Queue
+    from support import fill
+
+    made = str(tmp_path / "made.db")
+    queue = Queue(made)
+    queue.enqueue(JobSpec(command="true", id="first"))
+    for _ in range(300):  # the upgrade fills in each edge's dependency id: many pages to write
+        queue.enqueue(JobSpec(command="true", after=("first",)))
+    queue.db.execute_sql('ALTER TABLE "job_dep" DROP COLUMN "dep_id"')  # as schema 16 had it
+    queue.db.execute_sql("UPDATE queuectl_schema SET value = '16' WHERE key = 'version'")
+    queue.db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    queue.close()
+    db = tiny_disk / "q.db"
+    env = {**os.environ, "QUEUECTL_DB": str(db), "HOME": str(tmp_path)}
+    said = []
+    for room in range(24, 68, 4):  # KiB left: from too little to open it to enough to upgrade
+        for path in tiny_disk.iterdir():
+            path.unlink()
+        shutil.copy(made, db)
+        filler = fill(tiny_disk)
+        os.truncate(filler, filler.stat().st_size - room * 1024)
+        done = subprocess.run([*QUEUECTL, "status"], env=env, capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+        if done.returncode == 0:
+            break
+        assert done.returncode == 1 and done.stdout == "", done
+        assert done.stderr.startswith(f"Error: cannot open {db}: the disk is full ("), done.stderr
+        said.append(done.stderr)
+        version = "SELECT value FROM queuectl_schema WHERE key = 'version'"
+        as_it_is = f"file:{db}?immutable=1"  # (a connection that reads the WAL needs room)
+        with contextlib.closing(sqlite3.connect(as_it_is, uri=True)) as unchanged:
+            assert unchanged.execute(version).fetchone() == ("16",)
+        assert filecmp.cmp(made, db, shallow=False)
+    assert any("(database or disk is full)" in line for line in said), said  # room, not enough
+    filler.unlink()
+    done = subprocess.run([*QUEUECTL, "status", "--json"], env=env, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0 and json.loads(done.stdout)["pending"] == 301, done
