@@ -203,6 +203,27 @@ def let_go_of_a_replaced_file(queue: Queue) -> None:
         queue.close()
 
 
+def keep_looking(name: str, queue: Queue, left: threading.Event,
+                 look: Callable[[], float | None]) -> None:  # fmt: skip
+    """Call ``look`` on a daemon thread of its own, on one connection (a thread a look was, on
+    PostgreSQL, a new connection ten times a second), until ``left`` is set or ``look`` returns
+    None; it returns the seconds to wait before the next look. For a screen that follows a job
+    while it is open."""
+
+    def run() -> None:
+        try:
+            while not left.is_set():
+                let_go_of_a_replaced_file(queue)
+                wait = look()
+                if wait is None:
+                    return
+                left.wait(wait)
+        finally:
+            queue.close()
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+
+
 class Reader:
     """One daemon thread of its own that runs the reads it is given, one at a time, on one
     connection (each thread has its own): a thread a read, the TUI opened a connection to

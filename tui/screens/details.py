@@ -21,7 +21,7 @@ from queuectl.models import ACTIVE, FINAL, Job, State
 from queuectl.queue import Queue
 from queuectl.text import coarse_relative_time, duration, safe, utc_time
 
-from ..data import let_go_of_a_replaced_file
+from ..data import keep_looking
 from ..messages import JobLoaded
 from ..text import literal
 from ..widgets.output_area import OutputArea, prepare
@@ -136,7 +136,7 @@ class DetailsScreen(ModalScreen[None]):
         super().__init__()
         self.queue, self.job_id = queue, job_id
         self.fields_table: Group | None = None  # what is shown, once loaded
-        self._left = threading.Event()  # the screen is gone: its thread ends (_follow)
+        self._left = threading.Event()  # the screen is gone: its thread ends (keep_looking)
         self._seq: int | None = None
         self._run: tuple[object, ...] | None = None  # the job's run as last read in full
         self._read_at = 0.0  # time.monotonic() of that read
@@ -156,28 +156,21 @@ class DetailsScreen(ModalScreen[None]):
         self.call_after_refresh(self._start)
 
     def _start(self) -> None:
-        threading.Thread(target=self._follow, name="queuectl-details", daemon=True).start()
+        keep_looking("queuectl-details", self.queue, self._left, self._look)
 
     def on_unmount(self) -> None:
         self._left.set()
 
-    def _follow(self) -> None:
-        """The screen's own thread, on one connection while the screen is open (a thread a
-        look was, on PostgreSQL, a new connection ten times a second): the job read at once,
-        then looked at every POLL_S until it is over (the job will not change unless someone
-        retries it)."""
-        try:
-            while not self._left.is_set():
-                let_go_of_a_replaced_file(self.queue)
-                self._glance()
-                state = None if self._run is None else self._run[0]
-                if state in FINAL:
-                    return
-                # A waiting job prints nothing: a look every WAITING_LOOK_S sees it start, and
-                # its first output is stored 0.75 s into its run.
-                self._left.wait(POLL_S if state in ACTIVE else WAITING_LOOK_S)
-        finally:
-            self.queue.close()
+    def _look(self) -> float | None:
+        """The job read at once, then looked at every POLL_S until it is over (the job will
+        not change unless someone retries it): the seconds to the next look, None for none."""
+        self._glance()
+        state = None if self._run is None else self._run[0]
+        if state in FINAL:
+            return None
+        # A waiting job prints nothing: a look every WAITING_LOOK_S sees it start, and its
+        # first output is stored 0.75 s into its run.
+        return POLL_S if state in ACTIVE else WAITING_LOOK_S
 
     def _glance(self) -> None:
         """The job read in full (:meth:`_read`) if its run moved or READ_EVERY_S passed; else

@@ -26,7 +26,7 @@ from queuectl.models import State
 from queuectl.queue import Queue
 from queuectl.text import OutputCursor, safe
 
-from ..data import let_go_of_a_replaced_file
+from ..data import keep_looking
 from ..messages import OutputRead
 from ..text import literal
 
@@ -49,7 +49,6 @@ class Follower:
         self.cursor = OutputCursor()
         self.state: str | None = None
         self.gone = False  # the job was deleted, and that was said
-        self.lock = threading.Lock()
 
     def step(self) -> OutputRead | None:
         """One look at the job: what changed since the last look, or None if nothing did."""
@@ -123,7 +122,7 @@ class OutputScreen(ModalScreen[None]):
         super().__init__()
         self.queue, self.job_id = queue, job_id
         self.follower = Follower(queue, job_id)
-        self._left = threading.Event()  # the screen is gone: its thread ends (_follow)
+        self._left = threading.Event()  # the screen is gone: its thread ends (keep_looking)
         self.state: str | None = None
         self.total = 0
         self.skipped = 0  # bytes of this run dropped from storage before they were shown
@@ -148,29 +147,15 @@ class OutputScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         self.set_focus(self.log_view)
         self.watch(self.log_view, "scroll_y", self._scrolled, init=False)
-        threading.Thread(target=self._follow, name="queuectl-output", daemon=True).start()
+        keep_looking("queuectl-output", self.queue, self._left, self._look)
 
     def on_unmount(self) -> None:
         self._left.set()
 
-    def _follow(self) -> None:
-        """The screen's own thread, on one connection while the screen is open (a thread a
-        read was, on PostgreSQL, a new connection ten times a second): a read every POLL_S."""
+    def _look(self) -> float:
+        """One step of the follower, posted if anything changed; a look every POLL_S."""
         try:
-            while not self._left.is_set():
-                let_go_of_a_replaced_file(self.queue)
-                self._read()
-                self._left.wait(POLL_S)
-        finally:
-            self.queue.close()
-
-    def _read(self) -> None:
-        """One step of the follower, posted if anything changed."""
-        follower = self.follower
-        if not follower.lock.acquire(blocking=False):
-            return  # the read before is still going
-        try:
-            read = follower.step()
+            read = self.follower.step()
             if read is not None:
                 self.post_message(read)
         except QueueError as exc:
@@ -179,8 +164,7 @@ class OutputScreen(ModalScreen[None]):
             self.post_message(OutputRead(self.state, error=f"could not read the job: {exc}"))
             with contextlib.suppress(Exception):
                 self.queue.recover()  # a broken connection: a new one at the next read
-        finally:
-            follower.lock.release()
+        return POLL_S
 
     def _scrolled(self) -> None:
         log = self.log_view
