@@ -463,7 +463,10 @@ class QueueApp(KeysInOrder):
         # At once, not with Widget.focus() (which waits its turn behind the keys already typed):
         # `shift+tab r` typed ahead must retry in the pane shift+tab chose.
         pane = panes[(index + step) % len(panes)]
-        pane.screen.set_focus(pane)  # its own screen: the palette may still be the current one
+        screen = pane.screen  # its own: the palette may still be the current one
+        screen.set_focus(pane)
+        if screen.maximized is not None:  # (the palette's "Maximize"): the pane shown moves on
+            screen.maximize(pane)  # QA: focus went on to panes out of sight
 
     def action_next_pane(self) -> None:
         self._cycle(1)

@@ -161,6 +161,28 @@ def test_tab_and_shift_tab_cycle_through_the_panes(seeded, fixed_clock):
     drive(app, scenario)
 
 
+def test_tab_in_a_pane_maximized_from_the_palette_shows_the_next_pane(seeded, fixed_clock):
+    """QA: after the palette's "Maximize", tab moved the focus to panes out of sight, and `x`
+    then said "No job in sight: the terminal is too short to show one" at 120 x 35. The pane
+    shown moves on with the focus."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("ctrl+p", *"maximize", "enter")
+        await until(pilot, lambda: app.screen.maximized is not None, what="a pane maximized")
+        assert app.screen.maximized is app.focused and app.focused.id == "pane-waiting"
+        await pilot.press("tab")
+        assert app.screen.maximized is app.focused and app.focused.id == "pane-processing"
+        await pilot.press("x")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen), notices(app)  # "… is running: stop it?"
+        assert not any("No job in sight" in n for n in notices(app))
+        await pilot.press("escape", "shift+tab", "shift+tab")
+        assert app.screen.maximized is app.focused and app.focused.id == "pane-dead"
+
+    drive(app, scenario)
+
+
 def test_a_short_narrow_terminal_shows_every_pane_and_gives_the_focused_one_the_room(
         seeded, fixed_clock):
     """60 x 15: four stacked panes of at least 4 rows no longer fit, and the last ones fell off
