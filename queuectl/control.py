@@ -430,9 +430,14 @@ class Control(Workflows, Registry):
     def _purged(self, seqs: list[int]) -> None:
         """Called in the transaction that deletes the finished jobs ``seqs``, before they go:
         the jobs waiting on one that never completed are cancelled (SPEC 7)."""
-        Job = self.models.Job
-        unfinished = Job.select(Job.seq).where(Job.seq.in_(seqs), Job.state != State.COMPLETED)
-        self.cancel_dependents([seq for (seq,) in unfinished.tuples()], reason="was purged")
+        Job, JobDep = self.models.Job, self.models.JobDep
+        found = Job.select(Job.seq).where(Job.seq.in_(seqs), Job.state != State.COMPLETED)
+        unfinished = [seq for (seq,) in found.tuples()]
+        self.cancel_dependents(unfinished, reason="was purged")
+        # Their edges say so (see JobDep.dep_seq): a retry of a job that ran after one of them
+        # is refused. QA: it ran, though what it waited for had never completed.
+        for chunk in peewee.chunked(unfinished, CANCEL_CHUNK):
+            JobDep.update(dep_seq=JobDep.dep_seq * -1).where(JobDep.dep_seq.in_(chunk)).execute()
 
     # -- helpers ----------------------------------------------------------------------------
 

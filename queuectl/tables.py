@@ -79,7 +79,9 @@ class JobDep(BaseModel):
     The dependency existed before the job did, so the edges never make a cycle."""
 
     job_seq = peewee.BigIntegerField()
-    dep_seq = peewee.BigIntegerField(index=True)  # a job's dependents, as it completes
+    # A job's dependents, as it completes, by this index. Negated once the dependency is
+    # purged without having completed: the job can never run after it (a retry is refused).
+    dep_seq = peewee.BigIntegerField(index=True)
     # Schema 17: the dependency's id, so the job's `after` still names it once it is purged
     # (its row is gone, the edge stays). NULL only on an edge older than schema 17 whose
     # dependency was purged before the upgrade.

@@ -239,7 +239,8 @@ class Workflows(Lifecycle):
     def _refuse_cancelled_after(self, seqs: Sequence[int]) -> None:
         """Retrying a job that runs after a cancelled one would leave it pending for good (a
         cancelled job never completes, and the cancel that cascaded to it is over): refused,
-        naming the dependency, unless that one is retried in the same call."""
+        naming the dependency, unless that one is retried in the same call. So is one that runs
+        after a job purged before it completed, which nothing can bring back."""
         retried = set(seqs)
         for chunk in peewee.chunked(list(seqs), _CHUNK):
             placeholders = ", ".join([self.db.param] * len(chunk))
@@ -256,6 +257,17 @@ class Workflows(Lifecycle):
                         f"job {job_id} runs after {dep_id}, which is cancelled: retry "
                         f"{dep_id} first, or both at once"
                     )
+            rows = self.db.execute_sql(
+                'SELECT w."id", e."dep_id" FROM "job_dep" e JOIN "job" w ON w."seq" = e."job_seq" '
+                f'WHERE e."job_seq" IN ({placeholders}) AND e."dep_seq" < 0 '
+                'ORDER BY e."job_seq", e."dep_seq" LIMIT 1',
+                chunk,
+            ).fetchall()
+            for job_id, dep_id in rows:  # (see JobDep.dep_seq)
+                raise QueueError(
+                    f"job {job_id} runs after {dep_id}, which was purged before it completed: "
+                    f"it can never run after it (enqueue it anew without {dep_id})"
+                )
 
     def get(self, prefix: str) -> Job:
         return self.fill_after([super().get(prefix)])[0]

@@ -221,3 +221,9 @@ def test_show_says_a_dead_dependency_was_purged_not_completed(run, queue):
     shown = run.ok("show", "report")
     assert "fetch (purged)" in shown and "(completed)" not in shown, shown
     assert run.json("show", "report")["state"] == "cancelled"
+    # QA: `retry report` then ran it, though fetch never completed.
+    result = run("retry", "report")
+    assert (result.exit_code, result.output) == (1, "Error: job report runs after fetch, which "
+        "was purged before it completed: it can never run after it (enqueue it anew without "
+        "fetch)\n")  # fmt: skip
+    assert run.json("show", "report")["state"] == "cancelled"

@@ -320,6 +320,36 @@ def test_retrying_every_dead_job_refuses_one_after_a_cancelled_job(any_queue):
     assert q.counts()["dead"] == 2
 
 
+def test_a_job_after_one_purged_before_it_completed_is_not_retried(any_queue):
+    """QA: a dead dependency purged cancels its dependent, and `retry` of that dependent then
+    ran it, though what it waited for had never completed (its edge to a purged job counted as
+    done). Refused, naming it, and nothing changes. A dependency purged once it had completed
+    still lets its dependent be retried, and run."""
+    q = any_queue
+    q.enqueue_many([JobSpec(command="x", id="x", max_retries=0),
+                    JobSpec(command="y", id="y", after=("x",)),
+                    JobSpec(command="z", id="z", after=("y",)),
+                    JobSpec(command="f", id="f"),
+                    JobSpec(command="g", id="g", after=("f",), delay=3600)])  # fmt: skip
+    assert run_one(q, FAILED).id == "x"  # dead: y waits for good
+    assert run_one(q).id == "f"
+    q.cancel(["g"])  # (after f completed)
+    assert q.purge(["dead", "completed"]) == 2  # x and f
+    assert [q.get(i).state for i in "yzg"] == ["cancelled"] * 3
+    purged = "job y runs after x, which was purged before it completed"
+    for ids in (["y"], ["z", "y"]):
+        with pytest.raises(QueueError, match=purged):
+            q.retry(ids)
+    with pytest.raises(QueueError, match="job z runs after y, which is cancelled"):
+        q.retry(["z"])
+    assert [q.get(i).state for i in "yz"] == ["cancelled"] * 2  # nothing changed
+    assert q.get("y").after_ids == ("x",) and set(q.get("y").purged_deps) == {"x"}
+    assert [j.id for j in q.retry(["g"])] == ["g"]
+    assert q.get("g").after_ids == ("f",)
+    assert run_one(q).id == "g"
+    assert run_one(q) is None
+
+
 def test_a_listing_reads_every_jobs_dependencies_at_once(any_queue):
     q = any_queue
     q.enqueue_many([JobSpec(command="x", id=f"j{n}") for n in range(3)])
