@@ -1531,6 +1531,36 @@ def test_the_details_of_a_waiting_job_are_looked_at_less_often(live_queue):
     drive(app, scenario)
 
 
+def test_the_details_of_a_finished_job_follow_its_retry_and_purge_and_their_times_move_on(
+        live_queue):  # fmt: skip
+    """QA: once a job was over its details were no longer looked at: "finished_at … 22s ago"
+    stayed so, and a job purged meanwhile was shown on as if it were there. A finished job is
+    looked at every second (its progress, not its output), and its times are redrawn."""
+    job = live_queue.enqueue(JobSpec(command="true", delay=3600))
+    live_queue.cancel([job.id])
+    later = [0.0]
+    app = make_app(live_queue, workers=0, clock=lambda: time.time() + later[0])
+
+    async def scenario(pilot):
+        screen = DetailsScreen(live_queue, job.id)
+        app.push_screen(screen)
+        shown = lambda: plain(screen.fields_table)  # noqa: E731
+        await until(pilot, lambda: screen.fields_table is not None and "cancelled" in shown())
+        assert "2m ago" not in shown()
+        later[0] = 150.0
+        await until(pilot, lambda: "2m ago" in shown(), 5, shown)  # finished 2.5 minutes ago
+        live_queue.retry([job.id])
+        await until(pilot, lambda: "pending" in shown(), 5, shown)  # retried elsewhere
+        live_queue.cancel([job.id])
+        await until(pilot, lambda: "cancelled" in shown(), 5, shown)
+        assert live_queue.purge(["cancelled"]) == 1
+        table = screen.query_one("#fields-table", Static)
+        await until(pilot, lambda: f"no job {job.id!r}" in str(table.render()), 5,
+                    lambda: str(table.render()))  # fmt: skip
+
+    drive(app, scenario)
+
+
 def test_the_panes_loads_keep_one_connection(live_queue):
     """A thread a load: on PostgreSQL a new connection (a server process started) at every
     refresh, several a second while the pool was busy. The loads, and the last hour's

@@ -43,6 +43,7 @@ DEPENDENCIES_SHOWN = 20  # of each side; the rest are counted
 # later (a worker stores output every 0.75 s), where SPEC 6 gives 1 s (QA).
 READ_EVERY_S = 1.0
 WAITING_LOOK_S = 0.5  # how often a job that waits is looked at (QA: ten times a second)
+FINISHED_LOOK_S = 1.0  # ... and one that is over (retried or purged elsewhere), its times redrawn
 
 
 def dependency_lines(
@@ -140,6 +141,8 @@ class DetailsScreen(ModalScreen[None]):
         self._seq: int | None = None
         self._run: tuple[object, ...] | None = None  # the job's run as last read in full
         self._read_at = 0.0  # time.monotonic() of that read
+        self._gone = False  # it is no longer in the database (said): no more looks
+        self._shown: JobLoaded | None = None  # the last read shown (its times are redrawn)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog details") as dialog:
@@ -154,6 +157,7 @@ class DetailsScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         # Once laid out: the output is wrapped by the reading thread, at the area's width.
         self.call_after_refresh(self._start)
+        self.set_interval(FINISHED_LOOK_S, self._redraw_times)
 
     def _start(self) -> None:
         keep_looking("queuectl-details", self.queue, self._left, self._look)
@@ -162,25 +166,32 @@ class DetailsScreen(ModalScreen[None]):
         self._left.set()
 
     def _look(self) -> float | None:
-        """The job read at once, then looked at every POLL_S until it is over (the job will
-        not change unless someone retries it): the seconds to the next look, None for none."""
+        """The job read at once, then looked at every POLL_S while it runs, every
+        WAITING_LOOK_S while it waits, and every FINISHED_LOOK_S once it is over (retried or
+        purged from elsewhere: QA found a purged job shown on as if it were there): the
+        seconds to the next look, None once it is gone."""
         self._glance()
+        if self._gone:
+            return None
         state = None if self._run is None else self._run[0]
         if state in FINAL:
-            return None
+            return FINISHED_LOOK_S
         # A waiting job prints nothing: a look every WAITING_LOOK_S sees it start, and its
         # first output is stored 0.75 s into its run.
         return POLL_S if state in ACTIVE else WAITING_LOOK_S
 
     def _glance(self) -> None:
-        """The job read in full (:meth:`_read`) if its run moved or READ_EVERY_S passed; else
-        only its progress (a row's few columns, not its output)."""
-        if self._seq is not None and time.monotonic() < self._read_at + READ_EVERY_S:
+        """The job read in full (:meth:`_read`) if its run moved, or READ_EVERY_S passed while
+        it may change; else only its progress (a row's few columns, not its output)."""
+        if self._seq is not None:
             try:
                 progress = self.queue.progress(self._seq)
             except Exception:  # the database went away: the full read says so
                 progress = None
-            if progress is not None and _run_of(progress) == self._run:
+            unchanged = progress is not None and _run_of(progress) == self._run
+            if unchanged and (
+                progress.state in FINAL or time.monotonic() < self._read_at + READ_EVERY_S
+            ):
                 return
         self._read()
 
@@ -211,7 +222,8 @@ class DetailsScreen(ModalScreen[None]):
                 history=history_records(events[-HISTORY_SHOWN:]), history_total=len(events),
                 output=output,
             ))  # fmt: skip
-        except QueueError as exc:
+        except QueueError as exc:  # deleted (purged) since it was shown
+            self._gone = True
             self.post_message(JobLoaded(None, str(exc)))
         except Exception as exc:  # the database went away: say so, don't crash
             self.post_message(JobLoaded(None, f"could not read the job: {exc}"))
@@ -221,8 +233,29 @@ class DetailsScreen(ModalScreen[None]):
     def on_job_loaded(self, message: JobLoaded) -> None:
         table = self.query_one("#fields-table", Static)
         if message.job is None:
+            self._shown = None
             table.update(literal(message.error, self.app.theme_variables[State.DEAD], single_line=False))
             return
+        self._shown = message
+        self._show_fields(message)
+        job = message.job
+        dialog = self.query_one(".dialog")
+        dialog.border_title = Text("Job ") + literal(str(job["id"]))
+        if message.output is not None:
+            self.output.show(message.output)
+        raw = str(job.get("output") or "")
+        size = len(raw.encode("utf-8", "replace"))
+        self.output.border_subtitle = f"{size:,} bytes" if raw else "no output"
+
+    def _redraw_times(self) -> None:
+        """The times "… ago" move on between reads (a finished job is read again only if it
+        changes: QA saw "22s ago" stay so)."""
+        shown = self._shown
+        if shown is not None and shown.job is not None and shown.job["state"] in FINAL:
+            self._show_fields(shown)  # (one that may change is read again every second)
+
+    def _show_fields(self, message: JobLoaded) -> None:
+        assert message.job is not None
         job = message.job
         pairs = self.app.size.width >= PAIRS_FROM
         self.fields_table = Group(
@@ -235,14 +268,7 @@ class DetailsScreen(ModalScreen[None]):
             timeline(message.history, message.history_total, self.app.clock(),
                      self.app.theme_variables),
         )  # fmt: skip
-        table.update(self.fields_table)
-        dialog = self.query_one(".dialog")
-        dialog.border_title = Text("Job ") + literal(str(job["id"]))
-        if message.output is not None:
-            self.output.show(message.output)
-        raw = str(job.get("output") or "")
-        size = len(raw.encode("utf-8", "replace"))
-        self.output.border_subtitle = f"{size:,} bytes" if raw else "no output"
+        self.query_one("#fields-table", Static).update(self.fields_table)
 
     def action_focus_output(self) -> None:
         self.set_focus(self.output)  # at once, for the keys typed next
