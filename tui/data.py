@@ -232,7 +232,7 @@ class Reader:
 
     def __init__(self, name: str, queue: Queue) -> None:
         self.name, self.queue = name, queue
-        self._reads: SimpleQueue[Callable[[], None]] = SimpleQueue()
+        self._reads: SimpleQueue[Callable[[], None] | None] = SimpleQueue()
         self._thread: threading.Thread | None = None
 
     def submit(self, read: Callable[[], None]) -> None:
@@ -241,9 +241,17 @@ class Reader:
             self._thread.start()
         self._reads.put(read)
 
+    def close(self) -> None:
+        """End the thread once the reads given are done, its connection closed."""
+        if self._thread is not None:
+            self._reads.put(None)
+
     def _run(self) -> None:
         while True:
             read = self._reads.get()
+            if read is None:
+                self.queue.close()
+                return
             let_go_of_a_replaced_file(self.queue)
             try:
                 read()

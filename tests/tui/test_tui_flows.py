@@ -10,6 +10,7 @@ from textual.command import CommandList
 from textual.widgets import Input, Static
 from tui_helpers import drive, make_app, notices, until
 
+from queuectl.queue import Queue
 from queuectl.spec import JobSpec
 from queuectl.tui.screens.confirm import ConfirmScreen
 from queuectl.tui.screens.details import DetailsScreen
@@ -305,6 +306,43 @@ def test_l_sets_and_removes_a_queue_limit_with_a_validated_form(workflows_queue,
         await until(pilot, lambda: queue_info(workflows_queue, "deploy").limit is None)
 
     drive(app, scenario)
+
+
+def test_Q_follows_changes_made_elsewhere_every_second_on_one_connection(
+        workflows_queue, fixed_clock):  # fmt: skip
+    """QA: the queues and schedules screens read every 2 s (SPEC 5: at least every second), a
+    pause made elsewhere shown up to 1.6 s later; and each read was a thread, on PostgreSQL a
+    new connection. They read every second, on one thread that keeps its connection while
+    the screen is open and closes it after."""
+    from test_tui_pilot import connections_opened
+
+    assert QueuesScreen.REFRESH_S <= 1.0 and SchedulesScreen.REFRESH_S <= 1.0
+    elsewhere = Queue(str(workflows_queue.target), clock=fixed_clock)  # another process's view
+    opened = connections_opened(workflows_queue)
+    app = make_app(workflows_queue, clock=fixed_clock)
+    state = lambda name: app.screen.table.get_row(name)[-1].plain  # noqa: E731
+
+    async def scenario(pilot):
+        await pilot.press("Q")
+        await until(pilot, lambda: isinstance(app.screen, QueuesScreen))
+        screen = app.screen
+        await until(pilot, lambda: screen.loaded)
+        app.loader.request = lambda *args, **kwargs: None  # (the panes' loads are not counted)
+        await until(pilot, lambda: not app.loader._loading and not app.loader._health_loading)
+        before = len(opened)
+        for name in ("default", "deploy"):
+            elsewhere.pause_queue(name)
+            await until(pilot, lambda: "paused" in state(name), 10, what=f"{name} paused")
+        assert set(opened[before:]) <= {"queuectl-listing"}, opened[before:]  # (its first)
+        assert len(opened[before:]) <= 1, opened[before:]
+        reader = screen._reader._thread
+        await pilot.press("escape")
+        await until(pilot, lambda: not reader.is_alive(), 10, what="the reader to end")
+
+    try:
+        drive(app, scenario)
+    finally:
+        elsewhere.close()
 
 
 def test_the_Q_screen_says_a_database_error_s_cause(workflows_queue, fixed_clock, monkeypatch):

@@ -34,7 +34,6 @@ COUNT_LABELS = {  # the stats bar's words
 
 class QueuesScreen(ListingScreen):
     TITLE = "Queues"
-    REFRESH_S = 2.0  # Queue.queues() groups over the job table: not at every tick
     EMPTY = "No queue has jobs or settings yet."
     COLUMNS = [
         ("name", "Queue", None),

@@ -34,7 +34,6 @@ DUE_WIDTH = 29  # "2027-01-15 09:00:00  in 58m"
 
 class SchedulesScreen(ListingScreen):
     TITLE = "Schedules"
-    REFRESH_S = 2.0
     EMPTY = "No schedule yet: press a to add one."
     COLUMNS = [
         ("name", "Name", 16),
