@@ -199,7 +199,7 @@ def test_set_threads_grows_and_shrinks(queue, pools, gate):
     wait_until(lambda: worker_threads() == 1, 30, message="two threads to retire")
 
     more = [queue.enqueue(gate.command(f"h{n}")) for n in range(3)]
-    wait_until(lambda: processing(queue) == 1, 30)
+    wait_until(lambda: pool.busy == 1, 30)  # running: set_threads(0) before the start gives back
     deadline = time.monotonic() + 0.5
     while time.monotonic() < deadline:  # and it stays at one
         assert processing(queue) <= 1
