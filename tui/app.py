@@ -786,7 +786,7 @@ class QueueApp(KeysInOrder):
             return (
                 f"{running(busy, hooks, '')} {'is' if one else 'are'} running in this app's "
                 f"workers. Quit once {'it finishes' if one else 'they finish'}?\n"
-                "(No new jobs are started meanwhile.)"
+                "(No new job is started once you answer yes.)"
             )
 
         def answer(yes: bool | None) -> None:
