@@ -182,7 +182,8 @@ class WorkflowMachine(QueueMachine):
             event("retry: a completed job with dependents (they wait again)")
         super()._revive(job)
         # Its open dependencies are counted again from the jobs that still exist: one purged
-        # since (dead, say) no longer holds it (Lifecycle._revive).
+        # since it completed no longer holds it (one purged before it completed refuses the
+        # retry: see the retry rule).
         job.deps = tuple(dep for dep in job.deps if dep in self.model.jobs)
         job.cancel_requested = False
         job.rules_edited = False
@@ -518,6 +519,11 @@ class WorkflowMachine(QueueMachine):
             return
         retried = {t.id for t in targets}
         jobs = self.model.jobs
+        if any(dep not in jobs and self.gone[dep].state != "completed"
+               for t in targets for dep in jobs[t.id].deps):  # fmt: skip
+            event("retry: refused, after a job purged before it completed")
+            self._refused(before, QueueError, lambda: self.q.retry(refs))
+            return
         if any(jobs[dep].state == "cancelled" and dep not in retried
                for t in targets for dep in jobs[t.id].deps if dep in jobs):  # fmt: skip
             event("retry: refused, after a cancelled job not retried with it")
@@ -848,9 +854,10 @@ class WorkflowMachine(QueueMachine):
                 assert got.run_at == got.finished_at + delay, "backoff is not base ** attempts"
 
 
-def test_a_job_retried_after_its_dependency_was_purged_does_not_wait_forever(any_queue):
+def test_a_job_after_a_dependency_purged_unfinished_is_refused_not_left_waiting(any_queue):
     """Found while modelling: `b` (after `a`) is cancelled, then `a`, and `a` alone is purged
-    (purge --queue x). Retrying `b` makes it pending with waiting_on 1 on a job that is gone."""
+    (purge --queue x). Retrying `b` made it pending with waiting_on 1 on a job that is gone; then
+    it ran (QA), though `a` never completed. Refused now, and nothing changes."""
     q = any_queue
     q.enqueue_many(
         [JobSpec(command="x", id="a", queue="x"), JobSpec(command="x", id="b", after=("a",))]
@@ -858,9 +865,10 @@ def test_a_job_retried_after_its_dependency_was_purged_does_not_wait_forever(any
     q.cancel(["b"])
     q.cancel(["a"])
     assert q.purge(queue="x") == 1
-    q.retry(["b"])
-    assert q.get("b").state == "pending"
-    assert q.claim(q.register_worker(1)).id == "b"
+    with pytest.raises(QueueError, match="job b runs after a, which was purged before it"):
+        q.retry(["b"])
+    assert q.get("b").state == "cancelled"
+    assert q.claim(q.register_worker(1)) is None
 
 
 WorkflowMachine.TestCase.settings = SETTINGS
