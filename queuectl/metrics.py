@@ -71,7 +71,9 @@ class QueueCollector(Collector):
         except Exception as exc:  # peewee's, or the driver's: one log line, no traceback
             if self.strict:
                 raise
-            log.warning("metrics: the database did not answer: %s", str(exc).strip()[:200])
+            from .reconnect import first_line  # (psycopg's text goes on over lines)
+
+            log.warning("metrics: the database did not answer: %s", first_line(exc)[:200])
             up.add_metric([], 0)
             yield up
             return

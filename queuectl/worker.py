@@ -22,6 +22,7 @@ from .hooks import HookRunner
 from .limits import MAX_STOP_TIMEOUT_S, MAX_THREADS, STOP_TIMEOUT_S
 from .procs import WORKER_ENV
 from .models import Job
+from .outputs import OutputWriter
 from .queue import HEARTBEAT_INTERVAL_S, Queue
 from .reconnect import MAX_RETRY_S, Backoff, Outage, damaged, first_line
 from .schedules import ScheduleTimer
@@ -163,6 +164,9 @@ class WorkerPool:
         # Why the fence last killed runs: "outage", or "suspended" (this process stood still).
         self._fenced_why = "outage"
         self._closing: threading.Thread | None = None  # runs _shutdown, once (see join)
+        # Running jobs' output so far, stored on a thread of its own: a store that waits for
+        # the database must not hold up the thread that reads the job's pipe (queuectl.outputs).
+        self._outputs = OutputWriter(self._store_output, self._close_own_connection)
 
     # -- control (any thread) ---------------------------------------------------------------
 
@@ -372,8 +376,13 @@ class WorkerPool:
             with self._lock:
                 if self._slots.get(slot) is threading.current_thread():
                     del self._slots[slot]
-            if self._jobs is self.queue:  # this thread's own connection (else closed at shutdown)
-                self.queue.close()
+            self._close_own_connection()
+
+    def _close_own_connection(self) -> None:
+        """At the end of a thread that used ``_jobs``: its own connection, where each thread
+        has one (else the threads' shared one is closed at shutdown)."""
+        if self._jobs is self.queue:
+            self.queue.close()
 
     def _next_job(self, slot: int) -> Job | None:
         """Wait for a job to claim; None once this thread should end (a stop, or retired)."""
@@ -473,7 +482,7 @@ class WorkerPool:
             timeout=self._jobs.timeout_for(job),
             output_limit=self.output_limit,
             env=self._env,
-            on_output=lambda output, printed: self._store_output(job, output, printed),
+            on_output=lambda output, printed: self._outputs.hand_over(job, output, printed),
         )
         seq = job.seq
         with self._lock:
@@ -489,6 +498,7 @@ class WorkerPool:
         self._emit("started", job, name)
         result = execution.run()
         ended_at = self._jobs.clock()  # the run's finished_at, however late its result is stored
+        self._outputs.forget(seq)  # (its result carries its output)
         self._ended_at = time.monotonic()
         killed = execution.killed_by_stop
         with self._lock:
@@ -546,9 +556,10 @@ class WorkerPool:
         return following
 
     def _store_output(self, job: Job, output: str, printed: int) -> None:
-        """A running job's output so far, stored at most once a second (see Execution): seen
-        by `logs`, `show` and the TUI of every process. Skipped while the database is away
-        (the run's result carries its output): a job's run must not wait on it."""
+        """A running job's output so far, stored at most once a second (see Execution), on the
+        output writer's thread (see queuectl.outputs): seen by `logs`, `show` and the TUI of
+        every process. Skipped while the database is away (the run's result carries its
+        output)."""
         if self.outage.down:
             return
         try:
@@ -964,6 +975,8 @@ class WorkerPool:
             if self._service.is_alive():
                 self.outage.failed(TimeoutError("no answer"), since=self._beat_began)
         self.queue.remove_listener(self.wake)
+        self._outputs.stop()
+        self._outputs.join(min(max(deadline - time.monotonic(), 0), 5.0))  # (one may wait)
         if self._jobs is not self.queue:
             self._jobs.close()
         if self.problem is not None:  # its file is gone: nothing left to write to
@@ -978,7 +991,7 @@ class WorkerPool:
         except peewee.PeeweeException as exc:
             self._database_failed(self.queue, exc)  # (a damaged file: said as one, QA)
             if self.problem is None:
-                log.warning("delivering hooks failed (%s)", exc)
+                log.warning("delivering hooks failed (%s)", first_line(exc))
         backoff = Backoff()
         try:
             while self.problem is None:  # else read as live for a lease, by other hosts' workers
@@ -991,7 +1004,7 @@ class WorkerPool:
                     if self.problem is not None:
                         break  # a damaged file: no wait mends it
                     if time.monotonic() >= deadline or self._hard.is_set():
-                        log.warning("unregistering failed (%s)", exc)
+                        log.warning("unregistering failed (%s)", first_line(exc))
                         break
                     self._hard.wait(min(backoff.next(), max(deadline - time.monotonic(), 0)))
         finally:

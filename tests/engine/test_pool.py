@@ -641,3 +641,63 @@ def test_a_pool_folds_the_counters_rows_nobody_else_reads(pg_target, pools):
         assert queue.counts()["cancelled"] == 80 and queue.counts()["pending"] == 0
     finally:
         queue.close()
+
+
+def test_a_job_that_prints_goes_on_while_the_database_is_write_locked(db_path, queue, pools):
+    """QA: the thread that reads a job's pipe stored its output itself, and waited for another
+    process's write lock: the pipe filled, the job stood still, and it was killed as "timed out
+    after 8s in 17s" though it had 5 s of work. Its output is stored on a thread of its own now:
+    the job goes on, ends in its own time, and its result is stored once the lock is gone."""
+    import sqlite3
+
+    printing = ("for i in $(seq 1 15); do head -c 20000 /dev/zero | tr '\\0' x; echo; "
+                "sleep 0.1; done; echo end")  # fmt: skip
+    job = queue.enqueue(JobSpec(command=printing, timeout=6))
+    pool = pools(queue, threads=1)
+    wait_until(lambda: pool.busy == 1, 30)
+    wait_until(lambda: (queue.get(job.id).output_bytes or 0) > 0, 30, "its first output stored")
+    locker = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        locker.execute("BEGIN EXCLUSIVE")  # another process's write lock, held for 9 s
+        began = time.monotonic()
+        wait_until(lambda: pool.busy == 0, 30, "the job to end")  # in its own time
+        assert time.monotonic() - began < 6, "it stood still behind the lock"
+        while time.monotonic() - began < 9:
+            time.sleep(0.05)
+    finally:
+        locker.execute("COMMIT")
+        locker.close()
+    wait_until(lambda: state(queue, job.id) == "completed", 60)
+    stored = queue.get(job.id)
+    assert stored.output.endswith("end\n") and stored.attempts == 1
+    assert stored.finished_at - stored.started_at < 6, "its end recorded as it was"
+
+
+def test_output_handed_over_while_a_store_waits_is_stored_once_and_latest_first():
+    """While a store waits for the database, a job's output handed over again replaces what
+    of it waits (each is the whole tail so far): one store, the latest; a run that ended is
+    forgotten. (queuectl.outputs: a job's pipe is never held up by a store.)"""
+    from types import SimpleNamespace
+
+    from queuectl.outputs import OutputWriter
+
+    stored, gate, closed = [], threading.Event(), threading.Event()
+
+    def store(job, output, printed):
+        gate.wait(30)
+        stored.append((job.id, output, printed))
+
+    writer = OutputWriter(store, closed.set)
+    a, b, c = (SimpleNamespace(seq=n, id=name) for n, name in enumerate("abc"))
+    writer.hand_over(a, "a1", 2)  # taken at once: its store waits at the gate
+    wait_until(lambda: writer.waiting == 0, 10)
+    writer.hand_over(b, "b1", 2)
+    writer.hand_over(c, "c1", 2)
+    writer.hand_over(b, "b1b2", 4)  # replaces b1
+    writer.forget(c.seq)  # c's run ended
+    gate.set()
+    wait_until(lambda: len(stored) == 2, 10)
+    assert stored == [("a", "a1", 2), ("b", "b1b2", 4)]
+    writer.stop()
+    writer.join(10)
+    assert closed.is_set(), "the thread's connection is closed as it ends"
