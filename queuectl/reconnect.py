@@ -17,6 +17,8 @@ import time
 FIRST_RETRY_S = 0.1
 MAX_RETRY_S = 1.0
 DISK_FULL = "disk is full"  # SQLite's "database or disk is full"
+LOCKED = "database is locked"  # SQLite's, once a write waited out its busy timeout (60 s)
+HELD = "another process holds the database's write lock"  # LOCKED, as users are told it
 # SQLite's SQLITE_CORRUPT and SQLITE_NOTADB: the file itself is damaged, not away. Waiting does
 # not mend it (QA: a worker retried a result's store on it for ever, deaf to SIGTERM).
 DAMAGED = (
@@ -44,6 +46,19 @@ class Backoff:
 
     def reset(self) -> None:
         self._next = self.first
+
+
+def start_waits(exc: BaseException) -> str | None:
+    """Why a start (`worker start`, the TUI's pool) that failed with ``exc`` is to be tried
+    again, in words; None where waiting does not help. A full disk and another process's write
+    lock are waited out, as a running worker waits them out (QA: `worker start` exited 1 on
+    either, and the TUI's pool never started)."""
+    text = str(exc)
+    if DISK_FULL in text:
+        return first_line(exc)
+    if LOCKED in text:
+        return HELD
+    return None
 
 
 def first_line(exc: BaseException) -> str:

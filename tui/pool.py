@@ -103,7 +103,7 @@ class PoolControl:
         pool.pause() if self._paused else pool.resume()
 
     def _start(self) -> None:
-        from queuectl.reconnect import DISK_FULL, Backoff, first_line
+        from queuectl.reconnect import Backoff, start_waits
 
         backoff = Backoff()
         while True:
@@ -117,9 +117,10 @@ class PoolControl:
                 pool.start()
             except Exception as exc:
                 pool = None
-                if DISK_FULL not in str(exc):
+                why = start_waits(exc)
+                if why is None:
                     self.on_error(f"could not start workers: {exc}")  # stay a watcher
-                elif self._waited_for_room(first_line(exc), backoff.next()):
+                elif self._waited_for_room(why, backoff.next()):
                     continue
             finally:
                 self.queue.close()
@@ -133,9 +134,10 @@ class PoolControl:
         self._settled.set()
 
     def _waited_for_room(self, why: str, delay: float) -> bool:
-        """Wait ``delay`` seconds to start again on a full disk, as `worker start` does; False
-        if the app quits meanwhile. QA: a pool opened on a full disk never started once room
-        was made, while the bar said "running"."""
+        """Wait ``delay`` seconds to start again on a full disk, or behind another process's
+        write lock, as `worker start` does; False if the app quits meanwhile. QA: a pool opened
+        so never started once room was made or the lock let go, while the bar said
+        "running"."""
         self._room_wanted = why  # the bar says so (see outage)
         deadline = time.monotonic() + delay
         while not self._stopping and time.monotonic() < deadline:

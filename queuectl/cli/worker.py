@@ -245,26 +245,29 @@ def start(
 def _started_once_there_is_room(
     started: Callable[[], WorkerPool], stopper: Stopper, log: EventLog
 ) -> WorkerPool | None:
-    """``started()``, tried again while the disk is full (it opens the queue and registers the
-    worker: both write), as a running worker waits for room; None if a stop signal came first
+    """``started()``, tried again while the disk is full or another process holds the write
+    lock (it opens the queue and registers the worker: both write), as a running worker waits
+    them out (see reconnect.start_waits); None if a stop signal came first
     (nothing runs: exit 0). QA: on a full disk `worker start` exited 1 at once, and a
     supervisor that restarts it on failure started it again and again."""
     import peewee
 
     from ..errors import QueueError
-    from ..reconnect import DISK_FULL, Backoff, first_line
+    from ..reconnect import DISK_FULL, Backoff, start_waits
 
     backoff, said = Backoff(), False
     while True:
         try:
             return started()
         except (QueueError, peewee.PeeweeException) as exc:
-            if DISK_FULL not in str(exc):
+            why = start_waits(exc)
+            if why is None:
                 raise
             if not said:
                 said = True
-                log.line("main", f"warning: the database cannot be written ({first_line(exc)}); "
-                                 "starting once there is room")  # fmt: skip
+                once = "there is room" if DISK_FULL in str(exc) else "it lets go"
+                log.line("main", f"warning: the database cannot be written ({why}); "
+                                 f"starting once {once}")  # fmt: skip
         deadline = time.monotonic() + backoff.next()
         while time.monotonic() < deadline:
             if stopper.received:

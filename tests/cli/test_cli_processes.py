@@ -649,3 +649,34 @@ def test_worker_start_on_a_full_disk_waits_for_room(tiny_disk, tmp_path):
         if worker is not None:
             worker.cleanup()
 
+
+
+def test_worker_start_behind_another_process_s_write_lock_waits_for_it():
+    """QA: `worker start` while another process held the write lock past the busy timeout
+    exited 1 ("database error: database is locked"). Its start is tried again, said once, in
+    words (SPEC 2: no user sees "database is locked"); anything else still ends it."""
+    import peewee
+
+    from queuectl.cli.worker import Stopper, _started_once_there_is_room
+
+    lines, tries = [], []
+
+    class Log:
+        def line(self, thread, text):
+            lines.append(text)
+
+    def started():
+        tries.append(1)
+        if len(tries) < 3:
+            raise peewee.OperationalError("database is locked")
+        return "the pool"
+
+    assert _started_once_there_is_room(started, Stopper(), Log()) == "the pool"
+    assert lines == ["warning: the database cannot be written (another process holds the "
+                     "database's write lock); starting once it lets go"]  # fmt: skip
+
+    def broken():
+        raise peewee.OperationalError("no such table: job")
+
+    with pytest.raises(peewee.OperationalError):
+        _started_once_there_is_room(broken, Stopper(), Log())

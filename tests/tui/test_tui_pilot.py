@@ -1152,6 +1152,37 @@ def test_the_app_s_pool_opened_on_a_full_disk_starts_once_there_is_room(tiny_dis
         queue.close()
 
 
+def test_the_app_s_pool_opened_behind_another_process_s_write_lock_starts_once_it_lets_go(
+        live_queue, db_path, monkeypatch):  # fmt: skip
+    """QA: opened while another process held the write lock past the busy timeout, the app's
+    pool said "could not start workers: database is locked" and never started, while the bar
+    said "▶ running". It waits for the lock, as `worker start` does, and says why."""
+    from queuectl import db
+
+    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_S", 0.5)  # (60 s: the same, sooner)
+    job = live_queue.enqueue("true")
+    locker = sqlite3.connect(db_path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    app = make_app(live_queue, workers=1)
+
+    async def scenario(pilot):
+        bar = lambda: str(app.stats.query_one("#workers", Static).render())  # noqa: E731
+        await until(pilot, lambda: bar().startswith("⚠ database lost"), 15, bar)
+        held = "another process holds the database's write lock"
+        assert any(held in n for n in notices(app)), notices(app)
+        assert not any("database is locked" in n for n in notices(app)), notices(app)
+        locker.execute("COMMIT")
+        await until(pilot, lambda: live_queue.get(job.id).state == "completed", 30)
+        await until(pilot, lambda: bar().startswith("▶ running"), 15, bar)
+
+    try:
+        drive(app, scenario)
+    finally:
+        if locker.in_transaction:
+            locker.execute("COMMIT")
+        locker.close()
+
+
 def test_a_database_error_in_the_bar_says_its_cause():
     """QA: the bar cut psycopg's "connection failed: connection to server at "127.0.0.1",
     port 5432 failed: FATAL:  database "x" does not exist" before its cause."""
