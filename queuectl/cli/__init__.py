@@ -178,7 +178,12 @@ class QueuectlGroup(LazyGroup):
             if peewee is None or not isinstance(exc, peewee.PeeweeException):
                 raise
             # The database failed under us (disk full, file replaced, server gone, ...).
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            from ..reconnect import HELD, LOCKED, first_line
+
+            first = first_line(exc)
+            if first == LOCKED:  # SQLite, after its busy timeout (SPEC 2: never said so, QA)
+                raise EngineError(f"{HELD} (for over a minute): try again once it lets go",
+                                  1) from None  # fmt: skip
             raise EngineError(f"database error: {first}", 1) from None
 
 
