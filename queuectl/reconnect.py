@@ -112,6 +112,11 @@ class Outage:
         ``since``: when it was lost, where the caller knows better than now (the clock's time:
         a statement that had no answer since then)."""
         now, reason = self.clock(), first_line(exc)
+        if reason == LOCKED:  # SQLite, once the statement waited out its busy timeout
+            from .db import SQLITE_BUSY_TIMEOUT_S
+
+            reason = HELD  # (QA: "database unreachable (database is locked)")
+            since = now - SQLITE_BUSY_TIMEOUT_S if since is None else since  # held since then
         with self._lock:
             if self.since is None:
                 self.since = now if since is None else min(since, now)
@@ -125,6 +130,9 @@ class Outage:
             self._logged = True
         if self.full:  # it answers, it cannot write: not "unreachable" (QA)
             self.log.warning("database cannot be written (%s); retrying until there is room",
+                             self.reason)  # fmt: skip
+        elif self.reason == HELD:
+            self.log.warning("database cannot be written (%s); retrying until it lets go",
                              self.reason)  # fmt: skip
         else:
             self.log.warning("database unreachable (%s); retrying until it is back", self.reason)
@@ -153,5 +161,6 @@ class Outage:
             self._back_at = self.clock()
         if logged:
             self.log.warning("database %s again after %.1fs",
-                             "writable" if self.full else "reachable", lost_for)  # fmt: skip
+                             "writable" if self.full or self.reason == HELD else "reachable",
+                             lost_for)  # fmt: skip
         return logged

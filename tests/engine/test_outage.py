@@ -94,6 +94,30 @@ def test_a_full_disk_is_said_as_one_not_as_an_unreachable_database(caplog):
     ]
 
 
+def test_a_write_lock_held_past_the_busy_timeout_is_said_in_words_and_timed_from_its_start(
+        caplog):  # fmt: skip
+    """QA: a worker behind another process's write lock logged "database unreachable (database
+    is locked)" once its statement had waited 60 s, then "reachable again after 9.0s" of a
+    lock held for 70 s. Said in words, and counted from the statement's start."""
+    import peewee
+
+    from queuectl.db import SQLITE_BUSY_TIMEOUT_S
+
+    clock = Clock()
+    clock.now = 1000.0
+    outage = Outage(logging.getLogger("t"), clock)
+    with caplog.at_level(logging.WARNING):
+        outage.failed(peewee.OperationalError("database is locked"))
+        assert outage.since == 1000.0 - SQLITE_BUSY_TIMEOUT_S
+        clock.now += 10
+        outage.ok()
+    assert [r.getMessage() for r in caplog.records] == [
+        "database cannot be written (another process holds the database's write lock); "
+        "retrying until it lets go",
+        f"database writable again after {SQLITE_BUSY_TIMEOUT_S + 10:.1f}s",
+    ]
+
+
 def _on_a_thread(call) -> None:
     thread = threading.Thread(target=call)
     thread.start()
