@@ -164,6 +164,7 @@ class WorkerPool:
         # Why the fence last killed runs: "outage", or "suspended" (this process stood still).
         self._fenced_why = "outage"
         self._closing: threading.Thread | None = None  # runs _shutdown, once (see join)
+        self.stop_asked = False  # `worker stop` asked this pool to stop (its heartbeat read so)
         # Running jobs' output so far, stored on a thread of its own: a store that waits for
         # the database must not hold up the thread that reads the job's pipe (queuectl.outputs).
         self._outputs = OutputWriter(self._store_output, self._close_own_connection)
@@ -872,6 +873,7 @@ class WorkerPool:
                 stop, rescue = self.queue.beat(self.worker_id, self._target)  # type: ignore[arg-type]
             self._beat_began = began
             if stop:
+                self.stop_asked = True
                 self.stop()
             # Silent itself for half a lease or more (the database was away, or its lock held, or
             # this process stopped): the other workers most likely were too, and their

@@ -18,6 +18,7 @@ from queuectl.worker import JobEvent, WorkerPool
 # A quit that waited for jobs runs the hooks due as its pool ends, taken within this long: those
 # of its jobs' ends (made due as they ended), not all of a busy queue's.
 QUIT_HOOKS_S = 2.0
+STOP_ASKED = "`queuectl worker stop` asked them to (their running jobs finish)"
 
 
 class PoolControl:
@@ -36,6 +37,7 @@ class PoolControl:
         self._starting = False
         self._stopping = False
         self._room_wanted = ""  # why its start waits: the disk is full (its first line)
+        self._unregistering = False  # `worker stop` asked it to stop: it is being joined
         self._settled = threading.Event()  # no start in progress
         self._settled.set()
 
@@ -62,9 +64,26 @@ class PoolControl:
 
     @property
     def problem(self) -> str | None:
-        """Why the pool stopped by itself (its database file deleted or replaced), if it did."""
+        """Why the pool stopped by itself (its database file deleted or replaced, or `worker
+        stop` asked it to), if it did."""
         pool = self.pool
-        return pool.problem if pool is not None else None
+        if pool is None:
+            return None
+        if pool.problem is None and pool.stop_asked:
+            self._unregister_once(pool)
+            return STOP_ASKED
+        return pool.problem
+
+    def _unregister_once(self, pool: WorkerPool) -> None:
+        """Once `worker stop` asked the pool to stop: its jobs finish and it unregisters, on a
+        thread of its own (`worker stop` waits for that). QA: it claimed no more, but stayed
+        registered: `worker stop` waited its whole timeout and failed, and `status` counted
+        it while the bar said "running"."""
+        with self._lock:
+            if self._unregistering:
+                return
+            self._unregistering = True
+        threading.Thread(target=pool.join, name="queuectl-tui-pool-stop", daemon=True).start()
 
     @property
     def outage(self) -> str:

@@ -1183,6 +1183,30 @@ def test_the_app_s_pool_opened_behind_another_process_s_write_lock_starts_once_i
         locker.close()
 
 
+def test_worker_stop_stops_the_app_s_pool_which_unregisters_and_says_so(live_queue):
+    """QA: `worker stop` with a TUI open waited its whole timeout and failed: the app's pool
+    claimed no more but stayed registered (`status` counted it), and the bar said "▶ running"
+    over a job left pending. It ends, unregisters, and the bar and a notice say why; `p` and
+    `+` say it again rather than seem to apply."""
+    app = make_app(live_queue, workers=1)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: len(live_queue.live_workers()) == 1, what="the pool")
+        assert live_queue.request_stop() == 1  # what `worker stop` does
+        bar = lambda: str(app.stats.query_one("#workers", Static).render())  # noqa: E731
+        await until(pilot, lambda: bar().startswith("■ workers stopped"), 30, bar)
+        stopped = "This app's workers stopped: `queuectl worker stop` asked them to"
+        assert any(n.startswith(stopped) for n in notices(app)), notices(app)
+        await until(pilot, lambda: live_queue.live_workers() == [], 30, what="unregistered")
+        job = live_queue.enqueue("true")
+        await pilot.press("p", "plus")
+        assert sum(n.startswith(stopped) for n in notices(app)) == 3
+        assert not app.paused and app.threads == 1
+        assert live_queue.get(job.id).state == "pending"
+
+    drive(app, scenario)
+
+
 def test_a_database_error_in_the_bar_says_its_cause():
     """QA: the bar cut psycopg's "connection failed: connection to server at "127.0.0.1",
     port 5432 failed: FATAL:  database "x" does not exist" before its cause."""
