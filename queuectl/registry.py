@@ -16,18 +16,41 @@ WORKER_LOST = "worker lost"
 
 
 class Registry(Lifecycle):
-    def register_worker(self, threads: int) -> str:
+    def register_worker(self, threads: int, started_at: float | None = None) -> str:
         """Add a pool of this process to the registry; returns its id, ``host:pid:tag``. The tag
         is random and short, so it is drawn again if the id is taken: by another pool of this
-        process (one in 65,536 for two), or by a dead process that had the same pid."""
-        now = self.clock()
+        process (one in 65,536 for two), or by a dead process that had the same pid.
+
+        ``started_at``: when this process started (the clock's time). A `worker stop` on this
+        host since then asks the pool to stop, as it would have asked it had it been registered
+        (QA: `worker start &` then `worker stop` missed the worker still starting, and it ran
+        on). Other hosts' clocks are not compared with this one's."""
         WorkerProcess = self.models.WorkerProcess
-        while True:
-            worker_id = f"{self.host}:{os.getpid()}:{secrets.token_hex(2)}"
-            row = dict(id=worker_id, host=self.host, pid=os.getpid(), threads=threads,
-                       started_at=now, heartbeat_at=now)  # fmt: skip
-            if self.db.execute(WorkerProcess.insert(**row).on_conflict_ignore()).rowcount:
-                return worker_id
+        with self._write():
+            now = self.clock()
+            asked = started_at is not None and self._stop_asked_since(started_at)
+            while True:
+                worker_id = f"{self.host}:{os.getpid()}:{secrets.token_hex(2)}"
+                row = dict(id=worker_id, host=self.host, pid=os.getpid(), threads=threads,
+                           started_at=now, heartbeat_at=now, stop_requested=asked)  # fmt: skip
+                if self.db.execute(WorkerProcess.insert(**row).on_conflict_ignore()).rowcount:
+                    return worker_id
+
+    def _stop_key(self) -> str:
+        return f"stop_requested_at@{self.host}"[:64]
+
+    def _stop_asked_since(self, moment: float) -> bool:
+        """Whether `worker stop` ran on this host at ``moment`` or later (read under the lock
+        its write takes, on PostgreSQL: see :meth:`request_stop`)."""
+        SchemaInfo = self.models.SchemaInfo
+        query = SchemaInfo.select(SchemaInfo.value).where(SchemaInfo.key == self._stop_key())
+        if not self.is_sqlite:
+            query = query.for_update()
+        row = query.first()
+        try:
+            return row is not None and float(row.value) >= moment
+        except ValueError:
+            return False
 
     def heartbeat(self, worker_id: str, threads: int) -> bool:
         """Record that ``worker_id`` lives. Returns True when it has been asked to stop. On
@@ -107,8 +130,16 @@ class Registry(Lifecycle):
 
     def request_stop(self) -> int:
         """Ask every worker process on this queue to stop gracefully; how many were asked."""
+        SchemaInfo = self.models.SchemaInfo
         with self._write():
             self._announce()
+            # When, for the workers of this host still starting (see register_worker): first,
+            # so that on PostgreSQL a registration reading it waits for this transaction, or
+            # this one for the registration (whose row the update below then finds).
+            now = repr(self.clock())
+            SchemaInfo.insert(key=self._stop_key(), value=now).on_conflict(
+                conflict_target=[SchemaInfo.key], update={SchemaInfo.value: now}
+            ).execute()
             return self.models.WorkerProcess.update(stop_requested=True).execute()
 
     def is_gone(self, worker: WorkerProcess, now: float | None = None, silent: bool = True) -> bool:

@@ -107,6 +107,7 @@ class WorkerPool:
         stop_timeout: float = STOP_TIMEOUT_S,
         queues: Sequence[str] | None = None,
         hooks_at_stop: bool | float = True,
+        started_at: float | None = None,
     ) -> None:
         if not 0 <= threads <= MAX_THREADS:
             raise ValueError(f"threads must be 0 to {MAX_THREADS}")
@@ -126,6 +127,9 @@ class WorkerPool:
         # At the stop, start the hooks still due (within the stop timeout, or within that many
         # seconds), or leave them in the database for another process (False).
         self.hooks_at_stop = hooks_at_stop
+        # When the process started (the queue's clock): a `worker stop` on this host since
+        # then stops the pool as it registers (see Registry.register_worker).
+        self.started_at = started_at
         self.outage = Outage(log)
         self.unstored: list[str] = []  # ids of jobs whose result was given up on (see _store)
         self.problem: str | None = None  # why the pool stopped by itself (see _beat)
@@ -176,7 +180,7 @@ class WorkerPool:
         worker's id before any thread starts: `worker start`'s first line comes before any
         job's (QA: a --burst worker's first job was said first)."""
         self._beat_began = time.monotonic()
-        self.worker_id = self.queue.register_worker(self._target)
+        self.worker_id = self.queue.register_worker(self._target, self.started_at)
         if announce is not None:
             announce(self.worker_id)
         # Every job's environment: this process's, as the pool starts, plus its worker id

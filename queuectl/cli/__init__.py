@@ -13,6 +13,7 @@ import errno
 import importlib
 import os
 import sys
+import time
 from typing import Any
 
 import click
@@ -20,6 +21,10 @@ import click
 from .. import __version__
 from ..errors import QueueError
 from .common import DB_ENV_VAR, Settings
+
+# As the process began, near enough: a `worker stop` on this host since then stops a `worker
+# start` still starting, as it registers (see Registry.register_worker).
+STARTED_AT = time.time()
 
 # name -> "module:object", in the order `--help` lists them.
 SUBCOMMANDS = {

@@ -16,6 +16,7 @@ import click
 from ..limits import MAX_THREADS, STOP_TIMEOUT_S
 from ..states import State
 from ..text import escaped_line, relative_time, rounded_duration, utc_time
+from . import STARTED_AT
 from .common import FiniteNumber, Settings, WholeNumber, pass_settings, queues_option
 from .common import wait_until
 
@@ -219,7 +220,7 @@ def start(
 
         return WorkerPool(
             queue, count, on_event=log, burst=burst, stop_timeout=stop_timeout,
-            queues=queues or None,
+            queues=queues or None, started_at=STARTED_AT,
         ).start(announce)  # fmt: skip
 
     try:
@@ -327,10 +328,10 @@ def stop(settings: Settings, timeout: float) -> None:
     """
     queue = settings.queue
     asked = {w.id: w for w in queue.live_workers()}
+    queue.request_stop()  # (asked of none, it still stops those of this host still starting)
     if not asked:
         click.echo("no workers running", err=True)
         return
-    queue.request_stop()
 
     def remaining() -> list[str]:
         live = {w.id for w in queue.live_workers()}

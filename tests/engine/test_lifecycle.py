@@ -676,6 +676,25 @@ def test_request_stop_reaches_heartbeats(q, wid):
     assert q.live_workers() == []
 
 
+def test_a_worker_still_starting_when_worker_stop_ran_stops_as_it_registers(q, clock):
+    """QA: `worker start &` then `worker stop` missed the worker still starting (not yet
+    registered: "no workers running"), and it ran on. A process started before a `worker stop`
+    on its host is asked to stop as it registers; one started after it runs."""
+    started = clock()  # the process starts...
+    clock.advance(0.2)
+    assert q.request_stop() == 0  # ... `worker stop` finds nobody ...
+    clock.advance(0.2)
+    late = q.register_worker(1, started_at=started)  # ... and it registers after all
+    assert q.heartbeat(late, 1) is True, "asked to stop"
+    clock.advance(1)
+    fresh = q.register_worker(1, started_at=clock())  # started after that `worker stop`
+    assert q.heartbeat(fresh, 1) is False
+    assert q.heartbeat(q.register_worker(1), 1) is False  # (no start time given: a library's)
+    clock.advance(1)
+    assert q.request_stop() == 3
+    assert q.heartbeat(fresh, 1) is True
+
+
 # -- config -----------------------------------------------------------------------------------
 
 
