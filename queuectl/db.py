@@ -341,6 +341,9 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
     LOW_DISK_WALS of the longest WALs."""
 
     room_wanted = False  # a statement failed for a full disk, and the disk is low since
+    # No wait for another connection's lock past this (time.monotonic()): a stopping worker's
+    # stores wait no longer than its stop timeout (QA: 60 s more behind a lock held for long).
+    give_up_at = float("inf")
     refused = False  # ... and one failed since the WAL was last cut back to nothing
 
     def _connect(self) -> sqlite3.Connection:
@@ -451,8 +454,8 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
             if str(exc) != "database is locked" or not self._may_try_again(connection):
                 raise exc
             time.sleep(0.001)
-            return now + SQLITE_BUSY_TIMEOUT_S - SQLITE_BUSY_STEP_MS / 1000
-        if now >= deadline or str(exc) != "database is locked":
+            return min(now + SQLITE_BUSY_TIMEOUT_S - SQLITE_BUSY_STEP_MS / 1000, self.give_up_at)
+        if now >= min(deadline, self.give_up_at) or str(exc) != "database is locked":
             raise exc
         # Where SQLite answers "locked" without its handler's wait (a lock it does not wait
         # for, as the switch to WAL takes), a pause of our own rather than a spin.

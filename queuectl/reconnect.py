@@ -143,6 +143,12 @@ class Outage:
         """Whether the database answers but cannot be written (a full disk)."""
         return DISK_FULL in self.reason
 
+    @property
+    def unwritable(self) -> bool:
+        """Whether the database answers but cannot be written: a full disk, or another
+        process's write lock held past the busy timeout."""
+        return self.full or self.reason == HELD
+
     def ok(self, wrote: bool = True) -> bool:
         """Report a successful use (``wrote``: one that wrote); True if it logged that the
         database is back. Cheap when up."""

@@ -289,6 +289,9 @@ class WorkerPool:
         with self._lock:
             if not self._stopping.is_set():
                 self._stop_deadline = time.monotonic() + self.stop_timeout
+                if self._jobs is not self.queue:  # SQLite: the worker threads' connection's
+                    # waits for another process's lock end with the stop timeout (see _store).
+                    self._jobs.db.give_up_at = self._stop_deadline  # type: ignore[attr-defined]
         self._stopping.set()
         self.wake()
 
@@ -654,10 +657,13 @@ class WorkerPool:
         failing_since = None
         while True:
             tries += 1
+            began = time.monotonic()
             try:
                 stored = write()
             except peewee.PeeweeException as exc:
-                failing_since = time.monotonic() if failing_since is None else failing_since
+                # From the first failed write's start: it may have waited long for its answer
+                # (a lock held by another process, a server that said nothing).
+                failing_since = began if failing_since is None else failing_since
                 self._database_failed(self._jobs, exc)
                 if self.problem is not None:  # the file is damaged: no try will do
                     raise ResultNotStored() from exc
@@ -679,7 +685,7 @@ class WorkerPool:
         log.error(
             "job %s: result not stored: the database still %s %.0fs after the stop; the job "
             "will be rescued as \"worker lost\"", job.id,
-            "cannot be written" if self.outage.full else "is unreachable", self.stop_timeout,
+            "cannot be written" if self.outage.unwritable else "is unreachable", self.stop_timeout,
         )
 
     def _database_failed(self, queue: Queue, exc: Exception) -> None:

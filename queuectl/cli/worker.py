@@ -233,7 +233,7 @@ def start(
         engine_log.removeHandler(handler)
     if pool.unstored:
         why = "see above" if pool.problem else (
-            "the database could not be written" if pool.outage.full
+            "the database could not be written" if pool.outage.unwritable
             else "the database was unreachable"
         )  # fmt: skip
         log.line("main", f"stopped with {len(pool.unstored)} result(s) not stored ({why}); "
@@ -286,7 +286,7 @@ def _run(pool: WorkerPool, stopper: Stopper, log: EventLog) -> int:
         if pool.outage.down and not pool.busy and pool.waited_out(UNANSWERED_GRACE_S):
             held = pool.holding
             left = f": {held} job(s) still processing here are rescued as \"worker lost\"" if held else ""
-            why = ("could not be written" if pool.outage.full
+            why = ("could not be written" if pool.outage.unwritable
                    else "has not answered")  # fmt: skip
             log.line("main", f"the database {why} within the stop timeout: exiting{left}")
             sys.stderr.flush()

@@ -693,3 +693,41 @@ def test_worker_start_behind_another_process_s_write_lock_waits_for_it():
 
     with pytest.raises(peewee.OperationalError):
         _started_once_there_is_room(broken, Stopper(), Log())
+
+
+def test_a_stop_behind_another_process_s_write_lock_keeps_to_the_stop_timeout(db_path, tmp_path):
+    """QA: `worker start --stop-timeout 10`, a job's result waiting for another process's
+    write lock, and SIGTERM: it exited after 71 s (the 60 s busy timeout, then the stop
+    timeout). The store's wait ends with the stop timeout; the job is left to be rescued."""
+    import os
+    import sqlite3
+    import time
+
+    from queuectl import Queue
+
+    from .conftest import FreshQueue, Spawned
+
+    queue = Queue(db_path)
+    command, gate = gated(tmp_path, "echo done")
+    job_id = queue.enqueue(command).id
+    queue.close()
+    env = {**os.environ, "QUEUECTL_DB": db_path, "PYTHONUNBUFFERED": "1", "HOME": str(tmp_path)}
+    worker = Spawned(["worker", "start", "--stop-timeout", "2"], env, tmp_path,
+                     tmp_path / "worker.log")  # fmt: skip
+    locker = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        wait_until(lambda: FreshQueue(db_path).get(job_id).state == "processing", 30)
+        locker.execute("BEGIN EXCLUSIVE")  # held for the rest of the test
+        gate.touch()  # the job ends; its result waits for the lock
+        time.sleep(0.5)  # (into the store's wait)
+        worker.signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        assert worker.wait(30) == 1, worker.log()  # well before the busy timeout's 60 s
+        assert time.monotonic() - stopped < 20
+        assert ("the database could not be written within the stop timeout: exiting: 1 "
+                'job(s) still processing here are rescued as "worker lost"') in worker.log()
+    finally:
+        if locker.in_transaction:
+            locker.execute("COMMIT")
+        locker.close()
+        worker.cleanup()
