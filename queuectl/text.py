@@ -94,6 +94,35 @@ def folded_line(text: str | None) -> str:
     return safe(text).strip("\n").replace("\n", " ⏎ ").replace("\t", " ")
 
 
+def cells(text: str) -> int:
+    """How many terminal cells ``text`` takes: East Asian wide characters and most emoji two,
+    combining marks and format characters none (QA: `list` sized an id of 64 emoji for 64
+    cells, and its next columns stood out of line)."""
+    if text.isascii():
+        return len(text)
+    import unicodedata
+
+    width = 0
+    for char in text:
+        if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
+
+
+def fit(text: str, width: int) -> str:
+    """``text`` cut to ``width`` terminal cells (see :func:`cells`), the last one an ellipsis;
+    whole when ``width`` <= 0."""
+    if width <= 0 or cells(text) <= width:
+        return text
+    used = end = 0
+    for end, char in enumerate(text):  # noqa: B007 (where it stops is the point)
+        used += cells(char)
+        if used > width - 1:
+            break
+    return text[:end] + "…"
+
+
 def shorten(text: str, width: int) -> str:
     """``text`` cut to ``width`` characters, the last one an ellipsis; whole when ``width`` <= 0."""
     if width <= 0 or len(text) <= width:

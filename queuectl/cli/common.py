@@ -265,15 +265,16 @@ def clean(text: object, *, one_line: bool = False) -> str:
 
 
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
-    """Left-aligned columns; the last one (free text) is cut to the terminal's width when
-    stdout is a terminal, and left whole for pipes."""
-    from ..text import shorten
+    """Left-aligned columns, in terminal cells (wide characters take two); the last one (free
+    text) is cut to the terminal's width when stdout is a terminal, and left whole for
+    pipes."""
+    from ..text import cells, fit
 
     rows = [list(row) for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row[:-1]):
-            widths[i] = max(widths[i], len(cell))
+            widths[i] = max(widths[i], cells(cell))
     room = 0
     if sys.stdout.isatty():
         used = sum(widths[:-1]) + 2 * (len(headers) - 1)
@@ -281,9 +282,9 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
 
         room = max(shutil.get_terminal_size().columns - used, 20)
     for row in [list(headers), *rows]:
-        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
-        cells.append(shorten(row[-1], room))
-        echo("  ".join(cells).rstrip())  # (to a pipe a row is whole: a command can be long)
+        line = [cell + " " * (widths[i] - cells(cell)) for i, cell in enumerate(row[:-1])]
+        line.append(fit(row[-1], room))
+        echo("  ".join(line).rstrip())  # (to a pipe a row is whole: a command can be long)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:

@@ -846,3 +846,17 @@ def test_a_write_lock_held_past_the_busy_timeout_is_said_in_words(db_path, monke
         locker.close()
     assert [job["id"] for job in run.json("list")] == ["first"]
     assert run.json("show", "first")["state"] == "pending"
+
+
+def test_list_lines_up_its_columns_in_terminal_cells(run):
+    """QA: an id of wide characters (emoji, CJK) was padded by characters, not by the cells a
+    terminal gives them, and the columns after it stood out of line."""
+    from queuectl.text import cells, fit
+
+    for job_id in ("😀" * 10, "日本語のジョブ", "plain", "e\u0301te\u0301"):  # (combining accents)
+        run.ok("enqueue", "--id", job_id, "true")
+    lines = run.ok("list").splitlines()
+    starts = {cells(line[: line.index("pending")]) for line in lines[1:]}
+    assert len(lines) == 5 and len(starts) == 1, lines
+    assert cells(lines[0][: lines[0].index("STATE")]) in starts
+    assert fit("日本語のジョブ", 6) == "日本…" and cells(fit("😀" * 10, 7)) <= 7
