@@ -152,6 +152,8 @@ class QueueApp(KeysInOrder):
         self._problem_said = False  # the pool's problem was said (see _say_problem)
         self._filter_shown = asyncio.Event()  # the panes show the filter's rows
         self._filter_shown.set()
+        self._tab_shown = asyncio.Event()  # the pane maximized by tab is laid out (see _cycle)
+        self._tab_shown.set()
         self.several_queues = False  # jobs of more than one queue seen: the panes show the queue
         self._quitting = False
         self.signals: StopSignals | None = None  # run_app's SIGTERM/SIGHUP handlers
@@ -295,7 +297,7 @@ class QueueApp(KeysInOrder):
         pane = self.focused
         if not isinstance(pane, JobPane):
             return
-        for shown in (self._filter_shown, pane.caught_up):
+        for shown in (self._tab_shown, self._filter_shown, pane.caught_up):
             await _within(shown, self.CATCH_UP_S)
 
     def _ends(self) -> frozenset[str]:
@@ -467,6 +469,10 @@ class QueueApp(KeysInOrder):
         screen.set_focus(pane)
         if screen.maximized is not None:  # (the palette's "Maximize"): the pane shown moves on
             screen.maximize(pane)  # QA: focus went on to panes out of sight
+            # The keys typed next wait for it to be laid out: before, it had no rows in sight,
+            # and `tab tab x` said "No job in sight" (QA, 5 of 7).
+            self._tab_shown.clear()
+            self.call_after_refresh(self._tab_shown.set)
 
     def action_next_pane(self) -> None:
         self._cycle(1)

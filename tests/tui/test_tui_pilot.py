@@ -179,6 +179,16 @@ def test_tab_in_a_pane_maximized_from_the_palette_shows_the_next_pane(seeded, fi
         assert not any("No job in sight" in n for n in notices(app))
         await pilot.press("escape", "shift+tab", "shift+tab")
         assert app.screen.maximized is app.focused and app.focused.id == "pane-dead"
+        # Typed ahead (QA, 5 of 7: "No job in sight"): `x` waits for the pane tab showed.
+        await pilot.press("shift+tab")  # completed
+        await pilot.pause()
+        waiting = pane(app, "waiting")
+        first = column(waiting, "id")[0]
+        type_ahead(app, "tab", "tab", "x")  # dead, then waiting: `x` on its first job
+        await until(pilot, lambda: any(n.startswith("Cancelled") for n in notices(app)),
+                    what=lambda: notices(app))  # fmt: skip
+        assert not any("No job in sight" in n for n in notices(app)), notices(app)
+        assert app.screen.maximized is waiting and seeded.get(first).state == "cancelled"
 
     drive(app, scenario)
 
