@@ -11,6 +11,7 @@ import os
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import peewee
@@ -344,6 +345,9 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
     # No wait for another connection's lock past this (time.monotonic()): a stopping worker's
     # stores wait no longer than its stop timeout (QA: 60 s more behind a lock held for long).
     give_up_at = float("inf")
+    # ... nor once this says so: a start that waits for the lock ends at a stop signal, or at
+    # the TUI's quit (QA: either came through only when the lock went, up to 60 s later).
+    stop_waiting: Callable[[], bool] | None = None
     refused = False  # ... and one failed since the WAL was last cut back to nothing
 
     def _connect(self) -> sqlite3.Connection:
@@ -456,6 +460,8 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
             time.sleep(0.001)
             return min(now + SQLITE_BUSY_TIMEOUT_S - SQLITE_BUSY_STEP_MS / 1000, self.give_up_at)
         if now >= min(deadline, self.give_up_at) or str(exc) != "database is locked":
+            raise exc
+        if self.stop_waiting is not None and self.stop_waiting():
             raise exc
         # Where SQLite answers "locked" without its handler's wait (a lock it does not wait
         # for, as the switch to WAL takes), a pause of our own rather than a spin.

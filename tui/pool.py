@@ -132,6 +132,9 @@ class PoolControl:
                                   queues=self.queues, hooks_at_stop=False)  # fmt: skip
                 if self._paused:
                     pool.pause()  # before it claims anything
+            waits = hasattr(self.queue.db, "stop_waiting")
+            if waits:  # the app's quit ends a wait for another process's write lock
+                self.queue.db.stop_waiting = lambda: self._stopping  # type: ignore[attr-defined]
             try:
                 pool.start()
             except Exception as exc:
@@ -142,6 +145,8 @@ class PoolControl:
                 elif self._waited_for_room(why, backoff.next()):
                     continue
             finally:
+                if waits:
+                    self.queue.db.stop_waiting = None  # type: ignore[attr-defined]
                 self.queue.close()
             break
         with self._lock:

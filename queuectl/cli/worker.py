@@ -218,10 +218,21 @@ def start(
             log.line("main", f"worker {worker_id} running {count} thread(s){mode} on "
                              f"{_shown(redact(str(queue.target)))}")  # (a log kept: no password)
 
-        return WorkerPool(
-            queue, count, on_event=log, burst=burst, stop_timeout=stop_timeout,
-            queues=queues or None, started_at=STARTED_AT,
-        ).start(announce)  # fmt: skip
+        # A stop signal ends a wait for another process's write lock (see there).
+        waits = hasattr(queue.db, "stop_waiting")
+        if waits:
+            queue.db.stop_waiting = lambda: bool(stopper.received)  # type: ignore[attr-defined]
+        try:
+            pool = WorkerPool(
+                queue, count, on_event=log, burst=burst, stop_timeout=stop_timeout,
+                queues=queues or None, started_at=STARTED_AT,
+            )  # fmt: skip
+            if stopper.received:  # (came as the lock went: nothing is to start)
+                raise _StoppedBeforeItStarted()
+            return pool.start(announce)
+        finally:
+            if waits:
+                queue.db.stop_waiting = None  # type: ignore[attr-defined]
 
     try:
         pool = _started_once_there_is_room(started, stopper, log)
@@ -260,22 +271,30 @@ def _started_once_there_is_room(
     while True:
         try:
             return started()
+        except _StoppedBeforeItStarted:
+            pass
         except (QueueError, peewee.PeeweeException) as exc:
             why = start_waits(exc)
             if why is None:
                 raise
-            if not said:
+            if not said and not stopper.received:
                 said = True
                 once = "there is room" if DISK_FULL in str(exc) else "it lets go"
                 log.line("main", f"warning: the database cannot be written ({why}); "
                                  f"starting once {once}")  # fmt: skip
         deadline = time.monotonic() + backoff.next()
-        while time.monotonic() < deadline:
+        while True:
             if stopper.received:
                 name = signal.Signals(stopper.received[0]).name
                 log.line("main", f"{name}: stopped before it started")
                 return None
+            if time.monotonic() >= deadline:
+                break
             time.sleep(0.05)
+
+
+class _StoppedBeforeItStarted(Exception):
+    """A stop signal came while `worker start` opened the queue: no pool is started."""
 
 
 def _run(pool: WorkerPool, stopper: Stopper, log: EventLog) -> int:

@@ -731,3 +731,36 @@ def test_a_stop_behind_another_process_s_write_lock_keeps_to_the_stop_timeout(db
             locker.execute("COMMIT")
         locker.close()
         worker.cleanup()
+
+
+def test_a_stop_signal_ends_worker_start_waiting_behind_a_write_lock(db_path, tmp_path):
+    """QA: `worker start` behind another process's write lock took a SIGTERM only once its
+    registration had waited out the 60 s busy timeout, or the lock went: then it started and
+    ran a job first. The signal ends the wait: exit 0 at once, nothing run."""
+    import os
+    import sqlite3
+    import time
+
+    from queuectl import Queue
+
+    from .conftest import FreshQueue, Spawned
+
+    queue = Queue(db_path)
+    job_id = queue.enqueue("true").id
+    queue.close()
+    env = {**os.environ, "QUEUECTL_DB": db_path, "PYTHONUNBUFFERED": "1", "HOME": str(tmp_path)}
+    locker = sqlite3.connect(db_path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    worker = Spawned(["worker", "start"], env, tmp_path, tmp_path / "worker.log")
+    try:
+        time.sleep(2)  # (into its registration's wait; a signal before it exits 0 at once too)
+        worker.signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        assert worker.wait(30) == 0, worker.log()
+        assert time.monotonic() - stopped < 15, "it waited for the busy timeout"
+    finally:
+        locker.execute("COMMIT")
+        locker.close()
+        worker.cleanup()
+    assert "running" not in worker.log(), worker.log()
+    assert FreshQueue(db_path).get(job_id).state == "pending"

@@ -1217,6 +1217,30 @@ def test_worker_stop_stops_the_app_s_pool_which_unregisters_and_says_so(live_que
     drive(app, scenario)
 
 
+def test_q_quits_at_once_while_the_app_s_pool_waits_behind_a_write_lock(live_queue, db_path):
+    """QA: `q` while the app's pool waited for another process's write lock (to register)
+    quit only once the wait ran out, up to 60 s later. The quit ends the wait."""
+    job = live_queue.enqueue("true")
+    locker = sqlite3.connect(db_path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    app = make_app(live_queue, workers=1)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app.pool._starting, what="the pool's start")
+        await pilot.pause(0.5)  # (into its wait)
+        began = time.monotonic()
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, 15, what="the app to quit")
+        assert time.monotonic() - began < 15
+
+    try:
+        drive(app, scenario)
+    finally:
+        locker.execute("COMMIT")
+        locker.close()
+    assert live_queue.get(job.id).state == "pending" and live_queue.live_workers() == []
+
+
 def test_a_database_error_in_the_bar_says_its_cause():
     """QA: the bar cut psycopg's "connection failed: connection to server at "127.0.0.1",
     port 5432 failed: FATAL:  database "x" does not exist" before its cause."""
