@@ -661,6 +661,8 @@ class WorkerPool:
             try:
                 stored = write()
             except peewee.PeeweeException as exc:
+                if tries == 1 and self._stale_connection_replaced():
+                    continue
                 # From the first failed write's start: it may have waited long for its answer
                 # (a lock held by another process, a server that said nothing).
                 failing_since = began if failing_since is None else failing_since
@@ -675,6 +677,24 @@ class WorkerPool:
             else:
                 self.outage.ok()
                 return stored
+
+    def _stale_connection_replaced(self) -> bool:
+        """PostgreSQL, after a thread's first failed try at a store, while the database is up:
+        whether its connection was broken and is replaced (the next try is on a new one, at
+        once, and the failure is not said). A thread whose connection sat idle through an
+        outage that is over learns of it only now: the log said a second outage, "reachable
+        again after 0.1s", though the database had answered all along (QA). Its reply may
+        have been lost with the connection: a claim made with the store is looked for (see
+        _give_back_strays)."""
+        if self._jobs.is_sqlite or self.outage.down:
+            return False
+        try:
+            replaced = self._jobs.recover()
+        except Exception:
+            return False
+        if replaced:
+            self._strays_pending = True
+        return replaced
 
     def _gave_up(self, job: Job) -> None:
         self.unstored.append(job.id)

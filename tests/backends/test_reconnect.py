@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,31 @@ def test_a_job_that_ends_during_the_outage_is_stored_once_it_is_back(
     wait_until(lambda: queue.get(job.id).state == "completed", 30, "the result to be stored")
     stored = queue.get(job.id)
     assert (stored.attempts, stored.exit_code, stored.output) == (1, 0, "done\n")
+
+
+def test_a_job_that_ends_after_a_short_outage_is_stored_without_a_second_outage_said(
+    pg_target, outage, workers, tmp_path
+):
+    """QA: after the database came back, a job that ended seconds later found its thread's
+    connection broken by the outage, and the log said a second outage ("database unreachable
+    (…)", then "reachable again after 0.1s") though the database had answered all along. A
+    connection found broken once the outage is over is replaced at once, unsaid."""
+    queue = Queue(pg_target)
+    began, gate = tmp_path / "began", tmp_path / "gate"
+    job = queue.enqueue(JobSpec(
+        command=f"touch {began}; while [ ! -e {gate} ]; do sleep 0.05; done; echo done"
+    ))  # fmt: skip
+    workers.append(Worker(outage.url, tmp_path, "w"))
+    wait_until(began.exists, 30, "the job to start")
+    outage.down()
+    wait_until(lambda: workers[0].logged(UNREACHABLE), 30, "the worker to notice")
+    outage.up()
+    wait_until(lambda: workers[0].logged("reachable again"), 30, "the worker to see it back")
+    time.sleep(2.5)  # past the outage's settling time (2 s): a failure now would be a new one
+    gate.touch()
+    wait_until(lambda: queue.get(job.id).state == "completed", 30, "the result to be stored")
+    assert queue.get(job.id).output == "done\n"
+    assert workers[0].logged(UNREACHABLE) == 1, workers[0].log()
 
 
 def test_a_worker_started_as_the_database_comes_back_leaves_the_others_their_jobs(
