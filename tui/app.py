@@ -340,6 +340,7 @@ class QueueApp(KeysInOrder):
             stats.show_health(snapshot.health)
         stats.busy = self.pool.busy
         stats.retiring = self.pool.retiring
+        stats.starting = self.pool.starting
         self._say_problem()
         self._say_outage()
         stats.error = ""

@@ -46,6 +46,13 @@ class PoolControl:
         return self.pool is not None
 
     @property
+    def starting(self) -> bool:
+        """Whether the pool's start is under way, and not yet known to wait for room or for
+        another process's lock (its registration can wait a minute for that lock: the bar
+        said "▶ running" meanwhile, QA)."""
+        return self.pool is None and self._starting and not self._room_wanted
+
+    @property
     def threads(self) -> int:
         """Threads the running pool aims for (0 before it starts)."""
         pool = self.pool

@@ -1219,7 +1219,8 @@ def test_worker_stop_stops_the_app_s_pool_which_unregisters_and_says_so(live_que
 
 def test_q_quits_at_once_while_the_app_s_pool_waits_behind_a_write_lock(live_queue, db_path):
     """QA: `q` while the app's pool waited for another process's write lock (to register)
-    quit only once the wait ran out, up to 60 s later. The quit ends the wait."""
+    quit only once the wait ran out, up to 60 s later. The quit ends the wait. Meanwhile the
+    bar said "▶ running"; it says "◌ starting"."""
     job = live_queue.enqueue("true")
     locker = sqlite3.connect(db_path, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")
@@ -1228,6 +1229,9 @@ def test_q_quits_at_once_while_the_app_s_pool_waits_behind_a_write_lock(live_que
     async def scenario(pilot):
         await until(pilot, lambda: app.pool._starting, what="the pool's start")
         await pilot.pause(0.5)  # (into its wait)
+        # Not "▶ running" over a pool that has not registered (QA, for up to a minute).
+        bar = lambda: str(app.stats.query_one("#workers", Static).render())  # noqa: E731
+        await until(pilot, lambda: bar().startswith("◌ starting"), 10, bar)
         began = time.monotonic()
         await pilot.press("q")
         await until(pilot, lambda: not app.is_running, 15, what="the app to quit")

@@ -42,6 +42,7 @@ class StatsBar(Horizontal):
     busy = reactive(0, init=False)
     retiring = reactive(0, init=False)  # threads taken away, still running their last job
     stopping = reactive(False, init=False)
+    starting = reactive(False, init=False)  # the workers' start is under way (it may wait)
     stopped = reactive(False, init=False)  # the workers stopped by themselves (their file went)
     outage = reactive("", init=False)  # why the workers cannot use the database ("" if they can)
     compact = reactive(False, toggle_class="-compact", init=False)
@@ -187,6 +188,8 @@ class StatsBar(Horizontal):
             if DISK_FULL in self.outage:
                 return "⚠ disk full", "⚠ disk full", style
             return "⚠ database lost", "⚠ db lost", style
+        if self.starting:  # (behind another process's write lock, for up to a minute)
+            return "◌ starting", f"◌ {threads}", self.colors["muted"]
         if self.paused:
             return "⏸ paused", f"⏸ {threads}", f"bold {self.colors[State.FAILED]}"
         if self.threads:
@@ -266,6 +269,9 @@ class StatsBar(Horizontal):
         self._show_workers()
 
     def watch_retiring(self) -> None:
+        self._show_workers()
+
+    def watch_starting(self) -> None:
         self._show_workers()
 
     def watch_stopping(self) -> None:
