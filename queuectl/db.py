@@ -6,12 +6,13 @@ A *target* is what the user gives with ``--db`` or ``QUEUECTL_DB``: a file path 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sqlite3
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import peewee
@@ -342,13 +343,9 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
     LOW_DISK_WALS of the longest WALs."""
 
     room_wanted = False  # a statement failed for a full disk, and the disk is low since
-    # No wait for another connection's lock past this (time.monotonic()): a stopping worker's
-    # stores wait no longer than its stop timeout (QA: 60 s more behind a lock held for long).
-    give_up_at = float("inf")
-    # ... nor once this says so: a start that waits for the lock ends at a stop signal, or at
-    # the TUI's quit (QA: either came through only when the lock went, up to 60 s later).
-    stop_waiting: Callable[[], bool] | None = None
     refused = False  # ... and one failed since the WAL was last cut back to nothing
+    # A wait for another connection's lock ends once this says so (see lock_waits_end_when).
+    stop_waiting: Callable[[], bool] | None = None
 
     def _connect(self) -> sqlite3.Connection:
         """peewee's, but never creating the file (:func:`_open_sqlite` made it, 0600): each
@@ -458,8 +455,8 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
             if str(exc) != "database is locked" or not self._may_try_again(connection):
                 raise exc
             time.sleep(0.001)
-            return min(now + SQLITE_BUSY_TIMEOUT_S - SQLITE_BUSY_STEP_MS / 1000, self.give_up_at)
-        if now >= min(deadline, self.give_up_at) or str(exc) != "database is locked":
+            return now + SQLITE_BUSY_TIMEOUT_S - SQLITE_BUSY_STEP_MS / 1000
+        if now >= deadline or str(exc) != "database is locked":
             raise exc
         if self.stop_waiting is not None and self.stop_waiting():
             raise exc
@@ -474,6 +471,23 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
             return False
         (step,) = connection.execute("PRAGMA busy_timeout").fetchone()
         return bool(step == SQLITE_BUSY_STEP_MS)
+
+
+@contextlib.contextmanager
+def lock_waits_end_when(database: peewee.Database, stop: Callable[[], bool]) -> Iterator[None]:
+    """Within: a statement of ``database`` (SQLite) that waits for another connection's lock
+    gives up ("database is locked") once ``stop()`` is true, not only at the busy timeout. A
+    start behind a lock held for long ends at a stop signal or the TUI's quit, and a stopping
+    worker's stores at its stop timeout (QA: each came through only once the lock went, or
+    60 s later)."""
+    if not isinstance(database, SqliteQueueDatabase):
+        yield
+        return
+    database.stop_waiting = stop
+    try:
+        yield
+    finally:
+        database.stop_waiting = None
 
 
 def use_wal(database: peewee.SqliteDatabase) -> None:

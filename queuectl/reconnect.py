@@ -167,6 +167,5 @@ class Outage:
             self._back_at = self.clock()
         if logged:
             self.log.warning("database %s again after %.1fs",
-                             "writable" if self.full or self.reason == HELD else "reachable",
-                             lost_for)  # fmt: skip
+                             "writable" if self.unwritable else "reachable", lost_for)  # fmt: skip
         return logged

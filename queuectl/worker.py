@@ -288,10 +288,11 @@ class WorkerPool:
         """Graceful stop: claim nothing more; running jobs finish."""
         with self._lock:
             if not self._stopping.is_set():
-                self._stop_deadline = time.monotonic() + self.stop_timeout
+                self._stop_deadline = deadline = time.monotonic() + self.stop_timeout
                 if self._jobs is not self.queue:  # SQLite: the worker threads' connection's
                     # waits for another process's lock end with the stop timeout (see _store).
-                    self._jobs.db.give_up_at = self._stop_deadline  # type: ignore[attr-defined]
+                    db = self._jobs.db
+                    db.stop_waiting = lambda: time.monotonic() >= deadline  # type: ignore[attr-defined]
         self._stopping.set()
         self.wake()
 

@@ -36,7 +36,7 @@ class PoolControl:
         self._threads, self._paused = 0, False
         self._starting = False
         self._stopping = False
-        self._room_wanted = ""  # why its start waits: the disk is full (its first line)
+        self._room_wanted = ""  # why its start waits (reconnect.start_waits): full, or locked
         self._unregistering = False  # `worker stop` asked it to stop: it is being joined
         self._settled = threading.Event()  # no start in progress
         self._settled.set()
@@ -129,6 +129,7 @@ class PoolControl:
         pool.pause() if self._paused else pool.resume()
 
     def _start(self) -> None:
+        from queuectl.db import lock_waits_end_when
         from queuectl.reconnect import Backoff, start_waits
 
         backoff = Backoff()
@@ -139,11 +140,10 @@ class PoolControl:
                                   queues=self.queues, hooks_at_stop=False)  # fmt: skip
                 if self._paused:
                     pool.pause()  # before it claims anything
-            waits = hasattr(self.queue.db, "stop_waiting")
-            if waits:  # the app's quit ends a wait for another process's write lock
-                self.queue.db.stop_waiting = lambda: self._stopping  # type: ignore[attr-defined]
             try:
-                pool.start()
+                # The app's quit ends a wait for another process's write lock.
+                with lock_waits_end_when(self.queue.db, lambda: self._stopping):
+                    pool.start()
             except Exception as exc:
                 pool = None
                 why = start_waits(exc)
@@ -152,8 +152,6 @@ class PoolControl:
                 elif self._waited_for_room(why, backoff.next()):
                     continue
             finally:
-                if waits:
-                    self.queue.db.stop_waiting = None  # type: ignore[attr-defined]
                 self.queue.close()
             break
         with self._lock:

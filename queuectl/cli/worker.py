@@ -198,6 +198,7 @@ def start(
       queuectl worker start --queue deploy --queue reports
     """
     from ..db import redact, sqlite_without_memory_statistics
+    from ..db import lock_waits_end_when
     from ..worker import WorkerPool
 
     sqlite_without_memory_statistics()  # before the first connection (see there)
@@ -218,11 +219,8 @@ def start(
             log.line("main", f"worker {worker_id} running {count} thread(s){mode} on "
                              f"{_shown(redact(str(queue.target)))}")  # (a log kept: no password)
 
-        # A stop signal ends a wait for another process's write lock (see there).
-        waits = hasattr(queue.db, "stop_waiting")
-        if waits:
-            queue.db.stop_waiting = lambda: bool(stopper.received)  # type: ignore[attr-defined]
-        try:
+        # A stop signal ends a wait for another process's write lock.
+        with lock_waits_end_when(queue.db, lambda: bool(stopper.received)):
             pool = WorkerPool(
                 queue, count, on_event=log, burst=burst, stop_timeout=stop_timeout,
                 queues=queues or None, started_at=STARTED_AT,
@@ -230,9 +228,6 @@ def start(
             if stopper.received:  # (came as the lock went: nothing is to start)
                 raise _StoppedBeforeItStarted()
             return pool.start(announce)
-        finally:
-            if waits:
-                queue.db.stop_waiting = None  # type: ignore[attr-defined]
 
     try:
         pool = _started_once_there_is_room(started, stopper, log)
