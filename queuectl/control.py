@@ -126,7 +126,7 @@ class Control(Workflows, Registry):
         stop them (see :meth:`wait_stopped`). All or nothing: if any id is unknown, ambiguous or
         of a finished job, nothing changes; nor if one is running and ``running`` is False
         (JobRunning: a job shown as waiting has started, and stopping it was not asked for).
-        Returns the jobs as they were found."""
+        Returns the jobs as it left them (a running one still processing)."""
         Job = self.models.Job
         now = self.clock()
         with self._write():
@@ -136,21 +136,27 @@ class Control(Workflows, Registry):
                     raise QueueError(f"job {job.id} is {job.state}: it cannot be cancelled")
                 if job.state in ACTIVE and not running:
                     raise JobRunning(f"job {job.id} has started: it runs now")
-            waiting = [job.seq for job in jobs if job.state in CLAIMABLE]
+            waiting = [job for job in jobs if job.state in CLAIMABLE]
             running = [
-                job.seq for job in jobs if job.state in ACTIVE and job.cancel_requested_at is None
+                job for job in jobs if job.state in ACTIVE and job.cancel_requested_at is None
             ]
             if waiting:
                 from .executor import CANCELLED
 
+                seqs = [job.seq for job in waiting]
                 Job.update(
                     state=State.CANCELLED.value, error=CANCELLED, finished_at=now, updated_at=now
-                ).where(Job.seq.in_(waiting), Job.state.in_(CLAIMABLE)).execute()
-                self._cancelled(waiting)
+                ).where(Job.seq.in_(seqs), Job.state.in_(CLAIMABLE)).execute()
+                self._cancelled(seqs)
+                for job in waiting:  # (the jobs returned: as the cancel left them)
+                    job.state, job.error = State.CANCELLED.value, CANCELLED
+                    job.finished_at = job.updated_at = now
             if running:
                 Job.update(cancel_requested_at=now, updated_at=now).where(
-                    Job.seq.in_(running), Job.state.in_(ACTIVE)
+                    Job.seq.in_([job.seq for job in running]), Job.state.in_(ACTIVE)
                 ).execute()
+                for job in running:
+                    job.cancel_requested_at = job.updated_at = now
             self._announce()
         self._notify()
         return jobs
@@ -240,8 +246,9 @@ class Control(Workflows, Registry):
                         "can be retried"
                     )
             self._revive(Job.seq.in_([job.seq for job in jobs]), FINAL)
+            jobs = self._as_left([job.seq for job in jobs])
         self._notify()
-        return self._with_after([Job.get(Job.seq == job.seq) for job in jobs])
+        return jobs
 
     def edit(self, prefix: str, changes: Mapping[str, Any]) -> Job:
         """Change a waiting (pending or failed) job: any of :data:`EDITABLE`, validated as
@@ -276,8 +283,9 @@ class Control(Workflows, Registry):
                 event="edited", attempt=job.attempts,
             ).execute()  # fmt: skip
             self._announce()
+            job = self._as_left([job.seq])[0]
         self._notify()
-        return self._with_after([Job.get(Job.seq == job.seq)])[0]
+        return job
 
     # -- purge and retention ----------------------------------------------------------------
 

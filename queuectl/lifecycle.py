@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 import peewee
 
@@ -30,6 +30,9 @@ ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base 32: no i, l
 ID_LENGTH = 12
 MAX_BACKOFF_S = 1e9  # ~31 years: backoff_base ** attempts is capped here, never overflows
 _INSERT_BATCH = 500
+_READ_CHUNK = 500  # keys in one `IN (...)` list of a read
+
+_T = TypeVar("_T")
 
 _B32_TO_ID = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", ID_ALPHABET.encode())
 
@@ -401,8 +404,9 @@ class Lifecycle(Reading):
                 if job.state != State.DEAD:
                     raise QueueError(f"job {job.id} is not dead (it is {job.state})")
             self._revive(Job.seq.in_([job.seq for job in jobs]))
+            jobs = self._as_left([job.seq for job in jobs])
         self._notify()
-        return self._with_after([Job.get(Job.seq == job.seq) for job in jobs])
+        return jobs
 
     def _locked(self, prefixes: Iterable[str]) -> list[Job]:
         """The jobs ``prefixes`` name (each once, in order), read again under a row lock on
@@ -426,18 +430,28 @@ class Lifecycle(Reading):
 
     def retry_all_dead(self) -> list[str]:
         """Every dead job back to pending; returns their ids."""
+        return self._retry_all_dead(lambda found: [job_id for _, job_id in found])
+
+    def retry_all_dead_jobs(self) -> list[Job]:
+        """:meth:`retry_all_dead`, returning the jobs as it left them (see :meth:`_as_left`)."""
+        return self._retry_all_dead(lambda found: self._as_left([seq for seq, _ in found]))
+
+    def _retry_all_dead(self, report: Callable[[list[tuple[int, str]]], _T]) -> _T:
+        """Every dead job back to pending; what ``report`` makes of their keys and ids, in the
+        same transaction."""
         Job = self.models.Job
         with self._write():
-            dead = Job.select(Job.id).where(Job.state == State.DEAD)
+            dead = Job.select(Job.seq, Job.id).where(Job.state == State.DEAD)
             if not self.is_sqlite:  # (SQLite's write transaction holds the file already)
                 # Locked, so two at once do not both list them: the second reads them again
                 # once the first commits, no longer dead (QA).
                 dead = dead.for_update()
-            ids = [job.id for job in dead]
+            found = list(dead.tuples())
             self._revive(Job.state == State.DEAD)
-        if ids:
+            reported = report(found)
+        if found:
             self._notify()
-        return ids
+        return reported
 
     def _revive(
         self, where: peewee.Expression, states: tuple[State, ...] = (State.DEAD,)
@@ -473,6 +487,26 @@ class Lifecycle(Reading):
     def _with_after(self, jobs: list[Job]) -> list[Job]:
         """``jobs`` with their dependencies filled in (see Workflows.fill_after)."""
         return jobs
+
+    def _as_left(self, seqs: Sequence[int]) -> list[Job]:
+        """The jobs ``seqs``, in that order, every field, as the transaction this is called in
+        left them. Read after it, one that ran at once and was purged failed the command that
+        had changed it: exit 1, "no job X", its change done (QA: `dlq retry --all --json`)."""
+        found = self._by_seq(seqs)
+        return self._with_after([found[seq] for seq in seqs])
+
+    def reread(self, jobs: Sequence[Job]) -> list[Job]:
+        """``jobs`` as they are now, in their order; one deleted since (purged: it had
+        finished) comes as it is given."""
+        found = self._by_seq([job.seq for job in jobs])
+        return self._with_after([found.get(job.seq, job) for job in jobs])
+
+    def _by_seq(self, seqs: Sequence[int]) -> dict[int, Job]:
+        Job = self.models.Job
+        found: dict[int, Job] = {}
+        for chunk in peewee.chunked(seqs, _READ_CHUNK):
+            found.update((job.seq, job) for job in Job.select().where(Job.seq.in_(chunk)))
+        return found
 
     def _refuse_cancelled_after(self, seqs: Sequence[int]) -> None:
         """Raise QueueError if one of the jobs ``seqs``, retried, would wait for good (see

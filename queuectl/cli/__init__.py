@@ -339,13 +339,37 @@ def _fill_closed_streams() -> None:
 
 def _escape_what_output_cannot_encode() -> None:
     """Standard output in an encoding that cannot hold every character (PYTHONIOENCODING=latin-1,
-    a cp1252 console) writes those it cannot as escapes (``\\u65e5``), as standard error does:
-    a job's command in Japanese was a traceback, after `enqueue` had enqueued it (QA)."""
+    a cp1252 console, an ASCII locale with PYTHONUTF8=0) writes those it cannot as escapes
+    (``\\u65e5``), as standard error does: a job's command in Japanese was a traceback, after
+    `enqueue` had enqueued it (QA). Bytes the locale could not decode (argv's, as surrogates)
+    are written back as they came, as Python's own "surrogateescape" does."""
     stream = sys.stdout
     encoding = (getattr(stream, "encoding", None) or "").lower().replace("_", "-")
-    if encoding not in ("utf-8", "utf8") and getattr(stream, "errors", None) == "strict":
+    if encoding not in ("utf-8", "utf8") and getattr(stream, "errors", None) in (
+        "strict", "surrogateescape"
+    ):
+        import codecs
+
+        codecs.register_error(_AS_CAME_OR_ESCAPED, _as_came_or_escaped)
         with contextlib.suppress(AttributeError, ValueError):  # not a TextIOWrapper
-            stream.reconfigure(errors="backslashreplace")
+            stream.reconfigure(errors=_AS_CAME_OR_ESCAPED)
+
+
+_AS_CAME_OR_ESCAPED = "queuectl.as-came-or-escaped"
+
+
+def _as_came_or_escaped(exc: UnicodeError) -> tuple[bytes, int]:
+    """The encoding error handler of :func:`_escape_what_output_cannot_encode`."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    written = bytearray()
+    for char in exc.object[exc.start : exc.end]:
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that did not decode
+            written.append(code - 0xDC00)
+        else:
+            written += char.encode("ascii", "backslashreplace")
+    return bytes(written), exc.end
 
 
 def _os_error_text(exc: OSError) -> str:

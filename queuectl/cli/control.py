@@ -50,12 +50,19 @@ def cancel(settings: Settings, ids: tuple[str, ...], as_json: bool) -> None:
     jobs = queue.cancel(ids)
     running = [job for job in jobs if job.state in ACTIVE]
     if running and not queue.wait_stopped([job.seq for job in running], CANCEL_WAIT_S):
-        still = [job.id for job in running if queue.get(job.id).state in ACTIVE]
+        still = [job.id for job in queue.reread(running) if job.state in ACTIVE]
         raise QueueError(
             f"job {', '.join(still)} is still running: its worker has not stopped it within "
             f"{CANCEL_WAIT_S:g}s (it will be cancelled when its run ends)"
         )
-    _print_ids([queue.get(job.id) for job in jobs], as_json)
+    if as_json:
+        # Read again for what the stops left (exit codes, output). One purged since is printed
+        # as the cancel left it (QA: "no job X", exit 1, for a cancel that was done); a run its
+        # worker stopped ended cancelled, as every run asked to stop does.
+        for job in running:
+            job.state = State.CANCELLED.value
+        jobs = queue.reread(jobs)
+    _print_ids(jobs, as_json)
 
 
 @click.command()

@@ -51,12 +51,15 @@ def retry(settings: Settings, ids: tuple[str, ...], retry_all: bool, as_json: bo
         raise click.UsageError("give the IDs of dead jobs, or --all")
     queue = settings.queue
     if retry_all:
+        if as_json:
+            jobs = queue.retry_all_dead_jobs()
+            if not jobs:
+                click.echo("the DLQ is empty", err=True)
+            print_json([job.to_dict() for job in jobs])
+            return
         retried = queue.retry_all_dead()
         if not retried:
             click.echo("the DLQ is empty", err=True)
-        if as_json:
-            print_json([queue.get(job_id).to_dict() for job_id in retried])
-            return
     else:
         jobs = queue.retry_dead(ids)
         if as_json:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import select
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -84,6 +87,17 @@ class _Output:
             text = safe(text)
         self._put(text)
 
+    def reader_gone(self) -> bool:
+        """Whether standard output is a pipe its reader has closed (`logs -f ID | head -1`): seen
+        between two reads, as `tail -f` sees it, not at the next write, which may come much
+        later or never (QA: 14 s, until the job printed again)."""
+        try:
+            poller = select.poll()
+            poller.register(self.stream.fileno(), 0)  # (an error is reported unasked)
+            return any(events & select.POLLERR for _, events in poller.poll(0))
+        except (OSError, ValueError, AttributeError):  # no descriptor: never a pipe
+            return False
+
     def close(self) -> None:
         """Write a carriage return still held (one that ended the output)."""
         if self.held:
@@ -155,6 +169,8 @@ class _Follower:
                     backoff.reset()
                     if done:
                         return
+                    if self.out.reader_gone():
+                        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
                     changes.wait(FOLLOW_WAIT_S)
                 except Exception as exc:
                     peewee = sys.modules.get("peewee")

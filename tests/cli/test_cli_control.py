@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from cli.conftest import Cli
+from cli.conftest import QUEUECTL, Cli
 from queuectl import Queue
 from support import stop_process, wait_until
 
@@ -102,6 +102,60 @@ def test_purge(run, queue):
     assert run.json("purge") == {"deleted": 1}
     assert run.ok("purge", "-s", "DEAD", "--queue", "default") == "purged 1 job\n"
     assert [job["id"] for job in run.json("list")] == [waiting]
+
+
+@pytest.fixture
+def purged_once_done(monkeypatch, queue):
+    """As each command's change commits, another process runs every waiting job it left (to
+    completion) and purges every finished job: the moment a `purge` loop or a busy worker beside
+    a script takes (QA: `cancel` and `dlq retry --all --json` then exited 1, "no job X", their
+    change done)."""
+    inside = False
+    notify = Queue._notify
+
+    def run_and_purge(self) -> None:
+        nonlocal inside
+        notify(self)
+        if inside:
+            return
+        inside = True
+        other = queue.open()
+        try:
+            Job = other.models.Job
+            Job.update(state="completed", finished_at=time.time()).where(
+                Job.state == "pending"
+            ).execute()
+            other.purge(["completed", "cancelled", "dead"])
+        finally:
+            other.close()
+            inside = False
+
+    monkeypatch.setattr(Queue, "_notify", run_and_purge)
+
+
+def test_a_change_is_reported_when_its_jobs_are_purged_at_once(run, queue, purged_once_done):
+    cancelled = [enqueue(run) for _ in range(3)]
+    assert run.ok("cancel", *cancelled).split() == cancelled
+    as_json = [enqueue(run) for _ in range(2)]
+    jobs = run.json("cancel", *as_json)
+    assert [(job["id"], job["state"]) for job in jobs] == [(i, "cancelled") for i in as_json]
+
+    dead = [enqueue(run) for _ in range(4)]
+    for job_id in dead:
+        set_fields(queue, job_id, state="dead", attempts=3, finished_at=time.time())
+    retried = run.json("dlq", "retry", "--all")
+    assert sorted(job["id"] for job in retried) == sorted(dead)
+    assert {(job["state"], job["attempts"]) for job in retried} == {("pending", 0)}
+    assert queue.list_jobs() == [], "each one was run and purged after the retry"
+
+    for command in (("retry",), ("dlq", "retry"), ("edit", "--priority", "7")):
+        job_id = enqueue(run)
+        if command[0] != "edit":
+            set_fields(queue, job_id, state="dead", attempts=3, finished_at=time.time())
+        shown = run.json(*command, job_id)
+        shown = shown[0] if isinstance(shown, list) else shown
+        assert (shown["id"], shown["state"]) == (job_id, "pending"), command
+    assert queue.list_jobs() == []
 
 
 @pytest.mark.parametrize("args", [(), ("--older-than", "1d"), ("--state", "dead")])
@@ -326,6 +380,23 @@ def test_ctrl_c_ends_logs_follow_quietly_with_130(qc, spawn, queue):
     follower.signal(signal.SIGINT)
     assert follower.wait(30) == 130
     assert follower.log() == "first\n"
+
+
+def test_logs_follow_ends_once_its_reader_closes_the_pipe(qc, env, queue, tmp_path):
+    """`logs -f ID | head -1` ends (quietly, 1, as for any closed pipe) once head has its line,
+    as `tail -f` does: it ran on until the job printed again or ended (QA: 14 s)."""
+    job_id = qc("enqueue", "exit 1").stdout.strip()
+    failed_once(queue, "first\nsecond\n")  # followed on: it waits for the next run
+    follower = subprocess.Popen([*QUEUECTL, "logs", "-f", job_id], env=env, cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        assert follower.stdout.readline() == b"first\n"
+        follower.stdout.close()
+        assert follower.wait(15) == 1
+        assert follower.stderr.read() == b""
+    finally:
+        stop_process(follower)
+        follower.stderr.close()
 
 
 def test_logs_follow_prints_each_byte_once_past_the_stored_cap(qc, spawn, queue, tmp_path):

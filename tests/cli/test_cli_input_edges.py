@@ -12,6 +12,7 @@ import pytest
 
 from queuectl import Queue
 from queuectl.cli import jobs as jobs_cli
+from queuectl.spec import JobSpec
 
 from .conftest import QUEUECTL
 from .test_cli_commands import one_error_line
@@ -172,6 +173,25 @@ def test_output_in_an_encoding_without_the_jobs_characters_escapes_them(env, tmp
         assert b"\\u65e5\\u672c" in done.stdout and b"Traceback" not in done.stderr
     done = real(env, tmp_path, "show", "日本", PYTHONIOENCODING="latin-1")
     assert "echo é".encode("latin-1") in done.stdout  # what it can hold, as itself
+
+
+def test_output_in_an_ascii_locale_escapes_what_ascii_cannot_hold(env, tmp_path):
+    """LC_ALL=C with PYTHONUTF8=0: standard output is ASCII with "surrogateescape", which held
+    no `ü`: `list` and `show` were tracebacks (QA)."""
+    queue = Queue(env["QUEUECTL_DB"])
+    try:
+        queue.enqueue(JobSpec(command="echo ü 日本", id="umlaut"))
+    finally:
+        queue.close()
+    ascii_locale = {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}
+    shown = {}
+    for args in (["list"], ["show", "umlaut"], ["list", "--json"]):
+        done = real(env, tmp_path, *args, **ascii_locale)
+        assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr
+        shown[args[0] if len(args) == 1 else args[1]] = done.stdout
+    assert b"echo \\xfc \\u65e5\\u672c" in shown["list"]
+    assert "command:     echo ü 日本\n".encode() in shown["umlaut"]  # (as stored, as `logs`)
+    assert json.loads(shown["--json"])[0]["command"] == "echo ü 日本"
 
 
 def test_a_postgresql_url_with_a_bracket_left_open_is_one_line(env, tmp_path):
