@@ -24,12 +24,19 @@ from textual import events
 from textual._ansi_sequences import ANSI_SEQUENCES_KEYS
 from textual._xterm_parser import XTermParser
 from textual.app import App
+from textual.binding import Binding
 from textual.drivers import linux_driver
 from textual.message_pump import MessagePump
 from textual.timer import Timer
 
 SETTLE_S = 1.0  # at most this long for one node to handle a key (it may be closing)
 LAYOUT_LOOK_S = 0.005  # how often a resize's layout is looked for, while keys wait for it
+
+# ctrl+c on a dialog asks to quit, as on the panes (the app's binding). A dialog's own would
+# take it first: Textual's Screen copies a selection with it, as do a text area and a field,
+# and with nothing selected they pass it on, to this (QA: on a job's details, its output and
+# the forms, ctrl+c did nothing at all).
+QUIT_ON_CTRL_C = Binding("ctrl+c", "app.quit", show=False)
 
 
 async def settled(node: MessagePump | None) -> None:

@@ -1341,6 +1341,36 @@ def test_ctrl_c_in_the_queues_or_schedules_dialog_asks_to_quit(live_queue, dialo
     drive(app, scenario)
 
 
+@pytest.mark.parametrize("opens", ["enter", "l", "a", "c"])
+def test_ctrl_c_asks_to_quit_from_a_jobs_details_output_and_forms(live_queue, tmp_path, opens):
+    """QA: it did nothing on the details (`enter`), the live output (`l`) and in the forms,
+    whose focused text area or field took it (to copy a selection: there was none)."""
+    gate = tmp_path / "gate"
+    app = make_app(live_queue, workers=1)
+
+    async def scenario(pilot):
+        live_queue.enqueue(f"echo started; while [ ! -e {gate} ]; do sleep 0.05; done")
+        await until(pilot, lambda: app.pool.busy == 1)
+        await pilot.press("tab")  # the Processing pane
+        await until(pilot, lambda: column(pane(app, "processing"), "id"), what="the running row")
+        await pilot.press(opens)
+        await until(pilot, lambda: app.screen is not app.screen_stack[0], what="its screen")
+        shown = app.screen
+        if opens in ("a", "c"):
+            await pilot.press("x")  # typed into its first field
+        await pilot.press("ctrl+c")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.press("n")
+        await until(pilot, lambda: app.screen is shown, what="back where it was")
+        gate.touch()
+        await until(pilot, lambda: app.pool.busy == 0)
+
+    try:
+        drive(app, scenario)
+    finally:
+        gate.touch()
+
+
 @pytest.mark.parametrize("keys", [("q", "y", "k"), ("ctrl+c", "ctrl+c", "ctrl+c")])
 def test_stopping_screen_k_kills_running_jobs_back_to_pending(live_queue, keys):
     """And ctrl+c three times: the first asks, the second says yes, the third kills (QA: the

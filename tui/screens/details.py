@@ -22,6 +22,7 @@ from queuectl.queue import Queue
 from queuectl.text import coarse_relative_time, duration, safe, utc_time
 
 from ..data import keep_looking
+from ..keys import QUIT_ON_CTRL_C
 from ..messages import JobLoaded
 from ..text import literal
 from ..widgets.output_area import OutputArea, prepare
@@ -131,6 +132,7 @@ class DetailsScreen(ModalScreen[None]):
     BINDINGS = [
         Binding("escape,q", "close", "Close"),
         Binding("o", "focus_output", "Output"),
+        QUIT_ON_CTRL_C,
     ]
 
     def __init__(self, queue: Queue, job_id: str) -> None:

@@ -17,6 +17,7 @@ from queuectl.config import KEYS
 from queuectl.errors import InvalidInput
 from queuectl.text import escaped_line
 
+from ..keys import QUIT_ON_CTRL_C
 from ..text import literal
 
 T = TypeVar("T")
@@ -189,7 +190,7 @@ class FormBody(VerticalScroll, can_focus=False):
 class FormScreen(ModalScreen[T], Generic[T]):
     """A modal form; subclasses give ``TITLE``, the fields and :meth:`collect`."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), QUIT_ON_CTRL_C]
     TITLE = ""
     SUBTITLE = ""
     SUBMIT = "Save"

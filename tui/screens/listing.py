@@ -31,6 +31,7 @@ from queuectl.queue import Queue
 
 from ..data import Reader
 from ..in_order import InOrder
+from ..keys import QUIT_ON_CTRL_C
 from ..messages import Changed, Done, Listed, error_text
 from ..text import literal
 from ..widgets.listing import Listing
@@ -50,8 +51,7 @@ class ListingScreen(ModalScreen[None]):
     GIVE_WAY: tuple[str, ...] = ()  # columns left out, in this order, where room is short
     LAST_RESORT: tuple[str, ...] = ()  # then these, where the rest would not fit at all
     EMPTY = ""
-    # ctrl+c quits from here too, as from the panes and a job's details (QA: it did nothing).
-    BINDINGS = [Binding("escape", "close", "Close"), Binding("ctrl+c", "app.quit", show=False)]
+    BINDINGS = [Binding("escape", "close", "Close"), QUIT_ON_CTRL_C]
 
     def __init__(self, queue: Queue) -> None:
         super().__init__()

@@ -27,6 +27,7 @@ from queuectl.queue import Queue
 from queuectl.text import OutputCursor, safe
 
 from ..data import keep_looking
+from ..keys import QUIT_ON_CTRL_C
 from ..messages import OutputRead
 from ..text import literal
 
@@ -116,6 +117,7 @@ class OutputScreen(ModalScreen[None]):
         Binding("escape,q", "close", "Close"),
         Binding("G", "follow", "Follow", show=False),  # `end` too: the log's own key
         Binding("g", "top", "Top", show=False),
+        QUIT_ON_CTRL_C,
     ]
 
     def __init__(self, queue: Queue, job_id: str) -> None:
