@@ -10,7 +10,7 @@ import peewee
 
 from .lifecycle import Lifecycle
 from .models import UNFINISHED, Job, State, WorkerProcess
-from .procs import kill_leftovers, pid_running
+from .procs import kill_leftovers, pid_running, process_space
 
 WORKER_LOST = "worker lost"
 
@@ -31,13 +31,21 @@ class Registry(Lifecycle):
             asked = started_at is not None and self._stop_asked_since(started_at)
             while True:
                 worker_id = f"{self.host}:{os.getpid()}:{secrets.token_hex(2)}"
-                row = dict(id=worker_id, host=self.host, pid=os.getpid(), threads=threads,
+                row = dict(id=worker_id, host=self.host_key, pid=os.getpid(), threads=threads,
                            started_at=now, heartbeat_at=now, stop_requested=asked)  # fmt: skip
                 if self.db.execute(WorkerProcess.insert(**row).on_conflict_ignore()).rowcount:
                     return worker_id
 
+    @property
+    def host_key(self) -> str:
+        """This host in the registry's ``host`` column: its name, and what tells its process
+        ids from another's of the same name (see procs.process_space). Only a worker of the
+        same key has a pid that means anything here."""
+        space = process_space()
+        return f"{self.host}#{space}"[:255] if space else self.host
+
     def _stop_key(self) -> str:
-        return f"stop_requested_at@{self.host}"[:64]
+        return f"stop_requested_at@{self.host_key}"[:64]
 
     def _stop_asked_since(self, moment: float) -> bool:
         """Whether `worker stop` ran on this host at ``moment`` or later (read under the lock
@@ -69,7 +77,7 @@ class Registry(Lifecycle):
                 # Presumed dead while it was not (a long pause): its jobs were already rescued.
                 WorkerProcess.insert(
                     id=worker_id,
-                    host=self.host,
+                    host=self.host_key,
                     pid=os.getpid(),
                     threads=threads,
                     started_at=now,
@@ -95,7 +103,7 @@ class Registry(Lifecycle):
             '(SELECT array_agg("pid") FROM "worker" WHERE "host" = %s AND "id" <> %s), '
             f'EXISTS (SELECT 1 FROM "job" WHERE "state" = \'{State.PROCESSING.value}\' '
             'AND ("worker" IS NULL OR "worker" NOT IN (SELECT "id" FROM "worker")))',
-            (now, threads, worker_id, now - self.lease, worker_id, self.host, worker_id),
+            (now, threads, worker_id, now - self.lease, worker_id, self.host_key, worker_id),
         ).fetchone()
         beaten, stop, _, silent, pids_here, orphans = row
         if not beaten:  # presumed dead while it was not (a long pause): registered again
@@ -148,7 +156,7 @@ class Registry(Lifecycle):
         now = self.clock() if now is None else now
         if silent and worker.heartbeat_at < now - self.lease:
             return True
-        return worker.host == self.host and not pid_running(worker.pid)
+        return worker.host == self.host_key and not pid_running(worker.pid)
 
     def rescue_lost(self, silent: bool = True) -> list[Job]:
         """Fail the jobs of workers that are gone (SPEC 3): their lease ran out, or their pid is
@@ -183,7 +191,7 @@ class Registry(Lifecycle):
             gone = [w.id for w in workers]
             # Gone here, dead or silent (suspended: Ctrl-Z, SIGSTOP): their runs, each in a
             # session of its own, live on, and must stop before the jobs run again.
-            gone_here = [w.id for w in workers if w.host == self.host]
+            gone_here = [w.id for w in workers if w.host == self.host_key]
             self._announce()  # idle workers elsewhere learn of the retries' due times
             if gone:
                 WorkerProcess.delete().where(WorkerProcess.id.in_(gone)).execute()

@@ -421,6 +421,27 @@ def test_dead_pid_on_another_host_waits_for_the_lease(q, clock):
     assert [r.id for r in q.rescue_lost()] == [job.id]
 
 
+def test_a_pid_of_a_host_of_the_same_name_waits_for_the_lease(q, clock, monkeypatch):
+    """Two hosts of one name: containers given the host's name (`--network host`) but their own
+    process ids, machines left with a default name. The pid of the other's worker means nothing
+    here: a worker that found it dead rescued the jobs of a live worker, again and again, until
+    they were dead, "worker lost" (QA, on PostgreSQL with `unshare --uts --pid`)."""
+    from queuectl import registry
+
+    monkeypatch.setattr(registry, "process_space", lambda: "another-boot.another-namespace")
+    other = Queue(q.target.location, clock=clock)  # the same host name
+    wid = other.register_worker(1)
+    WorkerProcess = other.models.WorkerProcess
+    WorkerProcess.update(pid=dead_pid()).where(WorkerProcess.id == wid).execute()
+    job = other.enqueue("sleep 100")
+    other.claim(wid)
+    monkeypatch.undo()  # this worker's own process space
+    assert q.host == other.host
+    assert q.rescue_lost() == [], "a pid of another process space means nothing here"
+    clock.advance(queue_module.LEASE_S + 1)
+    assert [r.id for r in q.rescue_lost()] == [job.id]
+
+
 def test_a_live_worker_is_never_robbed(q, wid, clock):
     job = q.enqueue("sleep 100")
     q.claim(wid)
