@@ -26,6 +26,7 @@ from .outputs import OutputWriter
 from .queue import HEARTBEAT_INTERVAL_S, Queue
 from .reconnect import MAX_RETRY_S, Backoff, Outage, damaged, first_line
 from .schedules import ScheduleTimer
+from .warden import Warden
 from .watch import OUTPUT_PAYLOAD, PostgresNotifications
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,8 @@ class WorkerPool:
         # Running jobs' output so far, stored on a thread of its own: a store that waits for
         # the database must not hold up the thread that reads the job's pipe (queuectl.outputs).
         self._outputs = OutputWriter(self._store_output, self._close_own_connection)
+        # Kills the jobs' processes if this process dies without standing it down (see warden).
+        self._warden: Warden | None = None
 
     # -- control (any thread) ---------------------------------------------------------------
 
@@ -188,6 +191,8 @@ class WorkerPool:
         from .spawn import Environment  # here: `import queuectl` must not load ctypes
 
         self._env = Environment({**os.environ, WORKER_ENV: self.worker_id})
+        if os.path.isdir("/proc"):  # (where the jobs' processes can be found: see procs)
+            self._warden = Warden(self.worker_id)
         self._hooks = HookRunner(self.queue, self.worker_id)
         self._jobs = self.queue.for_worker_threads()
         self.queue.add_listener(self.wake)
@@ -326,7 +331,11 @@ class WorkerPool:
                 self._closing.start()
         remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
         self._closing.join(remaining)
-        return not self._closing.is_alive()
+        if self._closing.is_alive():
+            return False
+        if self._warden is not None:  # every run has ended: what they left is theirs
+            self._warden.stand_down()
+        return True
 
     def run_until_stopped(self, poll: float = 0.1) -> None:
         """Block until the pool stops (by :meth:`stop`, a stop request or burst's end)."""

@@ -5,7 +5,9 @@ Nothing here sleeps to wait: every wait polls a condition with a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 
@@ -314,6 +316,59 @@ def test_burst_drains_retries_and_delays_then_exits_0(qc, spawn, queue):
     assert (dead.state, dead.attempts) == ("dead", 2)
     log = worker.log()
     assert f"failed {flaky}" in log and "retry in" in log
+
+
+def wardens_of(worker_line: str) -> list[str]:
+    """The warden processes (queuectl.warden) of the worker a log's first line names."""
+    worker_id = worker_line.split(" worker ", 1)[1].split()[0]
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
+                    args = cmdline.read().split(b"\0")
+            except OSError:
+                continue
+            if any(b"from queuectl.warden import main" in arg for arg in args[:4]) and (
+                args[-2:] == [worker_id.encode(), b""]
+            ):
+                found.append(entry.name)
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="the warden finds jobs through /proc")
+def test_a_worker_killed_takes_its_jobs_processes_with_it(qc, spawn, tmp_path):
+    """SIGKILL (the OOM killer) ended a worker, not its jobs, each in a session of its own; with
+    no worker left on its host to kill what they left, another host's rescued the job after the
+    lease and ran it again while the first run went on (QA: two runs at once). Its warden kills
+    them at once. A worker that stops as it should leaves be what its jobs left on purpose."""
+    from queuectl.procs import pid_running
+
+    sleeping = tmp_path / "sleeping"
+    qc("enqueue", f"sleep 300 & echo $! > {sleeping}; wait")
+    worker = spawn("worker", "start")
+    wait_until(lambda: sleeping.exists() and sleeping.read_text().strip(), 30, "the job's sleep")
+    sleeper = int(sleeping.read_text())
+    try:
+        wait_until(lambda: wardens_of(worker.log().splitlines()[0]), 30, "the worker's warden")
+        worker.proc.kill()
+        worker.wait(10)
+        wait_until(lambda: not pid_running(sleeper), 10, "the job's process to be killed")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(sleeper, signal.SIGKILL)
+
+    left = tmp_path / "left"
+    # (in a queue of its own: the first job is to run again, rescued)
+    qc("enqueue", "--queue", "q2", f"sleep 300 > /dev/null 2>&1 & echo $! > {left}")
+    worker = spawn("worker", "start", "--burst", "--queue", "q2")  # its job ends, its sleep not
+    assert worker.wait(30) == 0
+    daemon = int(left.read_text())
+    try:
+        assert pid_running(daemon), "a stop as it should be killed what a job left on purpose"
+        assert wardens_of(worker.log().splitlines()[0]) == []
+    finally:
+        os.kill(daemon, signal.SIGKILL)
 
 
 def test_worker_stop_from_another_process(qc, spawn, queue, env, tmp_path):
