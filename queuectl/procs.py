@@ -8,7 +8,6 @@ but the standard library's basics (no peewee, no ctypes).
 
 from __future__ import annotations
 
-import functools
 import os
 
 # Set in every job's environment to the id of the worker that runs it, so that the job's processes
@@ -29,7 +28,9 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-@functools.cache
+_process_space: str | None = None
+
+
 def process_space() -> str:
     """What tells this host's process ids from those of another host of the same name: the
     kernel's boot id and the PID namespace this process is in. Containers given the host's name
@@ -37,12 +38,15 @@ def process_space() -> str:
     (`raspberrypi`) share a name, not their process ids: a worker that took another's pid for
     one of its own host's found it dead and rescued its jobs while it ran them (QA). Empty
     where /proc cannot tell (the host's name alone, as before)."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as boot:
-            boot_id = boot.read().strip().replace("-", "")[:12]
-        return f"{boot_id}.{os.stat('/proc/self/ns/pid').st_ino:x}"
-    except OSError:
-        return ""
+    global _process_space
+    if _process_space is None:
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as boot:
+                boot_id = boot.read().strip().replace("-", "")[:12]
+            _process_space = f"{boot_id}.{os.stat('/proc/self/ns/pid').st_ino:x}"
+        except OSError:
+            _process_space = ""
+    return _process_space
 
 
 def pid_running(pid: int) -> bool:

@@ -51,6 +51,30 @@ def alive(pid: int) -> bool:
     return process_state(pid) not in (None, "Z")
 
 
+def warden_of(pid: int, timeout: float = 30.0) -> int:
+    """The pid of the warden (queuectl.warden) that worker process ``pid`` started."""
+    found: list[int] = []
+
+    def look() -> bool:
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    parent = int(stat.read().rsplit(b")", 1)[1].split()[1])
+                with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
+                    command = cmdline.read()
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == pid and b"queuectl.warden" in command:
+                found.append(int(entry.name))
+                return True
+        return False
+
+    wait_until(look, timeout, f"the warden of worker process {pid}")
+    return found[0]
+
+
 def kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)

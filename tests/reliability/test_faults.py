@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from queuectl import JobSpec, Queue, QueueError, WorkerPool
 from queuectl.cli import cli
 from queuectl.executor import Execution, RunResult
-from support import alive, fill, wait_until
+from support import alive, fill, wait_until, warden_of
 
 CHILD = str(Path(__file__).with_name("child.py"))
 ROOT = str(Path(__file__).resolve().parents[2])
@@ -202,6 +202,9 @@ def test_a_killed_workers_running_job_is_stopped_before_it_runs_again(tmp_path, 
                "the job started")
     pids = [int(p) for p in pidfile.read_text().split()]
     try:
+        # Its warden would kill them at once (see the CLI's test of it): here it is gone first,
+        # as where /proc cannot tell, so that the rescuer's own kill is what is tested.
+        os.kill(warden_of(worker.process.pid), signal.SIGKILL)
         worker.kill()  # the worker process only: the job is in a session of its own
         assert all(alive(pid) for pid in pids), "the job should outlive its worker"
         assert [r.id for r in queue.rescue_lost()] == [job.id]
