@@ -294,10 +294,12 @@ class WorkerPool:
         with self._lock:
             if not self._stopping.is_set():
                 self._stop_deadline = deadline = time.monotonic() + self.stop_timeout
-                if self._jobs is not self.queue:  # SQLite: the worker threads' connection's
-                    # waits for another process's lock end with the stop timeout (see _store).
-                    db = self._jobs.db
-                    db.stop_waiting = lambda: time.monotonic() >= deadline  # type: ignore[attr-defined]
+                if self._jobs is not self.queue:  # SQLite: waits for another process's lock
+                    # end with the stop timeout: the worker threads' (see _store), and the
+                    # service thread's, whose heartbeat holds this process's writers' turn
+                    # meanwhile (QA: a stop with --stop-timeout 5 waited out a 40 s lock).
+                    for db in (self._jobs.db, self.queue.db):
+                        db.stop_waiting = lambda: time.monotonic() >= deadline  # type: ignore[attr-defined]
         self._stopping.set()
         self.wake()
 
@@ -335,6 +337,8 @@ class WorkerPool:
             return False
         if self._warden is not None:  # every run has ended: what they left is theirs
             self._warden.stand_down()
+        if self.queue.is_sqlite:  # (a TUI's queue goes on after its pool)
+            self.queue.db.stop_waiting = None  # type: ignore[attr-defined]
         return True
 
     def run_until_stopped(self, poll: float = 0.1) -> None:

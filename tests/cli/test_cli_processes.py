@@ -750,10 +750,14 @@ def test_worker_start_behind_another_process_s_write_lock_waits_for_it():
         _started_once_there_is_room(broken, Stopper(), Log())
 
 
-def test_a_stop_behind_another_process_s_write_lock_keeps_to_the_stop_timeout(db_path, tmp_path):
+@pytest.mark.parametrize("while_it_runs", [False, True])
+def test_a_stop_behind_another_process_s_write_lock_keeps_to_the_stop_timeout(db_path, tmp_path,
+                                                                               while_it_runs):
     """QA: `worker start --stop-timeout 10`, a job's result waiting for another process's
     write lock, and SIGTERM: it exited after 71 s (the 60 s busy timeout, then the stop
-    timeout). The store's wait ends with the stop timeout; the job is left to be rescued."""
+    timeout). The store's wait ends with the stop timeout; the job is left to be rescued.
+    ``while_it_runs``: the lock taken before the job ends, so that a heartbeat waits for it
+    first, holding this process's writers' turn (QA: a stop waited out a 40 s lock)."""
     import os
     import sqlite3
     import time
@@ -773,6 +777,8 @@ def test_a_stop_behind_another_process_s_write_lock_keeps_to_the_stop_timeout(db
     try:
         wait_until(lambda: FreshQueue(db_path).get(job_id).state == "processing", 30)
         locker.execute("BEGIN EXCLUSIVE")  # held for the rest of the test
+        if while_it_runs:
+            time.sleep(1.5)  # (a heartbeat into its wait)
         gate.touch()  # the job ends; its result waits for the lock
         time.sleep(0.5)  # (into the store's wait)
         worker.signal(signal.SIGTERM)
