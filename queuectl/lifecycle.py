@@ -428,26 +428,32 @@ class Lifecycle(Reading):
                 raise QueueError(f"no job {job.id!r}")
         return [fresh[seq] for seq in found]
 
-    def retry_all_dead(self) -> list[str]:
-        """Every dead job back to pending; returns their ids."""
-        return self._retry_all_dead(lambda found: [job_id for _, job_id in found])
+    def retry_all_dead(self, dead_by: float | None = None) -> list[str]:
+        """Every dead job back to pending, or those dead by ``dead_by`` (this queue's clock: a
+        count the user was shown, the jobs that died since left out); returns their ids."""
+        return self._retry_all_dead(lambda found: [job_id for _, job_id in found], dead_by)
 
     def retry_all_dead_jobs(self) -> list[Job]:
         """:meth:`retry_all_dead`, returning the jobs as it left them (see :meth:`_as_left`)."""
         return self._retry_all_dead(lambda found: self._as_left([seq for seq, _ in found]))
 
-    def _retry_all_dead(self, report: Callable[[list[tuple[int, str]]], _T]) -> _T:
-        """Every dead job back to pending; what ``report`` makes of their keys and ids, in the
-        same transaction."""
+    def _retry_all_dead(
+        self, report: Callable[[list[tuple[int, str]]], _T], dead_by: float | None = None
+    ) -> _T:
+        """Every dead job (by ``dead_by``) back to pending; what ``report`` makes of their keys
+        and ids, in the same transaction."""
         Job = self.models.Job
+        chosen = Job.state == State.DEAD
+        if dead_by is not None:
+            chosen &= Job.updated_at <= dead_by
         with self._write():
-            dead = Job.select(Job.seq, Job.id).where(Job.state == State.DEAD)
+            dead = Job.select(Job.seq, Job.id).where(chosen)
             if not self.is_sqlite:  # (SQLite's write transaction holds the file already)
                 # Locked, so two at once do not both list them: the second reads them again
                 # once the first commits, no longer dead (QA).
                 dead = dead.for_update()
             found = list(dead.tuples())
-            self._revive(Job.state == State.DEAD)
+            self._revive(chosen)
             reported = report(found)
         if found:
             self._notify()

@@ -131,6 +131,7 @@ class QueueApp(KeysInOrder):
         self.queue = queue
         self.clock = clock or queue.clock
         self.refresh_interval = refresh_interval
+        self._counted_at: float | None = None  # when the counts shown were read (queue.clock)
         self.set_reactive(QueueApp.threads, max(0, min(workers, MAX_THREADS)))
         self.pool = PoolControl(
             queue, self._pool_event, lambda error: self.post_message(Done(error, "error")),
@@ -335,6 +336,7 @@ class QueueApp(KeysInOrder):
         counts = snapshot.counts
         stats = self.stats
         stats.counts = counts
+        self._counted_at = self.queue.clock()  # (the jobs' clock, a moment after the read)
         stats.show_throughput(snapshot.finished)
         if snapshot.health is not None:  # read every few seconds (Loader.HEALTH_EVERY_S)
             stats.show_health(snapshot.health)
@@ -592,12 +594,19 @@ class QueueApp(KeysInOrder):
             return
         jobs = "job" if dead == 1 else "jobs"
         question = f"Put {dead:,} dead {jobs} back to pending, to run again?"
+        # The jobs counted: those dead when the count was read, not those that died while the
+        # question was open (QA: "Put 1 dead job back" retried 3).
+        dead_by = self._counted_at
 
         def answer(yes: bool | None) -> None:
             if yes:
-                self._act(lambda: f"Retrying {len(self.queue.retry_all_dead()):,} dead jobs")
+                self._act(partial(self._retry_all_dead, dead_by))
 
         self.push_screen(ConfirmScreen("Retry all dead jobs", question, "Retry all"), answer)
+
+    def _retry_all_dead(self, dead_by: float | None) -> str:
+        retried = len(self.queue.retry_all_dead(dead_by))
+        return f"Retrying {retried:,} dead {'job' if retried == 1 else 'jobs'}"
 
     # -- controlling a job: cancel (`x`), edit (`e`), its live output (`l`) -------------------
 
