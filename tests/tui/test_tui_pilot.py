@@ -826,6 +826,33 @@ def test_shift_r_retries_every_dead_job_after_asking(seeded, fixed_clock):
     drive(app, scenario)
 
 
+def test_shift_r_retries_the_dead_jobs_it_counted_not_those_dead_since(live_queue):
+    """The panes do not refresh under the question: "Put 1 dead job back" retried the 3 dead
+    by the answer (QA)."""
+    app = make_app(live_queue, workers=0)
+
+    def die(command: str) -> str:
+        job = live_queue.enqueue(JobSpec(command=command, max_retries=1))
+        worker = live_queue.register_worker(1)
+        live_queue.finish(live_queue.claim(worker), RunResult(1, "exit code 1", ""), worker)
+        live_queue.unregister_worker(worker)
+        return job.id
+
+    async def scenario(pilot):
+        first = die("exit 1")
+        await until(pilot, lambda: app.stats.counts.get("dead") == 1, what="one dead job counted")
+        await pilot.press("R")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert app.screen._question().startswith("Put 1 dead job back")
+        later = [die("exit 2"), die("exit 3")]
+        await pilot.press("y")
+        await until(pilot, lambda: live_queue.get(first).state == "pending")
+        await pilot.pause(0.3)
+        assert [live_queue.get(job_id).state for job_id in later] == ["dead", "dead"]
+
+    drive(app, scenario)
+
+
 # -- details -------------------------------------------------------------------------------
 
 
@@ -1577,6 +1604,34 @@ def test_details_show_a_running_job_s_new_output_without_waiting_for_the_full_re
         drive(app, scenario)
     finally:
         gate.touch()
+
+
+def test_a_tab_in_output_reaches_the_same_column_in_the_details_and_the_live_output(live_queue):
+    """A terminal's tab stops, every 8th column, in both (QA: the details drew them every 4th,
+    `l` every 8th)."""
+    from queuectl.tui.screens.output import OutputScreen
+
+    app = make_app(live_queue, workers=1)
+    expected = "tab\there\tend".expandtabs(8)
+
+    async def scenario(pilot):
+        job = live_queue.enqueue("printf 'tab\\there\\tend\\n'")
+        await until(pilot, lambda: live_queue.get(job.id).state == "completed")
+        await until(pilot, lambda: column(pane(app, "completed"), "id"), what="the done row")
+        await pilot.press("tab", "tab", "enter")
+        await until(pilot, lambda: isinstance(app.screen, DetailsScreen))
+        output = app.screen.query_one("#output", TextArea)
+        await until(pilot, lambda: output.text == "tab\there\tend\n", what="the output")
+        await pilot.pause(0.1)
+        assert output.render_line(0).text.startswith(expected), output.render_line(0).text
+        await pilot.press("escape", "l")
+        await until(pilot, lambda: isinstance(app.screen, OutputScreen))
+        log = app.screen.query_one("Log")
+        await until(pilot, lambda: log.line_count >= 1, what="the live output")
+        await pilot.pause(0.1)
+        assert log.render_line(0).text.startswith(expected), log.render_line(0).text
+
+    drive(app, scenario)
 
 
 def connections_opened(queue: Queue) -> list[str]:

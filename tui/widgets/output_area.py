@@ -19,7 +19,9 @@ from textual.document._wrapped_document import WrappedDocument
 from textual.binding import Binding
 from textual.widgets import TextArea
 
-TAB_WIDTH = 4  # TextArea's indent_width, which it expands tabs to
+# TextArea's indent_width, which it expands tabs to: a terminal's tab stops, as `l` shows them (QA:
+# the details drew a tab up to the next 4th column, the live output to the next 8th).
+TAB_WIDTH = 8
 
 
 @dataclass(frozen=True)
