@@ -308,6 +308,41 @@ def test_l_sets_and_removes_a_queue_limit_with_a_validated_form(workflows_queue,
     drive(app, scenario)
 
 
+def test_Q_reads_slow_counts_with_a_share_of_a_core_but_an_action_s_read_at_once(
+        workflows_queue, fixed_clock, monkeypatch):  # fmt: skip
+    """QA: with a million jobs the queues' counts take a second, read every second and back to
+    back: 60-87 % of a core while `Q` was open. A slow read is followed by a wait of
+    READ_SHARE times its length; the read after an action (`p`) is not held back."""
+    import time
+
+    reads: list[float] = []
+    counted = QueuesScreen.items
+
+    def slow(screen):
+        reads.append(time.monotonic())
+        time.sleep(0.5)  # (as a million jobs' counts, shorter)
+        return counted(screen)
+
+    monkeypatch.setattr(QueuesScreen, "items", slow)
+    app = make_app(workflows_queue, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("Q")
+        await until(pilot, lambda: isinstance(app.screen, QueuesScreen) and app.screen.loaded)
+        opened = time.monotonic()
+        await pilot.pause(4.0)
+        timed = [at for at in reads if at >= opened]
+        # Every second: 4 (50 % of a core). With a share of a quarter: one every 2 s at most.
+        assert len(timed) <= 3, [round(at - opened, 2) for at in timed]
+        asked = len(reads)
+        await pilot.press("p")  # pauses "default": read again at once, to show it
+        await until(pilot, lambda: "paused" in app.screen.table.get_row("default")[-1].plain,
+                    5, what="the pause shown")  # fmt: skip
+        assert len(reads) > asked
+
+    drive(app, scenario)
+
+
 def test_Q_follows_changes_made_elsewhere_every_second_on_one_connection(
         workflows_queue, fixed_clock):  # fmt: skip
     """QA: the queues and schedules screens read every 2 s (SPEC 5: at least every second), a

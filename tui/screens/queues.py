@@ -1,8 +1,9 @@
 """The queues screen (`Q`): every named queue with its jobs per state, limit and pause (SPEC 7);
 `p` pauses or resumes the selected queue, `l` sets or removes its limit.
 
-``Queue.queues()`` counts by grouping over the job table, so it is read every 2 s at most (and
-after each change made here), not at the main screen's pace.
+``Queue.queues()`` counts by grouping over the job table (a second with a million jobs), so the
+screen's reads keep to a share of a core (``ListingScreen.READ_SHARE``), besides the read after
+each change made here.
 """
 
 from __future__ import annotations
