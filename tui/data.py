@@ -276,6 +276,10 @@ class Loader:
     # ``background_gap`` seconds (the app's refresh interval). A busy pool changes every pane all
     # the time, and drawing them 5 times a second took a third of a core from the UI thread
     # (keys waited behind it).
+    # A slow load (a filter, which matches text in every job: a second with a million jobs) is
+    # followed by a wait of this many times its length before the next one nobody asked for:
+    # the loads take at most a quarter of a core (QA: 50-64 % with a filter set, and keys slower).
+    LOAD_SHARE = 4
     HEALTH_EVERY_S = 5.0  # the last hour's stats, heavier than counts: at most this often
     # ... and with a wait of at least this many times the last read's length: the last hour's
     # figures move slowly, and with a million jobs one read took seconds of a core (asked every
@@ -304,6 +308,7 @@ class Loader:
         self._again = False  # asked for while loading: load once more when done
         self._again_at_once = False  # ... and keys typed ahead wait for that load
         self._last = float("-inf")  # time.monotonic() of the last load started
+        self._last_took = 0.0  # seconds, the last load
         self._timer: Timer | None = None
         self._timer_due = 0.0  # time.monotonic() when the timer fires
         self._health_at = float("-inf")  # time.monotonic() of the last health read started
@@ -320,7 +325,9 @@ class Loader:
             self._again = self._again or not background
             self._again_at_once = self._again_at_once or at_once
             return
-        gap = max(self.background_gap, self.MIN_GAP_S) if background else self.MIN_GAP_S
+        gap = self.MIN_GAP_S
+        if background:
+            gap = max(self.background_gap, gap, self.LOAD_SHARE * self._last_took)
         if at_once:
             gap = 0.0
         wait = self._last + gap - time.monotonic()
@@ -380,10 +387,13 @@ class Loader:
         actions: int = 0,
     ) -> None:
         """On the loads' thread (a Reader's)."""
+        started = time.monotonic()
         try:
             snapshot = load_snapshot(self.queue, self.clock, limits, text, selected=selected,
                                      ends=ends)  # fmt: skip
             snapshot.actions = actions
+            self._last_took = time.monotonic() - started  # (before the app hears of it)
             self.app.post_message(snapshot)
         except Exception as exc:  # the database went away or is locked: show it, keep going
+            self._last_took = time.monotonic() - started
             self.app.post_message(LoadFailed(error_text(exc)))

@@ -174,6 +174,44 @@ def test_slash_filters_every_pane_and_escape_clears_it(workflows_queue, fixed_cl
     drive(app, scenario)
 
 
+def test_slow_loads_refresh_with_a_share_of_a_core(
+        live_queue, monkeypatch):  # fmt: skip
+    """QA: a filter over a million jobs (a second a load) was loaded again and again, 50-64 %
+    of a core, and keys waited behind it. A slow load is followed by a wait of LOAD_SHARE
+    times its length before the next one nobody asked for."""
+    import time
+
+    from queuectl.tui import data
+
+    for n in range(3):
+        live_queue.enqueue(JobSpec(f"echo job {n}", id=f"j{n}"))
+    loads: list[float] = []
+    load_snapshot = data.load_snapshot
+
+    def slow(queue, clock, limits, text="", **kwargs):
+        if text:
+            loads.append(time.monotonic())
+            time.sleep(0.3)
+        return load_snapshot(queue, clock, limits, text, **kwargs)
+
+    monkeypatch.setattr(data, "load_snapshot", slow)
+    app = make_app(live_queue)  # (refreshed every 0.25 s)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: len(column(pane(app, "waiting"), "id")) == 3)
+        type_ahead(app, "slash", *typed("job 1"), "enter")
+        await until(pilot, lambda: column(pane(app, "waiting"), "id") == ["j1"])
+        began = time.monotonic()
+        await pilot.pause(3.0)
+        timed = [at for at in loads if at >= began]
+        # Back to back: ~10. With a share of a quarter: one every 1.2 s at most.
+        assert len(timed) <= 4, [round(at - began, 2) for at in timed]
+        await pilot.press("escape")
+        await until(pilot, lambda: len(column(pane(app, "waiting"), "id")) == 3)
+
+    drive(app, scenario)
+
+
 def test_keys_typed_after_a_filter_act_on_the_jobs_it_shows(live_queue):
     """`/ small 5 enter x` in one go cancelled the job selected before the filter (the first
     row), which the filter hid, not the one job it shows: the `x` came before its rows."""
