@@ -136,6 +136,11 @@ class Registry(Lifecycle):
         fresh = WorkerProcess.select().where(WorkerProcess.heartbeat_at >= now - self.lease)
         return [w for w in fresh.order_by(WorkerProcess.started_at) if not self.is_gone(w, now)]
 
+    def registered_workers(self, ids: list[str]) -> list[WorkerProcess]:
+        """The worker processes of ``ids`` still in the registry, live or not."""
+        WorkerProcess = self.models.WorkerProcess
+        return list(WorkerProcess.select().where(WorkerProcess.id.in_(ids)))
+
     def request_stop(self) -> int:
         """Ask every worker process on this queue to stop gracefully; how many were asked."""
         SchemaInfo = self.models.SchemaInfo

@@ -347,8 +347,26 @@ def stop(settings: Settings, timeout: float) -> None:
         click.echo("no workers running", err=True)
         return
 
+    beats = {w.id: w.heartbeat_at for w in asked.values()}
+    ended: dict[str, bool] = {}  # worker id: whether presumed lost (silent past the lease, dead)
+
     def remaining() -> list[str]:
-        live = {w.id for w in queue.live_workers()}
+        live = {w.id: w.heartbeat_at for w in queue.live_workers()}
+        for worker_id in asked:
+            if worker_id in live:
+                beats[worker_id] = live[worker_id]
+                ended.pop(worker_id, None)  # back (thawed, reconnected): waited for again
+        gone = [worker_id for worker_id in asked if not (worker_id in live or worker_id in ended)]
+        if gone:
+            # A worker that stops unregisters, its last heartbeat a moment old. One frozen
+            # (SIGSTOP, a host cut off) is no longer live once it is silent past the lease, and
+            # one killed once its pid is found dead; their rows stay until a rescue (QA: a
+            # frozen worker was said "stopped").
+            registered = {w.id for w in queue.registered_workers(gone)}
+            now = queue.clock()
+            for worker_id in gone:
+                ended[worker_id] = (worker_id in registered
+                                    or now - beats[worker_id] >= queue.lease - 1)  # fmt: skip
         return [worker_id for worker_id in asked if worker_id in live]
 
     plural = "es" if len(asked) != 1 else ""
@@ -361,4 +379,10 @@ def stop(settings: Settings, timeout: float) -> None:
                 f"{len(left)} of {len(asked)} worker process{plural} still running after "
                 f"{timeout:g}s: {', '.join(left)}"
             )
-    click.echo(f"stopped {len(asked)} worker process{plural}")
+    lost = [worker_id for worker_id, presumed_lost in ended.items() if presumed_lost]
+    stopped = len(asked) - len(lost)
+    said = f"stopped {stopped} worker process{'es' if stopped != 1 else ''}"
+    if lost:
+        said += (f"; {len(lost)} presumed lost, not stopped (silent past its lease, or dead): "
+                 f"{', '.join(lost)}")
+    click.echo(said)

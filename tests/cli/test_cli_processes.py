@@ -394,6 +394,29 @@ def test_worker_stop_from_another_process(qc, spawn, queue, env, tmp_path):
     assert qc("worker", "stop").stderr == "no workers running\n"
 
 
+def test_worker_stop_says_a_worker_that_died_meanwhile_was_lost_not_stopped(qc, spawn, queue, env,
+                                                                            tmp_path):
+    """QA: a worker frozen (SIGSTOP, a host cut off) or killed while `worker stop` waited for it
+    left the live workers as one that stops does, and was said "stopped", exit 0."""
+    command, gate = gated(tmp_path, "echo done")
+    job_id = ok(qc("enqueue", command)).strip()
+    worker = spawn("worker", "start")
+    wait_until(lambda: queue.get(job_id).state == "processing")
+    said = tmp_path / "stop.stderr"
+    with open(said, "w") as stderr:
+        stopping = subprocess.Popen([*QUEUECTL, "worker", "stop", "--timeout", "30"], env=env,
+                                    cwd=tmp_path, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    try:
+        wait_until(lambda: "waiting for 1 worker process" in said.read_text(), 30, said.read_text)
+        worker.proc.kill()  # dead, its job unfinished (its warden kills the job's processes)
+        out, _ = stopping.communicate(timeout=60)
+    finally:
+        stop_process(stopping)
+        gate.touch()
+    assert stopping.returncode == 0, said.read_text()
+    assert out.startswith("stopped 0 worker processes; 1 presumed lost, not stopped "), out
+
+
 def test_worker_stop_right_after_worker_start_stops_it(qc, spawn, queue):
     """QA: `worker start &` then at once `worker stop` said "no workers running" and exited
     0 while the worker, still starting, ran on (5 of 5 on SQLite, 4 of 8 on PostgreSQL). It
