@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import os
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -52,10 +53,14 @@ def complete_ids(state: str | None = None):
 
     def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
         from ..queue import Queue
+        from ..target import resolve_target
 
         root = ctx.find_root()
         try:
-            queue = Queue(root.params.get("db"))
+            target = resolve_target(root.params.get("db"))
+            if target.kind == "sqlite" and not os.path.exists(target.location):
+                return []  # (a tab after a mistyped --db made that file, and its folders: QA)
+            queue = Queue(target.location)
             try:
                 return queue.ids_starting(incomplete, state)
             finally:

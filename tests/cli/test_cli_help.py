@@ -196,6 +196,19 @@ def test_job_ids_complete(env, qc):
     assert words.stdout.split() == ["plain,zeta-1"]
 
 
+def test_completing_an_id_makes_no_database_where_there_is_none(env, tmp_path):
+    """QA: a tab after a mistyped `--db` made that file, and its folders."""
+    missing = tmp_path / "typo" / "queue.db"
+    words = subprocess.run(
+        QUEUECTL,
+        env={**env, "_QUEUECTL_COMPLETE": "bash_complete",
+             "COMP_WORDS": f"queuectl --db {missing} show ze", "COMP_CWORD": "4"},
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert words.returncode == 0 and words.stdout.split() == []
+    assert not (tmp_path / "typo").exists()
+
+
 def test_an_older_job_s_id_completes_past_many_newer_ones(env, qc, target):
     """QA: completion looked at the 200 newest jobs only: the id of an older job (a dead one to
     `retry`, say) never completed. `dlq retry` completes dead jobs' ids only."""
