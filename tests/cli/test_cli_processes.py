@@ -371,7 +371,11 @@ def test_a_worker_killed_takes_its_jobs_processes_with_it(qc, spawn, tmp_path):
         os.kill(daemon, signal.SIGKILL)
 
 
-def test_worker_stop_from_another_process(qc, spawn, queue, env, tmp_path):
+@pytest.mark.parametrize("meanwhile", ["the job ends", "the worker dies"])
+def test_worker_stop_from_another_process(qc, spawn, queue, env, tmp_path, meanwhile):
+    """It waits for the running job. A worker that froze (SIGSTOP, a host cut off) or died
+    meanwhile left the live workers as one that stops does, and was said "stopped" (QA): it is
+    said presumed lost."""
     command, gate = gated(tmp_path, "echo done")
     job_id = ok(qc("enqueue", command)).strip()
     worker = spawn("worker", "start", "--count", "2")
@@ -381,40 +385,24 @@ def test_worker_stop_from_another_process(qc, spawn, queue, env, tmp_path):
         stopping = subprocess.Popen([*QUEUECTL, "worker", "stop", "--timeout", "30"], env=env,
                                     cwd=tmp_path, stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
-        # It waits for the running job: let the job end only then.
+        # It waits for the running job: let the job end (or its worker die) only then.
         wait_until(lambda: "waiting for 1 worker process" in said.read_text(), 30, said.read_text)
-        gate.touch()
+        if meanwhile == "the job ends":
+            gate.touch()
+        else:
+            worker.proc.kill()  # its job unfinished (its warden kills the job's processes)
         out, _ = stopping.communicate(timeout=60)
     finally:
         stop_process(stopping)
+        gate.touch()
     assert stopping.returncode == 0, said.read_text()
+    if meanwhile == "the worker dies":
+        assert out.startswith("stopped 0 worker processes; 1 presumed lost, not stopped "), out
+        return
     assert out == "stopped 1 worker process\n"
     assert worker.wait(30) == 0
     assert queue.get(job_id).state == "completed"  # its running job finished first
     assert qc("worker", "stop").stderr == "no workers running\n"
-
-
-def test_worker_stop_says_a_worker_that_died_meanwhile_was_lost_not_stopped(qc, spawn, queue, env,
-                                                                            tmp_path):
-    """QA: a worker frozen (SIGSTOP, a host cut off) or killed while `worker stop` waited for it
-    left the live workers as one that stops does, and was said "stopped", exit 0."""
-    command, gate = gated(tmp_path, "echo done")
-    job_id = ok(qc("enqueue", command)).strip()
-    worker = spawn("worker", "start")
-    wait_until(lambda: queue.get(job_id).state == "processing")
-    said = tmp_path / "stop.stderr"
-    with open(said, "w") as stderr:
-        stopping = subprocess.Popen([*QUEUECTL, "worker", "stop", "--timeout", "30"], env=env,
-                                    cwd=tmp_path, stdout=subprocess.PIPE, stderr=stderr, text=True)
-    try:
-        wait_until(lambda: "waiting for 1 worker process" in said.read_text(), 30, said.read_text)
-        worker.proc.kill()  # dead, its job unfinished (its warden kills the job's processes)
-        out, _ = stopping.communicate(timeout=60)
-    finally:
-        stop_process(stopping)
-        gate.touch()
-    assert stopping.returncode == 0, said.read_text()
-    assert out.startswith("stopped 0 worker processes; 1 presumed lost, not stopped "), out
 
 
 def test_worker_stop_right_after_worker_start_stops_it(qc, spawn, queue):
