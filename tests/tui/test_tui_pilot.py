@@ -1368,10 +1368,11 @@ def test_ctrl_c_in_the_queues_or_schedules_dialog_asks_to_quit(live_queue, dialo
     drive(app, scenario)
 
 
-@pytest.mark.parametrize("opens", ["enter", "l", "a", "c"])
+@pytest.mark.parametrize("opens", ["enter", "l", "a", "c", "x"])
 def test_ctrl_c_asks_to_quit_from_a_jobs_details_output_and_forms(live_queue, tmp_path, opens):
     """QA: it did nothing on the details (`enter`), the live output (`l`) and in the forms,
-    whose focused text area or field took it (to copy a selection: there was none)."""
+    whose focused text area or field took it (to copy a selection: there was none), nor on a
+    question (`x` on a running job: "Cancel a running job")."""
     gate = tmp_path / "gate"
     app = make_app(live_queue, workers=1)
 

@@ -10,6 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from ..keys import QUIT_ON_CTRL_C
+
 REASKED_EVERY_S = 0.2  # how often a question given as a function is asked again
 
 
@@ -17,10 +19,11 @@ class ConfirmScreen(ModalScreen[bool]):
     """Asks ``question``; returns True for yes. A question given as a function is asked again
     while it is shown (the quit dialog's count of running jobs changes under it)."""
 
-    BINDINGS = [
+    ANSWERS = [
         Binding("y", "answer(True)", "Yes"),
         Binding("n,escape", "answer(False)", "No"),
     ]
+    BINDINGS = [*ANSWERS, QUIT_ON_CTRL_C]  # (QA: ctrl+c did nothing on "Cancel a running job")
 
     def __init__(
         self, title: str, question: str | Callable[[], str], yes: str = "Yes", no: str = "No"
@@ -58,7 +61,7 @@ class QuitQuestion(ConfirmScreen):
     """The quit question: `ctrl+c` again says yes (a third kills, see :class:`StoppingScreen`),
     as a second ctrl+c stops `worker start` (QA: it did nothing here)."""
 
-    BINDINGS = [*ConfirmScreen.BINDINGS, Binding("ctrl+c", "answer(True)", "Yes", show=False)]
+    BINDINGS = [*ConfirmScreen.ANSWERS, Binding("ctrl+c", "answer(True)", "Yes", show=False)]
 
     def __init__(self, question: Callable[[], str]) -> None:
         super().__init__("Quit", question, "Quit")
