@@ -66,6 +66,12 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def in_words(exc: BaseException) -> str:
+    """:func:`first_line`, as users are told it: never SQLite's "database is locked" (SPEC 2)."""
+    said = first_line(exc)
+    return HELD if said == LOCKED else said
+
+
 class Outage:
     """Whether the database is reachable, as seen by one process's threads. Logs one line when
     it is lost and one when it is back; ``since`` is when it was lost (None while it is up).

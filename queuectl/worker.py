@@ -24,7 +24,7 @@ from .procs import WORKER_ENV
 from .models import Job
 from .outputs import OutputWriter
 from .queue import HEARTBEAT_INTERVAL_S, Queue
-from .reconnect import MAX_RETRY_S, Backoff, Outage, damaged, first_line
+from .reconnect import LOCKED, MAX_RETRY_S, Backoff, Outage, damaged, first_line, in_words
 from .schedules import ScheduleTimer
 from .warden import Warden
 from .watch import OUTPUT_PAYLOAD, PostgresNotifications
@@ -170,6 +170,9 @@ class WorkerPool:
         self._fenced_why = "outage"
         self._closing: threading.Thread | None = None  # runs _shutdown, once (see join)
         self.stop_asked = False  # `worker stop` asked this pool to stop (its heartbeat read so)
+        # Its stop could not unregister it (the database away past the stop timeout): other
+        # workers read it as live until its lease runs out.
+        self.left_registered = False
         # Running jobs' output so far, stored on a thread of its own: a store that waits for
         # the database must not hold up the thread that reads the job's pipe (queuectl.outputs).
         self._outputs = OutputWriter(self._store_output, self._close_own_connection)
@@ -1018,8 +1021,10 @@ class WorkerPool:
             # without a word): not past the stop timeout, but for the round it is in (a stop
             # timeout of 0 said "database unreachable (no answer)" at every stop, QA).
             self._service.join(max(self.stop_timeout, MAX_RETRY_S))
-            if self._service.is_alive():
-                self.outage.failed(TimeoutError("no answer"), since=self._beat_began)
+            if self._service.is_alive():  # (SQLite's statements wait only for a lock: QA)
+                stuck = peewee.OperationalError(LOCKED) if self.queue.is_sqlite else TimeoutError(
+                    "no answer")  # fmt: skip
+                self.outage.failed(stuck, since=self._beat_began)
         self.queue.remove_listener(self.wake)
         self._outputs.stop()
         self._outputs.join(min(max(deadline - time.monotonic(), 0), 5.0))  # (one may wait)
@@ -1031,13 +1036,13 @@ class WorkerPool:
             self.queue.close()
             return
         try:
-            if self._hooks is not None:  # (rides out an outage up to the stop timeout)
-                self._hooks.close(self.stop_timeout, self.outage, take=self.hooks_at_stop,
-                                  beat=self._beat_while_closing)
+            if self._hooks is not None:  # (rides out an outage up to the stop timeout's end)
+                self._hooks.close(max(deadline - time.monotonic(), 0), self.outage,
+                                  take=self.hooks_at_stop, beat=self._beat_while_closing)
         except peewee.PeeweeException as exc:
             self._database_failed(self.queue, exc)  # (a damaged file: said as one, QA)
             if self.problem is None:
-                log.warning("delivering hooks failed (%s)", first_line(exc))
+                log.warning("delivering hooks failed (%s)", in_words(exc))
         backoff = Backoff()
         try:
             while self.problem is None:  # else read as live for a lease, by other hosts' workers
@@ -1050,7 +1055,8 @@ class WorkerPool:
                     if self.problem is not None:
                         break  # a damaged file: no wait mends it
                     if time.monotonic() >= deadline or self._hard.is_set():
-                        log.warning("unregistering failed (%s)", first_line(exc))
+                        log.warning("unregistering failed (%s)", in_words(exc))
+                        self.left_registered = True
                         break
                     self._hard.wait(min(backoff.next(), max(deadline - time.monotonic(), 0)))
         finally:

@@ -326,6 +326,10 @@ def _run(pool: WorkerPool, stopper: Stopper, log: EventLog) -> int:
                 # whatever is still `processing` is rescued later as "worker lost".
                 log.line("main", f"{name}: exiting now")
                 os._exit(code or 128 + signum)
+    if pool.left_registered:  # (said why above: "unregistering failed (...)")
+        log.line("main", "the database could not be written within the stop timeout: this "
+                         "worker is read as live until its lease runs out")  # fmt: skip
+        return code or 1
     return code
 
 

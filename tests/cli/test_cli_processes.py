@@ -805,6 +805,40 @@ def test_a_stop_behind_another_process_s_write_lock_keeps_to_the_stop_timeout(db
         worker.cleanup()
 
 
+def test_an_idle_stop_behind_another_process_s_write_lock_says_it_in_words(db_path, tmp_path):
+    """QA: `--stop-timeout 1`, no job, another process's write lock: "delivering hooks failed
+    (database is locked)", "unregistering failed (database is locked)", exit 0, its row left.
+    SPEC 2: no user sees "database is locked"; the stop says it could not unregister."""
+    import os
+    import sqlite3
+
+    from queuectl import Queue
+
+    from .conftest import Spawned
+
+    Queue(db_path).close()
+    env = {**os.environ, "QUEUECTL_DB": db_path, "PYTHONUNBUFFERED": "1", "HOME": str(tmp_path)}
+    worker = Spawned(["worker", "start", "--stop-timeout", "1"], env, tmp_path,
+                     tmp_path / "worker.log")  # fmt: skip
+    locker = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        wait_until(lambda: " running 1 thread" in worker.log(), 30, worker.log)
+        locker.execute("BEGIN EXCLUSIVE")  # held until the worker is gone
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(30) == 1, worker.log()
+        log = worker.log()
+        assert "database is locked" not in log, log
+        assert ("unregistering failed (another process holds the database's write lock)"
+                in log), log  # fmt: skip
+        assert ("the database could not be written within the stop timeout: this worker is read "
+                "as live until its lease runs out") in log, log  # fmt: skip
+    finally:
+        if locker.in_transaction:
+            locker.execute("COMMIT")
+        locker.close()
+        worker.cleanup()
+
+
 def test_a_stop_signal_ends_worker_start_waiting_behind_a_write_lock(db_path, tmp_path):
     """QA: `worker start` behind another process's write lock took a SIGTERM only once its
     registration had waited out the 60 s busy timeout, or the lock went: then it started and
