@@ -7,6 +7,7 @@ relative times) is the engine's, in :mod:`queuectl.text`, shared with the CLI.
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
 
 from queuectl.text import folded_line, safe
@@ -24,3 +25,19 @@ def literal(text: str | None, style: str = "", *, single_line: bool = True) -> T
         overflow="ellipsis" if single_line else "fold",
         end="",
     )
+
+
+def expand_tabs(line: str, size: int = 8) -> str:
+    """``line``'s tabs as spaces up to the next stop of ``size`` cells, a wide character taking
+    two, as a terminal puts them (``str.expandtabs`` counts characters: `日本\tX` put X two
+    columns past the stop, QA)."""
+    if "\t" not in line:
+        return line
+    *parts, last = line.split("\t")
+    spaced, column = [], 0
+    for part in parts:
+        column += cell_len(part)
+        pad = size - column % size
+        spaced.append(part + " " * pad)
+        column += pad
+    return "".join(spaced) + last

@@ -1608,29 +1608,32 @@ def test_details_show_a_running_job_s_new_output_without_waiting_for_the_full_re
 
 
 def test_a_tab_in_output_reaches_the_same_column_in_the_details_and_the_live_output(live_queue):
-    """A terminal's tab stops, every 8th column, in both (QA: the details drew them every 4th,
-    `l` every 8th)."""
+    """A terminal's tab stops, every 8th column, in both, counted in cells (QA: the details drew
+    them every 4th; `l` every 8th character, a wide one taking two columns)."""
     from queuectl.tui.screens.output import OutputScreen
 
     app = make_app(live_queue, workers=1)
-    expected = "tab\there\tend".expandtabs(8)
+    expected = ["tab     here    end", "日本    X"]  # (日 and 本 take two columns each)
+
+    def shown(widget) -> list[str]:
+        return [widget.render_line(y).text.rstrip() for y in range(2)]
 
     async def scenario(pilot):
-        job = live_queue.enqueue("printf 'tab\\there\\tend\\n'")
+        job = live_queue.enqueue("printf 'tab\\there\\tend\\n日本\\tX\\n'")
         await until(pilot, lambda: live_queue.get(job.id).state == "completed")
         await until(pilot, lambda: column(pane(app, "completed"), "id"), what="the done row")
         await pilot.press("tab", "tab", "enter")
         await until(pilot, lambda: isinstance(app.screen, DetailsScreen))
         output = app.screen.query_one("#output", TextArea)
-        await until(pilot, lambda: output.text == "tab\there\tend\n", what="the output")
+        await until(pilot, lambda: output.text == "tab\there\tend\n日本\tX\n", what="the output")
         await pilot.pause(0.1)
-        assert output.render_line(0).text.startswith(expected), output.render_line(0).text
+        assert shown(output) == expected
         await pilot.press("escape", "l")
         await until(pilot, lambda: isinstance(app.screen, OutputScreen))
         log = app.screen.query_one("Log")
-        await until(pilot, lambda: log.line_count >= 1, what="the live output")
+        await until(pilot, lambda: log.line_count >= 2, what="the live output")
         await pilot.pause(0.1)
-        assert log.render_line(0).text.startswith(expected), log.render_line(0).text
+        assert shown(log) == expected
 
     drive(app, scenario)
 

@@ -29,7 +29,7 @@ from queuectl.text import OutputCursor, safe
 from ..data import keep_looking
 from ..keys import QUIT_ON_CTRL_C
 from ..messages import OutputRead
-from ..text import literal
+from ..text import expand_tabs, literal
 
 # How often the job's progress is read (a row's few columns, not its output). A worker stores
 # output every OUTPUT_EVERY_S (0.75 s): read every 0.5 s, a line showed up to 1.28 s after it
@@ -85,6 +85,10 @@ class OutputLog(Log):
     could end short of output that arrived meanwhile, and not follow)."""
 
     dropped = 0  # the first lines, let go past max_lines
+
+    @classmethod
+    def _process_line(cls, line: str) -> str:
+        return super()._process_line(expand_tabs(line))  # (Textual's counts characters)
 
     def write(self, data: str, scroll_end: bool | None = None) -> Self:
         # Lines end at "\n" alone: the text is made safe() first, the gap line too.
