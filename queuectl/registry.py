@@ -45,7 +45,8 @@ class Registry(Lifecycle):
         return f"{self.host}#{space}"[:255] if space else self.host
 
     def _stop_key(self) -> str:
-        return f"stop_requested_at@{self.host_key}"[:64]
+        # (the key holds 64 characters: the process space first, a long host name cut after)
+        return f"stop_requested_at@{process_space()}@{self.host}"[:64]
 
     def _stop_asked_since(self, moment: float) -> bool:
         """Whether `worker stop` ran on this host at ``moment`` or later (read under the lock

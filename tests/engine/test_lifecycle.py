@@ -716,6 +716,26 @@ def test_a_worker_still_starting_when_worker_stop_ran_stops_as_it_registers(q, c
     assert q.heartbeat(fresh, 1) is True
 
 
+def test_a_worker_stop_reaches_only_its_own_process_space_s_workers_still_starting(
+        q, clock, monkeypatch):  # fmt: skip
+    """The stop of workers still starting is kept per host: per process space, as the pids
+    (a host name over ~24 characters cut the space off the 64-character key: QA's reading)."""
+    from queuectl import registry
+
+    long_name = "build-runner-" + "x" * 60
+    here = Queue(q.target.location, clock=clock, host=long_name)
+    try:
+        started = clock()
+        clock.advance(0.2)
+        monkeypatch.setattr(registry, "process_space", lambda: "another-boot.another-namespace")
+        here.request_stop()  # a container of the same (long) name asks its own workers
+        monkeypatch.undo()
+        clock.advance(0.2)
+        assert here.heartbeat(here.register_worker(1, started_at=started), 1) is False
+    finally:
+        here.close()
+
+
 # -- config -----------------------------------------------------------------------------------
 
 
