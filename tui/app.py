@@ -184,6 +184,7 @@ class QueueApp(KeysInOrder):
         yield self.footer
 
     NARROW = 100  # columns: below this the panes stack and the bars get terse
+    CRAMPED = 40  # columns: below this a dialog's buttons stand closer
     WIDE = 140  # columns: from this on the bar names the states (below, glyphs: room for the
     # last hour's failure rate and p95)
     STACKED = 16  # rows: four stacked panes of 4. Where the bars leave fewer, stacked panes other
@@ -211,6 +212,8 @@ class QueueApp(KeysInOrder):
         self.stats.compact = width < self.WIDE
         self.stats.set_class(narrow, "-narrow")
         self.stats.fit()
+        # A dialog's buttons closer together: at 29 columns "Keep n" was off the edge (QA).
+        self.set_class(width < self.CRAMPED, "-cramped")
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return VARIABLES  # for any theme the palette picks

@@ -1399,6 +1399,32 @@ def test_ctrl_c_asks_to_quit_from_a_jobs_details_output_and_forms(live_queue, tm
         gate.touch()
 
 
+def test_a_question_s_buttons_fit_a_terminal_29_columns_wide(live_queue, tmp_path):
+    """QA: at 29 columns "Keep n" was off the edge of "Cancel a running job"."""
+    gate = tmp_path / "gate"
+    app = make_app(live_queue, workers=1)
+
+    async def scenario(pilot):
+        live_queue.enqueue(f"while [ ! -e {gate} ]; do sleep 0.05; done")
+        await until(pilot, lambda: app.pool.busy == 1)
+        await pilot.press("tab")
+        await until(pilot, lambda: column(pane(app, "processing"), "id"), what="the running row")
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.pause(0.1)
+        for button in app.screen.query("Button"):
+            region = button.region
+            assert region.width > 0 and region.right <= 29, (str(button.label), region)
+        await pilot.press("n")
+        gate.touch()
+        await until(pilot, lambda: app.pool.busy == 0)
+
+    try:
+        drive(app, scenario, size=(29, 30))
+    finally:
+        gate.touch()
+
+
 @pytest.mark.parametrize("keys", [("q", "y", "k"), ("ctrl+c", "ctrl+c", "ctrl+c")])
 def test_stopping_screen_k_kills_running_jobs_back_to_pending(live_queue, keys):
     """And ctrl+c three times: the first asks, the second says yes, the third kills (QA: the
