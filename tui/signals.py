@@ -52,9 +52,16 @@ class StopSignals:
         return self
 
     def restore(self) -> None:
+        """The handlers as they were; and, the app done, the end of the pipe that stood in for
+        the terminal: Textual's input thread may be blocked reading it, the signal's swap having
+        come between its select and its read, and that thread kept the process from exiting
+        (found left over by a test that closed its tmux: its TUI lived on, idle, for good)."""
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
         self._previous.clear()
+        while self._keep:
+            with contextlib.suppress(OSError):
+                os.close(self._keep.pop())
 
     @property
     def hung_up(self) -> bool:

@@ -178,3 +178,29 @@ def test_the_timeline_shows_no_run_for_a_job_cancelled_while_it_waited():
                 ("cancelled", 20.0, 1, None, None, "cancelled", None))  # fmt: skip
     assert ran == ["1m ago enqueued", "1m ago run 1 1.0s exit 1 on box → failed",
                    "1m ago cancelled"]  # fmt: skip
+
+
+def test_a_read_of_the_stand_in_for_a_hung_up_terminal_ends_with_the_app():
+    """SIGHUP swaps the terminal for a pipe that never has data; Textual's input thread, between
+    its select and its read at that moment, blocked on that read for good, and the process never
+    exited (a test's TUI, its tmux closed, lived on). `restore()`, at the app's end, closes the
+    pipe: the read ends. In a process of its own (the swap is of this process's fds 0-2)."""
+    import subprocess
+    import sys
+
+    script = """
+import os, threading
+from queuectl.tui.signals import StopSignals
+signals = StopSignals(lambda: None, lambda: None, lambda: None, lambda: None)
+out = os.dup(1)
+signals._let_go_of_terminal()
+reader = threading.Thread(target=os.read, args=(0, 10), daemon=True)
+reader.start()
+reader.join(0.3)
+assert reader.is_alive()  # blocked, as Textual's input thread was
+signals.restore()
+reader.join(10)
+os.write(out, b"stuck" if reader.is_alive() else b"ended")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert done.stdout == b"ended", (done.stdout, done.stderr)
