@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 STAND_DOWN = b"."
 # This queuectl, wherever it is installed, whatever the worker's directory and environment hold.
@@ -32,6 +33,7 @@ class Warden:
 
     def __init__(self, worker_id: str) -> None:
         read_end, self._write_end = os.pipe()  # (neither inheritable: PEP 446)
+        self._lock = threading.Lock()
         try:
             self._process: subprocess.Popen | None = subprocess.Popen(
                 [sys.executable, "-I", "-c", _RUN, _PACKAGES, worker_id],
@@ -44,16 +46,19 @@ class Warden:
             os.close(read_end)
 
     def stand_down(self) -> None:
-        """The worker ends as it should: the warden exits, killing nothing."""
-        if self._write_end < 0:
+        """The worker ends as it should: the warden exits, killing nothing. Once, whichever
+        thread asks first (a TUI's pool is joined by its main thread and, after SIGHUP, by
+        another: both wrote, then closed the descriptor twice, and the second close raised)."""
+        with self._lock:
+            write_end, self._write_end = self._write_end, -1
+        if write_end < 0:
             return
         try:
-            os.write(self._write_end, STAND_DOWN)
+            os.write(write_end, STAND_DOWN)
         except OSError:  # it is gone already
             pass
         finally:
-            os.close(self._write_end)
-            self._write_end = -1
+            os.close(write_end)
         if self._process is not None:
             try:
                 self._process.wait(5)

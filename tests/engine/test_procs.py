@@ -101,3 +101,42 @@ def test_kill_leftovers_spares_its_own_group():
         start_new_session=True,
     )
     assert (run.returncode, run.stdout) == (0, "0\n"), run.stderr
+
+
+def test_a_warden_stood_down_by_two_threads_at_once_is_stood_down_once(monkeypatch):
+    """A TUI's pool is joined by its main thread and, after SIGHUP, by another: both wrote to the
+    warden, then both closed its descriptor, and the second close raised (EBADF) out of the
+    join, and the app never exited (a test's TUI, its terminal closed, lived on)."""
+    import threading
+
+    from queuectl.warden import Warden
+
+    warden = Warden("no-such-worker")
+    fd = warden._write_end
+    both = threading.Barrier(2, timeout=1.0)
+    write = os.write
+
+    def write_together(to: int, data: bytes) -> int:
+        if to == fd:  # (where both threads got to the write: here they meet)
+            try:
+                both.wait()
+            except threading.BrokenBarrierError:
+                pass
+        return write(to, data)
+
+    monkeypatch.setattr(os, "write", write_together)
+    failures: list[BaseException] = []
+
+    def stand_down() -> None:
+        try:
+            warden.stand_down()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=stand_down) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert failures == []
+    assert warden._process.wait(10) == 0  # it read the stand-down, and killed nothing
