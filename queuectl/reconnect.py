@@ -117,11 +117,11 @@ class Outage:
         """Report a failed use of the database; True if it logged that the database is lost.
         ``since``: when it was lost, where the caller knows better than now (the clock's time:
         a statement that had no answer since then)."""
-        now, reason = self.clock(), first_line(exc)
-        if reason == LOCKED:  # SQLite, once the statement waited out its busy timeout
+        # (QA: "database unreachable (database is locked)")
+        now, reason = self.clock(), in_words(exc)
+        if reason == HELD:  # SQLite's "locked", once the statement waited out its busy timeout
             from .db import SQLITE_BUSY_TIMEOUT_S
 
-            reason = HELD  # (QA: "database unreachable (database is locked)")
             since = now - SQLITE_BUSY_TIMEOUT_S if since is None else since  # held since then
         with self._lock:
             if self.since is None:

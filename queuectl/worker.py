@@ -24,7 +24,7 @@ from .procs import WORKER_ENV
 from .models import Job
 from .outputs import OutputWriter
 from .queue import HEARTBEAT_INTERVAL_S, Queue
-from .reconnect import LOCKED, MAX_RETRY_S, Backoff, Outage, damaged, first_line, in_words
+from .reconnect import HELD, MAX_RETRY_S, Backoff, Outage, damaged, first_line, in_words
 from .schedules import ScheduleTimer
 from .warden import Warden
 from .watch import OUTPUT_PAYLOAD, PostgresNotifications
@@ -1022,9 +1022,8 @@ class WorkerPool:
             # timeout of 0 said "database unreachable (no answer)" at every stop, QA).
             self._service.join(max(self.stop_timeout, MAX_RETRY_S))
             if self._service.is_alive():  # (SQLite's statements wait only for a lock: QA)
-                stuck = peewee.OperationalError(LOCKED) if self.queue.is_sqlite else TimeoutError(
-                    "no answer")  # fmt: skip
-                self.outage.failed(stuck, since=self._beat_began)
+                stuck = HELD if self.queue.is_sqlite else "no answer"
+                self.outage.failed(TimeoutError(stuck), since=self._beat_began)
         self.queue.remove_listener(self.wake)
         self._outputs.stop()
         self._outputs.join(min(max(deadline - time.monotonic(), 0), 5.0))  # (one may wait)

@@ -761,6 +761,29 @@ def test_worker_start_behind_another_process_s_write_lock_waits_for_it():
         _started_once_there_is_room(broken, Stopper(), Log())
 
 
+@contextlib.contextmanager
+def beside_a_write_lock(db_path: str, tmp_path, *args: str, locked_first: bool = False):
+    """`queuectl ARGS` on the SQLite file ``db_path``, and another process's connection to it
+    (``locker``: its `BEGIN EXCLUSIVE` takes the write lock; ``locked_first``: taken before the
+    command starts); both ended afterwards, the lock let go."""
+    import sqlite3
+
+    from .conftest import Spawned
+
+    env = {**os.environ, "QUEUECTL_DB": db_path, "PYTHONUNBUFFERED": "1", "HOME": str(tmp_path)}
+    locker = sqlite3.connect(db_path, isolation_level=None)
+    if locked_first:
+        locker.execute("BEGIN EXCLUSIVE")
+    worker = Spawned(list(args), env, tmp_path, tmp_path / "worker.log")
+    try:
+        yield worker, locker
+    finally:
+        if locker.in_transaction:
+            locker.execute("COMMIT")
+        locker.close()
+        worker.cleanup()
+
+
 @pytest.mark.parametrize("while_it_runs", [False, True])
 def test_a_stop_behind_another_process_s_write_lock_keeps_to_the_stop_timeout(db_path, tmp_path,
                                                                                while_it_runs):
@@ -769,23 +792,19 @@ def test_a_stop_behind_another_process_s_write_lock_keeps_to_the_stop_timeout(db
     timeout). The store's wait ends with the stop timeout; the job is left to be rescued.
     ``while_it_runs``: the lock taken before the job ends, so that a heartbeat waits for it
     first, holding this process's writers' turn (QA: a stop waited out a 40 s lock)."""
-    import os
-    import sqlite3
     import time
 
     from queuectl import Queue
 
-    from .conftest import FreshQueue, Spawned
+    from .conftest import FreshQueue
 
     queue = Queue(db_path)
     command, gate = gated(tmp_path, "echo done")
     job_id = queue.enqueue(command).id
     queue.close()
-    env = {**os.environ, "QUEUECTL_DB": db_path, "PYTHONUNBUFFERED": "1", "HOME": str(tmp_path)}
-    worker = Spawned(["worker", "start", "--stop-timeout", "2"], env, tmp_path,
-                     tmp_path / "worker.log")  # fmt: skip
-    locker = sqlite3.connect(db_path, isolation_level=None)
-    try:
+    with beside_a_write_lock(db_path, tmp_path, "worker", "start", "--stop-timeout", "2") as (
+        worker, locker
+    ):
         wait_until(lambda: FreshQueue(db_path).get(job_id).state == "processing", 30)
         locker.execute("BEGIN EXCLUSIVE")  # held for the rest of the test
         if while_it_runs:
@@ -798,30 +817,18 @@ def test_a_stop_behind_another_process_s_write_lock_keeps_to_the_stop_timeout(db
         assert time.monotonic() - stopped < 20
         assert ("the database could not be written within the stop timeout: exiting: 1 "
                 'job(s) still processing here are rescued as "worker lost"') in worker.log()
-    finally:
-        if locker.in_transaction:
-            locker.execute("COMMIT")
-        locker.close()
-        worker.cleanup()
 
 
 def test_an_idle_stop_behind_another_process_s_write_lock_says_it_in_words(db_path, tmp_path):
     """QA: `--stop-timeout 1`, no job, another process's write lock: "delivering hooks failed
     (database is locked)", "unregistering failed (database is locked)", exit 0, its row left.
     SPEC 2: no user sees "database is locked"; the stop says it could not unregister."""
-    import os
-    import sqlite3
-
     from queuectl import Queue
 
-    from .conftest import Spawned
-
     Queue(db_path).close()
-    env = {**os.environ, "QUEUECTL_DB": db_path, "PYTHONUNBUFFERED": "1", "HOME": str(tmp_path)}
-    worker = Spawned(["worker", "start", "--stop-timeout", "1"], env, tmp_path,
-                     tmp_path / "worker.log")  # fmt: skip
-    locker = sqlite3.connect(db_path, isolation_level=None)
-    try:
+    with beside_a_write_lock(db_path, tmp_path, "worker", "start", "--stop-timeout", "1") as (
+        worker, locker
+    ):
         wait_until(lambda: " running 1 thread" in worker.log(), 30, worker.log)
         locker.execute("BEGIN EXCLUSIVE")  # held until the worker is gone
         worker.signal(signal.SIGTERM)
@@ -832,41 +839,28 @@ def test_an_idle_stop_behind_another_process_s_write_lock_says_it_in_words(db_pa
                 in log), log  # fmt: skip
         assert ("the database could not be written within the stop timeout: this worker is read "
                 "as live until its lease runs out") in log, log  # fmt: skip
-    finally:
-        if locker.in_transaction:
-            locker.execute("COMMIT")
-        locker.close()
-        worker.cleanup()
 
 
 def test_a_stop_signal_ends_worker_start_waiting_behind_a_write_lock(db_path, tmp_path):
     """QA: `worker start` behind another process's write lock took a SIGTERM only once its
     registration had waited out the 60 s busy timeout, or the lock went: then it started and
     ran a job first. The signal ends the wait: exit 0 at once, nothing run."""
-    import os
-    import sqlite3
     import time
 
     from queuectl import Queue
 
-    from .conftest import FreshQueue, Spawned
+    from .conftest import FreshQueue
 
     queue = Queue(db_path)
     job_id = queue.enqueue("true").id
     queue.close()
-    env = {**os.environ, "QUEUECTL_DB": db_path, "PYTHONUNBUFFERED": "1", "HOME": str(tmp_path)}
-    locker = sqlite3.connect(db_path, isolation_level=None)
-    locker.execute("BEGIN EXCLUSIVE")
-    worker = Spawned(["worker", "start"], env, tmp_path, tmp_path / "worker.log")
-    try:
+    with beside_a_write_lock(db_path, tmp_path, "worker", "start", locked_first=True) as (
+        worker, _
+    ):
         time.sleep(2)  # (into its registration's wait; a signal before it exits 0 at once too)
         worker.signal(signal.SIGTERM)
         stopped = time.monotonic()
         assert worker.wait(30) == 0, worker.log()
         assert time.monotonic() - stopped < 15, "it waited for the busy timeout"
-    finally:
-        locker.execute("COMMIT")
-        locker.close()
-        worker.cleanup()
     assert "running" not in worker.log(), worker.log()
     assert FreshQueue(db_path).get(job_id).state == "pending"
