@@ -265,13 +265,6 @@ class History(Reading):
             seconds[name] = seconds.get(name, 0.0) + float(total)
         return RunTotals(runs, buckets, seconds)
 
-    def counts_by_queue(self) -> dict[tuple[str, str], int]:
-        """Jobs per (queue, state)."""
-        rows = self.db.execute_sql(
-            'SELECT "queue", "state", COUNT(*) FROM "job" GROUP BY "queue", "state"'
-        ).fetchall()
-        return {(name, state): int(count) for name, state, count in rows}
-
     def live_threads(self) -> int:
         """Worker threads of the live worker processes, on every host."""
         return sum(worker.threads for worker in self.live_workers())  # type: ignore[attr-defined]

@@ -4,6 +4,7 @@ with backoff, or dead), release after a hard stop, and the DLQ's retry (SPEC 3 a
 from __future__ import annotations
 
 import base64
+import collections
 import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
@@ -157,7 +158,10 @@ class Lifecycle(Reading):
                     cursor.execute(self._sql.insert_rows(len(chunk)),
                                    [value for row in chunk for value in row.values()])  # fmt: skip
             if self.is_sqlite:  # counted here, not by a trigger per row (schema 4)
-                self.db.execute_sql(self._sql.count_inserted, (len(rows),))
+                counted = collections.Counter((row["queue"], row["state"]) for row in rows)
+                self.db.cursor().executemany(
+                    self._sql.count_inserted, [(*key, n) for key, n in counted.items()]
+                )
                 # and their history too (schema 8)
                 self.db.execute_sql(schema.SQLITE_ENQUEUED, (last or 0,))
         if links is not None:

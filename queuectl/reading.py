@@ -14,23 +14,25 @@ from .models import READY, STATES, WAITING_ON_DEPENDENCY, Job, State
 from .states import check_state  # noqa: F401  (here since the CLI checks states without peewee)
 
 # PostgreSQL counts per connection (schema.postgres_job_counters), and the rarer changes in rows
-# of their own (schema.COUNTER_CHANGES); once there are this many rows, those of connections
-# that are gone, and the changes' rows, are folded into shard 0, keeping the sum. (A change's
-# rows not yet committed are not seen by the fold's DELETE: they stay, to be folded later.)
+# of their own (schema.COUNTER_CHANGES); once there are this many rows more than one for each
+# queue's state, those of connections that are gone, and the changes' rows, are folded into
+# shard 0, keeping the sum. (A change's rows not yet committed are not seen by the fold's DELETE:
+# they stay, to be folded later.)
 _MAX_COUNTER_SHARDS = 100
 _PG_COUNTER_ROWS = (
-    f'SELECT "state", "n" FROM "{schema.COUNTER_TABLE}" '
-    f'UNION ALL SELECT "state", "n" FROM "{schema.COUNTER_CHANGES}"'
+    f'SELECT "queue", "state", "n" FROM "{schema.COUNTER_TABLE}" '
+    f'UNION ALL SELECT "queue", "state", "n" FROM "{schema.COUNTER_CHANGES}"'
 )
 _FOLD_COUNTER_SHARDS = (
     f'WITH "gone" AS (DELETE FROM "{schema.COUNTER_TABLE}" WHERE "shard" <> 0 AND "shard" '
     'NOT IN (SELECT "pid" FROM pg_stat_activity WHERE "pid" IS NOT NULL) '
-    'RETURNING "state", "n"), '
-    f'"changed" AS (DELETE FROM "{schema.COUNTER_CHANGES}" RETURNING "state", "n") '
-    f'INSERT INTO "{schema.COUNTER_TABLE}" AS c ("state", "shard", "n") '
-    'SELECT "state", 0, SUM("n") FROM (SELECT "state", "n" FROM "gone" UNION ALL '
-    'SELECT "state", "n" FROM "changed") AS "folded" GROUP BY "state" '
-    'ON CONFLICT ("state", "shard") DO UPDATE SET "n" = c."n" + EXCLUDED."n"'
+    'RETURNING "queue", "state", "n"), '
+    f'"changed" AS (DELETE FROM "{schema.COUNTER_CHANGES}" RETURNING "queue", "state", "n") '
+    f'INSERT INTO "{schema.COUNTER_TABLE}" AS c ("queue", "state", "shard", "n") '
+    'SELECT "queue", "state", 0, SUM("n") FROM (SELECT "queue", "state", "n" FROM "gone" '
+    'UNION ALL SELECT "queue", "state", "n" FROM "changed") AS "folded" '
+    'GROUP BY "queue", "state" '
+    'ON CONFLICT ("queue", "state", "shard") DO UPDATE SET "n" = c."n" + EXCLUDED."n"'
 )
 # The columns a listing shows; `output` (up to 1 MiB a job) is fetched only for one job.
 LIST_COLUMNS = tuple(field for field in Job._meta.sorted_fields if field.name != "output")
@@ -103,22 +105,29 @@ class Reading(QueueCore):
         that are gone are folded; not with ``fold`` False (in a read-only :meth:`snapshot`,
         which cannot write: then :meth:`fold_counters`, after it)."""
         totals = dict.fromkeys(STATES, 0)
-        if self.is_sqlite:
-            query = self.db.execute_sql(f'SELECT "state", "n" FROM "{schema.COUNTER_TABLE}"')
-        else:
-            query = self.db.execute_sql(
-                f'SELECT "state", SUM("n"), COUNT(*) FROM ({_PG_COUNTER_ROWS}) AS "rows" '
-                'GROUP BY "state"'
-            ).fetchall()
-            self._counter_shards = sum(shards for _, _, shards in query)
-            if fold:
-                self.fold_counters()
-        for state, count, *_ in query:
+        for (_, state), count in self.counts_by_queue(fold).items():
             if state in totals:
-                totals[state] = int(count)
+                totals[state] += count
         return {str(state): count for state, count in totals.items()}
 
-    _counter_shards = 0  # PostgreSQL: the rows the last count read
+    def counts_by_queue(self, fold: bool = True) -> dict[tuple[str, str], int]:
+        """Jobs per (queue, state), for every queue that has or had jobs (zero counts too):
+        the counters of :meth:`counts` (schema 18), not a count of the jobs."""
+        if self.is_sqlite:
+            rows = self.db.execute_sql(
+                f'SELECT "queue", "state", "n" FROM "{schema.COUNTER_TABLE}"'
+            ).fetchall()
+        else:
+            rows = self.db.execute_sql(
+                f'SELECT "queue", "state", SUM("n"), COUNT(*) FROM ({_PG_COUNTER_ROWS}) AS "rows" '
+                'GROUP BY "queue", "state"'
+            ).fetchall()
+            self._counter_shards = sum(shards - 1 for *_, shards in rows)
+            if fold:
+                self.fold_counters()
+        return {(name, state): int(count) for name, state, count, *_ in rows}
+
+    _counter_shards = 0  # PostgreSQL: the rows past one a queue's state, at the last count
 
     def fold_counters(self) -> None:
         """Fold the count rows of connections that are gone into one, if the last

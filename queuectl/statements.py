@@ -125,9 +125,11 @@ class Statements:
         values = ", ".join([param] * len(INSERTED))
         self.insert = f'INSERT INTO "job" ({names}) VALUES ({values})'
         self._insert_rows: dict[int, str] = {}
+        # SQLite: jobs inserted, counted per (queue, state) (schema 4, 18).
         self.count_inserted = (
-            f'UPDATE "{schema.COUNTER_TABLE}" SET "n" = "n" + {param} '
-            f"WHERE \"state\" = '{State.PENDING.value}'"
+            f'INSERT INTO "{schema.COUNTER_TABLE}" ("queue", "state", "n") '
+            f"VALUES ({param}, {param}, {param}) "
+            'ON CONFLICT ("queue", "state") DO UPDATE SET "n" = "n" + excluded."n"'
         )
         self._same_run: dict[tuple[str, ...], str] = {}
 

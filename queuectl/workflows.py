@@ -415,19 +415,16 @@ class Workflows(Lifecycle):
     # -- queues ----------------------------------------------------------------------------
 
     def queues(self) -> list[QueueInfo]:
-        """Every queue that has jobs or settings, by name: counts per state, limit, paused.
-        Counts the jobs (one pass over the (state, seq) index)."""
-        Job, QueueSetting = self.models.Job, self.models.QueueSetting
+        """Every queue that has jobs or settings, by name: counts per state (the counters,
+        schema 18), limit, paused."""
+        QueueSetting = self.models.QueueSetting
         found: dict[str, QueueInfo] = {}
-        rows = (
-            Job.select(Job.queue, Job.state, peewee.fn.COUNT(Job.seq))
-            .group_by(Job.queue, Job.state)
-            .tuples()
-        )
-        for name, state, count in rows:
+        for (name, state), count in self.counts_by_queue().items():
+            if count == 0:  # (a queue whose jobs were all purged keeps its counters' rows)
+                continue
             info = found.setdefault(name, QueueInfo(name))
             if state in info.counts:
-                info.counts[state] = int(count)
+                info.counts[state] = count
         for setting in QueueSetting.select():
             info = found.setdefault(setting.name, QueueInfo(setting.name))
             info.limit, info.paused = setting.max_running, bool(setting.paused)
@@ -445,18 +442,11 @@ class Workflows(Lifecycle):
         return {name: "paused" if paused else "limit 0" for name, paused in rows}
 
     def queue_counts(self, name: str) -> dict[str, int]:
-        """Jobs per state of the queue ``name`` (SPEC 7 `status --queue`)."""
-        Job = self.models.Job
+        """Jobs per state of the queue ``name`` (SPEC 7 `status --queue`): its counters."""
         totals = dict.fromkeys(STATES, 0)
-        rows = (
-            Job.select(Job.state, peewee.fn.COUNT(Job.seq))
-            .where(Job.queue == name)
-            .group_by(Job.state)
-            .tuples()
-        )
-        for state, count in rows:
-            if state in totals:
-                totals[state] = int(count)
+        for (queue, state), count in self.counts_by_queue().items():
+            if queue == name and state in totals:
+                totals[state] = count
         return {str(state): count for state, count in totals.items()}
 
     def set_queue_limit(self, name: str, limit: int | None) -> QueueInfo:

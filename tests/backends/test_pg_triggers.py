@@ -31,13 +31,14 @@ SCHEMA_9_TRIGGERS = [
 
 
 def row_triggers(q: Queue) -> dict[str, str]:
-    """The row triggers on "job" (name -> function)."""
+    """The row triggers on "job" (name -> function), but schema 18's on a change of queue
+    (`edit --queue`), which a change of state does not fire."""
     rows = q.db.execute_sql(
         "SELECT t.tgname, p.proname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
         "WHERE t.tgrelid = '\"job\"'::regclass AND NOT t.tgisinternal "
         "AND (t.tgtype & 1) = 1"  # TRIGGER_TYPE_ROW
     ).fetchall()
-    return dict(rows)
+    return {name: function for name, function in rows if name != schema.REQUEUE_TRIGGER}
 
 
 def back_to_schema_9_triggers(q: Queue) -> None:

@@ -338,9 +338,10 @@ def build(path: str, now: float, old: dict[str, int], recent: dict[str, int]) ->
             if len(jobs) >= 20_000:
                 flush()
         flush()
-        connection.execute(
-            'UPDATE "job_count" SET "n" = (SELECT COUNT(*) FROM "job" '
-            'WHERE "job"."state" = "job_count"."state")'
+        connection.execute(  # per queue and state (schema 18)
+            'INSERT INTO "job_count" ("queue", "state", "n") SELECT "queue", "state", COUNT(*) '
+            'FROM "job" WHERE true GROUP BY "queue", "state" '
+            'ON CONFLICT ("queue", "state") DO UPDATE SET "n" = excluded."n"'
         )
         connection.execute("COMMIT")
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -263,7 +263,7 @@ def test_the_tuis_read_only_snapshot_leaves_the_folding_until_after_it(pg_target
     try:
         queue.enqueue("true")
         queue.db.execute_sql(
-            "INSERT INTO job_count (state, shard, n) SELECT 'pending', -g, 0 "
+            "INSERT INTO job_count (queue, state, shard, n) SELECT 'default', 'pending', -g, 0 "
             "FROM generate_series(1, 150) AS g"
         )
         snapshot = load_snapshot(queue)
@@ -288,7 +288,7 @@ def test_postgresql_counts_survive_many_connections_and_folding(pg_target):
         }  # fmt: skip
         # Shards of connections long gone (pids no backend has) are folded into shard 0.
         first.db.execute_sql(
-            "INSERT INTO job_count (state, shard, n) SELECT 'pending', -g, 0 "
+            "INSERT INTO job_count (queue, state, shard, n) SELECT 'default', 'pending', -g, 0 "
             "FROM generate_series(1, 150) AS g"
         )
         assert first.counts() == pg_counted(first)

@@ -1,9 +1,10 @@
 """The queues screen (`Q`): every named queue with its jobs per state, limit and pause (SPEC 7);
 `p` pauses or resumes the selected queue, `l` sets or removes its limit.
 
-``Queue.queues()`` counts by grouping over the job table (a second with a million jobs), so the
-screen's reads keep to a share of a core (``ListingScreen.READ_SHARE``), besides the read after
-each change made here.
+``Queue.queues()`` reads the counters kept per queue and state (schema 18), a few rows however
+many jobs there are; the screen's reads still keep to a share of a core
+(``ListingScreen.READ_SHARE``) should a read be slow (a busy server), besides the read after each
+change made here.
 """
 
 from __future__ import annotations
