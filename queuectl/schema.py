@@ -1457,12 +1457,34 @@ def ensure(
                 f"{db.database} was written by a newer queuectl (schema {version}, this one "
                 f"knows {SCHEMA_VERSION}): upgrade queuectl"
             )
+        version = _withdrawn_15(db, version)
         from playhouse import migrate
 
         migrator = migrate.SchemaMigrator.from_database(db)
         for step in range(version + 1, SCHEMA_VERSION + 1):
             migrate.migrate(*MIGRATIONS[step](migrator))
         _set_version(models, SCHEMA_VERSION)
+
+
+# Two schema 15s were taken back before today's was made (commits of 2026-12-05 on main): one
+# changed PostgreSQL's `job.timeout` to double precision, one added the trigger `job_ready_at`.
+# A database either left says 15, or 17 once a later queuectl ran 16 and 17 over it, and has no
+# `job.ready_at` (QA: every listing failed, "no such column: ready_at", and workers stalled).
+WITHDRAWN_TRIGGER = "job_ready_at"
+
+
+def _withdrawn_15(db: peewee.Database, version: int) -> int:
+    """The version to migrate from: 14 for a database of a withdrawn schema 15 (see above), its
+    trigger dropped (the column's type is kept: it holds what today's reads); ``version``
+    otherwise. Steps 16 on are harmless where they ran already."""
+    if version < 15 or any(c.name == "ready_at" for c in db.get_columns("job")):
+        return version
+    if isinstance(db, peewee.SqliteDatabase):
+        db.execute_sql(f'DROP TRIGGER IF EXISTS "{WITHDRAWN_TRIGGER}"')
+    else:
+        db.execute_sql(f'DROP TRIGGER IF EXISTS "{WITHDRAWN_TRIGGER}" ON "job"')
+        db.execute_sql(f'DROP FUNCTION IF EXISTS "{WITHDRAWN_TRIGGER}"()')
+    return 14
 
 
 def _set_version(models: Models, version: int) -> None:

@@ -227,3 +227,92 @@ def test_schema_9_replaces_the_claim_record_and_the_window_index_keeping_rows(ta
         assert [e.event for e in upgraded.history(job.id)] == ["enqueued", "started", "completed"]
     finally:
         upgraded.close()
+
+
+# The trigger of the schema 15 that was taken back (024b735), as its step made it.
+_WITHDRAWN_WHEN = 'NEW."waiting_on" = 0 AND OLD."waiting_on" > 0'
+_WITHDRAWN_LAST = (
+    'SELECT MAX(d."finished_at") FROM "job_dep" e JOIN "job" d ON d."seq" = e."dep_seq" '
+    'WHERE e."job_seq" = NEW."seq"'
+)
+WITHDRAWN_15 = {
+    "sqlite": [
+        'CREATE TRIGGER "job_ready_at" AFTER UPDATE OF "waiting_on" ON "job" '
+        f'WHEN {_WITHDRAWN_WHEN} BEGIN UPDATE "job" SET "run_at" = '
+        f'MAX("run_at", COALESCE(({_WITHDRAWN_LAST}), "run_at")) WHERE "seq" = NEW."seq"; END',
+    ],
+    "postgresql": [
+        'CREATE OR REPLACE FUNCTION "job_ready_at"() RETURNS trigger LANGUAGE plpgsql '
+        'SET search_path FROM CURRENT AS $$ BEGIN NEW."run_at" := GREATEST(NEW."run_at", '
+        f'({_WITHDRAWN_LAST})); RETURN NEW; END $$',
+        'CREATE TRIGGER "job_ready_at" BEFORE UPDATE OF "waiting_on" ON "job" FOR EACH ROW '
+        f'WHEN ({_WITHDRAWN_WHEN}) EXECUTE FUNCTION "job_ready_at"()',
+        # the other one's change (4de0401 took it back): kept as it is by the upgrade
+        'ALTER TABLE "job" ALTER COLUMN "timeout" TYPE double precision',
+    ],
+}
+
+
+def _triggers(queue: Queue) -> set[str]:
+    if queue.is_sqlite:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+    else:
+        sql = "SELECT tgname FROM pg_trigger WHERE tgrelid = '\"job\"'::regclass"
+    return {name for (name,) in queue.db.execute_sql(sql).fetchall()}
+
+
+@pytest.mark.parametrize("stamped", [15, 17])
+def test_a_database_of_a_withdrawn_schema_15_upgrades(target, tmp_path, stamped):
+    """QA: two schema 15s were taken back (2026-12-05) before today's was made. A database one
+    of them left says 15, or 17 once the last release ran its steps 16 and 17 over it, and had
+    no `ready_at`: every listing failed, workers stalled. It is brought up from 14 instead."""
+    from playhouse import migrate
+
+    if target.startswith("postgresql://"):  # today's, made as that one was: no ready_at
+        backend, made = "postgresql", Queue(target)
+        db = made.db
+        db.execute_sql('ALTER TABLE "job" DROP COLUMN "ready_at"')
+    else:
+        write_round_one(target, 14)  # round one's jobs, then the steps to 14 as they are
+        backend, made, db = "sqlite", None, peewee.SqliteDatabase(target)
+        # Those steps add today's `ready_at` (with schema 5's columns) and triggers that write
+        # it: without them, as the code of the time left the file.
+        for kind, name in db.execute_sql(
+            "SELECT type, name FROM sqlite_master WHERE sql LIKE '%ready_at%' "
+            "AND type IN ('trigger', 'view')"
+        ).fetchall():
+            db.execute_sql(f'DROP {kind.upper()} IF EXISTS "{name}"')  # (a view's go with it)
+        db.execute_sql('ALTER TABLE "job" DROP COLUMN "ready_at"')
+    try:
+        with db.atomic():
+            for statement in WITHDRAWN_15[backend]:
+                db.execute_sql(statement)
+            if stamped == 17:  # the last release's steps over it
+                migrator = migrate.SchemaMigrator.from_database(db)
+                for step in (16, 17):
+                    migrate.migrate(*schema.MIGRATIONS[step](migrator))
+            db.execute_sql(f"UPDATE queuectl_schema SET value = '{stamped}'")
+    finally:
+        (made or db).close()
+    upgraded = Queue(target)
+    try:
+        assert schema.read_version(upgraded.db) == schema.SCHEMA_VERSION
+        assert "ready_at" in {column.name for column in upgraded.db.get_columns("job")}
+        assert "job_ready_at" not in _triggers(upgraded)
+        before = len(upgraded.list_jobs(limit=1000))  # (listings failed: no such column)
+        first = upgraded.enqueue(JobSpec(command="true", id="first", priority=100))
+        then = upgraded.enqueue(JobSpec(command="true", id="then", priority=100,
+                                        after=("first",)))  # fmt: skip
+        worker = upgraded.register_worker(1)
+        job = upgraded.claim(worker)
+        assert job.id == "first"
+        upgraded.finish(job, RunResult(0, None, ""), worker)
+        assert upgraded.get(then.id).ready_at == upgraded.get(first.id).updated_at
+        assert upgraded.get(then.id).run_at == then.run_at, "the withdrawn trigger is gone"
+        assert upgraded.claim(worker).id == "then"
+        assert len(upgraded.list_jobs(limit=1000)) == before + 2
+        from .test_queue_counters import counted, exact
+
+        assert counted(upgraded) == exact(upgraded)
+    finally:
+        upgraded.close()
