@@ -113,10 +113,14 @@ class Outage:
         with self._lock:
             return self.reason if self.since is not None and self._logged else ""
 
-    def failed(self, exc: BaseException, since: float | None = None) -> bool:
+    def failed(self, exc: BaseException, since: float | None = None, waits: bool = True) -> bool:
         """Report a failed use of the database; True if it logged that the database is lost.
         ``since``: when it was lost, where the caller knows better than now (the clock's time:
-        a statement that had no answer since then)."""
+        a statement that had no answer since then). ``waits`` False: the calling thread does
+        not try its write again until it goes through (a running job's output so far, skipped
+        while the database is lost): a full disk is not held open for it (QA: a TUI said "disk
+        full" for good after its job's output was refused once, and `worker start` said
+        "writable again" only as it stopped)."""
         # (QA: "database unreachable (database is locked)")
         now, reason = self.clock(), in_words(exc)
         if reason == HELD:  # SQLite's "locked", once the statement waited out its busy timeout
@@ -128,7 +132,7 @@ class Outage:
                 self.since = now if since is None else min(since, now)
                 self.reason = reason
                 self._logged = False
-            if DISK_FULL in reason:
+            if DISK_FULL in reason and waits:
                 self._refused.add(threading.get_ident())
             if self._logged or (self.since < self._back_at + self.settle
                                 and now < self.since + self.settle):

@@ -592,8 +592,8 @@ class WorkerPool:
             if stored and not self._jobs.is_sqlite:  # `logs -f` and the TUI wake on it, pools not
                 self._jobs.db.execute_sql("SELECT pg_notify(%s, %s)",
                                           (self._jobs.channel, OUTPUT_PAYLOAD))  # fmt: skip
-        except peewee.PeeweeException as exc:
-            self._database_failed(self._jobs, exc)
+        except peewee.PeeweeException as exc:  # (not tried again: the result carries it)
+            self._database_failed(self._jobs, exc, waits=False)
 
     def _stop_cancelled(self, quiet: bool = False) -> None:
         """Stop the runs of this pool's jobs that a user cancelled (from any process), and the
@@ -725,9 +725,10 @@ class WorkerPool:
             "cannot be written" if self.outage.unwritable else "is unreachable", self.stop_timeout,
         )
 
-    def _database_failed(self, queue: Queue, exc: Exception) -> None:
+    def _database_failed(self, queue: Queue, exc: Exception, waits: bool = True) -> None:
         """A use of the database failed: replace the connection if it broke, log once. A
-        damaged SQLite file stops the pool, said once: no wait mends it."""
+        damaged SQLite file stops the pool, said once: no wait mends it. ``waits``: see
+        :meth:`Outage.failed`."""
         try:
             queue.recover()
         except Exception:  # replacing it is tried again on the next failure
@@ -743,7 +744,7 @@ class WorkerPool:
                 log.error("%s", self.problem)
                 self.stop()
             return
-        self.outage.failed(exc)
+        self.outage.failed(exc, waits=waits)
         if not queue.is_sqlite:
             self._strays_pending = True  # looked for once the database answers again
 

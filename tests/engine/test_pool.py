@@ -701,3 +701,31 @@ def test_output_handed_over_while_a_store_waits_is_stored_once_and_latest_first(
     writer.stop()
     writer.join(10)
     assert closed.is_set(), "the thread's connection is closed as it ends"
+
+
+def test_a_full_disk_is_over_once_writes_go_through_though_a_jobs_output_was_refused(
+    queue, pools, monkeypatch, tmp_path
+):
+    """QA: a running job's output so far, refused by a full disk, is not tried again (skipped
+    while the disk is full: the result carries it), so its writer never said it could write
+    again: the TUI's bar said "disk full" for good once there was room, and `worker start`
+    said "writable again" only as it stopped, with the whole run for the outage's length."""
+    go = tmp_path / "go"
+    job = queue.enqueue(f"while [ ! -e {go} ]; do echo line; sleep 0.05; done")
+    pool = pools(queue, threads=1)
+    wait_until(lambda: queue.get(job.id).output, 30, "the job's output to be stored")
+    refusals: list[float] = []
+
+    def refused(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        refusals.append(time.monotonic())
+        raise peewee.OperationalError("database or disk is full")
+
+    # The output's write is refused (the largest of the worker's writes: where a heartbeat
+    # still finds room, it may not), then there is room again.
+    monkeypatch.setattr(Queue, "store_output", refused)
+    wait_until(lambda: pool.outage.down and pool.outage.full, 30, "the disk to be seen full")
+    monkeypatch.undo()
+    wait_until(lambda: not pool.outage.down, 30, "the full disk to be over, the job running")
+    assert queue.get(job.id).state == "processing"
+    go.touch()
+    wait_until(lambda: queue.get(job.id).state == "completed", 30, "the job to complete")
