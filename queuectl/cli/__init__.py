@@ -126,6 +126,20 @@ class LazyGroup(click.Group):
             return self._load(cmd_name)
         return super().get_command(ctx, cmd_name)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            # click's "Did you mean" looks among the commands a group holds, and a lazy group
+            # holds none until one is used (QA: `queuectl stauts` had no hint, `dlq lst` had).
+            no_such = getattr(click.exceptions, "NoSuchCommand", None)  # (click >= 8.2)
+            if no_such is None or not isinstance(exc, no_such) or exc.possibilities:
+                raise
+            raise no_such(exc.command_name, possibilities=self.list_commands(ctx),
+                          ctx=ctx) from None  # fmt: skip
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """As click lists them, but a lazy command with a summary is listed without importing
         its module: a stand-in carries the summary, shortened to the width as click does."""

@@ -234,3 +234,17 @@ def test_an_older_job_s_id_completes_past_many_newer_ones(env, qc, target):
     assert len(completed("queuectl show ab-")) == 200  # newest first, as many as a shell shows
     assert completed("queuectl show ab-")[0] == "ab-dead"
     assert completed("queuectl dlq retry ab") == ["ab-dead"]
+
+
+@pytest.mark.skipif(not hasattr(click.exceptions, "NoSuchCommand"), reason="click < 8.2 suggests none")
+@pytest.mark.parametrize("typed, hint", [
+    ("lst", "Did you mean 'list'?"),
+    ("stauts", "'stats', 'status'"),
+    ("dlq lst", "Did you mean 'list'?"),
+])  # fmt: skip
+def test_a_mistyped_command_is_refused_with_the_closest_names(typed, hint):
+    """QA: a subcommand's typo got "Did you mean", a top-level one (its commands loaded lazily)
+    got none."""
+    result = CliRunner().invoke(cli, typed.split())
+    assert result.exit_code == 2
+    assert f"No such command '{typed.split()[-1]}'" in result.output and hint in result.output
