@@ -137,21 +137,30 @@ def shell_report(signum: int, core_dumped: bool) -> tuple[int, bytes]:
 
 
 def _resolve(command: str, env: Mapping[str, str]) -> tuple[str, list[str]] | None:
+    words = direct_words(command)
+    if words is None or not _environment_kept(env):
+        return None
+    name = words[0]
+    if name.startswith("/"):
+        path: str | None = name if _runnable(name, _stat(name)) else None
+    else:
+        path = _on_path(name, env["PATH"])
+    return None if path is None else (path, words)
+
+
+def direct_words(command: str) -> list[str] | None:
+    """The words of a command that starts directly if its program is found (on PATH, or an
+    absolute path) and the environment allows (see :func:`_resolve`); None for one that only
+    `/bin/sh` runs."""
     words = _words(command)
     if words is None:
         return None
     name = words[0]
     if name in SHELL_ONLY and not (name in SAME_WITHOUT_ARGUMENTS and len(words) == 1):
         return None
-    if not _environment_kept(env):
-        return None
-    if name.startswith("/"):
-        path: str | None = name if _runnable(name, _stat(name)) else None
-    elif "/" in name:
+    if "/" in name and not name.startswith("/"):
         return None  # relative to the job's directory: left to the shell
-    else:
-        path = _on_path(name, env["PATH"])
-    return None if path is None else (path, words)
+    return words
 
 
 def _words(command: str) -> list[str] | None:

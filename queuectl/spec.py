@@ -94,11 +94,36 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+# Linux's MAX_ARG_STRLEN: the longest one argument of an exec (32 pages of 4 KiB). A command run
+# by `/bin/sh -c` is one; a command started directly (see queuectl.direct) is its words.
+MAX_ARGUMENT_BYTES = 131072
+
+
 def validate_command(value: Any) -> str:
     command = _text("command", value)
     if not command.strip():
         raise InvalidInput("'command' is empty")
+    if len(command) * 4 >= MAX_ARGUMENT_BYTES:  # (a command this short fits, however encoded)
+        _check_startable(command)
     return command
+
+
+def _check_startable(command: str) -> None:
+    """Refuse a command no run could start: one argument past Linux's bound. It was accepted,
+    then failed every run, "Argument list too long", into the DLQ (QA)."""
+    size = len(command.encode("utf-8", "surrogateescape"))
+    if size < MAX_ARGUMENT_BYTES:
+        return
+    from .direct import direct_words
+
+    words = direct_words(command)
+    if words is not None and all(len(word.encode("utf-8", "surrogateescape"))
+                                 < MAX_ARGUMENT_BYTES for word in words):  # fmt: skip
+        return  # started directly, word by word
+    raise InvalidInput(
+        f"'command' is {size:,} bytes: /bin/sh takes at most {MAX_ARGUMENT_BYTES - 1:,} "
+        "(Linux's limit on one argument); put it in a script and enqueue the script"
+    )
 
 
 def validate_id(value: Any) -> str:

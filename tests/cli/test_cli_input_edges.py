@@ -236,3 +236,36 @@ def test_a_stop_timeout_past_what_a_thread_can_wait_means_for_ever(env, tmp_path
         assert queue.models.WorkerProcess.select().count() == 0  # unregistered
     finally:
         queue.close()
+
+
+def test_a_command_no_run_could_start_is_refused_at_enqueue(env, tmp_path, target):
+    """QA: a command of over 128 KiB run by /bin/sh (Linux's bound on one argument) was taken,
+    then failed every run, "Argument list too long", into the DLQ. A long command of plain
+    words still runs: started directly, each word is an argument of its own."""
+    lines = tmp_path / "jobs.jsonl"
+    refused = [
+        "true " + "a" * 140_000,  # one word too long
+        "echo x; " + "echo aaaa;" * 14_000,  # shell syntax: one argument of /bin/sh
+        "echo " + "aaaa " * 30_000,  # plain words, but a builtin: run by /bin/sh
+    ]
+    for command in refused:
+        lines.write_text(json.dumps({"command": command}) + "\n")
+        done = real(env, tmp_path, "enqueue", "--file", str(lines))
+        assert done.returncode == 2, done.stderr
+        (line,) = error_lines(done)
+        assert "bytes: /bin/sh takes at most 131,071" in line and "script" in line, line
+    queue = Queue(target)
+    try:
+        assert queue.counts()["pending"] == 0, "nothing was enqueued"
+    finally:
+        queue.close()
+    lines.write_text(json.dumps({"command": "cat" + " /dev/null" * 20_000}) + "\n")
+    taken = real(env, tmp_path, "enqueue", "--file", str(lines))
+    assert taken.returncode == 0, taken.stderr
+    done = real(env, tmp_path, "worker", "start", "--burst")
+    assert done.returncode == 0, done.stderr
+    queue = Queue(target)
+    try:
+        assert queue.counts()["completed"] == 1
+    finally:
+        queue.close()
