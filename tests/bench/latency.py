@@ -46,17 +46,19 @@ def _started_at(queue, job_id: str) -> float | None:  # type: ignore[no-untyped-
 
 
 def _latencies(queue, samples: int, seed: int) -> list[float]:  # type: ignore[no-untyped-def]
-    """Enqueue ``samples`` jobs one at a time after random gaps; ms from return to start."""
+    """Enqueue ``samples`` jobs one at a time after random gaps; ms from the enqueue's call to
+    the job's start. (Not from its return: on PostgreSQL a worker woken at the commit may start
+    the job before the enqueue has returned, QA saw -0.07 ms.)"""
     gaps = random.Random(seed)
     latencies = []
     for _ in range(samples):
         time.sleep(gaps.uniform(0.05, 0.4))
+        asked = time.time()
         job = queue.enqueue("true")
-        returned = time.time()
         started = wait_until(
             lambda: _started_at(queue, job.id), 10, "the job to start", interval=0.001
         )
-        latencies.append((started - returned) * 1000)  # type: ignore[operator]
+        latencies.append((started - asked) * 1000)  # type: ignore[operator]
     return latencies
 
 
