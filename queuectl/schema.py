@@ -359,10 +359,7 @@ def workflow_triggers(db: peewee.Database) -> list[RunSql]:
                 ],
             )
         ]  # fmt: skip
-    function = (
-        'CREATE OR REPLACE FUNCTION "{name}"() RETURNS trigger LANGUAGE plpgsql '
-        "SET search_path FROM CURRENT AS $$ BEGIN {body} RETURN NULL; END $$"
-    )
+    function = _PG_FUNCTION
     changed = _pg_dependency_body()
     deleted = 'DELETE FROM "job_dep" WHERE "job_seq" IN (SELECT "seq" FROM "old_rows");'
     watched = f"('{completed}', '{dead}')"
