@@ -523,9 +523,9 @@ def _failures_seen(pool: WorkerPool) -> list[BaseException]:
     seen: list[BaseException] = []
     failed = pool.outage.failed
 
-    def spy(exc: BaseException) -> bool:
+    def spy(exc: BaseException, *args: object, **kwargs: object) -> bool:
         seen.append(exc)
-        return failed(exc)
+        return failed(exc, *args, **kwargs)  # type: ignore[arg-type]
 
     pool.outage.failed = spy  # type: ignore[method-assign]
     return seen
