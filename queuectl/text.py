@@ -327,9 +327,18 @@ def relative_time(moment: float | None, now: float) -> str:
 
 
 def coarse_relative_time(moment: float, now: float) -> str:
-    """``in 3m`` or ``3m ago`` (:func:`coarse_duration`): less than a second ahead is past."""
+    """``in 3m`` (:func:`countdown`) or ``3m ago`` (:func:`coarse_duration`): less than a second
+    ahead is past."""
     delta = moment - now
-    return f"in {coarse_duration(delta)}" if delta >= 1 else f"{coarse_duration(-delta)} ago"
+    return f"in {countdown(delta)}" if delta >= 1 else f"{coarse_duration(-delta)} ago"
+
+
+def countdown(seconds: float) -> str:
+    """A wait ahead as `list` and `show` round it (:func:`rounded_duration`: ``5m`` at 4m57s,
+    where the TUI said ``4m``, QA), in whole seconds under 10 s (no room for tenths)."""
+    if seconds < 10:
+        return f"{int(max(seconds, 0.0))}s"
+    return rounded_duration(seconds)
 
 
 def ago(moment: float | None, now: float) -> str:

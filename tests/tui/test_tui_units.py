@@ -60,6 +60,15 @@ def test_coarse_relative_time():
     assert coarse_relative_time(100.5, 100.0) == "0s ago"
 
 
+@pytest.mark.parametrize("wait", [297.0, 299.6, 3599.0, 95.5, 12.4, 7205.0])
+def test_a_wait_ahead_reads_in_the_tui_as_list_and_show_say_it(wait):
+    """QA: a job due in 4m57s was `due in 5m` in `list` and `show`, and `in 4m` in the TUI."""
+    from queuectl.text import countdown, relative_time
+
+    assert relative_time(1000.0 + wait, 1000.0) == f"in {countdown(wait)}"
+    assert coarse_relative_time(1000.0 + wait, 1000.0) == f"in {countdown(wait)}"
+
+
 def test_the_details_show_every_public_field_but_the_output_above_it():
     assert sorted(FIELDS) == sorted(name for name in Job.PUBLIC_FIELDS if name != "output")
 

@@ -17,7 +17,7 @@ from queuectl.errors import InvalidInput, QueueError
 from queuectl.queue import Queue
 from queuectl.spec import parse_time, validate_command, validate_int, validate_name
 from queuectl.spec import validate_seconds
-from queuectl.text import coarse_duration, shown_number
+from queuectl.text import countdown, shown_number
 
 from ..messages import JobRow, error_text
 from ..text import literal
@@ -30,7 +30,7 @@ Outcome = tuple[str, str]
 
 def when_text(run_at: float, now: float) -> str:
     wait = run_at - now
-    return f"due in {coarse_duration(wait)}" if wait >= 1 else "due now"
+    return f"due in {countdown(wait)}" if wait >= 1 else "due now"
 
 
 class EditScreen(FormScreen[Outcome]):

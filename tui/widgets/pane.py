@@ -20,7 +20,7 @@ from textual.widgets import DataTable
 
 from queuectl.config import KEYS
 from queuectl.models import DEFAULT_QUEUE, State
-from queuectl.text import ago, coarse_duration, duration, tries
+from queuectl.text import ago, countdown, duration, tries
 
 from ..data import MAX_ROWS
 from ..messages import JobRow
@@ -144,12 +144,12 @@ def _waiting(row: JobRow, now: float, config: dict, colors: Colors) -> Cells:
         when = Text(f"⏸ {row.held}", style=colors[State.FAILED], end="")
     elif row.state == State.FAILED:
         when = Text(
-            f"retry in {coarse_duration(wait)}" if wait >= 1 else "retrying",
+            f"retry in {countdown(wait)}" if wait >= 1 else "retrying",
             style=colors[State.FAILED],
             end="",
         )
     elif wait >= 1:
-        when = Text(f"in {coarse_duration(wait)}", style=colors[State.PENDING], end="")
+        when = Text(f"in {countdown(wait)}", style=colors[State.PENDING], end="")
     else:
         when = Text("ready", style=colors["muted"], end="")
     return {
@@ -214,7 +214,7 @@ class PaneKind:
 
 def _waiting_clock(row: JobRow, now: float) -> str:
     wait = row.run_at - now
-    return coarse_duration(wait) if wait >= 1 else ""
+    return countdown(wait) if wait >= 1 else ""
 
 
 def _processing_clock(row: JobRow, now: float) -> str:
