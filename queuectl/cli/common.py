@@ -3,10 +3,11 @@ reusable options, JSON output, and human output that is safe to print to a termi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -66,12 +67,21 @@ class Settings:
     def core(self) -> "QueueCore":
         return self._open("queuectl.core", "QueueCore", one_shot=True)
 
-    def _open(self, module: str, name: str, one_shot: bool = False) -> "QueueCore":
-        import importlib
-
+    @contextlib.contextmanager
+    def engine(self) -> Iterator[None]:
+        """Around an import of the engine's modules (peewee's) before the queue is opened: on
+        a SQLite file they load without the server drivers, as :meth:`_open` loads them (see
+        target.engine_for). QA: `metrics` imported its module first and loaded psycopg for a
+        SQLite file (+200 ms), as did `worker start` and `schedule add`."""
         from ..target import engine_for, resolve_target
 
         with engine_for(resolve_target(self.target)):
+            yield
+
+    def _open(self, module: str, name: str, one_shot: bool = False) -> "QueueCore":
+        import importlib
+
+        with self.engine():
             part = getattr(importlib.import_module(module), name)
         for opened in self._opened:
             if isinstance(opened, part):

@@ -166,8 +166,10 @@ def metrics(settings: Settings, listen: tuple[str, int] | None) -> None:
     """
     import socket
 
-    from .. import metrics as exporter
     from ..errors import QueueError
+
+    with settings.engine():
+        from .. import metrics as exporter
 
     queue = settings.queue
     if listen is None:

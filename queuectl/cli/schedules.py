@@ -86,7 +86,8 @@ def add(
       queuectl schedule add ping '*/10 * * * * *' 'curl -fsS https://example.com' --no-overlap
       queuectl schedule add report @daily '{"command": "./report.sh", "max_retries": 5}'
     """
-    from ..schedules import JOB_KEYS
+    with settings.engine():
+        from ..schedules import JOB_KEYS
 
     spec = parse_job(arg, valid=JOB_KEYS).with_defaults(
         JobOptions(max_retries=max_retries, priority=priority, timeout=timeout, queue=queue)

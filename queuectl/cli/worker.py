@@ -197,9 +197,9 @@ def start(
       queuectl worker start --burst     # run what is queued, then exit
       queuectl worker start --queue deploy --queue reports
     """
-    from ..db import redact, sqlite_without_memory_statistics
-    from ..db import lock_waits_end_when
-    from ..worker import WorkerPool
+    with settings.engine():
+        from ..db import lock_waits_end_when, redact, sqlite_without_memory_statistics
+        from ..worker import WorkerPool
 
     sqlite_without_memory_statistics()  # before the first connection (see there)
     log = EventLog()
