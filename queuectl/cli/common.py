@@ -274,27 +274,42 @@ def clean(text: object, *, one_line: bool = False) -> str:
 # -- tables ----------------------------------------------------------------------------------
 
 
-def print_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+TABLE_PAGE = 1000  # rows formatted and printed at a time by print_table
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> int:
     """Left-aligned columns, in terminal cells (wide characters take two); the last one (free
     text) is cut to the terminal's width when stdout is a terminal, and left whole for
-    pipes."""
+    pipes. Rows are taken and printed TABLE_PAGE at a time, each column as wide as its widest
+    cell so far (a later, wider cell widens it from its page on): a listing of any length in
+    bounded memory, its first lines at once (QA: `list` of a million jobs held 2.4 GB, and
+    `list | head -2` waited 69 s). Returns the rows printed."""
+    import itertools
+    import shutil
+
     from ..text import cells, fit
 
-    rows = [list(row) for row in rows]
     widths = [len(h) for h in headers]
-    for row in rows:
-        for i, cell in enumerate(row[:-1]):
-            widths[i] = max(widths[i], cells(cell))
-    room = 0
-    if sys.stdout.isatty():
-        used = sum(widths[:-1]) + 2 * (len(headers) - 1)
-        import shutil
-
-        room = max(shutil.get_terminal_size().columns - used, 20)
-    for row in [list(headers), *rows]:
-        line = [cell + " " * (widths[i] - cells(cell)) for i, cell in enumerate(row[:-1])]
-        line.append(fit(row[-1], room))
-        echo("  ".join(line).rstrip())  # (to a pipe a row is whole: a command can be long)
+    pending, printed = iter(rows), 0
+    page: list[list[str]] = [list(headers)]
+    while True:
+        taken = [list(row) for row in itertools.islice(pending, TABLE_PAGE)]
+        page += taken
+        for row in taken:
+            for i, cell in enumerate(row[:-1]):
+                widths[i] = max(widths[i], cells(cell))
+        room = 0
+        if sys.stdout.isatty():
+            used = sum(widths[:-1]) + 2 * (len(headers) - 1)
+            room = max(shutil.get_terminal_size().columns - used, 20)
+        for row in page:
+            line = [cell + " " * (widths[i] - cells(cell)) for i, cell in enumerate(row[:-1])]
+            line.append(fit(row[-1], room))
+            echo("  ".join(line).rstrip())  # (to a pipe a row is whole: a command can be long)
+        printed += len(taken)
+        if len(taken) < TABLE_PAGE:
+            return printed
+        page = []
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from ..states import State
-from .common import Settings, WholeNumber, json_option, pass_settings, print_json
-from .jobs import complete_ids, print_jobs
+from .common import TABLE_PAGE, Settings, WholeNumber, json_option, pass_settings, print_json
+from .common import print_json_array
+from .jobs import complete_ids, named_queues_hold, print_jobs
 
 
 @click.group(no_args_is_help=False)  # no command: "Error: Missing command." (SPEC 4)
@@ -20,12 +21,16 @@ def dlq() -> None:
 @pass_settings
 def list_dead(settings: Settings, limit: int | None, as_json: bool) -> None:
     """List the dead jobs, newest first."""
-    jobs = settings.queue.list_jobs(State.DEAD, limit, with_output=as_json)
-    if as_json:
-        print_json([job.to_dict() for job in jobs])
-    elif jobs:
-        print_jobs(jobs, with_state=False, with_error=True)
-    elif limit != 0:  # `--limit 0` asked for none: not a claim that there are none
+    workflows = settings.workflows
+    if as_json:  # (read a page at a time, each page as it is printed, as `list --json`)
+        print_json_array(job.to_dict() for job in workflows.each_job(State.DEAD, limit))
+        return
+    printed = print_jobs(
+        workflows.each_job(State.DEAD, limit, with_output=False, page=TABLE_PAGE),
+        with_state=False, with_error=True,
+        with_queue=named_queues_hold(settings, (State.DEAD,), None),
+    )  # fmt: skip
+    if not printed and limit != 0:  # `--limit 0` asked for none: not a claim that there are none
         click.echo("the DLQ is empty", err=True)
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import codecs
+import itertools
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -18,6 +19,7 @@ from ..states import ACTIVE, CLAIMABLE, STATES
 
 DEFAULT_QUEUE = "default"  # models.DEFAULT_QUEUE, without importing the engine
 from .common import (
+    TABLE_PAGE,
     Settings,
     WholeNumber,
     clean,
@@ -287,14 +289,14 @@ def _named_queues(jobs: list[Job]) -> bool:
 
 
 def job_rows(
-    jobs: list[Job],
+    jobs: Iterable[Job],
     *,
     with_state: bool = True,
+    with_queue: bool = False,
     with_error: bool = False,
     held: Mapping[str, str] = _NONE_HELD,
 ):
     now = time.time()
-    with_queue = _named_queues(jobs)
     for job in jobs:
         row = [clean(job.id, one_line=True)]
         if with_state:
@@ -309,17 +311,41 @@ def job_rows(
 
 
 def print_jobs(
-    jobs: list[Job],
+    jobs: Iterable[Job],
     *,
     with_state: bool = True,
+    with_queue: bool | None = None,
     with_error: bool = False,
     held: Mapping[str, str] = _NONE_HELD,
-) -> None:
-    headers = ["ID"] + (["STATE"] if with_state else []) + (["QUEUE"] if _named_queues(jobs) else [])
+) -> int:
+    """The jobs as a table, read as they are printed (see print_table); how many. Nothing for
+    none. ``with_queue``: the QUEUE column (None: if any of ``jobs``, then a list, has a named
+    queue)."""
+    pending = iter(jobs)
+    first = next(pending, None)
+    if first is None:
+        return 0
+    if with_queue is None:
+        jobs = [first, *pending]
+        with_queue, pending = _named_queues(jobs), iter(jobs)
+    else:
+        pending = itertools.chain([first], pending)
+    headers = ["ID"] + (["STATE"] if with_state else []) + (["QUEUE"] if with_queue else [])
     headers += ["ATTEMPTS", "PRI", "WHEN"]
     headers += (["ERROR"] if with_error else []) + ["COMMAND"]
-    rows = job_rows(jobs, with_state=with_state, with_error=with_error, held=held)
-    print_table(headers, rows)
+    return print_table(headers, job_rows(pending, with_state=with_state, with_queue=with_queue,
+                                         with_error=with_error, held=held))  # fmt: skip
+
+
+def named_queues_hold(settings: Settings, states: Iterable[str], queue: str | None) -> bool:
+    """Whether a listing of ``states`` (none: every state) of ``queue`` shows the QUEUE column:
+    some such job is in a named queue, as the counters say (one read of a few rows: the jobs
+    are printed as they are read, after it)."""
+    if queue is not None:
+        return queue != DEFAULT_QUEUE
+    wanted = set(states) or set(STATES)
+    return any(name != DEFAULT_QUEUE and state in wanted and count > 0
+               for (name, state), count in settings.workflows.counts_by_queue().items())
 
 
 @click.command("list")
@@ -353,11 +379,13 @@ def list_jobs(
     if as_json:  # (read a page at a time, each page as it is printed)
         print_json_array(job.to_dict() for job in workflows.each_job(state, limit, queue=queue))
         return
-    jobs = workflows.list_jobs(state, limit, with_output=False, queue=queue)
-    if jobs:
-        waiting = any(job.state in CLAIMABLE for job in jobs)
-        print_jobs(jobs, held=settings.workflows.held_queues() if waiting else _NONE_HELD)
-    elif limit != 0:  # `--limit 0` asked for none: not a claim that there are none
+    waiting = not state or any(name in CLAIMABLE for name in state)
+    printed = print_jobs(
+        workflows.each_job(state, limit, with_output=False, queue=queue, page=TABLE_PAGE),
+        with_queue=named_queues_hold(settings, state, queue),
+        held=workflows.held_queues() if waiting else _NONE_HELD,
+    )
+    if not printed and limit != 0:  # `--limit 0` asked for none: not a claim that there are none
         what = " ".join(word for word in (" or ".join(state), "jobs") if word)
         click.echo(f"no {what}" + (f" in queue {queue}" if queue else ""), err=True)
 
