@@ -254,6 +254,12 @@ def test_a_command_no_run_could_start_is_refused_at_enqueue(env, tmp_path, targe
         assert done.returncode == 2, done.stderr
         (line,) = error_lines(done)
         assert "bytes: /bin/sh takes at most 131,071" in line and "script" in line, line
+    # Plain words, each short, but more than a program's arguments may hold (ARG_MAX) (QA).
+    lines.write_text(json.dumps({"command": "/bin/echo" + " wordy" * 600_000}) + "\n")
+    done = real(env, tmp_path, "enqueue", "--file", str(lines))
+    assert done.returncode == 2, done.stderr
+    (line,) = error_lines(done)
+    assert "600,001 words" in line and "ARG_MAX" in line and "script" in line, line
     queue = Queue(target)
     try:
         assert queue.counts()["pending"] == 0, "nothing was enqueued"
