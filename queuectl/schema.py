@@ -24,7 +24,7 @@ SCHEMA_VERSION = 18
 # PostgreSQL. Schema 4 counts SQLite's inserts in Queue.enqueue_many instead (the only code that
 # inserts jobs, in the same transaction): SQLite has only per-row triggers, and one firing per
 # inserted row cost 10 us, a quarter of a 10,000-line `enqueue --file`.
-COUNTER_TABLE = "job_count"
+STATE_COUNTER_TABLE = "job_count"  # schemas 2 to 17: per state
 # Schema 16 (PostgreSQL): the rarer changes of state (a cancel, a retry, a release: anything but a
 # claim and a run's end) each add rows here, -1 for the old state and +1 for the new, in place of
 # the upsert of their connection's counter row. A row updated again and again in one transaction
@@ -37,6 +37,10 @@ COUNTER_CHANGES = "job_count_change"
 # `queue list`, the TUI's queues screen, `status --queue` and every Prometheus scrape counted every
 # job of the queue instead (1.5 s at a million jobs, 15 s at ten million: past a scrape's timeout).
 # A claim and a run's end move the same two counter rows as before, keyed by the job's queue too.
+# The table has a name of its own, and the per-state one is dropped: a process of an older
+# queuectl still running as the file is upgraded fails where it would write the per-state counts
+# (it counted its inserts into every queue's pending count, for good: QA), instead of doing so.
+COUNTER_TABLE = "job_count_by_queue"
 
 
 class RunSql:
@@ -70,7 +74,7 @@ def counted_by_queue(db: peewee.Database) -> bool:
     """Whether the counters' table is schema 18's, keyed by queue and state (the statements
     that write it are made for the table the database has: a migration from an older schema
     runs the steps before 18 against the table as they left it)."""
-    return any(column.name == "queue" for column in db.get_columns(COUNTER_TABLE))
+    return bool(db.get_columns(COUNTER_TABLE))
 
 
 def _sqlite_counted(by_queue: bool) -> tuple[str, str]:
@@ -78,9 +82,9 @@ def _sqlite_counted(by_queue: bool) -> tuple[str, str]:
     The row counted in is made if it is not there (a job's first in its queue and state)."""
     if not by_queue:
         return (
-            f'INSERT INTO "{COUNTER_TABLE}" ("state", "n") VALUES (NEW."state", 1) '
+            f'INSERT INTO "{STATE_COUNTER_TABLE}" ("state", "n") VALUES (NEW."state", 1) '
             'ON CONFLICT ("state") DO UPDATE SET "n" = "n" + 1;',
-            f'UPDATE "{COUNTER_TABLE}" SET "n" = "n" - 1 WHERE "state" = OLD."state";',
+            f'UPDATE "{STATE_COUNTER_TABLE}" SET "n" = "n" - 1 WHERE "state" = OLD."state";',
         )
     return (
         f'INSERT INTO "{COUNTER_TABLE}" ("queue", "state", "n") '
@@ -116,11 +120,11 @@ def postgres_job_counters(db: peewee.Database) -> list[RunSql]:
         RunSql(
             db,
             [
-                f'CREATE TABLE "{COUNTER_TABLE}" ("state" VARCHAR(16) NOT NULL, '
+                f'CREATE TABLE "{STATE_COUNTER_TABLE}" ("state" VARCHAR(16) NOT NULL, '
                 '"shard" INTEGER NOT NULL, "n" BIGINT NOT NULL, PRIMARY KEY ("state", "shard"))',
                 # No job may change between the initial count and the triggers.
                 'LOCK TABLE "job" IN SHARE ROW EXCLUSIVE MODE',
-                f'INSERT INTO "{COUNTER_TABLE}" ("state", "shard", "n") '
+                f'INSERT INTO "{STATE_COUNTER_TABLE}" ("state", "shard", "n") '
                 'SELECT "state", 0, COUNT(*) FROM "job" GROUP BY "state"',
                 *_pg_counter_functions(by_queue=False),
                 'CREATE TRIGGER "job_count_insert" AFTER INSERT ON "job" REFERENCING NEW TABLE '
@@ -145,8 +149,9 @@ def _pg_counter_functions(by_queue: bool) -> list[str]:
     """PostgreSQL: the functions of the statement triggers that count inserted and deleted jobs
     (and schema 3's row trigger's, unused since schema 10), keyed by queue too from schema 18."""
     key = '"queue", "state"' if by_queue else '"state"'
+    table = COUNTER_TABLE if by_queue else STATE_COUNTER_TABLE
     upsert = (
-        f'INSERT INTO "{COUNTER_TABLE}" AS c ({key}, "shard", "n") {{rows}} '
+        f'INSERT INTO "{table}" AS c ({key}, "shard", "n") {{rows}} '
         f'ON CONFLICT ({key}, "shard") DO UPDATE SET "n" = c."n" + EXCLUDED."n";'
     )
     inserted = upsert.format(
@@ -179,11 +184,11 @@ def sqlite_job_counters(db: peewee.Database) -> list[RunSql]:
         RunSql(
             db,
             [
-                f'CREATE TABLE "{COUNTER_TABLE}" '
+                f'CREATE TABLE "{STATE_COUNTER_TABLE}" '
                 '("state" VARCHAR(16) NOT NULL PRIMARY KEY, "n" INTEGER NOT NULL)',
-                f'INSERT INTO "{COUNTER_TABLE}" ("state", "n") '
+                f'INSERT INTO "{STATE_COUNTER_TABLE}" ("state", "n") '
                 'SELECT "state", COUNT(*) FROM "job" GROUP BY "state"',
-                f'INSERT OR IGNORE INTO "{COUNTER_TABLE}" ("state", "n") VALUES {states}',
+                f'INSERT OR IGNORE INTO "{STATE_COUNTER_TABLE}" ("state", "n") VALUES {states}',
                 f'CREATE TRIGGER "job_count_insert" AFTER INSERT ON "job" BEGIN {bump} END',
                 f'CREATE TRIGGER "job_count_delete" AFTER DELETE ON "job" BEGIN {drop} END',
                 'CREATE TRIGGER "job_count_update" AFTER UPDATE OF "state" ON "job" '
@@ -654,7 +659,8 @@ def postgres_state_triggers(db: peewee.Database, history: bool = True) -> list[R
 # complete-and-claim (one a job) no longer looks for dependents and limits itself. Its tables are
 # named with their schema (the one the function is made in), in place of the search path it set.
 _PG_TABLES = (
-    "job", "job_dep", "job_event", COUNTER_TABLE, COUNTER_CHANGES, "run_total", "config",
+    "job", "job_dep", "job_event", COUNTER_TABLE, STATE_COUNTER_TABLE, COUNTER_CHANGES,
+    "run_total", "config",
     "hook_delivery", "queue_setting",
 )  # fmt: skip
 
@@ -688,7 +694,8 @@ def _pg_state_function(db: peewee.Database, history: bool = True) -> str:
     key, old, new = ('"queue", "state"', 'OLD."queue", OLD."state"', 'NEW."queue", NEW."state"') \
         if by_queue else ('"state"', 'OLD."state"', 'NEW."state"')  # fmt: skip
     count = (
-        f'INSERT INTO "{COUNTER_TABLE}" AS c ({key}, "shard", "n") '
+        f'INSERT INTO "{COUNTER_TABLE if by_queue else STATE_COUNTER_TABLE}" AS c '
+        f'({key}, "shard", "n") '
         f"VALUES ({old}, pg_backend_pid(), -1), ({new}, pg_backend_pid(), 1) "
         f'ON CONFLICT ({key}, "shard") DO UPDATE SET "n" = c."n" + EXCLUDED."n"'
     )
@@ -888,7 +895,8 @@ def sqlite_triggers_of_10(db: peewee.Database, history: bool = True) -> list[Run
             bump, drop = _sqlite_counted(by_queue)
             return drop if row == "OLD" else bump
         # every state has its row (made below)
-        return f'UPDATE "{COUNTER_TABLE}" SET "n" = "n" {step} WHERE "state" = {row}."state";'
+        return (f'UPDATE "{STATE_COUNTER_TABLE}" SET "n" = "n" {step} '
+                f'WHERE "state" = {row}."state";')  # fmt: skip
 
     dependents = 'SELECT "job_seq" FROM "job_dep" WHERE "dep_seq" = NEW."seq"'
     completed_history = (
@@ -917,7 +925,8 @@ def sqlite_triggers_of_10(db: peewee.Database, history: bool = True) -> list[Run
             [
                 *(f'DROP TRIGGER IF EXISTS "{name}"' for name in SQLITE_STATE_TRIGGERS),
                 *([] if by_queue else
-                  [f'INSERT OR IGNORE INTO "{COUNTER_TABLE}" ("state", "n") VALUES {states}']),
+                  [f'INSERT OR IGNORE INTO "{STATE_COUNTER_TABLE}" ("state", "n") '
+                   f"VALUES {states}"]),
                 create.format(name="job_state_changed", body=" ".join(other),
                               when=f'OLD."state" IS NOT NEW."state" AND NOT ({claim}) '
                               f"AND NOT ({run_completed})"),
@@ -1142,10 +1151,10 @@ def sqlite_counters_without_rowid(db: peewee.Database) -> list[RunSql]:
     name the new table once it has that name). Done once: a table without rowid is left alone."""
     if not isinstance(db, peewee.SqliteDatabase):
         return []
-    made = _sqlite_definition(db, "table", COUNTER_TABLE)
+    made = _sqlite_definition(db, "table", STATE_COUNTER_TABLE)
     if made is None or "WITHOUT ROWID" in made.upper():
         return []
-    made = f"{COUNTER_TABLE}_12"
+    made = f"{STATE_COUNTER_TABLE}_12"
     return [
         RunSql(
             db,
@@ -1153,10 +1162,11 @@ def sqlite_counters_without_rowid(db: peewee.Database) -> list[RunSql]:
                 f'DROP TABLE IF EXISTS "{made}"',
                 f'CREATE TABLE "{made}" ("state" VARCHAR(16) NOT NULL PRIMARY KEY, '
                 '"n" INTEGER NOT NULL) WITHOUT ROWID',
-                f'INSERT INTO "{made}" ("state", "n") SELECT "state", "n" FROM "{COUNTER_TABLE}"',
+                f'INSERT INTO "{made}" ("state", "n") '
+                f'SELECT "state", "n" FROM "{STATE_COUNTER_TABLE}"',
                 "PRAGMA legacy_alter_table = ON",
-                f'DROP TABLE "{COUNTER_TABLE}"',
-                f'ALTER TABLE "{made}" RENAME TO "{COUNTER_TABLE}"',
+                f'DROP TABLE "{STATE_COUNTER_TABLE}"',
+                f'ALTER TABLE "{made}" RENAME TO "{STATE_COUNTER_TABLE}"',
                 "PRAGMA legacy_alter_table = OFF",
             ],
         )
@@ -1339,18 +1349,15 @@ def counters_by_queue(db: peewee.Database) -> list[object]:
     statement that writes it made again for it. Running it again is harmless."""
     counted = 'SELECT "queue", "state", {shard}COUNT(*) FROM "job" GROUP BY "queue", "state"'
     if isinstance(db, peewee.SqliteDatabase):
-        made = f"{COUNTER_TABLE}_18"
         bump, drop = _sqlite_counted(by_queue=True)
         table = [
-            f'DROP TABLE IF EXISTS "{made}"',
-            f'CREATE TABLE "{made}" ("queue" VARCHAR(64) NOT NULL, "state" VARCHAR(16) NOT NULL, '
-            '"n" INTEGER NOT NULL, PRIMARY KEY ("queue", "state")) WITHOUT ROWID',
-            f'INSERT INTO "{made}" ("queue", "state", "n") {counted.format(shard="")}',
-            # (see sqlite_counters_without_rowid: the triggers are made again below)
-            "PRAGMA legacy_alter_table = ON",
-            f'DROP TABLE "{COUNTER_TABLE}"',
-            f'ALTER TABLE "{made}" RENAME TO "{COUNTER_TABLE}"',
-            "PRAGMA legacy_alter_table = OFF",
+            f'DROP TABLE IF EXISTS "{COUNTER_TABLE}"',
+            f'CREATE TABLE "{COUNTER_TABLE}" ("queue" VARCHAR(64) NOT NULL, '
+            '"state" VARCHAR(16) NOT NULL, "n" INTEGER NOT NULL, PRIMARY KEY ("queue", "state")) '
+            "WITHOUT ROWID",
+            f'INSERT INTO "{COUNTER_TABLE}" ("queue", "state", "n") {counted.format(shard="")}',
+            # (the triggers that wrote it are made again below, for the new one)
+            f'DROP TABLE IF EXISTS "{STATE_COUNTER_TABLE}"',
             'DROP TRIGGER IF EXISTS "job_count_delete"',
             f'CREATE TRIGGER "job_count_delete" AFTER DELETE ON "job" BEGIN {drop} END',
             *_requeue_trigger(db),
@@ -1360,6 +1367,7 @@ def counters_by_queue(db: peewee.Database) -> list[object]:
         # No job may change between the count and the triggers.
         'LOCK TABLE "job" IN SHARE ROW EXCLUSIVE MODE',
         f'DROP TABLE IF EXISTS "{COUNTER_CHANGES}"',
+        f'DROP TABLE IF EXISTS "{STATE_COUNTER_TABLE}"',
         f'DROP TABLE IF EXISTS "{COUNTER_TABLE}"',
         f'CREATE TABLE "{COUNTER_TABLE}" ("queue" VARCHAR(64) NOT NULL, '
         '"state" VARCHAR(16) NOT NULL, "shard" INTEGER NOT NULL, "n" BIGINT NOT NULL, '

@@ -339,7 +339,7 @@ def build(path: str, now: float, old: dict[str, int], recent: dict[str, int]) ->
                 flush()
         flush()
         connection.execute(  # per queue and state (schema 18)
-            'INSERT INTO "job_count" ("queue", "state", "n") SELECT "queue", "state", COUNT(*) '
+            'INSERT INTO "job_count_by_queue" ("queue", "state", "n") SELECT "queue", "state", COUNT(*) '
             'FROM "job" WHERE true GROUP BY "queue", "state" '
             'ON CONFLICT ("queue", "state") DO UPDATE SET "n" = excluded."n"'
         )

@@ -259,7 +259,7 @@ def build(path: str, mix: dict[str, int], now: float | None = None) -> None:
         # Queue.enqueue_many counts what it inserts (schema 4); rows inserted by hand are
         # counted here, once.
         connection.execute(  # per queue and state (schema 18)
-            'INSERT INTO "job_count" ("queue", "state", "n") SELECT "queue", "state", COUNT(*) '
+            'INSERT INTO "job_count_by_queue" ("queue", "state", "n") SELECT "queue", "state", COUNT(*) '
             'FROM "job" WHERE true GROUP BY "queue", "state" '
             'ON CONFLICT ("queue", "state") DO UPDATE SET "n" = excluded."n"'
         )
@@ -588,7 +588,7 @@ PURGE_WINDOW_S = 480.0
 def _completed(path: str) -> int:
     connection = sqlite3.connect(path)
     try:
-        query = "SELECT SUM(\"n\") FROM \"job_count\" WHERE \"state\" = 'completed'"
+        query = "SELECT SUM(\"n\") FROM \"job_count_by_queue\" WHERE \"state\" = 'completed'"
         return int(connection.execute(query).fetchone()[0])
     finally:
         connection.close()

@@ -130,7 +130,7 @@ def completed(db: str) -> int:
     connection = sqlite3.connect(db)
     try:
         return int(connection.execute(
-            "SELECT SUM(\"n\") FROM \"job_count\" WHERE \"state\" = 'completed'"
+            "SELECT SUM(\"n\") FROM \"job_count_by_queue\" WHERE \"state\" = 'completed'"
         ).fetchone()[0])  # fmt: skip
     finally:
         connection.close()

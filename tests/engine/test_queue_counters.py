@@ -102,20 +102,20 @@ def back_to_schema_17(q: Queue) -> None:
     db = q.db
     states = 'SELECT "state", COUNT(*) FROM "job" GROUP BY "state"'
     with q._write():
+        db.execute_sql(f'DROP TABLE "{schema.COUNTER_TABLE}"')
         if q.is_sqlite:
-            db.execute_sql(f'DROP TABLE "{schema.COUNTER_TABLE}"')
-            db.execute_sql(f'CREATE TABLE "{schema.COUNTER_TABLE}" ("state" VARCHAR(16) NOT NULL '
-                           'PRIMARY KEY, "n" INTEGER NOT NULL) WITHOUT ROWID')  # fmt: skip
-            db.execute_sql(f'INSERT INTO "{schema.COUNTER_TABLE}" {states}')
+            db.execute_sql(f'CREATE TABLE "{schema.STATE_COUNTER_TABLE}" ("state" VARCHAR(16) '
+                           'NOT NULL PRIMARY KEY, "n" INTEGER NOT NULL) WITHOUT ROWID')  # fmt: skip
+            db.execute_sql(f'INSERT INTO "{schema.STATE_COUNTER_TABLE}" {states}')
             db.execute_sql(f'DROP TRIGGER "{schema.REQUEUE_TRIGGER}"')
         else:
-            db.execute_sql(f'DROP TABLE "{schema.COUNTER_TABLE}", "{schema.COUNTER_CHANGES}"')
-            db.execute_sql(f'CREATE TABLE "{schema.COUNTER_TABLE}" ("state" VARCHAR(16) NOT NULL, '
-                           '"shard" INTEGER NOT NULL, "n" BIGINT NOT NULL, '
+            db.execute_sql(f'DROP TABLE "{schema.COUNTER_CHANGES}"')
+            db.execute_sql(f'CREATE TABLE "{schema.STATE_COUNTER_TABLE}" ("state" VARCHAR(16) '
+                           'NOT NULL, "shard" INTEGER NOT NULL, "n" BIGINT NOT NULL, '
                            'PRIMARY KEY ("state", "shard"))')  # fmt: skip
             db.execute_sql(
-                f'INSERT INTO "{schema.COUNTER_TABLE}" SELECT "state", 0, COUNT(*) FROM "job" '
-                'GROUP BY "state"'
+                f'INSERT INTO "{schema.STATE_COUNTER_TABLE}" SELECT "state", 0, COUNT(*) '
+                'FROM "job" GROUP BY "state"'
             )
             db.execute_sql(f'CREATE TABLE "{schema.COUNTER_CHANGES}" '
                            '("state" VARCHAR(16) NOT NULL, "n" INTEGER NOT NULL)')  # fmt: skip
@@ -177,13 +177,34 @@ def test_postgresql_counts_per_queue_hold_across_connections_and_their_fold(pg_t
         assert counted(first) == exact(first)
         # Rows of connections long gone, and many changes, are folded into shard 0.
         first.db.execute_sql(
-            'INSERT INTO "job_count" ("queue", "state", "shard", "n") '
+            'INSERT INTO "job_count_by_queue" ("queue", "state", "shard", "n") '
             "SELECT 'q2', 'pending', -g, 0 FROM generate_series(1, 150) AS g"
         )
         assert counted(first) == exact(first)
-        rows = first.db.execute_sql('SELECT COUNT(*) FROM "job_count"').fetchone()[0]
+        rows = first.db.execute_sql('SELECT COUNT(*) FROM "job_count_by_queue"').fetchone()[0]
         assert rows < 20
         assert counted(first) == exact(first)
     finally:
         for q in queues:
             q.close()
+
+
+def test_the_per_state_counters_are_gone_so_an_older_writer_fails_instead_of_miscounting(target):
+    """QA: a process of the last release still running as the file was upgraded counted each job
+    it enqueued into the pending count of every queue (its `UPDATE job_count ... WHERE state =
+    'pending'` matched one row a queue), for good. Its statement now finds no such table: its
+    enqueue fails (nothing is inserted), and the counts stay exact."""
+    import peewee
+
+    q = Queue(target)
+    try:
+        q.enqueue_many([JobSpec(command="true", queue=name) for name in ("a", "b")])
+        with pytest.raises((peewee.OperationalError, peewee.ProgrammingError)):
+            q.db.execute_sql('UPDATE "job_count" SET "n" = "n" + 1 WHERE "state" = \'pending\'')
+    finally:
+        q.close()
+    q = Queue(target)
+    try:
+        assert counted(q) == exact(q) == {("a", "pending"): 1, ("b", "pending"): 1}
+    finally:
+        q.close()

@@ -231,7 +231,7 @@ def test_a_postgresql_version_2_schema_upgrades_keeping_every_job(pg_target):
         "DROP TRIGGER job_count_insert ON job",
         "DROP TRIGGER job_count_delete ON job",
         "DROP TRIGGER job_count_update ON job",
-        "DROP TABLE job_count",
+        "DROP TABLE job_count_by_queue",  # (schema 18's, in place of schema 3's job_count)
         "DROP FUNCTION job_count_inserted, job_count_deleted, job_count_row",
         "UPDATE queuectl_schema SET value = '2' WHERE key = 'version'",
     ):
@@ -263,12 +263,12 @@ def test_the_tuis_read_only_snapshot_leaves_the_folding_until_after_it(pg_target
     try:
         queue.enqueue("true")
         queue.db.execute_sql(
-            "INSERT INTO job_count (queue, state, shard, n) SELECT 'default', 'pending', -g, 0 "
+            "INSERT INTO job_count_by_queue (queue, state, shard, n) SELECT 'default', 'pending', -g, 0 "
             "FROM generate_series(1, 150) AS g"
         )
         snapshot = load_snapshot(queue)
         assert snapshot.counts["pending"] == 1 and snapshot.panes["waiting"]
-        assert queue.db.execute_sql("SELECT COUNT(*) FROM job_count").fetchone()[0] < 20
+        assert queue.db.execute_sql("SELECT COUNT(*) FROM job_count_by_queue").fetchone()[0] < 20
         assert queue.counts() == pg_counted(queue)
     finally:
         queue.close()
@@ -288,11 +288,11 @@ def test_postgresql_counts_survive_many_connections_and_folding(pg_target):
         }  # fmt: skip
         # Shards of connections long gone (pids no backend has) are folded into shard 0.
         first.db.execute_sql(
-            "INSERT INTO job_count (queue, state, shard, n) SELECT 'default', 'pending', -g, 0 "
+            "INSERT INTO job_count_by_queue (queue, state, shard, n) SELECT 'default', 'pending', -g, 0 "
             "FROM generate_series(1, 150) AS g"
         )
         assert first.counts() == pg_counted(first)
-        left = first.db.execute_sql("SELECT COUNT(*) FROM job_count").fetchone()[0]
+        left = first.db.execute_sql("SELECT COUNT(*) FROM job_count_by_queue").fetchone()[0]
         assert left < 20
         assert first.counts() == pg_counted(first)
     finally:

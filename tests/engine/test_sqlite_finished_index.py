@@ -19,11 +19,14 @@ FAILED = RunResult(1, "exit code 1", "")
 WHOLE = 'CREATE INDEX "job_state_finished" ON "job" ("state", "finished_at")'
 
 
-COUNTER_SQL = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'job_count'"
+# The counters' table (schema 18's, per queue: made WITHOUT ROWID too), and schema 12's.
+COUNTER_SQL = ("SELECT sql FROM sqlite_master WHERE type = 'table' "
+               f"AND name = '{schema.COUNTER_TABLE}'")  # fmt: skip
+STATE_COUNTER_SQL = COUNTER_SQL.replace(schema.COUNTER_TABLE, schema.STATE_COUNTER_TABLE)
 
 
 def counter_sql(connection: sqlite3.Connection) -> str:
-    return connection.execute(COUNTER_SQL).fetchone()[0]
+    return connection.execute(STATE_COUNTER_SQL).fetchone()[0]
 
 
 def rows_counted(queue: Queue) -> dict[str, int]:
@@ -131,11 +134,11 @@ def test_a_schema_11_file_upgrades_to_the_partial_index(tmp_path):
     old = sqlite3.connect(path)  # the index and version as schema 11 left them
     old.executescript(
         f'DROP INDEX "job_state_finished"; {WHOLE}; '
-        # the counters' table as a rowid table, its rows kept
-        'CREATE TABLE "c11" ("state" VARCHAR(16) NOT NULL PRIMARY KEY, "n" INTEGER NOT NULL); '
-        'INSERT INTO "c11" SELECT "state", "n" FROM "job_count"; '
-        'PRAGMA legacy_alter_table = ON; DROP TABLE "job_count"; '
-        'ALTER TABLE "c11" RENAME TO "job_count"; PRAGMA legacy_alter_table = OFF; '
+        # the counters' table as schema 11 had it: per state, a rowid table
+        'CREATE TABLE "job_count" ("state" VARCHAR(16) NOT NULL PRIMARY KEY, '
+        '"n" INTEGER NOT NULL); '
+        'INSERT INTO "job_count" SELECT "state", COUNT(*) FROM "job" GROUP BY "state"; '
+        f'DROP TABLE "{schema.COUNTER_TABLE}"; '
         "UPDATE queuectl_schema SET value = '11' WHERE key = 'version';"
     )
     assert "WITHOUT ROWID" not in counter_sql(old := sqlite3.connect(path))
