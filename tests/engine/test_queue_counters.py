@@ -208,3 +208,30 @@ def test_the_per_state_counters_are_gone_so_an_older_writer_fails_instead_of_mis
         assert counted(q) == exact(q) == {("a", "pending"): 1, ("b", "pending"): 1}
     finally:
         q.close()
+
+
+def test_a_database_of_schema_18s_first_commits_is_made_again_under_the_tables_name(target):
+    """Schema 18's first commits kept the counters per queue under the old name (job_count): a
+    database of theirs says 18. Schema 19 makes the table again under its own name."""
+    q = Queue(target)
+    try:
+        q.enqueue_many([JobSpec(command="true", queue=name) for name in ("a", "b", "b")])
+        with q._write():
+            q.db.execute_sql(f'ALTER TABLE "{schema.COUNTER_TABLE}" '
+                             f'RENAME TO "{schema.STATE_COUNTER_TABLE}"')  # fmt: skip
+            q.db.execute_sql("UPDATE \"queuectl_schema\" SET \"value\" = '18' "
+                             "WHERE \"key\" = 'version'")  # fmt: skip
+    finally:
+        q.close()
+    upgraded = Queue(target)
+    try:
+        assert schema.read_version(upgraded.db) == schema.SCHEMA_VERSION >= 19
+        assert schema.counted_by_queue(upgraded.db)
+        assert not upgraded.db.get_columns(schema.STATE_COUNTER_TABLE)
+        worker = upgraded.register_worker(1)
+        upgraded.finish(upgraded.claim(worker), OK, worker)
+        upgraded.edit(upgraded.enqueue(JobSpec(command="true", queue="a")).id, {"queue": "c"})
+        assert counted(upgraded) == exact(upgraded)
+        assert upgraded.queue_counts("b")["pending"] + upgraded.queue_counts("a")["pending"] == 2
+    finally:
+        upgraded.close()
