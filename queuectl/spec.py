@@ -128,7 +128,8 @@ def _check_startable(command: str) -> None:
     # every run). The environment is this process's: a worker's is much the same.
     pointer = 8
     room = os.sysconf("SC_ARG_MAX")
-    needed = size + len(words) * (1 + pointer) + sum(
+    needed = sum(len(word.encode("utf-8", "surrogateescape")) + 1 + pointer for word in words)
+    needed += sum(
         len(os.fsencode(key)) + len(os.fsencode(value)) + 2 + pointer
         for key, value in os.environ.items()
     )  # fmt: skip

@@ -274,22 +274,27 @@ def clean(text: object, *, one_line: bool = False) -> str:
 # -- tables ----------------------------------------------------------------------------------
 
 
-TABLE_PAGE = 1000  # rows formatted and printed at a time by print_table
+TABLE_PAGE = 5000  # rows formatted and printed at a time by print_table
 
 
-def print_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> int:
+def print_table(
+    headers: Sequence[str], rows: Iterable[Sequence[str]], widths: Sequence[int] = ()
+) -> int:
     """Left-aligned columns, in terminal cells (wide characters take two); the last one (free
     text) is cut to the terminal's width when stdout is a terminal, and left whole for
     pipes. Rows are taken and printed TABLE_PAGE at a time, each column as wide as its widest
-    cell so far (a later, wider cell widens it from its page on): a listing of any length in
-    bounded memory, its first lines at once (QA: `list` of a million jobs held 2.4 GB, and
-    `list | head -2` waited 69 s). Returns the rows printed."""
+    cell so far, and at least ``widths`` (what the caller knows of later pages): a listing of
+    any length in bounded memory, its first lines at once (QA: `list` of a million jobs held
+    2.4 GB, and `list | head -2` waited 69 s). A listing of one page is aligned as a whole; in
+    a longer one a later, wider cell widens its column from its page on. Returns the rows
+    printed."""
     import itertools
     import shutil
 
     from ..text import cells, fit
 
-    widths = [len(h) for h in headers]
+    widths = [max(len(h), given) for h, given in itertools.zip_longest(headers, widths,
+                                                                       fillvalue=0)]
     pending, printed = iter(rows), 0
     page: list[list[str]] = [list(headers)]
     while True:

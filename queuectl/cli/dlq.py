@@ -7,7 +7,7 @@ import click
 from ..states import State
 from .common import TABLE_PAGE, Settings, WholeNumber, json_option, pass_settings, print_json
 from .common import print_json_array
-from .jobs import complete_ids, named_queues_hold, print_jobs
+from .jobs import complete_ids, print_jobs, widths_beyond
 
 
 @click.group(no_args_is_help=False)  # no command: "Error: Missing command." (SPEC 4)
@@ -28,7 +28,7 @@ def list_dead(settings: Settings, limit: int | None, as_json: bool) -> None:
     printed = print_jobs(
         workflows.each_job(State.DEAD, limit, with_output=False, page=TABLE_PAGE),
         with_state=False, with_error=True,
-        with_queue=named_queues_hold(settings, (State.DEAD,), None),
+        beyond=lambda: widths_beyond(settings, (State.DEAD,), None),
     )  # fmt: skip
     if not printed and limit != 0:  # `--limit 0` asked for none: not a claim that there are none
         click.echo("the DLQ is empty", err=True)

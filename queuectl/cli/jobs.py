@@ -6,7 +6,7 @@ import codecs
 import itertools
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -314,38 +314,38 @@ def print_jobs(
     jobs: Iterable[Job],
     *,
     with_state: bool = True,
-    with_queue: bool | None = None,
     with_error: bool = False,
     held: Mapping[str, str] = _NONE_HELD,
+    beyond: Callable[[], Mapping[str, int]] | None = None,
 ) -> int:
     """The jobs as a table, read as they are printed (see print_table); how many. Nothing for
-    none. ``with_queue``: the QUEUE column (None: if any of ``jobs``, then a list, has a named
-    queue)."""
+    none. Where they fill more than a page, ``beyond`` says the widths that columns (STATE,
+    QUEUE) will need in the pages to come, so they are aligned from the first line; QUEUE
+    (0: none) is there if any job listed has a named queue."""
     pending = iter(jobs)
-    first = next(pending, None)
-    if first is None:
+    first = list(itertools.islice(pending, TABLE_PAGE))
+    if not first:
         return 0
-    if with_queue is None:
-        jobs = [first, *pending]
-        with_queue, pending = _named_queues(jobs), iter(jobs)
-    else:
-        pending = itertools.chain([first], pending)
+    known = dict(beyond()) if beyond is not None and len(first) == TABLE_PAGE else {}
+    with_queue = _named_queues(first) or known.get("QUEUE", 0) > 0
     headers = ["ID"] + (["STATE"] if with_state else []) + (["QUEUE"] if with_queue else [])
     headers += ["ATTEMPTS", "PRI", "WHEN"]
     headers += (["ERROR"] if with_error else []) + ["COMMAND"]
-    return print_table(headers, job_rows(pending, with_state=with_state, with_queue=with_queue,
-                                         with_error=with_error, held=held))  # fmt: skip
+    rows = job_rows(itertools.chain(first, pending), with_state=with_state,
+                    with_queue=with_queue, with_error=with_error, held=held)  # fmt: skip
+    return print_table(headers, rows, [known.get(header, 0) for header in headers])
 
 
-def named_queues_hold(settings: Settings, states: Iterable[str], queue: str | None) -> bool:
-    """Whether a listing of ``states`` (none: every state) of ``queue`` shows the QUEUE column:
-    some such job is in a named queue, as the counters say (one read of a few rows: the jobs
-    are printed as they are read, after it)."""
-    if queue is not None:
-        return queue != DEFAULT_QUEUE
+def widths_beyond(settings: Settings, states: Iterable[str], queue: str | None) -> dict[str, int]:
+    """The widths a listing of ``states`` (none: every state) of ``queue`` needs past its first
+    page, as the counters say (a read of a few rows): STATE, the longest of those states; QUEUE,
+    the longest named queue with such jobs (0: none)."""
     wanted = set(states) or set(STATES)
-    return any(name != DEFAULT_QUEUE and state in wanted and count > 0
-               for (name, state), count in settings.workflows.counts_by_queue().items())
+    named = [name for (name, state), count in settings.workflows.counts_by_queue().items()
+             if state in wanted and count > 0 and name != DEFAULT_QUEUE
+             and (queue is None or name == queue)]  # fmt: skip
+    widest = max(map(len, named), default=0)
+    return {"STATE": max(map(len, wanted)), "QUEUE": max(widest, len(DEFAULT_QUEUE)) if named else 0}
 
 
 @click.command("list")
@@ -382,8 +382,8 @@ def list_jobs(
     waiting = not state or any(name in CLAIMABLE for name in state)
     printed = print_jobs(
         workflows.each_job(state, limit, with_output=False, queue=queue, page=TABLE_PAGE),
-        with_queue=named_queues_hold(settings, state, queue),
         held=workflows.held_queues() if waiting else _NONE_HELD,
+        beyond=lambda: widths_beyond(settings, state, queue),
     )
     if not printed and limit != 0:  # `--limit 0` asked for none: not a claim that there are none
         what = " ".join(word for word in (" or ".join(state), "jobs") if word)

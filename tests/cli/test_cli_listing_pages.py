@@ -31,6 +31,10 @@ def test_a_reader_that_stops_early_stops_the_reading(db, monkeypatch):
         return jobs
 
     monkeypatch.setattr(Workflows, "list_jobs", counted)
+    monkeypatch.setattr(common, "TABLE_PAGE", 1000)
+    from queuectl.cli import jobs as jobs_cli
+
+    monkeypatch.setattr(jobs_cli, "TABLE_PAGE", 1000)
     lines: list[str] = []
 
     def echo(text: str = "", **kwargs) -> None:  # noqa: ANN003
@@ -44,6 +48,45 @@ def test_a_reader_that_stops_early_stops_the_reading(db, monkeypatch):
     assert lines[1].split()[:3] == ["a-much-longer-id-than-the-rest", "pending", "alpha"]
     assert sum(read) == common.TABLE_PAGE, "one page read, not the 2,501 jobs"
     assert result.exit_code == 1  # (click: a reader that closed the pipe, as `| head` does)
+
+
+def test_the_pages_after_the_first_keep_its_columns(tmp_path, monkeypatch):
+    """QA: past the first page, STATE widened (its first page all `pending`, then `completed`)
+    and every column after it moved right. Where a listing fills more than a page, the widths
+    that the states and queues listed need are known from the start (the counters)."""
+    from queuectl.cli import jobs as jobs_cli
+    from queuectl.executor import RunResult
+
+    for module in (common, jobs_cli):
+        monkeypatch.setattr(module, "TABLE_PAGE", 3)
+    path = str(tmp_path / "q.db")
+    queue = Queue(path)
+    queue.enqueue_many([JobSpec(command="true", queue="a-long-queue-name")] * 4)
+    worker = queue.register_worker(1)
+    while (job := queue.claim(worker)) is not None:
+        queue.finish(job, RunResult(0, None, ""), worker)
+    queue.enqueue_many([JobSpec(command="true", delay=3600)] * 4)
+    queue.close()
+    result = CliRunner().invoke(cli, ["--db", path, "list"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 1 + 8
+    at = lines[0].index("ATTEMPTS")  # every row's ATTEMPTS (and all before it) in place
+    assert all(line[at - 1] == " " and line[at:].split()[0] == line.split()[3]
+               for line in lines[1:]), lines  # fmt: skip
+    assert [line.split()[1] for line in lines[1:]] == ["pending"] * 4 + ["completed"] * 4
+
+
+def test_a_listing_of_one_page_shows_queue_only_for_a_named_queue_among_its_rows(db):
+    """QA: the QUEUE column came for a named queue's jobs that the listing did not show."""
+    with_alpha = CliRunner().invoke(cli, ["--db", db, "list", "--limit", "1"])
+    assert with_alpha.output.split()[2] == "QUEUE"  # (the newest job is alpha's)
+    queue = Queue(db)
+    queue.enqueue(JobSpec(command="true", id="newest"))
+    queue.close()
+    newest = CliRunner().invoke(cli, ["--db", db, "list", "--limit", "1"])
+    assert newest.output.splitlines()[0].split() == ["ID", "STATE", "ATTEMPTS", "PRI", "WHEN",
+                                                     "COMMAND"]  # fmt: skip
 
 
 def test_every_job_is_listed_once_the_columns_as_wide_as_their_page_needs(db, monkeypatch):
