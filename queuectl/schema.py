@@ -1343,10 +1343,11 @@ def _requeue_trigger(db: peewee.Database) -> list[str]:
     ]
 
 
-def counters_by_queue(db: peewee.Database) -> list[object]:
+def counters_by_queue(db: peewee.Database, fill: bool = True) -> list[object]:
     """Schema 18: the counters' table made again, keyed by queue and state, filled by counting
     the jobs (one pass; whatever the older table held, the rows are the truth), and every
-    statement that writes it made again for it. Running it again is harmless."""
+    statement that writes it made again for it. Running it again is harmless. ``fill`` False:
+    a new database's (no job to count, no older table or trigger to replace)."""
     counted = 'SELECT "queue", "state", {shard}COUNT(*) FROM "job" GROUP BY "queue", "state"'
     if isinstance(db, peewee.SqliteDatabase):
         bump, drop = _sqlite_counted(by_queue=True)
@@ -1355,14 +1356,15 @@ def counters_by_queue(db: peewee.Database) -> list[object]:
             f'CREATE TABLE "{COUNTER_TABLE}" ("queue" VARCHAR(64) NOT NULL, '
             '"state" VARCHAR(16) NOT NULL, "n" INTEGER NOT NULL, PRIMARY KEY ("queue", "state")) '
             "WITHOUT ROWID",
-            f'INSERT INTO "{COUNTER_TABLE}" ("queue", "state", "n") {counted.format(shard="")}',
+            *([f'INSERT INTO "{COUNTER_TABLE}" ("queue", "state", "n") '
+               f'{counted.format(shard="")}'] if fill else []),
             # (the triggers that wrote it are made again below, for the new one)
             f'DROP TABLE IF EXISTS "{STATE_COUNTER_TABLE}"',
             'DROP TRIGGER IF EXISTS "job_count_delete"',
             f'CREATE TRIGGER "job_count_delete" AFTER DELETE ON "job" BEGIN {drop} END',
             *_requeue_trigger(db),
         ]
-        return [RunSql(db, table), Then(lambda: sqlite_triggers(db))]
+        return [RunSql(db, table), *([Then(lambda: sqlite_triggers(db))] if fill else [])]
     table = [
         # No job may change between the count and the triggers.
         'LOCK TABLE "job" IN SHARE ROW EXCLUSIVE MODE',
@@ -1372,14 +1374,21 @@ def counters_by_queue(db: peewee.Database) -> list[object]:
         f'CREATE TABLE "{COUNTER_TABLE}" ("queue" VARCHAR(64) NOT NULL, '
         '"state" VARCHAR(16) NOT NULL, "shard" INTEGER NOT NULL, "n" BIGINT NOT NULL, '
         'PRIMARY KEY ("queue", "state", "shard"))',
-        f'INSERT INTO "{COUNTER_TABLE}" ("queue", "state", "shard", "n") '
-        f'{counted.format(shard="0, ")}',
+        *([f'INSERT INTO "{COUNTER_TABLE}" ("queue", "state", "shard", "n") '
+           f'{counted.format(shard="0, ")}'] if fill else []),
         f'CREATE TABLE "{COUNTER_CHANGES}" ("queue" VARCHAR(64) NOT NULL, '
         '"state" VARCHAR(16) NOT NULL, "n" INTEGER NOT NULL)',
         *_pg_counter_functions(by_queue=True),
+        *([] if fill else [  # (an older database has them: schema 3's, their functions replaced)
+            'CREATE TRIGGER "job_count_insert" AFTER INSERT ON "job" REFERENCING NEW TABLE '
+            'AS "new_rows" FOR EACH STATEMENT EXECUTE FUNCTION "job_count_inserted"()',
+            'CREATE TRIGGER "job_count_delete" AFTER DELETE ON "job" REFERENCING OLD TABLE '
+            'AS "old_rows" FOR EACH STATEMENT EXECUTE FUNCTION "job_count_deleted"()',
+        ]),
         *_requeue_trigger(db),
     ]
-    return [RunSql(db, table), Then(lambda: [RunSql(db, [_pg_state_function(db)])])]
+    return [RunSql(db, table),
+            *([Then(lambda: [RunSql(db, [_pg_state_function(db)])])] if fill else [])]  # fmt: skip
 
 
 # MIGRATIONS[n] lists the operations that take a version n-1 database to version n. Each entry
@@ -1447,17 +1456,15 @@ def ensure(
                     f"{', '.join(sorted(foreign)[:3])})"
                 )
             db.create_tables(models.all, safe=True)
+            # The counters first, as schema 18 makes them: the triggers are made for them.
+            for operation in counters_by_queue(db, fill=False):
+                operation.run()  # type: ignore[attr-defined]
             for operation in (
-                job_counters(db) + postgres_count_changes(db) + workflow_triggers(db)
-                + history_triggers(db)
+                workflow_triggers(db) + history_triggers(db)
                 + sqlite_triggers(db) + sqlite_finished_index(db) + postgres_due_index(db)
                 + sqlite_stats_minutes(db)
             ):
                 operation.run()
-            for operation in sqlite_counters_without_rowid(db):  # the counters' table made above
-                operation.run()
-            for operation in counters_by_queue(db):  # ... and made again per queue (schema 18)
-                operation.run()  # type: ignore[attr-defined]
             _set_version(models, SCHEMA_VERSION)
             return
         if version > SCHEMA_VERSION:
