@@ -274,7 +274,7 @@ def clean(text: object, *, one_line: bool = False) -> str:
 # -- tables ----------------------------------------------------------------------------------
 
 
-TABLE_PAGE = 5000  # rows formatted and printed at a time by print_table
+TABLE_PAGE = 1000  # rows formatted and printed at a time by print_table
 
 
 def print_table(

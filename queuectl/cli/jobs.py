@@ -339,13 +339,15 @@ def print_jobs(
 def widths_beyond(settings: Settings, states: Iterable[str], queue: str | None) -> dict[str, int]:
     """The widths a listing of ``states`` (none: every state) of ``queue`` needs past its first
     page, as the counters say (a read of a few rows): STATE, the longest of those states; QUEUE,
-    the longest named queue with such jobs (0: none)."""
+    the longest named queue with such jobs (0: none); WHEN, the longest of its times
+    (`started 119s ago`: what waits for other jobs may be longer)."""
     wanted = set(states) or set(STATES)
     named = [name for (name, state), count in settings.workflows.counts_by_queue().items()
              if state in wanted and count > 0 and name != DEFAULT_QUEUE
              and (queue is None or name == queue)]  # fmt: skip
     widest = max(map(len, named), default=0)
-    return {"STATE": max(map(len, wanted)), "QUEUE": max(widest, len(DEFAULT_QUEUE)) if named else 0}
+    return {"STATE": max(map(len, wanted)), "WHEN": len("started 119s ago"),
+            "QUEUE": max(widest, len(DEFAULT_QUEUE)) if named else 0}
 
 
 @click.command("list")
