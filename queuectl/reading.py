@@ -13,7 +13,7 @@ from .errors import QueueError
 from .models import READY, STATES, WAITING_ON_DEPENDENCY, Job, State
 from .states import check_state  # noqa: F401  (here since the CLI checks states without peewee)
 
-# PostgreSQL counts per connection (schema.postgres_job_counters), and the rarer changes in rows
+# PostgreSQL counts per connection (schema.counters_by_queue), and the rarer changes in rows
 # of their own (schema.COUNTER_CHANGES); once there are this many rows more than one for each
 # queue's state, those of connections that are gone, and the changes' rows, are folded into
 # shard 0, keeping the sum. (A change's rows not yet committed are not seen by the fold's DELETE:
@@ -100,7 +100,7 @@ class Reading(QueueCore):
         return buckets
 
     def counts(self, fold: bool = True) -> dict[str, int]:
-        """Jobs per state. Kept exact by triggers (schema.job_counters): a few rows are read,
+        """Jobs per state. Kept exact by triggers (schema.counters_by_queue): a few rows are read,
         whatever the queue's size. PostgreSQL: where they are many, the rows of connections
         that are gone are folded; not with ``fold`` False (in a read-only :meth:`snapshot`,
         which cannot write: then :meth:`fold_counters`, after it)."""

@@ -95,11 +95,6 @@ def _sqlite_counted(by_queue: bool) -> tuple[str, str]:
     )
 
 
-def job_counters(db: peewee.Database) -> list[RunSql]:
-    """The counter table, filled from the jobs already there, and its triggers."""
-    return sqlite_job_counters(db) + postgres_job_counters(db) + sqlite_inserts_counted(db)
-
-
 def sqlite_inserts_counted(db: peewee.Database) -> list[RunSql]:
     """Schema 4: SQLite's inserts are counted by Queue.enqueue_many, not by a trigger."""
     if not isinstance(db, peewee.SqliteDatabase):
@@ -1350,7 +1345,7 @@ def counters_by_queue(db: peewee.Database, fill: bool = True) -> list[object]:
     a new database's (no job to count, no older table or trigger to replace)."""
     counted = 'SELECT "queue", "state", {shard}COUNT(*) FROM "job" GROUP BY "queue", "state"'
     if isinstance(db, peewee.SqliteDatabase):
-        bump, drop = _sqlite_counted(by_queue=True)
+        _, drop = _sqlite_counted(by_queue=True)
         table = [
             f'DROP TABLE IF EXISTS "{COUNTER_TABLE}"',
             f'CREATE TABLE "{COUNTER_TABLE}" ("queue" VARCHAR(64) NOT NULL, '
