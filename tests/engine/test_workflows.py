@@ -477,38 +477,54 @@ def test_settings_of_one_queue_changed_at_once_all_hold(target):
     (back to the defaults) while the other waited on its lock, which failed with a traceback.
     Each change from a process of its own (a Queue each)."""
     queue = Queue(target)
-    barrier = threading.Barrier(8)
+    rounds, racers = 60, 8
+    # The racers and the test meet twice a round: to start their changes at once, and when
+    # done. Each racer keeps its Queue (and connection) through the rounds: a new one each
+    # time cost 10 s of connections on PostgreSQL.
+    meet = threading.Barrier(racers + 1, timeout=30)
     failures: list[BaseException] = []
 
-    def change(act) -> None:
+    def acts(round_: int) -> list:
+        name = f"race{round_}"
+        if round_ % 2:
+            return [lambda q: q.resume_queue(name)] * racers
+        return [lambda q: q.pause_queue(name)] * 4 + [lambda q: q.set_queue_limit(name, 2)] * 4
+
+    def race(index: int) -> None:
         mine = Queue(target)
         try:
-            barrier.wait(timeout=30)
-            act(mine)
-        except BaseException as exc:  # the test's to report
-            failures.append(exc)
+            for round_ in range(rounds):
+                meet.wait()
+                try:
+                    acts(round_)[index](mine)
+                except Exception as exc:  # the test's to report
+                    failures.append(exc)
+                meet.wait()
+        except threading.BrokenBarrierError:
+            pass  # the test failed: it says why
         finally:
             mine.close()
 
-    for round_ in range(60):
-        name = f"race{round_}"
-        if round_ % 2:
-            queue.pause_queue(name)
-            acts = [lambda q: q.resume_queue(name)] * 8
-        else:
-            acts = [lambda q: q.pause_queue(name)] * 4
-            acts += [lambda q: q.set_queue_limit(name, 2)] * 4
-        threads = [threading.Thread(target=change, args=(act,)) for act in acts]
-        for thread in threads:
-            thread.start()
+    threads = [threading.Thread(target=race, args=(index,)) for index in range(racers)]
+    for thread in threads:
+        thread.start()
+    try:
+        for round_ in range(rounds):
+            name = f"race{round_}"
+            if round_ % 2:
+                queue.pause_queue(name)
+            meet.wait()  # go
+            meet.wait()  # done
+            assert failures == []
+            info = {i.name: i for i in queue.queues()}.get(name)
+            if round_ % 2:
+                assert info is None  # no settings left, no jobs: not listed
+            else:
+                assert (info.paused, info.limit) == (True, 2)
+    finally:
+        meet.abort()  # (a racer still waiting ends)
         for thread in threads:
             thread.join(timeout=60)
-        assert failures == []
-        info = {i.name: i for i in queue.queues()}.get(name)
-        if round_ % 2:
-            assert info is None  # no settings left, no jobs: not listed
-        else:
-            assert (info.paused, info.limit) == (True, 2)
     queue.close()
 
 

@@ -8,7 +8,7 @@ import pytest
 from test_tui_pilot import column, pane, plain, screen_text, type_ahead, typed
 from textual.command import CommandList
 from textual.widgets import Input, Static
-from tui_helpers import drive, make_app, notices, until
+from tui_helpers import drive, make_app, notices, resize, until
 
 from queuectl.queue import Queue
 from queuectl.spec import JobSpec
@@ -900,9 +900,7 @@ def test_the_q_and_s_dialogs_say_how_to_close_them_at_any_width(queue, fixed_clo
         line = bottom_border()
         assert "p pause/resume" in line and (key == "Q" or "r run now" in line), line
         for width in range(130, 23, -1):  # narrowed while open: the keys fit again
-            await pilot.resize_terminal(width, 20)
-            await until(pilot, lambda: app.screen.size.width == width)
-            await pilot.pause(0)
+            await resize(pilot, width, 20)
             line = bottom_border()
             assert "esc close" in line and "…" not in line, (width, line)
             assert width < 40 or "p pause" in line, (width, line)
