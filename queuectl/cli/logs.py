@@ -87,6 +87,13 @@ class _Output:
             text = safe(text)
         self._put(text)
 
+    def end_line(self) -> None:
+        """To a terminal, end a line cut short (by a skip, or a run's end), so that the lines on
+        either side are not read as one (QA: `1860`, then `204` after a skip, read `1860204`).
+        As stored (a pipe, ``--raw``) no byte is added: the stderr line says where (QA)."""
+        if not self.as_stored and not self.line_ended:
+            self.write("\n")
+
     def reader_gone(self) -> bool:
         """Whether standard output is a pipe its reader has closed (`logs -f ID | head -1`): seen
         between two reads, as `tail -f` sees it, not at the next write, which may come much
@@ -261,16 +268,13 @@ class _Follower:
         """After the last run's output, a line on stderr where the next run's begins."""
         if self.next_run_to_say:
             self.next_run_to_say = False
-            if not self.out.line_ended:
-                self.out.write("\n")
+            self.out.end_line()
             click.echo(f"queuectl logs: attempt {attempt} started", err=True)
 
     def _write(self, new: NewOutput) -> None:
         """What is new, after a line on stderr saying how many bytes were skipped before it,
-        if any. A line the skip cut is ended there, so that the lines on either side of the
-        skip are not printed as one (QA: `1860`, then `204` after the skip, read `1860204`)."""
+        if any (to a terminal, a line the skip cut is ended there: :meth:`_Output.end_line`)."""
         if new.skipped:
             click.echo(f"queuectl logs: {new.skipped} bytes skipped", err=True)
-            if not self.out.line_ended:
-                self.out.write("\n")
+            self.out.end_line()
         self.out.write(new.text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import shlex
 import signal
 import subprocess
 import sys
@@ -89,18 +90,27 @@ def qc(env, tmp_path):
 
 
 class Spawned:
-    """A background `queuectl` process; its stderr goes to a file the test can read."""
+    """A background `queuectl` process; its stdout and stderr go to a file the test can read
+    (``terminal``: through a terminal of its own, made by script(1); its line ends read as
+    newlines)."""
 
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], cwd: Path, log: Path, terminal: bool = False
+    ) -> None:
         self.log_path = log
+        self.terminal = terminal
         self._log = open(log, "w")
+        argv = [*QUEUECTL, *args]
+        if terminal:
+            argv = ["script", "--quiet", "--flush", "--return", "--command", shlex.join(argv),
+                    "/dev/null"]  # fmt: skip
         self.proc = subprocess.Popen(
-            [*QUEUECTL, *args], env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
-            text=True,
+            argv, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT, text=True,
         )
 
     def log(self) -> str:
-        return self.log_path.read_text()
+        text = self.log_path.read_text()
+        return text.replace("\r\n", "\n") if self.terminal else text
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
@@ -136,8 +146,9 @@ def spawn(env, tmp_path):
     """Start `queuectl ...` in the background; always stopped at the test's end."""
     started: list[Spawned] = []
 
-    def start(*args: str) -> Spawned:
-        proc = Spawned(list(args), env, tmp_path, tmp_path / f"spawned-{len(started)}.log")
+    def start(*args: str, terminal: bool = False) -> Spawned:
+        proc = Spawned(list(args), env, tmp_path, tmp_path / f"spawned-{len(started)}.log",
+                       terminal)  # fmt: skip
         started.append(proc)
         return proc
 
