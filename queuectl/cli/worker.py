@@ -374,8 +374,9 @@ def stop(settings: Settings, timeout: float) -> None:
         return [worker_id for worker_id in asked if worker_id in live]
 
     plural = "es" if len(asked) != 1 else ""
+    their = "their" if len(asked) != 1 else "its"
     if not wait_until(lambda: not remaining(), timeout=min(timeout, 1.0)):
-        click.echo(f"waiting for {len(asked)} worker process{plural} to finish their jobs...",
+        click.echo(f"waiting for {len(asked)} worker process{plural} to finish {their} jobs...",
                    err=True)
         if not wait_until(lambda: not remaining(), timeout=max(timeout - 1.0, 0.0)):
             left = remaining()

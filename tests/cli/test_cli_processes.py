@@ -387,6 +387,7 @@ def test_worker_stop_from_another_process(qc, spawn, queue, env, tmp_path, meanw
     try:
         # It waits for the running job: let the job end (or its worker die) only then.
         wait_until(lambda: "waiting for 1 worker process" in said.read_text(), 30, said.read_text)
+        assert said.read_text() == "waiting for 1 worker process to finish its jobs...\n"
         if meanwhile == "the job ends":
             gate.touch()
         else:
