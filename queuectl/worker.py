@@ -552,7 +552,9 @@ class WorkerPool:
                 # the database came back from a long outage claimed the next job before this
                 # pool's heartbeat landed, and the fence killed it at once (QA: its command
                 # started twice). Its claim waits for the heartbeat, as a thread's claim does.
-                if self._fenced():
+                # So is a stop: one asked for while the result waited to be stored (an outage)
+                # claimed the next job as the database came back, then gave it back (QA).
+                if self._fenced() or not self._goes_on(slot) or self._paused:
                     return self._jobs.finish(job, result, worker_id, ended_at), None
                 return self._jobs.finish_and_claim(job, result, worker_id, self.queues, ended_at)
 

@@ -389,6 +389,34 @@ def test_a_short_outage_while_a_stop_waits_for_a_job_leaves_it_running(
     assert (stored.state, stored.attempts, stored.output) == ("completed", 1, "done\n")
 
 
+def test_a_stop_while_a_result_waits_for_the_database_claims_nothing_more(
+    pg_target, outage, workers, tmp_path
+):
+    """QA: a run ended in an outage, then SIGTERM ("stopping after 0 running job(s) finish,
+    and 1 result(s) are stored"): as the database came back, the result was stored and the
+    next job claimed with it, then given back (its history: started, released), by a worker
+    told to stop claiming."""
+    queue = Queue(pg_target)
+    ended, go = tmp_path / "ended", tmp_path / "go"
+    first = queue.enqueue(JobSpec(command=f"while [ ! -e {go} ]; do sleep 0.02; done; "
+                                          f"touch {ended}"))  # fmt: skip
+    worker = Worker(outage.url, tmp_path, "w", "--stop-timeout", "60")
+    workers.append(worker)
+    wait_until(lambda: queue.get(first.id).state == "processing", 30, "the job to start")
+    second = queue.enqueue("true")  # (after the first's claim: this one waits)
+    outage.down()
+    go.touch()
+    wait_until(ended.exists, 30, "the run to end")
+    wait_until(lambda: worker.logged(UNREACHABLE), 30, "its result to wait for the database")
+    worker.process.send_signal(signal.SIGTERM)
+    wait_until(lambda: worker.logged("SIGTERM: stopping"), 10, "the stop")
+    outage.up()
+    assert worker.process.wait(30) == 0, worker.log()
+    assert queue.get(first.id).state == "completed"
+    assert [event.event for event in queue.history(second.id)] == ["enqueued"]
+    assert queue.get(second.id).state == "pending"
+
+
 def test_a_stop_while_the_database_is_away_ends_with_a_clear_line(
     pg_target, outage, workers, tmp_path
 ):
