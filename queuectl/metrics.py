@@ -81,7 +81,10 @@ class QueueCollector(Collector):
             queue.close()
         up.add_metric([], 1)
         yield up
-        names = sorted({name for name, _ in counts} | {name for name, _ in totals.runs})
+        # The queues with jobs, or runs counted: not one whose jobs were all purged before any
+        # ran (its counters' rows stay, at zero), as `queue list` leaves it out (QA).
+        names = sorted({name for (name, _), count in counts.items() if count}
+                       | {name for name, _ in totals.runs})  # fmt: skip
         for name in names:
             for state in STATES:
                 jobs.add_metric([name, str(state)], counts.get((name, str(state)), 0))

@@ -118,6 +118,19 @@ def test_metrics_parse_and_counters_never_go_down(run):
             assert after[key] >= value, key
 
 
+def test_metrics_leave_out_a_queue_whose_jobs_were_all_purged_before_any_ran(run):
+    """QA: its job counts stayed, at zero, in every scrape for ever (`queue list` leaves it
+    out). A queue whose jobs ran keeps its series: its counters never go down."""
+    run.ok("enqueue", "--queue", "ran", "true")
+    burst(run)
+    run.ok("cancel", run.ok("enqueue", "--queue", "gone", "--delay", "3600", "true").strip())
+    assert ("queuectl_jobs", (("queue", "gone"), ("state", "cancelled"))) in samples(
+        run.ok("metrics"))
+    run.ok("purge")
+    queues = {dict(labels).get("queue") for _, labels in samples(run.ok("metrics"))}
+    assert "gone" not in queues and "ran" in queues
+
+
 @pytest.mark.parametrize(
     "listen, host, port",
     [("9464", "127.0.0.1", 9464), ("0.0.0.0:80", "0.0.0.0", 80), ("[::1]:9464", "::1", 9464),
