@@ -596,6 +596,52 @@ def test_l_shows_the_end_of_an_output_longer_than_the_lines_it_keeps(live_queue)
     drive(app, scenario)
 
 
+def test_l_wraps_long_lines_and_a_progress_bar_s_end_is_in_sight(live_queue):
+    """QA: the live output never wrapped: a 250-character line was cut at the right edge (the
+    details wrap it), and a progress bar's one line of carriage returns grew out of sight while
+    the screen showed its first columns, each write measuring the whole line again."""
+    job = live_queue.enqueue(JobSpec(
+        "printf 'error: %0230d<-TAIL\\n' 0; printf '\\rprogress %4d [b]' $(seq 0 2999); "
+        "printf '\\rTHE-END'",
+        id="progress",
+    ))  # fmt: skip
+    app = make_app(live_queue, workers=1)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: state(live_queue, job.id) == "completed", 30, "the job")
+        await until(pilot, lambda: "progress" in column(pane(app, "completed"), "id"), 30,
+                    "its row")  # fmt: skip
+        await pilot.press("tab", "tab", "l")
+        log = app.screen.query_one(Log)
+        await until(pilot, lambda: any("THE-END" in line for line in log.lines), 30,
+                    "the end")  # fmt: skip
+        width = log.scrollable_content_region.width
+        assert max(len(line) for line in log.lines) <= width
+        assert log.max_scroll_x == 0  # nothing out of sight at the right
+        assert log.lines[0].startswith("error: 000") and log.lines[2].endswith("0<-TAIL")
+        await until(pilot, lambda: screen_text(log)[-1].rstrip().endswith("\\x0dTHE-END"), 10,
+                    "the end in sight")  # fmt: skip
+        # Every byte as printed (a carriage return shown as `\\x0d`): the lines put together.
+        progress = "".join(f"\\x0dprogress {n:4d} [b]" for n in range(3000))
+        assert "".join(log.lines) == f"error: {0:0230d}<-TAIL{progress}\\x0dTHE-END"
+
+    drive(app, scenario)
+
+
+def test_the_live_output_wraps_wide_characters_and_tabs_at_its_width():
+    """A wide character that does not fit goes to the next line whole; a tab reaches the stop
+    from where its line goes on; a line goes on across writes."""
+    from queuectl.tui.screens.output import OutputLog
+
+    log = OutputLog()
+    log.WIDEST = 10  # (not laid out: the width it wraps at)
+    assert log._wrapped("abcdefgh日本") == "abcdefgh日\n本"
+    assert log.column == 2
+    assert log._wrapped("\tx") == "      x"  # to the 8th column, then on
+    assert log._wrapped("yz\n12345678901") == "y\nz\n1234567890\n1"
+    assert log.column == 1
+
+
 def test_a_line_printed_is_read_within_spec_6_s_second():
     """SPEC 6: what a running job printed is visible within 1 s. A worker stores it every
     OUTPUT_EVERY_S, and `l` reads every POLL_S: the two add up to the longest wait, less the

@@ -13,6 +13,7 @@ import contextlib
 import threading
 from typing import Self
 
+from rich.cells import get_character_cell_size
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -82,15 +83,55 @@ class Follower:
 
 class OutputLog(Log):
     """The log of the output; its `end` follows the output again, at once (an animated scroll
-    could end short of output that arrived meanwhile, and not follow)."""
+    could end short of output that arrived meanwhile, and not follow).
+
+    Lines longer than the log is wide are wrapped as they are written, at the width it has
+    then, as the details wrap them (QA: a progress bar's line, made of carriage returns, kept
+    growing out of sight at the right while the screen showed its first 107 columns, and each
+    write measured the whole line again: 600 KB of it slowed every key)."""
 
     dropped = 0  # the first lines, let go past max_lines
+    column = 0  # cells of the last line, as wrapped
+    WIDEST = 400  # the width wrapped at before the log is laid out
 
     @classmethod
     def _process_line(cls, line: str) -> str:
         return super()._process_line(expand_tabs(line))  # (Textual's counts characters)
 
+    def _wrapped(self, data: str) -> str:
+        """``data`` (lines ending at "\\n" alone, as safe() makes them) with a line end where
+        the line it goes on would pass the log's width; tabs as spaces to their stops."""
+        # (the scrollbar's column kept: one that comes later would cut what was wrapped)
+        width = self.content_region.width - self.styles.scrollbar_size_vertical
+        width = width if width > 0 else self.WIDEST
+        pieces = []
+        for index, line in enumerate(data.split("\n")):
+            if index:
+                pieces.append("\n")
+                self.column = 0
+            if "\t" in line:  # to the stops from where the line goes on
+                line = expand_tabs(" " * self.column + line)[self.column :]
+            while line:
+                room = width - self.column
+                if line.isascii():
+                    fits = min(len(line), room)
+                    cells = fits
+                else:
+                    fits, cells = _fitting(line, room)
+                if fits == len(line):
+                    pieces.append(line)
+                    self.column += cells
+                    break
+                if fits == 0 and self.column == 0:  # a wide character in a narrower log
+                    fits = 1
+                pieces.append(line[:fits])
+                pieces.append("\n")
+                self.column = 0
+                line = line[fits:]
+        return "".join(pieces)
+
     def write(self, data: str, scroll_end: bool | None = None) -> Self:
+        data = self._wrapped(data)
         # Lines end at "\n" alone: the text is made safe() first, the gap line too.
         held = max(len(self.lines), 1) + data.count("\n") if data else len(self.lines)
         # Textual's Log sizes itself before it drops the lines past max_lines, not after: past
@@ -103,7 +144,7 @@ class OutputLog(Log):
         return self
 
     def clear(self) -> Self:
-        self.dropped = 0
+        self.dropped = self.column = 0
         return super().clear()
 
     def action_scroll_end(self) -> None:
@@ -112,6 +153,17 @@ class OutputLog(Log):
             screen.action_follow()
         else:
             super().action_scroll_end()
+
+
+def _fitting(text: str, room: int) -> tuple[int, int]:
+    """How many of ``text``'s first characters fit in ``room`` cells, and their cells."""
+    cells = 0
+    for index, character in enumerate(text):
+        size = get_character_cell_size(character)
+        if cells + size > room:
+            return index, cells
+        cells += size
+    return len(text), cells
 
 
 class OutputScreen(ModalScreen[None]):
