@@ -1846,6 +1846,36 @@ def test_g_and_G_take_the_details_output_to_its_start_and_end(live_queue):
     drive(app, scenario)
 
 
+def test_a_progress_bar_s_one_long_line_is_shown_in_lines_the_details_draw_quickly(live_queue):
+    """QA: a 600 KB line of carriage returns (a progress bar's output) took a second for each
+    key in the details (TextArea divides a whole line into rows to draw any one of them). It
+    is shown as lines of at most LONG_LINE_ROWS rows, each cut after a space, every character
+    kept in order; `G` reaches its end."""
+    from queuectl.tui.widgets.output_area import LONG_LINE_ROWS
+
+    live_queue.enqueue(JobSpec("true", id="bar"))
+    job = live_queue.claim("tester:1:0000")
+    output = "".join(f"\rprogress {n:6d} [b]" for n in range(30000)) + "\nTHE-END\n"
+    live_queue.finish(job, RunResult(0, None, output), "tester:1:0000")
+    app = make_app(live_queue)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: pane(app, "completed").row_count == 1)
+        await pilot.press("tab", "tab", "enter", "o", "G")
+        await until(pilot, lambda: isinstance(app.screen, DetailsScreen))
+        area = app.screen.query_one("#output", TextArea)
+        await until(pilot, lambda: "THE-END" in area.text, 30, "the output")
+        most = LONG_LINE_ROWS * area.wrap_width
+        lines = area.text.split("\n")
+        assert len(lines) > 10 and max(map(len, lines)) <= most
+        assert all(line.endswith(" ") for line in lines[:-3]), "each cut after a space"
+        assert area.text.replace("\n", "") == output.replace("\r", "\\x0d").replace("\n", "")
+        await until(pilot, lambda: area.cursor_location == area.document.end, 10, "G")
+        await until(pilot, lambda: area.scroll_y == area.max_scroll_y > 0, 10, "the end shown")
+
+    drive(app, scenario)
+
+
 def test_an_enqueue_typed_just_before_q_is_stored_before_the_app_exits(seeded, fixed_clock,
                                                                         monkeypatch):
     app = make_app(seeded, clock=fixed_clock)

@@ -35,14 +35,40 @@ class Prepared:
     grew: bool  # the text shown before is where this one starts (a running job printed more)
 
 
+# A line longer than this many rows of the area's width is shown as lines of at most that
+# (each ending at its last space, where one is near): TextArea divides a whole line into its
+# rows to draw any one of them, and a progress bar's 600 KB line (carriage returns, no newline)
+# took a second a key (QA: `pagedown` 0.9-1.7 s). One row in this many may end short.
+LONG_LINE_ROWS = 64
+
+
 def prepare(text: str, width: int, shown: str = "") -> Prepared:
-    """In any thread: ``text`` as a document wrapped at ``width``; ``shown``, the text the area
-    shows now (see :attr:`Prepared.grew`)."""
-    document = Document(text)
+    """In any thread: ``text`` as a document wrapped at ``width`` (its very long lines cut, see
+    LONG_LINE_ROWS); ``shown``, the text the area shows now (see :attr:`Prepared.grew`)."""
+    document = Document(_long_lines_cut(text, LONG_LINE_ROWS * width))
     return Prepared(
         text, document, WrappedDocument(document, width, TAB_WIDTH), width,
         grew=bool(shown) and text.startswith(shown),
     )  # fmt: skip
+
+
+def _long_lines_cut(text: str, most: int) -> str:
+    """``text`` with each line longer than ``most`` characters cut into lines of at most that,
+    each after its last space in its second half if it has one; the same cuts in a text that
+    grew from it (a running job's): a reader's place stays where it was."""
+    if most <= 0 or len(text) <= most:
+        return text
+    lines = text.split("\n")
+    if all(len(line) <= most for line in lines):
+        return text
+    cut_lines = []
+    for line in lines:
+        while len(line) > most:
+            at = line.rfind(" ", most // 2, most) + 1 or most
+            cut_lines.append(line[:at])
+            line = line[at:]
+        cut_lines.append(line)
+    return "\n".join(cut_lines)
 
 
 class OutputArea(TextArea):
