@@ -44,6 +44,11 @@ WAL_AUTOCHECKPOINT_PAGES = 4000
 # (SqliteQueueDatabase.make_room) until the file system has room for this many WALs as long as
 # WAL_AUTOCHECKPOINT_PAGES lets them grow.
 LOW_DISK_WALS = 2
+# ... and a connection opened on a file system that lacks that room copies its WAL into the file
+# at this many pages (about 100 KB), not WAL_AUTOCHECKPOINT_PAGES: on a disk with less free than
+# one 4 MB WAL, the WAL filled the disk before any write was refused, and then the file had no
+# room left to take it in (QA: a 4 MB disk, the queue stalled for good until room was made).
+LOW_DISK_AUTOCHECKPOINT_PAGES = 100
 # How long opening a PostgreSQL connection may take (libpq's connect_timeout), unless the URL's
 # `connect_timeout` or $PGCONNECT_TIMEOUT says otherwise. libpq's own default is to wait for
 # ever: a server that accepts the connection but never answers (a host gone behind a proxy or a
@@ -369,6 +374,8 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
             deadline = None
             while True:
                 try:
+                    if pragma == "wal_autocheckpoint" and self._disk_low(conn):
+                        value = LOW_DISK_AUTOCHECKPOINT_PAGES
                     conn.execute(f"PRAGMA {pragma} = {value}")
                     break
                 except sqlite3.OperationalError as exc:
@@ -377,6 +384,16 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
                     raise sqlite3.DatabaseError(
                         "malformed database schema (it is not valid UTF-8)"
                     ) from None
+
+    def _disk_low(self, conn: sqlite3.Connection) -> bool:
+        """Whether the file system lacks room for LOW_DISK_WALS of the longest WALs (as
+        :meth:`make_room` reads it)."""
+        try:
+            (page,) = conn.execute("PRAGMA page_size").fetchone()
+            disk = os.statvfs(os.path.dirname(self.database))
+        except (sqlite3.Error, OSError):
+            return False
+        return disk.f_bavail * disk.f_frsize < LOW_DISK_WALS * WAL_AUTOCHECKPOINT_PAGES * page
 
     def cursor(self, named_cursor: object = None) -> sqlite3.Cursor:
         if self.is_closed():

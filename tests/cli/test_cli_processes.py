@@ -587,7 +587,8 @@ def test_work_goes_on_once_room_is_made_on_a_disk_the_wal_filled(tiny_disk, tmp_
     beginning instead of growing."""
     from .conftest import FreshQueue
 
-    worker, db = _worker_on_a_copy(400, tiny_disk, tmp_path)
+    worker, db, gate = _worker_on_a_copy(400, tiny_disk, tmp_path, "512k")
+    gate.touch()
     reader = FreshQueue(str(db))
     try:
         wait_until(lambda: "cannot be written" in worker.log(), 60, worker.log)
@@ -597,6 +598,34 @@ def test_work_goes_on_once_room_is_made_on_a_disk_the_wal_filled(tiny_disk, tmp_
         subprocess.run(["mount", "-o", "remount,size=1m", str(tiny_disk)], check=True, timeout=30)
         wait_until(lambda: reader.counts()["completed"] == 400, 60,
                    lambda: f"{reader.counts()}\n{worker.log()}")  # fmt: skip
+    finally:
+        worker.cleanup()
+
+
+def test_a_worker_opened_on_a_disk_with_less_room_than_a_wal_keeps_its_wal_short(
+        tiny_disk, tmp_path):  # fmt: skip
+    """QA: on a 4 MB disk, a worker's WAL (copied into the file only at 4,000 pages) filled the
+    disk before any write was refused; the file then had no room to take it in, and the queue
+    stalled until room was made. A connection opened on a disk without room for two such WALs
+    copies its WAL into the file every 100 pages: 900 jobs run there, none refused."""
+    import os
+
+    from queuectl import JobSpec
+
+    from .conftest import FreshQueue, Spawned
+
+    subprocess.run(["mount", "-o", "remount,size=4m", str(tiny_disk)], check=True, timeout=30)
+    db = tiny_disk / "queue.db"
+    queue = FreshQueue(str(db))
+    env = {**os.environ, "QUEUECTL_DB": str(db), "PYTHONUNBUFFERED": "1", "HOME": str(tmp_path)}
+    worker = Spawned(["worker", "start", "--count", "2"], env, tmp_path, tmp_path / "worker.log")
+    try:
+        for batch in range(3):
+            queue.enqueue_many([JobSpec(command="true") for _ in range(300)])
+            wait_until(lambda: queue.counts()["completed"] == 300 * (batch + 1), 60,
+                       lambda: f"{queue.counts()}\n{worker.log()[-2000:]}")  # fmt: skip
+        assert "cannot be written" not in worker.log()
+        assert os.path.getsize(f"{db}-wal") < 1_000_000
     finally:
         worker.cleanup()
 
@@ -655,9 +684,9 @@ def test_room_made_smaller_than_the_wal_goes_to_the_database(tiny_disk, tmp_path
 
     from .conftest import FreshQueue
 
-    subprocess.run(["mount", "-o", "remount,size=2m", str(tiny_disk)], check=True, timeout=30)
+    worker, db, gate = _worker_on_a_copy(3000, tiny_disk, tmp_path, "2m")
     (tiny_disk / "filler").write_bytes(b"x" * 300_000)
-    worker, db = _worker_on_a_copy(3000, tiny_disk, tmp_path)
+    gate.touch()
     reader = FreshQueue(str(db))
     try:
         wait_until(lambda: "cannot be written" in worker.log(), 60, worker.log)
@@ -671,26 +700,36 @@ def test_room_made_smaller_than_the_wal_goes_to_the_database(tiny_disk, tmp_path
         worker.cleanup()
 
 
-def _worker_on_a_copy(jobs: int, disk, tmp_path):
-    """``jobs`` jobs (`true`) enqueued where there is room, the file copied onto ``disk`` (its
-    WAL empty), and `worker start --count 2` on it: the worker, and the file's path."""
+def _worker_on_a_copy(jobs: int, disk, tmp_path, size: str):
+    """``jobs`` jobs enqueued where there is room, the file copied onto ``disk`` (its WAL
+    empty), and `worker start --count 2` on it, started while the disk has room for its WALs
+    (a process that opens a low disk keeps its WAL short from the start, see
+    db.LOW_DISK_AUTOCHECKPOINT_PAGES), the disk then made ``size`` (a mount's `size=`). The jobs
+    wait for the gate to run (`true` then): two have started. The worker, the file's path, and
+    the gate."""
     import os
     import shutil
 
     from queuectl import JobSpec, Queue
 
-    from .conftest import Spawned
+    from .conftest import FreshQueue, Spawned
 
+    gate = tmp_path / "gate"
     made = tmp_path / "made.db"
     queue = Queue(str(made))
-    queue.enqueue_many([JobSpec(command="true") for _ in range(jobs)])
+    command = f"while [ ! -e {gate} ]; do sleep 0.02; done"
+    queue.enqueue_many([JobSpec(command=command) for _ in range(jobs)])
     queue.db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     queue.close()
+    subprocess.run(["mount", "-o", "remount,size=32m", str(disk)], check=True, timeout=30)
     db = disk / "queue.db"
     shutil.copy(made, db)
     env = {**os.environ, "QUEUECTL_DB": str(db), "PYTHONUNBUFFERED": "1", "HOME": str(tmp_path)}
     worker = Spawned(["worker", "start", "--count", "2"], env, tmp_path, tmp_path / "worker.log")
-    return worker, db
+    reader = FreshQueue(str(db))
+    wait_until(lambda: reader.counts()["processing"] == 2, 60, worker.log)
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(disk)], check=True, timeout=30)
+    return worker, db, gate
 
 
 def test_worker_start_on_a_full_disk_waits_for_room(tiny_disk, tmp_path):
