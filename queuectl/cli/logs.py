@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..states import ACTIVE, CLAIMABLE
+from ..states import ACTIVE, CLAIMABLE, State
 from ..text import NewOutput, OutputCursor, safe, visible
 from .common import Settings, WholeNumber, pass_settings, write_all
 from .jobs import complete_ids
@@ -53,10 +53,21 @@ def logs(settings: Settings, job_id: str, follow: bool, lines: int | None, raw: 
     try:
         if not follow:
             out.write(_last_lines(job.output or "", lines))
+            if not job.output:  # (on stderr, as `list` says "no jobs": stdout stays empty)
+                click.echo(f"no output: {_why_none(job)}", err=True)
             return
         _Follower(queue, job, out, lines).run()
     finally:
         out.close()
+
+
+def _why_none(job: Job) -> str:
+    """Why ``job`` has no output (QA: `logs` of a job not yet run printed nothing at all)."""
+    if job.state == State.PROCESSING:
+        return "the job has printed nothing yet"
+    if job.attempts == 0:
+        return f"the job has not run yet (it is {job.state})"
+    return "the job printed nothing"
 
 
 def _terminal() -> bool:

@@ -175,6 +175,21 @@ def test_logs_prints_the_output_so_far(run, queue):
     one_error(run("logs", "nosuchjob"), 1)
 
 
+def test_logs_of_a_job_without_output_says_why_on_stderr(run, queue):
+    """QA: `logs` of a job not yet run printed nothing at all, exit 0: was it broken?"""
+    job_id = enqueue(run)
+    result = run("logs", job_id)
+    assert (result.exit_code, result.stdout) == (0, "")
+    assert result.stderr == "no output: the job has not run yet (it is pending)\n"
+    running, ended = enqueue(run), enqueue(run)
+    set_fields(queue, running, state="processing", attempts=1)
+    assert run("logs", running).stderr == "no output: the job has printed nothing yet\n"
+    set_fields(queue, ended, state="completed", attempts=1, output="")
+    assert run("logs", ended).stderr == "no output: the job printed nothing\n"
+    set_fields(queue, ended, output="done\n")
+    assert (run("logs", ended).stdout, run("logs", ended).stderr) == ("done\n", "")
+
+
 @pytest.mark.parametrize(("output", "count", "tail"), [
     ("first\nDownloading 10%\rDownloading 100%\n", 1, "Downloading 10%\rDownloading 100%\n"),
     ("first\nDownloading 10%\rDownloading 100%\n", 2, "first\nDownloading 10%\rDownloading 100%\n"),
