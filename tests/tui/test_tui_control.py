@@ -728,6 +728,30 @@ def test_details_show_the_history_timeline(seeded, fixed_clock):
     drive(app, scenario)
 
 
+def test_details_lay_their_fields_out_again_when_the_terminal_is_resized(seeded, fixed_clock):
+    """QA: from 60 to 200 columns, a waiting job's fields stayed one to a line (and the other
+    way, two to a line in 60 columns) until the job was read again."""
+    from tui_helpers import resize
+
+    from queuectl.tui.screens.details import PAIRS_FROM
+
+    app = make_app(seeded, clock=fixed_clock)
+
+    def lines() -> int:
+        return len(plain(app.screen.fields_table).splitlines())
+
+    async def scenario(pilot):
+        await pilot.press("down", "down", "enter")
+        await until(pilot, lambda: getattr(app.screen, "fields_table", None) is not None)
+        wide = lines()
+        await resize(pilot, PAIRS_FROM - 40, 40)  # (it waits for the resize to be handled)
+        assert lines() > wide, "one field to a line"
+        await resize(pilot, PAIRS_FROM + 80, 40)
+        assert lines() == wide, "two to a line again"
+
+    drive(app, scenario)
+
+
 # -- the top bar: failure rate and p95 over the last hour ------------------------------------
 
 

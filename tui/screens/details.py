@@ -256,6 +256,14 @@ class DetailsScreen(ModalScreen[None]):
         if shown is not None and shown.job is not None and shown.job["state"] in FINAL:
             self._show_fields(shown)  # (one that may change is read again every second)
 
+    def on_resize(self) -> None:
+        """The fields laid out again for the new width: one to a line below PAIRS_FROM
+        columns, two above (QA: from 60 to 200 columns, a waiting job's fields stayed one to a
+        line until it was read again)."""
+        shown = self._shown
+        if shown is not None and shown.job is not None:
+            self._show_fields(shown)
+
     def _show_fields(self, message: JobLoaded) -> None:
         assert message.job is not None
         job = message.job
