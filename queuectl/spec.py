@@ -399,7 +399,9 @@ def spec_from_mapping(data: dict[str, Any], valid: tuple[str, ...] | None = None
 
 # A key and its colon: `{ "command": "make", }` (a trailing comma) is JSON mistyped, and
 # `{'command': 'ls'}` JSON in the wrong quotes; `{ "$HOME/run"; }` is a shell group.
-_JSON_START = r"""\{\s*(?:"(?:[^"\\]|\\.)*"|'[^']*')\s*:"""
+# A key without quotes too, right after the brace (`{command: "ls"}`, as JavaScript writes it):
+# sh's group needs a blank after its `{` (`{ x: ; }` runs `x:`).
+_JSON_START = (r"""\{(?:\s*(?:"(?:[^"\\]|\\.)*"|'[^']*')|[A-Za-z_][A-Za-z0-9_]*)\s*:""")
 
 
 def _looks_like_json(text: str) -> bool:
@@ -415,6 +417,14 @@ def parse_job(text: str, valid: tuple[str, ...] | None = None) -> JobSpec:
     """A JSON object (see SPEC 4, `enqueue`) or else a plain shell command. ``valid``: see
     :func:`spec_from_mapping`."""
     stripped = text.strip()
+    if stripped.startswith("[{"):  # `[` (test) given an object: jobs meant as a JSON array
+        try:
+            data = json.loads(stripped)
+        except (ValueError, RecursionError):
+            data = None
+        if isinstance(data, list):
+            raise InvalidInput("a JSON array: enqueue takes one job (a JSON object); "
+                               "`enqueue --file` takes one job a line")
     if stripped.startswith("{"):
         try:
             data = json.loads(stripped, object_pairs_hook=_object)

@@ -94,10 +94,12 @@ def test_a_cron_expression_longer_than_255_characters_is_refused(run):
 
 @pytest.mark.parametrize(
     "arg",
-    ['{ "command": "make", "priority": 5,}', "{'command': 'ls'}", '{  "command" : 1'],
+    ['{ "command": "make", "priority": 5,}', "{'command': 'ls'}", '{  "command" : 1',
+     '{command: "echo x"}'],
 )
 def test_json_mistyped_with_a_space_or_single_quotes_is_refused(run, any_queue, arg):
-    """`{"command": "make",}` was refused, `{ "command": "make",}` enqueued as a shell command."""
+    """`{"command": "make",}` was refused, `{ "command": "make",}` enqueued as a shell command;
+    so was a key without quotes (QA), which no shell runs either."""
     assert "invalid JSON" in one_error_line(run("enqueue", arg), 2)
     assert "line 1: invalid JSON" in one_error_line(run("enqueue", "--file", "-", input=arg), 2)
     assert any_queue.counts()["pending"] == 0
@@ -116,7 +118,19 @@ def test_a_mistyped_after_says_which_part_is_wrong(run, any_queue, after, said):
     assert any_queue.counts()["pending"] == 0
 
 
-@pytest.mark.parametrize("command", ['{ "$HOME/bin/run"; }', "{ echo a; }", '{ "a b" x; }'])
+def test_jobs_given_as_a_json_array_are_refused_and_told_of_enqueue_file(run, any_queue):
+    """QA: `enqueue '[{"command": "echo x"}]'` was taken as a shell command (`[` given an
+    object), which could only fail, three times, into the DLQ."""
+    arg = '[{"command": "echo x"}, {"command": "echo y"}]'
+    line = one_error_line(run("enqueue", arg), 2)
+    assert line == ("Error: a JSON array: enqueue takes one job (a JSON object); "
+                    "`enqueue --file` takes one job a line")
+    assert "line 1: a JSON array" in one_error_line(run("enqueue", "--file", "-", input=arg), 2)
+    assert any_queue.counts()["pending"] == 0
+
+
+@pytest.mark.parametrize("command", ['{ "$HOME/bin/run"; }', "{ echo a; }", '{ "a b" x; }',
+                                     "{ x: ; }", "[ -e /tmp ] && echo y", "[{ x", "true"])
 def test_a_shell_group_with_a_quoted_word_is_still_a_command(run, any_queue, command):
     job_id = run.ok("enqueue", command).strip()
     assert any_queue.get(job_id).command == command
