@@ -286,6 +286,6 @@ class _Follower:
         """What is new, after a line on stderr saying how many bytes were skipped before it,
         if any (to a terminal, a line the skip cut is ended there: :meth:`_Output.end_line`)."""
         if new.skipped:
+            self.out.end_line()  # (first: the line on stderr is a line of its own)
             click.echo(f"queuectl logs: {new.skipped} bytes skipped", err=True)
-            self.out.end_line()
         self.out.write(new.text)

@@ -535,6 +535,9 @@ def test_logs_follow_never_joins_the_lines_either_side_of_a_skip(qc, spawn, queu
     log = follow_past_a_gate(qc, spawn, queue, command, gate, "L0:", terminal=True)
     note = re.compile(r"queuectl logs: \d+ bytes skipped\n")
     assert note.search(log), log[:200]  # 4.8 MB at once: more than the stored 1 MiB
+    # Its line on stderr is a line of its own, the cut line ended before it (QA: glued on, a
+    # blank line after it).
+    assert not re.search(r"[^\n]queuectl logs: \d+ bytes skipped|skipped\n\n", log)
     for line in note.sub("", log).splitlines():
         whole = re.fullmatch(r"L(\d+):(\d+)E", line)
         if whole:
