@@ -628,6 +628,32 @@ def test_l_wraps_long_lines_and_a_progress_bar_s_end_is_in_sight(live_queue):
     drive(app, scenario)
 
 
+def test_l_wraps_its_lines_again_when_the_terminal_is_resized(live_queue):
+    """QA: after a resize, the lines written before kept the old width: cut at the right edge
+    (narrower), or narrow in a wider log."""
+    from tui_helpers import resize
+
+    job = live_queue.enqueue(JobSpec("for n in 1 2 3 4 5; do printf 'L%s %0150d\\n' $n 0; done",
+                                     id="wide"))  # fmt: skip
+    app = make_app(live_queue, workers=1)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: state(live_queue, job.id) == "completed", 30, "the job")
+        await until(pilot, lambda: "wide" in column(pane(app, "completed"), "id"), 30, "its row")
+        await pilot.press("tab", "tab", "l")
+        log = app.screen.query_one(Log)
+        await until(pilot, lambda: any(line.startswith("L5") for line in log.lines), 30, "L5")
+        text = "".join(log.lines)
+        for width in (70, 200, 90):
+            await resize(pilot, width, 40)
+            await until(pilot, lambda: log.wrapped_at == log.scrollable_content_region.width,
+                        5, "wrapped again")  # fmt: skip
+            assert max(len(line) for line in log.lines) == min(log.wrapped_at, 153)
+            assert "".join(log.lines) == text and log.max_scroll_x == 0
+
+    drive(app, scenario)
+
+
 def test_the_live_output_wraps_wide_characters_and_tabs_at_its_width():
     """A wide character that does not fit goes to the next line whole; a tab reaches the stop
     from where its line goes on; a line goes on across writes."""

@@ -88,11 +88,32 @@ class OutputLog(Log):
     Lines longer than the log is wide are wrapped as they are written, at the width it has
     then, as the details wrap them (QA: a progress bar's line, made of carriage returns, kept
     growing out of sight at the right while the screen showed its first 107 columns, and each
-    write measured the whole line again: 600 KB of it slowed every key)."""
+    write measured the whole line again: 600 KB of it slowed every key). Resized, it wraps
+    the lines it keeps again at its new width (QA: those written before were cut at the right
+    edge, or stayed narrow)."""
 
     dropped = 0  # the first lines, let go past max_lines
     column = 0  # cells of the last line, as wrapped
     WIDEST = 400  # the width wrapped at before the log is laid out
+    wrapped_at = 0  # the width the lines shown were wrapped at
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.written = [""]  # the lines kept, as written (the last one going on), unwrapped
+
+    def _wrap_width(self) -> int:
+        # (the scrollbar's column kept: one that comes later would cut what was wrapped)
+        width = self.content_region.width - self.styles.scrollbar_size_vertical
+        return width if width > 0 else self.WIDEST
+
+    def on_resize(self) -> None:
+        if self._wrap_width() == self.wrapped_at or self.written == [""]:
+            return
+        at_end = self.is_vertical_scroll_end or self.max_scroll_y == 0
+        text = "\n".join(self.written)
+        super().clear()  # (Log's: the lines let go stay counted)
+        self.column, self.written = 0, [""]
+        self.write(text, scroll_end=at_end)
 
     @classmethod
     def _process_line(cls, line: str) -> str:
@@ -101,9 +122,7 @@ class OutputLog(Log):
     def _wrapped(self, data: str) -> str:
         """``data`` (lines ending at "\\n" alone, as safe() makes them) with a line end where
         the line it goes on would pass the log's width; tabs as spaces to their stops."""
-        # (the scrollbar's column kept: one that comes later would cut what was wrapped)
-        width = self.content_region.width - self.styles.scrollbar_size_vertical
-        width = width if width > 0 else self.WIDEST
+        width = self.wrapped_at = self._wrap_width()
         pieces = []
         for index, line in enumerate(data.split("\n")):
             if index:
@@ -131,6 +150,11 @@ class OutputLog(Log):
         return "".join(pieces)
 
     def write(self, data: str, scroll_end: bool | None = None) -> Self:
+        first, *more = data.split("\n")
+        self.written[-1] += first
+        self.written.extend(more)
+        if len(self.written) > MAX_LINES:  # (what the log lets go of, at any width)
+            del self.written[: len(self.written) - MAX_LINES]
         data = self._wrapped(data)
         # Lines end at "\n" alone: the text is made safe() first, the gap line too.
         held = max(len(self.lines), 1) + data.count("\n") if data else len(self.lines)
@@ -145,6 +169,7 @@ class OutputLog(Log):
 
     def clear(self) -> Self:
         self.dropped = self.column = 0
+        self.written = [""]
         return super().clear()
 
     def action_scroll_end(self) -> None:
