@@ -115,6 +115,9 @@ class JobLoaded(Message):
     history_total: int = 0
     # Its output made ready to show (OutputArea), or None: unchanged since the last load.
     output: Prepared | None = None
+    # Its stored tail moved on past the cap while the reader is elsewhere in the output: what
+    # is shown is kept (output None), and the area says so.
+    output_held: bool = False
 
 
 @dataclass

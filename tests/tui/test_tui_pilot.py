@@ -1876,6 +1876,50 @@ def test_a_progress_bar_s_one_long_line_is_shown_in_lines_the_details_draw_quick
     drive(app, scenario)
 
 
+def test_the_details_keep_a_running_job_s_text_under_a_reader_as_its_kept_tail_moves_on(
+        live_queue):  # fmt: skip
+    """QA: a running job past the stored cap (1 MiB): each store drops the start of its tail,
+    and the details laid out the whole new text each time (half a core, keys 0.3-0.8 s), the
+    text sliding away under a reader scrolled up. That reader keeps the text, told that more
+    was printed; at the end (`G`) it follows, read again at most every MOVED_ON_EVERY_S."""
+    live_queue.enqueue(JobSpec("true", id="capped"))
+    job = live_queue.claim("tester:1:0000")  # running (the test stores its output)
+    Job = live_queue.models.Job
+
+    def lines(first: int) -> str:
+        return "".join(f"<{n:06d}>\n" for n in range(first, first + 3000))
+
+    def store(output: str) -> None:
+        Job.update(output=output, output_bytes=len(output) + 10 * len(output)).where(
+            Job.seq == job.seq).execute()
+
+    store(lines(0))
+    app = make_app(live_queue)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: "capped" in column(pane(app, "processing"), "id"))
+        await pilot.press("tab", "enter")
+        screen = app.screen
+        assert isinstance(screen, DetailsScreen)
+        output = screen.query_one("#output", TextArea)
+        await until(pilot, lambda: output.text == lines(0), 10, "the output")
+        await pilot.press("o", "pagedown")
+        place = output.cursor_location
+        store(lines(1000))  # its first 1,000 lines dropped
+        said = "printed on past the last 1 MiB kept: G for the latest"
+        await until(pilot, lambda: output.border_subtitle == said, 10, "the note")
+        assert output.text == lines(0) and output.cursor_location == place
+        await pilot.press("G")
+        await until(pilot, lambda: output.text == lines(1000), 10, "the latest")
+        await until(pilot, lambda: output.cursor_location == output.document.end, 10)
+        store(lines(2000))
+        await until(pilot, lambda: output.text == lines(2000), 10, "followed")
+        await until(pilot, lambda: output.cursor_location == output.document.end, 10)
+        assert output.border_subtitle != said
+
+    drive(app, scenario)
+
+
 def test_an_enqueue_typed_just_before_q_is_stored_before_the_app_exits(seeded, fixed_clock,
                                                                         monkeypatch):
     app = make_app(seeded, clock=fixed_clock)

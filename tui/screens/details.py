@@ -45,6 +45,11 @@ DEPENDENCIES_SHOWN = 20  # of each side; the rest are counted
 READ_EVERY_S = 1.0
 WAITING_LOOK_S = 0.5  # how often a job that waits is looked at (QA: ten times a second)
 FINISHED_LOOK_S = 1.0  # ... and one that is over (retried or purged elsewhere), its times redrawn
+# A running job that printed past the stored cap (1 MiB): its tail moves on at each store, and
+# each is a whole new text to lay out. Shown again at most this often while the reader follows
+# its end (`G`), and not at all while they read elsewhere in it: the text slid away under them
+# (QA), and each new text took half a core and 0.3-0.8 s a key.
+MOVED_ON_EVERY_S = 2.0
 
 
 def dependency_lines(
@@ -145,6 +150,8 @@ class DetailsScreen(ModalScreen[None]):
         self._read_at = 0.0  # time.monotonic() of that read
         self._gone = False  # it is no longer in the database (said): no more looks
         self._shown: JobLoaded | None = None  # the last read shown (its times are redrawn)
+        self._output_run: tuple[object, ...] | None = None  # (attempts, started_at) last read
+        self._moved_on_at = float("-inf")  # time.monotonic() a moved-on tail was last shown
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog details") as dialog:
@@ -215,14 +222,24 @@ class DetailsScreen(ModalScreen[None]):
             needed_by = [(dep.id, str(dep.state)) for dep in self.queue.dependents(job)]
             events = self.queue.history(job)
             text, shown = safe(job.output or ""), self.output.shown
+            run, self._output_run = self._output_run, (job.attempts, job.started_at)
+            moved_on = (job.state == State.PROCESSING and run == self._output_run
+                        and bool(shown) and not text.startswith(shown))  # fmt: skip
+            held = moved_on and (
+                not self.output.at_end or time.monotonic() < self._moved_on_at + MOVED_ON_EVERY_S
+            )
             # Its lines wrapped here, not on the UI thread (see OutputArea); unchanged, not at all.
-            output = None if text == shown else prepare(text, self.output.wrap_width, shown)
+            output = None
+            if text != shown and not held:
+                output = prepare(text, self.output.wrap_width, shown, moved_on)
+                if moved_on:
+                    self._moved_on_at = time.monotonic()
             self.post_message(JobLoaded(
                 job.to_dict(), times=times, after=after,
                 needed_by=needed_by[:DEPENDENCIES_SHOWN], after_total=len(job.after_ids),
                 needed_by_total=len(needed_by),
                 history=history_records(events[-HISTORY_SHOWN:]), history_total=len(events),
-                output=output,
+                output=output, output_held=held and not self.output.at_end,
             ))  # fmt: skip
         except QueueError as exc:  # deleted (purged) since it was shown
             self._gone = True
@@ -248,6 +265,8 @@ class DetailsScreen(ModalScreen[None]):
         raw = str(job.get("output") or "")
         size = len(raw.encode("utf-8", "replace"))
         self.output.border_subtitle = f"{size:,} bytes" if raw else "no output"
+        if message.output_held:
+            self.output.border_subtitle = "printed on past the last 1 MiB kept: G for the latest"
 
     def _redraw_times(self) -> None:
         """The times "… ago" move on between reads (a finished job is read again only if it

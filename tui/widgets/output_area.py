@@ -33,6 +33,8 @@ class Prepared:
     wrapped: WrappedDocument
     width: int
     grew: bool  # the text shown before is where this one starts (a running job printed more)
+    # The same run's text, its start dropped: it printed past the stored cap (1 MiB).
+    moved_on: bool = False
 
 
 # A line longer than this many rows of the area's width is shown as lines of at most that
@@ -42,13 +44,13 @@ class Prepared:
 LONG_LINE_ROWS = 64
 
 
-def prepare(text: str, width: int, shown: str = "") -> Prepared:
+def prepare(text: str, width: int, shown: str = "", moved_on: bool = False) -> Prepared:
     """In any thread: ``text`` as a document wrapped at ``width`` (its very long lines cut, see
     LONG_LINE_ROWS); ``shown``, the text the area shows now (see :attr:`Prepared.grew`)."""
     document = Document(_long_lines_cut(text, LONG_LINE_ROWS * width))
     return Prepared(
         text, document, WrappedDocument(document, width, TAB_WIDTH), width,
-        grew=bool(shown) and text.startswith(shown),
+        grew=bool(shown) and text.startswith(shown), moved_on=moved_on,
     )  # fmt: skip
 
 
@@ -97,6 +99,11 @@ class OutputArea(TextArea):
         self.shown_once = False  # whether show() has run
         self._asked: str | None = None  # g/G (start, end) asked before it had
         self._scroll_wanted = "start"
+
+    @property
+    def at_end(self) -> bool:
+        """Whether the reader is at the end of the output (`G`), following it."""
+        return self.shown_once and self.cursor_location == self.document.end
 
     def action_output_start(self) -> None:
         self._go("start")
@@ -153,7 +160,7 @@ class OutputArea(TextArea):
         self.shown = prepared.text
         self.shown_once = True
         asked, self._asked = self._asked, None
-        if asked is None and prepared.grew and at_end:
+        if asked is None and (prepared.grew or prepared.moved_on) and at_end:
             asked = "end"  # a running job's new lines, as `l` shows them (QA)
         if asked is not None:
             self._go(asked)
