@@ -11,6 +11,7 @@ import errno
 import os
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -329,6 +330,11 @@ def _read_write_uri(path: str) -> str:
     return f"file://{path}?mode=rw"
 
 
+class WaitAbandoned(Exception):
+    """A statement given up while it waited for another connection's lock (see
+    SqliteQueueDatabase.abandoning): it did nothing."""
+
+
 class SqliteQueueDatabase(peewee.SqliteDatabase):
     """peewee's SqliteDatabase, but a statement that found another connection's lock taken
     ("database is locked" after SQLITE_BUSY_STEP_MS in SQLite's busy handler) is tried again,
@@ -347,6 +353,7 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
     again from its beginning instead of making it longer; until the file system has room for
     LOW_DISK_WALS of the longest WALs."""
 
+    _abandon = threading.local()  # .when: see abandoning()
     room_wanted = False  # a statement failed for a full disk, and the disk is low since
     refused = False  # ... and one failed since the WAL was last cut back to nothing
     # A wait for another connection's lock ends once this says so (see lock_waits_end_when).
@@ -463,24 +470,43 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
         if disk.f_bavail * disk.f_frsize >= LOW_DISK_WALS * WAL_AUTOCHECKPOINT_PAGES * page:
             self.room_wanted = False
 
+    @contextlib.contextmanager
+    def abandoning(self, when: Callable[[], bool] | None) -> Iterator[None]:
+        """Within, in this thread: a statement of its own (or a BEGIN) that waits for another
+        connection's lock raises WaitAbandoned once ``when()`` is true; it did nothing. A
+        worker's claim, waiting as a stop came: it claimed the job once the lock went, and
+        gave it back at once (QA: "started", "released")."""
+        self._abandon.when = when
+        try:
+            yield
+        finally:
+            self._abandon.when = None
+
     def _again_until(self, exc: Exception, deadline: float | None,
                      connection: sqlite3.Connection | None) -> float:
         """After ``exc`` on ``connection``: when to stop trying the statement again, or raise
-        ``exc``."""
+        ``exc`` (or WaitAbandoned, see :meth:`abandoning`)."""
         now = time.monotonic()
         if deadline is None:
             if str(exc) != "database is locked" or not self._may_try_again(connection):
                 raise exc
+            self._maybe_abandon()
             time.sleep(0.001)
             return now + SQLITE_BUSY_TIMEOUT_S - SQLITE_BUSY_STEP_MS / 1000
         if now >= deadline or str(exc) != "database is locked":
             raise exc
         if self.stop_waiting is not None and self.stop_waiting():
             raise exc
+        self._maybe_abandon()
         # Where SQLite answers "locked" without its handler's wait (a lock it does not wait
         # for, as the switch to WAL takes), a pause of our own rather than a spin.
         time.sleep(0.001)
         return deadline
+
+    def _maybe_abandon(self) -> None:
+        when = getattr(self._abandon, "when", None)
+        if when is not None and when():
+            raise WaitAbandoned()
 
     @staticmethod
     def _may_try_again(connection: sqlite3.Connection | None) -> bool:

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, TypeVar
 
 import peewee
 
 from . import schema
 from .core import setting
+from .db import WaitAbandoned
 from .errors import InvalidInput, QueueError
 from .models import DEFAULT_QUEUE, READY, Job, State, ready_queues
 from .reading import Reading
@@ -181,11 +184,21 @@ class Lifecycle(Reading):
 
     # -- the worker's side: claim and finish ------------------------------------------------
 
-    def claim(self, worker_id: str, queues: tuple[str, ...] | None = None) -> Job | None:
+    def claim(
+        self,
+        worker_id: str,
+        queues: tuple[str, ...] | None = None,
+        abandon: Callable[[], bool] | None = None,
+    ) -> Job | None:
         """Atomically take the next due job for ``worker_id`` (of ``queues`` only, if given):
-        one UPDATE ... RETURNING (atomic on its own: no transaction around it)."""
-        with self._turn():
-            row = self._claim_row(worker_id, queues)
+        one UPDATE ... RETURNING (atomic on its own: no transaction around it). ``abandon``:
+        on SQLite, a wait for another process's write lock gives up (no job) once it says so
+        (a worker's stop)."""
+        with self._turn(), self._abandoning(abandon):
+            try:
+                row = self._claim_row(worker_id, queues)
+            except WaitAbandoned:
+                return None
         if row is None:
             return None
         job = self._claimed(row)
@@ -239,18 +252,30 @@ class Lifecycle(Reading):
         worker_id: str,
         queues: tuple[str, ...] | None = None,
         ended_at: float | None = None,
+        abandon: Callable[[], bool] | None = None,
     ) -> tuple[Job | None, Job | None]:
         """:meth:`finish`, then :meth:`claim` in the same transaction: a busy worker commits
-        once a job, not twice. Returns (the job as stored or None, the next job or None)."""
+        once a job, not twice. Returns (the job as stored or None, the next job or None).
+        ``abandon``: as for :meth:`claim`; given up, the result is stored alone."""
         complete_and_claim = self._sql.claims(queues)[1]
         if job.has_dependents is False:  # PostgreSQL, as its claim saw it (see Statements)
             complete_and_claim = self._sql.lean_complete_and_claim(queues)
-        if result.ok and complete_and_claim is not None and self._claims_in_one_statement():
-            return self._complete_and_claim(job, result, worker_id, complete_and_claim, ended_at)
-        with self._write():
-            stored = self._store_result(job, result, worker_id, ended_at)
-            row = self._claim_row(worker_id, queues)
+        try:
+            with self._abandoning(abandon):
+                if result.ok and complete_and_claim is not None and self._claims_in_one_statement():
+                    return self._complete_and_claim(job, result, worker_id, complete_and_claim,
+                                                    ended_at)  # fmt: skip
+                with self._write():
+                    stored = self._store_result(job, result, worker_id, ended_at)
+                    row = self._claim_row(worker_id, queues)
+        except WaitAbandoned:  # (before anything was written)
+            return self.finish(job, result, worker_id, ended_at), None
         return stored, None if row is None else self._claimed(row)
+
+    def _abandoning(self, abandon: Callable[[], bool] | None) -> AbstractContextManager[None]:
+        if abandon is None or not self.is_sqlite:
+            return contextlib.nullcontext()
+        return self.db.abandoning(abandon)
 
     def _claims_in_one_statement(self) -> bool:
         """Whether the next job may be claimed by the complete-and-claim statement (see

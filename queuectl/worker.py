@@ -426,7 +426,8 @@ class WorkerPool:
                 self._idle(generation, IDLE_WAIT_S)
                 continue
             try:
-                job = self._claiming(lambda: self._jobs.claim(self.worker_id, self.queues))  # type: ignore[arg-type]
+                job = self._claiming(lambda: self._jobs.claim(
+                    self.worker_id, self.queues, abandon=lambda: self._holds_off(slot)))  # type: ignore[arg-type]
             except peewee.PeeweeException as exc:
                 self._database_failed(self._jobs, exc)
                 self._idle(generation, backoff.next())
@@ -454,6 +455,10 @@ class WorkerPool:
     def _goes_on(self, slot: int) -> bool:
         """Whether this slot's thread is to go on claiming (called under the lock)."""
         return not self._stopping.is_set() and slot < self._target
+
+    def _holds_off(self, slot: int) -> bool:
+        """Whether this slot's thread is to claim nothing now: stopped, retired or paused."""
+        return not self._goes_on(slot) or self._paused
 
     def _idle_timeout(self) -> float:
         try:
@@ -554,9 +559,12 @@ class WorkerPool:
                 # started twice). Its claim waits for the heartbeat, as a thread's claim does.
                 # So is a stop: one asked for while the result waited to be stored (an outage)
                 # claimed the next job as the database came back, then gave it back (QA).
-                if self._fenced() or not self._goes_on(slot) or self._paused:
+                # On SQLite a stop may come while the statement waits for another process's
+                # write lock: the claim is given up then, the result stored alone (QA).
+                if self._fenced() or self._holds_off(slot):
                     return self._jobs.finish(job, result, worker_id, ended_at), None
-                return self._jobs.finish_and_claim(job, result, worker_id, self.queues, ended_at)
+                return self._jobs.finish_and_claim(job, result, worker_id, self.queues, ended_at,
+                                                   abandon=lambda: self._holds_off(slot))  # fmt: skip
 
             try:
                 stored, following = self._store(store_and_claim)

@@ -256,8 +256,8 @@ def test_a_claim_that_crosses_a_pause_gives_its_job_back_uncounted(queue, pools,
     claim = Queue.claim
     claimed = []
 
-    def claim_across_a_pause(self, worker_id, *queues):
-        job = claim(self, worker_id, *queues)
+    def claim_across_a_pause(self, worker_id, *queues, **kwargs):
+        job = claim(self, worker_id, *queues, **kwargs)
         if job is not None:
             pool.pause()
             claimed.append(job)
@@ -275,6 +275,49 @@ def test_a_claim_that_crosses_a_pause_gives_its_job_back_uncounted(queue, pools,
     # The event follows the stored result: the state may be read before it is emitted.
     wait_until(lambda: len(events) >= 2, 30, message="the completed event")
     assert events == ["started", "completed"]
+
+
+def test_a_stop_while_a_claim_waits_for_another_process_s_lock_claims_nothing(
+        queue, pools, db_path, tmp_path, monkeypatch):  # fmt: skip
+    """QA, SQLite: another process held the write lock while a thread's result, stored with
+    its next job's claim, waited for it; a stop came meanwhile.
+    Once the lock went, the next job was claimed and given back at once ("started",
+    "released" in its history). The claim is given up as the stop comes; the result is
+    stored alone."""
+    import sqlite3
+
+    from queuectl.db import SqliteQueueDatabase
+
+    asked: list[float] = []  # when a worker thread's statement, waiting for the lock, asked
+    maybe_abandon = SqliteQueueDatabase._maybe_abandon
+
+    def noting(self):
+        if threading.current_thread().name.startswith("worker-"):  # (not the heartbeat's)
+            asked.append(time.time())
+        maybe_abandon(self)
+
+    monkeypatch.setattr(SqliteQueueDatabase, "_maybe_abandon", noting)
+    gate, ended = tmp_path / "gate", tmp_path / "ended"
+    first = queue.enqueue(f"while [ ! -e {gate} ]; do sleep 0.02; done; touch {ended}")
+    pool = pools(queue, threads=1)
+    wait_until(lambda: pool.busy == 1, 30, message="the first job to run")
+    nxt = queue.enqueue("echo next")
+    locker = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        locker.execute("BEGIN EXCLUSIVE")  # another process's write lock
+        gate.touch()
+        wait_until(lambda: asked, 30, message="the result and its claim waiting")
+        pool.stop()
+        stopped = time.time()
+        # The lock is let go only once the wait went on after the stop, as one held for long.
+        wait_until(lambda: asked[-1] > stopped, 30, message="the wait to go on after it")
+    finally:
+        locker.execute("COMMIT")
+        locker.close()
+    assert pool.join(30)
+    assert queue.get(first.id).state == "completed"
+    assert [event.event for event in queue.history(nxt.id)] == ["enqueued"]
+    assert queue.get(nxt.id).state == "pending"
 
 
 @pytest.mark.parametrize("how", ["pause", "stop"])

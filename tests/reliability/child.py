@@ -61,7 +61,7 @@ def die_in_finish(db: str) -> None:
     its result is stored."""
     from queuectl import Queue, WorkerPool
 
-    def finish(self, job, result, worker_id, *queues):
+    def finish(self, job, result, worker_id, *queues, **kwargs):
         say(f"ran {job.id} {result.output.strip()}")
         os.kill(os.getpid(), signal.SIGKILL)
 
