@@ -335,6 +335,22 @@ class WaitAbandoned(Exception):
     SqliteQueueDatabase.abandoning): it did nothing."""
 
 
+class _Abandoning:
+    """See SqliteQueueDatabase.abandoning (a class: a claim's path, ~0.4 µs, not contextlib's
+    3 µs)."""
+
+    __slots__ = ("local", "when")
+
+    def __init__(self, local: threading.local, when: Callable[[], bool] | None) -> None:
+        self.local, self.when = local, when
+
+    def __enter__(self) -> None:
+        self.local.when = self.when
+
+    def __exit__(self, *exc: object) -> None:
+        self.local.when = None
+
+
 class SqliteQueueDatabase(peewee.SqliteDatabase):
     """peewee's SqliteDatabase, but a statement that found another connection's lock taken
     ("database is locked" after SQLITE_BUSY_STEP_MS in SQLite's busy handler) is tried again,
@@ -470,17 +486,12 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
         if disk.f_bavail * disk.f_frsize >= LOW_DISK_WALS * WAL_AUTOCHECKPOINT_PAGES * page:
             self.room_wanted = False
 
-    @contextlib.contextmanager
-    def abandoning(self, when: Callable[[], bool] | None) -> Iterator[None]:
+    def abandoning(self, when: Callable[[], bool] | None) -> _Abandoning:
         """Within, in this thread: a statement of its own (or a BEGIN) that waits for another
         connection's lock raises WaitAbandoned once ``when()`` is true; it did nothing. A
         worker's claim, waiting as a stop came: it claimed the job once the lock went, and
         gave it back at once (QA: "started", "released")."""
-        self._abandon.when = when
-        try:
-            yield
-        finally:
-            self._abandon.when = None
+        return _Abandoning(self._abandon, when)
 
     def _again_until(self, exc: Exception, deadline: float | None,
                      connection: sqlite3.Connection | None) -> float:
