@@ -430,6 +430,7 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
     def execute_sql(self, sql: str, params: Any = None) -> Any:
         if self.room_wanted:
             self.make_room()
+        self._abandon_before()
         deadline = None
         while True:
             try:
@@ -441,6 +442,7 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
     def begin(self, lock_type: str | None = None) -> None:
         if self.room_wanted:
             self.make_room()
+        self._abandon_before()
         deadline = None
         while True:
             try:
@@ -488,7 +490,8 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
 
     def abandoning(self, when: Callable[[], bool] | None) -> _Abandoning:
         """Within, in this thread: a statement of its own (or a BEGIN) that waits for another
-        connection's lock raises WaitAbandoned once ``when()`` is true; it did nothing. A
+        connection's lock, or starts, raises WaitAbandoned once ``when()`` is true; it did
+        nothing. A
         worker's claim, waiting as a stop came: it claimed the job once the lock went, and
         gave it back at once (QA: "started", "released")."""
         return _Abandoning(self._abandon, when)
@@ -513,6 +516,16 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
         # for, as the switch to WAL takes), a pause of our own rather than a spin.
         time.sleep(0.001)
         return deadline
+
+    def _abandon_before(self) -> None:
+        """Within :meth:`abandoning`, a statement (outside a transaction) is given up before it
+        starts too: it may have waited for this process's writers' turn (a heartbeat waiting
+        for another process's lock held it), not in SQLite (QA: the claim came as the lock
+        went, with no wait of its own to give up)."""
+        if getattr(self._abandon, "when", None) is not None:
+            conn = self._state.conn
+            if conn is None or not conn.in_transaction:
+                self._maybe_abandon()
 
     def _maybe_abandon(self) -> None:
         when = getattr(self._abandon, "when", None)

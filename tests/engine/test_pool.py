@@ -320,6 +320,49 @@ def test_a_stop_while_a_claim_waits_for_another_process_s_lock_claims_nothing(
     assert queue.get(nxt.id).state == "pending"
 
 
+def test_a_stop_while_a_claim_waits_for_this_process_s_writers_turn_claims_nothing(
+        db_path, pools, tmp_path):  # fmt: skip
+    """QA, SQLite, the same through `worker start`: the heartbeat waited for another
+    process's lock while holding this process's writers' turn, and the result with its
+    claim waited for the turn, not in SQLite; once the lock went, the claim came, after the
+    stop. A statement given up (abandoning) is given up before it starts, too."""
+    from queuectl import Queue
+
+    class Turn:
+        """This process's writers' turn, saying when a worker thread waits for it."""
+
+        def __init__(self) -> None:
+            self.lock, self.worker_waits = threading.RLock(), threading.Event()
+
+        def __enter__(self) -> None:
+            if threading.current_thread().name.startswith("worker-"):
+                self.worker_waits.set()
+            self.lock.acquire()
+
+        def __exit__(self, *exc) -> None:
+            self.lock.release()
+
+    queue = Queue(db_path)
+    turn = queue._writers = Turn()
+    gate = tmp_path / "gate"
+    first = queue.enqueue(f"while [ ! -e {gate} ]; do sleep 0.02; done")
+    pool = pools(queue, threads=1)
+    wait_until(lambda: pool.busy == 1, 30, message="the first job to run")
+    nxt = queue.enqueue("echo next")
+    turn.worker_waits.clear()
+    turn.lock.acquire()  # held, as the heartbeat held it
+    try:
+        gate.touch()
+        wait_until(turn.worker_waits.is_set, 30, message="the result waiting for the turn")
+        pool.stop()
+    finally:
+        turn.lock.release()
+    assert pool.join(30)
+    assert queue.get(first.id).state == "completed"
+    assert [event.event for event in queue.history(nxt.id)] == ["enqueued"]
+    queue.close()
+
+
 @pytest.mark.parametrize("how", ["pause", "stop"])
 def test_a_next_job_claimed_with_a_result_across_a_pause_or_stop_goes_back_uncounted(
     queue, pools, monkeypatch, how
