@@ -331,13 +331,13 @@ def _read_write_uri(path: str) -> str:
 
 
 class WaitAbandoned(Exception):
-    """A statement given up while it waited for another connection's lock (see
-    SqliteQueueDatabase.abandoning): it did nothing."""
+    """A statement given up before it started, or while it waited for another connection's
+    lock (see SqliteQueueDatabase.abandoning): it did nothing."""
 
 
 class _Abandoning:
-    """See SqliteQueueDatabase.abandoning (a class: a claim's path, ~0.4 µs, not contextlib's
-    3 µs)."""
+    """See SqliteQueueDatabase.abandoning (a class: it is on a claim's path, under 1 µs, where
+    contextlib's generator took 3 µs)."""
 
     __slots__ = ("local", "when")
 
@@ -408,14 +408,14 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
                         "malformed database schema (it is not valid UTF-8)"
                     ) from None
 
-    def _disk_low(self, conn: sqlite3.Connection) -> bool:
-        """Whether the file system lacks room for LOW_DISK_WALS of the longest WALs (as
-        :meth:`make_room` reads it)."""
+    def _disk_low(self, conn: sqlite3.Connection) -> bool | None:
+        """Whether the file system lacks room for LOW_DISK_WALS of the longest WALs (None: it
+        could not be read)."""
         try:
             (page,) = conn.execute("PRAGMA page_size").fetchone()
             disk = os.statvfs(os.path.dirname(self.database))
         except (sqlite3.Error, OSError):
-            return False
+            return None
         return disk.f_bavail * disk.f_frsize < LOW_DISK_WALS * WAL_AUTOCHECKPOINT_PAGES * page
 
     def cursor(self, named_cursor: object = None) -> sqlite3.Cursor:
@@ -479,21 +479,18 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
         mode = "TRUNCATE" if self.refused else "PASSIVE"
         try:
             (busy, _, _) = conn.execute(f"PRAGMA main.wal_checkpoint({mode})").fetchone()
-            if mode == "TRUNCATE" and not busy:
-                self.refused = False
-            (page,) = conn.execute("PRAGMA main.page_size").fetchone()
-            disk = os.statvfs(os.path.dirname(self.database))
-        except (sqlite3.Error, OSError):  # no room even for that yet: the next one tries again
+        except sqlite3.Error:  # no room even for that yet: the next one tries again
             return
-        if disk.f_bavail * disk.f_frsize >= LOW_DISK_WALS * WAL_AUTOCHECKPOINT_PAGES * page:
+        if mode == "TRUNCATE" and not busy:
+            self.refused = False
+        if self._disk_low(conn) is False:
             self.room_wanted = False
 
     def abandoning(self, when: Callable[[], bool] | None) -> _Abandoning:
-        """Within, in this thread: a statement of its own (or a BEGIN) that waits for another
-        connection's lock, or starts, raises WaitAbandoned once ``when()`` is true; it did
-        nothing. A
-        worker's claim, waiting as a stop came: it claimed the job once the lock went, and
-        gave it back at once (QA: "started", "released")."""
+        """Within, in this thread: a statement of its own (or a BEGIN), as it starts or while it
+        waits for another connection's lock, raises WaitAbandoned once ``when()`` is true; it
+        did nothing. A worker's claim, waiting as a stop came: it claimed the job once the lock
+        went, and gave it back at once (QA: "started", "released")."""
         return _Abandoning(self._abandon, when)
 
     def _again_until(self, exc: Exception, deadline: float | None,
@@ -522,10 +519,11 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
         starts too: it may have waited for this process's writers' turn (a heartbeat waiting
         for another process's lock held it), not in SQLite (QA: the claim came as the lock
         went, with no wait of its own to give up)."""
-        if getattr(self._abandon, "when", None) is not None:
+        when = getattr(self._abandon, "when", None)
+        if when is not None and when():
             conn = self._state.conn
             if conn is None or not conn.in_transaction:
-                self._maybe_abandon()
+                raise WaitAbandoned()
 
     def _maybe_abandon(self) -> None:
         when = getattr(self._abandon, "when", None)

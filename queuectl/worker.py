@@ -516,7 +516,7 @@ class WorkerPool:
         )
         seq = job.seq
         with self._lock:
-            kept = self._goes_on(slot) and not self._paused
+            kept = not self._holds_off(slot)
             if kept:
                 self._running[slot] = execution
                 self._running_jobs[seq] = execution
@@ -534,7 +534,7 @@ class WorkerPool:
         with self._lock:
             self._running.pop(slot, None)
             self._running_jobs.pop(seq, None)
-            claim_next = not killed and self._goes_on(slot) and not self._paused
+            claim_next = not killed and not self._holds_off(slot)
             claim_next = claim_next and not self._fenced()
             if claim_next:  # counted once for all the store's tries (see _give_back_strays)
                 self._claims_under_way += 1

@@ -225,8 +225,9 @@ class DetailsScreen(ModalScreen[None]):
             run, self._output_run = self._output_run, (job.attempts, job.started_at)
             moved_on = (job.state == State.PROCESSING and run == self._output_run
                         and bool(shown) and not text.startswith(shown))  # fmt: skip
+            elsewhere = not self.output.at_end  # the reader, in the output shown
             held = moved_on and (
-                not self.output.at_end or time.monotonic() < self._moved_on_at + MOVED_ON_EVERY_S
+                elsewhere or time.monotonic() < self._moved_on_at + MOVED_ON_EVERY_S
             )
             # Its lines wrapped here, not on the UI thread (see OutputArea); unchanged, not at all.
             output = None
@@ -239,7 +240,7 @@ class DetailsScreen(ModalScreen[None]):
                 needed_by=needed_by[:DEPENDENCIES_SHOWN], after_total=len(job.after_ids),
                 needed_by_total=len(needed_by),
                 history=history_records(events[-HISTORY_SHOWN:]), history_total=len(events),
-                output=output, output_held=held and not self.output.at_end,
+                output=output, output_held=held and elsewhere,
             ))  # fmt: skip
         except QueueError as exc:  # deleted (purged) since it was shown
             self._gone = True

@@ -144,7 +144,7 @@ class OutputArea(TextArea):
         """Show ``prepared``, as ``load_text`` would show its text. When the text grew, the
         reader's place is kept; else the area shows its start."""
         place, scrolled = self.cursor_location, self.scroll_offset
-        at_end = self.shown_once and place == self.document.end  # (G): it follows the end
+        at_end = self.at_end  # (G): it follows the end
         self.history.clear()
         self.document = prepared.document
         self.wrapped_document = prepared.wrapped
