@@ -78,12 +78,14 @@ class ListingScreen(ModalScreen[None]):
         self._loading = self._again = False
         self._read_took = 0.0  # seconds, the last read
         self._next_timed = 0.0  # time.monotonic() before which no timed read starts
+        # Made here, not in compose: the screen's table is there as soon as the screen is (a
+        # test that waited for it once looked between the screen's push and its compose).
+        self.table = Listing(self.COLUMNS, give_way=self.GIVE_WAY,
+                             last_resort=self.LAST_RESORT, id="listing")  # fmt: skip
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog listing") as dialog:
             dialog.border_title = self.TITLE
-            self.table = Listing(self.COLUMNS, give_way=self.GIVE_WAY,
-                                 last_resort=self.LAST_RESORT, id="listing")  # fmt: skip
             yield self.table
             yield Static(self.EMPTY, id="listing-note", classes="hint", markup=False)
 
