@@ -271,6 +271,8 @@ class Control(Workflows, Registry):
             refused = f"job {job.id} is {{}}: only a pending or failed job can be edited"
             if job.state not in CLAIMABLE:
                 raise QueueError(refused.format(job.state))
+            if "run_at" in values:
+                values.update(_due_from(job, values["run_at"], now))
             updated = (
                 Job.update(**values, updated_at=now)
                 .where(Job.seq == job.seq, Job.state.in_(CLAIMABLE))
@@ -449,3 +451,13 @@ class Control(Workflows, Registry):
 
     # -- helpers ----------------------------------------------------------------------------
 
+
+
+def _due_from(job: Job, run_at: float, now: float) -> dict[str, float]:
+    """`edit`'s change to ``job``'s ready_at for its new ``run_at``: a time already past makes
+    it due from when it was due before (it was waiting for a worker since then), or from now if
+    it was not due yet; never from before. QA: a job edited to `--run-at 2026-01-01` had
+    waited, said stats, since then."""
+    was_due = max(job.run_at, job.ready_at or job.run_at)
+    since = min(was_due, now)
+    return {"ready_at": since} if since > run_at else {}

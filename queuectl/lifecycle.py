@@ -120,6 +120,10 @@ class Lifecycle(Reading):
                     "queue": spec.queue or DEFAULT_QUEUE,
                     "schedule": schedule,
                     "waiting_on": 0,
+                    # A job given a time already past is due from its enqueue: it cannot have
+                    # waited for a worker before it existed (QA: `--run-at 2020-01-01` made
+                    # stats' waits and the oldest-waiting age years long).
+                    "ready_at": now if run_at < now else None,
                 }
             )
         return rows

@@ -19,7 +19,7 @@ COLUMN_NAMES = tuple(field.name for field in Job._meta.sorted_fields)
 # The keys, in order, of the rows Queue.enqueue_many builds.
 INSERTED = (
     "id", "command", "state", "attempts", "max_retries", "priority", "timeout", "run_at",
-    "created_at", "updated_at", "cwd", "queue", "schedule", "waiting_on",
+    "created_at", "updated_at", "cwd", "queue", "schedule", "waiting_on", "ready_at",
 )  # fmt: skip
 
 

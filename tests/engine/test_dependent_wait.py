@@ -122,6 +122,46 @@ def test_a_job_enqueued_after_a_completed_job_waits_from_its_enqueue(q, clock):
     assert q.oldest_waiting() == {"a": at(later.run_at)}
 
 
+def test_a_job_given_a_time_already_past_waits_from_its_enqueue(q, clock):
+    """QA: `enqueue --run-at 2020-01-01T00:00:00Z` made the oldest-waiting age and stats'
+    waits years long: a job cannot wait for a worker before it exists. It still goes first."""
+    earlier = q.enqueue(JobSpec(command="earlier", queue="a"))
+    clock.advance(5)
+    enqueued = clock.now
+    backdated = q.enqueue(JobSpec(command="backdated", queue="a", run_at=enqueued - 2e8))
+    clock.advance(10)
+    assert q.oldest_waiting() == {"a": at(earlier.run_at)}, "the earlier job waited longest"
+    worker = q.register_worker(1)
+    first = q.claim(worker)
+    assert first.id == backdated.id, "claimed by its run_at, as before"
+    assert started_waits(q, backdated) == [at(10)]
+    q.finish(first, OK, worker)
+    q.finish(q.claim(worker), OK, worker)
+    # Waits of 10 s and 15 s (not 2e8): p95 between them, as percentile_cont interpolates.
+    assert q.stats().queues["a"].wait_p95 == pytest.approx(14.75)
+    alone = q.enqueue(JobSpec(command="alone", queue="b", run_at=clock.now - 3600))
+    clock.advance(2)
+    assert q.stats().queues["b"].oldest_waiting == pytest.approx(2)
+    assert alone.run_at == at(clock.now - 2 - 3600), "its run_at is the one given"
+
+
+def test_an_edit_to_a_past_time_keeps_when_the_job_fell_due(q, clock):
+    """A waiting job edited to a time already past has waited since it fell due (no longer);
+    a delayed one edited so falls due at the edit (QA: `edit --run-at 2026-01-01` of a delayed
+    job counted its wait from that date)."""
+    due = q.enqueue(JobSpec(command="due", queue="a"))
+    delayed = q.enqueue(JobSpec(command="delayed", queue="b", delay=600))
+    clock.advance(20)
+    edited_at = clock.now
+    q.edit(due.id, {"run_at": edited_at - 1e7})
+    q.edit(delayed.id, {"run_at": edited_at - 1e7})
+    clock.advance(5)
+    assert q.oldest_waiting() == {"a": at(due.run_at), "b": at(edited_at)}
+    q.edit(delayed.id, {"run_at": edited_at - 2e7})  # edited again: due as it was
+    q.edit(delayed.id, {"priority": 3})
+    assert q.oldest_waiting()["b"] == at(edited_at)
+
+
 def test_a_schema_14_database_gains_ready_at_keeping_a_waiting_dependent(target, clock):
     queue = Queue(target, clock=clock)
     try:
