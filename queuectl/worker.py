@@ -723,6 +723,18 @@ class WorkerPool:
             self._strays_pending = True
         return replaced
 
+    def unstored_said(self) -> str | None:
+        """Once stopped: the results given up on, in words (None: none), for the last line a
+        process prints as it ends (`worker start`, the TUI) with exit code 1."""
+        if not self.unstored:
+            return None
+        why = "see above" if self.problem else (
+            "the database could not be written" if self.outage.unwritable
+            else "the database was unreachable"
+        )  # fmt: skip
+        return (f"stopped with {len(self.unstored)} result(s) not stored ({why}); their jobs "
+                "are rescued as \"worker lost\"")  # fmt: skip
+
     def _gave_up(self, job: Job) -> None:
         self.unstored.append(job.id)
         if self.problem is not None:

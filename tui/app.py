@@ -831,7 +831,8 @@ class QueueApp(KeysInOrder):
         self.stats.stopping = True
         self.pool.stop(hooks=wait_screen)  # waiting for jobs: for the hooks of their ends too
         if wait_screen:
-            self.push_screen(StoppingScreen(self._still_running, self.pool.kill))
+            self.push_screen(StoppingScreen(self._still_running, self.pool.kill,
+                                            lambda: self.pool.outage))  # fmt: skip
         self._join_pool()
 
     @work(thread=True, group="quit", exit_on_error=False)
@@ -894,14 +895,20 @@ def run_app(target: str | None, workers: int = 2, queues: tuple[str, ...] | None
         app.pool.join()
         queue.close()
         app.signals.restore()
+        if unstored := app.pool.unstored_said():
+            with contextlib.suppress(OSError, ValueError):
+                print(f"Error: {unstored}", file=sys.stderr)
     return _exit_code(app)
 
 
 def _exit_code(app: QueueApp) -> int:
     """0, or as `worker start`'s: 128 + the signal after a second one killed the running jobs
-    (143 for SIGTERM), so that a supervisor can tell a hard stop from a clean one (QA: 0)."""
+    (143 for SIGTERM), so that a supervisor can tell a hard stop from a clean one (QA: 0);
+    1 where results could not be stored by the stop (QA: a quit in an outage said nothing)."""
     received = app.signals.received if app.signals is not None else []
-    return 128 + received[1] if len(received) > 1 else 0
+    if len(received) > 1:
+        return 128 + received[1]
+    return 1 if app.pool.unstored_said() else 0
 
 
 def _end_with_the_jobs(app: QueueApp) -> None:

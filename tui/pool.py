@@ -99,6 +99,12 @@ class PoolControl:
         pool = self.pool
         return pool.outage.said if pool is not None else self._room_wanted
 
+    def unstored_said(self) -> str | None:
+        """Once the pool has stopped: the results it gave up storing, in words (see
+        WorkerPool.unstored_said); None if none."""
+        pool = self.pool
+        return pool.unstored_said() if pool is not None else None
+
     @property
     def hooks(self) -> int:
         """Notification hooks this app's workers are running now."""

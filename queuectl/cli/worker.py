@@ -237,13 +237,9 @@ def start(
     finally:
         stopper.restore()
         engine_log.removeHandler(handler)
-    if pool.unstored:
-        why = "see above" if pool.problem else (
-            "the database could not be written" if pool.outage.unwritable
-            else "the database was unreachable"
-        )  # fmt: skip
-        log.line("main", f"stopped with {len(pool.unstored)} result(s) not stored ({why}); "
-                         "their jobs are rescued as \"worker lost\"")
+    unstored = pool.unstored_said()
+    if unstored:
+        log.line("main", unstored)
         sys.exit(code or 1)
     log.line("main", "stopped")
     sys.exit(code or (1 if pool.problem else 0))

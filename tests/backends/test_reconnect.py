@@ -497,6 +497,60 @@ def test_the_tui_shows_the_outage_keeps_its_job_running_and_recovers(pg_target, 
     asyncio.run(scenario())
 
 
+def test_a_quit_in_an_outage_says_what_it_could_not_store_and_ends_with_1(
+    pg_target, outage, tmp_path, monkeypatch
+):
+    """QA: `q`, `y`, `k` with the database away exited 0 and said nothing, under a dialog that
+    promised the killed job's attempt "not counted": its release was never stored, and it came
+    back as "worker lost", an attempt counted. The dialog says what waits for the database, and
+    the app ends as `worker start` does: exit code 1, and the line saying how many results were
+    not stored (the stop's wait for the database shortened to 1 s here)."""
+    import asyncio
+    from functools import partial
+
+    from queuectl.tui import pool as tui_pool
+    from queuectl.tui.app import QueueApp, _exit_code
+    from queuectl.tui.screens.confirm import StoppingScreen
+    from queuectl.worker import WorkerPool
+
+    monkeypatch.setattr(tui_pool, "WorkerPool", partial(WorkerPool, stop_timeout=1))
+    queue = Queue(outage.url)
+    began = tmp_path / "began"
+    job = queue.enqueue(JobSpec(command=f"touch {began}; sleep 60"))
+    app = QueueApp(queue, workers=1, refresh_interval=0.25)
+
+    def hint() -> str:
+        screen = app.screen
+        return str(screen.query_one("#quit-hint").render()) if isinstance(
+            screen, StoppingScreen) else ""  # fmt: skip
+
+    async def until(pilot, condition, what):
+        deadline = asyncio.get_running_loop().time() + 30
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+            await pilot.pause(0.05)
+
+    async def scenario():
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, began.exists, "the app's own worker to start the job")
+            outage.down()
+            await until(pilot, lambda: app.pool.outage, "the workers to say the outage")
+            await pilot.press("q", "y")
+            await until(pilot, lambda: "cannot be reached" in hint(), "the dialog to say so")
+            assert "rescued by another worker" in hint()
+            await pilot.press("k")
+            await until(pilot, lambda: app.pool.unstored_said(), "the stop to give up")
+
+    asyncio.run(scenario())
+    assert _exit_code(app) == 1
+    assert app.pool.unstored_said() == (
+        'stopped with 1 result(s) not stored (the database was unreachable); their jobs are '
+        'rescued as "worker lost"'
+    )
+    outage.up()
+    assert Queue(pg_target).get(job.id).state == "processing", "left to be rescued"
+
+
 @pytest.mark.skipif(
     not os.environ.get("QUEUECTL_TEST_PG_RESTART"),
     reason="restarts the PostgreSQL cluster itself: opt in with QUEUECTL_TEST_PG_RESTART=1",

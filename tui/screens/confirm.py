@@ -86,28 +86,47 @@ class StoppingScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("k,ctrl+c", "kill", "Kill running jobs")]
 
-    def __init__(self, running: Callable[[], str], kill: Callable[[], None]) -> None:
+    KILL_HINT = (
+        "Press k (or ctrl+c) to kill them now: jobs go back to pending, their attempt not "
+        "counted; a hook killed runs again in another worker."
+    )
+    # While the workers cannot reach the database, what ends is stored only once it answers: a
+    # quit then said nothing of it, and its jobs came back as "worker lost", an attempt counted
+    # (QA). `worker start` waits as long (STOP_TIMEOUT_S).
+    OUTAGE_HINT = (
+        "The database cannot be reached ({why}): what ends is stored once it answers, for up "
+        "to {timeout:.0f} s; jobs whose end is not stored by then are rescued by another worker "
+        "as \"worker lost\". Press k (or ctrl+c) to kill them now: they go back to pending, "
+        "their attempt not counted, if the database answers in time."
+    )
+
+    def __init__(
+        self, running: Callable[[], str], kill: Callable[[], None],
+        outage: Callable[[], str] = lambda: "",
+    ) -> None:  # fmt: skip
+        """``outage``: why the workers cannot use the database now ("" if they can)."""
         super().__init__()
-        self._what_runs, self._kill = running, kill
+        self._what_runs, self._kill, self._outage = running, kill, outage
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog confirm") as dialog:
             dialog.border_title = "Quitting"
-            yield Static(id="waiting", classes="question")
-            yield Static(
-                "Press k (or ctrl+c) to kill them now: jobs go back to pending, their attempt "
-                "not counted; a hook killed runs again in another worker.",
-                classes="hint",
-            )
+            yield Static(id="waiting", classes="question", markup=False)
+            yield Static(self.KILL_HINT, id="quit-hint", classes="hint", markup=False)
 
     def on_mount(self) -> None:
         self._update()
         self.set_interval(0.2, self._update)
 
     def _update(self) -> None:
+        from queuectl.limits import STOP_TIMEOUT_S
+
         self.query_one("#waiting", Static).update(
             f"Waiting for {self._what_runs() or 'the workers'} to finish…"
         )
+        why = self._outage()
+        hint = self.OUTAGE_HINT.format(why=why, timeout=STOP_TIMEOUT_S) if why else self.KILL_HINT
+        self.query_one("#quit-hint", Static).update(hint)
 
     def action_kill(self) -> None:
         self._kill()
