@@ -532,7 +532,14 @@ class QueueApp(KeysInOrder):
             job = self.queue.enqueue(spec)
         except Exception as exc:
             shown = shorten(escaped_line(spec.command), UNSENT_SHOWN)
-            raise QueueError(f"Not enqueued ({error_text(exc)}): {shown}") from None
+            # With what else was typed in the form (QA: only the command was said).
+            given = [f"{name.replace('_', ' ')} {value}" for name, value in (
+                ("max_retries", spec.max_retries), ("priority", spec.priority),
+                ("timeout", spec.timeout), ("delay", spec.delay),
+                ("queue", None if spec.queue == DEFAULT_QUEUE else spec.queue),
+            ) if value is not None]  # fmt: skip
+            options = f" ({', '.join(given)})" if given else ""
+            raise QueueError(f"Not enqueued ({error_text(exc)}): {shown}{options}") from None
         return f"Enqueued {job.id}"
 
     def action_config(self) -> None:
@@ -559,10 +566,20 @@ class QueueApp(KeysInOrder):
             self.notify("Config unchanged")
             return
 
+        def said(keys: Iterable[str]) -> str:
+            return ", ".join(f"{key} = {escaped_line(str(changes[key]))}" for key in keys)
+
         def save() -> str:
+            saved: list[str] = []
             for key, value in changes.items():
-                self.queue.config_set(key, value)
-            return "Saved " + ", ".join(f"{key} = {value}" for key, value in changes.items())
+                try:
+                    self.queue.config_set(key, value)
+                except Exception as exc:  # what was not saved, said (QA: "database error" only)
+                    left = [each for each in changes if each not in saved]
+                    also = f"; saved: {said(saved)}" if saved else ""
+                    raise QueueError(f"Not saved ({error_text(exc)}): {said(left)}{also}") from None
+                saved.append(key)
+            return f"Saved {said(changes)}"
 
         self._act(save)
 

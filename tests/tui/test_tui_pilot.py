@@ -1970,7 +1970,8 @@ def test_a_job_the_database_refused_is_said_plainly_with_its_command(seeded, fix
     async def scenario(pilot):
         type_ahead(app, "a", *typed("echo kept"), "tab", "4", "enter")
         await until(pilot, lambda: any("Not enqueued" in text for text in said()))
-        assert "Not enqueued (database error: database or disk is full): echo kept" in said()
+        assert ("Not enqueued (database error: database or disk is full): echo kept "
+                "(max retries 4)") in said()  # with what else was typed (QA)
         full[0] = False
         type_ahead(app, "a", *typed("echo W"), "enter")
         await until(pilot, lambda: any(j.command.startswith("echo W") for j in seeded.list_jobs()))
@@ -1978,6 +1979,35 @@ def test_a_job_the_database_refused_is_said_plainly_with_its_command(seeded, fix
                 if j.command.startswith("echo")] == [("echo W", None)]
 
     drive(app, scenario)
+
+
+def test_config_the_database_refused_is_said_with_what_was_not_saved(seeded, fixed_clock,
+                                                                     monkeypatch):
+    """QA, the server away: `c 6 enter` closed the form saying only "database error:
+    Connection refused", not that nothing was saved, nor what. A value saved before the failure
+    is said too."""
+    import peewee
+
+    app = make_app(seeded, clock=fixed_clock)
+    config_set = seeded.config_set
+
+    def refused_past_the_first(key, value):
+        if key != "max-retries":
+            raise peewee.OperationalError("connection failed: Connection refused")
+        return config_set(key, value)
+
+    monkeypatch.setattr(seeded, "config_set", refused_past_the_first)
+
+    async def scenario(pilot):
+        type_ahead(app, "c", "6", "tab", "5", "enter")  # max-retries, then backoff-base
+        await until(pilot, lambda: any("Not saved" in text for text in notices(app)))
+        assert notices(app)[-1] == (
+            "Not saved (database error: connection failed: Connection refused): "
+            "backoff-base = 5; saved: max-retries = 6"
+        )
+
+    drive(app, scenario)
+    assert seeded.config()["max-retries"] == 6
 
 
 def test_the_bar_names_the_database_as_typed_never_obeyed(tmp_path):
