@@ -10,7 +10,7 @@ import time
 
 import pytest
 from rich.console import Console
-from tui_helpers import drive, make_app, notices, until
+from tui_helpers import drive, make_app, notices, resize, until
 from rich.text import Text
 from textual import events
 from textual.command import CommandList
@@ -610,6 +610,13 @@ def test_a_form_taller_than_the_terminal_scrolls_to_the_focused_field(seeded, fi
         assert isinstance(screen, ConfigScreen)
         last = screen.query(Input).last()
         assert not in_view(last)  # the form is taller than the terminal
+        # ... and its buttons are below the fold: its border says how to save (QA: nothing did)
+        dialog = screen.query_one(".dialog")
+        await until(pilot, lambda: dialog.border_subtitle == "enter saves · esc cancels")
+        await resize(pilot, 120, 50)
+        await until(pilot, lambda: dialog.border_subtitle == ConfigScreen.SUBTITLE)
+        await resize(pilot, 80, 24)
+        await until(pilot, lambda: dialog.border_subtitle == "enter saves · esc cancels")
         while app.focused is not last:
             await pilot.press("tab")
         await until(pilot, lambda: in_view(last) and in_view(screen.query_one("#submit")))

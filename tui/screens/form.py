@@ -213,12 +213,22 @@ class FormScreen(ModalScreen[T], Generic[T]):
         for widget in self.query(Input):
             widget.cursor_blink = not self.app.is_headless  # steady in tests and screenshots
 
+    # Said under a form taller than the terminal, whose buttons are below its fold (QA: at 80x24
+    # nothing on the config form's screen said how to save it). Not docked in sight instead:
+    # Textual's focus chain then put them before the fields below the fold (tab went to Save).
+    KEYS_HINT = "enter saves · esc cancels"
+
     def on_resize(self, event: events.Resize) -> None:
         """A terminal made smaller: the focused field, in sight again (the keys typed next go
         there; it was left below the form's fold)."""
         focused = self.focused
         if focused is not None:
             self.call_after_refresh(focused.scroll_visible, animate=False)
+        self.call_after_refresh(self._say_the_keys)
+
+    def _say_the_keys(self) -> None:
+        body = self.query_one(FormBody)
+        body.border_subtitle = self.KEYS_HINT if body.max_scroll_y > 0 else self.SUBTITLE
 
     def on_screen_resume(self, event: events.ScreenResume) -> None:
         """Textual styles every widget of a screen again each time it is shown (Screen's own
