@@ -71,8 +71,14 @@ class QueueCore:
         self._listeners_lock = threading.Lock()
         if not self.is_sqlite:  # the watch module (inotify, ctypes) is for PostgreSQL only here
             from .watch import notify_channel
+        # The schema version this process upgraded the database from, and the worker processes
+        # (of an older queuectl) that were running on it then: see upgraded_under.
+        self.upgraded_from: int | None = None
+        self.upgraded_under: list[tuple[str, int]] = []
         try:
-            schema.ensure(self.db, self.models, self._write)
+            self.upgraded_from = schema.ensure(self.db, self.models, self._write)
+            if self.upgraded_from is not None:
+                self.upgraded_under = self._running_processes()
             if self.is_sqlite:
                 use_wal(self.db)
             # PostgreSQL: where writers announce changes (see _announce and queuectl.watch).
@@ -88,6 +94,18 @@ class QueueCore:
                 # The connection was cut (a restart): the database is fine (QA).
                 raise QueueError(f"database error: {first}") from None
             raise QueueError(f"{redact(str(self.target))} is not a usable database ({first})") from None
+
+    def _running_processes(self) -> list[tuple[str, int]]:
+        """(host, pid) of the worker processes that heartbeat (within a lease), oldest first:
+        after an upgrade, those of an older queuectl, which may fail where the schema changed
+        (QA: an old worker on an upgraded SQLite file fired no schedule again, saying only
+        "no such table: job_count", while `status` counted it live)."""
+        rows = self.db.execute_sql(
+            'SELECT "host", "pid" FROM "worker" WHERE "heartbeat_at" >= '
+            f'{self.db.param} ORDER BY "started_at"',
+            [self.clock() - self.lease],
+        ).fetchall()
+        return [(str(host), int(pid)) for host, pid in rows]
 
     # -- transactions and turns -------------------------------------------------------------
 

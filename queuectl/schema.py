@@ -1431,10 +1431,11 @@ def read_version(db: peewee.Database) -> int | None:
 
 def ensure(
     db: peewee.Database, models: Models, write: Callable[[], AbstractContextManager[object]]
-) -> None:
-    """Create the schema in an empty database, migrate an older one, refuse a newer one."""
+) -> int | None:
+    """Create the schema in an empty database, migrate an older one, refuse a newer one.
+    Returns the version an older one had (None: nothing was migrated)."""
     if read_version(db) == SCHEMA_VERSION:
-        return
+        return None
     with write():
         if not isinstance(db, peewee.SqliteDatabase):
             db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
@@ -1461,12 +1462,15 @@ def ensure(
             ):
                 operation.run()
             _set_version(models, SCHEMA_VERSION)
-            return
+            return None
+        if version == SCHEMA_VERSION:  # (another process migrated it meanwhile)
+            return None
         if version > SCHEMA_VERSION:
             raise QueueError(
                 f"{db.database} was written by a newer queuectl (schema {version}, this one "
                 f"knows {SCHEMA_VERSION}): upgrade queuectl"
             )
+        stored = version
         version = _withdrawn_15(db, version)
         from playhouse import migrate
 
@@ -1474,6 +1478,7 @@ def ensure(
         for step in range(version + 1, SCHEMA_VERSION + 1):
             migrate.migrate(*MIGRATIONS[step](migrator))
         _set_version(models, SCHEMA_VERSION)
+        return stored
 
 
 # Two schema 15s were taken back before today's was made (commits of 2026-12-05 on main): one

@@ -26,6 +26,7 @@ from .outputs import OutputWriter
 from .queue import HEARTBEAT_INTERVAL_S, Queue
 from .reconnect import HELD, MAX_RETRY_S, Backoff, Outage, damaged, first_line, in_words
 from .schedules import ScheduleTimer
+from .schema import SCHEMA_VERSION, read_version
 from .warden import Warden
 from .watch import OUTPUT_PAYLOAD, PostgresNotifications
 
@@ -756,19 +757,31 @@ class WorkerPool:
         except Exception:  # replacing it is tried again on the next failure
             log.debug("closing a broken connection failed", exc_info=True)
         if queue.is_sqlite and damaged(exc):
-            with self._lock:
-                said, self.problem = self.problem, self.problem or (
-                    f"the database file {queue.target.location} is damaged ({first_line(exc)}); "
-                    "the workers stop (README: 'A damaged database file'). The jobs they ran are "
-                    "rescued as \"worker lost\" by the next worker on a usable file"
-                )
-            if said is None:
-                log.error("%s", self.problem)
-                self.stop()
+            self._stop_for(
+                f"the database file {queue.target.location} is damaged ({first_line(exc)}); "
+                "the workers stop (README: 'A damaged database file'). The jobs they ran are "
+                "rescued as \"worker lost\" by the next worker on a usable file"
+            )
+            return
+        newer = _upgraded_past_this(queue, exc)
+        if newer is not None:
+            self._stop_for(
+                f"the database was upgraded by a newer queuectl (schema {newer}, this one knows "
+                f"{SCHEMA_VERSION}): {first_line(exc)}; the workers stop. Start them with the "
+                "newer queuectl"
+            )
             return
         self.outage.failed(exc, waits=waits)
         if not queue.is_sqlite:
             self._strays_pending = True  # looked for once the database answers again
+
+    def _stop_for(self, problem: str) -> None:
+        """Stop the pool for good, saying ``problem`` once (no wait mends it)."""
+        with self._lock:
+            said, self.problem = self.problem, self.problem or problem
+        if said is None:
+            log.error("%s", self.problem)
+            self.stop()
 
     def _claiming(self, claim: Callable[[], T]) -> T:
         """Run ``claim`` (a claim, or a finish that claims the next job), holding the job it
@@ -1083,3 +1096,22 @@ class WorkerPool:
                     self._hard.wait(min(backoff.next(), max(deadline - time.monotonic(), 0)))
         finally:
             self.queue.close()  # this thread's connection
+
+
+# What a statement of this queuectl fails with where a newer one changed the schema under it (a
+# table or column renamed or dropped; PostgreSQL: a prepared statement's result type changed).
+_SCHEMA_CHANGED = ("no such table", "no such column", "does not exist", "cached plan must not")
+
+
+def _upgraded_past_this(queue: Queue, exc: Exception) -> int | None:
+    """The database's schema version where ``exc`` comes of a newer queuectl having upgraded it
+    under this process (None otherwise). QA: an older worker on a file upgraded under it
+    claimed on, but its schedules failed at every round ("no such table"), said as an outage
+    that was over a second later, and never fired again."""
+    if not any(words in str(exc) for words in _SCHEMA_CHANGED):
+        return None
+    try:
+        version = read_version(queue.db)
+    except Exception:  # (the database is away too: an outage, said as one)
+        return None
+    return version if version is not None and version > SCHEMA_VERSION else None

@@ -88,6 +88,8 @@ class Settings:
                 return opened
         opened = part(self.target)
         self._opened.append(opened)
+        if opened.upgraded_under:
+            _say_upgraded_under(opened)
         if one_shot and self.ends_process and opened.is_sqlite:
             # Durable at commit (the WAL synced), not only at the last close's checkpoint.
             opened.db.execute_sql("PRAGMA synchronous = FULL")
@@ -107,6 +109,24 @@ class Settings:
                 _LEFT_OPEN.append(part)
             else:
                 part.close()
+
+
+def _say_upgraded_under(part: "QueueCore") -> None:
+    """One line on stderr: this command upgraded the database while worker processes of an
+    older queuectl ran on it (they go on with the schema they know, and may fail where it
+    changed: their own log says only that the database failed)."""
+    from ..schema import SCHEMA_VERSION
+
+    running = part.upgraded_under
+    shown = ", ".join(f"pid {pid} on {host}" for host, pid in running[:3])
+    more = f" and {len(running) - 3} more" if len(running) > 3 else ""
+    click.echo(
+        f"Warning: upgraded the database (schema {part.upgraded_from} to "
+        f"{SCHEMA_VERSION}) while {len(running)} worker process(es) of an older queuectl "
+        f"ran on it ({shown}{more}): restart them with this one (`queuectl worker stop`, "
+        "then `worker start`)",
+        err=True,
+    )
 
 
 def _wal_size(part: "QueueCore") -> int:

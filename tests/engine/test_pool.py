@@ -640,6 +640,37 @@ def test_a_damaged_database_file_stops_the_pool_with_one_line(queue, pools, monk
     assert sum(pool.problem in line for line in said) == 1, said
 
 
+def test_a_pool_whose_database_a_newer_queuectl_upgraded_stops_saying_so(target, pools,
+                                                                        caplog):  # fmt: skip
+    """QA: a worker of an older queuectl on a file upgraded under it said "database unreachable
+    (no such table: job_count)", then "reachable again", and never fired a schedule again,
+    while `status` counted it live. A pool whose statements fail as the schema a newer
+    queuectl made has changed under it (here: its registry's table renamed, as a later schema
+    might) stops, saying so once: start it with the newer queuectl."""
+    from queuectl.schema import SCHEMA_VERSION
+
+    queue = Queue(target)
+    try:
+        with caplog.at_level(logging.WARNING, logger="queuectl"):
+            pool = pools(queue, threads=1, stop_timeout=5)
+            other = Queue(target)
+            with other.db.atomic():
+                other.db.execute_sql("UPDATE queuectl_schema SET value = %s WHERE key = 'version'"
+                                     .replace("%s", str(SCHEMA_VERSION + 1)))  # fmt: skip
+                other.db.execute_sql('ALTER TABLE "worker" RENAME TO "worker_process"')
+            other.close()
+            wait_until(lambda: pool.problem is not None, 30, "the pool to see the new schema")
+            assert pool.join(10), "it stops by itself"
+        assert pool.problem.startswith(
+            f"the database was upgraded by a newer queuectl (schema {SCHEMA_VERSION + 1}, this "
+            f"one knows {SCHEMA_VERSION}): "
+        ) and pool.problem.endswith("; the workers stop. Start them with the newer queuectl")
+        said = [r.getMessage() for r in caplog.records]
+        assert sum(pool.problem in line for line in said) == 1, said
+    finally:
+        queue.close()
+
+
 def test_a_stop_gives_up_a_store_that_fails_while_the_database_answers(queue, pools,
                                                                        monkeypatch):  # fmt: skip
     """The outage a failed store reports ends at each heartbeat that goes through, and began

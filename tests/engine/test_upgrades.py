@@ -4,6 +4,7 @@ SQLite and PostgreSQL; a database newer than the code is refused with one line, 
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 import peewee
@@ -163,6 +164,40 @@ def test_a_round_one_database_upgrades_keeping_every_job(old_target):
         assert len(again.list_jobs(limit=1000)) == len(expected) + 3
     finally:
         again.close()
+
+
+@pytest.mark.parametrize("old_target", UPGRADE_CASES, indirect=True)
+def test_an_upgrade_under_running_workers_says_to_restart_them(old_target):
+    """QA: `status` upgraded a SQLite file under a worker of an older queuectl, which went on
+    claiming but never fired a schedule again (its service said "no such table: job_count",
+    then nothing), while `status` counted it live. The command that upgrades says so, naming
+    the processes that heartbeat; a gone one (no heartbeat for a lease) is not named."""
+    import time
+
+    now = time.time()
+    rows = [("old-1", "vm", 4242, now - 5, now - 0.5), ("old-2", "hostB", 77, now - 4, now - 1),
+            ("gone", "vm", 13, now - 900, now - 600)]  # fmt: skip
+    insert = ('INSERT INTO "worker" ("id", "host", "pid", "threads", "started_at", '
+              '"heartbeat_at", "stop_requested") VALUES ({p}, {p}, {p}, 2, {p}, {p}, {false})')
+    if old_target.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(old_target, autocommit=True) as connection:
+            connection.cursor().executemany(insert.format(p="%s", false="false"), rows)
+    else:
+        with sqlite3.connect(old_target) as connection:
+            connection.executemany(insert.format(p="?", false="0"), rows)
+        connection.close()
+    first = CliRunner().invoke(cli, ["--db", old_target, "status", "--json"])
+    assert first.exit_code == 0, first.output
+    assert re.fullmatch(
+        rf"Warning: upgraded the database \(schema [14] to {schema.SCHEMA_VERSION}\) while 2 "
+        r"worker process\(es\) of an older queuectl ran on it \(pid 4242 on vm, pid 77 on "
+        r"hostB\): restart them with this one \(`queuectl worker stop`, then `worker start`\)\n",
+        first.stderr,
+    ), first.stderr
+    again = CliRunner().invoke(cli, ["--db", old_target, "status"])
+    assert again.exit_code == 0 and again.stderr == "", "said once: by the upgrade"
 
 
 def test_code_older_than_the_database_refuses_it_with_one_line(target):
