@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import hypothesis.strategies as st
 import pytest
@@ -190,11 +191,10 @@ class WorkflowMachine(QueueMachine):
         self.cancelled_ids.discard(job.id)
 
     def _snapshot(self) -> list[tuple]:
-        Job = self.q.models.Job
         return [
             (j.id, j.state, j.attempts, j.run_at, j.worker, j.error, j.updated_at, j.priority,
              j.queue, j.max_retries, j.cancel_requested_at, j.waiting_on, j.finished_at)
-            for j in Job.select().order_by(Job.seq)
+            for j in self._rows().values()
         ]  # fmt: skip
 
     def _refused(self, before: list[tuple], error: type[Exception], call) -> None:
@@ -772,9 +772,7 @@ class WorkflowMachine(QueueMachine):
 
     # -- invariants ---------------------------------------------------------------------------
 
-    @invariant()
-    def matches_model(self) -> None:
-        rows = {job.id: job for job in self.q.models.Job.select()}
+    def matches_model(self, rows: dict[str, SimpleNamespace]) -> None:  # (see rows_hold)
         assert set(rows) == set(self.model.jobs), "a job appeared or disappeared"
         for job_id, want in self.model.jobs.items():
             got = rows[job_id]
@@ -838,9 +836,8 @@ class WorkflowMachine(QueueMachine):
         want = {n: (s.next_due, s.paused, s.last_job) for n, s in self.schedules.items()}
         assert got == want
 
-    @invariant()
-    def retry_rules(self) -> None:
-        for got in self.q.models.Job.select():
+    def retry_rules(self, rows: dict[str, SimpleNamespace]) -> None:  # (see rows_hold)
+        for got in rows.values():
             want = self.model.jobs[got.id]
             if want.rules_edited:
                 continue
