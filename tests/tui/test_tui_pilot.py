@@ -1536,6 +1536,30 @@ def test_a_failing_refresh_is_shown_and_the_app_keeps_going(seeded, fixed_clock,
     drive(app, scenario)
 
 
+def test_a_database_error_in_the_bar_keeps_its_reason_at_80_columns(seeded, fixed_clock,
+                                                                    monkeypatch):
+    """QA: at 80 columns the bar read "⚠ cannot read the queue: database error: terminating
+    connection due to", the reason cut off: "database error: " said twice over."""
+    import peewee
+
+    from queuectl.tui import data as data_module
+
+    app = make_app(seeded, clock=fixed_clock)
+
+    def lost(*args, **kwargs):
+        raise peewee.OperationalError("terminating connection due to administrator command")
+
+    async def scenario(pilot):
+        monkeypatch.setattr(data_module, "load_snapshot", lost)
+        await until(pilot, lambda: app.stats.error, what="the error to show")
+        await pilot.pause(0.05)
+        bar = app.screen._compositor.render_strips()[0].text
+        assert "⚠ cannot read the queue: terminating connection due to administrator command" \
+            in bar, bar
+
+    drive(app, scenario, size=(80, 24))
+
+
 def test_rows_kept_from_the_last_load_still_follow_the_clock_and_the_jobs(seeded, fixed_clock):
     """A row's cells are made again only when its job or its clock text changed (making every
     cell at every load took ~90 ms a second with 2,000 rows): both still show."""

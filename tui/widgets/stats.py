@@ -133,7 +133,9 @@ class StatsBar(Horizontal):
         self.set_class(bool(self.error), "-error")
         if self.error:
             text.append("⚠ cannot read the queue: ", style=f"bold {self.colors[State.DEAD]}")
-            text.append(literal(self.error))  # a driver's message may quote anything
+            # A driver's message may quote anything. "database error: " said again: at 80
+            # columns it left "terminating connection due to" and cut the reason (QA).
+            text.append(literal(self.error.removeprefix("database error: ")))
             self._count_texts = (text, text)
             self.fit()
             return
