@@ -1052,11 +1052,17 @@ class WorkerPool:
             return
         self._service_done.set()
         deadline = time.monotonic() + self.stop_timeout  # for the database, if it is away
+        if self.outage.down and self.waited_out():
+            # The stop has waited its timeout for the database already (its threads gave up
+            # their results): not a second one for these last steps (QA: a TUI's quit in an
+            # outage took 60 s, where `worker start`'s main loop left at 30).
+            deadline = time.monotonic()
         if self._service is not None:
             # Its statement may wait for an answer that never comes (a network that drops it
             # without a word): not past the stop timeout, but for the round it is in (a stop
             # timeout of 0 said "database unreachable (no answer)" at every stop, QA).
-            self._service.join(max(self.stop_timeout, MAX_RETRY_S))
+            self._service.join(max(self.stop_timeout, MAX_RETRY_S)
+                               if deadline > time.monotonic() else MAX_RETRY_S)
             if self._service.is_alive():  # (SQLite's statements wait only for a lock: QA)
                 stuck = HELD if self.queue.is_sqlite else "no answer"
                 self.outage.failed(TimeoutError(stuck), since=self._beat_began)

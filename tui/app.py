@@ -810,7 +810,9 @@ class QueueApp(KeysInOrder):
         if self._quitting:
             return
         if not self._still_running():
-            self._stop_and_exit(wait_screen=False)
+            # A result waiting for the database is waited for: said (QA: the app sat a minute
+            # showing only "stopping").
+            self._stop_and_exit(wait_screen=bool(self.pool.results_waiting))
             return
 
         def question() -> str:
@@ -843,13 +845,25 @@ class QueueApp(KeysInOrder):
         worker)."""
         return running(self.pool.busy, self.pool.hooks)
 
+    def _quit_waits_for(self) -> str:
+        """What a quit waits for, in words ("" for nothing more): jobs and hooks to finish, and
+        results to be stored once the database answers."""
+        said = []
+        if still := self._still_running():
+            said.append(f"{still} to finish")
+        if waiting := self.pool.results_waiting:
+            said.append(f"{waiting} result{'s' if waiting != 1 else ''} to be stored")
+        return " and ".join(said)
+
     def _stop_and_exit(self, wait_screen: bool) -> None:
         self._quitting = True
         self.stats.stopping = True
         self.pool.stop(hooks=wait_screen)  # waiting for jobs: for the hooks of their ends too
         if wait_screen:
-            self.push_screen(StoppingScreen(self._still_running, self.pool.kill,
-                                            lambda: self.pool.outage))  # fmt: skip
+            # The outage as the panes see it now, else as the workers last said it (QA: the
+            # reason the workers gave as the server shut down stayed, past its restart).
+            outage = lambda: (self.stats.error or self.pool.outage) if self.pool.outage else ""  # noqa: E731
+            self.push_screen(StoppingScreen(self._quit_waits_for, self.pool.kill, outage))
         self._join_pool()
 
     @work(thread=True, group="quit", exit_on_error=False)

@@ -99,6 +99,13 @@ class PoolControl:
         pool = self.pool
         return pool.outage.said if pool is not None else self._room_wanted
 
+    @property
+    def results_waiting(self) -> int:
+        """Runs of this app's workers that have ended, their result (or release) not yet
+        stored: the database is away."""
+        pool = self.pool
+        return max(pool.holding - pool.busy, 0) if pool is not None else 0
+
     def unstored_said(self) -> str | None:
         """Once the pool has stopped: the results it gave up storing, in words (see
         WorkerPool.unstored_said); None if none."""

@@ -294,11 +294,12 @@ def _run(pool: WorkerPool, stopper: Stopper, log: EventLog) -> int:
     code = 0
     while not pool.join(JOIN_POLL_S):
         if pool.outage.down and not pool.busy and pool.waited_out(UNANSWERED_GRACE_S):
-            held = pool.holding
-            left = f": {held} job(s) still processing here are rescued as \"worker lost\"" if held else ""
+            held = pool.holding  # (their runs have ended: results not stored, as unstored_said)
+            left = (f" with {held} result(s) not stored; their jobs are rescued as \"worker "
+                    "lost\"") if held else ""  # fmt: skip
             why = ("could not be written" if pool.outage.unwritable
                    else "has not answered")  # fmt: skip
-            log.line("main", f"the database {why} within the stop timeout: exiting{left}")
+            log.line("main", f"the database {why} within the stop timeout: stopped{left}")
             sys.stderr.flush()
             os._exit(code or 1)
         while seen < len(stopper.received):

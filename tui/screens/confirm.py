@@ -81,8 +81,8 @@ def running(jobs: int, hooks: int, adjective: str = "running ") -> str:
 
 class StoppingScreen(ModalScreen[None]):
     """Shown while this app's running jobs (and hooks) finish; `k` or `ctrl+c` kills them
-    instead (jobs back to pending). ``running`` says what is still running (see
-    :func:`running`)."""
+    instead (jobs back to pending). ``waiting`` says what the quit waits for, as "1 running job
+    to finish" ("" for nothing more: the workers' last steps)."""
 
     BINDINGS = [Binding("k,ctrl+c", "kill", "Kill running jobs")]
 
@@ -96,17 +96,21 @@ class StoppingScreen(ModalScreen[None]):
     OUTAGE_HINT = (
         "The database cannot be reached ({why}): what ends is stored once it answers, for up "
         "to {timeout:.0f} s; jobs whose end is not stored by then are rescued by another worker "
-        "as \"worker lost\". Press k (or ctrl+c) to kill them now: they go back to pending, "
-        "their attempt not counted, if the database answers in time."
+        "as \"worker lost\"."
+    )
+    OUTAGE_KILL_HINT = (
+        " Press k (or ctrl+c) to kill them now: they go back to pending, their attempt not "
+        "counted, if the database answers in time."
     )
 
     def __init__(
-        self, running: Callable[[], str], kill: Callable[[], None],
+        self, waiting: Callable[[], str], kill: Callable[[], None],
         outage: Callable[[], str] = lambda: "",
     ) -> None:  # fmt: skip
         """``outage``: why the workers cannot use the database now ("" if they can)."""
         super().__init__()
-        self._what_runs, self._kill, self._outage = running, kill, outage
+        self._waiting, self._kill, self._outage = waiting, kill, outage
+        self._killed = False  # `k` was pressed: not offered again
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog confirm") as dialog:
@@ -122,11 +126,17 @@ class StoppingScreen(ModalScreen[None]):
         from queuectl.limits import STOP_TIMEOUT_S
 
         self.query_one("#waiting", Static).update(
-            f"Waiting for {self._what_runs() or 'the workers'} to finish…"
+            f"Waiting for {self._waiting() or 'the workers to finish'}…"
         )
         why = self._outage()
-        hint = self.OUTAGE_HINT.format(why=why, timeout=STOP_TIMEOUT_S) if why else self.KILL_HINT
+        if why:
+            hint = self.OUTAGE_HINT.format(why=why, timeout=STOP_TIMEOUT_S)
+            hint += "" if self._killed else self.OUTAGE_KILL_HINT
+        else:
+            hint = "" if self._killed else self.KILL_HINT
         self.query_one("#quit-hint", Static).update(hint)
 
     def action_kill(self) -> None:
+        self._killed = True
         self._kill()
+        self._update()
