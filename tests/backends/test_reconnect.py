@@ -464,6 +464,16 @@ def test_a_command_run_while_the_database_is_away_fails_with_one_error_line(outa
         assert out.stderr.startswith("Error: ") and out.stderr.count("\n") == 1, out.stderr
 
 
+async def _until(pilot, condition, what: str, timeout: float = 30.0) -> None:
+    """In a TUI test: let the app run until ``condition()`` holds; fail after ``timeout`` s."""
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await pilot.pause(0.05)
+
+
 def test_the_tui_shows_the_outage_keeps_its_job_running_and_recovers(pg_target, outage, tmp_path):
     import asyncio
 
@@ -475,22 +485,16 @@ def test_the_tui_shows_the_outage_keeps_its_job_running_and_recovers(pg_target, 
     direct = Queue(pg_target)
     app = QueueApp(queue, workers=1, refresh_interval=0.25)
 
-    async def until(pilot, condition, what):
-        deadline = asyncio.get_running_loop().time() + 20
-        while not condition():
-            assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-            await pilot.pause(0.05)
-
     async def scenario():
         async with app.run_test(size=(120, 40)) as pilot:
-            await until(pilot, began.exists, "the app's own worker to start the job")
+            await _until(pilot, began.exists, "the app's own worker to start the job")
             outage.down()
-            await until(pilot, lambda: app.stats.error, "the top bar to show the outage")
-            await until(pilot, ended.exists, "the job to go on running")
+            await _until(pilot, lambda: app.stats.error, "the top bar to show the outage")
+            await _until(pilot, ended.exists, "the job to go on running")
             outage.up()
-            await until(pilot, lambda: not app.stats.error, "the app to recover by itself")
-            await until(pilot, lambda: direct.get(job.id).state == "completed", "its result")
-            await until(pilot, lambda: app.stats.counts.get("completed") == 1, "the new counts")
+            await _until(pilot, lambda: not app.stats.error, "the app to recover by itself")
+            await _until(pilot, lambda: direct.get(job.id).state == "completed", "its result")
+            await _until(pilot, lambda: app.stats.counts.get("completed") == 1, "the new counts")
             app.pool.stop()
             app.pool.join()
 
@@ -559,23 +563,17 @@ def test_a_quit_in_an_outage_says_what_it_could_not_store_and_ends_with_1(
         return str(screen.query_one("#quit-hint").render()) if isinstance(
             screen, StoppingScreen) else ""  # fmt: skip
 
-    async def until(pilot, condition, what):
-        deadline = asyncio.get_running_loop().time() + 30
-        while not condition():
-            assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-            await pilot.pause(0.05)
-
     async def scenario():
         async with app.run_test(size=(120, 40)) as pilot:
-            await until(pilot, began.exists, "the app's own worker to start the job")
+            await _until(pilot, began.exists, "the app's own worker to start the job")
             outage.down()
-            await until(pilot, lambda: app.pool.outage, "the workers to say the outage")
+            await _until(pilot, lambda: app.pool.outage, "the workers to say the outage")
             await pilot.press("q", "y")
-            await until(pilot, lambda: "cannot be reached" in hint(), "the dialog to say so")
+            await _until(pilot, lambda: "cannot be reached" in hint(), "the dialog to say so")
             assert "rescued by another worker" in hint()
             await pilot.press("k")
             assert "Press k" not in hint(), "offered once"
-            await until(pilot, lambda: app.pool.unstored_said(), "the stop to give up")
+            await _until(pilot, lambda: app.pool.unstored_said(), "the stop to give up")
 
     asyncio.run(scenario())
     assert _exit_code(app) == 1
@@ -613,22 +611,16 @@ def test_a_quit_with_a_result_waiting_for_the_database_says_so(pg_target, outage
         return " ".join(str(screen.query_one(f"#{name}").render())
                         for name in ("waiting", "quit-hint"))  # fmt: skip
 
-    async def until(pilot, condition, what):
-        deadline = asyncio.get_running_loop().time() + 30
-        while not condition():
-            assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-            await pilot.pause(0.05)
-
     async def scenario():
         async with app.run_test(size=(120, 40)) as pilot:
-            await until(pilot, began.exists, "the app's own worker to start the job")
+            await _until(pilot, began.exists, "the app's own worker to start the job")
             outage.down()
-            await until(pilot, lambda: app.pool.results_waiting, "its result to wait")
+            await _until(pilot, lambda: app.pool.results_waiting, "its result to wait")
             await pilot.press("q")
-            await until(pilot, lambda: "Waiting for 1 result to be stored" in said(),
-                        "the dialog to say what the quit waits for")  # fmt: skip
+            await _until(pilot, lambda: "Waiting for 1 result to be stored" in said(),
+                         "the dialog to say what the quit waits for")  # fmt: skip
             assert "cannot be reached" in said()
-            await until(pilot, lambda: app.pool.unstored_said(), "the stop to give up")
+            await _until(pilot, lambda: app.pool.unstored_said(), "the stop to give up")
 
     asyncio.run(scenario())
 
