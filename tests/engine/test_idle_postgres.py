@@ -57,6 +57,37 @@ def test_an_idle_worker_runs_a_delayed_job_when_it_is_due(queue, idle_worker):
     assert queue.get(job.id).started_at >= job.run_at
 
 
+@pytest.mark.parametrize("ends", ["completed", "failed"])
+def test_a_place_freed_in_a_limited_queue_elsewhere_reaches_an_idle_worker(pg_target, ends):
+    """A queue with a limit of 1, its place taken by another connection's run: the pool finds
+    nothing it may claim, and waits. That run's end (a success, or a failure that retries)
+    frees the place, and the state trigger's notification wakes the pool: it no longer looks
+    four times a second while some queue has a limit (QA: ~10 transactions a second an idle
+    thread), and its own look comes only after ANNOUNCED_IDLE_WAIT_S."""
+    from queuectl.executor import RunResult
+
+    runs, queue = Queue(pg_target), Queue(pg_target)
+    queue.set_queue_limit("lq", 1)
+    elsewhere = queue.register_worker(1)
+    first = queue.enqueue(JobSpec(command="true", queue="lq", max_retries=3))
+    claimed = queue.claim(elsewhere)
+    assert claimed is not None and claimed.id == first.id
+    second = queue.enqueue(JobSpec(command="true", queue="lq"))
+    pool = WorkerPool(runs, 1).start()
+    try:
+        wait_until(lambda: pool.waiting == 1, DEADLINE, "the pool to wait")
+        assert state(queue, second.id) == "pending", "the limit holds"
+        result = RunResult(0, None, "") if ends == "completed" else RunResult(3, "exit code 3", "")
+        queue.finish(claimed, result, elsewhere)
+        wait_until(lambda: state(queue, second.id) == "completed", DEADLINE,
+                   "the freed place to be used")  # fmt: skip
+    finally:
+        pool.stop()
+        pool.join(30)
+        for q in (runs, queue):
+            q.close()
+
+
 def test_a_dependent_starts_when_its_dependency_completes_on_another_connection(pg_target):
     """The dependency runs in one pool (queue "first"), the dependent can only run in another
     (queue "then"), idle: the statement that completes the dependency wakes it."""
