@@ -723,17 +723,20 @@ class WorkerPool:
             self._strays_pending = True
         return replaced
 
-    def unstored_said(self) -> str | None:
+    def unstored_said(self, count: int | None = None) -> str | None:
         """Once stopped: the results given up on, in words (None: none), for the last line a
-        process prints as it ends (`worker start`, the TUI) with exit code 1."""
-        if not self.unstored:
+        process prints as it ends (`worker start`, the TUI) with exit code 1. ``count``: that
+        many, where the threads have not given them up yet (`worker start` leaving at the stop
+        timeout)."""
+        count = len(self.unstored) if count is None else count
+        if not count:
             return None
         why = "see above" if self.problem else (
             "the database could not be written" if self.outage.unwritable
             else "the database was unreachable"
         )  # fmt: skip
-        return (f"stopped with {len(self.unstored)} result(s) not stored ({why}); their jobs "
-                "are rescued as \"worker lost\"")  # fmt: skip
+        return (f"stopped with {count} result(s) not stored ({why}); their jobs are rescued as "
+                "\"worker lost\"")  # fmt: skip
 
     def _gave_up(self, job: Job) -> None:
         self.unstored.append(job.id)
@@ -1031,7 +1034,10 @@ class WorkerPool:
                 execution.kill()
                 killed.add(execution)
             if running:
-                back = "" if suspended else " once the database is back"
+                back = "" if suspended else (
+                    " once the database is back (a stop waits --stop-timeout for it, then "
+                    "leaves them to be rescued as \"worker lost\")"
+                )  # fmt: skip (QA: said beside a stop's "rescued as worker lost")
                 log.warning(
                     "no heartbeat for %.0fs: killed %d running job(s) before the lease (%gs) lets "
                     "other workers take them for lost; each goes back to pending%s", silent,

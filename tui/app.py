@@ -855,15 +855,26 @@ class QueueApp(KeysInOrder):
             said.append(f"{waiting} result{'s' if waiting != 1 else ''} to be stored")
         return " and ".join(said)
 
+    def _quit_waits_why(self) -> str:
+        """Why a quit waits for the database ("" if it does not): as the panes see it now,
+        else as the workers last said it (QA: the reason the workers gave as the server shut
+        down stayed, past its restart); or, before they said anything (another process's write
+        lock, said only after a while), that results wait for it (QA: the dialog said nothing
+        for 30 s)."""
+        if self.pool.outage:
+            return self.stats.error or self.pool.outage
+        if self.pool.results_waiting:
+            return ("another process may hold its write lock" if self.queue.is_sqlite
+                    else "it has not answered yet")  # fmt: skip
+        return ""
+
     def _stop_and_exit(self, wait_screen: bool) -> None:
         self._quitting = True
         self.stats.stopping = True
         self.pool.stop(hooks=wait_screen)  # waiting for jobs: for the hooks of their ends too
         if wait_screen:
-            # The outage as the panes see it now, else as the workers last said it (QA: the
-            # reason the workers gave as the server shut down stayed, past its restart).
-            outage = lambda: (self.stats.error or self.pool.outage) if self.pool.outage else ""  # noqa: E731
-            self.push_screen(StoppingScreen(self._quit_waits_for, self.pool.kill, outage))
+            self.push_screen(StoppingScreen(self._quit_waits_for, self.pool.kill,
+                                            self._quit_waits_why, lambda: self.pool.busy))  # fmt: skip
         self._join_pool()
 
     @work(thread=True, group="quit", exit_on_error=False)

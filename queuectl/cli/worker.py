@@ -294,12 +294,10 @@ def _run(pool: WorkerPool, stopper: Stopper, log: EventLog) -> int:
     code = 0
     while not pool.join(JOIN_POLL_S):
         if pool.outage.down and not pool.busy and pool.waited_out(UNANSWERED_GRACE_S):
-            held = pool.holding  # (their runs have ended: results not stored, as unstored_said)
-            left = (f" with {held} result(s) not stored; their jobs are rescued as \"worker "
-                    "lost\"") if held else ""  # fmt: skip
-            why = ("could not be written" if pool.outage.unwritable
-                   else "has not answered")  # fmt: skip
-            log.line("main", f"the database {why} within the stop timeout: stopped{left}")
+            # Their runs have ended, their results not stored: said as the pool's end says them.
+            why = "could not be written" if pool.outage.unwritable else "has not answered"
+            said = pool.unstored_said(pool.holding)
+            log.line("main", said or f"stopped: the database {why} within the stop timeout")
             sys.stderr.flush()
             os._exit(code or 1)
         while seen < len(stopper.received):

@@ -569,8 +569,8 @@ def test_a_quit_in_an_outage_says_what_it_could_not_store_and_ends_with_1(
             outage.down()
             await _until(pilot, lambda: app.pool.outage, "the workers to say the outage")
             await pilot.press("q", "y")
-            await _until(pilot, lambda: "cannot be reached" in hint(), "the dialog to say so")
-            assert "rescued by another worker" in hint()
+            await _until(pilot, lambda: "is not answering" in hint(), "the dialog to say so")
+            assert "rescued by another worker" in hint() and "Press k" in hint()
             await pilot.press("k")
             assert "Press k" not in hint(), "offered once"
             await _until(pilot, lambda: app.pool.unstored_said(), "the stop to give up")
@@ -619,7 +619,8 @@ def test_a_quit_with_a_result_waiting_for_the_database_says_so(pg_target, outage
             await pilot.press("q")
             await _until(pilot, lambda: "Waiting for 1 result to be stored" in said(),
                          "the dialog to say what the quit waits for")  # fmt: skip
-            assert "cannot be reached" in said()
+            assert "is not answering" in said()
+            assert "Press k" not in said(), "no job runs: nothing to kill (QA)"
             await _until(pilot, lambda: app.pool.unstored_said(), "the stop to give up")
 
     asyncio.run(scenario())

@@ -1281,6 +1281,44 @@ def test_q_quits_at_once_while_the_app_s_pool_waits_behind_a_write_lock(live_que
     assert live_queue.get(job.id).state == "pending" and live_queue.live_workers() == []
 
 
+def test_a_quit_while_a_result_waits_behind_a_write_lock_says_why(live_queue, db_path,
+                                                                   tmp_path):  # fmt: skip
+    """QA: with another process holding the SQLite file's write lock, the quitting dialog said
+    only "Waiting for 2 results to be stored…" for 30 s (the workers say the lock only after a
+    while): it says why, and offers no `k`, no job running. The lock let go, the app ends, the
+    result stored."""
+    began = tmp_path / "began"
+    job = live_queue.enqueue(f"touch {began}; sleep 0.3")
+    app = make_app(live_queue, workers=1)
+    locker = sqlite3.connect(db_path, isolation_level=None)
+
+    def said() -> str:
+        screen = app.screen
+        if not isinstance(screen, StoppingScreen):
+            return ""
+        return " ".join(str(screen.query_one(f"#{name}").render())
+                        for name in ("waiting", "quit-hint"))  # fmt: skip
+
+    async def scenario(pilot):
+        await until(pilot, began.exists, what="the job to start")
+        locker.execute("BEGIN EXCLUSIVE")
+        await until(pilot, lambda: app.pool.results_waiting, what="its result to wait")
+        await pilot.press("q")
+        await until(pilot, lambda: "another process may hold its write lock" in said(),
+                    what="the dialog to say why")  # fmt: skip
+        assert "Waiting for 1 result to be stored" in said() and "Press k" not in said()
+        locker.execute("COMMIT")
+        await until(pilot, lambda: not app.is_running, what="the app to quit")
+
+    try:
+        drive(app, scenario)
+    finally:
+        if locker.in_transaction:
+            locker.execute("COMMIT")
+        locker.close()
+    assert live_queue.get(job.id).state == "completed"
+
+
 def test_a_database_error_in_the_bar_says_its_cause():
     """QA: the bar cut psycopg's "connection failed: connection to server at "127.0.0.1",
     port 5432 failed: FATAL:  database "x" does not exist" before its cause."""

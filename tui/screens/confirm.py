@@ -94,22 +94,24 @@ class StoppingScreen(ModalScreen[None]):
     # quit then said nothing of it, and its jobs came back as "worker lost", an attempt counted
     # (QA). `worker start` waits as long (STOP_TIMEOUT_S).
     OUTAGE_HINT = (
-        "The database cannot be reached ({why}): what ends is stored once it answers, for up "
-        "to {timeout:.0f} s; jobs whose end is not stored by then are rescued by another worker "
+        "The database is not answering ({why}): what ends is stored once it does, for up to "
+        "{timeout:.0f} s; jobs whose end is not stored by then are rescued by another worker "
         "as \"worker lost\"."
     )
     OUTAGE_KILL_HINT = (
-        " Press k (or ctrl+c) to kill them now: they go back to pending, their attempt not "
-        "counted, if the database answers in time."
+        " Press k (or ctrl+c) to kill the running jobs now: they go back to pending, their "
+        "attempt not counted, if the database answers in time."
     )
 
     def __init__(
         self, waiting: Callable[[], str], kill: Callable[[], None],
-        outage: Callable[[], str] = lambda: "",
+        outage: Callable[[], str] = lambda: "", running: Callable[[], int] = lambda: 1,
     ) -> None:  # fmt: skip
-        """``outage``: why the workers cannot use the database now ("" if they can)."""
+        """``outage``: why the workers cannot use the database now ("" if they can);
+        ``running``: how many jobs they run (`k` is offered only while some do)."""
         super().__init__()
         self._waiting, self._kill, self._outage = waiting, kill, outage
+        self._jobs_running = running
         self._killed = False  # `k` was pressed: not offered again
 
     def compose(self) -> ComposeResult:
@@ -129,11 +131,13 @@ class StoppingScreen(ModalScreen[None]):
             f"Waiting for {self._waiting() or 'the workers to finish'}…"
         )
         why = self._outage()
+        # Only while jobs run, once (QA: offered with nothing running, and again after k).
+        offered = not self._killed and self._jobs_running() > 0
         if why:
             hint = self.OUTAGE_HINT.format(why=why, timeout=STOP_TIMEOUT_S)
-            hint += "" if self._killed else self.OUTAGE_KILL_HINT
+            hint += self.OUTAGE_KILL_HINT if offered else ""
         else:
-            hint = "" if self._killed else self.KILL_HINT
+            hint = self.KILL_HINT if offered else ""
         self.query_one("#quit-hint", Static).update(hint)
 
     def action_kill(self) -> None:
