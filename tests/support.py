@@ -198,3 +198,14 @@ def fill(folder: Path) -> Path:
     finally:
         os.close(fd)
     return filler
+
+
+def quitting_said(app) -> str:
+    """What the TUI's quitting dialog says (what it waits for, and its hint); "" where it is
+    not shown."""
+    from queuectl.tui.screens.confirm import StoppingScreen
+
+    screen = app.screen
+    if not isinstance(screen, StoppingScreen):
+        return ""
+    return " ".join(str(screen.query_one(f"#{name}").render()) for name in ("waiting", "quit-hint"))

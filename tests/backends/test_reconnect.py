@@ -20,7 +20,7 @@ from engine.helpers import WorkerProc
 from queuectl import JobSpec, Queue
 from queuectl.procs import pid_alive
 from queuectl.worker import fence_after
-from support import stop_process, wait_until
+from support import quitting_said, stop_process, wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -595,7 +595,6 @@ def test_a_quit_with_a_result_waiting_for_the_database_says_so(pg_target, outage
 
     from queuectl.tui import pool as tui_pool
     from queuectl.tui.app import QueueApp
-    from queuectl.tui.screens.confirm import StoppingScreen
     from queuectl.worker import WorkerPool
 
     monkeypatch.setattr(tui_pool, "WorkerPool", partial(WorkerPool, stop_timeout=2))
@@ -605,11 +604,7 @@ def test_a_quit_with_a_result_waiting_for_the_database_says_so(pg_target, outage
     app = QueueApp(queue, workers=1, refresh_interval=0.25)
 
     def said() -> str:
-        screen = app.screen
-        if not isinstance(screen, StoppingScreen):
-            return ""
-        return " ".join(str(screen.query_one(f"#{name}").render())
-                        for name in ("waiting", "quit-hint"))  # fmt: skip
+        return quitting_said(app)
 
     async def scenario():
         async with app.run_test(size=(120, 40)) as pilot:

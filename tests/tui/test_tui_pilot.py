@@ -10,6 +10,7 @@ import time
 
 import pytest
 from rich.console import Console
+from support import quitting_said
 from tui_helpers import drive, make_app, notices, resize, until
 from rich.text import Text
 from textual import events
@@ -1293,11 +1294,7 @@ def test_a_quit_while_a_result_waits_behind_a_write_lock_says_why(live_queue, db
     locker = sqlite3.connect(db_path, isolation_level=None)
 
     def said() -> str:
-        screen = app.screen
-        if not isinstance(screen, StoppingScreen):
-            return ""
-        return " ".join(str(screen.query_one(f"#{name}").render())
-                        for name in ("waiting", "quit-hint"))  # fmt: skip
+        return quitting_said(app)
 
     async def scenario(pilot):
         await until(pilot, began.exists, what="the job to start")
