@@ -797,11 +797,12 @@ def test_escape_leaves_the_focus_in_the_pane_moved_to_after_the_filter(live_queu
 def test_enter_on_a_schedule_shows_every_field_and_its_whole_command(workflows_queue,
                                                                       fixed_clock):
     """QA: the table's Command column showed ~17 characters even at 160 columns, and nothing
-    in the app showed the rest."""
+    in the app showed the rest. Nor its name, at the longest (64), cut in the list and title."""
     from queuectl.tui.screens.schedules import ScheduleDetails
 
     command = "echo '[@click=app.quit]q[/]' && " + " && ".join(f"./step-{n}.sh" for n in range(20))
-    workflows_queue.add_schedule("zz-long", "*/5 * * * *",
+    name = "zz-long-" + "n" * 56
+    workflows_queue.add_schedule(name, "*/5 * * * *",
                                  JobSpec(command=command, queue="deploy", priority=3))  # fmt: skip
     app = make_app(workflows_queue, clock=fixed_clock)
 
@@ -816,9 +817,10 @@ def test_enter_on_a_schedule_shows_every_field_and_its_whole_command(workflows_q
         flat = await until(pilot, shown)
         assert " ".join(command.split()) in flat  # whole, literally (markup not obeyed)
         assert "*/5 * * * *" in flat and "deploy" in flat and "config max-retries" in flat
+        assert f"name {name}" in flat
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, SchedulesScreen))
-        assert app.screen.table.selected == "zz-long"
+        assert app.screen.table.selected == name
 
     drive(app, scenario, size=(120, 40))
 

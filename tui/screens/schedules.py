@@ -147,6 +147,9 @@ class ScheduleDetails(ModalScreen[None]):
         )
         job = info.job
         fields: list[tuple[str, Text]] = [
+            # Whole, as the title may be cut (QA: a 64-character name was shown whole only in
+            # the removal's question).
+            ("name", literal(info.name)),
             ("cron", literal(info.cron)),
             ("zone", literal(info.zone)),
             ("next due", literal(due)),
