@@ -452,7 +452,6 @@ class Control(Workflows, Registry):
     # -- helpers ----------------------------------------------------------------------------
 
 
-
 def _due_from(job: Job, run_at: float, now: float) -> dict[str, float]:
     """`edit`'s change to ``job``'s ready_at for its new ``run_at``: a time already past makes
     it due from when it was due before (it was waiting for a worker since then), or from now if

@@ -10,6 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from queuectl.limits import STOP_TIMEOUT_S
+
 from ..keys import QUIT_ON_CTRL_C
 
 REASKED_EVERY_S = 0.2  # how often a question given as a function is asked again
@@ -105,7 +107,7 @@ class StoppingScreen(ModalScreen[None]):
 
     def __init__(
         self, waiting: Callable[[], str], kill: Callable[[], None],
-        outage: Callable[[], str] = lambda: "", running: Callable[[], int] = lambda: 1,
+        outage: Callable[[], str], running: Callable[[], int],
     ) -> None:  # fmt: skip
         """``outage``: why the workers cannot use the database now ("" if they can);
         ``running``: how many jobs they run (`k` is offered only while some do)."""
@@ -125,8 +127,6 @@ class StoppingScreen(ModalScreen[None]):
         self.set_interval(0.2, self._update)
 
     def _update(self) -> None:
-        from queuectl.limits import STOP_TIMEOUT_S
-
         self.query_one("#waiting", Static).update(
             f"Waiting for {self._waiting() or 'the workers to finish'}…"
         )
