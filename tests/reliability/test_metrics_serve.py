@@ -5,6 +5,7 @@ away with them. The server is a real process, always stopped at the end."""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import signal
@@ -197,8 +198,12 @@ def test_garbage_requests_do_not_stop_it(server):
                 s.shutdown(socket.SHUT_WR)
                 while s.recv(65536):  # whatever it answers, it answers and closes
                     pass
-            except (ConnectionResetError, BrokenPipeError):
-                pass  # refusing to read a huge request is fine too
+            except OSError as exc:
+                # Refusing to read a huge request is fine too: the server answered and closed
+                # with the request unread, and the connection was reset, before our sendall
+                # ended (EPIPE, ECONNRESET) or our shutdown came (ENOTCONN: seen once in CI).
+                if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                    raise
         assert server.proc.poll() is None, server.log.read_text()
     assert "queuectl_jobs" in server.scrape()
     assert "Traceback" not in server.log.read_text()
