@@ -231,7 +231,7 @@ class Lifecycle(Reading):
     ) -> tuple[object, ...] | None:
         now = self.clock()
         claim, _ = self._sql.claims(queues)
-        return self.db.execute_sql(claim, (worker_id, now, now, now)).fetchone()
+        return self.db.execute_sql(claim, (worker_id, now)).fetchone()
 
     def finish(
         self, job: Job, result: RunResult, worker_id: str, ended_at: float | None = None

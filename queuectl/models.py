@@ -136,13 +136,23 @@ Job.add_index(Job.index(Job.run_at, name="job_due").where(peewee.SQL(READY)))
 # of this index per queue (History.oldest_waiting), however many jobs wait.
 READY_QUEUE_INDEX = "job_ready_queue"
 Job.add_index(Job.index(Job.queue, Job.run_at, name=READY_QUEUE_INDEX).where(peewee.SQL(READY)))
+# Schema 20: each queue's ready jobs in claim order, so that a claim finds the first job of the
+# queues not held (paused, or at their limit) by a probe per queue, not by a pass over the held
+# queues' backlog in "job_claim_order" (see statements.unheld_queue).
+QUEUE_CLAIM_INDEX = "job_queue_claim_order"
+Job.add_index(
+    Job.index(Job.queue, Job.priority.desc(), Job.run_at, Job.seq, name=QUEUE_CLAIM_INDEX).where(
+        peewee.SQL(READY)
+    )
+)
 
 
-def ready_queues(table: str = '"job"') -> str:
+def ready_queues(table: str = '"job"', only: str = "") -> str:
     """``WITH RECURSIVE "q" ("name")``: every queue with ready jobs (and a last NULL), found by
     skipping from one to the next in READY_QUEUE_INDEX (a loose index scan): a probe per queue,
-    not a pass over the ready jobs. ``table``: "job", with SQLite's INDEXED BY where wanted."""
-    ready = f"FROM {table} WHERE {READY}"
+    not a pass over the ready jobs. ``table``: "job", with SQLite's INDEXED BY where wanted;
+    ``only``: a condition on "queue" to add (`` AND "queue" IN (...)``)."""
+    ready = f"FROM {table} WHERE {READY}{only}"
     return (
         f'WITH RECURSIVE "q" ("name") AS (SELECT MIN("queue") {ready} UNION ALL '
         f'SELECT (SELECT MIN("queue") {ready} AND "queue" > "q"."name") FROM "q" '

@@ -15,7 +15,7 @@ from .models import CLAIMABLE, RUN_BUCKETS, STATES, Models, State, sql_in
 if TYPE_CHECKING:  # playhouse.migrate is imported only to migrate (every CLI start pays imports)
     from playhouse.migrate import SchemaMigrator
 
-SCHEMA_VERSION = 19
+SCHEMA_VERSION = 20
 
 # Per-state job counts, kept by triggers: `status` and every TUI refresh read a few rows instead
 # of counting a million (75 ms on SQLite, 165 ms on PostgreSQL at 1M jobs). The triggers run
@@ -951,6 +951,19 @@ def ready_queue_index_10(migrator: SchemaMigrator) -> list[object]:
     ]  # fmt: skip
 
 
+def queue_claim_index_20(migrator: SchemaMigrator) -> list[object]:
+    """Schema 20: each queue's ready jobs in claim order (models.QUEUE_CLAIM_INDEX), so that a
+    held queue's backlog no longer slows every other queue's claims (statements.unheld_queue);
+    a new database gets it from the model."""
+    from .models import QUEUE_CLAIM_INDEX, READY
+
+    db = migrator.database
+    return [
+        RunSql(db, [f'CREATE INDEX IF NOT EXISTS "{QUEUE_CLAIM_INDEX}" ON "job" '
+                    f'("queue", "priority" DESC, "run_at", "seq") WHERE ({READY})'])
+    ]  # fmt: skip
+
+
 # -- schema 11: the complete-and-claim codes only the triggers it can fire (SQLite, issue #17) --
 #
 # SQLite codes into a statement every trigger whose UPDATE OF names a column the statement sets,
@@ -1410,6 +1423,7 @@ MIGRATIONS: dict[int, Callable[[SchemaMigrator], list[object]]] = {
     # The table of schema 18 as its first commits named it (job_count, per queue): made again
     # under its own name where a database of theirs says 18 (nothing to do after today's 18).
     19: lambda m: [] if counted_by_queue(m.database) else counters_by_queue(m.database),
+    20: lambda m: queue_claim_index_20(m),
 }
 
 _PG_LOCK_KEY = 0x71756575  # "queu": serialises schema set-up across PostgreSQL clients

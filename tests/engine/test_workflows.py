@@ -15,6 +15,7 @@ import pytest
 
 from queuectl import InvalidInput, JobSpec, Queue, QueueError, parse_job
 from queuectl.executor import RunResult
+from queuectl.statements import NEAR
 from support import wait_until
 
 from .helpers import WorkerProc
@@ -426,6 +427,75 @@ def test_a_limited_queue_keeps_its_jobs_priority_over_other_queues(any_queue):
         order.append(job.id)
         _, job = q.finish_and_claim(job, OK, "w")
     assert order == ["c-first", "a0", "a1", "a2", "b0", "b1", "b2"]
+
+
+HELD_BACKLOG = NEAR + 8  # past the entries a claim looks at before it probes each queue
+
+
+@pytest.mark.parametrize("hold", ["pause", "full limit"])
+def test_a_held_queue_s_backlog_first_in_claim_order_leaves_the_others_in_order(any_queue, hold):
+    """QA: a claim passed over a held queue's backlog entry by entry (20,000 jobs of a paused
+    queue made every other queue's claims ~20 times slower); it now probes each queue's first
+    job once the first entries are held. Whichever way the job is found, the claims keep the
+    claim order across the other queues, their filter, and the hold."""
+    q = any_queue
+    held = [JobSpec(command="h", id=f"h{n}", queue="held", priority=9) for n in range(HELD_BACKLOG)]
+    q.enqueue_many(held)
+    if hold == "pause":
+        q.pause_queue("held")
+    else:
+        q.set_queue_limit("held", 1)
+        assert q.claim("w", ("held",)).id == "h0"  # its one place taken
+    q.enqueue_many([
+        JobSpec(command="a", id="a-low", queue="a", priority=1),
+        JobSpec(command="b", id="b-high", queue="b", priority=5),
+        JobSpec(command="a", id="a-high", queue="a", priority=5),
+        JobSpec(command="c", id="c", queue="c", priority=3),
+        JobSpec(command="b", id="b-low", queue="b", priority=1),
+    ])  # fmt: skip
+    assert q.claim("w", ("a", "c", "held")).id == "a-high"  # a filter: b's waits
+    order = []
+    job = q.claim("w")
+    while job is not None:
+        order.append(job.id)
+        _, job = q.finish_and_claim(job, OK, "w")
+    assert order == ["b-high", "c", "a-low", "b-low"]  # then nothing: the rest is held
+    if hold == "pause":
+        q.resume_queue("held")
+        assert q.claim("w").id == "h0"
+    else:
+        q.set_queue_limit("held", 2)
+        assert q.claim("w").id == "h1" and q.claim("w") is None
+
+
+def test_a_claim_s_work_does_not_grow_with_a_held_queue_s_backlog(tmp_path):
+    """SQLite's claim, counted in the database's own instructions (not timed): with 4,000 jobs
+    of a paused queue first in claim order, a claim and a complete-and-claim of another queue's
+    job cost about what they cost with a backlog of NEAR + 8 (they grew with the backlog: 16
+    times the work at 2,000 jobs)."""
+
+    def work(backlog: int) -> int:
+        q = Queue(str(tmp_path / f"{backlog}.db"))
+        try:
+            q.enqueue_many([JobSpec(command="h", queue="held", priority=9)] * backlog)
+            q.pause_queue("held")
+            q.enqueue_many([JobSpec(command="a", queue=f"q{n % 3}") for n in range(3)])
+            steps = [0]
+
+            def count() -> int:
+                steps[0] += 1
+                return 0
+
+            q.db.connection().set_progress_handler(count, 100)
+            job = q.claim("w")
+            _, job = q.finish_and_claim(job, OK, "w")
+            assert job is not None and job.queue != "held"
+            return steps[0]
+        finally:
+            q.close()
+
+    small, large = work(HELD_BACKLOG), work(4000)
+    assert large < 2 * small, (small, large)
 
 
 def test_a_limited_queue_s_jobs_start_in_claim_order_under_racing_claims(target):
