@@ -130,7 +130,7 @@ Job.add_index(
     )
 )
 # When the next ready job falls due (an idle worker sleeps until then). SQLite only: PostgreSQL
-# drops it (schema 13) and reads "job_ready_queue" instead (lifecycle._pg_next_due).
+# drops it (schema 13) and reads "job_ready_queue" instead (lifecycle._next_due_by_queue).
 Job.add_index(Job.index(Job.run_at, name="job_due").where(peewee.SQL(READY)))
 # Schema 10: the due time of each named queue's oldest ready job (`stats`, the metrics), one probe
 # of this index per queue (History.oldest_waiting), however many jobs wait.
