@@ -45,6 +45,7 @@ MAX_CRON = 255  # characters of an expression, its fields one space apart
 RECHECK_S = 0.05
 UNWATCHED_RECHECK_S = 1.0
 QUIET_SCHEDULES_S = 60.0  # and read again this often with no change seen
+FIRED_TOGETHER = 100  # schedules due at once fired in one transaction (see _fire_together)
 # The keys of a schedule's job (a JSON job without id, delay, run_at and after: SPEC 7).
 JOB_KEYS = ("command", "max_retries", "priority", "timeout", "queue", "cwd")
 
@@ -285,27 +286,42 @@ class Schedules(Lifecycle):
         Schedule = self.models.Schedule
         due = list(
             Schedule.select().where(Schedule.paused == False, Schedule.next_due <= now)  # noqa: E712
+            .order_by(Schedule.next_due, Schedule.name)
         )
-        fired = []
-        for row in due:
-            try:
-                with self._write():
-                    # From the time the write lock came, not the look's: it may have waited
-                    # (SQLite: another process held it). Moved on from the look's time, to a due
-                    # time already past once it came, the schedule was due again at once, and
-                    # another pool fired the same missed time a second time.
-                    if not self._advance(row, next_time(row.cron, row.zone, self.clock())):
-                        continue
-                    if row.no_overlap and self._still_going(row.last_job_id):
-                        continue
-                    fired.append(self._fire(row))
-                    self._announce()
-            except (peewee.OperationalError, peewee.InterfaceError):
-                raise  # the database away: the caller's outage, tried again after it
-            except Exception as exc:
-                self._passed_over(row, exc)
+        fired: list[Job] = []
+        for start in range(0, len(due), FIRED_TOGETHER):
+            fired += self._fire_together(due[start:start + FIRED_TOGETHER])
         if fired:
             self._notify()
+        return fired
+
+    def _fire_together(self, due: list[Schedule]) -> list[Job]:
+        """Fire the schedules ``due`` in one transaction, each in a savepoint of its own: one
+        whose job cannot be enqueued passes (:meth:`_passed_over`, after) and the others fire.
+        A transaction each made the last of 400 schedules due at one time wait 0.8 s on
+        PostgreSQL (a commit each, and pools racing for each one)."""
+        fired, failed = [], []
+        with self._write():
+            for row in due:
+                try:
+                    with self.db.atomic():
+                        # From the time the write lock came, not the look's: it may have waited
+                        # (SQLite: another process held it). Moved on from the look's time, to a
+                        # due time already past once it came, the schedule was due again at
+                        # once, and another pool fired the same missed time a second time.
+                        if not self._advance(row, next_time(row.cron, row.zone, self.clock())):
+                            continue
+                        if row.no_overlap and self._still_going(row.last_job_id):
+                            continue
+                        fired.append(self._fire(row))
+                except (peewee.OperationalError, peewee.InterfaceError):
+                    raise  # the database away: the caller's outage, tried again after it
+                except Exception as exc:
+                    failed.append((row, exc))
+            if fired:
+                self._announce()
+        for row, exc in failed:
+            self._passed_over(row, exc)
         return fired
 
     def _passed_over(self, row: Schedule, exc: Exception) -> None:
