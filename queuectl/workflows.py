@@ -31,7 +31,7 @@ from .errors import InvalidInput, QueueError
 from .lifecycle import Lifecycle
 from .models import CLAIMABLE, READY, STATES, WAITING_ON_DEPENDENCY, Job, State, sql_in
 from .spec import JobSpec, validate_int, validate_name
-from .statements import claim_first, not_held, queue_filter
+from .statements import claim_first, first_in_queue, not_held, queue_filter
 
 # PostgreSQL: how long a worker trusts what it last read about limits existing (a queue just
 # limited is served by the locked claim within this time; until then it is not claimed at all).
@@ -593,11 +593,12 @@ class Workflows(Lifecycle):
         only = queue_filter(queues)
         due = f'{READY} AND "run_at" <= %s{only}'
         first = 'ORDER BY "priority" DESC, "run_at", "seq" LIMIT 1'
-        # Each is the first job of a queue found by a probe per queue where the first entries
-        # in claim order are held (statements.unheld_queue), not by passing over a full queue's
-        # backlog (QA: 20,000 jobs in a full queue of limit 1 made other claims ~40 times slower).
-        settled = 'SELECT "name" FROM "queue_setting" WHERE "paused" OR "max_running" IS NOT NULL'
-        free_sql = _first_of(not_held(settled), only, passed=0)
+        # Neither look passes over a full queue's backlog entry by entry (QA: 20,000 jobs in a
+        # full queue of limit 1 made other queues' claims ~40 times slower): the first job of
+        # a queue without settings is found by a probe per queue where the first entries in
+        # claim order are held (statements.claim_first), and a limited queue's by a probe of
+        # each limited queue with room.
+        free_sql = _first_of(not_held(_SETTLED), only)
         free = self.db.execute_sql(free_sql, (now,)).fetchone()  # not locked: looked at
         passed: list[str] = []  # limited queues with nothing to claim now
         while True:
@@ -605,14 +606,18 @@ class Workflows(Lifecycle):
             # counts again). One seen full is not waited for: with many threads, every claim
             # queued for each full queue's turn in turn, and a run's end waited ~0.1 s for the
             # next start. Room made later comes with a wake-up (a run's end, a limit changed).
-            limited = self.db.execute_sql(
-                _first_of(_with_room(len(passed)), only, passed=len(passed)), (now, *passed)
-            ).fetchone()
+            limited = self.db.execute_sql(_first_with_room(only, len(passed)), (now, *passed)).fetchone()
             if free is not None and (limited is None or _sooner(free, limited)):
-                row = super()._claim_row(worker_id, queues)  # the claim statement
-                if row is not None or limited is None:
+                # Taken if it still is to be (another claim may have it: then the next one).
+                started = self.clock()
+                row = self.db.execute_sql(
+                    self._sql.claim_seq.replace('"seq" = %s', f'"seq" = ({_FREE_STILL})'),
+                    (worker_id, started, started, free[0], now),
+                ).fetchone()
+                if row is not None:
                     return row
-                free = None  # taken meanwhile by other claims
+                free = self.db.execute_sql(free_sql, (now,)).fetchone()
+                continue
             if limited is None:
                 return None
             name = limited[3]
@@ -657,26 +662,44 @@ class Workflows(Lifecycle):
         ).fetchone()
 
 
-def _first_of(allowed: Callable[[str], str], only: str, passed: int) -> str:
-    """PostgreSQL: the first ready job in claim order, due at now, of a queue ``allowed``: its
-    seq, priority, run_at and queue (unlocked). Parameters: now, then ``passed`` queue names."""
-    given = ", ".join(["%s::double precision", *["%s::varchar"] * passed])
+# The queues whose jobs the claim statement leaves alone (PostgreSQL: paused, or limited).
+_SETTLED = 'SELECT "name" FROM "queue_setting" WHERE "paused" OR "max_running" IS NOT NULL'
+# The job of that seq, if it still is the claim statement's to take: ready, due, of a queue
+# still without settings, and not locked by another claim.
+_FREE_STILL = (
+    f'SELECT "seq" FROM "job" WHERE "seq" = %s AND {READY} AND "run_at" <= %s '
+    f'AND "queue" NOT IN ({_SETTLED}) FOR UPDATE SKIP LOCKED'
+)
+
+
+def _first_of(allowed: Callable[[str], str], only: str) -> str:
+    """PostgreSQL: the first ready job in claim order, due at now (the parameter), of a queue
+    ``allowed``: its seq, priority, run_at and queue (unlocked)."""
     seq = claim_first("$1::double precision", allowed, only, is_sqlite=False)
     return (
-        f'WITH "p" AS (SELECT {given}) '  # (never read: it gives the parameters their types)
+        'WITH "p" AS (SELECT %s::double precision) '  # (never read: it types the parameter)
         f'SELECT "seq", "priority", "run_at", "queue" FROM "job" WHERE "seq" = {seq}'
     )
 
 
-def _with_room(passed: int) -> Callable[[str], str]:
-    """A queue is allowed if it has a limit, is not paused, runs fewer jobs than its limit, and
-    is none of the ``passed`` ones (the parameters $2 on)."""
-    skip = "".join(f" AND {{0}} <> ${number}::varchar" for number in range(2, passed + 2))
-    return lambda queue: (
-        f'{queue} IN (SELECT "s"."name" FROM "queue_setting" AS "s" WHERE NOT "s"."paused" '
-        'AND "s"."max_running" > (SELECT COUNT(*) FROM "job" '
-        f'WHERE "state" = \'{State.PROCESSING.value}\' AND "queue" = "s"."name"))'
-        + skip.format(queue)
+def _first_with_room(only: str, passed: int) -> str:
+    """PostgreSQL: the first ready job in claim order, due at now (the first parameter), of the
+    limited queues that are not paused and run fewer jobs than their limit, but for the
+    ``passed`` ones (the parameters after it): each such queue's first job, probed in
+    QUEUE_CLAIM_INDEX. Its seq, priority, run_at and queue (unlocked)."""
+    given = ", ".join(["%s::double precision", *["%s::varchar"] * passed])
+    skip = "".join(f' AND "s"."name" <> ${number}::varchar' for number in range(2, passed + 2))
+    only = only.replace('"queue"', '"s"."name"')
+    head = first_in_queue('"s"."name"', "$1::double precision", is_sqlite=False,
+                          select='"seq", "priority", "run_at", "queue"')  # fmt: skip
+    return (
+        f'WITH "p" AS (SELECT {given}) '  # (never read: it types the parameters)
+        'SELECT "h".* FROM "queue_setting" AS "s" '
+        f"CROSS JOIN LATERAL ({head}) AS \"h\" "
+        'WHERE NOT "s"."paused" AND "s"."max_running" > (SELECT COUNT(*) FROM "job" '
+        f'WHERE "state" = \'{State.PROCESSING.value}\' AND "queue" = "s"."name")'
+        f"{skip}{only} "
+        'ORDER BY "h"."priority" DESC, "h"."run_at", "h"."seq" LIMIT 1'
     )
 
 

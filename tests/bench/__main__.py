@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from . import (features, history, latency, memory, pipeline, scale, startup, statement,
+from . import (features, held, history, latency, memory, pipeline, scale, startup, statement,
                throughput, tui)  # fmt: skip
 from .harness import Report, Settings, find_pg, remove_tree
 
@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Report], None]]] = {
     "direct": ("issue #17: simple commands without the shell", throughput.run_direct),
     "procrastinate": ("issue #17: PostgreSQL vs procrastinate", throughput.run_procrastinate),
     "features": ("issue #17: dependencies, schedules, logs -f, cancel: how soon", features.run),
+    "held": ("issue #17: claims past a paused or full queue's backlog", held.run),
     "history": ("issue #16: what writing the history costs a worker", history.run_history),
     "stats": ("issue #16: stats over an hour of 100k runs, 1M jobs", history.run_stats),
     "tui": ("issue #17: a busy TUI: a key's effect, a refresh, the UI thread's CPU", tui.run),
