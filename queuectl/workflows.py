@@ -244,10 +244,14 @@ class Workflows(Lifecycle):
         retried = set(seqs)
         for chunk in peewee.chunked(list(seqs), _CHUNK):
             placeholders = ", ".join([self.db.param] * len(chunk))
+            # From the edges of these jobs (SQLite: CROSS JOIN keeps that order): SQLite went
+            # from every cancelled job to its edges, 10,000 cancelled jobs made each chunk
+            # 0.65 s (QA: `retry` of 10,000 ids and their cancelled root took 34 s).
             rows = self.db.execute_sql(
                 'SELECT w."id", d."seq", d."id" FROM "job_dep" e '
-                'JOIN "job" w ON w."seq" = e."job_seq" JOIN "job" d ON d."seq" = e."dep_seq" '
-                f'WHERE e."job_seq" IN ({placeholders}) AND d."state" = {self.db.param} '
+                'CROSS JOIN "job" d CROSS JOIN "job" w '
+                f'WHERE e."job_seq" IN ({placeholders}) AND d."seq" = e."dep_seq" '
+                f'AND d."state" = {self.db.param} AND w."seq" = e."job_seq" '
                 'ORDER BY e."job_seq", e."dep_seq"',
                 [*chunk, State.CANCELLED.value],
             ).fetchall()

@@ -447,3 +447,30 @@ def test_a_purge_batch_ends_once_its_time_is_spent(q, monkeypatch):
         chunk = control.PURGE_CHUNK
         assert pauses == list(range(len(jobs) - chunk, -1, -chunk))  # the last finds none left
     assert q.counts()["completed"] == 0 and not q.models.Event.select().exists()
+
+
+def test_retry_and_cancel_of_many_ids_read_them_a_chunk_at_a_time(tmp_path):
+    """QA: `retry` of 10,000 cancelled dependents by id, with their root, took 34 s: each id
+    was read by a statement of its own (and its dependencies by another), and SQLite checked
+    for a cancelled dependency from every cancelled job. Counted in reads (not timed): a few a
+    chunk of 500 ids, not two an id; the jobs are as one by one (ids, states, after)."""
+    q = Queue(str(tmp_path / "queue.db"))
+    try:
+        root = q.enqueue(JobSpec(command="true", id="root"))
+        dependents = q.enqueue_many([JobSpec(command="true", after=("root",))] * 1100)
+        ids = [root.id] + [job.id for job in dependents]
+        run = []  # the reads (the cascade's updates run in triggers, a statement a job)
+        q.db.connection().set_trace_callback(
+            lambda sql: run.append(sql) if sql.startswith("SELECT") else None)
+        cancelled = q.cancel(ids[:1] + [ids[5][:8]] + ids[1:5] + ids[6:])  # (a prefix too)
+        assert len(run) < 100, len(run)
+        assert {job.state for job in cancelled} == {"cancelled"} and len(cancelled) == 1101
+        assert cancelled[1].id == ids[5] and cancelled[1].after_ids == ("root",)
+        run.clear()
+        retried = q.retry(ids)
+        assert len(run) < 100, len(run)
+        assert [job.id for job in retried] == ids
+        assert retried[0].state == "pending" and retried[1].state == "pending"
+        assert retried[1].waiting_for == ("root",)
+    finally:
+        q.close()
