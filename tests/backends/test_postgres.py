@@ -215,15 +215,15 @@ def test_a_retry_of_a_job_purged_as_it_is_retried_finds_no_job(pg_target, monkey
     for _ in range(2):
         job = queue.claim(worker)
         queue.finish(job, RunResult(1, "exit code 1", ""), worker)  # dead
-    look_up = queue.get
+    look_up = queue._named  # the ids' look-up, before their rows are locked
 
-    def purged_after_the_look_up(prefix: str):
-        found = look_up(prefix)
-        if found.id == "gone":
-            assert purger.purge(["dead"], queue="purged") == 1
+    def purged_after_the_look_up(prefixes: list[str]):
+        found = look_up(prefixes)
+        assert [job.id for job in found] == ["kept", "gone"]
+        assert purger.purge(["dead"], queue="purged") == 1
         return found
 
-    monkeypatch.setattr(queue, "get", purged_after_the_look_up)
+    monkeypatch.setattr(queue, "_named", purged_after_the_look_up)
     with pytest.raises(QueueError, match="no job 'gone'"):
         getattr(queue, retry)(["kept", "gone"])
     assert [(job.id, job.state) for job in queue.list_jobs()] == [("kept", "dead")]
