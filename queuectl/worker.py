@@ -1009,6 +1009,11 @@ class WorkerPool:
             now = time.monotonic()
             stood_still, ticked = now - ticked, now
             silent = now - self._beat_began
+            if stood_still >= after:
+                # Silent that long whatever the heartbeat says: the service thread may have
+                # begun one as the process resumed, before this thread ran (the suite, under
+                # load: a suspension past the fence's point went unsaid, its run not stopped).
+                silent = max(silent, stood_still)
             if silent < after:
                 killed.clear()
                 continue
