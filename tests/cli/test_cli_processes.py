@@ -685,7 +685,7 @@ def test_room_made_smaller_than_the_wal_goes_to_the_database(tiny_disk, tmp_path
 
     from .conftest import FreshQueue
 
-    worker, db, gate = _worker_on_a_copy(3000, tiny_disk, tmp_path, "2m")
+    worker, db, gate = _worker_on_a_copy(3000, tiny_disk, tmp_path, "2176k")  # (file: 1.1 MB)
     (tiny_disk / "filler").write_bytes(b"x" * 300_000)
     gate.touch()
     reader = FreshQueue(str(db))
