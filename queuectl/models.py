@@ -151,12 +151,15 @@ def ready_queues(table: str = '"job"', only: str = "") -> str:
     """``WITH RECURSIVE "q" ("name")``: every queue with ready jobs (and a last NULL), found by
     skipping from one to the next in READY_QUEUE_INDEX (a loose index scan): a probe per queue,
     not a pass over the ready jobs. ``table``: "job", with SQLite's INDEXED BY where wanted;
-    ``only``: a condition on "queue" to add (`` AND "queue" IN (...)``)."""
+    ``only``: a condition on "queue" to add (`` AND "queue" IN (...)``). Each step is the first
+    entry in an index's order (not MIN): PostgreSQL, its statistics taken while few jobs were
+    ready, read MIN("queue") from every entry of the index (QA: 20,000 jobs, 17 ms a step)."""
     ready = f"FROM {table} WHERE {READY}{only}"
     return (
-        f'WITH RECURSIVE "q" ("name") AS (SELECT MIN("queue") {ready} UNION ALL '
-        f'SELECT (SELECT MIN("queue") {ready} AND "queue" > "q"."name") FROM "q" '
-        'WHERE "q"."name" IS NOT NULL)'
+        f'WITH RECURSIVE "q" ("name") AS (SELECT (SELECT "queue" {ready} '
+        'ORDER BY "queue" LIMIT 1) UNION ALL '
+        f'SELECT (SELECT "queue" {ready} AND "queue" > "q"."name" ORDER BY "queue" LIMIT 1) '
+        'FROM "q" WHERE "q"."name" IS NOT NULL)'
     )
 # The jobs waiting for a dependency, in claim order (the TUI's waiting pane, after the ready ones).
 Job.add_index(

@@ -19,7 +19,7 @@ from .states import check_state  # noqa: F401  (here since the CLI checks states
 # shard 0, keeping the sum. (A change's rows not yet committed are not seen by the fold's DELETE:
 # they stay, to be folded later.)
 _MAX_COUNTER_SHARDS = 100
-_PG_COUNTER_ROWS = (
+PG_COUNTER_ROWS = (
     f'SELECT "queue", "state", "n" FROM "{schema.COUNTER_TABLE}" '
     f'UNION ALL SELECT "queue", "state", "n" FROM "{schema.COUNTER_CHANGES}"'
 )
@@ -119,7 +119,7 @@ class Reading(QueueCore):
             ).fetchall()
         else:
             rows = self.db.execute_sql(
-                f'SELECT "queue", "state", SUM("n"), COUNT(*) FROM ({_PG_COUNTER_ROWS}) AS "rows" '
+                f'SELECT "queue", "state", SUM("n"), COUNT(*) FROM ({PG_COUNTER_ROWS}) AS "rows" '
                 'GROUP BY "queue", "state"'
             ).fetchall()
             self._counter_shards = sum(shards - 1 for *_, shards in rows)
