@@ -599,8 +599,8 @@ def test_a_quit_with_a_result_waiting_for_the_database_says_so(pg_target, outage
 
     monkeypatch.setattr(tui_pool, "WorkerPool", partial(WorkerPool, stop_timeout=2))
     queue = Queue(outage.url)
-    began = tmp_path / "began"
-    queue.enqueue(JobSpec(command=f"touch {began}; sleep 0.3"))
+    began, gate = tmp_path / "began", tmp_path / "gate"
+    queue.enqueue(JobSpec(command=f"touch {began}; while [ ! -e {gate} ]; do sleep 0.02; done"))
     app = QueueApp(queue, workers=1, refresh_interval=0.25)
 
     def said() -> str:
@@ -610,6 +610,7 @@ def test_a_quit_with_a_result_waiting_for_the_database_says_so(pg_target, outage
         async with app.run_test(size=(120, 40)) as pilot:
             await _until(pilot, began.exists, "the app's own worker to start the job")
             outage.down()
+            gate.touch()  # the job ends once the database is away (it ended first, under load)
             await _until(pilot, lambda: app.pool.results_waiting, "its result to wait")
             await pilot.press("q")
             await _until(pilot, lambda: "Waiting for 1 result to be stored" in said(),
