@@ -297,13 +297,16 @@ def test_a_result_stored_as_the_database_returns_claims_nothing_before_the_heart
     queue = Queue(pg_target)
     lease = 3.0
     ledger = tmp_path / "ledger"
-    queue.enqueue(JobSpec(command=f"echo first >> {ledger}; sleep 0.5", priority=1))
+    gate = tmp_path / "gate"  # the first job ends in the outage (it ended before it, under load)
+    queue.enqueue(JobSpec(command=f"echo first >> {ledger}; while [ ! -e {gate} ]; do sleep 0.02; done",
+                          priority=1))  # fmt: skip
     second = queue.enqueue(JobSpec(command=f"echo second >> {ledger}; sleep 1"))
     cut_off = WorkerProc(outage.url, 1, tmp_path, "cut-off", False, "--lease", str(lease))
     try:
         worker_id = cut_off.wait_ready()
         wait_until(lambda: ledger_lines(ledger) == ["first"], 30, "the first job to start")
         outage.down()
+        gate.touch()
         Worker = queue.models.WorkerProcess
         beat = Worker.get(Worker.id == worker_id).heartbeat_at
         wait_until(lambda: queue.clock() > beat + fence_after(lease) + 1, 30,
@@ -513,8 +516,8 @@ def test_a_stop_that_gave_up_its_results_does_not_wait_out_a_second_timeout(
     from queuectl.hooks import HookRunner
 
     queue = Queue(outage.url)
-    began = tmp_path / "began"
-    job = queue.enqueue(JobSpec(command=f"touch {began}; sleep 0.3"))
+    began, gate = tmp_path / "began", tmp_path / "gate"  # (it ends in the outage)
+    job = queue.enqueue(JobSpec(command=f"touch {began}; while [ ! -e {gate} ]; do sleep 0.02; done"))
     given: list[float] = []  # the time the hooks' last deliveries were given
     close = HookRunner.close
 
@@ -527,6 +530,7 @@ def test_a_stop_that_gave_up_its_results_does_not_wait_out_a_second_timeout(
     try:
         wait_until(began.exists, 30, "the job to start")
         outage.down()
+        gate.touch()
         pool.stop()
         assert pool.join(60)
     finally:
