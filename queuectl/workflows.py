@@ -686,9 +686,12 @@ class Workflows(Lifecycle):
 # The queues whose jobs the claim statement leaves alone (PostgreSQL: paused, or limited).
 _SETTLED = 'SELECT "name" FROM "queue_setting" WHERE "paused" OR "max_running" IS NOT NULL'
 # The job of that seq, if it still is the claim statement's to take: ready, due, of a queue
-# still without settings, and not locked by another claim.
+# still without settings, and not locked by another claim. Found by its key: written as READY,
+# the condition let PostgreSQL, its statistics taken while few jobs were ready, walk a partial
+# index of the ready jobs for it instead (QA: 13 ms past 20,000 jobs of a full queue).
+_READY_BY_KEY = READY.replace('"waiting_on" = 0', '"waiting_on" + 0 = 0')  # (no index says it)
 _FREE_STILL = (
-    f'SELECT "seq" FROM "job" WHERE "seq" = %s AND {READY} AND "run_at" <= %s '
+    f'SELECT "seq" FROM "job" WHERE "seq" = %s AND {_READY_BY_KEY} AND "run_at" <= %s '
     f'AND "queue" NOT IN ({_SETTLED}) FOR UPDATE SKIP LOCKED'
 )
 
