@@ -179,9 +179,7 @@ class Statements:
         sql = self._lean.get(queues)
         if sql is None:
             only = queue_filter(queues)
-            ready = _first_due(READY, held_queues(counted=False), only).replace(
-                'SELECT "seq", "priority", "run_at" FROM', 'SELECT "seq" FROM', 1
-            )
+            ready = _first_due(READY, held_queues(counted=False), only, select='"seq"')
             sql = self._lean[queues] = self._pg_complete_and_claim(ready, None)
         return sql
 
@@ -217,11 +215,7 @@ class Statements:
         def next_due(now: str, held: str) -> str:
             if is_sqlite:
                 return claim_first(now, not_held(held), only)
-            # PostgreSQL: while no queue is held (see held_claim).
-            return (
-                f'(SELECT "seq" FROM "job" WHERE {READY} AND "run_at" <= {now} '
-                f'AND "queue" NOT IN ({held}){only} ORDER BY {_ORDER} LIMIT 1{_SKIP_LOCKED})'
-            )
+            return _first_due(READY, held, only, now=now, select='"seq"')  # (see held_claim)
 
         # SQLite claims inside its write lock: a limit counted here holds. PostgreSQL's claims
         # run side by side, so this one leaves limited queues to Workflows._claim_limited.
@@ -369,13 +363,16 @@ _DEPENDENT = (
 )
 
 
-def _first_due(where: str, held: str, only: str) -> str:
-    """PostgreSQL's complete-and-claim: the first job in claim order, due at "p_now", of those
-    ``where`` selects, locked; its seq and order."""
+def _first_due(
+    where: str, held: str, only: str, *, now: str | None = None,
+    select: str = '"seq", "priority", "run_at"',
+) -> str:  # fmt: skip
+    """PostgreSQL's claims: the first job in claim order, due at ``now`` (the complete-and-claim's
+    "p_now"), of those ``where`` selects in a queue not ``held``, locked; its ``select``."""
+    now = _pg_param("now").text if now is None else now
     return (
-        f'(SELECT "seq", "priority", "run_at" FROM "job" WHERE {where} '
-        f'AND "run_at" <= {_pg_param("now").text} AND "queue" NOT IN ({held}){only} '
-        'ORDER BY "priority" DESC, "run_at", "seq" LIMIT 1 FOR UPDATE SKIP LOCKED)'
+        f'(SELECT {select} FROM "job" WHERE {where} AND "run_at" <= {now} '
+        f'AND "queue" NOT IN ({held}){only} ORDER BY {_ORDER} LIMIT 1{_SKIP_LOCKED})'
     )
 
 
@@ -429,14 +426,16 @@ def first_in_queue(
     queue: str, now: str, *, is_sqlite: bool, select: str = '"seq"', lock: str = ""
 ) -> str:
     """SQL: ``select`` of the first ready job of ``queue`` in claim order due at ``now``, in
-    QUEUE_CLAIM_INDEX. A range, not "queue" = ``queue``: PostgreSQL drops a constant from the
+    QUEUE_CLAIM_INDEX. On PostgreSQL a range, not "queue" = ``queue``: it drops a constant from the
     order, and with statistics taken while few jobs were ready walked "job_claim_order" instead,
     past every other queue's jobs (QA: 39 ms a claim with 300 queues; see also
     History.oldest_waiting)."""
-    indexed = f' INDEXED BY "{QUEUE_CLAIM_INDEX}"' if is_sqlite else ""
+    if is_sqlite:  # (INDEXED BY names the index; ``queue`` said once, computed once)
+        where = f'"job" INDEXED BY "{QUEUE_CLAIM_INDEX}" WHERE {READY} AND "queue" = {queue}'
+    else:
+        where = f'"job" WHERE {READY} AND "queue" >= {queue} AND "queue" <= {queue}'
     return (
-        f'SELECT {select} FROM "job"{indexed} WHERE {READY} AND "queue" >= {queue} '
-        f'AND "queue" <= {queue} AND "run_at" <= {now} ORDER BY "queue", {_ORDER} '
+        f'SELECT {select} FROM {where} AND "run_at" <= {now} ORDER BY "queue", {_ORDER} '
         f"LIMIT 1{lock}"
     )
 
