@@ -49,15 +49,22 @@ class Registry(Lifecycle):
         return f"stop_requested_at@{process_space()}@{self.host}"[:64]
 
     def _stop_asked_since(self, moment: float) -> bool:
-        """Whether `worker stop` ran on this host at ``moment`` or later (read under the lock
-        its write takes, on PostgreSQL: see :meth:`request_stop`)."""
+        """Whether `worker stop` ran on this host at ``moment`` or later. On PostgreSQL read
+        under the lock of the row its write takes (see :meth:`request_stop`): the row is made
+        if there is none yet, as a stop's time of 0. Locking only a row that exists missed a
+        stop on a database that had none before: it wrote its row, then asked the registered
+        workers before this registration committed (CI, 1 in some hundreds)."""
         SchemaInfo = self.models.SchemaInfo
-        query = SchemaInfo.select(SchemaInfo.value).where(SchemaInfo.key == self._stop_key())
-        if not self.is_sqlite:
-            query = query.for_update()
-        row = query.first()
+        key = self._stop_key()
+        if self.is_sqlite:  # (the write lock is held: a stop waits for it)
+            value = SchemaInfo.select(SchemaInfo.value).where(SchemaInfo.key == key).scalar()
+        else:
+            made_or_locked = SchemaInfo.insert(key=key, value="0").on_conflict(
+                conflict_target=[SchemaInfo.key], update={SchemaInfo.value: SchemaInfo.value}
+            )
+            value = self.db.execute(made_or_locked.returning(SchemaInfo.value)).fetchone()[0]
         try:
-            return row is not None and float(row.value) >= moment
+            return value is not None and float(value) >= moment
         except ValueError:
             return False
 

@@ -248,16 +248,46 @@ def test_two_retries_of_every_dead_job_at_once_list_each_job_once(pg_target):
             racing.start()
             # It waits on the first's rows (without the lock, having read them): counted by the
             # session it waits for, not by every session waiting on this server.
-            wait_until(lambda: first.db.execute_sql(
-                "SELECT pg_stat_clear_snapshot(), COUNT(*) FROM pg_stat_activity "
-                "WHERE %s = ANY(pg_blocking_pids(pid))", (holding,)
-            ).fetchone()[1], 30, "the second to wait")  # fmt: skip
+            wait_until(lambda: blocked_by(first, holding), 30, "the second to wait")
         racing.join(30)
         assert len(revived) == 3 and listed == [[]]
         assert first.counts()["pending"] == 3
     finally:
         second.close()
         first.close()
+
+
+def test_a_worker_stop_racing_the_first_registration_still_stops_it(pg_target):
+    """CI: `worker start &` then at once `worker stop`, on a database no `worker stop` had yet
+    run on, left the worker running (1 in some hundreds). The registration read "no stop asked"
+    (no row to lock), the stop wrote its time and asked the registered workers (the new one
+    not yet committed: none), and the registration committed, asked nothing. A stop that comes
+    while a registration is uncommitted now waits for it, and asks it too."""
+    starting, stopping, watcher = Queue(pg_target), Queue(pg_target), Queue(pg_target)
+    asked: list[int] = []
+    try:
+        with starting.db.atomic():  # the registration, its read of the stop's time done
+            worker = starting.register_worker(1, started_at=starting.clock())
+            holding = starting.db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+            racing = threading.Thread(target=lambda: asked.append(stopping.request_stop()))
+            racing.start()
+            # Without the wait the stop ends here, before the registration commits.
+            wait_until(lambda: asked or blocked_by(watcher, holding), 30, "the stop to end or wait")
+        racing.join(30)
+        assert asked == [1], "the stop found the new worker once it was registered"
+        assert starting.heartbeat(worker, 1) is True
+    finally:
+        for queue in (starting, stopping, watcher):
+            queue.close()
+
+
+def blocked_by(watcher: Queue, pid: int) -> int:
+    """How many server sessions wait for a lock that session ``pid`` holds (other tests' sessions,
+    on the same server at the same time, are not counted)."""
+    return watcher.db.execute_sql(
+        "SELECT pg_stat_clear_snapshot(), COUNT(*) FROM pg_stat_activity "
+        "WHERE %s = ANY(pg_blocking_pids(pid))", (pid,)
+    ).fetchone()[1]
 
 
 @pytest.mark.parametrize("where", ["url", "PGOPTIONS"])
