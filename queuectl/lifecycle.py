@@ -18,7 +18,7 @@ from .core import setting
 from .db import WaitAbandoned
 from .errors import InvalidInput, QueueError
 from .models import DEFAULT_QUEUE, READY, READY_QUEUE_INDEX, Job, State, ready_queues
-from .reading import Reading, _storable
+from .reading import Reading, storable
 from .spec import JobSpec, current_directory
 from .statements import (
     COLUMN_NAMES, ENDED_AS_CANCELLED, JOB_TIMEOUT, completed_run, held_queues, queue_filter,
@@ -451,7 +451,7 @@ class Lifecycle(Reading):
         10,000 ids take 23 s before it changed anything (QA)."""
         Job = self.models.Job
         whole: dict[str, Job] = {}
-        for chunk in peewee.chunked(list(dict.fromkeys(filter(_storable, prefixes))), _READ_CHUNK):
+        for chunk in peewee.chunked(list(dict.fromkeys(filter(storable, prefixes))), _READ_CHUNK):
             rows = Job.select(*self._list_columns()).where(Job.id.in_(chunk))  # (no output)
             whole.update((job.id, job) for job in rows)
         self._with_after(list(whole.values()))  # (as get fills them)

@@ -42,7 +42,7 @@ LIST_COLUMN_NAMES = tuple(field.name for field in LIST_COLUMNS)
 class Reading(QueueCore):
     def get(self, prefix: str) -> Job:
         """The job whose id is ``prefix`` or uniquely starts with it."""
-        if not prefix or not _storable(prefix):  # e.g. undecodable bytes from argv: no id has it
+        if not prefix or not storable(prefix):  # e.g. undecodable bytes from argv: no id has it
             from .text import as_typed  # (not on enqueue's path: it prints only an id)
 
             raise QueueError(f"no job {as_typed(prefix)}")
@@ -62,7 +62,7 @@ class Reading(QueueCore):
         """The ids (of jobs in ``state``) that start with ``prefix``, newest first, at most
         ``limit``: shell completion. Every job is looked at, not only the newest (QA: an older
         dead job's id never completed past 200 newer jobs)."""
-        if not _storable(prefix):
+        if not storable(prefix):
             return []
         Job = self.models.Job
         query = Job.select(Job.id).where(self._id_starts(prefix))
@@ -240,7 +240,7 @@ def _ordered(order: tuple, last: bool) -> tuple:
                  else term.desc() for term in order)  # fmt: skip
 
 
-def _storable(text: str) -> bool:
+def storable(text: str) -> bool:
     """Whether ``text`` can be stored as text (ids are validated so: UTF-8, no NUL)."""
     try:
         text.encode("utf-8")

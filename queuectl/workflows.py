@@ -20,6 +20,7 @@ that queue's settings row FOR UPDATE, counts, and claims, in one transaction
 from __future__ import annotations
 
 import bisect
+import functools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -632,8 +633,7 @@ class Workflows(Lifecycle):
                 # Taken if it still is to be (another claim may have it: then the next one).
                 started = self.clock()
                 row = self.db.execute_sql(
-                    self._sql.claim_seq.replace('"seq" = %s', f'"seq" = ({_FREE_STILL})'),
-                    (worker_id, started, started, free[0], now),
+                    _if_free_still(self._sql.claim_seq), (worker_id, started, started, free[0], now)
                 ).fetchone()
                 if row is not None:
                     return row
@@ -694,6 +694,12 @@ _FREE_STILL = (
     f'SELECT "seq" FROM "job" WHERE "seq" = %s AND {_READY_BY_KEY} AND "run_at" <= %s '
     f'AND "queue" NOT IN ({_SETTLED}) FOR UPDATE SKIP LOCKED'
 )
+
+
+@functools.cache
+def _if_free_still(claim_seq: str) -> str:
+    """The claim of one job by its seq, made the claim of it only if it still is free."""
+    return claim_seq.replace('"seq" = %s', f'"seq" = ({_FREE_STILL})')
 
 
 def _first_of(allowed: Callable[[str], str], only: str) -> str:

@@ -17,6 +17,7 @@ from textual import events
 from textual.command import CommandList
 from textual.geometry import Size
 from textual.widgets import Input, Static, TextArea
+from textual.widgets.input import Selection
 
 from queuectl.executor import RunResult
 from queuectl.queue import Queue
@@ -434,6 +435,26 @@ def test_enqueue_form_shows_errors_and_enqueues_nothing(seeded, fixed_clock):
         assert not isinstance(app.screen, EnqueueScreen)
         await pilot.pause(0.1)
         assert len(seeded.list_jobs()) == before
+
+    drive(app, scenario)
+
+
+def test_a_form_made_ahead_that_takes_its_focus_as_the_app_ends_ends_cleanly(seeded, fixed_clock):
+    """CI, once: the app makes its config form ahead, unshown, and Textual focuses its first
+    field as it is composed. That focus, handled after the app's last screen had closed (a quit
+    at once), made Textual's Input ask for the screen: the app ended on ScreenStackError."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: app._config_form is not None and app._config_form.is_mounted)
+        first = app._config_form.query(Input).first()
+        first.selection = Selection.cursor(0)  # (as before its first focus)
+        screens = app._screen_stacks[app._current_mode]
+        shown, screens[:] = screens[:], []  # as the app ends: its screens closed
+        try:
+            await first._dispatch_message(events.Focus())
+        finally:
+            screens[:] = shown
 
     drive(app, scenario)
 
@@ -935,7 +956,9 @@ def test_plus_and_minus_change_the_worker_threads(live_queue):
         assert app.threads == 0 and app.pool.threads == 0
         assert not any("no thread left" in n.message for n in app._notifications)
         await pilot.press("minus")  # one too many: said, not silently dropped
-        assert any("no thread left" in n.message for n in app._notifications)
+        # (a notice is a message to the app: it is among its notices once handled)
+        await until(pilot, lambda: any("no thread left" in n for n in notices(app)),
+                    what=lambda: notices(app))  # fmt: skip
         assert "0 threads" in str(app.stats.query_one("#workers", Static).render())
         job = live_queue.enqueue("echo hi")
         await until(pilot, lambda: any(w.threads == 0 for w in live_queue.live_workers()))
@@ -1129,7 +1152,7 @@ def test_workers_whose_database_file_is_deleted_stop_and_say_so(live_queue, db_p
         # QA: `+` and `p` then read "2 threads", "paused" over workers that ran nothing.
         await pilot.press("plus", "p")
         assert bar().startswith("■ workers stopped") and not app.paused and app.threads == 1
-        assert sum(stopped in n for n in said()) == 3  # said again for each
+        await until(pilot, lambda: sum(stopped in n for n in said()) == 3, what=said)  # each
         assert not os.path.exists(db_path)
 
     drive(app, scenario)
@@ -1155,9 +1178,8 @@ def test_workers_that_a_full_disk_holds_up_say_so_in_the_bar(tiny_disk, tmp_path
         gate.touch()
         bar = lambda: str(app.stats.query_one("#workers", Static).render())  # noqa: E731
         await until(pilot, lambda: bar().startswith("⚠ disk full"), 15, bar)
-        said = [str(n.message) for n in app._notifications]
-        assert any("workers cannot use the database (database or disk is full)" in n
-                   for n in said), said  # fmt: skip
+        full = "workers cannot use the database (database or disk is full)"
+        await until(pilot, lambda: any(full in n for n in notices(app)), what=lambda: notices(app))
         filler.unlink()
         await until(pilot, lambda: queue.get(job.id).state == "completed", 15)
         await until(pilot, lambda: bar().startswith("▶ running"), 15, bar)
@@ -1185,8 +1207,8 @@ def test_the_app_s_pool_opened_on_a_full_disk_starts_once_there_is_room(tiny_dis
     async def scenario(pilot):
         bar = lambda: str(app.stats.query_one("#workers", Static).render())  # noqa: E731
         await until(pilot, lambda: bar().startswith("⚠ disk full"), 15, bar)
-        assert any("workers cannot use the database (database or disk is full)" in n
-                   for n in notices(app)), notices(app)  # fmt: skip
+        full = "workers cannot use the database (database or disk is full)"
+        await until(pilot, lambda: any(full in n for n in notices(app)), what=lambda: notices(app))
         assert not app.pool.started and queue.get(job.id).state == "pending"
         filler.unlink()
         await until(pilot, lambda: queue.get(job.id).state == "completed", 30)
@@ -1216,7 +1238,7 @@ def test_the_app_s_pool_opened_behind_another_process_s_write_lock_starts_once_i
         bar = lambda: str(app.stats.query_one("#workers", Static).render())  # noqa: E731
         await until(pilot, lambda: bar().startswith("⚠ database lost"), 15, bar)
         held = "another process holds the database's write lock"
-        assert any(held in n for n in notices(app)), notices(app)
+        await until(pilot, lambda: any(held in n for n in notices(app)), what=lambda: notices(app))
         assert not any("database is locked" in n for n in notices(app)), notices(app)
         locker.execute("COMMIT")
         await until(pilot, lambda: live_queue.get(job.id).state == "completed", 30)
@@ -1243,11 +1265,13 @@ def test_worker_stop_stops_the_app_s_pool_which_unregisters_and_says_so(live_que
         bar = lambda: str(app.stats.query_one("#workers", Static).render())  # noqa: E731
         await until(pilot, lambda: bar().startswith("■ workers stopped"), 30, bar)
         stopped = "This app's workers stopped: `queuectl worker stop` asked them to"
-        assert any(n.startswith(stopped) for n in notices(app)), notices(app)
+        await until(pilot, lambda: any(n.startswith(stopped) for n in notices(app)),
+                    what=lambda: notices(app))  # fmt: skip
         await until(pilot, lambda: live_queue.live_workers() == [], 30, what="unregistered")
         job = live_queue.enqueue("true")
         await pilot.press("p", "plus")
-        assert sum(n.startswith(stopped) for n in notices(app)) == 3
+        await until(pilot, lambda: sum(n.startswith(stopped) for n in notices(app)) == 3,
+                    what=lambda: notices(app))  # fmt: skip
         assert not app.paused and app.threads == 1
         assert live_queue.get(job.id).state == "pending"
 

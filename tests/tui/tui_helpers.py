@@ -21,15 +21,18 @@ def notices(app) -> list[str]:
     return [str(notification.message) for notification in app._notifications]
 
 
-async def until(pilot, condition: Callable[[], object], timeout: float = 30.0, what: str = ""):
-    """Let the app run until ``condition()`` holds; fail after ``timeout`` seconds."""
+async def until(pilot, condition: Callable[[], object], timeout: float = 30.0,
+                what: str | Callable[[], object] = ""):  # fmt: skip
+    """Let the app run until ``condition()`` holds; fail after ``timeout`` seconds, saying
+    ``what`` (called, if it is a function: what the app shows by then)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
+            said = what() if callable(what) else what or condition
+            raise AssertionError(f"timed out waiting for {said}")
         await pilot.pause(0.02)
 
 

@@ -56,6 +56,12 @@ class FieldInput(Input):
             field.set_error(message)
 
     def _on_focus(self, event: events.Focus) -> None:
+        if not self.app.screen_stack:
+            # The app is ending, its screens closed. A form the app makes ahead, unshown, has
+            # its first field focused as it is composed; Input's own handler of that focus,
+            # come this late, asks for the screen, and Textual raises (CI, once).
+            event.prevent_default()
+            return
         # Before Input's own handler, which selects the value if select_on_focus.
         for_an_error, self.for_an_error = self.for_an_error, False
         self.select_on_focus = self.selects and not for_an_error
