@@ -53,7 +53,7 @@ class Registry(Lifecycle):
         under the lock of the row its write takes (see :meth:`request_stop`): the row is made
         if there is none yet, as a stop's time of 0. Locking only a row that exists missed a
         stop on a database that had none before: it wrote its row, then asked the registered
-        workers before this registration committed (CI, 1 in some hundreds)."""
+        workers before this registration committed (CI, once)."""
         SchemaInfo = self.models.SchemaInfo
         key = self._stop_key()
         if self.is_sqlite:  # (the write lock is held: a stop waits for it)
