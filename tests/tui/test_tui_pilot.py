@@ -1665,6 +1665,32 @@ def test_scrolling_down_a_pane_loads_more_rows(live_queue):
     drive(app, scenario, size=(100, 30))
 
 
+def test_a_load_asked_for_before_a_move_past_the_rows_loaded_does_not_eat_the_move(live_queue):
+    """CI, in tmux: `G` then 40 `k` typed ahead reached the job 30 rows up. A move past the
+    pane's rows waits for a load that brings more; a load asked for before it (the refresh's)
+    landed first, brought no more rows, and the rest of the move was dropped at the edge."""
+    live_queue.enqueue_many([JobSpec(f"echo {n}", id=f"job-{n:03d}") for n in range(300)])
+    app = make_app(live_queue)
+
+    async def scenario(pilot):
+        pending = pane(app, "waiting")  # (the Pending pane)
+        pending.focus()
+        await pilot.press("G")
+        await until(pilot, lambda: pending.selected_id == "job-299" and pending.caught_up.is_set())
+        assert pending.rows_at_end and pending.row_count < 300
+        pending.move_cursor(row=0)  # the first of the rows loaded: the pane's last jobs
+        await until(pilot, lambda: pending.cursor_row == 0)
+        first = int(pending.selected_id.removeprefix("job-"))
+        stale = (list(pending._jobs), pending.total, pending._now, pending._config)
+        for _ in range(3):  # `k`: three rows past them; the rows above are asked for...
+            pending.action_cursor_up()
+        pending.show(*stale, at_end=True)  # ... and a refresh asked for before lands first
+        await until(pilot, lambda: pending.caught_up.is_set(), what="the rows above")
+        assert pending.selected_id == f"job-{first - 3:03d}"
+
+    drive(app, scenario, size=(100, 30))
+
+
 def test_details_follow_a_running_job_until_it_ends(live_queue, tmp_path):
     gate = tmp_path / "gate"
     app = make_app(live_queue, workers=1)

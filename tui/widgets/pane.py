@@ -58,6 +58,7 @@ PRIORITY_WIDTH = 4
 TRIES_WIDTH = 6  # "16/10k": at 5, 10000 max retries read "16/1…"
 
 PADDING = 1  # DataTable's cell padding, each side
+OWED_LOADS = 3  # loads a move past the rows loaded waits for its rows (see JobPane._apply)
 LOOKAHEAD = 10  # rows loaded beyond the cursor, so scrolling down never waits
 MIN_FLEX = 9  # (at 110 columns the Pending pane has 51: id, "blocked: 3f9k2a… is dead", 9)
 
@@ -369,6 +370,7 @@ class JobPane(DataTable):
         # made once the load that brings more is shown (see _past_the_rows_loaded); and a jump
         # to the first or last job (g, G) waiting for its rows. ``caught_up``: none is owed.
         self._owed = 0
+        self._owed_loads = 0  # loads shown since a move past the rows loaded (see _apply)
         self._jump: str | None = None  # "first" or "last"
         # Rows to load at least, since moves went past those loaded: twice as many each time
         # (150 pgdn typed in one go loaded a screenful more at a time, each load at least
@@ -498,17 +500,23 @@ class JobPane(DataTable):
         if self._jump is not None:
             return False  # the rows of g or G are on their way: the move is made on them
         edge = 0 if rows < 0 else self.row_count - 1
-        if (rows < 0) != self.rows_at_end or not self._more_rows():
-            return False  # the pane's first rows end only downwards, its last rows upwards
+        if not self._more_towards(rows):
+            return False
         if 0 <= self.cursor_row + rows <= self.row_count - 1:
             return False  # within the rows loaded
         self._owed += self.cursor_row + rows - edge
+        self._owed_loads = 0
         self._reach = max(self._reach, 2 * self.row_count)
         if self.cursor_row != edge:
             self.move_cursor(row=edge)
         self.caught_up.clear()
         self.app.request_load()  # type: ignore[attr-defined]
         return True
+
+    def _more_towards(self, rows: int) -> bool:
+        """Whether the pane holds jobs past the rows loaded, going down ``rows`` (up, if
+        negative): its first rows end only downwards, its last rows (`G`) upwards."""
+        return (rows < 0) == self.rows_at_end and self._more_rows()
 
     def show(
         self,
@@ -580,11 +588,20 @@ class JobPane(DataTable):
                 self.move_cursor(row=0 if self._jump == "first" else self.row_count - 1)
                 self._jump = None
             elif self._owed and self._jump is None:
-                row = min(max(self.cursor_row + self._owed, 0), self.row_count - 1)
-                self._owed = 0
+                goal = self.cursor_row + self._owed
+                row = min(max(goal, 0), self.row_count - 1)
+                # A load asked for before the move (the refresh's) brings no rows past the ones
+                # loaded: the rest of the move waits for the next load, which brings them. It
+                # was dropped, the cursor left at the edge (CI: 10 of `G` then 40 `k` lost).
+                # (At most a few loads: one that brings no more rows cannot ask again forever.)
+                self._owed_loads += 1
+                kept = self._more_towards(goal - row) and self._owed_loads <= OWED_LOADS
+                self._owed = goal - row if kept else 0
                 self.move_cursor(row=row)
+                if self._owed:
+                    self.app.request_load()  # type: ignore[attr-defined]
         self._shown_at_end = self.rows_at_end
-        if self._jump is None:
+        if self._jump is None and not self._owed:
             self._catch_up()
 
     def _catch_up(self, refreshes: int = 3) -> None:
