@@ -119,10 +119,7 @@ class Statements:
         self.channel: str | None = None  # PostgreSQL: see announce_to
         self.claim, self.complete_and_claim = self.claims(None)
         # One job claimed by its seq (PostgreSQL's claims in limited queues, see Workflows).
-        self.claim_seq = (
-            f'UPDATE "job" SET {_assignments(claimed_run(Sql(param), Sql(param)))} '
-            f'WHERE "seq" = {param} RETURNING {columns}'
-        )
+        self.claim_seq = self.claim_where_seq(param)
         names = ", ".join(f'"{name}"' for name in INSERTED)
         values = ", ".join([param] * len(INSERTED))
         self.insert = f'INSERT INTO "job" ({names}) VALUES ({values})'
@@ -182,6 +179,15 @@ class Statements:
             ready = _first_due(READY, held_queues(counted=False), only, select='"seq"')
             sql = self._lean[queues] = self._pg_complete_and_claim(ready, None)
         return sql
+
+    def claim_where_seq(self, seq: str) -> str:
+        """The claim of the job whose seq is ``seq`` (SQL), by the worker and at the times
+        given first (its parameters: worker, started_at, updated_at, then those of ``seq``)."""
+        param = self.param
+        return (
+            f'UPDATE "job" SET {_assignments(claimed_run(Sql(param), Sql(param)))} '
+            f'WHERE "seq" = {seq} RETURNING {self.columns}'
+        )
 
     def held_claim(self, queues: tuple[str, ...] | None) -> str:
         """PostgreSQL: the claim of :meth:`claims` while some queue is paused or limited (run

@@ -633,7 +633,7 @@ class Workflows(Lifecycle):
                 # Taken if it still is to be (another claim may have it: then the next one).
                 started = self.clock()
                 row = self.db.execute_sql(
-                    _if_free_still(self._sql.claim_seq), (worker_id, started, started, free[0], now)
+                    self._claim_if_free_still, (worker_id, started, started, free[0], now)
                 ).fetchone()
                 if row is not None:
                     return row
@@ -674,6 +674,12 @@ class Workflows(Lifecycle):
                 turn.rollback(False)
             passed.append(name)
 
+    @functools.cached_property
+    def _claim_if_free_still(self) -> str:
+        """The claim of one job by its seq, if it still is free (_FREE_STILL): its parameters
+        the worker, its start twice, the seq and now."""
+        return self._sql.claim_where_seq(f"({_FREE_STILL})")
+
     def _claim_seq(self, worker_id: str, seq: int) -> tuple[object, ...] | None:
         # Its start is now, not when the look began: the queue's lock may have kept it
         # waiting for the run before it to end, and that run's end is before this one's start.
@@ -694,12 +700,6 @@ _FREE_STILL = (
     f'SELECT "seq" FROM "job" WHERE "seq" = %s AND {_READY_BY_KEY} AND "run_at" <= %s '
     f'AND "queue" NOT IN ({_SETTLED}) FOR UPDATE SKIP LOCKED'
 )
-
-
-@functools.cache
-def _if_free_still(claim_seq: str) -> str:
-    """The claim of one job by its seq, made the claim of it only if it still is free."""
-    return claim_seq.replace('"seq" = %s', f'"seq" = ({_FREE_STILL})')
 
 
 def _first_of(allowed: Callable[[str], str], only: str) -> str:
