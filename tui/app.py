@@ -271,6 +271,8 @@ class QueueApp(KeysInOrder):
         return {pane.kind.name: pane.rows_wanted for pane in self.panes}
 
     CATCH_UP_S = 5.0  # at most this long, keys typed ahead wait for a pane's rows (below)
+    LOAD_WAIT_S = 30.0  # ... or this long, while the load that brings them is being read
+    LOAD_LOOK_S = 0.1  # (how often that is looked at)
 
     async def keys_may_go_on(self) -> None:
         """A move down past the rows a pane loaded waits for the load that brings more rows
@@ -301,8 +303,26 @@ class QueueApp(KeysInOrder):
         pane = self.focused
         if not isinstance(pane, JobPane):
             return
-        for shown in (self._tab_shown, self._filter_shown, pane.caught_up):
+        for shown in (self._tab_shown, self._filter_shown):
             await _within(shown, self.CATCH_UP_S)
+        await self._rows_shown(pane)
+
+    async def _rows_shown(self, pane: JobPane) -> None:
+        """Wait for the rows a move (or `g`, `G`) asked for: ``CATCH_UP_S``, and on while a load
+        is being read, up to ``LOAD_WAIT_S`` (ctrl+c typed meanwhile ends the wait). On a busy
+        machine a load took over 5 s, and `G`, 40 `k`, enter opened a job 8 rows below the one
+        meant (CI). A load that fails ends the wait (``on_load_failed``)."""
+        started = time.monotonic()
+        while not pane.caught_up.is_set():
+            waited = time.monotonic() - started
+            if waited >= self.LOAD_WAIT_S or self._quit_typed():
+                return
+            if waited >= self.CATCH_UP_S and not self.loader.reading:
+                return
+            await _within(pane.caught_up, self.LOAD_LOOK_S)
+
+    def _quit_typed(self) -> bool:
+        return any(isinstance(key, events.Key) and key.key == "ctrl+c" for key in self._typed)
 
     def _ends(self) -> frozenset[str]:
         """The panes whose last rows are loaded (the user went to their end with `G`)."""
@@ -392,6 +412,8 @@ class QueueApp(KeysInOrder):
         self.stats.error = message.error
         self._filter_shown.set()  # (keys typed ahead wait no longer: no rows are coming)
         self._acts_shown.set()
+        for pane in self.panes:
+            pane.caught_up.set()  # (their moves are made on the next load that comes)
         self.loader.loaded()
 
     def on_pool_event(self, event: PoolEvent) -> None:
@@ -421,10 +443,16 @@ class QueueApp(KeysInOrder):
             self.post_message(PoolEvent(event.kind, event.job.id))
 
     def watch_threads(self) -> None:
-        self.pool.want(self.threads, self.paused)
+        self._want_workers()
 
     def watch_paused(self) -> None:
+        self._want_workers()
+
+    def _want_workers(self) -> None:
         self.pool.want(self.threads, self.paused)
+        # Whether they are still starting, as of now: the bar had it from the last load, and
+        # `p` pressed just after the start read "◌ starting" until the next (CI).
+        self.stats.starting = self.pool.starting
 
     def action_threads(self, change: int) -> None:
         if self._quitting or self._stopped_by_problem():

@@ -354,6 +354,11 @@ class Loader:
             self._health_loading = True
             self._health_reader.submit(self._load_health)
 
+    @property
+    def reading(self) -> bool:
+        """A load is being read (or shown)."""
+        return self._loading
+
     def loaded(self) -> None:
         """The app has shown what the last load posted."""
         self._loading = False

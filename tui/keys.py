@@ -58,6 +58,7 @@ class KeysInOrder(App):
         super().__init__(*args, **kwargs)
         self._typed: deque[events.Key | events.Paste] = deque()
         self._key_in_hand = False
+        self.keys_handled = 0  # (to the end: what they asked for shown, as below)
         # The screen is laid out for the terminal's size: the keys that come with a resize wait
         # for that (QA: `x` sent with a resize to 4 lines cancelled a job the new layout hides;
         # the key was handled against the layout of the old size).
@@ -130,6 +131,7 @@ class KeysInOrder(App):
             await settled(self.screen)  # a screen the key opened: composed and focused
             await self.keys_may_go_on()
         finally:
+            self.keys_handled += 1
             self.call_later(self._next_key)
 
     async def keys_may_go_on(self) -> None:

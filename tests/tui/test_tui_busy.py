@@ -10,7 +10,7 @@ import threading
 from types import SimpleNamespace
 
 from textual.widgets import Button, Input, Static
-from tui_helpers import drive, make_app, until
+from tui_helpers import drive, make_app, opened, until
 
 from queuectl.spec import JobSpec
 from queuectl.tui import data
@@ -134,7 +134,7 @@ def test_the_panes_wait_under_a_form_and_catch_up_once_it_closes(seeded, fixed_c
 
     async def scenario(pilot):
         await pilot.press("a")
-        assert isinstance(app.screen, EnqueueScreen)
+        await opened(pilot, EnqueueScreen)
         seeded.enqueue(JobSpec("echo from elsewhere", id="elsewhere"))
         app.request_load()
         await until(pilot, lambda: app._held is not None, what="a load while the form is open")
@@ -154,7 +154,7 @@ def test_the_footer_is_not_made_again_when_a_form_opens_and_closes(seeded, fixed
         keys = list(app.footer.children)
         for _ in range(2):
             await pilot.press("a")
-            assert isinstance(app.screen, EnqueueScreen)
+            await opened(pilot, EnqueueScreen)
             await pilot.press("escape")
             await pilot.pause()
         assert list(app.footer.children) == keys  # the same widgets: the same keys shown
@@ -176,7 +176,7 @@ def test_the_form_shown_again_after_a_theme_change_has_the_new_theme(seeded, fix
         app.theme = "textual-light"
         await pilot.pause()
         await pilot.press("a")
-        assert isinstance(app.screen, EnqueueScreen)
+        await opened(pilot, EnqueueScreen)
         after = app.screen.query_one("#submit", Button).styles.background
         assert after != before
 

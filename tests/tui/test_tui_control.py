@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_tui_pilot import column, pane, plain, screen_text, type_ahead, typed
 from textual.widgets import Input, Log, Static
-from tui_helpers import drive, make_app, notices, until
+from tui_helpers import drive, make_app, notices, opened, until
 
 from queuectl.executor import RunResult
 from queuectl.spec import JobSpec
@@ -186,12 +186,12 @@ def test_x_on_a_running_job_asks_then_stops_and_cancels_it(live_queue):
         await until(pilot, lambda: job.id in column(pane(app, "processing"), "id"))
         await pilot.press("tab")
         await pilot.press("x")
-        assert isinstance(app.screen, ConfirmScreen)
+        await opened(pilot, ConfirmScreen)
         await pilot.press("n")  # kept
         await pilot.pause(0.3)
         assert state(live_queue, job.id) == "processing"
         await pilot.press("x")
-        assert isinstance(app.screen, ConfirmScreen)
+        await opened(pilot, ConfirmScreen)
         await pilot.press("y")
         await until(pilot, lambda: state(live_queue, job.id) == "cancelled", what="cancelled")
         await until(pilot, lambda: job.id in column(pane(app, "dead"), "id"))
@@ -356,8 +356,7 @@ def test_e_shows_a_command_with_control_characters_escaped_and_keeps_it(seeded, 
     async def scenario(pilot):
         await until(pilot, lambda: pane(app, "waiting").selected_id == "tricky")
         await pilot.press("e", "x", "backspace", "ctrl+u")  # typed ahead, into the command
-        screen = app.screen
-        assert isinstance(screen, EditScreen)
+        screen = await opened(pilot, EditScreen)
         box = screen.query_one("#command", Input)
         assert box.value == "echo \\x1b[2J\\x1b]2;PWNED\\x07 hi\\necho two"
         assert app.focused is box and box.read_only
@@ -379,8 +378,7 @@ def test_e_form_is_filled_in_and_validated(seeded, fixed_clock):
         await pilot.press("down", "down", "down")
         assert pane(app, "waiting").selected_id == "cleanup"
         await pilot.press("e")
-        screen = app.screen
-        assert isinstance(screen, EditScreen)
+        screen = await opened(pilot, EditScreen)
         values = {key: screen.text(key) for key in ("command", "max_retries", "priority",
                                                     "delay", "queue")}  # fmt: skip
         assert values == {"command": "./cleanup.sh --older-than 7d", "max_retries": "",
@@ -414,7 +412,7 @@ def test_e_on_a_job_that_started_meanwhile_shows_the_refusal(seeded, fixed_clock
     async def scenario(pilot):
         assert pane(app, "waiting").selected_id == "test-suite"
         await pilot.press("e")
-        assert isinstance(app.screen, EditScreen)
+        await opened(pilot, EditScreen)
         assert seeded.claim("elsewhere:1:0").id == "test-suite"  # another worker took it
         await pilot.press(*"x", "enter")
         await until(pilot, lambda: not isinstance(app.screen, EditScreen))
@@ -464,8 +462,7 @@ def test_l_streams_the_output_of_a_job_another_process_runs(live_queue, other_wo
     async def scenario(pilot):
         await until(pilot, lambda: "streamer" in column(pane(app, "processing"), "id"), 30)
         await pilot.press("tab", "l")
-        screen = app.screen
-        assert isinstance(screen, OutputScreen)
+        screen = await opened(pilot, OutputScreen)
         log = screen.query_one(Log)
         await until(pilot, lambda: "80" in log.lines, 30, "the first lines")
         at_end = lambda: log.max_scroll_y > 0 and log.scroll_y == log.max_scroll_y  # noqa: E731
@@ -517,7 +514,7 @@ async def _grower_output(pilot, app):
     """The running job of :func:`_grower`'s details opened, its output's first lines in."""
     await until(pilot, lambda: "grower" in column(pane(app, "processing"), "id"), 30)
     await pilot.press("tab", "enter")
-    assert isinstance(app.screen, DetailsScreen)
+    await opened(pilot, DetailsScreen)
     output = app.screen.output
     await until(pilot, lambda: "200\n" in output.text, 30, "the first output")
     return output
@@ -743,8 +740,7 @@ def test_details_show_the_history_timeline(seeded, fixed_clock):
         await pilot.press("down", "down")
         assert pane(app, "waiting").selected_id == "health-chk"
         await pilot.press("enter")
-        screen = app.screen
-        assert isinstance(screen, DetailsScreen)
+        screen = await opened(pilot, DetailsScreen)
         await until(pilot, lambda: screen.fields_table is not None)
         text = plain(screen.fields_table)
         assert "history" in text and "enqueued" in text

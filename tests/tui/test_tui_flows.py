@@ -8,7 +8,7 @@ import pytest
 from test_tui_pilot import column, pane, plain, screen_text, type_ahead, typed
 from textual.command import CommandList
 from textual.widgets import Input, Static
-from tui_helpers import drive, make_app, notices, resize, until
+from tui_helpers import drive, make_app, notices, opened, resize, until
 
 from queuectl.queue import Queue
 from queuectl.spec import JobSpec
@@ -166,9 +166,9 @@ def test_slash_filters_every_pane_and_escape_clears_it(workflows_queue, fixed_cl
         assert column(pane(app, "completed"), "id") == []
         assert "no match" in pane(app, "completed").border_subtitle
         assert app.filter_bar.display and app.filter_bar.text == "DEPLOY"  # shown while on
-        assert app.focused is pane(app, "waiting")  # enter: back to the panes
+        await until(pilot, lambda: app.focused is pane(app, "waiting"))  # enter: to the panes
         await pilot.press("escape")
-        assert not app.filter_bar.display and app.filter_text == ""
+        await until(pilot, lambda: not app.filter_bar.display and app.filter_text == "")
         await until(pilot, lambda: len(column(pane(app, "completed"), "id")) == 5)
 
     drive(app, scenario)
@@ -281,8 +281,7 @@ def test_Q_lists_queues_and_p_pauses_and_resumes_the_selected_one(workflows_queu
     async def scenario(pilot):
         type_ahead(app, "Q", "down", "p")  # typed at once: the rows are there for `p`
         await until(pilot, lambda: queue_info(workflows_queue, "deploy").paused)
-        screen = app.screen
-        assert isinstance(screen, QueuesScreen)
+        screen = await opened(pilot, QueuesScreen)
         assert rows(screen) == ["default", "deploy", "ops"]
         await until(pilot, lambda: "paused" in screen.table.get_row("deploy")[-1].plain)
         cells = [cell.plain for cell in screen.table.get_row("default")]
@@ -542,7 +541,7 @@ def test_schedules_pause_run_now_and_remove_after_asking(workflows_queue, fixed_
                                           if j.schedule == "nightly-backup"])  # fmt: skip
         await until(pilot, lambda: screen.table.get_cell("nightly-backup", "last").plain == job[0].id)
         await pilot.press("d")
-        assert isinstance(app.screen, ConfirmScreen)
+        await opened(pilot, ConfirmScreen)
         await pilot.press("n")
         await pilot.press("d", "y")
         await until(pilot, lambda: "nightly-backup" not in
@@ -666,9 +665,11 @@ def test_a_narrow_queues_table_keeps_the_limit_and_state(workflows_queue, fixed_
         await pilot.press("Q")
         table = await until(pilot, lambda: isinstance(app.screen, QueuesScreen)
                             and app.screen.table.row_count and app.screen.table)  # fmt: skip
+        deploy = table.header_height + table.get_row_index("deploy")
+        await until(pilot, lambda: len(screen_text(table)) > deploy, what="the table laid out")
         assert [str(key.value) for key in table.columns] == ["name", "limit", "paused"]
         assert table.virtual_size.width <= table.scrollable_content_region.width
-        row = screen_text(table)[table.header_height + table.get_row_index("deploy")]
+        row = screen_text(table)[deploy]
         assert " 1 " in row and "▶" in row, row  # its limit of 1, running
 
     drive(app, scenario, size=(width, 20))

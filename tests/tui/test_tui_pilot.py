@@ -6,12 +6,13 @@ import contextlib
 import io
 import os
 import sqlite3
+import threading
 import time
 
 import pytest
 from rich.console import Console
 from support import quitting_said
-from tui_helpers import drive, make_app, notices, resize, until
+from tui_helpers import drive, make_app, notices, opened, resize, until
 from rich.text import Text
 from textual import events
 from textual.command import CommandList
@@ -22,6 +23,7 @@ from textual.widgets.input import Selection
 from queuectl.executor import RunResult
 from queuectl.queue import Queue
 from queuectl.spec import JobSpec
+from queuectl.tui import data
 from queuectl.tui.app import QueueApp
 from queuectl.tui.screens.config import ConfigScreen
 from queuectl.tui.screens.confirm import ConfirmScreen, StoppingScreen
@@ -349,7 +351,7 @@ def test_enqueue_form_adds_the_job(seeded, fixed_clock):
 
     async def scenario(pilot):
         await pilot.press("a")
-        assert isinstance(app.screen, EnqueueScreen)
+        await opened(pilot, EnqueueScreen)
         await pilot.press(*"echo hello")
         await fill(pilot, "max_retries", "4")
         await fill(pilot, "priority", "-2")
@@ -405,8 +407,7 @@ def test_enqueue_form_shows_errors_and_enqueues_nothing(seeded, fixed_clock):
         await fill(pilot, "priority", "high")
         await fill(pilot, "delay", "soon")
         await pilot.press("enter")  # in a field: submits the form
-        screen = app.screen
-        assert isinstance(screen, EnqueueScreen)
+        screen = await opened(pilot, EnqueueScreen)
         errors = {
             key: str(screen.field(key).query_one(".field-error", Static).render())
             for key in ("command", "max_retries", "priority", "delay")
@@ -464,8 +465,7 @@ def test_config_form_saves_valid_values(seeded, fixed_clock):
 
     async def scenario(pilot):
         await pilot.press("c")
-        screen = app.screen
-        assert isinstance(screen, ConfigScreen)
+        screen = await opened(pilot, ConfigScreen)
         assert screen.query_one("#max-retries", Input).value == "3"
         await fill(pilot, "max-retries", "5")
         await fill(pilot, "backoff-base", "1.5")
@@ -628,8 +628,7 @@ def test_a_form_taller_than_the_terminal_scrolls_to_the_focused_field(seeded, fi
 
     async def scenario(pilot):
         await pilot.press("c")
-        screen = app.screen
-        assert isinstance(screen, ConfigScreen)
+        screen = await opened(pilot, ConfigScreen)
         last = screen.query(Input).last()
         assert not in_view(last)  # the form is taller than the terminal
         # ... and its buttons are below the fold: its border says how to save (QA: nothing did)
@@ -674,7 +673,7 @@ def test_config_form_refuses_invalid_values_and_changes_nothing(seeded, fixed_cl
 
     async def scenario(pilot):
         await pilot.press("c")
-        screen = app.screen
+        screen = await opened(pilot, ConfigScreen)
         await fill(pilot, "max-retries", "7")
         await fill(pilot, "backoff-base", "0.5")
         await fill(pilot, "job-timeout", "soon")
@@ -842,7 +841,7 @@ def test_shift_r_retries_every_dead_job_after_asking(seeded, fixed_clock):
 
     async def scenario(pilot):
         await pilot.press("R")
-        assert isinstance(app.screen, ConfirmScreen)
+        await opened(pilot, ConfirmScreen)
         await pilot.press("n")
         await pilot.pause(0.1)
         assert job_ids(seeded, "dead") == {"deploy-prod", "sync-s3"}
@@ -890,8 +889,8 @@ def test_enter_shows_every_field_and_the_output(seeded, fixed_clock):
 
     async def scenario(pilot):
         await pilot.press("tab", "tab", "down", "enter")
-        screen = app.screen
-        assert isinstance(screen, DetailsScreen) and screen.job_id == "build-web"
+        screen = await opened(pilot, DetailsScreen)
+        assert screen.job_id == "build-web"
         output = screen.query_one("#output", TextArea)
         await until(pilot, lambda: output.text == "built 214 modules\n")
         fields = plain(screen.fields_table)
@@ -1032,7 +1031,7 @@ def test_q_asks_then_lets_running_jobs_finish(live_queue, tmp_path):
         job = live_queue.enqueue(command)
         await until(pilot, lambda: app.pool.busy == 1)  # running, not just claimed
         await pilot.press("q")
-        assert isinstance(app.screen, ConfirmScreen)
+        await opened(pilot, ConfirmScreen)
         await pilot.press("n")  # changed my mind: keep going
         assert not isinstance(app.screen, ConfirmScreen) and not app._exit
         await pilot.press("q", "y")
@@ -1312,8 +1311,8 @@ def test_a_quit_while_a_result_waits_behind_a_write_lock_says_why(live_queue, db
     only "Waiting for 2 results to be stored…" for 30 s (the workers say the lock only after a
     while): it says why, and offers no `k`, no job running. The lock let go, the app ends, the
     result stored."""
-    began = tmp_path / "began"
-    job = live_queue.enqueue(f"touch {began}; sleep 0.3")
+    began, gate = tmp_path / "began", tmp_path / "gate"
+    job = live_queue.enqueue(f"touch {began}; while [ ! -e {gate} ]; do sleep 0.05; done")
     app = make_app(live_queue, workers=1)
     locker = sqlite3.connect(db_path, isolation_level=None)
 
@@ -1322,7 +1321,8 @@ def test_a_quit_while_a_result_waits_behind_a_write_lock_says_why(live_queue, db
 
     async def scenario(pilot):
         await until(pilot, began.exists, what="the job to start")
-        locker.execute("BEGIN EXCLUSIVE")
+        locker.execute("BEGIN EXCLUSIVE")  # (its result was stored before, on a loaded machine)
+        gate.touch()
         await until(pilot, lambda: app.pool.results_waiting, what="its result to wait")
         await pilot.press("q")
         await until(pilot, lambda: "another process may hold its write lock" in said(),
@@ -1691,6 +1691,74 @@ def test_a_load_asked_for_before_a_move_past_the_rows_loaded_does_not_eat_the_mo
     drive(app, scenario, size=(100, 30))
 
 
+@pytest.mark.parametrize("keys, meant", [
+    (["G", *["k"] * 12], "job-287"),  # every move made from where `G` goes
+    (["G", *["k"] * 40], "job-259"),  # ... and past the rows `G` loaded
+    (["g", *["j"] * 60], "job-060"),  # (`g` after `G`, then past its rows)
+], ids=["G-k", "G-k-past", "G-g-j-past"])  # fmt: skip
+def test_keys_typed_ahead_of_slow_loads_reach_the_job_meant(live_queue, monkeypatch, keys, meant):
+    """CI, in tmux: `G`, 40 `k` and enter opened a job 8 rows below the one meant. A load took
+    longer than the keys wait for their rows (CATCH_UP_S), and the moves read meanwhile were
+    made on the rows shown, then undone as `G`'s rows landed. Now they wait on while the load
+    is being read, and a move read before its rows come is made on them."""
+    live_queue.enqueue_many([JobSpec(f"echo {n}", id=f"job-{n:03d}") for n in range(300)])
+    app = make_app(live_queue)
+    real, slow = data.load_snapshot, threading.Event()
+
+    def load_snapshot(*args, **kwargs):
+        if slow.is_set():
+            time.sleep(0.6)  # longer than the keys wait for a load that is not being read
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(data, "load_snapshot", load_snapshot)
+    monkeypatch.setattr(QueueApp, "CATCH_UP_S", 0.2)
+
+    async def scenario(pilot):
+        pending = pane(app, "waiting")  # (the Pending pane)
+        pending.focus()
+        if keys[0] == "g":  # from the pane's last rows
+            await pilot.press("G")
+            await until(pilot, lambda: pending.selected_id == "job-299" and pending.caught_up.is_set())
+        slow.set()
+        type_ahead(app, *keys, "enter")
+        await until(pilot, lambda: isinstance(app.screen, DetailsScreen), what="the details")
+        assert app.screen.job_id == meant
+
+    drive(app, scenario, size=(100, 30))
+
+
+def test_keys_typed_ahead_go_on_once_a_load_fails(live_queue, monkeypatch):
+    """A move past the rows loaded waits for the load that brings more: one that fails brings
+    none, and the keys after it go on at once (they waited CATCH_UP_S each, 5 s a key, while
+    the database was away). The move is made on the next load that comes."""
+    live_queue.enqueue_many([JobSpec(f"echo {n}", id=f"job-{n:03d}") for n in range(300)])
+    app = make_app(live_queue)
+    real, failing = data.load_snapshot, threading.Event()
+
+    def load_snapshot(*args, **kwargs):
+        if failing.is_set():
+            raise sqlite3.OperationalError("unable to open database file")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(data, "load_snapshot", load_snapshot)
+    monkeypatch.setattr(QueueApp, "CATCH_UP_S", 60.0)
+
+    async def scenario(pilot):
+        pending = pane(app, "waiting")
+        pending.focus()
+        loaded = pending.row_count
+        failing.set()
+        type_ahead(app, *["j"] * (loaded + 5), "c")  # `c`: the config form
+        await until(pilot, lambda: isinstance(app.screen, ConfigScreen), timeout=10,
+                    what="the form, once the load failed")  # fmt: skip
+        failing.clear()
+        await pilot.press("escape")
+        await until(pilot, lambda: pending.selected_id == f"job-{loaded + 5:03d}",
+                    what=lambda: pending.selected_id)  # fmt: skip
+
+    drive(app, scenario, size=(100, 30))
+
+
 def test_details_follow_a_running_job_until_it_ends(live_queue, tmp_path):
     gate = tmp_path / "gate"
     app = make_app(live_queue, workers=1)
@@ -1699,8 +1767,7 @@ def test_details_follow_a_running_job_until_it_ends(live_queue, tmp_path):
         job = live_queue.enqueue(f"while [ ! -e {gate} ]; do sleep 0.05; done; echo finally")
         await until(pilot, lambda: job.id in column(pane(app, "processing"), "id"))
         await pilot.press("tab", "enter")
-        screen = app.screen
-        assert isinstance(screen, DetailsScreen)
+        screen = await opened(pilot, DetailsScreen)
         await until(pilot, lambda: screen.fields_table is not None)
         assert "processing" in plain(screen.fields_table)
         gate.touch()
@@ -1718,8 +1785,7 @@ async def details_of_two_lines(pilot, app, queue: Queue, more, gate) -> DetailsS
                         f"echo second; while [ ! -e {gate} ]; do sleep 0.05; done")
     await until(pilot, lambda: job.id in column(pane(app, "processing"), "id"))
     await pilot.press("tab", "enter")
-    screen = app.screen
-    assert isinstance(screen, DetailsScreen)
+    screen = await opened(pilot, DetailsScreen)
     return screen
 
 
@@ -1802,7 +1868,7 @@ def test_an_open_details_or_output_screen_keeps_one_connection(live_queue, tmp_p
     from queuectl.tui.screens.output import OutputScreen
 
     gate, more = tmp_path / "gate", tmp_path / "more"
-    opened = connections_opened(live_queue)
+    connections = connections_opened(live_queue)
     app = make_app(live_queue, workers=1)
 
     async def scenario(pilot):
@@ -1813,20 +1879,19 @@ def test_an_open_details_or_output_screen_keeps_one_connection(live_queue, tmp_p
                     what="the loads under way to end")  # fmt: skip
         output = details.query_one("#output", TextArea)
         await until(pilot, lambda: output.text == "first\n", what="the first line")
-        before = len(opened)
+        before = len(connections)
         more.touch()
         await until(pilot, lambda: output.text == "first\nsecond\n", what="the second line")
-        assert opened[before:] == [], "connections opened while the details were open"
+        assert connections[before:] == [], "connections opened while the details were open"
         await pilot.press("escape", "l")
-        screen = app.screen
-        assert isinstance(screen, OutputScreen)
+        screen = await opened(pilot, OutputScreen)
         await until(pilot, lambda: screen.reads >= 1, what="the output's first read")
         steps, step = [], screen.follower.step
         screen.follower.step = lambda: steps.append(1) or step()  # type: ignore[method-assign]
         await until(pilot, lambda: len(steps) >= 1, what="a look")
-        before = len(opened)
+        before = len(connections)
         await until(pilot, lambda: len(steps) >= 6, what="five looks more")
-        assert opened[before:] == [], "connections opened while the output was open"
+        assert connections[before:] == [], "connections opened while the output was open"
         gate.touch()
 
     try:
@@ -2015,8 +2080,7 @@ def test_the_details_keep_a_running_job_s_text_under_a_reader_as_its_kept_tail_m
     async def scenario(pilot):
         await until(pilot, lambda: "capped" in column(pane(app, "processing"), "id"))
         await pilot.press("tab", "enter")
-        screen = app.screen
-        assert isinstance(screen, DetailsScreen)
+        screen = await opened(pilot, DetailsScreen)
         output = screen.query_one("#output", TextArea)
         await until(pilot, lambda: output.text == lines(0), 10, "the output")
         await pilot.press("o", "pagedown")

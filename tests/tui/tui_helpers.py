@@ -36,6 +36,13 @@ async def until(pilot, condition: Callable[[], object], timeout: float = 30.0,
         await pilot.pause(0.02)
 
 
+async def opened(pilot, kind: type):
+    """The screen of ``kind`` that a key just pressed opens, once it is on top: the press may
+    return before (a loaded machine: CI found the main screen still on top)."""
+    await until(pilot, lambda: isinstance(pilot.app.screen, kind), what=f"a {kind.__name__}")
+    return pilot.app.screen
+
+
 async def resize(pilot, width: int, height: int) -> None:
     """Resize the terminal, as ``pilot.resize_terminal`` does, and wait until the screen has
     the size: that method waits for the process's CPU to go idle too, ~110 ms a call (a test
@@ -52,11 +59,27 @@ async def resize(pilot, width: int, height: int) -> None:
     await pilot.pause(0)  # its handlers of the resize ran
 
 
+def pressing_to_the_end(pilot) -> Callable[..., Awaitable[None]]:
+    """``pilot.press``, returning once the app has handled every key pressed, to the end (its
+    reply shown: ``KeysInOrder``): Textual's returns once the process looks idle, which on a
+    loaded machine came before the key was handled (the main screen still on top, CI)."""
+    press, app = pilot.press, pilot.app
+
+    async def pressed(*keys: str) -> None:
+        handled = app.keys_handled + sum(not key.startswith("wait:") for key in keys)
+        await press(*keys)
+        await until(pilot, lambda: app.keys_handled >= handled or app._exit or not app.is_running,
+                    what=lambda: f"the app to handle {keys} ({app.keys_handled} of {handled})")
+
+    return pressed
+
+
 def drive(app: QueueApp, scenario: Callable[..., Awaitable[None]], size=SIZE) -> None:
     """Run ``scenario(pilot)`` against ``app`` once its first snapshot is shown."""
 
     async def main() -> None:
         async with app.run_test(size=size) as pilot:
+            pilot.press = pressing_to_the_end(pilot)
             await until(pilot, lambda: app.loads > 0, what="the first snapshot")
             try:
                 await scenario(pilot)

@@ -497,8 +497,12 @@ class JobPane(DataTable):
         rest of the move once the rows it asks for are loaded (the keys typed after it wait for
         that: ``QueueApp.keys_may_go_on``): `j` typed ahead (key repeat, a paste) past them was
         lost, and so were the keys that came before the load that brought more rows."""
-        if self._jump is not None:
-            return False  # the rows of g or G are on their way: the move is made on them
+        if self._jump is not None or self._owed:
+            # The rows of g or G, or of a move before this one, are on their way: the move is
+            # made on them. Made on the rows shown, it was undone as they landed (CI, a slow
+            # load: `G` then 40 `k`, of which those read before `G`'s rows were lost).
+            self._owed += rows  # (the keys after it wait for the load asked for already)
+            return True
         edge = 0 if rows < 0 else self.row_count - 1
         if not self._more_towards(rows):
             return False
@@ -586,8 +590,8 @@ class JobPane(DataTable):
             self._restore_cursor(selected, instead)
             if self._jump is not None and (self._jump == "last") == self.rows_at_end:
                 self.move_cursor(row=0 if self._jump == "first" else self.row_count - 1)
-                self._jump = None
-            elif self._owed and self._jump is None:
+                self._jump, self._owed_loads = None, 0  # (then the moves typed after it)
+            if self._owed and self._jump is None:
                 goal = self.cursor_row + self._owed
                 row = min(max(goal, 0), self.row_count - 1)
                 # A load asked for before the move (the refresh's) brings no rows past the ones
@@ -610,8 +614,8 @@ class JobPane(DataTable):
         refresh or two, and `enter` typed after `g` found the first job out of sight ("move
         to it first": the suite once, in tmux). At most ``refreshes`` later (the user may
         have scrolled away, or the terminal may be too short to show a row)."""
-        if self._jump is not None:
-            return  # another g or G: its load sets it
+        if self._jump is not None or self._owed:
+            return  # another g or G, or a move past the rows loaded: its load sets it
         if self.selection_in_sight or refreshes <= 0:
             self.caught_up.set()
         else:
