@@ -1727,6 +1727,35 @@ def test_keys_typed_ahead_of_slow_loads_reach_the_job_meant(live_queue, monkeypa
     drive(app, scenario, size=(100, 30))
 
 
+def test_ctrl_c_typed_while_keys_wait_for_a_slow_load_quits_at_once(live_queue, monkeypatch):
+    """Keys typed after `G` wait for its rows while the load is being read (up to 30 s): a
+    ctrl+c typed behind them ends that wait, and the app quits before the load is in."""
+    live_queue.enqueue_many([JobSpec(f"echo {n}", id=f"job-{n:03d}") for n in range(300)])
+    app = make_app(live_queue)
+    real, held, release = data.load_snapshot, threading.Event(), threading.Event()
+
+    def load_snapshot(*args, **kwargs):
+        if held.is_set():
+            release.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(data, "load_snapshot", load_snapshot)
+    monkeypatch.setattr(QueueApp, "CATCH_UP_S", 60.0)
+
+    async def scenario(pilot):
+        pane(app, "waiting").focus()
+        held.set()
+        type_ahead(app, "G", "k", "k", "ctrl+c")
+        await until(pilot, lambda: not app.is_running or app._exit, timeout=20,
+                    what="the app to quit, the load still held")  # fmt: skip
+        assert not release.is_set()
+
+    try:
+        drive(app, scenario, size=(100, 30))
+    finally:
+        release.set()
+
+
 def test_keys_typed_ahead_go_on_once_a_load_fails(live_queue, monkeypatch):
     """A move past the rows loaded waits for the load that brings more: one that fails brings
     none, and the keys after it go on at once (they waited CATCH_UP_S each, 5 s a key, while
