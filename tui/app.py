@@ -413,7 +413,7 @@ class QueueApp(KeysInOrder):
         self._filter_shown.set()  # (keys typed ahead wait no longer: no rows are coming)
         self._acts_shown.set()
         for pane in self.panes:
-            pane.caught_up.set()  # (their moves are made on the next load that comes)
+            pane.rows_not_coming()
         self.loader.loaded()
 
     def on_pool_event(self, event: PoolEvent) -> None:

@@ -517,6 +517,15 @@ class JobPane(DataTable):
         self.app.request_load()  # type: ignore[attr-defined]
         return True
 
+    def rows_not_coming(self) -> None:
+        """A load failed: the moves owed are made as far as the rows shown go, and the keys
+        typed after them go on (they waited 5 s each while the database was away, and moves
+        made meanwhile were owed, the cursor still). A `g` or `G` waits for its rows."""
+        if self._owed and self._jump is None:
+            self.move_cursor(row=min(max(self.cursor_row + self._owed, 0), self.row_count - 1))
+            self._owed = 0
+        self.caught_up.set()
+
     def _more_towards(self, rows: int) -> bool:
         """Whether the pane holds jobs past the rows loaded, going down ``rows`` (up, if
         negative): its first rows end only downwards, its last rows (`G`) upwards."""
