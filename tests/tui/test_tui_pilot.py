@@ -1691,6 +1691,37 @@ def test_a_load_asked_for_before_a_move_past_the_rows_loaded_does_not_eat_the_mo
     drive(app, scenario, size=(100, 30))
 
 
+@pytest.mark.parametrize("end", ["G", "g"])
+def test_a_load_asked_for_before_the_cursor_went_past_its_rows_leaves_the_cursor(live_queue, end):
+    """CI, in tmux: `G` then 40 `k` opened a job 8 to 11 rows short of the one meant. A refresh
+    asked for while the cursor was near the end loads the rows near it then; the cursor moved
+    up past them meanwhile, and once shown, the cursor went to the nearest row it brought."""
+    live_queue.enqueue_many([JobSpec(f"echo {n}", id=f"job-{n:03d}") for n in range(300)])
+    app = make_app(live_queue)
+
+    async def scenario(pilot):
+        pending = pane(app, "waiting")  # (the Pending pane)
+        pending.focus()
+        first = "job-299" if end == "G" else "job-000"
+        if end == "G":
+            await pilot.press("G")
+        await until(pilot, lambda: pending.selected_id == first and pending.caught_up.is_set())
+        stale = (list(pending._jobs), pending.total, pending._now, pending._config)
+        moves = len(stale[0]) + 5
+        await pilot.press(*["k" if end == "G" else "j"] * moves)
+        step = -1 if end == "G" else 1
+        meant = f"job-{int(first[4:]) + step * moves:03d}"
+        await until(pilot, lambda: pending.selected_id == meant and pending.caught_up.is_set(),
+                    what=lambda: pending.selected_id)  # fmt: skip
+        pending.show(*stale, at_end=end == "G")  # the refresh asked for before the moves
+        assert pending.selected_id == meant
+        await pilot.press("k" if end == "G" else "j")
+        after = f"job-{int(meant[4:]) + step:03d}"
+        await until(pilot, lambda: pending.selected_id == after, what=lambda: pending.selected_id)
+
+    drive(app, scenario, size=(100, 30))
+
+
 @pytest.mark.parametrize("keys, meant", [
     (["G", *["k"] * 12], "job-287"),  # every move made from where `G` goes
     (["G", *["k"] * 40], "job-259"),  # ... and past the rows `G` loaded

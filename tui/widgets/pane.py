@@ -371,6 +371,7 @@ class JobPane(DataTable):
         # to the first or last job (g, G) waiting for its rows. ``caught_up``: none is owed.
         self._owed = 0
         self._owed_loads = 0  # loads shown since a move past the rows loaded (see _apply)
+        self._stale_loads = 0  # loads in a row not shown: their rows end before the cursor
         self._jump: str | None = None  # "first" or "last"
         # Rows to load at least, since moves went past those loaded: twice as many each time
         # (150 pgdn typed in one go loaded a screenful more at a time, each load at least
@@ -547,6 +548,15 @@ class JobPane(DataTable):
         """Make the table show ``jobs`` (in order): a keyed diff against what it shows.
         ``filter``: ``jobs`` are the first matches of that text (``more``: there may be others),
         of ``total`` jobs in the pane. ``at_end``: ``jobs`` are the pane's last rows (`G`)."""
+        if self._ends_before_the_cursor(jobs, total, filter, more, at_end):
+            # A load asked for before the cursor went this far (a refresh, with the rows near
+            # the cursor of then) brings rows that end before the job it is on. Shown, it put
+            # the cursor on the nearest row it brought, rows away from the moves typed (CI, in
+            # tmux: `G` then 40 `k` opened a job 8 to 11 rows short). The next load reaches it.
+            self._stale_loads += 1
+            self.app.request_load()  # type: ignore[attr-defined]
+            return
+        self._stale_loads = 0
         self._jobs, self._now, self._config, self.total = jobs, now, config, total
         self._note = note
         self.filter, self.more, self.rows_at_end = filter, more, at_end
@@ -556,6 +566,21 @@ class JobPane(DataTable):
         if not self._columns or self._refit():
             return  # not sized yet (the first resize builds the table), or just rebuilt
         self._apply()
+
+    def _ends_before_the_cursor(
+        self, jobs: list[JobRow], total: int, filter: str, more: bool, at_end: bool
+    ) -> bool:
+        """Whether ``jobs`` end before the job under the cursor while the pane holds more: the
+        rows of a load asked for before the cursor went there (not a job that left the pane)."""
+        if self._jump is not None or at_end != self._shown_at_end or filter != self.filter:
+            return False  # rows of another kind than those shown: g, G, or a filter
+        if not self.row_count or self._stale_loads >= OWED_LOADS:
+            return False  # (a few in a row at most: they cannot be asked for forever)
+        if not (more if filter else total > len(jobs)):
+            return False  # it brought the whole pane
+        from_the_edge = self.row_count - 1 - self.cursor_row if at_end else self.cursor_row
+        selected = self.selected_id
+        return from_the_edge >= len(jobs) and all(job.id != selected for job in jobs)
 
     def _apply(self) -> None:
         jobs = self._jobs
