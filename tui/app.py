@@ -309,9 +309,10 @@ class QueueApp(KeysInOrder):
 
     async def _rows_shown(self, pane: JobPane) -> None:
         """Wait for the rows a move (or `g`, `G`) asked for: ``CATCH_UP_S``, and on while a load
-        is being read, up to ``LOAD_WAIT_S`` (ctrl+c typed meanwhile ends the wait). On a busy
-        machine a load took over 5 s, and `G`, 40 `k`, enter opened a job 8 rows below the one
-        meant (CI). A load that fails ends the wait (``on_load_failed``)."""
+        is being read, up to ``LOAD_WAIT_S`` (ctrl+c typed meanwhile ends the wait). With a load
+        slower than ``CATCH_UP_S`` (a busy machine, a big database), the keys went on before the
+        rows came, and `G`, 40 `k`, enter opened a job below the one meant. A load that fails
+        ends the wait (``on_load_failed``)."""
         started = time.monotonic()
         while not pane.caught_up.is_set():
             waited = time.monotonic() - started

@@ -1728,10 +1728,10 @@ def test_a_load_asked_for_before_the_cursor_went_past_its_rows_leaves_the_cursor
     (["g", *["j"] * 60], "job-060"),  # (`g` after `G`, then past its rows)
 ], ids=["G-k", "G-k-past", "G-g-j-past"])  # fmt: skip
 def test_keys_typed_ahead_of_slow_loads_reach_the_job_meant(live_queue, monkeypatch, keys, meant):
-    """CI, in tmux: `G`, 40 `k` and enter opened a job 8 rows below the one meant. A load took
-    longer than the keys wait for their rows (CATCH_UP_S), and the moves read meanwhile were
-    made on the rows shown, then undone as `G`'s rows landed. Now they wait on while the load
-    is being read, and a move read before its rows come is made on them."""
+    """`G`, 40 `k` and enter opened a job below the one meant when a load took longer than the
+    keys wait for their rows (CATCH_UP_S): the moves read meanwhile were made on the rows
+    shown, then undone as `G`'s rows landed. Now they wait on while the load is being read,
+    and a move read before its rows come is made on them."""
     live_queue.enqueue_many([JobSpec(f"echo {n}", id=f"job-{n:03d}") for n in range(300)])
     app = make_app(live_queue)
     real, slow = data.load_snapshot, threading.Event()

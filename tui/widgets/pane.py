@@ -58,7 +58,9 @@ PRIORITY_WIDTH = 4
 TRIES_WIDTH = 6  # "16/10k": at 5, 10000 max retries read "16/1…"
 
 PADDING = 1  # DataTable's cell padding, each side
-OWED_LOADS = 3  # loads a move past the rows loaded waits for its rows (see JobPane._apply)
+# Loads in a row that may come without the rows the cursor needs (a move past the rows loaded
+# waits for them, a load whose rows end before the cursor is set aside): at most this many.
+LOADS_WAITED = 3
 LOOKAHEAD = 10  # rows loaded beyond the cursor, so scrolling down never waits
 MIN_FLEX = 9  # (at 110 columns the Pending pane has 51: id, "blocked: 3f9k2a… is dead", 9)
 
@@ -500,8 +502,9 @@ class JobPane(DataTable):
         lost, and so were the keys that came before the load that brought more rows."""
         if self._jump is not None or self._owed:
             # The rows of g or G, or of a move before this one, are on their way: the move is
-            # made on them. Made on the rows shown, it was undone as they landed (CI, a slow
-            # load: `G` then 40 `k`, of which those read before `G`'s rows were lost).
+            # made on them. Made on the rows shown, it was undone as they landed (a load slower
+            # than the keys' wait: `G` then 40 `k`, of which those read before `G`'s rows were
+            # lost).
             self._owed += rows  # (the keys after it wait for the load asked for already)
             return True
         edge = 0 if rows < 0 else self.row_count - 1
@@ -523,9 +526,13 @@ class JobPane(DataTable):
         typed after them go on (they waited 5 s each while the database was away, and moves
         made meanwhile were owed, the cursor still). A `g` or `G` waits for its rows."""
         if self._owed and self._jump is None:
-            self.move_cursor(row=min(max(self.cursor_row + self._owed, 0), self.row_count - 1))
+            self.move_cursor(row=self._within_rows(self.cursor_row + self._owed))
             self._owed = 0
         self.caught_up.set()
+
+    def _within_rows(self, row: int) -> int:
+        """``row``, or the nearest row loaded."""
+        return min(max(row, 0), self.row_count - 1)
 
     def _more_towards(self, rows: int) -> bool:
         """Whether the pane holds jobs past the rows loaded, going down ``rows`` (up, if
@@ -574,7 +581,7 @@ class JobPane(DataTable):
         rows of a load asked for before the cursor went there (not a job that left the pane)."""
         if self._jump is not None or at_end != self._shown_at_end or filter != self.filter:
             return False  # rows of another kind than those shown: g, G, or a filter
-        if not self.row_count or self._stale_loads >= OWED_LOADS:
+        if not self.row_count or self._stale_loads >= LOADS_WAITED:
             return False  # (a few in a row at most: they cannot be asked for forever)
         if not (more if filter else total > len(jobs)):
             return False  # it brought the whole pane
@@ -627,13 +634,13 @@ class JobPane(DataTable):
                 self._jump, self._owed_loads = None, 0  # (then the moves typed after it)
             if self._owed and self._jump is None:
                 goal = self.cursor_row + self._owed
-                row = min(max(goal, 0), self.row_count - 1)
+                row = self._within_rows(goal)
                 # A load asked for before the move (the refresh's) brings no rows past the ones
                 # loaded: the rest of the move waits for the next load, which brings them. It
-                # was dropped, the cursor left at the edge (CI: 10 of `G` then 40 `k` lost).
+                # was dropped, the cursor left at the edge.
                 # (At most a few loads: one that brings no more rows cannot ask again forever.)
                 self._owed_loads += 1
-                kept = self._more_towards(goal - row) and self._owed_loads <= OWED_LOADS
+                kept = self._more_towards(goal - row) and self._owed_loads <= LOADS_WAITED
                 self._owed = goal - row if kept else 0
                 self.move_cursor(row=row)
                 if self._owed:
