@@ -261,14 +261,11 @@ class Lifecycle(Reading):
         """:meth:`finish`, then :meth:`claim` in the same transaction: a busy worker commits
         once a job, not twice. Returns (the job as stored or None, the next job or None).
         ``abandon``: as for :meth:`claim`; given up, the result is stored alone."""
-        complete_and_claim = self._sql.claims(queues)[1]
-        if job.has_dependents is False:  # PostgreSQL, as its claim saw it (see Statements)
-            complete_and_claim = self._sql.lean_complete_and_claim(queues)
         try:
             with self._abandoning(abandon):
-                if result.ok and complete_and_claim is not None and self._claims_in_one_statement():
-                    return self._complete_and_claim(job, result, worker_id, complete_and_claim,
-                                                    ended_at)  # fmt: skip
+                one = self._one_statement(job, queues) if result.ok else None
+                if one is not None:
+                    return self._complete_and_claim(job, result, worker_id, *one, ended_at)
                 with self._write():
                     stored = self._store_result(job, result, worker_id, ended_at)
                     row = self._claim_row(worker_id, queues)
@@ -281,16 +278,29 @@ class Lifecycle(Reading):
             return contextlib.nullcontext()
         return self.db.abandoning(abandon)
 
-    def _claims_in_one_statement(self) -> bool:
-        """Whether the next job may be claimed by the complete-and-claim statement (see
-        Workflows: not on PostgreSQL while a queue has a limit)."""
-        return True
+    def _one_statement(
+        self, job: Job, queues: tuple[str, ...] | None
+    ) -> tuple[str, AbstractContextManager[object]] | None:
+        """The statement that stores ``job``'s successful run and claims the next job (of
+        ``queues``) in one, and the transaction it runs in (none: it is atomic on its own); None
+        where the two take a statement each (see Workflows: on PostgreSQL while a queue has a
+        limit)."""
+        statement = self._sql.claims(queues)[1]
+        if job.has_dependents is False:  # PostgreSQL, as its claim saw it (see Statements)
+            statement = self._sql.lean_complete_and_claim(queues)
+        return None if statement is None else (statement, contextlib.nullcontext())
 
     def _complete_and_claim(
-        self, job: Job, result: RunResult, worker_id: str, statement: str, ended_at: float | None
+        self,
+        job: Job,
+        result: RunResult,
+        worker_id: str,
+        statement: str,
+        within: AbstractContextManager[object],
+        ended_at: float | None,
     ) -> tuple[Job | None, Job | None]:
         now = self.clock()
-        with self._turn():
+        with self._turn(), within:
             rows = self.db.execute_sql(
                 statement,
                 (job.seq, worker_id, now, result.exit_code, result.output, job.attempts,

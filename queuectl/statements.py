@@ -115,6 +115,7 @@ class Statements:
         self.columns = columns
         self._lean: dict[tuple[str, ...] | None, str] = {}
         self._held: dict[tuple[str, ...] | None, str] = {}
+        self._held_lean: dict[tuple[str, ...] | None, str] = {}
         self._claims: dict[tuple[str, ...] | None, tuple[str, str | None]] = {}
         self.channel: str | None = None  # PostgreSQL: see announce_to
         self.claim, self.complete_and_claim = self.claims(None)
@@ -152,6 +153,7 @@ class Statements:
         self._claims.clear()
         self._lean.clear()
         self._held.clear()
+        self._held_lean.clear()
         self.claim, self.complete_and_claim = self.claims(None)
 
     def claims(self, queues: tuple[str, ...] | None) -> tuple[str, str | None]:
@@ -178,6 +180,19 @@ class Statements:
             only = queue_filter(queues)
             ready = _first_due(READY, held_queues(counted=False), only, select='"seq"')
             sql = self._lean[queues] = self._pg_complete_and_claim(ready, None)
+        return sql
+
+    def held_complete_and_claim(self, queues: tuple[str, ...] | None) -> str:
+        """PostgreSQL: :meth:`lean_complete_and_claim` while paused queues hold NEAR jobs or more
+        (see Workflows._one_statement): the next job is found as :meth:`held_claim`
+        finds it, by a probe per queue past the paused backlog, not entry by entry. Run in a
+        transaction that plans without sorts, as that claim is: one statement where the result
+        and the claim took two, each with its own round trips (a savepoint around the claim)."""
+        sql = self._held_lean.get(queues)
+        if sql is None:
+            seq = first_unheld(_pg_param("now").text, not_held(held_queues(counted=False)),
+                               queue_filter(queues), is_sqlite=False, lock=_SKIP_LOCKED)  # fmt: skip
+            sql = self._held_lean[queues] = self._pg_complete_and_claim(f"({seq})", None)
         return sql
 
     def claim_where_seq(self, seq: str) -> str:
@@ -228,7 +243,7 @@ class Statements:
         held = held_queues() if is_sqlite else held_queues(counted=False)
         now = _CLAIM_NOW_SQLITE if is_sqlite else _CLAIM_NOW
         claim_sql = self._claim_update(next_due(now, held))
-        if not is_sqlite:  # (run while no queue is held: see Workflows._claims_in_one_statement)
+        if not is_sqlite:  # (run while no queue is held: see Workflows._one_statement)
             return claim_sql, self._pg_complete_and_claim(_first_due(READY, held, only),
                                                           _first_due(_DEPENDENT, held, only))
         # SQLite: a run that succeeded is stored and the next job claimed by one statement

@@ -20,9 +20,11 @@ that queue's settings row FOR UPDATE, counts, and claims, in one transaction
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -546,33 +548,53 @@ class Workflows(Lifecycle):
         limits, paused_backlog = self._settings_in_use()
         if not (limits or paused_backlog):
             return super()._claim_row(worker_id, queues)
-        with self.db.atomic():
-            # Each held queue's backlog is passed by a probe per queue (statements.first_unheld),
-            # in an index's order. Planned with statistics taken while few jobs were ready (a
-            # queue's table changes faster than they are taken), PostgreSQL read every entry of
-            # an index and sorted them instead (QA: 25 ms a claim past 20,000 paused jobs). The
-            # cost that keeps sorts out would also make it compile the plans (JIT, ~0.3 s).
-            self.db.execute_sql(
-                "SELECT set_config('enable_sort', 'off', true), set_config('jit', 'off', true)"
-            )
+        with self._planned_without_sorts():
             if limits:
                 return self._claim_limited(worker_id, queues)
             now = self.clock()
             return self.db.execute_sql(self._sql.held_claim(queues), (worker_id, now)).fetchone()
 
-    def _claims_in_one_statement(self) -> bool:
+    @contextlib.contextmanager
+    def _planned_without_sorts(self) -> Iterator[None]:
+        """PostgreSQL: a transaction whose statements are planned without sorts. Each held
+        queue's backlog is passed by a probe per queue (statements.first_unheld), in an index's
+        order. Planned with statistics taken while few jobs were ready (a queue's table changes
+        faster than they are taken), PostgreSQL read every entry of an index and sorted them
+        instead (QA: 25 ms a claim past 20,000 paused jobs). The cost that keeps sorts out would
+        also make it compile the plans (JIT, ~0.3 s)."""
+        with self.db.atomic():
+            self.db.execute_sql(
+                "SELECT set_config('enable_sort', 'off', true), set_config('jit', 'off', true)"
+            )
+            yield
+
+    def _one_statement(
+        self, job: Job, queues: tuple[str, ...] | None
+    ) -> tuple[str, AbstractContextManager[object]] | None:
         """PostgreSQL: the claim statements (the claim, the complete-and-claim: see Statements)
         leave limited queues alone, so while some queue has a limit a job is claimed by
         :meth:`_claim_limited` (after a run, in the transaction that stores its result): in
         claim order across every queue, a limited queue's running jobs counted afresh under
         its lock. (Claimed by the statement when it found a job, the next job was the first of
         the queues without a limit: QA saw a limited queue's priority-10 jobs wait behind 40
-        of priority 0.) And while paused queues hold NEAR jobs or more, a run's result is
-        stored and the next job claimed by Statements.held_claim, which passes them by a
-        probe per queue: the complete-and-claim passes over them entry by entry. It keeps
-        that simpler form so that, with no such backlog (nearly always), it does not set up
-        the probes' plan at every run (~5% of a run's time here)."""
-        return self.is_sqlite or not any(self._settings_in_use())
+        of priority 0.)
+
+        And while paused queues hold NEAR jobs or more, the complete-and-claim passes them by a
+        probe per queue (Statements.held_complete_and_claim), planned without sorts: the usual
+        one passes over them entry by entry. The usual one keeps its simpler form so that, with
+        no such backlog (nearly always), it does not set up the probes' plan at every run (~5%
+        of a run's time here). A job that had dependents is stored, and the next claimed, by a
+        statement each (the held claim does not also look among the finished job's dependents)."""
+        if self.is_sqlite:
+            return super()._one_statement(job, queues)
+        limits, paused_backlog = self._settings_in_use()
+        if limits:
+            return None
+        if not paused_backlog:
+            return super()._one_statement(job, queues)
+        if job.has_dependents is not False:
+            return None
+        return self._sql.held_complete_and_claim(queues), self._planned_without_sorts()
 
     def forget_limits(self) -> None:
         """The next claim reads whether any queue has a limit or a paused backlog afresh: a
