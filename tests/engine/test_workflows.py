@@ -468,6 +468,29 @@ def test_a_held_queue_s_backlog_first_in_claim_order_leaves_the_others_in_order(
         assert q.claim("w").id == "h1" and q.claim("w") is None
 
 
+def test_past_a_held_backlog_a_queue_with_nothing_due_yet_is_passed_to_the_next(any_queue, clock):
+    """Past a paused backlog the claim looks at each queue's first due job, queue after queue:
+    a queue whose ready jobs are not due yet (here "b", between "a" and "c" in name order, and
+    first in claim order) is passed to the next, and its job is claimed once it is due."""
+    q = any_queue
+    q.enqueue_many([JobSpec(command="h", queue="held", priority=9) for _ in range(HELD_BACKLOG)])
+    q.pause_queue("held")
+    q.enqueue_many([
+        JobSpec(command="b", id=f"b{n}", queue="b", priority=5, delay=60) for n in range(3)
+    ] + [JobSpec(command="a", id="a", queue="a"), JobSpec(command="c", id="c", queue="c", priority=1)])  # fmt: skip
+    job = q.claim("w")
+    assert job.id == "c"
+    _, following = q.finish_and_claim(job, OK, "w")
+    assert following.id == "a"
+    _, following = q.finish_and_claim(following, OK, "w")
+    assert following is None
+    clock.advance(61)
+    job = q.claim("w")
+    assert job.id == "b0"
+    _, following = q.finish_and_claim(job, OK, "w")
+    assert following.id == "b1"
+
+
 def test_a_dependent_runs_next_past_a_paused_backlog(any_queue):
     """With a paused queue's backlog first in claim order, a job's dependent is still the
     next job claimed once it completes (on PostgreSQL a job that has dependents is stored, and
