@@ -184,10 +184,10 @@ class Statements:
 
     def held_complete_and_claim(self, queues: tuple[str, ...] | None) -> str:
         """PostgreSQL: :meth:`lean_complete_and_claim` while paused queues hold NEAR jobs or more
-        (see Workflows._one_statement): the next job is found as :meth:`held_claim`
-        finds it, by a probe per queue past the paused backlog, not entry by entry. Run in a
-        transaction that plans without sorts, as that claim is: one statement where the result
-        and the claim took two, each with its own round trips (a savepoint around the claim)."""
+        (see Workflows._one_statement): the next job is found as :meth:`held_claim` finds it,
+        by a probe per queue past the paused backlog, not entry by entry. Run in a transaction
+        that plans without sorts, as that claim is: one statement where the result and the
+        claim took two, each with its own round trips (a savepoint around the claim)."""
         sql = self._held_lean.get(queues)
         if sql is None:
             seq = first_unheld(_pg_param("now").text, not_held(held_queues(counted=False)),
@@ -465,9 +465,10 @@ def unheld_queue(now: str, allowed: Allowed, only: str, *, is_sqlite: bool) -> s
     """SQL (a scalar subquery): the queue of the first ready job in claim order due at ``now``
     (``only``: of those queues) in a queue ``allowed``. Looked for among the first NEAR entries
     of "job_claim_order", else among each queue's first (a probe of QUEUE_CLAIM_INDEX per
-    queue with ready jobs; on PostgreSQL :func:`queue_heads`): a queue held with a backlog (paused, or at its limit) was passed
-    over entry by entry at every claim (QA: 20,000 jobs of a paused queue made every other
-    queue's claims ~20 times slower). None if no job of an allowed queue is due."""
+    queue with ready jobs; on PostgreSQL see :func:`queue_heads`): a queue held with a backlog
+    (paused, or at its limit) was passed over entry by entry at every claim (QA: 20,000 jobs of
+    a paused queue made every other queue's claims ~20 times slower). None if no job of an
+    allowed queue is due."""
     indexed = ' INDEXED BY "job_claim_order"' if is_sqlite else ""
     # SQLite reads the entries in order as it goes, one at a time, and stops at the first of
     # an allowed queue: ordered again, all NEAR were read first (each's row: "queue" is not in
@@ -498,7 +499,8 @@ def queue_heads(now: str, only: str) -> str:
     ``now`` ("queue", "priority", "run_at", "seq"; ``only``: of those queues), each found in
     QUEUE_CLAIM_INDEX past the one before it: a probe a queue, where finding the queues with
     ready jobs (models.ready_queues) and then probing each took two (the part alone, 300
-    queues: 2.84 against 3.74 ms a claim; 3 queues: 0.19 against 0.25 ms)."""
+    queues: 2.84 against 3.74 ms a claim; 3 queues: 0.19 against 0.25 ms). A queue with
+    nothing due yet is walked past to the next, as its probe walked its entries before."""
     columns = '"queue", "priority", "run_at", "seq"'
     due = f'FROM "job" WHERE {READY} AND "run_at" <= {now}{only}'
     order = f'ORDER BY "queue", {_ORDER} LIMIT 1'

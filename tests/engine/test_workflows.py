@@ -475,9 +475,9 @@ def test_past_a_held_backlog_a_queue_with_nothing_due_yet_is_passed_to_the_next(
     q = any_queue
     q.enqueue_many([JobSpec(command="h", queue="held", priority=9) for _ in range(HELD_BACKLOG)])
     q.pause_queue("held")
-    q.enqueue_many([
-        JobSpec(command="b", id=f"b{n}", queue="b", priority=5, delay=60) for n in range(3)
-    ] + [JobSpec(command="a", id="a", queue="a"), JobSpec(command="c", id="c", queue="c", priority=1)])  # fmt: skip
+    later = [JobSpec(command="b", id=f"b{n}", queue="b", priority=5, delay=60) for n in range(3)]
+    due = [JobSpec(command="a", id="a", queue="a"), JobSpec(command="c", id="c", queue="c", priority=1)]
+    q.enqueue_many(later + due)
     job = q.claim("w")
     assert job.id == "c"
     _, following = q.finish_and_claim(job, OK, "w")
