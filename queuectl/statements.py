@@ -190,9 +190,8 @@ class Statements:
         claim took two, each with its own round trips (a savepoint around the claim)."""
         sql = self._held_lean.get(queues)
         if sql is None:
-            seq = first_unheld(_pg_param("now").text, not_held(held_queues(counted=False)),
-                               queue_filter(queues), is_sqlite=False, lock=_SKIP_LOCKED)  # fmt: skip
-            sql = self._held_lean[queues] = self._pg_complete_and_claim(f"({seq})", None)
+            seq = _first_unheld_locked(_pg_param("now").text, queues)
+            sql = self._held_lean[queues] = self._pg_complete_and_claim(seq, None)
         return sql
 
     def claim_where_seq(self, seq: str) -> str:
@@ -210,9 +209,7 @@ class Statements:
         the queue :func:`first_unheld` finds, not a pass over the held queues' backlogs."""
         sql = self._held.get(queues)
         if sql is None:
-            seq = first_unheld(_CLAIM_NOW, not_held(held_queues(counted=False)),
-                               queue_filter(queues), is_sqlite=False, lock=_SKIP_LOCKED)  # fmt: skip
-            sql = self._held[queues] = self._claim_update(f"({seq})")
+            sql = self._held[queues] = self._claim_update(_first_unheld_locked(_CLAIM_NOW, queues))
         return sql
 
     def _claim_update(self, seq: str) -> str:
@@ -441,6 +438,15 @@ def first_unheld(now: str, allowed: Allowed, only: str, *, is_sqlite: bool, lock
         f'SELECT "h"."seq" FROM (SELECT {queue} AS "name" OFFSET 0) AS "t" '
         f'CROSS JOIN LATERAL ({probe}) AS "h"'
     )
+
+
+def _first_unheld_locked(now: str, queues: tuple[str, ...] | None) -> str:
+    """PostgreSQL, SQL (a subquery): the seq of the first ready job due at ``now`` (of
+    ``queues``) in a queue neither paused nor limited (:func:`first_unheld`), locked: the held
+    claim's and the held complete-and-claim's next job."""
+    allowed = not_held(held_queues(counted=False))
+    only = queue_filter(queues)
+    return f"({first_unheld(now, allowed, only, is_sqlite=False, lock=_SKIP_LOCKED)})"
 
 
 def first_in_queue(
