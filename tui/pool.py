@@ -143,8 +143,10 @@ class PoolControl:
 
     def _start(self) -> None:
         from queuectl.db import lock_waits_end_when
+        from queuectl.heap import large_buffers_given_back
         from queuectl.reconnect import Backoff, start_waits
 
+        large_buffers_given_back()  # (jobs run in this process: see there)
         backoff = Backoff()
         while True:
             with self._lock:

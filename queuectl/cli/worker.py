@@ -199,9 +199,11 @@ def start(
     """
     with settings.engine():
         from ..db import lock_waits_end_when, redact, sqlite_without_memory_statistics
+        from ..heap import large_buffers_given_back
         from ..worker import WorkerPool
 
     sqlite_without_memory_statistics()  # before the first connection (see there)
+    large_buffers_given_back()
     log = EventLog()
     engine_log = logging.getLogger("queuectl")
     handler = _LogHandler(log)
