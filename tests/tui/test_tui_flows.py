@@ -599,6 +599,8 @@ def test_p_typed_ahead_on_S_toggles_once_a_key(workflows_queue, fixed_clock):
     ((120, 35), ["name", "cron", "zone", "due", "command"]),
     ((200, 50), ["name", "cron", "zone", "due", "last", "overlap", "command"]),
     ((80, 24), ["name", "cron", "due"]),
+    ((60, 20), ["name", "cron", "soon"]),
+    ((40, 20), ["name", "soon"]),
 ])  # fmt: skip
 def test_the_schedules_table_fits_and_gives_its_command_room(workflows_queue, fixed_clock,
                                                                size, columns):  # fmt: skip
@@ -618,22 +620,33 @@ def test_the_schedules_table_fits_and_gives_its_command_room(workflows_queue, fi
     drive(app, scenario, size=size)
 
 
-def test_a_cell_cut_in_a_narrow_table_says_so(workflows_queue, fixed_clock):
-    """QA: at 40 columns `*/30 * * * * *` (every 30 seconds) read `*/30 * * * *` (every 30
-    minutes), cut by the screen's edge (the table scrolled sideways). The columns are narrowed
-    to the table's width instead, and a cell cut to its column ends in `…`, as in the panes."""
+def test_a_narrow_schedules_table_shows_each_name_and_when_it_is_due_whole(workflows_queue,
+                                                                           fixed_clock):  # fmt: skip
+    """QA: at 40 columns the schedules' table read "Nex…", "*/1…", "202…": each column was cut
+    to fit, the due time to three characters. There the due time now says how soon only, and
+    the cron gives way (`enter` shows it): the cells shown read whole. Narrower still, a cell
+    cut to its column ends in `…` (QA: `*/30 * * * * *`, every 30 seconds, cut by the screen's
+    edge read `*/30 * * * *`, every 30 minutes)."""
+    from queuectl.text import coarse_relative_time
+
     workflows_queue.add_schedule("every30s", "*/30 * * * * *", JobSpec("true", cwd="/"))
+    soon = coarse_relative_time(workflows_queue.get_schedule("every30s").next_due, fixed_clock())
     app = make_app(workflows_queue, clock=fixed_clock)
+
+    def row_of(table, name: str) -> str:
+        return next(line for line in screen_text(table) if name in line)
 
     async def scenario(pilot):
         await pilot.press("S")
         table = await until(pilot, lambda: isinstance(app.screen, SchedulesScreen)
                             and app.screen.table.row_count and app.screen.table)  # fmt: skip
         assert table.virtual_size.width <= table.scrollable_content_region.width
-        cron = table.get_row("every30s")[1]
-        assert cron.plain == "*/30 * * * * *" and cron.overflow == "ellipsis"
-        row = next(line for line in screen_text(table) if "every30s" in line)
-        assert row.count("…") >= 1 and "*/30 * * * * " not in row, row
+        assert "Next due" in row_of(table, "Name")
+        assert row_of(table, "every30s").split() == ["every30s", *soon.split()]
+        assert row_of(table, "weekly-report").split() == ["weekly-report", "⏸", "paused"]
+        await resize(pilot, 24, 20)
+        await until(pilot, lambda: "…" in row_of(table, "every30s"))
+        assert table.virtual_size.width <= table.scrollable_content_region.width
 
     drive(app, scenario, size=(40, 20))
 

@@ -56,6 +56,7 @@ class ListingScreen(ModalScreen[None]):
     COLUMNS: list[tuple[str, str, int | None]] = []
     GIVE_WAY: tuple[str, ...] = ()  # columns left out, in this order, where room is short
     LAST_RESORT: tuple[str, ...] = ()  # then these, where the rest would not fit at all
+    NARROW: dict[str, str] = {}  # a column's narrower form, shown once the column gives way
     EMPTY = ""
     BINDINGS = [Binding("escape", "close", "Close"), QUIT_ON_CTRL_C]
 
@@ -80,8 +81,8 @@ class ListingScreen(ModalScreen[None]):
         self._next_timed = 0.0  # time.monotonic() before which no timed read starts
         # Made here, not in compose: the screen's table is there as soon as the screen is (a
         # test that waited for it once looked between the screen's push and its compose).
-        self.table = Listing(self.COLUMNS, give_way=self.GIVE_WAY,
-                             last_resort=self.LAST_RESORT, id="listing")  # fmt: skip
+        self.table = Listing(self.COLUMNS, give_way=self.GIVE_WAY, last_resort=self.LAST_RESORT,
+                             narrow=self.NARROW, id="listing")  # fmt: skip
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog listing") as dialog:

@@ -30,6 +30,7 @@ from .form import Field, FormScreen
 from .listing import ListingScreen
 
 DUE_WIDTH = 29  # "2027-01-15 09:00:00  in 58m"
+SOON_WIDTH = 9  # "⏸ paused", "in 58m", "59s ago"
 
 
 class SchedulesScreen(ListingScreen):
@@ -40,6 +41,7 @@ class SchedulesScreen(ListingScreen):
         ("cron", "Cron", 14),
         ("zone", "Zone", 13),
         ("due", "Next due (UTC)", DUE_WIDTH),
+        ("soon", "Next due", SOON_WIDTH),  # (the due time in a narrow table: see NARROW)
         ("last", "Last job", 12),
         ("overlap", "Overlap", 7),
         ("command", "Command", None),
@@ -49,6 +51,11 @@ class SchedulesScreen(ListingScreen):
     # Last, the command (`show` and the CLI have it): at 80 columns it was 4 cells wide, and
     # the table scrolled sideways, the names out of sight.
     GIVE_WAY = ("overlap", "last", "zone", "command")
+    # Where even then they do not fit (QA: at 40 columns "Nex…", "*/1…", "202…"), the due time
+    # says only how soon, and then the cron gives way too (`enter` shows it): each schedule's
+    # name and when it is next due, whole.
+    LAST_RESORT = ("due", "cron")
+    NARROW = {"due": "soon"}
     BINDINGS = [
         Binding("a", "add", "Add", tooltip="Add a schedule"),
         Binding("p", "toggle_pause", "Pause/resume", tooltip="Pause / resume the selected schedule"),
@@ -68,9 +75,11 @@ class SchedulesScreen(ListingScreen):
         for info in items:
             if self.is_paused(info):
                 due = Text("⏸ paused", style=f"bold {colors[State.FAILED]}")
+                soon = due
             else:
+                soon = Text(coarse_relative_time(info.next_due, now))
                 due = Text(utc_time(info.next_due, zone="").replace("T", " "))
-                due.append(f"  {coarse_relative_time(info.next_due, now)}", style=muted)
+                due.append(f"  {soon.plain}", style=muted)
             command = literal(str(info.job.get("command", "")))
             # --no-overlap: a time is skipped while the last job still waits or runs
             overlap = Text("skip", style="bold") if info.no_overlap else Text("allow", style=muted)
@@ -79,6 +88,7 @@ class SchedulesScreen(ListingScreen):
                 literal(info.cron),
                 literal(info.zone, muted if info.zone == "UTC" else ""),
                 due,
+                soon.copy(),
                 literal(info.last_job_id or "—", "" if info.last_job_id else muted),
                 overlap,
                 command,

@@ -26,16 +26,20 @@ class Listing(DataTable):
         *,
         give_way: tuple[str, ...] = (),
         last_resort: tuple[str, ...] = (),
+        narrow: dict[str, str] | None = None,
         id: str | None = None,
     ) -> None:
         """``columns``: (key, label, width or None for the rest). ``give_way``: the keys of the
         columns left out, in this order, while the rest would be narrower than MIN_REST (at 120
         columns the schedules' command was 5 cells wide, the table scrolled sideways);
-        ``last_resort``: then these, while it would be narrower than MIN_FIT."""
+        ``last_resort``: then these, while it would be narrower than MIN_FIT (or, once the
+        column without a width is left out, while they would not fit). ``narrow``: a column's
+        narrower form (another column's key), shown only once that column is left out."""
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)
         self._spec = columns
         self._give_way = give_way
         self._last_resort = last_resort
+        self._narrow = narrow or {}
         self._visible = list(range(len(columns)))  # the indexes of the columns shown
         self._widths: list[tuple[int, int]] = []  # (index, width) of each column shown
         self._rows: dict[str, Row] = {}  # the rows last given to show, every column's cell
@@ -49,19 +53,23 @@ class Listing(DataTable):
     def on_resize(self) -> None:
         """Give the column without a width what the others leave of the table's width."""
         room = self.scrollable_content_region.width - 2 * self.PADDING
-        dropped: set[str] = set()
+        dropped: set[str] = set(self._narrow.values())  # a narrow form, until its column goes
 
         def measured() -> tuple[list[int], int]:
             """The columns shown, and the room those with a width take."""
             visible = [i for i, (k, _, _) in enumerate(self._spec) if k not in dropped]
             return visible, sum((self._spec[i][2] or 0) + 2 * self.PADDING for i in visible)
 
+        def rest_shown() -> bool:
+            return any(self._spec[i][2] is None for i in visible)
+
         visible, fixed = measured()
         steps = [(key, self.MIN_REST) for key in self._give_way]
         for key, enough in steps + [(key, self.MIN_FIT) for key in self._last_resort]:
-            if room - fixed >= enough:  # the rest is wide enough
+            if room - fixed >= (enough if rest_shown() else 0):  # the rest is wide enough
                 break
             dropped.add(key)
+            dropped.discard(self._narrow.get(key, ""))
             visible, fixed = measured()
         rest = max(room - fixed, self.MIN_FIT)
         widths = [(i, self._spec[i][2] or rest) for i in visible]
