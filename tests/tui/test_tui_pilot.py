@@ -368,6 +368,37 @@ def test_enqueue_form_adds_the_job(seeded, fixed_clock):
     drive(app, scenario)
 
 
+@pytest.mark.parametrize("size", [(80, 24), (40, 20)])
+def test_a_toast_over_a_form_leaves_its_buttons_and_keys_in_sight(seeded, fixed_clock, size):
+    """QA: `a`, a command, enter, then `a` again: the toast `Enqueued …` sat over the new form's
+    foot (bottom right, as on the main screen), its hint cut and, in a short terminal, its
+    buttons hidden. Over a dialog the toasts are at the top right, by its title, clear of the
+    field typed into next."""
+    from textual.geometry import Region
+    from textual.widgets import Button
+    from textual.widgets._toast import Toast
+
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("a")
+        await opened(pilot, EnqueueScreen)
+        await pilot.press(*"echo hello", "enter")
+        await until(pilot, lambda: not isinstance(app.screen, EnqueueScreen))
+        await pilot.press("a")
+        form = await opened(pilot, EnqueueScreen)
+        toast = await until(pilot, lambda: next(iter(form.query(Toast)), None), what="a toast")
+        await until(pilot, lambda: toast.region.height > 0)
+        assert "Enqueued" in plain(toast.render())
+        dialog = form.query_one(".dialog").region
+        foot = Region(dialog.x, dialog.bottom - 1, dialog.width, 1)  # its keys' hint
+        command = form.query(Input).first().region  # (typed into next)
+        for covered in [foot, command, *(button.region for button in form.query(Button))]:
+            assert not toast.region.overlaps(covered), (toast.region, covered)
+
+    drive(app, scenario, size=size, toasts=True)
+
+
 def test_enqueue_form_puts_the_job_in_the_queue_this_app_runs(seeded, fixed_clock):
     """`tui --queue deploy`, then `a`: the job went to the default queue, which this app never
     runs, and waited there for good. A blank queue is now the app's own; one typed is that."""

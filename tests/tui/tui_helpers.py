@@ -74,11 +74,14 @@ def pressing_to_the_end(pilot) -> Callable[..., Awaitable[None]]:
     return pressed
 
 
-def drive(app: QueueApp, scenario: Callable[..., Awaitable[None]], size=SIZE) -> None:
-    """Run ``scenario(pilot)`` against ``app`` once its first snapshot is shown."""
+def drive(
+    app: QueueApp, scenario: Callable[..., Awaitable[None]], size=SIZE, toasts: bool = False
+) -> None:
+    """Run ``scenario(pilot)`` against ``app`` once its first snapshot is shown; ``toasts``:
+    with its notifications drawn (Textual's tests leave them out)."""
 
     async def main() -> None:
-        async with app.run_test(size=size) as pilot:
+        async with app.run_test(size=size, notifications=toasts) as pilot:
             pilot.press = pressing_to_the_end(pilot)
             await until(pilot, lambda: app.loads > 0, what="the first snapshot")
             try:
