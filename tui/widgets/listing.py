@@ -115,6 +115,9 @@ class Listing(DataTable):
         return True
 
     def show(self, rows: dict[str, Row]) -> None:
+        """Show ``rows`` (every column's cell, keyed), in their order; a row that is the very
+        one shown (the same list: its screen made it once) is passed over."""
+        given = self._rows
         self._rows = dict(rows)
         if not self.columns:  # not sized yet: the first resize adds the columns, then these
             return
@@ -127,6 +130,8 @@ class Listing(DataTable):
                 del self._shown[key]
             widths = dict(self._widths)
             for key, row in rows.items():
+                if row is given.get(key) and key in self._shown:
+                    continue
                 cells = [row[i] for i in visible]
                 for cell in cells:  # cut with a mark, as the panes' cells (QA: a cron of
                     cell.overflow = "ellipsis"  # `*/30 * * * * *` read `*/30 * * * *`)
