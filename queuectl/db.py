@@ -375,6 +375,19 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
     # A wait for another connection's lock ends once this says so (see lock_waits_end_when).
     stop_waiting: Callable[[], bool] | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The threads whose statement waits for another connection's lock, each since when
+        # (time.monotonic()): see lock_waited_since.
+        self._lock_waits: dict[int, float] = {}
+
+    def lock_waited_since(self) -> float | None:
+        """Since when (time.monotonic()) a statement of this database waits for another
+        connection's lock (the longest waiting, if several do), or None: the TUI says so while
+        what a key asked for waits (QA: `r` behind another process's write lock showed nothing
+        for as long as the lock was held)."""
+        return min(list(self._lock_waits.values()), default=None)
+
     def _connect(self) -> sqlite3.Connection:
         """peewee's, but never creating the file (:func:`_open_sqlite` made it, 0600): each
         thread opens a connection of its own, and one opened after the file was deleted made
@@ -431,26 +444,42 @@ class SqliteQueueDatabase(peewee.SqliteDatabase):
         if self.room_wanted:
             self.make_room()
         self._abandon_before()
-        deadline = None
-        while True:
-            try:
-                return super().execute_sql(sql, params)
-            except peewee.OperationalError as exc:
-                self.note_full(exc)
-                deadline = self._again_until(exc, deadline, self._state.conn)
+        run = super().execute_sql
+        try:
+            return run(sql, params)
+        except peewee.OperationalError as exc:
+            self.note_full(exc)
+            deadline = self._again_until(exc, None, self._state.conn)
+        return self._again(lambda: run(sql, params), deadline)
 
     def begin(self, lock_type: str | None = None) -> None:
         if self.room_wanted:
             self.make_room()
         self._abandon_before()
-        deadline = None
-        while True:
-            try:
-                super().begin(lock_type)
-                return
-            except peewee.OperationalError as exc:
-                self.note_full(exc)
-                deadline = self._again_until(exc, deadline, self._state.conn)
+        begin = super().begin
+        try:
+            begin(lock_type)
+            return
+        except peewee.OperationalError as exc:
+            self.note_full(exc)
+            deadline = self._again_until(exc, None, self._state.conn)
+        self._again(lambda: begin(lock_type), deadline)
+
+    def _again(self, run: Callable[[], Any], deadline: float) -> Any:
+        """``run`` (a statement that found another connection's lock taken) tried again until
+        it goes through or :meth:`_again_until` gives up; meanwhile this thread is counted as
+        waiting for a lock (lock_waited_since)."""
+        me = threading.get_ident()
+        self._lock_waits[me] = time.monotonic()
+        try:
+            while True:
+                try:
+                    return run()
+                except peewee.OperationalError as exc:
+                    self.note_full(exc)
+                    deadline = self._again_until(exc, deadline, self._state.conn)
+        finally:
+            self._lock_waits.pop(me, None)
 
     def commit(self) -> None:
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import math
 import os
 import sys
 import threading
@@ -64,6 +65,11 @@ from .widgets.stats import StatsBar
 CANCEL_WAIT_S = 10.0  # `x` on a running job: how long to wait for its worker to stop it
 ACTIONS_AT_EXIT_S = 30.0  # quitting: how long to let what keys asked for finish
 UNSENT_SHOWN = 200  # characters of a command not enqueued, in its notice
+# What a key asked for that has waited this long for another process's write lock is said to
+# wait (SQLite: the database's lock_waited_since), for LOCK_WAIT_SAID_FOR_S, and again after
+# that while it still waits.
+LOCK_WAIT_SAID_AFTER_S = 1.0
+LOCK_WAIT_SAID_FOR_S = 10.0
 ENQUEUE_FORM = "enqueue"  # the enqueue form's name among the installed screens
 # The config form's: made once as the enqueue form is, and shown again with the values as they
 # are (composing its eight fields every time made `c` take 70-150 ms).
@@ -169,6 +175,7 @@ class QueueApp(KeysInOrder):
         self._config_form: ConfigScreen | None = None  # the same for `c`
         self._held: QueueSnapshot | None = None  # loaded while the panes were covered
         self._stale = False  # a refresh was due while the panes were covered
+        self._lock_wait_said = -math.inf  # when a lock wait was last said (time.monotonic())
 
     # -- layout -----------------------------------------------------------------------------
 
@@ -254,6 +261,23 @@ class QueueApp(KeysInOrder):
             self.loader.request(background=True)
         else:
             self._stale = True
+        self._say_if_writes_wait()
+
+    def _say_if_writes_wait(self) -> None:
+        """Say that what a key asked for (a retry, an enqueue, a pause...) waits for another
+        process's write lock, once it has for LOCK_WAIT_SAID_AFTER_S: it is done once the lock
+        is let go (or fails after the busy timeout, and says so). Nothing was said for as long
+        as the lock was held, and the key looked lost (QA). The app's workers use databases of
+        their own: their waits are the top bar's."""
+        waited_since = getattr(self.queue.db, "lock_waited_since", lambda: None)()
+        now = time.monotonic()
+        if waited_since is None or now - waited_since < LOCK_WAIT_SAID_AFTER_S:
+            return
+        if now - self._lock_wait_said >= LOCK_WAIT_SAID_FOR_S:
+            self._lock_wait_said = now
+            self.notify("Waiting for the database: another process holds its write lock. What "
+                        "you asked for is done once it is let go.", severity="warning",
+                        timeout=LOCK_WAIT_SAID_FOR_S)  # fmt: skip
 
     def _screen_changed(self, screen: Screen) -> None:
         if screen is not self._main_screen:

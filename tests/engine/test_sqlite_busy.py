@@ -128,3 +128,30 @@ def test_opening_a_new_file_another_process_is_still_creating_waits_for_it(tmp_p
     finally:
         timer.join()
         creator.close()
+
+
+def test_a_write_waiting_for_the_lock_says_since_when_until_it_is_through(path, hold_lock):
+    """The TUI tells a user whose key waits behind another process's write lock (QA: `r` showed
+    nothing for as long as the lock was held): the database says which of its writes wait, and
+    since when, and says nothing once they went through."""
+    import time
+
+    queue = Queue(path)
+    try:
+        assert queue.db.lock_waited_since() is None
+        done = threading.Event()
+        before = time.monotonic()
+        writer = threading.Thread(target=lambda: (queue.enqueue(JobSpec("true", id="w8")),
+                                                  done.set()))  # fmt: skip
+        writer.start()
+        deadline = time.monotonic() + 30
+        while queue.db.lock_waited_since() is None:
+            assert time.monotonic() < deadline and not done.is_set(), "the write never waited"
+            time.sleep(0.005)
+        assert before <= queue.db.lock_waited_since() <= time.monotonic()
+        hold_lock(0)
+        writer.join(30)
+        assert done.is_set() and queue.get("w8").state == "pending"
+        assert queue.db.lock_waited_since() is None
+    finally:
+        queue.close()

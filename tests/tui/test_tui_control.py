@@ -288,6 +288,38 @@ def test_r_retries_a_cancelled_job(seeded, fixed_clock):
     drive(app, scenario)
 
 
+def test_a_retry_behind_another_process_s_write_lock_says_it_waits_then_is_done(seeded,
+                                                                                fixed_clock):  # fmt: skip
+    """QA: `r` while another process held the write lock showed nothing for as long as the lock
+    was held (12 s, as long as a `sqlite3` shell's open transaction lasts): the key looked lost.
+    The app says the retry waits for the lock, and does it once the lock is let go."""
+    import sqlite3
+
+    holder = sqlite3.connect(seeded.db.database, isolation_level=None, check_same_thread=False)
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        dead = pane(app, "dead")
+        await until(pilot, lambda: "deploy-prod" in column(dead, "id"))
+        await pilot.press("shift+tab")
+        job_id = dead.selected_id
+        holder.execute("BEGIN IMMEDIATE")
+        await pilot.press("r")
+        await until(pilot, lambda: any("Waiting for the database" in said
+                                       for said in notices(app)))  # fmt: skip
+        assert state(seeded, job_id) == "dead"
+        holder.execute("COMMIT")
+        await until(pilot, lambda: state(seeded, job_id) == "pending")
+        await until(pilot, lambda: f"Retrying {job_id}" in notices(app))
+
+    try:
+        drive(app, scenario)
+    finally:
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+        holder.close()
+
+
 # -- e: edit -------------------------------------------------------------------------------
 
 
