@@ -275,8 +275,8 @@ class QueueApp(KeysInOrder):
             return
         if now - self._lock_wait_said >= LOCK_WAIT_SAID_FOR_S:
             self._lock_wait_said = now
-            self.notify("Waiting for the database: another process holds its write lock. What "
-                        "you asked for is done once it is let go.", severity="warning",
+            self.notify("Waiting: another process holds the database's write lock. What you "
+                        "asked for is done once it is let go.", severity="warning",
                         timeout=LOCK_WAIT_SAID_FOR_S)  # fmt: skip
 
     def _screen_changed(self, screen: Screen) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_tui_pilot import column, pane, plain, screen_text, type_ahead, typed
 from textual.widgets import Input, Log, Static
-from tui_helpers import drive, make_app, notices, opened, until
+from tui_helpers import another_connection, drive, make_app, notices, opened, until
 
 from queuectl.executor import RunResult
 from queuectl.spec import JobSpec
@@ -293,9 +293,6 @@ def test_a_retry_behind_another_process_s_write_lock_says_it_waits_then_is_done(
     """QA: `r` while another process held the write lock showed nothing for as long as the lock
     was held (12 s, as long as a `sqlite3` shell's open transaction lasts): the key looked lost.
     The app says the retry waits for the lock, and does it once the lock is let go."""
-    import sqlite3
-
-    holder = sqlite3.connect(seeded.db.database, isolation_level=None, check_same_thread=False)
     app = make_app(seeded, clock=fixed_clock)
 
     async def scenario(pilot):
@@ -305,19 +302,15 @@ def test_a_retry_behind_another_process_s_write_lock_says_it_waits_then_is_done(
         job_id = dead.selected_id
         holder.execute("BEGIN IMMEDIATE")
         await pilot.press("r")
-        await until(pilot, lambda: any("Waiting for the database" in said
-                                       for said in notices(app)))  # fmt: skip
+        waits = "What you asked for is done once it is let go"
+        await until(pilot, lambda: any(waits in said for said in notices(app)))
         assert state(seeded, job_id) == "dead"
         holder.execute("COMMIT")
         await until(pilot, lambda: state(seeded, job_id) == "pending")
         await until(pilot, lambda: f"Retrying {job_id}" in notices(app))
 
-    try:
+    with another_connection(seeded.db.database) as holder:
         drive(app, scenario)
-    finally:
-        if holder.in_transaction:
-            holder.execute("ROLLBACK")
-        holder.close()
 
 
 # -- e: edit -------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import time
 import pytest
 from rich.console import Console
 from support import quitting_said
-from tui_helpers import drive, make_app, notices, opened, resize, until
+from tui_helpers import another_connection, drive, make_app, notices, opened, resize, until
 from rich.text import Text
 from textual import events
 from textual.command import CommandList
@@ -1260,8 +1260,6 @@ def test_the_app_s_pool_opened_behind_another_process_s_write_lock_starts_once_i
 
     monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_S", 0.5)  # (60 s: the same, sooner)
     job = live_queue.enqueue("true")
-    locker = sqlite3.connect(db_path, isolation_level=None)
-    locker.execute("BEGIN EXCLUSIVE")
     app = make_app(live_queue, workers=1)
 
     async def scenario(pilot):
@@ -1274,12 +1272,9 @@ def test_the_app_s_pool_opened_behind_another_process_s_write_lock_starts_once_i
         await until(pilot, lambda: live_queue.get(job.id).state == "completed", 30)
         await until(pilot, lambda: bar().startswith("▶ running"), 15, bar)
 
-    try:
+    with another_connection(db_path) as locker:
+        locker.execute("BEGIN EXCLUSIVE")
         drive(app, scenario)
-    finally:
-        if locker.in_transaction:
-            locker.execute("COMMIT")
-        locker.close()
 
 
 def test_worker_stop_stops_the_app_s_pool_which_unregisters_and_says_so(live_queue):

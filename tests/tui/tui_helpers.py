@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from queuectl import Queue
 from queuectl.tui.app import QueueApp
 
 SIZE = (120, 40)
+
+
+@contextlib.contextmanager
+def another_connection(path: str) -> Iterator[sqlite3.Connection]:
+    """A connection to the SQLite file ``path`` of its own, as another process's, to hold its
+    write lock (`BEGIN IMMEDIATE` ... `COMMIT`); what it still holds is let go at the end."""
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        yield connection
+    finally:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        connection.close()
 
 
 def make_app(queue: Queue, workers: int = 0, clock=None) -> QueueApp:
