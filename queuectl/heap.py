@@ -6,9 +6,9 @@ and the output writer's: see queuectl.outputs). glibc hands out a buffer that la
 ``mmap`` and unmaps it when freed, but only until the first such buffer is freed: then it raises
 that threshold past the buffer's size (its "dynamic mmap threshold"), and the next ones are carved
 from the thread's arena, which keeps them once freed. Each thread keeps its own: a worker that had
-run two jobs printing 1 GB each stayed 20-25 MiB above its idle RSS (peak 25 MiB); with the
-threshold set, 11-13 MiB (peak 16 MiB), and issue #5's worker under one such job grew 14.2 MiB at
-its peak, 10.6 with it (`python -m tests.bench --only memory`).
+run two jobs printing 1 GB each at once stayed 20-25 MiB above its idle RSS (peak 25 MiB); with
+the threshold set, 12-13 MiB (peak 17.6 MiB), and issue #5's worker under one such job grew
+14.2 MiB at its peak, 11.4 with it (`python -m tests.bench --only memory`).
 
 Setting the threshold (to glibc's own starting value) keeps it where it is. A buffer of 128 KiB
 or more then costs a map and an unmap: a job's result, and a running job's output a second.
