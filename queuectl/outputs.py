@@ -79,10 +79,14 @@ class OutputWriter:
                     if self._stopped:
                         return
                     seq = next(iter(self._due))
-                    job, output, printed = self._due.pop(seq)
-                try:
-                    self._store(job, output, printed)
-                except Exception:  # a surprise must not end the thread: outputs would stop
-                    log.exception("storing the output of job %s failed", job.id)
+                    due = self._due.pop(seq)
+                self._store_one(*due)
+                del due  # not held while the thread waits for the next: up to 1 MiB of text
         finally:
             self._done()
+
+    def _store_one(self, job: Job, output: str, printed: int) -> None:
+        try:
+            self._store(job, output, printed)
+        except Exception:  # a surprise must not end the thread: outputs would stop
+            log.exception("storing the output of job %s failed", job.id)
