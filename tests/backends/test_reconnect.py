@@ -710,21 +710,28 @@ def test_a_worker_suspended_past_the_fence_says_so_not_that_the_database_went_aw
     queue = Queue(pg_target)
     pid_file = tmp_path / "pid"
     job = queue.enqueue(JobSpec(command=f"echo $$ >> {pid_file}; exec sleep 60"))
-    frozen = WorkerProc(pg_target, 1, tmp_path, "frozen", False, "--lease", "3")
+    # A lease of 8 s: the fence's point is 5 s of silence. With 3 s (2 s of silence), a
+    # heartbeat late under load before the SIGSTOP (the suite beside a benchmark) fenced the
+    # run first, rightly said an outage: "released ... outage", the test's flake.
+    lease = 8.0
+    frozen = WorkerProc(pg_target, 1, tmp_path, "frozen", False, "--lease", str(lease))
     try:
         worker_id = frozen.wait_ready()
         pid = _running_pid(pid_file)
+        Worker = queue.models.WorkerProcess
+        since = queue.clock()  # stopped just after a heartbeat landed: the silence is the stop's
+        wait_until(lambda: Worker.get(Worker.id == worker_id).heartbeat_at > since, 30,
+                   "a heartbeat")  # fmt: skip
         frozen.process.send_signal(signal.SIGSTOP)
         stopped = time.monotonic()
         try:
-            wait_until(lambda: time.monotonic() > stopped + fence_after(3.0) + 1, 30,
+            wait_until(lambda: time.monotonic() > stopped + fence_after(lease) + 1, 30,
                        "the worker to stand still past the fence's point")  # fmt: skip
         finally:
             frozen.process.send_signal(signal.SIGCONT)
         thawed = queue.clock()
         wait_until(lambda: "did not run for" in frozen.stderr(), 30, frozen.stderr)
         wait_until(lambda: not pid_alive(pid), 10, "its run to be stopped")
-        Worker = queue.models.WorkerProcess
         wait_until(lambda: Worker.get(Worker.id == worker_id).heartbeat_at > thawed, 30,
                    "a heartbeat since")  # fmt: skip
         released = f"EVENT released {job.id} suspended"  # (not "outage": QA's second look)
