@@ -618,6 +618,39 @@ def test_l_shows_the_end_of_an_output_longer_than_the_lines_it_keeps(live_queue)
     drive(app, scenario)
 
 
+def test_l_scrolled_up_as_new_output_comes_stays_where_the_reader_put_it(live_queue):
+    """The live output follows its end by scrolling there again once the new lines are laid
+    out (after the next refresh). A reader who scrolled up between a read and that refresh was
+    taken back to the end, and the status said nothing of it (the suite, under load: "scrolled
+    up" missing after `scroll_home`)."""
+    from queuectl.tui.messages import OutputRead
+
+    job = live_queue.enqueue(JobSpec("sleep 60", id="quiet"))
+    app = make_app(live_queue, workers=1)
+
+    async def scenario(pilot):
+        await until(pilot, lambda: "quiet" in column(pane(app, "processing"), "id"), 30)
+        await pilot.press("tab", "l")
+        screen = await opened(pilot, OutputScreen)
+        log = screen.query_one(Log)
+        status = lambda: str(screen.query_one("#output-status", Static).render())  # noqa: E731
+        lines = "".join(f"line {n}\n" for n in range(200))
+        screen.on_output_read(OutputRead("processing", lines, total=len(lines)))
+        await until(pilot, lambda: log.max_scroll_y > 0 and log.scroll_y == log.max_scroll_y,
+                    10, "the end of the output shown")  # fmt: skip
+        more = "".join(f"more {n}\n" for n in range(50))
+        screen.on_output_read(OutputRead("processing", more, total=len(lines) + len(more)))
+        log.scroll_home(animate=False, immediate=True)  # before the refresh that lays them out
+        await pilot.pause()
+        await pilot.pause()
+        assert log.scroll_y == 0, "taken back to the end"
+        assert "scrolled up" in status()
+        await pilot.press("escape")
+        live_queue.cancel([job.id])  # (its run ends: the pool stops it at its next look)
+
+    drive(app, scenario)
+
+
 def test_l_wraps_long_lines_and_a_progress_bar_s_end_is_in_sight(live_queue):
     """QA: the live output never wrapped: a 250-character line was cut at the right edge (the
     details wrap it), and a progress bar's one line of carriage returns grew out of sight while

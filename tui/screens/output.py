@@ -276,8 +276,14 @@ class OutputScreen(ModalScreen[None]):
         if read.text:
             log.write(read.text, scroll_end=following)
         if following:  # again once laid out (the first output arrives before the log is sized)
-            self.call_after_refresh(self._to_the_end)
+            self.call_after_refresh(self._follow)
         self._show_status()
+
+    def _follow(self) -> None:
+        """To the end, unless the reader scrolled up since (between a read and the refresh that
+        lays it out: taken back to the end, the suite found, under load)."""
+        if self.following:
+            self._to_the_end()
 
     def _show_status(self) -> None:
         colors = self.app.theme_variables
