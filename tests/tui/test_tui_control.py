@@ -472,6 +472,16 @@ def other_worker(live_queue, tmp_path):
 
 
 @pytest.mark.skipif(not QUEUECTL.exists(), reason="needs the installed queuectl executable")
+async def live_output_of_running(pilot, job_id: str) -> tuple[OutputScreen, Log]:
+    """`l` on the running job ``job_id`` (the first processing one), once the panes show it:
+    the live output screen and its log."""
+    app = pilot.app
+    await until(pilot, lambda: job_id in column(pane(app, "processing"), "id"), 30)
+    await pilot.press("tab", "l")
+    screen = await opened(pilot, OutputScreen)
+    return screen, screen.query_one(Log)
+
+
 def test_l_streams_the_output_of_a_job_another_process_runs(live_queue, other_worker, tmp_path):
     gates = [tmp_path / f"gate{n}" for n in range(3)]
     wait = "while [ ! -e {} ]; do sleep 0.05; done"
@@ -485,10 +495,7 @@ def test_l_streams_the_output_of_a_job_another_process_runs(live_queue, other_wo
     app = make_app(live_queue, workers=0)
 
     async def scenario(pilot):
-        await until(pilot, lambda: "streamer" in column(pane(app, "processing"), "id"), 30)
-        await pilot.press("tab", "l")
-        screen = await opened(pilot, OutputScreen)
-        log = screen.query_one(Log)
+        screen, log = await live_output_of_running(pilot, "streamer")
         await until(pilot, lambda: "80" in log.lines, 30, "the first lines")
         at_end = lambda: log.max_scroll_y > 0 and log.scroll_y == log.max_scroll_y  # noqa: E731
         await until(pilot, at_end, 30, "the end of the output shown")
@@ -629,10 +636,7 @@ def test_l_scrolled_up_as_new_output_comes_stays_where_the_reader_put_it(live_qu
     app = make_app(live_queue, workers=1)
 
     async def scenario(pilot):
-        await until(pilot, lambda: "quiet" in column(pane(app, "processing"), "id"), 30)
-        await pilot.press("tab", "l")
-        screen = await opened(pilot, OutputScreen)
-        log = screen.query_one(Log)
+        screen, log = await live_output_of_running(pilot, "quiet")
         status = lambda: str(screen.query_one("#output-status", Static).render())  # noqa: E731
         lines = "".join(f"line {n}\n" for n in range(200))
         screen.on_output_read(OutputRead("processing", lines, total=len(lines)))
