@@ -228,6 +228,18 @@ class WorkerPool:
         until = self._stop_deadline if lost is None else lost + self.stop_timeout
         return time.monotonic() >= max(self._stop_deadline, until) + grace
 
+    def unanswered_past_the_stop(self, grace: float = 0.0) -> bool:
+        """PostgreSQL: whether a stop has waited --stop-timeout (and ``grace``) with no heartbeat
+        landing since it began. A network that drops packets without a word is said as an
+        outage only once a connection gives up (a connect's timeout, 5 s; a statement's, 15 s):
+        the stop's timeout counted from then, and `worker start --stop-timeout 2` took 9-12 s
+        to end (the suite). (SQLite's statements wait only for a lock, up to the stop's end.)"""
+        if self.queue.is_sqlite or not self._stopping.is_set():
+            return False
+        stopped_at = self._stop_deadline - self.stop_timeout
+        landed = self._last_beat if self._last_beat is not None else float("-inf")
+        return landed < stopped_at and time.monotonic() >= self._stop_deadline + grace
+
     @property
     def holding(self) -> int:
         """Jobs this pool's threads hold: claimed, their result not yet stored."""

@@ -295,7 +295,10 @@ def _run(pool: WorkerPool, stopper: Stopper, log: EventLog) -> int:
     seen = 0
     code = 0
     while not pool.join(JOIN_POLL_S):
-        if pool.outage.down and not pool.busy and pool.waited_out(UNANSWERED_GRACE_S):
+        if not pool.busy and (
+            (pool.outage.down and pool.waited_out(UNANSWERED_GRACE_S))
+            or pool.unanswered_past_the_stop(UNANSWERED_GRACE_S)
+        ):
             # Their runs have ended, their results not stored: said as the pool's end says them.
             why = "could not be written" if pool.outage.unwritable else "has not answered"
             said = pool.unstored_said(pool.holding)
