@@ -230,7 +230,7 @@ class WorkerPool:
 
     def unanswered_past_the_stop(self, grace: float = 0.0) -> bool:
         """PostgreSQL: whether a stop has waited --stop-timeout (and ``grace``) with no heartbeat
-        landing since it began. A network that drops packets without a word is said as an
+        landing since it began (the service thread's, or those of the stop's last hooks). A network that drops packets without a word is said as an
         outage only once a connection gives up (a connect's timeout, 5 s; a statement's, 15 s):
         the stop's timeout counted from then, and `worker start --stop-timeout 2` took 9-12 s
         to end (the suite). (SQLite's statements wait only for a lock, up to the stop's end.)"""
@@ -1062,8 +1062,11 @@ class WorkerPool:
                 )
 
     def _beat_while_closing(self) -> None:
-        """The heartbeat while the last hooks run (no thread claims: 0 threads)."""
+        """The heartbeat while the last hooks run (no thread claims: 0 threads); landed, it
+        tells unanswered_past_the_stop that the database answers (a hook running past the
+        stop timeout runs to its end)."""
         self.queue.heartbeat(self.worker_id, 0)  # type: ignore[arg-type]
+        self._last_beat = time.monotonic()
 
     def _shutdown(self) -> None:
         """The pool's last steps, on a thread of its own (see :meth:`join`), so on a connection

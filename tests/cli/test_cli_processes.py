@@ -210,6 +210,22 @@ def test_a_stop_lets_a_running_hook_end_so_it_runs_once(qc, spawn, queue, tmp_pa
     assert worker.log().count(f"completed {job_id}") == 1
 
 
+def test_a_stop_lets_a_hook_run_past_the_stop_timeout_and_its_grace(qc, spawn, queue, tmp_path):
+    """A hook still running at a stop runs to its end (its own 30 s bound it), however long past
+    --stop-timeout: the worker beats meanwhile. On PostgreSQL, a stop whose heartbeats had not
+    landed since it began exits 1 after --stop-timeout and 2 s (a network that drops packets):
+    the heartbeats of a stop's last hooks were not counted, and a 4 s hook was cut off."""
+    started, ran = tmp_path / "hook-started", tmp_path / "hook-ran"
+    ok(qc("config", "set", "on-completed", f"touch {started}; sleep 4; echo x >> {ran}"))
+    ok(qc("enqueue", "true"))
+    worker = spawn("worker", "start", "--stop-timeout", "0.5")
+    wait_until(lambda: started.exists(), 30, "the hook to run")
+    worker.signal(signal.SIGINT)
+    assert worker.wait(30) == 0, worker.log()
+    assert ran.read_text() == "x\n", worker.log()
+    assert queue.deliveries() == []
+
+
 def _file_deleted_under_a_worker(tmp_path, setup, when, ends=("", "-wal", "-shm"),
                                  meanwhile=lambda: None) -> str:  # fmt: skip
     """A `worker start` on a SQLite file of its own, set up by the commands ``setup``; once
