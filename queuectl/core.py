@@ -132,6 +132,15 @@ class QueueCore:
             return self.db.atomic()
         return _repeatable_read(self.db)
 
+    def drop_page_cache(self) -> None:
+        """SQLite: this connection's cached pages freed (``PRAGMA shrink_memory``). A large
+        output stored is an overflow chain of 1 KiB pages that stay cached (up to 16 MB) though
+        a worker never reads them back; the next statement reads the pages it needs from the
+        file (or the system's cache) again. PostgreSQL: nothing (the server keeps the pages)."""
+        if self.is_sqlite:
+            with self._turn():
+                self.db.execute_sql("PRAGMA shrink_memory")
+
     def for_worker_threads(self) -> QueueCore:
         """The Queue a pool's worker threads use. On SQLite they share one connection, each call
         made in turn (:meth:`_turn`) under this Queue's write lock, which they took for every
