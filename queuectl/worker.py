@@ -65,6 +65,12 @@ FENCE_TICK_S = 0.25  # how often the pool looks whether it is past that point
 # the pages of the last ones grew 10.5 MiB at the end of a 1 GB job, 9.4 with this.
 LARGE_OUTPUT = 128 * 1024
 OUTAGE_BEAT_S = 0.25  # a heartbeat that failed is tried again this soon (not a second later)
+# A stopping pool that runs no job, and still waits on a database that has not answered for
+# --stop-timeout (a statement sent into a network that drops it without a word never fails),
+# is left this much longer, then its process ends (`worker start` exits 1, the TUI quits): its
+# jobs are rescued as "worker lost", as on any outage. A job still running is never left behind
+# (on PostgreSQL the pool kills it itself once silent near its lease, see fence_after).
+UNANSWERED_GRACE_S = 2.0
 
 
 def fence_after(lease: float) -> float:
@@ -237,15 +243,34 @@ class WorkerPool:
 
     def unanswered_past_the_stop(self, grace: float = 0.0) -> bool:
         """PostgreSQL: whether a stop has waited --stop-timeout (and ``grace``) with no heartbeat
-        landing since it began (the service thread's, or those of the stop's last hooks). A network that drops packets without a word is said as an
-        outage only once a connection gives up (a connect's timeout, 5 s; a statement's, 15 s):
-        the stop's timeout counted from then, and `worker start --stop-timeout 2` took 9-12 s
-        to end (the suite). (SQLite's statements wait only for a lock, up to the stop's end.)"""
+        landing since it began (the service thread's, or those of the stop's last hooks). A
+        network that drops packets without a word is said as an outage only once a connection
+        gives up (a connect's timeout, 5 s; a statement's, 15 s): the stop's timeout counted
+        from then, and `worker start --stop-timeout 2` took 9-12 s to end (the suite).
+        (SQLite's statements wait only for a lock, up to the stop's end.)"""
+        unanswered = self.unanswered_since_the_stop
+        return unanswered is not None and unanswered >= self.stop_timeout + grace
+
+    @property
+    def unanswered_since_the_stop(self) -> float | None:
+        """PostgreSQL: seconds since a stop began, if no heartbeat has landed since; else None
+        (no stop, a heartbeat landed, or SQLite)."""
         if self.queue.is_sqlite or not self._stopping.is_set():
-            return False
+            return None
         stopped_at = self._stop_deadline - self.stop_timeout
-        landed = self._last_beat if self._last_beat is not None else float("-inf")
-        return landed < stopped_at and time.monotonic() >= self._stop_deadline + grace
+        if self._last_beat is not None and self._last_beat >= stopped_at:
+            return None
+        return time.monotonic() - stopped_at
+
+    def gives_up_on_the_database(self, grace: float = UNANSWERED_GRACE_S) -> bool:
+        """Whether a stop with no job running has waited for the database as long as it may
+        (its --stop-timeout, and ``grace``): lost (see :meth:`waited_out`), or silent since the
+        stop began (:meth:`unanswered_past_the_stop`). The process then ends without the
+        pool's last writes: results not stored, the worker left registered; its jobs are
+        rescued as "worker lost", as on any outage. A running job is never left behind."""
+        return not self.busy and (
+            (self.outage.down and self.waited_out(grace)) or self.unanswered_past_the_stop(grace)
+        )
 
     @property
     def holding(self) -> int:

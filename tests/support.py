@@ -205,7 +205,13 @@ def quitting_said(app) -> str:
     not shown."""
     from queuectl.tui.screens.confirm import StoppingScreen
 
+    from textual.css.query import NoMatches
+
     screen = app.screen
     if not isinstance(screen, StoppingScreen):
         return ""
-    return " ".join(str(screen.query_one(f"#{name}").render()) for name in ("waiting", "quit-hint"))
+    try:
+        return " ".join(str(screen.query_one(f"#{name}").render())
+                        for name in ("waiting", "quit-hint"))  # fmt: skip
+    except NoMatches:  # pushed, not yet composed
+        return ""

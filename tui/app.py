@@ -64,6 +64,10 @@ from .widgets.stats import StatsBar
 
 CANCEL_WAIT_S = 10.0  # `x` on a running job: how long to wait for its worker to stop it
 ACTIONS_AT_EXIT_S = 30.0  # quitting: how long to let what keys asked for finish
+# A quit whose workers' last writes wait for a database that has not answered for this long
+# shows what it waits for, and the way out, though no job runs.
+QUIT_DIALOG_AFTER_S = 1.0
+QUIT_POLL_S = 0.25
 UNSENT_SHOWN = 200  # characters of a command not enqueued, in its notice
 # What a key asked for that has waited this long for another process's write lock is said to
 # wait (SQLite: the database's lock_waited_since), for LOCK_WAIT_SAID_FOR_S, and again after
@@ -916,6 +920,11 @@ class QueueApp(KeysInOrder):
         for 30 s)."""
         if self.pool.outage:
             return self.stats.error or self.pool.outage
+        silent = self.pool.unanswered_for
+        if silent is not None and silent >= QUIT_DIALOG_AFTER_S:
+            # A network that drops packets is said as an outage only once a connection gives
+            # up (a connect's timeout, a statement's 15 s): the dialog said nothing meanwhile.
+            return f"no answer for {silent:.0f} s"
         if self.pool.results_waiting:
             return ("another process may hold its write lock" if self.queue.is_sqlite
                     else "it has not answered yet")  # fmt: skip
@@ -926,13 +935,24 @@ class QueueApp(KeysInOrder):
         self.stats.stopping = True
         self.pool.stop(hooks=wait_screen)  # waiting for jobs: for the hooks of their ends too
         if wait_screen:
-            self.push_screen(StoppingScreen(self._quit_waits_for, self.pool.kill,
-                                            self._quit_waits_why, lambda: self.pool.busy))  # fmt: skip
+            self._show_stopping()
         self._join_pool()
+
+    def _show_stopping(self) -> None:
+        if not isinstance(self.screen, StoppingScreen):
+            self.push_screen(StoppingScreen(self._quit_waits_for, self.pool.kill,
+                                            self._quit_waits_why, lambda: self.pool.busy,
+                                            self.pool.give_up))  # fmt: skip
 
     @work(thread=True, group="quit", exit_on_error=False)
     def _join_pool(self) -> None:
-        self.pool.join()
+        while not self.pool.join(QUIT_POLL_S):
+            if self._quit_waits_why():
+                # The workers' last steps wait for the database, though no job runs: said,
+                # with the way out (it was 40 s of "stopping" in the bar, the network silent).
+                self.call_from_thread(self._show_stopping)
+                self.pool.join()
+                break
         # What keys asked for before `q` is done before the app ends (an enqueue typed ahead).
         self._actions.wait(ACTIONS_AT_EXIT_S)
         self.call_from_thread(self.exit)
@@ -988,7 +1008,10 @@ def run_app(target: str | None, workers: int = 2, queues: tuple[str, ...] | None
             with contextlib.suppress(OSError, ValueError):  # the terminal may be gone
                 print(f"Waiting for {still} to finish…", file=sys.stderr)
         app.pool.join()
-        queue.close()
+        if not app.pool.given_up:
+            # (Else not: peewee closes a connection under the lock that a connect still
+            # under way holds, for its timeout: the quit waited 8 s more, twice a connect.)
+            queue.close()
         app.signals.restore()
         if unstored := app.pool.unstored_said():
             with contextlib.suppress(OSError, ValueError):
@@ -1010,8 +1033,9 @@ def _end_with_the_jobs(app: QueueApp) -> None:
     """After SIGHUP: once the pool has stopped (its running jobs ended and stored, the worker
     unregistered), end the process, whether or not the app's loop could end by itself."""
     app.pool.join()
-    with contextlib.suppress(Exception):  # this thread's connection, if it opened one
-        app.queue.close()
+    if not app.pool.given_up:  # (see run_app)
+        with contextlib.suppress(Exception):  # this thread's connection, if it opened one
+            app.queue.close()
     os._exit(_exit_code(app))
 
 

@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable
 
 from queuectl.queue import Queue
-from queuectl.worker import JobEvent, WorkerPool
+from queuectl.limits import STOP_TIMEOUT_S
+from queuectl.worker import UNANSWERED_GRACE_S, JobEvent, WorkerPool
 
 # A quit that waited for jobs runs the hooks due as its pool ends, taken within this long: those
 # of its jobs' ends (made due as they ended), not all of a busy queue's.
 QUIT_HOOKS_S = 2.0
+JOIN_POLL_S = 0.1  # a quit's wait for the pool looks this often whether to give it up
 STOP_ASKED = "`queuectl worker stop` asked them to (their running jobs finish)"
 
 
@@ -36,10 +38,13 @@ class PoolControl:
         self._threads, self._paused = 0, False
         self._starting = False
         self._stopping = False
+        self._stopped_at = 0.0  # (monotonic) when the quit asked the pool to stop
         self._room_wanted = ""  # why its start waits (reconnect.start_waits): full, or locked
         self._unregistering = False  # `worker stop` asked it to stop: it is being joined
         self._settled = threading.Event()  # no start in progress
         self._settled.set()
+        # The quit left the pool's last writes undone: the database did not answer (see join).
+        self._given_up = threading.Event()
 
     @property
     def started(self) -> bool:
@@ -107,10 +112,48 @@ class PoolControl:
         return max(pool.holding - pool.busy, 0) if pool is not None else 0
 
     def unstored_said(self) -> str | None:
-        """Once the pool has stopped: the results it gave up storing, in words (see
-        WorkerPool.unstored_said); None if none."""
+        """Once the pool has stopped (or was given up on, see :meth:`join`): what it could not
+        write, in words (see WorkerPool.unstored_said); None if nothing."""
         pool = self.pool
-        return pool.unstored_said() if pool is not None else None
+        if pool is None:
+            if not self._given_up.is_set():
+                return None
+            # (Its registration may have reached the server, the answer lost.)
+            return ("stopped while this app's workers were starting (the database has not "
+                    "answered): if they registered, they read as live until their lease runs "
+                    "out")  # fmt: skip
+        if self._given_up.is_set():  # its threads still wait: what they hold is not stored
+            said = pool.unstored_said(max(pool.holding, len(pool.unstored)))
+        else:
+            said = pool.unstored_said()
+        if said is None and (pool.left_registered or self._given_up.is_set()):
+            said = ("stopped without unregistering this app's workers (the database has not "
+                    "answered): they read as live until their lease runs out")  # fmt: skip
+        return said
+
+    @property
+    def unanswered_for(self) -> float | None:
+        """Seconds the database has not answered since the quit began (PostgreSQL), if so: the
+        pool's heartbeat has not landed since, or its start still waits (SQLite's start gives
+        up its wait for a lock at the quit)."""
+        pool = self.pool
+        if pool is not None:
+            return pool.unanswered_since_the_stop
+        if self._settled.is_set() or not self._stopping:
+            return None
+        return time.monotonic() - self._stopped_at
+
+    @property
+    def given_up(self) -> bool:
+        """Whether the quit left the pool's last writes undone (see :meth:`join`): its threads
+        still wait on the database, and may hold its connections' locks."""
+        return self._given_up.is_set()
+
+    def give_up(self) -> None:
+        """Quit now, without the pool's last writes, while the database does not answer (the
+        quitting dialog's ctrl+c with no job running): :meth:`join` returns at once."""
+        self.stop()
+        self._given_up.set()
 
     @property
     def hooks(self) -> int:
@@ -194,6 +237,8 @@ class PoolControl:
         finished with changes to notify of: left to the next worker, with none started they
         were never run), not only those running."""
         with self._lock:
+            if not self._stopping:
+                self._stopped_at = time.monotonic()
             self._stopping = True
             if self.pool is not None:
                 if hooks:  # (join's stop, after it, leaves it so)
@@ -209,10 +254,29 @@ class PoolControl:
         if self.pool is not None:
             self.pool.kill()
 
-    def join(self) -> None:
+    def join(self, timeout: float | None = None) -> bool:
         """Stop and wait for running jobs, and for the pool to unregister (blocks: not on the UI
-        thread)."""
+        thread); whether it did within ``timeout``. With no job running, a database that has not
+        answered for the stop's timeout (see WorkerPool.gives_up_on_the_database), or the user
+        (:meth:`give_up`), ends the wait: its statements would wait for the network to give up,
+        and a quit with a silent network took 40 s, saying only "stopping"."""
         self.stop()
-        self._settled.wait()
-        if self.pool is not None:
-            self.pool.join()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._given_up.is_set():
+            step = JOIN_POLL_S
+            if deadline is not None:
+                step = min(step, deadline - time.monotonic())
+            if step <= 0:
+                return False
+            if not self._settled.wait(step):
+                # Its start waits for the database, as long as a stop would (a quit as the
+                # network went silent waited for the start's statements to give up).
+                if (self.unanswered_for or 0) >= STOP_TIMEOUT_S + UNANSWERED_GRACE_S:
+                    self._given_up.set()
+                continue
+            pool = self.pool
+            if pool is None or pool.join(step):
+                return True
+            if pool.gives_up_on_the_database():
+                self._given_up.set()
+        return True

@@ -30,12 +30,6 @@ if TYPE_CHECKING:
 # killed the worker with jobs running: they ran on as orphans, and ran again once rescued.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 JOIN_POLL_S = 0.1
-# A stopping pool that runs no job, and still waits on a database that has not answered for
-# --stop-timeout (a statement sent into a network that drops it without a word never fails),
-# is left this much longer, then the process exits 1: its jobs are rescued as "worker lost", as
-# on any outage. A job still running is never left behind (on PostgreSQL the pool kills it
-# itself once silent near its lease, see worker.fence_after).
-UNANSWERED_GRACE_S = 2.0
 
 
 @click.group(no_args_is_help=False)  # no command: "Error: Missing command." (SPEC 4)
@@ -295,10 +289,7 @@ def _run(pool: WorkerPool, stopper: Stopper, log: EventLog) -> int:
     seen = 0
     code = 0
     while not pool.join(JOIN_POLL_S):
-        if not pool.busy and (
-            (pool.outage.down and pool.waited_out(UNANSWERED_GRACE_S))
-            or pool.unanswered_past_the_stop(UNANSWERED_GRACE_S)
-        ):
+        if pool.gives_up_on_the_database():  # then exits 1 (see there)
             # Their runs have ended, their results not stored: said as the pool's end says them.
             why = "could not be written" if pool.outage.unwritable else "has not answered"
             said = pool.unstored_said(pool.holding)

@@ -363,7 +363,7 @@ def test_a_stop_while_the_database_does_not_answer_ends_within_the_stop_timeout(
                30, "its heartbeat to stop landing")  # fmt: skip
     worker.process.send_signal(signal.SIGTERM)
     try:
-        # --stop-timeout 2 and the grace (cli.worker.UNANSWERED_GRACE_S, 2 s): it took 9-12 s
+        # --stop-timeout 2 and the grace (worker.UNANSWERED_GRACE_S, 2 s): it took 9-12 s
         # while the stop waited for the outage to be said (a connect's timeout) to count.
         assert worker.process.wait(8) == 1, worker.log()
     finally:
@@ -626,6 +626,74 @@ def test_a_quit_with_a_result_waiting_for_the_database_says_so(pg_target, outage
             await _until(pilot, lambda: app.pool.unstored_said(), "the stop to give up")
 
     asyncio.run(scenario())
+
+
+def test_a_quit_with_nothing_running_ends_the_stop_timeout_after_the_database_went_silent(
+    pg_target, outage, monkeypatch
+):
+    """A network that drops packets without a word: the quit's last writes (unregistering)
+    waited for connections to give up, 40 s with the stop's 30, saying only "stopping". It
+    ends as `worker start` does: the stop's timeout (1 s here) and 2 s after the quit began,
+    the dialog having said why meanwhile; exit code 1 and the line saying what was left."""
+    import asyncio
+    from functools import partial
+
+    from queuectl.tui import pool as tui_pool
+    from queuectl.tui.app import QueueApp, _exit_code
+    from queuectl.worker import WorkerPool
+
+    monkeypatch.setattr(tui_pool, "WorkerPool", partial(WorkerPool, stop_timeout=1))
+    queue = Queue(outage.url)
+    app = QueueApp(queue, workers=1, refresh_interval=0.25)
+    seen: list[str] = []
+
+    async def scenario():
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _until(pilot, lambda: app.pool.started, "the app's workers to start")
+            outage.hold()
+            await pilot.press("q")
+            # ("no answer for 1 s", or a connection's own error once one gives up)
+            await _until(pilot, lambda: "The database is not answering (" in quitting_said(app),
+                         "the dialog to say why", timeout=10)  # fmt: skip
+            seen.append(quitting_said(app))
+            await _until(pilot, lambda: app._exit, "the quit to end by itself", timeout=10)
+
+    asyncio.run(scenario())
+    assert "Press ctrl+c to quit now" in seen[0]
+    assert _exit_code(app) == 1
+    assert app.pool.unstored_said() == (
+        "stopped without unregistering this app's workers (the database has not answered): "
+        "they read as live until their lease runs out"
+    )
+
+
+def test_a_quit_while_the_workers_start_into_a_silent_network_says_so_and_ctrl_c_quits(
+    pg_target, outage
+):
+    """The network goes silent as the app starts its workers (their registration waits for an
+    answer): `q` waited for the start's statements to give up, saying nothing. The dialog says
+    the database has not answered, and ctrl+c quits at once."""
+    import asyncio
+
+    from queuectl.tui.app import QueueApp, _exit_code
+
+    queue = Queue(outage.url)
+    queue.counts()  # (its connection made: the app's panes load, its workers' start waits)
+    outage.hold()
+    app = QueueApp(queue, workers=1, refresh_interval=0.25)
+
+    async def scenario():
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("q")
+            await _until(pilot, lambda: "Press ctrl+c to quit now" in quitting_said(app),
+                         "the dialog to say why, and the way out", timeout=10)  # fmt: skip
+            assert "(no answer for" in quitting_said(app)
+            await pilot.press("ctrl+c")
+            await _until(pilot, lambda: app._exit, "the app to quit", timeout=5)
+
+    asyncio.run(scenario())
+    assert not app.pool.started and _exit_code(app) == 1
+    assert app.pool.unstored_said().startswith("stopped while this app's workers were starting")
 
 
 @pytest.mark.skipif(

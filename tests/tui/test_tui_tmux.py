@@ -514,3 +514,49 @@ def test_sigterm_quits_as_q_does_and_a_second_one_kills_the_job(cli, tmp_path, g
         terminal.kill()
         if pid is not None and not gone(pid):
             os.kill(pid, 9)
+
+
+def test_a_quit_while_postgresql_does_not_answer_says_so_and_ctrl_c_quits_at_once(
+    pg_target, tmp_path
+):
+    """`q` with no job running while the network dropped packets without a word: the bar said
+    "stopping" and nothing else for 40 s (the workers' last writes waited for connections to
+    give up). After a second the quitting dialog says the database has not answered, for how
+    long, and that ctrl+c quits now; it does, exit 1, with the line saying what was left."""
+    from backends.outage import Outage
+    from queuectl import Queue
+
+    outage = Outage(pg_target)
+    shell = (f"{_quote(str(QUEUECTL))} --db {_quote(outage.url)} tui --workers 1; "
+             "echo exited $?; sleep 60")  # fmt: skip
+    terminal = Terminal(["sh", "-c", shell], tmp_path)
+    queue = Queue(pg_target)
+    pid = None
+    try:
+        wait_for(lambda: queue.live_workers(), 30, "the app's workers to register", terminal)
+        [registered] = queue.live_workers()
+        pid = registered.pid
+        wait_for(lambda: on_screen(terminal, "1 worker live"), 30, "the panes", terminal)
+        outage.hold()
+        terminal.press("q")
+        def dialog_says(text: str) -> bool:  # (its lines wrapped where the reason puts them)
+            words = (word for line in terminal.screen() for word in line.split() if word != "│")
+            return text in " ".join(words)
+
+        # ("no answer for 1 s", or a connection's own error once one gives up: said either way)
+        wait_for(lambda: dialog_says("Press ctrl+c to quit now"), 15,
+                 "the dialog to say why, and the way out", terminal)  # fmt: skip
+        assert dialog_says("The database is not answering (")
+        terminal.press("C-c")
+        # (Without it the quit waits the stop's timeout, 30 s, as `worker start` does.)
+        wait_for(lambda: on_screen(terminal, "exited 1"), 10, "the app to quit", terminal)
+        assert on_screen(terminal, "Error: stopped without unregistering this app's workers")
+    finally:
+        outage.close()  # (refused from now)
+        terminal.kill()
+        queue.close()
+        if pid is not None:  # an app still quitting (the code before waited 40 s) is ended
+            try:
+                wait_until(lambda: gone(pid), 10, "the app to end")
+            except AssertionError:
+                os.kill(pid, 9)

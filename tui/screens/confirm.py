@@ -105,15 +105,23 @@ class StoppingScreen(ModalScreen[None]):
         "attempt not counted, if the database answers in time."
     )
 
+    # With no job running, the wait is for the workers' last writes (results, unregistering).
+    QUIT_NOW_HINT = (
+        " Press ctrl+c to quit now: this app's workers then read as live until their lease "
+        "runs out, and a result not stored by then is rescued as \"worker lost\"."
+    )
+
     def __init__(
         self, waiting: Callable[[], str], kill: Callable[[], None],
         outage: Callable[[], str], running: Callable[[], int],
+        quit_now: Callable[[], None] | None = None,
     ) -> None:  # fmt: skip
         """``outage``: why the workers cannot use the database now ("" if they can);
-        ``running``: how many jobs they run (`k` is offered only while some do)."""
+        ``running``: how many jobs they run (`k` is offered only while some do); ``quit_now``:
+        ends the wait for the database (offered while it does not answer and no job runs)."""
         super().__init__()
         self._waiting, self._kill, self._outage = waiting, kill, outage
-        self._jobs_running = running
+        self._jobs_running, self._quit_now = running, quit_now
         self._killed = False  # `k` was pressed: not offered again
 
     def compose(self) -> ComposeResult:
@@ -136,11 +144,19 @@ class StoppingScreen(ModalScreen[None]):
         if why:
             hint = self.OUTAGE_HINT.format(why=why, timeout=STOP_TIMEOUT_S)
             hint += self.OUTAGE_KILL_HINT if offered else ""
+            hint += self.QUIT_NOW_HINT if self._quits_now() else ""
         else:
             hint = self.KILL_HINT if offered else ""
         self.query_one("#quit-hint", Static).update(hint)
 
+    def _quits_now(self) -> bool:
+        """Whether ctrl+c quits at once: no job runs, and the database does not answer."""
+        return self._quit_now is not None and self._jobs_running() == 0 and bool(self._outage())
+
     def action_kill(self) -> None:
+        if self._quits_now():
+            self._quit_now()  # type: ignore[misc]
+            return
         self._killed = True
         self._kill()
         self._update()
