@@ -265,6 +265,10 @@ class QueueApp(KeysInOrder):
             self.loader.request(background=True)
         else:
             self._stale = True
+        # Not only as loads end: a network that drops packets holds the panes' reads until a
+        # connection gives up, and the bar said "▶ running" for 30 s after the workers' fence
+        # had said "no answer for 12s" (PostgreSQL).
+        self._say_outage()
         self._say_if_writes_wait()
 
     def _say_if_writes_wait(self) -> None:

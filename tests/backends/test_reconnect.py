@@ -506,6 +506,35 @@ def test_the_tui_shows_the_outage_keeps_its_job_running_and_recovers(pg_target, 
     asyncio.run(scenario())
 
 
+def test_the_tui_says_a_silent_database_as_its_workers_do_not_once_a_read_gives_up(
+    pg_target, outage
+):
+    """A network that drops packets without a word holds the panes' reads until a connection
+    gives up (15 s and more): the bar said "▶ running" for 30 s, though the workers had said
+    "no answer for 12s" at their fence. The bar says it as the workers do (lease 3 s here:
+    said at 2 s), and "▶ running" again once the database answers."""
+    import asyncio
+
+    from queuectl.tui.app import QueueApp
+
+    queue = Queue(outage.url, lease=3)
+    app = QueueApp(queue, workers=1, refresh_interval=0.25)
+
+    async def scenario():
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _until(pilot, lambda: app.pool.started, "the app's workers to start")
+            outage.hold()
+            await _until(pilot, lambda: "no answer for" in app.stats.outage,
+                         "the top bar to say the database is lost", timeout=10)  # fmt: skip
+            assert not app.stats.error, "said before any read of the panes gave up"
+            outage.up()
+            await _until(pilot, lambda: not app.stats.outage, "the bar to say it is back")
+            app.pool.stop()
+            app.pool.join()
+
+    asyncio.run(scenario())
+
+
 def test_a_stop_that_gave_up_its_results_does_not_wait_out_a_second_timeout(
     pg_target, outage, tmp_path, monkeypatch
 ):
