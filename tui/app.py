@@ -67,6 +67,7 @@ ACTIONS_AT_EXIT_S = 30.0  # quitting: how long to let what keys asked for finish
 # A quit whose workers' last writes wait for a database that has not answered for this long
 # shows what it waits for, and the way out, though no job runs.
 QUIT_DIALOG_AFTER_S = 1.0
+READ_SAID_AFTER_S = 5.0  # a read of the panes waiting this long for the server is said
 QUIT_POLL_S = 0.25
 UNSENT_SHOWN = 200  # characters of a command not enqueued, in its notice
 # What a key asked for that has waited this long for another process's write lock is said to
@@ -269,7 +270,17 @@ class QueueApp(KeysInOrder):
         # connection gives up, and the bar said "▶ running" for 30 s after the workers' fence
         # had said "no answer for 12s" (PostgreSQL).
         self._say_outage()
+        self._say_if_unanswered()
         self._say_if_writes_wait()
+
+    def _say_if_unanswered(self) -> None:
+        """The bar says a read of the panes has waited for the database this long (PostgreSQL),
+        in place of counts it cannot update: a watcher (no workers, no fence) showed the counts
+        of before as if live, for as long as the server did not answer. Cleared by the next
+        load that comes back."""
+        silent = self.loader.unanswered_for
+        if silent is not None and silent >= READ_SAID_AFTER_S:
+            self.stats.error = f"no answer for {silent:.0f}s"
 
     def _say_if_writes_wait(self) -> None:
         """Say that what a key asked for (a retry, an enqueue, a pause...) waits for another

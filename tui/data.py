@@ -359,6 +359,15 @@ class Loader:
         """A load is being read (or shown)."""
         return self._loading
 
+    @property
+    def unanswered_for(self) -> float | None:
+        """PostgreSQL: seconds the load in flight has waited for the server, if one does (a
+        server that does not answer, or a network that drops packets: a read gives up only once
+        the connection does, 15 s and more). None on SQLite, whose reads wait for no one."""
+        if not self._loading or self.queue.is_sqlite:
+            return None
+        return time.monotonic() - self._last
+
     def loaded(self) -> None:
         """The app has shown what the last load posted."""
         self._loading = False

@@ -535,6 +535,32 @@ def test_the_tui_says_a_silent_database_as_its_workers_do_not_once_a_read_gives_
     asyncio.run(scenario())
 
 
+def test_a_watching_tui_says_a_read_the_server_does_not_answer(pg_target, outage):
+    """`tui --workers 0` (no workers, so no fence to say an outage) while the server does not
+    answer: the bar showed the counts of before as if live, for as long as that lasted. It
+    says how long its read has waited, in place of the counts, and the counts once it is
+    answered."""
+    import asyncio
+
+    from queuectl.tui.app import QueueApp
+
+    queue = Queue(outage.url)
+    queue.enqueue("true")
+    app = QueueApp(queue, workers=0, refresh_interval=0.25)
+
+    async def scenario():
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _until(pilot, lambda: app.stats.counts.get("pending") == 1, "the counts")
+            outage.hold()
+            await _until(pilot, lambda: "no answer for" in app.stats.error,
+                         "the bar to say the read waits", timeout=15)  # (said at 5 s)
+            outage.up()
+            await _until(pilot, lambda: not app.stats.error, "the counts again")
+            assert app.stats.counts.get("pending") == 1
+
+    asyncio.run(scenario())
+
+
 def test_a_stop_that_gave_up_its_results_does_not_wait_out_a_second_timeout(
     pg_target, outage, tmp_path, monkeypatch
 ):
