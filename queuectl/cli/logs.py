@@ -6,6 +6,7 @@ import errno
 import os
 import select
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
     from ..queue import Queue
 
 FOLLOW_WAIT_S = 1.0  # the longest wait between two reads while following
+# PostgreSQL: a look at the job unanswered this long is said as the database unreachable (a
+# server that does not answer, a network that drops packets: a read gives up only once its
+# connection does, 15 s and more, and the follower said nothing meanwhile).
+NO_ANSWER_SAID_S = 5.0
 
 
 @click.command()
@@ -170,6 +175,7 @@ class _Follower:
         from ..reconnect import Outage
 
         self.outage = Outage(_Stderr())  # type: ignore[arg-type]
+        self._looking_since: float | None = None  # (monotonic) the look under way began
 
     def run(self) -> None:
         from ..reconnect import Backoff
@@ -177,12 +183,19 @@ class _Follower:
         outage = self.outage
         backoff = Backoff()
         changes = None
+        ended = threading.Event()
+        if not self.queue.is_sqlite:  # (SQLite's reads wait for no one)
+            threading.Thread(target=self._say_no_answer, args=(ended,), daemon=True).start()
         try:
             while True:
                 try:
                     if changes is None:
                         changes = self.queue.change_detector()
-                    done = self._step()
+                    self._looking_since = time.monotonic()
+                    try:
+                        done = self._step()
+                    finally:
+                        self._looking_since = None
                     outage.ok()
                     backoff.reset()
                     if done:
@@ -201,8 +214,18 @@ class _Follower:
                     outage.failed(exc)
                     time.sleep(backoff.next())
         finally:
+            ended.set()
             if changes is not None:
                 changes.close()
+
+    def _say_no_answer(self, ended: threading.Event) -> None:
+        """On a thread of its own: a look unanswered for NO_ANSWER_SAID_S is said as an outage
+        (once; "reachable again" follows as the look returns)."""
+        while not ended.wait(0.25):
+            since = self._looking_since
+            if since is not None and time.monotonic() - since >= NO_ANSWER_SAID_S:
+                waited = time.monotonic() - since
+                self.outage.failed(TimeoutError(f"no answer for {waited:.0f}s"), since=since)
 
     def _step(self) -> bool:
         """One look at the job; whether following is over."""

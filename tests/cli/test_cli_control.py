@@ -549,9 +549,12 @@ def test_logs_follow_never_joins_the_lines_either_side_of_a_skip(qc, spawn, queu
 
 
 @pytest.mark.postgres
-def test_logs_follow_lives_through_a_database_outage(pg_target, tmp_path):
+@pytest.mark.parametrize("cut", ["down", "hold"])
+def test_logs_follow_lives_through_a_database_outage(pg_target, tmp_path, cut):
     """The follower's database goes away and comes back: one line each way on stderr, and it
-    goes on to print the rest (the worker reaches the server directly all along)."""
+    goes on to print the rest (the worker reaches the server directly all along). ``hold``: the
+    server stops answering, its connection open: `logs -f` waited in silence for as long as
+    that lasted; it says so once a look has waited 5 s."""
     from backends.outage import Outage
 
     from cli.conftest import QUEUECTL
@@ -576,8 +579,10 @@ def test_logs_follow_lives_through_a_database_outage(pg_target, tmp_path):
         start("--db", pg_target, "worker", "start", log="worker.log")
         follower = start("--db", proxy.url, "logs", "-f", job.id, log="logs.log")
         wait_until(lambda: log("logs.log") == "one\n", 30, "the first line")
-        proxy.down()
+        getattr(proxy, cut)()
         wait_until(lambda: "database unreachable" in log("logs.log"), 30, "the outage line")
+        if cut == "hold":
+            assert "database unreachable (no answer for" in log("logs.log")
         gate.touch()
         wait_until(lambda: queue.get(job.id).state == "completed", 30)
         proxy.up()
