@@ -561,6 +561,41 @@ def test_a_watching_tui_says_a_read_the_server_does_not_answer(pg_target, outage
     asyncio.run(scenario())
 
 
+def test_the_live_output_screen_says_a_read_the_server_does_not_answer(pg_target, outage):
+    """`l` on a running job while the server stops answering: the output of before stayed on
+    screen as if live. Its status line says how long the read has waited, and not once the
+    server answers again."""
+    import asyncio
+
+    from queuectl.tui.app import QueueApp
+    from queuectl.tui.screens.output import OutputScreen
+
+    direct = Queue(pg_target)
+    direct.enqueue("sleep 60")
+    worker = direct.register_worker(1)
+    job = direct.claim(worker)
+    direct.store_output(job, worker, "line one\n", 9)
+    app = QueueApp(Queue(outage.url), workers=0, refresh_interval=0.25)
+
+    def status() -> str:
+        return str(app.screen.query_one("#output-status").render())
+
+    async def scenario():
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = OutputScreen(app.queue, job.id)
+            app.push_screen(screen)
+            await _until(pilot, lambda: screen.reads and "processing" in status(), "the output")
+            outage.hold()
+            await _until(pilot, lambda: "no answer for" in status(), "the status to say it",
+                         timeout=15)  # (said at 5 s)  # fmt: skip
+            outage.up()
+            await _until(pilot, lambda: "no answer" not in status(), "the status again")
+            assert "9 bytes" in status()
+
+    asyncio.run(scenario())
+    direct.close()
+
+
 def test_a_stop_that_gave_up_its_results_does_not_wait_out_a_second_timeout(
     pg_target, outage, tmp_path, monkeypatch
 ):

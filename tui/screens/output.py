@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from typing import Self
 
 from rich.cells import get_character_cell_size
@@ -36,6 +37,10 @@ from ..text import expand_tabs, literal
 # output every OUTPUT_EVERY_S (0.75 s): read every 0.5 s, a line showed up to 1.28 s after it
 # was printed, where SPEC 6 gives 1 s (QA).
 POLL_S = 0.1
+# PostgreSQL: a read of the job unanswered this long is said in the status line (a server that
+# does not answer holds a read until its connection gives up, 15 s and more, and the screen
+# showed the output of before as if live).
+NO_ANSWER_SAID_S = 5.0
 # Lines kept on screen, the first ones let go past it (a job may print for days); the status
 # says how many. A whole stored tail (1 MiB) of 21-byte lines fits.
 MAX_LINES = 50_000
@@ -211,6 +216,8 @@ class OutputScreen(ModalScreen[None]):
         self.skipped = 0  # bytes of this run dropped from storage before they were shown
         self.error: str | None = None
         self.reads = 0  # reads applied (tests wait on it)
+        self._looking_since: float | None = None  # (monotonic) the read under way began
+        self._unanswered_said = False
         # At the end of the output, following it: until the reader scrolls up, and again once
         # they scroll back to the end (set by the log's scrolling, not by the output growing).
         self.following = True
@@ -231,12 +238,33 @@ class OutputScreen(ModalScreen[None]):
         self.set_focus(self.log_view)
         self.watch(self.log_view, "scroll_y", self._scrolled, init=False)
         keep_looking("queuectl-output", self.queue, self._left, self._look)
+        if not self.queue.is_sqlite:  # (SQLite's reads wait for no one)
+            self.set_interval(0.5, self._say_if_unanswered)
 
     def on_unmount(self) -> None:
         self._left.set()
 
+    def _say_if_unanswered(self) -> None:
+        since = self._looking_since
+        if since is not None and time.monotonic() - since >= NO_ANSWER_SAID_S:
+            self.error = f"no answer for {time.monotonic() - since:.0f}s"
+            self._unanswered_said = True
+            self._show_status()
+        elif self._unanswered_said:  # that read was answered (and posted what it found)
+            self._unanswered_said = False
+            if self.error is not None and self.error.startswith("no answer for"):
+                self.error = None
+                self._show_status()
+
     def _look(self) -> float:
         """One step of the follower, posted if anything changed; a look every POLL_S."""
+        self._looking_since = time.monotonic()
+        try:
+            return self._look_once()
+        finally:
+            self._looking_since = None
+
+    def _look_once(self) -> float:
         try:
             read = self.follower.step()
             if read is not None:
