@@ -16,6 +16,10 @@ import time
 
 FIRST_RETRY_S = 0.1
 MAX_RETRY_S = 1.0
+# PostgreSQL: a read unanswered this long is said (`logs -f`, the TUI's panes and its `l`): a
+# server that does not answer, or a network that drops packets, holds a read until its
+# connection gives up (15 s and more), and what was read before was shown as if live.
+NO_ANSWER_SAID_S = 5.0
 DISK_FULL = "disk is full"  # SQLite's "database or disk is full"
 LOCKED = "database is locked"  # SQLite's, once a write waited out its busy timeout (60 s)
 HELD = "another process holds the database's write lock"  # LOCKED, as users are told it

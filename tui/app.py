@@ -34,6 +34,7 @@ from queuectl.config import KEYS
 from queuectl.errors import JobRunning, QueueError
 from queuectl.models import ACTIVE, CLAIMABLE, DEFAULT_QUEUE, FINAL, Job, State
 from queuectl.queue import Queue
+from queuectl.reconnect import NO_ANSWER_SAID_S
 from queuectl.spec import JobSpec
 from queuectl.text import escaped_line, shorten
 from queuectl.worker import MAX_THREADS, JobEvent
@@ -67,7 +68,6 @@ ACTIONS_AT_EXIT_S = 30.0  # quitting: how long to let what keys asked for finish
 # A quit whose workers' last writes wait for a database that has not answered for this long
 # shows what it waits for, and the way out, though no job runs.
 QUIT_DIALOG_AFTER_S = 1.0
-READ_SAID_AFTER_S = 5.0  # a read of the panes waiting this long for the server is said
 QUIT_POLL_S = 0.25
 UNSENT_SHOWN = 200  # characters of a command not enqueued, in its notice
 # What a key asked for that has waited this long for another process's write lock is said to
@@ -279,7 +279,7 @@ class QueueApp(KeysInOrder):
         of before as if live, for as long as the server did not answer. Cleared by the next
         load that comes back."""
         silent = self.loader.unanswered_for
-        if silent is not None and silent >= READ_SAID_AFTER_S:
+        if silent is not None and silent >= NO_ANSWER_SAID_S:
             self.stats.error = f"no answer for {silent:.0f}s"
 
     def _say_if_writes_wait(self) -> None:

@@ -22,10 +22,6 @@ if TYPE_CHECKING:
     from ..queue import Queue
 
 FOLLOW_WAIT_S = 1.0  # the longest wait between two reads while following
-# PostgreSQL: a look at the job unanswered this long is said as the database unreachable (a
-# server that does not answer, a network that drops packets: a read gives up only once its
-# connection does, 15 s and more, and the follower said nothing meanwhile).
-NO_ANSWER_SAID_S = 5.0
 
 
 @click.command()
@@ -221,6 +217,8 @@ class _Follower:
     def _say_no_answer(self, ended: threading.Event) -> None:
         """On a thread of its own: a look unanswered for NO_ANSWER_SAID_S is said as an outage
         (once; "reachable again" follows as the look returns)."""
+        from ..reconnect import NO_ANSWER_SAID_S
+
         while not ended.wait(0.25):
             since = self._looking_since
             if since is not None and time.monotonic() - since >= NO_ANSWER_SAID_S:

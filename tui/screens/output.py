@@ -26,6 +26,7 @@ from textual.widgets import Log, Static
 from queuectl.errors import QueueError
 from queuectl.models import State
 from queuectl.queue import Queue
+from queuectl.reconnect import NO_ANSWER_SAID_S
 from queuectl.text import OutputCursor, safe
 
 from ..data import keep_looking
@@ -37,10 +38,6 @@ from ..text import expand_tabs, literal
 # output every OUTPUT_EVERY_S (0.75 s): read every 0.5 s, a line showed up to 1.28 s after it
 # was printed, where SPEC 6 gives 1 s (QA).
 POLL_S = 0.1
-# PostgreSQL: a read of the job unanswered this long is said in the status line (a server that
-# does not answer holds a read until its connection gives up, 15 s and more, and the screen
-# showed the output of before as if live).
-NO_ANSWER_SAID_S = 5.0
 # Lines kept on screen, the first ones let go past it (a job may print for days); the status
 # says how many. A whole stored tail (1 MiB) of 21-byte lines fits.
 MAX_LINES = 50_000
@@ -245,6 +242,8 @@ class OutputScreen(ModalScreen[None]):
         self._left.set()
 
     def _say_if_unanswered(self) -> None:
+        """The status line says a read of the job unanswered for NO_ANSWER_SAID_S (PostgreSQL),
+        and no longer once it is answered."""
         since = self._looking_since
         if since is not None and time.monotonic() - since >= NO_ANSWER_SAID_S:
             self.error = f"no answer for {time.monotonic() - since:.0f}s"
