@@ -939,7 +939,7 @@ class QueueApp(KeysInOrder):
         if silent is not None and silent >= QUIT_DIALOG_AFTER_S:
             # A network that drops packets is said as an outage only once a connection gives
             # up (a connect's timeout, a statement's 15 s): the dialog said nothing meanwhile.
-            return f"no answer for {silent:.0f} s"
+            return f"no answer for {silent:.0f}s"
         if self.pool.results_waiting:
             return ("another process may hold its write lock" if self.queue.is_sqlite
                     else "it has not answered yet")  # fmt: skip
