@@ -10,9 +10,11 @@ about a second of the server's return, without a busy loop while it is gone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 
 FIRST_RETRY_S = 0.1
 MAX_RETRY_S = 1.0
@@ -20,6 +22,7 @@ MAX_RETRY_S = 1.0
 # server that does not answer, or a network that drops packets, holds a read until its
 # connection gives up (15 s and more), and what was read before was shown as if live.
 NO_ANSWER_SAID_S = 5.0
+NO_ANSWER = "no answer for"  # the words that say it, with the seconds (see no_answer)
 DISK_FULL = "disk is full"  # SQLite's "database or disk is full"
 LOCKED = "database is locked"  # SQLite's, once a write waited out its busy timeout (60 s)
 HELD = "another process holds the database's write lock"  # LOCKED, as users are told it
@@ -34,6 +37,36 @@ def damaged(exc: BaseException) -> bool:
     """Whether ``exc`` says that an SQLite database file is damaged."""
     return any(words in str(exc) for words in DAMAGED)
 
+
+
+def no_answer(seconds: float) -> str:
+    """How a wait for an answer is said, everywhere: "no answer for 12s"."""
+    return f"{NO_ANSWER} {seconds:.0f}s"
+
+
+class ReadUnderWay:
+    """The read one thread has under way, for another thread to tell how long it has waited
+    for an answer (`logs -f`, the TUI's `l`: see NO_ANSWER_SAID_S)."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None  # (monotonic) when it began; None between reads
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        self.since = time.monotonic()
+        try:
+            yield
+        finally:
+            self.since = None
+
+    def unanswered_for(self) -> float | None:
+        """Seconds the read under way has waited, once that is NO_ANSWER_SAID_S or more;
+        else None (no read, or a quick one so far)."""
+        since = self.since
+        if since is None:
+            return None
+        waited = time.monotonic() - since
+        return waited if waited >= NO_ANSWER_SAID_S else None
 
 class Backoff:
     """Waits that double from ``first`` up to ``cap`` seconds; :meth:`reset` after a success."""

@@ -26,7 +26,8 @@ from .procs import WORKER_ENV
 from .models import Job
 from .outputs import OutputWriter
 from .queue import HEARTBEAT_INTERVAL_S, Queue
-from .reconnect import HELD, MAX_RETRY_S, Backoff, Outage, damaged, first_line, in_words
+from .reconnect import (HELD, MAX_RETRY_S, Backoff, Outage, damaged, first_line, in_words,
+                        no_answer)
 from .schedules import ScheduleTimer
 from .schema import SCHEMA_VERSION, read_version
 from .warden import Warden
@@ -1084,7 +1085,7 @@ class WorkerPool:
                             "heartbeat for %.0fs", stood_still, silent)  # fmt: skip
             elif (excused != self._beat_began and not self.outage.down
                   and self.outage.back_at < self._beat_began):  # fmt: skip
-                self.outage.failed(TimeoutError(f"no answer for {silent:.0f}s"),
+                self.outage.failed(TimeoutError(no_answer(silent)),
                                    since=self._beat_began)  # fmt: skip
             suspended = excused == self._beat_began
             self._fenced_why = "suspended" if suspended else "outage"

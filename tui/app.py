@@ -34,7 +34,7 @@ from queuectl.config import KEYS
 from queuectl.errors import JobRunning, QueueError
 from queuectl.models import ACTIVE, CLAIMABLE, DEFAULT_QUEUE, FINAL, Job, State
 from queuectl.queue import Queue
-from queuectl.reconnect import NO_ANSWER_SAID_S
+from queuectl.reconnect import NO_ANSWER_SAID_S, no_answer
 from queuectl.spec import JobSpec
 from queuectl.text import escaped_line, shorten
 from queuectl.worker import MAX_THREADS, JobEvent
@@ -280,7 +280,7 @@ class QueueApp(KeysInOrder):
         load that comes back."""
         silent = self.loader.unanswered_for
         if silent is not None and silent >= NO_ANSWER_SAID_S:
-            self.stats.error = f"no answer for {silent:.0f}s"
+            self.stats.error = no_answer(silent)
 
     def _say_if_writes_wait(self) -> None:
         """Say that what a key asked for (a retry, an enqueue, a pause...) waits for another
@@ -939,7 +939,7 @@ class QueueApp(KeysInOrder):
         if silent is not None and silent >= QUIT_DIALOG_AFTER_S:
             # A network that drops packets is said as an outage only once a connection gives
             # up (a connect's timeout, a statement's 15 s): the dialog said nothing meanwhile.
-            return f"no answer for {silent:.0f}s"
+            return no_answer(silent)
         if self.pool.results_waiting:
             return ("another process may hold its write lock" if self.queue.is_sqlite
                     else "it has not answered yet")  # fmt: skip

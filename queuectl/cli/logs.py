@@ -168,10 +168,10 @@ class _Follower:
         # A job not running: the attempts it had made. The run followed is its next: seen
         # running, or (a quick run, begun and ended between two looks) by its attempts.
         self.attempts_before = job.attempts or 0
-        from ..reconnect import Outage
+        from ..reconnect import Outage, ReadUnderWay
 
         self.outage = Outage(_Stderr())  # type: ignore[arg-type]
-        self._looking_since: float | None = None  # (monotonic) the look under way began
+        self.look = ReadUnderWay()
 
     def run(self) -> None:
         from ..reconnect import Backoff
@@ -187,11 +187,8 @@ class _Follower:
                 try:
                     if changes is None:
                         changes = self.queue.change_detector()
-                    self._looking_since = time.monotonic()
-                    try:
+                    with self.look.reading():
                         done = self._step()
-                    finally:
-                        self._looking_since = None
                     outage.ok()
                     backoff.reset()
                     if done:
@@ -217,13 +214,12 @@ class _Follower:
     def _say_no_answer(self, ended: threading.Event) -> None:
         """On a thread of its own: a look unanswered for NO_ANSWER_SAID_S is said as an outage
         (once; "reachable again" follows as the look returns)."""
-        from ..reconnect import NO_ANSWER_SAID_S
+        from ..reconnect import no_answer
 
         while not ended.wait(0.25):
-            since = self._looking_since
-            if since is not None and time.monotonic() - since >= NO_ANSWER_SAID_S:
-                waited = time.monotonic() - since
-                self.outage.failed(TimeoutError(f"no answer for {waited:.0f}s"), since=since)
+            waited = self.look.unanswered_for()
+            if waited is not None:
+                self.outage.failed(TimeoutError(no_answer(waited)), since=self.look.since)
 
     def _step(self) -> bool:
         """One look at the job; whether following is over."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from typing import Self
 
 from rich.cells import get_character_cell_size
@@ -26,7 +25,7 @@ from textual.widgets import Log, Static
 from queuectl.errors import QueueError
 from queuectl.models import State
 from queuectl.queue import Queue
-from queuectl.reconnect import NO_ANSWER_SAID_S
+from queuectl.reconnect import NO_ANSWER, ReadUnderWay, no_answer
 from queuectl.text import OutputCursor, safe
 
 from ..data import keep_looking
@@ -213,7 +212,7 @@ class OutputScreen(ModalScreen[None]):
         self.skipped = 0  # bytes of this run dropped from storage before they were shown
         self.error: str | None = None
         self.reads = 0  # reads applied (tests wait on it)
-        self._looking_since: float | None = None  # (monotonic) the read under way began
+        self._look_under_way = ReadUnderWay()
         self._unanswered_said = False
         # At the end of the output, following it: until the reader scrolls up, and again once
         # they scroll back to the end (set by the log's scrolling, not by the output growing).
@@ -244,24 +243,21 @@ class OutputScreen(ModalScreen[None]):
     def _say_if_unanswered(self) -> None:
         """The status line says a read of the job unanswered for NO_ANSWER_SAID_S (PostgreSQL),
         and no longer once it is answered."""
-        since = self._looking_since
-        if since is not None and time.monotonic() - since >= NO_ANSWER_SAID_S:
-            self.error = f"no answer for {time.monotonic() - since:.0f}s"
+        waited = self._look_under_way.unanswered_for()
+        if waited is not None:
+            self.error = no_answer(waited)
             self._unanswered_said = True
             self._show_status()
         elif self._unanswered_said:  # that read was answered (and posted what it found)
             self._unanswered_said = False
-            if self.error is not None and self.error.startswith("no answer for"):
+            if self.error is not None and self.error.startswith(NO_ANSWER):
                 self.error = None
                 self._show_status()
 
     def _look(self) -> float:
         """One step of the follower, posted if anything changed; a look every POLL_S."""
-        self._looking_since = time.monotonic()
-        try:
+        with self._look_under_way.reading():
             return self._look_once()
-        finally:
-            self._looking_since = None
 
     def _look_once(self) -> float:
         try:
