@@ -230,8 +230,12 @@ class Lifecycle(Reading):
         self, worker_id: str, queues: tuple[str, ...] | None = None
     ) -> tuple[object, ...] | None:
         now = self.clock()
-        claim, _ = self._sql.claims(queues)
+        claim, _ = self._claims(queues)
         return self.db.execute_sql(claim, (worker_id, now)).fetchone()
+
+    def _claims(self, queues: tuple[str, ...] | None) -> tuple[str, str | None]:
+        """The claim and the complete-and-claim of a worker of ``queues`` (Statements.claims)."""
+        return self._sql.claims(queues)
 
     def finish(
         self, job: Job, result: RunResult, worker_id: str, ended_at: float | None = None
@@ -285,7 +289,7 @@ class Lifecycle(Reading):
         ``queues``) in one, and the transaction it runs in (none: it is atomic on its own); None
         where the two take a statement each (see Workflows: on PostgreSQL while a queue has a
         limit)."""
-        statement = self._sql.claims(queues)[1]
+        statement = self._claims(queues)[1]
         if job.has_dependents is False:  # PostgreSQL, as its claim saw it (see Statements)
             statement = self._sql.lean_complete_and_claim(queues)
         return None if statement is None else (statement, contextlib.nullcontext())

@@ -35,7 +35,8 @@ from .lifecycle import Lifecycle
 from .models import CLAIMABLE, READY, STATES, WAITING_ON_DEPENDENCY, Job, State, sql_in
 from .spec import JobSpec, validate_int, validate_name
 from .reading import PG_COUNTER_ROWS
-from .statements import NEAR, first_in_queue, first_unheld, not_held, queue_filter
+from .statements import (NEAR, first_in_queue, first_unheld, not_held, queue_filter,
+                         window_held)
 
 # PostgreSQL: how long a worker trusts what it last read about limits existing (a queue just
 # limited is served by the locked claim within this time; until then it is not claimed at all).
@@ -551,8 +552,34 @@ class Workflows(Lifecycle):
         with self._planned_without_sorts():
             if limits:
                 return self._claim_limited(worker_id, queues)
-            now = self.clock()
-            return self.db.execute_sql(self._sql.held_claim(queues), (worker_id, now)).fetchone()
+            claim = self._sql.held_claim(queues, near=not self._window_held(queues))
+            return self.db.execute_sql(claim, (worker_id, self.clock())).fetchone()
+
+    def _claims(self, queues: tuple[str, ...] | None) -> tuple[str, str | None]:
+        if not self.is_sqlite:  # (its claims past held queues: see _claim_row, _one_statement)
+            return super()._claims(queues)
+        return self._sql.claims(queues, near=not self._window_held(queues))
+
+    def _window_held(self, queues: tuple[str, ...] | None) -> bool:
+        """Whether some queue has settings and the first NEAR ready jobs in claim order (of
+        ``queues``) are all held (statements.window_held), as read at most LIMITS_RECHECK_S ago
+        (or since :meth:`forget_limits`). While they are, a claim looks at each queue's first
+        job at once, not at those NEAR first (#17, see statements.unheld_queue). Read afresh
+        each second, a backlog held or let go since costs the claims its way for that second at
+        most: the window's steps, or a probe a queue."""
+        now = time.monotonic()
+        read = self._windows_read.get(queues)
+        if read is not None and now < read[0] + LIMITS_RECHECK_S:
+            return read[1]
+        sql = window_held(self._sql.param, queue_filter(queues), is_sqlite=self.is_sqlite)
+        with contextlib.nullcontext() if self.is_sqlite else self._planned_without_sorts():
+            (held,) = self.db.execute_sql(sql, (self.clock(),)).fetchone()
+        self._windows_read[queues] = (now, bool(held))
+        return bool(held)
+
+    @functools.cached_property
+    def _windows_read(self) -> dict[tuple[str, ...] | None, tuple[float, bool]]:
+        return {}
 
     @contextlib.contextmanager
     def _planned_without_sorts(self) -> Iterator[None]:
@@ -594,15 +621,18 @@ class Workflows(Lifecycle):
             return super()._one_statement(job, queues)
         if job.has_dependents is not False:
             return None
-        return self._sql.held_complete_and_claim(queues), self._planned_without_sorts()
+        near = not self._window_held(queues)
+        return self._sql.held_complete_and_claim(queues, near), self._planned_without_sorts()
 
     def forget_limits(self) -> None:
         """The next claim reads whether any queue has a limit or a paused backlog afresh: a
         queue's settings changed here, or a claim found nothing while a job was due (a limit
         set elsewhere: the claim statement leaves limited queues out). Read at most once a
         second, a limit set elsewhere left the queue's jobs unclaimed for up to that second
-        (QA: 0.38-0.85 s)."""
+        (QA: 0.38-0.85 s). So does whether the first entries in claim order are held
+        (:meth:`_window_held`)."""
         self._limits_read_at = -LIMITS_RECHECK_S
+        self._windows_read.clear()
 
     def _settings_in_use(self) -> tuple[bool, bool]:
         """Whether some queue has a limit, and whether paused queues hold NEAR jobs or more
