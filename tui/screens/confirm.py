@@ -104,11 +104,17 @@ class StoppingScreen(ModalScreen[None]):
         " Press k (or ctrl+c) to kill the running jobs now: they go back to pending, their "
         "attempt not counted, if the database answers in time."
     )
-
-    # With no job running, the wait is for the workers' last writes (results, unregistering).
+    # Nothing to finish or store: the wait is for the workers' last writes (unregistering, or
+    # their start's statements). It said a rescue "as worker lost" of nothing, and twice.
+    OUTAGE_IDLE_HINT = (
+        "The database is not answering ({why}): the workers wait for it for up to "
+        "{timeout:.0f} s to unregister."
+    )
+    # With no job running: the wait for the database ended (a result waiting is rescued as the
+    # hint before says).
     QUIT_NOW_HINT = (
         " Press ctrl+c to quit now: this app's workers then read as live until their lease "
-        "runs out, and a result not stored by then is rescued as \"worker lost\"."
+        "runs out."
     )
 
     def __init__(
@@ -135,14 +141,15 @@ class StoppingScreen(ModalScreen[None]):
         self.set_interval(0.2, self._update)
 
     def _update(self) -> None:
-        self.query_one("#waiting", Static).update(
-            f"Waiting for {self._waiting() or 'the workers to finish'}…"
-        )
+        waiting = self._waiting()
+        # (Nothing left to finish: "the workers to finish" read as if jobs still ran.)
+        self.query_one("#waiting", Static).update(f"Waiting for {waiting or 'the workers to stop'}…")
         why = self._outage()
         # Only while jobs run, once (QA: offered with nothing running, and again after k).
         offered = not self._killed and self._jobs_running() > 0
         if why:
-            hint = self.OUTAGE_HINT.format(why=why, timeout=STOP_TIMEOUT_S)
+            hint = (self.OUTAGE_HINT if waiting else self.OUTAGE_IDLE_HINT).format(
+                why=why, timeout=STOP_TIMEOUT_S)  # fmt: skip
             hint += self.OUTAGE_KILL_HINT if offered else ""
             hint += self.QUIT_NOW_HINT if self._quits_now() else ""
         else:
