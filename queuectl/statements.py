@@ -489,10 +489,10 @@ def unheld_queue(
     Not ``near`` (SQLite): each queue's first job at once, for a worker that has just seen the
     first NEAR entries held (:func:`window_held`, read at most once a second): the window's
     NEAR steps, taken at every claim only to find nothing, were most of what a held backlog
-    cost the claims (#17, 3 other queues: 0.59x the claims' rate with one job held, 0.78x
-    without them; an instruction count of 119 against 28, now 33). The window stays the first
-    look otherwise: it finds the job in a step or two where each queue's first costs a probe a
-    queue (300 queues: ~1.5 ms a claim)."""
+    cost the claims (#17, 3 other queues: 0.59-0.69x the claims' rate with one job held,
+    0.80-0.83x without them; an instruction count of 119 against 28, now 33). The window
+    stays the first look otherwise: it finds the job in a step or two where each queue's first
+    costs a probe a queue (300 queues: ~1.5 ms a claim)."""
     # SQLite reads the entries in order as it goes, one at a time, and stops at the first of
     # an allowed queue: ordered again, all NEAR were read first (each's row: "queue" is not in
     # the index), and a claim past one held job took twice as long (QA). PostgreSQL keeps the

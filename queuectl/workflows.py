@@ -570,9 +570,8 @@ class Workflows(Lifecycle):
         first job at once, not at those NEAR first (#17, see statements.unheld_queue). Read
         afresh each second, a backlog held or let go since costs the claims its way for that
         second at most: the window's steps, or a probe a queue. (PostgreSQL's claims past a
-        paused backlog, the window left out so, ran no faster: 0.58x / 0.46x the claims' rate
-        with one job held, against 0.49x; what they spend is the probes and the transaction's
-        round trips, see _planned_without_sorts.)"""
+        paused backlog, the window left out so, ran no faster: 0.76-0.85x the claims' rate with
+        one job held either way, 3 rounds each, in-process.)"""
         now = time.monotonic()
         read = self._windows_read.get(queues)
         if read is not None and now < read[0] + LIMITS_RECHECK_S:
@@ -608,8 +607,9 @@ class Workflows(Lifecycle):
         plans so from the first such claim on (a statement, once), until the claims need it no
         longer (:meth:`_with_sorts_again`). The transaction around each claim cost three round
         trips more (BEGIN, the settings, COMMIT) than its statement's one: past 20,000 paused
-        jobs the claims ran at 0.46-0.58x their rate with one job paused, 0.78-0.82x without
-        that transaction (#17, 3 other queues, in-process)."""
+        jobs the claims ran at 0.46-0.49x their rate with one job paused, 0.67-0.72x without
+        that transaction (#17, 3 other queues, `python -m tests.bench --only held`, two runs
+        each way)."""
         if self.db.in_transaction():  # (a result stored in the transaction of its claim)
             with self._planned_without_sorts():
                 yield
