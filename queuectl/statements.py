@@ -114,8 +114,8 @@ class Statements:
             columns += f", {_HAS_DEPENDENTS}"
         self.columns = columns
         self._lean: dict[tuple[str, ...] | None, str] = {}
-        self._held: dict[tuple[str, ...] | None, str] = {}
-        self._held_lean: dict[tuple[str, ...] | None, str] = {}
+        self._held: dict[tuple[tuple[str, ...] | None, bool], str] = {}
+        self._held_lean: dict[tuple[tuple[str, ...] | None, bool], str] = {}
         self._claims: dict[tuple[tuple[str, ...] | None, bool], tuple[str, str | None]] = {}
         self.channel: str | None = None  # PostgreSQL: see announce_to
         self.claim, self.complete_and_claim = self.claims(None)
@@ -186,16 +186,17 @@ class Statements:
             sql = self._lean[queues] = self._pg_complete_and_claim(ready, None)
         return sql
 
-    def held_complete_and_claim(self, queues: tuple[str, ...] | None) -> str:
+    def held_complete_and_claim(self, queues: tuple[str, ...] | None, near: bool = True) -> str:
         """PostgreSQL: :meth:`lean_complete_and_claim` while paused queues hold NEAR jobs or more
         (see Workflows._one_statement): the next job is found as :meth:`held_claim` finds it,
         by a probe per queue past the paused backlog, not entry by entry. Run in a transaction
         that plans without sorts, as that claim is: one statement where the result and the
-        claim took two, each with its own round trips (a savepoint around the claim)."""
-        sql = self._held_lean.get(queues)
+        claim took two, each with its own round trips (a savepoint around the claim). ``near``:
+        see :func:`unheld_queue`."""
+        sql = self._held_lean.get((queues, near))
         if sql is None:
-            seq = _first_unheld_locked(_pg_param("now").text, queues)
-            sql = self._held_lean[queues] = self._pg_complete_and_claim(seq, None)
+            seq = _first_unheld_locked(_pg_param("now").text, queues, near)
+            sql = self._held_lean[queues, near] = self._pg_complete_and_claim(seq, None)
         return sql
 
     def claim_where_seq(self, seq: str) -> str:
@@ -207,13 +208,14 @@ class Statements:
             f'WHERE "seq" = {seq} RETURNING {self.columns}'
         )
 
-    def held_claim(self, queues: tuple[str, ...] | None) -> str:
-        """PostgreSQL: the claim of :meth:`claims` while some queue is paused or limited (run
-        in a transaction that plans without sorts, see Workflows._claim_row): the first job of
-        the queue :func:`first_unheld` finds, not a pass over the held queues' backlogs."""
-        sql = self._held.get(queues)
+    def held_claim(self, queues: tuple[str, ...] | None, near: bool = True) -> str:
+        """PostgreSQL: the claim of :meth:`claims` while some queue is paused (planned without
+        sorts, see Workflows._claim_row): the first job of the queue :func:`first_unheld`
+        finds, not a pass over the held queues' backlogs. ``near``: see :func:`unheld_queue`."""
+        sql = self._held.get((queues, near))
         if sql is None:
-            sql = self._held[queues] = self._claim_update(_first_unheld_locked(_CLAIM_NOW, queues))
+            seq = _first_unheld_locked(_CLAIM_NOW, queues, near)
+            sql = self._held[queues, near] = self._claim_update(seq)
         return sql
 
     def _claim_update(self, seq: str) -> str:
@@ -448,13 +450,13 @@ def first_unheld(
     )
 
 
-def _first_unheld_locked(now: str, queues: tuple[str, ...] | None) -> str:
+def _first_unheld_locked(now: str, queues: tuple[str, ...] | None, near: bool) -> str:
     """PostgreSQL, SQL (a subquery): the seq of the first ready job due at ``now`` (of
     ``queues``) in a queue neither paused nor limited (:func:`first_unheld`), locked: the held
     claim's and the held complete-and-claim's next job."""
     allowed = not_held(held_queues(counted=False))
     only = queue_filter(queues)
-    return f"({first_unheld(now, allowed, only, is_sqlite=False, lock=_SKIP_LOCKED)})"
+    return f"({first_unheld(now, allowed, only, is_sqlite=False, lock=_SKIP_LOCKED, near=near)})"
 
 
 def first_in_queue(
@@ -486,13 +488,14 @@ def unheld_queue(
     a paused queue made every other queue's claims ~20 times slower). None if no job of an
     allowed queue is due.
 
-    Not ``near`` (SQLite): each queue's first job at once, for a worker that has just seen the
-    first NEAR entries held (:func:`window_held`, read at most once a second): the window's
-    NEAR steps, taken at every claim only to find nothing, were most of what a held backlog
-    cost the claims (#17, 3 other queues: 0.59-0.69x the claims' rate with one job held,
-    0.80-0.83x without them; an instruction count of 119 against 28, now 33). The window
-    stays the first look otherwise: it finds the job in a step or two where each queue's first
-    costs a probe a queue (300 queues: ~1.5 ms a claim)."""
+    Not ``near``: each queue's first job at once, for a worker that has just seen the first
+    NEAR entries held (:func:`window_held`, read at most once a second): the window's NEAR
+    steps, taken at every claim only to find nothing, were most of what a held backlog cost
+    SQLite's claims (#17, 3 other queues: 0.59-0.69x the claims' rate with one job held,
+    0.80-0.83x without them; an instruction count of 119 against 28, now 33), and a quarter of
+    PostgreSQL's look for the job (345 against 263 us, the median of 250). The window stays the
+    first look otherwise: it finds the job in a step or two where each queue's first costs a
+    probe a queue (300 queues: ~1.5 ms a claim)."""
     # SQLite reads the entries in order as it goes, one at a time, and stops at the first of
     # an allowed queue: ordered again, all NEAR were read first (each's row: "queue" is not in
     # the index), and a claim past one held job took twice as long (QA). PostgreSQL keeps the
@@ -526,14 +529,16 @@ def _window(now: str, only: str, is_sqlite: bool) -> str:
     )
 
 
-def window_held(now: str, only: str) -> str:
-    """SQLite, SQL (a row of one boolean): whether some queue has settings and the first NEAR
-    ready jobs in claim order due at ``now`` (``only``: of those queues) are all of held queues
-    (paused, or full as its claim counts them). A claim that finds so looks at each queue's
-    first job at once (:func:`unheld_queue`, not ``near``)."""
+def window_held(now: str, only: str, *, is_sqlite: bool) -> str:
+    """SQL (a row of one boolean): whether some queue has settings and the first NEAR ready
+    jobs in claim order due at ``now`` (``only``: of those queues) are all of held queues
+    (SQLite: paused, or full as its claim counts them; PostgreSQL: paused or limited, as its
+    held claims leave them). A claim that finds so looks at each queue's first job at once
+    (:func:`unheld_queue`, not ``near``)."""
+    held = held_queues() if is_sqlite else held_queues(counted=False)
     return (
         'SELECT EXISTS (SELECT 1 FROM "queue_setting") AND (SELECT COUNT(*) FROM '
-        f'({_window(now, only, True)}) AS "n" WHERE "n"."queue" IN ({held_queues()})) = {NEAR}'
+        f'({_window(now, only, is_sqlite)}) AS "n" WHERE "n"."queue" IN ({held})) = {NEAR}'
     )
 
 

@@ -555,8 +555,8 @@ class Workflows(Lifecycle):
             with self._planned_without_sorts():
                 return self._claim_limited(worker_id, queues)
         with self._without_sorts():
-            now = self.clock()
-            return self.db.execute_sql(self._sql.held_claim(queues), (worker_id, now)).fetchone()
+            claim = self._sql.held_claim(queues, near=not self._window_held(queues))
+            return self.db.execute_sql(claim, (worker_id, self.clock())).fetchone()
 
     def _claims(self, queues: tuple[str, ...] | None) -> tuple[str, str | None]:
         if not self.is_sqlite:  # (its claims past held queues: see _claim_row, _one_statement)
@@ -564,20 +564,20 @@ class Workflows(Lifecycle):
         return self._sql.claims(queues, near=not self._window_held(queues))
 
     def _window_held(self, queues: tuple[str, ...] | None) -> bool:
-        """SQLite: whether some queue has settings and the first NEAR ready jobs in claim order
-        (of ``queues``) are all held (statements.window_held), as read at most LIMITS_RECHECK_S
-        ago (or since :meth:`forget_limits`). While they are, a claim looks at each queue's
-        first job at once, not at those NEAR first (#17, see statements.unheld_queue). Read
-        afresh each second, a backlog held or let go since costs the claims its way for that
-        second at most: the window's steps, or a probe a queue. (PostgreSQL's claims past a
-        paused backlog, the window left out so, ran no faster: 0.76-0.85x the claims' rate with
-        one job held either way, 3 rounds each, in-process.)"""
+        """Whether some queue has settings and the first NEAR ready jobs in claim order (of
+        ``queues``) are all held (statements.window_held), as read at most LIMITS_RECHECK_S ago
+        (or since :meth:`forget_limits`). While they are, a claim looks at each queue's first
+        job at once, not at those NEAR first (#17, see statements.unheld_queue). Read afresh
+        each second, a backlog held or let go since costs the claims its way for that second at
+        most: the window's steps, or a probe a queue. (PostgreSQL: read planned without sorts,
+        as its claims past a paused backlog are.)"""
         now = time.monotonic()
         read = self._windows_read.get(queues)
         if read is not None and now < read[0] + LIMITS_RECHECK_S:
             return read[1]
-        sql = window_held("?", queue_filter(queues))
-        (held,) = self.db.execute_sql(sql, (self.clock(),)).fetchone()
+        sql = window_held(self._sql.param, queue_filter(queues), is_sqlite=self.is_sqlite)
+        with contextlib.nullcontext() if self.is_sqlite else self._without_sorts():
+            (held,) = self.db.execute_sql(sql, (self.clock(),)).fetchone()
         self._windows_read[queues] = (now, bool(held))
         return bool(held)
 
@@ -669,7 +669,8 @@ class Workflows(Lifecycle):
             return super()._one_statement(job, queues)
         if job.has_dependents is not False:
             return None
-        return self._sql.held_complete_and_claim(queues), self._without_sorts()
+        near = not self._window_held(queues)
+        return self._sql.held_complete_and_claim(queues, near), self._without_sorts()
 
     def forget_limits(self) -> None:
         """The next claim reads whether any queue has a limit or a paused backlog afresh: a
