@@ -38,7 +38,6 @@ def damaged(exc: BaseException) -> bool:
     return any(words in str(exc) for words in DAMAGED)
 
 
-
 def no_answer(seconds: float) -> str:
     """How a wait for an answer is said, everywhere: "no answer for 12s"."""
     return f"{NO_ANSWER} {seconds:.0f}s"
@@ -67,6 +66,7 @@ class ReadUnderWay:
             return None
         waited = time.monotonic() - since
         return waited if waited >= NO_ANSWER_SAID_S else None
+
 
 class Backoff:
     """Waits that double from ``first`` up to ``cap`` seconds; :meth:`reset` after a success."""
