@@ -186,7 +186,7 @@ class Statements:
             sql = self._lean[queues] = self._pg_complete_and_claim(ready, None)
         return sql
 
-    def held_complete_and_claim(self, queues: tuple[str, ...] | None, near: bool = True) -> str:
+    def held_complete_and_claim(self, queues: tuple[str, ...] | None, near: bool) -> str:
         """PostgreSQL: :meth:`lean_complete_and_claim` while paused queues hold NEAR jobs or more
         (see Workflows._one_statement): the next job is found as :meth:`held_claim` finds it,
         by a probe per queue past the paused backlog, not entry by entry. Run in a transaction
@@ -208,7 +208,7 @@ class Statements:
             f'WHERE "seq" = {seq} RETURNING {self.columns}'
         )
 
-    def held_claim(self, queues: tuple[str, ...] | None, near: bool = True) -> str:
+    def held_claim(self, queues: tuple[str, ...] | None, near: bool) -> str:
         """PostgreSQL: the claim of :meth:`claims` while some queue is paused (planned without
         sorts, see Workflows._claim_row): the first job of the queue :func:`first_unheld`
         finds, not a pass over the held queues' backlogs. ``near``: see :func:`unheld_queue`."""
