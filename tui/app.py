@@ -526,8 +526,9 @@ class QueueApp(KeysInOrder):
 
     def _in_sight(self, pane: JobPane | None) -> bool:
         """Whether the job selected in ``pane`` is in sight: a key acts on no job the user
-        cannot see (in a terminal too short to show one, it says so)."""
-        if pane is None or pane.selection_in_sight:
+        cannot see (in a terminal too short to show one, it says so), or will see at the next
+        refresh (JobPane.selection_coming_in_sight)."""
+        if pane is None or pane.selection_coming_in_sight:
             return True
         if pane.shows_rows:  # (scrolled away with the mouse wheel: the cursor stays put)
             self.notify("The selected job is out of sight: move to it first", severity="warning")

@@ -4,6 +4,7 @@ last hour's failure rate and p95 in the top bar."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from test_tui_pilot import column, pane, plain, screen_text, type_ahead, typed
+from textual import events
+from textual.screen import Screen
 from textual.widgets import Input, Log, Static
 from tui_helpers import another_connection, drive, make_app, notices, opened, until
 
@@ -1007,5 +1010,71 @@ def test_keys_typed_after_g_or_G_wait_for_the_row_they_reach_to_be_in_sight(live
                 await pilot.press("escape")
                 await until(pilot, lambda: not isinstance(app.screen, DetailsScreen))
             assert at_catch_up and all(in_sight for _, in_sight in at_catch_up), at_catch_up
+
+    drive(app, scenario)
+
+
+def test_enter_as_jobs_land_above_the_selected_one_opens_it_before_the_view_catches_up(
+        live_queue, monkeypatch):
+    """Textual's table scrolls to its cursor only at its next frame once its rows changed, and
+    on a busy machine a frame comes late. Jobs of a higher priority landed above the selected
+    one as enter came: the cursor, kept on its job, was below the rows the view still showed,
+    and enter opened nothing ("the selected job is out of sight"), where the next frame showed
+    the job. Here every frame comes 0.5 s late once the cursor is on its job."""
+    _add(live_queue, "waiting", "w", 30)
+    late_frames: list[bool] = []
+    frame = Screen._on_timer_update  # (each screen's timer takes it as the screen is made)
+
+    def late(screen: Screen) -> None:
+        if late_frames:
+            asyncio.get_running_loop().call_later(0.5, frame, screen)
+        else:
+            frame(screen)
+
+    monkeypatch.setattr(Screen, "_on_timer_update", late)
+    app = make_app(live_queue)
+
+    async def scenario(pilot):
+        waiting = pane(app, "waiting")
+        await until(pilot, lambda: waiting.row_count > 5)
+        await pilot.press(*["j"] * 5)
+        await until(pilot, lambda: waiting.selected_id == "w05" and waiting.selection_in_sight)
+        late_frames.append(True)
+        _add(live_queue, "waiting", "urgent", 20, priority=5)
+        while waiting.selected_id != "w05" or waiting.cursor_row == 5:  # (no Pilot pause:
+            await asyncio.sleep(0.005)  # it draws a frame)
+        assert not waiting.selection_in_sight  # the view has not caught up yet
+        type_ahead(app, "enter")
+        await until(pilot, lambda: isinstance(app.screen, DetailsScreen) or notices(app))
+        assert not notices(app)
+        assert app.screen.job_id == "w05"
+
+    drive(app, scenario)
+
+
+def test_enter_on_a_job_the_wheel_scrolled_out_of_sight_opens_nothing_until_a_move(live_queue):
+    """A key acts on no job the user cannot see: scrolled away from it with the mouse wheel,
+    enter says so and opens nothing; a move brings the view back to the cursor."""
+    _add(live_queue, "waiting", "w", 40)
+    app = make_app(live_queue)
+
+    async def scenario(pilot):
+        waiting = pane(app, "waiting")
+        await until(pilot, lambda: waiting.row_count > waiting.rows_in_sight + 3)
+        assert app.focused is waiting and waiting.selected_id == "w00"
+        x, y = waiting.region.center
+        for _ in range(4):
+            app.post_message(events.MouseScrollDown(None, x, y, 0, 1, 0, False, False, False,
+                                                    screen_x=x, screen_y=y))  # fmt: skip
+        await until(pilot, lambda: not waiting.selection_in_sight, what=lambda: waiting.scroll_y)
+        await pilot.press("enter")
+        await until(pilot, lambda: notices(app))
+        assert notices(app) == ["The selected job is out of sight: move to it first"]
+        assert not isinstance(app.screen, DetailsScreen)
+        await pilot.press("j")
+        await until(pilot, lambda: waiting.selection_in_sight)
+        await pilot.press("enter")
+        await opened(pilot, DetailsScreen)
+        assert app.screen.job_id == "w01"
 
     drive(app, scenario)

@@ -386,6 +386,11 @@ class JobPane(DataTable):
         self.at_end = False
         self.rows_at_end = False
         self._shown_at_end = False  # the rows the table shows are the pane's last
+        # Whether the view follows the cursor (see selection_coming_in_sight): it left the
+        # cursor's row behind only if it moved without the cursor (the mouse wheel, the bar).
+        self._view_follows = True
+        self.watch(self, "cursor_coordinate", self._cursor_moved, init=False)
+        self.watch(self, "scroll_y", self._view_moved, init=False)
 
     # -- what the app calls ----------------------------------------------------------------
 
@@ -422,6 +427,23 @@ class JobPane(DataTable):
             return shown >= 1
         top = round(self.scroll_y)  # (every row is one line)
         return top <= self.cursor_row < top + shown
+
+    @property
+    def selection_coming_in_sight(self) -> bool:
+        """Whether the row under the cursor is in sight, or will be at the next refresh: the
+        cursor moved since the view last left it. Textual's table scrolls to its cursor only
+        after its next refresh once its rows changed, and a frame comes late on a busy machine:
+        enter typed as rows landed above the selected job (new jobs of a higher priority, the
+        rows above a `G`) found it out of sight and opened nothing, where the next frame
+        showed it. A view the user scrolled away from the cursor is not coming back."""
+        return self.shows_rows and (self._view_follows or self.selection_in_sight)
+
+    def _cursor_moved(self) -> None:
+        self._view_follows = True  # (the table scrolls to it, now or after its next refresh)
+
+    def _view_moved(self) -> None:
+        if not self.selection_in_sight:
+            self._view_follows = False
 
     @property
     def selected_row(self) -> JobRow | None:
