@@ -4,7 +4,6 @@ last hour's failure rate and p95 in the top bar."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -1021,34 +1020,38 @@ def test_enter_as_jobs_land_above_the_selected_one_opens_it_before_the_view_catc
     on a busy machine a frame comes late. Jobs of a higher priority landed above the selected
     one as enter came: the cursor, kept on its job, was below the rows the view still showed,
     and enter opened nothing ("the selected job is out of sight"), where the next frame showed
-    the job. Here every frame comes 0.5 s late once the cursor is on its job."""
+    the job. Here the frames are held from the moment the cursor is on its job until enter has
+    been handled."""
     _add(live_queue, "waiting", "w", 30)
-    late_frames: list[bool] = []
+    held: set[Screen] | None = None  # while a set: the screens whose frames are held
     frame = Screen._on_timer_update  # (each screen's timer takes it as the screen is made)
 
-    def late(screen: Screen) -> None:
-        if late_frames:
-            asyncio.get_running_loop().call_later(0.5, frame, screen)
-        else:
+    def held_back(screen: Screen) -> None:
+        if held is None:
             frame(screen)
+        else:
+            held.add(screen)
 
-    monkeypatch.setattr(Screen, "_on_timer_update", late)
+    monkeypatch.setattr(Screen, "_on_timer_update", held_back)
     app = make_app(live_queue)
 
     async def scenario(pilot):
+        nonlocal held
         waiting = pane(app, "waiting")
         await until(pilot, lambda: waiting.row_count > 5)
         await pilot.press(*["j"] * 5)
         await until(pilot, lambda: waiting.selected_id == "w05" and waiting.selection_in_sight)
-        late_frames.append(True)
+        held = set()
         _add(live_queue, "waiting", "urgent", 20, priority=5)
-        while waiting.selected_id != "w05" or waiting.cursor_row == 5:  # (no Pilot pause:
-            await asyncio.sleep(0.005)  # it draws a frame)
-        assert not waiting.selection_in_sight  # the view has not caught up yet
+        await until(pilot, lambda: waiting.selected_id == "w05" and waiting.cursor_row > 5)
+        assert not waiting.selection_in_sight  # the view has not caught up
         type_ahead(app, "enter")
         await until(pilot, lambda: isinstance(app.screen, DetailsScreen) or notices(app))
         assert not notices(app)
         assert app.screen.job_id == "w05"
+        screens, held = held, None
+        for screen in screens:
+            frame(screen)
 
     drive(app, scenario)
 
