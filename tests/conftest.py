@@ -21,11 +21,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _compile_for_the_processes_started() -> None:
     """Bytecode for the `queuectl` processes the tests start, as `pip install .` writes it for a
-    user. Where PYTHONDONTWRITEBYTECODE is set (CI's machines set it), nothing else writes it
-    for this checkout, and each of the ~2,000 processes a run starts compiled the modules it
-    imports again: in `tests/cli` (2026-12-07, a clean clone) 343 s of CPU and 3:59 against
-    273 s and 3:25 with it. Up to date, this reads only the files' times; where the package
-    cannot be written to (installed for another user), it writes nothing."""
+    user. Where PYTHONDONTWRITEBYTECODE is set (as on this project's machines), nothing else
+    writes it for a checkout, and each of the ~2,000 processes a run starts compiled the modules
+    it imports again. Up to date, this only compares the files' times; where the package cannot
+    be written to, it writes nothing."""
     for package in ("queuectl", "queuectl.tui"):  # (two folders in a checkout)
         spec = importlib.util.find_spec(package)  # found, not imported (the TUI's is heavy)
         for folder in spec.submodule_search_locations if spec else ():
