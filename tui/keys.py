@@ -115,6 +115,8 @@ class KeysInOrder(App):
             self.call_later(self._next_key)
 
     async def _handle_key(self, key: events.Key | events.Paste) -> None:
+        if not self.screen_stack:  # the app is ending, its screens closed: nothing takes it
+            return
         self._key_in_hand = True
         target = self.focused or self.screen  # where Textual hands the key
         try:

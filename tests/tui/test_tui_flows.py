@@ -837,8 +837,10 @@ def test_escape_leaves_the_focus_in_the_pane_moved_to_after_the_filter(live_queu
                     what="x to speak of the completed job")  # fmt: skip
         assert app.focused is pane(app, "completed") and app.filter_text == ""
         assert [job.state for job in live_queue.list_jobs()].count("cancelled") == 0
+        handled = app.keys_handled + 6
         type_ahead(app, "slash", *typed("keep"), "escape")  # from the field: back where `/` was
-        await until(pilot, lambda: app.filter_text == "" and not app.filter_bar.display)
+        await until(pilot, lambda: app.keys_handled >= handled, what="the six keys handled")
+        assert app.filter_text == "" and not app.filter_bar.display
         assert app.focused is pane(app, "completed")
 
     drive(app, scenario)

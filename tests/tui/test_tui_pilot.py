@@ -471,6 +471,25 @@ def test_enqueue_form_shows_errors_and_enqueues_nothing(seeded, fixed_clock):
     drive(app, scenario)
 
 
+def test_a_key_that_comes_as_the_app_ends_ends_cleanly(seeded, fixed_clock):
+    """A key read as the app closes its screens (typed ahead of a quit, or of a test's end)
+    was handed to the screen of that moment, and there was none: the app ended on
+    ScreenStackError, with a traceback, not as asked."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        screens = app._screen_stacks[app._current_mode]
+        shown, screens[:] = screens[:], []  # as the app ends: its screens closed
+        try:
+            await app.on_event(events.Key("x", "x"))
+            assert not app._key_in_hand  # (the keys after it are not held back)
+        finally:
+            screens[:] = shown
+        assert app._exception is None
+
+    drive(app, scenario)
+
+
 def test_a_form_made_ahead_that_takes_its_focus_as_the_app_ends_ends_cleanly(seeded, fixed_clock):
     """CI, once: the app makes its config form ahead, unshown, and Textual focuses its first
     field as it is composed. That focus, handled after the app's last screen had closed (a quit
