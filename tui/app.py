@@ -420,7 +420,7 @@ class QueueApp(KeysInOrder):
             self._acts_shown.set()
         self.loader.loaded()
         if self.loads == 1:
-            self.call_after_refresh(self._prepare_form)
+            self.call_after_refresh(self.after_the_keys, self._prepare_form)
 
     def on_health_loaded(self, message: HealthLoaded) -> None:
         self.stats.show_health(message.health)
@@ -585,13 +585,20 @@ class QueueApp(KeysInOrder):
     def _prepare_form(self) -> None:
         """Make the enqueue and config forms ahead, once the panes are shown, so that the first
         `a` or `c` only shows one: making a screen of two dozen widgets cost that key 150 ms of
-        the UI thread."""
+        the UI thread. Keys typed meanwhile go first (``after_the_keys``): `a` typed as the app
+        opened waited for both forms to be made, and then the first showing of its own."""
         default = self.config_values.get("max-retries", KEYS["max-retries"].default)
         form = self._enqueue_form(default)
         if form is not None and not form.is_running:
             self._get_screen(ENQUEUE_FORM)  # the first step of Textual's push: mounts it
+        self.call_after_refresh(self.after_the_keys, self._prepare_config_form)
+
+    def _prepare_config_form(self) -> None:
+        """The config form too, after a frame of its own (refilled when `c` shows it): made
+        with the enqueue form, the two held the UI thread at once, and a key typed then waited
+        for both."""
         if self._config_form is None and self._config_screen() is not None:
-            self._get_screen(CONFIG_FORM)  # the config form too (refilled when `c` shows it)
+            self._get_screen(CONFIG_FORM)
 
     def _enqueue(self, spec: JobSpec | None) -> None:
         if spec is not None:

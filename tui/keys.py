@@ -65,6 +65,7 @@ class KeysInOrder(App):
         self._laid_out = True
         self._resizes = 0  # how many resizes came: what is done for an earlier one is not done
         self._timers_kept: dict[str, Timer] = {}  # (Textual holds its timers weakly)
+        self._after_keys: list[Callable[[], object]] = []  # (see after_the_keys)
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Resize):
@@ -139,10 +140,23 @@ class KeysInOrder(App):
     async def keys_may_go_on(self) -> None:
         """Return once the next key may be handled: what the last one asked for is done."""
 
+    def after_the_keys(self, work: Callable[[], object]) -> None:
+        """Do ``work`` (work done ahead, that no key asked for) now if no key is waiting or
+        being handled, else after the refresh that follows the last of them: made while they
+        waited, it put them behind itself."""
+        if self._key_in_hand or self._typed:
+            self._after_keys.append(work)
+        else:
+            work()
+
     async def _next_key(self) -> None:
         self._key_in_hand = False
         if self._typed and self._laid_out:
             await self._handle_key(self._typed.popleft())
+        elif not self._typed:
+            waited, self._after_keys = self._after_keys, []
+            for work in waited:
+                self.call_after_refresh(work)
 
 
 class EscapeThenKey(XTermParser):

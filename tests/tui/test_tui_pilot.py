@@ -8,6 +8,7 @@ import os
 import sqlite3
 import threading
 import time
+from functools import partial
 
 import pytest
 from rich.console import Console
@@ -1830,6 +1831,48 @@ def test_ctrl_c_typed_while_keys_wait_for_a_slow_load_quits_at_once(live_queue, 
         drive(app, scenario, size=(100, 30))
     finally:
         release.set()
+
+
+def test_work_done_ahead_waits_for_the_keys_typed_before_it():
+    """The forms made ahead go after keys already typed, not before them: `a` sent as the app
+    opened (tmux, the panes just shown) waited for both forms to be made, ~100 ms more."""
+    import asyncio
+
+    from textual.app import App
+
+    from queuectl.tui.keys import KeysInOrder
+
+    release, done = threading.Event(), []
+
+    class Keys(KeysInOrder, App):
+        BINDINGS = [("x", "slow"), ("y", "note('y')")]
+
+        async def action_slow(self) -> None:
+            await asyncio.to_thread(release.wait, 10)  # (a key's work, the app waiting on it)
+            done.append("x")
+
+        def action_note(self, what: str) -> None:
+            done.append(what)
+
+    async def main() -> None:
+        app = Keys()
+        async with app.run_test() as pilot:
+            app.post_message(events.Key("x", "x"))
+            app.post_message(events.Key("y", "y"))
+            for _ in range(1000):  # (the app's queue waits on x: so would a pilot's pause)
+                if app._key_in_hand and app._typed:
+                    break
+                await asyncio.sleep(0.005)
+            app.after_the_keys(partial(done.append, "ahead"))
+            await asyncio.sleep(0.05)
+            assert done == []  # (not before x, nor beside it)
+            release.set()
+            await until(pilot, lambda: "ahead" in done, what="the work done ahead")
+            assert done == ["x", "y", "ahead"]
+            app.after_the_keys(partial(done.append, "at once"))  # no key waits: done now
+            assert done[-1] == "at once"
+
+    asyncio.run(main())
 
 
 def test_keys_typed_ahead_go_on_once_a_load_fails(live_queue, monkeypatch):
