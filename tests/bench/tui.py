@@ -8,7 +8,10 @@ running short jobs (`true`) at full speed:
   workers, the throughput chart and the four panes) without, then with, the top bar's last-hour
   health (read every few seconds), measured while the busy TUI runs;
 - the UI thread's share of a core: the TUI's main thread's CPU time (its schedstat, else
-  utime + stime) over 5 s of watching without keys, and over the tries; the whole process's.
+  utime + stime) over 5 s of watching without keys, and over the tries; the whole process's;
+- a key as the app opens: in a new app each try (a queue of 500 jobs, no pool), `a` sent as
+  soon as the panes are on screen, against `a` in the same app a second later (a user who
+  opens the app and types at once: what its start still had to do, the key waits for).
 """
 
 from __future__ import annotations
@@ -19,7 +22,15 @@ import statistics
 import subprocess
 import time
 
-from .harness import Figure, Report, Settings, Target, cpu_seconds, queuectl_command
+from .harness import (
+    Figure,
+    Report,
+    Settings,
+    Target,
+    cpu_seconds,
+    fresh_sqlite,
+    queuectl_command,
+)
 from .scale import cached_big_db  # the scale benchmark's 1M-job database
 
 WIDTH, HEIGHT = 120, 40
@@ -27,6 +38,7 @@ FORM_TEXT = "Enqueue a job"  # the enqueue form's title
 READY_TEXT = "Completed"  # a pane's title: the app is drawn
 TRUE_JOBS = 150_000  # the busy pool's `true` jobs (priority 1: before the database's own)
 TRIES = 12
+OPENED_JOBS = 500  # the queue the app opens on, for a key as it opens
 KEY_TIMEOUT_S = 5.0
 
 
@@ -112,6 +124,21 @@ def tries(tui: Tui, count: int) -> tuple[list[float], float, float, float]:
     return times, elapsed, ui, cpu_seconds(tui.pid) - all_before
 
 
+def as_opened(db: str, count: int) -> tuple[list[float], list[float]]:
+    """``count`` new apps on ``db``: `a` sent in each as its panes show (ms), and again a
+    second later (ms)."""
+    opened, settled = [], []
+    for index in range(count):
+        tui = Tui(db, 0, f"opened{index}")
+        try:
+            opened.append(tui.key_ms())
+            time.sleep(1.0)
+            settled.append(tui.key_ms())
+        finally:
+            tui.close()
+    return opened, settled
+
+
 def ui_share(tui: Tui, seconds: float) -> float:
     """The UI thread's share of a core (%) over ``seconds`` of only watching (no keys)."""
     before, start = thread_cpu_seconds(tui.pid, tui.pid), time.perf_counter()
@@ -145,6 +172,18 @@ def run(settings: Settings, report: Report) -> None:
     if shutil.which("tmux") is None:
         report.note("tui: skipped (no tmux)")
         return
+    small = fresh_sqlite(settings, "opened")
+    queue = Queue(small)
+    try:
+        queue.enqueue_many([JobSpec(command=f"echo {n}") for n in range(OPENED_JOBS)])
+    finally:
+        queue.close()
+    opened, settled = as_opened(small, settings.reps(TRIES, 5))
+    report.add(Figure(f"17.5 TUI as it opens: `a` sent as the panes show -> enqueue form on "
+                      f"screen (tmux, {OPENED_JOBS} jobs)", "ms", opened,
+                      "the same app a second later", settled,
+                      note=f"max {max(opened):.0f} ms"))  # fmt: skip
+
     db = cached_big_db(settings, report)
     queue = Queue(db)
     try:
