@@ -10,8 +10,8 @@ running short jobs (`true`) at full speed:
 - the UI thread's share of a core: the TUI's main thread's CPU time (its schedstat, else
   utime + stime) over 5 s of watching without keys, and over the tries; the whole process's;
 - a key as the app opens: in a new app each try (a queue of 500 jobs, no pool), `a` sent as
-  soon as the panes are on screen, against `a` in the same app a second later (a user who
-  opens the app and types at once: what its start still had to do, the key waits for).
+  soon as the panes are on screen, against `a` in the same app a second later: a user who
+  opens the app and types at once waits for what its start still has to do.
 """
 
 from __future__ import annotations
