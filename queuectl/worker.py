@@ -45,6 +45,7 @@ QUIET_TICK_S = 0.25  # the service thread's round while quiet (a look at the clo
 QUIET_AFTER_S = 2.0  # quiet: nothing ran in the pool for this long, and no hook runs
 QUIET_HOOKS_S = 5.0  # while quiet, hook deliveries are looked for this often
 WATCH_START_S = 10.0  # at most this long, the threads' first claims wait for the watch to start
+STOP_LOOK_S = 0.05  # how often that wait looks for a stop
 # A pool just started takes workers silent past the lease for gone only after this long: one cut
 # off by an outage that has just ended beats again within about a second (it retries every
 # MAX_RETRY_S). Three heartbeats, not a lease: pools that live less than a lease (a `--burst`
@@ -196,10 +197,16 @@ class WorkerPool:
 
     # -- control (any thread) ---------------------------------------------------------------
 
-    def start(self, announce: Callable[[str], None] | None = None) -> "WorkerPool":
+    def start(
+        self,
+        announce: Callable[[str], None] | None = None,
+        stop_came: Callable[[], bool] = lambda: False,
+    ) -> "WorkerPool":
         """Register this worker process and start its threads. ``announce`` is called with the
         worker's id before any thread starts: `worker start`'s first line comes before any
-        job's (QA: a --burst worker's first job was said first)."""
+        job's (QA: a --burst worker's first job was said first). ``stop_came``: whether a stop
+        was asked for meanwhile (`worker start`'s signals): then the threads start without
+        waiting for the watch, and the caller acts on the stop at once."""
         self._beat_began = time.monotonic()
         self.worker_id = self.queue.register_worker(self._target, self.started_at)
         if announce is not None:
@@ -219,8 +226,13 @@ class WorkerPool:
         if not self.queue.is_sqlite:  # (SQLite's workers share a host: see rescue_lost)
             threading.Thread(target=self._fence, name="queuectl-fence", daemon=True).start()
         # The threads' first claims come after the watch's start: a job enqueued between a
-        # thread's first look and the watch's would wait for the safety net's look.
-        self._watching.wait(WATCH_START_S)
+        # thread's first look and the watch's would wait for the safety net's look. A stop
+        # ends the wait (CI: SIGTERM as a silent network held the watch's LISTEN was acted on
+        # only once that ended, 3 s later, and the stop ended past --stop-timeout's grace).
+        until = time.monotonic() + WATCH_START_S
+        while not self._watching.wait(STOP_LOOK_S):
+            if stop_came() or time.monotonic() >= until:
+                break
         with self._lock:
             self._fill_slots()
         return self

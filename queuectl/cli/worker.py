@@ -223,7 +223,7 @@ def start(
             )  # fmt: skip
             if stopper.received:  # (came as the lock went: nothing is to start)
                 raise _StoppedBeforeItStarted()
-            return pool.start(announce)
+            return pool.start(announce, stop_came=lambda: bool(stopper.received))
 
     try:
         pool = _started_once_there_is_room(started, stopper, log)

@@ -352,7 +352,10 @@ def test_a_stop_while_the_database_does_not_answer_ends_within_the_stop_timeout(
     pg_target, outage, workers, tmp_path
 ):
     """QA: SIGTERM while the network dropped packets without a word: the worker waited for the
-    answer to its heartbeat, past --stop-timeout, until the network came back (65 s)."""
+    answer to its heartbeat, past --stop-timeout, until the network came back (65 s). CI: the
+    silence began as the worker's watch sent its LISTEN, and the worker, waiting for that to
+    start its threads, acted on the SIGTERM only 3 s later (7.1 s in all, over 8 on a busy
+    machine); 4.1 s now."""
     queue = Queue(pg_target)
     worker = Worker(outage.url, tmp_path, "w", "--stop-timeout", "2")
     workers.append(worker)
@@ -365,7 +368,11 @@ def test_a_stop_while_the_database_does_not_answer_ends_within_the_stop_timeout(
     try:
         # --stop-timeout 2 and the grace (worker.UNANSWERED_GRACE_S, 2 s): it took 9-12 s
         # while the stop waited for the outage to be said (a connect's timeout) to count.
-        assert worker.process.wait(8) == 1, worker.log()
+        try:
+            code = worker.process.wait(8)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running 8 s after SIGTERM:\n{worker.log()}")
+        assert code == 1, worker.log()
     finally:
         outage.up()
     assert "has not answered within the stop timeout" in worker.log()
