@@ -1838,13 +1838,11 @@ def test_work_done_ahead_waits_for_the_keys_typed_before_it():
     opened (tmux, the panes just shown) waited for both forms to be made, ~100 ms more."""
     import asyncio
 
-    from textual.app import App
-
     from queuectl.tui.keys import KeysInOrder
 
     release, done = threading.Event(), []
 
-    class Keys(KeysInOrder, App):
+    class Keys(KeysInOrder):  # (an App)
         BINDINGS = [("x", "slow"), ("y", "note('y')")]
 
         async def action_slow(self) -> None:
