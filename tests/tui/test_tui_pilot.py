@@ -856,6 +856,32 @@ def test_keys_typed_ahead_in_the_config_form_and_after_an_invalid_submit(seeded,
     drive(app, scenario)
 
 
+def test_the_config_form_shown_again_after_an_error_moved_the_focus_has_its_value_selected(
+    seeded, fixed_clock
+):
+    """QA: `c`, -1 tab 0.5 enter (both refused: the focus goes back to max-retries), escape,
+    then `c` 1 enter saved 31: the field the error had focused kept its text unselected."""
+    app = make_app(seeded, clock=fixed_clock)
+
+    async def scenario(pilot):
+        await pilot.press("c")
+        screen = await opened(pilot, ConfigScreen)
+        await until(pilot, lambda: app.focused is screen.query_one("#max-retries", Input))
+        await pilot.press("-", "1", "tab", "0", ".", "5", "enter")
+        await until(pilot, lambda: screen.field("backoff-base").has_class("-invalid"))
+        assert app.focused is screen.query_one("#max-retries", Input)
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is not screen)
+        handled = app.keys_handled + 3
+        type_ahead(app, "c", "1", "enter")
+        await until(pilot, lambda: app.keys_handled >= handled and app.screen is not screen)
+        await until(pilot, lambda: seeded.config()["max-retries"] != 3)
+        assert seeded.config()["max-retries"] == 1
+        assert seeded.config()["backoff-base"] == 2
+
+    drive(app, scenario)
+
+
 def test_keys_typed_ahead_in_a_confirmation_answer_what_was_focused(seeded, fixed_clock):
     """tab then enter at once on "Retry all?" presses No, the button tab moved to."""
     app = make_app(seeded, clock=fixed_clock)

@@ -158,8 +158,11 @@ class Field(Vertical):
         box.value = shown
         self._keep(box)
         box.cursor_position = len(shown)
-        if box.select_on_focus and box.has_focus:  # put in while reached: selected, as then
+        if box.selects and box.has_focus:  # put in while reached: selected, as then
+            # (By the field's kind: the last focus, an error's, left `select_on_focus` off, and
+            # a form shown again with its focus there took `c 1` as 31, QA.)
             box.selection = Selection(0, len(shown))
+            box.select_on_focus = True
         self.query_one(".field-hint", Label).update(self._hint())
 
     @property
