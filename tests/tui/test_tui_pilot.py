@@ -428,6 +428,47 @@ def test_enqueue_form_puts_the_job_in_the_queue_this_app_runs(seeded, fixed_cloc
     drive(app, scenario)
 
 
+def test_enqueue_form_reads_a_json_job_as_the_cli_does(seeded, fixed_clock):
+    """QA: `{"command": "echo fromjson", "priority": 5}` typed in the command field was run by
+    the shell (exit 127, then the DLQ). It is read as `queuectl enqueue ARG` reads ARG: the JSON's
+    keys win, the form's other fields fill in what it leaves out, and a key it does not know
+    is refused under the field, enqueueing nothing."""
+    app = QueueApp(seeded, workers=0, clock=fixed_clock, refresh_interval=0.25,
+                   queues=("deploy",))  # fmt: skip
+    first = seeded.list_jobs()[0]
+
+    def enqueued(command: str) -> list:
+        return [job for job in seeded.list_jobs() if job.command == command]
+
+    async def scenario(pilot):
+        await pilot.press("a")
+        await opened(pilot, EnqueueScreen)
+        await fill(pilot, "command", '{"command": "echo fromjson", "priority": 5, "id": "j1", '
+                                     f'"after": ["{first.id}"]}}')  # fmt: skip
+        await fill(pilot, "priority", "9")  # the JSON's wins, as over --priority
+        await fill(pilot, "max_retries", "4")  # left out by the JSON: the form's
+        await pilot.press("enter")
+        job = (await until(pilot, lambda: enqueued("echo fromjson")))[0]
+        assert (job.id, job.priority, job.max_retries) == ("j1", 5, 4)
+        assert (job.to_dict()["after"], job.queue) == ([first.id], "deploy")
+        # Unknown key: refused as the CLI refuses it, nothing enqueued, the form still open.
+        await pilot.press("a")
+        form = await opened(pilot, EnqueueScreen)
+        await fill(pilot, "command", '{"command": "echo bogus", "bogus": 1}')
+        await pilot.press("enter")
+        await until(pilot, lambda: form.field("command").has_class("-invalid"))
+        error = str(form.field("command").query_one(".field-error", Static).render())
+        assert "unknown key 'bogus'" in error
+        assert app.screen is form
+        # A shell group is still a command.
+        await fill(pilot, "command", "{ echo a; }")
+        await pilot.press("enter")
+        await until(pilot, lambda: enqueued("{ echo a; }"))
+        assert enqueued("echo bogus") == []
+
+    drive(app, scenario)
+
+
 def test_enqueue_form_shows_errors_and_enqueues_nothing(seeded, fixed_clock):
     app = make_app(seeded, clock=fixed_clock)
     before = len(seeded.list_jobs())
