@@ -313,7 +313,9 @@ def utc_time(moment: float | None, *, zone: str = "Z") -> str:
     """UTC epoch seconds to the second: ``2026-11-28T21:00:03Z`` (``-`` for None)."""
     if moment is None:
         return "-"
-    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + zone
+    # isoformat, not strftime's %Y, which glibc does not pad: the year 999 was "999-06-01" (QA).
+    moment_utc = datetime.fromtimestamp(moment, timezone.utc).replace(tzinfo=None)
+    return moment_utc.isoformat(timespec="seconds") + zone
 
 
 def relative_time(moment: float | None, now: float) -> str:

@@ -163,6 +163,17 @@ def test_show_prints_whole_numbers_whole(run):
     assert "max_retries: 7654321 (config max-retries)" in run.ok("show", other["id"])
 
 
+def test_show_prints_a_year_before_1000_with_its_four_digits(run):
+    """QA: `--run-at 0999-06-01` was shown `run_at: 999-06-01T00:00:00Z` (strftime's %Y), not
+    ISO 8601; `--json` had it right."""
+    job = run.json("enqueue", "--run-at", "0999-06-01T00:00:05Z", "x")
+    assert job["run_at"].startswith("0999-06-01T00:00:05")
+    shown = run.ok("show", job["id"])
+    assert "run_at:      0999-06-01T00:00:05Z (" in shown
+    first = run.json("enqueue", "--run-at", "0001-01-01T00:00:00Z", "y")
+    assert "run_at:      0001-01-01T00:00:00Z (" in run.ok("show", first["id"])
+
+
 def test_an_enqueue_file_line_past_the_limit_is_refused(run, any_queue, monkeypatch):
     """`--file /dev/zero` read one line for ever (a MemoryError traceback under a limit)."""
     monkeypatch.setattr(jobs_cli, "MAX_LINE", 100)
