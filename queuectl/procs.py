@@ -9,6 +9,7 @@ but the standard library's basics (no peewee, no ctypes).
 from __future__ import annotations
 
 import os
+import time
 
 # Set in every job's environment to the id of the worker that runs it, so that the job's processes
 # can be found (and killed) after that worker died without taking them down (kill_leftovers).
@@ -47,6 +48,26 @@ def process_space() -> str:
         except OSError:
             _process_space = ""
     return _process_space
+
+
+def process_started_at() -> float | None:
+    """When this process began (its fork), in ``time.time()``'s terms: never before it, at most
+    a clock tick (10 ms) after. None where /proc cannot tell.
+
+    Not the time the program first read the clock: that came after Python started and imported
+    it, and on a busy machine a `worker stop` run just after `worker start &` asked for its
+    stop before then, so the worker, still starting, took the stop for an older one and ran on
+    (a full run of the suite, once; 4 runs of its test in 24 under load). The kernel counts the
+    start in ticks since boot, the tick it fell in; its end is taken, so that a worker started
+    once a stop has ended (`worker stop; worker start`) never takes that stop for its own."""
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        ticks, per_second = int(fields[19]), os.sysconf("SC_CLK_TCK")  # (stat's 22nd field)
+        since_boot, now = time.clock_gettime(time.CLOCK_BOOTTIME), time.time()
+    except (OSError, IndexError, ValueError, AttributeError):  # (no CLOCK_BOOTTIME: not Linux)
+        return None
+    return now - (since_boot - (ticks + 1) / per_second)
 
 
 def pid_running(pid: int) -> bool:

@@ -22,8 +22,9 @@ from .. import __version__
 from ..errors import QueueError
 from .common import DB_ENV_VAR, Settings
 
-# As the process began, near enough: a `worker stop` on this host since then stops a `worker
-# start` still starting, as it registers (see Registry.register_worker).
+# As the process began, near enough where /proc cannot say (procs.process_started_at): a `worker
+# stop` on this host since then stops a `worker start` still starting, as it registers (see
+# Registry.register_worker).
 STARTED_AT = time.time()
 
 # name -> "module:object", in the order `--help` lists them.

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..limits import MAX_THREADS, STOP_TIMEOUT_S
+from ..procs import process_started_at
 from ..states import State
 from ..text import escaped_line, relative_time, rounded_duration, utc_time
 from . import STARTED_AT
@@ -208,6 +209,10 @@ def start(
     if queues:
         mode += f" for queue(s) {', '.join(sorted(set(queues)))}"
 
+    began = process_started_at()  # (the fork: see there)
+    if began is None:
+        began = STARTED_AT
+
     def started() -> WorkerPool:
         queue = settings.queue
 
@@ -219,7 +224,7 @@ def start(
         with lock_waits_end_when(queue.db, lambda: bool(stopper.received)):
             pool = WorkerPool(
                 queue, count, on_event=log, burst=burst, stop_timeout=stop_timeout,
-                queues=queues or None, started_at=STARTED_AT,
+                queues=queues or None, started_at=began,
             )  # fmt: skip
             if stopper.received:  # (came as the lock went: nothing is to start)
                 raise _StoppedBeforeItStarted()

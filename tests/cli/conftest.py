@@ -116,7 +116,15 @@ class Spawned:
         self.proc.send_signal(signum)
 
     def wait(self, timeout: float = 30) -> int:
-        return self.proc.wait(timeout)
+        """Its exit status; a process still running after ``timeout`` fails the test with
+        what it logged (a bare TimeoutExpired said nothing of why, CI)."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"{shlex.join(self.proc.args)} still running after {timeout:g}s; "
+                f"it logged:\n{self.log()}"
+            ) from None
 
     def cleanup(self) -> None:
         try:

@@ -435,6 +435,32 @@ def test_worker_stop_right_after_worker_start_stops_it(qc, spawn, queue):
     assert queue.get(job_id).state == "completed"
 
 
+def test_worker_stop_stops_a_worker_whose_python_is_still_starting(qc, spawn, env, tmp_path,
+                                                                   queue):
+    """A suite run, once (4 runs of 24 under load): `worker start &`, then `worker stop`, whose
+    stop came before the worker's Python had read the clock it took as its start. The worker
+    took the stop for an older one and ran on. Its start is now its process's: here Python is
+    held 1.5 s before queuectl loads, past the whole `worker stop`."""
+    slow = tmp_path / "slow-start"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text("import time\ntime.sleep(1.5)\n")
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(slow), path]))
+    worker = spawn("worker", "start")
+    env.pop("PYTHONPATH") if path is None else env.update(PYTHONPATH=path)
+    stopping = qc("worker", "stop", "--timeout", "30")
+    assert (stopping.returncode, stopping.stderr) == (0, "no workers running\n")
+    assert worker.wait(30) == 0
+    assert "stopped" in worker.log().splitlines()[-1]
+    spawn("worker", "start")  # and one started after that stop is not asked to stop
+    engine = queue.open()
+    try:
+        live = wait_until(engine.live_workers, 30, "the next worker to register")
+        assert [worker.stop_requested for worker in live] == [False]
+    finally:
+        engine.close()
+
+
 def test_a_sqlite_url_with_options_is_refused_not_made_a_file_of_that_name(qc, tmp_path):
     line = one_error(qc("--db", "sqlite:///jobs.db?mode=ro", "status"), 1)
     assert "takes no options" in line

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -24,7 +25,22 @@ def test_imports_nothing_heavy():
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported <= {"__future__", "os", "signal"}
+    assert imported <= {"__future__", "os", "signal", "time"}
+
+
+@linux_only
+def test_a_process_start_is_its_fork_not_when_it_asked():
+    """What `worker start` takes as its start (a `worker stop` since then stops it as it
+    registers): never before the process began, at most a clock tick after, however long
+    Python took to get there (here 0.5 s)."""
+    asked = ("import time; time.sleep(0.5); from queuectl import procs; "
+             "print(repr(procs.process_started_at()))")
+    before = time.time()
+    child = subprocess.Popen([sys.executable, "-c", asked], stdout=subprocess.PIPE, text=True)
+    after = time.time()
+    started = float(child.communicate(timeout=30)[0])
+    tick = 1 / os.sysconf("SC_CLK_TCK")
+    assert before <= started <= after + tick + 0.005, (started - before, after - before)
 
 
 def test_pid_alive():
