@@ -20,7 +20,7 @@ from .history import History
 from .hooks import Hooks
 from .lifecycle import ID_ALPHABET, ID_LENGTH, MAX_BACKOFF_S, backoff_delay, new_id, new_ids
 from .models import CLAIMABLE
-from .reading import check_state
+from .reading import WholeId, check_state
 from .registry import WORKER_LOST, Registry
 from .schedules import Schedules
 from .workflows import Workflows
@@ -43,6 +43,7 @@ __all__ = [
     "MAX_BACKOFF_S",
     "Queue",
     "WORKER_LOST",
+    "WholeId",
     "backoff_delay",
     "check_state",
     "new_id",

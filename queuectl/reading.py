@@ -39,17 +39,30 @@ LIST_COLUMNS = tuple(field for field in Job._meta.sorted_fields if field.name !=
 LIST_COLUMN_NAMES = tuple(field.name for field in LIST_COLUMNS)
 
 
+class WholeId(str):
+    """A job's whole id as read from the database (the TUI's rows, a job's dependencies): every
+    call that takes an id or a unique prefix of one takes it as that id only. A person types a
+    prefix; a program that names a job it has seen means that job, and once it is purged, no
+    other (QA: the TUI's `e` on a job purged meanwhile edited `ue3-b`, whose id starts with
+    `ue3`; `x` and `r` cancelled and retried such a job)."""
+
+    __slots__ = ()
+
+
 class Reading(QueueCore):
     def get(self, prefix: str) -> Job:
-        """The job whose id is ``prefix`` or uniquely starts with it."""
+        """The job whose id is ``prefix`` or uniquely starts with it (a :class:`WholeId`: the
+        job of that id only)."""
         if not prefix or not storable(prefix):  # e.g. undecodable bytes from argv: no id has it
             from .text import as_typed  # (not on enqueue's path: it prints only an id)
 
             raise QueueError(f"no job {as_typed(prefix)}")
         Job = self.models.Job
-        job = Job.get_or_none(Job.id == prefix)
+        job = Job.get_or_none(Job.id == str(prefix))
         if job is not None:
             return job
+        if isinstance(prefix, WholeId):
+            raise QueueError(f"no job {str(prefix)!r}")
         matches = list(Job.select(Job.id).where(self._id_starts(prefix)).order_by(Job.id).limit(3))
         if not matches:
             raise QueueError(f"no job {prefix!r}")

@@ -33,7 +33,7 @@ from textual.widgets import Input
 from queuectl.config import KEYS
 from queuectl.errors import JobRunning, QueueError
 from queuectl.models import ACTIVE, CLAIMABLE, DEFAULT_QUEUE, FINAL, Job, State
-from queuectl.queue import Queue
+from queuectl.queue import Queue, WholeId
 from queuectl.reconnect import NO_ANSWER_SAID_S, no_answer
 from queuectl.spec import JobSpec
 from queuectl.text import escaped_line, shorten
@@ -685,7 +685,7 @@ class QueueApp(KeysInOrder):
             self.notify("The DLQ is empty", severity="warning")
             return
         # Dead or cancelled alike (SPEC 6); the engine refuses a job retried meanwhile.
-        self._act(lambda: f"Retrying {self.queue.retry([job_id])[0].id}")
+        self._act(lambda: f"Retrying {self.queue.retry([WholeId(job_id)])[0].id}")
 
     def action_retry_all(self) -> None:
         dead = self.stats.counts.get(State.DEAD, 0)  # the pane lists cancelled jobs too
@@ -747,7 +747,7 @@ class QueueApp(KeysInOrder):
         refresh old: a job that has started since is not stopped unasked (its process killed
         by an `x` meant for a waiting job); the question is asked first, as for a running one."""
         try:
-            return f"Cancelled {self.queue.cancel([job_id], running=False)[0].id}"
+            return f"Cancelled {self.queue.cancel([WholeId(job_id)], running=False)[0].id}"
         except JobRunning:
             self.call_from_thread(self._confirm_cancel, job_id)
             return None
@@ -757,7 +757,7 @@ class QueueApp(KeysInOrder):
         on a thread of its own, so that the actions asked after it do not wait too. The keys
         typed after it do (keys_may_go_on), until the panes show the job stopped: while it
         still showed running, `x y x y` asked the same job twice (QA)."""
-        job = self.queue.cancel([job_id])[0]
+        job = self.queue.cancel([WholeId(job_id)])[0]
         if job.state not in ACTIVE:  # it ended meanwhile: cancelled at once, if it was waiting
             return f"Cancelled {job.id}"
         with self._stopping_lock:

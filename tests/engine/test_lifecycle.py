@@ -308,6 +308,26 @@ def test_get_by_unique_prefix(q):
         q.get("abc1234")
 
 
+def test_a_whole_id_names_that_job_only_once_it_is_gone(q):
+    """What the TUI passes (a row's id): QA's `e` on a job purged meanwhile edited `ue3-b`, the
+    one job whose id starts with `ue3`; `x` and `r` cancelled and retried such a job."""
+    from queuectl.queue import WholeId
+
+    q.enqueue(JobSpec(command="a", id="ue3"))
+    other = q.enqueue(JobSpec(command="b", id="ue3-b"))
+    assert q.get(WholeId("ue3")).command == "a"
+    q.cancel([WholeId("ue3")])
+    assert q.purge(states=["cancelled"]) == 1
+    assert q.get("ue3").id == other.id  # typed, a prefix (SPEC 3)
+    for act in (lambda: q.get(WholeId("ue3")), lambda: q.cancel([WholeId("ue3")]),
+                lambda: q.retry([WholeId("ue3")]),
+                lambda: q.edit(WholeId("ue3"), {"priority": 9})):  # fmt: skip
+        with pytest.raises(QueueError, match="^no job 'ue3'$"):
+            act()
+    left = q.get("ue3-b")
+    assert (left.state, left.priority) == ("pending", 0)
+
+
 def test_prefix_is_literal_and_case_sensitive(q):
     """A prefix is a prefix: not a LIKE pattern, and case matters (ids are case-sensitive)."""
     upper = q.enqueue(JobSpec(command="x", id="Build-1"))

@@ -450,6 +450,66 @@ def test_e_on_a_job_that_started_meanwhile_shows_the_refusal(seeded, fixed_clock
     drive(app, scenario)
 
 
+def test_x_e_and_r_on_a_job_purged_meanwhile_act_on_no_other(seeded, fixed_clock):
+    """QA: a job purged under the app's selection (another process, or `retention`), then `e`
+    edited, `x` cancelled and `r` retried the job whose id starts with its id (`ue3-b` for
+    `ue3`): the engine took the row's id as a prefix, as it takes one typed. Each now says the
+    job is gone, and the other job is left as it was."""
+    from queuectl.tui.app import QueueApp
+
+    def gone(job_id: str) -> None:
+        seeded.cancel([job_id])
+        assert seeded.purge(states=["cancelled"]) == 1
+
+    def said(text: str):
+        return lambda: any(text in notice for notice in notices(app))
+
+    async def select(name: str, job_id: str) -> None:
+        rows = pane(app, name)
+        await until(pilot_, lambda: job_id in column(rows, "id"))
+        for _ in range(len(column(rows, "id"))):
+            if rows.selected_id == job_id:
+                return
+            await pilot_.press("down")
+        assert rows.selected_id == job_id
+
+    for job_id in ("test-suite-2", "test-suite-2b"):
+        seeded.enqueue(JobSpec(command="other", id=job_id, priority=-5))
+    app = QueueApp(seeded, workers=0, clock=fixed_clock, refresh_interval=3600)  # rows kept
+    pilot_ = None
+
+    async def scenario(pilot):
+        nonlocal pilot_
+        pilot_ = pilot
+        await until(pilot, lambda: pane(app, "waiting").selected_id == "test-suite")
+        gone("test-suite")
+        await pilot.press("x")  # on the row still shown
+        await until(pilot, said("no job 'test-suite'"))
+        assert str(seeded.get("test-suite-2").state) == "pending"
+        app.request_load()
+        await select("waiting", "test-suite-2")
+        await pilot.press("e")
+        await opened(pilot, EditScreen)
+        gone("test-suite-2")
+        await pilot.press("tab", "tab", *"9", "enter")
+        await until(pilot, said("no job 'test-suite-2'"))
+        left = seeded.get("test-suite-2b")
+        assert (left.state, left.priority) == ("pending", -5)
+        # `r` in the Dead pane, on a cancelled job purged meanwhile.
+        seeded.cancel(["test-suite-2b"])
+        app.request_load()
+        await pilot.press("tab", "tab", "tab")
+        await select("dead", "test-suite-2b")
+        assert seeded.purge(states=["cancelled"]) == 1
+        seeded.enqueue(JobSpec(command="x", id="test-suite-2bx"))
+        seeded.cancel(["test-suite-2bx"])
+        await pilot.press("r")
+        await until(pilot, said("no job 'test-suite-2b'"))
+        assert str(seeded.get("test-suite-2bx").state) == "cancelled"
+
+    drive(app, scenario)
+
+
 # -- l: live output ------------------------------------------------------------------------
 
 

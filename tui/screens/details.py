@@ -18,7 +18,7 @@ from textual.widgets import Static
 
 from queuectl.errors import QueueError
 from queuectl.models import ACTIVE, FINAL, Job, State
-from queuectl.queue import Queue
+from queuectl.queue import Queue, WholeId
 from queuectl.text import coarse_relative_time, duration, safe, utc_time
 
 from ..data import keep_looking
@@ -207,7 +207,7 @@ class DetailsScreen(ModalScreen[None]):
     def _read(self) -> None:
         self._read_at = time.monotonic()
         try:
-            job = self.queue.get(self.job_id)
+            job = self.queue.get(WholeId(self.job_id))
             self._seq, self._run = job.seq, _run_of(job)
             times = {name: getattr(job, name) for name in Job.TIME_FIELDS}
             after = []
@@ -216,7 +216,7 @@ class DetailsScreen(ModalScreen[None]):
                     after.append((dep_id, "purged"))
                     continue
                 try:
-                    after.append((dep_id, str(self.queue.get(dep_id).state)))
+                    after.append((dep_id, str(self.queue.get(WholeId(dep_id)).state)))
                 except QueueError:  # purged meanwhile
                     after.append((dep_id, "purged"))
             needed_by = [(dep.id, str(dep.state)) for dep in self.queue.dependents(job)]

@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 
 from queuectl.config import KEYS
 from queuectl.errors import InvalidInput, QueueError
-from queuectl.queue import Queue
+from queuectl.queue import Queue, WholeId
 from queuectl.spec import parse_time, validate_command, validate_int, validate_name
 from queuectl.spec import validate_seconds
 from queuectl.text import countdown, shown_number
@@ -119,7 +119,7 @@ class EditScreen(FormScreen[Outcome]):
         """In a thread: edit the job; the notice and, if the engine found a value invalid, the
         field to show it under."""
         try:
-            job = self.queue.edit(self.row.id, changes)
+            job = self.queue.edit(WholeId(self.row.id), changes)
         except InvalidInput as exc:
             text = str(exc)
             field = next((key for key in changes if repr(key) in text), "command")

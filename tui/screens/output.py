@@ -24,7 +24,7 @@ from textual.widgets import Log, Static
 
 from queuectl.errors import QueueError
 from queuectl.models import State
-from queuectl.queue import Queue
+from queuectl.queue import Queue, WholeId
 from queuectl.reconnect import NO_ANSWER, ReadUnderWay, no_answer
 from queuectl.text import OutputCursor, safe
 
@@ -57,7 +57,7 @@ class Follower:
         """One look at the job: what changed since the last look, or None if nothing did."""
         queue, cursor = self.queue, self.cursor
         if self.seq is None:
-            self.seq = queue.get(self.job_id).seq
+            self.seq = queue.get(WholeId(self.job_id)).seq
         progress = queue.progress(self.seq)
         if progress is None:
             if self.gone:
