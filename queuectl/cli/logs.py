@@ -251,6 +251,14 @@ class _Follower:
                     self.lines = None
                     self.next_run_to_say = True
             return False  # not started yet: wait for the start
+        if followed is None and self.said_last_run and progress.state not in ACTIVE and (
+            (progress.attempts or 0) <= self.attempts_before
+        ):
+            # Ended while it waited to run again (cancelled): its last run's output is printed
+            # already (QA: printed again, after "attempt 1 started", a run that never began).
+            click.echo(f"queuectl logs: the job is {progress.state}: it did not run again",
+                       err=True)  # fmt: skip
+            return True
         run = (progress.attempts, progress.started_at)
         if followed is not None and run != followed:
             if progress.attempts > followed[0]:  # type: ignore[operator]

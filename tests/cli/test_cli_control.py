@@ -359,6 +359,21 @@ def test_logs_follow_on_a_job_waiting_to_retry_prints_its_last_run_then_the_next
     assert follower.log() == "first\nqueuectl logs: attempt 2 started\nsecond\n"
 
 
+def test_logs_follow_on_a_job_waiting_to_retry_that_is_cancelled_prints_no_run_again(
+    qc, spawn, queue
+):
+    """QA (SQLite twice, PostgreSQL): `logs -f` on a job waiting to retry, then `cancel`: it
+    printed the last run's output a second time, after "attempt 1 started", a run that never
+    began. It ends, saying the job did not run again."""
+    job_id = qc("enqueue", "echo out1; false").stdout.strip()
+    failed_once(queue, "out1\n")
+    follower = spawn("logs", "-f", job_id)
+    wait_until(lambda: follower.log() == "out1\n", 30, follower.log)
+    assert qc("cancel", job_id).returncode == 0
+    assert follower.wait(30) == 0
+    assert follower.log() == "out1\nqueuectl logs: the job is cancelled: it did not run again\n"
+
+
 def test_logs_follow_ends_with_a_quick_run_it_did_not_see_running(qc, spawn, queue, tmp_path):
     """QA (PostgreSQL, 3 of 3): `logs -f` on a job waiting to retry, whose next run began and
     failed between two of its looks, waited on: it printed a later run's output instead (the
