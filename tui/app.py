@@ -36,7 +36,7 @@ from queuectl.models import ACTIVE, CLAIMABLE, DEFAULT_QUEUE, FINAL, Job, State
 from queuectl.queue import Queue, WholeId
 from queuectl.reconnect import NO_ANSWER_SAID_S, no_answer
 from queuectl.spec import JobSpec
-from queuectl.text import escaped_line, shorten
+from queuectl.text import escaped_line, shorten, utc_time
 from queuectl.worker import MAX_THREADS, JobEvent
 
 from .data import HealthLoaded, Loader, pane_summaries
@@ -613,9 +613,13 @@ class QueueApp(KeysInOrder):
         except Exception as exc:
             shown = shorten(escaped_line(spec.command), UNSENT_SHOWN)
             # With what else was typed in the form (QA: only the command was said).
+            # A JSON job's own keys too (QA: a duplicate id said only the command and queue).
             given = [f"{name.replace('_', ' ')} {value}" for name, value in (
+                ("id", spec.id), ("after", " ".join(spec.after or ()) or None),
                 ("max_retries", spec.max_retries), ("priority", spec.priority),
                 ("timeout", spec.timeout), ("delay", spec.delay),
+                ("run_at", None if spec.run_at is None else utc_time(spec.run_at)),
+                ("cwd", spec.cwd),
                 ("queue", None if spec.queue == DEFAULT_QUEUE else spec.queue),
             ) if value is not None]  # fmt: skip
             options = f" ({', '.join(given)})" if given else ""

@@ -2380,6 +2380,27 @@ def test_a_job_the_database_refused_is_said_plainly_with_its_command(seeded, fix
     drive(app, scenario)
 
 
+def test_a_json_job_the_database_refused_is_said_with_its_own_keys(seeded, fixed_clock):
+    """QA: a JSON job in the form whose id was taken (or whose `after` named no job) was said
+    "Not enqueued (duplicate id ...): dupe (queue qa)": its id and `after`, typed, were lost."""
+    app = make_app(seeded, clock=fixed_clock)
+    said = lambda: [str(n.message) for n in app._notifications]  # noqa: E731
+    before = len(seeded.list_jobs())
+
+    async def scenario(pilot):
+        await pilot.press("a")
+        await opened(pilot, EnqueueScreen)
+        await fill(pilot, "command", '{"id": "test-suite", "command": "dupe", "queue": "qa", '
+                                     '"after": ["docs-build"], "cwd": "/srv"}')  # fmt: skip
+        await pilot.press("enter")
+        await until(pilot, lambda: any("Not enqueued" in text for text in said()))
+        assert ("Not enqueued (duplicate id 'test-suite': a job with it exists): dupe "
+                "(id test-suite, after docs-build, cwd /srv, queue qa)") in said()
+        assert len(seeded.list_jobs()) == before
+
+    drive(app, scenario)
+
+
 def test_config_the_database_refused_is_said_with_what_was_not_saved(seeded, fixed_clock,
                                                                      monkeypatch):
     """QA, the server away: `c 6 enter` closed the form saying only "database error:
